@@ -1,1 +1,68 @@
+//! BFT state machine replication in the style of BFT-SMaRt (Mod-SMaRt) and PBFT.
+//!
+//! # Paper mapping
+//!
+//! Seed 004 (BFT-SMaRt talk, WHEAT, AWARE) and seed 003's description of PBFT-style
+//! agreement; Castro & Liskov, "Practical Byzantine Fault Tolerance" (OSDI'99) for
+//! certificates and checkpoints; Sousa & Bessani, "From Byzantine Consensus to BFT
+//! State Machine Replication: A Latency-Optimal Transformation" (Mod-SMaRt) for the
+//! synchronization phase.
+//!
+//! | here | BFT-SMaRt / Mod-SMaRt | PBFT |
+//! |---|---|---|
+//! | [`Message::Request`] | client request (to all replicas) | REQUEST |
+//! | [`Message::Propose`] | PROPOSE | PRE-PREPARE |
+//! | [`Message::Write`] | WRITE | PREPARE |
+//! | [`Message::Accept`] | ACCEPT | COMMIT |
+//! | [`Message::Reply`] | reply (client waits for f+1) | REPLY |
+//! | [`Message::Stop`] | STOP | (view-change trigger) |
+//! | [`Message::StopData`] | STOP-DATA | VIEW-CHANGE |
+//! | [`Message::Sync`] | SYNC | NEW-VIEW |
+//! | [`Message::Checkpoint`] | checkpoint | CHECKPOINT |
+//! | [`Message::FetchState`] / [`Message::State`] | state transfer | state transfer |
+//! | [`Message::FetchLog`] / [`Message::Log`] | log transfer | (fetch) |
+//!
+//! # Message flow (normal case, n = 4, f = 1)
+//!
+//! ```text
+//! client ──Request──▶ all replicas   (MAC authenticator: one HMAC per replica)
+//! leader ──Propose(v, s, batch)──▶ all
+//! all    ──Write(v, s, d, sig)──▶ all     Q votes ⇒ prepared (certificate = Q signed Writes)
+//! all    ──Accept(v, s, d)──▶ all          Q votes ⇒ decided; execute in slot order
+//! all    ──Reply──▶ client                 weak quorum (f+1 in votes) of matching results
+//! ```
+//!
+//! Quorums are counted in votes ([`byzscale_core::quorum`]), so WHEAT's weighted
+//! configurations (n = 3f+1+Δ) are the general case and classic PBFT is all weights 1.
+//!
+//! # Deviations, and why
+//!
+//! - WRITE messages are signed (ed25519) so a prepared certificate is transferable
+//!   in the synchronization phase; ACCEPTs and everything else ride on the driver's
+//!   pairwise-MAC channels. PBFT's all-MAC view change is much more complex; batching
+//!   amortises one signature per replica per slot. Signatures are verified lazily, in
+//!   one batch, when a value reaches a quorum.
+//! - The synchronization phase sends STOP-DATA (signed) to the new leader, which
+//!   forwards a quorum of them in SYNC; every replica recomputes the re-proposals
+//!   deterministically from the STOP-DATA it received (PBFT's NEW-VIEW "O" set), so
+//!   SYNC itself needs no signature.
+//! - Requests carry PBFT-style MAC authenticators, not signatures. A Byzantine client
+//!   that sends authenticators valid for some replicas only can stall the slot that
+//!   holds its request until a view change; it cannot affect safety. (Castro's thesis
+//!   §3.? fixes this with a second round; left for later, see docs/ARCHITECTURE.md.)
+//! - Per-client FIFO is enforced at execution: requests are executed in client
+//!   sequence order, out-of-order ones are buffered (bounded by the client window).
+//! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the
+//!   synchronization phase trusts the replicas' accepted values.
+//! - Unordered read-only requests are answered from local state; the client needs a
+//!   full quorum of matching replies and otherwise falls back to ordering.
 
+mod client;
+mod message;
+mod params;
+mod replica;
+
+pub use client::{Client, ClientInput, ClientOutput, ClientTimer};
+pub use message::*;
+pub use params::{GroupInfo, Params};
+pub use replica::{batch_digest, Replica, ReplicaInput, ReplicaOutput, ReplicaStats, ReplicaTimer, Status};

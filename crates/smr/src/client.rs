@@ -1,0 +1,230 @@
+//! The SMR client (BFT-SMaRt's `ServiceProxy`): sends each request to every
+//! replica with a MAC authenticator, accepts a result once replicas holding more
+//! votes than any f replicas (the weak quorum, "f+1") returned the same bytes, and
+//! retransmits with backoff until then. Read-only requests go unordered and need a
+//! full quorum of matching replies; on conflicting replies or a timeout they fall
+//! back to the ordered path.
+//!
+//! Several requests may be outstanding (`Params::client_window`); ordered ones are
+//! numbered contiguously so the replicas can execute them in FIFO order.
+
+use crate::message::*;
+use crate::params::{GroupInfo, Params};
+use byzscale_core::crypto::Digest;
+use byzscale_core::{Addr, ClientId, Cx, Protocol, Time};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Debug)]
+pub enum ClientInput {
+    /// Submit an operation. `read_only` asks for the unordered path.
+    Submit { op: Vec<u8>, read_only: bool },
+}
+
+#[derive(Debug, Clone)]
+pub enum ClientOutput {
+    /// The operation submitted as the `id`-th (from 1, in submission order)
+    /// completed with `result`. `ordered` tells which path produced it.
+    Done {
+        id: u64,
+        result: Vec<u8>,
+        ordered: bool,
+        invoked: Time,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClientTimer {
+    /// Retransmit the ordered request with this sequence number.
+    Retry(u64),
+    /// Give up on the unordered read with this number.
+    ReadTimeout(u64),
+}
+
+struct Outstanding {
+    id: u64,
+    req: Request,
+    invoked: Time,
+    replies: BTreeMap<Digest, (BTreeSet<usize>, Vec<u8>)>,
+    responders: BTreeSet<usize>,
+    retries: u32,
+}
+
+pub struct Client {
+    id: ClientId,
+    g: GroupInfo,
+    p: Params,
+    next_seq: u64,
+    next_ro: u64,
+    next_id: u64,
+    ordered: BTreeMap<u64, Outstanding>,
+    reads: BTreeMap<u64, Outstanding>,
+    /// Submissions waiting for a free slot in the window.
+    backlog: VecDeque<(u64, Vec<u8>, bool, Time)>,
+    completed: u64,
+}
+
+impl Client {
+    pub fn new(id: ClientId, g: GroupInfo, p: Params) -> Self {
+        Client {
+            id,
+            g,
+            p,
+            next_seq: 1,
+            next_ro: 1,
+            next_id: 1,
+            ordered: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            backlog: VecDeque::new(),
+            completed: 0,
+        }
+    }
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+    pub fn outstanding(&self) -> usize {
+        self.ordered.len() + self.reads.len() + self.backlog.len()
+    }
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
+    fn make_request(&self, seq: u64, read_only: bool, op: Vec<u8>, cx: &Cx<'_, Self>) -> Request {
+        let bytes = Request::auth_bytes(self.g.id, self.id, seq, read_only, &op);
+        let auth = cx
+            .crypto()
+            .authenticator(&self.g.addrs(), &bytes)
+            .unwrap_or_else(|_| vec![Default::default(); self.g.n()]);
+        Request { client: self.id, seq, read_only, op, auth }
+    }
+
+    fn start(&mut self, id: u64, op: Vec<u8>, read_only: bool, invoked: Time, cx: &mut Cx<'_, Self>) {
+        if read_only {
+            let seq = self.next_ro;
+            self.next_ro += 1;
+            let req = self.make_request(seq, true, op, cx);
+            cx.multicast(self.g.addrs(), Message::Request(req.clone()));
+            cx.set_timer(ClientTimer::ReadTimeout(seq), self.p.client_retry);
+            self.reads.insert(seq, Outstanding::new(id, req, invoked));
+        } else {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let req = self.make_request(seq, false, op, cx);
+            cx.multicast(self.g.addrs(), Message::Request(req.clone()));
+            cx.set_timer(ClientTimer::Retry(seq), self.p.client_retry);
+            self.ordered.insert(seq, Outstanding::new(id, req, invoked));
+        }
+    }
+
+    fn pump(&mut self, cx: &mut Cx<'_, Self>) {
+        while (self.ordered.len() + self.reads.len()) < self.p.client_window as usize {
+            let Some((id, op, ro, invoked)) = self.backlog.pop_front() else { return };
+            self.start(id, op, ro, invoked, cx);
+        }
+    }
+
+    fn finish(&mut self, o: Outstanding, result: Vec<u8>, ordered: bool, cx: &mut Cx<'_, Self>) {
+        self.completed += 1;
+        cx.output(ClientOutput::Done { id: o.id, result, ordered, invoked: o.invoked });
+        self.pump(cx);
+    }
+
+    /// Re-submit a read as an ordered request (same submission id).
+    fn fall_back(&mut self, seq: u64, cx: &mut Cx<'_, Self>) {
+        if let Some(o) = self.reads.remove(&seq) {
+            cx.cancel_timer(ClientTimer::ReadTimeout(seq));
+            let oseq = self.next_seq;
+            self.next_seq += 1;
+            let req = self.make_request(oseq, false, o.req.op, cx);
+            cx.multicast(self.g.addrs(), Message::Request(req.clone()));
+            cx.set_timer(ClientTimer::Retry(oseq), self.p.client_retry);
+            self.ordered.insert(oseq, Outstanding::new(o.id, req, o.invoked));
+        }
+    }
+}
+
+impl Outstanding {
+    fn new(id: u64, req: Request, invoked: Time) -> Self {
+        Outstanding {
+            id,
+            req,
+            invoked,
+            replies: BTreeMap::new(),
+            responders: BTreeSet::new(),
+            retries: 0,
+        }
+    }
+}
+
+impl Protocol for Client {
+    type Message = Message;
+    type Input = ClientInput;
+    type Output = ClientOutput;
+    type Timer = ClientTimer;
+
+    fn on_input(&mut self, input: ClientInput, cx: &mut Cx<'_, Self>) {
+        let ClientInput::Submit { op, read_only } = input;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.backlog.push_back((id, op, read_only, cx.now()));
+        self.pump(cx);
+    }
+
+    fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
+        let Message::Reply(r) = msg else {
+            cx.fault(from, "unexpected", format!("{} sent to a client", msg.kind()));
+            return;
+        };
+        let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
+            cx.fault(from, "not-a-member", "reply from a non-member".to_string());
+            return;
+        };
+        if r.replica != self.g.members[idx] || r.client != self.id {
+            cx.fault(from, "reply-spoof", "reply names another replica or client".to_string());
+            return;
+        }
+        let d = cx.crypto().hash(&r.result);
+        if r.read_only {
+            let Some(o) = self.reads.get_mut(&r.seq) else { return };
+            o.responders.insert(idx);
+            let e = o.replies.entry(d).or_insert_with(|| (BTreeSet::new(), r.result));
+            e.0.insert(idx);
+            if self.g.qs.is_quorum(e.0.iter().copied()) {
+                let result = e.1.clone();
+                let o = self.reads.remove(&r.seq).expect("present");
+                cx.cancel_timer(ClientTimer::ReadTimeout(r.seq));
+                self.finish(o, result, false, cx);
+                return;
+            }
+            // can a quorum still agree on one value? If not, order the read.
+            let best = o.replies.values().map(|(w, _)| self.g.qs.votes(w.iter().copied())).max().unwrap_or(0);
+            let missing = self.g.qs.total() - self.g.qs.votes(o.responders.iter().copied());
+            if best + missing < self.g.qs.quorum() {
+                self.fall_back(r.seq, cx);
+            }
+        } else {
+            let Some(o) = self.ordered.get_mut(&r.seq) else { return };
+            let e = o.replies.entry(d).or_insert_with(|| (BTreeSet::new(), r.result));
+            e.0.insert(idx);
+            if self.g.qs.is_weak(e.0.iter().copied()) {
+                let result = e.1.clone();
+                let o = self.ordered.remove(&r.seq).expect("present");
+                cx.cancel_timer(ClientTimer::Retry(r.seq));
+                self.finish(o, result, true, cx);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, timer: ClientTimer, cx: &mut Cx<'_, Self>) {
+        match timer {
+            ClientTimer::Retry(seq) => {
+                if let Some(o) = self.ordered.get_mut(&seq) {
+                    o.retries += 1;
+                    let backoff = self.p.client_retry.saturating_mul(1 << o.retries.min(3));
+                    cx.multicast(self.g.addrs(), Message::Request(o.req.clone()));
+                    cx.set_timer(ClientTimer::Retry(seq), backoff);
+                }
+            }
+            ClientTimer::ReadTimeout(seq) => self.fall_back(seq, cx),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Wire messages of the SMR core. Everything here is plain data; signatures
+//! cover the canonical encodings produced by the `*_bytes` functions.
+
+use byzscale_core::codec;
+use byzscale_core::crypto::{Digest, Mac, Signature};
+use byzscale_core::{ClientId, GroupId, NodeId};
+use serde::{Deserialize, Serialize};
+
+pub type View = u64;
+pub type Slot = u64;
+
+/// A client operation with its PBFT-style MAC authenticator (one HMAC per replica,
+/// in group position order) over [`Request::auth_bytes`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub client: ClientId,
+    /// Ordered requests: the client's FIFO sequence number, from 1, contiguous.
+    /// Read-only requests: a separate per-client counter (never executed in order).
+    pub seq: u64,
+    pub read_only: bool,
+    pub op: Vec<u8>,
+    pub auth: Vec<Mac>,
+}
+
+impl Request {
+    pub fn auth_bytes(group: GroupId, client: ClientId, seq: u64, read_only: bool, op: &[u8]) -> Vec<u8> {
+        codec::to_bytes(&("byzscale/request", group.0, client, seq, read_only, op))
+    }
+    pub fn id(&self) -> (ClientId, u64) {
+        (self.client, self.seq)
+    }
+}
+
+/// An ordered batch of requests: the value of one consensus instance (slot).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Batch {
+    pub requests: Vec<Request>,
+}
+
+impl Batch {
+    pub fn bytes(&self) -> Vec<u8> {
+        codec::to_bytes(self)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub replica: NodeId,
+    pub view: View,
+    pub client: ClientId,
+    pub seq: u64,
+    pub read_only: bool,
+    pub result: Vec<u8>,
+}
+
+/// Q checkpoint signatures on (slot, state digest): proof of a stable checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointCert {
+    pub slot: Slot,
+    pub state: Digest,
+    pub sigs: Vec<(NodeId, Signature)>,
+}
+
+/// Q signed WRITEs for (view, slot, digest(batch)): proof that `batch` was prepared.
+/// In CFT mode `writes` is empty and the certificate is the sender's word.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepared {
+    pub view: View,
+    pub slot: Slot,
+    pub batch: Batch,
+    pub writes: Vec<(NodeId, Signature)>,
+}
+
+/// What a replica knows when it leaves a view: its stable checkpoint and its
+/// highest prepared value for every slot above it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopBody {
+    pub view: View,
+    pub replica: NodeId,
+    pub checkpoint: Option<CheckpointCert>,
+    pub prepared: Vec<Prepared>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopData {
+    pub body: StopBody,
+    pub sig: Signature,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Request(Request),
+    Reply(Reply),
+    Propose { view: View, slot: Slot, batch: Batch },
+    Write { view: View, slot: Slot, digest: Digest, sig: Signature },
+    Accept { view: View, slot: Slot, digest: Digest },
+    Checkpoint { slot: Slot, state: Digest, sig: Signature },
+    /// "I want to move to view `view`."
+    Stop { view: View },
+    StopData(StopData),
+    /// The new leader's quorum of STOP-DATA for `view`.
+    Sync { view: View, stops: Vec<StopData> },
+    /// Ask for the SYNC of the sender's current view (a replica that learnt of a
+    /// newer view from others).
+    FetchSync { view: View },
+    /// Ask for a snapshot at a stable checkpoint of at least `slot`.
+    FetchState { slot: Slot },
+    State { cert: CheckpointCert, snapshot: Vec<u8> },
+    /// Ask for decided batches in `from..=to`.
+    FetchLog { from: Slot, to: Slot },
+    Log { entries: Vec<(Slot, Batch)> },
+}
+
+impl Message {
+    /// Short name for metrics and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Request(_) => "request",
+            Message::Reply(_) => "reply",
+            Message::Propose { .. } => "propose",
+            Message::Write { .. } => "write",
+            Message::Accept { .. } => "accept",
+            Message::Checkpoint { .. } => "checkpoint",
+            Message::Stop { .. } => "stop",
+            Message::StopData(_) => "stop-data",
+            Message::Sync { .. } => "sync",
+            Message::FetchSync { .. } => "fetch-sync",
+            Message::FetchState { .. } => "fetch-state",
+            Message::State { .. } => "state",
+            Message::FetchLog { .. } => "fetch-log",
+            Message::Log { .. } => "log",
+        }
+    }
+}
+
+pub fn write_bytes(group: GroupId, view: View, slot: Slot, digest: &Digest) -> Vec<u8> {
+    codec::to_bytes(&("byzscale/write", group.0, view, slot, digest))
+}
+
+pub fn checkpoint_bytes(group: GroupId, slot: Slot, state: &Digest) -> Vec<u8> {
+    codec::to_bytes(&("byzscale/checkpoint", group.0, slot, state))
+}
+
+pub fn stop_bytes(group: GroupId, body: &StopBody) -> Vec<u8> {
+    codec::to_bytes(&("byzscale/stop-data", group.0, body))
+}

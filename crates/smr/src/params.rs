@@ -1,0 +1,104 @@
+//! Group membership as the SMR core sees it, and tunable parameters.
+
+use byzscale_core::protocol::{MILLIS, SECS};
+use byzscale_core::quorum::{FaultModel, QuorumSystem};
+use byzscale_core::{Addr, GroupId, NodeId, Time};
+use serde::{Deserialize, Serialize};
+
+/// The members of one group, in position order, and their quorum system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub id: GroupId,
+    pub members: Vec<NodeId>,
+    pub qs: QuorumSystem,
+}
+
+impl GroupInfo {
+    pub fn new(id: GroupId, members: Vec<NodeId>, qs: QuorumSystem) -> Self {
+        assert_eq!(members.len(), qs.n(), "one weight per member");
+        GroupInfo { id, members, qs }
+    }
+    pub fn n(&self) -> usize {
+        self.members.len()
+    }
+    pub fn index_of(&self, node: NodeId) -> Option<usize> {
+        self.members.iter().position(|m| *m == node)
+    }
+    /// Leader of `view`: round-robin over positions. (AWARE will relocate it.)
+    pub fn leader(&self, view: u64) -> NodeId {
+        self.members[(view % self.n() as u64) as usize]
+    }
+    pub fn addrs(&self) -> Vec<Addr> {
+        self.members.iter().map(|m| Addr::Node(*m)).collect()
+    }
+    pub fn bft(&self) -> bool {
+        self.qs.mode == FaultModel::Bft
+    }
+}
+
+/// Replica and client parameters. Defaults suit a LAN; the simulator and the
+/// runtime override timeouts for WANs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Params {
+    /// Most requests in one batch.
+    pub batch_max_requests: usize,
+    /// Most bytes of operations in one batch.
+    pub batch_max_bytes: usize,
+    /// How long the leader waits to fill a batch while other slots are in flight
+    /// (0 = propose as soon as a slot is free).
+    pub batch_delay: Time,
+    /// Slots the leader may have proposed but not yet decided.
+    pub max_in_flight: u64,
+    /// Watermark window: slots accepted above the last stable checkpoint.
+    pub window: u64,
+    /// Take a checkpoint every this many slots.
+    pub checkpoint_interval: u64,
+    /// A pending request older than this makes a replica suspect the leader.
+    pub request_timeout: Time,
+    /// Base timeout of a synchronization phase; doubles on each failed attempt.
+    pub view_change_timeout: Time,
+    /// How often a lagging replica asks again for state or log.
+    pub fetch_interval: Time,
+    /// Requests per client a replica buffers beyond the next expected one, and
+    /// replies it caches per client.
+    pub client_window: u64,
+    /// Client retransmission timeout (doubles per retry, capped at 8×).
+    pub client_retry: Time,
+    /// Largest operation a replica accepts.
+    pub max_op_bytes: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            batch_max_requests: 400,
+            batch_max_bytes: 1 << 20,
+            batch_delay: 0,
+            max_in_flight: 4,
+            window: 256,
+            checkpoint_interval: 128,
+            request_timeout: 2 * SECS,
+            view_change_timeout: 2 * SECS,
+            fetch_interval: 200 * MILLIS,
+            client_window: 16,
+            client_retry: SECS,
+            max_op_bytes: 1 << 20,
+        }
+    }
+}
+
+impl Params {
+    /// Timeouts scaled for a network whose largest one-way delay is `max_one_way`.
+    pub fn for_network(max_one_way: Time) -> Self {
+        let rtt = 2 * max_one_way;
+        let base = (20 * rtt).max(50 * MILLIS);
+        Params {
+            request_timeout: base,
+            view_change_timeout: base,
+            fetch_interval: (4 * rtt).max(10 * MILLIS),
+            client_retry: base,
+            ..Params::default()
+        }
+    }
+}
