@@ -90,6 +90,9 @@ pub struct StopData {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     Request(Request),
+    /// A backup forwards requests that timed out to the leader (BFT-SMaRt's
+    /// first-timeout step) before suspecting it.
+    Forward(Vec<Request>),
     Reply(Reply),
     Propose { view: View, slot: Slot, batch: Batch },
     Write { view: View, slot: Slot, digest: Digest, sig: Signature },
@@ -116,6 +119,7 @@ impl Message {
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Request(_) => "request",
+            Message::Forward(_) => "forward",
             Message::Reply(_) => "reply",
             Message::Propose { .. } => "propose",
             Message::Write { .. } => "write",

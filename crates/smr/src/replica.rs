@@ -73,6 +73,8 @@ struct ClientState {
 struct Pending {
     req: Request,
     arrival: Time,
+    /// Already forwarded to the leader of the current view after a timeout.
+    forwarded: bool,
 }
 
 #[derive(Default, Debug)]
@@ -342,6 +344,37 @@ impl<S: Service> Replica<S> {
     /// Arrival time of the oldest pending request that is the next one its client
     /// needs executed (later ones legitimately wait for it, so they are not
     /// evidence against the leader).
+    /// First timeout of a request: forward it to the leader (it may never have
+    /// received it) and wait again; second timeout: suspect the leader.
+    fn request_timed_out(&mut self, cx: &mut Ctx<S>) {
+        let now = cx.now();
+        let timeout = self.p.request_timeout;
+        let clients = &self.clients;
+        let due = |(c, s): &(ClientId, u64)| *s == clients.get(c).map(|cs| cs.last).unwrap_or(0) + 1;
+        let overdue: Vec<(ClientId, u64)> = self
+            .pending
+            .iter()
+            .filter(|(id, p)| due(id) && now >= p.arrival + timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        if overdue.iter().any(|id| self.pending[id].forwarded) {
+            let v = self.view + 1;
+            self.send_stop(v, cx);
+            return;
+        }
+        let mut reqs = Vec::new();
+        for id in overdue {
+            let p = self.pending.get_mut(&id).expect("listed above");
+            p.forwarded = true;
+            p.arrival = now;
+            reqs.push(p.req.clone());
+        }
+        for chunk in reqs.chunks(self.p.batch_max_requests.max(1)) {
+            cx.send(Addr::Node(self.g.leader(self.view)), Message::Forward(chunk.to_vec()));
+        }
+        self.arm_request_timer(cx);
+    }
+
     fn oldest_due_request(&self) -> Option<Time> {
         self.pending
             .iter()
@@ -351,6 +384,22 @@ impl<S: Service> Replica<S> {
     }
 
     // ------------------------------------------------------------ client requests
+
+    /// Requests a backup forwarded after a timeout: authenticated by the client's
+    /// MAC for us, like a direct request.
+    fn on_forward(&mut self, from: usize, reqs: Vec<Request>, cx: &mut Ctx<S>) {
+        if reqs.len() > self.p.batch_max_requests {
+            let who = Addr::Node(self.g.members[from]);
+            self.fault(cx, who, "forward-malformed", format!("{} requests", reqs.len()));
+            return;
+        }
+        for req in reqs {
+            if !req.read_only {
+                let client = Addr::Client(req.client);
+                self.on_request(client, req, cx);
+            }
+        }
+    }
 
     fn on_request(&mut self, from: Addr, req: Request, cx: &mut Ctx<S>) {
         if from != Addr::Client(req.client) {
@@ -404,7 +453,7 @@ impl<S: Service> Replica<S> {
         if self.pending.contains_key(&id) {
             return;
         }
-        self.pending.insert(id, Pending { req, arrival: cx.now() });
+        self.pending.insert(id, Pending { req, arrival: cx.now(), forwarded: false });
         self.queue.push_back(id);
         if self.is_leader() {
             self.try_propose(cx);
@@ -702,7 +751,7 @@ impl<S: Service> Replica<S> {
             self.stats.executed_requests += batch.requests.len() as u64;
             progressed = true;
             cx.output(ReplicaOutput::Decided { slot, view: v, digest: d, batch });
-            if slot % self.p.checkpoint_interval == 0 {
+            if slot.is_multiple_of(self.p.checkpoint_interval) {
                 self.take_checkpoint(slot, cx);
             }
         }
@@ -779,7 +828,7 @@ impl<S: Service> Replica<S> {
     }
 
     fn on_checkpoint(&mut self, from: usize, slot: Slot, state: Digest, sig: Signature, cx: &mut Ctx<S>) {
-        if slot <= self.low || slot % self.p.checkpoint_interval != 0 || slot > self.low + 4 * self.p.window {
+        if slot <= self.low || !slot.is_multiple_of(self.p.checkpoint_interval) || slot > self.low + 4 * self.p.window {
             return;
         }
         let who = Addr::Node(self.g.members[from]);
@@ -848,7 +897,7 @@ impl<S: Service> Replica<S> {
     }
 
     fn verify_cert(&self, cert: &CheckpointCert, cx: &Ctx<S>) -> bool {
-        if cert.slot % self.p.checkpoint_interval != 0 {
+        if !cert.slot.is_multiple_of(self.p.checkpoint_interval) {
             return false;
         }
         let bytes = checkpoint_bytes(self.g.id, cert.slot, &cert.state);
@@ -1229,6 +1278,7 @@ impl<S: Service> Replica<S> {
         let now = cx.now();
         for p in self.pending.values_mut() {
             p.arrival = now;
+            p.forwarded = false;
         }
         self.queue = self.pending.keys().copied().collect();
         self.request_timer = false;
@@ -1270,6 +1320,7 @@ impl<S: Service> Protocol for Replica<S> {
         }
         match msg {
             Message::Request(_) => unreachable!("handled above"),
+            Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
             Message::Reply(_) => self.fault(cx, from, "unexpected", "reply sent to a replica".into()),
             Message::Propose { view, slot, batch } => self.on_propose(idx, view, slot, batch, cx),
             Message::Write { view, slot, digest, sig } => self.on_write(idx, view, slot, digest, sig, cx),
@@ -1294,10 +1345,7 @@ impl<S: Service> Protocol for Replica<S> {
                     return;
                 }
                 match self.oldest_due_request() {
-                    Some(t) if cx.now() >= t + self.p.request_timeout => {
-                        let v = self.view + 1;
-                        self.send_stop(v, cx);
-                    }
+                    Some(t) if cx.now() >= t + self.p.request_timeout => self.request_timed_out(cx),
                     _ => self.arm_request_timer(cx),
                 }
             }

@@ -1,0 +1,846 @@
+//! A deterministic key-value store with Redis semantics for a command subset.
+//!
+//! | command | reply |
+//! |---|---|
+//! | `GET key` | the value, or `(nil)` |
+//! | `SET key value` | `OK` |
+//! | `DEL key [key ...]` | `(integer)` keys removed (a key named twice counts once) |
+//! | `EXISTS key [key ...]` | `(integer)` keys present (a key named twice counts twice) |
+//! | `INCR key` | `(integer)` the new value; a missing key counts as 0; a value that is not a canonical decimal `i64` is an error, and so is overflow |
+//! | `MGET key [key ...]` | an array of values or `(nil)` |
+//! | `MSET key value [key value ...]` | `OK`, all keys set atomically (the last value of a repeated key wins) |
+//! | `PING` | `PONG` |
+//!
+//! Operations travel as the codec encoding of [`KvOp`] and replies as the encoding of
+//! [`KvReply`]. All semantics live in the pure sequential [`Model`]; the replicated
+//! [`KvStore`] only decodes, calls the model and encodes, so the linearizability
+//! checker of the simulator replays histories against exactly the code that replicas
+//! run. State is a `BTreeMap`, so snapshots list keys in order and are canonical.
+//!
+//! [`KvOp::from_args`] parses a Redis command line (as a RESP gateway receives it) and
+//! [`KvReply::to_resp`] writes a reply in RESP2.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use byzscale_core::codec::{self, CodecError};
+use byzscale_core::service::Service;
+use serde::{Deserialize, Serialize};
+
+/// The largest encoded operation [`KvOp::decode`] accepts (the default frame limit).
+pub const MAX_OP_LEN: usize = codec::DEFAULT_MAX_FRAME;
+/// Redis's reply to INCR on a value that is not an integer in `i64` range.
+pub const ERR_NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+/// Redis's reply to INCR of `i64::MAX`.
+pub const ERR_OVERFLOW: &str = "ERR increment or decrement would overflow";
+/// The reply to operation bytes that do not decode as a [`KvOp`]. It is a constant (not
+/// the decoder's message) so that every replica gives the same reply.
+pub const ERR_MALFORMED: &str = "ERR malformed operation";
+
+/// Snapshot magic of the KV store.
+const MAGIC: [u8; 4] = *b"BZKV";
+
+/// A KV operation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KvOp {
+    /// `GET key`
+    Get(Vec<u8>),
+    /// `SET key value`
+    Set(Vec<u8>, Vec<u8>),
+    /// `DEL key [key ...]`
+    Del(Vec<Vec<u8>>),
+    /// `EXISTS key [key ...]`
+    Exists(Vec<Vec<u8>>),
+    /// `INCR key`
+    Incr(Vec<u8>),
+    /// `MGET key [key ...]`
+    MGet(Vec<Vec<u8>>),
+    /// `MSET key value [key value ...]`
+    MSet(Vec<(Vec<u8>, Vec<u8>)>),
+    /// `PING`
+    Ping,
+}
+
+/// A KV reply, shaped like the RESP reply Redis would send.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KvReply {
+    /// `+OK`
+    Ok,
+    /// A nil bulk string (a missing key).
+    Nil,
+    /// A bulk string.
+    Bulk(Vec<u8>),
+    /// An integer.
+    Int(i64),
+    /// An array of bulk strings or nils (MGET).
+    Array(Vec<Option<Vec<u8>>>),
+    /// An error, with Redis's text (e.g. [`ERR_NOT_INTEGER`]).
+    Error(String),
+    /// `+PONG`
+    Pong,
+}
+
+impl KvOp {
+    /// The codec encoding: the bytes a client submits.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::to_bytes(self)
+    }
+
+    /// Decode operation bytes (at most [`MAX_OP_LEN`]); never panics.
+    pub fn decode(bytes: &[u8]) -> Result<KvOp, CodecError> {
+        codec::from_bytes(bytes, MAX_OP_LEN)
+    }
+
+    /// Whether the operation never changes state (GET, EXISTS, MGET, PING), so that
+    /// [`Service::query`] may answer it without ordering.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping)
+    }
+
+    /// The keys the operation reads or writes, in argument order (repeats included).
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            KvOp::Get(k) | KvOp::Set(k, _) | KvOp::Incr(k) => vec![k.as_slice()],
+            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) => ks.iter().map(Vec::as_slice).collect(),
+            KvOp::MSet(kvs) => kvs.iter().map(|(k, _)| k.as_slice()).collect(),
+            KvOp::Ping => Vec::new(),
+        }
+    }
+
+    /// The Redis command name, upper case.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KvOp::Get(_) => "GET",
+            KvOp::Set(..) => "SET",
+            KvOp::Del(_) => "DEL",
+            KvOp::Exists(_) => "EXISTS",
+            KvOp::Incr(_) => "INCR",
+            KvOp::MGet(_) => "MGET",
+            KvOp::MSet(_) => "MSET",
+            KvOp::Ping => "PING",
+        }
+    }
+
+    /// Parse a Redis command line such as `["SET", "k", "v"]` (the command name is
+    /// case-insensitive). The error is the Redis error text to send back, e.g.
+    /// `ERR wrong number of arguments for 'get' command`. `SET` options (`EX`, `NX`,
+    /// ...) and `PING message` are not supported.
+    pub fn from_args<A: AsRef<[u8]>>(args: &[A]) -> Result<KvOp, String> {
+        let Some((name, rest)) = args.split_first() else {
+            return Err("ERR empty command".to_string());
+        };
+        let lower = name.as_ref().to_ascii_lowercase();
+        let arity = |ok: bool| {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ERR wrong number of arguments for '{}' command",
+                    String::from_utf8_lossy(&lower)
+                ))
+            }
+        };
+        let owned = |i: usize| rest[i].as_ref().to_vec();
+        let all = || rest.iter().map(|a| a.as_ref().to_vec()).collect::<Vec<_>>();
+        match lower.as_slice() {
+            b"get" => arity(rest.len() == 1).map(|_| KvOp::Get(owned(0))),
+            b"set" => {
+                arity(rest.len() >= 2)?;
+                if rest.len() > 2 {
+                    return Err("ERR syntax error".to_string());
+                }
+                Ok(KvOp::Set(owned(0), owned(1)))
+            }
+            b"del" => arity(!rest.is_empty()).map(|_| KvOp::Del(all())),
+            b"exists" => arity(!rest.is_empty()).map(|_| KvOp::Exists(all())),
+            b"incr" => arity(rest.len() == 1).map(|_| KvOp::Incr(owned(0))),
+            b"mget" => arity(!rest.is_empty()).map(|_| KvOp::MGet(all())),
+            b"mset" => arity(!rest.is_empty() && rest.len() % 2 == 0).map(|_| {
+                KvOp::MSet(rest.chunks(2).map(|p| (p[0].as_ref().to_vec(), p[1].as_ref().to_vec())).collect())
+            }),
+            b"ping" => arity(rest.is_empty()).map(|_| KvOp::Ping),
+            _ => {
+                let mut msg = format!(
+                    "ERR unknown command '{}', with args beginning with: ",
+                    String::from_utf8_lossy(name.as_ref())
+                );
+                for a in rest {
+                    msg.push_str(&format!("'{}' ", String::from_utf8_lossy(a.as_ref())));
+                }
+                Err(msg)
+            }
+        }
+    }
+}
+
+impl KvReply {
+    /// The codec encoding: the bytes a replica replies with.
+    pub fn encode(&self) -> Vec<u8> {
+        codec::to_bytes(self)
+    }
+
+    /// Decode reply bytes (at most [`MAX_OP_LEN`]); never panics.
+    pub fn decode(bytes: &[u8]) -> Result<KvReply, CodecError> {
+        codec::from_bytes(bytes, MAX_OP_LEN)
+    }
+
+    /// Whether this is an error reply.
+    pub fn is_error(&self) -> bool {
+        matches!(self, KvReply::Error(_))
+    }
+
+    /// The reply in RESP2, as Redis would send it.
+    pub fn to_resp(&self) -> Vec<u8> {
+        fn bulk(out: &mut Vec<u8>, b: Option<&[u8]>) {
+            match b {
+                None => out.extend_from_slice(b"$-1\r\n"),
+                Some(b) => {
+                    out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+                    out.extend_from_slice(b);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        match self {
+            KvReply::Ok => out.extend_from_slice(b"+OK\r\n"),
+            KvReply::Pong => out.extend_from_slice(b"+PONG\r\n"),
+            KvReply::Nil => bulk(&mut out, None),
+            KvReply::Bulk(b) => bulk(&mut out, Some(b)),
+            KvReply::Int(i) => out.extend_from_slice(format!(":{i}\r\n").as_bytes()),
+            KvReply::Array(items) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    bulk(&mut out, item.as_deref());
+                }
+            }
+            KvReply::Error(e) => {
+                out.push(b'-');
+                out.extend(e.bytes().map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+}
+
+/// Displays bytes compactly for traces: bare if they are non-empty printable ASCII
+/// without spaces or quotes, otherwise quoted with escapes like redis-cli (`"a b"`,
+/// `"\x00"`, `""`).
+#[derive(Clone, Copy, Debug)]
+pub struct Printable<'a>(pub &'a [u8]);
+
+/// Displays bytes always quoted, like redis-cli shows a bulk string.
+#[derive(Clone, Copy, Debug)]
+pub struct Quoted<'a>(pub &'a [u8]);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for &c in self.0 {
+            match c {
+                b'"' => f.write_str("\\\"")?,
+                b'\\' => f.write_str("\\\\")?,
+                b'\n' => f.write_str("\\n")?,
+                b'\r' => f.write_str("\\r")?,
+                b'\t' => f.write_str("\\t")?,
+                0x20..=0x7e => write!(f, "{}", c as char)?,
+                _ => write!(f, "\\x{c:02x}")?,
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bare = !self.0.is_empty() && self.0.iter().all(|&c| (0x21..=0x7e).contains(&c) && c != b'"' && c != b'\\');
+        if bare {
+            // all bytes are printable ASCII
+            f.write_str(std::str::from_utf8(self.0).map_err(|_| fmt::Error)?)
+        } else {
+            Quoted(self.0).fmt(f)
+        }
+    }
+}
+
+impl fmt::Display for KvOp {
+    /// `GET k`, `SET k v`, `DEL a b`, `MSET a 1 b 2`, `PING`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        match self {
+            KvOp::Get(k) | KvOp::Incr(k) => write!(f, " {}", Printable(k)),
+            KvOp::Set(k, v) => write!(f, " {} {}", Printable(k), Printable(v)),
+            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) => {
+                ks.iter().try_for_each(|k| write!(f, " {}", Printable(k)))
+            }
+            KvOp::MSet(kvs) => kvs.iter().try_for_each(|(k, v)| write!(f, " {} {}", Printable(k), Printable(v))),
+            KvOp::Ping => Ok(()),
+        }
+    }
+}
+
+impl fmt::Display for KvReply {
+    /// `OK`, `(nil)`, `"v"`, `(integer) 3`, `["a", (nil)]`, `(error) ERR ...`, `PONG`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KvReply::Ok => f.write_str("OK"),
+            KvReply::Nil => f.write_str("(nil)"),
+            KvReply::Bulk(b) => Quoted(b).fmt(f),
+            KvReply::Int(i) => write!(f, "(integer) {i}"),
+            KvReply::Array(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match item {
+                        Some(b) => Quoted(b).fmt(f)?,
+                        None => f.write_str("(nil)")?,
+                    }
+                }
+                f.write_str("]")
+            }
+            KvReply::Error(e) => write!(f, "(error) {e}"),
+            KvReply::Pong => f.write_str("PONG"),
+        }
+    }
+}
+
+/// Parse a value the way Redis's `string2ll` does: an optional `-`, then decimal digits
+/// without leading zeros (`"0"` alone is fine), no spaces or `+`, within `i64`.
+pub fn parse_integer(v: &[u8]) -> Option<i64> {
+    if v == b"0" {
+        return Some(0);
+    }
+    let (negative, digits) = match v.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, v),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') if digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) => {}
+        _ => return None,
+    }
+    let magnitude = digits.iter().fold(0i128, |acc, d| acc * 10 + i128::from(d - b'0'));
+    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
+}
+
+/// The pure sequential KV model: all command semantics, on a `BTreeMap`.
+///
+/// [`KvStore`] wraps exactly this, and the simulator's linearizability checker uses it
+/// as the sequential specification (its `Hash`/`Eq` let the checker memoize states).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Model {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+fn wrong_arity(command: &str) -> KvReply {
+    KvReply::Error(format!("ERR wrong number of arguments for '{command}' command"))
+}
+
+impl Model {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding `map`.
+    pub fn from_map(map: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
+        Self { map }
+    }
+
+    /// The contents, in key order.
+    pub fn map(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+        &self.map
+    }
+
+    /// Take the contents.
+    pub fn into_map(self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.map
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.map.get(key).map(Vec::as_slice)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no key is set.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// A copy holding only the given keys (the checker's per-component state).
+    pub fn restricted_to<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Model {
+        let map =
+            keys.into_iter().filter_map(|k| self.map.get_key_value(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Model { map }
+    }
+
+    /// Answer a read-only operation; `None` if `op` is not read-only.
+    pub fn read(&self, op: &KvOp) -> Option<KvReply> {
+        Some(match op {
+            KvOp::Get(k) => self.map.get(k).map_or(KvReply::Nil, |v| KvReply::Bulk(v.clone())),
+            KvOp::Exists(ks) if ks.is_empty() => wrong_arity("exists"),
+            KvOp::Exists(ks) => KvReply::Int(ks.iter().filter(|k| self.map.contains_key(*k)).count() as i64),
+            KvOp::MGet(ks) if ks.is_empty() => wrong_arity("mget"),
+            KvOp::MGet(ks) => KvReply::Array(ks.iter().map(|k| self.map.get(k).cloned()).collect()),
+            KvOp::Ping => KvReply::Pong,
+            KvOp::Set(..) | KvOp::Del(_) | KvOp::Incr(_) | KvOp::MSet(_) => return None,
+        })
+    }
+
+    /// Execute any operation, changing the state as Redis would, and return its reply.
+    pub fn apply(&mut self, op: &KvOp) -> KvReply {
+        if let Some(reply) = self.read(op) {
+            return reply;
+        }
+        match op {
+            KvOp::Set(k, v) => {
+                self.map.insert(k.clone(), v.clone());
+                KvReply::Ok
+            }
+            KvOp::Del(ks) if ks.is_empty() => wrong_arity("del"),
+            KvOp::Del(ks) => KvReply::Int(ks.iter().filter(|k| self.map.remove(*k).is_some()).count() as i64),
+            KvOp::Incr(k) => {
+                let current = match self.map.get(k) {
+                    None => 0,
+                    Some(v) => match parse_integer(v) {
+                        Some(i) => i,
+                        None => return KvReply::Error(ERR_NOT_INTEGER.to_string()),
+                    },
+                };
+                match current.checked_add(1) {
+                    Some(next) => {
+                        self.map.insert(k.clone(), next.to_string().into_bytes());
+                        KvReply::Int(next)
+                    }
+                    None => KvReply::Error(ERR_OVERFLOW.to_string()),
+                }
+            }
+            KvOp::MSet(kvs) if kvs.is_empty() => wrong_arity("mset"),
+            KvOp::MSet(kvs) => {
+                for (k, v) in kvs {
+                    self.map.insert(k.clone(), v.clone());
+                }
+                KvReply::Ok
+            }
+            KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping => unreachable!("answered by read()"),
+        }
+    }
+}
+
+/// The replicated KV service: decodes [`KvOp`]s, runs them on a [`Model`], encodes
+/// [`KvReply`]s.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvStore {
+    model: Model,
+}
+
+impl KvStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The current state.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Execute a typed operation (what [`Service::execute`] does after decoding).
+    pub fn apply(&mut self, op: &KvOp) -> KvReply {
+        self.model.apply(op)
+    }
+}
+
+impl Service for KvStore {
+    fn execute(&mut self, op: &[u8]) -> Vec<u8> {
+        match KvOp::decode(op) {
+            Ok(op) => self.model.apply(&op),
+            Err(_) => KvReply::Error(ERR_MALFORMED.to_string()),
+        }
+        .encode()
+    }
+
+    /// Answers well-formed read-only operations; `None` for writes and for malformed
+    /// bytes (ordering them yields the deterministic [`ERR_MALFORMED`] reply).
+    fn query(&self, op: &[u8]) -> Option<Vec<u8>> {
+        let op = KvOp::decode(op).ok()?;
+        self.model.read(&op).map(|r| r.encode())
+    }
+
+    /// `"BZKV" | version | [(key, value)]` in key order.
+    fn snapshot(&self) -> Vec<u8> {
+        crate::snapshot::encode(MAGIC, &self.model.map)
+    }
+
+    /// Accepts only canonical snapshots (keys strictly ascending); on error the state
+    /// is unchanged.
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = crate::snapshot::decode(MAGIC, snapshot)?;
+        if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err("malformed KV snapshot: keys not strictly ascending".to_string());
+        }
+        self.model = Model { map: entries.into_iter().collect() };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn b(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+    fn ks(keys: &[&str]) -> Vec<Vec<u8>> {
+        keys.iter().map(|k| b(k)).collect()
+    }
+    fn bulk(s: &str) -> KvReply {
+        KvReply::Bulk(b(s))
+    }
+    fn err(s: &str) -> KvReply {
+        KvReply::Error(s.to_string())
+    }
+    /// Run through the byte interface, as a replica does.
+    fn run(s: &mut KvStore, op: KvOp) -> KvReply {
+        KvReply::decode(&s.execute(&op.encode())).expect("replies decode")
+    }
+
+    #[test]
+    fn get_set() {
+        let mut s = KvStore::new();
+        assert_eq!(run(&mut s, KvOp::Get(b("k"))), KvReply::Nil);
+        assert_eq!(run(&mut s, KvOp::Set(b("k"), b("v"))), KvReply::Ok);
+        assert_eq!(run(&mut s, KvOp::Get(b("k"))), bulk("v"));
+        assert_eq!(run(&mut s, KvOp::Set(b("k"), b("w"))), KvReply::Ok);
+        assert_eq!(run(&mut s, KvOp::Get(b("k"))), bulk("w"));
+        assert_eq!(run(&mut s, KvOp::Set(b(""), b(""))), KvReply::Ok);
+        assert_eq!(run(&mut s, KvOp::Get(b(""))), bulk(""));
+        assert_eq!(s.model().len(), 2);
+    }
+
+    #[test]
+    fn del_counts_removed_keys() {
+        let mut s = KvStore::new();
+        run(&mut s, KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2")), (b("c"), b("3"))]));
+        assert_eq!(run(&mut s, KvOp::Del(ks(&["a", "x"]))), KvReply::Int(1));
+        assert_eq!(run(&mut s, KvOp::Del(ks(&["a"]))), KvReply::Int(0));
+        // like Redis, a key named twice is removed (and counted) once
+        assert_eq!(run(&mut s, KvOp::Del(ks(&["b", "b", "c"]))), KvReply::Int(2));
+        assert!(s.model().is_empty());
+        assert_eq!(run(&mut s, KvOp::Del(vec![])), err("ERR wrong number of arguments for 'del' command"));
+    }
+
+    #[test]
+    fn exists_counts_present_keys() {
+        let mut s = KvStore::new();
+        run(&mut s, KvOp::Set(b("a"), b("1")));
+        assert_eq!(run(&mut s, KvOp::Exists(ks(&["a"]))), KvReply::Int(1));
+        assert_eq!(run(&mut s, KvOp::Exists(ks(&["x"]))), KvReply::Int(0));
+        // like Redis, a key named twice counts twice
+        assert_eq!(run(&mut s, KvOp::Exists(ks(&["a", "a", "x"]))), KvReply::Int(2));
+        assert_eq!(run(&mut s, KvOp::Exists(vec![])), err("ERR wrong number of arguments for 'exists' command"));
+    }
+
+    #[test]
+    fn incr_semantics() {
+        let mut s = KvStore::new();
+        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(1));
+        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(2));
+        assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk("2"));
+        run(&mut s, KvOp::Set(b("n"), b("-1")));
+        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(0));
+        assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk("0"));
+        run(&mut s, KvOp::Set(b("n"), b("-9223372036854775808")));
+        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(i64::MIN + 1));
+        run(&mut s, KvOp::Set(b("n"), b("9223372036854775806")));
+        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(i64::MAX));
+        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), err(ERR_OVERFLOW));
+        // a failed INCR leaves the value alone
+        assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk("9223372036854775807"));
+        for bad in ["abc", "", " 1", "1 ", "+1", "01", "-0", "1.5", "9223372036854775808", "-", "0x10", "١"] {
+            run(&mut s, KvOp::Set(b("n"), b(bad)));
+            assert_eq!(run(&mut s, KvOp::Incr(b("n"))), err(ERR_NOT_INTEGER), "{bad:?}");
+            assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk(bad));
+        }
+    }
+
+    #[test]
+    fn parse_integer_matches_redis_string2ll() {
+        assert_eq!(parse_integer(b"0"), Some(0));
+        assert_eq!(parse_integer(b"42"), Some(42));
+        assert_eq!(parse_integer(b"-42"), Some(-42));
+        assert_eq!(parse_integer(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [&b""[..], b"-", b"00", b"-0", b"+5", b"99999999999999999999", b"-9223372036854775809", b"1e3"] {
+            assert_eq!(parse_integer(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn mget_mset() {
+        let mut s = KvStore::new();
+        assert_eq!(run(&mut s, KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2")), (b("a"), b("3"))])), KvReply::Ok);
+        assert_eq!(run(&mut s, KvOp::MGet(ks(&["a", "x", "b", "a"]))), KvReply::Array(vec![Some(b("3")), None, Some(b("2")), Some(b("3"))]));
+        assert_eq!(run(&mut s, KvOp::MGet(vec![])), err("ERR wrong number of arguments for 'mget' command"));
+        assert_eq!(run(&mut s, KvOp::MSet(vec![])), err("ERR wrong number of arguments for 'mset' command"));
+        assert_eq!(s.model().len(), 2);
+    }
+
+    #[test]
+    fn ping() {
+        let mut s = KvStore::new();
+        assert_eq!(run(&mut s, KvOp::Ping), KvReply::Pong);
+        assert_eq!(KvReply::decode(&s.query(&KvOp::Ping.encode()).unwrap()).unwrap(), KvReply::Pong);
+    }
+
+    #[test]
+    fn malformed_ops_get_an_error_reply() {
+        let mut s = KvStore::new();
+        for bytes in [&[][..], &[0xff], &[0x01], &[0x00, 0x05, b'a'], &[0x07, 0x00]] {
+            assert_eq!(KvReply::decode(&s.execute(bytes)).unwrap(), err(ERR_MALFORMED));
+            assert_eq!(s.query(bytes), None);
+        }
+        // trailing bytes are rejected too
+        let mut bytes = KvOp::Ping.encode();
+        bytes.push(0);
+        assert_eq!(KvReply::decode(&s.execute(&bytes)).unwrap(), err(ERR_MALFORMED));
+        assert!(s.model().is_empty());
+    }
+
+    #[test]
+    fn query_answers_read_only_ops_only() {
+        let mut s = KvStore::new();
+        run(&mut s, KvOp::Set(b("a"), b("1")));
+        let q = |s: &KvStore, op: KvOp| s.query(&op.encode()).map(|r| KvReply::decode(&r).unwrap());
+        assert_eq!(q(&s, KvOp::Get(b("a"))), Some(bulk("1")));
+        assert_eq!(q(&s, KvOp::Exists(ks(&["a", "b"]))), Some(KvReply::Int(1)));
+        assert_eq!(q(&s, KvOp::MGet(ks(&["a", "b"]))), Some(KvReply::Array(vec![Some(b("1")), None])));
+        for w in [KvOp::Set(b("a"), b("2")), KvOp::Del(ks(&["a"])), KvOp::Incr(b("a")), KvOp::MSet(vec![(b("a"), b("2"))])] {
+            assert!(!w.is_read_only());
+            assert_eq!(q(&s, w), None);
+        }
+        assert_eq!(s.model().get(b"a"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn keys_and_read_only_classification() {
+        assert_eq!(KvOp::Get(b("a")).keys(), vec![b"a"]);
+        assert_eq!(KvOp::Set(b("a"), b("v")).keys(), vec![b"a"]);
+        assert_eq!(KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))]).keys(), vec![&b"a"[..], b"b"]);
+        assert_eq!(KvOp::Del(ks(&["x", "y", "x"])).keys().len(), 3);
+        assert!(KvOp::Ping.keys().is_empty());
+        let ro: Vec<bool> = [
+            KvOp::Get(vec![]),
+            KvOp::Set(vec![], vec![]),
+            KvOp::Del(vec![]),
+            KvOp::Exists(vec![]),
+            KvOp::Incr(vec![]),
+            KvOp::MGet(vec![]),
+            KvOp::MSet(vec![]),
+            KvOp::Ping,
+        ]
+        .iter()
+        .map(KvOp::is_read_only)
+        .collect();
+        assert_eq!(ro, [true, false, false, true, false, true, false, true]);
+    }
+
+    #[test]
+    fn display_is_compact() {
+        assert_eq!(KvOp::Set(b("k"), b("v")).to_string(), "SET k v");
+        assert_eq!(KvOp::Get(b("a b")).to_string(), "GET \"a b\"");
+        assert_eq!(KvOp::Del(ks(&["a", "b"])).to_string(), "DEL a b");
+        assert_eq!(KvOp::MSet(vec![(b("a"), b("1")), (b("b"), vec![0, 255])]).to_string(), "MSET a 1 b \"\\x00\\xff\"");
+        assert_eq!(KvOp::Set(b(""), b("\"q\"")).to_string(), "SET \"\" \"\\\"q\\\"\"");
+        assert_eq!(KvOp::Ping.to_string(), "PING");
+        assert_eq!(KvReply::Bulk(b("v")).to_string(), "\"v\"");
+        assert_eq!(KvReply::Nil.to_string(), "(nil)");
+        assert_eq!(KvReply::Int(3).to_string(), "(integer) 3");
+        assert_eq!(KvReply::Ok.to_string(), "OK");
+        assert_eq!(KvReply::Pong.to_string(), "PONG");
+        assert_eq!(KvReply::Array(vec![Some(b("a")), None]).to_string(), "[\"a\", (nil)]");
+        assert_eq!(err(ERR_OVERFLOW).to_string(), "(error) ERR increment or decrement would overflow");
+    }
+
+    #[test]
+    fn from_args_parses_redis_commands() {
+        assert_eq!(KvOp::from_args(&["set", "k", "v"]), Ok(KvOp::Set(b("k"), b("v"))));
+        assert_eq!(KvOp::from_args(&["GET", "k"]), Ok(KvOp::Get(b("k"))));
+        assert_eq!(KvOp::from_args(&["Del", "a", "b"]), Ok(KvOp::Del(ks(&["a", "b"]))));
+        assert_eq!(KvOp::from_args(&["exists", "a"]), Ok(KvOp::Exists(ks(&["a"]))));
+        assert_eq!(KvOp::from_args(&["incr", "n"]), Ok(KvOp::Incr(b("n"))));
+        assert_eq!(KvOp::from_args(&["mget", "a", "b"]), Ok(KvOp::MGet(ks(&["a", "b"]))));
+        assert_eq!(KvOp::from_args(&["mset", "a", "1", "b", "2"]), Ok(KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))])));
+        assert_eq!(KvOp::from_args(&["PING"]), Ok(KvOp::Ping));
+        assert_eq!(KvOp::from_args(&["get"]), Err("ERR wrong number of arguments for 'get' command".into()));
+        assert_eq!(KvOp::from_args(&["mset", "a"]), Err("ERR wrong number of arguments for 'mset' command".into()));
+        assert_eq!(KvOp::from_args(&["set", "k", "v", "NX"]), Err("ERR syntax error".into()));
+        assert!(KvOp::from_args(&["flushall"]).unwrap_err().starts_with("ERR unknown command 'flushall'"));
+        assert!(KvOp::from_args::<&str>(&[]).is_err());
+    }
+
+    #[test]
+    fn resp_encoding() {
+        assert_eq!(KvReply::Ok.to_resp(), b"+OK\r\n");
+        assert_eq!(KvReply::Pong.to_resp(), b"+PONG\r\n");
+        assert_eq!(KvReply::Nil.to_resp(), b"$-1\r\n");
+        assert_eq!(bulk("hi").to_resp(), b"$2\r\nhi\r\n");
+        assert_eq!(KvReply::Int(-3).to_resp(), b":-3\r\n");
+        assert_eq!(KvReply::Array(vec![Some(b("a")), None]).to_resp(), b"*2\r\n$1\r\na\r\n$-1\r\n");
+        assert_eq!(err("ERR x\r\ny").to_resp(), b"-ERR x  y\r\n");
+    }
+
+    #[test]
+    fn snapshot_restore_round_trip() {
+        let mut s = KvStore::new();
+        run(&mut s, KvOp::MSet(vec![(b("b"), b("2")), (b("a"), b("1")), (vec![0, 1], vec![])]));
+        let snap = s.snapshot();
+        let mut t = KvStore::new();
+        t.restore(&snap).unwrap();
+        assert_eq!(t, s);
+        assert_eq!(t.snapshot(), snap);
+        // restoring replaces the state rather than merging
+        run(&mut t, KvOp::Set(b("z"), b("9")));
+        t.restore(&KvStore::new().snapshot()).unwrap();
+        assert!(t.model().is_empty());
+    }
+
+    #[test]
+    fn restore_rejects_garbage_and_keeps_state() {
+        let mut s = KvStore::new();
+        run(&mut s, KvOp::Set(b("a"), b("1")));
+        let before = s.clone();
+        let good = s.snapshot();
+        let mut bad_version = good.clone();
+        bad_version[4] = 99;
+        let mut truncated = good.clone();
+        truncated.pop();
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let unsorted = crate::snapshot::encode(MAGIC, &vec![(b("b"), b("1")), (b("a"), b("1"))]);
+        let duplicate = crate::snapshot::encode(MAGIC, &vec![(b("a"), b("1")), (b("a"), b("2"))]);
+        for bad in [&[][..], b"BZKV", b"garbage!", &bad_version, &truncated, &trailing, &unsorted, &duplicate] {
+            assert!(s.restore(bad).is_err(), "{bad:?}");
+            assert_eq!(s, before);
+        }
+    }
+
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        prop::sample::select(vec![b("a"), b("b"), b("c"), b("n"), vec![], vec![0xff]])
+    }
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::sample::select(vec![b("0"), b("-1"), b("41"), b("9223372036854775807"), b("x"), vec![]]),
+            prop::collection::vec(any::<u8>(), 0..4),
+        ]
+    }
+    pub(crate) fn op() -> impl Strategy<Value = KvOp> {
+        let keys = || prop::collection::vec(key(), 0..4);
+        prop_oneof![
+            key().prop_map(KvOp::Get),
+            (key(), value()).prop_map(|(k, v)| KvOp::Set(k, v)),
+            keys().prop_map(KvOp::Del),
+            keys().prop_map(KvOp::Exists),
+            key().prop_map(KvOp::Incr),
+            keys().prop_map(KvOp::MGet),
+            prop::collection::vec((key(), value()), 0..4).prop_map(KvOp::MSet),
+            Just(KvOp::Ping),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn replicas_agree(ops in prop::collection::vec(op(), 0..60)) {
+            let (mut a, mut b) = (KvStore::new(), KvStore::new());
+            for op in &ops {
+                let bytes = op.encode();
+                prop_assert_eq!(KvOp::decode(&bytes), Ok(op.clone()));
+                let ra = a.execute(&bytes);
+                prop_assert_eq!(&ra, &b.execute(&bytes));
+                let reply = KvReply::decode(&ra).unwrap();
+                prop_assert_eq!(KvReply::decode(&reply.encode()), Ok(reply));
+                prop_assert_eq!(a.snapshot(), b.snapshot());
+            }
+        }
+
+        #[test]
+        fn query_matches_execute_and_changes_nothing(ops in prop::collection::vec(op(), 0..40), probe in op()) {
+            let mut s = KvStore::new();
+            for op in &ops {
+                s.execute(&op.encode());
+            }
+            let snap = s.snapshot();
+            let q = s.query(&probe.encode());
+            prop_assert_eq!(q.is_some(), probe.is_read_only());
+            prop_assert_eq!(s.snapshot(), snap.clone());
+            if let Some(q) = q {
+                prop_assert_eq!(q, s.execute(&probe.encode()));
+                prop_assert_eq!(s.snapshot(), snap);
+            }
+        }
+
+        #[test]
+        fn restore_then_continue_matches(ops in prop::collection::vec(op(), 0..60), cut in any::<prop::sample::Index>()) {
+            let cut = cut.index(ops.len() + 1);
+            let mut original = KvStore::new();
+            for op in &ops[..cut] {
+                original.execute(&op.encode());
+            }
+            let mut copy = KvStore::new();
+            copy.execute(&KvOp::Set(b("stale"), b("state")).encode());
+            copy.restore(&original.snapshot()).unwrap();
+            prop_assert_eq!(&copy, &original);
+            for op in &ops[cut..] {
+                prop_assert_eq!(original.execute(&op.encode()), copy.execute(&op.encode()));
+            }
+            prop_assert_eq!(original.snapshot(), copy.snapshot());
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut s = KvStore::new();
+            s.execute(&KvOp::Set(b("a"), b("1")).encode());
+            let _ = s.query(&bytes);
+            let reply = KvReply::decode(&s.execute(&bytes));
+            prop_assert!(reply.is_ok());
+            let before = s.clone();
+            let restored = s.restore(&bytes);
+            if !bytes.starts_with(&MAGIC) {
+                prop_assert!(restored.is_err());
+            }
+            if restored.is_err() {
+                prop_assert_eq!(s, before);
+            }
+            let _ = KvOp::decode(&bytes);
+            let _ = KvReply::decode(&bytes);
+        }
+
+        #[test]
+        fn garbage_snapshots_with_the_right_header_never_panic(body in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.push(crate::snapshot::VERSION);
+            bytes.extend(body);
+            let mut s = KvStore::new();
+            if s.restore(&bytes).is_ok() {
+                // whatever was accepted is canonical
+                prop_assert_eq!(s.snapshot(), bytes);
+            }
+        }
+
+        #[test]
+        fn display_never_panics(op in op()) {
+            let mut s = KvStore::new();
+            let reply = s.apply(&op);
+            prop_assert!(!op.to_string().is_empty());
+            prop_assert!(!reply.to_string().is_empty());
+        }
+    }
+}

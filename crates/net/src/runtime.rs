@@ -1,0 +1,673 @@
+//! The tokio driver of a sans-IO [`Protocol`].
+//!
+//! One task owns the protocol instance, its [`Crypto`], its timers and its RNG, so
+//! protocol code needs no locks. The task waits on four sources and feeds each
+//! event to the protocol, then applies the effects the protocol asked for:
+//!
+//! | source | protocol call |
+//! |---|---|
+//! | inbound messages (decoded by the transport's reader tasks, sender authenticated) | `on_message` |
+//! | inputs from a [`RuntimeHandle`] (bounded channel) | `on_input` |
+//! | expired timers (`sleep_until` on a `BTreeMap` of deadlines) | `on_timer` |
+//! | messages the protocol sent to itself | `on_message(me, ..)` |
+//!
+//! | effect | what the runtime does |
+//! |---|---|
+//! | `Send` / `Multicast` | encode once with the core codec, queue on each peer's link (never blocks; see [`crate::transport`] on drop-oldest); to itself: loop back |
+//! | `SetTimer` / `CancelTimer` | arm (re-arm: replaces an armed timer of the same name) / disarm |
+//! | `Output` | send on the caller's bounded output channel (waits: a slow consumer slows the node down rather than losing decisions) |
+//! | `Fault` | `tracing::warn!` and `byzscale_protocol_faults_total{kind=..}` |
+//!
+//! Time given to the protocol is nanoseconds since the runtime started (tokio's
+//! monotonic `Instant`). Randomness comes from a `ChaCha8Rng` seeded from OS
+//! entropy. Clients seen for the first time by the transport are added to the
+//! protocol's `Crypto` before their first message is delivered.
+
+use crate::delay::DelayMatrix;
+use crate::metrics::{self, Counter, Gauge, Histogram, Registry};
+use crate::transport::{Inbound, PeerConfig, Transport, TransportConfig, TransportOptions};
+use crate::NetError;
+use bytes::Bytes;
+use byzscale_core::codec;
+use byzscale_core::config::Deployment;
+use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
+use byzscale_core::protocol::{Cx, Effect, Protocol, Time};
+use byzscale_core::{Addr, ClientId, NodeId};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Everything needed to run one endpoint.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub transport: TransportConfig,
+    /// Crypto mode of the protocol's `Crypto` (the transport always uses real
+    /// crypto for its handshake and frame MACs).
+    pub crypto_mode: CryptoMode,
+    /// Bound of the input channel.
+    pub input_capacity: usize,
+    /// Bound of the output channel.
+    pub output_capacity: usize,
+    /// Serve Prometheus metrics on this `host:port`.
+    pub metrics_listen: Option<String>,
+}
+
+impl NodeConfig {
+    pub fn new(transport: TransportConfig) -> Self {
+        NodeConfig {
+            transport,
+            crypto_mode: CryptoMode::Real,
+            input_capacity: 1024,
+            output_capacity: 1024,
+            metrics_listen: None,
+        }
+    }
+
+    /// Replica `me` of `deployment`: listens on its configured address, knows every
+    /// replica of every group, accepts clients, serves metrics if configured.
+    /// Fails if `identity` is not the key the deployment lists for `me`.
+    pub fn replica(
+        deployment: &Deployment,
+        me: NodeId,
+        identity: Identity,
+        kind: u8,
+    ) -> Result<Self, NetError> {
+        let (_, rc) = deployment
+            .replica(me)
+            .ok_or_else(|| NetError::Config(format!("replica {me} is not in the deployment")))?;
+        if rc.public_identity()? != identity.public() {
+            return Err(NetError::Config(format!(
+                "the key file does not match the public key of replica {me} in the deployment"
+            )));
+        }
+        let mut cfg = Self::new(TransportConfig {
+            me: Addr::Node(me),
+            identity,
+            kind,
+            listen: Some(rc.addr.clone()),
+            peers: deployment_peers(deployment, Some(me))?,
+            accept_clients: true,
+            options: TransportOptions::default(),
+            delay: None,
+        });
+        cfg.metrics_listen = rc.metrics_addr.clone();
+        Ok(cfg)
+    }
+
+    /// Client `me`: dials every replica of the deployment, does not listen. The
+    /// replicas learn the client's key from the handshake.
+    pub fn client(
+        deployment: &Deployment,
+        me: ClientId,
+        identity: Identity,
+        kind: u8,
+    ) -> Result<Self, NetError> {
+        Ok(Self::new(TransportConfig {
+            me: Addr::Client(me),
+            identity,
+            kind,
+            listen: None,
+            peers: deployment_peers(deployment, None)?,
+            accept_clients: false,
+            options: TransportOptions::default(),
+            delay: None,
+        }))
+    }
+
+    /// Apply the WAN delay shim to this endpoint's outgoing frames.
+    pub fn with_delay(mut self, delay: DelayMatrix) -> Self {
+        self.transport.delay = Some(Arc::new(delay));
+        self
+    }
+}
+
+fn deployment_peers(d: &Deployment, except: Option<NodeId>) -> Result<Vec<PeerConfig>, NetError> {
+    let mut peers = Vec::new();
+    for g in &d.groups {
+        for r in &g.replicas {
+            if Some(r.id) == except {
+                continue;
+            }
+            peers.push(PeerConfig {
+                addr: Addr::Node(r.id),
+                identity: r.public_identity()?,
+                socket: Some(r.addr.clone()),
+            });
+        }
+    }
+    Ok(peers)
+}
+
+/// The runtime has stopped; the input is handed back.
+#[derive(Debug, thiserror::Error)]
+#[error("the runtime has stopped")]
+pub struct Stopped<I>(pub I);
+
+/// Submit inputs to a running protocol and stop it. Cheap to clone. The runtime
+/// stops at [`RuntimeHandle::stop`] or when every handle has been dropped.
+pub struct RuntimeHandle<I> {
+    inputs: mpsc::Sender<I>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl<I> Clone for RuntimeHandle<I> {
+    fn clone(&self) -> Self {
+        RuntimeHandle {
+            inputs: self.inputs.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+impl<I> RuntimeHandle<I> {
+    /// Queue an input, waiting while the input channel is full (backpressure).
+    pub async fn submit(&self, input: I) -> Result<(), Stopped<I>> {
+        self.inputs.send(input).await.map_err(|e| Stopped(e.0))
+    }
+    /// Queue an input if there is room.
+    pub fn try_submit(&self, input: I) -> Result<(), mpsc::error::TrySendError<I>> {
+        self.inputs.try_send(input)
+    }
+    /// Ask the runtime to stop (idempotent). Pending inputs are discarded.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow() || self.inputs.is_closed()
+    }
+}
+
+/// The channels and services [`run_protocol`] drives a protocol with.
+pub struct Wiring<P: Protocol> {
+    /// The protocol's crypto (identity and known peers).
+    pub crypto: Crypto,
+    pub transport: Transport<P::Message>,
+    pub inbound: mpsc::Receiver<Inbound<P::Message>>,
+    pub inputs: mpsc::Receiver<P::Input>,
+    pub outputs: mpsc::Sender<P::Output>,
+    /// Stop when this turns true or its sender is dropped.
+    pub stop: watch::Receiver<bool>,
+    pub registry: Arc<Registry>,
+}
+
+/// Armed timers: by name (re-arm replaces) and by deadline.
+struct Timers<T: Ord + Clone> {
+    by_deadline: BTreeMap<(Instant, u64), T>,
+    by_name: BTreeMap<T, (Instant, u64)>,
+    seq: u64,
+}
+
+impl<T: Ord + Clone> Timers<T> {
+    fn new() -> Self {
+        Timers {
+            by_deadline: BTreeMap::new(),
+            by_name: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+    fn set(&mut self, t: T, at: Instant) {
+        self.cancel(&t);
+        self.seq += 1;
+        self.by_deadline.insert((at, self.seq), t.clone());
+        self.by_name.insert(t, (at, self.seq));
+    }
+    fn cancel(&mut self, t: &T) {
+        if let Some(k) = self.by_name.remove(t) {
+            self.by_deadline.remove(&k);
+        }
+    }
+    fn next_deadline(&self) -> Option<Instant> {
+        self.by_deadline.keys().next().map(|(at, _)| *at)
+    }
+    fn pop_expired(&mut self, now: Instant) -> Option<T> {
+        let (&(at, seq), _) = self.by_deadline.iter().next()?;
+        if at > now {
+            return None;
+        }
+        let t = self.by_deadline.remove(&(at, seq))?;
+        self.by_name.remove(&t);
+        Some(t)
+    }
+    fn len(&self) -> usize {
+        self.by_name.len()
+    }
+}
+
+struct RtMetrics {
+    events: Counter,
+    step: Histogram,
+    outputs: Counter,
+    outputs_discarded: Counter,
+    inbound_depth: Gauge,
+    timers: Gauge,
+}
+
+impl RtMetrics {
+    fn new(r: &Registry) -> Self {
+        RtMetrics {
+            events: r.counter(
+                "byzscale_runtime_events_total",
+                "events handled by the protocol task",
+            ),
+            step: r.histogram(
+                "byzscale_runtime_step_micros",
+                "protocol step time (handler only)",
+            ),
+            outputs: r.counter(
+                "byzscale_runtime_outputs_total",
+                "outputs delivered to the layer above",
+            ),
+            outputs_discarded: r.counter(
+                "byzscale_runtime_outputs_discarded_total",
+                "outputs dropped because nobody reads the output channel",
+            ),
+            inbound_depth: r.gauge(
+                "byzscale_runtime_inbound_queue_depth",
+                "messages waiting for the protocol task",
+            ),
+            timers: r.gauge("byzscale_runtime_timers", "armed timers"),
+        }
+    }
+}
+
+struct Driver<P: Protocol> {
+    protocol: P,
+    crypto: Crypto,
+    rng: ChaCha8Rng,
+    start: Instant,
+    me: Addr,
+    kind: u8,
+    timers: Timers<P::Timer>,
+    effects: Vec<Effect<P>>,
+    loopback: VecDeque<P::Message>,
+    transport: Transport<P::Message>,
+    outputs: mpsc::Sender<P::Output>,
+    stop: watch::Receiver<bool>,
+    stopping: bool,
+    registry: Arc<Registry>,
+    m: RtMetrics,
+}
+
+/// Most events handled in a row from one source before the others get a turn.
+const BURST: usize = 64;
+/// "Never" for timer arithmetic: a year.
+const FAR_SECS: u64 = 86_400 * 365;
+
+impl<P: Protocol> Driver<P>
+where
+    P::Output: Send,
+    P::Timer: Send,
+{
+    fn step(&mut self, f: impl FnOnce(&mut P, &mut Cx<'_, P>)) -> Instant {
+        let at = Instant::now();
+        let now: Time = at
+            .duration_since(self.start)
+            .as_nanos()
+            .min(u64::MAX as u128) as u64;
+        {
+            let mut cx = Cx::new(now, &mut self.rng, &self.crypto, &mut self.effects);
+            f(&mut self.protocol, &mut cx);
+        }
+        self.m.events.inc();
+        self.m.step.record_micros(at.elapsed());
+        at
+    }
+
+    fn encode(&self, msg: &P::Message) -> Bytes {
+        Bytes::from(codec::encode_frame(self.kind, msg))
+    }
+
+    async fn apply(&mut self, at: Instant) {
+        let mut effects = std::mem::take(&mut self.effects);
+        for e in effects.drain(..) {
+            match e {
+                Effect::Send { to, msg } => {
+                    if to == self.me {
+                        self.loopback.push_back(msg);
+                    } else {
+                        let frame = self.encode(&msg);
+                        self.transport.send(to, frame);
+                    }
+                }
+                Effect::Multicast { to, msg } => {
+                    let others: Vec<Addr> = to.iter().copied().filter(|a| *a != self.me).collect();
+                    if !others.is_empty() {
+                        let frame = self.encode(&msg);
+                        self.transport.multicast(&others, &frame);
+                    }
+                    if others.len() != to.len() {
+                        self.loopback.push_back(msg);
+                    }
+                }
+                Effect::SetTimer { timer, after } => {
+                    let deadline = at
+                        .checked_add(Duration::from_nanos(after))
+                        .unwrap_or_else(|| at + Duration::from_secs(FAR_SECS));
+                    self.timers.set(timer, deadline);
+                }
+                Effect::CancelTimer { timer } => self.timers.cancel(&timer),
+                Effect::Output(o) => {
+                    if self.stopping || self.outputs.is_closed() {
+                        self.m.outputs_discarded.inc();
+                        continue;
+                    }
+                    tokio::select! {
+                        r = self.outputs.send(o) => {
+                            if r.is_err() {
+                                self.m.outputs_discarded.inc();
+                            } else {
+                                self.m.outputs.inc();
+                            }
+                        }
+                        _ = self.stop.wait_for(|v| *v) => {
+                            // also returns on a dropped stop sender
+                            self.stopping = true;
+                            self.m.outputs_discarded.inc();
+                        }
+                    }
+                }
+                Effect::Fault(f) => {
+                    warn!(me = %self.me, node = %f.node, kind = f.kind, detail = %f.detail, "protocol fault");
+                    self.registry
+                        .counter_with(
+                            "byzscale_protocol_faults_total",
+                            "faults reported by the protocol",
+                            &[("kind", f.kind)],
+                        )
+                        .inc();
+                }
+            }
+        }
+        self.effects = effects;
+        self.m.timers.set(self.timers.len() as i64);
+    }
+
+    async fn inbound(&mut self, ev: Inbound<P::Message>) {
+        match ev {
+            Inbound::Message { from, msg } => {
+                let at = self.step(|p, cx| p.on_message(from, msg, cx));
+                self.apply(at).await;
+            }
+            Inbound::PeerRegistered { addr, identity } => {
+                if let Err(e) = self.crypto.add_peer(addr, identity) {
+                    warn!(me = %self.me, %addr, error = %e, "cannot register peer key");
+                }
+            }
+        }
+    }
+
+    async fn fire_timers(&mut self) {
+        for _ in 0..BURST {
+            let Some(t) = self.timers.pop_expired(Instant::now()) else {
+                break;
+            };
+            let at = self.step(|p, cx| p.on_timer(t, cx));
+            self.apply(at).await;
+            if self.stopping {
+                break;
+            }
+        }
+    }
+
+    async fn loopback(&mut self) {
+        for _ in 0..BURST {
+            let Some(msg) = self.loopback.pop_front() else {
+                break;
+            };
+            let me = self.me;
+            let at = self.step(|p, cx| p.on_message(me, msg, cx));
+            self.apply(at).await;
+            if self.stopping {
+                break;
+            }
+        }
+    }
+}
+
+/// Drive `protocol` until stopped; returns it (with its final state).
+pub async fn run_protocol<P: Protocol>(protocol: P, wiring: Wiring<P>) -> P
+where
+    P::Output: Send,
+    P::Timer: Send,
+{
+    let Wiring {
+        crypto,
+        transport,
+        mut inbound,
+        mut inputs,
+        outputs,
+        stop,
+        registry,
+    } = wiring;
+    let m = RtMetrics::new(&registry);
+    let mut d = Driver {
+        protocol,
+        me: crypto.me(),
+        crypto,
+        rng: ChaCha8Rng::from_entropy(),
+        start: Instant::now(),
+        kind: transport.kind(),
+        timers: Timers::new(),
+        effects: Vec::new(),
+        loopback: VecDeque::new(),
+        transport,
+        outputs,
+        stop,
+        stopping: false,
+        registry,
+        m,
+    };
+    let at = d.step(|p, cx| p.on_start(cx));
+    d.apply(at).await;
+    let mut inputs_open = true;
+    let mut inbound_open = true;
+    let far = Duration::from_secs(FAR_SECS);
+    while !d.stopping {
+        if *d.stop.borrow() {
+            break;
+        }
+        d.loopback().await;
+        if d.stopping {
+            break;
+        }
+        let next = d.timers.next_deadline();
+        let busy = !d.loopback.is_empty();
+        tokio::select! {
+            r = d.stop.changed() => {
+                if r.is_err() || *d.stop.borrow() {
+                    break;
+                }
+            }
+            ev = inbound.recv(), if inbound_open => match ev {
+                None => inbound_open = false,
+                Some(ev) => {
+                    d.inbound(ev).await;
+                    for _ in 1..BURST {
+                        if d.stopping { break; }
+                        match inbound.try_recv() {
+                            Ok(ev) => d.inbound(ev).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            },
+            i = inputs.recv(), if inputs_open => match i {
+                None => inputs_open = false,
+                Some(i) => {
+                    let at = d.step(|p, cx| p.on_input(i, cx));
+                    d.apply(at).await;
+                }
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(|| Instant::now() + far)), if next.is_some() => {
+                d.fire_timers().await;
+            }
+            _ = std::future::ready(()), if busy => {}
+        }
+        d.m.inbound_depth
+            .set((inbound.max_capacity() - inbound.capacity()) as i64);
+    }
+    info!(me = %d.me, "runtime stopping");
+    d.transport.shutdown().await;
+    d.protocol
+}
+
+/// A running endpoint: the protocol task, its transport and (optionally) its
+/// metrics server. It runs until [`Runtime::stop`] / [`RuntimeHandle::stop`], or
+/// until the `Runtime` and every handle cloned from it have been dropped.
+pub struct Runtime<P: Protocol> {
+    handle: RuntimeHandle<P::Input>,
+    task: JoinHandle<P>,
+    me: Addr,
+    local_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    registry: Arc<Registry>,
+}
+
+impl<P> Runtime<P>
+where
+    P: Protocol + Send + 'static,
+    P::Input: Send + 'static,
+    P::Output: Send + 'static,
+    P::Timer: Send + 'static,
+{
+    /// Start `protocol` as configured. Returns the runtime and the receiver of the
+    /// protocol's outputs.
+    pub async fn start(
+        protocol: P,
+        cfg: NodeConfig,
+    ) -> Result<(Self, mpsc::Receiver<P::Output>), NetError> {
+        Self::start_with(protocol, cfg, None, Arc::new(Registry::new())).await
+    }
+
+    /// Like [`Runtime::start`], with an already bound listener (tests bind port 0
+    /// first to learn their addresses) and a caller-provided metrics registry.
+    pub async fn start_with(
+        protocol: P,
+        cfg: NodeConfig,
+        listener: Option<TcpListener>,
+        registry: Arc<Registry>,
+    ) -> Result<(Self, mpsc::Receiver<P::Output>), NetError> {
+        let me = cfg.transport.me;
+        let mut crypto = Crypto::new(me, cfg.transport.identity.clone(), cfg.crypto_mode);
+        for p in &cfg.transport.peers {
+            if p.addr != me {
+                crypto
+                    .add_peer(p.addr, p.identity)
+                    .map_err(|source| NetError::Key {
+                        addr: p.addr,
+                        source,
+                    })?;
+            }
+        }
+        let metrics_listener = match &cfg.metrics_listen {
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .map_err(|source| NetError::Bind {
+                        addr: a.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let (transport, inbound) = Transport::start(cfg.transport, listener, &registry).await?;
+        let local_addr = transport.local_addr();
+        let (in_tx, in_rx) = mpsc::channel(cfg.input_capacity.max(1));
+        let (out_tx, out_rx) = mpsc::channel(cfg.output_capacity.max(1));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(l) = metrics_listener {
+            tokio::spawn(metrics::serve(registry.clone(), l, stop_rx.clone()));
+        }
+        let wiring = Wiring {
+            crypto,
+            transport,
+            inbound,
+            inputs: in_rx,
+            outputs: out_tx,
+            stop: stop_rx,
+            registry: registry.clone(),
+        };
+        let task = tokio::spawn(run_protocol(protocol, wiring));
+        Ok((
+            Runtime {
+                handle: RuntimeHandle {
+                    inputs: in_tx,
+                    stop: Arc::new(stop_tx),
+                },
+                task,
+                me,
+                local_addr,
+                metrics_addr,
+                registry,
+            },
+            out_rx,
+        ))
+    }
+}
+
+impl<P: Protocol> Runtime<P> {
+    pub fn handle(&self) -> RuntimeHandle<P::Input> {
+        self.handle.clone()
+    }
+    pub fn me(&self) -> Addr {
+        self.me
+    }
+    /// The bound protocol listening address, if any.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+    /// The bound metrics address, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+    /// Stop and wait: the transport's listener and connections are closed and the
+    /// protocol is returned.
+    pub async fn stop(self) -> Result<P, NetError> {
+        self.handle.stop();
+        self.join().await
+    }
+    /// Wait until the runtime stops (by a handle's `stop`) and return the protocol.
+    pub async fn join(self) -> Result<P, NetError> {
+        let Runtime { handle, task, .. } = self;
+        // Keep our handle alive while waiting so dropping it does not stop the node.
+        let r = task.await.map_err(|e| NetError::Task(e.to_string()));
+        drop(handle);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_rearm_cancel_and_order() {
+        let t0 = Instant::now();
+        let s = |ms| t0 + Duration::from_millis(ms);
+        let mut t = Timers::new();
+        t.set("a", s(30));
+        t.set("b", s(10));
+        t.set("c", s(20));
+        t.set("a", s(5)); // re-arm replaces
+        t.cancel(&"c");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.next_deadline(), Some(s(5)));
+        assert_eq!(t.pop_expired(s(4)), None);
+        assert_eq!(t.pop_expired(s(100)), Some("a"));
+        assert_eq!(t.pop_expired(s(100)), Some("b"));
+        assert_eq!(t.pop_expired(s(100)), None);
+        assert_eq!(t.next_deadline(), None);
+    }
+}

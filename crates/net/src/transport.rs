@@ -1,0 +1,1250 @@
+//! TCP transport with authenticated channels.
+//!
+//! # Connections
+//!
+//! One TCP connection per pair of endpoints, used in both directions. Between two
+//! endpoints that both listen, the one with the smaller [`Addr`] dials and the
+//! other waits; an endpoint that does not listen (a client) dials everyone it has
+//! an address for. The dialer reconnects after any failure with exponential
+//! backoff (`backoff_min` doubling up to `backoff_max`) and ±50% jitter; a
+//! successful handshake resets the backoff. A newer authenticated connection for
+//! the same peer supersedes the older one (a restarted peer is picked up at once).
+//! `TCP_NODELAY` is on; the writer drains every queued frame into one buffer and
+//! writes it with a single `write_all` (batching under load, no Nagle delay when
+//! idle).
+//!
+//! # Frames
+//!
+//! Every frame uses the core codec's 8-byte header (`"BZ"`, version, kind, `u32`
+//! payload length) and a payload limit (`max_frame`). A header that is malformed
+//! or announces more than the limit closes the connection *before* the payload
+//! is read, and is counted (`byzscale_net_faults_total`) and logged; nothing in
+//! the transport panics on peer input, and each connection has its own task, so
+//! one bad peer never stalls the node.
+//!
+//! # Handshake (kinds `0xF0` hello, `0xF1` auth)
+//!
+//! 1. Both sides send `Hello { addr, nonce (32 random bytes), identity, kind }`.
+//! 2. Both sides send an ed25519 signature over
+//!    `DOMAIN || role || dialer_hello_frame || acceptor_hello_frame` (role `D`/`A`
+//!    so a signature cannot be reflected), made with their identity key.
+//! 3. Each side verifies the other's signature with the public key *it* knows for
+//!    the claimed address: replicas from the deployment (a presented key that
+//!    differs is rejected); the dialer additionally requires the acceptor to be
+//!    the address it dialed. On the accepting side of a client-facing node
+//!    (`accept_clients`), an unknown `Addr::Client` is accepted with the key it
+//!    presents — the signature proves it holds that key — and registered: the
+//!    runtime receives [`Inbound::PeerRegistered`] *before* that client's first
+//!    message, so the protocol's `Crypto` can verify its MAC authenticators. A
+//!    registered client id stays bound to its key for the life of the process
+//!    (another key claiming it later is refused). Unknown nodes are always refused.
+//! 4. Session key: `HMAC(pairwise key, "byzscale-net session" || transcript)`,
+//!    the pairwise key coming from `Crypto::add_peer` (X25519 + BLAKE3). Fresh
+//!    nonces make every session's key fresh.
+//!
+//! After the handshake each frame is followed by a 32-byte tag
+//! `HMAC-SHA256(session key, direction || counter || frame)` with an implicit
+//! per-direction counter, so frames cannot be forged, reflected, replayed,
+//! reordered or dropped without the receiver noticing (it then closes the
+//! connection). Handshakes have a deadline (`handshake_timeout`) and the number
+//! of accepted connections is capped (`max_connections`).
+//!
+//! # Queues: drop-oldest, by design
+//!
+//! Each peer has a bounded outgoing queue (`queue_capacity` frames for nodes,
+//! `client_queue_capacity` for clients). When it is full the *oldest* frame is
+//! dropped and counted (`byzscale_net_frames_dropped_total`). The protocol task
+//! therefore never blocks on the network: one slow, dead or malicious peer cannot
+//! stall the node's progress with the others. This is safe because every
+//! protocol driven here retransmits what matters (view-change / status timers,
+//! client retries), exactly as with a lossy link. Backpressure exists on the
+//! other two paths: inbound messages go to the protocol through a bounded
+//! channel (readers wait, TCP flow control then slows the sender; tokio's
+//! semaphore serves waiting readers in FIFO order so a flooding peer gets no
+//! more than its turn), and inputs from the layer above use a bounded channel.
+//!
+//! Frames queued while a peer is disconnected stay queued (up to the bound) and
+//! are sent once it reconnects. The optional [`DelayMatrix`] stamps each frame
+//! with a release time and the writer holds it until then (see [`crate::delay`]).
+
+use crate::delay::DelayMatrix;
+use crate::metrics::{Counter, Gauge, Registry};
+use crate::NetError;
+use bytes::Bytes;
+use byzscale_core::codec::{self, CodecError, HEADER_LEN};
+use byzscale_core::crypto::{Crypto, CryptoMode, Identity, PublicIdentity, Signature};
+use byzscale_core::Addr;
+use hmac::{Hmac, Mac as _};
+use rand::{Rng, RngCore};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Frame kind of the handshake hello.
+pub const KIND_HELLO: u8 = 0xF0;
+/// Frame kind of the handshake signature.
+pub const KIND_AUTH: u8 = 0xF1;
+/// Bytes of the HMAC-SHA256 tag after every post-handshake frame.
+pub const TAG_LEN: usize = 32;
+/// Payload limit during the handshake (before the peer is authenticated).
+pub const HANDSHAKE_MAX: usize = 1024;
+const DOMAIN: &[u8] = b"byzscale-net handshake v1";
+const SESSION_LABEL: &[u8] = b"byzscale-net session";
+
+/// A peer this endpoint knows in advance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub addr: Addr,
+    pub identity: PublicIdentity,
+    /// `host:port` to dial; `None` for endpoints that only dial in (clients).
+    pub socket: Option<String>,
+}
+
+/// Tuning knobs. The defaults suit a LAN or loopback deployment.
+#[derive(Clone, Debug)]
+pub struct TransportOptions {
+    /// Largest payload accepted or sent (bytes, header and tag excluded).
+    pub max_frame: usize,
+    /// Outgoing queue bound per replica peer (frames; drop-oldest).
+    pub queue_capacity: usize,
+    /// Outgoing queue bound per client (frames; drop-oldest).
+    pub client_queue_capacity: usize,
+    /// Inbound messages buffered for the protocol task (all peers together).
+    pub inbound_capacity: usize,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Accepted (inbound) connections open at once, authenticated or not.
+    pub max_connections: usize,
+    /// Bytes gathered into one write.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            max_frame: codec::DEFAULT_MAX_FRAME,
+            queue_capacity: 8192,
+            client_queue_capacity: 256,
+            inbound_capacity: 4096,
+            handshake_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+            max_connections: 1024,
+            max_batch_bytes: 256 << 10,
+        }
+    }
+}
+
+/// Everything the transport needs to know about this endpoint.
+#[derive(Clone)]
+pub struct TransportConfig {
+    pub me: Addr,
+    pub identity: Identity,
+    /// Frame kind of the protocol's messages (both ends must agree).
+    pub kind: u8,
+    /// `host:port` to listen on (ignored when a bound listener is passed in).
+    pub listen: Option<String>,
+    pub peers: Vec<PeerConfig>,
+    /// Accept connections from clients not listed in `peers`.
+    pub accept_clients: bool,
+    pub options: TransportOptions,
+    pub delay: Option<Arc<DelayMatrix>>,
+}
+
+impl std::fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportConfig")
+            .field("me", &self.me)
+            .field("kind", &self.kind)
+            .field("listen", &self.listen)
+            .field("peers", &self.peers)
+            .field("accept_clients", &self.accept_clients)
+            .field("options", &self.options)
+            .field("delay", &self.delay.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the transport hands to the runtime.
+#[derive(Debug)]
+pub enum Inbound<M> {
+    /// A message whose sender was authenticated by the channel.
+    Message { from: Addr, msg: M },
+    /// A client authenticated with a key the node did not know; delivered before
+    /// any message of that client.
+    PeerRegistered {
+        addr: Addr,
+        identity: PublicIdentity,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Hello {
+    addr: Addr,
+    nonce: [u8; 32],
+    identity: PublicIdentity,
+    kind: u8,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Auth {
+    sig: Signature,
+}
+
+#[derive(Debug)]
+enum ConnError {
+    /// Clean EOF at a frame boundary.
+    Closed,
+    Io(std::io::Error),
+    /// Misbehaviour: counted and logged.
+    Fault {
+        kind: &'static str,
+        detail: String,
+    },
+    /// The runtime is gone.
+    Shutdown,
+}
+
+impl From<std::io::Error> for ConnError {
+    fn from(e: std::io::Error) -> Self {
+        ConnError::Io(e)
+    }
+}
+
+fn fault(kind: &'static str, detail: impl Into<String>) -> ConnError {
+    ConnError::Fault {
+        kind,
+        detail: detail.into(),
+    }
+}
+
+fn codec_fault(e: CodecError) -> ConnError {
+    let kind = match e {
+        CodecError::TooLarge { .. } => "oversized_frame",
+        _ => "malformed_frame",
+    };
+    fault(kind, e.to_string())
+}
+
+/// Every kind of connection fault the transport reports.
+pub const FAULT_KINDS: &[&str] = &[
+    "handshake",
+    "impostor",
+    "unknown_peer",
+    "oversized_frame",
+    "malformed_frame",
+    "unexpected_kind",
+    "bad_mac",
+    "malformed_message",
+];
+
+#[derive(Clone)]
+struct NetMetrics {
+    frames_out: Counter,
+    bytes_out: Counter,
+    frames_in: Counter,
+    bytes_in: Counter,
+    dropped: Counter,
+    unroutable: Counter,
+    faults: Counter,
+    faults_by_kind: Vec<(&'static str, Counter)>,
+    handshakes: Counter,
+    connections: Gauge,
+    queued: Gauge,
+}
+
+impl NetMetrics {
+    fn new(r: &Registry) -> Self {
+        NetMetrics {
+            frames_out: r.counter("byzscale_net_frames_sent_total", "frames written to peers"),
+            bytes_out: r.counter(
+                "byzscale_net_bytes_sent_total",
+                "bytes written to peers (with tags)",
+            ),
+            frames_in: r.counter(
+                "byzscale_net_frames_received_total",
+                "authenticated frames received",
+            ),
+            bytes_in: r.counter(
+                "byzscale_net_bytes_received_total",
+                "bytes of authenticated frames received",
+            ),
+            dropped: r.counter(
+                "byzscale_net_frames_dropped_total",
+                "frames dropped from a full outgoing queue (drop-oldest)",
+            ),
+            unroutable: r.counter(
+                "byzscale_net_unroutable_total",
+                "frames for unknown destinations or over the size limit",
+            ),
+            faults: r.counter(
+                "byzscale_net_faults_total",
+                "connections closed for malformed, oversized or unauthenticated input",
+            ),
+            faults_by_kind: FAULT_KINDS
+                .iter()
+                .map(|k| {
+                    let c = r.counter_with(
+                        "byzscale_net_faults_by_kind_total",
+                        "connection faults by kind",
+                        &[("kind", k)],
+                    );
+                    (*k, c)
+                })
+                .collect(),
+            handshakes: r.counter("byzscale_net_handshakes_total", "completed handshakes"),
+            connections: r.gauge("byzscale_net_connections", "authenticated connections open"),
+            queued: r.gauge(
+                "byzscale_net_queued_frames",
+                "frames waiting in outgoing queues",
+            ),
+        }
+    }
+}
+
+/// Per-direction frame authenticator with an implicit counter.
+struct FrameMac {
+    key: Hmac<Sha256>,
+    dir: u8,
+    counter: u64,
+}
+
+impl FrameMac {
+    fn new(key: &[u8; 32], dir: u8) -> Self {
+        FrameMac {
+            key: Hmac::<Sha256>::new_from_slice(key).expect("hmac takes any key length"),
+            dir,
+            counter: 0,
+        }
+    }
+    fn state(&mut self, frame: &[u8]) -> Hmac<Sha256> {
+        let mut h = self.key.clone();
+        h.update(&[self.dir]);
+        h.update(&self.counter.to_le_bytes());
+        h.update(frame);
+        self.counter += 1;
+        h
+    }
+    fn tag(&mut self, frame: &[u8]) -> [u8; TAG_LEN] {
+        self.state(frame).finalize().into_bytes().into()
+    }
+    fn verify(&mut self, frame: &[u8], tag: &[u8]) -> bool {
+        self.state(frame).verify_slice(tag).is_ok()
+    }
+}
+
+struct SlotQueue {
+    frames: VecDeque<(Instant, Bytes)>,
+    last_release: Instant,
+}
+
+/// The outgoing side of one peer: a bounded queue that outlives connections.
+struct PeerSlot {
+    cap: usize,
+    link: Option<(Duration, Duration)>,
+    queue: Mutex<SlotQueue>,
+    notify: Notify,
+    generation: AtomicU64,
+}
+
+impl PeerSlot {
+    fn new(cap: usize, link: Option<(Duration, Duration)>) -> Self {
+        PeerSlot {
+            cap: cap.max(1),
+            link,
+            queue: Mutex::new(SlotQueue {
+                frames: VecDeque::new(),
+                last_release: Instant::now(),
+            }),
+            notify: Notify::new(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn push(&self, frame: Bytes, m: &NetMetrics) {
+        let was_empty = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let was_empty = q.frames.is_empty();
+            let now = Instant::now();
+            let release = match self.link {
+                None => now,
+                Some((base, jitter)) => {
+                    let extra = if jitter.is_zero() {
+                        Duration::ZERO
+                    } else {
+                        jitter.mul_f64(rand::thread_rng().gen::<f64>())
+                    };
+                    (now + base + extra).max(q.last_release)
+                }
+            };
+            q.last_release = release;
+            if q.frames.len() >= self.cap {
+                q.frames.pop_front();
+                m.dropped.inc();
+                m.queued.sub(1);
+            }
+            q.frames.push_back((release, frame));
+            m.queued.add(1);
+            was_empty
+        };
+        // A non-empty queue means the writer is busy, absent, or sleeping until an
+        // earlier release time; it re-checks the queue before waiting again.
+        if was_empty {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Frames due at `now` (up to about `max_bytes`), and the next release time.
+    fn take_ready(&self, now: Instant, max_bytes: usize, out: &mut Vec<Bytes>) -> Option<Instant> {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bytes = 0;
+        while let Some((release, _)) = q.frames.front() {
+            if *release > now {
+                return Some(*release);
+            }
+            if bytes >= max_bytes && !out.is_empty() {
+                return Some(now);
+            }
+            let (_, f) = q.frames.pop_front().expect("front exists");
+            bytes += f.len();
+            out.push(f);
+        }
+        None
+    }
+
+    /// A new connection takes over this peer's queue; returns its generation.
+    fn attach(&self) -> u64 {
+        let g = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.notify.notify_waiters();
+        g
+    }
+}
+
+struct Shared<M> {
+    me: Addr,
+    identity: Identity,
+    kind: u8,
+    accept_clients: bool,
+    opts: TransportOptions,
+    delay: Option<Arc<DelayMatrix>>,
+    known: Mutex<HashMap<Addr, PublicIdentity>>,
+    slots: Mutex<HashMap<Addr, Arc<PeerSlot>>>,
+    inbound: mpsc::Sender<Inbound<M>>,
+    shutdown: watch::Receiver<bool>,
+    m: NetMetrics,
+}
+
+impl<M> Shared<M> {
+    fn new(
+        cfg: &TransportConfig,
+        inbound: mpsc::Sender<Inbound<M>>,
+        shutdown: watch::Receiver<bool>,
+        registry: &Registry,
+    ) -> Self {
+        let s = Shared {
+            me: cfg.me,
+            identity: cfg.identity.clone(),
+            kind: cfg.kind,
+            accept_clients: cfg.accept_clients,
+            opts: cfg.options.clone(),
+            delay: cfg.delay.clone(),
+            known: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            inbound,
+            shutdown,
+            m: NetMetrics::new(registry),
+        };
+        for p in &cfg.peers {
+            if p.addr != cfg.me {
+                s.known_lock().insert(p.addr, p.identity);
+                s.slot_for(p.addr);
+            }
+        }
+        s
+    }
+
+    fn known_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Addr, PublicIdentity>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn slots_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Addr, Arc<PeerSlot>>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn slot_for(&self, peer: Addr) -> Arc<PeerSlot> {
+        let mut slots = self.slots_lock();
+        slots
+            .entry(peer)
+            .or_insert_with(|| {
+                let cap = match peer {
+                    Addr::Node(_) => self.opts.queue_capacity,
+                    Addr::Client(_) => self.opts.client_queue_capacity,
+                };
+                let link = self.delay.as_ref().and_then(|d| d.link(self.me, peer));
+                Arc::new(PeerSlot::new(cap, link))
+            })
+            .clone()
+    }
+
+    fn report(&self, sock: Option<SocketAddr>, peer: Option<Addr>, e: ConnError) {
+        match e {
+            ConnError::Fault { kind, detail } => {
+                self.m.faults.inc();
+                if let Some((_, c)) = self.m.faults_by_kind.iter().find(|(k, _)| *k == kind) {
+                    c.inc();
+                }
+                warn!(me = %self.me, ?sock, ?peer, kind, %detail, "closing connection");
+            }
+            ConnError::Io(err) => {
+                debug!(me = %self.me, ?sock, ?peer, error = %err, "connection error")
+            }
+            ConnError::Closed => debug!(me = %self.me, ?sock, ?peer, "connection closed by peer"),
+            ConnError::Shutdown => {}
+        }
+    }
+}
+
+/// Read one frame: header, payload and `trailer` more bytes. Returns the kind and
+/// the whole frame (header included).
+async fn read_raw_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limit: usize,
+    trailer: usize,
+) -> Result<(u8, Vec<u8>), ConnError> {
+    let mut header = [0u8; HEADER_LEN];
+    // A clean EOF before the first header byte is a normal close.
+    let n = r.read(&mut header).await?;
+    if n == 0 {
+        return Err(ConnError::Closed);
+    }
+    if n < HEADER_LEN {
+        r.read_exact(&mut header[n..]).await?;
+    }
+    let (kind, len) = codec::parse_header(&header, limit).map_err(codec_fault)?;
+    let mut frame = vec![0u8; HEADER_LEN + len + trailer];
+    frame[..HEADER_LEN].copy_from_slice(&header);
+    r.read_exact(&mut frame[HEADER_LEN..]).await?;
+    Ok((kind, frame))
+}
+
+enum Role {
+    Dial(Addr),
+    Accept,
+}
+
+struct Session {
+    peer: Addr,
+    send: FrameMac,
+    recv: FrameMac,
+    /// The key of a client this node did not know.
+    new_client: Option<PublicIdentity>,
+}
+
+async fn handshake<M>(
+    shared: &Shared<M>,
+    r: &mut BufReader<OwnedReadHalf>,
+    w: &mut OwnedWriteHalf,
+    role: Role,
+) -> Result<Session, ConnError> {
+    let mut nonce = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let mine = Hello {
+        addr: shared.me,
+        nonce,
+        identity: shared.identity.public(),
+        kind: shared.kind,
+    };
+    let my_frame = codec::encode_frame(KIND_HELLO, &mine);
+    w.write_all(&my_frame).await?;
+
+    // A peer that closes before saying anything (a port scan, a health check, a
+    // node shutting down) is not counted as a fault.
+    let (kind, their_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
+    if kind != KIND_HELLO {
+        return Err(fault(
+            "handshake",
+            format!("expected hello, got frame kind {kind:#x}"),
+        ));
+    }
+    let theirs: Hello =
+        codec::decode_frame(&their_frame, KIND_HELLO, HANDSHAKE_MAX).map_err(codec_fault)?;
+    if theirs.kind != shared.kind {
+        return Err(fault(
+            "handshake",
+            format!(
+                "peer speaks protocol kind {} but this node speaks {}",
+                theirs.kind, shared.kind
+            ),
+        ));
+    }
+    if theirs.addr == shared.me {
+        return Err(fault("impostor", "peer claims this node's own address"));
+    }
+    let dialer = matches!(role, Role::Dial(_));
+    let (peer_pk, new_client) = {
+        let known = shared.known_lock();
+        match role {
+            Role::Dial(expect) => {
+                if theirs.addr != expect {
+                    return Err(fault(
+                        "impostor",
+                        format!("dialed {expect} but the peer claims to be {}", theirs.addr),
+                    ));
+                }
+                match known.get(&expect) {
+                    Some(pk) => (*pk, None),
+                    None => return Err(fault("handshake", format!("no key for {expect}"))),
+                }
+            }
+            Role::Accept => match known.get(&theirs.addr) {
+                Some(pk) if *pk == theirs.identity => (*pk, None),
+                Some(_) => {
+                    return Err(fault(
+                        "impostor",
+                        format!(
+                            "{} presented a key that differs from the known one",
+                            theirs.addr
+                        ),
+                    ))
+                }
+                None if shared.accept_clients && matches!(theirs.addr, Addr::Client(_)) => {
+                    (theirs.identity, Some(theirs.identity))
+                }
+                None => {
+                    return Err(fault(
+                        "unknown_peer",
+                        format!("{} is not in this node's configuration", theirs.addr),
+                    ))
+                }
+            },
+        }
+    };
+    let peer = theirs.addr;
+    let mut transcript = DOMAIN.to_vec();
+    if dialer {
+        transcript.extend_from_slice(&my_frame);
+        transcript.extend_from_slice(&their_frame);
+    } else {
+        transcript.extend_from_slice(&their_frame);
+        transcript.extend_from_slice(&my_frame);
+    }
+    let (my_role, their_role) = if dialer { (b'D', b'A') } else { (b'A', b'D') };
+    let signed = |role: u8| {
+        let mut v = Vec::with_capacity(transcript.len() + 1);
+        v.push(role);
+        v.extend_from_slice(&transcript);
+        v
+    };
+
+    // Transport security never uses the modeled crypto mode.
+    let mut crypto = Crypto::new(shared.me, shared.identity.clone(), CryptoMode::Real);
+    crypto
+        .add_peer(peer, peer_pk)
+        .map_err(|e| fault("handshake", e.to_string()))?;
+    let sig = crypto.sign(&signed(my_role));
+    w.write_all(&codec::encode_frame(KIND_AUTH, &Auth { sig }))
+        .await?;
+
+    let (kind, auth_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
+    if kind != KIND_AUTH {
+        return Err(fault(
+            "handshake",
+            format!("expected signature, got frame kind {kind:#x}"),
+        ));
+    }
+    let auth: Auth =
+        codec::decode_frame(&auth_frame, KIND_AUTH, HANDSHAKE_MAX).map_err(codec_fault)?;
+    if crypto.verify(peer, &signed(their_role), &auth.sig).is_err() {
+        return Err(fault(
+            "impostor",
+            format!("handshake signature of {peer} does not verify"),
+        ));
+    }
+    let mut label = SESSION_LABEL.to_vec();
+    label.extend_from_slice(&transcript);
+    let key = crypto
+        .mac(peer, &label)
+        .map_err(|e| fault("handshake", e.to_string()))?
+        .0;
+    let (send_dir, recv_dir) = if dialer { (0, 1) } else { (1, 0) };
+    Ok(Session {
+        peer,
+        send: FrameMac::new(&key, send_dir),
+        recv: FrameMac::new(&key, recv_dir),
+        new_client,
+    })
+}
+
+async fn read_loop<M: DeserializeOwned>(
+    shared: &Shared<M>,
+    r: &mut BufReader<OwnedReadHalf>,
+    mut mac: FrameMac,
+    peer: Addr,
+) -> Result<(), ConnError> {
+    let max = shared.opts.max_frame;
+    loop {
+        let (kind, frame) = read_raw_frame(r, max, TAG_LEN).await?;
+        if kind != shared.kind {
+            return Err(fault(
+                "unexpected_kind",
+                format!("kind {kind:#x}, expected {:#x}", shared.kind),
+            ));
+        }
+        let body = frame.len() - TAG_LEN;
+        if !mac.verify(&frame[..body], &frame[body..]) {
+            return Err(fault(
+                "bad_mac",
+                "frame authentication failed (forged, replayed or corrupted)",
+            ));
+        }
+        let msg: M = codec::from_bytes(&frame[HEADER_LEN..body], max)
+            .map_err(|e| fault("malformed_message", e.to_string()))?;
+        shared.m.frames_in.inc();
+        shared.m.bytes_in.add(frame.len() as u64);
+        if shared
+            .inbound
+            .send(Inbound::Message { from: peer, msg })
+            .await
+            .is_err()
+        {
+            return Err(ConnError::Shutdown);
+        }
+    }
+}
+
+async fn write_loop<M>(
+    shared: &Shared<M>,
+    slot: &PeerSlot,
+    generation: u64,
+    w: &mut OwnedWriteHalf,
+    mut mac: FrameMac,
+) -> Result<(), ConnError> {
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    loop {
+        let notified = slot.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if slot.generation.load(Ordering::SeqCst) != generation {
+            debug!(me = %shared.me, "connection superseded by a newer one");
+            return Ok(());
+        }
+        batch.clear();
+        let next = slot.take_ready(Instant::now(), shared.opts.max_batch_bytes, &mut batch);
+        if batch.is_empty() {
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = notified => {}
+                    }
+                }
+                None => notified.await,
+            }
+            continue;
+        }
+        shared.m.queued.sub(batch.len() as i64);
+        buf.clear();
+        for f in &batch {
+            buf.extend_from_slice(f);
+            buf.extend_from_slice(&mac.tag(f));
+        }
+        w.write_all(&buf).await?;
+        shared.m.frames_out.add(batch.len() as u64);
+        shared.m.bytes_out.add(buf.len() as u64);
+        if buf.capacity() > (4 << 20) {
+            buf = Vec::with_capacity(64 << 10);
+        }
+    }
+}
+
+/// Run one connection to its end. Returns whether the handshake succeeded.
+async fn run_connection<M: DeserializeOwned + Send + 'static>(
+    shared: Arc<Shared<M>>,
+    stream: TcpStream,
+    role: Role,
+) -> bool {
+    let sock = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::with_capacity(64 << 10, r);
+    let expected = match role {
+        Role::Dial(a) => Some(a),
+        Role::Accept => None,
+    };
+    let session = match tokio::time::timeout(
+        shared.opts.handshake_timeout,
+        handshake(&shared, &mut r, &mut w, role),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shared.report(sock, expected, e);
+            return false;
+        }
+        Err(_) if expected.is_none() => {
+            // an accepted connection that does not complete the handshake in time
+            shared.report(sock, None, fault("handshake", "timed out"));
+            return false;
+        }
+        Err(_) => {
+            debug!(me = %shared.me, ?sock, peer = ?expected, "handshake timed out");
+            return false;
+        }
+    };
+    let peer = session.peer;
+    if let Some(pk) = session.new_client {
+        let fresh = {
+            let mut known = shared.known_lock();
+            match known.get(&peer) {
+                Some(k) if *k != pk => {
+                    drop(known);
+                    shared.report(
+                        sock,
+                        Some(peer),
+                        fault("impostor", "client id already bound to another key"),
+                    );
+                    return false;
+                }
+                Some(_) => false,
+                None => {
+                    known.insert(peer, pk);
+                    true
+                }
+            }
+        };
+        if fresh {
+            info!(me = %shared.me, %peer, "registered new client");
+            if shared
+                .inbound
+                .send(Inbound::PeerRegistered {
+                    addr: peer,
+                    identity: pk,
+                })
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+    shared.m.handshakes.inc();
+    let slot = shared.slot_for(peer);
+    let generation = slot.attach();
+    shared.m.connections.add(1);
+    debug!(me = %shared.me, %peer, ?sock, "authenticated connection up");
+    let Session { send, recv, .. } = session;
+    let res = tokio::select! {
+        r = read_loop(&shared, &mut r, recv, peer) => r,
+        w = write_loop(&shared, &slot, generation, &mut w, send) => w,
+    };
+    shared.m.connections.sub(1);
+    if let Err(e) = res {
+        shared.report(sock, Some(peer), e);
+    }
+    true
+}
+
+fn jittered(d: Duration) -> Duration {
+    let f: f64 = rand::thread_rng().gen_range(0.5..1.5);
+    d.mul_f64(f)
+}
+
+async fn dial_loop<M: DeserializeOwned + Send + 'static>(
+    shared: Arc<Shared<M>>,
+    peer: Addr,
+    socket: String,
+) {
+    let opts = shared.opts.clone();
+    let mut backoff = opts.backoff_min;
+    loop {
+        let connected =
+            match tokio::time::timeout(opts.connect_timeout, TcpStream::connect(&socket)).await {
+                Ok(Ok(stream)) => run_connection(shared.clone(), stream, Role::Dial(peer)).await,
+                Ok(Err(e)) => {
+                    debug!(me = %shared.me, %peer, %socket, error = %e, "connect failed");
+                    false
+                }
+                Err(_) => {
+                    debug!(me = %shared.me, %peer, %socket, "connect timed out");
+                    false
+                }
+            };
+        if connected {
+            backoff = opts.backoff_min;
+        }
+        tokio::time::sleep(jittered(backoff)).await;
+        if !connected {
+            backoff = (backoff * 2).min(opts.backoff_max);
+        }
+    }
+}
+
+async fn accept_loop<M: DeserializeOwned + Send + 'static>(
+    shared: Arc<Shared<M>>,
+    listener: TcpListener,
+    guard: mpsc::Sender<()>,
+) {
+    let permits = Arc::new(Semaphore::new(shared.opts.max_connections.max(1)));
+    loop {
+        let (stream, sock) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // e.g. out of file descriptors: back off instead of spinning
+                warn!(me = %shared.me, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            warn!(me = %shared.me, %sock, "too many connections, refusing");
+            continue;
+        };
+        let s = shared.clone();
+        spawn_task(&shared.shutdown, guard.clone(), async move {
+            let _permit = permit;
+            run_connection(s, stream, Role::Accept).await;
+        });
+    }
+}
+
+/// Spawn `fut`, cancelled at shutdown; `guard` is dropped when the task ends.
+fn spawn_task(
+    shutdown: &watch::Receiver<bool>,
+    guard: mpsc::Sender<()>,
+    fut: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _guard = guard;
+        tokio::select! {
+            _ = fut => {}
+            _ = stop.wait_for(|v| *v) => {}
+        }
+    });
+}
+
+/// The transport of one endpoint. Owned by the runtime; `send` never blocks.
+pub struct Transport<M> {
+    shared: Arc<Shared<M>>,
+    shutdown: watch::Sender<bool>,
+    done: mpsc::Receiver<()>,
+    local_addr: Option<SocketAddr>,
+}
+
+impl<M: DeserializeOwned + Send + 'static> Transport<M> {
+    /// Start listening (on `listener`, or on `cfg.listen` if `listener` is `None`)
+    /// and dialing. Returns the transport and the stream of inbound events.
+    pub async fn start(
+        cfg: TransportConfig,
+        listener: Option<TcpListener>,
+        registry: &Registry,
+    ) -> Result<(Self, mpsc::Receiver<Inbound<M>>), NetError> {
+        let listener = match (listener, &cfg.listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| NetError::Bind {
+                            addr: addr.clone(),
+                            source,
+                        })?,
+                )
+            }
+            (None, None) => None,
+        };
+        let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let (in_tx, in_rx) = mpsc::channel(cfg.options.inbound_capacity.max(1));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (guard, done) = mpsc::channel(1);
+        let shared = Arc::new(Shared::new(&cfg, in_tx, stop_rx, registry));
+        let listens = listener.is_some();
+        if let Some(l) = listener {
+            info!(me = %cfg.me, addr = ?local_addr, "listening");
+            let s = shared.clone();
+            spawn_task(
+                &shared.shutdown,
+                guard.clone(),
+                accept_loop(s, l, guard.clone()),
+            );
+        }
+        for p in &cfg.peers {
+            let Some(socket) = &p.socket else { continue };
+            if p.addr == cfg.me || (listens && p.addr < cfg.me) {
+                continue; // the peer dials us
+            }
+            let s = shared.clone();
+            spawn_task(
+                &shared.shutdown,
+                guard.clone(),
+                dial_loop(s, p.addr, socket.clone()),
+            );
+        }
+        drop(guard);
+        Ok((
+            Transport {
+                shared,
+                shutdown: stop_tx,
+                done,
+                local_addr,
+            },
+            in_rx,
+        ))
+    }
+}
+
+impl<M> Transport<M> {
+    pub fn me(&self) -> Addr {
+        self.shared.me
+    }
+    /// The bound listening address, if this endpoint listens.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+    /// Frame kind of the protocol messages.
+    pub fn kind(&self) -> u8 {
+        self.shared.kind
+    }
+    /// Largest payload this transport sends or accepts.
+    pub fn max_frame(&self) -> usize {
+        self.shared.opts.max_frame
+    }
+    /// Whether `peer` is known (configured or a registered client).
+    pub fn knows(&self, peer: Addr) -> bool {
+        self.shared.known_lock().contains_key(&peer)
+    }
+
+    fn check(&self, frame: &Bytes) -> bool {
+        if frame.len() < HEADER_LEN || frame.len() - HEADER_LEN > self.shared.opts.max_frame {
+            self.shared.m.unroutable.inc();
+            warn!(me = %self.shared.me, len = frame.len(), "dropping an outgoing frame over the size limit");
+            return false;
+        }
+        true
+    }
+
+    /// Queue an encoded frame (from `codec::encode_frame` with this transport's
+    /// kind) for `to`. Never blocks; returns false if `to` is unknown or the frame
+    /// is too large.
+    pub fn send(&self, to: Addr, frame: Bytes) -> bool {
+        if !self.check(&frame) {
+            return false;
+        }
+        let slot = self.shared.slots_lock().get(&to).cloned();
+        match slot {
+            Some(s) => {
+                s.push(frame, &self.shared.m);
+                true
+            }
+            None => {
+                self.shared.m.unroutable.inc();
+                debug!(me = %self.shared.me, %to, "no route to destination");
+                false
+            }
+        }
+    }
+
+    /// Queue the same encoded frame for several peers (each gets its own tag).
+    pub fn multicast(&self, to: &[Addr], frame: &Bytes) {
+        if !self.check(frame) {
+            return;
+        }
+        let slots: Vec<Option<Arc<PeerSlot>>> = {
+            let map = self.shared.slots_lock();
+            to.iter().map(|a| map.get(a).cloned()).collect()
+        };
+        for s in slots {
+            match s {
+                Some(s) => s.push(frame.clone(), &self.shared.m),
+                None => self.shared.m.unroutable.inc(),
+            }
+        }
+    }
+
+    /// Stop every task of the transport and wait until they have ended (the
+    /// listener is closed when this returns).
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.done.recv().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byzscale_core::NodeId;
+
+    fn node(i: u32) -> Addr {
+        Addr::Node(NodeId(i))
+    }
+    fn ident(i: u32) -> Identity {
+        Identity::from_seed([i as u8 + 1; 32])
+    }
+
+    fn cfg(me: u32, peers: &[(u32, Option<SocketAddr>)]) -> TransportConfig {
+        TransportConfig {
+            me: node(me),
+            identity: ident(me),
+            kind: 7,
+            listen: None,
+            peers: peers
+                .iter()
+                .map(|(i, s)| PeerConfig {
+                    addr: node(*i),
+                    identity: ident(*i).public(),
+                    socket: s.map(|s| s.to_string()),
+                })
+                .collect(),
+            accept_clients: false,
+            options: TransportOptions {
+                backoff_min: Duration::from_millis(10),
+                backoff_max: Duration::from_millis(100),
+                ..Default::default()
+            },
+            delay: None,
+        }
+    }
+
+    /// Handshake by hand as node 1 against a node-0 transport, then misbehave
+    /// after authentication.
+    async fn authenticated_raw(
+        target: SocketAddr,
+    ) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf, Session) {
+        let c = cfg(1, &[(0, Some(target))]);
+        let (tx, _rx) = mpsc::channel::<Inbound<u64>>(4);
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let shared = Shared::new(&c, tx, stop_rx, &Registry::new());
+        let stream = TcpStream::connect(target).await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        let s = handshake(&shared, &mut r, &mut w, Role::Dial(node(0)))
+            .await
+            .unwrap();
+        (r, w, s)
+    }
+
+    async fn wait_closed(r: &mut BufReader<OwnedReadHalf>) {
+        let mut b = [0u8; 64];
+        loop {
+            match r.read(&mut b).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn post_handshake_faults_close_the_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let reg = Registry::new();
+        let (t, mut rx) = Transport::<u64>::start(cfg(0, &[(1, None)]), Some(l), &reg)
+            .await
+            .unwrap();
+        let faults = reg.counter("byzscale_net_faults_total", "");
+        tokio::time::timeout(Duration::from_secs(20), async {
+            // 1. a valid frame is delivered
+            let (mut r, mut w, mut s) = authenticated_raw(addr).await;
+            let f = codec::encode_frame(7, &42u64);
+            let tag = s.send.tag(&f);
+            w.write_all(&[f.as_slice(), &tag].concat()).await.unwrap();
+            match rx.recv().await.unwrap() {
+                Inbound::Message { from, msg } => assert_eq!((from, msg), (node(1), 42)),
+                other => panic!("{other:?}"),
+            }
+            // 2. a replayed frame (same bytes, stale counter) is rejected
+            w.write_all(&[f.as_slice(), &tag].concat()).await.unwrap();
+            wait_closed(&mut r).await;
+            assert_eq!(faults.get(), 1);
+
+            // 3. an oversized header after authentication
+            let (mut r, mut w, _s) = authenticated_raw(addr).await;
+            let mut h = codec::encode_frame(7, &1u64);
+            h[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+            w.write_all(&h[..HEADER_LEN]).await.unwrap();
+            wait_closed(&mut r).await;
+            assert_eq!(faults.get(), 2);
+
+            // 4. an authenticated frame whose payload is not a message
+            let (mut r, mut w, mut s) = authenticated_raw(addr).await;
+            let f = codec::encode_frame(7, &vec![0xFFu8; 20]);
+            let tag = s.send.tag(&f);
+            w.write_all(&[f.as_slice(), &tag].concat()).await.unwrap();
+            wait_closed(&mut r).await;
+            assert_eq!(faults.get(), 3);
+        })
+        .await
+        .expect("test finished in time");
+        t.shutdown().await;
+    }
+
+    #[test]
+    fn drop_oldest_queue_and_release_order() {
+        let reg = Registry::new();
+        let m = NetMetrics::new(&reg);
+        let slot = PeerSlot::new(3, None);
+        for i in 0..5u8 {
+            slot.push(Bytes::from(vec![i]), &m);
+        }
+        let mut out = Vec::new();
+        assert_eq!(slot.take_ready(Instant::now(), 1 << 20, &mut out), None);
+        assert_eq!(
+            out,
+            vec![
+                Bytes::from(vec![2]),
+                Bytes::from(vec![3]),
+                Bytes::from(vec![4])
+            ]
+        );
+        assert_eq!(m.dropped.get(), 2);
+        assert_eq!(m.queued.get(), 3); // the writer subtracts what it takes
+
+        let delayed = PeerSlot::new(
+            10,
+            Some((Duration::from_secs(60), Duration::from_millis(5))),
+        );
+        for i in 0..3u8 {
+            delayed.push(Bytes::from(vec![i]), &m);
+        }
+        let mut out = Vec::new();
+        let next = delayed
+            .take_ready(Instant::now(), 1 << 20, &mut out)
+            .unwrap();
+        assert!(out.is_empty() && next > Instant::now());
+        let q = delayed.queue.lock().unwrap();
+        let times: Vec<Instant> = q.frames.iter().map(|(t, _)| *t).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn frame_macs_bind_direction_and_counter() {
+        let key = [9u8; 32];
+        let mut a_send = FrameMac::new(&key, 0);
+        let mut b_recv = FrameMac::new(&key, 0);
+        let t0 = a_send.tag(b"one");
+        let t1 = a_send.tag(b"two");
+        assert!(b_recv.verify(b"one", &t0));
+        assert!(b_recv.verify(b"two", &t1));
+        // reflecting a frame back in the other direction fails
+        let mut a_recv = FrameMac::new(&key, 1);
+        assert!(!a_recv.verify(b"one", &t0));
+        // replay with a stale counter fails
+        assert!(!b_recv.verify(b"one", &t0));
+    }
+}

@@ -1,0 +1,1007 @@
+//! Linearizability checker for KV client histories.
+//!
+//! A history is a list of [`Op`]s, each with the client that issued it, its invocation
+//! and completion times (virtual nanoseconds), the [`KvOp`] and the [`KvReply`] the
+//! client received. The history is linearizable if every operation can be given a
+//! point between its invocation and completion such that executing the operations in
+//! that order on the sequential [`Model`] (the same code the replicas run) yields the
+//! observed replies. Operation `a` precedes `b` in real time iff
+//! `a.completed < b.invoked`; equal times count as concurrent.
+//!
+//! **Pending operations** (no completion seen: `completed == PENDING`, reply ignored)
+//! may or may not take effect: each may be linearized anywhere after its invocation,
+//! including after everything else (which is the same as never taking effect).
+//! Pending read-only operations cannot influence anything and are dropped.
+//!
+//! **Search.** Linearizability is P-compositional (Herlihy & Wing): a history is
+//! linearizable iff its restriction to each object is. Keys are the objects, but an
+//! operation on several keys (MSET, MGET, multi-key DEL / EXISTS) ties them together,
+//! so keys are grouped with a union-find over the key sets of operations, and each
+//! group ("component") is checked on its own. Operations without keys (PING, or a
+//! multi-key command with no arguments) do not depend on state and are checked alone.
+//! Each component is checked with the Wing & Gong algorithm as improved by Lowe and
+//! used by Porcupine: events in time order in a doubly linked list; repeatedly
+//! linearize a minimal operation whose reply matches the model, lifting its call and
+//! return out of the list, and backtrack when a return is reached before its call was
+//! linearized; every (set of linearized operations, model state) pair is visited at
+//! most once. The set is remembered by a 128-bit Zobrist hash (XOR of fixed random
+//! keys, updated in O(1) per step; two distinct sets collide with probability 2^-128,
+//! and a collision could only wrongly prune, never wrongly accept) next to the exact
+//! state. A read-only operation whose reply matches the current state is linearized
+//! at once without branching, since doing so never loses a linearization; this keeps
+//! read-heavy workloads cheap. The cost still grows exponentially with the number of
+//! operations that are concurrent within one component, so the number of search steps
+//! per component is capped
+//! ([`Options::max_steps`]); exceeding it gives [`Violation::Inconclusive`] instead of
+//! running for a very long time.
+//!
+//! A [`Violation::NotLinearizable`] explains itself with the deepest point the search
+//! reached: a longest linearizable prefix of the component, the model state after it,
+//! and the operations that could have come next, each with the reply the model gives
+//! there (none of which matches what the client saw).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use byzscale_apps::kv::{KvOp, KvReply, Model, Printable};
+use serde::{Deserialize, Serialize};
+
+/// The `completed` time of an operation whose completion was never observed.
+pub const PENDING: u64 = u64::MAX;
+
+/// The default search budget per component (see [`Options::max_steps`]).
+pub const DEFAULT_MAX_STEPS: u64 = 1_000_000;
+
+/// One operation of a client history.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Op {
+    /// The client that issued it.
+    pub client: u64,
+    /// When the client invoked it (ns).
+    pub invoked: u64,
+    /// When the client received the reply (ns), or [`PENDING`].
+    pub completed: u64,
+    /// The operation.
+    pub op: KvOp,
+    /// The reply received; ignored if the operation is pending.
+    pub reply: KvReply,
+}
+
+impl Op {
+    /// A completed operation.
+    pub fn new(client: u64, invoked: u64, completed: u64, op: KvOp, reply: KvReply) -> Op {
+        Op { client, invoked, completed, op, reply }
+    }
+
+    /// An operation whose reply was never received (its `reply` is a placeholder).
+    pub fn pending(client: u64, invoked: u64, op: KvOp) -> Op {
+        Op { client, invoked, completed: PENDING, op, reply: KvReply::Nil }
+    }
+
+    /// Whether the operation never completed.
+    pub fn is_pending(&self) -> bool {
+        self.completed == PENDING
+    }
+}
+
+impl fmt::Display for Op {
+    /// `c1 [100, 250] SET k v -> OK`, or `c1 [100, pending] SET k v`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_pending() {
+            write!(f, "c{} [{}, pending] {}", self.client, self.invoked, self.op)
+        } else {
+            write!(f, "c{} [{}, {}] {} -> {}", self.client, self.invoked, self.completed, self.op, self.reply)
+        }
+    }
+}
+
+/// Checker settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Search steps allowed per component before giving up with
+    /// [`Violation::Inconclusive`].
+    pub max_steps: u64,
+    /// The store's contents before the history (usually empty).
+    pub initial: Model,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { max_steps: DEFAULT_MAX_STEPS, initial: Model::new() }
+    }
+}
+
+/// Why a history was not shown linearizable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Violation {
+    /// An operation completes before it is invoked.
+    Malformed {
+        /// Its index in the history.
+        index: usize,
+        /// The operation.
+        op: Op,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No linearization exists.
+    NotLinearizable(Box<Counterexample>),
+    /// The search budget ran out before a linearization was found or ruled out.
+    Inconclusive {
+        /// The keys of the component being checked.
+        keys: Vec<Vec<u8>>,
+        /// Its number of operations.
+        ops: usize,
+        /// Steps taken (the budget).
+        steps: u64,
+    },
+}
+
+/// The evidence of a [`Violation::NotLinearizable`]: the deepest point of the search.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counterexample {
+    /// The keys of the component whose sub-history is not linearizable (empty for an
+    /// operation without keys).
+    pub keys: Vec<Vec<u8>>,
+    /// Number of operations in that sub-history.
+    pub ops: usize,
+    /// A longest linearizable prefix found, in linearization order, as (index in the
+    /// history, operation).
+    pub linearized: Vec<(usize, Op)>,
+    /// The component's state after that prefix: (key, value) in key order.
+    pub state: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The operations that could come next (all minimal in real-time order), none of
+    /// which can.
+    pub stuck: Vec<Stuck>,
+}
+
+/// An operation that cannot be linearized at the deepest point of the search.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stuck {
+    /// Its index in the history.
+    pub index: usize,
+    /// The operation, with the reply the client saw.
+    pub op: Op,
+    /// The reply the model gives at that point.
+    pub expected: KvReply,
+}
+
+impl Violation {
+    /// Whether this is [`Violation::Inconclusive`] (not a proven violation).
+    pub fn is_inconclusive(&self) -> bool {
+        matches!(self, Violation::Inconclusive { .. })
+    }
+
+    /// The keys involved (empty for [`Violation::Malformed`] and key-less operations).
+    pub fn keys(&self) -> &[Vec<u8>] {
+        match self {
+            Violation::Malformed { .. } => &[],
+            Violation::NotLinearizable(c) => &c.keys,
+            Violation::Inconclusive { keys, .. } => keys,
+        }
+    }
+}
+
+/// How many operations of the prefix a [`Violation`]'s `Display` shows.
+const SHOWN_PREFIX: usize = 8;
+
+struct Keys<'a>(&'a [Vec<u8>]);
+
+impl fmt::Display for Keys<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(none)");
+        }
+        for (i, k) in self.0.iter().enumerate() {
+            write!(f, "{}{}", if i > 0 { ", " } else { "" }, Printable(k))?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Malformed { index, op, reason } => write!(f, "malformed history: #{index} {op}: {reason}"),
+            Violation::Inconclusive { keys, ops, steps } => write!(
+                f,
+                "linearizability inconclusive on keys {} ({ops} ops): search budget of {steps} steps exhausted",
+                Keys(keys)
+            ),
+            Violation::NotLinearizable(c) => {
+                write!(f, "not linearizable on keys {} ({} ops): ", Keys(&c.keys), c.ops)?;
+                write!(f, "after a longest linearizable prefix of {} ops, state {{", c.linearized.len())?;
+                for (i, (k, v)) in c.state.iter().enumerate() {
+                    write!(f, "{}{}: {}", if i > 0 { ", " } else { "" }, Printable(k), KvReply::Bulk(v.clone()))?;
+                }
+                writeln!(f, "}}, no operation can take effect next:")?;
+                for s in &c.stuck {
+                    writeln!(f, "  #{} {}   (model says {})", s.index, s.op, s.expected)?;
+                }
+                let skip = c.linearized.len().saturating_sub(SHOWN_PREFIX);
+                if skip > 0 {
+                    writeln!(f, "prefix (last {SHOWN_PREFIX} of {}):", c.linearized.len())?;
+                } else if !c.linearized.is_empty() {
+                    writeln!(f, "prefix:")?;
+                }
+                for (i, op) in &c.linearized[skip..] {
+                    writeln!(f, "  #{i} {op}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Violation {}
+
+/// Check `history` with the default [`Options`].
+pub fn check(history: &[Op]) -> Result<(), Violation> {
+    check_with(history, &Options::default())
+}
+
+/// Check `history`. Components are checked in the order of their first operation; the
+/// first proven violation is returned, else the first inconclusive component, else
+/// `Ok(())`.
+pub fn check_with(history: &[Op], options: &Options) -> Result<(), Violation> {
+    for (index, op) in history.iter().enumerate() {
+        if op.invoked > op.completed {
+            return Err(Violation::Malformed {
+                index,
+                op: op.clone(),
+                reason: "completed before invoked".to_string(),
+            });
+        }
+    }
+    let mut inconclusive = None;
+    for component in components(history) {
+        let result = if component.keys.is_empty() {
+            check_keyless(history, &component.members)
+        } else {
+            let initial = options.initial.restricted_to(component.keys.iter().map(Vec::as_slice));
+            Search::new(history, &component, initial).run(options.max_steps)
+        };
+        match result {
+            Ok(()) => {}
+            Err(v) if v.is_inconclusive() => {
+                inconclusive.get_or_insert(v);
+            }
+            Err(v) => return Err(v),
+        }
+    }
+    inconclusive.map_or(Ok(()), Err)
+}
+
+/// A set of keys closed under "appear in one operation", with its operations.
+struct Component {
+    /// Sorted keys (empty: each member is a key-less operation checked alone).
+    keys: Vec<Vec<u8>>,
+    /// Indices into the history, ascending.
+    members: Vec<usize>,
+}
+
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+/// Partition the relevant operations of `history` into components, ordered by their
+/// first operation. Pending read-only operations are left out.
+fn components(history: &[Op]) -> Vec<Component> {
+    let relevant = |op: &Op| !(op.is_pending() && op.op.is_read_only());
+    let mut ids: BTreeMap<&[u8], usize> = BTreeMap::new();
+    let mut parent: Vec<usize> = Vec::new();
+    for op in history.iter().filter(|op| relevant(op)) {
+        let mut first = None;
+        for key in op.op.keys() {
+            let id = *ids.entry(key).or_insert_with(|| {
+                parent.push(parent.len());
+                parent.len() - 1
+            });
+            match first {
+                None => first = Some(id),
+                Some(f) => {
+                    let (a, b) = (find(&mut parent, f), find(&mut parent, id));
+                    parent[a.max(b)] = a.min(b);
+                }
+            }
+        }
+    }
+    // root id -> position in the output
+    let mut slot: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut out: Vec<Component> = Vec::new();
+    for (index, op) in history.iter().enumerate().filter(|(_, op)| relevant(op)) {
+        let keys = op.op.keys();
+        let Some(key) = keys.first() else {
+            out.push(Component { keys: Vec::new(), members: vec![index] });
+            continue;
+        };
+        let root = find(&mut parent, ids[key]);
+        let pos = *slot.entry(root).or_insert_with(|| {
+            out.push(Component { keys: Vec::new(), members: Vec::new() });
+            out.len() - 1
+        });
+        out[pos].members.push(index);
+    }
+    for (key, id) in &ids {
+        let root = find(&mut parent, *id);
+        if let Some(&pos) = slot.get(&root) {
+            out[pos].keys.push(key.to_vec());
+        }
+    }
+    out
+}
+
+/// An operation without keys: its reply does not depend on state.
+fn check_keyless(history: &[Op], members: &[usize]) -> Result<(), Violation> {
+    for &index in members {
+        let op = &history[index];
+        let expected = Model::new().apply(&op.op);
+        if !op.is_pending() && expected != op.reply {
+            return Err(Violation::NotLinearizable(Box::new(Counterexample {
+                keys: Vec::new(),
+                ops: 1,
+                linearized: Vec::new(),
+                state: Vec::new(),
+                stuck: vec![Stuck { index, op: op.clone(), expected }],
+            })));
+        }
+    }
+    Ok(())
+}
+
+const HEAD: usize = 0;
+const TAIL: usize = 1;
+
+/// Lowe's variant of the Wing & Gong search over one component.
+struct Search<'a> {
+    history: &'a [Op],
+    keys: &'a [Vec<u8>],
+    /// Local op id -> index in the history.
+    members: &'a [usize],
+    initial: Model,
+    /// Doubly linked event list: node 0 is the head, 1 the tail, `2 + e` event `e`.
+    next: Vec<usize>,
+    prev: Vec<usize>,
+    /// Per node: the local op id and whether it is the call (else the return).
+    event: Vec<(usize, bool)>,
+    /// Per local op id: the node of its return.
+    ret_node: Vec<usize>,
+    /// Per local op id: a random 128-bit key; a set of ops is remembered by the XOR of
+    /// its members' keys.
+    zobrist: Vec<u128>,
+}
+
+/// splitmix64: fixed pseudo-random Zobrist keys, so runs are reproducible.
+fn zobrist_keys(n: usize) -> Vec<u128> {
+    let mut x = 0x6a09_e667_f3bc_c908u64;
+    let mut next = move || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..n).map(|_| (u128::from(next()) << 64) | u128::from(next())).collect()
+}
+
+/// One linearized operation on the search stack.
+struct Frame {
+    /// Its call node.
+    call: usize,
+    /// The state before it (`None`: it did not change the state).
+    before: Option<Model>,
+    /// Linearized without branching (a matching read): backtracking past it also
+    /// backtracks past its parent.
+    forced: bool,
+}
+
+/// The deepest dead end seen.
+struct Deepest {
+    linearized: Vec<usize>,
+    state: Model,
+    candidates: Vec<usize>,
+}
+
+impl<'a> Search<'a> {
+    fn new(history: &'a [Op], component: &'a Component, initial: Model) -> Self {
+        let members = &component.members;
+        let n = members.len();
+        // (time, returns after calls at equal times, local id)
+        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * n);
+        for (local, &index) in members.iter().enumerate() {
+            events.push((history[index].invoked, false, local));
+            events.push((history[index].completed, true, local));
+        }
+        events.sort_unstable();
+        let nodes = 2 * n + 2;
+        let mut next = vec![TAIL; nodes];
+        let mut prev = vec![HEAD; nodes];
+        let mut event = vec![(usize::MAX, false); nodes];
+        let mut ret_node = vec![0; n];
+        let mut last = HEAD;
+        for (e, &(_, is_return, local)) in events.iter().enumerate() {
+            let node = e + 2;
+            event[node] = (local, !is_return);
+            if is_return {
+                ret_node[local] = node;
+            }
+            next[last] = node;
+            prev[node] = last;
+            last = node;
+        }
+        next[last] = TAIL;
+        prev[TAIL] = last;
+        Search { history, keys: &component.keys, members, initial, next, prev, event, ret_node, zobrist: zobrist_keys(n) }
+    }
+
+    fn op(&self, local: usize) -> &'a Op {
+        &self.history[self.members[local]]
+    }
+
+    fn unlink(&mut self, x: usize) {
+        let (p, n) = (self.prev[x], self.next[x]);
+        self.next[p] = n;
+        self.prev[n] = p;
+    }
+
+    fn relink(&mut self, x: usize) {
+        let (p, n) = (self.prev[x], self.next[x]);
+        self.next[p] = x;
+        self.prev[n] = x;
+    }
+
+    fn lift(&mut self, call: usize) {
+        let ret = self.ret_node[self.event[call].0];
+        self.unlink(call);
+        self.unlink(ret);
+    }
+
+    fn unlift(&mut self, call: usize) {
+        let ret = self.ret_node[self.event[call].0];
+        self.relink(ret);
+        self.relink(call);
+    }
+
+    /// Run `op` on `state`: the next state, if the reply matches (pending ops always
+    /// match).
+    fn step(state: &Model, op: &Op) -> Option<Model> {
+        let mut next = state.clone();
+        let reply = next.apply(&op.op);
+        (op.is_pending() || reply == op.reply).then_some(next)
+    }
+
+    /// A read-only candidate (a call before the first return) whose reply matches
+    /// `state`, if any.
+    fn matching_read(&self, state: &Model) -> Option<usize> {
+        let mut node = self.next[HEAD];
+        while self.event[node].1 {
+            let op = self.op(self.event[node].0);
+            if op.op.is_read_only() && (op.is_pending() || state.read(&op.op).as_ref() == Some(&op.reply)) {
+                return Some(node);
+            }
+            node = self.next[node];
+        }
+        None
+    }
+
+    fn run(mut self, max_steps: u64) -> Result<(), Violation> {
+        let n = self.members.len();
+        // Zobrist hash of the set of linearized operations
+        let mut linearized = 0u128;
+        let mut cache: HashSet<(u128, Model)> = HashSet::new();
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut state = self.initial.clone();
+        let mut deepest: Option<Deepest> = None;
+        let mut entry = self.next[HEAD];
+        // whether the current configuration has not been looked at yet
+        let mut fresh = true;
+        let mut steps = 0u64;
+        while self.next[HEAD] != TAIL {
+            steps += 1;
+            if steps > max_steps {
+                return Err(Violation::Inconclusive { keys: self.keys.to_vec(), ops: n, steps: max_steps });
+            }
+            if std::mem::take(&mut fresh) {
+                // A matching read-only candidate can be linearized first without loss of
+                // generality: it changes no state, and everything that must precede it
+                // already does. So this configuration succeeds iff that child does, and
+                // there is no need to branch.
+                if let Some(call) = self.matching_read(&state) {
+                    let local = self.event[call].0;
+                    linearized ^= self.zobrist[local];
+                    if cache.insert((linearized, state.clone())) {
+                        frames.push(Frame { call, before: None, forced: true });
+                        self.lift(call);
+                        entry = self.next[HEAD];
+                        fresh = true;
+                        continue;
+                    }
+                    // the child was explored already, without success
+                    linearized ^= self.zobrist[local];
+                    entry = self.backtrack(&mut frames, &mut state, &mut linearized).ok_or_else(|| {
+                        self.counterexample(deepest.take().unwrap_or_else(|| self.dead_end(&frames, &state)))
+                    })?;
+                    continue;
+                }
+            }
+            let (local, is_call) = self.event[entry];
+            if is_call {
+                if let Some(next_state) = Self::step(&state, self.op(local)) {
+                    linearized ^= self.zobrist[local];
+                    if cache.insert((linearized, next_state.clone())) {
+                        let before = std::mem::replace(&mut state, next_state);
+                        frames.push(Frame { call: entry, before: Some(before), forced: false });
+                        self.lift(entry);
+                        entry = self.next[HEAD];
+                        fresh = true;
+                        continue;
+                    }
+                    linearized ^= self.zobrist[local];
+                }
+                entry = self.next[entry];
+            } else {
+                // A return before its call was linearized: dead end.
+                if deepest.as_ref().is_none_or(|d| frames.len() > d.linearized.len()) {
+                    deepest = Some(self.dead_end(&frames, &state));
+                }
+                entry = self.backtrack(&mut frames, &mut state, &mut linearized).ok_or_else(|| {
+                    self.counterexample(deepest.take().unwrap_or_else(|| self.dead_end(&frames, &state)))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Undo linearizations until a configuration with untried candidates; returns the
+    /// node to try next, or `None` if the search space is exhausted.
+    fn backtrack(&mut self, frames: &mut Vec<Frame>, state: &mut Model, linearized: &mut u128) -> Option<usize> {
+        loop {
+            let frame = frames.pop()?;
+            if let Some(before) = frame.before {
+                *state = before;
+            }
+            *linearized ^= self.zobrist[self.event[frame.call].0];
+            self.unlift(frame.call);
+            if !frame.forced {
+                return Some(self.next[frame.call]);
+            }
+        }
+    }
+
+    fn dead_end(&self, frames: &[Frame], state: &Model) -> Deepest {
+        let mut candidates = Vec::new();
+        let mut node = self.next[HEAD];
+        while node != TAIL && self.event[node].1 {
+            candidates.push(self.event[node].0);
+            node = self.next[node];
+        }
+        Deepest {
+            linearized: frames.iter().map(|f| self.event[f.call].0).collect(),
+            state: state.clone(),
+            candidates,
+        }
+    }
+
+    fn counterexample(&self, deepest: Deepest) -> Violation {
+        let entry = |local: usize| (self.members[local], self.op(local).clone());
+        let stuck = deepest
+            .candidates
+            .iter()
+            .map(|&local| {
+                let (index, op) = entry(local);
+                let expected = deepest.state.clone().apply(&op.op);
+                Stuck { index, op, expected }
+            })
+            .collect();
+        Violation::NotLinearizable(Box::new(Counterexample {
+            keys: self.keys.to_vec(),
+            ops: self.members.len(),
+            linearized: deepest.linearized.iter().map(|&l| entry(l)).collect(),
+            state: deepest.state.into_map().into_iter().collect(),
+            stuck,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+    fn get(k: &str) -> KvOp {
+        KvOp::Get(b(k))
+    }
+    fn set(k: &str, v: &str) -> KvOp {
+        KvOp::Set(b(k), b(v))
+    }
+    fn incr(k: &str) -> KvOp {
+        KvOp::Incr(b(k))
+    }
+    fn bulk(v: &str) -> KvReply {
+        KvReply::Bulk(b(v))
+    }
+    fn op(client: u64, invoked: u64, completed: u64, op: KvOp, reply: KvReply) -> Op {
+        Op::new(client, invoked, completed, op, reply)
+    }
+    fn not_linearizable(history: &[Op]) -> Counterexample {
+        match check(history) {
+            Err(Violation::NotLinearizable(c)) => *c,
+            other => panic!("expected a violation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_and_sequential_histories_pass() {
+        assert_eq!(check(&[]), Ok(()));
+        let h = vec![
+            op(1, 0, 10, get("x"), KvReply::Nil),
+            op(1, 20, 30, set("x", "1"), KvReply::Ok),
+            op(2, 40, 50, get("x"), bulk("1")),
+            op(2, 60, 70, KvOp::Del(vec![b("x")]), KvReply::Int(1)),
+            op(1, 80, 90, KvOp::Exists(vec![b("x")]), KvReply::Int(0)),
+            op(1, 100, 110, KvOp::Ping, KvReply::Pong),
+        ];
+        assert_eq!(check(&h), Ok(()));
+    }
+
+    #[test]
+    fn stale_read_fails() {
+        let h = vec![
+            op(1, 0, 10, set("x", "1"), KvReply::Ok),
+            op(1, 20, 30, set("x", "2"), KvReply::Ok),
+            op(2, 40, 50, get("x"), bulk("1")),
+        ];
+        let c = not_linearizable(&h);
+        assert_eq!(c.keys, vec![b("x")]);
+        assert_eq!(c.linearized.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(c.state, vec![(b("x"), b("2"))]);
+        assert_eq!(c.stuck.len(), 1);
+        assert_eq!(c.stuck[0].index, 2);
+        assert_eq!(c.stuck[0].expected, bulk("2"));
+        let text = Violation::NotLinearizable(Box::new(c)).to_string();
+        assert!(text.contains("not linearizable on keys x"), "{text}");
+        assert!(text.contains("#2 c2 [40, 50] GET x -> \"1\"   (model says \"2\")"), "{text}");
+    }
+
+    #[test]
+    fn lost_update_fails() {
+        // two overlapping INCRs cannot both see 0
+        let h = vec![op(1, 0, 10, incr("n"), KvReply::Int(1)), op(2, 5, 15, incr("n"), KvReply::Int(1))];
+        let c = not_linearizable(&h);
+        assert_eq!(c.linearized.len(), 1);
+        // the same with GET/SET: a write acknowledged before a read started is lost
+        let h = vec![
+            op(1, 0, 10, set("x", "a"), KvReply::Ok),
+            op(2, 5, 15, set("x", "b"), KvReply::Ok),
+            op(3, 20, 30, get("x"), bulk("b")),
+            op(3, 40, 50, get("x"), bulk("a")),
+        ];
+        not_linearizable(&h);
+    }
+
+    #[test]
+    fn non_monotonic_read_fails() {
+        // a slow write; once a read sees it, a later read must see it too
+        let h = vec![
+            op(1, 0, 100, set("x", "1"), KvReply::Ok),
+            op(2, 10, 20, get("x"), bulk("1")),
+            op(2, 30, 40, get("x"), KvReply::Nil),
+        ];
+        not_linearizable(&h);
+        // reading the old value and then the new one during the write is fine
+        let h = vec![
+            op(1, 0, 100, set("x", "1"), KvReply::Ok),
+            op(2, 10, 20, get("x"), KvReply::Nil),
+            op(3, 30, 40, get("x"), bulk("1")),
+        ];
+        assert_eq!(check(&h), Ok(()));
+    }
+
+    #[test]
+    fn overlapping_ops_may_take_effect_in_either_order() {
+        for last in ["1", "2"] {
+            let h = vec![
+                op(1, 0, 10, set("x", "1"), KvReply::Ok),
+                op(2, 5, 15, set("x", "2"), KvReply::Ok),
+                op(3, 20, 30, get("x"), bulk(last)),
+            ];
+            assert_eq!(check(&h), Ok(()), "last = {last}");
+        }
+        // equal end and start times count as overlapping
+        let h = vec![op(1, 0, 10, set("x", "1"), KvReply::Ok), op(2, 10, 20, get("x"), KvReply::Nil)];
+        assert_eq!(check(&h), Ok(()));
+        let h = vec![op(1, 0, 10, set("x", "1"), KvReply::Ok), op(2, 11, 20, get("x"), KvReply::Nil)];
+        not_linearizable(&h);
+    }
+
+    #[test]
+    fn pending_write_may_or_may_not_take_effect() {
+        for seen in [KvReply::Nil, bulk("1")] {
+            let h = vec![Op::pending(1, 0, set("x", "1")), op(2, 10, 20, get("x"), seen.clone())];
+            assert_eq!(check(&h), Ok(()), "{seen}");
+        }
+        // but once it is seen it stays
+        let h = vec![
+            Op::pending(1, 0, set("x", "1")),
+            op(2, 10, 20, get("x"), bulk("1")),
+            op(2, 30, 40, get("x"), KvReply::Nil),
+        ];
+        not_linearizable(&h);
+        // and it cannot take effect before it is invoked
+        let h = vec![op(2, 10, 20, get("x"), bulk("1")), Op::pending(1, 30, set("x", "1"))];
+        not_linearizable(&h);
+        // a pending read constrains nothing
+        let h = vec![Op::pending(1, 0, get("x")), op(2, 10, 20, get("x"), KvReply::Nil)];
+        assert_eq!(check(&h), Ok(()));
+    }
+
+    #[test]
+    fn incr_history() {
+        let ok = vec![
+            op(1, 0, 50, incr("n"), KvReply::Int(2)),
+            op(2, 5, 40, incr("n"), KvReply::Int(3)),
+            op(3, 10, 20, incr("n"), KvReply::Int(1)),
+            op(1, 60, 70, get("n"), bulk("3")),
+            op(2, 60, 80, incr("n"), KvReply::Int(4)),
+            Op::pending(3, 90, incr("n")),
+            op(1, 100, 110, incr("n"), KvReply::Int(6)),
+        ];
+        assert_eq!(check(&ok), Ok(()));
+        // three increments cannot produce 4
+        let mut bad = ok[..3].to_vec();
+        bad.push(op(1, 60, 70, get("n"), bulk("4")));
+        not_linearizable(&bad);
+        // error replies are part of the specification
+        let h = vec![
+            op(1, 0, 10, set("n", "x"), KvReply::Ok),
+            op(2, 20, 30, incr("n"), KvReply::Error("ERR value is not an integer or out of range".into())),
+        ];
+        assert_eq!(check(&h), Ok(()));
+        let h = vec![op(1, 0, 10, set("n", "x"), KvReply::Ok), op(2, 20, 30, incr("n"), KvReply::Int(1))];
+        not_linearizable(&h);
+    }
+
+    #[test]
+    fn mset_is_atomic_across_keys() {
+        // Checked per key this would pass; MSET ties a and b together.
+        let h = vec![
+            op(1, 0, 100, KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("1"))]), KvReply::Ok),
+            op(2, 10, 20, get("a"), bulk("1")),
+            op(2, 30, 40, get("b"), KvReply::Nil),
+        ];
+        let c = not_linearizable(&h);
+        assert_eq!(c.keys, vec![b("a"), b("b")]);
+        assert_eq!(c.ops, 3);
+    }
+
+    #[test]
+    fn mget_must_not_see_a_torn_mset() {
+        let mset = op(1, 0, 100, KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("1"))]), KvReply::Ok);
+        let mget = |reply: Vec<Option<&str>>| {
+            op(2, 10, 20, KvOp::MGet(vec![b("a"), b("b")]), KvReply::Array(reply.into_iter().map(|v| v.map(b)).collect()))
+        };
+        assert_eq!(check(&[mset.clone(), mget(vec![None, None])]), Ok(()));
+        assert_eq!(check(&[mset.clone(), mget(vec![Some("1"), Some("1")])]), Ok(()));
+        not_linearizable(&[mset.clone(), mget(vec![Some("1"), None])]);
+    }
+
+    #[test]
+    fn components_chain_through_multi_key_ops() {
+        let h = vec![
+            op(1, 0, 10, set("a", "1"), KvReply::Ok),
+            op(1, 20, 30, KvOp::Del(vec![b("a"), b("b")]), KvReply::Int(1)),
+            op(2, 0, 10, KvOp::Exists(vec![b("b"), b("c")]), KvReply::Int(0)),
+            op(3, 0, 10, set("z", "1"), KvReply::Ok),
+            op(3, 40, 50, KvOp::Ping, KvReply::Pong),
+        ];
+        let comps = components(&h);
+        let keys: Vec<_> = comps.iter().map(|c| c.keys.clone()).collect();
+        assert_eq!(keys, vec![vec![b("a"), b("b"), b("c")], vec![b("z")], vec![]]);
+        assert_eq!(comps[0].members, vec![0, 1, 2]);
+        assert_eq!(check(&h), Ok(()));
+        let mut bad = h.clone();
+        bad[1].reply = KvReply::Int(2);
+        let c = not_linearizable(&bad);
+        assert_eq!(c.keys, vec![b("a"), b("b"), b("c")]);
+    }
+
+    #[test]
+    fn keyless_ops_are_checked_alone() {
+        let h = vec![op(1, 0, 10, KvOp::Ping, KvReply::Ok)];
+        let c = not_linearizable(&h);
+        assert_eq!(c.stuck[0].expected, KvReply::Pong);
+        let h = vec![op(1, 0, 10, KvOp::MGet(vec![]), KvReply::Error("ERR wrong number of arguments for 'mget' command".into()))];
+        assert_eq!(check(&h), Ok(()));
+    }
+
+    #[test]
+    fn initial_state_is_honoured() {
+        let h = vec![op(1, 0, 10, get("x"), bulk("0"))];
+        not_linearizable(&h);
+        let options = Options { initial: Model::from_map([(b("x"), b("0")), (b("y"), b("9"))].into()), ..Options::default() };
+        assert_eq!(check_with(&h, &options), Ok(()));
+    }
+
+    #[test]
+    fn malformed_history_is_reported() {
+        let h = vec![op(1, 10, 5, get("x"), KvReply::Nil)];
+        assert!(matches!(check(&h), Err(Violation::Malformed { index: 0, .. })));
+    }
+
+    #[test]
+    fn budget_gives_inconclusive() {
+        // many overlapping pending writes and reads that force a deep search
+        let mut h: Vec<Op> = (0..12).map(|i| Op::pending(i, 0, set("x", &i.to_string()))).collect();
+        h.push(op(100, 10, 20, get("x"), bulk("never written")));
+        let options = Options { max_steps: 50, ..Options::default() };
+        let v = check_with(&h, &options).unwrap_err();
+        assert!(v.is_inconclusive(), "{v}");
+        assert_eq!(v.keys(), &[b("x")]);
+        assert!(v.to_string().contains("inconclusive"));
+        // a proven violation elsewhere wins over an inconclusive component
+        h.push(op(1, 0, 10, KvOp::Ping, KvReply::Ok));
+        assert!(matches!(check_with(&h, &options), Err(Violation::NotLinearizable(_))));
+        // with the default budget the search finishes and proves the violation
+        h.pop();
+        assert!(matches!(check(&h), Err(Violation::NotLinearizable(_))));
+    }
+
+    /// A small deterministic PRNG (xorshift64*), so the tests need no dependencies.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A history produced by a linearizable execution: each client runs ops back to
+    /// back; each op takes effect at a random point inside its interval, in the order of
+    /// those points; some ops never complete (and may or may not have taken effect).
+    fn linearizable_history(rng: &mut Rng, clients: u64, ops_per_client: u64, keys: u64, multi: bool) -> Vec<Op> {
+        let key = |rng: &mut Rng| format!("k{}", rng.below(keys)).into_bytes();
+        let value = |rng: &mut Rng| rng.below(4).to_string().into_bytes();
+        // (point, client, invoked, completed, op, pending-with-effect?)
+        let mut planned = Vec::new();
+        for client in 0..clients {
+            let mut t = rng.below(50);
+            for i in 0..ops_per_client {
+                let invoked = t + rng.below(20);
+                let completed = invoked + 1 + rng.below(200);
+                let point = invoked + rng.below(completed - invoked + 1);
+                let kv = match rng.below(if multi { 9 } else { 5 }) {
+                    0 | 1 => KvOp::Get(key(rng)),
+                    2 => KvOp::Set(key(rng), value(rng)),
+                    3 => KvOp::Incr(key(rng)),
+                    4 => KvOp::Del(vec![key(rng)]),
+                    5 => KvOp::MGet(vec![key(rng), key(rng)]),
+                    6 => KvOp::MSet(vec![(key(rng), value(rng)), (key(rng), value(rng))]),
+                    7 => KvOp::Del(vec![key(rng), key(rng)]),
+                    _ => KvOp::Exists(vec![key(rng), key(rng)]),
+                };
+                // the last op of some clients never completes
+                let pending = i + 1 == ops_per_client && rng.below(3) == 0;
+                let takes_effect = !pending || rng.below(2) == 0;
+                planned.push((point, client, invoked, completed, kv, pending, takes_effect));
+                t = completed;
+            }
+        }
+        planned.sort_by_key(|p| (p.0, p.1));
+        let mut model = Model::new();
+        let mut history = Vec::new();
+        for (_, client, invoked, completed, kv, pending, takes_effect) in planned {
+            if pending {
+                if takes_effect {
+                    model.apply(&kv);
+                }
+                history.push(Op::pending(client, invoked, kv));
+            } else {
+                let reply = model.apply(&kv);
+                history.push(Op::new(client, invoked, completed, kv, reply));
+            }
+        }
+        history.sort_by_key(|o| (o.invoked, o.client));
+        history
+    }
+
+    #[test]
+    fn random_linearizable_histories_pass_and_corrupted_reads_fail() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..300 {
+            let multi = round % 2 == 1;
+            let (clients, per_client, keys) = (1 + rng.below(5), 1 + rng.below(12), 1 + rng.below(3));
+            let mut h = linearizable_history(&mut rng, clients, per_client, keys, multi);
+            assert_eq!(check(&h), Ok(()), "round {round}: {h:#?}");
+            // a completed GET that returns a value nobody wrote cannot be linearized
+            let gets: Vec<usize> =
+                (0..h.len()).filter(|&i| matches!(h[i].op, KvOp::Get(_)) && !h[i].is_pending()).collect();
+            if !gets.is_empty() {
+                let i = gets[rng.below(gets.len() as u64) as usize];
+                h[i].reply = bulk("never written");
+                match check(&h) {
+                    Err(Violation::NotLinearizable(c)) => assert!(c.keys.contains(&h[i].op.keys()[0].to_vec())),
+                    other => panic!("round {round}: expected a violation, got {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// Exhaustive reference: try every order that respects real time; pending ops may be
+    /// left out (placed last).
+    fn brute_force(history: &[Op], remaining: &mut Vec<usize>, state: &Model) -> bool {
+        if remaining.iter().all(|&i| history[i].is_pending()) {
+            return true;
+        }
+        for pos in 0..remaining.len() {
+            let x = &history[remaining[pos]];
+            if remaining.iter().any(|&j| history[j].completed < x.invoked) {
+                continue;
+            }
+            let mut next = state.clone();
+            let reply = next.apply(&x.op);
+            if !x.is_pending() && reply != x.reply {
+                continue;
+            }
+            let i = remaining.remove(pos);
+            let found = brute_force(history, remaining, &next);
+            remaining.insert(pos, i);
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn agrees_with_brute_force_on_small_mutated_histories() {
+        let mut rng = Rng(7);
+        let (mut passed, mut failed) = (0, 0);
+        for round in 0..2000 {
+            let (clients, per_client) = (1 + rng.below(4), 1 + rng.below(3));
+            let mut h = linearizable_history(&mut rng, clients, per_client, 2, round % 2 == 0);
+            // corrupt some replies by swapping in replies of other ops
+            for _ in 0..rng.below(3) {
+                let (i, j) = (rng.below(h.len() as u64) as usize, rng.below(h.len() as u64) as usize);
+                h[i].reply = h[j].reply.clone();
+            }
+            let expected = brute_force(&h, &mut (0..h.len()).collect(), &Model::new());
+            let got = check(&h);
+            assert_eq!(got.is_ok(), expected, "round {round}: {h:#?} {got:?}");
+            if expected {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        // both outcomes were exercised
+        assert!(passed > 200 && failed > 200, "{passed} passed, {failed} failed");
+    }
+
+    #[test]
+    fn large_history_checks_quickly() {
+        let mut rng = Rng(42);
+        let h = linearizable_history(&mut rng, 8, 250, 4, true);
+        assert_eq!(h.len(), 2000);
+        assert_eq!(check(&h), Ok(()));
+    }
+
+    #[test]
+    fn display_and_serde() {
+        let pending = Op::pending(3, 7, set("k", "v"));
+        assert_eq!(pending.to_string(), "c3 [7, pending] SET k v");
+        assert_eq!(op(1, 2, 3, get("k"), KvReply::Nil).to_string(), "c1 [2, 3] GET k -> (nil)");
+        fn assert_serde<T: Serialize + for<'de> Deserialize<'de>>() {}
+        assert_serde::<Op>();
+        assert_serde::<Violation>();
+    }
+}
