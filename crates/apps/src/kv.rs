@@ -374,6 +374,17 @@ impl Model {
         self.map.is_empty()
     }
 
+    /// Set `key` to `value` directly, returning the old value (raw state edit, for
+    /// tests and checkers that undo operations).
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Vec<u8>> {
+        self.map.insert(key, value)
+    }
+
+    /// Remove `key` directly, returning its value (raw state edit).
+    pub fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        self.map.remove(key)
+    }
+
     /// A copy holding only the given keys (the checker's per-component state).
     pub fn restricted_to<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Model {
         let map =

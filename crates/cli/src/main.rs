@@ -20,6 +20,11 @@ enum Command {
 }
 
 fn main() {
+    // logs go to stderr; silent unless RUST_LOG is set (e.g. RUST_LOG=info)
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let r: Result<()> = match cli.cmd {
         Command::Sim(c) => sim_cmd::run(c),

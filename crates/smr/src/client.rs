@@ -189,6 +189,7 @@ impl Protocol for Client {
             let e = o.replies.entry(d).or_insert_with(|| (BTreeSet::new(), r.result));
             e.0.insert(idx);
             if self.g.qs.is_quorum(e.0.iter().copied()) {
+                tracing::debug!(client = %self.id, seq = r.seq, voters = ?e.0, "read-only quorum");
                 let result = e.1.clone();
                 let o = self.reads.remove(&r.seq).expect("present");
                 cx.cancel_timer(ClientTimer::ReadTimeout(r.seq));

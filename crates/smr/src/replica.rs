@@ -147,6 +147,14 @@ pub struct Replica<S: Service> {
     view_hints: BTreeMap<usize, View>,
     vc_attempts: u32,
 
+    /// Normal-case messages for a view not installed yet (they can overtake the
+    /// SYNC that installs it); replayed on installation. Bounded.
+    future: VecDeque<(usize, Message)>,
+    /// Highest slot this replica sent an ACCEPT for.
+    accepted_high: Slot,
+    /// Read-only requests waiting until `executed` reaches the mark (the
+    /// `accepted_high` when they arrived). See `on_request`.
+    deferred_reads: VecDeque<(Slot, Request)>,
     request_timer: bool,
     batch_timer: bool,
     fetch_timer: bool,
@@ -187,6 +195,9 @@ impl<S: Service> Replica<S> {
             last_sync: None,
             view_hints: BTreeMap::new(),
             vc_attempts: 0,
+            future: VecDeque::new(),
+            accepted_high: 0,
+            deferred_reads: VecDeque::new(),
             request_timer: false,
             batch_timer: false,
             fetch_timer: false,
@@ -313,6 +324,20 @@ impl<S: Service> Replica<S> {
         }
     }
 
+    /// Keep a normal-case message of a view we have not installed yet.
+    fn buffer_future(&mut self, from: usize, view: View, msg: Message) {
+        let target = match self.status {
+            Status::Normal => self.view,
+            Status::Changing(t) => t,
+        };
+        if view > self.view && view <= target.max(self.view + 1) + 1 {
+            if self.future.len() as u64 >= 4 * self.p.window {
+                self.future.pop_front();
+            }
+            self.future.push_back((from, msg));
+        }
+    }
+
     fn note_slot(&mut self, slot: Slot, cx: &mut Ctx<S>) {
         if slot > self.highest_seen {
             self.highest_seen = slot;
@@ -358,8 +383,20 @@ impl<S: Service> Replica<S> {
             .map(|(id, _)| *id)
             .collect();
         if overdue.iter().any(|id| self.pending[id].forwarded) {
-            let v = self.view + 1;
-            self.send_stop(v, cx);
+            if self.stop_sent > self.view {
+                // our STOP may have been lost: say it again until the view moves
+                let view = self.stop_sent;
+                cx.multicast(self.others(), Message::Stop { view });
+            } else {
+                let v = self.view + 1;
+                self.send_stop(v, cx);
+            }
+            for id in &overdue {
+                if let Some(p) = self.pending.get_mut(id) {
+                    p.arrival = now;
+                }
+            }
+            self.arm_request_timer(cx);
             return;
         }
         let mut reqs = Vec::new();
@@ -416,16 +453,18 @@ impl<S: Service> Replica<S> {
             return;
         }
         if req.read_only {
-            if let Some(result) = self.service.query(&req.op) {
-                let reply = Reply {
-                    replica: self.me,
-                    view: self.view,
-                    client: req.client,
-                    seq: req.seq,
-                    read_only: true,
-                    result,
-                };
-                cx.send(from, Message::Reply(reply));
+            // Linearizable unordered reads: answer only after executing every slot
+            // we have ACCEPTed. A write that completed was decided by a quorum of
+            // ACCEPTs; the read's quorum of matching replies intersects it in a
+            // correct replica, which therefore answers with that write applied, so
+            // no quorum can agree on a state older than a completed write.
+            if self.executed >= self.accepted_high {
+                self.answer_read(&req, cx);
+            } else {
+                if self.deferred_reads.len() >= 4 * self.p.batch_max_requests {
+                    self.deferred_reads.pop_front();
+                }
+                self.deferred_reads.push_back((self.accepted_high, req));
             }
             return;
         }
@@ -434,15 +473,8 @@ impl<S: Service> Replica<S> {
         if req.seq <= last {
             // retransmission of an executed request: answer from the reply cache
             if let Some((_, result)) = cs.and_then(|c| c.replies.iter().find(|(s, _)| *s == req.seq)) {
-                let reply = Reply {
-                    replica: self.me,
-                    view: self.view,
-                    client: req.client,
-                    seq: req.seq,
-                    read_only: false,
-                    result: result.clone(),
-                };
-                cx.send(from, Message::Reply(reply));
+                let reply = self.reply(req.client, req.seq, false, result.clone());
+                cx.send(from, reply);
             }
             return;
         }
@@ -529,7 +561,11 @@ impl<S: Service> Replica<S> {
     fn on_propose(&mut self, from: usize, view: View, slot: Slot, batch: Batch, cx: &mut Ctx<S>) {
         self.note_view_hint(from, view, cx);
         self.note_slot(slot, cx);
-        if view != self.view || self.status != Status::Normal {
+        if view > self.view || (view == self.view && self.status != Status::Normal) {
+            self.buffer_future(from, view, Message::Propose { view, slot, batch });
+            return;
+        }
+        if view != self.view {
             return;
         }
         if self.g.members[from] != self.g.leader(view) {
@@ -618,12 +654,17 @@ impl<S: Service> Replica<S> {
         }
         ss.accepted = Some(view);
         ss.accepts.entry((view, d)).or_default().insert(idx);
+        self.accepted_high = self.accepted_high.max(slot);
         cx.multicast(self.others(), Message::Accept { view, slot, digest: d });
     }
 
     fn on_write(&mut self, from: usize, view: View, slot: Slot, d: Digest, sig: Signature, cx: &mut Ctx<S>) {
         self.note_view_hint(from, view, cx);
         self.note_slot(slot, cx);
+        if view > self.view {
+            self.buffer_future(from, view, Message::Write { view, slot, digest: d, sig });
+            return;
+        }
         if view != self.view || self.status != Status::Normal || !self.in_window(slot) || !self.g.bft() {
             return;
         }
@@ -635,6 +676,10 @@ impl<S: Service> Replica<S> {
     fn on_accept(&mut self, from: usize, view: View, slot: Slot, d: Digest, cx: &mut Ctx<S>) {
         self.note_view_hint(from, view, cx);
         self.note_slot(slot, cx);
+        if view > self.view {
+            self.buffer_future(from, view, Message::Accept { view, slot, digest: d });
+            return;
+        }
         if view != self.view || self.status != Status::Normal || !self.in_window(slot) {
             return;
         }
@@ -756,6 +801,7 @@ impl<S: Service> Replica<S> {
             }
         }
         if progressed {
+            self.release_reads(cx);
             self.vc_attempts = 0;
             if self.next_slot <= self.executed {
                 self.next_slot = self.executed + 1;
@@ -767,15 +813,29 @@ impl<S: Service> Replica<S> {
 
     fn execute_request(&mut self, req: &Request, cx: &mut Ctx<S>) {
         for (client, seq, result) in self.execute_request_quiet(req) {
-            let reply = Reply {
-                replica: self.me,
-                view: self.view,
-                client,
-                seq,
-                read_only: false,
-                result,
-            };
-            cx.send(Addr::Client(client), Message::Reply(reply));
+            let reply = self.reply(client, seq, false, result);
+            cx.send(Addr::Client(client), reply);
+        }
+    }
+
+    fn reply(&self, client: ClientId, seq: u64, read_only: bool, result: Vec<u8>) -> Message {
+        Message::Reply(Reply { replica: self.me, view: self.view, client, seq, read_only, result })
+    }
+
+    fn answer_read(&self, req: &Request, cx: &mut Ctx<S>) {
+        if let Some(result) = self.service.query(&req.op) {
+            cx.send(Addr::Client(req.client), self.reply(req.client, req.seq, true, result));
+        }
+    }
+
+    /// Answer the deferred reads whose mark has been executed.
+    fn release_reads(&mut self, cx: &mut Ctx<S>) {
+        while let Some((mark, _)) = self.deferred_reads.front() {
+            if *mark > self.executed {
+                break;
+            }
+            let (_, req) = self.deferred_reads.pop_front().expect("non-empty");
+            self.answer_read(&req, cx);
         }
     }
 
@@ -958,6 +1018,7 @@ impl<S: Service> Replica<S> {
         if self.next_slot <= self.executed {
             self.next_slot = self.executed + 1;
         }
+        self.release_reads(cx);
         self.execute_ready(cx);
     }
 
@@ -1285,6 +1346,21 @@ impl<S: Service> Replica<S> {
         cx.cancel_timer(ReplicaTimer::Request);
         self.try_propose(cx);
         self.arm_request_timer(cx);
+        // messages of this view that overtook its SYNC
+        let buffered = std::mem::take(&mut self.future);
+        for (from, msg) in buffered {
+            match msg {
+                Message::Propose { view: v, slot, batch } if v == view => self.on_propose(from, v, slot, batch, cx),
+                Message::Write { view: v, slot, digest, sig } if v == view => self.on_write(from, v, slot, digest, sig, cx),
+                Message::Accept { view: v, slot, digest } if v == view => self.on_accept(from, v, slot, digest, cx),
+                m => {
+                    if matches!(m, Message::Propose { view: v, .. } | Message::Write { view: v, .. } | Message::Accept { view: v, .. } if v > view)
+                    {
+                        self.future.push_back((from, m));
+                    }
+                }
+            }
+        }
     }
 }
 

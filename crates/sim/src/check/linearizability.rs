@@ -184,6 +184,9 @@ impl Violation {
 /// How many operations of the prefix a [`Violation`]'s `Display` shows.
 const SHOWN_PREFIX: usize = 8;
 
+/// How many keys a [`Violation`]'s `Display` names.
+const SHOWN_KEYS: usize = 8;
+
 struct Keys<'a>(&'a [Vec<u8>]);
 
 impl fmt::Display for Keys<'_> {
@@ -191,8 +194,11 @@ impl fmt::Display for Keys<'_> {
         if self.0.is_empty() {
             return f.write_str("(none)");
         }
-        for (i, k) in self.0.iter().enumerate() {
+        for (i, k) in self.0.iter().take(SHOWN_KEYS).enumerate() {
             write!(f, "{}{}", if i > 0 { ", " } else { "" }, Printable(k))?;
+        }
+        if self.0.len() > SHOWN_KEYS {
+            write!(f, " and {} more", self.0.len() - SHOWN_KEYS)?;
         }
         Ok(())
     }
@@ -257,8 +263,7 @@ pub fn check_with(history: &[Op], options: &Options) -> Result<(), Violation> {
         let result = if component.keys.is_empty() {
             check_keyless(history, &component.members)
         } else {
-            let initial = options.initial.restricted_to(component.keys.iter().map(Vec::as_slice));
-            Search::new(history, &component, initial).run(options.max_steps)
+            check_component(history, &component, options)
         };
         match result {
             Ok(()) => {}
@@ -355,6 +360,91 @@ fn check_keyless(history: &[Op], members: &[usize]) -> Result<(), Violation> {
 const HEAD: usize = 0;
 const TAIL: usize = 1;
 
+/// How a search of one component ended.
+enum Outcome {
+    Linearizable,
+    /// No linearization; the deepest dead end if it was being recorded.
+    Stuck(Option<Deepest>),
+    OutOfBudget,
+}
+
+/// Check one component: a search without bookkeeping, and if it fails, the same
+/// (deterministic) search again recording the deepest dead end for the report.
+fn check_component(history: &[Op], component: &Component, options: &Options) -> Result<(), Violation> {
+    let initial = options.initial.restricted_to(component.keys.iter().map(Vec::as_slice));
+    let mut search = Search::new(history, component, initial);
+    let inconclusive = || Violation::Inconclusive {
+        keys: component.keys.clone(),
+        ops: component.members.len(),
+        steps: options.max_steps,
+    };
+    match search.run(options.max_steps, false) {
+        Outcome::Linearizable => Ok(()),
+        Outcome::OutOfBudget => Err(inconclusive()),
+        Outcome::Stuck(_) => match search.run(options.max_steps, true) {
+            Outcome::Stuck(Some(deepest)) => Err(search.counterexample(deepest)),
+            // cannot happen: the second run repeats the first
+            Outcome::Stuck(None) | Outcome::Linearizable | Outcome::OutOfBudget => Err(inconclusive()),
+        },
+    }
+}
+
+/// 128 bits of SipHash (std's `DefaultHasher` has fixed keys, so this is deterministic)
+/// of one (key, value) entry of the state; the state's hash is the XOR over its entries.
+fn entry_hash(key: &[u8], value: &[u8]) -> u128 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        salt.hash(&mut h);
+        key.hash(&mut h);
+        value.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
+}
+
+/// splitmix64: fixed pseudo-random Zobrist keys for operations, so runs are
+/// reproducible.
+fn zobrist_keys(n: usize) -> Vec<u128> {
+    let mut x = 0x6a09_e667_f3bc_c908u64;
+    let mut next = move || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..n).map(|_| (u128::from(next()) << 64) | u128::from(next())).collect()
+}
+
+/// How to take back one linearized operation.
+struct Undo {
+    /// The call node.
+    node: usize,
+    /// The previous values of the keys it wrote (empty for a read).
+    old: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// XOR of the change it made to the state hash.
+    delta: u128,
+}
+
+/// A configuration on the search stack.
+struct Level {
+    /// Call nodes of the operations that may be linearized next (calls before the first
+    /// return in the list), earliest completion first.
+    candidates: Vec<usize>,
+    /// How many candidates have been tried.
+    tried: usize,
+    /// The linearization that led here (`None` for the root).
+    via: Option<Undo>,
+}
+
+/// The deepest dead end seen.
+struct Deepest {
+    linearized: Vec<usize>,
+    state: Model,
+    candidates: Vec<usize>,
+}
+
 /// Lowe's variant of the Wing & Gong search over one component.
 struct Search<'a> {
     history: &'a [Op],
@@ -372,37 +462,8 @@ struct Search<'a> {
     /// Per local op id: a random 128-bit key; a set of ops is remembered by the XOR of
     /// its members' keys.
     zobrist: Vec<u128>,
-}
-
-/// splitmix64: fixed pseudo-random Zobrist keys, so runs are reproducible.
-fn zobrist_keys(n: usize) -> Vec<u128> {
-    let mut x = 0x6a09_e667_f3bc_c908u64;
-    let mut next = move || {
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    (0..n).map(|_| (u128::from(next()) << 64) | u128::from(next())).collect()
-}
-
-/// One linearized operation on the search stack.
-struct Frame {
-    /// Its call node.
-    call: usize,
-    /// The state before it (`None`: it did not change the state).
-    before: Option<Model>,
-    /// Linearized without branching (a matching read): backtracking past it also
-    /// backtracks past its parent.
-    forced: bool,
-}
-
-/// The deepest dead end seen.
-struct Deepest {
-    linearized: Vec<usize>,
-    state: Model,
-    candidates: Vec<usize>,
+    /// Per local op id: its keys as sorted, distinct indices into `keys`.
+    op_keys: Vec<Vec<u32>>,
 }
 
 impl<'a> Search<'a> {
@@ -434,7 +495,23 @@ impl<'a> Search<'a> {
         }
         next[last] = TAIL;
         prev[TAIL] = last;
-        Search { history, keys: &component.keys, members, initial, next, prev, event, ret_node, zobrist: zobrist_keys(n) }
+        let zobrist = zobrist_keys(n);
+        let keys = &component.keys;
+        let op_keys = members
+            .iter()
+            .map(|&index| {
+                let mut ids: Vec<u32> = history[index]
+                    .op
+                    .keys()
+                    .into_iter()
+                    .map(|k| keys.binary_search_by(|probe| probe.as_slice().cmp(k)).expect("component key") as u32)
+                    .collect();
+                ids.sort_unstable();
+                ids.dedup();
+                ids
+            })
+            .collect();
+        Search { history, keys, members, initial, next, prev, event, ret_node, zobrist, op_keys }
     }
 
     fn op(&self, local: usize) -> &'a Op {
@@ -465,124 +542,171 @@ impl<'a> Search<'a> {
         self.relink(call);
     }
 
-    /// Run `op` on `state`: the next state, if the reply matches (pending ops always
-    /// match).
-    fn step(state: &Model, op: &Op) -> Option<Model> {
-        let mut next = state.clone();
-        let reply = next.apply(&op.op);
-        (op.is_pending() || reply == op.reply).then_some(next)
-    }
-
-    /// A read-only candidate (a call before the first return) whose reply matches
-    /// `state`, if any.
-    fn matching_read(&self, state: &Model) -> Option<usize> {
+    /// The candidates of the current configuration, earliest completion first: an
+    /// operation that must return soon is likely to take effect soon, and pending
+    /// operations (which may as well never take effect) come last.
+    fn candidates(&self) -> Vec<usize> {
+        let mut candidates = Vec::new();
         let mut node = self.next[HEAD];
         while self.event[node].1 {
+            candidates.push(node);
+            node = self.next[node];
+        }
+        candidates.sort_by_key(|&node| {
             let op = self.op(self.event[node].0);
-            if op.op.is_read_only() && (op.is_pending() || state.read(&op.op).as_ref() == Some(&op.reply)) {
-                return Some(node);
+            (op.completed, op.invoked, node)
+        });
+        candidates
+    }
+
+    /// A candidate that can be linearized first without loss of generality, if any:
+    ///
+    /// - a read-only operation whose reply matches `state`: it changes nothing, and
+    ///   everything that must precede it already does;
+    /// - an *isolated* operation: one that conflicts with no other unlinearized
+    ///   operation invoked before it completes (two operations conflict if they share a
+    ///   key and one of them writes). Only such operations can be linearized before it,
+    ///   and they neither change its keys nor see its effect, so its reply is the one it
+    ///   gets now (if that does not match, no linearization exists from here).
+    fn forced(&self, state: &Model, candidates: &[usize]) -> Option<usize> {
+        let read = candidates.iter().copied().find(|&node| {
+            self.op(self.event[node].0).op.is_read_only() && self.read_matches(state, node)
+        });
+        read.or_else(|| candidates.iter().copied().find(|&node| self.isolated(node)))
+    }
+
+    fn isolated(&self, call: usize) -> bool {
+        let local = self.event[call].0;
+        let keys = &self.op_keys[local];
+        let writes = !self.op(local).op.is_read_only();
+        let mut node = self.next[HEAD];
+        while node != self.ret_node[local] {
+            let (other, is_call) = self.event[node];
+            if is_call
+                && other != local
+                && (writes || !self.op(other).op.is_read_only())
+                && self.op_keys[other].iter().any(|k| keys.binary_search(k).is_ok())
+            {
+                return false;
             }
             node = self.next[node];
         }
-        None
+        true
     }
 
-    fn run(mut self, max_steps: u64) -> Result<(), Violation> {
-        let n = self.members.len();
-        // Zobrist hash of the set of linearized operations
+    /// Whether the read-only operation at `node` may be linearized in `state`.
+    fn read_matches(&self, state: &Model, node: usize) -> bool {
+        let op = self.op(self.event[node].0);
+        op.is_pending() || state.read(&op.op).as_ref() == Some(&op.reply)
+    }
+
+    /// Linearize the operation at `node` on `state` if its reply matches, returning how
+    /// to undo it; otherwise leave `state` alone.
+    fn apply(&self, state: &mut Model, node: usize) -> Option<Undo> {
+        let op = self.op(self.event[node].0);
+        if op.op.is_read_only() {
+            return self.read_matches(state, node).then_some(Undo { node, old: Vec::new(), delta: 0 });
+        }
+        let mut keys = op.op.keys();
+        keys.sort_unstable();
+        keys.dedup();
+        let old: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            keys.iter().map(|k| (k.to_vec(), state.get(k).map(<[u8]>::to_vec))).collect();
+        let reply = state.apply(&op.op);
+        let mut undo = Undo { node, old, delta: 0 };
+        if !op.is_pending() && reply != op.reply {
+            Self::revert(state, undo);
+            return None;
+        }
+        for (key, before) in &undo.old {
+            if let Some(v) = before {
+                undo.delta ^= entry_hash(key, v);
+            }
+            if let Some(v) = state.get(key) {
+                undo.delta ^= entry_hash(key, v);
+            }
+        }
+        Some(undo)
+    }
+
+    fn revert(state: &mut Model, undo: Undo) {
+        for (key, before) in undo.old {
+            match before {
+                Some(v) => state.insert(key, v),
+                None => state.remove(&key),
+            };
+        }
+    }
+
+    fn run(&mut self, max_steps: u64, record: bool) -> Outcome {
+        // Zobrist hash of the set of linearized operations, and hash of the state
         let mut linearized = 0u128;
-        let mut cache: HashSet<(u128, Model)> = HashSet::new();
-        let mut frames: Vec<Frame> = Vec::new();
         let mut state = self.initial.clone();
+        let mut state_hash = state.map().iter().fold(0u128, |h, (k, v)| h ^ entry_hash(k, v));
+        let mut cache: HashSet<(u128, u128)> = HashSet::new();
         let mut deepest: Option<Deepest> = None;
-        let mut entry = self.next[HEAD];
-        // whether the current configuration has not been looked at yet
+        let mut stack = vec![Level { candidates: self.candidates(), tried: 0, via: None }];
+        // whether the top configuration has just been entered
         let mut fresh = true;
         let mut steps = 0u64;
         while self.next[HEAD] != TAIL {
             steps += 1;
             if steps > max_steps {
-                return Err(Violation::Inconclusive { keys: self.keys.to_vec(), ops: n, steps: max_steps });
+                return Outcome::OutOfBudget;
             }
+            let top = stack.len() - 1;
+            let level = &mut stack[top];
+            let mut choice = None;
             if std::mem::take(&mut fresh) {
-                // A matching read-only candidate can be linearized first without loss of
-                // generality: it changes no state, and everything that must precede it
-                // already does. So this configuration succeeds iff that child does, and
-                // there is no need to branch.
-                if let Some(call) = self.matching_read(&state) {
-                    let local = self.event[call].0;
-                    linearized ^= self.zobrist[local];
-                    if cache.insert((linearized, state.clone())) {
-                        frames.push(Frame { call, before: None, forced: true });
-                        self.lift(call);
-                        entry = self.next[HEAD];
-                        fresh = true;
+                if let Some(node) = self.forced(&state, &level.candidates) {
+                    // This configuration succeeds iff linearizing `node` first does: take
+                    // it (if its reply matches) and try nothing else here.
+                    level.tried = level.candidates.len();
+                    choice = self.apply(&mut state, node);
+                    if choice.is_none() {
                         continue;
                     }
-                    // the child was explored already, without success
-                    linearized ^= self.zobrist[local];
-                    entry = self.backtrack(&mut frames, &mut state, &mut linearized).ok_or_else(|| {
-                        self.counterexample(deepest.take().unwrap_or_else(|| self.dead_end(&frames, &state)))
-                    })?;
+                }
+            }
+            if choice.is_none() && level.tried < level.candidates.len() {
+                let node = level.candidates[level.tried];
+                level.tried += 1;
+                choice = self.apply(&mut state, node);
+                if choice.is_none() {
                     continue;
                 }
             }
-            let (local, is_call) = self.event[entry];
-            if is_call {
-                if let Some(next_state) = Self::step(&state, self.op(local)) {
-                    linearized ^= self.zobrist[local];
-                    if cache.insert((linearized, next_state.clone())) {
-                        let before = std::mem::replace(&mut state, next_state);
-                        frames.push(Frame { call: entry, before: Some(before), forced: false });
-                        self.lift(entry);
-                        entry = self.next[HEAD];
-                        fresh = true;
-                        continue;
-                    }
-                    linearized ^= self.zobrist[local];
+            if let Some(undo) = choice {
+                let zobrist = self.zobrist[self.event[undo.node].0];
+                if cache.insert((linearized ^ zobrist, state_hash ^ undo.delta)) {
+                    linearized ^= zobrist;
+                    state_hash ^= undo.delta;
+                    self.lift(undo.node);
+                    stack.push(Level { candidates: self.candidates(), tried: 0, via: Some(undo) });
+                    fresh = true;
+                } else {
+                    // explored before, without success
+                    Self::revert(&mut state, undo);
                 }
-                entry = self.next[entry];
-            } else {
-                // A return before its call was linearized: dead end.
-                if deepest.as_ref().is_none_or(|d| frames.len() > d.linearized.len()) {
-                    deepest = Some(self.dead_end(&frames, &state));
-                }
-                entry = self.backtrack(&mut frames, &mut state, &mut linearized).ok_or_else(|| {
-                    self.counterexample(deepest.take().unwrap_or_else(|| self.dead_end(&frames, &state)))
-                })?;
+                continue;
             }
-        }
-        Ok(())
-    }
-
-    /// Undo linearizations until a configuration with untried candidates; returns the
-    /// node to try next, or `None` if the search space is exhausted.
-    fn backtrack(&mut self, frames: &mut Vec<Frame>, state: &mut Model, linearized: &mut u128) -> Option<usize> {
-        loop {
-            let frame = frames.pop()?;
-            if let Some(before) = frame.before {
-                *state = before;
+            // Every candidate failed: dead end.
+            if record && deepest.as_ref().is_none_or(|d| top > d.linearized.len()) {
+                deepest = Some(Deepest {
+                    linearized: stack[1..].iter().filter_map(|l| l.via.as_ref()).map(|u| self.event[u.node].0).collect(),
+                    state: state.clone(),
+                    candidates: stack[top].candidates.iter().map(|&node| self.event[node].0).collect(),
+                });
             }
-            *linearized ^= self.zobrist[self.event[frame.call].0];
-            self.unlift(frame.call);
-            if !frame.forced {
-                return Some(self.next[frame.call]);
-            }
+            let Some(undo) = stack.pop().and_then(|level| level.via) else {
+                return Outcome::Stuck(deepest);
+            };
+            self.unlift(undo.node);
+            linearized ^= self.zobrist[self.event[undo.node].0];
+            state_hash ^= undo.delta;
+            Self::revert(&mut state, undo);
         }
-    }
-
-    fn dead_end(&self, frames: &[Frame], state: &Model) -> Deepest {
-        let mut candidates = Vec::new();
-        let mut node = self.next[HEAD];
-        while node != TAIL && self.event[node].1 {
-            candidates.push(self.event[node].0);
-            node = self.next[node];
-        }
-        Deepest {
-            linearized: frames.iter().map(|f| self.event[f.call].0).collect(),
-            state: state.clone(),
-            candidates,
-        }
+        Outcome::Linearizable
     }
 
     fn counterexample(&self, deepest: Deepest) -> Violation {
