@@ -811,7 +811,22 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         None
     } else {
         let pending = obs.inflight.len() as u64 + obs.quota.iter().zip(&obs.issued).map(|(q, i)| q - i).sum::<u64>();
-        Some(format!("{pending} client requests not completed by {:.1} s (virtual)", deadline as f64 / 1e9))
+        let states: Vec<String> = obs
+            .replica_nodes
+            .iter()
+            .filter(|(_, p)| !byz.contains(p))
+            .filter_map(|(idx, p)| {
+                sim.protocol::<Rep>(*idx).map(|r| {
+                    let st = r.stats();
+                    format!("n{p}: view {} {:?} executed {} pending {}", st.view, r.status(), st.executed, st.pending)
+                })
+            })
+            .collect();
+        Some(format!(
+            "{pending} client requests not completed by {:.1} s (virtual); {}",
+            deadline as f64 / 1e9,
+            states.join("; ")
+        ))
     };
     let stats = sim.stats();
     let view_changes = obs.view.values().copied().max().unwrap_or(0);

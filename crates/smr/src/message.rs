@@ -111,7 +111,10 @@ pub enum Message {
     State { cert: CheckpointCert, snapshot: Vec<u8> },
     /// Ask for decided batches in `from..=to`.
     FetchLog { from: Slot, to: Slot },
-    Log { entries: Vec<(Slot, Batch)> },
+    /// Decided batches with the view they were decided in. A correct replica
+    /// sends only decided slots, so each entry also counts as the sender's
+    /// ACCEPT for (view, slot, digest).
+    Log { entries: Vec<(Slot, View, Batch)> },
 }
 
 impl Message {

@@ -1032,9 +1032,9 @@ impl<S: Service> Replica<S> {
         let mut entries = Vec::new();
         let mut bytes = 0;
         for (s, ss) in self.slots.range(from_slot..=to) {
-            if let Some((_, _, b)) = &ss.decided {
+            if let Some((v, _, b)) = &ss.decided {
                 bytes += b.requests.iter().map(|r| r.op.len() + 64).sum::<usize>();
-                entries.push((*s, b.clone()));
+                entries.push((*s, *v, b.clone()));
                 if bytes > (4 << 20) {
                     break;
                 }
@@ -1045,32 +1045,59 @@ impl<S: Service> Replica<S> {
         }
     }
 
-    fn on_log(&mut self, from: usize, entries: Vec<(Slot, Batch)>, cx: &mut Ctx<S>) {
-        for (slot, batch) in entries {
+    fn on_log(&mut self, from: usize, entries: Vec<(Slot, View, Batch)>, cx: &mut Ctx<S>) {
+        let mut touched = Vec::new();
+        for (slot, view, batch) in entries {
             if slot <= self.executed || !self.in_window(slot) {
                 continue;
             }
             let d = cx.crypto().hash(&batch.bytes());
-            let weak = {
-                let ss = self.slots.entry(slot).or_default();
-                if ss.decided.is_some() {
-                    continue;
-                }
-                let e = ss.log_votes.entry(d).or_insert_with(|| (BTreeSet::new(), batch));
-                e.0.insert(from);
-                let voters = e.0.clone();
-                ss.decided_digest == Some(d) || self.g.qs.is_weak(voters.iter().copied())
-            };
-            if weak {
-                let ss = self.slots.get_mut(&slot).expect("slot exists");
+            let ss = self.slots.entry(slot).or_default();
+            if ss.decided.is_some() {
+                continue;
+            }
+            let e = ss.log_votes.entry(d).or_insert_with(|| (BTreeSet::new(), batch));
+            e.0.insert(from);
+            // the sender decided (view, slot, d), so it accepted it
+            ss.accepts.entry((view, d)).or_default().insert(from);
+            let voters = e.0.clone();
+            if self.g.qs.is_weak(voters.iter().copied()) {
+                // more than f replicas say it is decided: one of them is correct
                 let b = ss.log_votes[&d].1.clone();
-                let v = ss.proposal.as_ref().map(|p| p.0).unwrap_or(self.view);
                 ss.decided_digest = Some(d);
-                ss.decided = Some((v, d, b));
+                ss.decided = Some((view, d, b));
                 self.stats.decided_slots += 1;
+            } else {
+                touched.push(slot);
             }
         }
+        for slot in touched {
+            self.check_slot(slot, cx);
+        }
         self.execute_ready(cx);
+    }
+
+    /// Re-send our own WRITE and ACCEPT for the slots we are stuck on: votes lost
+    /// in the network are otherwise only recovered by a view change.
+    fn resend_votes(&mut self, cx: &mut Ctx<S>) {
+        let view = self.view;
+        let hi = self.highest_seen.min(self.executed + 4 * self.p.max_in_flight);
+        let mut msgs = Vec::new();
+        for (slot, ss) in self.slots.range(self.executed + 1..=hi) {
+            let Some((v, d, _)) = &ss.proposal else { continue };
+            if *v != view {
+                continue;
+            }
+            if let Some((sig, _)) = ss.writes.get(&(view, *d)).and_then(|w| w.get(&self.idx)) {
+                msgs.push(Message::Write { view, slot: *slot, digest: *d, sig: *sig });
+            }
+            if ss.accepted == Some(view) {
+                msgs.push(Message::Accept { view, slot: *slot, digest: *d });
+            }
+        }
+        for m in msgs {
+            cx.multicast(self.others(), m);
+        }
     }
 
     fn on_fetch_timer(&mut self, cx: &mut Ctx<S>) {
@@ -1092,9 +1119,10 @@ impl<S: Service> Replica<S> {
             self.arm_fetch(cx);
         }
         if self.highest_seen > self.executed {
-            if stuck {
+            if stuck && self.status == Status::Normal {
                 let msg = Message::FetchLog { from: self.executed + 1, to: self.highest_seen };
                 cx.multicast(self.others(), msg);
+                self.resend_votes(cx);
             }
             self.arm_fetch(cx);
         }
