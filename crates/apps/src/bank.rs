@@ -35,7 +35,11 @@ pub enum BankOp {
     /// Open `account` with `initial` funds, only if it does not exist.
     Open { account: AccountId, initial: u64 },
     /// Move `amount` from `from` to `to`.
-    Transfer { from: AccountId, to: AccountId, amount: u64 },
+    Transfer {
+        from: AccountId,
+        to: AccountId,
+        amount: u64,
+    },
     /// The balance of `account` (read-only).
     Balance { account: AccountId },
     /// The sum of all balances (read-only).
@@ -43,14 +47,20 @@ pub enum BankOp {
 }
 
 /// Why a bank operation failed.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, thiserror::Error,
+)]
 pub enum BankError {
     #[error("account {0} already exists")]
     AccountExists(AccountId),
     #[error("unknown account {0}")]
     UnknownAccount(AccountId),
     #[error("insufficient funds in account {account}: balance {balance}, transfer of {amount}")]
-    InsufficientFunds { account: AccountId, balance: u64, amount: u64 },
+    InsufficientFunds {
+        account: AccountId,
+        balance: u64,
+        amount: u64,
+    },
     #[error("total supply would overflow")]
     SupplyOverflow,
     #[error("malformed operation")]
@@ -184,7 +194,10 @@ impl Bank {
                 if self.accounts.contains_key(&account) {
                     return Err(BankError::AccountExists(account));
                 }
-                self.total = self.total.checked_add(initial).ok_or(BankError::SupplyOverflow)?;
+                self.total = self
+                    .total
+                    .checked_add(initial)
+                    .ok_or(BankError::SupplyOverflow)?;
                 self.accounts.insert(account, initial);
                 Ok(BankReply::Opened)
             }
@@ -192,7 +205,11 @@ impl Bank {
                 let balance = self.balance(from).ok_or(BankError::UnknownAccount(from))?;
                 self.balance(to).ok_or(BankError::UnknownAccount(to))?;
                 if balance < amount {
-                    return Err(BankError::InsufficientFunds { account: from, balance, amount });
+                    return Err(BankError::InsufficientFunds {
+                        account: from,
+                        balance,
+                        amount,
+                    });
                 }
                 if from != to {
                     // cannot overflow: every balance is at most the total, which fits in u64
@@ -237,7 +254,10 @@ impl Service for Bank {
             .iter()
             .try_fold(0u64, |t, (_, b)| t.checked_add(*b))
             .ok_or("malformed bank snapshot: total supply overflows")?;
-        *self = Bank { accounts: entries.into_iter().collect(), total };
+        *self = Bank {
+            accounts: entries.into_iter().collect(),
+            total,
+        };
         Ok(())
     }
 }
@@ -264,7 +284,10 @@ mod tests {
     fn open_only_if_absent() {
         let mut b = Bank::new();
         assert_eq!(run(&mut b, open(1, 100)), BankReply::Opened);
-        assert_eq!(run(&mut b, open(1, 5)), BankReply::Error(BankError::AccountExists(1)));
+        assert_eq!(
+            run(&mut b, open(1, 5)),
+            BankReply::Error(BankError::AccountExists(1))
+        );
         assert_eq!(run(&mut b, balance(1)), BankReply::Balance(100));
         assert_eq!(run(&mut b, open(2, 0)), BankReply::Opened);
         assert_eq!(run(&mut b, BankOp::Total), BankReply::Total(100));
@@ -274,10 +297,19 @@ mod tests {
     fn supply_cannot_overflow() {
         let mut b = Bank::new();
         assert_eq!(run(&mut b, open(1, u64::MAX - 1)), BankReply::Opened);
-        assert_eq!(run(&mut b, open(2, 2)), BankReply::Error(BankError::SupplyOverflow));
-        assert_eq!(run(&mut b, balance(2)), BankReply::Error(BankError::UnknownAccount(2)));
+        assert_eq!(
+            run(&mut b, open(2, 2)),
+            BankReply::Error(BankError::SupplyOverflow)
+        );
+        assert_eq!(
+            run(&mut b, balance(2)),
+            BankReply::Error(BankError::UnknownAccount(2))
+        );
         assert_eq!(run(&mut b, open(2, 1)), BankReply::Opened);
-        assert_eq!(run(&mut b, transfer(1, 2, u64::MAX - 1)), BankReply::Transferred);
+        assert_eq!(
+            run(&mut b, transfer(1, 2, u64::MAX - 1)),
+            BankReply::Transferred
+        );
         assert_eq!(run(&mut b, balance(2)), BankReply::Balance(u64::MAX));
         assert_eq!(run(&mut b, BankOp::Total), BankReply::Total(u64::MAX));
     }
@@ -292,17 +324,31 @@ mod tests {
         assert_eq!(run(&mut b, balance(2)), BankReply::Balance(40));
         assert_eq!(
             run(&mut b, transfer(2, 1, 41)),
-            BankReply::Error(BankError::InsufficientFunds { account: 2, balance: 40, amount: 41 })
+            BankReply::Error(BankError::InsufficientFunds {
+                account: 2,
+                balance: 40,
+                amount: 41
+            })
         );
         assert_eq!(run(&mut b, transfer(2, 1, 40)), BankReply::Transferred);
         assert_eq!(run(&mut b, balance(2)), BankReply::Balance(0));
         assert_eq!(run(&mut b, transfer(2, 1, 0)), BankReply::Transferred);
-        assert_eq!(run(&mut b, transfer(3, 1, 0)), BankReply::Error(BankError::UnknownAccount(3)));
-        assert_eq!(run(&mut b, transfer(1, 3, 1)), BankReply::Error(BankError::UnknownAccount(3)));
+        assert_eq!(
+            run(&mut b, transfer(3, 1, 0)),
+            BankReply::Error(BankError::UnknownAccount(3))
+        );
+        assert_eq!(
+            run(&mut b, transfer(1, 3, 1)),
+            BankReply::Error(BankError::UnknownAccount(3))
+        );
         assert_eq!(run(&mut b, transfer(1, 1, 110)), BankReply::Transferred);
         assert_eq!(
             run(&mut b, transfer(1, 1, 111)),
-            BankReply::Error(BankError::InsufficientFunds { account: 1, balance: 110, amount: 111 })
+            BankReply::Error(BankError::InsufficientFunds {
+                account: 1,
+                balance: 110,
+                amount: 111
+            })
         );
         assert_eq!(run(&mut b, balance(1)), BankReply::Balance(110));
         assert_eq!(run(&mut b, BankOp::Total), BankReply::Total(110));
@@ -313,9 +359,15 @@ mod tests {
     fn query_answers_read_only_ops_only() {
         let mut b = Bank::new();
         run(&mut b, open(7, 3));
-        let q = |b: &Bank, op: BankOp| b.query(&op.encode()).map(|r| BankReply::decode(&r).unwrap());
+        let q = |b: &Bank, op: BankOp| {
+            b.query(&op.encode())
+                .map(|r| BankReply::decode(&r).unwrap())
+        };
         assert_eq!(q(&b, balance(7)), Some(BankReply::Balance(3)));
-        assert_eq!(q(&b, balance(8)), Some(BankReply::Error(BankError::UnknownAccount(8))));
+        assert_eq!(
+            q(&b, balance(8)),
+            Some(BankReply::Error(BankError::UnknownAccount(8)))
+        );
         assert_eq!(q(&b, BankOp::Total), Some(BankReply::Total(3)));
         assert_eq!(q(&b, open(8, 1)), None);
         assert_eq!(q(&b, transfer(7, 7, 1)), None);
@@ -326,7 +378,10 @@ mod tests {
     fn malformed_ops_get_an_error_reply() {
         let mut b = Bank::new();
         for bytes in [&[][..], &[9], &[0], &[0, 1, 2, 3]] {
-            assert_eq!(run_raw(&mut b, bytes), BankReply::Error(BankError::Malformed));
+            assert_eq!(
+                run_raw(&mut b, bytes),
+                BankReply::Error(BankError::Malformed)
+            );
         }
         assert_eq!(b, Bank::new());
     }
@@ -342,7 +397,10 @@ mod tests {
         assert_eq!(balance(4).to_string(), "BALANCE 4");
         assert_eq!(BankOp::Total.to_string(), "TOTAL");
         assert_eq!(BankReply::Balance(7).to_string(), "(balance) 7");
-        assert_eq!(BankReply::Error(BankError::UnknownAccount(3)).to_string(), "(error) unknown account 3");
+        assert_eq!(
+            BankReply::Error(BankError::UnknownAccount(3)).to_string(),
+            "(error) unknown account 3"
+        );
     }
 
     #[test]
@@ -362,7 +420,15 @@ mod tests {
         let unsorted = crate::snapshot::encode(MAGIC, &vec![(2u64, 1u64), (1u64, 1u64)]);
         let mut trailing = snap.clone();
         trailing.push(1);
-        for bad in [&[][..], b"BZKV\x01\x00", b"BZBK\x07\x00", &overflow, &unsorted, &trailing, &snap[..snap.len() - 1]] {
+        for bad in [
+            &[][..],
+            b"BZKV\x01\x00",
+            b"BZBK\x07\x00",
+            &overflow,
+            &unsorted,
+            &trailing,
+            &snap[..snap.len() - 1],
+        ] {
             assert!(c.restore(bad).is_err(), "{bad:?}");
             assert_eq!(c, before);
         }
@@ -373,8 +439,16 @@ mod tests {
         let amount = || prop_oneof![0u64..100, Just(u64::MAX), Just(u64::MAX / 2)];
         prop_oneof![
             (id(), amount()).prop_map(|(account, initial)| BankOp::Open { account, initial }),
-            (id(), id(), amount()).prop_map(|(from, to, amount)| BankOp::Transfer { from, to, amount }),
-            (id(), id(), 0u64..60).prop_map(|(from, to, amount)| BankOp::Transfer { from, to, amount }),
+            (id(), id(), amount()).prop_map(|(from, to, amount)| BankOp::Transfer {
+                from,
+                to,
+                amount
+            }),
+            (id(), id(), 0u64..60).prop_map(|(from, to, amount)| BankOp::Transfer {
+                from,
+                to,
+                amount
+            }),
             id().prop_map(|account| BankOp::Balance { account }),
             Just(BankOp::Total),
         ]

@@ -94,14 +94,19 @@ impl KvOp {
     /// Whether the operation never changes state (GET, EXISTS, MGET, PING), so that
     /// [`Service::query`] may answer it without ordering.
     pub fn is_read_only(&self) -> bool {
-        matches!(self, KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping)
+        matches!(
+            self,
+            KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping
+        )
     }
 
     /// The keys the operation reads or writes, in argument order (repeats included).
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
             KvOp::Get(k) | KvOp::Set(k, _) | KvOp::Incr(k) => vec![k.as_slice()],
-            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) => ks.iter().map(Vec::as_slice).collect(),
+            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) => {
+                ks.iter().map(Vec::as_slice).collect()
+            }
             KvOp::MSet(kvs) => kvs.iter().map(|(k, _)| k.as_slice()).collect(),
             KvOp::Ping => Vec::new(),
         }
@@ -156,7 +161,11 @@ impl KvOp {
             b"incr" => arity(rest.len() == 1).map(|_| KvOp::Incr(owned(0))),
             b"mget" => arity(!rest.is_empty()).map(|_| KvOp::MGet(all())),
             b"mset" => arity(!rest.is_empty() && rest.len() % 2 == 0).map(|_| {
-                KvOp::MSet(rest.chunks(2).map(|p| (p[0].as_ref().to_vec(), p[1].as_ref().to_vec())).collect())
+                KvOp::MSet(
+                    rest.chunks(2)
+                        .map(|p| (p[0].as_ref().to_vec(), p[1].as_ref().to_vec()))
+                        .collect(),
+                )
             }),
             b"ping" => arity(rest.is_empty()).map(|_| KvOp::Ping),
             _ => {
@@ -216,7 +225,10 @@ impl KvReply {
             }
             KvReply::Error(e) => {
                 out.push(b'-');
-                out.extend(e.bytes().map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+                out.extend(
+                    e.bytes()
+                        .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+                );
                 out.extend_from_slice(b"\r\n");
             }
         }
@@ -254,7 +266,11 @@ impl fmt::Display for Quoted<'_> {
 
 impl fmt::Display for Printable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bare = !self.0.is_empty() && self.0.iter().all(|&c| (0x21..=0x7e).contains(&c) && c != b'"' && c != b'\\');
+        let bare = !self.0.is_empty()
+            && self
+                .0
+                .iter()
+                .all(|&c| (0x21..=0x7e).contains(&c) && c != b'"' && c != b'\\');
         if bare {
             // all bytes are printable ASCII
             f.write_str(std::str::from_utf8(self.0).map_err(|_| fmt::Error)?)
@@ -274,7 +290,9 @@ impl fmt::Display for KvOp {
             KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) => {
                 ks.iter().try_for_each(|k| write!(f, " {}", Printable(k)))
             }
-            KvOp::MSet(kvs) => kvs.iter().try_for_each(|(k, v)| write!(f, " {} {}", Printable(k), Printable(v))),
+            KvOp::MSet(kvs) => kvs
+                .iter()
+                .try_for_each(|(k, v)| write!(f, " {} {}", Printable(k), Printable(v))),
             KvOp::Ping => Ok(()),
         }
     }
@@ -321,7 +339,9 @@ pub fn parse_integer(v: &[u8]) -> Option<i64> {
         Some(b'1'..=b'9') if digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) => {}
         _ => return None,
     }
-    let magnitude = digits.iter().fold(0i128, |acc, d| acc * 10 + i128::from(d - b'0'));
+    let magnitude = digits
+        .iter()
+        .fold(0i128, |acc, d| acc * 10 + i128::from(d - b'0'));
     i64::try_from(if negative { -magnitude } else { magnitude }).ok()
 }
 
@@ -335,7 +355,9 @@ pub struct Model {
 }
 
 fn wrong_arity(command: &str) -> KvReply {
-    KvReply::Error(format!("ERR wrong number of arguments for '{command}' command"))
+    KvReply::Error(format!(
+        "ERR wrong number of arguments for '{command}' command"
+    ))
 }
 
 impl Model {
@@ -387,17 +409,25 @@ impl Model {
 
     /// A copy holding only the given keys (the checker's per-component state).
     pub fn restricted_to<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Model {
-        let map =
-            keys.into_iter().filter_map(|k| self.map.get_key_value(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let map = keys
+            .into_iter()
+            .filter_map(|k| self.map.get_key_value(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         Model { map }
     }
 
     /// Answer a read-only operation; `None` if `op` is not read-only.
     pub fn read(&self, op: &KvOp) -> Option<KvReply> {
         Some(match op {
-            KvOp::Get(k) => self.map.get(k).map_or(KvReply::Nil, |v| KvReply::Bulk(v.clone())),
+            KvOp::Get(k) => self
+                .map
+                .get(k)
+                .map_or(KvReply::Nil, |v| KvReply::Bulk(v.clone())),
             KvOp::Exists(ks) if ks.is_empty() => wrong_arity("exists"),
-            KvOp::Exists(ks) => KvReply::Int(ks.iter().filter(|k| self.map.contains_key(*k)).count() as i64),
+            KvOp::Exists(ks) => {
+                KvReply::Int(ks.iter().filter(|k| self.map.contains_key(*k)).count() as i64)
+            }
             KvOp::MGet(ks) if ks.is_empty() => wrong_arity("mget"),
             KvOp::MGet(ks) => KvReply::Array(ks.iter().map(|k| self.map.get(k).cloned()).collect()),
             KvOp::Ping => KvReply::Pong,
@@ -416,7 +446,9 @@ impl Model {
                 KvReply::Ok
             }
             KvOp::Del(ks) if ks.is_empty() => wrong_arity("del"),
-            KvOp::Del(ks) => KvReply::Int(ks.iter().filter(|k| self.map.remove(*k).is_some()).count() as i64),
+            KvOp::Del(ks) => {
+                KvReply::Int(ks.iter().filter(|k| self.map.remove(*k).is_some()).count() as i64)
+            }
             KvOp::Incr(k) => {
                 let current = match self.map.get(k) {
                     None => 0,
@@ -440,7 +472,9 @@ impl Model {
                 }
                 KvReply::Ok
             }
-            KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping => unreachable!("answered by read()"),
+            KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping => {
+                unreachable!("answered by read()")
+            }
         }
     }
 }
@@ -497,7 +531,9 @@ impl Service for KvStore {
         if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err("malformed KV snapshot: keys not strictly ascending".to_string());
         }
-        self.model = Model { map: entries.into_iter().collect() };
+        self.model = Model {
+            map: entries.into_iter().collect(),
+        };
         Ok(())
     }
 }
@@ -540,13 +576,22 @@ mod tests {
     #[test]
     fn del_counts_removed_keys() {
         let mut s = KvStore::new();
-        run(&mut s, KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2")), (b("c"), b("3"))]));
+        run(
+            &mut s,
+            KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2")), (b("c"), b("3"))]),
+        );
         assert_eq!(run(&mut s, KvOp::Del(ks(&["a", "x"]))), KvReply::Int(1));
         assert_eq!(run(&mut s, KvOp::Del(ks(&["a"]))), KvReply::Int(0));
         // like Redis, a key named twice is removed (and counted) once
-        assert_eq!(run(&mut s, KvOp::Del(ks(&["b", "b", "c"]))), KvReply::Int(2));
+        assert_eq!(
+            run(&mut s, KvOp::Del(ks(&["b", "b", "c"]))),
+            KvReply::Int(2)
+        );
         assert!(s.model().is_empty());
-        assert_eq!(run(&mut s, KvOp::Del(vec![])), err("ERR wrong number of arguments for 'del' command"));
+        assert_eq!(
+            run(&mut s, KvOp::Del(vec![])),
+            err("ERR wrong number of arguments for 'del' command")
+        );
     }
 
     #[test]
@@ -556,8 +601,14 @@ mod tests {
         assert_eq!(run(&mut s, KvOp::Exists(ks(&["a"]))), KvReply::Int(1));
         assert_eq!(run(&mut s, KvOp::Exists(ks(&["x"]))), KvReply::Int(0));
         // like Redis, a key named twice counts twice
-        assert_eq!(run(&mut s, KvOp::Exists(ks(&["a", "a", "x"]))), KvReply::Int(2));
-        assert_eq!(run(&mut s, KvOp::Exists(vec![])), err("ERR wrong number of arguments for 'exists' command"));
+        assert_eq!(
+            run(&mut s, KvOp::Exists(ks(&["a", "a", "x"]))),
+            KvReply::Int(2)
+        );
+        assert_eq!(
+            run(&mut s, KvOp::Exists(vec![])),
+            err("ERR wrong number of arguments for 'exists' command")
+        );
     }
 
     #[test]
@@ -576,9 +627,26 @@ mod tests {
         assert_eq!(run(&mut s, KvOp::Incr(b("n"))), err(ERR_OVERFLOW));
         // a failed INCR leaves the value alone
         assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk("9223372036854775807"));
-        for bad in ["abc", "", " 1", "1 ", "+1", "01", "-0", "1.5", "9223372036854775808", "-", "0x10", "١"] {
+        for bad in [
+            "abc",
+            "",
+            " 1",
+            "1 ",
+            "+1",
+            "01",
+            "-0",
+            "1.5",
+            "9223372036854775808",
+            "-",
+            "0x10",
+            "١",
+        ] {
             run(&mut s, KvOp::Set(b("n"), b(bad)));
-            assert_eq!(run(&mut s, KvOp::Incr(b("n"))), err(ERR_NOT_INTEGER), "{bad:?}");
+            assert_eq!(
+                run(&mut s, KvOp::Incr(b("n"))),
+                err(ERR_NOT_INTEGER),
+                "{bad:?}"
+            );
             assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk(bad));
         }
     }
@@ -590,18 +658,47 @@ mod tests {
         assert_eq!(parse_integer(b"-42"), Some(-42));
         assert_eq!(parse_integer(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"-", b"00", b"-0", b"+5", b"99999999999999999999", b"-9223372036854775809", b"1e3"] {
-            assert_eq!(parse_integer(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"00",
+            b"-0",
+            b"+5",
+            b"99999999999999999999",
+            b"-9223372036854775809",
+            b"1e3",
+        ] {
+            assert_eq!(
+                parse_integer(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn mget_mset() {
         let mut s = KvStore::new();
-        assert_eq!(run(&mut s, KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2")), (b("a"), b("3"))])), KvReply::Ok);
-        assert_eq!(run(&mut s, KvOp::MGet(ks(&["a", "x", "b", "a"]))), KvReply::Array(vec![Some(b("3")), None, Some(b("2")), Some(b("3"))]));
-        assert_eq!(run(&mut s, KvOp::MGet(vec![])), err("ERR wrong number of arguments for 'mget' command"));
-        assert_eq!(run(&mut s, KvOp::MSet(vec![])), err("ERR wrong number of arguments for 'mset' command"));
+        assert_eq!(
+            run(
+                &mut s,
+                KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2")), (b("a"), b("3"))])
+            ),
+            KvReply::Ok
+        );
+        assert_eq!(
+            run(&mut s, KvOp::MGet(ks(&["a", "x", "b", "a"]))),
+            KvReply::Array(vec![Some(b("3")), None, Some(b("2")), Some(b("3"))])
+        );
+        assert_eq!(
+            run(&mut s, KvOp::MGet(vec![])),
+            err("ERR wrong number of arguments for 'mget' command")
+        );
+        assert_eq!(
+            run(&mut s, KvOp::MSet(vec![])),
+            err("ERR wrong number of arguments for 'mset' command")
+        );
         assert_eq!(s.model().len(), 2);
     }
 
@@ -609,20 +706,35 @@ mod tests {
     fn ping() {
         let mut s = KvStore::new();
         assert_eq!(run(&mut s, KvOp::Ping), KvReply::Pong);
-        assert_eq!(KvReply::decode(&s.query(&KvOp::Ping.encode()).unwrap()).unwrap(), KvReply::Pong);
+        assert_eq!(
+            KvReply::decode(&s.query(&KvOp::Ping.encode()).unwrap()).unwrap(),
+            KvReply::Pong
+        );
     }
 
     #[test]
     fn malformed_ops_get_an_error_reply() {
         let mut s = KvStore::new();
-        for bytes in [&[][..], &[0xff], &[0x01], &[0x00, 0x05, b'a'], &[0x07, 0x00]] {
-            assert_eq!(KvReply::decode(&s.execute(bytes)).unwrap(), err(ERR_MALFORMED));
+        for bytes in [
+            &[][..],
+            &[0xff],
+            &[0x01],
+            &[0x00, 0x05, b'a'],
+            &[0x07, 0x00],
+        ] {
+            assert_eq!(
+                KvReply::decode(&s.execute(bytes)).unwrap(),
+                err(ERR_MALFORMED)
+            );
             assert_eq!(s.query(bytes), None);
         }
         // trailing bytes are rejected too
         let mut bytes = KvOp::Ping.encode();
         bytes.push(0);
-        assert_eq!(KvReply::decode(&s.execute(&bytes)).unwrap(), err(ERR_MALFORMED));
+        assert_eq!(
+            KvReply::decode(&s.execute(&bytes)).unwrap(),
+            err(ERR_MALFORMED)
+        );
         assert!(s.model().is_empty());
     }
 
@@ -633,8 +745,16 @@ mod tests {
         let q = |s: &KvStore, op: KvOp| s.query(&op.encode()).map(|r| KvReply::decode(&r).unwrap());
         assert_eq!(q(&s, KvOp::Get(b("a"))), Some(bulk("1")));
         assert_eq!(q(&s, KvOp::Exists(ks(&["a", "b"]))), Some(KvReply::Int(1)));
-        assert_eq!(q(&s, KvOp::MGet(ks(&["a", "b"]))), Some(KvReply::Array(vec![Some(b("1")), None])));
-        for w in [KvOp::Set(b("a"), b("2")), KvOp::Del(ks(&["a"])), KvOp::Incr(b("a")), KvOp::MSet(vec![(b("a"), b("2"))])] {
+        assert_eq!(
+            q(&s, KvOp::MGet(ks(&["a", "b"]))),
+            Some(KvReply::Array(vec![Some(b("1")), None]))
+        );
+        for w in [
+            KvOp::Set(b("a"), b("2")),
+            KvOp::Del(ks(&["a"])),
+            KvOp::Incr(b("a")),
+            KvOp::MSet(vec![(b("a"), b("2"))]),
+        ] {
             assert!(!w.is_read_only());
             assert_eq!(q(&s, w), None);
         }
@@ -645,7 +765,10 @@ mod tests {
     fn keys_and_read_only_classification() {
         assert_eq!(KvOp::Get(b("a")).keys(), vec![b"a"]);
         assert_eq!(KvOp::Set(b("a"), b("v")).keys(), vec![b"a"]);
-        assert_eq!(KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))]).keys(), vec![&b"a"[..], b"b"]);
+        assert_eq!(
+            KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))]).keys(),
+            vec![&b"a"[..], b"b"]
+        );
         assert_eq!(KvOp::Del(ks(&["x", "y", "x"])).keys().len(), 3);
         assert!(KvOp::Ping.keys().is_empty());
         let ro: Vec<bool> = [
@@ -669,32 +792,70 @@ mod tests {
         assert_eq!(KvOp::Set(b("k"), b("v")).to_string(), "SET k v");
         assert_eq!(KvOp::Get(b("a b")).to_string(), "GET \"a b\"");
         assert_eq!(KvOp::Del(ks(&["a", "b"])).to_string(), "DEL a b");
-        assert_eq!(KvOp::MSet(vec![(b("a"), b("1")), (b("b"), vec![0, 255])]).to_string(), "MSET a 1 b \"\\x00\\xff\"");
-        assert_eq!(KvOp::Set(b(""), b("\"q\"")).to_string(), "SET \"\" \"\\\"q\\\"\"");
+        assert_eq!(
+            KvOp::MSet(vec![(b("a"), b("1")), (b("b"), vec![0, 255])]).to_string(),
+            "MSET a 1 b \"\\x00\\xff\""
+        );
+        assert_eq!(
+            KvOp::Set(b(""), b("\"q\"")).to_string(),
+            "SET \"\" \"\\\"q\\\"\""
+        );
         assert_eq!(KvOp::Ping.to_string(), "PING");
         assert_eq!(KvReply::Bulk(b("v")).to_string(), "\"v\"");
         assert_eq!(KvReply::Nil.to_string(), "(nil)");
         assert_eq!(KvReply::Int(3).to_string(), "(integer) 3");
         assert_eq!(KvReply::Ok.to_string(), "OK");
         assert_eq!(KvReply::Pong.to_string(), "PONG");
-        assert_eq!(KvReply::Array(vec![Some(b("a")), None]).to_string(), "[\"a\", (nil)]");
-        assert_eq!(err(ERR_OVERFLOW).to_string(), "(error) ERR increment or decrement would overflow");
+        assert_eq!(
+            KvReply::Array(vec![Some(b("a")), None]).to_string(),
+            "[\"a\", (nil)]"
+        );
+        assert_eq!(
+            err(ERR_OVERFLOW).to_string(),
+            "(error) ERR increment or decrement would overflow"
+        );
     }
 
     #[test]
     fn from_args_parses_redis_commands() {
-        assert_eq!(KvOp::from_args(&["set", "k", "v"]), Ok(KvOp::Set(b("k"), b("v"))));
+        assert_eq!(
+            KvOp::from_args(&["set", "k", "v"]),
+            Ok(KvOp::Set(b("k"), b("v")))
+        );
         assert_eq!(KvOp::from_args(&["GET", "k"]), Ok(KvOp::Get(b("k"))));
-        assert_eq!(KvOp::from_args(&["Del", "a", "b"]), Ok(KvOp::Del(ks(&["a", "b"]))));
-        assert_eq!(KvOp::from_args(&["exists", "a"]), Ok(KvOp::Exists(ks(&["a"]))));
+        assert_eq!(
+            KvOp::from_args(&["Del", "a", "b"]),
+            Ok(KvOp::Del(ks(&["a", "b"])))
+        );
+        assert_eq!(
+            KvOp::from_args(&["exists", "a"]),
+            Ok(KvOp::Exists(ks(&["a"])))
+        );
         assert_eq!(KvOp::from_args(&["incr", "n"]), Ok(KvOp::Incr(b("n"))));
-        assert_eq!(KvOp::from_args(&["mget", "a", "b"]), Ok(KvOp::MGet(ks(&["a", "b"]))));
-        assert_eq!(KvOp::from_args(&["mset", "a", "1", "b", "2"]), Ok(KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))])));
+        assert_eq!(
+            KvOp::from_args(&["mget", "a", "b"]),
+            Ok(KvOp::MGet(ks(&["a", "b"])))
+        );
+        assert_eq!(
+            KvOp::from_args(&["mset", "a", "1", "b", "2"]),
+            Ok(KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))]))
+        );
         assert_eq!(KvOp::from_args(&["PING"]), Ok(KvOp::Ping));
-        assert_eq!(KvOp::from_args(&["get"]), Err("ERR wrong number of arguments for 'get' command".into()));
-        assert_eq!(KvOp::from_args(&["mset", "a"]), Err("ERR wrong number of arguments for 'mset' command".into()));
-        assert_eq!(KvOp::from_args(&["set", "k", "v", "NX"]), Err("ERR syntax error".into()));
-        assert!(KvOp::from_args(&["flushall"]).unwrap_err().starts_with("ERR unknown command 'flushall'"));
+        assert_eq!(
+            KvOp::from_args(&["get"]),
+            Err("ERR wrong number of arguments for 'get' command".into())
+        );
+        assert_eq!(
+            KvOp::from_args(&["mset", "a"]),
+            Err("ERR wrong number of arguments for 'mset' command".into())
+        );
+        assert_eq!(
+            KvOp::from_args(&["set", "k", "v", "NX"]),
+            Err("ERR syntax error".into())
+        );
+        assert!(KvOp::from_args(&["flushall"])
+            .unwrap_err()
+            .starts_with("ERR unknown command 'flushall'"));
         assert!(KvOp::from_args::<&str>(&[]).is_err());
     }
 
@@ -705,14 +866,24 @@ mod tests {
         assert_eq!(KvReply::Nil.to_resp(), b"$-1\r\n");
         assert_eq!(bulk("hi").to_resp(), b"$2\r\nhi\r\n");
         assert_eq!(KvReply::Int(-3).to_resp(), b":-3\r\n");
-        assert_eq!(KvReply::Array(vec![Some(b("a")), None]).to_resp(), b"*2\r\n$1\r\na\r\n$-1\r\n");
+        assert_eq!(
+            KvReply::Array(vec![Some(b("a")), None]).to_resp(),
+            b"*2\r\n$1\r\na\r\n$-1\r\n"
+        );
         assert_eq!(err("ERR x\r\ny").to_resp(), b"-ERR x  y\r\n");
     }
 
     #[test]
     fn snapshot_restore_round_trip() {
         let mut s = KvStore::new();
-        run(&mut s, KvOp::MSet(vec![(b("b"), b("2")), (b("a"), b("1")), (vec![0, 1], vec![])]));
+        run(
+            &mut s,
+            KvOp::MSet(vec![
+                (b("b"), b("2")),
+                (b("a"), b("1")),
+                (vec![0, 1], vec![]),
+            ]),
+        );
         let snap = s.snapshot();
         let mut t = KvStore::new();
         t.restore(&snap).unwrap();
@@ -738,7 +909,16 @@ mod tests {
         trailing.push(0);
         let unsorted = crate::snapshot::encode(MAGIC, &vec![(b("b"), b("1")), (b("a"), b("1"))]);
         let duplicate = crate::snapshot::encode(MAGIC, &vec![(b("a"), b("1")), (b("a"), b("2"))]);
-        for bad in [&[][..], b"BZKV", b"garbage!", &bad_version, &truncated, &trailing, &unsorted, &duplicate] {
+        for bad in [
+            &[][..],
+            b"BZKV",
+            b"garbage!",
+            &bad_version,
+            &truncated,
+            &trailing,
+            &unsorted,
+            &duplicate,
+        ] {
             assert!(s.restore(bad).is_err(), "{bad:?}");
             assert_eq!(s, before);
         }
@@ -749,7 +929,14 @@ mod tests {
     }
     fn value() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
-            prop::sample::select(vec![b("0"), b("-1"), b("41"), b("9223372036854775807"), b("x"), vec![]]),
+            prop::sample::select(vec![
+                b("0"),
+                b("-1"),
+                b("41"),
+                b("9223372036854775807"),
+                b("x"),
+                vec![]
+            ]),
             prop::collection::vec(any::<u8>(), 0..4),
         ]
     }

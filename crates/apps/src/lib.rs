@@ -50,7 +50,10 @@ pub(crate) mod snapshot {
     /// Decode a snapshot written by [`encode`]. Only the exact bytes `encode` writes for
     /// the decoded value are accepted (no alternative encodings, no trailing bytes), so a
     /// restored state snapshots to the same bytes.
-    pub fn decode<T: Serialize + DeserializeOwned>(magic: [u8; 4], bytes: &[u8]) -> Result<T, String> {
+    pub fn decode<T: Serialize + DeserializeOwned>(
+        magic: [u8; 4],
+        bytes: &[u8],
+    ) -> Result<T, String> {
         if bytes.len() < 5 || bytes[..4] != magic {
             return Err(format!(
                 "not a {} snapshot (bad magic)",
@@ -63,8 +66,8 @@ pub(crate) mod snapshot {
                 bytes[4]
             ));
         }
-        let (_, _, body): ([u8; 4], u8, T) =
-            codec::from_bytes(bytes, bytes.len()).map_err(|e| format!("malformed snapshot: {e}"))?;
+        let (_, _, body): ([u8; 4], u8, T) = codec::from_bytes(bytes, bytes.len())
+            .map_err(|e| format!("malformed snapshot: {e}"))?;
         if encode(magic, &body) != bytes {
             return Err("malformed snapshot: not in canonical form".to_string());
         }

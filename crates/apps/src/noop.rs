@@ -26,7 +26,10 @@ impl Noop {
 
     /// A no-op service whose replies are `reply_size` zero bytes.
     pub fn with_reply_size(reply_size: usize) -> Self {
-        Self { executed: 0, reply_size }
+        Self {
+            executed: 0,
+            reply_size,
+        }
     }
 
     /// How many operations have been executed (the whole state).

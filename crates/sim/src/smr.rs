@@ -232,6 +232,8 @@ pub struct RunResult {
     pub faults_recorded: u64,
     pub linearizability_inconclusive: bool,
     pub virtual_ms: f64,
+    /// Simulated CPU time of all nodes (calibrated cost model), seconds.
+    pub cpu_seconds: f64,
     #[serde(skip)]
     pub latencies: Vec<Time>,
     #[serde(skip)]
@@ -268,6 +270,7 @@ pub struct SmrSimReport {
     pub linearizability_inconclusive: u64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
+    pub simulated_cpu_seconds: f64,
     pub wall_seconds: f64,
     pub deliveries_per_second: f64,
     pub failing_seeds: Vec<FailingSeed>,
@@ -296,6 +299,16 @@ impl SmrSimReport {
             s.push_str(&format!("  FAIL seed {}: {}\n    replay: {}\n", f.seed, f.reason, f.command));
         }
         s
+    }
+}
+
+/// A digest that prints as short hex in violation reports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Hex(pub Digest);
+
+impl std::fmt::Debug for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", hex::encode(&self.0[..8]))
     }
 }
 
@@ -468,7 +481,7 @@ struct Observer<'a> {
     inflight: BTreeMap<(usize, u64), (KvOp, Time)>,
     submitted_ops: BTreeMap<ClientId, BTreeSet<Vec<u8>>>,
     history: Vec<Op>,
-    log: LogChecker<usize, Digest>,
+    log: LogChecker<usize, Hex>,
     violations: Vec<String>,
     view: BTreeMap<usize, u64>,
     completed: u64,
@@ -501,6 +514,11 @@ impl Observer<'_> {
         if self.violations.len() < 10 {
             self.violations.push(s);
         }
+    }
+
+    /// A safety violation was seen: the run is over.
+    fn failed(&self) -> bool {
+        self.log.violation_count() > 0 || !self.violations.is_empty()
     }
 
     fn done(&self) -> bool {
@@ -561,7 +579,10 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                         if byz {
                             return;
                         }
-                        self.log.decide(pos, slot, digest);
+                        self.log.decide(pos, slot, Hex(digest));
+                        if self.log.violation_count() > 0 {
+                            ctl.stop(); // the seed has failed; the rest is noise
+                        }
                         for r in &batch.requests {
                             let ok = self.submitted_ops.get(&r.client).map(|s| s.contains(&r.op)).unwrap_or(false);
                             if !ok {
@@ -791,7 +812,23 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         }
     }
     let deadline = stabilize + 120 * SECS + 200 * base_rtt(&sim);
-    sim.run_until(deadline, &mut obs);
+    // Run in steps so a run that thrashes (possible only with more Byzantine
+    // replicas than tolerated) ends on an event budget instead of hogging a core.
+    let budget = 2_000_000 + 50_000 * cfg.requests;
+    // simulated CPU seconds over all nodes (deterministic, unlike wall time)
+    let cpu_budget = 5 * SECS + 25 * MILLIS * cfg.requests;
+    let mut budget_hit = false;
+    let mut t = 0;
+    while t < deadline && !obs.done() && !obs.failed() {
+        t = (t + 250 * MILLIS).min(deadline);
+        sim.run_until(t, &mut obs);
+        let st = sim.stats();
+        let busy: u64 = st.per_node.iter().map(|n| n.busy_ns).sum();
+        if st.events > budget || busy > cpu_budget {
+            budget_hit = true;
+            break;
+        }
+    }
 
     let _ = obs.n;
     let mut violations = std::mem::take(&mut obs.violations);
@@ -807,7 +844,7 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         Err(v) if v.is_inconclusive() => inconclusive = true,
         Err(v) => violations.push(format!("linearizability: {v}")),
     }
-    let liveness = if obs.done() {
+    let liveness = if obs.done() || obs.failed() {
         None
     } else {
         let pending = obs.inflight.len() as u64 + obs.quota.iter().zip(&obs.issued).map(|(q, i)| q - i).sum::<u64>();
@@ -822,11 +859,12 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
                 })
             })
             .collect();
-        Some(format!(
-            "{pending} client requests not completed by {:.1} s (virtual); {}",
-            deadline as f64 / 1e9,
-            states.join("; ")
-        ))
+        let why = if budget_hit {
+            format!("event/CPU budget exhausted at {:.1} s (virtual)", sim.now() as f64 / 1e9)
+        } else {
+            format!("not completed by {:.1} s (virtual)", deadline as f64 / 1e9)
+        };
+        Some(format!("{pending} client requests {why}; {}", states.join("; ")))
     };
     let stats = sim.stats();
     let view_changes = obs.view.values().copied().max().unwrap_or(0);
@@ -844,6 +882,7 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         faults_recorded: stats.faults,
         linearizability_inconclusive: inconclusive,
         virtual_ms: sim.now() as f64 / 1e6,
+        cpu_seconds: stats.per_node.iter().map(|n| n.busy_ns).sum::<u64>() as f64 / 1e9,
         latencies: std::mem::take(&mut obs.latencies),
         trace: obs.trace.take().unwrap_or_default(),
     })
@@ -939,6 +978,7 @@ pub fn run_many(cfg: &SmrSimConfig, mut progress: impl FnMut(u64, u64)) -> Resul
         linearizability_inconclusive: results.iter().filter(|r| r.linearizability_inconclusive).count() as u64,
         latency_p50_ms: percentile(&lat, 0.5),
         latency_p99_ms: percentile(&lat, 0.99),
+        simulated_cpu_seconds: results.iter().map(|r| r.cpu_seconds).sum(),
         wall_seconds: wall,
         deliveries_per_second: deliveries as f64 / wall.max(1e-9),
         failing_seeds: failing,

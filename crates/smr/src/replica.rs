@@ -150,6 +150,10 @@ pub struct Replica<S: Service> {
     /// Normal-case messages for a view not installed yet (they can overtake the
     /// SYNC that installs it); replayed on installation. Bounded.
     future: VecDeque<(usize, Message)>,
+    /// WRITE signatures already verified, (slot, view, digest, signer): a prepared
+    /// certificate reappears in every STOP-DATA and SYNC, so each signature is
+    /// checked once. Pruned at checkpoints.
+    verified_writes: BTreeSet<(Slot, View, Digest, NodeId, [u8; 64])>,
     /// Highest slot this replica sent an ACCEPT for.
     accepted_high: Slot,
     /// Read-only requests waiting until `executed` reaches the mark (the
@@ -197,6 +201,7 @@ impl<S: Service> Replica<S> {
             vc_attempts: 0,
             future: VecDeque::new(),
             accepted_high: 0,
+            verified_writes: BTreeSet::new(),
             deferred_reads: VecDeque::new(),
             request_timer: false,
             batch_timer: false,
@@ -775,6 +780,11 @@ impl<S: Service> Replica<S> {
         for i in &bad {
             votes.remove(i);
         }
+        for (i, s) in &unverified {
+            if !bad.contains(i) {
+                self.verified_writes.insert((slot, view, d, members[*i], s.0.to_bytes()));
+            }
+        }
         let remaining: BTreeSet<usize> = votes.keys().copied().collect();
         for i in bad {
             let who = Addr::Node(self.g.members[i]);
@@ -947,6 +957,7 @@ impl<S: Service> Replica<S> {
         }
         let low = self.low;
         self.slots = self.slots.split_off(&(low + 1));
+        self.verified_writes = self.verified_writes.split_off(&(low + 1, 0, [0; 32], NodeId(0), [0; 64]));
         self.ckpts = self.ckpts.split_off(&low);
         self.ckpts.retain(|s, c| *s > low || c.mine.is_some());
         self.stable = Some(cert);
@@ -1201,7 +1212,7 @@ impl<S: Service> Replica<S> {
 
     /// Check a STOP-DATA for `view` in full: signature, checkpoint certificate, and
     /// every prepared certificate.
-    fn verify_stop_data(&self, sd: &StopData, view: View, cx: &Ctx<S>) -> Result<(), String> {
+    fn verify_stop_data(&mut self, sd: &StopData, view: View, cx: &Ctx<S>) -> Result<(), String> {
         let b = &sd.body;
         if b.view != view {
             return Err("wrong view".into());
@@ -1233,16 +1244,22 @@ impl<S: Service> Replica<S> {
             let bytes = write_bytes(self.g.id, p.view, p.slot, &d);
             let mut who = BTreeSet::new();
             let mut items = Vec::new();
+            let mut fresh = Vec::new();
             for (n, s) in &p.writes {
                 let Some(i) = self.g.index_of(*n) else { return Err("unknown signer".into()) };
                 if !who.insert(i) {
                     return Err("duplicate signer".into());
                 }
-                items.push((Addr::Node(*n), bytes.as_slice(), s));
+                let key = (p.slot, p.view, d, *n, s.0.to_bytes());
+                if !self.verified_writes.contains(&key) {
+                    items.push((Addr::Node(*n), bytes.as_slice(), s));
+                    fresh.push(key);
+                }
             }
             if !self.quorum(&who) || cx.crypto().verify_batch(&items).is_err() {
                 return Err(format!("bad prepared certificate for slot {}", p.slot));
             }
+            self.verified_writes.extend(fresh);
         }
         Ok(())
     }

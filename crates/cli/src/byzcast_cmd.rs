@@ -1,0 +1,916 @@
+//! ByzCast front-ends: `byzscale tree optimize|evaluate|check`,
+//! `byzscale sim byzcast` and `byzscale sim byzcast-scale` (the figures).
+//!
+//! Entry points: [`run_tree`], [`run_sim_byzcast`], [`run_sim_byzcast_scale`].
+
+use anyhow::{anyhow, bail, Context, Result};
+use byzscale_byzcast::optimizer::{self, Method, Workload};
+use byzscale_byzcast::{Mode, Tree, TreeSpec};
+use byzscale_sim::byzcast::{
+    self as bsim, BcAdversary, ByzcastSimConfig, RunResult, TreeChoice, WorkloadKind,
+};
+use byzscale_sim::smr::NetworkChoice;
+use clap::{Args, Subcommand, ValueEnum};
+use plotters::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+// ---------------------------------------------------------------- tree
+
+#[derive(Subcommand)]
+pub enum TreeCommand {
+    /// Choose the overlay tree minimizing Σ H(T, d) subject to L(T, x) ≤ K(x)
+    /// (seed 000 §III-C): exact for small instances, a heuristic beyond.
+    Optimize(OptimizeArgs),
+    /// Score a given tree against a workload (objective, loads, overloads).
+    Evaluate(EvaluateArgs),
+    /// Validate a tree file (a tree, not a cycle, a DAG or a forest).
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum MethodArg {
+    Auto,
+    Exact,
+    Heuristic,
+}
+
+#[derive(Args, Debug)]
+pub struct OptimizeArgs {
+    /// Workload file (TOML): targets, auxiliary, capacity, [capacities], [[flow]] dst/rate.
+    #[arg(long)]
+    pub workload: PathBuf,
+    /// Search method (auto = exact up to 8 groups).
+    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
+    pub method: MethodArg,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    #[arg(long)]
+    pub workload: PathBuf,
+    /// Tree file (TOML `targets`/`auxiliary`/`[tree]`, or the JSON of `tree optimize`).
+    #[arg(long)]
+    pub tree: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Tree file (TOML or JSON).
+    pub tree: PathBuf,
+}
+
+fn read_workload(p: &Path) -> Result<Workload> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("reading workload {}", p.display()))?;
+    Workload::from_toml(&text).with_context(|| format!("workload {}", p.display()))
+}
+
+fn read_tree(p: &Path) -> Result<TreeSpec> {
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("reading tree {}", p.display()))?;
+    if p.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).with_context(|| format!("tree {}", p.display()))
+    } else {
+        TreeSpec::from_toml(&text).map_err(|e| anyhow!("tree {}: {e}", p.display()))
+    }
+}
+
+fn print_evaluation(e: &optimizer::Evaluation) {
+    println!("tree {}   (root {})", e.describe, e.root);
+    println!(
+        "objective Σ H(T,d) = {}   {}",
+        e.objective,
+        if e.feasible { "feasible" } else { "INFEASIBLE" }
+    );
+    for f in &e.flows {
+        println!(
+            "  {:<16} {:>9.0} msg/s   lca {:<4} H = {}",
+            f.dst.join(","),
+            f.rate,
+            f.lca,
+            f.height
+        );
+    }
+    println!("loads (msg/s):");
+    for (g, l) in &e.loads {
+        println!("  {g:<6} {l:>9.0}");
+    }
+    for o in &e.overloaded {
+        println!(
+            "  overloaded: {} carries {:.0} > capacity {:.0}",
+            o.group, o.load, o.capacity
+        );
+    }
+}
+
+pub fn run_tree(cmd: TreeCommand) -> Result<()> {
+    match cmd {
+        TreeCommand::Optimize(a) => {
+            let w = read_workload(&a.workload)?;
+            let method = match a.method {
+                MethodArg::Auto => Method::Auto,
+                MethodArg::Exact => Method::Exact,
+                MethodArg::Heuristic => Method::Heuristic,
+            };
+            let sol = optimizer::optimize(&w, method).context("optimizing")?;
+            if a.json {
+                println!("{}", serde_json::to_string(&sol)?);
+            } else {
+                println!(
+                    "method {} ({} trees evaluated)",
+                    sol.method, sol.trees_evaluated
+                );
+                print_evaluation(&sol.best);
+                if !sol.unused_auxiliary.is_empty() {
+                    println!(
+                        "unused auxiliary groups: {}",
+                        sol.unused_auxiliary.join(", ")
+                    );
+                }
+                if let Some(t2) = &sol.two_level {
+                    println!(
+                        "for comparison, the two-level tree {}: objective {}, root load {:.0}{}",
+                        t2.describe,
+                        t2.objective,
+                        t2.loads.get(&t2.root).copied().unwrap_or(0.0),
+                        if t2.feasible { "" } else { " (infeasible)" }
+                    );
+                }
+            }
+            if !sol.best.feasible {
+                eprintln!("warning: no tree respects every capacity; this one minimizes the total overload");
+            }
+            Ok(())
+        }
+        TreeCommand::Evaluate(a) => {
+            let w = read_workload(&a.workload)?;
+            let spec = read_tree(&a.tree)?;
+            let e = optimizer::evaluate(&w, &spec)?;
+            if a.json {
+                println!("{}", serde_json::to_string(&e)?);
+            } else {
+                print_evaluation(&e);
+            }
+            Ok(())
+        }
+        TreeCommand::Check(a) => {
+            let spec = read_tree(&a.tree)?;
+            let t = Tree::from_spec(&spec).map_err(|e| anyhow!("{}: {e}", a.tree.display()))?;
+            println!("ok: {}", t.describe());
+            for g in t.groups() {
+                let reach: Vec<&str> = t.reach(g).iter().map(|x| t.name(*x)).collect();
+                println!(
+                    "  {:<6} {:<9} height {}  reach {{{}}}",
+                    t.name(g),
+                    if t.is_target(g) {
+                        "target"
+                    } else {
+                        "auxiliary"
+                    },
+                    t.height(g),
+                    reach.join(", ")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------- sim byzcast
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WorkloadArg {
+    Uniform,
+    Skewed,
+    Local,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProtocolArg {
+    Byzcast,
+    Baseline,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BcByzArg {
+    None,
+    Silent,
+    Replay,
+    Slow,
+    Equivocate,
+    Twins,
+    Mixed,
+    /// Parent replica forwards client multicasts before its group orders them.
+    Early,
+    /// Parent replica forwards forged messages and reports forged results.
+    Forge,
+    /// Parent replica never forwards.
+    Withhold,
+    /// Parent replica swaps consecutive forwards.
+    Reorder,
+}
+
+#[derive(Args, Debug)]
+pub struct ByzcastArgs {
+    /// Target groups G.
+    #[arg(long, default_value_t = 2)]
+    pub groups: usize,
+    /// Overlay tree: two-level, three-level, or a tree file (TOML, or the JSON of `tree optimize`).
+    #[arg(long, default_value = "two-level")]
+    pub tree: String,
+    /// Fraction of multi-group (global) multicasts.
+    #[arg(long, default_value_t = 0.1)]
+    pub global_ratio: f64,
+    /// Destinations of global multicasts (local = single-group only).
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Uniform)]
+    pub workload: WorkloadArg,
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Byzcast)]
+    pub protocol: ProtocolArg,
+    /// Behaviour of the Byzantine replicas.
+    #[arg(long, value_enum, default_value_t = BcByzArg::None)]
+    pub byzantine: BcByzArg,
+    /// Byzantine replicas per group [default: F]. K > F is allowed on purpose:
+    /// it shows the checkers catching violations.
+    #[arg(long)]
+    pub byzantine_count: Option<usize>,
+    /// Faults tolerated per group F (3F+1 replicas each).
+    #[arg(long, default_value_t = 1)]
+    pub faulty: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed_start: u64,
+    /// Multicasts per run (all clients together); ignored with --duration-ms.
+    #[arg(long, default_value_t = 200)]
+    pub requests: u64,
+    /// Closed-loop clients per target group.
+    #[arg(long, default_value_t = 2)]
+    pub clients_per_group: usize,
+    /// Network model: lan, ec2-byzcast, or a TOML latency matrix.
+    #[arg(long, default_value = "lan")]
+    pub network: String,
+    /// Throughput mode: clients send without a quota for this long (virtual ms)
+    /// over a clean network.
+    #[arg(long)]
+    pub duration_ms: Option<f64>,
+    /// In throughput mode, ignore completions of multicasts sent before this (virtual ms).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_ms: f64,
+    /// SMR leader batch delay (µs).
+    #[arg(long, default_value_t = 0)]
+    pub batch_delay_us: u64,
+    /// Cost model instead of real crypto (labelled in the output).
+    #[arg(long)]
+    pub modeled_crypto: bool,
+    /// Write deliver/complete events as JSON lines to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn byzcast_config(a: &ByzcastArgs) -> Result<ByzcastSimConfig> {
+    if a.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    if a.faulty == 0 {
+        bail!("--faulty must be at least 1 (groups of 3F+1 replicas)");
+    }
+    if let Some(d) = a.duration_ms {
+        if !(d > 0.0 && d.is_finite()) {
+            bail!("--duration-ms must be a positive number");
+        }
+        if !(a.warmup_ms >= 0.0 && a.warmup_ms < d) {
+            bail!("--warmup-ms must be in [0, --duration-ms)");
+        }
+    }
+    let adversary = match a.byzantine {
+        BcByzArg::None => BcAdversary::None,
+        BcByzArg::Silent => BcAdversary::Silent,
+        BcByzArg::Replay => BcAdversary::Replay,
+        BcByzArg::Slow => BcAdversary::Slow,
+        BcByzArg::Equivocate => BcAdversary::Equivocate,
+        BcByzArg::Twins => BcAdversary::Twins,
+        BcByzArg::Mixed => BcAdversary::Mixed,
+        BcByzArg::Early => BcAdversary::Early,
+        BcByzArg::Forge => BcAdversary::Forge,
+        BcByzArg::Withhold => BcAdversary::Withhold,
+        BcByzArg::Reorder => BcAdversary::Reorder,
+    };
+    let workload = match a.workload {
+        WorkloadArg::Uniform => WorkloadKind::Uniform,
+        WorkloadArg::Skewed => WorkloadKind::Skewed,
+        WorkloadArg::Local => WorkloadKind::Local,
+    };
+    let global_ratio = if workload == WorkloadKind::Local && a.global_ratio == 0.1 {
+        0.0 // the default ratio does not apply to a local-only workload
+    } else {
+        a.global_ratio
+    };
+    let k = a.byzantine_count.unwrap_or(a.faulty);
+    let cfg = ByzcastSimConfig {
+        groups: a.groups,
+        tree: TreeChoice::parse(&a.tree)?,
+        global_ratio,
+        workload,
+        protocol: match a.protocol {
+            ProtocolArg::Byzcast => Mode::Byzcast,
+            ProtocolArg::Baseline => Mode::Baseline,
+        },
+        adversary,
+        byzantine_count: if adversary == BcAdversary::None { 0 } else { k },
+        f: a.faulty,
+        seeds: a.seeds,
+        seed_start: a.seed_start,
+        requests: a.requests,
+        clients_per_group: a.clients_per_group,
+        network: NetworkChoice::parse(&a.network)?,
+        modeled_crypto: a.modeled_crypto,
+        duration_ms: a.duration_ms,
+        warmup_ms: a.warmup_ms,
+        batch_delay_us: a.batch_delay_us,
+        trace: a.trace.clone(),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    cfg.topology()?;
+    Ok(cfg)
+}
+
+pub fn run_sim_byzcast(a: ByzcastArgs) -> Result<()> {
+    let cfg = byzcast_config(&a)?;
+    let report = bsim::run_many(&cfg, |done, total| {
+        if !a.json && total > 1 && done % 50 == 0 && done > 0 {
+            eprintln!("  {done}/{total} seeds");
+        }
+    })
+    .context("simulation failed")?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- figures
+
+#[derive(Args, Debug)]
+pub struct ByzcastScaleArgs {
+    /// Where to write byzcast-*.json and byzcast-*.svg.
+    #[arg(long, default_value = "bench/results")]
+    pub out: PathBuf,
+    /// Largest number of target groups in the throughput figure.
+    #[arg(long, default_value_t = 8)]
+    pub max_groups: usize,
+    /// Closed-loop clients per target group in the throughput figure.
+    #[arg(long, default_value_t = 100)]
+    pub clients_per_group: usize,
+    /// Closed-loop clients per target group in the latency-CDF figure.
+    #[arg(long, default_value_t = 8)]
+    pub cdf_clients_per_group: usize,
+    /// SMR leader batch delay in the LAN figures (µs).
+    #[arg(long, default_value_t = 20)]
+    pub batch_delay_us: u64,
+    /// Measured virtual time per LAN run (ms), after the warm-up.
+    #[arg(long, default_value_t = 200.0)]
+    pub duration_ms: f64,
+    /// Virtual warm-up per LAN run (ms).
+    #[arg(long, default_value_t = 100.0)]
+    pub warmup_ms: f64,
+    /// Virtual time per WAN run (s).
+    #[arg(long, default_value_t = 60.0)]
+    pub wan_seconds: f64,
+    /// Seed of every run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn lan_config(groups: usize, a: &ByzcastScaleArgs, ratio: f64, protocol: Mode) -> ByzcastSimConfig {
+    ByzcastSimConfig {
+        groups,
+        global_ratio: ratio,
+        workload: if ratio > 0.0 {
+            WorkloadKind::Uniform
+        } else {
+            WorkloadKind::Local
+        },
+        protocol,
+        clients_per_group: a.clients_per_group,
+        modeled_crypto: true,
+        duration_ms: Some(a.warmup_ms + a.duration_ms),
+        warmup_ms: a.warmup_ms,
+        batch_delay_us: a.batch_delay_us,
+        seeds: 1,
+        seed_start: a.seed,
+        ..ByzcastSimConfig::new(groups)
+    }
+}
+
+fn run(cfg: &ByzcastSimConfig, seed: u64) -> Result<RunResult> {
+    let r = bsim::run_one(cfg, seed).context("simulation failed")?;
+    if r.violation_count > 0 {
+        bail!(
+            "figure run had violations: {:?} (replay: {})",
+            r.violations,
+            cfg.replay_command(seed)
+        );
+    }
+    Ok(r)
+}
+
+#[derive(Serialize)]
+struct ScalePoint {
+    groups: usize,
+    byzcast_local_msgs_per_s: f64,
+    baseline_local_msgs_per_s: f64,
+    byzcast_local_p50_ms: f64,
+    baseline_local_p50_ms: f64,
+}
+
+#[derive(Serialize)]
+struct ScaleFigure {
+    figure: &'static str,
+    description: &'static str,
+    command: String,
+    network: &'static str,
+    cpu_model: &'static str,
+    crypto: &'static str,
+    clients_per_group: usize,
+    batch_delay_us: u64,
+    measured_ms: f64,
+    warmup_ms: f64,
+    points: Vec<ScalePoint>,
+    speedup_max_groups: f64,
+}
+
+#[derive(Serialize)]
+struct Cdf {
+    label: String,
+    samples: usize,
+    p50_ms: f64,
+    p90_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    /// (latency ms, fraction ≤) at 1% steps.
+    points: Vec<(f64, f64)>,
+}
+
+#[derive(Serialize)]
+struct CdfFigure {
+    figure: &'static str,
+    description: &'static str,
+    command: String,
+    groups: usize,
+    clients_per_group: usize,
+    batch_delay_us: u64,
+    measured_ms: f64,
+    series: Vec<Cdf>,
+}
+
+#[derive(Serialize)]
+struct WanBar {
+    protocol: &'static str,
+    kind: &'static str,
+    samples: usize,
+    p50_ms: f64,
+    p95_ms: f64,
+}
+
+#[derive(Serialize)]
+struct WanFigure {
+    figure: &'static str,
+    description: &'static str,
+    command: String,
+    network: &'static str,
+    groups: usize,
+    clients: &'static str,
+    global_ratio: f64,
+    virtual_seconds: f64,
+    bars: Vec<WanBar>,
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1e6
+}
+
+fn cdf(label: &str, mut lat: Vec<u64>) -> Cdf {
+    lat.sort_unstable();
+    let points = (0..=100)
+        .map(|i| (pct(&lat, i as f64 / 100.0), i as f64 / 100.0))
+        .collect();
+    Cdf {
+        label: label.to_string(),
+        samples: lat.len(),
+        p50_ms: pct(&lat, 0.5),
+        p90_ms: pct(&lat, 0.9),
+        p95_ms: pct(&lat, 0.95),
+        p99_ms: pct(&lat, 0.99),
+        points,
+    }
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotting: {e:?}")
+}
+
+const COLORS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+];
+
+/// Axes and labels of a line chart.
+struct Axes<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    x_range: std::ops::Range<f64>,
+    y_range: std::ops::Range<f64>,
+    markers: bool,
+}
+
+fn line_chart(path: &Path, axes: Axes<'_>, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    let Axes {
+        title,
+        x_desc,
+        y_desc,
+        x_range,
+        y_range,
+        markers,
+    } = axes;
+    let root = SVGBackend::new(path, (860, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(18)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x_range, y_range)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(plot_err)?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        if markers {
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(plot_err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+fn wan_chart(path: &Path, bars: &[WanBar]) -> Result<()> {
+    let root = SVGBackend::new(path, (860, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let top = bars.iter().map(|b| b.p95_ms).fold(0.0, f64::max) * 1.15 + 1.0;
+    let labels: Vec<String> = bars
+        .iter()
+        .map(|b| format!("{} {}", b.protocol, b.kind))
+        .collect();
+    let n = bars.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "ByzCast vs baseline on ec2-byzcast: median, whisker = p95",
+            ("sans-serif", 20),
+        )
+        .margin(18)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5..n - 0.5, 0.0..top)
+        .map_err(plot_err)?;
+    let fmt = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+            labels[i as usize].clone()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(bars.len())
+        .x_label_formatter(&fmt)
+        .y_desc("latency (ms, virtual)")
+        .draw()
+        .map_err(plot_err)?;
+    for (i, b) in bars.iter().enumerate() {
+        let x = i as f64;
+        let color = if b.protocol == "byzcast" {
+            COLORS[0]
+        } else {
+            COLORS[1]
+        };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x - 0.3, 0.0), (x + 0.3, b.p50_ms)],
+                color.filled(),
+            )))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, b.p50_ms), (x, b.p95_ms)],
+                BLACK.stroke_width(2),
+            )))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x - 0.1, b.p95_ms), (x + 0.1, b.p95_ms)],
+                BLACK.stroke_width(2),
+            )))
+            .map_err(plot_err)?;
+    }
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
+    if a.max_groups == 0 || a.clients_per_group == 0 || a.cdf_clients_per_group == 0 {
+        bail!("--max-groups and the client counts must be at least 1");
+    }
+    if !(a.duration_ms > 0.0 && a.warmup_ms >= 0.0 && a.wan_seconds > 0.0) {
+        bail!("durations must be positive");
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let started = std::time::Instant::now();
+
+    // 1. local throughput against the number of groups (Fig. 4a)
+    let mut points = Vec::new();
+    for g in 1..=a.max_groups {
+        let bc = run(&lan_config(g, &a, 0.0, Mode::Byzcast), a.seed)?;
+        let bl = run(&lan_config(g, &a, 0.0, Mode::Baseline), a.seed)?;
+        let p = |r: &RunResult| {
+            let mut v = r.latencies_local.clone();
+            v.sort_unstable();
+            pct(&v, 0.5)
+        };
+        eprintln!(
+            "  {g} group(s): byzcast {:.0} msg/s, baseline {:.0} msg/s ({:.0} s wall)",
+            bc.throughput_local,
+            bl.throughput_local,
+            started.elapsed().as_secs_f64()
+        );
+        points.push(ScalePoint {
+            groups: g,
+            byzcast_local_msgs_per_s: bc.throughput_local,
+            baseline_local_msgs_per_s: bl.throughput_local,
+            byzcast_local_p50_ms: p(&bc),
+            baseline_local_p50_ms: p(&bl),
+        });
+    }
+    let one = points[0].byzcast_local_msgs_per_s.max(1e-9);
+    let scale = ScaleFigure {
+        figure: "byzcast-scale",
+        description: "single-group (local) multicasts per second (virtual) against the number of target groups, \
+                      two-level tree, LAN, calibrated CPU model; ByzCast orders each at its group only, the baseline \
+                      at the sequencer and then at the group",
+        command: command.clone(),
+        network: "lan",
+        cpu_model: "calibrated",
+        crypto: "modeled (cost model, not real signatures)",
+        clients_per_group: a.clients_per_group,
+        batch_delay_us: a.batch_delay_us,
+        measured_ms: a.duration_ms,
+        warmup_ms: a.warmup_ms,
+        speedup_max_groups: points.last().map(|p| p.byzcast_local_msgs_per_s).unwrap_or(0.0) / one,
+        points,
+    };
+    let top = scale
+        .points
+        .iter()
+        .map(|p| p.byzcast_local_msgs_per_s.max(p.baseline_local_msgs_per_s))
+        .fold(0.0, f64::max)
+        * 1.1
+        / 1000.0;
+    let series = [
+        (
+            "ByzCast".to_string(),
+            scale
+                .points
+                .iter()
+                .map(|p| (p.groups as f64, p.byzcast_local_msgs_per_s / 1000.0))
+                .collect(),
+        ),
+        (
+            "Baseline".to_string(),
+            scale
+                .points
+                .iter()
+                .map(|p| (p.groups as f64, p.baseline_local_msgs_per_s / 1000.0))
+                .collect(),
+        ),
+    ];
+    let axes = Axes {
+        title: "Local multicasts: throughput vs target groups (LAN, simulated)",
+        x_desc: "target groups",
+        y_desc: "throughput (k msg/s, virtual)",
+        x_range: 0.5..a.max_groups as f64 + 0.5,
+        y_range: 0.0..top.max(1.0),
+        markers: true,
+    };
+    line_chart(&a.out.join("byzcast-scale.svg"), axes, &series)?;
+    std::fs::write(
+        a.out.join("byzcast-scale.json"),
+        serde_json::to_string_pretty(&scale)? + "\n",
+    )?;
+
+    // 2. latency CDF with 10% global messages (Fig. 7)
+    let groups = 4.min(a.max_groups.max(2));
+    let cdf_clients = a.cdf_clients_per_group.max(1);
+    let cdf_cfg = |ratio: f64| ByzcastSimConfig {
+        clients_per_group: cdf_clients,
+        ..lan_config(groups, &a, ratio, Mode::Byzcast)
+    };
+    let r0 = run(&cdf_cfg(0.0), a.seed)?;
+    let r10 = run(&cdf_cfg(0.1), a.seed)?;
+    eprintln!(
+        "  latency CDF runs done ({:.0} s wall)",
+        started.elapsed().as_secs_f64()
+    );
+    let series = vec![
+        cdf("local, 0% global", r0.latencies_local.clone()),
+        cdf("local, 10% global", r10.latencies_local.clone()),
+        cdf("global, 10% global", r10.latencies_global.clone()),
+    ];
+    let xmax = series.iter().map(|s| s.p99_ms).fold(0.0, f64::max) * 1.1 + 0.1;
+    let lines: Vec<(String, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|s| {
+            (
+                s.label.clone(),
+                s.points
+                    .iter()
+                    .copied()
+                    .filter(|(x, _)| *x <= xmax)
+                    .collect(),
+            )
+        })
+        .collect();
+    let title =
+        format!("ByzCast latency CDF, {groups} groups, 10% global (LAN, simulated; cut at p99)");
+    let axes = Axes {
+        title: &title,
+        x_desc: "latency (ms, virtual)",
+        y_desc: "fraction of multicasts",
+        x_range: 0.0..xmax,
+        y_range: 0.0..1.02,
+        markers: false,
+    };
+    line_chart(&a.out.join("byzcast-latency-cdf.svg"), axes, &lines)?;
+    let cdf_fig = CdfFigure {
+        figure: "byzcast-latency-cdf",
+        description: "latency CDF of local multicasts without and with 10% global multicasts, and of the global ones \
+                      (two-level tree, LAN, calibrated CPU model): local messages are not delayed by global ones",
+        command: command.clone(),
+        groups,
+        clients_per_group: cdf_clients,
+        batch_delay_us: a.batch_delay_us,
+        measured_ms: a.duration_ms,
+        series,
+    };
+    std::fs::write(
+        a.out.join("byzcast-latency-cdf.json"),
+        serde_json::to_string_pretty(&cdf_fig)? + "\n",
+    )?;
+
+    // 3. WAN: ByzCast vs baseline, one client per region (Fig. 8)
+    let mut bars = Vec::new();
+    let wan_ratio = 0.5;
+    for protocol in [Mode::Byzcast, Mode::Baseline] {
+        let cfg = ByzcastSimConfig {
+            groups: 4,
+            global_ratio: wan_ratio,
+            workload: WorkloadKind::Uniform,
+            protocol,
+            clients_per_group: 1,
+            network: NetworkChoice::Preset("ec2-byzcast".into()),
+            modeled_crypto: true,
+            duration_ms: Some(a.wan_seconds * 1000.0),
+            warmup_ms: 1000.0,
+            ..ByzcastSimConfig::new(4)
+        };
+        let r = run(&cfg, a.seed)?;
+        for (kind, lat) in [
+            ("local", &r.latencies_local),
+            ("global", &r.latencies_global),
+        ] {
+            let mut v = lat.clone();
+            v.sort_unstable();
+            bars.push(WanBar {
+                protocol: protocol.name(),
+                kind,
+                samples: v.len(),
+                p50_ms: pct(&v, 0.5),
+                p95_ms: pct(&v, 0.95),
+            });
+        }
+    }
+    bars.sort_by_key(|b| (b.kind != "local", b.protocol != "byzcast"));
+    eprintln!(
+        "  WAN runs done ({:.0} s wall)",
+        started.elapsed().as_secs_f64()
+    );
+    wan_chart(&a.out.join("byzcast-wan.svg"), &bars)?;
+    let wan = WanFigure {
+        figure: "byzcast-wan",
+        description: "median and 95th-percentile latency of local and global multicasts on the ec2-byzcast latency \
+                      matrix (seed 000 Table I): each group has one replica per region (CA, VA, EU, JP; leaders in CA), \
+                      one client per region, two-level tree",
+        command,
+        network: "ec2-byzcast",
+        groups: 4,
+        clients: "one per region (4), closed loop",
+        global_ratio: wan_ratio,
+        virtual_seconds: a.wan_seconds,
+        bars,
+    };
+    std::fs::write(
+        a.out.join("byzcast-wan.json"),
+        serde_json::to_string_pretty(&wan)? + "\n",
+    )?;
+
+    #[derive(Serialize)]
+    struct Summary<'a> {
+        scale: &'a ScaleFigure,
+        latency_cdf: Vec<(&'a str, f64, f64)>,
+        wan: &'a [WanBar],
+        wall_seconds: f64,
+        out: String,
+    }
+    let summary = Summary {
+        scale: &scale,
+        latency_cdf: cdf_fig
+            .series
+            .iter()
+            .map(|s| (s.label.as_str(), s.p50_ms, s.p99_ms))
+            .collect(),
+        wan: &wan.bars,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        out: a.out.display().to_string(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("local throughput (msg/s, virtual):");
+        for p in &scale.points {
+            println!(
+                "  {:>2} groups  byzcast {:>9.0}  baseline {:>9.0}",
+                p.groups, p.byzcast_local_msgs_per_s, p.baseline_local_msgs_per_s
+            );
+        }
+        println!(
+            "  {} groups / 1 group = {:.2}×",
+            a.max_groups, scale.speedup_max_groups
+        );
+        println!("latency CDF (p50 / p99 ms):");
+        for s in &cdf_fig.series {
+            println!("  {:<20} {:>8.3} / {:>8.3}", s.label, s.p50_ms, s.p99_ms);
+        }
+        println!("WAN (p50 / p95 ms):");
+        for b in &wan.bars {
+            println!(
+                "  {:<9} {:<7} {:>8.1} / {:>8.1}  ({} samples)",
+                b.protocol, b.kind, b.p50_ms, b.p95_ms, b.samples
+            );
+        }
+        println!(
+            "wrote {}/byzcast-{{scale,latency-cdf,wan}}.{{json,svg}}",
+            a.out.display()
+        );
+    }
+    Ok(())
+}
