@@ -8,7 +8,7 @@
 //! | adversary | what the K replicas do |
 //! |---|---|
 //! | `silent` | nothing at all (as if crashed, but counted as Byzantine) |
-//! | `equivocate` | collude: whenever one of them leads, it proposes two different batches for each slot, and all of them vote (WRITE/ACCEPT, re-signed) for the first batch towards even-positioned replicas and for the second towards odd-positioned ones, so with K > F correct replicas can be driven to different decisions |
+//! | `equivocate` | collude: whenever one of them leads, it proposes two different batches for each slot, and all of them vote (WRITE/ACCEPT) for the first batch towards even-positioned replicas and for the second towards odd-positioned ones, so with K > F correct replicas can be driven to different decisions |
 //! | `replay` | re-send old messages to random peers and duplicate their own |
 //! | `slow` | run 10× slower and hold back every message by a seeded fraction of the request timeout |
 //! | `twins` | two honest instances share each identity and keys (Twins) |
@@ -36,7 +36,7 @@ use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_smr::{
-    write_bytes, Batch, Client, ClientInput, ClientOutput, GroupInfo, Message, Params, Replica, ReplicaInput,
+    Batch, Client, ClientInput, ClientOutput, GroupInfo, Message, Params, Replica, ReplicaInput,
     ReplicaOutput,
 };
 use rand::{Rng, SeedableRng};
@@ -351,7 +351,6 @@ fn variant(batch: &Batch) -> Option<Batch> {
 struct Equivocator {
     inner: BoxActor<Message, SimIn, SimOut>,
     collusion: Rc<RefCell<Collusion>>,
-    group: GroupId,
     members: Vec<NodeId>,
 }
 
@@ -377,10 +376,9 @@ impl Equivocator {
                 Message::Write { view, slot, .. } => {
                     let pair = self.collusion.borrow().split.get(&(*view, *slot)).copied();
                     pair.map(|(da, db)| {
-                        let sign = |d: &Digest| cx.crypto().sign(&write_bytes(self.group, *view, *slot, d));
                         [
-                            Message::Write { view: *view, slot: *slot, digest: da, sig: sign(&da) },
-                            Message::Write { view: *view, slot: *slot, digest: db, sig: sign(&db) },
+                            Message::Write { view: *view, slot: *slot, digest: da },
+                            Message::Write { view: *view, slot: *slot, digest: db },
                         ]
                     })
                 }
@@ -700,7 +698,6 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         let equivocator = |inner: ProtocolActor<Rep, SimIn, SimOut>| Equivocator {
             inner: Box::new(inner),
             collusion: collusion.clone(),
-            group: g.id,
             members: members.clone(),
         };
         let slow_delay = (params.request_timeout as f64 * rng.gen_range(0.1..2.0)) as Time;

@@ -61,24 +61,34 @@ pub struct CheckpointCert {
     pub sigs: Vec<(NodeId, Signature)>,
 }
 
-/// Q signed WRITEs for (view, slot, digest(batch)): proof that `batch` was prepared.
-/// In CFT mode `writes` is empty and the certificate is the sender's word.
+/// What one replica knows about one slot when it leaves a view (PBFT's P and Q
+/// components of VIEW-CHANGE, Castro & Liskov TOCS 2002 §4.5):
+/// - `prepared`: the highest view in which it prepared a value for the slot
+///   (its proposal plus a quorum of matching WRITEs), that value's digest, and
+///   the batch itself so the new leader can re-propose it;
+/// - `pre_prepared`: the values it accepted a PROPOSE for, with the latest view
+///   of each (at most [`PRE_PREPARED_KEPT`], newest first).
+///
+/// These are the replica's own claims, covered by its signature on the
+/// STOP-DATA; no third-party signatures are needed (see `Replica::select`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Prepared {
-    pub view: View,
+pub struct SlotClaim {
     pub slot: Slot,
-    pub batch: Batch,
-    pub writes: Vec<(NodeId, Signature)>,
+    pub prepared: Option<(View, Digest, Batch)>,
+    pub pre_prepared: Vec<(Digest, View)>,
 }
 
+/// How many pre-prepared (digest, view) pairs a replica keeps per slot.
+pub const PRE_PREPARED_KEPT: usize = 4;
+
 /// What a replica knows when it leaves a view: its stable checkpoint and its
-/// highest prepared value for every slot above it.
+/// claims for every slot above it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopBody {
     pub view: View,
     pub replica: NodeId,
     pub checkpoint: Option<CheckpointCert>,
-    pub prepared: Vec<Prepared>,
+    pub claims: Vec<SlotClaim>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +105,7 @@ pub enum Message {
     Forward(Vec<Request>),
     Reply(Reply),
     Propose { view: View, slot: Slot, batch: Batch },
-    Write { view: View, slot: Slot, digest: Digest, sig: Signature },
+    Write { view: View, slot: Slot, digest: Digest },
     Accept { view: View, slot: Slot, digest: Digest },
     Checkpoint { slot: Slot, state: Digest, sig: Signature },
     /// "I want to move to view `view`."
@@ -138,10 +148,6 @@ impl Message {
             Message::Log { .. } => "log",
         }
     }
-}
-
-pub fn write_bytes(group: GroupId, view: View, slot: Slot, digest: &Digest) -> Vec<u8> {
-    codec::to_bytes(&("byzscale/write", group.0, view, slot, digest))
 }
 
 pub fn checkpoint_bytes(group: GroupId, slot: Slot, state: &Digest) -> Vec<u8> {

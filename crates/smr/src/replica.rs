@@ -81,11 +81,13 @@ struct Pending {
 struct SlotState {
     /// The value accepted from the leader of `view` (or from a SYNC).
     proposal: Option<(View, Digest, Batch)>,
-    /// Signed WRITEs per (view, digest): signer position → (signature, verified).
-    writes: BTreeMap<(View, Digest), BTreeMap<usize, (Signature, bool)>>,
+    /// WRITE votes per (view, digest).
+    writes: BTreeMap<(View, Digest), BTreeSet<usize>>,
     accepts: BTreeMap<(View, Digest), BTreeSet<usize>>,
-    /// Highest-view prepared certificate.
-    prepared: Option<Prepared>,
+    /// Highest view in which we prepared a value (PBFT's P component).
+    prepared: Option<(View, Digest, Batch)>,
+    /// Values we accepted a PROPOSE for, newest view first (PBFT's Q component).
+    pre_prepared: Vec<(Digest, View)>,
     wrote: Option<View>,
     accepted: Option<View>,
     /// Digest known decided (a quorum of ACCEPTs) and the batch once we have it.
@@ -99,6 +101,14 @@ struct SlotState {
 struct CkptState {
     mine: Option<(Digest, Vec<u8>)>,
     votes: BTreeMap<Digest, BTreeMap<usize, Signature>>,
+}
+
+/// The outcome of the synchronization phase's decision procedure.
+struct Selection {
+    cert: Option<CheckpointCert>,
+    min_s: Slot,
+    max_s: Slot,
+    picks: BTreeMap<Slot, Batch>,
 }
 
 /// Counters for metrics.
@@ -150,10 +160,6 @@ pub struct Replica<S: Service> {
     /// Normal-case messages for a view not installed yet (they can overtake the
     /// SYNC that installs it); replayed on installation. Bounded.
     future: VecDeque<(usize, Message)>,
-    /// WRITE signatures already verified, (slot, view, digest, signer): a prepared
-    /// certificate reappears in every STOP-DATA and SYNC, so each signature is
-    /// checked once. Pruned at checkpoints.
-    verified_writes: BTreeSet<(Slot, View, Digest, NodeId, [u8; 64])>,
     /// Highest slot this replica sent an ACCEPT for.
     accepted_high: Slot,
     /// Read-only requests waiting until `executed` reaches the mark (the
@@ -201,7 +207,6 @@ impl<S: Service> Replica<S> {
             vc_attempts: 0,
             future: VecDeque::new(),
             accepted_high: 0,
-            verified_writes: BTreeSet::new(),
             deferred_reads: VecDeque::new(),
             request_timer: false,
             batch_timer: false,
@@ -635,17 +640,19 @@ impl<S: Service> Replica<S> {
         for r in &batch.requests {
             self.proposed.insert(r.id());
         }
+        ss.pre_prepared.retain(|(pd, _)| *pd != d);
+        ss.pre_prepared.insert(0, (d, view));
+        ss.pre_prepared.truncate(PRE_PREPARED_KEPT);
         ss.proposal = Some((view, d, batch.clone()));
         if self.g.bft() {
             if ss.wrote != Some(view) {
                 ss.wrote = Some(view);
-                let sig = cx.crypto().sign(&write_bytes(self.g.id, view, slot, &d));
-                cx.multicast(others, Message::Write { view, slot, digest: d, sig });
-                ss.writes.entry((view, d)).or_default().insert(idx, (sig, true));
+                cx.multicast(others, Message::Write { view, slot, digest: d });
+                ss.writes.entry((view, d)).or_default().insert(idx);
             }
         } else {
             // CFT: no WRITE phase; the proposal itself is the prepared value.
-            ss.prepared = Some(Prepared { view, slot, batch, writes: Vec::new() });
+            ss.prepared = Some((view, d, batch));
             self.send_accept(view, slot, d, cx);
         }
         self.check_slot(slot, cx);
@@ -663,18 +670,18 @@ impl<S: Service> Replica<S> {
         cx.multicast(self.others(), Message::Accept { view, slot, digest: d });
     }
 
-    fn on_write(&mut self, from: usize, view: View, slot: Slot, d: Digest, sig: Signature, cx: &mut Ctx<S>) {
+    fn on_write(&mut self, from: usize, view: View, slot: Slot, d: Digest, cx: &mut Ctx<S>) {
         self.note_view_hint(from, view, cx);
         self.note_slot(slot, cx);
         if view > self.view {
-            self.buffer_future(from, view, Message::Write { view, slot, digest: d, sig });
+            self.buffer_future(from, view, Message::Write { view, slot, digest: d });
             return;
         }
         if view != self.view || self.status != Status::Normal || !self.in_window(slot) || !self.g.bft() {
             return;
         }
         let ss = self.slots.entry(slot).or_default();
-        ss.writes.entry((view, d)).or_default().entry(from).or_insert((sig, false));
+        ss.writes.entry((view, d)).or_default().insert(from);
         self.check_slot(slot, cx);
     }
 
@@ -695,33 +702,24 @@ impl<S: Service> Replica<S> {
     /// Advance `slot` as far as the votes allow: prepare, accept, decide.
     fn check_slot(&mut self, slot: Slot, cx: &mut Ctx<S>) {
         let view = self.view;
-        // prepare (BFT): a quorum of valid signed WRITEs for our proposal
-        let to_verify = {
+        // prepare (BFT): our proposal plus a quorum of matching WRITEs
+        let prepared = {
             let Some(ss) = self.slots.get(&slot) else { return };
             match &ss.proposal {
-                Some((v, d, _)) if *v == view && self.g.bft() && ss.accepted != Some(view) => {
-                    let votes = ss.writes.get(&(view, *d));
-                    let members: BTreeSet<usize> = votes.map(|w| w.keys().copied().collect()).unwrap_or_default();
-                    if self.quorum(&members) {
-                        Some(*d)
-                    } else {
-                        None
-                    }
-                }
+                Some((v, d, _)) if *v == view && self.g.bft() && ss.accepted != Some(view) => ss
+                    .writes
+                    .get(&(view, *d))
+                    .map(|w| self.g.qs.is_quorum(w.iter().copied()))
+                    .unwrap_or(false)
+                    .then_some(*d),
                 _ => None,
             }
         };
-        if let Some(d) = to_verify {
-            if self.verify_writes(view, slot, d, cx) {
-                let ss = self.slots.get_mut(&slot).expect("slot exists");
-                let batch = ss.proposal.as_ref().map(|p| p.2.clone()).unwrap_or_default();
-                let writes: Vec<(NodeId, Signature)> = ss.writes[&(view, d)]
-                    .iter()
-                    .map(|(i, (s, _))| (self.g.members[*i], *s))
-                    .collect();
-                ss.prepared = Some(Prepared { view, slot, batch, writes });
-                self.send_accept(view, slot, d, cx);
-            }
+        if let Some(d) = prepared {
+            let ss = self.slots.get_mut(&slot).expect("slot exists");
+            let batch = ss.proposal.as_ref().map(|p| p.2.clone()).unwrap_or_default();
+            ss.prepared = Some((view, d, batch));
+            self.send_accept(view, slot, d, cx);
         }
         // decide: a quorum of ACCEPTs for some digest
         let Some(ss) = self.slots.get_mut(&slot) else { return };
@@ -748,49 +746,6 @@ impl<S: Service> Replica<S> {
             }
             None => self.arm_fetch(cx),
         }
-    }
-
-    /// Verify the unverified WRITE signatures for (view, slot, d), dropping bad
-    /// ones. Returns whether a quorum of valid ones remains.
-    fn verify_writes(&mut self, view: View, slot: Slot, d: Digest, cx: &mut Ctx<S>) -> bool {
-        let bytes = write_bytes(self.g.id, view, slot, &d);
-        let Some(votes) = self.slots.get_mut(&slot).and_then(|s| s.writes.get_mut(&(view, d))) else {
-            return false;
-        };
-        let unverified: Vec<(usize, Signature)> =
-            votes.iter().filter(|(_, (_, ok))| !ok).map(|(i, (s, _))| (*i, *s)).collect();
-        let members = &self.g.members;
-        let items: Vec<(Addr, &[u8], &Signature)> = unverified
-            .iter()
-            .map(|(i, s)| (Addr::Node(members[*i]), bytes.as_slice(), s))
-            .collect();
-        let mut bad = Vec::new();
-        if cx.crypto().verify_batch(&items).is_err() {
-            for (i, s) in &unverified {
-                if cx.crypto().verify(Addr::Node(members[*i]), &bytes, s).is_err() {
-                    bad.push(*i);
-                }
-            }
-        }
-        for (i, _) in &unverified {
-            if let Some(v) = votes.get_mut(i) {
-                v.1 = true;
-            }
-        }
-        for i in &bad {
-            votes.remove(i);
-        }
-        for (i, s) in &unverified {
-            if !bad.contains(i) {
-                self.verified_writes.insert((slot, view, d, members[*i], s.0.to_bytes()));
-            }
-        }
-        let remaining: BTreeSet<usize> = votes.keys().copied().collect();
-        for i in bad {
-            let who = Addr::Node(self.g.members[i]);
-            self.fault(cx, who, "write-signature", format!("bad WRITE signature view {view} slot {slot}"));
-        }
-        self.quorum(&remaining)
     }
 
     // ---------------------------------------------------------------- execution
@@ -957,7 +912,6 @@ impl<S: Service> Replica<S> {
         }
         let low = self.low;
         self.slots = self.slots.split_off(&(low + 1));
-        self.verified_writes = self.verified_writes.split_off(&(low + 1, 0, [0; 32], NodeId(0), [0; 64]));
         self.ckpts = self.ckpts.split_off(&low);
         self.ckpts.retain(|s, c| *s > low || c.mine.is_some());
         self.stable = Some(cert);
@@ -1099,8 +1053,8 @@ impl<S: Service> Replica<S> {
             if *v != view {
                 continue;
             }
-            if let Some((sig, _)) = ss.writes.get(&(view, *d)).and_then(|w| w.get(&self.idx)) {
-                msgs.push(Message::Write { view, slot: *slot, digest: *d, sig: *sig });
+            if ss.wrote == Some(view) {
+                msgs.push(Message::Write { view, slot: *slot, digest: *d });
             }
             if ss.accepted == Some(view) {
                 msgs.push(Message::Accept { view, slot: *slot, digest: *d });
@@ -1194,7 +1148,16 @@ impl<S: Service> Replica<S> {
             view,
             replica: self.me,
             checkpoint: self.stable.clone(),
-            prepared: self.slots.values().filter_map(|s| s.prepared.clone()).collect(),
+            claims: self
+                .slots
+                .iter()
+                .filter(|(_, ss)| ss.prepared.is_some() || !ss.pre_prepared.is_empty())
+                .map(|(slot, ss)| SlotClaim {
+                    slot: *slot,
+                    prepared: ss.prepared.clone(),
+                    pre_prepared: ss.pre_prepared.clone(),
+                })
+                .collect(),
         };
         let sig = cx.crypto().sign(&stop_bytes(self.g.id, &body));
         let sd = StopData { body, sig };
@@ -1211,8 +1174,8 @@ impl<S: Service> Replica<S> {
     }
 
     /// Check a STOP-DATA for `view` in full: signature, checkpoint certificate, and
-    /// every prepared certificate.
-    fn verify_stop_data(&mut self, sd: &StopData, view: View, cx: &Ctx<S>) -> Result<(), String> {
+    /// the well-formedness of every claim.
+    fn verify_stop_data(&self, sd: &StopData, view: View, cx: &Ctx<S>) -> Result<(), String> {
         let b = &sd.body;
         if b.view != view {
             return Err("wrong view".into());
@@ -1233,33 +1196,18 @@ impl<S: Service> Replica<S> {
             None => 0,
         };
         let mut slots = BTreeSet::new();
-        for p in &b.prepared {
-            if p.view >= view || p.slot <= low || !slots.insert(p.slot) {
-                return Err(format!("bad prepared entry for slot {}", p.slot));
+        for c in &b.claims {
+            if c.slot <= low || c.slot > low + self.p.window || !slots.insert(c.slot) {
+                return Err(format!("bad claim for slot {}", c.slot));
             }
-            if !self.g.bft() {
-                continue;
+            if c.pre_prepared.len() > PRE_PREPARED_KEPT || c.pre_prepared.iter().any(|(_, v)| *v >= view) {
+                return Err(format!("bad pre-prepared claims for slot {}", c.slot));
             }
-            let d = cx.crypto().hash(&p.batch.bytes());
-            let bytes = write_bytes(self.g.id, p.view, p.slot, &d);
-            let mut who = BTreeSet::new();
-            let mut items = Vec::new();
-            let mut fresh = Vec::new();
-            for (n, s) in &p.writes {
-                let Some(i) = self.g.index_of(*n) else { return Err("unknown signer".into()) };
-                if !who.insert(i) {
-                    return Err("duplicate signer".into());
-                }
-                let key = (p.slot, p.view, d, *n, s.0.to_bytes());
-                if !self.verified_writes.contains(&key) {
-                    items.push((Addr::Node(*n), bytes.as_slice(), s));
-                    fresh.push(key);
+            if let Some((v, d, batch)) = &c.prepared {
+                if *v >= view || cx.crypto().hash(&batch.bytes()) != *d {
+                    return Err(format!("bad prepared claim for slot {}", c.slot));
                 }
             }
-            if !self.quorum(&who) || cx.crypto().verify_batch(&items).is_err() {
-                return Err(format!("bad prepared certificate for slot {}", p.slot));
-            }
-            self.verified_writes.extend(fresh);
         }
         Ok(())
     }
@@ -1291,7 +1239,11 @@ impl<S: Service> Replica<S> {
             return;
         }
         let stops: Vec<StopData> = sds.values().cloned().collect();
-        tracing::info!(replica = %self.me, view, "leader sending SYNC");
+        if self.select(&stops).is_none() {
+            // some slot is not yet decidable from these claims: wait for more
+            return;
+        }
+        tracing::info!(replica = %self.me, view, stops = stops.len(), "leader sending SYNC");
         cx.multicast(self.others(), Message::Sync { view, stops: stops.clone() });
         self.install(view, stops, cx);
     }
@@ -1313,6 +1265,10 @@ impl<S: Service> Replica<S> {
             self.fault(cx, who, "sync-invalid", "not a quorum of distinct STOP-DATA".into());
             return;
         }
+        if self.select(&stops).is_none() {
+            self.fault(cx, who, "sync-invalid", "STOP-DATA do not determine every slot".into());
+            return;
+        }
         self.install(view, stops, cx);
     }
 
@@ -1325,28 +1281,81 @@ impl<S: Service> Replica<S> {
         }
     }
 
-    /// Enter `view` given a verified quorum of STOP-DATA: adopt the highest
-    /// checkpoint, and re-propose, for every slot above it, the prepared value of
-    /// the highest view (an empty batch where none was prepared).
-    fn install(&mut self, view: View, stops: Vec<StopData>, cx: &mut Ctx<S>) {
-        let best_cert = stops
+    /// PBFT's decision procedure (Castro & Liskov, TOCS 2002 §4.5.2) over a set of
+    /// verified STOP-DATA: adopt the highest checkpoint, then for every slot above
+    /// it choose
+    /// - the value (d, v) from some replica's prepared claim such that
+    ///   A1: replicas holding a quorum of votes claim nothing prepared in a view
+    ///       above v, nor another value in v, and
+    ///   A2: replicas holding a weak quorum (more than any f) of votes
+    ///       pre-prepared d in view v or later;
+    /// - else an empty batch if a quorum of votes claims nothing prepared (B);
+    /// - else nothing: the slot is undetermined and the leader waits for more.
+    ///
+    /// A value decided in an earlier view was prepared by a quorum, which
+    /// intersects any quorum of STOP-DATA in a correct replica, so A1 can only
+    /// hold for it (or for a value chosen by an earlier synchronization from the
+    /// same argument), and A2 stops Byzantine replicas from inventing one.
+    fn select(&self, stops: &[StopData]) -> Option<Selection> {
+        let cert = stops.iter().filter_map(|s| s.body.checkpoint.clone()).max_by_key(|c| c.slot);
+        let min_s = cert.as_ref().map(|c| c.slot).unwrap_or(0);
+        let pos: Vec<usize> = stops.iter().map(|s| self.g.index_of(s.body.replica).unwrap_or(usize::MAX)).collect();
+        let claim = |i: usize, slot: Slot| stops[i].body.claims.iter().find(|c| c.slot == slot);
+        let max_s = stops
             .iter()
-            .filter_map(|s| s.body.checkpoint.clone())
-            .max_by_key(|c| c.slot);
-        let min_s = best_cert.as_ref().map(|c| c.slot).unwrap_or(0);
-        let mut picks: BTreeMap<Slot, (View, Batch)> = BTreeMap::new();
-        for sd in &stops {
-            for p in &sd.body.prepared {
-                if p.slot <= min_s {
-                    continue;
-                }
-                let better = picks.get(&p.slot).map(|(v, _)| p.view > *v).unwrap_or(true);
-                if better {
-                    picks.insert(p.slot, (p.view, p.batch.clone()));
+            .flat_map(|s| s.body.claims.iter())
+            .filter(|c| c.prepared.is_some())
+            .map(|c| c.slot)
+            .max()
+            .unwrap_or(min_s)
+            .max(min_s);
+        let votes = |members: &mut dyn Iterator<Item = usize>| self.g.qs.votes(members.filter(|p| *p != usize::MAX));
+        let mut picks = BTreeMap::new();
+        for slot in (min_s + 1)..=max_s {
+            // candidates, newest view first
+            let mut cands: Vec<(View, Digest, &Batch)> = (0..stops.len())
+                .filter_map(|i| claim(i, slot).and_then(|c| c.prepared.as_ref()))
+                .map(|(v, d, b)| (*v, *d, b))
+                .collect();
+            cands.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            cands.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+            let mut chosen = None;
+            for (v, d, b) in cands {
+                let a1 = votes(&mut (0..stops.len()).filter(|i| match claim(*i, slot).and_then(|c| c.prepared.as_ref()) {
+                    None => true,
+                    Some((pv, pd, _)) => *pv < v || (*pv == v && *pd == d),
+                }).map(|i| pos[i]));
+                let a2 = votes(&mut (0..stops.len()).filter(|i| {
+                    claim(*i, slot).map(|c| c.pre_prepared.iter().any(|(qd, qv)| *qd == d && *qv >= v)).unwrap_or(false)
+                }).map(|i| pos[i]));
+                if a1 >= self.g.qs.quorum() && a2 >= self.g.qs.weak() {
+                    chosen = Some(b.clone());
+                    break;
                 }
             }
+            let batch = match chosen {
+                Some(b) => b,
+                None => {
+                    let empty = votes(&mut (0..stops.len())
+                        .filter(|i| claim(*i, slot).and_then(|c| c.prepared.as_ref()).is_none())
+                        .map(|i| pos[i]));
+                    if empty < self.g.qs.quorum() {
+                        return None;
+                    }
+                    Batch::default()
+                }
+            };
+            picks.insert(slot, batch);
         }
-        let max_s = picks.keys().next_back().copied().unwrap_or(min_s).max(min_s);
+        Some(Selection { cert, min_s, max_s, picks })
+    }
+
+    /// Enter `view` given a verified quorum of STOP-DATA whose selection is
+    /// determined (see [`Replica::select`]).
+    fn install(&mut self, view: View, stops: Vec<StopData>, cx: &mut Ctx<S>) {
+        let Some(Selection { cert: best_cert, min_s, max_s, mut picks }) = self.select(&stops) else {
+            return;
+        };
 
         self.view = view;
         self.status = Status::Normal;
@@ -1363,7 +1372,7 @@ impl<S: Service> Replica<S> {
         if let Some(cert) = best_cert {
             self.stabilize(cert, cx);
         }
-        // forget votes of old views; keep prepared certificates and decisions
+        // forget votes of old views; keep claims and decisions
         for ss in self.slots.values_mut() {
             ss.writes.retain(|(v, _), _| *v >= view);
             ss.accepts.retain(|(v, _), _| *v >= view);
@@ -1377,7 +1386,7 @@ impl<S: Service> Replica<S> {
             if s <= self.low {
                 continue;
             }
-            let batch = picks.remove(&s).map(|(_, b)| b).unwrap_or_default();
+            let batch = picks.remove(&s).unwrap_or_default();
             self.accept_proposal(view, s, batch, false, cx);
         }
         // pending requests get a fresh timeout under the new leader
@@ -1396,7 +1405,7 @@ impl<S: Service> Replica<S> {
         for (from, msg) in buffered {
             match msg {
                 Message::Propose { view: v, slot, batch } if v == view => self.on_propose(from, v, slot, batch, cx),
-                Message::Write { view: v, slot, digest, sig } if v == view => self.on_write(from, v, slot, digest, sig, cx),
+                Message::Write { view: v, slot, digest } if v == view => self.on_write(from, v, slot, digest, cx),
                 Message::Accept { view: v, slot, digest } if v == view => self.on_accept(from, v, slot, digest, cx),
                 m => {
                     if matches!(m, Message::Propose { view: v, .. } | Message::Write { view: v, .. } | Message::Accept { view: v, .. } if v > view)
@@ -1444,7 +1453,7 @@ impl<S: Service> Protocol for Replica<S> {
             Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
             Message::Reply(_) => self.fault(cx, from, "unexpected", "reply sent to a replica".into()),
             Message::Propose { view, slot, batch } => self.on_propose(idx, view, slot, batch, cx),
-            Message::Write { view, slot, digest, sig } => self.on_write(idx, view, slot, digest, sig, cx),
+            Message::Write { view, slot, digest } => self.on_write(idx, view, slot, digest, cx),
             Message::Accept { view, slot, digest } => self.on_accept(idx, view, slot, digest, cx),
             Message::Checkpoint { slot, state, sig } => self.on_checkpoint(idx, slot, state, sig, cx),
             Message::Stop { view } => self.on_stop(idx, view, cx),
