@@ -109,6 +109,9 @@ pub fn smr_config(a: &SmrArgs) -> Result<SmrSimConfig> {
         Some(f) => f,
         None => a.replicas.saturating_sub(1 + a.delta) / base,
     };
+    if a.delta > 0 && f == 0 {
+        bail!("--delta needs --faulty of at least 1 (V_max = 1 + Δ/F)");
+    }
     let need = base * f + 1 + a.delta;
     if a.replicas != need {
         bail!(
@@ -118,9 +121,6 @@ pub fn smr_config(a: &SmrArgs) -> Result<SmrSimConfig> {
             if a.cft { "CFT" } else { "BFT" },
             base
         );
-    }
-    if a.delta > 0 && f == 0 {
-        bail!("--delta needs --faulty of at least 1 (V_max = 1 + Δ/F)");
     }
     let k = a.byzantine_count.unwrap_or(f);
     if k > a.replicas {

@@ -234,6 +234,9 @@ pub struct RunResult {
     pub virtual_ms: f64,
     /// Simulated CPU time of all nodes (calibrated cost model), seconds.
     pub cpu_seconds: f64,
+    /// Wall time of the simulation loop and of the checkers.
+    pub sim_seconds: f64,
+    pub check_seconds: f64,
     #[serde(skip)]
     pub latencies: Vec<Time>,
     #[serde(skip)]
@@ -272,6 +275,10 @@ pub struct SmrSimReport {
     pub latency_p99_ms: f64,
     pub simulated_cpu_seconds: f64,
     pub wall_seconds: f64,
+    /// Summed over runs (runs use all cores in parallel).
+    pub simulation_seconds: f64,
+    pub checking_seconds: f64,
+    /// Message deliveries per second of simulation-loop time on one core.
     pub deliveries_per_second: f64,
     pub failing_seeds: Vec<FailingSeed>,
 }
@@ -292,9 +299,12 @@ impl SmrSimReport {
             self.committed_requests, self.view_changes, self.messages, self.faults_recorded
         ));
         s.push_str(&format!(
-            "  latency p50 {:.3} ms   p99 {:.3} ms (virtual)   {:.0} deliveries/s over {:.2} s wall\n",
+            "  latency p50 {:.3} ms   p99 {:.3} ms (virtual)   {:.0} deliveries/s per core   {:.2} s wall\n",
             self.latency_p50_ms, self.latency_p99_ms, self.deliveries_per_second, self.wall_seconds
         ));
+        if self.mode == "cft" && !matches!(self.byzantine, "none" | "silent" | "slow" | "replay") {
+            s.push_str("  note: CFT mode tolerates crashes only; Byzantine adversaries are expected to break it\n");
+        }
         for f in self.failing_seeds.iter().take(10) {
             s.push_str(&format!("  FAIL seed {}: {}\n    replay: {}\n", f.seed, f.reason, f.command));
         }
@@ -816,6 +826,7 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
     let cpu_budget = 5 * SECS + 25 * MILLIS * cfg.requests;
     let mut budget_hit = false;
     let mut t = 0;
+    let sim_started = std::time::Instant::now();
     while t < deadline && !obs.done() && !obs.failed() {
         t = (t + 250 * MILLIS).min(deadline);
         sim.run_until(t, &mut obs);
@@ -827,6 +838,8 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         }
     }
 
+    let sim_seconds = sim_started.elapsed().as_secs_f64();
+    let check_started = std::time::Instant::now();
     let _ = obs.n;
     let mut violations = std::mem::take(&mut obs.violations);
     let log_violations = obs.log.violation_count();
@@ -863,6 +876,7 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         };
         Some(format!("{pending} client requests {why}; {}", states.join("; ")))
     };
+    let check_seconds = check_started.elapsed().as_secs_f64();
     let stats = sim.stats();
     let view_changes = obs.view.values().copied().max().unwrap_or(0);
     let violation_count = violations.len().max(log_violations);
@@ -879,6 +893,8 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         faults_recorded: stats.faults,
         linearizability_inconclusive: inconclusive,
         virtual_ms: sim.now() as f64 / 1e6,
+        sim_seconds,
+        check_seconds,
         cpu_seconds: stats.per_node.iter().map(|n| n.busy_ns).sum::<u64>() as f64 / 1e9,
         latencies: std::mem::take(&mut obs.latencies),
         trace: obs.trace.take().unwrap_or_default(),
@@ -977,7 +993,9 @@ pub fn run_many(cfg: &SmrSimConfig, mut progress: impl FnMut(u64, u64)) -> Resul
         latency_p99_ms: percentile(&lat, 0.99),
         simulated_cpu_seconds: results.iter().map(|r| r.cpu_seconds).sum(),
         wall_seconds: wall,
-        deliveries_per_second: deliveries as f64 / wall.max(1e-9),
+        simulation_seconds: results.iter().map(|r| r.sim_seconds).sum(),
+        checking_seconds: results.iter().map(|r| r.check_seconds).sum(),
+        deliveries_per_second: deliveries as f64 / results.iter().map(|r| r.sim_seconds).sum::<f64>().max(1e-9),
         failing_seeds: failing,
     })
 }

@@ -1116,7 +1116,12 @@ impl<S: Service> Replica<S> {
         if view > self.view + 1_000 {
             return;
         }
-        self.stops.entry(view).or_default().insert(from);
+        let fresh = self.stops.entry(view).or_default().insert(from);
+        // a replica still asking for the view we are already moving to missed
+        // our STOP: repeat it to that replica
+        if fresh && self.status == Status::Changing(view) {
+            cx.send(Addr::Node(self.g.members[from]), Message::Stop { view });
+        }
         self.check_stops(view, cx);
     }
 
@@ -1482,7 +1487,16 @@ impl<S: Service> Protocol for Replica<S> {
             ReplicaTimer::ViewChange => {
                 if let Status::Changing(v) = self.status {
                     tracing::info!(replica = %self.me, view = v, "synchronization timed out");
-                    self.send_stop(v + 1, cx);
+                    if self.stop_sent > v {
+                        // our STOP for the next view may have been lost: repeat it
+                        let view = self.stop_sent;
+                        cx.multicast(self.others(), Message::Stop { view });
+                    } else {
+                        self.send_stop(v + 1, cx);
+                    }
+                    let timeout = self.p.view_change_timeout.saturating_mul(1 << self.vc_attempts.min(10));
+                    self.vc_attempts += 1;
+                    cx.set_timer(ReplicaTimer::ViewChange, timeout);
                 }
             }
             ReplicaTimer::Batch => {

@@ -1,0 +1,136 @@
+//! The SMR simulation sweeps that CI runs: every adversary against N=4, N=7 and
+//! WHEAT n=5 (f=1, Δ=1) with zero violations; more Byzantine replicas than
+//! tolerated must be caught; a crashed leader is replaced without losing a
+//! request; runs replay exactly from their seed.
+
+use byzscale_sim::smr::{run_many, run_one, Adversary, SmrSimConfig, SmrSimReport};
+
+fn cfg(replicas: usize, f: usize, delta: usize, adversary: Adversary, k: usize) -> SmrSimConfig {
+    let mut c = SmrSimConfig::new(replicas, f);
+    c.delta = delta;
+    c.adversary = adversary;
+    c.byzantine_count = k;
+    c.requests = 60;
+    c.clients = 3;
+    c
+}
+
+fn assert_clean(r: &SmrSimReport, what: &str) {
+    assert_eq!(r.safety_violations, 0, "{what}: {:#?}", r.failing_seeds);
+    assert_eq!(r.liveness_failures, 0, "{what}: {:#?}", r.failing_seeds);
+    assert!(r.completed_requests >= 60 * r.runs, "{what}: only {} completed", r.completed_requests);
+}
+
+/// 34 seeds × 6 adversaries = 204 seeds per configuration.
+fn sweep(replicas: usize, f: usize, delta: usize) {
+    for (i, adv) in Adversary::ALL.iter().enumerate() {
+        let mut c = cfg(replicas, f, delta, *adv, f);
+        c.seeds = 34;
+        c.seed_start = 1000 * i as u64;
+        let r = run_many(&c, |_, _| {}).expect("runs");
+        assert_eq!(r.runs, 34);
+        assert_clean(&r, &format!("N={replicas} f={f} Δ={delta} {adv:?}"));
+    }
+}
+
+#[test]
+fn sweep_n4_all_adversaries() {
+    sweep(4, 1, 0);
+}
+
+#[test]
+fn sweep_n7_all_adversaries() {
+    sweep(7, 2, 0);
+}
+
+#[test]
+fn sweep_wheat_n5_all_adversaries() {
+    sweep(5, 1, 1);
+}
+
+#[test]
+fn cft_tolerates_crash_like_faults() {
+    for adv in [Adversary::Silent, Adversary::Slow, Adversary::Replay] {
+        let mut c = cfg(3, 1, 0, adv, 1);
+        c.cft = true;
+        c.seeds = 20;
+        let r = run_many(&c, |_, _| {}).expect("runs");
+        assert_clean(&r, &format!("CFT {adv:?}"));
+    }
+}
+
+#[test]
+fn more_byzantine_than_tolerated_is_caught() {
+    // N=4 tolerates F=1; two colluding equivocators must break agreement on some seed
+    let mut c = cfg(4, 1, 0, Adversary::Equivocate, 2);
+    c.seeds = 20;
+    let r = run_many(&c, |_, _| {}).expect("runs");
+    assert!(r.safety_violations > 0, "the checkers saw nothing with K > F");
+    let first = &r.failing_seeds[0];
+    assert!(first.command.contains("--byzantine-count 2"), "{}", first.command);
+    assert!(first.command.contains(&format!("--seed-start {}", first.seed)));
+    // and the failure replays from its seed alone
+    let again = run_one(&c, first.seed).expect("replay");
+    assert!(!again.violations.is_empty());
+}
+
+#[test]
+fn crashed_leader_is_replaced_without_losing_requests() {
+    let mut c = cfg(4, 1, 0, Adversary::None, 0);
+    c.crash_leader_at_ms = Some(20.0);
+    c.requests = 200;
+    c.seeds = 5;
+    let r = run_many(&c, |_, _| {}).expect("runs");
+    assert_clean(&r, "crash leader");
+    assert!(r.view_changes >= r.runs, "every run must change view: {}", r.view_changes);
+    assert_eq!(r.completed_requests, 200 * r.runs, "a request was lost");
+}
+
+#[test]
+fn runs_replay_exactly_from_their_seed() {
+    let c = cfg(4, 1, 0, Adversary::Mixed, 1);
+    let a = run_one(&c, 7).expect("run");
+    let b = run_one(&c, 7).expect("run");
+    assert_eq!(
+        (a.messages, a.completed, a.committed, a.view_changes, a.faults_recorded, &a.latencies),
+        (b.messages, b.completed, b.committed, b.view_changes, b.faults_recorded, &b.latencies)
+    );
+    let other = run_one(&c, 8).expect("run");
+    assert_ne!(a.latencies, other.latencies, "different seeds should differ");
+}
+
+#[test]
+fn trace_lines_have_the_documented_shape() {
+    let dir = std::env::temp_dir().join(format!("byzscale-trace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.jsonl");
+    let mut c = cfg(4, 1, 0, Adversary::None, 0);
+    c.requests = 20;
+    c.trace = Some(path.clone());
+    run_many(&c, |_, _| {}).expect("runs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (mut decides, mut completes) = (0, 0);
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        match v["type"].as_str().unwrap() {
+            "decide" => {
+                decides += 1;
+                for k in ["run", "node", "byzantine", "slot", "digest", "requests"] {
+                    assert!(!v[k].is_null(), "decide without {k}: {line}");
+                }
+                assert_eq!(v["digest"].as_str().unwrap().len(), 64);
+            }
+            "complete" => {
+                completes += 1;
+                for k in ["run", "client", "seq", "op", "result", "invoked_ns", "completed_ns"] {
+                    assert!(!v[k].is_null(), "complete without {k}: {line}");
+                }
+                assert!(v["completed_ns"].as_u64() >= v["invoked_ns"].as_u64());
+            }
+            other => panic!("unknown line type {other}"),
+        }
+    }
+    assert_eq!(completes, 20);
+    assert!(decides >= 4, "every replica decides");
+    std::fs::remove_dir_all(dir).ok();
+}
