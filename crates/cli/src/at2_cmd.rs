@@ -11,7 +11,8 @@
 use anyhow::{bail, Context, Result};
 use byzscale_broadcast::params::{self, ContagionParams};
 use byzscale_sim::at2::{
-    self as sim_at2, Attack, At2SimConfig, BroadcastKind, McConfig, ScaleConfig, ScalePoint, ScaleReport,
+    self as sim_at2, At2SimConfig, Attack, BroadcastKind, McConfig, ScaleConfig, ScalePoint,
+    ScaleReport,
 };
 use byzscale_sim::smr::NetworkChoice;
 use clap::{Args, Subcommand, ValueEnum};
@@ -91,14 +92,14 @@ pub struct At2Args {
 /// `byzscale sim at2-scale`.
 #[derive(Args, Debug)]
 pub struct At2ScaleArgs {
-    /// Process counts for Bracha.
-    #[arg(long, value_delimiter = ',', default_value = "100,250,500,1000,2000")]
-    pub bracha: Vec<usize>,
-    /// Process counts for Contagion.
-    #[arg(long, value_delimiter = ',', default_value = "100,250,500,1000,2000,5000,10000")]
-    pub contagion: Vec<usize>,
-    /// Concurrent transfers (broadcasts) per run, by distinct owners.
-    #[arg(long, default_value_t = 4)]
+    /// Process counts for Bracha, comma-separated ("none" to skip).
+    #[arg(long, default_value = "100,250,500,1000,2000")]
+    pub bracha: String,
+    /// Process counts for Contagion, comma-separated ("none" to skip).
+    #[arg(long, default_value = "100,250,500,1000,2000,5000,10000")]
+    pub contagion: String,
+    /// Transfers (broadcasts) per run, by distinct owners, one after the other.
+    #[arg(long, default_value_t = 2)]
     pub transfers: u64,
     /// Contagion parameters are selected per N for this Byzantine fraction...
     #[arg(long, default_value_t = 0.1)]
@@ -172,7 +173,10 @@ pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
         bail!("--seeds must be at least 1");
     }
     if !(a.assumed_fraction >= 0.0 && a.assumed_fraction < 1.0 / 3.0) {
-        bail!("--assumed-fraction must be in [0, 1/3), got {}", a.assumed_fraction);
+        bail!(
+            "--assumed-fraction must be in [0, 1/3), got {}",
+            a.assumed_fraction
+        );
     }
     if !(a.epsilon > 0.0 && a.epsilon < 1.0) {
         bail!("--epsilon must be in (0, 1), got {}", a.epsilon);
@@ -186,7 +190,11 @@ pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
     cfg.modeled_crypto = a.modeled_crypto;
     cfg.assumed_fraction = a.assumed_fraction;
     cfg.epsilon = a.epsilon;
-    cfg.params = a.contagion_params.as_deref().map(parse_params).transpose()?;
+    cfg.params = a
+        .contagion_params
+        .as_deref()
+        .map(parse_params)
+        .transpose()?;
     if let Some(attacks) = &a.attacks {
         cfg.attacks = attacks
             .iter()
@@ -219,13 +227,38 @@ pub fn run_at2(a: At2Args) -> Result<()> {
     Ok(())
 }
 
+/// `"100,250"` → [100, 250]; `""` or `"none"` → [].
+fn sizes(s: &str) -> Result<Vec<usize>> {
+    let s = s.trim();
+    if s.is_empty() || s == "none" {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|x| {
+            let n: usize = x
+                .trim()
+                .parse()
+                .with_context(|| format!("bad process count {x:?}"))?;
+            if n < 4 {
+                bail!("process counts must be at least 4, got {n}");
+            }
+            Ok(n)
+        })
+        .collect()
+}
+
 /// `byzscale sim at2-scale`: runs, then writes `<out>/at2-scale.json` and
 /// `<out>/at2-scale.svg`.
 pub fn run_at2_scale(a: At2ScaleArgs) -> Result<()> {
     if !(a.assumed_fraction >= 0.0 && a.assumed_fraction < 1.0 / 3.0) {
-        bail!("--assumed-fraction must be in [0, 1/3), got {}", a.assumed_fraction);
+        bail!(
+            "--assumed-fraction must be in [0, 1/3), got {}",
+            a.assumed_fraction
+        );
     }
-    if a.bracha.is_empty() && a.contagion.is_empty() {
+    let bracha = sizes(&a.bracha).context("--bracha")?;
+    let contagion = sizes(&a.contagion).context("--contagion")?;
+    if bracha.is_empty() && contagion.is_empty() {
         bail!("nothing to run: give --bracha and/or --contagion sizes");
     }
     let cfg = ScaleConfig {
@@ -235,8 +268,9 @@ pub fn run_at2_scale(a: At2ScaleArgs) -> Result<()> {
         epsilon: a.epsilon,
         seed: a.seed,
     };
-    let mut runs: Vec<(BroadcastKind, usize)> = a.bracha.iter().map(|n| (BroadcastKind::Bracha, *n)).collect();
-    runs.extend(a.contagion.iter().map(|n| (BroadcastKind::Contagion, *n)));
+    let mut runs: Vec<(BroadcastKind, usize)> =
+        bracha.iter().map(|n| (BroadcastKind::Bracha, *n)).collect();
+    runs.extend(contagion.iter().map(|n| (BroadcastKind::Contagion, *n)));
     let report = sim_at2::scale(&runs, &cfg, |p| {
         eprintln!(
             "  {:<9} N={:<6} {:>9.1} msgs/process/transfer {:>10.0} B   complete {}   {:.1} ms virtual   {:.1} s wall",
@@ -270,7 +304,12 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
             .points
             .iter()
             .filter(|p: &&ScalePoint| p.broadcast == kind)
-            .map(|p| (p.processes as f64, p.messages_per_process_per_transfer.max(1.0)))
+            .map(|p| {
+                (
+                    p.processes as f64,
+                    p.messages_per_process_per_transfer.max(1.0),
+                )
+            })
             .collect();
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
@@ -281,8 +320,12 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
     if all.is_empty() {
         bail!("no points to plot");
     }
-    let (xmin, xmax) = all.iter().fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (ymin, ymax) = all.iter().fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (xmin, xmax) = all
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (ymin, ymax) = all
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("plotting {}: {e}", path.display());
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -310,7 +353,10 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
         .map_err(|e| err(&e))?;
     let red = RGBColor(200, 40, 40);
     let blue = RGBColor(30, 90, 200);
-    for (data, color, name) in [(&bracha, red, "Bracha (O(N))"), (&contagion, blue, "Contagion (O(log N))")] {
+    for (data, color, name) in [
+        (&bracha, red, "Bracha (O(N))"),
+        (&contagion, blue, "Contagion (O(log N))"),
+    ] {
         if data.is_empty() {
             continue;
         }
@@ -318,7 +364,9 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
             .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(data.iter().map(|p| Circle::new(*p, 4, color.filled())))
             .map_err(|e| err(&e))?;
@@ -370,7 +418,10 @@ fn run_params(a: ParamsArgs) -> Result<()> {
         "contagion parameters for N={} (β={}, {} Byzantine), target ε={:e}",
         sel.nodes, sel.byzantine_fraction, an.byzantine, sel.target_epsilon
     );
-    println!("  G={}  E={} Ê={}  R={} R̂={}  D={} D̂={}   (--contagion-params {p})", p.g, p.e, p.e_hat, p.r, p.r_hat, p.d, p.d_hat);
+    println!(
+        "  G={}  E={} Ê={}  R={} R̂={}  D={} D̂={}   (--contagion-params {p})",
+        p.g, p.e, p.e_hat, p.r, p.r_hat, p.d, p.d_hat
+    );
     println!("  per-broadcast failure bounds:");
     for (name, v) in [
         ("gossip disconnected", an.gossip_disconnected),
@@ -404,7 +455,11 @@ fn run_montecarlo(a: McArgs) -> Result<()> {
         "monte carlo: N={} with {} Byzantine, parameters {} ({} trials each, {})",
         r.processes, r.byzantine, r.params, r.validity.trials, r.scheduling
     );
-    for (name, m) in [("validity", &r.validity), ("consistency", &r.consistency), ("totality", &r.totality)] {
+    for (name, m) in [
+        ("validity", &r.validity),
+        ("consistency", &r.consistency),
+        ("totality", &r.totality),
+    ] {
         println!(
             "  {name:<12} observed {:.4} ± {:.4} ({} failures)   analytic {:.4}  [{}]",
             m.observed, m.margin, m.failures, m.analytic, m.what

@@ -220,6 +220,7 @@ impl Protocol for Client {
             ClientTimer::Retry(seq) => {
                 if let Some(o) = self.ordered.get_mut(&seq) {
                     o.retries += 1;
+                    tracing::debug!(client = %self.id, seq, retries = o.retries, replies = o.replies.len(), "retransmitting");
                     let backoff = self.p.client_retry.saturating_mul(1 << o.retries.min(3));
                     cx.multicast(self.g.addrs(), Message::Request(o.req.clone()));
                     cx.set_timer(ClientTimer::Retry(seq), backoff);

@@ -488,7 +488,8 @@ impl<S: Service> Replica<S> {
             }
             return;
         }
-        if req.seq > last + self.p.client_window {
+        if req.seq > last + self.horizon() {
+            tracing::debug!(replica = %self.me, client = %req.client, seq = req.seq, last, "request beyond the client window");
             return;
         }
         let id = req.id();
@@ -806,15 +807,24 @@ impl<S: Service> Replica<S> {
 
     /// Execute `req` under the per-client FIFO rule; returns the replies produced
     /// (the request itself and any buffered successors it unblocked).
+    /// How far beyond its last executed request a client's sequence numbers may
+    /// run here. A client keeps at most `client_window` requests outstanding, but
+    /// it counts completions by the fastest f+1 replicas; a replica that lags a
+    /// few slots must still accept them, hence the margin.
+    fn horizon(&self) -> u64 {
+        4 * self.p.client_window
+    }
+
     fn execute_request_quiet(&mut self, req: &Request) -> Vec<(ClientId, u64, Vec<u8>)> {
         let window = self.p.client_window;
+        let horizon = self.horizon();
         let cs = self.clients.entry(req.client).or_default();
         let mut out = Vec::new();
         if req.seq <= cs.last {
             return out;
         }
         if req.seq > cs.last + 1 {
-            if req.seq <= cs.last + window {
+            if req.seq <= cs.last + horizon {
                 cs.buffered.entry(req.seq).or_insert_with(|| req.clone());
             }
             return out;
@@ -1042,16 +1052,20 @@ impl<S: Service> Replica<S> {
         self.execute_ready(cx);
     }
 
-    /// Re-send our own WRITE and ACCEPT for the slots we are stuck on: votes lost
-    /// in the network are otherwise only recovered by a view change.
+    /// Re-send our own PROPOSE (leader), WRITE and ACCEPT for the slots we are
+    /// stuck on: messages lost in the network (or sent before a connection was
+    /// up) are otherwise only recovered by a view change.
     fn resend_votes(&mut self, cx: &mut Ctx<S>) {
         let view = self.view;
         let hi = self.highest_seen.min(self.executed + 4 * self.p.max_in_flight);
         let mut msgs = Vec::new();
         for (slot, ss) in self.slots.range(self.executed + 1..=hi) {
-            let Some((v, d, _)) = &ss.proposal else { continue };
+            let Some((v, d, batch)) = &ss.proposal else { continue };
             if *v != view {
                 continue;
+            }
+            if self.g.leader(view) == self.me && ss.decided.is_none() {
+                msgs.push(Message::Propose { view, slot: *slot, batch: batch.clone() });
             }
             if ss.wrote == Some(view) {
                 msgs.push(Message::Write { view, slot: *slot, digest: *d });

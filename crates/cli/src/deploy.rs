@@ -1,0 +1,151 @@
+//! Deployment files: the per-node TOML that `byzscale node` reads, and the
+//! generation of a whole deployment (keys, `deployment.toml`, one node file per
+//! replica) for `byzscale config local` and `byzscale cluster`.
+//!
+//! ```toml
+//! # node-0.toml (paths are relative to this file)
+//! deployment = "deployment.toml"
+//! node = 0
+//! key = "node-0.key"
+//! data_dir = "data/node-0"
+//! [smr]            # optional overrides of byzscale_smr::Params
+//! batch_max_requests = 400
+//! ```
+
+use anyhow::{bail, Context, Result};
+use byzscale_core::config::{Deployment, GroupConfig, ReplicaConfig};
+use byzscale_core::crypto::Identity;
+use byzscale_core::quorum::FaultModel;
+use byzscale_core::{GroupId, NodeId};
+use byzscale_smr::Params;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The wire kind byte of SMR frames.
+pub const SMR_KIND: u8 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    pub deployment: PathBuf,
+    pub node: u32,
+    pub key: PathBuf,
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub smr: Params,
+}
+
+/// A node file with its paths resolved against the file's directory.
+pub struct LoadedNode {
+    pub file: NodeFile,
+    pub deployment: Deployment,
+    pub identity: Identity,
+}
+
+impl NodeFile {
+    pub fn load(path: &Path) -> Result<LoadedNode> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading node config {}", path.display()))?;
+        let mut file: NodeFile =
+            toml::from_str(&text).with_context(|| format!("parsing node config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut file.deployment, &mut file.key, &mut file.data_dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        let deployment = load_deployment(&file.deployment)?;
+        if deployment.replica(NodeId(file.node)).is_none() {
+            bail!("node {} is not a replica of {}", file.node, file.deployment.display());
+        }
+        let identity = byzscale_net::read_identity(&file.key)
+            .with_context(|| format!("reading key file {}", file.key.display()))?;
+        Ok(LoadedNode { file, deployment, identity })
+    }
+}
+
+pub fn load_deployment(path: &Path) -> Result<Deployment> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading deployment {}", path.display()))?;
+    Deployment::from_toml(&text).with_context(|| format!("invalid deployment {}", path.display()))
+}
+
+/// Where the replicas of a generated deployment listen.
+#[derive(Clone, Debug)]
+pub struct Ports {
+    pub hosts: Vec<String>,
+    pub base: u16,
+}
+
+impl Ports {
+    pub fn replica(&self, i: usize) -> String {
+        format!("{}:{}", self.host(i), self.base as usize + i)
+    }
+    pub fn metrics(&self, i: usize) -> String {
+        format!("{}:{}", self.host(i), self.base as usize + 100 + i)
+    }
+    pub fn redis(&self, i: usize) -> String {
+        format!("{}:{}", self.host(i), self.base as usize + 200 + i)
+    }
+    fn host(&self, i: usize) -> &str {
+        &self.hosts[i % self.hosts.len()]
+    }
+}
+
+/// Write keys, `deployment.toml` and `node-<i>.toml` for one group of `n`
+/// replicas tolerating `f` faults (n = 3f+1+Δ) into `out`.
+pub fn generate(out: &Path, n: usize, f: usize, ports: &Ports) -> Result<Deployment> {
+    if n == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if n < 3 * f + 1 {
+        bail!("{n} replicas cannot tolerate {f} Byzantine faults (need at least {})", 3 * f + 1);
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut replicas = Vec::new();
+    for i in 0..n {
+        let id = Identity::generate();
+        let key = out.join(format!("node-{i}.key"));
+        std::fs::write(&key, hex::encode(id.to_bytes())).with_context(|| format!("writing {}", key.display()))?;
+        restrict(&key);
+        let p = id.public();
+        replicas.push(ReplicaConfig {
+            id: NodeId(i as u32),
+            addr: ports.replica(i),
+            sign_key: hex::encode(p.sign),
+            dh_key: hex::encode(p.dh),
+            metrics_addr: Some(ports.metrics(i)),
+            redis_addr: Some(ports.redis(i)),
+        });
+    }
+    let deployment = Deployment {
+        groups: vec![GroupConfig {
+            id: GroupId(0),
+            fault_model: FaultModel::Bft,
+            f,
+            delta: n - (3 * f + 1),
+            vmax: None,
+            replicas,
+        }],
+    };
+    // Δ spare replicas get WHEAT weights; validate before writing anything else
+    deployment.validate().context("generated deployment is invalid")?;
+    std::fs::write(out.join("deployment.toml"), deployment.to_toml())?;
+    for i in 0..n {
+        let nf = NodeFile {
+            deployment: "deployment.toml".into(),
+            node: i as u32,
+            key: format!("node-{i}.key").into(),
+            data_dir: format!("data/node-{i}").into(),
+            smr: Params::default(),
+        };
+        std::fs::write(out.join(format!("node-{i}.toml")), toml::to_string_pretty(&nf)?)?;
+    }
+    Ok(deployment)
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+#[cfg(not(unix))]
+fn restrict(_: &Path) {}

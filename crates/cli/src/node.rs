@@ -1,0 +1,142 @@
+//! `byzscale node --config FILE`: one replica as a long-running process.
+//!
+//! - Recovers from its redb store (latest snapshot plus the decided log after it)
+//!   and catches up with the others by log and state transfer.
+//! - Persists every decided batch and every stable checkpoint's snapshot (which
+//!   truncates the log, so disk use is bounded by the checkpoint interval).
+//!   Writes are group-committed off the protocol task, shortly after execution;
+//!   an acknowledged write survives any f simultaneous crashes by replication,
+//!   and a crashed replica's own log is fsync'd up to its last group commit.
+//! - Serves Prometheus metrics and, if configured, the Redis gateway.
+
+use crate::deploy::{NodeFile, SMR_KIND};
+use anyhow::{Context, Result};
+use byzscale_apps::kv::KvStore;
+use byzscale_core::codec;
+use byzscale_core::NodeId;
+use byzscale_net::{NodeConfig, Runtime, Storage};
+use byzscale_smr::{Batch, GroupInfo, Replica, ReplicaOutput};
+use std::path::Path;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+pub async fn run(config: &Path) -> Result<()> {
+    let loaded = NodeFile::load(config)?;
+    let me = NodeId(loaded.file.node);
+    let dep = loaded.deployment.clone();
+    let (gc, rc) = dep.replica(me).expect("checked by NodeFile::load");
+    let g = GroupInfo::new(gc.id, gc.members(), gc.quorum_system()?);
+    std::fs::create_dir_all(&loaded.file.data_dir)
+        .with_context(|| format!("creating {}", loaded.file.data_dir.display()))?;
+    let db = loaded.file.data_dir.join("replica.redb");
+    let (storage, rec) = Storage::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let mut log = Vec::with_capacity(rec.log.len());
+    for (slot, bytes) in &rec.log {
+        let batch: Batch = codec::from_bytes(bytes, usize::MAX)
+            .with_context(|| format!("decoding logged batch {slot} in {}", db.display()))?;
+        log.push((*slot, batch));
+    }
+    let snap_slot = rec.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
+    info!(node = %me, snapshot = snap_slot, logged = log.len(), "recovering from disk");
+    let replica = Replica::recover(me, g, loaded.file.smr.clone(), KvStore::new(), rec.snapshot, log)
+        .map_err(|e| anyhow::anyhow!("recovering from {}: {e}", db.display()))?;
+    let cfg = NodeConfig::replica(&dep, me, loaded.identity.clone(), SMR_KIND)?;
+    let (rt, mut outputs) = Runtime::start(replica, cfg).await.context("starting the replica runtime")?;
+    info!(node = %me, addr = %rc.addr, metrics = ?rc.metrics_addr, "replica running");
+
+    let reg = rt.registry().clone();
+    let decided = reg.counter("byzscale_decided_slots_total", "Slots decided and executed");
+    let executed = reg.counter("byzscale_executed_requests_total", "Client requests in decided slots");
+    let view = reg.gauge("byzscale_view", "Current view (regency)");
+    let view_changes = reg.counter("byzscale_view_changes_total", "Views installed after a synchronization phase");
+    let suspicions = reg.counter("byzscale_suspicions_total", "Times this replica suspected the leader");
+    let transfers = reg.counter("byzscale_state_transfers_total", "Snapshots installed from other replicas");
+    let checkpoints = reg.counter("byzscale_stable_checkpoints_total", "Stable checkpoints");
+    let persist_lag = reg.gauge("byzscale_persist_queue", "Outputs waiting to be written to disk");
+
+    // persistence: group commits off the protocol task
+    let storage = Arc::new(storage);
+    let (ptx, mut prx) = tokio::sync::mpsc::channel::<ReplicaOutput>(4096);
+    let st = storage.clone();
+    let lag = persist_lag.clone();
+    let persister = tokio::spawn(async move {
+        while let Some(first) = prx.recv().await {
+            let mut items = vec![first];
+            while let Ok(o) = prx.try_recv() {
+                items.push(o);
+            }
+            lag.set(prx.len() as i64);
+            let st = st.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                let mut b = byzscale_net::Batch::new();
+                for o in items {
+                    match o {
+                        ReplicaOutput::Decided { slot, batch, .. } => b = b.append(slot, codec::to_bytes(&batch)),
+                        ReplicaOutput::Stable { slot, snapshot: Some(s), .. } => b = b.snapshot(slot, s),
+                        _ => {}
+                    }
+                }
+                if b.is_empty() {
+                    Ok(())
+                } else {
+                    st.commit(b)
+                }
+            })
+            .await;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "persisting decided state failed"),
+                Err(e) => warn!(error = %e, "persistence task failed"),
+            }
+        }
+    });
+
+    let mut stop = Box::pin(shutdown_signal());
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            o = outputs.recv() => {
+                let Some(o) = o else { break };
+                match &o {
+                    ReplicaOutput::Decided { batch, .. } => {
+                        decided.inc();
+                        executed.add(batch.requests.len() as u64);
+                    }
+                    ReplicaOutput::ViewChanged { view: v, leader } => {
+                        view.set(*v as i64);
+                        view_changes.inc();
+                        info!(node = %me, view = v, %leader, "view changed");
+                    }
+                    ReplicaOutput::Suspected { .. } => suspicions.inc(),
+                    ReplicaOutput::StateTransferred { slot } => {
+                        transfers.inc();
+                        info!(node = %me, slot, "state transferred");
+                    }
+                    ReplicaOutput::Stable { .. } => checkpoints.inc(),
+                }
+                if matches!(o, ReplicaOutput::Decided { .. } | ReplicaOutput::Stable { .. }) {
+                    let _ = ptx.send(o).await;
+                }
+            }
+        }
+    }
+    info!(node = %me, "shutting down");
+    drop(ptx);
+    let _ = persister.await;
+    let _ = rt.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
