@@ -135,11 +135,21 @@ pub fn generate(out: &Path, n: usize, f: usize, ports: &Ports) -> Result<Deploym
             node: i as u32,
             key: format!("node-{i}.key").into(),
             data_dir: format!("data/node-{i}").into(),
-            smr: Params::default(),
+            smr: local_params(),
         };
         std::fs::write(out.join(format!("node-{i}.toml")), toml::to_string_pretty(&nf)?)?;
     }
     Ok(deployment)
+}
+
+/// Timeouts for a LAN or loopback deployment (the defaults suit a WAN).
+pub fn local_params() -> Params {
+    Params {
+        request_timeout: 500 * 1_000_000,
+        view_change_timeout: 1_000 * 1_000_000,
+        client_retry: 500 * 1_000_000,
+        ..Params::default()
+    }
 }
 
 #[cfg(unix)]

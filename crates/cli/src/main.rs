@@ -1,5 +1,6 @@
 //! The `byzscale` command-line tool.
 
+mod byzcast_cmd;
 mod cluster;
 mod deploy;
 mod node;
@@ -53,6 +54,9 @@ enum Command {
     /// Run protocols in the deterministic simulator with adversaries and checkers.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
+    /// ByzCast overlay trees: optimize for a workload, evaluate, check.
+    #[command(subcommand)]
+    Tree(byzcast_cmd::TreeCommand),
 }
 
 #[derive(Subcommand)]
@@ -85,6 +89,7 @@ fn main() {
     let cli = Cli::parse();
     let r: Result<()> = match cli.cmd {
         Command::Sim(c) => sim_cmd::run(c),
+        Command::Tree(c) => byzcast_cmd::run_tree(c),
         Command::Cluster(a) => runtime().and_then(|rt| rt.block_on(cluster::run(a))),
         Command::Node { config } => runtime().and_then(|rt| rt.block_on(node::run(&config))),
         Command::Client { config, ordered, command } => {

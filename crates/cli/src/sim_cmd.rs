@@ -9,6 +9,10 @@ use std::path::PathBuf;
 pub enum SimCommand {
     /// BFT state machine replication (BFT-SMaRt / PBFT style, WHEAT weights).
     Smr(SmrArgs),
+    /// ByzCast atomic multicast over a tree of groups, or the naive baseline.
+    Byzcast(crate::byzcast_cmd::ByzcastArgs),
+    /// ByzCast figures (JSON + SVG): throughput vs groups, latency CDF, WAN comparison.
+    ByzcastScale(crate::byzcast_cmd::ByzcastScaleArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -78,6 +82,8 @@ pub struct SmrArgs {
 pub fn run(cmd: SimCommand) -> Result<()> {
     match cmd {
         SimCommand::Smr(a) => run_smr(a),
+        SimCommand::Byzcast(a) => crate::byzcast_cmd::run_sim_byzcast(a),
+        SimCommand::ByzcastScale(a) => crate::byzcast_cmd::run_sim_byzcast_scale(a),
     }
 }
 

@@ -13,6 +13,8 @@
 //!   adversaries, checkers, many seeds.
 
 pub mod adversary;
+pub mod at2;
+pub mod byzcast;
 pub mod check;
 pub mod cpu;
 pub mod engine;

@@ -1,0 +1,304 @@
+//! The ByzCast client: `multicast(m, dst)`.
+//!
+//! The client submits `Envelope::Multicast(m)` to the entry group of `dst`
+//! (lca(dst), or the baseline's sequencer) through an SMR [`Client`] of that
+//! group, which gives FIFO numbering, MAC authenticators, retransmission and
+//! the f+1 matching replies of the ordering step. The SMR reply says either
+//! `Done(results)` (a single-group message, delivered by its group: the
+//! genuine path, finished) or `Accepted` (ordered at the entry group); in the
+//! latter case the results come from the entry group's replicas as
+//! [`Message::Reply`] once every destination delivered, and the client takes
+//! f+1 matching ones (in votes: a weak quorum). It asks again with
+//! [`Message::Query`] every `client_retry` until then.
+
+use crate::message::{Envelope, ExecReply, McastMsg, Message, MsgId, Results};
+use crate::topology::Topology;
+use byzscale_core::codec;
+use byzscale_core::crypto::{digest, Digest};
+use byzscale_core::protocol::Effect;
+use byzscale_core::{Addr, ClientId, Cx, GroupId, Protocol, Time};
+use byzscale_smr::{Client, ClientInput, ClientOutput, Params};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub enum ClientIn {
+    /// `multicast(m, dst)` with `m`'s payload (for the KV service, an encoded `KvOp`).
+    Multicast { dst: Vec<GroupId>, payload: Vec<u8> },
+}
+
+#[derive(Debug, Clone)]
+pub enum ClientOut {
+    /// The `n`-th multicast (from 1) completed: the results of every
+    /// destination, or why it failed.
+    Done {
+        n: u64,
+        dst: Vec<GroupId>,
+        entry: GroupId,
+        results: Result<Results, String>,
+        invoked: Time,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClientTimer {
+    Smr(GroupId, byzscale_smr::ClientTimer),
+    Query(u64),
+}
+
+struct Outstanding {
+    dst: Vec<GroupId>,
+    entry: GroupId,
+    invoked: Time,
+    accepted: bool,
+    votes: BTreeMap<Digest, (BTreeSet<usize>, Results)>,
+    voted: BTreeSet<usize>,
+    retries: u32,
+}
+
+pub struct ByzcastClient {
+    id: ClientId,
+    topo: Arc<Topology>,
+    params: Params,
+    smr: BTreeMap<GroupId, Client>,
+    /// Per entry group: SMR submission ids handed out so far.
+    submitted: BTreeMap<GroupId, u64>,
+    /// (entry group, SMR submission id) → multicast number.
+    subs: BTreeMap<(GroupId, u64), u64>,
+    next_n: u64,
+    outstanding: BTreeMap<u64, Outstanding>,
+    completed: u64,
+}
+
+impl ByzcastClient {
+    pub fn new(id: ClientId, topo: Arc<Topology>, params: Params) -> Self {
+        ByzcastClient {
+            id,
+            topo,
+            params,
+            smr: BTreeMap::new(),
+            submitted: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            next_n: 1,
+            outstanding: BTreeMap::new(),
+            completed: 0,
+        }
+    }
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
+    fn smr_step(
+        &mut self,
+        g: GroupId,
+        cx: &mut Cx<'_, Self>,
+        f: impl FnOnce(&mut Client, &mut Cx<'_, Client>),
+    ) {
+        let Some(info) = self.topo.group(g) else {
+            return;
+        };
+        let (id, params) = (self.id, &self.params);
+        let client = self
+            .smr
+            .entry(g)
+            .or_insert_with(|| Client::new(id, info.clone(), params.clone()));
+        let ((), effects) = cx.nested(|icx| f(client, icx));
+        for e in effects {
+            match e {
+                Effect::Send { to, msg } => cx.send(to, Message::Smr(msg)),
+                Effect::Multicast { to, msg } => cx.multicast(to, Message::Smr(msg)),
+                Effect::SetTimer { timer, after } => {
+                    cx.set_timer(ClientTimer::Smr(g, timer), after)
+                }
+                Effect::CancelTimer { timer } => cx.cancel_timer(ClientTimer::Smr(g, timer)),
+                Effect::Output(ClientOutput::Done { id, result, .. }) => {
+                    self.on_ordered(g, id, result, cx)
+                }
+                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
+            }
+        }
+    }
+
+    fn finish(&mut self, n: u64, results: Result<Results, String>, cx: &mut Cx<'_, Self>) {
+        if let Some(o) = self.outstanding.remove(&n) {
+            cx.cancel_timer(ClientTimer::Query(n));
+            self.completed += 1;
+            cx.output(ClientOut::Done {
+                n,
+                dst: o.dst,
+                entry: o.entry,
+                results,
+                invoked: o.invoked,
+            });
+        }
+    }
+
+    /// The entry group ordered the multicast (f+1 matching SMR replies).
+    fn on_ordered(&mut self, g: GroupId, sub: u64, result: Vec<u8>, cx: &mut Cx<'_, Self>) {
+        let Some(n) = self.subs.remove(&(g, sub)) else {
+            return;
+        };
+        match ExecReply::decode(&result) {
+            Ok(ExecReply::Done(r)) => self.finish(n, Ok(r), cx),
+            Ok(ExecReply::Accepted) => {
+                if let Some(o) = self.outstanding.get_mut(&n) {
+                    o.accepted = true;
+                    cx.set_timer(ClientTimer::Query(n), self.params.client_retry);
+                }
+            }
+            Ok(ExecReply::Duplicate) => self.finish(n, Err("duplicate multicast".into()), cx),
+            Ok(ExecReply::Rejected(why)) => self.finish(n, Err(format!("rejected: {why}")), cx),
+            Ok(ExecReply::Ack) | Err(_) => {
+                self.finish(n, Err("unexpected reply from the entry group".into()), cx)
+            }
+        }
+    }
+
+    fn on_reply(&mut self, from: Addr, id: MsgId, results: Results, cx: &mut Cx<'_, Self>) {
+        if id.client != self.id {
+            cx.fault(from, "bc-reply-spoof", format!("reply for {id}"));
+            return;
+        }
+        let Some(o) = self.outstanding.get_mut(&id.n) else {
+            return;
+        };
+        let Some(g) = self.topo.group(o.entry) else {
+            return;
+        };
+        let Some(pos) = from.node().and_then(|n| g.index_of(n)) else {
+            cx.fault(from, "bc-unexpected", "reply from outside the entry group");
+            return;
+        };
+        if !o.voted.insert(pos) {
+            return;
+        }
+        let d = digest(&codec::to_bytes(&results));
+        let e = o
+            .votes
+            .entry(d)
+            .or_insert_with(|| (BTreeSet::new(), results));
+        e.0.insert(pos);
+        if g.qs.is_weak(e.0.iter().copied()) {
+            let r = e.1.clone();
+            self.finish(id.n, Ok(r), cx);
+        }
+    }
+}
+
+impl Protocol for ByzcastClient {
+    type Message = Message;
+    type Input = ClientIn;
+    type Output = ClientOut;
+    type Timer = ClientTimer;
+
+    fn on_input(&mut self, input: ClientIn, cx: &mut Cx<'_, Self>) {
+        let ClientIn::Multicast { dst, payload } = input;
+        let n = self.next_n;
+        self.next_n += 1;
+        let now = cx.now();
+        let dst = match self.topo.normalize_dst(&dst) {
+            Ok(d) => d,
+            Err(e) => {
+                cx.output(ClientOut::Done {
+                    n,
+                    dst,
+                    entry: GroupId(u32::MAX),
+                    results: Err(e),
+                    invoked: now,
+                });
+                return;
+            }
+        };
+        let entry = self
+            .topo
+            .entry(&dst)
+            .expect("a normalized destination has an entry group");
+        let msg = McastMsg {
+            id: MsgId { client: self.id, n },
+            dst: dst.clone(),
+            payload,
+        };
+        let op = Envelope::Multicast(msg).encode();
+        let sub = self.submitted.entry(entry).or_insert(0);
+        *sub += 1;
+        self.subs.insert((entry, *sub), n);
+        self.outstanding.insert(
+            n,
+            Outstanding {
+                dst,
+                entry,
+                invoked: now,
+                accepted: false,
+                votes: BTreeMap::new(),
+                voted: BTreeSet::new(),
+                retries: 0,
+            },
+        );
+        self.smr_step(entry, cx, |c, icx| {
+            c.on_input(
+                ClientInput::Submit {
+                    op,
+                    read_only: false,
+                },
+                icx,
+            )
+        });
+    }
+
+    fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
+        match msg {
+            Message::Smr(m) => {
+                let Some(g) = from.node().and_then(|n| self.topo.group_of(n)) else {
+                    cx.fault(from, "bc-unexpected", "SMR message from a non-replica");
+                    return;
+                };
+                if !self.smr.contains_key(&g) {
+                    cx.fault(from, "bc-unexpected", "SMR message from a group never used");
+                    return;
+                }
+                self.smr_step(g, cx, |c, icx| c.on_message(from, m, icx));
+            }
+            Message::Reply { id, results } => self.on_reply(from, id, results, cx),
+            other => cx.fault(
+                from,
+                "bc-unexpected",
+                format!("{} sent to a client", other.kind()),
+            ),
+        }
+    }
+
+    fn on_timer(&mut self, timer: ClientTimer, cx: &mut Cx<'_, Self>) {
+        match timer {
+            ClientTimer::Smr(g, t) => self.smr_step(g, cx, |c, icx| c.on_timer(t, icx)),
+            ClientTimer::Query(n) => {
+                let Some(o) = self.outstanding.get_mut(&n) else {
+                    return;
+                };
+                if !o.accepted {
+                    return;
+                }
+                o.retries += 1;
+                let backoff = self
+                    .params
+                    .client_retry
+                    .saturating_mul(1 << o.retries.min(3));
+                let entry = o.entry;
+                if let Some(g) = self.topo.group(entry) {
+                    cx.multicast(
+                        g.addrs(),
+                        Message::Query {
+                            id: MsgId { client: self.id, n },
+                        },
+                    );
+                }
+                cx.set_timer(ClientTimer::Query(n), backoff);
+            }
+        }
+    }
+}

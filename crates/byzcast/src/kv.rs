@@ -1,0 +1,150 @@
+//! The service at the target groups: a deterministic KV store sharded by key.
+//!
+//! Key `k` lives in target group `shard_of(k)` (BLAKE3 of the key modulo the
+//! number of targets). A multi-key operation is multicast to the groups owning
+//! its keys; each destination runs [`restrict`]ed to its own keys when it
+//! a-delivers the message, and the client [`merge`]s the per-group replies. As
+//! ByzCast orders all messages with a common destination consistently (and the
+//! order is acyclic), MSET/MGET across shards are atomic.
+
+use crate::message::Results;
+use byzscale_apps::kv::{KvOp, KvReply};
+use byzscale_core::crypto::digest;
+use byzscale_core::GroupId;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The target group (`GroupId(0..targets)`) owning `key`.
+pub fn shard_of(key: &[u8], targets: usize) -> GroupId {
+    let d = digest(key);
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&d[..8]);
+    GroupId((u64::from_le_bytes(w) % targets.max(1) as u64) as u32)
+}
+
+/// The groups an operation must reach (PING goes to the first target).
+pub fn groups_of(op: &KvOp, targets: usize) -> Vec<GroupId> {
+    let mut g: BTreeSet<GroupId> = op.keys().iter().map(|k| shard_of(k, targets)).collect();
+    if g.is_empty() {
+        g.insert(GroupId(0));
+    }
+    g.into_iter().collect()
+}
+
+/// The part of `op` that group `g` executes, `None` if none of its keys live there.
+pub fn restrict(op: &KvOp, g: GroupId, targets: usize) -> Option<KvOp> {
+    let mine = |k: &Vec<u8>| shard_of(k, targets) == g;
+    let keys = |ks: &Vec<Vec<u8>>| -> Option<Vec<Vec<u8>>> {
+        let v: Vec<Vec<u8>> = ks.iter().filter(|k| mine(k)).cloned().collect();
+        (!v.is_empty()).then_some(v)
+    };
+    match op {
+        KvOp::Get(k) | KvOp::Set(k, _) | KvOp::Incr(k) => mine(k).then(|| op.clone()),
+        KvOp::Del(ks) => keys(ks).map(KvOp::Del),
+        KvOp::Exists(ks) => keys(ks).map(KvOp::Exists),
+        KvOp::MGet(ks) => keys(ks).map(KvOp::MGet),
+        KvOp::MSet(kvs) => {
+            let v: Vec<_> = kvs.iter().filter(|(k, _)| mine(k)).cloned().collect();
+            (!v.is_empty()).then_some(KvOp::MSet(v))
+        }
+        KvOp::Ping => Some(KvOp::Ping),
+    }
+}
+
+/// Combine the per-group replies of `op` into the reply one unsharded store gives.
+pub fn merge(op: &KvOp, results: &Results, targets: usize) -> KvReply {
+    let mut replies: BTreeMap<GroupId, KvReply> = BTreeMap::new();
+    for g in groups_of(op, targets) {
+        if restrict(op, g, targets).is_none() && !matches!(op, KvOp::Ping) {
+            continue;
+        }
+        let r = match results.get(&g).map(|b| KvReply::decode(b)) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => return KvReply::Error(format!("ERR undecodable reply from group {g}")),
+            None => return KvReply::Error(format!("ERR no reply from group {g}")),
+        };
+        if r.is_error() {
+            return r;
+        }
+        replies.insert(g, r);
+    }
+    match op {
+        KvOp::Get(_) | KvOp::Set(..) | KvOp::Incr(_) | KvOp::Ping => replies
+            .into_values()
+            .next()
+            .unwrap_or(KvReply::Error("ERR no reply".into())),
+        KvOp::Del(_) | KvOp::Exists(_) => {
+            let mut sum = 0i64;
+            for r in replies.values() {
+                match r {
+                    KvReply::Int(i) => sum += i,
+                    other => return KvReply::Error(format!("ERR unexpected reply {other}")),
+                }
+            }
+            KvReply::Int(sum)
+        }
+        KvOp::MSet(_) => {
+            if replies.values().all(|r| *r == KvReply::Ok) {
+                KvReply::Ok
+            } else {
+                KvReply::Error("ERR unexpected MSET reply".into())
+            }
+        }
+        KvOp::MGet(ks) => {
+            let mut cursors: BTreeMap<GroupId, std::vec::IntoIter<Option<Vec<u8>>>> =
+                BTreeMap::new();
+            for (g, r) in replies {
+                match r {
+                    KvReply::Array(a) => {
+                        cursors.insert(g, a.into_iter());
+                    }
+                    other => return KvReply::Error(format!("ERR unexpected reply {other}")),
+                }
+            }
+            let mut out = Vec::with_capacity(ks.len());
+            for k in ks {
+                let g = shard_of(k, targets);
+                match cursors.get_mut(&g).and_then(|c| c.next()) {
+                    Some(v) => out.push(v),
+                    None => return KvReply::Error("ERR short MGET reply".into()),
+                }
+            }
+            KvReply::Array(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byzscale_apps::kv::KvStore;
+
+    #[test]
+    fn sharded_execution_matches_one_store() {
+        let t = 3;
+        let keys: Vec<Vec<u8>> = (0..12).map(|i| format!("k{i}").into_bytes()).collect();
+        let ops = vec![
+            KvOp::MSet(keys.iter().map(|k| (k.clone(), k.clone())).collect()),
+            KvOp::Incr(keys[0].clone()),
+            KvOp::Set(keys[1].clone(), b"x".to_vec()),
+            KvOp::MGet(keys.clone()),
+            KvOp::Del(vec![keys[2].clone(), keys[5].clone(), keys[2].clone()]),
+            KvOp::Exists(keys.clone()),
+            KvOp::Get(keys[3].clone()),
+            KvOp::Ping,
+        ];
+        let mut one = KvStore::new();
+        let mut shards: Vec<KvStore> = (0..t).map(|_| KvStore::new()).collect();
+        for op in &ops {
+            let want = one.apply(op);
+            let mut res = Results::new();
+            for g in groups_of(op, t) {
+                if let Some(sub) = restrict(op, g, t) {
+                    res.insert(g, shards[g.0 as usize].apply(&sub).encode());
+                }
+            }
+            assert_eq!(merge(op, &res, t), want, "{op}");
+        }
+        // keys spread over more than one shard
+        assert!(groups_of(&ops[0], t).len() > 1);
+    }
+}

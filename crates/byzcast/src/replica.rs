@@ -1,0 +1,804 @@
+//! A ByzCast replica of group x: an SMR [`Replica`] of x running the
+//! [`GroupMachine`], plus one SMR [`Client`] per child group (parent replicas
+//! act as clients of their children, as `ClientId::for_replica(me)`).
+//!
+//! # Composition
+//!
+//! Inner steps run through [`Cx::nested`] (the SMR replica, sharing this
+//! node's clock, RNG and crypto) or a context over the *client identity's*
+//! crypto (the children's clients: their requests carry MAC authenticators
+//! keyed for `Addr::Client(ClientId::for_replica(me))`, which the child
+//! replicas know under that address). Their effects are mapped:
+//! - SMR messages travel as [`Message::Smr`]; a child replica's reply to
+//!   `ClientId::for_replica(j)` is sent to node j, and a request arriving from
+//!   node j (a parent replica) is handed to the SMR replica as coming from
+//!   `ClientId::for_replica(j)`;
+//! - timers become [`Timer::Smr`] / [`Timer::Child`];
+//! - after every SMR step the machine's outbox is drained: forwards are
+//!   submitted to the children's clients, deliveries become
+//!   [`ReplicaOut::Deliver`], handled messages start a result aggregation.
+//!
+//! # The request filter
+//!
+//! The group service cannot see which client sent an ordered request, so the
+//! sender named inside an [`Envelope`] must be checked before ordering: every
+//! request in a `Request`, `Forward` or `Propose` is dropped (with a fault)
+//! unless a `Forward` envelope's `sender` is a replica of the parent group and
+//! the request's client is `ClientId::for_replica(sender)`, and a `Multicast`
+//! envelope's message id names the request's client. Correct replicas only
+//! write for proposals that pass, so every decided batch (a quorum of
+//! WRITEs/ACCEPTs, a prepared certificate re-proposed after a view change, or
+//! f+1 matching log entries) was checked by a correct replica.
+//!
+//! # Results
+//!
+//! When the machine handles `m`, the replica waits for a weak quorum (f+1) of
+//! identical [`Message::Result`]s from each child it forwarded `m` to, merges
+//! them with its own group's reply, and sends the merged results to every
+//! replica of its parent, or, at the entry group, to the client as
+//! [`Message::Reply`] (the client takes f+1 matching). Lost results are asked
+//! for again with [`Message::Query`] every `client_retry`.
+
+use crate::machine::{Event, Forward, GroupMachine};
+use crate::message::{Envelope, McastMsg, Message, MsgId, Results};
+use crate::topology::Topology;
+use byzscale_core::codec;
+use byzscale_core::crypto::{Crypto, Digest};
+use byzscale_core::protocol::Effect;
+use byzscale_core::{Addr, ClientId, Cx, GroupId, NodeId, Protocol, Time};
+use byzscale_smr::{
+    Client, ClientInput, ClientOutput, Params, Replica, ReplicaInput, ReplicaOutput,
+};
+use rand::RngCore;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// How many finished results a replica keeps to answer queries.
+pub const DONE_CACHE: usize = 1 << 16;
+/// How many message ids may hold child results before their own handling.
+pub const EARLY_RESULTS: usize = 1 << 16;
+
+/// Seam for simulated Byzantine replicas: what a replica forwards and the
+/// results it reports. A correct deployment uses [`Honest`]; the simulator
+/// plugs in attacks (forward early, forge, withhold, reorder).
+pub trait ForwardPolicy {
+    /// The forwards the machine just produced, in order; returns what to submit.
+    fn forwards(&mut self, planned: Vec<Forward>, _rng: &mut dyn RngCore) -> Vec<Forward> {
+        planned
+    }
+    /// A client's multicast reached this replica, before its group ordered it;
+    /// returns forwards to submit right away (a correct replica: none).
+    fn on_client_multicast(
+        &mut self,
+        _m: &McastMsg,
+        _children: &[GroupId],
+        _rng: &mut dyn RngCore,
+    ) -> Vec<Forward> {
+        Vec::new()
+    }
+    /// The results about to be sent up (to the parent, or to the client).
+    fn results(&mut self, _id: MsgId, results: Results, _rng: &mut dyn RngCore) -> Results {
+        results
+    }
+}
+
+/// The correct behaviour.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Honest;
+impl ForwardPolicy for Honest {}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    Smr(byzscale_smr::ReplicaTimer),
+    Child(GroupId, byzscale_smr::ClientTimer),
+    Requery,
+}
+
+#[derive(Debug)]
+pub enum ReplicaIn {
+    Smr(ReplicaInput),
+}
+
+#[derive(Debug)]
+pub enum ReplicaOut {
+    /// a-deliver(m): the `index`-th delivery at `group`.
+    Deliver {
+        group: GroupId,
+        index: u64,
+        msg: McastMsg,
+    },
+    /// State transfer installed a snapshot covering deliveries up to `to_index`.
+    Skipped { group: GroupId, to_index: u64 },
+    /// The inner SMR replica's outputs (decided batches, views, checkpoints).
+    Smr(ReplicaOutput),
+}
+
+/// Counters for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ByzcastStats {
+    pub forwards_submitted: u64,
+    pub forwards_acked: u64,
+    pub results_sent: u64,
+    pub replies_sent: u64,
+    pub queries_sent: u64,
+    pub rejected_requests: u64,
+}
+
+#[derive(Default)]
+struct ChildVotes {
+    voted: BTreeSet<usize>,
+    votes: BTreeMap<Digest, (BTreeSet<usize>, Results)>,
+    resolved: Option<Results>,
+}
+
+struct Aggregation {
+    entry: bool,
+    own: Option<Vec<u8>>,
+    awaiting: Vec<GroupId>,
+    last_query: Time,
+}
+
+pub struct ByzcastReplica<P: ForwardPolicy = Honest> {
+    me: NodeId,
+    group: GroupId,
+    topo: Arc<Topology>,
+    params: Params,
+    smr: Replica<GroupMachine>,
+    children: BTreeMap<GroupId, Client>,
+    client_crypto: Crypto,
+    policy: P,
+    aggs: BTreeMap<MsgId, Aggregation>,
+    child_votes: BTreeMap<MsgId, BTreeMap<GroupId, ChildVotes>>,
+    done: BTreeMap<MsgId, (Results, bool)>,
+    done_order: VecDeque<MsgId>,
+    requery_armed: bool,
+    stats: ByzcastStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("node {0} is not a member of any group")]
+    NotAMember(NodeId),
+    #[error("the client crypto must be for {expected:?}, got {got:?}")]
+    ClientCrypto { expected: Addr, got: Addr },
+}
+
+impl ByzcastReplica<Honest> {
+    /// A correct replica. `client_crypto` is this node's identity under the
+    /// address `Addr::Client(ClientId::for_replica(me))`, with the replicas of
+    /// the child groups as peers (used for the requests it forwards).
+    pub fn new(
+        me: NodeId,
+        topo: Arc<Topology>,
+        params: Params,
+        client_crypto: Crypto,
+    ) -> Result<Self, ReplicaError> {
+        Self::with_policy(me, topo, params, client_crypto, Honest)
+    }
+}
+
+impl<P: ForwardPolicy> ByzcastReplica<P> {
+    pub fn with_policy(
+        me: NodeId,
+        topo: Arc<Topology>,
+        params: Params,
+        client_crypto: Crypto,
+        policy: P,
+    ) -> Result<Self, ReplicaError> {
+        let group = topo.group_of(me).ok_or(ReplicaError::NotAMember(me))?;
+        let expected = Addr::Client(ClientId::for_replica(me));
+        if client_crypto.me() != expected {
+            return Err(ReplicaError::ClientCrypto {
+                expected,
+                got: client_crypto.me(),
+            });
+        }
+        let info = topo.group(group).expect("owner group exists").clone();
+        let machine = GroupMachine::new(group, topo.clone());
+        let smr = Replica::new(me, info, params.clone(), machine);
+        let children = topo
+            .tree()
+            .children(group)
+            .iter()
+            .map(|c| {
+                let g = topo.group(*c).expect("child group exists").clone();
+                (
+                    *c,
+                    Client::new(ClientId::for_replica(me), g, params.clone()),
+                )
+            })
+            .collect();
+        Ok(ByzcastReplica {
+            me,
+            group,
+            topo,
+            params,
+            smr,
+            children,
+            client_crypto,
+            policy,
+            aggs: BTreeMap::new(),
+            child_votes: BTreeMap::new(),
+            done: BTreeMap::new(),
+            done_order: VecDeque::new(),
+            requery_armed: false,
+            stats: ByzcastStats::default(),
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.me
+    }
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+    pub fn smr(&self) -> &Replica<GroupMachine> {
+        &self.smr
+    }
+    pub fn machine(&self) -> &GroupMachine {
+        self.smr.service()
+    }
+    pub fn stats(&self) -> ByzcastStats {
+        self.stats
+    }
+    pub fn pending_results(&self) -> usize {
+        self.aggs.len()
+    }
+    pub fn policy_mut(&mut self) -> &mut P {
+        &mut self.policy
+    }
+
+    fn parent_members(&self) -> Vec<Addr> {
+        self.topo
+            .tree()
+            .parent(self.group)
+            .and_then(|p| self.topo.group(p))
+            .map(|g| g.addrs())
+            .unwrap_or_default()
+    }
+
+    /// Inner replicas address parent replicas by their client identity.
+    fn map_addr(a: Addr) -> Addr {
+        match a {
+            Addr::Client(c) if c.0 >= ClientId::REPLICA_BASE => Addr::Node(NodeId(
+                (c.0 - ClientId::REPLICA_BASE).min(u32::MAX as u64) as u32,
+            )),
+            a => a,
+        }
+    }
+
+    // ------------------------------------------------------------ inner steps
+
+    fn smr_step(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        f: impl FnOnce(&mut Replica<GroupMachine>, &mut Cx<'_, Replica<GroupMachine>>),
+    ) {
+        let smr = &mut self.smr;
+        let ((), effects) = cx.nested(|icx| f(smr, icx));
+        let mut outputs = Vec::new();
+        for e in effects {
+            match e {
+                Effect::Send { to, msg } => cx.send(Self::map_addr(to), Message::Smr(msg)),
+                Effect::Multicast { to, msg } => cx.multicast(
+                    to.into_iter().map(Self::map_addr).collect(),
+                    Message::Smr(msg),
+                ),
+                Effect::SetTimer { timer, after } => cx.set_timer(Timer::Smr(timer), after),
+                Effect::CancelTimer { timer } => cx.cancel_timer(Timer::Smr(timer)),
+                Effect::Output(o) => outputs.push(o),
+                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
+            }
+        }
+        for o in outputs {
+            cx.output(ReplicaOut::Smr(o));
+        }
+        self.drain(cx);
+    }
+
+    fn child_step(
+        &mut self,
+        y: GroupId,
+        cx: &mut Cx<'_, Self>,
+        f: impl FnOnce(&mut Client, &mut Cx<'_, Client>),
+    ) {
+        let Some(client) = self.children.get_mut(&y) else {
+            return;
+        };
+        let mut buf: Vec<Effect<Client>> = Vec::new();
+        {
+            let now = cx.now();
+            let mut icx = Cx::new(now, cx.rng(), &self.client_crypto, &mut buf);
+            f(client, &mut icx);
+        }
+        for e in buf {
+            match e {
+                Effect::Send { to, msg } => cx.send(to, Message::Smr(msg)),
+                Effect::Multicast { to, msg } => cx.multicast(to, Message::Smr(msg)),
+                Effect::SetTimer { timer, after } => cx.set_timer(Timer::Child(y, timer), after),
+                Effect::CancelTimer { timer } => cx.cancel_timer(Timer::Child(y, timer)),
+                Effect::Output(ClientOutput::Done { .. }) => self.stats.forwards_acked += 1,
+                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
+            }
+        }
+    }
+
+    fn submit(&mut self, f: Forward, cx: &mut Cx<'_, Self>) {
+        if !self.children.contains_key(&f.child) {
+            return;
+        }
+        let op = Envelope::Forward {
+            sender: self.me,
+            k: f.k,
+            msg: f.msg,
+        }
+        .encode();
+        self.stats.forwards_submitted += 1;
+        self.child_step(f.child, cx, |c, icx| {
+            c.on_input(
+                ClientInput::Submit {
+                    op,
+                    read_only: false,
+                },
+                icx,
+            )
+        });
+    }
+
+    /// Act on what the group service did in the last SMR step.
+    fn drain(&mut self, cx: &mut Cx<'_, Self>) {
+        let events = self.smr.service().take_events();
+        if events.is_empty() {
+            return;
+        }
+        let mut planned = Vec::new();
+        for e in events {
+            match e {
+                Event::Forward(f) => planned.push(f),
+                Event::Deliver { index, msg, .. } => cx.output(ReplicaOut::Deliver {
+                    group: self.group,
+                    index,
+                    msg,
+                }),
+                Event::BadCopy { sender, k, why } => {
+                    let parent = self
+                        .topo
+                        .tree()
+                        .parent(self.group)
+                        .map(|p| self.topo.tree().name(p).to_string());
+                    cx.fault(
+                        sender,
+                        "bc-bad-copy",
+                        format!(
+                            "index {k} of the {} stream: {why}",
+                            parent.unwrap_or_default()
+                        ),
+                    )
+                }
+                Event::Restored { delivered } => cx.output(ReplicaOut::Skipped {
+                    group: self.group,
+                    to_index: delivered,
+                }),
+                Event::Handled {
+                    msg,
+                    own,
+                    awaiting,
+                    entry,
+                } => {
+                    if entry && awaiting.is_empty() {
+                        continue; // answered by the SMR reply (single-group path)
+                    }
+                    let id = msg.id;
+                    if self.done.contains_key(&id) || self.aggs.contains_key(&id) {
+                        continue;
+                    }
+                    self.aggs.insert(
+                        id,
+                        Aggregation {
+                            entry,
+                            own,
+                            awaiting,
+                            last_query: cx.now(),
+                        },
+                    );
+                    self.try_complete(id, cx);
+                }
+            }
+        }
+        let forwards = self.policy.forwards(planned, cx.rng());
+        for f in forwards {
+            self.submit(f, cx);
+        }
+        if !self.aggs.is_empty() && !self.requery_armed {
+            self.requery_armed = true;
+            cx.set_timer(Timer::Requery, self.params.client_retry);
+        }
+    }
+
+    // ------------------------------------------------------------ filtering
+
+    /// Whether the sender named in `op` is the request's client (see the module docs).
+    fn check_envelope(&self, client: ClientId, op: &[u8]) -> Result<Envelope, String> {
+        let env = Envelope::decode(op).map_err(|e| format!("undecodable envelope: {e}"))?;
+        match &env {
+            Envelope::Multicast(m) => {
+                if m.id.client != client {
+                    return Err(format!("multicast {} submitted by {client}", m.id));
+                }
+            }
+            Envelope::Forward { sender, .. } => {
+                let parent = self.topo.tree().parent(self.group);
+                if parent.is_none() || self.topo.group_of(*sender) != parent {
+                    return Err(format!(
+                        "forward from {sender}, not a replica of the parent group"
+                    ));
+                }
+                if client != ClientId::for_replica(*sender) {
+                    return Err(format!("forward claiming {sender} submitted by {client}"));
+                }
+            }
+        }
+        Ok(env)
+    }
+
+    fn on_smr_message(&mut self, from: Addr, msg: byzscale_smr::Message, cx: &mut Cx<'_, Self>) {
+        use byzscale_smr::Message as M;
+        match msg {
+            M::Reply(r) => {
+                let Some(y) = from.node().and_then(|n| self.topo.group_of(n)) else {
+                    cx.fault(from, "bc-unexpected", "SMR reply from a non-replica");
+                    return;
+                };
+                if !self.children.contains_key(&y) {
+                    cx.fault(
+                        from,
+                        "bc-unexpected",
+                        "SMR reply from a group that is not a child",
+                    );
+                    return;
+                }
+                self.child_step(y, cx, |c, icx| c.on_message(from, M::Reply(r), icx));
+            }
+            M::Request(req) => {
+                let inner_from = match from {
+                    Addr::Client(c) if c.0 < ClientId::REPLICA_BASE => from,
+                    Addr::Client(_) => {
+                        cx.fault(
+                            from,
+                            "bc-request-spoof",
+                            "a client using a replica's client id",
+                        );
+                        return;
+                    }
+                    Addr::Node(j) => {
+                        let parent = self.topo.tree().parent(self.group);
+                        if parent.is_none()
+                            || self.topo.group_of(j) != parent
+                            || req.client != ClientId::for_replica(j)
+                        {
+                            cx.fault(
+                                from,
+                                "bc-request-spoof",
+                                format!("request as {} from {j}", req.client),
+                            );
+                            return;
+                        }
+                        Addr::Client(req.client)
+                    }
+                };
+                let env = match self.check_envelope(req.client, &req.op) {
+                    Ok(env) => env,
+                    Err(e) => {
+                        self.stats.rejected_requests += 1;
+                        cx.fault(from, "bc-envelope", e);
+                        return;
+                    }
+                };
+                if let Envelope::Multicast(m) = &env {
+                    let children: Vec<GroupId> =
+                        self.topo.tree().forward_children(self.group, &m.dst);
+                    if !children.is_empty() {
+                        let early = self.policy.on_client_multicast(m, &children, cx.rng());
+                        for f in early {
+                            self.submit(f, cx);
+                        }
+                    }
+                }
+                self.smr_step(cx, |r, icx| r.on_message(inner_from, M::Request(req), icx));
+            }
+            M::Forward(reqs) => {
+                let mut ok = Vec::with_capacity(reqs.len());
+                for r in reqs {
+                    match self.check_envelope(r.client, &r.op) {
+                        Ok(_) => ok.push(r),
+                        Err(e) => {
+                            self.stats.rejected_requests += 1;
+                            cx.fault(from, "bc-envelope", e);
+                        }
+                    }
+                }
+                if !ok.is_empty() {
+                    self.smr_step(cx, |r, icx| r.on_message(from, M::Forward(ok), icx));
+                }
+            }
+            M::Propose { view, slot, batch } => {
+                for r in &batch.requests {
+                    if let Err(e) = self.check_envelope(r.client, &r.op) {
+                        self.stats.rejected_requests += 1;
+                        cx.fault(
+                            from,
+                            "bc-propose-envelope",
+                            format!("view {view} slot {slot}: {e}"),
+                        );
+                        return;
+                    }
+                }
+                self.smr_step(cx, |r, icx| {
+                    r.on_message(from, M::Propose { view, slot, batch }, icx)
+                });
+            }
+            other => self.smr_step(cx, |r, icx| r.on_message(from, other, icx)),
+        }
+    }
+
+    // ------------------------------------------------------------ results
+
+    fn remember_done(&mut self, id: MsgId, results: Results, entry: bool) {
+        if self.done.insert(id, (results, entry)).is_none() {
+            self.done_order.push_back(id);
+            while self.done_order.len() > DONE_CACHE {
+                if let Some(old) = self.done_order.pop_front() {
+                    self.done.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn try_complete(&mut self, id: MsgId, cx: &mut Cx<'_, Self>) {
+        let Some(agg) = self.aggs.get(&id) else {
+            return;
+        };
+        let votes = self.child_votes.get(&id);
+        let ready = agg.awaiting.iter().all(|y| {
+            votes
+                .and_then(|v| v.get(y))
+                .is_some_and(|cv| cv.resolved.is_some())
+        });
+        if !ready {
+            return;
+        }
+        let agg = self.aggs.remove(&id).expect("present");
+        let mut merged = Results::new();
+        if let Some(own) = agg.own {
+            merged.insert(self.group, own);
+        }
+        if let Some(mut votes) = self.child_votes.remove(&id) {
+            for y in &agg.awaiting {
+                if let Some(r) = votes.get_mut(y).and_then(|cv| cv.resolved.take()) {
+                    merged.extend(r);
+                }
+            }
+        }
+        let results = self.policy.results(id, merged, cx.rng());
+        if agg.entry {
+            self.stats.replies_sent += 1;
+            cx.send(
+                Addr::Client(id.client),
+                Message::Reply {
+                    id,
+                    results: results.clone(),
+                },
+            );
+        } else {
+            self.stats.results_sent += 1;
+            cx.multicast(
+                self.parent_members(),
+                Message::Result {
+                    id,
+                    results: results.clone(),
+                },
+            );
+        }
+        self.remember_done(id, results, agg.entry);
+    }
+
+    fn valid_results(&self, y: GroupId, results: &Results) -> bool {
+        let reach = self.topo.tree().reach(y);
+        let bytes: usize = results.values().map(Vec::len).sum();
+        results.keys().all(|g| reach.contains(g)) && bytes <= self.params.max_op_bytes
+    }
+
+    fn on_result(&mut self, from: Addr, id: MsgId, results: Results, cx: &mut Cx<'_, Self>) {
+        let Some(node) = from.node() else {
+            cx.fault(from, "bc-unexpected", "result from a client");
+            return;
+        };
+        let Some(y) = self.topo.group_of(node) else {
+            cx.fault(from, "bc-unexpected", "result from a non-replica");
+            return;
+        };
+        if !self.children.contains_key(&y) {
+            cx.fault(
+                from,
+                "bc-unexpected",
+                "result from a group that is not a child",
+            );
+            return;
+        }
+        if !self.valid_results(y, &results) {
+            cx.fault(
+                from,
+                "bc-result-invalid",
+                format!("results for {id} outside the child's subtree"),
+            );
+            return;
+        }
+        if self.done.contains_key(&id) {
+            return;
+        }
+        let g = self.topo.group(y).expect("child group exists");
+        let pos = g.index_of(node).expect("member of its group");
+        if !self.child_votes.contains_key(&id) && self.child_votes.len() >= EARLY_RESULTS {
+            // bound memory: drop the oldest id that nothing waits for yet
+            let victim = self
+                .child_votes
+                .keys()
+                .find(|k| !self.aggs.contains_key(k))
+                .copied();
+            match victim {
+                Some(v) => {
+                    self.child_votes.remove(&v);
+                }
+                None => return,
+            }
+        }
+        let cv = self
+            .child_votes
+            .entry(id)
+            .or_default()
+            .entry(y)
+            .or_default();
+        if cv.resolved.is_some() || !cv.voted.insert(pos) {
+            return;
+        }
+        let d = byzscale_core::crypto::digest(&codec::to_bytes(&results));
+        let e = cv
+            .votes
+            .entry(d)
+            .or_insert_with(|| (BTreeSet::new(), results));
+        e.0.insert(pos);
+        if g.qs.is_weak(e.0.iter().copied()) {
+            let r = e.1.clone();
+            cv.resolved = Some(r);
+            let liars: Vec<usize> = cv
+                .votes
+                .iter()
+                .filter(|(od, _)| **od != d)
+                .flat_map(|(_, (who, _))| who.iter().copied())
+                .collect();
+            cv.votes.clear();
+            for p in liars {
+                cx.fault(
+                    g.members[p],
+                    "bc-bad-result",
+                    format!("results for {id} differ from f+1 others"),
+                );
+            }
+            self.try_complete(id, cx);
+        }
+    }
+
+    fn on_query(&mut self, from: Addr, id: MsgId, cx: &mut Cx<'_, Self>) {
+        let Some((results, entry)) = self.done.get(&id) else {
+            return;
+        };
+        match from {
+            Addr::Client(c) if *entry && c == id.client => {
+                cx.send(
+                    from,
+                    Message::Reply {
+                        id,
+                        results: results.clone(),
+                    },
+                );
+            }
+            Addr::Node(p)
+                if !*entry && self.topo.group_of(p) == self.topo.tree().parent(self.group) =>
+            {
+                cx.send(
+                    from,
+                    Message::Result {
+                        id,
+                        results: results.clone(),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn on_requery(&mut self, cx: &mut Cx<'_, Self>) {
+        self.requery_armed = false;
+        let now = cx.now();
+        let retry = self.params.client_retry;
+        let mut sends = Vec::new();
+        for (id, agg) in self.aggs.iter_mut() {
+            if sends.len() >= 512 {
+                break;
+            }
+            if now < agg.last_query.saturating_add(retry) {
+                continue;
+            }
+            agg.last_query = now;
+            for y in &agg.awaiting {
+                let resolved = self
+                    .child_votes
+                    .get(id)
+                    .and_then(|v| v.get(y))
+                    .is_some_and(|cv| cv.resolved.is_some());
+                if !resolved {
+                    sends.push((*id, *y));
+                }
+            }
+        }
+        for (id, y) in sends {
+            if let Some(g) = self.topo.group(y) {
+                self.stats.queries_sent += 1;
+                cx.multicast(g.addrs(), Message::Query { id });
+            }
+        }
+        if !self.aggs.is_empty() {
+            self.requery_armed = true;
+            cx.set_timer(Timer::Requery, retry);
+        }
+    }
+}
+
+impl<P: ForwardPolicy> Protocol for ByzcastReplica<P> {
+    type Message = Message;
+    type Input = ReplicaIn;
+    type Output = ReplicaOut;
+    type Timer = Timer;
+
+    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        self.smr_step(cx, |r, icx| r.on_start(icx));
+    }
+
+    fn on_input(&mut self, input: ReplicaIn, cx: &mut Cx<'_, Self>) {
+        match input {
+            ReplicaIn::Smr(i) => self.smr_step(cx, |r, icx| r.on_input(i, icx)),
+        }
+    }
+
+    fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
+        match msg {
+            Message::Smr(m) => self.on_smr_message(from, m, cx),
+            Message::Result { id, results } => self.on_result(from, id, results, cx),
+            Message::Query { id } => self.on_query(from, id, cx),
+            Message::Reply { .. } => {
+                cx.fault(from, "bc-unexpected", "a client reply sent to a replica")
+            }
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
+        match timer {
+            Timer::Smr(t) => self.smr_step(cx, |r, icx| r.on_timer(t, icx)),
+            Timer::Child(y, t) => self.child_step(y, cx, |c, icx| c.on_timer(t, icx)),
+            Timer::Requery => self.on_requery(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tokio runtime moves a correct replica (and a client) into a task.
+    #[test]
+    fn protocols_are_send() {
+        fn send<T: Send>() {}
+        send::<ByzcastReplica<Honest>>();
+        send::<crate::ByzcastClient>();
+    }
+}
