@@ -52,6 +52,7 @@ pub async fn run(config: &Path) -> Result<()> {
     let suspicions = reg.counter("byzscale_suspicions_total", "Times this replica suspected the leader");
     let transfers = reg.counter("byzscale_state_transfers_total", "Snapshots installed from other replicas");
     let checkpoints = reg.counter("byzscale_stable_checkpoints_total", "Stable checkpoints");
+    let last_slot = reg.gauge("byzscale_last_executed_slot", "Highest slot executed (or installed by state transfer)");
     let persist_lag = reg.gauge("byzscale_persist_queue", "Outputs waiting to be written to disk");
 
     // persistence: group commits off the protocol task
@@ -98,8 +99,9 @@ pub async fn run(config: &Path) -> Result<()> {
             o = outputs.recv() => {
                 let Some(o) = o else { break };
                 match &o {
-                    ReplicaOutput::Decided { batch, .. } => {
+                    ReplicaOutput::Decided { slot, batch, .. } => {
                         decided.inc();
+                        last_slot.set(*slot as i64);
                         executed.add(batch.requests.len() as u64);
                     }
                     ReplicaOutput::ViewChanged { view: v, leader } => {
@@ -110,6 +112,7 @@ pub async fn run(config: &Path) -> Result<()> {
                     ReplicaOutput::Suspected { .. } => suspicions.inc(),
                     ReplicaOutput::StateTransferred { slot } => {
                         transfers.inc();
+                        last_slot.set(*slot as i64);
                         info!(node = %me, slot, "state transferred");
                     }
                     ReplicaOutput::Stable { .. } => checkpoints.inc(),
