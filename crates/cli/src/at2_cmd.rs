@@ -117,6 +117,9 @@ pub struct At2ScaleArgs {
     /// Print the JSON report on stdout too.
     #[arg(long)]
     pub json: bool,
+    /// Only redraw `<out>/at2-scale.svg` from an existing `at2-scale.json`.
+    #[arg(long)]
+    pub replot: bool,
 }
 
 /// `byzscale broadcast ...`.
@@ -250,6 +253,17 @@ fn sizes(s: &str) -> Result<Vec<usize>> {
 /// `byzscale sim at2-scale`: runs, then writes `<out>/at2-scale.json` and
 /// `<out>/at2-scale.svg`.
 pub fn run_at2_scale(a: At2ScaleArgs) -> Result<()> {
+    if a.replot {
+        let jpath = a.out.join("at2-scale.json");
+        let text = std::fs::read_to_string(&jpath)
+            .with_context(|| format!("reading {}", jpath.display()))?;
+        let report: ScaleReport =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", jpath.display()))?;
+        let spath = a.out.join("at2-scale.svg");
+        plot_scale(&report, &spath)?;
+        eprintln!("wrote {}", spath.display());
+        return Ok(());
+    }
     if !(a.assumed_fraction >= 0.0 && a.assumed_fraction < 1.0 / 3.0) {
         bail!(
             "--assumed-fraction must be in [0, 1/3), got {}",
@@ -349,6 +363,9 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
         .configure_mesh()
         .x_desc("processes N")
         .y_desc("messages per process per transfer")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(|e| err(&e))?;
     let red = RGBColor(200, 40, 40);

@@ -148,6 +148,8 @@ pub fn local_params() -> Params {
         request_timeout: 500 * 1_000_000,
         view_change_timeout: 1_000 * 1_000_000,
         client_retry: 500 * 1_000_000,
+        // the Redis gateway pipelines many requests through one client
+        client_window: 256,
         ..Params::default()
     }
 }

@@ -10,6 +10,9 @@
 //! - Serves Prometheus metrics and, if configured, the Redis gateway.
 
 use crate::deploy::{NodeFile, SMR_KIND};
+use crate::smr_client::SmrClient;
+use byzscale_apps::kv::{KvOp, KvReply};
+use byzscale_gateway::{BoxFuture, KvBackend};
 use anyhow::{Context, Result};
 use byzscale_apps::kv::KvStore;
 use byzscale_core::codec;
@@ -92,6 +95,35 @@ pub async fn run(config: &Path) -> Result<()> {
         }
     });
 
+    // the Redis gateway: a BFT client of this group, co-located with the replica
+    let (gw_stop_tx, gw_stop) = tokio::sync::watch::channel(false);
+    let mut gateway = None;
+    if let Some(addr) = &rc.redis_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the Redis gateway on {addr}"))?;
+        let window = loaded.file.smr.client_window;
+        let client = Arc::new(SmrClient::connect(&dep, gc.id, loaded.file.smr.clone(), window).await?);
+        let opts = byzscale_gateway::GatewayOptions { unordered_reads: true, ..Default::default() };
+        let stats = opts.stats();
+        let commands = reg.counter("byzscale_gateway_commands_total", "Redis commands served");
+        let gw_errors = reg.counter("byzscale_gateway_protocol_errors_total", "Redis connections closed for bad input");
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            let (mut c0, mut e0) = (0, 0);
+            loop {
+                tick.tick().await;
+                let s = stats.snapshot();
+                commands.add(s.commands - c0);
+                gw_errors.add(s.protocol_errors - e0);
+                (c0, e0) = (s.commands, s.protocol_errors);
+            }
+        });
+        info!(node = %me, %addr, "Redis gateway listening");
+        let backend: Arc<dyn KvBackend> = Arc::new(SmrBackend(client.clone()));
+        gateway = Some((client, tokio::spawn(byzscale_gateway::serve(listener, backend, opts, gw_stop))));
+    }
+
     let mut stop = Box::pin(shutdown_signal());
     loop {
         tokio::select! {
@@ -124,6 +156,11 @@ pub async fn run(config: &Path) -> Result<()> {
         }
     }
     info!(node = %me, "shutting down");
+    let _ = gw_stop_tx.send(true);
+    if let Some((client, task)) = gateway {
+        let _ = task.await;
+        client.stop().await;
+    }
     drop(ptx);
     let _ = persister.await;
     let _ = rt.stop().await;
@@ -142,4 +179,17 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The gateway's view of the replicated store: every command is a BFT request.
+struct SmrBackend(Arc<SmrClient>);
+
+impl KvBackend for SmrBackend {
+    fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'static, Result<KvReply, String>> {
+        let c = self.0.clone();
+        Box::pin(async move {
+            let bytes = c.call(op.encode(), read_only).await.map_err(|e| e.to_string())?;
+            KvReply::decode(&bytes).map_err(|e| format!("undecodable reply: {e}"))
+        })
+    }
 }

@@ -153,3 +153,63 @@ fn killed_replica_recovers_from_disk_and_catches_up_and_garbage_is_rejected() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Write a RESP2 command and read one reply line (enough for these replies).
+fn resp(s: &mut TcpStream, args: &[&str]) -> String {
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(cmd.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    // read until the reply is complete: a line, plus a bulk body if announced
+    loop {
+        s.read_exact(&mut byte).unwrap();
+        out.push(byte[0]);
+        if out.ends_with(b"\r\n") {
+            if out[0] == b'$' && out.len() > 3 && !out.starts_with(b"$-1") && out.iter().filter(|b| **b == b'\n').count() < 2 {
+                continue;
+            }
+            if out[0] == b'*' {
+                let n: usize = String::from_utf8_lossy(&out[1..out.len() - 2]).parse().unwrap_or(0);
+                if out.iter().filter(|b| **b == b'\n').count() < 1 + 2 * n {
+                    continue;
+                }
+            }
+            return String::from_utf8_lossy(&out).into_owned();
+        }
+    }
+}
+
+#[test]
+fn redis_gateway_serves_commands_through_bft_ordering() {
+    let out = Command::new(BIN).args(["cluster", "--duration", "0", "--keep", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json(&out);
+    let pids: Vec<u64> = v["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    struct Kill(Vec<u64>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = Command::new("kill").arg(p.to_string()).status();
+            }
+        }
+    }
+    let _kill = Kill(pids);
+    let addr = v["redis"].as_str().unwrap().to_string();
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert_eq!(resp(&mut s, &["PING"]), "+PONG\r\n");
+    assert_eq!(resp(&mut s, &["SET", "k", "v"]), "+OK\r\n");
+    assert_eq!(resp(&mut s, &["GET", "k"]), "$1\r\nv\r\n");
+    assert_eq!(resp(&mut s, &["INCR", "n"]), ":1\r\n");
+    assert!(resp(&mut s, &["INCR", "k"]).starts_with("-ERR"));
+    assert_eq!(resp(&mut s, &["MSET", "a", "1", "b", "2"]), "+OK\r\n");
+    assert_eq!(resp(&mut s, &["MGET", "a", "b"]), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+    assert_eq!(resp(&mut s, &["DEL", "a", "b", "zz"]), ":2\r\n");
+    // garbage on the Redis port closes that connection only
+    let mut bad = TcpStream::connect(&addr).unwrap();
+    bad.write_all(b"*1\r\n$999999999999\r\n").unwrap();
+    assert_eq!(resp(&mut s, &["EXISTS", "k"]), ":1\r\n");
+}

@@ -1305,9 +1305,9 @@ impl<S: Service> Replica<S> {
     /// it choose
     /// - the value (d, v) from some replica's prepared claim such that
     ///   A1: replicas holding a quorum of votes claim nothing prepared in a view
-    ///       above v, nor another value in v, and
+    ///   above v, nor another value in v, and
     ///   A2: replicas holding a weak quorum (more than any f) of votes
-    ///       pre-prepared d in view v or later;
+    ///   pre-prepared d in view v or later;
     /// - else an empty batch if a quorum of votes claims nothing prepared (B);
     /// - else nothing: the slot is undetermined and the leader waits for more.
     ///

@@ -1,0 +1,873 @@
+//! One client connection: a reader that parses and starts commands in request order,
+//! and a writer that sends the replies in the same order (see the crate docs).
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use byzscale_apps::kv::{parse_integer, KvOp, KvReply};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::resp::{self, Parser};
+use crate::{stopping, GatewayOptions, GatewayStats, KvBackend};
+
+/// The smallest free space the read buffer gets before each read.
+const READ_CHUNK: usize = 16 << 10;
+/// The most the read buffer grows by ahead of a large bulk string's bytes arriving.
+const MAX_RESERVE: usize = 1 << 20;
+/// After a connection is closed by the gateway (QUIT, protocol error, too many
+/// clients), how long and how much it reads and discards, so that unread request
+/// bytes do not turn the close into a reset that could destroy the last reply.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 4 << 20;
+
+/// The version that `INFO` and `HELLO` report (clients check it for features).
+const REDIS_VERSION: &str = "7.0.0";
+/// What `COMMAND LIST` and `COMMAND COUNT` describe.
+const COMMANDS: &[&str] = &[
+    "get", "set", "del", "exists", "incr", "mget", "mset", "ping", "echo", "quit", "select",
+    "hello", "auth", "client", "config", "command", "info",
+];
+/// What `CONFIG GET` knows.
+const CONFIG: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "no"),
+    ("databases", "1"),
+    ("maxmemory", "0"),
+];
+
+/// What all connections of one gateway share.
+pub(crate) struct Shared {
+    pub backend: Arc<dyn KvBackend>,
+    pub opts: GatewayOptions,
+    pub stats: Arc<GatewayStats>,
+    local_addr: Option<SocketAddr>,
+    started: Instant,
+}
+
+impl Shared {
+    pub fn new(
+        backend: Arc<dyn KvBackend>,
+        opts: GatewayOptions,
+        local_addr: Option<SocketAddr>,
+    ) -> Self {
+        Shared {
+            backend,
+            stats: opts.stats.clone(),
+            opts,
+            local_addr,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A reply owed to the client, in request order.
+enum Slot {
+    /// Ready bytes.
+    Reply(Vec<u8>),
+    /// Ready bytes, after which the connection is closed.
+    Close(Vec<u8>),
+    /// A running backend call.
+    Pending(Pending),
+}
+
+/// A spawned backend call, aborted if its reply is no longer wanted.
+struct Pending(JoinHandle<Result<KvReply, String>>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Pending {
+    /// The RESP reply, counting errors.
+    async fn reply(&mut self, stats: &GatewayStats) -> Vec<u8> {
+        let result = (&mut self.0).await.map_err(|e| e.to_string());
+        backend_reply(result, stats)
+    }
+}
+
+/// The RESP reply to a backend call's result (`Err`: the call panicked or was
+/// cancelled), counting errors.
+fn backend_reply(result: Result<Result<KvReply, String>, String>, stats: &GatewayStats) -> Vec<u8> {
+    let (bytes, failed) = match result {
+        Ok(Ok(reply)) => (reply.to_resp(), reply.is_error()),
+        Ok(Err(text)) => (resp::error(&format!("ERR {text}")), true),
+        Err(e) => {
+            tracing::warn!(error = %e, "gateway: backend call failed");
+            (resp::error("ERR internal error"), true)
+        }
+    };
+    if failed {
+        GatewayStats::inc(&stats.errors);
+    }
+    bytes
+}
+
+/// What the reader does with a command.
+enum Action {
+    Reply(Vec<u8>),
+    Submit(KvOp),
+    Quit,
+    /// Close without a reply: an HTTP request (cross-protocol scripting, as Redis).
+    Abort,
+}
+
+/// Why the reader stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// The client closed its side, or reading failed.
+    Eof,
+    /// The gateway is closing the connection (QUIT or a protocol error).
+    Closed,
+    /// The gateway is shutting down.
+    Stopped,
+    /// The writer failed (the client is gone).
+    WriterGone,
+}
+
+/// A backend call of this connection that may still be running, for conflict checks.
+struct InFlight {
+    /// Sorted, deduplicated key hashes.
+    keys: Vec<u64>,
+    write: bool,
+    /// Closed when the call completes (or is dropped).
+    done: watch::Receiver<()>,
+}
+
+impl InFlight {
+    fn is_done(&self) -> bool {
+        self.done.has_changed().is_err()
+    }
+
+    fn conflicts(&self, keys: &[u64], write: bool) -> bool {
+        (self.write || write) && overlap(&self.keys, keys)
+    }
+}
+
+fn key_hashes(op: &KvOp) -> Vec<u64> {
+    let mut hashes: Vec<u64> = op
+        .keys()
+        .into_iter()
+        .map(|k| {
+            let mut h = DefaultHasher::new();
+            k.hash(&mut h);
+            h.finish()
+        })
+        .collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    hashes
+}
+
+/// Whether two sorted slices share an element.
+fn overlap(a: &[u64], b: &[u64]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+/// Decrements the open-connection gauge when the connection ends, however it ends.
+struct ActiveGuard(Arc<GatewayStats>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serve one accepted connection until it is closed.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let stats = shared.stats.clone();
+    GatewayStats::inc(&stats.connections);
+    stats.active_connections.fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard(stats.clone());
+
+    let (mut rd, wr) = stream.into_split();
+    let depth = shared.opts.pipeline_depth.clamp(1, 1 << 20);
+    let (tx, rx) = mpsc::channel(depth);
+    let mut conn = Conn {
+        pipeline: Arc::new(Semaphore::new(depth)),
+        shared,
+        id,
+        peer,
+        name: None,
+        inflight: VecDeque::new(),
+    };
+    let (end, _) = tokio::join!(
+        conn.read_loop(&mut rd, tx, &mut stop),
+        write_replies(wr, rx, &stats)
+    );
+    if end == End::Closed {
+        linger(&mut rd).await;
+    }
+}
+
+/// Refuse a connection over the `max_connections` limit, like Redis.
+pub(crate) async fn reject(stream: TcpStream) {
+    let (mut rd, mut wr) = stream.into_split();
+    let reply = resp::error("ERR max number of clients reached");
+    let sent = tokio::time::timeout(LINGER_TIME, async {
+        wr.write_all(&reply).await?;
+        wr.shutdown().await
+    })
+    .await;
+    if matches!(sent, Ok(Ok(()))) {
+        linger(&mut rd).await;
+    }
+}
+
+/// Read and discard what the client still sends, briefly (see [`LINGER_TIME`]).
+async fn linger(rd: &mut OwnedReadHalf) {
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        let mut sink = vec![0u8; 16 << 10];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match rd.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+}
+
+/// Send the replies in order, flushing whenever the next one is not ready yet.
+async fn write_replies<W: AsyncWrite + Unpin>(
+    wr: W,
+    mut rx: mpsc::Receiver<Slot>,
+    stats: &GatewayStats,
+) {
+    let mut out = BufWriter::with_capacity(32 << 10, wr);
+    let result: std::io::Result<()> = async {
+        loop {
+            let slot = match rx.try_recv() {
+                Ok(slot) => slot,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    out.flush().await?;
+                    match rx.recv().await {
+                        Some(slot) => slot,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
+            match slot {
+                Slot::Reply(bytes) => out.write_all(&bytes).await?,
+                Slot::Close(bytes) => {
+                    out.write_all(&bytes).await?;
+                    break;
+                }
+                Slot::Pending(mut pending) => {
+                    if !pending.0.is_finished() {
+                        out.flush().await?;
+                    }
+                    let bytes = pending.reply(stats).await;
+                    out.write_all(&bytes).await?;
+                }
+            }
+        }
+        out.shutdown().await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "gateway: write failed");
+    }
+    // Dropping `rx` aborts the backend calls whose replies can no longer be sent and
+    // tells the reader to stop.
+}
+
+/// The reader side of a connection.
+struct Conn {
+    shared: Arc<Shared>,
+    id: u64,
+    peer: SocketAddr,
+    /// Set by `CLIENT SETNAME` / `HELLO ... SETNAME`.
+    name: Option<Vec<u8>>,
+    /// One permit per backend call in flight.
+    pipeline: Arc<Semaphore>,
+    /// Backend calls that may still be running (for `order_conflicting`).
+    inflight: VecDeque<InFlight>,
+}
+
+impl Conn {
+    async fn read_loop(
+        &mut self,
+        rd: &mut OwnedReadHalf,
+        tx: mpsc::Sender<Slot>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> End {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut parser = Parser::new(self.shared.opts.limits());
+        loop {
+            loop {
+                match parser.next(&mut buf) {
+                    Ok(Some(args)) => {
+                        GatewayStats::inc(&self.shared.stats.commands);
+                        let (slot, close) = match self.command(&args) {
+                            Action::Reply(bytes) => (Slot::Reply(bytes), false),
+                            Action::Quit => (Slot::Close(resp::simple("OK")), true),
+                            Action::Abort => {
+                                GatewayStats::inc(&self.shared.stats.protocol_errors);
+                                tracing::warn!(
+                                    peer = %self.peer,
+                                    "gateway: HTTP request on the Redis port; closing the connection"
+                                );
+                                (Slot::Close(Vec::new()), true)
+                            }
+                            Action::Submit(op) => (self.submit(op).await, false),
+                        };
+                        if tx.send(slot).await.is_err() {
+                            return End::WriterGone;
+                        }
+                        if close {
+                            return End::Closed;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        GatewayStats::inc(&self.shared.stats.protocol_errors);
+                        tracing::debug!(peer = %self.peer, error = %e, "gateway: closing connection");
+                        let _ = tx.send(Slot::Close(resp::error(&format!("ERR {e}")))).await;
+                        return End::Closed;
+                    }
+                }
+            }
+            if stopping(stop) {
+                return End::Stopped;
+            }
+            buf.reserve(parser.wanted(&buf).clamp(READ_CHUNK, MAX_RESERVE));
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => match r {
+                    Ok(0) | Err(_) => return End::Eof,
+                    Ok(_) => {}
+                },
+                _ = stop.changed() => {}
+                _ = tx.closed() => return End::WriterGone,
+            }
+        }
+    }
+
+    /// Start a backend call (after the conflicting earlier ones, see the crate docs).
+    ///
+    /// A call without conflicts is created and polled once right here, in request
+    /// order, so that a backend submitting in its future's first poll also submits in
+    /// request order, and a call that completes at once (an in-memory backend) needs
+    /// no task. Otherwise the call runs on a task of its own.
+    async fn submit(&mut self, op: KvOp) -> Slot {
+        let read_only = self.shared.opts.unordered_reads && op.is_read_only();
+        let permit: Option<OwnedSemaphorePermit> = self.pipeline.clone().acquire_owned().await.ok();
+        let backend = self.shared.backend.clone();
+        let stats = &self.shared.stats;
+        let tracked = self
+            .shared
+            .opts
+            .order_conflicting
+            .then(|| (key_hashes(&op), !op.is_read_only()));
+        let mut deps = Vec::new();
+        if let Some((keys, write)) = &tracked {
+            self.inflight.retain(|f| !f.is_done());
+            deps = self
+                .inflight
+                .iter()
+                .filter(|f| f.conflicts(keys, *write))
+                .map(|f| f.done.clone())
+                .collect();
+        }
+        let handle = if deps.is_empty() {
+            let first_poll = catch_unwind(AssertUnwindSafe(|| {
+                let mut call = backend.exec(op, read_only);
+                let mut cx = Context::from_waker(Waker::noop());
+                match call.as_mut().poll(&mut cx) {
+                    Poll::Ready(result) => Err(result),
+                    Poll::Pending => Ok(call),
+                }
+            }));
+            let call = match first_poll {
+                Ok(Ok(call)) => call,
+                Ok(Err(result)) => return Slot::Reply(backend_reply(Ok(result), stats)),
+                Err(_) => return Slot::Reply(backend_reply(Err("panicked".into()), stats)),
+            };
+            let done_tx = tracked.map(|(keys, write)| self.track(keys, write));
+            tokio::spawn(async move {
+                let result = call.await;
+                drop((permit, done_tx));
+                result
+            })
+        } else {
+            let done_tx = tracked.map(|(keys, write)| self.track(keys, write));
+            tokio::spawn(async move {
+                for mut dep in deps {
+                    // never sent to: resolves (with an error) when the call completes
+                    let _ = dep.changed().await;
+                }
+                let result = backend.exec(op, read_only).await;
+                drop((permit, done_tx));
+                result
+            })
+        };
+        Slot::Pending(Pending(handle))
+    }
+
+    /// Record a running call; it is done when the returned sender is dropped.
+    fn track(&mut self, keys: Vec<u64>, write: bool) -> watch::Sender<()> {
+        let (tx, done) = watch::channel(());
+        self.inflight.push_back(InFlight { keys, write, done });
+        tx
+    }
+
+    /// An error reply, counted.
+    fn error(&self, text: &str) -> Vec<u8> {
+        GatewayStats::inc(&self.shared.stats.errors);
+        resp::error(text)
+    }
+
+    fn arity(&self, command: &str) -> Vec<u8> {
+        self.error(&format!(
+            "ERR wrong number of arguments for '{command}' command"
+        ))
+    }
+
+    fn unknown_subcommand(&self, command: &str, sub: &[u8]) -> Vec<u8> {
+        self.error(&format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            truncate(sub, 128),
+            command.to_ascii_uppercase()
+        ))
+    }
+
+    fn command(&mut self, args: &[Bytes]) -> Action {
+        let name = args[0].to_ascii_lowercase();
+        let argc = args.len();
+        let reply = match name.as_slice() {
+            b"get" | b"set" | b"del" | b"exists" | b"incr" | b"mget" | b"mset" => {
+                return match KvOp::from_args(args) {
+                    Ok(op) => Action::Submit(op),
+                    Err(text) => Action::Reply(self.error(&text)),
+                };
+            }
+            b"ping" => match argc {
+                1 => resp::simple("PONG"),
+                2 => resp::bulk(&args[1]),
+                _ => self.arity("ping"),
+            },
+            b"echo" if argc == 2 => resp::bulk(&args[1]),
+            b"echo" => self.arity("echo"),
+            b"quit" => return Action::Quit,
+            b"post" | b"host:" => return Action::Abort,
+            b"select" if argc == 2 => match parse_integer(&args[1]) {
+                Some(0) => resp::simple("OK"),
+                Some(_) => self.error("ERR DB index is out of range"),
+                None => self.error("ERR value is not an integer or out of range"),
+            },
+            b"select" => self.arity("select"),
+            b"auth" => match argc {
+                2 => self.error(
+                    "ERR AUTH <password> called without any password configured for the \
+                     default user. Are you sure your configuration is correct?",
+                ),
+                3 => resp::simple("OK"),
+                _ => self.arity("auth"),
+            },
+            b"hello" => self.hello(args),
+            b"client" => self.client(args),
+            b"config" => self.config(args),
+            b"command" => self.command_info(args),
+            b"info" => self.info(args),
+            _ => self.error(&unknown_command(args)),
+        };
+        Action::Reply(reply)
+    }
+
+    /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
+    fn hello(&mut self, args: &[Bytes]) -> Vec<u8> {
+        if let Some(ver) = args.get(1) {
+            match parse_integer(ver) {
+                Some(2) => {}
+                Some(_) => return self.error("NOPROTO unsupported protocol version"),
+                None => {
+                    return self.error("ERR Protocol version is not an integer or out of range")
+                }
+            }
+        }
+        let mut i = 2;
+        let mut name = None;
+        while i < args.len() {
+            let opt = args[i].to_ascii_lowercase();
+            let left = args.len() - i - 1;
+            if opt == b"auth" && left >= 2 {
+                i += 3;
+            } else if opt == b"setname" && left >= 1 {
+                if let Err(e) = check_client_name(&args[i + 1]) {
+                    return self.error(e);
+                }
+                name = Some(args[i + 1].to_vec());
+                i += 2;
+            } else {
+                return self.error(&format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    truncate(&args[i], 128)
+                ));
+            }
+        }
+        if name.is_some() {
+            self.name = name;
+        }
+        let mut out = Vec::new();
+        resp::array_header(&mut out, 14);
+        for (k, v) in [("server", "redis"), ("version", REDIS_VERSION)] {
+            resp::push_bulk(&mut out, Some(k.as_bytes()));
+            resp::push_bulk(&mut out, Some(v.as_bytes()));
+        }
+        resp::push_bulk(&mut out, Some(b"proto"));
+        out.extend_from_slice(&resp::int(2));
+        resp::push_bulk(&mut out, Some(b"id"));
+        out.extend_from_slice(&resp::int(self.id as i64));
+        for (k, v) in [("mode", "standalone"), ("role", "master")] {
+            resp::push_bulk(&mut out, Some(k.as_bytes()));
+            resp::push_bulk(&mut out, Some(v.as_bytes()));
+        }
+        resp::push_bulk(&mut out, Some(b"modules"));
+        resp::array_header(&mut out, 0);
+        out
+    }
+
+    /// `CLIENT SETNAME|GETNAME|SETINFO|ID|INFO|LIST`
+    fn client(&mut self, args: &[Bytes]) -> Vec<u8> {
+        let Some(sub) = args.get(1) else {
+            return self.arity("client");
+        };
+        let argc = args.len();
+        match sub.to_ascii_lowercase().as_slice() {
+            b"setname" if argc == 3 => match check_client_name(&args[2]) {
+                Ok(()) => {
+                    self.name = (!args[2].is_empty()).then(|| args[2].to_vec());
+                    resp::simple("OK")
+                }
+                Err(e) => self.error(e),
+            },
+            b"setname" => self.arity("client|setname"),
+            b"getname" => match &self.name {
+                Some(name) => resp::bulk(name),
+                None => resp::nil(),
+            },
+            b"setinfo" if argc == 4 => resp::simple("OK"),
+            b"setinfo" => self.arity("client|setinfo"),
+            b"id" => resp::int(self.id as i64),
+            b"info" => resp::bulk(self.client_line().as_bytes()),
+            b"list" => resp::bulk(format!("{}\n", self.client_line()).as_bytes()),
+            _ => self.unknown_subcommand("client", sub),
+        }
+    }
+
+    fn client_line(&self) -> String {
+        format!(
+            "id={} addr={} laddr={} name={} db=0 resp=2",
+            self.id,
+            self.peer,
+            self.shared
+                .local_addr
+                .map_or_else(String::new, |a| a.to_string()),
+            self.name
+                .as_deref()
+                .map_or_else(String::new, |n| String::from_utf8_lossy(n).into_owned()),
+        )
+    }
+
+    /// `CONFIG GET pattern...` / `CONFIG RESETSTAT`
+    fn config(&mut self, args: &[Bytes]) -> Vec<u8> {
+        let Some(sub) = args.get(1) else {
+            return self.arity("config");
+        };
+        match sub.to_ascii_lowercase().as_slice() {
+            b"get" if args.len() >= 3 => {
+                let mut found: Vec<&[u8]> = Vec::new();
+                for (k, v) in CONFIG {
+                    if args[2..].iter().any(|p| glob_match(p, k.as_bytes())) {
+                        found.push(k.as_bytes());
+                        found.push(v.as_bytes());
+                    }
+                }
+                resp::bulk_array(found)
+            }
+            b"get" => self.arity("config|get"),
+            b"set" => self.error("ERR CONFIG SET is not supported by the byzscale gateway"),
+            b"resetstat" => resp::simple("OK"),
+            _ => self.unknown_subcommand("config", sub),
+        }
+    }
+
+    /// `COMMAND [INFO|COUNT|LIST]`; `COMMAND DOCS` is an error.
+    fn command_info(&mut self, args: &[Bytes]) -> Vec<u8> {
+        let Some(sub) = args.get(1) else {
+            return resp::bulk_array([]);
+        };
+        match sub.to_ascii_lowercase().as_slice() {
+            // redis-cli asks `COMMAND DOCS` for its help and hints; an error (rather
+            // than an empty answer) makes it fall back to its built-in help
+            b"docs" => self.error("ERR COMMAND DOCS is not supported by the byzscale gateway"),
+            b"info" => resp::bulk_array([]),
+            b"count" => resp::int(COMMANDS.len() as i64),
+            b"list" => resp::bulk_array(COMMANDS.iter().map(|c| c.as_bytes())),
+            _ => self.unknown_subcommand("command", sub),
+        }
+    }
+
+    /// `INFO [section ...]`: server, clients, memory (zero: the gateway holds no data)
+    /// and stats.
+    fn info(&mut self, args: &[Bytes]) -> Vec<u8> {
+        let stats = self.shared.stats.snapshot();
+        let sections = [
+            (
+                "server",
+                format!(
+                    "redis_version:{REDIS_VERSION}\r\n\
+                     byzscale_gateway_version:{}\r\n\
+                     redis_mode:standalone\r\n\
+                     arch_bits:{}\r\n\
+                     process_id:{}\r\n\
+                     tcp_port:{}\r\n\
+                     uptime_in_seconds:{}\r\n",
+                    env!("CARGO_PKG_VERSION"),
+                    usize::BITS,
+                    std::process::id(),
+                    self.shared.local_addr.map_or(0, |a| a.port()),
+                    self.shared.started.elapsed().as_secs(),
+                ),
+            ),
+            (
+                "clients",
+                format!(
+                    "connected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+                    stats.active_connections, self.shared.opts.max_connections
+                ),
+            ),
+            // the gateway holds no data (`redis-cli --stat` wants the field)
+            (
+                "memory",
+                "used_memory:0\r\nused_memory_human:0B\r\n".to_string(),
+            ),
+            (
+                "stats",
+                format!(
+                    "total_connections_received:{}\r\n\
+                     total_commands_processed:{}\r\n\
+                     rejected_connections:{}\r\n\
+                     total_error_replies:{}\r\n\
+                     protocol_errors:{}\r\n",
+                    stats.connections,
+                    stats.commands,
+                    stats.rejected_connections,
+                    stats.errors,
+                    stats.protocol_errors
+                ),
+            ),
+        ];
+        let wanted: Vec<Vec<u8>> = args[1..].iter().map(|a| a.to_ascii_lowercase()).collect();
+        let all = wanted.is_empty()
+            || wanted
+                .iter()
+                .any(|w| matches!(w.as_slice(), b"all" | b"default" | b"everything"));
+        let mut text = String::new();
+        for (name, body) in sections {
+            if all || wanted.iter().any(|w| w == name.as_bytes()) {
+                if !text.is_empty() {
+                    text.push_str("\r\n");
+                }
+                let mut title = name.to_string();
+                title[..1].make_ascii_uppercase();
+                text.push_str(&format!("# {title}\r\n{body}"));
+            }
+        }
+        resp::bulk(text.as_bytes())
+    }
+}
+
+/// Redis's reply to an unknown command (name and arguments shown up to 128 bytes).
+fn unknown_command(args: &[Bytes]) -> String {
+    let mut shown = String::new();
+    for a in &args[1..] {
+        if shown.len() >= 128 {
+            break;
+        }
+        shown.push_str(&format!("'{}' ", truncate(a, 128 - shown.len())));
+    }
+    format!(
+        "ERR unknown command '{}', with args beginning with: {shown}",
+        truncate(&args[0], 128)
+    )
+}
+
+/// At most `max` bytes of `b`, lossily as text.
+fn truncate(b: &[u8], max: usize) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(max)]).into_owned()
+}
+
+fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
+    if name.iter().all(|&c| (b'!'..=b'~').contains(&c)) {
+        Ok(())
+    } else {
+        Err("ERR Client names cannot contain spaces, newlines or special characters.")
+    }
+}
+
+/// Redis-style glob matching (`*`, `?`, `[...]` and `\` escapes), case-insensitive
+/// (as `CONFIG GET` matches).
+fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
+    let (p, s) = (pattern.to_ascii_lowercase(), s.to_ascii_lowercase());
+    glob(&p, &s, 0)
+}
+
+fn glob(p: &[u8], s: &[u8], depth: usize) -> bool {
+    // bounded recursion: `CONFIG GET` patterns are short, but clients are untrusted
+    if depth > 64 {
+        return false;
+    }
+    let (mut pi, mut si) = (0, 0);
+    while pi < p.len() {
+        match p[pi] {
+            b'*' => {
+                while pi < p.len() && p[pi] == b'*' {
+                    pi += 1;
+                }
+                if pi == p.len() {
+                    return true;
+                }
+                return (si..=s.len()).any(|k| glob(&p[pi..], &s[k..], depth + 1));
+            }
+            b'?' => {
+                if si == s.len() {
+                    return false;
+                }
+                si += 1;
+                pi += 1;
+            }
+            b'[' => {
+                if si == s.len() {
+                    return false;
+                }
+                let Some(close) = p[pi + 1..].iter().position(|&c| c == b']') else {
+                    return false;
+                };
+                let set = &p[pi + 1..pi + 1 + close];
+                let (negate, set) = match set.split_first() {
+                    Some((b'^', rest)) => (true, rest),
+                    _ => (false, set),
+                };
+                let c = s[si];
+                let mut hit = false;
+                let mut k = 0;
+                while k < set.len() {
+                    if k + 2 < set.len() && set[k + 1] == b'-' {
+                        let (lo, hi) = (set[k].min(set[k + 2]), set[k].max(set[k + 2]));
+                        hit |= (lo..=hi).contains(&c);
+                        k += 3;
+                    } else {
+                        hit |= set[k] == c;
+                        k += 1;
+                    }
+                }
+                if hit == negate {
+                    return false;
+                }
+                si += 1;
+                pi += close + 2;
+            }
+            c => {
+                let c = if c == b'\\' && pi + 1 < p.len() {
+                    pi += 1;
+                    p[pi]
+                } else {
+                    c
+                };
+                if si == s.len() || s[si] != c {
+                    return false;
+                }
+                si += 1;
+                pi += 1;
+            }
+        }
+    }
+    si == s.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        for (p, s, want) in [
+            ("*", "save", true),
+            ("save", "SAVE", true),
+            ("sa*", "save", true),
+            ("*only", "appendonly", true),
+            ("s?ve", "save", true),
+            ("s[a-c]ve", "save", true),
+            ("s[^a]ve", "save", false),
+            ("max*", "save", false),
+            ("", "save", false),
+            ("\\*", "*", true),
+            ("[", "a", false),
+            (
+                "a**********************************************************************b",
+                "ab",
+                true,
+            ),
+        ] {
+            assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), want, "{p} {s}");
+        }
+    }
+
+    #[test]
+    fn key_overlap() {
+        let a = key_hashes(&KvOp::MGet(vec![
+            b"a".to_vec(),
+            b"b".to_vec(),
+            b"a".to_vec(),
+        ]));
+        let b = key_hashes(&KvOp::Set(b"b".to_vec(), b"1".to_vec()));
+        let c = key_hashes(&KvOp::Incr(b"c".to_vec()));
+        assert_eq!(a.len(), 2);
+        assert!(overlap(&a, &b) && overlap(&b, &a));
+        assert!(!overlap(&a, &c) && !overlap(&c, &b));
+        assert!(!overlap(&[], &a));
+    }
+
+    #[test]
+    fn unknown_command_text_is_bounded() {
+        let args: Vec<Bytes> = std::iter::once(Bytes::from_static(b"FOO"))
+            .chain((0..1000).map(|_| Bytes::from(vec![b'x'; 100])))
+            .collect();
+        let text = unknown_command(&args);
+        assert!(text.starts_with("ERR unknown command 'FOO', with args beginning with: 'xxx"));
+        assert!(text.len() < 400, "{}", text.len());
+        assert_eq!(
+            unknown_command(&[Bytes::from_static(b"x")]),
+            "ERR unknown command 'x', with args beginning with: "
+        );
+    }
+}

@@ -1,0 +1,728 @@
+//! End-to-end tests of the gateway on 127.0.0.1: the real `redis` crate as a client,
+//! plus raw sockets for inline commands, exact byte-level pipelining checks and
+//! protocol errors. Every test is bounded by a timeout; none asserts on timing.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use byzscale_apps::kv::{KvOp, KvReply, KvStore, Model};
+use byzscale_gateway::{serve, BoxFuture, GatewayOptions, GatewayStats, KvBackend};
+use rand::{Rng, SeedableRng};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Barrier};
+use tokio::task::JoinHandle;
+
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An in-memory backend with instrumentation: it records every call, tracks how many
+/// run at once, can delay writes (so that an out-of-order gateway would be caught),
+/// makes keys named `fail` fail and `panic` panic, and makes keys starting with
+/// `barrier` wait until `barrier` calls wait together.
+#[derive(Default)]
+struct TestBackend {
+    store: Mutex<KvStore>,
+    calls: Mutex<Vec<(KvOp, bool)>>,
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    /// Writes sleep up to this many microseconds (random) before applying.
+    max_write_delay_us: u64,
+    barrier: Option<Arc<Barrier>>,
+}
+
+/// Decrements `running` however the call ends.
+struct Running(Arc<TestBackend>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Handle(Arc<TestBackend>);
+
+impl KvBackend for Handle {
+    fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'static, Result<KvReply, String>> {
+        let b = self.0.clone();
+        b.calls.lock().unwrap().push((op.clone(), read_only));
+        let delay = if op.is_read_only() || b.max_write_delay_us == 0 {
+            0
+        } else {
+            rand::thread_rng().gen_range(0..=b.max_write_delay_us)
+        };
+        Box::pin(async move {
+            let now = b.running.fetch_add(1, Ordering::SeqCst) + 1;
+            b.max_running.fetch_max(now, Ordering::SeqCst);
+            let _running = Running(b.clone());
+            let keys: Vec<Vec<u8>> = op.keys().iter().map(|k| k.to_vec()).collect();
+            if keys.iter().any(|k| k == b"fail") {
+                return Err("backend down".to_string());
+            }
+            if keys.iter().any(|k| k == b"panic") {
+                panic!("backend bug");
+            }
+            if keys.iter().any(|k| k.starts_with(b"barrier")) {
+                if let Some(barrier) = &b.barrier {
+                    barrier.wait().await;
+                }
+            }
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_micros(delay)).await;
+            }
+            let reply = b.store.lock().unwrap().apply(&op);
+            Ok(reply)
+        })
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    backend: Arc<TestBackend>,
+    stats: Arc<GatewayStats>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(opts: GatewayOptions, backend: TestBackend) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let backend = Arc::new(backend);
+    let stats = opts.stats();
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(serve(
+        listener,
+        Arc::new(Handle(backend.clone())),
+        opts,
+        stop_rx,
+    ));
+    Server {
+        addr,
+        backend,
+        stats,
+        stop,
+        task,
+    }
+}
+
+impl Server {
+    async fn client(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(format!("redis://{}/", self.addr)).unwrap();
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(20)))
+            .set_response_timeout(Some(Duration::from_secs(20)));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap()
+    }
+
+    async fn shutdown(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Send `input`, half-close, and read everything until the server closes.
+async fn exchange(addr: SocketAddr, input: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.split();
+    let reading = async {
+        let mut out = Vec::new();
+        let _ = rd.read_to_end(&mut out).await;
+        out
+    };
+    let writing = async {
+        // the server may close before taking everything (protocol errors)
+        let _ = wr.write_all(input).await;
+        let _ = wr.shutdown().await;
+    };
+    let (out, ()) = tokio::join!(reading, writing);
+    out
+}
+
+/// A multibulk request.
+fn request(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn cmd(args: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c
+}
+
+async fn query<T: redis::FromRedisValue>(
+    con: &mut redis::aio::MultiplexedConnection,
+    args: &[&str],
+) -> redis::RedisResult<T> {
+    cmd(args).query_async(con).await
+}
+
+async fn err_text(con: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> String {
+    match query::<redis::Value>(con, args).await {
+        Ok(v) => panic!("{args:?} succeeded: {v:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn bounded<F: std::future::Future>(f: F) -> tokio::time::Timeout<F> {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_through_the_redis_crate() {
+    bounded(async {
+        let server = start(GatewayOptions::default(), TestBackend::default()).await;
+        let mut con = server.client().await;
+        let c = &mut con;
+
+        assert_eq!(query::<String>(c, &["PING"]).await.unwrap(), "PONG");
+        assert_eq!(query::<String>(c, &["PING", "hi"]).await.unwrap(), "hi");
+        assert_eq!(query::<String>(c, &["ECHO", "a b"]).await.unwrap(), "a b");
+
+        // GET / SET, binary-safe
+        assert_eq!(query::<String>(c, &["SET", "k", "v"]).await.unwrap(), "OK");
+        assert_eq!(
+            query::<Option<String>>(c, &["get", "k"]).await.unwrap(),
+            Some("v".into())
+        );
+        assert_eq!(
+            query::<Option<String>>(c, &["GET", "missing"])
+                .await
+                .unwrap(),
+            None
+        );
+        let odd: &[u8] = b"\x00\r\n$3\r\n*\xff";
+        let set: String = redis::cmd("SET")
+            .arg(odd)
+            .arg(odd)
+            .query_async(c)
+            .await
+            .unwrap();
+        assert_eq!(set, "OK");
+        let got: Vec<u8> = redis::cmd("GET").arg(odd).query_async(c).await.unwrap();
+        assert_eq!(got, odd);
+        let big = vec![b'x'; 1 << 20];
+        let _: () = redis::cmd("SET")
+            .arg("big")
+            .arg(&big)
+            .query_async(c)
+            .await
+            .unwrap();
+        let got: Vec<u8> = redis::cmd("GET").arg("big").query_async(c).await.unwrap();
+        assert_eq!(got, big);
+
+        // EXISTS / DEL
+        assert_eq!(
+            query::<i64>(c, &["EXISTS", "k", "missing", "k"])
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(query::<i64>(c, &["DEL", "k", "missing"]).await.unwrap(), 1);
+        assert_eq!(query::<i64>(c, &["EXISTS", "k"]).await.unwrap(), 0);
+
+        // INCR and its errors
+        assert_eq!(query::<i64>(c, &["INCR", "n"]).await.unwrap(), 1);
+        assert_eq!(query::<i64>(c, &["INCR", "n"]).await.unwrap(), 2);
+        query::<()>(c, &["SET", "s", "abc"]).await.unwrap();
+        let e = err_text(c, &["INCR", "s"]).await;
+        assert!(e.contains("value is not an integer or out of range"), "{e}");
+        query::<()>(c, &["SET", "max", "9223372036854775807"])
+            .await
+            .unwrap();
+        let e = err_text(c, &["INCR", "max"]).await;
+        assert!(e.contains("increment or decrement would overflow"), "{e}");
+        assert_eq!(
+            query::<String>(c, &["GET", "max"]).await.unwrap(),
+            "9223372036854775807"
+        );
+
+        // MSET / MGET
+        assert_eq!(
+            query::<String>(c, &["MSET", "a", "1", "b", "2", "a", "3"])
+                .await
+                .unwrap(),
+            "OK"
+        );
+        assert_eq!(
+            query::<Vec<Option<String>>>(c, &["MGET", "a", "nope", "b"])
+                .await
+                .unwrap(),
+            vec![Some("3".into()), None, Some("2".into())]
+        );
+
+        // argument errors and unknown commands
+        let e = err_text(c, &["GET"]).await;
+        assert!(
+            e.contains("wrong number of arguments for 'get' command"),
+            "{e}"
+        );
+        let e = err_text(c, &["MSET", "a"]).await;
+        assert!(
+            e.contains("wrong number of arguments for 'mset' command"),
+            "{e}"
+        );
+        let e = err_text(c, &["SET", "k", "v", "NX"]).await;
+        assert!(e.contains("syntax error"), "{e}");
+        let e = err_text(c, &["FLUSHALL", "x"]).await;
+        assert!(e.contains("unknown command 'FLUSHALL'"), "{e}");
+
+        // backend failures become error replies; the connection goes on
+        let e = err_text(c, &["GET", "fail"]).await;
+        assert!(e.contains("backend down"), "{e}");
+        let e = err_text(c, &["SET", "panic", "1"]).await;
+        assert!(e.contains("internal error"), "{e}");
+        assert_eq!(query::<String>(c, &["PING"]).await.unwrap(), "PONG");
+
+        // handshake and admin commands
+        assert_eq!(query::<String>(c, &["SELECT", "0"]).await.unwrap(), "OK");
+        let e = err_text(c, &["SELECT", "1"]).await;
+        assert!(e.contains("DB index is out of range"), "{e}");
+        assert_eq!(
+            query::<Option<String>>(c, &["CLIENT", "GETNAME"])
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            query::<String>(c, &["CLIENT", "SETNAME", "me"])
+                .await
+                .unwrap(),
+            "OK"
+        );
+        assert_eq!(
+            query::<String>(c, &["CLIENT", "GETNAME"]).await.unwrap(),
+            "me"
+        );
+        assert!(query::<i64>(c, &["CLIENT", "ID"]).await.unwrap() > 0);
+        assert_eq!(
+            query::<Vec<String>>(c, &["CONFIG", "GET", "save"])
+                .await
+                .unwrap(),
+            ["save", ""]
+        );
+        assert_eq!(
+            query::<Vec<String>>(c, &["CONFIG", "GET", "appendonly"])
+                .await
+                .unwrap(),
+            ["appendonly", "no"]
+        );
+        assert_eq!(
+            query::<Vec<String>>(c, &["CONFIG", "GET", "*"])
+                .await
+                .unwrap()
+                .len(),
+            8
+        );
+        assert!(query::<Vec<String>>(c, &["CONFIG", "GET", "nosuch"])
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(query::<Vec<String>>(c, &["COMMAND"])
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(query::<i64>(c, &["COMMAND", "COUNT"]).await.unwrap() > 7);
+        err_text(c, &["COMMAND", "DOCS"]).await;
+        let hello: Vec<redis::Value> = query(c, &["HELLO", "2"]).await.unwrap();
+        assert_eq!(hello.len(), 14);
+        let e = err_text(c, &["HELLO", "3"]).await;
+        assert!(e.contains("unsupported protocol version"), "{e}");
+        let info: String = query(c, &["INFO"]).await.unwrap();
+        assert!(info.contains("redis_version:"), "{info}");
+        assert!(info.contains("total_commands_processed:"), "{info}");
+        let info: String = query(c, &["INFO", "stats"]).await.unwrap();
+        assert!(!info.contains("redis_version:"), "{info}");
+
+        // reads were ordered (unordered_reads is off)
+        assert!(server
+            .backend
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, ro)| !ro));
+        let stats = server.stats.snapshot();
+        assert!(stats.commands >= 45, "{stats:?}");
+        assert!(stats.errors >= 11, "{stats:?}");
+        assert_eq!(stats.protocol_errors, 0);
+        assert_eq!(stats.active_connections, 1);
+        drop(con);
+        server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unordered_reads_are_flagged_read_only() {
+    bounded(async {
+        let opts = GatewayOptions {
+            unordered_reads: true,
+            ..Default::default()
+        };
+        let server = start(opts, TestBackend::default()).await;
+        let mut con = server.client().await;
+        let c = &mut con;
+        query::<()>(c, &["SET", "a", "1"]).await.unwrap();
+        query::<()>(c, &["MSET", "b", "2"]).await.unwrap();
+        query::<i64>(c, &["INCR", "n"]).await.unwrap();
+        query::<Option<String>>(c, &["GET", "a"]).await.unwrap();
+        query::<i64>(c, &["EXISTS", "a"]).await.unwrap();
+        query::<Vec<Option<String>>>(c, &["MGET", "a", "b"])
+            .await
+            .unwrap();
+        query::<i64>(c, &["DEL", "a"]).await.unwrap();
+        let calls: Vec<(&str, bool)> = server
+            .backend
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(op, ro)| (op.name(), *ro))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("SET", false),
+                ("MSET", false),
+                ("INCR", false),
+                ("GET", true),
+                ("EXISTS", true),
+                ("MGET", true),
+                ("DEL", false),
+            ]
+        );
+        drop(con);
+        server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// A random command on a few keys, as arguments.
+fn random_command(rng: &mut impl Rng) -> Vec<Vec<u8>> {
+    let key = |rng: &mut dyn rand::RngCore| format!("k{}", rng.gen_range(0..6)).into_bytes();
+    let val = |rng: &mut dyn rand::RngCore| match rng.gen_range(0..3) {
+        0 => b"x".to_vec(),
+        _ => rng.gen_range(-3..50).to_string().into_bytes(),
+    };
+    let mut args: Vec<Vec<u8>> = Vec::new();
+    match rng.gen_range(0..9) {
+        0 | 1 => args.extend([b"SET".to_vec(), key(rng), val(rng)]),
+        2 | 3 => args.extend([b"GET".to_vec(), key(rng)]),
+        4 => args.extend([b"INCR".to_vec(), key(rng)]),
+        5 => args.extend([b"DEL".to_vec(), key(rng), key(rng)]),
+        6 => args.extend([b"EXISTS".to_vec(), key(rng), key(rng)]),
+        7 => args.extend([b"MGET".to_vec(), key(rng), key(rng), key(rng)]),
+        _ => args.extend([b"MSET".to_vec(), key(rng), val(rng), key(rng), val(rng)]),
+    }
+    args
+}
+
+/// Pipelined commands get exactly the replies of sequential execution, in order,
+/// although the backend runs them concurrently and finishes writes in random order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_replies_match_sequential_execution() {
+    bounded(async {
+        for (unordered_reads, depth) in [(false, 16), (true, 16), (true, 1)] {
+            let opts = GatewayOptions {
+                unordered_reads,
+                pipeline_depth: depth,
+                ..Default::default()
+            };
+            let backend = TestBackend {
+                max_write_delay_us: 2000,
+                ..Default::default()
+            };
+            let server = start(opts, backend).await;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(depth as u64);
+            let mut model = Model::new();
+            let mut input = Vec::new();
+            let mut expected = Vec::new();
+            for i in 0..600 {
+                if i % 50 == 0 {
+                    input.extend_from_slice(b"PING\r\n");
+                    expected.extend_from_slice(b"+PONG\r\n");
+                }
+                let args = random_command(&mut rng);
+                let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+                input.extend(request(&refs));
+                let op = KvOp::from_args(&args).unwrap();
+                expected.extend(model.apply(&op).to_resp());
+            }
+            let got = exchange(server.addr, &input).await;
+            assert_eq!(
+                text(&got),
+                text(&expected),
+                "unordered_reads {unordered_reads}"
+            );
+            let max = server.backend.max_running.load(Ordering::SeqCst);
+            assert!(max <= depth, "{max} calls ran at once, depth {depth}");
+            assert_eq!(server.backend.store.lock().unwrap().model(), &model);
+            server.shutdown().await;
+        }
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Pipelined commands on different keys reach the backend together: four calls that
+/// each wait for all four to arrive complete only if the gateway runs them at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_commands_run_concurrently() {
+    bounded(async {
+        let opts = GatewayOptions {
+            pipeline_depth: 4,
+            ..Default::default()
+        };
+        let backend = TestBackend {
+            barrier: Some(Arc::new(Barrier::new(4))),
+            ..Default::default()
+        };
+        let server = start(opts, backend).await;
+        let mut con = server.client().await;
+        let mut pipe = redis::pipe();
+        for i in 0..4 {
+            pipe.cmd("SET").arg(format!("barrier{i}")).arg(i);
+        }
+        for i in 0..4 {
+            pipe.cmd("GET").arg(format!("barrier{i}"));
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.unwrap();
+        assert_eq!(replies.len(), 8);
+        assert_eq!(
+            redis::from_redis_value::<Vec<String>>(redis::Value::Array(replies[4..].to_vec()))
+                .unwrap(),
+            ["0", "1", "2", "3"]
+        );
+        assert_eq!(server.backend.max_running.load(Ordering::SeqCst), 4);
+        drop(con);
+        server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_crate_pipeline_and_many_clients() {
+    bounded(async {
+        let backend = TestBackend {
+            max_write_delay_us: 500,
+            ..Default::default()
+        };
+        let server = start(GatewayOptions::default(), backend).await;
+        let mut tasks = Vec::new();
+        for client in 0..8 {
+            let mut con = server.client().await;
+            tasks.push(tokio::spawn(async move {
+                let mut pipe = redis::pipe();
+                for i in 0..200 {
+                    pipe.cmd("INCR").arg("shared");
+                    pipe.cmd("SET").arg(format!("c{client}")).arg(i);
+                    pipe.cmd("GET").arg(format!("c{client}"));
+                }
+                let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.unwrap();
+                for i in 0..200 {
+                    let got: String = redis::from_redis_value(replies[3 * i + 2].clone()).unwrap();
+                    assert_eq!(got, i.to_string());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut con = server.client().await;
+        assert_eq!(
+            query::<i64>(&mut con, &["GET", "shared"]).await.unwrap(),
+            1600
+        );
+        drop(con);
+        server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_commands_and_quit() {
+    bounded(async {
+        let server = start(GatewayOptions::default(), TestBackend::default()).await;
+        let got = exchange(
+            server.addr,
+            b"PING\r\nSET k \"hello world\"\r\n\r\nGET k\r\n  exists k k\nmget k 'x y'\r\n",
+        )
+        .await;
+        assert_eq!(
+            text(&got),
+            "+PONG\r\n+OK\r\n$11\r\nhello world\r\n:2\r\n*2\r\n$11\r\nhello world\r\n$-1\r\n"
+        );
+        // QUIT answers +OK and closes: what follows is not run
+        let got = exchange(server.addr, b"SET a 1\r\nQUIT\r\nSET a 2\r\n").await;
+        assert_eq!(text(&got), "+OK\r\n+OK\r\n");
+        let got = exchange(server.addr, b"GET a\r\n").await;
+        assert_eq!(text(&got), "$1\r\n1\r\n");
+        // an HTTP request is dropped without a reply once its Host: line arrives
+        let got = exchange(
+            server.addr,
+            b"POST / HTTP/1.1\r\nHost: x\r\n\r\nSET a 3\r\n",
+        )
+        .await;
+        assert_eq!(text(&got), "");
+        let got = exchange(server.addr, b"PING\r\nGET / HTTP/1.1\r\nHost: x\r\n").await;
+        assert!(text(&got).starts_with("+PONG\r\n-ERR wrong number of arguments"));
+        assert!(!text(&got).contains("Host"));
+        let got = exchange(server.addr, b"GET a\r\n").await;
+        assert_eq!(text(&got), "$1\r\n1\r\n");
+        assert_eq!(server.stats.protocol_errors(), 2);
+        server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_close_only_that_connection() {
+    bounded(async {
+        let opts = GatewayOptions {
+            max_bulk_len: 1024,
+            max_array_len: 16,
+            max_request_len: 4096,
+            max_inline_len: 256,
+            ..Default::default()
+        };
+        let server = start(opts, TestBackend::default()).await;
+        let mut good = server.client().await;
+        query::<()>(&mut good, &["SET", "x", "1"]).await.unwrap();
+
+        let mut too_large = b"*5\r\n".to_vec();
+        for _ in 0..5 {
+            too_large.extend(request(&[&[b'v'; 1000]])[4..].iter());
+        }
+        let mut streaming = b"*2\r\n$3\r\nSET\r\n$999999999\r\n".to_vec();
+        streaming.extend(vec![b'z'; 1 << 20]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let binary: Vec<u8> = (0..1000).map(|_| rng.gen_range(0x80..=0xff)).collect();
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"*1\r\n$5000\r\n".to_vec(), "invalid bulk length"),
+            (streaming, "invalid bulk length"),
+            (b"*100\r\n".to_vec(), "invalid multibulk length"),
+            (b"*abc\r\n".to_vec(), "invalid multibulk length"),
+            (b"*2\r\n:1\r\n".to_vec(), "expected '$', got ':'"),
+            (
+                b"*1\r\n$2\r\nabc\r\n".to_vec(),
+                "expected CRLF after bulk string",
+            ),
+            (too_large, "request too large"),
+            (binary, "too big inline request"),
+            (b"GET \"x\r\n".to_vec(), "unbalanced quotes in request"),
+        ];
+        let n = cases.len() as u64;
+        for (bad, msg) in cases {
+            // the replies to earlier requests come first, then the error, then EOF
+            let mut input = b"PING\r\n".to_vec();
+            input.extend_from_slice(&request(&[b"GET", b"x"]));
+            input.extend(bad);
+            let got = exchange(server.addr, &input).await;
+            assert_eq!(
+                text(&got),
+                format!("+PONG\r\n$1\r\n1\r\n-ERR Protocol error: {msg}\r\n")
+            );
+            // the other connection is unaffected
+            assert!(query::<i64>(&mut good, &["INCR", "y"]).await.unwrap() > 0);
+        }
+        let stats = server.stats.snapshot();
+        assert_eq!(stats.protocol_errors, n);
+        drop(good);
+        server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused() {
+    bounded(async {
+        let opts = GatewayOptions {
+            max_connections: 2,
+            ..Default::default()
+        };
+        let server = start(opts, TestBackend::default()).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(server.addr).await.unwrap();
+            s.write_all(b"PING\r\n").await.unwrap();
+            let mut reply = [0u8; 7];
+            s.read_exact(&mut reply).await.unwrap();
+            assert_eq!(&reply, b"+PONG\r\n");
+            held.push(s);
+        }
+        let got = exchange(server.addr, b"PING\r\n").await;
+        assert_eq!(text(&got), "-ERR max number of clients reached\r\n");
+        assert_eq!(server.stats.rejected_connections(), 1);
+        // closing one makes room (once the gateway notices)
+        drop(held.pop());
+        let mut attempts = 0;
+        loop {
+            let got = exchange(server.addr, b"PING\r\n").await;
+            if got == b"+PONG\r\n" {
+                break;
+            }
+            attempts += 1;
+            assert!(attempts < 200, "never accepted again: {}", text(&got));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(held);
+        server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_drains_owed_replies_and_returns() {
+    bounded(async {
+        let backend = TestBackend {
+            barrier: Some(Arc::new(Barrier::new(2))),
+            ..Default::default()
+        };
+        let server = start(GatewayOptions::default(), backend).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"PING\r\n").await.unwrap();
+        let mut reply = [0u8; 7];
+        s.read_exact(&mut reply).await.unwrap();
+        // a call that cannot finish until we let it
+        s.write_all(&request(&[b"SET", b"barrier", b"1"]))
+            .await
+            .unwrap();
+        while server.backend.running.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let barrier = server.backend.barrier.clone().unwrap();
+        server.stop.send(true).unwrap();
+        barrier.wait().await;
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(text(&rest), "+OK\r\n");
+        server.task.await.unwrap().unwrap();
+        // nothing listens any more
+        assert!(TcpStream::connect(server.addr).await.is_err());
+    })
+    .await
+    .expect("test timed out");
+}
