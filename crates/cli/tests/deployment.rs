@@ -172,7 +172,8 @@ fn resp(s: &mut TcpStream, args: &[&str]) -> String {
                 continue;
             }
             if out[0] == b'*' {
-                let n: usize = String::from_utf8_lossy(&out[1..out.len() - 2]).parse().unwrap_or(0);
+                let first = out.iter().position(|b| *b == b'\r').unwrap_or(1);
+                let n: usize = String::from_utf8_lossy(&out[1..first]).parse().unwrap_or(0);
                 if out.iter().filter(|b| **b == b'\n').count() < 1 + 2 * n {
                     continue;
                 }
