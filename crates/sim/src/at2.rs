@@ -1610,9 +1610,9 @@ pub fn run_many(
 // `sim at2-scale`: messages per process against N
 
 /// One point of the scale figure.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ScalePoint {
-    pub broadcast: &'static str,
+    pub broadcast: String,
     pub processes: usize,
     pub transfers: u64,
     /// Mean over processes of messages sent, per transfer (= per broadcast).
@@ -1738,7 +1738,7 @@ pub fn scale_point(
     let bytes: u64 = counters.iter().map(|c| c.bytes_sent).sum();
     let max = counters.iter().map(|c| c.sent).max().unwrap_or(0);
     Ok(ScalePoint {
-        broadcast: kind.name(),
+        broadcast: kind.name().to_string(),
         processes: n,
         transfers: t,
         messages_per_process_per_transfer: per(sent),
@@ -1799,11 +1799,11 @@ fn scale_run<B: SecureBroadcast<TransferMsg>>(
 }
 
 /// The figure's data: one point per (broadcast, N).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ScaleReport {
-    pub crypto: &'static str,
+    pub crypto: String,
     pub network: String,
-    pub cpu: &'static str,
+    pub cpu: String,
     pub assumed_fraction: f64,
     pub epsilon: f64,
     pub points: Vec<ScalePoint>,
@@ -1822,9 +1822,9 @@ pub fn scale(
         points.push(p);
     }
     Ok(ScaleReport {
-        crypto: "modeled (cost model, not real signatures)",
+        crypto: "modeled (cost model, not real signatures)".into(),
         network: cfg.network.name(),
-        cpu: "calibrated (channel MACs charged, not computed)",
+        cpu: "calibrated (channel MACs charged, not computed)".into(),
         assumed_fraction: cfg.assumed_fraction,
         epsilon: cfg.epsilon,
         points,

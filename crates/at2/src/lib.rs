@@ -1,0 +1,415 @@
+//! AT2: consensusless asset transfer over Byzantine reliable broadcast
+//! (thesis chapter 3, Algorithm 5; "The Consensus Number of a
+//! Cryptocurrency", PODC'19).
+//!
+//! Only the owner of an account debits it, and the owner is sequential, so the
+//! owner alone orders its outgoing transfers; everyone else only checks that
+//! each debit is justified. No consensus is needed: a secure broadcast with
+//! source order is enough. [`At2`] is generic over that broadcast
+//! ([`byzscale_broadcast::SecureBroadcast`]): deterministic Bracha or
+//! probabilistic Contagion, with no change to the algorithm (the latter
+//! inherits its ε).
+//!
+//! # Mapping to Algorithm 5 (code for process p)
+//!
+//! | thesis | here |
+//! |---|---|
+//! | `seq[q]`, `rec[q]`, `hist[q]`, `deps`, `toValidate` | [`Ledger`]: `seq`, `rec`, `hist`, `deps`, `pending` |
+//! | `transfer(a, b, x)`: fail if `balance(a, hist[p] ∪ deps) < x`, else broadcast `[(a,b,x,seq[p]+1), deps]`, `deps ← ∅` | [`At2Input::Transfer`] → [`At2Output::Submitted`], or [`At2Output::TransferResult`] with an error at once |
+//! | `read(a)`: `balance(a, ⋃ hist[q])` | [`At2Input::Read`], [`At2::balance`] (local state only) |
+//! | Deliver `(q, m)`: accept iff `s = rec[q]+1` | [`Ledger::deliver`] |
+//! | `Valid(q, t, h)`: (1) q owns a; (2) `s = seq[q]+1`; (3) `balance(a, hist[q] ∪ h) ≥ x`; (4) every entry of h is in hist | `Ledger::check` |
+//! | Apply: `hist[q] ∪= h ∪ {t}`; `seq[q] = s`; incoming to p → deps; own → return true | [`At2Output::Applied`], [`At2Output::TransferResult`] `Ok` |
+//!
+//! # Deviations, and why
+//!
+//! - **Accounts and owners** come from a [`Genesis`] map (μ and q₀): the
+//!   thesis' "process q owns account q" is [`Genesis::one_account_each`]; a
+//!   process may own several accounts but each account has one owner.
+//! - **Signed transfers.** The issuer signs `[(a,b,x,s), deps]` as the
+//!   broadcast source (ed25519 over the source, the sequence number and the
+//!   message, [`byzscale_broadcast::signing_bytes`]); broadcast integrity then
+//!   means a delivered transfer from q was signed by q, and the signature is
+//!   kept in each [`Delivery`](byzscale_broadcast::Delivery).
+//! - **toValidate entries are removed when applied** (the pseudocode leaves it
+//!   implicit) and validation is re-run only for issuers whose next transfer
+//!   could have become valid: the one just applied and those waiting on it.
+//! - **Final rejections.** Conditions 1 and 3 cannot change while the
+//!   issuer's next transfer waits (`hist[q]` only grows with q's own transfers),
+//!   and a dependency that contradicts a validated transfer never becomes
+//!   valid. Such a transfer is dropped, reported as a fault, and its issuer
+//!   blocked (nothing more of it is applied): it is Byzantine. A dependency
+//!   that may still be validated keeps the transfer waiting.
+//! - **One outstanding transfer per owner**: a second transfer while one is
+//!   pending fails at once with [`TransferError::Busy`] (the thesis' processes
+//!   are sequential).
+//! - Memory: at most [`ledger::MAX_PENDING_PER_ISSUER`] delivered transfers
+//!   wait per issuer.
+
+pub mod ledger;
+
+pub use ledger::{Account, Event, Genesis, Invalid, Ledger, Transfer, TransferId, TransferMsg};
+
+use byzscale_broadcast::SecureBroadcast;
+use byzscale_core::protocol::{Cx, Effect, Protocol};
+use byzscale_core::{Addr, NodeId};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Requests to an AT2 process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum At2Input {
+    /// `transfer(from, to, amount)`; `from` must be owned by this process.
+    Transfer {
+        from: Account,
+        to: Account,
+        amount: u64,
+    },
+    /// `read(account)`.
+    Read(Account),
+}
+
+/// Why a transfer failed at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum TransferError {
+    #[error("this process does not own {0}")]
+    NotOwner(Account),
+    #[error("insufficient funds: {balance} available, {amount} asked")]
+    InsufficientFunds { balance: i128, amount: u64 },
+    #[error("a transfer of this owner is still pending")]
+    Busy,
+}
+
+/// What an AT2 process reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum At2Output {
+    /// An own transfer was broadcast; [`At2Output::TransferResult`] follows
+    /// when it is applied here.
+    Submitted(Transfer),
+    /// The outcome of an own `transfer`: `Ok` once applied locally (the
+    /// thesis' `return true`), or an immediate error.
+    TransferResult {
+        from: Account,
+        to: Account,
+        amount: u64,
+        result: Result<TransferId, TransferError>,
+    },
+    /// A transfer (anyone's) was validated and applied here.
+    Applied(TransferMsg),
+    /// The answer to [`At2Input::Read`].
+    Balance { account: Account, balance: i128 },
+}
+
+/// Counters of an AT2 process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct At2Stats {
+    pub submitted: u64,
+    pub applied: u64,
+    pub rejected_locally: u64,
+    pub faults: u64,
+}
+
+/// One AT2 process over the secure broadcast `B`.
+#[derive(Clone, Debug)]
+pub struct At2<B> {
+    me: NodeId,
+    bcast: B,
+    ledger: Ledger,
+    outstanding: Option<Transfer>,
+    stats: At2Stats,
+}
+
+impl<B: SecureBroadcast<TransferMsg>> At2<B> {
+    /// `bcast` must belong to the same process.
+    pub fn new(bcast: B, genesis: Arc<Genesis>) -> Self {
+        let me = bcast.me();
+        At2 {
+            me,
+            ledger: Ledger::new(me, genesis),
+            bcast,
+            outstanding: None,
+            stats: At2Stats::default(),
+        }
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.me
+    }
+    pub fn broadcast(&self) -> &B {
+        &self.bcast
+    }
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    pub fn stats(&self) -> At2Stats {
+        self.stats
+    }
+    /// `read(a)` from local state.
+    pub fn balance(&self, a: Account) -> i128 {
+        self.ledger.balance(a)
+    }
+    /// The own transfer broadcast but not yet applied here.
+    pub fn outstanding(&self) -> Option<&Transfer> {
+        self.outstanding.as_ref()
+    }
+
+    /// Run a broadcast step and bring its effects out; deliveries go to the
+    /// ledger.
+    fn with_bcast(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut B, &mut Cx<'_, B>)) {
+        let ((), effects) = cx.nested::<B, _>(|c| f(&mut self.bcast, c));
+        let mut deliveries = Vec::new();
+        for e in effects {
+            match e {
+                Effect::Send { to, msg } => cx.send(to, msg),
+                Effect::Multicast { to, msg } => cx.multicast(to, msg),
+                Effect::SetTimer { timer, after } => cx.set_timer(timer, after),
+                Effect::CancelTimer { timer } => cx.cancel_timer(timer),
+                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
+                Effect::Output(d) => deliveries.push(d),
+            }
+        }
+        for d in deliveries {
+            for ev in self.ledger.deliver(d.source, d.payload) {
+                match ev {
+                    Event::Applied(m) => {
+                        self.stats.applied += 1;
+                        let t = m.transfer;
+                        cx.output(At2Output::Applied(m));
+                        if t.issuer == self.me && self.outstanding.is_some_and(|o| o.id() == t.id())
+                        {
+                            self.outstanding = None;
+                            cx.output(At2Output::TransferResult {
+                                from: t.from,
+                                to: t.to,
+                                amount: t.amount,
+                                result: Ok(t.id()),
+                            });
+                        }
+                    }
+                    Event::Fault {
+                        issuer,
+                        kind,
+                        detail,
+                    } => {
+                        self.stats.faults += 1;
+                        cx.fault(issuer, kind, detail);
+                    }
+                }
+            }
+        }
+    }
+
+    fn transfer(&mut self, from: Account, to: Account, amount: u64, cx: &mut Cx<'_, Self>) {
+        let fail = |e: TransferError| At2Output::TransferResult {
+            from,
+            to,
+            amount,
+            result: Err(e),
+        };
+        if self.outstanding.is_some() {
+            self.stats.rejected_locally += 1;
+            cx.output(fail(TransferError::Busy));
+            return;
+        }
+        if self.ledger.genesis().owner(from) != Some(self.me) {
+            self.stats.rejected_locally += 1;
+            cx.output(fail(TransferError::NotOwner(from)));
+            return;
+        }
+        let balance = self.ledger.spendable(from);
+        if balance < amount as i128 {
+            self.stats.rejected_locally += 1;
+            cx.output(fail(TransferError::InsufficientFunds { balance, amount }));
+            return;
+        }
+        let t = Transfer {
+            issuer: self.me,
+            seq: self.bcast.next_seq(),
+            from,
+            to,
+            amount,
+        };
+        let deps = self.ledger.take_deps();
+        self.outstanding = Some(t);
+        self.stats.submitted += 1;
+        cx.output(At2Output::Submitted(t));
+        self.with_bcast(cx, |b, c| b.on_input(TransferMsg { transfer: t, deps }, c));
+    }
+}
+
+impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
+    type Message = B::Message;
+    type Input = At2Input;
+    type Output = At2Output;
+    type Timer = B::Timer;
+
+    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        self.with_bcast(cx, |b, c| b.on_start(c));
+    }
+
+    fn on_input(&mut self, input: At2Input, cx: &mut Cx<'_, Self>) {
+        match input {
+            At2Input::Transfer { from, to, amount } => self.transfer(from, to, amount, cx),
+            At2Input::Read(account) => {
+                let balance = self.ledger.balance(account);
+                cx.output(At2Output::Balance { account, balance });
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: Addr, msg: B::Message, cx: &mut Cx<'_, Self>) {
+        self.with_bcast(cx, |b, c| b.on_message(from, msg, c));
+    }
+
+    fn on_timer(&mut self, timer: B::Timer, cx: &mut Cx<'_, Self>) {
+        self.with_bcast(cx, |b, c| b.on_timer(timer, c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byzscale_broadcast::harness::{crypto, Harness};
+    use byzscale_broadcast::{Bracha, BrachaConfig, Contagion, ContagionParams, ProbConfig};
+    use byzscale_core::crypto::CryptoMode;
+    use std::collections::BTreeMap;
+
+    fn ids(n: u32) -> Vec<NodeId> {
+        (0..n).map(NodeId).collect()
+    }
+
+    /// Every process pays its right neighbour `rounds` times; everyone ends
+    /// with the same balances and the supply is conserved.
+    fn ring<B: SecureBroadcast<TransferMsg>>(
+        n: u32,
+        rounds: u64,
+        make: impl Fn(NodeId) -> B,
+    ) -> Harness<At2<B>> {
+        let genesis = Arc::new(Genesis::one_account_each(&ids(n), 100));
+        let mut h = Harness::new(3);
+        for i in ids(n) {
+            h.add_node(
+                i,
+                crypto(i, ids(n), CryptoMode::Real),
+                At2::new(make(i), genesis.clone()),
+            );
+        }
+        let pay = |i: NodeId| At2Input::Transfer {
+            from: Account(i.0),
+            to: Account((i.0 + 1) % n),
+            amount: 10,
+        };
+        for i in ids(n) {
+            h.input(0, i, pay(i));
+        }
+        let mut done: BTreeMap<NodeId, u64> = BTreeMap::new();
+        h.run_until(u64::MAX, |_, at, out, ctl| {
+            if let At2Output::TransferResult { result, .. } = out {
+                assert!(result.is_ok(), "{result:?}");
+                let k = done.entry(at).or_insert(0);
+                *k += 1;
+                if *k < rounds {
+                    ctl.input(at, pay(at));
+                }
+            }
+        });
+        assert_eq!(h.fault_count(), 0, "{:?}", h.faults().first());
+        for i in ids(n) {
+            let p = h.node(i).unwrap();
+            assert_eq!(p.ledger().applied_count(), n as u64 * rounds, "{i}");
+            let total: i128 = p.ledger().balances().values().sum();
+            assert_eq!(total, 100 * n as i128);
+            for a in 0..n {
+                assert_eq!(
+                    p.balance(Account(a)),
+                    100,
+                    "a ring leaves every balance unchanged"
+                );
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn ring_over_bracha() {
+        let cfg = Arc::new(BrachaConfig::new(ids(7)).unwrap());
+        ring(7, 4, |i| Bracha::new(i, cfg.clone()));
+    }
+
+    #[test]
+    fn ring_over_contagion() {
+        let p = ContagionParams {
+            g: 4.0,
+            e: 12,
+            e_hat: 8,
+            r: 10,
+            r_hat: 4,
+            d: 12,
+            d_hat: 8,
+        };
+        let cfg = Arc::new(ProbConfig::new(ids(12), p).unwrap());
+        ring(12, 3, |i| Contagion::new(i, cfg.clone()));
+    }
+
+    #[test]
+    fn spending_received_funds_cites_them_and_errors_are_immediate() {
+        let cfg = Arc::new(BrachaConfig::new(ids(4)).unwrap());
+        let genesis = Arc::new(Genesis::one_account_each(&ids(4), 10));
+        let mut h = Harness::new(9);
+        for i in ids(4) {
+            h.add_node(
+                i,
+                crypto(i, ids(4), CryptoMode::Real),
+                At2::new(Bracha::new(i, cfg.clone()), genesis.clone()),
+            );
+        }
+        let tr = |from: u32, to: u32, amount: u64| At2Input::Transfer {
+            from: Account(from),
+            to: Account(to),
+            amount,
+        };
+        h.input(0, NodeId(0), tr(0, 1, 10));
+        h.input(0, NodeId(0), tr(0, 1, 1)); // busy
+        h.input(0, NodeId(2), tr(3, 1, 1)); // not the owner
+        h.input(0, NodeId(1), tr(1, 2, 11)); // not yet received
+        let mut results = Vec::new();
+        let mut step = 0;
+        h.run_until(u64::MAX, |_, at, out, ctl| {
+            if let At2Output::TransferResult { result, .. } = &out {
+                results.push((at, result.clone()));
+                if at == NodeId(1) && result.is_ok() {
+                    return;
+                }
+            }
+            if let At2Output::Applied(m) = &out {
+                // once node 1 applied the 10 it received, it spends all 20
+                if at == NodeId(1) && m.transfer.issuer == NodeId(0) && step == 0 {
+                    step = 1;
+                    ctl.input(at, tr(1, 2, 20));
+                }
+            }
+        });
+        assert!(results.contains(&(NodeId(0), Err(TransferError::Busy))));
+        assert!(results.contains(&(NodeId(2), Err(TransferError::NotOwner(Account(3))))));
+        assert!(results.contains(&(
+            NodeId(1),
+            Err(TransferError::InsufficientFunds {
+                balance: 10,
+                amount: 11
+            })
+        )));
+        assert_eq!(results.iter().filter(|r| r.1.is_ok()).count(), 2);
+        for i in ids(4) {
+            let l = h.node(i).unwrap().ledger();
+            assert_eq!(
+                (
+                    l.balance(Account(0)),
+                    l.balance(Account(1)),
+                    l.balance(Account(2))
+                ),
+                (0, 0, 30)
+            );
+        }
+        assert_eq!(h.fault_count(), 0);
+    }
+}

@@ -1,0 +1,949 @@
+//! Bracha's deterministic Byzantine reliable broadcast, multi-shot with source
+//! order (thesis §3.2 / digest §1.5: the secure broadcast AT2 assumes; Bracha,
+//! "Asynchronous Byzantine agreement protocols", 1987).
+//!
+//! One instance per `(source, seq)`. With N > 3f members and quorums counted
+//! in votes ([`byzscale_core::quorum`]):
+//!
+//! | step | message | rule |
+//! |---|---|---|
+//! | source broadcasts | [`BrachaMsg::Send`] `(seq, m, σ-sig)` to all | |
+//! | on SEND from the source | [`BrachaMsg::Echo`] `(source, seq, m, σ-sig)` to all | echo at most one payload per instance |
+//! | on ECHOs for d from a quorum (⌈(N+f+1)/2⌉) | [`BrachaMsg::Ready`] `(source, seq, d)` to all | |
+//! | on READYs for d from f+1 (weak quorum) | READY(d) to all (amplification) | ready at most once |
+//! | on READYs for d from a quorum | deliver m with digest d | in source order |
+//!
+//! # Deviations, and why
+//!
+//! - Payloads are signed by the source (ed25519 over
+//!   [`crate::signing_bytes`]) so that ECHO can carry the payload: a process
+//!   that never got the SEND (a Byzantine source left it out) still learns the
+//!   payload from any ECHO. READY carries only the digest, so the cost is one
+//!   payload per ECHO, not three per process. Signatures are verified once per
+//!   distinct payload per instance.
+//! - Delivery needs a quorum of READYs (⌈(N+f+1)/2⌉ votes) rather than the
+//!   classic 2f+1. The two coincide for N = 3f+1; for larger N the quorum is
+//!   still reachable by the correct processes alone and lets WHEAT weights be
+//!   used unchanged.
+//! - An instance's state is dropped as soon as it completes (its READY has
+//!   been sent, so others no longer need anything from it); a per-source
+//!   watermark makes late messages for it free to ignore. Instances may only be
+//!   opened up to `window` sequence numbers ahead of the next delivery.
+//! - Links are assumed reliable (as in the thesis); there is no retransmission.
+
+use crate::common::{
+    Admit, BroadcastStats, Delivery, NoTimer, Payload, SecureBroadcast, Signed, SourceOrder,
+};
+use crate::tally::{Tally, TallyError, TallyLayout};
+use byzscale_core::crypto::{short, Digest};
+use byzscale_core::protocol::{Cx, Protocol};
+use byzscale_core::quorum::{FaultModel, QuorumError, QuorumSystem, Vote};
+use byzscale_core::{Addr, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// Wire messages of [`Bracha`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BrachaMsg<P> {
+    /// From the source itself.
+    Send { seq: u64, signed: Signed<P> },
+    Echo {
+        source: NodeId,
+        seq: u64,
+        signed: Signed<P>,
+    },
+    Ready {
+        source: NodeId,
+        seq: u64,
+        digest: Digest,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrachaConfigError {
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+    #[error(transparent)]
+    Tally(#[from] TallyError),
+    #[error("{members} members but the quorum system has {n} positions")]
+    Size { members: usize, n: usize },
+    #[error("duplicate member {0}")]
+    Duplicate(NodeId),
+}
+
+/// Group configuration, shared (behind an `Arc`) by every member.
+#[derive(Clone, Debug)]
+pub struct BrachaConfig {
+    members: Vec<NodeId>,
+    position: BTreeMap<NodeId, usize>,
+    quorum: QuorumSystem,
+    layout: TallyLayout,
+    /// How far ahead of the next delivery (per source) instances may be opened
+    /// (default 1024). It bounds what Byzantine members can make a process
+    /// hold; a correct process that falls more than `window` broadcasts of one
+    /// source behind drops that source's newer messages (reported as faults),
+    /// as links do not retransmit.
+    pub window: u64,
+}
+
+impl BrachaConfig {
+    /// Equal weights, f = ⌊(N−1)/3⌋ faults.
+    pub fn new(members: Vec<NodeId>) -> Result<Self, BrachaConfigError> {
+        let f = members.len().saturating_sub(1) / 3;
+        Self::with_f(members, f)
+    }
+
+    /// Equal weights and a given f (N ≥ 3f+1).
+    pub fn with_f(members: Vec<NodeId>, f: usize) -> Result<Self, BrachaConfigError> {
+        let qs = QuorumSystem::classic(members.len(), f, FaultModel::Bft)?;
+        Self::with_quorum(members, qs)
+    }
+
+    /// Any BFT quorum system (WHEAT weights up to 128 members).
+    pub fn with_quorum(
+        members: Vec<NodeId>,
+        quorum: QuorumSystem,
+    ) -> Result<Self, BrachaConfigError> {
+        if members.len() != quorum.n() {
+            return Err(BrachaConfigError::Size {
+                members: members.len(),
+                n: quorum.n(),
+            });
+        }
+        let mut position = BTreeMap::new();
+        for (i, m) in members.iter().enumerate() {
+            if position.insert(*m, i).is_some() {
+                return Err(BrachaConfigError::Duplicate(*m));
+            }
+        }
+        let layout = TallyLayout::new(&quorum)?;
+        Ok(BrachaConfig {
+            members,
+            position,
+            quorum,
+            layout,
+            window: 1024,
+        })
+    }
+
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+    pub fn f(&self) -> usize {
+        self.quorum.f
+    }
+    pub fn quorum(&self) -> &QuorumSystem {
+        &self.quorum
+    }
+    /// Votes that turn ECHOs into a READY and READYs into a delivery.
+    pub fn echo_threshold(&self) -> u64 {
+        self.quorum.quorum()
+    }
+    /// READY votes that make a process ready without a quorum of ECHOs.
+    pub fn ready_threshold(&self) -> u64 {
+        self.quorum.weak()
+    }
+    pub fn deliver_threshold(&self) -> u64 {
+        self.quorum.quorum()
+    }
+    fn pos(&self, n: NodeId) -> Option<usize> {
+        self.position.get(&n).copied()
+    }
+}
+
+/// Upper bound on distinct payloads tracked per instance (only a Byzantine
+/// source signs several).
+const MAX_PAYLOADS: usize = 4;
+
+#[derive(Clone, Debug)]
+struct Instance<P> {
+    payloads: BTreeMap<Digest, Signed<P>>,
+    echoed: bool,
+    readied: bool,
+    echoes: Tally<Digest>,
+    readies: Tally<Digest>,
+    /// READY quorum reached for this digest but its payload is not known yet.
+    decided: Option<Digest>,
+}
+
+/// One member's multi-shot Bracha broadcast. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Bracha<P> {
+    me: NodeId,
+    my_pos: usize,
+    cfg: Arc<BrachaConfig>,
+    others: Vec<Addr>,
+    next_seq: u64,
+    order: SourceOrder<P>,
+    instances: BTreeMap<(NodeId, u64), Instance<P>>,
+    /// Own broadcasts waiting because `window` of them are undelivered.
+    backlog: VecDeque<P>,
+    stats: BroadcastStats,
+}
+
+impl<P: Payload> Bracha<P> {
+    /// Panics if `me` is not a member (a configuration error, not input).
+    pub fn new(me: NodeId, cfg: Arc<BrachaConfig>) -> Self {
+        let my_pos = cfg.pos(me).expect("Bracha::new: `me` must be a member");
+        let others = cfg
+            .members
+            .iter()
+            .filter(|m| **m != me)
+            .map(|m| Addr::Node(*m))
+            .collect();
+        Bracha {
+            me,
+            my_pos,
+            others,
+            next_seq: 1,
+            order: SourceOrder::new(cfg.window),
+            instances: BTreeMap::new(),
+            backlog: VecDeque::new(),
+            stats: BroadcastStats::default(),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &BrachaConfig {
+        &self.cfg
+    }
+
+    /// Instances currently held (open, not yet complete).
+    pub fn open_instances(&self) -> usize {
+        self.instances.len()
+    }
+
+    fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: &'static str, detail: String) {
+        self.stats.faults += 1;
+        cx.fault(who, kind, detail);
+    }
+
+    /// Admission of a message about `(source, seq)` from `from`; `None` drops it.
+    fn open(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        from: NodeId,
+        source: NodeId,
+        seq: u64,
+    ) -> Option<()> {
+        if self.cfg.pos(source).is_none() {
+            self.fault(
+                cx,
+                from,
+                "bracha-unknown-source",
+                format!("instance of non-member {source}"),
+            );
+            return None;
+        }
+        match self.order.admit(source, seq) {
+            Admit::Old => None,
+            Admit::Reject => {
+                let next = self.order.next(source);
+                self.fault(
+                    cx,
+                    from,
+                    "bracha-window",
+                    format!(
+                        "{source}/{seq} outside the window (next {next}, window {})",
+                        self.cfg.window
+                    ),
+                );
+                None
+            }
+            Admit::Open => {
+                if !self.instances.contains_key(&(source, seq)) {
+                    self.instances.insert(
+                        (source, seq),
+                        Instance {
+                            payloads: BTreeMap::new(),
+                            echoed: false,
+                            readied: false,
+                            echoes: Tally::new(&self.cfg.layout),
+                            readies: Tally::new(&self.cfg.layout),
+                            decided: None,
+                        },
+                    );
+                    self.stats.open_instances = self.instances.len() as u64;
+                }
+                Some(())
+            }
+        }
+    }
+
+    /// Verify a signed payload once per digest; `None` means it was dropped.
+    fn learn(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        from: NodeId,
+        source: NodeId,
+        seq: u64,
+        signed: Signed<P>,
+    ) -> Option<Digest> {
+        let inst = self.instances.get(&(source, seq))?;
+        // the common case: a copy of a payload already verified
+        if let Some((d, _)) = inst.payloads.iter().find(|(_, k)| **k == signed) {
+            return Some(*d);
+        }
+        let d = signed.digest(cx.crypto(), source, seq);
+        if inst.payloads.contains_key(&d) {
+            return Some(d);
+        }
+        if inst.payloads.len() >= MAX_PAYLOADS {
+            self.fault(
+                cx,
+                from,
+                "bracha-too-many-payloads",
+                format!("{source}/{seq}"),
+            );
+            return None;
+        }
+        if signed.check(cx.crypto(), source, seq).is_err() {
+            self.fault(
+                cx,
+                from,
+                "bracha-bad-signature",
+                format!("{source}/{seq} payload {}", short(&d)),
+            );
+            return None;
+        }
+        let inst = self.instances.get_mut(&(source, seq))?;
+        inst.payloads.insert(d, signed);
+        if inst.decided == Some(d) {
+            self.finish(cx, source, seq, d);
+        }
+        Some(d)
+    }
+
+    fn echo(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, d: Digest) {
+        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+            return;
+        };
+        if inst.echoed {
+            return;
+        }
+        inst.echoed = true;
+        let signed = inst.payloads[&d].clone();
+        cx.multicast(
+            self.others.clone(),
+            BrachaMsg::Echo {
+                source,
+                seq,
+                signed,
+            },
+        );
+        self.count_echo(cx, self.me, self.my_pos, source, seq, d);
+    }
+
+    fn count_echo(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        from: NodeId,
+        pos: usize,
+        source: NodeId,
+        seq: u64,
+        d: Digest,
+    ) {
+        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+            return;
+        };
+        let votes = match inst.echoes.add(&self.cfg.layout, pos, d) {
+            Vote::Duplicate => return,
+            Vote::Counted(v) => v,
+            Vote::Conflict(v) => {
+                self.fault(
+                    cx,
+                    from,
+                    "bracha-conflicting-echo",
+                    format!("{source}/{seq}"),
+                );
+                v
+            }
+        };
+        if votes >= self.cfg.echo_threshold() {
+            self.ready(cx, source, seq, d);
+        }
+    }
+
+    fn ready(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, d: Digest) {
+        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+            return;
+        };
+        if inst.readied {
+            return;
+        }
+        inst.readied = true;
+        cx.multicast(
+            self.others.clone(),
+            BrachaMsg::Ready {
+                source,
+                seq,
+                digest: d,
+            },
+        );
+        self.count_ready(cx, self.me, self.my_pos, source, seq, d);
+    }
+
+    fn count_ready(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        from: NodeId,
+        pos: usize,
+        source: NodeId,
+        seq: u64,
+        d: Digest,
+    ) {
+        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+            return;
+        };
+        let votes = match inst.readies.add(&self.cfg.layout, pos, d) {
+            Vote::Duplicate => return,
+            Vote::Counted(v) => v,
+            Vote::Conflict(v) => {
+                self.fault(
+                    cx,
+                    from,
+                    "bracha-conflicting-ready",
+                    format!("{source}/{seq}"),
+                );
+                v
+            }
+        };
+        if votes >= self.cfg.ready_threshold() {
+            self.ready(cx, source, seq, d);
+        }
+        if votes >= self.cfg.deliver_threshold() {
+            let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+                return;
+            };
+            if inst.payloads.contains_key(&d) {
+                self.finish(cx, source, seq, d);
+            } else {
+                // the payload arrives with the ECHOs of the correct processes
+                // that made this READY quorum possible
+                inst.decided = Some(d);
+            }
+        }
+    }
+
+    /// The instance completed with payload `d`: drop its state, deliver in order.
+    fn finish(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, d: Digest) {
+        let Some(mut inst) = self.instances.remove(&(source, seq)) else {
+            return;
+        };
+        self.stats.open_instances = self.instances.len() as u64;
+        self.stats.collected += 1;
+        let Some(signed) = inst.payloads.remove(&d) else {
+            return;
+        };
+        for delivery in self.order.complete(source, seq, signed) {
+            self.stats.delivered += 1;
+            cx.output(delivery);
+        }
+        if source == self.me {
+            while self.order.admit(self.me, self.next_seq) == Admit::Open {
+                let Some(p) = self.backlog.pop_front() else {
+                    break;
+                };
+                self.start(p, cx);
+            }
+        }
+    }
+
+    fn start(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.stats.broadcasts += 1;
+        let signed = Signed::sign(cx.crypto(), self.me, seq, payload);
+        cx.multicast(
+            self.others.clone(),
+            BrachaMsg::Send {
+                seq,
+                signed: signed.clone(),
+            },
+        );
+        let me = self.me;
+        self.on_send(cx, me, seq, signed);
+    }
+}
+
+impl<P: Payload> Protocol for Bracha<P> {
+    type Message = BrachaMsg<P>;
+    type Input = P;
+    type Output = Delivery<P>;
+    type Timer = NoTimer;
+
+    fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
+        if self.backlog.is_empty() && self.order.admit(self.me, self.next_seq) == Admit::Open {
+            self.start(payload, cx);
+        } else {
+            self.backlog.push_back(payload);
+        }
+    }
+
+    fn on_message(&mut self, from: Addr, msg: BrachaMsg<P>, cx: &mut Cx<'_, Self>) {
+        let Some(from) = from.node().filter(|n| self.cfg.pos(*n).is_some()) else {
+            self.stats.faults += 1;
+            cx.fault(
+                from,
+                "bracha-not-a-member",
+                "message from outside the group",
+            );
+            return;
+        };
+        match msg {
+            BrachaMsg::Send { seq, signed } => self.on_send(cx, from, seq, signed),
+            BrachaMsg::Echo {
+                source,
+                seq,
+                signed,
+            } => {
+                if self.open(cx, from, source, seq).is_none() {
+                    return;
+                }
+                if let Some(d) = self.learn(cx, from, source, seq, signed) {
+                    let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
+                    self.count_echo(cx, from, pos, source, seq, d);
+                }
+            }
+            BrachaMsg::Ready {
+                source,
+                seq,
+                digest,
+            } => {
+                if self.open(cx, from, source, seq).is_none() {
+                    return;
+                }
+                let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
+                self.count_ready(cx, from, pos, source, seq, digest);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, timer: NoTimer, _cx: &mut Cx<'_, Self>) {
+        match timer {}
+    }
+}
+
+impl<P: Payload> Bracha<P> {
+    fn on_send(&mut self, cx: &mut Cx<'_, Self>, from: NodeId, seq: u64, signed: Signed<P>) {
+        // the source is whoever sent the SEND (the channel authenticates it)
+        let source = from;
+        if self.open(cx, from, source, seq).is_none() {
+            return;
+        }
+        let Some(d) = self.learn(cx, from, source, seq, signed) else {
+            return;
+        };
+        if self.instances.get(&(source, seq)).is_some_and(|i| i.echoed) {
+            return;
+        }
+        self.echo(cx, source, seq, d);
+    }
+}
+
+impl<P: Payload> SecureBroadcast<P> for Bracha<P> {
+    fn me(&self) -> NodeId {
+        self.me
+    }
+    fn kind(&self) -> &'static str {
+        "bracha"
+    }
+    fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+    fn stats(&self) -> BroadcastStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{crypto, Harness};
+    use byzscale_core::crypto::{Crypto, CryptoMode};
+    use byzscale_core::protocol::Effect;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn ids(n: u32) -> Vec<NodeId> {
+        (0..n).map(NodeId).collect()
+    }
+
+    #[test]
+    fn thresholds_follow_the_quorum_system() {
+        let c4 = BrachaConfig::new(ids(4)).unwrap();
+        assert_eq!(
+            (
+                c4.f(),
+                c4.echo_threshold(),
+                c4.ready_threshold(),
+                c4.deliver_threshold()
+            ),
+            (1, 3, 2, 3)
+        );
+        let c10 = BrachaConfig::new(ids(10)).unwrap();
+        assert_eq!(
+            (
+                c10.f(),
+                c10.echo_threshold(),
+                c10.ready_threshold(),
+                c10.deliver_threshold()
+            ),
+            (3, 7, 4, 7)
+        );
+        // N > 3f+1: ⌈(N+f+1)/2⌉ echoes, f+1 readies to amplify
+        let c = BrachaConfig::with_f(ids(10), 2).unwrap();
+        assert_eq!((c.echo_threshold(), c.ready_threshold()), (7, 3));
+        let big = BrachaConfig::new(ids(1000)).unwrap();
+        assert_eq!(
+            (big.f(), big.echo_threshold(), big.ready_threshold()),
+            (333, 667, 334)
+        );
+        assert!(
+            BrachaConfig::with_f(ids(6), 2).is_err(),
+            "N = 3f is not enough"
+        );
+        assert!(BrachaConfig::new(vec![NodeId(1), NodeId(1)]).is_err());
+    }
+
+    fn run(n: u32, per_node: u32, seed: u64) -> Harness<Bracha<u32>> {
+        let cfg = Arc::new(BrachaConfig::new(ids(n)).unwrap());
+        let mut h = Harness::new(seed);
+        for i in ids(n) {
+            h.add_node(
+                i,
+                crypto(i, ids(n), CryptoMode::Real),
+                Bracha::new(i, cfg.clone()),
+            );
+        }
+        for i in ids(n) {
+            for k in 0..per_node {
+                h.input(0, i, i.0 * 100 + k);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn everyone_delivers_everything_in_source_order() {
+        let (n, k) = (7, 3);
+        let mut h = run(n, k, 1);
+        let mut seen: BTreeMap<NodeId, Vec<(NodeId, u64, u32)>> = BTreeMap::new();
+        h.run_until(u64::MAX, |_, at, d: Delivery<u32>, _| {
+            seen.entry(at)
+                .or_default()
+                .push((d.source, d.seq, d.payload));
+        });
+        assert_eq!(h.fault_count(), 0, "{:?}", h.faults());
+        for ds in seen.values() {
+            assert_eq!(ds.len(), (n * k) as usize);
+            for s in ids(n) {
+                let mine: Vec<_> = ds.iter().filter(|d| d.0 == s).map(|d| (d.1, d.2)).collect();
+                assert_eq!(
+                    mine,
+                    (0..k)
+                        .map(|j| (j as u64 + 1, s.0 * 100 + j))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+        for i in ids(n) {
+            let b = h.node(i).unwrap();
+            assert_eq!(b.open_instances(), 0, "completed instances are dropped");
+            assert_eq!(b.stats().delivered, (n * k) as u64);
+            // per broadcast: SEND from the source, ECHO and READY from everyone
+            let c = h.counters(i).unwrap();
+            assert_eq!(
+                c.sent,
+                (k as u64) * (n as u64 - 1) + 2 * (n * k) as u64 * (n as u64 - 1)
+            );
+        }
+    }
+
+    #[test]
+    fn the_window_backlogs_own_broadcasts() {
+        let cfg = {
+            let mut c = BrachaConfig::new(ids(4)).unwrap();
+            c.window = 2;
+            Arc::new(c)
+        };
+        let mut h = Harness::new(5);
+        for i in ids(4) {
+            h.add_node(
+                i,
+                crypto(i, ids(4), CryptoMode::Real),
+                Bracha::new(i, cfg.clone()),
+            );
+        }
+        for k in 0..6 {
+            h.input(0, NodeId(0), k);
+        }
+        let mut got: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
+        h.run_until(u64::MAX, |_, at, d: Delivery<u32>, _| {
+            got.entry(at).or_default().push(d.payload)
+        });
+        for i in ids(4) {
+            assert_eq!(got[&i], (0..6).collect::<Vec<_>>(), "{i}");
+        }
+        // receivers that lag more than the window behind drop (and report)
+        // messages of later instances; quorums still form here
+    }
+
+    struct One {
+        b: Bracha<u32>,
+        crypto: Crypto,
+        rng: ChaCha8Rng,
+        fx: Vec<Effect<Bracha<u32>>>,
+    }
+
+    impl One {
+        fn new(n: u32) -> Self {
+            let cfg = Arc::new(BrachaConfig::new(ids(n)).unwrap());
+            One {
+                b: Bracha::new(NodeId(0), cfg),
+                crypto: crypto(NodeId(0), ids(n), CryptoMode::Real),
+                rng: ChaCha8Rng::seed_from_u64(0),
+                fx: Vec::new(),
+            }
+        }
+        fn msg(&mut self, from: u32, m: BrachaMsg<u32>) {
+            let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut self.fx);
+            self.b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
+        }
+        fn faults(&self) -> Vec<&'static str> {
+            self.fx
+                .iter()
+                .filter_map(|e| {
+                    if let Effect::Fault(f) = e {
+                        Some(f.kind)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+        fn sent(&self) -> usize {
+            self.fx
+                .iter()
+                .filter(|e| matches!(e, Effect::Multicast { .. } | Effect::Send { .. }))
+                .count()
+        }
+        fn delivered(&self) -> Vec<u32> {
+            self.fx
+                .iter()
+                .filter_map(|e| {
+                    if let Effect::Output(d) = e {
+                        Some(d.payload)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+    }
+
+    fn signed_by(src: u32, seq: u64, v: u32) -> Signed<u32> {
+        Signed::sign(
+            &crypto(NodeId(src), [], CryptoMode::Real),
+            NodeId(src),
+            seq,
+            v,
+        )
+    }
+
+    #[test]
+    fn byzantine_inputs_are_dropped_and_reported() {
+        let mut p = One::new(4);
+        // a SEND whose signature is not the sender's
+        let forged = Signed {
+            payload: 9,
+            sig: signed_by(2, 1, 9).sig,
+        };
+        p.msg(
+            1,
+            BrachaMsg::Send {
+                seq: 1,
+                signed: forged,
+            },
+        );
+        assert_eq!(p.faults(), vec!["bracha-bad-signature"]);
+        assert_eq!(p.sent(), 0, "no echo for a forged payload");
+        // outside the group, outside the window, seq 0, unknown source
+        p.fx.clear();
+        p.msg(
+            7,
+            BrachaMsg::Ready {
+                source: NodeId(1),
+                seq: 1,
+                digest: [0; 32],
+            },
+        );
+        p.msg(
+            1,
+            BrachaMsg::Send {
+                seq: 100_000,
+                signed: signed_by(1, 100_000, 1),
+            },
+        );
+        p.msg(
+            1,
+            BrachaMsg::Send {
+                seq: 0,
+                signed: signed_by(1, 0, 1),
+            },
+        );
+        p.msg(
+            1,
+            BrachaMsg::Ready {
+                source: NodeId(9),
+                seq: 1,
+                digest: [0; 32],
+            },
+        );
+        assert_eq!(
+            p.faults(),
+            vec![
+                "bracha-not-a-member",
+                "bracha-window",
+                "bracha-window",
+                "bracha-unknown-source"
+            ]
+        );
+        assert_eq!(p.sent(), 0);
+        // an echo that conflicts with the same member's earlier echo
+        p.fx.clear();
+        p.msg(
+            2,
+            BrachaMsg::Echo {
+                source: NodeId(1),
+                seq: 1,
+                signed: signed_by(1, 1, 5),
+            },
+        );
+        p.msg(
+            2,
+            BrachaMsg::Echo {
+                source: NodeId(1),
+                seq: 1,
+                signed: signed_by(1, 1, 6),
+            },
+        );
+        assert_eq!(p.faults(), vec!["bracha-conflicting-echo"]);
+        // f = 1 READYs for a digest nobody echoed neither make us ready nor deliver
+        p.fx.clear();
+        p.msg(
+            3,
+            BrachaMsg::Ready {
+                source: NodeId(1),
+                seq: 2,
+                digest: [7; 32],
+            },
+        );
+        assert_eq!(p.sent(), 0);
+        assert!(p.delivered().is_empty());
+    }
+
+    #[test]
+    fn ready_amplification_and_late_payload() {
+        // node 0 gets f+1 = 2 READYs: it becomes ready; with a quorum (3,
+        // counting its own) it decides, but delivers only once an ECHO brings
+        // the payload
+        let mut p = One::new(4);
+        let s = signed_by(1, 1, 42);
+        let d = s.digest(&p.crypto, NodeId(1), 1);
+        p.msg(
+            2,
+            BrachaMsg::Ready {
+                source: NodeId(1),
+                seq: 1,
+                digest: d,
+            },
+        );
+        assert_eq!(p.sent(), 0);
+        p.msg(
+            3,
+            BrachaMsg::Ready {
+                source: NodeId(1),
+                seq: 1,
+                digest: d,
+            },
+        );
+        assert_eq!(p.sent(), 1, "READY amplification");
+        assert!(p.delivered().is_empty(), "payload not known yet");
+        p.msg(
+            2,
+            BrachaMsg::Echo {
+                source: NodeId(1),
+                seq: 1,
+                signed: s,
+            },
+        );
+        assert_eq!(p.delivered(), vec![42]);
+        // late messages for a completed instance are ignored quietly
+        p.fx.clear();
+        p.msg(
+            1,
+            BrachaMsg::Ready {
+                source: NodeId(1),
+                seq: 1,
+                digest: d,
+            },
+        );
+        assert!(p.fx.is_empty());
+    }
+
+    #[test]
+    fn an_equivocating_source_cannot_split_correct_processes() {
+        // N = 4, f = 1: the Byzantine source 3 sends value 1 to {0, 1} and 2 to
+        // {2}; whatever the schedule, correct processes never deliver two values
+        for seed in 0..50u64 {
+            let cfg = Arc::new(BrachaConfig::new(ids(4)).unwrap());
+            let mut h: Harness<Bracha<u32>> = Harness::new(seed);
+            for i in ids(3) {
+                h.add_node(
+                    i,
+                    crypto(i, ids(4), CryptoMode::Real),
+                    Bracha::new(i, cfg.clone()),
+                );
+            }
+            let a = signed_by(3, 1, 1);
+            let b = signed_by(3, 1, 2);
+            // deliver the equivocating SENDs directly through each node's handler
+            for (to, s) in [(0u32, a.clone()), (1, a.clone()), (2, b.clone())] {
+                let node = h.node_mut(NodeId(to)).unwrap();
+                let c = crypto(NodeId(to), ids(4), CryptoMode::Real);
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let mut fx = Vec::new();
+                let mut cx = Cx::new(0, &mut rng, &c, &mut fx);
+                node.on_message(
+                    Addr::Node(NodeId(3)),
+                    BrachaMsg::Send { seq: 1, signed: s },
+                    &mut cx,
+                );
+                for e in fx {
+                    if let Effect::Multicast { to: dst, msg } = e {
+                        for a in dst {
+                            if let Some(n) = a.node().filter(|n| n.0 < 3) {
+                                let mut fx2 = Vec::new();
+                                let c2 = crypto(n, ids(4), CryptoMode::Real);
+                                let mut cx2 = Cx::new(0, &mut rng, &c2, &mut fx2);
+                                h.node_mut(n).unwrap().on_message(
+                                    Addr::Node(NodeId(to)),
+                                    msg.clone(),
+                                    &mut cx2,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            let mut got = BTreeMap::new();
+            h.run_until(u64::MAX, |_, at, d: Delivery<u32>, _| {
+                got.insert(at, d.payload);
+            });
+            let values: std::collections::BTreeSet<_> = got.values().collect();
+            assert!(values.len() <= 1, "seed {seed}: {got:?}");
+        }
+    }
+}

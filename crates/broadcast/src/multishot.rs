@@ -1,0 +1,886 @@
+//! Multi-shot wrapper of the probabilistic layers: one single-shot instance per
+//! `(source, seq)`, source order, a bounded window, signature checks, and
+//! garbage collection.
+//!
+//! The thesis' broadcast is single-shot with one designated sender; "multi-shot
+//! = many single-shot instances plus sequence numbers" (digest §1.5). How
+//! instances start and end is not specified (digest §5.5); here:
+//!
+//! - **Start.** A process opens an instance, drawing its samples and sending
+//!   its subscriptions, on the first message it receives about it (a
+//!   subscription, gossip, echo or ready) or when it is the source and
+//!   broadcasts. Since every process is in about G+E+R+D other processes'
+//!   samples, every correct process is contacted and opens the instance once
+//!   the wave starts; the gossip graph is then the thesis' Erdős–Rényi graph.
+//!   (Murmur used *alone* contacts a process only through gossip
+//!   subscriptions, so a process nobody picked stays out: probability about
+//!   e^{−G(1−β)} instead of e^{−2G(1−β)}.)
+//! - **Window.** Only instances up to `window` sequence numbers past a
+//!   source's next delivery can be opened, so a Byzantine source or relay
+//!   cannot make a process hold unbounded state.
+//! - **Order.** Instances complete in any order; deliveries of a source leave
+//!   in sequence order.
+//! - **Collection.** A delivered instance keeps running (it still answers late
+//!   subscribers and spreads readiness, which other processes' totality relies
+//!   on) for `gc_delay`, then its state is dropped; messages about it are then
+//!   ignored. A process that is more than `gc_delay` late may therefore miss
+//!   replies from collected instances — the price of bounded memory in an
+//!   asynchronous system.
+//! - **Signatures.** Every payload carried by GOSSIP, ECHO and READY is checked
+//!   against the source's key at the first sight of its digest in the
+//!   instance (the thesis checks it at every layer; the cache makes the later
+//!   checks free). At most [`MAX_CANDIDATES`] distinct payloads are held per
+//!   instance.
+
+use crate::common::{
+    Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
+};
+pub use crate::layers::MAX_CANDIDATES;
+use crate::layers::{
+    Cand, ContagionInstance, In, Layer, LayerCx, MurmurInstance, OutBody, SieveInstance,
+};
+use crate::params::ContagionParams;
+use crate::sampling::Oracle;
+use byzscale_core::crypto::{short, Digest};
+use byzscale_core::protocol::{Cx, Protocol, Time, SECS};
+use byzscale_core::{Addr, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Message bodies of the whole stack.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body<P> {
+    GossipSubscribe,
+    Gossip(Signed<P>),
+    EchoSubscribe,
+    Echo(Signed<P>),
+    ReadySubscribe,
+    Ready(Signed<P>),
+}
+
+/// Wire messages of [`ProbabilisticBroadcast`]: a body tagged with its instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbMsg<P> {
+    pub source: NodeId,
+    pub seq: u64,
+    pub body: Body<P>,
+}
+
+/// Timers of [`ProbabilisticBroadcast`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ProbTimer {
+    /// Drop instances delivered more than `gc_delay` ago.
+    Gc,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProbConfigError {
+    #[error("the group is empty")]
+    Empty,
+    #[error("duplicate member {0}")]
+    Duplicate(NodeId),
+    #[error("invalid parameters: {0}")]
+    Params(String),
+}
+
+/// Group configuration shared by every member.
+#[derive(Clone, Debug)]
+pub struct ProbConfig {
+    /// Sorted.
+    members: Arc<Vec<NodeId>>,
+    pub params: ContagionParams,
+    /// How far ahead of a source's next delivery instances may be opened
+    /// (default 256; see [`crate::BrachaConfig::window`] for the trade-off).
+    pub window: u64,
+    /// How long a delivered instance keeps answering before it is dropped.
+    pub gc_delay: Time,
+}
+
+impl ProbConfig {
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
+    pub fn new(members: Vec<NodeId>, params: ContagionParams) -> Result<Self, ProbConfigError> {
+        if members.is_empty() {
+            return Err(ProbConfigError::Empty);
+        }
+        let mut seen = BTreeSet::new();
+        for m in &members {
+            if !seen.insert(*m) {
+                return Err(ProbConfigError::Duplicate(*m));
+            }
+        }
+        params.validate().map_err(ProbConfigError::Params)?;
+        let mut members = members;
+        members.sort_unstable();
+        Ok(ProbConfig {
+            members: Arc::new(members),
+            params,
+            window: 256,
+            gc_delay: 10 * SECS,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Instance<L, P> {
+    layer: L,
+    /// Verified payloads; a layer's [`Cand`] is an index here.
+    known: Vec<(Digest, Signed<P>)>,
+}
+
+/// Multi-shot probabilistic broadcast over the single-shot layer `L`:
+/// [`Murmur`] (probabilistic broadcast), [`Sieve`] (probabilistic consistent
+/// broadcast) or [`Contagion`] (probabilistic secure broadcast).
+#[derive(Clone, Debug)]
+pub struct ProbabilisticBroadcast<L, P> {
+    me: NodeId,
+    cfg: Arc<ProbConfig>,
+    oracle: Oracle,
+    next_seq: u64,
+    order: SourceOrder<P>,
+    instances: BTreeMap<(NodeId, u64), Instance<L, P>>,
+    gc: VecDeque<(Time, NodeId, u64)>,
+    gc_armed: bool,
+    /// Own broadcasts waiting because `window` of them are undelivered.
+    backlog: VecDeque<P>,
+    stats: BroadcastStats,
+    out: Vec<(Vec<NodeId>, OutBody)>,
+    faults: Vec<(NodeId, &'static str, String)>,
+    _p: PhantomData<fn() -> L>,
+}
+
+/// Murmur (Erdős–Rényi gossip), multi-shot.
+pub type Murmur<P> = ProbabilisticBroadcast<MurmurInstance, P>;
+/// Sieve (echo broadcast), multi-shot.
+pub type Sieve<P> = ProbabilisticBroadcast<SieveInstance, P>;
+/// Contagion (ready broadcast), multi-shot: the probabilistic secure broadcast.
+pub type Contagion<P> = ProbabilisticBroadcast<ContagionInstance, P>;
+
+impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
+    /// Panics if `me` is not a member (a configuration error).
+    pub fn new(me: NodeId, cfg: Arc<ProbConfig>) -> Self {
+        assert!(
+            cfg.members.contains(&me),
+            "ProbabilisticBroadcast::new: `me` must be a member"
+        );
+        ProbabilisticBroadcast {
+            me,
+            oracle: Oracle::new(cfg.members.clone(), me),
+            next_seq: 1,
+            order: SourceOrder::new(cfg.window),
+            instances: BTreeMap::new(),
+            gc: VecDeque::new(),
+            gc_armed: false,
+            backlog: VecDeque::new(),
+            stats: BroadcastStats::default(),
+            out: Vec::new(),
+            faults: Vec::new(),
+            cfg,
+            _p: PhantomData,
+        }
+    }
+
+    pub fn config(&self) -> &ProbConfig {
+        &self.cfg
+    }
+
+    /// The single-shot state of an instance still held (tests, the Monte
+    /// Carlo checks).
+    pub fn instance(&self, source: NodeId, seq: u64) -> Option<&L> {
+        self.instances.get(&(source, seq)).map(|i| &i.layer)
+    }
+
+    pub fn open_instances(&self) -> usize {
+        self.instances.len()
+    }
+
+    fn is_member(&self, n: NodeId) -> bool {
+        self.cfg.members.binary_search(&n).is_ok()
+    }
+
+    /// Open (and initialize) the instance if it is admissible.
+    fn open(&mut self, cx: &mut Cx<'_, Self>, from: NodeId, source: NodeId, seq: u64) -> bool {
+        if self.instances.contains_key(&(source, seq)) {
+            return true;
+        }
+        if !self.is_member(source) {
+            self.fault(
+                cx,
+                from,
+                "prob-unknown-source",
+                format!("instance of non-member {source}"),
+            );
+            return false;
+        }
+        match self.order.admit(source, seq) {
+            // delivered and collected
+            Admit::Old => false,
+            Admit::Reject => {
+                let next = self.order.next(source);
+                self.fault(
+                    cx,
+                    from,
+                    "prob-window",
+                    format!(
+                        "{source}/{seq} outside the window (next {next}, window {})",
+                        self.cfg.window
+                    ),
+                );
+                false
+            }
+            Admit::Open => {
+                let mut layer = L::default();
+                {
+                    let mut lcx = LayerCx {
+                        rng: cx.rng(),
+                        oracle: &self.oracle,
+                        params: &self.cfg.params,
+                        out: &mut self.out,
+                        faults: &mut self.faults,
+                    };
+                    layer.init(&mut lcx);
+                }
+                self.instances.insert(
+                    (source, seq),
+                    Instance {
+                        layer,
+                        known: Vec::new(),
+                    },
+                );
+                self.stats.open_instances = self.instances.len() as u64;
+                self.flush(cx, source, seq);
+                true
+            }
+        }
+    }
+
+    fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: &'static str, detail: String) {
+        self.stats.faults += 1;
+        cx.fault(who, kind, detail);
+    }
+
+    /// Check a carried payload; returns its candidate index if it is authentic.
+    fn learn(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        from: NodeId,
+        source: NodeId,
+        seq: u64,
+        s: Signed<P>,
+    ) -> Option<Cand> {
+        let inst = self.instances.get(&(source, seq))?;
+        // the common case: a copy of a payload already verified
+        if let Some(i) = inst.known.iter().position(|(_, k)| *k == s) {
+            return Some(i as Cand);
+        }
+        let d = s.digest(cx.crypto(), source, seq);
+        if let Some(i) = inst.known.iter().position(|(kd, _)| *kd == d) {
+            // same payload, another signature: the payload is authentic
+            return Some(i as Cand);
+        }
+        if inst.known.len() >= MAX_CANDIDATES {
+            self.fault(
+                cx,
+                from,
+                "prob-too-many-payloads",
+                format!("{source}/{seq}"),
+            );
+            return None;
+        }
+        if s.check(cx.crypto(), source, seq).is_err() {
+            self.fault(
+                cx,
+                from,
+                "prob-bad-signature",
+                format!("{source}/{seq} payload {}", short(&d)),
+            );
+            return None;
+        }
+        let known = &mut self.instances.get_mut(&(source, seq))?.known;
+        known.push((d, s));
+        Some((known.len() - 1) as Cand)
+    }
+
+    /// Send what the layer produced, attaching payloads; report its faults.
+    fn flush(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64) {
+        for (who, kind, detail) in self.faults.drain(..) {
+            self.stats.faults += 1;
+            cx.fault(who, kind, format!("{source}/{seq}: {detail}"));
+        }
+        if self.out.is_empty() {
+            return;
+        }
+        let known = self.instances.get(&(source, seq)).map(|i| &i.known);
+        for (to, body) in self.out.drain(..) {
+            let payload = |c: &Cand| {
+                known
+                    .and_then(|k| k.get(*c as usize))
+                    .map(|(_, s)| s.clone())
+            };
+            let body = match body {
+                OutBody::GossipSubscribe => Body::GossipSubscribe,
+                OutBody::EchoSubscribe => Body::EchoSubscribe,
+                OutBody::ReadySubscribe => Body::ReadySubscribe,
+                OutBody::Gossip(d) => match payload(&d) {
+                    Some(s) => Body::Gossip(s),
+                    None => continue,
+                },
+                OutBody::Echo(d) => match payload(&d) {
+                    Some(s) => Body::Echo(s),
+                    None => continue,
+                },
+                OutBody::Ready(d) => match payload(&d) {
+                    Some(s) => Body::Ready(s),
+                    None => continue,
+                },
+            };
+            let msg = ProbMsg { source, seq, body };
+            if to.len() == 1 {
+                cx.send(to[0], msg);
+            } else {
+                cx.multicast(to.into_iter().map(Addr::Node).collect(), msg);
+            }
+        }
+    }
+
+    /// The layer delivered candidate `c` for `(source, seq)`.
+    fn delivered(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, c: Cand) {
+        let Some(signed) = self
+            .instances
+            .get(&(source, seq))
+            .and_then(|i| i.known.get(c as usize))
+            .map(|(_, s)| s.clone())
+        else {
+            return;
+        };
+        for delivery in self.order.complete(source, seq, signed) {
+            self.stats.delivered += 1;
+            self.gc.push_back((
+                cx.now().saturating_add(self.cfg.gc_delay),
+                delivery.source,
+                delivery.seq,
+            ));
+            cx.output(delivery);
+        }
+        if !self.gc_armed && !self.gc.is_empty() {
+            self.gc_armed = true;
+            cx.set_timer(ProbTimer::Gc, self.cfg.gc_delay);
+        }
+        if source == self.me {
+            while self.order.admit(self.me, self.next_seq) == Admit::Open {
+                let Some(p) = self.backlog.pop_front() else {
+                    break;
+                };
+                self.start(p, cx);
+            }
+        }
+    }
+
+    fn start(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.stats.broadcasts += 1;
+        let me = self.me;
+        if !self.open(cx, me, me, seq) {
+            return;
+        }
+        let signed = Signed::sign(cx.crypto(), me, seq, payload);
+        let d = signed.digest(cx.crypto(), me, seq);
+        let Some(inst) = self.instances.get_mut(&(me, seq)) else {
+            return;
+        };
+        let c = match inst.known.iter().position(|(kd, _)| *kd == d) {
+            Some(i) => i as Cand,
+            None if inst.known.len() < MAX_CANDIDATES => {
+                inst.known.push((d, signed));
+                (inst.known.len() - 1) as Cand
+            }
+            None => return,
+        };
+        self.step(cx, me, seq, |l, lcx| l.broadcast(c, lcx));
+    }
+
+    fn step(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        source: NodeId,
+        seq: u64,
+        f: impl FnOnce(&mut L, &mut LayerCx<'_>) -> Option<Cand>,
+    ) {
+        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+            return;
+        };
+        let delivered = {
+            let mut lcx = LayerCx {
+                rng: cx.rng(),
+                oracle: &self.oracle,
+                params: &self.cfg.params,
+                out: &mut self.out,
+                faults: &mut self.faults,
+            };
+            f(&mut inst.layer, &mut lcx)
+        };
+        self.flush(cx, source, seq);
+        if let Some(c) = delivered {
+            self.delivered(cx, source, seq, c);
+        }
+    }
+}
+
+impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
+    type Message = ProbMsg<P>;
+    type Input = P;
+    type Output = Delivery<P>;
+    type Timer = ProbTimer;
+
+    fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
+        if self.backlog.is_empty() && self.order.admit(self.me, self.next_seq) == Admit::Open {
+            self.start(payload, cx);
+        } else {
+            self.backlog.push_back(payload);
+        }
+    }
+
+    fn on_message(&mut self, from: Addr, msg: ProbMsg<P>, cx: &mut Cx<'_, Self>) {
+        let Some(from) = from.node().filter(|n| self.is_member(*n)) else {
+            self.stats.faults += 1;
+            cx.fault(from, "prob-not-a-member", "message from outside the group");
+            return;
+        };
+        let ProbMsg { source, seq, body } = msg;
+        if !self.open(cx, from, source, seq) {
+            return;
+        }
+        let input = match body {
+            Body::GossipSubscribe => In::GossipSubscribe,
+            Body::EchoSubscribe => In::EchoSubscribe,
+            Body::ReadySubscribe => In::ReadySubscribe,
+            Body::Gossip(s) => match self.learn(cx, from, source, seq, s) {
+                Some(c) => In::Gossip(c),
+                None => return,
+            },
+            Body::Echo(s) => match self.learn(cx, from, source, seq, s) {
+                Some(c) => In::Echo(c),
+                None => return,
+            },
+            Body::Ready(s) => match self.learn(cx, from, source, seq, s) {
+                Some(c) => In::Ready(c),
+                None => return,
+            },
+        };
+        self.step(cx, source, seq, |l, lcx| l.handle(from, input, lcx));
+    }
+
+    fn on_timer(&mut self, timer: ProbTimer, cx: &mut Cx<'_, Self>) {
+        match timer {
+            ProbTimer::Gc => {
+                let now = cx.now();
+                while let Some(&(at, source, seq)) = self.gc.front() {
+                    if at > now {
+                        break;
+                    }
+                    self.gc.pop_front();
+                    if self.instances.remove(&(source, seq)).is_some() {
+                        self.stats.collected += 1;
+                    }
+                }
+                self.stats.open_instances = self.instances.len() as u64;
+                match self.gc.front() {
+                    Some(&(at, _, _)) => cx.set_timer(ProbTimer::Gc, at.saturating_sub(now).max(1)),
+                    None => self.gc_armed = false,
+                }
+            }
+        }
+    }
+}
+
+impl<P: Payload> SecureBroadcast<P> for Contagion<P> {
+    fn me(&self) -> NodeId {
+        self.me
+    }
+    fn kind(&self) -> &'static str {
+        "contagion"
+    }
+    fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+    fn stats(&self) -> BroadcastStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{crypto, Harness};
+    use crate::layers::{In, LayerCx, OutBody};
+    use byzscale_core::crypto::{Crypto, CryptoMode};
+    use byzscale_core::protocol::Effect;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn ids(n: u32) -> Vec<NodeId> {
+        (0..n).map(NodeId).collect()
+    }
+
+    fn small() -> ContagionParams {
+        ContagionParams {
+            g: 4.0,
+            e: 10,
+            e_hat: 7,
+            r: 8,
+            r_hat: 3,
+            d: 10,
+            d_hat: 7,
+        }
+    }
+
+    #[test]
+    fn contagion_delivers_everything_in_order_and_collects_instances() {
+        let n = 30;
+        let mut cfg = ProbConfig::new(ids(n), small()).unwrap();
+        cfg.gc_delay = SECS;
+        let cfg = Arc::new(cfg);
+        let sources = [NodeId(0), NodeId(7), NodeId(29)];
+        let mut h: Harness<Contagion<u32>> = Harness::new(11);
+        for i in ids(n) {
+            h.add_node(
+                i,
+                crypto(i, sources, CryptoMode::Real),
+                Contagion::new(i, cfg.clone()),
+            );
+        }
+        for s in sources {
+            for k in 0..2 {
+                h.input(0, s, s.0 * 10 + k);
+            }
+        }
+        let mut got: BTreeMap<NodeId, Vec<(NodeId, u64, u32)>> = BTreeMap::new();
+        h.run_until(u64::MAX, |_, at, d: Delivery<u32>, _| {
+            got.entry(at)
+                .or_default()
+                .push((d.source, d.seq, d.payload))
+        });
+        assert_eq!(
+            h.fault_count(),
+            0,
+            "{:?}",
+            &h.faults()[..h.faults().len().min(3)]
+        );
+        for i in ids(n) {
+            let mut mine = got[&i].clone();
+            mine.sort();
+            let want: Vec<_> = sources
+                .iter()
+                .flat_map(|s| (0..2).map(move |k| (*s, k as u64 + 1, s.0 * 10 + k)))
+                .collect();
+            assert_eq!(mine, want, "{i}");
+            let b = h.node(i).unwrap();
+            assert_eq!(b.open_instances(), 0, "{i}: collected after gc_delay");
+            assert_eq!(b.stats().collected, 6);
+        }
+    }
+
+    struct Lcx {
+        rng: ChaCha8Rng,
+        oracle: Oracle,
+        params: ContagionParams,
+        out: Vec<(Vec<NodeId>, OutBody)>,
+        faults: Vec<(NodeId, &'static str, String)>,
+    }
+
+    impl Lcx {
+        fn new(params: ContagionParams) -> Self {
+            let _ = MAX_CANDIDATES;
+            Lcx {
+                rng: ChaCha8Rng::seed_from_u64(2),
+                oracle: Oracle::new(Arc::new(ids(4)), NodeId(0)),
+                params,
+                out: Vec::new(),
+                faults: Vec::new(),
+            }
+        }
+        fn cx(&mut self) -> LayerCx<'_> {
+            LayerCx {
+                rng: &mut self.rng,
+                oracle: &self.oracle,
+                params: &self.params,
+                out: &mut self.out,
+                faults: &mut self.faults,
+            }
+        }
+    }
+
+    #[test]
+    fn sieve_counts_echoes_with_multiplicity_and_only_the_first_per_member() {
+        // 3 others, 12 draws: multiplicities add up to 12
+        let mut l = Lcx::new(ContagionParams {
+            e: 12,
+            e_hat: 8,
+            ..small()
+        });
+        let mut s = SieveInstance::default();
+        s.init(&mut l.cx());
+        let sample = s.sample().clone();
+        assert_eq!(sample.size(), 12);
+        // this process echoes candidate 0 (Murmur delivered it)
+        assert_eq!(s.handle(NodeId(9), In::Gossip(0), &mut l.cx()), None);
+        let mut support = 0;
+        for (member, k) in sample.iter() {
+            let before = s.delivered();
+            let out = s.handle(member, In::Echo(0), &mut l.cx());
+            support += k;
+            // delivery happens exactly when the support first reaches Ê
+            assert_eq!(
+                out.is_some(),
+                before.is_none() && support >= 8,
+                "support {support}"
+            );
+            // a conflicting second echo from the same member is ignored
+            assert_eq!(s.handle(member, In::Echo(1), &mut l.cx()), None);
+        }
+        assert_eq!(s.delivered(), Some(0));
+        assert!(l.faults.iter().any(|f| f.1 == "sieve-conflicting-echo"));
+        // an echo from outside the sample
+        if let Some(o) = ids(4)
+            .into_iter()
+            .find(|i| *i != NodeId(0) && sample.count(i) == 0)
+        {
+            s.handle(o, In::Echo(0), &mut l.cx());
+            assert_eq!(l.faults.last().unwrap().1, "sieve-unsolicited-echo");
+        }
+    }
+
+    #[test]
+    fn contagion_becomes_ready_at_r_hat_and_delivers_at_d_hat() {
+        let p = ContagionParams {
+            r: 20,
+            r_hat: 5,
+            d: 20,
+            d_hat: 15,
+            ..small()
+        };
+        let mut l = Lcx::new(p);
+        let mut c = ContagionInstance::default();
+        c.init(&mut l.cx());
+        l.out.clear();
+        // Ready from members in a fixed order; readiness and delivery flip
+        // exactly when the multiplicity-weighted supports cross R̂ and D̂
+        let (rs, ds) = (c.ready_sample().clone(), c.delivery_sample().clone());
+        let (mut r_sup, mut d_sup) = (0, 0);
+        let mut delivered = false;
+        for member in ids(4).into_iter().skip(1) {
+            let out = c.handle(member, In::Ready(2), &mut l.cx());
+            r_sup += rs.count(&member);
+            d_sup += ds.count(&member);
+            assert_eq!(c.is_ready(2), r_sup >= 5, "ready at R̂");
+            assert_eq!(out.is_some(), !delivered && d_sup >= 15, "deliver at D̂");
+            delivered |= out.is_some();
+            if out.is_some() {
+                assert_eq!(out, Some(2));
+            }
+        }
+        assert_eq!(c.delivered().is_some(), d_sup >= 15);
+        assert!(!c.is_ready(3));
+    }
+
+    struct One {
+        b: Contagion<u32>,
+        crypto: Crypto,
+        rng: ChaCha8Rng,
+        fx: Vec<Effect<Contagion<u32>>>,
+    }
+
+    impl One {
+        fn msg(&mut self, from: u32, m: ProbMsg<u32>) {
+            let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut self.fx);
+            self.b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
+        }
+        fn faults(&self) -> Vec<&'static str> {
+            self.fx
+                .iter()
+                .filter_map(|e| {
+                    if let Effect::Fault(f) = e {
+                        Some(f.kind)
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn byzantine_inputs_are_dropped_and_reported() {
+        let cfg = Arc::new(ProbConfig::new(ids(10), small()).unwrap());
+        let mut p = One {
+            b: Contagion::new(NodeId(0), cfg),
+            crypto: crypto(NodeId(0), ids(10), CryptoMode::Real),
+            rng: ChaCha8Rng::seed_from_u64(1),
+            fx: Vec::new(),
+        };
+        let signer = crypto(NodeId(3), [], CryptoMode::Real);
+        let good = Signed::sign(&signer, NodeId(3), 1, 5u32);
+        let forged = Signed {
+            payload: 6u32,
+            sig: good.sig,
+        };
+        p.msg(
+            4,
+            ProbMsg {
+                source: NodeId(3),
+                seq: 1,
+                body: Body::Gossip(forged),
+            },
+        );
+        assert_eq!(p.faults(), vec!["prob-bad-signature"]);
+        p.fx.clear();
+        p.msg(
+            42,
+            ProbMsg {
+                source: NodeId(3),
+                seq: 1,
+                body: Body::EchoSubscribe,
+            },
+        );
+        p.msg(
+            4,
+            ProbMsg {
+                source: NodeId(3),
+                seq: 100_000,
+                body: Body::EchoSubscribe,
+            },
+        );
+        p.msg(
+            4,
+            ProbMsg {
+                source: NodeId(77),
+                seq: 1,
+                body: Body::EchoSubscribe,
+            },
+        );
+        assert_eq!(
+            p.faults(),
+            vec!["prob-not-a-member", "prob-window", "prob-unknown-source"]
+        );
+        // too many distinct payloads in one instance (only a Byzantine source signs several)
+        p.fx.clear();
+        for v in 0..(MAX_CANDIDATES as u32 + 2) {
+            let s = Signed::sign(&signer, NodeId(3), 2, 100 + v);
+            p.msg(
+                4,
+                ProbMsg {
+                    source: NodeId(3),
+                    seq: 2,
+                    body: Body::Ready(s),
+                },
+            );
+        }
+        assert!(p.faults().contains(&"prob-too-many-payloads"));
+        assert!(p.b.open_instances() <= 2);
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::harness::crypto;
+    use crate::{Bracha, BrachaConfig, BrachaMsg};
+    use byzscale_core::crypto::{CryptoMode, Signature};
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn sig(b: u8) -> Signature {
+        Signature(ed25519_dalek::Signature::from_bytes(&[b; 64]))
+    }
+
+    fn signed() -> impl Strategy<Value = Signed<u32>> {
+        (any::<u32>(), any::<u8>()).prop_map(|(payload, b)| Signed {
+            payload,
+            sig: sig(b),
+        })
+    }
+
+    fn prob_msg() -> impl Strategy<Value = (u32, ProbMsg<u32>)> {
+        let body = prop_oneof![
+            Just(Body::GossipSubscribe),
+            Just(Body::EchoSubscribe),
+            Just(Body::ReadySubscribe),
+            signed().prop_map(Body::Gossip),
+            signed().prop_map(Body::Echo),
+            signed().prop_map(Body::Ready),
+        ];
+        (0u32..12, 0u32..12, prop_oneof![0u64..4, any::<u64>()], body).prop_map(
+            |(from, source, seq, body)| {
+                (
+                    from,
+                    ProbMsg {
+                        source: NodeId(source),
+                        seq,
+                        body,
+                    },
+                )
+            },
+        )
+    }
+
+    fn bracha_msg() -> impl Strategy<Value = (u32, BrachaMsg<u32>)> {
+        let m = prop_oneof![
+            (prop_oneof![0u64..4, any::<u64>()], signed())
+                .prop_map(|(seq, signed)| BrachaMsg::Send { seq, signed }),
+            (0u32..12, 0u64..4, signed()).prop_map(|(s, seq, signed)| BrachaMsg::Echo {
+                source: NodeId(s),
+                seq,
+                signed
+            }),
+            (0u32..12, 0u64..4, any::<[u8; 32]>()).prop_map(|(s, seq, digest)| BrachaMsg::Ready {
+                source: NodeId(s),
+                seq,
+                digest
+            }),
+        ];
+        (0u32..12, m)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn garbage_never_panics_contagion(msgs in prop::collection::vec(prob_msg(), 1..60)) {
+            let ids: Vec<NodeId> = (0..10).map(NodeId).collect();
+            let p = ContagionParams { g: 3.0, e: 6, e_hat: 4, r: 6, r_hat: 2, d: 6, d_hat: 4 };
+            let cfg = Arc::new(ProbConfig::new(ids.clone(), p).unwrap());
+            let mut b: Contagion<u32> = Contagion::new(NodeId(0), cfg);
+            let c = crypto(NodeId(0), ids, CryptoMode::Real);
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            for (from, m) in msgs {
+                let mut fx = Vec::new();
+                let mut cx = Cx::new(0, &mut rng, &c, &mut fx);
+                b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
+                // forged signatures never produce a delivery
+                prop_assert!(!fx.iter().any(|e| matches!(e, byzscale_core::Effect::Output(_))));
+            }
+            prop_assert!(b.open_instances() <= 12 * 4 + 1);
+        }
+
+        #[test]
+        fn garbage_never_panics_bracha(msgs in prop::collection::vec(bracha_msg(), 1..60)) {
+            let ids: Vec<NodeId> = (0..10).map(NodeId).collect();
+            let cfg = Arc::new(BrachaConfig::new(ids.clone()).unwrap());
+            let mut b: Bracha<u32> = Bracha::new(NodeId(0), cfg);
+            let c = crypto(NodeId(0), ids, CryptoMode::Real);
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            for (from, m) in msgs {
+                let mut fx = Vec::new();
+                let mut cx = Cx::new(0, &mut rng, &c, &mut fx);
+                b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
+                prop_assert!(!fx.iter().any(|e| matches!(e, byzscale_core::Effect::Output(_))));
+            }
+        }
+    }
+}
