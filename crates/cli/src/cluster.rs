@@ -6,7 +6,6 @@ use crate::smr_client::SmrClient;
 use anyhow::{bail, Context, Result};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_core::GroupId;
-use byzscale_smr::Params;
 use clap::Args;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
@@ -67,8 +66,8 @@ struct Report {
     dir: String,
 }
 
-struct Nodes {
-    children: Vec<Option<Child>>,
+pub struct Nodes {
+    pub children: Vec<Option<Child>>,
     keep: bool,
 }
 
@@ -143,93 +142,20 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
             bail!("--crash-leader-at must fall inside --duration ({} s)", a.duration);
         }
     }
-    let f = (a.replicas - 1) / 3;
-    let dir = match &a.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("byzscale-cluster-{}", std::process::id())),
-    };
-    let base = free_base_port(a.replicas)?;
-    let ports = Ports { hosts: vec!["127.0.0.1".into()], base };
-    let dep = deploy::generate(&dir, a.replicas, f, &ports)?;
-    let exe = std::env::current_exe().context("locating the byzscale binary")?;
-    let mut nodes = Nodes { children: Vec::new(), keep: a.keep };
-    for i in 0..a.replicas {
-        let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
-        let child = Command::new(&exe)
-            .arg("node")
-            .arg("--config")
-            .arg(dir.join(format!("node-{i}.toml")))
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting replica {i}"))?;
-        nodes.children.push(Some(child));
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for i in 0..a.replicas {
-        wait_listening(&ports.replica(i), deadline).await?;
-    }
-
+    let Local { mut nodes, dep, ports, dir } = start_local(a.replicas, a.dir.clone(), a.keep).await?;
     let show = !a.json && std::io::stderr().is_terminal();
-    let committed = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let after_crash = Arc::new(AtomicU64::new(0));
-    let crashed_flag = Arc::new(AtomicBool::new(false));
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let mut crashed = None;
     let started = Instant::now();
+    let mut result = LoadResult::empty();
     if a.duration > 0.0 {
-        let nclients = a.clients.div_ceil(16).clamp(1, 8);
-        let per = a.clients.div_ceil(nclients) as u64;
-        let mut params = Params::default();
-        params.client_retry = 500 * 1_000_000;
-        let mut clients = Vec::new();
-        for _ in 0..nclients {
-            clients.push(Arc::new(SmrClient::connect(&dep, GroupId(0), params.clone(), per).await?));
-        }
-        let stop_at = started + Duration::from_secs_f64(a.duration);
-        let mut tasks = Vec::new();
-        for c in 0..a.clients {
-            let client = clients[c % nclients].clone();
-            let (committed, errors, after_crash, crashed_flag, hist) =
-                (committed.clone(), errors.clone(), after_crash.clone(), crashed_flag.clone(), hist.clone());
-            let (payload, read_ratio) = (a.payload, a.read_ratio);
-            tasks.push(tokio::spawn(async move {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(c as u64);
-                let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-                let value = vec![b'x'; payload];
-                while Instant::now() < stop_at {
-                    let key = format!("key:{}", rng.gen_range(0..10_000)).into_bytes();
-                    let (op, ro) = if rng.gen_bool(read_ratio) {
-                        (KvOp::Get(key), true)
-                    } else {
-                        (KvOp::Set(key, value.clone()), false)
-                    };
-                    let t0 = Instant::now();
-                    let left = stop_at.saturating_duration_since(t0) + Duration::from_secs(10);
-                    match tokio::time::timeout(left, client.call(op.encode(), ro)).await {
-                        Ok(Ok(bytes)) => match KvReply::decode(&bytes) {
-                            Ok(KvReply::Error(_)) | Err(_) => {
-                                errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(_) => {
-                                let _ = local.record(t0.elapsed().as_micros().max(1) as u64);
-                                committed.fetch_add(1, Ordering::Relaxed);
-                                if crashed_flag.load(Ordering::Relaxed) {
-                                    after_crash.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        },
-                        _ => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                hist.lock().expect("histogram lock").add(&local).expect("same bounds");
-            }));
-        }
+        let spec = LoadSpec {
+            clients: a.clients,
+            duration: a.duration,
+            payload: a.payload,
+            read_ratio: a.read_ratio,
+            open_rate: None,
+        };
+        let load = Load::start(&dep, &spec).await?;
         let bar = if show {
             let b = indicatif::ProgressBar::new((a.duration * 10.0) as u64);
             b.set_style(
@@ -240,8 +166,8 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
         } else {
             None
         };
-        let crash_at = a.crash_leader_at.map(|t| started + Duration::from_secs_f64(t));
-        while Instant::now() < stop_at {
+        let crash_at = a.crash_leader_at.map(|t| load.started + Duration::from_secs_f64(t));
+        while Instant::now() < load.stop_at {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if let Some(t) = crash_at {
                 if crashed.is_none() && Instant::now() >= t {
@@ -249,7 +175,7 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
                         let _ = c.kill(); // SIGKILL
                         let _ = c.wait();
                     }
-                    crashed_flag.store(true, Ordering::Relaxed);
+                    load.mark_crash();
                     crashed = Some("n0".to_string());
                     if let Some(b) = &bar {
                         b.println("  SIGKILLed the leader (n0)");
@@ -257,23 +183,19 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
                 }
             }
             if let Some(b) = &bar {
-                let el = started.elapsed().as_secs_f64();
-                let done = committed.load(Ordering::Relaxed);
+                let el = load.started.elapsed().as_secs_f64();
+                let done = load.committed();
                 b.set_position((el * 10.0) as u64);
                 b.set_message(format!("{done} ops, {:.0} ops/s", done as f64 / el.max(1e-3)));
             }
         }
-        for t in tasks {
-            let _ = t.await;
-        }
+        result = load.finish().await;
         if let Some(b) = bar {
             b.finish_and_clear();
         }
-        for c in &clients {
-            c.stop().await;
-        }
     }
     let elapsed = started.elapsed().as_secs_f64().min(a.duration.max(1e-9));
+    let _ = started;
     let mut view_changes = 0;
     for i in 0..a.replicas {
         if nodes.children[i].is_some() {
@@ -282,8 +204,8 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
             }
         }
     }
-    let h = hist.lock().expect("histogram lock");
-    let done = committed.load(Ordering::Relaxed);
+    let h = &result.hist;
+    let done = result.committed;
     let report = Report {
         replicas: a.replicas,
         clients: a.clients,
@@ -294,9 +216,9 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
         p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
         committed: done,
-        errors: errors.load(Ordering::Relaxed),
+        errors: result.errors,
         view_changes,
-        ops_after_crash: after_crash.load(Ordering::Relaxed),
+        ops_after_crash: result.after_crash,
         crashed,
         dir: dir.display().to_string(),
     };
@@ -341,4 +263,243 @@ fn print_table(r: &Report) {
         println!("  crashed      {c}; {} ops completed after the crash", r.ops_after_crash);
     }
     println!("  files        {}", r.dir);
+}
+
+/// A local deployment of replica processes.
+pub struct Local {
+    pub nodes: Nodes,
+    pub dep: byzscale_core::config::Deployment,
+    pub ports: Ports,
+    pub dir: PathBuf,
+}
+
+/// Generate a deployment in `dir` (or a temporary directory), start one
+/// `byzscale node` process per replica, and wait until they listen.
+pub async fn start_local(replicas: usize, dir: Option<PathBuf>, keep: bool) -> Result<Local> {
+    if replicas == 0 {
+        bail!("a cluster needs at least one replica");
+    }
+    let f = (replicas - 1) / 3;
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("byzscale-cluster-{}", std::process::id())),
+    };
+    let base = free_base_port(replicas)?;
+    let ports = Ports { hosts: vec!["127.0.0.1".into()], base };
+    let dep = deploy::generate(&dir, replicas, f, &ports)?;
+    let exe = std::env::current_exe().context("locating the byzscale binary")?;
+    let mut nodes = Nodes { children: Vec::new(), keep };
+    for i in 0..replicas {
+        let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
+        let child = Command::new(&exe)
+            .arg("node")
+            .arg("--config")
+            .arg(dir.join(format!("node-{i}.toml")))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting replica {i}"))?;
+        nodes.children.push(Some(child));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 0..replicas {
+        wait_listening(&ports.replica(i), deadline).await?;
+    }
+
+    Ok(Local { nodes, dep, ports, dir })
+}
+
+/// What load to offer.
+pub struct LoadSpec {
+    pub clients: usize,
+    pub duration: f64,
+    pub payload: usize,
+    pub read_ratio: f64,
+    /// Open loop at this many requests per second (None: closed loop).
+    pub open_rate: Option<f64>,
+}
+
+/// A running load generator: BFT clients on their own connections, closed-loop
+/// tasks (or an open-loop scheduler), HDR histograms of latency in µs, and
+/// completions per second.
+pub struct Load {
+    pub started: Instant,
+    pub stop_at: Instant,
+    committed: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+    after_crash: Arc<AtomicU64>,
+    crashed: Arc<AtomicBool>,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    series: Arc<Mutex<Vec<u64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    clients: Vec<Arc<SmrClient>>,
+}
+
+pub struct LoadResult {
+    pub hist: Histogram<u64>,
+    pub committed: u64,
+    pub errors: u64,
+    pub after_crash: u64,
+    /// Completions in each second of the run.
+    pub per_second: Vec<u64>,
+}
+
+impl LoadResult {
+    pub fn empty() -> Self {
+        LoadResult {
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds"),
+            committed: 0,
+            errors: 0,
+            after_crash: 0,
+            per_second: Vec::new(),
+        }
+    }
+}
+
+struct Shared {
+    committed: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+    after_crash: Arc<AtomicU64>,
+    crashed: Arc<AtomicBool>,
+    series: Arc<Mutex<Vec<u64>>>,
+    started: Instant,
+}
+
+impl Shared {
+    /// Run one operation; latency is measured from `scheduled` (open loop: the
+    /// intended send time, so queueing is not hidden).
+    async fn one(&self, client: &SmrClient, rng: &mut rand::rngs::StdRng, spec: (usize, f64), scheduled: Instant, hist: &mut Histogram<u64>, deadline: Instant) {
+        let key = format!("key:{}", rng.gen_range(0..10_000)).into_bytes();
+        let (op, ro) = if rng.gen_bool(spec.1) {
+            (KvOp::Get(key), true)
+        } else {
+            (KvOp::Set(key, vec![b'x'; spec.0]), false)
+        };
+        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
+        match tokio::time::timeout(left, client.call(op.encode(), ro)).await {
+            Ok(Ok(bytes)) if matches!(KvReply::decode(&bytes), Ok(r) if !r.is_error()) => {
+                let _ = hist.record(scheduled.elapsed().as_micros().max(1) as u64);
+                self.committed.fetch_add(1, Ordering::Relaxed);
+                if self.crashed.load(Ordering::Relaxed) {
+                    self.after_crash.fetch_add(1, Ordering::Relaxed);
+                }
+                let sec = self.started.elapsed().as_secs() as usize;
+                let mut s = self.series.lock().expect("series lock");
+                if s.len() <= sec {
+                    s.resize(sec + 1, 0);
+                }
+                s[sec] += 1;
+            }
+            _ => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Load {
+    pub async fn start(dep: &byzscale_core::config::Deployment, spec: &LoadSpec) -> Result<Load> {
+        let nclients = spec.clients.div_ceil(16).clamp(1, 8);
+        let per = spec.clients.div_ceil(nclients) as u64;
+        let params = crate::deploy::local_params();
+        let mut clients = Vec::new();
+        for _ in 0..nclients {
+            clients.push(Arc::new(SmrClient::connect(dep, GroupId(0), params.clone(), per.min(params.client_window)).await?));
+        }
+        let started = Instant::now();
+        let stop_at = started + Duration::from_secs_f64(spec.duration);
+        let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+        let committed = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(AtomicU64::new(0));
+        let after_crash = Arc::new(AtomicU64::new(0));
+        let crashed = Arc::new(AtomicBool::new(false));
+        let series = Arc::new(Mutex::new(Vec::new()));
+        let mk = || Shared {
+            committed: committed.clone(),
+            errors: errors.clone(),
+            after_crash: after_crash.clone(),
+            crashed: crashed.clone(),
+            series: series.clone(),
+            started,
+        };
+        let mut tasks = Vec::new();
+        let shape = (spec.payload, spec.read_ratio);
+        match spec.open_rate {
+            None => {
+                for c in 0..spec.clients {
+                    let client = clients[c % nclients].clone();
+                    let (shared, hist) = (mk(), hist.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let mut rng = rand::rngs::StdRng::seed_from_u64(c as u64);
+                        let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+                        while Instant::now() < stop_at {
+                            shared.one(&client, &mut rng, shape, Instant::now(), &mut local, stop_at).await;
+                        }
+                        hist.lock().expect("histogram lock").add(&local).expect("same bounds");
+                    }));
+                }
+            }
+            Some(rate) => {
+                // one scheduler; each request its own task, capped in flight
+                let limit = Arc::new(tokio::sync::Semaphore::new(spec.clients.max(1) * 64));
+                let shared = Arc::new(mk());
+                let hist = hist.clone();
+                let clients2 = clients.clone();
+                tasks.push(tokio::spawn(async move {
+                    let gap = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+                    let mut next = Instant::now();
+                    let mut n = 0u64;
+                    let mut inflight = Vec::new();
+                    while next < stop_at {
+                        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+                        let Ok(permit) = limit.clone().acquire_owned().await else { break };
+                        let (shared, hist, client) = (shared.clone(), hist.clone(), clients2[n as usize % clients2.len()].clone());
+                        let scheduled = next;
+                        inflight.push(tokio::spawn(async move {
+                            let mut rng = rand::rngs::StdRng::seed_from_u64(n);
+                            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+                            shared.one(&client, &mut rng, shape, scheduled, &mut local, stop_at).await;
+                            hist.lock().expect("histogram lock").add(&local).expect("same bounds");
+                            drop(permit);
+                        }));
+                        n += 1;
+                        next += gap;
+                    }
+                    for t in inflight {
+                        let _ = t.await;
+                    }
+                }));
+            }
+        }
+        Ok(Load { started, stop_at, committed, errors, after_crash, crashed, hist, series, tasks, clients })
+    }
+
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Count completions from now on as "after the crash".
+    pub fn mark_crash(&self) {
+        self.crashed.store(true, Ordering::Relaxed);
+    }
+
+    pub async fn finish(self) -> LoadResult {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        for c in &self.clients {
+            c.stop().await;
+        }
+        let hist = self.hist.lock().expect("histogram lock").clone();
+        let per_second = self.series.lock().expect("series lock").clone();
+        LoadResult {
+            hist,
+            committed: self.committed.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            after_crash: self.after_crash.load(Ordering::Relaxed),
+            per_second,
+        }
+    }
 }

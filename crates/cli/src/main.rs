@@ -1,5 +1,7 @@
 //! The `byzscale` command-line tool.
 
+mod at2_cmd;
+mod bench;
 mod byzcast_cmd;
 mod cluster;
 mod deploy;
@@ -25,6 +27,8 @@ struct Cli {
 enum Command {
     /// Start a local cluster on loopback, run a KV workload, print throughput and latency.
     Cluster(cluster::ClusterArgs),
+    /// Closed- or open-loop KV load; writes bench/results/<name>.json and .svg.
+    Bench(bench::BenchArgs),
     /// Run one replica.
     Node {
         /// The node's TOML file (as written by `byzscale config local`).
@@ -54,6 +58,9 @@ enum Command {
     /// Run protocols in the deterministic simulator with adversaries and checkers.
     #[command(subcommand)]
     Sim(sim_cmd::SimCommand),
+    /// Byzantine reliable broadcast tools: Contagion parameters, Monte Carlo check.
+    #[command(subcommand)]
+    Broadcast(at2_cmd::BroadcastCommand),
     /// ByzCast overlay trees: optimize for a workload, evaluate, check.
     #[command(subcommand)]
     Tree(byzcast_cmd::TreeCommand),
@@ -90,7 +97,9 @@ fn main() {
     let r: Result<()> = match cli.cmd {
         Command::Sim(c) => sim_cmd::run(c),
         Command::Tree(c) => byzcast_cmd::run_tree(c),
+        Command::Broadcast(c) => at2_cmd::run_broadcast(c),
         Command::Cluster(a) => runtime().and_then(|rt| rt.block_on(cluster::run(a))),
+        Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
         Command::Node { config } => runtime().and_then(|rt| rt.block_on(node::run(&config))),
         Command::Client { config, ordered, command } => {
             runtime().and_then(|rt| rt.block_on(client(config, ordered, command)))

@@ -9,6 +9,10 @@ use std::path::PathBuf;
 pub enum SimCommand {
     /// BFT state machine replication (BFT-SMaRt / PBFT style, WHEAT weights).
     Smr(SmrArgs),
+    /// AT2 asset transfer over Bracha or Contagion, with Byzantine owners.
+    At2(crate::at2_cmd::At2Args),
+    /// AT2 messages per process against N (JSON + SVG under bench/results).
+    At2Scale(crate::at2_cmd::At2ScaleArgs),
     /// ByzCast atomic multicast over a tree of groups, or the naive baseline.
     Byzcast(crate::byzcast_cmd::ByzcastArgs),
     /// ByzCast figures (JSON + SVG): throughput vs groups, latency CDF, WAN comparison.
@@ -82,6 +86,8 @@ pub struct SmrArgs {
 pub fn run(cmd: SimCommand) -> Result<()> {
     match cmd {
         SimCommand::Smr(a) => run_smr(a),
+        SimCommand::At2(a) => crate::at2_cmd::run_at2(a),
+        SimCommand::At2Scale(a) => crate::at2_cmd::run_at2_scale(a),
         SimCommand::Byzcast(a) => crate::byzcast_cmd::run_sim_byzcast(a),
         SimCommand::ByzcastScale(a) => crate::byzcast_cmd::run_sim_byzcast_scale(a),
     }
