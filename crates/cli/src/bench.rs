@@ -69,7 +69,11 @@ struct Percentiles {
 }
 
 pub async fn run(a: BenchArgs) -> Result<()> {
-    if a.clients == 0 || a.duration.is_nan() || a.duration <= 0.0 || !(0.0..=1.0).contains(&a.read_ratio) {
+    if a.clients == 0
+        || a.duration.is_nan()
+        || a.duration <= 0.0
+        || !(0.0..=1.0).contains(&a.read_ratio)
+    {
         bail!("--clients must be ≥ 1, --duration > 0 and --read-ratio in [0, 1]");
     }
     if matches!(a.rate, Some(r) if r.is_nan() || r <= 0.0) {
@@ -98,7 +102,10 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     drop(local);
     let h = &r.hist;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let cdf: Vec<(f64, f64)> = (0..=200).map(|i| i as f64 / 200.0).map(|q| (ms(q.min(0.9999)), q)).collect();
+    let cdf: Vec<(f64, f64)> = (0..=200)
+        .map(|i| i as f64 / 200.0)
+        .map(|q| (ms(q.min(0.9999)), q))
+        .collect();
     let report = BenchReport {
         name: a.name.clone(),
         mode: if a.rate.is_some() { "open" } else { "closed" },
@@ -111,7 +118,13 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         throughput_ops: r.committed as f64 / a.duration,
         committed: r.committed,
         errors: r.errors,
-        latency_ms: Percentiles { p50: ms(0.5), p90: ms(0.9), p99: ms(0.99), p999: ms(0.999), max: h.max() as f64 / 1000.0 },
+        latency_ms: Percentiles {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: h.max() as f64 / 1000.0,
+        },
         per_second: r.per_second.clone(),
         cdf_ms: cdf,
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -120,7 +133,8 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let json_path = a.out.join(format!("{}.json", a.name));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
     let svg_path = a.out.join(format!("{}.svg", a.name));
-    plot(&report, &svg_path).map_err(|e| anyhow::anyhow!("plotting {}: {e}", svg_path.display()))?;
+    plot(&report, &svg_path)
+        .map_err(|e| anyhow::anyhow!("plotting {}: {e}", svg_path.display()))?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -150,7 +164,10 @@ fn plot(r: &BenchReport, path: &std::path::Path) -> Result<(), Box<dyn std::erro
         .x_label_area_size(35)
         .y_label_area_size(45)
         .build_cartesian_2d(0.0..xmax * 1.05, 0.0..1.0)?;
-    c.configure_mesh().x_desc("latency (ms)").y_desc("fraction").draw()?;
+    c.configure_mesh()
+        .x_desc("latency (ms)")
+        .y_desc("fraction")
+        .draw()?;
     c.draw_series(LineSeries::new(r.cdf_ms.iter().copied(), &BLUE))?;
     let ymax = r.per_second.iter().copied().max().unwrap_or(1).max(1) as f64;
     let mut t = ChartBuilder::on(&right)
@@ -160,7 +177,13 @@ fn plot(r: &BenchReport, path: &std::path::Path) -> Result<(), Box<dyn std::erro
         .y_label_area_size(55)
         .build_cartesian_2d(0.0..(r.per_second.len().max(1) as f64), 0.0..ymax * 1.1)?;
     t.configure_mesh().x_desc("second").y_desc("ops/s").draw()?;
-    t.draw_series(LineSeries::new(r.per_second.iter().enumerate().map(|(i, v)| (i as f64 + 0.5, *v as f64)), &RED))?;
+    t.draw_series(LineSeries::new(
+        r.per_second
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as f64 + 0.5, *v as f64)),
+        &RED,
+    ))?;
     root.present()?;
     Ok(())
 }

@@ -113,10 +113,18 @@ async fn wait_listening(addr: &str, deadline: Instant) -> Result<()> {
 
 async fn scrape_view(addr: &str) -> Option<i64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await.ok()?.ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await.ok()?;
+    let mut s = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
     let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut body)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut body))
+        .await
+        .ok()?
+        .ok()?;
     body.lines()
         .find(|l| l.starts_with("byzscale_view "))
         .and_then(|l| l.split_whitespace().nth(1))
@@ -139,10 +147,18 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
     }
     if let Some(t) = a.crash_leader_at {
         if !(t >= 0.0 && t < a.duration) {
-            bail!("--crash-leader-at must fall inside --duration ({} s)", a.duration);
+            bail!(
+                "--crash-leader-at must fall inside --duration ({} s)",
+                a.duration
+            );
         }
     }
-    let Local { mut nodes, dep, ports, dir } = start_local(a.replicas, a.dir.clone(), a.keep).await?;
+    let Local {
+        mut nodes,
+        dep,
+        ports,
+        dir,
+    } = start_local(a.replicas, a.dir.clone(), a.keep).await?;
     let show = !a.json && std::io::stderr().is_terminal();
     let mut crashed = None;
     let started = Instant::now();
@@ -159,14 +175,18 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
         let bar = if show {
             let b = indicatif::ProgressBar::new((a.duration * 10.0) as u64);
             b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed_precise} {msg}")
-                    .expect("valid template"),
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{bar:30}] {elapsed_precise} {msg}",
+                )
+                .expect("valid template"),
             );
             Some(b)
         } else {
             None
         };
-        let crash_at = a.crash_leader_at.map(|t| load.started + Duration::from_secs_f64(t));
+        let crash_at = a
+            .crash_leader_at
+            .map(|t| load.started + Duration::from_secs_f64(t));
         while Instant::now() < load.stop_at {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if let Some(t) = crash_at {
@@ -186,7 +206,10 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
                 let el = load.started.elapsed().as_secs_f64();
                 let done = load.committed();
                 b.set_position((el * 10.0) as u64);
-                b.set_message(format!("{done} ops, {:.0} ops/s", done as f64 / el.max(1e-3)));
+                b.set_message(format!(
+                    "{done} ops, {:.0} ops/s",
+                    done as f64 / el.max(1e-3)
+                ));
             }
         }
         result = load.finish().await;
@@ -212,7 +235,11 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
         duration_s: a.duration,
         payload: a.payload,
         read_ratio: a.read_ratio,
-        throughput_ops: if a.duration > 0.0 { done as f64 / elapsed } else { 0.0 },
+        throughput_ops: if a.duration > 0.0 {
+            done as f64 / elapsed
+        } else {
+            0.0
+        },
         p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
         committed: done,
@@ -241,7 +268,10 @@ pub async fn run(a: ClusterArgs) -> Result<()> {
             println!("{}", serde_json::to_string(&v)?);
         } else {
             print_table(&report);
-            println!("cluster left running:\n{}", serde_json::to_string_pretty(&endpoints)?);
+            println!(
+                "cluster left running:\n{}",
+                serde_json::to_string_pretty(&endpoints)?
+            );
         }
     } else if a.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -257,10 +287,19 @@ fn print_table(r: &Report) {
         r.replicas, r.clients, r.duration_s, r.payload, r.read_ratio
     );
     println!("  throughput   {:>10.0} ops/s", r.throughput_ops);
-    println!("  latency      p50 {:.2} ms   p99 {:.2} ms", r.p50_ms, r.p99_ms);
-    println!("  committed    {:>10}   errors {}   view changes {}", r.committed, r.errors, r.view_changes);
+    println!(
+        "  latency      p50 {:.2} ms   p99 {:.2} ms",
+        r.p50_ms, r.p99_ms
+    );
+    println!(
+        "  committed    {:>10}   errors {}   view changes {}",
+        r.committed, r.errors, r.view_changes
+    );
     if let Some(c) = &r.crashed {
-        println!("  crashed      {c}; {} ops completed after the crash", r.ops_after_crash);
+        println!(
+            "  crashed      {c}; {} ops completed after the crash",
+            r.ops_after_crash
+        );
     }
     println!("  files        {}", r.dir);
 }
@@ -285,17 +324,26 @@ pub async fn start_local(replicas: usize, dir: Option<PathBuf>, keep: bool) -> R
         None => std::env::temp_dir().join(format!("byzscale-cluster-{}", std::process::id())),
     };
     let base = free_base_port(replicas)?;
-    let ports = Ports { hosts: vec!["127.0.0.1".into()], base };
+    let ports = Ports {
+        hosts: vec!["127.0.0.1".into()],
+        base,
+    };
     let dep = deploy::generate(&dir, replicas, f, &ports)?;
     let exe = std::env::current_exe().context("locating the byzscale binary")?;
-    let mut nodes = Nodes { children: Vec::new(), keep };
+    let mut nodes = Nodes {
+        children: Vec::new(),
+        keep,
+    };
     for i in 0..replicas {
         let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
         let child = Command::new(&exe)
             .arg("node")
             .arg("--config")
             .arg(dir.join(format!("node-{i}.toml")))
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -308,7 +356,12 @@ pub async fn start_local(replicas: usize, dir: Option<PathBuf>, keep: bool) -> R
         wait_listening(&ports.replica(i), deadline).await?;
     }
 
-    Ok(Local { nodes, dep, ports, dir })
+    Ok(Local {
+        nodes,
+        dep,
+        ports,
+        dir,
+    })
 }
 
 /// What load to offer.
@@ -370,7 +423,15 @@ struct Shared {
 impl Shared {
     /// Run one operation; latency is measured from `scheduled` (open loop: the
     /// intended send time, so queueing is not hidden).
-    async fn one(&self, client: &SmrClient, rng: &mut rand::rngs::StdRng, spec: (usize, f64), scheduled: Instant, hist: &mut Histogram<u64>, deadline: Instant) {
+    async fn one(
+        &self,
+        client: &SmrClient,
+        rng: &mut rand::rngs::StdRng,
+        spec: (usize, f64),
+        scheduled: Instant,
+        hist: &mut Histogram<u64>,
+        deadline: Instant,
+    ) {
         let key = format!("key:{}", rng.gen_range(0..10_000)).into_bytes();
         let (op, ro) = if rng.gen_bool(spec.1) {
             (KvOp::Get(key), true)
@@ -406,11 +467,21 @@ impl Load {
         let params = crate::deploy::local_params();
         let mut clients = Vec::new();
         for _ in 0..nclients {
-            clients.push(Arc::new(SmrClient::connect(dep, GroupId(0), params.clone(), per.min(params.client_window)).await?));
+            clients.push(Arc::new(
+                SmrClient::connect(
+                    dep,
+                    GroupId(0),
+                    params.clone(),
+                    per.min(params.client_window),
+                )
+                .await?,
+            ));
         }
         let started = Instant::now();
         let stop_at = started + Duration::from_secs_f64(spec.duration);
-        let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+        let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+            1, 60_000_000, 3,
+        )?));
         let committed = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let after_crash = Arc::new(AtomicU64::new(0));
@@ -433,11 +504,24 @@ impl Load {
                     let (shared, hist) = (mk(), hist.clone());
                     tasks.push(tokio::spawn(async move {
                         let mut rng = rand::rngs::StdRng::seed_from_u64(c as u64);
-                        let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+                        let mut local =
+                            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
                         while Instant::now() < stop_at {
-                            shared.one(&client, &mut rng, shape, Instant::now(), &mut local, stop_at).await;
+                            shared
+                                .one(
+                                    &client,
+                                    &mut rng,
+                                    shape,
+                                    Instant::now(),
+                                    &mut local,
+                                    stop_at,
+                                )
+                                .await;
                         }
-                        hist.lock().expect("histogram lock").add(&local).expect("same bounds");
+                        hist.lock()
+                            .expect("histogram lock")
+                            .add(&local)
+                            .expect("same bounds");
                     }));
                 }
             }
@@ -454,14 +538,26 @@ impl Load {
                     let mut inflight = Vec::new();
                     while next < stop_at {
                         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
-                        let Ok(permit) = limit.clone().acquire_owned().await else { break };
-                        let (shared, hist, client) = (shared.clone(), hist.clone(), clients2[n as usize % clients2.len()].clone());
+                        let Ok(permit) = limit.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let (shared, hist, client) = (
+                            shared.clone(),
+                            hist.clone(),
+                            clients2[n as usize % clients2.len()].clone(),
+                        );
                         let scheduled = next;
                         inflight.push(tokio::spawn(async move {
                             let mut rng = rand::rngs::StdRng::seed_from_u64(n);
-                            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-                            shared.one(&client, &mut rng, shape, scheduled, &mut local, stop_at).await;
-                            hist.lock().expect("histogram lock").add(&local).expect("same bounds");
+                            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                                .expect("bounds");
+                            shared
+                                .one(&client, &mut rng, shape, scheduled, &mut local, stop_at)
+                                .await;
+                            hist.lock()
+                                .expect("histogram lock")
+                                .add(&local)
+                                .expect("same bounds");
                             drop(permit);
                         }));
                         n += 1;
@@ -473,7 +569,18 @@ impl Load {
                 }));
             }
         }
-        Ok(Load { started, stop_at, committed, errors, after_crash, crashed, hist, series, tasks, clients })
+        Ok(Load {
+            started,
+            stop_at,
+            committed,
+            errors,
+            after_crash,
+            crashed,
+            hist,
+            series,
+            tasks,
+            clients,
+        })
     }
 
     pub fn committed(&self) -> u64 {

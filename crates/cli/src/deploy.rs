@@ -44,9 +44,10 @@ pub struct LoadedNode {
 
 impl NodeFile {
     pub fn load(path: &Path) -> Result<LoadedNode> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading node config {}", path.display()))?;
-        let mut file: NodeFile =
-            toml::from_str(&text).with_context(|| format!("parsing node config {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading node config {}", path.display()))?;
+        let mut file: NodeFile = toml::from_str(&text)
+            .with_context(|| format!("parsing node config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut file.deployment, &mut file.key, &mut file.data_dir] {
             if p.is_relative() {
@@ -55,16 +56,25 @@ impl NodeFile {
         }
         let deployment = load_deployment(&file.deployment)?;
         if deployment.replica(NodeId(file.node)).is_none() {
-            bail!("node {} is not a replica of {}", file.node, file.deployment.display());
+            bail!(
+                "node {} is not a replica of {}",
+                file.node,
+                file.deployment.display()
+            );
         }
         let identity = byzscale_net::read_identity(&file.key)
             .with_context(|| format!("reading key file {}", file.key.display()))?;
-        Ok(LoadedNode { file, deployment, identity })
+        Ok(LoadedNode {
+            file,
+            deployment,
+            identity,
+        })
     }
 }
 
 pub fn load_deployment(path: &Path) -> Result<Deployment> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading deployment {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading deployment {}", path.display()))?;
     Deployment::from_toml(&text).with_context(|| format!("invalid deployment {}", path.display()))
 }
 
@@ -97,14 +107,18 @@ pub fn generate(out: &Path, n: usize, f: usize, ports: &Ports) -> Result<Deploym
         bail!("--replicas must be at least 1");
     }
     if n < 3 * f + 1 {
-        bail!("{n} replicas cannot tolerate {f} Byzantine faults (need at least {})", 3 * f + 1);
+        bail!(
+            "{n} replicas cannot tolerate {f} Byzantine faults (need at least {})",
+            3 * f + 1
+        );
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut replicas = Vec::new();
     for i in 0..n {
         let id = Identity::generate();
         let key = out.join(format!("node-{i}.key"));
-        std::fs::write(&key, hex::encode(id.to_bytes())).with_context(|| format!("writing {}", key.display()))?;
+        std::fs::write(&key, hex::encode(id.to_bytes()))
+            .with_context(|| format!("writing {}", key.display()))?;
         restrict(&key);
         let p = id.public();
         replicas.push(ReplicaConfig {
@@ -127,7 +141,9 @@ pub fn generate(out: &Path, n: usize, f: usize, ports: &Ports) -> Result<Deploym
         }],
     };
     // Δ spare replicas get WHEAT weights; validate before writing anything else
-    deployment.validate().context("generated deployment is invalid")?;
+    deployment
+        .validate()
+        .context("generated deployment is invalid")?;
     std::fs::write(out.join("deployment.toml"), deployment.to_toml())?;
     for i in 0..n {
         let nf = NodeFile {
@@ -137,7 +153,10 @@ pub fn generate(out: &Path, n: usize, f: usize, ports: &Ports) -> Result<Deploym
             data_dir: format!("data/node-{i}").into(),
             smr: local_params(),
         };
-        std::fs::write(out.join(format!("node-{i}.toml")), toml::to_string_pretty(&nf)?)?;
+        std::fs::write(
+            out.join(format!("node-{i}.toml")),
+            toml::to_string_pretty(&nf)?,
+        )?;
     }
     Ok(deployment)
 }

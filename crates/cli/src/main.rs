@@ -17,7 +17,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "byzscale", version, about = "Scalable Byzantine fault-tolerant replication")]
+#[command(
+    name = "byzscale",
+    version,
+    about = "Scalable Byzantine fault-tolerant replication"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Command,
@@ -101,13 +105,19 @@ fn main() {
         Command::Cluster(a) => runtime().and_then(|rt| rt.block_on(cluster::run(a))),
         Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
         Command::Node { config } => runtime().and_then(|rt| rt.block_on(node::run(&config))),
-        Command::Client { config, ordered, command } => {
-            runtime().and_then(|rt| rt.block_on(client(config, ordered, command)))
-        }
+        Command::Client {
+            config,
+            ordered,
+            command,
+        } => runtime().and_then(|rt| rt.block_on(client(config, ordered, command))),
         Command::Keygen { out } => keygen(out),
-        Command::Config(ConfigCommand::Local { replicas, faulty, out, base_port, hosts }) => {
-            config_local(replicas, faulty, out, base_port, hosts)
-        }
+        Command::Config(ConfigCommand::Local {
+            replicas,
+            faulty,
+            out,
+            base_port,
+            hosts,
+        }) => config_local(replicas, faulty, out, base_port, hosts),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -116,7 +126,10 @@ fn main() {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")
 }
 
 fn keygen(out: PathBuf) -> Result<()> {
@@ -124,9 +137,14 @@ fn keygen(out: PathBuf) -> Result<()> {
         bail!("{} exists; refusing to overwrite a key", out.display());
     }
     let id = Identity::generate();
-    std::fs::write(&out, hex::encode(id.to_bytes())).with_context(|| format!("writing {}", out.display()))?;
+    std::fs::write(&out, hex::encode(id.to_bytes()))
+        .with_context(|| format!("writing {}", out.display()))?;
     let p = id.public();
-    println!("sign_key = \"{}\"\ndh_key = \"{}\"", hex::encode(p.sign), hex::encode(p.dh));
+    println!(
+        "sign_key = \"{}\"\ndh_key = \"{}\"",
+        hex::encode(p.sign),
+        hex::encode(p.dh)
+    );
     Ok(())
 }
 
@@ -140,9 +158,14 @@ fn config_local(
     let f = faulty.unwrap_or(replicas.saturating_sub(1) / 3);
     let hosts = match hosts {
         Some(p) => {
-            let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-            let h: Vec<String> =
-                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            let h: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
             if h.is_empty() {
                 bail!("{} lists no hosts", p.display());
             }
@@ -153,10 +176,24 @@ fn config_local(
     if base_port as usize + 200 + replicas > u16::MAX as usize {
         bail!("--base-port {base_port} leaves no room for {replicas} replicas");
     }
-    deploy::generate(&out, replicas, f, &deploy::Ports { hosts, base: base_port })?;
-    println!("wrote {} (deployment.toml, node-<i>.toml, node-<i>.key); start each with:", out.display());
+    deploy::generate(
+        &out,
+        replicas,
+        f,
+        &deploy::Ports {
+            hosts,
+            base: base_port,
+        },
+    )?;
+    println!(
+        "wrote {} (deployment.toml, node-<i>.toml, node-<i>.key); start each with:",
+        out.display()
+    );
     for i in 0..replicas {
-        println!("  byzscale node --config {}", out.join(format!("node-{i}.toml")).display());
+        println!(
+            "  byzscale node --config {}",
+            out.join(format!("node-{i}.toml")).display()
+        );
     }
     Ok(())
 }
@@ -168,7 +205,8 @@ async fn client(config: PathBuf, ordered: bool, command: Vec<String>) -> Result<
     };
     let op = KvOp::from_args(&command).map_err(|e| anyhow::anyhow!(e))?;
     let ro = op.is_read_only() && !ordered;
-    let c = smr_client::SmrClient::connect(&dep, GroupId(0), byzscale_smr::Params::default(), 1).await?;
+    let c = smr_client::SmrClient::connect(&dep, GroupId(0), byzscale_smr::Params::default(), 1)
+        .await?;
     let r = tokio::time::timeout(std::time::Duration::from_secs(15), c.call(op.encode(), ro))
         .await
         .context("no reply from the replicas within 15 s")??;

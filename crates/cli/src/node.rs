@@ -11,12 +11,12 @@
 
 use crate::deploy::{NodeFile, SMR_KIND};
 use crate::smr_client::SmrClient;
-use byzscale_apps::kv::{KvOp, KvReply};
-use byzscale_gateway::{BoxFuture, KvBackend};
 use anyhow::{Context, Result};
 use byzscale_apps::kv::KvStore;
+use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_core::codec;
 use byzscale_core::NodeId;
+use byzscale_gateway::{BoxFuture, KvBackend};
 use byzscale_net::{NodeConfig, Runtime, Storage};
 use byzscale_smr::{Batch, GroupInfo, Replica, ReplicaOutput};
 use std::path::Path;
@@ -41,22 +41,49 @@ pub async fn run(config: &Path) -> Result<()> {
     }
     let snap_slot = rec.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
     info!(node = %me, snapshot = snap_slot, logged = log.len(), "recovering from disk");
-    let replica = Replica::recover(me, g, loaded.file.smr.clone(), KvStore::new(), rec.snapshot, log)
-        .map_err(|e| anyhow::anyhow!("recovering from {}: {e}", db.display()))?;
+    let replica = Replica::recover(
+        me,
+        g,
+        loaded.file.smr.clone(),
+        KvStore::new(),
+        rec.snapshot,
+        log,
+    )
+    .map_err(|e| anyhow::anyhow!("recovering from {}: {e}", db.display()))?;
     let cfg = NodeConfig::replica(&dep, me, loaded.identity.clone(), SMR_KIND)?;
-    let (rt, mut outputs) = Runtime::start(replica, cfg).await.context("starting the replica runtime")?;
+    let (rt, mut outputs) = Runtime::start(replica, cfg)
+        .await
+        .context("starting the replica runtime")?;
     info!(node = %me, addr = %rc.addr, metrics = ?rc.metrics_addr, "replica running");
 
     let reg = rt.registry().clone();
     let decided = reg.counter("byzscale_decided_slots_total", "Slots decided and executed");
-    let executed = reg.counter("byzscale_executed_requests_total", "Client requests in decided slots");
+    let executed = reg.counter(
+        "byzscale_executed_requests_total",
+        "Client requests in decided slots",
+    );
     let view = reg.gauge("byzscale_view", "Current view (regency)");
-    let view_changes = reg.counter("byzscale_view_changes_total", "Views installed after a synchronization phase");
-    let suspicions = reg.counter("byzscale_suspicions_total", "Times this replica suspected the leader");
-    let transfers = reg.counter("byzscale_state_transfers_total", "Snapshots installed from other replicas");
+    let view_changes = reg.counter(
+        "byzscale_view_changes_total",
+        "Views installed after a synchronization phase",
+    );
+    let suspicions = reg.counter(
+        "byzscale_suspicions_total",
+        "Times this replica suspected the leader",
+    );
+    let transfers = reg.counter(
+        "byzscale_state_transfers_total",
+        "Snapshots installed from other replicas",
+    );
     let checkpoints = reg.counter("byzscale_stable_checkpoints_total", "Stable checkpoints");
-    let last_slot = reg.gauge("byzscale_last_executed_slot", "Highest slot executed (or installed by state transfer)");
-    let persist_lag = reg.gauge("byzscale_persist_queue", "Outputs waiting to be written to disk");
+    let last_slot = reg.gauge(
+        "byzscale_last_executed_slot",
+        "Highest slot executed (or installed by state transfer)",
+    );
+    let persist_lag = reg.gauge(
+        "byzscale_persist_queue",
+        "Outputs waiting to be written to disk",
+    );
 
     // persistence: group commits off the protocol task
     let storage = Arc::new(storage);
@@ -75,8 +102,14 @@ pub async fn run(config: &Path) -> Result<()> {
                 let mut b = byzscale_net::Batch::new();
                 for o in items {
                     match o {
-                        ReplicaOutput::Decided { slot, batch, .. } => b = b.append(slot, codec::to_bytes(&batch)),
-                        ReplicaOutput::Stable { slot, snapshot: Some(s), .. } => b = b.snapshot(slot, s),
+                        ReplicaOutput::Decided { slot, batch, .. } => {
+                            b = b.append(slot, codec::to_bytes(&batch))
+                        }
+                        ReplicaOutput::Stable {
+                            slot,
+                            snapshot: Some(s),
+                            ..
+                        } => b = b.snapshot(slot, s),
                         _ => {}
                     }
                 }
@@ -103,11 +136,18 @@ pub async fn run(config: &Path) -> Result<()> {
             .await
             .with_context(|| format!("binding the Redis gateway on {addr}"))?;
         let window = loaded.file.smr.client_window;
-        let client = Arc::new(SmrClient::connect(&dep, gc.id, loaded.file.smr.clone(), window).await?);
-        let opts = byzscale_gateway::GatewayOptions { unordered_reads: true, ..Default::default() };
+        let client =
+            Arc::new(SmrClient::connect(&dep, gc.id, loaded.file.smr.clone(), window).await?);
+        let opts = byzscale_gateway::GatewayOptions {
+            unordered_reads: true,
+            ..Default::default()
+        };
         let stats = opts.stats();
         let commands = reg.counter("byzscale_gateway_commands_total", "Redis commands served");
-        let gw_errors = reg.counter("byzscale_gateway_protocol_errors_total", "Redis connections closed for bad input");
+        let gw_errors = reg.counter(
+            "byzscale_gateway_protocol_errors_total",
+            "Redis connections closed for bad input",
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             let (mut c0, mut e0) = (0, 0);
@@ -121,7 +161,10 @@ pub async fn run(config: &Path) -> Result<()> {
         });
         info!(node = %me, %addr, "Redis gateway listening");
         let backend: Arc<dyn KvBackend> = Arc::new(SmrBackend(client.clone()));
-        gateway = Some((client, tokio::spawn(byzscale_gateway::serve(listener, backend, opts, gw_stop))));
+        gateway = Some((
+            client,
+            tokio::spawn(byzscale_gateway::serve(listener, backend, opts, gw_stop)),
+        ));
     }
 
     let mut stop = Box::pin(shutdown_signal());
@@ -188,7 +231,10 @@ impl KvBackend for SmrBackend {
     fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'static, Result<KvReply, String>> {
         let c = self.0.clone();
         Box::pin(async move {
-            let bytes = c.call(op.encode(), read_only).await.map_err(|e| e.to_string())?;
+            let bytes = c
+                .call(op.encode(), read_only)
+                .await
+                .map_err(|e| e.to_string())?;
             KvReply::decode(&bytes).map_err(|e| format!("undecodable reply: {e}"))
         })
     }

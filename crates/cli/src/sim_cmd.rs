@@ -114,7 +114,10 @@ pub fn smr_config(a: &SmrArgs) -> Result<SmrSimConfig> {
         bail!("--replicas must be at least 1");
     }
     if a.replicas > 100 {
-        bail!("--replicas {} is more than the 100 a group supports", a.replicas);
+        bail!(
+            "--replicas {} is more than the 100 a group supports",
+            a.replicas
+        );
     }
     let base = if a.cft { 2 } else { 3 };
     let f = match a.faulty {
@@ -136,7 +139,10 @@ pub fn smr_config(a: &SmrArgs) -> Result<SmrSimConfig> {
     }
     let k = a.byzantine_count.unwrap_or(f);
     if k > a.replicas {
-        bail!("--byzantine-count {k} is larger than --replicas {}", a.replicas);
+        bail!(
+            "--byzantine-count {k} is larger than --replicas {}",
+            a.replicas
+        );
     }
     if a.clients == 0 {
         bail!("--clients must be at least 1");
@@ -168,7 +174,11 @@ pub fn smr_config(a: &SmrArgs) -> Result<SmrSimConfig> {
         delta: a.delta,
         cft: a.cft,
         adversary,
-        byzantine_count: if matches!(adversary, Adversary::None) { 0 } else { k },
+        byzantine_count: if matches!(adversary, Adversary::None) {
+            0
+        } else {
+            k
+        },
         seeds: a.seeds,
         seed_start: a.seed_start,
         requests: a.requests,

@@ -30,13 +30,20 @@ pub fn group_info(dep: &Deployment, group: GroupId) -> Result<GroupInfo> {
 
 impl SmrClient {
     /// Connect a fresh client identity (random id, new key) to `group`.
-    pub async fn connect(dep: &Deployment, group: GroupId, mut params: Params, window: u64) -> Result<Self> {
+    pub async fn connect(
+        dep: &Deployment,
+        group: GroupId,
+        mut params: Params,
+        window: u64,
+    ) -> Result<Self> {
         let id = ClientId(rand::thread_rng().gen_range(1..ClientId::REPLICA_BASE));
         params.client_window = window.max(1);
         let g = group_info(dep, group)?;
         let client = Client::new(id, g, params);
         let cfg = NodeConfig::client(dep, id, Identity::generate(), SMR_KIND)?;
-        let (rt, mut outputs) = Runtime::start(client, cfg).await.context("starting the client runtime")?;
+        let (rt, mut outputs) = Runtime::start(client, cfg)
+            .await
+            .context("starting the client runtime")?;
         let waiters: Arc<Mutex<BTreeMap<u64, oneshot::Sender<Vec<u8>>>>> = Arc::default();
         let w = waiters.clone();
         tokio::spawn(async move {
@@ -61,14 +68,20 @@ impl SmrClient {
             let id = *next;
             let (tx, rx) = oneshot::channel();
             self.waiters.lock().expect("waiters lock").insert(id, tx);
-            if self.handle.submit(ClientInput::Submit { op, read_only }).await.is_err() {
+            if self
+                .handle
+                .submit(ClientInput::Submit { op, read_only })
+                .await
+                .is_err()
+            {
                 self.waiters.lock().expect("waiters lock").remove(&id);
                 return Err(anyhow!("client stopped"));
             }
             *next += 1;
             rx
         };
-        rx.await.map_err(|_| anyhow!("client stopped before the reply"))
+        rx.await
+            .map_err(|_| anyhow!("client stopped before the reply"))
     }
 
     pub async fn stop(&self) {

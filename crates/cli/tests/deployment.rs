@@ -11,18 +11,36 @@ const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
 #[test]
 fn cluster_runs_a_workload_and_reports() {
-    let out = Command::new(BIN).args(["cluster", "--duration", "2", "--clients", "4", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["cluster", "--duration", "2", "--clients", "4", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
     assert!(v["committed"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
-    for k in ["throughput_ops", "p50_ms", "p99_ms", "view_changes", "ops_after_crash"] {
+    for k in [
+        "throughput_ops",
+        "p50_ms",
+        "p99_ms",
+        "view_changes",
+        "ops_after_crash",
+    ] {
         assert!(!v[k].is_null(), "missing {k}: {v}");
     }
 }
@@ -30,12 +48,28 @@ fn cluster_runs_a_workload_and_reports() {
 #[test]
 fn cluster_survives_a_killed_leader() {
     let out = Command::new(BIN)
-        .args(["cluster", "--duration", "6", "--clients", "4", "--crash-leader-at", "1", "--json"])
+        .args([
+            "cluster",
+            "--duration",
+            "6",
+            "--clients",
+            "4",
+            "--crash-leader-at",
+            "1",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
-    assert!(v["ops_after_crash"].as_u64().unwrap() > 0, "no progress after the crash: {v}");
+    assert!(
+        v["ops_after_crash"].as_u64().unwrap() > 0,
+        "no progress after the crash: {v}"
+    );
     assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
     assert!(v["view_changes"].as_i64().unwrap() >= 1, "{v}");
 }
@@ -67,7 +101,11 @@ impl Drop for Node {
 }
 
 fn start(dir: &Path, i: usize) -> Node {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("node-{i}.log"))).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("node-{i}.log")))
+        .unwrap();
     let child = Command::new(BIN)
         .args(["node", "--config"])
         .arg(dir.join(format!("node-{i}.toml")))
@@ -86,7 +124,9 @@ fn metric(addr: &str, name: &str) -> Option<f64> {
     s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
-    body.lines().find(|l| l.starts_with(&format!("{name} "))).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+    body.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
 fn client(dir: &Path, args: &[&str]) -> String {
@@ -96,7 +136,11 @@ fn client(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "client {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -114,21 +158,38 @@ fn killed_replica_recovers_from_disk_and_catches_up_and_garbage_is_rejected() {
     let _ = std::fs::remove_dir_all(&dir);
     let base = 30_000 + (std::process::id() % 20_000) as u16;
     let out = Command::new(BIN)
-        .args(["config", "local", "--replicas", "4", "--base-port", &base.to_string(), "--out"])
+        .args([
+            "config",
+            "local",
+            "--replicas",
+            "4",
+            "--base-port",
+            &base.to_string(),
+            "--out",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut nodes: Vec<Option<Node>> = (0..4).map(|i| Some(start(&dir, i))).collect();
     let metrics = |i: usize| format!("127.0.0.1:{}", base as usize + 100 + i);
-    wait_until("replicas up", || (0..4).all(|i| metric(&metrics(i), "byzscale_view").is_some()));
+    wait_until("replicas up", || {
+        (0..4).all(|i| metric(&metrics(i), "byzscale_view").is_some())
+    });
 
     assert_eq!(client(&dir, &["set", "a", "1"]), "OK");
     assert_eq!(client(&dir, &["incr", "a"]), "(integer) 2");
 
     // garbage and an oversized frame header on a replica port: that connection
     // is dropped, the node keeps serving
-    for junk in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[b'B', b'Z', 1, 1, 0xff, 0xff, 0xff, 0x7f][..]] {
+    for junk in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        &[b'B', b'Z', 1, 1, 0xff, 0xff, 0xff, 0x7f][..],
+    ] {
         let mut s = TcpStream::connect(format!("127.0.0.1:{}", base + 1)).unwrap();
         let _ = s.write_all(junk);
         let _ = s.write_all(&[0u8; 64]);
@@ -149,7 +210,10 @@ fn killed_replica_recovers_from_disk_and_catches_up_and_garbage_is_rejected() {
         lead > 0.0 && back >= lead
     });
     assert_eq!(client(&dir, &["--ordered", "get", "a"]), "\"2\"");
-    assert!(metric(&metrics(1), "byzscale_view").is_some(), "node 1 stopped serving after garbage");
+    assert!(
+        metric(&metrics(1), "byzscale_view").is_some(),
+        "node 1 stopped serving after garbage"
+    );
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -168,7 +232,11 @@ fn resp(s: &mut TcpStream, args: &[&str]) -> String {
         s.read_exact(&mut byte).unwrap();
         out.push(byte[0]);
         if out.ends_with(b"\r\n") {
-            if out[0] == b'$' && out.len() > 3 && !out.starts_with(b"$-1") && out.iter().filter(|b| **b == b'\n').count() < 2 {
+            if out[0] == b'$'
+                && out.len() > 3
+                && !out.starts_with(b"$-1")
+                && out.iter().filter(|b| **b == b'\n').count() < 2
+            {
                 continue;
             }
             if out[0] == b'*' {
@@ -185,10 +253,22 @@ fn resp(s: &mut TcpStream, args: &[&str]) -> String {
 
 #[test]
 fn redis_gateway_serves_commands_through_bft_ordering() {
-    let out = Command::new(BIN).args(["cluster", "--duration", "0", "--keep", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["cluster", "--duration", "0", "--keep", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
-    let pids: Vec<u64> = v["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    let pids: Vec<u64> = v["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap())
+        .collect();
     struct Kill(Vec<u64>);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -207,7 +287,10 @@ fn redis_gateway_serves_commands_through_bft_ordering() {
     assert_eq!(resp(&mut s, &["INCR", "n"]), ":1\r\n");
     assert!(resp(&mut s, &["INCR", "k"]).starts_with("-ERR"));
     assert_eq!(resp(&mut s, &["MSET", "a", "1", "b", "2"]), "+OK\r\n");
-    assert_eq!(resp(&mut s, &["MGET", "a", "b"]), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+    assert_eq!(
+        resp(&mut s, &["MGET", "a", "b"]),
+        "*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
+    );
     assert_eq!(resp(&mut s, &["DEL", "a", "b", "zz"]), ":2\r\n");
     // garbage on the Redis port closes that connection only
     let mut bad = TcpStream::connect(&addr).unwrap();

@@ -65,7 +65,10 @@ pub fn write_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
 /// Decode a value (no frame) of at most `limit` bytes.
 pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, CodecError> {
     if bytes.len() > limit {
-        return Err(CodecError::TooLarge { len: bytes.len(), limit });
+        return Err(CodecError::TooLarge {
+            len: bytes.len(),
+            limit,
+        });
     }
     options(limit)
         .deserialize(bytes)
@@ -105,14 +108,24 @@ pub fn parse_header(header: &[u8], limit: usize) -> Result<(u8, usize), CodecErr
 }
 
 /// Decode a whole frame of the expected `kind`.
-pub fn decode_frame<T: DeserializeOwned>(frame: &[u8], kind: u8, limit: usize) -> Result<T, CodecError> {
+pub fn decode_frame<T: DeserializeOwned>(
+    frame: &[u8],
+    kind: u8,
+    limit: usize,
+) -> Result<T, CodecError> {
     let (got, len) = parse_header(frame, limit)?;
     if got != kind {
-        return Err(CodecError::Kind { expected: kind, got });
+        return Err(CodecError::Kind {
+            expected: kind,
+            got,
+        });
     }
     let payload = &frame[HEADER_LEN..];
     if payload.len() != len {
-        return Err(CodecError::Length { declared: len, actual: payload.len() });
+        return Err(CodecError::Length {
+            declared: len,
+            actual: payload.len(),
+        });
     }
     from_bytes(payload, limit)
 }
@@ -126,7 +139,11 @@ mod tests {
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     enum Msg {
-        A { view: u64, slot: u64, digest: [u8; 32] },
+        A {
+            view: u64,
+            slot: u64,
+            digest: [u8; 32],
+        },
         B(Vec<Vec<u8>>),
         C(BTreeMap<u32, String>),
         D(Option<Box<Msg>>),
@@ -134,11 +151,14 @@ mod tests {
 
     fn msg() -> impl Strategy<Value = Msg> {
         let leaf = prop_oneof![
-            (any::<u64>(), any::<u64>(), any::<[u8; 32]>()).prop_map(|(view, slot, digest)| Msg::A { view, slot, digest }),
+            (any::<u64>(), any::<u64>(), any::<[u8; 32]>())
+                .prop_map(|(view, slot, digest)| Msg::A { view, slot, digest }),
             prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..8).prop_map(Msg::B),
             prop::collection::btree_map(any::<u32>(), ".{0,12}", 0..6).prop_map(Msg::C),
         ];
-        leaf.prop_recursive(3, 16, 2, |inner| inner.prop_map(|m| Msg::D(Some(Box::new(m)))))
+        leaf.prop_recursive(3, 16, 2, |inner| {
+            inner.prop_map(|m| Msg::D(Some(Box::new(m))))
+        })
     }
 
     proptest! {
@@ -177,14 +197,26 @@ mod tests {
     #[test]
     fn oversized_and_foreign_frames_are_rejected() {
         let f = encode_frame(1, &vec![0u8; 1000]);
-        assert!(matches!(decode_frame::<Vec<u8>>(&f, 1, 100), Err(CodecError::TooLarge { .. })));
-        assert!(matches!(decode_frame::<Vec<u8>>(&f, 2, 10_000), Err(CodecError::Kind { .. })));
+        assert!(matches!(
+            decode_frame::<Vec<u8>>(&f, 1, 100),
+            Err(CodecError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_frame::<Vec<u8>>(&f, 2, 10_000),
+            Err(CodecError::Kind { .. })
+        ));
         let mut v = f.clone();
         v[2] = 9;
-        assert_eq!(decode_frame::<Vec<u8>>(&v, 1, 10_000), Err(CodecError::Version(9)));
+        assert_eq!(
+            decode_frame::<Vec<u8>>(&v, 1, 10_000),
+            Err(CodecError::Version(9))
+        );
         let mut huge = f.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(parse_header(&huge, DEFAULT_MAX_FRAME), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            parse_header(&huge, DEFAULT_MAX_FRAME),
+            Err(CodecError::TooLarge { .. })
+        ));
         // a length prefix inside the payload that claims more than the limit
         let lying = to_bytes(&(u64::MAX >> 1));
         assert!(from_bytes::<Vec<u8>>(&lying, 1 << 10).is_err());

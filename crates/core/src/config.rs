@@ -85,7 +85,11 @@ impl ReplicaConfig {
 }
 
 fn parse_key(node: NodeId, what: &'static str, s: &str) -> Result<[u8; 32], ConfigError> {
-    let v = hex::decode(s.trim()).map_err(|e| ConfigError::Key { node, what, why: e.to_string() })?;
+    let v = hex::decode(s.trim()).map_err(|e| ConfigError::Key {
+        node,
+        what,
+        why: e.to_string(),
+    })?;
     v.try_into().map_err(|v: Vec<u8>| ConfigError::Key {
         node,
         what,
@@ -124,11 +128,18 @@ impl GroupConfig {
             });
         }
         let qs = match &self.vmax {
-            Some(v) if self.delta > 0 => QuorumSystem::wheat(self.f, self.delta, self.fault_model, v),
-            _ if self.delta > 0 => QuorumSystem::wheat_default(self.f, self.delta, self.fault_model),
+            Some(v) if self.delta > 0 => {
+                QuorumSystem::wheat(self.f, self.delta, self.fault_model, v)
+            }
+            _ if self.delta > 0 => {
+                QuorumSystem::wheat_default(self.f, self.delta, self.fault_model)
+            }
             _ => QuorumSystem::classic(need, self.f, self.fault_model),
         };
-        qs.map_err(|source| ConfigError::Quorum { group: self.id, source })
+        qs.map_err(|source| ConfigError::Quorum {
+            group: self.id,
+            source,
+        })
     }
     pub fn members(&self) -> Vec<NodeId> {
         self.replicas.iter().map(|r| r.id).collect()
@@ -170,7 +181,10 @@ impl Deployment {
         Ok(())
     }
     pub fn group(&self, id: GroupId) -> Result<&GroupConfig, ConfigError> {
-        self.groups.iter().find(|g| g.id == id).ok_or(ConfigError::UnknownGroup(id))
+        self.groups
+            .iter()
+            .find(|g| g.id == id)
+            .ok_or(ConfigError::UnknownGroup(id))
     }
     pub fn replica(&self, id: NodeId) -> Option<(&GroupConfig, &ReplicaConfig)> {
         self.groups
@@ -209,7 +223,9 @@ mod tests {
 
     #[test]
     fn round_trip_and_validate() {
-        let d = Deployment { groups: vec![group(5, 1, 1)] };
+        let d = Deployment {
+            groups: vec![group(5, 1, 1)],
+        };
         let s = d.to_toml();
         let back = Deployment::from_toml(&s).unwrap();
         assert_eq!(back, d);
@@ -218,13 +234,21 @@ mod tests {
 
     #[test]
     fn clear_errors() {
-        let d = Deployment { groups: vec![group(4, 1, 1)] };
+        let d = Deployment {
+            groups: vec![group(4, 1, 1)],
+        };
         let e = d.validate().unwrap_err().to_string();
         assert!(e.contains("needs 5"), "{e}");
         let mut g = group(4, 1, 0);
         g.replicas[1].sign_key = "zz".into();
-        let e = Deployment { groups: vec![g] }.validate().unwrap_err().to_string();
+        let e = Deployment { groups: vec![g] }
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad sign key"), "{e}");
-        assert!(Deployment::from_toml("groups = 3").unwrap_err().to_string().contains("TOML"));
+        assert!(Deployment::from_toml("groups = 3")
+            .unwrap_err()
+            .to_string()
+            .contains("TOML"));
     }
 }

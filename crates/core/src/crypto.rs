@@ -189,12 +189,17 @@ impl Crypto {
     }
     /// Learn a peer's public identity and derive the pairwise MAC key.
     pub fn add_peer(&mut self, peer: Addr, pk: PublicIdentity) -> Result<(), CryptoError> {
-        let verifying = VerifyingKey::from_bytes(&pk.sign).map_err(|_| CryptoError::BadKey(peer))?;
+        let verifying =
+            VerifyingKey::from_bytes(&pk.sign).map_err(|_| CryptoError::BadKey(peer))?;
         let shared = self
             .identity
             .dh
             .diffie_hellman(&x25519_dalek::PublicKey::from(pk.dh));
-        let (lo, hi) = if self.me <= peer { (self.me, peer) } else { (peer, self.me) };
+        let (lo, hi) = if self.me <= peer {
+            (self.me, peer)
+        } else {
+            (peer, self.me)
+        };
         let mut material = shared.as_bytes().to_vec();
         material.extend_from_slice(format!("{lo:?}|{hi:?}").as_bytes());
         let key = blake3::derive_key("byzscale pairwise mac", &material);
@@ -246,7 +251,9 @@ impl Crypto {
         self.bump(|m| m.verifies += 1);
         let vk = self.verifying_key(signer)?;
         match self.mode {
-            CryptoMode::Real => vk.verify(msg, &sig.0).map_err(|_| CryptoError::BadSignature),
+            CryptoMode::Real => vk
+                .verify(msg, &sig.0)
+                .map_err(|_| CryptoError::BadSignature),
             CryptoMode::Modeled => {
                 if modeled_sig(&vk.to_bytes(), msg) == sig.0 {
                     Ok(())
@@ -262,9 +269,7 @@ impl Crypto {
     /// some signature is bad and should fall back to [`Crypto::verify`] one by one.
     pub fn verify_batch(&self, items: &[(Addr, &[u8], &Signature)]) -> Result<(), CryptoError> {
         if items.len() <= 1 {
-            return items
-                .iter()
-                .try_for_each(|(a, m, s)| self.verify(*a, m, s));
+            return items.iter().try_for_each(|(a, m, s)| self.verify(*a, m, s));
         }
         self.bump(|m| m.verifies += items.len() as u64);
         match self.mode {
@@ -274,8 +279,10 @@ impl Crypto {
                     keys.push(*self.verifying_key(*a)?);
                 }
                 let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
-                let sigs: Vec<ed25519_dalek::Signature> = items.iter().map(|(_, _, s)| s.0).collect();
-                ed25519_dalek::verify_batch(&msgs, &sigs, &keys).map_err(|_| CryptoError::BadSignature)
+                let sigs: Vec<ed25519_dalek::Signature> =
+                    items.iter().map(|(_, _, s)| s.0).collect();
+                ed25519_dalek::verify_batch(&msgs, &sigs, &keys)
+                    .map_err(|_| CryptoError::BadSignature)
             }
             CryptoMode::Modeled => {
                 for (a, m, s) in items {
@@ -292,7 +299,10 @@ impl Crypto {
     /// HMAC-SHA256 of `msg` under the key shared with `peer`.
     pub fn mac(&self, peer: Addr, msg: &[u8]) -> Result<Mac, CryptoError> {
         self.bump(|m| m.macs += 1);
-        let p = self.peers.get(&peer).ok_or(CryptoError::UnknownPeer(peer))?;
+        let p = self
+            .peers
+            .get(&peer)
+            .ok_or(CryptoError::UnknownPeer(peer))?;
         let mut h = p.mac.clone();
         h.update(msg);
         Ok(Mac(h.finalize().into_bytes().into()))
@@ -352,7 +362,10 @@ mod tests {
         let s1 = a.sign(b"one");
         let s2 = a.sign(b"two");
         assert!(b.verify(a.me(), b"one", &s1).is_ok());
-        assert_eq!(b.verify(a.me(), b"two", &s1), Err(CryptoError::BadSignature));
+        assert_eq!(
+            b.verify(a.me(), b"two", &s1),
+            Err(CryptoError::BadSignature)
+        );
         let me = a.me();
         assert!(b
             .verify_batch(&[(me, b"one".as_slice(), &s1), (me, b"two".as_slice(), &s2)])

@@ -49,12 +49,23 @@ pub trait Protocol {
 #[derive(Debug)]
 pub enum Effect<P: Protocol + ?Sized> {
     /// Send `msg` to one endpoint.
-    Send { to: Addr, msg: P::Message },
+    Send {
+        to: Addr,
+        msg: P::Message,
+    },
     /// Send the same `msg` to several endpoints (encoded once by the driver).
-    Multicast { to: Vec<Addr>, msg: P::Message },
+    Multicast {
+        to: Vec<Addr>,
+        msg: P::Message,
+    },
     /// Arm (or re-arm) `timer` to fire `after` nanoseconds from now.
-    SetTimer { timer: P::Timer, after: Time },
-    CancelTimer { timer: P::Timer },
+    SetTimer {
+        timer: P::Timer,
+        after: Time,
+    },
+    CancelTimer {
+        timer: P::Timer,
+    },
     /// Deliver to the layer above.
     Output(P::Output),
     /// Byzantine or malformed behaviour observed, kept as data.

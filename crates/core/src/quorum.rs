@@ -74,7 +74,12 @@ impl QuorumSystem {
             FaultModel::Cft => 2 * f + 1,
         };
         if n < need || n == 0 {
-            return Err(QuorumError::TooFewReplicas { mode, f, n, need: need.max(1) });
+            return Err(QuorumError::TooFewReplicas {
+                mode,
+                f,
+                n,
+                need: need.max(1),
+            });
         }
         let total = n as u64;
         let quorum = match mode {
@@ -98,7 +103,12 @@ impl QuorumSystem {
 
     /// WHEAT weights: `vmax` lists the replica positions holding V_max (2f of them in
     /// BFT, f in CFT); n = 3f+1+Δ (BFT) or 2f+1+Δ (CFT).
-    pub fn wheat(f: usize, delta: usize, mode: FaultModel, vmax: &[usize]) -> Result<Self, QuorumError> {
+    pub fn wheat(
+        f: usize,
+        delta: usize,
+        mode: FaultModel,
+        vmax: &[usize],
+    ) -> Result<Self, QuorumError> {
         if delta == 0 {
             let n = match mode {
                 FaultModel::Bft => 3 * f + 1,
@@ -117,7 +127,12 @@ impl QuorumSystem {
         holders.sort_unstable();
         holders.dedup();
         if holders.len() != u {
-            return Err(QuorumError::VmaxHolders { f, delta, need: u, got: holders.len() });
+            return Err(QuorumError::VmaxHolders {
+                f,
+                delta,
+                need: u,
+                got: holders.len(),
+            });
         }
         if let Some(&bad) = holders.iter().find(|&&i| i >= n) {
             return Err(QuorumError::Index(bad));
@@ -139,7 +154,15 @@ impl QuorumSystem {
             FaultModel::Bft => f64_ * vmax_w + 1,
             FaultModel::Cft => 1,
         };
-        Ok(QuorumSystem { mode, f, delta, weights, total, quorum, weak })
+        Ok(QuorumSystem {
+            mode,
+            f,
+            delta,
+            weights,
+            total,
+            quorum,
+            weak,
+        })
     }
 
     /// WHEAT with the first `u` positions holding V_max (the usual default).
@@ -216,7 +239,10 @@ pub enum Vote {
 
 impl<K: Ord + Clone> Default for VoteCounter<K> {
     fn default() -> Self {
-        VoteCounter { tallies: BTreeMap::new(), voted: 0 }
+        VoteCounter {
+            tallies: BTreeMap::new(),
+            voted: 0,
+        }
     }
 }
 
@@ -280,7 +306,10 @@ mod tests {
 
     /// Subsets of `n` replicas as bitmasks with their weight.
     fn weight_of(qs: &QuorumSystem, mask: u32) -> u64 {
-        (0..qs.n()).filter(|i| mask & (1 << i) != 0).map(|i| qs.weight(i)).sum()
+        (0..qs.n())
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| qs.weight(i))
+            .sum()
     }
 
     /// Exhaustively check: (1) any two quorums intersect in a correct replica for
@@ -301,7 +330,10 @@ mod tests {
             );
             if qs.mode == FaultModel::Bft {
                 // weak certificates: the faulty set alone never reaches `weak`
-                assert!(weight_of(qs, x) < qs.weak(), "{qs:?}: faulty set {x:b} reaches weak");
+                assert!(
+                    weight_of(qs, x) < qs.weak(),
+                    "{qs:?}: faulty set {x:b} reaches weak"
+                );
                 // consistency: no two quorums meet only inside X. Equivalently the
                 // correct replicas cannot be split in two parts A, B with
                 // w(A)+w(X) ≥ Q and w(B)+w(X) ≥ Q.
@@ -326,7 +358,10 @@ mod tests {
             // two quorums always intersect
             for a in 0..=all {
                 if weight_of(qs, a) >= qs.quorum() {
-                    assert!(weight_of(qs, all & !a) < qs.quorum(), "{qs:?}: disjoint quorums");
+                    assert!(
+                        weight_of(qs, all & !a) < qs.quorum(),
+                        "{qs:?}: disjoint quorums"
+                    );
                 }
             }
         }
@@ -345,8 +380,11 @@ mod tests {
                     if delta > 0 && n <= 9 {
                         for mask in 0u32..(1 << n) {
                             if mask.count_ones() as usize == u {
-                                let holders: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
-                                check_exhaustive(&QuorumSystem::wheat(f, delta, mode, &holders).unwrap());
+                                let holders: Vec<usize> =
+                                    (0..n).filter(|i| mask & (1 << i) != 0).collect();
+                                check_exhaustive(
+                                    &QuorumSystem::wheat(f, delta, mode, &holders).unwrap(),
+                                );
                             }
                         }
                     }

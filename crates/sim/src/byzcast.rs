@@ -1217,13 +1217,7 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
     }
 }
 
-fn percentile(sorted: &[Time], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1e6
-}
+use crate::runner::percentile_ms as percentile;
 
 /// Execute every completed multicast on one unsharded KV model in `order`
 /// (an order extending every group's deliveries) and report each reply that
@@ -1724,37 +1718,12 @@ pub fn run_many(
     let topo = cfg.topology()?;
     cfg.network.model()?;
     let started = std::time::Instant::now();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(cfg.seeds as usize)
-        .max(1);
-    let next = std::sync::atomic::AtomicU64::new(0);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut results: Vec<RunResult> = Vec::new();
-    std::thread::scope(|s| -> Result<(), SimError> {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let next = &next;
-            s.spawn(move || loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if k >= cfg.seeds {
-                    return;
-                }
-                let r = run_one(cfg, cfg.seed_start + k);
-                if tx.send(r).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(tx);
-        for r in rx {
-            results.push(r?);
-            progress(results.len() as u64, cfg.seeds);
-        }
-        Ok(())
-    })?;
-    results.sort_by_key(|r| r.seed);
+    let results: Vec<RunResult> = crate::runner::run_seeds(
+        cfg.seeds,
+        cfg.seed_start,
+        |seed| run_one(cfg, seed),
+        &mut progress,
+    )?;
     let wall = started.elapsed().as_secs_f64();
 
     if let Some(path) = &cfg.trace {

@@ -19,4 +19,5 @@ pub mod check;
 pub mod cpu;
 pub mod engine;
 pub mod net_model;
+pub mod runner;
 pub mod smr;

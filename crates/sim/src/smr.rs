@@ -197,7 +197,11 @@ impl SmrSimConfig {
     }
 
     fn quorum_system(&self) -> Result<QuorumSystem, SimError> {
-        let mode = if self.cft { FaultModel::Cft } else { FaultModel::Bft };
+        let mode = if self.cft {
+            FaultModel::Cft
+        } else {
+            FaultModel::Bft
+        };
         let qs = if self.delta > 0 {
             QuorumSystem::wheat_default(self.f, self.delta, mode)
         } else {
@@ -288,7 +292,14 @@ impl SmrSimReport {
         let mut s = String::new();
         s.push_str(&format!(
             "smr: N={} f={} Δ={} {} | adversary {} ×{} | network {} | crypto {}\n",
-            self.replicas, self.f, self.delta, self.mode, self.byzantine, self.byzantine_count, self.network, self.crypto
+            self.replicas,
+            self.f,
+            self.delta,
+            self.mode,
+            self.byzantine,
+            self.byzantine_count,
+            self.network,
+            self.crypto
         ));
         s.push_str(&format!(
             "  runs {:>6}   safety violations {:>4}   liveness failures {:>4}\n",
@@ -306,7 +317,10 @@ impl SmrSimReport {
             s.push_str("  note: CFT mode tolerates crashes only; Byzantine adversaries are expected to break it\n");
         }
         for f in self.failing_seeds.iter().take(10) {
-            s.push_str(&format!("  FAIL seed {}: {}\n    replay: {}\n", f.seed, f.reason, f.command));
+            s.push_str(&format!(
+                "  FAIL seed {}: {}\n    replay: {}\n",
+                f.seed, f.reason, f.command
+            ));
         }
         s
     }
@@ -366,7 +380,10 @@ struct Equivocator {
 
 impl Equivocator {
     fn parity(&self, a: &Addr) -> usize {
-        a.node().and_then(|n| self.members.iter().position(|m| *m == n)).unwrap_or(0) % 2
+        a.node()
+            .and_then(|n| self.members.iter().position(|m| *m == n))
+            .unwrap_or(0)
+            % 2
     }
 
     fn rewrite(&mut self, mark: usize, cx: &mut ActorCx<'_, Message, SimOut>) {
@@ -380,15 +397,33 @@ impl Equivocator {
                 Message::Propose { view, slot, batch } => variant(batch).map(|b| {
                     let da = byzscale_core::crypto::digest(&batch.bytes());
                     let db = byzscale_core::crypto::digest(&b.bytes());
-                    self.collusion.borrow_mut().split.insert((*view, *slot), (da, db));
-                    [msg.clone(), Message::Propose { view: *view, slot: *slot, batch: b }]
+                    self.collusion
+                        .borrow_mut()
+                        .split
+                        .insert((*view, *slot), (da, db));
+                    [
+                        msg.clone(),
+                        Message::Propose {
+                            view: *view,
+                            slot: *slot,
+                            batch: b,
+                        },
+                    ]
                 }),
                 Message::Write { view, slot, .. } => {
                     let pair = self.collusion.borrow().split.get(&(*view, *slot)).copied();
                     pair.map(|(da, db)| {
                         [
-                            Message::Write { view: *view, slot: *slot, digest: da },
-                            Message::Write { view: *view, slot: *slot, digest: db },
+                            Message::Write {
+                                view: *view,
+                                slot: *slot,
+                                digest: da,
+                            },
+                            Message::Write {
+                                view: *view,
+                                slot: *slot,
+                                digest: db,
+                            },
                         ]
                     })
                 }
@@ -396,8 +431,16 @@ impl Equivocator {
                     let pair = self.collusion.borrow().split.get(&(*view, *slot)).copied();
                     pair.map(|(da, db)| {
                         [
-                            Message::Accept { view: *view, slot: *slot, digest: da },
-                            Message::Accept { view: *view, slot: *slot, digest: db },
+                            Message::Accept {
+                                view: *view,
+                                slot: *slot,
+                                digest: da,
+                            },
+                            Message::Accept {
+                                view: *view,
+                                slot: *slot,
+                                digest: db,
+                            },
                         ]
                     })
                 }
@@ -405,7 +448,8 @@ impl Equivocator {
             };
             match halves {
                 Some([a, b]) => {
-                    let (even, odd): (Vec<Addr>, Vec<Addr>) = to.into_iter().partition(|t| self.parity(t) == 0);
+                    let (even, odd): (Vec<Addr>, Vec<Addr>) =
+                        to.into_iter().partition(|t| self.parity(t) == 0);
                     if !even.is_empty() {
                         cx.multicast(even, a);
                     }
@@ -513,9 +557,15 @@ impl Observer<'_> {
         let id = self.issued[c];
         let (op, ro) = next_op(&mut self.rng, c, id, self.cfg.read_ratio);
         let bytes = op.encode();
-        self.submitted_ops.entry(ClientId(c as u64 + 1)).or_default().insert(bytes.clone());
+        self.submitted_ops
+            .entry(ClientId(c as u64 + 1))
+            .or_default()
+            .insert(bytes.clone());
         self.inflight.insert((c, id), (op, now));
-        Some(SimIn::Client(ClientInput::Submit { op: bytes, read_only: ro }))
+        Some(SimIn::Client(ClientInput::Submit {
+            op: bytes,
+            read_only: ro,
+        }))
     }
 
     fn violation(&mut self, s: String) {
@@ -535,15 +585,32 @@ impl Observer<'_> {
 }
 
 impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
-    fn on_output(&mut self, at: Time, node: NodeIdx, _addr: Addr, out: SimOut, ctl: &mut Control<SimIn>) {
+    fn on_output(
+        &mut self,
+        at: Time,
+        node: NodeIdx,
+        _addr: Addr,
+        out: SimOut,
+        ctl: &mut Control<SimIn>,
+    ) {
         match out {
-            SimOut::Client(ClientOutput::Done { id, result, ordered, invoked }) => {
-                let Some(&c) = self.client_nodes.get(&node) else { return };
-                let Some((op, _)) = self.inflight.remove(&(c, id)) else {
-                    self.violation(format!("integrity: client {c} completed request {id} twice"));
+            SimOut::Client(ClientOutput::Done {
+                id,
+                result,
+                ordered,
+                invoked,
+            }) => {
+                let Some(&c) = self.client_nodes.get(&node) else {
                     return;
                 };
-                let reply = KvReply::decode(&result).unwrap_or_else(|e| KvReply::Error(format!("undecodable: {e}")));
+                let Some((op, _)) = self.inflight.remove(&(c, id)) else {
+                    self.violation(format!(
+                        "integrity: client {c} completed request {id} twice"
+                    ));
+                    return;
+                };
+                let reply = KvReply::decode(&result)
+                    .unwrap_or_else(|e| KvReply::Error(format!("undecodable: {e}")));
                 if let Some(t) = &mut self.trace {
                     t.push(
                         serde_json::json!({
@@ -554,7 +621,8 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                         .to_string(),
                     );
                 }
-                self.history.push(Op::new(c as u64 + 1, invoked, at, op, reply));
+                self.history
+                    .push(Op::new(c as u64 + 1, invoked, at, op, reply));
                 self.latencies.push(at.saturating_sub(invoked));
                 self.completed += 1;
                 if ordered {
@@ -566,10 +634,17 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                 }
             }
             SimOut::Replica(out) => {
-                let Some(&pos) = self.replica_nodes.get(&node) else { return };
+                let Some(&pos) = self.replica_nodes.get(&node) else {
+                    return;
+                };
                 let byz = self.byz_positions.contains(&pos);
                 match out {
-                    ReplicaOutput::Decided { slot, digest, batch, .. } => {
+                    ReplicaOutput::Decided {
+                        slot,
+                        digest,
+                        batch,
+                        ..
+                    } => {
                         if let Some(t) = &mut self.trace {
                             let reqs: Vec<_> = batch
                                 .requests
@@ -592,7 +667,11 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                             ctl.stop(); // the seed has failed; the rest is noise
                         }
                         for r in &batch.requests {
-                            let ok = self.submitted_ops.get(&r.client).map(|s| s.contains(&r.op)).unwrap_or(false);
+                            let ok = self
+                                .submitted_ops
+                                .get(&r.client)
+                                .map(|s| s.contains(&r.op))
+                                .unwrap_or(false);
                             if !ok {
                                 let msg = format!(
                                     "validity: replica {pos} decided {}#{} at slot {slot}, never submitted",
@@ -613,7 +692,13 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
         }
     }
 
-    fn on_fault(&mut self, _at: Time, node: NodeIdx, fault: &byzscale_core::Fault, _ctl: &mut Control<SimIn>) {
+    fn on_fault(
+        &mut self,
+        _at: Time,
+        node: NodeIdx,
+        fault: &byzscale_core::Fault,
+        _ctl: &mut Control<SimIn>,
+    ) {
         if fault.kind == "divergent-state" {
             if let Some(&pos) = self.replica_nodes.get(&node) {
                 if !self.byz_positions.contains(&pos) {
@@ -636,7 +721,7 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
     let mut params = Params::for_network(base.max_one_way());
     params.checkpoint_interval = 32;
     params.window = 128;
-    let stabilize = 1 * SECS + 20 * base.max_one_way();
+    let stabilize = SECS + 20 * base.max_one_way();
     let net = base
         .with_loss(0.01)
         .with_duplicate(0.01)
@@ -644,7 +729,11 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         .with_stabilize_at(stabilize);
     let regions = net.regions.len().max(1);
     let mut sim: Sim<Message, SimIn, SimOut> = Sim::new(seed, net, CpuModel::calibrated());
-    let mode = if cfg.modeled_crypto { CryptoMode::Modeled } else { CryptoMode::Real };
+    let mode = if cfg.modeled_crypto {
+        CryptoMode::Modeled
+    } else {
+        CryptoMode::Real
+    };
 
     // who misbehaves: the initial leader first, the rest drawn from the seed
     let mut byz: BTreeSet<usize> = BTreeSet::new();
@@ -660,7 +749,9 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
     let replica_ids: Vec<Identity> = (0..n).map(|i| identity(1, i)).collect();
     let client_ids: Vec<Identity> = (0..cfg.clients).map(|i| identity(2, i)).collect();
     let replica_addrs: Vec<Addr> = members.iter().map(|m| Addr::Node(*m)).collect();
-    let client_addrs: Vec<Addr> = (0..cfg.clients).map(|i| Addr::Client(ClientId(i as u64 + 1))).collect();
+    let client_addrs: Vec<Addr> = (0..cfg.clients)
+        .map(|i| Addr::Client(ClientId(i as u64 + 1)))
+        .collect();
     let replica_crypto = |i: usize| {
         let mut c = Crypto::new(replica_addrs[i], replica_ids[i].clone(), mode);
         for (j, a) in replica_addrs.iter().enumerate() {
@@ -687,10 +778,10 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
 
     let collusion = Rc::new(RefCell::new(Collusion::default()));
     let mut replica_nodes = BTreeMap::new();
-    for i in 0..n {
+    for (i, &addr) in replica_addrs.iter().enumerate() {
         let region = i % regions;
         if !byz.contains(&i) {
-            let idx = sim.add_node(replica_addrs[i], replica_crypto(i), make_replica(i), region);
+            let idx = sim.add_node(addr, replica_crypto(i), make_replica(i), region);
             replica_nodes.insert(idx, i);
             continue;
         }
@@ -714,7 +805,7 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         let idx = match choice {
             Adversary::Twins => {
                 let (a, b) = sim.add_twins(
-                    replica_addrs[i],
+                    addr,
                     replica_crypto(i),
                     make_replica(i),
                     replica_crypto(i),
@@ -724,33 +815,53 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
                 replica_nodes.insert(b, i);
                 a
             }
-            Adversary::Silent => sim.add_node(replica_addrs[i], replica_crypto(i), Byzantine::silent(make_replica(i)), region),
-            Adversary::Replay => {
-                sim.add_node(replica_addrs[i], replica_crypto(i), Byzantine::replay(make_replica(i), 0.3, 0.2), region)
-            }
+            Adversary::Silent => sim.add_node(
+                addr,
+                replica_crypto(i),
+                Byzantine::silent(make_replica(i)),
+                region,
+            ),
+            Adversary::Replay => sim.add_node(
+                addr,
+                replica_crypto(i),
+                Byzantine::replay(make_replica(i), 0.3, 0.2),
+                region,
+            ),
             Adversary::Slow => sim.add_node(
-                replica_addrs[i],
+                addr,
                 replica_crypto(i),
                 Byzantine::slow(make_replica(i), 10.0, slow_delay),
                 region,
             ),
-            Adversary::Equivocate => {
-                sim.add_node(replica_addrs[i], replica_crypto(i), equivocator(make_replica(i)), region)
-            }
+            Adversary::Equivocate => sim.add_node(
+                addr,
+                replica_crypto(i),
+                equivocator(make_replica(i)),
+                region,
+            ),
             // "mixed" drew itself: a behaviour that changes over time, forging included
             Adversary::Mixed | Adversary::None => {
                 let plan = MixedPlan {
                     choices: vec![
                         Behavior::Honest,
                         Behavior::Silent,
-                        Behavior::Replay { prob: 0.3, dup_prob: 0.2 },
-                        Behavior::Slow { factor: 10.0, extra_delay: slow_delay },
-                        Behavior::Forge { prob: 0.2, identities: Vec::new() },
+                        Behavior::Replay {
+                            prob: 0.3,
+                            dup_prob: 0.2,
+                        },
+                        Behavior::Slow {
+                            factor: 10.0,
+                            extra_delay: slow_delay,
+                        },
+                        Behavior::Forge {
+                            prob: 0.2,
+                            identities: Vec::new(),
+                        },
                     ],
                     switch_every: Some((params.request_timeout / 2, params.request_timeout * 4)),
                 };
                 sim.add_node(
-                    replica_addrs[i],
+                    addr,
                     replica_crypto(i),
                     Byzantine::mixed(equivocator(make_replica(i)), plan),
                     region,
@@ -766,7 +877,9 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
     for (c, addr) in client_addrs.iter().enumerate() {
         let mut crypto = Crypto::new(*addr, client_ids[c].clone(), mode);
         for (j, a) in replica_addrs.iter().enumerate() {
-            crypto.add_peer(*a, replica_ids[j].public()).expect("valid key");
+            crypto
+                .add_peer(*a, replica_ids[j].public())
+                .expect("valid key");
         }
         let client = Client::new(ClientId(c as u64 + 1), g.clone(), params.clone());
         let actor: ProtocolActor<Client, SimIn, SimOut> = ProtocolActor::with_maps(
@@ -783,12 +896,18 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
     }
 
     if let Some(ms) = cfg.crash_leader_at_ms {
-        let leader = replica_nodes.iter().find(|(_, p)| **p == 0).map(|(i, _)| *i).expect("leader exists");
+        let leader = replica_nodes
+            .iter()
+            .find(|(_, p)| **p == 0)
+            .map(|(i, _)| *i)
+            .expect("leader exists");
         sim.crash((ms * MILLIS as f64) as Time, leader);
     }
 
     let c = cfg.clients as u64;
-    let quota: Vec<u64> = (0..c).map(|i| cfg.requests / c + u64::from(i < cfg.requests % c)).collect();
+    let quota: Vec<u64> = (0..c)
+        .map(|i| cfg.requests / c + u64::from(i < cfg.requests % c))
+        .collect();
     let mut obs = Observer {
         cfg,
         seed,
@@ -812,10 +931,10 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
         trace: cfg.trace.as_ref().map(|_| Vec::new()),
     };
     // clients start staggered by 100 µs
-    for cl in 0..cfg.clients {
+    for (cl, &node) in client_idx.iter().enumerate() {
         let at = cl as Time * 100 * 1_000;
         if let Some(input) = obs.next_submission(cl, at) {
-            sim.schedule_input(at, client_idx[cl], input);
+            sim.schedule_input(at, node, input);
         }
     }
     let deadline = stabilize + 120 * SECS + 200 * base_rtt(&sim);
@@ -857,7 +976,13 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
     let liveness = if obs.done() || obs.failed() {
         None
     } else {
-        let pending = obs.inflight.len() as u64 + obs.quota.iter().zip(&obs.issued).map(|(q, i)| q - i).sum::<u64>();
+        let pending = obs.inflight.len() as u64
+            + obs
+                .quota
+                .iter()
+                .zip(&obs.issued)
+                .map(|(q, i)| q - i)
+                .sum::<u64>();
         let states: Vec<String> = obs
             .replica_nodes
             .iter()
@@ -865,16 +990,28 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
             .filter_map(|(idx, p)| {
                 sim.protocol::<Rep>(*idx).map(|r| {
                     let st = r.stats();
-                    format!("n{p}: view {} {:?} executed {} pending {}", st.view, r.status(), st.executed, st.pending)
+                    format!(
+                        "n{p}: view {} {:?} executed {} pending {}",
+                        st.view,
+                        r.status(),
+                        st.executed,
+                        st.pending
+                    )
                 })
             })
             .collect();
         let why = if budget_hit {
-            format!("event/CPU budget exhausted at {:.1} s (virtual)", sim.now() as f64 / 1e9)
+            format!(
+                "event/CPU budget exhausted at {:.1} s (virtual)",
+                sim.now() as f64 / 1e9
+            )
         } else {
             format!("not completed by {:.1} s (virtual)", deadline as f64 / 1e9)
         };
-        Some(format!("{pending} client requests {why}; {}", states.join("; ")))
+        Some(format!(
+            "{pending} client requests {why}; {}",
+            states.join("; ")
+        ))
     };
     let check_seconds = check_started.elapsed().as_secs_f64();
     let stats = sim.stats();
@@ -882,7 +1019,11 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
     let violation_count = violations.len().max(log_violations);
     Ok(RunResult {
         seed,
-        violation_count: if violations.is_empty() { 0 } else { violation_count },
+        violation_count: if violations.is_empty() {
+            0
+        } else {
+            violation_count
+        },
         violations,
         liveness,
         completed: obs.completed,
@@ -905,68 +1046,50 @@ fn base_rtt(sim: &Sim<Message, SimIn, SimOut>) -> Time {
     2 * sim.net().max_one_way()
 }
 
-fn percentile(sorted: &[Time], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1e6
-}
-
 /// Run `cfg.seeds` seeds (in parallel on the available cores) and summarize.
-pub fn run_many(cfg: &SmrSimConfig, mut progress: impl FnMut(u64, u64)) -> Result<SmrSimReport, SimError> {
+pub fn run_many(
+    cfg: &SmrSimConfig,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<SmrSimReport, SimError> {
     cfg.quorum_system()?;
     cfg.network.model()?;
     let started = std::time::Instant::now();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(cfg.seeds as usize).max(1);
-    let next = std::sync::atomic::AtomicU64::new(0);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut results: Vec<RunResult> = Vec::new();
-    std::thread::scope(|s| -> Result<(), SimError> {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let next = &next;
-            s.spawn(move || loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if k >= cfg.seeds {
-                    return;
-                }
-                let r = run_one(cfg, cfg.seed_start + k);
-                if tx.send(r).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(tx);
-        for r in rx {
-            results.push(r?);
-            progress(results.len() as u64, cfg.seeds);
-        }
-        Ok(())
-    })?;
-    results.sort_by_key(|r| r.seed);
+    let results = crate::runner::run_seeds(
+        cfg.seeds,
+        cfg.seed_start,
+        |seed| run_one(cfg, seed),
+        &mut progress,
+    )?;
     let wall = started.elapsed().as_secs_f64();
 
     if let Some(path) = &cfg.trace {
-        use std::io::Write;
-        let f = std::fs::File::create(path).map_err(|err| SimError::Trace { path: path.clone(), err })?;
-        let mut w = std::io::BufWriter::new(f);
-        for r in &results {
-            for line in &r.trace {
-                writeln!(w, "{line}").map_err(|err| SimError::Trace { path: path.clone(), err })?;
-            }
-        }
-        w.flush().map_err(|err| SimError::Trace { path: path.clone(), err })?;
+        crate::runner::write_lines(path, results.iter().flat_map(|r| r.trace.iter())).map_err(
+            |err| SimError::Trace {
+                path: path.clone(),
+                err,
+            },
+        )?;
     }
 
-    let mut lat: Vec<Time> = results.iter().flat_map(|r| r.latencies.iter().copied()).collect();
+    let mut lat: Vec<Time> = results
+        .iter()
+        .flat_map(|r| r.latencies.iter().copied())
+        .collect();
     lat.sort_unstable();
     let mut failing = Vec::new();
     for r in &results {
         if !r.violations.is_empty() {
-            failing.push(FailingSeed { seed: r.seed, reason: r.violations[0].clone(), command: cfg.replay_command(r.seed) });
+            failing.push(FailingSeed {
+                seed: r.seed,
+                reason: r.violations[0].clone(),
+                command: cfg.replay_command(r.seed),
+            });
         } else if let Some(l) = &r.liveness {
-            failing.push(FailingSeed { seed: r.seed, reason: format!("liveness: {l}"), command: cfg.replay_command(r.seed) });
+            failing.push(FailingSeed {
+                seed: r.seed,
+                reason: format!("liveness: {l}"),
+                command: cfg.replay_command(r.seed),
+            });
         }
     }
     let deliveries: u64 = results.iter().map(|r| r.deliveries).sum();
@@ -979,7 +1102,11 @@ pub fn run_many(cfg: &SmrSimConfig, mut progress: impl FnMut(u64, u64)) -> Resul
         byzantine: cfg.adversary.name(),
         byzantine_count: cfg.byzantine_count,
         network: cfg.network.name(),
-        crypto: if cfg.modeled_crypto { "modeled (cost model, not real signatures)" } else { "real" },
+        crypto: if cfg.modeled_crypto {
+            "modeled (cost model, not real signatures)"
+        } else {
+            "real"
+        },
         runs: results.len() as u64,
         safety_violations: results.iter().map(|r| r.violation_count as u64).sum(),
         liveness_failures: results.iter().filter(|r| r.liveness.is_some()).count() as u64,
@@ -988,14 +1115,18 @@ pub fn run_many(cfg: &SmrSimConfig, mut progress: impl FnMut(u64, u64)) -> Resul
         view_changes: results.iter().map(|r| r.view_changes).sum(),
         messages: results.iter().map(|r| r.messages).sum(),
         faults_recorded: results.iter().map(|r| r.faults_recorded).sum(),
-        linearizability_inconclusive: results.iter().filter(|r| r.linearizability_inconclusive).count() as u64,
-        latency_p50_ms: percentile(&lat, 0.5),
-        latency_p99_ms: percentile(&lat, 0.99),
+        linearizability_inconclusive: results
+            .iter()
+            .filter(|r| r.linearizability_inconclusive)
+            .count() as u64,
+        latency_p50_ms: crate::runner::percentile_ms(&lat, 0.5),
+        latency_p99_ms: crate::runner::percentile_ms(&lat, 0.99),
         simulated_cpu_seconds: results.iter().map(|r| r.cpu_seconds).sum(),
         wall_seconds: wall,
         simulation_seconds: results.iter().map(|r| r.sim_seconds).sum(),
         checking_seconds: results.iter().map(|r| r.check_seconds).sum(),
-        deliveries_per_second: deliveries as f64 / results.iter().map(|r| r.sim_seconds).sum::<f64>().max(1e-9),
+        deliveries_per_second: deliveries as f64
+            / results.iter().map(|r| r.sim_seconds).sum::<f64>().max(1e-9),
         failing_seeds: failing,
     })
 }

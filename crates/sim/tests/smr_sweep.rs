@@ -18,7 +18,11 @@ fn cfg(replicas: usize, f: usize, delta: usize, adversary: Adversary, k: usize) 
 fn assert_clean(r: &SmrSimReport, what: &str) {
     assert_eq!(r.safety_violations, 0, "{what}: {:#?}", r.failing_seeds);
     assert_eq!(r.liveness_failures, 0, "{what}: {:#?}", r.failing_seeds);
-    assert!(r.completed_requests >= 60 * r.runs, "{what}: only {} completed", r.completed_requests);
+    assert!(
+        r.completed_requests >= 60 * r.runs,
+        "{what}: only {} completed",
+        r.completed_requests
+    );
 }
 
 /// 34 seeds × 6 adversaries = 204 seeds per configuration.
@@ -65,10 +69,19 @@ fn more_byzantine_than_tolerated_is_caught() {
     let mut c = cfg(4, 1, 0, Adversary::Equivocate, 2);
     c.seeds = 20;
     let r = run_many(&c, |_, _| {}).expect("runs");
-    assert!(r.safety_violations > 0, "the checkers saw nothing with K > F");
+    assert!(
+        r.safety_violations > 0,
+        "the checkers saw nothing with K > F"
+    );
     let first = &r.failing_seeds[0];
-    assert!(first.command.contains("--byzantine-count 2"), "{}", first.command);
-    assert!(first.command.contains(&format!("--seed-start {}", first.seed)));
+    assert!(
+        first.command.contains("--byzantine-count 2"),
+        "{}",
+        first.command
+    );
+    assert!(first
+        .command
+        .contains(&format!("--seed-start {}", first.seed)));
     // and the failure replays from its seed alone
     let again = run_one(&c, first.seed).expect("replay");
     assert!(!again.violations.is_empty());
@@ -82,7 +95,11 @@ fn crashed_leader_is_replaced_without_losing_requests() {
     c.seeds = 5;
     let r = run_many(&c, |_, _| {}).expect("runs");
     assert_clean(&r, "crash leader");
-    assert!(r.view_changes >= r.runs, "every run must change view: {}", r.view_changes);
+    assert!(
+        r.view_changes >= r.runs,
+        "every run must change view: {}",
+        r.view_changes
+    );
     assert_eq!(r.completed_requests, 200 * r.runs, "a request was lost");
 }
 
@@ -92,11 +109,28 @@ fn runs_replay_exactly_from_their_seed() {
     let a = run_one(&c, 7).expect("run");
     let b = run_one(&c, 7).expect("run");
     assert_eq!(
-        (a.messages, a.completed, a.committed, a.view_changes, a.faults_recorded, &a.latencies),
-        (b.messages, b.completed, b.committed, b.view_changes, b.faults_recorded, &b.latencies)
+        (
+            a.messages,
+            a.completed,
+            a.committed,
+            a.view_changes,
+            a.faults_recorded,
+            &a.latencies
+        ),
+        (
+            b.messages,
+            b.completed,
+            b.committed,
+            b.view_changes,
+            b.faults_recorded,
+            &b.latencies
+        )
     );
     let other = run_one(&c, 8).expect("run");
-    assert_ne!(a.latencies, other.latencies, "different seeds should differ");
+    assert_ne!(
+        a.latencies, other.latencies,
+        "different seeds should differ"
+    );
 }
 
 #[test]
@@ -122,7 +156,15 @@ fn trace_lines_have_the_documented_shape() {
             }
             "complete" => {
                 completes += 1;
-                for k in ["run", "client", "seq", "op", "result", "invoked_ns", "completed_ns"] {
+                for k in [
+                    "run",
+                    "client",
+                    "seq",
+                    "op",
+                    "result",
+                    "invoked_ns",
+                    "completed_ns",
+                ] {
                     assert!(!v[k].is_null(), "complete without {k}: {line}");
                 }
                 assert!(v["completed_ns"].as_u64() >= v["invoked_ns"].as_u64());

@@ -94,10 +94,23 @@ impl Client {
             .crypto()
             .authenticator(&self.g.addrs(), &bytes)
             .unwrap_or_else(|_| vec![Default::default(); self.g.n()]);
-        Request { client: self.id, seq, read_only, op, auth }
+        Request {
+            client: self.id,
+            seq,
+            read_only,
+            op,
+            auth,
+        }
     }
 
-    fn start(&mut self, id: u64, op: Vec<u8>, read_only: bool, invoked: Time, cx: &mut Cx<'_, Self>) {
+    fn start(
+        &mut self,
+        id: u64,
+        op: Vec<u8>,
+        read_only: bool,
+        invoked: Time,
+        cx: &mut Cx<'_, Self>,
+    ) {
         if read_only {
             let seq = self.next_ro;
             self.next_ro += 1;
@@ -117,14 +130,21 @@ impl Client {
 
     fn pump(&mut self, cx: &mut Cx<'_, Self>) {
         while (self.ordered.len() + self.reads.len()) < self.p.client_window as usize {
-            let Some((id, op, ro, invoked)) = self.backlog.pop_front() else { return };
+            let Some((id, op, ro, invoked)) = self.backlog.pop_front() else {
+                return;
+            };
             self.start(id, op, ro, invoked, cx);
         }
     }
 
     fn finish(&mut self, o: Outstanding, result: Vec<u8>, ordered: bool, cx: &mut Cx<'_, Self>) {
         self.completed += 1;
-        cx.output(ClientOutput::Done { id: o.id, result, ordered, invoked: o.invoked });
+        cx.output(ClientOutput::Done {
+            id: o.id,
+            result,
+            ordered,
+            invoked: o.invoked,
+        });
         self.pump(cx);
     }
 
@@ -137,7 +157,8 @@ impl Client {
             let req = self.make_request(oseq, false, o.req.op, cx);
             cx.multicast(self.g.addrs(), Message::Request(req.clone()));
             cx.set_timer(ClientTimer::Retry(oseq), self.p.client_retry);
-            self.ordered.insert(oseq, Outstanding::new(o.id, req, o.invoked));
+            self.ordered
+                .insert(oseq, Outstanding::new(o.id, req, o.invoked));
         }
     }
 }
@@ -171,7 +192,11 @@ impl Protocol for Client {
 
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
         let Message::Reply(r) = msg else {
-            cx.fault(from, "unexpected", format!("{} sent to a client", msg.kind()));
+            cx.fault(
+                from,
+                "unexpected",
+                format!("{} sent to a client", msg.kind()),
+            );
             return;
         };
         let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
@@ -179,14 +204,23 @@ impl Protocol for Client {
             return;
         };
         if r.replica != self.g.members[idx] || r.client != self.id {
-            cx.fault(from, "reply-spoof", "reply names another replica or client".to_string());
+            cx.fault(
+                from,
+                "reply-spoof",
+                "reply names another replica or client".to_string(),
+            );
             return;
         }
         let d = cx.crypto().hash(&r.result);
         if r.read_only {
-            let Some(o) = self.reads.get_mut(&r.seq) else { return };
+            let Some(o) = self.reads.get_mut(&r.seq) else {
+                return;
+            };
             o.responders.insert(idx);
-            let e = o.replies.entry(d).or_insert_with(|| (BTreeSet::new(), r.result));
+            let e = o
+                .replies
+                .entry(d)
+                .or_insert_with(|| (BTreeSet::new(), r.result));
             e.0.insert(idx);
             if self.g.qs.is_quorum(e.0.iter().copied()) {
                 tracing::debug!(client = %self.id, seq = r.seq, voters = ?e.0, "read-only quorum");
@@ -197,14 +231,24 @@ impl Protocol for Client {
                 return;
             }
             // can a quorum still agree on one value? If not, order the read.
-            let best = o.replies.values().map(|(w, _)| self.g.qs.votes(w.iter().copied())).max().unwrap_or(0);
+            let best = o
+                .replies
+                .values()
+                .map(|(w, _)| self.g.qs.votes(w.iter().copied()))
+                .max()
+                .unwrap_or(0);
             let missing = self.g.qs.total() - self.g.qs.votes(o.responders.iter().copied());
             if best + missing < self.g.qs.quorum() {
                 self.fall_back(r.seq, cx);
             }
         } else {
-            let Some(o) = self.ordered.get_mut(&r.seq) else { return };
-            let e = o.replies.entry(d).or_insert_with(|| (BTreeSet::new(), r.result));
+            let Some(o) = self.ordered.get_mut(&r.seq) else {
+                return;
+            };
+            let e = o
+                .replies
+                .entry(d)
+                .or_insert_with(|| (BTreeSet::new(), r.result));
             e.0.insert(idx);
             if self.g.qs.is_weak(e.0.iter().copied()) {
                 let result = e.1.clone();

@@ -65,4 +65,6 @@ mod replica;
 pub use client::{Client, ClientInput, ClientOutput, ClientTimer};
 pub use message::*;
 pub use params::{GroupInfo, Params};
-pub use replica::{batch_digest, Replica, ReplicaInput, ReplicaOutput, ReplicaStats, ReplicaTimer, Status};
+pub use replica::{
+    batch_digest, Replica, ReplicaInput, ReplicaOutput, ReplicaStats, ReplicaTimer, Status,
+};

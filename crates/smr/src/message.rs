@@ -23,7 +23,13 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn auth_bytes(group: GroupId, client: ClientId, seq: u64, read_only: bool, op: &[u8]) -> Vec<u8> {
+    pub fn auth_bytes(
+        group: GroupId,
+        client: ClientId,
+        seq: u64,
+        read_only: bool,
+        op: &[u8],
+    ) -> Vec<u8> {
         codec::to_bytes(&("byzscale/request", group.0, client, seq, read_only, op))
     }
     pub fn id(&self) -> (ClientId, u64) {
@@ -104,27 +110,60 @@ pub enum Message {
     /// first-timeout step) before suspecting it.
     Forward(Vec<Request>),
     Reply(Reply),
-    Propose { view: View, slot: Slot, batch: Batch },
-    Write { view: View, slot: Slot, digest: Digest },
-    Accept { view: View, slot: Slot, digest: Digest },
-    Checkpoint { slot: Slot, state: Digest, sig: Signature },
+    Propose {
+        view: View,
+        slot: Slot,
+        batch: Batch,
+    },
+    Write {
+        view: View,
+        slot: Slot,
+        digest: Digest,
+    },
+    Accept {
+        view: View,
+        slot: Slot,
+        digest: Digest,
+    },
+    Checkpoint {
+        slot: Slot,
+        state: Digest,
+        sig: Signature,
+    },
     /// "I want to move to view `view`."
-    Stop { view: View },
+    Stop {
+        view: View,
+    },
     StopData(StopData),
     /// The new leader's quorum of STOP-DATA for `view`.
-    Sync { view: View, stops: Vec<StopData> },
+    Sync {
+        view: View,
+        stops: Vec<StopData>,
+    },
     /// Ask for the SYNC of the sender's current view (a replica that learnt of a
     /// newer view from others).
-    FetchSync { view: View },
+    FetchSync {
+        view: View,
+    },
     /// Ask for a snapshot at a stable checkpoint of at least `slot`.
-    FetchState { slot: Slot },
-    State { cert: CheckpointCert, snapshot: Vec<u8> },
+    FetchState {
+        slot: Slot,
+    },
+    State {
+        cert: CheckpointCert,
+        snapshot: Vec<u8>,
+    },
     /// Ask for decided batches in `from..=to`.
-    FetchLog { from: Slot, to: Slot },
+    FetchLog {
+        from: Slot,
+        to: Slot,
+    },
     /// Decided batches with the view they were decided in. A correct replica
     /// sends only decided slots, so each entry also counts as the sender's
     /// ACCEPT for (view, slot, digest).
-    Log { entries: Vec<(Slot, View, Batch)> },
+    Log {
+        entries: Vec<(Slot, View, Batch)>,
+    },
 }
 
 impl Message {

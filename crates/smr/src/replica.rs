@@ -177,7 +177,9 @@ type Ctx<'a, S> = Cx<'a, Replica<S>>;
 impl<S: Service> Replica<S> {
     /// A replica at position `g.index_of(me)` with a fresh service.
     pub fn new(me: NodeId, g: GroupInfo, p: Params, service: S) -> Self {
-        let idx = g.index_of(me).expect("replica must be a member of its group");
+        let idx = g
+            .index_of(me)
+            .expect("replica must be a member of its group");
         Replica {
             me,
             idx,
@@ -385,7 +387,8 @@ impl<S: Service> Replica<S> {
         let now = cx.now();
         let timeout = self.p.request_timeout;
         let clients = &self.clients;
-        let due = |(c, s): &(ClientId, u64)| *s == clients.get(c).map(|cs| cs.last).unwrap_or(0) + 1;
+        let due =
+            |(c, s): &(ClientId, u64)| *s == clients.get(c).map(|cs| cs.last).unwrap_or(0) + 1;
         let overdue: Vec<(ClientId, u64)> = self
             .pending
             .iter()
@@ -417,7 +420,10 @@ impl<S: Service> Replica<S> {
             reqs.push(p.req.clone());
         }
         for chunk in reqs.chunks(self.p.batch_max_requests.max(1)) {
-            cx.send(Addr::Node(self.g.leader(self.view)), Message::Forward(chunk.to_vec()));
+            cx.send(
+                Addr::Node(self.g.leader(self.view)),
+                Message::Forward(chunk.to_vec()),
+            );
         }
         self.arm_request_timer(cx);
     }
@@ -437,7 +443,12 @@ impl<S: Service> Replica<S> {
     fn on_forward(&mut self, from: usize, reqs: Vec<Request>, cx: &mut Ctx<S>) {
         if reqs.len() > self.p.batch_max_requests {
             let who = Addr::Node(self.g.members[from]);
-            self.fault(cx, who, "forward-malformed", format!("{} requests", reqs.len()));
+            self.fault(
+                cx,
+                who,
+                "forward-malformed",
+                format!("{} requests", reqs.len()),
+            );
             return;
         }
         for req in reqs {
@@ -450,16 +461,31 @@ impl<S: Service> Replica<S> {
 
     fn on_request(&mut self, from: Addr, req: Request, cx: &mut Ctx<S>) {
         if from != Addr::Client(req.client) {
-            self.fault(cx, from, "request-spoof", format!("request claims {}", req.client));
+            self.fault(
+                cx,
+                from,
+                "request-spoof",
+                format!("request claims {}", req.client),
+            );
             return;
         }
         if req.op.len() > self.p.max_op_bytes || req.auth.len() != self.g.n() {
-            self.fault(cx, from, "request-malformed", "bad size or authenticator".into());
+            self.fault(
+                cx,
+                from,
+                "request-malformed",
+                "bad size or authenticator".into(),
+            );
             return;
         }
         let bytes = Request::auth_bytes(self.g.id, req.client, req.seq, req.read_only, &req.op);
         if !cx.crypto().verify_mac(from, &bytes, &req.auth[self.idx]) {
-            self.fault(cx, from, "request-auth", format!("bad MAC on {}#{}", req.client, req.seq));
+            self.fault(
+                cx,
+                from,
+                "request-auth",
+                format!("bad MAC on {}#{}", req.client, req.seq),
+            );
             return;
         }
         if req.read_only {
@@ -482,7 +508,9 @@ impl<S: Service> Replica<S> {
         let last = cs.map(|c| c.last).unwrap_or(0);
         if req.seq <= last {
             // retransmission of an executed request: answer from the reply cache
-            if let Some((_, result)) = cs.and_then(|c| c.replies.iter().find(|(s, _)| *s == req.seq)) {
+            if let Some((_, result)) =
+                cs.and_then(|c| c.replies.iter().find(|(s, _)| *s == req.seq))
+            {
                 let reply = self.reply(req.client, req.seq, false, result.clone());
                 cx.send(from, reply);
             }
@@ -496,7 +524,14 @@ impl<S: Service> Replica<S> {
         if self.pending.contains_key(&id) {
             return;
         }
-        self.pending.insert(id, Pending { req, arrival: cx.now(), forwarded: false });
+        self.pending.insert(
+            id,
+            Pending {
+                req,
+                arrival: cx.now(),
+                forwarded: false,
+            },
+        );
         self.queue.push_back(id);
         if self.is_leader() {
             self.try_propose(cx);
@@ -529,7 +564,10 @@ impl<S: Service> Replica<S> {
             if self.queue.is_empty() {
                 return;
             }
-            if self.p.batch_delay > 0 && self.in_flight() > 0 && self.queue.len() < self.p.batch_max_requests {
+            if self.p.batch_delay > 0
+                && self.in_flight() > 0
+                && self.queue.len() < self.p.batch_max_requests
+            {
                 if !self.batch_timer {
                     self.batch_timer = true;
                     cx.set_timer(ReplicaTimer::Batch, self.p.batch_delay);
@@ -564,7 +602,14 @@ impl<S: Service> Replica<S> {
             let slot = self.next_slot;
             self.next_slot += 1;
             let view = self.view;
-            cx.multicast(self.others(), Message::Propose { view, slot, batch: batch.clone() });
+            cx.multicast(
+                self.others(),
+                Message::Propose {
+                    view,
+                    slot,
+                    batch: batch.clone(),
+                },
+            );
             self.accept_proposal(view, slot, batch, false, cx);
         }
     }
@@ -581,7 +626,12 @@ impl<S: Service> Replica<S> {
         }
         if self.g.members[from] != self.g.leader(view) {
             let who = Addr::Node(self.g.members[from]);
-            self.fault(cx, who, "propose-not-leader", format!("view {view} slot {slot}"));
+            self.fault(
+                cx,
+                who,
+                "propose-not-leader",
+                format!("view {view} slot {slot}"),
+            );
             return;
         }
         if !self.in_window(slot) || slot <= self.executed {
@@ -615,8 +665,14 @@ impl<S: Service> Replica<S> {
                 .unwrap_or(false);
             if !known {
                 let bytes = Request::auth_bytes(self.g.id, r.client, r.seq, false, &r.op);
-                if !cx.crypto().verify_mac(Addr::Client(r.client), &bytes, &r.auth[self.idx]) {
-                    return Err(format!("request {}#{} fails authentication", r.client, r.seq));
+                if !cx
+                    .crypto()
+                    .verify_mac(Addr::Client(r.client), &bytes, &r.auth[self.idx])
+                {
+                    return Err(format!(
+                        "request {}#{} fails authentication",
+                        r.client, r.seq
+                    ));
                 }
             }
         }
@@ -624,7 +680,14 @@ impl<S: Service> Replica<S> {
     }
 
     /// Accept `batch` as the value of `slot` in `view` and vote for it.
-    fn accept_proposal(&mut self, view: View, slot: Slot, batch: Batch, check_equivocation: bool, cx: &mut Ctx<S>) {
+    fn accept_proposal(
+        &mut self,
+        view: View,
+        slot: Slot,
+        batch: Batch,
+        check_equivocation: bool,
+        cx: &mut Ctx<S>,
+    ) {
         let d = cx.crypto().hash(&batch.bytes());
         let others = self.others();
         let idx = self.idx;
@@ -633,7 +696,12 @@ impl<S: Service> Replica<S> {
             if *v == view {
                 if *pd != d && check_equivocation {
                     let who = Addr::Node(self.g.leader(view));
-                    self.fault(cx, who, "equivocation", format!("two proposals for view {view} slot {slot}"));
+                    self.fault(
+                        cx,
+                        who,
+                        "equivocation",
+                        format!("two proposals for view {view} slot {slot}"),
+                    );
                 }
                 return;
             }
@@ -648,7 +716,14 @@ impl<S: Service> Replica<S> {
         if self.g.bft() {
             if ss.wrote != Some(view) {
                 ss.wrote = Some(view);
-                cx.multicast(others, Message::Write { view, slot, digest: d });
+                cx.multicast(
+                    others,
+                    Message::Write {
+                        view,
+                        slot,
+                        digest: d,
+                    },
+                );
                 ss.writes.entry((view, d)).or_default().insert(idx);
             }
         } else {
@@ -668,17 +743,36 @@ impl<S: Service> Replica<S> {
         ss.accepted = Some(view);
         ss.accepts.entry((view, d)).or_default().insert(idx);
         self.accepted_high = self.accepted_high.max(slot);
-        cx.multicast(self.others(), Message::Accept { view, slot, digest: d });
+        cx.multicast(
+            self.others(),
+            Message::Accept {
+                view,
+                slot,
+                digest: d,
+            },
+        );
     }
 
     fn on_write(&mut self, from: usize, view: View, slot: Slot, d: Digest, cx: &mut Ctx<S>) {
         self.note_view_hint(from, view, cx);
         self.note_slot(slot, cx);
         if view > self.view {
-            self.buffer_future(from, view, Message::Write { view, slot, digest: d });
+            self.buffer_future(
+                from,
+                view,
+                Message::Write {
+                    view,
+                    slot,
+                    digest: d,
+                },
+            );
             return;
         }
-        if view != self.view || self.status != Status::Normal || !self.in_window(slot) || !self.g.bft() {
+        if view != self.view
+            || self.status != Status::Normal
+            || !self.in_window(slot)
+            || !self.g.bft()
+        {
             return;
         }
         let ss = self.slots.entry(slot).or_default();
@@ -690,13 +784,27 @@ impl<S: Service> Replica<S> {
         self.note_view_hint(from, view, cx);
         self.note_slot(slot, cx);
         if view > self.view {
-            self.buffer_future(from, view, Message::Accept { view, slot, digest: d });
+            self.buffer_future(
+                from,
+                view,
+                Message::Accept {
+                    view,
+                    slot,
+                    digest: d,
+                },
+            );
             return;
         }
         if view != self.view || self.status != Status::Normal || !self.in_window(slot) {
             return;
         }
-        self.slots.entry(slot).or_default().accepts.entry((view, d)).or_default().insert(from);
+        self.slots
+            .entry(slot)
+            .or_default()
+            .accepts
+            .entry((view, d))
+            .or_default()
+            .insert(from);
         self.check_slot(slot, cx);
     }
 
@@ -705,7 +813,9 @@ impl<S: Service> Replica<S> {
         let view = self.view;
         // prepare (BFT): our proposal plus a quorum of matching WRITEs
         let prepared = {
-            let Some(ss) = self.slots.get(&slot) else { return };
+            let Some(ss) = self.slots.get(&slot) else {
+                return;
+            };
             match &ss.proposal {
                 Some((v, d, _)) if *v == view && self.g.bft() && ss.accepted != Some(view) => ss
                     .writes
@@ -718,12 +828,18 @@ impl<S: Service> Replica<S> {
         };
         if let Some(d) = prepared {
             let ss = self.slots.get_mut(&slot).expect("slot exists");
-            let batch = ss.proposal.as_ref().map(|p| p.2.clone()).unwrap_or_default();
+            let batch = ss
+                .proposal
+                .as_ref()
+                .map(|p| p.2.clone())
+                .unwrap_or_default();
             ss.prepared = Some((view, d, batch));
             self.send_accept(view, slot, d, cx);
         }
         // decide: a quorum of ACCEPTs for some digest
-        let Some(ss) = self.slots.get_mut(&slot) else { return };
+        let Some(ss) = self.slots.get_mut(&slot) else {
+            return;
+        };
         if ss.decided.is_some() {
             return;
         }
@@ -753,7 +869,11 @@ impl<S: Service> Replica<S> {
 
     fn execute_ready(&mut self, cx: &mut Ctx<S>) {
         let mut progressed = false;
-        while let Some((v, d, batch)) = self.slots.get(&(self.executed + 1)).and_then(|s| s.decided.clone()) {
+        while let Some((v, d, batch)) = self
+            .slots
+            .get(&(self.executed + 1))
+            .and_then(|s| s.decided.clone())
+        {
             let slot = self.executed + 1;
             for req in &batch.requests {
                 self.execute_request(req, cx);
@@ -761,7 +881,12 @@ impl<S: Service> Replica<S> {
             self.executed = slot;
             self.stats.executed_requests += batch.requests.len() as u64;
             progressed = true;
-            cx.output(ReplicaOutput::Decided { slot, view: v, digest: d, batch });
+            cx.output(ReplicaOutput::Decided {
+                slot,
+                view: v,
+                digest: d,
+                batch,
+            });
             if slot.is_multiple_of(self.p.checkpoint_interval) {
                 self.take_checkpoint(slot, cx);
             }
@@ -785,12 +910,22 @@ impl<S: Service> Replica<S> {
     }
 
     fn reply(&self, client: ClientId, seq: u64, read_only: bool, result: Vec<u8>) -> Message {
-        Message::Reply(Reply { replica: self.me, view: self.view, client, seq, read_only, result })
+        Message::Reply(Reply {
+            replica: self.me,
+            view: self.view,
+            client,
+            seq,
+            read_only,
+            result,
+        })
     }
 
     fn answer_read(&self, req: &Request, cx: &mut Ctx<S>) {
         if let Some(result) = self.service.query(&req.op) {
-            cx.send(Addr::Client(req.client), self.reply(req.client, req.seq, true, result));
+            cx.send(
+                Addr::Client(req.client),
+                self.reply(req.client, req.seq, true, result),
+            );
         }
     }
 
@@ -832,7 +967,10 @@ impl<S: Service> Replica<S> {
         let mut next = Some(req.clone());
         while let Some(r) = next.take() {
             let result = self.service.execute(&r.op);
-            let cs = self.clients.get_mut(&r.client).expect("client state exists");
+            let cs = self
+                .clients
+                .get_mut(&r.client)
+                .expect("client state exists");
             cs.last = r.seq;
             cs.replies.push_back((r.seq, result.clone()));
             while cs.replies.len() as u64 > window {
@@ -858,33 +996,65 @@ impl<S: Service> Replica<S> {
         let ck = self.ckpts.entry(slot).or_default();
         ck.mine = Some((d, snap));
         ck.votes.entry(d).or_default().insert(idx, sig);
-        cx.multicast(self.others(), Message::Checkpoint { slot, state: d, sig });
+        cx.multicast(
+            self.others(),
+            Message::Checkpoint {
+                slot,
+                state: d,
+                sig,
+            },
+        );
         self.check_checkpoint(slot, d, cx);
     }
 
-    fn on_checkpoint(&mut self, from: usize, slot: Slot, state: Digest, sig: Signature, cx: &mut Ctx<S>) {
-        if slot <= self.low || !slot.is_multiple_of(self.p.checkpoint_interval) || slot > self.low + 4 * self.p.window {
+    fn on_checkpoint(
+        &mut self,
+        from: usize,
+        slot: Slot,
+        state: Digest,
+        sig: Signature,
+        cx: &mut Ctx<S>,
+    ) {
+        if slot <= self.low
+            || !slot.is_multiple_of(self.p.checkpoint_interval)
+            || slot > self.low + 4 * self.p.window
+        {
             return;
         }
         let who = Addr::Node(self.g.members[from]);
-        if cx.crypto().verify(who, &checkpoint_bytes(self.g.id, slot, &state), &sig).is_err() {
+        if cx
+            .crypto()
+            .verify(who, &checkpoint_bytes(self.g.id, slot, &state), &sig)
+            .is_err()
+        {
             self.fault(cx, who, "checkpoint-signature", format!("slot {slot}"));
             return;
         }
         self.note_slot(slot, cx);
-        self.ckpts.entry(slot).or_default().votes.entry(state).or_default().insert(from, sig);
+        self.ckpts
+            .entry(slot)
+            .or_default()
+            .votes
+            .entry(state)
+            .or_default()
+            .insert(from, sig);
         self.check_checkpoint(slot, state, cx);
     }
 
     fn check_checkpoint(&mut self, slot: Slot, state: Digest, cx: &mut Ctx<S>) {
-        let Some(votes) = self.ckpts.get(&slot).and_then(|c| c.votes.get(&state)) else { return };
+        let Some(votes) = self.ckpts.get(&slot).and_then(|c| c.votes.get(&state)) else {
+            return;
+        };
         if !self.g.qs.is_quorum(votes.keys().copied()) {
             return;
         }
         let cert = CheckpointCert {
             slot,
             state,
-            sigs: votes.iter().map(|(i, s)| (self.g.members[*i], *s)).collect(),
+            sigs: votes
+                .iter()
+                .map(|(i, s)| (self.g.members[*i], *s))
+                .collect(),
         };
         self.stabilize(cert, cx);
     }
@@ -900,11 +1070,20 @@ impl<S: Service> Replica<S> {
         match mine {
             Some((d, snap)) if d == cert.state => {
                 self.stable_snapshot = Some(snap.clone());
-                cx.output(ReplicaOutput::Stable { slot: cert.slot, state: d, snapshot: Some(snap) });
+                cx.output(ReplicaOutput::Stable {
+                    slot: cert.slot,
+                    state: d,
+                    snapshot: Some(snap),
+                });
             }
             Some(_) => {
                 let me = Addr::Node(self.me);
-                self.fault(cx, me, "divergent-state", format!("my state at {} differs from the quorum's", cert.slot));
+                self.fault(
+                    cx,
+                    me,
+                    "divergent-state",
+                    format!("my state at {} differs from the quorum's", cert.slot),
+                );
                 self.stable_snapshot = None;
                 self.fetching = Some(cert.clone());
             }
@@ -939,7 +1118,9 @@ impl<S: Service> Replica<S> {
         let mut who = BTreeSet::new();
         let mut items = Vec::new();
         for (n, s) in &cert.sigs {
-            let Some(i) = self.g.index_of(*n) else { return false };
+            let Some(i) = self.g.index_of(*n) else {
+                return false;
+            };
             if !who.insert(i) {
                 return false;
             }
@@ -951,7 +1132,10 @@ impl<S: Service> Replica<S> {
     fn on_fetch_state(&mut self, from: usize, slot: Slot, cx: &mut Ctx<S>) {
         if let (Some(cert), Some(snap)) = (&self.stable, &self.stable_snapshot) {
             if cert.slot >= slot {
-                let msg = Message::State { cert: cert.clone(), snapshot: snap.clone() };
+                let msg = Message::State {
+                    cert: cert.clone(),
+                    snapshot: snap.clone(),
+                };
                 cx.send(Addr::Node(self.g.members[from]), msg);
             }
         }
@@ -963,7 +1147,12 @@ impl<S: Service> Replica<S> {
         }
         let who = Addr::Node(self.g.members[from]);
         if !self.verify_cert(&cert, cx) || cx.crypto().hash(&snapshot) != cert.state {
-            self.fault(cx, who, "state-invalid", format!("snapshot for slot {}", cert.slot));
+            self.fault(
+                cx,
+                who,
+                "state-invalid",
+                format!("snapshot for slot {}", cert.slot),
+            );
             return;
         }
         if let Err(e) = self.restore_snapshot(&snapshot) {
@@ -989,7 +1178,11 @@ impl<S: Service> Replica<S> {
         self.pending
             .retain(|(c, s), _| *s > clients.get(c).map(|cs| cs.last).unwrap_or(0));
         cx.output(ReplicaOutput::StateTransferred { slot });
-        cx.output(ReplicaOutput::Stable { slot, state, snapshot: Some(snapshot) });
+        cx.output(ReplicaOutput::Stable {
+            slot,
+            state,
+            snapshot: Some(snapshot),
+        });
         if self.next_slot <= self.executed {
             self.next_slot = self.executed + 1;
         }
@@ -1031,7 +1224,10 @@ impl<S: Service> Replica<S> {
             if ss.decided.is_some() {
                 continue;
             }
-            let e = ss.log_votes.entry(d).or_insert_with(|| (BTreeSet::new(), batch));
+            let e = ss
+                .log_votes
+                .entry(d)
+                .or_insert_with(|| (BTreeSet::new(), batch));
             e.0.insert(from);
             // the sender decided (view, slot, d), so it accepted it
             ss.accepts.entry((view, d)).or_default().insert(from);
@@ -1057,21 +1253,37 @@ impl<S: Service> Replica<S> {
     /// up) are otherwise only recovered by a view change.
     fn resend_votes(&mut self, cx: &mut Ctx<S>) {
         let view = self.view;
-        let hi = self.highest_seen.min(self.executed + 4 * self.p.max_in_flight);
+        let hi = self
+            .highest_seen
+            .min(self.executed + 4 * self.p.max_in_flight);
         let mut msgs = Vec::new();
         for (slot, ss) in self.slots.range(self.executed + 1..=hi) {
-            let Some((v, d, batch)) = &ss.proposal else { continue };
+            let Some((v, d, batch)) = &ss.proposal else {
+                continue;
+            };
             if *v != view {
                 continue;
             }
             if self.g.leader(view) == self.me && ss.decided.is_none() {
-                msgs.push(Message::Propose { view, slot: *slot, batch: batch.clone() });
+                msgs.push(Message::Propose {
+                    view,
+                    slot: *slot,
+                    batch: batch.clone(),
+                });
             }
             if ss.wrote == Some(view) {
-                msgs.push(Message::Write { view, slot: *slot, digest: *d });
+                msgs.push(Message::Write {
+                    view,
+                    slot: *slot,
+                    digest: *d,
+                });
             }
             if ss.accepted == Some(view) {
-                msgs.push(Message::Accept { view, slot: *slot, digest: *d });
+                msgs.push(Message::Accept {
+                    view,
+                    slot: *slot,
+                    digest: *d,
+                });
             }
         }
         for m in msgs {
@@ -1089,17 +1301,31 @@ impl<S: Service> Replica<S> {
             return;
         }
         // a higher view known from a weak quorum: ask for its SYNC
-        let ahead: BTreeSet<usize> =
-            self.view_hints.iter().filter(|(_, v)| **v > self.view).map(|(i, _)| *i).collect();
+        let ahead: BTreeSet<usize> = self
+            .view_hints
+            .iter()
+            .filter(|(_, v)| **v > self.view)
+            .map(|(i, _)| *i)
+            .collect();
         if self.weak(&ahead) {
-            let view = ahead.iter().map(|i| self.view_hints[i]).min().unwrap_or(self.view + 1);
-            let to: Vec<Addr> = ahead.iter().map(|i| Addr::Node(self.g.members[*i])).collect();
+            let view = ahead
+                .iter()
+                .map(|i| self.view_hints[i])
+                .min()
+                .unwrap_or(self.view + 1);
+            let to: Vec<Addr> = ahead
+                .iter()
+                .map(|i| Addr::Node(self.g.members[*i]))
+                .collect();
             cx.multicast(to, Message::FetchSync { view });
             self.arm_fetch(cx);
         }
         if self.highest_seen > self.executed {
             if stuck && self.status == Status::Normal {
-                let msg = Message::FetchLog { from: self.executed + 1, to: self.highest_seen };
+                let msg = Message::FetchLog {
+                    from: self.executed + 1,
+                    to: self.highest_seen,
+                };
                 cx.multicast(self.others(), msg);
                 self.resend_votes(cx);
             }
@@ -1140,7 +1366,9 @@ impl<S: Service> Replica<S> {
     }
 
     fn check_stops(&mut self, view: View, cx: &mut Ctx<S>) {
-        let Some(who) = self.stops.get(&view).cloned() else { return };
+        let Some(who) = self.stops.get(&view).cloned() else {
+            return;
+        };
         if self.weak(&who) && self.stop_sent < view {
             self.send_stop(view, cx); // join: at least one correct replica suspects
             return;
@@ -1187,7 +1415,10 @@ impl<S: Service> Replica<S> {
         } else {
             cx.send(Addr::Node(leader), Message::StopData(sd));
         }
-        let timeout = self.p.view_change_timeout.saturating_mul(1 << self.vc_attempts.min(10));
+        let timeout = self
+            .p
+            .view_change_timeout
+            .saturating_mul(1 << self.vc_attempts.min(10));
         self.vc_attempts += 1;
         cx.set_timer(ReplicaTimer::ViewChange, timeout);
     }
@@ -1202,7 +1433,12 @@ impl<S: Service> Replica<S> {
         if self.g.index_of(b.replica).is_none() {
             return Err("not a member".into());
         }
-        if cx.crypto().verify(Addr::Node(b.replica), &stop_bytes(self.g.id, b), &sd.sig).is_err() && self.g.bft() {
+        if cx
+            .crypto()
+            .verify(Addr::Node(b.replica), &stop_bytes(self.g.id, b), &sd.sig)
+            .is_err()
+            && self.g.bft()
+        {
             return Err("bad signature".into());
         }
         let low = match &b.checkpoint {
@@ -1219,7 +1455,9 @@ impl<S: Service> Replica<S> {
             if c.slot <= low || c.slot > low + self.p.window || !slots.insert(c.slot) {
                 return Err(format!("bad claim for slot {}", c.slot));
             }
-            if c.pre_prepared.len() > PRE_PREPARED_KEPT || c.pre_prepared.iter().any(|(_, v)| *v >= view) {
+            if c.pre_prepared.len() > PRE_PREPARED_KEPT
+                || c.pre_prepared.iter().any(|(_, v)| *v >= view)
+            {
                 return Err(format!("bad pre-prepared claims for slot {}", c.slot));
             }
             if let Some((v, d, batch)) = &c.prepared {
@@ -1234,7 +1472,10 @@ impl<S: Service> Replica<S> {
     fn on_stop_data(&mut self, from: usize, sd: StopData, cx: &mut Ctx<S>) {
         let view = sd.body.view;
         let who = Addr::Node(self.g.members[from]);
-        if self.g.leader(view) != self.me || view <= self.view || sd.body.replica != self.g.members[from] {
+        if self.g.leader(view) != self.me
+            || view <= self.view
+            || sd.body.replica != self.g.members[from]
+        {
             return;
         }
         if view > self.view + 1_000 {
@@ -1244,7 +1485,10 @@ impl<S: Service> Replica<S> {
             self.fault(cx, who, "stop-data-invalid", e);
             return;
         }
-        self.stopdata.entry(view).or_default().insert(sd.body.replica, sd);
+        self.stopdata
+            .entry(view)
+            .or_default()
+            .insert(sd.body.replica, sd);
         self.try_sync(view, cx);
     }
 
@@ -1252,7 +1496,9 @@ impl<S: Service> Replica<S> {
         if self.status != Status::Changing(view) {
             return;
         }
-        let Some(sds) = self.stopdata.get(&view) else { return };
+        let Some(sds) = self.stopdata.get(&view) else {
+            return;
+        };
         let who: BTreeSet<usize> = sds.keys().filter_map(|n| self.g.index_of(*n)).collect();
         if !self.quorum(&who) {
             return;
@@ -1263,7 +1509,13 @@ impl<S: Service> Replica<S> {
             return;
         }
         tracing::info!(replica = %self.me, view, stops = stops.len(), "leader sending SYNC");
-        cx.multicast(self.others(), Message::Sync { view, stops: stops.clone() });
+        cx.multicast(
+            self.others(),
+            Message::Sync {
+                view,
+                stops: stops.clone(),
+            },
+        );
         self.install(view, stops, cx);
     }
 
@@ -1281,11 +1533,21 @@ impl<S: Service> Replica<S> {
             senders.insert(self.g.index_of(sd.body.replica).unwrap_or(usize::MAX));
         }
         if senders.len() != stops.len() || !self.quorum(&senders) {
-            self.fault(cx, who, "sync-invalid", "not a quorum of distinct STOP-DATA".into());
+            self.fault(
+                cx,
+                who,
+                "sync-invalid",
+                "not a quorum of distinct STOP-DATA".into(),
+            );
             return;
         }
         if self.select(&stops).is_none() {
-            self.fault(cx, who, "sync-invalid", "STOP-DATA do not determine every slot".into());
+            self.fault(
+                cx,
+                who,
+                "sync-invalid",
+                "STOP-DATA do not determine every slot".into(),
+            );
             return;
         }
         self.install(view, stops, cx);
@@ -1294,7 +1556,10 @@ impl<S: Service> Replica<S> {
     fn on_fetch_sync(&mut self, from: usize, view: View, cx: &mut Ctx<S>) {
         if let Some((v, stops)) = &self.last_sync {
             if *v >= view && self.status == Status::Normal {
-                let msg = Message::Sync { view: *v, stops: stops.clone() };
+                let msg = Message::Sync {
+                    view: *v,
+                    stops: stops.clone(),
+                };
                 cx.send(Addr::Node(self.g.members[from]), msg);
             }
         }
@@ -1316,9 +1581,15 @@ impl<S: Service> Replica<S> {
     /// hold for it (or for a value chosen by an earlier synchronization from the
     /// same argument), and A2 stops Byzantine replicas from inventing one.
     fn select(&self, stops: &[StopData]) -> Option<Selection> {
-        let cert = stops.iter().filter_map(|s| s.body.checkpoint.clone()).max_by_key(|c| c.slot);
+        let cert = stops
+            .iter()
+            .filter_map(|s| s.body.checkpoint.clone())
+            .max_by_key(|c| c.slot);
         let min_s = cert.as_ref().map(|c| c.slot).unwrap_or(0);
-        let pos: Vec<usize> = stops.iter().map(|s| self.g.index_of(s.body.replica).unwrap_or(usize::MAX)).collect();
+        let pos: Vec<usize> = stops
+            .iter()
+            .map(|s| self.g.index_of(s.body.replica).unwrap_or(usize::MAX))
+            .collect();
         let claim = |i: usize, slot: Slot| stops[i].body.claims.iter().find(|c| c.slot == slot);
         let max_s = stops
             .iter()
@@ -1328,7 +1599,9 @@ impl<S: Service> Replica<S> {
             .max()
             .unwrap_or(min_s)
             .max(min_s);
-        let votes = |members: &mut dyn Iterator<Item = usize>| self.g.qs.votes(members.filter(|p| *p != usize::MAX));
+        let votes = |members: &mut dyn Iterator<Item = usize>| {
+            self.g.qs.votes(members.filter(|p| *p != usize::MAX))
+        };
         let mut picks = BTreeMap::new();
         for slot in (min_s + 1)..=max_s {
             // candidates, newest view first
@@ -1340,13 +1613,25 @@ impl<S: Service> Replica<S> {
             cands.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
             let mut chosen = None;
             for (v, d, b) in cands {
-                let a1 = votes(&mut (0..stops.len()).filter(|i| match claim(*i, slot).and_then(|c| c.prepared.as_ref()) {
-                    None => true,
-                    Some((pv, pd, _)) => *pv < v || (*pv == v && *pd == d),
-                }).map(|i| pos[i]));
-                let a2 = votes(&mut (0..stops.len()).filter(|i| {
-                    claim(*i, slot).map(|c| c.pre_prepared.iter().any(|(qd, qv)| *qd == d && *qv >= v)).unwrap_or(false)
-                }).map(|i| pos[i]));
+                let a1 = votes(
+                    &mut (0..stops.len())
+                        .filter(
+                            |i| match claim(*i, slot).and_then(|c| c.prepared.as_ref()) {
+                                None => true,
+                                Some((pv, pd, _)) => *pv < v || (*pv == v && *pd == d),
+                            },
+                        )
+                        .map(|i| pos[i]),
+                );
+                let a2 = votes(
+                    &mut (0..stops.len())
+                        .filter(|i| {
+                            claim(*i, slot)
+                                .map(|c| c.pre_prepared.iter().any(|(qd, qv)| *qd == d && *qv >= v))
+                                .unwrap_or(false)
+                        })
+                        .map(|i| pos[i]),
+                );
                 if a1 >= self.g.qs.quorum() && a2 >= self.g.qs.weak() {
                     chosen = Some(b.clone());
                     break;
@@ -1355,9 +1640,11 @@ impl<S: Service> Replica<S> {
             let batch = match chosen {
                 Some(b) => b,
                 None => {
-                    let empty = votes(&mut (0..stops.len())
-                        .filter(|i| claim(*i, slot).and_then(|c| c.prepared.as_ref()).is_none())
-                        .map(|i| pos[i]));
+                    let empty = votes(
+                        &mut (0..stops.len())
+                            .filter(|i| claim(*i, slot).and_then(|c| c.prepared.as_ref()).is_none())
+                            .map(|i| pos[i]),
+                    );
                     if empty < self.g.qs.quorum() {
                         return None;
                     }
@@ -1366,13 +1653,24 @@ impl<S: Service> Replica<S> {
             };
             picks.insert(slot, batch);
         }
-        Some(Selection { cert, min_s, max_s, picks })
+        Some(Selection {
+            cert,
+            min_s,
+            max_s,
+            picks,
+        })
     }
 
     /// Enter `view` given a verified quorum of STOP-DATA whose selection is
     /// determined (see [`Replica::select`]).
     fn install(&mut self, view: View, stops: Vec<StopData>, cx: &mut Ctx<S>) {
-        let Some(Selection { cert: best_cert, min_s, max_s, mut picks }) = self.select(&stops) else {
+        let Some(Selection {
+            cert: best_cert,
+            min_s,
+            max_s,
+            mut picks,
+        }) = self.select(&stops)
+        else {
             return;
         };
 
@@ -1423,9 +1721,21 @@ impl<S: Service> Replica<S> {
         let buffered = std::mem::take(&mut self.future);
         for (from, msg) in buffered {
             match msg {
-                Message::Propose { view: v, slot, batch } if v == view => self.on_propose(from, v, slot, batch, cx),
-                Message::Write { view: v, slot, digest } if v == view => self.on_write(from, v, slot, digest, cx),
-                Message::Accept { view: v, slot, digest } if v == view => self.on_accept(from, v, slot, digest, cx),
+                Message::Propose {
+                    view: v,
+                    slot,
+                    batch,
+                } if v == view => self.on_propose(from, v, slot, batch, cx),
+                Message::Write {
+                    view: v,
+                    slot,
+                    digest,
+                } if v == view => self.on_write(from, v, slot, digest, cx),
+                Message::Accept {
+                    view: v,
+                    slot,
+                    digest,
+                } if v == view => self.on_accept(from, v, slot, digest, cx),
                 m => {
                     if matches!(m, Message::Propose { view: v, .. } | Message::Write { view: v, .. } | Message::Accept { view: v, .. } if v > view)
                     {
@@ -1461,7 +1771,12 @@ impl<S: Service> Protocol for Replica<S> {
             return;
         }
         let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
-            self.fault(cx, from, "not-a-member", format!("{} from a non-member", msg.kind()));
+            self.fault(
+                cx,
+                from,
+                "not-a-member",
+                format!("{} from a non-member", msg.kind()),
+            );
             return;
         };
         if idx == self.idx {
@@ -1470,11 +1785,15 @@ impl<S: Service> Protocol for Replica<S> {
         match msg {
             Message::Request(_) => unreachable!("handled above"),
             Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
-            Message::Reply(_) => self.fault(cx, from, "unexpected", "reply sent to a replica".into()),
+            Message::Reply(_) => {
+                self.fault(cx, from, "unexpected", "reply sent to a replica".into())
+            }
             Message::Propose { view, slot, batch } => self.on_propose(idx, view, slot, batch, cx),
             Message::Write { view, slot, digest } => self.on_write(idx, view, slot, digest, cx),
             Message::Accept { view, slot, digest } => self.on_accept(idx, view, slot, digest, cx),
-            Message::Checkpoint { slot, state, sig } => self.on_checkpoint(idx, slot, state, sig, cx),
+            Message::Checkpoint { slot, state, sig } => {
+                self.on_checkpoint(idx, slot, state, sig, cx)
+            }
             Message::Stop { view } => self.on_stop(idx, view, cx),
             Message::StopData(sd) => self.on_stop_data(idx, sd, cx),
             Message::Sync { view, stops } => self.on_sync(idx, view, stops, cx),
@@ -1508,7 +1827,10 @@ impl<S: Service> Protocol for Replica<S> {
                     } else {
                         self.send_stop(v + 1, cx);
                     }
-                    let timeout = self.p.view_change_timeout.saturating_mul(1 << self.vc_attempts.min(10));
+                    let timeout = self
+                        .p
+                        .view_change_timeout
+                        .saturating_mul(1 << self.vc_attempts.min(10));
                     self.vc_attempts += 1;
                     cx.set_timer(ReplicaTimer::ViewChange, timeout);
                 }

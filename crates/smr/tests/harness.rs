@@ -60,7 +60,9 @@ impl World {
         let client = Addr::Client(ClientId(1));
         let mut addrs: Vec<Addr> = g.addrs();
         addrs.push(client);
-        let ids: Vec<Identity> = (0..addrs.len()).map(|i| Identity::from_seed([i as u8 + 1; 32])).collect();
+        let ids: Vec<Identity> = (0..addrs.len())
+            .map(|i| Identity::from_seed([i as u8 + 1; 32]))
+            .collect();
         let mut nodes = BTreeMap::new();
         for (i, a) in addrs.iter().enumerate() {
             let mut c = Crypto::new(*a, ids[i].clone(), CryptoMode::Real);
@@ -70,10 +72,18 @@ impl World {
                 }
             }
             let node = match a {
-                Addr::Node(id) => Node::R(Box::new(Replica::new(*id, g.clone(), p.clone(), Log::default()))),
+                Addr::Node(id) => Node::R(Box::new(Replica::new(
+                    *id,
+                    g.clone(),
+                    p.clone(),
+                    Log::default(),
+                ))),
                 Addr::Client(id) => Node::C(Box::new(Client::new(*id, g.clone(), p.clone()))),
             };
-            nodes.insert(*a, (node, c, rand_chacha::ChaCha8Rng::seed_from_u64(i as u64)));
+            nodes.insert(
+                *a,
+                (node, c, rand_chacha::ChaCha8Rng::seed_from_u64(i as u64)),
+            );
         }
         World {
             nodes,
@@ -139,7 +149,9 @@ impl World {
                     match ev {
                         Ev::Msg(from, m) => c.on_message(from, m, &mut cx),
                         Ev::CTimer(t) => c.on_timer(t, &mut cx),
-                        Ev::Submit(op, ro) => c.on_input(ClientInput::Submit { op, read_only: ro }, &mut cx),
+                        Ev::Submit(op, ro) => {
+                            c.on_input(ClientInput::Submit { op, read_only: ro }, &mut cx)
+                        }
                         _ => {}
                     }
                 }
@@ -157,7 +169,9 @@ impl World {
                         Effect::CancelTimer { timer } => {
                             self.client_timers.remove(&(at, timer));
                         }
-                        Effect::Output(ClientOutput::Done { id, result, .. }) => self.done.push((id, result)),
+                        Effect::Output(ClientOutput::Done { id, result, .. }) => {
+                            self.done.push((id, result))
+                        }
                         Effect::Fault(f) => panic!("unexpected fault: {f:?}"),
                     }
                 }
@@ -181,8 +195,16 @@ impl World {
                 self.step(to, Ev::Msg(from, m));
                 continue;
             }
-            let r = self.replica_timers.iter().min_by_key(|(_, t)| **t).map(|(k, t)| (k.clone(), *t));
-            let c = self.client_timers.iter().min_by_key(|(_, t)| **t).map(|(k, t)| (k.clone(), *t));
+            let r = self
+                .replica_timers
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, t)| (k.clone(), *t));
+            let c = self
+                .client_timers
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, t)| (k.clone(), *t));
             match (r, c) {
                 (Some((k, t)), c) if c.as_ref().map(|(_, ct)| t <= *ct).unwrap_or(true) => {
                     self.replica_timers.remove(&k);
@@ -197,7 +219,10 @@ impl World {
                 _ => return,
             }
         }
-        panic!("did not finish in {max_steps} steps; done = {}", self.done.len());
+        panic!(
+            "did not finish in {max_steps} steps; done = {}",
+            self.done.len()
+        );
     }
 
     /// Run at most `steps` events (messages or timers) without requiring progress.
@@ -205,7 +230,10 @@ impl World {
         let target = self.done.len() + 1;
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ()));
         for _ in 0..steps {
-            if self.queue.is_empty() && self.replica_timers.is_empty() && self.client_timers.is_empty() {
+            if self.queue.is_empty()
+                && self.replica_timers.is_empty()
+                && self.client_timers.is_empty()
+            {
                 return;
             }
             let before = self.done.len();
@@ -217,7 +245,11 @@ impl World {
                 }
                 continue;
             }
-            let r = self.replica_timers.iter().min_by_key(|(_, t)| **t).map(|(k, t)| (k.clone(), *t));
+            let r = self
+                .replica_timers
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, t)| (k.clone(), *t));
             if let Some((k, t)) = r {
                 self.replica_timers.remove(&k);
                 self.now = self.now.max(t);
@@ -272,7 +304,11 @@ fn normal_case_orders_and_replies() {
         w.submit(&[i], false);
     }
     w.run(20, 1_000_000);
-    let results: Vec<u64> = w.done.iter().map(|(_, r)| u64::from_le_bytes(r[..8].try_into().unwrap())).collect();
+    let results: Vec<u64> = w
+        .done
+        .iter()
+        .map(|(_, r)| u64::from_le_bytes(r[..8].try_into().unwrap()))
+        .collect();
     // exactly-once, FIFO: the i-th op sees a log of length i
     let ids: Vec<u64> = w.done.iter().map(|(id, _)| *id).collect();
     for (id, len) in ids.iter().zip(&results) {
@@ -291,7 +327,10 @@ fn read_only_is_answered_without_ordering() {
     w.submit(b"q", true);
     w.run(2, 100_000);
     let decided_after: usize = w.decided.values().map(|v| v.len()).sum();
-    assert_eq!(decided_before, decided_after, "a read-only op must not be ordered");
+    assert_eq!(
+        decided_before, decided_after,
+        "a read-only op must not be ordered"
+    );
     assert_eq!(u64::from_le_bytes(w.done[1].1[..8].try_into().unwrap()), 1);
 }
 
@@ -351,8 +390,15 @@ fn lagging_replica_catches_up_by_state_transfer() {
     let Node::R(r) = node else { unreachable!() };
     let (node0, _, _) = &w.nodes[&Addr::Node(NodeId(0))];
     let Node::R(r0) = node0 else { unreachable!() };
-    assert!(r.executed() >= r0.executed() - 8, "lagging {} vs {}", r.executed(), r0.executed());
-    assert_eq!(r.service().0.len(), r0.service().0.len().min(r.service().0.len()));
+    assert!(
+        r.executed() >= r0.executed() - 8,
+        "lagging {} vs {}",
+        r.executed(),
+        r0.executed()
+    );
+    assert_eq!(
+        r.service().0.len(),
+        r0.service().0.len().min(r.service().0.len())
+    );
     w.assert_agreement();
 }
-

@@ -30,7 +30,12 @@ pub struct LogChecker<N: Ord + Clone + Debug, V: PartialEq + Clone + Debug> {
 
 impl<N: Ord + Clone + Debug, V: PartialEq + Clone + Debug> Default for LogChecker<N, V> {
     fn default() -> Self {
-        LogChecker { first: BTreeMap::new(), next: BTreeMap::new(), violations: Vec::new(), count: 0 }
+        LogChecker {
+            first: BTreeMap::new(),
+            next: BTreeMap::new(),
+            violations: Vec::new(),
+            count: 0,
+        }
     }
 }
 
@@ -52,7 +57,9 @@ impl<N: Ord + Clone + Debug, V: PartialEq + Clone + Debug> LogChecker<N, V> {
         if pos != *next {
             let expected = *next;
             *next = (*next).max(pos + 1);
-            self.violation(format!("order: {node:?} decided position {pos} when {expected} was next"));
+            self.violation(format!(
+                "order: {node:?} decided position {pos} when {expected} was next"
+            ));
         } else {
             *next = pos + 1;
         }
@@ -73,7 +80,10 @@ impl<N: Ord + Clone + Debug, V: PartialEq + Clone + Debug> LogChecker<N, V> {
         let next = self.next.entry(node.clone()).or_insert(1);
         if pos + 1 < *next {
             let n = *next;
-            self.violation(format!("order: {node:?} went back to position {pos} after deciding {}", n - 1));
+            self.violation(format!(
+                "order: {node:?} went back to position {pos} after deciding {}",
+                n - 1
+            ));
         } else {
             *next = pos + 1;
         }
@@ -112,7 +122,11 @@ mod tests {
         c.decide(2, 1, "a");
         c.decide(2, 2, "c");
         assert_eq!(c.violation_count(), 1);
-        assert!(c.violations()[0].contains("position 2"), "{:?}", c.violations());
+        assert!(
+            c.violations()[0].contains("position 2"),
+            "{:?}",
+            c.violations()
+        );
     }
 
     #[test]
