@@ -989,12 +989,7 @@ pub struct RunResult {
     pub latencies: Vec<Time>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct FailingSeed {
-    pub seed: u64,
-    pub reason: String,
-    pub command: String,
-}
+pub use crate::runner::FailingSeed;
 
 /// The JSON of `byzscale sim at2 --json`.
 #[derive(Clone, Debug, Serialize)]

@@ -736,12 +736,7 @@ pub struct RunResult {
     pub trace: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct FailingSeed {
-    pub seed: u64,
-    pub reason: String,
-    pub command: String,
-}
+pub use crate::runner::FailingSeed;
 
 /// The JSON of `byzscale sim byzcast --json`.
 #[derive(Clone, Debug, Serialize)]
@@ -831,12 +826,7 @@ impl ByzcastSimReport {
     }
 }
 
-fn identity(kind: u8, i: usize) -> Identity {
-    let mut seed = [0u8; 32];
-    seed[0] = kind;
-    seed[1..9].copy_from_slice(&(i as u64).to_le_bytes());
-    Identity::from_seed(seed)
-}
+use crate::runner::identity;
 
 /// Keys owned by each target group: `HOT` plain keys and 2 counters each.
 struct KeyPool {

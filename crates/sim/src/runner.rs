@@ -1,7 +1,9 @@
 //! Running many seeds of a scenario: in parallel on the available cores, results
 //! in seed order, plus the small summaries every scenario report shares.
 
+use byzscale_core::crypto::Identity;
 use byzscale_core::Time;
+use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -40,6 +42,23 @@ pub fn run_seeds<R: Send, E: Send>(
     })?;
     results.sort_by_key(|(k, _)| *k);
     Ok(results.into_iter().map(|(_, r)| r).collect())
+}
+
+/// A seed whose run violated a property, with the command that replays it.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailingSeed {
+    pub seed: u64,
+    pub reason: String,
+    pub command: String,
+}
+
+/// A deterministic identity for endpoint `i` of kind `kind` (replica, client…),
+/// the same in every run, so keys never depend on the seed.
+pub fn identity(kind: u8, i: usize) -> Identity {
+    let mut seed = [0u8; 32];
+    seed[0] = kind;
+    seed[1..9].copy_from_slice(&(i as u64).to_le_bytes());
+    Identity::from_seed(seed)
 }
 
 /// The `p`-quantile of sorted nanosecond samples, in milliseconds.

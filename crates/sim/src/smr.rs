@@ -247,12 +247,7 @@ pub struct RunResult {
     pub trace: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct FailingSeed {
-    pub seed: u64,
-    pub reason: String,
-    pub command: String,
-}
+pub use crate::runner::FailingSeed;
 
 /// The JSON of `byzscale sim smr --json`.
 #[derive(Clone, Debug, Serialize)]
@@ -486,12 +481,7 @@ impl Actor<Message, SimIn, SimOut> for Equivocator {
     }
 }
 
-fn identity(kind: u8, i: usize) -> Identity {
-    let mut seed = [0u8; 32];
-    seed[0] = kind;
-    seed[1..9].copy_from_slice(&(i as u64).to_le_bytes());
-    Identity::from_seed(seed)
-}
+use crate::runner::identity;
 
 /// The KV workload: a few hot keys so operations conflict, INCR counters so a
 /// double execution is visible, multi-key MSET/MGET.
