@@ -74,6 +74,7 @@ pub enum BrachaConfigError {
 
 /// Group configuration, shared (behind an `Arc`) by every member.
 #[derive(Clone, Debug)]
+
 pub struct BrachaConfig {
     members: Vec<NodeId>,
     position: BTreeMap<NodeId, usize>,
@@ -335,6 +336,39 @@ impl<P: Payload> Bracha<P> {
         self.count_echo(cx, self.me, self.my_pos, source, seq, d);
     }
 
+    /// Record `pos`'s ECHO or READY for `d`; returns the digest's votes, or None
+    /// for a duplicate or an unknown instance. A second value from the same
+    /// process is counted (the thresholds tolerate it) and logged as a fault.
+    #[allow(clippy::too_many_arguments)]
+    fn add_vote(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        phase: Phase,
+        from: NodeId,
+        pos: usize,
+        source: NodeId,
+        seq: u64,
+        d: Digest,
+    ) -> Option<u64> {
+        let inst = self.instances.get_mut(&(source, seq))?;
+        let tally = match phase {
+            Phase::Echo => &mut inst.echoes,
+            Phase::Ready => &mut inst.readies,
+        };
+        match tally.add(&self.cfg.layout, pos, d) {
+            Vote::Duplicate => None,
+            Vote::Counted(v) => Some(v),
+            Vote::Conflict(v) => {
+                let kind = match phase {
+                    Phase::Echo => "bracha-conflicting-echo",
+                    Phase::Ready => "bracha-conflicting-ready",
+                };
+                self.fault(cx, from, kind, format!("{source}/{seq}"));
+                Some(v)
+            }
+        }
+    }
+
     fn count_echo(
         &mut self,
         cx: &mut Cx<'_, Self>,
@@ -344,21 +378,8 @@ impl<P: Payload> Bracha<P> {
         seq: u64,
         d: Digest,
     ) {
-        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+        let Some(votes) = self.add_vote(cx, Phase::Echo, from, pos, source, seq, d) else {
             return;
-        };
-        let votes = match inst.echoes.add(&self.cfg.layout, pos, d) {
-            Vote::Duplicate => return,
-            Vote::Counted(v) => v,
-            Vote::Conflict(v) => {
-                self.fault(
-                    cx,
-                    from,
-                    "bracha-conflicting-echo",
-                    format!("{source}/{seq}"),
-                );
-                v
-            }
         };
         if votes >= self.cfg.echo_threshold() {
             self.ready(cx, source, seq, d);
@@ -393,21 +414,8 @@ impl<P: Payload> Bracha<P> {
         seq: u64,
         d: Digest,
     ) {
-        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+        let Some(votes) = self.add_vote(cx, Phase::Ready, from, pos, source, seq, d) else {
             return;
-        };
-        let votes = match inst.readies.add(&self.cfg.layout, pos, d) {
-            Vote::Duplicate => return,
-            Vote::Counted(v) => v,
-            Vote::Conflict(v) => {
-                self.fault(
-                    cx,
-                    from,
-                    "bracha-conflicting-ready",
-                    format!("{source}/{seq}"),
-                );
-                v
-            }
         };
         if votes >= self.cfg.ready_threshold() {
             self.ready(cx, source, seq, d);
@@ -555,6 +563,13 @@ impl<P: Payload> SecureBroadcast<P> for Bracha<P> {
     fn stats(&self) -> BroadcastStats {
         self.stats
     }
+}
+
+/// Which of Bracha's two vote rounds a message belongs to.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    Echo,
+    Ready,
 }
 
 #[cfg(test)]

@@ -1507,22 +1507,11 @@ pub fn run_many(
         .flat_map(|r| r.latencies.iter().copied())
         .collect();
     lat.sort_unstable();
-    let mut failing = Vec::new();
-    for r in &results {
-        if let Some(v) = r.violations.first() {
-            failing.push(FailingSeed {
-                seed: r.seed,
-                reason: v.clone(),
-                command: cfg.replay_command(r.seed),
-            });
-        } else if let Some(l) = &r.liveness {
-            failing.push(FailingSeed {
-                seed: r.seed,
-                reason: format!("liveness: {l}"),
-                command: cfg.replay_command(r.seed),
-            });
-        }
-    }
+    let failing = FailingSeed::collect(
+        &results,
+        |r| (r.seed, r.violations.first().cloned(), r.liveness.as_ref()),
+        |seed| cfg.replay_command(seed),
+    );
     let runs = results.len().max(1) as f64;
     let sum = |f: fn(&RunResult) -> u64| results.iter().map(f).sum::<u64>();
     let mean = |f: fn(&RunResult) -> f64| results.iter().map(f).sum::<f64>() / runs;

@@ -1755,27 +1755,19 @@ pub fn summarize(
     let global = sorted(&|r| &r.latencies_global);
     let mut all: Vec<Time> = local.iter().chain(&global).copied().collect();
     all.sort_unstable();
-    let mut failing = Vec::new();
-    for r in results {
-        if !r.violations.is_empty() || r.violation_count > 0 {
-            let reason = r
-                .violations
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "violations".into());
-            failing.push(FailingSeed {
-                seed: r.seed,
-                reason,
-                command: cfg.replay_command(r.seed),
+    let failing = FailingSeed::collect(
+        results,
+        |r| {
+            let v = (r.violation_count > 0 || !r.violations.is_empty()).then(|| {
+                r.violations
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "violations".into())
             });
-        } else if let Some(l) = &r.liveness {
-            failing.push(FailingSeed {
-                seed: r.seed,
-                reason: format!("liveness: {l}"),
-                command: cfg.replay_command(r.seed),
-            });
-        }
-    }
+            (r.seed, v, r.liveness.as_ref())
+        },
+        |seed| cfg.replay_command(seed),
+    );
     let runs = results.len().max(1) as f64;
     ByzcastSimReport {
         protocol: cfg.protocol.name(),

@@ -511,7 +511,6 @@ fn next_op(rng: &mut ChaCha8Rng, client: usize, n: u64, read_ratio: f64) -> (KvO
 struct Observer<'a> {
     cfg: &'a SmrSimConfig,
     seed: u64,
-    n: usize,
     byz_positions: BTreeSet<usize>,
     replica_nodes: BTreeMap<NodeIdx, usize>,
     client_nodes: BTreeMap<NodeIdx, usize>,
@@ -901,7 +900,6 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
     let mut obs = Observer {
         cfg,
         seed,
-        n,
         byz_positions: byz.clone(),
         replica_nodes,
         client_nodes,
@@ -949,7 +947,6 @@ pub fn run_one(cfg: &SmrSimConfig, seed: u64) -> Result<RunResult, SimError> {
 
     let sim_seconds = sim_started.elapsed().as_secs_f64();
     let check_started = std::time::Instant::now();
-    let _ = obs.n;
     let mut violations = std::mem::take(&mut obs.violations);
     let log_violations = obs.log.violation_count();
     violations.extend(obs.log.violations().iter().cloned());
@@ -1066,22 +1063,11 @@ pub fn run_many(
         .flat_map(|r| r.latencies.iter().copied())
         .collect();
     lat.sort_unstable();
-    let mut failing = Vec::new();
-    for r in &results {
-        if !r.violations.is_empty() {
-            failing.push(FailingSeed {
-                seed: r.seed,
-                reason: r.violations[0].clone(),
-                command: cfg.replay_command(r.seed),
-            });
-        } else if let Some(l) = &r.liveness {
-            failing.push(FailingSeed {
-                seed: r.seed,
-                reason: format!("liveness: {l}"),
-                command: cfg.replay_command(r.seed),
-            });
-        }
-    }
+    let failing = FailingSeed::collect(
+        &results,
+        |r| (r.seed, r.violations.first().cloned(), r.liveness.as_ref()),
+        |seed| cfg.replay_command(seed),
+    );
     let deliveries: u64 = results.iter().map(|r| r.deliveries).sum();
     Ok(SmrSimReport {
         protocol: "smr",

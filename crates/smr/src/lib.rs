@@ -37,25 +37,28 @@
 //!
 //! # Deviations, and why
 //!
-//! - WRITE messages are signed (ed25519) so a prepared certificate is transferable
-//!   in the synchronization phase; ACCEPTs and everything else ride on the driver's
-//!   pairwise-MAC channels. PBFT's all-MAC view change is much more complex; batching
-//!   amortises one signature per replica per slot. Signatures are verified lazily, in
-//!   one batch, when a value reaches a quorum.
-//! - The synchronization phase sends STOP-DATA (signed) to the new leader, which
-//!   forwards a quorum of them in SYNC; every replica recomputes the re-proposals
-//!   deterministically from the STOP-DATA it received (PBFT's NEW-VIEW "O" set), so
-//!   SYNC itself needs no signature.
+//! - No signatures in the normal case: PROPOSE, WRITE and ACCEPT ride on the
+//!   driver's pairwise-MAC channels. Instead of transferable prepared certificates,
+//!   each replica's STOP-DATA carries its own claims (PBFT's P and Q sets), signed
+//!   once by that replica, and the new leader selects values with Castro & Liskov's
+//!   decision procedure (TOCS 2002 §4.5.2) counted in votes. An earlier version
+//!   signed every WRITE; that cost one ed25519 operation per replica per slot.
+//! - The new leader forwards the quorum of STOP-DATA in SYNC; every replica
+//!   recomputes the selection from it (PBFT's NEW-VIEW "O" set), so SYNC itself
+//!   needs no signature.
+//! - Lost messages are recovered by retransmission (a stuck replica re-sends its
+//!   votes and asks for the log) rather than only by view changes.
 //! - Requests carry PBFT-style MAC authenticators, not signatures. A Byzantine client
 //!   that sends authenticators valid for some replicas only can stall the slot that
 //!   holds its request until a view change; it cannot affect safety. (Castro's thesis
-//!   §3.? fixes this with a second round; left for later, see docs/ARCHITECTURE.md.)
+//!   fixes this with an extra round; left for later, see docs/ARCHITECTURE.md.)
 //! - Per-client FIFO is enforced at execution: requests are executed in client
 //!   sequence order, out-of-order ones are buffered (bounded by the client window).
 //! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the
 //!   synchronization phase trusts the replicas' accepted values.
-//! - Unordered read-only requests are answered from local state; the client needs a
-//!   full quorum of matching replies and otherwise falls back to ordering.
+//! - Unordered read-only requests are answered from local state once the replica has
+//!   executed every slot it accepted; the client needs a full quorum of matching
+//!   replies and otherwise falls back to ordering (linearizable, see `Replica`).
 
 mod client;
 mod message;
@@ -65,6 +68,4 @@ mod replica;
 pub use client::{Client, ClientInput, ClientOutput, ClientTimer};
 pub use message::*;
 pub use params::{GroupInfo, Params};
-pub use replica::{
-    batch_digest, Replica, ReplicaInput, ReplicaOutput, ReplicaStats, ReplicaTimer, Status,
-};
+pub use replica::{Replica, ReplicaInput, ReplicaOutput, ReplicaStats, ReplicaTimer, Status};

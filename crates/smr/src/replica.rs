@@ -10,7 +10,7 @@
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
 use byzscale_core::codec;
-use byzscale_core::crypto::{digest, Digest, Signature};
+use byzscale_core::crypto::{Digest, Signature};
 use byzscale_core::service::Service;
 use byzscale_core::{Addr, ClientId, Cx, NodeId, Protocol, Time};
 use serde::{Deserialize, Serialize};
@@ -1845,9 +1845,4 @@ impl<S: Service> Protocol for Replica<S> {
             ReplicaTimer::Fetch => self.on_fetch_timer(cx),
         }
     }
-}
-
-/// Digest of a batch as the replicas compute it.
-pub fn batch_digest(batch: &Batch) -> Digest {
-    digest(&batch.bytes())
 }
