@@ -19,6 +19,16 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
+    /// What to run: one SMR group serving a KV store, a ByzCast-sharded KV
+    /// store, or AT2 asset transfer.
+    #[arg(long, value_enum, default_value_t = ClusterProtocol::Smr)]
+    pub protocol: ClusterProtocol,
+    /// Target groups (shards) of `--protocol byzcast`.
+    #[arg(long, default_value_t = 2)]
+    pub groups: usize,
+    /// Processes of `--protocol at2`.
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
     /// Replicas in the group (N = 3F+1+Δ; F = (N-1)/3).
     #[arg(long, default_value_t = 4)]
     pub replicas: usize,
@@ -46,6 +56,13 @@ pub struct ClusterArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterProtocol {
+    Smr,
+    Byzcast,
+    At2,
 }
 
 #[derive(Serialize)]
@@ -133,6 +150,14 @@ async fn scrape_view(addr: &str) -> Option<i64> {
 }
 
 pub async fn run(a: ClusterArgs) -> Result<()> {
+    match a.protocol {
+        ClusterProtocol::Smr => run_smr(a).await,
+        ClusterProtocol::Byzcast => crate::byzcast_deploy::cluster(a).await,
+        ClusterProtocol::At2 => crate::at2_deploy::cluster(a).await,
+    }
+}
+
+async fn run_smr(a: ClusterArgs) -> Result<()> {
     if a.replicas < 1 {
         bail!("--replicas must be at least 1");
     }

@@ -27,12 +27,25 @@ pub const SMR_KIND: u8 = 1;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeFile {
+    /// What this node runs (default: an SMR replica of the KV store).
+    #[serde(default)]
+    pub protocol: NodeProtocol,
     pub deployment: PathBuf,
     pub node: u32,
     pub key: PathBuf,
     pub data_dir: PathBuf,
     #[serde(default)]
     pub smr: Params,
+}
+
+/// The protocol a node file starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeProtocol {
+    #[default]
+    Smr,
+    Byzcast,
+    At2,
 }
 
 /// A node file with its paths resolved against the file's directory.
@@ -147,6 +160,7 @@ pub fn generate(out: &Path, n: usize, f: usize, ports: &Ports) -> Result<Deploym
     std::fs::write(out.join("deployment.toml"), deployment.to_toml())?;
     for i in 0..n {
         let nf = NodeFile {
+            protocol: NodeProtocol::Smr,
             deployment: "deployment.toml".into(),
             node: i as u32,
             key: format!("node-{i}.key").into(),

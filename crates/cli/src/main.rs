@@ -1,8 +1,10 @@
 //! The `byzscale` command-line tool.
 
 mod at2_cmd;
+mod at2_deploy;
 mod bench;
 mod byzcast_cmd;
+mod byzcast_deploy;
 mod cluster;
 mod deploy;
 mod node;
@@ -48,6 +50,7 @@ enum Command {
         #[arg(long)]
         ordered: bool,
         /// GET K | SET K V | DEL K.. | EXISTS K.. | INCR K | MGET K.. | MSET K V.. | PING
+        /// (KV), or TRANSFER FROM TO AMOUNT | BALANCE ACCOUNT | HISTORY ACCOUNT (AT2)
         #[arg(required = true, num_args = 1..)]
         command: Vec<String>,
     },
@@ -199,6 +202,9 @@ fn config_local(
 }
 
 async fn client(config: PathBuf, ordered: bool, command: Vec<String>) -> Result<()> {
+    if at2_deploy::is_at2_command(&command) {
+        return at2_deploy::client(&config, &command).await;
+    }
     let dep = match deploy::load_deployment(&config) {
         Ok(d) => d,
         Err(_) => deploy::NodeFile::load(&config)?.deployment,

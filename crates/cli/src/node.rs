@@ -9,7 +9,7 @@
 //!   and a crashed replica's own log is fsync'd up to its last group commit.
 //! - Serves Prometheus metrics and, if configured, the Redis gateway.
 
-use crate::deploy::{NodeFile, SMR_KIND};
+use crate::deploy::{NodeFile, NodeProtocol, SMR_KIND};
 use crate::smr_client::SmrClient;
 use anyhow::{Context, Result};
 use byzscale_apps::kv::KvStore;
@@ -25,6 +25,11 @@ use tracing::{info, warn};
 
 pub async fn run(config: &Path) -> Result<()> {
     let loaded = NodeFile::load(config)?;
+    match loaded.file.protocol {
+        NodeProtocol::Smr => {}
+        NodeProtocol::Byzcast => return crate::byzcast_deploy::node(loaded).await,
+        NodeProtocol::At2 => return crate::at2_deploy::node(loaded).await,
+    }
     let me = NodeId(loaded.file.node);
     let dep = loaded.deployment.clone();
     let (gc, rc) = dep.replica(me).expect("checked by NodeFile::load");
