@@ -104,7 +104,7 @@ fn free_base_port(n: usize) -> Result<u16> {
     let mut rng = rand::thread_rng();
     'outer: for _ in 0..200 {
         let base: u16 = rng.gen_range(20_000..60_000);
-        for off in [0usize, 100, 200] {
+        for off in [0usize, 100, 200, 300] {
             for i in 0..n {
                 if std::net::TcpListener::bind(("127.0.0.1", base + (off + i) as u16)).is_err() {
                     continue 'outer;
@@ -344,22 +344,37 @@ pub async fn start_local(replicas: usize, dir: Option<PathBuf>, keep: bool) -> R
         bail!("a cluster needs at least one replica");
     }
     let f = (replicas - 1) / 3;
+    start_local_groups(&[(replicas, f)], deploy::NodeProtocol::Smr, dir, keep).await
+}
+
+/// [`start_local`] for several groups of `(n, f)` running `protocol` (node ids
+/// and ports are numbered across groups, see [`deploy::generate_groups`]).
+pub async fn start_local_groups(
+    groups: &[(usize, usize)],
+    protocol: deploy::NodeProtocol,
+    dir: Option<PathBuf>,
+    keep: bool,
+) -> Result<Local> {
+    let total: usize = groups.iter().map(|g| g.0).sum();
+    if total == 0 {
+        bail!("a cluster needs at least one replica");
+    }
     let dir = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("byzscale-cluster-{}", std::process::id())),
     };
-    let base = free_base_port(replicas)?;
+    let base = free_base_port(total)?;
     let ports = Ports {
         hosts: vec!["127.0.0.1".into()],
         base,
     };
-    let dep = deploy::generate(&dir, replicas, f, &ports)?;
+    let dep = deploy::generate_groups(&dir, groups, &ports, protocol)?;
     let exe = std::env::current_exe().context("locating the byzscale binary")?;
     let mut nodes = Nodes {
         children: Vec::new(),
         keep,
     };
-    for i in 0..replicas {
+    for i in 0..total {
         let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
         let child = Command::new(&exe)
             .arg("node")
@@ -377,7 +392,7 @@ pub async fn start_local(replicas: usize, dir: Option<PathBuf>, keep: bool) -> R
         nodes.children.push(Some(child));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    for i in 0..replicas {
+    for i in 0..total {
         wait_listening(&ports.replica(i), deadline).await?;
     }
 

@@ -108,6 +108,9 @@ impl Ports {
     pub fn redis(&self, i: usize) -> String {
         format!("{}:{}", self.host(i), self.base as usize + 200 + i)
     }
+    pub fn http(&self, i: usize) -> String {
+        format!("{}:{}", self.host(i), self.base as usize + 300 + i)
+    }
     fn host(&self, i: usize) -> &str {
         &self.hosts[i % self.hosts.len()]
     }
@@ -116,59 +119,82 @@ impl Ports {
 /// Write keys, `deployment.toml` and `node-<i>.toml` for one group of `n`
 /// replicas tolerating `f` faults (n = 3f+1+Δ) into `out`.
 pub fn generate(out: &Path, n: usize, f: usize, ports: &Ports) -> Result<Deployment> {
-    if n == 0 {
-        bail!("--replicas must be at least 1");
+    generate_groups(out, &[(n, f)], ports, NodeProtocol::Smr)
+}
+
+/// Write keys, `deployment.toml` and one `node-<i>.toml` per replica for
+/// groups `0..` of `(n, f)` each, running `protocol`, into `out`. Node ids and
+/// ports are numbered across groups: group 0 holds nodes `0..n0`, group 1 the
+/// next `n1`, and so on.
+pub fn generate_groups(
+    out: &Path,
+    groups: &[(usize, usize)],
+    ports: &Ports,
+    protocol: NodeProtocol,
+) -> Result<Deployment> {
+    if groups.is_empty() {
+        bail!("a deployment needs at least one group");
     }
-    if n < 3 * f + 1 {
-        bail!(
-            "{n} replicas cannot tolerate {f} Byzantine faults (need at least {})",
-            3 * f + 1
-        );
+    for &(n, f) in groups {
+        if n == 0 {
+            bail!("--replicas must be at least 1");
+        }
+        if n < 3 * f + 1 {
+            bail!(
+                "{n} replicas cannot tolerate {f} Byzantine faults (need at least {})",
+                3 * f + 1
+            );
+        }
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut replicas = Vec::new();
-    for i in 0..n {
-        let id = Identity::generate();
-        let key = out.join(format!("node-{i}.key"));
-        std::fs::write(&key, hex::encode(id.to_bytes()))
-            .with_context(|| format!("writing {}", key.display()))?;
-        restrict(&key);
-        let p = id.public();
-        replicas.push(ReplicaConfig {
-            id: NodeId(i as u32),
-            addr: ports.replica(i),
-            sign_key: hex::encode(p.sign),
-            dh_key: hex::encode(p.dh),
-            metrics_addr: Some(ports.metrics(i)),
-            redis_addr: Some(ports.redis(i)),
-        });
-    }
-    let deployment = Deployment {
-        groups: vec![GroupConfig {
-            id: GroupId(0),
+    let mut configs = Vec::new();
+    let mut i = 0usize;
+    for (g, &(n, f)) in groups.iter().enumerate() {
+        let mut replicas = Vec::new();
+        for _ in 0..n {
+            let id = Identity::generate();
+            let key = out.join(format!("node-{i}.key"));
+            std::fs::write(&key, hex::encode(id.to_bytes()))
+                .with_context(|| format!("writing {}", key.display()))?;
+            restrict(&key);
+            let p = id.public();
+            replicas.push(ReplicaConfig {
+                id: NodeId(i as u32),
+                addr: ports.replica(i),
+                sign_key: hex::encode(p.sign),
+                dh_key: hex::encode(p.dh),
+                metrics_addr: Some(ports.metrics(i)),
+                redis_addr: (protocol != NodeProtocol::At2).then(|| ports.redis(i)),
+                http_addr: (protocol == NodeProtocol::At2).then(|| ports.http(i)),
+            });
+            i += 1;
+        }
+        configs.push(GroupConfig {
+            id: GroupId(g as u32),
             fault_model: FaultModel::Bft,
             f,
             delta: n - (3 * f + 1),
             vmax: None,
             replicas,
-        }],
-    };
+        });
+    }
+    let deployment = Deployment { groups: configs };
     // Δ spare replicas get WHEAT weights; validate before writing anything else
     deployment
         .validate()
         .context("generated deployment is invalid")?;
     std::fs::write(out.join("deployment.toml"), deployment.to_toml())?;
-    for i in 0..n {
+    for j in 0..i {
         let nf = NodeFile {
-            protocol: NodeProtocol::Smr,
+            protocol,
             deployment: "deployment.toml".into(),
-            node: i as u32,
-            key: format!("node-{i}.key").into(),
-            data_dir: format!("data/node-{i}").into(),
+            node: j as u32,
+            key: format!("node-{j}.key").into(),
+            data_dir: format!("data/node-{j}").into(),
             smr: local_params(),
         };
         std::fs::write(
-            out.join(format!("node-{i}.toml")),
+            out.join(format!("node-{j}.toml")),
             toml::to_string_pretty(&nf)?,
         )?;
     }

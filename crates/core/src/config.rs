@@ -73,6 +73,9 @@ pub struct ReplicaConfig {
     /// Optional Redis (RESP2) gateway address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_addr: Option<String>,
+    /// Optional HTTP JSON API address (AT2 nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<String>,
 }
 
 impl ReplicaConfig {
@@ -215,6 +218,7 @@ mod tests {
                         dh_key: hex::encode(p.dh),
                         metrics_addr: None,
                         redis_addr: None,
+                        http_addr: None,
                     }
                 })
                 .collect(),

@@ -127,6 +127,7 @@ async fn cluster(n: usize) -> (Deployment, Vec<TcpListener>) {
             dh_key: hex_encode(&p.dh),
             metrics_addr: None,
             redis_addr: None,
+            http_addr: None,
         });
         listeners.push(l);
     }
