@@ -522,7 +522,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
                 }
             }
             M::Propose { view, slot, batch } => {
-                for r in &batch.requests {
+                for r in batch.requests.iter() {
                     if let Err(e) = self.check_envelope(r.client, &r.op) {
                         self.stats.rejected_requests += 1;
                         cx.fault(

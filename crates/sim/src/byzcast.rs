@@ -642,10 +642,11 @@ impl Mutator<Message> for BcMutator {
         match m {
             Message::Smr(M::Propose { view, slot, batch }) => {
                 let mut b = batch.clone();
-                if b.requests.len() > 1 {
-                    b.requests.reverse();
+                let requests = std::sync::Arc::make_mut(&mut b.requests);
+                if requests.len() > 1 {
+                    requests.reverse();
                 } else {
-                    b.requests.clear();
+                    requests.clear();
                 }
                 Some(Message::Smr(M::Propose {
                     view: *view,

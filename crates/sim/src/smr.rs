@@ -361,7 +361,7 @@ fn variant(batch: &Batch) -> Option<Batch> {
         1 => Some(Batch::default()),
         _ => {
             let mut b = batch.clone();
-            b.requests.reverse();
+            std::sync::Arc::make_mut(&mut b.requests).reverse();
             Some(b)
         }
     }
@@ -655,7 +655,7 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                         if self.log.violation_count() > 0 {
                             ctl.stop(); // the seed has failed; the rest is noise
                         }
-                        for r in &batch.requests {
+                        for r in batch.requests.iter() {
                             let ok = self
                                 .submitted_ops
                                 .get(&r.client)

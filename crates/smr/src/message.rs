@@ -5,6 +5,7 @@ use byzscale_core::codec;
 use byzscale_core::crypto::{Digest, Mac, Signature};
 use byzscale_core::{ClientId, GroupId, NodeId};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 pub type View = u64;
 pub type Slot = u64;
@@ -38,12 +39,21 @@ impl Request {
 }
 
 /// An ordered batch of requests: the value of one consensus instance (slot).
+/// The requests are shared: a batch is proposed, kept for the view change and
+/// the log, executed and persisted, and cloning it costs a reference count.
+/// The encoding is that of the plain vector.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Batch {
-    pub requests: Vec<Request>,
+    pub requests: Arc<Vec<Request>>,
 }
 
 impl Batch {
+    pub fn new(requests: Vec<Request>) -> Self {
+        Batch {
+            requests: Arc::new(requests),
+        }
+    }
+
     pub fn bytes(&self) -> Vec<u8> {
         codec::to_bytes(self)
     }

@@ -239,7 +239,7 @@ impl<S: Service> Replica<S> {
         }
         for (slot, batch) in log {
             if slot == r.executed + 1 {
-                for req in &batch.requests {
+                for req in batch.requests.iter() {
                     r.execute_request_quiet(req);
                 }
                 r.executed = slot;
@@ -574,10 +574,10 @@ impl<S: Service> Replica<S> {
                 }
                 return;
             }
-            let mut batch = Batch::default();
+            let mut requests = Vec::new();
             let mut bytes = 0;
             while let Some(id) = self.queue.front().copied() {
-                if batch.requests.len() >= self.p.batch_max_requests {
+                if requests.len() >= self.p.batch_max_requests {
                     break;
                 }
                 let Some(p) = self.pending.get(&id) else {
@@ -588,17 +588,18 @@ impl<S: Service> Replica<S> {
                     self.queue.pop_front();
                     continue;
                 }
-                if !batch.requests.is_empty() && bytes + p.req.op.len() > self.p.batch_max_bytes {
+                if !requests.is_empty() && bytes + p.req.op.len() > self.p.batch_max_bytes {
                     break;
                 }
                 bytes += p.req.op.len();
-                batch.requests.push(p.req.clone());
+                requests.push(p.req.clone());
                 self.proposed.insert(id);
                 self.queue.pop_front();
             }
-            if batch.requests.is_empty() {
+            if requests.is_empty() {
                 return;
             }
+            let batch = Batch::new(requests);
             let slot = self.next_slot;
             self.next_slot += 1;
             let view = self.view;
@@ -650,7 +651,7 @@ impl<S: Service> Replica<S> {
             return Err("batch too large".into());
         }
         let mut ids = BTreeSet::new();
-        for r in &batch.requests {
+        for r in batch.requests.iter() {
             if r.read_only || r.auth.len() != self.g.n() || r.op.len() > self.p.max_op_bytes {
                 return Err(format!("malformed request {}#{}", r.client, r.seq));
             }
@@ -706,7 +707,7 @@ impl<S: Service> Replica<S> {
                 return;
             }
         }
-        for r in &batch.requests {
+        for r in batch.requests.iter() {
             self.proposed.insert(r.id());
         }
         ss.pre_prepared.retain(|(pd, _)| *pd != d);
@@ -875,7 +876,7 @@ impl<S: Service> Replica<S> {
             .and_then(|s| s.decided.clone())
         {
             let slot = self.executed + 1;
-            for req in &batch.requests {
+            for req in batch.requests.iter() {
                 self.execute_request(req, cx);
             }
             self.executed = slot;
@@ -964,24 +965,29 @@ impl<S: Service> Replica<S> {
             }
             return out;
         }
-        let mut next = Some(req.clone());
-        while let Some(r) = next.take() {
+        // the request itself by reference, then any buffered successors it unblocks
+        let mut buffered: Option<Request> = None;
+        loop {
+            let r = buffered.as_ref().unwrap_or(req);
+            let (client, seq) = (r.client, r.seq);
             let result = self.service.execute(&r.op);
-            let cs = self
-                .clients
-                .get_mut(&r.client)
-                .expect("client state exists");
-            cs.last = r.seq;
-            cs.replies.push_back((r.seq, result.clone()));
+            let cs = self.clients.get_mut(&client).expect("client state exists");
+            cs.last = seq;
+            cs.replies.push_back((seq, result.clone()));
             while cs.replies.len() as u64 > window {
                 cs.replies.pop_front();
             }
-            self.pending.remove(&(r.client, r.seq));
-            self.proposed.remove(&(r.client, r.seq));
-            out.push((r.client, r.seq, result));
-            next = cs.buffered.remove(&(r.seq + 1));
-            let last = cs.last;
-            cs.buffered.retain(|s, _| *s > last);
+            let next = cs.buffered.remove(&(seq + 1));
+            if !cs.buffered.is_empty() {
+                cs.buffered.retain(|s, _| *s > seq);
+            }
+            self.pending.remove(&(client, seq));
+            self.proposed.remove(&(client, seq));
+            out.push((client, seq, result));
+            match next {
+                Some(n) => buffered = Some(n),
+                None => break,
+            }
         }
         out
     }
