@@ -88,8 +88,15 @@ pub fn encode_frame<T: Serialize + ?Sized>(kind: u8, value: &T) -> Vec<u8> {
     out
 }
 
+/// The 8-byte header of a frame of `kind` with a `len`-byte payload.
+pub fn header(kind: u8, len: usize) -> [u8; HEADER_LEN] {
+    let l = (len as u32).to_le_bytes();
+    [MAGIC[0], MAGIC[1], VERSION, kind, l[0], l[1], l[2], l[3]]
+}
+
 /// Parse a frame header; returns (kind, payload length). Use it on a stream to
 /// learn how many bytes to read next, rejecting oversized frames before reading.
+
 pub fn parse_header(header: &[u8], limit: usize) -> Result<(u8, usize), CodecError> {
     if header.len() < HEADER_LEN {
         return Err(CodecError::Short(header.len()));
