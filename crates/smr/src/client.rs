@@ -1,5 +1,5 @@
-//! The SMR client (BFT-SMaRt's `ServiceProxy`): sends each request to every
-//! replica with a MAC authenticator, accepts a result once replicas holding more
+//! The SMR client (BFT-SMaRt's `ServiceProxy`): sends each request with a MAC
+//! authenticator for every replica, accepts a result once replicas holding more
 //! votes than any f replicas (the weak quorum, "f+1") returned the same bytes, and
 //! retransmits with backoff until then. Read-only requests go unordered and need a
 //! full quorum of matching replies; on conflicting replies or a timeout they fall
@@ -7,6 +7,16 @@
 //!
 //! Several requests may be outstanding (`Params::client_window`); ordered ones are
 //! numbered contiguously so the replicas can execute them in FIFO order.
+//!
+//! Deviation from BFT-SMaRt, as in PBFT (TOCS'02 §4.2): an ordered request goes
+//! first to the leader of the view the client believes current, and to every
+//! replica only on retransmission. The backups then learn it from the PROPOSE
+//! (whose requests carry their MAC entries), and a leader that ignores it is
+//! caught as before: after `client_retry` every replica holds the request and
+//! its request timer runs. This saves each backup a message, a MAC check and a
+//! pending entry per request. The believed view is the highest view that a weak
+//! quorum of the replies completing a request reported (so f Byzantine
+//! replicas cannot point the client at a replica of their choice).
 
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
@@ -46,6 +56,8 @@ struct Outstanding {
     invoked: Time,
     replies: BTreeMap<Digest, (BTreeSet<usize>, Vec<u8>)>,
     responders: BTreeSet<usize>,
+    /// The view each replica reported in its reply.
+    views: BTreeMap<usize, View>,
     retries: u32,
 }
 
@@ -61,6 +73,8 @@ pub struct Client {
     /// Submissions waiting for a free slot in the window.
     backlog: VecDeque<(u64, Vec<u8>, bool, Time)>,
     completed: u64,
+    /// The view the client believes current: its leader gets new requests.
+    view: View,
 }
 
 impl Client {
@@ -76,6 +90,31 @@ impl Client {
             reads: BTreeMap::new(),
             backlog: VecDeque::new(),
             completed: 0,
+            view: 0,
+        }
+    }
+
+    /// First transmission of an ordered request: to the believed leader.
+    fn send_ordered(&self, req: &Request, cx: &mut Cx<'_, Self>) {
+        let leader = self.g.leader(self.view);
+        cx.send(Addr::Node(leader), Message::Request(req.clone()));
+    }
+
+    /// Learn the view from the replies that completed a request: the highest
+    /// view reported by a weak quorum (at least one correct replica is there).
+    fn learn_view(&mut self, views: &BTreeMap<usize, View>) {
+        let mut by_view: Vec<(View, usize)> = views.iter().map(|(i, v)| (*v, *i)).collect();
+        by_view.sort_unstable_by(|a, b| b.cmp(a));
+        let mut voters = Vec::new();
+        for (v, i) in by_view {
+            voters.push(i);
+            if self.g.qs.is_weak(voters.iter().copied()) {
+                if v > self.view {
+                    tracing::debug!(client = %self.id, view = v, "client follows a new view");
+                    self.view = v;
+                }
+                return;
+            }
         }
     }
     pub fn id(&self) -> ClientId {
@@ -122,7 +161,7 @@ impl Client {
             let seq = self.next_seq;
             self.next_seq += 1;
             let req = self.make_request(seq, false, op, cx);
-            cx.multicast(self.g.addrs(), Message::Request(req.clone()));
+            self.send_ordered(&req, cx);
             cx.set_timer(ClientTimer::Retry(seq), self.p.client_retry);
             self.ordered.insert(seq, Outstanding::new(id, req, invoked));
         }
@@ -155,7 +194,7 @@ impl Client {
             let oseq = self.next_seq;
             self.next_seq += 1;
             let req = self.make_request(oseq, false, o.req.op, cx);
-            cx.multicast(self.g.addrs(), Message::Request(req.clone()));
+            self.send_ordered(&req, cx);
             cx.set_timer(ClientTimer::Retry(oseq), self.p.client_retry);
             self.ordered
                 .insert(oseq, Outstanding::new(o.id, req, o.invoked));
@@ -171,6 +210,7 @@ impl Outstanding {
             invoked,
             replies: BTreeMap::new(),
             responders: BTreeSet::new(),
+            views: BTreeMap::new(),
             retries: 0,
         }
     }
@@ -245,6 +285,7 @@ impl Protocol for Client {
             let Some(o) = self.ordered.get_mut(&r.seq) else {
                 return;
             };
+            o.views.insert(idx, r.view);
             let e = o
                 .replies
                 .entry(d)
@@ -254,6 +295,7 @@ impl Protocol for Client {
                 let result = e.1.clone();
                 let o = self.ordered.remove(&r.seq).expect("present");
                 cx.cancel_timer(ClientTimer::Retry(r.seq));
+                self.learn_view(&o.views);
                 self.finish(o, result, true, cx);
             }
         }
