@@ -96,7 +96,6 @@ pub fn header(kind: u8, len: usize) -> [u8; HEADER_LEN] {
 
 /// Parse a frame header; returns (kind, payload length). Use it on a stream to
 /// learn how many bytes to read next, rejecting oversized frames before reading.
-
 pub fn parse_header(header: &[u8], limit: usize) -> Result<(u8, usize), CodecError> {
     if header.len() < HEADER_LEN {
         return Err(CodecError::Short(header.len()));
