@@ -36,6 +36,9 @@ pub struct NodeFile {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub smr: Params,
+    /// ByzCast nodes: the overlay tree (see [`crate::byzcast_deploy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byzcast: Option<crate::byzcast_deploy::ByzcastSection>,
 }
 
 /// The protocol a node file starts.
@@ -62,7 +65,11 @@ impl NodeFile {
         let mut file: NodeFile = toml::from_str(&text)
             .with_context(|| format!("parsing node config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut file.deployment, &mut file.key, &mut file.data_dir] {
+        let tree = file.byzcast.as_mut().map(|b| &mut b.tree);
+        for p in [&mut file.deployment, &mut file.key, &mut file.data_dir]
+            .into_iter()
+            .chain(tree)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -184,6 +191,10 @@ pub fn generate_groups(
         .validate()
         .context("generated deployment is invalid")?;
     std::fs::write(out.join("deployment.toml"), deployment.to_toml())?;
+    let byzcast = match protocol {
+        NodeProtocol::Byzcast => Some(crate::byzcast_deploy::write_tree(out, groups.len())?),
+        _ => None,
+    };
     for j in 0..i {
         let nf = NodeFile {
             protocol,
@@ -192,6 +203,7 @@ pub fn generate_groups(
             key: format!("node-{j}.key").into(),
             data_dir: format!("data/node-{j}").into(),
             smr: local_params(),
+            byzcast: byzcast.clone(),
         };
         std::fs::write(
             out.join(format!("node-{j}.toml")),
