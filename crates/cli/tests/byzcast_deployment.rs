@@ -1,0 +1,257 @@
+//! End-to-end tests of ByzCast as real processes on loopback: a 2-target +
+//! 1-auxiliary tree (12 `byzscale node` processes) driven through the Redis
+//! gateway with the `redis` crate. Waits are bounded polls, never timing
+//! assertions.
+
+use byzscale_byzcast::kv::shard_of;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// Kills the cluster's processes when the test ends, however it ends.
+struct Kill(Vec<u64>);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = Command::new("kill").arg(p.to_string()).status();
+        }
+    }
+}
+
+fn conn(addr: &str) -> redis::Connection {
+    let c = redis::Client::open(format!("redis://{addr}/")).unwrap();
+    let con = c.get_connection().unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    con
+}
+
+/// The first key `prefix<i>` that lives in target group `g` of 2.
+fn key_on(prefix: &str, g: u32) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| shard_of(k.as_bytes(), 2).0 == g)
+        .unwrap()
+}
+
+fn metric_sum(url: &str, prefix: &str) -> f64 {
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics");
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return 0.0;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
+    let out = Command::new(BIN)
+        .args([
+            "cluster",
+            "--protocol",
+            "byzcast",
+            "--groups",
+            "2",
+            "--duration",
+            "0",
+            "--keep",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let _kill = Kill(
+        v["pids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap())
+            .collect(),
+    );
+    assert_eq!(v["tree"], "h1(g1 g2)", "{v}");
+    let gateways: Vec<String> = v["redis_all"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(gateways.len(), 12, "{v}");
+    assert!(v["redis"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    // single-group commands on both shards, through gateways in every group
+    let (a0, a1) = (key_on("a", 0), key_on("a", 1));
+    let mut c = conn(&gateways[0]);
+    let _: () = redis::cmd("SET")
+        .arg(&a0)
+        .arg("zero")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET").arg(&a1).arg("one").query(&mut c).unwrap();
+    for gw in [&gateways[5], &gateways[10]] {
+        let mut c = conn(gw);
+        let g0: String = redis::cmd("GET").arg(&a0).query(&mut c).unwrap();
+        let g1: String = redis::cmd("GET").arg(&a1).query(&mut c).unwrap();
+        assert_eq!((g0.as_str(), g1.as_str()), ("zero", "one"));
+    }
+    let n: i64 = redis::cmd("INCR")
+        .arg(key_on("n", 1))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    let e: Result<i64, _> = redis::cmd("INCR").arg(&a0).query(&mut c);
+    assert!(e.is_err(), "INCR of a non-integer must fail");
+    let ex: i64 = redis::cmd("EXISTS")
+        .arg(&a0)
+        .arg(&a1)
+        .arg("missing")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(ex, 2);
+
+    // cross-shard MSETs from several connections at once, with cross-shard
+    // MGETs running alongside: every MGET sees both keys from the same MSET
+    let (k1, k2) = (key_on("k", 0), key_on("k", 1));
+    let _: () = redis::cmd("MSET")
+        .arg(&k1)
+        .arg("init")
+        .arg(&k2)
+        .arg("init")
+        .query(&mut c)
+        .unwrap();
+    let writers: Vec<_> = (0..6)
+        .map(|t| {
+            let (gw, k1, k2) = (gateways[(t * 2) % 12].clone(), k1.clone(), k2.clone());
+            std::thread::spawn(move || {
+                let mut c = conn(&gw);
+                for i in 0..25 {
+                    let val = format!("w{t}-{i}");
+                    let _: () = redis::cmd("MSET")
+                        .arg(&k1)
+                        .arg(&val)
+                        .arg(&k2)
+                        .arg(&val)
+                        .query(&mut c)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = (0..3)
+        .map(|t| {
+            let (gw, k1, k2) = (gateways[t * 4 + 1].clone(), k1.clone(), k2.clone());
+            std::thread::spawn(move || {
+                let mut c = conn(&gw);
+                for _ in 0..25 {
+                    let vs: Vec<String> =
+                        redis::cmd("MGET").arg(&k1).arg(&k2).query(&mut c).unwrap();
+                    assert_eq!(vs[0], vs[1], "an MGET saw two different MSETs");
+                }
+            })
+        })
+        .collect();
+    for w in writers.into_iter().chain(readers) {
+        w.join().unwrap();
+    }
+    // afterwards every gateway reads the same pair, from one MSET
+    let mut seen = Vec::new();
+    for gw in &gateways {
+        let mut c = conn(gw);
+        let vs: Vec<String> = redis::cmd("MGET").arg(&k1).arg(&k2).query(&mut c).unwrap();
+        assert_eq!(
+            vs[0], vs[1],
+            "{gw}: the shards applied the MSETs in different orders"
+        );
+        assert!(vs[0].starts_with('w'), "{gw}: {vs:?}");
+        seen.push(vs[0].clone());
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+
+    // the global messages went through the tree: the targets a-delivered them
+    let metrics: Vec<String> = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    let global = metric_sum(&metrics[0], "byzscale_bc_delivered_total{kind=\"global\"}");
+    assert!(global >= 150.0, "g1 a-delivered {global} global messages");
+    let local = metric_sum(&metrics[4], "byzscale_bc_delivered_total{kind=\"local\"}");
+    assert!(local >= 1.0, "g2 a-delivered {local} local messages");
+
+    // garbage on a replica port closes that connection only
+    let replicas = v["replicas"].as_array().unwrap();
+    let mut s = TcpStream::connect(replicas[8].as_str().unwrap()).unwrap();
+    let _ = s.write_all(&[b'B', b'Z', 2, 1, 0xff, 0xff, 0xff, 0x7f]);
+    let _ = s.write_all(&[0u8; 64]);
+    drop(s);
+    let mut c = conn(&gateways[11]);
+    let _: () = redis::cmd("MSET")
+        .arg(&k1)
+        .arg("last")
+        .arg(&k2)
+        .arg("last")
+        .query(&mut c)
+        .unwrap();
+    let vs: Vec<String> = redis::cmd("MGET").arg(&k1).arg(&k2).query(&mut c).unwrap();
+    assert_eq!(vs, ["last", "last"]);
+    let slots = metric_sum(&metrics[8], "byzscale_decided_slots_total");
+    assert!(slots >= 1.0, "n8 stopped serving after garbage");
+}
+
+#[test]
+fn bad_byzcast_cli_input_gets_a_clear_error() {
+    for (args, says) in [
+        (vec!["--groups", "0"], "--groups"),
+        (vec!["--global-ratio", "2"], "--global-ratio"),
+        (
+            vec!["--groups", "1", "--global-ratio", "0.5"],
+            "two target groups",
+        ),
+        (vec!["--read-ratio", "0.5"], "--read-ratio"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["cluster", "--protocol", "byzcast"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("error") && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+    let out = Command::new(BIN)
+        .args(["bench-byzcast", "--clients", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--clients"));
+}
