@@ -244,14 +244,19 @@ pub async fn node(n: LoadedNode) -> Result<()> {
         let opts = byzscale_gateway::GatewayOptions::default();
         let stats = opts.stats();
         let commands = reg.counter("byzscale_gateway_commands_total", "Redis commands served");
+        let gw_errors = reg.counter(
+            "byzscale_gateway_protocol_errors_total",
+            "Redis connections closed for bad input",
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut c0 = 0;
+            let (mut c0, mut e0) = (0, 0);
             loop {
                 tick.tick().await;
                 let s = stats.snapshot();
                 commands.add(s.commands - c0);
-                c0 = s.commands;
+                gw_errors.add(s.protocol_errors - e0);
+                (c0, e0) = (s.commands, s.protocol_errors);
             }
         });
         info!(node = %me, %addr, "Redis gateway listening");

@@ -11,6 +11,10 @@
 //! [smr]            # optional overrides of byzscale_smr::Params
 //! batch_max_requests = 400
 //! ```
+//!
+//! A ByzCast node file also has `protocol = "byzcast"` and a `[byzcast]`
+//! section naming the overlay tree file (`tree = "tree.toml"`, written by the
+//! generator next to `deployment.toml`; see [`crate::byzcast_deploy`]).
 
 use anyhow::{bail, Context, Result};
 use byzscale_core::config::{Deployment, GroupConfig, ReplicaConfig};

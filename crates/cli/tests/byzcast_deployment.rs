@@ -255,3 +255,58 @@ fn bad_byzcast_cli_input_gets_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--clients"));
 }
+
+#[test]
+fn byzcast_node_files_with_a_bad_tree_are_refused_clearly() {
+    let dir = std::env::temp_dir().join(format!("byzscale-bc-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // generate the files (the nodes are stopped when the command ends)
+    let out = Command::new(BIN)
+        .args([
+            "cluster",
+            "--protocol",
+            "byzcast",
+            "--duration",
+            "0",
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let node = |what: &str| {
+        let out = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(dir.join("node-0.toml"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{what}: the node started");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        err
+    };
+    let tree = dir.join("tree.toml");
+    // a cycle is not a tree
+    std::fs::write(
+        &tree,
+        "targets = [\"g1\", \"g2\"]\nauxiliary = [\"h1\"]\n[tree]\nh1 = [\"g1\"]\ng1 = [\"g2\"]\ng2 = [\"h1\"]\n",
+    )
+    .unwrap();
+    let err = node("cycle");
+    assert!(err.contains("tree file"), "{err}");
+    // a tree with fewer groups than the deployment
+    std::fs::write(&tree, "targets = [\"g1\"]\n").unwrap();
+    let err = node("short tree");
+    assert!(err.contains("the deployment has 3"), "{err}");
+    // no [byzcast] section
+    let nf = std::fs::read_to_string(dir.join("node-0.toml")).unwrap();
+    let cut = nf.find("[byzcast]").unwrap();
+    std::fs::write(dir.join("node-0.toml"), &nf[..cut]).unwrap();
+    let err = node("no section");
+    assert!(err.contains("[byzcast]"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
