@@ -1107,3 +1107,64 @@ pub async fn figure(a: FigureArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::{generate_groups, Ports};
+
+    #[test]
+    fn generated_deployment_has_a_two_level_tree_the_nodes_load() {
+        let dir = std::env::temp_dir().join(format!("byzscale-bc-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ports = Ports {
+            hosts: vec!["127.0.0.1".into()],
+            base: 41_000,
+        };
+        let dep = generate_groups(&dir, &[(4, 1); 3], &ports, NodeProtocol::Byzcast).unwrap();
+        let n = NodeFile::load(&dir.join("node-9.toml")).unwrap();
+        let section = n.file.byzcast.as_ref().expect("a [byzcast] section");
+        assert!(section.tree.is_absolute() || section.tree.starts_with(&dir));
+        let topo = load_topology(&n.deployment, &section.tree).unwrap();
+        assert_eq!(topo.tree().describe(), "h1(g1 g2)");
+        // node 9 is in the third deployment group, the auxiliary root
+        assert_eq!(topo.group_of(NodeId(9)), Some(topo.tree().root()));
+        // the deployment file alone finds the tree beside it
+        let (_, t2) = client_topology(&dir.join("deployment.toml"))
+            .unwrap()
+            .expect("a byzcast deployment");
+        assert_eq!(t2.tree().describe(), "h1(g1 g2)");
+        // the parent's client identity is known to a child, and only there
+        let c = child_client_crypto(&dep, &topo, NodeId(9), &n.identity).unwrap();
+        assert!(c.knows(Addr::Node(NodeId(0))) && c.knows(Addr::Node(NodeId(7))));
+        assert!(!c.knows(Addr::Node(NodeId(10))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn workload_global_messages_span_two_shards_local_ones_one() {
+        let pools = key_pools(3);
+        assert!(pools.iter().all(|p| p.len() > 1000));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (mut local, mut global) = (0, 0);
+        for _ in 0..2000 {
+            let (op, is_global) = next_op(&mut rng, &pools, 0.2, b"v");
+            let groups = kv::groups_of(&op, 3);
+            if is_global {
+                global += 1;
+                assert!(matches!(op, KvOp::MSet(_)));
+                assert_eq!(groups.len(), 2, "{op}");
+            } else {
+                local += 1;
+                assert_eq!(groups.len(), 1, "{op}");
+            }
+        }
+        assert!(
+            global > 300 && local > 1400,
+            "{global} global, {local} local"
+        );
+        // one target: never global
+        let one = key_pools(1);
+        assert!((0..100).all(|_| !next_op(&mut rng, &one, 1.0, b"v").1));
+    }
+}
