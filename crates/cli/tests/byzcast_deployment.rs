@@ -133,6 +133,24 @@ fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
         .query(&mut c)
         .unwrap();
     assert_eq!(ex, 2);
+    // the CLI routes the same way, from the deployment file or a node file
+    let cli = |config: &str, args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["client", "--config", config])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "client {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let dep = v["deployment"].as_str().unwrap();
+    assert_eq!(cli(dep, &["mget", &a0, &a1]), r#"["zero", "one"]"#);
+    let node_file = dep.replace("deployment.toml", "node-6.toml");
+    assert_eq!(cli(&node_file, &["get", &a1]), r#""one""#);
 
     // cross-shard MSETs from several connections at once, with cross-shard
     // MGETs running alongside: every MGET sees both keys from the same MSET
