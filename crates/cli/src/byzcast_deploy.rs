@@ -516,6 +516,14 @@ fn check_args(a: &ClusterArgs) -> Result<()> {
             "global messages need two target groups: use --groups 2 or more, or --global-ratio 0"
         );
     }
+    let groups = if a.groups > 1 { a.groups + 1 } else { 1 };
+    if groups * a.replicas > 100 {
+        bail!(
+            "{groups} groups of {} replicas make {} processes; a local cluster numbers its ports in blocks of 100 (at most 100 processes)",
+            a.replicas,
+            groups * a.replicas
+        );
+    }
     if a.read_ratio != 0.0 {
         bail!(
             "--read-ratio is not supported with --protocol byzcast (reads are ordered like writes)"

@@ -252,6 +252,7 @@ fn bad_byzcast_cli_input_gets_a_clear_error() {
             "two target groups",
         ),
         (vec!["--read-ratio", "0.5"], "--read-ratio"),
+        (vec!["--groups", "30"], "at most 100 processes"),
     ] {
         let out = Command::new(BIN)
             .args(["cluster", "--protocol", "byzcast"])
