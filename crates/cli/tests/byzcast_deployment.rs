@@ -329,3 +329,110 @@ fn byzcast_node_files_with_a_bad_tree_are_refused_clearly() {
     assert!(err.contains("[byzcast]"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A parent replica's client identity (`ClientId::for_replica(j)`) is pinned to
+/// j's deployment key at the child replicas: an outside client claiming it with
+/// another key is refused at the handshake, and one that reaches a replica
+/// that does not pin it (the root) has its requests dropped as a fault.
+#[test]
+fn an_outside_client_cannot_take_a_parent_replicas_client_identity() {
+    use byzscale_apps::kv::KvOp;
+    use byzscale_byzcast::{ByzcastClient, ClientIn, Mode, Topology, Tree};
+    use byzscale_core::config::Deployment;
+    use byzscale_core::crypto::Identity;
+    use byzscale_core::{ClientId, GroupId, NodeId};
+    use byzscale_smr::{GroupInfo, Params};
+    use std::sync::Arc;
+
+    let out = Command::new(BIN)
+        .args([
+            "cluster",
+            "--protocol",
+            "byzcast",
+            "--duration",
+            "0",
+            "--keep",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let _kill = Kill(
+        v["pids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap())
+            .collect(),
+    );
+    let metrics: Vec<String> = v["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    let text = std::fs::read_to_string(v["deployment"].as_str().unwrap()).unwrap();
+    let dep = Deployment::from_toml(&text).unwrap();
+    let groups: Vec<GroupInfo> = dep
+        .groups
+        .iter()
+        .map(|g| GroupInfo::new(g.id, g.members(), g.quorum_system().unwrap()))
+        .collect();
+    let topo = Arc::new(Topology::new(Tree::two_level(2), groups, Mode::Byzcast).unwrap());
+    let stolen = key_on("stolen", 0);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // n8 is a replica of the root h1, the parent of g1 and g2
+        let me = ClientId::for_replica(NodeId(8));
+        let cfg = byzscale_net::NodeConfig::client(&dep, me, Identity::generate(), 2).unwrap();
+        let client = ByzcastClient::new(me, topo, Params::default());
+        let (r, _outputs) = byzscale_net::Runtime::start(client, cfg).await.unwrap();
+        let h = r.handle();
+        let set = KvOp::Set(stolen.clone().into_bytes(), b"x".to_vec()).encode();
+        // to g1 alone (refused at the handshake) and through h1 (dropped there)
+        h.submit(ClientIn::Multicast {
+            dst: vec![GroupId(0)],
+            payload: set.clone(),
+        })
+        .await
+        .unwrap();
+        h.submit(ClientIn::Multicast {
+            dst: vec![GroupId(0), GroupId(1)],
+            payload: set,
+        })
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let seen = |i: usize, m: &str| metric_sum(&metrics[i], m) >= 1.0;
+        while !(seen(0, "byzscale_net_faults_by_kind_total{kind=\"impostor\"}")
+            && seen(
+                8,
+                "byzscale_protocol_faults_total{kind=\"bc-request-spoof\"}",
+            ))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no impostor fault at n0 or no spoof fault at n8"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = r.stop().await;
+    });
+    // nothing was written, and the tree still serves
+    let mut c = conn(v["redis"].as_str().unwrap());
+    let got: Option<String> = redis::cmd("GET").arg(&stolen).query(&mut c).unwrap();
+    assert_eq!(got, None);
+    let _: () = redis::cmd("MSET")
+        .arg(key_on("after", 0))
+        .arg("1")
+        .arg(key_on("after", 1))
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+}
