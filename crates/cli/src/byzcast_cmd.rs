@@ -539,16 +539,20 @@ const COLORS: [RGBColor; 4] = [
 ];
 
 /// Axes and labels of a line chart.
-struct Axes<'a> {
-    title: &'a str,
-    x_desc: &'a str,
-    y_desc: &'a str,
-    x_range: std::ops::Range<f64>,
-    y_range: std::ops::Range<f64>,
-    markers: bool,
+pub(crate) struct Axes<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) x_desc: &'a str,
+    pub(crate) y_desc: &'a str,
+    pub(crate) x_range: std::ops::Range<f64>,
+    pub(crate) y_range: std::ops::Range<f64>,
+    pub(crate) markers: bool,
 }
 
-fn line_chart(path: &Path, axes: Axes<'_>, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+pub(crate) fn line_chart(
+    path: &Path,
+    axes: Axes<'_>,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
     let Axes {
         title,
         x_desc,

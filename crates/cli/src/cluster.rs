@@ -26,6 +26,10 @@ pub struct ClusterArgs {
     /// Target groups (shards) of `--protocol byzcast`.
     #[arg(long, default_value_t = 2)]
     pub groups: usize,
+    /// Fraction of `--protocol byzcast` requests that are two-group MSETs
+    /// (global messages, ordered at the lowest common ancestor).
+    #[arg(long, default_value_t = 0.1)]
+    pub global_ratio: f64,
     /// Processes of `--protocol at2`.
     #[arg(long, default_value_t = 4)]
     pub nodes: usize,
@@ -116,7 +120,7 @@ fn free_base_port(n: usize) -> Result<u16> {
     bail!("could not find free ports on 127.0.0.1")
 }
 
-async fn wait_listening(addr: &str, deadline: Instant) -> Result<()> {
+pub async fn wait_listening(addr: &str, deadline: Instant) -> Result<()> {
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {
             return Ok(());

@@ -11,6 +11,10 @@
 //! [smr]            # optional overrides of byzscale_smr::Params
 //! batch_max_requests = 400
 //! ```
+//!
+//! A ByzCast node file also has `protocol = "byzcast"` and a `[byzcast]`
+//! section naming the overlay tree file (`tree = "tree.toml"`, written by the
+//! generator next to `deployment.toml`; see [`crate::byzcast_deploy`]).
 
 use anyhow::{bail, Context, Result};
 use byzscale_core::config::{Deployment, GroupConfig, ReplicaConfig};
@@ -39,6 +43,9 @@ pub struct NodeFile {
     pub persist_interval_ms: u64,
     #[serde(default)]
     pub smr: Params,
+    /// ByzCast nodes: the overlay tree (see [`crate::byzcast_deploy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byzcast: Option<crate::byzcast_deploy::ByzcastSection>,
 }
 
 fn default_persist_interval_ms() -> u64 {
@@ -69,7 +76,11 @@ impl NodeFile {
         let mut file: NodeFile = toml::from_str(&text)
             .with_context(|| format!("parsing node config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut file.deployment, &mut file.key, &mut file.data_dir] {
+        let tree = file.byzcast.as_mut().map(|b| &mut b.tree);
+        for p in [&mut file.deployment, &mut file.key, &mut file.data_dir]
+            .into_iter()
+            .chain(tree)
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -191,6 +202,10 @@ pub fn generate_groups(
         .validate()
         .context("generated deployment is invalid")?;
     std::fs::write(out.join("deployment.toml"), deployment.to_toml())?;
+    let byzcast = match protocol {
+        NodeProtocol::Byzcast => Some(crate::byzcast_deploy::write_tree(out, groups.len())?),
+        _ => None,
+    };
     for j in 0..i {
         let nf = NodeFile {
             protocol,
@@ -200,6 +215,7 @@ pub fn generate_groups(
             data_dir: format!("data/node-{j}").into(),
             persist_interval_ms: default_persist_interval_ms(),
             smr: local_params(),
+            byzcast: byzcast.clone(),
         };
         std::fs::write(
             out.join(format!("node-{j}.toml")),

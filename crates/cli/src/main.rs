@@ -35,6 +35,9 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Closed- or open-loop KV load; writes bench/results/<name>.json and .svg.
     Bench(bench::BenchArgs),
+    /// ByzCast on loopback against one SMR group at several client counts;
+    /// writes bench/results/byzcast-real.json and .svg.
+    BenchByzcast(byzcast_deploy::FigureArgs),
     /// Run one replica.
     Node {
         /// The node's TOML file (as written by `byzscale config local`).
@@ -107,6 +110,7 @@ fn main() {
         Command::Broadcast(c) => at2_cmd::run_broadcast(c),
         Command::Cluster(a) => runtime().and_then(|rt| rt.block_on(cluster::run(a))),
         Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
+        Command::BenchByzcast(a) => runtime().and_then(|rt| rt.block_on(byzcast_deploy::figure(a))),
         Command::Node { config } => runtime().and_then(|rt| rt.block_on(node::run(&config))),
         Command::Client {
             config,
@@ -204,6 +208,9 @@ fn config_local(
 async fn client(config: PathBuf, ordered: bool, command: Vec<String>) -> Result<()> {
     if at2_deploy::is_at2_command(&command) {
         return at2_deploy::client(&config, &command).await;
+    }
+    if let Some((dep, topo)) = byzcast_deploy::client_topology(&config)? {
+        return byzcast_deploy::client(&dep, topo, &command).await;
     }
     let dep = match deploy::load_deployment(&config) {
         Ok(d) => d,
