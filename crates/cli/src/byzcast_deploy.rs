@@ -344,18 +344,9 @@ impl BcClient {
         let (rt, mut outputs) = Runtime::start(client, cfg)
             .await
             .context("starting the ByzCast client runtime")?;
-        // Replicas learn a client's key at its handshake. A leader that proposes
-        // our first request to a backup that has not seen our handshake yet
-        // makes the backup refuse the proposal, so wait (bounded: a replica may
-        // be down) until every replica's connection is authenticated.
-        let conns = rt
-            .registry()
-            .gauge("byzscale_net_connections", "authenticated connections open");
-        let replicas = dep.groups.iter().map(|g| g.replicas.len()).sum::<usize>() as i64;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while conns.get() < replicas && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        // bounded: a replica may be down
+        let replicas = dep.groups.iter().map(|g| g.replicas.len()).sum();
+        rt.wait_connected(replicas, Duration::from_secs(5)).await;
         let waiters: Waiters = Arc::default();
         let w = waiters.clone();
         tokio::spawn(async move {

@@ -44,6 +44,10 @@ impl SmrClient {
         let (rt, mut outputs) = Runtime::start(client, cfg)
             .await
             .context("starting the client runtime")?;
+        // bounded: a replica may be down
+        let replicas = dep.groups.iter().map(|g| g.replicas.len()).sum();
+        rt.wait_connected(replicas, std::time::Duration::from_secs(5))
+            .await;
         let waiters: Arc<Mutex<BTreeMap<u64, oneshot::Sender<Vec<u8>>>>> = Arc::default();
         let w = waiters.clone();
         tokio::spawn(async move {

@@ -632,6 +632,25 @@ impl<P: Protocol> Runtime<P> {
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
+    /// Wait until at least `peers` authenticated connections are open, or
+    /// `within` has passed (a peer may be down); returns whether they are.
+    ///
+    /// A client calls this before its first request: replicas learn a client's
+    /// key from its handshake, and a backup that has not met the client yet
+    /// refuses a proposal holding its request.
+    pub async fn wait_connected(&self, peers: usize, within: Duration) -> bool {
+        let open = self
+            .registry
+            .gauge("byzscale_net_connections", "authenticated connections open");
+        let deadline = Instant::now() + within;
+        while open.get() < peers as i64 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
     /// Stop and wait: the transport's listener and connections are closed and the
     /// protocol is returned.
     pub async fn stop(self) -> Result<P, NetError> {
