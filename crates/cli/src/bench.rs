@@ -3,7 +3,7 @@
 //! `bench/results/<name>.json` and `<name>.svg` (latency CDF and throughput over
 //! time).
 
-use crate::cluster::{start_local, Load, LoadSpec};
+use crate::cluster::{smr_params, start_local, Load, LoadSpec};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use plotters::prelude::*;
@@ -36,6 +36,9 @@ pub struct BenchArgs {
     pub payload: usize,
     #[arg(long, default_value_t = 0.0)]
     pub read_ratio: f64,
+    /// Most requests per batch in the local cluster (1: batching off).
+    #[arg(long, default_value_t = byzscale_smr::Params::default().batch_max_requests)]
+    pub batch_max: usize,
     #[arg(long)]
     pub json: bool,
 }
@@ -46,6 +49,7 @@ struct BenchReport {
     mode: &'static str,
     offered_rate: Option<f64>,
     replicas: Option<usize>,
+    batch_max: Option<usize>,
     clients: usize,
     duration_s: f64,
     payload: usize,
@@ -85,7 +89,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let (local, dep) = match &a.deployment {
         Some(p) => (None, crate::deploy::load_deployment(p)?),
         None => {
-            let l = start_local(a.replicas, None, false).await?;
+            let l = start_local(a.replicas, None, false, smr_params(a.batch_max)?).await?;
             let d = l.dep.clone();
             (Some(l), d)
         }
@@ -111,6 +115,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
         mode: if a.rate.is_some() { "open" } else { "closed" },
         offered_rate: a.rate,
         replicas: a.deployment.is_none().then_some(a.replicas),
+        batch_max: a.deployment.is_none().then_some(a.batch_max),
         clients: a.clients,
         duration_s: a.duration,
         payload: a.payload,

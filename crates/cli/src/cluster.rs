@@ -33,6 +33,9 @@ pub struct ClusterArgs {
     /// Processes of `--protocol at2`.
     #[arg(long, default_value_t = 4)]
     pub nodes: usize,
+    /// Most requests per batch (1: batching off).
+    #[arg(long, default_value_t = byzscale_smr::Params::default().batch_max_requests)]
+    pub batch_max: usize,
     /// Replicas in the group (N = 3F+1+Δ; F = (N-1)/3).
     #[arg(long, default_value_t = 4)]
     pub replicas: usize,
@@ -195,7 +198,7 @@ async fn run_smr(a: ClusterArgs) -> Result<()> {
         dep,
         ports,
         dir,
-    } = start_local(a.replicas, a.dir.clone(), a.keep).await?;
+    } = start_local(a.replicas, a.dir.clone(), a.keep, smr_params(a.batch_max)?).await?;
     let show = !a.json && std::io::stderr().is_terminal();
     let mut crashed = None;
     let started = Instant::now();
@@ -351,12 +354,18 @@ pub struct Local {
 
 /// Generate a deployment in `dir` (or a temporary directory), start one
 /// `byzscale node` process per replica, and wait until they listen.
-pub async fn start_local(replicas: usize, dir: Option<PathBuf>, keep: bool) -> Result<Local> {
+/// `smr` goes into every node file.
+pub async fn start_local(
+    replicas: usize,
+    dir: Option<PathBuf>,
+    keep: bool,
+    smr: byzscale_smr::Params,
+) -> Result<Local> {
     if replicas == 0 {
         bail!("a cluster needs at least one replica");
     }
     let f = (replicas - 1) / 3;
-    start_local_groups(&[(replicas, f)], deploy::NodeProtocol::Smr, dir, keep).await
+    start_local_with(&[(replicas, f)], deploy::NodeProtocol::Smr, dir, keep, smr).await
 }
 
 /// [`start_local`] for several groups of `(n, f)` running `protocol` (node ids
@@ -366,6 +375,16 @@ pub async fn start_local_groups(
     protocol: deploy::NodeProtocol,
     dir: Option<PathBuf>,
     keep: bool,
+) -> Result<Local> {
+    start_local_with(groups, protocol, dir, keep, deploy::local_params()).await
+}
+
+async fn start_local_with(
+    groups: &[(usize, usize)],
+    protocol: deploy::NodeProtocol,
+    dir: Option<PathBuf>,
+    keep: bool,
+    smr: byzscale_smr::Params,
 ) -> Result<Local> {
     let total: usize = groups.iter().map(|g| g.0).sum();
     if total == 0 {
@@ -380,7 +399,7 @@ pub async fn start_local_groups(
         hosts: vec!["127.0.0.1".into()],
         base,
     };
-    let dep = deploy::generate_groups(&dir, groups, &ports, protocol)?;
+    let dep = deploy::generate_groups_with(&dir, groups, &ports, protocol, smr)?;
     let exe = std::env::current_exe().context("locating the byzscale binary")?;
     let mut nodes = Nodes {
         children: Vec::new(),
@@ -413,6 +432,18 @@ pub async fn start_local_groups(
         dep,
         ports,
         dir,
+    })
+}
+
+/// The local deployment's SMR parameters with at most `batch_max` requests per
+/// batch.
+pub fn smr_params(batch_max: usize) -> Result<byzscale_smr::Params> {
+    if batch_max == 0 {
+        bail!("--batch-max must be at least 1");
+    }
+    Ok(byzscale_smr::Params {
+        batch_max_requests: batch_max,
+        ..deploy::local_params()
     })
 }
 

@@ -150,6 +150,17 @@ pub fn generate_groups(
     ports: &Ports,
     protocol: NodeProtocol,
 ) -> Result<Deployment> {
+    generate_groups_with(out, groups, ports, protocol, local_params())
+}
+
+/// [`generate_groups`] with these SMR parameters in every node file.
+pub fn generate_groups_with(
+    out: &Path,
+    groups: &[(usize, usize)],
+    ports: &Ports,
+    protocol: NodeProtocol,
+    smr: Params,
+) -> Result<Deployment> {
     if groups.is_empty() {
         bail!("a deployment needs at least one group");
     }
@@ -214,7 +225,7 @@ pub fn generate_groups(
             key: format!("node-{j}.key").into(),
             data_dir: format!("data/node-{j}").into(),
             persist_interval_ms: default_persist_interval_ms(),
-            smr: local_params(),
+            smr: smr.clone(),
             byzcast: byzcast.clone(),
         };
         std::fs::write(
