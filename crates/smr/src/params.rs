@@ -50,6 +50,11 @@ pub struct Params {
     pub batch_delay: Time,
     /// Slots the leader may have proposed but not yet decided.
     pub max_in_flight: u64,
+    /// While other slots are in flight, propose another only once this many
+    /// requests wait (0: any). Under light load the pipeline then carries a few
+    /// large batches instead of many small ones: each slot costs every replica
+    /// O(n) messages whatever its size.
+    pub pipeline_min_batch: usize,
     /// Watermark window: slots accepted above the last stable checkpoint.
     pub window: u64,
     /// Take a checkpoint every this many slots.
@@ -76,6 +81,7 @@ impl Default for Params {
             batch_max_bytes: 1 << 20,
             batch_delay: 0,
             max_in_flight: 4,
+            pipeline_min_batch: 0,
             window: 256,
             checkpoint_interval: 128,
             request_timeout: 2 * SECS,

@@ -564,6 +564,10 @@ impl<S: Service> Replica<S> {
             if self.queue.is_empty() {
                 return;
             }
+            if self.in_flight() > 0 && self.queue.len() < self.p.pipeline_min_batch {
+                // a decision will call us again
+                return;
+            }
             if self.p.batch_delay > 0
                 && self.in_flight() > 0
                 && self.queue.len() < self.p.batch_max_requests
