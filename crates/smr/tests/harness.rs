@@ -46,6 +46,10 @@ struct World {
     decided: BTreeMap<Addr, Vec<(u64, byzscale_core::crypto::Digest)>>,
     done: Vec<(u64, Vec<u8>)>,
     views: BTreeMap<Addr, u64>,
+    /// Every delivered message: (from, to, kind).
+    delivered: Vec<(Addr, Addr, &'static str)>,
+    /// Batch sizes of the PROPOSEs delivered, by slot.
+    proposed: BTreeMap<u64, usize>,
 }
 
 fn group(n: usize, f: usize) -> GroupInfo {
@@ -94,7 +98,18 @@ impl World {
             decided: BTreeMap::new(),
             done: vec![],
             views: BTreeMap::new(),
+            delivered: Vec::new(),
+            proposed: BTreeMap::new(),
         }
+    }
+
+    fn deliver(&mut self, from: Addr, to: Addr, m: Message) {
+        self.now += 10_000; // 10 µs per delivery
+        self.delivered.push((from, to, m.kind()));
+        if let Message::Propose { slot, batch, .. } = &m {
+            self.proposed.insert(*slot, batch.requests.len());
+        }
+        self.step(to, Ev::Msg(from, m));
     }
 
     fn step(&mut self, at: Addr, ev: Ev) {
@@ -174,8 +189,7 @@ impl World {
                 if self.down.contains(&from) {
                     continue;
                 }
-                self.now += 10_000; // 10 µs per delivery
-                self.step(to, Ev::Msg(from, m));
+                self.deliver(from, to, m);
                 continue;
             }
             let r = self
@@ -219,8 +233,7 @@ impl World {
             }
             if let Some((from, to, m)) = self.queue.pop_front() {
                 if !self.down.contains(&from) {
-                    self.now += 10_000;
-                    self.step(to, Ev::Msg(from, m));
+                    self.deliver(from, to, m);
                 }
                 continue;
             }
@@ -352,6 +365,67 @@ fn crashed_leader_is_replaced_and_no_request_is_lost() {
     for (id, r) in &w.done {
         assert_eq!(*id, u64::from_le_bytes(r[..8].try_into().unwrap()));
     }
+}
+
+/// Requests a client sends, as (first request of the client's, destination).
+fn client_requests(w: &World) -> Vec<Addr> {
+    w.delivered
+        .iter()
+        .filter(|(from, _, kind)| matches!(from, Addr::Client(_)) && *kind == "request")
+        .map(|(_, to, _)| *to)
+        .collect()
+}
+
+#[test]
+fn ordered_requests_go_to_the_leader_and_follow_a_view_change() {
+    let mut w = World::new(4, 1, params());
+    w.submit(b"a", false);
+    w.run(1, 100_000);
+    // first transmission: to the leader of view 0 only
+    assert_eq!(client_requests(&w), vec![Addr::Node(NodeId(0))]);
+    for n in 0..4 {
+        w.step(Addr::Node(NodeId(n)), Ev::Suspect);
+    }
+    w.submit(b"b", false);
+    w.run(2, 1_000_000);
+    assert!(w.views.values().all(|v| *v == 1), "views: {:?}", w.views);
+    // the replies to "b" came from view 1: "c" goes straight to its leader
+    let before = client_requests(&w).len();
+    w.submit(b"c", false);
+    w.run(3, 1_000_000);
+    assert_eq!(client_requests(&w)[before..], [Addr::Node(NodeId(1))]);
+    w.assert_agreement();
+}
+
+#[test]
+fn pipeline_min_batch_waits_for_a_decision_before_a_small_batch() {
+    let run = |min: usize| {
+        let mut w = World::new(
+            4,
+            1,
+            Params {
+                pipeline_min_batch: min,
+                ..params()
+            },
+        );
+        // slot 1 takes the first request; five more arrive while it is in flight
+        for i in 0..6u8 {
+            w.submit(&[i], false);
+            let (from, to, m) = w.queue.pop_back().unwrap();
+            w.deliver(from, to, m);
+        }
+        w.run(6, 1_000_000);
+        w.assert_agreement();
+        w.proposed.values().copied().collect::<Vec<_>>()
+    };
+    // no minimum: a slot per request while one of the 4 in flight is free,
+    // the rest together after the first decision
+    assert_eq!(run(0), vec![1, 1, 1, 1, 2]);
+    // a minimum of 4: four go together while slot 1 is in flight, the last
+    // waits for a decision
+    assert_eq!(run(4), vec![1, 4, 1]);
+    // a minimum of 8: the five wait for slot 1's decision and go as one batch
+    assert_eq!(run(8), vec![1, 5]);
 }
 
 #[test]
