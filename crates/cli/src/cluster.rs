@@ -401,9 +401,10 @@ async fn start_local_with(
     };
     let dep = deploy::generate_groups_with(&dir, groups, &ports, protocol, smr)?;
     let exe = std::env::current_exe().context("locating the byzscale binary")?;
+    // kept alive only once every node listens: a failed start cleans up
     let mut nodes = Nodes {
         children: Vec::new(),
-        keep,
+        keep: false,
     };
     for i in 0..total {
         let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
@@ -424,8 +425,16 @@ async fn start_local_with(
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     for i in 0..total {
-        wait_listening(&ports.replica(i), deadline).await?;
+        wait_listening(&ports.replica(i), deadline)
+            .await
+            .with_context(|| {
+                format!(
+                    "node {i} did not start; see {}",
+                    dir.join(format!("node-{i}.log")).display()
+                )
+            })?;
     }
+    nodes.keep = keep;
 
     Ok(Local {
         nodes,
