@@ -355,6 +355,18 @@ pub async fn start_local_groups(
     dir: Option<PathBuf>,
     keep: bool,
 ) -> Result<Local> {
+    start_local_with(groups, protocol, dir, keep, |_| {}).await
+}
+
+/// [`start_local_groups`], with `patch` applied to every generated node file
+/// before the processes start.
+pub async fn start_local_with(
+    groups: &[(usize, usize)],
+    protocol: deploy::NodeProtocol,
+    dir: Option<PathBuf>,
+    keep: bool,
+    patch: impl Fn(&mut deploy::NodeFile),
+) -> Result<Local> {
     let total: usize = groups.iter().map(|g| g.0).sum();
     if total == 0 {
         bail!("a cluster needs at least one replica");
@@ -369,6 +381,13 @@ pub async fn start_local_groups(
         base,
     };
     let dep = deploy::generate_groups(&dir, groups, &ports, protocol)?;
+    for i in 0..total {
+        let path = dir.join(format!("node-{i}.toml"));
+        let mut nf: deploy::NodeFile = toml::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("reading back {}", path.display()))?;
+        patch(&mut nf);
+        std::fs::write(&path, toml::to_string_pretty(&nf)?)?;
+    }
     let exe = std::env::current_exe().context("locating the byzscale binary")?;
     let mut nodes = Nodes {
         children: Vec::new(),

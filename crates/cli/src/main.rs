@@ -35,6 +35,9 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Closed- or open-loop KV load; writes bench/results/<name>.json and .svg.
     Bench(bench::BenchArgs),
+    /// AT2 against a bank on the SMR core, same nodes and workload; writes
+    /// bench/results/<name>.json and .svg.
+    BenchAt2(at2_deploy::BenchAt2Args),
     /// Run one replica.
     Node {
         /// The node's TOML file (as written by `byzscale config local`).
@@ -107,6 +110,7 @@ fn main() {
         Command::Broadcast(c) => at2_cmd::run_broadcast(c),
         Command::Cluster(a) => runtime().and_then(|rt| rt.block_on(cluster::run(a))),
         Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
+        Command::BenchAt2(a) => runtime().and_then(|rt| rt.block_on(at2_deploy::bench(a))),
         Command::Node { config } => runtime().and_then(|rt| rt.block_on(node::run(&config))),
         Command::Client {
             config,

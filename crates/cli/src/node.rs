@@ -9,7 +9,7 @@
 //!   and a crashed replica's own log is fsync'd up to its last group commit.
 //! - Serves Prometheus metrics and, if configured, the Redis gateway.
 
-use crate::deploy::{NodeFile, NodeProtocol, SMR_KIND};
+use crate::deploy::{NodeFile, NodeProtocol, SmrService, SMR_KIND};
 use crate::smr_client::SmrClient;
 use anyhow::{Context, Result};
 use byzscale_apps::kv::KvStore;
@@ -26,6 +26,9 @@ use tracing::{info, warn};
 pub async fn run(config: &Path) -> Result<()> {
     let loaded = NodeFile::load(config)?;
     match loaded.file.protocol {
+        NodeProtocol::Smr if loaded.file.service == SmrService::Bank => {
+            return crate::at2_deploy::bank_node(loaded).await
+        }
         NodeProtocol::Smr => {}
         NodeProtocol::Byzcast => return crate::byzcast_deploy::node(loaded).await,
         NodeProtocol::At2 => return crate::at2_deploy::node(loaded).await,
@@ -215,7 +218,7 @@ pub async fn run(config: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
