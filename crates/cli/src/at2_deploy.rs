@@ -300,12 +300,14 @@ struct TransferRequest {
 async fn http_transfer(State(h): State<Http>, body: axum::body::Bytes) -> Response {
     let req: TransferRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(
-            StatusCode::BAD_REQUEST,
-            format!(
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
                 "expected a JSON body {{\"from\": account, \"to\": account, \"amount\": n}}: {e}"
             ),
-        ),
+            )
+        }
     };
     let op = ClientOp::Transfer {
         from: Account(req.from),
@@ -651,10 +653,11 @@ where
     }
 }
 
-/// TCP connections for `workers` closed-loop workers (each connection has a
-/// bounded reply queue at the nodes).
+/// TCP connections for `workers` closed-loop workers: a node queues at most
+/// `client_queue_capacity` (256) frames per client and drops the oldest, so
+/// a connection carries at most 128 outstanding requests.
 fn connections(workers: usize) -> usize {
-    workers.div_ceil(64).clamp(1, 8)
+    workers.div_ceil(128).clamp(1, 64)
 }
 
 /// Closed-loop transfers of 1 unit: worker w spends from the account of node
