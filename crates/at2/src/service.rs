@@ -418,4 +418,87 @@ mod tests {
         );
         assert_eq!(h.fault_count(), 0);
     }
+
+    #[test]
+    fn remote_requests_are_answered_to_their_sender_and_replies_to_nodes_are_faults() {
+        use byzscale_core::crypto::Crypto;
+        use byzscale_core::ClientId;
+        use rand::SeedableRng;
+        let ids: Vec<NodeId> = (0..4).map(NodeId).collect();
+        let cfg = Arc::new(BrachaConfig::new(ids.clone()).unwrap());
+        let genesis = Arc::new(Genesis::one_account_each(&ids, 50));
+        let mut node = At2Node::new(
+            At2::new(Bracha::new(NodeId(1), cfg), genesis.clone()),
+            genesis,
+        );
+        let c: Crypto = crypto(NodeId(1), ids, CryptoMode::Real);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let mut fx = Vec::new();
+        let client = Addr::Client(ClientId(7));
+        {
+            let mut cx = Cx::new(0, &mut rng, &c, &mut fx);
+            node.on_message(
+                client,
+                NodeMsg::Request {
+                    id: 9,
+                    op: ClientOp::Balance(Account(3)),
+                },
+                &mut cx,
+            );
+            node.on_message(
+                client,
+                NodeMsg::Request {
+                    id: 10,
+                    op: ClientOp::Transfer {
+                        from: Account(0),
+                        to: Account(1),
+                        amount: 1,
+                    },
+                },
+                &mut cx,
+            );
+            node.on_message(
+                client,
+                NodeMsg::Reply {
+                    id: 1,
+                    reply: ClientReply::Error(ServiceError::Busy),
+                },
+                &mut cx,
+            );
+        }
+        let sent: Vec<(Addr, u64, ClientReply)> = fx
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    to,
+                    msg: NodeMsg::Reply { id, reply },
+                } => Some((*to, *id, reply.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            sent,
+            vec![
+                (
+                    client,
+                    9,
+                    ClientReply::Balance {
+                        account: Account(3),
+                        balance: 50
+                    }
+                ),
+                (
+                    client,
+                    10,
+                    ClientReply::Error(ServiceError::NotOwner {
+                        account: Account(0),
+                        owner: Some(NodeId(0))
+                    })
+                ),
+            ]
+        );
+        assert!(fx
+            .iter()
+            .any(|e| matches!(e, Effect::Fault(f) if f.kind == "at2-unexpected-reply")));
+    }
 }

@@ -753,6 +753,8 @@ pub struct At2Report {
     pub supply_conserved: bool,
     pub balances_agree: bool,
     pub supply: u128,
+    /// The generated files (empty in `bench-at2`'s results).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub dir: String,
 }
 
@@ -1083,13 +1085,15 @@ pub async fn bench(a: BenchAt2Args) -> Result<()> {
         if show {
             eprintln!("AT2, {} nodes, {c} clients", a.nodes);
         }
-        let (at2, local) = run_at2(a.nodes, c, a.duration, show, None, false).await?;
+        let (mut at2, local) = run_at2(a.nodes, c, a.duration, show, None, false).await?;
         drop(local);
+        at2.dir.clear();
         if show {
             eprintln!("SMR bank, {} replicas, {c} clients", a.nodes);
         }
-        let (smr, local) = run_smr_bank(a.nodes, c, a.duration, show).await?;
+        let (mut smr, local) = run_smr_bank(a.nodes, c, a.duration, show).await?;
         drop(local);
+        smr.dir.clear();
         ratios.push((c, at2.throughput_ops / smr.throughput_ops.max(1e-9)));
         if !a.json {
             println!(
