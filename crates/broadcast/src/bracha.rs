@@ -92,10 +92,10 @@ pub enum BrachaTimer {
     Tick,
 }
 
-/// Open instances re-sent per tick.
-pub const MAX_RESEND: usize = 64;
+/// Open instances re-sent per tick (the oldest ones).
+pub const MAX_RESEND: usize = 16;
 /// Delivered instances answered per source per STATUS.
-pub const MAX_ANSWER: u64 = 16;
+pub const MAX_ANSWER: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrachaConfigError {
@@ -673,7 +673,9 @@ impl<P: Payload> Bracha<P> {
                 });
             }
         }
-        for m in out {
+        // the transport drops the *oldest* queued frames on overflow: queue
+        // the most needed (oldest) instances last
+        for m in out.into_iter().rev() {
             cx.multicast(self.others.clone(), m);
         }
         // 2. the frontier
@@ -735,7 +737,8 @@ impl<P: Payload> Bracha<P> {
                 continue; // still moving
             }
             let end = self.order.next(*source).min(n.saturating_add(MAX_ANSWER));
-            for seq in n..end {
+            // the peer's next instance last (see on_tick)
+            for seq in (n..end).rev() {
                 let Some(done) = self.done.get(&(*source, seq)) else {
                     continue;
                 };

@@ -124,7 +124,8 @@ pub async fn node(loaded: LoadedNode) -> Result<()> {
     let at2 = At2::new(Bracha::new(me, Arc::new(bcfg)), genesis.clone())
         .with_batching(settings.max_batch, settings.queue_limit);
     let proto = At2Node::new(at2, genesis.clone());
-    let cfg = NodeConfig::replica(&dep, me, loaded.identity.clone(), AT2_KIND)?;
+    let mut cfg = NodeConfig::replica(&dep, me, loaded.identity.clone(), AT2_KIND)?;
+    cfg.transport.options.queue_capacity = settings.peer_queue_frames.max(1);
     let (rt, mut outputs) = Runtime::start(proto, cfg)
         .await
         .context("starting the AT2 runtime")?;

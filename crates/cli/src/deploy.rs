@@ -87,6 +87,9 @@ pub struct At2Settings {
     /// Bracha retransmission period in milliseconds (0: none; links are then
     /// assumed reliable, which TCP with drop-oldest queues is not).
     pub retransmit_ms: u64,
+    /// Outgoing frames queued per peer before the oldest is dropped (the
+    /// transport's default is 8192; small values exercise retransmission).
+    pub peer_queue_frames: usize,
 }
 
 impl Default for At2Settings {
@@ -97,6 +100,7 @@ impl Default for At2Settings {
             max_batch: 256,
             queue_limit: 4096,
             retransmit_ms: 200,
+            peer_queue_frames: 8192,
         }
     }
 }

@@ -16,6 +16,7 @@ const INITIAL: i64 = 1_000_000_000;
 struct Cluster {
     pids: Vec<u64>,
     http: Vec<String>,
+    metrics: Vec<String>,
     deployment: String,
 }
 
@@ -28,7 +29,10 @@ impl Drop for Cluster {
 }
 
 fn start() -> Cluster {
-    let dir = std::env::temp_dir().join(format!("byzscale-at2-e2e-{}", std::process::id()));
+    start_in(&std::env::temp_dir().join(format!("byzscale-at2-e2e-{}", std::process::id())))
+}
+
+fn start_in(dir: &std::path::Path) -> Cluster {
     let out = Command::new(BIN)
         .args([
             "cluster",
@@ -42,7 +46,7 @@ fn start() -> Cluster {
             "--json",
             "--dir",
         ])
-        .arg(&dir)
+        .arg(dir)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -62,6 +66,7 @@ fn start() -> Cluster {
                 s.as_str()
                     .unwrap()
                     .trim_start_matches("http://")
+                    .trim_end_matches("/metrics")
                     .to_string()
             })
             .collect()
@@ -74,6 +79,7 @@ fn start() -> Cluster {
             .map(|p| p.as_u64().unwrap())
             .collect(),
         http: strs("http"),
+        metrics: strs("metrics"),
         deployment: v["deployment"].as_str().unwrap().to_string(),
     }
 }
@@ -254,4 +260,121 @@ fn cluster_at2_runs_a_workload_and_checks_the_ledgers() {
     for k in ["throughput_ops", "p50_ms", "p99_ms"] {
         assert!(v[k].is_number(), "missing {k}: {v}");
     }
+}
+
+/// Node processes started by a test.
+struct Procs(Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn metric(addr: &str, name: &str) -> f64 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in {body}"))
+}
+
+/// Links that lose frames: every node keeps at most 2 frames queued per peer
+/// (drop-oldest), so concurrent transfers lose broadcast messages; Bracha's
+/// retransmission must still deliver everything everywhere.
+#[test]
+fn transfers_complete_and_ledgers_agree_when_links_drop_frames() {
+    let dir = std::env::temp_dir().join(format!("byzscale-at2-lossy-{}", std::process::id()));
+    let mut c = start_in(&dir);
+    // restart the nodes with tiny peer queues
+    for p in std::mem::take(&mut c.pids) {
+        let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{p}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let mut procs = Procs(Vec::new());
+    for i in 0..4 {
+        let path = dir.join(format!("node-{i}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("peer_queue_frames = 8192"), "{text}");
+        std::fs::write(
+            &path,
+            text.replace("peer_queue_frames = 8192", "peer_queue_frames = 2"),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join(format!("node-{i}.lossy.log"))).unwrap();
+        procs.0.push(
+            Command::new(BIN)
+                .args(["node", "--config"])
+                .arg(&path)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for a in &c.http {
+        while TcpStream::connect(a).is_err() {
+            assert!(Instant::now() < deadline, "{a} did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // 16 concurrent clients, 4 per owner, 10 transfers of 1 each
+    let threads: Vec<_> = (0..16u32)
+        .map(|k| {
+            let addr = c.http[(k % 4) as usize].clone();
+            std::thread::spawn(move || {
+                let from = k % 4;
+                let to = (from + 1 + k / 4 % 3) % 4;
+                for _ in 0..10 {
+                    let body = format!(r#"{{"from": {from}, "to": {to}, "amount": 1}}"#);
+                    let (s, v) = http(&addr, "POST", "/transfer", Some(&body));
+                    assert_eq!(s, 200, "{v}");
+                }
+                (from, to)
+            })
+        })
+        .collect();
+    let mut want = [INITIAL; 4];
+    for t in threads {
+        let (from, to) = t.join().unwrap();
+        want[from as usize] -= 10;
+        want[to as usize] += 10;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for addr in &c.http {
+        loop {
+            let got: Vec<i64> = (0..4)
+                .map(|a| {
+                    http(addr, "GET", &format!("/balance/{a}"), None).1["balance"]
+                        .as_i64()
+                        .unwrap()
+                })
+                .collect();
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} has {got:?}, expected {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let dropped: f64 = c
+        .metrics
+        .iter()
+        .map(|m| metric(m, "byzscale_net_frames_dropped_total"))
+        .sum();
+    eprintln!("frames dropped: {dropped}");
 }
