@@ -279,6 +279,17 @@ impl Http {
     }
 }
 
+/// A balance as a JSON number (a string if it does not fit in 64 bits).
+fn amount_json(b: i128) -> serde_json::Value {
+    if let Ok(v) = i64::try_from(b) {
+        v.into()
+    } else if let Ok(v) = u64::try_from(b) {
+        v.into()
+    } else {
+        b.to_string().into()
+    }
+}
+
 fn transfer_json(t: &Transfer) -> serde_json::Value {
     json!({
         "id": format!("{:?}", t.id()),
@@ -347,7 +358,7 @@ async fn http_read(h: Http, account: String, history: bool) -> Response {
     match h.call(op).await {
         Err(r) => r,
         Ok(ClientReply::Balance { account, balance }) => {
-            Json(json!({ "account": account.0, "balance": balance as i64 })).into_response()
+            Json(json!({ "account": account.0, "balance": amount_json(balance) })).into_response()
         }
         Ok(ClientReply::History {
             account,
