@@ -195,19 +195,19 @@ pub const MAX_PENDING_PER_ISSUER: usize = 8192;
 /// Transfers one message may carry (a longer batch is dropped as malformed).
 pub const MAX_BATCH: usize = 1024;
 
+/// `hist[q]`, compacted: the effect of q's own transfers and of the
+/// dependencies it cited, per account; and q's own validated transfers that
+/// their recipient may still cite (see the crate docs on garbage collection).
 #[derive(Clone, Debug, Default)]
 struct Hist {
-    transfers: BTreeMap<TransferId, Transfer>,
-    /// Σ of the effects of `transfers`, per account touched.
+    uncited: BTreeMap<TransferId, Transfer>,
+    /// Σ of the effects of every transfer in `hist[q]`, per account touched.
     effect: BTreeMap<Account, i128>,
 }
 
 impl Hist {
-    fn contains(&self, t: &Transfer) -> bool {
-        self.transfers.get(&t.id()) == Some(t)
-    }
-    fn insert(&mut self, t: Transfer) {
-        if self.transfers.insert(t.id(), t).is_none() && t.from != t.to {
+    fn add_effect(&mut self, t: &Transfer) {
+        if t.from != t.to {
             *self.effect.entry(t.from).or_insert(0) -= t.amount as i128;
             *self.effect.entry(t.to).or_insert(0) += t.amount as i128;
         }
@@ -302,9 +302,15 @@ impl Ledger {
         self.applied
     }
 
-    /// The validated transfer with this id, if any.
+    /// The validated transfer with this id, if its recipient may still cite
+    /// it as a dependency (validated transfers are forgotten once cited).
     pub fn validated(&self, id: TransferId) -> Option<&Transfer> {
-        self.hist.get(&id.issuer)?.transfers.get(&id)
+        self.hist.get(&id.issuer)?.uncited.get(&id)
+    }
+
+    /// Validated transfers held in memory (not yet cited by their recipient).
+    pub fn uncited_count(&self) -> usize {
+        self.hist.values().map(|h| h.uncited.len()).sum()
     }
 
     /// The dependencies the next own transfer would declare.
@@ -318,10 +324,10 @@ impl Ledger {
         let mut b = self.genesis.initial(a) as i128 + h.map(|h| h.effect(a)).unwrap_or(0);
         let mut seen = BTreeSet::new();
         for d in extra {
-            if h.is_some_and(|h| h.contains(d)) || !seen.insert(d.id()) {
-                continue;
+            // `check` admits only dependencies not yet in hist[q]
+            if seen.insert(d.id()) {
+                b += d.effect(a);
             }
-            b += d.effect(a);
         }
         b
     }
@@ -353,6 +359,10 @@ impl Ledger {
                 if prev != d {
                     return Check::Invalid(Invalid::FakeDependency(d.id()));
                 }
+            }
+            // correct processes cite only incoming transfers of others
+            if d.issuer == q {
+                return Check::Invalid(Invalid::FakeDependency(d.id()));
             }
             match self.validated(d.id()) {
                 Some(v) if v == d => {}
@@ -491,10 +501,29 @@ impl Ledger {
                         .expect("head present");
                     let t = m.transfer;
                     let h = self.hist.entry(q).or_default();
+                    let mut cited = BTreeSet::new();
                     for d in &m.deps {
-                        h.insert(*d);
+                        if cited.insert(d.id()) {
+                            h.add_effect(d);
+                        }
                     }
-                    h.insert(t);
+                    h.add_effect(&t);
+                    // only the owner of the credited account (another
+                    // process) may cite t, once
+                    if self
+                        .genesis
+                        .owner(t.to)
+                        .is_some_and(|o| o != q && !self.blocked.contains(&o))
+                    {
+                        h.uncited.insert(t.id(), t);
+                    }
+                    for d in &m.deps {
+                        if self.genesis.owner(d.to) == Some(q) {
+                            if let Some(h) = self.hist.get_mut(&d.issuer) {
+                                h.uncited.remove(&d.id());
+                            }
+                        }
+                    }
                     self.seq.insert(q, t.seq);
                     if t.from != t.to {
                         *self.balances.entry(t.from).or_insert(0) -= t.amount as i128;
@@ -667,6 +696,20 @@ mod tests {
         assert_eq!(l.balance(a(1)), 0);
         let supply: i128 = l.balances().values().sum();
         assert_eq!(supply, 400);
+        // t0 was cited by its recipient: forgotten, and citing it again is a
+        // fake dependency (hist[1] already has it)
+        assert_eq!(l.validated(t0.id()), None);
+        assert_eq!(l.uncited_count(), 1, "only node 1's transfer to a2");
+        let again = msg(t(1, 2, 2, 30), vec![t0]);
+        assert_eq!(faults(&l.deliver(n(1), again)), vec!["at2-fake-dependency"]);
+        // citing one's own transfer is a fake dependency too
+        let mut l = ledger(3);
+        let own = t(1, 1, 2, 10);
+        l.deliver(n(1), msg(own, vec![]));
+        assert_eq!(
+            faults(&l.deliver(n(1), msg(t(1, 2, 2, 95), vec![own]))),
+            vec!["at2-fake-dependency"]
+        );
         // wrong issuer field
         assert_eq!(
             faults(&l.deliver(n(2), msg(t(3, 1, 2, 1), vec![]))),

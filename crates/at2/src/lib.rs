@@ -60,6 +60,17 @@
 //!   Transfer sequence numbers therefore count transfers, not broadcasts.
 //! - Memory: at most [`ledger::MAX_PENDING_PER_ISSUER`] delivered transfers
 //!   wait per issuer.
+//! - **`hist` is compacted, and a dependency can be cited once.** Each
+//!   `hist[q]` keeps only the per-account sum of its effects; a validated
+//!   transfer is kept (for condition 4) only until the owner of the credited
+//!   account, a process other than its issuer, cites it as a dependency, and
+//!   is then forgotten. Citing a transfer again in a later transfer, citing
+//!   one's own transfer, or citing a forgotten one is a fake dependency
+//!   (the thesis' set union would silently not count it twice). Correct
+//!   processes cite each incoming transfer exactly once (the `deps` of
+//!   Algorithm 5), so none of their transfers is affected; memory no longer
+//!   grows with the number of transfers (14 MB per node after 1.1 M
+//!   transfers on the real cluster, against 195 MB before).
 
 pub mod ledger;
 pub mod service;
