@@ -544,8 +544,9 @@ pub async fn client(config: &Path, command: &[String]) -> Result<()> {
             total,
             transfers,
         } => {
+            let noun = if total == 1 { "transfer" } else { "transfers" };
             println!(
-                "{account}: {total} transfers (the last {} shown)",
+                "{account}: {total} {noun} (the last {} shown)",
                 transfers.len()
             );
             for t in transfers {
