@@ -66,15 +66,44 @@ impl Transfer {
     }
 }
 
-/// The broadcast payload: `[(a, b, x, s), deps]`. It is signed by the issuer
-/// as the broadcast source (the broadcast's signature covers the issuer, the
-/// sequence number and this whole message).
+/// The broadcast payload: `[(a, b, x, s), deps]`, optionally followed by
+/// more transfers of the same issuer (a batch, see the crate docs). It is
+/// signed by the issuer as the broadcast source (the broadcast's signature
+/// covers the issuer, the sequence number and this whole message).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferMsg {
     pub transfer: Transfer,
     /// Incoming transfers the issuer applied since its previous transfer: the
     /// only funds, besides its own history, that may justify this one.
     pub deps: Vec<Transfer>,
+    /// Batching: the issuer's next transfers, sequence numbers
+    /// `transfer.seq + 1, + 2, …`, validated in order after `transfer` as if
+    /// each had been broadcast alone with no new dependencies. Empty for an
+    /// unbatched transfer (and in [`Event::Applied`]).
+    pub more: Vec<Transfer>,
+}
+
+impl TransferMsg {
+    /// One transfer with its dependencies.
+    pub fn new(transfer: Transfer, deps: Vec<Transfer>) -> Self {
+        TransferMsg {
+            transfer,
+            deps,
+            more: Vec::new(),
+        }
+    }
+    /// The transfers it carries, in order.
+    pub fn transfers(&self) -> impl Iterator<Item = &Transfer> {
+        std::iter::once(&self.transfer).chain(self.more.iter())
+    }
+    /// Number of transfers carried.
+    pub fn len(&self) -> usize {
+        1 + self.more.len()
+    }
+    /// Never empty: a message carries at least one transfer.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
 }
 
 /// Initial owners and balances (q₀ and μ).
@@ -161,21 +190,24 @@ pub enum Event {
 
 /// Delivered but not yet applied transfers kept per issuer (a correct issuer
 /// has at most one outstanding; more only wait on a slow dependency).
-pub const MAX_PENDING_PER_ISSUER: usize = 1024;
+pub const MAX_PENDING_PER_ISSUER: usize = 8192;
 
+/// Transfers one message may carry (a longer batch is dropped as malformed).
+pub const MAX_BATCH: usize = 1024;
+
+/// `hist[q]`, compacted: the effect of q's own transfers and of the
+/// dependencies it cited, per account; and q's own validated transfers that
+/// their recipient may still cite (see the crate docs on garbage collection).
 #[derive(Clone, Debug, Default)]
 struct Hist {
-    transfers: BTreeMap<TransferId, Transfer>,
-    /// Σ of the effects of `transfers`, per account touched.
+    uncited: BTreeMap<TransferId, Transfer>,
+    /// Σ of the effects of every transfer in `hist[q]`, per account touched.
     effect: BTreeMap<Account, i128>,
 }
 
 impl Hist {
-    fn contains(&self, t: &Transfer) -> bool {
-        self.transfers.get(&t.id()) == Some(t)
-    }
-    fn insert(&mut self, t: Transfer) {
-        if self.transfers.insert(t.id(), t).is_none() && t.from != t.to {
+    fn add_effect(&mut self, t: &Transfer) {
+        if t.from != t.to {
             *self.effect.entry(t.from).or_insert(0) -= t.amount as i128;
             *self.effect.entry(t.to).or_insert(0) += t.amount as i128;
         }
@@ -270,9 +302,15 @@ impl Ledger {
         self.applied
     }
 
-    /// The validated transfer with this id, if any.
+    /// The validated transfer with this id, if its recipient may still cite
+    /// it as a dependency (validated transfers are forgotten once cited).
     pub fn validated(&self, id: TransferId) -> Option<&Transfer> {
-        self.hist.get(&id.issuer)?.transfers.get(&id)
+        self.hist.get(&id.issuer)?.uncited.get(&id)
+    }
+
+    /// Validated transfers held in memory (not yet cited by their recipient).
+    pub fn uncited_count(&self) -> usize {
+        self.hist.values().map(|h| h.uncited.len()).sum()
     }
 
     /// The dependencies the next own transfer would declare.
@@ -286,10 +324,10 @@ impl Ledger {
         let mut b = self.genesis.initial(a) as i128 + h.map(|h| h.effect(a)).unwrap_or(0);
         let mut seen = BTreeSet::new();
         for d in extra {
-            if h.is_some_and(|h| h.contains(d)) || !seen.insert(d.id()) {
-                continue;
+            // `check` admits only dependencies not yet in hist[q]
+            if seen.insert(d.id()) {
+                b += d.effect(a);
             }
-            b += d.effect(a);
         }
         b
     }
@@ -322,6 +360,10 @@ impl Ledger {
                     return Check::Invalid(Invalid::FakeDependency(d.id()));
                 }
             }
+            // correct processes cite only incoming transfers of others
+            if d.issuer == q {
+                return Check::Invalid(Invalid::FakeDependency(d.id()));
+            }
             match self.validated(d.id()) {
                 Some(v) if v == d => {}
                 Some(_) => return Check::Invalid(Invalid::FakeDependency(d.id())),
@@ -343,9 +385,47 @@ impl Ledger {
     }
 
     /// Deliver (q, m) from the broadcast; returns what got applied (possibly
-    /// several transfers, unblocked by this one) and any faults.
-    pub fn deliver(&mut self, source: NodeId, m: TransferMsg) -> Vec<Event> {
+    /// several transfers, unblocked by this one) and any faults. A batch is
+    /// delivered as its transfers one after the other, the first with the
+    /// dependencies.
+    pub fn deliver(&mut self, source: NodeId, mut m: TransferMsg) -> Vec<Event> {
+        if m.more.is_empty() {
+            let mut out = Vec::new();
+            self.deliver_one(source, m, &mut out);
+            return out;
+        }
+        if m.len() > MAX_BATCH {
+            return vec![Event::Fault {
+                issuer: source,
+                kind: "at2-batch-too-long",
+                detail: format!("{} transfers in one message of {source}", m.len()),
+            }];
+        }
+        let mut expect = m.transfer.seq;
+        for t in &m.more {
+            expect = expect.saturating_add(1);
+            if t.issuer != m.transfer.issuer || t.seq != expect {
+                return vec![Event::Fault {
+                    issuer: source,
+                    kind: "at2-malformed-batch",
+                    detail: format!("{source} batched {:?} after {:?}", t.id(), m.transfer.id()),
+                }];
+            }
+        }
+        let more = std::mem::take(&mut m.more);
         let mut out = Vec::new();
+        if self.deliver_one(source, m, &mut out) {
+            for t in more {
+                if !self.deliver_one(source, TransferMsg::new(t, Vec::new()), &mut out) {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Returns whether `m` was queued for validation.
+    fn deliver_one(&mut self, source: NodeId, m: TransferMsg, out: &mut Vec<Event>) -> bool {
         let t = m.transfer;
         if t.issuer != source {
             out.push(Event::Fault {
@@ -356,10 +436,10 @@ impl Ledger {
                     t.issuer
                 ),
             });
-            return out;
+            return false;
         }
         if self.blocked.contains(&source) {
-            return out;
+            return false;
         }
         // source order makes this a well-formedness check
         let rec = self.rec(source);
@@ -369,7 +449,7 @@ impl Ledger {
                 kind: "at2-out-of-order",
                 detail: format!("transfer {:?} delivered after {rec} of its issuer", t.id()),
             });
-            return out;
+            return false;
         }
         let queue = self.pending.entry(source).or_default();
         if queue.len() >= MAX_PENDING_PER_ISSUER {
@@ -378,12 +458,12 @@ impl Ledger {
                 kind: "at2-too-many-pending",
                 detail: format!("{} transfers of {source} waiting", queue.len()),
             });
-            return out;
+            return false;
         }
         self.rec.insert(source, rec + 1);
         queue.insert(t.seq, m);
-        self.validate_from(source, &mut out);
-        out
+        self.validate_from(source, out);
+        true
     }
 
     /// Apply whatever became valid, starting with `q`'s next transfer.
@@ -421,10 +501,29 @@ impl Ledger {
                         .expect("head present");
                     let t = m.transfer;
                     let h = self.hist.entry(q).or_default();
+                    let mut cited = BTreeSet::new();
                     for d in &m.deps {
-                        h.insert(*d);
+                        if cited.insert(d.id()) {
+                            h.add_effect(d);
+                        }
                     }
-                    h.insert(t);
+                    h.add_effect(&t);
+                    // only the owner of the credited account (another
+                    // process) may cite t, once
+                    if self
+                        .genesis
+                        .owner(t.to)
+                        .is_some_and(|o| o != q && !self.blocked.contains(&o))
+                    {
+                        h.uncited.insert(t.id(), t);
+                    }
+                    for d in &m.deps {
+                        if self.genesis.owner(d.to) == Some(q) {
+                            if let Some(h) = self.hist.get_mut(&d.issuer) {
+                                h.uncited.remove(&d.id());
+                            }
+                        }
+                    }
                     self.seq.insert(q, t.seq);
                     if t.from != t.to {
                         *self.balances.entry(t.from).or_insert(0) -= t.amount as i128;
@@ -471,7 +570,7 @@ mod tests {
         }
     }
     fn msg(t: Transfer, deps: Vec<Transfer>) -> TransferMsg {
-        TransferMsg { transfer: t, deps }
+        TransferMsg::new(t, deps)
     }
     fn applied(ev: &[Event]) -> Vec<TransferId> {
         ev.iter()
@@ -597,10 +696,74 @@ mod tests {
         assert_eq!(l.balance(a(1)), 0);
         let supply: i128 = l.balances().values().sum();
         assert_eq!(supply, 400);
+        // t0 was cited by its recipient: forgotten, and citing it again is a
+        // fake dependency (hist[1] already has it)
+        assert_eq!(l.validated(t0.id()), None);
+        assert_eq!(l.uncited_count(), 1, "only node 1's transfer to a2");
+        let again = msg(t(1, 2, 2, 30), vec![t0]);
+        assert_eq!(faults(&l.deliver(n(1), again)), vec!["at2-fake-dependency"]);
+        // citing one's own transfer is a fake dependency too
+        let mut l = ledger(3);
+        let own = t(1, 1, 2, 10);
+        l.deliver(n(1), msg(own, vec![]));
+        assert_eq!(
+            faults(&l.deliver(n(1), msg(t(1, 2, 2, 95), vec![own]))),
+            vec!["at2-fake-dependency"]
+        );
         // wrong issuer field
         assert_eq!(
             faults(&l.deliver(n(2), msg(t(3, 1, 2, 1), vec![]))),
             vec!["at2-wrong-issuer"]
         );
+    }
+
+    #[test]
+    fn batches_are_validated_transfer_by_transfer() {
+        let mut l = ledger(1);
+        let t = |seq: u64, amount: u64| Transfer {
+            issuer: n(0),
+            seq,
+            from: a(0),
+            to: a(1),
+            amount,
+        };
+        let batch = TransferMsg {
+            transfer: t(1, 40),
+            deps: vec![],
+            more: vec![t(2, 50), t(3, 20), t(4, 1)],
+        };
+        let ev = l.deliver(n(0), batch);
+        let applied: Vec<u64> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Applied(m) => Some(m.transfer.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(applied, vec![1, 2], "the prefix that is justified");
+        assert!(matches!(
+            ev.last(),
+            Some(Event::Fault {
+                kind: "at2-unjustified-funds",
+                ..
+            })
+        ));
+        assert_eq!(l.balance(a(0)), 10);
+        // malformed batches are dropped whole
+        let mut l = ledger(1);
+        let gap = TransferMsg {
+            transfer: t(1, 1),
+            deps: vec![],
+            more: vec![t(3, 1)],
+        };
+        let ev = l.deliver(n(0), gap);
+        assert!(matches!(
+            ev[..],
+            [Event::Fault {
+                kind: "at2-malformed-batch",
+                ..
+            }]
+        ));
+        assert_eq!(l.applied_count(), 0);
     }
 }

@@ -29,14 +29,35 @@
 //!   been sent, so others no longer need anything from it); a per-source
 //!   watermark makes late messages for it free to ignore. Instances may only be
 //!   opened up to `window` sequence numbers ahead of the next delivery.
-//! - Links are assumed reliable (as in the thesis); there is no retransmission.
+//! - Links are assumed reliable in the thesis. Real links are not (the TCP
+//!   transport drops the oldest queued frames on overflow and loses frames
+//!   queued on a broken connection), and a lost ECHO or READY can stall an
+//!   instance forever. With [`BrachaConfig::retransmit`] set (off by default,
+//!   and in the simulator), every member runs a periodic tick through a `Cx`
+//!   timer ([`BrachaTimer::Tick`]) that
+//!   1. re-sends its own SEND / ECHO / READY of instances still open after a
+//!      whole period (at most [`MAX_RESEND`] instances per tick);
+//!   2. multicasts [`BrachaMsg::Status`]: its delivery frontier (next sequence
+//!      number per source);
+//!   3. answers a peer whose frontier for a source did not move between two
+//!      STATUS messages while this member is ahead: it sends that peer its own
+//!      ECHO (with the payload) and READY of up to [`MAX_ANSWER`] delivered
+//!      instances after the peer's frontier, at most once per tick per peer.
+//!
+//!   To answer, a member keeps what it sent for delivered instances until
+//!   every other member's STATUS shows them delivered (at most
+//!   [`BrachaConfig::retain`] per source). Re-sent messages are exactly the
+//!   ones sent the first time (a member never echoes or readies a second
+//!   value), so the protocol's safety argument is unchanged; liveness now
+//!   needs only fair-lossy links. Everything is driven by the tick count, not
+//!   by wall-clock reads.
 
 use crate::common::{
-    Admit, BroadcastStats, Delivery, NoTimer, Payload, SecureBroadcast, Signed, SourceOrder,
+    Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
 };
 use crate::tally::{Tally, TallyError, TallyLayout};
 use byzscale_core::crypto::{short, Digest};
-use byzscale_core::protocol::{Cx, Protocol};
+use byzscale_core::protocol::{Cx, Protocol, Time};
 use byzscale_core::quorum::{FaultModel, QuorumError, QuorumSystem, Vote};
 use byzscale_core::{Addr, NodeId};
 use serde::{Deserialize, Serialize};
@@ -58,7 +79,23 @@ pub enum BrachaMsg<P> {
         seq: u64,
         digest: Digest,
     },
+    /// The sender's delivery frontier: for each member (in configuration
+    /// order), the next sequence number it will deliver from that source.
+    /// Only sent with [`BrachaConfig::retransmit`].
+    Status { next: Vec<u64> },
 }
+
+/// Timers of [`Bracha`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BrachaTimer {
+    /// The retransmission tick ([`BrachaConfig::retransmit`]).
+    Tick,
+}
+
+/// Open instances re-sent per tick (the oldest ones).
+pub const MAX_RESEND: usize = 16;
+/// Delivered instances answered per source per STATUS.
+pub const MAX_ANSWER: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrachaConfigError {
@@ -86,6 +123,12 @@ pub struct BrachaConfig {
     /// source behind drops that source's newer messages (reported as faults),
     /// as links do not retransmit.
     pub window: u64,
+    /// Retransmission period (None, the default: links are reliable, nothing
+    /// is re-sent; see the module docs).
+    pub retransmit: Option<Time>,
+    /// Delivered instances per source whose messages are kept for lagging
+    /// peers when retransmitting (default 256).
+    pub retain: u64,
 }
 
 impl BrachaConfig {
@@ -125,6 +168,8 @@ impl BrachaConfig {
             quorum,
             layout,
             window: 1024,
+            retransmit: None,
+            retain: 256,
         })
     }
 
@@ -166,6 +211,18 @@ struct Instance<P> {
     readies: Tally<Digest>,
     /// READY quorum reached for this digest but its payload is not known yet.
     decided: Option<Digest>,
+    /// What this member echoed and readied (for retransmission).
+    my_echo: Option<Digest>,
+    my_ready: Option<Digest>,
+    /// The tick at which the instance was opened.
+    opened: u64,
+}
+
+/// What a member sent for a delivered instance, kept to answer lagging peers.
+#[derive(Clone, Debug)]
+struct Done<P> {
+    echo: Option<Signed<P>>,
+    ready: Option<Digest>,
 }
 
 /// One member's multi-shot Bracha broadcast. See the module docs.
@@ -181,6 +238,14 @@ pub struct Bracha<P> {
     /// Own broadcasts waiting because `window` of them are undelivered.
     backlog: VecDeque<P>,
     stats: BroadcastStats,
+    /// Retransmission ticks so far.
+    tick: u64,
+    /// Delivered instances still needed by a lagging peer (retransmit only).
+    done: BTreeMap<(NodeId, u64), Done<P>>,
+    /// The latest STATUS of each peer.
+    peer_next: BTreeMap<NodeId, Vec<u64>>,
+    /// The tick at which each peer was last answered.
+    answered: BTreeMap<NodeId, u64>,
 }
 
 impl<P: Payload> Bracha<P> {
@@ -202,6 +267,10 @@ impl<P: Payload> Bracha<P> {
             instances: BTreeMap::new(),
             backlog: VecDeque::new(),
             stats: BroadcastStats::default(),
+            tick: 0,
+            done: BTreeMap::new(),
+            peer_next: BTreeMap::new(),
+            answered: BTreeMap::new(),
             cfg,
         }
     }
@@ -263,6 +332,9 @@ impl<P: Payload> Bracha<P> {
                             echoes: Tally::new(&self.cfg.layout),
                             readies: Tally::new(&self.cfg.layout),
                             decided: None,
+                            my_echo: None,
+                            my_ready: None,
+                            opened: self.tick,
                         },
                     );
                     self.stats.open_instances = self.instances.len() as u64;
@@ -324,6 +396,7 @@ impl<P: Payload> Bracha<P> {
             return;
         }
         inst.echoed = true;
+        inst.my_echo = Some(d);
         let signed = inst.payloads[&d].clone();
         cx.multicast(
             self.others.clone(),
@@ -394,6 +467,7 @@ impl<P: Payload> Bracha<P> {
             return;
         }
         inst.readied = true;
+        inst.my_ready = Some(d);
         cx.multicast(
             self.others.clone(),
             BrachaMsg::Ready {
@@ -441,6 +515,16 @@ impl<P: Payload> Bracha<P> {
         };
         self.stats.open_instances = self.instances.len() as u64;
         self.stats.collected += 1;
+        if self.cfg.retransmit.is_some() {
+            let echo = inst.my_echo.and_then(|e| inst.payloads.get(&e).cloned());
+            self.done.insert(
+                (source, seq),
+                Done {
+                    echo,
+                    ready: inst.my_ready,
+                },
+            );
+        }
         let Some(signed) = inst.payloads.remove(&d) else {
             return;
         };
@@ -479,7 +563,13 @@ impl<P: Payload> Protocol for Bracha<P> {
     type Message = BrachaMsg<P>;
     type Input = P;
     type Output = Delivery<P>;
-    type Timer = NoTimer;
+    type Timer = BrachaTimer;
+
+    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        if let Some(p) = self.cfg.retransmit {
+            cx.set_timer(BrachaTimer::Tick, p);
+        }
+    }
 
     fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
         if self.backlog.is_empty() && self.order.admit(self.me, self.next_seq) == Admit::Open {
@@ -525,11 +615,159 @@ impl<P: Payload> Protocol for Bracha<P> {
                 let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
                 self.count_ready(cx, from, pos, source, seq, digest);
             }
+            BrachaMsg::Status { next } => self.on_status(cx, from, next),
         }
     }
 
-    fn on_timer(&mut self, timer: NoTimer, _cx: &mut Cx<'_, Self>) {
-        match timer {}
+    fn on_timer(&mut self, timer: BrachaTimer, cx: &mut Cx<'_, Self>) {
+        match timer {
+            BrachaTimer::Tick => self.on_tick(cx),
+        }
+    }
+}
+
+/// Retransmission (see the module docs).
+impl<P: Payload> Bracha<P> {
+    fn frontier(&self) -> Vec<u64> {
+        self.cfg
+            .members
+            .iter()
+            .map(|m| self.order.next(*m))
+            .collect()
+    }
+
+    fn on_tick(&mut self, cx: &mut Cx<'_, Self>) {
+        let Some(period) = self.cfg.retransmit else {
+            return;
+        };
+        self.tick += 1;
+        // 1. own messages of instances open for a whole period
+        let mut resent = 0;
+        let mut out = Vec::new();
+        for (&(source, seq), inst) in &self.instances {
+            if inst.opened + 2 > self.tick {
+                continue;
+            }
+            if resent >= MAX_RESEND {
+                break;
+            }
+            resent += 1;
+            if let Some(signed) = inst.my_echo.and_then(|d| inst.payloads.get(&d)) {
+                if source == self.me {
+                    out.push(BrachaMsg::Send {
+                        seq,
+                        signed: signed.clone(),
+                    });
+                }
+                out.push(BrachaMsg::Echo {
+                    source,
+                    seq,
+                    signed: signed.clone(),
+                });
+            }
+            if let Some(digest) = inst.my_ready {
+                out.push(BrachaMsg::Ready {
+                    source,
+                    seq,
+                    digest,
+                });
+            }
+        }
+        // the transport drops the *oldest* queued frames on overflow: queue
+        // the most needed (oldest) instances last
+        for m in out.into_iter().rev() {
+            cx.multicast(self.others.clone(), m);
+        }
+        // 2. the frontier
+        cx.multicast(
+            self.others.clone(),
+            BrachaMsg::Status {
+                next: self.frontier(),
+            },
+        );
+        // forget what every peer has delivered, and what is too old
+        let members = &self.cfg.members;
+        let (me, retain) = (self.me, self.cfg.retain);
+        let peer_next = &self.peer_next;
+        let order = &self.order;
+        self.done.retain(|&(source, seq), _| {
+            if seq.saturating_add(retain) < order.next(source) {
+                return false;
+            }
+            let pos = members.iter().position(|m| *m == source);
+            members
+                .iter()
+                .filter(|m| **m != me)
+                .any(|m| match (peer_next.get(m), pos) {
+                    (Some(v), Some(p)) => v.get(p).is_none_or(|n| *n <= seq),
+                    _ => true,
+                })
+        });
+        cx.set_timer(BrachaTimer::Tick, period);
+    }
+
+    fn on_status(&mut self, cx: &mut Cx<'_, Self>, from: NodeId, next: Vec<u64>) {
+        if self.cfg.retransmit.is_none() {
+            return;
+        }
+        if next.len() != self.cfg.members.len() {
+            self.fault(
+                cx,
+                from,
+                "bracha-bad-status",
+                format!(
+                    "{} entries for {} members",
+                    next.len(),
+                    self.cfg.members.len()
+                ),
+            );
+            return;
+        }
+        let prev = self.peer_next.insert(from, next.clone());
+        if self.answered.get(&from) == Some(&self.tick) {
+            return;
+        }
+        let Some(prev) = prev else {
+            return;
+        };
+        let mut answered = false;
+        for (pos, source) in self.cfg.members.iter().enumerate() {
+            let n = next[pos];
+            if prev[pos] != n {
+                continue; // still moving
+            }
+            let end = self.order.next(*source).min(n.saturating_add(MAX_ANSWER));
+            // the peer's next instance last (see on_tick)
+            for seq in (n..end).rev() {
+                let Some(done) = self.done.get(&(*source, seq)) else {
+                    continue;
+                };
+                answered = true;
+                if let Some(signed) = &done.echo {
+                    cx.send(
+                        from,
+                        BrachaMsg::Echo {
+                            source: *source,
+                            seq,
+                            signed: signed.clone(),
+                        },
+                    );
+                }
+                if let Some(digest) = done.ready {
+                    cx.send(
+                        from,
+                        BrachaMsg::Ready {
+                            source: *source,
+                            seq,
+                            digest,
+                        },
+                    );
+                }
+            }
+        }
+        if answered {
+            self.answered.insert(from, self.tick);
+        }
     }
 }
 
@@ -674,6 +912,134 @@ mod tests {
                 (k as u64) * (n as u64 - 1) + 2 * (n * k) as u64 * (n as u64 - 1)
             );
         }
+    }
+
+    /// Deliveries per member: (source, seq, payload).
+    type Seen = BTreeMap<NodeId, Vec<(NodeId, u64, u32)>>;
+
+    /// N = 4, each member broadcasts `k` values over links that lose
+    /// messages (all of them to node 3 until `cut` ns, then `loss`); returns
+    /// what each member delivered by `until`.
+    fn lossy(
+        seed: u64,
+        retransmit: Option<Time>,
+        loss: f64,
+        cut: Time,
+        until: Time,
+    ) -> (Seen, u64) {
+        use byzscale_core::protocol::{MILLIS, SECS};
+        use rand::Rng;
+        let _ = SECS;
+        let cfg = {
+            let mut c = BrachaConfig::new(ids(4)).unwrap();
+            c.retransmit = retransmit;
+            Arc::new(c)
+        };
+        let mut h = Harness::new(seed);
+        h.set_loss(move |_, to, at, rng| (to == NodeId(3) && at < cut) || rng.gen_bool(loss));
+        for i in ids(4) {
+            h.add_node(
+                i,
+                crypto(i, ids(4), CryptoMode::Real),
+                Bracha::new(i, cfg.clone()),
+            );
+        }
+        for i in ids(4) {
+            for k in 0..5 {
+                h.input(k * MILLIS, i, i.0 * 100 + k as u32);
+            }
+        }
+        let mut seen: Seen = BTreeMap::new();
+        h.run_until(until, |_, at, d: Delivery<u32>, _| {
+            seen.entry(at)
+                .or_default()
+                .push((d.source, d.seq, d.payload));
+        });
+        assert_eq!(h.fault_count(), 0, "{:?}", h.faults().first());
+        (seen, h.dropped())
+    }
+
+    fn complete(seen: &Seen) -> bool {
+        ids(4).iter().all(|i| {
+            seen.get(i).is_some_and(|ds| {
+                ds.len() == 20
+                    && ids(4).iter().all(|s| {
+                        let mine: Vec<_> = ds
+                            .iter()
+                            .filter(|d| d.0 == *s)
+                            .map(|d| (d.1, d.2))
+                            .collect();
+                        mine == (0..5u32)
+                            .map(|j| (j as u64 + 1, s.0 * 100 + j))
+                            .collect::<Vec<_>>()
+                    })
+            })
+        })
+    }
+
+    #[test]
+    fn retransmission_delivers_over_lossy_links() {
+        use byzscale_core::protocol::{MILLIS, SECS};
+        let mut stalled_without = 0;
+        for seed in 0..5 {
+            // 30% of all messages lost, and everything to node 3 for the
+            // first 100 ms: node 3 catches up from the others' answers to its
+            // STATUS after they have all delivered
+            let (seen, dropped) = lossy(seed, Some(5 * MILLIS), 0.3, 100 * MILLIS, 2 * SECS);
+            assert!(dropped > 100, "seed {seed}: the links lost messages");
+            assert!(complete(&seen), "seed {seed}: {seen:?}");
+            let (seen, _) = lossy(seed, None, 0.3, 100 * MILLIS, 2 * SECS);
+            if !complete(&seen) {
+                stalled_without += 1;
+            }
+        }
+        assert!(
+            stalled_without > 0,
+            "without retransmission lost messages stall instances"
+        );
+    }
+
+    #[test]
+    fn status_is_checked_and_delivered_instances_are_answered_once_stuck() {
+        use byzscale_core::protocol::MILLIS;
+        let cfg = {
+            let mut c = BrachaConfig::new(ids(4)).unwrap();
+            c.retransmit = Some(10 * MILLIS);
+            Arc::new(c)
+        };
+        let mut p = One {
+            b: Bracha::new(NodeId(0), cfg),
+            crypto: crypto(NodeId(0), ids(4), CryptoMode::Real),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            fx: Vec::new(),
+        };
+        p.msg(2, BrachaMsg::Status { next: vec![1, 1] });
+        assert_eq!(p.faults(), vec!["bracha-bad-status"]);
+        // node 0 delivers 1/1 (echo from the SEND, readies from 2 and 3)
+        let s = signed_by(1, 1, 42);
+        let d = s.digest(&p.crypto, NodeId(1), 1);
+        p.msg(1, BrachaMsg::Send { seq: 1, signed: s });
+        for from in [2, 3] {
+            p.msg(
+                from,
+                BrachaMsg::Ready {
+                    source: NodeId(1),
+                    seq: 1,
+                    digest: d,
+                },
+            );
+        }
+        assert_eq!(p.delivered(), vec![42]);
+        // node 2 says twice that it still waits for 1/1: the second time node
+        // 0 sends it its ECHO and READY
+        p.fx.clear();
+        p.msg(2, BrachaMsg::Status { next: vec![1; 4] });
+        assert_eq!(p.sent(), 0, "first STATUS: it may still be moving");
+        p.msg(2, BrachaMsg::Status { next: vec![1; 4] });
+        assert_eq!(p.sent(), 2);
+        p.msg(2, BrachaMsg::Status { next: vec![1; 4] });
+        assert_eq!(p.sent(), 2, "answered at most once per tick");
+        assert!(p.faults().is_empty());
     }
 
     #[test]

@@ -110,6 +110,7 @@ impl<I> Ctl<I> {
 
 type Latency = Box<dyn FnMut(NodeId, NodeId, usize, &mut ChaCha8Rng) -> Time>;
 type Service = Box<dyn FnMut(&Work) -> Time>;
+type Loss = Box<dyn FnMut(NodeId, NodeId, Time, &mut ChaCha8Rng) -> bool>;
 
 enum Ev<P: Protocol> {
     /// The node's CPU is free again: serve its queue.
@@ -157,6 +158,7 @@ pub struct Harness<P: Protocol> {
     counters: Vec<NodeCounters>,
     latency: Latency,
     service: Option<Service>,
+    loss: Option<Loss>,
     net_rng: ChaCha8Rng,
     effects: Vec<Effect<P>>,
     outgoing: Vec<(Vec<Addr>, Rc<P::Message>, u32)>,
@@ -190,6 +192,7 @@ impl<P: Protocol> Harness<P> {
             counters: Vec::new(),
             latency: Box::new(|_, _, _, rng: &mut ChaCha8Rng| rng.gen_range(MICROS..=100 * MICROS)),
             service: None,
+            loss: None,
             net_rng,
             effects: Vec::new(),
             outgoing: Vec::new(),
@@ -209,6 +212,15 @@ impl<P: Protocol> Harness<P> {
         f: impl FnMut(NodeId, NodeId, usize, &mut ChaCha8Rng) -> Time + 'static,
     ) {
         self.latency = Box::new(f);
+    }
+
+    /// Lose messages: `(from, to, send time, net RNG) -> drop?` (counted in
+    /// [`Harness::dropped`]). Messages a node sends itself are never lost.
+    pub fn set_loss(
+        &mut self,
+        f: impl FnMut(NodeId, NodeId, Time, &mut ChaCha8Rng) -> bool + 'static,
+    ) {
+        self.loss = Some(Box::new(f));
     }
 
     /// Service time of one event from the work it did (default: free).
@@ -490,6 +502,14 @@ impl<P: Protocol> Harness<P> {
                     self.dropped += 1;
                     continue;
                 };
+                if dst != me {
+                    if let Some(loss) = &mut self.loss {
+                        if loss(me, dst, end, &mut self.net_rng) {
+                            self.dropped += 1;
+                            continue;
+                        }
+                    }
+                }
                 let delay = if dst == me {
                     0
                 } else {

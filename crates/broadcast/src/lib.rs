@@ -35,7 +35,8 @@
 //!   the same.
 //! - **Bracha's ECHO carries the payload**, READY only its digest, and
 //!   delivery needs a quorum of READYs (= 2f+1 when N = 3f+1); see [`bracha`].
-//! - **Links** are assumed reliable, as in the thesis: nothing is retransmitted.
+//! - **Links** are assumed reliable, as in the thesis, unless Bracha's
+//!   optional retransmission is on ([`bracha`], used by real deployments).
 //!
 //! # Byzantine input
 //!
@@ -64,7 +65,7 @@ pub mod params;
 pub mod sampling;
 pub mod tally;
 
-pub use bracha::{Bracha, BrachaConfig, BrachaMsg};
+pub use bracha::{Bracha, BrachaConfig, BrachaMsg, BrachaTimer};
 pub use common::{
     signing_bytes, BroadcastStats, Delivery, NoTimer, Payload, SecureBroadcast, Signed, SIGN_DOMAIN,
 };

@@ -365,7 +365,14 @@ pub async fn start_local(
         bail!("a cluster needs at least one replica");
     }
     let f = (replicas - 1) / 3;
-    start_local_with(&[(replicas, f)], deploy::NodeProtocol::Smr, dir, keep, smr).await
+    start_local_with(
+        &[(replicas, f)],
+        deploy::NodeProtocol::Smr,
+        dir,
+        keep,
+        move |nf| nf.smr = smr.clone(),
+    )
+    .await
 }
 
 /// [`start_local`] for several groups of `(n, f)` running `protocol` (node ids
@@ -376,15 +383,17 @@ pub async fn start_local_groups(
     dir: Option<PathBuf>,
     keep: bool,
 ) -> Result<Local> {
-    start_local_with(groups, protocol, dir, keep, deploy::local_params()).await
+    start_local_with(groups, protocol, dir, keep, |_| {}).await
 }
 
-async fn start_local_with(
+/// [`start_local_groups`], with `patch` applied to every generated node file
+/// before the processes start.
+pub async fn start_local_with(
     groups: &[(usize, usize)],
     protocol: deploy::NodeProtocol,
     dir: Option<PathBuf>,
     keep: bool,
-    smr: byzscale_smr::Params,
+    patch: impl Fn(&mut deploy::NodeFile),
 ) -> Result<Local> {
     let total: usize = groups.iter().map(|g| g.0).sum();
     if total == 0 {
@@ -399,7 +408,14 @@ async fn start_local_with(
         hosts: vec!["127.0.0.1".into()],
         base,
     };
-    let dep = deploy::generate_groups_with(&dir, groups, &ports, protocol, smr)?;
+    let dep = deploy::generate_groups(&dir, groups, &ports, protocol)?;
+    for i in 0..total {
+        let path = dir.join(format!("node-{i}.toml"));
+        let mut nf: deploy::NodeFile = toml::from_str(&std::fs::read_to_string(&path)?)
+            .with_context(|| format!("reading back {}", path.display()))?;
+        patch(&mut nf);
+        std::fs::write(&path, toml::to_string_pretty(&nf)?)?;
+    }
     let exe = std::env::current_exe().context("locating the byzscale binary")?;
     // kept alive only once every node listens: a failed start cleans up
     let mut nodes = Nodes {

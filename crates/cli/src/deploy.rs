@@ -8,8 +8,11 @@
 //! node = 0
 //! key = "node-0.key"
 //! data_dir = "data/node-0"
+//! service = "kv"  # SMR nodes: "kv" (default) or "bank"
 //! [smr]            # optional overrides of byzscale_smr::Params
 //! batch_max_requests = 400
+//! [at2]            # AT2 nodes (protocol = "at2"); every node of a deployment
+//! initial_balance = 1000000000   # must use the same genesis settings
 //! ```
 //!
 //! A ByzCast node file also has `protocol = "byzcast"` and a `[byzcast]`
@@ -27,6 +30,9 @@ use std::path::{Path, PathBuf};
 
 /// The wire kind byte of SMR frames.
 pub const SMR_KIND: u8 = 1;
+/// The wire kind byte of AT2 frames (broadcast messages and AT2 client
+/// requests).
+pub const AT2_KIND: u8 = 3;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,10 +52,71 @@ pub struct NodeFile {
     /// ByzCast nodes: the overlay tree (see [`crate::byzcast_deploy`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byzcast: Option<crate::byzcast_deploy::ByzcastSection>,
+    /// The replicated service of an SMR node.
+    #[serde(default, skip_serializing_if = "SmrService::is_kv")]
+    pub service: SmrService,
+    /// Settings of an AT2 node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at2: Option<At2Settings>,
 }
 
 fn default_persist_interval_ms() -> u64 {
     10
+}
+
+/// What an SMR node replicates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmrService {
+    /// The KV store (Redis semantics), with the Redis gateway.
+    #[default]
+    Kv,
+    /// The bank of `byzscale_apps::bank` (no gateway, no persistence; for
+    /// comparing with AT2).
+    Bank,
+}
+
+impl SmrService {
+    fn is_kv(&self) -> bool {
+        *self == SmrService::Kv
+    }
+}
+
+/// `[at2]` of an AT2 node file. The genesis (accounts, owners, balances)
+/// follows from the deployment and these settings, so every node of a
+/// deployment must use the same `initial_balance` and `accounts_per_node`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct At2Settings {
+    /// Initial balance of every account.
+    pub initial_balance: u64,
+    /// Accounts each node owns: node i (in deployment order, of N) owns
+    /// accounts i, i+N, i+2N, …
+    pub accounts_per_node: u32,
+    /// Transfers per broadcast (1: no batching).
+    pub max_batch: usize,
+    /// Transfer requests queued at an owner while its broadcast is
+    /// outstanding; more are refused as busy.
+    pub queue_limit: usize,
+    /// Bracha retransmission period in milliseconds (0: none; links are then
+    /// assumed reliable, which TCP with drop-oldest queues is not).
+    pub retransmit_ms: u64,
+    /// Outgoing frames queued per peer before the oldest is dropped (the
+    /// transport's default is 8192; small values exercise retransmission).
+    pub peer_queue_frames: usize,
+}
+
+impl Default for At2Settings {
+    fn default() -> Self {
+        At2Settings {
+            initial_balance: 1_000_000_000,
+            accounts_per_node: 1,
+            max_batch: 256,
+            queue_limit: 4096,
+            retransmit_ms: 200,
+            peer_queue_frames: 8192,
+        }
+    }
 }
 
 /// The protocol a node file starts.
@@ -150,17 +217,6 @@ pub fn generate_groups(
     ports: &Ports,
     protocol: NodeProtocol,
 ) -> Result<Deployment> {
-    generate_groups_with(out, groups, ports, protocol, local_params())
-}
-
-/// [`generate_groups`] with these SMR parameters in every node file.
-pub fn generate_groups_with(
-    out: &Path,
-    groups: &[(usize, usize)],
-    ports: &Ports,
-    protocol: NodeProtocol,
-    smr: Params,
-) -> Result<Deployment> {
     if groups.is_empty() {
         bail!("a deployment needs at least one group");
     }
@@ -225,8 +281,10 @@ pub fn generate_groups_with(
             key: format!("node-{j}.key").into(),
             data_dir: format!("data/node-{j}").into(),
             persist_interval_ms: default_persist_interval_ms(),
-            smr: smr.clone(),
+            smr: local_params(),
             byzcast: byzcast.clone(),
+            service: SmrService::Kv,
+            at2: (protocol == NodeProtocol::At2).then(At2Settings::default),
         };
         std::fs::write(
             out.join(format!("node-{j}.toml")),

@@ -38,6 +38,9 @@ enum Command {
     /// ByzCast on loopback against one SMR group at several client counts;
     /// writes bench/results/byzcast-real.json and .svg.
     BenchByzcast(byzcast_deploy::FigureArgs),
+    /// AT2 against a bank on the SMR core, same nodes and workload; writes
+    /// bench/results/<name>.json and .svg.
+    BenchAt2(at2_deploy::BenchAt2Args),
     /// Run one replica.
     Node {
         /// The node's TOML file (as written by `byzscale config local`).
@@ -111,6 +114,7 @@ fn main() {
         Command::Cluster(a) => runtime().and_then(|rt| rt.block_on(cluster::run(a))),
         Command::Bench(a) => runtime().and_then(|rt| rt.block_on(bench::run(a))),
         Command::BenchByzcast(a) => runtime().and_then(|rt| rt.block_on(byzcast_deploy::figure(a))),
+        Command::BenchAt2(a) => runtime().and_then(|rt| rt.block_on(at2_deploy::bench(a))),
         Command::Node { config } => runtime().and_then(|rt| rt.block_on(node::run(&config))),
         Command::Client {
             config,

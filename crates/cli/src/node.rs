@@ -10,7 +10,7 @@
 //!   and a crashed replica's own log is fsync'd up to its last group commit.
 //! - Serves Prometheus metrics and, if configured, the Redis gateway.
 
-use crate::deploy::{NodeFile, NodeProtocol, SMR_KIND};
+use crate::deploy::{NodeFile, NodeProtocol, SmrService, SMR_KIND};
 use crate::smr_client::SmrClient;
 use anyhow::{Context, Result};
 use byzscale_apps::kv::KvStore;
@@ -27,6 +27,9 @@ use tracing::{info, warn};
 pub async fn run(config: &Path) -> Result<()> {
     let loaded = NodeFile::load(config)?;
     match loaded.file.protocol {
+        NodeProtocol::Smr if loaded.file.service == SmrService::Bank => {
+            return crate::at2_deploy::bank_node(loaded).await
+        }
         NodeProtocol::Smr => {}
         NodeProtocol::Byzcast => return crate::byzcast_deploy::node(loaded).await,
         NodeProtocol::At2 => return crate::at2_deploy::node(loaded).await,

@@ -156,7 +156,8 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 fn killed_replica_recovers_from_disk_and_catches_up_and_garbage_is_rejected() {
     let dir: PathBuf = std::env::temp_dir().join(format!("byzscale-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let base = 30_000 + (std::process::id() % 20_000) as u16;
+    // below the ephemeral range (32768..), where outgoing connections take ports
+    let base = 10_000 + (std::process::id() % 20_000) as u16;
     let out = Command::new(BIN)
         .args([
             "config",

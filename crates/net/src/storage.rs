@@ -115,6 +115,9 @@ impl Batch {
     }
 }
 
+/// redb's page cache (see [`Storage::builder`]).
+pub const CACHE_BYTES: usize = 16 << 20;
+
 /// A node's durable state. `Send + Sync`; share it as `Arc<Storage>`.
 pub struct Storage {
     db: Database,
@@ -132,7 +135,7 @@ impl Storage {
     /// directory must exist), and read back its state.
     pub fn open(path: impl AsRef<Path>) -> Result<(Storage, Recovered), StorageError> {
         let path = path.as_ref().to_path_buf();
-        guarded(&path, || match Database::create(&path) {
+        guarded(&path, || match Self::builder().create(&path) {
             Ok(db) => Self::init(db, path.clone()),
             Err(e) => Err(classify_open(path.clone(), e)),
         })
@@ -144,10 +147,19 @@ impl Storage {
         if !path.exists() {
             return Err(StorageError::Missing(path));
         }
-        guarded(&path, || match Database::open(&path) {
+        guarded(&path, || match Self::builder().open(&path) {
             Ok(db) => Self::init(db, path.clone()),
             Err(e) => Err(classify_open(path.clone(), e)),
         })
+    }
+
+    /// redb caches pages in memory up to 1 GiB by default; a replica only writes
+    /// here (it reads once, at recovery), so a small cache is enough and keeps
+    /// the process's resident memory bounded.
+    fn builder() -> redb::Builder {
+        let mut b = redb::Builder::new();
+        b.set_cache_size(CACHE_BYTES);
+        b
     }
 
     fn init(db: Database, path: PathBuf) -> Result<(Storage, Recovered), StorageError> {

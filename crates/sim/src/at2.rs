@@ -313,6 +313,7 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                     Vec::new()
                 }
             }
+            msg @ BrachaMsg::Status { .. } => vec![Effect::Multicast { to, msg }],
         }
     }
 
@@ -322,6 +323,7 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
             BrachaMsg::Echo { source, seq, .. } | BrachaMsg::Ready { source, seq, .. } => {
                 (*source, *seq)
             }
+            BrachaMsg::Status { .. } => return None,
         })
     }
 }
@@ -663,10 +665,12 @@ impl<B: Equivocation<TransferMsg>> ByzNode<B> {
                 let m1 = TransferMsg {
                     transfer: t(a, amount),
                     deps: deps.clone(),
+                    more: Vec::new(),
                 };
                 let m2 = TransferMsg {
                     transfer: t(b, amount),
                     deps,
+                    more: Vec::new(),
                 };
                 self.log.borrow_mut().double_spends += 1;
                 self.with_bcast(cx, |bc, c| bc.split(m1, m2, c));
@@ -685,6 +689,7 @@ impl<B: Equivocation<TransferMsg>> ByzNode<B> {
                 let m = TransferMsg {
                     transfer: t(pick(true, cx), balance + 500),
                     deps,
+                    more: Vec::new(),
                 };
                 self.log
                     .borrow_mut()
@@ -697,6 +702,7 @@ impl<B: Equivocation<TransferMsg>> ByzNode<B> {
                 let m = TransferMsg {
                     transfer: t(pick(false, cx), balance + 1),
                     deps,
+                    more: Vec::new(),
                 };
                 self.with_bcast(cx, |bc, c| bc.on_input(m, c));
             }
@@ -1132,6 +1138,7 @@ impl Checker {
             .collect();
         let to = others[self.rng.gen_range(0..others.len())];
         Some(At2Input::Transfer {
+            tag: 0,
             from: mine,
             to,
             amount: self.rng.gen_range(1..=20),
@@ -1733,6 +1740,7 @@ fn scale_run<B: SecureBroadcast<TransferMsg>>(
     let gap = 200 * net.max_one_way().max(MICROS);
     for (k, s) in sources.iter().enumerate() {
         let input = At2Input::Transfer {
+            tag: 0,
             from: Account(s.0),
             to: Account((s.0 + 1) % n),
             amount: 1,
