@@ -529,17 +529,17 @@ struct Shared {
 }
 
 impl Shared {
-    /// Run one operation; latency is measured from `scheduled` (open loop: the
-    /// intended send time, so queueing is not hidden).
+    /// Run one operation; returns its latency in µs if it succeeded, measured
+    /// from `scheduled` (open loop: the intended send time, so queueing is not
+    /// hidden).
     async fn one(
         &self,
         client: &SmrClient,
         rng: &mut rand::rngs::StdRng,
         spec: (usize, f64),
         scheduled: Instant,
-        hist: &mut Histogram<u64>,
         deadline: Instant,
-    ) {
+    ) -> Option<u64> {
         let key = format!("key:{}", rng.gen_range(0..10_000)).into_bytes();
         let (op, ro) = if rng.gen_bool(spec.1) {
             (KvOp::Get(key), true)
@@ -549,7 +549,7 @@ impl Shared {
         let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
         match tokio::time::timeout(left, client.call(op.encode(), ro)).await {
             Ok(Ok(bytes)) if matches!(KvReply::decode(&bytes), Ok(r) if !r.is_error()) => {
-                let _ = hist.record(scheduled.elapsed().as_micros().max(1) as u64);
+                let latency = scheduled.elapsed().as_micros().max(1) as u64;
                 self.committed.fetch_add(1, Ordering::Relaxed);
                 if self.crashed.load(Ordering::Relaxed) {
                     self.after_crash.fetch_add(1, Ordering::Relaxed);
@@ -560,9 +560,11 @@ impl Shared {
                     s.resize(sec + 1, 0);
                 }
                 s[sec] += 1;
+                Some(latency)
             }
             _ => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
+                None
             }
         }
     }
@@ -615,16 +617,12 @@ impl Load {
                         let mut local =
                             Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
                         while Instant::now() < stop_at {
-                            shared
-                                .one(
-                                    &client,
-                                    &mut rng,
-                                    shape,
-                                    Instant::now(),
-                                    &mut local,
-                                    stop_at,
-                                )
-                                .await;
+                            if let Some(us) = shared
+                                .one(&client, &mut rng, shape, Instant::now(), stop_at)
+                                .await
+                            {
+                                let _ = local.record(us);
+                            }
                         }
                         hist.lock()
                             .expect("histogram lock")
@@ -657,15 +655,15 @@ impl Load {
                         let scheduled = next;
                         inflight.push(tokio::spawn(async move {
                             let mut rng = rand::rngs::StdRng::seed_from_u64(n);
-                            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                                .expect("bounds");
-                            shared
-                                .one(&client, &mut rng, shape, scheduled, &mut local, stop_at)
-                                .await;
-                            hist.lock()
-                                .expect("histogram lock")
-                                .add(&local)
-                                .expect("same bounds");
+                            // one record under the lock: a histogram per request
+                            // (tens of KB, merged bucket by bucket) made the
+                            // generator itself the bottleneck
+                            if let Some(us) = shared
+                                .one(&client, &mut rng, shape, scheduled, stop_at)
+                                .await
+                            {
+                                let _ = hist.lock().expect("histogram lock").record(us);
+                            }
                             drop(permit);
                         }));
                         n += 1;
