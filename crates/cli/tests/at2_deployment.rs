@@ -9,7 +9,8 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
+mod common;
+use common::BIN;
 const INITIAL: i64 = 1_000_000_000;
 
 /// Kills the kept cluster's processes.
@@ -275,15 +276,7 @@ impl Drop for Procs {
 }
 
 fn metric(addr: &str, name: &str) -> f64 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in {body}"))
+    common::metric(addr, name).unwrap_or_else(|| panic!("{name} not served at {addr}"))
 }
 
 /// Links that lose frames: every node keeps at most 2 frames queued per peer

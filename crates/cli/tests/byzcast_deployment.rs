@@ -4,33 +4,13 @@
 //! assertions.
 
 use byzscale_byzcast::kv::shard_of;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| {
-        panic!(
-            "no output; stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
-}
-
-/// Kills the cluster's processes when the test ends, however it ends.
-struct Kill(Vec<u64>);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = Command::new("kill").arg(p.to_string()).status();
-        }
-    }
-}
+mod common;
+use common::{json, metric_sum, Kill, BIN};
 
 fn conn(addr: &str) -> redis::Connection {
     let c = redis::Client::open(format!("redis://{addr}/")).unwrap();
@@ -45,23 +25,6 @@ fn key_on(prefix: &str, g: u32) -> String {
         .map(|i| format!("{prefix}{i}"))
         .find(|k| shard_of(k.as_bytes(), 2).0 == g)
         .unwrap()
-}
-
-fn metric_sum(url: &str, prefix: &str) -> f64 {
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/metrics");
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return 0.0;
-    };
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]

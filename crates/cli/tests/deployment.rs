@@ -7,18 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_else(|| {
-        panic!(
-            "no output; stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
-}
+mod common;
+use common::{json, metric, BIN};
 
 #[test]
 fn cluster_runs_a_workload_and_reports() {
@@ -116,17 +106,6 @@ fn start(dir: &Path, i: usize) -> Node {
         .spawn()
         .unwrap();
     Node { child }
-}
-
-fn metric(addr: &str, name: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    body.lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
 fn client(dir: &Path, args: &[&str]) -> String {

@@ -1,0 +1,66 @@
+//! Helpers shared by the end-to-end tests: the binary, its JSON output, process
+//! clean-up and metric scraping. Waits are bounded polls, never timing
+//! assertions.
+#![allow(dead_code)] // each test file uses a part
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
+
+/// The last stdout line of a command, as JSON.
+pub fn json(out: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// Kills these process ids when the test ends, however it ends.
+pub struct Kill(pub Vec<u64>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = Command::new("kill").arg(p.to_string()).status();
+        }
+    }
+}
+
+/// The Prometheus text of `addr` (`host:port`, or `http://host:port/metrics`).
+pub fn scrape(addr: &str) -> Option<String> {
+    let addr = addr
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics");
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of the unlabelled metric `name` at `addr`.
+pub fn metric(addr: &str, name: &str) -> Option<f64> {
+    scrape(addr)?
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// The sum of every series whose line starts with `prefix` (0 if unreachable).
+pub fn metric_sum(addr: &str, prefix: &str) -> f64 {
+    scrape(addr)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
