@@ -124,7 +124,12 @@ pub async fn run(config: &Path) -> Result<()> {
                             slot,
                             snapshot: Some(s),
                             ..
-                        } => b = b.snapshot(slot, s),
+                        } => {
+                            // the snapshot covers every slot up to `slot`: the
+                            // log below it goes, so disk use stays bounded by
+                            // the checkpoint interval
+                            b = b.snapshot(slot, s).truncate_below(slot + 1)
+                        }
                         _ => {}
                     }
                 }

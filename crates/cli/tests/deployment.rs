@@ -277,3 +277,44 @@ fn redis_gateway_serves_commands_through_bft_ordering() {
     bad.write_all(b"*1\r\n$999999999999\r\n").unwrap();
     assert_eq!(resp(&mut s, &["EXISTS", "k"]), ":1\r\n");
 }
+
+/// Disk use is bounded by checkpoints: after a few thousand slots, each
+/// replica's store holds a snapshot and only the log after it.
+#[test]
+fn the_log_on_disk_is_truncated_at_checkpoints() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("byzscale-e2e-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(BIN)
+        .args([
+            "cluster",
+            "--duration",
+            "6",
+            "--clients",
+            "16",
+            "--json",
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
+    for i in 0..4 {
+        let (_, rec) =
+            byzscale_net::Storage::open(dir.join(format!("data/node-{i}/replica.redb"))).unwrap();
+        let (snap, _) = rec
+            .snapshot
+            .unwrap_or_else(|| panic!("node {i}: no snapshot after {v}"));
+        assert!(
+            rec.log.iter().all(|(slot, _)| *slot > snap),
+            "node {i}: log entries at or below the snapshot at {snap}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
