@@ -811,26 +811,8 @@ async fn run_load(
             (local_h, global_h, errors)
         }));
     }
-    let bar = show.then(|| {
-        let b = indicatif::ProgressBar::new((spec.duration * 10.0) as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed_precise} {msg}")
-                .expect("valid template"),
-        );
-        b
-    });
-    while Instant::now() < stop_at {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(b) = &bar {
-            let el = started.elapsed().as_secs_f64();
-            let done = committed.load(Ordering::Relaxed);
-            b.set_position((el * 10.0) as u64);
-            b.set_message(format!(
-                "{done} ops, {:.0} ops/s",
-                done as f64 / el.max(1e-3)
-            ));
-        }
-    }
+    let bar =
+        crate::cluster::progress(show, spec.duration, started, stop_at, &committed, |_| {}).await;
     let elapsed = started.elapsed().as_secs_f64().min(spec.duration);
     let mut r = LoadResult {
         elapsed,
