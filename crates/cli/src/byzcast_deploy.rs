@@ -242,29 +242,9 @@ pub async fn node(n: LoadedNode) -> Result<()> {
             .with_context(|| format!("binding the Redis gateway on {addr}"))?;
         let client = Arc::new(BcClient::connect(&dep, topo.clone(), params.clone()).await?);
         let opts = byzscale_gateway::GatewayOptions::default();
-        let stats = opts.stats();
-        let commands = reg.counter("byzscale_gateway_commands_total", "Redis commands served");
-        let gw_errors = reg.counter(
-            "byzscale_gateway_protocol_errors_total",
-            "Redis connections closed for bad input",
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let (mut c0, mut e0) = (0, 0);
-            loop {
-                tick.tick().await;
-                let s = stats.snapshot();
-                commands.add(s.commands - c0);
-                gw_errors.add(s.protocol_errors - e0);
-                (c0, e0) = (s.commands, s.protocol_errors);
-            }
-        });
-        info!(node = %me, %addr, "Redis gateway listening");
         let backend: Arc<dyn KvBackend> = Arc::new(ByzcastBackend(client.clone()));
-        gateway = Some((
-            client,
-            tokio::spawn(byzscale_gateway::serve(listener, backend, opts, gw_stop)),
-        ));
+        let task = crate::node::start_gateway(me, addr, listener, backend, opts, &reg, gw_stop);
+        gateway = Some((client, task));
     }
 
     let mut stop = Box::pin(crate::node::shutdown_signal());
