@@ -581,9 +581,9 @@ pub async fn cluster(a: ClusterArgs) -> Result<()> {
         errors: r.errors,
         dir: dir.display().to_string(),
     };
-    if a.keep {
+    let endpoints = a.keep.then(|| {
         let pids: Vec<u32> = nodes.children.iter().flatten().map(|c| c.id()).collect();
-        let endpoints = serde_json::json!({
+        serde_json::json!({
             "redis": ports.redis(1.min(total - 1)),
             "replicas": (0..total).map(|i| ports.replica(i)).collect::<Vec<_>>(),
             "redis_all": (0..total).map(|i| ports.redis(i)).collect::<Vec<_>>(),
@@ -593,25 +593,9 @@ pub async fn cluster(a: ClusterArgs) -> Result<()> {
             "tree_file": dir.join(TREE_FILE).display().to_string(),
             "pids": pids,
             "stop": format!("kill {}", pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
-        });
-        if a.json {
-            let mut v = serde_json::to_value(&report)?;
-            if let (Some(o), Some(e)) = (v.as_object_mut(), endpoints.as_object()) {
-                o.extend(e.clone());
-            }
-            println!("{}", serde_json::to_string(&v)?);
-        } else {
-            print_table(&report);
-            println!(
-                "cluster left running:\n{}",
-                serde_json::to_string_pretty(&endpoints)?
-            );
-        }
-    } else if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_table(&report);
-    }
+        })
+    });
+    crate::cluster::print_report(&report, endpoints, a.json, print_table)?;
     drop(nodes);
     Ok(())
 }

@@ -275,9 +275,9 @@ async fn run_smr(a: ClusterArgs) -> Result<()> {
         crashed,
         dir: dir.display().to_string(),
     };
-    if a.keep {
+    let endpoints = a.keep.then(|| {
         let pids: Vec<u32> = nodes.children.iter().flatten().map(|c| c.id()).collect();
-        let endpoints = serde_json::json!({
+        serde_json::json!({
             "redis": ports.redis(1.min(a.replicas - 1)),
             "replicas": (0..a.replicas).map(|i| ports.replica(i)).collect::<Vec<_>>(),
             "redis_all": (0..a.replicas).map(|i| ports.redis(i)).collect::<Vec<_>>(),
@@ -285,25 +285,9 @@ async fn run_smr(a: ClusterArgs) -> Result<()> {
             "deployment": dir.join("deployment.toml").display().to_string(),
             "pids": pids,
             "stop": format!("kill {}", pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
-        });
-        if a.json {
-            let mut v = serde_json::to_value(&report)?;
-            if let (Some(o), Some(e)) = (v.as_object_mut(), endpoints.as_object()) {
-                o.extend(e.clone());
-            }
-            println!("{}", serde_json::to_string(&v)?);
-        } else {
-            print_table(&report);
-            println!(
-                "cluster left running:\n{}",
-                serde_json::to_string_pretty(&endpoints)?
-            );
-        }
-    } else if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_table(&report);
-    }
+        })
+    });
+    print_report(&report, endpoints, a.json, print_table)?;
     Ok(())
 }
 
@@ -341,6 +325,36 @@ pub(crate) async fn progress(
         }
     }
     bar
+}
+
+/// Print a cluster run's `report`: as one line of JSON if `json` (with the
+/// `endpoints` of a cluster left running merged in), else with `table`
+/// followed by those endpoints.
+pub(crate) fn print_report<R: Serialize>(
+    report: &R,
+    endpoints: Option<serde_json::Value>,
+    json: bool,
+    table: impl FnOnce(&R),
+) -> Result<()> {
+    match (endpoints, json) {
+        (Some(endpoints), true) => {
+            let mut v = serde_json::to_value(report)?;
+            if let (Some(o), Some(e)) = (v.as_object_mut(), endpoints.as_object()) {
+                o.extend(e.clone());
+            }
+            println!("{}", serde_json::to_string(&v)?);
+        }
+        (Some(endpoints), false) => {
+            table(report);
+            println!(
+                "cluster left running:\n{}",
+                serde_json::to_string_pretty(&endpoints)?
+            );
+        }
+        (None, true) => println!("{}", serde_json::to_string(report)?),
+        (None, false) => table(report),
+    }
+    Ok(())
 }
 
 fn print_table(r: &Report) {
