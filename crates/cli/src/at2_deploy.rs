@@ -627,26 +627,7 @@ where
             hist
         }));
     }
-    let bar = show.then(|| {
-        let b = indicatif::ProgressBar::new((duration * 10.0) as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed_precise} {msg}")
-                .expect("valid template"),
-        );
-        b
-    });
-    while Instant::now() < stop_at {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(b) = &bar {
-            let el = started.elapsed().as_secs_f64();
-            let done = committed.load(Ordering::Relaxed);
-            b.set_position((el * 10.0) as u64);
-            b.set_message(format!(
-                "{done} ops, {:.0} ops/s",
-                done as f64 / el.max(1e-3)
-            ));
-        }
-    }
+    let bar = crate::cluster::progress(show, duration, started, stop_at, &committed, |_| {}).await;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
     for t in tasks {
         if let Ok(h) = t.await {

@@ -242,29 +242,9 @@ pub async fn node(n: LoadedNode) -> Result<()> {
             .with_context(|| format!("binding the Redis gateway on {addr}"))?;
         let client = Arc::new(BcClient::connect(&dep, topo.clone(), params.clone()).await?);
         let opts = byzscale_gateway::GatewayOptions::default();
-        let stats = opts.stats();
-        let commands = reg.counter("byzscale_gateway_commands_total", "Redis commands served");
-        let gw_errors = reg.counter(
-            "byzscale_gateway_protocol_errors_total",
-            "Redis connections closed for bad input",
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let (mut c0, mut e0) = (0, 0);
-            loop {
-                tick.tick().await;
-                let s = stats.snapshot();
-                commands.add(s.commands - c0);
-                gw_errors.add(s.protocol_errors - e0);
-                (c0, e0) = (s.commands, s.protocol_errors);
-            }
-        });
-        info!(node = %me, %addr, "Redis gateway listening");
         let backend: Arc<dyn KvBackend> = Arc::new(ByzcastBackend(client.clone()));
-        gateway = Some((
-            client,
-            tokio::spawn(byzscale_gateway::serve(listener, backend, opts, gw_stop)),
-        ));
+        let task = crate::node::start_gateway(me, addr, listener, backend, opts, &reg, gw_stop);
+        gateway = Some((client, task));
     }
 
     let mut stop = Box::pin(crate::node::shutdown_signal());
@@ -601,9 +581,9 @@ pub async fn cluster(a: ClusterArgs) -> Result<()> {
         errors: r.errors,
         dir: dir.display().to_string(),
     };
-    if a.keep {
+    let endpoints = a.keep.then(|| {
         let pids: Vec<u32> = nodes.children.iter().flatten().map(|c| c.id()).collect();
-        let endpoints = serde_json::json!({
+        serde_json::json!({
             "redis": ports.redis(1.min(total - 1)),
             "replicas": (0..total).map(|i| ports.replica(i)).collect::<Vec<_>>(),
             "redis_all": (0..total).map(|i| ports.redis(i)).collect::<Vec<_>>(),
@@ -613,25 +593,9 @@ pub async fn cluster(a: ClusterArgs) -> Result<()> {
             "tree_file": dir.join(TREE_FILE).display().to_string(),
             "pids": pids,
             "stop": format!("kill {}", pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
-        });
-        if a.json {
-            let mut v = serde_json::to_value(&report)?;
-            if let (Some(o), Some(e)) = (v.as_object_mut(), endpoints.as_object()) {
-                o.extend(e.clone());
-            }
-            println!("{}", serde_json::to_string(&v)?);
-        } else {
-            print_table(&report);
-            println!(
-                "cluster left running:\n{}",
-                serde_json::to_string_pretty(&endpoints)?
-            );
-        }
-    } else if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_table(&report);
-    }
+        })
+    });
+    crate::cluster::print_report(&report, endpoints, a.json, print_table)?;
     drop(nodes);
     Ok(())
 }
@@ -811,26 +775,8 @@ async fn run_load(
             (local_h, global_h, errors)
         }));
     }
-    let bar = show.then(|| {
-        let b = indicatif::ProgressBar::new((spec.duration * 10.0) as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed_precise} {msg}")
-                .expect("valid template"),
-        );
-        b
-    });
-    while Instant::now() < stop_at {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Some(b) = &bar {
-            let el = started.elapsed().as_secs_f64();
-            let done = committed.load(Ordering::Relaxed);
-            b.set_position((el * 10.0) as u64);
-            b.set_message(format!(
-                "{done} ops, {:.0} ops/s",
-                done as f64 / el.max(1e-3)
-            ));
-        }
-    }
+    let bar =
+        crate::cluster::progress(show, spec.duration, started, stop_at, &committed, |_| {}).await;
     let elapsed = started.elapsed().as_secs_f64().min(spec.duration);
     let mut r = LoadResult {
         elapsed,

@@ -212,46 +212,32 @@ async fn run_smr(a: ClusterArgs) -> Result<()> {
             open_rate: None,
         };
         let load = Load::start(&dep, &spec).await?;
-        let bar = if show {
-            let b = indicatif::ProgressBar::new((a.duration * 10.0) as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{spinner} [{bar:30}] {elapsed_precise} {msg}",
-                )
-                .expect("valid template"),
-            );
-            Some(b)
-        } else {
-            None
-        };
         let crash_at = a
             .crash_leader_at
             .map(|t| load.started + Duration::from_secs_f64(t));
-        while Instant::now() < load.stop_at {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if let Some(t) = crash_at {
-                if crashed.is_none() && Instant::now() >= t {
-                    if let Some(mut c) = nodes.children[0].take() {
-                        let _ = c.kill(); // SIGKILL
-                        let _ = c.wait();
-                    }
-                    load.mark_crash();
-                    crashed = Some("n0".to_string());
-                    if let Some(b) = &bar {
-                        b.println("  SIGKILLed the leader (n0)");
+        let bar = progress(
+            show,
+            a.duration,
+            load.started,
+            load.stop_at,
+            &load.committed,
+            |bar| {
+                if let Some(t) = crash_at {
+                    if crashed.is_none() && Instant::now() >= t {
+                        if let Some(mut c) = nodes.children[0].take() {
+                            let _ = c.kill(); // SIGKILL
+                            let _ = c.wait();
+                        }
+                        load.mark_crash();
+                        crashed = Some("n0".to_string());
+                        if let Some(b) = bar {
+                            b.println("  SIGKILLed the leader (n0)");
+                        }
                     }
                 }
-            }
-            if let Some(b) = &bar {
-                let el = load.started.elapsed().as_secs_f64();
-                let done = load.committed();
-                b.set_position((el * 10.0) as u64);
-                b.set_message(format!(
-                    "{done} ops, {:.0} ops/s",
-                    done as f64 / el.max(1e-3)
-                ));
-            }
-        }
+            },
+        )
+        .await;
         result = load.finish().await;
         if let Some(b) = bar {
             b.finish_and_clear();
@@ -289,9 +275,9 @@ async fn run_smr(a: ClusterArgs) -> Result<()> {
         crashed,
         dir: dir.display().to_string(),
     };
-    if a.keep {
+    let endpoints = a.keep.then(|| {
         let pids: Vec<u32> = nodes.children.iter().flatten().map(|c| c.id()).collect();
-        let endpoints = serde_json::json!({
+        serde_json::json!({
             "redis": ports.redis(1.min(a.replicas - 1)),
             "replicas": (0..a.replicas).map(|i| ports.replica(i)).collect::<Vec<_>>(),
             "redis_all": (0..a.replicas).map(|i| ports.redis(i)).collect::<Vec<_>>(),
@@ -299,24 +285,74 @@ async fn run_smr(a: ClusterArgs) -> Result<()> {
             "deployment": dir.join("deployment.toml").display().to_string(),
             "pids": pids,
             "stop": format!("kill {}", pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
-        });
-        if a.json {
-            let mut v = serde_json::to_value(&report)?;
+        })
+    });
+    print_report(&report, endpoints, a.json, print_table)?;
+    Ok(())
+}
+
+/// Wait until `stop_at`, waking every 100 ms to call `each_tick` and, if
+/// `show`, to move a progress bar of `duration` seconds (in tenths) and show the
+/// operations counted in `committed` since `started` and their rate. Returns the
+/// bar, for the caller to clear once it has collected its results.
+pub(crate) async fn progress(
+    show: bool,
+    duration: f64,
+    started: Instant,
+    stop_at: Instant,
+    committed: &AtomicU64,
+    mut each_tick: impl FnMut(Option<&indicatif::ProgressBar>),
+) -> Option<indicatif::ProgressBar> {
+    let bar = show.then(|| {
+        let b = indicatif::ProgressBar::new((duration * 10.0) as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {elapsed_precise} {msg}")
+                .expect("valid template"),
+        );
+        b
+    });
+    while Instant::now() < stop_at {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        each_tick(bar.as_ref());
+        if let Some(b) = &bar {
+            let el = started.elapsed().as_secs_f64();
+            let done = committed.load(Ordering::Relaxed);
+            b.set_position((el * 10.0) as u64);
+            b.set_message(format!(
+                "{done} ops, {:.0} ops/s",
+                done as f64 / el.max(1e-3)
+            ));
+        }
+    }
+    bar
+}
+
+/// Print a cluster run's `report`: as one line of JSON if `json` (with the
+/// `endpoints` of a cluster left running merged in), else with `table`
+/// followed by those endpoints.
+pub(crate) fn print_report<R: Serialize>(
+    report: &R,
+    endpoints: Option<serde_json::Value>,
+    json: bool,
+    table: impl FnOnce(&R),
+) -> Result<()> {
+    match (endpoints, json) {
+        (Some(endpoints), true) => {
+            let mut v = serde_json::to_value(report)?;
             if let (Some(o), Some(e)) = (v.as_object_mut(), endpoints.as_object()) {
                 o.extend(e.clone());
             }
             println!("{}", serde_json::to_string(&v)?);
-        } else {
-            print_table(&report);
+        }
+        (Some(endpoints), false) => {
+            table(report);
             println!(
                 "cluster left running:\n{}",
                 serde_json::to_string_pretty(&endpoints)?
             );
         }
-    } else if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_table(&report);
+        (None, true) => println!("{}", serde_json::to_string(report)?),
+        (None, false) => table(report),
     }
     Ok(())
 }
@@ -687,10 +723,6 @@ impl Load {
             tasks,
             clients,
         })
-    }
-
-    pub fn committed(&self) -> u64 {
-        self.committed.load(Ordering::Relaxed)
     }
 
     /// Count completions from now on as "after the crash".

@@ -18,7 +18,7 @@ use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_core::codec;
 use byzscale_core::NodeId;
 use byzscale_gateway::{BoxFuture, KvBackend};
-use byzscale_net::{NodeConfig, Runtime, Storage};
+use byzscale_net::{NodeConfig, Registry, Runtime, Storage};
 use byzscale_smr::{Batch, GroupInfo, Replica, ReplicaOutput};
 use std::path::Path;
 use std::sync::Arc;
@@ -162,29 +162,9 @@ pub async fn run(config: &Path) -> Result<()> {
             unordered_reads: true,
             ..Default::default()
         };
-        let stats = opts.stats();
-        let commands = reg.counter("byzscale_gateway_commands_total", "Redis commands served");
-        let gw_errors = reg.counter(
-            "byzscale_gateway_protocol_errors_total",
-            "Redis connections closed for bad input",
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            let (mut c0, mut e0) = (0, 0);
-            loop {
-                tick.tick().await;
-                let s = stats.snapshot();
-                commands.add(s.commands - c0);
-                gw_errors.add(s.protocol_errors - e0);
-                (c0, e0) = (s.commands, s.protocol_errors);
-            }
-        });
-        info!(node = %me, %addr, "Redis gateway listening");
         let backend: Arc<dyn KvBackend> = Arc::new(SmrBackend(client.clone()));
-        gateway = Some((
-            client,
-            tokio::spawn(byzscale_gateway::serve(listener, backend, opts, gw_stop)),
-        ));
+        let task = start_gateway(me, addr, listener, backend, opts, &reg, gw_stop);
+        gateway = Some((client, task));
     }
 
     let mut stop = Box::pin(shutdown_signal());
@@ -242,6 +222,38 @@ pub(crate) async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Serve the Redis gateway on `listener` in front of `backend` until `stop`,
+/// adding its command and protocol-error counts to `reg`'s metrics once a second.
+pub(crate) fn start_gateway(
+    me: NodeId,
+    addr: &str,
+    listener: tokio::net::TcpListener,
+    backend: Arc<dyn KvBackend>,
+    opts: byzscale_gateway::GatewayOptions,
+    reg: &Registry,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let stats = opts.stats();
+    let commands = reg.counter("byzscale_gateway_commands_total", "Redis commands served");
+    let gw_errors = reg.counter(
+        "byzscale_gateway_protocol_errors_total",
+        "Redis connections closed for bad input",
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let (mut c0, mut e0) = (0, 0);
+        loop {
+            tick.tick().await;
+            let s = stats.snapshot();
+            commands.add(s.commands - c0);
+            gw_errors.add(s.protocol_errors - e0);
+            (c0, e0) = (s.commands, s.protocol_errors);
+        }
+    });
+    info!(node = %me, %addr, "Redis gateway listening");
+    tokio::spawn(byzscale_gateway::serve(listener, backend, opts, stop))
 }
 
 /// The gateway's view of the replicated store: every command is a BFT request.
