@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::{json, metric_sum, Kill, BIN};
+use common::{metric_sum, Kill, BIN};
 
 fn conn(addr: &str) -> redis::Connection {
     let c = redis::Client::open(format!("redis://{addr}/")).unwrap();
@@ -29,26 +29,17 @@ fn key_on(prefix: &str, g: u32) -> String {
 
 #[test]
 fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
-    let out = Command::new(BIN)
-        .args([
-            "cluster",
-            "--protocol",
-            "byzcast",
-            "--groups",
-            "2",
-            "--duration",
-            "0",
-            "--keep",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = common::run_json([
+        "cluster",
+        "--protocol",
+        "byzcast",
+        "--groups",
+        "2",
+        "--duration",
+        "0",
+        "--keep",
+        "--json",
+    ]);
     let _kill = Kill(
         v["pids"]
             .as_array()
@@ -307,24 +298,15 @@ fn an_outside_client_cannot_take_a_parent_replicas_client_identity() {
     use byzscale_smr::{GroupInfo, Params};
     use std::sync::Arc;
 
-    let out = Command::new(BIN)
-        .args([
-            "cluster",
-            "--protocol",
-            "byzcast",
-            "--duration",
-            "0",
-            "--keep",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = common::run_json([
+        "cluster",
+        "--protocol",
+        "byzcast",
+        "--duration",
+        "0",
+        "--keep",
+        "--json",
+    ]);
     let _kill = Kill(
         v["pids"]
             .as_array()

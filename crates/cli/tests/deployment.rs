@@ -12,16 +12,7 @@ use common::{json, metric, BIN};
 
 #[test]
 fn cluster_runs_a_workload_and_reports() {
-    let out = Command::new(BIN)
-        .args(["cluster", "--duration", "2", "--clients", "4", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = common::run_json(["cluster", "--duration", "2", "--clients", "4", "--json"]);
     assert!(v["committed"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
     for k in [
@@ -37,25 +28,16 @@ fn cluster_runs_a_workload_and_reports() {
 
 #[test]
 fn cluster_survives_a_killed_leader() {
-    let out = Command::new(BIN)
-        .args([
-            "cluster",
-            "--duration",
-            "6",
-            "--clients",
-            "4",
-            "--crash-leader-at",
-            "1",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = common::run_json([
+        "cluster",
+        "--duration",
+        "6",
+        "--clients",
+        "4",
+        "--crash-leader-at",
+        "1",
+        "--json",
+    ]);
     assert!(
         v["ops_after_crash"].as_u64().unwrap() > 0,
         "no progress after the crash: {v}"
@@ -233,16 +215,7 @@ fn resp(s: &mut TcpStream, args: &[&str]) -> String {
 
 #[test]
 fn redis_gateway_serves_commands_through_bft_ordering() {
-    let out = Command::new(BIN)
-        .args(["cluster", "--duration", "0", "--keep", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let v = common::run_json(["cluster", "--duration", "0", "--keep", "--json"]);
     let pids: Vec<u64> = v["pids"]
         .as_array()
         .unwrap()
