@@ -444,14 +444,7 @@ pub async fn start_local_with(
         hosts: vec!["127.0.0.1".into()],
         base,
     };
-    let dep = deploy::generate_groups(&dir, groups, &ports, protocol)?;
-    for i in 0..total {
-        let path = dir.join(format!("node-{i}.toml"));
-        let mut nf: deploy::NodeFile = toml::from_str(&std::fs::read_to_string(&path)?)
-            .with_context(|| format!("reading back {}", path.display()))?;
-        patch(&mut nf);
-        std::fs::write(&path, toml::to_string_pretty(&nf)?)?;
-    }
+    let dep = deploy::generate_groups_with(&dir, groups, &ports, protocol, patch)?;
     let exe = std::env::current_exe().context("locating the byzscale binary")?;
     // kept alive only once every node listens: a failed start cleans up
     let mut nodes = Nodes {

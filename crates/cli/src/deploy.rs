@@ -217,6 +217,18 @@ pub fn generate_groups(
     ports: &Ports,
     protocol: NodeProtocol,
 ) -> Result<Deployment> {
+    generate_groups_with(out, groups, ports, protocol, |_| {})
+}
+
+/// [`generate_groups`], with `patch` applied to every node file before it is
+/// written.
+pub fn generate_groups_with(
+    out: &Path,
+    groups: &[(usize, usize)],
+    ports: &Ports,
+    protocol: NodeProtocol,
+    patch: impl Fn(&mut NodeFile),
+) -> Result<Deployment> {
     if groups.is_empty() {
         bail!("a deployment needs at least one group");
     }
@@ -274,7 +286,7 @@ pub fn generate_groups(
         _ => None,
     };
     for j in 0..i {
-        let nf = NodeFile {
+        let mut nf = NodeFile {
             protocol,
             deployment: "deployment.toml".into(),
             node: j as u32,
@@ -286,6 +298,7 @@ pub fn generate_groups(
             service: SmrService::Kv,
             at2: (protocol == NodeProtocol::At2).then(At2Settings::default),
         };
+        patch(&mut nf);
         std::fs::write(
             out.join(format!("node-{j}.toml")),
             toml::to_string_pretty(&nf)?,

@@ -34,29 +34,23 @@ fn start() -> Cluster {
 }
 
 fn start_in(dir: &std::path::Path) -> Cluster {
-    let out = Command::new(BIN)
-        .args([
-            "cluster",
-            "--protocol",
-            "at2",
-            "--nodes",
-            "4",
-            "--duration",
-            "0",
-            "--keep",
-            "--json",
-            "--dir",
-        ])
-        .arg(dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let mut args: Vec<std::ffi::OsString> = [
+        "cluster",
+        "--protocol",
+        "at2",
+        "--nodes",
+        "4",
+        "--duration",
+        "0",
+        "--keep",
+        "--json",
+        "--dir",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(dir.into());
+    let v: Value = common::run_json(args);
     assert_eq!(v["supply_conserved"], true, "{v}");
     assert_eq!(v["balances_agree"], true, "{v}");
     let strs = |k: &str| -> Vec<String> {
@@ -232,28 +226,18 @@ fn transfers_over_tcp_and_http_and_every_node_agrees() {
 
 #[test]
 fn cluster_at2_runs_a_workload_and_checks_the_ledgers() {
-    let out = Command::new(BIN)
-        .args([
-            "cluster",
-            "--protocol",
-            "at2",
-            "--nodes",
-            "4",
-            "--clients",
-            "16",
-            "--duration",
-            "2",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let v: Value = common::run_json([
+        "cluster",
+        "--protocol",
+        "at2",
+        "--nodes",
+        "4",
+        "--clients",
+        "16",
+        "--duration",
+        "2",
+        "--json",
+    ]);
     assert!(v["committed"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(v["supply_conserved"], true, "{v}");
