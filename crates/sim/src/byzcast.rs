@@ -1904,11 +1904,13 @@ mod tests {
 
     /// A tree of targets only: g1(g2 g3(g4)) (targets as inner nodes, unequal depths).
     fn targets_only() -> TreeChoice {
-        let spec =
-            TreeSpec::from_toml(include_str!("../../byzcast/workloads/targets-only.toml")).unwrap();
+        let spec = TreeSpec::from_toml(include_str!(
+            "../../protocols/byzcast/workloads/targets-only.toml"
+        ))
+        .unwrap();
         // the path is relative to the repository root, where replay commands run
         TreeChoice::File {
-            path: PathBuf::from("crates/byzcast/workloads/targets-only.toml"),
+            path: PathBuf::from("crates/protocols/byzcast/workloads/targets-only.toml"),
             spec,
         }
     }
