@@ -9,7 +9,7 @@
 //!   operating point against the analysis ([`BroadcastCommand`], [`run_broadcast`]).
 
 use anyhow::{bail, Context, Result};
-use byzscale_broadcast::params::{self, ContagionParams};
+use byzscale_broadcast::probabilistic::params::{self, ContagionParams};
 use byzscale_sim::at2::{
     self as sim_at2, At2SimConfig, Attack, BroadcastKind, McConfig, ScaleConfig, ScalePoint,
     ScaleReport,

@@ -2,7 +2,7 @@
 //! `byzscale cluster --protocol at2`, the AT2 commands of `byzscale client`,
 //! and `byzscale bench-at2` (AT2 against a bank ordered by the SMR core).
 //!
-//! A node runs [`At2Node`]`<`[`Bracha`]`>` (batching on, Bracha's
+//! A node runs [`at2::Node`]`<`[`Bracha`]`>` (batching on, Bracha's
 //! retransmission on, see `byzscale_at2` and `byzscale_broadcast::bracha`)
 //! under the net runtime, with wire kind [`AT2_KIND`]. Its genesis follows
 //! from the deployment: with N nodes (in deployment order) and A accounts per
@@ -16,7 +16,7 @@
 //!
 //! Clients:
 //! - TCP (`byzscale client`, the load generators): an authenticated transport
-//!   client sending [`NodeMsg::Request`] to the owner node;
+//!   client sending [`at2::node::Message::Request`] to the owner node;
 //! - HTTP on each node's `http_addr`: `POST /transfer {"from","to","amount"}`
 //!   (answers once the transfer is applied at that node), `GET
 //!   /balance/{account}`, `GET /history/{account}`; errors are JSON
@@ -39,10 +39,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use byzscale_apps::bank::{Bank, BankOp, BankReply};
 use byzscale_at2::{
-    Account, At2, At2Node, ClientOp, ClientReply, Genesis, NodeInput, NodeMsg, NodeOutput,
-    ServiceError, Transfer, TransferMsg,
+    self as at2, Account, At2, ClientOp, ClientReply, Genesis, ServiceError, Transfer, TransferMsg,
 };
-use byzscale_broadcast::{Bracha, BrachaConfig, BrachaMsg, NoTimer};
+use byzscale_broadcast::{bracha, Bracha, NoTimer};
 use byzscale_core::config::Deployment;
 use byzscale_core::crypto::Identity;
 use byzscale_core::protocol::{Cx, Protocol, MILLIS};
@@ -118,12 +117,12 @@ pub async fn node(loaded: LoadedNode) -> Result<()> {
     let members = members(&dep);
     check_settings(&settings, members.len())?;
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
-    let mut bcfg = BrachaConfig::new(members.clone()).context("the AT2 group")?;
+    let mut bcfg = bracha::Config::new(members.clone()).context("the AT2 group")?;
     bcfg.retransmit = (settings.retransmit_ms > 0).then(|| settings.retransmit_ms * MILLIS);
     let genesis = Arc::new(genesis(&members, &settings));
     let at2 = At2::new(Bracha::new(me, Arc::new(bcfg)), genesis.clone())
         .with_batching(settings.max_batch, settings.queue_limit);
-    let proto = At2Node::new(at2, genesis.clone());
+    let proto = at2::Node::new(at2, genesis.clone());
     let mut cfg = NodeConfig::replica(&dep, me, loaded.identity.clone(), AT2_KIND)?;
     cfg.transport.options.queue_capacity = settings.peer_queue_frames.max(1);
     let (rt, mut outputs) = Runtime::start(proto, cfg)
@@ -197,12 +196,12 @@ pub async fn node(loaded: LoadedNode) -> Result<()> {
             o = outputs.recv() => {
                 let Some(o) = o else { break };
                 match o {
-                    NodeOutput::Reply { tag, reply } => {
+                    at2::node::Output::Reply { tag, reply } => {
                         if let Some(tx) = waiters.lock().expect("waiters lock").remove(&tag) {
                             let _ = tx.send(reply);
                         }
                     }
-                    NodeOutput::Progress { submitted: s, applied: a, pending: p, in_flight: f } => {
+                    at2::node::Output::Progress { submitted: s, applied: a, pending: p, in_flight: f } => {
                         submitted.add(s);
                         applied.add(a);
                         pending.set(p as i64);
@@ -223,7 +222,7 @@ pub async fn node(loaded: LoadedNode) -> Result<()> {
 
 #[derive(Clone)]
 struct Http {
-    handle: RuntimeHandle<NodeInput>,
+    handle: RuntimeHandle<at2::node::Input>,
     waiters: Waiters,
     next: Arc<AtomicU64>,
     owners_http: Arc<BTreeMap<NodeId, String>>,
@@ -240,7 +239,12 @@ impl Http {
         let tag = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.waiters.lock().expect("waiters lock").insert(tag, tx);
-        if self.handle.submit(NodeInput { tag, op }).await.is_err() {
+        if self
+            .handle
+            .submit(at2::node::Input { tag, op })
+            .await
+            .is_err()
+        {
             self.waiters.lock().expect("waiters lock").remove(&tag);
             return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -388,25 +392,26 @@ async fn http_history(State(h): State<Http>, UrlPath(account): UrlPath<String>) 
 
 // ---------------------------------------------------------------- TCP client
 
-/// The client side of [`NodeMsg`]: requests out to a node, replies back.
+/// The client side of [`at2::node::Message`]: requests out to a node, replies back.
 struct ClientProto;
 
-type Wire = NodeMsg<BrachaMsg<TransferMsg>>;
+type Wire = at2::node::Message<bracha::Message<TransferMsg>>;
 
 impl Protocol for ClientProto {
     type Message = Wire;
     type Input = (NodeId, u64, ClientOp);
     type Output = (u64, ClientReply);
     type Timer = NoTimer;
+    type Record = byzscale_core::NoRecord;
 
     fn on_input(&mut self, (node, id, op): Self::Input, cx: &mut Cx<'_, Self>) {
-        cx.send(node, NodeMsg::Request { id, op });
+        cx.send(node, at2::node::Message::Request { id, op });
     }
 
     fn on_message(&mut self, from: Addr, msg: Wire, cx: &mut Cx<'_, Self>) {
         match msg {
-            NodeMsg::Reply { id, reply } => cx.output((id, reply)),
-            _ => cx.fault(from, "at2-client-unexpected", "not a reply"),
+            at2::node::Message::Reply { id, reply } => cx.output((id, reply)),
+            _ => cx.fault(from, at2::Fault::ClientUnexpected, "not a reply"),
         }
     }
 
@@ -910,7 +915,7 @@ pub async fn bank_node(loaded: LoadedNode) -> Result<()> {
             _ = &mut stop => break,
             o = outputs.recv() => match o {
                 None => break,
-                Some(byzscale_smr::ReplicaOutput::Decided { .. }) => decided.inc(),
+                Some(byzscale_smr::replica::Output::Decided { .. }) => decided.inc(),
                 Some(_) => {}
             }
         }

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use byzscale_byzcast::optimizer::{self, Method, Workload};
 use byzscale_byzcast::{Mode, Tree, TreeSpec};
 use byzscale_sim::byzcast::{
-    self as bsim, BcAdversary, ByzcastSimConfig, RunResult, TreeChoice, WorkloadKind,
+    self as bsim, Adversary, ByzcastSimConfig, RunResult, TreeChoice, WorkloadKind,
 };
 use byzscale_sim::smr::NetworkChoice;
 use clap::{Args, Subcommand, ValueEnum};
@@ -204,7 +204,7 @@ pub enum ProtocolArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum BcByzArg {
+pub enum ByzantineArg {
     None,
     Silent,
     Replay,
@@ -239,8 +239,8 @@ pub struct ByzcastArgs {
     #[arg(long, value_enum, default_value_t = ProtocolArg::Byzcast)]
     pub protocol: ProtocolArg,
     /// Behaviour of the Byzantine replicas.
-    #[arg(long, value_enum, default_value_t = BcByzArg::None)]
-    pub byzantine: BcByzArg,
+    #[arg(long, value_enum, default_value_t = ByzantineArg::None)]
+    pub byzantine: ByzantineArg,
     /// Byzantine replicas per group [default: F]. K > F is allowed on purpose:
     /// it shows the checkers catching violations.
     #[arg(long)]
@@ -297,17 +297,17 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<ByzcastSimConfig> {
         }
     }
     let adversary = match a.byzantine {
-        BcByzArg::None => BcAdversary::None,
-        BcByzArg::Silent => BcAdversary::Silent,
-        BcByzArg::Replay => BcAdversary::Replay,
-        BcByzArg::Slow => BcAdversary::Slow,
-        BcByzArg::Equivocate => BcAdversary::Equivocate,
-        BcByzArg::Twins => BcAdversary::Twins,
-        BcByzArg::Mixed => BcAdversary::Mixed,
-        BcByzArg::Early => BcAdversary::Early,
-        BcByzArg::Forge => BcAdversary::Forge,
-        BcByzArg::Withhold => BcAdversary::Withhold,
-        BcByzArg::Reorder => BcAdversary::Reorder,
+        ByzantineArg::None => Adversary::None,
+        ByzantineArg::Silent => Adversary::Silent,
+        ByzantineArg::Replay => Adversary::Replay,
+        ByzantineArg::Slow => Adversary::Slow,
+        ByzantineArg::Equivocate => Adversary::Equivocate,
+        ByzantineArg::Twins => Adversary::Twins,
+        ByzantineArg::Mixed => Adversary::Mixed,
+        ByzantineArg::Early => Adversary::Early,
+        ByzantineArg::Forge => Adversary::Forge,
+        ByzantineArg::Withhold => Adversary::Withhold,
+        ByzantineArg::Reorder => Adversary::Reorder,
     };
     let workload = match a.workload {
         WorkloadArg::Uniform => WorkloadKind::Uniform,
@@ -330,7 +330,7 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<ByzcastSimConfig> {
             ProtocolArg::Baseline => Mode::Baseline,
         },
         adversary,
-        byzantine_count: if adversary == BcAdversary::None { 0 } else { k },
+        byzantine_count: if adversary == Adversary::None { 0 } else { k },
         f: a.faulty,
         seeds: a.seeds,
         seed_start: a.seed_start,

@@ -10,8 +10,8 @@
 //! |---|---|
 //! | target groups Γ and auxiliary groups Λ, each 3f+1 replicas (4 in the evaluation) | deployment groups `0..G` are the targets g1..gG, group `G` the auxiliary root h1 ([`write_tree`]) |
 //! | the overlay tree (two-level: 2–8 targets under one auxiliary group, §1.8) | `tree.toml` next to `deployment.toml` (a [`TreeSpec`]), named by the node file's `[byzcast] tree`; any valid tree file works, targets listed in deployment-group order |
-//! | FIFO BFT atomic broadcast per group; parent replicas are clients of the child group | [`ByzcastReplica`]: an SMR replica of its group plus SMR clients of its children as `ClientId::for_replica(me)`, over the node-to-node TCP links (wire kind [`BYZCAST_KIND`]) |
-//! | `multicast(m, dst)` at lca(dst); local messages are genuine | [`BcClient`] (a [`ByzcastClient`] on the tokio runtime): single-key commands go to the key's group only, multi-key commands spanning shards travel as one message through the lca |
+//! | FIFO BFT atomic broadcast per group; parent replicas are clients of the child group | [`byzcast::Replica`]: an SMR replica of its group plus SMR clients of its children as `ClientId::for_replica(me)`, over the node-to-node TCP links (wire kind [`BYZCAST_KIND`]) |
+//! | `multicast(m, dst)` at lca(dst); local messages are genuine | [`ByzcastClient`] (a [`byzcast::Client`] on the tokio runtime): single-key commands go to the key's group only, multi-key commands spanning shards travel as one message through the lca |
 //! | the replicated service (a KV store sharded over the targets, §IV) | [`byzscale_byzcast::kv`]: BLAKE3 of the key modulo the number of targets; each destination executes its part, the client merges the parts |
 //! | evaluation: LAN, 4 replicas per group, 10% global messages, local messages not delayed (Fig. 7) | [`cluster`] and [`figure`] on loopback, everything on one 2-core machine |
 //!
@@ -46,16 +46,14 @@ use crate::cluster::{start_local_groups, wait_listening, ClusterArgs, Local};
 use crate::deploy::{load_deployment, local_params, LoadedNode, NodeFile, NodeProtocol};
 use anyhow::{anyhow, bail, Context, Result};
 use byzscale_apps::kv::{KvOp, KvReply};
-use byzscale_byzcast::{
-    kv, ByzcastClient, ByzcastReplica, ClientIn, ClientOut, Mode, ReplicaOut, Results, Topology,
-    Tree, TreeSpec,
-};
+use byzscale_byzcast::{self as byzcast, kv, Mode, Results, Topology, Tree, TreeSpec};
 use byzscale_core::config::Deployment;
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_gateway::{BoxFuture, KvBackend};
 use byzscale_net::{NodeConfig, PeerConfig, Runtime, RuntimeHandle};
-use byzscale_smr::{Params, ReplicaOutput};
+use byzscale_smr as smr;
+use byzscale_smr::Params;
 use clap::Args;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
@@ -174,7 +172,7 @@ pub async fn node(n: LoadedNode) -> Result<()> {
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
     let params = n.file.smr.clone();
     let crypto = child_client_crypto(&dep, &topo, me, &n.identity)?;
-    let replica = ByzcastReplica::new(me, topo.clone(), params.clone(), crypto)
+    let replica = byzcast::Replica::new(me, topo.clone(), params.clone(), crypto)
         .map_err(|e| anyhow!("{e}"))?;
     let mut cfg = NodeConfig::replica(&dep, me, n.identity.clone(), BYZCAST_KIND)?;
     // the parent's replicas submit to this group as for_replica clients
@@ -240,7 +238,7 @@ pub async fn node(n: LoadedNode) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the Redis gateway on {addr}"))?;
-        let client = Arc::new(BcClient::connect(&dep, topo.clone(), params.clone()).await?);
+        let client = Arc::new(ByzcastClient::connect(&dep, topo.clone(), params.clone()).await?);
         let opts = byzscale_gateway::GatewayOptions::default();
         let backend: Arc<dyn KvBackend> = Arc::new(ByzcastBackend(client.clone()));
         let task = crate::node::start_gateway(me, addr, listener, backend, opts, &reg, gw_stop);
@@ -254,7 +252,7 @@ pub async fn node(n: LoadedNode) -> Result<()> {
             o = outputs.recv() => {
                 let Some(o) = o else { break };
                 match o {
-                    ReplicaOut::Deliver { index, msg, .. } => {
+                    byzcast::replica::Output::Deliver { index, msg, .. } => {
                         if msg.is_global() {
                             delivered_global.inc();
                         } else {
@@ -262,27 +260,27 @@ pub async fn node(n: LoadedNode) -> Result<()> {
                         }
                         delivered_index.set(index as i64);
                     }
-                    ReplicaOut::Skipped { to_index, .. } => {
+                    byzcast::replica::Output::Skipped { to_index, .. } => {
                         delivered_index.set(to_index as i64);
                         info!(node = %me, to_index, "a-deliveries skipped by state transfer");
                     }
-                    ReplicaOut::Smr(o) => match o {
-                        ReplicaOutput::Decided { slot, batch, .. } => {
+                    byzcast::replica::Output::Smr(o) => match o {
+                        smr::replica::Output::Decided { slot, batch, .. } => {
                             decided.inc();
                             last_slot.set(slot as i64);
                             executed.add(batch.requests.len() as u64);
                         }
-                        ReplicaOutput::ViewChanged { view: v, leader } => {
+                        smr::replica::Output::ViewChanged { view: v, leader } => {
                             view.set(v as i64);
                             view_changes.inc();
                             info!(node = %me, view = v, %leader, "view changed");
                         }
-                        ReplicaOutput::StateTransferred { slot } => {
+                        smr::replica::Output::StateTransferred { slot } => {
                             transfers.inc();
                             last_slot.set(slot as i64);
                             info!(node = %me, slot, "state transferred");
                         }
-                        ReplicaOutput::Suspected { .. } | ReplicaOutput::Stable { .. } => {}
+                        smr::replica::Output::Suspected { .. } | smr::replica::Output::Stable { .. } => {}
                     },
                 }
             }
@@ -303,23 +301,23 @@ pub async fn node(n: LoadedNode) -> Result<()> {
 /// Callers waiting for their multicast's results, by multicast number.
 type Waiters = Arc<Mutex<BTreeMap<u64, oneshot::Sender<Result<Results, String>>>>>;
 
-/// An async handle on a running [`ByzcastClient`] over TCP: many callers share
+/// An async handle on a running [`byzcast::Client`] over TCP: many callers share
 /// one client, each awaiting its own multicast's results.
-pub struct BcClient {
+pub struct ByzcastClient {
     topo: Arc<Topology>,
-    handle: RuntimeHandle<ClientIn>,
+    handle: RuntimeHandle<byzcast::client::Input>,
     /// Multicast numbers are assigned by the protocol in input order; this lock
     /// keeps our count and the input channel in step.
     next: tokio::sync::Mutex<u64>,
     waiters: Waiters,
-    runtime: Mutex<Option<Runtime<ByzcastClient>>>,
+    runtime: Mutex<Option<Runtime<byzcast::Client>>>,
 }
 
-impl BcClient {
+impl ByzcastClient {
     /// Connect a fresh client identity (random id, new key) to every group.
     pub async fn connect(dep: &Deployment, topo: Arc<Topology>, params: Params) -> Result<Self> {
         let id = ClientId(rand::thread_rng().gen_range(1..ClientId::REPLICA_BASE));
-        let client = ByzcastClient::new(id, topo.clone(), params);
+        let client = byzcast::Client::new(id, topo.clone(), params);
         let cfg = NodeConfig::client(dep, id, Identity::generate(), BYZCAST_KIND)?;
         let (rt, mut outputs) = Runtime::start(client, cfg)
             .await
@@ -330,13 +328,14 @@ impl BcClient {
         let waiters: Waiters = Arc::default();
         let w = waiters.clone();
         tokio::spawn(async move {
-            while let Some(ClientOut::Done { n, results, .. }) = outputs.recv().await {
+            while let Some(byzcast::client::Output::Done { n, results, .. }) = outputs.recv().await
+            {
                 if let Some(tx) = w.lock().expect("waiters lock").remove(&n) {
                     let _ = tx.send(results);
                 }
             }
         });
-        Ok(BcClient {
+        Ok(ByzcastClient {
             topo,
             handle: rt.handle(),
             next: tokio::sync::Mutex::new(1),
@@ -354,7 +353,7 @@ impl BcClient {
             self.waiters.lock().expect("waiters lock").insert(n, tx);
             if self
                 .handle
-                .submit(ClientIn::Multicast { dst, payload })
+                .submit(byzcast::client::Input::Multicast { dst, payload })
                 .await
                 .is_err()
             {
@@ -387,7 +386,7 @@ impl BcClient {
 }
 
 /// The gateway's view of the sharded store: every command is a multicast.
-struct ByzcastBackend(Arc<BcClient>);
+struct ByzcastBackend(Arc<ByzcastClient>);
 
 impl KvBackend for ByzcastBackend {
     fn exec(&self, op: KvOp, _read_only: bool) -> BoxFuture<'static, Result<KvReply, String>> {
@@ -425,7 +424,7 @@ pub fn client_topology(config: &Path) -> Result<Option<(Deployment, Arc<Topology
 /// `byzscale client` against a ByzCast deployment (every command is ordered).
 pub async fn client(dep: &Deployment, topo: Arc<Topology>, command: &[String]) -> Result<()> {
     let op = KvOp::from_args(command).map_err(|e| anyhow!(e))?;
-    let c = BcClient::connect(dep, topo, Params::default()).await?;
+    let c = ByzcastClient::connect(dep, topo, Params::default()).await?;
     let r = tokio::time::timeout(Duration::from_secs(15), c.kv(&op))
         .await
         .context("no reply from the groups within 15 s")??;
@@ -724,7 +723,7 @@ async fn run_load(
     let mut clients = Vec::new();
     for _ in 0..endpoints {
         clients.push(Arc::new(
-            BcClient::connect(dep, topo.clone(), params.clone()).await?,
+            ByzcastClient::connect(dep, topo.clone(), params.clone()).await?,
         ));
     }
     // warm-up: every endpoint reaches every group

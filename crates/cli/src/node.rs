@@ -19,7 +19,8 @@ use byzscale_core::codec;
 use byzscale_core::NodeId;
 use byzscale_gateway::{BoxFuture, KvBackend};
 use byzscale_net::{NodeConfig, Registry, Runtime, Storage};
-use byzscale_smr::{Batch, GroupInfo, Replica, ReplicaOutput};
+use byzscale_smr as smr;
+use byzscale_smr::{Batch, GroupInfo, Record, Replica};
 use std::path::Path;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -60,7 +61,9 @@ pub async fn run(config: &Path) -> Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("recovering from {}: {e}", db.display()))?;
     let cfg = NodeConfig::replica(&dep, me, loaded.identity.clone(), SMR_KIND)?;
-    let (rt, mut outputs) = Runtime::start(replica, cfg)
+    let (ptx, mut prx) = tokio::sync::mpsc::channel::<Record>(4096);
+    let registry = Arc::new(Registry::new());
+    let (rt, mut outputs) = Runtime::start_with_records(replica, cfg, None, registry, Some(ptx))
         .await
         .context("starting the replica runtime")?;
     info!(node = %me, addr = %rc.addr, metrics = ?rc.metrics_addr, "replica running");
@@ -96,7 +99,6 @@ pub async fn run(config: &Path) -> Result<()> {
 
     // persistence: group commits off the protocol task
     let storage = Arc::new(storage);
-    let (ptx, mut prx) = tokio::sync::mpsc::channel::<ReplicaOutput>(4096);
     let st = storage.clone();
     let lag = persist_lag.clone();
     let pace = std::time::Duration::from_millis(loaded.file.persist_interval_ms);
@@ -117,20 +119,15 @@ pub async fn run(config: &Path) -> Result<()> {
                 let mut b = byzscale_net::Batch::new();
                 for o in items {
                     match o {
-                        ReplicaOutput::Decided { slot, batch, .. } => {
+                        Record::Decided { slot, batch } => {
                             b = b.append(slot, codec::to_bytes(&batch))
                         }
-                        ReplicaOutput::Stable {
-                            slot,
-                            snapshot: Some(s),
-                            ..
-                        } => {
+                        Record::Checkpoint { slot, snapshot } => {
                             // the snapshot covers every slot up to `slot`: the
                             // log below it goes, so disk use stays bounded by
                             // the checkpoint interval
-                            b = b.snapshot(slot, s).truncate_below(slot + 1)
+                            b = b.snapshot(slot, snapshot).truncate_below(slot + 1)
                         }
-                        _ => {}
                     }
                 }
                 if b.is_empty() {
@@ -174,26 +171,23 @@ pub async fn run(config: &Path) -> Result<()> {
             o = outputs.recv() => {
                 let Some(o) = o else { break };
                 match &o {
-                    ReplicaOutput::Decided { slot, batch, .. } => {
+                    smr::replica::Output::Decided { slot, batch, .. } => {
                         decided.inc();
                         last_slot.set(*slot as i64);
                         executed.add(batch.requests.len() as u64);
                     }
-                    ReplicaOutput::ViewChanged { view: v, leader } => {
+                    smr::replica::Output::ViewChanged { view: v, leader } => {
                         view.set(*v as i64);
                         view_changes.inc();
                         info!(node = %me, view = v, %leader, "view changed");
                     }
-                    ReplicaOutput::Suspected { .. } => suspicions.inc(),
-                    ReplicaOutput::StateTransferred { slot } => {
+                    smr::replica::Output::Suspected { .. } => suspicions.inc(),
+                    smr::replica::Output::StateTransferred { slot } => {
                         transfers.inc();
                         last_slot.set(*slot as i64);
                         info!(node = %me, slot, "state transferred");
                     }
-                    ReplicaOutput::Stable { .. } => checkpoints.inc(),
-                }
-                if matches!(o, ReplicaOutput::Decided { .. } | ReplicaOutput::Stable { .. }) {
-                    let _ = ptx.send(o).await;
+                    smr::replica::Output::Stable { .. } => checkpoints.inc(),
                 }
             }
         }
@@ -204,9 +198,10 @@ pub async fn run(config: &Path) -> Result<()> {
         let _ = task.await;
         client.stop().await;
     }
-    drop(ptx);
-    let _ = persister.await;
+    // stopping the runtime closes the record channel; the persister then
+    // writes what it still holds and ends
     let _ = rt.stop().await;
+    let _ = persister.await;
     Ok(())
 }
 

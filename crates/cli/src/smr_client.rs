@@ -8,14 +8,15 @@ use byzscale_core::config::Deployment;
 use byzscale_core::crypto::Identity;
 use byzscale_core::{ClientId, GroupId};
 use byzscale_net::{NodeConfig, Runtime, RuntimeHandle};
-use byzscale_smr::{Client, ClientInput, ClientOutput, GroupInfo, Params};
+use byzscale_smr as smr;
+use byzscale_smr::{Client, GroupInfo, Params};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 pub struct SmrClient {
-    handle: RuntimeHandle<ClientInput>,
+    handle: RuntimeHandle<smr::client::Input>,
     /// Submission ids are assigned by the protocol in input order; this lock keeps
     /// our count and the input channel in step.
     next: tokio::sync::Mutex<u64>,
@@ -51,7 +52,7 @@ impl SmrClient {
         let waiters: Arc<Mutex<BTreeMap<u64, oneshot::Sender<Vec<u8>>>>> = Arc::default();
         let w = waiters.clone();
         tokio::spawn(async move {
-            while let Some(ClientOutput::Done { id, result, .. }) = outputs.recv().await {
+            while let Some(smr::client::Output::Done { id, result, .. }) = outputs.recv().await {
                 if let Some(tx) = w.lock().expect("waiters lock").remove(&id) {
                     let _ = tx.send(result);
                 }
@@ -74,7 +75,7 @@ impl SmrClient {
             self.waiters.lock().expect("waiters lock").insert(id, tx);
             if self
                 .handle
-                .submit(ClientInput::Submit { op, read_only })
+                .submit(smr::client::Input::Submit { op, read_only })
                 .await
                 .is_err()
             {

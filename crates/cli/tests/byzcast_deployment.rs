@@ -291,7 +291,7 @@ fn byzcast_node_files_with_a_bad_tree_are_refused_clearly() {
 #[test]
 fn an_outside_client_cannot_take_a_parent_replicas_client_identity() {
     use byzscale_apps::kv::KvOp;
-    use byzscale_byzcast::{ByzcastClient, ClientIn, Mode, Topology, Tree};
+    use byzscale_byzcast::{client, Client, Mode, Topology, Tree};
     use byzscale_core::config::Deployment;
     use byzscale_core::crypto::Identity;
     use byzscale_core::{ClientId, GroupId, NodeId};
@@ -336,18 +336,18 @@ fn an_outside_client_cannot_take_a_parent_replicas_client_identity() {
         // n8 is a replica of the root h1, the parent of g1 and g2
         let me = ClientId::for_replica(NodeId(8));
         let cfg = byzscale_net::NodeConfig::client(&dep, me, Identity::generate(), 2).unwrap();
-        let client = ByzcastClient::new(me, topo, Params::default());
+        let client = Client::new(me, topo, Params::default());
         let (r, _outputs) = byzscale_net::Runtime::start(client, cfg).await.unwrap();
         let h = r.handle();
         let set = KvOp::Set(stolen.clone().into_bytes(), b"x".to_vec()).encode();
         // to g1 alone (refused at the handshake) and through h1 (dropped there)
-        h.submit(ClientIn::Multicast {
+        h.submit(client::Input::Multicast {
             dst: vec![GroupId(0)],
             payload: set.clone(),
         })
         .await
         .unwrap();
-        h.submit(ClientIn::Multicast {
+        h.submit(client::Input::Multicast {
             dst: vec![GroupId(0), GroupId(1)],
             payload: set,
         })

@@ -22,6 +22,49 @@ pub const HEADER_LEN: usize = 8;
 /// Default maximum payload: 16 MiB (a full batch plus its certificates).
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
+/// The `kind` byte of a frame: which protocol's message the payload carries,
+/// or one of the transport's own frames. Every kind byte of the project is
+/// here; a new deployable protocol adds one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum WireKind {
+    /// SMR replicas and clients (`byzscale-smr` messages).
+    Smr = 1,
+    /// ByzCast replicas and clients.
+    Byzcast = 2,
+    /// AT2 nodes (broadcast messages) and their clients.
+    At2 = 3,
+    /// Transport handshake: the signed hello.
+    Hello = 0xF0,
+    /// Transport handshake: the authentication answer.
+    Auth = 0xF1,
+    /// Transport: several frames of one write sealed under one tag.
+    Sealed = 0xF2,
+}
+
+impl WireKind {
+    pub const ALL: [WireKind; 6] = [
+        WireKind::Smr,
+        WireKind::Byzcast,
+        WireKind::At2,
+        WireKind::Hello,
+        WireKind::Auth,
+        WireKind::Sealed,
+    ];
+    pub const fn byte(self) -> u8 {
+        self as u8
+    }
+    pub fn from_byte(b: u8) -> Option<WireKind> {
+        WireKind::ALL.into_iter().find(|k| k.byte() == b)
+    }
+}
+
+impl From<WireKind> for u8 {
+    fn from(k: WireKind) -> u8 {
+        k.byte()
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
     #[error("frame too short ({0} bytes)")]

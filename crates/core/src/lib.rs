@@ -1,13 +1,15 @@
 //! byzscale core: everything the protocol crates share.
 //!
 //! - [`ids`]: node, group and client identities and the [`ids::Addr`] of an endpoint.
-//! - [`protocol`]: the sans-IO [`protocol::Protocol`] trait, its context [`protocol::Cx`]
-//!   and the [`protocol::Effect`]s a protocol asks of its driver.
+//! - [`protocol`]: the sans-IO [`protocol::Protocol`] trait, its context [`protocol::Cx`],
+//!   the [`protocol::Effect`]s a protocol asks of its driver (durability included),
+//!   typed fault kinds ([`fault_kinds!`]) and the nesting helper [`protocol::Step`].
+//! - [`keyed`]: a keyed container of sub-instances of one protocol.
 //! - [`quorum`]: weighted (WHEAT) and classic quorum systems counted in votes, and a
-//!   vote counter used by every protocol.
+//!   vote counter and the matching-value [`quorum::Collector`] used by every protocol.
 //! - [`crypto`]: ed25519 signatures (with batch verification), HMAC-SHA256 pairwise
 //!   authenticators, BLAKE3 digests, and the cost meter the simulator charges.
-//! - [`codec`]: the versioned, size-limited wire codec.
+//! - [`codec`]: the versioned, size-limited wire codec and the frame kinds ([`WireKind`]).
 //! - [`config`]: the TOML deployment configuration.
 //! - [`service`]: the replicated [`service::Service`] trait (execute, snapshot, restore).
 
@@ -15,9 +17,12 @@ pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod ids;
+pub mod keyed;
 pub mod protocol;
 pub mod quorum;
 pub mod service;
 
+pub use codec::WireKind;
 pub use ids::{Addr, ClientId, GroupId, NodeId};
-pub use protocol::{Cx, Effect, Fault, Protocol, Time};
+pub use keyed::Keyed;
+pub use protocol::{Cx, Effect, Fault, FaultKind, NoRecord, Protocol, Step, Time};

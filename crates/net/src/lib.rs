@@ -33,10 +33,10 @@
 //! # use byzscale_net::*;
 //! # use byzscale_core::{config::Deployment, NodeId, Protocol};
 //! # async fn node<P>(protocol: P, toml: &str, key: &str, delay: Option<&str>) -> Result<(), Box<dyn std::error::Error>>
-//! # where P: Protocol + Send + 'static, P::Input: Send, P::Output: Send, P::Timer: Send {
+//! # where P: Protocol + Send + 'static, P::Input: Send, P::Output: Send, P::Timer: Send, P::Record: Send {
 //! let deployment = Deployment::from_toml(toml)?;
 //! let identity = read_identity(key)?;
-//! let mut cfg = NodeConfig::replica(&deployment, NodeId(0), identity, 1)?;
+//! let mut cfg = NodeConfig::replica(&deployment, NodeId(0), identity, byzscale_core::WireKind::Smr.byte())?;
 //! if let Some(path) = delay {
 //!     cfg = cfg.with_delay(DelayMatrix::from_file(path)?);
 //! }

@@ -16,7 +16,8 @@
 //! | `Send` / `Multicast` | encode once with the core codec, queue on each peer's link (never blocks; see [`crate::transport`] on drop-oldest); to itself: loop back |
 //! | `SetTimer` / `CancelTimer` | arm (re-arm: replaces an armed timer of the same name) / disarm |
 //! | `Output` | send on the caller's bounded output channel (waits: a slow consumer slows the node down rather than losing decisions) |
-//! | `Fault` | `tracing::warn!` and `byzscale_protocol_faults_total{kind=..}` |
+//! | `Fault` | `tracing::warn!` and `byzscale_protocol_faults_total{kind=..}` (the kind's label) |
+//! | `Persist` | send on the caller's bounded record channel ([`Runtime::start_with_records`]), in emission order, waiting while it is full; without one the record is counted and dropped |
 //!
 //! Time given to the protocol is nanoseconds since the runtime started (tokio's
 //! monotonic `Instant`). Randomness comes from a `ChaCha8Rng` seeded from OS
@@ -193,6 +194,8 @@ pub struct Wiring<P: Protocol> {
     pub inbound: mpsc::Receiver<Inbound<P::Message>>,
     pub inputs: mpsc::Receiver<P::Input>,
     pub outputs: mpsc::Sender<P::Output>,
+    /// Where [`Effect::Persist`] records go (the node's persister), if anywhere.
+    pub records: Option<mpsc::Sender<P::Record>>,
     /// Stop when this turns true or its sender is dropped.
     pub stop: watch::Receiver<bool>,
     pub registry: Arc<Registry>,
@@ -246,6 +249,8 @@ struct RtMetrics {
     step: Histogram,
     outputs: Counter,
     outputs_discarded: Counter,
+    records: Counter,
+    records_discarded: Counter,
     inbound_depth: Gauge,
     timers: Gauge,
 }
@@ -269,6 +274,14 @@ impl RtMetrics {
                 "byzscale_runtime_outputs_discarded_total",
                 "outputs dropped because nobody reads the output channel",
             ),
+            records: r.counter(
+                "byzscale_runtime_records_total",
+                "records handed to the persister",
+            ),
+            records_discarded: r.counter(
+                "byzscale_runtime_records_discarded_total",
+                "records dropped because no persister is attached",
+            ),
             inbound_depth: r.gauge(
                 "byzscale_runtime_inbound_queue_depth",
                 "messages waiting for the protocol task",
@@ -290,6 +303,7 @@ struct Driver<P: Protocol> {
     loopback: VecDeque<P::Message>,
     transport: Transport<P::Message>,
     outputs: mpsc::Sender<P::Output>,
+    records: Option<mpsc::Sender<P::Record>>,
     stop: watch::Receiver<bool>,
     stopping: bool,
     registry: Arc<Registry>,
@@ -305,6 +319,7 @@ impl<P: Protocol> Driver<P>
 where
     P::Output: Send,
     P::Timer: Send,
+    P::Record: Send,
 {
     fn step(&mut self, f: impl FnOnce(&mut P, &mut Cx<'_, P>)) -> Instant {
         let at = Instant::now();
@@ -375,19 +390,40 @@ where
                     }
                 }
                 Effect::Fault(f) => {
-                    warn!(me = %self.me, node = %f.node, kind = f.kind, detail = %f.detail, "protocol fault");
+                    warn!(me = %self.me, node = %f.node, kind = f.name(), detail = %f.detail, "protocol fault");
                     self.registry
                         .counter_with(
                             "byzscale_protocol_faults_total",
                             "faults reported by the protocol",
-                            &[("kind", f.kind)],
+                            &[("kind", f.name())],
                         )
                         .inc();
                 }
+                Effect::Persist(r) => self.persist(r).await,
             }
         }
         self.effects = effects;
         self.m.timers.set(self.timers.len() as i64);
+    }
+
+    async fn persist(&mut self, r: P::Record) {
+        let Some(records) = self.records.as_ref().filter(|_| !self.stopping) else {
+            self.m.records_discarded.inc();
+            return;
+        };
+        tokio::select! {
+            res = records.send(r) => {
+                if res.is_err() {
+                    self.m.records_discarded.inc();
+                } else {
+                    self.m.records.inc();
+                }
+            }
+            _ = self.stop.wait_for(|v| *v) => {
+                self.stopping = true;
+                self.m.records_discarded.inc();
+            }
+        }
     }
 
     async fn inbound(&mut self, ev: Inbound<P::Message>) {
@@ -437,6 +473,7 @@ pub async fn run_protocol<P: Protocol>(protocol: P, wiring: Wiring<P>) -> P
 where
     P::Output: Send,
     P::Timer: Send,
+    P::Record: Send,
 {
     let Wiring {
         crypto,
@@ -444,6 +481,7 @@ where
         mut inbound,
         mut inputs,
         outputs,
+        records,
         stop,
         registry,
     } = wiring;
@@ -460,6 +498,7 @@ where
         loopback: VecDeque::new(),
         transport,
         outputs,
+        records,
         stop,
         stopping: false,
         registry,
@@ -537,6 +576,7 @@ where
     P::Input: Send + 'static,
     P::Output: Send + 'static,
     P::Timer: Send + 'static,
+    P::Record: Send + 'static,
 {
     /// Start `protocol` as configured. Returns the runtime and the receiver of the
     /// protocol's outputs.
@@ -554,6 +594,18 @@ where
         cfg: NodeConfig,
         listener: Option<TcpListener>,
         registry: Arc<Registry>,
+    ) -> Result<(Self, mpsc::Receiver<P::Output>), NetError> {
+        Self::start_with_records(protocol, cfg, listener, registry, None).await
+    }
+
+    /// Like [`Runtime::start_with`], handing every [`Effect::Persist`] record
+    /// to `records` (the node's persister), in emission order.
+    pub async fn start_with_records(
+        protocol: P,
+        cfg: NodeConfig,
+        listener: Option<TcpListener>,
+        registry: Arc<Registry>,
+        records: Option<mpsc::Sender<P::Record>>,
     ) -> Result<(Self, mpsc::Receiver<P::Output>), NetError> {
         let me = cfg.transport.me;
         let mut crypto = Crypto::new(me, cfg.transport.identity.clone(), cfg.crypto_mode);
@@ -593,6 +645,7 @@ where
             inbound,
             inputs: in_rx,
             outputs: out_tx,
+            records,
             stop: stop_rx,
             registry: registry.clone(),
         };

@@ -78,6 +78,7 @@ use bytes::Bytes;
 use byzscale_core::codec::{self, CodecError, HEADER_LEN};
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity, PublicIdentity, Signature};
 use byzscale_core::Addr;
+use byzscale_core::WireKind;
 use hmac::{Hmac, Mac as _};
 use rand::{Rng, RngCore};
 use serde::de::DeserializeOwned;
@@ -97,11 +98,11 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// Frame kind of the handshake hello.
-pub const KIND_HELLO: u8 = 0xF0;
+pub const KIND_HELLO: u8 = WireKind::Hello.byte();
 /// Frame kind of the handshake signature.
-pub const KIND_AUTH: u8 = 0xF1;
+pub const KIND_AUTH: u8 = WireKind::Auth.byte();
 /// Frame kind of a sealed batch: several frames under one tag.
-pub const KIND_SEALED: u8 = 0xF2;
+pub const KIND_SEALED: u8 = WireKind::Sealed.byte();
 /// Bytes of the HMAC-SHA256 tag after every post-handshake frame.
 pub const TAG_LEN: usize = 32;
 /// Payload limit during the handshake (before the peer is authenticated).

@@ -60,6 +60,7 @@ impl Protocol for Echo {
     type Input = Ping;
     type Output = Out;
     type Timer = T;
+    type Record = byzscale_core::NoRecord;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         cx.set_timer(T::Rearmed, 3_600_000 * MS);

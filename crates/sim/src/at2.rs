@@ -60,17 +60,15 @@ use crate::cpu::{CpuModel, Work as CpuWork};
 use crate::engine::{Control, NodeIdx, ProtocolActor, Sim};
 use crate::net_model::NetModel;
 use crate::smr::{NetworkChoice, SimError};
-use byzscale_at2::{
-    Account, At2, At2Input, At2Output, Event, Genesis, Ledger, Transfer, TransferId, TransferMsg,
-};
+use byzscale_at2::{Account, At2, Event, Genesis, Ledger, Transfer, TransferId, TransferMsg};
 use byzscale_broadcast::harness::{self, Harness};
-use byzscale_broadcast::params::{self, Analysis, ContagionParams};
+use byzscale_broadcast::probabilistic::params::{self, Analysis, ContagionParams};
+use byzscale_broadcast::probabilistic::{self, Body};
 use byzscale_broadcast::{
-    Body, Bracha, BrachaConfig, BrachaMsg, BroadcastStats, Contagion, Delivery, Payload,
-    ProbConfig, ProbMsg, SecureBroadcast, Signed,
+    bracha, Bracha, BroadcastStats, Contagion, Delivery, Payload, SecureBroadcast, Signed,
 };
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
-use byzscale_core::protocol::{Cx, Effect, Protocol, Time, MICROS, SECS};
+use byzscale_core::protocol::{Cx, Effect, NoRecord, Protocol, Step, Time, MICROS, SECS};
 use byzscale_core::{Addr, NodeId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -79,28 +77,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
-
-// ---------------------------------------------------------------------------
-// Effects plumbing
-
-/// Forward the effects of a nested protocol `Q` to the outer protocol `O`
-/// (same messages and outputs; timers mapped).
-fn forward<O, Q>(cx: &mut Cx<'_, O>, effects: Vec<Effect<Q>>, timer: impl Fn(Q::Timer) -> O::Timer)
-where
-    O: Protocol,
-    Q: Protocol<Message = O::Message, Output = O::Output>,
-{
-    for e in effects {
-        match e {
-            Effect::Send { to, msg } => cx.send(to, msg),
-            Effect::Multicast { to, msg } => cx.multicast(to, msg),
-            Effect::SetTimer { timer: t, after } => cx.set_timer(timer(t), after),
-            Effect::CancelTimer { timer: t } => cx.cancel_timer(timer(t)),
-            Effect::Output(o) => cx.output(o),
-            Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Collusion
@@ -204,12 +180,12 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
         team: &Team<P>,
         me: NodeId,
         from: NodeId,
-        msg: &BrachaMsg<P>,
+        msg: &bracha::Message<P>,
         crypto: &Crypto,
     ) -> (Vec<Effect<Self>>, bool) {
         // a colluder hears the SEND of a split instance: ECHO and READY each
         // side's payload at once
-        if let BrachaMsg::Send { seq, .. } = msg {
+        if let bracha::Message::Send { seq, .. } = msg {
             if let Some((s1, s2)) = team.split(from, *seq) {
                 return (
                     bracha_split_votes(team, me, from, *seq, &s1, &s2, crypto),
@@ -233,21 +209,21 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
             other => return vec![other],
         };
         match msg {
-            BrachaMsg::Send { seq, signed } => match team.split(me, seq) {
+            bracha::Message::Send { seq, signed } => match team.split(me, seq) {
                 // the source's own split broadcast
                 Some((s1, s2)) => {
                     let (a, b) = team.sides(me, nodes(&to));
                     let mut out: Vec<_> = [
                         multicast(
                             a,
-                            BrachaMsg::Send {
+                            bracha::Message::Send {
                                 seq,
                                 signed: s1.clone(),
                             },
                         ),
                         multicast(
                             b,
-                            BrachaMsg::Send {
+                            bracha::Message::Send {
                                 seq,
                                 signed: s2.clone(),
                             },
@@ -261,10 +237,10 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                 }
                 None => vec![Effect::Multicast {
                     to,
-                    msg: BrachaMsg::Send { seq, signed },
+                    msg: bracha::Message::Send { seq, signed },
                 }],
             },
-            BrachaMsg::Echo {
+            bracha::Message::Echo {
                 source,
                 seq,
                 signed,
@@ -274,7 +250,7 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                 } else if team.byzantine.contains(&source) {
                     vec![Effect::Multicast {
                         to,
-                        msg: BrachaMsg::Echo {
+                        msg: bracha::Message::Echo {
                             source,
                             seq,
                             signed,
@@ -285,7 +261,7 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                     let bogus = crypto.hash(format!("bogus {me} {source} {seq}").as_bytes());
                     vec![Effect::Multicast {
                         to,
-                        msg: BrachaMsg::Ready {
+                        msg: bracha::Message::Ready {
                             source,
                             seq,
                             digest: bogus,
@@ -295,7 +271,7 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                     Vec::new()
                 }
             }
-            BrachaMsg::Ready {
+            bracha::Message::Ready {
                 source,
                 seq,
                 digest,
@@ -303,7 +279,7 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                 if team.byzantine.contains(&source) && team.split(source, seq).is_none() {
                     vec![Effect::Multicast {
                         to,
-                        msg: BrachaMsg::Ready {
+                        msg: bracha::Message::Ready {
                             source,
                             seq,
                             digest,
@@ -313,17 +289,16 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                     Vec::new()
                 }
             }
-            msg @ BrachaMsg::Status { .. } => vec![Effect::Multicast { to, msg }],
+            msg @ bracha::Message::Status { .. } => vec![Effect::Multicast { to, msg }],
         }
     }
 
-    fn instance(msg: &BrachaMsg<P>, me: NodeId) -> Option<(NodeId, u64)> {
+    fn instance(msg: &bracha::Message<P>, me: NodeId) -> Option<(NodeId, u64)> {
         Some(match msg {
-            BrachaMsg::Send { seq, .. } => (me, *seq),
-            BrachaMsg::Echo { source, seq, .. } | BrachaMsg::Ready { source, seq, .. } => {
-                (*source, *seq)
-            }
-            BrachaMsg::Status { .. } => return None,
+            bracha::Message::Send { seq, .. } => (me, *seq),
+            bracha::Message::Echo { source, seq, .. }
+            | bracha::Message::Ready { source, seq, .. } => (*source, *seq),
+            bracha::Message::Status { .. } => return None,
         })
     }
 }
@@ -346,7 +321,7 @@ fn bracha_split_votes<P: Payload>(
     [
         multicast(
             a.clone(),
-            BrachaMsg::Echo {
+            bracha::Message::Echo {
                 source,
                 seq,
                 signed: s1.clone(),
@@ -354,7 +329,7 @@ fn bracha_split_votes<P: Payload>(
         ),
         multicast(
             b.clone(),
-            BrachaMsg::Echo {
+            bracha::Message::Echo {
                 source,
                 seq,
                 signed: s2.clone(),
@@ -362,7 +337,7 @@ fn bracha_split_votes<P: Payload>(
         ),
         multicast(
             a,
-            BrachaMsg::Ready {
+            bracha::Message::Ready {
                 source,
                 seq,
                 digest: d1,
@@ -370,7 +345,7 @@ fn bracha_split_votes<P: Payload>(
         ),
         multicast(
             b,
-            BrachaMsg::Ready {
+            bracha::Message::Ready {
                 source,
                 seq,
                 digest: d2,
@@ -387,7 +362,7 @@ impl<P: Payload> Equivocation<P> for Contagion<P> {
         team: &Team<P>,
         _me: NodeId,
         from: NodeId,
-        msg: &ProbMsg<P>,
+        msg: &probabilistic::Message<P>,
         _crypto: &Crypto,
     ) -> (Vec<Effect<Self>>, bool) {
         let Some((s1, s2)) = team.split(msg.source, msg.seq) else {
@@ -395,7 +370,7 @@ impl<P: Payload> Equivocation<P> for Contagion<P> {
         };
         let reply = |body: Body<P>| Effect::Send {
             to: Addr::Node(from),
-            msg: ProbMsg {
+            msg: probabilistic::Message {
                 source: msg.source,
                 seq: msg.seq,
                 body,
@@ -422,8 +397,8 @@ impl<P: Payload> Equivocation<P> for Contagion<P> {
             Effect::Send { to, msg } => (vec![to], msg),
             other => return vec![other],
         };
-        let ProbMsg { source, seq, body } = msg;
-        let wrap = |body: Body<P>| ProbMsg { source, seq, body };
+        let probabilistic::Message { source, seq, body } = msg;
+        let wrap = |body: Body<P>| probabilistic::Message { source, seq, body };
         match (team.split(source, seq), body) {
             (_, b @ (Body::GossipSubscribe | Body::EchoSubscribe | Body::ReadySubscribe)) => {
                 vec![Effect::Multicast { to, msg: wrap(b) }]
@@ -456,7 +431,7 @@ impl<P: Payload> Equivocation<P> for Contagion<P> {
         }
     }
 
-    fn instance(msg: &ProbMsg<P>, _me: NodeId) -> Option<(NodeId, u64)> {
+    fn instance(msg: &probabilistic::Message<P>, _me: NodeId) -> Option<(NodeId, u64)> {
         Some((msg.source, msg.seq))
     }
 }
@@ -500,13 +475,13 @@ impl<B: Equivocation<P>, P: Payload> Colluding<B, P> {
     }
 
     fn run(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut B, &mut Cx<'_, B>)) {
-        let ((), effects) = cx.nested::<B, _>(|c| f(&mut self.inner, c));
+        let ((), step) = cx.nested::<B, _>(|c| f(&mut self.inner, c));
         let Some(team) = self.team.clone() else {
-            forward(cx, effects, |t| t);
+            step.forward(cx, |t| t);
             return;
         };
         let mut out = Vec::new();
-        for e in effects {
+        for e in step.effects {
             let key = match &e {
                 Effect::Send { msg, .. } | Effect::Multicast { msg, .. } => {
                     B::instance(msg, self.me)
@@ -516,7 +491,7 @@ impl<B: Equivocation<P>, P: Payload> Colluding<B, P> {
             let first = key.is_some_and(|k| self.touched.insert(k));
             out.extend(B::collude_out(&team, self.me, e, cx.crypto(), first));
         }
-        forward(cx, out, |t| t);
+        Step { effects: out }.forward(cx, |t| t);
     }
 
     /// Equivocate: broadcast `p1` to one side and `p2` to the other under the
@@ -537,6 +512,7 @@ impl<B: Equivocation<P>, P: Payload> Protocol for Colluding<B, P> {
     type Input = P;
     type Output = Delivery<P>;
     type Timer = B::Timer;
+    type Record = NoRecord;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.run(cx, |b, c| b.on_start(c));
@@ -550,7 +526,7 @@ impl<B: Equivocation<P>, P: Payload> Protocol for Colluding<B, P> {
     fn on_message(&mut self, from: Addr, msg: B::Message, cx: &mut Cx<'_, Self>) {
         if let (Some(team), Some(f)) = (self.team.clone(), from.node()) {
             let (fx, pass) = B::collude_in(&team, self.me, f, &msg, cx.crypto());
-            forward(cx, fx, |t| t);
+            Step { effects: fx }.forward(cx, |t| t);
             if !pass {
                 return;
             }
@@ -622,19 +598,10 @@ impl<B: Equivocation<TransferMsg>> ByzNode<B> {
         cx: &mut Cx<'_, Self>,
         f: impl FnOnce(&mut Colluding<B, TransferMsg>, &mut Cx<'_, Colluding<B, TransferMsg>>),
     ) {
-        let ((), effects) = cx.nested::<Colluding<B, TransferMsg>, _>(|c| f(&mut self.bcast, c));
-        for e in effects {
-            match e {
-                Effect::Send { to, msg } => cx.send(to, msg),
-                Effect::Multicast { to, msg } => cx.multicast(to, msg),
-                Effect::SetTimer { timer, after } => cx.set_timer(NodeTimer::Bcast(timer), after),
-                Effect::CancelTimer { timer } => cx.cancel_timer(NodeTimer::Bcast(timer)),
-                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
-                Effect::Output(d) => {
-                    // track state like an honest process; report nothing
-                    let _: Vec<Event> = self.ledger.deliver(d.source, d.payload);
-                }
-            }
+        let ((), step) = cx.nested::<Colluding<B, TransferMsg>, _>(|c| f(&mut self.bcast, c));
+        for d in step.lift(cx, |m| m, NodeTimer::Bcast) {
+            // track state like an honest process; report nothing
+            let _: Vec<Event> = self.ledger.deliver(d.source, d.payload);
         }
     }
 
@@ -712,9 +679,10 @@ impl<B: Equivocation<TransferMsg>> ByzNode<B> {
 
 impl<B: Equivocation<TransferMsg>> Protocol for ByzNode<B> {
     type Message = B::Message;
-    type Input = At2Input;
-    type Output = At2Output;
+    type Input = byzscale_at2::Input;
+    type Output = byzscale_at2::Output;
     type Timer = NodeTimer<B::Timer>;
+    type Record = NoRecord;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.with_bcast(cx, |b, c| b.on_start(c));
@@ -723,7 +691,7 @@ impl<B: Equivocation<TransferMsg>> Protocol for ByzNode<B> {
             cx.set_timer(NodeTimer::Attack, first);
         }
     }
-    fn on_input(&mut self, _: At2Input, _: &mut Cx<'_, Self>) {}
+    fn on_input(&mut self, _: byzscale_at2::Input, _: &mut Cx<'_, Self>) {}
     fn on_message(&mut self, from: Addr, msg: B::Message, cx: &mut Cx<'_, Self>) {
         self.with_bcast(cx, |b, c| b.on_message(from, msg, c));
     }
@@ -761,31 +729,32 @@ impl<B: Equivocation<TransferMsg>> Node<B> {
 
 impl<B: Equivocation<TransferMsg>> Protocol for Node<B> {
     type Message = B::Message;
-    type Input = At2Input;
-    type Output = At2Output;
+    type Input = byzscale_at2::Input;
+    type Output = byzscale_at2::Output;
     type Timer = NodeTimer<B::Timer>;
+    type Record = NoRecord;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         match self {
             Node::Honest(a) => {
                 let ((), fx) = cx.nested::<At2<B>, _>(|c| a.on_start(c));
-                forward(cx, fx, NodeTimer::Bcast);
+                fx.forward(cx, NodeTimer::Bcast);
             }
             Node::Byzantine(b) => {
                 let ((), fx) = cx.nested::<ByzNode<B>, _>(|c| b.on_start(c));
-                forward(cx, fx, |t| t);
+                fx.forward(cx, |t| t);
             }
         }
     }
-    fn on_input(&mut self, input: At2Input, cx: &mut Cx<'_, Self>) {
+    fn on_input(&mut self, input: byzscale_at2::Input, cx: &mut Cx<'_, Self>) {
         match self {
             Node::Honest(a) => {
                 let ((), fx) = cx.nested::<At2<B>, _>(|c| a.on_input(input, c));
-                forward(cx, fx, NodeTimer::Bcast);
+                fx.forward(cx, NodeTimer::Bcast);
             }
             Node::Byzantine(b) => {
                 let ((), fx) = cx.nested::<ByzNode<B>, _>(|c| b.on_input(input, c));
-                forward(cx, fx, |t| t);
+                fx.forward(cx, |t| t);
             }
         }
     }
@@ -793,11 +762,11 @@ impl<B: Equivocation<TransferMsg>> Protocol for Node<B> {
         match self {
             Node::Honest(a) => {
                 let ((), fx) = cx.nested::<At2<B>, _>(|c| a.on_message(from, msg, c));
-                forward(cx, fx, NodeTimer::Bcast);
+                fx.forward(cx, NodeTimer::Bcast);
             }
             Node::Byzantine(b) => {
                 let ((), fx) = cx.nested::<ByzNode<B>, _>(|c| b.on_message(from, msg, c));
-                forward(cx, fx, |t| t);
+                fx.forward(cx, |t| t);
             }
         }
     }
@@ -806,12 +775,12 @@ impl<B: Equivocation<TransferMsg>> Protocol for Node<B> {
             Node::Honest(a) => {
                 if let NodeTimer::Bcast(t) = timer {
                     let ((), fx) = cx.nested::<At2<B>, _>(|c| a.on_timer(t, c));
-                    forward(cx, fx, NodeTimer::Bcast);
+                    fx.forward(cx, NodeTimer::Bcast);
                 }
             }
             Node::Byzantine(b) => {
                 let ((), fx) = cx.nested::<ByzNode<B>, _>(|c| b.on_timer(timer, c));
-                forward(cx, fx, |t| t);
+                fx.forward(cx, |t| t);
             }
         }
     }
@@ -1123,7 +1092,7 @@ impl Checker {
         }
     }
 
-    fn next_transfer(&mut self, owner: NodeId) -> Option<At2Input> {
+    fn next_transfer(&mut self, owner: NodeId) -> Option<byzscale_at2::Input> {
         let issued = self.issued.entry(owner).or_insert(0);
         if *issued >= self.quota.get(&owner).copied().unwrap_or(0) {
             return None;
@@ -1137,7 +1106,7 @@ impl Checker {
             .filter(|a| *a != mine)
             .collect();
         let to = others[self.rng.gen_range(0..others.len())];
-        Some(At2Input::Transfer {
+        Some(byzscale_at2::Input::Transfer {
             tag: 0,
             from: mine,
             to,
@@ -1181,14 +1150,14 @@ impl Checker {
     }
 }
 
-impl crate::engine::Observer<At2Input, At2Output> for Checker {
+impl crate::engine::Observer<byzscale_at2::Input, byzscale_at2::Output> for Checker {
     fn on_output(
         &mut self,
         at: Time,
         idx: NodeIdx,
         _addr: Addr,
-        out: At2Output,
-        ctl: &mut Control<At2Input>,
+        out: byzscale_at2::Output,
+        ctl: &mut Control<byzscale_at2::Input>,
     ) {
         let Some(&node) = self.node_of.get(&idx) else {
             return;
@@ -1197,11 +1166,11 @@ impl crate::engine::Observer<At2Input, At2Output> for Checker {
             return;
         }
         match out {
-            At2Output::Applied(m) => self.applied(node, m.transfer),
-            At2Output::Submitted(t) => {
+            byzscale_at2::Output::Applied(m) => self.applied(node, m.transfer),
+            byzscale_at2::Output::Submitted(t) => {
                 self.submitted.insert(t.id(), at);
             }
-            At2Output::TransferResult { result, .. } => {
+            byzscale_at2::Output::TransferResult { result, .. } => {
                 *self.done.entry(node).or_insert(0) += 1;
                 match result {
                     Ok(id) => {
@@ -1217,7 +1186,7 @@ impl crate::engine::Observer<At2Input, At2Output> for Checker {
                     ctl.input_at(at + self.think, idx, input);
                 }
             }
-            At2Output::Balance { .. } => {}
+            byzscale_at2::Output::Balance { .. } => {}
         }
     }
 }
@@ -1235,7 +1204,7 @@ impl SimBroadcast for Bracha<TransferMsg> {
         cfg: &At2SimConfig,
         members: &[NodeId],
     ) -> Result<Box<dyn Fn(NodeId) -> Self>, SimError> {
-        let c = BrachaConfig::with_f(members.to_vec(), cfg.f())
+        let c = bracha::Config::with_f(members.to_vec(), cfg.f())
             .map_err(|e| SimError::Config(e.to_string()))?;
         let c = Arc::new(c);
         Ok(Box::new(move |i| Bracha::new(i, c.clone())))
@@ -1248,8 +1217,8 @@ impl SimBroadcast for Contagion<TransferMsg> {
         members: &[NodeId],
     ) -> Result<Box<dyn Fn(NodeId) -> Self>, SimError> {
         let (p, _) = cfg.contagion()?;
-        let c =
-            ProbConfig::new(members.to_vec(), p).map_err(|e| SimError::Config(e.to_string()))?;
+        let c = probabilistic::Config::new(members.to_vec(), p)
+            .map_err(|e| SimError::Config(e.to_string()))?;
         let c = Arc::new(c);
         Ok(Box::new(move |i| Contagion::new(i, c.clone())))
     }
@@ -1289,7 +1258,8 @@ fn run_one_with<B: SimBroadcast>(cfg: &At2SimConfig, seed: u64) -> Result<RunRes
     let hop = base.max_one_way().max(50_000);
     let net = base.with_duplicate(0.01).with_reorder(0.05, 2 * hop);
     let regions = net.regions.len().max(1);
-    let mut sim: Sim<B::Message, At2Input, At2Output> = Sim::new(seed, net, CpuModel::calibrated());
+    let mut sim: Sim<B::Message, byzscale_at2::Input, byzscale_at2::Output> =
+        Sim::new(seed, net, CpuModel::calibrated());
     let mode = if cfg.modeled_crypto {
         CryptoMode::Modeled
     } else {
@@ -1739,7 +1709,7 @@ fn scale_run<B: SecureBroadcast<TransferMsg>>(
     // over before the next starts (the event queue stays small)
     let gap = 200 * net.max_one_way().max(MICROS);
     for (k, s) in sources.iter().enumerate() {
-        let input = At2Input::Transfer {
+        let input = byzscale_at2::Input::Transfer {
             tag: 0,
             from: Account(s.0),
             to: Account((s.0 + 1) % n),
@@ -1750,7 +1720,7 @@ fn scale_run<B: SecureBroadcast<TransferMsg>>(
     let mut applied = vec![0u32; members.len()];
     let mut last = 0;
     h.run_until(u64::MAX, |at, node, out, _| {
-        if let At2Output::Applied(_) = out {
+        if let byzscale_at2::Output::Applied(_) = out {
             applied[node.0 as usize] += 1;
             last = last.max(at);
         }
@@ -1891,7 +1861,9 @@ fn mc_trial(cfg: &McConfig, seed: u64, byzantine_source: bool) -> BTreeMap<NodeI
         members[0]
     };
     let team = Rc::new(Team::new(&members, &byz));
-    let pcfg = Arc::new(ProbConfig::new(members.clone(), cfg.params).expect("valid parameters"));
+    let pcfg = Arc::new(
+        probabilistic::Config::new(members.clone(), cfg.params).expect("valid parameters"),
+    );
     let mut h: Harness<McNode> = Harness::new(seed);
     for &m in &members {
         let inner = Contagion::new(m, pcfg.clone());

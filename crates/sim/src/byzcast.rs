@@ -2,10 +2,10 @@
 //! groups and an overlay tree, closed-loop KV clients multicasting local and
 //! global messages, Byzantine replicas, and every checker, over many seeds.
 //!
-//! A run builds 3F+1 replicas of [`byzscale_byzcast::ByzcastReplica`] per
+//! A run builds 3F+1 replicas of [`byzscale_byzcast::byzcast::Replica`] per
 //! group (targets g1..gG plus the tree's auxiliary groups; replica i of every
 //! group sits in region i mod R, so on `ec2-byzcast` each group spans the four
-//! regions) and C clients per target group ([`ByzcastClient`], client c in
+//! regions) and C clients per target group ([`byzcast::Client`], client c in
 //! region c mod R, "home" group c mod G). Each client multicasts KV operations
 //! one at a time: with probability `global_ratio` a multi-group MSET/MGET
 //! (destinations per the workload: `uniform` = any pair, `skewed` = {g1,g2},
@@ -61,14 +61,15 @@ use crate::smr::{NetworkChoice, SimError};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_byzcast::kv as shard;
 use byzscale_byzcast::{
-    ByzcastClient, ByzcastReplica, ClientIn, ClientOut, Forward, ForwardPolicy, McastMsg, Message,
-    Mode, MsgId, ReplicaIn, ReplicaOut, Results, Topology, Tree, TreeSpec,
+    self as byzcast, Forward, ForwardPolicy, McastMsg, Message, Mode, MsgId, Results, Topology,
+    Tree, TreeSpec,
 };
 use byzscale_core::crypto::{digest, Crypto, CryptoMode, Digest, Identity};
 use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
-use byzscale_smr::{GroupInfo, Params, ReplicaOutput};
+use byzscale_smr as smr;
+use byzscale_smr::{GroupInfo, Params};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -295,7 +296,7 @@ impl WorkloadKind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum BcAdversary {
+pub enum Adversary {
     None,
     Silent,
     Replay,
@@ -309,40 +310,40 @@ pub enum BcAdversary {
     Reorder,
 }
 
-impl BcAdversary {
+impl Adversary {
     pub fn name(self) -> &'static str {
         match self {
-            BcAdversary::None => "none",
-            BcAdversary::Silent => "silent",
-            BcAdversary::Replay => "replay",
-            BcAdversary::Slow => "slow",
-            BcAdversary::Equivocate => "equivocate",
-            BcAdversary::Twins => "twins",
-            BcAdversary::Mixed => "mixed",
-            BcAdversary::Early => "early",
-            BcAdversary::Forge => "forge",
-            BcAdversary::Withhold => "withhold",
-            BcAdversary::Reorder => "reorder",
+            Adversary::None => "none",
+            Adversary::Silent => "silent",
+            Adversary::Replay => "replay",
+            Adversary::Slow => "slow",
+            Adversary::Equivocate => "equivocate",
+            Adversary::Twins => "twins",
+            Adversary::Mixed => "mixed",
+            Adversary::Early => "early",
+            Adversary::Forge => "forge",
+            Adversary::Withhold => "withhold",
+            Adversary::Reorder => "reorder",
         }
     }
-    pub const ALL: [BcAdversary; 10] = [
-        BcAdversary::Silent,
-        BcAdversary::Replay,
-        BcAdversary::Slow,
-        BcAdversary::Equivocate,
-        BcAdversary::Twins,
-        BcAdversary::Mixed,
-        BcAdversary::Early,
-        BcAdversary::Forge,
-        BcAdversary::Withhold,
-        BcAdversary::Reorder,
+    pub const ALL: [Adversary; 10] = [
+        Adversary::Silent,
+        Adversary::Replay,
+        Adversary::Slow,
+        Adversary::Equivocate,
+        Adversary::Twins,
+        Adversary::Mixed,
+        Adversary::Early,
+        Adversary::Forge,
+        Adversary::Withhold,
+        Adversary::Reorder,
     ];
     /// The ByzCast-specific attacks of a Byzantine parent replica.
-    pub const PARENT: [BcAdversary; 4] = [
-        BcAdversary::Early,
-        BcAdversary::Forge,
-        BcAdversary::Withhold,
-        BcAdversary::Reorder,
+    pub const PARENT: [Adversary; 4] = [
+        Adversary::Early,
+        Adversary::Forge,
+        Adversary::Withhold,
+        Adversary::Reorder,
     ];
 }
 
@@ -354,7 +355,7 @@ pub struct ByzcastSimConfig {
     pub global_ratio: f64,
     pub workload: WorkloadKind,
     pub protocol: Mode,
-    pub adversary: BcAdversary,
+    pub adversary: Adversary,
     /// Byzantine replicas per group.
     pub byzantine_count: usize,
     /// Faults tolerated per group (3F+1 replicas each).
@@ -385,7 +386,7 @@ impl ByzcastSimConfig {
             global_ratio: 0.3,
             workload: WorkloadKind::Uniform,
             protocol: Mode::Byzcast,
-            adversary: BcAdversary::None,
+            adversary: Adversary::None,
             byzantine_count: 0,
             f: 1,
             seeds: 1,
@@ -634,9 +635,9 @@ impl ForwardPolicy for SimPolicy {
 
 /// Protocol surgery for the generic wrappers: a conflicting proposal, and
 /// corrupted votes, results and requests.
-struct BcMutator;
+struct MessageSurgery;
 
-impl Mutator<Message> for BcMutator {
+impl Mutator<Message> for MessageSurgery {
     fn equivocate(&self, m: &Message, _variant: u64, _crypto: &Crypto) -> Option<Message> {
         use byzscale_smr::Message as M;
         match m {
@@ -699,17 +700,17 @@ impl Mutator<Message> for BcMutator {
 /// Inputs and outputs of the nodes of a ByzCast simulation.
 #[derive(Debug)]
 pub enum SimIn {
-    Client(ClientIn),
-    Replica(ReplicaIn),
+    Client(byzcast::client::Input),
+    Replica(byzcast::replica::Input),
 }
 
 #[derive(Debug)]
 pub enum SimOut {
-    Client(ClientOut),
-    Replica(ReplicaOut),
+    Client(byzcast::client::Output),
+    Replica(byzcast::replica::Output),
 }
 
-type Rep = ByzcastReplica<SimPolicy>;
+type Rep = byzcast::Replica<SimPolicy>;
 
 /// One run's outcome.
 #[derive(Clone, Debug, Serialize)]
@@ -1010,7 +1011,10 @@ impl Observer<'_> {
                 invoked: now,
             },
         );
-        Some(SimIn::Client(ClientIn::Multicast { dst, payload }))
+        Some(SimIn::Client(byzcast::client::Input::Multicast {
+            dst,
+            payload,
+        }))
     }
 
     fn done(&self) -> bool {
@@ -1166,7 +1170,7 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
         ctl: &mut Control<SimIn>,
     ) {
         match out {
-            SimOut::Client(ClientOut::Done { n, results, .. }) => {
+            SimOut::Client(byzcast::client::Output::Done { n, results, .. }) => {
                 let Some(&c) = self.client_nodes.get(&node) else {
                     return;
                 };
@@ -1177,7 +1181,7 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                     return;
                 };
                 match out {
-                    ReplicaOut::Deliver {
+                    byzcast::replica::Output::Deliver {
                         group: g,
                         index,
                         msg,
@@ -1191,13 +1195,16 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                         }
                         self.on_deliver(at, id, byz, group, index, msg);
                     }
-                    ReplicaOut::Skipped { to_index, .. } if !byz => {
+                    byzcast::replica::Output::Skipped { to_index, .. } if !byz => {
                         self.logs.entry(group).or_default().skip_to(id, to_index);
                         self.order.skip(&id);
                         let r = self.reached.entry(id).or_insert(0);
                         *r = (*r).max(to_index);
                     }
-                    ReplicaOut::Smr(ReplicaOutput::ViewChanged { view, .. }) if !byz => {
+                    byzcast::replica::Output::Smr(smr::replica::Output::ViewChanged {
+                        view,
+                        ..
+                    }) if !byz => {
                         let v = self.views.entry(id).or_insert(0);
                         *v = (*v).max(view);
                     }
@@ -1317,7 +1324,7 @@ pub fn run_one(cfg: &ByzcastSimConfig, seed: u64) -> Result<RunResult, SimError>
 
     // who misbehaves, per group: the initial leader first, the rest from the seed
     let mut byz: BTreeSet<NodeId> = BTreeSet::new();
-    if cfg.adversary != BcAdversary::None {
+    if cfg.adversary != Adversary::None {
         for g in topo.groups() {
             let k = cfg.byzantine_count.min(n);
             if k == 0 {
@@ -1341,9 +1348,14 @@ pub fn run_one(cfg: &ByzcastSimConfig, seed: u64) -> Result<RunResult, SimError>
             collusion: collusions[&g].clone(),
             ..SimPolicy::honest(topo.clone())
         };
-        let r =
-            ByzcastReplica::with_policy(m, topo.clone(), params.clone(), client_crypto(m), policy)
-                .expect("valid replica configuration");
+        let r = byzcast::Replica::with_policy(
+            m,
+            topo.clone(),
+            params.clone(),
+            client_crypto(m),
+            policy,
+        )
+        .expect("valid replica configuration");
         ProtocolActor::with_maps(
             r,
             |i| match i {
@@ -1354,7 +1366,7 @@ pub fn run_one(cfg: &ByzcastSimConfig, seed: u64) -> Result<RunResult, SimError>
         )
     };
 
-    let mutator: Rc<dyn Mutator<Message>> = Rc::new(BcMutator);
+    let mutator: Rc<dyn Mutator<Message>> = Rc::new(MessageSurgery);
     let mut replica_nodes = BTreeMap::new();
     for g in topo.groups() {
         for (pos, m) in g.members.iter().enumerate() {
@@ -1367,15 +1379,15 @@ pub fn run_one(cfg: &ByzcastSimConfig, seed: u64) -> Result<RunResult, SimError>
                 continue;
             }
             let slow_delay = (params.request_timeout as f64 * rng.gen_range(0.1..2.0)) as Time;
-            let parent_attack = |a: BcAdversary| match a {
-                BcAdversary::Early => Some(Attack::Early),
-                BcAdversary::Forge => Some(Attack::Forge),
-                BcAdversary::Withhold => Some(Attack::Withhold),
-                BcAdversary::Reorder => Some(Attack::Reorder),
+            let parent_attack = |a: Adversary| match a {
+                Adversary::Early => Some(Attack::Early),
+                Adversary::Forge => Some(Attack::Forge),
+                Adversary::Withhold => Some(Attack::Withhold),
+                Adversary::Reorder => Some(Attack::Reorder),
                 _ => None,
             };
             let idx = match cfg.adversary {
-                BcAdversary::Twins => {
+                Adversary::Twins => {
                     let (a, b) = sim.add_twins(
                         addr,
                         node_crypto(m),
@@ -1387,43 +1399,42 @@ pub fn run_one(cfg: &ByzcastSimConfig, seed: u64) -> Result<RunResult, SimError>
                     replica_nodes.insert(b, (g.id, m, true));
                     a
                 }
-                BcAdversary::Silent => sim.add_node(
+                Adversary::Silent => sim.add_node(
                     addr,
                     node_crypto(m),
                     Byzantine::silent(make_replica(m, None)),
                     region,
                 ),
-                BcAdversary::Replay => sim.add_node(
+                Adversary::Replay => sim.add_node(
                     addr,
                     node_crypto(m),
                     Byzantine::replay(make_replica(m, None), 0.3, 0.2),
                     region,
                 ),
-                BcAdversary::Slow => sim.add_node(
+                Adversary::Slow => sim.add_node(
                     addr,
                     node_crypto(m),
                     Byzantine::slow(make_replica(m, None), 10.0, slow_delay),
                     region,
                 ),
-                BcAdversary::Equivocate => sim.add_node(
+                Adversary::Equivocate => sim.add_node(
                     addr,
                     node_crypto(m),
                     Byzantine::equivocate(make_replica(m, None), mutator.clone()),
                     region,
                 ),
-                a @ (BcAdversary::Early
-                | BcAdversary::Forge
-                | BcAdversary::Withhold
-                | BcAdversary::Reorder) => sim.add_node(
+                a @ (Adversary::Early
+                | Adversary::Forge
+                | Adversary::Withhold
+                | Adversary::Reorder) => sim.add_node(
                     addr,
                     node_crypto(m),
                     make_replica(m, parent_attack(a)),
                     region,
                 ),
-                BcAdversary::Mixed | BcAdversary::None => {
-                    let attack = parent_attack(
-                        BcAdversary::PARENT[rng.gen_range(0..BcAdversary::PARENT.len())],
-                    );
+                Adversary::Mixed | Adversary::None => {
+                    let attack =
+                        parent_attack(Adversary::PARENT[rng.gen_range(0..Adversary::PARENT.len())]);
                     let plan = MixedPlan {
                         choices: vec![
                             Behavior::Honest,
@@ -1467,8 +1478,8 @@ pub fn run_one(cfg: &ByzcastSimConfig, seed: u64) -> Result<RunResult, SimError>
                 .add_peer(Addr::Node(*m), id.public())
                 .expect("valid key");
         }
-        let client = ByzcastClient::new(ClientId(c as u64 + 1), topo.clone(), params.clone());
-        let actor: ProtocolActor<ByzcastClient, SimIn, SimOut> = ProtocolActor::with_maps(
+        let client = byzcast::Client::new(ClientId(c as u64 + 1), topo.clone(), params.clone());
+        let actor: ProtocolActor<byzcast::Client, SimIn, SimOut> = ProtocolActor::with_maps(
             client,
             |i| match i {
                 SimIn::Client(x) => Some(x),
@@ -1952,7 +1963,7 @@ mod tests {
         assert!(serial_replay(&[id(2), id(1)], &replies).is_empty());
     }
 
-    fn small(adv: BcAdversary, k: usize) -> ByzcastSimConfig {
+    fn small(adv: Adversary, k: usize) -> ByzcastSimConfig {
         ByzcastSimConfig {
             adversary: adv,
             byzantine_count: k,
@@ -1964,7 +1975,7 @@ mod tests {
 
     #[test]
     fn clean_run_delivers_everything() {
-        let cfg = small(BcAdversary::None, 0);
+        let cfg = small(Adversary::None, 0);
         let r = run_one(&cfg, 1).unwrap();
         assert!(r.violations.is_empty(), "{:?}", r.violations);
         assert!(r.liveness.is_none(), "{:?}", r.liveness);
@@ -1980,7 +1991,7 @@ mod tests {
 
     #[test]
     fn baseline_and_three_level_run_clean() {
-        let mut cfg = small(BcAdversary::None, 0);
+        let mut cfg = small(Adversary::None, 0);
         cfg.protocol = Mode::Baseline;
         let r = run_one(&cfg, 2).unwrap();
         assert!(
@@ -1989,7 +2000,7 @@ mod tests {
             r.violations,
             r.liveness
         );
-        let mut cfg = small(BcAdversary::Mixed, 1);
+        let mut cfg = small(Adversary::Mixed, 1);
         cfg.groups = 4;
         cfg.tree = TreeChoice::ThreeLevel;
         cfg.requests = 24;
@@ -2002,7 +2013,7 @@ mod tests {
         );
         assert!(r.completed_global > 0);
         cfg.tree = targets_only();
-        cfg.adversary = BcAdversary::Reorder;
+        cfg.adversary = Adversary::Reorder;
         for seed in [4, 11] {
             let r = run_one(&cfg, seed).unwrap();
             assert!(
@@ -2021,7 +2032,7 @@ mod tests {
     fn byzantine_parents_sweep_has_no_violations() {
         let mut bad = Vec::new();
         for seed in 0..200u64 {
-            let adv = BcAdversary::ALL[(seed as usize) % BcAdversary::ALL.len()];
+            let adv = Adversary::ALL[(seed as usize) % Adversary::ALL.len()];
             let mut cfg = small(adv, 1);
             if seed % 4 == 3 {
                 // every fourth run: targets as inner nodes, four groups
@@ -2051,7 +2062,7 @@ mod tests {
     /// children deliver messages nobody multicast, and the checker says so.
     #[test]
     fn too_many_byzantine_parents_are_caught() {
-        let cfg = small(BcAdversary::Forge, 2);
+        let cfg = small(Adversary::Forge, 2);
         let r = run_one(&cfg, 7).unwrap();
         assert!(r.violation_count > 0, "expected violations, got none");
         assert!(

@@ -359,6 +359,9 @@ impl<P: Protocol, I, O> ProtocolActor<P, I, O> {
                     cx.output(o);
                 }
                 Effect::Fault(f) => cx.fault(f),
+                // the engine has no storage model yet: a restarted actor starts
+                // from what its scenario gives it
+                Effect::Persist(_) => {}
             }
         }
         self.buf = buf;
@@ -1280,7 +1283,7 @@ where
                     node,
                     reporter: addr,
                     culprit: f.node,
-                    kind: f.kind.to_string(),
+                    kind: f.name().to_string(),
                     detail: f.detail,
                 });
             }

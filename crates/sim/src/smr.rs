@@ -35,10 +35,8 @@ use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
 use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
-use byzscale_smr::{
-    Batch, Client, ClientInput, ClientOutput, GroupInfo, Message, Params, Replica, ReplicaInput,
-    ReplicaOutput,
-};
+use byzscale_smr as smr;
+use byzscale_smr::{Batch, Client, GroupInfo, Message, Params, Replica};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -334,14 +332,14 @@ impl std::fmt::Debug for Hex {
 /// Inputs and outputs of the nodes of an SMR simulation.
 #[derive(Debug)]
 pub enum SimIn {
-    Client(ClientInput),
-    Replica(ReplicaInput),
+    Client(smr::client::Input),
+    Replica(smr::replica::Input),
 }
 
 #[derive(Debug)]
 pub enum SimOut {
-    Client(ClientOutput),
-    Replica(ReplicaOutput),
+    Client(smr::client::Output),
+    Replica(smr::replica::Output),
 }
 
 type Rep = Replica<KvStore>;
@@ -551,7 +549,7 @@ impl Observer<'_> {
             .or_default()
             .insert(bytes.clone());
         self.inflight.insert((c, id), (op, now));
-        Some(SimIn::Client(ClientInput::Submit {
+        Some(SimIn::Client(smr::client::Input::Submit {
             op: bytes,
             read_only: ro,
         }))
@@ -583,7 +581,7 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
         ctl: &mut Control<SimIn>,
     ) {
         match out {
-            SimOut::Client(ClientOutput::Done {
+            SimOut::Client(smr::client::Output::Done {
                 id,
                 result,
                 ordered,
@@ -628,7 +626,7 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                 };
                 let byz = self.byz_positions.contains(&pos);
                 match out {
-                    ReplicaOutput::Decided {
+                    smr::replica::Output::Decided {
                         slot,
                         digest,
                         batch,
@@ -670,8 +668,10 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
                             }
                         }
                     }
-                    ReplicaOutput::StateTransferred { slot } if !byz => self.log.skip_to(pos, slot),
-                    ReplicaOutput::ViewChanged { view, .. } if !byz => {
+                    smr::replica::Output::StateTransferred { slot } if !byz => {
+                        self.log.skip_to(pos, slot)
+                    }
+                    smr::replica::Output::ViewChanged { view, .. } if !byz => {
                         let v = self.view.entry(pos).or_insert(0);
                         *v = (*v).max(view);
                     }
@@ -688,7 +688,7 @@ impl crate::engine::Observer<SimIn, SimOut> for Observer<'_> {
         fault: &byzscale_core::Fault,
         _ctl: &mut Control<SimIn>,
     ) {
-        if fault.kind == "divergent-state" {
+        if fault.is(smr::Fault::DivergentState) {
             if let Some(&pos) = self.replica_nodes.get(&node) {
                 if !self.byz_positions.contains(&pos) {
                     self.violation(format!("state: replica {pos}: {}", fault.detail));

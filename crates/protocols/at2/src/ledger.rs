@@ -1,6 +1,7 @@
 //! The replicated state of Algorithm 5 and its validity rule, without I/O:
 //! deliveries in, applied transfers and faults out.
 
+use crate::fault::Fault;
 use byzscale_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -183,7 +184,7 @@ pub enum Event {
     /// Dropped, with the issuer blamed.
     Fault {
         issuer: NodeId,
-        kind: &'static str,
+        kind: Fault,
         detail: String,
     },
 }
@@ -397,7 +398,7 @@ impl Ledger {
         if m.len() > MAX_BATCH {
             return vec![Event::Fault {
                 issuer: source,
-                kind: "at2-batch-too-long",
+                kind: Fault::BatchTooLong,
                 detail: format!("{} transfers in one message of {source}", m.len()),
             }];
         }
@@ -407,7 +408,7 @@ impl Ledger {
             if t.issuer != m.transfer.issuer || t.seq != expect {
                 return vec![Event::Fault {
                     issuer: source,
-                    kind: "at2-malformed-batch",
+                    kind: Fault::MalformedBatch,
                     detail: format!("{source} batched {:?} after {:?}", t.id(), m.transfer.id()),
                 }];
             }
@@ -430,7 +431,7 @@ impl Ledger {
         if t.issuer != source {
             out.push(Event::Fault {
                 issuer: source,
-                kind: "at2-wrong-issuer",
+                kind: Fault::WrongIssuer,
                 detail: format!(
                     "{source} broadcast a transfer naming {} as issuer",
                     t.issuer
@@ -446,7 +447,7 @@ impl Ledger {
         if t.seq != rec + 1 {
             out.push(Event::Fault {
                 issuer: source,
-                kind: "at2-out-of-order",
+                kind: Fault::OutOfOrder,
                 detail: format!("transfer {:?} delivered after {rec} of its issuer", t.id()),
             });
             return false;
@@ -455,7 +456,7 @@ impl Ledger {
         if queue.len() >= MAX_PENDING_PER_ISSUER {
             out.push(Event::Fault {
                 issuer: source,
-                kind: "at2-too-many-pending",
+                kind: Fault::TooManyPending,
                 detail: format!("{} transfers of {source} waiting", queue.len()),
             });
             return false;
@@ -483,9 +484,9 @@ impl Ledger {
                     self.blocked.insert(q);
                     let dropped = self.pending.remove(&q).map(|p| p.len()).unwrap_or(0);
                     let kind = match why {
-                        Invalid::NotOwner => "at2-not-owner",
-                        Invalid::Unjustified { .. } => "at2-unjustified-funds",
-                        Invalid::FakeDependency(_) => "at2-fake-dependency",
+                        Invalid::NotOwner => Fault::NotOwner,
+                        Invalid::Unjustified { .. } => Fault::UnjustifiedFunds,
+                        Invalid::FakeDependency(_) => Fault::FakeDependency,
                     };
                     out.push(Event::Fault {
                         issuer: q,
@@ -583,7 +584,7 @@ mod tests {
     fn faults(ev: &[Event]) -> Vec<&'static str> {
         ev.iter()
             .filter_map(|e| match e {
-                Event::Fault { kind, .. } => Some(*kind),
+                Event::Fault { kind, .. } => Some(kind.name()),
                 _ => None,
             })
             .collect()
@@ -744,7 +745,7 @@ mod tests {
         assert!(matches!(
             ev.last(),
             Some(Event::Fault {
-                kind: "at2-unjustified-funds",
+                kind: Fault::UnjustifiedFunds,
                 ..
             })
         ));
@@ -760,7 +761,7 @@ mod tests {
         assert!(matches!(
             ev[..],
             [Event::Fault {
-                kind: "at2-malformed-batch",
+                kind: Fault::MalformedBatch,
                 ..
             }]
         ));

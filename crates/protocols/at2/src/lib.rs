@@ -15,11 +15,11 @@
 //! | thesis | here |
 //! |---|---|
 //! | `seq[q]`, `rec[q]`, `hist[q]`, `deps`, `toValidate` | [`Ledger`]: `seq`, `rec`, `hist`, `deps`, `pending` |
-//! | `transfer(a, b, x)`: fail if `balance(a, hist[p] ∪ deps) < x`, else broadcast `[(a,b,x,seq[p]+1), deps]`, `deps ← ∅` | [`At2Input::Transfer`] → [`At2Output::Submitted`], or [`At2Output::TransferResult`] with an error at once |
-//! | `read(a)`: `balance(a, ⋃ hist[q])` | [`At2Input::Read`], [`At2::balance`] (local state only) |
+//! | `transfer(a, b, x)`: fail if `balance(a, hist[p] ∪ deps) < x`, else broadcast `[(a,b,x,seq[p]+1), deps]`, `deps ← ∅` | [`Input::Transfer`] → [`Output::Submitted`], or [`Output::TransferResult`] with an error at once |
+//! | `read(a)`: `balance(a, ⋃ hist[q])` | [`Input::Read`], [`At2::balance`] (local state only) |
 //! | Deliver `(q, m)`: accept iff `s = rec[q]+1` | [`Ledger::deliver`] |
 //! | `Valid(q, t, h)`: (1) q owns a; (2) `s = seq[q]+1`; (3) `balance(a, hist[q] ∪ h) ≥ x`; (4) every entry of h is in hist | `Ledger::check` |
-//! | Apply: `hist[q] ∪= h ∪ {t}`; `seq[q] = s`; incoming to p → deps; own → return true | [`At2Output::Applied`], [`At2Output::TransferResult`] `Ok` |
+//! | Apply: `hist[q] ∪= h ∪ {t}`; `seq[q] = s`; incoming to p → deps; own → return true | [`Output::Applied`], [`Output::TransferResult`] `Ok` |
 //!
 //! # Deviations, and why
 //!
@@ -72,14 +72,16 @@
 //!   grows with the number of transfers (14 MB per node after 1.1 M
 //!   transfers on the real cluster, against 195 MB before).
 
+mod fault;
 pub mod ledger;
-pub mod service;
+pub mod node;
 
+pub use fault::Fault;
 pub use ledger::{Account, Event, Genesis, Invalid, Ledger, Transfer, TransferId, TransferMsg};
-pub use service::{At2Node, ClientOp, ClientReply, NodeInput, NodeMsg, NodeOutput, ServiceError};
+pub use node::{ClientOp, ClientReply, Node, ServiceError};
 
 use byzscale_broadcast::SecureBroadcast;
-use byzscale_core::protocol::{Cx, Effect, Protocol};
+use byzscale_core::protocol::{Cx, NoRecord, Protocol};
 use byzscale_core::{Addr, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -87,9 +89,9 @@ use std::sync::Arc;
 
 /// Requests to an AT2 process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum At2Input {
+pub enum Input {
     /// `transfer(from, to, amount)`; `from` must be owned by this process.
-    /// `tag` is the caller's, handed back in [`At2Output::TransferResult`].
+    /// `tag` is the caller's, handed back in [`Output::TransferResult`].
     Transfer {
         from: Account,
         to: Account,
@@ -113,8 +115,8 @@ pub enum TransferError {
 
 /// What an AT2 process reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum At2Output {
-    /// An own transfer was broadcast; [`At2Output::TransferResult`] follows
+pub enum Output {
+    /// An own transfer was broadcast; [`Output::TransferResult`] follows
     /// when it is applied here.
     Submitted(Transfer),
     /// The outcome of an own `transfer`: `Ok` once applied locally (the
@@ -129,13 +131,13 @@ pub enum At2Output {
     },
     /// A transfer (anyone's) was validated and applied here.
     Applied(TransferMsg),
-    /// The answer to [`At2Input::Read`].
+    /// The answer to [`Input::Read`].
     Balance { account: Account, balance: i128 },
 }
 
 /// Counters of an AT2 process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct At2Stats {
+pub struct Stats {
     pub submitted: u64,
     pub applied: u64,
     pub rejected_locally: u64,
@@ -165,7 +167,7 @@ pub struct At2<B> {
     max_batch: usize,
     /// Sequence number of the next own transfer.
     next_tseq: u64,
-    stats: At2Stats,
+    stats: Stats,
 }
 
 impl<B: SecureBroadcast<TransferMsg>> At2<B> {
@@ -181,7 +183,7 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
             queue_limit: 0,
             max_batch: 1,
             next_tseq: 1,
-            stats: At2Stats::default(),
+            stats: Stats::default(),
         }
     }
 
@@ -202,7 +204,7 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }
-    pub fn stats(&self) -> At2Stats {
+    pub fn stats(&self) -> Stats {
         self.stats
     }
     /// `read(a)` from local state.
@@ -221,31 +223,21 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
     /// Run a broadcast step and bring its effects out; deliveries go to the
     /// ledger.
     fn with_bcast(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut B, &mut Cx<'_, B>)) {
-        let ((), effects) = cx.nested::<B, _>(|c| f(&mut self.bcast, c));
-        let mut deliveries = Vec::new();
-        for e in effects {
-            match e {
-                Effect::Send { to, msg } => cx.send(to, msg),
-                Effect::Multicast { to, msg } => cx.multicast(to, msg),
-                Effect::SetTimer { timer, after } => cx.set_timer(timer, after),
-                Effect::CancelTimer { timer } => cx.cancel_timer(timer),
-                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
-                Effect::Output(d) => deliveries.push(d),
-            }
-        }
+        let ((), step) = cx.nested::<B, _>(|c| f(&mut self.bcast, c));
+        let deliveries = step.lift(cx, |m| m, |t| t);
         for d in deliveries {
             for ev in self.ledger.deliver(d.source, d.payload) {
                 match ev {
                     Event::Applied(m) => {
                         self.stats.applied += 1;
                         let t = m.transfer;
-                        cx.output(At2Output::Applied(m));
+                        cx.output(Output::Applied(m));
                         if t.issuer == self.me {
                             if let Some(i) =
                                 self.outstanding.iter().position(|(_, o)| o.id() == t.id())
                             {
                                 let (tag, _) = self.outstanding.remove(i);
-                                cx.output(At2Output::TransferResult {
+                                cx.output(Output::TransferResult {
                                     tag,
                                     from: t.from,
                                     to: t.to,
@@ -338,14 +330,14 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
         };
         self.stats.submitted += msg.len() as u64;
         for t in msg.transfers() {
-            cx.output(At2Output::Submitted(*t));
+            cx.output(Output::Submitted(*t));
         }
         self.with_bcast(cx, |b, c| b.on_input(msg, c));
     }
 }
 
-fn fail(q: Queued, e: TransferError) -> At2Output {
-    At2Output::TransferResult {
+fn fail(q: Queued, e: TransferError) -> Output {
+    Output::TransferResult {
         tag: q.tag,
         from: q.from,
         to: q.to,
@@ -356,17 +348,18 @@ fn fail(q: Queued, e: TransferError) -> At2Output {
 
 impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
     type Message = B::Message;
-    type Input = At2Input;
-    type Output = At2Output;
+    type Input = Input;
+    type Output = Output;
     type Timer = B::Timer;
+    type Record = NoRecord;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.with_bcast(cx, |b, c| b.on_start(c));
     }
 
-    fn on_input(&mut self, input: At2Input, cx: &mut Cx<'_, Self>) {
+    fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
         match input {
-            At2Input::Transfer {
+            Input::Transfer {
                 from,
                 to,
                 amount,
@@ -380,9 +373,9 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
                 },
                 cx,
             ),
-            At2Input::Read(account) => {
+            Input::Read(account) => {
                 let balance = self.ledger.balance(account);
-                cx.output(At2Output::Balance { account, balance });
+                cx.output(Output::Balance { account, balance });
             }
         }
     }
@@ -400,7 +393,7 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
 mod tests {
     use super::*;
     use byzscale_broadcast::harness::{crypto, Harness};
-    use byzscale_broadcast::{Bracha, BrachaConfig, Contagion, ContagionParams, ProbConfig};
+    use byzscale_broadcast::{bracha, probabilistic, Bracha, Contagion, ContagionParams};
     use byzscale_core::crypto::CryptoMode;
     use std::collections::BTreeMap;
 
@@ -424,7 +417,7 @@ mod tests {
                 At2::new(make(i), genesis.clone()),
             );
         }
-        let pay = |i: NodeId| At2Input::Transfer {
+        let pay = |i: NodeId| Input::Transfer {
             tag: 0,
             from: Account(i.0),
             to: Account((i.0 + 1) % n),
@@ -435,7 +428,7 @@ mod tests {
         }
         let mut done: BTreeMap<NodeId, u64> = BTreeMap::new();
         h.run_until(u64::MAX, |_, at, out, ctl| {
-            if let At2Output::TransferResult { result, .. } = out {
+            if let Output::TransferResult { result, .. } = out {
                 assert!(result.is_ok(), "{result:?}");
                 let k = done.entry(at).or_insert(0);
                 *k += 1;
@@ -463,7 +456,7 @@ mod tests {
 
     #[test]
     fn batching_queues_requests_into_one_broadcast_and_checks_each_in_order() {
-        let cfg = Arc::new(BrachaConfig::new(ids(4)).unwrap());
+        let cfg = Arc::new(bracha::Config::new(ids(4)).unwrap());
         let genesis = Arc::new(Genesis::one_account_each(&ids(4), 100));
         let mut h = Harness::new(4);
         for i in ids(4) {
@@ -473,7 +466,7 @@ mod tests {
                 At2::new(Bracha::new(i, cfg.clone()), genesis.clone()).with_batching(4, 6),
             );
         }
-        let tr = |tag: u64, to: u32, amount: u64| At2Input::Transfer {
+        let tr = |tag: u64, to: u32, amount: u64| Input::Transfer {
             tag,
             from: Account(0),
             to: Account(to),
@@ -488,7 +481,7 @@ mod tests {
         h.input(0, NodeId(0), tr(8, 3, 1));
         let mut results = BTreeMap::new();
         h.run_until(u64::MAX, |_, at, out, _| {
-            if let At2Output::TransferResult { tag, result, .. } = out {
+            if let Output::TransferResult { tag, result, .. } = out {
                 assert_eq!(at, NodeId(0));
                 results.insert(tag, result);
             }
@@ -520,7 +513,7 @@ mod tests {
 
     #[test]
     fn ring_over_bracha() {
-        let cfg = Arc::new(BrachaConfig::new(ids(7)).unwrap());
+        let cfg = Arc::new(bracha::Config::new(ids(7)).unwrap());
         ring(7, 4, |i| Bracha::new(i, cfg.clone()));
     }
 
@@ -535,13 +528,13 @@ mod tests {
             d: 12,
             d_hat: 8,
         };
-        let cfg = Arc::new(ProbConfig::new(ids(12), p).unwrap());
+        let cfg = Arc::new(probabilistic::Config::new(ids(12), p).unwrap());
         ring(12, 3, |i| Contagion::new(i, cfg.clone()));
     }
 
     #[test]
     fn spending_received_funds_cites_them_and_errors_are_immediate() {
-        let cfg = Arc::new(BrachaConfig::new(ids(4)).unwrap());
+        let cfg = Arc::new(bracha::Config::new(ids(4)).unwrap());
         let genesis = Arc::new(Genesis::one_account_each(&ids(4), 10));
         let mut h = Harness::new(9);
         for i in ids(4) {
@@ -551,7 +544,7 @@ mod tests {
                 At2::new(Bracha::new(i, cfg.clone()), genesis.clone()),
             );
         }
-        let tr = |from: u32, to: u32, amount: u64| At2Input::Transfer {
+        let tr = |from: u32, to: u32, amount: u64| Input::Transfer {
             tag: 0,
             from: Account(from),
             to: Account(to),
@@ -564,13 +557,13 @@ mod tests {
         let mut results = Vec::new();
         let mut step = 0;
         h.run_until(u64::MAX, |_, at, out, ctl| {
-            if let At2Output::TransferResult { result, .. } = &out {
+            if let Output::TransferResult { result, .. } = &out {
                 results.push((at, result.clone()));
                 if at == NodeId(1) && result.is_ok() {
                     return;
                 }
             }
-            if let At2Output::Applied(m) = &out {
+            if let Output::Applied(m) = &out {
                 // once node 1 applied the 10 it received, it spends all 20
                 if at == NodeId(1) && m.transfer.issuer == NodeId(0) && step == 0 {
                     step = 1;

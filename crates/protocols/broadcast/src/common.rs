@@ -4,7 +4,7 @@
 
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, CryptoError, Digest, Signature};
-use byzscale_core::protocol::Protocol;
+use byzscale_core::protocol::{NoRecord, Protocol};
 use byzscale_core::NodeId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,7 +101,9 @@ pub struct BroadcastStats {
 /// delivers its own broadcasts) and source order. Bracha guarantees them
 /// deterministically for N > 3f; Contagion with probability at least 1 − ε
 /// per instance (see [`crate::params`]).
-pub trait SecureBroadcast<P: Payload>: Protocol<Input = P, Output = Delivery<P>> {
+pub trait SecureBroadcast<P: Payload>:
+    Protocol<Input = P, Output = Delivery<P>, Record = NoRecord>
+{
     /// This process.
     fn me(&self) -> NodeId;
     /// `"bracha"` or `"contagion"`.

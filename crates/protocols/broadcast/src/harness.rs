@@ -464,6 +464,7 @@ impl<P: Protocol> Harness<P> {
                     self.nodes[i as usize].timers.remove(&timer);
                 }
                 Effect::Output(o) => self.outputs.push(o),
+                Effect::Persist(_) => {}
                 Effect::Fault(f) => {
                     self.fault_count += 1;
                     self.counters[i as usize].faults += 1;

@@ -59,17 +59,11 @@
 pub mod bracha;
 mod common;
 pub mod harness;
-pub mod layers;
-pub mod multishot;
-pub mod params;
-pub mod sampling;
-pub mod tally;
+pub mod probabilistic;
 
-pub use bracha::{Bracha, BrachaConfig, BrachaMsg, BrachaTimer};
+pub use bracha::Bracha;
 pub use common::{
     signing_bytes, BroadcastStats, Delivery, NoTimer, Payload, SecureBroadcast, Signed, SIGN_DOMAIN,
 };
-pub use multishot::{
-    Body, Contagion, Murmur, ProbConfig, ProbMsg, ProbTimer, ProbabilisticBroadcast, Sieve,
-};
-pub use params::ContagionParams;
+pub use probabilistic::params::ContagionParams;
+pub use probabilistic::{Contagion, Murmur, ProbabilisticBroadcast, Sieve};

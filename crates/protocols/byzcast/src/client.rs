@@ -1,7 +1,7 @@
 //! The ByzCast client: `multicast(m, dst)`.
 //!
 //! The client submits `Envelope::Multicast(m)` to the entry group of `dst`
-//! (lca(dst), or the baseline's sequencer) through an SMR [`Client`] of that
+//! (lca(dst), or the baseline's sequencer) through an SMR [`smr::Client`] of that
 //! group, which gives FIFO numbering, MAC authenticators, retransmission and
 //! the f+1 matching replies of the ordering step. The SMR reply says either
 //! `Done(results)` (a single-group message, delivered by its group: the
@@ -11,24 +11,26 @@
 //! f+1 matching ones (in votes: a weak quorum). It asks again with
 //! [`Message::Query`] every `client_retry` until then.
 
+use crate::fault::Fault;
 use crate::message::{Envelope, ExecReply, McastMsg, Message, MsgId, Results};
 use crate::topology::Topology;
 use byzscale_core::codec;
 use byzscale_core::crypto::{digest, Digest};
-use byzscale_core::protocol::Effect;
-use byzscale_core::{Addr, ClientId, Cx, GroupId, Protocol, Time};
-use byzscale_smr::{Client, ClientInput, ClientOutput, Params};
-use std::collections::{BTreeMap, BTreeSet};
+use byzscale_core::quorum::{Collector, Vote};
+use byzscale_core::{Addr, ClientId, Cx, GroupId, Keyed, NoRecord, Protocol, Time};
+use byzscale_smr as smr;
+use byzscale_smr::Params;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug)]
-pub enum ClientIn {
+pub enum Input {
     /// `multicast(m, dst)` with `m`'s payload (for the KV service, an encoded `KvOp`).
     Multicast { dst: Vec<GroupId>, payload: Vec<u8> },
 }
 
 #[derive(Debug, Clone)]
-pub enum ClientOut {
+pub enum Output {
     /// The `n`-th multicast (from 1) completed: the results of every
     /// destination, or why it failed.
     Done {
@@ -41,8 +43,8 @@ pub enum ClientOut {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ClientTimer {
-    Smr(GroupId, byzscale_smr::ClientTimer),
+pub enum Timer {
+    Smr(GroupId, smr::client::Timer),
     Query(u64),
 }
 
@@ -51,16 +53,15 @@ struct Outstanding {
     entry: GroupId,
     invoked: Time,
     accepted: bool,
-    votes: BTreeMap<Digest, (BTreeSet<usize>, Results)>,
-    voted: BTreeSet<usize>,
+    votes: Collector<Digest, Results>,
     retries: u32,
 }
 
-pub struct ByzcastClient {
+pub struct Client {
     id: ClientId,
     topo: Arc<Topology>,
     params: Params,
-    smr: BTreeMap<GroupId, Client>,
+    smr: Keyed<GroupId, smr::Client>,
     /// Per entry group: SMR submission ids handed out so far.
     submitted: BTreeMap<GroupId, u64>,
     /// (entry group, SMR submission id) → multicast number.
@@ -70,13 +71,13 @@ pub struct ByzcastClient {
     completed: u64,
 }
 
-impl ByzcastClient {
+impl Client {
     pub fn new(id: ClientId, topo: Arc<Topology>, params: Params) -> Self {
-        ByzcastClient {
+        Client {
             id,
             topo,
             params,
-            smr: BTreeMap::new(),
+            smr: Keyed::new(),
             submitted: BTreeMap::new(),
             subs: BTreeMap::new(),
             next_n: 1,
@@ -98,38 +99,30 @@ impl ByzcastClient {
         &mut self,
         g: GroupId,
         cx: &mut Cx<'_, Self>,
-        f: impl FnOnce(&mut Client, &mut Cx<'_, Client>),
+        f: impl FnOnce(&mut smr::Client, &mut Cx<'_, smr::Client>),
     ) {
         let Some(info) = self.topo.group(g) else {
             return;
         };
-        let (id, params) = (self.id, &self.params);
-        let client = self
-            .smr
-            .entry(g)
-            .or_insert_with(|| Client::new(id, info.clone(), params.clone()));
-        let ((), effects) = cx.nested(|icx| f(client, icx));
-        for e in effects {
-            match e {
-                Effect::Send { to, msg } => cx.send(to, Message::Smr(msg)),
-                Effect::Multicast { to, msg } => cx.multicast(to, Message::Smr(msg)),
-                Effect::SetTimer { timer, after } => {
-                    cx.set_timer(ClientTimer::Smr(g, timer), after)
-                }
-                Effect::CancelTimer { timer } => cx.cancel_timer(ClientTimer::Smr(g, timer)),
-                Effect::Output(ClientOutput::Done { id, result, .. }) => {
-                    self.on_ordered(g, id, result, cx)
-                }
-                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
-            }
+        if !self.smr.contains(&g) {
+            let c = smr::Client::new(self.id, info.clone(), self.params.clone());
+            self.smr.insert(g, c);
+        }
+        let Some(((), step)) = self.smr.step(&g, cx, f) else {
+            return;
+        };
+        for smr::client::Output::Done { id, result, .. } in
+            step.lift(cx, Message::Smr, |t| Timer::Smr(g, t))
+        {
+            self.on_ordered(g, id, result, cx);
         }
     }
 
     fn finish(&mut self, n: u64, results: Result<Results, String>, cx: &mut Cx<'_, Self>) {
         if let Some(o) = self.outstanding.remove(&n) {
-            cx.cancel_timer(ClientTimer::Query(n));
+            cx.cancel_timer(Timer::Query(n));
             self.completed += 1;
-            cx.output(ClientOut::Done {
+            cx.output(Output::Done {
                 n,
                 dst: o.dst,
                 entry: o.entry,
@@ -149,7 +142,7 @@ impl ByzcastClient {
             Ok(ExecReply::Accepted) => {
                 if let Some(o) = self.outstanding.get_mut(&n) {
                     o.accepted = true;
-                    cx.set_timer(ClientTimer::Query(n), self.params.client_retry);
+                    cx.set_timer(Timer::Query(n), self.params.client_retry);
                 }
             }
             Ok(ExecReply::Duplicate) => self.finish(n, Err("duplicate multicast".into()), cx),
@@ -162,7 +155,7 @@ impl ByzcastClient {
 
     fn on_reply(&mut self, from: Addr, id: MsgId, results: Results, cx: &mut Cx<'_, Self>) {
         if id.client != self.id {
-            cx.fault(from, "bc-reply-spoof", format!("reply for {id}"));
+            cx.fault(from, Fault::ReplySpoof, format!("reply for {id}"));
             return;
         }
         let Some(o) = self.outstanding.get_mut(&id.n) else {
@@ -172,40 +165,39 @@ impl ByzcastClient {
             return;
         };
         let Some(pos) = from.node().and_then(|n| g.index_of(n)) else {
-            cx.fault(from, "bc-unexpected", "reply from outside the entry group");
+            cx.fault(
+                from,
+                Fault::Unexpected,
+                "reply from outside the entry group",
+            );
             return;
         };
-        if !o.voted.insert(pos) {
-            return;
-        }
         let d = digest(&codec::to_bytes(&results));
-        let e = o
-            .votes
-            .entry(d)
-            .or_insert_with(|| (BTreeSet::new(), results));
-        e.0.insert(pos);
-        if g.qs.is_weak(e.0.iter().copied()) {
-            let r = e.1.clone();
-            self.finish(id.n, Ok(r), cx);
+        if o.votes.add(&g.qs, pos, d, || results) != Vote::Duplicate {
+            if let Some((_, r)) = o.votes.weak(&g.qs) {
+                let r = r.clone();
+                self.finish(id.n, Ok(r), cx);
+            }
         }
     }
 }
 
-impl Protocol for ByzcastClient {
+impl Protocol for Client {
     type Message = Message;
-    type Input = ClientIn;
-    type Output = ClientOut;
-    type Timer = ClientTimer;
+    type Input = Input;
+    type Output = Output;
+    type Timer = Timer;
+    type Record = NoRecord;
 
-    fn on_input(&mut self, input: ClientIn, cx: &mut Cx<'_, Self>) {
-        let ClientIn::Multicast { dst, payload } = input;
+    fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
+        let Input::Multicast { dst, payload } = input;
         let n = self.next_n;
         self.next_n += 1;
         let now = cx.now();
         let dst = match self.topo.normalize_dst(&dst) {
             Ok(d) => d,
             Err(e) => {
-                cx.output(ClientOut::Done {
+                cx.output(Output::Done {
                     n,
                     dst,
                     entry: GroupId(u32::MAX),
@@ -235,14 +227,13 @@ impl Protocol for ByzcastClient {
                 entry,
                 invoked: now,
                 accepted: false,
-                votes: BTreeMap::new(),
-                voted: BTreeSet::new(),
+                votes: Collector::new(),
                 retries: 0,
             },
         );
         self.smr_step(entry, cx, |c, icx| {
             c.on_input(
-                ClientInput::Submit {
+                smr::client::Input::Submit {
                     op,
                     read_only: false,
                 },
@@ -255,11 +246,15 @@ impl Protocol for ByzcastClient {
         match msg {
             Message::Smr(m) => {
                 let Some(g) = from.node().and_then(|n| self.topo.group_of(n)) else {
-                    cx.fault(from, "bc-unexpected", "SMR message from a non-replica");
+                    cx.fault(from, Fault::Unexpected, "SMR message from a non-replica");
                     return;
                 };
-                if !self.smr.contains_key(&g) {
-                    cx.fault(from, "bc-unexpected", "SMR message from a group never used");
+                if !self.smr.contains(&g) {
+                    cx.fault(
+                        from,
+                        Fault::Unexpected,
+                        "SMR message from a group never used",
+                    );
                     return;
                 }
                 self.smr_step(g, cx, |c, icx| c.on_message(from, m, icx));
@@ -267,16 +262,16 @@ impl Protocol for ByzcastClient {
             Message::Reply { id, results } => self.on_reply(from, id, results, cx),
             other => cx.fault(
                 from,
-                "bc-unexpected",
+                Fault::Unexpected,
                 format!("{} sent to a client", other.kind()),
             ),
         }
     }
 
-    fn on_timer(&mut self, timer: ClientTimer, cx: &mut Cx<'_, Self>) {
+    fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
-            ClientTimer::Smr(g, t) => self.smr_step(g, cx, |c, icx| c.on_timer(t, icx)),
-            ClientTimer::Query(n) => {
+            Timer::Smr(g, t) => self.smr_step(g, cx, |c, icx| c.on_timer(t, icx)),
+            Timer::Query(n) => {
                 let Some(o) = self.outstanding.get_mut(&n) else {
                     return;
                 };
@@ -297,7 +292,7 @@ impl Protocol for ByzcastClient {
                         },
                     );
                 }
-                cx.set_timer(ClientTimer::Query(n), backoff);
+                cx.set_timer(Timer::Query(n), backoff);
             }
         }
     }

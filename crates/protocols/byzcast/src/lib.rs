@@ -12,8 +12,8 @@
 //! |---|---|
 //! | Γ, Λ, overlay tree, lca(d), reach(x) (§III-A, "Why a tree?") | [`tree::Tree`] ([`Tree::lca`], [`Tree::reach`], [`Tree::children`]); validation rejects cycles, two parents and forests with the reason |
 //! | FIFO BFT atomic broadcast per group (`x-broadcast` / `x-deliver`) | the SMR core ([`byzscale_smr::Replica`]): total order plus per-client FIFO execution |
-//! | Algorithm 1, `multicast(m, dst)`: `x-broadcast(m)` at x = lca(dst) | [`ByzcastClient`] submits [`Envelope::Multicast`] to the entry group |
-//! | Algorithm 1, on `x-deliver(m)`: f+1 copies from parent replicas, dedup, `y-broadcast(m)` to each child y with reach(y) ∩ dst ≠ ∅, `a-deliver(m)` if x ∈ dst | [`machine::GroupMachine`] (the group's SMR service) with the per-stream index rule below, and [`ByzcastReplica`], whose SMR [`byzscale_smr::Client`]s of the children carry [`Envelope::Forward`] |
+//! | Algorithm 1, `multicast(m, dst)`: `x-broadcast(m)` at x = lca(dst) | [`Client`] submits [`Envelope::Multicast`] to the entry group |
+//! | Algorithm 1, on `x-deliver(m)`: f+1 copies from parent replicas, dedup, `y-broadcast(m)` to each child y with reach(y) ∩ dst ≠ ∅, `a-deliver(m)` if x ∈ dst | [`machine::GroupMachine`] (the group's SMR service) with the per-stream index rule below, and [`Replica`], whose SMR [`byzscale_smr::Client`]s of the children carry [`Envelope::Forward`] |
 //! | replies: f+1 matching per child, merged, up the tree; the client takes f+1 (prototype code) | [`Message::Result`], [`Message::Reply`] |
 //! | Baseline: one group orders everything, relays with per-destination sequence numbers | [`Mode::Baseline`]: every message enters at the root sequencer; the stream indices are the per-destination sequence numbers |
 //! | tree optimization: min Σ H(T, d) s.t. L(T, x) ≤ K(x) (§III-C, Tables II/III) | [`optimizer`] |
@@ -38,7 +38,7 @@
 //!
 //! The group state (streams, per-client entry numbers, the KV store) is the
 //! SMR [`byzscale_core::service::Service`] ([`machine::GroupMachine`]), not a
-//! layer over `ReplicaOutput::Decided`: the SMR replica then applies its
+//! layer over `smr::replica::Output::Decided`: the SMR replica then applies its
 //! per-client FIFO rule exactly once, checkpoints and state transfer carry the
 //! ByzCast state with everything else, and no second copy of the execution
 //! rules exists. The service cannot see which client sent an operation, so
@@ -62,10 +62,11 @@
 //!   than a separate code path; it is selected by [`Mode`], with the tree
 //!   forced to two levels.
 //! - A replica that catches up by state transfer does not a-deliver the
-//!   skipped messages one by one ([`ReplicaOut::Skipped`] says how far it
+//!   skipped messages one by one ([`replica::Output::Skipped`] says how far it
 //!   jumped), exactly as SMR replicas skip executing them.
 
 pub mod client;
+mod fault;
 pub mod kv;
 pub mod machine;
 pub mod message;
@@ -74,11 +75,10 @@ pub mod replica;
 pub mod topology;
 pub mod tree;
 
-pub use client::{ByzcastClient, ClientIn, ClientOut, ClientTimer};
+pub use client::Client;
+pub use fault::Fault;
 pub use machine::{Event, Forward, GroupMachine};
 pub use message::{Envelope, ExecReply, McastMsg, Message, MsgId, Results};
-pub use replica::{
-    ByzcastReplica, ByzcastStats, ForwardPolicy, Honest, ReplicaError, ReplicaIn, ReplicaOut, Timer,
-};
+pub use replica::{ForwardPolicy, Honest, Replica};
 pub use topology::{Mode, Topology, TopologyError};
 pub use tree::{Tree, TreeError, TreeSpec};

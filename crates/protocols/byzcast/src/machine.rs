@@ -40,11 +40,12 @@ use crate::topology::Topology;
 use byzscale_apps::kv::{KvOp, KvReply, KvStore, ERR_MALFORMED};
 use byzscale_core::codec;
 use byzscale_core::crypto::Digest;
+use byzscale_core::quorum::Collector;
 use byzscale_core::service::Service;
 use byzscale_core::{ClientId, GroupId};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A forward a replica makes: `msg` as index `k` of the stream to `child`.
@@ -89,8 +90,8 @@ pub enum Event {
     },
 }
 
-/// Votes for one stream index: digest → (voter positions, the message).
-type Votes = BTreeMap<Digest, (BTreeSet<usize>, McastMsg)>;
+/// Votes for one stream index: the parent replicas' copies by digest.
+type Votes = Collector<Digest, McastMsg>;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct StreamIn {
@@ -252,35 +253,22 @@ impl GroupMachine {
             return ExecReply::Ack;
         }
         let d = m.digest();
-        s.copies
-            .entry(k)
-            .or_default()
-            .entry(d)
-            .or_insert_with(|| (BTreeSet::new(), m))
-            .0
-            .insert(pos);
+        s.copies.entry(k).or_default().add(&pg.qs, pos, d, || m);
         // handle the stream strictly in order
         loop {
             let next = self.st.stream.next;
-            let winner = self.st.stream.copies.get(&next).and_then(|votes| {
-                votes
-                    .iter()
-                    .find(|(_, (who, _))| pg.qs.is_weak(who.iter().copied()))
-                    .map(|(d, (_, m))| (*d, m.clone()))
-            });
+            let winner = (self.st.stream.copies.get(&next))
+                .and_then(|votes| votes.weak(&pg.qs))
+                .map(|(d, m)| (*d, m.clone()));
             let Some((d, m)) = winner else { break };
             let votes = self.st.stream.copies.remove(&next).unwrap_or_default();
-            for (other, (who, _)) in votes {
-                if other != d {
-                    for p in who {
-                        let sender = pg.members[p];
-                        self.emit(Event::BadCopy {
-                            sender,
-                            k: next,
-                            why: "copy differs from the one f+1 parent replicas sent",
-                        });
-                    }
-                }
+            for p in votes.dissenters(&d) {
+                let sender = pg.members[p];
+                self.emit(Event::BadCopy {
+                    sender,
+                    k: next,
+                    why: "copy differs from the one f+1 parent replicas sent",
+                });
             }
             self.st.stream.next += 1;
             self.handle(m, false);

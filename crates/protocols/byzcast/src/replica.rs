@@ -16,7 +16,7 @@
 //! - timers become [`Timer::Smr`] / [`Timer::Child`];
 //! - after every SMR step the machine's outbox is drained: forwards are
 //!   submitted to the children's clients, deliveries become
-//!   [`ReplicaOut::Deliver`], handled messages start a result aggregation.
+//!   [`Output::Deliver`], handled messages start a result aggregation.
 //!
 //! # The request filter
 //!
@@ -39,18 +39,18 @@
 //! [`Message::Reply`] (the client takes f+1 matching). Lost results are asked
 //! for again with [`Message::Query`] every `client_retry`.
 
+use crate::fault::Fault;
 use crate::machine::{Event, Forward, GroupMachine};
 use crate::message::{Envelope, McastMsg, Message, MsgId, Results};
 use crate::topology::Topology;
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, Digest};
-use byzscale_core::protocol::Effect;
-use byzscale_core::{Addr, ClientId, Cx, GroupId, NodeId, Protocol, Time};
-use byzscale_smr::{
-    Client, ClientInput, ClientOutput, Params, Replica, ReplicaInput, ReplicaOutput,
-};
+use byzscale_core::quorum::{Collector, Vote};
+use byzscale_core::{Addr, ClientId, Cx, GroupId, Keyed, NodeId, Protocol, Time};
+use byzscale_smr as smr;
+use byzscale_smr::Params;
 use rand::RngCore;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// How many finished results a replica keeps to answer queries.
@@ -89,18 +89,18 @@ impl ForwardPolicy for Honest {}
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
-    Smr(byzscale_smr::ReplicaTimer),
-    Child(GroupId, byzscale_smr::ClientTimer),
+    Smr(smr::replica::Timer),
+    Child(GroupId, smr::client::Timer),
     Requery,
 }
 
 #[derive(Debug)]
-pub enum ReplicaIn {
-    Smr(ReplicaInput),
+pub enum Input {
+    Smr(smr::replica::Input),
 }
 
 #[derive(Debug)]
-pub enum ReplicaOut {
+pub enum Output {
     /// a-deliver(m): the `index`-th delivery at `group`.
     Deliver {
         group: GroupId,
@@ -110,12 +110,12 @@ pub enum ReplicaOut {
     /// State transfer installed a snapshot covering deliveries up to `to_index`.
     Skipped { group: GroupId, to_index: u64 },
     /// The inner SMR replica's outputs (decided batches, views, checkpoints).
-    Smr(ReplicaOutput),
+    Smr(smr::replica::Output),
 }
 
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ByzcastStats {
+pub struct Stats {
     pub forwards_submitted: u64,
     pub forwards_acked: u64,
     pub results_sent: u64,
@@ -126,8 +126,7 @@ pub struct ByzcastStats {
 
 #[derive(Default)]
 struct ChildVotes {
-    voted: BTreeSet<usize>,
-    votes: BTreeMap<Digest, (BTreeSet<usize>, Results)>,
+    votes: Collector<Digest, Results>,
     resolved: Option<Results>,
 }
 
@@ -138,13 +137,13 @@ struct Aggregation {
     last_query: Time,
 }
 
-pub struct ByzcastReplica<P: ForwardPolicy = Honest> {
+pub struct Replica<P: ForwardPolicy = Honest> {
     me: NodeId,
     group: GroupId,
     topo: Arc<Topology>,
     params: Params,
-    smr: Replica<GroupMachine>,
-    children: BTreeMap<GroupId, Client>,
+    smr: smr::Replica<GroupMachine>,
+    children: Keyed<GroupId, smr::Client>,
     client_crypto: Crypto,
     policy: P,
     aggs: BTreeMap<MsgId, Aggregation>,
@@ -152,18 +151,18 @@ pub struct ByzcastReplica<P: ForwardPolicy = Honest> {
     done: BTreeMap<MsgId, (Results, bool)>,
     done_order: VecDeque<MsgId>,
     requery_armed: bool,
-    stats: ByzcastStats,
+    stats: Stats,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReplicaError {
+pub enum Error {
     #[error("node {0} is not a member of any group")]
     NotAMember(NodeId),
     #[error("the client crypto must be for {expected:?}, got {got:?}")]
     ClientCrypto { expected: Addr, got: Addr },
 }
 
-impl ByzcastReplica<Honest> {
+impl Replica<Honest> {
     /// A correct replica. `client_crypto` is this node's identity under the
     /// address `Addr::Client(ClientId::for_replica(me))`, with the replicas of
     /// the child groups as peers (used for the requests it forwards).
@@ -172,30 +171,30 @@ impl ByzcastReplica<Honest> {
         topo: Arc<Topology>,
         params: Params,
         client_crypto: Crypto,
-    ) -> Result<Self, ReplicaError> {
+    ) -> Result<Self, Error> {
         Self::with_policy(me, topo, params, client_crypto, Honest)
     }
 }
 
-impl<P: ForwardPolicy> ByzcastReplica<P> {
+impl<P: ForwardPolicy> Replica<P> {
     pub fn with_policy(
         me: NodeId,
         topo: Arc<Topology>,
         params: Params,
         client_crypto: Crypto,
         policy: P,
-    ) -> Result<Self, ReplicaError> {
-        let group = topo.group_of(me).ok_or(ReplicaError::NotAMember(me))?;
+    ) -> Result<Self, Error> {
+        let group = topo.group_of(me).ok_or(Error::NotAMember(me))?;
         let expected = Addr::Client(ClientId::for_replica(me));
         if client_crypto.me() != expected {
-            return Err(ReplicaError::ClientCrypto {
+            return Err(Error::ClientCrypto {
                 expected,
                 got: client_crypto.me(),
             });
         }
         let info = topo.group(group).expect("owner group exists").clone();
         let machine = GroupMachine::new(group, topo.clone());
-        let smr = Replica::new(me, info, params.clone(), machine);
+        let smr = smr::Replica::new(me, info, params.clone(), machine);
         let children = topo
             .tree()
             .children(group)
@@ -204,11 +203,11 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
                 let g = topo.group(*c).expect("child group exists").clone();
                 (
                     *c,
-                    Client::new(ClientId::for_replica(me), g, params.clone()),
+                    smr::Client::new(ClientId::for_replica(me), g, params.clone()),
                 )
             })
             .collect();
-        Ok(ByzcastReplica {
+        Ok(Replica {
             me,
             group,
             topo,
@@ -222,7 +221,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
             done: BTreeMap::new(),
             done_order: VecDeque::new(),
             requery_armed: false,
-            stats: ByzcastStats::default(),
+            stats: Stats::default(),
         })
     }
 
@@ -232,13 +231,13 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
     pub fn group(&self) -> GroupId {
         self.group
     }
-    pub fn smr(&self) -> &Replica<GroupMachine> {
+    pub fn smr(&self) -> &smr::Replica<GroupMachine> {
         &self.smr
     }
     pub fn machine(&self) -> &GroupMachine {
         self.smr.service()
     }
-    pub fn stats(&self) -> ByzcastStats {
+    pub fn stats(&self) -> Stats {
         self.stats
     }
     pub fn pending_results(&self) -> usize {
@@ -272,59 +271,33 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
     fn smr_step(
         &mut self,
         cx: &mut Cx<'_, Self>,
-        f: impl FnOnce(&mut Replica<GroupMachine>, &mut Cx<'_, Replica<GroupMachine>>),
+        f: impl FnOnce(&mut smr::Replica<GroupMachine>, &mut Cx<'_, smr::Replica<GroupMachine>>),
     ) {
         let smr = &mut self.smr;
-        let ((), effects) = cx.nested(|icx| f(smr, icx));
-        let mut outputs = Vec::new();
-        for e in effects {
-            match e {
-                Effect::Send { to, msg } => cx.send(Self::map_addr(to), Message::Smr(msg)),
-                Effect::Multicast { to, msg } => cx.multicast(
-                    to.into_iter().map(Self::map_addr).collect(),
-                    Message::Smr(msg),
-                ),
-                Effect::SetTimer { timer, after } => cx.set_timer(Timer::Smr(timer), after),
-                Effect::CancelTimer { timer } => cx.cancel_timer(Timer::Smr(timer)),
-                Effect::Output(o) => outputs.push(o),
-                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
-            }
-        }
-        for o in outputs {
-            cx.output(ReplicaOut::Smr(o));
+        let ((), step) = cx.nested(|icx| f(smr, icx));
+        for o in step.lift_to(cx, Self::map_addr, Message::Smr, Timer::Smr) {
+            cx.output(Output::Smr(o));
         }
         self.drain(cx);
     }
 
+    /// A step of the SMR client of child group `y`, under this replica's
+    /// client identity.
     fn child_step(
         &mut self,
         y: GroupId,
         cx: &mut Cx<'_, Self>,
-        f: impl FnOnce(&mut Client, &mut Cx<'_, Client>),
+        f: impl FnOnce(&mut smr::Client, &mut Cx<'_, smr::Client>),
     ) {
-        let Some(client) = self.children.get_mut(&y) else {
+        let Some(((), step)) = self.children.step_with(&y, &self.client_crypto, cx, f) else {
             return;
         };
-        let mut buf: Vec<Effect<Client>> = Vec::new();
-        {
-            let now = cx.now();
-            let mut icx = Cx::new(now, cx.rng(), &self.client_crypto, &mut buf);
-            f(client, &mut icx);
-        }
-        for e in buf {
-            match e {
-                Effect::Send { to, msg } => cx.send(to, Message::Smr(msg)),
-                Effect::Multicast { to, msg } => cx.multicast(to, Message::Smr(msg)),
-                Effect::SetTimer { timer, after } => cx.set_timer(Timer::Child(y, timer), after),
-                Effect::CancelTimer { timer } => cx.cancel_timer(Timer::Child(y, timer)),
-                Effect::Output(ClientOutput::Done { .. }) => self.stats.forwards_acked += 1,
-                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
-            }
-        }
+        let done = step.lift(cx, Message::Smr, |t| Timer::Child(y, t));
+        self.stats.forwards_acked += done.len() as u64;
     }
 
     fn submit(&mut self, f: Forward, cx: &mut Cx<'_, Self>) {
-        if !self.children.contains_key(&f.child) {
+        if !self.children.contains(&f.child) {
             return;
         }
         let op = Envelope::Forward {
@@ -336,7 +309,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
         self.stats.forwards_submitted += 1;
         self.child_step(f.child, cx, |c, icx| {
             c.on_input(
-                ClientInput::Submit {
+                smr::client::Input::Submit {
                     op,
                     read_only: false,
                 },
@@ -355,7 +328,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
         for e in events {
             match e {
                 Event::Forward(f) => planned.push(f),
-                Event::Deliver { index, msg, .. } => cx.output(ReplicaOut::Deliver {
+                Event::Deliver { index, msg, .. } => cx.output(Output::Deliver {
                     group: self.group,
                     index,
                     msg,
@@ -368,14 +341,14 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
                         .map(|p| self.topo.tree().name(p).to_string());
                     cx.fault(
                         sender,
-                        "bc-bad-copy",
+                        Fault::BadCopy,
                         format!(
                             "index {k} of the {} stream: {why}",
                             parent.unwrap_or_default()
                         ),
                     )
                 }
-                Event::Restored { delivered } => cx.output(ReplicaOut::Skipped {
+                Event::Restored { delivered } => cx.output(Output::Skipped {
                     group: self.group,
                     to_index: delivered,
                 }),
@@ -446,13 +419,13 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
         match msg {
             M::Reply(r) => {
                 let Some(y) = from.node().and_then(|n| self.topo.group_of(n)) else {
-                    cx.fault(from, "bc-unexpected", "SMR reply from a non-replica");
+                    cx.fault(from, Fault::Unexpected, "SMR reply from a non-replica");
                     return;
                 };
-                if !self.children.contains_key(&y) {
+                if !self.children.contains(&y) {
                     cx.fault(
                         from,
-                        "bc-unexpected",
+                        Fault::Unexpected,
                         "SMR reply from a group that is not a child",
                     );
                     return;
@@ -465,7 +438,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
                     Addr::Client(_) => {
                         cx.fault(
                             from,
-                            "bc-request-spoof",
+                            Fault::RequestSpoof,
                             "a client using a replica's client id",
                         );
                         return;
@@ -478,7 +451,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
                         {
                             cx.fault(
                                 from,
-                                "bc-request-spoof",
+                                Fault::RequestSpoof,
                                 format!("request as {} from {j}", req.client),
                             );
                             return;
@@ -490,7 +463,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
                     Ok(env) => env,
                     Err(e) => {
                         self.stats.rejected_requests += 1;
-                        cx.fault(from, "bc-envelope", e);
+                        cx.fault(from, Fault::Envelope, e);
                         return;
                     }
                 };
@@ -513,7 +486,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
                         Ok(_) => ok.push(r),
                         Err(e) => {
                             self.stats.rejected_requests += 1;
-                            cx.fault(from, "bc-envelope", e);
+                            cx.fault(from, Fault::Envelope, e);
                         }
                     }
                 }
@@ -527,7 +500,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
                         self.stats.rejected_requests += 1;
                         cx.fault(
                             from,
-                            "bc-propose-envelope",
+                            Fault::ProposeEnvelope,
                             format!("view {view} slot {slot}: {e}"),
                         );
                         return;
@@ -610,17 +583,17 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
 
     fn on_result(&mut self, from: Addr, id: MsgId, results: Results, cx: &mut Cx<'_, Self>) {
         let Some(node) = from.node() else {
-            cx.fault(from, "bc-unexpected", "result from a client");
+            cx.fault(from, Fault::Unexpected, "result from a client");
             return;
         };
         let Some(y) = self.topo.group_of(node) else {
-            cx.fault(from, "bc-unexpected", "result from a non-replica");
+            cx.fault(from, Fault::Unexpected, "result from a non-replica");
             return;
         };
-        if !self.children.contains_key(&y) {
+        if !self.children.contains(&y) {
             cx.fault(
                 from,
-                "bc-unexpected",
+                Fault::Unexpected,
                 "result from a group that is not a child",
             );
             return;
@@ -628,7 +601,7 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
         if !self.valid_results(y, &results) {
             cx.fault(
                 from,
-                "bc-result-invalid",
+                Fault::ResultInvalid,
                 format!("results for {id} outside the child's subtree"),
             );
             return;
@@ -658,29 +631,21 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
             .or_default()
             .entry(y)
             .or_default();
-        if cv.resolved.is_some() || !cv.voted.insert(pos) {
+        if cv.resolved.is_some() {
             return;
         }
         let d = byzscale_core::crypto::digest(&codec::to_bytes(&results));
-        let e = cv
-            .votes
-            .entry(d)
-            .or_insert_with(|| (BTreeSet::new(), results));
-        e.0.insert(pos);
-        if g.qs.is_weak(e.0.iter().copied()) {
-            let r = e.1.clone();
-            cv.resolved = Some(r);
-            let liars: Vec<usize> = cv
-                .votes
-                .iter()
-                .filter(|(od, _)| **od != d)
-                .flat_map(|(_, (who, _))| who.iter().copied())
-                .collect();
+        if cv.votes.add(&g.qs, pos, d, || results) == Vote::Duplicate {
+            return;
+        }
+        if let Some((d, r)) = cv.votes.weak(&g.qs) {
+            cv.resolved = Some(r.clone());
+            let liars = cv.votes.dissenters(d);
             cv.votes.clear();
             for p in liars {
                 cx.fault(
                     g.members[p],
-                    "bc-bad-result",
+                    Fault::BadResult,
                     format!("results for {id} differ from f+1 others"),
                 );
             }
@@ -754,19 +719,20 @@ impl<P: ForwardPolicy> ByzcastReplica<P> {
     }
 }
 
-impl<P: ForwardPolicy> Protocol for ByzcastReplica<P> {
+impl<P: ForwardPolicy> Protocol for Replica<P> {
     type Message = Message;
-    type Input = ReplicaIn;
-    type Output = ReplicaOut;
+    type Input = Input;
+    type Output = Output;
     type Timer = Timer;
+    type Record = smr::Record;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.smr_step(cx, |r, icx| r.on_start(icx));
     }
 
-    fn on_input(&mut self, input: ReplicaIn, cx: &mut Cx<'_, Self>) {
+    fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
         match input {
-            ReplicaIn::Smr(i) => self.smr_step(cx, |r, icx| r.on_input(i, icx)),
+            Input::Smr(i) => self.smr_step(cx, |r, icx| r.on_input(i, icx)),
         }
     }
 
@@ -776,7 +742,7 @@ impl<P: ForwardPolicy> Protocol for ByzcastReplica<P> {
             Message::Result { id, results } => self.on_result(from, id, results, cx),
             Message::Query { id } => self.on_query(from, id, cx),
             Message::Reply { .. } => {
-                cx.fault(from, "bc-unexpected", "a client reply sent to a replica")
+                cx.fault(from, Fault::Unexpected, "a client reply sent to a replica")
             }
         }
     }
@@ -798,7 +764,7 @@ mod tests {
     #[test]
     fn protocols_are_send() {
         fn send<T: Send>() {}
-        send::<ByzcastReplica<Honest>>();
-        send::<crate::ByzcastClient>();
+        send::<Replica<Honest>>();
+        send::<crate::Client>();
     }
 }

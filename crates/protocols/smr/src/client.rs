@@ -18,20 +18,21 @@
 //! quorum of the replies completing a request reported (so f Byzantine
 //! replicas cannot point the client at a replica of their choice).
 
+use crate::fault::Fault;
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
 use byzscale_core::crypto::Digest;
-use byzscale_core::{Addr, ClientId, Cx, Protocol, Time};
+use byzscale_core::{Addr, ClientId, Cx, NoRecord, Protocol, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Debug)]
-pub enum ClientInput {
+pub enum Input {
     /// Submit an operation. `read_only` asks for the unordered path.
     Submit { op: Vec<u8>, read_only: bool },
 }
 
 #[derive(Debug, Clone)]
-pub enum ClientOutput {
+pub enum Output {
     /// The operation submitted as the `id`-th (from 1, in submission order)
     /// completed with `result`. `ordered` tells which path produced it.
     Done {
@@ -43,7 +44,7 @@ pub enum ClientOutput {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ClientTimer {
+pub enum Timer {
     /// Retransmit the ordered request with this sequence number.
     Retry(u64),
     /// Give up on the unordered read with this number.
@@ -155,14 +156,14 @@ impl Client {
             self.next_ro += 1;
             let req = self.make_request(seq, true, op, cx);
             cx.multicast(self.g.addrs(), Message::Request(req.clone()));
-            cx.set_timer(ClientTimer::ReadTimeout(seq), self.p.client_retry);
+            cx.set_timer(Timer::ReadTimeout(seq), self.p.client_retry);
             self.reads.insert(seq, Outstanding::new(id, req, invoked));
         } else {
             let seq = self.next_seq;
             self.next_seq += 1;
             let req = self.make_request(seq, false, op, cx);
             self.send_ordered(&req, cx);
-            cx.set_timer(ClientTimer::Retry(seq), self.p.client_retry);
+            cx.set_timer(Timer::Retry(seq), self.p.client_retry);
             self.ordered.insert(seq, Outstanding::new(id, req, invoked));
         }
     }
@@ -178,7 +179,7 @@ impl Client {
 
     fn finish(&mut self, o: Outstanding, result: Vec<u8>, ordered: bool, cx: &mut Cx<'_, Self>) {
         self.completed += 1;
-        cx.output(ClientOutput::Done {
+        cx.output(Output::Done {
             id: o.id,
             result,
             ordered,
@@ -190,12 +191,12 @@ impl Client {
     /// Re-submit a read as an ordered request (same submission id).
     fn fall_back(&mut self, seq: u64, cx: &mut Cx<'_, Self>) {
         if let Some(o) = self.reads.remove(&seq) {
-            cx.cancel_timer(ClientTimer::ReadTimeout(seq));
+            cx.cancel_timer(Timer::ReadTimeout(seq));
             let oseq = self.next_seq;
             self.next_seq += 1;
             let req = self.make_request(oseq, false, o.req.op, cx);
             self.send_ordered(&req, cx);
-            cx.set_timer(ClientTimer::Retry(oseq), self.p.client_retry);
+            cx.set_timer(Timer::Retry(oseq), self.p.client_retry);
             self.ordered
                 .insert(oseq, Outstanding::new(o.id, req, o.invoked));
         }
@@ -218,12 +219,13 @@ impl Outstanding {
 
 impl Protocol for Client {
     type Message = Message;
-    type Input = ClientInput;
-    type Output = ClientOutput;
-    type Timer = ClientTimer;
+    type Input = Input;
+    type Output = Output;
+    type Timer = Timer;
+    type Record = NoRecord;
 
-    fn on_input(&mut self, input: ClientInput, cx: &mut Cx<'_, Self>) {
-        let ClientInput::Submit { op, read_only } = input;
+    fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
+        let Input::Submit { op, read_only } = input;
         let id = self.next_id;
         self.next_id += 1;
         self.backlog.push_back((id, op, read_only, cx.now()));
@@ -234,19 +236,23 @@ impl Protocol for Client {
         let Message::Reply(r) = msg else {
             cx.fault(
                 from,
-                "unexpected",
+                Fault::Unexpected,
                 format!("{} sent to a client", msg.kind()),
             );
             return;
         };
         let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
-            cx.fault(from, "not-a-member", "reply from a non-member".to_string());
+            cx.fault(
+                from,
+                Fault::NotAMember,
+                "reply from a non-member".to_string(),
+            );
             return;
         };
         if r.replica != self.g.members[idx] || r.client != self.id {
             cx.fault(
                 from,
-                "reply-spoof",
+                Fault::ReplySpoof,
                 "reply names another replica or client".to_string(),
             );
             return;
@@ -266,7 +272,7 @@ impl Protocol for Client {
                 tracing::debug!(client = %self.id, seq = r.seq, voters = ?e.0, "read-only quorum");
                 let result = e.1.clone();
                 let o = self.reads.remove(&r.seq).expect("present");
-                cx.cancel_timer(ClientTimer::ReadTimeout(r.seq));
+                cx.cancel_timer(Timer::ReadTimeout(r.seq));
                 self.finish(o, result, false, cx);
                 return;
             }
@@ -294,25 +300,25 @@ impl Protocol for Client {
             if self.g.qs.is_weak(e.0.iter().copied()) {
                 let result = e.1.clone();
                 let o = self.ordered.remove(&r.seq).expect("present");
-                cx.cancel_timer(ClientTimer::Retry(r.seq));
+                cx.cancel_timer(Timer::Retry(r.seq));
                 self.learn_view(&o.views);
                 self.finish(o, result, true, cx);
             }
         }
     }
 
-    fn on_timer(&mut self, timer: ClientTimer, cx: &mut Cx<'_, Self>) {
+    fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
-            ClientTimer::Retry(seq) => {
+            Timer::Retry(seq) => {
                 if let Some(o) = self.ordered.get_mut(&seq) {
                     o.retries += 1;
                     tracing::debug!(client = %self.id, seq, retries = o.retries, replies = o.replies.len(), "retransmitting");
                     let backoff = self.p.client_retry.saturating_mul(1 << o.retries.min(3));
                     cx.multicast(self.g.addrs(), Message::Request(o.req.clone()));
-                    cx.set_timer(ClientTimer::Retry(seq), backoff);
+                    cx.set_timer(Timer::Retry(seq), backoff);
                 }
             }
-            ClientTimer::ReadTimeout(seq) => self.fall_back(seq, cx),
+            Timer::ReadTimeout(seq) => self.fall_back(seq, cx),
         }
     }
 }

@@ -60,12 +60,14 @@
 //!   executed every slot it accepted; the client needs a full quorum of matching
 //!   replies and otherwise falls back to ordering (linearizable, see `Replica`).
 
-mod client;
+pub mod client;
+mod fault;
 mod message;
 mod params;
-mod replica;
+pub mod replica;
 
-pub use client::{Client, ClientInput, ClientOutput, ClientTimer};
+pub use client::Client;
+pub use fault::Fault;
 pub use message::*;
 pub use params::{GroupInfo, Params};
-pub use replica::{Replica, ReplicaInput, ReplicaOutput, ReplicaStats, ReplicaTimer, Status};
+pub use replica::{Record, Replica, Status};

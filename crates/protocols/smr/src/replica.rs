@@ -7,6 +7,7 @@
 //!   log entries) and a batch whose digest matches;
 //! - slots execute strictly in order, each once; requests per client in FIFO order.
 
+use crate::fault::Fault;
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
 use byzscale_core::codec;
@@ -24,7 +25,7 @@ pub enum Status {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ReplicaTimer {
+pub enum Timer {
     Request,
     ViewChange,
     Batch,
@@ -32,13 +33,13 @@ pub enum ReplicaTimer {
 }
 
 #[derive(Debug)]
-pub enum ReplicaInput {
+pub enum Input {
     /// Operator (or test) asks this replica to suspect the current leader.
     Suspect,
 }
 
 #[derive(Debug, Clone)]
-pub enum ReplicaOutput {
+pub enum Output {
     /// Slot decided (emitted once per slot, in slot order, at execution).
     Decided {
         slot: Slot,
@@ -50,15 +51,27 @@ pub enum ReplicaOutput {
     ViewChanged { view: View, leader: NodeId },
     /// This replica asked to leave its view.
     Suspected { view: View },
-    /// A checkpoint became stable; `snapshot` is this replica's state at `slot`
-    /// (for durable storage) when it has it.
-    Stable {
-        slot: Slot,
-        state: Digest,
-        snapshot: Option<Vec<u8>>,
-    },
+    /// A checkpoint became stable.
+    Stable { slot: Slot, state: Digest },
     /// The state was replaced by a snapshot from other replicas.
     StateTransferred { slot: Slot },
+}
+
+/// What a replica asks its driver to make durable ([`byzscale_core::Effect::Persist`]).
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// Slot `slot` was decided with `batch` and executed (append to the log).
+    Decided { slot: Slot, batch: Batch },
+    /// The state at stable checkpoint `slot` (this replica's own, or one
+    /// installed by state transfer): the log up to `slot` may be dropped.
+    Checkpoint { slot: Slot, snapshot: Vec<u8> },
+}
+
+/// A nested protocol that persists nothing lifts into a replica's records.
+impl From<byzscale_core::NoRecord> for Record {
+    fn from(n: byzscale_core::NoRecord) -> Self {
+        match n {}
+    }
 }
 
 /// Per-client execution state: part of the replicated state (and the snapshot).
@@ -113,7 +126,7 @@ struct Selection {
 
 /// Counters for metrics.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ReplicaStats {
+pub struct Stats {
     pub view: View,
     pub executed: Slot,
     pub low: Slot,
@@ -169,7 +182,7 @@ pub struct Replica<S: Service> {
     batch_timer: bool,
     fetch_timer: bool,
     executed_at_fetch: Slot,
-    stats: ReplicaStats,
+    stats: Stats,
 }
 
 type Ctx<'a, S> = Cx<'a, Replica<S>>;
@@ -214,12 +227,12 @@ impl<S: Service> Replica<S> {
             batch_timer: false,
             fetch_timer: false,
             executed_at_fetch: 0,
-            stats: ReplicaStats::default(),
+            stats: Stats::default(),
         }
     }
 
     /// Restart from durable state: a snapshot taken at a stable checkpoint (as
-    /// emitted in [`ReplicaOutput::Stable`]) and the decided batches after it. The
+    /// emitted in [`Record::Checkpoint`]) and the decided batches after it. The
     /// replica then catches up with the others by log and state transfer.
     pub fn recover(
         me: NodeId,
@@ -268,8 +281,8 @@ impl<S: Service> Replica<S> {
     pub fn group(&self) -> &GroupInfo {
         &self.g
     }
-    pub fn stats(&self) -> ReplicaStats {
-        ReplicaStats {
+    pub fn stats(&self) -> Stats {
+        Stats {
             view: self.view,
             executed: self.executed,
             low: self.low,
@@ -289,9 +302,9 @@ impl<S: Service> Replica<S> {
             .collect()
     }
 
-    fn fault(&mut self, cx: &mut Ctx<S>, who: Addr, kind: &'static str, detail: String) {
+    fn fault(&mut self, cx: &mut Ctx<S>, who: Addr, kind: Fault, detail: String) {
         self.stats.faults += 1;
-        tracing::warn!(replica = %self.me, peer = %who, kind, %detail, "fault");
+        tracing::warn!(replica = %self.me, peer = %who, kind = kind.name(), %detail, "fault");
         cx.fault(who, kind, detail);
     }
 
@@ -363,7 +376,7 @@ impl<S: Service> Replica<S> {
         if !self.fetch_timer {
             self.fetch_timer = true;
             self.executed_at_fetch = self.executed;
-            cx.set_timer(ReplicaTimer::Fetch, self.p.fetch_interval);
+            cx.set_timer(Timer::Fetch, self.p.fetch_interval);
         }
     }
 
@@ -374,7 +387,7 @@ impl<S: Service> Replica<S> {
         if let Some(oldest) = self.oldest_due_request() {
             self.request_timer = true;
             let due = oldest + self.p.request_timeout;
-            cx.set_timer(ReplicaTimer::Request, due.saturating_sub(cx.now()).max(1));
+            cx.set_timer(Timer::Request, due.saturating_sub(cx.now()).max(1));
         }
     }
 
@@ -446,7 +459,7 @@ impl<S: Service> Replica<S> {
             self.fault(
                 cx,
                 who,
-                "forward-malformed",
+                Fault::ForwardMalformed,
                 format!("{} requests", reqs.len()),
             );
             return;
@@ -464,7 +477,7 @@ impl<S: Service> Replica<S> {
             self.fault(
                 cx,
                 from,
-                "request-spoof",
+                Fault::RequestSpoof,
                 format!("request claims {}", req.client),
             );
             return;
@@ -473,7 +486,7 @@ impl<S: Service> Replica<S> {
             self.fault(
                 cx,
                 from,
-                "request-malformed",
+                Fault::RequestMalformed,
                 "bad size or authenticator".into(),
             );
             return;
@@ -483,7 +496,7 @@ impl<S: Service> Replica<S> {
             self.fault(
                 cx,
                 from,
-                "request-auth",
+                Fault::RequestAuth,
                 format!("bad MAC on {}#{}", req.client, req.seq),
             );
             return;
@@ -574,7 +587,7 @@ impl<S: Service> Replica<S> {
             {
                 if !self.batch_timer {
                     self.batch_timer = true;
-                    cx.set_timer(ReplicaTimer::Batch, self.p.batch_delay);
+                    cx.set_timer(Timer::Batch, self.p.batch_delay);
                 }
                 return;
             }
@@ -634,7 +647,7 @@ impl<S: Service> Replica<S> {
             self.fault(
                 cx,
                 who,
-                "propose-not-leader",
+                Fault::ProposeNotLeader,
                 format!("view {view} slot {slot}"),
             );
             return;
@@ -644,7 +657,7 @@ impl<S: Service> Replica<S> {
         }
         if let Err(e) = self.validate_batch(&batch, cx) {
             let who = Addr::Node(self.g.members[from]);
-            self.fault(cx, who, "propose-invalid", format!("slot {slot}: {e}"));
+            self.fault(cx, who, Fault::ProposeInvalid, format!("slot {slot}: {e}"));
             return;
         }
         self.accept_proposal(view, slot, batch, true, cx);
@@ -704,7 +717,7 @@ impl<S: Service> Replica<S> {
                     self.fault(
                         cx,
                         who,
-                        "equivocation",
+                        Fault::Equivocation,
                         format!("two proposals for view {view} slot {slot}"),
                     );
                 }
@@ -886,7 +899,11 @@ impl<S: Service> Replica<S> {
             self.executed = slot;
             self.stats.executed_requests += batch.requests.len() as u64;
             progressed = true;
-            cx.output(ReplicaOutput::Decided {
+            cx.persist(Record::Decided {
+                slot,
+                batch: batch.clone(),
+            });
+            cx.output(Output::Decided {
                 slot,
                 view: v,
                 digest: d,
@@ -1037,7 +1054,7 @@ impl<S: Service> Replica<S> {
             .verify(who, &checkpoint_bytes(self.g.id, slot, &state), &sig)
             .is_err()
         {
-            self.fault(cx, who, "checkpoint-signature", format!("slot {slot}"));
+            self.fault(cx, who, Fault::CheckpointSignature, format!("slot {slot}"));
             return;
         }
         self.note_slot(slot, cx);
@@ -1080,10 +1097,13 @@ impl<S: Service> Replica<S> {
         match mine {
             Some((d, snap)) if d == cert.state => {
                 self.stable_snapshot = Some(snap.clone());
-                cx.output(ReplicaOutput::Stable {
+                cx.persist(Record::Checkpoint {
+                    slot: cert.slot,
+                    snapshot: snap,
+                });
+                cx.output(Output::Stable {
                     slot: cert.slot,
                     state: d,
-                    snapshot: Some(snap),
                 });
             }
             Some(_) => {
@@ -1091,7 +1111,7 @@ impl<S: Service> Replica<S> {
                 self.fault(
                     cx,
                     me,
-                    "divergent-state",
+                    Fault::DivergentState,
                     format!("my state at {} differs from the quorum's", cert.slot),
                 );
                 self.stable_snapshot = None;
@@ -1160,13 +1180,13 @@ impl<S: Service> Replica<S> {
             self.fault(
                 cx,
                 who,
-                "state-invalid",
+                Fault::StateInvalid,
                 format!("snapshot for slot {}", cert.slot),
             );
             return;
         }
         if let Err(e) = self.restore_snapshot(&snapshot) {
-            self.fault(cx, who, "state-undecodable", e);
+            self.fault(cx, who, Fault::StateUndecodable, e);
             return;
         }
         tracing::info!(replica = %self.me, slot = cert.slot, "state transfer complete");
@@ -1187,12 +1207,9 @@ impl<S: Service> Replica<S> {
         let clients = &self.clients;
         self.pending
             .retain(|(c, s), _| *s > clients.get(c).map(|cs| cs.last).unwrap_or(0));
-        cx.output(ReplicaOutput::StateTransferred { slot });
-        cx.output(ReplicaOutput::Stable {
-            slot,
-            state,
-            snapshot: Some(snapshot),
-        });
+        cx.output(Output::StateTransferred { slot });
+        cx.persist(Record::Checkpoint { slot, snapshot });
+        cx.output(Output::Stable { slot, state });
         if self.next_slot <= self.executed {
             self.next_slot = self.executed + 1;
         }
@@ -1351,7 +1368,7 @@ impl<S: Service> Replica<S> {
         }
         self.stop_sent = view;
         tracing::info!(replica = %self.me, from_view = self.view, to_view = view, "suspecting leader, sending STOP");
-        cx.output(ReplicaOutput::Suspected { view });
+        cx.output(Output::Suspected { view });
         cx.multicast(self.others(), Message::Stop { view });
         let idx = self.idx;
         self.stops.entry(view).or_default().insert(idx);
@@ -1399,7 +1416,7 @@ impl<S: Service> Replica<S> {
         self.stops = self.stops.split_off(&view);
         if self.request_timer {
             self.request_timer = false;
-            cx.cancel_timer(ReplicaTimer::Request);
+            cx.cancel_timer(Timer::Request);
         }
         let body = StopBody {
             view,
@@ -1430,7 +1447,7 @@ impl<S: Service> Replica<S> {
             .view_change_timeout
             .saturating_mul(1 << self.vc_attempts.min(10));
         self.vc_attempts += 1;
-        cx.set_timer(ReplicaTimer::ViewChange, timeout);
+        cx.set_timer(Timer::ViewChange, timeout);
     }
 
     /// Check a STOP-DATA for `view` in full: signature, checkpoint certificate, and
@@ -1492,7 +1509,7 @@ impl<S: Service> Replica<S> {
             return;
         }
         if let Err(e) = self.verify_stop_data(&sd, view, cx) {
-            self.fault(cx, who, "stop-data-invalid", e);
+            self.fault(cx, who, Fault::StopDataInvalid, e);
             return;
         }
         self.stopdata
@@ -1537,7 +1554,7 @@ impl<S: Service> Replica<S> {
         let mut senders = BTreeSet::new();
         for sd in &stops {
             if let Err(e) = self.verify_stop_data(sd, view, cx) {
-                self.fault(cx, who, "sync-invalid", e);
+                self.fault(cx, who, Fault::SyncInvalid, e);
                 return;
             }
             senders.insert(self.g.index_of(sd.body.replica).unwrap_or(usize::MAX));
@@ -1546,7 +1563,7 @@ impl<S: Service> Replica<S> {
             self.fault(
                 cx,
                 who,
-                "sync-invalid",
+                Fault::SyncInvalid,
                 "not a quorum of distinct STOP-DATA".into(),
             );
             return;
@@ -1555,7 +1572,7 @@ impl<S: Service> Replica<S> {
             self.fault(
                 cx,
                 who,
-                "sync-invalid",
+                Fault::SyncInvalid,
                 "STOP-DATA do not determine every slot".into(),
             );
             return;
@@ -1691,10 +1708,10 @@ impl<S: Service> Replica<S> {
         self.stopdata = self.stopdata.split_off(&(view + 1));
         self.view_hints.retain(|_, v| *v > view);
         self.last_sync = Some((view, stops));
-        cx.cancel_timer(ReplicaTimer::ViewChange);
+        cx.cancel_timer(Timer::ViewChange);
         let leader = self.g.leader(view);
         tracing::info!(replica = %self.me, view, %leader, min_s, max_s, "view installed");
-        cx.output(ReplicaOutput::ViewChanged { view, leader });
+        cx.output(Output::ViewChanged { view, leader });
 
         if let Some(cert) = best_cert {
             self.stabilize(cert, cx);
@@ -1724,7 +1741,7 @@ impl<S: Service> Replica<S> {
         }
         self.queue = self.pending.keys().copied().collect();
         self.request_timer = false;
-        cx.cancel_timer(ReplicaTimer::Request);
+        cx.cancel_timer(Timer::Request);
         self.try_propose(cx);
         self.arm_request_timer(cx);
         // messages of this view that overtook its SYNC
@@ -1759,13 +1776,14 @@ impl<S: Service> Replica<S> {
 
 impl<S: Service> Protocol for Replica<S> {
     type Message = Message;
-    type Input = ReplicaInput;
-    type Output = ReplicaOutput;
-    type Timer = ReplicaTimer;
+    type Input = Input;
+    type Output = Output;
+    type Timer = Timer;
+    type Record = Record;
 
-    fn on_input(&mut self, input: ReplicaInput, cx: &mut Cx<'_, Self>) {
+    fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
         match input {
-            ReplicaInput::Suspect => {
+            Input::Suspect => {
                 let target = match self.status {
                     Status::Normal => self.view + 1,
                     Status::Changing(t) => t + 1,
@@ -1784,7 +1802,7 @@ impl<S: Service> Protocol for Replica<S> {
             self.fault(
                 cx,
                 from,
-                "not-a-member",
+                Fault::NotAMember,
                 format!("{} from a non-member", msg.kind()),
             );
             return;
@@ -1795,9 +1813,12 @@ impl<S: Service> Protocol for Replica<S> {
         match msg {
             Message::Request(_) => unreachable!("handled above"),
             Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
-            Message::Reply(_) => {
-                self.fault(cx, from, "unexpected", "reply sent to a replica".into())
-            }
+            Message::Reply(_) => self.fault(
+                cx,
+                from,
+                Fault::Unexpected,
+                "reply sent to a replica".into(),
+            ),
             Message::Propose { view, slot, batch } => self.on_propose(idx, view, slot, batch, cx),
             Message::Write { view, slot, digest } => self.on_write(idx, view, slot, digest, cx),
             Message::Accept { view, slot, digest } => self.on_accept(idx, view, slot, digest, cx),
@@ -1815,9 +1836,9 @@ impl<S: Service> Protocol for Replica<S> {
         }
     }
 
-    fn on_timer(&mut self, timer: ReplicaTimer, cx: &mut Cx<'_, Self>) {
+    fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
-            ReplicaTimer::Request => {
+            Timer::Request => {
                 self.request_timer = false;
                 if self.status != Status::Normal || self.is_leader() {
                     return;
@@ -1827,7 +1848,7 @@ impl<S: Service> Protocol for Replica<S> {
                     _ => self.arm_request_timer(cx),
                 }
             }
-            ReplicaTimer::ViewChange => {
+            Timer::ViewChange => {
                 if let Status::Changing(v) = self.status {
                     tracing::info!(replica = %self.me, view = v, "synchronization timed out");
                     if self.stop_sent > v {
@@ -1842,17 +1863,17 @@ impl<S: Service> Protocol for Replica<S> {
                         .view_change_timeout
                         .saturating_mul(1 << self.vc_attempts.min(10));
                     self.vc_attempts += 1;
-                    cx.set_timer(ReplicaTimer::ViewChange, timeout);
+                    cx.set_timer(Timer::ViewChange, timeout);
                 }
             }
-            ReplicaTimer::Batch => {
+            Timer::Batch => {
                 self.batch_timer = false;
                 let delay = self.p.batch_delay;
                 self.p.batch_delay = 0;
                 self.try_propose(cx);
                 self.p.batch_delay = delay;
             }
-            ReplicaTimer::Fetch => self.on_fetch_timer(cx),
+            Timer::Fetch => self.on_fetch_timer(cx),
         }
     }
 }

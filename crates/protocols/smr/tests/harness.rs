@@ -7,6 +7,7 @@ use byzscale_core::protocol::{Effect, MILLIS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::service::Service;
 use byzscale_core::{Addr, ClientId, Cx, GroupId, NodeId, Protocol};
+use byzscale_smr as smr;
 use byzscale_smr::*;
 use rand::SeedableRng;
 use std::collections::{BTreeMap, VecDeque};
@@ -39,8 +40,8 @@ enum Node {
 struct World {
     nodes: BTreeMap<Addr, (Node, Crypto, rand_chacha::ChaCha8Rng)>,
     queue: VecDeque<(Addr, Addr, Message)>,
-    replica_timers: BTreeMap<(Addr, ReplicaTimer), u64>,
-    client_timers: BTreeMap<(Addr, ClientTimer), u64>,
+    replica_timers: BTreeMap<(Addr, smr::replica::Timer), u64>,
+    client_timers: BTreeMap<(Addr, smr::client::Timer), u64>,
     now: u64,
     down: Vec<Addr>,
     decided: BTreeMap<Addr, Vec<(u64, byzscale_core::crypto::Digest)>>,
@@ -126,7 +127,7 @@ impl World {
                     match ev {
                         Ev::Msg(from, m) => r.on_message(from, m, &mut cx),
                         Ev::RTimer(t) => r.on_timer(t, &mut cx),
-                        Ev::Suspect => r.on_input(ReplicaInput::Suspect, &mut cx),
+                        Ev::Suspect => r.on_input(smr::replica::Input::Suspect, &mut cx),
                         _ => {}
                     }
                 }
@@ -137,13 +138,13 @@ impl World {
                     Effect::CancelTimer { timer } => {
                         self.replica_timers.remove(&(at, timer));
                     }
-                    Effect::Output(ReplicaOutput::Decided { slot, digest, .. }) => {
+                    Effect::Output(smr::replica::Output::Decided { slot, digest, .. }) => {
                         self.decided.entry(at).or_default().push((slot, digest))
                     }
-                    Effect::Output(ReplicaOutput::ViewChanged { view, .. }) => {
+                    Effect::Output(smr::replica::Output::ViewChanged { view, .. }) => {
                         self.views.insert(at, view);
                     }
-                    Effect::Output(_) => {}
+                    Effect::Output(_) | Effect::Persist(_) => {}
                     Effect::Fault(f) => panic!("unexpected fault in a fault-free run: {f:?}"),
                     Effect::Send { .. } | Effect::Multicast { .. } => unreachable!("routed"),
                 });
@@ -156,7 +157,7 @@ impl World {
                         Ev::Msg(from, m) => c.on_message(from, m, &mut cx),
                         Ev::CTimer(t) => c.on_timer(t, &mut cx),
                         Ev::Submit(op, ro) => {
-                            c.on_input(ClientInput::Submit { op, read_only: ro }, &mut cx)
+                            c.on_input(smr::client::Input::Submit { op, read_only: ro }, &mut cx)
                         }
                         _ => {}
                     }
@@ -168,10 +169,11 @@ impl World {
                     Effect::CancelTimer { timer } => {
                         self.client_timers.remove(&(at, timer));
                     }
-                    Effect::Output(ClientOutput::Done { id, result, .. }) => {
+                    Effect::Output(smr::client::Output::Done { id, result, .. }) => {
                         self.done.push((id, result))
                     }
                     Effect::Fault(f) => panic!("unexpected fault: {f:?}"),
+                    Effect::Persist(r) => match r {},
                     Effect::Send { .. } | Effect::Multicast { .. } => unreachable!("routed"),
                 });
             }
@@ -290,8 +292,8 @@ fn route<P: Protocol<Message = Message>>(
 
 enum Ev {
     Msg(Addr, Message),
-    RTimer(ReplicaTimer),
-    CTimer(ClientTimer),
+    RTimer(smr::replica::Timer),
+    CTimer(smr::client::Timer),
     Submit(Vec<u8>, bool),
     Suspect,
 }

@@ -65,11 +65,20 @@ impl PingPong {
     }
 }
 
+byzscale_core::fault_kinds! {
+    /// The test protocol's one fault.
+    enum TestFault {
+        /// A message the test sends to provoke a fault.
+        Bad => "bad",
+    }
+}
+
 impl Protocol for PingPong {
     type Message = Msg;
     type Input = In;
     type Output = Out;
     type Timer = T;
+    type Record = byzscale_core::NoRecord;
 
     fn on_input(&mut self, input: In, cx: &mut Cx<'_, Self>) {
         match input {
@@ -96,7 +105,7 @@ impl Protocol for PingPong {
                     cx.send(from, Msg::Ping(n + 1, Vec::new()));
                 }
             }
-            Msg::Bad => cx.fault(from, "bad", "got a bad message"),
+            Msg::Bad => cx.fault(from, TestFault::Bad, "got a bad message"),
         }
     }
     fn on_timer(&mut self, t: T, cx: &mut Cx<'_, Self>) {

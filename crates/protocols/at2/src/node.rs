@@ -1,7 +1,7 @@
-//! An AT2 process as a network service: [`At2Node`] wraps [`At2`] with a
+//! An AT2 process as a network service: [`Node`] wraps [`At2`] with a
 //! client request/reply protocol, so that the same sans-IO state machine
 //! serves remote clients (over the authenticated transport) and local callers
-//! (the node's HTTP API, through [`At2Node`]'s inputs).
+//! (the node's HTTP API, through [`Node`]'s inputs).
 //!
 //! This is outside the thesis (Algorithm 5 has `transfer` and `read` as local
 //! calls of the owner process). The choices:
@@ -23,11 +23,10 @@
 //! - Requests are not deduplicated: a client that retries a transfer after a
 //!   lost reply may transfer twice (the load generator does not retry).
 
-use crate::{
-    Account, At2, At2Input, At2Output, Genesis, Transfer, TransferError, TransferId, TransferMsg,
-};
+use crate::fault::Fault;
+use crate::{Account, At2, Genesis, Transfer, TransferError, TransferId, TransferMsg};
 use byzscale_broadcast::SecureBroadcast;
-use byzscale_core::protocol::{Cx, Effect, Protocol};
+use byzscale_core::protocol::{Cx, NoRecord, Protocol};
 use byzscale_core::{Addr, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -94,23 +93,23 @@ pub enum ClientReply {
 /// `Request` and `Reply` do not depend on `M`, so a client can talk to nodes
 /// running any broadcast.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NodeMsg<M> {
+pub enum Message<M> {
     Peer(M),
     Request { id: u64, op: ClientOp },
     Reply { id: u64, reply: ClientReply },
 }
 
 /// A local request (from the node's own HTTP API); `tag` comes back in
-/// [`NodeOutput::Reply`].
+/// [`Output::Reply`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeInput {
+pub struct Input {
     pub tag: u64,
     pub op: ClientOp,
 }
 
-/// What an [`At2Node`] reports to its driver.
+/// What an [`Node`] reports to its driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeOutput {
+pub enum Output {
     Reply {
         tag: u64,
         reply: ClientReply,
@@ -135,7 +134,7 @@ enum Requester {
 
 /// [`At2`] serving clients. See the module docs.
 #[derive(Clone, Debug)]
-pub struct At2Node<B> {
+pub struct Node<B> {
     at2: At2<B>,
     genesis: Arc<Genesis>,
     next_tag: u64,
@@ -143,9 +142,9 @@ pub struct At2Node<B> {
     history: BTreeMap<Account, (u64, VecDeque<Transfer>)>,
 }
 
-impl<B: SecureBroadcast<TransferMsg>> At2Node<B> {
+impl<B: SecureBroadcast<TransferMsg>> Node<B> {
     pub fn new(at2: At2<B>, genesis: Arc<Genesis>) -> Self {
-        At2Node {
+        Node {
             at2,
             genesis,
             next_tag: 1,
@@ -160,8 +159,8 @@ impl<B: SecureBroadcast<TransferMsg>> At2Node<B> {
 
     fn answer(&mut self, who: Requester, reply: ClientReply, cx: &mut Cx<'_, Self>) {
         match who {
-            Requester::Local(tag) => cx.output(NodeOutput::Reply { tag, reply }),
-            Requester::Remote(addr, id) => cx.send(addr, NodeMsg::Reply { id, reply }),
+            Requester::Local(tag) => cx.output(Output::Reply { tag, reply }),
+            Requester::Remote(addr, id) => cx.send(addr, Message::Reply { id, reply }),
         }
     }
 
@@ -185,7 +184,7 @@ impl<B: SecureBroadcast<TransferMsg>> At2Node<B> {
                 self.waiting.insert(tag, who);
                 self.with_at2(cx, |a, c| {
                     a.on_input(
-                        At2Input::Transfer {
+                        crate::Input::Transfer {
                             from,
                             to,
                             amount,
@@ -243,49 +242,39 @@ impl<B: SecureBroadcast<TransferMsg>> At2Node<B> {
         cx: &mut Cx<'_, Self>,
         f: impl FnOnce(&mut At2<B>, &mut Cx<'_, At2<B>>),
     ) {
-        let ((), effects) = cx.nested::<At2<B>, _>(|c| f(&mut self.at2, c));
+        let ((), step) = cx.nested::<At2<B>, _>(|c| f(&mut self.at2, c));
         let (mut submitted, mut applied) = (0, 0);
-        for e in effects {
-            match e {
-                Effect::Send { to, msg } => cx.send(to, NodeMsg::Peer(msg)),
-                Effect::Multicast { to, msg } => cx.multicast(to, NodeMsg::Peer(msg)),
-                Effect::SetTimer { timer, after } => cx.set_timer(timer, after),
-                Effect::CancelTimer { timer } => cx.cancel_timer(timer),
-                Effect::Fault(f) => cx.fault(f.node, f.kind, f.detail),
-                Effect::Output(o) => match o {
-                    At2Output::Submitted(_) => submitted += 1,
-                    At2Output::Applied(m) => {
-                        applied += 1;
-                        self.record(m.transfer);
-                    }
-                    At2Output::TransferResult { tag, result, .. } => {
-                        let Some(who) = self.waiting.remove(&tag) else {
-                            continue;
-                        };
-                        let reply = match result {
-                            Ok(id) => ClientReply::Transferred(id),
-                            Err(TransferError::Busy) => ClientReply::Error(ServiceError::Busy),
-                            Err(TransferError::NotOwner(account)) => {
-                                ClientReply::Error(ServiceError::NotOwner {
-                                    account,
-                                    owner: self.genesis.owner(account),
-                                })
-                            }
-                            Err(TransferError::InsufficientFunds { balance, amount }) => {
-                                ClientReply::Error(ServiceError::InsufficientFunds {
-                                    balance,
-                                    amount,
-                                })
-                            }
-                        };
-                        self.answer(who, reply, cx);
-                    }
-                    At2Output::Balance { .. } => {}
-                },
+        for o in step.lift(cx, Message::Peer, |t| t) {
+            match o {
+                crate::Output::Submitted(_) => submitted += 1,
+                crate::Output::Applied(m) => {
+                    applied += 1;
+                    self.record(m.transfer);
+                }
+                crate::Output::TransferResult { tag, result, .. } => {
+                    let Some(who) = self.waiting.remove(&tag) else {
+                        continue;
+                    };
+                    let reply = match result {
+                        Ok(id) => ClientReply::Transferred(id),
+                        Err(TransferError::Busy) => ClientReply::Error(ServiceError::Busy),
+                        Err(TransferError::NotOwner(account)) => {
+                            ClientReply::Error(ServiceError::NotOwner {
+                                account,
+                                owner: self.genesis.owner(account),
+                            })
+                        }
+                        Err(TransferError::InsufficientFunds { balance, amount }) => {
+                            ClientReply::Error(ServiceError::InsufficientFunds { balance, amount })
+                        }
+                    };
+                    self.answer(who, reply, cx);
+                }
+                crate::Output::Balance { .. } => {}
             }
         }
         if submitted > 0 || applied > 0 {
-            cx.output(NodeOutput::Progress {
+            cx.output(Output::Progress {
                 submitted,
                 applied,
                 pending: self.at2.ledger().pending_count() as u64,
@@ -295,26 +284,27 @@ impl<B: SecureBroadcast<TransferMsg>> At2Node<B> {
     }
 }
 
-impl<B: SecureBroadcast<TransferMsg>> Protocol for At2Node<B> {
-    type Message = NodeMsg<B::Message>;
-    type Input = NodeInput;
-    type Output = NodeOutput;
+impl<B: SecureBroadcast<TransferMsg>> Protocol for Node<B> {
+    type Message = Message<B::Message>;
+    type Input = Input;
+    type Output = Output;
     type Timer = B::Timer;
+    type Record = NoRecord;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.with_at2(cx, |a, c| a.on_start(c));
     }
 
-    fn on_input(&mut self, input: NodeInput, cx: &mut Cx<'_, Self>) {
+    fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
         self.request(Requester::Local(input.tag), input.op, cx);
     }
 
     fn on_message(&mut self, from: Addr, msg: Self::Message, cx: &mut Cx<'_, Self>) {
         match msg {
-            NodeMsg::Peer(m) => self.with_at2(cx, |a, c| a.on_message(from, m, c)),
-            NodeMsg::Request { id, op } => self.request(Requester::Remote(from, id), op, cx),
-            NodeMsg::Reply { .. } => {
-                cx.fault(from, "at2-unexpected-reply", "a reply sent to a node")
+            Message::Peer(m) => self.with_at2(cx, |a, c| a.on_message(from, m, c)),
+            Message::Request { id, op } => self.request(Requester::Remote(from, id), op, cx),
+            Message::Reply { .. } => {
+                cx.fault(from, Fault::UnexpectedReply, "a reply sent to a node")
             }
         }
     }
@@ -328,13 +318,14 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for At2Node<B> {
 mod tests {
     use super::*;
     use byzscale_broadcast::harness::{crypto, Harness};
-    use byzscale_broadcast::{Bracha, BrachaConfig};
+    use byzscale_broadcast::{bracha, Bracha};
     use byzscale_core::crypto::CryptoMode;
+    use byzscale_core::Effect;
 
     #[test]
     fn requests_get_replies_and_clear_errors() {
         let ids: Vec<NodeId> = (0..4).map(NodeId).collect();
-        let cfg = Arc::new(BrachaConfig::new(ids.clone()).unwrap());
+        let cfg = Arc::new(bracha::Config::new(ids.clone()).unwrap());
         let genesis = Arc::new(Genesis::one_account_each(&ids, 50));
         let mut h = Harness::new(1);
         for i in &ids {
@@ -342,10 +333,10 @@ mod tests {
             h.add_node(
                 *i,
                 crypto(*i, ids.clone(), CryptoMode::Real),
-                At2Node::new(at2, genesis.clone()),
+                Node::new(at2, genesis.clone()),
             );
         }
-        let req = |tag, op| NodeInput { tag, op };
+        let req = |tag, op| Input { tag, op };
         let tr = |from: u32, to: u32, amount: u64| ClientOp::Transfer {
             from: Account(from),
             to: Account(to),
@@ -359,7 +350,7 @@ mod tests {
         h.input(0, NodeId(1), req(6, tr(1, 2, 0)));
         let mut replies = BTreeMap::new();
         h.run_until(u64::MAX, |_, _, out, _| {
-            if let NodeOutput::Reply { tag, reply } = out {
+            if let Output::Reply { tag, reply } = out {
                 replies.insert(tag, reply);
             }
         });
@@ -394,7 +385,7 @@ mod tests {
         h.input(h.now(), NodeId(3), req(7, ClientOp::Balance(Account(2))));
         h.input(h.now(), NodeId(3), req(8, ClientOp::History(Account(0))));
         h.run_until(u64::MAX, |_, _, out, _| {
-            if let NodeOutput::Reply { tag, reply } = out {
+            if let Output::Reply { tag, reply } = out {
                 replies.insert(tag, reply);
             }
         });
@@ -425,9 +416,9 @@ mod tests {
         use byzscale_core::ClientId;
         use rand::SeedableRng;
         let ids: Vec<NodeId> = (0..4).map(NodeId).collect();
-        let cfg = Arc::new(BrachaConfig::new(ids.clone()).unwrap());
+        let cfg = Arc::new(bracha::Config::new(ids.clone()).unwrap());
         let genesis = Arc::new(Genesis::one_account_each(&ids, 50));
-        let mut node = At2Node::new(
+        let mut node = Node::new(
             At2::new(Bracha::new(NodeId(1), cfg), genesis.clone()),
             genesis,
         );
@@ -439,7 +430,7 @@ mod tests {
             let mut cx = Cx::new(0, &mut rng, &c, &mut fx);
             node.on_message(
                 client,
-                NodeMsg::Request {
+                Message::Request {
                     id: 9,
                     op: ClientOp::Balance(Account(3)),
                 },
@@ -447,7 +438,7 @@ mod tests {
             );
             node.on_message(
                 client,
-                NodeMsg::Request {
+                Message::Request {
                     id: 10,
                     op: ClientOp::Transfer {
                         from: Account(0),
@@ -459,7 +450,7 @@ mod tests {
             );
             node.on_message(
                 client,
-                NodeMsg::Reply {
+                Message::Reply {
                     id: 1,
                     reply: ClientReply::Error(ServiceError::Busy),
                 },
@@ -471,7 +462,7 @@ mod tests {
             .filter_map(|e| match e {
                 Effect::Send {
                     to,
-                    msg: NodeMsg::Reply { id, reply },
+                    msg: Message::Reply { id, reply },
                 } => Some((*to, *id, reply.clone())),
                 _ => None,
             })
@@ -499,6 +490,6 @@ mod tests {
         );
         assert!(fx
             .iter()
-            .any(|e| matches!(e, Effect::Fault(f) if f.kind == "at2-unexpected-reply")));
+            .any(|e| matches!(e, Effect::Fault(f) if f.is(crate::Fault::UnexpectedReply))));
     }
 }

@@ -7,9 +7,9 @@
 //!
 //! | step | message | rule |
 //! |---|---|---|
-//! | source broadcasts | [`BrachaMsg::Send`] `(seq, m, σ-sig)` to all | |
-//! | on SEND from the source | [`BrachaMsg::Echo`] `(source, seq, m, σ-sig)` to all | echo at most one payload per instance |
-//! | on ECHOs for d from a quorum (⌈(N+f+1)/2⌉) | [`BrachaMsg::Ready`] `(source, seq, d)` to all | |
+//! | source broadcasts | [`Message::Send`] `(seq, m, σ-sig)` to all | |
+//! | on SEND from the source | [`Message::Echo`] `(source, seq, m, σ-sig)` to all | echo at most one payload per instance |
+//! | on ECHOs for d from a quorum (⌈(N+f+1)/2⌉) | [`Message::Ready`] `(source, seq, d)` to all | |
 //! | on READYs for d from f+1 (weak quorum) | READY(d) to all (amplification) | ready at most once |
 //! | on READYs for d from a quorum | deliver m with digest d | in source order |
 //!
@@ -32,12 +32,12 @@
 //! - Links are assumed reliable in the thesis. Real links are not (the TCP
 //!   transport drops the oldest queued frames on overflow and loses frames
 //!   queued on a broken connection), and a lost ECHO or READY can stall an
-//!   instance forever. With [`BrachaConfig::retransmit`] set (off by default,
+//!   instance forever. With [`Config::retransmit`] set (off by default,
 //!   and in the simulator), every member runs a periodic tick through a `Cx`
-//!   timer ([`BrachaTimer::Tick`]) that
+//!   timer ([`Timer::Tick`]) that
 //!   1. re-sends its own SEND / ECHO / READY of instances still open after a
 //!      whole period (at most [`MAX_RESEND`] instances per tick);
-//!   2. multicasts [`BrachaMsg::Status`]: its delivery frontier (next sequence
+//!   2. multicasts [`Message::Status`]: its delivery frontier (next sequence
 //!      number per source);
 //!   3. answers a peer whose frontier for a source did not move between two
 //!      STATUS messages while this member is ahead: it sends that peer its own
@@ -46,7 +46,7 @@
 //!
 //!   To answer, a member keeps what it sent for delivered instances until
 //!   every other member's STATUS shows them delivered (at most
-//!   [`BrachaConfig::retain`] per source). Re-sent messages are exactly the
+//!   [`Config::retain`] per source). Re-sent messages are exactly the
 //!   ones sent the first time (a member never echoes or readies a second
 //!   value), so the protocol's safety argument is unchanged; liveness now
 //!   needs only fair-lossy links. Everything is driven by the tick count, not
@@ -55,18 +55,23 @@
 use crate::common::{
     Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
 };
-use crate::tally::{Tally, TallyError, TallyLayout};
+mod fault;
+mod tally;
+
+pub use self::fault::Fault;
+
+use self::tally::{Tally, TallyError, TallyLayout};
 use byzscale_core::crypto::{short, Digest};
 use byzscale_core::protocol::{Cx, Protocol, Time};
 use byzscale_core::quorum::{FaultModel, QuorumError, QuorumSystem, Vote};
-use byzscale_core::{Addr, NodeId};
+use byzscale_core::{Addr, NoRecord, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Wire messages of [`Bracha`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BrachaMsg<P> {
+pub enum Message<P> {
     /// From the source itself.
     Send { seq: u64, signed: Signed<P> },
     Echo {
@@ -81,14 +86,14 @@ pub enum BrachaMsg<P> {
     },
     /// The sender's delivery frontier: for each member (in configuration
     /// order), the next sequence number it will deliver from that source.
-    /// Only sent with [`BrachaConfig::retransmit`].
+    /// Only sent with [`Config::retransmit`].
     Status { next: Vec<u64> },
 }
 
 /// Timers of [`Bracha`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum BrachaTimer {
-    /// The retransmission tick ([`BrachaConfig::retransmit`]).
+pub enum Timer {
+    /// The retransmission tick ([`Config::retransmit`]).
     Tick,
 }
 
@@ -98,7 +103,7 @@ pub const MAX_RESEND: usize = 16;
 pub const MAX_ANSWER: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
-pub enum BrachaConfigError {
+pub enum ConfigError {
     #[error(transparent)]
     Quorum(#[from] QuorumError),
     #[error(transparent)]
@@ -112,7 +117,7 @@ pub enum BrachaConfigError {
 /// Group configuration, shared (behind an `Arc`) by every member.
 #[derive(Clone, Debug)]
 
-pub struct BrachaConfig {
+pub struct Config {
     members: Vec<NodeId>,
     position: BTreeMap<NodeId, usize>,
     quorum: QuorumSystem,
@@ -131,26 +136,23 @@ pub struct BrachaConfig {
     pub retain: u64,
 }
 
-impl BrachaConfig {
+impl Config {
     /// Equal weights, f = ⌊(N−1)/3⌋ faults.
-    pub fn new(members: Vec<NodeId>) -> Result<Self, BrachaConfigError> {
+    pub fn new(members: Vec<NodeId>) -> Result<Self, ConfigError> {
         let f = members.len().saturating_sub(1) / 3;
         Self::with_f(members, f)
     }
 
     /// Equal weights and a given f (N ≥ 3f+1).
-    pub fn with_f(members: Vec<NodeId>, f: usize) -> Result<Self, BrachaConfigError> {
+    pub fn with_f(members: Vec<NodeId>, f: usize) -> Result<Self, ConfigError> {
         let qs = QuorumSystem::classic(members.len(), f, FaultModel::Bft)?;
         Self::with_quorum(members, qs)
     }
 
     /// Any BFT quorum system (WHEAT weights up to 128 members).
-    pub fn with_quorum(
-        members: Vec<NodeId>,
-        quorum: QuorumSystem,
-    ) -> Result<Self, BrachaConfigError> {
+    pub fn with_quorum(members: Vec<NodeId>, quorum: QuorumSystem) -> Result<Self, ConfigError> {
         if members.len() != quorum.n() {
-            return Err(BrachaConfigError::Size {
+            return Err(ConfigError::Size {
                 members: members.len(),
                 n: quorum.n(),
             });
@@ -158,11 +160,11 @@ impl BrachaConfig {
         let mut position = BTreeMap::new();
         for (i, m) in members.iter().enumerate() {
             if position.insert(*m, i).is_some() {
-                return Err(BrachaConfigError::Duplicate(*m));
+                return Err(ConfigError::Duplicate(*m));
             }
         }
         let layout = TallyLayout::new(&quorum)?;
-        Ok(BrachaConfig {
+        Ok(Config {
             members,
             position,
             quorum,
@@ -230,7 +232,7 @@ struct Done<P> {
 pub struct Bracha<P> {
     me: NodeId,
     my_pos: usize,
-    cfg: Arc<BrachaConfig>,
+    cfg: Arc<Config>,
     others: Vec<Addr>,
     next_seq: u64,
     order: SourceOrder<P>,
@@ -250,7 +252,7 @@ pub struct Bracha<P> {
 
 impl<P: Payload> Bracha<P> {
     /// Panics if `me` is not a member (a configuration error, not input).
-    pub fn new(me: NodeId, cfg: Arc<BrachaConfig>) -> Self {
+    pub fn new(me: NodeId, cfg: Arc<Config>) -> Self {
         let my_pos = cfg.pos(me).expect("Bracha::new: `me` must be a member");
         let others = cfg
             .members
@@ -275,7 +277,7 @@ impl<P: Payload> Bracha<P> {
         }
     }
 
-    pub fn config(&self) -> &BrachaConfig {
+    pub fn config(&self) -> &Config {
         &self.cfg
     }
 
@@ -284,7 +286,7 @@ impl<P: Payload> Bracha<P> {
         self.instances.len()
     }
 
-    fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: &'static str, detail: String) {
+    fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: Fault, detail: String) {
         self.stats.faults += 1;
         cx.fault(who, kind, detail);
     }
@@ -301,7 +303,7 @@ impl<P: Payload> Bracha<P> {
             self.fault(
                 cx,
                 from,
-                "bracha-unknown-source",
+                Fault::UnknownSource,
                 format!("instance of non-member {source}"),
             );
             return None;
@@ -313,7 +315,7 @@ impl<P: Payload> Bracha<P> {
                 self.fault(
                     cx,
                     from,
-                    "bracha-window",
+                    Fault::Window,
                     format!(
                         "{source}/{seq} outside the window (next {next}, window {})",
                         self.cfg.window
@@ -363,19 +365,14 @@ impl<P: Payload> Bracha<P> {
             return Some(d);
         }
         if inst.payloads.len() >= MAX_PAYLOADS {
-            self.fault(
-                cx,
-                from,
-                "bracha-too-many-payloads",
-                format!("{source}/{seq}"),
-            );
+            self.fault(cx, from, Fault::TooManyPayloads, format!("{source}/{seq}"));
             return None;
         }
         if signed.check(cx.crypto(), source, seq).is_err() {
             self.fault(
                 cx,
                 from,
-                "bracha-bad-signature",
+                Fault::BadSignature,
                 format!("{source}/{seq} payload {}", short(&d)),
             );
             return None;
@@ -400,7 +397,7 @@ impl<P: Payload> Bracha<P> {
         let signed = inst.payloads[&d].clone();
         cx.multicast(
             self.others.clone(),
-            BrachaMsg::Echo {
+            Message::Echo {
                 source,
                 seq,
                 signed,
@@ -433,8 +430,8 @@ impl<P: Payload> Bracha<P> {
             Vote::Counted(v) => Some(v),
             Vote::Conflict(v) => {
                 let kind = match phase {
-                    Phase::Echo => "bracha-conflicting-echo",
-                    Phase::Ready => "bracha-conflicting-ready",
+                    Phase::Echo => Fault::ConflictingEcho,
+                    Phase::Ready => Fault::ConflictingReady,
                 };
                 self.fault(cx, from, kind, format!("{source}/{seq}"));
                 Some(v)
@@ -470,7 +467,7 @@ impl<P: Payload> Bracha<P> {
         inst.my_ready = Some(d);
         cx.multicast(
             self.others.clone(),
-            BrachaMsg::Ready {
+            Message::Ready {
                 source,
                 seq,
                 digest: d,
@@ -549,7 +546,7 @@ impl<P: Payload> Bracha<P> {
         let signed = Signed::sign(cx.crypto(), self.me, seq, payload);
         cx.multicast(
             self.others.clone(),
-            BrachaMsg::Send {
+            Message::Send {
                 seq,
                 signed: signed.clone(),
             },
@@ -560,14 +557,15 @@ impl<P: Payload> Bracha<P> {
 }
 
 impl<P: Payload> Protocol for Bracha<P> {
-    type Message = BrachaMsg<P>;
+    type Message = Message<P>;
     type Input = P;
     type Output = Delivery<P>;
-    type Timer = BrachaTimer;
+    type Timer = Timer;
+    type Record = NoRecord;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         if let Some(p) = self.cfg.retransmit {
-            cx.set_timer(BrachaTimer::Tick, p);
+            cx.set_timer(Timer::Tick, p);
         }
     }
 
@@ -579,19 +577,15 @@ impl<P: Payload> Protocol for Bracha<P> {
         }
     }
 
-    fn on_message(&mut self, from: Addr, msg: BrachaMsg<P>, cx: &mut Cx<'_, Self>) {
+    fn on_message(&mut self, from: Addr, msg: Message<P>, cx: &mut Cx<'_, Self>) {
         let Some(from) = from.node().filter(|n| self.cfg.pos(*n).is_some()) else {
             self.stats.faults += 1;
-            cx.fault(
-                from,
-                "bracha-not-a-member",
-                "message from outside the group",
-            );
+            cx.fault(from, Fault::NotAMember, "message from outside the group");
             return;
         };
         match msg {
-            BrachaMsg::Send { seq, signed } => self.on_send(cx, from, seq, signed),
-            BrachaMsg::Echo {
+            Message::Send { seq, signed } => self.on_send(cx, from, seq, signed),
+            Message::Echo {
                 source,
                 seq,
                 signed,
@@ -604,7 +598,7 @@ impl<P: Payload> Protocol for Bracha<P> {
                     self.count_echo(cx, from, pos, source, seq, d);
                 }
             }
-            BrachaMsg::Ready {
+            Message::Ready {
                 source,
                 seq,
                 digest,
@@ -615,13 +609,13 @@ impl<P: Payload> Protocol for Bracha<P> {
                 let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
                 self.count_ready(cx, from, pos, source, seq, digest);
             }
-            BrachaMsg::Status { next } => self.on_status(cx, from, next),
+            Message::Status { next } => self.on_status(cx, from, next),
         }
     }
 
-    fn on_timer(&mut self, timer: BrachaTimer, cx: &mut Cx<'_, Self>) {
+    fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
-            BrachaTimer::Tick => self.on_tick(cx),
+            Timer::Tick => self.on_tick(cx),
         }
     }
 }
@@ -654,19 +648,19 @@ impl<P: Payload> Bracha<P> {
             resent += 1;
             if let Some(signed) = inst.my_echo.and_then(|d| inst.payloads.get(&d)) {
                 if source == self.me {
-                    out.push(BrachaMsg::Send {
+                    out.push(Message::Send {
                         seq,
                         signed: signed.clone(),
                     });
                 }
-                out.push(BrachaMsg::Echo {
+                out.push(Message::Echo {
                     source,
                     seq,
                     signed: signed.clone(),
                 });
             }
             if let Some(digest) = inst.my_ready {
-                out.push(BrachaMsg::Ready {
+                out.push(Message::Ready {
                     source,
                     seq,
                     digest,
@@ -681,7 +675,7 @@ impl<P: Payload> Bracha<P> {
         // 2. the frontier
         cx.multicast(
             self.others.clone(),
-            BrachaMsg::Status {
+            Message::Status {
                 next: self.frontier(),
             },
         );
@@ -703,7 +697,7 @@ impl<P: Payload> Bracha<P> {
                     _ => true,
                 })
         });
-        cx.set_timer(BrachaTimer::Tick, period);
+        cx.set_timer(Timer::Tick, period);
     }
 
     fn on_status(&mut self, cx: &mut Cx<'_, Self>, from: NodeId, next: Vec<u64>) {
@@ -714,7 +708,7 @@ impl<P: Payload> Bracha<P> {
             self.fault(
                 cx,
                 from,
-                "bracha-bad-status",
+                Fault::BadStatus,
                 format!(
                     "{} entries for {} members",
                     next.len(),
@@ -746,7 +740,7 @@ impl<P: Payload> Bracha<P> {
                 if let Some(signed) = &done.echo {
                     cx.send(
                         from,
-                        BrachaMsg::Echo {
+                        Message::Echo {
                             source: *source,
                             seq,
                             signed: signed.clone(),
@@ -756,7 +750,7 @@ impl<P: Payload> Bracha<P> {
                 if let Some(digest) = done.ready {
                     cx.send(
                         from,
-                        BrachaMsg::Ready {
+                        Message::Ready {
                             source: *source,
                             seq,
                             digest,
@@ -825,7 +819,7 @@ mod tests {
 
     #[test]
     fn thresholds_follow_the_quorum_system() {
-        let c4 = BrachaConfig::new(ids(4)).unwrap();
+        let c4 = Config::new(ids(4)).unwrap();
         assert_eq!(
             (
                 c4.f(),
@@ -835,7 +829,7 @@ mod tests {
             ),
             (1, 3, 2, 3)
         );
-        let c10 = BrachaConfig::new(ids(10)).unwrap();
+        let c10 = Config::new(ids(10)).unwrap();
         assert_eq!(
             (
                 c10.f(),
@@ -846,22 +840,19 @@ mod tests {
             (3, 7, 4, 7)
         );
         // N > 3f+1: ⌈(N+f+1)/2⌉ echoes, f+1 readies to amplify
-        let c = BrachaConfig::with_f(ids(10), 2).unwrap();
+        let c = Config::with_f(ids(10), 2).unwrap();
         assert_eq!((c.echo_threshold(), c.ready_threshold()), (7, 3));
-        let big = BrachaConfig::new(ids(1000)).unwrap();
+        let big = Config::new(ids(1000)).unwrap();
         assert_eq!(
             (big.f(), big.echo_threshold(), big.ready_threshold()),
             (333, 667, 334)
         );
-        assert!(
-            BrachaConfig::with_f(ids(6), 2).is_err(),
-            "N = 3f is not enough"
-        );
-        assert!(BrachaConfig::new(vec![NodeId(1), NodeId(1)]).is_err());
+        assert!(Config::with_f(ids(6), 2).is_err(), "N = 3f is not enough");
+        assert!(Config::new(vec![NodeId(1), NodeId(1)]).is_err());
     }
 
     fn run(n: u32, per_node: u32, seed: u64) -> Harness<Bracha<u32>> {
-        let cfg = Arc::new(BrachaConfig::new(ids(n)).unwrap());
+        let cfg = Arc::new(Config::new(ids(n)).unwrap());
         let mut h = Harness::new(seed);
         for i in ids(n) {
             h.add_node(
@@ -931,7 +922,7 @@ mod tests {
         use rand::Rng;
         let _ = SECS;
         let cfg = {
-            let mut c = BrachaConfig::new(ids(4)).unwrap();
+            let mut c = Config::new(ids(4)).unwrap();
             c.retransmit = retransmit;
             Arc::new(c)
         };
@@ -1003,7 +994,7 @@ mod tests {
     fn status_is_checked_and_delivered_instances_are_answered_once_stuck() {
         use byzscale_core::protocol::MILLIS;
         let cfg = {
-            let mut c = BrachaConfig::new(ids(4)).unwrap();
+            let mut c = Config::new(ids(4)).unwrap();
             c.retransmit = Some(10 * MILLIS);
             Arc::new(c)
         };
@@ -1013,16 +1004,16 @@ mod tests {
             rng: ChaCha8Rng::seed_from_u64(0),
             fx: Vec::new(),
         };
-        p.msg(2, BrachaMsg::Status { next: vec![1, 1] });
+        p.msg(2, Message::Status { next: vec![1, 1] });
         assert_eq!(p.faults(), vec!["bracha-bad-status"]);
         // node 0 delivers 1/1 (echo from the SEND, readies from 2 and 3)
         let s = signed_by(1, 1, 42);
         let d = s.digest(&p.crypto, NodeId(1), 1);
-        p.msg(1, BrachaMsg::Send { seq: 1, signed: s });
+        p.msg(1, Message::Send { seq: 1, signed: s });
         for from in [2, 3] {
             p.msg(
                 from,
-                BrachaMsg::Ready {
+                Message::Ready {
                     source: NodeId(1),
                     seq: 1,
                     digest: d,
@@ -1033,11 +1024,11 @@ mod tests {
         // node 2 says twice that it still waits for 1/1: the second time node
         // 0 sends it its ECHO and READY
         p.fx.clear();
-        p.msg(2, BrachaMsg::Status { next: vec![1; 4] });
+        p.msg(2, Message::Status { next: vec![1; 4] });
         assert_eq!(p.sent(), 0, "first STATUS: it may still be moving");
-        p.msg(2, BrachaMsg::Status { next: vec![1; 4] });
+        p.msg(2, Message::Status { next: vec![1; 4] });
         assert_eq!(p.sent(), 2);
-        p.msg(2, BrachaMsg::Status { next: vec![1; 4] });
+        p.msg(2, Message::Status { next: vec![1; 4] });
         assert_eq!(p.sent(), 2, "answered at most once per tick");
         assert!(p.faults().is_empty());
     }
@@ -1045,7 +1036,7 @@ mod tests {
     #[test]
     fn the_window_backlogs_own_broadcasts() {
         let cfg = {
-            let mut c = BrachaConfig::new(ids(4)).unwrap();
+            let mut c = Config::new(ids(4)).unwrap();
             c.window = 2;
             Arc::new(c)
         };
@@ -1080,7 +1071,7 @@ mod tests {
 
     impl One {
         fn new(n: u32) -> Self {
-            let cfg = Arc::new(BrachaConfig::new(ids(n)).unwrap());
+            let cfg = Arc::new(Config::new(ids(n)).unwrap());
             One {
                 b: Bracha::new(NodeId(0), cfg),
                 crypto: crypto(NodeId(0), ids(n), CryptoMode::Real),
@@ -1088,7 +1079,7 @@ mod tests {
                 fx: Vec::new(),
             }
         }
-        fn msg(&mut self, from: u32, m: BrachaMsg<u32>) {
+        fn msg(&mut self, from: u32, m: Message<u32>) {
             let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut self.fx);
             self.b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
         }
@@ -1097,7 +1088,7 @@ mod tests {
                 .iter()
                 .filter_map(|e| {
                     if let Effect::Fault(f) = e {
-                        Some(f.kind)
+                        Some(f.name())
                     } else {
                         None
                     }
@@ -1143,7 +1134,7 @@ mod tests {
         };
         p.msg(
             1,
-            BrachaMsg::Send {
+            Message::Send {
                 seq: 1,
                 signed: forged,
             },
@@ -1154,7 +1145,7 @@ mod tests {
         p.fx.clear();
         p.msg(
             7,
-            BrachaMsg::Ready {
+            Message::Ready {
                 source: NodeId(1),
                 seq: 1,
                 digest: [0; 32],
@@ -1162,21 +1153,21 @@ mod tests {
         );
         p.msg(
             1,
-            BrachaMsg::Send {
+            Message::Send {
                 seq: 100_000,
                 signed: signed_by(1, 100_000, 1),
             },
         );
         p.msg(
             1,
-            BrachaMsg::Send {
+            Message::Send {
                 seq: 0,
                 signed: signed_by(1, 0, 1),
             },
         );
         p.msg(
             1,
-            BrachaMsg::Ready {
+            Message::Ready {
                 source: NodeId(9),
                 seq: 1,
                 digest: [0; 32],
@@ -1196,7 +1187,7 @@ mod tests {
         p.fx.clear();
         p.msg(
             2,
-            BrachaMsg::Echo {
+            Message::Echo {
                 source: NodeId(1),
                 seq: 1,
                 signed: signed_by(1, 1, 5),
@@ -1204,7 +1195,7 @@ mod tests {
         );
         p.msg(
             2,
-            BrachaMsg::Echo {
+            Message::Echo {
                 source: NodeId(1),
                 seq: 1,
                 signed: signed_by(1, 1, 6),
@@ -1215,7 +1206,7 @@ mod tests {
         p.fx.clear();
         p.msg(
             3,
-            BrachaMsg::Ready {
+            Message::Ready {
                 source: NodeId(1),
                 seq: 2,
                 digest: [7; 32],
@@ -1235,7 +1226,7 @@ mod tests {
         let d = s.digest(&p.crypto, NodeId(1), 1);
         p.msg(
             2,
-            BrachaMsg::Ready {
+            Message::Ready {
                 source: NodeId(1),
                 seq: 1,
                 digest: d,
@@ -1244,7 +1235,7 @@ mod tests {
         assert_eq!(p.sent(), 0);
         p.msg(
             3,
-            BrachaMsg::Ready {
+            Message::Ready {
                 source: NodeId(1),
                 seq: 1,
                 digest: d,
@@ -1254,7 +1245,7 @@ mod tests {
         assert!(p.delivered().is_empty(), "payload not known yet");
         p.msg(
             2,
-            BrachaMsg::Echo {
+            Message::Echo {
                 source: NodeId(1),
                 seq: 1,
                 signed: s,
@@ -1265,7 +1256,7 @@ mod tests {
         p.fx.clear();
         p.msg(
             1,
-            BrachaMsg::Ready {
+            Message::Ready {
                 source: NodeId(1),
                 seq: 1,
                 digest: d,
@@ -1279,7 +1270,7 @@ mod tests {
         // N = 4, f = 1: the Byzantine source 3 sends value 1 to {0, 1} and 2 to
         // {2}; whatever the schedule, correct processes never deliver two values
         for seed in 0..50u64 {
-            let cfg = Arc::new(BrachaConfig::new(ids(4)).unwrap());
+            let cfg = Arc::new(Config::new(ids(4)).unwrap());
             let mut h: Harness<Bracha<u32>> = Harness::new(seed);
             for i in ids(3) {
                 h.add_node(
@@ -1299,7 +1290,7 @@ mod tests {
                 let mut cx = Cx::new(0, &mut rng, &c, &mut fx);
                 node.on_message(
                     Addr::Node(NodeId(3)),
-                    BrachaMsg::Send { seq: 1, signed: s },
+                    Message::Send { seq: 1, signed: s },
                     &mut cx,
                 );
                 for e in fx {

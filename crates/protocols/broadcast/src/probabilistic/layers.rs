@@ -10,8 +10,9 @@
 //! | [`SieveInstance`] | Algorithm 8, Echo Broadcast (§4.4) | Sieve | consistency |
 //! | [`ContagionInstance`] | Algorithm 9, Ready Broadcast (§4.5) | Contagion | totality |
 
-use crate::params::ContagionParams;
-use crate::sampling::{Multiset, Oracle};
+use super::fault::Fault;
+use crate::probabilistic::params::ContagionParams;
+use crate::probabilistic::sampling::{Multiset, Oracle};
 use byzscale_core::NodeId;
 use rand::RngCore;
 
@@ -91,7 +92,7 @@ pub struct LayerCx<'a> {
     pub oracle: &'a Oracle,
     pub params: &'a ContagionParams,
     pub out: &'a mut Vec<(Vec<NodeId>, OutBody)>,
-    pub faults: &'a mut Vec<(NodeId, &'static str, String)>,
+    pub faults: &'a mut Vec<(NodeId, Fault, String)>,
 }
 
 impl LayerCx<'_> {
@@ -103,7 +104,7 @@ impl LayerCx<'_> {
             self.out.push((to, body));
         }
     }
-    fn fault(&mut self, who: NodeId, kind: &'static str, detail: String) {
+    fn fault(&mut self, who: NodeId, kind: Fault, detail: String) {
         self.faults.push((who, kind, detail));
     }
 }
@@ -176,7 +177,7 @@ impl Layer for MurmurInstance {
             // gossip is accepted from anyone: the signature was checked
             In::Gossip(c) => self.dispatch(c, cx),
             other => {
-                cx.fault(from, "murmur-unexpected", format!("{other:?}"));
+                cx.fault(from, Fault::MurmurUnexpected, format!("{other:?}"));
                 None
             }
         }
@@ -264,7 +265,7 @@ impl Layer for SieveInstance {
                 let Some((i, m)) = self.sample.find(&from) else {
                     cx.fault(
                         from,
-                        "sieve-unsolicited-echo",
+                        Fault::SieveUnsolicitedEcho,
                         format!("echo of candidate {c} from outside the sample"),
                     );
                     return None;
@@ -278,7 +279,7 @@ impl Layer for SieveInstance {
                     prev if prev != c => {
                         cx.fault(
                             from,
-                            "sieve-conflicting-echo",
+                            Fault::SieveConflictingEcho,
                             format!("candidate {prev} then {c}"),
                         );
                         None
@@ -386,7 +387,7 @@ impl Layer for ContagionInstance {
                 let Ok(i) = self.members.binary_search(&from) else {
                     cx.fault(
                         from,
-                        "contagion-unsolicited-ready",
+                        Fault::ContagionUnsolicitedReady,
                         format!("ready for candidate {c} from outside the samples"),
                     );
                     return None;

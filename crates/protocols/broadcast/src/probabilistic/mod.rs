@@ -32,18 +32,25 @@
 //!   checks free). At most [`MAX_CANDIDATES`] distinct payloads are held per
 //!   instance.
 
+mod fault;
+pub mod layers;
+
+pub use self::fault::Fault;
+pub mod params;
+pub mod sampling;
+
+pub use self::layers::MAX_CANDIDATES;
+use self::layers::{
+    Cand, ContagionInstance, In, Layer, LayerCx, MurmurInstance, OutBody, SieveInstance,
+};
+use self::params::ContagionParams;
+use self::sampling::Oracle;
 use crate::common::{
     Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
 };
-pub use crate::layers::MAX_CANDIDATES;
-use crate::layers::{
-    Cand, ContagionInstance, In, Layer, LayerCx, MurmurInstance, OutBody, SieveInstance,
-};
-use crate::params::ContagionParams;
-use crate::sampling::Oracle;
 use byzscale_core::crypto::{short, Digest};
 use byzscale_core::protocol::{Cx, Protocol, Time, SECS};
-use byzscale_core::{Addr, NodeId};
+use byzscale_core::{Addr, NoRecord, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::marker::PhantomData;
@@ -62,7 +69,7 @@ pub enum Body<P> {
 
 /// Wire messages of [`ProbabilisticBroadcast`]: a body tagged with its instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbMsg<P> {
+pub struct Message<P> {
     pub source: NodeId,
     pub seq: u64,
     pub body: Body<P>,
@@ -70,13 +77,13 @@ pub struct ProbMsg<P> {
 
 /// Timers of [`ProbabilisticBroadcast`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ProbTimer {
+pub enum Timer {
     /// Drop instances delivered more than `gc_delay` ago.
     Gc,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ProbConfigError {
+pub enum ConfigError {
     #[error("the group is empty")]
     Empty,
     #[error("duplicate member {0}")]
@@ -87,36 +94,36 @@ pub enum ProbConfigError {
 
 /// Group configuration shared by every member.
 #[derive(Clone, Debug)]
-pub struct ProbConfig {
+pub struct Config {
     /// Sorted.
     members: Arc<Vec<NodeId>>,
     pub params: ContagionParams,
     /// How far ahead of a source's next delivery instances may be opened
-    /// (default 256; see [`crate::BrachaConfig::window`] for the trade-off).
+    /// (default 256; see [`crate::bracha::Config::window`] for the trade-off).
     pub window: u64,
     /// How long a delivered instance keeps answering before it is dropped.
     pub gc_delay: Time,
 }
 
-impl ProbConfig {
+impl Config {
     pub fn members(&self) -> &[NodeId] {
         &self.members
     }
 
-    pub fn new(members: Vec<NodeId>, params: ContagionParams) -> Result<Self, ProbConfigError> {
+    pub fn new(members: Vec<NodeId>, params: ContagionParams) -> Result<Self, ConfigError> {
         if members.is_empty() {
-            return Err(ProbConfigError::Empty);
+            return Err(ConfigError::Empty);
         }
         let mut seen = BTreeSet::new();
         for m in &members {
             if !seen.insert(*m) {
-                return Err(ProbConfigError::Duplicate(*m));
+                return Err(ConfigError::Duplicate(*m));
             }
         }
-        params.validate().map_err(ProbConfigError::Params)?;
+        params.validate().map_err(ConfigError::Params)?;
         let mut members = members;
         members.sort_unstable();
-        Ok(ProbConfig {
+        Ok(Config {
             members: Arc::new(members),
             params,
             window: 256,
@@ -138,7 +145,7 @@ struct Instance<L, P> {
 #[derive(Clone, Debug)]
 pub struct ProbabilisticBroadcast<L, P> {
     me: NodeId,
-    cfg: Arc<ProbConfig>,
+    cfg: Arc<Config>,
     oracle: Oracle,
     next_seq: u64,
     order: SourceOrder<P>,
@@ -149,7 +156,7 @@ pub struct ProbabilisticBroadcast<L, P> {
     backlog: VecDeque<P>,
     stats: BroadcastStats,
     out: Vec<(Vec<NodeId>, OutBody)>,
-    faults: Vec<(NodeId, &'static str, String)>,
+    faults: Vec<(NodeId, Fault, String)>,
     _p: PhantomData<fn() -> L>,
 }
 
@@ -162,7 +169,7 @@ pub type Contagion<P> = ProbabilisticBroadcast<ContagionInstance, P>;
 
 impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
     /// Panics if `me` is not a member (a configuration error).
-    pub fn new(me: NodeId, cfg: Arc<ProbConfig>) -> Self {
+    pub fn new(me: NodeId, cfg: Arc<Config>) -> Self {
         assert!(
             cfg.members.contains(&me),
             "ProbabilisticBroadcast::new: `me` must be a member"
@@ -184,7 +191,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         }
     }
 
-    pub fn config(&self) -> &ProbConfig {
+    pub fn config(&self) -> &Config {
         &self.cfg
     }
 
@@ -211,7 +218,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             self.fault(
                 cx,
                 from,
-                "prob-unknown-source",
+                Fault::UnknownSource,
                 format!("instance of non-member {source}"),
             );
             return false;
@@ -224,7 +231,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
                 self.fault(
                     cx,
                     from,
-                    "prob-window",
+                    Fault::Window,
                     format!(
                         "{source}/{seq} outside the window (next {next}, window {})",
                         self.cfg.window
@@ -258,7 +265,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         }
     }
 
-    fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: &'static str, detail: String) {
+    fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: Fault, detail: String) {
         self.stats.faults += 1;
         cx.fault(who, kind, detail);
     }
@@ -283,19 +290,14 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             return Some(i as Cand);
         }
         if inst.known.len() >= MAX_CANDIDATES {
-            self.fault(
-                cx,
-                from,
-                "prob-too-many-payloads",
-                format!("{source}/{seq}"),
-            );
+            self.fault(cx, from, Fault::TooManyPayloads, format!("{source}/{seq}"));
             return None;
         }
         if s.check(cx.crypto(), source, seq).is_err() {
             self.fault(
                 cx,
                 from,
-                "prob-bad-signature",
+                Fault::BadSignature,
                 format!("{source}/{seq} payload {}", short(&d)),
             );
             return None;
@@ -338,7 +340,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
                     None => continue,
                 },
             };
-            let msg = ProbMsg { source, seq, body };
+            let msg = Message { source, seq, body };
             if to.len() == 1 {
                 cx.send(to[0], msg);
             } else {
@@ -368,7 +370,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         }
         if !self.gc_armed && !self.gc.is_empty() {
             self.gc_armed = true;
-            cx.set_timer(ProbTimer::Gc, self.cfg.gc_delay);
+            cx.set_timer(Timer::Gc, self.cfg.gc_delay);
         }
         if source == self.me {
             while self.order.admit(self.me, self.next_seq) == Admit::Open {
@@ -432,10 +434,11 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
 }
 
 impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
-    type Message = ProbMsg<P>;
+    type Message = Message<P>;
     type Input = P;
     type Output = Delivery<P>;
-    type Timer = ProbTimer;
+    type Timer = Timer;
+    type Record = NoRecord;
 
     fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
         if self.backlog.is_empty() && self.order.admit(self.me, self.next_seq) == Admit::Open {
@@ -445,13 +448,13 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
         }
     }
 
-    fn on_message(&mut self, from: Addr, msg: ProbMsg<P>, cx: &mut Cx<'_, Self>) {
+    fn on_message(&mut self, from: Addr, msg: Message<P>, cx: &mut Cx<'_, Self>) {
         let Some(from) = from.node().filter(|n| self.is_member(*n)) else {
             self.stats.faults += 1;
-            cx.fault(from, "prob-not-a-member", "message from outside the group");
+            cx.fault(from, Fault::NotAMember, "message from outside the group");
             return;
         };
-        let ProbMsg { source, seq, body } = msg;
+        let Message { source, seq, body } = msg;
         if !self.open(cx, from, source, seq) {
             return;
         }
@@ -475,9 +478,9 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
         self.step(cx, source, seq, |l, lcx| l.handle(from, input, lcx));
     }
 
-    fn on_timer(&mut self, timer: ProbTimer, cx: &mut Cx<'_, Self>) {
+    fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
-            ProbTimer::Gc => {
+            Timer::Gc => {
                 let now = cx.now();
                 while let Some(&(at, source, seq)) = self.gc.front() {
                     if at > now {
@@ -490,7 +493,7 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
                 }
                 self.stats.open_instances = self.instances.len() as u64;
                 match self.gc.front() {
-                    Some(&(at, _, _)) => cx.set_timer(ProbTimer::Gc, at.saturating_sub(now).max(1)),
+                    Some(&(at, _, _)) => cx.set_timer(Timer::Gc, at.saturating_sub(now).max(1)),
                     None => self.gc_armed = false,
                 }
             }
@@ -515,9 +518,9 @@ impl<P: Payload> SecureBroadcast<P> for Contagion<P> {
 
 #[cfg(test)]
 mod tests {
+    use super::layers::{In, LayerCx, OutBody};
     use super::*;
     use crate::harness::{crypto, Harness};
-    use crate::layers::{In, LayerCx, OutBody};
     use byzscale_core::crypto::{Crypto, CryptoMode};
     use byzscale_core::protocol::Effect;
     use rand::SeedableRng;
@@ -542,7 +545,7 @@ mod tests {
     #[test]
     fn contagion_delivers_everything_in_order_and_collects_instances() {
         let n = 30;
-        let mut cfg = ProbConfig::new(ids(n), small()).unwrap();
+        let mut cfg = Config::new(ids(n), small()).unwrap();
         cfg.gc_delay = SECS;
         let cfg = Arc::new(cfg);
         let sources = [NodeId(0), NodeId(7), NodeId(29)];
@@ -590,7 +593,7 @@ mod tests {
         oracle: Oracle,
         params: ContagionParams,
         out: Vec<(Vec<NodeId>, OutBody)>,
-        faults: Vec<(NodeId, &'static str, String)>,
+        faults: Vec<(NodeId, Fault, String)>,
     }
 
     impl Lcx {
@@ -644,14 +647,17 @@ mod tests {
             assert_eq!(s.handle(member, In::Echo(1), &mut l.cx()), None);
         }
         assert_eq!(s.delivered(), Some(0));
-        assert!(l.faults.iter().any(|f| f.1 == "sieve-conflicting-echo"));
+        assert!(l
+            .faults
+            .iter()
+            .any(|f| f.1.name() == "sieve-conflicting-echo"));
         // an echo from outside the sample
         if let Some(o) = ids(4)
             .into_iter()
             .find(|i| *i != NodeId(0) && sample.count(i) == 0)
         {
             s.handle(o, In::Echo(0), &mut l.cx());
-            assert_eq!(l.faults.last().unwrap().1, "sieve-unsolicited-echo");
+            assert_eq!(l.faults.last().unwrap().1.name(), "sieve-unsolicited-echo");
         }
     }
 
@@ -696,7 +702,7 @@ mod tests {
     }
 
     impl One {
-        fn msg(&mut self, from: u32, m: ProbMsg<u32>) {
+        fn msg(&mut self, from: u32, m: Message<u32>) {
             let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut self.fx);
             self.b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
         }
@@ -705,7 +711,7 @@ mod tests {
                 .iter()
                 .filter_map(|e| {
                     if let Effect::Fault(f) = e {
-                        Some(f.kind)
+                        Some(f.name())
                     } else {
                         None
                     }
@@ -716,7 +722,7 @@ mod tests {
 
     #[test]
     fn byzantine_inputs_are_dropped_and_reported() {
-        let cfg = Arc::new(ProbConfig::new(ids(10), small()).unwrap());
+        let cfg = Arc::new(Config::new(ids(10), small()).unwrap());
         let mut p = One {
             b: Contagion::new(NodeId(0), cfg),
             crypto: crypto(NodeId(0), ids(10), CryptoMode::Real),
@@ -731,7 +737,7 @@ mod tests {
         };
         p.msg(
             4,
-            ProbMsg {
+            Message {
                 source: NodeId(3),
                 seq: 1,
                 body: Body::Gossip(forged),
@@ -741,7 +747,7 @@ mod tests {
         p.fx.clear();
         p.msg(
             42,
-            ProbMsg {
+            Message {
                 source: NodeId(3),
                 seq: 1,
                 body: Body::EchoSubscribe,
@@ -749,7 +755,7 @@ mod tests {
         );
         p.msg(
             4,
-            ProbMsg {
+            Message {
                 source: NodeId(3),
                 seq: 100_000,
                 body: Body::EchoSubscribe,
@@ -757,7 +763,7 @@ mod tests {
         );
         p.msg(
             4,
-            ProbMsg {
+            Message {
                 source: NodeId(77),
                 seq: 1,
                 body: Body::EchoSubscribe,
@@ -773,7 +779,7 @@ mod tests {
             let s = Signed::sign(&signer, NodeId(3), 2, 100 + v);
             p.msg(
                 4,
-                ProbMsg {
+                Message {
                     source: NodeId(3),
                     seq: 2,
                     body: Body::Ready(s),
@@ -788,8 +794,8 @@ mod tests {
 #[cfg(test)]
 mod fuzz {
     use super::*;
+    use crate::bracha::{self, Bracha};
     use crate::harness::crypto;
-    use crate::{Bracha, BrachaConfig, BrachaMsg};
     use byzscale_core::crypto::{CryptoMode, Signature};
     use proptest::prelude::*;
     use rand::SeedableRng;
@@ -806,7 +812,7 @@ mod fuzz {
         })
     }
 
-    fn prob_msg() -> impl Strategy<Value = (u32, ProbMsg<u32>)> {
+    fn prob_msg() -> impl Strategy<Value = (u32, Message<u32>)> {
         let body = prop_oneof![
             Just(Body::GossipSubscribe),
             Just(Body::EchoSubscribe),
@@ -819,7 +825,7 @@ mod fuzz {
             |(from, source, seq, body)| {
                 (
                     from,
-                    ProbMsg {
+                    Message {
                         source: NodeId(source),
                         seq,
                         body,
@@ -829,19 +835,21 @@ mod fuzz {
         )
     }
 
-    fn bracha_msg() -> impl Strategy<Value = (u32, BrachaMsg<u32>)> {
+    fn bracha_msg() -> impl Strategy<Value = (u32, bracha::Message<u32>)> {
         let m = prop_oneof![
             (prop_oneof![0u64..4, any::<u64>()], signed())
-                .prop_map(|(seq, signed)| BrachaMsg::Send { seq, signed }),
-            (0u32..12, 0u64..4, signed()).prop_map(|(s, seq, signed)| BrachaMsg::Echo {
+                .prop_map(|(seq, signed)| bracha::Message::Send { seq, signed }),
+            (0u32..12, 0u64..4, signed()).prop_map(|(s, seq, signed)| bracha::Message::Echo {
                 source: NodeId(s),
                 seq,
                 signed
             }),
-            (0u32..12, 0u64..4, any::<[u8; 32]>()).prop_map(|(s, seq, digest)| BrachaMsg::Ready {
-                source: NodeId(s),
-                seq,
-                digest
+            (0u32..12, 0u64..4, any::<[u8; 32]>()).prop_map(|(s, seq, digest)| {
+                bracha::Message::Ready {
+                    source: NodeId(s),
+                    seq,
+                    digest,
+                }
             }),
         ];
         (0u32..12, m)
@@ -854,7 +862,7 @@ mod fuzz {
         fn garbage_never_panics_contagion(msgs in prop::collection::vec(prob_msg(), 1..60)) {
             let ids: Vec<NodeId> = (0..10).map(NodeId).collect();
             let p = ContagionParams { g: 3.0, e: 6, e_hat: 4, r: 6, r_hat: 2, d: 6, d_hat: 4 };
-            let cfg = Arc::new(ProbConfig::new(ids.clone(), p).unwrap());
+            let cfg = Arc::new(Config::new(ids.clone(), p).unwrap());
             let mut b: Contagion<u32> = Contagion::new(NodeId(0), cfg);
             let c = crypto(NodeId(0), ids, CryptoMode::Real);
             let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -871,7 +879,7 @@ mod fuzz {
         #[test]
         fn garbage_never_panics_bracha(msgs in prop::collection::vec(bracha_msg(), 1..60)) {
             let ids: Vec<NodeId> = (0..10).map(NodeId).collect();
-            let cfg = Arc::new(BrachaConfig::new(ids.clone()).unwrap());
+            let cfg = Arc::new(bracha::Config::new(ids.clone()).unwrap());
             let mut b: Bracha<u32> = Bracha::new(NodeId(0), cfg);
             let c = crypto(NodeId(0), ids, CryptoMode::Real);
             let mut rng = ChaCha8Rng::seed_from_u64(0);

@@ -22,6 +22,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod collector;
+pub use collector::Collector;
+
 /// Byzantine or crash fault tolerance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,23 @@
+//! The faults Bracha's broadcast reports. Labels are stable metric labels.
+
+byzscale_core::fault_kinds! {
+    /// Misbehaviour observed by a Bracha member.
+    pub enum Fault {
+        /// A message from an endpoint outside the group.
+        NotAMember => "bracha-not-a-member",
+        /// A message about a source that is not a member.
+        UnknownSource => "bracha-unknown-source",
+        /// A sequence number outside the source's window.
+        Window => "bracha-window",
+        /// More distinct payloads for one instance than a correct source sends.
+        TooManyPayloads => "bracha-too-many-payloads",
+        /// A payload whose source signature does not verify.
+        BadSignature => "bracha-bad-signature",
+        /// A second ECHO from one member for another digest.
+        ConflictingEcho => "bracha-conflicting-echo",
+        /// A second READY from one member for another digest.
+        ConflictingReady => "bracha-conflicting-ready",
+        /// A STATUS (retransmission frontier) that is malformed.
+        BadStatus => "bracha-bad-status",
+    }
+}

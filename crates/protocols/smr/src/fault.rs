@@ -1,0 +1,41 @@
+//! The faults an SMR replica or client reports ([`byzscale_core::Fault`] kinds).
+//! Labels are stable: they name the `byzscale_protocol_faults_total` series.
+
+byzscale_core::fault_kinds! {
+    /// Misbehaviour observed by an SMR replica or client.
+    pub enum Fault {
+        /// A request whose client field is not the authenticated sender.
+        RequestSpoof => "request-spoof",
+        /// A request too large or with an authenticator of the wrong length.
+        RequestMalformed => "request-malformed",
+        /// A request whose MAC entry for this replica does not verify.
+        RequestAuth => "request-auth",
+        /// A FORWARD holding more requests than a batch may.
+        ForwardMalformed => "forward-malformed",
+        /// A PROPOSE from a replica that does not lead its view.
+        ProposeNotLeader => "propose-not-leader",
+        /// A PROPOSE whose batch is malformed or holds unauthenticated requests.
+        ProposeInvalid => "propose-invalid",
+        /// Two different PROPOSEs for one (view, slot) from its leader.
+        Equivocation => "equivocation",
+        /// A CHECKPOINT whose signature does not verify.
+        CheckpointSignature => "checkpoint-signature",
+        /// This replica's own state differs from a quorum's stable checkpoint.
+        DivergentState => "divergent-state",
+        /// A STATE whose certificate or snapshot digest does not verify.
+        StateInvalid => "state-invalid",
+        /// A STATE whose snapshot does not decode.
+        StateUndecodable => "state-undecodable",
+        /// A STOP-DATA with a bad signature, checkpoint or claim.
+        StopDataInvalid => "stop-data-invalid",
+        /// A SYNC that is not a quorum of valid STOP-DATA determining every slot.
+        SyncInvalid => "sync-invalid",
+        /// A replica message from an endpoint outside the group.
+        NotAMember => "not-a-member",
+        /// A message of a kind the receiver never accepts (a reply to a replica,
+        /// a request to a client).
+        Unexpected => "unexpected",
+        /// A reply naming another replica or another client than its channel.
+        ReplySpoof => "reply-spoof",
+    }
+}
