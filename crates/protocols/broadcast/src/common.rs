@@ -165,6 +165,15 @@ impl<P: Payload> SourceOrder<P> {
         }
     }
 
+    /// Why `(source, seq)` was rejected, for the fault log.
+    pub(crate) fn outside(&self, source: NodeId, seq: u64) -> String {
+        format!(
+            "{source}/{seq} outside the window (next {}, window {})",
+            self.next(source),
+            self.window
+        )
+    }
+
     /// Whether `(source, seq)` completed (delivered or waiting for its turn).
     pub(crate) fn completed(&self, source: NodeId, seq: u64) -> bool {
         seq < self.next(source) || self.waiting.contains_key(&(source, seq))

@@ -31,8 +31,8 @@
 //! - **Algorithm 8's Sieve** and Bracha count only the first ECHO per sample
 //!   member / member; later conflicting ones are dropped and reported as faults.
 //! - **Signatures** are checked once per distinct payload per instance (a
-//!   digest cache) instead of at every layer and every copy; the outcome is
-//!   the same.
+//!   digest cache, [`auth`], shared by both families) instead of at every
+//!   layer and every copy; the outcome is the same.
 //! - **Bracha's ECHO carries the payload**, READY only its digest, and
 //!   delivery needs a quorum of READYs (= 2f+1 when N = 3f+1); see [`bracha`].
 //! - **Links** are assumed reliable, as in the thesis, unless Bracha's
@@ -56,6 +56,7 @@
 //! [`harness`] drives any protocol over an in-memory network with seeded
 //! random delays; the crate's tests and the simulator's scale runs use it.
 
+mod auth;
 pub mod bracha;
 mod common;
 pub mod harness;

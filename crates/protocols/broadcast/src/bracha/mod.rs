@@ -52,6 +52,7 @@
 //!   needs only fair-lossy links. Everything is driven by the tick count, not
 //!   by wall-clock reads.
 
+use crate::auth::{Payloads, Refused};
 use crate::common::{
     Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
 };
@@ -206,7 +207,7 @@ const MAX_PAYLOADS: usize = 4;
 
 #[derive(Clone, Debug)]
 struct Instance<P> {
-    payloads: BTreeMap<Digest, Signed<P>>,
+    payloads: Payloads<P>,
     echoed: bool,
     readied: bool,
     echoes: Tally<Digest>,
@@ -311,16 +312,8 @@ impl<P: Payload> Bracha<P> {
         match self.order.admit(source, seq) {
             Admit::Old => None,
             Admit::Reject => {
-                let next = self.order.next(source);
-                self.fault(
-                    cx,
-                    from,
-                    Fault::Window,
-                    format!(
-                        "{source}/{seq} outside the window (next {next}, window {})",
-                        self.cfg.window
-                    ),
-                );
+                let detail = self.order.outside(source, seq);
+                self.fault(cx, from, Fault::Window, detail);
                 None
             }
             Admit::Open => {
@@ -328,7 +321,7 @@ impl<P: Payload> Bracha<P> {
                     self.instances.insert(
                         (source, seq),
                         Instance {
-                            payloads: BTreeMap::new(),
+                            payloads: Payloads::new(MAX_PAYLOADS),
                             echoed: false,
                             readied: false,
                             echoes: Tally::new(&self.cfg.layout),
@@ -355,30 +348,19 @@ impl<P: Payload> Bracha<P> {
         seq: u64,
         signed: Signed<P>,
     ) -> Option<Digest> {
-        let inst = self.instances.get(&(source, seq))?;
-        // the common case: a copy of a payload already verified
-        if let Some((d, _)) = inst.payloads.iter().find(|(_, k)| **k == signed) {
-            return Some(*d);
-        }
-        let d = signed.digest(cx.crypto(), source, seq);
-        if inst.payloads.contains_key(&d) {
-            return Some(d);
-        }
-        if inst.payloads.len() >= MAX_PAYLOADS {
-            self.fault(cx, from, Fault::TooManyPayloads, format!("{source}/{seq}"));
-            return None;
-        }
-        if signed.check(cx.crypto(), source, seq).is_err() {
-            self.fault(
-                cx,
-                from,
-                Fault::BadSignature,
-                format!("{source}/{seq} payload {}", short(&d)),
-            );
-            return None;
-        }
         let inst = self.instances.get_mut(&(source, seq))?;
-        inst.payloads.insert(d, signed);
+        let d = match inst.payloads.learn(cx.crypto(), source, seq, signed) {
+            Ok((_, d)) => d,
+            Err(Refused::TooMany) => {
+                self.fault(cx, from, Fault::TooManyPayloads, format!("{source}/{seq}"));
+                return None;
+            }
+            Err(Refused::BadSignature(d)) => {
+                let detail = format!("{source}/{seq} payload {}", short(&d));
+                self.fault(cx, from, Fault::BadSignature, detail);
+                return None;
+            }
+        };
         if inst.decided == Some(d) {
             self.finish(cx, source, seq, d);
         }
@@ -394,7 +376,9 @@ impl<P: Payload> Bracha<P> {
         }
         inst.echoed = true;
         inst.my_echo = Some(d);
-        let signed = inst.payloads[&d].clone();
+        let Some(signed) = inst.payloads.by_digest(&d).cloned() else {
+            return;
+        };
         cx.multicast(
             self.others.clone(),
             Message::Echo {
@@ -495,7 +479,7 @@ impl<P: Payload> Bracha<P> {
             let Some(inst) = self.instances.get_mut(&(source, seq)) else {
                 return;
             };
-            if inst.payloads.contains_key(&d) {
+            if inst.payloads.contains(&d) {
                 self.finish(cx, source, seq, d);
             } else {
                 // the payload arrives with the ECHOs of the correct processes
@@ -513,7 +497,9 @@ impl<P: Payload> Bracha<P> {
         self.stats.open_instances = self.instances.len() as u64;
         self.stats.collected += 1;
         if self.cfg.retransmit.is_some() {
-            let echo = inst.my_echo.and_then(|e| inst.payloads.get(&e).cloned());
+            let echo = inst
+                .my_echo
+                .and_then(|e| inst.payloads.by_digest(&e).cloned());
             self.done.insert(
                 (source, seq),
                 Done {
@@ -522,7 +508,7 @@ impl<P: Payload> Bracha<P> {
                 },
             );
         }
-        let Some(signed) = inst.payloads.remove(&d) else {
+        let Some(signed) = inst.payloads.take(&d) else {
             return;
         };
         for delivery in self.order.complete(source, seq, signed) {
@@ -646,7 +632,7 @@ impl<P: Payload> Bracha<P> {
                 break;
             }
             resent += 1;
-            if let Some(signed) = inst.my_echo.and_then(|d| inst.payloads.get(&d)) {
+            if let Some(signed) = inst.my_echo.and_then(|d| inst.payloads.by_digest(&d)) {
                 if source == self.me {
                     out.push(Message::Send {
                         seq,

@@ -45,10 +45,11 @@ use self::layers::{
 };
 use self::params::ContagionParams;
 use self::sampling::Oracle;
+use crate::auth::{Payloads, Refused};
 use crate::common::{
     Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
 };
-use byzscale_core::crypto::{short, Digest};
+use byzscale_core::crypto::short;
 use byzscale_core::protocol::{Cx, Protocol, Time, SECS};
 use byzscale_core::{Addr, NoRecord, NodeId};
 use serde::{Deserialize, Serialize};
@@ -136,7 +137,7 @@ impl Config {
 struct Instance<L, P> {
     layer: L,
     /// Verified payloads; a layer's [`Cand`] is an index here.
-    known: Vec<(Digest, Signed<P>)>,
+    known: Payloads<P>,
 }
 
 /// Multi-shot probabilistic broadcast over the single-shot layer `L`:
@@ -227,16 +228,8 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             // delivered and collected
             Admit::Old => false,
             Admit::Reject => {
-                let next = self.order.next(source);
-                self.fault(
-                    cx,
-                    from,
-                    Fault::Window,
-                    format!(
-                        "{source}/{seq} outside the window (next {next}, window {})",
-                        self.cfg.window
-                    ),
-                );
+                let detail = self.order.outside(source, seq);
+                self.fault(cx, from, Fault::Window, detail);
                 false
             }
             Admit::Open => {
@@ -255,7 +248,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
                     (source, seq),
                     Instance {
                         layer,
-                        known: Vec::new(),
+                        known: Payloads::new(MAX_CANDIDATES),
                     },
                 );
                 self.stats.open_instances = self.instances.len() as u64;
@@ -279,32 +272,19 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         seq: u64,
         s: Signed<P>,
     ) -> Option<Cand> {
-        let inst = self.instances.get(&(source, seq))?;
-        // the common case: a copy of a payload already verified
-        if let Some(i) = inst.known.iter().position(|(_, k)| *k == s) {
-            return Some(i as Cand);
+        let inst = self.instances.get_mut(&(source, seq))?;
+        match inst.known.learn(cx.crypto(), source, seq, s) {
+            Ok((i, _)) => Some(i as Cand),
+            Err(Refused::TooMany) => {
+                self.fault(cx, from, Fault::TooManyPayloads, format!("{source}/{seq}"));
+                None
+            }
+            Err(Refused::BadSignature(d)) => {
+                let detail = format!("{source}/{seq} payload {}", short(&d));
+                self.fault(cx, from, Fault::BadSignature, detail);
+                None
+            }
         }
-        let d = s.digest(cx.crypto(), source, seq);
-        if let Some(i) = inst.known.iter().position(|(kd, _)| *kd == d) {
-            // same payload, another signature: the payload is authentic
-            return Some(i as Cand);
-        }
-        if inst.known.len() >= MAX_CANDIDATES {
-            self.fault(cx, from, Fault::TooManyPayloads, format!("{source}/{seq}"));
-            return None;
-        }
-        if s.check(cx.crypto(), source, seq).is_err() {
-            self.fault(
-                cx,
-                from,
-                Fault::BadSignature,
-                format!("{source}/{seq} payload {}", short(&d)),
-            );
-            return None;
-        }
-        let known = &mut self.instances.get_mut(&(source, seq))?.known;
-        known.push((d, s));
-        Some((known.len() - 1) as Cand)
     }
 
     /// Send what the layer produced, attaching payloads; report its faults.
@@ -318,11 +298,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         }
         let known = self.instances.get(&(source, seq)).map(|i| &i.known);
         for (to, body) in self.out.drain(..) {
-            let payload = |c: &Cand| {
-                known
-                    .and_then(|k| k.get(*c as usize))
-                    .map(|(_, s)| s.clone())
-            };
+            let payload = |c: &Cand| known.and_then(|k| k.get(*c as usize)).cloned();
             let body = match body {
                 OutBody::GossipSubscribe => Body::GossipSubscribe,
                 OutBody::EchoSubscribe => Body::EchoSubscribe,
@@ -355,7 +331,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             .instances
             .get(&(source, seq))
             .and_then(|i| i.known.get(c as usize))
-            .map(|(_, s)| s.clone())
+            .cloned()
         else {
             return;
         };
@@ -395,14 +371,10 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         let Some(inst) = self.instances.get_mut(&(me, seq)) else {
             return;
         };
-        let c = match inst.known.iter().position(|(kd, _)| *kd == d) {
-            Some(i) => i as Cand,
-            None if inst.known.len() < MAX_CANDIDATES => {
-                inst.known.push((d, signed));
-                (inst.known.len() - 1) as Cand
-            }
-            None => return,
+        let Some(c) = inst.known.insert_own(d, signed) else {
+            return;
         };
+        let c = c as Cand;
         self.step(cx, me, seq, |l, lcx| l.broadcast(c, lcx));
     }
 
