@@ -43,6 +43,21 @@ enum In {
     Replica(replica::Input),
 }
 
+impl In {
+    fn replica(self) -> Option<replica::Input> {
+        match self {
+            In::Replica(x) => Some(x),
+            In::Client(_) => None,
+        }
+    }
+    fn client(self) -> Option<client::Input> {
+        match self {
+            In::Client(x) => Some(x),
+            In::Replica(_) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Out {
     Client(client::Output),
@@ -132,26 +147,12 @@ impl World {
             let idx = match a {
                 Addr::Node(id) => {
                     let r = Replica::new(*id, g.clone(), p.clone(), Log::default());
-                    let actor = ProtocolActor::with_maps(
-                        r,
-                        |i| match i {
-                            In::Replica(x) => Some(x),
-                            In::Client(_) => None,
-                        },
-                        Out::Replica,
-                    );
+                    let actor = ProtocolActor::with_maps(r, In::replica, Out::Replica);
                     sim.add_node(*a, crypto, actor, 0)
                 }
                 Addr::Client(id) => {
                     let c = Client::new(*id, g.clone(), p.clone());
-                    let actor = ProtocolActor::with_maps(
-                        c,
-                        |i| match i {
-                            In::Client(x) => Some(x),
-                            In::Replica(_) => None,
-                        },
-                        Out::Client,
-                    );
+                    let actor = ProtocolActor::with_maps(c, In::client, Out::Client);
                     sim.add_node(*a, crypto, actor, 0)
                 }
             };

@@ -1,4 +1,4 @@
-//! Checkpoints (Castro & Liskov OSDI'99 §4.3, TOCS'02 §4.3): every
+//! Checkpoints (Castro & Liskov OSDI'99 §4.3, garbage collection): every
 //! `checkpoint_interval` executed slots a replica signs the digest of its state
 //! and multicasts CHECKPOINT; a quorum of matching signatures is a stable
 //! checkpoint with its certificate ([`CheckpointCert`]). Stabilizing moves the

@@ -1,7 +1,7 @@
 //! Execution: decided slots leave the ordering core in slot order and their
 //! requests run against the service under the per-client table, which is
-//! PBFT's last-reply table (Castro & Liskov TOCS'02 §4.2: exactly-once, the
-//! last replies cached for retransmissions) extended with per-client FIFO
+//! PBFT's last-reply table (Castro & Liskov: exactly-once, the last replies
+//! cached for retransmissions) extended with per-client FIFO
 //! (requests run in client sequence order; early ones wait in a bounded
 //! buffer). Replies, durable records and checkpoints follow each slot. The
 //! table is part of the replicated state and of every snapshot.

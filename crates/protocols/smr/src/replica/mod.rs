@@ -44,12 +44,12 @@
 //! | file | holds | papers |
 //! |---|---|---|
 //! | `mod.rs` | the `Replica` struct, constructors, accessors, the `Protocol` dispatch | — |
-//! | [`order`] | the ordering core: per-slot agreement, view, watermarks, decision procedure | Mod-SMaRt §4; PBFT OSDI'99 §4.2, TOCS'02 §4.5.2 |
-//! | `request.rs` | client requests, forwarding, read-only requests, request timers, the pending queue, batching | BFT-SMaRt request handling; PBFT §4.1 |
-//! | `execute.rs` | execution in slot order, the client table (FIFO, exactly-once, reply cache), replies, snapshots | PBFT TOCS'02 §4.2 (last-reply table) |
+//! | [`order`] | the ordering core: per-slot agreement, view, watermarks, decision procedure | Mod-SMaRt normal phase; PBFT OSDI'99 §4.2, TOCS'02 §4.5.2 |
+//! | `request.rs` | client requests, forwarding, read-only requests, request timers, the pending queue, batching | BFT-SMaRt request handling; PBFT OSDI'99 §4.1 |
+//! | `execute.rs` | execution in slot order, the client table (FIFO, exactly-once, reply cache), replies, snapshots | PBFT's last-reply table |
 //! | `checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
-//! | `transfer.rs` | state and log transfer, retransmission of stuck votes (fetch timer) | PBFT TOCS'02 §5.3 (state transfer) |
-//! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt §5; PBFT OSDI'99 §4.4 |
+//! | `transfer.rs` | state and log transfer, retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
+//! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
 
 mod checkpoint;
 mod execute;

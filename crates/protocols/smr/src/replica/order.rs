@@ -4,18 +4,18 @@
 //!
 //! # Paper map
 //!
-//! Mod-SMaRt's normal case (Sousa & Bessani, §4: PROPOSE, WRITE, ACCEPT) which is
-//! PBFT's three phases (Castro & Liskov, OSDI'99 §4.2 / TOCS'02 §4.2: PRE-PREPARE,
-//! PREPARE, COMMIT), counted in votes of a [`QuorumSystem`] (WHEAT):
+//! Mod-SMaRt's normal phase (Sousa & Bessani: PROPOSE, WRITE, ACCEPT), which is
+//! PBFT's three phases (Castro & Liskov, OSDI'99 §4.2: PRE-PREPARE, PREPARE,
+//! COMMIT), counted in votes of a [`QuorumSystem`] (WHEAT):
 //!
 //! | here | Mod-SMaRt | PBFT |
 //! |---|---|---|
 //! | [`Message::Propose`] | PROPOSE | PRE-PREPARE |
 //! | [`Message::Write`], prepared = proposal + quorum of WRITEs | WRITE | PREPARE, *prepared* |
 //! | [`Message::Accept`], decided = quorum of ACCEPTs | ACCEPT | COMMIT, *committed-local* |
-//! | `low`, `window` | — | low / high watermarks h, H (§4.3) |
+//! | `low`, `window` | — | low / high watermarks h, H (OSDI'99 §4.3) |
 //! | [`Ordering::claims`] | STOP-DATA contents | VIEW-CHANGE's P and Q sets (TOCS §4.5) |
-//! | [`select`] | SYNC decision | decision procedure (TOCS §4.5.2, Fig. 4) |
+//! | [`select`] | SYNC decision | decision procedure (TOCS §4.5.2) |
 //! | [`Ordering::learn`] | state transfer of decisions | (fetch of committed requests) |
 //!
 //! Deviations: no signatures on WRITE/ACCEPT (authenticated channels; claims
@@ -131,6 +131,16 @@ pub enum Event<V> {
         kind: Fault,
         detail: String,
     },
+}
+
+impl<V> Event<V> {
+    fn fault(culprit: NodeId, kind: Fault, detail: String) -> Self {
+        Event::Fault {
+            culprit,
+            kind,
+            detail,
+        }
+    }
 }
 
 /// What [`Ordering::learn`] made of a log entry.
@@ -361,11 +371,7 @@ impl<V: Value> Ordering<V> {
         let (view, culprit) = (self.view, self.g.members[from]);
         if culprit != self.leader() {
             let detail = format!("view {view} slot {slot}");
-            out.push(Event::Fault {
-                culprit,
-                kind: Fault::ProposeNotLeader,
-                detail,
-            });
+            out.push(Event::fault(culprit, Fault::ProposeNotLeader, detail));
             return;
         }
         if !self.in_window(slot) || slot <= self.delivered {
@@ -373,11 +379,7 @@ impl<V: Value> Ordering<V> {
         }
         if let Err(e) = validate(&value) {
             let detail = format!("slot {slot}: {e}");
-            out.push(Event::Fault {
-                culprit,
-                kind: Fault::ProposeInvalid,
-                detail,
-            });
+            out.push(Event::fault(culprit, Fault::ProposeInvalid, detail));
             return;
         }
         self.accept_into(view, slot, value, crypto, true, out);
@@ -442,11 +444,8 @@ impl<V: Value> Ordering<V> {
         if let Some((v, pd, _)) = &ss.proposal {
             if *v == view {
                 if *pd != d && check_equivocation {
-                    out.push(Event::Fault {
-                        culprit: leader,
-                        kind: Fault::Equivocation,
-                        detail: format!("two proposals for view {view} slot {slot}"),
-                    });
+                    let detail = format!("two proposals for view {view} slot {slot}");
+                    out.push(Event::fault(leader, Fault::Equivocation, detail));
                 }
                 return;
             }

@@ -1,11 +1,11 @@
-//! Client requests at a replica: authentication (PBFT-style MAC
-//! authenticators, Castro & Liskov OSDI'99 §4.1 / TOCS'02 §3.2), the pending
+//! Client requests at a replica (PBFT OSDI'99 §4.1, the client's side of the
+//! protocol): authentication (PBFT-style MAC authenticators), the pending
 //! table and the leader's queue, batching into proposals (BFT-SMaRt's batches,
 //! with the pipeline limits of [`Params`]), the checks a proposed batch must
-//! pass, unordered read-only requests (PBFT's read-only optimization, TOCS'02
-//! §5.1.3, made linearizable by waiting for every ACCEPTed slot), and the
+//! pass, unordered read-only requests (PBFT's read-only optimization, made
+//! linearizable by waiting for every ACCEPTed slot), and the
 //! request timer: BFT-SMaRt's two-step timeout (first forward the request to
-//! the leader, then suspect it, Mod-SMaRt §5).
+//! the leader, then suspect it, which starts Mod-SMaRt's synchronization phase).
 
 use super::{Ctx, Replica, Status, Timer};
 use crate::fault::Fault;

@@ -1,5 +1,6 @@
-//! The synchronization phase (view change): Mod-SMaRt §5 (STOP, STOP-DATA,
-//! SYNC), PBFT OSDI'99 §4.4 / TOCS'02 §4.5 (VIEW-CHANGE, NEW-VIEW).
+//! The synchronization phase (view change): Mod-SMaRt's synchronization phase
+//! (STOP, STOP-DATA, SYNC), PBFT OSDI'99 §4.4 / TOCS'02 §4.5 (VIEW-CHANGE,
+//! NEW-VIEW).
 //!
 //! A replica that suspects the leader multicasts STOP(v+1); a weak quorum of
 //! STOPs makes every correct replica join, a quorum starts the phase: each

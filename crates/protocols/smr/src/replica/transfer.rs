@@ -1,5 +1,5 @@
 //! Catching up: state transfer (a certified snapshot at a stable checkpoint,
-//! Castro & Liskov TOCS'02 §5.3, BFT-SMaRt's state transfer), log transfer
+//! PBFT's and BFT-SMaRt's state transfer), log transfer
 //! (decided batches above it; a weak quorum of matching entries decides a
 //! slot, see `order::Ordering::learn`), and the fetch timer that drives both
 //! and re-sends this replica's own stuck votes. Deviation from PBFT: lost
