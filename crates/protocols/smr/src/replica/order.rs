@@ -110,6 +110,13 @@ impl<V> Message<V> {
             | Message::Accept { view, .. } => *view,
         }
     }
+    pub fn slot(&self) -> Slot {
+        match self {
+            Message::Propose { slot, .. }
+            | Message::Write { slot, .. }
+            | Message::Accept { slot, .. } => *slot,
+        }
+    }
 }
 
 /// What a call asks of its caller, to be applied in order.
@@ -316,12 +323,7 @@ impl<V: Value> Ordering<V> {
         validate: impl FnOnce(&V) -> Result<(), String>,
     ) -> Vec<Event<V>> {
         let mut out = Vec::new();
-        let slot = match &msg {
-            Message::Propose { slot, .. }
-            | Message::Write { slot, .. }
-            | Message::Accept { slot, .. } => *slot,
-        };
-        if self.note_slot(slot) {
+        if self.note_slot(msg.slot()) {
             out.push(Event::Lagging);
         }
         let view = msg.view();
