@@ -3,7 +3,10 @@
 //! votes than any f replicas (the weak quorum, "f+1") returned the same bytes, and
 //! retransmits with backoff until then. Read-only requests go unordered and need a
 //! full quorum of matching replies; on conflicting replies or a timeout they fall
-//! back to the ordered path.
+//! back to the ordered path. Replies are counted by result digest in a
+//! [`Collector`]: a replica's first reply to a request is its vote (a correct
+//! replica answers an ordered request with one result; a read answered twice,
+//! after a duplicated request, counts with its first answer).
 //!
 //! Several requests may be outstanding (`Params::client_window`); ordered ones are
 //! numbered contiguously so the replicas can execute them in FIFO order.
@@ -22,8 +25,9 @@ use crate::fault::Fault;
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
 use byzscale_core::crypto::Digest;
+use byzscale_core::quorum::Collector;
 use byzscale_core::{Addr, ClientId, Cx, NoRecord, Protocol, Time};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Debug)]
 pub enum Input {
@@ -55,8 +59,8 @@ struct Outstanding {
     id: u64,
     req: Request,
     invoked: Time,
-    replies: BTreeMap<Digest, (BTreeSet<usize>, Vec<u8>)>,
-    responders: BTreeSet<usize>,
+    /// The replies by result digest: a replica's first reply counts.
+    replies: Collector<Digest, Vec<u8>>,
     /// The view each replica reported in its reply.
     views: BTreeMap<usize, View>,
     retries: u32,
@@ -209,8 +213,7 @@ impl Outstanding {
             id,
             req,
             invoked,
-            replies: BTreeMap::new(),
-            responders: BTreeSet::new(),
+            replies: Collector::new(),
             views: BTreeMap::new(),
             retries: 0,
         }
@@ -258,33 +261,22 @@ impl Protocol for Client {
             return;
         }
         let d = cx.crypto().hash(&r.result);
+        let qs = &self.g.qs;
         if r.read_only {
             let Some(o) = self.reads.get_mut(&r.seq) else {
                 return;
             };
-            o.responders.insert(idx);
-            let e = o
-                .replies
-                .entry(d)
-                .or_insert_with(|| (BTreeSet::new(), r.result));
-            e.0.insert(idx);
-            if self.g.qs.is_quorum(e.0.iter().copied()) {
-                tracing::debug!(client = %self.id, seq = r.seq, voters = ?e.0, "read-only quorum");
-                let result = e.1.clone();
+            o.replies.add(qs, idx, d, || r.result);
+            if o.replies.votes(qs, &d) >= qs.quorum() {
+                tracing::debug!(client = %self.id, seq = r.seq, voters = ?o.replies.voters(&d), "read-only quorum");
+                let result = o.replies.value(&d).cloned().unwrap_or_default();
                 let o = self.reads.remove(&r.seq).expect("present");
                 cx.cancel_timer(Timer::ReadTimeout(r.seq));
                 self.finish(o, result, false, cx);
                 return;
             }
             // can a quorum still agree on one value? If not, order the read.
-            let best = o
-                .replies
-                .values()
-                .map(|(w, _)| self.g.qs.votes(w.iter().copied()))
-                .max()
-                .unwrap_or(0);
-            let missing = self.g.qs.total() - self.g.qs.votes(o.responders.iter().copied());
-            if best + missing < self.g.qs.quorum() {
+            if !o.replies.can_reach(qs, qs.quorum()) {
                 self.fall_back(r.seq, cx);
             }
         } else {
@@ -292,13 +284,9 @@ impl Protocol for Client {
                 return;
             };
             o.views.insert(idx, r.view);
-            let e = o
-                .replies
-                .entry(d)
-                .or_insert_with(|| (BTreeSet::new(), r.result));
-            e.0.insert(idx);
-            if self.g.qs.is_weak(e.0.iter().copied()) {
-                let result = e.1.clone();
+            o.replies.add(qs, idx, d, || r.result);
+            if o.replies.votes(qs, &d) >= qs.weak() {
+                let result = o.replies.value(&d).cloned().unwrap_or_default();
                 let o = self.ordered.remove(&r.seq).expect("present");
                 cx.cancel_timer(Timer::Retry(r.seq));
                 self.learn_view(&o.views);
@@ -312,7 +300,7 @@ impl Protocol for Client {
             Timer::Retry(seq) => {
                 if let Some(o) = self.ordered.get_mut(&seq) {
                     o.retries += 1;
-                    tracing::debug!(client = %self.id, seq, retries = o.retries, replies = o.replies.len(), "retransmitting");
+                    tracing::debug!(client = %self.id, seq, retries = o.retries, replies = o.replies.keys(), "retransmitting");
                     let backoff = self.p.client_retry.saturating_mul(1 << o.retries.min(3));
                     cx.multicast(self.g.addrs(), Message::Request(o.req.clone()));
                     cx.set_timer(Timer::Retry(seq), backoff);
@@ -320,5 +308,143 @@ impl Protocol for Client {
             }
             Timer::ReadTimeout(seq) => self.fall_back(seq, cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
+    use byzscale_core::quorum::{FaultModel, QuorumSystem};
+    use byzscale_core::{Effect, GroupId, NodeId};
+    use rand::SeedableRng;
+
+    struct Bench {
+        client: Client,
+        crypto: Crypto,
+        rng: rand_chacha::ChaCha8Rng,
+    }
+
+    impl Bench {
+        fn new() -> Self {
+            let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
+            let g = GroupInfo::new(GroupId(0), (0..4).map(NodeId).collect(), qs);
+            let me = ClientId(1);
+            Bench {
+                client: Client::new(me, g, Params::default()),
+                crypto: Crypto::new(
+                    Addr::Client(me),
+                    Identity::from_seed([7; 32]),
+                    CryptoMode::Real,
+                ),
+                rng: rand_chacha::ChaCha8Rng::seed_from_u64(1),
+            }
+        }
+
+        fn step(
+            &mut self,
+            f: impl FnOnce(&mut Client, &mut Cx<'_, Client>),
+        ) -> Vec<Effect<Client>> {
+            let mut effects = Vec::new();
+            let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut effects);
+            f(&mut self.client, &mut cx);
+            effects
+        }
+
+        fn submit(&mut self, read_only: bool) -> Vec<Effect<Client>> {
+            let op = b"op".to_vec();
+            self.step(|c, cx| c.on_input(Input::Submit { op, read_only }, cx))
+        }
+
+        /// Replica `i` answers request `seq` with `result`.
+        fn reply(
+            &mut self,
+            i: u32,
+            seq: u64,
+            read_only: bool,
+            result: &str,
+        ) -> Vec<Effect<Client>> {
+            let msg = Message::Reply(Reply {
+                replica: NodeId(i),
+                view: 0,
+                client: ClientId(1),
+                seq,
+                read_only,
+                result: result.as_bytes().to_vec(),
+            });
+            self.step(|c, cx| c.on_message(Addr::Node(NodeId(i)), msg, cx))
+        }
+    }
+
+    fn done(effects: &[Effect<Client>]) -> Vec<(Vec<u8>, bool)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Output(Output::Done {
+                    result, ordered, ..
+                }) => Some((result.clone(), *ordered)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Ordered requests sent (to whom, the request's read-only flag).
+    fn requests(effects: &[Effect<Client>]) -> Vec<(Addr, bool)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    to,
+                    msg: Message::Request(r),
+                } => Some((*to, r.read_only)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_ordered_result_needs_a_weak_quorum_of_distinct_replicas() {
+        let mut b = Bench::new();
+        let sent = b.submit(false);
+        assert_eq!(requests(&sent), vec![(Addr::Node(NodeId(0)), false)]);
+        assert!(done(&b.reply(0, 1, false, "a")).is_empty());
+        assert!(
+            done(&b.reply(0, 1, false, "a")).is_empty(),
+            "same replica twice"
+        );
+        // replica 0 changing its answer does not count for the new one
+        assert!(done(&b.reply(0, 1, false, "b")).is_empty());
+        assert!(done(&b.reply(1, 1, false, "b")).is_empty());
+        assert_eq!(
+            done(&b.reply(2, 1, false, "a")),
+            vec![(b"a".to_vec(), true)]
+        );
+        assert_eq!(b.client.completed(), 1);
+        assert!(
+            done(&b.reply(3, 1, false, "a")).is_empty(),
+            "completed once"
+        );
+    }
+
+    #[test]
+    fn a_read_needs_a_quorum_and_falls_back_when_none_can_form() {
+        let mut b = Bench::new();
+        b.submit(true);
+        b.reply(0, 1, true, "a");
+        assert!(done(&b.reply(1, 1, true, "a")).is_empty());
+        assert_eq!(
+            done(&b.reply(2, 1, true, "a")),
+            vec![(b"a".to_vec(), false)]
+        );
+
+        b.submit(true);
+        b.reply(0, 2, true, "a");
+        // "a", "b" and two replicas to go: a quorum of 3 can still form
+        assert!(requests(&b.reply(1, 2, true, "b")).is_empty());
+        // "a", "b", "c": no value can reach 3 any more, so the read is ordered
+        let fallback = b.reply(2, 2, true, "c");
+        assert_eq!(requests(&fallback), vec![(Addr::Node(NodeId(0)), false)]);
+        assert!(done(&fallback).is_empty());
+        assert_eq!(b.client.outstanding(), 1);
     }
 }

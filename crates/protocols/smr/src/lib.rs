@@ -59,6 +59,22 @@
 //! - Unordered read-only requests are answered from local state once the replica has
 //!   executed every slot it accepted; the client needs a full quorum of matching
 //!   replies and otherwise falls back to ordering (linearizable, see `Replica`).
+//!
+//! # Files
+//!
+//! | file | holds | papers |
+//! |---|---|---|
+//! | `message.rs` | the wire messages and the signed encodings | — |
+//! | `params.rs` | [`GroupInfo`] (members, quorum system, leader of a view), [`Params`] | WHEAT (weighted quorums) |
+//! | `fault.rs` | the [`Fault`] kinds | — |
+//! | `client.rs` | the [`Client`]: authenticators, matching replies, retransmission, reads | BFT-SMaRt `ServiceProxy`; PBFT TOCS'02 §4.2, read-only optimization |
+//! | `replica/mod.rs` | the [`Replica`]: composition and dispatch (its docs map the files below) | — |
+//! | `replica/order.rs` | [`replica::order`]: the ordering core, generic over the ordered value, and PBFT's decision procedure | Mod-SMaRt normal phase; PBFT OSDI'99 §4.2, TOCS'02 §4.5.2 |
+//! | `replica/request.rs` | client requests, forwarding, read-only requests, request timers, batching | PBFT OSDI'99 §4.1; BFT-SMaRt |
+//! | `replica/execute.rs` | execution in slot order, the client table, replies, snapshots | PBFT's last-reply table |
+//! | `replica/checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
+//! | `replica/transfer.rs` | state and log transfer, retransmission of stuck votes | PBFT and BFT-SMaRt state transfer |
+//! | `replica/sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
 
 pub mod client;
 mod fault;

@@ -86,7 +86,7 @@ pub struct CheckpointCert {
 ///   of each (at most [`PRE_PREPARED_KEPT`], newest first).
 ///
 /// These are the replica's own claims, covered by its signature on the
-/// STOP-DATA; no third-party signatures are needed (see `Replica::select`).
+/// STOP-DATA; no third-party signatures are needed (see `replica::order::select`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotClaim {
     pub slot: Slot,

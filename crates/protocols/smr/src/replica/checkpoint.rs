@@ -1,0 +1,167 @@
+//! Checkpoints (Castro & Liskov OSDI'99 §4.3, garbage collection): every
+//! `checkpoint_interval` executed slots a replica signs the digest of its state
+//! and multicasts CHECKPOINT; a quorum of matching signatures is a stable
+//! checkpoint with its certificate ([`CheckpointCert`]). Stabilizing moves the
+//! low watermark of the ordering core (the window above it is where slots may
+//! be accepted), drops older slots and checkpoints, persists the snapshot, and
+//! starts a state transfer if this replica's own state is missing or differs.
+
+use super::{Ctx, Output, Record, Replica};
+use crate::fault::Fault;
+use crate::message::*;
+use byzscale_core::crypto::{Digest, Signature};
+use byzscale_core::service::Service;
+use byzscale_core::Addr;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One checkpoint slot: this replica's own digest and snapshot, and the votes.
+#[derive(Default, Debug)]
+pub(super) struct CkptState {
+    mine: Option<(Digest, Vec<u8>)>,
+    votes: BTreeMap<Digest, BTreeMap<usize, Signature>>,
+}
+
+impl<S: Service> Replica<S> {
+    pub(super) fn take_checkpoint(&mut self, slot: Slot, cx: &mut Ctx<S>) {
+        let snap = self.snapshot_bytes();
+        let d = cx.crypto().hash(&snap);
+        let sig = cx.crypto().sign(&checkpoint_bytes(self.g.id, slot, &d));
+        let idx = self.idx;
+        let ck = self.ckpts.entry(slot).or_default();
+        ck.mine = Some((d, snap));
+        ck.votes.entry(d).or_default().insert(idx, sig);
+        cx.multicast(
+            self.others(),
+            Message::Checkpoint {
+                slot,
+                state: d,
+                sig,
+            },
+        );
+        self.check_checkpoint(slot, d, cx);
+    }
+
+    pub(super) fn on_checkpoint(
+        &mut self,
+        from: usize,
+        slot: Slot,
+        state: Digest,
+        sig: Signature,
+        cx: &mut Ctx<S>,
+    ) {
+        let low = self.order.low();
+        if slot <= low
+            || !slot.is_multiple_of(self.p.checkpoint_interval)
+            || slot > low + 4 * self.p.window
+        {
+            return;
+        }
+        let who = Addr::Node(self.g.members[from]);
+        if cx
+            .crypto()
+            .verify(who, &checkpoint_bytes(self.g.id, slot, &state), &sig)
+            .is_err()
+        {
+            self.fault(cx, who, Fault::CheckpointSignature, format!("slot {slot}"));
+            return;
+        }
+        self.note_slot(slot, cx);
+        self.ckpts
+            .entry(slot)
+            .or_default()
+            .votes
+            .entry(state)
+            .or_default()
+            .insert(from, sig);
+        self.check_checkpoint(slot, state, cx);
+    }
+
+    fn check_checkpoint(&mut self, slot: Slot, state: Digest, cx: &mut Ctx<S>) {
+        let Some(votes) = self.ckpts.get(&slot).and_then(|c| c.votes.get(&state)) else {
+            return;
+        };
+        if !self.g.qs.is_quorum(votes.keys().copied()) {
+            return;
+        }
+        let cert = CheckpointCert {
+            slot,
+            state,
+            sigs: votes
+                .iter()
+                .map(|(i, s)| (self.g.members[*i], *s))
+                .collect(),
+        };
+        self.stabilize(cert, cx);
+    }
+
+    /// Adopt a (verified) stable checkpoint: move the low watermark, truncate, and
+    /// fetch the state if we have not executed that far.
+    pub(super) fn stabilize(&mut self, cert: CheckpointCert, cx: &mut Ctx<S>) {
+        if cert.slot <= self.order.low() {
+            return;
+        }
+        let mine = self.ckpts.get(&cert.slot).and_then(|c| c.mine.clone());
+        match mine {
+            Some((d, snap)) if d == cert.state => {
+                self.stable_snapshot = Some(snap.clone());
+                cx.persist(Record::Checkpoint {
+                    slot: cert.slot,
+                    snapshot: snap,
+                });
+                cx.output(Output::Stable {
+                    slot: cert.slot,
+                    state: d,
+                });
+            }
+            Some(_) => {
+                let me = Addr::Node(self.me);
+                self.fault(
+                    cx,
+                    me,
+                    Fault::DivergentState,
+                    format!("my state at {} differs from the quorum's", cert.slot),
+                );
+                self.stable_snapshot = None;
+                self.fetching = Some(cert.clone());
+            }
+            None => {
+                self.stable_snapshot = None;
+                if self.executed() < cert.slot {
+                    self.fetching = Some(cert.clone());
+                }
+            }
+        }
+        if self.fetching.is_some() {
+            let slot = cert.slot;
+            cx.multicast(self.others(), Message::FetchState { slot });
+            self.arm_fetch(cx);
+        }
+        self.order.stabilize(cert.slot);
+        let low = self.order.low();
+        self.ckpts = self.ckpts.split_off(&low);
+        self.ckpts.retain(|s, c| *s > low || c.mine.is_some());
+        self.stable = Some(cert);
+        self.try_propose(cx);
+    }
+
+    /// A checkpoint certificate: a quorum of distinct members' valid
+    /// signatures on a checkpoint slot.
+    pub(super) fn verify_cert(&self, cert: &CheckpointCert, cx: &Ctx<S>) -> bool {
+        if !cert.slot.is_multiple_of(self.p.checkpoint_interval) {
+            return false;
+        }
+        let bytes = checkpoint_bytes(self.g.id, cert.slot, &cert.state);
+        let mut who = BTreeSet::new();
+        let mut items = Vec::new();
+        for (n, s) in &cert.sigs {
+            let Some(i) = self.g.index_of(*n) else {
+                return false;
+            };
+            if !who.insert(i) {
+                return false;
+            }
+            items.push((Addr::Node(*n), bytes.as_slice(), s));
+        }
+        self.quorum(&who) && cx.crypto().verify_batch(&items).is_ok()
+    }
+}

@@ -1,0 +1,418 @@
+//! The SMR replica (BFT-SMaRt's `ServiceReplica` with Mod-SMaRt inside; PBFT's
+//! replica). See the crate docs for the message map and the deviations.
+//!
+//! # What a replica is
+//!
+//! A member of one group that takes client requests, gets them ordered, and
+//! executes them. It is a composition of five parts around one ordering core:
+//!
+//! ```text
+//! client ──Request──▶ request.rs ──batch──▶ order.rs ──decided slot──▶ execute.rs ──Reply──▶ client
+//!                       (pending)        (PROPOSE/WRITE/ACCEPT)      (client table, service)
+//!                                              ▲    │ stable checkpoints move the window
+//!                         sync.rs: new view ───┘    └──▶ checkpoint.rs ◀──▶ transfer.rs
+//! ```
+//!
+//! - the leader of the current view turns pending requests into batches and
+//!   proposes one per slot; every replica votes through the ordering core
+//!   ([`order::Ordering`]), which knows slots, views and votes but no requests;
+//! - decided slots leave the core in slot order and are executed under the
+//!   per-client FIFO rule; replies go to the clients;
+//! - every `checkpoint_interval` slots the replicas sign their state digest; a
+//!   quorum of matching signatures makes a stable checkpoint, which moves the
+//!   low watermark and lets the log be dropped;
+//! - a replica that falls behind fetches decided batches (log transfer) or a
+//!   certified snapshot (state transfer) and re-sends its own stuck votes;
+//! - a replica whose requests time out forwards them to the leader, then
+//!   suspects it; a quorum of STOPs starts the synchronization phase, in which
+//!   the new leader gathers a quorum of STOP-DATA and sends them as SYNC, from
+//!   which every replica computes the same values for the open slots.
+//!
+//! # Invariants kept at run time
+//!
+//! - a replica writes for at most one digest per (view, slot);
+//! - a slot is decided only with a quorum of ACCEPTs (or a weak quorum of
+//!   matching log entries) and a batch whose digest matches;
+//! - slots execute strictly in order, each once; requests per client in FIFO order;
+//! - a read-only request is answered only once every slot this replica
+//!   ACCEPTed is executed (linearizable unordered reads, see `request.rs`);
+//! - Byzantine or malformed input is dropped and reported as a typed [`Fault`],
+//!   never a panic.
+//!
+//! # File map
+//!
+//! | file | holds | papers |
+//! |---|---|---|
+//! | `mod.rs` | the `Replica` struct, constructors, accessors, the `Protocol` dispatch | — |
+//! | [`order`] | the ordering core: per-slot agreement, view, watermarks, decision procedure | Mod-SMaRt normal phase; PBFT OSDI'99 §4.2, TOCS'02 §4.5.2 |
+//! | `request.rs` | client requests, forwarding, read-only requests, request timers, the pending queue, batching | BFT-SMaRt request handling; PBFT OSDI'99 §4.1 |
+//! | `execute.rs` | execution in slot order, the client table (FIFO, exactly-once, reply cache), replies, snapshots | PBFT's last-reply table |
+//! | `checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
+//! | `transfer.rs` | state and log transfer, retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
+//! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
+
+mod checkpoint;
+mod execute;
+pub mod order;
+mod request;
+mod sync;
+mod transfer;
+
+pub use order::Status;
+
+use crate::fault::Fault;
+use crate::message::*;
+use crate::params::{GroupInfo, Params};
+use byzscale_core::crypto::Digest;
+use byzscale_core::service::Service;
+use byzscale_core::{Addr, ClientId, Cx, NodeId, Protocol};
+use checkpoint::CkptState;
+use execute::ClientState;
+use order::{Event, Ordering};
+use request::Pending;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    Request,
+    ViewChange,
+    Batch,
+    Fetch,
+}
+
+#[derive(Debug)]
+pub enum Input {
+    /// Operator (or test) asks this replica to suspect the current leader.
+    Suspect,
+}
+
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Slot decided (emitted once per slot, in slot order, at execution).
+    Decided {
+        slot: Slot,
+        view: View,
+        digest: Digest,
+        batch: Batch,
+    },
+    /// Entered `view` with `leader` after a synchronization phase.
+    ViewChanged { view: View, leader: NodeId },
+    /// This replica asked to leave its view.
+    Suspected { view: View },
+    /// A checkpoint became stable.
+    Stable { slot: Slot, state: Digest },
+    /// The state was replaced by a snapshot from other replicas.
+    StateTransferred { slot: Slot },
+}
+
+/// What a replica asks its driver to make durable ([`byzscale_core::Effect::Persist`]).
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// Slot `slot` was decided with `batch` and executed (append to the log).
+    Decided { slot: Slot, batch: Batch },
+    /// The state at stable checkpoint `slot` (this replica's own, or one
+    /// installed by state transfer): the log up to `slot` may be dropped.
+    Checkpoint { slot: Slot, snapshot: Vec<u8> },
+}
+
+/// A nested protocol that persists nothing lifts into a replica's records.
+impl From<byzscale_core::NoRecord> for Record {
+    fn from(n: byzscale_core::NoRecord) -> Self {
+        match n {}
+    }
+}
+
+/// Counters for metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub view: View,
+    pub executed: Slot,
+    pub low: Slot,
+    pub pending: usize,
+    pub decided_slots: u64,
+    pub executed_requests: u64,
+    pub view_changes: u64,
+    pub state_transfers: u64,
+    pub faults: u64,
+}
+
+pub struct Replica<S: Service> {
+    me: NodeId,
+    idx: usize,
+    g: GroupInfo,
+    p: Params,
+    service: S,
+
+    /// The ordering core: view, status, watermarks, per-slot agreement.
+    order: Ordering<Batch>,
+
+    // requests (request.rs)
+    pending: BTreeMap<(ClientId, u64), Pending>,
+    queue: VecDeque<(ClientId, u64)>,
+    proposed: BTreeSet<(ClientId, u64)>,
+    /// Read-only requests waiting until the executed slot reaches the mark
+    /// (the highest slot accepted when they arrived). See `on_request`.
+    deferred_reads: VecDeque<(Slot, Request)>,
+    request_timer: bool,
+    batch_timer: bool,
+
+    // execution (execute.rs)
+    clients: BTreeMap<ClientId, ClientState>,
+
+    // checkpoints (checkpoint.rs)
+    ckpts: BTreeMap<Slot, CkptState>,
+    stable: Option<CheckpointCert>,
+    stable_snapshot: Option<Vec<u8>>,
+    fetching: Option<CheckpointCert>,
+
+    // synchronization phase (sync.rs)
+    stop_sent: View,
+    stops: BTreeMap<View, BTreeSet<usize>>,
+    stopdata: BTreeMap<View, BTreeMap<NodeId, StopData>>,
+    last_sync: Option<(View, Vec<StopData>)>,
+    view_hints: BTreeMap<usize, View>,
+    vc_attempts: u32,
+
+    // transfer (transfer.rs)
+    fetch_timer: bool,
+    executed_at_fetch: Slot,
+
+    stats: Stats,
+}
+
+type Ctx<'a, S> = Cx<'a, Replica<S>>;
+
+impl<S: Service> Replica<S> {
+    /// A replica at position `g.index_of(me)` with a fresh service.
+    pub fn new(me: NodeId, g: GroupInfo, p: Params, service: S) -> Self {
+        let idx = g
+            .index_of(me)
+            .expect("replica must be a member of its group");
+        Replica {
+            me,
+            idx,
+            order: Ordering::new(g.clone(), idx, p.window),
+            g,
+            p,
+            service,
+            pending: BTreeMap::new(),
+            queue: VecDeque::new(),
+            proposed: BTreeSet::new(),
+            deferred_reads: VecDeque::new(),
+            request_timer: false,
+            batch_timer: false,
+            clients: BTreeMap::new(),
+            ckpts: BTreeMap::new(),
+            stable: None,
+            stable_snapshot: None,
+            fetching: None,
+            stop_sent: 0,
+            stops: BTreeMap::new(),
+            stopdata: BTreeMap::new(),
+            last_sync: None,
+            view_hints: BTreeMap::new(),
+            vc_attempts: 0,
+            fetch_timer: false,
+            executed_at_fetch: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Restart from durable state: a snapshot taken at a stable checkpoint (as
+    /// emitted in [`Record::Checkpoint`]) and the decided batches after it. The
+    /// replica then catches up with the others by log and state transfer.
+    pub fn recover(
+        me: NodeId,
+        g: GroupInfo,
+        p: Params,
+        service: S,
+        snapshot: Option<(Slot, Vec<u8>)>,
+        log: Vec<(Slot, Batch)>,
+    ) -> Result<Self, String> {
+        let mut r = Replica::new(me, g, p, service);
+        let (mut low, mut executed) = (0, 0);
+        if let Some((slot, bytes)) = snapshot {
+            r.restore_snapshot(&bytes)?;
+            (low, executed) = (slot, slot);
+            r.stable_snapshot = Some(bytes);
+        }
+        for (slot, batch) in log {
+            if slot == executed + 1 {
+                for req in batch.requests.iter() {
+                    r.execute_request_quiet(req);
+                }
+                executed = slot;
+            }
+        }
+        r.order.resume(low, executed);
+        Ok(r)
+    }
+
+    pub fn view(&self) -> View {
+        self.order.view()
+    }
+    pub fn status(&self) -> Status {
+        self.order.status()
+    }
+    pub fn executed(&self) -> Slot {
+        self.order.delivered()
+    }
+    pub fn is_leader(&self) -> bool {
+        self.order.is_leader()
+    }
+    pub fn service(&self) -> &S {
+        &self.service
+    }
+    pub fn group(&self) -> &GroupInfo {
+        &self.g
+    }
+    pub fn stats(&self) -> Stats {
+        Stats {
+            view: self.order.view(),
+            executed: self.order.delivered(),
+            low: self.order.low(),
+            pending: self.pending.len(),
+            ..self.stats
+        }
+    }
+
+    fn others(&self) -> Vec<Addr> {
+        self.g
+            .members
+            .iter()
+            .filter(|m| **m != self.me)
+            .map(|m| Addr::Node(*m))
+            .collect()
+    }
+
+    fn fault(&mut self, cx: &mut Ctx<S>, who: Addr, kind: Fault, detail: String) {
+        self.stats.faults += 1;
+        tracing::warn!(replica = %self.me, peer = %who, kind = kind.name(), %detail, "fault");
+        cx.fault(who, kind, detail);
+    }
+
+    fn quorum(&self, members: &BTreeSet<usize>) -> bool {
+        self.g.qs.is_quorum(members.iter().copied())
+    }
+
+    fn weak(&self, members: &BTreeSet<usize>) -> bool {
+        self.g.qs.is_weak(members.iter().copied())
+    }
+
+    /// A PROPOSE, WRITE or ACCEPT from the member at `from`: into the core,
+    /// with the request checks a proposed batch needs.
+    fn on_order(&mut self, from: usize, msg: order::Message<Batch>, cx: &mut Ctx<S>) {
+        self.note_view_hint(from, msg.view(), cx);
+        let crypto = cx.crypto();
+        let (p, g, idx, pending) = (&self.p, &self.g, self.idx, &self.pending);
+        let events = self.order.on_message(from, msg, crypto, |batch| {
+            request::validate_batch(batch, p, g, idx, pending, crypto)
+        });
+        self.apply(events, cx);
+    }
+
+    /// Carry out what the ordering core asked for, in order.
+    fn apply(&mut self, events: Vec<Event<Batch>>, cx: &mut Ctx<S>) {
+        for e in events {
+            match e {
+                Event::Multicast(m) => cx.multicast(self.others(), m.into()),
+                Event::Adopted(slot) => {
+                    if let Some(batch) = self.order.proposal(slot) {
+                        self.proposed.extend(batch.requests.iter().map(Request::id));
+                    }
+                }
+                Event::Decided(_) => {
+                    self.stats.decided_slots += 1;
+                    self.execute_ready(cx);
+                }
+                Event::Lagging => self.arm_fetch(cx),
+                Event::Fault {
+                    culprit,
+                    kind,
+                    detail,
+                } => self.fault(cx, Addr::Node(culprit), kind, detail),
+            }
+        }
+    }
+}
+
+impl From<order::Message<Batch>> for Message {
+    fn from(m: order::Message<Batch>) -> Self {
+        match m {
+            order::Message::Propose { view, slot, value } => Message::Propose {
+                view,
+                slot,
+                batch: value,
+            },
+            order::Message::Write { view, slot, digest } => Message::Write { view, slot, digest },
+            order::Message::Accept { view, slot, digest } => Message::Accept { view, slot, digest },
+        }
+    }
+}
+
+impl<S: Service> Protocol for Replica<S> {
+    type Message = Message;
+    type Input = Input;
+    type Output = Output;
+    type Timer = Timer;
+    type Record = Record;
+
+    fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
+        match input {
+            Input::Suspect => self.on_suspect(cx),
+        }
+    }
+
+    fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
+        if let Message::Request(req) = msg {
+            self.on_request(from, req, cx);
+            return;
+        }
+        let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
+            let detail = format!("{} from a non-member", msg.kind());
+            self.fault(cx, from, Fault::NotAMember, detail);
+            return;
+        };
+        if idx == self.idx {
+            return; // our own messages are handled locally; a copy is a twin or replay
+        }
+        match msg {
+            Message::Request(_) => unreachable!("handled above"),
+            Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
+            Message::Reply(_) => {
+                let detail = "reply sent to a replica".into();
+                self.fault(cx, from, Fault::Unexpected, detail)
+            }
+            Message::Propose { view, slot, batch } => {
+                let value = batch;
+                self.on_order(idx, order::Message::Propose { view, slot, value }, cx)
+            }
+            Message::Write { view, slot, digest } => {
+                self.on_order(idx, order::Message::Write { view, slot, digest }, cx)
+            }
+            Message::Accept { view, slot, digest } => {
+                self.on_order(idx, order::Message::Accept { view, slot, digest }, cx)
+            }
+            Message::Checkpoint { slot, state, sig } => {
+                self.on_checkpoint(idx, slot, state, sig, cx)
+            }
+            Message::Stop { view } => self.on_stop(idx, view, cx),
+            Message::StopData(sd) => self.on_stop_data(idx, sd, cx),
+            Message::Sync { view, stops } => self.on_sync(idx, view, stops, cx),
+            Message::FetchSync { view } => self.on_fetch_sync(idx, view, cx),
+            Message::FetchState { slot } => self.on_fetch_state(idx, slot, cx),
+            Message::State { cert, snapshot } => self.on_state(idx, cert, snapshot, cx),
+            Message::FetchLog { from: f, to } => self.on_fetch_log(idx, f, to, cx),
+            Message::Log { entries } => self.on_log(idx, entries, cx),
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
+        match timer {
+            Timer::Request => self.on_request_timer(cx),
+            Timer::ViewChange => self.on_view_change_timer(cx),
+            Timer::Batch => self.on_batch_timer(cx),
+            Timer::Fetch => self.on_fetch_timer(cx),
+        }
+    }
+}

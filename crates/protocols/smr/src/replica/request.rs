@@ -1,0 +1,334 @@
+//! Client requests at a replica (PBFT OSDI'99 §4.1, the client's side of the
+//! protocol): authentication (PBFT-style MAC authenticators), the pending
+//! table and the leader's queue, batching into proposals (BFT-SMaRt's batches,
+//! with the pipeline limits of [`Params`]), the checks a proposed batch must
+//! pass, unordered read-only requests (PBFT's read-only optimization, made
+//! linearizable by waiting for every ACCEPTed slot), and the
+//! request timer: BFT-SMaRt's two-step timeout (first forward the request to
+//! the leader, then suspect it, which starts Mod-SMaRt's synchronization phase).
+
+use super::{Ctx, Replica, Status, Timer};
+use crate::fault::Fault;
+use crate::message::*;
+use crate::params::{GroupInfo, Params};
+use byzscale_core::crypto::Crypto;
+use byzscale_core::service::Service;
+use byzscale_core::{Addr, ClientId, Time};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A request waiting to be executed.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) req: Request,
+    pub(super) arrival: Time,
+    /// Already forwarded to the leader of the current view after a timeout.
+    pub(super) forwarded: bool,
+}
+
+/// Check a proposed batch: its size, each request's form, no request twice,
+/// and the MAC entry for this replica (at position `idx`) of every request not
+/// already pending here (those were authenticated on arrival).
+pub(super) fn validate_batch(
+    batch: &Batch,
+    p: &Params,
+    g: &GroupInfo,
+    idx: usize,
+    pending: &BTreeMap<(ClientId, u64), Pending>,
+    crypto: &Crypto,
+) -> Result<(), String> {
+    if batch.requests.len() > p.batch_max_requests.max(1) * 2 {
+        return Err("batch too large".into());
+    }
+    let mut ids = BTreeSet::new();
+    for r in batch.requests.iter() {
+        if r.read_only || r.auth.len() != g.n() || r.op.len() > p.max_op_bytes {
+            return Err(format!("malformed request {}#{}", r.client, r.seq));
+        }
+        if !ids.insert(r.id()) {
+            return Err(format!("duplicate request {}#{}", r.client, r.seq));
+        }
+        let known = pending.get(&r.id()).is_some_and(|p| p.req.op == r.op);
+        if !known {
+            let bytes = Request::auth_bytes(g.id, r.client, r.seq, false, &r.op);
+            if !crypto.verify_mac(Addr::Client(r.client), &bytes, &r.auth[idx]) {
+                return Err(format!(
+                    "request {}#{} fails authentication",
+                    r.client, r.seq
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<S: Service> Replica<S> {
+    /// Requests a backup forwarded after a timeout: authenticated by the client's
+    /// MAC for us, like a direct request.
+    pub(super) fn on_forward(&mut self, from: usize, reqs: Vec<Request>, cx: &mut Ctx<S>) {
+        if reqs.len() > self.p.batch_max_requests {
+            let who = Addr::Node(self.g.members[from]);
+            let detail = format!("{} requests", reqs.len());
+            self.fault(cx, who, Fault::ForwardMalformed, detail);
+            return;
+        }
+        for req in reqs {
+            if !req.read_only {
+                let client = Addr::Client(req.client);
+                self.on_request(client, req, cx);
+            }
+        }
+    }
+
+    pub(super) fn on_request(&mut self, from: Addr, req: Request, cx: &mut Ctx<S>) {
+        if from != Addr::Client(req.client) {
+            let detail = format!("request claims {}", req.client);
+            self.fault(cx, from, Fault::RequestSpoof, detail);
+            return;
+        }
+        if req.op.len() > self.p.max_op_bytes || req.auth.len() != self.g.n() {
+            let detail = "bad size or authenticator".into();
+            self.fault(cx, from, Fault::RequestMalformed, detail);
+            return;
+        }
+        let bytes = Request::auth_bytes(self.g.id, req.client, req.seq, req.read_only, &req.op);
+        if !cx.crypto().verify_mac(from, &bytes, &req.auth[self.idx]) {
+            let detail = format!("bad MAC on {}#{}", req.client, req.seq);
+            self.fault(cx, from, Fault::RequestAuth, detail);
+            return;
+        }
+        if req.read_only {
+            self.on_read(req, cx);
+            return;
+        }
+        let cs = self.clients.get(&req.client);
+        let last = cs.map(|c| c.last).unwrap_or(0);
+        if req.seq <= last {
+            // retransmission of an executed request: answer from the reply cache
+            if let Some((_, result)) =
+                cs.and_then(|c| c.replies.iter().find(|(s, _)| *s == req.seq))
+            {
+                let reply = self.reply(req.client, req.seq, false, result.clone());
+                cx.send(from, reply);
+            }
+            return;
+        }
+        if req.seq > last + self.horizon() {
+            tracing::debug!(replica = %self.me, client = %req.client, seq = req.seq, last, "request beyond the client window");
+            return;
+        }
+        let id = req.id();
+        if self.pending.contains_key(&id) {
+            return;
+        }
+        let arrival = cx.now();
+        let forwarded = false;
+        let pending = Pending {
+            req,
+            arrival,
+            forwarded,
+        };
+        self.pending.insert(id, pending);
+        self.queue.push_back(id);
+        if self.is_leader() {
+            self.try_propose(cx);
+        } else {
+            self.arm_request_timer(cx);
+        }
+    }
+
+    /// Linearizable unordered reads: answer only after executing every slot
+    /// we have ACCEPTed. A write that completed was decided by a quorum of
+    /// ACCEPTs; the read's quorum of matching replies intersects it in a
+    /// correct replica, which therefore answers with that write applied, so
+    /// no quorum can agree on a state older than a completed write.
+    fn on_read(&mut self, req: Request, cx: &mut Ctx<S>) {
+        let mark = self.order.accepted_high();
+        if self.order.delivered() >= mark {
+            self.answer_read(&req, cx);
+        } else {
+            if self.deferred_reads.len() >= 4 * self.p.batch_max_requests {
+                self.deferred_reads.pop_front();
+            }
+            self.deferred_reads.push_back((mark, req));
+        }
+    }
+
+    fn answer_read(&self, req: &Request, cx: &mut Ctx<S>) {
+        if let Some(result) = self.service.query(&req.op) {
+            cx.send(
+                Addr::Client(req.client),
+                self.reply(req.client, req.seq, true, result),
+            );
+        }
+    }
+
+    /// Answer the deferred reads whose mark has been executed.
+    pub(super) fn release_reads(&mut self, cx: &mut Ctx<S>) {
+        while let Some((mark, _)) = self.deferred_reads.front() {
+            if *mark > self.order.delivered() {
+                break;
+            }
+            let (_, req) = self.deferred_reads.pop_front().expect("non-empty");
+            self.answer_read(&req, cx);
+        }
+    }
+
+    /// As the leader, propose batches of queued requests while the pipeline
+    /// (`max_in_flight`, `pipeline_min_batch`, `batch_delay`) and the window allow.
+    pub(super) fn try_propose(&mut self, cx: &mut Ctx<S>) {
+        if !self.is_leader() || self.order.status() != Status::Normal || self.fetching.is_some() {
+            return;
+        }
+        loop {
+            let in_flight = self.order.in_flight();
+            if in_flight >= self.p.max_in_flight || !self.order.can_propose() {
+                return;
+            }
+            // drop stale ids at the front
+            while let Some(id) = self.queue.front() {
+                if self.pending.contains_key(id) && !self.proposed.contains(id) {
+                    break;
+                }
+                self.queue.pop_front();
+            }
+            if self.queue.is_empty() {
+                return;
+            }
+            if in_flight > 0 && self.queue.len() < self.p.pipeline_min_batch {
+                // a decision will call us again
+                return;
+            }
+            if self.p.batch_delay > 0
+                && in_flight > 0
+                && self.queue.len() < self.p.batch_max_requests
+            {
+                if !self.batch_timer {
+                    self.batch_timer = true;
+                    cx.set_timer(Timer::Batch, self.p.batch_delay);
+                }
+                return;
+            }
+            let requests = self.next_batch();
+            if requests.is_empty() {
+                return;
+            }
+            let events = self.order.propose(Batch::new(requests), cx.crypto());
+            self.apply(events, cx);
+        }
+    }
+
+    /// Take the next batch off the queue, marking its requests proposed.
+    fn next_batch(&mut self) -> Vec<Request> {
+        let mut requests = Vec::new();
+        let mut bytes = 0;
+        while let Some(id) = self.queue.front().copied() {
+            if requests.len() >= self.p.batch_max_requests {
+                break;
+            }
+            let Some(p) = self.pending.get(&id) else {
+                self.queue.pop_front();
+                continue;
+            };
+            if self.proposed.contains(&id) {
+                self.queue.pop_front();
+                continue;
+            }
+            if !requests.is_empty() && bytes + p.req.op.len() > self.p.batch_max_bytes {
+                break;
+            }
+            bytes += p.req.op.len();
+            requests.push(p.req.clone());
+            self.proposed.insert(id);
+            self.queue.pop_front();
+        }
+        requests
+    }
+
+    /// The batch delay ran out: propose what is queued, however little.
+    pub(super) fn on_batch_timer(&mut self, cx: &mut Ctx<S>) {
+        self.batch_timer = false;
+        let delay = self.p.batch_delay;
+        self.p.batch_delay = 0;
+        self.try_propose(cx);
+        self.p.batch_delay = delay;
+    }
+
+    pub(super) fn arm_request_timer(&mut self, cx: &mut Ctx<S>) {
+        if self.request_timer || self.order.status() != Status::Normal || self.is_leader() {
+            return;
+        }
+        if let Some(oldest) = self.oldest_due_request() {
+            self.request_timer = true;
+            let due = oldest + self.p.request_timeout;
+            cx.set_timer(Timer::Request, due.saturating_sub(cx.now()).max(1));
+        }
+    }
+
+    pub(super) fn on_request_timer(&mut self, cx: &mut Ctx<S>) {
+        self.request_timer = false;
+        if self.order.status() != Status::Normal || self.is_leader() {
+            return;
+        }
+        match self.oldest_due_request() {
+            Some(t) if cx.now() >= t + self.p.request_timeout => self.request_timed_out(cx),
+            _ => self.arm_request_timer(cx),
+        }
+    }
+
+    /// Whether `id` is the next request its client needs executed (later ones
+    /// legitimately wait for it, so they are not evidence against the leader).
+    fn is_due(&self, (c, s): &(ClientId, u64)) -> bool {
+        *s == self.clients.get(c).map(|cs| cs.last).unwrap_or(0) + 1
+    }
+
+    /// Arrival time of the oldest pending request that is due.
+    fn oldest_due_request(&self) -> Option<Time> {
+        self.pending
+            .iter()
+            .filter(|(id, _)| self.is_due(id))
+            .map(|(_, p)| p.arrival)
+            .min()
+    }
+
+    /// First timeout of a request: forward it to the leader (it may never have
+    /// received it) and wait again; second timeout: suspect the leader.
+    fn request_timed_out(&mut self, cx: &mut Ctx<S>) {
+        let now = cx.now();
+        let timeout = self.p.request_timeout;
+        let overdue: Vec<(ClientId, u64)> = self
+            .pending
+            .iter()
+            .filter(|(id, p)| self.is_due(id) && now >= p.arrival + timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        if overdue.iter().any(|id| self.pending[id].forwarded) {
+            if self.stop_sent > self.view() {
+                // our STOP may have been lost: say it again until the view moves
+                let view = self.stop_sent;
+                cx.multicast(self.others(), Message::Stop { view });
+            } else {
+                let v = self.view() + 1;
+                self.send_stop(v, cx);
+            }
+            for id in &overdue {
+                if let Some(p) = self.pending.get_mut(id) {
+                    p.arrival = now;
+                }
+            }
+            self.arm_request_timer(cx);
+            return;
+        }
+        let mut reqs = Vec::new();
+        for id in overdue {
+            let p = self.pending.get_mut(&id).expect("listed above");
+            p.forwarded = true;
+            p.arrival = now;
+            reqs.push(p.req.clone());
+        }
+        let leader = Addr::Node(self.order.leader());
+        for chunk in reqs.chunks(self.p.batch_max_requests.max(1)) {
+            cx.send(leader, Message::Forward(chunk.to_vec()));
+        }
+        self.arm_request_timer(cx);
+    }
+}

@@ -1,0 +1,418 @@
+//! A group of four replicas and one client on the simulator engine
+//! (`byzscale_sim::engine`): the replica and client cores together, with real
+//! crypto, over a one-region network without jitter or faults and with free
+//! CPU, so a run is a short, deterministic sequence of events. The full
+//! scenarios with adversaries and checkers are `byzscale sim smr`; these check
+//! the normal case, reads, view changes, batching and state transfer on their
+//! own. Any fault a replica or the client reports fails the test.
+
+use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
+use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
+use byzscale_core::quorum::{FaultModel, QuorumSystem};
+use byzscale_core::service::Service;
+use byzscale_core::{Addr, ClientId, Fault, GroupId, NodeId};
+use byzscale_sim::cpu::CpuModel;
+use byzscale_sim::engine::{Control, NodeIdx, Observer, ProtocolActor, RunStatus, Sim, TraceKind};
+use byzscale_sim::net_model::{NetModel, Partition};
+use byzscale_smr::{client, replica, Client, GroupInfo, Message, Params, Replica};
+use std::collections::BTreeMap;
+
+/// Appends each op to a log; replies with the log length.
+#[derive(Default)]
+struct Log(Vec<Vec<u8>>);
+impl Service for Log {
+    fn execute(&mut self, op: &[u8]) -> Vec<u8> {
+        self.0.push(op.to_vec());
+        (self.0.len() as u64).to_le_bytes().to_vec()
+    }
+    fn query(&self, _op: &[u8]) -> Option<Vec<u8>> {
+        Some((self.0.len() as u64).to_le_bytes().to_vec())
+    }
+    fn snapshot(&self) -> Vec<u8> {
+        byzscale_core::codec::to_bytes(&self.0)
+    }
+    fn restore(&mut self, s: &[u8]) -> Result<(), String> {
+        self.0 = byzscale_core::codec::from_bytes(s, usize::MAX).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+enum In {
+    Client(client::Input),
+    Replica(replica::Input),
+}
+
+impl In {
+    fn replica(self) -> Option<replica::Input> {
+        match self {
+            In::Replica(x) => Some(x),
+            In::Client(_) => None,
+        }
+    }
+    fn client(self) -> Option<client::Input> {
+        match self {
+            In::Client(x) => Some(x),
+            In::Replica(_) => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Out {
+    Client(client::Output),
+    Replica(replica::Output),
+}
+
+/// What the run produced, as the observer saw it.
+#[derive(Default)]
+struct Seen {
+    /// Decided (slot, digest) per replica, in decision order.
+    decided: BTreeMap<Addr, Vec<(u64, Digest)>>,
+    /// Requests in each slot replica 0 decided.
+    batch_sizes: BTreeMap<u64, usize>,
+    /// Completed (submission id, result), in completion order.
+    done: Vec<(u64, Vec<u8>)>,
+    /// The latest view each replica entered by a view change.
+    views: BTreeMap<Addr, u64>,
+    /// Stop the run once this many requests completed.
+    target: usize,
+}
+
+impl Observer<In, Out> for Seen {
+    fn on_output(&mut self, _: Time, _: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
+        match out {
+            Out::Client(client::Output::Done { id, result, .. }) => {
+                self.done.push((id, result));
+                if self.done.len() >= self.target {
+                    ctl.stop();
+                }
+            }
+            Out::Replica(replica::Output::Decided {
+                slot,
+                digest,
+                batch,
+                ..
+            }) => {
+                self.decided.entry(addr).or_default().push((slot, digest));
+                if addr == Addr::Node(NodeId(0)) {
+                    self.batch_sizes.insert(slot, batch.requests.len());
+                }
+            }
+            Out::Replica(replica::Output::ViewChanged { view, .. }) => {
+                self.views.insert(addr, view);
+            }
+            Out::Replica(_) => {}
+        }
+    }
+
+    fn on_fault(&mut self, _: Time, _: NodeIdx, fault: &Fault, _: &mut Control<In>) {
+        panic!("unexpected fault in a fault-free run: {fault:?}");
+    }
+}
+
+struct World {
+    sim: Sim<Message, In, Out>,
+    seen: Seen,
+    replicas: Vec<NodeIdx>,
+    client: NodeIdx,
+}
+
+fn group(n: usize, f: usize) -> GroupInfo {
+    let qs = QuorumSystem::classic(n, f, FaultModel::Bft).unwrap();
+    GroupInfo::new(GroupId(0), (0..n as u32).map(NodeId).collect(), qs)
+}
+
+impl World {
+    fn new(n: usize, f: usize, p: Params) -> Self {
+        let g = group(n, f);
+        let me = ClientId(1);
+        let mut addrs = g.addrs();
+        addrs.push(Addr::Client(me));
+        let ids: Vec<Identity> = (0..addrs.len())
+            .map(|i| Identity::from_seed([i as u8 + 1; 32]))
+            .collect();
+        let net = NetModel::from_matrix(vec!["lan".into()], vec![vec![50 * MICROS]])
+            .unwrap()
+            .with_fifo(true);
+        let mut sim = Sim::new(0, net, CpuModel::free());
+        let mut nodes = Vec::new();
+        for (i, a) in addrs.iter().enumerate() {
+            let mut crypto = Crypto::new(*a, ids[i].clone(), CryptoMode::Real);
+            for (j, b) in addrs.iter().enumerate() {
+                if i != j {
+                    crypto.add_peer(*b, ids[j].public()).unwrap();
+                }
+            }
+            let idx = match a {
+                Addr::Node(id) => {
+                    let r = Replica::new(*id, g.clone(), p.clone(), Log::default());
+                    let actor = ProtocolActor::with_maps(r, In::replica, Out::Replica);
+                    sim.add_node(*a, crypto, actor, 0)
+                }
+                Addr::Client(id) => {
+                    let c = Client::new(*id, g.clone(), p.clone());
+                    let actor = ProtocolActor::with_maps(c, In::client, Out::Client);
+                    sim.add_node(*a, crypto, actor, 0)
+                }
+            };
+            nodes.push(idx);
+        }
+        sim.set_trace(true);
+        let client = nodes.pop().expect("the client is last");
+        World {
+            sim,
+            seen: Seen::default(),
+            replicas: nodes,
+            client,
+        }
+    }
+
+    fn submit(&mut self, op: &[u8], read_only: bool) {
+        let op = op.to_vec();
+        let input = In::Client(client::Input::Submit { op, read_only });
+        self.sim.schedule_input(self.sim.now(), self.client, input);
+    }
+
+    fn suspect(&mut self, n: usize) {
+        let input = In::Replica(replica::Input::Suspect);
+        self.sim
+            .schedule_input(self.sim.now(), self.replicas[n], input);
+    }
+
+    /// Run until `until_done` requests completed in all; fails after a minute
+    /// of virtual time.
+    fn run(&mut self, until_done: usize) {
+        if self.seen.done.len() >= until_done {
+            return;
+        }
+        self.seen.target = until_done;
+        let status = self.sim.run_for(60 * SECS, &mut self.seen);
+        assert_eq!(
+            status,
+            RunStatus::Stopped,
+            "did not finish; done = {}",
+            self.seen.done.len()
+        );
+    }
+
+    /// Run for `d` of virtual time without requiring progress.
+    fn settle(&mut self, d: Time) {
+        self.seen.target = usize::MAX;
+        self.sim.run_for(d, &mut self.seen);
+    }
+
+    fn replica(&self, n: usize) -> &Replica<Log> {
+        self.sim
+            .protocol::<Replica<Log>>(self.replicas[n])
+            .expect("a replica")
+    }
+
+    /// Where the client's messages (requests: a client sends nothing else)
+    /// were delivered, in delivery order.
+    fn client_requests(&self) -> Vec<Addr> {
+        self.sim
+            .trace()
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.kind,
+                    TraceKind::Deliver {
+                        from: Addr::Client(_),
+                        ..
+                    }
+                )
+            })
+            .map(|t| self.sim.addr(t.node))
+            .collect()
+    }
+
+    fn decided_count(&self) -> usize {
+        self.seen.decided.values().map(|v| v.len()).sum()
+    }
+
+    fn result(&self, i: usize) -> u64 {
+        u64::from_le_bytes(self.seen.done[i].1[..8].try_into().unwrap())
+    }
+
+    fn assert_agreement(&self) {
+        let mut by_slot: BTreeMap<u64, Digest> = BTreeMap::new();
+        for v in self.seen.decided.values() {
+            for (s, d) in v {
+                if let Some(o) = by_slot.insert(*s, *d) {
+                    assert_eq!(o, *d, "disagreement at slot {s}");
+                }
+            }
+        }
+    }
+}
+
+fn params() -> Params {
+    Params {
+        checkpoint_interval: 4,
+        window: 8,
+        request_timeout: 50 * MILLIS,
+        view_change_timeout: 50 * MILLIS,
+        client_retry: 100 * MILLIS,
+        fetch_interval: 5 * MILLIS,
+        ..Params::default()
+    }
+}
+
+#[test]
+fn normal_case_orders_and_replies() {
+    let mut w = World::new(4, 1, params());
+    for i in 0..20u8 {
+        w.submit(&[i], false);
+    }
+    w.run(20);
+    // exactly-once, FIFO: the i-th op sees a log of length i
+    for (i, (id, _)) in w.seen.done.iter().enumerate() {
+        assert_eq!(*id, w.result(i));
+    }
+    w.assert_agreement();
+    assert!(w.seen.decided.len() >= 3);
+}
+
+#[test]
+fn read_only_is_answered_without_ordering() {
+    let mut w = World::new(4, 1, params());
+    w.submit(b"a", false);
+    w.run(1);
+    let decided_before = w.decided_count();
+    w.submit(b"q", true);
+    w.run(2);
+    assert_eq!(
+        decided_before,
+        w.decided_count(),
+        "a read-only op must not be ordered"
+    );
+    assert_eq!(w.result(1), 1);
+}
+
+#[test]
+fn crashed_leader_is_replaced_and_no_request_is_lost() {
+    let mut w = World::new(4, 1, params());
+    for i in 0..5u8 {
+        w.submit(&[i], false);
+    }
+    w.run(5);
+    let now = w.sim.now();
+    w.sim.crash(now, w.replicas[0]);
+    for i in 5..15u8 {
+        w.submit(&[i], false);
+    }
+    w.run(15);
+    let ids: Vec<u64> = w.seen.done.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=15).collect::<Vec<_>>());
+    let views = &w.seen.views;
+    assert!(views.values().all(|v| *v >= 1), "views: {views:?}");
+    w.assert_agreement();
+    // results stay exactly-once across the view change
+    for (i, (id, _)) in w.seen.done.iter().enumerate() {
+        assert_eq!(*id, w.result(i));
+    }
+}
+
+#[test]
+fn ordered_requests_go_to_the_leader_and_follow_a_view_change() {
+    let mut w = World::new(4, 1, params());
+    w.submit(b"a", false);
+    w.run(1);
+    // first transmission: to the leader of view 0 only
+    assert_eq!(w.client_requests(), vec![Addr::Node(NodeId(0))]);
+    for n in 0..4 {
+        w.suspect(n);
+    }
+    w.submit(b"b", false);
+    w.run(2);
+    let views = &w.seen.views;
+    assert!(views.values().all(|v| *v == 1), "views: {views:?}");
+    // the replies to "b" came from view 1: "c" goes straight to its leader
+    let before = w.client_requests().len();
+    w.submit(b"c", false);
+    w.run(3);
+    assert_eq!(w.client_requests()[before..], [Addr::Node(NodeId(1))]);
+    w.assert_agreement();
+}
+
+#[test]
+fn pipeline_min_batch_waits_for_a_decision_before_a_small_batch() {
+    let run = |min: usize| {
+        let mut w = World::new(
+            4,
+            1,
+            Params {
+                pipeline_min_batch: min,
+                ..params()
+            },
+        );
+        // slot 1 takes the first request; five more arrive while it is in flight
+        for i in 0..6u8 {
+            w.submit(&[i], false);
+        }
+        w.run(6);
+        w.assert_agreement();
+        w.seen.batch_sizes.values().copied().collect::<Vec<_>>()
+    };
+    // no minimum: a slot per request while one of the 4 in flight is free,
+    // the rest together after the first decision
+    assert_eq!(run(0), vec![1, 1, 1, 1, 2]);
+    // a minimum of 4: four go together while slot 1 is in flight, the last
+    // waits for a decision
+    assert_eq!(run(4), vec![1, 4, 1]);
+    // a minimum of 8: the five wait for slot 1's decision and go as one batch
+    assert_eq!(run(8), vec![1, 5]);
+}
+
+#[test]
+fn forced_suspicion_changes_view_and_keeps_going() {
+    let mut w = World::new(4, 1, params());
+    w.submit(b"x", false);
+    w.run(1);
+    for n in 0..4 {
+        w.suspect(n);
+    }
+    w.submit(b"y", false);
+    w.run(2);
+    let views = &w.seen.views;
+    assert!(views.values().all(|v| *v == 1), "views: {views:?}");
+    w.assert_agreement();
+}
+
+#[test]
+fn lagging_replica_catches_up_by_state_transfer() {
+    let mut w = World::new(4, 1, params());
+    // replica 3 hears nothing and says nothing until the partition is lifted
+    let lag = Addr::Node(NodeId(3));
+    let rest = vec![0, 1, 2]
+        .into_iter()
+        .map(|i| Addr::Node(NodeId(i)))
+        .chain([Addr::Client(ClientId(1))])
+        .collect();
+    w.sim
+        .add_partition(Partition::new(0, Time::MAX, vec![vec![lag], rest]));
+    for i in 0..40u8 {
+        w.submit(&[i], false);
+        w.run(i as usize + 1);
+    }
+    w.sim.net_mut().partitions.clear();
+    // the lagging replica sees new traffic, learns of stable checkpoints, fetches
+    for i in 40..60u8 {
+        w.submit(&[i], false);
+        w.run(i as usize + 1);
+    }
+    w.settle(2 * SECS);
+    let (r, r0) = (w.replica(3), w.replica(0));
+    assert!(
+        r.executed() >= r0.executed() - 8,
+        "lagging {} vs {}",
+        r.executed(),
+        r0.executed()
+    );
+    // the caught-up state is a prefix of the leader's (same ops, same order)
+    let (lag_log, lead_log) = (&r.service().0, &r0.service().0);
+    assert!(lag_log.len() <= lead_log.len());
+    assert_eq!(lag_log[..], lead_log[..lag_log.len()]);
+    w.assert_agreement();
+}
