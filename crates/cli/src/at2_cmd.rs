@@ -8,6 +8,7 @@
 //! - `byzscale broadcast montecarlo ...`: observed failure rates at a degraded
 //!   operating point against the analysis ([`BroadcastCommand`], [`run_broadcast`]).
 
+use crate::plot;
 use anyhow::{bail, Context, Result};
 use byzscale_broadcast::probabilistic::params::{self, ContagionParams};
 use byzscale_sim::at2::{
@@ -312,7 +313,6 @@ pub fn run_at2_scale(a: At2ScaleArgs) -> Result<()> {
 
 /// Messages per process per transfer against N, log–log, one line per broadcast.
 pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
-    use plotters::prelude::*;
     let series = |kind: &str| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = report
             .points
@@ -328,9 +328,15 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
     };
-    let bracha = series("bracha");
-    let contagion = series("contagion");
-    let all: Vec<&(f64, f64)> = bracha.iter().chain(contagion.iter()).collect();
+    let lines: Vec<plot::Series> = [
+        ("Bracha (O(N))", series("bracha")),
+        ("Contagion (O(log N))", series("contagion")),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(name, v)| (name.to_string(), v))
+    .collect();
+    let all: Vec<&(f64, f64)> = lines.iter().flat_map(|l| l.1.iter()).collect();
     if all.is_empty() {
         bail!("no points to plot");
     }
@@ -340,63 +346,19 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
     let (ymin, ymax) = all
         .iter()
         .fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("plotting {}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "AT2 messages sent per process per transfer (β = {}, ε = {:e}, {} network)",
-                report.assumed_fraction, report.epsilon, report.network
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(
-            (xmin * 0.8..xmax * 1.25).log_scale(),
-            (ymin * 0.5..ymax * 2.0).log_scale(),
-        )
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("processes N")
-        .y_desc("messages per process per transfer")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .light_line_style(RGBColor(240, 240, 240))
-        .draw()
-        .map_err(|e| err(&e))?;
-    let red = RGBColor(200, 40, 40);
-    let blue = RGBColor(30, 90, 200);
-    for (data, color, name) in [
-        (&bracha, red, "Bracha (O(N))"),
-        (&contagion, blue, "Contagion (O(log N))"),
-    ] {
-        if data.is_empty() {
-            continue;
-        }
-        chart
-            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(data.iter().map(|p| Circle::new(*p, 4, color.filled())))
-            .map_err(|e| err(&e))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    let title = format!(
+        "AT2 messages sent per process per transfer (β = {}, ε = {:e}, {} network)",
+        report.assumed_fraction, report.epsilon, report.network
+    );
+    let axes = plot::Axes {
+        title: &title,
+        x_desc: "processes N",
+        y_desc: "messages per process per transfer",
+        x_range: xmin * 0.8..xmax * 1.25,
+        y_range: ymin * 0.5..ymax * 2.0,
+        markers: true,
+    };
+    plot::log_log_chart(path, axes, &lines)
 }
 
 /// `byzscale broadcast ...`.

@@ -1149,7 +1149,6 @@ pub async fn bench(a: BenchAt2Args) -> Result<()> {
 }
 
 fn plot(fig: &Figure, path: &Path) -> Result<()> {
-    use plotters::prelude::*;
     let series = |p: &str| -> Vec<(f64, f64)> {
         fig.runs
             .iter()
@@ -1157,65 +1156,30 @@ fn plot(fig: &Figure, path: &Path) -> Result<()> {
             .map(|r| (r.clients as f64, r.throughput_ops))
             .collect()
     };
-    let (at2, smr) = (series("at2"), series("smr-bank"));
-    let xs: Vec<f64> = at2.iter().map(|p| p.0).collect();
-    let (xmin, xmax) = xs
+    let lines = [
+        ("AT2 over Bracha".to_string(), series("at2")),
+        ("bank on the SMR core".to_string(), series("smr-bank")),
+    ];
+    let (xmin, xmax) = lines[0]
+        .1
         .iter()
-        .fold((f64::MAX, 0.0f64), |(a, b), x| (a.min(*x), b.max(*x)));
-    let ymax = at2
+        .fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let ymax = lines
         .iter()
-        .chain(smr.iter())
+        .flat_map(|l| l.1.iter())
         .map(|p| p.1)
         .fold(1.0, f64::max);
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| anyhow!("plotting {}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Transfers/s on {} nodes: AT2 (Bracha, batched) vs a bank on the SMR core (best ratio {:.2}×)",
-                fig.nodes, fig.best_ratio
-            ),
-            ("sans-serif", 18),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d((xmin * 0.7)..(xmax * 1.3 + 1.0), 0.0..ymax * 1.15)
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("closed-loop clients")
-        .y_desc("transfers per second")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .light_line_style(RGBColor(240, 240, 240))
-        .draw()
-        .map_err(|e| err(&e))?;
-    let red = RGBColor(200, 40, 40);
-    let blue = RGBColor(30, 90, 200);
-    for (data, color, name) in [
-        (&at2, red, "AT2 over Bracha"),
-        (&smr, blue, "bank on the SMR core"),
-    ] {
-        chart
-            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(
-                data.iter()
-                    .map(|p| Circle::new(*p, 4, ShapeStyle::from(color).filled())),
-            )
-            .map_err(|e| err(&e))?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
+    let title = format!(
+        "Transfers/s on {} nodes: AT2 (Bracha, batched) vs a bank on the SMR core (best ratio {:.2}×)",
+        fig.nodes, fig.best_ratio
+    );
+    let axes = crate::plot::Axes {
+        title: &title,
+        x_desc: "closed-loop clients",
+        y_desc: "transfers per second",
+        x_range: (xmin * 0.7)..(xmax * 1.3 + 1.0),
+        y_range: 0.0..ymax * 1.15,
+        markers: true,
+    };
+    crate::plot::line_chart(path, axes, &lines)
 }

@@ -4,9 +4,9 @@
 //! time).
 
 use crate::cluster::{smr_params, start_local, Load, LoadSpec};
+use crate::plot::{side_by_side, Axes};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use plotters::prelude::*;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -138,8 +138,7 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     let json_path = a.out.join(format!("{}.json", a.name));
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
     let svg_path = a.out.join(format!("{}.svg", a.name));
-    plot(&report, &svg_path)
-        .map_err(|e| anyhow::anyhow!("plotting {}: {e}", svg_path.display()))?;
+    plot(&report, &svg_path).with_context(|| format!("plotting {}", svg_path.display()))?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -158,37 +157,34 @@ pub async fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn plot(r: &BenchReport, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (1000, 400)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(500);
+fn plot(r: &BenchReport, path: &std::path::Path) -> Result<()> {
     let xmax = r.cdf_ms.iter().map(|p| p.0).fold(0.1, f64::max);
-    let mut c = ChartBuilder::on(&left)
-        .caption(format!("{}: latency CDF", r.name), ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(45)
-        .build_cartesian_2d(0.0..xmax * 1.05, 0.0..1.0)?;
-    c.configure_mesh()
-        .x_desc("latency (ms)")
-        .y_desc("fraction")
-        .draw()?;
-    c.draw_series(LineSeries::new(r.cdf_ms.iter().copied(), &BLUE))?;
     let ymax = r.per_second.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let mut t = ChartBuilder::on(&right)
-        .caption("throughput over time", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..(r.per_second.len().max(1) as f64), 0.0..ymax * 1.1)?;
-    t.configure_mesh().x_desc("second").y_desc("ops/s").draw()?;
-    t.draw_series(LineSeries::new(
+    let cdf = [("latency CDF".to_string(), r.cdf_ms.clone())];
+    let rate = [(
+        "ops/s".to_string(),
         r.per_second
             .iter()
             .enumerate()
-            .map(|(i, v)| (i as f64 + 0.5, *v as f64)),
-        &RED,
-    ))?;
-    root.present()?;
-    Ok(())
+            .map(|(i, v)| (i as f64 + 0.5, *v as f64))
+            .collect(),
+    )];
+    let title = format!("{}: latency CDF", r.name);
+    let left = Axes {
+        title: &title,
+        x_desc: "latency (ms)",
+        y_desc: "fraction",
+        x_range: 0.0..xmax * 1.05,
+        y_range: 0.0..1.0,
+        markers: false,
+    };
+    let right = Axes {
+        title: "throughput over time",
+        x_desc: "second",
+        y_desc: "ops/s",
+        x_range: 0.0..(r.per_second.len().max(1) as f64),
+        y_range: 0.0..ymax * 1.1,
+        markers: false,
+    };
+    side_by_side(path, (1000, 400), &[(left, &cdf[..]), (right, &rate[..])])
 }

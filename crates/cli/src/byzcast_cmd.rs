@@ -3,6 +3,7 @@
 //!
 //! Entry points: [`run_tree`], [`run_sim_byzcast`], [`run_sim_byzcast_scale`].
 
+use crate::plot::{bar_chart, line_chart, Axes, Bar};
 use anyhow::{anyhow, bail, Context, Result};
 use byzscale_byzcast::optimizer::{self, Method, Workload};
 use byzscale_byzcast::{Mode, Tree, TreeSpec};
@@ -11,7 +12,6 @@ use byzscale_sim::byzcast::{
 };
 use byzscale_sim::smr::NetworkChoice;
 use clap::{Args, Subcommand, ValueEnum};
-use plotters::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -527,144 +527,23 @@ fn cdf(label: &str, mut lat: Vec<u64>) -> Cdf {
     }
 }
 
-fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("plotting: {e:?}")
-}
-
-const COLORS: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-];
-
-/// Axes and labels of a line chart.
-pub(crate) struct Axes<'a> {
-    pub(crate) title: &'a str,
-    pub(crate) x_desc: &'a str,
-    pub(crate) y_desc: &'a str,
-    pub(crate) x_range: std::ops::Range<f64>,
-    pub(crate) y_range: std::ops::Range<f64>,
-    pub(crate) markers: bool,
-}
-
-pub(crate) fn line_chart(
-    path: &Path,
-    axes: Axes<'_>,
-    series: &[(String, Vec<(f64, f64)>)],
-) -> Result<()> {
-    let Axes {
-        title,
-        x_desc,
-        y_desc,
-        x_range,
-        y_range,
-        markers,
-    } = axes;
-    let root = SVGBackend::new(path, (860, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(18)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x_range, y_range)
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(plot_err)?;
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        if markers {
-            chart
-                .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
-                .map_err(plot_err)?;
-        }
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
-}
-
+/// The WAN figure: median bars with a p95 whisker, ByzCast in the first colour.
 fn wan_chart(path: &Path, bars: &[WanBar]) -> Result<()> {
-    let root = SVGBackend::new(path, (860, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let top = bars.iter().map(|b| b.p95_ms).fold(0.0, f64::max) * 1.15 + 1.0;
-    let labels: Vec<String> = bars
+    let bars: Vec<Bar> = bars
         .iter()
-        .map(|b| format!("{} {}", b.protocol, b.kind))
+        .map(|b| Bar {
+            label: format!("{} {}", b.protocol, b.kind),
+            value: b.p50_ms,
+            whisker: b.p95_ms,
+            color: usize::from(b.protocol != "byzcast"),
+        })
         .collect();
-    let n = bars.len() as f64;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "ByzCast vs baseline on ec2-byzcast: median, whisker = p95",
-            ("sans-serif", 20),
-        )
-        .margin(18)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5..n - 0.5, 0.0..top)
-        .map_err(plot_err)?;
-    let fmt = |x: &f64| {
-        let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
-            labels[i as usize].clone()
-        } else {
-            String::new()
-        }
-    };
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(bars.len())
-        .x_label_formatter(&fmt)
-        .y_desc("latency (ms, virtual)")
-        .draw()
-        .map_err(plot_err)?;
-    for (i, b) in bars.iter().enumerate() {
-        let x = i as f64;
-        let color = if b.protocol == "byzcast" {
-            COLORS[0]
-        } else {
-            COLORS[1]
-        };
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x - 0.3, 0.0), (x + 0.3, b.p50_ms)],
-                color.filled(),
-            )))
-            .map_err(plot_err)?;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x, b.p50_ms), (x, b.p95_ms)],
-                BLACK.stroke_width(2),
-            )))
-            .map_err(plot_err)?;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x - 0.1, b.p95_ms), (x + 0.1, b.p95_ms)],
-                BLACK.stroke_width(2),
-            )))
-            .map_err(plot_err)?;
-    }
-    root.present().map_err(plot_err)?;
-    Ok(())
+    bar_chart(
+        path,
+        "ByzCast vs baseline on ec2-byzcast: median, whisker = p95",
+        "latency (ms, virtual)",
+        &bars,
+    )
 }
 
 pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {

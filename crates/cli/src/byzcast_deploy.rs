@@ -1003,9 +1003,9 @@ pub async fn figure(a: FigureArgs) -> Result<()> {
         * 1.15
         + 1.0;
     let svg = a.out.join(format!("{}.svg", a.name));
-    crate::byzcast_cmd::line_chart(
+    crate::plot::line_chart(
         &svg,
-        crate::byzcast_cmd::Axes {
+        crate::plot::Axes {
             title: &format!(
                 "ByzCast on loopback ({} targets + 1 aux, {:.0}% global) vs one SMR group",
                 a.groups,
@@ -1040,9 +1040,9 @@ pub async fn figure(a: FigureArgs) -> Result<()> {
         * 1.15
         + 0.1;
     let svg_lat = a.out.join(format!("{}-latency.svg", a.name));
-    crate::byzcast_cmd::line_chart(
+    crate::plot::line_chart(
         &svg_lat,
-        crate::byzcast_cmd::Axes {
+        crate::plot::Axes {
             title: "ByzCast on loopback: median latency",
             x_desc: "closed-loop clients",
             y_desc: "p50 latency (ms)",

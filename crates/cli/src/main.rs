@@ -8,6 +8,7 @@ mod byzcast_deploy;
 mod cluster;
 mod deploy;
 mod node;
+mod plot;
 mod sim_cmd;
 mod smr_client;
 
