@@ -1,11 +1,11 @@
 //! The `byzscale` command-line tool.
 
-mod at2_cmd;
 mod bench_cmd;
-mod byzcast_cmd;
+mod broadcast_cmd;
 mod deploy_cmd;
 mod plot;
 mod sim_cmd;
+mod tree_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -66,10 +66,10 @@ enum Command {
     Sim(sim_cmd::SimCommand),
     /// Byzantine reliable broadcast tools: Contagion parameters, Monte Carlo check.
     #[command(subcommand)]
-    Broadcast(at2_cmd::BroadcastCommand),
+    Broadcast(broadcast_cmd::BroadcastCommand),
     /// ByzCast overlay trees: optimize for a workload, evaluate, check.
     #[command(subcommand)]
-    Tree(byzcast_cmd::TreeCommand),
+    Tree(tree_cmd::TreeCommand),
 }
 
 fn main() {
@@ -81,8 +81,8 @@ fn main() {
     let cli = Cli::parse();
     let r: Result<()> = match cli.cmd {
         Command::Sim(c) => sim_cmd::run(c),
-        Command::Tree(c) => byzcast_cmd::run_tree(c),
-        Command::Broadcast(c) => at2_cmd::run_broadcast(c),
+        Command::Tree(c) => tree_cmd::run_tree(c),
+        Command::Broadcast(c) => broadcast_cmd::run_broadcast(c),
         Command::Cluster(a) => block_on(deploy_cmd::cluster(a)),
         Command::Bench(a) => block_on(bench_cmd::bench(a)),
         Command::BenchByzcast(a) => block_on(bench_cmd::bench_byzcast(a)),
