@@ -21,6 +21,15 @@ use clap::Args;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// Write `result` as `<out>/<name>.json` (creating `out`); returns the path.
+fn write_json(out: &Path, name: &str, result: &impl Serialize) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join(format!("{name}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(result)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 // ---------------------------------------------------------------- bench
 
 #[derive(Args, Debug)]
@@ -150,9 +159,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
         cdf_ms: cdf,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let json_path = a.out.join(format!("{}.json", a.name));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?)?;
+    let json_path = write_json(&a.out, &a.name, &report)?;
     let svg_path = a.out.join(format!("{}.svg", a.name));
     plot_bench(&report, &svg_path).with_context(|| format!("plotting {}", svg_path.display()))?;
     if a.json {
@@ -325,9 +332,7 @@ pub async fn bench_byzcast(a: BenchByzcastArgs) -> Result<()> {
         best_vs_reference: best / JAVA_REFERENCE_OPS,
         points,
     };
-    let json_path = a.out.join(format!("{}.json", a.name));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&fig)? + "\n")
-        .with_context(|| format!("writing {}", json_path.display()))?;
+    let json_path = write_json(&a.out, &a.name, &fig)?;
     let (svg, svg_lat) = plot_byzcast(&fig, &a)?;
     println!(
         "wrote {}, {} and {}; best ByzCast throughput {:.0} ops/s ({:.1}× the Java prototype's {:.0})",
@@ -561,10 +566,7 @@ pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
         ),
         runs,
     };
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let json_path = a.out.join(format!("{}.json", a.name));
-    std::fs::write(&json_path, serde_json::to_string_pretty(&fig)?)
-        .with_context(|| format!("writing {}", json_path.display()))?;
+    let json_path = write_json(&a.out, &a.name, &fig)?;
     let svg = a.out.join(format!("{}.svg", a.name));
     plot_at2(&fig, &svg)?;
     if a.json {
