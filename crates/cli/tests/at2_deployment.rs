@@ -10,23 +10,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::BIN;
+use common::{strings, Kill, BIN};
 const INITIAL: i64 = 1_000_000_000;
 
-/// Kills the kept cluster's processes.
+/// The kept cluster (its processes are killed when this is dropped).
 struct Cluster {
-    pids: Vec<u64>,
+    kill: Kill,
     http: Vec<String>,
     metrics: Vec<String>,
     deployment: String,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for p in &self.pids {
-            let _ = Command::new("kill").arg(p.to_string()).status();
-        }
-    }
 }
 
 fn start() -> Cluster {
@@ -54,25 +46,17 @@ fn start_in(dir: &std::path::Path) -> Cluster {
     assert_eq!(v["supply_conserved"], true, "{v}");
     assert_eq!(v["balances_agree"], true, "{v}");
     let strs = |k: &str| -> Vec<String> {
-        v[k].as_array()
-            .unwrap_or_else(|| panic!("{k} missing: {v}"))
+        strings(&v, k)
             .iter()
             .map(|s| {
-                s.as_str()
-                    .unwrap()
-                    .trim_start_matches("http://")
+                s.trim_start_matches("http://")
                     .trim_end_matches("/metrics")
                     .to_string()
             })
             .collect()
     };
     Cluster {
-        pids: v["pids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_u64().unwrap())
-            .collect(),
+        kill: Kill::cluster(&v),
         http: strs("http"),
         metrics: strs("metrics"),
         deployment: v["deployment"].as_str().unwrap().to_string(),
@@ -102,6 +86,36 @@ fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value
     (status, v)
 }
 
+/// Poll every node's balances of accounts 0..4 over HTTP until they are
+/// `want` (each read must succeed); panic after `within`.
+fn wait_balances(c: &Cluster, want: &[i64], within: Duration) {
+    let deadline = Instant::now() + within;
+    for addr in &c.http {
+        loop {
+            let got: Vec<i64> = (0..4)
+                .map(|a| {
+                    let (s, v) = http(addr, "GET", &format!("/balance/{a}"), None);
+                    assert_eq!(s, 200, "{v}");
+                    v["balance"].as_i64().unwrap()
+                })
+                .collect();
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{addr} has {got:?}, expected {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `POST /transfer` with `body`.
+fn transfer(addr: &str, body: &str) -> (u16, Value) {
+    http(addr, "POST", "/transfer", Some(body))
+}
+
 fn client(c: &Cluster, args: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .args(["client", "--config", &c.deployment])
@@ -125,23 +139,13 @@ fn transfers_over_tcp_and_http_and_every_node_agrees() {
         assert!(stdout.contains("transferred"), "{stdout}");
     }
     // HTTP at the owner
-    let (status, v) = http(
-        &c.http[2],
-        "POST",
-        "/transfer",
-        Some(r#"{"from": 2, "to": 3, "amount": 7}"#),
-    );
+    let (status, v) = transfer(&c.http[2], r#"{"from": 2, "to": 3, "amount": 7}"#);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["issuer"], 2, "{v}");
     assert_eq!(v["seq"], 1, "{v}");
 
     // not the owner: refused, naming the owner and its address
-    let (status, v) = http(
-        &c.http[0],
-        "POST",
-        "/transfer",
-        Some(r#"{"from": 1, "to": 3, "amount": 1}"#),
-    );
+    let (status, v) = transfer(&c.http[0], r#"{"from": 1, "to": 3, "amount": 1}"#);
     assert_eq!(status, 403, "{v}");
     assert_eq!(v["owner"], 1, "{v}");
     assert_eq!(v["owner_http"].as_str(), Some(c.http[1].as_str()), "{v}");
@@ -150,12 +154,7 @@ fn transfers_over_tcp_and_http_and_every_node_agrees() {
         "{v}"
     );
     // insufficient funds, over HTTP and over TCP
-    let (status, v) = http(
-        &c.http[3],
-        "POST",
-        "/transfer",
-        Some(r#"{"from": 3, "to": 0, "amount": 5000000000}"#),
-    );
+    let (status, v) = transfer(&c.http[3], r#"{"from": 3, "to": 0, "amount": 5000000000}"#);
     assert_eq!(status, 409, "{v}");
     assert!(
         v["error"].as_str().unwrap().contains("insufficient funds"),
@@ -166,7 +165,7 @@ fn transfers_over_tcp_and_http_and_every_node_agrees() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("insufficient funds"), "{err}");
     // bad input
-    let (status, v) = http(&c.http[0], "POST", "/transfer", Some(r#"{"from": 0}"#));
+    let (status, v) = transfer(&c.http[0], r#"{"from": 0}"#);
     assert_eq!(status, 400, "{v}");
     let (status, v) = http(&c.http[0], "GET", "/balance/x9", None);
     assert_eq!(status, 400, "{v}");
@@ -188,26 +187,7 @@ fn transfers_over_tcp_and_http_and_every_node_agrees() {
         INITIAL + 5 - 7,
         INITIAL + 7,
     ];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for addr in &c.http {
-        loop {
-            let got: Vec<i64> = (0..4)
-                .map(|a| {
-                    let (s, v) = http(addr, "GET", &format!("/balance/{a}"), None);
-                    assert_eq!(s, 200, "{v}");
-                    v["balance"].as_i64().unwrap()
-                })
-                .collect();
-            if got == want {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{addr} has {got:?}, expected {want:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    wait_balances(&c, &want, Duration::from_secs(20));
     assert_eq!(want.iter().sum::<i64>(), 4 * INITIAL);
     // history and balance through the TCP client
     let (status, v) = http(&c.http[3], "GET", "/history/a1", None);
@@ -271,7 +251,7 @@ fn transfers_complete_and_ledgers_agree_when_links_drop_frames() {
     let dir = std::env::temp_dir().join(format!("byzscale-at2-lossy-{}", std::process::id()));
     let mut c = start_in(&dir);
     // restart the nodes with tiny peer queues
-    for p in std::mem::take(&mut c.pids) {
+    for p in std::mem::take(&mut c.kill.0) {
         let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::path::Path::new(&format!("/proc/{p}")).exists() && Instant::now() < deadline {
@@ -315,7 +295,7 @@ fn transfers_complete_and_ledgers_agree_when_links_drop_frames() {
                 let to = (from + 1 + k / 4 % 3) % 4;
                 for _ in 0..10 {
                     let body = format!(r#"{{"from": {from}, "to": {to}, "amount": 1}}"#);
-                    let (s, v) = http(&addr, "POST", "/transfer", Some(&body));
+                    let (s, v) = transfer(&addr, &body);
                     assert_eq!(s, 200, "{v}");
                 }
                 (from, to)
@@ -328,26 +308,7 @@ fn transfers_complete_and_ledgers_agree_when_links_drop_frames() {
         want[from as usize] -= 10;
         want[to as usize] += 10;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for addr in &c.http {
-        loop {
-            let got: Vec<i64> = (0..4)
-                .map(|a| {
-                    http(addr, "GET", &format!("/balance/{a}"), None).1["balance"]
-                        .as_i64()
-                        .unwrap()
-                })
-                .collect();
-            if got == want {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{addr} has {got:?}, expected {want:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    wait_balances(&c, &want, Duration::from_secs(30));
     let dropped: f64 = c
         .metrics
         .iter()

@@ -4,13 +4,13 @@
 //! assertions.
 
 use byzscale_byzcast::kv::shard_of;
+use std::ffi::OsStr;
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::{metric_sum, Kill, BIN};
+use common::{metric_sum, run_err, strings, Kill};
 
 fn conn(addr: &str) -> redis::Connection {
     let c = redis::Client::open(format!("redis://{addr}/")).unwrap();
@@ -40,21 +40,9 @@ fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
         "--keep",
         "--json",
     ]);
-    let _kill = Kill(
-        v["pids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_u64().unwrap())
-            .collect(),
-    );
+    let _kill = Kill::cluster(&v);
     assert_eq!(v["tree"], "h1(g1 g2)", "{v}");
-    let gateways: Vec<String> = v["redis_all"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
+    let gateways = strings(&v, "redis_all");
     assert_eq!(gateways.len(), 12, "{v}");
     assert!(v["redis"].as_str().unwrap().starts_with("127.0.0.1:"));
 
@@ -88,19 +76,7 @@ fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
         .unwrap();
     assert_eq!(ex, 2);
     // the CLI routes the same way, from the deployment file or a node file
-    let cli = |config: &str, args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["client", "--config", config])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "client {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let cli = common::client;
     let dep = v["deployment"].as_str().unwrap();
     assert_eq!(cli(dep, &["mget", &a0, &a1]), r#"["zero", "one"]"#);
     let node_file = dep.replace("deployment.toml", "node-6.toml");
@@ -165,12 +141,7 @@ fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
 
     // the global messages went through the tree: the targets a-delivered them
-    let metrics: Vec<String> = v["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let metrics = strings(&v, "metrics");
     let global = metric_sum(&metrics[0], "byzscale_bc_delivered_total{kind=\"global\"}");
     assert!(global >= 150.0, "g1 a-delivered {global} global messages");
     let local = metric_sum(&metrics[4], "byzscale_bc_delivered_total{kind=\"local\"}");
@@ -208,25 +179,14 @@ fn bad_byzcast_cli_input_gets_a_clear_error() {
         (vec!["--read-ratio", "0.5"], "--read-ratio"),
         (vec!["--groups", "30"], "at most 100 processes"),
     ] {
-        let out = Command::new(BIN)
-            .args(["cluster", "--protocol", "byzcast"])
-            .args(&args)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{args:?} succeeded");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = run_err(["cluster", "--protocol", "byzcast"].iter().chain(&args));
         assert!(
             err.contains("error") && err.contains(says),
             "{args:?}: {err}"
         );
-        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
-    let out = Command::new(BIN)
-        .args(["bench-byzcast", "--clients", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--clients"));
+    let err = run_err(["bench-byzcast", "--clients", "0"]);
+    assert!(err.contains("--clients"));
 }
 
 #[test]
@@ -234,33 +194,23 @@ fn byzcast_node_files_with_a_bad_tree_are_refused_clearly() {
     let dir = std::env::temp_dir().join(format!("byzscale-bc-files-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     // generate the files (the nodes are stopped when the command ends)
-    let out = Command::new(BIN)
-        .args([
-            "cluster",
-            "--protocol",
-            "byzcast",
-            "--duration",
-            "0",
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [
+        "cluster",
+        "--protocol",
+        "byzcast",
+        "--duration",
+        "0",
+        "--dir",
+    ];
+    common::run_ok(args.iter().map(OsStr::new).chain([dir.as_os_str()]));
     let node = |what: &str| {
-        let out = Command::new(BIN)
-            .args(["node", "--config"])
-            .arg(dir.join("node-0.toml"))
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{what}: the node started");
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!err.contains("panicked"), "{what}: {err}");
-        err
+        let node_file = dir.join("node-0.toml");
+        eprintln!("{what}");
+        run_err([
+            OsStr::new("node"),
+            OsStr::new("--config"),
+            node_file.as_os_str(),
+        ])
     };
     let tree = dir.join("tree.toml");
     // a cycle is not a tree
@@ -307,20 +257,8 @@ fn an_outside_client_cannot_take_a_parent_replicas_client_identity() {
         "--keep",
         "--json",
     ]);
-    let _kill = Kill(
-        v["pids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_u64().unwrap())
-            .collect(),
-    );
-    let metrics: Vec<String> = v["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let _kill = Kill::cluster(&v);
+    let metrics = strings(&v, "metrics");
     let text = std::fs::read_to_string(v["deployment"].as_str().unwrap()).unwrap();
     let dep = Deployment::from_toml(&text).unwrap();
     let groups: Vec<GroupInfo> = dep

@@ -1,14 +1,15 @@
 //! End-to-end tests with real processes on loopback: the `byzscale` binary as a
 //! user runs it. Waits are bounded polls, never timing assertions.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{json, metric, BIN};
+use common::{metric, Kill, BIN};
 
 #[test]
 fn cluster_runs_a_workload_and_reports() {
@@ -54,11 +55,8 @@ fn bad_cli_input_gets_a_clear_error() {
         vec!["sim", "smr", "--replicas", "5"],
         vec!["node", "--config", "/nonexistent/node.toml"],
     ] {
-        let out = Command::new(BIN).args(&args).output().unwrap();
-        assert!(!out.status.success(), "{args:?} succeeded");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = common::run_err(&args);
         assert!(err.contains("error"), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
 
@@ -91,26 +89,11 @@ fn start(dir: &Path, i: usize) -> Node {
 }
 
 fn client(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(["client", "--config"])
-        .arg(dir.join("deployment.toml"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    common::client(dir.join("deployment.toml"), args)
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !f() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(60), Duration::from_millis(200), f)
 }
 
 #[test]
@@ -119,24 +102,17 @@ fn killed_replica_recovers_from_disk_and_catches_up_and_garbage_is_rejected() {
     let _ = std::fs::remove_dir_all(&dir);
     // below the ephemeral range (32768..), where outgoing connections take ports
     let base = 10_000 + (std::process::id() % 20_000) as u16;
-    let out = Command::new(BIN)
-        .args([
-            "config",
-            "local",
-            "--replicas",
-            "4",
-            "--base-port",
-            &base.to_string(),
-            "--out",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let base_port = base.to_string();
+    let args = [
+        "config",
+        "local",
+        "--replicas",
+        "4",
+        "--base-port",
+        &base_port,
+        "--out",
+    ];
+    common::run_ok(args.iter().map(OsStr::new).chain([dir.as_os_str()]));
     let mut nodes: Vec<Option<Node>> = (0..4).map(|i| Some(start(&dir, i))).collect();
     let metrics = |i: usize| format!("127.0.0.1:{}", base as usize + 100 + i);
     wait_until("replicas up", || {
@@ -216,21 +192,7 @@ fn resp(s: &mut TcpStream, args: &[&str]) -> String {
 #[test]
 fn redis_gateway_serves_commands_through_bft_ordering() {
     let v = common::run_json(["cluster", "--duration", "0", "--keep", "--json"]);
-    let pids: Vec<u64> = v["pids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_u64().unwrap())
-        .collect();
-    struct Kill(Vec<u64>);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            for p in &self.0 {
-                let _ = Command::new("kill").arg(p.to_string()).status();
-            }
-        }
-    }
-    let _kill = Kill(pids);
+    let _kill = Kill::cluster(&v);
     let addr = v["redis"].as_str().unwrap().to_string();
     let mut s = TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -258,25 +220,16 @@ fn the_log_on_disk_is_truncated_at_checkpoints() {
     let dir: PathBuf =
         std::env::temp_dir().join(format!("byzscale-e2e-log-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new(BIN)
-        .args([
-            "cluster",
-            "--duration",
-            "6",
-            "--clients",
-            "16",
-            "--json",
-            "--dir",
-        ])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json(&out);
+    let args = [
+        "cluster",
+        "--duration",
+        "6",
+        "--clients",
+        "16",
+        "--json",
+        "--dir",
+    ];
+    let v = common::run_json(args.iter().map(OsStr::new).chain([dir.as_os_str()]));
     assert_eq!(v["errors"].as_u64(), Some(0), "{v}");
     for i in 0..4 {
         let (_, rec) =

@@ -25,6 +25,20 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
 /// Kills these process ids when the test ends, however it ends.
 pub struct Kill(pub Vec<u64>);
 
+impl Kill {
+    /// The processes of a cluster left running (`pids` of its JSON report).
+    pub fn cluster(v: &serde_json::Value) -> Kill {
+        Kill(
+            v["pids"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no pids: {v}"))
+                .iter()
+                .map(|p| p.as_u64().unwrap())
+                .collect(),
+        )
+    }
+}
+
 impl Drop for Kill {
     fn drop(&mut self) {
         for p in &self.0 {
@@ -65,9 +79,9 @@ pub fn metric_sum(addr: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-/// Run the binary with `args`, require success (showing its stderr if not),
-/// and return its JSON output.
-pub fn run_json<I, S>(args: I) -> serde_json::Value
+/// Run the binary with `args` and require success (showing its stderr if
+/// not).
+pub fn run_ok<I, S>(args: I) -> std::process::Output
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -78,5 +92,69 @@ where
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    json(&out)
+    out
+}
+
+/// Run the binary with `args` and require a failure without a panic;
+/// returns its stderr.
+pub fn run_err<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    err
+}
+
+/// Run the binary with `args`, require success (showing its stderr if not),
+/// and return its JSON output.
+pub fn run_json<I, S>(args: I) -> serde_json::Value
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    json(&run_ok(args))
+}
+
+/// `byzscale client --config <config> <args>`: require success, return its
+/// output without surrounding white space.
+pub fn client(config: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["client", "--config"])
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "client {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The strings of the array `key` of a JSON report.
+pub fn strings(v: &serde_json::Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} missing: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Poll `f` every `every` until it holds; panic with `what` after `within`.
+pub fn wait_until(what: &str, within: Duration, every: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(every);
+    }
 }

@@ -1,4 +1,8 @@
-//! `byzscale sim ...`: simulator front-end.
+//! `byzscale sim ...`: simulator front-end. `sim smr` is here; the AT2 and
+//! ByzCast simulator commands are in [`at2`] and [`byzcast`].
+
+pub mod at2;
+pub mod byzcast;
 
 use anyhow::{bail, Context, Result};
 use byzscale_sim::smr::{Adversary, NetworkChoice, SmrSimConfig};
@@ -10,13 +14,13 @@ pub enum SimCommand {
     /// BFT state machine replication (BFT-SMaRt / PBFT style, WHEAT weights).
     Smr(SmrArgs),
     /// AT2 asset transfer over Bracha or Contagion, with Byzantine owners.
-    At2(crate::at2_cmd::At2Args),
+    At2(at2::At2Args),
     /// AT2 messages per process against N (JSON + SVG under bench/results).
-    At2Scale(crate::at2_cmd::At2ScaleArgs),
+    At2Scale(at2::At2ScaleArgs),
     /// ByzCast atomic multicast over a tree of groups, or the naive baseline.
-    Byzcast(crate::byzcast_cmd::ByzcastArgs),
+    Byzcast(byzcast::ByzcastArgs),
     /// ByzCast figures (JSON + SVG): throughput vs groups, latency CDF, WAN comparison.
-    ByzcastScale(crate::byzcast_cmd::ByzcastScaleArgs),
+    ByzcastScale(byzcast::ByzcastScaleArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -86,10 +90,10 @@ pub struct SmrArgs {
 pub fn run(cmd: SimCommand) -> Result<()> {
     match cmd {
         SimCommand::Smr(a) => run_smr(a),
-        SimCommand::At2(a) => crate::at2_cmd::run_at2(a),
-        SimCommand::At2Scale(a) => crate::at2_cmd::run_at2_scale(a),
-        SimCommand::Byzcast(a) => crate::byzcast_cmd::run_sim_byzcast(a),
-        SimCommand::ByzcastScale(a) => crate::byzcast_cmd::run_sim_byzcast_scale(a),
+        SimCommand::At2(a) => at2::run_at2(a),
+        SimCommand::At2Scale(a) => at2::run_at2_scale(a),
+        SimCommand::Byzcast(a) => byzcast::run_sim_byzcast(a),
+        SimCommand::ByzcastScale(a) => byzcast::run_sim_byzcast_scale(a),
     }
 }
 

@@ -1,21 +1,18 @@
-//! AT2 and broadcast commands:
+//! The AT2 simulator commands:
 //!
 //! - `byzscale sim at2 ...`: AT2 over Bracha or Contagion with Byzantine owners
 //!   and checkers ([`At2Args`], [`run_at2`]);
 //! - `byzscale sim at2-scale ...`: messages per process against N, JSON and an
-//!   SVG figure ([`At2ScaleArgs`], [`run_at2_scale`]);
-//! - `byzscale broadcast params ...`: Contagion parameters from (N, β, ε);
-//! - `byzscale broadcast montecarlo ...`: observed failure rates at a degraded
-//!   operating point against the analysis ([`BroadcastCommand`], [`run_broadcast`]).
+//!   SVG figure ([`At2ScaleArgs`], [`run_at2_scale`]).
 
+use crate::broadcast_cmd::parse_params;
+use crate::plot;
 use anyhow::{bail, Context, Result};
-use byzscale_broadcast::probabilistic::params::{self, ContagionParams};
 use byzscale_sim::at2::{
-    self as sim_at2, At2SimConfig, Attack, BroadcastKind, McConfig, ScaleConfig, ScalePoint,
-    ScaleReport,
+    self as sim_at2, At2SimConfig, Attack, BroadcastKind, ScaleConfig, ScalePoint, ScaleReport,
 };
 use byzscale_sim::smr::NetworkChoice;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -120,54 +117,6 @@ pub struct At2ScaleArgs {
     /// Only redraw `<out>/at2-scale.svg` from an existing `at2-scale.json`.
     #[arg(long)]
     pub replot: bool,
-}
-
-/// `byzscale broadcast ...`.
-#[derive(Subcommand, Debug)]
-pub enum BroadcastCommand {
-    /// Pick Contagion's G, E, Ê, R, R̂, D, D̂ for N processes, a Byzantine
-    /// fraction and a per-broadcast failure probability (binomial-tail bounds).
-    Params(ParamsArgs),
-    /// Count failures of the probabilistic broadcast at a degraded operating
-    /// point and compare with the analysis.
-    Montecarlo(McArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct ParamsArgs {
-    #[arg(long)]
-    pub nodes: usize,
-    #[arg(long, default_value_t = 0.1)]
-    pub byzantine_fraction: f64,
-    #[arg(long, default_value_t = 1e-9)]
-    pub epsilon: f64,
-    /// Analyze these parameters (G,E,Ê,R,R̂,D,D̂) instead of selecting.
-    #[arg(long)]
-    pub analyze: Option<String>,
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct McArgs {
-    #[arg(long, default_value_t = 100)]
-    pub processes: usize,
-    #[arg(long, default_value_t = 20)]
-    pub byzantine: usize,
-    /// G,E,Ê,R,R̂,D,D̂ [default: 6,40,30,30,18,20,11].
-    #[arg(long)]
-    pub params: Option<String>,
-    /// Trials of each kind.
-    #[arg(long, default_value_t = 200)]
-    pub trials: u64,
-    #[arg(long, default_value_t = 0)]
-    pub seed_start: u64,
-    #[arg(long)]
-    pub json: bool,
-}
-
-fn parse_params(s: &str) -> Result<ContagionParams> {
-    ContagionParams::parse(s).map_err(|e| anyhow::anyhow!("bad parameters {s:?}: {e}"))
 }
 
 /// The simulator configuration of `sim at2`.
@@ -312,7 +261,6 @@ pub fn run_at2_scale(a: At2ScaleArgs) -> Result<()> {
 
 /// Messages per process per transfer against N, log–log, one line per broadcast.
 pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
-    use plotters::prelude::*;
     let series = |kind: &str| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = report
             .points
@@ -328,9 +276,15 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
     };
-    let bracha = series("bracha");
-    let contagion = series("contagion");
-    let all: Vec<&(f64, f64)> = bracha.iter().chain(contagion.iter()).collect();
+    let lines: Vec<plot::Series> = [
+        ("Bracha (O(N))", series("bracha")),
+        ("Contagion (O(log N))", series("contagion")),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(name, v)| (name.to_string(), v))
+    .collect();
+    let all: Vec<&(f64, f64)> = lines.iter().flat_map(|l| l.1.iter()).collect();
     if all.is_empty() {
         bail!("no points to plot");
     }
@@ -340,148 +294,17 @@ pub fn plot_scale(report: &ScaleReport, path: &Path) -> Result<()> {
     let (ymin, ymax) = all
         .iter()
         .fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let root = SVGBackend::new(path, (900, 600)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("plotting {}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "AT2 messages sent per process per transfer (β = {}, ε = {:e}, {} network)",
-                report.assumed_fraction, report.epsilon, report.network
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(
-            (xmin * 0.8..xmax * 1.25).log_scale(),
-            (ymin * 0.5..ymax * 2.0).log_scale(),
-        )
-        .map_err(|e| err(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("processes N")
-        .y_desc("messages per process per transfer")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_label_formatter(&|y| format!("{y:.0}"))
-        .light_line_style(RGBColor(240, 240, 240))
-        .draw()
-        .map_err(|e| err(&e))?;
-    let red = RGBColor(200, 40, 40);
-    let blue = RGBColor(30, 90, 200);
-    for (data, color, name) in [
-        (&bracha, red, "Bracha (O(N))"),
-        (&contagion, blue, "Contagion (O(log N))"),
-    ] {
-        if data.is_empty() {
-            continue;
-        }
-        chart
-            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(data.iter().map(|p| Circle::new(*p, 4, color.filled())))
-            .map_err(|e| err(&e))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
-}
-
-/// `byzscale broadcast ...`.
-pub fn run_broadcast(cmd: BroadcastCommand) -> Result<()> {
-    match cmd {
-        BroadcastCommand::Params(a) => run_params(a),
-        BroadcastCommand::Montecarlo(a) => run_montecarlo(a),
-    }
-}
-
-fn run_params(a: ParamsArgs) -> Result<()> {
-    let sel = match &a.analyze {
-        Some(s) => {
-            let p = parse_params(s)?;
-            if a.nodes < 2 {
-                bail!("--nodes must be at least 2");
-            }
-            let b = (a.byzantine_fraction * a.nodes as f64).floor() as usize;
-            params::Selection {
-                nodes: a.nodes,
-                byzantine_fraction: a.byzantine_fraction,
-                target_epsilon: a.epsilon,
-                analysis: params::analyze(a.nodes, b, &p),
-                params: p,
-            }
-        }
-        None => params::select(a.nodes, a.byzantine_fraction, a.epsilon)?,
+    let title = format!(
+        "AT2 messages sent per process per transfer (β = {}, ε = {:e}, {} network)",
+        report.assumed_fraction, report.epsilon, report.network
+    );
+    let axes = plot::Axes {
+        title: &title,
+        x_desc: "processes N",
+        y_desc: "messages per process per transfer",
+        x_range: xmin * 0.8..xmax * 1.25,
+        y_range: ymin * 0.5..ymax * 2.0,
+        markers: true,
     };
-    if a.json {
-        println!("{}", serde_json::to_string(&sel)?);
-        return Ok(());
-    }
-    let p = &sel.params;
-    let an = &sel.analysis;
-    println!(
-        "contagion parameters for N={} (β={}, {} Byzantine), target ε={:e}",
-        sel.nodes, sel.byzantine_fraction, an.byzantine, sel.target_epsilon
-    );
-    println!(
-        "  G={}  E={} Ê={}  R={} R̂={}  D={} D̂={}   (--contagion-params {p})",
-        p.g, p.e, p.e_hat, p.r, p.r_hat, p.d, p.d_hat
-    );
-    println!("  per-broadcast failure bounds:");
-    for (name, v) in [
-        ("gossip disconnected", an.gossip_disconnected),
-        ("sieve validity", an.sieve_validity),
-        ("sieve consistency", an.sieve_consistency),
-        ("contagion consistency", an.contagion_consistency),
-        ("contagion validity", an.contagion_validity),
-        ("contagion totality (mean-field)", an.contagion_totality),
-    ] {
-        println!("    {name:<32} {v:.3e}");
-    }
-    println!("    {:<32} {:.3e}", "total ε", an.epsilon);
-    Ok(())
-}
-
-fn run_montecarlo(a: McArgs) -> Result<()> {
-    let mut cfg = McConfig::degraded();
-    cfg.processes = a.processes;
-    cfg.byzantine = a.byzantine;
-    cfg.trials = a.trials;
-    cfg.seed_start = a.seed_start;
-    if let Some(p) = &a.params {
-        cfg.params = parse_params(p)?;
-    }
-    let r = sim_at2::monte_carlo(&cfg)?;
-    if a.json {
-        println!("{}", serde_json::to_string(&r)?);
-        return Ok(());
-    }
-    println!(
-        "monte carlo: N={} with {} Byzantine, parameters {} ({} trials each, {})",
-        r.processes, r.byzantine, r.params, r.validity.trials, r.scheduling
-    );
-    for (name, m) in [
-        ("validity", &r.validity),
-        ("consistency", &r.consistency),
-        ("totality", &r.totality),
-    ] {
-        println!(
-            "  {name:<12} observed {:.4} ± {:.4} ({} failures)   analytic {:.4}  [{}]",
-            m.observed, m.margin, m.failures, m.analytic, m.what
-        );
-    }
-    println!("  {:.1} s wall", r.wall_seconds);
-    Ok(())
+    plot::log_log_chart(path, axes, &lines)
 }

@@ -1,186 +1,18 @@
-//! ByzCast front-ends: `byzscale tree optimize|evaluate|check`,
-//! `byzscale sim byzcast` and `byzscale sim byzcast-scale` (the figures).
+//! The ByzCast simulator commands: `byzscale sim byzcast` and
+//! `byzscale sim byzcast-scale` (the figures).
 //!
-//! Entry points: [`run_tree`], [`run_sim_byzcast`], [`run_sim_byzcast_scale`].
+//! Entry points: [`run_sim_byzcast`], [`run_sim_byzcast_scale`].
 
-use anyhow::{anyhow, bail, Context, Result};
-use byzscale_byzcast::optimizer::{self, Method, Workload};
-use byzscale_byzcast::{Mode, Tree, TreeSpec};
+use crate::plot::{bar_chart, line_chart, Axes, Bar};
+use anyhow::{bail, Context, Result};
+use byzscale_byzcast::Mode;
 use byzscale_sim::byzcast::{
     self as bsim, Adversary, ByzcastSimConfig, RunResult, TreeChoice, WorkloadKind,
 };
 use byzscale_sim::smr::NetworkChoice;
-use clap::{Args, Subcommand, ValueEnum};
-use plotters::prelude::*;
+use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-// ---------------------------------------------------------------- tree
-
-#[derive(Subcommand)]
-pub enum TreeCommand {
-    /// Choose the overlay tree minimizing Σ H(T, d) subject to L(T, x) ≤ K(x)
-    /// (seed 000 §III-C): exact for small instances, a heuristic beyond.
-    Optimize(OptimizeArgs),
-    /// Score a given tree against a workload (objective, loads, overloads).
-    Evaluate(EvaluateArgs),
-    /// Validate a tree file (a tree, not a cycle, a DAG or a forest).
-    Check(CheckArgs),
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum MethodArg {
-    Auto,
-    Exact,
-    Heuristic,
-}
-
-#[derive(Args, Debug)]
-pub struct OptimizeArgs {
-    /// Workload file (TOML): targets, auxiliary, capacity, [capacities], [[flow]] dst/rate.
-    #[arg(long)]
-    pub workload: PathBuf,
-    /// Search method (auto = exact up to 8 groups).
-    #[arg(long, value_enum, default_value_t = MethodArg::Auto)]
-    pub method: MethodArg,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct EvaluateArgs {
-    #[arg(long)]
-    pub workload: PathBuf,
-    /// Tree file (TOML `targets`/`auxiliary`/`[tree]`, or the JSON of `tree optimize`).
-    #[arg(long)]
-    pub tree: PathBuf,
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct CheckArgs {
-    /// Tree file (TOML or JSON).
-    pub tree: PathBuf,
-}
-
-fn read_workload(p: &Path) -> Result<Workload> {
-    let text =
-        std::fs::read_to_string(p).with_context(|| format!("reading workload {}", p.display()))?;
-    Workload::from_toml(&text).with_context(|| format!("workload {}", p.display()))
-}
-
-fn read_tree(p: &Path) -> Result<TreeSpec> {
-    let text =
-        std::fs::read_to_string(p).with_context(|| format!("reading tree {}", p.display()))?;
-    if p.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).with_context(|| format!("tree {}", p.display()))
-    } else {
-        TreeSpec::from_toml(&text).map_err(|e| anyhow!("tree {}: {e}", p.display()))
-    }
-}
-
-fn print_evaluation(e: &optimizer::Evaluation) {
-    println!("tree {}   (root {})", e.describe, e.root);
-    println!(
-        "objective Σ H(T,d) = {}   {}",
-        e.objective,
-        if e.feasible { "feasible" } else { "INFEASIBLE" }
-    );
-    for f in &e.flows {
-        println!(
-            "  {:<16} {:>9.0} msg/s   lca {:<4} H = {}",
-            f.dst.join(","),
-            f.rate,
-            f.lca,
-            f.height
-        );
-    }
-    println!("loads (msg/s):");
-    for (g, l) in &e.loads {
-        println!("  {g:<6} {l:>9.0}");
-    }
-    for o in &e.overloaded {
-        println!(
-            "  overloaded: {} carries {:.0} > capacity {:.0}",
-            o.group, o.load, o.capacity
-        );
-    }
-}
-
-pub fn run_tree(cmd: TreeCommand) -> Result<()> {
-    match cmd {
-        TreeCommand::Optimize(a) => {
-            let w = read_workload(&a.workload)?;
-            let method = match a.method {
-                MethodArg::Auto => Method::Auto,
-                MethodArg::Exact => Method::Exact,
-                MethodArg::Heuristic => Method::Heuristic,
-            };
-            let sol = optimizer::optimize(&w, method).context("optimizing")?;
-            if a.json {
-                println!("{}", serde_json::to_string(&sol)?);
-            } else {
-                println!(
-                    "method {} ({} trees evaluated)",
-                    sol.method, sol.trees_evaluated
-                );
-                print_evaluation(&sol.best);
-                if !sol.unused_auxiliary.is_empty() {
-                    println!(
-                        "unused auxiliary groups: {}",
-                        sol.unused_auxiliary.join(", ")
-                    );
-                }
-                if let Some(t2) = &sol.two_level {
-                    println!(
-                        "for comparison, the two-level tree {}: objective {}, root load {:.0}{}",
-                        t2.describe,
-                        t2.objective,
-                        t2.loads.get(&t2.root).copied().unwrap_or(0.0),
-                        if t2.feasible { "" } else { " (infeasible)" }
-                    );
-                }
-            }
-            if !sol.best.feasible {
-                eprintln!("warning: no tree respects every capacity; this one minimizes the total overload");
-            }
-            Ok(())
-        }
-        TreeCommand::Evaluate(a) => {
-            let w = read_workload(&a.workload)?;
-            let spec = read_tree(&a.tree)?;
-            let e = optimizer::evaluate(&w, &spec)?;
-            if a.json {
-                println!("{}", serde_json::to_string(&e)?);
-            } else {
-                print_evaluation(&e);
-            }
-            Ok(())
-        }
-        TreeCommand::Check(a) => {
-            let spec = read_tree(&a.tree)?;
-            let t = Tree::from_spec(&spec).map_err(|e| anyhow!("{}: {e}", a.tree.display()))?;
-            println!("ok: {}", t.describe());
-            for g in t.groups() {
-                let reach: Vec<&str> = t.reach(g).iter().map(|x| t.name(*x)).collect();
-                println!(
-                    "  {:<6} {:<9} height {}  reach {{{}}}",
-                    t.name(g),
-                    if t.is_target(g) {
-                        "target"
-                    } else {
-                        "auxiliary"
-                    },
-                    t.height(g),
-                    reach.join(", ")
-                );
-            }
-            Ok(())
-        }
-    }
-}
 
 // ---------------------------------------------------------------- sim byzcast
 
@@ -527,144 +359,23 @@ fn cdf(label: &str, mut lat: Vec<u64>) -> Cdf {
     }
 }
 
-fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow!("plotting: {e:?}")
-}
-
-const COLORS: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-];
-
-/// Axes and labels of a line chart.
-pub(crate) struct Axes<'a> {
-    pub(crate) title: &'a str,
-    pub(crate) x_desc: &'a str,
-    pub(crate) y_desc: &'a str,
-    pub(crate) x_range: std::ops::Range<f64>,
-    pub(crate) y_range: std::ops::Range<f64>,
-    pub(crate) markers: bool,
-}
-
-pub(crate) fn line_chart(
-    path: &Path,
-    axes: Axes<'_>,
-    series: &[(String, Vec<(f64, f64)>)],
-) -> Result<()> {
-    let Axes {
-        title,
-        x_desc,
-        y_desc,
-        x_range,
-        y_range,
-        markers,
-    } = axes;
-    let root = SVGBackend::new(path, (860, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(18)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x_range, y_range)
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .y_desc(y_desc)
-        .draw()
-        .map_err(plot_err)?;
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        if markers {
-            chart
-                .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
-                .map_err(plot_err)?;
-        }
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
-}
-
+/// The WAN figure: median bars with a p95 whisker, ByzCast in the first colour.
 fn wan_chart(path: &Path, bars: &[WanBar]) -> Result<()> {
-    let root = SVGBackend::new(path, (860, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let top = bars.iter().map(|b| b.p95_ms).fold(0.0, f64::max) * 1.15 + 1.0;
-    let labels: Vec<String> = bars
+    let bars: Vec<Bar> = bars
         .iter()
-        .map(|b| format!("{} {}", b.protocol, b.kind))
+        .map(|b| Bar {
+            label: format!("{} {}", b.protocol, b.kind),
+            value: b.p50_ms,
+            whisker: b.p95_ms,
+            color: usize::from(b.protocol != "byzcast"),
+        })
         .collect();
-    let n = bars.len() as f64;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "ByzCast vs baseline on ec2-byzcast: median, whisker = p95",
-            ("sans-serif", 20),
-        )
-        .margin(18)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(-0.5..n - 0.5, 0.0..top)
-        .map_err(plot_err)?;
-    let fmt = |x: &f64| {
-        let i = x.round();
-        if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
-            labels[i as usize].clone()
-        } else {
-            String::new()
-        }
-    };
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(bars.len())
-        .x_label_formatter(&fmt)
-        .y_desc("latency (ms, virtual)")
-        .draw()
-        .map_err(plot_err)?;
-    for (i, b) in bars.iter().enumerate() {
-        let x = i as f64;
-        let color = if b.protocol == "byzcast" {
-            COLORS[0]
-        } else {
-            COLORS[1]
-        };
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x - 0.3, 0.0), (x + 0.3, b.p50_ms)],
-                color.filled(),
-            )))
-            .map_err(plot_err)?;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x, b.p50_ms), (x, b.p95_ms)],
-                BLACK.stroke_width(2),
-            )))
-            .map_err(plot_err)?;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x - 0.1, b.p95_ms), (x + 0.1, b.p95_ms)],
-                BLACK.stroke_width(2),
-            )))
-            .map_err(plot_err)?;
-    }
-    root.present().map_err(plot_err)?;
-    Ok(())
+    bar_chart(
+        path,
+        "ByzCast vs baseline on ec2-byzcast: median, whisker = p95",
+        "latency (ms, virtual)",
+        &bars,
+    )
 }
 
 pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {

@@ -1,0 +1,213 @@
+//! The local launcher: a generated deployment on loopback, one `byzscale node`
+//! process per replica (free ports, a directory for the files and logs,
+//! waiting until every node listens, killing them when done unless kept).
+
+use crate::generate::{generate, Ports};
+use crate::node_file::{NodeFile, NodeProtocol};
+use anyhow::{bail, Context, Result};
+use byzscale_core::config::Deployment;
+use rand::Rng;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A local deployment of node processes. The processes are killed when it is
+/// dropped, unless it was started to be kept.
+pub struct Local {
+    children: Vec<Option<Child>>,
+    keep: bool,
+    pub dep: Deployment,
+    pub ports: Ports,
+    pub dir: PathBuf,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What [`Local::start`] starts.
+pub struct LocalSpec<'a> {
+    /// `(n, f)` per group; node ids and ports are numbered across groups.
+    pub groups: &'a [(usize, usize)],
+    pub protocol: NodeProtocol,
+    /// Where the files go (default: a temporary directory).
+    pub dir: Option<PathBuf>,
+    /// Leave the processes running when the [`Local`] is dropped.
+    pub keep: bool,
+}
+
+impl Local {
+    /// Generate a deployment, with `patch` applied to every node file, start
+    /// one `node` process of the running binary (`byzscale`) per replica, and
+    /// wait until they listen.
+    pub async fn start(spec: LocalSpec<'_>, patch: impl Fn(&mut NodeFile)) -> Result<Local> {
+        let total: usize = spec.groups.iter().map(|g| g.0).sum();
+        if total == 0 {
+            bail!("a cluster needs at least one replica");
+        }
+        let dir = match spec.dir {
+            Some(d) => d,
+            None => std::env::temp_dir().join(format!("byzscale-cluster-{}", std::process::id())),
+        };
+        let ports = Ports {
+            hosts: vec!["127.0.0.1".into()],
+            base: free_base_port(total)?,
+        };
+        let dep = generate(&dir, spec.groups, &ports, spec.protocol, patch)?;
+        let exe = std::env::current_exe().context("locating the byzscale binary")?;
+        // kept alive only once every node listens: a failed start cleans up
+        let mut local = Local {
+            children: Vec::new(),
+            keep: false,
+            dep,
+            ports,
+            dir,
+        };
+        for i in 0..total {
+            let child = spawn_node(&exe, &local.dir, i)?;
+            local.children.push(Some(child));
+        }
+        local.wait_for(Ports::replica).await?;
+        local.keep = spec.keep;
+        Ok(local)
+    }
+
+    /// Wait until every node listens on the address `addr` gives for it.
+    pub async fn wait_for(&self, addr: impl Fn(&Ports, usize) -> String) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for i in 0..self.len() {
+            wait_listening(&addr(&self.ports, i), deadline)
+                .await
+                .with_context(|| {
+                    format!(
+                        "node {i} did not start; see {}",
+                        self.dir.join(format!("node-{i}.log")).display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// How many node processes the deployment has.
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
+    }
+
+    /// Whether node `i`'s process is still ours (not killed).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.children.get(i).is_some_and(Option::is_some)
+    }
+
+    /// SIGKILL node `i`'s process.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children.get_mut(i).and_then(Option::take) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The endpoints of a cluster left running: `extra` (an object of the
+    /// protocol's addresses) plus every node's metrics URL, the deployment
+    /// file, the process ids and the command that stops them.
+    pub fn endpoints(&self, extra: serde_json::Value) -> serde_json::Value {
+        let pids: Vec<u32> = self.children.iter().flatten().map(|c| c.id()).collect();
+        let n = self.len();
+        let mut v = serde_json::json!({
+            "metrics": (0..n).map(|i| format!("http://{}/metrics", self.ports.metrics(i))).collect::<Vec<_>>(),
+            "deployment": self.dir.join("deployment.toml").display().to_string(),
+            "stop": format!("kill {}", pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
+            "pids": pids,
+        });
+        if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        v
+    }
+}
+
+fn spawn_node(exe: &Path, dir: &Path, i: usize) -> Result<Child> {
+    let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
+    Command::new(exe)
+        .arg("node")
+        .arg("--config")
+        .arg(dir.join(format!("node-{i}.toml")))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting replica {i}"))
+}
+
+/// A base port whose four blocks of `n` ports (replicas, metrics, Redis, HTTP)
+/// are free now. Bases are drawn below Linux's ephemeral range (32768 and up by
+/// default), where outgoing connections take their local ports: a port free
+/// when checked there could be taken by a client's connection before the node
+/// binds it.
+fn free_base_port(n: usize) -> Result<u16> {
+    if n > 100 {
+        bail!("at most 100 processes per local cluster ({n} asked)");
+    }
+    let mut rng = rand::thread_rng();
+    'outer: for _ in 0..200 {
+        let base: u16 = rng.gen_range(10_000..32_000);
+        for off in [0usize, 100, 200, 300] {
+            for i in 0..n {
+                if std::net::TcpListener::bind(("127.0.0.1", base + (off + i) as u16)).is_err() {
+                    continue 'outer;
+                }
+            }
+        }
+        return Ok(base);
+    }
+    bail!("could not find free ports on 127.0.0.1")
+}
+
+/// Wait until something accepts connections on `addr`, or fail at `deadline`.
+pub async fn wait_listening(addr: &str, deadline: Instant) -> Result<()> {
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{addr} did not come up in time");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of the unlabelled metric `name` served at `addr` (`host:port`).
+pub async fn scrape_metric(addr: &str, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut body))
+        .await
+        .ok()?
+        .ok()?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+}

@@ -1,0 +1,362 @@
+//! The load generator every protocol's workload runs on: closed loop (each
+//! worker waits for its answer before its next operation) or open loop (a
+//! scheduler at a fixed rate, latency measured from the intended send time so
+//! queueing is not hidden), HDR histograms of latency in µs per latency class,
+//! completions per second, an optional progress bar.
+//!
+//! A workload is a closure `op(worker, rng) -> (class, future)`: it draws what
+//! it needs from the worker's seeded RNG and returns the latency class of the
+//! operation (0 if the workload has one) and the call, which resolves to `Ok`
+//! when the operation succeeded.
+
+use anyhow::{anyhow, Result};
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What load to offer.
+#[derive(Clone, Debug)]
+pub struct LoadSpec {
+    /// Closed-loop workers (open loop: the in-flight cap is 64× this).
+    pub clients: usize,
+    /// Seconds of load.
+    pub duration: f64,
+    /// Open loop at this many requests per second (None: closed loop).
+    pub open_rate: Option<f64>,
+}
+
+/// A latency histogram in µs, 1 µs to 60 s.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// What a load run measured.
+pub struct LoadResult {
+    /// Latencies per class.
+    pub classes: Vec<Histogram<u64>>,
+    /// Latencies of every class together.
+    pub hist: Histogram<u64>,
+    pub committed: u64,
+    pub errors: u64,
+    /// Completions after [`Load::mark_crash`].
+    pub after_crash: u64,
+    pub first_error: Option<String>,
+    /// Completions in each second of the run.
+    pub per_second: Vec<u64>,
+    /// Seconds of load (at most the spec's duration).
+    pub elapsed: f64,
+}
+
+impl LoadResult {
+    /// The result of no load at all.
+    pub fn empty() -> Self {
+        LoadResult {
+            classes: Vec::new(),
+            hist: histogram(),
+            committed: 0,
+            errors: 0,
+            after_crash: 0,
+            first_error: None,
+            per_second: Vec::new(),
+            elapsed: 0.0,
+        }
+    }
+
+    /// The latencies of class `c` (empty if it saw none).
+    pub fn class(&self, c: usize) -> Histogram<u64> {
+        self.classes.get(c).cloned().unwrap_or_else(histogram)
+    }
+
+    /// Completions of class `c`.
+    pub fn committed_in(&self, c: usize) -> u64 {
+        self.classes.get(c).map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// Completions per second of load.
+    pub fn throughput(&self, n: u64) -> f64 {
+        if self.elapsed > 0.0 {
+            n as f64 / self.elapsed
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The quantile `q` of `h` in ms (0 if `h` is empty).
+pub fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// Histograms per class, grown on demand.
+#[derive(Default)]
+struct Classes(Vec<Histogram<u64>>);
+
+impl Classes {
+    fn record(&mut self, class: usize, us: u64) {
+        while self.0.len() <= class {
+            self.0.push(histogram());
+        }
+        let _ = self.0[class].record(us);
+    }
+    fn add(&mut self, other: &Classes) {
+        for (c, h) in other.0.iter().enumerate() {
+            while self.0.len() <= c {
+                self.0.push(histogram());
+            }
+            self.0[c].add(h).expect("same bounds");
+        }
+    }
+}
+
+/// Counts shared by every worker.
+struct Counters {
+    started: Instant,
+    stop_at: Instant,
+    committed: AtomicU64,
+    errors: AtomicU64,
+    after_crash: AtomicU64,
+    crashed: AtomicBool,
+    first_error: Mutex<Option<String>>,
+    series: Mutex<Vec<u64>>,
+}
+
+impl Counters {
+    /// Run one operation; returns its latency in µs if it succeeded, measured
+    /// from `scheduled`.
+    async fn one<Fut>(&self, call: Fut, scheduled: Instant) -> Option<u64>
+    where
+        Fut: Future<Output = Result<()>>,
+    {
+        let left = self.stop_at.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
+        let r = match tokio::time::timeout(left, call).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!("no answer within {} s", left.as_secs())),
+        };
+        match r {
+            Ok(()) => {
+                let latency = scheduled.elapsed().as_micros().max(1) as u64;
+                self.committed.fetch_add(1, Ordering::Relaxed);
+                if self.crashed.load(Ordering::Relaxed) {
+                    self.after_crash.fetch_add(1, Ordering::Relaxed);
+                }
+                let sec = self.started.elapsed().as_secs() as usize;
+                let mut s = self.series.lock().expect("series lock");
+                if s.len() <= sec {
+                    s.resize(sec + 1, 0);
+                }
+                s[sec] += 1;
+                Some(latency)
+            }
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.first_error
+                    .lock()
+                    .expect("error lock")
+                    .get_or_insert_with(|| e.to_string());
+                // do not spin on a persistent error
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                None
+            }
+        }
+    }
+}
+
+/// A running load generator.
+pub struct Load {
+    pub started: Instant,
+    pub stop_at: Instant,
+    duration: f64,
+    counters: Arc<Counters>,
+    hists: Arc<Mutex<Classes>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Start offering `spec`'s load of `op` (on the current tokio runtime).
+    pub fn start<F, Fut>(spec: &LoadSpec, op: F) -> Load
+    where
+        F: Fn(usize, &mut StdRng) -> (usize, Fut) + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let started = Instant::now();
+        let stop_at = started + Duration::from_secs_f64(spec.duration);
+        let counters = Arc::new(Counters {
+            started,
+            stop_at,
+            committed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            after_crash: AtomicU64::new(0),
+            crashed: AtomicBool::new(false),
+            first_error: Mutex::new(None),
+            series: Mutex::new(Vec::new()),
+        });
+        let hists: Arc<Mutex<Classes>> = Arc::default();
+        let op = Arc::new(op);
+        let tasks = match spec.open_rate {
+            None => (0..spec.clients)
+                .map(|w| tokio::spawn(closed_loop(w, op.clone(), counters.clone(), hists.clone())))
+                .collect(),
+            Some(rate) => {
+                let limit = spec.clients.max(1) * 64;
+                let t = open_loop(rate, limit, op, counters.clone(), hists.clone());
+                vec![tokio::spawn(t)]
+            }
+        };
+        Load {
+            started,
+            stop_at,
+            duration: spec.duration,
+            counters,
+            hists,
+            tasks,
+        }
+    }
+
+    /// [`Load::start`], then wait for the end (with a progress bar if `show`)
+    /// and collect the results.
+    pub async fn run<F, Fut>(spec: &LoadSpec, show: bool, op: F) -> LoadResult
+    where
+        F: Fn(usize, &mut StdRng) -> (usize, Fut) + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        let load = Load::start(spec, op);
+        let bar = load.progress(show, |_| {}).await;
+        let r = load.finish().await;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        r
+    }
+
+    /// Count completions from now on as "after the crash".
+    pub fn mark_crash(&self) {
+        self.counters.crashed.store(true, Ordering::Relaxed);
+    }
+
+    /// Wait until the load stops, waking every 100 ms to call `each_tick` and,
+    /// if `show`, to move a progress bar (in tenths of seconds) showing the
+    /// operations completed and their rate. Returns the bar, for the caller
+    /// to clear once it has collected its results.
+    pub async fn progress(
+        &self,
+        show: bool,
+        mut each_tick: impl FnMut(Option<&indicatif::ProgressBar>),
+    ) -> Option<indicatif::ProgressBar> {
+        let bar = show.then(|| {
+            let b = indicatif::ProgressBar::new((self.duration * 10.0) as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{bar:30}] {elapsed_precise} {msg}",
+                )
+                .expect("valid template"),
+            );
+            b
+        });
+        while Instant::now() < self.stop_at {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            each_tick(bar.as_ref());
+            if let Some(b) = &bar {
+                let el = self.started.elapsed().as_secs_f64();
+                let done = self.counters.committed.load(Ordering::Relaxed);
+                b.set_position((el * 10.0) as u64);
+                b.set_message(format!(
+                    "{done} ops, {:.0} ops/s",
+                    done as f64 / el.max(1e-3)
+                ));
+            }
+        }
+        bar
+    }
+
+    /// Wait for every worker to end and collect what they measured.
+    pub async fn finish(self) -> LoadResult {
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "a load task failed");
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let classes = std::mem::take(&mut self.hists.lock().expect("histogram lock").0);
+        let mut hist = histogram();
+        for h in &classes {
+            hist.add(h).expect("same bounds");
+        }
+        let c = &self.counters;
+        LoadResult {
+            classes,
+            hist,
+            committed: c.committed.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            after_crash: c.after_crash.load(Ordering::Relaxed),
+            first_error: c.first_error.lock().expect("error lock").clone(),
+            per_second: c.series.lock().expect("series lock").clone(),
+            elapsed: self.duration.min(self.started.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+/// Worker `w` of a closed loop, with its own RNG and histograms (merged once
+/// at the end).
+async fn closed_loop<F, Fut>(w: usize, op: Arc<F>, c: Arc<Counters>, hists: Arc<Mutex<Classes>>)
+where
+    F: Fn(usize, &mut StdRng) -> (usize, Fut),
+    Fut: Future<Output = Result<()>>,
+{
+    let mut rng = StdRng::seed_from_u64(w as u64);
+    let mut local = Classes::default();
+    while Instant::now() < c.stop_at {
+        let (class, call) = op(w, &mut rng);
+        if let Some(us) = c.one(call, Instant::now()).await {
+            local.record(class, us);
+        }
+    }
+    hists.lock().expect("histogram lock").add(&local);
+}
+
+/// The scheduler of an open loop: request n at `n / rate` seconds, each its
+/// own task with an RNG seeded by n, at most `limit` in flight.
+async fn open_loop<F, Fut>(
+    rate: f64,
+    limit: usize,
+    op: Arc<F>,
+    c: Arc<Counters>,
+    hists: Arc<Mutex<Classes>>,
+) where
+    F: Fn(usize, &mut StdRng) -> (usize, Fut) + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let limit = Arc::new(tokio::sync::Semaphore::new(limit));
+    let gap = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+    let mut next = Instant::now();
+    let mut n = 0usize;
+    let mut inflight = Vec::new();
+    while next < c.stop_at {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let (class, call) = op(n, &mut StdRng::seed_from_u64(n as u64));
+        let (c, hists, scheduled) = (c.clone(), hists.clone(), next);
+        inflight.push(tokio::spawn(async move {
+            // one record under the lock: a histogram per request (tens of KB,
+            // merged bucket by bucket) made the generator itself the bottleneck
+            if let Some(us) = c.one(call, scheduled).await {
+                hists.lock().expect("histogram lock").record(class, us);
+            }
+            drop(permit);
+        }));
+        n += 1;
+        next += gap;
+    }
+    for t in inflight {
+        let _ = t.await;
+    }
+}

@@ -1,0 +1,223 @@
+//! Node files: the per-node TOML that `byzscale node` reads, with its
+//! per-protocol sections, and loading it (paths resolved against the file's
+//! directory, the deployment and the key read and checked).
+//!
+//! ```toml
+//! # node-0.toml (paths are relative to this file)
+//! deployment = "deployment.toml"
+//! node = 0
+//! key = "node-0.key"
+//! data_dir = "data/node-0"
+//! service = "kv"  # SMR nodes: "kv" (default) or "bank"
+//! [smr]            # optional overrides of byzscale_smr::Params
+//! batch_max_requests = 400
+//! [at2]            # AT2 nodes (protocol = "at2"); every node of a deployment
+//! initial_balance = 1000000000   # must use the same genesis settings
+//! ```
+//!
+//! A ByzCast node file also has `protocol = "byzcast"` and a `[byzcast]`
+//! section naming the overlay tree file (`tree = "tree.toml"`, written by the
+//! generator next to `deployment.toml`, see [`ByzcastSection::write_two_level`]).
+
+use anyhow::{bail, Context, Result};
+use byzscale_byzcast::Tree;
+use byzscale_core::config::Deployment;
+use byzscale_core::crypto::Identity;
+use byzscale_core::NodeId;
+use byzscale_smr::Params;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// What this node runs (default: an SMR replica of the KV store).
+    #[serde(default)]
+    pub protocol: NodeProtocol,
+    pub deployment: PathBuf,
+    pub node: u32,
+    pub key: PathBuf,
+    pub data_dir: PathBuf,
+    /// Group commit: at most one durable (fsync'd) write per this many ms.
+    #[serde(default = "default_persist_interval_ms")]
+    pub persist_interval_ms: u64,
+    #[serde(default)]
+    pub smr: Params,
+    /// ByzCast nodes: the overlay tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byzcast: Option<ByzcastSection>,
+    /// The replicated service of an SMR node.
+    #[serde(default, skip_serializing_if = "SmrService::is_kv")]
+    pub service: SmrService,
+    /// Settings of an AT2 node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at2: Option<At2Settings>,
+}
+
+pub(crate) fn default_persist_interval_ms() -> u64 {
+    10
+}
+
+/// The protocol a node file starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeProtocol {
+    #[default]
+    Smr,
+    Byzcast,
+    At2,
+}
+
+/// What an SMR node replicates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmrService {
+    /// The KV store (Redis semantics), with the Redis gateway.
+    #[default]
+    Kv,
+    /// The bank of `byzscale_apps::bank` (no gateway, no persistence; for
+    /// comparing with AT2).
+    Bank,
+}
+
+impl SmrService {
+    fn is_kv(&self) -> bool {
+        *self == SmrService::Kv
+    }
+}
+
+/// The tree file the generator writes next to `deployment.toml`.
+pub const TREE_FILE: &str = "tree.toml";
+
+/// The `[byzcast]` section of a node file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByzcastSection {
+    /// The overlay tree (TOML, see `byzscale_byzcast::TreeSpec::from_toml`),
+    /// relative to the node file. Its targets, then its auxiliary groups, are
+    /// the deployment's groups 0, 1, ... in order.
+    pub tree: PathBuf,
+}
+
+impl ByzcastSection {
+    /// Write the two-level tree of the paper's evaluation for a deployment of
+    /// `groups` groups into `out`: targets g1..g(groups-1) under the auxiliary
+    /// root h1 (the last group); a single group is a single target without a
+    /// root.
+    pub fn write_two_level(out: &Path, groups: usize) -> Result<ByzcastSection> {
+        let targets = if groups > 1 { groups - 1 } else { 1 };
+        let tree = Tree::two_level(targets);
+        debug_assert_eq!(tree.len(), groups.max(1));
+        let text = format!(
+            "# ByzCast overlay tree: the targets, then the auxiliary groups, are the\n\
+             # deployment's groups 0, 1, ... in this order ({}).\n{}",
+            tree.describe(),
+            toml::to_string_pretty(&tree.to_spec())?
+        );
+        let path = out.join(TREE_FILE);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(ByzcastSection {
+            tree: TREE_FILE.into(),
+        })
+    }
+}
+
+/// `[at2]` of an AT2 node file. The genesis (accounts, owners, balances)
+/// follows from the deployment and these settings, so every node of a
+/// deployment must use the same `initial_balance` and `accounts_per_node`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct At2Settings {
+    /// Initial balance of every account.
+    pub initial_balance: u64,
+    /// Accounts each node owns: node i (in deployment order, of N) owns
+    /// accounts i, i+N, i+2N, …
+    pub accounts_per_node: u32,
+    /// Transfers per broadcast (1: no batching).
+    pub max_batch: usize,
+    /// Transfer requests queued at an owner while its broadcast is
+    /// outstanding; more are refused as busy.
+    pub queue_limit: usize,
+    /// Bracha retransmission period in milliseconds (0: none; links are then
+    /// assumed reliable, which TCP with drop-oldest queues is not).
+    pub retransmit_ms: u64,
+    /// Outgoing frames queued per peer before the oldest is dropped (the
+    /// transport's default is 8192; small values exercise retransmission).
+    pub peer_queue_frames: usize,
+}
+
+impl Default for At2Settings {
+    fn default() -> Self {
+        At2Settings {
+            initial_balance: 1_000_000_000,
+            accounts_per_node: 1,
+            max_batch: 256,
+            queue_limit: 4096,
+            retransmit_ms: 200,
+            peer_queue_frames: 8192,
+        }
+    }
+}
+
+/// A node file with its paths resolved against the file's directory.
+pub struct LoadedNode {
+    pub file: NodeFile,
+    pub deployment: Deployment,
+    pub identity: Identity,
+}
+
+impl LoadedNode {
+    /// This node's id.
+    pub fn me(&self) -> NodeId {
+        NodeId(self.file.node)
+    }
+}
+
+impl NodeFile {
+    pub fn load(path: &Path) -> Result<LoadedNode> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading node config {}", path.display()))?;
+        let mut file: NodeFile = toml::from_str(&text)
+            .with_context(|| format!("parsing node config {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let tree = file.byzcast.as_mut().map(|b| &mut b.tree);
+        for p in [&mut file.deployment, &mut file.key, &mut file.data_dir]
+            .into_iter()
+            .chain(tree)
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        let deployment = load_deployment(&file.deployment)?;
+        if deployment.replica(NodeId(file.node)).is_none() {
+            bail!(
+                "node {} is not a replica of {}",
+                file.node,
+                file.deployment.display()
+            );
+        }
+        let identity = byzscale_net::read_identity(&file.key)
+            .with_context(|| format!("reading key file {}", file.key.display()))?;
+        Ok(LoadedNode {
+            file,
+            deployment,
+            identity,
+        })
+    }
+}
+
+pub fn load_deployment(path: &Path) -> Result<Deployment> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading deployment {}", path.display()))?;
+    Deployment::from_toml(&text).with_context(|| format!("invalid deployment {}", path.display()))
+}
+
+/// The deployment `config` names: a deployment file, or a node file (whose
+/// deployment it is).
+pub fn deployment_of(config: &Path) -> Result<Deployment> {
+    match load_deployment(config) {
+        Ok(d) => Ok(d),
+        Err(_) => Ok(NodeFile::load(config)?.deployment),
+    }
+}

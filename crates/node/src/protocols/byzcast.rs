@@ -1,0 +1,660 @@
+//! ByzCast as real processes over TCP: `byzscale node` for a ByzCast node
+//! file, the sharded KV store behind the Redis gateway, the
+//! [`ByzcastClient`] library (also `byzscale client` for a ByzCast
+//! deployment), and `byzscale cluster --protocol byzcast` (a local deployment
+//! and a closed-loop workload with local and global messages).
+//!
+//! # Paper mapping (Coelho et al., DSN 2018; digest §1)
+//!
+//! | paper | here |
+//! |---|---|
+//! | target groups Γ and auxiliary groups Λ, each 3f+1 replicas (4 in the evaluation) | deployment groups `0..G` are the targets g1..gG, group `G` the auxiliary root h1 ([`ByzcastSection::write_two_level`](crate::ByzcastSection::write_two_level)) |
+//! | the overlay tree (two-level: 2–8 targets under one auxiliary group, §1.8) | `tree.toml` next to `deployment.toml` (a [`TreeSpec`]), named by the node file's `[byzcast] tree`; any valid tree file works, targets listed in deployment-group order |
+//! | FIFO BFT atomic broadcast per group; parent replicas are clients of the child group | [`byzcast::Replica`]: an SMR replica of its group plus SMR clients of its children as `ClientId::for_replica(me)`, over the node-to-node TCP links (wire kind `WireKind::Byzcast`) |
+//! | `multicast(m, dst)` at lca(dst); local messages are genuine | [`ByzcastClient`] (a [`byzcast::Client`] on the tokio runtime): single-key commands go to the key's group only, multi-key commands spanning shards travel as one message through the lca |
+//! | the replicated service (a KV store sharded over the targets, §IV) | [`byzscale_byzcast::kv`]: BLAKE3 of the key modulo the number of targets; each destination executes its part, the client merges the parts |
+//! | evaluation: LAN, 4 replicas per group, 10% global messages, local messages not delayed (Fig. 7) | `cluster` (and the CLI's `bench-byzcast`) on loopback, everything on one 2-core machine |
+//!
+//! # Keys: how the parent's client identity is authenticated
+//!
+//! A parent replica j submits its forwards to the child group as the SMR
+//! client `ClientId::for_replica(j)`, with MAC authenticators keyed for that
+//! address, but over its authenticated node-to-node links. The child therefore
+//! needs j's key under the client address too: the node adds every parent
+//! replica's deployment key as a *transport peer without a socket* under
+//! `Addr::Client(ClientId::for_replica(j))`. The runtime hands transport peers
+//! to the protocol's `Crypto`, and the transport rejects any client handshake
+//! under that address with another key ("impostor"), so an outside client
+//! cannot squat the identity. The replica's own client-identity `Crypto` is
+//! built from the same deployment keys (the child groups' replicas). No change
+//! to `byzscale-net` was needed.
+//!
+//! # Deviations and limitations
+//!
+//! - **No durability**: a ByzCast node keeps its state in memory. A restarted
+//!   replica rejoins empty and catches up by the SMR state transfer (which
+//!   carries the whole ByzCast state, see [`byzscale_byzcast::machine`]); a
+//!   whole-group restart loses that group's data.
+//! - Reads (GET, MGET, EXISTS) are ordered like writes: the ByzCast client has
+//!   no unordered read path, so the gateway is started without
+//!   `unordered_reads`.
+//! - The Redis gateway of every node is a ByzCast client of the whole tree; a
+//!   command is answered by the groups that own its keys, whichever node the
+//!   gateway runs on.
+
+use crate::calls::Calls;
+use crate::cluster::{ClusterOutcome, ClusterSpec};
+use crate::daemon::{serve_outputs, Gateway, KvClient};
+use crate::generate::{local_params, Ports};
+use crate::launcher::{Local, LocalSpec};
+use crate::load::{ms, Load, LoadResult, LoadSpec};
+use crate::node_file::{load_deployment, LoadedNode, NodeFile, NodeProtocol, TREE_FILE};
+use crate::protocols::smr::{group_info, ReplicaMetrics};
+use anyhow::{anyhow, bail, Context, Result};
+use byzscale_apps::kv::{KvOp, KvReply};
+use byzscale_byzcast::{self as byzcast, kv, Mode, Results, Topology, Tree, TreeSpec};
+use byzscale_core::config::Deployment;
+use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
+use byzscale_gateway::BoxFuture;
+use byzscale_net::{NodeConfig, PeerConfig, Runtime};
+use byzscale_smr::Params;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::info;
+
+/// The topology of a deployment: its groups arranged by the tree file.
+pub fn load_topology(dep: &Deployment, tree_path: &Path) -> Result<Arc<Topology>> {
+    let text = std::fs::read_to_string(tree_path)
+        .with_context(|| format!("reading tree file {}", tree_path.display()))?;
+    let spec = TreeSpec::from_toml(&text)
+        .map_err(|e| anyhow!("parsing tree file {}: {e}", tree_path.display()))?;
+    let tree =
+        Tree::from_spec(&spec).map_err(|e| anyhow!("tree file {}: {e}", tree_path.display()))?;
+    if dep.groups.len() != tree.len() {
+        bail!(
+            "tree file {} has {} groups ({}) but the deployment has {}",
+            tree_path.display(),
+            tree.len(),
+            tree.describe(),
+            dep.groups.len()
+        );
+    }
+    let groups = (0..tree.len())
+        .map(|i| group_info(dep, GroupId(i as u32)))
+        .collect::<Result<Vec<_>>>()?;
+    let topo = Topology::new(tree, groups, Mode::Byzcast)
+        .map_err(|e| anyhow!("deployment and tree file {}: {e}", tree_path.display()))?;
+    Ok(Arc::new(topo))
+}
+
+fn node_key(dep: &Deployment, n: NodeId) -> Result<byzscale_core::crypto::PublicIdentity> {
+    let (_, rc) = dep
+        .replica(n)
+        .ok_or_else(|| anyhow!("replica {n} is not in the deployment"))?;
+    Ok(rc.public_identity()?)
+}
+
+/// This replica's identity as the client of its child groups.
+fn child_client_crypto(
+    dep: &Deployment,
+    topo: &Topology,
+    me: NodeId,
+    identity: &Identity,
+) -> Result<Crypto> {
+    let g = topo
+        .group_of(me)
+        .ok_or_else(|| anyhow!("node {me} is in no group of the tree"))?;
+    let mut c = Crypto::new(
+        Addr::Client(ClientId::for_replica(me)),
+        identity.clone(),
+        CryptoMode::Real,
+    );
+    for ch in topo.tree().children(g) {
+        for m in &topo.group(*ch).expect("child group exists").members {
+            c.add_peer(Addr::Node(*m), node_key(dep, *m)?)
+                .map_err(|e| anyhow!("key of replica {m}: {e}"))?;
+        }
+    }
+    Ok(c)
+}
+
+// ---------------------------------------------------------------- node
+
+/// The a-delivery metrics of a ByzCast replica.
+struct DeliveryMetrics {
+    local: byzscale_net::Counter,
+    global: byzscale_net::Counter,
+    index: byzscale_net::Gauge,
+}
+
+impl DeliveryMetrics {
+    fn register(reg: &byzscale_net::Registry, group: GroupId) -> Self {
+        let delivered = |kind| {
+            reg.counter_with(
+                "byzscale_bc_delivered_total",
+                "Messages a-delivered by this replica",
+                &[("kind", kind)],
+            )
+        };
+        reg.gauge(
+            "byzscale_bc_group",
+            "Group id of this replica (targets first)",
+        )
+        .set(group.0 as i64);
+        DeliveryMetrics {
+            local: delivered("local"),
+            global: delivered("global"),
+            index: reg.gauge(
+                "byzscale_bc_delivered_index",
+                "Index of the last a-delivery (or state-transfer skip) at this group",
+            ),
+        }
+    }
+}
+
+/// The replica of node `me` and its runtime configuration (the parent's
+/// replicas submit to this group as `for_replica` clients).
+fn replica(n: &LoadedNode, topo: &Arc<Topology>) -> Result<(byzcast::Replica, NodeConfig)> {
+    let (me, dep) = (n.me(), &n.deployment);
+    let group = topo
+        .group_of(me)
+        .expect("every deployment node is in a group");
+    let crypto = child_client_crypto(dep, topo, me, &n.identity)?;
+    let replica = byzcast::Replica::new(me, topo.clone(), n.file.smr.clone(), crypto)
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut cfg = NodeConfig::replica(dep, me, n.identity.clone(), WireKind::Byzcast.byte())?;
+    if let Some(p) = topo.tree().parent(group) {
+        for pm in &topo.group(p).expect("parent group exists").members {
+            cfg.transport.peers.push(PeerConfig {
+                addr: Addr::Client(ClientId::for_replica(*pm)),
+                identity: node_key(dep, *pm)?,
+                socket: None,
+            });
+        }
+    }
+    Ok((replica, cfg))
+}
+
+/// `byzscale node` for a ByzCast node file.
+pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
+    let me = n.me();
+    let section = n.file.byzcast.as_ref().ok_or_else(|| {
+        anyhow!("a byzcast node file needs a [byzcast] section naming the tree file (tree = \"tree.toml\")")
+    })?;
+    let dep = &n.deployment;
+    let topo = load_topology(dep, &section.tree)?;
+    let (replica, cfg) = replica(&n, &topo)?;
+    let group = topo.group_of(me).expect("checked by replica()");
+    let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
+    let (rt, mut outputs) = Runtime::start(replica, cfg)
+        .await
+        .context("starting the ByzCast replica runtime")?;
+    let gname = topo.tree().name(group).to_string();
+    info!(node = %me, group = %gname, tree = %topo.tree().describe(), addr = %rc.addr,
+          metrics = ?rc.metrics_addr, "ByzCast replica running");
+    let reg = rt.registry().clone();
+    let delivered = DeliveryMetrics::register(&reg, group);
+    let smr = ReplicaMetrics::register(
+        me,
+        &reg,
+        "Requests (multicasts and forwarded copies) in decided slots",
+    );
+    // the Redis gateway: a ByzCast client of the whole tree
+    let gateway = match &rc.redis_addr {
+        Some(addr) => {
+            let connect = ByzcastClient::connect(dep, topo.clone(), n.file.smr.clone());
+            Some(Gateway::start(me, addr, Default::default(), &reg, connect).await?)
+        }
+        None => None,
+    };
+    serve_outputs(me, &mut outputs, |o| match o {
+        byzcast::replica::Output::Deliver { index, msg, .. } => {
+            if msg.is_global() {
+                delivered.global.inc();
+            } else {
+                delivered.local.inc();
+            }
+            delivered.index.set(index as i64);
+        }
+        byzcast::replica::Output::Skipped { to_index, .. } => {
+            delivered.index.set(to_index as i64);
+            info!(node = %me, to_index, "a-deliveries skipped by state transfer");
+        }
+        byzcast::replica::Output::Smr(o) => smr.observe(&o),
+    })
+    .await;
+    if let Some(g) = gateway {
+        g.stop().await;
+    }
+    let _ = rt.stop().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- client
+
+/// A client of a ByzCast tree over TCP: a [`byzcast::Client`] on the tokio
+/// runtime, shared by many callers, each awaiting its own multicast's
+/// results.
+pub struct ByzcastClient {
+    topo: Arc<Topology>,
+    calls: Calls<byzcast::Client, Result<Results, String>>,
+}
+
+impl ByzcastClient {
+    /// Connect a fresh client identity (random id, new key) to every group.
+    pub async fn connect(dep: &Deployment, topo: Arc<Topology>, params: Params) -> Result<Self> {
+        let t = topo.clone();
+        let calls = Calls::start(
+            dep,
+            WireKind::Byzcast,
+            true,
+            |id| byzcast::Client::new(id, t, params),
+            |o| match o {
+                byzcast::client::Output::Done { n, results, .. } => Some((n, results)),
+            },
+        )
+        .await?;
+        Ok(ByzcastClient { topo, calls })
+    }
+
+    /// `multicast(payload, dst)` and wait for the destinations' results.
+    pub async fn multicast(&self, dst: Vec<GroupId>, payload: Vec<u8>) -> Result<Results> {
+        let input = |_| byzcast::client::Input::Multicast { dst, payload };
+        self.calls
+            .call(input, None)
+            .await?
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    /// Run a KV command on the sharded store: to the groups owning its keys,
+    /// as one message (through their lca if there are several).
+    pub async fn kv(&self, op: &KvOp) -> Result<KvReply> {
+        let targets = self.topo.tree().target_count();
+        let dst = kv::groups_of(op, targets);
+        let results = self.multicast(dst, op.encode()).await?;
+        Ok(kv::merge(op, &results, targets))
+    }
+
+    /// Stop the client (calls still waiting fail).
+    pub async fn stop(&self) {
+        self.calls.stop().await;
+    }
+}
+
+impl KvClient for ByzcastClient {
+    fn exec(&self, op: KvOp, _read_only: bool) -> BoxFuture<'_, Result<KvReply, String>> {
+        Box::pin(async move { self.kv(&op).await.map_err(|e| e.to_string()) })
+    }
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(ByzcastClient::stop(self))
+    }
+}
+
+/// If `config` names a ByzCast deployment (a ByzCast node file, or a
+/// `deployment.toml` with a `tree.toml` beside it), its deployment and topology.
+pub fn client_topology(config: &Path) -> Result<Option<(Deployment, Arc<Topology>)>> {
+    if let Ok(dep) = load_deployment(config) {
+        let tree = config.parent().unwrap_or(Path::new(".")).join(TREE_FILE);
+        if !tree.exists() {
+            return Ok(None);
+        }
+        let topo = load_topology(&dep, &tree)?;
+        return Ok(Some((dep, topo)));
+    }
+    let Ok(n) = NodeFile::load(config) else {
+        return Ok(None);
+    };
+    if n.file.protocol != NodeProtocol::Byzcast {
+        return Ok(None);
+    }
+    let section = n
+        .file
+        .byzcast
+        .as_ref()
+        .ok_or_else(|| anyhow!("{} has no [byzcast] section", config.display()))?;
+    let topo = load_topology(&n.deployment, &section.tree)?;
+    Ok(Some((n.deployment, topo)))
+}
+
+/// `byzscale client` against a ByzCast deployment (every command is ordered).
+pub(crate) async fn client_command(
+    dep: &Deployment,
+    topo: Arc<Topology>,
+    words: &[String],
+) -> Result<String> {
+    let op = KvOp::from_args(words).map_err(|e| anyhow!(e))?;
+    let c = ByzcastClient::connect(dep, topo, Params::default()).await?;
+    let r = tokio::time::timeout(Duration::from_secs(15), c.kv(&op))
+        .await
+        .context("no reply from the groups within 15 s");
+    c.stop().await;
+    match r?? {
+        KvReply::Error(e) => bail!("{e}"),
+        reply => Ok(format!("{reply}\n")),
+    }
+}
+
+// ---------------------------------------------------------------- cluster
+
+/// What `byzscale cluster --protocol byzcast` reports.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ByzcastReport {
+    pub protocol: String,
+    pub groups: usize,
+    pub auxiliary: usize,
+    pub tree: String,
+    pub replicas: usize,
+    pub clients: usize,
+    pub duration_s: f64,
+    pub payload: usize,
+    pub global_ratio: f64,
+    pub throughput_ops: f64,
+    pub throughput_local: f64,
+    pub throughput_global: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub latency_local_p50_ms: f64,
+    pub latency_local_p99_ms: f64,
+    pub latency_global_p50_ms: f64,
+    pub latency_global_p99_ms: f64,
+    pub committed: u64,
+    pub committed_local: u64,
+    pub committed_global: u64,
+    pub errors: u64,
+    pub dir: String,
+}
+
+fn check(a: &ClusterSpec) -> Result<()> {
+    if a.groups == 0 {
+        bail!("--groups must be at least 1");
+    }
+    if a.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if a.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    if !(a.duration >= 0.0 && a.duration.is_finite()) {
+        bail!("--duration must be a non-negative number of seconds");
+    }
+    if !(0.0..=1.0).contains(&a.global_ratio) {
+        bail!("--global-ratio must be between 0 and 1");
+    }
+    if a.groups == 1 && a.global_ratio > 0.0 {
+        bail!(
+            "global messages need two target groups: use --groups 2 or more, or --global-ratio 0"
+        );
+    }
+    let groups = if a.groups > 1 { a.groups + 1 } else { 1 };
+    if groups * a.replicas > 100 {
+        bail!(
+            "{groups} groups of {} replicas make {} processes; a local cluster numbers its ports in blocks of 100 (at most 100 processes)",
+            a.replicas,
+            groups * a.replicas
+        );
+    }
+    if a.read_ratio != 0.0 {
+        bail!(
+            "--read-ratio is not supported with --protocol byzcast (reads are ordered like writes)"
+        );
+    }
+    if a.crash_leader_at.is_some() {
+        bail!("--crash-leader-at is not supported with --protocol byzcast");
+    }
+    Ok(())
+}
+
+/// `byzscale cluster --protocol byzcast`.
+pub(crate) async fn cluster(a: &ClusterSpec) -> Result<ClusterOutcome> {
+    check(a)?;
+    let f = (a.replicas - 1) / 3;
+    let ngroups = if a.groups > 1 { a.groups + 1 } else { 1 };
+    let spec = LocalSpec {
+        groups: &vec![(a.replicas, f); ngroups],
+        protocol: NodeProtocol::Byzcast,
+        dir: a.dir.clone(),
+        keep: a.keep,
+    };
+    let local = Local::start(spec, |_| {}).await?;
+    local.wait_for(Ports::redis).await?;
+    let topo = load_topology(&local.dep, &local.dir.join(TREE_FILE))?;
+    let r = if a.duration > 0.0 {
+        run_load(&local.dep, topo.clone(), a).await?
+    } else {
+        LoadResult::empty()
+    };
+    let report = report(a, &topo, &r, &local);
+    let endpoints = a.keep.then(|| {
+        let (p, total) = (&local.ports, local.len());
+        local.endpoints(serde_json::json!({
+            "redis": p.redis(1.min(total - 1)),
+            "replicas": (0..total).map(|i| p.replica(i)).collect::<Vec<_>>(),
+            "redis_all": (0..total).map(|i| p.redis(i)).collect::<Vec<_>>(),
+            "group_members": topo.groups().iter().map(|g| (topo.tree().name(g.id).to_string(), g.members.iter().map(|m| m.0).collect::<Vec<_>>())).collect::<BTreeMap<_, _>>(),
+            "tree_file": local.dir.join(TREE_FILE).display().to_string(),
+        }))
+    });
+    ClusterOutcome::new(&report, table(&report), endpoints, local)
+}
+
+fn report(a: &ClusterSpec, topo: &Topology, r: &LoadResult, local: &Local) -> ByzcastReport {
+    let (lh, gh) = (r.class(LOCAL), r.class(GLOBAL));
+    let (cl, cg) = (r.committed_in(LOCAL), r.committed_in(GLOBAL));
+    ByzcastReport {
+        protocol: "byzcast".into(),
+        groups: topo.tree().target_count(),
+        auxiliary: topo.tree().len() - topo.tree().target_count(),
+        tree: topo.tree().describe(),
+        replicas: a.replicas,
+        clients: a.clients,
+        duration_s: a.duration,
+        payload: a.payload,
+        global_ratio: a.global_ratio,
+        throughput_ops: r.throughput(cl + cg),
+        throughput_local: r.throughput(cl),
+        throughput_global: r.throughput(cg),
+        p50_ms: ms(&r.hist, 0.5),
+        p99_ms: ms(&r.hist, 0.99),
+        latency_local_p50_ms: ms(&lh, 0.5),
+        latency_local_p99_ms: ms(&lh, 0.99),
+        latency_global_p50_ms: ms(&gh, 0.5),
+        latency_global_p99_ms: ms(&gh, 0.99),
+        committed: cl + cg,
+        committed_local: cl,
+        committed_global: cg,
+        errors: r.errors,
+        dir: local.dir.display().to_string(),
+    }
+}
+
+fn table(r: &ByzcastReport) -> String {
+    let mut t = format!(
+        "byzscale cluster --protocol byzcast: {} target groups + {} auxiliary ({}), {} replicas each, {} clients, {:.1} s, {} B values, {:.0}% global\n",
+        r.groups,
+        r.auxiliary,
+        r.tree,
+        r.replicas,
+        r.clients,
+        r.duration_s,
+        r.payload,
+        r.global_ratio * 100.0
+    );
+    t += &format!(
+        "  throughput   {:>10.0} ops/s  (local {:.0}, global {:.0})\n",
+        r.throughput_ops, r.throughput_local, r.throughput_global
+    );
+    for (what, p50, p99) in [
+        ("latency", r.p50_ms, r.p99_ms),
+        ("local", r.latency_local_p50_ms, r.latency_local_p99_ms),
+        ("global", r.latency_global_p50_ms, r.latency_global_p99_ms),
+    ] {
+        t += &format!("  {what:<12} p50 {p50:.2} ms   p99 {p99:.2} ms\n");
+    }
+    t += &format!(
+        "  committed    {:>10}   (local {}, global {})   errors {}\n",
+        r.committed, r.committed_local, r.committed_global, r.errors
+    );
+    t + &format!("  files        {}\n", r.dir)
+}
+
+// ---------------------------------------------------------------- load
+
+/// The latency classes of the workload.
+const LOCAL: usize = 0;
+const GLOBAL: usize = 1;
+
+/// Keys `key:0..10000` by the target group that owns them.
+fn key_pools(targets: usize) -> Vec<Vec<Vec<u8>>> {
+    let mut pools = vec![Vec::new(); targets];
+    for i in 0..10_000 {
+        let k = format!("key:{i}").into_bytes();
+        pools[kv::shard_of(&k, targets).0 as usize].push(k);
+    }
+    pools
+}
+
+/// The next operation of a closed-loop client: with probability `global`
+/// an MSET of one key in each of two distinct targets, else a SET of one key.
+fn next_op(
+    rng: &mut rand::rngs::StdRng,
+    pools: &[Vec<Vec<u8>>],
+    global: f64,
+    value: &[u8],
+) -> (KvOp, bool) {
+    let pick = |rng: &mut rand::rngs::StdRng, g: usize| {
+        let p = &pools[g];
+        p[rng.gen_range(0..p.len())].clone()
+    };
+    let t = pools.len();
+    if t > 1 && rng.gen_bool(global) {
+        let a = rng.gen_range(0..t);
+        let b = (a + rng.gen_range(1..t)) % t;
+        let (ka, kb) = (pick(rng, a), pick(rng, b));
+        (
+            KvOp::MSet(vec![(ka, value.to_vec()), (kb, value.to_vec())]),
+            true,
+        )
+    } else {
+        let g = rng.gen_range(0..t);
+        (KvOp::Set(pick(rng, g), value.to_vec()), false)
+    }
+}
+
+/// Closed-loop clients on `clients.div_ceil(16)` (at most 8) ByzCast client
+/// endpoints; a global MSET spanning every target first checks that the
+/// whole tree answers (not measured).
+async fn run_load(dep: &Deployment, topo: Arc<Topology>, a: &ClusterSpec) -> Result<LoadResult> {
+    let targets = topo.tree().target_count();
+    let endpoints = a.clients.div_ceil(16).clamp(1, 8);
+    let params = local_params();
+    let mut clients = Vec::new();
+    for _ in 0..endpoints {
+        let c = ByzcastClient::connect(dep, topo.clone(), params.clone()).await?;
+        clients.push(Arc::new(c));
+    }
+    // warm-up: every endpoint reaches every group
+    let all: Vec<(Vec<u8>, Vec<u8>)> = key_pools(targets)
+        .iter()
+        .map(|p| (p[0].clone(), b"warm".to_vec()))
+        .collect();
+    for c in &clients {
+        let op = KvOp::MSet(all.clone());
+        match tokio::time::timeout(Duration::from_secs(30), c.kv(&op)).await {
+            Ok(Ok(KvReply::Ok)) => {}
+            Ok(Ok(r)) => bail!("warm-up MSET answered {r}"),
+            Ok(Err(e)) => bail!("warm-up MSET failed: {e}"),
+            Err(_) => bail!("the groups did not answer a warm-up MSET within 30 s"),
+        }
+    }
+    let pools = Arc::new(key_pools(targets));
+    let (global, value) = (a.global_ratio, vec![b'x'; a.payload]);
+    let spec = LoadSpec {
+        clients: a.clients,
+        duration: a.duration,
+        open_rate: None,
+    };
+    let cs = clients.clone();
+    let r = Load::run(&spec, a.progress, move |w, rng| {
+        let c = cs[w % cs.len()].clone();
+        let (op, is_global) = next_op(rng, &pools, global, &value);
+        let class = if is_global { GLOBAL } else { LOCAL };
+        (class, async move {
+            match c.kv(&op).await? {
+                KvReply::Ok => Ok(()),
+                r => bail!("{r}"),
+            }
+        })
+    })
+    .await;
+    for c in &clients {
+        c.stop().await;
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::generate;
+    use rand::SeedableRng;
+
+    #[test]
+    fn generated_deployment_has_a_two_level_tree_the_nodes_load() {
+        let dir = std::env::temp_dir().join(format!("byzscale-bc-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ports = Ports {
+            hosts: vec!["127.0.0.1".into()],
+            base: 41_000,
+        };
+        let dep = generate(&dir, &[(4, 1); 3], &ports, NodeProtocol::Byzcast, |_| {}).unwrap();
+        let n = NodeFile::load(&dir.join("node-9.toml")).unwrap();
+        let section = n.file.byzcast.as_ref().expect("a [byzcast] section");
+        assert!(section.tree.is_absolute() || section.tree.starts_with(&dir));
+        let topo = load_topology(&n.deployment, &section.tree).unwrap();
+        assert_eq!(topo.tree().describe(), "h1(g1 g2)");
+        // node 9 is in the third deployment group, the auxiliary root
+        assert_eq!(topo.group_of(NodeId(9)), Some(topo.tree().root()));
+        // the deployment file alone finds the tree beside it
+        let (_, t2) = client_topology(&dir.join("deployment.toml"))
+            .unwrap()
+            .expect("a byzcast deployment");
+        assert_eq!(t2.tree().describe(), "h1(g1 g2)");
+        // the parent's client identity is known to a child, and only there
+        let c = child_client_crypto(&dep, &topo, NodeId(9), &n.identity).unwrap();
+        assert!(c.knows(Addr::Node(NodeId(0))) && c.knows(Addr::Node(NodeId(7))));
+        assert!(!c.knows(Addr::Node(NodeId(10))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn workload_global_messages_span_two_shards_local_ones_one() {
+        let pools = key_pools(3);
+        assert!(pools.iter().all(|p| p.len() > 1000));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (mut local, mut global) = (0, 0);
+        for _ in 0..2000 {
+            let (op, is_global) = next_op(&mut rng, &pools, 0.2, b"v");
+            let groups = kv::groups_of(&op, 3);
+            if is_global {
+                global += 1;
+                assert!(matches!(op, KvOp::MSet(_)));
+                assert_eq!(groups.len(), 2, "{op}");
+            } else {
+                local += 1;
+                assert_eq!(groups.len(), 1, "{op}");
+            }
+        }
+        assert!(
+            global > 300 && local > 1400,
+            "{global} global, {local} local"
+        );
+        // one target: never global
+        let one = key_pools(1);
+        assert!((0..100).all(|_| !next_op(&mut rng, &one, 1.0, b"v").1));
+    }
+}

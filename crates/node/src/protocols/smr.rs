@@ -1,0 +1,510 @@
+//! SMR as real processes: a replica of the KV store per node, its Redis
+//! gateway, the [`SmrClient`] library, the KV workload and
+//! `byzscale cluster` (one group).
+//!
+//! # Paper mapping
+//!
+//! The replica is [`byzscale_smr::Replica`] (BFT-SMaRt / Mod-SMaRt with PBFT
+//! checkpoints; its paper map is in `byzscale_smr`). What this module adds is
+//! BFT-SMaRt's durability layer, driven by the core's `Effect::Persist`:
+//!
+//! | BFT-SMaRt | here |
+//! |---|---|
+//! | the decided log and checkpoints on disk, recovery on restart | the replica emits `Record::Decided` and `Record::Checkpoint`; [`crate::persist`] writes them to redb, group-committed (at most one fsync'd transaction per `persist_interval_ms`, default 10 ms); a restart recovers the latest snapshot plus the log after it and catches up by log and state transfer |
+//! | clients of the service | [`SmrClient`] (an `smr::Client` on the tokio runtime), also behind the Redis gateway |
+//!
+//! Deviations: a checkpoint's snapshot truncates the log below it, so disk use
+//! is bounded by the checkpoint interval; an acknowledged write survives any f
+//! simultaneous crashes by replication, and a crashed replica's own log is
+//! fsync'd up to its last group commit.
+
+use crate::calls::Calls;
+use crate::cluster::{ClusterOutcome, ClusterSpec};
+use crate::daemon::{serve_outputs, Gateway, KvClient};
+use crate::generate::local_params;
+use crate::launcher::{scrape_metric, Local, LocalSpec};
+use crate::load::{ms, Load, LoadResult, LoadSpec};
+use crate::node_file::{LoadedNode, NodeProtocol};
+use crate::persist::{self, Durable, Persister};
+use anyhow::{anyhow, bail, Context, Result};
+use byzscale_apps::kv::{KvOp, KvReply, KvStore};
+use byzscale_core::config::Deployment;
+use byzscale_core::{codec, GroupId, NodeId, WireKind};
+use byzscale_gateway::BoxFuture;
+use byzscale_net::{Counter, Gauge, NodeConfig, Registry, Runtime};
+use byzscale_smr::{self as smr, replica::Record, Batch, GroupInfo, Params, Replica};
+use rand::Rng;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::info;
+
+/// The SMR view of group `group` of `dep`.
+pub fn group_info(dep: &Deployment, group: GroupId) -> Result<GroupInfo> {
+    let g = dep.group(group)?;
+    Ok(GroupInfo::new(g.id, g.members(), g.quorum_system()?))
+}
+
+impl Durable for Record {
+    fn write(self, b: byzscale_net::Batch) -> byzscale_net::Batch {
+        match self {
+            Record::Decided { slot, batch } => b.append(slot, codec::to_bytes(&batch)),
+            // the snapshot covers every slot up to `slot`: the log below it
+            // goes, so disk use stays bounded by the checkpoint interval
+            Record::Checkpoint { slot, snapshot } => {
+                b.snapshot(slot, snapshot).truncate_below(slot + 1)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- node
+
+/// The metrics of an SMR replica (also one nested in another protocol).
+pub(crate) struct ReplicaMetrics {
+    me: NodeId,
+    decided: Counter,
+    executed: Counter,
+    view: Gauge,
+    view_changes: Counter,
+    suspicions: Counter,
+    transfers: Counter,
+    checkpoints: Counter,
+    last_slot: Gauge,
+}
+
+impl ReplicaMetrics {
+    /// Register replica `me`'s metrics in `reg`; `executed` says what the
+    /// executed-requests counter counts.
+    pub(crate) fn register(me: NodeId, reg: &Registry, executed: &str) -> Self {
+        ReplicaMetrics {
+            me,
+            decided: reg.counter("byzscale_decided_slots_total", "Slots decided and executed"),
+            executed: reg.counter("byzscale_executed_requests_total", executed),
+            view: reg.gauge("byzscale_view", "Current view (regency)"),
+            view_changes: reg.counter(
+                "byzscale_view_changes_total",
+                "Views installed after a synchronization phase",
+            ),
+            suspicions: reg.counter(
+                "byzscale_suspicions_total",
+                "Times this replica suspected the leader",
+            ),
+            transfers: reg.counter(
+                "byzscale_state_transfers_total",
+                "Snapshots installed from other replicas",
+            ),
+            checkpoints: reg.counter("byzscale_stable_checkpoints_total", "Stable checkpoints"),
+            last_slot: reg.gauge(
+                "byzscale_last_executed_slot",
+                "Highest slot executed (or installed by state transfer)",
+            ),
+        }
+    }
+
+    /// Count one replica output (and log view changes and state transfers).
+    pub(crate) fn observe(&self, o: &smr::replica::Output) {
+        let me = self.me;
+        match o {
+            smr::replica::Output::Decided { slot, batch, .. } => {
+                self.decided.inc();
+                self.last_slot.set(*slot as i64);
+                self.executed.add(batch.requests.len() as u64);
+            }
+            smr::replica::Output::ViewChanged { view: v, leader } => {
+                self.view.set(*v as i64);
+                self.view_changes.inc();
+                info!(node = %me, view = v, %leader, "view changed");
+            }
+            smr::replica::Output::Suspected { .. } => self.suspicions.inc(),
+            smr::replica::Output::StateTransferred { slot } => {
+                self.transfers.inc();
+                self.last_slot.set(*slot as i64);
+                info!(node = %me, slot, "state transferred");
+            }
+            smr::replica::Output::Stable { .. } => self.checkpoints.inc(),
+        }
+    }
+}
+
+/// The replica of `loaded`, recovered from what its store held.
+fn recover(
+    loaded: &LoadedNode,
+    rec: byzscale_net::Recovered,
+    db: &std::path::Path,
+) -> Result<Replica<KvStore>> {
+    let me = loaded.me();
+    let (gc, _) = loaded
+        .deployment
+        .replica(me)
+        .expect("checked by NodeFile::load");
+    let g = GroupInfo::new(gc.id, gc.members(), gc.quorum_system()?);
+    let mut log = Vec::with_capacity(rec.log.len());
+    for (slot, bytes) in &rec.log {
+        let batch: Batch = codec::from_bytes(bytes, usize::MAX)
+            .with_context(|| format!("decoding logged batch {slot} in {}", db.display()))?;
+        log.push((*slot, batch));
+    }
+    let snap_slot = rec.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
+    info!(node = %me, snapshot = snap_slot, logged = log.len(), "recovering from disk");
+    Replica::recover(
+        me,
+        g,
+        loaded.file.smr.clone(),
+        KvStore::new(),
+        rec.snapshot,
+        log,
+    )
+    .map_err(|e| anyhow!("recovering from {}: {e}", db.display()))
+}
+
+/// `byzscale node` for an SMR node file of the KV store: recovers from its
+/// redb store, persists what the replica asks for, serves Prometheus metrics
+/// and, if configured, the Redis gateway.
+pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
+    let me = loaded.me();
+    let dep = &loaded.deployment;
+    let (gc, rc) = dep.replica(me).expect("checked by NodeFile::load");
+    let (storage, rec, db) = persist::open(&loaded.file.data_dir)?;
+    let replica = recover(&loaded, rec, &db)?;
+    let cfg = NodeConfig::replica(dep, me, loaded.identity.clone(), WireKind::Smr.byte())?;
+    let registry = Arc::new(Registry::new());
+    let pace = Duration::from_millis(loaded.file.persist_interval_ms);
+    let (records, persister) = Persister::start(storage, pace, &registry);
+    let (rt, mut outputs) =
+        Runtime::start_with_records(replica, cfg, None, registry, Some(records))
+            .await
+            .context("starting the replica runtime")?;
+    info!(node = %me, addr = %rc.addr, metrics = ?rc.metrics_addr, "replica running");
+    let reg = rt.registry().clone();
+    let metrics = ReplicaMetrics::register(me, &reg, "Client requests in decided slots");
+    // the Redis gateway: a BFT client of this group, co-located with the replica
+    let gateway = match &rc.redis_addr {
+        Some(addr) => {
+            let p = loaded.file.smr.clone();
+            let opts = byzscale_gateway::GatewayOptions {
+                unordered_reads: true,
+                ..Default::default()
+            };
+            let connect = SmrClient::connect(dep, gc.id, p.clone(), p.client_window);
+            Some(Gateway::start(me, addr, opts, &reg, connect).await?)
+        }
+        None => None,
+    };
+    serve_outputs(me, &mut outputs, |o| metrics.observe(&o)).await;
+    if let Some(g) = gateway {
+        g.stop().await;
+    }
+    // stopping the runtime closes the record channel; the persister then
+    // writes what it still holds and ends
+    let _ = rt.stop().await;
+    persister.finish().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- client
+
+/// A client of one SMR group over TCP: an [`smr::Client`] on the tokio
+/// runtime, shared by many callers (up to its window of outstanding
+/// requests), each awaiting its own reply. Retransmission is the protocol's
+/// job.
+pub struct SmrClient {
+    calls: Calls<smr::Client, Vec<u8>>,
+}
+
+impl SmrClient {
+    /// Connect a fresh client identity (random id, new key) to `group` of
+    /// `dep`, with at most `window` requests outstanding.
+    pub async fn connect(
+        dep: &Deployment,
+        group: GroupId,
+        mut params: Params,
+        window: u64,
+    ) -> Result<Self> {
+        params.client_window = window.max(1);
+        let g = group_info(dep, group)?;
+        let calls = Calls::start(
+            dep,
+            WireKind::Smr,
+            true,
+            |id| smr::Client::new(id, g, params),
+            |o| match o {
+                smr::client::Output::Done { id, result, .. } => Some((id, result)),
+            },
+        )
+        .await?;
+        Ok(SmrClient { calls })
+    }
+
+    /// Submit `op` (the service's encoding) and wait for its result;
+    /// `read_only` takes the unordered read-only path.
+    pub async fn call(&self, op: Vec<u8>, read_only: bool) -> Result<Vec<u8>> {
+        let input = |_| smr::client::Input::Submit { op, read_only };
+        Ok(self.calls.call(input, None).await?)
+    }
+
+    /// Run a KV command (the service must be the KV store).
+    pub async fn kv(&self, op: &KvOp, read_only: bool) -> Result<KvReply> {
+        let bytes = self.call(op.encode(), read_only).await?;
+        KvReply::decode(&bytes).map_err(|e| anyhow!("undecodable reply: {e}"))
+    }
+
+    /// Stop the client (calls still waiting fail).
+    pub async fn stop(&self) {
+        self.calls.stop().await;
+    }
+}
+
+impl KvClient for SmrClient {
+    fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'_, Result<KvReply, String>> {
+        Box::pin(async move { self.kv(&op, read_only).await.map_err(|e| e.to_string()) })
+    }
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(SmrClient::stop(self))
+    }
+}
+
+/// `byzscale client` against an SMR deployment of the KV store: `words` is
+/// the command; reads take the unordered path unless `ordered`.
+pub(crate) async fn client_command(
+    dep: &Deployment,
+    ordered: bool,
+    words: &[String],
+) -> Result<String> {
+    let op = KvOp::from_args(words).map_err(|e| anyhow!(e))?;
+    let ro = op.is_read_only() && !ordered;
+    let c = SmrClient::connect(dep, GroupId(0), Params::default(), 1).await?;
+    let r = tokio::time::timeout(Duration::from_secs(15), c.kv(&op, ro))
+        .await
+        .context("no reply from the replicas within 15 s");
+    c.stop().await;
+    match r?? {
+        KvReply::Error(e) => bail!("{e}"),
+        reply => Ok(format!("{reply}\n")),
+    }
+}
+
+// ---------------------------------------------------------------- load
+
+/// The KV workload: SETs of `payload`-byte values and a fraction of GETs, on
+/// keys `key:0..10000`.
+#[derive(Clone, Debug)]
+pub struct KvWorkload {
+    pub payload: usize,
+    /// Fraction of GETs (on the unordered read-only path).
+    pub read_ratio: f64,
+}
+
+/// Run `spec`'s load of `workload` against group 0 of `dep`, on
+/// `clients.div_ceil(16)` (at most 8) client endpoints; with a progress bar
+/// if `show`, calling `each_tick` every 100 ms.
+pub async fn run_kv_load(
+    dep: &Deployment,
+    spec: &LoadSpec,
+    workload: &KvWorkload,
+    show: bool,
+    mut each_tick: impl FnMut(&Load, Option<&indicatif::ProgressBar>),
+) -> Result<LoadResult> {
+    let endpoints = spec.clients.div_ceil(16).clamp(1, 8);
+    let per = spec.clients.div_ceil(endpoints) as u64;
+    let params = local_params();
+    let mut clients = Vec::new();
+    for _ in 0..endpoints {
+        let window = per.min(params.client_window);
+        let c = SmrClient::connect(dep, GroupId(0), params.clone(), window).await?;
+        clients.push(Arc::new(c));
+    }
+    let (cs, w) = (clients.clone(), workload.clone());
+    let load = Load::start(spec, move |n, rng| {
+        let c = cs[n % cs.len()].clone();
+        let key = format!("key:{}", rng.gen_range(0..10_000)).into_bytes();
+        let (op, ro) = if rng.gen_bool(w.read_ratio) {
+            (KvOp::Get(key), true)
+        } else {
+            (KvOp::Set(key, vec![b'x'; w.payload]), false)
+        };
+        (0, async move {
+            match c.kv(&op, ro).await? {
+                KvReply::Error(e) => bail!("{e}"),
+                _ => Ok(()),
+            }
+        })
+    });
+    let bar = load.progress(show, |bar| each_tick(&load, bar)).await;
+    let r = load.finish().await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for c in &clients {
+        c.stop().await;
+    }
+    Ok(r)
+}
+
+// ---------------------------------------------------------------- cluster
+
+/// The local deployment's SMR parameters with at most `batch_max` requests per
+/// batch.
+pub fn params_with_batch(batch_max: usize) -> Result<Params> {
+    if batch_max == 0 {
+        bail!("--batch-max must be at least 1");
+    }
+    Ok(Params {
+        batch_max_requests: batch_max,
+        ..local_params()
+    })
+}
+
+/// Start one group of `replicas` KV replicas on loopback with `params`.
+pub async fn start_local(
+    replicas: usize,
+    params: Params,
+    dir: Option<std::path::PathBuf>,
+    keep: bool,
+) -> Result<Local> {
+    if replicas == 0 {
+        bail!("a cluster needs at least one replica");
+    }
+    let groups = [(replicas, (replicas - 1) / 3)];
+    let spec = LocalSpec {
+        groups: &groups,
+        protocol: NodeProtocol::Smr,
+        dir,
+        keep,
+    };
+    Local::start(spec, move |nf| nf.smr = params.clone()).await
+}
+
+/// What `byzscale cluster` reports for one SMR group.
+#[derive(Serialize)]
+struct Report {
+    replicas: usize,
+    clients: usize,
+    duration_s: f64,
+    payload: usize,
+    read_ratio: f64,
+    throughput_ops: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    committed: u64,
+    errors: u64,
+    view_changes: i64,
+    ops_after_crash: u64,
+    crashed: Option<String>,
+    dir: String,
+}
+
+fn check(a: &ClusterSpec) -> Result<()> {
+    if a.replicas < 1 {
+        bail!("--replicas must be at least 1");
+    }
+    if a.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    if !(a.duration >= 0.0 && a.duration.is_finite()) {
+        bail!("--duration must be a non-negative number of seconds");
+    }
+    if !(0.0..=1.0).contains(&a.read_ratio) {
+        bail!("--read-ratio must be between 0 and 1");
+    }
+    if let Some(t) = a.crash_leader_at {
+        if !(t >= 0.0 && t < a.duration) {
+            bail!(
+                "--crash-leader-at must fall inside --duration ({} s)",
+                a.duration
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `byzscale cluster` (`--protocol smr`): one group of KV replicas, a
+/// closed-loop workload, optionally SIGKILLing the initial leader.
+pub(crate) async fn cluster(a: &ClusterSpec) -> Result<ClusterOutcome> {
+    check(a)?;
+    let params = params_with_batch(a.batch_max)?;
+    let mut local = start_local(a.replicas, params, a.dir.clone(), a.keep).await?;
+    let mut crashed = None;
+    let mut result = LoadResult::empty();
+    if a.duration > 0.0 {
+        let spec = LoadSpec {
+            clients: a.clients,
+            duration: a.duration,
+            open_rate: None,
+        };
+        let workload = KvWorkload {
+            payload: a.payload,
+            read_ratio: a.read_ratio,
+        };
+        let crash = a.crash_leader_at.map(Duration::from_secs_f64);
+        let dep = local.dep.clone();
+        result = run_kv_load(&dep, &spec, &workload, a.progress, |load, bar| {
+            let due = crash.is_some_and(|t| Instant::now() >= load.started + t);
+            if due && crashed.is_none() {
+                local.kill(0); // SIGKILL
+                load.mark_crash();
+                crashed = Some("n0".to_string());
+                if let Some(b) = bar {
+                    b.println("  SIGKILLed the leader (n0)");
+                }
+            }
+        })
+        .await?;
+    }
+    let mut view_changes = 0;
+    for i in (0..a.replicas).filter(|i| local.is_running(*i)) {
+        if let Some(v) = scrape_metric(&local.ports.metrics(i), "byzscale_view").await {
+            view_changes = view_changes.max(v as i64);
+        }
+    }
+    let h = &result.hist;
+    let report = Report {
+        replicas: a.replicas,
+        clients: a.clients,
+        duration_s: a.duration,
+        payload: a.payload,
+        read_ratio: a.read_ratio,
+        throughput_ops: result.throughput(result.committed),
+        p50_ms: ms(h, 0.5),
+        p99_ms: ms(h, 0.99),
+        committed: result.committed,
+        errors: result.errors,
+        view_changes,
+        ops_after_crash: result.after_crash,
+        crashed,
+        dir: local.dir.display().to_string(),
+    };
+    let endpoints = a.keep.then(|| {
+        let p = &local.ports;
+        let n = a.replicas;
+        local.endpoints(serde_json::json!({
+            "redis": p.redis(1.min(n - 1)),
+            "replicas": (0..n).map(|i| p.replica(i)).collect::<Vec<_>>(),
+            "redis_all": (0..n).map(|i| p.redis(i)).collect::<Vec<_>>(),
+        }))
+    });
+    ClusterOutcome::new(&report, table(&report), endpoints, local)
+}
+
+fn table(r: &Report) -> String {
+    let mut t = format!(
+        "byzscale cluster: {} replicas, {} clients, {:.1} s, {} B values, read ratio {}\n",
+        r.replicas, r.clients, r.duration_s, r.payload, r.read_ratio
+    );
+    t += &format!("  throughput   {:>10.0} ops/s\n", r.throughput_ops);
+    t += &format!(
+        "  latency      p50 {:.2} ms   p99 {:.2} ms\n",
+        r.p50_ms, r.p99_ms
+    );
+    t += &format!(
+        "  committed    {:>10}   errors {}   view changes {}\n",
+        r.committed, r.errors, r.view_changes
+    );
+    if let Some(c) = &r.crashed {
+        t += &format!(
+            "  crashed      {c}; {} ops completed after the crash\n",
+            r.ops_after_crash
+        );
+    }
+    t + &format!("  files        {}\n", r.dir)
+}
