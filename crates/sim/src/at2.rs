@@ -59,7 +59,8 @@
 use crate::cpu::{CpuModel, Work as CpuWork};
 use crate::engine::{Control, NodeIdx, ProtocolActor, Sim};
 use crate::net_model::NetModel;
-use crate::smr::{NetworkChoice, SimError};
+use crate::net_model::NetworkChoice;
+use crate::scenario::SimError;
 use byzscale_at2::{Account, At2, Event, Genesis, Ledger, Transfer, TransferId, TransferMsg};
 use byzscale_broadcast::harness::{self, Harness};
 use byzscale_broadcast::probabilistic::params::{self, Analysis, ContagionParams};

@@ -8,9 +8,12 @@
 //! - [`cpu`]: per-node service time of events, from counted crypto operations.
 //! - [`adversary`]: generic Byzantine wrappers (silent, slow, replay, forge,
 //!   equivocate, mixed).
-//! - [`check`]: checkers (log agreement and order, KV linearizability).
-//! - [`smr`]: the `byzscale sim smr` scenario: one SMR group, KV clients,
-//!   adversaries, checkers, many seeds.
+//! - [`check`]: checkers (log agreement and order, acyclic multicast order,
+//!   KV linearizability).
+//! - [`scenario`]: the [`scenario::Scenario`] trait that protocol scenarios
+//!   (`crates/scenarios/<protocol>`) implement, with the one run loop, the
+//!   sweep over seeds, the common report fields and replay lines.
+//! - [`runner`]: seeds on all cores, deterministic identities, percentiles.
 
 pub mod adversary;
 pub mod at2;
@@ -20,4 +23,4 @@ pub mod cpu;
 pub mod engine;
 pub mod net_model;
 pub mod runner;
-pub mod smr;
+pub mod scenario;

@@ -63,6 +63,48 @@ pub enum NetError {
     Invalid(String),
     #[error("unknown network preset {0:?} (known: lan, ec2-byzcast)")]
     UnknownPreset(String),
+    #[error("unknown network '{0}': use lan, ec2-byzcast, or a .toml latency matrix file")]
+    UnknownNetwork(String),
+}
+
+/// A network named on a command line: a preset or a latency-matrix file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetworkChoice {
+    Preset(String),
+    File(std::path::PathBuf),
+}
+
+impl NetworkChoice {
+    /// `lan`, `ec2-byzcast`, or a path to a TOML latency matrix (read and
+    /// validated now, so a bad file fails before any run).
+    pub fn parse(s: &str) -> Result<Self, NetError> {
+        match s {
+            "lan" | "ec2-byzcast" => Ok(NetworkChoice::Preset(s.to_string())),
+            p if p.ends_with(".toml") || Path::new(p).exists() => {
+                NetModel::from_file(p)?;
+                Ok(NetworkChoice::File(p.into()))
+            }
+            other => Err(NetError::UnknownNetwork(other.to_string())),
+        }
+    }
+    pub fn model(&self) -> Result<NetModel, NetError> {
+        match self {
+            NetworkChoice::Preset(p) => NetModel::preset(p),
+            NetworkChoice::File(f) => NetModel::from_file(f),
+        }
+    }
+    pub fn name(&self) -> String {
+        match self {
+            NetworkChoice::Preset(p) => p.clone(),
+            NetworkChoice::File(f) => f.display().to_string(),
+        }
+    }
+}
+
+impl Default for NetworkChoice {
+    fn default() -> Self {
+        NetworkChoice::Preset("lan".into())
+    }
 }
 
 /// A scheduled partition: during `[start, end)` messages between endpoints on

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use byzscale_sim::at2::{
     self as sim_at2, At2SimConfig, Attack, BroadcastKind, ScaleConfig, ScalePoint, ScaleReport,
 };
-use byzscale_sim::smr::NetworkChoice;
+use byzscale_sim::net_model::NetworkChoice;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 

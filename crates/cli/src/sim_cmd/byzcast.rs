@@ -9,7 +9,7 @@ use byzscale_byzcast::Mode;
 use byzscale_sim::byzcast::{
     self as bsim, Adversary, ByzcastSimConfig, RunResult, TreeChoice, WorkloadKind,
 };
-use byzscale_sim::smr::NetworkChoice;
+use byzscale_sim::net_model::NetworkChoice;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

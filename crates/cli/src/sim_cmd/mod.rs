@@ -1,18 +1,20 @@
-//! `byzscale sim ...`: simulator front-end. `sim smr` is here; the AT2 and
-//! ByzCast simulator commands are in [`at2`] and [`byzcast`].
+//! `byzscale sim ...`: the simulator front-end. One file per protocol turns
+//! its flags into its scenario's configuration ([`smr`], [`at2`],
+//! [`byzcast`]); [`run_scenario`] runs any scenario's seeds and prints its
+//! report.
 
 pub mod at2;
 pub mod byzcast;
+pub mod smr;
 
-use anyhow::{bail, Context, Result};
-use byzscale_sim::smr::{Adversary, NetworkChoice, SmrSimConfig};
-use clap::{Args, Subcommand, ValueEnum};
-use std::path::PathBuf;
+use anyhow::{Context, Result};
+use byzscale_sim::scenario::{self, Report, Scenario};
+use clap::Subcommand;
 
 #[derive(Subcommand)]
 pub enum SimCommand {
     /// BFT state machine replication (BFT-SMaRt / PBFT style, WHEAT weights).
-    Smr(SmrArgs),
+    Smr(smr::SmrArgs),
     /// AT2 asset transfer over Bracha or Contagion, with Byzantine owners.
     At2(at2::At2Args),
     /// AT2 messages per process against N (JSON + SVG under bench/results).
@@ -23,73 +25,9 @@ pub enum SimCommand {
     ByzcastScale(byzcast::ByzcastScaleArgs),
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ByzArg {
-    None,
-    Silent,
-    Equivocate,
-    Replay,
-    Slow,
-    Twins,
-    Mixed,
-}
-
-#[derive(Args, Debug)]
-pub struct SmrArgs {
-    /// Number of replicas N.
-    #[arg(long, default_value_t = 4)]
-    pub replicas: usize,
-    /// Faults tolerated F [default: (N-1)/3, or (N-1-delta)/3 with --delta].
-    #[arg(long)]
-    pub faulty: Option<usize>,
-    /// WHEAT extra replicas Δ (N = 3F+1+Δ; 2F replicas get V_max = 1+Δ/F).
-    #[arg(long, default_value_t = 0)]
-    pub delta: usize,
-    /// Crash fault tolerance mode (N = 2F+1+Δ, no WRITE phase).
-    #[arg(long)]
-    pub cft: bool,
-    /// Byzantine behaviour of the faulty replicas.
-    #[arg(long, value_enum, default_value_t = ByzArg::None)]
-    pub byzantine: ByzArg,
-    /// How many replicas misbehave [default: F]. K > F is allowed on purpose: it
-    /// shows the checkers catching violations.
-    #[arg(long)]
-    pub byzantine_count: Option<usize>,
-    /// Number of runs (seeds).
-    #[arg(long, default_value_t = 1)]
-    pub seeds: u64,
-    /// First seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed_start: u64,
-    /// Client requests per run (all clients together).
-    #[arg(long, default_value_t = 200)]
-    pub requests: u64,
-    /// Closed-loop clients.
-    #[arg(long, default_value_t = 4)]
-    pub clients: usize,
-    /// Fraction of operations sent on the unordered read-only path.
-    #[arg(long, default_value_t = 0.2)]
-    pub read_ratio: f64,
-    /// Network model: lan, ec2-byzcast, or a TOML file with a latency matrix.
-    #[arg(long, default_value = "lan")]
-    pub network: String,
-    /// Crash the initial leader at this virtual time (milliseconds).
-    #[arg(long)]
-    pub crash_leader_at: Option<f64>,
-    /// Cost model instead of real crypto (for scale runs; labelled in the output).
-    #[arg(long)]
-    pub modeled_crypto: bool,
-    /// Write decide/complete events as JSON lines to this file.
-    #[arg(long)]
-    pub trace: Option<PathBuf>,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
 pub fn run(cmd: SimCommand) -> Result<()> {
     match cmd {
-        SimCommand::Smr(a) => run_smr(a),
+        SimCommand::Smr(a) => smr::run(a),
         SimCommand::At2(a) => at2::run_at2(a),
         SimCommand::At2Scale(a) => at2::run_at2_scale(a),
         SimCommand::Byzcast(a) => byzcast::run_sim_byzcast(a),
@@ -97,101 +35,19 @@ pub fn run(cmd: SimCommand) -> Result<()> {
     }
 }
 
-fn run_smr(a: SmrArgs) -> Result<()> {
-    let cfg = smr_config(&a)?;
-    let report = byzscale_sim::smr::run_many(&cfg, |done, total| {
-        if !a.json && total > 1 && done % 50 == 0 && done > 0 {
+/// Run every seed of `s` on all cores, with a seed count on stderr for long
+/// sweeps, and print its report: one JSON object with `json`, else a table.
+pub fn run_scenario<S: Scenario>(s: &S, json: bool) -> Result<()> {
+    let report = scenario::run_many(s, |done, total| {
+        if !json && total > 1 && done % 50 == 0 && done > 0 {
             eprintln!("  {done}/{total} seeds");
         }
     })
     .context("simulation failed")?;
-    if a.json {
+    if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         print!("{}", report.table());
     }
     Ok(())
-}
-
-pub fn smr_config(a: &SmrArgs) -> Result<SmrSimConfig> {
-    if a.replicas == 0 {
-        bail!("--replicas must be at least 1");
-    }
-    if a.replicas > 100 {
-        bail!(
-            "--replicas {} is more than the 100 a group supports",
-            a.replicas
-        );
-    }
-    let base = if a.cft { 2 } else { 3 };
-    let f = match a.faulty {
-        Some(f) => f,
-        None => a.replicas.saturating_sub(1 + a.delta) / base,
-    };
-    if a.delta > 0 && f == 0 {
-        bail!("--delta needs --faulty of at least 1 (V_max = 1 + Δ/F)");
-    }
-    let need = base * f + 1 + a.delta;
-    if a.replicas != need {
-        bail!(
-            "--replicas {} does not fit --faulty {f} and --delta {}: {} mode needs N = {}F+1+Δ = {need}",
-            a.replicas,
-            a.delta,
-            if a.cft { "CFT" } else { "BFT" },
-            base
-        );
-    }
-    let k = a.byzantine_count.unwrap_or(f);
-    if k > a.replicas {
-        bail!(
-            "--byzantine-count {k} is larger than --replicas {}",
-            a.replicas
-        );
-    }
-    if a.clients == 0 {
-        bail!("--clients must be at least 1");
-    }
-    if a.seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
-    if !(0.0..=1.0).contains(&a.read_ratio) {
-        bail!("--read-ratio must be between 0 and 1, got {}", a.read_ratio);
-    }
-    if let Some(t) = a.crash_leader_at {
-        if !(t >= 0.0 && t.is_finite()) {
-            bail!("--crash-leader-at must be a non-negative number of milliseconds");
-        }
-    }
-    let adversary = match a.byzantine {
-        ByzArg::None => Adversary::None,
-        ByzArg::Silent => Adversary::Silent,
-        ByzArg::Equivocate => Adversary::Equivocate,
-        ByzArg::Replay => Adversary::Replay,
-        ByzArg::Slow => Adversary::Slow,
-        ByzArg::Twins => Adversary::Twins,
-        ByzArg::Mixed => Adversary::Mixed,
-    };
-    let network = NetworkChoice::parse(&a.network)?;
-    Ok(SmrSimConfig {
-        replicas: a.replicas,
-        f,
-        delta: a.delta,
-        cft: a.cft,
-        adversary,
-        byzantine_count: if matches!(adversary, Adversary::None) {
-            0
-        } else {
-            k
-        },
-        seeds: a.seeds,
-        seed_start: a.seed_start,
-        requests: a.requests,
-        clients: a.clients,
-        read_ratio: a.read_ratio,
-        network,
-        crash_leader_at_ms: a.crash_leader_at,
-        modeled_crypto: a.modeled_crypto,
-        trace: a.trace.clone(),
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
-    })
 }

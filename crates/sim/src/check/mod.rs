@@ -3,11 +3,13 @@
 //! - [`LogChecker`]: agreement and gap-free order of a totally ordered log (SMR
 //!   slots, a group's delivery sequence), fed incrementally as nodes decide.
 //! - [`linearizability`]: a KV client history has a legal sequential witness.
+//! - [`order`]: delivery orders across groups are acyclic (atomic multicast).
 //!
 //! Checkers produce human-readable violation strings (empty = the property
 //! holds), so a run's report can list them with the command that replays it.
 
 pub mod linearizability;
+pub mod order;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

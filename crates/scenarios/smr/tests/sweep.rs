@@ -3,10 +3,10 @@
 //! tolerated must be caught; a crashed leader is replaced without losing a
 //! request; runs replay exactly from their seed.
 
-use byzscale_sim::smr::{run_many, run_one, Adversary, SmrSimConfig, SmrSimReport};
+use byzscale_scenario_smr::{run_many, run_one, Adversary, Config, Report};
 
-fn cfg(replicas: usize, f: usize, delta: usize, adversary: Adversary, k: usize) -> SmrSimConfig {
-    let mut c = SmrSimConfig::new(replicas, f);
+fn cfg(replicas: usize, f: usize, delta: usize, adversary: Adversary, k: usize) -> Config {
+    let mut c = Config::new(replicas, f);
     c.delta = delta;
     c.adversary = adversary;
     c.byzantine_count = k;
@@ -15,11 +15,19 @@ fn cfg(replicas: usize, f: usize, delta: usize, adversary: Adversary, k: usize) 
     c
 }
 
-fn assert_clean(r: &SmrSimReport, what: &str) {
-    assert_eq!(r.safety_violations, 0, "{what}: {:#?}", r.failing_seeds);
-    assert_eq!(r.liveness_failures, 0, "{what}: {:#?}", r.failing_seeds);
+fn assert_clean(r: &Report, what: &str) {
+    assert_eq!(
+        r.summary.safety_violations, 0,
+        "{what}: {:#?}",
+        r.summary.failing_seeds
+    );
+    assert_eq!(
+        r.summary.liveness_failures, 0,
+        "{what}: {:#?}",
+        r.summary.failing_seeds
+    );
     assert!(
-        r.completed_requests >= 60 * r.runs,
+        r.completed_requests >= 60 * r.summary.runs,
         "{what}: only {} completed",
         r.completed_requests
     );
@@ -32,7 +40,7 @@ fn sweep(replicas: usize, f: usize, delta: usize) {
         c.seeds = 34;
         c.seed_start = 1000 * i as u64;
         let r = run_many(&c, |_, _| {}).expect("runs");
-        assert_eq!(r.runs, 34);
+        assert_eq!(r.summary.runs, 34);
         assert_clean(&r, &format!("N={replicas} f={f} Δ={delta} {adv:?}"));
     }
 }
@@ -70,10 +78,10 @@ fn more_byzantine_than_tolerated_is_caught() {
     c.seeds = 20;
     let r = run_many(&c, |_, _| {}).expect("runs");
     assert!(
-        r.safety_violations > 0,
+        r.summary.safety_violations > 0,
         "the checkers saw nothing with K > F"
     );
-    let first = &r.failing_seeds[0];
+    let first = &r.summary.failing_seeds[0];
     assert!(
         first.command.contains("--byzantine-count 2"),
         "{}",
@@ -84,7 +92,7 @@ fn more_byzantine_than_tolerated_is_caught() {
         .contains(&format!("--seed-start {}", first.seed)));
     // and the failure replays from its seed alone
     let again = run_one(&c, first.seed).expect("replay");
-    assert!(!again.violations.is_empty());
+    assert!(!again.outcome.violations.is_empty());
 }
 
 #[test]
@@ -96,11 +104,15 @@ fn crashed_leader_is_replaced_without_losing_requests() {
     let r = run_many(&c, |_, _| {}).expect("runs");
     assert_clean(&r, "crash leader");
     assert!(
-        r.view_changes >= r.runs,
+        r.view_changes >= r.summary.runs,
         "every run must change view: {}",
         r.view_changes
     );
-    assert_eq!(r.completed_requests, 200 * r.runs, "a request was lost");
+    assert_eq!(
+        r.completed_requests,
+        200 * r.summary.runs,
+        "a request was lost"
+    );
 }
 
 #[test]
@@ -110,25 +122,25 @@ fn runs_replay_exactly_from_their_seed() {
     let b = run_one(&c, 7).expect("run");
     assert_eq!(
         (
-            a.messages,
-            a.completed,
-            a.committed,
-            a.view_changes,
-            a.faults_recorded,
-            &a.latencies
+            a.outcome.messages,
+            a.run.completed,
+            a.run.committed,
+            a.run.view_changes,
+            a.outcome.faults_recorded,
+            &a.run.latencies
         ),
         (
-            b.messages,
-            b.completed,
-            b.committed,
-            b.view_changes,
-            b.faults_recorded,
-            &b.latencies
+            b.outcome.messages,
+            b.run.completed,
+            b.run.committed,
+            b.run.view_changes,
+            b.outcome.faults_recorded,
+            &b.run.latencies
         )
     );
     let other = run_one(&c, 8).expect("run");
     assert_ne!(
-        a.latencies, other.latencies,
+        a.run.latencies, other.run.latencies,
         "different seeds should differ"
     );
 }

@@ -1,0 +1,145 @@
+//! `byzscale sim smr`: the flags of the SMR scenario
+//! ([`byzscale_scenario_smr`]).
+
+use anyhow::{bail, Result};
+use byzscale_scenario_smr::{Adversary, Config};
+use byzscale_sim::net_model::NetworkChoice;
+use clap::{builder::PossibleValuesParser, builder::TypedValueParser, Args};
+use std::path::PathBuf;
+
+/// `--byzantine`: one of the scenario's adversaries by name.
+fn adversary_parser() -> impl TypedValueParser<Value = Adversary> {
+    PossibleValuesParser::new(Adversary::NAMES)
+        .map(|s| Adversary::from_name(&s).expect("a possible value"))
+}
+
+#[derive(Args, Debug)]
+pub struct SmrArgs {
+    /// Number of replicas N.
+    #[arg(long, default_value_t = 4)]
+    pub replicas: usize,
+    /// Faults tolerated F [default: (N-1)/3, or (N-1-delta)/3 with --delta].
+    #[arg(long)]
+    pub faulty: Option<usize>,
+    /// WHEAT extra replicas Δ (N = 3F+1+Δ; 2F replicas get V_max = 1+Δ/F).
+    #[arg(long, default_value_t = 0)]
+    pub delta: usize,
+    /// Crash fault tolerance mode (N = 2F+1+Δ, no WRITE phase).
+    #[arg(long)]
+    pub cft: bool,
+    /// Byzantine behaviour of the faulty replicas.
+    #[arg(long, default_value = "none", value_parser = adversary_parser())]
+    pub byzantine: Adversary,
+    /// How many replicas misbehave [default: F]. K > F is allowed on purpose: it
+    /// shows the checkers catching violations.
+    #[arg(long)]
+    pub byzantine_count: Option<usize>,
+    /// Number of runs (seeds).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed_start: u64,
+    /// Client requests per run (all clients together).
+    #[arg(long, default_value_t = 200)]
+    pub requests: u64,
+    /// Closed-loop clients.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Fraction of operations sent on the unordered read-only path.
+    #[arg(long, default_value_t = 0.2)]
+    pub read_ratio: f64,
+    /// Network model: lan, ec2-byzcast, or a TOML file with a latency matrix.
+    #[arg(long, default_value = "lan")]
+    pub network: String,
+    /// Crash the initial leader at this virtual time (milliseconds).
+    #[arg(long)]
+    pub crash_leader_at: Option<f64>,
+    /// Cost model instead of real crypto (for scale runs; labelled in the output).
+    #[arg(long)]
+    pub modeled_crypto: bool,
+    /// Write decide/complete events as JSON lines to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: SmrArgs) -> Result<()> {
+    super::run_scenario(&smr_config(&a)?, a.json)
+}
+
+pub fn smr_config(a: &SmrArgs) -> Result<Config> {
+    if a.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    if a.replicas > 100 {
+        bail!(
+            "--replicas {} is more than the 100 a group supports",
+            a.replicas
+        );
+    }
+    let base = if a.cft { 2 } else { 3 };
+    let f = match a.faulty {
+        Some(f) => f,
+        None => a.replicas.saturating_sub(1 + a.delta) / base,
+    };
+    if a.delta > 0 && f == 0 {
+        bail!("--delta needs --faulty of at least 1 (V_max = 1 + Δ/F)");
+    }
+    let need = base * f + 1 + a.delta;
+    if a.replicas != need {
+        bail!(
+            "--replicas {} does not fit --faulty {f} and --delta {}: {} mode needs N = {}F+1+Δ = {need}",
+            a.replicas,
+            a.delta,
+            if a.cft { "CFT" } else { "BFT" },
+            base
+        );
+    }
+    let k = a.byzantine_count.unwrap_or(f);
+    if k > a.replicas {
+        bail!(
+            "--byzantine-count {k} is larger than --replicas {}",
+            a.replicas
+        );
+    }
+    if a.clients == 0 {
+        bail!("--clients must be at least 1");
+    }
+    if a.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&a.read_ratio) {
+        bail!("--read-ratio must be between 0 and 1, got {}", a.read_ratio);
+    }
+    if let Some(t) = a.crash_leader_at {
+        if !(t >= 0.0 && t.is_finite()) {
+            bail!("--crash-leader-at must be a non-negative number of milliseconds");
+        }
+    }
+    let adversary = a.byzantine;
+    let network = NetworkChoice::parse(&a.network)?;
+    Ok(Config {
+        replicas: a.replicas,
+        f,
+        delta: a.delta,
+        cft: a.cft,
+        adversary,
+        byzantine_count: if matches!(adversary, Adversary::None) {
+            0
+        } else {
+            k
+        },
+        seeds: a.seeds,
+        seed_start: a.seed_start,
+        requests: a.requests,
+        clients: a.clients,
+        read_ratio: a.read_ratio,
+        network,
+        crash_leader_at_ms: a.crash_leader_at,
+        modeled_crypto: a.modeled_crypto,
+        trace: a.trace.clone(),
+    })
+}

@@ -1,0 +1,297 @@
+//! The Byzantine replicas of `sim smr`: the generic wrappers of
+//! [`byzscale_sim::adversary`] and the one SMR-specific attack, colluding
+//! equivocation ([`Equivocator`]).
+
+use crate::{Input, Output, Rep};
+use byzscale_apps::kv::KvStore;
+use byzscale_core::crypto::{Crypto, Digest};
+use byzscale_core::protocol::Time;
+use byzscale_core::{Addr, NodeId};
+use byzscale_sim::adversary::{Behavior, Byzantine, MixedPlan};
+use byzscale_sim::engine::{Actor, ActorCx, ActorEffect, BoxActor, NodeIdx, ProtocolActor, Sim};
+use byzscale_smr::{Batch, GroupInfo, Message, Params, Replica};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// What the Byzantine replicas do (see the crate docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Adversary {
+    None,
+    Silent,
+    Equivocate,
+    Replay,
+    Slow,
+    Twins,
+    Mixed,
+}
+
+impl Adversary {
+    pub fn name(self) -> &'static str {
+        match self {
+            Adversary::None => "none",
+            Adversary::Silent => "silent",
+            Adversary::Equivocate => "equivocate",
+            Adversary::Replay => "replay",
+            Adversary::Slow => "slow",
+            Adversary::Twins => "twins",
+            Adversary::Mixed => "mixed",
+        }
+    }
+    /// Every name `--byzantine` takes.
+    pub const NAMES: [&'static str; 7] = [
+        "none",
+        "silent",
+        "equivocate",
+        "replay",
+        "slow",
+        "twins",
+        "mixed",
+    ];
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Adversary::None]
+            .into_iter()
+            .chain(Adversary::ALL)
+            .find(|a| a.name() == name)
+    }
+    /// Every adversary but `None`.
+    pub const ALL: [Adversary; 6] = [
+        Adversary::Silent,
+        Adversary::Equivocate,
+        Adversary::Replay,
+        Adversary::Slow,
+        Adversary::Twins,
+        Adversary::Mixed,
+    ];
+}
+
+/// A correct replica of the scenario, as an actor.
+pub fn replica(me: NodeId, g: &GroupInfo, params: &Params) -> ProtocolActor<Rep, Input, Output> {
+    let r = Replica::new(me, g.clone(), params.clone(), KvStore::new());
+    ProtocolActor::with_maps(
+        r,
+        |i| match i {
+            Input::Replica(x) => Some(x),
+            Input::Client(_) => None,
+        },
+        Output::Replica,
+    )
+}
+
+/// The Byzantine replicas of a run: one adversary, shared collusion state.
+pub struct Team {
+    adversary: Adversary,
+    collusion: Rc<RefCell<Collusion>>,
+    members: Vec<NodeId>,
+    request_timeout: Time,
+}
+
+impl Team {
+    pub fn new(adversary: Adversary, members: Vec<NodeId>, params: &Params) -> Self {
+        Team {
+            adversary,
+            collusion: Rc::default(),
+            members,
+            request_timeout: params.request_timeout,
+        }
+    }
+
+    fn equivocator(&self, inner: ProtocolActor<Rep, Input, Output>) -> Equivocator {
+        Equivocator {
+            inner: Box::new(inner),
+            collusion: self.collusion.clone(),
+            members: self.members.clone(),
+        }
+    }
+
+    /// Add a Byzantine replica at `addr`; the node indices that speak for it
+    /// (two for Twins), each flagged Byzantine but the correct twin.
+    pub fn add(
+        &mut self,
+        sim: &mut Sim<Message, Input, Output>,
+        rng: &mut ChaCha8Rng,
+        addr: Addr,
+        region: usize,
+        crypto: impl Fn() -> Crypto,
+        make: impl Fn() -> ProtocolActor<Rep, Input, Output>,
+    ) -> Vec<NodeIdx> {
+        let mut choice = self.adversary;
+        if choice == Adversary::Mixed {
+            choice = Adversary::ALL[rng.gen_range(0..Adversary::ALL.len())];
+        }
+        let slow_delay = (self.request_timeout as f64 * rng.gen_range(0.1..2.0)) as Time;
+        let (idx, twin) = match choice {
+            Adversary::Twins => {
+                let (a, b) = sim.add_twins(addr, crypto(), make(), crypto(), make(), region);
+                (a, Some(b))
+            }
+            Adversary::Silent => {
+                let actor = Byzantine::silent(make());
+                (sim.add_node(addr, crypto(), actor, region), None)
+            }
+            Adversary::Replay => {
+                let actor = Byzantine::replay(make(), 0.3, 0.2);
+                (sim.add_node(addr, crypto(), actor, region), None)
+            }
+            Adversary::Slow => {
+                let actor = Byzantine::slow(make(), 10.0, slow_delay);
+                (sim.add_node(addr, crypto(), actor, region), None)
+            }
+            Adversary::Equivocate => {
+                let actor = self.equivocator(make());
+                (sim.add_node(addr, crypto(), actor, region), None)
+            }
+            // "mixed" drew itself: a behaviour that changes over time, forging included
+            Adversary::Mixed | Adversary::None => {
+                let plan = MixedPlan {
+                    choices: vec![
+                        Behavior::Honest,
+                        Behavior::Silent,
+                        Behavior::Replay {
+                            prob: 0.3,
+                            dup_prob: 0.2,
+                        },
+                        Behavior::Slow {
+                            factor: 10.0,
+                            extra_delay: slow_delay,
+                        },
+                        Behavior::Forge {
+                            prob: 0.2,
+                            identities: Vec::new(),
+                        },
+                    ],
+                    switch_every: Some((self.request_timeout / 2, self.request_timeout * 4)),
+                };
+                let actor = Byzantine::mixed(self.equivocator(make()), plan);
+                (sim.add_node(addr, crypto(), actor, region), None)
+            }
+        };
+        sim.set_byzantine(idx, true);
+        twin.into_iter().chain([idx]).collect()
+    }
+}
+
+/// Colluding equivocation (see the crate docs): shared by all Byzantine
+/// replicas of a run.
+#[derive(Default)]
+struct Collusion {
+    /// (view, slot) → the two digests being pushed.
+    split: BTreeMap<(u64, u64), (Digest, Digest)>,
+}
+
+/// A different but valid batch: the same requests reversed, or one fewer.
+fn variant(batch: &Batch) -> Option<Batch> {
+    match batch.requests.len() {
+        0 => None,
+        1 => Some(Batch::default()),
+        _ => {
+            let mut b = batch.clone();
+            std::sync::Arc::make_mut(&mut b.requests).reverse();
+            Some(b)
+        }
+    }
+}
+
+/// An honest replica whose proposals and votes are split in two: the first
+/// value towards even-positioned members, the second towards odd ones.
+pub struct Equivocator {
+    inner: BoxActor<Message, Input, Output>,
+    collusion: Rc<RefCell<Collusion>>,
+    members: Vec<NodeId>,
+}
+
+impl Equivocator {
+    fn parity(&self, a: &Addr) -> usize {
+        a.node()
+            .and_then(|n| self.members.iter().position(|m| *m == n))
+            .unwrap_or(0)
+            % 2
+    }
+
+    /// The two halves of `msg`, if it is a proposal or a vote to split.
+    fn halves(&self, msg: &Message) -> Option<[Message; 2]> {
+        let pair = |view: u64, slot: u64| self.collusion.borrow().split.get(&(view, slot)).copied();
+        match msg {
+            Message::Propose { view, slot, batch } => variant(batch).map(|b| {
+                let da = byzscale_core::crypto::digest(&batch.bytes());
+                let db = byzscale_core::crypto::digest(&b.bytes());
+                self.collusion
+                    .borrow_mut()
+                    .split
+                    .insert((*view, *slot), (da, db));
+                let (view, slot) = (*view, *slot);
+                [
+                    msg.clone(),
+                    Message::Propose {
+                        view,
+                        slot,
+                        batch: b,
+                    },
+                ]
+            }),
+            Message::Write { view, slot, .. } => pair(*view, *slot).map(|(da, db)| {
+                let (view, slot) = (*view, *slot);
+                let w = |digest| Message::Write { view, slot, digest };
+                [w(da), w(db)]
+            }),
+            Message::Accept { view, slot, .. } => pair(*view, *slot).map(|(da, db)| {
+                let (view, slot) = (*view, *slot);
+                let a = |digest| Message::Accept { view, slot, digest };
+                [a(da), a(db)]
+            }),
+            _ => None,
+        }
+    }
+
+    fn rewrite(&mut self, mark: usize, cx: &mut ActorCx<'_, Message, Output>) {
+        let produced: Vec<_> = cx.effects_mut().drain(mark..).collect();
+        for e in produced {
+            let ActorEffect::Multicast { to, msg } = e else {
+                cx.effects_mut().push(e);
+                continue;
+            };
+            match self.halves(&msg) {
+                Some([a, b]) => {
+                    let (even, odd): (Vec<Addr>, Vec<Addr>) =
+                        to.into_iter().partition(|t| self.parity(t) == 0);
+                    if !even.is_empty() {
+                        cx.multicast(even, a);
+                    }
+                    if !odd.is_empty() {
+                        cx.multicast(odd, b);
+                    }
+                }
+                None => cx.multicast(to, msg),
+            }
+        }
+    }
+
+    fn around(
+        &mut self,
+        cx: &mut ActorCx<'_, Message, Output>,
+        f: impl FnOnce(&mut BoxActor<Message, Input, Output>, &mut ActorCx<'_, Message, Output>),
+    ) {
+        let mark = cx.effects_mut().len();
+        f(&mut self.inner, cx);
+        self.rewrite(mark, cx);
+    }
+}
+
+impl Actor<Message, Input, Output> for Equivocator {
+    fn start(&mut self, cx: &mut ActorCx<'_, Message, Output>) {
+        self.around(cx, |a, cx| a.start(cx));
+    }
+    fn input(&mut self, input: Input, cx: &mut ActorCx<'_, Message, Output>) {
+        self.around(cx, |a, cx| a.input(input, cx));
+    }
+    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Output>) {
+        self.around(cx, |a, cx| a.message(from, msg, cx));
+    }
+    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Output>) {
+        self.around(cx, |a, cx| a.timer(key, cx));
+    }
+}

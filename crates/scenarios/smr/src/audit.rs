@@ -1,0 +1,269 @@
+//! The checkers of `sim smr` (see the crate docs): they observe every output
+//! of the run as it happens ([`Audit`] is the run's world) and finish with the
+//! linearizability and liveness verdicts ([`Audit::finish`]).
+
+use crate::workload::Workload;
+use crate::{Config, Input, Output, Rep, ReplicaNodes, Run};
+use byzscale_core::crypto::Digest;
+use byzscale_core::protocol::Time;
+use byzscale_core::Addr;
+use byzscale_sim::check::linearizability;
+use byzscale_sim::check::LogChecker;
+use byzscale_sim::engine::{Control, NodeIdx, Observer, Sim};
+use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
+use byzscale_smr::{self as smr, Batch, Message};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A digest that prints as short hex in violation reports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Hex(pub Digest);
+
+impl std::fmt::Debug for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", hex::encode(&self.0[..8]))
+    }
+}
+
+/// The world of one run: the workload and the checkers.
+pub struct Audit {
+    seed: u64,
+    byzantine: BTreeSet<usize>,
+    replicas: ReplicaNodes,
+    /// client position by node, and node by client position
+    clients: BTreeMap<NodeIdx, usize>,
+    client_nodes: Vec<NodeIdx>,
+    pub workload: Workload,
+    log: LogChecker<usize, Hex>,
+    violations: Violations,
+    views: BTreeMap<usize, u64>,
+    trace: Option<Vec<String>>,
+}
+
+impl Audit {
+    pub fn new(
+        cfg: &Config,
+        seed: u64,
+        byzantine: BTreeSet<usize>,
+        replicas: ReplicaNodes,
+        client_nodes: Vec<NodeIdx>,
+    ) -> Self {
+        Audit {
+            seed,
+            byzantine,
+            replicas,
+            clients: client_nodes
+                .iter()
+                .enumerate()
+                .map(|(c, n)| (*n, c))
+                .collect(),
+            client_nodes,
+            workload: Workload::new(cfg.clients, cfg.requests, cfg.read_ratio, seed),
+            log: LogChecker::new(),
+            violations: Violations::new(),
+            views: BTreeMap::new(),
+            trace: cfg.trace.as_ref().map(|_| Vec::new()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_done(
+        &mut self,
+        at: Time,
+        node: NodeIdx,
+        id: u64,
+        result: &[u8],
+        ordered: bool,
+        invoked: Time,
+        ctl: &mut Control<Input>,
+    ) {
+        let Some(&c) = self.clients.get(&node) else {
+            return;
+        };
+        let Some(done) = self.workload.complete(c, id, invoked, at, result, ordered) else {
+            self.violations.push(format!(
+                "integrity: client {c} completed request {id} twice"
+            ));
+            return;
+        };
+        if let Some(t) = &mut self.trace {
+            t.push(
+                serde_json::json!({
+                    "type": "complete", "run": self.seed, "client": c + 1, "seq": id,
+                    "op": done.op.to_string(), "result": done.reply.to_string(), "ordered": ordered,
+                    "invoked_ns": invoked, "completed_ns": at,
+                })
+                .to_string(),
+            );
+        }
+        if let Some(input) = self.workload.next(c, at) {
+            ctl.input(self.client_nodes[c], Input::Client(input));
+        }
+        if self.workload.done() {
+            ctl.stop();
+        }
+    }
+
+    fn on_decided(
+        &mut self,
+        pos: usize,
+        slot: u64,
+        digest: Digest,
+        batch: &Batch,
+        ctl: &mut Control<Input>,
+    ) {
+        let byz = self.byzantine.contains(&pos);
+        if let Some(t) = &mut self.trace {
+            let reqs: Vec<_> = batch
+                .requests
+                .iter()
+                .map(|r| serde_json::json!({"client": r.client.0, "seq": r.seq}))
+                .collect();
+            t.push(
+                serde_json::json!({
+                    "type": "decide", "run": self.seed, "node": pos, "byzantine": byz,
+                    "slot": slot, "digest": hex::encode(digest), "requests": reqs,
+                })
+                .to_string(),
+            );
+        }
+        if byz {
+            return;
+        }
+        self.log.decide(pos, slot, Hex(digest));
+        if self.log.violation_count() > 0 {
+            ctl.stop(); // the seed has failed; the rest is noise
+        }
+        for r in batch.requests.iter() {
+            if !self.workload.submitted(r.client, &r.op) {
+                self.violations.push(format!(
+                    "validity: replica {pos} decided {}#{} at slot {slot}, never submitted",
+                    r.client, r.seq
+                ));
+            }
+        }
+    }
+
+    /// The end-of-run verdicts: violations, linearizability, liveness.
+    pub fn finish(
+        mut self,
+        sim: &Sim<Message, Input, Output>,
+        ending: Ending,
+        out: &mut Outcome,
+    ) -> Run {
+        let mut violations = std::mem::take(&mut self.violations);
+        violations.add(self.log.violations(), self.log.violation_count());
+        let mut inconclusive = false;
+        match linearizability::check(&self.workload.take_history()) {
+            Ok(()) => {}
+            Err(v) if v.is_inconclusive() => inconclusive = true,
+            Err(v) => violations.push(format!("linearizability: {v}")),
+        }
+        if !self.workload.done() && !self.failed() {
+            out.liveness = Some(self.stuck(sim, ending));
+        }
+        out.violations = violations;
+        out.trace = self.trace.take().unwrap_or_default();
+        Run {
+            completed: self.workload.completed,
+            committed: self.workload.committed,
+            view_changes: self.views.values().copied().max().unwrap_or(0),
+            linearizability_inconclusive: inconclusive,
+            latencies: std::mem::take(&mut self.workload.latencies),
+        }
+    }
+
+    /// Why the run did not complete, with the state of each correct replica.
+    fn stuck(&self, sim: &Sim<Message, Input, Output>, ending: Ending) -> String {
+        let states: Vec<String> = self
+            .replicas
+            .iter()
+            .filter(|(_, p)| !self.byzantine.contains(p))
+            .filter_map(|(idx, p)| {
+                sim.protocol::<Rep>(*idx).map(|r| {
+                    let st = r.stats();
+                    format!(
+                        "n{p}: view {} {:?} executed {} pending {}",
+                        st.view,
+                        r.status(),
+                        st.executed,
+                        st.pending
+                    )
+                })
+            })
+            .collect();
+        format!(
+            "{} client requests {}; {}",
+            self.workload.pending(),
+            ending.why(sim.now()),
+            states.join("; ")
+        )
+    }
+}
+
+impl World<Input, Output> for Audit {
+    fn done(&self) -> bool {
+        self.workload.done()
+    }
+    fn failed(&self) -> bool {
+        self.log.violation_count() > 0 || !self.violations.is_empty()
+    }
+}
+
+impl Observer<Input, Output> for Audit {
+    fn on_output(
+        &mut self,
+        at: Time,
+        node: NodeIdx,
+        _addr: Addr,
+        out: Output,
+        ctl: &mut Control<Input>,
+    ) {
+        match out {
+            Output::Client(smr::client::Output::Done {
+                id,
+                result,
+                ordered,
+                invoked,
+            }) => self.on_done(at, node, id, &result, ordered, invoked, ctl),
+            Output::Replica(out) => {
+                let Some(&pos) = self.replicas.get(&node) else {
+                    return;
+                };
+                let byz = self.byzantine.contains(&pos);
+                match out {
+                    smr::replica::Output::Decided {
+                        slot,
+                        digest,
+                        batch,
+                        ..
+                    } => self.on_decided(pos, slot, digest, &batch, ctl),
+                    smr::replica::Output::StateTransferred { slot } if !byz => {
+                        self.log.skip_to(pos, slot)
+                    }
+                    smr::replica::Output::ViewChanged { view, .. } if !byz => {
+                        let v = self.views.entry(pos).or_insert(0);
+                        *v = (*v).max(view);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn on_fault(
+        &mut self,
+        _at: Time,
+        node: NodeIdx,
+        fault: &byzscale_core::Fault,
+        _ctl: &mut Control<Input>,
+    ) {
+        if fault.is(smr::Fault::DivergentState) {
+            if let Some(&pos) = self.replicas.get(&node) {
+                if !self.byzantine.contains(&pos) {
+                    self.violations
+                        .push(format!("state: replica {pos}: {}", fault.detail));
+                }
+            }
+        }
+    }
+}

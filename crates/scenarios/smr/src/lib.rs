@@ -1,0 +1,450 @@
+//! `byzscale sim smr`: one SMR group, closed-loop KV clients, Byzantine replicas,
+//! and every checker, over many seeds.
+//!
+//! A run builds N replicas of [`byzscale_smr::Replica`] running the KV service and
+//! C clients of [`byzscale_smr::Client`], with real crypto (ed25519, HMAC-SHA256
+//! on every message) unless a cost model is asked for. K replicas misbehave
+//! ([`attacks`]):
+//!
+//! | adversary | what the K replicas do |
+//! |---|---|
+//! | `silent` | nothing at all (as if crashed, but counted as Byzantine) |
+//! | `equivocate` | collude: whenever one of them leads, it proposes two different batches for each slot, and all of them vote (WRITE/ACCEPT) for the first batch towards even-positioned replicas and for the second towards odd-positioned ones, so with K > F correct replicas can be driven to different decisions |
+//! | `replay` | re-send old messages to random peers and duplicate their own |
+//! | `slow` | run 10× slower and hold back every message by a seeded fraction of the request timeout |
+//! | `twins` | two honest instances share each identity and keys (Twins) |
+//! | `mixed` | each picks one of the above (or forging, or switching between behaviours over time) from the seed |
+//!
+//! The network misbehaves until it stabilizes (1% loss, 1% duplication, 5%
+//! reordering); liveness is required only after that. The [`workload`] is a
+//! KV mix over a few hot keys. Checkers ([`audit`]), over correct replicas and
+//! clients only:
+//! - agreement and gap-free order of decided slots ([`byzscale_sim::check::LogChecker`]);
+//! - validity: every decided request was submitted by the client it names;
+//! - no replica reports its own state diverging from a stable checkpoint;
+//! - linearizability of the KV client history (which also catches a request
+//!   executed twice: INCRs would count it twice);
+//! - liveness: every client request completes before the deadline.
+//!
+//! The run loop, the sweep over seeds and the common report fields are the
+//! simulator's ([`byzscale_sim::scenario`]).
+
+pub mod attacks;
+pub mod audit;
+pub mod workload;
+
+pub use attacks::Adversary;
+pub use byzscale_sim::net_model::NetworkChoice;
+pub use byzscale_sim::scenario::{run_many, run_one, SimError};
+
+use audit::Audit;
+use byzscale_apps::kv::KvStore;
+use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
+use byzscale_core::protocol::{Time, MILLIS, SECS};
+use byzscale_core::quorum::{FaultModel, QuorumSystem};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId};
+use byzscale_sim::cpu::CpuModel;
+use byzscale_sim::engine::{NodeIdx, ProtocolActor, Sim};
+use byzscale_sim::runner::{identity, percentile_ms};
+use byzscale_sim::scenario::{
+    self, crypto_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
+};
+use byzscale_smr as smr;
+use byzscale_smr::{Client, GroupInfo, Message, Params, Replica};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A replica of the scenario.
+pub type Rep = Replica<KvStore>;
+
+/// Inputs and outputs of the nodes of an SMR simulation.
+#[derive(Debug)]
+pub enum Input {
+    Client(smr::client::Input),
+    Replica(smr::replica::Input),
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Client(smr::client::Output),
+    Replica(smr::replica::Output),
+}
+
+/// The scenario's knobs (the flags of `byzscale sim smr`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub replicas: usize,
+    pub f: usize,
+    pub delta: usize,
+    pub cft: bool,
+    pub adversary: Adversary,
+    pub byzantine_count: usize,
+    pub seeds: u64,
+    pub seed_start: u64,
+    pub requests: u64,
+    pub clients: usize,
+    pub read_ratio: f64,
+    pub network: NetworkChoice,
+    pub crash_leader_at_ms: Option<f64>,
+    pub modeled_crypto: bool,
+    pub trace: Option<PathBuf>,
+}
+
+impl Config {
+    /// A small default: `replicas` replicas tolerating `f`, no adversary, LAN.
+    pub fn new(replicas: usize, f: usize) -> Self {
+        Config {
+            replicas,
+            f,
+            delta: 0,
+            cft: false,
+            adversary: Adversary::None,
+            byzantine_count: 0,
+            seeds: 1,
+            seed_start: 0,
+            requests: 100,
+            clients: 4,
+            read_ratio: 0.2,
+            network: NetworkChoice::default(),
+            crash_leader_at_ms: None,
+            modeled_crypto: false,
+            trace: None,
+        }
+    }
+
+    fn quorum_system(&self) -> Result<QuorumSystem, SimError> {
+        let mode = if self.cft {
+            FaultModel::Cft
+        } else {
+            FaultModel::Bft
+        };
+        let qs = if self.delta > 0 {
+            QuorumSystem::wheat_default(self.f, self.delta, mode)
+        } else {
+            QuorumSystem::classic(self.replicas, self.f, mode)
+        };
+        let qs = qs.map_err(|e| SimError::Config(e.to_string()))?;
+        if qs.n() != self.replicas {
+            return Err(SimError::Config(format!(
+                "{} replicas do not match f={} delta={} ({} expected)",
+                self.replicas,
+                self.f,
+                self.delta,
+                qs.n()
+            )));
+        }
+        Ok(qs)
+    }
+
+    fn crypto_mode(&self) -> CryptoMode {
+        if self.modeled_crypto {
+            CryptoMode::Modeled
+        } else {
+            CryptoMode::Real
+        }
+    }
+
+    /// Which replica positions misbehave: the initial leader first, the rest
+    /// drawn from the seed.
+    fn byzantine(&self, rng: &mut ChaCha8Rng) -> BTreeSet<usize> {
+        let n = self.replicas;
+        let mut byz = BTreeSet::new();
+        if self.byzantine_count > 0 {
+            byz.insert(0);
+            let mut rest: Vec<usize> = (1..n).collect();
+            while byz.len() < self.byzantine_count.min(n) {
+                let i = rng.gen_range(0..rest.len());
+                byz.insert(rest.swap_remove(i));
+            }
+        }
+        byz
+    }
+}
+
+/// One run's own figures (the common ones are in [`Outcome`]).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Run {
+    pub completed: u64,
+    pub committed: u64,
+    pub view_changes: u64,
+    pub linearizability_inconclusive: bool,
+    #[serde(skip)]
+    pub latencies: Vec<Time>,
+}
+
+/// The JSON of `byzscale sim smr --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub protocol: &'static str,
+    pub replicas: usize,
+    pub f: usize,
+    pub delta: usize,
+    pub mode: &'static str,
+    pub byzantine: &'static str,
+    pub byzantine_count: usize,
+    pub network: String,
+    pub crypto: &'static str,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub committed_requests: u64,
+    pub completed_requests: u64,
+    pub view_changes: u64,
+    pub messages: u64,
+    pub linearizability_inconclusive: u64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub simulated_cpu_seconds: f64,
+    /// Summed over runs (runs use all cores in parallel).
+    pub simulation_seconds: f64,
+    pub checking_seconds: f64,
+    /// Message deliveries per second of simulation-loop time on one core.
+    pub deliveries_per_second: f64,
+}
+
+impl scenario::Report for Report {
+    fn table(&self) -> String {
+        let mut s = format!(
+            "smr: N={} f={} Δ={} {} | adversary {} ×{} | network {} | crypto {}\n",
+            self.replicas,
+            self.f,
+            self.delta,
+            self.mode,
+            self.byzantine,
+            self.byzantine_count,
+            self.network,
+            self.crypto
+        );
+        s.push_str(&self.summary.verdict_line());
+        s.push_str(&format!(
+            "  committed {:>8}   view changes {:>6}   messages {:>10}   faults recorded {:>6}\n",
+            self.committed_requests, self.view_changes, self.messages, self.summary.faults_recorded
+        ));
+        s.push_str(&format!(
+            "  latency p50 {:.3} ms   p99 {:.3} ms (virtual)   {:.0} deliveries/s per core   {:.2} s wall\n",
+            self.latency_p50_ms,
+            self.latency_p99_ms,
+            self.deliveries_per_second,
+            self.summary.wall_seconds
+        ));
+        if self.mode == "cft" && !matches!(self.byzantine, "none" | "silent" | "slow" | "replay") {
+            s.push_str("  note: CFT mode tolerates crashes only; Byzantine adversaries are expected to break it\n");
+        }
+        s.push_str(&self.summary.failing_lines());
+        s
+    }
+}
+
+/// The keys and addresses of a run's endpoints.
+struct Endpoints {
+    mode: CryptoMode,
+    replicas: Vec<(Addr, Identity)>,
+    clients: Vec<(Addr, Identity)>,
+}
+
+impl Endpoints {
+    fn new(cfg: &Config, members: &[NodeId]) -> Self {
+        Endpoints {
+            mode: cfg.crypto_mode(),
+            replicas: members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (Addr::Node(*m), identity(1, i)))
+                .collect(),
+            clients: (0..cfg.clients)
+                .map(|i| (Addr::Client(ClientId(i as u64 + 1)), identity(2, i)))
+                .collect(),
+        }
+    }
+
+    /// Replica `i` knows every replica and client.
+    fn replica(&self, i: usize) -> Crypto {
+        let (me, id) = &self.replicas[i];
+        let mut c = Crypto::new(*me, id.clone(), self.mode);
+        for (a, pid) in self.replicas.iter().chain(&self.clients) {
+            if a != me {
+                c.add_peer(*a, pid.public()).expect("valid key");
+            }
+        }
+        c
+    }
+
+    /// A client knows the replicas.
+    fn client(&self, c: usize) -> Crypto {
+        let (me, id) = &self.clients[c];
+        let mut crypto = Crypto::new(*me, id.clone(), self.mode);
+        for (a, pid) in &self.replicas {
+            crypto.add_peer(*a, pid.public()).expect("valid key");
+        }
+        crypto
+    }
+}
+
+type SmrSim = Sim<Message, Input, Output>;
+
+impl Scenario for Config {
+    type Message = Message;
+    type Input = Input;
+    type Output = Output;
+    type World = Audit;
+    type Run = Run;
+    type Report = Report;
+
+    fn validate(&self) -> Result<(), SimError> {
+        self.quorum_system()?;
+        self.network.model()?;
+        Ok(())
+    }
+
+    fn seeds(&self) -> std::ops::Range<u64> {
+        self.seed_start..self.seed_start + self.seeds
+    }
+
+    fn build(&self, seed: u64) -> Result<Setup<Message, Input, Output, Audit>, SimError> {
+        let qs = self.quorum_system()?;
+        let n = self.replicas;
+        let members: Vec<NodeId> = (0..n as u32).map(NodeId).collect();
+        let g = GroupInfo::new(GroupId(0), members.clone(), qs);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed);
+
+        let base = self.network.model()?;
+        let mut params = Params::for_network(base.max_one_way());
+        params.checkpoint_interval = 32;
+        params.window = 128;
+        let stabilize = SECS + 20 * base.max_one_way();
+        let net = base
+            .with_loss(0.01)
+            .with_duplicate(0.01)
+            .with_reorder(0.05, 0)
+            .with_stabilize_at(stabilize);
+        let regions = net.regions.len().max(1);
+        let mut sim: SmrSim = Sim::new(seed, net, CpuModel::calibrated());
+        let byz = self.byzantine(&mut rng);
+        let keys = Endpoints::new(self, &members);
+
+        let mut team = attacks::Team::new(self.adversary, members.clone(), &params);
+        let mut replica_nodes = BTreeMap::new();
+        for (i, &me) in members.iter().enumerate() {
+            let make = || attacks::replica(me, &g, &params);
+            let crypto = || keys.replica(i);
+            let addr = keys.replicas[i].0;
+            let placed = if byz.contains(&i) {
+                team.add(&mut sim, &mut rng, addr, i % regions, crypto, make)
+            } else {
+                vec![sim.add_node(addr, crypto(), make(), i % regions)]
+            };
+            for idx in placed {
+                replica_nodes.insert(idx, i);
+            }
+        }
+
+        let mut client_idx = Vec::new();
+        for c in 0..self.clients {
+            let client = Client::new(ClientId(c as u64 + 1), g.clone(), params.clone());
+            let actor: ProtocolActor<Client, Input, Output> = ProtocolActor::with_maps(
+                client,
+                |i| match i {
+                    Input::Client(x) => Some(x),
+                    Input::Replica(_) => None,
+                },
+                Output::Client,
+            );
+            client_idx.push(sim.add_node(keys.clients[c].0, keys.client(c), actor, c % regions));
+        }
+
+        if let Some(ms) = self.crash_leader_at_ms {
+            let leader = replica_nodes
+                .iter()
+                .find(|(_, p)| **p == 0)
+                .map(|(i, _)| *i)
+                .expect("leader exists");
+            sim.crash((ms * MILLIS as f64) as Time, leader);
+        }
+
+        let mut world = Audit::new(self, seed, byz, replica_nodes, client_idx.clone());
+        // clients start staggered by 100 µs
+        for (cl, &node) in client_idx.iter().enumerate() {
+            let at = cl as Time * 100 * 1_000;
+            if let Some(input) = world.workload.next(cl, at) {
+                sim.schedule_input(at, node, Input::Client(input));
+            }
+        }
+        let deadline = stabilize + 120 * SECS + 400 * sim.net().max_one_way();
+        let limits = Limits {
+            // a run that thrashes (possible only with more Byzantine replicas
+            // than tolerated) ends on an event or simulated-CPU budget
+            max_events: Some(2_000_000 + 50_000 * self.requests),
+            max_cpu: Some(5 * SECS + 25 * MILLIS * self.requests),
+            ..Limits::until(deadline)
+        };
+        Ok(Setup { sim, world, limits })
+    }
+
+    fn audit(&self, sim: &mut SmrSim, world: Audit, ending: Ending, out: &mut Outcome) -> Run {
+        world.finish(sim, ending, out)
+    }
+
+    fn replay_command(&self, seed: u64) -> String {
+        let mut c = format!(
+            "byzscale sim smr --replicas {} --faulty {} --delta {} --byzantine {} --byzantine-count {} \
+             --requests {} --clients {} --read-ratio {} --network {} --seeds 1 --seed-start {seed}",
+            self.replicas,
+            self.f,
+            self.delta,
+            self.adversary.name(),
+            self.byzantine_count,
+            self.requests,
+            self.clients,
+            self.read_ratio,
+            self.network.name()
+        );
+        if self.cft {
+            c.push_str(" --cft");
+        }
+        if let Some(t) = self.crash_leader_at_ms {
+            c.push_str(&format!(" --crash-leader-at {t}"));
+        }
+        if self.modeled_crypto {
+            c.push_str(" --modeled-crypto");
+        }
+        c
+    }
+
+    fn summarize(&self, sweep: &Sweep<Run>) -> Report {
+        let lat = sweep.sorted(|r| &r.run.latencies);
+        let sim_seconds = sweep.total(|r| r.outcome.sim_seconds);
+        let deliveries = sweep.sum(|r| r.outcome.messages);
+        Report {
+            protocol: "smr",
+            replicas: self.replicas,
+            f: self.f,
+            delta: self.delta,
+            mode: if self.cft { "cft" } else { "bft" },
+            byzantine: self.adversary.name(),
+            byzantine_count: self.byzantine_count,
+            network: self.network.name(),
+            crypto: crypto_label(self.modeled_crypto),
+            summary: sweep.summary(),
+            committed_requests: sweep.sum(|r| r.run.committed),
+            completed_requests: sweep.sum(|r| r.run.completed),
+            view_changes: sweep.sum(|r| r.run.view_changes),
+            messages: deliveries,
+            linearizability_inconclusive: sweep.count(|r| r.run.linearizability_inconclusive),
+            latency_p50_ms: percentile_ms(&lat, 0.5),
+            latency_p99_ms: percentile_ms(&lat, 0.99),
+            simulated_cpu_seconds: sweep.total(|r| r.outcome.cpu_seconds),
+            simulation_seconds: sim_seconds,
+            checking_seconds: sweep.total(|r| r.outcome.check_seconds),
+            deliveries_per_second: deliveries as f64 / sim_seconds.max(1e-9),
+        }
+    }
+
+    fn trace_path(&self) -> Option<&Path> {
+        self.trace.as_deref()
+    }
+}
+
+/// The node indices of a run's replicas, by position.
+pub type ReplicaNodes = BTreeMap<NodeIdx, usize>;

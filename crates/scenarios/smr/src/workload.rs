@@ -1,0 +1,164 @@
+//! The KV workload of `sim smr`: closed-loop clients sharing a request quota,
+//! a few hot keys so operations conflict, INCR counters so a double execution
+//! is visible, multi-key MSET/MGET, and a fraction of reads on the unordered
+//! read-only path.
+
+use byzscale_apps::kv::{KvOp, KvReply};
+use byzscale_core::protocol::Time;
+use byzscale_core::ClientId;
+use byzscale_sim::check::linearizability::Op;
+use byzscale_smr::client;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The next operation of `client` (its `n`-th) and whether it goes read-only.
+fn next_op(rng: &mut ChaCha8Rng, client: usize, n: u64, read_ratio: f64) -> (KvOp, bool) {
+    let key = |rng: &mut ChaCha8Rng| format!("k{}", rng.gen_range(0..6)).into_bytes();
+    let val = format!("c{client}-{n}").into_bytes();
+    let op = match rng.gen_range(0..100) {
+        0..=29 => KvOp::Set(key(rng), val),
+        30..=54 => KvOp::Get(key(rng)),
+        55..=69 => KvOp::Incr(format!("n{}", rng.gen_range(0..3)).into_bytes()),
+        70..=79 => {
+            let a = key(rng);
+            let mut b = key(rng);
+            if b == a {
+                b = b"k9".to_vec();
+            }
+            KvOp::MSet(vec![(a, val.clone()), (b, val)])
+        }
+        80..=87 => KvOp::MGet(vec![key(rng), key(rng)]),
+        88..=93 => KvOp::Del(vec![key(rng)]),
+        _ => KvOp::Exists(vec![key(rng)]),
+    };
+    let ro = op.is_read_only() && rng.gen_bool(read_ratio);
+    (op, ro)
+}
+
+/// The client id of client position `c`.
+pub fn client_id(c: usize) -> ClientId {
+    ClientId(c as u64 + 1)
+}
+
+/// What the clients were asked to do and what they saw.
+pub struct Workload {
+    read_ratio: f64,
+    quota: Vec<u64>,
+    issued: Vec<u64>,
+    rng: ChaCha8Rng,
+    /// (client, submission id) → (op, invoked)
+    inflight: BTreeMap<(usize, u64), (KvOp, Time)>,
+    submitted: BTreeMap<ClientId, BTreeSet<Vec<u8>>>,
+    /// Completed operations, for the linearizability check.
+    pub history: Vec<Op>,
+    pub completed: u64,
+    /// Completed through the ordered path.
+    pub committed: u64,
+    pub latencies: Vec<Time>,
+}
+
+/// A completed operation.
+pub struct Completed {
+    pub op: KvOp,
+    pub reply: KvReply,
+}
+
+impl Workload {
+    /// `requests` shared by `clients` clients.
+    pub fn new(clients: usize, requests: u64, read_ratio: f64, seed: u64) -> Self {
+        let c = clients as u64;
+        Workload {
+            read_ratio,
+            quota: (0..c)
+                .map(|i| requests / c + u64::from(i < requests % c))
+                .collect(),
+            issued: vec![0; clients],
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0a11_0a11),
+            inflight: BTreeMap::new(),
+            submitted: BTreeMap::new(),
+            history: Vec::new(),
+            completed: 0,
+            committed: 0,
+            latencies: Vec::new(),
+        }
+    }
+
+    /// Client `c`'s next submission at `now`, if its quota allows.
+    pub fn next(&mut self, c: usize, now: Time) -> Option<client::Input> {
+        if self.issued[c] >= self.quota[c] {
+            return None;
+        }
+        self.issued[c] += 1;
+        let id = self.issued[c];
+        let (op, read_only) = next_op(&mut self.rng, c, id, self.read_ratio);
+        let bytes = op.encode();
+        self.submitted
+            .entry(client_id(c))
+            .or_default()
+            .insert(bytes.clone());
+        self.inflight.insert((c, id), (op, now));
+        Some(client::Input::Submit {
+            op: bytes,
+            read_only,
+        })
+    }
+
+    /// Client `c` completed submission `id`; `None` if it was not in flight
+    /// (completed twice).
+    pub fn complete(
+        &mut self,
+        c: usize,
+        id: u64,
+        invoked: Time,
+        at: Time,
+        result: &[u8],
+        ordered: bool,
+    ) -> Option<Completed> {
+        let (op, _) = self.inflight.remove(&(c, id))?;
+        let reply =
+            KvReply::decode(result).unwrap_or_else(|e| KvReply::Error(format!("undecodable: {e}")));
+        self.history.push(Op::new(
+            c as u64 + 1,
+            invoked,
+            at,
+            op.clone(),
+            reply.clone(),
+        ));
+        self.latencies.push(at.saturating_sub(invoked));
+        self.completed += 1;
+        if ordered {
+            self.committed += 1;
+        }
+        Some(Completed { op, reply })
+    }
+
+    /// Whether `client` submitted `op`.
+    pub fn submitted(&self, client: ClientId, op: &[u8]) -> bool {
+        self.submitted.get(&client).is_some_and(|s| s.contains(op))
+    }
+
+    pub fn done(&self) -> bool {
+        self.inflight.is_empty() && self.issued.iter().zip(&self.quota).all(|(i, q)| i >= q)
+    }
+
+    /// Requests not completed: in flight or not yet issued.
+    pub fn pending(&self) -> u64 {
+        self.inflight.len() as u64
+            + self
+                .quota
+                .iter()
+                .zip(&self.issued)
+                .map(|(q, i)| q - i)
+                .sum::<u64>()
+    }
+
+    /// The history with every operation still in flight as pending.
+    pub fn take_history(&mut self) -> Vec<Op> {
+        let mut h = std::mem::take(&mut self.history);
+        for ((c, _), (op, invoked)) in &self.inflight {
+            h.push(Op::pending(*c as u64 + 1, *invoked, op.clone()));
+        }
+        h
+    }
+}
