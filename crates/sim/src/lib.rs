@@ -17,7 +17,6 @@
 
 pub mod adversary;
 pub mod at2;
-pub mod byzcast;
 pub mod check;
 pub mod cpu;
 pub mod engine;

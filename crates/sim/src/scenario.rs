@@ -172,6 +172,9 @@ pub struct Outcome {
     /// Wall time of the simulation loop and of the audit.
     pub sim_seconds: f64,
     pub check_seconds: f64,
+    /// Virtual time when the run loop ended, before any grace period.
+    #[serde(skip)]
+    pub ended_at: Time,
     /// JSON lines for `--trace`.
     #[serde(skip)]
     pub trace: Vec<String>,
@@ -280,6 +283,7 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
             break Ending::Budget;
         }
     };
+    let ended_at = sim.now();
     if ending == Ending::Done && limits.grace > 0 {
         sim.run_for(limits.grace, &mut world);
     }
@@ -287,6 +291,7 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
     let checked = std::time::Instant::now();
     let mut outcome = Outcome {
         seed,
+        ended_at,
         ..Outcome::default()
     };
     let run = s.audit(&mut sim, world, ending, &mut outcome);

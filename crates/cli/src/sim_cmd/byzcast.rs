@@ -6,10 +6,11 @@
 use crate::plot::{bar_chart, line_chart, Axes, Bar};
 use anyhow::{bail, Context, Result};
 use byzscale_byzcast::Mode;
-use byzscale_sim::byzcast::{
-    self as bsim, Adversary, ByzcastSimConfig, RunResult, TreeChoice, WorkloadKind,
-};
+use byzscale_scenario_byzcast::{Adversary, Config, Run, TreeChoice, WorkloadKind};
 use byzscale_sim::net_model::NetworkChoice;
+use byzscale_sim::runner::percentile_ms as pct;
+use byzscale_sim::scenario::{self, Finished};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -23,35 +24,21 @@ fn command_line() -> String {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum WorkloadArg {
-    Uniform,
-    Skewed,
-    Local,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ProtocolArg {
     Byzcast,
     Baseline,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ByzantineArg {
-    None,
-    Silent,
-    Replay,
-    Slow,
-    Equivocate,
-    Twins,
-    Mixed,
-    /// Parent replica forwards client multicasts before its group orders them.
-    Early,
-    /// Parent replica forwards forged messages and reports forged results.
-    Forge,
-    /// Parent replica never forwards.
-    Withhold,
-    /// Parent replica swaps consecutive forwards.
-    Reorder,
+/// `--byzantine`: one of the scenario's adversaries by name.
+fn adversary_parser() -> impl TypedValueParser<Value = Adversary> {
+    PossibleValuesParser::new(Adversary::names())
+        .map(|s| Adversary::from_name(&s).expect("a possible value"))
+}
+
+/// `--workload`: one of the scenario's workloads by name.
+fn workload_parser() -> impl TypedValueParser<Value = WorkloadKind> {
+    PossibleValuesParser::new(WorkloadKind::NAMES)
+        .map(|s| WorkloadKind::from_name(&s).expect("a possible value"))
 }
 
 #[derive(Args, Debug)]
@@ -66,13 +53,17 @@ pub struct ByzcastArgs {
     #[arg(long, default_value_t = 0.1)]
     pub global_ratio: f64,
     /// Destinations of global multicasts (local = single-group only).
-    #[arg(long, value_enum, default_value_t = WorkloadArg::Uniform)]
-    pub workload: WorkloadArg,
+    #[arg(long, default_value = "uniform", value_parser = workload_parser())]
+    pub workload: WorkloadKind,
     #[arg(long, value_enum, default_value_t = ProtocolArg::Byzcast)]
     pub protocol: ProtocolArg,
-    /// Behaviour of the Byzantine replicas.
-    #[arg(long, value_enum, default_value_t = ByzantineArg::None)]
-    pub byzantine: ByzantineArg,
+    /// Behaviour of the Byzantine replicas: none, silent, replay, slow,
+    /// equivocate, twins, mixed, or a parent's attack (early: forwards client
+    /// multicasts before its group orders them; forge: forwards forged
+    /// messages and reports forged results; withhold: never forwards;
+    /// reorder: swaps consecutive forwards).
+    #[arg(long, default_value = "none", value_parser = adversary_parser())]
+    pub byzantine: Adversary,
     /// Byzantine replicas per group [default: F]. K > F is allowed on purpose:
     /// it shows the checkers catching violations.
     #[arg(long)]
@@ -113,7 +104,7 @@ pub struct ByzcastArgs {
     pub json: bool,
 }
 
-pub fn byzcast_config(a: &ByzcastArgs) -> Result<ByzcastSimConfig> {
+pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
@@ -128,31 +119,14 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<ByzcastSimConfig> {
             bail!("--warmup-ms must be in [0, --duration-ms)");
         }
     }
-    let adversary = match a.byzantine {
-        ByzantineArg::None => Adversary::None,
-        ByzantineArg::Silent => Adversary::Silent,
-        ByzantineArg::Replay => Adversary::Replay,
-        ByzantineArg::Slow => Adversary::Slow,
-        ByzantineArg::Equivocate => Adversary::Equivocate,
-        ByzantineArg::Twins => Adversary::Twins,
-        ByzantineArg::Mixed => Adversary::Mixed,
-        ByzantineArg::Early => Adversary::Early,
-        ByzantineArg::Forge => Adversary::Forge,
-        ByzantineArg::Withhold => Adversary::Withhold,
-        ByzantineArg::Reorder => Adversary::Reorder,
-    };
-    let workload = match a.workload {
-        WorkloadArg::Uniform => WorkloadKind::Uniform,
-        WorkloadArg::Skewed => WorkloadKind::Skewed,
-        WorkloadArg::Local => WorkloadKind::Local,
-    };
+    let (adversary, workload) = (a.byzantine, a.workload);
     let global_ratio = if workload == WorkloadKind::Local && a.global_ratio == 0.1 {
         0.0 // the default ratio does not apply to a local-only workload
     } else {
         a.global_ratio
     };
     let k = a.byzantine_count.unwrap_or(a.faulty);
-    let cfg = ByzcastSimConfig {
+    let cfg = Config {
         groups: a.groups,
         tree: TreeChoice::parse(&a.tree)?,
         global_ratio,
@@ -174,26 +148,13 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<ByzcastSimConfig> {
         warmup_ms: a.warmup_ms,
         batch_delay_us: a.batch_delay_us,
         trace: a.trace.clone(),
-        command_line: command_line(),
     };
     cfg.topology()?;
     Ok(cfg)
 }
 
 pub fn run_sim_byzcast(a: ByzcastArgs) -> Result<()> {
-    let cfg = byzcast_config(&a)?;
-    let report = bsim::run_many(&cfg, |done, total| {
-        if !a.json && total > 1 && done % 50 == 0 && done > 0 {
-            eprintln!("  {done}/{total} seeds");
-        }
-    })
-    .context("simulation failed")?;
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    super::run_scenario(&byzcast_config(&a)?, a.json)
 }
 
 // ---------------------------------------------------------------- figures
@@ -232,8 +193,8 @@ pub struct ByzcastScaleArgs {
     pub json: bool,
 }
 
-fn lan_config(groups: usize, a: &ByzcastScaleArgs, ratio: f64, protocol: Mode) -> ByzcastSimConfig {
-    ByzcastSimConfig {
+fn lan_config(groups: usize, a: &ByzcastScaleArgs, ratio: f64, protocol: Mode) -> Config {
+    Config {
         groups,
         global_ratio: ratio,
         workload: if ratio > 0.0 {
@@ -249,20 +210,20 @@ fn lan_config(groups: usize, a: &ByzcastScaleArgs, ratio: f64, protocol: Mode) -
         batch_delay_us: a.batch_delay_us,
         seeds: 1,
         seed_start: a.seed,
-        ..ByzcastSimConfig::new(groups)
+        ..Config::new(groups)
     }
 }
 
-fn run(cfg: &ByzcastSimConfig, seed: u64) -> Result<RunResult> {
-    let r = bsim::run_one(cfg, seed).context("simulation failed")?;
-    if r.violation_count > 0 {
+fn run(cfg: &Config, seed: u64) -> Result<Run> {
+    let Finished { outcome, run } = scenario::run_one(cfg, seed).context("simulation failed")?;
+    if !outcome.violations.is_empty() {
         bail!(
             "figure run had violations: {:?} (replay: {})",
-            r.violations,
-            cfg.replay_command(seed)
+            outcome.violations.texts(),
+            scenario::Scenario::replay_command(cfg, seed)
         );
     }
-    Ok(r)
+    Ok(run)
 }
 
 #[derive(Serialize)]
@@ -336,13 +297,6 @@ struct WanFigure {
     bars: Vec<WanBar>,
 }
 
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1e6
-}
-
 fn cdf(label: &str, mut lat: Vec<u64>) -> Cdf {
     lat.sort_unstable();
     let points = (0..=100)
@@ -388,13 +342,24 @@ pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let command = command_line();
     let started = std::time::Instant::now();
+    let scale = throughput_figure(&a, &command, started)?;
+    let cdf_fig = cdf_figure(&a, &command, started)?;
+    let wan = wan_figure(&a, command, started)?;
+    print_figures(&a, &scale, &cdf_fig, &wan, started)
+}
 
+/// Local throughput against the number of groups (seed 000 Fig. 4a).
+fn throughput_figure(
+    a: &ByzcastScaleArgs,
+    command: &str,
+    started: std::time::Instant,
+) -> Result<ScaleFigure> {
     // 1. local throughput against the number of groups (Fig. 4a)
     let mut points = Vec::new();
     for g in 1..=a.max_groups {
-        let bc = run(&lan_config(g, &a, 0.0, Mode::Byzcast), a.seed)?;
-        let bl = run(&lan_config(g, &a, 0.0, Mode::Baseline), a.seed)?;
-        let p = |r: &RunResult| {
+        let bc = run(&lan_config(g, a, 0.0, Mode::Byzcast), a.seed)?;
+        let bl = run(&lan_config(g, a, 0.0, Mode::Baseline), a.seed)?;
+        let p = |r: &Run| {
             let mut v = r.latencies_local.clone();
             v.sort_unstable();
             pct(&v, 0.5)
@@ -419,7 +384,7 @@ pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
         description: "single-group (local) multicasts per second (virtual) against the number of target groups, \
                       two-level tree, LAN, calibrated CPU model; ByzCast orders each at its group only, the baseline \
                       at the sequencer and then at the group",
-        command: command.clone(),
+        command: command.to_string(),
         network: "lan",
         cpu_model: "calibrated",
         crypto: "modeled (cost model, not real signatures)",
@@ -469,12 +434,21 @@ pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
         serde_json::to_string_pretty(&scale)? + "\n",
     )?;
 
+    Ok(scale)
+}
+
+/// Latency CDF with 10% global messages (seed 000 Fig. 7).
+fn cdf_figure(
+    a: &ByzcastScaleArgs,
+    command: &str,
+    started: std::time::Instant,
+) -> Result<CdfFigure> {
     // 2. latency CDF with 10% global messages (Fig. 7)
     let groups = 4.min(a.max_groups.max(2));
     let cdf_clients = a.cdf_clients_per_group.max(1);
-    let cdf_cfg = |ratio: f64| ByzcastSimConfig {
+    let cdf_cfg = |ratio: f64| Config {
         clients_per_group: cdf_clients,
-        ..lan_config(groups, &a, ratio, Mode::Byzcast)
+        ..lan_config(groups, a, ratio, Mode::Byzcast)
     };
     let r0 = run(&cdf_cfg(0.0), a.seed)?;
     let r10 = run(&cdf_cfg(0.1), a.seed)?;
@@ -518,7 +492,7 @@ pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
                       (two-level tree, LAN, calibrated CPU model). Local messages never wait for global ones (they are \
                       ordered by their group alone); the small shift of the local curve is the extra work of ordering \
                       the 3f+1 forwarded copies of each global message at its destinations (digest section 1.4)",
-        command: command.clone(),
+        command: command.to_string(),
         groups,
         clients_per_group: cdf_clients,
         batch_delay_us: a.batch_delay_us,
@@ -530,11 +504,20 @@ pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
         serde_json::to_string_pretty(&cdf_fig)? + "\n",
     )?;
 
+    Ok(cdf_fig)
+}
+
+/// ByzCast against the baseline on the WAN, one client per region (seed 000 Fig. 8).
+fn wan_figure(
+    a: &ByzcastScaleArgs,
+    command: String,
+    started: std::time::Instant,
+) -> Result<WanFigure> {
     // 3. WAN: ByzCast vs baseline, one client per region (Fig. 8)
     let mut bars = Vec::new();
     let wan_ratio = 0.5;
     for protocol in [Mode::Byzcast, Mode::Baseline] {
-        let cfg = ByzcastSimConfig {
+        let cfg = Config {
             groups: 4,
             global_ratio: wan_ratio,
             workload: WorkloadKind::Uniform,
@@ -544,7 +527,7 @@ pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
             modeled_crypto: true,
             duration_ms: Some(a.wan_seconds * 1000.0),
             warmup_ms: 1000.0,
-            ..ByzcastSimConfig::new(4)
+            ..Config::new(4)
         };
         let r = run(&cfg, a.seed)?;
         for (kind, lat) in [
@@ -586,6 +569,17 @@ pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
         serde_json::to_string_pretty(&wan)? + "\n",
     )?;
 
+    Ok(wan)
+}
+
+/// The figures' summary: JSON with `--json`, else a table.
+fn print_figures(
+    a: &ByzcastScaleArgs,
+    scale: &ScaleFigure,
+    cdf_fig: &CdfFigure,
+    wan: &WanFigure,
+    started: std::time::Instant,
+) -> Result<()> {
     #[derive(Serialize)]
     struct Summary<'a> {
         scale: &'a ScaleFigure,
@@ -595,7 +589,7 @@ pub fn run_sim_byzcast_scale(a: ByzcastScaleArgs) -> Result<()> {
         out: String,
     }
     let summary = Summary {
-        scale: &scale,
+        scale,
         latency_cdf: cdf_fig
             .series
             .iter()

@@ -1,0 +1,414 @@
+//! The checkers of `sim byzcast` (see the crate docs): [`Audit`] observes
+//! every delivery and completion as it happens, and [`Audit::finish`] adds
+//! the end-of-run checks (every correct replica reached its group's last
+//! position, validity, acyclic order, atomicity across shards,
+//! linearizability of single-group histories, liveness).
+
+use crate::workload::Workload;
+use crate::{Input, Output, Rep, Run};
+use byzscale_apps::kv::{KvOp, KvReply};
+use byzscale_byzcast::{self as byzcast, McastMsg, Message, MsgId, Topology};
+use byzscale_core::crypto::digest;
+use byzscale_core::protocol::Time;
+use byzscale_core::{Addr, GroupId, NodeId};
+use byzscale_sim::check::linearizability;
+use byzscale_sim::check::order::{cycle_text, OrderChecker};
+use byzscale_sim::check::LogChecker;
+use byzscale_sim::engine::{Control, NodeIdx, Observer, Sim};
+use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
+use byzscale_smr as smr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A replica node of the run: its group, its id, whether it is Byzantine.
+pub type ReplicaNodes = BTreeMap<NodeIdx, (GroupId, NodeId, bool)>;
+
+/// The world of one run: the workload and the checkers.
+pub struct Audit {
+    seed: u64,
+    topo: Arc<Topology>,
+    replicas: ReplicaNodes,
+    clients: BTreeMap<NodeIdx, usize>,
+    client_nodes: Vec<NodeIdx>,
+    pub workload: Workload,
+    logs: BTreeMap<GroupId, LogChecker<NodeId, MsgId>>,
+    /// Highest position each correct replica reached (delivered or skipped to).
+    reached: BTreeMap<NodeId, u64>,
+    delivered_by: BTreeMap<NodeId, BTreeSet<MsgId>>,
+    order: OrderChecker<MsgId, NodeId>,
+    violations: Violations,
+    views: BTreeMap<NodeId, u64>,
+    deliveries: u64,
+    /// Stop when the workload is done (not in fixed-duration runs).
+    stop_when_done: bool,
+    trace: Option<Vec<String>>,
+}
+
+impl Audit {
+    pub fn new(
+        seed: u64,
+        topo: Arc<Topology>,
+        replicas: ReplicaNodes,
+        client_nodes: Vec<NodeIdx>,
+        workload: Workload,
+        stop_when_done: bool,
+        trace: bool,
+    ) -> Self {
+        Audit {
+            seed,
+            topo,
+            replicas,
+            clients: client_nodes
+                .iter()
+                .enumerate()
+                .map(|(c, n)| (*n, c))
+                .collect(),
+            client_nodes,
+            workload,
+            logs: BTreeMap::new(),
+            reached: BTreeMap::new(),
+            delivered_by: BTreeMap::new(),
+            order: OrderChecker::new(),
+            violations: Violations::new(),
+            views: BTreeMap::new(),
+            deliveries: 0,
+            stop_when_done,
+            trace: trace.then(Vec::new),
+        }
+    }
+
+    fn gname(&self, g: GroupId) -> String {
+        self.topo.tree().name(g).to_string()
+    }
+
+    /// Add a `--trace` line, if tracing.
+    fn trace(&mut self, line: impl FnOnce(&Self) -> serde_json::Value) {
+        if self.trace.is_none() {
+            return;
+        }
+        let line = line(self).to_string();
+        if let Some(t) = &mut self.trace {
+            t.push(line);
+        }
+    }
+
+    fn names(&self, dst: &[GroupId]) -> Vec<String> {
+        dst.iter().map(|g| self.gname(*g)).collect()
+    }
+
+    fn on_deliver(
+        &mut self,
+        at: Time,
+        node: NodeId,
+        byz: bool,
+        group: GroupId,
+        index: u64,
+        msg: McastMsg,
+    ) {
+        self.trace(|a| {
+            serde_json::json!({
+                "type": "deliver", "run": a.seed, "group": a.gname(group), "node": node.0,
+                "byzantine": byz, "index": index, "msg": msg.id.to_string(),
+                "dst": a.names(&msg.dst), "at_ns": at,
+            })
+        });
+        if byz {
+            return;
+        }
+        self.deliveries += 1;
+        self.logs
+            .entry(group)
+            .or_default()
+            .decide(node, index, msg.id);
+        let r = self.reached.entry(node).or_insert(0);
+        *r = (*r).max(index);
+        let gname = self.gname(group);
+        if !msg.dst.contains(&group) {
+            self.violations.push(format!(
+                "integrity: {node} of {gname} delivered {} addressed to {:?}",
+                msg.id, msg.dst
+            ));
+        }
+        match self.workload.submitted(&msg.id) {
+            None => self.violations.push(format!(
+                "integrity: {node} of {gname} delivered {}, which no client multicast",
+                msg.id
+            )),
+            Some((dst, d)) if *dst != msg.dst || *d != digest(&msg.payload) => self.violations.push(format!(
+                "integrity: {node} of {gname} delivered {} with destinations or payload other than multicast",
+                msg.id
+            )),
+            Some(_) => {}
+        }
+        if !self.delivered_by.entry(node).or_default().insert(msg.id) {
+            self.violations.push(format!(
+                "integrity: {node} of {gname} delivered {} twice",
+                msg.id
+            ));
+        }
+        self.order.deliver(node, group, msg.id);
+    }
+
+    fn on_done(
+        &mut self,
+        at: Time,
+        c: usize,
+        n: u64,
+        results: Result<byzcast::Results, String>,
+        ctl: &mut Control<Input>,
+    ) {
+        let Some(done) = self.workload.complete(c, n, at, results) else {
+            self.violations.push(format!(
+                "integrity: client {} completed multicast {n} twice",
+                c + 1
+            ));
+            return;
+        };
+        if let Some(e) = &done.failed {
+            self.violations.push(format!(
+                "validity: client {}'s multicast {n} failed: {e}",
+                c + 1
+            ));
+        }
+        self.trace(|a| {
+            serde_json::json!({
+                "type": "complete", "run": a.seed, "client": c + 1, "msg": format!("{}:{n}", c + 1),
+                "dst": a.names(&done.dst), "op": done.op.to_string(), "result": done.reply.to_string(),
+                "invoked_ns": done.invoked, "completed_ns": at,
+            })
+        });
+        if let Some(input) = self.workload.next(c, at) {
+            ctl.input(self.client_nodes[c], Input::Client(input));
+        }
+        if self.stop_when_done && self.workload.done() {
+            ctl.stop();
+        }
+    }
+
+    /// The end-of-run checks and the run's figures. `window` is the virtual
+    /// time over which throughput is counted (`None`: until the work was done).
+    pub fn finish(
+        mut self,
+        sim: &Sim<Message, Input, Output>,
+        ending: Ending,
+        window: Option<Time>,
+        out: &mut Outcome,
+    ) -> Run {
+        let end = out.ended_at;
+        let fixed = window.is_some();
+        if !fixed && ending != Ending::Done {
+            out.liveness = Some(self.stuck(sim, ending));
+        }
+        if out.liveness.is_none() && !fixed {
+            self.check_complete();
+        }
+        if let Some(c) = self.order.find_cycle() {
+            let text = cycle_text(&c, |g| self.gname(g));
+            self.violations
+                .push(format!("order: the delivery order has a cycle: {text}"));
+        }
+        // atomicity across shards: the merged replies are those of one serial
+        // execution in an order extending every group's delivery order
+        if out.liveness.is_none() {
+            if let (Some(order), Some(replies)) =
+                (self.order.topological(), self.workload.replies.as_ref())
+            {
+                for v in serial_replay(&order, replies).into_iter().take(3) {
+                    self.violations.push(v);
+                }
+            }
+        }
+        // Atomic multicast orders messages consistently but, across groups, not
+        // in real time: a multi-group read can be delivered at one group long
+        // before another while single-group writes complete in between.
+        // Linearizability is therefore checked only for histories without
+        // multi-group messages.
+        let mut inconclusive = false;
+        if let Some(history) = self.workload.take_history() {
+            match linearizability::check(&history) {
+                Ok(()) => {}
+                Err(v) if v.is_inconclusive() => inconclusive = true,
+                Err(v) => self.violations.push(format!("linearizability: {v}")),
+            }
+        }
+        let mut violations = std::mem::take(&mut self.violations);
+        for l in self.logs.values() {
+            violations.add(l.violations(), l.violation_count());
+        }
+        out.violations = violations;
+        out.trace = self.trace.take().unwrap_or_default();
+        let window_s = window.unwrap_or(end) as f64 / 1e9;
+        let w = &mut self.workload;
+        Run {
+            completed_local: w.completed_local,
+            completed_global: w.completed_global,
+            deliveries: self.deliveries,
+            view_changes: self.views.values().copied().max().unwrap_or(0),
+            linearizability_inconclusive: inconclusive,
+            throughput_local: w.window_local as f64 / window_s.max(1e-9),
+            throughput_global: w.window_global as f64 / window_s.max(1e-9),
+            latencies_local: std::mem::take(&mut w.latencies_local),
+            latencies_global: std::mem::take(&mut w.latencies_global),
+        }
+    }
+
+    /// Every correct replica reached its group's last position, and every
+    /// multicast is in the log of every destination.
+    fn check_complete(&mut self) {
+        let tree = self.topo.tree().clone();
+        let correct: Vec<(GroupId, NodeId)> = self
+            .replicas
+            .values()
+            .filter(|(_, _, b)| !b)
+            .map(|(g, m, _)| (*g, *m))
+            .collect();
+        for g in tree.targets() {
+            let top = self.logs.get(&g).map(|l| l.highest()).unwrap_or(0);
+            for (_, m) in correct.iter().filter(|(gg, _)| *gg == g) {
+                let r = self.reached.get(m).copied().unwrap_or(0);
+                if r < top {
+                    self.violations.push(format!(
+                        "agreement: {m} of {} reached position {r} of {top}",
+                        tree.name(g)
+                    ));
+                }
+            }
+        }
+        let in_log: BTreeMap<GroupId, BTreeSet<MsgId>> = self
+            .logs
+            .iter()
+            .map(|(g, l)| {
+                let ids = (1..=l.highest()).filter_map(|p| l.decided(p).copied());
+                (*g, ids.collect())
+            })
+            .collect();
+        let mut missing = Vec::new();
+        for (id, dst) in self.workload.all_submitted() {
+            for g in dst {
+                if !in_log.get(g).is_some_and(|s| s.contains(id)) {
+                    missing.push(format!(
+                        "validity: multicast {id} never delivered at {}",
+                        tree.name(*g)
+                    ));
+                }
+            }
+        }
+        for v in missing {
+            self.violations.push(v);
+        }
+    }
+
+    /// Why the run did not complete, with the state of some correct replicas.
+    fn stuck(&self, sim: &Sim<Message, Input, Output>, ending: Ending) -> String {
+        let states: Vec<String> = self
+            .replicas
+            .iter()
+            .filter(|(_, (_, _, b))| !b)
+            .filter_map(|(idx, (g, m, _))| {
+                sim.protocol::<Rep>(*idx).map(|r| {
+                    let st = r.smr().stats();
+                    let ms = r.machine().stats();
+                    format!(
+                        "{m}@{}: view {} executed {} delivered {} stream-next {} waiting-results {}",
+                        self.gname(*g),
+                        st.view,
+                        st.executed,
+                        ms.delivered,
+                        ms.stream_next,
+                        r.pending_results()
+                    )
+                })
+            })
+            .take(12)
+            .collect();
+        format!(
+            "{} multicasts {}; {}",
+            self.workload.pending(),
+            ending.why(sim.now()),
+            states.join("; ")
+        )
+    }
+}
+
+impl World<Input, Output> for Audit {
+    fn done(&self) -> bool {
+        self.workload.done()
+    }
+    /// A run goes on after a violation: the end-of-run checks (validity,
+    /// acyclic order, atomicity) see the whole run.
+    fn failed(&self) -> bool {
+        false
+    }
+}
+
+impl Observer<Input, Output> for Audit {
+    fn on_output(
+        &mut self,
+        at: Time,
+        node: NodeIdx,
+        _addr: Addr,
+        out: Output,
+        ctl: &mut Control<Input>,
+    ) {
+        match out {
+            Output::Client(byzcast::client::Output::Done { n, results, .. }) => {
+                if let Some(&c) = self.clients.get(&node) {
+                    self.on_done(at, c, n, results, ctl);
+                }
+            }
+            Output::Replica(out) => {
+                let Some(&(group, id, byz)) = self.replicas.get(&node) else {
+                    return;
+                };
+                match out {
+                    byzcast::replica::Output::Deliver {
+                        group: g,
+                        index,
+                        msg,
+                    } => {
+                        if g != group && !byz {
+                            let (a, b) = (self.gname(group), self.gname(g));
+                            self.violations
+                                .push(format!("integrity: {id} of {a} delivered as {b}"));
+                        }
+                        self.on_deliver(at, id, byz, group, index, msg);
+                    }
+                    byzcast::replica::Output::Skipped { to_index, .. } if !byz => {
+                        self.logs.entry(group).or_default().skip_to(id, to_index);
+                        self.order.skip(&id);
+                        let r = self.reached.entry(id).or_insert(0);
+                        *r = (*r).max(to_index);
+                    }
+                    byzcast::replica::Output::Smr(smr::replica::Output::ViewChanged {
+                        view,
+                        ..
+                    }) if !byz => {
+                        let v = self.views.entry(id).or_insert(0);
+                        *v = (*v).max(view);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// Execute every completed multicast on one unsharded KV model in `order`
+/// (an order extending every group's deliveries) and report each reply that
+/// differs from what the client got.
+pub fn serial_replay(order: &[MsgId], replies: &BTreeMap<MsgId, (KvOp, KvReply)>) -> Vec<String> {
+    let mut model = byzscale_apps::kv::Model::new();
+    let mut out = Vec::new();
+    for id in order {
+        let Some((op, got)) = replies.get(id) else {
+            continue;
+        };
+        let want = model.apply(op);
+        if want != *got {
+            out.push(format!(
+                "atomicity: {id} {op} returned {got}, but executing every multicast in the delivery order gives {want}"
+            ));
+        }
+    }
+    out
+}

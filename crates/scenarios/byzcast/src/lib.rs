@@ -1,0 +1,695 @@
+//! `byzscale sim byzcast`: ByzCast (or the naive baseline) over G target
+//! groups and an overlay tree, closed-loop KV clients multicasting local and
+//! global messages, Byzantine replicas, and every checker, over many seeds.
+//!
+//! A run builds 3F+1 replicas of [`byzscale_byzcast::Replica`] per
+//! group (targets g1..gG plus the tree's auxiliary groups; replica i of every
+//! group sits in region i mod R, so on `ec2-byzcast` each group spans the four
+//! regions) and C clients per target group ([`byzcast::Client`], client c in
+//! region c mod R, "home" group c mod G). Each client multicasts KV operations
+//! one at a time: with probability `global_ratio` a multi-group MSET/MGET
+//! (destinations per the workload: `uniform` = any pair, `skewed` = {g1,g2},
+//! {g3,g4}, … as in seed 000 Table II), otherwise a single-group operation to
+//! its home group; `local` sends single-group operations only.
+//!
+//! K replicas of every group misbehave (the leader of view 0 among them):
+//!
+//! | adversary | what the K replicas do |
+//! |---|---|
+//! | `silent`, `replay`, `slow`, `twins` | the generic wrappers of [`byzscale_sim::adversary`], as in `sim smr` |
+//! | `equivocate` | a leader proposes a different batch (same requests reversed, or one fewer) to half of the group |
+//! | `mixed` | each picks one of the above, forging and corrupting included, and one of the ByzCast attacks below, from the seed, and switches over time |
+//! | `early` | ByzCast parent replica forwarding early: it forwards every client multicast the moment it arrives, before its group orders it, numbering messages in the order they first reached any colluder (digest §1.4's attack) |
+//! | `forge` | forwards a forged message (never multicast) in place of every real one, and corrupts the results it reports |
+//! | `withhold` | never forwards to its children |
+//! | `reorder` | swaps the messages of consecutive forwards to each child |
+//!
+//! The K Byzantine replicas of a group collude (shared state), so K > F shows
+//! what the checkers catch when a group's fault threshold is exceeded.
+//!
+//! Without `--duration-ms` a run sends `--requests` multicasts; the network
+//! misbehaves until it stabilizes (1% loss, 1% duplication, 5% reordering),
+//! every multicast must complete before the deadline, and the run continues a
+//! little so lagging correct replicas catch up before the final checks. With
+//! `--duration-ms` clients send without a quota over a clean network for that
+//! long and only the window after the warm-up counts (throughput runs).
+//!
+//! Checkers, over correct replicas and clients:
+//! - agreement and order per group: correct replicas of a group a-deliver the
+//!   same message at each position ([`byzscale_sim::check::LogChecker`]), and at the end each has
+//!   reached the group's last position;
+//! - validity: at the end every multicast is in the log of every destination;
+//! - integrity: a correct replica a-delivers a message at most once, only if
+//!   it was multicast (same id, destinations and payload), and only at a
+//!   destination group;
+//! - acyclic order: the relation "some correct replica delivers m before m′"
+//!   over all groups has no cycle ([`byzscale_sim::check::order::OrderChecker`]);
+//! - atomicity across shards: the merged KV replies are exactly those of one
+//!   serial execution of all multicasts in an order extending every group's
+//!   delivery order (multi-shard MSET/MGET are atomic). Atomic multicast does
+//!   not order messages of different groups in real time, so a history with
+//!   multi-group messages need not be linearizable; histories with
+//!   single-group messages only are checked for linearizability;
+//! - liveness: every multicast completes before the deadline.
+
+//!
+//! The workload is in [`workload`], the Byzantine replicas in [`attacks`],
+//! the checkers in [`audit`]; the run loop, the sweep over seeds and the
+//! common report fields are the simulator's ([`byzscale_sim::scenario`]).
+
+pub mod attacks;
+pub mod audit;
+pub mod workload;
+
+pub use attacks::Adversary;
+pub use byzscale_sim::net_model::NetworkChoice;
+pub use byzscale_sim::scenario::{run_many, run_one, SimError};
+pub use workload::WorkloadKind;
+
+use attacks::Team;
+use audit::{Audit, ReplicaNodes};
+use byzscale_byzcast::{self as byzcast, Message, Mode, Topology, Tree, TreeSpec};
+use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
+use byzscale_core::protocol::{Time, MILLIS, SECS};
+use byzscale_core::quorum::{FaultModel, QuorumSystem};
+use byzscale_core::{Addr, ClientId, NodeId};
+use byzscale_sim::cpu::CpuModel;
+use byzscale_sim::engine::{ProtocolActor, Sim};
+use byzscale_sim::runner::{identity, percentile_ms as percentile};
+use byzscale_sim::scenario::{
+    self, crypto_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
+};
+use byzscale_smr::{GroupInfo, Params};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A replica of the scenario: a ByzCast replica whose forwarding may be an attack.
+pub type Rep = byzcast::Replica<attacks::Policy>;
+
+/// Inputs and outputs of the nodes of a ByzCast simulation.
+#[derive(Debug)]
+pub enum Input {
+    Client(byzcast::client::Input),
+    Replica(byzcast::replica::Input),
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Client(byzcast::client::Output),
+    Replica(byzcast::replica::Output),
+}
+
+/// A tree of groups: a built-in shape or a file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TreeChoice {
+    TwoLevel,
+    ThreeLevel,
+    File { path: PathBuf, spec: TreeSpec },
+}
+
+impl TreeChoice {
+    /// `two-level`, `three-level`, or a tree file (TOML, or the JSON of
+    /// `byzscale tree optimize --json`).
+    pub fn parse(s: &str) -> Result<Self, SimError> {
+        match s {
+            "two-level" | "2" => Ok(TreeChoice::TwoLevel),
+            "three-level" | "3" => Ok(TreeChoice::ThreeLevel),
+            path => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SimError::Config(format!(
+                        "tree '{path}': not two-level, three-level or a readable file: {e}"
+                    ))
+                })?;
+                let spec = if path.ends_with(".json") {
+                    serde_json::from_str::<TreeSpec>(&text)
+                        .map_err(|e| SimError::Config(format!("tree file {path}: {e}")))?
+                } else {
+                    TreeSpec::from_toml(&text)
+                        .map_err(|e| SimError::Config(format!("tree file {path}: {e}")))?
+                };
+                Tree::from_spec(&spec)
+                    .map_err(|e| SimError::Config(format!("tree file {path}: {e}")))?;
+                Ok(TreeChoice::File {
+                    path: PathBuf::from(path),
+                    spec,
+                })
+            }
+        }
+    }
+    pub fn name(&self) -> String {
+        match self {
+            TreeChoice::TwoLevel => "two-level".into(),
+            TreeChoice::ThreeLevel => "three-level".into(),
+            TreeChoice::File { path, .. } => path.display().to_string(),
+        }
+    }
+    /// The tree for `groups` target groups (a file must have exactly that many).
+    pub fn build(&self, groups: usize) -> Result<Tree, SimError> {
+        match self {
+            TreeChoice::TwoLevel => Ok(Tree::two_level(groups)),
+            TreeChoice::ThreeLevel => Tree::three_level(groups).ok_or_else(|| {
+                SimError::Config("the three-level tree needs at least 2 target groups".into())
+            }),
+            TreeChoice::File { path, spec } => {
+                let t = Tree::from_spec(spec)
+                    .map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
+                if t.target_count() != groups {
+                    return Err(SimError::Config(format!(
+                        "{} has {} target groups but --groups is {groups}",
+                        path.display(),
+                        t.target_count()
+                    )));
+                }
+                Ok(t)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Target groups.
+    pub groups: usize,
+    pub tree: TreeChoice,
+    pub global_ratio: f64,
+    pub workload: WorkloadKind,
+    pub protocol: Mode,
+    pub adversary: Adversary,
+    /// Byzantine replicas per group.
+    pub byzantine_count: usize,
+    /// Faults tolerated per group (3F+1 replicas each).
+    pub f: usize,
+    pub seeds: u64,
+    pub seed_start: u64,
+    /// Multicasts per run (all clients together), without `duration_ms`.
+    pub requests: u64,
+    pub clients_per_group: usize,
+    pub network: NetworkChoice,
+    pub modeled_crypto: bool,
+    /// Throughput mode: run this long (virtual ms) without a quota.
+    pub duration_ms: Option<f64>,
+    /// In throughput mode, completions before this are not counted.
+    pub warmup_ms: f64,
+    /// Batch delay of the SMR leaders (µs).
+    pub batch_delay_us: u64,
+    pub trace: Option<PathBuf>,
+}
+
+impl Config {
+    /// A small default: 2 target groups under one auxiliary, 30% global, LAN.
+    pub fn new(groups: usize) -> Self {
+        Config {
+            groups,
+            tree: TreeChoice::TwoLevel,
+            global_ratio: 0.3,
+            workload: WorkloadKind::Uniform,
+            protocol: Mode::Byzcast,
+            adversary: Adversary::None,
+            byzantine_count: 0,
+            f: 1,
+            seeds: 1,
+            seed_start: 0,
+            requests: 40,
+            clients_per_group: 2,
+            network: NetworkChoice::default(),
+            modeled_crypto: false,
+            duration_ms: None,
+            warmup_ms: 0.0,
+            batch_delay_us: 0,
+            trace: None,
+        }
+    }
+
+    /// In fixed-duration runs, completions before this are not counted.
+    pub fn warmup(&self) -> Time {
+        (self.warmup_ms * MILLIS as f64) as Time
+    }
+
+    /// Check the configuration and build the topology.
+    pub fn topology(&self) -> Result<Arc<Topology>, SimError> {
+        if self.groups == 0 {
+            return Err(SimError::Config("--groups must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.global_ratio) {
+            return Err(SimError::Config(format!(
+                "--global-ratio must be in [0, 1], got {}",
+                self.global_ratio
+            )));
+        }
+        if self.workload == WorkloadKind::Local && self.global_ratio > 0.0 {
+            return Err(SimError::Config(
+                "--workload local sends single-group messages only: drop --global-ratio (or set it to 0)".into(),
+            ));
+        }
+        if self.clients_per_group == 0 {
+            return Err(SimError::Config(
+                "--clients-per-group must be at least 1".into(),
+            ));
+        }
+        let n = 3 * self.f + 1;
+        if self.byzantine_count > n {
+            return Err(SimError::Config(format!(
+                "--byzantine-count {} exceeds the {n} replicas of a group",
+                self.byzantine_count
+            )));
+        }
+        let tree = match self.protocol {
+            Mode::Baseline => {
+                if self.tree != TreeChoice::TwoLevel {
+                    return Err(SimError::Config(
+                        "the baseline has no tree: one sequencer group relays to every target (drop --tree)".into(),
+                    ));
+                }
+                Tree::sequencer_star(self.groups)
+            }
+            Mode::Byzcast => self.tree.build(self.groups)?,
+        };
+        let qs = QuorumSystem::classic(n, self.f, FaultModel::Bft)
+            .map_err(|e| SimError::Config(e.to_string()))?;
+        let groups = tree
+            .groups()
+            .map(|g| {
+                let members = (0..n).map(|i| NodeId(g.0 * n as u32 + i as u32)).collect();
+                GroupInfo::new(g, members, qs.clone())
+            })
+            .collect();
+        Topology::new(tree, groups, self.protocol)
+            .map(Arc::new)
+            .map_err(|e| SimError::Config(e.to_string()))
+    }
+}
+
+/// One run's own figures (the common ones are in [`Outcome`]).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Run {
+    pub completed_local: u64,
+    pub completed_global: u64,
+    /// a-deliveries by correct replicas.
+    pub deliveries: u64,
+    pub view_changes: u64,
+    pub linearizability_inconclusive: bool,
+    /// Completions per virtual second in the measured window.
+    pub throughput_local: f64,
+    pub throughput_global: f64,
+    #[serde(skip)]
+    pub latencies_local: Vec<Time>,
+    #[serde(skip)]
+    pub latencies_global: Vec<Time>,
+}
+
+/// The JSON of `byzscale sim byzcast --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub protocol: &'static str,
+    pub groups: usize,
+    pub tree: String,
+    pub auxiliary_groups: usize,
+    /// All replicas, auxiliary groups included.
+    pub replicas: usize,
+    pub replicas_per_group: usize,
+    pub f: usize,
+    pub workload: &'static str,
+    pub global_ratio: f64,
+    pub byzantine: &'static str,
+    pub byzantine_count: usize,
+    pub network: String,
+    pub crypto: &'static str,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub completed_requests: u64,
+    pub completed_local: u64,
+    pub completed_global: u64,
+    /// a-deliveries by correct replicas.
+    pub deliveries: u64,
+    pub view_changes: u64,
+    pub messages: u64,
+    pub linearizability_inconclusive: u64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_local_p50_ms: f64,
+    pub latency_global_p50_ms: f64,
+    pub latency_local_p95_ms: f64,
+    pub latency_global_p95_ms: f64,
+    /// Mean over runs of completed single-group multicasts per virtual second.
+    pub throughput_local: f64,
+    pub throughput_global: f64,
+    /// Simulated message deliveries per wall-clock second (simulator speed).
+    pub deliveries_per_second: f64,
+}
+
+impl scenario::Report for Report {
+    fn table(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "{}: {} target groups, tree {} (+{} auxiliary), {} replicas/group (f={}) | workload {} {:.0}% global | adversary {} ×{} per group | network {} | crypto {}\n",
+            self.protocol,
+            self.groups,
+            self.tree,
+            self.auxiliary_groups,
+            self.replicas_per_group,
+            self.f,
+            self.workload,
+            self.global_ratio * 100.0,
+            self.byzantine,
+            self.byzantine_count,
+            self.network,
+            self.crypto
+        ));
+        s.push_str(&self.summary.verdict_line());
+        s.push_str(&format!(
+            "  completed local {:>8} global {:>8}   a-deliveries {:>9}   view changes {:>5}   messages {:>10}   faults recorded {:>6}\n",
+            self.completed_local, self.completed_global, self.deliveries, self.view_changes, self.messages, self.summary.faults_recorded
+        ));
+        s.push_str(&format!(
+            "  latency p50 local {:.3} ms  global {:.3} ms   p95 local {:.3} ms  global {:.3} ms (virtual)\n",
+            self.latency_local_p50_ms, self.latency_global_p50_ms, self.latency_local_p95_ms, self.latency_global_p95_ms
+        ));
+        s.push_str(&format!(
+            "  throughput local {:.0} msg/s  global {:.0} msg/s (virtual)   {:.2} s wall\n",
+            self.throughput_local, self.throughput_global, self.summary.wall_seconds
+        ));
+        s.push_str(&self.summary.failing_lines());
+        s
+    }
+}
+
+/// The keys of a run's endpoints: replicas by node id, clients after.
+struct Endpoints {
+    mode: CryptoMode,
+    topo: Arc<Topology>,
+    replicas: BTreeMap<NodeId, Identity>,
+    clients: Vec<(Addr, Identity)>,
+}
+
+impl Endpoints {
+    fn new(cfg: &Config, topo: &Arc<Topology>) -> Self {
+        let replicas = topo
+            .groups()
+            .iter()
+            .flat_map(|g| g.members.iter().copied())
+            .map(|m| (m, identity(1, m.0 as usize)))
+            .collect();
+        let clients = (0..cfg.groups * cfg.clients_per_group)
+            .map(|i| (Addr::Client(ClientId(i as u64 + 1)), identity(2, i)))
+            .collect();
+        Endpoints {
+            mode: if cfg.modeled_crypto {
+                CryptoMode::Modeled
+            } else {
+                CryptoMode::Real
+            },
+            topo: topo.clone(),
+            replicas,
+            clients,
+        }
+    }
+
+    /// Replica `m` knows every replica and client, and its parent group's
+    /// replicas as the clients they are of its group.
+    fn replica(&self, m: NodeId) -> Crypto {
+        let mut c = Crypto::new(Addr::Node(m), self.replicas[&m].clone(), self.mode);
+        for (o, id) in &self.replicas {
+            if *o != m {
+                c.add_peer(Addr::Node(*o), id.public()).expect("valid key");
+            }
+        }
+        for (a, id) in &self.clients {
+            c.add_peer(*a, id.public()).expect("valid key");
+        }
+        let g = self.topo.group_of(m).expect("member");
+        if let Some(p) = self.topo.tree().parent(g) {
+            for pm in &self.topo.group(p).expect("parent").members {
+                let as_client = Addr::Client(ClientId::for_replica(*pm));
+                c.add_peer(as_client, self.replicas[pm].public())
+                    .expect("valid key");
+            }
+        }
+        c
+    }
+
+    /// Replica `m` as a client of its children's groups.
+    fn replica_as_client(&self, m: NodeId) -> Crypto {
+        let me = Addr::Client(ClientId::for_replica(m));
+        let mut c = Crypto::new(me, self.replicas[&m].clone(), self.mode);
+        let g = self.topo.group_of(m).expect("member");
+        for ch in self.topo.tree().children(g) {
+            for cm in &self.topo.group(*ch).expect("child").members {
+                c.add_peer(Addr::Node(*cm), self.replicas[cm].public())
+                    .expect("valid key");
+            }
+        }
+        c
+    }
+
+    /// A client knows every replica.
+    fn client(&self, c: usize) -> Crypto {
+        let (me, id) = &self.clients[c];
+        let mut crypto = Crypto::new(*me, id.clone(), self.mode);
+        for (m, id) in &self.replicas {
+            crypto
+                .add_peer(Addr::Node(*m), id.public())
+                .expect("valid key");
+        }
+        crypto
+    }
+}
+
+/// Who misbehaves, per group: the initial leader first, the rest from the seed.
+fn byzantine(cfg: &Config, topo: &Topology, rng: &mut ChaCha8Rng) -> BTreeSet<NodeId> {
+    let mut byz = BTreeSet::new();
+    if cfg.adversary == Adversary::None {
+        return byz;
+    }
+    let k = cfg.byzantine_count.min(3 * cfg.f + 1);
+    for g in topo.groups() {
+        if k == 0 {
+            continue;
+        }
+        byz.insert(g.members[0]);
+        let mut rest: Vec<NodeId> = g.members[1..].to_vec();
+        while byz.iter().filter(|b| g.members.contains(b)).count() < k {
+            let i = rng.gen_range(0..rest.len());
+            byz.insert(rest.swap_remove(i));
+        }
+    }
+    byz
+}
+
+type ByzcastSim = Sim<Message, Input, Output>;
+
+impl Scenario for Config {
+    type Message = Message;
+    type Input = Input;
+    type Output = Output;
+    type World = Audit;
+    type Run = Run;
+    type Report = Report;
+
+    fn validate(&self) -> Result<(), SimError> {
+        self.topology()?;
+        self.network.model()?;
+        Ok(())
+    }
+
+    fn seeds(&self) -> std::ops::Range<u64> {
+        self.seed_start..self.seed_start + self.seeds
+    }
+
+    fn build(&self, seed: u64) -> Result<Setup<Message, Input, Output, Audit>, SimError> {
+        let topo = self.topology()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb7ca_5700);
+        let base = self.network.model()?;
+        let mut params = Params::for_network(base.max_one_way());
+        params.checkpoint_interval = 64;
+        params.window = 256;
+        params.batch_delay = self.batch_delay_us * 1_000;
+        let fixed = self.duration_ms.map(|d| (d * MILLIS as f64) as Time);
+        let stabilize = SECS + 20 * base.max_one_way();
+        let net = if fixed.is_some() {
+            base.clone()
+        } else {
+            base.clone()
+                .with_loss(0.01)
+                .with_duplicate(0.01)
+                .with_reorder(0.05, 0)
+                .with_stabilize_at(stabilize)
+        };
+        let regions = net.regions.len().max(1);
+        let mut sim: ByzcastSim = Sim::new(seed, net, CpuModel::calibrated());
+        let keys = Endpoints::new(self, &topo);
+        let byz = byzantine(self, &topo, &mut rng);
+        let team = Team::new(self.adversary, topo.clone(), params.request_timeout);
+        let make = |m: NodeId, policy| -> ProtocolActor<Rep, Input, Output> {
+            let crypto = keys.replica_as_client(m);
+            let r = byzcast::Replica::with_policy(m, topo.clone(), params.clone(), crypto, policy)
+                .expect("valid replica configuration");
+            ProtocolActor::with_maps(
+                r,
+                |i| match i {
+                    Input::Replica(x) => Some(x),
+                    Input::Client(_) => None,
+                },
+                Output::Replica,
+            )
+        };
+
+        let mut replicas: ReplicaNodes = BTreeMap::new();
+        for g in topo.groups() {
+            for (pos, &m) in g.members.iter().enumerate() {
+                let region = pos % regions;
+                let crypto = || keys.replica(m);
+                if byz.contains(&m) {
+                    let placed = team.add(&mut sim, &mut rng, m, region, crypto, |p| make(m, p));
+                    for idx in placed {
+                        replicas.insert(idx, (g.id, m, true));
+                    }
+                } else {
+                    let actor = make(m, team.policy(m, None));
+                    let idx = sim.add_node(Addr::Node(m), crypto(), actor, region);
+                    replicas.insert(idx, (g.id, m, false));
+                }
+            }
+        }
+
+        let mut client_nodes = Vec::new();
+        for (c, (addr, _)) in keys.clients.iter().enumerate() {
+            let client = byzcast::Client::new(ClientId(c as u64 + 1), topo.clone(), params.clone());
+            let actor: ProtocolActor<byzcast::Client, Input, Output> = ProtocolActor::with_maps(
+                client,
+                |i| match i {
+                    Input::Client(x) => Some(x),
+                    Input::Replica(_) => None,
+                },
+                Output::Client,
+            );
+            client_nodes.push(sim.add_node(*addr, keys.client(c), actor, c % regions));
+        }
+
+        let workload = workload::Workload::new(self, client_nodes.len(), seed, fixed);
+        let trace = self.trace.is_some();
+        let mut world = Audit::new(
+            seed,
+            topo,
+            replicas,
+            client_nodes.clone(),
+            workload,
+            fixed.is_none(),
+            trace,
+        );
+        // clients start staggered by 50 µs
+        for (cl, idx) in client_nodes.iter().enumerate() {
+            let at = cl as Time * 50 * 1_000;
+            if let Some(input) = world.workload.next(cl, at) {
+                sim.schedule_input(at, *idx, Input::Client(input));
+            }
+        }
+        let limits = match fixed {
+            Some(end) => Limits {
+                fixed_duration: true,
+                ..Limits::until(end)
+            },
+            None => Limits {
+                // let lagging correct replicas catch up before the final checks
+                grace: 4 * params.request_timeout + 2 * SECS,
+                ..Limits::until(stabilize + 120 * SECS + 400 * base.max_one_way())
+            },
+        };
+        Ok(Setup { sim, world, limits })
+    }
+
+    fn audit(&self, sim: &mut ByzcastSim, world: Audit, ending: Ending, out: &mut Outcome) -> Run {
+        let window = self
+            .duration_ms
+            .map(|d| ((d * MILLIS as f64) as Time).saturating_sub(self.warmup()));
+        world.finish(sim, ending, window, out)
+    }
+
+    fn replay_command(&self, seed: u64) -> String {
+        let mut c = format!(
+            "byzscale sim byzcast --groups {} --tree {} --global-ratio {} --workload {} --protocol {} \
+             --byzantine {} --byzantine-count {} --faulty {} --requests {} --clients-per-group {} \
+             --network {} --seeds 1 --seed-start {seed}",
+            self.groups,
+            self.tree.name(),
+            self.global_ratio,
+            self.workload.name(),
+            self.protocol.name(),
+            self.adversary.name(),
+            self.byzantine_count,
+            self.f,
+            self.requests,
+            self.clients_per_group,
+            self.network.name()
+        );
+        if let Some(d) = self.duration_ms {
+            c.push_str(&format!(
+                " --duration-ms {d} --warmup-ms {}",
+                self.warmup_ms
+            ));
+        }
+        if self.batch_delay_us > 0 {
+            c.push_str(&format!(" --batch-delay-us {}", self.batch_delay_us));
+        }
+        if self.modeled_crypto {
+            c.push_str(" --modeled-crypto");
+        }
+        c
+    }
+
+    fn summarize(&self, sweep: &Sweep<Run>) -> Report {
+        let local = sweep.sorted(|r| &r.run.latencies_local);
+        let global = sweep.sorted(|r| &r.run.latencies_global);
+        let mut all: Vec<Time> = local.iter().chain(&global).copied().collect();
+        all.sort_unstable();
+        let tree = self.topology().map(|t| t.tree().clone());
+        let (tree, auxiliary, groups) = match &tree {
+            Ok(t) => (t.describe(), t.auxiliary().count(), t.len()),
+            Err(_) => (self.tree.name(), 0, self.groups),
+        };
+        let n = 3 * self.f + 1;
+        let messages = sweep.sum(|r| r.outcome.messages);
+        Report {
+            protocol: self.protocol.name(),
+            groups: self.groups,
+            tree,
+            auxiliary_groups: auxiliary,
+            replicas: groups * n,
+            replicas_per_group: n,
+            f: self.f,
+            workload: self.workload.name(),
+            global_ratio: self.global_ratio,
+            byzantine: self.adversary.name(),
+            byzantine_count: self.byzantine_count,
+            network: self.network.name(),
+            crypto: crypto_label(self.modeled_crypto),
+            summary: sweep.summary(),
+            completed_requests: sweep.sum(|r| r.run.completed_local + r.run.completed_global),
+            completed_local: sweep.sum(|r| r.run.completed_local),
+            completed_global: sweep.sum(|r| r.run.completed_global),
+            deliveries: sweep.sum(|r| r.run.deliveries),
+            view_changes: sweep.sum(|r| r.run.view_changes),
+            messages,
+            linearizability_inconclusive: sweep.count(|r| r.run.linearizability_inconclusive),
+            latency_p50_ms: percentile(&all, 0.5),
+            latency_p99_ms: percentile(&all, 0.99),
+            latency_local_p50_ms: percentile(&local, 0.5),
+            latency_global_p50_ms: percentile(&global, 0.5),
+            latency_local_p95_ms: percentile(&local, 0.95),
+            latency_global_p95_ms: percentile(&global, 0.95),
+            throughput_local: sweep.mean(|r| r.run.throughput_local),
+            throughput_global: sweep.mean(|r| r.run.throughput_global),
+            deliveries_per_second: messages as f64 / sweep.wall_seconds.max(1e-9),
+        }
+    }
+
+    fn trace_path(&self) -> Option<&Path> {
+        self.trace.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests;

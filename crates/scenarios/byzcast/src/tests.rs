@@ -1,0 +1,184 @@
+//! The ByzCast scenario's own checks: the atomicity replay, clean runs of
+//! every tree shape, a sweep of Byzantine parents, and K > F caught.
+
+use super::*;
+use crate::audit::serial_replay;
+use byzscale_apps::kv::{KvOp, KvReply};
+use byzscale_byzcast::MsgId;
+
+/// A tree of targets only: g1(g2 g3(g4)) (targets as inner nodes, unequal depths).
+fn targets_only() -> TreeChoice {
+    let spec = TreeSpec::from_toml(include_str!(
+        "../../../protocols/byzcast/workloads/targets-only.toml"
+    ))
+    .unwrap();
+    // the path is relative to the repository root, where replay commands run
+    TreeChoice::File {
+        path: PathBuf::from("crates/protocols/byzcast/workloads/targets-only.toml"),
+        spec,
+    }
+}
+
+#[test]
+fn serial_replay_flags_non_atomic_replies() {
+    let id = |n| MsgId {
+        client: ClientId(1),
+        n,
+    };
+    let (k1, k2) = (b"a".to_vec(), b"b".to_vec());
+    let mut replies = BTreeMap::new();
+    replies.insert(
+        id(1),
+        (
+            KvOp::MSet(vec![
+                (k1.clone(), b"1".to_vec()),
+                (k2.clone(), b"1".to_vec()),
+            ]),
+            KvReply::Ok,
+        ),
+    );
+    // a torn read: one shard saw the MSET, the other did not
+    replies.insert(
+        id(2),
+        (
+            KvOp::MGet(vec![k1, k2]),
+            KvReply::Array(vec![Some(b"1".to_vec()), None]),
+        ),
+    );
+    let v = serial_replay(&[id(1), id(2)], &replies);
+    assert_eq!(v.len(), 1);
+    assert!(v[0].starts_with("atomicity: 1:2 MGET"), "{v:?}");
+    // the same read before the write is consistent
+    replies.insert(
+        id(2),
+        (replies[&id(2)].0.clone(), KvReply::Array(vec![None, None])),
+    );
+    assert!(serial_replay(&[id(2), id(1)], &replies).is_empty());
+}
+
+fn small(adv: Adversary, k: usize) -> Config {
+    Config {
+        adversary: adv,
+        byzantine_count: k,
+        requests: 16,
+        global_ratio: 0.5,
+        ..Config::new(2)
+    }
+}
+
+#[test]
+fn clean_run_delivers_everything() {
+    let cfg = small(Adversary::None, 0);
+    let r = run_one(&cfg, 1).unwrap();
+    assert!(
+        r.outcome.violations.is_empty(),
+        "{:?}",
+        r.outcome.violations.texts()
+    );
+    assert!(r.outcome.liveness.is_none(), "{:?}", r.outcome.liveness);
+    assert_eq!(r.run.completed_local + r.run.completed_global, 16);
+    assert!(r.run.completed_global > 0 && r.run.completed_local > 0);
+    // determinism: the same seed gives the same run
+    let again = run_one(&cfg, 1).unwrap();
+    assert_eq!(
+        (r.outcome.messages, r.run.deliveries, r.outcome.virtual_ms),
+        (
+            again.outcome.messages,
+            again.run.deliveries,
+            again.outcome.virtual_ms
+        )
+    );
+}
+
+#[test]
+fn baseline_and_three_level_run_clean() {
+    let mut cfg = small(Adversary::None, 0);
+    cfg.protocol = Mode::Baseline;
+    let r = run_one(&cfg, 2).unwrap();
+    assert!(
+        r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
+        "{:?} {:?}",
+        r.outcome.violations,
+        r.outcome.liveness
+    );
+    let mut cfg = small(Adversary::Mixed, 1);
+    cfg.groups = 4;
+    cfg.tree = TreeChoice::ThreeLevel;
+    cfg.requests = 24;
+    let r = run_one(&cfg, 3).unwrap();
+    assert!(
+        r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
+        "{:?} {:?}",
+        r.outcome.violations,
+        r.outcome.liveness
+    );
+    assert!(r.run.completed_global > 0);
+    cfg.tree = targets_only();
+    cfg.adversary = Adversary::Reorder;
+    for seed in [4, 11] {
+        let r = run_one(&cfg, seed).unwrap();
+        assert!(
+            r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
+            "{:?} {:?}",
+            r.outcome.violations,
+            r.outcome.liveness
+        );
+    }
+}
+
+/// At least 200 seeds with F Byzantine replicas in every group (the
+/// parent included), cycling through every strategy: no violation, and
+/// every multicast completes.
+#[test]
+fn byzantine_parents_sweep_has_no_violations() {
+    let mut bad = Vec::new();
+    for seed in 0..200u64 {
+        let adv = Adversary::ALL[(seed as usize) % Adversary::ALL.len()];
+        let mut cfg = small(adv, 1);
+        if seed % 4 == 3 {
+            // every fourth run: targets as inner nodes, four groups
+            cfg.groups = 4;
+            cfg.tree = targets_only();
+            cfg.requests = 20;
+        }
+        let r = run_one(&cfg, 1000 + seed).unwrap();
+        if !r.outcome.violations.is_empty()
+            || r.outcome.violations.count() > 0
+            || r.outcome.liveness.is_some()
+        {
+            bad.push(format!(
+                "{}: {:?} {:?}",
+                cfg.replay_command(1000 + seed),
+                r.outcome.violations,
+                r.outcome.liveness
+            ));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "{} failing seeds:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// F+1 colluding forgers in the parent exceed what a group tolerates: the
+/// children deliver messages nobody multicast, and the checker says so.
+#[test]
+fn too_many_byzantine_parents_are_caught() {
+    let cfg = small(Adversary::Forge, 2);
+    let r = run_one(&cfg, 7).unwrap();
+    assert!(
+        r.outcome.violations.count() > 0,
+        "expected violations, got none"
+    );
+    assert!(
+        r.outcome
+            .violations
+            .texts()
+            .iter()
+            .any(|v| v.contains("integrity")),
+        "{:?}",
+        r.outcome.violations
+    );
+}
