@@ -97,6 +97,36 @@ pub struct MixedPlan {
     pub switch_every: Option<(Time, Time)>,
 }
 
+impl MixedPlan {
+    /// The mixed plan every scenario uses: honest, silent, replaying (30%,
+    /// duplicating 20%), 10× slow with `slow_delay` extra, forging (20%), and
+    /// the scenario's `extra` behaviours, switching every half to four
+    /// `request_timeout`s.
+    pub fn standard(slow_delay: Time, request_timeout: Time, extra: Vec<Behavior>) -> Self {
+        let mut choices = vec![
+            Behavior::Honest,
+            Behavior::Silent,
+            Behavior::Replay {
+                prob: 0.3,
+                dup_prob: 0.2,
+            },
+            Behavior::Slow {
+                factor: 10.0,
+                extra_delay: slow_delay,
+            },
+            Behavior::Forge {
+                prob: 0.2,
+                identities: Vec::new(),
+            },
+        ];
+        choices.extend(extra);
+        MixedPlan {
+            choices,
+            switch_every: Some((request_timeout / 2, request_timeout * 4)),
+        }
+    }
+}
+
 /// How many old messages [`Behavior::Replay`] remembers.
 pub const REPLAY_HISTORY: usize = 256;
 

@@ -13,11 +13,13 @@
 //! - [`scenario`]: the [`scenario::Scenario`] trait that protocol scenarios
 //!   (`crates/scenarios/<protocol>`) implement, with the one run loop, the
 //!   sweep over seeds, the common report fields and replay lines.
+//! - [`closed_loop`]: quota and in-flight bookkeeping of closed-loop clients.
 //! - [`runner`]: seeds on all cores, deterministic identities, percentiles.
 
 pub mod adversary;
 pub mod at2;
 pub mod check;
+pub mod closed_loop;
 pub mod cpu;
 pub mod engine;
 pub mod net_model;

@@ -10,7 +10,6 @@ use byzscale_scenario_byzcast::{Adversary, Config, Run, TreeChoice, WorkloadKind
 use byzscale_sim::net_model::NetworkChoice;
 use byzscale_sim::runner::percentile_ms as pct;
 use byzscale_sim::scenario::{self, Finished};
-use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -29,18 +28,6 @@ pub enum ProtocolArg {
     Baseline,
 }
 
-/// `--byzantine`: one of the scenario's adversaries by name.
-fn adversary_parser() -> impl TypedValueParser<Value = Adversary> {
-    PossibleValuesParser::new(Adversary::names())
-        .map(|s| Adversary::from_name(&s).expect("a possible value"))
-}
-
-/// `--workload`: one of the scenario's workloads by name.
-fn workload_parser() -> impl TypedValueParser<Value = WorkloadKind> {
-    PossibleValuesParser::new(WorkloadKind::NAMES)
-        .map(|s| WorkloadKind::from_name(&s).expect("a possible value"))
-}
-
 #[derive(Args, Debug)]
 pub struct ByzcastArgs {
     /// Target groups G.
@@ -53,7 +40,7 @@ pub struct ByzcastArgs {
     #[arg(long, default_value_t = 0.1)]
     pub global_ratio: f64,
     /// Destinations of global multicasts (local = single-group only).
-    #[arg(long, default_value = "uniform", value_parser = workload_parser())]
+    #[arg(long, default_value = "uniform", value_parser = super::named(WorkloadKind::NAMES, WorkloadKind::from_name))]
     pub workload: WorkloadKind,
     #[arg(long, value_enum, default_value_t = ProtocolArg::Byzcast)]
     pub protocol: ProtocolArg,
@@ -62,7 +49,7 @@ pub struct ByzcastArgs {
     /// multicasts before its group orders them; forge: forwards forged
     /// messages and reports forged results; withhold: never forwards;
     /// reorder: swaps consecutive forwards).
-    #[arg(long, default_value = "none", value_parser = adversary_parser())]
+    #[arg(long, default_value = "none", value_parser = super::named(Adversary::names(), Adversary::from_name))]
     pub byzantine: Adversary,
     /// Byzantine replicas per group [default: F]. K > F is allowed on purpose:
     /// it shows the checkers catching violations.

@@ -9,6 +9,7 @@ pub mod smr;
 
 use anyhow::{Context, Result};
 use byzscale_sim::scenario::{self, Report, Scenario};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -50,4 +51,13 @@ pub fn run_scenario<S: Scenario>(s: &S, json: bool) -> Result<()> {
         print!("{}", report.table());
     }
     Ok(())
+}
+
+/// A flag's value named by one of `names` (listed in `--help`), parsed with
+/// `from` (which knows every name in `names`).
+pub fn named<T: Clone + Send + Sync + 'static>(
+    names: impl IntoIterator<Item = &'static str>,
+    from: fn(&str) -> Option<T>,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(names).map(move |s| from(&s).expect("a possible value"))
 }

@@ -4,14 +4,8 @@
 use anyhow::{bail, Result};
 use byzscale_scenario_smr::{Adversary, Config};
 use byzscale_sim::net_model::NetworkChoice;
-use clap::{builder::PossibleValuesParser, builder::TypedValueParser, Args};
+use clap::Args;
 use std::path::PathBuf;
-
-/// `--byzantine`: one of the scenario's adversaries by name.
-fn adversary_parser() -> impl TypedValueParser<Value = Adversary> {
-    PossibleValuesParser::new(Adversary::NAMES)
-        .map(|s| Adversary::from_name(&s).expect("a possible value"))
-}
 
 #[derive(Args, Debug)]
 pub struct SmrArgs {
@@ -28,7 +22,7 @@ pub struct SmrArgs {
     #[arg(long)]
     pub cft: bool,
     /// Byzantine behaviour of the faulty replicas.
-    #[arg(long, default_value = "none", value_parser = adversary_parser())]
+    #[arg(long, default_value = "none", value_parser = super::named(Adversary::NAMES, Adversary::from_name))]
     pub byzantine: Adversary,
     /// How many replicas misbehave [default: F]. K > F is allowed on purpose: it
     /// shows the checkers catching violations.

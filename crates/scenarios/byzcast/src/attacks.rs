@@ -314,27 +314,8 @@ impl Team {
             }
             Adversary::Mixed | Adversary::None => {
                 let parent = Adversary::PARENT[rng.gen_range(0..Adversary::PARENT.len())];
-                let plan = MixedPlan {
-                    choices: vec![
-                        Behavior::Honest,
-                        Behavior::Silent,
-                        Behavior::Replay {
-                            prob: 0.3,
-                            dup_prob: 0.2,
-                        },
-                        Behavior::Slow {
-                            factor: 10.0,
-                            extra_delay: slow_delay,
-                        },
-                        Behavior::Forge {
-                            prob: 0.2,
-                            identities: Vec::new(),
-                        },
-                        Behavior::Equivocate,
-                        Behavior::Corrupt { prob: 0.3 },
-                    ],
-                    switch_every: Some((self.request_timeout / 2, self.request_timeout * 4)),
-                };
+                let extra = vec![Behavior::Equivocate, Behavior::Corrupt { prob: 0.3 }];
+                let plan = MixedPlan::standard(slow_delay, self.request_timeout, extra);
                 let actor = Byzantine::mixed(make(self.policy(m, Attack::of(parent))), plan)
                     .with_mutator(self.mutator.clone());
                 (sim.add_node(addr, crypto(), actor, region), None)

@@ -223,14 +223,10 @@ impl Audit {
         // before another while single-group writes complete in between.
         // Linearizability is therefore checked only for histories without
         // multi-group messages.
-        let mut inconclusive = false;
-        if let Some(history) = self.workload.take_history() {
-            match linearizability::check(&history) {
-                Ok(()) => {}
-                Err(v) if v.is_inconclusive() => inconclusive = true,
-                Err(v) => self.violations.push(format!("linearizability: {v}")),
-            }
-        }
+        let inconclusive = match self.workload.take_history() {
+            Some(history) => linearizability::audit(&history, &mut self.violations),
+            None => false,
+        };
         let mut violations = std::mem::take(&mut self.violations);
         for l in self.logs.values() {
             violations.add(l.violations(), l.violation_count());

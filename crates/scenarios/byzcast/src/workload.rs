@@ -10,6 +10,7 @@ use byzscale_core::crypto::{digest, Digest};
 use byzscale_core::protocol::Time;
 use byzscale_core::{ClientId, GroupId};
 use byzscale_sim::check::linearizability::Op;
+use byzscale_sim::closed_loop::ClosedLoop;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -130,10 +131,8 @@ pub struct Workload {
     kind: WorkloadKind,
     global_ratio: f64,
     pool: KeyPool,
-    quota: Vec<u64>,
-    issued: Vec<u64>,
+    clients: ClosedLoop<Inflight>,
     rng: ChaCha8Rng,
-    inflight: BTreeMap<(usize, u64), Inflight>,
     /// Every multicast: destinations and payload digest.
     submitted: BTreeMap<MsgId, (Vec<GroupId>, Digest)>,
     /// Single-group operations only: the history for linearizability.
@@ -168,24 +167,18 @@ impl Workload {
         seed: u64,
         fixed_duration: Option<Time>,
     ) -> Self {
-        let quota = if fixed_duration.is_some() {
-            vec![u64::MAX; clients]
-        } else {
-            let c = clients as u64;
-            (0..c)
-                .map(|i| cfg.requests / c + u64::from(i < cfg.requests % c))
-                .collect()
-        };
         let throughput = fixed_duration.is_some();
         Workload {
             groups: cfg.groups,
             kind: cfg.workload,
             global_ratio: cfg.global_ratio,
             pool: KeyPool::new(cfg.groups),
-            quota,
-            issued: vec![0; clients],
+            clients: if throughput {
+                ClosedLoop::unbounded(clients)
+            } else {
+                ClosedLoop::shared(clients, cfg.requests)
+            },
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0a11_0a11),
-            inflight: BTreeMap::new(),
             submitted: BTreeMap::new(),
             history: (!throughput && cfg.requests <= 5_000).then(Vec::new),
             replies: (!throughput).then(BTreeMap::new),
@@ -234,11 +227,7 @@ impl Workload {
 
     /// Client `c`'s next multicast at `now`, if its quota allows.
     pub fn next(&mut self, c: usize, now: Time) -> Option<client::Input> {
-        if self.issued[c] >= self.quota[c] {
-            return None;
-        }
-        self.issued[c] += 1;
-        let n = self.issued[c];
+        let n = self.clients.issue(c)?;
         let dst = self.destinations(c);
         let val = format!("c{c}-{n}").into_bytes();
         let op = next_op(&self.pool, &mut self.rng, &dst, val);
@@ -247,14 +236,12 @@ impl Workload {
         self.any_global |= dst.len() > 1;
         self.submitted
             .insert(msg_id(c, n), (dst.clone(), digest(&payload)));
-        self.inflight.insert(
-            (c, n),
-            Inflight {
-                op,
-                dst: dst.clone(),
-                invoked: now,
-            },
-        );
+        let inf = Inflight {
+            op,
+            dst: dst.clone(),
+            invoked: now,
+        };
+        self.clients.start(c, n, inf);
         Some(client::Input::Multicast { dst, payload })
     }
 
@@ -267,7 +254,7 @@ impl Workload {
         at: Time,
         results: Result<Results, String>,
     ) -> Option<Completed> {
-        let inf = self.inflight.remove(&(c, n))?;
+        let inf = self.clients.complete(c, n)?;
         let (reply, failed) = match results {
             Ok(r) => (shard::merge(&inf.op, &r, self.groups), None),
             Err(e) => (KvReply::Error(e.clone()), Some(e)),
@@ -320,18 +307,12 @@ impl Workload {
     }
 
     pub fn done(&self) -> bool {
-        self.inflight.is_empty() && self.issued.iter().zip(&self.quota).all(|(i, q)| i >= q)
+        self.clients.done()
     }
 
     /// Multicasts not completed: in flight or not yet issued.
     pub fn pending(&self) -> u64 {
-        self.inflight.len() as u64
-            + self
-                .quota
-                .iter()
-                .zip(&self.issued)
-                .map(|(q, i)| q - i)
-                .sum::<u64>()
+        self.clients.pending()
     }
 
     /// The single-group history with the operations still in flight as
@@ -341,7 +322,7 @@ impl Workload {
             return None;
         }
         let mut h = self.history.take()?;
-        for ((c, _), inf) in &self.inflight {
+        for ((c, _), inf) in self.clients.in_flight() {
             h.push(Op::pending(*c as u64 + 1, inf.invoked, inf.op.clone()));
         }
         Some(h)

@@ -7,7 +7,7 @@ use byzscale_apps::kv::KvStore;
 use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, NodeId};
-use byzscale_sim::adversary::{Behavior, Byzantine, MixedPlan};
+use byzscale_sim::adversary::{Byzantine, MixedPlan};
 use byzscale_sim::engine::{Actor, ActorCx, ActorEffect, BoxActor, NodeIdx, ProtocolActor, Sim};
 use byzscale_smr::{Batch, GroupInfo, Message, Params, Replica};
 use rand::Rng;
@@ -147,25 +147,7 @@ impl Team {
             }
             // "mixed" drew itself: a behaviour that changes over time, forging included
             Adversary::Mixed | Adversary::None => {
-                let plan = MixedPlan {
-                    choices: vec![
-                        Behavior::Honest,
-                        Behavior::Silent,
-                        Behavior::Replay {
-                            prob: 0.3,
-                            dup_prob: 0.2,
-                        },
-                        Behavior::Slow {
-                            factor: 10.0,
-                            extra_delay: slow_delay,
-                        },
-                        Behavior::Forge {
-                            prob: 0.2,
-                            identities: Vec::new(),
-                        },
-                    ],
-                    switch_every: Some((self.request_timeout / 2, self.request_timeout * 4)),
-                };
+                let plan = MixedPlan::standard(slow_delay, self.request_timeout, Vec::new());
                 let actor = Byzantine::mixed(self.equivocator(make()), plan);
                 (sim.add_node(addr, crypto(), actor, region), None)
             }

@@ -152,12 +152,7 @@ impl Audit {
     ) -> Run {
         let mut violations = std::mem::take(&mut self.violations);
         violations.add(self.log.violations(), self.log.violation_count());
-        let mut inconclusive = false;
-        match linearizability::check(&self.workload.take_history()) {
-            Ok(()) => {}
-            Err(v) if v.is_inconclusive() => inconclusive = true,
-            Err(v) => violations.push(format!("linearizability: {v}")),
-        }
+        let inconclusive = linearizability::audit(&self.workload.take_history(), &mut violations);
         if !self.workload.done() && !self.failed() {
             out.liveness = Some(self.stuck(sim, ending));
         }

@@ -7,6 +7,7 @@ use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_core::protocol::Time;
 use byzscale_core::ClientId;
 use byzscale_sim::check::linearizability::Op;
+use byzscale_sim::closed_loop::ClosedLoop;
 use byzscale_smr::client;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,11 +45,9 @@ pub fn client_id(c: usize) -> ClientId {
 /// What the clients were asked to do and what they saw.
 pub struct Workload {
     read_ratio: f64,
-    quota: Vec<u64>,
-    issued: Vec<u64>,
-    rng: ChaCha8Rng,
     /// (client, submission id) → (op, invoked)
-    inflight: BTreeMap<(usize, u64), (KvOp, Time)>,
+    clients: ClosedLoop<(KvOp, Time)>,
+    rng: ChaCha8Rng,
     submitted: BTreeMap<ClientId, BTreeSet<Vec<u8>>>,
     /// Completed operations, for the linearizability check.
     pub history: Vec<Op>,
@@ -67,15 +66,10 @@ pub struct Completed {
 impl Workload {
     /// `requests` shared by `clients` clients.
     pub fn new(clients: usize, requests: u64, read_ratio: f64, seed: u64) -> Self {
-        let c = clients as u64;
         Workload {
             read_ratio,
-            quota: (0..c)
-                .map(|i| requests / c + u64::from(i < requests % c))
-                .collect(),
-            issued: vec![0; clients],
+            clients: ClosedLoop::shared(clients, requests),
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0a11_0a11),
-            inflight: BTreeMap::new(),
             submitted: BTreeMap::new(),
             history: Vec::new(),
             completed: 0,
@@ -86,18 +80,14 @@ impl Workload {
 
     /// Client `c`'s next submission at `now`, if its quota allows.
     pub fn next(&mut self, c: usize, now: Time) -> Option<client::Input> {
-        if self.issued[c] >= self.quota[c] {
-            return None;
-        }
-        self.issued[c] += 1;
-        let id = self.issued[c];
+        let id = self.clients.issue(c)?;
         let (op, read_only) = next_op(&mut self.rng, c, id, self.read_ratio);
         let bytes = op.encode();
         self.submitted
             .entry(client_id(c))
             .or_default()
             .insert(bytes.clone());
-        self.inflight.insert((c, id), (op, now));
+        self.clients.start(c, id, (op, now));
         Some(client::Input::Submit {
             op: bytes,
             read_only,
@@ -115,7 +105,7 @@ impl Workload {
         result: &[u8],
         ordered: bool,
     ) -> Option<Completed> {
-        let (op, _) = self.inflight.remove(&(c, id))?;
+        let (op, _) = self.clients.complete(c, id)?;
         let reply =
             KvReply::decode(result).unwrap_or_else(|e| KvReply::Error(format!("undecodable: {e}")));
         self.history.push(Op::new(
@@ -139,24 +129,18 @@ impl Workload {
     }
 
     pub fn done(&self) -> bool {
-        self.inflight.is_empty() && self.issued.iter().zip(&self.quota).all(|(i, q)| i >= q)
+        self.clients.done()
     }
 
     /// Requests not completed: in flight or not yet issued.
     pub fn pending(&self) -> u64 {
-        self.inflight.len() as u64
-            + self
-                .quota
-                .iter()
-                .zip(&self.issued)
-                .map(|(q, i)| q - i)
-                .sum::<u64>()
+        self.clients.pending()
     }
 
     /// The history with every operation still in flight as pending.
     pub fn take_history(&mut self) -> Vec<Op> {
         let mut h = std::mem::take(&mut self.history);
-        for ((c, _), (op, invoked)) in &self.inflight {
+        for ((c, _), (op, invoked)) in self.clients.in_flight() {
             h.push(Op::pending(*c as u64 + 1, *invoked, op.clone()));
         }
         h

@@ -291,6 +291,19 @@ pub fn check(history: &[Op]) -> Result<(), Violation> {
     check_with(history, &Options::default())
 }
 
+/// Check `history` for a run's audit: a violation is added to `violations`;
+/// returns whether the check was inconclusive (search budget exhausted).
+pub fn audit(history: &[Op], violations: &mut crate::scenario::Violations) -> bool {
+    match check(history) {
+        Ok(()) => false,
+        Err(v) if v.is_inconclusive() => true,
+        Err(v) => {
+            violations.push(format!("linearizability: {v}"));
+            false
+        }
+    }
+}
+
 /// Check `history`. Components are checked in the order of their first operation; the
 /// first proven violation is returned, else the first inconclusive component, else
 /// `Ok(())`.
