@@ -566,6 +566,35 @@ fn protocol_faults_are_recorded() {
     assert_eq!(st.dropped_no_key, 1);
 }
 
+#[test]
+fn equal_times_are_served_in_scheduling_order_and_the_peak_is_counted() {
+    let mut sim = cluster(3, 4, 0, NetModel::lan(), CpuModel::free());
+    sim.set_trace(true);
+    let order = [2u32, 0, 3, 1];
+    for (k, i) in order.iter().enumerate() {
+        sim.schedule_input(5 * MILLIS, NodeIdx(*i), In::Arm(k as u8, 0));
+    }
+    // four starts and four inputs were scheduled before anything ran
+    assert_eq!(sim.pending_events(), 8);
+    let mut log = Log::default();
+    sim.run_until(SECS_10, &mut log);
+    let inputs: Vec<u32> = sim
+        .trace()
+        .iter()
+        .filter(|e| e.kind == TraceKind::Input)
+        .map(|e| e.node.0)
+        .collect();
+    assert_eq!(inputs, order);
+    // the timers armed at 5 ms fire at 5 ms, in arming order
+    let fired: Vec<(Time, u32)> = log.0.iter().map(|(t, n, _)| (*t, n.0)).collect();
+    assert_eq!(
+        fired,
+        order.iter().map(|i| (5 * MILLIS, *i)).collect::<Vec<_>>()
+    );
+    assert_eq!(sim.stats().peak_pending, 8);
+    assert_eq!(sim.pending_events(), 0);
+}
+
 /// A rough throughput figure, not a test of speed:
 /// `cargo test -p byzscale-sim --release -- --ignored --nocapture deliveries_per_second`
 #[test]
