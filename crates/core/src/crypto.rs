@@ -27,7 +27,7 @@
 //! for scale runs only (it is cheap, deterministic and labelled in every output):
 //! signatures are a keyed BLAKE3 of the message under the signer's public key, and
 //! the pairwise MAC key is `BLAKE3-derive("byzscale modeled pairwise mac", sorted
-//! ids || both public identities)`, with no X25519. Anyone who knows the public
+//! ids || both ed25519 public keys in the same order)`, with no X25519. Anyone who knows the public
 //! keys can compute such a key, so modeled MACs only stand in for the real ones'
 //! cost and for the simulator's sender checks (a tag made with another pair's key
 //! still fails); they are never used by the real transport.
@@ -37,7 +37,7 @@ use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -238,7 +238,8 @@ struct Peer {
 pub struct Crypto {
     me: Addr,
     identity: Identity,
-    public: PublicIdentity,
+    /// Computed on first use (an X25519 base-point multiplication).
+    public: OnceCell<PublicIdentity>,
     mode: CryptoMode,
     peers: BTreeMap<Addr, Peer>,
     directory: Option<Arc<Directory>>,
@@ -261,7 +262,7 @@ impl Crypto {
     pub fn new(me: Addr, identity: Identity, mode: CryptoMode) -> Self {
         Crypto {
             me,
-            public: identity.public(),
+            public: OnceCell::new(),
             identity,
             mode,
             peers: BTreeMap::new(),
@@ -289,7 +290,7 @@ impl Crypto {
         self.mode
     }
     pub fn public(&self) -> PublicIdentity {
-        self.public
+        *self.public.get_or_init(|| self.identity.public())
     }
     /// Learn a peer's public identity. The ed25519 key is checked now; the
     /// pairwise MAC key is derived on first use. A peer told about this way
@@ -353,18 +354,22 @@ impl Crypto {
             }
             CryptoMode::Modeled => {
                 // a label, not a secret: see the module docs
+                let mine = self.my_sign_key();
                 let (a, b) = if self.me <= peer {
-                    (&self.public, pk)
+                    (&mine, &pk.sign)
                 } else {
-                    (pk, &self.public)
+                    (&pk.sign, &mine)
                 };
                 let mut material = ids.into_bytes();
-                for k in [&a.sign, &a.dh, &b.sign, &b.dh] {
-                    material.extend_from_slice(k);
-                }
+                material.extend_from_slice(a);
+                material.extend_from_slice(b);
                 blake3::derive_key("byzscale modeled pairwise mac", &material)
             }
         }
+    }
+    /// This endpoint's ed25519 public key (cached by the signing key).
+    fn my_sign_key(&self) -> [u8; 32] {
+        AsRef::<VerifyingKey>::as_ref(&self.identity.signing).to_bytes()
     }
     fn bump(&self, f: impl FnOnce(&mut Meter)) {
         let mut m = self.meter.get();
@@ -385,7 +390,7 @@ impl Crypto {
         self.bump(|m| m.signs += 1);
         match self.mode {
             CryptoMode::Real => Signature(self.identity.signing.sign(msg)),
-            CryptoMode::Modeled => Signature(modeled_sig(&self.public.sign, msg)),
+            CryptoMode::Modeled => Signature(modeled_sig(&self.my_sign_key(), msg)),
         }
     }
 

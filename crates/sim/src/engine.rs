@@ -37,6 +37,17 @@
 //! [`Stats::mac_failures`]. The receiver gets a clone of the typed value (no
 //! decoding). Messages to the node's own address skip the MAC and the network.
 //!
+//! **Modeled channels** ([`Sim::set_channels`] with [`Channels::Modeled`]) are
+//! for scale runs with modeled crypto, and every report that uses them says so.
+//! The channel MACs are charged in the CPU model exactly as above (one MAC and
+//! its bytes per copy sent and per message received, [`Work::modeled_macs`])
+//! but not computed, so no pairwise key is ever derived or kept, and the
+//! encoded bytes are dropped once measured. What a failing tag would catch is
+//! still caught: a copy whose claimed sender is not its real sender (a spoofed
+//! message), or whose receiver does not know the claimed sender, is dropped and
+//! counted as a MAC failure; a sender without the receiver's key drops it as
+//! [`Stats::dropped_no_key`].
+//!
 //! # Timers
 //!
 //! Actors name timers with `u64` keys. Setting an armed key re-arms it,
@@ -85,6 +96,18 @@ pub const ADVERSARY_TIMER_BASE: u64 = 1 << 63;
 /// Bytes a message occupies on the wire beyond its encoding: the frame header
 /// and the HMAC tag.
 pub const WIRE_OVERHEAD: usize = codec::HEADER_LEN + 32;
+
+/// How the simulator authenticates messages between nodes (see the module
+/// docs, "Channels").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub enum Channels {
+    /// Pairwise HMAC tags, computed and checked (the default).
+    #[default]
+    Authenticated,
+    /// Tags charged in the CPU model but not computed; spoofed senders are
+    /// still rejected. For scale runs with modeled crypto only, labelled.
+    Modeled,
+}
 
 /// What an actor asks of the simulator.
 #[derive(Debug)]
@@ -586,7 +609,23 @@ pub enum TraceKind {
 
 struct Wire<M> {
     msg: M,
+    /// The encoding (empty with [`Channels::Modeled`], where nothing checks it).
     bytes: Vec<u8>,
+    /// Encoded length.
+    len: u32,
+}
+
+/// A copy's channel tag.
+#[derive(Clone, Copy)]
+enum Tag {
+    /// To the node's own address: no MAC, no network.
+    Loopback,
+    Mac(Mac),
+    /// [`Channels::Modeled`]: whether a real tag would verify as far as the
+    /// sender can tell (the claimed sender is the real one).
+    Modeled {
+        genuine: bool,
+    },
 }
 
 enum Job<M, I> {
@@ -597,7 +636,7 @@ enum Job<M, I> {
     Deliver {
         from: Addr,
         wire: Rc<Wire<M>>,
-        tag: Option<Mac>,
+        tag: Tag,
     },
     Timer {
         key: u64,
@@ -657,7 +696,7 @@ struct Outgoing<M> {
     from: Addr,
     to: Addr,
     wire: Rc<Wire<M>>,
-    tag: Option<Mac>,
+    tag: Tag,
 }
 
 fn mix(h: u64, x: u64) -> u64 {
@@ -687,6 +726,7 @@ pub struct Sim<M, I, O> {
     by_addr: BTreeMap<Addr, Vec<NodeIdx>>,
     net: NetModel,
     cpu: CpuModel,
+    channels: Channels,
     net_rng: ChaCha8Rng,
     stats: Stats,
     trace: Option<Vec<TraceEntry>>,
@@ -696,6 +736,7 @@ pub struct Sim<M, I, O> {
     outputs: Vec<O>,
     faults: Vec<Fault>,
     dests: Vec<NodeIdx>,
+    tags: Vec<(Addr, Tag)>,
     control: Control<I>,
 }
 
@@ -721,6 +762,7 @@ where
             by_addr: BTreeMap::new(),
             net,
             cpu,
+            channels: Channels::default(),
             net_rng,
             stats: Stats::default(),
             trace: None,
@@ -729,6 +771,7 @@ where
             outputs: Vec::new(),
             faults: Vec::new(),
             dests: Vec::new(),
+            tags: Vec::new(),
             control: Control::new(),
         }
     }
@@ -751,6 +794,14 @@ where
     }
     pub fn cpu(&self) -> &CpuModel {
         &self.cpu
+    }
+    /// Choose how messages are authenticated (before the run; see the module
+    /// docs). [`Channels::Modeled`] is for scale runs with modeled crypto.
+    pub fn set_channels(&mut self, channels: Channels) {
+        self.channels = channels;
+    }
+    pub fn channels(&self) -> Channels {
+        self.channels
     }
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -1201,13 +1252,18 @@ where
                 TraceKind::Timer { key }
             }
             Job::Deliver { from, wire, tag } => {
-                let len = wire.bytes.len();
+                let len = wire.len as usize;
                 work.recv_bytes = len as u64;
                 let ok = match &tag {
-                    None => true,
-                    Some(t) => {
+                    Tag::Loopback => true,
+                    Tag::Mac(t) => {
                         work.channel_mac_bytes += len as u64;
                         cx.crypto.verify_mac(from, &wire.bytes, t)
+                    }
+                    Tag::Modeled { genuine } => {
+                        work.channel_mac_bytes += len as u64;
+                        work.modeled_macs += 1;
+                        *genuine && cx.crypto.knows(from)
                     }
                 };
                 let ns = &mut self.stats.per_node[i];
@@ -1354,26 +1410,44 @@ where
 
     /// Encode `msg` once and tag it for each destination with the sender's keys.
     fn encode(&mut self, i: usize, claimed: Option<Addr>, dests: &[Addr], msg: M, work: &mut Work) {
-        let bytes = codec::to_bytes(&msg);
+        let mut bytes = codec::to_bytes(&msg);
         let len = bytes.len() as u64;
         work.encoded_bytes += len;
-        let wire = Rc::new(Wire { msg, bytes });
+        let modeled = self.channels == Channels::Modeled;
         let n = &self.nodes[i];
         let from = claimed.unwrap_or(n.addr);
+        let mut tags = std::mem::take(&mut self.tags);
         for &to in dests {
-            let tag = if to == n.addr && from == n.addr {
-                None
-            } else {
-                work.channel_mac_bytes += len;
-                match n.crypto.mac(to, &wire.bytes) {
-                    Ok(t) => Some(t),
-                    Err(_) if claimed.is_some() => Some(Mac::default()),
-                    Err(_) => {
-                        self.stats.dropped_no_key += 1;
-                        continue;
-                    }
+            if to == n.addr && from == n.addr {
+                tags.push((to, Tag::Loopback));
+                continue;
+            }
+            work.channel_mac_bytes += len;
+            if modeled {
+                work.modeled_macs += 1;
+                if claimed.is_none() && !n.crypto.knows(to) {
+                    self.stats.dropped_no_key += 1;
+                    continue;
                 }
-            };
+                let genuine = from == n.addr;
+                tags.push((to, Tag::Modeled { genuine }));
+                continue;
+            }
+            match n.crypto.mac(to, &bytes) {
+                Ok(t) => tags.push((to, Tag::Mac(t))),
+                Err(_) if claimed.is_some() => tags.push((to, Tag::Mac(Mac::default()))),
+                Err(_) => self.stats.dropped_no_key += 1,
+            }
+        }
+        if modeled {
+            bytes = Vec::new();
+        }
+        let wire = Rc::new(Wire {
+            msg,
+            bytes,
+            len: len as u32,
+        });
+        for (to, tag) in tags.drain(..) {
             work.sends += 1;
             self.outbox.push(Outgoing {
                 from,
@@ -1382,6 +1456,7 @@ where
                 tag,
             });
         }
+        self.tags = tags;
     }
 
     /// Hand one tagged message to the network, for every node at its address.
@@ -1400,7 +1475,7 @@ where
     }
 
     fn transmit(&mut self, src: usize, dst: NodeIdx, o: &Outgoing<M>, depart: Time) {
-        let len = o.wire.bytes.len();
+        let len = o.wire.len as usize;
         let size = len + WIRE_OVERHEAD;
         self.stats.sent += 1;
         self.stats.bytes_sent += size as u64;
@@ -1415,7 +1490,7 @@ where
                 tag: o.tag,
             },
         };
-        if o.tag.is_none() {
+        if let Tag::Loopback = o.tag {
             // loopback to the node's own address
             self.push(depart, deliver(&o.wire));
             return;
