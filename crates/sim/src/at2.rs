@@ -820,9 +820,11 @@ pub const DEFAULT_ATTACKS: [Attack; 4] = [
 pub const MODELED: &str =
     "modeled (cost model: no real signatures; channel MACs charged, not computed)";
 
-/// The largest `sim at2` group: each of the N processes (and the checker's
-/// replay of each correct one) holds N balances, about 50 GB at N = 20,000.
-pub const MAX_PROCESSES: usize = 10_000;
+/// The largest `sim at2` group. Every process keeps a balance per account (one
+/// account per process) and the checker replays every correct process's ledger,
+/// so balances alone grow as N² (about 2.5 GB at N = 5,000, before any message
+/// is in flight; N = 1,000 with 50 transfers peaks at 1.8 GB in all).
+pub const MAX_PROCESSES: usize = 5_000;
 
 #[derive(Clone, Debug)]
 pub struct At2SimConfig {
@@ -897,8 +899,8 @@ impl At2SimConfig {
         }
         if self.processes > MAX_PROCESSES {
             return bad(format!(
-                "--processes {} is more than {MAX_PROCESSES}: every process keeps a ledger entry per account \
-                 (one account per process), so memory grows as N²",
+                "--processes {} is more than {MAX_PROCESSES}: every process keeps a balance per account \
+                 (one account per process), so memory grows as N²; use `byzscale sim at2-scale` for larger N",
                 self.processes
             ));
         }
@@ -1095,6 +1097,103 @@ struct Checker {
 }
 
 impl Checker {
+    /// Supply, overdraft and replay checks on every correct process's final
+    /// ledger; returns each one's non-zero balances.
+    fn final_states<B: SimBroadcast>(
+        &mut self,
+        sim: &Sim<B::Message, byzscale_at2::Input, byzscale_at2::Output>,
+        idx_of: &BTreeMap<NodeId, NodeIdx>,
+        supply: i128,
+    ) -> BTreeMap<NodeId, BTreeMap<Account, i128>> {
+        let mut finals = BTreeMap::new();
+        for p in self.correct.clone() {
+            let Some(at2) = sim.protocol::<Node<B>>(idx_of[&p]).and_then(Node::honest) else {
+                continue;
+            };
+            let l = at2.ledger();
+            let total: i128 = l.balances().values().sum();
+            if total != supply {
+                self.violation(format!(
+                    "supply: {p}'s balances add up to {total}, not {supply}"
+                ));
+            }
+            if let Some((a, b)) = l.balances().iter().find(|(_, b)| **b < 0) {
+                self.violation(format!("overdraft: {p} ends with {a} at {b}"));
+            }
+            let replay = self.replay.get(&p).cloned().unwrap_or_default();
+            let mine: BTreeMap<Account, i128> = l
+                .balances()
+                .iter()
+                .filter(|(_, b)| **b != 0)
+                .map(|(a, b)| (*a, *b))
+                .collect();
+            let theirs: BTreeMap<Account, i128> =
+                replay.into_iter().filter(|(_, b)| *b != 0).collect();
+            if mine != theirs {
+                self.violation(format!(
+                    "state: {p}'s local balances differ from the transfers it reported applying"
+                ));
+            }
+            finals.insert(p, mine);
+        }
+        finals
+    }
+
+    /// Liveness: every correct owner's transfers applied everywhere by
+    /// `deadline` (then also convergence of the `finals`); the failure, if any.
+    fn liveness(
+        &mut self,
+        finals: &BTreeMap<NodeId, BTreeMap<Account, i128>>,
+        deadline: Time,
+    ) -> Option<String> {
+        let everyone = self.correct.len();
+        let mut missing = 0;
+        let mut example = None;
+        for id in self.submitted.keys() {
+            let k = self.applied_at.get(id).copied().unwrap_or(0);
+            if k < everyone {
+                missing += 1;
+                example.get_or_insert(format!(
+                    "{id:?} applied at {k} of {everyone} correct processes"
+                ));
+            }
+        }
+        let unfinished: Vec<String> = self
+            .quota
+            .iter()
+            .filter(|(o, q)| self.done.get(o).copied().unwrap_or(0) < **q)
+            .map(|(o, q)| {
+                format!(
+                    "{o} completed {} of {q}",
+                    self.done.get(o).copied().unwrap_or(0)
+                )
+            })
+            .take(3)
+            .collect();
+        if missing == 0 && unfinished.is_empty() {
+            // with everything applied everywhere, correct processes must agree
+            if self.conflicting.is_empty() {
+                let mut vals = finals.values();
+                if let Some(first) = vals.next() {
+                    if vals.any(|v| v != first) {
+                        self.violation("convergence: correct processes applied the same transfers but hold different balances".into());
+                    }
+                }
+            }
+            return None;
+        }
+        Some(format!(
+            "{missing} submitted transfers not applied everywhere by {:.1} s (virtual){}{}",
+            deadline as f64 / 1e9,
+            example.map(|e| format!(", e.g. {e}")).unwrap_or_default(),
+            if unfinished.is_empty() {
+                String::new()
+            } else {
+                format!("; stuck owners: {}", unfinished.join(", "))
+            }
+        ))
+    }
+
     fn violation(&mut self, s: String) {
         self.violation_count += 1;
         if self.violations.len() < KEEP {
@@ -1357,85 +1456,9 @@ fn run_one_with<B: SimBroadcast>(cfg: &At2SimConfig, seed: u64) -> Result<RunRes
     sim.run_until(deadline, &mut checker);
 
     // end-of-run checks on the correct processes' local state
-    let supply = genesis.supply() as i128;
-    let mut finals: BTreeMap<NodeId, BTreeMap<Account, i128>> = BTreeMap::new();
-    for p in &correct {
-        let Some(at2) = sim.protocol::<Node<B>>(idx_of[p]).and_then(Node::honest) else {
-            continue;
-        };
-        let l = at2.ledger();
-        let total: i128 = l.balances().values().sum();
-        if total != supply {
-            checker.violation(format!(
-                "supply: {p}'s balances add up to {total}, not {supply}"
-            ));
-        }
-        if let Some((a, b)) = l.balances().iter().find(|(_, b)| **b < 0) {
-            checker.violation(format!("overdraft: {p} ends with {a} at {b}"));
-        }
-        let replay = checker.replay.get(p).cloned().unwrap_or_default();
-        let mine: BTreeMap<Account, i128> = l
-            .balances()
-            .iter()
-            .filter(|(_, b)| **b != 0)
-            .map(|(a, b)| (*a, *b))
-            .collect();
-        let theirs: BTreeMap<Account, i128> = replay.into_iter().filter(|(_, b)| *b != 0).collect();
-        if mine != theirs {
-            checker.violation(format!(
-                "state: {p}'s local balances differ from the transfers it reported applying"
-            ));
-        }
-        finals.insert(*p, mine);
-    }
-    // liveness: every correct owner's transfers applied everywhere
+    let finals = checker.final_states::<B>(&sim, &idx_of, genesis.supply() as i128);
+    let liveness = checker.liveness(&finals, deadline);
     let everyone = correct.len();
-    let mut missing = 0;
-    let mut example = None;
-    for id in checker.submitted.keys() {
-        let k = checker.applied_at.get(id).copied().unwrap_or(0);
-        if k < everyone {
-            missing += 1;
-            example.get_or_insert(format!(
-                "{id:?} applied at {k} of {everyone} correct processes"
-            ));
-        }
-    }
-    let unfinished: Vec<String> = checker
-        .quota
-        .iter()
-        .filter(|(o, q)| checker.done.get(o).copied().unwrap_or(0) < **q)
-        .map(|(o, q)| {
-            format!(
-                "{o} completed {} of {q}",
-                checker.done.get(o).copied().unwrap_or(0)
-            )
-        })
-        .take(3)
-        .collect();
-    let liveness = if missing == 0 && unfinished.is_empty() {
-        // with everything applied everywhere, correct processes must agree
-        if checker.conflicting.is_empty() {
-            let mut vals = finals.values();
-            if let Some(first) = vals.next() {
-                if vals.any(|v| v != first) {
-                    checker.violation("convergence: correct processes applied the same transfers but hold different balances".into());
-                }
-            }
-        }
-        None
-    } else {
-        Some(format!(
-            "{missing} submitted transfers not applied everywhere by {:.1} s (virtual){}{}",
-            deadline as f64 / 1e9,
-            example.map(|e| format!(", e.g. {e}")).unwrap_or_default(),
-            if unfinished.is_empty() {
-                String::new()
-            } else {
-                format!("; stuck owners: {}", unfinished.join(", "))
-            }
-        ))
-    };
 
     let stats = sim.stats();
     let (mut msgs, mut bytes) = (0u64, 0u64);
