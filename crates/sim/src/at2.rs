@@ -2108,6 +2108,16 @@ mod tests {
     }
 
     #[test]
+    fn thousands_of_processes_are_accepted_and_the_limit_says_why() {
+        let mut cfg = At2SimConfig::new(1000, 0, BroadcastKind::Contagion);
+        cfg.modeled_crypto = true;
+        assert!(cfg.validate().is_ok());
+        let big = At2SimConfig::new(MAX_PROCESSES + 1, 0, BroadcastKind::Bracha);
+        let e = big.validate().unwrap_err().to_string();
+        assert!(e.contains("N²") && e.contains("at2-scale"), "{e}");
+    }
+
+    #[test]
     fn contagion_small_group_is_safe_and_live() {
         let mut cfg = At2SimConfig::new(20, 2, BroadcastKind::Contagion);
         cfg.transfers = 10;
