@@ -8,18 +8,39 @@
 //!   the other's public key.
 //! - Digests: BLAKE3-256.
 //!
+//! # Peers, lazily
+//!
+//! A [`Crypto`] knows a peer's public keys either because it was told about it
+//! ([`Crypto::add_peer`], which checks the ed25519 key at once so a bad
+//! configured key is reported there) or through a shared [`Directory`]: one
+//! `Arc`'d table of [`PublicIdentity`] that thousands of simulated nodes consult
+//! for every peer they were not told about individually, so N nodes hold N
+//! public-key entries, not N². Per-pair work is done on first use and cached:
+//! the pairwise MAC key (one X25519 exchange) on the first [`Crypto::mac`] or
+//! [`Crypto::verify_mac`] with that peer, the decompressed ed25519 key of a
+//! directory entry on its first signature check (once per entry, shared by
+//! every node using the directory). A peer that neither the node nor its
+//! directory knows is still an error ([`CryptoError::UnknownPeer`]).
+//!
 //! Every operation is counted in a [`Meter`] that the simulator's CPU model turns
 //! into service time. [`CryptoMode::Modeled`] replaces the math with keyed BLAKE3
-//! for scale runs only (it is cheap, deterministic and labelled in every output).
+//! for scale runs only (it is cheap, deterministic and labelled in every output):
+//! signatures are a keyed BLAKE3 of the message under the signer's public key, and
+//! the pairwise MAC key is `BLAKE3-derive("byzscale modeled pairwise mac", sorted
+//! ids || both ed25519 public keys in the same order)`, with no X25519. Anyone who knows the public
+//! keys can compute such a key, so modeled MACs only stand in for the real ones'
+//! cost and for the simulator's sender checks (a tag made with another pair's key
+//! still fails); they are never used by the real transport.
 
 use crate::ids::Addr;
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 pub type Digest = [u8; 32];
 
@@ -144,17 +165,86 @@ pub enum CryptoError {
     BadSignature,
 }
 
+/// The public identities of a group of endpoints, shared (through an `Arc`) by
+/// every [`Crypto`] that should know them without being told one by one.
+///
+/// Each entry's ed25519 key is decompressed on its first signature check and
+/// kept for every later check by any node sharing the directory.
+#[derive(Default)]
+pub struct Directory {
+    entries: BTreeMap<Addr, DirEntry>,
+}
+
+struct DirEntry {
+    public: PublicIdentity,
+    /// `None` inside: the key does not decompress.
+    verifying: OnceLock<Option<VerifyingKey>>,
+}
+
+impl Directory {
+    /// A directory of `entries` (a later entry for the same address wins).
+    pub fn new(entries: impl IntoIterator<Item = (Addr, PublicIdentity)>) -> Self {
+        Directory {
+            entries: entries
+                .into_iter()
+                .map(|(a, public)| {
+                    (
+                        a,
+                        DirEntry {
+                            public,
+                            verifying: OnceLock::new(),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+    pub fn get(&self, addr: Addr) -> Option<PublicIdentity> {
+        self.entries.get(&addr).map(|e| e.public)
+    }
+    pub fn contains(&self, addr: Addr) -> bool {
+        self.entries.contains_key(&addr)
+    }
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    fn verifying(&self, addr: Addr) -> Result<VerifyingKey, CryptoError> {
+        let e = self
+            .entries
+            .get(&addr)
+            .ok_or(CryptoError::UnknownPeer(addr))?;
+        e.verifying
+            .get_or_init(|| VerifyingKey::from_bytes(&e.public.sign).ok())
+            .ok_or(CryptoError::BadKey(addr))
+    }
+}
+
+impl fmt::Debug for Directory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Directory({} entries)", self.entries.len())
+    }
+}
+
+/// A peer this endpoint was told about with [`Crypto::add_peer`].
 struct Peer {
+    public: PublicIdentity,
     verifying: VerifyingKey,
-    mac: Hmac<Sha256>,
 }
 
 /// One endpoint's keys and the public keys of its peers.
 pub struct Crypto {
     me: Addr,
     identity: Identity,
+    /// Computed on first use (an X25519 base-point multiplication).
+    public: OnceCell<PublicIdentity>,
     mode: CryptoMode,
     peers: BTreeMap<Addr, Peer>,
+    directory: Option<Arc<Directory>>,
+    /// Pairwise MAC keys derived so far (keyed HMAC state, ready to clone).
+    macs: RefCell<BTreeMap<Addr, HmacSha256>>,
     meter: Cell<Meter>,
 }
 
@@ -172,11 +262,26 @@ impl Crypto {
     pub fn new(me: Addr, identity: Identity, mode: CryptoMode) -> Self {
         Crypto {
             me,
+            public: OnceCell::new(),
             identity,
             mode,
             peers: BTreeMap::new(),
+            directory: None,
+            macs: RefCell::new(BTreeMap::new()),
             meter: Cell::new(Meter::default()),
         }
+    }
+    /// An endpoint that knows every peer in `directory` (and may still be told
+    /// about more with [`Crypto::add_peer`]).
+    pub fn with_directory(
+        me: Addr,
+        identity: Identity,
+        mode: CryptoMode,
+        directory: Arc<Directory>,
+    ) -> Self {
+        let mut c = Self::new(me, identity, mode);
+        c.directory = Some(directory);
+        c
     }
     pub fn me(&self) -> Addr {
         self.me
@@ -185,30 +290,86 @@ impl Crypto {
         self.mode
     }
     pub fn public(&self) -> PublicIdentity {
-        self.identity.public()
+        *self.public.get_or_init(|| self.identity.public())
     }
-    /// Learn a peer's public identity and derive the pairwise MAC key.
+    /// Learn a peer's public identity. The ed25519 key is checked now; the
+    /// pairwise MAC key is derived on first use. A peer told about this way
+    /// takes precedence over its directory entry.
     pub fn add_peer(&mut self, peer: Addr, pk: PublicIdentity) -> Result<(), CryptoError> {
         let verifying =
             VerifyingKey::from_bytes(&pk.sign).map_err(|_| CryptoError::BadKey(peer))?;
-        let shared = self
-            .identity
-            .dh
-            .diffie_hellman(&x25519_dalek::PublicKey::from(pk.dh));
+        self.macs.get_mut().remove(&peer);
+        self.peers.insert(
+            peer,
+            Peer {
+                public: pk,
+                verifying,
+            },
+        );
+        Ok(())
+    }
+    /// Whether this endpoint has `peer`'s public keys (told or from its directory).
+    pub fn knows(&self, peer: Addr) -> bool {
+        self.peers.contains_key(&peer) || self.directory.as_ref().is_some_and(|d| d.contains(peer))
+    }
+    /// Pairwise MAC keys derived so far (each cost one X25519 exchange in real mode).
+    pub fn derived_mac_keys(&self) -> usize {
+        self.macs.borrow().len()
+    }
+    fn peer_public(&self, peer: Addr) -> Option<PublicIdentity> {
+        match self.peers.get(&peer) {
+            Some(p) => Some(p.public),
+            None => self.directory.as_ref()?.get(peer),
+        }
+    }
+    /// The keyed HMAC state shared with `peer`, derived on first use.
+    fn mac_state(&self, peer: Addr) -> Result<HmacSha256, CryptoError> {
+        if let Some(h) = self.macs.borrow().get(&peer) {
+            return Ok(h.clone());
+        }
+        let pk = self
+            .peer_public(peer)
+            .ok_or(CryptoError::UnknownPeer(peer))?;
+        let key = self.pairwise_key(peer, &pk);
+        let h = HmacSha256::new_from_slice(&key).expect("hmac takes any key length");
+        self.macs.borrow_mut().insert(peer, h.clone());
+        Ok(h)
+    }
+    fn pairwise_key(&self, peer: Addr, pk: &PublicIdentity) -> [u8; 32] {
         let (lo, hi) = if self.me <= peer {
             (self.me, peer)
         } else {
             (peer, self.me)
         };
-        let mut material = shared.as_bytes().to_vec();
-        material.extend_from_slice(format!("{lo:?}|{hi:?}").as_bytes());
-        let key = blake3::derive_key("byzscale pairwise mac", &material);
-        let mac = HmacSha256::new_from_slice(&key).expect("hmac takes any key length");
-        self.peers.insert(peer, Peer { verifying, mac });
-        Ok(())
+        let ids = format!("{lo:?}|{hi:?}");
+        match self.mode {
+            CryptoMode::Real => {
+                let shared = self
+                    .identity
+                    .dh
+                    .diffie_hellman(&x25519_dalek::PublicKey::from(pk.dh));
+                let mut material = shared.as_bytes().to_vec();
+                material.extend_from_slice(ids.as_bytes());
+                blake3::derive_key("byzscale pairwise mac", &material)
+            }
+            CryptoMode::Modeled => {
+                // a label, not a secret: see the module docs
+                let mine = self.my_sign_key();
+                let (a, b) = if self.me <= peer {
+                    (&mine, &pk.sign)
+                } else {
+                    (&pk.sign, &mine)
+                };
+                let mut material = ids.into_bytes();
+                material.extend_from_slice(a);
+                material.extend_from_slice(b);
+                blake3::derive_key("byzscale modeled pairwise mac", &material)
+            }
+        }
     }
-    pub fn knows(&self, peer: Addr) -> bool {
-        self.peers.contains_key(&peer)
+    /// This endpoint's ed25519 public key (cached by the signing key).
+    fn my_sign_key(&self) -> [u8; 32] {
+        AsRef::<VerifyingKey>::as_ref(&self.identity.signing).to_bytes()
     }
     fn bump(&self, f: impl FnOnce(&mut Meter)) {
         let mut m = self.meter.get();
@@ -229,22 +390,22 @@ impl Crypto {
         self.bump(|m| m.signs += 1);
         match self.mode {
             CryptoMode::Real => Signature(self.identity.signing.sign(msg)),
-            CryptoMode::Modeled => Signature(modeled_sig(&self.public().sign, msg)),
+            CryptoMode::Modeled => Signature(modeled_sig(&self.my_sign_key(), msg)),
         }
     }
 
-    fn verifying_key(&self, signer: Addr) -> Result<&VerifyingKey, CryptoError> {
+    fn verifying_key(&self, signer: Addr) -> Result<VerifyingKey, CryptoError> {
         if signer == self.me {
-            return Ok(self.identity_verifying());
+            // SigningKey caches its verifying key.
+            return Ok(*AsRef::<VerifyingKey>::as_ref(&self.identity.signing));
         }
-        self.peers
-            .get(&signer)
-            .map(|p| &p.verifying)
-            .ok_or(CryptoError::UnknownPeer(signer))
-    }
-    fn identity_verifying(&self) -> &VerifyingKey {
-        // SigningKey caches its verifying key.
-        self.identity.signing.as_ref()
+        if let Some(p) = self.peers.get(&signer) {
+            return Ok(p.verifying);
+        }
+        match &self.directory {
+            Some(d) => d.verifying(signer),
+            None => Err(CryptoError::UnknownPeer(signer)),
+        }
     }
 
     pub fn verify(&self, signer: Addr, msg: &[u8], sig: &Signature) -> Result<(), CryptoError> {
@@ -276,7 +437,7 @@ impl Crypto {
             CryptoMode::Real => {
                 let mut keys = Vec::with_capacity(items.len());
                 for (a, _, _) in items {
-                    keys.push(*self.verifying_key(*a)?);
+                    keys.push(self.verifying_key(*a)?);
                 }
                 let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
                 let sigs: Vec<ed25519_dalek::Signature> =
@@ -299,11 +460,7 @@ impl Crypto {
     /// HMAC-SHA256 of `msg` under the key shared with `peer`.
     pub fn mac(&self, peer: Addr, msg: &[u8]) -> Result<Mac, CryptoError> {
         self.bump(|m| m.macs += 1);
-        let p = self
-            .peers
-            .get(&peer)
-            .ok_or(CryptoError::UnknownPeer(peer))?;
-        let mut h = p.mac.clone();
+        let mut h = self.mac_state(peer)?;
         h.update(msg);
         Ok(Mac(h.finalize().into_bytes().into()))
     }
@@ -311,10 +468,9 @@ impl Crypto {
     /// Constant-time check of a tag from `peer`.
     pub fn verify_mac(&self, peer: Addr, msg: &[u8], tag: &Mac) -> bool {
         self.bump(|m| m.macs += 1);
-        let Some(p) = self.peers.get(&peer) else {
+        let Ok(mut h) = self.mac_state(peer) else {
             return false;
         };
-        let mut h = p.mac.clone();
         h.update(msg);
         h.verify_slice(&tag.0).is_ok()
     }
@@ -389,6 +545,123 @@ mod tests {
         assert!(cb.verify(a, b"x", &s).is_ok());
         assert!(cb.verify(a, b"y", &s).is_err());
         assert!(ca.verify(b, b"x", &s).is_err());
+    }
+
+    /// The pairwise key as the eager code derived it in `add_peer`.
+    fn eager_key(me: Addr, mine: &Identity, peer: Addr, theirs: &PublicIdentity) -> [u8; 32] {
+        let shared = mine
+            .dh
+            .diffie_hellman(&x25519_dalek::PublicKey::from(theirs.dh));
+        let (lo, hi) = if me <= peer { (me, peer) } else { (peer, me) };
+        let mut material = shared.as_bytes().to_vec();
+        material.extend_from_slice(format!("{lo:?}|{hi:?}").as_bytes());
+        blake3::derive_key("byzscale pairwise mac", &material)
+    }
+
+    #[test]
+    fn lazy_keys_give_the_eager_tags() {
+        let (a, b) = pair();
+        assert_eq!(a.derived_mac_keys(), 0, "nothing derived before first use");
+        let ia = Identity::from_seed([1; 32]);
+        let ib = Identity::from_seed([2; 32]);
+        for msg in [b"x".as_slice(), b"a longer message"] {
+            let mut h =
+                HmacSha256::new_from_slice(&eager_key(a.me(), &ia, b.me(), &ib.public())).unwrap();
+            h.update(msg);
+            let eager = Mac(h.finalize().into_bytes().into());
+            assert_eq!(a.mac(b.me(), msg).unwrap(), eager);
+            assert!(b.verify_mac(a.me(), msg, &eager));
+        }
+        assert_eq!((a.derived_mac_keys(), b.derived_mac_keys()), (1, 1));
+    }
+
+    fn node(i: u32) -> (Addr, Identity) {
+        (
+            Addr::Node(NodeId(i)),
+            Identity::from_seed([10 + i as u8; 32]),
+        )
+    }
+
+    #[test]
+    fn directory_backed_crypto_checks_macs_and_signatures() {
+        for mode in [CryptoMode::Real, CryptoMode::Modeled] {
+            let ids: Vec<(Addr, Identity)> = (0..4).map(node).collect();
+            let dir = Arc::new(Directory::new(ids.iter().map(|(a, i)| (*a, i.public()))));
+            assert_eq!(dir.len(), 4);
+            let c: Vec<Crypto> = ids
+                .iter()
+                .map(|(a, i)| Crypto::with_directory(*a, i.clone(), mode, dir.clone()))
+                .collect();
+            let (a0, a2) = (ids[0].0, ids[2].0);
+            assert!(c[2].knows(a0) && !c[2].knows(Addr::Node(NodeId(9))));
+            let tag = c[0].mac(a2, b"m").unwrap();
+            assert!(c[2].verify_mac(a0, b"m", &tag));
+            assert!(!c[2].verify_mac(a0, b"n", &tag));
+            // a tag made for another receiver does not verify here
+            let other = c[0].mac(ids[1].0, b"m").unwrap();
+            assert!(!c[2].verify_mac(a0, b"m", &other));
+            // a node told about its peer one by one agrees with the directory
+            let mut told = Crypto::new(a2, ids[2].1.clone(), mode);
+            told.add_peer(a0, ids[0].1.public()).unwrap();
+            assert!(told.verify_mac(a0, b"m", &tag));
+            let sig = c[0].sign(b"s");
+            assert!(c[3].verify(a0, b"s", &sig).is_ok());
+            assert_eq!(c[3].verify(a0, b"t", &sig), Err(CryptoError::BadSignature));
+            assert!(c[3]
+                .verify_batch(&[(a0, b"s".as_slice(), &sig), (a0, b"s".as_slice(), &sig)])
+                .is_ok());
+            assert_eq!(
+                c[1].derived_mac_keys(),
+                0,
+                "only the pairs used are derived"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_peers_are_still_errors() {
+        let (a, ia) = node(0);
+        let (b, ib) = node(1);
+        let stranger = Addr::Node(NodeId(7));
+        let dir = Arc::new(Directory::new([(a, ia.public()), (b, ib.public())]));
+        let c = Crypto::with_directory(a, ia.clone(), CryptoMode::Real, dir);
+        assert_eq!(
+            c.mac(stranger, b"m"),
+            Err(CryptoError::UnknownPeer(stranger))
+        );
+        assert!(!c.verify_mac(stranger, b"m", &Mac::default()));
+        let sig = c.sign(b"m");
+        assert_eq!(
+            c.verify(stranger, b"m", &sig),
+            Err(CryptoError::UnknownPeer(stranger))
+        );
+        assert_eq!(c.derived_mac_keys(), 0);
+        // without a directory, too
+        let plain = Crypto::new(b, ib, CryptoMode::Real);
+        assert_eq!(plain.mac(a, b"m"), Err(CryptoError::UnknownPeer(a)));
+        // a directory entry whose ed25519 key does not decompress
+        let mut bad = ia.public();
+        bad.sign = (0u8..=255)
+            .map(|k| {
+                let mut b = [k; 32];
+                b[31] &= 0x7f;
+                b
+            })
+            .find(|b| VerifyingKey::from_bytes(b).is_err())
+            .expect("about half of all points do not decompress");
+        let d = Arc::new(Directory::new([(stranger, bad)]));
+        let c = Crypto::with_directory(a, ia, CryptoMode::Real, d);
+        assert_eq!(
+            c.verify(stranger, b"m", &sig),
+            Err(CryptoError::BadKey(stranger))
+        );
+    }
+
+    #[test]
+    fn crypto_can_move_to_another_thread() {
+        fn send<T: Send>(_: &T) {}
+        let (a, _) = pair();
+        send(&a);
     }
 
     #[test]

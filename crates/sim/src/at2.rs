@@ -41,13 +41,15 @@
 //!
 //! # `sim at2-scale`
 //!
-//! The engine derives a pairwise channel key for every pair of processes at
-//! setup (an X25519 exchange, ~90 µs and ~600 B each): 10⁶ pairs at N = 1000,
-//! 10⁸ at N = 10,000. Scale runs therefore use the broadcast crate's harness
-//! ([`byzscale_broadcast::harness`]) with the same protocol code, the same
-//! latency matrix and the same CPU model (channel MACs charged, not computed),
-//! `CryptoMode::Modeled` signatures (labelled), no adversary, and report
-//! messages and bytes sent per process per transfer against N.
+//! The same engine, failure-free: the chosen latency matrix, the calibrated CPU
+//! model, `CryptoMode::Modeled` signatures and the engine's modeled channels
+//! (labelled: keyed BLAKE3 signatures; channel MACs charged in the CPU model
+//! but not computed, spoofed senders still rejected; see [`crate::engine`]),
+//! no adversary. All nodes share one key directory ([`crate::group`]), so
+//! N = 1000 holds 1000 key entries, not 10⁶. Reported: messages and bytes
+//! sent per process per transfer against N. `sim at2 --modeled-crypto` uses the
+//! same modeled channels; with real crypto, pairwise channel keys are derived
+//! when a pair first talks.
 //!
 //! # Monte Carlo
 //!
@@ -56,19 +58,19 @@
 //! enough to count, and puts the observed rates next to the analytic ones of
 //! [`byzscale_broadcast::params`].
 
-use crate::cpu::{CpuModel, Work as CpuWork};
-use crate::engine::{Control, NodeIdx, ProtocolActor, Sim};
+use crate::cpu::CpuModel;
+use crate::engine::{Channels, Control, NodeIdx, NodeStats, ProtocolActor, Sim};
+use crate::group;
 use crate::net_model::NetModel;
 use crate::net_model::NetworkChoice;
 use crate::scenario::SimError;
 use byzscale_at2::{Account, At2, Event, Genesis, Ledger, Transfer, TransferId, TransferMsg};
-use byzscale_broadcast::harness::{self, Harness};
 use byzscale_broadcast::probabilistic::params::{self, Analysis, ContagionParams};
 use byzscale_broadcast::probabilistic::{self, Body};
 use byzscale_broadcast::{
     bracha, Bracha, BroadcastStats, Contagion, Delivery, Payload, SecureBroadcast, Signed,
 };
-use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
+use byzscale_core::crypto::{Crypto, CryptoMode, Directory};
 use byzscale_core::protocol::{Cx, Effect, NoRecord, Protocol, Step, Time, MICROS, SECS};
 use byzscale_core::{Addr, NodeId};
 use rand::{Rng, SeedableRng};
@@ -815,6 +817,16 @@ pub const DEFAULT_ATTACKS: [Attack; 4] = [
     Attack::Overdraft,
 ];
 
+/// The crypto label of runs with modeled crypto.
+pub const MODELED: &str =
+    "modeled (cost model: no real signatures; channel MACs charged, not computed)";
+
+/// The largest `sim at2` group. Every process keeps a balance per account (one
+/// account per process) and the checker replays every correct process's ledger,
+/// so balances alone grow as N² (about 2.5 GB at N = 5,000, before any message
+/// is in flight; N = 1,000 with 50 transfers peaks at 1.8 GB in all).
+pub const MAX_PROCESSES: usize = 5_000;
+
 #[derive(Clone, Debug)]
 pub struct At2SimConfig {
     pub processes: usize,
@@ -886,10 +898,10 @@ impl At2SimConfig {
         if self.seeds == 0 {
             return bad("--seeds must be at least 1".into());
         }
-        if self.processes > 400 {
+        if self.processes > MAX_PROCESSES {
             return bad(format!(
-                "--processes {} is too many for the full simulator (it derives a channel key per pair of processes); \
-                 use `byzscale sim at2-scale` for large N",
+                "--processes {} is more than {MAX_PROCESSES}: every process keeps a balance per account \
+                 (one account per process), so memory grows as N²; use `byzscale sim at2-scale` for larger N",
                 self.processes
             ));
         }
@@ -1086,6 +1098,103 @@ struct Checker {
 }
 
 impl Checker {
+    /// Supply, overdraft and replay checks on every correct process's final
+    /// ledger; returns each one's non-zero balances.
+    fn final_states<B: SimBroadcast>(
+        &mut self,
+        sim: &Sim<B::Message, byzscale_at2::Input, byzscale_at2::Output>,
+        idx_of: &BTreeMap<NodeId, NodeIdx>,
+        supply: i128,
+    ) -> BTreeMap<NodeId, BTreeMap<Account, i128>> {
+        let mut finals = BTreeMap::new();
+        for p in self.correct.clone() {
+            let Some(at2) = sim.protocol::<Node<B>>(idx_of[&p]).and_then(Node::honest) else {
+                continue;
+            };
+            let l = at2.ledger();
+            let total: i128 = l.balances().values().sum();
+            if total != supply {
+                self.violation(format!(
+                    "supply: {p}'s balances add up to {total}, not {supply}"
+                ));
+            }
+            if let Some((a, b)) = l.balances().iter().find(|(_, b)| **b < 0) {
+                self.violation(format!("overdraft: {p} ends with {a} at {b}"));
+            }
+            let replay = self.replay.get(&p).cloned().unwrap_or_default();
+            let mine: BTreeMap<Account, i128> = l
+                .balances()
+                .iter()
+                .filter(|(_, b)| **b != 0)
+                .map(|(a, b)| (*a, *b))
+                .collect();
+            let theirs: BTreeMap<Account, i128> =
+                replay.into_iter().filter(|(_, b)| *b != 0).collect();
+            if mine != theirs {
+                self.violation(format!(
+                    "state: {p}'s local balances differ from the transfers it reported applying"
+                ));
+            }
+            finals.insert(p, mine);
+        }
+        finals
+    }
+
+    /// Liveness: every correct owner's transfers applied everywhere by
+    /// `deadline` (then also convergence of the `finals`); the failure, if any.
+    fn liveness(
+        &mut self,
+        finals: &BTreeMap<NodeId, BTreeMap<Account, i128>>,
+        deadline: Time,
+    ) -> Option<String> {
+        let everyone = self.correct.len();
+        let mut missing = 0;
+        let mut example = None;
+        for id in self.submitted.keys() {
+            let k = self.applied_at.get(id).copied().unwrap_or(0);
+            if k < everyone {
+                missing += 1;
+                example.get_or_insert(format!(
+                    "{id:?} applied at {k} of {everyone} correct processes"
+                ));
+            }
+        }
+        let unfinished: Vec<String> = self
+            .quota
+            .iter()
+            .filter(|(o, q)| self.done.get(o).copied().unwrap_or(0) < **q)
+            .map(|(o, q)| {
+                format!(
+                    "{o} completed {} of {q}",
+                    self.done.get(o).copied().unwrap_or(0)
+                )
+            })
+            .take(3)
+            .collect();
+        if missing == 0 && unfinished.is_empty() {
+            // with everything applied everywhere, correct processes must agree
+            if self.conflicting.is_empty() {
+                let mut vals = finals.values();
+                if let Some(first) = vals.next() {
+                    if vals.any(|v| v != first) {
+                        self.violation("convergence: correct processes applied the same transfers but hold different balances".into());
+                    }
+                }
+            }
+            return None;
+        }
+        Some(format!(
+            "{missing} submitted transfers not applied everywhere by {:.1} s (virtual){}{}",
+            deadline as f64 / 1e9,
+            example.map(|e| format!(", e.g. {e}")).unwrap_or_default(),
+            if unfinished.is_empty() {
+                String::new()
+            } else {
+                format!("; stuck owners: {}", unfinished.join(", "))
+            }
+        ))
+    }
+
     fn violation(&mut self, s: String) {
         self.violation_count += 1;
         if self.violations.len() < KEEP {
@@ -1262,21 +1371,18 @@ fn run_one_with<B: SimBroadcast>(cfg: &At2SimConfig, seed: u64) -> Result<RunRes
     let mut sim: Sim<B::Message, byzscale_at2::Input, byzscale_at2::Output> =
         Sim::new(seed, net, CpuModel::calibrated());
     let mode = if cfg.modeled_crypto {
+        // labelled in the report: modeled signatures and channel MACs
+        sim.set_channels(Channels::Modeled);
         CryptoMode::Modeled
     } else {
         CryptoMode::Real
     };
-    let ids: Vec<Identity> = members.iter().map(|m| harness::identity(m.0)).collect();
-    let publics: Vec<_> = ids.iter().map(Identity::public).collect();
+    // one shared key directory; pairwise channel keys are derived on first use
+    let directory = group::directory(members.iter().copied());
     let mut node_of = BTreeMap::new();
     let mut idx_of = BTreeMap::new();
     for (i, &m) in members.iter().enumerate() {
-        let mut crypto = Crypto::new(m.into(), ids[i].clone(), mode);
-        for (j, &p) in members.iter().enumerate() {
-            if j != i {
-                crypto.add_peer(p.into(), publics[j]).expect("valid key");
-            }
-        }
+        let crypto = group::crypto(m, &directory, mode);
         let node = if byz.contains(&m) {
             Node::Byzantine(ByzNode {
                 me: m,
@@ -1351,85 +1457,9 @@ fn run_one_with<B: SimBroadcast>(cfg: &At2SimConfig, seed: u64) -> Result<RunRes
     sim.run_until(deadline, &mut checker);
 
     // end-of-run checks on the correct processes' local state
-    let supply = genesis.supply() as i128;
-    let mut finals: BTreeMap<NodeId, BTreeMap<Account, i128>> = BTreeMap::new();
-    for p in &correct {
-        let Some(at2) = sim.protocol::<Node<B>>(idx_of[p]).and_then(Node::honest) else {
-            continue;
-        };
-        let l = at2.ledger();
-        let total: i128 = l.balances().values().sum();
-        if total != supply {
-            checker.violation(format!(
-                "supply: {p}'s balances add up to {total}, not {supply}"
-            ));
-        }
-        if let Some((a, b)) = l.balances().iter().find(|(_, b)| **b < 0) {
-            checker.violation(format!("overdraft: {p} ends with {a} at {b}"));
-        }
-        let replay = checker.replay.get(p).cloned().unwrap_or_default();
-        let mine: BTreeMap<Account, i128> = l
-            .balances()
-            .iter()
-            .filter(|(_, b)| **b != 0)
-            .map(|(a, b)| (*a, *b))
-            .collect();
-        let theirs: BTreeMap<Account, i128> = replay.into_iter().filter(|(_, b)| *b != 0).collect();
-        if mine != theirs {
-            checker.violation(format!(
-                "state: {p}'s local balances differ from the transfers it reported applying"
-            ));
-        }
-        finals.insert(*p, mine);
-    }
-    // liveness: every correct owner's transfers applied everywhere
+    let finals = checker.final_states::<B>(&sim, &idx_of, genesis.supply() as i128);
+    let liveness = checker.liveness(&finals, deadline);
     let everyone = correct.len();
-    let mut missing = 0;
-    let mut example = None;
-    for id in checker.submitted.keys() {
-        let k = checker.applied_at.get(id).copied().unwrap_or(0);
-        if k < everyone {
-            missing += 1;
-            example.get_or_insert(format!(
-                "{id:?} applied at {k} of {everyone} correct processes"
-            ));
-        }
-    }
-    let unfinished: Vec<String> = checker
-        .quota
-        .iter()
-        .filter(|(o, q)| checker.done.get(o).copied().unwrap_or(0) < **q)
-        .map(|(o, q)| {
-            format!(
-                "{o} completed {} of {q}",
-                checker.done.get(o).copied().unwrap_or(0)
-            )
-        })
-        .take(3)
-        .collect();
-    let liveness = if missing == 0 && unfinished.is_empty() {
-        // with everything applied everywhere, correct processes must agree
-        if checker.conflicting.is_empty() {
-            let mut vals = finals.values();
-            if let Some(first) = vals.next() {
-                if vals.any(|v| v != first) {
-                    checker.violation("convergence: correct processes applied the same transfers but hold different balances".into());
-                }
-            }
-        }
-        None
-    } else {
-        Some(format!(
-            "{missing} submitted transfers not applied everywhere by {:.1} s (virtual){}{}",
-            deadline as f64 / 1e9,
-            example.map(|e| format!(", e.g. {e}")).unwrap_or_default(),
-            if unfinished.is_empty() {
-                String::new()
-            } else {
-                format!("; stuck owners: {}", unfinished.join(", "))
-            }
-        ))
-    };
 
     let stats = sim.stats();
     let (mut msgs, mut bytes) = (0u64, 0u64);
@@ -1502,11 +1532,7 @@ pub fn run_many(
         f: cfg.f(),
         byzantine: cfg.byzantine,
         network: cfg.network.name(),
-        crypto: if cfg.modeled_crypto {
-            "modeled (cost model, not real signatures)"
-        } else {
-            "real"
-        },
+        crypto: if cfg.modeled_crypto { MODELED } else { "real" },
         contagion_params: contagion.as_ref().map(|c| c.0),
         contagion_epsilon: contagion.as_ref().map(|c| c.1.epsilon),
         runs: results.len() as u64,
@@ -1565,8 +1591,8 @@ pub struct ScalePoint {
     pub wall_seconds: f64,
 }
 
-/// Scale runs (see the module docs): failure-free, modeled signatures,
-/// calibrated CPU model, no channel keys.
+/// Scale runs (see the module docs): failure-free, modeled signatures and
+/// channels, calibrated CPU model.
 #[derive(Clone, Debug)]
 pub struct ScaleConfig {
     pub transfers: u64,
@@ -1585,40 +1611,6 @@ impl Default for ScaleConfig {
             assumed_fraction: 0.1,
             epsilon: 1e-9,
             seed: 1,
-        }
-    }
-}
-
-/// The CPU cost of one harness event, as the engine would charge it
-/// (including a channel MAC per copy sent and one check per message received).
-fn cpu_cost(cpu: &CpuModel, w: &harness::Work) -> Time {
-    let mut meter = w.meter;
-    meter.macs += w.sends + u64::from(w.recv_bytes > 0);
-    cpu.cost(
-        &CpuWork {
-            recv_bytes: w.recv_bytes,
-            sends: w.sends,
-            encoded_bytes: w.encoded_bytes,
-            channel_mac_bytes: w.sent_bytes + w.recv_bytes,
-            meter,
-        },
-        1.0,
-    )
-}
-
-/// Latency of the harness from a network model: region `i % regions`.
-fn harness_latency(
-    net: &NetModel,
-) -> impl FnMut(NodeId, NodeId, usize, &mut ChaCha8Rng) -> Time + 'static {
-    let one_way = net.one_way.clone();
-    let jitter = net.jitter;
-    let regions = one_way.len().max(1);
-    move |a: NodeId, b: NodeId, _bytes: usize, rng: &mut ChaCha8Rng| {
-        let base = one_way[a.0 as usize % regions][b.0 as usize % regions];
-        base + if jitter > 0 {
-            rng.gen_range(0..=jitter)
-        } else {
-            0
         }
     }
 }
@@ -1651,16 +1643,22 @@ pub fn scale_point(
     let started = std::time::Instant::now();
     let net = cfg.network.model()?;
     let genesis = Arc::new(Genesis::one_account_each(&members, 1000));
-    let (complete, last, events, peak, counters) = match kind {
+    let ScaleRun {
+        complete,
+        last,
+        events,
+        peak,
+        counters,
+    } = match kind {
         BroadcastKind::Bracha => {
             let make = Bracha::<TransferMsg>::build(&sim_cfg, &members)?;
-            scale_run(&members, &sources, &genesis, &net, cfg.seed, |i| {
+            scale_run(&members, &sources, &net, cfg.seed, |i| {
                 At2::new(make(i), genesis.clone())
             })
         }
         BroadcastKind::Contagion => {
             let make = Contagion::<TransferMsg>::build(&sim_cfg, &members)?;
-            scale_run(&members, &sources, &genesis, &net, cfg.seed, |i| {
+            scale_run(&members, &sources, &net, cfg.seed, |i| {
                 At2::new(make(i), genesis.clone())
             })
         }
@@ -1681,30 +1679,40 @@ pub fn scale_point(
         complete,
         virtual_ms: last as f64 / 1e6,
         events,
-        peak_events_in_flight: peak,
+        peak_events_in_flight: peak as usize,
         wall_seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-fn scale_run<B: SecureBroadcast<TransferMsg>>(
+/// What one scale run measured.
+struct ScaleRun {
+    /// Every process applied every transfer.
+    complete: bool,
+    /// Time of the last application.
+    last: Time,
+    events: u64,
+    peak: u64,
+    counters: Vec<NodeStats>,
+}
+
+fn scale_run<B: SecureBroadcast<TransferMsg> + 'static>(
     members: &[NodeId],
     sources: &[NodeId],
-    _genesis: &Arc<Genesis>,
     net: &NetModel,
     seed: u64,
     make: impl Fn(NodeId) -> At2<B>,
-) -> (bool, Time, u64, usize, Vec<harness::NodeCounters>) {
-    let mut h: Harness<At2<B>> = Harness::new(seed);
-    h.set_latency(harness_latency(net));
-    let cpu = CpuModel::calibrated();
-    h.set_service(move |w| cpu_cost(&cpu, w));
-    for &m in members {
-        h.add_node(
-            m,
-            harness::crypto(m, sources.iter().copied(), CryptoMode::Modeled),
-            make(m),
-        );
-    }
+) -> ScaleRun {
+    let directory = group::directory(members.iter().copied());
+    let mut sim = group::sim(
+        seed,
+        net.clone(),
+        CpuModel::calibrated(),
+        &directory,
+        CryptoMode::Modeled,
+        members,
+        make,
+    );
+    sim.set_channels(Channels::Modeled);
     let n = members.len() as u32;
     // one transfer every `gap`, so that one broadcast's burst of messages is
     // over before the next starts (the event queue stays small)
@@ -1716,19 +1724,31 @@ fn scale_run<B: SecureBroadcast<TransferMsg>>(
             to: Account((s.0 + 1) % n),
             amount: 1,
         };
-        h.input(k as Time * gap, *s, input);
+        sim.schedule_input(k as Time * gap, NodeIdx(s.0), input);
     }
     let mut applied = vec![0u32; members.len()];
     let mut last = 0;
-    h.run_until(u64::MAX, |at, node, out, _| {
+    let mut obs = |at: Time,
+                   node: NodeIdx,
+                   _: Addr,
+                   out: byzscale_at2::Output,
+                   _: &mut Control<byzscale_at2::Input>| {
         if let byzscale_at2::Output::Applied(_) = out {
-            applied[node.0 as usize] += 1;
+            applied[node.index()] += 1;
             last = last.max(at);
         }
-    });
+    };
+    // failure-free and without periodic timers: runs until nothing is left
+    sim.run_until(Time::MAX, &mut obs);
     let complete = applied.iter().all(|a| *a as usize == sources.len());
-    let counters = members.iter().filter_map(|m| h.counters(*m)).collect();
-    (complete, last, h.events(), h.peak_pending(), counters)
+    let st = sim.stats();
+    ScaleRun {
+        complete,
+        last,
+        events: st.events,
+        peak: st.peak_pending,
+        counters: st.per_node.clone(),
+    }
 }
 
 /// The figure's data: one point per (broadcast, N).
@@ -1755,9 +1775,9 @@ pub fn scale(
         points.push(p);
     }
     Ok(ScaleReport {
-        crypto: "modeled (cost model, not real signatures)".into(),
+        crypto: MODELED.into(),
         network: cfg.network.name(),
-        cpu: "calibrated (channel MACs charged, not computed)".into(),
+        cpu: "calibrated (channel MACs charged, not computed: modeled channels)".into(),
         assumed_fraction: cfg.assumed_fraction,
         epsilon: cfg.epsilon,
         points,
@@ -1844,13 +1864,19 @@ pub struct McReport {
     /// Same trials: some correct process delivers and another never does.
     pub totality: McRate,
     pub scheduling: &'static str,
+    pub crypto: &'static str,
     pub wall_seconds: f64,
 }
 
 type McNode = Colluding<Contagion<u64>, u64>;
 
 /// Outcome of one trial: which value each correct process delivered.
-fn mc_trial(cfg: &McConfig, seed: u64, byzantine_source: bool) -> BTreeMap<NodeId, u64> {
+fn mc_trial(
+    cfg: &McConfig,
+    directory: &Arc<Directory>,
+    seed: u64,
+    byzantine_source: bool,
+) -> BTreeMap<NodeId, u64> {
     let n = cfg.processes;
     let members: Vec<NodeId> = (0..n as u32).map(NodeId).collect();
     // the last K processes are Byzantine; the source is process 0 (correct)
@@ -1865,30 +1891,37 @@ fn mc_trial(cfg: &McConfig, seed: u64, byzantine_source: bool) -> BTreeMap<NodeI
     let pcfg = Arc::new(
         probabilistic::Config::new(members.clone(), cfg.params).expect("valid parameters"),
     );
-    let mut h: Harness<McNode> = Harness::new(seed);
-    for &m in &members {
-        let inner = Contagion::new(m, pcfg.clone());
-        let node = if byz.contains(&m) {
-            let c = Colluding::byzantine(inner, team.clone());
-            if m == source {
-                c.with_split_at_start(1, 2)
+    let mut sim = group::sim(
+        seed,
+        NetModel::uniform(MICROS, 100 * MICROS),
+        CpuModel::free(),
+        directory,
+        CryptoMode::Modeled,
+        &members,
+        |m| -> McNode {
+            let inner = Contagion::new(m, pcfg.clone());
+            if !byz.contains(&m) {
+                Colluding::honest(inner)
+            } else if m == source {
+                Colluding::byzantine(inner, team.clone()).with_split_at_start(1, 2)
             } else {
-                c
+                Colluding::byzantine(inner, team.clone())
             }
-        } else {
-            Colluding::honest(inner)
-        };
-        h.add_node(m, harness::crypto(m, [source], CryptoMode::Modeled), node);
-    }
+        },
+    );
+    sim.set_channels(Channels::Modeled);
     if !byzantine_source {
-        h.input(0, source, 1);
+        sim.schedule_input(0, NodeIdx(source.0), 1);
     }
     let mut got = BTreeMap::new();
-    h.run_until(u64::MAX, |_, at, d: Delivery<u64>, _| {
+    let mut obs = |_: Time, at: NodeIdx, _: Addr, d: Delivery<u64>, _: &mut Control<u64>| {
+        let at = NodeId(at.0);
         if !byz.contains(&at) {
             got.insert(at, d.payload);
         }
-    });
+    };
+    // no periodic timers: runs until nothing is left
+    sim.run_until(Time::MAX, &mut obs);
     got
 }
 
@@ -1909,6 +1942,8 @@ pub fn monte_carlo(cfg: &McConfig) -> Result<McReport, SimError> {
     let analysis = params::analyze(cfg.processes, cfg.byzantine, &cfg.params);
     let trials = cfg.trials;
     let seeds: Vec<u64> = (cfg.seed_start..cfg.seed_start + trials).collect();
+    let directory = group::directory((0..cfg.processes as u32).map(NodeId));
+    let directory = &directory;
     let run = |byzantine_source: bool| -> Vec<BTreeMap<NodeId, u64>> {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -1921,7 +1956,7 @@ pub fn monte_carlo(cfg: &McConfig) -> Result<McReport, SimError> {
                 .map(|c| {
                     s.spawn(move || {
                         c.iter()
-                            .map(|seed| mc_trial(cfg, *seed, byzantine_source))
+                            .map(|seed| mc_trial(cfg, directory, *seed, byzantine_source))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -1976,6 +2011,7 @@ pub fn monte_carlo(cfg: &McConfig) -> Result<McReport, SimError> {
         ),
         analysis,
         scheduling: "random delays (1–100 µs), not adversarial",
+        crypto: MODELED,
         wall_seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -2070,6 +2106,16 @@ mod tests {
         assert!(r.validity.failures > 0 && r.totality.failures > 0, "{r:?}");
         // and never above the (here saturated) bounds
         assert!(r.consistency.observed <= r.consistency.analytic);
+    }
+
+    #[test]
+    fn thousands_of_processes_are_accepted_and_the_limit_says_why() {
+        let mut cfg = At2SimConfig::new(1000, 0, BroadcastKind::Contagion);
+        cfg.modeled_crypto = true;
+        assert!(cfg.validate().is_ok());
+        let big = At2SimConfig::new(MAX_PROCESSES + 1, 0, BroadcastKind::Bracha);
+        let e = big.validate().unwrap_err().to_string();
+        assert!(e.contains("N²") && e.contains("at2-scale"), "{e}");
     }
 
     #[test]

@@ -6,14 +6,16 @@
 //! ```text
 //! cost = factor x ( event
 //!                 + recv_per_byte x received bytes
-//!                 + sign x signs + verify x verifies + mac x macs
+//!                 + sign x signs + verify x verifies + mac x (macs + modeled MACs)
 //!                 + hash_per_byte x hashed bytes + mac_per_byte x channel-MAC bytes
 //!                 + send x copies sent + send_per_byte x encoded bytes )
 //! ```
 //!
 //! where the crypto counts come from the node's [`Crypto::take_meter`]
 //! (everything the protocol did plus the channel MACs the simulator computes on
-//! its behalf: one per destination when sending, one check when receiving).
+//! its behalf: one per destination when sending, one check when receiving;
+//! with modeled channels the simulator counts those MACs in
+//! [`Work::modeled_macs`] instead of computing them).
 //! Messages the event produces leave the node when it finishes. `factor` is 1
 //! for honest nodes and larger for a slow node.
 //!
@@ -56,6 +58,8 @@ pub struct Work {
     pub sends: u64,
     pub encoded_bytes: u64,
     pub channel_mac_bytes: u64,
+    /// Channel MACs charged but not computed (the engine's modeled channels).
+    pub modeled_macs: u64,
     pub meter: Meter,
 }
 
@@ -110,7 +114,7 @@ impl CpuModel {
             + self.send_per_byte_ns * w.encoded_bytes as f64
             + self.sign_ns * m.signs as f64
             + self.verify_ns * m.verifies as f64
-            + self.mac_ns * m.macs as f64
+            + self.mac_ns * (m.macs + w.modeled_macs) as f64
             + self.mac_per_byte_ns * w.channel_mac_bytes as f64
             + self.hash_per_byte_ns * m.hashed_bytes as f64;
         let ns = ns * factor;
@@ -134,6 +138,7 @@ mod tests {
             sends: 3,
             encoded_bytes: 100,
             channel_mac_bytes: 300,
+            modeled_macs: 2,
             meter: Meter {
                 signs: 1,
                 verifies: 2,
@@ -142,7 +147,7 @@ mod tests {
             },
         };
         let expect =
-            2_000.0 + 500.0 + 3_000.0 + 50.0 + 20_000.0 + 90_000.0 + 4_000.0 + 600.0 + 1_000.0;
+            2_000.0 + 500.0 + 3_000.0 + 50.0 + 20_000.0 + 90_000.0 + 6_000.0 + 600.0 + 1_000.0;
         assert_eq!(c.cost(&w, 1.0), expect as Time);
         assert_eq!(c.cost(&w, 2.0), 2 * expect as Time);
         assert_eq!(CpuModel::free().cost(&w, 10.0), 0);

@@ -6,6 +6,8 @@
 //! - [`net_model`]: latency matrices, jitter, bandwidth, loss, duplication,
 //!   reordering, partitions.
 //! - [`cpu`]: per-node service time of events, from counted crypto operations.
+//! - [`group`]: deterministic identities and one shared key directory for a
+//!   group of nodes (thousands of nodes without N² key entries).
 //! - [`adversary`]: generic Byzantine wrappers (silent, slow, replay, forge,
 //!   equivocate, mixed).
 //! - [`check`]: checkers (log agreement and order, acyclic multicast order,
@@ -22,6 +24,7 @@ pub mod check;
 pub mod closed_loop;
 pub mod cpu;
 pub mod engine;
+pub mod group;
 pub mod net_model;
 pub mod runner;
 pub mod scenario;

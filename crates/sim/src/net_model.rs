@@ -245,6 +245,16 @@ impl NetModel {
         m
     }
 
+    /// One region whose one-way delays are drawn uniformly from `[min, max]`
+    /// (`min` plus a jitter of `max − min`): reorders messages freely, which
+    /// unit tests of protocols use to explore schedules by seed.
+    pub fn uniform(min: Time, max: Time) -> Self {
+        let mut m = Self::from_matrix(vec!["uniform".into()], vec![vec![min]])
+            .expect("one region is valid");
+        m.jitter = max.saturating_sub(min);
+        m
+    }
+
     /// ByzCast (seed 000) Table I: regions CA, VA, EU, JP; one-way = RTT / 2;
     /// 0.25 ms one way inside a region; 0.5 ms jitter.
     pub fn ec2_byzcast() -> Self {

@@ -392,31 +392,48 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byzscale_broadcast::harness::{crypto, Harness};
     use byzscale_broadcast::{bracha, probabilistic, Bracha, Contagion, ContagionParams};
     use byzscale_core::crypto::CryptoMode;
+    use byzscale_core::protocol::{Time, MICROS};
+    use byzscale_sim::cpu::CpuModel;
+    use byzscale_sim::engine::{Control, NodeIdx, Sim};
+    use byzscale_sim::group;
+    use byzscale_sim::net_model::NetModel;
     use std::collections::BTreeMap;
 
     fn ids(n: u32) -> Vec<NodeId> {
         (0..n).map(NodeId).collect()
     }
 
+    type S<B> = Sim<<B as Protocol>::Message, Input, Output>;
+
+    /// Members `0..n` (member i is engine node i) with real crypto and free
+    /// CPU, over delays uniform in 1–100 µs.
+    fn cluster<B: SecureBroadcast<TransferMsg> + 'static>(
+        seed: u64,
+        n: u32,
+        make: impl FnMut(NodeId) -> At2<B>,
+    ) -> S<B> {
+        group::sim(
+            seed,
+            NetModel::uniform(MICROS, 100 * MICROS),
+            CpuModel::free(),
+            &group::directory(ids(n)),
+            CryptoMode::Real,
+            &ids(n),
+            make,
+        )
+    }
+
     /// Every process pays its right neighbour `rounds` times; everyone ends
     /// with the same balances and the supply is conserved.
-    fn ring<B: SecureBroadcast<TransferMsg>>(
+    fn ring<B: SecureBroadcast<TransferMsg> + 'static>(
         n: u32,
         rounds: u64,
         make: impl Fn(NodeId) -> B,
-    ) -> Harness<At2<B>> {
+    ) -> S<B> {
         let genesis = Arc::new(Genesis::one_account_each(&ids(n), 100));
-        let mut h = Harness::new(3);
-        for i in ids(n) {
-            h.add_node(
-                i,
-                crypto(i, ids(n), CryptoMode::Real),
-                At2::new(make(i), genesis.clone()),
-            );
-        }
+        let mut h = cluster(3, n, |i| At2::new(make(i), genesis.clone()));
         let pay = |i: NodeId| Input::Transfer {
             tag: 0,
             from: Account(i.0),
@@ -424,22 +441,23 @@ mod tests {
             amount: 10,
         };
         for i in ids(n) {
-            h.input(0, i, pay(i));
+            h.schedule_input(0, NodeIdx(i.0), pay(i));
         }
         let mut done: BTreeMap<NodeId, u64> = BTreeMap::new();
-        h.run_until(u64::MAX, |_, at, out, ctl| {
+        let mut obs = |_: Time, at: NodeIdx, _: Addr, out: Output, ctl: &mut Control<Input>| {
             if let Output::TransferResult { result, .. } = out {
                 assert!(result.is_ok(), "{result:?}");
-                let k = done.entry(at).or_insert(0);
+                let k = done.entry(NodeId(at.0)).or_insert(0);
                 *k += 1;
                 if *k < rounds {
-                    ctl.input(at, pay(at));
+                    ctl.input(at, pay(NodeId(at.0)));
                 }
             }
-        });
-        assert_eq!(h.fault_count(), 0, "{:?}", h.faults().first());
+        };
+        h.run_until(Time::MAX, &mut obs);
+        assert_eq!(h.stats().faults, 0, "{:?}", h.stats().fault_log.first());
         for i in ids(n) {
-            let p = h.node(i).unwrap();
+            let p = h.protocol::<At2<B>>(NodeIdx(i.0)).unwrap();
             assert_eq!(p.ledger().applied_count(), n as u64 * rounds, "{i}");
             let total: i128 = p.ledger().balances().values().sum();
             assert_eq!(total, 100 * n as i128);
@@ -458,14 +476,9 @@ mod tests {
     fn batching_queues_requests_into_one_broadcast_and_checks_each_in_order() {
         let cfg = Arc::new(bracha::Config::new(ids(4)).unwrap());
         let genesis = Arc::new(Genesis::one_account_each(&ids(4), 100));
-        let mut h = Harness::new(4);
-        for i in ids(4) {
-            h.add_node(
-                i,
-                crypto(i, ids(4), CryptoMode::Real),
-                At2::new(Bracha::new(i, cfg.clone()), genesis.clone()).with_batching(4, 6),
-            );
-        }
+        let mut h = cluster(4, 4, |i| {
+            At2::new(Bracha::new(i, cfg.clone()), genesis.clone()).with_batching(4, 6)
+        });
         let tr = |tag: u64, to: u32, amount: u64| Input::Transfer {
             tag,
             from: Account(0),
@@ -474,19 +487,20 @@ mod tests {
         };
         // 1 goes out alone; 2..=7 queue (limit 6), 8 is refused as busy;
         // the next batch takes 2..=5 (4 of them), where 4 overdraws
-        h.input(0, NodeId(0), tr(1, 1, 10));
+        h.schedule_input(0, NodeIdx(0), tr(1, 1, 10));
         for (tag, amount) in [(2, 10), (3, 20), (4, 100), (5, 30), (6, 5), (7, 5)] {
-            h.input(0, NodeId(0), tr(tag, 2, amount));
+            h.schedule_input(0, NodeIdx(0), tr(tag, 2, amount));
         }
-        h.input(0, NodeId(0), tr(8, 3, 1));
+        h.schedule_input(0, NodeIdx(0), tr(8, 3, 1));
         let mut results = BTreeMap::new();
-        h.run_until(u64::MAX, |_, at, out, _| {
+        let mut obs = |_: Time, at: NodeIdx, _: Addr, out: Output, _: &mut Control<Input>| {
             if let Output::TransferResult { tag, result, .. } = out {
-                assert_eq!(at, NodeId(0));
+                assert_eq!(at, NodeIdx(0));
                 results.insert(tag, result);
             }
-        });
-        assert_eq!(h.fault_count(), 0, "{:?}", h.faults().first());
+        };
+        h.run_until(Time::MAX, &mut obs);
+        assert_eq!(h.stats().faults, 0, "{:?}", h.stats().fault_log.first());
         assert_eq!(results[&8], Err(TransferError::Busy));
         assert_eq!(
             results[&4],
@@ -501,14 +515,17 @@ mod tests {
             .collect();
         assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6], "tags map to their transfers");
         for i in ids(4) {
-            let p = h.node(i).unwrap();
+            let p = h
+                .protocol::<At2<Bracha<TransferMsg>>>(NodeIdx(i.0))
+                .unwrap();
             // three broadcasts: [1], [2, 3, 5, 6] (4 left out), [7]
             assert_eq!(p.broadcast().stats().delivered, 3, "{i}");
             assert_eq!(p.ledger().applied_count(), 6);
             assert_eq!(p.balance(Account(0)), 20);
             assert_eq!(p.balance(Account(2)), 170);
         }
-        assert_eq!(h.node(NodeId(0)).unwrap().queued(), 0);
+        let p0 = h.protocol::<At2<Bracha<TransferMsg>>>(NodeIdx(0)).unwrap();
+        assert_eq!(p0.queued(), 0);
     }
 
     #[test]
@@ -536,27 +553,23 @@ mod tests {
     fn spending_received_funds_cites_them_and_errors_are_immediate() {
         let cfg = Arc::new(bracha::Config::new(ids(4)).unwrap());
         let genesis = Arc::new(Genesis::one_account_each(&ids(4), 10));
-        let mut h = Harness::new(9);
-        for i in ids(4) {
-            h.add_node(
-                i,
-                crypto(i, ids(4), CryptoMode::Real),
-                At2::new(Bracha::new(i, cfg.clone()), genesis.clone()),
-            );
-        }
+        let mut h = cluster(9, 4, |i| {
+            At2::new(Bracha::new(i, cfg.clone()), genesis.clone())
+        });
         let tr = |from: u32, to: u32, amount: u64| Input::Transfer {
             tag: 0,
             from: Account(from),
             to: Account(to),
             amount,
         };
-        h.input(0, NodeId(0), tr(0, 1, 10));
-        h.input(0, NodeId(0), tr(0, 1, 1)); // busy
-        h.input(0, NodeId(2), tr(3, 1, 1)); // not the owner
-        h.input(0, NodeId(1), tr(1, 2, 11)); // not yet received
+        h.schedule_input(0, NodeIdx(0), tr(0, 1, 10));
+        h.schedule_input(0, NodeIdx(0), tr(0, 1, 1)); // busy
+        h.schedule_input(0, NodeIdx(2), tr(3, 1, 1)); // not the owner
+        h.schedule_input(0, NodeIdx(1), tr(1, 2, 11)); // not yet received
         let mut results = Vec::new();
         let mut step = 0;
-        h.run_until(u64::MAX, |_, at, out, ctl| {
+        let mut obs = |_: Time, node: NodeIdx, _: Addr, out: Output, ctl: &mut Control<Input>| {
+            let at = NodeId(node.0);
             if let Output::TransferResult { result, .. } = &out {
                 results.push((at, result.clone()));
                 if at == NodeId(1) && result.is_ok() {
@@ -567,10 +580,11 @@ mod tests {
                 // once node 1 applied the 10 it received, it spends all 20
                 if at == NodeId(1) && m.transfer.issuer == NodeId(0) && step == 0 {
                     step = 1;
-                    ctl.input(at, tr(1, 2, 20));
+                    ctl.input(node, tr(1, 2, 20));
                 }
             }
-        });
+        };
+        h.run_until(Time::MAX, &mut obs);
         assert!(results.contains(&(NodeId(0), Err(TransferError::Busy))));
         assert!(results.contains(&(NodeId(2), Err(TransferError::NotOwner(Account(3))))));
         assert!(results.contains(&(
@@ -582,7 +596,10 @@ mod tests {
         )));
         assert_eq!(results.iter().filter(|r| r.1.is_ok()).count(), 2);
         for i in ids(4) {
-            let l = h.node(i).unwrap().ledger();
+            let p = h
+                .protocol::<At2<Bracha<TransferMsg>>>(NodeIdx(i.0))
+                .unwrap();
+            let l = p.ledger();
             assert_eq!(
                 (
                     l.balance(Account(0)),
@@ -592,6 +609,6 @@ mod tests {
                 (0, 0, 30)
             );
         }
-        assert_eq!(h.fault_count(), 0);
+        assert_eq!(h.stats().faults, 0);
     }
 }

@@ -317,43 +317,59 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for Node<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byzscale_broadcast::harness::{crypto, Harness};
     use byzscale_broadcast::{bracha, Bracha};
     use byzscale_core::crypto::CryptoMode;
+    use byzscale_core::protocol::{Time, MICROS, SECS};
     use byzscale_core::Effect;
+    use byzscale_sim::cpu::CpuModel;
+    use byzscale_sim::engine::{Control, NodeIdx};
+    use byzscale_sim::group;
+    use byzscale_sim::net_model::NetModel;
+
+    /// Collects the replies of a run by tag.
+    fn replies_into(
+        replies: &mut BTreeMap<u64, ClientReply>,
+    ) -> impl FnMut(Time, NodeIdx, Addr, Output, &mut Control<Input>) + '_ {
+        |_, _, _, out, _| {
+            if let Output::Reply { tag, reply } = out {
+                replies.insert(tag, reply);
+            }
+        }
+    }
 
     #[test]
     fn requests_get_replies_and_clear_errors() {
         let ids: Vec<NodeId> = (0..4).map(NodeId).collect();
         let cfg = Arc::new(bracha::Config::new(ids.clone()).unwrap());
         let genesis = Arc::new(Genesis::one_account_each(&ids, 50));
-        let mut h = Harness::new(1);
-        for i in &ids {
-            let at2 = At2::new(Bracha::new(*i, cfg.clone()), genesis.clone()).with_batching(8, 8);
-            h.add_node(
-                *i,
-                crypto(*i, ids.clone(), CryptoMode::Real),
-                Node::new(at2, genesis.clone()),
-            );
-        }
+        let mut h = group::sim(
+            1,
+            NetModel::uniform(MICROS, 100 * MICROS),
+            CpuModel::free(),
+            &group::directory(ids.clone()),
+            CryptoMode::Real,
+            &ids,
+            |i| {
+                let at2 =
+                    At2::new(Bracha::new(i, cfg.clone()), genesis.clone()).with_batching(8, 8);
+                Node::new(at2, genesis.clone())
+            },
+        );
         let req = |tag, op| Input { tag, op };
         let tr = |from: u32, to: u32, amount: u64| ClientOp::Transfer {
             from: Account(from),
             to: Account(to),
             amount,
         };
-        h.input(0, NodeId(0), req(1, tr(0, 1, 20)));
-        h.input(0, NodeId(0), req(2, tr(0, 2, 20)));
-        h.input(0, NodeId(0), req(3, tr(0, 2, 20))); // overdraws after 1 and 2
-        h.input(0, NodeId(1), req(4, tr(0, 1, 1))); // not the owner
-        h.input(0, NodeId(1), req(5, tr(1, 9, 1))); // unknown account
-        h.input(0, NodeId(1), req(6, tr(1, 2, 0)));
+        h.schedule_input(0, NodeIdx(0), req(1, tr(0, 1, 20)));
+        h.schedule_input(0, NodeIdx(0), req(2, tr(0, 2, 20)));
+        h.schedule_input(0, NodeIdx(0), req(3, tr(0, 2, 20))); // overdraws after 1 and 2
+        h.schedule_input(0, NodeIdx(1), req(4, tr(0, 1, 1))); // not the owner
+        h.schedule_input(0, NodeIdx(1), req(5, tr(1, 9, 1))); // unknown account
+        h.schedule_input(0, NodeIdx(1), req(6, tr(1, 2, 0)));
         let mut replies = BTreeMap::new();
-        h.run_until(u64::MAX, |_, _, out, _| {
-            if let Output::Reply { tag, reply } = out {
-                replies.insert(tag, reply);
-            }
-        });
+        // no periodic timers: everything is over long before 10 s
+        h.run_until(10 * SECS, &mut replies_into(&mut replies));
         assert!(matches!(replies[&1], ClientReply::Transferred(_)));
         assert!(matches!(replies[&2], ClientReply::Transferred(_)));
         assert_eq!(
@@ -382,13 +398,9 @@ mod tests {
         );
         assert_eq!(replies[&6], ClientReply::Error(ServiceError::ZeroAmount));
         // reads, at another node, after everything was applied
-        h.input(h.now(), NodeId(3), req(7, ClientOp::Balance(Account(2))));
-        h.input(h.now(), NodeId(3), req(8, ClientOp::History(Account(0))));
-        h.run_until(u64::MAX, |_, _, out, _| {
-            if let Output::Reply { tag, reply } = out {
-                replies.insert(tag, reply);
-            }
-        });
+        h.schedule_input(h.now(), NodeIdx(3), req(7, ClientOp::Balance(Account(2))));
+        h.schedule_input(h.now(), NodeIdx(3), req(8, ClientOp::History(Account(0))));
+        h.run_until(20 * SECS, &mut replies_into(&mut replies));
         assert_eq!(
             replies[&7],
             ClientReply::Balance {
@@ -407,7 +419,8 @@ mod tests {
             transfers.iter().map(|t| t.amount).collect::<Vec<_>>(),
             vec![20, 20]
         );
-        assert_eq!(h.fault_count(), 0);
+        assert_eq!(h.stats().faults, 0);
+        assert_eq!(h.pending_events(), 0, "the run was over");
     }
 
     #[test]
@@ -422,7 +435,7 @@ mod tests {
             At2::new(Bracha::new(NodeId(1), cfg), genesis.clone()),
             genesis,
         );
-        let c: Crypto = crypto(NodeId(1), ids, CryptoMode::Real);
+        let c: Crypto = group::crypto(NodeId(1), &group::directory(ids), CryptoMode::Real);
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         let mut fx = Vec::new();
         let client = Addr::Client(ClientId(7));

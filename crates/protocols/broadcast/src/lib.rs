@@ -53,14 +53,17 @@
 //!
 //! # Testing
 //!
-//! [`harness`] drives any protocol over an in-memory network with seeded
-//! random delays; the crate's tests and the simulator's scale runs use it.
+//! The crate's tests run groups of processes on the simulator engine
+//! (`byzscale_sim`, a dev-dependency) with real crypto and seeded random
+//! delays; `byzscale sim at2` / `at2-scale` and `byzscale broadcast
+//! montecarlo` use the same engine at scale.
 
 mod auth;
 pub mod bracha;
 mod common;
-pub mod harness;
 pub mod probabilistic;
+#[cfg(test)]
+mod testing;
 
 pub use bracha::Bracha;
 pub use common::{

@@ -4,10 +4,11 @@ use super::*;
 use crate::adversary::Byzantine;
 use crate::cpu::CpuModel;
 use crate::net_model::{NetModel, Partition};
-use byzscale_core::crypto::{CryptoMode, Identity};
+use byzscale_core::crypto::{CryptoMode, Directory, Identity};
 use byzscale_core::protocol::{MICROS, MILLIS};
 use byzscale_core::NodeId;
 use serde::Deserialize;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum Msg {
@@ -296,6 +297,45 @@ fn spoofed_messages_are_rejected_and_counted() {
 }
 
 #[test]
+fn modeled_channels_cost_the_same_and_still_reject_spoofing() {
+    // the spoofer run again with each channel mode; modeled crypto keys
+    let run = |channels: Channels| {
+        let mut sim = S::new(5, NetModel::lan(), CpuModel::calibrated());
+        sim.set_channels(channels);
+        assert_eq!(sim.channels(), channels);
+        let dir = Arc::new(Directory::new(
+            (0..3).map(|i| (addr(i), identity(i).public())),
+        ));
+        let c =
+            |i: u32| Crypto::with_directory(addr(i), identity(i), CryptoMode::Modeled, dir.clone());
+        sim.add_node(addr(0), c(0), Spoofer, 0);
+        let b = sim.add_node(addr(1), c(1), pp(1, 3, 0), 0);
+        sim.add_node(addr(2), c(2), pp(2, 3, 0), 0);
+        // a message to an address nobody knows the keys of
+        sim.add_node(addr(9), crypto_for(9, 0), pp(9, 1, 0), 0);
+        sim.schedule_input(0, NodeIdx(1), In::SendBad(addr(9)));
+        let mut log = Log::default();
+        sim.run_until(SECS_10, &mut log);
+        let derived = sim.crypto(NodeIdx(0)).derived_mac_keys();
+        let st = sim.stats().clone();
+        assert_eq!(st.dropped_mac, 1);
+        assert_eq!(st.dropped_no_key, 1);
+        assert_eq!(st.mac_failures[0].claimed_from, addr(2));
+        assert_eq!(sim.protocol::<PingPong>(b).unwrap().received, 1);
+        (st, log.0, derived)
+    };
+    let (real, real_log, real_keys) = run(Channels::Authenticated);
+    let (modeled, modeled_log, modeled_keys) = run(Channels::Modeled);
+    // same deliveries at the same times: the MACs cost the same CPU time
+    assert_eq!(real_log, modeled_log);
+    assert_eq!(real.per_node, modeled.per_node);
+    assert_eq!(real.trace_hash, modeled.trace_hash);
+    assert!(real.per_node[0].busy_ns > 0);
+    // but no key was derived (node 0 tags both its messages for node 1)
+    assert_eq!((real_keys, modeled_keys), (1, 0));
+}
+
+#[test]
 fn forging_adversary_is_filtered_by_channels() {
     let n = 4;
     let mut sim = S::new(6, NetModel::lan(), CpuModel::free());
@@ -564,6 +604,35 @@ fn protocol_faults_are_recorded() {
     assert_eq!(st.fault_log[0].culprit, addr(0));
     assert_eq!(st.fault_log[0].kind, "bad");
     assert_eq!(st.dropped_no_key, 1);
+}
+
+#[test]
+fn equal_times_are_served_in_scheduling_order_and_the_peak_is_counted() {
+    let mut sim = cluster(3, 4, 0, NetModel::lan(), CpuModel::free());
+    sim.set_trace(true);
+    let order = [2u32, 0, 3, 1];
+    for (k, i) in order.iter().enumerate() {
+        sim.schedule_input(5 * MILLIS, NodeIdx(*i), In::Arm(k as u8, 0));
+    }
+    // four starts and four inputs were scheduled before anything ran
+    assert_eq!(sim.pending_events(), 8);
+    let mut log = Log::default();
+    sim.run_until(SECS_10, &mut log);
+    let inputs: Vec<u32> = sim
+        .trace()
+        .iter()
+        .filter(|e| e.kind == TraceKind::Input)
+        .map(|e| e.node.0)
+        .collect();
+    assert_eq!(inputs, order);
+    // the timers armed at 5 ms fire at 5 ms, in arming order
+    let fired: Vec<(Time, u32)> = log.0.iter().map(|(t, n, _)| (*t, n.0)).collect();
+    assert_eq!(
+        fired,
+        order.iter().map(|i| (5 * MILLIS, *i)).collect::<Vec<_>>()
+    );
+    assert_eq!(sim.stats().peak_pending, 8);
+    assert_eq!(sim.pending_events(), 0);
 }
 
 /// A rough throughput figure, not a test of speed:

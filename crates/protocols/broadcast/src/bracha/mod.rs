@@ -793,14 +793,29 @@ enum Phase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::harness::{crypto, Harness};
-    use byzscale_core::crypto::{Crypto, CryptoMode};
+    use crate::testing::{crypto, group, ids, net};
+    use byzscale_core::crypto::Crypto;
     use byzscale_core::protocol::Effect;
+    use byzscale_sim::engine::{Control, NodeIdx, Sim};
+    use byzscale_sim::net_model::Partition;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn ids(n: u32) -> Vec<NodeId> {
-        (0..n).map(NodeId).collect()
+    type S = Sim<Message<u32>, u32, Delivery<u32>>;
+
+    /// Deliveries per member: (source, seq, payload).
+    type Seen = BTreeMap<NodeId, Vec<(NodeId, u64, u32)>>;
+
+    /// Runs `sim` until `until` and collects what each member delivered.
+    fn deliveries(sim: &mut S, until: Time) -> Seen {
+        let mut seen: Seen = BTreeMap::new();
+        let mut obs = |_: Time, at: NodeIdx, _: Addr, d: Delivery<u32>, _: &mut Control<u32>| {
+            seen.entry(NodeId(at.0))
+                .or_default()
+                .push((d.source, d.seq, d.payload));
+        };
+        sim.run_until(until, &mut obs);
+        seen
     }
 
     #[test]
@@ -837,35 +852,24 @@ mod tests {
         assert!(Config::new(vec![NodeId(1), NodeId(1)]).is_err());
     }
 
-    fn run(n: u32, per_node: u32, seed: u64) -> Harness<Bracha<u32>> {
+    fn run(n: u32, per_node: u32, seed: u64) -> S {
         let cfg = Arc::new(Config::new(ids(n)).unwrap());
-        let mut h = Harness::new(seed);
-        for i in ids(n) {
-            h.add_node(
-                i,
-                crypto(i, ids(n), CryptoMode::Real),
-                Bracha::new(i, cfg.clone()),
-            );
-        }
+        let mut sim = group(seed, n, &ids(n), net(), |i| Bracha::new(i, cfg.clone()));
         for i in ids(n) {
             for k in 0..per_node {
-                h.input(0, i, i.0 * 100 + k);
+                sim.schedule_input(0, NodeIdx(i.0), i.0 * 100 + k);
             }
         }
-        h
+        sim
     }
 
     #[test]
     fn everyone_delivers_everything_in_source_order() {
         let (n, k) = (7, 3);
-        let mut h = run(n, k, 1);
-        let mut seen: BTreeMap<NodeId, Vec<(NodeId, u64, u32)>> = BTreeMap::new();
-        h.run_until(u64::MAX, |_, at, d: Delivery<u32>, _| {
-            seen.entry(at)
-                .or_default()
-                .push((d.source, d.seq, d.payload));
-        });
-        assert_eq!(h.fault_count(), 0, "{:?}", h.faults());
+        let mut sim = run(n, k, 1);
+        let seen = deliveries(&mut sim, Time::MAX);
+        assert_eq!(sim.stats().faults, 0, "{:?}", sim.stats().fault_log);
+        assert_eq!(seen.len(), n as usize);
         for ds in seen.values() {
             assert_eq!(ds.len(), (n * k) as usize);
             for s in ids(n) {
@@ -879,11 +883,11 @@ mod tests {
             }
         }
         for i in ids(n) {
-            let b = h.node(i).unwrap();
+            let b = sim.protocol::<Bracha<u32>>(NodeIdx(i.0)).unwrap();
             assert_eq!(b.open_instances(), 0, "completed instances are dropped");
             assert_eq!(b.stats().delivered, (n * k) as u64);
             // per broadcast: SEND from the source, ECHO and READY from everyone
-            let c = h.counters(i).unwrap();
+            let c = &sim.stats().per_node[i.0 as usize];
             assert_eq!(
                 c.sent,
                 (k as u64) * (n as u64 - 1) + 2 * (n * k) as u64 * (n as u64 - 1)
@@ -891,12 +895,10 @@ mod tests {
         }
     }
 
-    /// Deliveries per member: (source, seq, payload).
-    type Seen = BTreeMap<NodeId, Vec<(NodeId, u64, u32)>>;
-
     /// N = 4, each member broadcasts `k` values over links that lose
-    /// messages (all of them to node 3 until `cut` ns, then `loss`); returns
-    /// what each member delivered by `until`.
+    /// messages (all of them to and from node 3 until `cut` ns, and a share
+    /// `loss` of all); returns what each member delivered by `until` and how
+    /// many messages were lost.
     fn lossy(
         seed: u64,
         retransmit: Option<Time>,
@@ -904,36 +906,25 @@ mod tests {
         cut: Time,
         until: Time,
     ) -> (Seen, u64) {
-        use byzscale_core::protocol::{MILLIS, SECS};
-        use rand::Rng;
-        let _ = SECS;
+        use byzscale_core::protocol::MILLIS;
         let cfg = {
             let mut c = Config::new(ids(4)).unwrap();
             c.retransmit = retransmit;
             Arc::new(c)
         };
-        let mut h = Harness::new(seed);
-        h.set_loss(move |_, to, at, rng| (to == NodeId(3) && at < cut) || rng.gen_bool(loss));
-        for i in ids(4) {
-            h.add_node(
-                i,
-                crypto(i, ids(4), CryptoMode::Real),
-                Bracha::new(i, cfg.clone()),
-            );
-        }
+        let others = ids(3).into_iter().map(Addr::Node).collect();
+        let cut_off = Partition::new(0, cut, vec![vec![Addr::Node(NodeId(3))], others]);
+        let net = net().with_loss(loss).with_partition(cut_off);
+        let mut sim = group(seed, 4, &ids(4), net, |i| Bracha::new(i, cfg.clone()));
         for i in ids(4) {
             for k in 0..5 {
-                h.input(k * MILLIS, i, i.0 * 100 + k as u32);
+                sim.schedule_input(k * MILLIS, NodeIdx(i.0), i.0 * 100 + k as u32);
             }
         }
-        let mut seen: Seen = BTreeMap::new();
-        h.run_until(until, |_, at, d: Delivery<u32>, _| {
-            seen.entry(at)
-                .or_default()
-                .push((d.source, d.seq, d.payload));
-        });
-        assert_eq!(h.fault_count(), 0, "{:?}", h.faults().first());
-        (seen, h.dropped())
+        let seen = deliveries(&mut sim, until);
+        let st = sim.stats();
+        assert_eq!(st.faults, 0, "{:?}", st.fault_log.first());
+        (seen, st.dropped())
     }
 
     fn complete(seen: &Seen) -> bool {
@@ -959,9 +950,9 @@ mod tests {
         use byzscale_core::protocol::{MILLIS, SECS};
         let mut stalled_without = 0;
         for seed in 0..5 {
-            // 30% of all messages lost, and everything to node 3 for the
-            // first 100 ms: node 3 catches up from the others' answers to its
-            // STATUS after they have all delivered
+            // 30% of all messages lost, and everything to and from node 3 for
+            // the first 100 ms: node 3 catches up from the others' answers to
+            // its STATUS after they have all delivered
             let (seen, dropped) = lossy(seed, Some(5 * MILLIS), 0.3, 100 * MILLIS, 2 * SECS);
             assert!(dropped > 100, "seed {seed}: the links lost messages");
             assert!(complete(&seen), "seed {seed}: {seen:?}");
@@ -986,7 +977,7 @@ mod tests {
         };
         let mut p = One {
             b: Bracha::new(NodeId(0), cfg),
-            crypto: crypto(NodeId(0), ids(4), CryptoMode::Real),
+            crypto: crypto(NodeId(0), 4),
             rng: ChaCha8Rng::seed_from_u64(0),
             fx: Vec::new(),
         };
@@ -1026,23 +1017,14 @@ mod tests {
             c.window = 2;
             Arc::new(c)
         };
-        let mut h = Harness::new(5);
-        for i in ids(4) {
-            h.add_node(
-                i,
-                crypto(i, ids(4), CryptoMode::Real),
-                Bracha::new(i, cfg.clone()),
-            );
-        }
+        let mut sim = group(5, 4, &ids(4), net(), |i| Bracha::new(i, cfg.clone()));
         for k in 0..6 {
-            h.input(0, NodeId(0), k);
+            sim.schedule_input(0, NodeIdx(0), k);
         }
-        let mut got: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
-        h.run_until(u64::MAX, |_, at, d: Delivery<u32>, _| {
-            got.entry(at).or_default().push(d.payload)
-        });
+        let got = deliveries(&mut sim, Time::MAX);
         for i in ids(4) {
-            assert_eq!(got[&i], (0..6).collect::<Vec<_>>(), "{i}");
+            let payloads: Vec<u32> = got[&i].iter().map(|d| d.2).collect();
+            assert_eq!(payloads, (0..6).collect::<Vec<_>>(), "{i}");
         }
         // receivers that lag more than the window behind drop (and report)
         // messages of later instances; quorums still form here
@@ -1060,7 +1042,7 @@ mod tests {
             let cfg = Arc::new(Config::new(ids(n)).unwrap());
             One {
                 b: Bracha::new(NodeId(0), cfg),
-                crypto: crypto(NodeId(0), ids(n), CryptoMode::Real),
+                crypto: crypto(NodeId(0), n),
                 rng: ChaCha8Rng::seed_from_u64(0),
                 fx: Vec::new(),
             }
@@ -1102,12 +1084,7 @@ mod tests {
     }
 
     fn signed_by(src: u32, seq: u64, v: u32) -> Signed<u32> {
-        Signed::sign(
-            &crypto(NodeId(src), [], CryptoMode::Real),
-            NodeId(src),
-            seq,
-            v,
-        )
+        Signed::sign(&crypto(NodeId(src), 4), NodeId(src), seq, v)
     }
 
     #[test]
@@ -1257,20 +1234,13 @@ mod tests {
         // {2}; whatever the schedule, correct processes never deliver two values
         for seed in 0..50u64 {
             let cfg = Arc::new(Config::new(ids(4)).unwrap());
-            let mut h: Harness<Bracha<u32>> = Harness::new(seed);
-            for i in ids(3) {
-                h.add_node(
-                    i,
-                    crypto(i, ids(4), CryptoMode::Real),
-                    Bracha::new(i, cfg.clone()),
-                );
-            }
+            let mut sim = group(seed, 4, &ids(3), net(), |i| Bracha::new(i, cfg.clone()));
             let a = signed_by(3, 1, 1);
             let b = signed_by(3, 1, 2);
             // deliver the equivocating SENDs directly through each node's handler
             for (to, s) in [(0u32, a.clone()), (1, a.clone()), (2, b.clone())] {
-                let node = h.node_mut(NodeId(to)).unwrap();
-                let c = crypto(NodeId(to), ids(4), CryptoMode::Real);
+                let node = sim.protocol_mut::<Bracha<u32>>(NodeIdx(to)).unwrap();
+                let c = crypto(NodeId(to), 4);
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 let mut fx = Vec::new();
                 let mut cx = Cx::new(0, &mut rng, &c, &mut fx);
@@ -1284,9 +1254,10 @@ mod tests {
                         for a in dst {
                             if let Some(n) = a.node().filter(|n| n.0 < 3) {
                                 let mut fx2 = Vec::new();
-                                let c2 = crypto(n, ids(4), CryptoMode::Real);
+                                let c2 = crypto(n, 4);
                                 let mut cx2 = Cx::new(0, &mut rng, &c2, &mut fx2);
-                                h.node_mut(n).unwrap().on_message(
+                                let peer = sim.protocol_mut::<Bracha<u32>>(NodeIdx(n.0));
+                                peer.unwrap().on_message(
                                     Addr::Node(NodeId(to)),
                                     msg.clone(),
                                     &mut cx2,
@@ -1296,11 +1267,11 @@ mod tests {
                     }
                 }
             }
-            let mut got = BTreeMap::new();
-            h.run_until(u64::MAX, |_, at, d: Delivery<u32>, _| {
-                got.insert(at, d.payload);
-            });
-            let values: std::collections::BTreeSet<_> = got.values().collect();
+            let got: BTreeMap<NodeId, Vec<u32>> = deliveries(&mut sim, Time::MAX)
+                .into_iter()
+                .map(|(k, v)| (k, v.into_iter().map(|d| d.2).collect()))
+                .collect();
+            let values: std::collections::BTreeSet<_> = got.values().flatten().collect();
             assert!(values.len() <= 1, "seed {seed}: {got:?}");
         }
     }

@@ -492,15 +492,12 @@ impl<P: Payload> SecureBroadcast<P> for Contagion<P> {
 mod tests {
     use super::layers::{In, LayerCx, OutBody};
     use super::*;
-    use crate::harness::{crypto, Harness};
-    use byzscale_core::crypto::{Crypto, CryptoMode};
-    use byzscale_core::protocol::Effect;
+    use crate::testing::{crypto, group, ids, net};
+    use byzscale_core::crypto::Crypto;
+    use byzscale_core::protocol::{Effect, Time};
+    use byzscale_sim::engine::{Control, NodeIdx};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-
-    fn ids(n: u32) -> Vec<NodeId> {
-        (0..n).map(NodeId).collect()
-    }
 
     fn small() -> ContagionParams {
         ContagionParams {
@@ -521,30 +518,25 @@ mod tests {
         cfg.gc_delay = SECS;
         let cfg = Arc::new(cfg);
         let sources = [NodeId(0), NodeId(7), NodeId(29)];
-        let mut h: Harness<Contagion<u32>> = Harness::new(11);
-        for i in ids(n) {
-            h.add_node(
-                i,
-                crypto(i, sources, CryptoMode::Real),
-                Contagion::new(i, cfg.clone()),
-            );
-        }
+        let mut sim = group(11, n, &ids(n), net(), |i| Contagion::new(i, cfg.clone()));
         for s in sources {
             for k in 0..2 {
-                h.input(0, s, s.0 * 10 + k);
+                sim.schedule_input(0, NodeIdx(s.0), s.0 * 10 + k);
             }
         }
         let mut got: BTreeMap<NodeId, Vec<(NodeId, u64, u32)>> = BTreeMap::new();
-        h.run_until(u64::MAX, |_, at, d: Delivery<u32>, _| {
-            got.entry(at)
+        let mut obs = |_: Time, at: NodeIdx, _: Addr, d: Delivery<u32>, _: &mut Control<u32>| {
+            got.entry(NodeId(at.0))
                 .or_default()
                 .push((d.source, d.seq, d.payload))
-        });
+        };
+        sim.run_until(Time::MAX, &mut obs);
+        let st = sim.stats();
         assert_eq!(
-            h.fault_count(),
+            st.faults,
             0,
             "{:?}",
-            &h.faults()[..h.faults().len().min(3)]
+            &st.fault_log[..st.fault_log.len().min(3)]
         );
         for i in ids(n) {
             let mut mine = got[&i].clone();
@@ -554,7 +546,7 @@ mod tests {
                 .flat_map(|s| (0..2).map(move |k| (*s, k as u64 + 1, s.0 * 10 + k)))
                 .collect();
             assert_eq!(mine, want, "{i}");
-            let b = h.node(i).unwrap();
+            let b = sim.protocol::<Contagion<u32>>(NodeIdx(i.0)).unwrap();
             assert_eq!(b.open_instances(), 0, "{i}: collected after gc_delay");
             assert_eq!(b.stats().collected, 6);
         }
@@ -697,11 +689,11 @@ mod tests {
         let cfg = Arc::new(Config::new(ids(10), small()).unwrap());
         let mut p = One {
             b: Contagion::new(NodeId(0), cfg),
-            crypto: crypto(NodeId(0), ids(10), CryptoMode::Real),
+            crypto: crypto(NodeId(0), 10),
             rng: ChaCha8Rng::seed_from_u64(1),
             fx: Vec::new(),
         };
-        let signer = crypto(NodeId(3), [], CryptoMode::Real);
+        let signer = crypto(NodeId(3), 10);
         let good = Signed::sign(&signer, NodeId(3), 1, 5u32);
         let forged = Signed {
             payload: 6u32,
@@ -767,8 +759,8 @@ mod tests {
 mod fuzz {
     use super::*;
     use crate::bracha::{self, Bracha};
-    use crate::harness::crypto;
-    use byzscale_core::crypto::{CryptoMode, Signature};
+    use crate::testing::crypto;
+    use byzscale_core::crypto::Signature;
     use proptest::prelude::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -836,7 +828,7 @@ mod fuzz {
             let p = ContagionParams { g: 3.0, e: 6, e_hat: 4, r: 6, r_hat: 2, d: 6, d_hat: 4 };
             let cfg = Arc::new(Config::new(ids.clone(), p).unwrap());
             let mut b: Contagion<u32> = Contagion::new(NodeId(0), cfg);
-            let c = crypto(NodeId(0), ids, CryptoMode::Real);
+            let c = crypto(NodeId(0), ids.len() as u32);
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             for (from, m) in msgs {
                 let mut fx = Vec::new();
@@ -853,7 +845,7 @@ mod fuzz {
             let ids: Vec<NodeId> = (0..10).map(NodeId).collect();
             let cfg = Arc::new(bracha::Config::new(ids.clone()).unwrap());
             let mut b: Bracha<u32> = Bracha::new(NodeId(0), cfg);
-            let c = crypto(NodeId(0), ids, CryptoMode::Real);
+            let c = crypto(NodeId(0), ids.len() as u32);
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             for (from, m) in msgs {
                 let mut fx = Vec::new();
