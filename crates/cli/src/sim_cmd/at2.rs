@@ -8,9 +8,8 @@
 use crate::broadcast_cmd::parse_params;
 use crate::plot;
 use anyhow::{bail, Context, Result};
-use byzscale_sim::at2::{
-    self as sim_at2, At2SimConfig, Attack, BroadcastKind, ScaleConfig, ScalePoint, ScaleReport,
-};
+use byzscale_scenario_at2::scale::{self, ScaleConfig, ScalePoint, ScaleReport};
+use byzscale_scenario_at2::{Attack, BroadcastKind, Config, OverBracha, OverContagion};
 use byzscale_sim::net_model::NetworkChoice;
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -120,7 +119,7 @@ pub struct At2ScaleArgs {
 }
 
 /// The simulator configuration of `sim at2`.
-pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
+pub fn at2_config(a: &At2Args) -> Result<Config> {
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
@@ -133,7 +132,7 @@ pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
     if !(a.epsilon > 0.0 && a.epsilon < 1.0) {
         bail!("--epsilon must be in (0, 1), got {}", a.epsilon);
     }
-    let mut cfg = At2SimConfig::new(a.processes, a.byzantine, a.broadcast.into());
+    let mut cfg = Config::new(a.processes, a.byzantine, a.broadcast.into());
     cfg.transfers = a.transfers;
     cfg.initial_balance = a.initial_balance;
     cfg.seeds = a.seeds;
@@ -165,18 +164,10 @@ pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
 /// `byzscale sim at2`.
 pub fn run_at2(a: At2Args) -> Result<()> {
     let cfg = at2_config(&a)?;
-    let report = sim_at2::run_many(&cfg, |done, total| {
-        if !a.json && total > 1 && done % 50 == 0 && done > 0 {
-            eprintln!("  {done}/{total} seeds");
-        }
-    })
-    .context("simulation failed")?;
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
+    match cfg.broadcast {
+        BroadcastKind::Bracha => super::run_scenario(&OverBracha::new(cfg), a.json),
+        BroadcastKind::Contagion => super::run_scenario(&OverContagion::new(cfg), a.json),
     }
-    Ok(())
 }
 
 /// `"100,250"` → [100, 250]; `""` or `"none"` → [].
@@ -234,7 +225,7 @@ pub fn run_at2_scale(a: At2ScaleArgs) -> Result<()> {
     let mut runs: Vec<(BroadcastKind, usize)> =
         bracha.iter().map(|n| (BroadcastKind::Bracha, *n)).collect();
     runs.extend(contagion.iter().map(|n| (BroadcastKind::Contagion, *n)));
-    let report = sim_at2::scale(&runs, &cfg, |p| {
+    let report = scale::scale(&runs, &cfg, |p| {
         eprintln!(
             "  {:<9} N={:<6} {:>9.1} msgs/process/transfer {:>10.0} B   complete {}   {:.1} ms virtual   {:.1} s wall",
             p.broadcast,
