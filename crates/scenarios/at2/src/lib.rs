@@ -63,7 +63,7 @@ use byzscale_core::protocol::{Time, MICROS, SECS};
 use byzscale_core::NodeId;
 use byzscale_scenario_broadcast::{Colluding, Equivocation, Team};
 use byzscale_sim::cpu::CpuModel;
-use byzscale_sim::engine::{Channels, ProtocolActor, Sim};
+use byzscale_sim::engine::{Channels, NodeIdx, ProtocolActor, Sim};
 use byzscale_sim::group;
 use byzscale_sim::runner::percentile_ms;
 use byzscale_sim::scenario::{
@@ -108,8 +108,8 @@ impl BroadcastKind {
 /// is in flight; N = 1,000 with 50 transfers peaks at 1.8 GB in all).
 pub const MAX_PROCESSES: usize = 5_000;
 
-#[derive(Clone, Debug)]
 /// The scenario's knobs (the flags of `byzscale sim at2`).
+#[derive(Clone, Debug)]
 pub struct Config {
     pub processes: usize,
     /// K: how many processes are Byzantine (K > F is allowed on purpose).
@@ -212,11 +212,14 @@ impl Config {
 /// A broadcast AT2 can be simulated over: built for a configuration, with
 /// its Byzantine processes' equivocation.
 pub trait SimBroadcast: Equivocation<TransferMsg> {
+    /// The [`Config::broadcast`] this is.
+    const KIND: BroadcastKind;
     /// The endpoint of each member, for `cfg`.
     fn build(cfg: &Config, members: &[NodeId]) -> Result<Box<dyn Fn(NodeId) -> Self>, SimError>;
 }
 
 impl SimBroadcast for Bracha<TransferMsg> {
+    const KIND: BroadcastKind = BroadcastKind::Bracha;
     fn build(cfg: &Config, members: &[NodeId]) -> Result<Box<dyn Fn(NodeId) -> Self>, SimError> {
         let c = bracha::Config::with_f(members.to_vec(), cfg.f())
             .map_err(|e| SimError::Config(e.to_string()))?;
@@ -226,6 +229,7 @@ impl SimBroadcast for Bracha<TransferMsg> {
 }
 
 impl SimBroadcast for Contagion<TransferMsg> {
+    const KIND: BroadcastKind = BroadcastKind::Contagion;
     fn build(cfg: &Config, members: &[NodeId]) -> Result<Box<dyn Fn(NodeId) -> Self>, SimError> {
         let (p, _) = cfg.contagion()?;
         let c = probabilistic::Config::new(members.to_vec(), p)
@@ -343,6 +347,8 @@ pub type OverBracha = Over<Bracha<TransferMsg>>;
 pub type OverContagion = Over<Contagion<TransferMsg>>;
 
 impl<B> Over<B> {
+    /// `config` over `B`, which must be the broadcast `config.broadcast`
+    /// names (else the scenario does not validate).
     pub fn new(config: Config) -> Self {
         Over {
             config,
@@ -353,7 +359,7 @@ impl<B> Over<B> {
 
 /// The nodes of one run, placed in `sim`.
 struct Placed {
-    node_of: BTreeMap<byzscale_sim::engine::NodeIdx, NodeId>,
+    node_of: BTreeMap<NodeIdx, NodeId>,
     log: Rc<RefCell<AttackLog>>,
 }
 
@@ -413,6 +419,13 @@ impl<B: SimBroadcast> Scenario for Over<B> {
     type Report = Report;
 
     fn validate(&self) -> Result<(), SimError> {
+        if self.config.broadcast != B::KIND {
+            return Err(SimError::Config(format!(
+                "a scenario over {} cannot run --broadcast {}",
+                B::KIND.name(),
+                self.config.broadcast.name()
+            )));
+        }
         self.config.validate()
     }
 

@@ -78,6 +78,14 @@ fn more_byzantine_than_f_is_caught_by_the_checkers() {
 }
 
 #[test]
+fn a_scenario_runs_only_the_broadcast_its_config_names() {
+    let cfg = Config::new(10, 0, BroadcastKind::Contagion);
+    let e = OverBracha::new(cfg.clone()).validate().unwrap_err();
+    assert!(e.to_string().contains("--broadcast contagion"), "{e}");
+    assert!(OverContagion::new(cfg).validate().is_ok());
+}
+
+#[test]
 fn thousands_of_processes_are_accepted_and_the_limit_says_why() {
     let mut cfg = Config::new(1000, 0, BroadcastKind::Contagion);
     cfg.modeled_crypto = true;
