@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Result};
 use byzscale_broadcast::probabilistic::params::{self, ContagionParams};
-use byzscale_sim::at2::{self as sim_at2, McConfig};
+use byzscale_scenario_broadcast::montecarlo::{self, McConfig};
 use clap::{Args, Subcommand};
 
 /// `byzscale broadcast ...`.
@@ -121,7 +121,7 @@ fn run_montecarlo(a: McArgs) -> Result<()> {
     if let Some(p) = &a.params {
         cfg.params = parse_params(p)?;
     }
-    let r = sim_at2::monte_carlo(&cfg)?;
+    let r = montecarlo::monte_carlo(&cfg)?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
         return Ok(());

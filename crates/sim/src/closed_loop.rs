@@ -74,6 +74,17 @@ impl<T> ClosedLoop<T> {
         unissued.saturating_add(self.inflight.len() as u64)
     }
 
+    /// Clients that did not complete their quota: (client, requests
+    /// completed, quota), where completed means issued and no longer in
+    /// flight.
+    pub fn unfinished(&self) -> impl Iterator<Item = (usize, u64, u64)> + '_ {
+        (0..self.quota.len()).filter_map(|c| {
+            let open = self.inflight.range((c, 0)..=(c, u64::MAX)).count() as u64;
+            let completed = self.issued[c] - open;
+            (completed < self.quota[c]).then_some((c, completed, self.quota[c]))
+        })
+    }
+
     /// The requests in flight: ((client, number), what the scenario keeps).
     pub fn in_flight(&self) -> impl Iterator<Item = (&(usize, u64), &T)> {
         self.inflight.iter()
@@ -98,10 +109,12 @@ mod tests {
         assert!(!l.done());
         assert_eq!(l.issue(1), Some(2));
         assert_eq!(l.issue(1), None);
+        assert_eq!(l.unfinished().collect::<Vec<_>>(), vec![(2, 0, 2)]);
         for _ in 0..2 {
             l.issue(2);
         }
         assert!(l.done());
+        assert_eq!(l.unfinished().count(), 0);
         assert_eq!(l.pending(), 0);
     }
 

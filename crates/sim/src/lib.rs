@@ -19,7 +19,6 @@
 //! - [`runner`]: seeds on all cores, deterministic identities, percentiles.
 
 pub mod adversary;
-pub mod at2;
 pub mod check;
 pub mod closed_loop;
 pub mod cpu;

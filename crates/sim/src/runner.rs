@@ -52,30 +52,6 @@ pub struct FailingSeed {
     pub command: String,
 }
 
-impl FailingSeed {
-    /// The failing seeds of a sweep, in seed order: each run's first safety
-    /// violation, else its liveness failure. `outcome` gives a run's seed, its
-    /// violation (if any) and its liveness failure (if any).
-    pub fn collect<R>(
-        results: &[R],
-        outcome: impl Fn(&R) -> (u64, Option<String>, Option<&String>),
-        replay: impl Fn(u64) -> String,
-    ) -> Vec<FailingSeed> {
-        results
-            .iter()
-            .filter_map(|r| {
-                let (seed, violation, liveness) = outcome(r);
-                let reason = violation.or_else(|| liveness.map(|l| format!("liveness: {l}")))?;
-                Some(FailingSeed {
-                    seed,
-                    reason,
-                    command: replay(seed),
-                })
-            })
-            .collect()
-    }
-}
-
 /// A deterministic identity for endpoint `i` of kind `kind` (replica, client…),
 /// the same in every run, so keys never depend on the seed.
 pub fn identity(kind: u8, i: usize) -> Identity {
@@ -122,27 +98,6 @@ mod tests {
             |_, _| {},
         );
         assert_eq!(e.unwrap_err(), "seven");
-    }
-
-    #[test]
-    fn failing_seeds_prefer_violations_and_carry_replay_commands() {
-        let l = "stuck".to_string();
-        let runs = [
-            (1u64, None, None),
-            (2, Some("agreement".to_string()), Some(&l)),
-            (3, None, Some(&l)),
-        ];
-        let f = FailingSeed::collect(
-            &runs,
-            |r| (r.0, r.1.clone(), r.2),
-            |s| format!("replay {s}"),
-        );
-        assert_eq!(f.len(), 2);
-        assert_eq!(
-            (f[0].seed, f[0].reason.as_str(), f[0].command.as_str()),
-            (2, "agreement", "replay 2")
-        );
-        assert_eq!((f[1].seed, f[1].reason.as_str()), (3, "liveness: stuck"));
     }
 
     #[test]

@@ -450,3 +450,18 @@ pub fn sweep<S: Scenario>(
         failing_seeds,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_verdict_prefers_violations_over_liveness() {
+        let mut o = Outcome::default();
+        assert_eq!(o.verdict(), None);
+        o.liveness = Some("stuck".into());
+        assert_eq!(o.verdict().as_deref(), Some("liveness: stuck"));
+        o.violations.push("agreement".into());
+        assert_eq!(o.verdict().as_deref(), Some("agreement"));
+    }
+}

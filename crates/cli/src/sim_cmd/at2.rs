@@ -8,34 +8,11 @@
 use crate::broadcast_cmd::parse_params;
 use crate::plot;
 use anyhow::{bail, Context, Result};
-use byzscale_sim::at2::{
-    self as sim_at2, At2SimConfig, Attack, BroadcastKind, ScaleConfig, ScalePoint, ScaleReport,
-};
+use byzscale_scenario_at2::scale::{self, ScaleConfig, ScalePoint, ScaleReport};
+use byzscale_scenario_at2::{Attack, BroadcastKind, Config, OverBracha, OverContagion};
 use byzscale_sim::net_model::NetworkChoice;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use std::path::{Path, PathBuf};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum BroadcastArg {
-    Bracha,
-    Contagion,
-}
-
-impl From<BroadcastArg> for BroadcastKind {
-    fn from(b: BroadcastArg) -> Self {
-        match b {
-            BroadcastArg::Bracha => BroadcastKind::Bracha,
-            BroadcastArg::Contagion => BroadcastKind::Contagion,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum AttackArg {
-    DoubleSpend,
-    FakeDependency,
-    Overdraft,
-}
 
 /// `byzscale sim at2`.
 #[derive(Args, Debug)]
@@ -48,8 +25,8 @@ pub struct At2Args {
     #[arg(long, default_value_t = 0)]
     pub byzantine: usize,
     /// The secure broadcast under AT2.
-    #[arg(long, value_enum, default_value_t = BroadcastArg::Bracha)]
-    pub broadcast: BroadcastArg,
+    #[arg(long, default_value = "bracha", value_parser = super::named(BroadcastKind::NAMES, BroadcastKind::from_name))]
+    pub broadcast: BroadcastKind,
     /// Transfers issued by the correct owners, all together, per run.
     #[arg(long, default_value_t = 20)]
     pub transfers: u64,
@@ -76,8 +53,8 @@ pub struct At2Args {
     pub contagion_params: Option<String>,
     /// Attacks each Byzantine owner makes, in order [default: double-spend,
     /// double-spend, fake-dependency, overdraft].
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub attacks: Option<Vec<AttackArg>>,
+    #[arg(long, value_delimiter = ',', value_parser = super::named(Attack::NAMES, Attack::from_name))]
+    pub attacks: Option<Vec<Attack>>,
     /// Cost model instead of real crypto (labelled in the output).
     #[arg(long)]
     pub modeled_crypto: bool,
@@ -120,7 +97,7 @@ pub struct At2ScaleArgs {
 }
 
 /// The simulator configuration of `sim at2`.
-pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
+pub fn at2_config(a: &At2Args) -> Result<Config> {
     if a.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
@@ -133,7 +110,7 @@ pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
     if !(a.epsilon > 0.0 && a.epsilon < 1.0) {
         bail!("--epsilon must be in (0, 1), got {}", a.epsilon);
     }
-    let mut cfg = At2SimConfig::new(a.processes, a.byzantine, a.broadcast.into());
+    let mut cfg = Config::new(a.processes, a.byzantine, a.broadcast);
     cfg.transfers = a.transfers;
     cfg.initial_balance = a.initial_balance;
     cfg.seeds = a.seeds;
@@ -148,14 +125,7 @@ pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
         .map(parse_params)
         .transpose()?;
     if let Some(attacks) = &a.attacks {
-        cfg.attacks = attacks
-            .iter()
-            .map(|x| match x {
-                AttackArg::DoubleSpend => Attack::DoubleSpend,
-                AttackArg::FakeDependency => Attack::FakeDependency,
-                AttackArg::Overdraft => Attack::Overdraft,
-            })
-            .collect();
+        cfg.attacks = attacks.clone();
     }
     cfg.command_line = std::env::args().collect::<Vec<_>>().join(" ");
     cfg.validate()?;
@@ -165,18 +135,10 @@ pub fn at2_config(a: &At2Args) -> Result<At2SimConfig> {
 /// `byzscale sim at2`.
 pub fn run_at2(a: At2Args) -> Result<()> {
     let cfg = at2_config(&a)?;
-    let report = sim_at2::run_many(&cfg, |done, total| {
-        if !a.json && total > 1 && done % 50 == 0 && done > 0 {
-            eprintln!("  {done}/{total} seeds");
-        }
-    })
-    .context("simulation failed")?;
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
+    match cfg.broadcast {
+        BroadcastKind::Bracha => super::run_scenario(&OverBracha::new(cfg), a.json),
+        BroadcastKind::Contagion => super::run_scenario(&OverContagion::new(cfg), a.json),
     }
-    Ok(())
 }
 
 /// `"100,250"` → [100, 250]; `""` or `"none"` → [].
@@ -234,7 +196,7 @@ pub fn run_at2_scale(a: At2ScaleArgs) -> Result<()> {
     let mut runs: Vec<(BroadcastKind, usize)> =
         bracha.iter().map(|n| (BroadcastKind::Bracha, *n)).collect();
     runs.extend(contagion.iter().map(|n| (BroadcastKind::Contagion, *n)));
-    let report = sim_at2::scale(&runs, &cfg, |p| {
+    let report = scale::scale(&runs, &cfg, |p| {
         eprintln!(
             "  {:<9} N={:<6} {:>9.1} msgs/process/transfer {:>10.0} B   complete {}   {:.1} ms virtual   {:.1} s wall",
             p.broadcast,
