@@ -20,10 +20,11 @@
 //! - [`Outcome`], [`Violations`], [`Summary`], [`Sweep`]: what every run and
 //!   every report has in common, whatever the protocol.
 
-use crate::engine::{Observer, Sim};
+use crate::engine::{Control, NodeIdx, Observer, Sim};
 use crate::net_model::NetError;
 use crate::runner::{self, FailingSeed};
-use byzscale_core::protocol::{Time, MILLIS};
+use byzscale_core::protocol::{Fault, Time, MILLIS};
+use byzscale_core::Addr;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -84,12 +85,60 @@ impl Violations {
 
 /// The per-run state of a scenario: its workload and checkers, observing every
 /// output and fault of the simulation.
-pub trait World<I, O>: Observer<I, O> {
+pub trait World {
+    /// The inputs the simulated nodes take (the workload gives them).
+    type Input: 'static;
+    /// The outputs they give (the checkers see them).
+    type Output: 'static;
+    /// `node` (at `addr`) gave `out` at `at`; `ctl` gives inputs or stops the run.
+    fn on_output(
+        &mut self,
+        at: Time,
+        node: NodeIdx,
+        addr: Addr,
+        out: Self::Output,
+        ctl: &mut Control<Self::Input>,
+    );
+    /// `node` recorded `fault`.
+    fn on_fault(
+        &mut self,
+        _at: Time,
+        _node: NodeIdx,
+        _fault: &Fault,
+        _ctl: &mut Control<Self::Input>,
+    ) {
+    }
     /// All the work was issued and completed (the run may end).
     fn done(&self) -> bool;
     /// A checker already saw a safety violation (the rest is noise).
     fn failed(&self) -> bool;
 }
+
+/// The engine's view of a world.
+struct Watching<'a, W>(&'a mut W);
+
+impl<W: World> Observer<W::Input, W::Output> for Watching<'_, W> {
+    fn on_output(
+        &mut self,
+        at: Time,
+        node: NodeIdx,
+        addr: Addr,
+        out: W::Output,
+        ctl: &mut Control<W::Input>,
+    ) {
+        self.0.on_output(at, node, addr, out, ctl)
+    }
+    fn on_fault(&mut self, at: Time, node: NodeIdx, fault: &Fault, ctl: &mut Control<W::Input>) {
+        self.0.on_fault(at, node, fault, ctl)
+    }
+}
+
+/// The simulation of scenario `S`.
+pub type SimOf<S> = Sim<
+    <S as Scenario>::Message,
+    <<S as Scenario>::World as World>::Input,
+    <<S as Scenario>::World as World>::Output,
+>;
 
 /// When a run ends and how much it may spend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,9 +198,9 @@ impl Ending {
 }
 
 /// One seed's simulation, ready to run.
-pub struct Setup<M, I, O, W> {
-    pub sim: Sim<M, I, O>,
-    pub world: W,
+pub struct Setup<S: Scenario + ?Sized> {
+    pub sim: SimOf<S>,
+    pub world: S::World,
     pub limits: Limits,
 }
 
@@ -208,11 +257,10 @@ pub struct Finished<R> {
 
 /// A protocol scenario (see the module docs).
 pub trait Scenario: Sync {
+    /// What the simulated nodes send each other.
     type Message: Clone + Serialize + 'static;
-    type Input: 'static;
-    type Output: 'static;
     /// The workload and checkers of one run.
-    type World: World<Self::Input, Self::Output>;
+    type World: World;
     /// The scenario's own figures of one run.
     type Run: Send;
     /// What a sweep reports (JSON and a table).
@@ -221,16 +269,12 @@ pub trait Scenario: Sync {
     /// Reject a configuration that cannot run, before any run.
     fn validate(&self) -> Result<(), SimError>;
     /// The simulation of `seed`.
-    #[allow(clippy::type_complexity)]
-    fn build(
-        &self,
-        seed: u64,
-    ) -> Result<Setup<Self::Message, Self::Input, Self::Output, Self::World>, SimError>;
+    fn build(&self, seed: u64) -> Result<Setup<Self>, SimError>;
     /// The end-of-run checks: add violations and the liveness verdict to
     /// `outcome`, and return the run's own figures.
     fn audit(
         &self,
-        sim: &mut Sim<Self::Message, Self::Input, Self::Output>,
+        sim: &mut SimOf<Self>,
         world: Self::World,
         ending: Ending,
         outcome: &mut Outcome,
@@ -274,7 +318,7 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
             break Ending::Deadline;
         }
         t = t.saturating_add(limits.slice.max(1)).min(limits.deadline);
-        sim.run_until(t, &mut world);
+        sim.run_until(t, &mut Watching(&mut world));
         let st = sim.stats();
         let busy: Time = st.per_node.iter().map(|n| n.busy_ns).sum();
         if limits.max_events.is_some_and(|m| st.events > m)
@@ -285,7 +329,7 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
     };
     let ended_at = sim.now();
     if ending == Ending::Done && limits.grace > 0 {
-        sim.run_for(limits.grace, &mut world);
+        sim.run_for(limits.grace, &mut Watching(&mut world));
     }
     let sim_seconds = started.elapsed().as_secs_f64();
     let checked = std::time::Instant::now();

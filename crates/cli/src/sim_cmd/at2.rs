@@ -33,15 +33,6 @@ pub struct At2Args {
     /// Initial balance of every account.
     #[arg(long, default_value_t = 1000)]
     pub initial_balance: u64,
-    /// Number of runs (seeds).
-    #[arg(long, default_value_t = 1)]
-    pub seeds: u64,
-    /// First seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed_start: u64,
-    /// Network model: lan, ec2-byzcast, or a TOML file with a latency matrix.
-    #[arg(long, default_value = "lan")]
-    pub network: String,
     /// Contagion: the Byzantine fraction β its parameters are chosen for (F = ⌊βN⌋).
     #[arg(long, default_value_t = 0.1)]
     pub assumed_fraction: f64,
@@ -55,12 +46,8 @@ pub struct At2Args {
     /// double-spend, fake-dependency, overdraft].
     #[arg(long, value_delimiter = ',', value_parser = super::named(Attack::NAMES, Attack::from_name))]
     pub attacks: Option<Vec<Attack>>,
-    /// Cost model instead of real crypto (labelled in the output).
-    #[arg(long)]
-    pub modeled_crypto: bool,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 /// `byzscale sim at2-scale`.
@@ -98,9 +85,6 @@ pub struct At2ScaleArgs {
 
 /// The simulator configuration of `sim at2`.
 pub fn at2_config(a: &At2Args) -> Result<Config> {
-    if a.seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
     if !(a.assumed_fraction >= 0.0 && a.assumed_fraction < 1.0 / 3.0) {
         bail!(
             "--assumed-fraction must be in [0, 1/3), got {}",
@@ -113,10 +97,10 @@ pub fn at2_config(a: &At2Args) -> Result<Config> {
     let mut cfg = Config::new(a.processes, a.byzantine, a.broadcast);
     cfg.transfers = a.transfers;
     cfg.initial_balance = a.initial_balance;
-    cfg.seeds = a.seeds;
-    cfg.seed_start = a.seed_start;
-    cfg.network = NetworkChoice::parse(&a.network)?;
-    cfg.modeled_crypto = a.modeled_crypto;
+    cfg.seeds = a.run.seeds;
+    cfg.seed_start = a.run.seed_start;
+    cfg.network = a.run.network()?;
+    cfg.modeled_crypto = a.run.modeled_crypto;
     cfg.assumed_fraction = a.assumed_fraction;
     cfg.epsilon = a.epsilon;
     cfg.params = a
@@ -136,8 +120,8 @@ pub fn at2_config(a: &At2Args) -> Result<Config> {
 pub fn run_at2(a: At2Args) -> Result<()> {
     let cfg = at2_config(&a)?;
     match cfg.broadcast {
-        BroadcastKind::Bracha => super::run_scenario(&OverBracha::new(cfg), a.json),
-        BroadcastKind::Contagion => super::run_scenario(&OverContagion::new(cfg), a.json),
+        BroadcastKind::Bracha => super::run_scenario(&OverBracha::new(cfg), a.run.json),
+        BroadcastKind::Contagion => super::run_scenario(&OverContagion::new(cfg), a.run.json),
     }
 }
 

@@ -58,19 +58,12 @@ pub struct ByzcastArgs {
     /// Faults tolerated per group F (3F+1 replicas each).
     #[arg(long, default_value_t = 1)]
     pub faulty: usize,
-    #[arg(long, default_value_t = 1)]
-    pub seeds: u64,
-    #[arg(long, default_value_t = 0)]
-    pub seed_start: u64,
     /// Multicasts per run (all clients together); ignored with --duration-ms.
     #[arg(long, default_value_t = 200)]
     pub requests: u64,
     /// Closed-loop clients per target group.
     #[arg(long, default_value_t = 2)]
     pub clients_per_group: usize,
-    /// Network model: lan, ec2-byzcast, or a TOML latency matrix.
-    #[arg(long, default_value = "lan")]
-    pub network: String,
     /// Throughput mode: clients send without a quota for this long (virtual ms)
     /// over a clean network.
     #[arg(long)]
@@ -81,20 +74,14 @@ pub struct ByzcastArgs {
     /// SMR leader batch delay (µs).
     #[arg(long, default_value_t = 0)]
     pub batch_delay_us: u64,
-    /// Cost model instead of real crypto (labelled in the output).
-    #[arg(long)]
-    pub modeled_crypto: bool,
     /// Write deliver/complete events as JSON lines to this file.
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
-    if a.seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
     if a.faulty == 0 {
         bail!("--faulty must be at least 1 (groups of 3F+1 replicas)");
     }
@@ -125,12 +112,12 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
         adversary,
         byzantine_count: if adversary == Adversary::None { 0 } else { k },
         f: a.faulty,
-        seeds: a.seeds,
-        seed_start: a.seed_start,
+        seeds: a.run.seeds,
+        seed_start: a.run.seed_start,
         requests: a.requests,
         clients_per_group: a.clients_per_group,
-        network: NetworkChoice::parse(&a.network)?,
-        modeled_crypto: a.modeled_crypto,
+        network: a.run.network()?,
+        modeled_crypto: a.run.modeled_crypto,
         duration_ms: a.duration_ms,
         warmup_ms: a.warmup_ms,
         batch_delay_us: a.batch_delay_us,
@@ -141,7 +128,7 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
 }
 
 pub fn run_sim_byzcast(a: ByzcastArgs) -> Result<()> {
-    super::run_scenario(&byzcast_config(&a)?, a.json)
+    super::run_scenario(&byzcast_config(&a)?, a.run.json)
 }
 
 // ---------------------------------------------------------------- figures

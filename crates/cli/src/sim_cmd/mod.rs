@@ -7,10 +7,11 @@ pub mod at2;
 pub mod byzcast;
 pub mod smr;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use byzscale_sim::net_model::NetworkChoice;
 use byzscale_sim::scenario::{self, Report, Scenario};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
 pub enum SimCommand {
@@ -60,4 +61,35 @@ pub fn named<T: Clone + Send + Sync + 'static>(
     from: fn(&str) -> Option<T>,
 ) -> impl TypedValueParser<Value = T> {
     PossibleValuesParser::new(names).map(move |s| from(&s).expect("a possible value"))
+}
+
+/// The flags every scenario command shares: which seeds, which network, which
+/// crypto, which output.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Number of runs (seeds).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed_start: u64,
+    /// Network model: lan, ec2-byzcast, or a TOML file with a latency matrix.
+    #[arg(long, default_value = "lan")]
+    pub network: String,
+    /// Cost model instead of real crypto (for scale runs; labelled in the output).
+    #[arg(long)]
+    pub modeled_crypto: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// The network, checked now; an error if `--seeds` is 0.
+    pub fn network(&self) -> Result<NetworkChoice> {
+        if self.seeds == 0 {
+            bail!("--seeds must be at least 1");
+        }
+        Ok(NetworkChoice::parse(&self.network)?)
+    }
 }

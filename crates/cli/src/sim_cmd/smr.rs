@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Result};
 use byzscale_scenario_smr::{Adversary, Config};
-use byzscale_sim::net_model::NetworkChoice;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -28,12 +27,6 @@ pub struct SmrArgs {
     /// shows the checkers catching violations.
     #[arg(long)]
     pub byzantine_count: Option<usize>,
-    /// Number of runs (seeds).
-    #[arg(long, default_value_t = 1)]
-    pub seeds: u64,
-    /// First seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed_start: u64,
     /// Client requests per run (all clients together).
     #[arg(long, default_value_t = 200)]
     pub requests: u64,
@@ -43,25 +36,18 @@ pub struct SmrArgs {
     /// Fraction of operations sent on the unordered read-only path.
     #[arg(long, default_value_t = 0.2)]
     pub read_ratio: f64,
-    /// Network model: lan, ec2-byzcast, or a TOML file with a latency matrix.
-    #[arg(long, default_value = "lan")]
-    pub network: String,
     /// Crash the initial leader at this virtual time (milliseconds).
     #[arg(long)]
     pub crash_leader_at: Option<f64>,
-    /// Cost model instead of real crypto (for scale runs; labelled in the output).
-    #[arg(long)]
-    pub modeled_crypto: bool,
     /// Write decide/complete events as JSON lines to this file.
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: super::RunArgs,
 }
 
 pub fn run(a: SmrArgs) -> Result<()> {
-    super::run_scenario(&smr_config(&a)?, a.json)
+    super::run_scenario(&smr_config(&a)?, a.run.json)
 }
 
 pub fn smr_config(a: &SmrArgs) -> Result<Config> {
@@ -102,9 +88,6 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
     if a.clients == 0 {
         bail!("--clients must be at least 1");
     }
-    if a.seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
     if !(0.0..=1.0).contains(&a.read_ratio) {
         bail!("--read-ratio must be between 0 and 1, got {}", a.read_ratio);
     }
@@ -114,7 +97,7 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
         }
     }
     let adversary = a.byzantine;
-    let network = NetworkChoice::parse(&a.network)?;
+    let network = a.run.network()?;
     Ok(Config {
         replicas: a.replicas,
         f,
@@ -126,14 +109,14 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
         } else {
             k
         },
-        seeds: a.seeds,
-        seed_start: a.seed_start,
+        seeds: a.run.seeds,
+        seed_start: a.run.seed_start,
         requests: a.requests,
         clients: a.clients,
         read_ratio: a.read_ratio,
         network,
         crash_leader_at_ms: a.crash_leader_at,
-        modeled_crypto: a.modeled_crypto,
+        modeled_crypto: a.run.modeled_crypto,
         trace: a.trace.clone(),
     })
 }

@@ -20,7 +20,7 @@ use byzscale_at2::{Account, Genesis, Input, Output, Transfer, TransferId, Transf
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, NodeId};
 use byzscale_scenario_broadcast::Equivocation;
-use byzscale_sim::engine::{Control, NodeIdx, Observer, Sim};
+use byzscale_sim::engine::{Control, NodeIdx, Sim};
 use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -256,7 +256,10 @@ impl Audit {
     }
 }
 
-impl World<Input, Output> for Audit {
+impl World for Audit {
+    type Input = Input;
+    type Output = Output;
+
     /// Every owner got every result and every transfer was applied
     /// everywhere.
     fn done(&self) -> bool {
@@ -265,9 +268,7 @@ impl World<Input, Output> for Audit {
     fn failed(&self) -> bool {
         !self.violations.is_empty()
     }
-}
 
-impl Observer<Input, Output> for Audit {
     fn on_output(
         &mut self,
         at: Time,

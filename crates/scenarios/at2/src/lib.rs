@@ -412,8 +412,6 @@ impl<B: SimBroadcast> Over<B> {
 
 impl<B: SimBroadcast> Scenario for Over<B> {
     type Message = B::Message;
-    type Input = Input;
-    type Output = Output;
     type World = Audit;
     type Run = Run;
     type Report = Report;
@@ -433,7 +431,7 @@ impl<B: SimBroadcast> Scenario for Over<B> {
         self.config.seed_start..self.config.seed_start + self.config.seeds
     }
 
-    fn build(&self, seed: u64) -> Result<Setup<B::Message, Input, Output, Audit>, SimError> {
+    fn build(&self, seed: u64) -> Result<Setup<Self>, SimError> {
         let cfg = &self.config;
         let members: Vec<NodeId> = (0..cfg.processes as u32).map(NodeId).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xa7_2a72);

@@ -14,7 +14,7 @@ use byzscale_core::{Addr, GroupId, NodeId};
 use byzscale_sim::check::linearizability;
 use byzscale_sim::check::order::{cycle_text, OrderChecker};
 use byzscale_sim::check::LogChecker;
-use byzscale_sim::engine::{Control, NodeIdx, Observer, Sim};
+use byzscale_sim::engine::{Control, NodeIdx, Sim};
 use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
 use byzscale_smr as smr;
 use std::collections::{BTreeMap, BTreeSet};
@@ -326,7 +326,10 @@ impl Audit {
     }
 }
 
-impl World<Input, Output> for Audit {
+impl World for Audit {
+    type Input = Input;
+    type Output = Output;
+
     fn done(&self) -> bool {
         self.workload.done()
     }
@@ -335,9 +338,7 @@ impl World<Input, Output> for Audit {
     fn failed(&self) -> bool {
         false
     }
-}
 
-impl Observer<Input, Output> for Audit {
     fn on_output(
         &mut self,
         at: Time,

@@ -483,8 +483,6 @@ type ByzcastSim = Sim<Message, Input, Output>;
 
 impl Scenario for Config {
     type Message = Message;
-    type Input = Input;
-    type Output = Output;
     type World = Audit;
     type Run = Run;
     type Report = Report;
@@ -499,7 +497,7 @@ impl Scenario for Config {
         self.seed_start..self.seed_start + self.seeds
     }
 
-    fn build(&self, seed: u64) -> Result<Setup<Message, Input, Output, Audit>, SimError> {
+    fn build(&self, seed: u64) -> Result<Setup<Self>, SimError> {
         let topo = self.topology()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb7ca_5700);
         let base = self.network.model()?;

@@ -9,7 +9,7 @@ use byzscale_core::protocol::Time;
 use byzscale_core::Addr;
 use byzscale_sim::check::linearizability;
 use byzscale_sim::check::LogChecker;
-use byzscale_sim::engine::{Control, NodeIdx, Observer, Sim};
+use byzscale_sim::engine::{Control, NodeIdx, Sim};
 use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
 use byzscale_smr::{self as smr, Batch, Message};
 use std::collections::{BTreeMap, BTreeSet};
@@ -195,16 +195,17 @@ impl Audit {
     }
 }
 
-impl World<Input, Output> for Audit {
+impl World for Audit {
+    type Input = Input;
+    type Output = Output;
+
     fn done(&self) -> bool {
         self.workload.done()
     }
     fn failed(&self) -> bool {
         self.log.violation_count() > 0 || !self.violations.is_empty()
     }
-}
 
-impl Observer<Input, Output> for Audit {
     fn on_output(
         &mut self,
         at: Time,

@@ -286,8 +286,6 @@ type SmrSim = Sim<Message, Input, Output>;
 
 impl Scenario for Config {
     type Message = Message;
-    type Input = Input;
-    type Output = Output;
     type World = Audit;
     type Run = Run;
     type Report = Report;
@@ -302,7 +300,7 @@ impl Scenario for Config {
         self.seed_start..self.seed_start + self.seeds
     }
 
-    fn build(&self, seed: u64) -> Result<Setup<Message, Input, Output, Audit>, SimError> {
+    fn build(&self, seed: u64) -> Result<Setup<Self>, SimError> {
         let qs = self.quorum_system()?;
         let n = self.replicas;
         let members: Vec<NodeId> = (0..n as u32).map(NodeId).collect();
