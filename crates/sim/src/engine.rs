@@ -291,6 +291,22 @@ impl<M, I, O> Actor<M, I, O> for Box<dyn Actor<M, I, O>> {
     }
 }
 
+/// The inputs (or outputs) of a simulation whose nodes are clients and
+/// replicas: each node takes the inputs of its role and ignores the others
+/// ([`ProtocolActor::client`], [`ProtocolActor::replica`]).
+#[derive(Debug)]
+pub enum Role<C, R> {
+    Client(C),
+    Replica(R),
+}
+
+/// A client's actor among replicas taking `RI` and giving `RO`.
+pub type ClientActor<P, RI, RO> =
+    ProtocolActor<P, Role<<P as Protocol>::Input, RI>, Role<<P as Protocol>::Output, RO>>;
+/// A replica's actor among clients taking `CI` and giving `CO`.
+pub type ReplicaActor<P, CI, CO> =
+    ProtocolActor<P, Role<CI, <P as Protocol>::Input>, Role<CO, <P as Protocol>::Output>>;
+
 type MapIn<I, PI> = Box<dyn FnMut(I) -> Option<PI>>;
 type MapOut<PO, O> = Box<dyn FnMut(PO) -> O>;
 
@@ -315,6 +331,30 @@ where
     /// Inputs and outputs pass through unchanged.
     pub fn new(inner: P) -> Self {
         Self::with_maps(inner, Some, |o| o)
+    }
+}
+
+impl<P: Protocol> ProtocolActor<P>
+where
+    P::Input: 'static,
+    P::Output: 'static,
+{
+    /// `inner` as a client among replicas taking `RI` and giving `RO`.
+    pub fn client<RI: 'static, RO: 'static>(inner: P) -> ClientActor<P, RI, RO> {
+        let map_in = |i| match i {
+            Role::Client(x) => Some(x),
+            Role::Replica(_) => None,
+        };
+        ProtocolActor::with_maps(inner, map_in, Role::Client)
+    }
+
+    /// `inner` as a replica among clients taking `CI` and giving `CO`.
+    pub fn replica<CI: 'static, CO: 'static>(inner: P) -> ReplicaActor<P, CI, CO> {
+        let map_in = |i| match i {
+            Role::Replica(x) => Some(x),
+            Role::Client(_) => None,
+        };
+        ProtocolActor::with_maps(inner, map_in, Role::Replica)
     }
 }
 

@@ -42,7 +42,7 @@
 //! fifo = false             # optional
 //! ```
 
-use byzscale_core::protocol::{Time, MICROS, MILLIS};
+use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::Addr;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -437,6 +437,20 @@ impl NetModel {
     pub fn with_stabilize_at(mut self, t: Time) -> Self {
         self.stabilize_at = Some(t);
         self
+    }
+
+    /// The misbehaving network of the scenarios' safety sweeps: 1% loss, 1%
+    /// duplication and 5% reordering until it stabilizes, one second plus 20
+    /// of its longest one-way latencies in; liveness is required only after
+    /// that. Returns the network and its stabilization time.
+    pub fn turbulent(self) -> (Self, Time) {
+        let stabilize = SECS + 20 * self.max_one_way();
+        let net = self
+            .with_loss(0.01)
+            .with_duplicate(0.01)
+            .with_reorder(0.05, 0)
+            .with_stabilize_at(stabilize);
+        (net, stabilize)
     }
 
     /// Whether the network is stable (no faults injected) at `t`.

@@ -74,7 +74,7 @@ use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, NodeId};
 use byzscale_sim::cpu::CpuModel;
-use byzscale_sim::engine::{ProtocolActor, Sim};
+use byzscale_sim::engine::{ProtocolActor, Role, Sim};
 use byzscale_sim::runner::{identity, percentile_ms as percentile};
 use byzscale_sim::scenario::{
     self, crypto_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
@@ -90,18 +90,9 @@ use std::sync::Arc;
 /// A replica of the scenario: a ByzCast replica whose forwarding may be an attack.
 pub type Rep = byzcast::Replica<attacks::Policy>;
 
-/// Inputs and outputs of the nodes of a ByzCast simulation.
-#[derive(Debug)]
-pub enum Input {
-    Client(byzcast::client::Input),
-    Replica(byzcast::replica::Input),
-}
-
-#[derive(Debug)]
-pub enum Output {
-    Client(byzcast::client::Output),
-    Replica(byzcast::replica::Output),
-}
+/// Inputs and outputs of the nodes of a simulation: clients and replicas.
+pub type Input = Role<byzcast::client::Input, byzcast::replica::Input>;
+pub type Output = Role<byzcast::client::Output, byzcast::replica::Output>;
 
 /// A tree of groups: a built-in shape or a file.
 #[derive(Clone, Debug, PartialEq)]
@@ -506,15 +497,9 @@ impl Scenario for Config {
         params.window = 256;
         params.batch_delay = self.batch_delay_us * 1_000;
         let fixed = self.duration_ms.map(|d| (d * MILLIS as f64) as Time);
-        let stabilize = SECS + 20 * base.max_one_way();
-        let net = if fixed.is_some() {
-            base.clone()
-        } else {
-            base.clone()
-                .with_loss(0.01)
-                .with_duplicate(0.01)
-                .with_reorder(0.05, 0)
-                .with_stabilize_at(stabilize)
+        let (net, stabilize) = match fixed {
+            Some(_) => (base.clone(), 0),
+            None => base.clone().turbulent(),
         };
         let regions = net.regions.len().max(1);
         let mut sim: ByzcastSim = Sim::new(seed, net, CpuModel::calibrated());
@@ -525,14 +510,7 @@ impl Scenario for Config {
             let crypto = keys.replica_as_client(m);
             let r = byzcast::Replica::with_policy(m, topo.clone(), params.clone(), crypto, policy)
                 .expect("valid replica configuration");
-            ProtocolActor::with_maps(
-                r,
-                |i| match i {
-                    Input::Replica(x) => Some(x),
-                    Input::Client(_) => None,
-                },
-                Output::Replica,
-            )
+            ProtocolActor::replica(r)
         };
 
         let mut replicas: ReplicaNodes = BTreeMap::new();
@@ -556,14 +534,8 @@ impl Scenario for Config {
         let mut client_nodes = Vec::new();
         for (c, (addr, _)) in keys.clients.iter().enumerate() {
             let client = byzcast::Client::new(ClientId(c as u64 + 1), topo.clone(), params.clone());
-            let actor: ProtocolActor<byzcast::Client, Input, Output> = ProtocolActor::with_maps(
-                client,
-                |i| match i {
-                    Input::Client(x) => Some(x),
-                    Input::Replica(_) => None,
-                },
-                Output::Client,
-            );
+            let actor: ProtocolActor<byzcast::Client, Input, Output> =
+                ProtocolActor::client(client);
             client_nodes.push(sim.add_node(*addr, keys.client(c), actor, c % regions));
         }
 

@@ -72,14 +72,7 @@ impl Adversary {
 /// A correct replica of the scenario, as an actor.
 pub fn replica(me: NodeId, g: &GroupInfo, params: &Params) -> ProtocolActor<Rep, Input, Output> {
     let r = Replica::new(me, g.clone(), params.clone(), KvStore::new());
-    ProtocolActor::with_maps(
-        r,
-        |i| match i {
-            Input::Replica(x) => Some(x),
-            Input::Client(_) => None,
-        },
-        Output::Replica,
-    )
+    ProtocolActor::replica(r)
 }
 
 /// The Byzantine replicas of a run: one adversary, shared collusion state.

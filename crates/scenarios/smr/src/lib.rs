@@ -44,7 +44,7 @@ use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
-use byzscale_sim::engine::{NodeIdx, ProtocolActor, Sim};
+use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
 use byzscale_sim::runner::{identity, percentile_ms};
 use byzscale_sim::scenario::{
     self, crypto_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
@@ -60,18 +60,9 @@ use std::path::{Path, PathBuf};
 /// A replica of the scenario.
 pub type Rep = Replica<KvStore>;
 
-/// Inputs and outputs of the nodes of an SMR simulation.
-#[derive(Debug)]
-pub enum Input {
-    Client(smr::client::Input),
-    Replica(smr::replica::Input),
-}
-
-#[derive(Debug)]
-pub enum Output {
-    Client(smr::client::Output),
-    Replica(smr::replica::Output),
-}
+/// Inputs and outputs of the nodes of a simulation: clients and replicas.
+pub type Input = Role<smr::client::Input, smr::replica::Input>;
+pub type Output = Role<smr::client::Output, smr::replica::Output>;
 
 /// The scenario's knobs (the flags of `byzscale sim smr`).
 #[derive(Clone, Debug)]
@@ -311,12 +302,7 @@ impl Scenario for Config {
         let mut params = Params::for_network(base.max_one_way());
         params.checkpoint_interval = 32;
         params.window = 128;
-        let stabilize = SECS + 20 * base.max_one_way();
-        let net = base
-            .with_loss(0.01)
-            .with_duplicate(0.01)
-            .with_reorder(0.05, 0)
-            .with_stabilize_at(stabilize);
+        let (net, stabilize) = base.turbulent();
         let regions = net.regions.len().max(1);
         let mut sim: SmrSim = Sim::new(seed, net, CpuModel::calibrated());
         let byz = self.byzantine(&mut rng);
@@ -341,14 +327,7 @@ impl Scenario for Config {
         let mut client_idx = Vec::new();
         for c in 0..self.clients {
             let client = Client::new(ClientId(c as u64 + 1), g.clone(), params.clone());
-            let actor: ProtocolActor<Client, Input, Output> = ProtocolActor::with_maps(
-                client,
-                |i| match i {
-                    Input::Client(x) => Some(x),
-                    Input::Replica(_) => None,
-                },
-                Output::Client,
-            );
+            let actor: ProtocolActor<Client, Input, Output> = ProtocolActor::client(client);
             client_idx.push(sim.add_node(keys.clients[c].0, keys.client(c), actor, c % regions));
         }
 
