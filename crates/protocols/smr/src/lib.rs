@@ -86,4 +86,4 @@ pub use client::Client;
 pub use fault::Fault;
 pub use message::*;
 pub use params::{GroupInfo, Params};
-pub use replica::{Record, Replica, Status};
+pub use replica::{Durable, Record, Replica, Status};
