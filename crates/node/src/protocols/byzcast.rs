@@ -206,6 +206,7 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
     info!(node = %me, view = durable.view, stable = durable.low(), slots = durable.slots.len(),
           "recovering the group's SMR replica from disk");
     let (replica, cfg) = replica(&n, &topo, durable.clone())?;
+    let (view, executed) = (replica.smr().view(), replica.smr().executed());
     let group = topo.group_of(me).expect("checked by replica()");
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
     let registry = Arc::new(Registry::new());
@@ -226,6 +227,7 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
         &reg,
         "Requests (multicasts and forwarded copies) in decided slots",
     );
+    smr.recovered(view, executed);
     // the Redis gateway: a ByzCast client of the whole tree
     let gateway = match &rc.redis_addr {
         Some(addr) => {

@@ -287,6 +287,12 @@ impl ReplicaMetrics {
         }
     }
 
+    /// Start from where a recovered replica stands.
+    pub(crate) fn recovered(&self, view: u64, executed: u64) {
+        self.view.set(view as i64);
+        self.last_slot.set(executed as i64);
+    }
+
     /// Count one replica output (and log view changes and state transfers).
     pub(crate) fn observe(&self, o: &smr::replica::Output) {
         let me = self.me;
@@ -351,6 +357,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     let (gc, rc) = dep.replica(me).expect("checked by NodeFile::load");
     let (storage, rec, db) = persist::open(&loaded.file.data_dir)?;
     let (replica, journal) = recover(&loaded, rec, &db)?;
+    let (view, executed) = (replica.view(), replica.executed());
     let cfg = NodeConfig::replica(dep, me, loaded.identity.clone(), WireKind::Smr.byte())?;
     let registry = Arc::new(Registry::new());
     let pace = Duration::from_millis(loaded.file.persist_interval_ms);
@@ -362,6 +369,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     info!(node = %me, addr = %rc.addr, metrics = ?rc.metrics_addr, "replica running");
     let reg = rt.registry().clone();
     let metrics = ReplicaMetrics::register(me, &reg, "Client requests in decided slots");
+    metrics.recovered(view, executed);
     // the Redis gateway: a BFT client of this group, co-located with the replica
     let gateway = match &rc.redis_addr {
         Some(addr) => {
