@@ -92,7 +92,11 @@ pub enum Effect<P: Protocol + ?Sized> {
     Fault(Fault),
     /// Make `record` durable. Records of one protocol instance are applied to
     /// its store in the order they are emitted; a driver may group several
-    /// into one fsync'd transaction (group commit).
+    /// into one fsync'd transaction (group commit). A driver with a store
+    /// (the tokio runtime) holds every `Send`/`Multicast` that follows a
+    /// record in the same step until that record, and so every earlier one,
+    /// is durable; a message that depends on records of earlier steps needs a
+    /// record in its own step before it.
     Persist(P::Record),
 }
 

@@ -57,7 +57,7 @@ pub mod transport;
 
 pub use delay::{DelayError, DelayMatrix};
 pub use metrics::{Counter, Gauge, Histogram, Registry};
-pub use runtime::{run_protocol, NodeConfig, Runtime, RuntimeHandle, Stopped, Wiring};
+pub use runtime::{run_protocol, NodeConfig, RecordSink, Runtime, RuntimeHandle, Stopped, Wiring};
 pub use storage::{Batch, Recovered, Storage, StorageError};
 pub use transport::{Inbound, PeerConfig, Transport, TransportConfig, TransportOptions};
 

@@ -17,7 +17,23 @@
 //! | `SetTimer` / `CancelTimer` | arm (re-arm: replaces an armed timer of the same name) / disarm |
 //! | `Output` | send on the caller's bounded output channel (waits: a slow consumer slows the node down rather than losing decisions) |
 //! | `Fault` | `tracing::warn!` and `byzscale_protocol_faults_total{kind=..}` (the kind's label) |
-//! | `Persist` | send on the caller's bounded record channel ([`Runtime::start_with_records`]), in emission order, waiting while it is full; without one the record is counted and dropped |
+//! | `Persist` | send on the caller's bounded record channel ([`Runtime::start_with_records`], a [`RecordSink`]), in emission order, waiting while it is full; without one the record is counted and dropped |
+//!
+//! **Durable before it leaves.** A `Send` or `Multicast` that follows a record
+//! *in the same step* is held until the sink reports that record durable
+//! (`RecordSink::durable`, a count of records committed, in order); since
+//! records become durable in emission order, so are all records before it.
+//! Sends of a step that emitted no record before them leave at once (a
+//! protocol whose message depends on a record of an earlier step emits a
+//! record in this step first, e.g. a no-op barrier), so unrelated traffic
+//! never waits for a group commit (raft-rs's `Ready` makes the same split
+//! between messages that may go at once and those that wait for
+//! persistence). Outputs keep their order and wait for every record emitted
+//! before them. The protocol keeps running meanwhile: group commit batches
+//! the fsyncs and delays the sends, never the protocol. A record whose sends
+//! left is therefore on disk, and a crash loses only records whose messages
+//! never left. If the persister stops (its channel or its count closes), the
+//! runtime stops too: what it holds cannot become durable.
 //!
 //! Time given to the protocol is nanoseconds since the runtime started (tokio's
 //! monotonic `Instant`). Randomness comes from a `ChaCha8Rng` seeded from OS
@@ -195,10 +211,24 @@ pub struct Wiring<P: Protocol> {
     pub inputs: mpsc::Receiver<P::Input>,
     pub outputs: mpsc::Sender<P::Output>,
     /// Where [`Effect::Persist`] records go (the node's persister), if anywhere.
-    pub records: Option<mpsc::Sender<P::Record>>,
+    pub records: Option<RecordSink<P::Record>>,
     /// Stop when this turns true or its sender is dropped.
     pub stop: watch::Receiver<bool>,
     pub registry: Arc<Registry>,
+}
+
+/// Where a protocol's records go: the persister's channel, and the number
+/// of records (counted in the order sent, from 1) it has made durable.
+pub struct RecordSink<R> {
+    pub records: mpsc::Sender<R>,
+    pub durable: watch::Receiver<u64>,
+}
+
+/// An effect held until the records before it are durable.
+enum Held<P: Protocol> {
+    Send(Addr, P::Message),
+    Multicast(Vec<Addr>, P::Message),
+    Output(P::Output),
 }
 
 /// Armed timers: by name (re-arm replaces) and by deadline.
@@ -249,6 +279,7 @@ struct RtMetrics {
     step: Histogram,
     outputs: Counter,
     outputs_discarded: Counter,
+    held: Gauge,
     records: Counter,
     records_discarded: Counter,
     inbound_depth: Gauge,
@@ -273,6 +304,10 @@ impl RtMetrics {
             outputs_discarded: r.counter(
                 "byzscale_runtime_outputs_discarded_total",
                 "outputs dropped because nobody reads the output channel",
+            ),
+            held: r.gauge(
+                "byzscale_runtime_held_effects",
+                "sends and outputs waiting for their records to be durable",
             ),
             records: r.counter(
                 "byzscale_runtime_records_total",
@@ -303,7 +338,11 @@ struct Driver<P: Protocol> {
     loopback: VecDeque<P::Message>,
     transport: Transport<P::Message>,
     outputs: mpsc::Sender<P::Output>,
-    records: Option<mpsc::Sender<P::Record>>,
+    records: Option<RecordSink<P::Record>>,
+    /// Records handed to the sink so far.
+    written: u64,
+    /// Effects waiting for the record count they follow to be durable.
+    held: VecDeque<(u64, Held<P>)>,
     stop: watch::Receiver<bool>,
     stopping: bool,
     registry: Arc<Registry>,
@@ -342,26 +381,14 @@ where
 
     async fn apply(&mut self, at: Instant) {
         let mut effects = std::mem::take(&mut self.effects);
+        // the records this step emitted so far: its sends wait for them
+        let first = self.written;
         for e in effects.drain(..) {
+            let step = (self.written > first).then_some(self.written);
             match e {
-                Effect::Send { to, msg } => {
-                    if to == self.me {
-                        self.loopback.push_back(msg);
-                    } else {
-                        let frame = self.encode(&msg);
-                        self.transport.send(to, frame);
-                    }
-                }
-                Effect::Multicast { to, msg } => {
-                    let others: Vec<Addr> = to.iter().copied().filter(|a| *a != self.me).collect();
-                    if !others.is_empty() {
-                        let frame = self.encode(&msg);
-                        self.transport.multicast(&others, &frame);
-                    }
-                    if others.len() != to.len() {
-                        self.loopback.push_back(msg);
-                    }
-                }
+                Effect::Send { to, msg } => self.emit(step, Held::Send(to, msg)).await,
+                Effect::Multicast { to, msg } => self.emit(step, Held::Multicast(to, msg)).await,
+                Effect::Output(o) => self.emit(Some(self.written), Held::Output(o)).await,
                 Effect::SetTimer { timer, after } => {
                     let deadline = at
                         .checked_add(Duration::from_nanos(after))
@@ -369,26 +396,6 @@ where
                     self.timers.set(timer, deadline);
                 }
                 Effect::CancelTimer { timer } => self.timers.cancel(&timer),
-                Effect::Output(o) => {
-                    if self.stopping || self.outputs.is_closed() {
-                        self.m.outputs_discarded.inc();
-                        continue;
-                    }
-                    tokio::select! {
-                        r = self.outputs.send(o) => {
-                            if r.is_err() {
-                                self.m.outputs_discarded.inc();
-                            } else {
-                                self.m.outputs.inc();
-                            }
-                        }
-                        _ = self.stop.wait_for(|v| *v) => {
-                            // also returns on a dropped stop sender
-                            self.stopping = true;
-                            self.m.outputs_discarded.inc();
-                        }
-                    }
-                }
                 Effect::Fault(f) => {
                     warn!(me = %self.me, node = %f.node, kind = f.name(), detail = %f.detail, "protocol fault");
                     self.registry
@@ -404,26 +411,124 @@ where
         }
         self.effects = effects;
         self.m.timers.set(self.timers.len() as i64);
+        self.m.held.set(self.held.len() as i64);
+    }
+
+    /// Records made durable so far (all of them without a sink).
+    fn durable(&self) -> u64 {
+        match &self.records {
+            Some(sink) => *sink.durable.borrow(),
+            None => self.written,
+        }
+    }
+
+    /// Perform `e` now, or hold it until record number `after` (if any) is
+    /// durable. Held effects leave in emission order (their marks never
+    /// decrease); outputs also wait for held outputs.
+    async fn emit(&mut self, after: Option<u64>, e: Held<P>) {
+        if !self.held.is_empty() {
+            self.release().await;
+        }
+        let after = match after {
+            Some(w) if w > self.durable() => w,
+            _ => {
+                self.perform(e).await;
+                return;
+            }
+        };
+        self.held.push_back((after, e));
+    }
+
+    /// Perform the held effects whose records are durable, in order.
+    async fn release(&mut self) {
+        let durable = self.durable();
+        while self.held.front().is_some_and(|(w, _)| *w <= durable) {
+            let (_, e) = self.held.pop_front().expect("non-empty");
+            self.perform(e).await;
+        }
+        self.m.held.set(self.held.len() as i64);
+    }
+
+    async fn perform(&mut self, e: Held<P>) {
+        match e {
+            Held::Send(to, msg) => {
+                if to == self.me {
+                    self.loopback.push_back(msg);
+                } else {
+                    let frame = self.encode(&msg);
+                    self.transport.send(to, frame);
+                }
+            }
+            Held::Multicast(to, msg) => {
+                let others: Vec<Addr> = to.iter().copied().filter(|a| *a != self.me).collect();
+                if !others.is_empty() {
+                    let frame = self.encode(&msg);
+                    self.transport.multicast(&others, &frame);
+                }
+                if others.len() != to.len() {
+                    self.loopback.push_back(msg);
+                }
+            }
+            Held::Output(o) => self.output(o).await,
+        }
+    }
+
+    async fn output(&mut self, o: P::Output) {
+        if self.stopping || self.outputs.is_closed() {
+            self.m.outputs_discarded.inc();
+            return;
+        }
+        tokio::select! {
+            r = self.outputs.send(o) => {
+                if r.is_err() {
+                    self.m.outputs_discarded.inc();
+                } else {
+                    self.m.outputs.inc();
+                }
+            }
+            _ = self.stop.wait_for(|v| *v) => {
+                // also returns on a dropped stop sender
+                self.stopping = true;
+                self.m.outputs_discarded.inc();
+            }
+        }
     }
 
     async fn persist(&mut self, r: P::Record) {
-        let Some(records) = self.records.as_ref().filter(|_| !self.stopping) else {
+        let Some(sink) = self.records.as_ref().filter(|_| !self.stopping) else {
             self.m.records_discarded.inc();
             return;
         };
-        tokio::select! {
-            res = records.send(r) => {
+        let lost = tokio::select! {
+            res = sink.records.send(r) => {
                 if res.is_err() {
                     self.m.records_discarded.inc();
+                    true
                 } else {
+                    self.written += 1;
                     self.m.records.inc();
+                    false
                 }
             }
             _ = self.stop.wait_for(|v| *v) => {
                 self.stopping = true;
                 self.m.records_discarded.inc();
+                false
             }
+        };
+        if lost {
+            self.persister_lost();
         }
+    }
+
+    /// The persister is gone: nothing held can become durable, and nothing
+    /// that follows an unsaved record may leave, so the node stops (its
+    /// restart recovers from what is on disk).
+    fn persister_lost(&mut self) {
+        tracing::error!(me = %self.me, held = self.held.len(), "persister stopped: stopping this node, dropping the sends that wait for it");
+        self.held.clear();
+        self.m.held.set(0);
+        self.stopping = true;
     }
 
     async fn inbound(&mut self, ev: Inbound<P::Message>) {
@@ -468,6 +573,15 @@ where
     }
 }
 
+async fn durable_changed<R>(
+    sink: &mut Option<RecordSink<R>>,
+) -> Result<(), watch::error::RecvError> {
+    match sink {
+        Some(s) => s.durable.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Drive `protocol` until stopped; returns it (with its final state).
 pub async fn run_protocol<P: Protocol>(protocol: P, wiring: Wiring<P>) -> P
 where
@@ -499,6 +613,8 @@ where
         transport,
         outputs,
         records,
+        written: 0,
+        held: VecDeque::new(),
         stop,
         stopping: false,
         registry,
@@ -519,10 +635,18 @@ where
         }
         let next = d.timers.next_deadline();
         let busy = !d.loopback.is_empty();
+        let waiting = !d.held.is_empty();
         tokio::select! {
             r = d.stop.changed() => {
                 if r.is_err() || *d.stop.borrow() {
                     break;
+                }
+            }
+            r = durable_changed(&mut d.records), if waiting => {
+                if r.is_err() {
+                    d.persister_lost();
+                } else {
+                    d.release().await;
                 }
             }
             ev = inbound.recv(), if inbound_open => match ev {
@@ -599,13 +723,14 @@ where
     }
 
     /// Like [`Runtime::start_with`], handing every [`Effect::Persist`] record
-    /// to `records` (the node's persister), in emission order.
+    /// to `records` (the node's persister), in emission order, and holding the
+    /// sends that follow a record until it is durable (see the module docs).
     pub async fn start_with_records(
         protocol: P,
         cfg: NodeConfig,
         listener: Option<TcpListener>,
         registry: Arc<Registry>,
-        records: Option<mpsc::Sender<P::Record>>,
+        records: Option<RecordSink<P::Record>>,
     ) -> Result<(Self, mpsc::Receiver<P::Output>), NetError> {
         let me = cfg.transport.me;
         let mut crypto = Crypto::new(me, cfg.transport.identity.clone(), cfg.crypto_mode);

@@ -506,3 +506,103 @@ async fn metrics_endpoint_and_handle_semantics() {
     assert!(h.is_stopped());
     assert!(h.submit(Ping { to: vec![], n: 0 }).await.is_err());
 }
+
+/// Persists a record before a send when asked to (a vote), or just sends.
+struct Voter;
+
+#[derive(Debug)]
+struct Vote {
+    to: Addr,
+    n: u64,
+    durable_first: bool,
+}
+
+impl Protocol for Voter {
+    type Message = Msg;
+    type Input = Vote;
+    type Output = Out;
+    type Timer = T;
+    type Record = u64;
+
+    fn on_input(&mut self, v: Vote, cx: &mut Cx<'_, Self>) {
+        if v.durable_first {
+            cx.persist(v.n);
+        }
+        cx.send(v.to, Msg::Pong { n: v.n });
+    }
+    fn on_message(&mut self, from: Addr, msg: Msg, cx: &mut Cx<'_, Self>) {
+        if let Msg::Pong { n } = msg {
+            cx.output(Out::Pong { from, n });
+        }
+    }
+    fn on_timer(&mut self, _: T, _: &mut Cx<'_, Self>) {}
+}
+
+/// A send that follows a record in its step leaves only once the sink
+/// reports the record durable; sends of steps without records leave at once
+/// (overtaking it); a lost persister stops the node.
+#[tokio::test]
+async fn sends_wait_for_the_records_before_them_in_their_step() {
+    let (d, mut listeners) = cluster(2).await;
+    let (l1, l0) = (listeners.pop().unwrap(), listeners.pop().unwrap());
+    let cfg = |i: u32| fast(NodeConfig::replica(&d, NodeId(i), ident(i as u64), KIND).unwrap());
+    let (records, mut written) = mpsc::channel(16);
+    let (durable_tx, durable) = tokio::sync::watch::channel(0u64);
+    let sink = RecordSink { records, durable };
+    let reg = Arc::new(Registry::new());
+    let (a, _) = Runtime::start_with_records(Voter, cfg(0), Some(l0), reg, Some(sink))
+        .await
+        .unwrap();
+    let (b, mut rx) = Runtime::start_with(Voter, cfg(1), Some(l1), Arc::new(Registry::new()))
+        .await
+        .unwrap();
+    let vote = |n, durable_first| Vote {
+        to: node(1),
+        n,
+        durable_first,
+    };
+    bounded(async {
+        // the peers are connected once an unrecorded send gets through
+        let mut n = 100;
+        loop {
+            a.handle().submit(vote(n, false)).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+            if got.is_ok() {
+                break;
+            }
+            n += 1;
+        }
+        a.handle().submit(vote(1, true)).await.unwrap();
+        assert_eq!(written.recv().await, Some(1), "the record reaches the sink");
+        // a later step without a record: leaves at once, so it arrives first
+        // (the link is FIFO) while the vote waits for its record
+        a.handle().submit(vote(2, false)).await.unwrap();
+        let first = expect(&mut rx, |o| matches!(o, Out::Pong { n: 1 | 2, .. })).await;
+        assert_eq!(
+            first,
+            Out::Pong {
+                from: node(0),
+                n: 2
+            }
+        );
+        durable_tx.send(1).unwrap();
+        let next = expect(&mut rx, |o| matches!(o, Out::Pong { n: 1 | 2, .. })).await;
+        assert_eq!(
+            next,
+            Out::Pong {
+                from: node(0),
+                n: 1
+            }
+        );
+        // a vote waiting for a persister that is gone never leaves: the node stops
+        a.handle().submit(vote(3, true)).await.unwrap();
+        assert_eq!(written.recv().await, Some(3));
+        drop(durable_tx);
+        let h = a.handle();
+        while !h.is_stopped() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    b.stop().await.unwrap();
+}

@@ -31,10 +31,15 @@
 //!
 //! # Deviations and limitations
 //!
-//! - **No durability**: a ByzCast node keeps its state in memory. A restarted
-//!   replica rejoins empty and catches up by the SMR state transfer (which
-//!   carries the whole ByzCast state, see [`byzscale_byzcast::machine`]); a
-//!   whole-group restart loses that group's data.
+//! - **Durability of the group's SMR replica only**: the SMR replica a node
+//!   owns persists its records as an SMR node does (its votes, view and
+//!   checkpoints with certificates, the durable-before-send rule; see
+//!   [`crate::protocols::smr`]), and a restart recovers it from the node's
+//!   redb store. The ByzCast state above it (the group machine) is part of the
+//!   SMR state, so it comes back with it; the replica's *client* side does
+//!   not: the sequence numbers of its forward streams to child groups restart
+//!   at 1 after a restart, and a child ignores them (a known gap, not handled
+//!   here).
 //! - Reads (GET, MGET, EXISTS) are ordered like writes: the ByzCast client has
 //!   no unordered read path, so the gateway is started without
 //!   `unordered_reads`.
@@ -49,7 +54,8 @@ use crate::generate::{local_params, Ports};
 use crate::launcher::{Local, LocalSpec};
 use crate::load::{ms, Load, LoadResult, LoadSpec};
 use crate::node_file::{load_deployment, LoadedNode, NodeFile, NodeProtocol, TREE_FILE};
-use crate::protocols::smr::{group_info, ReplicaMetrics};
+use crate::persist::{self, Persister};
+use crate::protocols::smr::{durable_from_disk, group_info, ReplicaMetrics, SmrJournal};
 use anyhow::{anyhow, bail, Context, Result};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_byzcast::{self as byzcast, kv, Mode, Results, Topology, Tree, TreeSpec};
@@ -57,8 +63,8 @@ use byzscale_core::config::Deployment;
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
 use byzscale_gateway::BoxFuture;
-use byzscale_net::{NodeConfig, PeerConfig, Runtime};
-use byzscale_smr::Params;
+use byzscale_net::{NodeConfig, PeerConfig, Registry, Runtime};
+use byzscale_smr::{self as smr, Params};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -157,15 +163,22 @@ impl DeliveryMetrics {
     }
 }
 
-/// The replica of node `me` and its runtime configuration (the parent's
-/// replicas submit to this group as `for_replica` clients).
-fn replica(n: &LoadedNode, topo: &Arc<Topology>) -> Result<(byzcast::Replica, NodeConfig)> {
+/// The replica of node `me`, recovered from `durable` (the records of its SMR
+/// replica), and its runtime configuration (the parent's replicas submit to
+/// this group as `for_replica` clients).
+fn replica(
+    n: &LoadedNode,
+    topo: &Arc<Topology>,
+    durable: smr::Durable,
+) -> Result<(byzcast::Replica, NodeConfig)> {
     let (me, dep) = (n.me(), &n.deployment);
     let group = topo
         .group_of(me)
         .expect("every deployment node is in a group");
-    let crypto = child_client_crypto(dep, topo, me, &n.identity)?;
-    let replica = byzcast::Replica::new(me, topo.clone(), n.file.smr.clone(), crypto)
+    let client = child_client_crypto(dep, topo, me, &n.identity)?;
+    let crypto = Crypto::new(Addr::Node(me), n.identity.clone(), CryptoMode::Real);
+    let params = n.file.smr.clone();
+    let replica = byzcast::Replica::recover(me, topo.clone(), params, client, durable, &crypto)
         .map_err(|e| anyhow!("{e}"))?;
     let mut cfg = NodeConfig::replica(dep, me, n.identity.clone(), WireKind::Byzcast.byte())?;
     if let Some(p) = topo.tree().parent(group) {
@@ -188,12 +201,22 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
     })?;
     let dep = &n.deployment;
     let topo = load_topology(dep, &section.tree)?;
-    let (replica, cfg) = replica(&n, &topo)?;
+    let (storage, rec, db) = persist::open(&n.file.data_dir)?;
+    let (durable, fresh) = durable_from_disk(rec, &db)?;
+    info!(node = %me, view = durable.view, stable = durable.low(), slots = durable.slots.len(),
+          "recovering the group's SMR replica from disk");
+    let (replica, cfg) = replica(&n, &topo, durable.clone())?;
+    let (view, executed) = (replica.smr().view(), replica.smr().executed());
     let group = topo.group_of(me).expect("checked by replica()");
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
-    let (rt, mut outputs) = Runtime::start(replica, cfg)
-        .await
-        .context("starting the ByzCast replica runtime")?;
+    let registry = Arc::new(Registry::new());
+    let pace = Duration::from_millis(n.file.persist_interval_ms);
+    let journal = SmrJournal::new(durable, fresh);
+    let (records, persister) = Persister::start(journal, storage, pace, &registry)?;
+    let (rt, mut outputs) =
+        Runtime::start_with_records(replica, cfg, None, registry, Some(records))
+            .await
+            .context("starting the ByzCast replica runtime")?;
     let gname = topo.tree().name(group).to_string();
     info!(node = %me, group = %gname, tree = %topo.tree().describe(), addr = %rc.addr,
           metrics = ?rc.metrics_addr, "ByzCast replica running");
@@ -204,6 +227,7 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
         &reg,
         "Requests (multicasts and forwarded copies) in decided slots",
     );
+    smr.recovered(view, executed);
     // the Redis gateway: a ByzCast client of the whole tree
     let gateway = match &rc.redis_addr {
         Some(addr) => {
@@ -232,7 +256,7 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
         g.stop().await;
     }
     let _ = rt.stop().await;
-    Ok(())
+    persister.finish().await
 }
 
 // ---------------------------------------------------------------- client

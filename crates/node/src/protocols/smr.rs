@@ -10,13 +10,13 @@
 //!
 //! | BFT-SMaRt | here |
 //! |---|---|
-//! | the decided log and checkpoints on disk, recovery on restart | the replica emits `Record::Decided` and `Record::Checkpoint`; [`crate::persist`] writes them to redb, group-committed (at most one fsync'd transaction per `persist_interval_ms`, default 10 ms); a restart recovers the latest snapshot plus the log after it and catches up by log and state transfer |
+//! | the decided log and checkpoints on disk, recovery on restart | the replica emits `Record`s (its proposals and ACCEPTs, decisions, views, stable checkpoints with their certificates; see `byzscale_smr::replica::durable`); [`SmrJournal`] folds them into redb rows, the persister group-commits them (one fsync'd transaction for everything that arrived during the previous one, at most one per `persist_interval_ms`), and the runtime sends nothing that follows a record until it is durable; a restart rebuilds the fold ([`durable_from_disk`]) and `Replica::recover`s from it, then catches up by log and state transfer |
 //! | clients of the service | [`SmrClient`] (an `smr::Client` on the tokio runtime), also behind the Redis gateway |
 //!
-//! Deviations: a checkpoint's snapshot truncates the log below it, so disk use
-//! is bounded by the checkpoint interval; an acknowledged write survives any f
-//! simultaneous crashes by replication, and a crashed replica's own log is
-//! fsync'd up to its last group commit.
+//! Deviations: a stable checkpoint truncates the rows of the slots below it,
+//! so disk use is bounded by the window; durability costs latency, not
+//! throughput: each phase (PROPOSE, WRITE, ACCEPT, the reply) waits for a
+//! group commit of its node, while the protocol keeps running.
 
 use crate::calls::Calls;
 use crate::cluster::{ClusterOutcome, ClusterSpec};
@@ -25,16 +25,20 @@ use crate::generate::local_params;
 use crate::launcher::{scrape_metric, Local, LocalSpec};
 use crate::load::{ms, Load, LoadResult, LoadSpec};
 use crate::node_file::{LoadedNode, NodeProtocol};
-use crate::persist::{self, Durable, Persister};
+use crate::persist::{self, Journal, Persister};
 use anyhow::{anyhow, bail, Context, Result};
 use byzscale_apps::kv::{KvOp, KvReply, KvStore};
 use byzscale_core::config::Deployment;
-use byzscale_core::{codec, GroupId, NodeId, WireKind};
+use byzscale_core::crypto::{Crypto, CryptoMode, Digest};
+use byzscale_core::{codec, Addr, GroupId, NodeId, WireKind};
 use byzscale_gateway::BoxFuture;
-use byzscale_net::{Counter, Gauge, NodeConfig, Registry, Runtime};
-use byzscale_smr::{self as smr, replica::Record, Batch, GroupInfo, Params, Replica};
+use byzscale_net::{Counter, Gauge, NodeConfig, Recovered, Registry, Runtime};
+use byzscale_smr::replica::{Change, Durable, DurableSlot, Record, SlotVotes};
+use byzscale_smr::{self as smr, Batch, CheckpointCert, GroupInfo, Params, Replica, Slot};
 use rand::Rng;
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::info;
@@ -45,17 +49,198 @@ pub fn group_info(dep: &Deployment, group: GroupId) -> Result<GroupInfo> {
     Ok(GroupInfo::new(g.id, g.members(), g.quorum_system()?))
 }
 
-impl Durable for Record {
-    fn write(self, b: byzscale_net::Batch) -> byzscale_net::Batch {
-        match self {
-            Record::Decided { slot, batch } => b.append(slot, codec::to_bytes(&batch)),
-            // the snapshot covers every slot up to `slot`: the log below it
-            // goes, so disk use stays bounded by the checkpoint interval
-            Record::Checkpoint { slot, snapshot } => {
-                b.snapshot(slot, snapshot).truncate_below(slot + 1)
+// ---------------------------------------------------------------- disk
+
+/// The layout of an SMR replica's records in its redb store (meta keys, the
+/// log table keyed by slot, the snapshot table).
+const FORMAT_KEY: &str = "smr/format";
+const FORMAT: &[u8] = b"2";
+const VIEW_KEY: &str = "smr/view";
+const STABLE_KEY: &str = "smr/stable";
+const CHECKPOINT_KEY: &str = "smr/checkpoint";
+const VOTES_PREFIX: &str = "smr/votes/";
+
+fn votes_key(slot: Slot) -> String {
+    format!("{VOTES_PREFIX}{slot:020}")
+}
+
+/// The SMR replica's records as rows of its store, folded through
+/// [`Durable`] (see `byzscale_smr::replica::durable`): per slot above the
+/// stable checkpoint its votes (a meta row, rewritten as they change) and the
+/// values they name (the log row of the slot, written when a value is new);
+/// the view; the stable checkpoint's certificate; the latest snapshot with its
+/// certificate. Rows of slots up to the stable checkpoint are deleted in the
+/// transaction that moves it, so disk use stays bounded by the window.
+pub(crate) struct SmrJournal {
+    /// The fold, without the snapshot bytes once written.
+    d: Durable,
+    fresh: bool,
+    view: bool,
+    floor: bool,
+    snapshot: bool,
+    votes: BTreeSet<Slot>,
+    values: BTreeSet<Slot>,
+    dropped: Vec<Slot>,
+}
+
+impl SmrJournal {
+    /// A journal continuing `d` (what the store held at start).
+    pub(crate) fn new(mut d: Durable, fresh: bool) -> Self {
+        if let Some((_, snap)) = &mut d.checkpoint {
+            *snap = Vec::new(); // on disk already
+        }
+        SmrJournal {
+            d,
+            fresh,
+            view: false,
+            floor: false,
+            snapshot: false,
+            votes: BTreeSet::new(),
+            values: BTreeSet::new(),
+            dropped: Vec::new(),
+        }
+    }
+}
+
+impl Journal for SmrJournal {
+    type Record = Record;
+
+    fn record(&mut self, r: Record) {
+        match self.d.apply(r) {
+            Change::None => {}
+            Change::Slot { slot, values } => {
+                self.votes.insert(slot);
+                if values {
+                    self.values.insert(slot);
+                }
+            }
+            Change::View => self.view = true,
+            Change::Floor { dropped, snapshot } => {
+                for s in &dropped {
+                    self.votes.remove(s);
+                    self.values.remove(s);
+                }
+                self.dropped.extend(dropped);
+                self.floor = true;
+                self.snapshot |= snapshot;
             }
         }
     }
+
+    fn flush(&mut self) -> byzscale_net::Batch {
+        let mut b = byzscale_net::Batch::new();
+        if std::mem::take(&mut self.fresh) {
+            b = b.put_meta(FORMAT_KEY, FORMAT);
+        }
+        if std::mem::take(&mut self.view) {
+            b = b.put_meta(VIEW_KEY, codec::to_bytes(&(self.d.view, self.d.changing)));
+        }
+        if std::mem::take(&mut self.floor) {
+            if let Some(cert) = &self.d.stable {
+                // the snapshot and the certificate cover every slot up to
+                // it: the rows below go, so disk use stays bounded
+                b = b
+                    .put_meta(STABLE_KEY, codec::to_bytes(cert))
+                    .truncate_below(cert.slot + 1);
+            }
+            for s in self.dropped.drain(..) {
+                b = b.delete_meta(votes_key(s));
+            }
+        }
+        if std::mem::take(&mut self.snapshot) {
+            if let Some((cert, snap)) = &mut self.d.checkpoint {
+                b = b
+                    .snapshot(cert.slot, std::mem::take(snap))
+                    .put_meta(CHECKPOINT_KEY, codec::to_bytes(&*cert));
+            }
+        }
+        for s in std::mem::take(&mut self.values) {
+            if let Some(e) = self.d.slots.get(&s) {
+                let values: Vec<(&Digest, &Batch)> = e.values.iter().collect();
+                b = b.append(s, codec::to_bytes(&values));
+            }
+        }
+        for s in std::mem::take(&mut self.votes) {
+            if let Some(e) = self.d.slots.get(&s) {
+                b = b.put_meta(votes_key(s), codec::to_bytes(&e.votes));
+            }
+        }
+        b
+    }
+}
+
+/// Rebuild the fold of an SMR replica's records from its store (`db` names
+/// it in errors); also whether the store is new.
+pub(crate) fn durable_from_disk(rec: Recovered, db: &Path) -> Result<(Durable, bool)> {
+    let decode_err = |what: &str| format!("decoding {what} in {}", db.display());
+    let Some(format) = rec.meta.get(FORMAT_KEY) else {
+        if rec.snapshot.is_some() || !rec.log.is_empty() {
+            bail!(
+                "{} was written by an older byzscale (a decided log without votes, which a \
+                 restart cannot recover safely); move it away to start this replica empty \
+                 (it catches up from the others by state transfer)",
+                db.display()
+            );
+        }
+        return Ok((Durable::new(), true));
+    };
+    if format.as_slice() != FORMAT {
+        bail!(
+            "{} holds SMR records of format {:?}, this build reads {:?}",
+            db.display(),
+            String::from_utf8_lossy(format),
+            String::from_utf8_lossy(FORMAT)
+        );
+    }
+    let mut d = Durable::new();
+    if let Some(v) = rec.meta.get(VIEW_KEY) {
+        (d.view, d.changing) =
+            codec::from_bytes(v, usize::MAX).with_context(|| decode_err("the view"))?;
+    }
+    if let Some(c) = rec.meta.get(STABLE_KEY) {
+        let cert: CheckpointCert = codec::from_bytes(c, usize::MAX)
+            .with_context(|| decode_err("the stable checkpoint"))?;
+        d.stable = Some(cert);
+    }
+    if let (Some(c), Some((slot, snap))) = (rec.meta.get(CHECKPOINT_KEY), rec.snapshot) {
+        let cert: CheckpointCert =
+            codec::from_bytes(c, usize::MAX).with_context(|| decode_err("the checkpoint"))?;
+        if cert.slot != slot {
+            bail!(
+                "{}: the snapshot at slot {slot} has the certificate of slot {}",
+                db.display(),
+                cert.slot
+            );
+        }
+        d.checkpoint = Some((cert, snap));
+    }
+    let mut values: BTreeMap<Slot, Vec<u8>> = rec.log.into_iter().collect();
+    for (k, v) in rec.meta.range(VOTES_PREFIX.to_string()..) {
+        let Some(n) = k.strip_prefix(VOTES_PREFIX) else {
+            break;
+        };
+        let slot: Slot = n
+            .parse()
+            .with_context(|| format!("bad key {k} in {}", db.display()))?;
+        if slot <= d.low() {
+            continue;
+        }
+        let votes: SlotVotes = codec::from_bytes(v, usize::MAX)
+            .with_context(|| decode_err(&format!("the votes of slot {slot}")))?;
+        let vals: Vec<(Digest, Batch)> = match values.remove(&slot) {
+            Some(bytes) => codec::from_bytes(&bytes, usize::MAX)
+                .with_context(|| decode_err(&format!("the values of slot {slot}")))?,
+            None => Vec::new(),
+        };
+        d.slots.insert(
+            slot,
+            DurableSlot {
+                votes,
+                values: vals.into_iter().collect(),
+            },
+        );
+    }
+    Ok((d, false))
 }
 
 // ---------------------------------------------------------------- node
@@ -102,6 +287,12 @@ impl ReplicaMetrics {
         }
     }
 
+    /// Start from where a recovered replica stands.
+    pub(crate) fn recovered(&self, view: u64, executed: u64) {
+        self.view.set(view as i64);
+        self.last_slot.set(executed as i64);
+    }
+
     /// Count one replica output (and log view changes and state transfers).
     pub(crate) fn observe(&self, o: &smr::replica::Output) {
         let me = self.me;
@@ -127,35 +318,34 @@ impl ReplicaMetrics {
     }
 }
 
-/// The replica of `loaded`, recovered from what its store held.
+/// The replica of `loaded`, recovered from what its store held, and the
+/// journal that continues it.
 fn recover(
     loaded: &LoadedNode,
     rec: byzscale_net::Recovered,
-    db: &std::path::Path,
-) -> Result<Replica<KvStore>> {
+    db: &Path,
+) -> Result<(Replica<KvStore>, SmrJournal)> {
     let me = loaded.me();
     let (gc, _) = loaded
         .deployment
         .replica(me)
         .expect("checked by NodeFile::load");
     let g = GroupInfo::new(gc.id, gc.members(), gc.quorum_system()?);
-    let mut log = Vec::with_capacity(rec.log.len());
-    for (slot, bytes) in &rec.log {
-        let batch: Batch = codec::from_bytes(bytes, usize::MAX)
-            .with_context(|| format!("decoding logged batch {slot} in {}", db.display()))?;
-        log.push((*slot, batch));
-    }
-    let snap_slot = rec.snapshot.as_ref().map(|(s, _)| *s).unwrap_or(0);
-    info!(node = %me, snapshot = snap_slot, logged = log.len(), "recovering from disk");
-    Replica::recover(
+    let (durable, fresh) = durable_from_disk(rec, db)?;
+    info!(node = %me, view = durable.view, changing = ?durable.changing, stable = durable.low(),
+          snapshot = ?durable.checkpoint.as_ref().map(|(c, _)| c.slot),
+          slots = durable.slots.len(), "recovering from disk");
+    let crypto = Crypto::new(Addr::Node(me), loaded.identity.clone(), CryptoMode::Real);
+    let replica = Replica::recover(
         me,
         g,
         loaded.file.smr.clone(),
         KvStore::new(),
-        rec.snapshot,
-        log,
+        durable.clone(),
+        &crypto,
     )
-    .map_err(|e| anyhow!("recovering from {}: {e}", db.display()))
+    .map_err(|e| anyhow!("recovering from {}: {e}", db.display()))?;
+    Ok((replica, SmrJournal::new(durable, fresh)))
 }
 
 /// `byzscale node` for an SMR node file of the KV store: recovers from its
@@ -166,11 +356,12 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     let dep = &loaded.deployment;
     let (gc, rc) = dep.replica(me).expect("checked by NodeFile::load");
     let (storage, rec, db) = persist::open(&loaded.file.data_dir)?;
-    let replica = recover(&loaded, rec, &db)?;
+    let (replica, journal) = recover(&loaded, rec, &db)?;
+    let (view, executed) = (replica.view(), replica.executed());
     let cfg = NodeConfig::replica(dep, me, loaded.identity.clone(), WireKind::Smr.byte())?;
     let registry = Arc::new(Registry::new());
     let pace = Duration::from_millis(loaded.file.persist_interval_ms);
-    let (records, persister) = Persister::start(storage, pace, &registry);
+    let (records, persister) = Persister::start(journal, storage, pace, &registry)?;
     let (rt, mut outputs) =
         Runtime::start_with_records(replica, cfg, None, registry, Some(records))
             .await
@@ -178,6 +369,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     info!(node = %me, addr = %rc.addr, metrics = ?rc.metrics_addr, "replica running");
     let reg = rt.registry().clone();
     let metrics = ReplicaMetrics::register(me, &reg, "Client requests in decided slots");
+    metrics.recovered(view, executed);
     // the Redis gateway: a BFT client of this group, co-located with the replica
     let gateway = match &rc.redis_addr {
         Some(addr) => {
@@ -198,8 +390,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     // stopping the runtime closes the record channel; the persister then
     // writes what it still holds and ends
     let _ = rt.stop().await;
-    persister.finish().await;
-    Ok(())
+    persister.finish().await
 }
 
 // ---------------------------------------------------------------- client
@@ -507,4 +698,132 @@ fn table(r: &Report) -> String {
         );
     }
     t + &format!("  files        {}\n", r.dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::Journal;
+    use byzscale_core::crypto::Identity;
+    use byzscale_net::Storage;
+
+    fn cert(slot: Slot) -> CheckpointCert {
+        let c = Crypto::new(
+            Addr::Node(NodeId(0)),
+            Identity::from_seed([1; 32]),
+            CryptoMode::Real,
+        );
+        let state = byzscale_core::crypto::digest(&slot.to_le_bytes());
+        CheckpointCert {
+            slot,
+            state,
+            sigs: vec![(NodeId(0), c.sign(b"x"))],
+        }
+    }
+
+    fn batch(op: u8) -> (Digest, Batch) {
+        let b = Batch::new(vec![smr::Request {
+            client: byzscale_core::ClientId(7),
+            seq: op as u64,
+            read_only: false,
+            op: vec![op],
+            auth: Vec::new(),
+        }]);
+        (byzscale_core::crypto::digest(&b.bytes()), b)
+    }
+
+    /// Everything a replica does to one slot: adopt, accept, decide.
+    fn slot_records(slot: Slot, view: u64, op: u8) -> Vec<Record> {
+        let (digest, batch) = batch(op);
+        vec![
+            Record::Proposal {
+                view,
+                slot,
+                digest,
+                batch: batch.clone(),
+            },
+            Record::Accept { view, slot, digest },
+            Record::Decided {
+                slot,
+                view,
+                digest,
+                batch,
+            },
+        ]
+    }
+
+    /// The journal's rows, written in several group commits and read back
+    /// after a reopen, rebuild exactly the fold of the records; rows at or
+    /// below the stable checkpoint are gone.
+    #[test]
+    fn journal_rows_rebuild_the_fold_and_are_truncated_at_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replica.redb");
+        let mut records = Vec::new();
+        for s in 1..=6 {
+            records.extend(slot_records(s, 0, s as u8));
+        }
+        records.push(Record::Checkpoint {
+            cert: cert(4),
+            snapshot: b"state at 4".to_vec(),
+        });
+        records.push(Record::Changing { view: 1 });
+        records.push(Record::Barrier);
+        records.push(Record::Installed { view: 1 });
+        records.extend(slot_records(7, 1, 70));
+        // a second value adopted for slot 8 in a later view keeps both claims
+        records.extend(slot_records(8, 1, 80)[..2].to_vec());
+        records.push(Record::Changing { view: 2 });
+        let (d8, b8) = batch(81);
+        records.push(Record::Proposal {
+            view: 2,
+            slot: 8,
+            digest: d8,
+            batch: b8,
+        });
+        records.push(Record::Stable { cert: cert(5) });
+        let want = Durable::from_records(records.clone());
+        {
+            let (storage, rec) = Storage::open(&path).unwrap();
+            let (d, fresh) = durable_from_disk(rec, &path).unwrap();
+            assert!(fresh);
+            let mut j = SmrJournal::new(d, fresh);
+            for chunk in records.chunks(5) {
+                for r in chunk {
+                    j.record(r.clone());
+                }
+                storage.commit(j.flush()).unwrap();
+            }
+        }
+        let (_, rec) = Storage::open(&path).unwrap();
+        assert!(rec.log.iter().all(|(s, _)| *s > 5), "{:?}", rec.log);
+        let votes: Vec<&String> = rec
+            .meta
+            .keys()
+            .filter(|k| k.starts_with(VOTES_PREFIX))
+            .collect();
+        assert_eq!(votes.len(), 3, "{votes:?}");
+        let (got, fresh) = durable_from_disk(rec, &path).unwrap();
+        assert!(!fresh);
+        assert_eq!(got, want);
+        assert_eq!((got.view, got.changing, got.low()), (1, Some(2), 5));
+        let s8 = &got.slots[&8];
+        assert_eq!(s8.votes.prepared.map(|p| p.0), Some(1));
+        assert_eq!(s8.votes.proposal, Some((2, d8)));
+        assert_eq!(s8.values.len(), 2);
+    }
+
+    #[test]
+    fn an_old_decided_log_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replica.redb");
+        let (storage, _) = Storage::open(&path).unwrap();
+        storage.append(1, b"an old batch").unwrap();
+        let rec = storage.recover().unwrap();
+        let e = durable_from_disk(rec, &path).unwrap_err().to_string();
+        assert!(
+            e.contains("older byzscale") && e.contains("replica.redb"),
+            "{e}"
+        );
+    }
 }

@@ -160,6 +160,8 @@ pub enum Error {
     NotAMember(NodeId),
     #[error("the client crypto must be for {expected:?}, got {got:?}")]
     ClientCrypto { expected: Addr, got: Addr },
+    #[error("recovering the group's SMR replica: {0}")]
+    Recover(String),
 }
 
 impl Replica<Honest> {
@@ -173,6 +175,27 @@ impl Replica<Honest> {
         client_crypto: Crypto,
     ) -> Result<Self, Error> {
         Self::with_policy(me, topo, params, client_crypto, Honest)
+    }
+
+    /// A correct replica restarted from the durable records of its group's
+    /// SMR replica ([`smr::Replica::recover`]; `crypto` hashes the replayed
+    /// checkpoints). What the group machine did while replaying surfaces at
+    /// the first step, as after a state transfer. The child clients start
+    /// afresh (their sequence numbers are not persisted).
+    pub fn recover(
+        me: NodeId,
+        topo: Arc<Topology>,
+        params: Params,
+        client_crypto: Crypto,
+        durable: smr::Durable,
+        crypto: &Crypto,
+    ) -> Result<Self, Error> {
+        let mut r = Self::new(me, topo, params, client_crypto)?;
+        let info = r.topo.group(r.group).expect("owner group exists").clone();
+        let machine = GroupMachine::new(r.group, r.topo.clone());
+        r.smr = smr::Replica::recover(me, info, r.params.clone(), machine, durable, crypto)
+            .map_err(Error::Recover)?;
+        Ok(r)
     }
 }
 
@@ -553,6 +576,9 @@ impl<P: ForwardPolicy> Replica<P> {
             }
         }
         let results = self.policy.results(id, merged, cx.rng());
+        // the results come from slots this group executed: they leave once
+        // those slots are durable here (see `smr::Record::Barrier`)
+        cx.persist(smr::Record::Barrier);
         if agg.entry {
             self.stats.replies_sent += 1;
             cx.send(
@@ -657,6 +683,7 @@ impl<P: ForwardPolicy> Replica<P> {
         let Some((results, entry)) = self.done.get(&id) else {
             return;
         };
+        cx.persist(smr::Record::Barrier);
         match from {
             Addr::Client(c) if *entry && c == id.client => {
                 cx.send(

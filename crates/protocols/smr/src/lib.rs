@@ -59,6 +59,13 @@
 //! - Unordered read-only requests are answered from local state once the replica has
 //!   executed every slot it accepted; the client needs a full quorum of matching
 //!   replies and otherwise falls back to ordering (linearizable, see `Replica`).
+//! - Durable votes instead of PBFT's in-memory log and proactive recovery: a replica
+//!   emits records ([`Record`]) for its adoptions (before its WRITE), ACCEPTs,
+//!   decisions (before their replies), view changes (before STOP-DATA) and stable
+//!   checkpoints with their certificates; its driver sends nothing that follows a
+//!   record in the same step before the record is durable, and
+//!   [`Replica::recover`] restarts from the fold of what survived ([`Durable`]).
+//!   The leader's PROPOSE is not a vote and goes first. See `replica/durable.rs`.
 //!
 //! # Files
 //!
@@ -69,6 +76,7 @@
 //! | `fault.rs` | the [`Fault`] kinds | — |
 //! | `client.rs` | the [`Client`]: authenticators, matching replies, retransmission, reads | BFT-SMaRt `ServiceProxy`; PBFT TOCS'02 §4.2, read-only optimization |
 //! | `replica/mod.rs` | the [`Replica`]: composition and dispatch (its docs map the files below) | — |
+//! | `replica/durable.rs` | the durable records, their fold ([`Durable`]) and the restart ([`Replica::recover`]) | PBFT's log, made durable (TOCS'02 §4.6 deviates) |
 //! | `replica/order.rs` | [`replica::order`]: the ordering core, generic over the ordered value, and PBFT's decision procedure | Mod-SMaRt normal phase; PBFT OSDI'99 §4.2, TOCS'02 §4.5.2 |
 //! | `replica/request.rs` | client requests, forwarding, read-only requests, request timers, batching | PBFT OSDI'99 §4.1; BFT-SMaRt |
 //! | `replica/execute.rs` | execution in slot order, the client table, replies, snapshots | PBFT's last-reply table |
@@ -86,4 +94,4 @@ pub use client::Client;
 pub use fault::Fault;
 pub use message::*;
 pub use params::{GroupInfo, Params};
-pub use replica::{Record, Replica, Status};
+pub use replica::{Durable, Record, Replica, Status};

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// One checkpoint slot: this replica's own digest and snapshot, and the votes.
 #[derive(Default, Debug)]
 pub(super) struct CkptState {
-    mine: Option<(Digest, Vec<u8>)>,
+    pub(super) mine: Option<(Digest, Vec<u8>)>,
     votes: BTreeMap<Digest, BTreeMap<usize, Signature>>,
 }
 
@@ -25,10 +25,15 @@ impl<S: Service> Replica<S> {
     pub(super) fn take_checkpoint(&mut self, slot: Slot, cx: &mut Ctx<S>) {
         let snap = self.snapshot_bytes();
         let d = cx.crypto().hash(&snap);
+        self.ckpts.entry(slot).or_default().mine = Some((d, snap));
+        self.announce_checkpoint(slot, d, cx);
+    }
+
+    /// Sign this replica's state digest `d` at `slot` and multicast it.
+    fn announce_checkpoint(&mut self, slot: Slot, d: Digest, cx: &mut Ctx<S>) {
         let sig = cx.crypto().sign(&checkpoint_bytes(self.g.id, slot, &d));
         let idx = self.idx;
         let ck = self.ckpts.entry(slot).or_default();
-        ck.mine = Some((d, snap));
         ck.votes.entry(d).or_default().insert(idx, sig);
         cx.multicast(
             self.others(),
@@ -39,6 +44,20 @@ impl<S: Service> Replica<S> {
             },
         );
         self.check_checkpoint(slot, d, cx);
+    }
+
+    /// After a restart: announce the checkpoints passed while replaying the
+    /// log (their CHECKPOINT messages may never have left).
+    pub(super) fn announce_replayed_checkpoints(&mut self, cx: &mut Ctx<S>) {
+        let low = self.order.low();
+        let replayed: Vec<(Slot, Digest)> = self
+            .ckpts
+            .range(low + 1..)
+            .filter_map(|(s, c)| c.mine.as_ref().map(|(d, _)| (*s, *d)))
+            .collect();
+        for (slot, d) in replayed {
+            self.announce_checkpoint(slot, d, cx);
+        }
     }
 
     pub(super) fn on_checkpoint(
@@ -105,7 +124,7 @@ impl<S: Service> Replica<S> {
             Some((d, snap)) if d == cert.state => {
                 self.stable_snapshot = Some(snap.clone());
                 cx.persist(Record::Checkpoint {
-                    slot: cert.slot,
+                    cert: cert.clone(),
                     snapshot: snap,
                 });
                 cx.output(Output::Stable {
@@ -114,6 +133,7 @@ impl<S: Service> Replica<S> {
                 });
             }
             Some(_) => {
+                cx.persist(Record::Stable { cert: cert.clone() });
                 let me = Addr::Node(self.me);
                 self.fault(
                     cx,
@@ -125,6 +145,9 @@ impl<S: Service> Replica<S> {
                 self.fetching = Some(cert.clone());
             }
             None => {
+                // the low watermark moves without a state here: durable
+                // before any vote in the new window leaves
+                cx.persist(Record::Stable { cert: cert.clone() });
                 self.stable_snapshot = None;
                 if self.executed() < cert.slot {
                     self.fetching = Some(cert.clone());

@@ -3,8 +3,10 @@
 //! PBFT's last-reply table (Castro & Liskov: exactly-once, the last replies
 //! cached for retransmissions) extended with per-client FIFO
 //! (requests run in client sequence order; early ones wait in a bounded
-//! buffer). Replies, durable records and checkpoints follow each slot. The
-//! table is part of the replicated state and of every snapshot.
+//! buffer). Each slot's `Record::Decided` precedes its replies, which the
+//! driver therefore sends only once the slot is durable here (see
+//! `durable.rs`); checkpoints follow. The table is part of the replicated
+//! state and of every snapshot.
 
 use super::{Ctx, Output, Record, Replica};
 use crate::message::*;
@@ -27,15 +29,18 @@ impl<S: Service> Replica<S> {
     pub(super) fn execute_ready(&mut self, cx: &mut Ctx<S>) {
         let mut progressed = false;
         while let Some((slot, v, d, batch)) = self.order.take_ready() {
+            // durable before the slot's replies leave (see durable.rs)
+            cx.persist(Record::Decided {
+                slot,
+                view: v,
+                digest: d,
+                batch: batch.clone(),
+            });
             for req in batch.requests.iter() {
                 self.execute_request(req, cx);
             }
             self.stats.executed_requests += batch.requests.len() as u64;
             progressed = true;
-            cx.persist(Record::Decided {
-                slot,
-                batch: batch.clone(),
-            });
             cx.output(Output::Decided {
                 slot,
                 view: v,

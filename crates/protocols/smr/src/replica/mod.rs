@@ -44,6 +44,7 @@
 //! | file | holds | papers |
 //! |---|---|---|
 //! | `mod.rs` | the `Replica` struct, constructors, accessors, the `Protocol` dispatch | — |
+//! | `durable.rs` | the durable records, their fold ([`Durable`]) and the restart ([`Replica::recover`]) | PBFT's stable log; durable-vote rule |
 //! | [`order`] | the ordering core: per-slot agreement, view, watermarks, decision procedure | Mod-SMaRt normal phase; PBFT OSDI'99 §4.2, TOCS'02 §4.5.2 |
 //! | `request.rs` | client requests, forwarding, read-only requests, request timers, the pending queue, batching | BFT-SMaRt request handling; PBFT OSDI'99 §4.1 |
 //! | `execute.rs` | execution in slot order, the client table (FIFO, exactly-once, reply cache), replies, snapshots | PBFT's last-reply table |
@@ -52,12 +53,14 @@
 //! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
 
 mod checkpoint;
+mod durable;
 mod execute;
 pub mod order;
 mod request;
 mod sync;
 mod transfer;
 
+pub use durable::{Change, Durable, DurableSlot, Record, SlotVotes};
 pub use order::Status;
 
 use crate::fault::Fault;
@@ -68,7 +71,7 @@ use byzscale_core::service::Service;
 use byzscale_core::{Addr, ClientId, Cx, NodeId, Protocol};
 use checkpoint::CkptState;
 use execute::ClientState;
-use order::{Event, Ordering};
+use order::{Event, Ordering, Promise};
 use request::Pending;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -103,23 +106,6 @@ pub enum Output {
     Stable { slot: Slot, state: Digest },
     /// The state was replaced by a snapshot from other replicas.
     StateTransferred { slot: Slot },
-}
-
-/// What a replica asks its driver to make durable ([`byzscale_core::Effect::Persist`]).
-#[derive(Debug, Clone)]
-pub enum Record {
-    /// Slot `slot` was decided with `batch` and executed (append to the log).
-    Decided { slot: Slot, batch: Batch },
-    /// The state at stable checkpoint `slot` (this replica's own, or one
-    /// installed by state transfer): the log up to `slot` may be dropped.
-    Checkpoint { slot: Slot, snapshot: Vec<u8> },
-}
-
-/// A nested protocol that persists nothing lifts into a replica's records.
-impl From<byzscale_core::NoRecord> for Record {
-    fn from(n: byzscale_core::NoRecord) -> Self {
-        match n {}
-    }
 }
 
 /// Counters for metrics.
@@ -167,6 +153,8 @@ pub struct Replica<S: Service> {
 
     // synchronization phase (sync.rs)
     stop_sent: View,
+    /// The STOP-DATA this replica signed last (sent again to a leader that asks).
+    my_stop_data: Option<StopData>,
     stops: BTreeMap<View, BTreeSet<usize>>,
     stopdata: BTreeMap<View, BTreeMap<NodeId, StopData>>,
     last_sync: Option<(View, Vec<StopData>)>,
@@ -207,6 +195,7 @@ impl<S: Service> Replica<S> {
             stable_snapshot: None,
             fetching: None,
             stop_sent: 0,
+            my_stop_data: None,
             stops: BTreeMap::new(),
             stopdata: BTreeMap::new(),
             last_sync: None,
@@ -216,36 +205,6 @@ impl<S: Service> Replica<S> {
             executed_at_fetch: 0,
             stats: Stats::default(),
         }
-    }
-
-    /// Restart from durable state: a snapshot taken at a stable checkpoint (as
-    /// emitted in [`Record::Checkpoint`]) and the decided batches after it. The
-    /// replica then catches up with the others by log and state transfer.
-    pub fn recover(
-        me: NodeId,
-        g: GroupInfo,
-        p: Params,
-        service: S,
-        snapshot: Option<(Slot, Vec<u8>)>,
-        log: Vec<(Slot, Batch)>,
-    ) -> Result<Self, String> {
-        let mut r = Replica::new(me, g, p, service);
-        let (mut low, mut executed) = (0, 0);
-        if let Some((slot, bytes)) = snapshot {
-            r.restore_snapshot(&bytes)?;
-            (low, executed) = (slot, slot);
-            r.stable_snapshot = Some(bytes);
-        }
-        for (slot, batch) in log {
-            if slot == executed + 1 {
-                for req in batch.requests.iter() {
-                    r.execute_request_quiet(req);
-                }
-                executed = slot;
-            }
-        }
-        r.order.resume(low, executed);
-        Ok(r)
     }
 
     pub fn view(&self) -> View {
@@ -315,6 +274,7 @@ impl<S: Service> Replica<S> {
     fn apply(&mut self, events: Vec<Event<Batch>>, cx: &mut Ctx<S>) {
         for e in events {
             match e {
+                Event::Persist(p) => cx.persist(p.into()),
                 Event::Multicast(m) => cx.multicast(self.others(), m.into()),
                 Event::Adopted(slot) => {
                     if let Some(batch) = self.order.proposal(slot) {
@@ -332,6 +292,25 @@ impl<S: Service> Replica<S> {
                     detail,
                 } => self.fault(cx, Addr::Node(culprit), kind, detail),
             }
+        }
+    }
+}
+
+impl From<Promise<Batch>> for Record {
+    fn from(p: Promise<Batch>) -> Self {
+        match p {
+            Promise::Proposal {
+                view,
+                slot,
+                digest,
+                value,
+            } => Record::Proposal {
+                view,
+                slot,
+                digest,
+                batch: value,
+            },
+            Promise::Accept { view, slot, digest } => Record::Accept { view, slot, digest },
         }
     }
 }
@@ -356,6 +335,28 @@ impl<S: Service> Protocol for Replica<S> {
     type Output = Output;
     type Timer = Timer;
     type Record = Record;
+
+    /// After a restart ([`Replica::recover`]; a new replica does nothing
+    /// here): announce the checkpoints passed while replaying, fetch the
+    /// stable checkpoint's state if it is missing, retransmit its own votes
+    /// for the slots it worked on, and, recovered in a synchronization phase,
+    /// ask again for the view it was moving to (its STOP and STOP-DATA may
+    /// never have reached the others).
+    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        self.announce_replayed_checkpoints(cx);
+        if let Some(cert) = &self.fetching {
+            let slot = cert.slot;
+            cx.multicast(self.others(), Message::FetchState { slot });
+            self.arm_fetch(cx);
+        }
+        if self.order.highest_seen() > self.executed() {
+            self.arm_fetch(cx);
+        }
+        if let Some(view) = self.recovering_change() {
+            cx.multicast(self.others(), Message::Stop { view });
+            self.send_stop_data(view, cx);
+        }
+    }
 
     fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
         match input {

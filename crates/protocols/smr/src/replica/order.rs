@@ -23,6 +23,21 @@
 //! WRITE and accept a proposal directly; a decided value can also be learnt
 //! from a weak quorum of matching log entries ([`Ordering::learn`]).
 //!
+//! Durable votes (PBFT keeps them in memory; see `replica/durable.rs`): every
+//! adoption of a value and every ACCEPT comes with an [`Event::Persist`] of a
+//! [`Promise`] *before* the WRITE or ACCEPT it justifies, and the driver sends
+//! nothing that follows a record in the same step until the record is
+//! durable; a restarted replica gets its promises back
+//! ([`Ordering::restore_slot`]) and never votes against them. The leader's
+//! PROPOSE goes *before* its record: it is not a vote (prepared needs a
+//! quorum of WRITEs, and the leader's own WRITE waits for the record), so a
+//! leader that crashes before the record and proposes another value for the
+//! slot after a restart looks like an equivocating leader, which the WRITE
+//! quorums already tolerate: two values prepared in one view would need a
+//! replica in both WRITE quorums that wrote both, and a correct backup never
+//! does (its records), nor does the leader (its WRITE for the first value
+//! never left). This saves a group commit on the critical path.
+//!
 //! # Design: what the core owns and how it talks
 //!
 //! An [`Ordering`] owns the per-slot agreement state (proposal, WRITE/ACCEPT
@@ -119,9 +134,60 @@ impl<V> Message<V> {
     }
 }
 
+/// A vote this replica must keep across crashes: the caller makes it durable
+/// before the message that carries it leaves (its driver holds every later
+/// send until the record is durable), so a restarted replica never votes
+/// against it ([`Ordering::restore_slot`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Promise<V> {
+    /// It adopted `value` (digest `digest`) for `slot` in `view`: PBFT's
+    /// pre-prepare; in a BFT group it then sends its WRITE, as the leader it
+    /// proposes the value, in a CFT group it accepts it at once.
+    Proposal {
+        view: View,
+        slot: Slot,
+        digest: Digest,
+        value: V,
+    },
+    /// It sent ACCEPT for `digest` in `view`: it prepared that value.
+    Accept {
+        view: View,
+        slot: Slot,
+        digest: Digest,
+    },
+}
+
+/// What a restarted replica durably promised about one slot
+/// ([`Ordering::restore_slot`]), as folded from its [`Promise`]s and its
+/// decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restored<V> {
+    /// The latest value it adopted, with its view (its WRITE in that view).
+    pub proposal: Option<(View, Digest, V)>,
+    /// The digests it pre-prepared with the latest view of each, newest first.
+    pub pre_prepared: Vec<(Digest, View)>,
+    /// The highest view it ACCEPTed (prepared) a value in, and the value.
+    pub prepared: Option<(View, Digest, V)>,
+    /// The decision, if the slot was executed.
+    pub decided: Option<(View, Digest, V)>,
+}
+
+impl<V> Default for Restored<V> {
+    fn default() -> Self {
+        Restored {
+            proposal: None,
+            pre_prepared: Vec::new(),
+            prepared: None,
+            decided: None,
+        }
+    }
+}
+
 /// What a call asks of its caller, to be applied in order.
 #[derive(Debug, PartialEq)]
 pub enum Event<V> {
+    /// Make this durable before any later event's message leaves.
+    Persist(Promise<V>),
     /// Send to every other member.
     Multicast(Message<V>),
     /// This replica took a value for the slot in the current view (it
@@ -148,6 +214,17 @@ impl<V> Event<V> {
             detail,
         }
     }
+}
+
+/// How a value reaches [`Ordering::accept_into`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Adopt {
+    /// This replica leads and proposes it (announces it after persisting it).
+    Propose,
+    /// The leader's PROPOSE (a second one for the slot is an equivocation).
+    FromLeader,
+    /// Selected by the synchronization phase.
+    Selected,
 }
 
 /// What [`Ordering::learn`] made of a log entry.
@@ -245,6 +322,71 @@ impl<V: Value> Ordering<V> {
         self.delivered = delivered;
         self.next_slot = delivered + 1;
         self.highest_seen = delivered;
+    }
+
+    /// Restart in the installed `view`, or in the synchronization phase
+    /// towards `changing` (a later view), after recovery.
+    pub fn restore_view(&mut self, view: View, changing: Option<View>) {
+        self.view = view;
+        self.status = match changing {
+            Some(t) if t > view => Status::Changing(t),
+            _ => Status::Normal,
+        };
+    }
+
+    /// Restore what this replica durably promised for `slot` before a crash
+    /// (call after [`Ordering::resume`] and [`Ordering::restore_view`]): its
+    /// claims (PBFT's P and Q) and its own vote marks come back, so it never
+    /// writes or accepts against them and its STOP-DATA claims them again.
+    pub fn restore_slot(&mut self, slot: Slot, r: Restored<V>) {
+        if slot <= self.low {
+            return;
+        }
+        let (bft, me, view) = (self.g.bft(), self.idx, self.view);
+        let ss = self.slots.entry(slot).or_default();
+        ss.pre_prepared = r.pre_prepared;
+        ss.pre_prepared.truncate(PRE_PREPARED_KEPT);
+        if let Some((v, d, value)) = r.proposal {
+            // adopting a value is the WRITE (BFT) that follows it
+            if bft {
+                ss.wrote = Some(v);
+                ss.writes.entry((v, d)).or_default().insert(me);
+            }
+            if v == view && slot >= self.next_slot {
+                self.next_slot = slot + 1;
+            }
+            ss.proposal = Some((v, d, value));
+        }
+        if let Some((v, d, value)) = r.prepared {
+            ss.accepted = Some(v);
+            ss.accepts.entry((v, d)).or_default().insert(me);
+            self.accepted_high = self.accepted_high.max(slot);
+            ss.prepared = Some((v, d, value));
+        }
+        if let Some((v, d, value)) = r.decided {
+            if slot <= self.delivered {
+                if ss.prepared.is_none() {
+                    // learnt by log transfer: a quorum prepared it in `v`
+                    ss.prepared = Some((v, d, value.clone()));
+                    if !ss.pre_prepared.iter().any(|(pd, _)| *pd == d) {
+                        ss.pre_prepared.insert(0, (d, v));
+                        ss.pre_prepared.truncate(PRE_PREPARED_KEPT);
+                    }
+                }
+                ss.decided = Some((v, d, value));
+            }
+        }
+        self.highest_seen = self.highest_seen.max(slot);
+    }
+
+    /// The view and digest of this replica's own ACCEPT for `slot`, if any.
+    pub fn own_accept(&self, slot: Slot) -> Option<(View, Digest)> {
+        let ss = self.slots.get(&slot)?;
+        let v = ss.accepted?;
+        ss.accepts
+            .iter()
+            .find(|((av, _), who)| *av == v && who.contains(&self.idx))
+            .map(|((_, d), _)| (v, *d))
     }
 
     pub fn group(&self) -> &GroupInfo {
@@ -384,7 +526,7 @@ impl<V: Value> Ordering<V> {
             out.push(Event::fault(culprit, Fault::ProposeInvalid, detail));
             return;
         }
-        self.accept_into(view, slot, value, crypto, true, out);
+        self.accept_into(view, slot, value, crypto, Adopt::FromLeader, out);
     }
 
     /// Keep a normal-case message of a view not installed yet.
@@ -410,16 +552,14 @@ impl<V: Value> Ordering<V> {
         now
     }
 
-    /// As the leader ([`Ordering::can_propose`]), propose `value` for the next slot.
+    /// As the leader ([`Ordering::can_propose`]), propose `value` for the next
+    /// slot: PROPOSE, then the [`Promise`] that its own WRITE (or, CFT, ACCEPT)
+    /// waits for.
     pub fn propose(&mut self, value: V, crypto: &Crypto) -> Vec<Event<V>> {
         let (view, slot) = (self.view, self.next_slot);
         self.next_slot += 1;
-        let mut out = vec![Event::Multicast(Message::Propose {
-            view,
-            slot,
-            value: value.clone(),
-        })];
-        self.accept_into(view, slot, value, crypto, false, &mut out);
+        let mut out = Vec::new();
+        self.accept_into(view, slot, value, crypto, Adopt::Propose, &mut out);
         out
     }
 
@@ -427,7 +567,7 @@ impl<V: Value> Ordering<V> {
     /// proposal, or a value the synchronization phase selected).
     pub fn accept(&mut self, view: View, slot: Slot, value: V, crypto: &Crypto) -> Vec<Event<V>> {
         let mut out = Vec::new();
-        self.accept_into(view, slot, value, crypto, false, &mut out);
+        self.accept_into(view, slot, value, crypto, Adopt::Selected, &mut out);
         out
     }
 
@@ -437,7 +577,7 @@ impl<V: Value> Ordering<V> {
         slot: Slot,
         value: V,
         crypto: &Crypto,
-        check_equivocation: bool,
+        how: Adopt,
         out: &mut Vec<Event<V>>,
     ) {
         let d = value.digest(crypto);
@@ -445,7 +585,7 @@ impl<V: Value> Ordering<V> {
         let ss = self.slots.entry(slot).or_default();
         if let Some((v, pd, _)) = &ss.proposal {
             if *v == view {
-                if *pd != d && check_equivocation {
+                if *pd != d && how == Adopt::FromLeader {
                     let detail = format!("two proposals for view {view} slot {slot}");
                     out.push(Event::fault(leader, Fault::Equivocation, detail));
                 }
@@ -456,6 +596,21 @@ impl<V: Value> Ordering<V> {
         ss.pre_prepared.insert(0, (d, view));
         ss.pre_prepared.truncate(PRE_PREPARED_KEPT);
         ss.proposal = Some((view, d, value.clone()));
+        if how == Adopt::Propose {
+            // PROPOSE is not a vote: it may leave before the record (see the
+            // module docs); the leader's WRITE below waits for it
+            out.push(Event::Multicast(Message::Propose {
+                view,
+                slot,
+                value: value.clone(),
+            }));
+        }
+        out.push(Event::Persist(Promise::Proposal {
+            view,
+            slot,
+            digest: d,
+            value: value.clone(),
+        }));
         out.push(Event::Adopted(slot));
         if self.g.bft() {
             if ss.wrote != Some(view) {
@@ -483,6 +638,11 @@ impl<V: Value> Ordering<V> {
         ss.accepted = Some(view);
         ss.accepts.entry((view, d)).or_default().insert(self.idx);
         self.accepted_high = self.accepted_high.max(slot);
+        out.push(Event::Persist(Promise::Accept {
+            view,
+            slot,
+            digest: d,
+        }));
         out.push(Event::Multicast(Message::Accept {
             view,
             slot,

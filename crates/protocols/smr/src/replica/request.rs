@@ -7,7 +7,7 @@
 //! request timer: BFT-SMaRt's two-step timeout (first forward the request to
 //! the leader, then suspect it, which starts Mod-SMaRt's synchronization phase).
 
-use super::{Ctx, Replica, Status, Timer};
+use super::{Ctx, Record, Replica, Status, Timer};
 use crate::fault::Fault;
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
@@ -103,11 +103,13 @@ impl<S: Service> Replica<S> {
         let cs = self.clients.get(&req.client);
         let last = cs.map(|c| c.last).unwrap_or(0);
         if req.seq <= last {
-            // retransmission of an executed request: answer from the reply cache
+            // retransmission of an executed request: answer from the reply
+            // cache, once the slot it came from is durable here
             if let Some((_, result)) =
                 cs.and_then(|c| c.replies.iter().find(|(s, _)| *s == req.seq))
             {
                 let reply = self.reply(req.client, req.seq, false, result.clone());
+                cx.persist(Record::Barrier);
                 cx.send(from, reply);
             }
             return;

@@ -15,7 +15,7 @@
 //! quorum asks for its SYNC (FETCH-SYNC).
 
 use super::order::{self, Status};
-use super::{Ctx, Output, Replica, Timer};
+use super::{Ctx, Output, Record, Replica, Timer};
 use crate::fault::Fault;
 use crate::message::*;
 use byzscale_core::service::Service;
@@ -83,8 +83,18 @@ impl<S: Service> Replica<S> {
         let fresh = self.stops.entry(view).or_default().insert(from);
         // a replica still asking for the view we are already moving to missed
         // our STOP: repeat it to that replica
+        let to = Addr::Node(self.g.members[from]);
         if fresh && self.status() == Status::Changing(view) {
-            cx.send(Addr::Node(self.g.members[from]), Message::Stop { view });
+            cx.send(to, Message::Stop { view });
+        }
+        // the leader of that view asks again (it restarted, and lost the
+        // STOP-DATA it had): send ours again
+        if self.status() == Status::Changing(view) && self.g.leader(view) == self.g.members[from] {
+            if let Some(sd) = self.my_stop_data.as_ref().filter(|sd| sd.body.view == view) {
+                let msg = Message::StopData(sd.clone());
+                cx.persist(Record::Barrier); // its claims and Changing record
+                cx.send(to, msg);
+            }
         }
         self.check_stops(view, cx);
     }
@@ -120,6 +130,14 @@ impl<S: Service> Replica<S> {
             self.request_timer = false;
             cx.cancel_timer(Timer::Request);
         }
+        // durable before STOP-DATA leaves: a restart never orders in the old view
+        cx.persist(Record::Changing { view });
+        self.send_stop_data(view, cx);
+    }
+
+    /// Sign this replica's checkpoint and claims for `view` and hand them to
+    /// its leader (also after a restart in the synchronization phase).
+    pub(super) fn send_stop_data(&mut self, view: View, cx: &mut Ctx<S>) {
         let claims = self
             .order
             .claims()
@@ -137,6 +155,7 @@ impl<S: Service> Replica<S> {
         };
         let sig = cx.crypto().sign(&stop_bytes(self.g.id, &body));
         let sd = StopData { body, sig };
+        self.my_stop_data = Some(sd.clone());
         let leader = self.g.leader(view);
         if leader == self.me {
             self.stopdata.entry(view).or_default().insert(self.me, sd);
@@ -246,6 +265,7 @@ impl<S: Service> Replica<S> {
             return;
         }
         tracing::info!(replica = %self.me, view, stops = stops.len(), "leader sending SYNC");
+        cx.persist(Record::Barrier); // its own STOP-DATA's records
         cx.multicast(
             self.others(),
             Message::Sync {
@@ -295,6 +315,7 @@ impl<S: Service> Replica<S> {
                     view: *v,
                     stops: stops.clone(),
                 };
+                cx.persist(Record::Barrier);
                 cx.send(Addr::Node(self.g.members[from]), msg);
             }
         }
@@ -335,6 +356,7 @@ impl<S: Service> Replica<S> {
         };
 
         self.order.enter(view);
+        cx.persist(Record::Installed { view });
         self.stop_sent = self.stop_sent.max(view);
         self.stops = self.stops.split_off(&(view + 1));
         self.stopdata = self.stopdata.split_off(&(view + 1));

@@ -68,6 +68,10 @@ impl<S: Service> Replica<S> {
         self.stats.state_transfers += 1;
         let (slot, state) = (cert.slot, cert.state);
         let moved = self.order.skip_to(slot);
+        let record = Record::Checkpoint {
+            cert: cert.clone(),
+            snapshot: snapshot.clone(),
+        };
         self.fetching = None;
         self.stable_snapshot = Some(snapshot.clone());
         if moved {
@@ -79,7 +83,7 @@ impl<S: Service> Replica<S> {
         self.pending
             .retain(|(c, s), _| *s > clients.get(c).map(|cs| cs.last).unwrap_or(0));
         cx.output(Output::StateTransferred { slot });
-        cx.persist(Record::Checkpoint { slot, snapshot });
+        cx.persist(record);
         cx.output(Output::Stable { slot, state });
         self.release_reads(cx);
         self.execute_ready(cx);
@@ -102,6 +106,8 @@ impl<S: Service> Replica<S> {
             }
         }
         if !entries.is_empty() {
+            // each entry counts as our ACCEPT: durable decisions only
+            cx.persist(Record::Barrier);
             cx.send(Addr::Node(self.g.members[from]), Message::Log { entries });
         }
     }
@@ -159,8 +165,13 @@ impl<S: Service> Replica<S> {
                     to: highest,
                 };
                 cx.multicast(self.others(), msg);
-                // our own PROPOSE (leader), WRITE and ACCEPT for the slots we are stuck on
-                for m in self.order.resend(4 * self.p.max_in_flight) {
+                // our own PROPOSE (leader), WRITE and ACCEPT for the slots we
+                // are stuck on, once the records behind them are durable
+                let resend = self.order.resend(4 * self.p.max_in_flight);
+                if !resend.is_empty() {
+                    cx.persist(Record::Barrier);
+                }
+                for m in resend {
                     cx.multicast(self.others(), m.into());
                 }
             }

@@ -45,6 +45,15 @@ fn propose(view: View, slot: Slot, v: u32) -> Message<V> {
     }
 }
 
+fn proposal(view: View, slot: Slot, digest: Digest, v: u32) -> Promise<V> {
+    Promise::Proposal {
+        view,
+        slot,
+        digest,
+        value: V(v),
+    }
+}
+
 fn write(view: View, slot: Slot, digest: Digest) -> Message<V> {
     Message::Write { view, slot, digest }
 }
@@ -73,16 +82,29 @@ fn decides_on_a_quorum_of_accepts_after_a_quorum_of_writes() {
         ev,
         vec![
             Event::Lagging,
+            Event::Persist(proposal(0, 1, d, 7)),
             Event::Adopted(1),
             Event::Multicast(write(0, 1, d))
-        ]
+        ],
+        "the adoption is durable before the WRITE"
     );
     assert_eq!(o.proposal(1), Some(&V(7)));
     // own WRITE + one more: not yet prepared
     assert!(o.on_message(2, write(0, 1, d), &c, ok)[1..].is_empty());
     // a third WRITE: prepared, so ACCEPT
     let ev = o.on_message(3, write(0, 1, d), &c, ok);
-    assert_eq!(ev[1..], [Event::Multicast(accept(0, 1, d))]);
+    assert_eq!(
+        ev[1..],
+        [
+            Event::Persist(Promise::Accept {
+                view: 0,
+                slot: 1,
+                digest: d
+            }),
+            Event::Multicast(accept(0, 1, d))
+        ],
+        "the ACCEPT is durable before it leaves"
+    );
     assert_eq!(o.accepted_high(), 1);
     // own ACCEPT + one: not decided; + another: decided, once
     assert!(o.on_message(0, accept(0, 1, d), &c, ok)[1..].is_empty());
@@ -197,10 +219,16 @@ fn prepared_and_pre_prepared_claims_are_kept() {
     assert!(o.is_leader(), "position 1 leads view 1");
     assert!(o.can_propose());
     let ev = o.propose(V(3), &c);
+    let d3 = V(3).digest(&c);
     assert_eq!(
-        ev[0],
-        Event::Multicast(propose(1, 3, 3)),
-        "above the selection"
+        ev[..4],
+        [
+            Event::Multicast(propose(1, 3, 3)),
+            Event::Persist(proposal(1, 3, d3, 3)),
+            Event::Adopted(3),
+            Event::Multicast(write(1, 3, d3)),
+        ],
+        "above the selection; the leader's WRITE follows its record"
     );
 }
 
@@ -250,7 +278,16 @@ fn a_cft_group_accepts_a_proposal_without_writes() {
     let ev = o.on_message(0, propose(0, 1, 7), &c, ok);
     assert_eq!(
         ev[1..],
-        [Event::Adopted(1), Event::Multicast(accept(0, 1, d))]
+        [
+            Event::Persist(proposal(0, 1, d, 7)),
+            Event::Adopted(1),
+            Event::Persist(Promise::Accept {
+                view: 0,
+                slot: 1,
+                digest: d
+            }),
+            Event::Multicast(accept(0, 1, d))
+        ]
     );
     let ev = o.on_message(0, accept(0, 1, d), &c, ok);
     assert_eq!(ev[1..], [Event::Decided(1)]);
