@@ -18,7 +18,7 @@
 //! run. State is a `BTreeMap`, so snapshots list keys in order and are canonical.
 //!
 //! [`KvOp::from_args`] parses a Redis command line (as a RESP gateway receives it) and
-//! [`KvReply::to_resp`] writes a reply in RESP2.
+//! The gateway (`byzscale-gateway`, `resp::reply`) writes a reply in RESP2.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -196,43 +196,6 @@ impl KvReply {
     /// Whether this is an error reply.
     pub fn is_error(&self) -> bool {
         matches!(self, KvReply::Error(_))
-    }
-
-    /// The reply in RESP2, as Redis would send it.
-    pub fn to_resp(&self) -> Vec<u8> {
-        fn bulk(out: &mut Vec<u8>, b: Option<&[u8]>) {
-            match b {
-                None => out.extend_from_slice(b"$-1\r\n"),
-                Some(b) => {
-                    out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
-                    out.extend_from_slice(b);
-                    out.extend_from_slice(b"\r\n");
-                }
-            }
-        }
-        let mut out = Vec::new();
-        match self {
-            KvReply::Ok => out.extend_from_slice(b"+OK\r\n"),
-            KvReply::Pong => out.extend_from_slice(b"+PONG\r\n"),
-            KvReply::Nil => bulk(&mut out, None),
-            KvReply::Bulk(b) => bulk(&mut out, Some(b)),
-            KvReply::Int(i) => out.extend_from_slice(format!(":{i}\r\n").as_bytes()),
-            KvReply::Array(items) => {
-                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
-                for item in items {
-                    bulk(&mut out, item.as_deref());
-                }
-            }
-            KvReply::Error(e) => {
-                out.push(b'-');
-                out.extend(
-                    e.bytes()
-                        .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
-                );
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        out
     }
 }
 
@@ -857,20 +820,6 @@ mod tests {
             .unwrap_err()
             .starts_with("ERR unknown command 'flushall'"));
         assert!(KvOp::from_args::<&str>(&[]).is_err());
-    }
-
-    #[test]
-    fn resp_encoding() {
-        assert_eq!(KvReply::Ok.to_resp(), b"+OK\r\n");
-        assert_eq!(KvReply::Pong.to_resp(), b"+PONG\r\n");
-        assert_eq!(KvReply::Nil.to_resp(), b"$-1\r\n");
-        assert_eq!(bulk("hi").to_resp(), b"$2\r\nhi\r\n");
-        assert_eq!(KvReply::Int(-3).to_resp(), b":-3\r\n");
-        assert_eq!(
-            KvReply::Array(vec![Some(b("a")), None]).to_resp(),
-            b"*2\r\n$1\r\na\r\n$-1\r\n"
-        );
-        assert_eq!(err("ERR x\r\ny").to_resp(), b"-ERR x  y\r\n");
     }
 
     #[test]

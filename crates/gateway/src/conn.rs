@@ -102,7 +102,7 @@ impl Pending {
 /// cancelled), counting errors.
 fn backend_reply(result: Result<Result<KvReply, String>, String>, stats: &GatewayStats) -> Vec<u8> {
     let (bytes, failed) = match result {
-        Ok(Ok(reply)) => (reply.to_resp(), reply.is_error()),
+        Ok(Ok(reply)) => (resp::reply(&reply), reply.is_error()),
         Ok(Err(text)) => (resp::error(&format!("ERR {text}")), true),
         Err(e) => {
             tracing::warn!(error = %e, "gateway: backend call failed");

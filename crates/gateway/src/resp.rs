@@ -17,7 +17,7 @@
 //! for, so a client cannot make the gateway buffer more than the limits allow.
 
 use bytes::{Buf, Bytes, BytesMut};
-use byzscale_apps::kv::parse_integer;
+use byzscale_apps::kv::{parse_integer, KvReply};
 
 /// Size limits applied while parsing requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,6 +329,26 @@ pub fn error(text: &str) -> Vec<u8> {
     out
 }
 
+/// A store's reply in RESP2, as Redis would send it.
+pub fn reply(r: &KvReply) -> Vec<u8> {
+    match r {
+        KvReply::Ok => b"+OK\r\n".to_vec(),
+        KvReply::Pong => b"+PONG\r\n".to_vec(),
+        KvReply::Nil => nil(),
+        KvReply::Bulk(b) => bulk(b),
+        KvReply::Int(i) => int(*i),
+        KvReply::Array(items) => {
+            let mut out = Vec::new();
+            array_header(&mut out, items.len());
+            for item in items {
+                push_bulk(&mut out, item.as_deref());
+            }
+            out
+        }
+        KvReply::Error(e) => error(e),
+    }
+}
+
 /// `:<i>\r\n`
 pub fn int(i: i64) -> Vec<u8> {
     format!(":{i}\r\n").into_bytes()
@@ -377,6 +397,24 @@ pub fn bulk_array<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_replies_in_resp2() {
+        let b = |s: &str| s.as_bytes().to_vec();
+        assert_eq!(reply(&KvReply::Ok), b"+OK\r\n");
+        assert_eq!(reply(&KvReply::Pong), b"+PONG\r\n");
+        assert_eq!(reply(&KvReply::Nil), b"$-1\r\n");
+        assert_eq!(reply(&KvReply::Bulk(b("hi"))), b"$2\r\nhi\r\n");
+        assert_eq!(reply(&KvReply::Int(-3)), b":-3\r\n");
+        assert_eq!(
+            reply(&KvReply::Array(vec![Some(b("a")), None])),
+            b"*2\r\n$1\r\na\r\n$-1\r\n"
+        );
+        assert_eq!(
+            reply(&KvReply::Error("ERR x\r\ny".into())),
+            b"-ERR x  y\r\n"
+        );
+    }
 
     fn limits() -> Limits {
         Limits {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use byzscale_apps::kv::{KvOp, KvReply, KvStore, Model};
-use byzscale_gateway::{serve, BoxFuture, GatewayOptions, GatewayStats, KvBackend};
+use byzscale_gateway::{resp, serve, BoxFuture, GatewayOptions, GatewayStats, KvBackend};
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -464,7 +464,7 @@ async fn pipelined_replies_match_sequential_execution() {
                 let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
                 input.extend(request(&refs));
                 let op = KvOp::from_args(&args).unwrap();
-                expected.extend(model.apply(&op).to_resp());
+                expected.extend(resp::reply(&model.apply(&op)));
             }
             let got = exchange(server.addr, &input).await;
             assert_eq!(
