@@ -15,7 +15,7 @@
 
 use crate::attacks::{AttackLog, Node};
 use crate::workload::Workload;
-use crate::Run;
+use crate::{Counts, Run};
 use byzscale_at2::{Account, Genesis, Input, Output, Transfer, TransferId, TransferMsg};
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, NodeId};
@@ -109,14 +109,16 @@ impl Audit {
         out.violations = std::mem::take(&mut self.violations);
         let log = self.log.borrow();
         Run {
-            double_spend_attempts: log.double_spends,
-            double_spends_applied: self.conflicting.len() as u64,
-            fake_dependency_attempts: log.fake_dependencies.len() as u64,
-            fake_dependencies_applied: self.fake_applied,
-            transfers_submitted: self.workload.submitted.len() as u64,
-            transfers_completed: self.workload.completed,
-            transfers_failed: self.workload.failed,
-            transfers_applied: self.first_applied.len() as u64,
+            counts: Counts {
+                double_spend_attempts: log.double_spends,
+                double_spends_applied: self.conflicting.len() as u64,
+                fake_dependency_attempts: log.fake_dependencies.len() as u64,
+                fake_dependencies_applied: self.fake_applied,
+                transfers_submitted: self.workload.submitted.len() as u64,
+                transfers_completed: self.workload.completed,
+                transfers_failed: self.workload.failed,
+                transfers_applied: self.first_applied.len() as u64,
+            },
             messages_per_process: msgs as f64 / everyone,
             bytes_per_process: bytes as f64 / everyone,
             latencies: std::mem::take(&mut self.workload.latencies),

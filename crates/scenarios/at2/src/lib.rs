@@ -239,18 +239,43 @@ impl SimBroadcast for Contagion<TransferMsg> {
     }
 }
 
-/// One run's own figures (the common ones are in [`Outcome`]).
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Run {
+/// What a run counts, and a sweep sums: attacks tried and what they got
+/// through, transfers at each stage.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Counts {
     pub double_spend_attempts: u64,
     pub double_spends_applied: u64,
     pub fake_dependency_attempts: u64,
     pub fake_dependencies_applied: u64,
     pub transfers_submitted: u64,
     pub transfers_completed: u64,
+    /// Refused at once for lack of funds (not a failure).
     pub transfers_failed: u64,
     /// Distinct transfers applied by at least one correct process.
     pub transfers_applied: u64,
+}
+
+impl std::ops::Add for Counts {
+    type Output = Counts;
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            double_spend_attempts: self.double_spend_attempts + o.double_spend_attempts,
+            double_spends_applied: self.double_spends_applied + o.double_spends_applied,
+            fake_dependency_attempts: self.fake_dependency_attempts + o.fake_dependency_attempts,
+            fake_dependencies_applied: self.fake_dependencies_applied + o.fake_dependencies_applied,
+            transfers_submitted: self.transfers_submitted + o.transfers_submitted,
+            transfers_completed: self.transfers_completed + o.transfers_completed,
+            transfers_failed: self.transfers_failed + o.transfers_failed,
+            transfers_applied: self.transfers_applied + o.transfers_applied,
+        }
+    }
+}
+
+/// One run's own figures (the common ones are in [`Outcome`]).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Run {
+    #[serde(flatten)]
+    pub counts: Counts,
     pub messages_per_process: f64,
     pub bytes_per_process: f64,
     #[serde(skip)]
@@ -273,15 +298,9 @@ pub struct Report {
     pub contagion_epsilon: Option<f64>,
     #[serde(flatten)]
     pub summary: Summary,
-    pub double_spend_attempts: u64,
-    pub double_spends_applied: u64,
-    pub fake_dependency_attempts: u64,
-    pub fake_dependencies_applied: u64,
-    pub transfers_submitted: u64,
-    pub transfers_completed: u64,
-    /// Refused at once for lack of funds (not a failure).
-    pub transfers_failed: u64,
-    pub transfers_applied: u64,
+    /// Summed over the runs.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Mean over runs of the messages (bytes) sent per correct process.
     pub messages_per_process: f64,
     pub bytes_per_process: f64,
@@ -306,17 +325,17 @@ impl scenario::Report for Report {
         s.push_str(&self.summary.verdict_line());
         s.push_str(&format!(
             "  double spends applied {} of {} attempts   fake dependencies applied {} of {}\n",
-            self.double_spends_applied,
-            self.double_spend_attempts,
-            self.fake_dependencies_applied,
-            self.fake_dependency_attempts
+            self.counts.double_spends_applied,
+            self.counts.double_spend_attempts,
+            self.counts.fake_dependencies_applied,
+            self.counts.fake_dependency_attempts
         ));
         s.push_str(&format!(
             "  transfers: submitted {} completed {} refused {} applied {}   faults recorded {}\n",
-            self.transfers_submitted,
-            self.transfers_completed,
-            self.transfers_failed,
-            self.transfers_applied,
+            self.counts.transfers_submitted,
+            self.counts.transfers_completed,
+            self.counts.transfers_failed,
+            self.counts.transfers_applied,
             self.summary.faults_recorded
         ));
         s.push_str(&format!(
@@ -525,7 +544,7 @@ impl<B: SimBroadcast> Scenario for Over<B> {
         };
         let lat = sweep.sorted(|r| &r.run.latencies);
         let messages = sweep.mean(|r| r.run.messages_per_process);
-        let applied = sweep.mean(|r| r.run.transfers_applied as f64);
+        let applied = sweep.mean(|r| r.run.counts.transfers_applied as f64);
         Report {
             protocol: "at2",
             broadcast: cfg.broadcast.name(),
@@ -541,14 +560,10 @@ impl<B: SimBroadcast> Scenario for Over<B> {
             contagion_params: contagion.as_ref().map(|c| c.0),
             contagion_epsilon: contagion.as_ref().map(|c| c.1.epsilon),
             summary: sweep.summary(),
-            double_spend_attempts: sweep.sum(|r| r.run.double_spend_attempts),
-            double_spends_applied: sweep.sum(|r| r.run.double_spends_applied),
-            fake_dependency_attempts: sweep.sum(|r| r.run.fake_dependency_attempts),
-            fake_dependencies_applied: sweep.sum(|r| r.run.fake_dependencies_applied),
-            transfers_submitted: sweep.sum(|r| r.run.transfers_submitted),
-            transfers_completed: sweep.sum(|r| r.run.transfers_completed),
-            transfers_failed: sweep.sum(|r| r.run.transfers_failed),
-            transfers_applied: sweep.sum(|r| r.run.transfers_applied),
+            counts: sweep
+                .runs
+                .iter()
+                .fold(Counts::default(), |a, r| a + r.run.counts),
             messages_per_process: messages,
             bytes_per_process: sweep.mean(|r| r.run.bytes_per_process),
             messages_per_process_per_transfer: if applied > 0.0 {

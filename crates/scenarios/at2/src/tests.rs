@@ -34,12 +34,12 @@ fn bracha_with_a_third_byzantine_never_applies_a_double_spend() {
     let r = run_many(&cfg);
     assert_eq!(r.summary.runs, 200);
     assert!(
-        r.double_spend_attempts >= 200 * 3,
+        r.counts.double_spend_attempts >= 200 * 3,
         "{}",
-        r.double_spend_attempts
+        r.counts.double_spend_attempts
     );
-    assert_eq!(r.double_spends_applied, 0);
-    assert_eq!(r.fake_dependencies_applied, 0);
+    assert_eq!(r.counts.double_spends_applied, 0);
+    assert_eq!(r.counts.fake_dependencies_applied, 0);
     assert_eq!(
         r.summary.safety_violations,
         0,
@@ -52,7 +52,10 @@ fn bracha_with_a_third_byzantine_never_applies_a_double_spend() {
         "{:?}",
         r.summary.failing_seeds.first()
     );
-    assert_eq!(r.transfers_completed + r.transfers_failed, 200 * 8);
+    assert_eq!(
+        r.counts.transfers_completed + r.counts.transfers_failed,
+        200 * 8
+    );
 }
 
 #[test]
@@ -63,7 +66,7 @@ fn more_byzantine_than_f_is_caught_by_the_checkers() {
     cfg.seeds = 8;
     let r = run_many(&cfg);
     assert!(
-        r.summary.safety_violations > 0 && r.double_spends_applied > 0,
+        r.summary.safety_violations > 0 && r.counts.double_spends_applied > 0,
         "{}",
         r.table()
     );
@@ -103,5 +106,5 @@ fn contagion_small_group_is_safe_and_live() {
     let r = run_many(&cfg);
     assert_eq!(r.summary.safety_violations, 0, "{}", r.table());
     assert_eq!(r.summary.liveness_failures, 0, "{}", r.table());
-    assert_eq!(r.double_spends_applied, 0);
+    assert_eq!(r.counts.double_spends_applied, 0);
 }
