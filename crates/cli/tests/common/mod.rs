@@ -10,6 +10,50 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
 
+/// A `byzscale node` process started from `node-<i>.toml` in a folder, its
+/// output appended to `node-<i>.log` there; SIGKILLed when dropped.
+pub struct Node {
+    child: std::process::Child,
+}
+
+impl Node {
+    pub fn start(dir: &std::path::Path, i: usize) -> Node {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("node-{i}.log")))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(dir.join(format!("node-{i}.toml")))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Node { child }
+    }
+
+    /// Send SIGKILL (`Child::kill` on Unix) without waiting: to kill a whole
+    /// group at once, signal every node first, then [`Node::kill`] each.
+    pub fn signal_kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
+    /// SIGKILL, and reap the process.
+    pub fn kill(&mut self) {
+        self.signal_kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The last stdout line of a command, as JSON.
 pub fn json(out: &std::process::Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
