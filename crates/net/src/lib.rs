@@ -32,8 +32,7 @@
 //! ```no_run
 //! # use byzscale_net::*;
 //! # use byzscale_core::{config::Deployment, NodeId, Protocol};
-//! # async fn node<P>(protocol: P, toml: &str, key: &str, delay: Option<&str>) -> Result<(), Box<dyn std::error::Error>>
-//! # where P: Protocol + Send + 'static, P::Input: Send, P::Output: Send, P::Timer: Send, P::Record: Send {
+//! # async fn node<P: Runnable>(protocol: P, toml: &str, key: &str, delay: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
 //! let deployment = Deployment::from_toml(toml)?;
 //! let identity = read_identity(key)?;
 //! let mut cfg = NodeConfig::replica(&deployment, NodeId(0), identity, byzscale_core::WireKind::Smr.byte())?;
@@ -57,7 +56,10 @@ pub mod transport;
 
 pub use delay::{DelayError, DelayMatrix};
 pub use metrics::{Counter, Gauge, Histogram, Registry};
-pub use runtime::{run_protocol, NodeConfig, RecordSink, Runtime, RuntimeHandle, Stopped, Wiring};
+pub use runtime::{
+    run_protocol, NodeConfig, Portable, RecordSink, Runnable, Runtime, RuntimeHandle, Stopped,
+    Wiring,
+};
 pub use storage::{Batch, Recovered, Storage, StorageError};
 pub use transport::{Inbound, PeerConfig, Transport, TransportConfig, TransportOptions};
 

@@ -694,14 +694,22 @@ pub struct Runtime<P: Protocol> {
     registry: Arc<Registry>,
 }
 
-impl<P> Runtime<P>
-where
-    P: Protocol + Send + 'static,
-    P::Input: Send + 'static,
-    P::Output: Send + 'static,
-    P::Timer: Send + 'static,
-    P::Record: Send + 'static,
+/// What can move to another thread for good.
+pub trait Portable: Send + 'static {}
+impl<T: Send + 'static> Portable for T {}
+
+/// A protocol the runtime can run on its own task: it and everything it
+/// takes in, puts out, times and records are [`Portable`].
+pub trait Runnable:
+    Protocol<Input: Portable, Output: Portable, Timer: Portable, Record: Portable> + Portable
 {
+}
+impl<P> Runnable for P where
+    P: Protocol<Input: Portable, Output: Portable, Timer: Portable, Record: Portable> + Portable
+{
+}
+
+impl<P: Runnable> Runtime<P> {
     /// Start `protocol` as configured. Returns the runtime and the receiver of the
     /// protocol's outputs.
     pub async fn start(

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use byzscale_core::config::Deployment;
 use byzscale_core::crypto::Identity;
 use byzscale_core::{ClientId, Protocol, WireKind};
-use byzscale_net::{NodeConfig, Runtime, RuntimeHandle};
+use byzscale_net::{NodeConfig, Runnable, Runtime, RuntimeHandle};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -81,15 +81,7 @@ pub(crate) struct Calls<P: Protocol, V> {
     runtime: Mutex<Option<Runtime<P>>>,
 }
 
-impl<P, V> Calls<P, V>
-where
-    P: Protocol + Send + 'static,
-    P::Input: Send + 'static,
-    P::Output: Send + 'static,
-    P::Timer: Send + 'static,
-    P::Record: Send + 'static,
-    V: Send + 'static,
-{
+impl<P: Runnable, V: Send + 'static> Calls<P, V> {
     /// Start `make(id)` for a fresh client id (random, with a new key) as a
     /// client of `dep` on wire `kind`. `answer` picks the call number and the
     /// answer out of an output. With `all_replicas`, wait (at most 5 s: a
