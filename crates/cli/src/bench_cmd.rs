@@ -30,6 +30,32 @@ fn write_json(out: &Path, name: &str, result: &impl Serialize) -> Result<PathBuf
     Ok(path)
 }
 
+/// Write `<out>/<name>.json` and plot `<out>/<name>.svg`, then print the
+/// result: its JSON with `--json`, else `line` and where the files went.
+fn publish<R: Serialize>(
+    out: &Path,
+    name: &str,
+    result: &R,
+    json: bool,
+    plot: impl FnOnce(&R, &Path) -> Result<()>,
+    line: impl FnOnce(&R) -> String,
+) -> Result<()> {
+    let json_path = write_json(out, name, result)?;
+    let svg = out.join(format!("{name}.svg"));
+    plot(result, &svg).with_context(|| format!("plotting {}", svg.display()))?;
+    if json {
+        println!("{}", serde_json::to_string(result)?);
+    } else {
+        println!(
+            "{}   wrote {} and {}",
+            line(result),
+            json_path.display(),
+            svg.display()
+        );
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------- bench
 
 #[derive(Args, Debug)]
@@ -159,25 +185,12 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
         cdf_ms: cdf,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let json_path = write_json(&a.out, &a.name, &report)?;
-    let svg_path = a.out.join(format!("{}.svg", a.name));
-    plot_bench(&report, &svg_path).with_context(|| format!("plotting {}", svg_path.display()))?;
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!(
-            "{}: {} loop, {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, {} errors\n  wrote {} and {}",
-            a.name,
-            report.mode,
-            report.throughput_ops,
-            report.latency_ms.p50,
-            report.latency_ms.p99,
-            report.errors,
-            json_path.display(),
-            svg_path.display()
-        );
-    }
-    Ok(())
+    publish(&a.out, &a.name, &report, a.json, plot_bench, |r| {
+        format!(
+            "{}: {} loop, {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            a.name, r.mode, r.throughput_ops, r.latency_ms.p50, r.latency_ms.p99, r.errors,
+        )
+    })
 }
 
 fn plot_bench(r: &BenchReport, path: &Path) -> Result<()> {
@@ -566,20 +579,9 @@ pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
         ),
         runs,
     };
-    let json_path = write_json(&a.out, &a.name, &fig)?;
-    let svg = a.out.join(format!("{}.svg", a.name));
-    plot_at2(&fig, &svg)?;
-    if a.json {
-        println!("{}", serde_json::to_string(&fig)?);
-    } else {
-        println!(
-            "best AT2 / best SMR bank: {:.2}×   wrote {} and {}",
-            fig.best_ratio,
-            json_path.display(),
-            svg.display()
-        );
-    }
-    Ok(())
+    publish(&a.out, &a.name, &fig, a.json, plot_at2, |f| {
+        format!("best AT2 / best SMR bank: {:.2}×", f.best_ratio)
+    })
 }
 
 fn plot_at2(fig: &At2Figure, path: &Path) -> Result<()> {

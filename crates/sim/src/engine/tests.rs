@@ -167,6 +167,17 @@ impl Observer<In, Out> for Log {
     }
 }
 
+impl Log {
+    /// When the first pong came back.
+    fn first_pong(&self) -> Time {
+        let pong = self
+            .0
+            .iter()
+            .find(|(_, _, o)| matches!(o, Out::Ponged { .. }));
+        pong.expect("a pong came back").0
+    }
+}
+
 fn run_pingpong(seed: u64) -> (Stats, Vec<TraceEntry>) {
     let mut sim = cluster(seed, 4, 20, NetModel::lan(), CpuModel::calibrated());
     sim.set_trace(true);
@@ -496,13 +507,7 @@ fn cpu_costs_delay_replies() {
         sim.schedule_input(0, NodeIdx(0), In::Kick { pad: 0 });
         let mut log = Log::default();
         sim.run_until(SECS_10, &mut log);
-        let t = log
-            .0
-            .iter()
-            .find(|(_, _, o)| matches!(o, Out::Ponged { .. }))
-            .unwrap()
-            .0;
-        (t, sim.stats().per_node[1].busy_ns)
+        (log.first_pong(), sim.stats().per_node[1].busy_ns)
     };
     let (free, busy_free) = rtt(CpuModel::free());
     assert_eq!(free, 100 * MICROS);
@@ -526,12 +531,7 @@ fn slow_adversary_and_cpu_factor() {
     sim.schedule_input(0, NodeIdx(0), In::Kick { pad: 0 });
     let mut log = Log::default();
     sim.run_until(SECS_10, &mut log);
-    let t = log
-        .0
-        .iter()
-        .find(|(_, _, o)| matches!(o, Out::Ponged { .. }))
-        .unwrap()
-        .0;
+    let t = log.first_pong();
     assert!(t > 5 * MILLIS + 100 * MICROS);
     // a wrapped ProtocolActor is still inspectable
     assert_eq!(sim.protocol::<PingPong>(slow).unwrap().received, 1);
