@@ -55,9 +55,13 @@
 mod checkpoint;
 mod durable;
 mod execute;
+#[cfg(test)]
+mod hostile;
 pub mod order;
 mod request;
 mod sync;
+#[cfg(test)]
+mod testkit;
 mod transfer;
 
 pub use durable::{Change, Durable, DurableSlot, Record, SlotVotes};

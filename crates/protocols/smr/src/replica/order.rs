@@ -285,7 +285,12 @@ pub struct Ordering<V> {
     /// Decisions taken out in order up to here (for the SMR: executed).
     delivered: Slot,
     next_slot: Slot,
+    /// The highest slot members holding a weak quorum of votes work on
+    /// (or this replica itself): what it believes the group has reached.
     highest_seen: Slot,
+    /// The highest slot each member's messages named (this replica's own
+    /// entry: the highest it worked on).
+    seen: Vec<Slot>,
     /// Highest slot this replica sent an ACCEPT for.
     accepted_high: Slot,
     slots: BTreeMap<Slot, SlotState<V>>,
@@ -299,6 +304,7 @@ impl<V: Value> Ordering<V> {
     /// `1..=window`.
     pub fn new(g: GroupInfo, idx: usize, window: u64) -> Self {
         assert!(idx < g.n(), "position {idx} is not in the group");
+        let n = g.n();
         Ordering {
             g,
             idx,
@@ -309,6 +315,7 @@ impl<V: Value> Ordering<V> {
             delivered: 0,
             next_slot: 1,
             highest_seen: 0,
+            seen: vec![0; n],
             accepted_high: 0,
             slots: BTreeMap::new(),
             future: VecDeque::new(),
@@ -322,6 +329,7 @@ impl<V: Value> Ordering<V> {
         self.delivered = delivered;
         self.next_slot = delivered + 1;
         self.highest_seen = delivered;
+        self.seen[self.idx] = delivered;
     }
 
     /// Restart in the installed `view`, or in the synchronization phase
@@ -376,7 +384,7 @@ impl<V: Value> Ordering<V> {
                 ss.decided = Some((v, d, value));
             }
         }
-        self.highest_seen = self.highest_seen.max(slot);
+        self.note_slot(self.idx, slot);
     }
 
     /// The view and digest of this replica's own ACCEPT for `slot`, if any.
@@ -448,11 +456,34 @@ impl<V: Value> Ordering<V> {
         range.filter_map(|(s, ss)| ss.decided.as_ref().map(|(v, _, b)| (*s, *v, b)))
     }
 
-    /// Note that some member works on `slot`; true if this replica lags (a slot
-    /// is known above the decisions taken out).
-    pub fn note_slot(&mut self, slot: Slot) -> bool {
-        self.highest_seen = self.highest_seen.max(slot);
+    /// Note that the member at `from` works on `slot`; true if this replica
+    /// lags (a slot is known above the decisions taken out). A slot is
+    /// believed once members holding a weak quorum of votes named it (at
+    /// least one correct member works there), or this replica itself did:
+    /// one Byzantine member's slot numbers move nothing.
+    pub fn note_slot(&mut self, from: usize, slot: Slot) -> bool {
+        if let Some(s) = self.seen.get_mut(from) {
+            if slot > *s {
+                *s = slot;
+                self.highest_seen = self.highest_seen.max(self.believed());
+            }
+        }
         self.highest_seen > self.delivered
+    }
+
+    /// The highest slot named by a weak quorum, or by this replica.
+    fn believed(&self) -> Slot {
+        let mut by_slot: Vec<(Slot, usize)> =
+            self.seen.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        by_slot.sort_unstable_by(|a, b| b.cmp(a));
+        let mut who = Vec::new();
+        for (s, i) in by_slot {
+            who.push(i);
+            if self.g.qs.is_weak(who.iter().copied()) {
+                return s.max(self.seen[self.idx]);
+            }
+        }
+        self.seen[self.idx]
     }
 
     /// Handle a PROPOSE, WRITE or ACCEPT from the member at position `from`.
@@ -465,7 +496,7 @@ impl<V: Value> Ordering<V> {
         validate: impl FnOnce(&V) -> Result<(), String>,
     ) -> Vec<Event<V>> {
         let mut out = Vec::new();
-        if self.note_slot(msg.slot()) {
+        if self.note_slot(from, msg.slot()) {
             out.push(Event::Lagging);
         }
         let view = msg.view();
@@ -582,6 +613,11 @@ impl<V: Value> Ordering<V> {
     ) {
         let d = value.digest(crypto);
         let leader = self.g.leader(view);
+        let lagged = self.highest_seen > self.delivered;
+        if self.note_slot(self.idx, slot) && !lagged && how != Adopt::Propose {
+            // working on a slot above the decisions: retransmit if stuck
+            out.push(Event::Lagging);
+        }
         let ss = self.slots.entry(slot).or_default();
         if let Some((v, pd, _)) = &ss.proposal {
             if *v == view {
