@@ -223,3 +223,23 @@ fn a_sync_of_many_copies_is_refused_before_any_verification() {
     );
     assert_eq!(c.take_meter().verifies, 0);
 }
+
+/// Issue 10 item 7 at the replica: an operation over `max_op_bytes` was
+/// dropped as a "malformed" request, the same fault as a short
+/// authenticator. It is now its own fault, naming the size and the limit.
+#[test]
+fn an_oversized_operation_is_recorded_as_too_large() {
+    let mut r = R::new(NodeId(0), group(), params(), Count::default());
+    let limit = params().max_op_bytes;
+    let req = request(1, &vec![0; limit + 1]);
+    let m = Message::Request(req);
+    let fx = step(&mut r, 0, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx));
+    let fault = fx.iter().find_map(|e| match e {
+        Effect::Fault(f) => Some(f.clone()),
+        _ => None,
+    });
+    let f = fault.expect("a fault");
+    assert!(f.is(crate::Fault::RequestTooLarge), "{f:?}");
+    assert!(f.detail.contains(&limit.to_string()), "{f:?}");
+    assert_eq!(r.stats().pending, 0);
+}

@@ -85,8 +85,19 @@ impl<S: Service> Replica<S> {
             self.fault(cx, from, Fault::RequestSpoof, detail);
             return;
         }
-        if req.op.len() > self.p.max_op_bytes || req.auth.len() != self.g.n() {
-            let detail = "bad size or authenticator".into();
+        if req.op.len() > self.p.max_op_bytes {
+            let detail = format!(
+                "{}#{}: an operation of {} bytes, the limit is {} (max_op_bytes)",
+                req.client,
+                req.seq,
+                req.op.len(),
+                self.p.max_op_bytes
+            );
+            self.fault(cx, from, Fault::RequestTooLarge, detail);
+            return;
+        }
+        if req.auth.len() != self.g.n() {
+            let detail = format!("{} MAC entries for {} replicas", req.auth.len(), self.g.n());
             self.fault(cx, from, Fault::RequestMalformed, detail);
             return;
         }
