@@ -732,6 +732,7 @@ mod tests {
             read_only: false,
             op: vec![op],
             auth: Vec::new(),
+            sig: None,
         }]);
         (byzscale_core::crypto::digest(&b.bytes()), b)
     }

@@ -179,6 +179,7 @@ impl Client {
             read_only,
             op,
             auth,
+            sig: None,
         }
     }
 
@@ -345,6 +346,13 @@ impl Protocol for Client {
                     o.retries += 1;
                     tracing::debug!(client = %self.id, seq, retries = o.retries, replies = o.replies.keys(), "retransmitting");
                     let backoff = self.p.client_retry.saturating_mul(1 << o.retries.min(3));
+                    if o.req.sig.is_none() {
+                        // a replica may require a signature of us (a request
+                        // in our name failed authentication in a batch)
+                        let r = &o.req;
+                        let bytes = Request::auth_bytes(self.g.id, r.client, r.seq, false, &r.op);
+                        o.req.sig = Some(cx.crypto().sign(&bytes));
+                    }
                     cx.multicast(self.g.addrs(), Message::Request(o.req.clone()));
                     cx.set_timer(Timer::Retry(seq), backoff);
                 }
@@ -512,6 +520,49 @@ mod tests {
             requests(&b.submit(false)),
             vec![(Addr::Node(NodeId(0)), false)]
         );
+    }
+
+    /// Issue 10 item 6: a replica that found a request in this client's name
+    /// failing authentication in a batch takes its requests only signed, so
+    /// the first transmission goes with MACs alone and every retransmission
+    /// carries the client's signature over the request.
+    #[test]
+    fn a_retransmission_carries_the_clients_signature() {
+        let mut b = Bench::new();
+        let sent = |fx: &[Effect<Client>]| -> Vec<Request> {
+            fx.iter()
+                .filter_map(|e| match e {
+                    Effect::Send {
+                        msg: Message::Request(r),
+                        ..
+                    }
+                    | Effect::Multicast {
+                        msg: Message::Request(r),
+                        ..
+                    } => Some(r.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = sent(&b.submit(false));
+        assert_eq!(first.len(), 1);
+        assert!(first[0].sig.is_none());
+        let again = sent(&b.step(|c, cx| c.on_timer(Timer::Retry(1), cx)));
+        assert_eq!(again.len(), 1);
+        let r = &again[0];
+        let sig = r.sig.expect("a signature");
+        let bytes = Request::auth_bytes(GroupId(0), r.client, r.seq, false, &r.op);
+        let mut verifier = Crypto::new(
+            Addr::Node(NodeId(0)),
+            Identity::from_seed([9; 32]),
+            CryptoMode::Real,
+        );
+        verifier
+            .add_peer(Addr::Client(ClientId(1)), b.crypto.public())
+            .unwrap();
+        assert!(verifier
+            .verify(Addr::Client(ClientId(1)), &bytes, &sig)
+            .is_ok());
     }
 
     #[test]

@@ -502,6 +502,7 @@ fn request(w: &World, seq: u64, op: &[u8]) -> Request {
         read_only: false,
         op: op.to_vec(),
         auth,
+        sig: None,
     }
 }
 

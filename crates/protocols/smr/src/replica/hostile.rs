@@ -4,6 +4,7 @@
 
 use super::testkit::*;
 use super::*;
+use byzscale_core::crypto::Mac;
 use byzscale_core::{Addr, Effect, NodeId, Protocol};
 
 const U: u64 = u64::MAX;
@@ -242,4 +243,55 @@ fn an_oversized_operation_is_recorded_as_too_large() {
     assert!(f.is(crate::Fault::RequestTooLarge), "{f:?}");
     assert!(f.detail.contains(&limit.to_string()), "{f:?}");
     assert_eq!(r.stats().pending, 0);
+}
+
+/// Issue 10 item 6 at one backup: an unsigned request in the leader's batch
+/// whose MAC entry for us fails refuses the batch (as before), and from then
+/// on that client's ordered requests are taken only signed: its unsigned
+/// ones pending here are dropped and new ones ignored, so neither our
+/// proposals nor our request timer act on them; a signed request of the
+/// same client (a correct client signs its retransmission) is taken, and a
+/// batch carrying it is written for, whatever its MAC entries say.
+#[test]
+fn a_request_failing_its_mac_in_a_batch_makes_its_client_sign() {
+    let mut r = R::new(NodeId(1), group(), params(), Count::default());
+    let on_request = |r: &mut R, req: Request| {
+        let m = Message::Request(req);
+        step(r, 1, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx))
+    };
+    // pending here: request 2 of the client, unsigned and authentic
+    on_request(&mut r, request(2, b"two"));
+    assert_eq!(r.stats().pending, 1);
+    // the leader proposes request 1 with our MAC entry broken
+    let mut poisoned = request(1, b"one");
+    poisoned.auth[1] = Mac::default();
+    let fx = step(&mut r, 1, |r, cx| {
+        r.on_message(node(0), propose(Batch::new(vec![poisoned])), cx)
+    });
+    assert!(writes(&fx).is_empty(), "{fx:?}");
+    assert!(r.must_sign.contains(&CLIENT));
+    assert_eq!(r.stats().pending, 0, "its unsigned request stays pending");
+    on_request(&mut r, request(3, b"three"));
+    assert_eq!(r.stats().pending, 0, "an unsigned request was taken");
+    // signed, with every MAC entry broken: authentic to every replica
+    let mut signed = request(1, b"one");
+    signed.auth = vec![Mac::default(); 4];
+    let bytes = Request::auth_bytes(group().id, CLIENT, 1, false, b"one");
+    signed.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
+    on_request(&mut r, signed.clone());
+    assert_eq!(r.stats().pending, 1);
+    let mut other = signed.clone();
+    other.seq = 2;
+    other.sig = Some(crypto(Addr::Client(CLIENT)).sign(b"not its bytes"));
+    let fx = step(&mut r, 1, |r, cx| {
+        r.on_message(node(0), propose(Batch::new(vec![signed, other])), cx)
+    });
+    assert!(writes(&fx).is_empty(), "a bad signature passed");
+    let mut signed2 = request(2, b"two");
+    let bytes = Request::auth_bytes(group().id, CLIENT, 2, false, b"two");
+    signed2.auth = vec![Mac::default(); 4];
+    signed2.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
+    let batch = Batch::new(vec![request(1, b"one"), signed2]);
+    let fx = step(&mut r, 1, |r, cx| r.on_message(node(0), propose(batch), cx));
+    assert_eq!(writes(&fx).len(), 1, "{fx:?}");
 }

@@ -70,6 +70,7 @@ pub fn request(seq: u64, op: &[u8]) -> Request {
         read_only: false,
         op: op.to_vec(),
         auth,
+        sig: None,
     }
 }
 
