@@ -82,12 +82,49 @@ mod tests;
 /// ACCEPT carry instead of the value.
 pub trait Value: Clone + Default {
     fn digest(&self, crypto: &Crypto) -> Digest;
+    /// About how many bytes the value holds (what buffering it costs).
+    fn size(&self) -> usize;
 }
 
 impl Value for Batch {
     fn digest(&self, crypto: &Crypto) -> Digest {
         crypto.hash(&self.bytes())
     }
+    fn size(&self) -> usize {
+        let per_request = |r: &crate::message::Request| r.op.len() + 32 * r.auth.len() + 128;
+        self.requests.iter().map(per_request).sum()
+    }
+}
+
+/// Most bytes of proposed values buffered for views not installed yet
+/// ([`Value::size`]); the oldest buffered message goes first.
+pub const FUTURE_BYTES: usize = 32 << 20;
+
+/// Whether two normal-case messages are the same sender's vote slot: the same
+/// kind for the same (view, slot). A correct member sends one of each.
+fn same_place<V>(a: &Message<V>, b: &Message<V>) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+        && a.view() == b.view()
+        && a.slot() == b.slot()
+}
+
+fn message_size<V: Value>(m: &Message<V>) -> usize {
+    match m {
+        Message::Propose { value, .. } => value.size() + 64,
+        _ => 64,
+    }
+}
+
+/// Whether `from` already voted in `view` for another digest than `digest`.
+fn voted_otherwise(
+    votes: &BTreeMap<(View, Digest), BTreeSet<usize>>,
+    view: View,
+    digest: Digest,
+    from: usize,
+) -> bool {
+    votes
+        .range((view, [0; 32])..=(view, [0xff; 32]))
+        .any(|((_, d), who)| *d != digest && who.contains(&from))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,6 +334,8 @@ pub struct Ordering<V> {
     /// Normal-case messages for a view not installed yet (they can overtake the
     /// SYNC that installs it); replayed on installation. Bounded.
     future: VecDeque<(usize, Message<V>)>,
+    /// [`message_size`] of everything in `future` (at most [`FUTURE_BYTES`]).
+    future_bytes: usize,
 }
 
 impl<V: Value> Ordering<V> {
@@ -319,6 +358,7 @@ impl<V: Value> Ordering<V> {
             accepted_high: 0,
             slots: BTreeMap::new(),
             future: VecDeque::new(),
+            future_bytes: 0,
         }
     }
 
@@ -506,7 +546,7 @@ impl<V: Value> Ordering<V> {
             _ => view > self.view,
         };
         if buffer {
-            self.buffer_future(from, msg);
+            self.buffer_future(from, msg, &mut out);
             return out;
         }
         if !installed || from >= self.g.n() {
@@ -519,6 +559,15 @@ impl<V: Value> Ordering<V> {
             Message::Write { slot, digest, .. } => {
                 if self.in_window(slot) && self.g.bft() {
                     let ss = self.slots.entry(slot).or_default();
+                    if voted_otherwise(&ss.writes, view, digest, from) {
+                        let detail = format!("WRITEs for two digests, view {view} slot {slot}");
+                        out.push(Event::fault(
+                            self.g.members[from],
+                            Fault::Equivocation,
+                            detail,
+                        ));
+                        return out;
+                    }
                     ss.writes.entry((view, digest)).or_default().insert(from);
                     self.advance_into(slot, &mut out);
                 }
@@ -526,6 +575,15 @@ impl<V: Value> Ordering<V> {
             Message::Accept { slot, digest, .. } => {
                 if self.in_window(slot) {
                     let ss = self.slots.entry(slot).or_default();
+                    if voted_otherwise(&ss.accepts, view, digest, from) {
+                        let detail = format!("ACCEPTs for two digests, view {view} slot {slot}");
+                        out.push(Event::fault(
+                            self.g.members[from],
+                            Fault::Equivocation,
+                            detail,
+                        ));
+                        return out;
+                    }
                     ss.accepts.entry((view, digest)).or_default().insert(from);
                     self.advance_into(slot, &mut out);
                 }
@@ -560,15 +618,40 @@ impl<V: Value> Ordering<V> {
         self.accept_into(view, slot, value, crypto, Adopt::FromLeader, out);
     }
 
-    /// Keep a normal-case message of a view not installed yet.
-    fn buffer_future(&mut self, from: usize, msg: Message<V>) {
+    /// Keep a normal-case message of a view not installed yet: a PROPOSE only
+    /// from that view's leader, one message per sender, kind, view and slot,
+    /// at most `4 * window` messages and [`FUTURE_BYTES`] (oldest out first).
+    fn buffer_future(&mut self, from: usize, msg: Message<V>, out: &mut Vec<Event<V>>) {
         let view = msg.view();
-        if view > self.view && view <= self.target().max(self.view + 1) + 1 {
-            if self.future.len() as u64 >= 4 * self.window {
-                self.future.pop_front();
-            }
-            self.future.push_back((from, msg));
+        if view <= self.view || view > self.target().max(self.view + 1) + 1 || from >= self.g.n() {
+            return;
         }
+        let sender = self.g.members[from];
+        if matches!(msg, Message::Propose { .. }) && sender != self.g.leader(view) {
+            let detail = format!("view {view} slot {} (buffered view)", msg.slot());
+            out.push(Event::fault(sender, Fault::ProposeNotLeader, detail));
+            return;
+        }
+        if self
+            .future
+            .iter()
+            .any(|(f, m)| *f == from && same_place(m, &msg))
+        {
+            return;
+        }
+        self.future_bytes += message_size(&msg);
+        self.future.push_back((from, msg));
+        while self.future.len() as u64 > 4 * self.window || self.future_bytes > FUTURE_BYTES {
+            let Some((_, old)) = self.future.pop_front() else {
+                break;
+            };
+            self.future_bytes -= message_size(&old);
+        }
+    }
+
+    /// Buffered messages for views not installed yet, and their bytes.
+    pub fn future_len(&self) -> (usize, usize) {
+        (self.future.len(), self.future_bytes)
     }
 
     /// The buffered messages of the current view, in arrival order, for the
@@ -580,6 +663,7 @@ impl<V: Value> Ordering<V> {
             .filter(|(_, m)| m.view() >= view)
             .partition(|(_, m)| m.view() == view);
         self.future = later.into();
+        self.future_bytes = self.future.iter().map(|(_, m)| message_size(m)).sum();
         now
     }
 
