@@ -115,16 +115,37 @@ fn message_size<V: Value>(m: &Message<V>) -> usize {
     }
 }
 
-/// Whether `from` already voted in `view` for another digest than `digest`.
-fn voted_otherwise(
-    votes: &BTreeMap<(View, Digest), BTreeSet<usize>>,
-    view: View,
-    digest: Digest,
-    from: usize,
+/// Most digests one member's votes of one kind count for in one (view,
+/// slot). A correct member votes one; two keep what an equivocating member
+/// (or a pair of Twins) can do with more than f faulty visible to the
+/// checkers, and bound the vote map.
+pub const VOTE_DIGESTS: usize = 2;
+
+/// Count `from`'s vote of kind `kind` for `digest` in `(view, slot)` into
+/// `votes`, unless the member already voted for [`VOTE_DIGESTS`] other
+/// digests there (then false); a vote for a second digest is reported.
+fn count_vote<V>(
+    votes: &mut BTreeMap<(View, Digest), BTreeSet<usize>>,
+    kind: &str,
+    (view, slot, digest, from, member): (View, Slot, Digest, usize, NodeId),
+    out: &mut Vec<Event<V>>,
 ) -> bool {
-    votes
+    let others = votes
         .range((view, [0; 32])..=(view, [0xff; 32]))
-        .any(|((_, d), who)| *d != digest && who.contains(&from))
+        .filter(|((_, d), who)| *d != digest && who.contains(&from))
+        .count();
+    if others > 0 {
+        let detail = format!(
+            "{kind}s for {} digests, view {view} slot {slot}",
+            others + 1
+        );
+        out.push(Event::fault(member, Fault::Equivocation, detail));
+        if others >= VOTE_DIGESTS {
+            return false;
+        }
+    }
+    votes.entry((view, digest)).or_default().insert(from);
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -559,33 +580,21 @@ impl<V: Value> Ordering<V> {
             Message::Write { slot, digest, .. } => {
                 if self.in_window(slot) && self.g.bft() {
                     let ss = self.slots.entry(slot).or_default();
-                    if voted_otherwise(&ss.writes, view, digest, from) {
-                        let detail = format!("WRITEs for two digests, view {view} slot {slot}");
-                        out.push(Event::fault(
-                            self.g.members[from],
-                            Fault::Equivocation,
-                            detail,
-                        ));
-                        return out;
+                    let member = self.g.members[from];
+                    let vote = (view, slot, digest, from, member);
+                    if count_vote(&mut ss.writes, "WRITE", vote, &mut out) {
+                        self.advance_into(slot, &mut out);
                     }
-                    ss.writes.entry((view, digest)).or_default().insert(from);
-                    self.advance_into(slot, &mut out);
                 }
             }
             Message::Accept { slot, digest, .. } => {
                 if self.in_window(slot) {
                     let ss = self.slots.entry(slot).or_default();
-                    if voted_otherwise(&ss.accepts, view, digest, from) {
-                        let detail = format!("ACCEPTs for two digests, view {view} slot {slot}");
-                        out.push(Event::fault(
-                            self.g.members[from],
-                            Fault::Equivocation,
-                            detail,
-                        ));
-                        return out;
+                    let member = self.g.members[from];
+                    let vote = (view, slot, digest, from, member);
+                    if count_vote(&mut ss.accepts, "ACCEPT", vote, &mut out) {
+                        self.advance_into(slot, &mut out);
                     }
-                    ss.accepts.entry((view, digest)).or_default().insert(from);
-                    self.advance_into(slot, &mut out);
                 }
             }
         }
