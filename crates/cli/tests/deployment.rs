@@ -178,6 +178,17 @@ fn redis_gateway_serves_commands_through_bft_ordering() {
         "*2\r\n$1\r\n1\r\n$1\r\n2\r\n"
     );
     assert_eq!(resp(&mut s, &["DEL", "a", "b", "zz"]), ":2\r\n");
+    // issue 10 item 7: a value over the replicas' 1 MiB operation limit
+    // used to hang this connection and every later ordered command of the
+    // gateway (one FIFO client); now it is refused at once, naming the limit
+    let big = "x".repeat(2 << 20);
+    let e = resp(&mut s, &["SET", "big", &big]);
+    assert!(
+        e.starts_with("-ERR command too large") && e.contains("1048576"),
+        "{e}"
+    );
+    assert_eq!(resp(&mut s, &["SET", "k", "v2"]), "+OK\r\n");
+    assert_eq!(resp(&mut s, &["GET", "k"]), "$2\r\nv2\r\n");
     // garbage on the Redis port closes that connection only
     let mut bad = TcpStream::connect(&addr).unwrap();
     bad.write_all(b"*1\r\n$999999999999\r\n").unwrap();

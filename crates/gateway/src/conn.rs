@@ -156,6 +156,14 @@ impl InFlight {
     }
 }
 
+/// The error for a command whose arguments alone exceed the backend's limit.
+fn too_large(size: usize, limit: usize) -> String {
+    format!(
+        "ERR command too large: its arguments take {size} bytes, the replicated service \
+         accepts at most {limit} bytes per command (max_op_bytes)"
+    )
+}
+
 fn key_hashes(op: &KvOp) -> Vec<u64> {
     let mut hashes: Vec<u64> = op
         .keys()
@@ -464,6 +472,13 @@ impl Conn {
         let argc = args.len();
         let reply = match name.as_slice() {
             b"get" | b"set" | b"del" | b"exists" | b"incr" | b"mget" | b"mset" => {
+                let size: usize = args[1..].iter().map(|a| a.len()).sum();
+                let limit = self.shared.opts.max_op_bytes;
+                if size > limit {
+                    // the replicas would refuse it: say so at once, and
+                    // keep this connection (and its pipeline) going
+                    return Action::Reply(self.error(&too_large(size, limit)));
+                }
                 return match KvOp::from_args(args) {
                     Ok(op) => Action::Submit(op),
                     Err(text) => Action::Reply(self.error(&text)),

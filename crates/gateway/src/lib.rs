@@ -56,7 +56,10 @@
 //! # Limits and errors
 //!
 //! Requests are bounded by [`GatewayOptions::max_bulk_len`], `max_array_len`,
-//! `max_request_len` and `max_inline_len`; connections by `max_connections` (a client
+//! `max_request_len` and `max_inline_len`; a KV command whose arguments exceed
+//! `max_op_bytes` (the replicas' operation limit) gets `-ERR command too large:
+//! ...` at once, without a backend call, and the connection goes on;
+//! connections by `max_connections` (a client
 //! over the limit gets `-ERR max number of clients reached` and is closed). A request
 //! that breaks the protocol or a limit gets `-ERR Protocol error: <what>` after the
 //! replies to the requests before it, and its connection is closed; other connections
@@ -159,6 +162,11 @@ pub struct GatewayOptions {
     pub max_request_len: usize,
     /// Longest inline command line, in bytes. Default 64 KiB (as Redis).
     pub max_inline_len: usize,
+    /// Most bytes of arguments (keys and values) one KV command may carry: the
+    /// largest operation the backend's replicas accept. A larger command gets
+    /// `-ERR command too large: ...` at once, without a backend call, and the
+    /// connection goes on. Default: no limit beyond the request limits.
+    pub max_op_bytes: usize,
     /// How long [`serve`] waits for connections to finish after `stop`. Default 5 s.
     pub shutdown_grace: Duration,
     /// The counters this gateway updates; clone the `Arc` before calling [`serve`] to
@@ -177,6 +185,7 @@ impl Default for GatewayOptions {
             max_array_len: 1 << 20,
             max_request_len: 12 << 20,
             max_inline_len: 64 << 10,
+            max_op_bytes: usize::MAX,
             shutdown_grace: Duration::from_secs(5),
             stats: Arc::new(GatewayStats::default()),
         }

@@ -30,6 +30,11 @@ struct TestBackend {
     /// Writes sleep up to this many microseconds (random) before applying.
     max_write_delay_us: u64,
     barrier: Option<Arc<Barrier>>,
+    /// Models a replicated backend behind one FIFO client (the node's): an
+    /// operation encoding to more than this many bytes is never executed,
+    /// and every call after it waits behind it forever.
+    fifo_limit: Option<usize>,
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 /// Decrements `running` however the call ends.
@@ -52,6 +57,14 @@ impl KvBackend for Handle {
         } else {
             rand::thread_rng().gen_range(0..=b.max_write_delay_us)
         };
+        if let Some(limit) = b.fifo_limit {
+            if op.encode().len() > limit {
+                b.stuck.store(true, Ordering::SeqCst);
+            }
+            if b.stuck.load(Ordering::SeqCst) {
+                return Box::pin(std::future::pending());
+            }
+        }
         Box::pin(async move {
             let now = b.running.fetch_add(1, Ordering::SeqCst) + 1;
             b.max_running.fetch_max(now, Ordering::SeqCst);
@@ -722,6 +735,63 @@ async fn stop_drains_owed_replies_and_returns() {
         server.task.await.unwrap().unwrap();
         // nothing listens any more
         assert!(TcpStream::connect(server.addr).await.is_err());
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Issue 10 item 7: the node's gateway accepted commands up to its 12 MiB
+/// request limit, the replicas drop operations over `max_op_bytes` (1 MiB),
+/// and since every connection of a gateway shares one FIFO client, one
+/// oversized SET hung every later ordered command of that gateway (the
+/// backend here models exactly that). With `max_op_bytes` the gateway
+/// answers such a command with a clear `-ERR` at once, never passes it to
+/// the backend, and goes on serving the same connection and others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_over_max_op_bytes_gets_an_error_at_once_and_serving_goes_on() {
+    bounded(async {
+        let limit = 1 << 20;
+        let opts = GatewayOptions {
+            max_op_bytes: limit,
+            ..Default::default()
+        };
+        let backend = TestBackend {
+            fifo_limit: Some(limit),
+            ..Default::default()
+        };
+        let server = start(opts, backend).await;
+        let mut con = server.client().await;
+        let mut other = server.client().await;
+        query::<()>(&mut con, &["SET", "a", "1"]).await.unwrap();
+        let big = "v".repeat(2 << 20);
+        let e = err_text(&mut con, &["SET", "big", &big]).await;
+        assert!(
+            e.contains("command too large") && e.contains(&limit.to_string()),
+            "{e}"
+        );
+        let many: Vec<String> = (0..3).map(|i| format!("k{i}")).collect();
+        let mut mset = vec!["MSET"];
+        for k in &many {
+            mset.push(k);
+            mset.push(&big[..600_000]);
+        }
+        let e = err_text(&mut other, &mset).await;
+        assert!(e.contains("command too large"), "{e}");
+        // both connections go on, and ordered commands are not stuck
+        query::<()>(&mut con, &["SET", "a", "2"]).await.unwrap();
+        assert_eq!(query::<i64>(&mut other, &["INCR", "n"]).await.unwrap(), 1);
+        assert_eq!(
+            query::<String>(&mut other, &["GET", "a"]).await.unwrap(),
+            "2"
+        );
+        let calls = server.backend.calls.lock().unwrap().clone();
+        assert!(
+            calls.iter().all(|(op, _)| op.encode().len() <= limit),
+            "an oversized command reached the backend"
+        );
+        assert_eq!(server.stats.snapshot().protocol_errors, 0);
+        drop((con, other));
+        server.shutdown().await;
     })
     .await
     .expect("test timed out");

@@ -376,6 +376,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
             let p = loaded.file.smr.clone();
             let opts = byzscale_gateway::GatewayOptions {
                 unordered_reads: true,
+                max_op_bytes: p.max_op_bytes,
                 ..Default::default()
             };
             let connect = SmrClient::connect(dep, gc.id, p.clone(), p.client_window);
@@ -400,7 +401,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
 /// requests), each awaiting its own reply. Retransmission is the protocol's
 /// job.
 pub struct SmrClient {
-    calls: Calls<smr::Client, Vec<u8>>,
+    calls: Calls<smr::Client, Result<Vec<u8>, smr::client::Refused>>,
 }
 
 impl SmrClient {
@@ -420,7 +421,8 @@ impl SmrClient {
             true,
             |id| smr::Client::new(id, g, params),
             |o| match o {
-                smr::client::Output::Done { id, result, .. } => Some((id, result)),
+                smr::client::Output::Done { id, result, .. } => Some((id, Ok(result))),
+                smr::client::Output::Refused { id, error } => Some((id, Err(error))),
             },
         )
         .await?;
@@ -428,10 +430,12 @@ impl SmrClient {
     }
 
     /// Submit `op` (the service's encoding) and wait for its result;
-    /// `read_only` takes the unordered read-only path.
+    /// `read_only` takes the unordered read-only path. An operation the
+    /// replicas would drop (over `max_op_bytes`) fails at once with
+    /// [`smr::client::Refused`] and holds up nothing.
     pub async fn call(&self, op: Vec<u8>, read_only: bool) -> Result<Vec<u8>> {
         let input = |_| smr::client::Input::Submit { op, read_only };
-        Ok(self.calls.call(input, None).await?)
+        Ok(self.calls.call(input, None).await??)
     }
 
     /// Run a KV command (the service must be the KV store).
@@ -728,6 +732,7 @@ mod tests {
             read_only: false,
             op: vec![op],
             auth: Vec::new(),
+            sig: None,
         }]);
         (byzscale_core::crypto::digest(&b.bytes()), b)
     }

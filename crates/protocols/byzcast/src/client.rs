@@ -111,10 +111,15 @@ impl Client {
         let Some(((), step)) = self.smr.step(&g, cx, f) else {
             return;
         };
-        for smr::client::Output::Done { id, result, .. } in
-            step.lift(cx, Message::Smr, |t| Timer::Smr(g, t))
-        {
-            self.on_ordered(g, id, result, cx);
+        for out in step.lift(cx, Message::Smr, |t| Timer::Smr(g, t)) {
+            match out {
+                smr::client::Output::Done { id, result, .. } => self.on_ordered(g, id, result, cx),
+                smr::client::Output::Refused { id, error } => {
+                    if let Some(n) = self.subs.remove(&(g, id)) {
+                        self.finish(n, Err(error.to_string()), cx);
+                    }
+                }
+            }
         }
     }
 

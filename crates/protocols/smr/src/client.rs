@@ -29,6 +29,18 @@ use byzscale_core::quorum::Collector;
 use byzscale_core::{Addr, ClientId, Cx, NoRecord, Protocol, Time};
 use std::collections::{BTreeMap, VecDeque};
 
+/// Why a client refuses an operation before sending it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The replicas drop operations over [`Params::max_op_bytes`]: it would
+    /// never complete.
+    #[error(
+        "the operation takes {size} bytes; the replicas accept at most {limit} bytes \
+         per operation (max_op_bytes)"
+    )]
+    TooLarge { size: usize, limit: usize },
+}
+
 #[derive(Debug)]
 pub enum Input {
     /// Submit an operation. `read_only` asks for the unordered path.
@@ -45,6 +57,9 @@ pub enum Output {
         ordered: bool,
         invoked: Time,
     },
+    /// The `id`-th submission was refused before anything was sent (see
+    /// [`Client::check`]); it holds up no later submission.
+    Refused { id: u64, error: Refused },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,6 +93,7 @@ pub struct Client {
     /// Submissions waiting for a free slot in the window.
     backlog: VecDeque<(u64, Vec<u8>, bool, Time)>,
     completed: u64,
+    refused: u64,
     /// The view the client believes current: its leader gets new requests.
     view: View,
 }
@@ -95,6 +111,7 @@ impl Client {
             reads: BTreeMap::new(),
             backlog: VecDeque::new(),
             completed: 0,
+            refused: 0,
             view: 0,
         }
     }
@@ -132,6 +149,24 @@ impl Client {
         self.completed
     }
 
+    /// Whether the replicas can take `op`. A submission that fails it is
+    /// never sent: it completes at once as [`Output::Refused`].
+    pub fn check(&self, op: &[u8]) -> Result<(), Refused> {
+        let limit = self.p.max_op_bytes;
+        if op.len() > limit {
+            return Err(Refused::TooLarge {
+                size: op.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Submissions refused by [`Client::check`] (never sent, never completed).
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
     fn make_request(&self, seq: u64, read_only: bool, op: Vec<u8>, cx: &Cx<'_, Self>) -> Request {
         let bytes = Request::auth_bytes(self.g.id, self.id, seq, read_only, &op);
         let auth = cx
@@ -144,6 +179,7 @@ impl Client {
             read_only,
             op,
             auth,
+            sig: None,
         }
     }
 
@@ -231,6 +267,14 @@ impl Protocol for Client {
         let Input::Submit { op, read_only } = input;
         let id = self.next_id;
         self.next_id += 1;
+        if let Err(e) = self.check(&op) {
+            // replicas drop it: sending would retry forever and, since
+            // requests run in FIFO order, hold up every later one
+            tracing::debug!(client = %self.id, id, error = %e, "operation refused");
+            self.refused += 1;
+            cx.output(Output::Refused { id, error: e });
+            return;
+        }
         self.backlog.push_back((id, op, read_only, cx.now()));
         self.pump(cx);
     }
@@ -302,6 +346,13 @@ impl Protocol for Client {
                     o.retries += 1;
                     tracing::debug!(client = %self.id, seq, retries = o.retries, replies = o.replies.keys(), "retransmitting");
                     let backoff = self.p.client_retry.saturating_mul(1 << o.retries.min(3));
+                    if o.req.sig.is_none() {
+                        // a replica may require a signature of us (a request
+                        // in our name failed authentication in a batch)
+                        let r = &o.req;
+                        let bytes = Request::auth_bytes(self.g.id, r.client, r.seq, false, &r.op);
+                        o.req.sig = Some(cx.crypto().sign(&bytes));
+                    }
                     cx.multicast(self.g.addrs(), Message::Request(o.req.clone()));
                     cx.set_timer(Timer::Retry(seq), backoff);
                 }
@@ -424,6 +475,94 @@ mod tests {
             done(&b.reply(3, 1, false, "a")).is_empty(),
             "completed once"
         );
+    }
+
+    /// Issue 10 item 7 at the client: an operation over `max_op_bytes` used
+    /// to be sent and retransmitted forever (the replicas drop it), holding
+    /// up every later request of the client. Now it is refused before
+    /// anything is sent, and the next operation goes out at once.
+    #[test]
+    fn an_oversized_operation_is_refused_and_sends_nothing() {
+        let mut b = Bench::new();
+        let limit = b.client.p.max_op_bytes;
+        let op = vec![0u8; limit + 1];
+        assert_eq!(
+            b.client.check(&op),
+            Err(Refused::TooLarge {
+                size: limit + 1,
+                limit
+            })
+        );
+        let fx = b.step(|c, cx| {
+            c.on_input(
+                Input::Submit {
+                    op,
+                    read_only: false,
+                },
+                cx,
+            )
+        });
+        // the caller learns at once, typed; nothing goes out
+        match &fx[..] {
+            [Effect::Output(Output::Refused { id: 1, error })] => {
+                assert_eq!(
+                    *error,
+                    Refused::TooLarge {
+                        size: limit + 1,
+                        limit
+                    }
+                )
+            }
+            _ => panic!("{fx:?}"),
+        }
+        assert_eq!((b.client.refused(), b.client.outstanding()), (1, 0));
+        assert_eq!(
+            requests(&b.submit(false)),
+            vec![(Addr::Node(NodeId(0)), false)]
+        );
+    }
+
+    /// Issue 10 item 6: a replica that found a request in this client's name
+    /// failing authentication in a batch takes its requests only signed, so
+    /// the first transmission goes with MACs alone and every retransmission
+    /// carries the client's signature over the request.
+    #[test]
+    fn a_retransmission_carries_the_clients_signature() {
+        let mut b = Bench::new();
+        let sent = |fx: &[Effect<Client>]| -> Vec<Request> {
+            fx.iter()
+                .filter_map(|e| match e {
+                    Effect::Send {
+                        msg: Message::Request(r),
+                        ..
+                    }
+                    | Effect::Multicast {
+                        msg: Message::Request(r),
+                        ..
+                    } => Some(r.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = sent(&b.submit(false));
+        assert_eq!(first.len(), 1);
+        assert!(first[0].sig.is_none());
+        let again = sent(&b.step(|c, cx| c.on_timer(Timer::Retry(1), cx)));
+        assert_eq!(again.len(), 1);
+        let r = &again[0];
+        let sig = r.sig.expect("a signature");
+        let bytes = Request::auth_bytes(GroupId(0), r.client, r.seq, false, &r.op);
+        let mut verifier = Crypto::new(
+            Addr::Node(NodeId(0)),
+            Identity::from_seed([9; 32]),
+            CryptoMode::Real,
+        );
+        verifier
+            .add_peer(Addr::Client(ClientId(1)), b.crypto.public())
+            .unwrap();
+        assert!(verifier
+            .verify(Addr::Client(ClientId(1)), &bytes, &sig)
+            .is_ok());
     }
 
     #[test]

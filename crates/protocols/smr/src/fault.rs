@@ -6,8 +6,11 @@ byzscale_core::fault_kinds! {
     pub enum Fault {
         /// A request whose client field is not the authenticated sender.
         RequestSpoof => "request-spoof",
-        /// A request too large or with an authenticator of the wrong length.
+        /// A request with an authenticator of the wrong length.
         RequestMalformed => "request-malformed",
+        /// A request whose operation exceeds `Params::max_op_bytes` (a
+        /// correct client library refuses such an operation itself).
+        RequestTooLarge => "request-too-large",
         /// A request whose MAC entry for this replica does not verify.
         RequestAuth => "request-auth",
         /// A FORWARD holding more requests than a batch may.

@@ -48,10 +48,16 @@
 //!   needs no signature.
 //! - Lost messages are recovered by retransmission (a stuck replica re-sends its
 //!   votes and asks for the log) rather than only by view changes.
-//! - Requests carry PBFT-style MAC authenticators, not signatures. A Byzantine client
-//!   that sends authenticators valid for some replicas only can stall the slot that
-//!   holds its request until a view change; it cannot affect safety. (Castro's thesis
-//!   fixes this with an extra round; left for later, see docs/ARCHITECTURE.md.)
+//! - Requests carry PBFT-style MAC authenticators; a client signs only its
+//!   retransmissions. A Byzantine client whose authenticator is valid at some
+//!   replicas only gets a batch holding its request refused once per replica
+//!   at most: a backup that finds such an unsigned request in a batch takes
+//!   that client's requests only signed from then on (signatures, as BFT-SMaRt's
+//!   signed requests, convince every replica alike), and drops the unsigned
+//!   ones it holds, so no later leader proposes one and no request timer
+//!   fires for one. (PBFT bounds the same attack with signatures for
+//!   suspect requests or an extra round in Castro's thesis; this takes the
+//!   signature route, without a new message. See `replica/request.rs`.)
 //! - Per-client FIFO is enforced at execution: requests are executed in client
 //!   sequence order, out-of-order ones are buffered (bounded by the client window).
 //! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the

@@ -21,6 +21,12 @@ pub struct Request {
     pub read_only: bool,
     pub op: Vec<u8>,
     pub auth: Vec<Mac>,
+    /// The client's signature over [`Request::auth_bytes`], which every
+    /// replica can check (a MAC entry convinces its own replica only). A
+    /// client signs from its first retransmission on; a replica requires it
+    /// from a client whose request failed authentication inside a batch
+    /// (partial-authenticator poisoning, see `replica/request.rs`).
+    pub sig: Option<Signature>,
 }
 
 impl Request {

@@ -4,17 +4,19 @@
 //! CPU, so a run is a short, deterministic sequence of events. The full
 //! scenarios with adversaries and checkers are `byzscale sim smr`; these check
 //! the normal case, reads, view changes, batching and state transfer on their
-//! own. Any fault a replica or the client reports fails the test.
+//! own. Any fault a replica or the client reports fails the test, except in
+//! the runs with a Byzantine client ([`Poisoner`]), which count them.
 
+use byzscale_core::crypto::Mac;
 use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
 use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::service::Service;
-use byzscale_core::{Addr, ClientId, Fault, GroupId, NodeId};
+use byzscale_core::{Addr, ClientId, Cx, Fault, GroupId, NoRecord, NodeId, Protocol};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{Control, NodeIdx, Observer, ProtocolActor, RunStatus, Sim, TraceKind};
 use byzscale_sim::net_model::{NetModel, Partition};
-use byzscale_smr::{client, replica, Client, GroupInfo, Message, Params, Replica};
+use byzscale_smr::{client, replica, Client, GroupInfo, Message, Params, Replica, Request};
 use std::collections::BTreeMap;
 
 /// Appends each op to a log; replies with the log length.
@@ -77,11 +79,14 @@ struct Seen {
     views: BTreeMap<Addr, u64>,
     /// Stop the run once this many requests completed.
     target: usize,
+    /// Faults by kind, when faults are expected (else a fault fails the test).
+    faults: Option<BTreeMap<&'static str, usize>>,
 }
 
 impl Observer<In, Out> for Seen {
     fn on_output(&mut self, _: Time, _: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
         match out {
+            Out::Client(o @ client::Output::Refused { .. }) => panic!("workload op refused: {o:?}"),
             Out::Client(client::Output::Done { id, result, .. }) => {
                 self.done.push((id, result));
                 if self.done.len() >= self.target {
@@ -107,7 +112,10 @@ impl Observer<In, Out> for Seen {
     }
 
     fn on_fault(&mut self, _: Time, _: NodeIdx, fault: &Fault, _: &mut Control<In>) {
-        panic!("unexpected fault in a fault-free run: {fault:?}");
+        let Some(faults) = self.faults.as_mut() else {
+            panic!("unexpected fault in a fault-free run: {fault:?}");
+        };
+        *faults.entry(fault.name()).or_default() += 1;
     }
 }
 
@@ -123,11 +131,69 @@ fn group(n: usize, f: usize) -> GroupInfo {
     GroupInfo::new(GroupId(0), (0..n as u32).map(NodeId).collect(), qs)
 }
 
+/// A Byzantine client (issue 10 item 6, partial-MAC poisoning): every `tick`
+/// it sends each replica its own version of requests 1..=`seqs` whose MAC
+/// authenticator is valid at that replica only (the other entries are
+/// zeros), so whichever replica leads holds a request that it authenticated
+/// and every other replica refuses. It never signs.
+struct Poisoner {
+    g: GroupInfo,
+    seqs: u64,
+    tick: Time,
+    round: u64,
+}
+
+impl Protocol for Poisoner {
+    type Message = Message;
+    type Input = client::Input;
+    type Output = client::Output;
+    type Timer = ();
+    type Record = NoRecord;
+
+    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        cx.set_timer((), self.tick);
+    }
+    fn on_input(&mut self, _: client::Input, _: &mut Cx<'_, Self>) {}
+    fn on_message(&mut self, _: Addr, _: Message, _: &mut Cx<'_, Self>) {}
+    fn on_timer(&mut self, _: (), cx: &mut Cx<'_, Self>) {
+        self.round += 1;
+        for seq in 1..=self.seqs {
+            for (j, to) in self.g.addrs().into_iter().enumerate() {
+                let op = format!("poison {j} {seq} {}", self.round).into_bytes();
+                let bytes = Request::auth_bytes(self.g.id, POISONER, seq, false, &op);
+                let mut auth = vec![Mac::default(); self.g.n()];
+                auth[j] = cx.crypto().mac(to, &bytes).expect("a known replica");
+                let (read_only, sig) = (false, None);
+                let req = Request {
+                    client: POISONER,
+                    seq,
+                    read_only,
+                    op,
+                    auth,
+                    sig,
+                };
+                cx.send(to, Message::Request(req));
+            }
+        }
+        cx.set_timer((), self.tick);
+    }
+}
+
+const POISONER: ClientId = ClientId(666);
+
 impl World {
     fn new(n: usize, f: usize, p: Params) -> Self {
+        Self::build(n, f, p, false)
+    }
+
+    /// With `poisoner`, a [`Poisoner`] client joins and faults are counted.
+    fn build(n: usize, f: usize, p: Params, poisoner: bool) -> Self {
         let g = group(n, f);
         let me = ClientId(1);
         let mut addrs = g.addrs();
+        if poisoner {
+            addrs.push(Addr::Client(POISONER));
+        }
         addrs.push(Addr::Client(me));
         let ids: Vec<Identity> = (0..addrs.len())
             .map(|i| Identity::from_seed([i as u8 + 1; 32]))
@@ -150,6 +216,17 @@ impl World {
                     let actor = ProtocolActor::with_maps(r, In::replica, Out::Replica);
                     sim.add_node(*a, crypto, actor, 0)
                 }
+                Addr::Client(POISONER) => {
+                    let (g, seqs, tick, round) = (g.clone(), 4, 20 * MILLIS, 0);
+                    let c = Poisoner {
+                        g,
+                        seqs,
+                        tick,
+                        round,
+                    };
+                    let actor = ProtocolActor::with_maps(c, In::client, Out::Client);
+                    sim.add_node(*a, crypto, actor, 0)
+                }
                 Addr::Client(id) => {
                     let c = Client::new(*id, g.clone(), p.clone());
                     let actor = ProtocolActor::with_maps(c, In::client, Out::Client);
@@ -160,9 +237,13 @@ impl World {
         }
         sim.set_trace(true);
         let client = nodes.pop().expect("the client is last");
+        let faults = poisoner.then(BTreeMap::new);
         World {
             sim,
-            seen: Seen::default(),
+            seen: Seen {
+                faults,
+                ..Seen::default()
+            },
             replicas: nodes,
             client,
         }
@@ -415,4 +496,40 @@ fn lagging_replica_catches_up_by_state_transfer() {
     assert!(lag_log.len() <= lead_log.len());
     assert_eq!(lag_log[..], lead_log[..lag_log.len()]);
     w.assert_agreement();
+}
+
+/// Issue 10 item 6: a Byzantine client whose authenticator is valid at one
+/// replica only (a different request for each replica, see [`Poisoner`]) made
+/// every leader's batch refused in turn: thousands of view changes, and an
+/// honest client finished 3 of 10 requests. Now a replica that finds such an
+/// unsigned request in a batch takes that client's requests only signed
+/// (which the poisoner never does), so at most one view change per replica
+/// that has not yet seen the poison in someone else's batch.
+#[test]
+fn a_client_with_a_partial_authenticator_cannot_stall_correct_leaders() {
+    let mut w = World::build(4, 1, params(), true);
+    for i in 0..10u8 {
+        w.submit(&[i], false);
+    }
+    w.run(10);
+    let ids: Vec<u64> = w.seen.done.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+    // and it stays so while the poisoner goes on
+    w.settle(2 * SECS);
+    for i in 10..20u8 {
+        w.submit(&[i], false);
+    }
+    w.run(20);
+    w.assert_agreement();
+    let faults = w.seen.faults.clone().unwrap_or_default();
+    // the poison did reach batches (the attack ran)
+    assert!(
+        faults.get("propose-invalid").copied().unwrap_or(0) >= 1,
+        "{faults:?}"
+    );
+    let view_changes: Vec<u64> = (0..4).map(|n| w.replica(n).stats().view_changes).collect();
+    assert!(
+        view_changes.iter().all(|v| *v <= 2),
+        "view changes per replica: {view_changes:?}"
+    );
 }

@@ -269,6 +269,7 @@ struct Seen {
 impl Observer<In, Out> for Seen {
     fn on_output(&mut self, _: Time, _: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
         match out {
+            Out::Client(o @ client::Output::Refused { .. }) => panic!("workload op refused: {o:?}"),
             Out::Client(client::Output::Done { id, result, .. }) => {
                 self.done.push((id, result));
                 if self.done.len() >= self.target {
@@ -501,6 +502,7 @@ fn request(w: &World, seq: u64, op: &[u8]) -> Request {
         read_only: false,
         op: op.to_vec(),
         auth,
+        sig: None,
     }
 }
 

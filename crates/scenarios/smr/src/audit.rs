@@ -221,6 +221,10 @@ impl World for Audit {
                 ordered,
                 invoked,
             }) => self.on_done(at, node, id, &result, ordered, invoked, ctl),
+            // the workload's ops fit `max_op_bytes`: a refusal is a scenario bug
+            Output::Client(smr::client::Output::Refused { id, error }) => self.violations.push(
+                format!("client {node:?} refused its operation #{id}: {error}"),
+            ),
             Output::Replica(out) => {
                 let Some(&pos) = self.replicas.get(&node) else {
                     return;

@@ -84,7 +84,7 @@ impl<S: Service> Replica<S> {
             self.fault(cx, who, Fault::CheckpointSignature, format!("slot {slot}"));
             return;
         }
-        self.note_slot(slot, cx);
+        self.note_slot(from, slot, cx);
         self.ckpts
             .entry(slot)
             .or_default()

@@ -55,9 +55,13 @@
 mod checkpoint;
 mod durable;
 mod execute;
+#[cfg(test)]
+mod hostile;
 pub mod order;
 mod request;
 mod sync;
+#[cfg(test)]
+mod testkit;
 mod transfer;
 
 pub use durable::{Change, Durable, DurableSlot, Record, SlotVotes};
@@ -72,7 +76,7 @@ use byzscale_core::{Addr, ClientId, Cx, NodeId, Protocol};
 use checkpoint::CkptState;
 use execute::ClientState;
 use order::{Event, Ordering, Promise};
-use request::Pending;
+use request::{MustSign, Pending};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -136,6 +140,9 @@ pub struct Replica<S: Service> {
     pending: BTreeMap<(ClientId, u64), Pending>,
     queue: VecDeque<(ClientId, u64)>,
     proposed: BTreeSet<(ClientId, u64)>,
+    /// Clients whose ordered requests must carry a signature here (see
+    /// `request.rs`, partial-authenticator poisoning).
+    must_sign: MustSign,
     /// Read-only requests waiting until the executed slot reaches the mark
     /// (the highest slot accepted when they arrived). See `on_request`.
     deferred_reads: VecDeque<(Slot, Request)>,
@@ -186,6 +193,7 @@ impl<S: Service> Replica<S> {
             pending: BTreeMap::new(),
             queue: VecDeque::new(),
             proposed: BTreeSet::new(),
+            must_sign: MustSign::default(),
             deferred_reads: VecDeque::new(),
             request_timer: false,
             batch_timer: false,
@@ -264,9 +272,16 @@ impl<S: Service> Replica<S> {
         self.note_view_hint(from, msg.view(), cx);
         let crypto = cx.crypto();
         let (p, g, idx, pending) = (&self.p, &self.g, self.idx, &self.pending);
+        let mut unauthenticated = None;
         let events = self.order.on_message(from, msg, crypto, |batch| {
-            request::validate_batch(batch, p, g, idx, pending, crypto)
+            request::validate_batch(batch, p, g, idx, pending, crypto).map_err(|e| {
+                unauthenticated = e.unauthenticated;
+                e.detail
+            })
         });
+        if let Some(client) = unauthenticated {
+            self.require_signature(client);
+        }
         self.apply(events, cx);
     }
 

@@ -82,12 +82,70 @@ mod tests;
 /// ACCEPT carry instead of the value.
 pub trait Value: Clone + Default {
     fn digest(&self, crypto: &Crypto) -> Digest;
+    /// About how many bytes the value holds (what buffering it costs).
+    fn size(&self) -> usize;
 }
 
 impl Value for Batch {
     fn digest(&self, crypto: &Crypto) -> Digest {
         crypto.hash(&self.bytes())
     }
+    fn size(&self) -> usize {
+        let per_request = |r: &crate::message::Request| r.op.len() + 32 * r.auth.len() + 128;
+        self.requests.iter().map(per_request).sum()
+    }
+}
+
+/// Most bytes of proposed values buffered for views not installed yet
+/// ([`Value::size`]); the oldest buffered message goes first.
+pub const FUTURE_BYTES: usize = 32 << 20;
+
+/// Whether two normal-case messages are the same sender's vote slot: the same
+/// kind for the same (view, slot). A correct member sends one of each.
+fn same_place<V>(a: &Message<V>, b: &Message<V>) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+        && a.view() == b.view()
+        && a.slot() == b.slot()
+}
+
+fn message_size<V: Value>(m: &Message<V>) -> usize {
+    match m {
+        Message::Propose { value, .. } => value.size() + 64,
+        _ => 64,
+    }
+}
+
+/// Most digests one member's votes of one kind count for in one (view,
+/// slot). A correct member votes one; two keep what an equivocating member
+/// (or a pair of Twins) can do with more than f faulty visible to the
+/// checkers, and bound the vote map.
+pub const VOTE_DIGESTS: usize = 2;
+
+/// Count `from`'s vote of kind `kind` for `digest` in `(view, slot)` into
+/// `votes`, unless the member already voted for [`VOTE_DIGESTS`] other
+/// digests there (then false); a vote for a second digest is reported.
+fn count_vote<V>(
+    votes: &mut BTreeMap<(View, Digest), BTreeSet<usize>>,
+    kind: &str,
+    (view, slot, digest, from, member): (View, Slot, Digest, usize, NodeId),
+    out: &mut Vec<Event<V>>,
+) -> bool {
+    let others = votes
+        .range((view, [0; 32])..=(view, [0xff; 32]))
+        .filter(|((_, d), who)| *d != digest && who.contains(&from))
+        .count();
+    if others > 0 {
+        let detail = format!(
+            "{kind}s for {} digests, view {view} slot {slot}",
+            others + 1
+        );
+        out.push(Event::fault(member, Fault::Equivocation, detail));
+        if others >= VOTE_DIGESTS {
+            return false;
+        }
+    }
+    votes.entry((view, digest)).or_default().insert(from);
+    true
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,13 +343,20 @@ pub struct Ordering<V> {
     /// Decisions taken out in order up to here (for the SMR: executed).
     delivered: Slot,
     next_slot: Slot,
+    /// The highest slot members holding a weak quorum of votes work on
+    /// (or this replica itself): what it believes the group has reached.
     highest_seen: Slot,
+    /// The highest slot each member's messages named (this replica's own
+    /// entry: the highest it worked on).
+    seen: Vec<Slot>,
     /// Highest slot this replica sent an ACCEPT for.
     accepted_high: Slot,
     slots: BTreeMap<Slot, SlotState<V>>,
     /// Normal-case messages for a view not installed yet (they can overtake the
     /// SYNC that installs it); replayed on installation. Bounded.
     future: VecDeque<(usize, Message<V>)>,
+    /// [`message_size`] of everything in `future` (at most [`FUTURE_BYTES`]).
+    future_bytes: usize,
 }
 
 impl<V: Value> Ordering<V> {
@@ -299,6 +364,7 @@ impl<V: Value> Ordering<V> {
     /// `1..=window`.
     pub fn new(g: GroupInfo, idx: usize, window: u64) -> Self {
         assert!(idx < g.n(), "position {idx} is not in the group");
+        let n = g.n();
         Ordering {
             g,
             idx,
@@ -309,9 +375,11 @@ impl<V: Value> Ordering<V> {
             delivered: 0,
             next_slot: 1,
             highest_seen: 0,
+            seen: vec![0; n],
             accepted_high: 0,
             slots: BTreeMap::new(),
             future: VecDeque::new(),
+            future_bytes: 0,
         }
     }
 
@@ -322,6 +390,7 @@ impl<V: Value> Ordering<V> {
         self.delivered = delivered;
         self.next_slot = delivered + 1;
         self.highest_seen = delivered;
+        self.seen[self.idx] = delivered;
     }
 
     /// Restart in the installed `view`, or in the synchronization phase
@@ -376,7 +445,7 @@ impl<V: Value> Ordering<V> {
                 ss.decided = Some((v, d, value));
             }
         }
-        self.highest_seen = self.highest_seen.max(slot);
+        self.note_slot(self.idx, slot);
     }
 
     /// The view and digest of this replica's own ACCEPT for `slot`, if any.
@@ -448,11 +517,34 @@ impl<V: Value> Ordering<V> {
         range.filter_map(|(s, ss)| ss.decided.as_ref().map(|(v, _, b)| (*s, *v, b)))
     }
 
-    /// Note that some member works on `slot`; true if this replica lags (a slot
-    /// is known above the decisions taken out).
-    pub fn note_slot(&mut self, slot: Slot) -> bool {
-        self.highest_seen = self.highest_seen.max(slot);
+    /// Note that the member at `from` works on `slot`; true if this replica
+    /// lags (a slot is known above the decisions taken out). A slot is
+    /// believed once members holding a weak quorum of votes named it (at
+    /// least one correct member works there), or this replica itself did:
+    /// one Byzantine member's slot numbers move nothing.
+    pub fn note_slot(&mut self, from: usize, slot: Slot) -> bool {
+        if let Some(s) = self.seen.get_mut(from) {
+            if slot > *s {
+                *s = slot;
+                self.highest_seen = self.highest_seen.max(self.believed());
+            }
+        }
         self.highest_seen > self.delivered
+    }
+
+    /// The highest slot named by a weak quorum, or by this replica.
+    fn believed(&self) -> Slot {
+        let mut by_slot: Vec<(Slot, usize)> =
+            self.seen.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+        by_slot.sort_unstable_by(|a, b| b.cmp(a));
+        let mut who = Vec::new();
+        for (s, i) in by_slot {
+            who.push(i);
+            if self.g.qs.is_weak(who.iter().copied()) {
+                return s.max(self.seen[self.idx]);
+            }
+        }
+        self.seen[self.idx]
     }
 
     /// Handle a PROPOSE, WRITE or ACCEPT from the member at position `from`.
@@ -465,7 +557,7 @@ impl<V: Value> Ordering<V> {
         validate: impl FnOnce(&V) -> Result<(), String>,
     ) -> Vec<Event<V>> {
         let mut out = Vec::new();
-        if self.note_slot(msg.slot()) {
+        if self.note_slot(from, msg.slot()) {
             out.push(Event::Lagging);
         }
         let view = msg.view();
@@ -475,7 +567,7 @@ impl<V: Value> Ordering<V> {
             _ => view > self.view,
         };
         if buffer {
-            self.buffer_future(from, msg);
+            self.buffer_future(from, msg, &mut out);
             return out;
         }
         if !installed || from >= self.g.n() {
@@ -488,15 +580,21 @@ impl<V: Value> Ordering<V> {
             Message::Write { slot, digest, .. } => {
                 if self.in_window(slot) && self.g.bft() {
                     let ss = self.slots.entry(slot).or_default();
-                    ss.writes.entry((view, digest)).or_default().insert(from);
-                    self.advance_into(slot, &mut out);
+                    let member = self.g.members[from];
+                    let vote = (view, slot, digest, from, member);
+                    if count_vote(&mut ss.writes, "WRITE", vote, &mut out) {
+                        self.advance_into(slot, &mut out);
+                    }
                 }
             }
             Message::Accept { slot, digest, .. } => {
                 if self.in_window(slot) {
                     let ss = self.slots.entry(slot).or_default();
-                    ss.accepts.entry((view, digest)).or_default().insert(from);
-                    self.advance_into(slot, &mut out);
+                    let member = self.g.members[from];
+                    let vote = (view, slot, digest, from, member);
+                    if count_vote(&mut ss.accepts, "ACCEPT", vote, &mut out) {
+                        self.advance_into(slot, &mut out);
+                    }
                 }
             }
         }
@@ -529,15 +627,40 @@ impl<V: Value> Ordering<V> {
         self.accept_into(view, slot, value, crypto, Adopt::FromLeader, out);
     }
 
-    /// Keep a normal-case message of a view not installed yet.
-    fn buffer_future(&mut self, from: usize, msg: Message<V>) {
+    /// Keep a normal-case message of a view not installed yet: a PROPOSE only
+    /// from that view's leader, one message per sender, kind, view and slot,
+    /// at most `4 * window` messages and [`FUTURE_BYTES`] (oldest out first).
+    fn buffer_future(&mut self, from: usize, msg: Message<V>, out: &mut Vec<Event<V>>) {
         let view = msg.view();
-        if view > self.view && view <= self.target().max(self.view + 1) + 1 {
-            if self.future.len() as u64 >= 4 * self.window {
-                self.future.pop_front();
-            }
-            self.future.push_back((from, msg));
+        if view <= self.view || view > self.target().max(self.view + 1) + 1 || from >= self.g.n() {
+            return;
         }
+        let sender = self.g.members[from];
+        if matches!(msg, Message::Propose { .. }) && sender != self.g.leader(view) {
+            let detail = format!("view {view} slot {} (buffered view)", msg.slot());
+            out.push(Event::fault(sender, Fault::ProposeNotLeader, detail));
+            return;
+        }
+        if self
+            .future
+            .iter()
+            .any(|(f, m)| *f == from && same_place(m, &msg))
+        {
+            return;
+        }
+        self.future_bytes += message_size(&msg);
+        self.future.push_back((from, msg));
+        while self.future.len() as u64 > 4 * self.window || self.future_bytes > FUTURE_BYTES {
+            let Some((_, old)) = self.future.pop_front() else {
+                break;
+            };
+            self.future_bytes -= message_size(&old);
+        }
+    }
+
+    /// Buffered messages for views not installed yet, and their bytes.
+    pub fn future_len(&self) -> (usize, usize) {
+        (self.future.len(), self.future_bytes)
     }
 
     /// The buffered messages of the current view, in arrival order, for the
@@ -549,6 +672,7 @@ impl<V: Value> Ordering<V> {
             .filter(|(_, m)| m.view() >= view)
             .partition(|(_, m)| m.view() == view);
         self.future = later.into();
+        self.future_bytes = self.future.iter().map(|(_, m)| message_size(m)).sum();
         now
     }
 
@@ -582,6 +706,11 @@ impl<V: Value> Ordering<V> {
     ) {
         let d = value.digest(crypto);
         let leader = self.g.leader(view);
+        let lagged = self.highest_seen > self.delivered;
+        if self.note_slot(self.idx, slot) && !lagged && how != Adopt::Propose {
+            // working on a slot above the decisions: retransmit if stuck
+            out.push(Event::Lagging);
+        }
         let ss = self.slots.entry(slot).or_default();
         if let Some((v, pd, _)) = &ss.proposal {
             if *v == view {

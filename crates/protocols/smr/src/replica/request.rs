@@ -6,6 +6,24 @@
 //! linearizable by waiting for every ACCEPTed slot), and the
 //! request timer: BFT-SMaRt's two-step timeout (first forward the request to
 //! the leader, then suspect it, which starts Mod-SMaRt's synchronization phase).
+//!
+//! # Partial authenticators (issue 10 item 6)
+//!
+//! A MAC entry convinces its own replica only, so a Byzantine client can send
+//! a request that the leader authenticates and the backups do not: a correct
+//! leader's batch is then refused (`propose-invalid`) and a view change
+//! follows. PBFT (TOCS'02 §4.4 discussion, Castro's thesis §3.2.2) answers
+//! this with transferable authentication for such requests; BFT-SMaRt offers
+//! signed requests. Here a request may carry the client's signature
+//! ([`Request::sig`]), which every replica judges alike; a correct client adds
+//! one to each retransmission. A backup that finds an unsigned request whose
+//! MAC entry fails inside a batch puts its client in [`MustSign`] (bounded,
+//! oldest evicted): it drops that client's unsigned requests, held or new, so
+//! once a replica has seen the poison it never proposes it as a leader nor
+//! suspects a leader over it. The attack costs at most one refused batch (and
+//! view change) per replica that has not yet seen it, per client id (and per
+//! eviction). An honest client named in a Byzantine leader's forged request
+//! loses only its MAC-only fast path at that replica.
 
 use super::{Ctx, Record, Replica, Status, Timer};
 use crate::fault::Fault;
@@ -14,7 +32,7 @@ use crate::params::{GroupInfo, Params};
 use byzscale_core::crypto::Crypto;
 use byzscale_core::service::Service;
 use byzscale_core::{Addr, ClientId, Time};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A request waiting to be executed.
 #[derive(Debug)]
@@ -25,9 +43,74 @@ pub(super) struct Pending {
     pub(super) forwarded: bool,
 }
 
+/// Most clients a replica requires signatures of; the oldest mark goes first
+/// (an evicted Byzantine client can poison one more batch, then is marked again).
+const MUST_SIGN_MAX: usize = 4096;
+
+/// The clients whose ordered requests this replica takes only signed: those
+/// with an unsigned request that failed this replica's authentication inside
+/// a proposed batch. Bounded by [`MUST_SIGN_MAX`], oldest evicted first. Local
+/// to the replica (never in the replicated state): it decides only what this
+/// replica keeps pending and proposes, never what a batch executes.
+#[derive(Default)]
+pub(super) struct MustSign {
+    set: BTreeSet<ClientId>,
+    order: VecDeque<ClientId>,
+}
+
+impl MustSign {
+    pub(super) fn contains(&self, c: &ClientId) -> bool {
+        self.set.contains(c)
+    }
+    /// Mark `c`; false if it was marked already.
+    fn insert(&mut self, c: ClientId) -> bool {
+        if !self.set.insert(c) {
+            return false;
+        }
+        self.order.push_back(c);
+        if self.order.len() > MUST_SIGN_MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+    pub(super) fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
+/// Why a proposed batch is refused.
+pub(super) struct Refusal {
+    pub(super) detail: String,
+    /// The client of an unsigned request whose MAC entry for this replica
+    /// failed (the client's partial authenticator, or a leader's forgery).
+    pub(super) unauthenticated: Option<ClientId>,
+}
+
+impl From<String> for Refusal {
+    fn from(detail: String) -> Self {
+        Refusal {
+            detail,
+            unauthenticated: None,
+        }
+    }
+}
+
+/// Whether `r` is authentic to this replica (at position `idx`): its signature
+/// if it carries one (which every replica judges alike), else its MAC entry.
+fn authentic(r: &Request, g: &GroupInfo, idx: usize, crypto: &Crypto) -> bool {
+    let bytes = Request::auth_bytes(g.id, r.client, r.seq, r.read_only, &r.op);
+    let from = Addr::Client(r.client);
+    match &r.sig {
+        Some(sig) => crypto.verify(from, &bytes, sig).is_ok(),
+        None => crypto.verify_mac(from, &bytes, &r.auth[idx]),
+    }
+}
+
 /// Check a proposed batch: its size, each request's form, no request twice,
-/// and the MAC entry for this replica (at position `idx`) of every request not
-/// already pending here (those were authenticated on arrival).
+/// and the authentication ([`authentic`]) of every request not already
+/// pending here (those were authenticated on arrival).
 pub(super) fn validate_batch(
     batch: &Batch,
     p: &Params,
@@ -35,33 +118,51 @@ pub(super) fn validate_batch(
     idx: usize,
     pending: &BTreeMap<(ClientId, u64), Pending>,
     crypto: &Crypto,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if batch.requests.len() > p.batch_max_requests.max(1) * 2 {
-        return Err("batch too large".into());
+        return Err(Refusal::from("batch too large".to_string()));
     }
     let mut ids = BTreeSet::new();
     for r in batch.requests.iter() {
         if r.read_only || r.auth.len() != g.n() || r.op.len() > p.max_op_bytes {
-            return Err(format!("malformed request {}#{}", r.client, r.seq));
+            return Err(format!("malformed request {}#{}", r.client, r.seq).into());
         }
         if !ids.insert(r.id()) {
-            return Err(format!("duplicate request {}#{}", r.client, r.seq));
+            return Err(format!("duplicate request {}#{}", r.client, r.seq).into());
         }
         let known = pending.get(&r.id()).is_some_and(|p| p.req.op == r.op);
-        if !known {
-            let bytes = Request::auth_bytes(g.id, r.client, r.seq, false, &r.op);
-            if !crypto.verify_mac(Addr::Client(r.client), &bytes, &r.auth[idx]) {
-                return Err(format!(
-                    "request {}#{} fails authentication",
+        if !known && !authentic(r, g, idx, crypto) {
+            let signed = if r.sig.is_some() {
+                "signed"
+            } else {
+                "unsigned"
+            };
+            return Err(Refusal {
+                detail: format!(
+                    "{signed} request {}#{} fails authentication",
                     r.client, r.seq
-                ));
-            }
+                ),
+                unauthenticated: r.sig.is_none().then_some(r.client),
+            });
         }
     }
     Ok(())
 }
 
 impl<S: Service> Replica<S> {
+    /// An unsigned request of `client` failed authentication here inside a
+    /// batch: from now on take its ordered requests only signed, and drop the
+    /// unsigned ones pending (so neither our proposals nor our request timer
+    /// act on a request other replicas may not authenticate).
+    pub(super) fn require_signature(&mut self, client: ClientId) {
+        if !self.must_sign.insert(client) {
+            return;
+        }
+        tracing::info!(replica = %self.me, %client, marked = self.must_sign.len(), "client must sign its requests");
+        self.pending
+            .retain(|(c, _), p| *c != client || p.req.sig.is_some());
+    }
+
     /// Requests a backup forwarded after a timeout: authenticated by the client's
     /// MAC for us, like a direct request.
     pub(super) fn on_forward(&mut self, from: usize, reqs: Vec<Request>, cx: &mut Ctx<S>) {
@@ -85,14 +186,29 @@ impl<S: Service> Replica<S> {
             self.fault(cx, from, Fault::RequestSpoof, detail);
             return;
         }
-        if req.op.len() > self.p.max_op_bytes || req.auth.len() != self.g.n() {
-            let detail = "bad size or authenticator".into();
+        if req.op.len() > self.p.max_op_bytes {
+            let detail = format!(
+                "{}#{}: an operation of {} bytes, the limit is {} (max_op_bytes)",
+                req.client,
+                req.seq,
+                req.op.len(),
+                self.p.max_op_bytes
+            );
+            self.fault(cx, from, Fault::RequestTooLarge, detail);
+            return;
+        }
+        if req.auth.len() != self.g.n() {
+            let detail = format!("{} MAC entries for {} replicas", req.auth.len(), self.g.n());
             self.fault(cx, from, Fault::RequestMalformed, detail);
             return;
         }
-        let bytes = Request::auth_bytes(self.g.id, req.client, req.seq, req.read_only, &req.op);
-        if !cx.crypto().verify_mac(from, &bytes, &req.auth[self.idx]) {
-            let detail = format!("bad MAC on {}#{}", req.client, req.seq);
+        if !req.read_only && req.sig.is_none() && self.must_sign.contains(&req.client) {
+            // a correct client signs its retransmission
+            tracing::debug!(replica = %self.me, client = %req.client, seq = req.seq, "unsigned request of a client that must sign");
+            return;
+        }
+        if !authentic(&req, &self.g, self.idx, cx.crypto()) {
+            let detail = format!("bad authenticator on {}#{}", req.client, req.seq);
             self.fault(cx, from, Fault::RequestAuth, detail);
             return;
         }

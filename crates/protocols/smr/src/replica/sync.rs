@@ -287,18 +287,25 @@ impl<S: Service> Replica<S> {
         if view <= self.view() || self.g.leader(view) != self.g.members[from] {
             return;
         }
-        let mut senders = BTreeSet::new();
+        // the cheap checks first: at most one STOP-DATA per member, from a
+        // quorum of members (a SYNC of many copies costs no verifications)
+        let senders: BTreeSet<usize> = stops
+            .iter()
+            .filter_map(|sd| self.g.index_of(sd.body.replica))
+            .collect();
+        if senders.len() != stops.len() || !self.quorum(&senders) {
+            let detail = format!(
+                "{} STOP-DATA, not from a quorum of distinct members",
+                stops.len()
+            );
+            self.fault(cx, who, Fault::SyncInvalid, detail);
+            return;
+        }
         for sd in &stops {
             if let Err(e) = self.verify_stop_data(sd, view, cx) {
                 self.fault(cx, who, Fault::SyncInvalid, e);
                 return;
             }
-            senders.insert(self.g.index_of(sd.body.replica).unwrap_or(usize::MAX));
-        }
-        if senders.len() != stops.len() || !self.quorum(&senders) {
-            let detail = "not a quorum of distinct STOP-DATA".into();
-            self.fault(cx, who, Fault::SyncInvalid, detail);
-            return;
         }
         if self.selection(&stops).is_none() {
             let detail = "STOP-DATA do not determine every slot".into();

@@ -17,9 +17,9 @@ use byzscale_core::Addr;
 const LOG_BYTES: usize = 4 << 20;
 
 impl<S: Service> Replica<S> {
-    /// Some member works on `slot`: fetch if it is ahead of us.
-    pub(super) fn note_slot(&mut self, slot: Slot, cx: &mut Ctx<S>) {
-        if self.order.note_slot(slot) {
+    /// The member at `from` works on `slot`: fetch if the group is ahead of us.
+    pub(super) fn note_slot(&mut self, from: usize, slot: Slot, cx: &mut Ctx<S>) {
+        if self.order.note_slot(from, slot) {
             self.arm_fetch(cx);
         }
     }

@@ -1,0 +1,297 @@
+//! Hostile input at one replica: every range, index and length a peer or a
+//! client controls, at its edges (issue 10 item 5), and the bounds of the
+//! tables a Byzantine peer or client can grow (item 9).
+
+use super::testkit::*;
+use super::*;
+use byzscale_core::crypto::Mac;
+use byzscale_core::{Addr, Effect, NodeId, Protocol};
+
+const U: u64 = u64::MAX;
+
+fn node(i: u32) -> Addr {
+    Addr::Node(NodeId(i))
+}
+
+/// Backup 1 of view 0 with slots `1..=slots` decided (one request each).
+fn backup_with(slots: u64) -> R {
+    let mut r = R::new(NodeId(1), group(), params(), Count::default());
+    for s in 1..=slots {
+        let batch = Batch::new(vec![request(s, &[s as u8])]);
+        decide(&mut r, 1, s, 0, batch);
+    }
+    assert_eq!(r.executed(), slots);
+    r
+}
+
+/// Every message kind with its peer-controlled numbers at their edges.
+fn edge_messages() -> Vec<Message> {
+    let d = [7u8; 32];
+    let sig = crypto(node(2)).sign(b"junk");
+    let cert = |slot| CheckpointCert {
+        slot,
+        state: d,
+        sigs: vec![(NodeId(2), sig)],
+    };
+    let mut out = Vec::new();
+    for (a, b) in [(10, 5), (0, U), (U, 0), (U, U), (0, 0), (5, 10), (U - 1, U)] {
+        out.push(Message::FetchLog { from: a, to: b });
+    }
+    for s in [0, 1, U, U - 1] {
+        out.push(Message::FetchState { slot: s });
+        out.push(Message::Checkpoint {
+            slot: s,
+            state: d,
+            sig,
+        });
+        out.push(Message::State {
+            cert: cert(s),
+            snapshot: vec![1, 2, 3],
+        });
+        out.push(Message::Log {
+            entries: vec![(s, U, Batch::default()), (s, 0, Batch::default())],
+        });
+    }
+    for v in [0, 1, U, U - 1] {
+        out.push(Message::Stop { view: v });
+        out.push(Message::FetchSync { view: v });
+        for s in [0, 1, U] {
+            out.push(Message::Propose {
+                view: v,
+                slot: s,
+                batch: Batch::default(),
+            });
+            out.push(Message::Write {
+                view: v,
+                slot: s,
+                digest: d,
+            });
+            out.push(Message::Accept {
+                view: v,
+                slot: s,
+                digest: d,
+            });
+        }
+        let body = StopBody {
+            view: v,
+            replica: NodeId(2),
+            checkpoint: Some(cert(U)),
+            claims: vec![SlotClaim {
+                slot: U,
+                prepared: Some((U, d, Batch::default())),
+                pre_prepared: vec![(d, U)],
+            }],
+        };
+        let sd = StopData { body, sig };
+        out.push(Message::StopData(sd.clone()));
+        out.push(Message::Sync {
+            view: v,
+            stops: vec![sd],
+        });
+    }
+    out.push(Message::Forward(Vec::new()));
+    out
+}
+
+/// Issue 10 item 5: one message panicked a correct replica. A Byzantine
+/// peer sends every message kind with the numbers it controls at their
+/// edges (`FetchLog { from: 10, to: 5 }` was the one reported; slots,
+/// views, checkpoint slots and watermarks at 0 and `u64::MAX`), to a
+/// replica with decided slots, to one that stabilized a checkpoint, and
+/// to one in a synchronization phase, then fires every timer. None may
+/// panic (in a debug build this also catches arithmetic overflow). The
+/// reported `FetchLog` no longer panics on today's code (`decided_in`
+/// guards `from > to`); this keeps it that way for every kind.
+#[test]
+fn edge_values_from_a_byzantine_peer_never_panic_a_replica() {
+    let stages: [fn() -> R; 3] = [
+        || backup_with(3),
+        || backup_with(2 * params().checkpoint_interval + 1),
+        || {
+            let mut r = backup_with(2);
+            step(&mut r, 1, |r, cx| r.on_input(super::Input::Suspect, cx));
+            for from in [0, 2, 3] {
+                let m = Message::Stop { view: 1 };
+                step(&mut r, 1, |r, cx| r.on_message(node(from), m, cx));
+            }
+            r
+        },
+    ];
+    for make in stages {
+        let mut r = make();
+        for from in [0, 2, 3] {
+            for m in edge_messages() {
+                step(&mut r, 1, |r, cx| r.on_message(node(from), m, cx));
+            }
+        }
+        for t in [
+            Timer::Fetch,
+            Timer::Request,
+            Timer::ViewChange,
+            Timer::Batch,
+        ] {
+            step(&mut r, 1, |r, cx| r.on_timer(t, cx));
+        }
+    }
+}
+
+/// Fetch-log requests among `fx`.
+fn fetch_logs(fx: &[Effect<R>]) -> usize {
+    fx.iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::Multicast {
+                    msg: Message::FetchLog { .. },
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+/// Item 5, watermarks from peer input: the highest slot a replica believes
+/// some member works on came from any one message, so a single WRITE for
+/// slot `u64::MAX` from a Byzantine peer made an idle, up-to-date replica
+/// believe it lagged forever: it asked every member for the log
+/// `executed+1..=u64::MAX` on every fetch tick, for as long as it ran. Now
+/// a replica believes a slot only once members holding a weak quorum of
+/// votes work on it (at least one of them correct).
+#[test]
+fn one_peer_cannot_make_a_replica_believe_it_lags() {
+    for slot in [U, 7] {
+        let mut r = backup_with(3);
+        let m = Message::Write {
+            view: 0,
+            slot,
+            digest: [1; 32],
+        };
+        let mut fx = step(&mut r, 1, |r, cx| r.on_message(node(3), m, cx));
+        for _ in 0..5 {
+            fx.extend(step(&mut r, 1, |r, cx| r.on_timer(Timer::Fetch, cx)));
+        }
+        assert_eq!(fetch_logs(&fx), 0, "slot {slot}: {fx:?}");
+        // a weak quorum (two members) working on slot 7 is believed
+        let m = Message::Write {
+            view: 0,
+            slot: 7,
+            digest: [1; 32],
+        };
+        fx = step(&mut r, 1, |r, cx| r.on_message(node(2), m, cx));
+        fx.extend(step(&mut r, 1, |r, cx| r.on_timer(Timer::Fetch, cx)));
+        let asked = fx.iter().any(|e| {
+            matches!(
+                e,
+                Effect::Multicast {
+                    msg: Message::FetchLog { from: 4, to: 7 },
+                    ..
+                }
+            )
+        });
+        assert!(asked, "slot {slot}: {fx:?}");
+    }
+}
+
+/// Item 5, lengths from peer input: a SYNC was verified STOP-DATA by
+/// STOP-DATA (a signature and a checkpoint certificate each) before its
+/// senders were counted, so one SYNC holding the same valid STOP-DATA a
+/// thousand times cost a thousand signature checks. Now a SYNC with more
+/// STOP-DATA than distinct members is refused before any verification.
+#[test]
+fn a_sync_of_many_copies_is_refused_before_any_verification() {
+    let mut r = backup_with(2);
+    // replica 3's valid STOP-DATA for view 2, a thousand times, in a SYNC
+    // from the leader of view 2 (position 2)
+    let body = StopBody {
+        view: 2,
+        replica: NodeId(3),
+        checkpoint: None,
+        claims: Vec::new(),
+    };
+    let sig = crypto(node(3)).sign(&stop_bytes(group().id, &body));
+    let m = Message::Sync {
+        view: 2,
+        stops: vec![StopData { body, sig }; 1000],
+    };
+    let c = crypto(node(1));
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+    let mut fx = Vec::new();
+    r.on_message(node(2), m, &mut Cx::new(0, &mut rng, &c, &mut fx));
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Fault(f) if f.is(crate::Fault::SyncInvalid))),
+        "{fx:?}"
+    );
+    assert_eq!(c.take_meter().verifies, 0);
+}
+
+/// Issue 10 item 7 at the replica: an operation over `max_op_bytes` was
+/// dropped as a "malformed" request, the same fault as a short
+/// authenticator. It is now its own fault, naming the size and the limit.
+#[test]
+fn an_oversized_operation_is_recorded_as_too_large() {
+    let mut r = R::new(NodeId(0), group(), params(), Count::default());
+    let limit = params().max_op_bytes;
+    let req = request(1, &vec![0; limit + 1]);
+    let m = Message::Request(req);
+    let fx = step(&mut r, 0, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx));
+    let fault = fx.iter().find_map(|e| match e {
+        Effect::Fault(f) => Some(f.clone()),
+        _ => None,
+    });
+    let f = fault.expect("a fault");
+    assert!(f.is(crate::Fault::RequestTooLarge), "{f:?}");
+    assert!(f.detail.contains(&limit.to_string()), "{f:?}");
+    assert_eq!(r.stats().pending, 0);
+}
+
+/// Issue 10 item 6 at one backup: an unsigned request in the leader's batch
+/// whose MAC entry for us fails refuses the batch (as before), and from then
+/// on that client's ordered requests are taken only signed: its unsigned
+/// ones pending here are dropped and new ones ignored, so neither our
+/// proposals nor our request timer act on them; a signed request of the
+/// same client (a correct client signs its retransmission) is taken, and a
+/// batch carrying it is written for, whatever its MAC entries say.
+#[test]
+fn a_request_failing_its_mac_in_a_batch_makes_its_client_sign() {
+    let mut r = R::new(NodeId(1), group(), params(), Count::default());
+    let on_request = |r: &mut R, req: Request| {
+        let m = Message::Request(req);
+        step(r, 1, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx))
+    };
+    // pending here: request 2 of the client, unsigned and authentic
+    on_request(&mut r, request(2, b"two"));
+    assert_eq!(r.stats().pending, 1);
+    // the leader proposes request 1 with our MAC entry broken
+    let mut poisoned = request(1, b"one");
+    poisoned.auth[1] = Mac::default();
+    let fx = step(&mut r, 1, |r, cx| {
+        r.on_message(node(0), propose(Batch::new(vec![poisoned])), cx)
+    });
+    assert!(writes(&fx).is_empty(), "{fx:?}");
+    assert!(r.must_sign.contains(&CLIENT));
+    assert_eq!(r.stats().pending, 0, "its unsigned request stays pending");
+    on_request(&mut r, request(3, b"three"));
+    assert_eq!(r.stats().pending, 0, "an unsigned request was taken");
+    // signed, with every MAC entry broken: authentic to every replica
+    let mut signed = request(1, b"one");
+    signed.auth = vec![Mac::default(); 4];
+    let bytes = Request::auth_bytes(group().id, CLIENT, 1, false, b"one");
+    signed.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
+    on_request(&mut r, signed.clone());
+    assert_eq!(r.stats().pending, 1);
+    let mut other = signed.clone();
+    other.seq = 2;
+    other.sig = Some(crypto(Addr::Client(CLIENT)).sign(b"not its bytes"));
+    let fx = step(&mut r, 1, |r, cx| {
+        r.on_message(node(0), propose(Batch::new(vec![signed, other])), cx)
+    });
+    assert!(writes(&fx).is_empty(), "a bad signature passed");
+    let mut signed2 = request(2, b"two");
+    let bytes = Request::auth_bytes(group().id, CLIENT, 2, false, b"two");
+    signed2.auth = vec![Mac::default(); 4];
+    signed2.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
+    let batch = Batch::new(vec![request(1, b"one"), signed2]);
+    let fx = step(&mut r, 1, |r, cx| r.on_message(node(0), propose(batch), cx));
+    assert_eq!(writes(&fx).len(), 1, "{fx:?}");
+}
