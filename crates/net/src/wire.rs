@@ -66,6 +66,7 @@ struct Auth {
 
 /// One side of the handshake before the peer's hello (see the transport's
 /// module docs for the protocol).
+#[derive(Clone)]
 pub struct Handshake {
     me: Addr,
     identity: Identity,
