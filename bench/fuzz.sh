@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing (cargo-fuzz / libFuzzer) of every decoder a peer or a
+# client reaches: builds the targets of fuzz/ and runs each in turn, one
+# process, one job, for RUNS inputs (default 10,000,000), then prints a
+# Markdown table (target, inputs, wall time, execs/s, peak RSS, crashes) and
+# writes it as JSON to bench/results/fuzz.json.
+#
+#   bench/fuzz.sh [RUNS] [TARGET...]
+#
+# Environment:
+#   FUZZ_SANITIZER  address (default; enforces the allocation bound) or none
+#   FUZZ_MALLOC_MB  largest single allocation allowed (default 32: twice the
+#                   16 MiB frame limit; libFuzzer reports "malloc limit")
+#   FUZZ_RSS_MB     resident memory limit per target (default 2048)
+#   FUZZ_TIMEOUT    seconds one input may take before it counts as a hang (10)
+#   FUZZ_MAX_TIME   stop a target after this many seconds (default 0: no limit)
+#
+# The machine has the stable toolchain only: RUSTC_BOOTSTRAP=1 lets it accept
+# the -Z flags cargo-fuzz passes (sanitizer, coverage instrumentation).
+# Corpora grow in fuzz/corpus/<target> (not checked in), seeded with
+# `fuzz-seeds` (crates/fuzzing) and the checked-in fuzz/regressions/<target>;
+# a crash leaves its input in fuzz/artifacts/<target>/ and the run goes on
+# with the next target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-10000000}
+shift || true
+SAN=${FUZZ_SANITIZER:-address}
+MALLOC_MB=${FUZZ_MALLOC_MB:-32}
+RSS_MB=${FUZZ_RSS_MB:-2048}
+TIMEOUT=${FUZZ_TIMEOUT:-10}
+MAX_TIME=${FUZZ_MAX_TIME:-0}
+TARGETS=("$@")
+if [ ${#TARGETS[@]} -eq 0 ]; then
+  mapfile -t TARGETS < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^byzscale-fuzz$')
+fi
+
+command -v cargo-fuzz > /dev/null || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+cargo run --release -q -p byzscale-fuzzing --bin fuzz-seeds -- fuzz/corpus
+(cd fuzz && cargo fuzz build --fuzz-dir . -O --debug-assertions --sanitizer "$SAN")
+BIN=fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release
+
+mkdir -p bench/results
+OUT=bench/results/fuzz.json
+LOGS=fuzz/logs
+mkdir -p "$LOGS"
+echo "[" > "$OUT.tmp"
+first=1
+printf '| target | inputs | wall time | execs/s | peak RSS | crashes |\n|---|---:|---:|---:|---:|---:|\n'
+for t in "${TARGETS[@]}"; do
+  mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "fuzz/regressions/$t"
+  start=$(date +%s.%N)
+  set +e
+  "$BIN/$t" -runs="$RUNS" -max_total_time="$MAX_TIME" -timeout="$TIMEOUT" \
+    -rss_limit_mb="$RSS_MB" -malloc_limit_mb="$MALLOC_MB" -print_final_stats=1 \
+    -artifact_prefix="fuzz/artifacts/$t/" "fuzz/corpus/$t" "fuzz/regressions/$t" \
+    > "$LOGS/$t.log" 2>&1
+  rc=$?
+  set -e
+  end=$(date +%s.%N)
+  python3 - "$t" "$rc" "$start" "$end" "$LOGS/$t.log" "fuzz/artifacts/$t" "$first" >> "$OUT.tmp" <<'EOF'
+import json, os, re, sys
+t, rc, start, end, log, art, first = sys.argv[1:]
+text = open(log, errors="replace").read()
+def stat(name):
+    m = re.findall(r"stat::%s:\s*(\d+)" % name, text)
+    return int(m[-1]) if m else None
+wall = float(end) - float(start)
+runs = stat("number_of_executed_units")
+if runs is None:  # stopped by a crash before the final stats: the last status line
+    m = re.findall(r"#(\d+)\s", text)
+    runs = int(m[-1]) if m else 0
+crashes = sorted(f for f in os.listdir(art) if f.split("-")[0] in ("crash", "leak", "oom", "timeout", "slow"))
+row = {"target": t, "inputs": runs, "wall_s": round(wall, 1),
+       "execs_per_s": stat("average_exec_per_sec") or round(runs / max(wall, 1e-9)),
+       "peak_rss_mb": stat("peak_rss_mb"), "exit_code": int(rc), "crashes": len(crashes),
+       "artifacts": crashes}
+print(("" if first == "1" else ",") + json.dumps(row))
+rss = row["peak_rss_mb"]
+print(f"| {t} | {runs:,} | {wall:.0f} s | {row['execs_per_s']:,} | {rss if rss is not None else '?'} MB | {len(crashes)} |", file=sys.stderr)
+EOF
+  first=0
+done 2>&1 >/dev/null | cat
+echo "]" >> "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+echo
+echo "($RUNS runs per target, sanitizer $SAN, malloc limit $MALLOC_MB MB, rss limit $RSS_MB MB, timeout $TIMEOUT s; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); JSON: $OUT; logs: $LOGS/)"
