@@ -3,7 +3,8 @@
 # client reaches: builds the targets of fuzz/ and runs each in turn, one
 # process, one job, for RUNS inputs (default 10,000,000), then prints a
 # Markdown table (target, inputs, wall time, execs/s, peak RSS, crashes) and
-# writes it as JSON to bench/results/fuzz.json.
+# writes it as JSON to bench/results/fuzz.json (rows of targets not run this
+# time are kept from earlier runs, so targets can be run one at a time).
 #
 #   bench/fuzz.sh [RUNS] [TARGET...]
 #
@@ -45,11 +46,10 @@ mkdir -p bench/results
 OUT=bench/results/fuzz.json
 LOGS=fuzz/logs
 mkdir -p "$LOGS"
-echo "[" > "$OUT.tmp"
-first=1
-printf '| target | inputs | wall time | execs/s | peak RSS | crashes |\n|---|---:|---:|---:|---:|---:|\n'
+: > "$OUT.tmp"
 for t in "${TARGETS[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "fuzz/regressions/$t"
+  echo "fuzzing $t ..." >&2
   start=$(date +%s.%N)
   set +e
   "$BIN/$t" -runs="$RUNS" -max_total_time="$MAX_TIME" -timeout="$TIMEOUT" \
@@ -59,9 +59,9 @@ for t in "${TARGETS[@]}"; do
   rc=$?
   set -e
   end=$(date +%s.%N)
-  python3 - "$t" "$rc" "$start" "$end" "$LOGS/$t.log" "fuzz/artifacts/$t" "$first" >> "$OUT.tmp" <<'EOF'
+  python3 - "$t" "$rc" "$start" "$end" "$LOGS/$t.log" "fuzz/artifacts/$t" "$RUNS" "$MAX_TIME" "$SAN" >> "$OUT.tmp" <<'EOF'
 import json, os, re, sys
-t, rc, start, end, log, art, first = sys.argv[1:]
+t, rc, start, end, log, art, runs_asked, max_time, san = sys.argv[1:]
 text = open(log, errors="replace").read()
 def stat(name):
     m = re.findall(r"stat::%s:\s*(\d+)" % name, text)
@@ -72,17 +72,33 @@ if runs is None:  # stopped by a crash before the final stats: the last status l
     m = re.findall(r"#(\d+)\s", text)
     runs = int(m[-1]) if m else 0
 crashes = sorted(f for f in os.listdir(art) if f.split("-")[0] in ("crash", "leak", "oom", "timeout", "slow"))
-row = {"target": t, "inputs": runs, "wall_s": round(wall, 1),
+print(json.dumps({"target": t, "inputs": runs, "inputs_asked": int(runs_asked),
+       "max_time_s": int(max_time), "wall_s": round(wall, 1),
        "execs_per_s": stat("average_exec_per_sec") or round(runs / max(wall, 1e-9)),
        "peak_rss_mb": stat("peak_rss_mb"), "exit_code": int(rc), "crashes": len(crashes),
-       "artifacts": crashes}
-print(("" if first == "1" else ",") + json.dumps(row))
-rss = row["peak_rss_mb"]
-print(f"| {t} | {runs:,} | {wall:.0f} s | {row['execs_per_s']:,} | {rss if rss is not None else '?'} MB | {len(crashes)} |", file=sys.stderr)
+       "artifacts": crashes, "sanitizer": san, "load": open("/proc/loadavg").read().split()[:3]}))
 EOF
-  first=0
-done 2>&1 >/dev/null | cat
-echo "]" >> "$OUT.tmp"
-mv "$OUT.tmp" "$OUT"
+done
+# merge with the rows of earlier runs (one row per target, latest wins), in
+# the order of fuzz/Cargo.toml, and print the whole table
+python3 - "$OUT" "$OUT.tmp" $(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^byzscale-fuzz$') <<'EOF'
+import json, os, sys
+out, new, order = sys.argv[1], sys.argv[2], sys.argv[3:]
+rows = {}
+if os.path.exists(out):
+    rows = {r["target"]: r for r in json.load(open(out))}
+for line in open(new):
+    r = json.loads(line)
+    rows[r["target"]] = r
+ordered = [rows[t] for t in order if t in rows]
+json.dump(ordered, open(out, "w"), indent=1)
+os.remove(new)
+print("| target | inputs | wall time | execs/s | peak RSS | crashes |")
+print("|---|---:|---:|---:|---:|---:|")
+for r in ordered:
+    rss = r["peak_rss_mb"]
+    print(f"| {r['target']} | {r['inputs']:,} | {r['wall_s']:.0f} s | {r['execs_per_s']:,} | "
+          f"{rss if rss is not None else '?'} MB | {r['crashes']} |")
+EOF
 echo
-echo "($RUNS runs per target, sanitizer $SAN, malloc limit $MALLOC_MB MB, rss limit $RSS_MB MB, timeout $TIMEOUT s; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); JSON: $OUT; logs: $LOGS/)"
+echo "($RUNS runs per target asked, max $MAX_TIME s each (0: none), sanitizer $SAN, malloc limit $MALLOC_MB MB, rss limit $RSS_MB MB, timeout $TIMEOUT s; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); JSON: $OUT; logs: $LOGS/)"
