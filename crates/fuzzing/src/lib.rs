@@ -18,12 +18,17 @@
 //! handshake succeeds only for the peer it admitted, a RESP connection holds
 //! at most its request limits and parses the same at every split.
 //!
+//! The `*_message` targets stop at the decoder; the protocol-instance targets
+//! ([`handlers`]) hand what decodes to a correct replica or node, so a panic
+//! in a message handler is found too.
+//!
 //! Adding a target: write `pub fn <name>(data: &[u8])` in the module of its
 //! layer, list it in [`TARGETS`] with a few valid seeds, and add
 //! `fuzz/fuzz_targets/<name>.rs` plus its `[[bin]]` in `fuzz/Cargo.toml` (the
 //! test `every_target_has_a_fuzz_binary` checks that the lists agree).
 
 pub mod clients;
+pub mod handlers;
 pub mod protocols;
 pub mod seeds;
 pub mod transport;
@@ -84,6 +89,30 @@ pub const TARGETS: &[Target] = &[
         seeds: seeds::at2_contagion_message,
     },
     Target {
+        name: "smr_replica",
+        decoder: "SMR messages (replicas and a client) delivered to a correct Replica<KvStore>, leader or backup, with timers",
+        run: handlers::smr,
+        seeds: seeds::smr_replica,
+    },
+    Target {
+        name: "byzcast_replica",
+        decoder: "ByzCast messages delivered to a correct ByzCast replica of a target group or the root, with timers",
+        run: handlers::byzcast,
+        seeds: seeds::byzcast_replica,
+    },
+    Target {
+        name: "at2_bracha_node",
+        decoder: "AT2-over-Bracha messages (peers and a client) delivered to a correct AT2 node, with timers",
+        run: handlers::at2_bracha,
+        seeds: seeds::at2_bracha_node,
+    },
+    Target {
+        name: "at2_contagion_node",
+        decoder: "AT2-over-Contagion messages delivered to a correct AT2 node, with timers",
+        run: handlers::at2_contagion,
+        seeds: seeds::at2_contagion_node,
+    },
+    Target {
         name: "service_op",
         decoder: "KvStore / Bank Service::execute and query of a client's op bytes; KvReply / BankReply::decode of a replica's result",
         run: protocols::service_op,
@@ -129,4 +158,63 @@ pub fn round_trip<M: Serialize + DeserializeOwned + PartialEq + Debug>(m: &M, le
         back == *m,
         "re-encoding changes the value: {m:?} became {back:?}"
     );
+}
+
+/// `count` inputs derived from `seeds` by a seeded mutator (what
+/// `cargo test` runs in place of libFuzzer): each is a seed with one to
+/// four edits — a bit flip, a byte set to an edge value, a little-endian
+/// integer nudged, a range cut, duplicated or spliced from another seed.
+pub fn mutants(seeds: &[Vec<u8>], count: usize, seed: u64) -> impl Iterator<Item = Vec<u8>> + '_ {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..count).map(move |_| {
+        let mut m = seeds[rng.gen_range(0..seeds.len())].clone();
+        for _ in 0..rng.gen_range(1..=4) {
+            mutate(&mut m, seeds, &mut rng);
+        }
+        m
+    })
+}
+
+fn mutate(m: &mut Vec<u8>, seeds: &[Vec<u8>], rng: &mut impl rand::Rng) {
+    const EDGES: [u8; 6] = [0, 1, 0x7f, 0x80, 0xfe, 0xff];
+    if m.is_empty() {
+        m.push(rng.gen());
+        return;
+    }
+    let at = rng.gen_range(0..m.len());
+    match rng.gen_range(0..6) {
+        0 => m[at] ^= 1 << rng.gen_range(0..8),
+        1 => m[at] = EDGES[rng.gen_range(0..EDGES.len())],
+        2 => {
+            // a u64 field nudged (lengths, slots, views, indices)
+            let end = (at + 8).min(m.len());
+            let mut b = [0u8; 8];
+            b[..end - at].copy_from_slice(&m[at..end]);
+            let v = u64::from_le_bytes(b);
+            let v = match rng.gen_range(0..4) {
+                0 => v.wrapping_add(1),
+                1 => v.wrapping_sub(1),
+                2 => u64::MAX - v,
+                _ => v.wrapping_mul(1 << rng.gen_range(1..16)),
+            };
+            m[at..end].copy_from_slice(&v.to_le_bytes()[..end - at]);
+        }
+        3 => {
+            let end = rng.gen_range(at..=m.len());
+            m.drain(at..end);
+        }
+        4 => {
+            let end = rng.gen_range(at..=m.len().min(at + 64));
+            let piece = m[at..end].to_vec();
+            let to = rng.gen_range(0..=m.len());
+            m.splice(to..to, piece);
+        }
+        _ => {
+            let other = &seeds[rng.gen_range(0..seeds.len())];
+            let from = rng.gen_range(0..=other.len());
+            let end = rng.gen_range(from..=other.len());
+            m.splice(at..at, other[from..end].iter().copied());
+        }
+    }
 }

@@ -125,8 +125,9 @@ pub fn service_op(data: &[u8]) {
     }
 }
 
-/// The two-level tree of two target groups and a root, four replicas each.
-fn topology() -> Arc<Topology> {
+/// The two-level tree of two target groups and a root, four replicas each
+/// (group `g` is nodes `4g` to `4g + 3`).
+pub fn topology() -> Arc<Topology> {
     static TOPO: OnceLock<Arc<Topology>> = OnceLock::new();
     TOPO.get_or_init(|| {
         let groups = (0..3)

@@ -2,6 +2,7 @@
 //! them. They start the fuzzers' corpora (`bench/fuzz.sh` writes them) and
 //! the regression test checks that each one is accepted.
 
+use crate::handlers;
 use crate::protocols::{At2Bracha, At2Contagion};
 use crate::transport::{client, ident, known, role, KIND, NONCE};
 use byzscale_apps::bank::{BankOp, BankReply};
@@ -433,4 +434,180 @@ pub fn at2_http() -> Vec<Vec<u8>> {
         b"\x01a17".to_vec(),
         b"\x0142".to_vec(),
     ]
+}
+
+/// Client `CLIENT`'s request `seq` to `group` (members `members`), with a
+/// valid authenticator.
+fn authed(group: GroupId, members: &[NodeId], seq: u64, op: Vec<u8>) -> Request {
+    let c = handlers::crypto(Addr::Client(handlers::CLIENT));
+    let bytes = Request::auth_bytes(group, handlers::CLIENT, seq, false, &op);
+    let to: Vec<Addr> = members.iter().map(|m| Addr::Node(*m)).collect();
+    Request {
+        client: handlers::CLIENT,
+        seq,
+        read_only: false,
+        auth: c.authenticator(&to, &bytes).expect("known replicas"),
+        op,
+    }
+}
+
+/// `msg` from `CLIENT` to every member of `members`.
+fn to_all<M: serde::Serialize>(members: &[NodeId], msg: &M) -> Vec<handlers::Wire> {
+    let bytes = codec::to_bytes(msg);
+    let from = Addr::Client(handlers::CLIENT);
+    members
+        .iter()
+        .map(|m| (from, Addr::Node(*m), bytes.clone()))
+        .collect()
+}
+
+/// Largest seed of the protocol-instance targets.
+const SEED_MAX: usize = 12 * 1024;
+
+/// Runs of four replicas ordering three KV requests, seen by the leader and
+/// by a backup; and a run with the leader down (view change), by a backup.
+pub fn smr_replica() -> Vec<Vec<u8>> {
+    let g = handlers::smr_group();
+    let ops = [
+        KvOp::Set(b"k".to_vec(), b"1".to_vec()),
+        KvOp::Incr(b"k".to_vec()),
+        KvOp::Get(b"k".to_vec()),
+    ];
+    let inject: Vec<handlers::Wire> = ops
+        .iter()
+        .enumerate()
+        .flat_map(|(i, op)| {
+            let r = authed(g.id, &g.members, i as u64 + 1, op.encode());
+            to_all(&g.members, &Message::Request(r))
+        })
+        .collect();
+    let addrs: Vec<Addr> = g.members.iter().map(|m| Addr::Node(*m)).collect();
+    let senders = handlers::smr_senders();
+    let run = |target: usize, down: &[usize], rounds| {
+        let nodes = (0..4).map(handlers::smr_replica).collect();
+        let who = target as u8;
+        handlers::cluster_seed(
+            nodes,
+            &addrs,
+            &senders,
+            inject.clone(),
+            down,
+            target,
+            who,
+            rounds,
+            SEED_MAX,
+        )
+    };
+    vec![run(0, &[], 3), run(1, &[], 3), run(1, &[0], 6)]
+}
+
+/// Runs of the twelve replicas of the tree delivering a local and a global
+/// multicast, seen by a target group's leader, its backup, the other target
+/// group's leader and the root's leader.
+pub fn byzcast_replica() -> Vec<Vec<u8>> {
+    let topo = crate::protocols::topology();
+    let group = |g: u32| {
+        topo.group(GroupId(g))
+            .expect("three groups")
+            .members
+            .clone()
+    };
+    let local = mcast(1, vec![GroupId(0)]);
+    let global = mcast(1, vec![GroupId(0), GroupId(1)]);
+    let mut inject = Vec::new();
+    let r = authed(
+        GroupId(0),
+        &group(0),
+        1,
+        Envelope::Multicast(local).encode(),
+    );
+    inject.extend(to_all(
+        &group(0),
+        &byzscale_byzcast::Message::Smr(Message::Request(r)),
+    ));
+    let entry = topo
+        .tree()
+        .lca(&[GroupId(0), GroupId(1)])
+        .expect("an entry group");
+    let r = authed(
+        entry,
+        &group(entry.0),
+        1,
+        Envelope::Multicast(global).encode(),
+    );
+    inject.extend(to_all(
+        &group(entry.0),
+        &byzscale_byzcast::Message::Smr(Message::Request(r)),
+    ));
+    let addrs: Vec<Addr> = (0..12).map(|i| Addr::Node(NodeId(i))).collect();
+    let senders = handlers::byzcast_senders();
+    (0..4u8)
+        .map(|who| {
+            let target = [0, 1, 4, 8][who as usize];
+            let nodes = (0..12).map(handlers::byzcast_replica).collect();
+            handlers::cluster_seed(
+                nodes,
+                &addrs,
+                &senders,
+                inject.clone(),
+                &[],
+                target,
+                who,
+                4,
+                SEED_MAX,
+            )
+        })
+        .collect()
+}
+
+/// Client transfers at nodes 0, 1 and 2, as AT2 node requests.
+fn at2_inject() -> Vec<handlers::Wire> {
+    let from = Addr::Client(handlers::CLIENT);
+    let req = |id, f: u32, t: u32, amount| {
+        let m: At2Message<()> = At2Message::Request {
+            id,
+            op: ClientOp::Transfer {
+                from: Account(f),
+                to: Account(t),
+                amount,
+            },
+        };
+        codec::to_bytes(&m)
+    };
+    vec![
+        (from, Addr::Node(NodeId(0)), req(1, 0, 1, 30)),
+        (from, Addr::Node(NodeId(1)), req(2, 1, 2, 50)),
+        (from, Addr::Node(NodeId(2)), req(3, 2, 3, 5)),
+    ]
+}
+
+fn at2_run<P: byzscale_core::Protocol>(make: impl Fn(u32) -> handlers::Driver<P>) -> Vec<Vec<u8>> {
+    let addrs: Vec<Addr> = (0..4).map(|i| Addr::Node(NodeId(i))).collect();
+    let senders = handlers::at2_senders();
+    (0..4u8)
+        .map(|who| {
+            let nodes = (0..4).map(&make).collect();
+            handlers::cluster_seed(
+                nodes,
+                &addrs,
+                &senders,
+                at2_inject(),
+                &[],
+                who as usize,
+                who,
+                4,
+                SEED_MAX,
+            )
+        })
+        .collect()
+}
+
+/// Four AT2 nodes over Bracha settling three transfers, seen by each.
+pub fn at2_bracha_node() -> Vec<Vec<u8>> {
+    at2_run(handlers::at2_bracha_node)
+}
+
+/// Four AT2 nodes over Contagion settling three transfers, seen by each.
+pub fn at2_contagion_node() -> Vec<Vec<u8>> {
+    at2_run(handlers::at2_contagion_node)
 }

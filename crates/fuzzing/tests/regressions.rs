@@ -125,3 +125,66 @@ fn every_target_has_a_fuzz_binary() {
         assert!(target(t.name).is_some());
     }
 }
+
+/// The protocol-instance seeds are runs that get somewhere: the fuzzer
+/// starts past signatures and MACs, at decisions and deliveries.
+#[test]
+fn instance_seeds_reach_decisions() {
+    use byzscale_fuzzing::handlers;
+    let smr = seeds::smr_replica();
+    for (i, s) in smr.iter().enumerate() {
+        let mut d = handlers::smr_replica(u32::from(s[0] & 1));
+        d.run(&handlers::smr_senders(), &s[1..]);
+        let r = d.protocol();
+        if i < 2 {
+            assert_eq!(r.executed(), 3, "seed {i}: three requests executed");
+        } else {
+            assert!(
+                r.view() >= 1,
+                "seed {i}: the view changed without the leader"
+            );
+        }
+    }
+    for s in seeds::byzcast_replica() {
+        let me = [0, 1, 4, 8][s[0] as usize % 4];
+        let mut d = handlers::byzcast_replica(me);
+        d.run(&handlers::byzcast_senders(), &s[1..]);
+        assert!(
+            d.protocol().smr().executed() >= 1,
+            "replica {me} ordered nothing"
+        );
+    }
+    for s in seeds::at2_bracha_node() {
+        let mut d = handlers::at2_bracha_node(u32::from(s[0] % 4));
+        d.run(&handlers::at2_senders(), &s[1..]);
+        assert_eq!(d.protocol().at2().ledger().applied_count(), 3);
+    }
+    for s in seeds::at2_contagion_node() {
+        let mut d = handlers::at2_contagion_node(u32::from(s[0] % 4));
+        d.run(&handlers::at2_senders(), &s[1..]);
+        assert_eq!(d.protocol().at2().ledger().applied_count(), 3);
+    }
+}
+
+/// What CI runs of the fuzzers: inputs derived from every seed by a seeded
+/// mutator (bit flips, byte sets, small integer edits, cuts, splices and
+/// duplications), `MUTANTS` per target, through the same harnesses.
+#[test]
+fn seed_mutants_run_clean() {
+    const MUTANTS: usize = 3000;
+    let mut total = 0;
+    for t in TARGETS {
+        let seeds = (t.seeds)();
+        for (i, input) in byzscale_fuzzing::mutants(&seeds, MUTANTS, 7).enumerate() {
+            let r = std::panic::catch_unwind(|| (t.run)(&input));
+            assert!(
+                r.is_ok(),
+                "{} fails on mutant {i} of its seeds (seed 7): {:?}",
+                t.name,
+                input
+            );
+            total += 1;
+        }
+    }
+    eprintln!("ran {total} mutants");
+}
