@@ -145,15 +145,7 @@ impl Handshake {
         known: impl FnOnce(Addr) -> Option<PublicIdentity>,
         accept_clients: bool,
     ) -> Result<(AwaitAuth, Vec<u8>), Fault> {
-        let (kind, _) = codec::parse_header(frame, HANDSHAKE_MAX).map_err(codec_fault)?;
-        if kind != KIND_HELLO {
-            return Err(fault(
-                "handshake",
-                format!("expected hello, got frame kind {kind:#x}"),
-            ));
-        }
-        let theirs: Hello =
-            codec::decode_frame(frame, KIND_HELLO, HANDSHAKE_MAX).map_err(codec_fault)?;
+        let theirs: Hello = handshake_frame(frame, KIND_HELLO, "hello")?;
         if theirs.kind != self.kind {
             return Err(fault(
                 "handshake",
@@ -244,15 +236,7 @@ impl AwaitAuth {
     /// Check the peer's auth `frame`: its signature over the transcript must
     /// verify with the key admitted from its hello.
     pub fn on_auth(self, frame: &[u8]) -> Result<SessionKeys, Fault> {
-        let (kind, _) = codec::parse_header(frame, HANDSHAKE_MAX).map_err(codec_fault)?;
-        if kind != KIND_AUTH {
-            return Err(fault(
-                "handshake",
-                format!("expected signature, got frame kind {kind:#x}"),
-            ));
-        }
-        let auth: Auth =
-            codec::decode_frame(frame, KIND_AUTH, HANDSHAKE_MAX).map_err(codec_fault)?;
+        let auth: Auth = handshake_frame(frame, KIND_AUTH, "signature")?;
         let their_role = if self.dialer { b'A' } else { b'D' };
         let peer = self.peer;
         if self
@@ -342,6 +326,19 @@ impl<'a> Iterator for Payloads<'a> {
         let rest = self.rest.take()?;
         self.step(rest).transpose()
     }
+}
+
+/// The handshake message of frame kind `want` in `frame` (`what` names it in
+/// the fault).
+fn handshake_frame<T: DeserializeOwned>(frame: &[u8], want: u8, what: &str) -> Result<T, Fault> {
+    let (kind, _) = codec::parse_header(frame, HANDSHAKE_MAX).map_err(codec_fault)?;
+    if kind != want {
+        return Err(fault(
+            "handshake",
+            format!("expected {what}, got frame kind {kind:#x}"),
+        ));
+    }
+    codec::decode_frame(frame, want, HANDSHAKE_MAX).map_err(codec_fault)
 }
 
 /// Decode one message payload of at most `max` bytes (the transport's
