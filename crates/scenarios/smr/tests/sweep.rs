@@ -33,7 +33,7 @@ fn assert_clean(r: &Report, what: &str) {
     );
 }
 
-/// 34 seeds × 6 adversaries = 204 seeds per configuration.
+/// 34 seeds × 7 adversaries = 238 seeds per configuration.
 fn sweep(replicas: usize, f: usize, delta: usize) {
     for (i, adv) in Adversary::ALL.iter().enumerate() {
         let mut c = cfg(replicas, f, delta, *adv, f);
