@@ -2,6 +2,7 @@
 //! and a writer that sends the replies in the same order (see the crate docs).
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::resp::{self, Parser};
-use crate::{stopping, GatewayOptions, GatewayStats, KvBackend};
+use crate::{stopping, GatewayOptions, GatewayStats, KvBackend, MemoryBackend};
 
 /// The smallest free space the read buffer gets before each read.
 const READ_CHUNK: usize = 16 << 10;
@@ -334,20 +335,7 @@ impl Conn {
             loop {
                 match parser.next(&mut buf) {
                     Ok(Some(args)) => {
-                        GatewayStats::inc(&self.shared.stats.commands);
-                        let (slot, close) = match self.command(&args) {
-                            Action::Reply(bytes) => (Slot::Reply(bytes), false),
-                            Action::Quit => (Slot::Close(resp::simple("OK")), true),
-                            Action::Abort => {
-                                GatewayStats::inc(&self.shared.stats.protocol_errors);
-                                tracing::warn!(
-                                    peer = %self.peer,
-                                    "gateway: HTTP request on the Redis port; closing the connection"
-                                );
-                                (Slot::Close(Vec::new()), true)
-                            }
-                            Action::Submit(op) => (self.submit(op).await, false),
-                        };
+                        let (slot, close) = self.handle(&args).await;
                         if tx.send(slot).await.is_err() {
                             return End::WriterGone;
                         }
@@ -357,9 +345,7 @@ impl Conn {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        GatewayStats::inc(&self.shared.stats.protocol_errors);
-                        tracing::debug!(peer = %self.peer, error = %e, "gateway: closing connection");
-                        let _ = tx.send(Slot::Close(resp::error(&format!("ERR {e}")))).await;
+                        let _ = tx.send(self.protocol_error(&e)).await;
                         return End::Closed;
                     }
                 }
@@ -377,6 +363,32 @@ impl Conn {
                 _ = tx.closed() => return End::WriterGone,
             }
         }
+    }
+
+    /// Run one parsed command: its reply slot, and whether the connection closes
+    /// after it.
+    async fn handle(&mut self, args: &[Bytes]) -> (Slot, bool) {
+        GatewayStats::inc(&self.shared.stats.commands);
+        match self.command(args) {
+            Action::Reply(bytes) => (Slot::Reply(bytes), false),
+            Action::Quit => (Slot::Close(resp::simple("OK")), true),
+            Action::Abort => {
+                GatewayStats::inc(&self.shared.stats.protocol_errors);
+                tracing::warn!(
+                    peer = %self.peer,
+                    "gateway: HTTP request on the Redis port; closing the connection"
+                );
+                (Slot::Close(Vec::new()), true)
+            }
+            Action::Submit(op) => (self.submit(op).await, false),
+        }
+    }
+
+    /// The last reply of a connection closed for a protocol error, counted.
+    fn protocol_error(&self, e: &resp::ProtocolError) -> Slot {
+        GatewayStats::inc(&self.shared.stats.protocol_errors);
+        tracing::debug!(peer = %self.peer, error = %e, "gateway: closing connection");
+        Slot::Close(resp::error(&format!("ERR {e}")))
     }
 
     /// Start a backend call (after the conflicting earlier ones, see the crate docs).
@@ -721,6 +733,87 @@ impl Conn {
     }
 }
 
+/// One connection's request handling without a socket: the parser and the
+/// command handling of a real connection, with KV commands executed at once on
+/// a [`MemoryBackend`]. Whatever way the client's bytes are split, it answers
+/// what a connection would send back, in order. For tests and the fuzz targets
+/// (`fuzz/`).
+pub struct Offline {
+    conn: Conn,
+    parser: Parser,
+    buf: BytesMut,
+    closed: bool,
+}
+
+impl Offline {
+    /// A connection of a gateway with `opts` over an empty store.
+    pub fn new(opts: GatewayOptions) -> Self {
+        let parser = Parser::new(opts.limits());
+        let depth = opts.pipeline_depth.clamp(1, 1 << 20);
+        let backend: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        Offline {
+            conn: Conn {
+                pipeline: Arc::new(Semaphore::new(depth)),
+                shared: Arc::new(Shared::new(backend, opts, None)),
+                id: 1,
+                peer,
+                name: None,
+                inflight: VecDeque::new(),
+            },
+            parser,
+            buf: BytesMut::new(),
+            closed: false,
+        }
+    }
+
+    /// Take `bytes` from the client; returns the reply bytes they complete
+    /// (none once the connection is closed).
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.closed {
+            return out;
+        }
+        self.buf.extend_from_slice(bytes);
+        while !self.closed {
+            let slot = match self.parser.next(&mut self.buf) {
+                Ok(None) => break,
+                Ok(Some(args)) => {
+                    let mut step = std::pin::pin!(self.conn.handle(&args));
+                    match step.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                        Poll::Ready((slot, _)) => slot,
+                        // the memory backend answers in its first poll
+                        Poll::Pending => Slot::Close(resp::error("ERR internal error")),
+                    }
+                }
+                Err(e) => self.conn.protocol_error(&e),
+            };
+            match slot {
+                Slot::Reply(bytes) => out.extend_from_slice(&bytes),
+                Slot::Close(bytes) => {
+                    out.extend_from_slice(&bytes);
+                    self.closed = true;
+                }
+                Slot::Pending(_) => {
+                    out.extend_from_slice(&resp::error("ERR internal error"));
+                    self.closed = true;
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether the connection was closed (QUIT, a protocol error, HTTP).
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Request bytes received but not yet parsed into a command.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
 /// Redis's reply to an unknown command (name and arguments shown up to 128 bytes).
 fn unknown_command(args: &[Bytes]) -> String {
     let mut shown = String::new();
@@ -870,6 +963,28 @@ mod tests {
         assert!(overlap(&a, &b) && overlap(&b, &a));
         assert!(!overlap(&a, &c) && !overlap(&c, &b));
         assert!(!overlap(&[], &a));
+    }
+
+    #[test]
+    fn offline_connection_answers_pipelines_at_every_split() {
+        let input: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n5\r\nINCR k\r\nGET k\r\n\
+                             CLIENT SETNAME me\r\nCLIENT GETNAME\r\nECHO\r\n*1\r\n$1\r\nx";
+        let want: &[u8] = b"+OK\r\n:6\r\n$1\r\n6\r\n+OK\r\n$2\r\nme\r\n\
+                            -ERR wrong number of arguments for 'echo' command\r\n";
+        for chunk in 1..=input.len() {
+            let mut c = Offline::new(GatewayOptions::default());
+            let out: Vec<u8> = input.chunks(chunk).flat_map(|p| c.feed(p)).collect();
+            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(want));
+            assert!(!c.closed());
+            assert_eq!(c.buffered(), 5, "`$1\\r\\nx` waits for the rest");
+        }
+        let mut c = Offline::new(GatewayOptions::default());
+        assert_eq!(
+            c.feed(b"PING\r\n*1\r\n:1\r\nPING\r\n"),
+            b"+PONG\r\n-ERR Protocol error: expected '$', got ':'\r\n"
+        );
+        assert!(c.closed());
+        assert!(c.feed(b"PING\r\n").is_empty());
     }
 
     #[test]

@@ -72,6 +72,8 @@
 //! they are done or after [`GatewayOptions::shutdown_grace`], aborting the rest.
 
 mod conn;
+
+pub use conn::Offline;
 pub mod resp;
 
 use std::future::Future;

@@ -68,6 +68,9 @@ struct Partial {
 pub struct Parser {
     limits: Limits,
     partial: Option<Partial>,
+    /// Bytes of an incomplete inline line already searched for its `\n`, so
+    /// that a line arriving in small pieces is scanned once, not once per piece.
+    scanned: usize,
 }
 
 /// Position of the first `\r\n` in `buf`, searching at most `limit` bytes.
@@ -82,6 +85,7 @@ impl Parser {
         Parser {
             limits,
             partial: None,
+            scanned: 0,
         }
     }
 
@@ -186,14 +190,18 @@ impl Parser {
     /// An inline command line, if complete: `Ok(Some(vec![]))` for a blank line.
     fn inline(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
         let limit = self.limits.max_inline_len.saturating_add(1);
-        let Some(nl) = buf[..buf.len().min(limit)].iter().position(|&c| c == b'\n') else {
+        let end = buf.len().min(limit);
+        let from = self.scanned.min(end);
+        let Some(nl) = buf[from..end].iter().position(|&c| c == b'\n') else {
             if buf.len() >= limit {
                 return perr("too big inline request");
             }
+            self.scanned = end;
             return Ok(None);
         };
-        let line = buf.split_to(nl + 1);
-        let mut line = &line[..nl];
+        self.scanned = 0;
+        let line = buf.split_to(from + nl + 1);
+        let mut line = &line[..from + nl];
         if let Some(stripped) = line.strip_suffix(b"\r") {
             line = stripped;
         }
@@ -534,6 +542,32 @@ mod tests {
         let mut line = vec![b'a'; 64];
         line.push(b'\n');
         assert_eq!(parse_chunked(&line, 3).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_inline_line_in_pieces_is_scanned_once() {
+        // a 64 KiB line without its newline, one byte at a time: the search resumes
+        // where it stopped (it used to rescan the whole line per byte,
+        // quadratic work a slow client could ask for)
+        let mut p = Parser::new(Limits {
+            max_inline_len: 64 << 10,
+            ..limits()
+        });
+        let mut buf = BytesMut::new();
+        let n = (64 << 10) - 3; // with " b\r" the line is exactly the limit
+        for i in 0..n {
+            buf.extend_from_slice(b"a");
+            assert_eq!(p.next(&mut buf), Ok(None));
+            assert_eq!(p.scanned, i + 1);
+        }
+        buf.extend_from_slice(b" b\r\nGET k\r\n");
+        let args = p.next(&mut buf).unwrap().unwrap();
+        assert_eq!((args[0].len(), &args[1][..]), (n, &b"b"[..]));
+        assert_eq!(p.scanned, 0);
+        assert_eq!(
+            strs(&p.next(&mut buf).unwrap().unwrap()),
+            cmd(&["GET", "k"])
+        );
     }
 
     #[test]

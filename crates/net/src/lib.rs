@@ -4,6 +4,9 @@
 //! - [`transport`]: TCP listener and dialers, framed with the core codec's header,
 //!   ed25519-authenticated handshake, per-frame HMAC-SHA256 with replay counters,
 //!   bounded drop-oldest queues per peer, reconnect with backoff and jitter.
+//! - [`wire`]: what a peer sends, decoded and checked without I/O (the
+//!   handshake as a state machine, sealed frames, messages); the transport's
+//!   connection tasks and the fuzz targets call the same functions.
 //! - [`delay`]: the optional WAN delay shim (one-way latency matrix + jitter,
 //!   applied in userspace to outgoing frames).
 //! - [`runtime`]: [`Runtime`] / [`run_protocol`]: one task owns the protocol,
@@ -53,6 +56,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod storage;
 pub mod transport;
+pub mod wire;
 
 pub use delay::{DelayError, DelayMatrix};
 pub use metrics::{Counter, Gauge, Histogram, Registry};

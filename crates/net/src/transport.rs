@@ -42,6 +42,10 @@
 //!    the pairwise key coming from `Crypto::add_peer` (X25519 + BLAKE3). Fresh
 //!    nonces make every session's key fresh.
 //!
+//! The checks above are [`crate::wire::Handshake`], a state machine without
+//! I/O (the connection task only moves its frames), so that the fuzz targets
+//! run exactly them.
+//!
 //! After the handshake each frame is followed by a 32-byte tag
 //! `HMAC-SHA256(session key, direction || counter || frame)` with an implicit
 //! per-direction counter, so frames cannot be forged, reflected, replayed,
@@ -73,16 +77,16 @@
 
 use crate::delay::DelayMatrix;
 use crate::metrics::{Counter, Gauge, Registry};
+use crate::wire::{self, Handshake};
 use crate::NetError;
 use bytes::Bytes;
-use byzscale_core::codec::{self, CodecError, HEADER_LEN};
-use byzscale_core::crypto::{Crypto, CryptoMode, Identity, PublicIdentity, Signature};
+use byzscale_core::codec::{self, HEADER_LEN};
+use byzscale_core::crypto::{Identity, PublicIdentity};
 use byzscale_core::Addr;
 use byzscale_core::WireKind;
 use hmac::{Hmac, Mac as _};
 use rand::{Rng, RngCore};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -107,8 +111,6 @@ pub const KIND_SEALED: u8 = WireKind::Sealed.byte();
 pub const TAG_LEN: usize = 32;
 /// Payload limit during the handshake (before the peer is authenticated).
 pub const HANDSHAKE_MAX: usize = 1024;
-const DOMAIN: &[u8] = b"byzscale-net handshake v1";
-const SESSION_LABEL: &[u8] = b"byzscale-net session";
 
 /// A peer this endpoint knows in advance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,19 +202,6 @@ pub enum Inbound<M> {
     },
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
-struct Hello {
-    addr: Addr,
-    nonce: [u8; 32],
-    identity: PublicIdentity,
-    kind: u8,
-}
-
-#[derive(Serialize, Deserialize, Debug)]
-struct Auth {
-    sig: Signature,
-}
-
 #[derive(Debug)]
 enum ConnError {
     /// Clean EOF at a frame boundary.
@@ -240,12 +229,13 @@ fn fault(kind: &'static str, detail: impl Into<String>) -> ConnError {
     }
 }
 
-fn codec_fault(e: CodecError) -> ConnError {
-    let kind = match e {
-        CodecError::TooLarge { .. } => "oversized_frame",
-        _ => "malformed_frame",
-    };
-    fault(kind, e.to_string())
+impl From<wire::Fault> for ConnError {
+    fn from(f: wire::Fault) -> Self {
+        ConnError::Fault {
+            kind: f.kind,
+            detail: f.detail,
+        }
+    }
 }
 
 /// Every kind of connection fault the transport reports.
@@ -541,7 +531,7 @@ async fn read_raw_frame<R: AsyncRead + Unpin>(
     if n < HEADER_LEN {
         r.read_exact(&mut header[n..]).await?;
     }
-    let (kind, len) = codec::parse_header(&header, limit).map_err(codec_fault)?;
+    let (kind, len) = codec::parse_header(&header, limit).map_err(wire::codec_fault)?;
     let mut frame = vec![0u8; HEADER_LEN + len + trailer];
     frame[..HEADER_LEN].copy_from_slice(&header);
     r.read_exact(&mut frame[HEADER_LEN..]).await?;
@@ -569,130 +559,38 @@ async fn handshake<M>(
 ) -> Result<Session, ConnError> {
     let mut nonce = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut nonce);
-    let mine = Hello {
-        addr: shared.me,
-        nonce,
-        identity: shared.identity.public(),
-        kind: shared.kind,
+    let dialed = match role {
+        Role::Dial(a) => Some(a),
+        Role::Accept => None,
     };
-    let my_frame = codec::encode_frame(KIND_HELLO, &mine);
-    w.write_all(&my_frame).await?;
-
+    let hs = Handshake::new(
+        shared.me,
+        shared.identity.clone(),
+        shared.kind,
+        dialed,
+        nonce,
+    );
+    w.write_all(hs.hello_frame()).await?;
     // A peer that closes before saying anything (a port scan, a health check, a
     // node shutting down) is not counted as a fault.
-    let (kind, their_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
-    if kind != KIND_HELLO {
-        return Err(fault(
-            "handshake",
-            format!("expected hello, got frame kind {kind:#x}"),
-        ));
-    }
-    let theirs: Hello =
-        codec::decode_frame(&their_frame, KIND_HELLO, HANDSHAKE_MAX).map_err(codec_fault)?;
-    if theirs.kind != shared.kind {
-        return Err(fault(
-            "handshake",
-            format!(
-                "peer speaks protocol kind {} but this node speaks {}",
-                theirs.kind, shared.kind
-            ),
-        ));
-    }
-    if theirs.addr == shared.me {
-        return Err(fault("impostor", "peer claims this node's own address"));
-    }
-    let dialer = matches!(role, Role::Dial(_));
-    let (peer_pk, new_client) = {
+    let (_, their_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
+    let (await_auth, auth) = {
         let known = shared.known_lock();
-        match role {
-            Role::Dial(expect) => {
-                if theirs.addr != expect {
-                    return Err(fault(
-                        "impostor",
-                        format!("dialed {expect} but the peer claims to be {}", theirs.addr),
-                    ));
-                }
-                match known.get(&expect) {
-                    Some(pk) => (*pk, None),
-                    None => return Err(fault("handshake", format!("no key for {expect}"))),
-                }
-            }
-            Role::Accept => match known.get(&theirs.addr) {
-                Some(pk) if *pk == theirs.identity => (*pk, None),
-                Some(_) => {
-                    return Err(fault(
-                        "impostor",
-                        format!(
-                            "{} presented a key that differs from the known one",
-                            theirs.addr
-                        ),
-                    ))
-                }
-                None if shared.accept_clients && matches!(theirs.addr, Addr::Client(_)) => {
-                    (theirs.identity, Some(theirs.identity))
-                }
-                None => {
-                    return Err(fault(
-                        "unknown_peer",
-                        format!("{} is not in this node's configuration", theirs.addr),
-                    ))
-                }
-            },
-        }
+        hs.on_hello(
+            &their_frame,
+            |a| known.get(&a).copied(),
+            shared.accept_clients,
+        )?
     };
-    let peer = theirs.addr;
-    let mut transcript = DOMAIN.to_vec();
-    if dialer {
-        transcript.extend_from_slice(&my_frame);
-        transcript.extend_from_slice(&their_frame);
-    } else {
-        transcript.extend_from_slice(&their_frame);
-        transcript.extend_from_slice(&my_frame);
-    }
-    let (my_role, their_role) = if dialer { (b'D', b'A') } else { (b'A', b'D') };
-    let signed = |role: u8| {
-        let mut v = Vec::with_capacity(transcript.len() + 1);
-        v.push(role);
-        v.extend_from_slice(&transcript);
-        v
-    };
-
-    // Transport security never uses the modeled crypto mode.
-    let mut crypto = Crypto::new(shared.me, shared.identity.clone(), CryptoMode::Real);
-    crypto
-        .add_peer(peer, peer_pk)
-        .map_err(|e| fault("handshake", e.to_string()))?;
-    let sig = crypto.sign(&signed(my_role));
-    w.write_all(&codec::encode_frame(KIND_AUTH, &Auth { sig }))
-        .await?;
-
-    let (kind, auth_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
-    if kind != KIND_AUTH {
-        return Err(fault(
-            "handshake",
-            format!("expected signature, got frame kind {kind:#x}"),
-        ));
-    }
-    let auth: Auth =
-        codec::decode_frame(&auth_frame, KIND_AUTH, HANDSHAKE_MAX).map_err(codec_fault)?;
-    if crypto.verify(peer, &signed(their_role), &auth.sig).is_err() {
-        return Err(fault(
-            "impostor",
-            format!("handshake signature of {peer} does not verify"),
-        ));
-    }
-    let mut label = SESSION_LABEL.to_vec();
-    label.extend_from_slice(&transcript);
-    let key = crypto
-        .mac(peer, &label)
-        .map_err(|e| fault("handshake", e.to_string()))?
-        .0;
-    let (send_dir, recv_dir) = if dialer { (0, 1) } else { (1, 0) };
+    w.write_all(&auth).await?;
+    let (_, auth_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
+    let keys = await_auth.on_auth(&auth_frame)?;
+    let (send_dir, recv_dir) = if keys.dialer { (0, 1) } else { (1, 0) };
     Ok(Session {
-        peer,
-        send: FrameMac::new(&key, send_dir),
-        recv: FrameMac::new(&key, recv_dir),
-        new_client,
+        peer: keys.peer,
+        send: FrameMac::new(&keys.key, send_dir),
+        recv: FrameMac::new(&keys.key, recv_dir),
+        new_client: keys.new_client,
     })
 }
 
@@ -719,25 +617,8 @@ async fn read_loop<M: DeserializeOwned>(
             ));
         }
         shared.m.bytes_in.add(frame.len() as u64);
-        if kind == KIND_SEALED {
-            let mut rest = &frame[HEADER_LEN..body];
-            while !rest.is_empty() {
-                let (inner, len) = codec::parse_header(rest, max).map_err(codec_fault)?;
-                if inner != shared.kind {
-                    return Err(fault(
-                        "unexpected_kind",
-                        format!("sealed kind {inner:#x}, expected {:#x}", shared.kind),
-                    ));
-                }
-                let end = HEADER_LEN + len;
-                if rest.len() < end {
-                    return Err(fault("malformed_message", "sealed frame cut short"));
-                }
-                deliver(shared, peer, &rest[HEADER_LEN..end], max).await?;
-                rest = &rest[end..];
-            }
-        } else {
-            deliver(shared, peer, &frame[HEADER_LEN..body], max).await?;
+        for payload in wire::payloads(&frame[..body], shared.kind, max) {
+            deliver(shared, peer, payload?, max).await?;
         }
     }
 }
@@ -749,8 +630,7 @@ async fn deliver<M: DeserializeOwned>(
     payload: &[u8],
     max: usize,
 ) -> Result<(), ConnError> {
-    let msg: M =
-        codec::from_bytes(payload, max).map_err(|e| fault("malformed_message", e.to_string()))?;
+    let msg: M = wire::decode_message(payload, max)?;
     shared.m.frames_in.inc();
     shared
         .inbound

@@ -23,6 +23,9 @@
 //! signed with the node's own key) or a corrupted one. Without a mutator,
 //! `Equivocate` and `Corrupt` behave honestly.
 //!
+//! [`fields`] holds the seeded damage a mutator does to one field (numbers,
+//! ranges, digests, lists, bytes), so every protocol corrupts fields alike.
+//!
 //! Twins (two honest actors sharing one identity) are set up at the engine
 //! level: [`crate::engine::Sim::add_twins`].
 //!
@@ -36,6 +39,8 @@ use rand::{Rng, RngCore};
 use std::any::Any;
 use std::collections::VecDeque;
 use std::rc::Rc;
+
+pub mod fields;
 
 /// Protocol-specific message surgery for [`Behavior::Equivocate`] and
 /// [`Behavior::Corrupt`]. Returning `None` sends the original.

@@ -45,7 +45,8 @@ pub struct ByzcastArgs {
     #[arg(long, value_enum, default_value_t = ProtocolArg::Byzcast)]
     pub protocol: ProtocolArg,
     /// Behaviour of the Byzantine replicas: none, silent, replay, slow,
-    /// equivocate, twins, mixed, or a parent's attack (early: forwards client
+    /// equivocate, twins, mutate (corrupts one field of half of its
+    /// messages), mixed, or a parent's attack (early: forwards client
     /// multicasts before its group orders them; forge: forwards forged
     /// messages and reports forged results; withhold: never forwards;
     /// reorder: swaps consecutive forwards).

@@ -340,32 +340,29 @@ struct TransferRequest {
     amount: u64,
 }
 
+/// The (from, to, amount) of a `POST /transfer` body, or the error text for
+/// a 400 (axum bounds the body at 2 MB before this).
+pub fn parse_transfer_body(body: &[u8]) -> Result<(Account, Account, u64), String> {
+    let req: TransferRequest = serde_json::from_slice(body).map_err(|e| {
+        format!("expected a JSON body {{\"from\": account, \"to\": account, \"amount\": n}}: {e}")
+    })?;
+    Ok((Account(req.from), Account(req.to), req.amount))
+}
+
 async fn http_transfer(State(h): State<Http>, body: axum::body::Bytes) -> Response {
-    let req: TransferRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                "expected a JSON body {{\"from\": account, \"to\": account, \"amount\": n}}: {e}"
-            ),
-            )
-        }
+    let (from, to, amount) = match parse_transfer_body(&body) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let op = ClientOp::Transfer {
-        from: Account(req.from),
-        to: Account(req.to),
-        amount: req.amount,
-    };
-    let r = h.call(op).await;
+    let r = h.call(ClientOp::Transfer { from, to, amount }).await;
     h.respond(r, |reply| match reply {
         ClientReply::Transferred(id) => Some(json!({
             "id": format!("{id:?}"),
             "issuer": id.issuer.0,
             "seq": id.seq,
-            "from": req.from,
-            "to": req.to,
-            "amount": req.amount,
+            "from": from.0,
+            "to": to.0,
+            "amount": amount,
         })),
         _ => None,
     })
@@ -799,4 +796,30 @@ fn table(r: &At2Report) -> String {
         r.supply, r.supply_conserved, r.balances_agree
     );
     t + &format!("  files        {}\n", r.dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfer_bodies() {
+        assert_eq!(
+            parse_transfer_body(br#"{"from": 1, "to": 2, "amount": 30}"#),
+            Ok((Account(1), Account(2), 30))
+        );
+        for bad in [
+            &br#"{"from": 1, "to": 2}"#[..],
+            br#"{"from": 1, "to": 2, "amount": -3}"#,
+            br#"{"from": 1, "to": 2, "amount": 3, "memo": "x"}"#,
+            br#"{"from": 4294967296, "to": 2, "amount": 3}"#,
+            b"\xff",
+            b"",
+        ] {
+            let e = parse_transfer_body(bad).unwrap_err();
+            assert!(e.starts_with("expected a JSON body"), "{e}");
+        }
+        assert_eq!(parse_account("a7").unwrap(), Account(7));
+        assert!(parse_account("a-1").is_err() && parse_account("").is_err());
+    }
 }

@@ -9,7 +9,8 @@ use byzscale_byzcast::{Forward, ForwardPolicy, McastMsg, Message, MsgId, Results
 use byzscale_core::crypto::Crypto;
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
-use byzscale_sim::adversary::{Behavior, Byzantine, MixedPlan, Mutator};
+use byzscale_scenario_smr::attacks as smr_attacks;
+use byzscale_sim::adversary::{fields, Behavior, Byzantine, MixedPlan, Mutator};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Sim};
 use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +29,7 @@ pub enum Adversary {
     Slow,
     Equivocate,
     Twins,
+    Mutate,
     Mixed,
     Early,
     Forge,
@@ -44,6 +46,7 @@ impl Adversary {
             Adversary::Slow => "slow",
             Adversary::Equivocate => "equivocate",
             Adversary::Twins => "twins",
+            Adversary::Mutate => "mutate",
             Adversary::Mixed => "mixed",
             Adversary::Early => "early",
             Adversary::Forge => "forge",
@@ -66,12 +69,13 @@ impl Adversary {
             .find(|a| a.name() == name)
     }
     /// Every adversary but `None`.
-    pub const ALL: [Adversary; 10] = [
+    pub const ALL: [Adversary; 11] = [
         Adversary::Silent,
         Adversary::Replay,
         Adversary::Slow,
         Adversary::Equivocate,
         Adversary::Twins,
+        Adversary::Mutate,
         Adversary::Mixed,
         Adversary::Early,
         Adversary::Forge,
@@ -307,6 +311,12 @@ impl Team {
                 let actor = Byzantine::equivocate(honest(), self.mutator.clone());
                 (sim.add_node(addr, crypto(), actor, region), None)
             }
+            Adversary::Mutate => {
+                let group = self.topo.group_of(m).expect("member");
+                let surgery = Rc::new(FieldSurgery(smr_attacks::FieldSurgery { group }));
+                let actor = Byzantine::corrupt(honest(), surgery, smr_attacks::MUTATE_PROB);
+                (sim.add_node(addr, crypto(), actor, region), None)
+            }
             a
             @ (Adversary::Early | Adversary::Forge | Adversary::Withhold | Adversary::Reorder) => {
                 let actor = make(self.policy(m, Attack::of(a)));
@@ -385,5 +395,45 @@ impl Mutator<Message> for MessageSurgery {
             }),
             _ => None,
         }
+    }
+}
+
+/// The field mutator of `--byzantine mutate`: the SMR scenario's
+/// [`smr_attacks::FieldSurgery`] on the group's SMR messages, and message
+/// ids and results of ByzCast's own messages.
+struct FieldSurgery(smr_attacks::FieldSurgery);
+
+impl Mutator<Message> for FieldSurgery {
+    fn equivocate(&self, _m: &Message, _variant: u64, _crypto: &Crypto) -> Option<Message> {
+        None
+    }
+    fn corrupt(&self, m: &Message, rng: &mut dyn RngCore, crypto: &Crypto) -> Option<Message> {
+        let id = |id: &MsgId, rng: &mut dyn RngCore| MsgId {
+            client: id.client,
+            n: fields::number(id.n, rng),
+        };
+        let results = |r: &Results, rng: &mut dyn RngCore| {
+            let mut r = r.clone();
+            if let Some(v) = r.values_mut().next() {
+                fields::bytes(v, rng);
+            }
+            r
+        };
+        Some(match m {
+            Message::Smr(s) => Message::Smr(self.0.corrupt(s, rng, crypto)?),
+            Message::Result { id: i, results: r } if rng.gen_bool(0.5) => Message::Result {
+                id: id(i, rng),
+                results: r.clone(),
+            },
+            Message::Result { id, results: r } => Message::Result {
+                id: *id,
+                results: results(r, rng),
+            },
+            Message::Reply { id: i, results: r } => Message::Reply {
+                id: id(i, rng),
+                results: r.clone(),
+            },
+            Message::Query { id: i } => Message::Query { id: id(i, rng) },
+        })
     }
 }

@@ -17,6 +17,7 @@
 //! | adversary | what the K replicas do |
 //! |---|---|
 //! | `silent`, `replay`, `slow`, `twins` | the generic wrappers of [`byzscale_sim::adversary`], as in `sim smr` |
+//! | `mutate` | the SMR scenario's field mutator on the group's SMR messages, plus corrupted message ids and results ([`attacks`]) |
 //! | `equivocate` | a leader proposes a different batch (same requests reversed, or one fewer) to half of the group |
 //! | `mixed` | each picks one of the above, forging and corrupting included, and one of the ByzCast attacks below, from the seed, and switches over time |
 //! | `early` | ByzCast parent replica forwarding early: it forwards every client multicast the moment it arrives, before its group orders it, numbering messages in the order they first reached any colluder (digest §1.4's attack) |

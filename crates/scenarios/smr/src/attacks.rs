@@ -6,11 +6,13 @@ use crate::{Input, Output, Rep};
 use byzscale_apps::kv::KvStore;
 use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::protocol::Time;
-use byzscale_core::{Addr, NodeId};
-use byzscale_sim::adversary::{Byzantine, MixedPlan};
+use byzscale_core::{Addr, GroupId, NodeId};
+use byzscale_sim::adversary::{fields, Byzantine, MixedPlan, Mutator};
 use byzscale_sim::engine::{Actor, ActorCx, ActorEffect, BoxActor, NodeIdx, ProtocolActor, Sim};
-use byzscale_smr::{Batch, GroupInfo, Message, Params, Replica};
-use rand::Rng;
+use byzscale_smr::{
+    checkpoint_bytes, stop_bytes, Batch, GroupInfo, Message, Params, Replica, StopData,
+};
+use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::cell::RefCell;
@@ -27,6 +29,7 @@ pub enum Adversary {
     Replay,
     Slow,
     Twins,
+    Mutate,
     Mixed,
 }
 
@@ -39,17 +42,19 @@ impl Adversary {
             Adversary::Replay => "replay",
             Adversary::Slow => "slow",
             Adversary::Twins => "twins",
+            Adversary::Mutate => "mutate",
             Adversary::Mixed => "mixed",
         }
     }
     /// Every name `--byzantine` takes.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         "none",
         "silent",
         "equivocate",
         "replay",
         "slow",
         "twins",
+        "mutate",
         "mixed",
     ];
     pub fn from_name(name: &str) -> Option<Self> {
@@ -59,12 +64,13 @@ impl Adversary {
             .find(|a| a.name() == name)
     }
     /// Every adversary but `None`.
-    pub const ALL: [Adversary; 6] = [
+    pub const ALL: [Adversary; 7] = [
         Adversary::Silent,
         Adversary::Equivocate,
         Adversary::Replay,
         Adversary::Slow,
         Adversary::Twins,
+        Adversary::Mutate,
         Adversary::Mixed,
     ];
 }
@@ -136,6 +142,12 @@ impl Team {
             }
             Adversary::Equivocate => {
                 let actor = self.equivocator(make());
+                (sim.add_node(addr, crypto(), actor, region), None)
+            }
+            Adversary::Mutate => {
+                // the scenario's one group (lib.rs)
+                let surgery = FieldSurgery { group: GroupId(0) };
+                let actor = Byzantine::corrupt(make(), Rc::new(surgery), MUTATE_PROB);
                 (sim.add_node(addr, crypto(), actor, region), None)
             }
             // "mixed" drew itself: a behaviour that changes over time, forging included
@@ -268,5 +280,104 @@ impl Actor<Message, Input, Output> for Equivocator {
     }
     fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Output>) {
         self.around(cx, |a, cx| a.timer(key, cx));
+    }
+}
+
+/// The field mutator of `--byzantine mutate`: a Byzantine replica that runs
+/// the honest code but, for half of its outgoing messages, corrupts one
+/// field ([`fields`]): views, slots, range bounds, digests, list lengths,
+/// opaque bytes. Signed messages (checkpoints, STOP-DATA) are re-signed with
+/// its own key after the edit, so they pass signature checks and reach the
+/// handlers, as members of `group`.
+pub struct FieldSurgery {
+    pub group: GroupId,
+}
+
+/// The share of outgoing messages a mutating replica corrupts.
+pub const MUTATE_PROB: f64 = 0.5;
+
+impl FieldSurgery {
+    fn stop_data(&self, sd: &mut StopData, rng: &mut dyn RngCore, crypto: &Crypto) {
+        let b = &mut sd.body;
+        match rng.gen_range(0..4) {
+            0 => b.view = fields::number(b.view, rng),
+            1 => fields::list(&mut b.claims, rng),
+            2 => match b.claims.first_mut() {
+                Some(c) => {
+                    c.slot = fields::number(c.slot, rng);
+                    fields::list(&mut c.pre_prepared, rng);
+                }
+                None => b.checkpoint = None,
+            },
+            _ => match &mut b.checkpoint {
+                Some(c) => c.slot = fields::number(c.slot, rng),
+                None => b.view = fields::number(b.view, rng),
+            },
+        }
+        sd.sig = crypto.sign(&stop_bytes(self.group, &sd.body));
+    }
+}
+
+impl Mutator<Message> for FieldSurgery {
+    fn equivocate(&self, _m: &Message, _variant: u64, _crypto: &Crypto) -> Option<Message> {
+        None
+    }
+
+    fn corrupt(&self, m: &Message, rng: &mut dyn RngCore, crypto: &Crypto) -> Option<Message> {
+        let mut m = m.clone();
+        let pick = rng.gen_range(0..3);
+        match &mut m {
+            Message::Request(r) => r.seq = fields::number(r.seq, rng),
+            Message::Forward(rs) => fields::list(rs, rng),
+            Message::Reply(r) => match pick {
+                0 => r.seq = fields::number(r.seq, rng),
+                1 => r.view = fields::number(r.view, rng),
+                _ => fields::bytes(&mut r.result, rng),
+            },
+            Message::Propose { view, slot, batch } => match pick {
+                0 => *view = fields::number(*view, rng),
+                1 => *slot = fields::number(*slot, rng),
+                _ => fields::list(std::sync::Arc::make_mut(&mut batch.requests), rng),
+            },
+            Message::Write { view, slot, digest } | Message::Accept { view, slot, digest } => {
+                match pick {
+                    0 => *view = fields::number(*view, rng),
+                    1 => *slot = fields::number(*slot, rng),
+                    _ => fields::digest(digest, rng),
+                }
+            }
+            Message::Checkpoint { slot, state, sig } => {
+                match pick {
+                    0 => *slot = fields::number(*slot, rng),
+                    _ => fields::digest(state, rng),
+                }
+                *sig = crypto.sign(&checkpoint_bytes(self.group, *slot, state));
+            }
+            Message::Stop { view } | Message::FetchSync { view } => {
+                *view = fields::number(*view, rng)
+            }
+            Message::StopData(sd) => self.stop_data(sd, rng, crypto),
+            Message::Sync { view, stops } => match pick {
+                0 => *view = fields::number(*view, rng),
+                1 => fields::list(stops, rng),
+                _ => match stops.first_mut() {
+                    Some(sd) => self.stop_data(sd, rng, crypto),
+                    None => *view = fields::number(*view, rng),
+                },
+            },
+            Message::FetchState { slot } => *slot = fields::number(*slot, rng),
+            Message::State { cert, snapshot } => match pick {
+                0 => cert.slot = fields::number(cert.slot, rng),
+                1 => fields::list(&mut cert.sigs, rng),
+                _ => fields::bytes(snapshot, rng),
+            },
+            Message::FetchLog { from, to } => fields::range(from, to, rng),
+            Message::Log { entries } => match (pick, entries.first_mut()) {
+                (0, Some(e)) => e.0 = fields::number(e.0, rng),
+                (1, Some(e)) => e.1 = fields::number(e.1, rng),
+                _ => fields::list(entries, rng),
+            },
+        }
+        Some(m)
     }
 }

@@ -13,6 +13,7 @@
 //! | `replay` | re-send old messages to random peers and duplicate their own |
 //! | `slow` | run 10× slower and hold back every message by a seeded fraction of the request timeout |
 //! | `twins` | two honest instances share each identity and keys (Twins) |
+//! | `mutate` | run the honest code but corrupt one field (view, slot, range bound, digest, list length, bytes) of half of their outgoing messages, re-signing what is signed ([`attacks::FieldSurgery`]) |
 //! | `mixed` | each picks one of the above (or forging, or switching between behaviours over time) from the seed |
 //!
 //! The network misbehaves until it stabilizes (1% loss, 1% duplication, 5%

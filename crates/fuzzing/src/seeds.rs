@@ -1,0 +1,613 @@
+//! Valid inputs for every target: real messages as nodes and clients send
+//! them. They start the fuzzers' corpora (`bench/fuzz.sh` writes them) and
+//! the regression test checks that each one is accepted.
+
+use crate::handlers;
+use crate::protocols::{At2Bracha, At2Contagion};
+use crate::transport::{client, ident, known, role, KIND, NONCE};
+use byzscale_apps::bank::{BankOp, BankReply};
+use byzscale_apps::kv::{KvOp, KvReply};
+use byzscale_at2::node::Message as At2Message;
+use byzscale_at2::{Account, ClientOp, ClientReply, Transfer, TransferId, TransferMsg};
+use byzscale_broadcast::{bracha, probabilistic, Signed};
+use byzscale_byzcast::{Envelope, ExecReply, McastMsg, MsgId};
+use byzscale_core::codec::{self, HEADER_LEN};
+use byzscale_core::crypto::{Crypto, CryptoMode, Signature};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
+use byzscale_net::transport::KIND_SEALED;
+use byzscale_net::wire::Handshake;
+use byzscale_smr::{Batch, CheckpointCert, Message, Reply, Request, SlotClaim, StopBody, StopData};
+use std::collections::BTreeMap;
+
+fn sig(n: u32, what: &[u8]) -> Signature {
+    let a = Addr::Node(NodeId(n));
+    Crypto::new(a, ident(a), CryptoMode::Real).sign(what)
+}
+
+/// The peer's side of a handshake with this side in role `flags`, as `peer`:
+/// its hello and (valid) auth frames, after the flags byte.
+fn handshake_with(flags: u8, peer: Addr) -> Vec<u8> {
+    let (me, dialed, accept_clients) = role(flags);
+    let mine = Handshake::new(me, ident(me), KIND, dialed, NONCE);
+    // the peer dials us if we accept, and accepts if we dial
+    let theirs = Handshake::new(
+        peer,
+        ident(peer),
+        KIND,
+        dialed.is_none().then_some(me),
+        [9; 32],
+    );
+    let their_hello = theirs.hello_frame().to_vec();
+    let (_, my_auth) = mine
+        .on_hello(&their_hello, known, accept_clients)
+        .expect("seed hello admitted");
+    let (wait, their_auth) = theirs
+        .on_hello(&my_hello(flags), |a| Some(ident(a).public()), true)
+        .expect("our hello admitted by the seed peer");
+    wait.on_auth(&my_auth).expect("our auth verifies");
+    [vec![flags], their_hello, their_auth].concat()
+}
+
+fn my_hello(flags: u8) -> Vec<u8> {
+    let (me, dialed, _) = role(flags);
+    Handshake::new(me, ident(me), KIND, dialed, NONCE)
+        .hello_frame()
+        .to_vec()
+}
+
+pub fn handshake() -> Vec<Vec<u8>> {
+    vec![
+        handshake_with(0, Addr::Node(NodeId(1))),
+        handshake_with(2, client(9)),
+        handshake_with(1, Addr::Node(NodeId(1))),
+    ]
+}
+
+fn request(seq: u64, op: Vec<u8>) -> Request {
+    Request {
+        client: ClientId(5),
+        seq,
+        read_only: false,
+        op,
+        auth: vec![Default::default(); 4],
+    }
+}
+
+fn smr_messages() -> Vec<Message> {
+    let batch = Batch::new(vec![
+        request(1, KvOp::Set(b"k".to_vec(), b"v".to_vec()).encode()),
+        request(2, KvOp::Get(b"k".to_vec()).encode()),
+    ]);
+    let cert = CheckpointCert {
+        slot: 64,
+        state: [3; 32],
+        sigs: (0..3).map(|i| (NodeId(i), sig(i, b"ckpt"))).collect(),
+    };
+    let body = StopBody {
+        view: 2,
+        replica: NodeId(1),
+        checkpoint: Some(cert.clone()),
+        claims: vec![SlotClaim {
+            slot: 65,
+            prepared: Some((1, [4; 32], batch.clone())),
+            pre_prepared: vec![([4; 32], 1), ([5; 32], 0)],
+        }],
+    };
+    let stop = StopData {
+        body,
+        sig: sig(1, b"stop"),
+    };
+    vec![
+        Message::Request(request(7, KvOp::Incr(b"n".to_vec()).encode())),
+        Message::Forward(batch.requests.to_vec()),
+        Message::Reply(Reply {
+            replica: NodeId(2),
+            view: 0,
+            client: ClientId(5),
+            seq: 7,
+            read_only: false,
+            result: KvReply::Int(3).encode(),
+        }),
+        Message::Propose {
+            view: 0,
+            slot: 1,
+            batch: batch.clone(),
+        },
+        Message::Write {
+            view: 0,
+            slot: 1,
+            digest: [1; 32],
+        },
+        Message::Accept {
+            view: 0,
+            slot: 1,
+            digest: [1; 32],
+        },
+        Message::Checkpoint {
+            slot: 64,
+            state: [3; 32],
+            sig: sig(0, b"ckpt"),
+        },
+        Message::Stop { view: 2 },
+        Message::StopData(stop.clone()),
+        Message::Sync {
+            view: 2,
+            stops: vec![stop.clone(), stop],
+        },
+        Message::FetchSync { view: 2 },
+        Message::FetchState { slot: 64 },
+        Message::State {
+            cert,
+            snapshot: vec![1, 2, 3],
+        },
+        Message::FetchLog { from: 1, to: 5 },
+        Message::Log {
+            entries: vec![(1, 0, batch)],
+        },
+    ]
+}
+
+pub fn smr_message() -> Vec<Vec<u8>> {
+    smr_messages().iter().map(codec::to_bytes).collect()
+}
+
+fn mcast(n: u64, dst: Vec<GroupId>) -> McastMsg {
+    McastMsg {
+        id: MsgId {
+            client: ClientId(5),
+            n,
+        },
+        dst,
+        payload: KvOp::MSet(vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec()),
+        ])
+        .encode(),
+    }
+}
+
+fn envelopes() -> Vec<Envelope> {
+    vec![
+        Envelope::Multicast(mcast(1, vec![GroupId(0)])),
+        Envelope::Multicast(mcast(2, vec![GroupId(0), GroupId(1)])),
+        Envelope::Forward {
+            sender: NodeId(8),
+            k: 1,
+            msg: mcast(3, vec![GroupId(0), GroupId(1)]),
+        },
+    ]
+}
+
+fn byzcast_messages() -> Vec<byzscale_byzcast::Message> {
+    use byzscale_byzcast::Message as B;
+    let id = MsgId {
+        client: ClientId(5),
+        n: 1,
+    };
+    let results: BTreeMap<GroupId, Vec<u8>> = [(GroupId(0), KvReply::Ok.encode())].into();
+    let mut out: Vec<B> = envelopes()
+        .into_iter()
+        .map(|e| B::Smr(Message::Request(request(1, e.encode()))))
+        .collect();
+    out.extend([
+        B::Result {
+            id,
+            results: results.clone(),
+        },
+        B::Reply { id, results },
+        B::Query { id },
+        B::Smr(Message::Write {
+            view: 0,
+            slot: 1,
+            digest: [1; 32],
+        }),
+    ]);
+    out
+}
+
+pub fn byzcast_message() -> Vec<Vec<u8>> {
+    byzcast_messages().iter().map(codec::to_bytes).collect()
+}
+
+fn transfer(seq: u64) -> Transfer {
+    Transfer {
+        issuer: NodeId(1),
+        seq,
+        from: Account(1),
+        to: Account(2),
+        amount: 5,
+    }
+}
+
+fn transfer_msg() -> TransferMsg {
+    TransferMsg {
+        transfer: transfer(2),
+        deps: vec![Transfer {
+            issuer: NodeId(0),
+            seq: 1,
+            from: Account(0),
+            to: Account(1),
+            amount: 9,
+        }],
+        more: vec![transfer(3)],
+    }
+}
+
+fn signed() -> Signed<TransferMsg> {
+    Signed {
+        payload: transfer_msg(),
+        sig: sig(1, b"transfer"),
+    }
+}
+
+fn at2_client<M>() -> Vec<At2Message<M>> {
+    vec![
+        At2Message::Request {
+            id: 1,
+            op: ClientOp::Transfer {
+                from: Account(1),
+                to: Account(2),
+                amount: 5,
+            },
+        },
+        At2Message::Request {
+            id: 2,
+            op: ClientOp::History(Account(1)),
+        },
+        At2Message::Reply {
+            id: 1,
+            reply: ClientReply::Transferred(TransferId {
+                issuer: NodeId(1),
+                seq: 2,
+            }),
+        },
+        At2Message::Reply {
+            id: 2,
+            reply: ClientReply::History {
+                account: Account(1),
+                total: 1,
+                transfers: vec![transfer(2)],
+            },
+        },
+    ]
+}
+
+fn at2_bracha() -> Vec<At2Bracha> {
+    use bracha::Message as M;
+    let mut out: Vec<At2Bracha> = [
+        M::Send {
+            seq: 2,
+            signed: signed(),
+        },
+        M::Echo {
+            source: NodeId(1),
+            seq: 2,
+            signed: signed(),
+        },
+        M::Ready {
+            source: NodeId(1),
+            seq: 2,
+            digest: [6; 32],
+        },
+        M::Status {
+            next: vec![1, 3, 1, 1],
+        },
+    ]
+    .into_iter()
+    .map(At2Message::Peer)
+    .collect();
+    out.extend(at2_client());
+    out
+}
+
+pub fn at2_bracha_message() -> Vec<Vec<u8>> {
+    at2_bracha().iter().map(codec::to_bytes).collect()
+}
+
+fn at2_contagion() -> Vec<At2Contagion> {
+    use probabilistic::Body;
+    let bodies = [
+        Body::GossipSubscribe,
+        Body::Gossip(signed()),
+        Body::EchoSubscribe,
+        Body::Echo(signed()),
+        Body::ReadySubscribe,
+        Body::Ready(signed()),
+    ];
+    let mut out: Vec<At2Contagion> = bodies
+        .into_iter()
+        .map(|body| {
+            At2Message::Peer(probabilistic::Message {
+                source: NodeId(1),
+                seq: 2,
+                body,
+            })
+        })
+        .collect();
+    out.extend(at2_client());
+    out
+}
+
+pub fn at2_contagion_message() -> Vec<Vec<u8>> {
+    at2_contagion().iter().map(codec::to_bytes).collect()
+}
+
+/// Frames as the writer sends them: one plain frame, then a sealed one with
+/// two messages (tags left out).
+fn stream<M: serde::Serialize>(which: u8, kind: u8, msgs: &[M]) -> Vec<u8> {
+    let frames: Vec<Vec<u8>> = msgs.iter().map(|m| codec::encode_frame(kind, m)).collect();
+    let mut out = vec![which];
+    out.extend_from_slice(&frames[0]);
+    let inner: Vec<u8> = frames[1..3].concat();
+    out.extend_from_slice(&codec::header(KIND_SEALED, inner.len()));
+    out.extend_from_slice(&inner);
+    debug_assert!(out.len() > 1 + 2 * HEADER_LEN);
+    out
+}
+
+pub fn frames() -> Vec<Vec<u8>> {
+    vec![
+        stream(0, WireKind::Smr.byte(), &smr_messages()[3..]),
+        stream(1, WireKind::Byzcast.byte(), &byzcast_messages()),
+        stream(2, WireKind::At2.byte(), &at2_bracha()),
+        stream(3, WireKind::At2.byte(), &at2_contagion()),
+    ]
+}
+
+/// Operations in the [`crate::protocols::ops`] layout.
+fn ops(sel: u8, ops: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![sel];
+    for op in ops {
+        out.extend_from_slice(&(op.len() as u16).to_le_bytes());
+        out.extend_from_slice(op);
+    }
+    out
+}
+
+pub fn service_op() -> Vec<Vec<u8>> {
+    let kv = [
+        KvOp::Set(b"k".to_vec(), b"9".to_vec()),
+        KvOp::Incr(b"k".to_vec()),
+        KvOp::MGet(vec![b"k".to_vec(), b"a".to_vec(), b"z".to_vec()]),
+        KvOp::MSet(vec![(b"x".to_vec(), b"1".to_vec())]),
+        KvOp::Del(vec![b"x".to_vec(), b"x".to_vec()]),
+        KvOp::Exists(vec![b"a".to_vec(), b"a".to_vec()]),
+        KvOp::Get(b"k".to_vec()),
+        KvOp::Ping,
+    ];
+    let bank = [
+        BankOp::Open {
+            account: 2,
+            initial: 5,
+        },
+        BankOp::Transfer {
+            from: 1,
+            to: 2,
+            amount: 7,
+        },
+        BankOp::Balance { account: 2 },
+        BankOp::Total,
+    ];
+    let replies = [
+        KvReply::Array(vec![Some(b"v".to_vec()), None]).encode(),
+        KvReply::Error("ERR x".into()).encode(),
+        BankReply::Balance(3).encode(),
+    ];
+    vec![
+        ops(0, &kv.iter().map(KvOp::encode).collect::<Vec<_>>()),
+        ops(1, &bank.iter().map(BankOp::encode).collect::<Vec<_>>()),
+        ops(2, &replies),
+    ]
+}
+
+pub fn byzcast_envelope() -> Vec<Vec<u8>> {
+    let env: Vec<Vec<u8>> = envelopes().iter().map(Envelope::encode).collect();
+    let replies = [
+        ExecReply::Done([(GroupId(0), KvReply::Ok.encode())].into()),
+        ExecReply::Accepted,
+        ExecReply::Rejected("no".into()),
+    ];
+    let mut all = env.clone();
+    all.extend(replies.iter().map(ExecReply::encode));
+    vec![ops(0, &env), ops(1, &env), ops(2, &all)]
+}
+
+pub fn resp() -> Vec<Vec<u8>> {
+    let pipeline: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n5\r\n*2\r\n$4\r\nINCR\r\n$1\r\nk\r\n\
+        MGET k a\r\nDEL k\r\nPING\r\nECHO \"a\\x41 b\" 'c'\r\nCLIENT SETNAME me\r\nCLIENT GETNAME\r\n\
+        HELLO 2 SETNAME x\r\nCONFIG GET *a*e\r\nCOMMAND COUNT\r\nINFO stats\r\nSELECT 0\r\nQUIT\r\n";
+    let errors: &[u8] = b"GET\r\nFOO bar\r\nCONFIG GET [a-z]?v[^x]\r\n*2\r\n$3\r\nGET\r\n:1\r\n";
+    [0u8, 1, 0xff]
+        .iter()
+        .flat_map(|&lim| {
+            [(pipeline, 0u8), (pipeline, 3), (errors, 1)]
+                .into_iter()
+                .map(move |(input, split)| [&[lim, split][..], input].concat())
+        })
+        .collect()
+}
+
+pub fn at2_http() -> Vec<Vec<u8>> {
+    vec![
+        b"\x00{\"from\": 1, \"to\": 2, \"amount\": 30}".to_vec(),
+        b"\x00{\"to\":2,\"amount\":1,\"from\":3}".to_vec(),
+        b"\x01a17".to_vec(),
+        b"\x0142".to_vec(),
+    ]
+}
+
+/// Client `CLIENT`'s request `seq` to `group` (members `members`), with a
+/// valid authenticator.
+fn authed(group: GroupId, members: &[NodeId], seq: u64, op: Vec<u8>) -> Request {
+    let c = handlers::crypto(Addr::Client(handlers::CLIENT));
+    let bytes = Request::auth_bytes(group, handlers::CLIENT, seq, false, &op);
+    let to: Vec<Addr> = members.iter().map(|m| Addr::Node(*m)).collect();
+    Request {
+        client: handlers::CLIENT,
+        seq,
+        read_only: false,
+        auth: c.authenticator(&to, &bytes).expect("known replicas"),
+        op,
+    }
+}
+
+/// `msg` from `CLIENT` to every member of `members`.
+fn to_all<M: serde::Serialize>(members: &[NodeId], msg: &M) -> Vec<handlers::Wire> {
+    let bytes = codec::to_bytes(msg);
+    let from = Addr::Client(handlers::CLIENT);
+    members
+        .iter()
+        .map(|m| (from, Addr::Node(*m), bytes.clone()))
+        .collect()
+}
+
+/// Largest seed of the protocol-instance targets.
+const SEED_MAX: usize = 12 * 1024;
+
+/// Runs of four replicas ordering three KV requests, seen by the leader and
+/// by a backup; and a run with the leader down (view change), by a backup.
+pub fn smr_replica() -> Vec<Vec<u8>> {
+    let g = handlers::smr_group();
+    let ops = [
+        KvOp::Set(b"k".to_vec(), b"1".to_vec()),
+        KvOp::Incr(b"k".to_vec()),
+        KvOp::Get(b"k".to_vec()),
+    ];
+    let inject: Vec<handlers::Wire> = ops
+        .iter()
+        .enumerate()
+        .flat_map(|(i, op)| {
+            let r = authed(g.id, &g.members, i as u64 + 1, op.encode());
+            to_all(&g.members, &Message::Request(r))
+        })
+        .collect();
+    let addrs: Vec<Addr> = g.members.iter().map(|m| Addr::Node(*m)).collect();
+    let senders = handlers::smr_senders();
+    let run = |target: usize, down: &[usize], rounds| {
+        let nodes = (0..4).map(handlers::smr_replica).collect();
+        let who = target as u8;
+        handlers::cluster_seed(
+            nodes,
+            &addrs,
+            &senders,
+            inject.clone(),
+            down,
+            target,
+            who,
+            rounds,
+            SEED_MAX,
+        )
+    };
+    vec![run(0, &[], 3), run(1, &[], 3), run(1, &[0], 6)]
+}
+
+/// Runs of the twelve replicas of the tree delivering a local and a global
+/// multicast, seen by a target group's leader, its backup, the other target
+/// group's leader and the root's leader.
+pub fn byzcast_replica() -> Vec<Vec<u8>> {
+    let topo = crate::protocols::topology();
+    let group = |g: u32| {
+        topo.group(GroupId(g))
+            .expect("three groups")
+            .members
+            .clone()
+    };
+    let local = mcast(1, vec![GroupId(0)]);
+    let global = mcast(1, vec![GroupId(0), GroupId(1)]);
+    let mut inject = Vec::new();
+    let r = authed(
+        GroupId(0),
+        &group(0),
+        1,
+        Envelope::Multicast(local).encode(),
+    );
+    inject.extend(to_all(
+        &group(0),
+        &byzscale_byzcast::Message::Smr(Message::Request(r)),
+    ));
+    let entry = topo
+        .tree()
+        .lca(&[GroupId(0), GroupId(1)])
+        .expect("an entry group");
+    let r = authed(
+        entry,
+        &group(entry.0),
+        1,
+        Envelope::Multicast(global).encode(),
+    );
+    inject.extend(to_all(
+        &group(entry.0),
+        &byzscale_byzcast::Message::Smr(Message::Request(r)),
+    ));
+    let addrs: Vec<Addr> = (0..12).map(|i| Addr::Node(NodeId(i))).collect();
+    let senders = handlers::byzcast_senders();
+    (0..4u8)
+        .map(|who| {
+            let target = [0, 1, 4, 8][who as usize];
+            let nodes = (0..12).map(handlers::byzcast_replica).collect();
+            handlers::cluster_seed(
+                nodes,
+                &addrs,
+                &senders,
+                inject.clone(),
+                &[],
+                target,
+                who,
+                4,
+                SEED_MAX,
+            )
+        })
+        .collect()
+}
+
+/// Client transfers at nodes 0, 1 and 2, as AT2 node requests.
+fn at2_inject() -> Vec<handlers::Wire> {
+    let from = Addr::Client(handlers::CLIENT);
+    let req = |id, f: u32, t: u32, amount| {
+        let m: At2Message<()> = At2Message::Request {
+            id,
+            op: ClientOp::Transfer {
+                from: Account(f),
+                to: Account(t),
+                amount,
+            },
+        };
+        codec::to_bytes(&m)
+    };
+    vec![
+        (from, Addr::Node(NodeId(0)), req(1, 0, 1, 30)),
+        (from, Addr::Node(NodeId(1)), req(2, 1, 2, 50)),
+        (from, Addr::Node(NodeId(2)), req(3, 2, 3, 5)),
+    ]
+}
+
+fn at2_run<P: byzscale_core::Protocol>(make: impl Fn(u32) -> handlers::Driver<P>) -> Vec<Vec<u8>> {
+    let addrs: Vec<Addr> = (0..4).map(|i| Addr::Node(NodeId(i))).collect();
+    let senders = handlers::at2_senders();
+    (0..4u8)
+        .map(|who| {
+            let nodes = (0..4).map(&make).collect();
+            handlers::cluster_seed(
+                nodes,
+                &addrs,
+                &senders,
+                at2_inject(),
+                &[],
+                who as usize,
+                who,
+                4,
+                SEED_MAX,
+            )
+        })
+        .collect()
+}
+
+/// Four AT2 nodes over Bracha settling three transfers, seen by each.
+pub fn at2_bracha_node() -> Vec<Vec<u8>> {
+    at2_run(handlers::at2_bracha_node)
+}
+
+/// Four AT2 nodes over Contagion settling three transfers, seen by each.
+pub fn at2_contagion_node() -> Vec<Vec<u8>> {
+    at2_run(handlers::at2_contagion_node)
+}

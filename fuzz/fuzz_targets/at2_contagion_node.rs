@@ -1,0 +1,9 @@
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+fuzz_target!(|data: &[u8]| {
+    static RUN: OnceLock<fn(&[u8])> = OnceLock::new();
+    let run = RUN.get_or_init(|| byzscale_fuzzing::target("at2_contagion_node").expect("registered").run);
+    run(data)
+});
