@@ -4,7 +4,7 @@
 
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, CryptoError, Digest, Signature};
-use byzscale_core::protocol::{NoRecord, Protocol};
+use byzscale_core::protocol::Protocol;
 use byzscale_core::NodeId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,9 +101,7 @@ pub struct BroadcastStats {
 /// delivers its own broadcasts) and source order. Bracha guarantees them
 /// deterministically for N > 3f; Contagion with probability at least 1 − ε
 /// per instance (see [`crate::params`]).
-pub trait SecureBroadcast<P: Payload>:
-    Protocol<Input = P, Output = Delivery<P>, Record = NoRecord>
-{
+pub trait SecureBroadcast<P: Payload>: Protocol<Input = P, Output = Delivery<P>> {
     /// This process.
     fn me(&self) -> NodeId;
     /// `"bracha"` or `"contagion"`.
@@ -148,6 +146,12 @@ impl<P: Payload> SourceOrder<P> {
             next: BTreeMap::new(),
             waiting: BTreeMap::new(),
         }
+    }
+
+    /// Resume delivering from `next` (a restarted member's frontier).
+    pub(crate) fn resume(&mut self, next: &BTreeMap<NodeId, u64>) {
+        self.next = next.clone();
+        self.waiting.clear();
     }
 
     pub(crate) fn next(&self, source: NodeId) -> u64 {

@@ -19,5 +19,7 @@ byzscale_core::fault_kinds! {
         ConflictingReady => "bracha-conflicting-ready",
         /// A STATUS (retransmission frontier) that is malformed.
         BadStatus => "bracha-bad-status",
+        /// A second catch-up vouch from one member for another digest.
+        ConflictingVouch => "bracha-conflicting-vouch",
     }
 }
