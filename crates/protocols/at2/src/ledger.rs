@@ -199,7 +199,7 @@ pub const MAX_BATCH: usize = 1024;
 /// `hist[q]`, compacted: the effect of q's own transfers and of the
 /// dependencies it cited, per account; and q's own validated transfers that
 /// their recipient may still cite (see the crate docs on garbage collection).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Hist {
     uncited: BTreeMap<TransferId, Transfer>,
     /// Σ of the effects of every transfer in `hist[q]`, per account touched.
@@ -225,10 +225,12 @@ enum Check {
 }
 
 /// Per-process AT2 state: `seq`, `rec`, `hist`, `deps` and `toValidate` of
-/// Algorithm 5 (see the crate docs).
-#[derive(Clone, Debug)]
+/// Algorithm 5 (see the crate docs). Serialized without its genesis (a
+/// checkpoint; [`Ledger::with_genesis`] puts it back).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ledger {
     me: NodeId,
+    #[serde(skip)]
     genesis: Arc<Genesis>,
     /// Transfers of each issuer validated and applied.
     seq: BTreeMap<NodeId, u64>,
@@ -272,6 +274,27 @@ impl Ledger {
 
     pub fn genesis(&self) -> &Genesis {
         &self.genesis
+    }
+
+    /// A deserialized ledger of process `me` over `genesis`.
+    pub fn with_genesis(mut self, me: NodeId, genesis: Arc<Genesis>) -> Self {
+        self.me = me;
+        self.genesis = genesis;
+        self
+    }
+
+    /// `issuer`'s delivered transfers waiting for validation, in order.
+    pub fn pending_of(&self, issuer: NodeId) -> impl Iterator<Item = Transfer> + '_ {
+        self.pending
+            .get(&issuer)
+            .into_iter()
+            .flat_map(|p| p.values().map(|m| m.transfer))
+    }
+
+    /// Drop from `deps` the transfers in `cited` (an own transfer already
+    /// declared them).
+    pub fn forget_deps(&mut self, cited: &BTreeSet<TransferId>) {
+        self.deps.retain(|d| !cited.contains(&d.id()));
     }
 
     /// `read(a)`: balance over `⋃_q hist[q]`, from local state only.

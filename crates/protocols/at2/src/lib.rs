@@ -72,16 +72,18 @@
 //!   grows with the number of transfers (14 MB per node after 1.1 M
 //!   transfers on the real cluster, against 195 MB before).
 
+pub mod durable;
 mod fault;
 pub mod ledger;
 pub mod node;
 
+pub use durable::{Checkpoint, Durable, History, Record};
 pub use fault::Fault;
 pub use ledger::{Account, Event, Genesis, Invalid, Ledger, Transfer, TransferId, TransferMsg};
 pub use node::{ClientOp, ClientReply, Node, ServiceError};
 
 use byzscale_broadcast::SecureBroadcast;
-use byzscale_core::protocol::{Cx, NoRecord, Protocol};
+use byzscale_core::protocol::{Cx, Protocol};
 use byzscale_core::{Addr, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -168,6 +170,14 @@ pub struct At2<B> {
     /// Sequence number of the next own transfer.
     next_tseq: u64,
     stats: Stats,
+    /// Applied transfers per account (off unless [`At2::with_history`]).
+    history: History,
+    /// Deliveries so far, and per source the next sequence number.
+    deliveries: u64,
+    frontier: BTreeMap<NodeId, u64>,
+    /// A [`Checkpoint`] record every this many deliveries (0: none).
+    checkpoint_every: u64,
+    since_checkpoint: u64,
 }
 
 impl<B: SecureBroadcast<TransferMsg>> At2<B> {
@@ -184,7 +194,35 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
             max_batch: 1,
             next_tseq: 1,
             stats: Stats::default(),
+            history: History::default(),
+            deliveries: 0,
+            frontier: BTreeMap::new(),
+            checkpoint_every: 0,
+            since_checkpoint: 0,
         }
+    }
+
+    /// Keep the last `limit` applied transfers touching each account
+    /// ([`At2::history`]).
+    pub fn with_history(mut self, limit: usize) -> Self {
+        self.history.limit = limit;
+        self
+    }
+
+    /// Emit a [`Checkpoint`] record every `every` deliveries (for a durable
+    /// driver; see [`durable`]).
+    pub fn with_checkpoints(mut self, every: u64) -> Self {
+        self.checkpoint_every = every;
+        self
+    }
+
+    /// The applied transfers touching `a`: how many in all, and the latest.
+    pub fn history(&self, a: Account) -> (u64, Vec<Transfer>) {
+        self.history
+            .accounts
+            .get(&a)
+            .map(|(n, ts)| (*n, ts.iter().copied().collect()))
+            .unwrap_or_default()
     }
 
     /// Queue up to `queue_limit` transfers while a broadcast is outstanding
@@ -225,11 +263,16 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
     fn with_bcast(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut B, &mut Cx<'_, B>)) {
         let ((), step) = cx.nested::<B, _>(|c| f(&mut self.bcast, c));
         let deliveries = step.lift(cx, |m| m, |t| t);
+        let delivered = !deliveries.is_empty();
         for d in deliveries {
+            self.deliveries += 1;
+            self.since_checkpoint += 1;
+            self.frontier.insert(d.source, d.seq + 1);
             for ev in self.ledger.deliver(d.source, d.payload) {
                 match ev {
                     Event::Applied(m) => {
                         self.stats.applied += 1;
+                        self.history.record(m.transfer);
                         let t = m.transfer;
                         cx.output(Output::Applied(m));
                         if t.issuer == self.me {
@@ -258,9 +301,24 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
                 }
             }
         }
+        if delivered && self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every
+        {
+            self.checkpoint(cx);
+        }
         if self.outstanding.is_empty() && !self.queue.is_empty() {
             self.flush(cx);
         }
+    }
+
+    fn checkpoint(&mut self, cx: &mut Cx<'_, Self>) {
+        self.since_checkpoint = 0;
+        cx.persist(Record::Checkpoint(Box::new(Checkpoint {
+            deliveries: self.deliveries,
+            ledger: self.ledger.clone(),
+            history: self.history.clone(),
+            frontier: self.frontier.clone(),
+            own_next: self.bcast.next_seq(),
+        })));
     }
 
     fn transfer(&mut self, q: Queued, cx: &mut Cx<'_, Self>) {
@@ -351,7 +409,7 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
     type Input = Input;
     type Output = Output;
     type Timer = B::Timer;
-    type Record = NoRecord;
+    type Record = Record<B::Record>;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.with_bcast(cx, |b, c| b.on_start(c));
