@@ -238,15 +238,17 @@ impl<P: Payload> Bracha<P> {
         if self.open(cx, from, source, seq).is_none() {
             return;
         }
-        let Some(d) = self.learn(cx, from, source, seq, signed) else {
+        let Some(d) = self.check(cx, from, source, seq, &signed) else {
             return;
         };
         let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
-        let Some(votes) = self.add_vote(cx, Phase::Vouch, from, pos, source, seq, d) else {
-            return;
-        };
-        if votes >= self.cfg.ready_threshold() {
-            self.finish(cx, source, seq, d);
+        let votes = self.add_vote(cx, Phase::Vouch, from, pos, source, seq, d);
+        if votes.is_some_and(|v| v >= self.cfg.ready_threshold()) {
+            // as good as a READY quorum: kept (pinned) and finished
+            if let Some(inst) = self.instances.get_mut(&(source, seq)) {
+                inst.decided = Some(d);
+            }
         }
+        self.keep(cx, source, seq, d, signed);
     }
 }

@@ -167,10 +167,11 @@ impl<P: Payload> Bracha<P> {
             }
             let mut inst: Instance<P> = b.new_instance();
             if let Some(s) = o.echo {
-                let (_, d) = inst
+                let d = inst
                     .payloads
-                    .learn(crypto, source, seq, s)
+                    .check(crypto, source, seq, &s)
                     .map_err(|e| format!("the payload echoed for {source}/{seq}: {e:?}"))?;
+                inst.payloads.admit(d, s, |_| u64::MAX);
                 inst.echoed = true;
                 inst.my_echo = Some(d);
                 inst.echoes.add(&cfg.layout, b.my_pos, d);

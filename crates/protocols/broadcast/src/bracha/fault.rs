@@ -9,8 +9,6 @@ byzscale_core::fault_kinds! {
         UnknownSource => "bracha-unknown-source",
         /// A sequence number outside the source's window.
         Window => "bracha-window",
-        /// More distinct payloads for one instance than a correct source sends.
-        TooManyPayloads => "bracha-too-many-payloads",
         /// A payload whose source signature does not verify.
         BadSignature => "bracha-bad-signature",
         /// A second ECHO from one member for another digest.

@@ -21,6 +21,21 @@
 //!   payload from any ECHO. READY carries only the digest, so the cost is one
 //!   payload per ECHO, not three per process. Signatures are verified once per
 //!   distinct payload per instance.
+//! - **Candidate payloads.** A Byzantine source may sign any number of
+//!   payloads for one instance; a member keeps at most [`MAX_PAYLOADS`] of
+//!   them (its bytes are bounded by that many frames). Votes are counted by
+//!   digest whether or not the payload is kept, each member's first vote per
+//!   round only (a second value is dropped as a fault), and the payloads
+//!   kept are the best-scored: the one this member echoed and the one a READY
+//!   quorum decided are pinned, the others score their ECHO votes, and a
+//!   payload that arrives (every ECHO carries it) takes the place of the
+//!   lowest-scored one if it scores higher; SENDs after the member echoed
+//!   are ignored. So junk cannot keep out the payload that is delivered: it
+//!   gathers ECHOs from at least f+1 correct members, and three payloads
+//!   besides it with as many votes each would need more than N voters. (The
+//!   thesis keeps every payload; an earlier version here refused payloads
+//!   beyond the bound, which let a Byzantine source deny delivery to a
+//!   member by filling its table with junk first.)
 //! - Delivery needs a quorum of READYs (⌈(N+f+1)/2⌉ votes) rather than the
 //!   classic 2f+1. The two coincide for N = 3f+1; for larger N the quorum is
 //!   still reachable by the correct processes alone and lets WHEAT weights be
@@ -236,8 +251,8 @@ impl Config {
     }
 }
 
-/// Upper bound on distinct payloads tracked per instance (only a Byzantine
-/// source signs several).
+/// Upper bound on distinct payloads kept per instance (only a Byzantine
+/// source signs several; see the module docs, "Candidate payloads").
 const MAX_PAYLOADS: usize = 4;
 
 #[derive(Clone, Debug)]
@@ -367,35 +382,57 @@ impl<P: Payload> Bracha<P> {
         }
     }
 
-    /// Verify a signed payload once per digest; `None` means it was dropped.
-    fn learn(
+    /// Check a carried payload of an open instance (one signature check per
+    /// distinct payload); its digest, or `None` if it was dropped.
+    fn check(
         &mut self,
         cx: &mut Cx<'_, Self>,
         from: NodeId,
         source: NodeId,
         seq: u64,
-        signed: Signed<P>,
+        signed: &Signed<P>,
     ) -> Option<Digest> {
-        let inst = self.instances.get_mut(&(source, seq))?;
-        let d = match inst.payloads.learn(cx.crypto(), source, seq, signed) {
-            Ok((_, d)) => d,
-            Err(Refused::TooMany) => {
-                self.fault(cx, from, Fault::TooManyPayloads, format!("{source}/{seq}"));
-                return None;
-            }
+        let inst = self.instances.get(&(source, seq))?;
+        match inst.payloads.check(cx.crypto(), source, seq, signed) {
+            Ok(d) => Some(d),
             Err(Refused::BadSignature(d)) => {
                 let detail = format!("{source}/{seq} payload {}", short(&d));
                 self.fault(cx, from, Fault::BadSignature, detail);
-                return None;
+                None
             }
-        };
-        if inst.decided == Some(d) {
-            self.finish(cx, source, seq, d);
+            Err(Refused::TooMany) => None,
         }
-        Some(d)
     }
 
-    fn echo(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, d: Digest) {
+    /// Keep the checked payload `d` of an open instance if it scores (see the
+    /// module docs, "Candidate payloads"), and finish the instance if it was
+    /// decided for `d`.
+    fn keep(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, d: Digest, s: Signed<P>) {
+        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+            return;
+        };
+        let pinned = [inst.my_echo, inst.decided];
+        let echoes = &inst.echoes;
+        let kept = inst.payloads.admit(d, s, |k| {
+            if pinned.contains(&Some(*k)) {
+                u64::MAX
+            } else {
+                echoes.votes(k)
+            }
+        });
+        if kept && inst.decided == Some(d) {
+            self.finish(cx, source, seq, d);
+        }
+    }
+
+    fn echo(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        source: NodeId,
+        seq: u64,
+        d: Digest,
+        signed: Signed<P>,
+    ) {
         let Some(inst) = self.instances.get_mut(&(source, seq)) else {
             return;
         };
@@ -404,9 +441,7 @@ impl<P: Payload> Bracha<P> {
         }
         inst.echoed = true;
         inst.my_echo = Some(d);
-        let Some(signed) = inst.payloads.by_digest(&d).cloned() else {
-            return;
-        };
+        self.keep(cx, source, seq, d, signed.clone());
         // an own broadcast's echo was recorded with it (see `start`)
         if self.cfg.persist && source != self.me {
             cx.persist(Record::Echoed {
@@ -426,9 +461,11 @@ impl<P: Payload> Bracha<P> {
         self.count_echo(cx, self.me, self.my_pos, source, seq, d);
     }
 
-    /// Record `pos`'s ECHO or READY for `d`; returns the digest's votes, or None
-    /// for a duplicate or an unknown instance. A second value from the same
-    /// process is counted (the thresholds tolerate it) and logged as a fault.
+    /// Record `pos`'s ECHO, READY or vouch for `d`; returns the digest's
+    /// votes, or None for a duplicate or an unknown instance. A second value
+    /// from the same process is dropped and logged as a fault (a correct
+    /// process votes once per round; counting more would only let a Byzantine
+    /// one grow the tally and score its junk payloads).
     #[allow(clippy::too_many_arguments)]
     fn add_vote(
         &mut self,
@@ -446,18 +483,22 @@ impl<P: Payload> Bracha<P> {
             Phase::Ready => &mut inst.readies,
             Phase::Vouch => &mut inst.vouches,
         };
-        match tally.add(&self.cfg.layout, pos, d) {
-            Vote::Duplicate => None,
-            Vote::Counted(v) => Some(v),
-            Vote::Conflict(v) => {
+        match tally.earlier(pos, &d) {
+            Some(true) => return None,
+            Some(false) => {
                 let kind = match phase {
                     Phase::Echo => Fault::ConflictingEcho,
                     Phase::Ready => Fault::ConflictingReady,
                     Phase::Vouch => Fault::ConflictingVouch,
                 };
                 self.fault(cx, from, kind, format!("{source}/{seq}"));
-                Some(v)
+                return None;
             }
+            None => {}
+        }
+        match tally.add(&self.cfg.layout, pos, d) {
+            Vote::Duplicate => None,
+            Vote::Counted(v) | Vote::Conflict(v) => Some(v),
         }
     }
 
@@ -640,9 +681,11 @@ impl<P: Payload> Protocol for Bracha<P> {
                 if self.open(cx, from, source, seq).is_none() {
                     return;
                 }
-                if let Some(d) = self.learn(cx, from, source, seq, signed) {
+                if let Some(d) = self.check(cx, from, source, seq, &signed) {
                     let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
                     self.count_echo(cx, from, pos, source, seq, d);
+                    // scored with this vote; a copy may bring a decided payload
+                    self.keep(cx, source, seq, d, signed);
                 }
             }
             Message::Ready {
@@ -768,13 +811,15 @@ impl<P: Payload> Bracha<P> {
         if self.open(cx, from, source, seq).is_none() {
             return;
         }
-        let Some(d) = self.learn(cx, from, source, seq, signed) else {
-            return;
-        };
+        // once echoed, further SENDs are ignored (a correct source sends one
+        // payload; its copies come with the ECHOs)
         if self.instances.get(&(source, seq)).is_some_and(|i| i.echoed) {
             return;
         }
-        self.echo(cx, source, seq, d);
+        let Some(d) = self.check(cx, from, source, seq, &signed) else {
+            return;
+        };
+        self.echo(cx, source, seq, d, signed);
     }
 }
 
@@ -1278,6 +1323,77 @@ mod tests {
         );
         assert_eq!(p.sent(), 0);
         assert!(p.delivered().is_empty());
+    }
+
+    /// Issue 10 item 10: a Byzantine source (node 1) fills the victim's
+    /// payload table with junk it signed (SENDs and ECHOs) before the payload
+    /// the correct members echo and ready arrives; the victim must still
+    /// deliver that payload, whether its ECHOs come before the READY quorum
+    /// or after. Before, the table refused payloads beyond four and the
+    /// victim never delivered.
+    #[test]
+    fn junk_a_byzantine_source_signed_does_not_deny_the_delivered_payload() {
+        let mut p = One::new(4);
+        let c1 = crypto(NodeId(1), 4);
+        for seq in [1u64, 2] {
+            // the junk: a SEND the victim echoes, more SENDs, ECHOs from 1
+            for v in 0..6 {
+                p.msg(
+                    1,
+                    Message::Send {
+                        seq,
+                        signed: signed_by(1, seq, 1000 + v),
+                    },
+                );
+            }
+            for v in 6..9 {
+                p.msg(
+                    1,
+                    Message::Echo {
+                        source: NodeId(1),
+                        seq,
+                        signed: signed_by(1, seq, 1000 + v),
+                    },
+                );
+            }
+            let m = signed_by(1, seq, 42 + seq as u32);
+            let d = m.digest(&c1, NodeId(1), seq);
+            let echo = |from: u32, p: &mut One| {
+                p.msg(
+                    from,
+                    Message::Echo {
+                        source: NodeId(1),
+                        seq,
+                        signed: m.clone(),
+                    },
+                )
+            };
+            let readies = |p: &mut One| {
+                for from in [1, 2, 3] {
+                    p.msg(
+                        from,
+                        Message::Ready {
+                            source: NodeId(1),
+                            seq,
+                            digest: d,
+                        },
+                    );
+                }
+            };
+            if seq == 1 {
+                // m's ECHOs first, then the READY quorum
+                echo(2, &mut p);
+                echo(3, &mut p);
+                readies(&mut p);
+            } else {
+                // the READY quorum first, then one copy of m
+                readies(&mut p);
+                assert_eq!(p.delivered(), vec![43], "not before its payload");
+                echo(2, &mut p);
+            }
+        }
+        assert_eq!(p.delivered(), vec![43, 44]);
+        assert!(p.faults().contains(&"bracha-conflicting-echo"));
     }
 
     #[test]
