@@ -61,6 +61,12 @@ use std::sync::Arc;
 pub const DONE_CACHE: usize = 1 << 16;
 /// How many message ids may hold child results before their own handling.
 pub const EARLY_RESULTS: usize = 1 << 16;
+/// Bytes of child results a replica holds per child group for messages it
+/// has not handled yet ("early" results; a Byzantine child replica may send
+/// results for ids that never come). Beyond it the oldest early results of
+/// that child go; the results of messages this replica handles are asked
+/// for again ([`Message::Query`]), so nothing waited for is lost.
+pub const EARLY_BYTES: usize = 32 << 20;
 
 /// Seam for simulated Byzantine replicas: what a replica forwards and the
 /// results it reports. A correct deployment uses [`Honest`]; the simulator
@@ -133,6 +139,15 @@ pub struct Stats {
 struct ChildVotes {
     votes: Collector<Digest, Results>,
     resolved: Option<Results>,
+    /// Bytes of results held (each counted vote's, then the resolved one's).
+    bytes: usize,
+    /// Its key in the child's arrival order ([`Replica::early`]).
+    arrival: u64,
+}
+
+/// Bytes charged for holding `results`.
+fn results_bytes(results: &Results) -> usize {
+    results.values().map(|v| v.len() + 16).sum::<usize>() + 16
 }
 
 struct Aggregation {
@@ -153,6 +168,10 @@ pub struct Replica<P: ForwardPolicy = Honest> {
     policy: P,
     aggs: BTreeMap<MsgId, Aggregation>,
     child_votes: BTreeMap<MsgId, BTreeMap<GroupId, ChildVotes>>,
+    /// Per child group: the bytes its entries in `child_votes` hold, and
+    /// those entries in arrival order (for [`EARLY_BYTES`]).
+    early: BTreeMap<GroupId, (usize, BTreeMap<u64, MsgId>)>,
+    arrivals: u64,
     done: BTreeMap<MsgId, (Results, bool)>,
     done_order: VecDeque<MsgId>,
     requery_armed: bool,
@@ -251,6 +270,8 @@ impl<P: ForwardPolicy> Replica<P> {
             policy,
             aggs: BTreeMap::new(),
             child_votes: BTreeMap::new(),
+            early: BTreeMap::new(),
+            arrivals: 0,
             done: BTreeMap::new(),
             done_order: VecDeque::new(),
             requery_armed: false,
@@ -572,7 +593,7 @@ impl<P: ForwardPolicy> Replica<P> {
         if let Some(own) = agg.own {
             merged.insert(self.group, own);
         }
-        if let Some(mut votes) = self.child_votes.remove(&id) {
+        if let Some(mut votes) = self.remove_child_votes(id) {
             for y in &agg.awaiting {
                 if let Some(r) = votes.get_mut(y).and_then(|cv| cv.resolved.take()) {
                     merged.extend(r);
@@ -639,7 +660,8 @@ impl<P: ForwardPolicy> Replica<P> {
         if self.done.contains_key(&id) {
             return;
         }
-        let g = self.topo.group(y).expect("child group exists");
+        let topo = self.topo.clone();
+        let g = topo.group(y).expect("child group exists");
         let pos = g.index_of(node).expect("member of its group");
         if !self.child_votes.contains_key(&id) && self.child_votes.len() >= EARLY_RESULTS {
             // bound memory: drop the oldest id that nothing waits for yet
@@ -650,25 +672,43 @@ impl<P: ForwardPolicy> Replica<P> {
                 .copied();
             match victim {
                 Some(v) => {
-                    self.child_votes.remove(&v);
+                    self.remove_child_votes(v);
                 }
                 None => return,
             }
         }
+        let size = results_bytes(&results);
+        if !self.aggs.contains_key(&id) && !self.make_room(y, size) {
+            return; // asked for again once this replica handles `id`
+        }
+        let arrival = self.arrivals;
         let cv = self
             .child_votes
             .entry(id)
             .or_default()
             .entry(y)
-            .or_default();
+            .or_insert_with(|| ChildVotes {
+                arrival,
+                ..ChildVotes::default()
+            });
         if cv.resolved.is_some() {
             return;
         }
         let d = byzscale_core::crypto::digest(&codec::to_bytes(&results));
-        if cv.votes.add(&g.qs, pos, d, || results) == Vote::Duplicate {
+        if !matches!(cv.votes.add(&g.qs, pos, d, || results), Vote::Counted(_)) {
             return;
         }
+        let early = self.early.entry(y).or_default();
+        if cv.arrival == arrival {
+            self.arrivals += 1;
+            early.1.insert(arrival, id);
+        }
+        cv.bytes += size;
+        early.0 += size;
         if let Some((d, r)) = cv.votes.weak(&g.qs) {
+            let kept = results_bytes(r);
+            early.0 = early.0 + kept - cv.bytes;
+            cv.bytes = kept;
             cv.resolved = Some(r.clone());
             let liars = cv.votes.dissenters(d);
             cv.votes.clear();
@@ -681,6 +721,56 @@ impl<P: ForwardPolicy> Replica<P> {
             }
             self.try_complete(id, cx);
         }
+    }
+
+    /// Drop every child's results for `id`, releasing their bytes.
+    fn remove_child_votes(&mut self, id: MsgId) -> Option<BTreeMap<GroupId, ChildVotes>> {
+        let votes = self.child_votes.remove(&id)?;
+        for (y, cv) in &votes {
+            if let Some(early) = self.early.get_mut(y) {
+                early.0 -= cv.bytes;
+                early.1.remove(&cv.arrival);
+            }
+        }
+        Some(votes)
+    }
+
+    /// Make room for `size` more bytes of child `y`'s early results by
+    /// dropping its oldest results of messages not handled here yet;
+    /// whether there is room.
+    fn make_room(&mut self, y: GroupId, size: usize) -> bool {
+        loop {
+            let Some((bytes, order)) = self.early.get(&y) else {
+                return size <= EARLY_BYTES;
+            };
+            if bytes + size <= EARLY_BYTES {
+                return true;
+            }
+            let victim = order
+                .iter()
+                .find(|(_, id)| !self.aggs.contains_key(id))
+                .map(|(a, id)| (*a, *id));
+            let Some((arrival, id)) = victim else {
+                return false;
+            };
+            let early = self.early.get_mut(&y).expect("present");
+            early.1.remove(&arrival);
+            let entry = self.child_votes.get_mut(&id);
+            if let Some(cv) = entry.as_ref().and_then(|v| v.get(&y)) {
+                early.0 -= cv.bytes;
+            }
+            if let Some(v) = entry {
+                v.remove(&y);
+                if v.is_empty() {
+                    self.child_votes.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Bytes of child results held per child group (tests, metrics).
+    pub fn early_bytes(&self) -> BTreeMap<GroupId, usize> {
+        self.early.iter().map(|(y, (b, _))| (*y, *b)).collect()
     }
 
     fn on_query(&mut self, from: Addr, id: MsgId, cx: &mut Cx<'_, Self>) {
@@ -803,5 +893,72 @@ mod tests {
         fn send<T: Send>() {}
         send::<Replica<Honest>>();
         send::<crate::Client>();
+    }
+
+    /// Issue 10 item 9: one Byzantine replica of a child group sends a parent
+    /// replica results of 512 KiB for 300 message ids the parent never
+    /// handles. What the parent holds for that child stays within
+    /// [`EARLY_BYTES`] (before: up to [`EARLY_RESULTS`] ids, 150 MiB here).
+    #[test]
+    fn a_byzantine_child_cannot_pin_more_than_the_early_byte_bound() {
+        use crate::{Topology, Tree};
+        use byzscale_core::crypto::{CryptoMode, Identity};
+        use byzscale_core::quorum::{FaultModel, QuorumSystem};
+        use byzscale_core::Effect;
+        use byzscale_smr::GroupInfo;
+        use rand::SeedableRng;
+
+        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
+        let groups = (0..3)
+            .map(|g| {
+                GroupInfo::new(
+                    GroupId(g),
+                    (0..4).map(|i| NodeId(g * 4 + i)).collect(),
+                    qs.clone(),
+                )
+            })
+            .collect();
+        let topo =
+            Arc::new(Topology::new(Tree::two_level(2), groups, crate::Mode::Byzcast).unwrap());
+        let me = NodeId(8);
+        let parent = topo.group_of(me).unwrap();
+        let child = topo.group_of(NodeId(4)).unwrap();
+        assert_eq!(topo.tree().parent(child), Some(parent));
+        let id_of = |a: Addr| Identity::from_seed([a.node().map_or(99, |n| n.0 as u8); 32]);
+        let as_client = Addr::Client(ClientId::for_replica(me));
+        let client = Crypto::new(as_client, id_of(Addr::Node(me)), CryptoMode::Real);
+        let mut r = Replica::new(
+            me,
+            topo,
+            Params::for_network(byzscale_core::protocol::MILLIS),
+            client,
+        )
+        .unwrap();
+        let crypto = Crypto::new(Addr::Node(me), id_of(Addr::Node(me)), CryptoMode::Real);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut fx: Vec<Effect<Replica>> = Vec::new();
+        let results = |n: u64| Results::from([(child, vec![n as u8; 512 << 10])]);
+        // one vote per id: what is held is the ids held times one result
+        let held = |r: &Replica| r.child_votes.len() * results_bytes(&results(0));
+        for n in 0..300 {
+            let id = MsgId {
+                client: ClientId(77),
+                n,
+            };
+            let results = results(n);
+            let mut cx = Cx::new(0, &mut rng, &crypto, &mut fx);
+            r.on_message(
+                Addr::Node(NodeId(4)),
+                Message::Result { id, results },
+                &mut cx,
+            );
+            assert!(
+                held(&r) <= EARLY_BYTES,
+                "after {n}: {} bytes held",
+                held(&r)
+            );
+        }
+        assert!(held(&r) > EARLY_BYTES / 2, "recent results are kept");
+        assert_eq!(r.early_bytes()[&child], held(&r), "the accounting matches");
     }
 }
