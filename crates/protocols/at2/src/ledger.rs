@@ -189,9 +189,13 @@ pub enum Event {
     },
 }
 
-/// Delivered but not yet applied transfers kept per issuer (a correct issuer
-/// has at most one outstanding; more only wait on a slow dependency).
-pub const MAX_PENDING_PER_ISSUER: usize = 8192;
+/// Bytes of delivered, not yet applied transfers per issuer beyond which
+/// [`crate::At2`] holds the issuer's deliveries back in the broadcast (they
+/// wait there, within its window, and nothing is lost), releasing them once
+/// half of it is applied. A correct issuer's transfers wait only on a slow
+/// dependency; a Byzantine one's may wait for ever, and then it only delays
+/// itself.
+pub const MAX_PENDING_BYTES_PER_ISSUER: usize = 1 << 20;
 
 /// Transfers one message may carry (a longer batch is dropped as malformed).
 pub const MAX_BATCH: usize = 1024;
@@ -241,6 +245,8 @@ pub struct Ledger {
     deps: Vec<Transfer>,
     /// toValidate, per issuer by sequence number.
     pending: BTreeMap<NodeId, BTreeMap<u64, TransferMsg>>,
+    /// The encoded bytes of each issuer's `pending`.
+    pending_bytes: BTreeMap<NodeId, usize>,
     /// Issuers whose next transfer waits for a dependency.
     waiting: BTreeMap<TransferId, BTreeSet<NodeId>>,
     /// Issuers caught with a transfer that can never be valid: nothing of
@@ -265,6 +271,7 @@ impl Ledger {
             hist: BTreeMap::new(),
             deps: Vec::new(),
             pending: BTreeMap::new(),
+            pending_bytes: BTreeMap::new(),
             waiting: BTreeMap::new(),
             blocked: BTreeSet::new(),
             balances,
@@ -318,6 +325,20 @@ impl Ledger {
     }
 
     /// Delivered transfers not (yet) applied.
+    /// The issuers with delivered transfers waiting.
+    pub fn issuers_pending(&self) -> Vec<NodeId> {
+        self.pending_bytes
+            .iter()
+            .filter(|(_, b)| **b > 0)
+            .map(|(q, _)| *q)
+            .collect()
+    }
+
+    /// The encoded bytes of `issuer`'s delivered transfers waiting.
+    pub fn pending_bytes(&self, issuer: NodeId) -> usize {
+        self.pending_bytes.get(&issuer).copied().unwrap_or(0)
+    }
+
     pub fn pending_count(&self) -> usize {
         self.pending.values().map(BTreeMap::len).sum()
     }
@@ -475,17 +496,9 @@ impl Ledger {
             });
             return false;
         }
-        let queue = self.pending.entry(source).or_default();
-        if queue.len() >= MAX_PENDING_PER_ISSUER {
-            out.push(Event::Fault {
-                issuer: source,
-                kind: Fault::TooManyPending,
-                detail: format!("{} transfers of {source} waiting", queue.len()),
-            });
-            return false;
-        }
         self.rec.insert(source, rec + 1);
-        queue.insert(t.seq, m);
+        *self.pending_bytes.entry(source).or_default() += byzscale_core::codec::encoded_len(&m);
+        self.pending.entry(source).or_default().insert(t.seq, m);
         self.validate_from(source, out);
         true
     }
@@ -506,6 +519,7 @@ impl Ledger {
                     let id = m.transfer.id();
                     self.blocked.insert(q);
                     let dropped = self.pending.remove(&q).map(|p| p.len()).unwrap_or(0);
+                    self.pending_bytes.remove(&q);
                     let kind = match why {
                         Invalid::NotOwner => Fault::NotOwner,
                         Invalid::Unjustified { .. } => Fault::UnjustifiedFunds,
@@ -523,6 +537,9 @@ impl Ledger {
                         .get_mut(&q)
                         .and_then(|p| p.remove(&next))
                         .expect("head present");
+                    if let Some(b) = self.pending_bytes.get_mut(&q) {
+                        *b -= byzscale_core::codec::encoded_len(&m);
+                    }
                     let t = m.transfer;
                     let h = self.hist.entry(q).or_default();
                     let mut cited = BTreeSet::new();

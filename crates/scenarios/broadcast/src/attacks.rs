@@ -504,4 +504,10 @@ impl<B: Equivocation<P>, P: Payload> SecureBroadcast<P> for Colluding<B, P> {
     fn stats(&self) -> BroadcastStats {
         self.inner.stats()
     }
+    fn hold(&mut self, source: NodeId) {
+        self.inner.hold(source);
+    }
+    fn release(&mut self, source: NodeId, cx: &mut Cx<'_, Self>) {
+        self.run(cx, |b, c| b.release(source, c));
+    }
 }

@@ -170,7 +170,8 @@ impl<P: Payload> Bracha<P> {
         for source in members {
             let now = self.order.next(source);
             let before = self.catchup.last_tick.insert(source, now);
-            if before == Some(now) {
+            // a held source is not stuck: what completes waits here
+            if before == Some(now) && !self.order.is_held(source) {
                 self.fetch(cx, source);
             }
         }

@@ -585,7 +585,15 @@ impl<P: Payload> Bracha<P> {
         let Some(signed) = inst.payloads.take(&d) else {
             return;
         };
-        for delivery in self.order.complete(source, seq, signed) {
+        let ready = self.order.complete(source, seq, signed);
+        self.deliver(cx, source, ready);
+    }
+
+    /// Deliver `ready` (in order, of `source`): recorded first, kept for
+    /// lagging peers; then ask for more, and start own broadcasts waiting for
+    /// the window.
+    fn deliver(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, ready: Vec<Delivery<P>>) {
+        for delivery in ready {
             self.stats.delivered += 1;
             let keep = self.cfg.retransmit.is_some();
             if self.cfg.persist || keep {
@@ -835,6 +843,13 @@ impl<P: Payload> SecureBroadcast<P> for Bracha<P> {
     }
     fn stats(&self) -> BroadcastStats {
         self.stats
+    }
+    fn hold(&mut self, source: NodeId) {
+        self.order.hold(source);
+    }
+    fn release(&mut self, source: NodeId, cx: &mut Cx<'_, Self>) {
+        let ready = self.order.release(source);
+        self.deliver(cx, source, ready);
     }
 }
 
