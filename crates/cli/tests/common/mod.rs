@@ -158,3 +158,37 @@ pub fn wait_until(what: &str, within: Duration, every: Duration, mut f: impl FnM
         std::thread::sleep(every);
     }
 }
+
+/// One HTTP/1.1 request on a fresh connection: (status, JSON body).
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    try_http(addr, method, path, body).unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"))
+}
+
+/// [`http`], with failures (no connection, a cut answer) as errors.
+pub fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, serde_json::Value), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(40)))
+        .map_err(|e| e.to_string())?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let status: u16 = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad response: {resp}"))?;
+    let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    let v = serde_json::from_str(json).map_err(|e| format!("{e}: {resp}"))?;
+    Ok((status, v))
+}
