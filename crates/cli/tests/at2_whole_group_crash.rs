@@ -169,12 +169,21 @@ fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
     // restart), and they agree
     for from in 0..2u32 {
         let want = acked[&from].len() as u64 + 1;
-        let mut seen = Vec::new();
-        wait_until("every node to apply every acknowledged transfer", || {
+        let mut seen: Vec<Option<(u64, i64)>>;
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
             seen = http_of.iter().map(|a| account(a, from)).collect();
-            seen.iter().all(|s| s.is_some_and(|(n, _)| n >= want))
+            if seen.iter().all(|s| s.is_some_and(|(n, _)| n >= want))
                 && seen.windows(2).all(|w| w[0] == w[1])
-        });
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "account {from}: want {want} applied at every node, have {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         let (n, balance) = seen[0].unwrap();
         assert_eq!(balance, INITIAL - n as i64, "account {from}: {seen:?}");
     }

@@ -310,7 +310,8 @@ fn recover(
             .add_peer(Addr::Node(*m), rc.public_identity()?)
             .map_err(|e| anyhow!("key of node {m}: {e}"))?;
     }
-    At2::recover(bcfg, genesis, durable, &crypto).map_err(|e| anyhow!(e))
+    let limit = at2::node::HISTORY_LIMIT;
+    At2::recover(bcfg, genesis, durable, limit, &crypto).map_err(|e| anyhow!(e))
 }
 
 /// `byzscale node` for an AT2 node file.

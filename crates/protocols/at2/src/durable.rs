@@ -64,7 +64,7 @@ impl History {
         let mut touch = |a: Account| {
             let (total, ts) = self.accounts.entry(a).or_default();
             *total += 1;
-            if ts.len() == limit {
+            while ts.len() >= limit {
                 ts.pop_front();
             }
             ts.push_back(t);
@@ -157,13 +157,15 @@ impl Durable {
 
 impl At2<Bracha<TransferMsg>> {
     /// Restart a process over Bracha (configured by `cfg`) from `d` (see the
-    /// module docs); `crypto` checks the broadcast's recorded payloads.
-    /// Batching, history and checkpoints are configured afterwards as for a
-    /// new process.
+    /// module docs), keeping the last `history_limit` applied transfers per
+    /// account (as [`At2::with_history`]; the replay records them); `crypto`
+    /// checks the broadcast's recorded payloads. Batching and checkpoints
+    /// are configured afterwards as for a new process.
     pub fn recover(
         cfg: Arc<bracha::Config>,
         genesis: Arc<Genesis>,
         d: Durable,
+        history_limit: usize,
         crypto: &Crypto,
     ) -> Result<Self, String> {
         let me = d.bcast.me;
@@ -181,6 +183,7 @@ impl At2<Bracha<TransferMsg>> {
             ),
         };
         let mut history = history;
+        history.limit = history_limit;
         // deps that own broadcasts after the checkpoint already cited
         let mut cited: BTreeSet<TransferId> = BTreeSet::new();
         for (source, seq, signed) in d.log.range(start + 1..).map(|(_, e)| e) {

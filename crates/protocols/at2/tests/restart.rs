@@ -98,7 +98,7 @@ impl World {
 
     fn process(&self, i: NodeId, p: P) -> Recorded {
         Recorded {
-            p: p.with_batching(8, 64).with_checkpoints(8),
+            p: p.with_batching(8, 64).with_checkpoints(8).with_history(64),
             disk: self.disks[i.0 as usize].clone(),
         }
     }
@@ -116,7 +116,7 @@ impl World {
             d.apply(r.clone());
         }
         let crypto = group::crypto(i, &group::directory(ids()), CryptoMode::Real);
-        let p = At2::recover(self.cfg.clone(), self.genesis.clone(), d, &crypto).unwrap();
+        let p = At2::recover(self.cfg.clone(), self.genesis.clone(), d, 64, &crypto).unwrap();
         self.process(i, p)
     }
 
@@ -245,6 +245,14 @@ fn a_restarted_process_goes_on_catches_up_and_never_equivocates() {
         for q in 0..4 {
             assert_eq!(l.seq(NodeId(q)), ledger(1).seq(NodeId(q)), "n{i} on n{q}");
         }
+    }
+    // the history of every account survives the restart (its count; the
+    // order of transfers of different issuers may differ between processes)
+    let at2 = |i: u32| &sim.protocol::<Recorded>(NodeIdx(i)).unwrap().p;
+    for a in 0..4 {
+        let total = |i: u32| at2(i).history(Account(a)).0;
+        assert!(total(1) > 0);
+        assert_eq!(total(0), total(1), "a{a}");
     }
     // n0's transfers: 20, the one out at the crash, 20 more; the others
     // made 30 while n0 was down, which it caught up on
