@@ -256,7 +256,7 @@ fn transfers_complete_and_ledgers_agree_when_links_drop_frames() {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     for a in &c.http {
-        while TcpStream::connect(a).is_err() {
+        while std::net::TcpStream::connect(a).is_err() {
             assert!(Instant::now() < deadline, "{a} did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -13,47 +13,14 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{http, strings, try_http, BIN};
+use common::{http, strings, try_http, Node};
 const INITIAL: i64 = 1_000_000_000;
-
-struct Node(Child);
-
-impl Node {
-    fn start(dir: &Path, i: usize) -> Node {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("restart-{i}.log")))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["node", "--config"])
-            .arg(dir.join(format!("node-{i}.toml")))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Node(child)
-    }
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn sigkill(pid: u64) {
     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();

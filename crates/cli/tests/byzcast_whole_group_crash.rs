@@ -9,46 +9,13 @@
 
 use byzscale_byzcast::kv::shard_of;
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{metric, strings};
-
-struct Node(Child);
-
-impl Node {
-    fn start(dir: &Path, i: usize) -> Node {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("restart-{i}.log")))
-            .unwrap();
-        let child = Command::new(common::BIN)
-            .args(["node", "--config"])
-            .arg(dir.join(format!("node-{i}.toml")))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Node(child)
-    }
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::{metric, strings, Node};
 
 fn conn(addr: &str) -> Option<redis::Connection> {
     let c = redis::Client::open(format!("redis://{addr}/")).ok()?;

@@ -5,11 +5,10 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{metric, Kill, BIN};
+use common::{metric, Kill, Node};
 
 #[test]
 fn cluster_runs_a_workload_and_reports() {
@@ -60,34 +59,6 @@ fn bad_cli_input_gets_a_clear_error() {
     }
 }
 
-struct Node {
-    child: Child,
-}
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, i: usize) -> Node {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("node-{i}.log")))
-        .unwrap();
-    let child = Command::new(BIN)
-        .args(["node", "--config"])
-        .arg(dir.join(format!("node-{i}.toml")))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Node { child }
-}
-
 fn client(dir: &Path, args: &[&str]) -> String {
     common::client(dir.join("deployment.toml"), args)
 }
@@ -113,7 +84,7 @@ fn killed_replica_recovers_from_disk_and_catches_up_and_garbage_is_rejected() {
         "--out",
     ];
     common::run_ok(args.iter().map(OsStr::new).chain([dir.as_os_str()]));
-    let mut nodes: Vec<Option<Node>> = (0..4).map(|i| Some(start(&dir, i))).collect();
+    let mut nodes: Vec<Option<Node>> = (0..4).map(|i| Some(Node::start(&dir, i))).collect();
     let metrics = |i: usize| format!("127.0.0.1:{}", base as usize + 100 + i);
     wait_until("replicas up", || {
         (0..4).all(|i| metric(&metrics(i), "byzscale_view").is_some())
@@ -138,7 +109,7 @@ fn killed_replica_recovers_from_disk_and_catches_up_and_garbage_is_rejected() {
     for i in 0..20 {
         assert_eq!(client(&dir, &["set", &format!("k{i}"), "v"]), "OK");
     }
-    nodes[3] = Some(start(&dir, 3));
+    nodes[3] = Some(Node::start(&dir, 3));
     for i in 0..5 {
         assert_eq!(client(&dir, &["set", &format!("after{i}"), "v"]), "OK");
     }

@@ -8,50 +8,13 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod common;
-use common::{metric, BIN};
-
-struct Node {
-    child: Child,
-}
-
-impl Node {
-    fn start(dir: &Path, i: usize) -> Node {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("node-{i}.log")))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["node", "--config"])
-            .arg(dir.join(format!("node-{i}.toml")))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Node { child }
-    }
-
-    /// SIGKILL (`Child::kill` on Unix).
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::{metric, Node};
 
 /// One RESP connection to a Redis gateway.
 struct Resp {
