@@ -11,7 +11,6 @@
 //! sequence number 1 and its transfers were never applied again by the
 //! others (their counters were ahead): "the group to serve again" never held.
 
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,30 +51,8 @@ fn account(addr: &str, a: u32) -> Option<(u64, i64)> {
 fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
     let dir = std::env::temp_dir().join(format!("byzscale-at2-wgc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let v: Value = common::run_json(
-        [
-            "cluster",
-            "--protocol",
-            "at2",
-            "--nodes",
-            "4",
-            "--duration",
-            "0",
-            "--keep",
-            "--json",
-            "--dir",
-        ]
-        .iter()
-        .map(std::ffi::OsStr::new)
-        .chain([dir.as_os_str()]),
-    );
-    let pids: Vec<u64> = v["pids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_u64().unwrap())
-        .collect();
-    let kept = common::Kill(pids.clone());
+    let (v, kept) = common::kept_cluster(&["--protocol", "at2", "--nodes", "4"], &dir);
+    let pids = kept.0.clone();
     let http_of: Vec<String> = strings(&v, "http")
         .iter()
         .map(|s| s.trim_start_matches("http://").to_string())

@@ -8,7 +8,6 @@
 //! are bounded polls for progress, never timing assertions.
 
 use byzscale_byzcast::kv::shard_of;
-use serde_json::Value;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,30 +59,8 @@ fn serves(gw: &str, tag: &str) -> bool {
 fn a_byzcast_tree_survives_a_whole_group_sigkill_and_a_leader_crash_after_it() {
     let dir = std::env::temp_dir().join(format!("byzscale-bc-wgc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let v: Value = common::run_json(
-        [
-            "cluster",
-            "--protocol",
-            "byzcast",
-            "--groups",
-            "2",
-            "--duration",
-            "0",
-            "--keep",
-            "--json",
-            "--dir",
-        ]
-        .iter()
-        .map(std::ffi::OsStr::new)
-        .chain([dir.as_os_str()]),
-    );
-    let pids: Vec<u64> = v["pids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_u64().unwrap())
-        .collect();
-    let kept = common::Kill(pids.clone());
+    let (v, kept) = common::kept_cluster(&["--protocol", "byzcast", "--groups", "2"], &dir);
+    let pids = kept.0.clone();
     let gateways = strings(&v, "redis_all");
     let metrics: Vec<String> = strings(&v, "metrics");
     assert_eq!((gateways.len(), metrics.len()), (12, 12), "{v}");

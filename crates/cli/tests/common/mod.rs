@@ -230,3 +230,18 @@ impl Drop for Node {
         self.kill();
     }
 }
+
+/// `byzscale cluster <args> --duration 0 --keep --json --dir <dir>`: its
+/// JSON report, and its processes (killed when the [`Kill`] is dropped).
+pub fn kept_cluster(args: &[&str], dir: &std::path::Path) -> (serde_json::Value, Kill) {
+    let fixed = ["--duration", "0", "--keep", "--json", "--dir"];
+    let v = run_json(
+        std::iter::once("cluster")
+            .chain(args.iter().copied())
+            .chain(fixed)
+            .map(std::ffi::OsStr::new)
+            .chain([dir.as_os_str()]),
+    );
+    let kill = Kill::cluster(&v);
+    (v, kill)
+}
