@@ -4,13 +4,11 @@
 //! polls, never timing assertions.
 
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{strings, Kill, BIN};
+use common::{http, strings, Kill, BIN};
 const INITIAL: i64 = 1_000_000_000;
 
 /// The kept cluster (its processes are killed when this is dropped).
@@ -61,29 +59,6 @@ fn start_in(dir: &std::path::Path) -> Cluster {
         metrics: strs("metrics"),
         deployment: v["deployment"].as_str().unwrap().to_string(),
     }
-}
-
-/// One HTTP/1.1 request on a fresh connection: (status, JSON body).
-fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status: u16 = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("bad response: {resp}"));
-    let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-    let v = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {resp}"));
-    (status, v)
 }
 
 /// Poll every node's balances of accounts 0..4 over HTTP until they are
@@ -281,7 +256,7 @@ fn transfers_complete_and_ledgers_agree_when_links_drop_frames() {
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     for a in &c.http {
-        while TcpStream::connect(a).is_err() {
+        while std::net::TcpStream::connect(a).is_err() {
             assert!(Instant::now() < deadline, "{a} did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }

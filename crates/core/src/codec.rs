@@ -98,6 +98,13 @@ pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         .expect("serializing in-memory values cannot fail")
 }
 
+/// The length of `value`'s encoding, without encoding it (for byte bounds).
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    options(usize::MAX)
+        .serialized_size(value)
+        .expect("sizing in-memory values cannot fail") as usize
+}
+
 /// Append the encoding of `value` to `out` (for canonical signed payloads).
 pub fn write_into<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     options(usize::MAX)

@@ -202,3 +202,90 @@ pub fn wait_until(what: &str, within: Duration, every: Duration, mut f: impl FnM
         std::thread::sleep(every);
     }
 }
+
+/// One HTTP/1.1 request on a fresh connection: (status, JSON body).
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    try_http(addr, method, path, body).unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"))
+}
+
+/// [`http`], with failures (no connection, a cut answer) as errors.
+pub fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, serde_json::Value), String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(40)))
+        .map_err(|e| e.to_string())?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let status: u16 = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad response: {resp}"))?;
+    let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    let v = serde_json::from_str(json).map_err(|e| format!("{e}: {resp}"))?;
+    Ok((status, v))
+}
+
+/// A `byzscale node` process started from `dir/node-<i>.toml`, its output
+/// appended to `dir/node-<i>.log`; SIGKILLed when dropped.
+pub struct Node {
+    pub child: std::process::Child,
+}
+
+impl Node {
+    pub fn start(dir: &std::path::Path, i: usize) -> Node {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("node-{i}.log")))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(dir.join(format!("node-{i}.toml")))
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Node { child }
+    }
+
+    /// SIGKILL (`Child::kill` on Unix), and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `byzscale cluster <args> --duration 0 --keep --json --dir <dir>`: its
+/// JSON report, and its processes (killed when the [`Kill`] is dropped).
+pub fn kept_cluster(args: &[&str], dir: &std::path::Path) -> (serde_json::Value, Kill) {
+    let fixed = ["--duration", "0", "--keep", "--json", "--dir"];
+    let v = run_json(
+        std::iter::once("cluster")
+            .chain(args.iter().copied())
+            .chain(fixed)
+            .map(std::ffi::OsStr::new)
+            .chain([dir.as_os_str()]),
+    );
+    let kill = Kill::cluster(&v);
+    (v, kill)
+}

@@ -277,6 +277,18 @@ impl<K: Ord + Clone> VoteCounter<K> {
     pub fn votes(&self, value: &K) -> u64 {
         self.tallies.get(value).map(|t| t.0).unwrap_or(0)
     }
+    /// Whether `voter` voted, for any value.
+    pub fn has_voted(&self, voter: usize) -> bool {
+        voter < 128 && self.voted & (1u128 << voter) != 0
+    }
+    /// Whether `voter` voted for `value`.
+    pub fn voted_for(&self, voter: usize, value: &K) -> bool {
+        voter < 128
+            && self
+                .tallies
+                .get(value)
+                .is_some_and(|t| t.1 & (1u128 << voter) != 0)
+    }
     /// Replica positions that voted for `value`, ascending.
     pub fn voters(&self, value: &K) -> Vec<usize> {
         let bits = self.tallies.get(value).map(|t| t.1).unwrap_or(0);

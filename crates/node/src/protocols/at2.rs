@@ -26,9 +26,17 @@
 //!   owner; the answer names the owner node and its HTTP address), 409
 //!   (insufficient funds), 503 (busy or stopping).
 //!
-//! Deviations and limitations: no persistence (a restarted node must not
-//! rejoin: it would reuse sequence numbers); Contagion is not selectable for
-//! real nodes (it has no retransmission yet).
+//! Durability: the node's AT2 process emits records (its broadcasts, echoes,
+//! readies and deliveries, durable before what they let out, and a
+//! checkpoint of the ledger every [`CHECKPOINT_EVERY`] deliveries; see
+//! `byzscale_at2::durable`); [`At2Journal`] writes them to the node's redb
+//! store through the group-commit persister, and a restart recovers the
+//! process from it (same sequence numbers, same votes, the ledger), then
+//! catches up on what it missed from its peers (Bracha's fetch and vouches).
+//!
+//! Limitations: a node more than its peers keep (`retain`, 64 MiB of
+//! payloads) behind cannot catch up (no ledger state transfer); Contagion is
+//! not selectable for real nodes (it has no retransmission yet).
 
 use crate::calls::{CallError, Calls, Pending};
 use crate::cluster::{ClusterOutcome, ClusterSpec};
@@ -36,6 +44,7 @@ use crate::daemon::serve_outputs;
 use crate::launcher::{Local, LocalSpec};
 use crate::load::{ms, Load, LoadResult, LoadSpec};
 use crate::node_file::{At2Settings, LoadedNode, NodeProtocol};
+use crate::persist::{self, Journal, Persister};
 use anyhow::{anyhow, bail, Context, Result};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -47,14 +56,15 @@ use byzscale_at2::{
 };
 use byzscale_broadcast::{bracha, Bracha, NoTimer};
 use byzscale_core::config::Deployment;
+use byzscale_core::crypto::{Crypto, CryptoMode};
 use byzscale_core::protocol::{Cx, Protocol, MILLIS};
-use byzscale_core::{Addr, NodeId, WireKind};
-use byzscale_net::{NodeConfig, Runtime, RuntimeHandle};
+use byzscale_core::{codec, Addr, NodeId, WireKind};
+use byzscale_net::{NodeConfig, Recovered, Registry, Runtime, RuntimeHandle};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,7 +120,199 @@ fn owner_of(members: &[NodeId], a: Account) -> NodeId {
     members[a.0 as usize % members.len()]
 }
 
+// ---------------------------------------------------------------- disk
+
+/// A checkpoint of the ledger every this many deliveries.
+pub const CHECKPOINT_EVERY: u64 = 1024;
+
+const FORMAT_KEY: &str = "at2/format";
+const FORMAT: &[u8] = b"1";
+const NEXT_SEQ_KEY: &str = "at2/next_seq";
+const OPEN_PREFIX: &str = "at2/open/";
+
+fn open_key(source: NodeId, seq: u64) -> String {
+    format!("{OPEN_PREFIX}{:010}/{seq:020}", source.0)
+}
+
+type At2Record = at2::Record<bracha::Record<TransferMsg>>;
+
+/// An AT2 process's records as rows of its store: the next own broadcast
+/// number and each open instance's votes as meta rows, each delivery as a
+/// log row under its index, each checkpoint as the snapshot (the log rows
+/// more than `LOG_KEEP` below it go in the same transaction).
+pub(crate) struct At2Journal {
+    d: at2::Durable,
+    fresh: bool,
+    next_seq: bool,
+    open: BTreeSet<(NodeId, u64)>,
+    logged: Vec<u64>,
+    checkpoint: Option<u64>,
+}
+
+impl At2Journal {
+    fn new(mut d: at2::Durable, fresh: bool) -> Self {
+        d.log.clear(); // on disk already
+        At2Journal {
+            d,
+            fresh,
+            next_seq: false,
+            open: BTreeSet::new(),
+            logged: Vec::new(),
+            checkpoint: None,
+        }
+    }
+}
+
+impl Journal for At2Journal {
+    type Record = At2Record;
+
+    fn record(&mut self, r: At2Record) {
+        use bracha::durable::Change as B;
+        let before = self.d.bcast.next_seq;
+        match self.d.apply(r) {
+            at2::durable::Change::Bcast(B::Open(source, seq)) => {
+                self.open.insert((source, seq));
+            }
+            at2::durable::Change::Bcast(_) => {}
+            at2::durable::Change::Logged(i) => self.logged.push(i),
+            at2::durable::Change::Checkpoint { keep_from } => {
+                self.checkpoint = Some(keep_from);
+            }
+        }
+        self.next_seq |= self.d.bcast.next_seq != before;
+    }
+
+    fn flush(&mut self) -> byzscale_net::Batch {
+        let mut b = byzscale_net::Batch::new();
+        if std::mem::take(&mut self.fresh) {
+            b = b.put_meta(FORMAT_KEY, FORMAT);
+        }
+        if std::mem::take(&mut self.next_seq) {
+            b = b.put_meta(NEXT_SEQ_KEY, codec::to_bytes(&self.d.bcast.next_seq));
+        }
+        for (source, seq) in std::mem::take(&mut self.open) {
+            b = match self.d.bcast.open.get(&(source, seq)) {
+                Some(o) => b.put_meta(open_key(source, seq), codec::to_bytes(o)),
+                None => b.delete_meta(open_key(source, seq)),
+            };
+        }
+        for i in std::mem::take(&mut self.logged) {
+            if let Some((source, seq, signed)) = self.d.log.remove(&i) {
+                // the instance is closed: its votes row goes
+                b = b
+                    .delete_meta(open_key(source, seq))
+                    .append(i, codec::to_bytes(&(source, seq, signed)));
+            }
+        }
+        if let Some(keep_from) = self.checkpoint.take() {
+            if let Some(c) = &self.d.checkpoint {
+                b = b
+                    .snapshot(c.deliveries, codec::to_bytes(c))
+                    .truncate_below(keep_from);
+            }
+        }
+        b
+    }
+}
+
+/// Rebuild node `me`'s AT2 fold from its store (`db` names it in errors);
+/// also whether the store is new.
+pub(crate) fn at2_durable_from_disk(
+    me: NodeId,
+    rec: Recovered,
+    db: &Path,
+) -> Result<(at2::Durable, bool)> {
+    let mut d = at2::Durable::new(me);
+    let Some(format) = rec.meta.get(FORMAT_KEY) else {
+        return Ok((d, true));
+    };
+    if format.as_slice() != FORMAT {
+        bail!(
+            "{} holds AT2 records of format {:?}, this build reads {:?}",
+            db.display(),
+            String::from_utf8_lossy(format),
+            String::from_utf8_lossy(FORMAT)
+        );
+    }
+    let decode = |what: &str| format!("decoding {what} in {}", db.display());
+    if let Some(v) = rec.meta.get(NEXT_SEQ_KEY) {
+        d.bcast.next_seq = codec::from_bytes(v, usize::MAX).with_context(|| decode("next_seq"))?;
+    }
+    for (k, v) in rec.meta.range(OPEN_PREFIX.to_string()..) {
+        let Some(rest) = k.strip_prefix(OPEN_PREFIX) else {
+            break;
+        };
+        let key = rest
+            .split_once('/')
+            .and_then(|(s, q)| Some((NodeId(s.parse().ok()?), q.parse().ok()?)))
+            .ok_or_else(|| anyhow!("bad key {k} in {}", db.display()))?;
+        let o: bracha::Opened<TransferMsg> =
+            codec::from_bytes(v, usize::MAX).with_context(|| decode(k))?;
+        d.bcast.open.insert(key, o);
+    }
+    if let Some((at, bytes)) = rec.snapshot {
+        let c: at2::Checkpoint =
+            codec::from_bytes(&bytes, usize::MAX).with_context(|| decode("the checkpoint"))?;
+        if c.deliveries != at {
+            bail!(
+                "{}: the checkpoint of delivery {} is stored as {at}",
+                db.display(),
+                c.deliveries
+            );
+        }
+        d.bcast.next = c.frontier.clone();
+        d.deliveries = c.deliveries;
+        d.checkpoint = Some(c);
+    }
+    let after = d.deliveries;
+    for (i, bytes) in rec.log {
+        let e: at2::durable::Delivered = codec::from_bytes(&bytes, usize::MAX)
+            .with_context(|| decode(&format!("delivery {i}")))?;
+        if i > after {
+            d.bcast.next.insert(e.0, e.1 + 1);
+            d.bcast.open.remove(&(e.0, e.1));
+            d.deliveries = d.deliveries.max(i);
+        }
+        d.log.insert(i, e);
+    }
+    Ok((d, false))
+}
+
 // ---------------------------------------------------------------- node
+
+/// Node `loaded`'s AT2 process: new, or recovered from `durable` (what its
+/// store held).
+fn recover(
+    loaded: &LoadedNode,
+    members: &[NodeId],
+    settings: &At2Settings,
+    genesis: Arc<Genesis>,
+    durable: at2::Durable,
+    fresh: bool,
+) -> Result<At2<Bracha<TransferMsg>>> {
+    let me = loaded.me();
+    let mut bcfg = bracha::Config::new(members.to_vec()).context("the AT2 group")?;
+    bcfg.retransmit = (settings.retransmit_ms > 0).then(|| settings.retransmit_ms * MILLIS);
+    bcfg.persist = true;
+    let bcfg = Arc::new(bcfg);
+    if fresh {
+        return Ok(At2::new(Bracha::new(me, bcfg), genesis));
+    }
+    info!(node = %me, deliveries = durable.deliveries, next_seq = durable.bcast.next_seq,
+          open = durable.bcast.open.len(), "recovering the AT2 process from disk");
+    let mut crypto = Crypto::new(Addr::Node(me), loaded.identity.clone(), CryptoMode::Real);
+    for m in members.iter().filter(|m| **m != me) {
+        let (_, rc) = loaded
+            .deployment
+            .replica(*m)
+            .expect("a member of the deployment");
+        crypto
+            .add_peer(Addr::Node(*m), rc.public_identity()?)
+            .map_err(|e| anyhow!("key of node {m}: {e}"))?;
+    }
+    let limit = at2::node::HISTORY_LIMIT;
+    At2::recover(bcfg, genesis, durable, limit, &crypto).map_err(|e| anyhow!(e))
+}
 
 /// `byzscale node` for an AT2 node file.
 pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
@@ -120,15 +322,29 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     let members = members(dep);
     check_settings(&settings, members.len())?;
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
-    let mut bcfg = bracha::Config::new(members.clone()).context("the AT2 group")?;
-    bcfg.retransmit = (settings.retransmit_ms > 0).then(|| settings.retransmit_ms * MILLIS);
     let genesis = Arc::new(genesis(&members, &settings));
-    let at2 = At2::new(Bracha::new(me, Arc::new(bcfg)), genesis.clone())
-        .with_batching(settings.max_batch, settings.queue_limit);
+    let (storage, rec, db) = persist::open(&loaded.file.data_dir)?;
+    let (durable, fresh) = at2_durable_from_disk(me, rec, &db)?;
+    let at2 = recover(
+        &loaded,
+        &members,
+        &settings,
+        genesis.clone(),
+        durable.clone(),
+        fresh,
+    )
+    .map_err(|e| anyhow!("recovering from {}: {e}", db.display()))?;
+    let at2 = at2
+        .with_batching(settings.max_batch, settings.queue_limit)
+        .with_checkpoints(CHECKPOINT_EVERY);
     let proto = at2::Node::new(at2, genesis.clone());
     let mut cfg = NodeConfig::replica(dep, me, loaded.identity.clone(), WireKind::At2.byte())?;
     cfg.transport.options.queue_capacity = settings.peer_queue_frames.max(1);
-    let (rt, mut outputs) = Runtime::start(proto, cfg)
+    let registry = Arc::new(Registry::new());
+    let pace = Duration::from_millis(loaded.file.persist_interval_ms);
+    let journal = At2Journal::new(durable, fresh);
+    let (records, persister) = Persister::start(journal, storage, pace, &registry)?;
+    let (rt, mut outputs) = Runtime::start_with_records(proto, cfg, None, registry, Some(records))
         .await
         .context("starting the AT2 runtime")?;
     info!(node = %me, addr = %rc.addr, http = ?rc.http_addr, metrics = ?rc.metrics_addr,
@@ -186,8 +402,10 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     if let Some(h) = http {
         let _ = h.await;
     }
+    // stopping the runtime closes the record channel; the persister then
+    // writes what it still holds and ends
     let _ = rt.stop().await;
-    Ok(())
+    persister.finish().await
 }
 
 /// Every node's HTTP address.

@@ -12,8 +12,6 @@ byzscale_core::fault_kinds! {
         WrongIssuer => "at2-wrong-issuer",
         /// A transfer sequence number that skips or repeats one.
         OutOfOrder => "at2-out-of-order",
-        /// More transfers waiting for their dependencies than the bound allows.
-        TooManyPending => "at2-too-many-pending",
         /// A transfer debiting an account its issuer does not own.
         NotOwner => "at2-not-owner",
         /// A transfer above the balance its dependencies justify.

@@ -189,9 +189,13 @@ pub enum Event {
     },
 }
 
-/// Delivered but not yet applied transfers kept per issuer (a correct issuer
-/// has at most one outstanding; more only wait on a slow dependency).
-pub const MAX_PENDING_PER_ISSUER: usize = 8192;
+/// Bytes of delivered, not yet applied transfers per issuer beyond which
+/// [`crate::At2`] holds the issuer's deliveries back in the broadcast (they
+/// wait there, within its window, and nothing is lost), releasing them once
+/// half of it is applied. A correct issuer's transfers wait only on a slow
+/// dependency; a Byzantine one's may wait for ever, and then it only delays
+/// itself.
+pub const MAX_PENDING_BYTES_PER_ISSUER: usize = 1 << 20;
 
 /// Transfers one message may carry (a longer batch is dropped as malformed).
 pub const MAX_BATCH: usize = 1024;
@@ -199,7 +203,7 @@ pub const MAX_BATCH: usize = 1024;
 /// `hist[q]`, compacted: the effect of q's own transfers and of the
 /// dependencies it cited, per account; and q's own validated transfers that
 /// their recipient may still cite (see the crate docs on garbage collection).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Hist {
     uncited: BTreeMap<TransferId, Transfer>,
     /// Σ of the effects of every transfer in `hist[q]`, per account touched.
@@ -225,10 +229,12 @@ enum Check {
 }
 
 /// Per-process AT2 state: `seq`, `rec`, `hist`, `deps` and `toValidate` of
-/// Algorithm 5 (see the crate docs).
-#[derive(Clone, Debug)]
+/// Algorithm 5 (see the crate docs). Serialized without its genesis (a
+/// checkpoint; [`Ledger::with_genesis`] puts it back).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Ledger {
     me: NodeId,
+    #[serde(skip)]
     genesis: Arc<Genesis>,
     /// Transfers of each issuer validated and applied.
     seq: BTreeMap<NodeId, u64>,
@@ -239,6 +245,8 @@ pub struct Ledger {
     deps: Vec<Transfer>,
     /// toValidate, per issuer by sequence number.
     pending: BTreeMap<NodeId, BTreeMap<u64, TransferMsg>>,
+    /// The encoded bytes of each issuer's `pending`.
+    pending_bytes: BTreeMap<NodeId, usize>,
     /// Issuers whose next transfer waits for a dependency.
     waiting: BTreeMap<TransferId, BTreeSet<NodeId>>,
     /// Issuers caught with a transfer that can never be valid: nothing of
@@ -263,6 +271,7 @@ impl Ledger {
             hist: BTreeMap::new(),
             deps: Vec::new(),
             pending: BTreeMap::new(),
+            pending_bytes: BTreeMap::new(),
             waiting: BTreeMap::new(),
             blocked: BTreeSet::new(),
             balances,
@@ -272,6 +281,27 @@ impl Ledger {
 
     pub fn genesis(&self) -> &Genesis {
         &self.genesis
+    }
+
+    /// A deserialized ledger of process `me` over `genesis`.
+    pub fn with_genesis(mut self, me: NodeId, genesis: Arc<Genesis>) -> Self {
+        self.me = me;
+        self.genesis = genesis;
+        self
+    }
+
+    /// `issuer`'s delivered transfers waiting for validation, in order.
+    pub fn pending_of(&self, issuer: NodeId) -> impl Iterator<Item = Transfer> + '_ {
+        self.pending
+            .get(&issuer)
+            .into_iter()
+            .flat_map(|p| p.values().map(|m| m.transfer))
+    }
+
+    /// Drop from `deps` the transfers in `cited` (an own transfer already
+    /// declared them).
+    pub fn forget_deps(&mut self, cited: &BTreeSet<TransferId>) {
+        self.deps.retain(|d| !cited.contains(&d.id()));
     }
 
     /// `read(a)`: balance over `⋃_q hist[q]`, from local state only.
@@ -295,6 +325,20 @@ impl Ledger {
     }
 
     /// Delivered transfers not (yet) applied.
+    /// The issuers with delivered transfers waiting.
+    pub fn issuers_pending(&self) -> Vec<NodeId> {
+        self.pending_bytes
+            .iter()
+            .filter(|(_, b)| **b > 0)
+            .map(|(q, _)| *q)
+            .collect()
+    }
+
+    /// The encoded bytes of `issuer`'s delivered transfers waiting.
+    pub fn pending_bytes(&self, issuer: NodeId) -> usize {
+        self.pending_bytes.get(&issuer).copied().unwrap_or(0)
+    }
+
     pub fn pending_count(&self) -> usize {
         self.pending.values().map(BTreeMap::len).sum()
     }
@@ -452,17 +496,9 @@ impl Ledger {
             });
             return false;
         }
-        let queue = self.pending.entry(source).or_default();
-        if queue.len() >= MAX_PENDING_PER_ISSUER {
-            out.push(Event::Fault {
-                issuer: source,
-                kind: Fault::TooManyPending,
-                detail: format!("{} transfers of {source} waiting", queue.len()),
-            });
-            return false;
-        }
         self.rec.insert(source, rec + 1);
-        queue.insert(t.seq, m);
+        *self.pending_bytes.entry(source).or_default() += byzscale_core::codec::encoded_len(&m);
+        self.pending.entry(source).or_default().insert(t.seq, m);
         self.validate_from(source, out);
         true
     }
@@ -483,6 +519,7 @@ impl Ledger {
                     let id = m.transfer.id();
                     self.blocked.insert(q);
                     let dropped = self.pending.remove(&q).map(|p| p.len()).unwrap_or(0);
+                    self.pending_bytes.remove(&q);
                     let kind = match why {
                         Invalid::NotOwner => Fault::NotOwner,
                         Invalid::Unjustified { .. } => Fault::UnjustifiedFunds,
@@ -500,6 +537,9 @@ impl Ledger {
                         .get_mut(&q)
                         .and_then(|p| p.remove(&next))
                         .expect("head present");
+                    if let Some(b) = self.pending_bytes.get_mut(&q) {
+                        *b -= byzscale_core::codec::encoded_len(&m);
+                    }
                     let t = m.transfer;
                     let h = self.hist.entry(q).or_default();
                     let mut cited = BTreeSet::new();

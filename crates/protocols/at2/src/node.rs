@@ -19,17 +19,18 @@
 //!   `History`) are answered from the node's local state, which may lag other
 //!   nodes (AT2 has no total order to read at).
 //! - **History** keeps the last [`HISTORY_LIMIT`] applied transfers touching
-//!   each account, and the total count.
+//!   each account, and the total count (the process's own history, see
+//!   [`At2::with_history`], so it is in its checkpoints).
 //! - Requests are not deduplicated: a client that retries a transfer after a
 //!   lost reply may transfer twice (the load generator does not retry).
 
 use crate::fault::Fault;
 use crate::{Account, At2, Genesis, Transfer, TransferError, TransferId, TransferMsg};
 use byzscale_broadcast::SecureBroadcast;
-use byzscale_core::protocol::{Cx, NoRecord, Protocol};
+use byzscale_core::protocol::{Cx, Protocol};
 use byzscale_core::{Addr, NodeId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Applied transfers kept per account for `History`.
@@ -139,17 +140,16 @@ pub struct Node<B> {
     genesis: Arc<Genesis>,
     next_tag: u64,
     waiting: BTreeMap<u64, Requester>,
-    history: BTreeMap<Account, (u64, VecDeque<Transfer>)>,
 }
 
 impl<B: SecureBroadcast<TransferMsg>> Node<B> {
+    /// Serve `at2` (its history is turned on, [`HISTORY_LIMIT`] per account).
     pub fn new(at2: At2<B>, genesis: Arc<Genesis>) -> Self {
         Node {
-            at2,
+            at2: at2.with_history(HISTORY_LIMIT),
             genesis,
             next_tag: 1,
             waiting: BTreeMap::new(),
-            history: BTreeMap::new(),
         }
     }
 
@@ -209,30 +209,15 @@ impl<B: SecureBroadcast<TransferMsg>> Node<B> {
                 let reply = if self.genesis.owner(account).is_none() {
                     ClientReply::Error(ServiceError::UnknownAccount(account))
                 } else {
-                    let (total, ts) = self.history.get(&account).cloned().unwrap_or_default();
+                    let (total, transfers) = self.at2.history(account);
                     ClientReply::History {
                         account,
                         total,
-                        transfers: ts.into(),
+                        transfers,
                     }
                 };
                 self.answer(who, reply, cx);
             }
-        }
-    }
-
-    fn record(&mut self, t: Transfer) {
-        let mut touch = |a: Account| {
-            let (total, ts) = self.history.entry(a).or_default();
-            *total += 1;
-            if ts.len() == HISTORY_LIMIT {
-                ts.pop_front();
-            }
-            ts.push_back(t);
-        };
-        touch(t.from);
-        if t.to != t.from {
-            touch(t.to);
         }
     }
 
@@ -247,10 +232,7 @@ impl<B: SecureBroadcast<TransferMsg>> Node<B> {
         for o in step.lift(cx, Message::Peer, |t| t) {
             match o {
                 crate::Output::Submitted(_) => submitted += 1,
-                crate::Output::Applied(m) => {
-                    applied += 1;
-                    self.record(m.transfer);
-                }
+                crate::Output::Applied(_) => applied += 1,
                 crate::Output::TransferResult { tag, result, .. } => {
                     let Some(who) = self.waiting.remove(&tag) else {
                         continue;
@@ -289,7 +271,7 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for Node<B> {
     type Input = Input;
     type Output = Output;
     type Timer = B::Timer;
-    type Record = NoRecord;
+    type Record = crate::Record<B::Record>;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.with_at2(cx, |a, c| a.on_start(c));

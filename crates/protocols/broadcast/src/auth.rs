@@ -7,8 +7,11 @@
 //! copy (same payload and signature, or same payload under another valid
 //! signature) costs one comparison or one hash, never a second signature
 //! check. It holds at most `cap` distinct payloads: a correct source signs one
-//! per instance, so more is a Byzantine source and is refused, which bounds the
-//! state a peer can make an instance hold.
+//! per instance, so more is a Byzantine source. [`Payloads::learn`] refuses
+//! them (the probabilistic layers name candidates by position);
+//! [`Payloads::admit`] keeps the best-scored ones instead (Bracha, which
+//! scores payloads by their ECHO votes, so that junk a Byzantine source signed
+//! cannot keep out the payload the correct processes deliver).
 //!
 //! Payloads are addressed by position (the probabilistic layers name a
 //! candidate by its index) and by digest (Bracha's ECHO/READY carry digests).
@@ -67,6 +70,62 @@ impl<P: Payload> Payloads<P> {
         }
         self.known.push((d, s));
         Ok((self.known.len() - 1, d))
+    }
+
+    /// Check `s` as a payload of `(source, seq)` without learning it: its
+    /// digest if it is authentic (a known payload costs no signature check).
+    pub(crate) fn check(
+        &self,
+        crypto: &Crypto,
+        source: NodeId,
+        seq: u64,
+        s: &Signed<P>,
+    ) -> Result<Digest, Refused> {
+        if let Some((d, _)) = self.known.iter().find(|(_, k)| k == s) {
+            return Ok(*d);
+        }
+        let d = s.digest(crypto, source, seq);
+        if self.contains(&d) {
+            return Ok(d);
+        }
+        s.check(crypto, source, seq)
+            .map_err(|_| Refused::BadSignature(d))?;
+        Ok(d)
+    }
+
+    /// Keep the checked payload `s` with digest `d`, whose `score` is
+    /// `score(d)`: into a free place, or in place of the kept payload with the
+    /// lowest score if that is lower (the oldest among equals; a payload
+    /// scored `u64::MAX` is never replaced, and a payload so scored always
+    /// gets a place unless every kept one is so scored). Whether it is kept.
+    /// Positions of later payloads shift: for callers that address payloads
+    /// by digest only.
+    pub(crate) fn admit(
+        &mut self,
+        d: Digest,
+        s: Signed<P>,
+        score: impl Fn(&Digest) -> u64,
+    ) -> bool {
+        if self.contains(&d) {
+            return true;
+        }
+        if self.known.len() >= self.cap {
+            let mine = score(&d);
+            let lowest = self
+                .known
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (score(k), i))
+                .min();
+            match lowest {
+                Some((low, i)) if low < mine => {
+                    self.known.remove(i);
+                }
+                _ => return false,
+            }
+        }
+        self.known.push((d, s));
+        true
     }
 
     /// Add a payload this process signed itself (no check); `None` if full.

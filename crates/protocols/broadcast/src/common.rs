@@ -4,7 +4,7 @@
 
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, CryptoError, Digest, Signature};
-use byzscale_core::protocol::{NoRecord, Protocol};
+use byzscale_core::protocol::Protocol;
 use byzscale_core::NodeId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -101,9 +101,7 @@ pub struct BroadcastStats {
 /// delivers its own broadcasts) and source order. Bracha guarantees them
 /// deterministically for N > 3f; Contagion with probability at least 1 − ε
 /// per instance (see [`crate::params`]).
-pub trait SecureBroadcast<P: Payload>:
-    Protocol<Input = P, Output = Delivery<P>, Record = NoRecord>
-{
+pub trait SecureBroadcast<P: Payload>: Protocol<Input = P, Output = Delivery<P>> {
     /// This process.
     fn me(&self) -> NodeId;
     /// `"bracha"` or `"contagion"`.
@@ -111,6 +109,14 @@ pub trait SecureBroadcast<P: Payload>:
     /// The sequence number the next own broadcast gets.
     fn next_seq(&self) -> u64;
     fn stats(&self) -> BroadcastStats;
+    /// Hold back the deliveries of `source`: its instances still complete,
+    /// and wait (within the window) until [`SecureBroadcast::release`]. For
+    /// a layer above whose state for `source` is full (AT2's pending
+    /// transfers): a slow consumer delays `source` here instead of losing
+    /// what was delivered.
+    fn hold(&mut self, source: NodeId);
+    /// Deliver what was held back from `source`, and go on delivering.
+    fn release(&mut self, source: NodeId, cx: &mut byzscale_core::protocol::Cx<'_, Self>);
 }
 
 /// A timer type with no values, for protocols that never set timers.
@@ -137,8 +143,10 @@ pub(crate) struct SourceOrder<P> {
     window: u64,
     /// Next sequence number to deliver, per source (absent = 1).
     next: BTreeMap<NodeId, u64>,
-    /// Completed instances waiting for an earlier one.
+    /// Completed instances waiting for an earlier one (or for a release).
     waiting: BTreeMap<(NodeId, u64), Signed<P>>,
+    /// Sources whose deliveries are held back ([`SecureBroadcast::hold`]).
+    held: std::collections::BTreeSet<NodeId>,
 }
 
 impl<P: Payload> SourceOrder<P> {
@@ -147,7 +155,29 @@ impl<P: Payload> SourceOrder<P> {
             window: window.max(1),
             next: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            held: Default::default(),
         }
+    }
+
+    /// Hold back `source`'s deliveries.
+    pub(crate) fn hold(&mut self, source: NodeId) {
+        self.held.insert(source);
+    }
+
+    pub(crate) fn is_held(&self, source: NodeId) -> bool {
+        self.held.contains(&source)
+    }
+
+    /// Stop holding `source` back; returns what is now in order.
+    pub(crate) fn release(&mut self, source: NodeId) -> Vec<Delivery<P>> {
+        self.held.remove(&source);
+        self.drain(source)
+    }
+
+    /// Resume delivering from `next` (a restarted member's frontier).
+    pub(crate) fn resume(&mut self, next: &BTreeMap<NodeId, u64>) {
+        self.next = next.clone();
+        self.waiting.clear();
     }
 
     pub(crate) fn next(&self, source: NodeId) -> u64 {
@@ -187,11 +217,19 @@ impl<P: Payload> SourceOrder<P> {
         seq: u64,
         signed: Signed<P>,
     ) -> Vec<Delivery<P>> {
-        let mut out = Vec::new();
         if self.completed(source, seq) {
-            return out;
+            return Vec::new();
         }
         self.waiting.insert((source, seq), signed);
+        self.drain(source)
+    }
+
+    /// The deliveries of `source` now in order (none while it is held).
+    fn drain(&mut self, source: NodeId) -> Vec<Delivery<P>> {
+        let mut out = Vec::new();
+        if self.held.contains(&source) {
+            return out;
+        }
         let mut next = self.next(source);
         while let Some(s) = self.waiting.remove(&(source, next)) {
             out.push(Delivery {

@@ -1,21 +1,23 @@
 //! A ByzCast replica of group x: an SMR [`Replica`] of x running the
-//! [`GroupMachine`], plus one SMR [`Client`] per child group (parent replicas
-//! act as clients of their children, as `ClientId::for_replica(me)`).
+//! [`GroupMachine`], plus one forward stream ([`StreamOut`]) per child group
+//! (parent replicas act as clients of their children, as
+//! `ClientId::for_replica(me)`, with sequence numbers that survive restarts).
 //!
 //! # Composition
 //!
 //! Inner steps run through [`Cx::nested`] (the SMR replica, sharing this
 //! node's clock, RNG and crypto) or a context over the *client identity's*
-//! crypto (the children's clients: their requests carry MAC authenticators
+//! crypto (the forward streams: their requests carry MAC authenticators
 //! keyed for `Addr::Client(ClientId::for_replica(me))`, which the child
 //! replicas know under that address). Their effects are mapped:
 //! - SMR messages travel as [`Message::Smr`]; a child replica's reply to
 //!   `ClientId::for_replica(j)` is sent to node j, and a request arriving from
 //!   node j (a parent replica) is handed to the SMR replica as coming from
 //!   `ClientId::for_replica(j)`;
-//! - timers become [`Timer::Smr`] / [`Timer::Child`];
+//! - timers become [`Timer::Smr`] / [`Timer::Stream`];
+//! - records become [`Record`]s (the SMR replica's, and the streams' own);
 //! - after every SMR step the machine's outbox is drained: forwards are
-//!   submitted to the children's clients, deliveries become
+//!   submitted to the children's streams, deliveries become
 //!   [`Output::Deliver`], handled messages start a result aggregation.
 //!
 //! # The request filter
@@ -39,9 +41,11 @@
 //! [`Message::Reply`] (the client takes f+1 matching). Lost results are asked
 //! for again with [`Message::Query`] every `client_retry`.
 
+use crate::durable::{Durable, Record};
 use crate::fault::Fault;
 use crate::machine::{Event, Forward, GroupMachine};
 use crate::message::{Envelope, McastMsg, Message, MsgId, Results};
+use crate::stream::{Retry, StreamOut};
 use crate::topology::Topology;
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, Digest};
@@ -57,6 +61,12 @@ use std::sync::Arc;
 pub const DONE_CACHE: usize = 1 << 16;
 /// How many message ids may hold child results before their own handling.
 pub const EARLY_RESULTS: usize = 1 << 16;
+/// Bytes of child results a replica holds per child group for messages it
+/// has not handled yet ("early" results; a Byzantine child replica may send
+/// results for ids that never come). Beyond it the oldest early results of
+/// that child go; the results of messages this replica handles are asked
+/// for again ([`Message::Query`]), so nothing waited for is lost.
+pub const EARLY_BYTES: usize = 32 << 20;
 
 /// Seam for simulated Byzantine replicas: what a replica forwards and the
 /// results it reports. A correct deployment uses [`Honest`]; the simulator
@@ -90,7 +100,8 @@ impl ForwardPolicy for Honest {}
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
     Smr(smr::replica::Timer),
-    Child(GroupId, smr::client::Timer),
+    /// The retry tick of the forward stream to this child.
+    Stream(GroupId),
     Requery,
 }
 
@@ -128,6 +139,15 @@ pub struct Stats {
 struct ChildVotes {
     votes: Collector<Digest, Results>,
     resolved: Option<Results>,
+    /// Bytes of results held (each counted vote's, then the resolved one's).
+    bytes: usize,
+    /// Its key in the child's arrival order ([`Replica::early`]).
+    arrival: u64,
+}
+
+/// Bytes charged for holding `results`.
+fn results_bytes(results: &Results) -> usize {
+    results.values().map(|v| v.len() + 16).sum::<usize>() + 16
 }
 
 struct Aggregation {
@@ -143,11 +163,15 @@ pub struct Replica<P: ForwardPolicy = Honest> {
     topo: Arc<Topology>,
     params: Params,
     smr: smr::Replica<GroupMachine>,
-    children: Keyed<GroupId, smr::Client>,
+    streams: Keyed<GroupId, StreamOut>,
     client_crypto: Crypto,
     policy: P,
     aggs: BTreeMap<MsgId, Aggregation>,
     child_votes: BTreeMap<MsgId, BTreeMap<GroupId, ChildVotes>>,
+    /// Per child group: the bytes its entries in `child_votes` hold, and
+    /// those entries in arrival order (for [`EARLY_BYTES`]).
+    early: BTreeMap<GroupId, (usize, BTreeMap<u64, MsgId>)>,
+    arrivals: u64,
     done: BTreeMap<MsgId, (Results, bool)>,
     done_order: VecDeque<MsgId>,
     requery_armed: bool,
@@ -177,24 +201,32 @@ impl Replica<Honest> {
         Self::with_policy(me, topo, params, client_crypto, Honest)
     }
 
-    /// A correct replica restarted from the durable records of its group's
-    /// SMR replica ([`smr::Replica::recover`]; `crypto` hashes the replayed
-    /// checkpoints). What the group machine did while replaying surfaces at
-    /// the first step, as after a state transfer. The child clients start
-    /// afresh (their sequence numbers are not persisted).
+    /// A correct replica restarted from its durable records ([`Durable`]):
+    /// the group's SMR replica ([`smr::Replica::recover`]; `crypto` hashes
+    /// the replayed checkpoints) and the forward streams to its children,
+    /// which resend what the children may not have with the same sequence
+    /// numbers (see [`crate::stream`]). What the group machine did while
+    /// replaying surfaces at the first step, as after a state transfer;
+    /// forwards it produces again are dropped by their stream index.
     pub fn recover(
         me: NodeId,
         topo: Arc<Topology>,
         params: Params,
         client_crypto: Crypto,
-        durable: smr::Durable,
+        durable: Durable,
         crypto: &Crypto,
     ) -> Result<Self, Error> {
         let mut r = Self::new(me, topo, params, client_crypto)?;
         let info = r.topo.group(r.group).expect("owner group exists").clone();
         let machine = GroupMachine::new(r.group, r.topo.clone());
-        r.smr = smr::Replica::recover(me, info, r.params.clone(), machine, durable, crypto)
+        r.smr = smr::Replica::recover(me, info, r.params.clone(), machine, durable.smr, crypto)
             .map_err(Error::Recover)?;
+        for (child, d) in durable.streams {
+            if let Some(g) = r.topo.group(child).filter(|_| r.streams.contains(&child)) {
+                let s = StreamOut::new(me, g.clone(), &r.params, d);
+                r.streams.insert(child, s);
+            }
+        }
         Ok(r)
     }
 }
@@ -218,16 +250,13 @@ impl<P: ForwardPolicy> Replica<P> {
         let info = topo.group(group).expect("owner group exists").clone();
         let machine = GroupMachine::new(group, topo.clone());
         let smr = smr::Replica::new(me, info, params.clone(), machine);
-        let children = topo
+        let streams = topo
             .tree()
             .children(group)
             .iter()
             .map(|c| {
                 let g = topo.group(*c).expect("child group exists").clone();
-                (
-                    *c,
-                    smr::Client::new(ClientId::for_replica(me), g, params.clone()),
-                )
+                (*c, StreamOut::new(me, g, &params, Default::default()))
             })
             .collect();
         Ok(Replica {
@@ -236,11 +265,13 @@ impl<P: ForwardPolicy> Replica<P> {
             topo,
             params,
             smr,
-            children,
+            streams,
             client_crypto,
             policy,
             aggs: BTreeMap::new(),
             child_votes: BTreeMap::new(),
+            early: BTreeMap::new(),
+            arrivals: 0,
             done: BTreeMap::new(),
             done_order: VecDeque::new(),
             requery_armed: false,
@@ -304,41 +335,35 @@ impl<P: ForwardPolicy> Replica<P> {
         self.drain(cx);
     }
 
-    /// A step of the SMR client of child group `y`, under this replica's
-    /// client identity.
-    fn child_step(
+    /// A step of the forward stream to child group `y`, under this
+    /// replica's client identity.
+    fn stream_step(
         &mut self,
         y: GroupId,
         cx: &mut Cx<'_, Self>,
-        f: impl FnOnce(&mut smr::Client, &mut Cx<'_, smr::Client>),
+        f: impl FnOnce(&mut StreamOut, &mut Cx<'_, StreamOut>),
     ) {
-        let Some(((), step)) = self.children.step_with(&y, &self.client_crypto, cx, f) else {
+        let Some(((), step)) = self.streams.step_with(&y, &self.client_crypto, cx, f) else {
             return;
         };
-        let done = step.lift(cx, Message::Smr, |t| Timer::Child(y, t));
-        self.stats.forwards_acked += done.len() as u64;
+        let done: u64 = step
+            .lift(cx, Message::Smr, |Retry| Timer::Stream(y))
+            .into_iter()
+            .sum();
+        self.stats.forwards_acked += done;
     }
 
     fn submit(&mut self, f: Forward, cx: &mut Cx<'_, Self>) {
-        if !self.children.contains(&f.child) {
+        if !self.streams.contains(&f.child) {
             return;
         }
-        let op = Envelope::Forward {
-            sender: self.me,
-            k: f.k,
-            msg: f.msg,
-        }
-        .encode();
         self.stats.forwards_submitted += 1;
-        self.child_step(f.child, cx, |c, icx| {
-            c.on_input(
-                smr::client::Input::Submit {
-                    op,
-                    read_only: false,
-                },
-                icx,
-            )
-        });
+        self.stream_step(f.child, cx, |s, icx| s.on_input(f, icx));
+    }
+
+    /// The forward streams to the children (for inspection).
+    pub fn streams(&self) -> impl Iterator<Item = &StreamOut> {
+        self.streams.iter().map(|(_, s)| s)
     }
 
     /// Act on what the group service did in the last SMR step.
@@ -445,7 +470,7 @@ impl<P: ForwardPolicy> Replica<P> {
                     cx.fault(from, Fault::Unexpected, "SMR reply from a non-replica");
                     return;
                 };
-                if !self.children.contains(&y) {
+                if !self.streams.contains(&y) {
                     cx.fault(
                         from,
                         Fault::Unexpected,
@@ -453,7 +478,7 @@ impl<P: ForwardPolicy> Replica<P> {
                     );
                     return;
                 }
-                self.child_step(y, cx, |c, icx| c.on_message(from, M::Reply(r), icx));
+                self.stream_step(y, cx, |c, icx| c.on_message(from, M::Reply(r), icx));
             }
             M::Request(req) => {
                 let inner_from = match from {
@@ -568,7 +593,7 @@ impl<P: ForwardPolicy> Replica<P> {
         if let Some(own) = agg.own {
             merged.insert(self.group, own);
         }
-        if let Some(mut votes) = self.child_votes.remove(&id) {
+        if let Some(mut votes) = self.remove_child_votes(id) {
             for y in &agg.awaiting {
                 if let Some(r) = votes.get_mut(y).and_then(|cv| cv.resolved.take()) {
                     merged.extend(r);
@@ -578,7 +603,7 @@ impl<P: ForwardPolicy> Replica<P> {
         let results = self.policy.results(id, merged, cx.rng());
         // the results come from slots this group executed: they leave once
         // those slots are durable here (see `smr::Record::Barrier`)
-        cx.persist(smr::Record::Barrier);
+        cx.persist(Record::Smr(smr::Record::Barrier));
         if agg.entry {
             self.stats.replies_sent += 1;
             cx.send(
@@ -616,7 +641,7 @@ impl<P: ForwardPolicy> Replica<P> {
             cx.fault(from, Fault::Unexpected, "result from a non-replica");
             return;
         };
-        if !self.children.contains(&y) {
+        if !self.streams.contains(&y) {
             cx.fault(
                 from,
                 Fault::Unexpected,
@@ -635,7 +660,8 @@ impl<P: ForwardPolicy> Replica<P> {
         if self.done.contains_key(&id) {
             return;
         }
-        let g = self.topo.group(y).expect("child group exists");
+        let topo = self.topo.clone();
+        let g = topo.group(y).expect("child group exists");
         let pos = g.index_of(node).expect("member of its group");
         if !self.child_votes.contains_key(&id) && self.child_votes.len() >= EARLY_RESULTS {
             // bound memory: drop the oldest id that nothing waits for yet
@@ -646,25 +672,43 @@ impl<P: ForwardPolicy> Replica<P> {
                 .copied();
             match victim {
                 Some(v) => {
-                    self.child_votes.remove(&v);
+                    self.remove_child_votes(v);
                 }
                 None => return,
             }
         }
+        let size = results_bytes(&results);
+        if !self.aggs.contains_key(&id) && !self.make_room(y, size) {
+            return; // asked for again once this replica handles `id`
+        }
+        let arrival = self.arrivals;
         let cv = self
             .child_votes
             .entry(id)
             .or_default()
             .entry(y)
-            .or_default();
+            .or_insert_with(|| ChildVotes {
+                arrival,
+                ..ChildVotes::default()
+            });
         if cv.resolved.is_some() {
             return;
         }
         let d = byzscale_core::crypto::digest(&codec::to_bytes(&results));
-        if cv.votes.add(&g.qs, pos, d, || results) == Vote::Duplicate {
+        if !matches!(cv.votes.add(&g.qs, pos, d, || results), Vote::Counted(_)) {
             return;
         }
+        let early = self.early.entry(y).or_default();
+        if cv.arrival == arrival {
+            self.arrivals += 1;
+            early.1.insert(arrival, id);
+        }
+        cv.bytes += size;
+        early.0 += size;
         if let Some((d, r)) = cv.votes.weak(&g.qs) {
+            let kept = results_bytes(r);
+            early.0 = early.0 + kept - cv.bytes;
+            cv.bytes = kept;
             cv.resolved = Some(r.clone());
             let liars = cv.votes.dissenters(d);
             cv.votes.clear();
@@ -679,11 +723,61 @@ impl<P: ForwardPolicy> Replica<P> {
         }
     }
 
+    /// Drop every child's results for `id`, releasing their bytes.
+    fn remove_child_votes(&mut self, id: MsgId) -> Option<BTreeMap<GroupId, ChildVotes>> {
+        let votes = self.child_votes.remove(&id)?;
+        for (y, cv) in &votes {
+            if let Some(early) = self.early.get_mut(y) {
+                early.0 -= cv.bytes;
+                early.1.remove(&cv.arrival);
+            }
+        }
+        Some(votes)
+    }
+
+    /// Make room for `size` more bytes of child `y`'s early results by
+    /// dropping its oldest results of messages not handled here yet;
+    /// whether there is room.
+    fn make_room(&mut self, y: GroupId, size: usize) -> bool {
+        loop {
+            let Some((bytes, order)) = self.early.get(&y) else {
+                return size <= EARLY_BYTES;
+            };
+            if bytes + size <= EARLY_BYTES {
+                return true;
+            }
+            let victim = order
+                .iter()
+                .find(|(_, id)| !self.aggs.contains_key(id))
+                .map(|(a, id)| (*a, *id));
+            let Some((arrival, id)) = victim else {
+                return false;
+            };
+            let early = self.early.get_mut(&y).expect("present");
+            early.1.remove(&arrival);
+            let entry = self.child_votes.get_mut(&id);
+            if let Some(cv) = entry.as_ref().and_then(|v| v.get(&y)) {
+                early.0 -= cv.bytes;
+            }
+            if let Some(v) = entry {
+                v.remove(&y);
+                if v.is_empty() {
+                    self.child_votes.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Bytes of child results held per child group (tests, metrics).
+    pub fn early_bytes(&self) -> BTreeMap<GroupId, usize> {
+        self.early.iter().map(|(y, (b, _))| (*y, *b)).collect()
+    }
+
     fn on_query(&mut self, from: Addr, id: MsgId, cx: &mut Cx<'_, Self>) {
         let Some((results, entry)) = self.done.get(&id) else {
             return;
         };
-        cx.persist(smr::Record::Barrier);
+        cx.persist(Record::Smr(smr::Record::Barrier));
         match from {
             Addr::Client(c) if *entry && c == id.client => {
                 cx.send(
@@ -751,9 +845,15 @@ impl<P: ForwardPolicy> Protocol for Replica<P> {
     type Input = Input;
     type Output = Output;
     type Timer = Timer;
-    type Record = smr::Record;
+    type Record = Record;
 
+    /// Resend what the forward streams held at a restart, then start the
+    /// SMR replica (whose replayed forwards the streams drop as repeats).
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        let children: Vec<GroupId> = self.streams.keys().copied().collect();
+        for y in children {
+            self.stream_step(y, cx, |s, icx| s.on_start(icx));
+        }
         self.smr_step(cx, |r, icx| r.on_start(icx));
     }
 
@@ -777,7 +877,7 @@ impl<P: ForwardPolicy> Protocol for Replica<P> {
     fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
             Timer::Smr(t) => self.smr_step(cx, |r, icx| r.on_timer(t, icx)),
-            Timer::Child(y, t) => self.child_step(y, cx, |c, icx| c.on_timer(t, icx)),
+            Timer::Stream(y) => self.stream_step(y, cx, |s, icx| s.on_timer(Retry, icx)),
             Timer::Requery => self.on_requery(cx),
         }
     }
@@ -793,5 +893,72 @@ mod tests {
         fn send<T: Send>() {}
         send::<Replica<Honest>>();
         send::<crate::Client>();
+    }
+
+    /// Issue 10 item 9: one Byzantine replica of a child group sends a parent
+    /// replica results of 512 KiB for 300 message ids the parent never
+    /// handles. What the parent holds for that child stays within
+    /// [`EARLY_BYTES`] (before: up to [`EARLY_RESULTS`] ids, 150 MiB here).
+    #[test]
+    fn a_byzantine_child_cannot_pin_more_than_the_early_byte_bound() {
+        use crate::{Topology, Tree};
+        use byzscale_core::crypto::{CryptoMode, Identity};
+        use byzscale_core::quorum::{FaultModel, QuorumSystem};
+        use byzscale_core::Effect;
+        use byzscale_smr::GroupInfo;
+        use rand::SeedableRng;
+
+        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
+        let groups = (0..3)
+            .map(|g| {
+                GroupInfo::new(
+                    GroupId(g),
+                    (0..4).map(|i| NodeId(g * 4 + i)).collect(),
+                    qs.clone(),
+                )
+            })
+            .collect();
+        let topo =
+            Arc::new(Topology::new(Tree::two_level(2), groups, crate::Mode::Byzcast).unwrap());
+        let me = NodeId(8);
+        let parent = topo.group_of(me).unwrap();
+        let child = topo.group_of(NodeId(4)).unwrap();
+        assert_eq!(topo.tree().parent(child), Some(parent));
+        let id_of = |a: Addr| Identity::from_seed([a.node().map_or(99, |n| n.0 as u8); 32]);
+        let as_client = Addr::Client(ClientId::for_replica(me));
+        let client = Crypto::new(as_client, id_of(Addr::Node(me)), CryptoMode::Real);
+        let mut r = Replica::new(
+            me,
+            topo,
+            Params::for_network(byzscale_core::protocol::MILLIS),
+            client,
+        )
+        .unwrap();
+        let crypto = Crypto::new(Addr::Node(me), id_of(Addr::Node(me)), CryptoMode::Real);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let mut fx: Vec<Effect<Replica>> = Vec::new();
+        let results = |n: u64| Results::from([(child, vec![n as u8; 512 << 10])]);
+        // one vote per id: what is held is the ids held times one result
+        let held = |r: &Replica| r.child_votes.len() * results_bytes(&results(0));
+        for n in 0..300 {
+            let id = MsgId {
+                client: ClientId(77),
+                n,
+            };
+            let results = results(n);
+            let mut cx = Cx::new(0, &mut rng, &crypto, &mut fx);
+            r.on_message(
+                Addr::Node(NodeId(4)),
+                Message::Result { id, results },
+                &mut cx,
+            );
+            assert!(
+                held(&r) <= EARLY_BYTES,
+                "after {n}: {} bytes held",
+                held(&r)
+            );
+        }
+        assert!(held(&r) > EARLY_BYTES / 2, "recent results are kept");
+        assert_eq!(r.early_bytes()[&child], held(&r), "the accounting matches");
     }
 }

@@ -17,7 +17,7 @@
 
 use byzscale_at2::{Account, At2, Event, Ledger, Transfer, TransferId, TransferMsg};
 use byzscale_broadcast::SecureBroadcast;
-use byzscale_core::protocol::{Cx, NoRecord, Protocol, Time};
+use byzscale_core::protocol::{Cx, Protocol, Time};
 use byzscale_core::{Addr, NodeId};
 use byzscale_scenario_broadcast::{Colluding, Equivocation, Team};
 use rand::Rng;
@@ -203,7 +203,7 @@ impl<B: Equivocation<TransferMsg>> Protocol for ByzNode<B> {
     type Input = byzscale_at2::Input;
     type Output = byzscale_at2::Output;
     type Timer = NodeTimer<B::Timer>;
-    type Record = NoRecord;
+    type Record = byzscale_at2::Record<B::Record>;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.with_bcast(cx, |b, c| b.on_start(c));
@@ -253,7 +253,7 @@ impl<B: Equivocation<TransferMsg>> Protocol for Node<B> {
     type Input = byzscale_at2::Input;
     type Output = byzscale_at2::Output;
     type Timer = NodeTimer<B::Timer>;
-    type Record = NoRecord;
+    type Record = byzscale_at2::Record<B::Record>;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         match self {

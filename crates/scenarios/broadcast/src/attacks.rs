@@ -17,7 +17,7 @@ use byzscale_broadcast::{
     bracha, Bracha, BroadcastStats, Contagion, Delivery, Payload, SecureBroadcast, Signed,
 };
 use byzscale_core::crypto::Crypto;
-use byzscale_core::protocol::{Cx, Effect, NoRecord, Protocol, Step};
+use byzscale_core::protocol::{Cx, Effect, Protocol, Step};
 use byzscale_core::{Addr, NodeId};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -238,7 +238,10 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                     Vec::new()
                 }
             }
-            msg @ bracha::Message::Status { .. } => vec![Effect::Multicast { to, msg }],
+            // retransmission and catch-up (off in the simulator) pass through
+            msg @ (bracha::Message::Status { .. }
+            | bracha::Message::Fetch { .. }
+            | bracha::Message::Vouch { .. }) => vec![Effect::Multicast { to, msg }],
         }
     }
 
@@ -246,8 +249,9 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
         Some(match msg {
             bracha::Message::Send { seq, .. } => (me, *seq),
             bracha::Message::Echo { source, seq, .. }
-            | bracha::Message::Ready { source, seq, .. } => (*source, *seq),
-            bracha::Message::Status { .. } => return None,
+            | bracha::Message::Ready { source, seq, .. }
+            | bracha::Message::Vouch { source, seq, .. } => (*source, *seq),
+            bracha::Message::Status { .. } | bracha::Message::Fetch { .. } => return None,
         })
     }
 }
@@ -461,7 +465,7 @@ impl<B: Equivocation<P>, P: Payload> Protocol for Colluding<B, P> {
     type Input = P;
     type Output = Delivery<P>;
     type Timer = B::Timer;
-    type Record = NoRecord;
+    type Record = B::Record;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.run(cx, |b, c| b.on_start(c));
@@ -499,5 +503,11 @@ impl<B: Equivocation<P>, P: Payload> SecureBroadcast<P> for Colluding<B, P> {
     }
     fn stats(&self) -> BroadcastStats {
         self.inner.stats()
+    }
+    fn hold(&mut self, source: NodeId) {
+        self.inner.hold(source);
+    }
+    fn release(&mut self, source: NodeId, cx: &mut Cx<'_, Self>) {
+        self.run(cx, |b, c| b.release(source, c));
     }
 }

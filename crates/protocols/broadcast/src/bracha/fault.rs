@@ -9,8 +9,6 @@ byzscale_core::fault_kinds! {
         UnknownSource => "bracha-unknown-source",
         /// A sequence number outside the source's window.
         Window => "bracha-window",
-        /// More distinct payloads for one instance than a correct source sends.
-        TooManyPayloads => "bracha-too-many-payloads",
         /// A payload whose source signature does not verify.
         BadSignature => "bracha-bad-signature",
         /// A second ECHO from one member for another digest.
@@ -19,5 +17,7 @@ byzscale_core::fault_kinds! {
         ConflictingReady => "bracha-conflicting-ready",
         /// A STATUS (retransmission frontier) that is malformed.
         BadStatus => "bracha-bad-status",
+        /// A second catch-up vouch from one member for another digest.
+        ConflictingVouch => "bracha-conflicting-vouch",
     }
 }

@@ -21,6 +21,21 @@
 //!   payload from any ECHO. READY carries only the digest, so the cost is one
 //!   payload per ECHO, not three per process. Signatures are verified once per
 //!   distinct payload per instance.
+//! - **Candidate payloads.** A Byzantine source may sign any number of
+//!   payloads for one instance; a member keeps at most [`MAX_PAYLOADS`] of
+//!   them (its bytes are bounded by that many frames). Votes are counted by
+//!   digest whether or not the payload is kept, each member's first vote per
+//!   round only (a second value is dropped as a fault), and the payloads
+//!   kept are the best-scored: the one this member echoed and the one a READY
+//!   quorum decided are pinned, the others score their ECHO votes, and a
+//!   payload that arrives (every ECHO carries it) takes the place of the
+//!   lowest-scored one if it scores higher; SENDs after the member echoed
+//!   are ignored. So junk cannot keep out the payload that is delivered: it
+//!   gathers ECHOs from at least f+1 correct members, and three payloads
+//!   besides it with as many votes each would need more than N voters. (The
+//!   thesis keeps every payload; an earlier version here refused payloads
+//!   beyond the bound, which let a Byzantine source deny delivery to a
+//!   member by filling its table with junk first.)
 //! - Delivery needs a quorum of READYs (⌈(N+f+1)/2⌉ votes) rather than the
 //!   classic 2f+1. The two coincide for N = 3f+1; for larger N the quorum is
 //!   still reachable by the correct processes alone and lets WHEAT weights be
@@ -39,33 +54,51 @@
 //!      whole period (at most [`MAX_RESEND`] instances per tick);
 //!   2. multicasts [`Message::Status`]: its delivery frontier (next sequence
 //!      number per source);
-//!   3. answers a peer whose frontier for a source did not move between two
-//!      STATUS messages while this member is ahead: it sends that peer its own
-//!      ECHO (with the payload) and READY of up to [`MAX_ANSWER`] delivered
-//!      instances after the peer's frontier, at most once per tick per peer.
+//!   3. catches up where it is stuck behind its peers (see [`catchup`]): for a
+//!      source whose frontier did not move since the last tick while some
+//!      peer's STATUS is ahead, it asks those peers ([`Message::Fetch`]) for
+//!      the instances they delivered after its frontier; each answers with up
+//!      to [`MAX_ANSWER`] [`Message::Vouch`]es ("I delivered this signed
+//!      payload"), and f+1 matching vouches (a weak quorum: one correct member
+//!      delivered it, so every correct member delivers it) complete an
+//!      instance. It asks again as soon as those are delivered.
 //!
-//!   To answer, a member keeps what it sent for delivered instances until
+//!   To answer, a member keeps the payloads of delivered instances until
 //!   every other member's STATUS shows them delivered (at most
-//!   [`Config::retain`] per source). Re-sent messages are exactly the
-//!   ones sent the first time (a member never echoes or readies a second
-//!   value), so the protocol's safety argument is unchanged; liveness now
-//!   needs only fair-lossy links. Everything is driven by the tick count, not
-//!   by wall-clock reads.
+//!   [`Config::retain`] per source and [`Config::retain_bytes`] in all).
+//!   Re-sent messages are exactly the ones sent the first time (a member
+//!   never echoes or readies a second value), so the protocol's safety
+//!   argument is unchanged; liveness now needs only fair-lossy links.
+//!   Everything is driven by the tick count, not by wall-clock reads.
+//!
+//! # Durability
+//!
+//! With [`Config::persist`], a member asks its driver to keep what it must
+//! never contradict ([`Record`], see [`durable`]): its own broadcasts and
+//! the payloads it echoed before the SEND or ECHO leaves, the digests it
+//! readied before the READY leaves, and each delivery before anything it lets
+//! out. [`Bracha::recover`] restarts from the fold ([`Durable`]): the same
+//! next sequence number, the same echoes and readies for open instances
+//! (re-sent on the retransmission tick), the delivery frontier, and the
+//! recent deliveries to vouch for.
 
 use crate::auth::{Payloads, Refused};
 use crate::common::{
     Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
 };
+pub mod catchup;
+pub mod durable;
 mod fault;
 mod tally;
 
+pub use self::durable::{Durable, Opened, Record};
 pub use self::fault::Fault;
 
 use self::tally::{Tally, TallyError, TallyLayout};
 use byzscale_core::crypto::{short, Digest};
 use byzscale_core::protocol::{Cx, Protocol, Time};
 use byzscale_core::quorum::{FaultModel, QuorumError, QuorumSystem, Vote};
-use byzscale_core::{Addr, NoRecord, NodeId};
+use byzscale_core::{Addr, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -89,6 +122,15 @@ pub enum Message<P> {
     /// order), the next sequence number it will deliver from that source.
     /// Only sent with [`Config::retransmit`].
     Status { next: Vec<u64> },
+    /// Catch-up: the sender asks for the instances of `source` from `from`
+    /// that the receiver delivered (see [`catchup`]).
+    Fetch { source: NodeId, from: u64 },
+    /// Catch-up: the sender delivered `signed` as instance `(source, seq)`.
+    Vouch {
+        source: NodeId,
+        seq: u64,
+        signed: Signed<P>,
+    },
 }
 
 /// Timers of [`Bracha`].
@@ -100,8 +142,8 @@ pub enum Timer {
 
 /// Open instances re-sent per tick (the oldest ones).
 pub const MAX_RESEND: usize = 16;
-/// Delivered instances answered per source per STATUS.
-pub const MAX_ANSWER: u64 = 8;
+/// Delivered instances vouched for per [`Message::Fetch`].
+pub const MAX_ANSWER: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -132,9 +174,15 @@ pub struct Config {
     /// Retransmission period (None, the default: links are reliable, nothing
     /// is re-sent; see the module docs).
     pub retransmit: Option<Time>,
-    /// Delivered instances per source whose messages are kept for lagging
-    /// peers when retransmitting (default 256).
+    /// Delivered instances per source whose payloads are kept for lagging
+    /// peers when retransmitting (default 4096).
     pub retain: u64,
+    /// Bytes of kept payloads, over all sources (default 64 MiB): the oldest
+    /// go first.
+    pub retain_bytes: usize,
+    /// Emit [`Record`]s for a durable driver (default off; see the module
+    /// docs).
+    pub persist: bool,
 }
 
 impl Config {
@@ -172,7 +220,9 @@ impl Config {
             layout,
             window: 1024,
             retransmit: None,
-            retain: 256,
+            retain: 4096,
+            retain_bytes: 64 << 20,
+            persist: false,
         })
     }
 
@@ -201,8 +251,8 @@ impl Config {
     }
 }
 
-/// Upper bound on distinct payloads tracked per instance (only a Byzantine
-/// source signs several).
+/// Upper bound on distinct payloads kept per instance (only a Byzantine
+/// source signs several; see the module docs, "Candidate payloads").
 const MAX_PAYLOADS: usize = 4;
 
 #[derive(Clone, Debug)]
@@ -212,6 +262,8 @@ struct Instance<P> {
     readied: bool,
     echoes: Tally<Digest>,
     readies: Tally<Digest>,
+    /// Catch-up vouches (members that delivered it, by digest).
+    vouches: Tally<Digest>,
     /// READY quorum reached for this digest but its payload is not known yet.
     decided: Option<Digest>,
     /// What this member echoed and readied (for retransmission).
@@ -219,13 +271,6 @@ struct Instance<P> {
     my_ready: Option<Digest>,
     /// The tick at which the instance was opened.
     opened: u64,
-}
-
-/// What a member sent for a delivered instance, kept to answer lagging peers.
-#[derive(Clone, Debug)]
-struct Done<P> {
-    echo: Option<Signed<P>>,
-    ready: Option<Digest>,
 }
 
 /// One member's multi-shot Bracha broadcast. See the module docs.
@@ -243,12 +288,9 @@ pub struct Bracha<P> {
     stats: BroadcastStats,
     /// Retransmission ticks so far.
     tick: u64,
-    /// Delivered instances still needed by a lagging peer (retransmit only).
-    done: BTreeMap<(NodeId, u64), Done<P>>,
-    /// The latest STATUS of each peer.
-    peer_next: BTreeMap<NodeId, Vec<u64>>,
-    /// The tick at which each peer was last answered.
-    answered: BTreeMap<NodeId, u64>,
+    /// Catch-up state: the payloads kept for lagging peers, the peers'
+    /// frontiers, what was asked and answered.
+    catchup: catchup::CatchUp<P>,
 }
 
 impl<P: Payload> Bracha<P> {
@@ -271,9 +313,7 @@ impl<P: Payload> Bracha<P> {
             backlog: VecDeque::new(),
             stats: BroadcastStats::default(),
             tick: 0,
-            done: BTreeMap::new(),
-            peer_next: BTreeMap::new(),
-            answered: BTreeMap::new(),
+            catchup: catchup::CatchUp::new(),
             cfg,
         }
     }
@@ -318,20 +358,8 @@ impl<P: Payload> Bracha<P> {
             }
             Admit::Open => {
                 if !self.instances.contains_key(&(source, seq)) {
-                    self.instances.insert(
-                        (source, seq),
-                        Instance {
-                            payloads: Payloads::new(MAX_PAYLOADS),
-                            echoed: false,
-                            readied: false,
-                            echoes: Tally::new(&self.cfg.layout),
-                            readies: Tally::new(&self.cfg.layout),
-                            decided: None,
-                            my_echo: None,
-                            my_ready: None,
-                            opened: self.tick,
-                        },
-                    );
+                    let inst = self.new_instance();
+                    self.instances.insert((source, seq), inst);
                     self.stats.open_instances = self.instances.len() as u64;
                 }
                 Some(())
@@ -339,35 +367,72 @@ impl<P: Payload> Bracha<P> {
         }
     }
 
-    /// Verify a signed payload once per digest; `None` means it was dropped.
-    fn learn(
+    fn new_instance(&self) -> Instance<P> {
+        Instance {
+            payloads: Payloads::new(MAX_PAYLOADS),
+            echoed: false,
+            readied: false,
+            echoes: Tally::new(&self.cfg.layout),
+            readies: Tally::new(&self.cfg.layout),
+            vouches: Tally::new(&self.cfg.layout),
+            decided: None,
+            my_echo: None,
+            my_ready: None,
+            opened: self.tick,
+        }
+    }
+
+    /// Check a carried payload of an open instance (one signature check per
+    /// distinct payload); its digest, or `None` if it was dropped.
+    fn check(
         &mut self,
         cx: &mut Cx<'_, Self>,
         from: NodeId,
         source: NodeId,
         seq: u64,
-        signed: Signed<P>,
+        signed: &Signed<P>,
     ) -> Option<Digest> {
-        let inst = self.instances.get_mut(&(source, seq))?;
-        let d = match inst.payloads.learn(cx.crypto(), source, seq, signed) {
-            Ok((_, d)) => d,
-            Err(Refused::TooMany) => {
-                self.fault(cx, from, Fault::TooManyPayloads, format!("{source}/{seq}"));
-                return None;
-            }
+        let inst = self.instances.get(&(source, seq))?;
+        match inst.payloads.check(cx.crypto(), source, seq, signed) {
+            Ok(d) => Some(d),
             Err(Refused::BadSignature(d)) => {
                 let detail = format!("{source}/{seq} payload {}", short(&d));
                 self.fault(cx, from, Fault::BadSignature, detail);
-                return None;
+                None
             }
-        };
-        if inst.decided == Some(d) {
-            self.finish(cx, source, seq, d);
+            Err(Refused::TooMany) => None,
         }
-        Some(d)
     }
 
-    fn echo(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, d: Digest) {
+    /// Keep the checked payload `d` of an open instance if it scores (see the
+    /// module docs, "Candidate payloads"), and finish the instance if it was
+    /// decided for `d`.
+    fn keep(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, d: Digest, s: Signed<P>) {
+        let Some(inst) = self.instances.get_mut(&(source, seq)) else {
+            return;
+        };
+        let pinned = [inst.my_echo, inst.decided];
+        let echoes = &inst.echoes;
+        let kept = inst.payloads.admit(d, s, |k| {
+            if pinned.contains(&Some(*k)) {
+                u64::MAX
+            } else {
+                echoes.votes(k)
+            }
+        });
+        if kept && inst.decided == Some(d) {
+            self.finish(cx, source, seq, d);
+        }
+    }
+
+    fn echo(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        source: NodeId,
+        seq: u64,
+        d: Digest,
+        signed: Signed<P>,
+    ) {
         let Some(inst) = self.instances.get_mut(&(source, seq)) else {
             return;
         };
@@ -376,9 +441,15 @@ impl<P: Payload> Bracha<P> {
         }
         inst.echoed = true;
         inst.my_echo = Some(d);
-        let Some(signed) = inst.payloads.by_digest(&d).cloned() else {
-            return;
-        };
+        self.keep(cx, source, seq, d, signed.clone());
+        // an own broadcast's echo was recorded with it (see `start`)
+        if self.cfg.persist && source != self.me {
+            cx.persist(Record::Echoed {
+                source,
+                seq,
+                signed: signed.clone(),
+            });
+        }
         cx.multicast(
             self.others.clone(),
             Message::Echo {
@@ -390,9 +461,11 @@ impl<P: Payload> Bracha<P> {
         self.count_echo(cx, self.me, self.my_pos, source, seq, d);
     }
 
-    /// Record `pos`'s ECHO or READY for `d`; returns the digest's votes, or None
-    /// for a duplicate or an unknown instance. A second value from the same
-    /// process is counted (the thresholds tolerate it) and logged as a fault.
+    /// Record `pos`'s ECHO, READY or vouch for `d`; returns the digest's
+    /// votes, or None for a duplicate or an unknown instance. A second value
+    /// from the same process is dropped and logged as a fault (a correct
+    /// process votes once per round; counting more would only let a Byzantine
+    /// one grow the tally and score its junk payloads).
     #[allow(clippy::too_many_arguments)]
     fn add_vote(
         &mut self,
@@ -408,18 +481,24 @@ impl<P: Payload> Bracha<P> {
         let tally = match phase {
             Phase::Echo => &mut inst.echoes,
             Phase::Ready => &mut inst.readies,
+            Phase::Vouch => &mut inst.vouches,
         };
-        match tally.add(&self.cfg.layout, pos, d) {
-            Vote::Duplicate => None,
-            Vote::Counted(v) => Some(v),
-            Vote::Conflict(v) => {
+        match tally.earlier(pos, &d) {
+            Some(true) => return None,
+            Some(false) => {
                 let kind = match phase {
                     Phase::Echo => Fault::ConflictingEcho,
                     Phase::Ready => Fault::ConflictingReady,
+                    Phase::Vouch => Fault::ConflictingVouch,
                 };
                 self.fault(cx, from, kind, format!("{source}/{seq}"));
-                Some(v)
+                return None;
             }
+            None => {}
+        }
+        match tally.add(&self.cfg.layout, pos, d) {
+            Vote::Duplicate => None,
+            Vote::Counted(v) | Vote::Conflict(v) => Some(v),
         }
     }
 
@@ -449,6 +528,13 @@ impl<P: Payload> Bracha<P> {
         }
         inst.readied = true;
         inst.my_ready = Some(d);
+        if self.cfg.persist {
+            cx.persist(Record::Readied {
+                source,
+                seq,
+                digest: d,
+            });
+        }
         cx.multicast(
             self.others.clone(),
             Message::Ready {
@@ -496,25 +582,41 @@ impl<P: Payload> Bracha<P> {
         };
         self.stats.open_instances = self.instances.len() as u64;
         self.stats.collected += 1;
-        if self.cfg.retransmit.is_some() {
-            let echo = inst
-                .my_echo
-                .and_then(|e| inst.payloads.by_digest(&e).cloned());
-            self.done.insert(
-                (source, seq),
-                Done {
-                    echo,
-                    ready: inst.my_ready,
-                },
-            );
-        }
         let Some(signed) = inst.payloads.take(&d) else {
             return;
         };
-        for delivery in self.order.complete(source, seq, signed) {
+        let ready = self.order.complete(source, seq, signed);
+        self.deliver(cx, source, ready);
+    }
+
+    /// Deliver `ready` (in order, of `source`): recorded first, kept for
+    /// lagging peers; then ask for more, and start own broadcasts waiting for
+    /// the window.
+    fn deliver(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, ready: Vec<Delivery<P>>) {
+        for delivery in ready {
             self.stats.delivered += 1;
+            let keep = self.cfg.retransmit.is_some();
+            if self.cfg.persist || keep {
+                let signed = Signed {
+                    payload: delivery.payload.clone(),
+                    sig: delivery.sig,
+                };
+                if keep {
+                    let key = (delivery.source, delivery.seq);
+                    self.catchup.keep(key, signed.clone(), &self.cfg);
+                }
+                if self.cfg.persist {
+                    // before what the delivery lets out
+                    cx.persist(Record::Delivered {
+                        source: delivery.source,
+                        seq: delivery.seq,
+                        signed,
+                    });
+                }
+            }
             cx.output(delivery);
         }
+        self.fetch_more(cx, source);
         if source == self.me {
             while self.order.admit(self.me, self.next_seq) == Admit::Open {
                 let Some(p) = self.backlog.pop_front() else {
@@ -530,6 +632,14 @@ impl<P: Payload> Bracha<P> {
         self.next_seq += 1;
         self.stats.broadcasts += 1;
         let signed = Signed::sign(cx.crypto(), self.me, seq, payload);
+        if self.cfg.persist {
+            // the broadcast and its own echo, before the SEND
+            cx.persist(Record::Echoed {
+                source: self.me,
+                seq,
+                signed: signed.clone(),
+            });
+        }
         cx.multicast(
             self.others.clone(),
             Message::Send {
@@ -547,7 +657,7 @@ impl<P: Payload> Protocol for Bracha<P> {
     type Input = P;
     type Output = Delivery<P>;
     type Timer = Timer;
-    type Record = NoRecord;
+    type Record = Record<P>;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         if let Some(p) = self.cfg.retransmit {
@@ -579,9 +689,11 @@ impl<P: Payload> Protocol for Bracha<P> {
                 if self.open(cx, from, source, seq).is_none() {
                     return;
                 }
-                if let Some(d) = self.learn(cx, from, source, seq, signed) {
+                if let Some(d) = self.check(cx, from, source, seq, &signed) {
                     let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
                     self.count_echo(cx, from, pos, source, seq, d);
+                    // scored with this vote; a copy may bring a decided payload
+                    self.keep(cx, source, seq, d, signed);
                 }
             }
             Message::Ready {
@@ -596,6 +708,12 @@ impl<P: Payload> Protocol for Bracha<P> {
                 self.count_ready(cx, from, pos, source, seq, digest);
             }
             Message::Status { next } => self.on_status(cx, from, next),
+            Message::Fetch { source, from: f } => self.on_fetch(cx, from, source, f),
+            Message::Vouch {
+                source,
+                seq,
+                signed,
+            } => self.on_vouch(cx, from, source, seq, signed),
         }
     }
 
@@ -665,24 +783,11 @@ impl<P: Payload> Bracha<P> {
                 next: self.frontier(),
             },
         );
-        // forget what every peer has delivered, and what is too old
-        let members = &self.cfg.members;
-        let (me, retain) = (self.me, self.cfg.retain);
-        let peer_next = &self.peer_next;
-        let order = &self.order;
-        self.done.retain(|&(source, seq), _| {
-            if seq.saturating_add(retain) < order.next(source) {
-                return false;
-            }
-            let pos = members.iter().position(|m| *m == source);
-            members
-                .iter()
-                .filter(|m| **m != me)
-                .any(|m| match (peer_next.get(m), pos) {
-                    (Some(v), Some(p)) => v.get(p).is_none_or(|n| *n <= seq),
-                    _ => true,
-                })
-        });
+        // 3. catch up where stuck; forget what every peer has delivered
+        self.fetch_stuck(cx);
+        let others: Vec<NodeId> = self.others.iter().filter_map(|a| a.node()).collect();
+        self.catchup
+            .forget_delivered(&self.cfg, &others, &self.order);
         cx.set_timer(Timer::Tick, period);
     }
 
@@ -703,51 +808,7 @@ impl<P: Payload> Bracha<P> {
             );
             return;
         }
-        let prev = self.peer_next.insert(from, next.clone());
-        if self.answered.get(&from) == Some(&self.tick) {
-            return;
-        }
-        let Some(prev) = prev else {
-            return;
-        };
-        let mut answered = false;
-        for (pos, source) in self.cfg.members.iter().enumerate() {
-            let n = next[pos];
-            if prev[pos] != n {
-                continue; // still moving
-            }
-            let end = self.order.next(*source).min(n.saturating_add(MAX_ANSWER));
-            // the peer's next instance last (see on_tick)
-            for seq in (n..end).rev() {
-                let Some(done) = self.done.get(&(*source, seq)) else {
-                    continue;
-                };
-                answered = true;
-                if let Some(signed) = &done.echo {
-                    cx.send(
-                        from,
-                        Message::Echo {
-                            source: *source,
-                            seq,
-                            signed: signed.clone(),
-                        },
-                    );
-                }
-                if let Some(digest) = done.ready {
-                    cx.send(
-                        from,
-                        Message::Ready {
-                            source: *source,
-                            seq,
-                            digest,
-                        },
-                    );
-                }
-            }
-        }
-        if answered {
-            self.answered.insert(from, self.tick);
-        }
+        self.catchup.status(from, next);
     }
 }
 
@@ -758,13 +819,15 @@ impl<P: Payload> Bracha<P> {
         if self.open(cx, from, source, seq).is_none() {
             return;
         }
-        let Some(d) = self.learn(cx, from, source, seq, signed) else {
-            return;
-        };
+        // once echoed, further SENDs are ignored (a correct source sends one
+        // payload; its copies come with the ECHOs)
         if self.instances.get(&(source, seq)).is_some_and(|i| i.echoed) {
             return;
         }
-        self.echo(cx, source, seq, d);
+        let Some(d) = self.check(cx, from, source, seq, &signed) else {
+            return;
+        };
+        self.echo(cx, source, seq, d, signed);
     }
 }
 
@@ -781,13 +844,22 @@ impl<P: Payload> SecureBroadcast<P> for Bracha<P> {
     fn stats(&self) -> BroadcastStats {
         self.stats
     }
+    fn hold(&mut self, source: NodeId) {
+        self.order.hold(source);
+    }
+    fn release(&mut self, source: NodeId, cx: &mut Cx<'_, Self>) {
+        let ready = self.order.release(source);
+        self.deliver(cx, source, ready);
+    }
 }
 
-/// Which of Bracha's two vote rounds a message belongs to.
+/// Which of Bracha's two vote rounds (or catch-up's vouches) a message
+/// belongs to.
 #[derive(Clone, Copy, Debug)]
 enum Phase {
     Echo,
     Ready,
+    Vouch,
 }
 
 #[cfg(test)]
@@ -967,26 +1039,38 @@ mod tests {
         );
     }
 
-    #[test]
-    fn status_is_checked_and_delivered_instances_are_answered_once_stuck() {
+    /// A member with retransmission and durable records.
+    fn retransmitting() -> One {
         use byzscale_core::protocol::MILLIS;
         let cfg = {
             let mut c = Config::new(ids(4)).unwrap();
             c.retransmit = Some(10 * MILLIS);
+            c.persist = true;
             Arc::new(c)
         };
-        let mut p = One {
+        One {
             b: Bracha::new(NodeId(0), cfg),
             crypto: crypto(NodeId(0), 4),
             rng: ChaCha8Rng::seed_from_u64(0),
             fx: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn fetches_are_answered_with_vouches_once_per_tick() {
+        let mut p = retransmitting();
         p.msg(2, Message::Status { next: vec![1, 1] });
         assert_eq!(p.faults(), vec!["bracha-bad-status"]);
         // node 0 delivers 1/1 (echo from the SEND, readies from 2 and 3)
         let s = signed_by(1, 1, 42);
         let d = s.digest(&p.crypto, NodeId(1), 1);
-        p.msg(1, Message::Send { seq: 1, signed: s });
+        p.msg(
+            1,
+            Message::Send {
+                seq: 1,
+                signed: s.clone(),
+            },
+        );
         for from in [2, 3] {
             p.msg(
                 from,
@@ -998,16 +1082,89 @@ mod tests {
             );
         }
         assert_eq!(p.delivered(), vec![42]);
-        // node 2 says twice that it still waits for 1/1: the second time node
-        // 0 sends it its ECHO and READY
+        // node 2 asks for source 1 from 1: one vouch; asking again in the
+        // same tick gets nothing
         p.fx.clear();
-        p.msg(2, Message::Status { next: vec![1; 4] });
-        assert_eq!(p.sent(), 0, "first STATUS: it may still be moving");
-        p.msg(2, Message::Status { next: vec![1; 4] });
-        assert_eq!(p.sent(), 2);
-        p.msg(2, Message::Status { next: vec![1; 4] });
-        assert_eq!(p.sent(), 2, "answered at most once per tick");
-        assert!(p.faults().is_empty());
+        let fetch = Message::Fetch {
+            source: NodeId(1),
+            from: 1,
+        };
+        p.msg(2, fetch.clone());
+        let vouch = Message::Vouch {
+            source: NodeId(1),
+            seq: 1,
+            signed: s,
+        };
+        let sent: Vec<_> =
+            p.fx.iter()
+                .filter_map(|e| match e {
+                    Effect::Send { to, msg } => Some((*to, msg.clone())),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(sent, vec![(Addr::Node(NodeId(2)), vouch)]);
+        p.msg(2, fetch);
+        assert_eq!(p.sent(), 1, "answered at most once per tick");
+        p.msg(
+            2,
+            Message::Fetch {
+                source: NodeId(9),
+                from: 1,
+            },
+        );
+        assert_eq!(p.faults(), vec!["bracha-unknown-source"]);
+    }
+
+    #[test]
+    fn f_plus_one_vouches_deliver_and_a_stuck_member_fetches() {
+        let mut p = retransmitting();
+        let s = signed_by(1, 1, 42);
+        let vouch = |signed: &Signed<u32>| Message::Vouch {
+            source: NodeId(1),
+            seq: 1,
+            signed: signed.clone(),
+        };
+        p.msg(2, vouch(&s));
+        assert!(p.delivered().is_empty(), "one vouch may be a Byzantine one");
+        // a second payload the (Byzantine) source signed, vouched by 2 again
+        p.msg(2, vouch(&signed_by(1, 1, 7)));
+        assert_eq!(p.faults(), vec!["bracha-conflicting-vouch"]);
+        p.msg(3, vouch(&s));
+        assert_eq!(p.delivered(), vec![42], "f+1 vouches");
+        let recorded =
+            p.fx.iter()
+                .filter(|e| matches!(e, Effect::Persist(Record::Delivered { seq: 1, .. })))
+                .count();
+        assert_eq!(recorded, 1, "the delivery is recorded");
+        // node 2 says it is at 5 for source 1: after a tick without progress
+        // node 0 asks it (and only it) for the rest
+        p.msg(
+            2,
+            Message::Status {
+                next: vec![1, 5, 1, 1],
+            },
+        );
+        p.fx.clear();
+        p.tick();
+        assert!(!p.fx.iter().any(|e| matches!(
+            e,
+            Effect::Multicast {
+                msg: Message::Fetch { .. },
+                ..
+            }
+        )));
+        p.tick();
+        let fetches: Vec<_> =
+            p.fx.iter()
+                .filter_map(|e| match e {
+                    Effect::Multicast {
+                        to,
+                        msg: Message::Fetch { source, from },
+                    } => Some((to.clone(), *source, *from)),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(fetches, vec![(vec![Addr::Node(NodeId(2))], NodeId(1), 2)]);
     }
 
     #[test]
@@ -1050,6 +1207,10 @@ mod tests {
         fn msg(&mut self, from: u32, m: Message<u32>) {
             let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut self.fx);
             self.b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
+        }
+        fn tick(&mut self) {
+            let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut self.fx);
+            self.b.on_timer(Timer::Tick, &mut cx);
         }
         fn faults(&self) -> Vec<&'static str> {
             self.fx
@@ -1177,6 +1338,77 @@ mod tests {
         );
         assert_eq!(p.sent(), 0);
         assert!(p.delivered().is_empty());
+    }
+
+    /// Issue 10 item 10: a Byzantine source (node 1) fills the victim's
+    /// payload table with junk it signed (SENDs and ECHOs) before the payload
+    /// the correct members echo and ready arrives; the victim must still
+    /// deliver that payload, whether its ECHOs come before the READY quorum
+    /// or after. Before, the table refused payloads beyond four and the
+    /// victim never delivered.
+    #[test]
+    fn junk_a_byzantine_source_signed_does_not_deny_the_delivered_payload() {
+        let mut p = One::new(4);
+        let c1 = crypto(NodeId(1), 4);
+        for seq in [1u64, 2] {
+            // the junk: a SEND the victim echoes, more SENDs, ECHOs from 1
+            for v in 0..6 {
+                p.msg(
+                    1,
+                    Message::Send {
+                        seq,
+                        signed: signed_by(1, seq, 1000 + v),
+                    },
+                );
+            }
+            for v in 6..9 {
+                p.msg(
+                    1,
+                    Message::Echo {
+                        source: NodeId(1),
+                        seq,
+                        signed: signed_by(1, seq, 1000 + v),
+                    },
+                );
+            }
+            let m = signed_by(1, seq, 42 + seq as u32);
+            let d = m.digest(&c1, NodeId(1), seq);
+            let echo = |from: u32, p: &mut One| {
+                p.msg(
+                    from,
+                    Message::Echo {
+                        source: NodeId(1),
+                        seq,
+                        signed: m.clone(),
+                    },
+                )
+            };
+            let readies = |p: &mut One| {
+                for from in [1, 2, 3] {
+                    p.msg(
+                        from,
+                        Message::Ready {
+                            source: NodeId(1),
+                            seq,
+                            digest: d,
+                        },
+                    );
+                }
+            };
+            if seq == 1 {
+                // m's ECHOs first, then the READY quorum
+                echo(2, &mut p);
+                echo(3, &mut p);
+                readies(&mut p);
+            } else {
+                // the READY quorum first, then one copy of m
+                readies(&mut p);
+                assert_eq!(p.delivered(), vec![43], "not before its payload");
+                echo(2, &mut p);
+            }
+        }
+        assert_eq!(p.delivered(), vec![43, 44]);
+        assert!(p.faults().contains(&"bracha-conflicting-echo"));
     }
 
     #[test]

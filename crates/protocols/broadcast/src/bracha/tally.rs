@@ -75,6 +75,14 @@ impl<K: Ord + Clone> Tally<K> {
         }
     }
 
+    /// Member `pos`'s earlier vote, if any: `Some(true)` if it was for
+    /// `value`.
+    pub fn earlier(&self, pos: usize, value: &K) -> Option<bool> {
+        let c = self.blocks.get(pos / BLOCK)?;
+        let i = pos % BLOCK;
+        c.has_voted(i).then(|| c.voted_for(i, value))
+    }
+
     pub fn votes(&self, value: &K) -> u64 {
         self.blocks.iter().map(|c| c.votes(value)).sum()
     }

@@ -335,7 +335,14 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         else {
             return;
         };
-        for delivery in self.order.complete(source, seq, signed) {
+        let ready = self.order.complete(source, seq, signed);
+        self.deliver(cx, source, ready);
+    }
+
+    /// Deliver `ready` (in order, of `source`), and start own broadcasts
+    /// waiting for the window.
+    fn deliver(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, ready: Vec<Delivery<P>>) {
+        for delivery in ready {
             self.stats.delivered += 1;
             self.gc.push_back((
                 cx.now().saturating_add(self.cfg.gc_delay),
@@ -485,6 +492,13 @@ impl<P: Payload> SecureBroadcast<P> for Contagion<P> {
     }
     fn stats(&self) -> BroadcastStats {
         self.stats
+    }
+    fn hold(&mut self, source: NodeId) {
+        self.order.hold(source);
+    }
+    fn release(&mut self, source: NodeId, cx: &mut Cx<'_, Self>) {
+        let ready = self.order.release(source);
+        self.deliver(cx, source, ready);
     }
 }
 
