@@ -87,7 +87,7 @@ pub fn service_op(data: &[u8]) {
                         assert_eq!(q, reply, "query and execute differ on {o:?}");
                     }
                 }
-                let _ = decoded.to_resp();
+                let _ = byzscale_gateway::resp::reply(&decoded);
             }
         }
         1 => {
@@ -115,7 +115,7 @@ pub fn service_op(data: &[u8]) {
             for op in ops {
                 if let Ok(r) = KvReply::decode(op) {
                     round_trip(&r, op.len());
-                    let _ = r.to_resp();
+                    let _ = byzscale_gateway::resp::reply(&r);
                 }
                 if let Ok(r) = BankReply::decode(op) {
                     round_trip(&r, op.len());

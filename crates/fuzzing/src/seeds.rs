@@ -70,6 +70,7 @@ fn request(seq: u64, op: Vec<u8>) -> Request {
         read_only: false,
         op,
         auth: vec![Default::default(); 4],
+        sig: None,
     }
 }
 
@@ -447,6 +448,9 @@ fn authed(group: GroupId, members: &[NodeId], seq: u64, op: Vec<u8>) -> Request 
         seq,
         read_only: false,
         auth: c.authenticator(&to, &bytes).expect("known replicas"),
+        // even sequence numbers also carry the client's signature (the path
+        // of a client a replica made sign)
+        sig: (seq % 2 == 0).then(|| c.sign(&bytes)),
         op,
     }
 }

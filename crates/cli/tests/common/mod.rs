@@ -237,44 +237,6 @@ pub fn try_http(
     Ok((status, v))
 }
 
-/// A `byzscale node` process started from `dir/node-<i>.toml`, its output
-/// appended to `dir/node-<i>.log`; SIGKILLed when dropped.
-pub struct Node {
-    pub child: std::process::Child,
-}
-
-impl Node {
-    pub fn start(dir: &std::path::Path, i: usize) -> Node {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("node-{i}.log")))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["node", "--config"])
-            .arg(dir.join(format!("node-{i}.toml")))
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Node { child }
-    }
-
-    /// SIGKILL (`Child::kill` on Unix), and reap it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// `byzscale cluster <args> --duration 0 --keep --json --dir <dir>`: its
 /// JSON report, and its processes (killed when the [`Kill`] is dropped).
 pub fn kept_cluster(args: &[&str], dir: &std::path::Path) -> (serde_json::Value, Kill) {

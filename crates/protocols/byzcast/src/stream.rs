@@ -168,6 +168,7 @@ impl StreamOut {
             read_only: false,
             op: op.to_vec(),
             auth,
+            sig: None,
         }
     }
 
@@ -326,12 +327,21 @@ impl Protocol for StreamOut {
     fn on_timer(&mut self, _: Retry, cx: &mut Cx<'_, Self>) {
         self.armed = false;
         if self.d.acked == self.progress_mark {
-            let resend: Vec<Request> = self
-                .entries
-                .values()
-                .filter_map(|e| e.req.clone())
-                .take(RESEND)
-                .collect();
+            let (group, client) = (self.child.id, self.client);
+            let mut resend = Vec::new();
+            for e in self.entries.values_mut() {
+                let Some(req) = e.req.as_mut() else { continue };
+                if req.sig.is_none() {
+                    // retransmissions carry the signature a child replica may
+                    // require (a request that failed its MAC in a batch)
+                    let bytes = Request::auth_bytes(group, client, req.seq, false, &req.op);
+                    req.sig = Some(cx.crypto().sign(&bytes));
+                }
+                resend.push(req.clone());
+                if resend.len() == RESEND {
+                    break;
+                }
+            }
             // (an entry has a request only once it was sent, after its
             // record was durable)
             for req in resend {
