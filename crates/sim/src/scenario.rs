@@ -215,6 +215,8 @@ pub struct Outcome {
     /// Messages delivered.
     pub messages: u64,
     pub faults_recorded: u64,
+    /// Nodes restarted (from their disks, or with fresh actors).
+    pub restarts: u64,
     pub virtual_ms: f64,
     /// Simulated CPU time of all nodes (calibrated cost model), seconds.
     pub cpu_seconds: f64,
@@ -342,6 +344,7 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
     let stats = sim.stats();
     outcome.messages = stats.delivered;
     outcome.faults_recorded = stats.faults;
+    outcome.restarts = stats.restarts;
     outcome.virtual_ms = sim.now() as f64 / 1e6;
     outcome.cpu_seconds = stats.per_node.iter().map(|n| n.busy_ns).sum::<u64>() as f64 / 1e9;
     outcome.sim_seconds = sim_seconds;
@@ -397,6 +400,7 @@ impl<R> Sweep<R> {
             safety_violations: self.sum(|r| r.outcome.violations.count() as u64),
             liveness_failures: self.count(|r| r.outcome.liveness.is_some()),
             faults_recorded: self.sum(|r| r.outcome.faults_recorded),
+            restarts: self.sum(|r| r.outcome.restarts),
             wall_seconds: self.wall_seconds,
             failing_seeds: self.failing_seeds.clone(),
         }
@@ -410,6 +414,8 @@ pub struct Summary {
     pub safety_violations: u64,
     pub liveness_failures: u64,
     pub faults_recorded: u64,
+    /// Node restarts over all runs (crash-restart schedules).
+    pub restarts: u64,
     pub wall_seconds: f64,
     pub failing_seeds: Vec<FailingSeed>,
 }
@@ -417,8 +423,13 @@ pub struct Summary {
 impl Summary {
     /// The verdict line of a report table.
     pub fn verdict_line(&self) -> String {
+        let restarts = if self.restarts > 0 {
+            format!("   restarts {:>6}", self.restarts)
+        } else {
+            String::new()
+        };
         format!(
-            "  runs {:>6}   safety violations {:>4}   liveness failures {:>4}\n",
+            "  runs {:>6}   safety violations {:>4}   liveness failures {:>4}{restarts}\n",
             self.runs, self.safety_violations, self.liveness_failures
         )
     }
