@@ -23,6 +23,7 @@
 use crate::engine::{Control, NodeIdx, Observer, Sim};
 use crate::net_model::NetError;
 use crate::runner::{self, FailingSeed};
+use crate::storage::StorageFault;
 use byzscale_core::protocol::{Fault, Time, MILLIS};
 use byzscale_core::Addr;
 use serde::Serialize;
@@ -114,8 +115,12 @@ pub trait World {
     fn failed(&self) -> bool;
 }
 
-/// The engine's view of a world.
-struct Watching<'a, W>(&'a mut W);
+/// The engine's view of a world, and the violations every scenario shares:
+/// a node that could not recover from its disk.
+struct Watching<'a, W> {
+    world: &'a mut W,
+    violations: &'a mut Violations,
+}
 
 impl<W: World> Observer<W::Input, W::Output> for Watching<'_, W> {
     fn on_output(
@@ -126,10 +131,16 @@ impl<W: World> Observer<W::Input, W::Output> for Watching<'_, W> {
         out: W::Output,
         ctl: &mut Control<W::Input>,
     ) {
-        self.0.on_output(at, node, addr, out, ctl)
+        self.world.on_output(at, node, addr, out, ctl)
     }
     fn on_fault(&mut self, at: Time, node: NodeIdx, fault: &Fault, ctl: &mut Control<W::Input>) {
-        self.0.on_fault(at, node, fault, ctl)
+        if fault.is(StorageFault::Unrecoverable) {
+            self.violations.push(format!(
+                "recovery: {:?} could not restart from its disk: {}",
+                fault.node, fault.detail
+            ));
+        }
+        self.world.on_fault(at, node, fault, ctl)
     }
 }
 
@@ -307,9 +318,10 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
     } = s.build(seed)?;
     let started = std::time::Instant::now();
     let mut t = sim.now();
+    let mut shared = Violations::new();
     let ending = loop {
         if !limits.fixed_duration {
-            if world.failed() {
+            if world.failed() || !shared.is_empty() {
                 break Ending::Failed;
             }
             if world.done() {
@@ -320,7 +332,11 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
             break Ending::Deadline;
         }
         t = t.saturating_add(limits.slice.max(1)).min(limits.deadline);
-        sim.run_until(t, &mut Watching(&mut world));
+        let mut watch = Watching {
+            world: &mut world,
+            violations: &mut shared,
+        };
+        sim.run_until(t, &mut watch);
         let st = sim.stats();
         let busy: Time = st.per_node.iter().map(|n| n.busy_ns).sum();
         if limits.max_events.is_some_and(|m| st.events > m)
@@ -331,7 +347,11 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
     };
     let ended_at = sim.now();
     if ending == Ending::Done && limits.grace > 0 {
-        sim.run_for(limits.grace, &mut Watching(&mut world));
+        let mut watch = Watching {
+            world: &mut world,
+            violations: &mut shared,
+        };
+        sim.run_for(limits.grace, &mut watch);
     }
     let sim_seconds = started.elapsed().as_secs_f64();
     let checked = std::time::Instant::now();
@@ -341,6 +361,7 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
         ..Outcome::default()
     };
     let run = s.audit(&mut sim, world, ending, &mut outcome);
+    outcome.violations.add(shared.texts(), shared.count());
     let stats = sim.stats();
     outcome.messages = stats.delivered;
     outcome.faults_recorded = stats.faults;

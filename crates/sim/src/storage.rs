@@ -33,7 +33,8 @@
 //! [`Sim::set_recovery`](crate::engine::Sim::set_recovery) and
 //! [`Sim::recover`](crate::engine::Sim::recover).
 
-use crate::engine::{ActorCx, BoxActor};
+use crate::engine::{Actor, ActorCx, BoxActor};
+use byzscale_core::protocol::{Fault, FaultKind};
 use byzscale_core::protocol::{Time, MICROS, MILLIS};
 use byzscale_core::Addr;
 use rand::Rng;
@@ -350,7 +351,10 @@ pub trait Recovery<M, I, O> {
 }
 
 /// A [`Recovery`] from a [`SharedDisk`]: `make` builds the new actor from the
-/// fold of the surviving records, writing to the same disk.
+/// fold of the surviving records, writing to the same disk. If it cannot
+/// (a protocol that fails to recover from its own records), the node comes
+/// back as [`Unrecoverable`], which reports a [`StorageFault::Unrecoverable`]
+/// (the run loop turns it into a violation) and does nothing else.
 pub struct FromDisk<R, S, F> {
     disk: SharedDisk<R, S>,
     make: F,
@@ -364,7 +368,10 @@ impl<R, S, F> FromDisk<R, S, F> {
 
 impl<R, S, F, M, I, O> Recovery<M, I, O> for FromDisk<R, S, F>
 where
-    F: FnMut(&S, &SharedDisk<R, S>) -> BoxActor<M, I, O>,
+    F: FnMut(&S, &SharedDisk<R, S>) -> Result<BoxActor<M, I, O>, String>,
+    M: 'static,
+    I: 'static,
+    O: 'static,
 {
     fn crash(&mut self, rng: &mut ChaCha8Rng) {
         self.disk.borrow_mut().crash(rng);
@@ -372,8 +379,38 @@ where
     fn restart(&mut self) -> BoxActor<M, I, O> {
         let disk = self.disk.clone();
         let state = disk.borrow();
-        (self.make)(state.state(), &self.disk)
+        match (self.make)(state.state(), &self.disk) {
+            Ok(a) => a,
+            Err(reason) => Box::new(Unrecoverable { reason }),
+        }
     }
+}
+
+byzscale_core::fault_kinds! {
+    /// What the storage model reports.
+    pub enum StorageFault {
+        /// A node could not be rebuilt from what its disk kept.
+        Unrecoverable => "unrecoverable",
+    }
+}
+
+/// A node that failed to recover: it reports why at start and then does
+/// nothing.
+pub struct Unrecoverable {
+    pub reason: String,
+}
+
+impl<M, I, O> Actor<M, I, O> for Unrecoverable {
+    fn start(&mut self, cx: &mut ActorCx<'_, M, O>) {
+        cx.fault(Fault {
+            node: cx.me(),
+            kind: StorageFault::Unrecoverable.as_static(),
+            detail: self.reason.clone(),
+        });
+    }
+    fn input(&mut self, _: I, _: &mut ActorCx<'_, M, O>) {}
+    fn message(&mut self, _: Addr, _: M, _: &mut ActorCx<'_, M, O>) {}
+    fn timer(&mut self, _: u64, _: &mut ActorCx<'_, M, O>) {}
 }
 
 #[cfg(test)]
@@ -478,7 +515,7 @@ mod tests {
         sim.set_recovery(
             a,
             FromDisk::new(disk.clone(), move |kept: &Vec<u64>, d: &D| {
-                Box::new(writer(kept.clone(), d)) as BoxActor<_, _, _>
+                Ok(Box::new(writer(kept.clone(), d)) as BoxActor<_, _, _>)
             }),
         );
         let listener = Writer {
@@ -582,6 +619,27 @@ mod tests {
         }
         assert!(kept.len() >= 4, "prefix lengths {kept:?}");
         assert!(kept.contains(&0) || kept.contains(&1));
+    }
+
+    #[test]
+    fn a_node_that_cannot_recover_reports_it_and_stays_inert() {
+        let (mut sim, disk) = pair(1, StorageModel::fixed(MILLIS));
+        let w = NodeIdx(0);
+        let broken = |_: &Vec<u64>, _: &D| -> Result<BoxActor<Note, In, Out>, String> {
+            Err("bad snapshot".into())
+        };
+        sim.set_recovery(w, FromDisk::new(disk, broken));
+        sim.recover(MILLIS, w);
+        sim.schedule_input(2 * MILLIS, w, In::Chat(1));
+        let mut seen = Seen::default();
+        sim.run_for(5 * MILLIS, &mut seen);
+        assert!(seen.0.is_empty());
+        let log = &sim.stats().fault_log;
+        assert_eq!(log.len(), 1);
+        assert_eq!(
+            (log[0].kind.as_str(), log[0].detail.as_str()),
+            ("unrecoverable", "bad snapshot")
+        );
     }
 
     #[test]

@@ -258,7 +258,7 @@ impl World {
             let me = NodeId(i as u32);
             let r = Replica::recover(me, g.clone(), p.clone(), Log::default(), durable, &crypto)
                 .expect("recovers from its own records");
-            Box::new(actor(r, disk)) as BoxActor<Message, In, Out>
+            Ok(Box::new(actor(r, disk)) as BoxActor<Message, In, Out>)
         })
     }
 
