@@ -31,15 +31,16 @@
 //!
 //! # Deviations and limitations
 //!
-//! - **Durability of the group's SMR replica only**: the SMR replica a node
-//!   owns persists its records as an SMR node does (its votes, view and
-//!   checkpoints with certificates, the durable-before-send rule; see
-//!   [`crate::protocols::smr`]), and a restart recovers it from the node's
-//!   redb store. The ByzCast state above it (the group machine) is part of the
-//!   SMR state, so it comes back with it; the replica's *client* side does
-//!   not: the sequence numbers of its forward streams to child groups restart
-//!   at 1 after a restart, and a child ignores them (a known gap, not handled
-//!   here).
+//! - **Durability**: the SMR replica a node owns persists its records as an
+//!   SMR node does (its votes, view and checkpoints with certificates, the
+//!   durable-before-send rule; see [`crate::protocols::smr`]), and a restart
+//!   recovers it from the node's redb store. The ByzCast state above it (the
+//!   group machine) is part of the SMR state, so it comes back with it. The
+//!   replica's forward streams to its children (see
+//!   `byzscale_byzcast::stream`) keep their sequence numbers and the forwards
+//!   a child may not have yet in rows of the same store
+//!   (`ByzcastJournal`), so a restarted parent resumes its streams where it
+//!   left them and the children accept them.
 //! - Reads (GET, MGET, EXISTS) are ordered like writes: the ByzCast client has
 //!   no unordered read path, so the gateway is started without
 //!   `unordered_reads`.
@@ -54,20 +55,21 @@ use crate::generate::{local_params, Ports};
 use crate::launcher::{Local, LocalSpec};
 use crate::load::{ms, Load, LoadResult, LoadSpec};
 use crate::node_file::{load_deployment, LoadedNode, NodeFile, NodeProtocol, TREE_FILE};
-use crate::persist::{self, Persister};
+use crate::persist::{self, Journal, Persister};
 use crate::protocols::smr::{durable_from_disk, group_info, ReplicaMetrics, SmrJournal};
 use anyhow::{anyhow, bail, Context, Result};
 use byzscale_apps::kv::{KvOp, KvReply};
+use byzscale_byzcast::stream::StreamDurable;
 use byzscale_byzcast::{self as byzcast, kv, Mode, Results, Topology, Tree, TreeSpec};
 use byzscale_core::config::Deployment;
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
-use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
+use byzscale_core::{codec, Addr, ClientId, GroupId, NodeId, WireKind};
 use byzscale_gateway::BoxFuture;
 use byzscale_net::{NodeConfig, PeerConfig, Registry, Runtime};
-use byzscale_smr::{self as smr, Params};
+use byzscale_smr::Params;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,6 +131,128 @@ fn child_client_crypto(
     Ok(c)
 }
 
+// ---------------------------------------------------------------- disk
+
+/// Meta keys of the forward streams: per child, its floor row
+/// (`(acked, last_seq, last_k)`) and one row per forward above the floor.
+const STREAM_PREFIX: &str = "bc/stream/";
+
+fn floor_key(child: GroupId) -> String {
+    format!("{STREAM_PREFIX}{:010}/floor", child.0)
+}
+
+fn forward_key(child: GroupId, seq: u64) -> String {
+    format!("{STREAM_PREFIX}{:010}/fwd/{seq:020}", child.0)
+}
+
+/// A ByzCast replica's records as rows of its store: the SMR replica's
+/// through [`SmrJournal`], and the forward streams' as meta rows (a floor
+/// row per child, rewritten as it moves, and a row per forward, deleted once
+/// the child has it).
+struct ByzcastJournal {
+    smr: SmrJournal,
+    streams: BTreeMap<GroupId, StreamDurable>,
+    floors: BTreeSet<GroupId>,
+    added: BTreeSet<(GroupId, u64)>,
+    removed: BTreeSet<(GroupId, u64)>,
+}
+
+impl ByzcastJournal {
+    fn new(d: byzcast::Durable, fresh: bool) -> Self {
+        ByzcastJournal {
+            smr: SmrJournal::new(d.smr, fresh),
+            streams: d.streams,
+            floors: BTreeSet::new(),
+            added: BTreeSet::new(),
+            removed: BTreeSet::new(),
+        }
+    }
+}
+
+impl Journal for ByzcastJournal {
+    type Record = byzcast::Record;
+
+    fn record(&mut self, r: byzcast::Record) {
+        match r {
+            byzcast::Record::Smr(r) => self.smr.record(r),
+            byzcast::Record::Forward { child, seq, .. } => {
+                if self.streams.entry(child).or_default().apply(&r) {
+                    self.floors.insert(child);
+                    self.added.insert((child, seq));
+                }
+            }
+            byzcast::Record::Acked { child, seq } => {
+                let s = self.streams.entry(child).or_default();
+                let gone: Vec<u64> = s.pending.range(..=seq).map(|(q, _)| *q).collect();
+                if s.apply(&r) {
+                    self.floors.insert(child);
+                    for q in gone {
+                        if !self.added.remove(&(child, q)) {
+                            self.removed.insert((child, q));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) -> byzscale_net::Batch {
+        let mut b = self.smr.flush();
+        for (child, seq) in std::mem::take(&mut self.removed) {
+            b = b.delete_meta(forward_key(child, seq));
+        }
+        for (child, seq) in std::mem::take(&mut self.added) {
+            if let Some(f) = self.streams.get(&child).and_then(|s| s.pending.get(&seq)) {
+                b = b.put_meta(forward_key(child, seq), codec::to_bytes(f));
+            }
+        }
+        for child in std::mem::take(&mut self.floors) {
+            if let Some(s) = self.streams.get(&child) {
+                let floor = (s.acked, s.last_seq, s.last_k);
+                b = b.put_meta(floor_key(child), codec::to_bytes(&floor));
+            }
+        }
+        b
+    }
+}
+
+/// Rebuild a ByzCast replica's fold from its store (`db` names it in
+/// errors); also whether the store is new.
+fn byzcast_durable_from_disk(
+    rec: byzscale_net::Recovered,
+    db: &Path,
+) -> Result<(byzcast::Durable, bool)> {
+    let mut streams: BTreeMap<GroupId, StreamDurable> = BTreeMap::new();
+    let bad = |k: &str| anyhow!("bad key {k} in {}", db.display());
+    for (k, v) in rec.meta.range(STREAM_PREFIX.to_string()..) {
+        let Some(rest) = k.strip_prefix(STREAM_PREFIX) else {
+            break;
+        };
+        let (child, what) = rest.split_once('/').ok_or_else(|| bad(k))?;
+        let child = GroupId(child.parse().map_err(|_| bad(k))?);
+        let s = streams.entry(child).or_default();
+        let decode_err = || format!("decoding {k} in {}", db.display());
+        if what == "floor" {
+            (s.acked, s.last_seq, s.last_k) =
+                codec::from_bytes(v, usize::MAX).with_context(decode_err)?;
+        } else {
+            let seq: u64 = what
+                .strip_prefix("fwd/")
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| bad(k))?;
+            let f: (u64, Vec<u8>) = codec::from_bytes(v, usize::MAX).with_context(decode_err)?;
+            s.pending.insert(seq, f);
+        }
+    }
+    for s in streams.values_mut() {
+        // rows of an older floor than the one recorded (never written
+        // together) do not count
+        s.pending = s.pending.split_off(&(s.acked + 1));
+    }
+    let (smr, fresh) = durable_from_disk(rec, db)?;
+    Ok((byzcast::Durable { smr, streams }, fresh))
+}
+
 // ---------------------------------------------------------------- node
 
 /// The a-delivery metrics of a ByzCast replica.
@@ -169,7 +293,7 @@ impl DeliveryMetrics {
 fn replica(
     n: &LoadedNode,
     topo: &Arc<Topology>,
-    durable: smr::Durable,
+    durable: byzcast::Durable,
 ) -> Result<(byzcast::Replica, NodeConfig)> {
     let (me, dep) = (n.me(), &n.deployment);
     let group = topo
@@ -202,16 +326,18 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
     let dep = &n.deployment;
     let topo = load_topology(dep, &section.tree)?;
     let (storage, rec, db) = persist::open(&n.file.data_dir)?;
-    let (durable, fresh) = durable_from_disk(rec, &db)?;
-    info!(node = %me, view = durable.view, stable = durable.low(), slots = durable.slots.len(),
-          "recovering the group's SMR replica from disk");
+    let (durable, fresh) = byzcast_durable_from_disk(rec, &db)?;
+    info!(node = %me, view = durable.smr.view, stable = durable.smr.low(),
+          slots = durable.smr.slots.len(), streams = ?durable.streams.iter()
+            .map(|(c, s)| (c.0, s.acked, s.pending.len())).collect::<Vec<_>>(),
+          "recovering the ByzCast replica from disk");
     let (replica, cfg) = replica(&n, &topo, durable.clone())?;
     let (view, executed) = (replica.smr().view(), replica.smr().executed());
     let group = topo.group_of(me).expect("checked by replica()");
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
     let registry = Arc::new(Registry::new());
     let pace = Duration::from_millis(n.file.persist_interval_ms);
-    let journal = SmrJournal::new(durable, fresh);
+    let journal = ByzcastJournal::new(durable, fresh);
     let (records, persister) = Persister::start(journal, storage, pace, &registry)?;
     let (rt, mut outputs) =
         Runtime::start_with_records(replica, cfg, None, registry, Some(records))

@@ -13,7 +13,7 @@
 //! | Γ, Λ, overlay tree, lca(d), reach(x) (§III-A, "Why a tree?") | [`tree::Tree`] ([`Tree::lca`], [`Tree::reach`], [`Tree::children`]); validation rejects cycles, two parents and forests with the reason |
 //! | FIFO BFT atomic broadcast per group (`x-broadcast` / `x-deliver`) | the SMR core ([`byzscale_smr::Replica`]): total order plus per-client FIFO execution |
 //! | Algorithm 1, `multicast(m, dst)`: `x-broadcast(m)` at x = lca(dst) | [`Client`] submits [`Envelope::Multicast`] to the entry group |
-//! | Algorithm 1, on `x-deliver(m)`: f+1 copies from parent replicas, dedup, `y-broadcast(m)` to each child y with reach(y) ∩ dst ≠ ∅, `a-deliver(m)` if x ∈ dst | [`machine::GroupMachine`] (the group's SMR service) with the per-stream index rule below, and [`Replica`], whose SMR [`byzscale_smr::Client`]s of the children carry [`Envelope::Forward`] |
+//! | Algorithm 1, on `x-deliver(m)`: f+1 copies from parent replicas, dedup, `y-broadcast(m)` to each child y with reach(y) ∩ dst ≠ ∅, `a-deliver(m)` if x ∈ dst | [`machine::GroupMachine`] (the group's SMR service) with the per-stream index rule below, and [`Replica`], whose forward streams ([`stream::StreamOut`], requests to the children's SMR with durable sequence numbers) carry [`Envelope::Forward`] |
 //! | replies: f+1 matching per child, merged, up the tree; the client takes f+1 (prototype code) | [`Message::Result`], [`Message::Reply`] |
 //! | Baseline: one group orders everything, relays with per-destination sequence numbers | [`Mode::Baseline`]: every message enters at the root sequencer; the stream indices are the per-destination sequence numbers |
 //! | tree optimization: min Σ H(T, d) s.t. L(T, x) ≤ K(x) (§III-C, Tables II/III) | [`optimizer`] |
@@ -66,16 +66,19 @@
 //!   jumped), exactly as SMR replicas skip executing them.
 
 pub mod client;
+pub mod durable;
 mod fault;
 pub mod kv;
 pub mod machine;
 pub mod message;
 pub mod optimizer;
 pub mod replica;
+pub mod stream;
 pub mod topology;
 pub mod tree;
 
 pub use client::Client;
+pub use durable::{Durable, Record};
 pub use fault::Fault;
 pub use machine::{Event, Forward, GroupMachine};
 pub use message::{Envelope, ExecReply, McastMsg, Message, MsgId, Results};

@@ -1,21 +1,23 @@
 //! A ByzCast replica of group x: an SMR [`Replica`] of x running the
-//! [`GroupMachine`], plus one SMR [`Client`] per child group (parent replicas
-//! act as clients of their children, as `ClientId::for_replica(me)`).
+//! [`GroupMachine`], plus one forward stream ([`StreamOut`]) per child group
+//! (parent replicas act as clients of their children, as
+//! `ClientId::for_replica(me)`, with sequence numbers that survive restarts).
 //!
 //! # Composition
 //!
 //! Inner steps run through [`Cx::nested`] (the SMR replica, sharing this
 //! node's clock, RNG and crypto) or a context over the *client identity's*
-//! crypto (the children's clients: their requests carry MAC authenticators
+//! crypto (the forward streams: their requests carry MAC authenticators
 //! keyed for `Addr::Client(ClientId::for_replica(me))`, which the child
 //! replicas know under that address). Their effects are mapped:
 //! - SMR messages travel as [`Message::Smr`]; a child replica's reply to
 //!   `ClientId::for_replica(j)` is sent to node j, and a request arriving from
 //!   node j (a parent replica) is handed to the SMR replica as coming from
 //!   `ClientId::for_replica(j)`;
-//! - timers become [`Timer::Smr`] / [`Timer::Child`];
+//! - timers become [`Timer::Smr`] / [`Timer::Stream`];
+//! - records become [`Record`]s (the SMR replica's, and the streams' own);
 //! - after every SMR step the machine's outbox is drained: forwards are
-//!   submitted to the children's clients, deliveries become
+//!   submitted to the children's streams, deliveries become
 //!   [`Output::Deliver`], handled messages start a result aggregation.
 //!
 //! # The request filter
@@ -39,9 +41,11 @@
 //! [`Message::Reply`] (the client takes f+1 matching). Lost results are asked
 //! for again with [`Message::Query`] every `client_retry`.
 
+use crate::durable::{Durable, Record};
 use crate::fault::Fault;
 use crate::machine::{Event, Forward, GroupMachine};
 use crate::message::{Envelope, McastMsg, Message, MsgId, Results};
+use crate::stream::{Retry, StreamOut};
 use crate::topology::Topology;
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, Digest};
@@ -90,7 +94,8 @@ impl ForwardPolicy for Honest {}
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
     Smr(smr::replica::Timer),
-    Child(GroupId, smr::client::Timer),
+    /// The retry tick of the forward stream to this child.
+    Stream(GroupId),
     Requery,
 }
 
@@ -143,7 +148,7 @@ pub struct Replica<P: ForwardPolicy = Honest> {
     topo: Arc<Topology>,
     params: Params,
     smr: smr::Replica<GroupMachine>,
-    children: Keyed<GroupId, smr::Client>,
+    streams: Keyed<GroupId, StreamOut>,
     client_crypto: Crypto,
     policy: P,
     aggs: BTreeMap<MsgId, Aggregation>,
@@ -177,24 +182,32 @@ impl Replica<Honest> {
         Self::with_policy(me, topo, params, client_crypto, Honest)
     }
 
-    /// A correct replica restarted from the durable records of its group's
-    /// SMR replica ([`smr::Replica::recover`]; `crypto` hashes the replayed
-    /// checkpoints). What the group machine did while replaying surfaces at
-    /// the first step, as after a state transfer. The child clients start
-    /// afresh (their sequence numbers are not persisted).
+    /// A correct replica restarted from its durable records ([`Durable`]):
+    /// the group's SMR replica ([`smr::Replica::recover`]; `crypto` hashes
+    /// the replayed checkpoints) and the forward streams to its children,
+    /// which resend what the children may not have with the same sequence
+    /// numbers (see [`crate::stream`]). What the group machine did while
+    /// replaying surfaces at the first step, as after a state transfer;
+    /// forwards it produces again are dropped by their stream index.
     pub fn recover(
         me: NodeId,
         topo: Arc<Topology>,
         params: Params,
         client_crypto: Crypto,
-        durable: smr::Durable,
+        durable: Durable,
         crypto: &Crypto,
     ) -> Result<Self, Error> {
         let mut r = Self::new(me, topo, params, client_crypto)?;
         let info = r.topo.group(r.group).expect("owner group exists").clone();
         let machine = GroupMachine::new(r.group, r.topo.clone());
-        r.smr = smr::Replica::recover(me, info, r.params.clone(), machine, durable, crypto)
+        r.smr = smr::Replica::recover(me, info, r.params.clone(), machine, durable.smr, crypto)
             .map_err(Error::Recover)?;
+        for (child, d) in durable.streams {
+            if let Some(g) = r.topo.group(child).filter(|_| r.streams.contains(&child)) {
+                let s = StreamOut::new(me, g.clone(), &r.params, d);
+                r.streams.insert(child, s);
+            }
+        }
         Ok(r)
     }
 }
@@ -218,16 +231,13 @@ impl<P: ForwardPolicy> Replica<P> {
         let info = topo.group(group).expect("owner group exists").clone();
         let machine = GroupMachine::new(group, topo.clone());
         let smr = smr::Replica::new(me, info, params.clone(), machine);
-        let children = topo
+        let streams = topo
             .tree()
             .children(group)
             .iter()
             .map(|c| {
                 let g = topo.group(*c).expect("child group exists").clone();
-                (
-                    *c,
-                    smr::Client::new(ClientId::for_replica(me), g, params.clone()),
-                )
+                (*c, StreamOut::new(me, g, &params, Default::default()))
             })
             .collect();
         Ok(Replica {
@@ -236,7 +246,7 @@ impl<P: ForwardPolicy> Replica<P> {
             topo,
             params,
             smr,
-            children,
+            streams,
             client_crypto,
             policy,
             aggs: BTreeMap::new(),
@@ -304,41 +314,35 @@ impl<P: ForwardPolicy> Replica<P> {
         self.drain(cx);
     }
 
-    /// A step of the SMR client of child group `y`, under this replica's
-    /// client identity.
-    fn child_step(
+    /// A step of the forward stream to child group `y`, under this
+    /// replica's client identity.
+    fn stream_step(
         &mut self,
         y: GroupId,
         cx: &mut Cx<'_, Self>,
-        f: impl FnOnce(&mut smr::Client, &mut Cx<'_, smr::Client>),
+        f: impl FnOnce(&mut StreamOut, &mut Cx<'_, StreamOut>),
     ) {
-        let Some(((), step)) = self.children.step_with(&y, &self.client_crypto, cx, f) else {
+        let Some(((), step)) = self.streams.step_with(&y, &self.client_crypto, cx, f) else {
             return;
         };
-        let done = step.lift(cx, Message::Smr, |t| Timer::Child(y, t));
-        self.stats.forwards_acked += done.len() as u64;
+        let done: u64 = step
+            .lift(cx, Message::Smr, |Retry| Timer::Stream(y))
+            .into_iter()
+            .sum();
+        self.stats.forwards_acked += done;
     }
 
     fn submit(&mut self, f: Forward, cx: &mut Cx<'_, Self>) {
-        if !self.children.contains(&f.child) {
+        if !self.streams.contains(&f.child) {
             return;
         }
-        let op = Envelope::Forward {
-            sender: self.me,
-            k: f.k,
-            msg: f.msg,
-        }
-        .encode();
         self.stats.forwards_submitted += 1;
-        self.child_step(f.child, cx, |c, icx| {
-            c.on_input(
-                smr::client::Input::Submit {
-                    op,
-                    read_only: false,
-                },
-                icx,
-            )
-        });
+        self.stream_step(f.child, cx, |s, icx| s.on_input(f, icx));
+    }
+
+    /// The forward streams to the children (for inspection).
+    pub fn streams(&self) -> impl Iterator<Item = &StreamOut> {
+        self.streams.iter().map(|(_, s)| s)
     }
 
     /// Act on what the group service did in the last SMR step.
@@ -445,7 +449,7 @@ impl<P: ForwardPolicy> Replica<P> {
                     cx.fault(from, Fault::Unexpected, "SMR reply from a non-replica");
                     return;
                 };
-                if !self.children.contains(&y) {
+                if !self.streams.contains(&y) {
                     cx.fault(
                         from,
                         Fault::Unexpected,
@@ -453,7 +457,7 @@ impl<P: ForwardPolicy> Replica<P> {
                     );
                     return;
                 }
-                self.child_step(y, cx, |c, icx| c.on_message(from, M::Reply(r), icx));
+                self.stream_step(y, cx, |c, icx| c.on_message(from, M::Reply(r), icx));
             }
             M::Request(req) => {
                 let inner_from = match from {
@@ -578,7 +582,7 @@ impl<P: ForwardPolicy> Replica<P> {
         let results = self.policy.results(id, merged, cx.rng());
         // the results come from slots this group executed: they leave once
         // those slots are durable here (see `smr::Record::Barrier`)
-        cx.persist(smr::Record::Barrier);
+        cx.persist(Record::Smr(smr::Record::Barrier));
         if agg.entry {
             self.stats.replies_sent += 1;
             cx.send(
@@ -616,7 +620,7 @@ impl<P: ForwardPolicy> Replica<P> {
             cx.fault(from, Fault::Unexpected, "result from a non-replica");
             return;
         };
-        if !self.children.contains(&y) {
+        if !self.streams.contains(&y) {
             cx.fault(
                 from,
                 Fault::Unexpected,
@@ -683,7 +687,7 @@ impl<P: ForwardPolicy> Replica<P> {
         let Some((results, entry)) = self.done.get(&id) else {
             return;
         };
-        cx.persist(smr::Record::Barrier);
+        cx.persist(Record::Smr(smr::Record::Barrier));
         match from {
             Addr::Client(c) if *entry && c == id.client => {
                 cx.send(
@@ -751,9 +755,15 @@ impl<P: ForwardPolicy> Protocol for Replica<P> {
     type Input = Input;
     type Output = Output;
     type Timer = Timer;
-    type Record = smr::Record;
+    type Record = Record;
 
+    /// Resend what the forward streams held at a restart, then start the
+    /// SMR replica (whose replayed forwards the streams drop as repeats).
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        let children: Vec<GroupId> = self.streams.keys().copied().collect();
+        for y in children {
+            self.stream_step(y, cx, |s, icx| s.on_start(icx));
+        }
         self.smr_step(cx, |r, icx| r.on_start(icx));
     }
 
@@ -777,7 +787,7 @@ impl<P: ForwardPolicy> Protocol for Replica<P> {
     fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
             Timer::Smr(t) => self.smr_step(cx, |r, icx| r.on_timer(t, icx)),
-            Timer::Child(y, t) => self.child_step(y, cx, |c, icx| c.on_timer(t, icx)),
+            Timer::Stream(y) => self.stream_step(y, cx, |s, icx| s.on_timer(Retry, icx)),
             Timer::Requery => self.on_requery(cx),
         }
     }
