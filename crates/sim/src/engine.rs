@@ -569,10 +569,13 @@ impl<I> Control<I> {
     }
 }
 
-/// Receives the outputs (and faults) of a run.
+/// Receives the outputs (and faults, and restarts) of a run.
 pub trait Observer<I, O> {
     fn on_output(&mut self, at: Time, node: NodeIdx, addr: Addr, out: O, ctl: &mut Control<I>);
     fn on_fault(&mut self, _at: Time, _node: NodeIdx, _fault: &Fault, _ctl: &mut Control<I>) {}
+    /// `node` restarted ([`Sim::restart`], [`Sim::recover`]), before its new
+    /// actor's `start`.
+    fn on_restart(&mut self, _at: Time, _node: NodeIdx, _ctl: &mut Control<I>) {}
 }
 
 /// Ignores everything.
@@ -1215,6 +1218,9 @@ where
                 let inc = n.inc;
                 self.stats.restarts += 1;
                 self.record(node, TraceKind::Restart);
+                self.control.now = now;
+                obs.on_restart(now, node, &mut self.control);
+                self.take_control();
                 self.arrive(node, Job::Start { inc }, obs);
             }
         }
@@ -1537,6 +1543,11 @@ where
             obs.on_output(end, node, addr, o, &mut self.control);
         }
         self.outputs = outputs;
+        self.take_control();
+    }
+
+    /// Carry out what the observer asked for through [`Control`].
+    fn take_control(&mut self) {
         let mut inputs = std::mem::take(&mut self.control.inputs);
         for (at, n, x) in inputs.drain(..) {
             self.schedule_input(at, n, x);

@@ -109,6 +109,9 @@ pub trait World {
         _ctl: &mut Control<Self::Input>,
     ) {
     }
+    /// `node` restarted (from its disk, with a crash-restart schedule),
+    /// before its new incarnation starts.
+    fn on_restart(&mut self, _at: Time, _node: NodeIdx, _ctl: &mut Control<Self::Input>) {}
     /// All the work was issued and completed (the run may end).
     fn done(&self) -> bool;
     /// A checker already saw a safety violation (the rest is noise).
@@ -141,6 +144,9 @@ impl<W: World> Observer<W::Input, W::Output> for Watching<'_, W> {
             ));
         }
         self.world.on_fault(at, node, fault, ctl)
+    }
+    fn on_restart(&mut self, at: Time, node: NodeIdx, ctl: &mut Control<W::Input>) {
+        self.world.on_restart(at, node, ctl)
     }
 }
 
