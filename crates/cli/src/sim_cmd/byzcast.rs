@@ -78,6 +78,8 @@ pub struct ByzcastArgs {
     #[arg(long)]
     pub trace: Option<PathBuf>,
     #[command(flatten)]
+    pub restart: super::RestartArgs,
+    #[command(flatten)]
     pub run: super::RunArgs,
 }
 
