@@ -484,6 +484,15 @@ pub fn crypto_label(modeled: bool) -> &'static str {
     }
 }
 
+/// How a report's adversary line names a crash-restart schedule.
+pub fn restart_label(on: bool) -> &'static str {
+    if on {
+        " + crash-restart"
+    } else {
+        ""
+    }
+}
+
 /// Run the scenario's seeds on all cores and summarize; `progress(done,
 /// total)` sees runs finish.
 pub fn run_many<S: Scenario>(s: &S, progress: impl FnMut(u64, u64)) -> Result<S::Report, SimError> {

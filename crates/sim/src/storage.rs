@@ -33,8 +33,9 @@
 //! [`Sim::set_recovery`](crate::engine::Sim::set_recovery) and
 //! [`Sim::recover`](crate::engine::Sim::recover).
 
-use crate::engine::{Actor, ActorCx, BoxActor};
-use byzscale_core::protocol::{Fault, FaultKind};
+use crate::engine::{Actor, ActorCx, BoxActor, NodeIdx, ProtocolActor, Sim};
+use byzscale_core::crypto::Crypto;
+use byzscale_core::protocol::{Fault, FaultKind, Protocol};
 use byzscale_core::protocol::{Time, MICROS, MILLIS};
 use byzscale_core::Addr;
 use rand::Rng;
@@ -386,6 +387,41 @@ where
     }
 }
 
+impl<M, I, O> Sim<M, I, O>
+where
+    M: Clone + Serialize + 'static,
+    I: 'static,
+    O: 'static,
+{
+    /// Add a node whose protocol keeps its records on `disk` and restarts
+    /// from it: `first` is its first incarnation, `recover` builds the
+    /// protocol of a restart from what the disk kept, and `actor` adapts
+    /// either to the simulation (e.g. [`ProtocolActor::replica`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_durable_node<P, S>(
+        &mut self,
+        addr: Addr,
+        crypto: Crypto,
+        region: usize,
+        disk: SharedDisk<P::Record, S>,
+        first: P,
+        actor: impl Fn(P) -> ProtocolActor<P, I, O> + 'static,
+        mut recover: impl FnMut(&S) -> Result<P, String> + 'static,
+    ) -> NodeIdx
+    where
+        P: Protocol<Message = M> + 'static,
+        S: 'static,
+    {
+        let idx = self.add_node(addr, crypto, actor(first).with_disk(disk.clone()), region);
+        let restart = move |kept: &S, disk: &SharedDisk<P::Record, S>| {
+            let p = recover(kept)?;
+            Ok(Box::new(actor(p).with_disk(disk.clone())) as BoxActor<M, I, O>)
+        };
+        self.set_recovery(idx, FromDisk::new(disk, restart));
+        idx
+    }
+}
+
 byzscale_core::fault_kinds! {
     /// What the storage model reports.
     pub enum StorageFault {
@@ -417,10 +453,10 @@ impl<M, I, O> Actor<M, I, O> for Unrecoverable {
 mod tests {
     use super::*;
     use crate::cpu::CpuModel;
-    use crate::engine::{Control, NodeIdx, Observer, ProtocolActor, Sim};
+    use crate::engine::{Control, Observer};
     use crate::net_model::NetModel;
-    use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
-    use byzscale_core::protocol::{Cx, Protocol};
+    use byzscale_core::crypto::{CryptoMode, Identity};
+    use byzscale_core::protocol::Cx;
     use byzscale_core::NodeId;
     use serde::Deserialize;
 
@@ -504,20 +540,14 @@ mod tests {
         let net = NetModel::from_matrix(vec!["lan".into()], vec![vec![HOP]]).unwrap();
         let mut sim = Sim::new(seed, net, CpuModel::free());
         let disk: D = Disk::shared(model, Vec::new(), fold);
-        let writer = |entries: Vec<u64>, disk: &D| {
-            let w = Writer {
-                peer: addr(1),
-                entries,
-            };
-            ProtocolActor::new(w).with_disk(disk.clone())
+        let writer = |entries: Vec<u64>| Writer {
+            peer: addr(1),
+            entries,
         };
-        let a = sim.add_node(addr(0), crypto(0), writer(Vec::new(), &disk), 0);
-        sim.set_recovery(
-            a,
-            FromDisk::new(disk.clone(), move |kept: &Vec<u64>, d: &D| {
-                Ok(Box::new(writer(kept.clone(), d)) as BoxActor<_, _, _>)
-            }),
-        );
+        let recover = move |kept: &Vec<u64>| Ok(writer(kept.clone()));
+        let first = writer(Vec::new());
+        let d = disk.clone();
+        sim.add_durable_node(addr(0), crypto(0), 0, d, first, ProtocolActor::new, recover);
         let listener = Writer {
             peer: addr(0),
             entries: Vec::new(),

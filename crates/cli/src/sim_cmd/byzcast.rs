@@ -123,6 +123,7 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
         duration_ms: a.duration_ms,
         warmup_ms: a.warmup_ms,
         batch_delay_us: a.batch_delay_us,
+        crash_restart: a.restart.crash_restart,
         trace: a.trace.clone(),
     };
     cfg.topology()?;

@@ -236,12 +236,7 @@ fn mset(i: u64) -> (Pairs, In) {
 
 /// Closed loop of global MSETs: returns the acknowledged pairs, once `want`
 /// more completed or at `until`.
-fn run(
-    sim: &mut Sim<Message, In, Out>,
-    next: &mut u64,
-    want: usize,
-    until: Time,
-) -> Pairs {
+fn run(sim: &mut Sim<Message, In, Out>, next: &mut u64, want: usize, until: Time) -> Pairs {
     let mut sent: BTreeMap<u64, Pairs> = BTreeMap::new();
     let mut acked = Vec::new();
     let (pairs, input) = mset(*next);

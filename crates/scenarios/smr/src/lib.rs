@@ -59,12 +59,12 @@ use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::crashes::{CrashOptions, CrashPlan};
-use byzscale_sim::engine::{BoxActor, NodeIdx, ProtocolActor, Role, Sim};
+use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
 use byzscale_sim::runner::{identity, percentile_ms};
 use byzscale_sim::scenario::{
-    self, crypto_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
+    self, crypto_label, restart_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
 };
-use byzscale_sim::storage::{Disk, FromDisk, SharedDisk, StorageModel};
+use byzscale_sim::storage::{Disk, SharedDisk, StorageModel};
 use byzscale_smr as smr;
 use byzscale_smr::{Client, GroupInfo, Message, Params, Replica};
 use rand::{Rng, SeedableRng};
@@ -233,11 +233,7 @@ impl scenario::Report for Report {
             self.mode,
             self.byzantine,
             self.byzantine_count,
-            if self.crash_restart {
-                " + crash-restart"
-            } else {
-                ""
-            },
+            restart_label(self.crash_restart),
             self.network,
             self.crypto
         );
@@ -318,50 +314,8 @@ pub struct Restarts {
 /// A replica's disk: the fold of its records ([`smr::Durable`]).
 pub type SmrDisk = SharedDisk<smr::replica::Record, smr::Durable>;
 
-/// A correct replica that keeps its records on a disk
-/// ([`byzscale_sim::storage`]) and restarts from what the disk kept
-/// ([`Replica::recover`]).
-struct DurableReplica {
-    me: NodeId,
-    g: GroupInfo,
-    params: Params,
-    keys: Rc<Endpoints>,
-    position: usize,
-}
-
-impl DurableReplica {
-    fn new(me: NodeId, g: GroupInfo, params: Params, keys: Rc<Endpoints>, position: usize) -> Self {
-        DurableReplica {
-            me,
-            g,
-            params,
-            keys,
-            position,
-        }
-    }
-
-    /// Add the replica to `sim` with its disk and its recovery.
-    fn add(self, sim: &mut SmrSim, region: usize) -> (NodeIdx, SmrDisk) {
-        let fold = |d: &mut smr::Durable, r| {
-            d.apply(r);
-        };
-        let disk: SmrDisk = Disk::shared(StorageModel::ssd(), smr::Durable::new(), fold);
-        let first = attacks::replica(self.me, &self.g, &self.params).with_disk(disk.clone());
-        let (addr, crypto) = (
-            self.keys.replicas[self.position].0,
-            self.keys.replica(self.position),
-        );
-        let idx = sim.add_node(addr, crypto, first, region);
-        let recover = move |kept: &smr::Durable, disk: &SmrDisk| {
-            let crypto = self.keys.replica(self.position);
-            let (g, p) = (self.g.clone(), self.params.clone());
-            let r = Replica::recover(self.me, g, p, KvStore::new(), kept.clone(), &crypto)?;
-            let actor: ProtocolActor<Rep, Input, Output> = ProtocolActor::replica(r);
-            Ok(Box::new(actor.with_disk(disk.clone())) as BoxActor<Message, Input, Output>)
-        };
-        sim.set_recovery(idx, FromDisk::new(disk.clone(), recover));
-        (idx, disk)
-    }
+fn fold(d: &mut smr::Durable, r: smr::replica::Record) {
+    d.apply(r);
 }
 
 impl Scenario for Config {
@@ -408,8 +362,17 @@ impl Scenario for Config {
             let placed = if byz.contains(&i) {
                 team.add(&mut sim, &mut rng, addr, i % regions, crypto, make)
             } else if self.restarts() {
-                let durable = DurableReplica::new(me, g.clone(), params.clone(), keys.clone(), i);
-                let (idx, disk) = durable.add(&mut sim, i % regions);
+                let disk: SmrDisk = Disk::shared(StorageModel::ssd(), smr::Durable::new(), fold);
+                let first = Replica::new(me, g.clone(), params.clone(), KvStore::new());
+                let (g, p, keys) = (g.clone(), params.clone(), keys.clone());
+                let recover = move |kept: &smr::Durable| {
+                    let (g, p, crypto) = (g.clone(), p.clone(), keys.replica(i));
+                    Replica::recover(me, g, p, KvStore::new(), kept.clone(), &crypto)
+                };
+                let d = disk.clone();
+                let replica = ProtocolActor::replica;
+                let idx =
+                    sim.add_durable_node(addr, crypto(), i % regions, d, first, replica, recover);
                 disks.insert(idx, disk);
                 vec![idx]
             } else {
