@@ -160,6 +160,14 @@ impl Audit {
                 msg.id
             ));
         }
+        // after a restart or a state transfer, the delivery follows the
+        // group's previous position, whoever delivered it
+        let prev = index
+            .checked_sub(1)
+            .and_then(|p| self.logs[&group].decided(p));
+        if let Some(prev) = prev.copied() {
+            self.order.resume(node, prev);
+        }
         self.order.deliver(node, group, msg.id);
     }
 
