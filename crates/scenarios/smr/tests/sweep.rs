@@ -188,3 +188,19 @@ fn trace_lines_have_the_documented_shape() {
     assert!(decides >= 4, "every replica decides");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Silent replicas are a liveness attack: K = 2 > F = 1 silent replicas of
+/// four leave no quorum, so nothing is decided (and nothing unsafe).
+#[test]
+fn too_many_silent_replicas_stop_progress_but_not_safety() {
+    let mut c = cfg(4, 1, 0, Adversary::Silent, 2);
+    c.seeds = 2;
+    let r = run_many(&c, |_, _| {}).expect("runs");
+    assert_eq!(
+        r.summary.safety_violations, 0,
+        "{:#?}",
+        r.summary.failing_seeds
+    );
+    assert_eq!(r.summary.liveness_failures, 2);
+    assert!(r.completed_requests < 60 * 2);
+}
