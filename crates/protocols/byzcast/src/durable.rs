@@ -116,3 +116,43 @@ impl Durable {
         d
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byzscale_core::ClientId;
+
+    /// The results sent up are kept, the last `DONE_CACHE` only, oldest
+    /// dropped first (the node journal deletes the row it names).
+    #[test]
+    fn done_results_are_bounded_and_drop_the_oldest() {
+        let id = |n| MsgId {
+            client: ClientId(1),
+            n,
+        };
+        let mut d = Durable::new();
+        for n in 1..=DONE_CACHE as u64 {
+            let results = Results::from([(GroupId(1), n.to_le_bytes().to_vec())]);
+            let r = Record::Done {
+                id: id(n),
+                results,
+                entry: false,
+            };
+            assert_eq!(d.apply(r), Change::Done { dropped: None });
+        }
+        let r = Record::Done {
+            id: id(0),
+            results: Results::new(),
+            entry: true,
+        };
+        assert_eq!(
+            d.apply(r),
+            Change::Done {
+                dropped: Some(id(1))
+            }
+        );
+        assert_eq!(d.done.len(), DONE_CACHE);
+        assert_eq!(d.done.front().map(|(i, ..)| *i), Some(id(2)));
+        assert_eq!(d.done.back().map(|(i, _, e)| (*i, *e)), Some((id(0), true)));
+    }
+}
