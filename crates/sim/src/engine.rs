@@ -63,9 +63,17 @@
 //! messages reaching it are lost. [`Sim::restart`] installs a fresh actor with
 //! the same keys and calls its `start`. Messages already in flight are still
 //! delivered after a restart, as over a real network.
+//!
+//! A node with a disk ([`crate::storage`]: its `ProtocolActor` keeps its
+//! `Effect::Persist` records and holds the sends that follow them until they
+//! are synced) has a [`Recovery`] ([`Sim::set_recovery`]): every crash of the
+//! node tells its disk (unsynced records are lost or torn), and
+//! [`Sim::recover`] (or [`Control::recover_at`]) restarts it with the actor
+//! its recovery builds from what the disk kept.
 
 use crate::cpu::{CpuModel, Work};
 use crate::net_model::{NetModel, Partition};
+use crate::storage::{Journal, Recovery, Storage, SYNC_TIMER};
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, Mac};
 use byzscale_core::protocol::{Cx, Effect, Fault, Protocol, Time};
@@ -74,6 +82,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::any::Any;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
@@ -321,6 +330,9 @@ pub struct ProtocolActor<P: Protocol, I = <P as Protocol>::Input, O = <P as Prot
     by_key: BTreeMap<u64, P::Timer>,
     next_key: u64,
     buf: Vec<Effect<P>>,
+    /// The disk and the sends waiting for it; without one, records are
+    /// dropped and nothing waits.
+    journal: Option<Journal<P::Record, P::Message, O>>,
 }
 
 impl<P: Protocol> ProtocolActor<P, P::Input, P::Output>
@@ -372,7 +384,18 @@ impl<P: Protocol, I, O> ProtocolActor<P, I, O> {
             by_key: BTreeMap::new(),
             next_key: 0,
             buf: Vec::new(),
+            journal: None,
         }
+    }
+    /// Keep the protocol's records on `disk` and hold each send that follows
+    /// a record in its step until the record is synced ([`crate::storage`]).
+    pub fn with_disk(mut self, disk: Rc<RefCell<dyn Storage<P::Record>>>) -> Self {
+        self.journal = Some(Journal::new(disk));
+        self
+    }
+    /// Sends and outputs waiting for their records to be synced.
+    pub fn held(&self) -> usize {
+        self.journal.as_ref().map_or(0, Journal::held)
     }
     pub fn inner(&self) -> &P {
         &self.inner
@@ -398,10 +421,19 @@ impl<P: Protocol, I, O> ProtocolActor<P, I, O> {
             let mut pcx = Cx::new(cx.now, &mut *cx.rng, cx.crypto, &mut buf);
             f(&mut self.inner, &mut pcx);
         }
+        if let Some(j) = &mut self.journal {
+            j.begin_step();
+        }
         for e in buf.drain(..) {
             match e {
-                Effect::Send { to, msg } => cx.send(to, msg),
-                Effect::Multicast { to, msg } => cx.multicast(to, msg),
+                Effect::Send { to, msg } => match &mut self.journal {
+                    Some(j) => j.send(cx, to, msg),
+                    None => cx.send(to, msg),
+                },
+                Effect::Multicast { to, msg } => match &mut self.journal {
+                    Some(j) => j.multicast(cx, to, msg),
+                    None => cx.multicast(to, msg),
+                },
                 Effect::SetTimer { timer, after } => {
                     let key = match self.by_name.get(&timer) {
                         Some(k) => *k,
@@ -423,13 +455,21 @@ impl<P: Protocol, I, O> ProtocolActor<P, I, O> {
                 }
                 Effect::Output(o) => {
                     let o = (self.map_out)(o);
-                    cx.output(o);
+                    match &mut self.journal {
+                        Some(j) => j.output(cx, o),
+                        None => cx.output(o),
+                    }
                 }
                 Effect::Fault(f) => cx.fault(f),
-                // the engine has no storage model yet: a restarted actor starts
-                // from what its scenario gives it
-                Effect::Persist(_) => {}
+                Effect::Persist(r) => {
+                    if let Some(j) = &mut self.journal {
+                        j.persist(r);
+                    }
+                }
             }
+        }
+        if let Some(j) = &mut self.journal {
+            j.end_step(cx);
         }
         self.buf = buf;
     }
@@ -453,7 +493,11 @@ where
         self.step(cx, |p, c| p.on_message(from, msg, c));
     }
     fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, P::Message, O>) {
-        if let Some(name) = self.by_key.remove(&key) {
+        if key == SYNC_TIMER {
+            if let Some(j) = &mut self.journal {
+                j.on_sync(cx);
+            }
+        } else if let Some(name) = self.by_key.remove(&key) {
             self.by_name.remove(&name);
             self.step(cx, |p, c| p.on_timer(name, c));
         }
@@ -471,6 +515,7 @@ pub struct Control<I> {
     now: Time,
     inputs: Vec<(Time, NodeIdx, I)>,
     crashes: Vec<(Time, NodeIdx)>,
+    recoveries: Vec<(Time, NodeIdx)>,
     stop: bool,
 }
 
@@ -480,8 +525,21 @@ impl<I> Control<I> {
             now: 0,
             inputs: Vec::new(),
             crashes: Vec::new(),
+            recoveries: Vec::new(),
             stop: false,
         }
+    }
+    /// A control at `now` outside any run, to test an observer alone.
+    pub fn at(now: Time) -> Self {
+        Control { now, ..Self::new() }
+    }
+    /// The crashes asked for so far: (time, node) each.
+    pub fn crashes(&self) -> &[(Time, NodeIdx)] {
+        &self.crashes
+    }
+    /// The restarts from disk asked for so far: (time, node) each.
+    pub fn recoveries(&self) -> &[(Time, NodeIdx)] {
+        &self.recoveries
     }
     /// The time of the output being observed.
     pub fn now(&self) -> Time {
@@ -498,6 +556,10 @@ impl<I> Control<I> {
     pub fn crash_at(&mut self, at: Time, node: NodeIdx) {
         self.crashes.push((at.max(self.now), node));
     }
+    /// Restart `node` from its disk at `at` ([`Sim::recover`]).
+    pub fn recover_at(&mut self, at: Time, node: NodeIdx) {
+        self.recoveries.push((at.max(self.now), node));
+    }
     /// Stop [`Sim::run_until`] after the current event.
     pub fn stop(&mut self) {
         self.stop = true;
@@ -507,10 +569,13 @@ impl<I> Control<I> {
     }
 }
 
-/// Receives the outputs (and faults) of a run.
+/// Receives the outputs (and faults, and restarts) of a run.
 pub trait Observer<I, O> {
     fn on_output(&mut self, at: Time, node: NodeIdx, addr: Addr, out: O, ctl: &mut Control<I>);
     fn on_fault(&mut self, _at: Time, _node: NodeIdx, _fault: &Fault, _ctl: &mut Control<I>) {}
+    /// `node` restarted ([`Sim::restart`], [`Sim::recover`]), before its new
+    /// actor's `start`.
+    fn on_restart(&mut self, _at: Time, _node: NodeIdx, _ctl: &mut Control<I>) {}
 }
 
 /// Ignores everything.
@@ -700,6 +765,10 @@ enum Event<M, I, O> {
         node: NodeIdx,
         actor: BoxActor<M, I, O>,
     },
+    /// Restart from the node's disk.
+    Recover {
+        node: NodeIdx,
+    },
 }
 
 struct TimerSlot {
@@ -730,6 +799,7 @@ struct Node<M, I, O> {
     timers: BTreeMap<u64, TimerSlot>,
     timer_gen: u64,
     links: BTreeMap<u32, Link>,
+    recovery: Option<Box<dyn Recovery<M, I, O>>>,
 }
 
 struct Outgoing<M> {
@@ -893,6 +963,7 @@ where
             timers: BTreeMap::new(),
             timer_gen: 0,
             links: BTreeMap::new(),
+            recovery: None,
         });
         self.by_addr.entry(addr).or_default().push(idx);
         self.stats.per_node.push(NodeStats::default());
@@ -1007,6 +1078,25 @@ where
         );
     }
 
+    /// Give `node` a disk's recovery (see the module docs, "Faults"): every
+    /// crash of the node reaches its disk, and [`Sim::recover`] restarts it
+    /// from what the disk kept.
+    pub fn set_recovery(&mut self, node: NodeIdx, recovery: impl Recovery<M, I, O> + 'static) {
+        self.nodes[node.index()].recovery = Some(Box::new(recovery));
+    }
+
+    /// Whether `node` can be restarted from a disk.
+    pub fn has_recovery(&self, node: NodeIdx) -> bool {
+        self.nodes[node.index()].recovery.is_some()
+    }
+
+    /// Restart `node` at `at` with the actor its recovery builds from its
+    /// disk ([`Sim::set_recovery`]); a node that is still up is crashed
+    /// first. A node without a recovery is left alone.
+    pub fn recover(&mut self, at: Time, node: NodeIdx) {
+        self.push(at.max(self.now), Event::Recover { node });
+    }
+
     /// Run all events up to and including `until`, or until the observer stops
     /// the run.
     pub fn run_until(&mut self, until: Time, obs: &mut impl Observer<I, O>) -> RunStatus {
@@ -1103,6 +1193,17 @@ where
                 self.drain_queue(node, obs);
             }
             Event::Crash { node } => self.do_crash(node),
+            Event::Recover { node } => {
+                if self.nodes[node.index()].recovery.is_none() {
+                    return;
+                }
+                if self.nodes[node.index()].up {
+                    self.do_crash(node);
+                }
+                let r = self.nodes[node.index()].recovery.as_mut();
+                let actor = r.expect("checked above").restart();
+                self.handle(Event::Restart { node, actor }, obs);
+            }
             Event::Restart { node, actor } => {
                 if self.nodes[node.index()].up {
                     self.do_crash(node);
@@ -1117,6 +1218,9 @@ where
                 let inc = n.inc;
                 self.stats.restarts += 1;
                 self.record(node, TraceKind::Restart);
+                self.control.now = now;
+                obs.on_restart(now, node, &mut self.control);
+                self.take_control();
                 self.arrive(node, Job::Start { inc }, obs);
             }
         }
@@ -1131,6 +1235,9 @@ where
         n.inc += 1;
         n.wake_scheduled = false;
         n.timers.clear();
+        if let Some(r) = &mut n.recovery {
+            r.crash(&mut n.rng);
+        }
         let mut lost = 0;
         for j in n.queue.drain(..) {
             match j {
@@ -1436,6 +1543,11 @@ where
             obs.on_output(end, node, addr, o, &mut self.control);
         }
         self.outputs = outputs;
+        self.take_control();
+    }
+
+    /// Carry out what the observer asked for through [`Control`].
+    fn take_control(&mut self) {
         let mut inputs = std::mem::take(&mut self.control.inputs);
         for (at, n, x) in inputs.drain(..) {
             self.schedule_input(at, n, x);
@@ -1446,6 +1558,11 @@ where
             self.crash(at, n);
         }
         self.control.crashes = crashes;
+        let mut recoveries = std::mem::take(&mut self.control.recoveries);
+        for (at, n) in recoveries.drain(..) {
+            self.recover(at, n);
+        }
+        self.control.recoveries = recoveries;
     }
 
     /// Encode `msg` once and tag it for each destination with the sender's keys.

@@ -6,6 +6,10 @@
 //! - [`net_model`]: latency matrices, jitter, bandwidth, loss, duplication,
 //!   reordering, partitions.
 //! - [`cpu`]: per-node service time of events, from counted crypto operations.
+//! - [`storage`]: per-node disks (group commit, what survives a crash, the
+//!   durable-before-send rule) and restarts from what a disk kept.
+//! - [`crashes`]: crash-restart schedules drawn from the seed (up to f
+//!   replicas of a group at once, or a whole group).
 //! - [`group`]: deterministic identities and one shared key directory for a
 //!   group of nodes (thousands of nodes without N² key entries).
 //! - [`adversary`]: generic Byzantine wrappers (silent, slow, replay, forge,
@@ -22,8 +26,10 @@ pub mod adversary;
 pub mod check;
 pub mod closed_loop;
 pub mod cpu;
+pub mod crashes;
 pub mod engine;
 pub mod group;
 pub mod net_model;
 pub mod runner;
 pub mod scenario;
+pub mod storage;

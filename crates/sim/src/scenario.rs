@@ -23,6 +23,7 @@
 use crate::engine::{Control, NodeIdx, Observer, Sim};
 use crate::net_model::NetError;
 use crate::runner::{self, FailingSeed};
+use crate::storage::StorageFault;
 use byzscale_core::protocol::{Fault, Time, MILLIS};
 use byzscale_core::Addr;
 use serde::Serialize;
@@ -108,14 +109,21 @@ pub trait World {
         _ctl: &mut Control<Self::Input>,
     ) {
     }
+    /// `node` restarted (from its disk, with a crash-restart schedule),
+    /// before its new incarnation starts.
+    fn on_restart(&mut self, _at: Time, _node: NodeIdx, _ctl: &mut Control<Self::Input>) {}
     /// All the work was issued and completed (the run may end).
     fn done(&self) -> bool;
     /// A checker already saw a safety violation (the rest is noise).
     fn failed(&self) -> bool;
 }
 
-/// The engine's view of a world.
-struct Watching<'a, W>(&'a mut W);
+/// The engine's view of a world, and the violations every scenario shares:
+/// a node that could not recover from its disk.
+struct Watching<'a, W> {
+    world: &'a mut W,
+    violations: &'a mut Violations,
+}
 
 impl<W: World> Observer<W::Input, W::Output> for Watching<'_, W> {
     fn on_output(
@@ -126,10 +134,19 @@ impl<W: World> Observer<W::Input, W::Output> for Watching<'_, W> {
         out: W::Output,
         ctl: &mut Control<W::Input>,
     ) {
-        self.0.on_output(at, node, addr, out, ctl)
+        self.world.on_output(at, node, addr, out, ctl)
     }
     fn on_fault(&mut self, at: Time, node: NodeIdx, fault: &Fault, ctl: &mut Control<W::Input>) {
-        self.0.on_fault(at, node, fault, ctl)
+        if fault.is(StorageFault::Unrecoverable) {
+            self.violations.push(format!(
+                "recovery: {:?} could not restart from its disk: {}",
+                fault.node, fault.detail
+            ));
+        }
+        self.world.on_fault(at, node, fault, ctl)
+    }
+    fn on_restart(&mut self, at: Time, node: NodeIdx, ctl: &mut Control<W::Input>) {
+        self.world.on_restart(at, node, ctl)
     }
 }
 
@@ -215,6 +232,8 @@ pub struct Outcome {
     /// Messages delivered.
     pub messages: u64,
     pub faults_recorded: u64,
+    /// Nodes restarted (from their disks, or with fresh actors).
+    pub restarts: u64,
     pub virtual_ms: f64,
     /// Simulated CPU time of all nodes (calibrated cost model), seconds.
     pub cpu_seconds: f64,
@@ -305,9 +324,10 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
     } = s.build(seed)?;
     let started = std::time::Instant::now();
     let mut t = sim.now();
+    let mut shared = Violations::new();
     let ending = loop {
         if !limits.fixed_duration {
-            if world.failed() {
+            if world.failed() || !shared.is_empty() {
                 break Ending::Failed;
             }
             if world.done() {
@@ -318,7 +338,11 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
             break Ending::Deadline;
         }
         t = t.saturating_add(limits.slice.max(1)).min(limits.deadline);
-        sim.run_until(t, &mut Watching(&mut world));
+        let mut watch = Watching {
+            world: &mut world,
+            violations: &mut shared,
+        };
+        sim.run_until(t, &mut watch);
         let st = sim.stats();
         let busy: Time = st.per_node.iter().map(|n| n.busy_ns).sum();
         if limits.max_events.is_some_and(|m| st.events > m)
@@ -329,7 +353,11 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
     };
     let ended_at = sim.now();
     if ending == Ending::Done && limits.grace > 0 {
-        sim.run_for(limits.grace, &mut Watching(&mut world));
+        let mut watch = Watching {
+            world: &mut world,
+            violations: &mut shared,
+        };
+        sim.run_for(limits.grace, &mut watch);
     }
     let sim_seconds = started.elapsed().as_secs_f64();
     let checked = std::time::Instant::now();
@@ -339,9 +367,11 @@ pub fn run_one<S: Scenario>(s: &S, seed: u64) -> Result<Finished<S::Run>, SimErr
         ..Outcome::default()
     };
     let run = s.audit(&mut sim, world, ending, &mut outcome);
+    outcome.violations.add(shared.texts(), shared.count());
     let stats = sim.stats();
     outcome.messages = stats.delivered;
     outcome.faults_recorded = stats.faults;
+    outcome.restarts = stats.restarts;
     outcome.virtual_ms = sim.now() as f64 / 1e6;
     outcome.cpu_seconds = stats.per_node.iter().map(|n| n.busy_ns).sum::<u64>() as f64 / 1e9;
     outcome.sim_seconds = sim_seconds;
@@ -397,6 +427,7 @@ impl<R> Sweep<R> {
             safety_violations: self.sum(|r| r.outcome.violations.count() as u64),
             liveness_failures: self.count(|r| r.outcome.liveness.is_some()),
             faults_recorded: self.sum(|r| r.outcome.faults_recorded),
+            restarts: self.sum(|r| r.outcome.restarts),
             wall_seconds: self.wall_seconds,
             failing_seeds: self.failing_seeds.clone(),
         }
@@ -410,6 +441,8 @@ pub struct Summary {
     pub safety_violations: u64,
     pub liveness_failures: u64,
     pub faults_recorded: u64,
+    /// Node restarts over all runs (crash-restart schedules).
+    pub restarts: u64,
     pub wall_seconds: f64,
     pub failing_seeds: Vec<FailingSeed>,
 }
@@ -417,8 +450,13 @@ pub struct Summary {
 impl Summary {
     /// The verdict line of a report table.
     pub fn verdict_line(&self) -> String {
+        let restarts = if self.restarts > 0 {
+            format!("   restarts {:>6}", self.restarts)
+        } else {
+            String::new()
+        };
         format!(
-            "  runs {:>6}   safety violations {:>4}   liveness failures {:>4}\n",
+            "  runs {:>6}   safety violations {:>4}   liveness failures {:>4}{restarts}\n",
             self.runs, self.safety_violations, self.liveness_failures
         )
     }
@@ -443,6 +481,15 @@ pub fn crypto_label(modeled: bool) -> &'static str {
         "modeled (cost model, not real signatures)"
     } else {
         "real"
+    }
+}
+
+/// How a report's adversary line names a crash-restart schedule.
+pub fn restart_label(on: bool) -> &'static str {
+    if on {
+        " + crash-restart"
+    } else {
+        ""
     }
 }
 

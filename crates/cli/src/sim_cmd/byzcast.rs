@@ -79,6 +79,8 @@ pub struct ByzcastArgs {
     #[arg(long)]
     pub trace: Option<PathBuf>,
     #[command(flatten)]
+    pub restart: super::RestartArgs,
+    #[command(flatten)]
     pub run: super::RunArgs,
 }
 
@@ -122,6 +124,7 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
         duration_ms: a.duration_ms,
         warmup_ms: a.warmup_ms,
         batch_delay_us: a.batch_delay_us,
+        crash_restart: a.restart.crash_restart,
         trace: a.trace.clone(),
     };
     cfg.topology()?;

@@ -84,6 +84,17 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// The crash-restart flag of the scenarios whose replicas keep their
+/// records on disk (`sim smr`, `sim byzcast`).
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    /// Crash and restart correct replicas from their modeled disks on a
+    /// schedule drawn from the seed: up to F of a group at once, or a whole
+    /// group (always on with `--byzantine mixed`).
+    #[arg(long)]
+    pub crash_restart: bool,
+}
+
 impl RunArgs {
     /// The network, checked now; an error if `--seeds` is 0.
     pub fn network(&self) -> Result<NetworkChoice> {

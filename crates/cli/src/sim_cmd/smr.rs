@@ -43,6 +43,8 @@ pub struct SmrArgs {
     #[arg(long)]
     pub trace: Option<PathBuf>,
     #[command(flatten)]
+    pub restart: super::RestartArgs,
+    #[command(flatten)]
     pub run: super::RunArgs,
 }
 
@@ -116,6 +118,7 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
         read_ratio: a.read_ratio,
         network,
         crash_leader_at_ms: a.crash_leader_at,
+        crash_restart: a.restart.crash_restart,
         modeled_crypto: a.run.modeled_crypto,
         trace: a.trace.clone(),
     })

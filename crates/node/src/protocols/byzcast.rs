@@ -145,6 +145,14 @@ fn forward_key(child: GroupId, seq: u64) -> String {
     format!("{STREAM_PREFIX}{:010}/fwd/{seq:020}", child.0)
 }
 
+/// Meta rows of the results sent up ([`byzcast::Record::Done`]), one per
+/// result in the order sent, the oldest deleted past `DONE_CACHE`.
+const DONE_PREFIX: &str = "bc/done/";
+
+fn done_key(n: u64) -> String {
+    format!("{DONE_PREFIX}{n:020}")
+}
+
 /// A ByzCast replica's records as rows of its store: the SMR replica's
 /// through [`SmrJournal`], and the forward streams' as meta rows (a floor
 /// row per child, rewritten as it moves, and a row per forward, deleted once
@@ -155,16 +163,30 @@ struct ByzcastJournal {
     floors: BTreeSet<GroupId>,
     added: BTreeSet<(GroupId, u64)>,
     removed: BTreeSet<(GroupId, u64)>,
+    /// The row number of the oldest kept result, and the results (rows)
+    /// added since the last flush.
+    done_first: u64,
+    done: byzcast::Durable,
+    done_added: Vec<(u64, Vec<u8>)>,
+    done_removed: Vec<u64>,
 }
 
 impl ByzcastJournal {
-    fn new(d: byzcast::Durable, fresh: bool) -> Self {
+    fn new(d: byzcast::Durable, done_first: u64, fresh: bool) -> Self {
+        let done = byzcast::Durable {
+            done: d.done,
+            ..Default::default()
+        };
         ByzcastJournal {
             smr: SmrJournal::new(d.smr, fresh),
             streams: d.streams,
             floors: BTreeSet::new(),
             added: BTreeSet::new(),
             removed: BTreeSet::new(),
+            done_first,
+            done,
+            done_added: Vec::new(),
+            done_removed: Vec::new(),
         }
     }
 }
@@ -193,11 +215,32 @@ impl Journal for ByzcastJournal {
                     }
                 }
             }
+            byzcast::Record::Done { .. } => {
+                let n = self.done_first + self.done.done.len() as u64;
+                let row = match &r {
+                    byzcast::Record::Done { id, results, entry } => {
+                        codec::to_bytes(&(id, results, entry))
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                self.done_added.push((n, row));
+                let change = self.done.apply(r);
+                if let byzcast::durable::Change::Done { dropped: Some(_) } = change {
+                    self.done_removed.push(self.done_first);
+                    self.done_first += 1;
+                }
+            }
         }
     }
 
     fn flush(&mut self) -> byzscale_net::Batch {
         let mut b = self.smr.flush();
+        for (n, row) in std::mem::take(&mut self.done_added) {
+            b = b.put_meta(done_key(n), row);
+        }
+        for n in std::mem::take(&mut self.done_removed) {
+            b = b.delete_meta(done_key(n));
+        }
         for (child, seq) in std::mem::take(&mut self.removed) {
             b = b.delete_meta(forward_key(child, seq));
         }
@@ -217,11 +260,12 @@ impl Journal for ByzcastJournal {
 }
 
 /// Rebuild a ByzCast replica's fold from its store (`db` names it in
-/// errors); also whether the store is new.
+/// errors); also the row number of its oldest kept result and whether the
+/// store is new.
 fn byzcast_durable_from_disk(
     rec: byzscale_net::Recovered,
     db: &Path,
-) -> Result<(byzcast::Durable, bool)> {
+) -> Result<(byzcast::Durable, u64, bool)> {
     let mut streams: BTreeMap<GroupId, StreamDurable> = BTreeMap::new();
     let bad = |k: &str| anyhow!("bad key {k} in {}", db.display());
     for (k, v) in rec.meta.range(STREAM_PREFIX.to_string()..) {
@@ -249,8 +293,21 @@ fn byzcast_durable_from_disk(
         // together) do not count
         s.pending = s.pending.split_off(&(s.acked + 1));
     }
+    let mut done = std::collections::VecDeque::new();
+    let mut done_first = None;
+    for (k, v) in rec.meta.range(DONE_PREFIX.to_string()..) {
+        let Some(n) = k.strip_prefix(DONE_PREFIX) else {
+            break;
+        };
+        let n: u64 = n.parse().map_err(|_| bad(k))?;
+        done_first.get_or_insert(n);
+        let decode_err = || format!("decoding {k} in {}", db.display());
+        let (id, results, entry) = codec::from_bytes(v, usize::MAX).with_context(decode_err)?;
+        done.push_back((id, results, entry));
+    }
     let (smr, fresh) = durable_from_disk(rec, db)?;
-    Ok((byzcast::Durable { smr, streams }, fresh))
+    let d = byzcast::Durable { smr, streams, done };
+    Ok((d, done_first.unwrap_or(0), fresh))
 }
 
 // ---------------------------------------------------------------- node
@@ -326,7 +383,7 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
     let dep = &n.deployment;
     let topo = load_topology(dep, &section.tree)?;
     let (storage, rec, db) = persist::open(&n.file.data_dir)?;
-    let (durable, fresh) = byzcast_durable_from_disk(rec, &db)?;
+    let (durable, done_first, fresh) = byzcast_durable_from_disk(rec, &db)?;
     info!(node = %me, view = durable.smr.view, stable = durable.smr.low(),
           slots = durable.smr.slots.len(), streams = ?durable.streams.iter()
             .map(|(c, s)| (c.0, s.acked, s.pending.len())).collect::<Vec<_>>(),
@@ -337,7 +394,7 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
     let registry = Arc::new(Registry::new());
     let pace = Duration::from_millis(n.file.persist_interval_ms);
-    let journal = ByzcastJournal::new(durable, fresh);
+    let journal = ByzcastJournal::new(durable, done_first, fresh);
     let (records, persister) = Persister::start(journal, storage, pace, &registry)?;
     let (rt, mut outputs) =
         Runtime::start_with_records(replica, cfg, None, registry, Some(records))

@@ -227,6 +227,9 @@ impl Replica<Honest> {
                 r.streams.insert(child, s);
             }
         }
+        for (id, results, entry) in durable.done {
+            r.remember_done(id, results, entry);
+        }
         Ok(r)
     }
 }
@@ -604,6 +607,11 @@ impl<P: ForwardPolicy> Replica<P> {
         // the results come from slots this group executed: they leave once
         // those slots are durable here (see `smr::Record::Barrier`)
         cx.persist(Record::Smr(smr::Record::Barrier));
+        cx.persist(Record::Done {
+            id,
+            results: results.clone(),
+            entry: agg.entry,
+        });
         if agg.entry {
             self.stats.replies_sent += 1;
             cx.send(

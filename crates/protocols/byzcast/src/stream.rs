@@ -79,7 +79,7 @@ impl StreamDurable {
                 self.pending = self.pending.split_off(&(seq + 1));
                 true
             }
-            Record::Smr(_) => false,
+            Record::Smr(_) | Record::Done { .. } => false,
         }
     }
 }

@@ -2,36 +2,32 @@
 //! replica and client cores, real crypto, a one-region network, and a modeled
 //! disk per replica.
 //!
-//! The engine has no storage model (`Effect::Persist` is dropped there), so
-//! each replica runs inside [`DurableReplica`], which models what the tokio
-//! runtime and the node's persister do: records are written at once and made
-//! durable by a group commit (an fsync `FSYNC` after the first pending record,
-//! covering every record written meanwhile), and a send that follows a record
-//! in its step is held until that record is durable (outputs wait for every
-//! earlier record). A crash keeps exactly the durable records: records
-//! emitted but not yet fsync'd are lost together with the sends they held.
-//! A restart rebuilds the replica with `Replica::recover` from what its disk
-//! kept.
+//! Each replica keeps its records on a disk of the simulator's storage
+//! model (`byzscale_sim::storage`), which does what the tokio runtime and the
+//! node's persister do: records are written at once and made durable by a
+//! group commit (`FSYNC`), and a send that follows a record in its step is
+//! held until that record is durable (outputs wait for every earlier
+//! record). A crash keeps exactly the durable records: records emitted but
+//! not yet fsync'd are lost together with the sends they held. A restart
+//! rebuilds the replica with `Replica::recover` from what its disk kept.
 //!
 //! One test per part of issue 10's "Durability as the core states it"
 //! (items 1 to 4); each doc comment says what it reproduces.
 
 use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
-use byzscale_core::protocol::{Cx, Effect, Time, MICROS, MILLIS, SECS};
+use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::service::Service;
-use byzscale_core::{Addr, ClientId, Fault, GroupId, NodeId, Protocol};
+use byzscale_core::{Addr, ClientId, Fault, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{
-    Actor, ActorCx, Control, NodeIdx, Observer, ProtocolActor, RunStatus, Sim,
+    Actor as SimActor, ActorCx, BoxActor, Control, NodeIdx, Observer, ProtocolActor, RunStatus, Sim,
 };
 use byzscale_sim::net_model::NetModel;
-use byzscale_smr::replica::{Durable, Record, Timer};
+use byzscale_sim::storage::{Disk, FromDisk, Recovery, SharedDisk, StorageModel};
+use byzscale_smr::replica::{Durable, Record};
 use byzscale_smr::{client, replica, Batch, Client, GroupInfo, Message, Params, Replica, Request};
-use std::any::Any;
-use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
+use std::collections::BTreeMap;
 
 /// Appends each op to a log; replies with the log length.
 #[derive(Default)]
@@ -69,176 +65,31 @@ enum Out {
 
 // ------------------------------------------------------------ the disk model
 
-/// How long a group commit takes (from the first pending record).
+/// How long a group commit takes.
 const FSYNC: Time = MILLIS;
-/// The timer key of the modeled fsync (protocol timers count up from 0).
-const FSYNC_KEY: u64 = u64::MAX;
 
-/// What one replica's disk keeps across its crashes.
-#[derive(Default)]
-struct Disk {
-    /// The records made durable, in emission order.
-    durable: Vec<Record>,
-    /// While set, nothing becomes durable (a stuck disk).
-    stalled: bool,
+/// One replica's disk (the simulator's storage model): the records it
+/// made durable, in emission order.
+type DiskRef = SharedDisk<Record, Vec<Record>>;
+
+fn disk() -> DiskRef {
+    Disk::shared(StorageModel::fixed(FSYNC), Vec::new(), |v, r| v.push(r))
 }
 
-type DiskRef = Rc<RefCell<Disk>>;
+type Actor = ProtocolActor<Replica<Log>, In, Out>;
 
-/// A send or output held until a record is durable.
-enum Held {
-    Send(Addr, Message),
-    Multicast(Vec<Addr>, Message),
-    Output(replica::Output),
-}
-
-/// A replica with a modeled disk and the runtime's durable-before-send rule
-/// (see the module docs).
-struct DurableReplica {
-    r: Replica<Log>,
-    disk: DiskRef,
-    /// Written, not yet durable.
-    pending: Vec<Record>,
-    written: u64,
-    durable: u64,
-    held: VecDeque<(u64, Held)>,
-    fsync_armed: bool,
-    by_name: BTreeMap<Timer, u64>,
-    by_key: BTreeMap<u64, Timer>,
-    next_key: u64,
-}
-
-impl DurableReplica {
-    fn new(r: Replica<Log>, disk: DiskRef) -> Self {
-        DurableReplica {
-            r,
-            disk,
-            pending: Vec::new(),
-            written: 0,
-            durable: 0,
-            held: VecDeque::new(),
-            fsync_armed: false,
-            by_name: BTreeMap::new(),
-            by_key: BTreeMap::new(),
-            next_key: 0,
-        }
-    }
-
-    fn step(
-        &mut self,
-        cx: &mut ActorCx<'_, Message, Out>,
-        f: impl FnOnce(&mut Replica<Log>, &mut Cx<'_, Replica<Log>>),
-    ) {
-        let mut buf = Vec::new();
-        let (now, crypto) = (cx.now(), cx.crypto());
-        f(&mut self.r, &mut Cx::new(now, cx.rng(), crypto, &mut buf));
-        let first = self.written;
-        for e in buf {
-            let step = (self.written > first).then_some(self.written);
-            match e {
-                Effect::Persist(r) => {
-                    self.pending.push(r);
-                    self.written += 1;
-                    if !self.fsync_armed {
-                        self.fsync_armed = true;
-                        cx.set_timer(FSYNC_KEY, FSYNC);
-                    }
-                }
-                Effect::Send { to, msg } => self.emit(cx, step, Held::Send(to, msg)),
-                Effect::Multicast { to, msg } => self.emit(cx, step, Held::Multicast(to, msg)),
-                Effect::Output(o) => self.emit(cx, Some(self.written), Held::Output(o)),
-                Effect::SetTimer { timer, after } => {
-                    let key = match self.by_name.get(&timer) {
-                        Some(k) => *k,
-                        None => {
-                            let k = self.next_key;
-                            self.next_key += 1;
-                            self.by_key.insert(k, timer.clone());
-                            self.by_name.insert(timer, k);
-                            k
-                        }
-                    };
-                    cx.set_timer(key, after);
-                }
-                Effect::CancelTimer { timer } => {
-                    if let Some(k) = self.by_name.remove(&timer) {
-                        self.by_key.remove(&k);
-                        cx.cancel_timer(k);
-                    }
-                }
-                Effect::Fault(f) => cx.fault(f),
-            }
-        }
-    }
-
-    fn emit(&mut self, cx: &mut ActorCx<'_, Message, Out>, after: Option<u64>, e: Held) {
-        self.release(cx);
-        match after {
-            Some(w) if w > self.durable => self.held.push_back((w, e)),
-            _ => Self::perform(cx, e),
-        }
-    }
-
-    fn release(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
-        while self.held.front().is_some_and(|(w, _)| *w <= self.durable) {
-            let (_, e) = self.held.pop_front().expect("non-empty");
-            Self::perform(cx, e);
-        }
-    }
-
-    fn perform(cx: &mut ActorCx<'_, Message, Out>, e: Held) {
-        match e {
-            Held::Send(to, msg) => cx.send(to, msg),
-            Held::Multicast(to, msg) => cx.multicast(to, msg),
-            Held::Output(o) => cx.output(Out::Replica(o)),
-        }
-    }
-
-    /// The group commit completes: everything written is durable.
-    fn fsync(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
-        self.fsync_armed = false;
-        if self.pending.is_empty() {
-            return;
-        }
-        if self.disk.borrow().stalled {
-            self.fsync_armed = true;
-            cx.set_timer(FSYNC_KEY, FSYNC);
-            return;
-        }
-        self.disk.borrow_mut().durable.append(&mut self.pending);
-        self.durable = self.written;
-        self.release(cx);
-    }
-}
-
-impl Actor<Message, In, Out> for DurableReplica {
-    fn start(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
-        self.step(cx, |r, c| r.on_start(c));
-    }
-    fn input(&mut self, input: In, cx: &mut ActorCx<'_, Message, Out>) {
-        if let In::Replica(i) = input {
-            self.step(cx, |r, c| r.on_input(i, c));
-        }
-    }
-    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Out>) {
-        self.step(cx, |r, c| r.on_message(from, msg, c));
-    }
-    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Out>) {
-        if key == FSYNC_KEY {
-            self.fsync(cx);
-        } else if let Some(name) = self.by_key.remove(&key) {
-            self.by_name.remove(&name);
-            self.step(cx, |r, c| r.on_timer(name, c));
-        }
-    }
-    fn as_any(&self) -> Option<&dyn Any> {
-        Some(self)
-    }
+/// A replica's actor, on its disk.
+fn actor(r: Replica<Log>, disk: &DiskRef) -> Actor {
+    let map_in = |i| match i {
+        In::Replica(x) => Some(x),
+        _ => None,
+    };
+    ProtocolActor::with_maps(r, map_in, Out::Replica).with_disk(disk.clone())
 }
 
 /// A Byzantine leader whose every message the test scripts.
 struct Scripted;
-impl Actor<Message, In, Out> for Scripted {
+impl SimActor<Message, In, Out> for Scripted {
     fn start(&mut self, _: &mut ActorCx<'_, Message, Out>) {}
     fn input(&mut self, input: In, cx: &mut ActorCx<'_, Message, Out>) {
         if let In::Script(to, msg) = input {
@@ -353,15 +204,16 @@ impl World {
             client: NodeIdx(0),
         };
         for i in 0..4 {
-            let disk = DiskRef::default();
+            let disk = disk();
             let crypto = w.crypto(i);
             let idx = if i == 0 && byzantine_leader {
                 w.sim.add_node(w.addrs[i], crypto, Scripted, 0)
             } else {
                 let me = NodeId(i as u32);
                 let r = Replica::new(me, w.g.clone(), w.p.clone(), Log::default());
-                let actor = DurableReplica::new(r, disk.clone());
-                w.sim.add_node(w.addrs[i], crypto, actor, 0)
+                let idx = w.sim.add_node(w.addrs[i], crypto, actor(r, &disk), 0);
+                w.sim.set_recovery(idx, w.recovery(i, &disk));
+                idx
             };
             w.replicas.push(idx);
             w.disks.push(disk);
@@ -398,32 +250,29 @@ impl World {
         self.sim.crash(now, self.replicas[i]);
     }
 
+    /// How replica `i` restarts: `Replica::recover` from the records its
+    /// disk kept.
+    fn recovery(&self, i: usize, disk: &DiskRef) -> impl Recovery<Message, In, Out> {
+        let (g, p, crypto) = (self.g.clone(), self.p.clone(), self.crypto(i));
+        FromDisk::new(disk.clone(), move |kept: &Vec<Record>, disk: &DiskRef| {
+            let durable = Durable::from_records(kept.iter().cloned());
+            let me = NodeId(i as u32);
+            let r = Replica::recover(me, g.clone(), p.clone(), Log::default(), durable, &crypto)
+                .expect("recovers from its own records");
+            Ok(Box::new(actor(r, disk)) as BoxActor<Message, In, Out>)
+        })
+    }
+
     /// Rebuild replica `i` from what its disk kept and start it.
     fn restart(&mut self, i: usize) {
-        let durable = Durable::from_records(self.disks[i].borrow().durable.clone());
-        let me = NodeId(i as u32);
-        let svc = Log::default();
-        let r = Replica::recover(
-            me,
-            self.g.clone(),
-            self.p.clone(),
-            svc,
-            durable,
-            &self.crypto(i),
-        )
-        .expect("recovers from its own records");
-        let actor = DurableReplica::new(r, self.disks[i].clone());
         let now = self.now();
-        self.sim.restart(now, self.replicas[i], actor);
+        self.sim.recover(now, self.replicas[i]);
     }
 
     fn replica(&self, i: usize) -> &Replica<Log> {
-        let a = self
-            .sim
-            .actor(self.replicas[i])
-            .as_any()
-            .expect("a replica");
-        &a.downcast_ref::<DurableReplica>().expect("a replica").r
+        self.sim
+            .protocol::<Replica<Log>>(self.replicas[i])
+            .expect("a replica")
     }
 
     fn submit(&mut self, op: &[u8]) {
@@ -554,7 +403,7 @@ fn a_restarted_backup_never_votes_for_a_second_digest_under_an_equivocating_lead
     for i in [1, 2] {
         let disk = w.disks[i].borrow();
         assert!(
-            disk.durable
+            disk.state()
                 .iter()
                 .any(|r| matches!(r, Record::Accept { digest, .. } if *digest == da)),
             "replica {i} did not accept A"
@@ -587,7 +436,7 @@ fn a_restarted_backup_never_votes_for_a_second_digest_under_an_equivocating_lead
         );
     }
     assert!(
-        !w.disks[1].borrow().durable.iter().any(|r| matches!(
+        !w.disks[1].borrow().state().iter().any(|r| matches!(
             r,
             Record::Proposal { digest, .. } | Record::Accept { digest, .. } if *digest == db
         )),
@@ -635,12 +484,7 @@ fn whole_group_crash_after(crash_after: usize) -> usize {
     w.run(crash_after);
     // crash everything now: some slots are decided but not yet durable
     // everywhere, some replies are held, some are on the wire
-    let pending: usize = (0..4)
-        .map(|i| {
-            let a = w.sim.actor(w.replicas[i]).as_any().unwrap();
-            a.downcast_ref::<DurableReplica>().unwrap().pending.len()
-        })
-        .sum();
+    let pending: usize = w.disks.iter().map(|d| d.borrow().unsynced()).sum();
     for i in 0..4 {
         w.crash(i);
     }
@@ -698,7 +542,7 @@ fn a_recovered_replica_never_executes_a_replayed_slot_as_an_empty_batch() {
         let r = w.replica(i);
         assert_eq!((r.executed(), r.stats().low), (4, 4), "replica {i}");
     }
-    w.disks[3].borrow_mut().stalled = true;
+    w.disks[3].borrow_mut().stall(true);
     for i in 4..6u8 {
         w.submit(&[i]);
         w.run(i as usize + 1);
@@ -708,7 +552,7 @@ fn a_recovered_replica_never_executes_a_replayed_slot_as_an_empty_batch() {
         w.crash(i);
     }
     w.settle(MILLIS);
-    w.disks[3].borrow_mut().stalled = false;
+    w.disks[3].borrow_mut().stall(false);
     for i in 0..4 {
         w.restart(i);
     }

@@ -9,7 +9,7 @@ use byzscale_byzcast::{Forward, ForwardPolicy, McastMsg, Message, MsgId, Results
 use byzscale_core::crypto::Crypto;
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
-use byzscale_scenario_smr::attacks as smr_attacks;
+use byzscale_scenario_smr::attacks::{self as smr_attacks, Collusion as SmrCollusion, Equivocator};
 use byzscale_sim::adversary::{fields, Behavior, Byzantine, MixedPlan, Mutator};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Sim};
 use rand::{Rng, RngCore};
@@ -250,6 +250,8 @@ pub struct Team {
     adversary: Adversary,
     topo: Arc<Topology>,
     collusions: BTreeMap<GroupId, Rc<RefCell<Collusion>>>,
+    /// The colluding equivocators of each group (see [`Equivocator`]).
+    equivocators: BTreeMap<GroupId, Rc<RefCell<SmrCollusion>>>,
     mutator: Rc<dyn Mutator<Message>>,
     request_timeout: Time,
 }
@@ -259,6 +261,7 @@ impl Team {
         Team {
             adversary,
             collusions: topo.tree().groups().map(|g| (g, Rc::default())).collect(),
+            equivocators: topo.tree().groups().map(|g| (g, Rc::default())).collect(),
             topo,
             mutator: Rc::new(MessageSurgery),
             request_timeout,
@@ -308,7 +311,11 @@ impl Team {
                 (sim.add_node(addr, crypto(), actor, region), None)
             }
             Adversary::Equivocate => {
-                let actor = Byzantine::equivocate(honest(), self.mutator.clone());
+                let g = self.topo.group_of(m).expect("member");
+                let members = self.topo.group(g).expect("group").members.clone();
+                let collusion = self.equivocators[&g].clone();
+                let actor =
+                    Equivocator::new(Box::new(honest()), collusion, members, smr_of, Message::Smr);
                 (sim.add_node(addr, crypto(), actor, region), None)
             }
             Adversary::Mutate => {
@@ -333,6 +340,14 @@ impl Team {
         };
         sim.set_byzantine(idx, true);
         twin.into_iter().chain([idx]).collect()
+    }
+}
+
+/// The SMR message a ByzCast message carries, for [`Equivocator`].
+fn smr_of(m: &Message) -> Option<&byzscale_smr::Message> {
+    match m {
+        Message::Smr(s) => Some(s),
+        _ => None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! linearizability of single-group histories, liveness).
 
 use crate::workload::Workload;
-use crate::{Input, Output, Rep, Run};
+use crate::{Correct, Input, Output, Run};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_byzcast::{self as byzcast, McastMsg, Message, MsgId, Topology};
 use byzscale_core::crypto::digest;
@@ -14,6 +14,7 @@ use byzscale_core::{Addr, GroupId, NodeId};
 use byzscale_sim::check::linearizability;
 use byzscale_sim::check::order::{cycle_text, OrderChecker};
 use byzscale_sim::check::LogChecker;
+use byzscale_sim::crashes::CrashPlan;
 use byzscale_sim::engine::{Control, NodeIdx, Sim};
 use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
 use byzscale_smr as smr;
@@ -34,13 +35,16 @@ pub struct Audit {
     logs: BTreeMap<GroupId, LogChecker<NodeId, MsgId>>,
     /// Highest position each correct replica reached (delivered or skipped to).
     reached: BTreeMap<NodeId, u64>,
-    delivered_by: BTreeMap<NodeId, BTreeSet<MsgId>>,
+    /// Per correct replica, the position it delivered each message at.
+    delivered_by: BTreeMap<NodeId, BTreeMap<MsgId, u64>>,
     order: OrderChecker<MsgId, NodeId>,
     violations: Violations,
     views: BTreeMap<NodeId, u64>,
     deliveries: u64,
     /// Stop when the workload is done (not in fixed-duration runs).
     stop_when_done: bool,
+    /// Crash-restart episodes, started as multicasts complete.
+    crashes: CrashPlan,
     trace: Option<Vec<String>>,
 }
 
@@ -73,8 +77,15 @@ impl Audit {
             views: BTreeMap::new(),
             deliveries: 0,
             stop_when_done,
+            crashes: CrashPlan::none(),
             trace: trace.then(Vec::new),
         }
+    }
+
+    /// Crash and restart replicas as `plan` says.
+    pub fn with_crashes(mut self, plan: CrashPlan) -> Self {
+        self.crashes = plan;
+        self
     }
 
     fn gname(&self, g: GroupId) -> String {
@@ -140,11 +151,22 @@ impl Audit {
             )),
             Some(_) => {}
         }
-        if !self.delivered_by.entry(node).or_default().insert(msg.id) {
+        // a restarted replica delivers again what it replays, at the same
+        // positions (the log checker catches a repeat within one incarnation)
+        let at = self.delivered_by.entry(node).or_default().entry(msg.id);
+        if *at.or_insert(index) != index {
             self.violations.push(format!(
                 "integrity: {node} of {gname} delivered {} twice",
                 msg.id
             ));
+        }
+        // after a restart or a state transfer, the delivery follows the
+        // group's previous position, whoever delivered it
+        let prev = index
+            .checked_sub(1)
+            .and_then(|p| self.logs[&group].decided(p));
+        if let Some(prev) = prev.copied() {
+            self.order.resume(node, prev);
         }
         self.order.deliver(node, group, msg.id);
     }
@@ -180,6 +202,8 @@ impl Audit {
         if let Some(input) = self.workload.next(c, at) {
             ctl.input(self.client_nodes[c], Input::Client(input));
         }
+        let completed = self.workload.completed_local + self.workload.completed_global;
+        self.crashes.progress(completed, ctl);
         if self.stop_when_done && self.workload.done() {
             ctl.stop();
         }
@@ -301,7 +325,7 @@ impl Audit {
             .iter()
             .filter(|(_, (_, _, b))| !b)
             .filter_map(|(idx, (g, m, _))| {
-                sim.protocol::<Rep>(*idx).map(|r| {
+                sim.protocol::<Correct>(*idx).map(|r| {
                     let st = r.smr().stats();
                     let ms = r.machine().stats();
                     format!(
@@ -337,6 +361,18 @@ impl World for Audit {
     /// acyclic order, atomicity) see the whole run.
     fn failed(&self) -> bool {
         false
+    }
+
+    /// A correct replica restarted from its disk: it replays its group's
+    /// log from its checkpoint ([`byzcast::Output::Skipped`], then the
+    /// deliveries after it again), each checked against what was delivered
+    /// at that position; no order edge crosses the restart.
+    fn on_restart(&mut self, _at: Time, node: NodeIdx, _ctl: &mut Control<Input>) {
+        let Some(&(group, id, false)) = self.replicas.get(&node) else {
+            return;
+        };
+        self.logs.entry(group).or_default().restart(id, 0);
+        self.order.skip(&id);
     }
 
     fn on_output(

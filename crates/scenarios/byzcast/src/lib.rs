@@ -75,21 +75,27 @@ use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, NodeId};
 use byzscale_sim::cpu::CpuModel;
-use byzscale_sim::engine::{ProtocolActor, Role, Sim};
+use byzscale_sim::crashes::{CrashOptions, CrashPlan};
+use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
 use byzscale_sim::runner::{identity, percentile_ms as percentile};
 use byzscale_sim::scenario::{
-    self, crypto_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
+    self, crypto_label, restart_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
 };
+use byzscale_sim::storage::{Disk, SharedDisk, StorageModel};
 use byzscale_smr::{GroupInfo, Params};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
-/// A replica of the scenario: a ByzCast replica whose forwarding may be an attack.
+/// A Byzantine replica of the scenario: a ByzCast replica whose forwarding
+/// may be an attack.
 pub type Rep = byzcast::Replica<attacks::Policy>;
+/// A correct replica.
+pub type Correct = byzcast::Replica;
 
 /// Inputs and outputs of the nodes of a simulation: clients and replicas.
 pub type Input = Role<byzcast::client::Input, byzcast::replica::Input>;
@@ -188,6 +194,9 @@ pub struct Config {
     pub warmup_ms: f64,
     /// Batch delay of the SMR leaders (µs).
     pub batch_delay_us: u64,
+    /// Crash and restart correct replicas from their disks (always on with
+    /// the `mixed` adversary; see the crate docs).
+    pub crash_restart: bool,
     pub trace: Option<PathBuf>,
 }
 
@@ -212,8 +221,15 @@ impl Config {
             duration_ms: None,
             warmup_ms: 0.0,
             batch_delay_us: 0,
+            crash_restart: false,
             trace: None,
         }
+    }
+
+    /// Whether correct replicas keep their records on disks and crash and
+    /// restart on a schedule drawn from the seed (never in throughput runs).
+    pub fn restarts(&self) -> bool {
+        (self.crash_restart || self.adversary == Adversary::Mixed) && self.duration_ms.is_none()
     }
 
     /// In fixed-duration runs, completions before this are not counted.
@@ -310,6 +326,7 @@ pub struct Report {
     pub byzantine_count: usize,
     pub network: String,
     pub crypto: &'static str,
+    pub crash_restart: bool,
     #[serde(flatten)]
     pub summary: Summary,
     pub completed_requests: u64,
@@ -337,7 +354,7 @@ impl scenario::Report for Report {
     fn table(&self) -> String {
         let mut s = String::new();
         s.push_str(&format!(
-            "{}: {} target groups, tree {} (+{} auxiliary), {} replicas/group (f={}) | workload {} {:.0}% global | adversary {} ×{} per group | network {} | crypto {}\n",
+            "{}: {} target groups, tree {} (+{} auxiliary), {} replicas/group (f={}) | workload {} {:.0}% global | adversary {} ×{} per group{} | network {} | crypto {}\n",
             self.protocol,
             self.groups,
             self.tree,
@@ -348,6 +365,7 @@ impl scenario::Report for Report {
             self.global_ratio * 100.0,
             self.byzantine,
             self.byzantine_count,
+            restart_label(self.crash_restart),
             self.network,
             self.crypto
         ));
@@ -473,6 +491,45 @@ fn byzantine(cfg: &Config, topo: &Topology, rng: &mut ChaCha8Rng) -> BTreeSet<No
 
 type ByzcastSim = Sim<Message, Input, Output>;
 
+/// A replica's disk: the fold of its records ([`byzcast::Durable`]).
+pub type ByzcastDisk = SharedDisk<byzcast::Record, byzcast::Durable>;
+
+fn fold(d: &mut byzcast::Durable, r: byzcast::Record) {
+    d.apply(r);
+}
+
+impl Config {
+    /// Add correct replica `m`; with restarts, on a disk it restarts from
+    /// ([`byzcast::Replica::recover`]).
+    fn add_correct(
+        &self,
+        sim: &mut ByzcastSim,
+        keys: &Rc<Endpoints>,
+        topo: &Arc<Topology>,
+        params: &Params,
+        m: NodeId,
+        region: usize,
+    ) -> NodeIdx {
+        let (addr, crypto) = (Addr::Node(m), keys.replica(m));
+        let first =
+            byzcast::Replica::new(m, topo.clone(), params.clone(), keys.replica_as_client(m))
+                .expect("valid replica configuration");
+        if !self.restarts() {
+            let actor: ProtocolActor<Correct, Input, Output> = ProtocolActor::replica(first);
+            return sim.add_node(addr, crypto, actor, region);
+        }
+        let disk: ByzcastDisk = Disk::shared(StorageModel::ssd(), byzcast::Durable::new(), fold);
+        let (topo, params, keys) = (topo.clone(), params.clone(), keys.clone());
+        let recover = move |kept: &byzcast::Durable| {
+            let (t, p, c) = (topo.clone(), params.clone(), keys.replica_as_client(m));
+            byzcast::Replica::recover(m, t, p, c, kept.clone(), &keys.replica(m))
+                .map_err(|e| e.to_string())
+        };
+        let replica = ProtocolActor::replica;
+        sim.add_durable_node(addr, crypto, region, disk, first, replica, recover)
+    }
+}
+
 impl Scenario for Config {
     type Message = Message;
     type World = Audit;
@@ -504,7 +561,7 @@ impl Scenario for Config {
         };
         let regions = net.regions.len().max(1);
         let mut sim: ByzcastSim = Sim::new(seed, net, CpuModel::calibrated());
-        let keys = Endpoints::new(self, &topo);
+        let keys = Rc::new(Endpoints::new(self, &topo));
         let byz = byzantine(self, &topo, &mut rng);
         let team = Team::new(self.adversary, topo.clone(), params.request_timeout);
         let make = |m: NodeId, policy| -> ProtocolActor<Rep, Input, Output> {
@@ -515,7 +572,9 @@ impl Scenario for Config {
         };
 
         let mut replicas: ReplicaNodes = BTreeMap::new();
+        let mut correct = Vec::new();
         for g in topo.groups() {
+            let mut group = Vec::new();
             for (pos, &m) in g.members.iter().enumerate() {
                 let region = pos % regions;
                 let crypto = || keys.replica(m);
@@ -525,12 +584,19 @@ impl Scenario for Config {
                         replicas.insert(idx, (g.id, m, true));
                     }
                 } else {
-                    let actor = make(m, team.policy(m, None));
-                    let idx = sim.add_node(Addr::Node(m), crypto(), actor, region);
+                    let idx = self.add_correct(&mut sim, &keys, &topo, &params, m, region);
                     replicas.insert(idx, (g.id, m, false));
+                    group.push(idx);
                 }
             }
+            correct.push(group);
         }
+        let crashes = if self.restarts() {
+            let opts = CrashOptions::standard(params.request_timeout);
+            CrashPlan::draw(seed, &correct, self.f, self.requests, &opts)
+        } else {
+            CrashPlan::none()
+        };
 
         let mut client_nodes = Vec::new();
         for (c, (addr, _)) in keys.clients.iter().enumerate() {
@@ -550,7 +616,8 @@ impl Scenario for Config {
             workload,
             fixed.is_none(),
             trace,
-        );
+        )
+        .with_crashes(crashes);
         // clients start staggered by 50 µs
         for (cl, idx) in client_nodes.iter().enumerate() {
             let at = cl as Time * 50 * 1_000;
@@ -608,6 +675,9 @@ impl Scenario for Config {
         if self.modeled_crypto {
             c.push_str(" --modeled-crypto");
         }
+        if self.restarts() {
+            c.push_str(" --crash-restart");
+        }
         c
     }
 
@@ -637,6 +707,7 @@ impl Scenario for Config {
             byzantine_count: self.byzantine_count,
             network: self.network.name(),
             crypto: crypto_label(self.modeled_crypto),
+            crash_restart: self.restarts(),
             summary: sweep.summary(),
             completed_requests: sweep.sum(|r| r.run.completed_local + r.run.completed_global),
             completed_local: sweep.sum(|r| r.run.completed_local),

@@ -99,12 +99,17 @@ impl Team {
         }
     }
 
-    fn equivocator(&self, inner: ProtocolActor<Rep, Input, Output>) -> Equivocator {
-        Equivocator {
-            inner: Box::new(inner),
-            collusion: self.collusion.clone(),
-            members: self.members.clone(),
-        }
+    fn equivocator(
+        &self,
+        inner: ProtocolActor<Rep, Input, Output>,
+    ) -> Equivocator<Message, Input, Output> {
+        Equivocator::new(
+            Box::new(inner),
+            self.collusion.clone(),
+            self.members.clone(),
+            |m| Some(m),
+            |m| m,
+        )
     }
 
     /// Add a Byzantine replica at `addr`; the node indices that speak for it
@@ -163,9 +168,9 @@ impl Team {
 }
 
 /// Colluding equivocation (see the crate docs): shared by all Byzantine
-/// replicas of a run.
+/// replicas of a group.
 #[derive(Default)]
-struct Collusion {
+pub struct Collusion {
     /// (view, slot) → the two digests being pushed.
     split: BTreeMap<(u64, u64), (Digest, Digest)>,
 }
@@ -184,14 +189,38 @@ fn variant(batch: &Batch) -> Option<Batch> {
 }
 
 /// An honest replica whose proposals and votes are split in two: the first
-/// value towards even-positioned members, the second towards odd ones.
-pub struct Equivocator {
-    inner: BoxActor<Message, Input, Output>,
+/// value towards even-positioned members, the second towards odd ones. With
+/// more than f colluders this is what makes two correct replicas decide
+/// different batches. `M` carries SMR messages: `smr` finds the one inside
+/// (SMR's own messages, or a protocol that nests SMR, like ByzCast) and
+/// `wrap` puts one back.
+pub struct Equivocator<M, I, O> {
+    inner: BoxActor<M, I, O>,
     collusion: Rc<RefCell<Collusion>>,
     members: Vec<NodeId>,
+    smr: fn(&M) -> Option<&Message>,
+    wrap: fn(Message) -> M,
 }
 
-impl Equivocator {
+impl<M: Clone, I, O> Equivocator<M, I, O> {
+    /// Wrap `inner`, a replica of the group of `members`, colluding with the
+    /// other Byzantine replicas of the group through `collusion`.
+    pub fn new(
+        inner: BoxActor<M, I, O>,
+        collusion: Rc<RefCell<Collusion>>,
+        members: Vec<NodeId>,
+        smr: fn(&M) -> Option<&Message>,
+        wrap: fn(Message) -> M,
+    ) -> Self {
+        Equivocator {
+            inner,
+            collusion,
+            members,
+            smr,
+            wrap,
+        }
+    }
+
     fn parity(&self, a: &Addr) -> usize {
         a.node()
             .and_then(|n| self.members.iter().position(|m| *m == n))
@@ -200,7 +229,12 @@ impl Equivocator {
     }
 
     /// The two halves of `msg`, if it is a proposal or a vote to split.
-    fn halves(&self, msg: &Message) -> Option<[Message; 2]> {
+    fn halves(&self, msg: &M) -> Option<[M; 2]> {
+        let [a, b] = self.smr_halves((self.smr)(msg)?)?;
+        Some([(self.wrap)(a), (self.wrap)(b)])
+    }
+
+    fn smr_halves(&self, msg: &Message) -> Option<[Message; 2]> {
         let pair = |view: u64, slot: u64| self.collusion.borrow().split.get(&(view, slot)).copied();
         match msg {
             Message::Propose { view, slot, batch } => variant(batch).map(|b| {
@@ -234,7 +268,7 @@ impl Equivocator {
         }
     }
 
-    fn rewrite(&mut self, mark: usize, cx: &mut ActorCx<'_, Message, Output>) {
+    fn rewrite(&mut self, mark: usize, cx: &mut ActorCx<'_, M, O>) {
         let produced: Vec<_> = cx.effects_mut().drain(mark..).collect();
         for e in produced {
             let ActorEffect::Multicast { to, msg } = e else {
@@ -259,8 +293,8 @@ impl Equivocator {
 
     fn around(
         &mut self,
-        cx: &mut ActorCx<'_, Message, Output>,
-        f: impl FnOnce(&mut BoxActor<Message, Input, Output>, &mut ActorCx<'_, Message, Output>),
+        cx: &mut ActorCx<'_, M, O>,
+        f: impl FnOnce(&mut BoxActor<M, I, O>, &mut ActorCx<'_, M, O>),
     ) {
         let mark = cx.effects_mut().len();
         f(&mut self.inner, cx);
@@ -268,17 +302,17 @@ impl Equivocator {
     }
 }
 
-impl Actor<Message, Input, Output> for Equivocator {
-    fn start(&mut self, cx: &mut ActorCx<'_, Message, Output>) {
+impl<M: Clone, I, O> Actor<M, I, O> for Equivocator<M, I, O> {
+    fn start(&mut self, cx: &mut ActorCx<'_, M, O>) {
         self.around(cx, |a, cx| a.start(cx));
     }
-    fn input(&mut self, input: Input, cx: &mut ActorCx<'_, Message, Output>) {
+    fn input(&mut self, input: I, cx: &mut ActorCx<'_, M, O>) {
         self.around(cx, |a, cx| a.input(input, cx));
     }
-    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Output>) {
+    fn message(&mut self, from: Addr, msg: M, cx: &mut ActorCx<'_, M, O>) {
         self.around(cx, |a, cx| a.message(from, msg, cx));
     }
-    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Output>) {
+    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, M, O>) {
         self.around(cx, |a, cx| a.timer(key, cx));
     }
 }

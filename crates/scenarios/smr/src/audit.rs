@@ -3,7 +3,7 @@
 //! linearizability and liveness verdicts ([`Audit::finish`]).
 
 use crate::workload::Workload;
-use crate::{Config, Input, Output, Rep, ReplicaNodes, Run};
+use crate::{Config, Input, Output, Rep, ReplicaNodes, Restarts, Run};
 use byzscale_core::crypto::Digest;
 use byzscale_core::protocol::Time;
 use byzscale_core::Addr;
@@ -36,6 +36,9 @@ pub struct Audit {
     log: LogChecker<usize, Hex>,
     violations: Violations,
     views: BTreeMap<usize, u64>,
+    /// Crash-restart episodes (started as requests complete) and the disks
+    /// restarted replicas recover from.
+    restarts: Restarts,
     trace: Option<Vec<String>>,
 }
 
@@ -46,6 +49,7 @@ impl Audit {
         byzantine: BTreeSet<usize>,
         replicas: ReplicaNodes,
         client_nodes: Vec<NodeIdx>,
+        restarts: Restarts,
     ) -> Self {
         Audit {
             seed,
@@ -61,6 +65,7 @@ impl Audit {
             log: LogChecker::new(),
             violations: Violations::new(),
             views: BTreeMap::new(),
+            restarts,
             trace: cfg.trace.as_ref().map(|_| Vec::new()),
         }
     }
@@ -98,6 +103,7 @@ impl Audit {
         if let Some(input) = self.workload.next(c, at) {
             ctl.input(self.client_nodes[c], Input::Client(input));
         }
+        self.restarts.plan.progress(self.workload.completed, ctl);
         if self.workload.done() {
             ctl.stop();
         }
@@ -247,6 +253,39 @@ impl World for Audit {
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// A correct replica restarted from its disk: it executes again the
+    /// state of its checkpoint and the decided slots after it (as
+    /// [`byzscale_smr::Replica::recover`] does), which must agree with what
+    /// was decided there; a state transfer follows if its state is older
+    /// than its stable checkpoint.
+    fn on_restart(&mut self, _at: Time, node: NodeIdx, ctl: &mut Control<Input>) {
+        let Some(&pos) = self.replicas.get(&node) else {
+            return;
+        };
+        let Some(disk) = self.restarts.disks.get(&node).cloned() else {
+            return;
+        };
+        let disk = disk.borrow();
+        let kept = disk.state();
+        let start = kept.checkpoint.as_ref().map_or(0, |(c, _)| c.slot);
+        self.log.restart(pos, start);
+        if start < kept.low() {
+            return;
+        }
+        for slot in start + 1.. {
+            let Some(s) = kept.slots.get(&slot) else {
+                break;
+            };
+            let Some((_, digest)) = s.votes.decided else {
+                break;
+            };
+            let Some(batch) = s.values.get(&digest) else {
+                break;
+            };
+            self.on_decided(pos, slot, digest, batch, ctl);
         }
     }
 

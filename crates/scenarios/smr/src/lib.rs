@@ -14,7 +14,21 @@
 //! | `slow` | run 10× slower and hold back every message by a seeded fraction of the request timeout |
 //! | `twins` | two honest instances share each identity and keys (Twins) |
 //! | `mutate` | run the honest code but corrupt one field (view, slot, range bound, digest, list length, bytes) of half of their outgoing messages, re-signing what is signed ([`attacks::FieldSurgery`]) |
-//! | `mixed` | each picks one of the above (or forging, or switching between behaviours over time) from the seed |
+//! | `mixed` | each picks one of the above (or forging, or switching between behaviours over time) from the seed, and correct replicas crash and restart (below) |
+//!
+//! **Crash-restart** (`--crash-restart`, always on with `mixed`): every
+//! correct replica keeps its `Effect::Persist` records on a modeled disk
+//! ([`byzscale_sim::storage`]: group commits of 0.2–2 ms, sends held until
+//! their records are synced, a crash keeps the synced records and a random
+//! prefix of the rest) and restarts with [`Replica::recover`] from what the
+//! disk kept. One to four episodes per run ([`byzscale_sim::crashes`]),
+//! triggered as client requests complete: 1 to F correct replicas crash at
+//! once, or all of them (a power loss of the group), each down for 1 ms to
+//! two request timeouts. With K Byzantine replicas besides, up to K + F
+//! replicas are out at a time: no progress then, but no safety loss, and the
+//! run must still complete once they are back. The checkers follow a
+//! restarted replica from what it recovered: the slots it executes again
+//! must agree with what was decided there.
 //!
 //! The network misbehaves until it stabilizes (1% loss, 1% duplication, 5%
 //! reordering); liveness is required only after that. The [`workload`] is a
@@ -45,11 +59,13 @@ use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
+use byzscale_sim::crashes::{CrashOptions, CrashPlan};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
 use byzscale_sim::runner::{identity, percentile_ms};
 use byzscale_sim::scenario::{
-    self, crypto_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
+    self, crypto_label, restart_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
 };
+use byzscale_sim::storage::{Disk, SharedDisk, StorageModel};
 use byzscale_smr as smr;
 use byzscale_smr::{Client, GroupInfo, Message, Params, Replica};
 use rand::{Rng, SeedableRng};
@@ -57,6 +73,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// A replica of the scenario.
 pub type Rep = Replica<KvStore>;
@@ -81,6 +98,9 @@ pub struct Config {
     pub read_ratio: f64,
     pub network: NetworkChoice,
     pub crash_leader_at_ms: Option<f64>,
+    /// Crash and restart correct replicas from their disks (always on with
+    /// the `mixed` adversary; see the crate docs).
+    pub crash_restart: bool,
     pub modeled_crypto: bool,
     pub trace: Option<PathBuf>,
 }
@@ -102,6 +122,7 @@ impl Config {
             read_ratio: 0.2,
             network: NetworkChoice::default(),
             crash_leader_at_ms: None,
+            crash_restart: false,
             modeled_crypto: false,
             trace: None,
         }
@@ -129,6 +150,12 @@ impl Config {
             )));
         }
         Ok(qs)
+    }
+
+    /// Whether correct replicas keep their records on disks and crash and
+    /// restart on a schedule drawn from the seed.
+    pub fn restarts(&self) -> bool {
+        self.crash_restart || self.adversary == Adversary::Mixed
     }
 
     fn crypto_mode(&self) -> CryptoMode {
@@ -179,6 +206,7 @@ pub struct Report {
     pub byzantine_count: usize,
     pub network: String,
     pub crypto: &'static str,
+    pub crash_restart: bool,
     #[serde(flatten)]
     pub summary: Summary,
     pub committed_requests: u64,
@@ -199,13 +227,14 @@ pub struct Report {
 impl scenario::Report for Report {
     fn table(&self) -> String {
         let mut s = format!(
-            "smr: N={} f={} Δ={} {} | adversary {} ×{} | network {} | crypto {}\n",
+            "smr: N={} f={} Δ={} {} | adversary {} ×{}{} | network {} | crypto {}\n",
             self.replicas,
             self.f,
             self.delta,
             self.mode,
             self.byzantine,
             self.byzantine_count,
+            restart_label(self.crash_restart),
             self.network,
             self.crypto
         );
@@ -276,6 +305,20 @@ impl Endpoints {
 
 type SmrSim = Sim<Message, Input, Output>;
 
+/// The crash-restart schedule of a run and the disks of its correct replicas.
+#[derive(Default)]
+pub struct Restarts {
+    pub plan: CrashPlan,
+    pub disks: BTreeMap<NodeIdx, SmrDisk>,
+}
+
+/// A replica's disk: the fold of its records ([`smr::Durable`]).
+pub type SmrDisk = SharedDisk<smr::replica::Record, smr::Durable>;
+
+fn fold(d: &mut smr::Durable, r: smr::replica::Record) {
+    d.apply(r);
+}
+
 impl Scenario for Config {
     type Message = Message;
     type World = Audit;
@@ -307,19 +350,38 @@ impl Scenario for Config {
         let regions = net.regions.len().max(1);
         let mut sim: SmrSim = Sim::new(seed, net, CpuModel::calibrated());
         let byz = self.byzantine(&mut rng);
-        let keys = Endpoints::new(self, &members);
+        let keys = Rc::new(Endpoints::new(self, &members));
 
         let mut team = attacks::Team::new(self.adversary, members.clone(), &params);
         let mut replica_nodes = BTreeMap::new();
+        let mut correct = Vec::new();
+        let mut disks = BTreeMap::new();
         for (i, &me) in members.iter().enumerate() {
             let make = || attacks::replica(me, &g, &params);
             let crypto = || keys.replica(i);
             let addr = keys.replicas[i].0;
             let placed = if byz.contains(&i) {
                 team.add(&mut sim, &mut rng, addr, i % regions, crypto, make)
+            } else if self.restarts() {
+                let disk: SmrDisk = Disk::shared(StorageModel::ssd(), smr::Durable::new(), fold);
+                let first = Replica::new(me, g.clone(), params.clone(), KvStore::new());
+                let (g, p, keys) = (g.clone(), params.clone(), keys.clone());
+                let recover = move |kept: &smr::Durable| {
+                    let (g, p, crypto) = (g.clone(), p.clone(), keys.replica(i));
+                    Replica::recover(me, g, p, KvStore::new(), kept.clone(), &crypto)
+                };
+                let d = disk.clone();
+                let replica = ProtocolActor::replica;
+                let idx =
+                    sim.add_durable_node(addr, crypto(), i % regions, d, first, replica, recover);
+                disks.insert(idx, disk);
+                vec![idx]
             } else {
                 vec![sim.add_node(addr, crypto(), make(), i % regions)]
             };
+            if !byz.contains(&i) {
+                correct.extend(placed.iter().copied());
+            }
             for idx in placed {
                 replica_nodes.insert(idx, i);
             }
@@ -341,7 +403,14 @@ impl Scenario for Config {
             sim.crash((ms * MILLIS as f64) as Time, leader);
         }
 
-        let mut world = Audit::new(self, seed, byz, replica_nodes, client_idx.clone());
+        let plan = if self.restarts() {
+            let opts = CrashOptions::standard(params.request_timeout);
+            CrashPlan::draw(seed, &[correct], self.f, self.requests, &opts)
+        } else {
+            CrashPlan::none()
+        };
+        let restarts = Restarts { plan, disks };
+        let mut world = Audit::new(self, seed, byz, replica_nodes, client_idx.clone(), restarts);
         // clients start staggered by 100 µs
         for (cl, &node) in client_idx.iter().enumerate() {
             let at = cl as Time * 100 * 1_000;
@@ -384,6 +453,9 @@ impl Scenario for Config {
         if let Some(t) = self.crash_leader_at_ms {
             c.push_str(&format!(" --crash-leader-at {t}"));
         }
+        if self.restarts() {
+            c.push_str(" --crash-restart");
+        }
         if self.modeled_crypto {
             c.push_str(" --modeled-crypto");
         }
@@ -404,6 +476,7 @@ impl Scenario for Config {
             byzantine_count: self.byzantine_count,
             network: self.network.name(),
             crypto: crypto_label(self.modeled_crypto),
+            crash_restart: self.restarts(),
             summary: sweep.summary(),
             committed_requests: sweep.sum(|r| r.run.committed),
             completed_requests: sweep.sum(|r| r.run.completed),

@@ -213,3 +213,56 @@ fn trace_lines_have_the_documented_shape() {
     assert!(decides >= 4, "every replica decides");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Silent replicas are a liveness attack: K = 2 > F = 1 silent replicas of
+/// four leave no quorum, so nothing is decided (and nothing unsafe).
+#[test]
+fn too_many_silent_replicas_stop_progress_but_not_safety() {
+    let mut c = cfg(4, 1, 0, Adversary::Silent, 2);
+    c.seeds = 2;
+    let r = run_many(&c, |_, _| {}).expect("runs");
+    assert_eq!(
+        r.summary.safety_violations, 0,
+        "{:#?}",
+        r.summary.failing_seeds
+    );
+    assert_eq!(r.summary.liveness_failures, 2);
+    assert!(r.completed_requests < 60 * 2);
+}
+
+/// Slow and replaying replicas are liveness attacks, even beyond F (K = 2 of
+/// 4): nothing unsafe is decided, and the test shows what each costs against
+/// a clean run of the same seeds (virtual time, deterministic): slow
+/// replicas hold the median latency back by an order of magnitude (the
+/// quorum waits for one of them), replays add messages that correct
+/// replicas drop as duplicates.
+#[test]
+fn liveness_attacks_beyond_f_show_their_cost() {
+    let run = |adv, k| {
+        let mut c = cfg(4, 1, 0, adv, k);
+        c.seeds = 2;
+        let r = run_many(&c, |_, _| {}).expect("runs");
+        assert_eq!(
+            r.summary.safety_violations, 0,
+            "{adv:?}: {:#?}",
+            r.summary.failing_seeds
+        );
+        r
+    };
+    let clean = run(Adversary::None, 0);
+    let slow = run(Adversary::Slow, 2);
+    assert!(
+        slow.latency_p50_ms > 10.0 * clean.latency_p50_ms,
+        "slow p50 {} ms vs clean {} ms",
+        slow.latency_p50_ms,
+        clean.latency_p50_ms
+    );
+    let replay = run(Adversary::Replay, 2);
+    assert_eq!(replay.completed_requests, clean.completed_requests);
+    assert!(
+        replay.messages > clean.messages,
+        "replay {} messages vs clean {}",
+        replay.messages,
+        clean.messages
+    );
+}

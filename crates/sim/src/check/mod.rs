@@ -91,6 +91,13 @@ impl<N: Ord + Clone + Debug, V: PartialEq + Clone + Debug> LogChecker<N, V> {
         }
     }
 
+    /// `node` restarted from its disk holding positions up to `pos`: it may
+    /// decide positions it decided before again (replaying its log, or after
+    /// a state transfer), and each must agree with what was decided there.
+    pub fn restart(&mut self, node: N, pos: u64) {
+        self.next.insert(node, pos + 1);
+    }
+
     /// The value decided at `pos`, if any node decided it.
     pub fn decided(&self, pos: u64) -> Option<&V> {
         self.first.get(&pos).map(|(_, v)| v)
@@ -142,5 +149,22 @@ mod tests {
         assert_eq!(c.violation_count(), 1);
         c.skip_to(0, 5);
         assert_eq!(c.violation_count(), 2);
+    }
+
+    #[test]
+    fn a_restarted_node_may_decide_again_but_must_agree() {
+        let mut c = LogChecker::new();
+        for p in 1..=5 {
+            c.decide(0, p, p * 10);
+        }
+        c.restart(0, 2);
+        c.decide(0, 3, 30);
+        c.decide(0, 4, 40);
+        assert_eq!(c.violation_count(), 0);
+        c.decide(0, 5, 55);
+        assert_eq!(c.violation_count(), 1);
+        assert!(c.violations()[0].starts_with("agreement: position 5"));
+        c.decide(0, 7, 70);
+        assert_eq!(c.violation_count(), 2, "a hole after a restart");
     }
 }

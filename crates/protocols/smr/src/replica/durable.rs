@@ -348,6 +348,7 @@ impl<S: Service> Replica<S> {
         crypto: &Crypto,
     ) -> Result<Self, String> {
         let mut r = Replica::new(me, g, p, service);
+        r.recovered = true;
         let low = durable.low();
         let mut executed = 0;
         if let Some((cert, bytes)) = durable.checkpoint {

@@ -171,6 +171,9 @@ pub struct Replica<S: Service> {
     // transfer (transfer.rs)
     fetch_timer: bool,
     executed_at_fetch: Slot,
+    /// Restarted from a disk ([`Replica::recover`]): at start, ask the
+    /// others for the decisions after what it replayed.
+    recovered: bool,
 
     stats: Stats,
 }
@@ -211,6 +214,7 @@ impl<S: Service> Replica<S> {
             vc_attempts: 0,
             fetch_timer: false,
             executed_at_fetch: 0,
+            recovered: false,
             stats: Stats::default(),
         }
     }
@@ -367,6 +371,7 @@ impl<S: Service> Protocol for Replica<S> {
         if self.order.highest_seen() > self.executed() {
             self.arm_fetch(cx);
         }
+        self.ask_what_was_missed(cx);
         if let Some(view) = self.recovering_change() {
             cx.multicast(self.others(), Message::Stop { view });
             self.send_stop_data(view, cx);

@@ -89,7 +89,29 @@ impl<S: Service> Replica<S> {
         self.execute_ready(cx);
     }
 
+    /// A restarted replica cannot tell from its disk what was decided while
+    /// it was down, and an idle group sends it nothing that would show it
+    /// lags (PBFT's recovering replica likewise asks the others first): it
+    /// asks for the log after what it replayed. The others answer with
+    /// their decisions, and learn from the request that it executed up to
+    /// `from - 1` (see [`Self::on_fetch_log`]), so replicas of a whole
+    /// group restarting one after the other find the furthest one.
+    pub(super) fn ask_what_was_missed(&mut self, cx: &mut Ctx<S>) {
+        if !self.recovered || self.fetching.is_some() {
+            return;
+        }
+        let from = self.executed() + 1;
+        let to = from.saturating_add(self.p.window);
+        cx.multicast(self.others(), Message::FetchLog { from, to });
+    }
+
     pub(super) fn on_fetch_log(&mut self, from: usize, from_slot: Slot, to: Slot, cx: &mut Ctx<S>) {
+        // the requester executed up to `from_slot - 1`: if that is ahead of
+        // us, fetch (a Byzantine requester makes us ask at most a window)
+        let ahead = from_slot
+            .saturating_sub(1)
+            .min(self.executed().saturating_add(self.p.window));
+        self.note_slot(from, ahead, cx);
         // the requester is behind our last checkpoint: the log it asks for is gone,
         // send the certified snapshot instead
         if from_slot <= self.order.low() {
