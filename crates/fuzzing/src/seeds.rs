@@ -450,7 +450,7 @@ fn authed(group: GroupId, members: &[NodeId], seq: u64, op: Vec<u8>) -> Request 
         auth: c.authenticator(&to, &bytes).expect("known replicas"),
         // even sequence numbers also carry the client's signature (the path
         // of a client a replica made sign)
-        sig: (seq % 2 == 0).then(|| c.sign(&bytes)),
+        sig: seq.is_multiple_of(2).then(|| c.sign(&bytes)),
         op,
     }
 }
