@@ -213,7 +213,10 @@ impl<P: Payload> Bracha<P> {
             .order
             .next(source)
             .min(start.saturating_add(MAX_ANSWER));
-        for seq in start..end {
+        // the transport drops the *oldest* queued frames on overflow: queue
+        // the most needed vouch (the requester's frontier) last, or a slow
+        // link loses exactly that one on every ask
+        for seq in (start..end).rev() {
             if let Some(signed) = self.catchup.get(&(source, seq)) {
                 let signed = signed.clone();
                 cx.send(

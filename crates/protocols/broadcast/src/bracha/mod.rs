@@ -1115,6 +1115,51 @@ mod tests {
         assert_eq!(p.faults(), vec!["bracha-unknown-source"]);
     }
 
+    /// The transport drops the oldest queued frames of a slow link: the
+    /// vouch a lagging member needs first (its frontier) must be queued last.
+    /// Sent first, it was the one lost on every ask, and a member behind a
+    /// loaded link never caught up (at2_deployment, frames dropped).
+    #[test]
+    fn vouches_queue_the_requesters_frontier_last() {
+        let mut p = retransmitting();
+        for seq in 1..=3u64 {
+            let s = signed_by(1, seq, 40 + seq as u32);
+            let d = s.digest(&p.crypto, NodeId(1), seq);
+            p.msg(1, Message::Send { seq, signed: s });
+            for from in [2, 3] {
+                let digest = d;
+                p.msg(
+                    from,
+                    Message::Ready {
+                        source: NodeId(1),
+                        seq,
+                        digest,
+                    },
+                );
+            }
+        }
+        assert_eq!(p.delivered(), vec![41, 42, 43]);
+        p.fx.clear();
+        p.msg(
+            2,
+            Message::Fetch {
+                source: NodeId(1),
+                from: 1,
+            },
+        );
+        let order: Vec<u64> =
+            p.fx.iter()
+                .filter_map(|e| match e {
+                    Effect::Send {
+                        msg: Message::Vouch { seq, .. },
+                        ..
+                    } => Some(*seq),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(order, vec![3, 2, 1]);
+    }
+
     #[test]
     fn f_plus_one_vouches_deliver_and_a_stuck_member_fetches() {
         let mut p = retransmitting();
