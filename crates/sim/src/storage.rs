@@ -35,7 +35,7 @@
 
 use crate::engine::{Actor, ActorCx, BoxActor, NodeIdx, ProtocolActor, Sim};
 use byzscale_core::crypto::Crypto;
-use byzscale_core::protocol::{Fault, FaultKind, Protocol};
+use byzscale_core::protocol::{Cx, Effect, Fault, FaultKind, Protocol};
 use byzscale_core::protocol::{Time, MICROS, MILLIS};
 use byzscale_core::Addr;
 use rand::Rng;
@@ -447,6 +447,55 @@ impl<M, I, O> Actor<M, I, O> for Unrecoverable {
     fn input(&mut self, _: I, _: &mut ActorCx<'_, M, O>) {}
     fn message(&mut self, _: Addr, _: M, _: &mut ActorCx<'_, M, O>) {}
     fn timer(&mut self, _: u64, _: &mut ActorCx<'_, M, O>) {}
+}
+
+/// A protocol whose records go to an instant, shared disk as it emits them
+/// (no group commit, nothing lost): for tests that crash and restart a node
+/// from everything it recorded, without the timing of [`Disk`].
+pub struct Recorded<P: Protocol> {
+    pub inner: P,
+    pub disk: Rc<RefCell<Vec<P::Record>>>,
+}
+
+impl<P: Protocol> Recorded<P> {
+    pub fn new(inner: P, disk: Rc<RefCell<Vec<P::Record>>>) -> Self {
+        Recorded { inner, disk }
+    }
+
+    fn step(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut P, &mut Cx<'_, P>)) {
+        let ((), step) = cx.nested(|c| f(&mut self.inner, c));
+        for e in step.effects {
+            match e {
+                Effect::Persist(r) => self.disk.borrow_mut().push(r),
+                Effect::Send { to, msg } => cx.send(to, msg),
+                Effect::Multicast { to, msg } => cx.multicast(to, msg),
+                Effect::SetTimer { timer, after } => cx.set_timer(timer, after),
+                Effect::CancelTimer { timer } => cx.cancel_timer(timer),
+                Effect::Output(o) => cx.output(o),
+                Effect::Fault(f) => cx.report(f),
+            }
+        }
+    }
+}
+
+impl<P: Protocol> Protocol for Recorded<P> {
+    type Message = P::Message;
+    type Input = P::Input;
+    type Output = P::Output;
+    type Timer = P::Timer;
+    type Record = P::Record;
+    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        self.step(cx, |p, c| p.on_start(c));
+    }
+    fn on_input(&mut self, i: P::Input, cx: &mut Cx<'_, Self>) {
+        self.step(cx, |p, c| p.on_input(i, c));
+    }
+    fn on_message(&mut self, from: Addr, m: P::Message, cx: &mut Cx<'_, Self>) {
+        self.step(cx, |p, c| p.on_message(from, m, c));
+    }
+    fn on_timer(&mut self, t: P::Timer, cx: &mut Cx<'_, Self>) {
+        self.step(cx, |p, c| p.on_timer(t, c));
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use byzscale_at2::{Account, At2, Durable, Genesis, Input, Output, Record, TransferMsg};
 use byzscale_broadcast::bracha::{self, Bracha};
 use byzscale_core::crypto::{CryptoMode, Digest};
-use byzscale_core::protocol::{Cx, Effect, Time, MICROS, MILLIS, SECS};
+use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::{Addr, NodeId, Protocol};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{Control, NodeIdx, ProtocolActor, Sim};
@@ -29,48 +29,7 @@ type P = At2<Bracha<TransferMsg>>;
 type Rec = Record<bracha::Record<TransferMsg>>;
 type Disk = Rc<RefCell<Vec<Rec>>>;
 
-/// A process whose records go to its disk as it emits them.
-struct Recorded {
-    p: P,
-    disk: Disk,
-}
-
-impl Recorded {
-    fn step(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut P, &mut Cx<'_, P>)) {
-        let ((), step) = cx.nested(|c| f(&mut self.p, c));
-        for e in step.effects {
-            match e {
-                Effect::Persist(r) => self.disk.borrow_mut().push(r),
-                Effect::Send { to, msg } => cx.send(to, msg),
-                Effect::Multicast { to, msg } => cx.multicast(to, msg),
-                Effect::SetTimer { timer, after } => cx.set_timer(timer, after),
-                Effect::CancelTimer { timer } => cx.cancel_timer(timer),
-                Effect::Output(o) => cx.output(o),
-                Effect::Fault(f) => cx.report(f),
-            }
-        }
-    }
-}
-
-impl Protocol for Recorded {
-    type Message = <P as Protocol>::Message;
-    type Input = Input;
-    type Output = Output;
-    type Timer = <P as Protocol>::Timer;
-    type Record = Rec;
-    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
-        self.step(cx, |p, c| p.on_start(c));
-    }
-    fn on_input(&mut self, i: Input, cx: &mut Cx<'_, Self>) {
-        self.step(cx, |p, c| p.on_input(i, c));
-    }
-    fn on_message(&mut self, from: Addr, m: Self::Message, cx: &mut Cx<'_, Self>) {
-        self.step(cx, |p, c| p.on_message(from, m, c));
-    }
-    fn on_timer(&mut self, t: Self::Timer, cx: &mut Cx<'_, Self>) {
-        self.step(cx, |p, c| p.on_timer(t, c));
-    }
-}
+type Recorded = byzscale_sim::storage::Recorded<P>;
 
 type S = Sim<<P as Protocol>::Message, Input, Output>;
 
@@ -97,10 +56,10 @@ impl World {
     }
 
     fn process(&self, i: NodeId, p: P) -> Recorded {
-        Recorded {
-            p: p.with_batching(8, 64).with_checkpoints(8).with_history(64),
-            disk: self.disks[i.0 as usize].clone(),
-        }
+        Recorded::new(
+            p.with_batching(8, 64).with_checkpoints(8).with_history(64),
+            self.disks[i.0 as usize].clone(),
+        )
     }
 
     fn fresh(&self, i: NodeId) -> Recorded {
@@ -235,7 +194,7 @@ fn a_restarted_process_goes_on_catches_up_and_never_equivocates() {
     assert!(after.values().all(|n| *n == 20), "{after:?}");
     assert_eq!(sim.stats().faults, 0, "{:?}", sim.stats().fault_log.first());
     never_contradicted(&w);
-    let ledger = |i: u32| sim.protocol::<Recorded>(NodeIdx(i)).unwrap().p.ledger();
+    let ledger = |i: u32| sim.protocol::<Recorded>(NodeIdx(i)).unwrap().inner.ledger();
     for i in 0..4 {
         let l = ledger(i);
         assert_eq!(l.balances(), ledger(1).balances(), "n{i}");
@@ -248,7 +207,7 @@ fn a_restarted_process_goes_on_catches_up_and_never_equivocates() {
     }
     // the history of every account survives the restart (its count; the
     // order of transfers of different issuers may differ between processes)
-    let at2 = |i: u32| &sim.protocol::<Recorded>(NodeIdx(i)).unwrap().p;
+    let at2 = |i: u32| &sim.protocol::<Recorded>(NodeIdx(i)).unwrap().inner;
     for a in 0..4 {
         let total = |i: u32| at2(i).history(Account(a)).0;
         assert!(total(1) > 0);
@@ -264,6 +223,6 @@ fn a_restarted_process_goes_on_catches_up_and_never_equivocates() {
 fn restarting_at_sequence_number_one_freezes_the_process() {
     let (after, _w, sim) = crash_and_restart(false);
     assert_eq!(after.get(&0), None, "n0's transfers are never applied");
-    let others = sim.protocol::<Recorded>(NodeIdx(1)).unwrap().p.ledger();
+    let others = sim.protocol::<Recorded>(NodeIdx(1)).unwrap().inner.ledger();
     assert!(others.seq(NodeId(0)) <= 21);
 }

@@ -16,9 +16,9 @@ use byzscale_byzcast::{
     client, kv, replica, Client, Durable, Message, Record, Replica, Topology, Tree,
 };
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
-use byzscale_core::protocol::{Cx, Effect, Time, MICROS, MILLIS, SECS};
+use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::{Addr, ClientId, GroupId, NodeId, Protocol};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{Control, NodeIdx, ProtocolActor, Role, Sim};
 use byzscale_sim::net_model::NetModel;
@@ -30,48 +30,7 @@ use std::sync::Arc;
 
 type Disk = Rc<RefCell<Vec<Record>>>;
 
-/// A replica whose records go to its disk as it emits them.
-struct Recorded {
-    r: Replica,
-    disk: Disk,
-}
-
-impl Recorded {
-    fn step(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut Replica, &mut Cx<'_, Replica>)) {
-        let ((), step) = cx.nested(|c| f(&mut self.r, c));
-        for e in step.effects {
-            match e {
-                Effect::Persist(rec) => self.disk.borrow_mut().push(rec),
-                Effect::Send { to, msg } => cx.send(to, msg),
-                Effect::Multicast { to, msg } => cx.multicast(to, msg),
-                Effect::SetTimer { timer, after } => cx.set_timer(timer, after),
-                Effect::CancelTimer { timer } => cx.cancel_timer(timer),
-                Effect::Output(o) => cx.output(o),
-                Effect::Fault(f) => cx.report(f),
-            }
-        }
-    }
-}
-
-impl Protocol for Recorded {
-    type Message = Message;
-    type Input = replica::Input;
-    type Output = replica::Output;
-    type Timer = replica::Timer;
-    type Record = Record;
-    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
-        self.step(cx, |r, c| r.on_start(c));
-    }
-    fn on_input(&mut self, i: replica::Input, cx: &mut Cx<'_, Self>) {
-        self.step(cx, |r, c| r.on_input(i, c));
-    }
-    fn on_message(&mut self, from: Addr, m: Message, cx: &mut Cx<'_, Self>) {
-        self.step(cx, |r, c| r.on_message(from, m, c));
-    }
-    fn on_timer(&mut self, t: replica::Timer, cx: &mut Cx<'_, Self>) {
-        self.step(cx, |r, c| r.on_timer(t, c));
-    }
-}
+type Recorded = byzscale_sim::storage::Recorded<Replica>;
 
 type In = Role<client::Input, replica::Input>;
 /// Key-value pairs an MSET wrote.
@@ -179,10 +138,7 @@ impl World {
         } else {
             Replica::new(m, self.topo.clone(), self.params.clone(), client).unwrap()
         };
-        ProtocolActor::replica(Recorded {
-            r,
-            disk: self.disks[&m].clone(),
-        })
+        ProtocolActor::replica(Recorded::new(r, self.disks[&m].clone()))
     }
 
     fn sim(&self, seed: u64) -> Sim<Message, In, Out> {
@@ -267,7 +223,7 @@ fn run(sim: &mut Sim<Message, In, Out>, next: &mut u64, want: usize, until: Time
 /// Every acknowledged pair is in the KV store of every replica of its shard.
 fn check_stored(sim: &Sim<Message, In, Out>, acked: &[(Vec<u8>, Vec<u8>)]) {
     for m in 0..8u32 {
-        let r = &sim.protocol::<Recorded>(NodeIdx(m)).unwrap().r;
+        let r = &sim.protocol::<Recorded>(NodeIdx(m)).unwrap().inner;
         let store = r.machine().kv();
         for (k, v) in acked
             .iter()
@@ -323,14 +279,14 @@ fn a_restarted_parent_group_resumes_its_forward_streams() {
     );
     check_stored(&sim, &acked);
     for m in 8..12u32 {
-        let r = &sim.protocol::<Recorded>(NodeIdx(m)).unwrap().r;
+        let r = &sim.protocol::<Recorded>(NodeIdx(m)).unwrap().inner;
         for s in r.streams() {
             assert!(s.acked() > 30, "n{m}: {s:?} resumed and went on");
         }
     }
     // each child handled every index once, in order
     for m in 0..8u32 {
-        let r = &sim.protocol::<Recorded>(NodeIdx(m)).unwrap().r;
+        let r = &sim.protocol::<Recorded>(NodeIdx(m)).unwrap().inner;
         assert_eq!(r.machine().stats().stream_next, 61, "n{m}");
     }
 }
