@@ -97,6 +97,20 @@ fn more_byzantine_than_tolerated_is_caught() {
     assert_caught(&c, "--byzantine-count 2");
 }
 
+/// Twins beyond F: two replicas of four each run twice (two honest
+/// instances per identity and keys, each talking to half the group), so each
+/// half can form its own quorum and decide its own batch. Caught by the
+/// linearizability checker (seeds 2 and 17 of the CLI's default workload;
+/// the small workload of `cfg` is too short for it).
+#[test]
+fn more_twins_than_tolerated_are_caught() {
+    let mut c = Config::new(4, 1);
+    c.adversary = Adversary::Twins;
+    c.byzantine_count = 2;
+    c.seeds = 20;
+    assert_caught(&c, "--byzantine twins");
+}
+
 /// The field mutator (`--byzantine mutate`, `attacks::FieldSurgery`):
 /// correct replicas survive corrupted views, slots, ranges, digests, lengths
 /// and re-signed STOP-DATA and checkpoints from F replicas (no panic, every
