@@ -75,6 +75,14 @@ fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
         .query(&mut c)
         .unwrap();
     assert_eq!(ex, 2);
+    // a value over the replicas' 1 MiB operation limit is refused at once,
+    // naming the limit, and the connection keeps serving
+    let big = "x".repeat(2 << 20);
+    let e: Result<(), _> = redis::cmd("SET").arg(&a0).arg(&big).query(&mut c);
+    let e = e.expect_err("an oversized SET must fail").to_string();
+    assert!(e.contains("too large") && e.contains("1048576"), "{e}");
+    let g0: String = redis::cmd("GET").arg(&a0).query(&mut c).unwrap();
+    assert_eq!(g0, "zero");
     // the CLI routes the same way, from the deployment file or a node file
     let cli = common::client;
     let dep = v["deployment"].as_str().unwrap();

@@ -414,8 +414,12 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
     // the Redis gateway: a ByzCast client of the whole tree
     let gateway = match &rc.redis_addr {
         Some(addr) => {
+            let opts = byzscale_gateway::GatewayOptions {
+                max_op_bytes: n.file.smr.max_op_bytes,
+                ..Default::default()
+            };
             let connect = ByzcastClient::connect(dep, topo.clone(), n.file.smr.clone());
-            Some(Gateway::start(me, addr, Default::default(), &reg, connect).await?)
+            Some(Gateway::start(me, addr, opts, &reg, connect).await?)
         }
         None => None,
     };
