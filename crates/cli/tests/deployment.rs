@@ -69,21 +69,7 @@ fn wait_until(what: &str, f: impl FnMut() -> bool) {
 
 #[test]
 fn killed_replica_recovers_from_disk_and_catches_up_and_garbage_is_rejected() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("byzscale-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    // below the ephemeral range (32768..), where outgoing connections take ports
-    let base = 10_000 + (std::process::id() % 20_000) as u16;
-    let base_port = base.to_string();
-    let args = [
-        "config",
-        "local",
-        "--replicas",
-        "4",
-        "--base-port",
-        &base_port,
-        "--out",
-    ];
-    common::run_ok(args.iter().map(OsStr::new).chain([dir.as_os_str()]));
+    let (dir, base) = common::local_config("byzscale-e2e", 10_000, 20_000);
     let mut nodes: Vec<Option<Node>> = (0..4).map(|i| Some(Node::start(&dir, i))).collect();
     let metrics = |i: usize| format!("127.0.0.1:{}", base as usize + 100 + i);
     wait_until("replicas up", || {

@@ -5,10 +5,8 @@
 //! serve again, and after that a leader crash must still end in a view change.
 //! Waits are bounded polls for progress, never timing assertions.
 
-use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,22 +69,7 @@ fn set_ok(addr: &str, key: &str, value: &str) -> bool {
 
 #[test]
 fn a_whole_group_sigkill_loses_no_acknowledged_write_and_a_leader_crash_after_it_completes() {
-    let pid = std::process::id();
-    let dir: PathBuf = std::env::temp_dir().join(format!("byzscale-e2e-wgc-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    // below the ephemeral range (32768..), where outgoing connections take ports
-    let base = 12_000 + (pid % 18_000) as u16;
-    let base_port = base.to_string();
-    let args = [
-        "config",
-        "local",
-        "--replicas",
-        "4",
-        "--base-port",
-        &base_port,
-        "--out",
-    ];
-    common::run_ok(args.iter().map(OsStr::new).chain([dir.as_os_str()]));
+    let (dir, base) = common::local_config("byzscale-e2e-wgc", 12_000, 18_000);
     let metrics = |i: usize| format!("127.0.0.1:{}", base as usize + 100 + i);
     let redis = |i: usize| format!("127.0.0.1:{}", base as usize + 200 + i);
     let mut nodes: Vec<Node> = (0..4).map(|i| Node::start(&dir, i)).collect();

@@ -54,6 +54,32 @@ impl Drop for Node {
     }
 }
 
+/// `byzscale config local --replicas 4` into a fresh `<tmp>/<name>-<pid>`
+/// with its base port at `low + pid % span` (below the ephemeral range,
+/// 32768.., where outgoing connections take ports): the folder and the port.
+pub fn local_config(name: &str, low: u16, span: u32) -> (std::path::PathBuf, u16) {
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("{name}-{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let base = low + (pid % span) as u16;
+    let base_port = base.to_string();
+    let args = [
+        "config",
+        "local",
+        "--replicas",
+        "4",
+        "--base-port",
+        &base_port,
+        "--out",
+    ];
+    run_ok(
+        args.iter()
+            .map(std::ffi::OsStr::new)
+            .chain([dir.as_os_str()]),
+    );
+    (dir, base)
+}
+
 /// The last stdout line of a command, as JSON.
 pub fn json(out: &std::process::Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -157,19 +157,14 @@ impl StreamOut {
     }
 
     fn request(&self, seq: u64, op: &[u8], cx: &Cx<'_, Self>) -> Request {
-        let bytes = Request::auth_bytes(self.child.id, self.client, seq, false, op);
-        let auth = cx
-            .crypto()
-            .authenticator(&self.child.addrs(), &bytes)
-            .unwrap_or_else(|_| vec![Default::default(); self.child.n()]);
-        Request {
-            client: self.client,
+        Request::authenticated(
+            cx.crypto(),
+            &self.child,
+            self.client,
             seq,
-            read_only: false,
-            op: op.to_vec(),
-            auth,
-            sig: None,
-        }
+            false,
+            op.to_vec(),
+        )
     }
 
     /// Send every unsent entry inside the window: to the believed leader, or
@@ -327,16 +322,13 @@ impl Protocol for StreamOut {
     fn on_timer(&mut self, _: Retry, cx: &mut Cx<'_, Self>) {
         self.armed = false;
         if self.d.acked == self.progress_mark {
-            let (group, client) = (self.child.id, self.client);
+            let group = self.child.id;
             let mut resend = Vec::new();
             for e in self.entries.values_mut() {
                 let Some(req) = e.req.as_mut() else { continue };
-                if req.sig.is_none() {
-                    // retransmissions carry the signature a child replica may
-                    // require (a request that failed its MAC in a batch)
-                    let bytes = Request::auth_bytes(group, client, req.seq, false, &req.op);
-                    req.sig = Some(cx.crypto().sign(&bytes));
-                }
+                // retransmissions carry the signature a child replica may
+                // require (a request that failed its MAC in a batch)
+                req.sign(cx.crypto(), group);
                 resend.push(req.clone());
                 if resend.len() == RESEND {
                     break;

@@ -168,19 +168,7 @@ impl Client {
     }
 
     fn make_request(&self, seq: u64, read_only: bool, op: Vec<u8>, cx: &Cx<'_, Self>) -> Request {
-        let bytes = Request::auth_bytes(self.g.id, self.id, seq, read_only, &op);
-        let auth = cx
-            .crypto()
-            .authenticator(&self.g.addrs(), &bytes)
-            .unwrap_or_else(|_| vec![Default::default(); self.g.n()]);
-        Request {
-            client: self.id,
-            seq,
-            read_only,
-            op,
-            auth,
-            sig: None,
-        }
+        Request::authenticated(cx.crypto(), &self.g, self.id, seq, read_only, op)
     }
 
     fn start(
@@ -346,13 +334,9 @@ impl Protocol for Client {
                     o.retries += 1;
                     tracing::debug!(client = %self.id, seq, retries = o.retries, replies = o.replies.keys(), "retransmitting");
                     let backoff = self.p.client_retry.saturating_mul(1 << o.retries.min(3));
-                    if o.req.sig.is_none() {
-                        // a replica may require a signature of us (a request
-                        // in our name failed authentication in a batch)
-                        let r = &o.req;
-                        let bytes = Request::auth_bytes(self.g.id, r.client, r.seq, false, &r.op);
-                        o.req.sig = Some(cx.crypto().sign(&bytes));
-                    }
+                    // a replica may require a signature of us (a request in
+                    // our name failed authentication in a batch)
+                    o.req.sign(cx.crypto(), self.g.id);
                     cx.multicast(self.g.addrs(), Message::Request(o.req.clone()));
                     cx.set_timer(Timer::Retry(seq), backoff);
                 }

@@ -1,8 +1,9 @@
 //! Wire messages of the SMR core. Everything here is plain data; signatures
 //! cover the canonical encodings produced by the `*_bytes` functions.
 
+use crate::GroupInfo;
 use byzscale_core::codec;
-use byzscale_core::crypto::{Digest, Mac, Signature};
+use byzscale_core::crypto::{Crypto, Digest, Mac, Signature};
 use byzscale_core::{ClientId, GroupId, NodeId};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -30,6 +31,41 @@ pub struct Request {
 }
 
 impl Request {
+    /// Request `seq` of `client` to `group`, with a MAC for each member (an
+    /// unknown member's entry is zero and fails there: the replica drops the
+    /// request, the client retries). Unsigned: a client signs from its first
+    /// retransmission on (see [`Request::sign`]).
+    pub fn authenticated(
+        crypto: &Crypto,
+        group: &GroupInfo,
+        client: ClientId,
+        seq: u64,
+        read_only: bool,
+        op: Vec<u8>,
+    ) -> Request {
+        let bytes = Request::auth_bytes(group.id, client, seq, read_only, &op);
+        let auth = crypto
+            .authenticator(&group.addrs(), &bytes)
+            .unwrap_or_else(|_| vec![Default::default(); group.n()]);
+        Request {
+            client,
+            seq,
+            read_only,
+            op,
+            auth,
+            sig: None,
+        }
+    }
+
+    /// Add the client's signature, which every replica can check, if it is
+    /// not there yet.
+    pub fn sign(&mut self, crypto: &Crypto, group: GroupId) {
+        if self.sig.is_none() {
+            let bytes = Request::auth_bytes(group, self.client, self.seq, self.read_only, &self.op);
+            self.sig = Some(crypto.sign(&bytes));
+        }
+    }
+
     pub fn auth_bytes(
         group: GroupId,
         client: ClientId,

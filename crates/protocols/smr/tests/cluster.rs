@@ -11,7 +11,6 @@ use byzscale_core::crypto::Mac;
 use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
 use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::service::Service;
 use byzscale_core::{Addr, ClientId, Cx, Fault, GroupId, NoRecord, NodeId, Protocol};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{Control, NodeIdx, Observer, ProtocolActor, RunStatus, Sim, TraceKind};
@@ -19,25 +18,8 @@ use byzscale_sim::net_model::{NetModel, Partition};
 use byzscale_smr::{client, replica, Client, GroupInfo, Message, Params, Replica, Request};
 use std::collections::BTreeMap;
 
-/// Appends each op to a log; replies with the log length.
-#[derive(Default)]
-struct Log(Vec<Vec<u8>>);
-impl Service for Log {
-    fn execute(&mut self, op: &[u8]) -> Vec<u8> {
-        self.0.push(op.to_vec());
-        (self.0.len() as u64).to_le_bytes().to_vec()
-    }
-    fn query(&self, _op: &[u8]) -> Option<Vec<u8>> {
-        Some((self.0.len() as u64).to_le_bytes().to_vec())
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        byzscale_core::codec::to_bytes(&self.0)
-    }
-    fn restore(&mut self, s: &[u8]) -> Result<(), String> {
-        self.0 = byzscale_core::codec::from_bytes(s, usize::MAX).map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
+mod common;
+use common::Log;
 
 #[derive(Debug)]
 enum In {

@@ -17,7 +17,6 @@
 use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
 use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::service::Service;
 use byzscale_core::{Addr, ClientId, Fault, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{
@@ -29,25 +28,8 @@ use byzscale_smr::replica::{Durable, Record};
 use byzscale_smr::{client, replica, Batch, Client, GroupInfo, Message, Params, Replica, Request};
 use std::collections::BTreeMap;
 
-/// Appends each op to a log; replies with the log length.
-#[derive(Default)]
-struct Log(Vec<Vec<u8>>);
-impl Service for Log {
-    fn execute(&mut self, op: &[u8]) -> Vec<u8> {
-        self.0.push(op.to_vec());
-        (self.0.len() as u64).to_le_bytes().to_vec()
-    }
-    fn query(&self, _op: &[u8]) -> Option<Vec<u8>> {
-        Some((self.0.len() as u64).to_le_bytes().to_vec())
-    }
-    fn snapshot(&self) -> Vec<u8> {
-        byzscale_core::codec::to_bytes(&self.0)
-    }
-    fn restore(&mut self, s: &[u8]) -> Result<(), String> {
-        self.0 = byzscale_core::codec::from_bytes(s, usize::MAX).map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
+mod common;
+use common::Log;
 
 #[derive(Debug)]
 enum In {
@@ -342,17 +324,7 @@ impl World {
 /// The request `seq` of the client with op `op` (authenticated for every
 /// replica, as the scripted leader needs them).
 fn request(w: &World, seq: u64, op: &[u8]) -> Request {
-    let c = w.crypto(4);
-    let bytes = Request::auth_bytes(GroupId(0), CLIENT, seq, false, op);
-    let auth = c.authenticator(&w.g.addrs(), &bytes).unwrap();
-    Request {
-        client: CLIENT,
-        seq,
-        read_only: false,
-        op: op.to_vec(),
-        auth,
-        sig: None,
-    }
+    Request::authenticated(&w.crypto(4), &w.g, CLIENT, seq, false, op.to_vec())
 }
 
 fn digest(b: &Batch) -> Digest {

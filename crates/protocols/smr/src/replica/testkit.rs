@@ -62,16 +62,7 @@ pub fn group() -> GroupInfo {
 
 pub fn request(seq: u64, op: &[u8]) -> Request {
     let c = crypto(Addr::Client(CLIENT));
-    let bytes = Request::auth_bytes(GroupId(0), CLIENT, seq, false, op);
-    let auth = c.authenticator(&group().addrs(), &bytes).unwrap();
-    Request {
-        client: CLIENT,
-        seq,
-        read_only: false,
-        op: op.to_vec(),
-        auth,
-        sig: None,
-    }
+    Request::authenticated(&c, &group(), CLIENT, seq, false, op.to_vec())
 }
 
 pub type R = Replica<Count>;
