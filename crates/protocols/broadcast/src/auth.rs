@@ -7,11 +7,11 @@
 //! copy (same payload and signature, or same payload under another valid
 //! signature) costs one comparison or one hash, never a second signature
 //! check. It holds at most `cap` distinct payloads: a correct source signs one
-//! per instance, so more is a Byzantine source. [`Payloads::learn`] refuses
-//! them (the probabilistic layers name candidates by position);
-//! [`Payloads::admit`] keeps the best-scored ones instead (Bracha, which
-//! scores payloads by their ECHO votes, so that junk a Byzantine source signed
-//! cannot keep out the payload the correct processes deliver).
+//! per instance, so more is a Byzantine source, and the table then keeps the
+//! best-scored ones ([`Payloads::admit`], [`Payloads::lowest`]): Bracha scores
+//! payloads by their ECHO votes, the probabilistic stack by the weighted
+//! votes of its samples, so that junk a Byzantine source signed cannot keep
+//! out the payload the correct processes deliver.
 //!
 //! Payloads are addressed by position (the probabilistic layers name a
 //! candidate by its index) and by digest (Bracha's ECHO/READY carry digests).
@@ -23,8 +23,6 @@ use byzscale_core::NodeId;
 /// Why a carried payload was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
-    /// The instance already holds `cap` distinct payloads.
-    TooMany,
     /// The source's signature does not verify; the payload's digest.
     BadSignature(Digest),
 }
@@ -42,34 +40,6 @@ impl<P: Payload> Payloads<P> {
             known: Vec::new(),
             cap,
         }
-    }
-
-    /// Check `s` as a payload of `(source, seq)`, learning it if it is new and
-    /// authentic; returns its position and digest.
-    pub(crate) fn learn(
-        &mut self,
-        crypto: &Crypto,
-        source: NodeId,
-        seq: u64,
-        s: Signed<P>,
-    ) -> Result<(usize, Digest), Refused> {
-        // the common case: a copy of a payload already verified
-        if let Some(i) = self.known.iter().position(|(_, k)| *k == s) {
-            return Ok((i, self.known[i].0));
-        }
-        let d = s.digest(crypto, source, seq);
-        if let Some(i) = self.position(&d) {
-            // same payload, another signature: the payload is authentic
-            return Ok((i, d));
-        }
-        if self.known.len() >= self.cap {
-            return Err(Refused::TooMany);
-        }
-        if s.check(crypto, source, seq).is_err() {
-            return Err(Refused::BadSignature(d));
-        }
-        self.known.push((d, s));
-        Ok((self.known.len() - 1, d))
     }
 
     /// Check `s` as a payload of `(source, seq)` without learning it: its
@@ -94,42 +64,63 @@ impl<P: Payload> Payloads<P> {
     }
 
     /// Keep the checked payload `s` with digest `d`, whose `score` is
-    /// `score(d)`: into a free place, or in place of the kept payload with the
-    /// lowest score if that is lower (the oldest among equals; a payload
+    /// `score(d)`: into a free place, or in the place of the kept payload with
+    /// the lowest score if that is lower (the oldest among equals; a payload
     /// scored `u64::MAX` is never replaced, and a payload so scored always
-    /// gets a place unless every kept one is so scored). Whether it is kept.
-    /// Positions of later payloads shift: for callers that address payloads
-    /// by digest only.
+    /// gets a place unless every kept one is so scored). Its position if it
+    /// is kept; the other payloads keep theirs (the probabilistic layers name
+    /// candidates by position, and forget the replaced one's state).
     pub(crate) fn admit(
         &mut self,
         d: Digest,
         s: Signed<P>,
         score: impl Fn(&Digest) -> u64,
-    ) -> bool {
-        if self.contains(&d) {
-            return true;
+    ) -> Option<usize> {
+        if let Some(i) = self.position(&d) {
+            return Some(i);
         }
-        if self.known.len() >= self.cap {
-            let mine = score(&d);
-            let lowest = self
-                .known
-                .iter()
-                .enumerate()
-                .map(|(i, (k, _))| (score(k), i))
-                .min();
-            match lowest {
-                Some((low, i)) if low < mine => {
-                    self.known.remove(i);
-                }
-                _ => return false,
-            }
+        if self.known.len() < self.cap {
+            self.known.push((d, s));
+            return Some(self.known.len() - 1);
         }
-        self.known.push((d, s));
-        true
+        let i = self.lowest(score(&d), |_, k| score(k))?;
+        self.known[i] = (d, s);
+        Some(i)
     }
 
-    /// Add a payload this process signed itself (no check); `None` if full.
-    pub(crate) fn insert_own(&mut self, d: Digest, s: Signed<P>) -> Option<usize> {
+    /// The position of the kept payload with the lowest `score(position,
+    /// digest)`, if that is lower than `than` (the first among equals).
+    pub(crate) fn lowest(&self, than: u64, score: impl Fn(usize, &Digest) -> u64) -> Option<usize> {
+        let (low, i) = self
+            .known
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (score(i, k), i))
+            .min()?;
+        (low < than).then_some(i)
+    }
+
+    /// Whether the table holds `cap` payloads.
+    pub(crate) fn is_full(&self) -> bool {
+        self.known.len() >= self.cap
+    }
+
+    /// The position and digest of a payload already verified, if `s` is a
+    /// copy of one (same payload and signature: no hashing).
+    pub(crate) fn copy_of(&self, s: &Signed<P>) -> Option<(usize, Digest)> {
+        let i = self.known.iter().position(|(_, k)| k == s)?;
+        Some((i, self.known[i].0))
+    }
+
+    /// Put the checked payload `s` with digest `d` in place of the one at
+    /// position `i` (see [`Payloads::lowest`]).
+    pub(crate) fn replace(&mut self, i: usize, d: Digest, s: Signed<P>) {
+        self.known[i] = (d, s);
+    }
+
+    /// Add a payload already checked, or signed by this process; its
+    /// position, `None` if full.
+    pub(crate) fn insert(&mut self, d: Digest, s: Signed<P>) -> Option<usize> {
         if let Some(i) = self.position(&d) {
             return Some(i);
         }
@@ -179,25 +170,26 @@ mod tests {
     }
 
     #[test]
-    fn verifies_once_refuses_forgeries_and_bounds_the_set() {
+    fn verifies_once_refuses_forgeries_and_keeps_the_best_scored() {
         let src = crypto(1);
         let mut me = crypto(2);
         me.add_peer(Addr::Node(NodeId(1)), src.public()).unwrap();
         let mut p: Payloads<u32> = Payloads::new(2);
         let a = Signed::sign(&src, NodeId(1), 7, 10);
-        let (i, d) = p.learn(&me, NodeId(1), 7, a.clone()).unwrap();
-        assert_eq!(i, 0);
+        let d = p.check(&me, NodeId(1), 7, &a).unwrap();
+        assert_eq!(p.insert(d, a.clone()), Some(0));
         me.take_meter();
-        assert_eq!(p.learn(&me, NodeId(1), 7, a.clone()), Ok((0, d)));
+        assert_eq!(p.check(&me, NodeId(1), 7, &a), Ok(d));
+        assert_eq!(p.copy_of(&a), Some((0, d)));
         assert_eq!(
             me.take_meter().verifies,
             0,
             "a known copy is not checked again"
         );
         // the same payload replayed into another instance is not authentic there
-        let mut other: Payloads<u32> = Payloads::new(2);
+        let other: Payloads<u32> = Payloads::new(2);
         assert!(matches!(
-            other.learn(&me, NodeId(1), 8, a.clone()),
+            other.check(&me, NodeId(1), 8, &a),
             Err(Refused::BadSignature(_))
         ));
         let forged = Signed {
@@ -205,14 +197,31 @@ mod tests {
             sig: Signature(a.sig.0),
         };
         assert!(matches!(
-            p.learn(&me, NodeId(1), 7, forged),
+            p.check(&me, NodeId(1), 7, &forged),
             Err(Refused::BadSignature(_))
         ));
         let b = Signed::sign(&src, NodeId(1), 7, 12);
-        assert_eq!(p.learn(&me, NodeId(1), 7, b).unwrap().0, 1);
+        let db = p.check(&me, NodeId(1), 7, &b).unwrap();
+        assert_eq!(p.admit(db, b.clone(), |_| 0), Some(1));
+        assert!(p.is_full());
+        // full: a payload scored 2 takes the place of the lowest (b: 1), in place
         let c = Signed::sign(&src, NodeId(1), 7, 13);
-        assert_eq!(p.learn(&me, NodeId(1), 7, c), Err(Refused::TooMany));
-        assert_eq!(p.by_digest(&d), Some(&a));
+        let dc = p.check(&me, NodeId(1), 7, &c).unwrap();
+        let score = |k: &Digest| {
+            if *k == d {
+                5
+            } else if *k == db {
+                1
+            } else {
+                2
+            }
+        };
+        assert_eq!(p.admit(dc, c.clone(), score), Some(1));
+        assert_eq!(p.position(&d), Some(0), "the others keep their places");
+        assert!(!p.contains(&db));
+        // one scored no higher than the lowest kept is refused
+        assert_eq!(p.admit(db, b, |k| if *k == d { 5 } else { 2 }), None);
+        assert_eq!(p.by_digest(&dc), Some(&c));
         assert_eq!(p.take(&d), Some(a));
         assert!(!p.contains(&d));
     }

@@ -400,7 +400,6 @@ impl<P: Payload> Bracha<P> {
                 self.fault(cx, from, Fault::BadSignature, detail);
                 None
             }
-            Err(Refused::TooMany) => None,
         }
     }
 
@@ -413,13 +412,16 @@ impl<P: Payload> Bracha<P> {
         };
         let pinned = [inst.my_echo, inst.decided];
         let echoes = &inst.echoes;
-        let kept = inst.payloads.admit(d, s, |k| {
-            if pinned.contains(&Some(*k)) {
-                u64::MAX
-            } else {
-                echoes.votes(k)
-            }
-        });
+        let kept = inst
+            .payloads
+            .admit(d, s, |k| {
+                if pinned.contains(&Some(*k)) {
+                    u64::MAX
+                } else {
+                    echoes.votes(k)
+                }
+            })
+            .is_some();
         if kept && inst.decided == Some(d) {
             self.finish(cx, source, seq, d);
         }

@@ -43,6 +43,14 @@ pub enum In {
     Ready(Cand),
 }
 
+/// A vote for a candidate, as the multi-shot wrapper scores candidates it
+/// does not hold (see [`Layer::weight`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Vote {
+    Echo,
+    Ready,
+}
+
 /// What a layer wants sent; the wrapper attaches the payload for `Gossip`,
 /// `Echo` and `Ready` and the instance id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +129,15 @@ pub trait Layer: Clone + std::fmt::Debug + Default {
     fn handle(&mut self, from: NodeId, msg: In, cx: &mut LayerCx<'_>) -> Option<Cand>;
     /// What this instance delivered, if anything.
     fn delivered(&self) -> Option<Cand>;
+    /// The support a `vote` from `from` adds to its candidate here (its
+    /// multiplicity in the sample that counts it; 0 if it does not count).
+    fn weight(&self, from: NodeId, vote: Vote) -> u32;
+    /// Whether this process itself stands by candidate `c` (delivered,
+    /// echoed or ready for it): such a candidate is never replaced.
+    fn pins(&self, c: Cand) -> bool;
+    /// Forget everything counted for candidate `c`, whose place the wrapper
+    /// gives to another payload (never a pinned one).
+    fn forget(&mut self, c: Cand);
 }
 
 // ---------------------------------------------------------------------------
@@ -186,6 +203,16 @@ impl Layer for MurmurInstance {
     fn delivered(&self) -> Option<Cand> {
         self.delivered
     }
+
+    fn weight(&self, _: NodeId, _: Vote) -> u32 {
+        0
+    }
+
+    fn pins(&self, c: Cand) -> bool {
+        self.delivered == Some(c)
+    }
+
+    fn forget(&mut self, _: Cand) {}
 }
 
 // ---------------------------------------------------------------------------
@@ -296,6 +323,25 @@ impl Layer for SieveInstance {
 
     fn delivered(&self) -> Option<Cand> {
         self.delivered
+    }
+
+    fn weight(&self, from: NodeId, vote: Vote) -> u32 {
+        match vote {
+            Vote::Echo => self.sample.find(&from).map_or(0, |(_, m)| m),
+            Vote::Ready => 0,
+        }
+    }
+
+    fn pins(&self, c: Cand) -> bool {
+        self.murmur.pins(c) || self.echo == Some(c) || self.delivered == Some(c)
+    }
+
+    fn forget(&mut self, c: Cand) {
+        self.murmur.forget(c);
+        self.support[c as usize % MAX_CANDIDATES] = 0;
+        for r in self.replies.iter_mut().filter(|r| **r == c) {
+            *r = NONE;
+        }
     }
 }
 
@@ -423,5 +469,26 @@ impl Layer for ContagionInstance {
 
     fn delivered(&self) -> Option<Cand> {
         self.delivered
+    }
+
+    fn weight(&self, from: NodeId, vote: Vote) -> u32 {
+        match vote {
+            Vote::Echo => self.sieve.weight(from, vote),
+            Vote::Ready => self.ready_sample.count(&from) + self.delivery_sample.count(&from),
+        }
+    }
+
+    fn pins(&self, c: Cand) -> bool {
+        self.sieve.pins(c) || self.is_ready(c) || self.delivered == Some(c)
+    }
+
+    fn forget(&mut self, c: Cand) {
+        self.sieve.forget(c);
+        let k = c as usize % MAX_CANDIDATES;
+        self.ready_support[k] = 0;
+        self.delivery_support[k] = 0;
+        for r in &mut self.replies {
+            *r &= !bit(c);
+        }
     }
 }
