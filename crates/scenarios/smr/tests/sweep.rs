@@ -134,6 +134,35 @@ fn more_mutators_than_tolerated_are_caught() {
     assert_caught(&c, "--byzantine mutate");
 }
 
+/// Mixed beyond F (K = 2 of 4; each Byzantine replica draws a strategy,
+/// or the time-switching mix of behaviours around a colluding equivocator,
+/// with crash-restarts) breaks agreement on some seed (51 with the CLI's
+/// default workload; most seeds only stall, a liveness cost), and that seed
+/// replays the violation.
+#[test]
+fn more_mixed_than_tolerated_are_caught() {
+    let mut c = Config::new(4, 1);
+    c.adversary = Adversary::Mixed;
+    c.byzantine_count = 2;
+    let caught = (40..60u64)
+        .find(|s| !run_one(&c, *s).expect("run").outcome.violations.is_empty())
+        .expect("no violation in 20 seeds of mixed with K > F");
+    let texts = |seed| {
+        run_one(&c, seed)
+            .expect("run")
+            .outcome
+            .violations
+            .texts()
+            .to_vec()
+    };
+    let first = texts(caught);
+    assert!(
+        first.iter().any(|v| v.starts_with("agreement")),
+        "{first:?}"
+    );
+    assert_eq!(first, texts(caught), "seed {caught} does not replay");
+}
+
 #[test]
 fn crashed_leader_is_replaced_without_losing_requests() {
     let mut c = cfg(4, 1, 0, Adversary::None, 0);
