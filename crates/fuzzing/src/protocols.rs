@@ -11,9 +11,8 @@ use byzscale_byzcast::{Envelope, ExecReply, GroupMachine, Mode, Topology, Tree};
 use byzscale_core::codec::DEFAULT_MAX_FRAME;
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::service::Service;
-use byzscale_core::{GroupId, NodeId};
+use byzscale_core::GroupId;
 use byzscale_net::wire;
-use byzscale_smr::GroupInfo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
@@ -130,14 +129,8 @@ pub fn service_op(data: &[u8]) {
 pub fn topology() -> Arc<Topology> {
     static TOPO: OnceLock<Arc<Topology>> = OnceLock::new();
     TOPO.get_or_init(|| {
-        let groups = (0..3)
-            .map(|g| {
-                let members = (0..4).map(|i| NodeId(g * 4 + i)).collect();
-                let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).expect("n = 4, f = 1");
-                GroupInfo::new(GroupId(g), members, qs)
-            })
-            .collect();
-        Arc::new(Topology::new(Tree::two_level(2), groups, Mode::Byzcast).expect("valid tree"))
+        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).expect("n = 4, f = 1");
+        Arc::new(Topology::numbered(Tree::two_level(2), &qs, Mode::Byzcast).expect("valid tree"))
     })
     .clone()
 }

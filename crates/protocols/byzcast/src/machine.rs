@@ -366,22 +366,11 @@ mod tests {
     use crate::tree::Tree;
     use byzscale_core::quorum::{FaultModel, QuorumSystem};
     use byzscale_core::NodeId;
-    use byzscale_smr::GroupInfo;
 
     /// h1(g1 g2): g1 = 0, g2 = 1, h1 = 2; 4 replicas each.
     fn topo() -> Arc<Topology> {
-        let tree = Tree::two_level(2);
-        let groups = (0..3)
-            .map(|g| {
-                let members = (0..4).map(|i| NodeId(g * 4 + i)).collect();
-                GroupInfo::new(
-                    GroupId(g),
-                    members,
-                    QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap(),
-                )
-            })
-            .collect();
-        Arc::new(Topology::new(tree, groups, Mode::Byzcast).unwrap())
+        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
+        Arc::new(Topology::numbered(Tree::two_level(2), &qs, Mode::Byzcast).unwrap())
     }
 
     fn msg(n: u64, dst: &[u32]) -> McastMsg {

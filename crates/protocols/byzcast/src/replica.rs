@@ -913,21 +913,11 @@ mod tests {
         use byzscale_core::crypto::{CryptoMode, Identity};
         use byzscale_core::quorum::{FaultModel, QuorumSystem};
         use byzscale_core::Effect;
-        use byzscale_smr::GroupInfo;
         use rand::SeedableRng;
 
         let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
-        let groups = (0..3)
-            .map(|g| {
-                GroupInfo::new(
-                    GroupId(g),
-                    (0..4).map(|i| NodeId(g * 4 + i)).collect(),
-                    qs.clone(),
-                )
-            })
-            .collect();
-        let topo =
-            Arc::new(Topology::new(Tree::two_level(2), groups, crate::Mode::Byzcast).unwrap());
+        let topo = Tree::two_level(2);
+        let topo = Arc::new(Topology::numbered(topo, &qs, crate::Mode::Byzcast).unwrap());
         let me = NodeId(8);
         let parent = topo.group_of(me).unwrap();
         let child = topo.group_of(NodeId(4)).unwrap();

@@ -2,6 +2,7 @@
 //! protocol runs over them ([`Mode`]).
 
 use crate::tree::Tree;
+use byzscale_core::quorum::QuorumSystem;
 use byzscale_core::{GroupId, NodeId};
 use byzscale_smr::GroupInfo;
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,21 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Every group of `tree` with `qs.n()` replicas numbered in group order:
+    /// group `g` is nodes `g·n` to `g·n + n − 1` (the simulator's and the
+    /// tests' layout).
+    pub fn numbered(tree: Tree, qs: &QuorumSystem, mode: Mode) -> Result<Self, TopologyError> {
+        let n = qs.n() as u32;
+        let groups = tree
+            .groups()
+            .map(|g| {
+                let members = (0..n).map(|i| NodeId(g.0 * n + i)).collect();
+                GroupInfo::new(g, members, qs.clone())
+            })
+            .collect();
+        Topology::new(tree, groups, mode)
+    }
+
     /// `groups[i]` is group `GroupId(i)` of `tree` (targets first).
     pub fn new(tree: Tree, groups: Vec<GroupInfo>, mode: Mode) -> Result<Self, TopologyError> {
         if groups.len() != tree.len() {

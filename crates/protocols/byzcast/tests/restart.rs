@@ -22,7 +22,7 @@ use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{Control, NodeIdx, ProtocolActor, Role, Sim};
 use byzscale_sim::net_model::NetModel;
-use byzscale_smr::{GroupInfo, Params};
+use byzscale_smr::Params;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -58,18 +58,9 @@ impl World {
     /// h1(g1 g2), four replicas a group: g1 = n0..n3, g2 = n4..n7, h1 = n8..n11.
     fn new() -> Self {
         let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
-        let groups = (0..3)
-            .map(|g| {
-                GroupInfo::new(
-                    GroupId(g),
-                    (0..4).map(|i| NodeId(g * 4 + i)).collect(),
-                    qs.clone(),
-                )
-            })
-            .collect();
-        let topo = Arc::new(
-            Topology::new(Tree::two_level(2), groups, byzscale_byzcast::Mode::Byzcast).unwrap(),
-        );
+        let topo = Tree::two_level(2);
+        let topo = Topology::numbered(topo, &qs, byzscale_byzcast::Mode::Byzcast).unwrap();
+        let topo = Arc::new(topo);
         let mut params = Params::for_network(100 * MICROS);
         params.checkpoint_interval = 8;
         params.window = 32;

@@ -104,11 +104,12 @@ pub trait Equivocation<P: Payload>: SecureBroadcast<P> + Sized + 'static {
         msg: &Self::Message,
         crypto: &Crypto,
     ) -> (Vec<Effect<Self>>, bool);
-    /// Rewrite one outgoing effect of the honest code.
+    /// Rewrite one outgoing message of the honest code, for `to`.
     fn collude_out(
         team: &Team<P>,
         me: NodeId,
-        e: Effect<Self>,
+        to: Vec<Addr>,
+        msg: Self::Message,
         crypto: &Crypto,
         first: bool,
     ) -> Vec<Effect<Self>>;
@@ -148,15 +149,11 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
     fn collude_out(
         team: &Team<P>,
         me: NodeId,
-        e: Effect<Self>,
+        to: Vec<Addr>,
+        msg: Self::Message,
         crypto: &Crypto,
         first: bool,
     ) -> Vec<Effect<Self>> {
-        let (to, msg) = match e {
-            Effect::Multicast { to, msg } => (to, msg),
-            Effect::Send { to, msg } => (vec![to], msg),
-            other => return vec![other],
-        };
         match msg {
             bracha::Message::Send { seq, signed } => match team.split(me, seq) {
                 // the source's own split broadcast
@@ -341,15 +338,11 @@ impl<P: Payload> Equivocation<P> for Contagion<P> {
     fn collude_out(
         team: &Team<P>,
         me: NodeId,
-        e: Effect<Self>,
+        to: Vec<Addr>,
+        msg: Self::Message,
         _crypto: &Crypto,
         first: bool,
     ) -> Vec<Effect<Self>> {
-        let (to, msg) = match e {
-            Effect::Multicast { to, msg } => (to, msg),
-            Effect::Send { to, msg } => (vec![to], msg),
-            other => return vec![other],
-        };
         let probabilistic::Message { source, seq, body } = msg;
         let wrap = |body: Body<P>| probabilistic::Message { source, seq, body };
         match (team.split(source, seq), body) {
@@ -435,14 +428,17 @@ impl<B: Equivocation<P>, P: Payload> Colluding<B, P> {
         };
         let mut out = Vec::new();
         for e in step.effects {
-            let key = match &e {
-                Effect::Send { msg, .. } | Effect::Multicast { msg, .. } => {
-                    B::instance(msg, self.me)
+            let (to, msg) = match e {
+                Effect::Multicast { to, msg } => (to, msg),
+                Effect::Send { to, msg } => (vec![to], msg),
+                other => {
+                    out.push(other);
+                    continue;
                 }
-                _ => None,
             };
+            let key = B::instance(&msg, self.me);
             let first = key.is_some_and(|k| self.touched.insert(k));
-            out.extend(B::collude_out(&team, self.me, e, cx.crypto(), first));
+            out.extend(B::collude_out(&team, self.me, to, msg, cx.crypto(), first));
         }
         Step { effects: out }.forward(cx, |t| t);
     }

@@ -91,7 +91,7 @@ use byzscale_sim::scenario::{
     self, crypto_label, restart_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
 };
 use byzscale_sim::storage::{Disk, SharedDisk, StorageModel};
-use byzscale_smr::{GroupInfo, Params};
+use byzscale_smr::Params;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -287,14 +287,7 @@ impl Config {
         };
         let qs = QuorumSystem::classic(n, self.f, FaultModel::Bft)
             .map_err(|e| SimError::Config(e.to_string()))?;
-        let groups = tree
-            .groups()
-            .map(|g| {
-                let members = (0..n).map(|i| NodeId(g.0 * n as u32 + i as u32)).collect();
-                GroupInfo::new(g, members, qs.clone())
-            })
-            .collect();
-        Topology::new(tree, groups, self.protocol)
+        Topology::numbered(tree, &qs, self.protocol)
             .map(Arc::new)
             .map_err(|e| SimError::Config(e.to_string()))
     }

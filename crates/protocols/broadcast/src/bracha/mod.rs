@@ -460,7 +460,7 @@ impl<P: Payload> Bracha<P> {
                 signed,
             },
         );
-        self.count_echo(cx, self.me, self.my_pos, source, seq, d);
+        self.count(cx, Phase::Echo, self.me, self.my_pos, source, seq, d);
     }
 
     /// Record `pos`'s ECHO, READY or vouch for `d`; returns the digest's
@@ -504,23 +504,6 @@ impl<P: Payload> Bracha<P> {
         }
     }
 
-    fn count_echo(
-        &mut self,
-        cx: &mut Cx<'_, Self>,
-        from: NodeId,
-        pos: usize,
-        source: NodeId,
-        seq: u64,
-        d: Digest,
-    ) {
-        let Some(votes) = self.add_vote(cx, Phase::Echo, from, pos, source, seq, d) else {
-            return;
-        };
-        if votes >= self.cfg.echo_threshold() {
-            self.ready(cx, source, seq, d);
-        }
-    }
-
     fn ready(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64, d: Digest) {
         let Some(inst) = self.instances.get_mut(&(source, seq)) else {
             return;
@@ -545,21 +528,32 @@ impl<P: Payload> Bracha<P> {
                 digest: d,
             },
         );
-        self.count_ready(cx, self.me, self.my_pos, source, seq, d);
+        self.count(cx, Phase::Ready, self.me, self.my_pos, source, seq, d);
     }
 
-    fn count_ready(
+    /// Count `from`'s ECHO or READY (`phase`) for `d`, and act on the
+    /// thresholds it reaches: ready after an ECHO quorum or f+1 READYs, decide
+    /// (deliver once the payload is held) after a READY quorum.
+    #[allow(clippy::too_many_arguments)]
+    fn count(
         &mut self,
         cx: &mut Cx<'_, Self>,
+        phase: Phase,
         from: NodeId,
         pos: usize,
         source: NodeId,
         seq: u64,
         d: Digest,
     ) {
-        let Some(votes) = self.add_vote(cx, Phase::Ready, from, pos, source, seq, d) else {
+        let Some(votes) = self.add_vote(cx, phase, from, pos, source, seq, d) else {
             return;
         };
+        if matches!(phase, Phase::Echo) {
+            if votes >= self.cfg.echo_threshold() {
+                self.ready(cx, source, seq, d);
+            }
+            return;
+        }
         if votes >= self.cfg.ready_threshold() {
             self.ready(cx, source, seq, d);
         }
@@ -693,7 +687,7 @@ impl<P: Payload> Protocol for Bracha<P> {
                 }
                 if let Some(d) = self.check(cx, from, source, seq, &signed) {
                     let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
-                    self.count_echo(cx, from, pos, source, seq, d);
+                    self.count(cx, Phase::Echo, from, pos, source, seq, d);
                     // scored with this vote; a copy may bring a decided payload
                     self.keep(cx, source, seq, d, signed);
                 }
@@ -707,7 +701,7 @@ impl<P: Payload> Protocol for Bracha<P> {
                     return;
                 }
                 let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
-                self.count_ready(cx, from, pos, source, seq, digest);
+                self.count(cx, Phase::Ready, from, pos, source, seq, digest);
             }
             Message::Status { next } => self.on_status(cx, from, next),
             Message::Fetch { source, from: f } => self.on_fetch(cx, from, source, f),

@@ -92,6 +92,20 @@ impl NodeSet {
     pub fn iter(&self) -> impl Iterator<Item = &NodeId> {
         self.0.iter()
     }
+    /// `from` subscribes (a `*Subscribe` message): answer with what this
+    /// process already sent its subscribers, and add it.
+    fn subscribe(
+        &mut self,
+        from: NodeId,
+        sent: impl IntoIterator<Item = OutBody>,
+        cx: &mut LayerCx<'_>,
+    ) -> Option<Cand> {
+        for body in sent {
+            cx.send(from, body);
+        }
+        self.insert(from);
+        None
+    }
 }
 
 /// The context of one layer step.
@@ -185,11 +199,8 @@ impl Layer for MurmurInstance {
     fn handle(&mut self, from: NodeId, msg: In, cx: &mut LayerCx<'_>) -> Option<Cand> {
         match msg {
             In::GossipSubscribe => {
-                if let Some(c) = self.delivered {
-                    cx.send(from, OutBody::Gossip(c));
-                }
-                self.gossip.insert(from);
-                None
+                let sent = self.delivered.map(OutBody::Gossip);
+                self.gossip.subscribe(from, sent, cx)
             }
             // gossip is accepted from anyone: the signature was checked
             In::Gossip(c) => self.dispatch(c, cx),
@@ -281,13 +292,7 @@ impl Layer for SieveInstance {
 
     fn handle(&mut self, from: NodeId, msg: In, cx: &mut LayerCx<'_>) -> Option<Cand> {
         match msg {
-            In::EchoSubscribe => {
-                if let Some(e) = self.echo {
-                    cx.send(from, OutBody::Echo(e));
-                }
-                self.subs.insert(from);
-                None
-            }
+            In::EchoSubscribe => self.subs.subscribe(from, self.echo.map(OutBody::Echo), cx),
             In::Echo(c) => {
                 let Some((i, m)) = self.sample.find(&from) else {
                     cx.fault(
@@ -421,13 +426,11 @@ impl Layer for ContagionInstance {
     fn handle(&mut self, from: NodeId, msg: In, cx: &mut LayerCx<'_>) -> Option<Cand> {
         match msg {
             In::ReadySubscribe => {
-                for c in 0..MAX_CANDIDATES as Cand {
-                    if self.is_ready(c) {
-                        cx.send(from, OutBody::Ready(c));
-                    }
-                }
-                self.subs.insert(from);
-                None
+                let sent: Vec<OutBody> = (0..MAX_CANDIDATES as Cand)
+                    .filter(|c| self.is_ready(*c))
+                    .map(OutBody::Ready)
+                    .collect();
+                self.subs.subscribe(from, sent, cx)
             }
             In::Ready(c) => {
                 let Ok(i) = self.members.binary_search(&from) else {
