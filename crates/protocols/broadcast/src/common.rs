@@ -7,7 +7,7 @@ use byzscale_core::crypto::{Crypto, CryptoError, Digest, Signature};
 use byzscale_core::protocol::Protocol;
 use byzscale_core::NodeId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Debug;
 
 /// Domain separation of every source signature made by this crate.
@@ -147,6 +147,8 @@ pub(crate) struct SourceOrder<P> {
     waiting: BTreeMap<(NodeId, u64), Signed<P>>,
     /// Sources whose deliveries are held back ([`SecureBroadcast::hold`]).
     held: std::collections::BTreeSet<NodeId>,
+    /// Deliveries let out so far.
+    pub(crate) delivered: u64,
 }
 
 impl<P: Payload> SourceOrder<P> {
@@ -156,6 +158,7 @@ impl<P: Payload> SourceOrder<P> {
             next: BTreeMap::new(),
             waiting: BTreeMap::new(),
             held: Default::default(),
+            delivered: 0,
         }
     }
 
@@ -241,6 +244,7 @@ impl<P: Payload> SourceOrder<P> {
             next += 1;
         }
         self.next.insert(source, next);
+        self.delivered += out.len() as u64;
         out
     }
 
@@ -306,3 +310,126 @@ mod tests {
         assert!(t.check(&b, NodeId(0), 5).is_err(), "tampered payload");
     }
 }
+
+/// Why a message about an instance was refused before it opened one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The source is not a member.
+    UnknownSource,
+    /// The sequence number is outside the source's window.
+    Window,
+}
+
+/// What Bracha and the probabilistic stack share around their instances:
+/// this process' own broadcasts (sequence numbers, and a backlog waiting for
+/// the window), the per-source delivery order, and the statistics.
+#[derive(Clone, Debug)]
+pub(crate) struct Multishot<P> {
+    pub(crate) me: NodeId,
+    /// The sequence number the next own broadcast gets.
+    pub(crate) next_seq: u64,
+    pub(crate) order: SourceOrder<P>,
+    /// Own broadcasts waiting because `window` of them are undelivered.
+    backlog: VecDeque<P>,
+    pub(crate) stats: BroadcastStats,
+}
+
+impl<P: Payload> Multishot<P> {
+    pub(crate) fn new(me: NodeId, window: u64) -> Self {
+        Multishot {
+            me,
+            next_seq: 1,
+            order: SourceOrder::new(window),
+            backlog: VecDeque::new(),
+            stats: BroadcastStats::default(),
+        }
+    }
+
+    /// A new own broadcast: its sequence number if the window lets it start
+    /// now; otherwise it waits in the backlog.
+    pub(crate) fn submit(&mut self, p: P) -> Option<(u64, P)> {
+        if self.backlog.is_empty() && self.window_open() {
+            return Some(self.number(p));
+        }
+        self.backlog.push_back(p);
+        None
+    }
+
+    /// The next waiting own broadcast the window now lets start (ask after
+    /// own deliveries, until `None`).
+    pub(crate) fn unblocked(&mut self) -> Option<(u64, P)> {
+        if !self.window_open() {
+            return None;
+        }
+        let p = self.backlog.pop_front()?;
+        Some(self.number(p))
+    }
+
+    fn window_open(&self) -> bool {
+        self.order.admit(self.me, self.next_seq) == Admit::Open
+    }
+
+    fn number(&mut self, p: P) -> (u64, P) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.stats.broadcasts += 1;
+        (seq, p)
+    }
+
+    /// Whether a message about `(source, seq)` may open or reach its
+    /// instance (`member`: whether `source` is a member): `Ok(false)` for an
+    /// instance already delivered (late messages are normal: ignore them
+    /// quietly), a refusal with its detail for a fault.
+    pub(crate) fn admit(
+        &self,
+        source: NodeId,
+        seq: u64,
+        member: bool,
+    ) -> Result<bool, (Refusal, String)> {
+        if !member {
+            let detail = format!("instance of non-member {source}");
+            return Err((Refusal::UnknownSource, detail));
+        }
+        match self.order.admit(source, seq) {
+            Admit::Old => Ok(false),
+            Admit::Open => Ok(true),
+            Admit::Reject => Err((Refusal::Window, self.order.outside(source, seq))),
+        }
+    }
+}
+
+/// The [`SecureBroadcast`] of a protocol that keeps its [`Multishot`] in
+/// field `ms` and delivers through `fn deliver(&mut self, cx, source, ready)`.
+macro_rules! secure_broadcast_via_multishot {
+    ($ty:ident, $kind:literal) => {
+        impl<P: $crate::common::Payload> $crate::common::SecureBroadcast<P> for $ty<P> {
+            fn me(&self) -> byzscale_core::NodeId {
+                self.ms.me
+            }
+            fn kind(&self) -> &'static str {
+                $kind
+            }
+            fn next_seq(&self) -> u64 {
+                self.ms.next_seq
+            }
+            fn stats(&self) -> $crate::common::BroadcastStats {
+                $crate::common::BroadcastStats {
+                    delivered: self.ms.order.delivered,
+                    ..self.ms.stats
+                }
+            }
+            fn hold(&mut self, source: byzscale_core::NodeId) {
+                self.ms.order.hold(source);
+            }
+            fn release(
+                &mut self,
+                source: byzscale_core::NodeId,
+                cx: &mut byzscale_core::protocol::Cx<'_, Self>,
+            ) {
+                let ready = self.ms.order.release(source);
+                self.deliver(cx, source, ready);
+            }
+        }
+    };
+}
+pub(crate) use secure_broadcast_via_multishot;

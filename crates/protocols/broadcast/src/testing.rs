@@ -3,7 +3,7 @@
 //! freely. Member `i` is `NodeId(i)` and engine node `NodeIdx(i)`.
 
 use byzscale_core::crypto::{Crypto, CryptoMode};
-use byzscale_core::protocol::{Protocol, MICROS};
+use byzscale_core::protocol::{Effect, Protocol, MICROS};
 use byzscale_core::NodeId;
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::Sim;
@@ -47,4 +47,14 @@ where
         members,
         make,
     )
+}
+
+/// The names of the faults among `fx`, in order.
+pub fn fault_names<P: Protocol>(fx: &[Effect<P>]) -> Vec<&'static str> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Fault(f) => Some(f.name()),
+            _ => None,
+        })
+        .collect()
 }

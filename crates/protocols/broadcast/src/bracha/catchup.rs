@@ -25,7 +25,7 @@
 //! progress); a vouch opens an instance only inside the source's window,
 //! like any other message.
 
-use super::{Bracha, Config, Fault, Message, Phase, MAX_ANSWER};
+use super::{Ballot, Bracha, Config, Fault, Message, Phase, MAX_ANSWER};
 use crate::common::{Payload, Signed, SourceOrder};
 use byzscale_core::codec;
 use byzscale_core::protocol::Cx;
@@ -136,7 +136,7 @@ impl<P: Payload> Bracha<P> {
 
     /// The peers whose last STATUS shows `source` ahead of this member.
     fn ahead(&self, source: NodeId) -> Vec<Addr> {
-        let (Some(pos), mine) = (self.cfg.pos(source), self.order.next(source)) else {
+        let (Some(pos), mine) = (self.cfg.pos(source), self.ms.order.next(source)) else {
             return Vec::new();
         };
         let peers = &self.catchup.peer_next;
@@ -158,7 +158,7 @@ impl<P: Payload> Bracha<P> {
             self.catchup.asked.remove(&source);
             return false;
         }
-        let from = self.order.next(source);
+        let from = self.ms.order.next(source);
         self.catchup.asked.insert(source, from + MAX_ANSWER);
         cx.multicast(ahead, Message::Fetch { source, from });
         true
@@ -168,10 +168,10 @@ impl<P: Payload> Bracha<P> {
     pub(super) fn fetch_stuck(&mut self, cx: &mut Cx<'_, Self>) {
         let members = self.cfg.members.clone();
         for source in members {
-            let now = self.order.next(source);
+            let now = self.ms.order.next(source);
             let before = self.catchup.last_tick.insert(source, now);
             // a held source is not stuck: what completes waits here
-            if before == Some(now) && !self.order.is_held(source) {
+            if before == Some(now) && !self.ms.order.is_held(source) {
                 self.fetch(cx, source);
             }
         }
@@ -181,7 +181,7 @@ impl<P: Payload> Bracha<P> {
     /// is delivered.
     pub(super) fn fetch_more(&mut self, cx: &mut Cx<'_, Self>, source: NodeId) {
         if let Some(end) = self.catchup.asked.get(&source) {
-            if self.order.next(source) >= *end {
+            if self.ms.order.next(source) >= *end {
                 self.fetch(cx, source);
             }
         }
@@ -210,6 +210,7 @@ impl<P: Payload> Bracha<P> {
             .answered
             .insert((from, source), (self.tick, start));
         let end = self
+            .ms
             .order
             .next(source)
             .min(start.saturating_add(MAX_ANSWER));
@@ -246,7 +247,18 @@ impl<P: Payload> Bracha<P> {
             return;
         };
         let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
-        let votes = self.add_vote(cx, Phase::Vouch, from, pos, source, seq, d);
+        let phase = Phase::Vouch;
+        let votes = self.add_vote(
+            cx,
+            Ballot {
+                phase,
+                from,
+                pos,
+                source,
+                seq,
+                d,
+            },
+        );
         if votes.is_some_and(|v| v >= self.cfg.ready_threshold()) {
             // as good as a READY quorum: kept (pinned) and finished
             if let Some(inst) = self.instances.get_mut(&(source, seq)) {

@@ -159,8 +159,8 @@ impl<P: Payload> Bracha<P> {
         crypto: &Crypto,
     ) -> Result<Self, String> {
         let mut b = Bracha::new(me, cfg.clone());
-        b.next_seq = durable.next_seq.max(1);
-        b.order.resume(&durable.next);
+        b.ms.next_seq = durable.next_seq.max(1);
+        b.ms.order.resume(&durable.next);
         for ((source, seq), o) in durable.open {
             if cfg.pos(source).is_none() {
                 return Err(format!("an instance of non-member {source}"));
@@ -183,7 +183,7 @@ impl<P: Payload> Bracha<P> {
             }
             b.instances.insert((source, seq), inst);
         }
-        b.stats.open_instances = b.instances.len() as u64;
+        b.ms.stats.open_instances = b.instances.len() as u64;
         if cfg.retransmit.is_some() {
             for (key, s) in kept {
                 b.catchup.keep(key, s, &cfg);

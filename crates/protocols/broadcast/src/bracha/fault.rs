@@ -21,3 +21,12 @@ byzscale_core::fault_kinds! {
         ConflictingVouch => "bracha-conflicting-vouch",
     }
 }
+
+impl From<crate::common::Refusal> for Fault {
+    fn from(r: crate::common::Refusal) -> Self {
+        match r {
+            crate::common::Refusal::UnknownSource => Fault::UnknownSource,
+            crate::common::Refusal::Window => Fault::Window,
+        }
+    }
+}

@@ -83,9 +83,7 @@
 //! recent deliveries to vouch for.
 
 use crate::auth::{Payloads, Refused};
-use crate::common::{
-    Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
-};
+use crate::common::{secure_broadcast_via_multishot, Delivery, Multishot, Payload, Signed};
 pub mod catchup;
 pub mod durable;
 mod fault;
@@ -100,7 +98,7 @@ use byzscale_core::protocol::{Cx, Protocol, Time};
 use byzscale_core::quorum::{FaultModel, QuorumError, QuorumSystem, Vote};
 use byzscale_core::{Addr, NodeId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Wire messages of [`Bracha`].
@@ -276,16 +274,12 @@ struct Instance<P> {
 /// One member's multi-shot Bracha broadcast. See the module docs.
 #[derive(Clone, Debug)]
 pub struct Bracha<P> {
-    me: NodeId,
+    /// Own broadcasts, source order, statistics.
+    ms: Multishot<P>,
     my_pos: usize,
     cfg: Arc<Config>,
     others: Vec<Addr>,
-    next_seq: u64,
-    order: SourceOrder<P>,
     instances: BTreeMap<(NodeId, u64), Instance<P>>,
-    /// Own broadcasts waiting because `window` of them are undelivered.
-    backlog: VecDeque<P>,
-    stats: BroadcastStats,
     /// Retransmission ticks so far.
     tick: u64,
     /// Catch-up state: the payloads kept for lagging peers, the peers'
@@ -304,14 +298,10 @@ impl<P: Payload> Bracha<P> {
             .map(|m| Addr::Node(*m))
             .collect();
         Bracha {
-            me,
+            ms: Multishot::new(me, cfg.window),
             my_pos,
             others,
-            next_seq: 1,
-            order: SourceOrder::new(cfg.window),
             instances: BTreeMap::new(),
-            backlog: VecDeque::new(),
-            stats: BroadcastStats::default(),
             tick: 0,
             catchup: catchup::CatchUp::new(),
             cfg,
@@ -328,7 +318,7 @@ impl<P: Payload> Bracha<P> {
     }
 
     fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: Fault, detail: String) {
-        self.stats.faults += 1;
+        self.ms.stats.faults += 1;
         cx.fault(who, kind, detail);
     }
 
@@ -340,31 +330,20 @@ impl<P: Payload> Bracha<P> {
         source: NodeId,
         seq: u64,
     ) -> Option<()> {
-        if self.cfg.pos(source).is_none() {
-            self.fault(
-                cx,
-                from,
-                Fault::UnknownSource,
-                format!("instance of non-member {source}"),
-            );
-            return None;
-        }
-        match self.order.admit(source, seq) {
-            Admit::Old => None,
-            Admit::Reject => {
-                let detail = self.order.outside(source, seq);
-                self.fault(cx, from, Fault::Window, detail);
-                None
-            }
-            Admit::Open => {
-                if !self.instances.contains_key(&(source, seq)) {
-                    let inst = self.new_instance();
-                    self.instances.insert((source, seq), inst);
-                    self.stats.open_instances = self.instances.len() as u64;
-                }
-                Some(())
+        match self.ms.admit(source, seq, self.cfg.pos(source).is_some()) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err((why, detail)) => {
+                self.fault(cx, from, why.into(), detail);
+                return None;
             }
         }
+        if !self.instances.contains_key(&(source, seq)) {
+            let inst = self.new_instance();
+            self.instances.insert((source, seq), inst);
+            self.ms.stats.open_instances = self.instances.len() as u64;
+        }
+        Some(())
     }
 
     fn new_instance(&self) -> Instance<P> {
@@ -445,7 +424,7 @@ impl<P: Payload> Bracha<P> {
         inst.my_echo = Some(d);
         self.keep(cx, source, seq, d, signed.clone());
         // an own broadcast's echo was recorded with it (see `start`)
-        if self.cfg.persist && source != self.me {
+        if self.cfg.persist && source != self.ms.me {
             cx.persist(Record::Echoed {
                 source,
                 seq,
@@ -460,7 +439,17 @@ impl<P: Payload> Bracha<P> {
                 signed,
             },
         );
-        self.count(cx, Phase::Echo, self.me, self.my_pos, source, seq, d);
+        self.count(
+            cx,
+            Ballot {
+                phase: Phase::Echo,
+                from: self.ms.me,
+                pos: self.my_pos,
+                source,
+                seq,
+                d,
+            },
+        );
     }
 
     /// Record `pos`'s ECHO, READY or vouch for `d`; returns the digest's
@@ -468,17 +457,15 @@ impl<P: Payload> Bracha<P> {
     /// from the same process is dropped and logged as a fault (a correct
     /// process votes once per round; counting more would only let a Byzantine
     /// one grow the tally and score its junk payloads).
-    #[allow(clippy::too_many_arguments)]
-    fn add_vote(
-        &mut self,
-        cx: &mut Cx<'_, Self>,
-        phase: Phase,
-        from: NodeId,
-        pos: usize,
-        source: NodeId,
-        seq: u64,
-        d: Digest,
-    ) -> Option<u64> {
+    fn add_vote(&mut self, cx: &mut Cx<'_, Self>, b: Ballot) -> Option<u64> {
+        let Ballot {
+            phase,
+            from,
+            pos,
+            source,
+            seq,
+            d,
+        } = b;
         let inst = self.instances.get_mut(&(source, seq))?;
         let tally = match phase {
             Phase::Echo => &mut inst.echoes,
@@ -528,26 +515,33 @@ impl<P: Payload> Bracha<P> {
                 digest: d,
             },
         );
-        self.count(cx, Phase::Ready, self.me, self.my_pos, source, seq, d);
+        self.count(
+            cx,
+            Ballot {
+                phase: Phase::Ready,
+                from: self.ms.me,
+                pos: self.my_pos,
+                source,
+                seq,
+                d,
+            },
+        );
     }
 
     /// Count `from`'s ECHO or READY (`phase`) for `d`, and act on the
     /// thresholds it reaches: ready after an ECHO quorum or f+1 READYs, decide
     /// (deliver once the payload is held) after a READY quorum.
-    #[allow(clippy::too_many_arguments)]
-    fn count(
-        &mut self,
-        cx: &mut Cx<'_, Self>,
-        phase: Phase,
-        from: NodeId,
-        pos: usize,
-        source: NodeId,
-        seq: u64,
-        d: Digest,
-    ) {
-        let Some(votes) = self.add_vote(cx, phase, from, pos, source, seq, d) else {
+    fn count(&mut self, cx: &mut Cx<'_, Self>, b: Ballot) {
+        let Some(votes) = self.add_vote(cx, b) else {
             return;
         };
+        let Ballot {
+            phase,
+            source,
+            seq,
+            d,
+            ..
+        } = b;
         if matches!(phase, Phase::Echo) {
             if votes >= self.cfg.echo_threshold() {
                 self.ready(cx, source, seq, d);
@@ -576,12 +570,12 @@ impl<P: Payload> Bracha<P> {
         let Some(mut inst) = self.instances.remove(&(source, seq)) else {
             return;
         };
-        self.stats.open_instances = self.instances.len() as u64;
-        self.stats.collected += 1;
+        self.ms.stats.open_instances = self.instances.len() as u64;
+        self.ms.stats.collected += 1;
         let Some(signed) = inst.payloads.take(&d) else {
             return;
         };
-        let ready = self.order.complete(source, seq, signed);
+        let ready = self.ms.order.complete(source, seq, signed);
         self.deliver(cx, source, ready);
     }
 
@@ -590,7 +584,6 @@ impl<P: Payload> Bracha<P> {
     /// the window.
     fn deliver(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, ready: Vec<Delivery<P>>) {
         for delivery in ready {
-            self.stats.delivered += 1;
             let keep = self.cfg.retransmit.is_some();
             if self.cfg.persist || keep {
                 let signed = Signed {
@@ -613,25 +606,19 @@ impl<P: Payload> Bracha<P> {
             cx.output(delivery);
         }
         self.fetch_more(cx, source);
-        if source == self.me {
-            while self.order.admit(self.me, self.next_seq) == Admit::Open {
-                let Some(p) = self.backlog.pop_front() else {
-                    break;
-                };
-                self.start(p, cx);
+        if source == self.ms.me {
+            while let Some((seq, p)) = self.ms.unblocked() {
+                self.start(seq, p, cx);
             }
         }
     }
 
-    fn start(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.stats.broadcasts += 1;
-        let signed = Signed::sign(cx.crypto(), self.me, seq, payload);
+    fn start(&mut self, seq: u64, payload: P, cx: &mut Cx<'_, Self>) {
+        let signed = Signed::sign(cx.crypto(), self.ms.me, seq, payload);
         if self.cfg.persist {
             // the broadcast and its own echo, before the SEND
             cx.persist(Record::Echoed {
-                source: self.me,
+                source: self.ms.me,
                 seq,
                 signed: signed.clone(),
             });
@@ -643,7 +630,7 @@ impl<P: Payload> Bracha<P> {
                 signed: signed.clone(),
             },
         );
-        let me = self.me;
+        let me = self.ms.me;
         self.on_send(cx, me, seq, signed);
     }
 }
@@ -662,16 +649,14 @@ impl<P: Payload> Protocol for Bracha<P> {
     }
 
     fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
-        if self.backlog.is_empty() && self.order.admit(self.me, self.next_seq) == Admit::Open {
-            self.start(payload, cx);
-        } else {
-            self.backlog.push_back(payload);
+        if let Some((seq, p)) = self.ms.submit(payload) {
+            self.start(seq, p, cx);
         }
     }
 
     fn on_message(&mut self, from: Addr, msg: Message<P>, cx: &mut Cx<'_, Self>) {
         let Some(from) = from.node().filter(|n| self.cfg.pos(*n).is_some()) else {
-            self.stats.faults += 1;
+            self.ms.stats.faults += 1;
             cx.fault(from, Fault::NotAMember, "message from outside the group");
             return;
         };
@@ -687,7 +672,17 @@ impl<P: Payload> Protocol for Bracha<P> {
                 }
                 if let Some(d) = self.check(cx, from, source, seq, &signed) {
                     let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
-                    self.count(cx, Phase::Echo, from, pos, source, seq, d);
+                    self.count(
+                        cx,
+                        Ballot {
+                            phase: Phase::Echo,
+                            from,
+                            pos,
+                            source,
+                            seq,
+                            d,
+                        },
+                    );
                     // scored with this vote; a copy may bring a decided payload
                     self.keep(cx, source, seq, d, signed);
                 }
@@ -701,7 +696,17 @@ impl<P: Payload> Protocol for Bracha<P> {
                     return;
                 }
                 let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
-                self.count(cx, Phase::Ready, from, pos, source, seq, digest);
+                self.count(
+                    cx,
+                    Ballot {
+                        phase: Phase::Ready,
+                        from,
+                        pos,
+                        source,
+                        seq,
+                        d: digest,
+                    },
+                );
             }
             Message::Status { next } => self.on_status(cx, from, next),
             Message::Fetch { source, from: f } => self.on_fetch(cx, from, source, f),
@@ -726,7 +731,7 @@ impl<P: Payload> Bracha<P> {
         self.cfg
             .members
             .iter()
-            .map(|m| self.order.next(*m))
+            .map(|m| self.ms.order.next(*m))
             .collect()
     }
 
@@ -747,7 +752,7 @@ impl<P: Payload> Bracha<P> {
             }
             resent += 1;
             if let Some(signed) = inst.my_echo.and_then(|d| inst.payloads.by_digest(&d)) {
-                if source == self.me {
+                if source == self.ms.me {
                     out.push(Message::Send {
                         seq,
                         signed: signed.clone(),
@@ -783,7 +788,7 @@ impl<P: Payload> Bracha<P> {
         self.fetch_stuck(cx);
         let others: Vec<NodeId> = self.others.iter().filter_map(|a| a.node()).collect();
         self.catchup
-            .forget_delivered(&self.cfg, &others, &self.order);
+            .forget_delivered(&self.cfg, &others, &self.ms.order);
         cx.set_timer(Timer::Tick, period);
     }
 
@@ -827,27 +832,7 @@ impl<P: Payload> Bracha<P> {
     }
 }
 
-impl<P: Payload> SecureBroadcast<P> for Bracha<P> {
-    fn me(&self) -> NodeId {
-        self.me
-    }
-    fn kind(&self) -> &'static str {
-        "bracha"
-    }
-    fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-    fn stats(&self) -> BroadcastStats {
-        self.stats
-    }
-    fn hold(&mut self, source: NodeId) {
-        self.order.hold(source);
-    }
-    fn release(&mut self, source: NodeId, cx: &mut Cx<'_, Self>) {
-        let ready = self.order.release(source);
-        self.deliver(cx, source, ready);
-    }
-}
+secure_broadcast_via_multishot!(Bracha, "bracha");
 
 /// Which of Bracha's two vote rounds (or catch-up's vouches) a message
 /// belongs to.
@@ -858,9 +843,22 @@ enum Phase {
     Vouch,
 }
 
+/// One vote: member `from` (at position `pos`) votes in `phase` for digest
+/// `d` of instance `(source, seq)`.
+#[derive(Clone, Copy, Debug)]
+struct Ballot {
+    phase: Phase,
+    from: NodeId,
+    pos: usize,
+    source: NodeId,
+    seq: u64,
+    d: Digest,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::SecureBroadcast;
     use crate::testing::{crypto, group, ids, net};
     use byzscale_core::crypto::Crypto;
     use byzscale_core::protocol::Effect;
@@ -1254,16 +1252,7 @@ mod tests {
             self.b.on_timer(Timer::Tick, &mut cx);
         }
         fn faults(&self) -> Vec<&'static str> {
-            self.fx
-                .iter()
-                .filter_map(|e| {
-                    if let Effect::Fault(f) = e {
-                        Some(f.name())
-                    } else {
-                        None
-                    }
-                })
-                .collect()
+            crate::testing::fault_names(&self.fx)
         }
         fn sent(&self) -> usize {
             self.fx

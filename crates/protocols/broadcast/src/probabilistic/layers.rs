@@ -51,17 +51,9 @@ pub enum Vote {
     Ready,
 }
 
-/// What a layer wants sent; the wrapper attaches the payload for `Gossip`,
-/// `Echo` and `Ready` and the instance id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OutBody {
-    GossipSubscribe,
-    Gossip(Cand),
-    EchoSubscribe,
-    Echo(Cand),
-    ReadySubscribe,
-    Ready(Cand),
-}
+/// What a layer wants sent: the same bodies; the wrapper attaches the
+/// payload for `Gossip`, `Echo` and `Ready` and the instance id.
+pub type OutBody = In;
 
 /// A sorted set of processes (subscribers, gossip neighbours).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,6 +107,39 @@ pub struct LayerCx<'a> {
     pub params: &'a ContagionParams,
     pub out: &'a mut Vec<(Vec<NodeId>, OutBody)>,
     pub faults: &'a mut Vec<(NodeId, Fault, String)>,
+}
+
+/// What a layer step needs besides its instance and randomness: the
+/// sampling oracle, the parameters, and where its sends and faults go (the
+/// multi-shot wrapper drains them after each step).
+#[derive(Clone, Debug)]
+pub struct LayerEnv {
+    pub oracle: Oracle,
+    pub params: ContagionParams,
+    pub out: Vec<(Vec<NodeId>, OutBody)>,
+    pub faults: Vec<(NodeId, Fault, String)>,
+}
+
+impl LayerEnv {
+    pub fn new(oracle: Oracle, params: ContagionParams) -> Self {
+        LayerEnv {
+            oracle,
+            params,
+            out: Vec::new(),
+            faults: Vec::new(),
+        }
+    }
+
+    /// The context of one layer step drawing from `rng`.
+    pub fn cx<'a>(&'a mut self, rng: &'a mut dyn RngCore) -> LayerCx<'a> {
+        LayerCx {
+            rng,
+            oracle: &self.oracle,
+            params: &self.params,
+            out: &mut self.out,
+            faults: &mut self.faults,
+        }
+    }
 }
 
 impl LayerCx<'_> {

@@ -62,15 +62,14 @@ pub mod sampling;
 
 pub use self::layers::MAX_CANDIDATES;
 use self::layers::{
-    Cand, ContagionInstance, In, Layer, LayerCx, MurmurInstance, OutBody, SieveInstance, Vote,
+    Cand, ContagionInstance, In, Layer, LayerCx, LayerEnv, MurmurInstance, OutBody, SieveInstance,
+    Vote,
 };
 use self::params::ContagionParams;
 use self::sampling::Oracle;
 use self::scores::{Recorded, Scores};
 use crate::auth::Payloads;
-use crate::common::{
-    Admit, BroadcastStats, Delivery, Payload, SecureBroadcast, Signed, SourceOrder,
-};
+use crate::common::{secure_broadcast_via_multishot, Delivery, Multishot, Payload, Signed};
 use byzscale_core::crypto::{short, Digest};
 use byzscale_core::protocol::{Cx, Protocol, Time, SECS};
 use byzscale_core::{Addr, NoRecord, NodeId};
@@ -169,19 +168,14 @@ struct Instance<L, P> {
 /// broadcast) or [`Contagion`] (probabilistic secure broadcast).
 #[derive(Clone, Debug)]
 pub struct ProbabilisticBroadcast<L, P> {
-    me: NodeId,
+    /// Own broadcasts, source order, statistics.
+    ms: Multishot<P>,
     cfg: Arc<Config>,
-    oracle: Oracle,
-    next_seq: u64,
-    order: SourceOrder<P>,
     instances: BTreeMap<(NodeId, u64), Instance<L, P>>,
     gc: VecDeque<(Time, NodeId, u64)>,
     gc_armed: bool,
-    /// Own broadcasts waiting because `window` of them are undelivered.
-    backlog: VecDeque<P>,
-    stats: BroadcastStats,
-    out: Vec<(Vec<NodeId>, OutBody)>,
-    faults: Vec<(NodeId, Fault, String)>,
+    /// The layers' oracle and parameters, and what their steps produce.
+    env: LayerEnv,
     _p: PhantomData<fn() -> L>,
 }
 
@@ -200,17 +194,11 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             "ProbabilisticBroadcast::new: `me` must be a member"
         );
         ProbabilisticBroadcast {
-            me,
-            oracle: Oracle::new(cfg.members.clone(), me),
-            next_seq: 1,
-            order: SourceOrder::new(cfg.window),
+            ms: Multishot::new(me, cfg.window),
+            env: LayerEnv::new(Oracle::new(cfg.members.clone(), me), cfg.params),
             instances: BTreeMap::new(),
             gc: VecDeque::new(),
             gc_armed: false,
-            backlog: VecDeque::new(),
-            stats: BroadcastStats::default(),
-            out: Vec::new(),
-            faults: Vec::new(),
             cfg,
             _p: PhantomData,
         }
@@ -239,52 +227,30 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         if self.instances.contains_key(&(source, seq)) {
             return true;
         }
-        if !self.is_member(source) {
-            self.fault(
-                cx,
-                from,
-                Fault::UnknownSource,
-                format!("instance of non-member {source}"),
-            );
-            return false;
-        }
-        match self.order.admit(source, seq) {
-            // delivered and collected
-            Admit::Old => false,
-            Admit::Reject => {
-                let detail = self.order.outside(source, seq);
-                self.fault(cx, from, Fault::Window, detail);
-                false
-            }
-            Admit::Open => {
-                let mut layer = L::default();
-                {
-                    let mut lcx = LayerCx {
-                        rng: cx.rng(),
-                        oracle: &self.oracle,
-                        params: &self.cfg.params,
-                        out: &mut self.out,
-                        faults: &mut self.faults,
-                    };
-                    layer.init(&mut lcx);
-                }
-                self.instances.insert(
-                    (source, seq),
-                    Instance {
-                        layer,
-                        known: Payloads::new(MAX_CANDIDATES),
-                        scores: Scores::default(),
-                    },
-                );
-                self.stats.open_instances = self.instances.len() as u64;
-                self.flush(cx, source, seq);
-                true
+        match self.ms.admit(source, seq, self.is_member(source)) {
+            Ok(true) => {}
+            // delivered (and collected)
+            Ok(false) => return false,
+            Err((why, detail)) => {
+                self.fault(cx, from, why.into(), detail);
+                return false;
             }
         }
+        let mut layer = L::default();
+        layer.init(&mut self.env.cx(cx.rng()));
+        let inst = Instance {
+            layer,
+            known: Payloads::new(MAX_CANDIDATES),
+            scores: Scores::default(),
+        };
+        self.instances.insert((source, seq), inst);
+        self.ms.stats.open_instances = self.instances.len() as u64;
+        self.flush(cx, source, seq);
+        true
     }
 
     fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: Fault, detail: String) {
-        self.stats.faults += 1;
+        self.ms.stats.faults += 1;
         cx.fault(who, kind, detail);
     }
 
@@ -379,15 +345,15 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
 
     /// Send what the layer produced, attaching payloads; report its faults.
     fn flush(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64) {
-        for (who, kind, detail) in self.faults.drain(..) {
-            self.stats.faults += 1;
+        for (who, kind, detail) in self.env.faults.drain(..) {
+            self.ms.stats.faults += 1;
             cx.fault(who, kind, format!("{source}/{seq}: {detail}"));
         }
-        if self.out.is_empty() {
+        if self.env.out.is_empty() {
             return;
         }
         let known = self.instances.get(&(source, seq)).map(|i| &i.known);
-        for (to, body) in self.out.drain(..) {
+        for (to, body) in self.env.out.drain(..) {
             let payload = |c: &Cand| known.and_then(|k| k.get(*c as usize)).cloned();
             let body = match body {
                 OutBody::GossipSubscribe => Body::GossipSubscribe,
@@ -425,7 +391,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         else {
             return;
         };
-        let ready = self.order.complete(source, seq, signed);
+        let ready = self.ms.order.complete(source, seq, signed);
         self.deliver(cx, source, ready);
     }
 
@@ -433,7 +399,6 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
     /// waiting for the window.
     fn deliver(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, ready: Vec<Delivery<P>>) {
         for delivery in ready {
-            self.stats.delivered += 1;
             self.gc.push_back((
                 cx.now().saturating_add(self.cfg.gc_delay),
                 delivery.source,
@@ -445,21 +410,15 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             self.gc_armed = true;
             cx.set_timer(Timer::Gc, self.cfg.gc_delay);
         }
-        if source == self.me {
-            while self.order.admit(self.me, self.next_seq) == Admit::Open {
-                let Some(p) = self.backlog.pop_front() else {
-                    break;
-                };
-                self.start(p, cx);
+        if source == self.ms.me {
+            while let Some((seq, p)) = self.ms.unblocked() {
+                self.start(seq, p, cx);
             }
         }
     }
 
-    fn start(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.stats.broadcasts += 1;
-        let me = self.me;
+    fn start(&mut self, seq: u64, payload: P, cx: &mut Cx<'_, Self>) {
+        let me = self.ms.me;
         if !self.open(cx, me, me, seq) {
             return;
         }
@@ -485,16 +444,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         let Some(inst) = self.instances.get_mut(&(source, seq)) else {
             return;
         };
-        let delivered = {
-            let mut lcx = LayerCx {
-                rng: cx.rng(),
-                oracle: &self.oracle,
-                params: &self.cfg.params,
-                out: &mut self.out,
-                faults: &mut self.faults,
-            };
-            f(&mut inst.layer, &mut lcx)
-        };
+        let delivered = f(&mut inst.layer, &mut self.env.cx(cx.rng()));
         self.flush(cx, source, seq);
         if let Some(c) = delivered {
             self.delivered(cx, source, seq, c);
@@ -510,16 +460,14 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
     type Record = NoRecord;
 
     fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
-        if self.backlog.is_empty() && self.order.admit(self.me, self.next_seq) == Admit::Open {
-            self.start(payload, cx);
-        } else {
-            self.backlog.push_back(payload);
+        if let Some((seq, p)) = self.ms.submit(payload) {
+            self.start(seq, p, cx);
         }
     }
 
     fn on_message(&mut self, from: Addr, msg: Message<P>, cx: &mut Cx<'_, Self>) {
         let Some(from) = from.node().filter(|n| self.is_member(*n)) else {
-            self.stats.faults += 1;
+            self.ms.stats.faults += 1;
             cx.fault(from, Fault::NotAMember, "message from outside the group");
             return;
         };
@@ -557,10 +505,10 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
                     }
                     self.gc.pop_front();
                     if self.instances.remove(&(source, seq)).is_some() {
-                        self.stats.collected += 1;
+                        self.ms.stats.collected += 1;
                     }
                 }
-                self.stats.open_instances = self.instances.len() as u64;
+                self.ms.stats.open_instances = self.instances.len() as u64;
                 match self.gc.front() {
                     Some(&(at, _, _)) => cx.set_timer(Timer::Gc, at.saturating_sub(now).max(1)),
                     None => self.gc_armed = false,
@@ -570,32 +518,13 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
     }
 }
 
-impl<P: Payload> SecureBroadcast<P> for Contagion<P> {
-    fn me(&self) -> NodeId {
-        self.me
-    }
-    fn kind(&self) -> &'static str {
-        "contagion"
-    }
-    fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-    fn stats(&self) -> BroadcastStats {
-        self.stats
-    }
-    fn hold(&mut self, source: NodeId) {
-        self.order.hold(source);
-    }
-    fn release(&mut self, source: NodeId, cx: &mut Cx<'_, Self>) {
-        let ready = self.order.release(source);
-        self.deliver(cx, source, ready);
-    }
-}
+secure_broadcast_via_multishot!(Contagion, "contagion");
 
 #[cfg(test)]
 mod tests {
-    use super::layers::{In, LayerCx, OutBody};
+    use super::layers::In;
     use super::*;
+    use crate::common::SecureBroadcast;
     use crate::testing::{crypto, group, ids, net};
     use byzscale_core::crypto::Crypto;
     use byzscale_core::protocol::{Effect, Time};
@@ -658,31 +587,19 @@ mod tests {
 
     struct Lcx {
         rng: ChaCha8Rng,
-        oracle: Oracle,
-        params: ContagionParams,
-        out: Vec<(Vec<NodeId>, OutBody)>,
-        faults: Vec<(NodeId, Fault, String)>,
+        env: LayerEnv,
     }
 
     impl Lcx {
         fn new(params: ContagionParams) -> Self {
-            let _ = MAX_CANDIDATES;
+            let oracle = Oracle::new(Arc::new(ids(4)), NodeId(0));
             Lcx {
                 rng: ChaCha8Rng::seed_from_u64(2),
-                oracle: Oracle::new(Arc::new(ids(4)), NodeId(0)),
-                params,
-                out: Vec::new(),
-                faults: Vec::new(),
+                env: LayerEnv::new(oracle, params),
             }
         }
         fn cx(&mut self) -> LayerCx<'_> {
-            LayerCx {
-                rng: &mut self.rng,
-                oracle: &self.oracle,
-                params: &self.params,
-                out: &mut self.out,
-                faults: &mut self.faults,
-            }
+            self.env.cx(&mut self.rng)
         }
     }
 
@@ -716,6 +633,7 @@ mod tests {
         }
         assert_eq!(s.delivered(), Some(0));
         assert!(l
+            .env
             .faults
             .iter()
             .any(|f| f.1.name() == "sieve-conflicting-echo"));
@@ -725,7 +643,10 @@ mod tests {
             .find(|i| *i != NodeId(0) && sample.count(i) == 0)
         {
             s.handle(o, In::Echo(0), &mut l.cx());
-            assert_eq!(l.faults.last().unwrap().1.name(), "sieve-unsolicited-echo");
+            assert_eq!(
+                l.env.faults.last().unwrap().1.name(),
+                "sieve-unsolicited-echo"
+            );
         }
     }
 
@@ -741,7 +662,7 @@ mod tests {
         let mut l = Lcx::new(p);
         let mut c = ContagionInstance::default();
         c.init(&mut l.cx());
-        l.out.clear();
+        l.env.out.clear();
         // Ready from members in a fixed order; readiness and delivery flip
         // exactly when the multiplicity-weighted supports cross R̂ and D̂
         let (rs, ds) = (c.ready_sample().clone(), c.delivery_sample().clone());
@@ -775,16 +696,7 @@ mod tests {
             self.b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
         }
         fn faults(&self) -> Vec<&'static str> {
-            self.fx
-                .iter()
-                .filter_map(|e| {
-                    if let Effect::Fault(f) = e {
-                        Some(f.name())
-                    } else {
-                        None
-                    }
-                })
-                .collect()
+            crate::testing::fault_names(&self.fx)
         }
     }
 
