@@ -76,6 +76,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod generate;
 pub mod launcher;
+pub mod netns;
 pub mod load;
 pub mod node_file;
 pub mod persist;
