@@ -71,6 +71,7 @@
 //! ```
 
 mod calls;
+pub mod chaos;
 pub mod cluster;
 pub mod daemon;
 pub mod dispatch;
