@@ -70,12 +70,18 @@ pub struct Agreement {
     /// replicas; every slot is also compared across reads of one replica).
     pub slots_compared: usize,
     /// Slots decided with different digests.
-    pub disagreeing_slots: Vec<Slot>,
+    pub disagreeing_slots: usize,
+    /// The first few of them.
+    pub disagreeing_slot_examples: Vec<Slot>,
     /// Checkpoint slots seen at two replicas or more.
     pub checkpoints_compared: usize,
     /// Checkpoint slots certified with different state digests.
-    pub disagreeing_checkpoints: Vec<Slot>,
+    pub disagreeing_checkpoints: usize,
+    pub disagreeing_checkpoint_examples: Vec<Slot>,
 }
+
+/// How many examples of a violation a report lists.
+const EXAMPLES: usize = 10;
 
 /// Compare every sample: one digest per decided slot, one state per
 /// checkpoint slot.
@@ -93,15 +99,23 @@ pub fn agreement(samples: &[LogSample]) -> Agreement {
         fold(&mut slots, s.replica, &s.decided);
         fold(&mut cps, s.replica, &s.checkpoints);
     }
-    let bad = |m: &Seen| m.iter().filter(|e| e.1 .0.len() > 1).map(|e| *e.0).collect();
+    let bad = |m: &Seen| -> Vec<Slot> {
+        m.iter()
+            .filter(|e| e.1 .0.len() > 1)
+            .map(|e| *e.0)
+            .collect()
+    };
     let compared = |m: &Seen| m.values().filter(|e| e.1.len() > 1).count();
+    let (bad_slots, bad_cps) = (bad(&slots), bad(&cps));
     Agreement {
         samples: samples.len(),
         slots_seen: slots.len(),
         slots_compared: compared(&slots),
-        disagreeing_slots: bad(&slots),
+        disagreeing_slots: bad_slots.len(),
+        disagreeing_slot_examples: bad_slots.into_iter().take(EXAMPLES).collect(),
         checkpoints_compared: compared(&cps),
-        disagreeing_checkpoints: bad(&cps),
+        disagreeing_checkpoints: bad_cps.len(),
+        disagreeing_checkpoint_examples: bad_cps.into_iter().take(EXAMPLES).collect(),
     }
 }
 
@@ -142,7 +156,7 @@ async fn compare(c: &SmrClient, acked: &[(String, String)]) -> Result<Lost> {
         for ((k, want), got) in chunk.iter().zip(values) {
             if got.as_deref() != Some(want.as_bytes()) {
                 lost.lost_writes += 1;
-                if lost.examples.len() < 5 {
+                if lost.examples.len() < EXAMPLES {
                     let got: String = got.map_or("nil".into(), |g| String::from_utf8_lossy(&g).into());
                     lost.examples.push(format!("{k}: acknowledged {want}, read {got}"));
                 }
@@ -180,12 +194,13 @@ mod tests {
             (a.samples, a.slots_seen, a.slots_compared, a.checkpoints_compared),
             (3, 3, 2, 1)
         );
-        assert!(a.disagreeing_slots.is_empty() && a.disagreeing_checkpoints.is_empty());
+        assert_eq!((a.disagreeing_slots, a.disagreeing_checkpoints), (0, 0));
         let mut bad = ok.to_vec();
         bad.push(sample(0, &[(1, 7)], &[]));
         bad.push(sample(2, &[], &[(0, 8)]));
         let a = agreement(&bad);
-        assert_eq!(a.disagreeing_slots, vec![1]);
-        assert_eq!(a.disagreeing_checkpoints, vec![0]);
+        assert_eq!(a.disagreeing_slot_examples, vec![1]);
+        assert_eq!(a.disagreeing_checkpoint_examples, vec![0]);
+        assert_eq!((a.disagreeing_slots, a.disagreeing_checkpoints), (1, 1));
     }
 }

@@ -385,18 +385,16 @@ fn describe(lost: Option<usize>, a: &Agreement) -> Vec<String> {
     if let Some(n) = lost.filter(|n| *n > 0) {
         v.push(format!("{n} acknowledged writes were not read back"));
     }
-    if !a.disagreeing_slots.is_empty() {
+    if let Some(s) = a.disagreeing_slot_examples.first() {
         v.push(format!(
-            "{} slots decided with different batches (first: {})",
-            a.disagreeing_slots.len(),
-            a.disagreeing_slots[0]
+            "{} slots decided with different batches (first: {s})",
+            a.disagreeing_slots
         ));
     }
-    if !a.disagreeing_checkpoints.is_empty() {
+    if let Some(s) = a.disagreeing_checkpoint_examples.first() {
         v.push(format!(
-            "{} checkpoints certified with different states (first: {})",
-            a.disagreeing_checkpoints.len(),
-            a.disagreeing_checkpoints[0]
+            "{} checkpoints certified with different states (first: {s})",
+            a.disagreeing_checkpoints
         ));
     }
     v
