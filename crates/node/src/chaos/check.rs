@@ -151,14 +151,20 @@ async fn compare(c: &SmrClient, acked: &[(String, String)]) -> Result<Lost> {
             bail!("MGET answered {reply}");
         };
         if values.len() != chunk.len() {
-            bail!("MGET of {} keys answered {} values", chunk.len(), values.len());
+            bail!(
+                "MGET of {} keys answered {} values",
+                chunk.len(),
+                values.len()
+            );
         }
         for ((k, want), got) in chunk.iter().zip(values) {
             if got.as_deref() != Some(want.as_bytes()) {
                 lost.lost_writes += 1;
                 if lost.examples.len() < EXAMPLES {
-                    let got: String = got.map_or("nil".into(), |g| String::from_utf8_lossy(&g).into());
-                    lost.examples.push(format!("{k}: acknowledged {want}, read {got}"));
+                    let got: String =
+                        got.map_or("nil".into(), |g| String::from_utf8_lossy(&g).into());
+                    lost.examples
+                        .push(format!("{k}: acknowledged {want}, read {got}"));
                 }
             }
         }
@@ -191,7 +197,12 @@ mod tests {
         ];
         let a = agreement(&ok);
         assert_eq!(
-            (a.samples, a.slots_seen, a.slots_compared, a.checkpoints_compared),
+            (
+                a.samples,
+                a.slots_seen,
+                a.slots_compared,
+                a.checkpoints_compared
+            ),
             (3, 3, 2, 1)
         );
         assert_eq!((a.disagreeing_slots, a.disagreeing_checkpoints), (0, 0));

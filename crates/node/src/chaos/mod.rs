@@ -190,7 +190,11 @@ struct Run {
 impl Run {
     fn new(local: Local, net: Option<Netns>, spec: &ChaosSpec) -> Result<Run> {
         let stores = (0..N)
-            .map(|i| Ok(NodeFile::load(&local.dir.join(format!("node-{i}.toml")))?.file.data_dir))
+            .map(|i| {
+                Ok(NodeFile::load(&local.dir.join(format!("node-{i}.toml")))?
+                    .file
+                    .data_dir)
+            })
             .collect::<Result<_>>()?;
         Ok(Run {
             local,
@@ -299,7 +303,10 @@ impl Run {
             }
             FaultKind::Partition => {
                 let side = self.targets(p).await;
-                let net = self.net.as_mut().context("a partition without namespaces")?;
+                let net = self
+                    .net
+                    .as_mut()
+                    .context("a partition without namespaces")?;
                 net.partition(&side)?;
                 self.event("partition", &side, Vec::new());
                 tokio::time::sleep(hold).await;

@@ -42,13 +42,7 @@ pub struct Planned {
 /// group recovers. One fault of every kind is always planned (in an order
 /// drawn from `rng`), even if that runs past `duration`; further ones are
 /// drawn while time remains. Partitions only if `partitions`.
-pub fn plan(
-    rng: &mut StdRng,
-    duration: f64,
-    n: usize,
-    f: usize,
-    partitions: bool,
-) -> Vec<Planned> {
+pub fn plan(rng: &mut StdRng, duration: f64, n: usize, f: usize, partitions: bool) -> Vec<Planned> {
     let mut must = vec![FaultKind::Restart, FaultKind::WholeGroup];
     if partitions {
         must.push(FaultKind::Partition);
@@ -57,13 +51,14 @@ pub fn plan(
     let mut out = Vec::new();
     let mut t = rng.gen_range(0.5..1.5);
     while out.len() < must.len() || t < duration {
-        let kind = must.get(out.len()).copied().unwrap_or_else(|| {
-            match rng.gen_range(0..100) {
+        let kind = must
+            .get(out.len())
+            .copied()
+            .unwrap_or_else(|| match rng.gen_range(0..100) {
                 0..=14 => FaultKind::WholeGroup,
                 15..=44 if partitions => FaultKind::Partition,
                 _ => FaultKind::Restart,
-            }
-        });
+            });
         let (hold, size) = match kind {
             FaultKind::Restart => (rng.gen_range(0.3..1.5), rng.gen_range(1..=f.max(1))),
             FaultKind::WholeGroup => (rng.gen_range(0.2..1.0), n),

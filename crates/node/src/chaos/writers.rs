@@ -80,11 +80,8 @@ async fn write(w: usize, gateways: Vec<String>, seed: u64, stop: Arc<AtomicBool>
         };
         let (key, value) = (format!("chaos:{w}:{k}"), format!("{seed}.{w}.{k}"));
         k += 1;
-        let r: redis::RedisResult<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(&value)
-            .query_async(c)
-            .await;
+        let r: redis::RedisResult<String> =
+            redis::cmd("SET").arg(&key).arg(&value).query_async(c).await;
         match r {
             Ok(s) if s == "OK" => out.acked.push((key, value)),
             _ => {
