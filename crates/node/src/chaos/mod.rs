@@ -143,8 +143,8 @@ pub async fn run(spec: &ChaosSpec) -> Result<ChaosReport> {
         |_| {},
     )
     .await;
-    let report = match local {
-        Ok(local) => Run::new(local, net, spec)?.drive(spec, partitions).await,
+    let report = match local.and_then(|l| Run::new(l, net, spec)) {
+        Ok(run) => run.drive(spec, partitions).await,
         Err(e) => Err(e),
     };
     if spec.keep {
@@ -234,7 +234,7 @@ impl Run {
             Ok(()) => check::read_back(&dep, &written.acked).await,
             Err(e) => Err(anyhow!("{e:#}")),
         };
-        let final_view = self.final_view().await;
+        let final_view = self.view().await;
         let all: Vec<usize> = (0..N).collect();
         self.local.kill_all(&all);
         self.sample(&all);
@@ -324,7 +324,7 @@ impl Run {
     async fn targets(&mut self, p: &Planned) -> Vec<usize> {
         let mut t = Vec::new();
         if p.leader {
-            if let Some(v) = self.final_view().await {
+            if let Some(v) = self.view().await {
                 t.push(v as usize % N);
             }
         }
@@ -375,7 +375,7 @@ impl Run {
     }
 
     /// The highest view a running replica reports.
-    async fn final_view(&self) -> Option<u64> {
+    async fn view(&self) -> Option<u64> {
         let mut view = None;
         for i in (0..N).filter(|i| self.local.is_running(*i)) {
             if let Some(v) = scrape_metric(&self.local.ports.metrics(i), "byzscale_view").await {
