@@ -1,8 +1,11 @@
-//! The local launcher: a generated deployment on loopback, one `byzscale node`
-//! process per replica (free ports, a directory for the files and logs,
-//! waiting until every node listens, killing them when done unless kept).
+//! The local launcher: a generated deployment on loopback (or in one network
+//! namespace per node, see [`crate::netns`]), one `byzscale node` process per
+//! replica (free ports, a directory for the files and logs, waiting until
+//! every node listens, SIGKILL and restart of a node, killing them when done
+//! unless kept).
 
 use crate::generate::{generate, Ports};
+use crate::netns::Netns;
 use crate::node_file::{NodeFile, NodeProtocol};
 use anyhow::{bail, Context, Result};
 use byzscale_core::config::Deployment;
@@ -15,6 +18,9 @@ use std::time::{Duration, Instant};
 /// dropped, unless it was started to be kept.
 pub struct Local {
     children: Vec<Option<Child>>,
+    /// The command prefix of each node (empty: the binary itself).
+    prefixes: Vec<Vec<String>>,
+    exe: PathBuf,
     keep: bool,
     pub dep: Deployment,
     pub ports: Ports,
@@ -42,6 +48,9 @@ pub struct LocalSpec<'a> {
     pub dir: Option<PathBuf>,
     /// Leave the processes running when the [`Local`] is dropped.
     pub keep: bool,
+    /// Run node i in namespace i of these, on its address, instead of on
+    /// 127.0.0.1.
+    pub netns: Option<&'a Netns>,
 }
 
 impl Local {
@@ -57,8 +66,12 @@ impl Local {
             Some(d) => d,
             None => std::env::temp_dir().join(format!("byzscale-cluster-{}", std::process::id())),
         };
+        let (hosts, prefixes) = match spec.netns {
+            Some(ns) => (ns.hosts(), (0..total).map(|i| ns.prefix(i)).collect()),
+            None => (vec!["127.0.0.1".into()], vec![Vec::new(); total]),
+        };
         let ports = Ports {
-            hosts: vec!["127.0.0.1".into()],
+            hosts,
             base: free_base_port(total)?,
         };
         let dep = generate(&dir, spec.groups, &ports, spec.protocol, patch)?;
@@ -66,14 +79,16 @@ impl Local {
         // kept alive only once every node listens: a failed start cleans up
         let mut local = Local {
             children: Vec::new(),
+            prefixes,
+            exe,
             keep: false,
             dep,
             ports,
             dir,
         };
         for i in 0..total {
-            let child = spawn_node(&exe, &local.dir, i)?;
-            local.children.push(Some(child));
+            local.children.push(None);
+            local.restart(i)?;
         }
         local.wait_for(Ports::replica).await?;
         local.keep = spec.keep;
@@ -112,10 +127,38 @@ impl Local {
 
     /// SIGKILL node `i`'s process.
     pub fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.children.get_mut(i).and_then(Option::take) {
-            let _ = c.kill();
+        self.kill_all(&[i]);
+    }
+
+    /// SIGKILL the processes of `nodes` at once (every signal is sent
+    /// before the first is reaped), as in a power loss.
+    pub fn kill_all(&mut self, nodes: &[usize]) {
+        let mut killed: Vec<Child> = Vec::new();
+        for &i in nodes {
+            if let Some(mut c) = self.children.get_mut(i).and_then(Option::take) {
+                let _ = c.kill();
+                killed.push(c);
+            }
+        }
+        for mut c in killed {
             let _ = c.wait();
         }
+    }
+
+    /// Start node `i` again from its node file (its log is appended to);
+    /// a no-op if it runs.
+    pub fn restart(&mut self, i: usize) -> Result<()> {
+        if self.is_running(i) {
+            return Ok(());
+        }
+        let child = spawn_node(&self.exe, &self.prefixes[i], &self.dir, i)?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    /// The process id of node `i`, if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children.get(i)?.as_ref().map(Child::id)
     }
 
     /// The endpoints of a cluster left running: `extra` (an object of the
@@ -137,10 +180,20 @@ impl Local {
     }
 }
 
-fn spawn_node(exe: &Path, dir: &Path, i: usize) -> Result<Child> {
-    let log = std::fs::File::create(dir.join(format!("node-{i}.log")))?;
-    Command::new(exe)
-        .arg("node")
+fn spawn_node(exe: &Path, prefix: &[String], dir: &Path, i: usize) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("node-{i}.log")))?;
+    let mut cmd = match prefix.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.arg("node")
         .arg("--config")
         .arg(dir.join(format!("node-{i}.toml")))
         .env(

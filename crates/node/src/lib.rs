@@ -15,7 +15,10 @@
 //! - [`cluster`]: what a local cluster run takes ([`ClusterSpec`]) and gives
 //!   ([`ClusterOutcome`], the one report printer);
 //! - [`launcher`]: node processes on loopback (ports, directories, waiting
-//!   until they listen, clean-up);
+//!   until they listen, SIGKILL and restart, clean-up), or in one network
+//!   namespace each ([`netns`], for real partitions);
+//! - [`chaos`]: `byzscale chaos`, a cluster under SIGKILLs, restarts and
+//!   partitions, checked at the end;
 //! - [`load`]: the closed- and open-loop load generator with latency
 //!   histograms;
 //! - [`daemon`]: what every node process shares (the output loop until a
@@ -71,12 +74,14 @@
 //! ```
 
 mod calls;
+pub mod chaos;
 pub mod cluster;
 pub mod daemon;
 pub mod dispatch;
 pub mod generate;
 pub mod launcher;
 pub mod load;
+pub mod netns;
 pub mod node_file;
 pub mod persist;
 pub mod protocols;

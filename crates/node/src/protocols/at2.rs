@@ -944,6 +944,7 @@ pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
         protocol: NodeProtocol::At2,
         dir: run.dir.clone(),
         keep: run.keep,
+        netns: None,
     };
     let local = Local::start(spec, |_| {}).await?;
     let settings = At2Settings::default();

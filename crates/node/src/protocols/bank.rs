@@ -67,6 +67,7 @@ pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
         protocol: NodeProtocol::Smr,
         dir: run.dir.clone(),
         keep: run.keep,
+        netns: None,
     };
     let local = Local::start(spec, |f| f.service = SmrService::Bank).await?;
     let settings = At2Settings::default();

@@ -630,6 +630,7 @@ pub(crate) async fn cluster(a: &ClusterSpec) -> Result<ClusterOutcome> {
         protocol: NodeProtocol::Byzcast,
         dir: a.dir.clone(),
         keep: a.keep,
+        netns: None,
     };
     let local = Local::start(spec, |_| {}).await?;
     local.wait_for(Ports::redis).await?;

@@ -566,6 +566,7 @@ pub async fn start_local(
         protocol: NodeProtocol::Smr,
         dir,
         keep,
+        netns: None,
     };
     Local::start(spec, move |nf| nf.smr = params.clone()).await
 }

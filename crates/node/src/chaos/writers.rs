@@ -1,0 +1,95 @@
+//! The load of a chaos run: closed-loop writers through the replicas' Redis
+//! gateways, each SET on a key of its own with a value of its own, so every
+//! acknowledged write can be checked. A writer whose gateway fails (killed,
+//! cut off, an error, no answer within 5 s) counts the write as not
+//! acknowledged and moves on to the next gateway.
+
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// The running writers.
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<Written>>,
+}
+
+/// What the writers did.
+#[derive(Default)]
+pub struct Written {
+    /// Acknowledged `(key, value)` pairs.
+    pub acked: Vec<(String, String)>,
+    /// Writes without an acknowledgement (they may or may not have taken
+    /// effect; nothing is checked about them).
+    pub unacked: u64,
+}
+
+impl Writers {
+    /// Start `n` writers over the gateways at `gateways` (writer w starts at
+    /// gateway w mod len); values are tagged with `seed`.
+    pub fn start(n: usize, gateways: Vec<String>, seed: u64) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..n)
+            .map(|w| tokio::spawn(write(w, gateways.clone(), seed, stop.clone())))
+            .collect();
+        Writers { stop, tasks }
+    }
+
+    /// Stop the writers (a write in flight is abandoned, unacknowledged)
+    /// and collect what they did.
+    pub async fn finish(self) -> Written {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Written::default();
+        for t in self.tasks {
+            if let Ok(w) = t.await {
+                all.acked.extend(w.acked);
+                all.unacked += w.unacked;
+            }
+        }
+        all
+    }
+}
+
+async fn connect(addr: &str) -> Option<MultiplexedConnection> {
+    let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+    let cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .ok()
+}
+
+async fn write(w: usize, gateways: Vec<String>, seed: u64, stop: Arc<AtomicBool>) -> Written {
+    let mut out = Written::default();
+    let mut g = w % gateways.len();
+    let mut con: Option<MultiplexedConnection> = None;
+    let mut k = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = con.as_mut() else {
+            con = connect(&gateways[g]).await;
+            if con.is_none() {
+                g = (g + 1) % gateways.len();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            continue;
+        };
+        let (key, value) = (format!("chaos:{w}:{k}"), format!("{seed}.{w}.{k}"));
+        k += 1;
+        let r: redis::RedisResult<String> =
+            redis::cmd("SET").arg(&key).arg(&value).query_async(c).await;
+        match r {
+            Ok(s) if s == "OK" => out.acked.push((key, value)),
+            _ => {
+                out.unacked += 1;
+                con = None;
+                g = (g + 1) % gateways.len();
+            }
+        }
+    }
+    out
+}
