@@ -401,7 +401,11 @@ fn idle_clients_expire_at_checkpoints_and_return_in_a_new_session() {
     assert_eq!(a.service().0, 1, "an expired session's request ran");
     let fresh = Request::next_seq(1, true);
     decide(&mut a, 1, 10, 0, Batch::new(vec![request(fresh, b"c")]));
-    assert_eq!(a.service().0, 2, "a new session's first request did not run");
+    assert_eq!(
+        a.service().0,
+        2,
+        "a new session's first request did not run"
+    );
     assert_eq!(a.stats().clients, 1);
 }
 
@@ -453,9 +457,16 @@ fn pending_requests_are_bounded_in_bytes() {
         let s = r.stats();
         let bound = per_client.min(total);
         assert!(s.pending_bytes <= bound, "{} > {bound}", s.pending_bytes);
-        assert!(s.pending_bytes_peak <= bound + cost, "{}", s.pending_bytes_peak);
+        assert!(
+            s.pending_bytes_peak <= bound + cost,
+            "{}",
+            s.pending_bytes_peak
+        );
         assert_eq!(s.pending, bound / cost);
-        assert!(r.pending.contains_key(&(CLIENT, 2)), "the next one was evicted");
+        assert!(
+            r.pending.contains_key(&(CLIENT, 2)),
+            "the next one was evicted"
+        );
         // the one it waits on comes: it runs, and the next ones are due
         decide(&mut r, 1, 1, 0, Batch::new(vec![request(1, b"x")]));
         assert_eq!(r.service().0, 1);
@@ -484,7 +495,9 @@ fn a_leader_proposes_requests_in_their_turn() {
     let mut fx = Vec::new();
     for seq in [3, 2, 1] {
         let m = Message::Request(request(seq, b"x"));
-        fx.extend(step(&mut r, 0, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx)));
+        fx.extend(step(&mut r, 0, |r, cx| {
+            r.on_message(Addr::Client(CLIENT), m, cx)
+        }));
         if seq > 1 {
             assert!(proposed_seqs(&fx).is_empty(), "{:?}", proposed_seqs(&fx));
         }
