@@ -320,6 +320,12 @@ impl<S: Service> Replica<S> {
                 Event::Persist(p) => cx.persist(p.into()),
                 Event::Multicast(m) => cx.multicast(self.others(), m.into()),
                 Event::Adopted(slot) => {
+                    // a slot executed already (a view change re-accepts
+                    // it) proposes nothing more: its requests ran or were
+                    // skipped, and one skipped must be proposed again
+                    if slot <= self.executed() {
+                        continue;
+                    }
                     if let Some(batch) = self.order.proposal(slot) {
                         self.proposed.extend(batch.requests.iter().map(Request::id));
                     }
