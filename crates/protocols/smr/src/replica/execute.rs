@@ -42,8 +42,10 @@
 //! The table's bytes ([`entry_bytes`]) are bounded by `client_table_bytes`:
 //! at the bound a client with no entry is not executed and every replica
 //! answers [`Message::Busy`] (deterministically, at execution); its request
-//! stays pending and runs once entries expire. Clients with an entry are
-//! never refused.
+//! stays pending and can run once entries expire. Clients with an entry are
+//! never refused. Known limitation: a leader does not queue a refused
+//! request again by itself (its client's retransmission finds it pending);
+//! it is proposed again after the next view change rebuilds the queue.
 
 use super::{Ctx, Output, Record, Replica};
 use crate::message::*;
@@ -175,8 +177,9 @@ impl<S: Service> Replica<S> {
         }
         let result = self.service.execute(&req.op);
         let window = self.p.client_window.max(1) as usize;
+        let new = known.is_none();
         let cs = self.clients.entry(req.client).or_default();
-        let before = entry_bytes(cs);
+        let before = if new { 0 } else { entry_bytes(cs) };
         cs.last = req.seq;
         cs.last_slot = slot;
         cs.replies.push_back((req.seq, result.clone()));
