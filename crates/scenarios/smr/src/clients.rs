@@ -123,8 +123,8 @@ impl Hostile {
                 cx.multicast(self.g.addrs(), Message::Request(req));
             }
             ClientAttack::Huge => {
-                if self.ticks % 10 == 0 && self.ticks <= 200 {
-                    let over = (self.ticks / 10) % 2 == 0;
+                if self.ticks.is_multiple_of(10) && self.ticks <= 200 {
+                    let over = (self.ticks / 10).is_multiple_of(2);
                     let len = self.p.max_op_bytes + usize::from(over);
                     let seq = Request::next_seq(self.last, true);
                     self.last = seq;
@@ -137,7 +137,7 @@ impl Hostile {
                     self.send(1, b"churn".to_vec(), cx);
                 }
             }
-            ClientAttack::Flood if self.ticks % 5 == 0 => {
+            ClientAttack::Flood if self.ticks.is_multiple_of(5) => {
                 let horizon = 4 * self.p.client_window;
                 for j in 0..FLOOD_PER_TICK {
                     let t = self.ticks as u64 * FLOOD_PER_TICK + j;

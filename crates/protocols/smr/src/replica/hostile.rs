@@ -394,6 +394,7 @@ fn idle_clients_expire_at_checkpoints_and_return_in_a_new_session() {
             decide(r, me, s, 0, Batch::default());
         }
         assert_eq!(r.stats().clients, 0, "kept past the horizon");
+        assert_eq!(r.stats().client_bytes, 0, "the byte count drifted");
         assert_eq!(r.stats().clients_expired, 1);
     }
     assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
