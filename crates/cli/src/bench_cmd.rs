@@ -32,7 +32,7 @@ fn write_json(out: &Path, name: &str, result: &impl Serialize) -> Result<PathBuf
 
 /// Write `<out>/<name>.json` and plot `<out>/<name>.svg`, then print the
 /// result: its JSON with `--json`, else `line` and where the files went.
-fn publish<R: Serialize>(
+pub(crate) fn publish<R: Serialize>(
     out: &Path,
     name: &str,
     result: &R,
