@@ -1268,7 +1268,7 @@ impl<M> Transport<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byzscale_core::NodeId;
+    use byzscale_core::{ClientId, NodeId};
 
     fn node(i: u32) -> Addr {
         Addr::Node(NodeId(i))
@@ -1563,6 +1563,55 @@ mod tests {
         assert_eq!(got[32].len(), 32 << 10, "bulk that fit follows");
         t.shutdown().await;
         t1.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_clients_queue_goes_with_its_last_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let reg = Registry::new();
+        let mut c = cfg(0, &[]);
+        c.accept_clients = true;
+        let (t, mut rx) = Transport::<Vec<u8>>::start(c, Some(l), &reg).await.unwrap();
+        let queued = reg.gauge("byzscale_net_queued_bytes", "");
+        let client = Addr::Client(ClientId(77));
+        let server = PeerConfig {
+            addr: node(0),
+            identity: ident(0).public(),
+            socket: Some(addr.to_string()),
+        };
+        let id = Identity::from_seed([77; 32]);
+        let conn = RawConnection::connect(client, id, 7, server, Duration::from_secs(10))
+            .await
+            .unwrap();
+        match rx.recv().await.unwrap() {
+            Inbound::PeerRegistered { addr, .. } => assert_eq!(addr, client),
+            other => panic!("{other:?}"),
+        }
+        // the client never reads: replies pile up in its queue
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !t.send(client, bytes_frame(1, 0), Priority::Control) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the client's queue exists once it is connected");
+        // 32 MiB, more than the socket buffers and the queue's 16 MiB hold
+        for _ in 0..512 {
+            assert!(t.send(client, bytes_frame(64 << 10, 1), Priority::Control));
+        }
+        assert!(queued.get() > 0);
+        drop(conn);
+        // it left: its queue and what it held are gone, sends are unroutable
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while t.send(client, bytes_frame(1, 2), Priority::Control) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the queue went with the connection");
+        assert_eq!(queued.get(), 0);
+        t.shutdown().await;
     }
 
     #[tokio::test]
