@@ -30,7 +30,7 @@
 //! against the limit) goes to `<out>/<name>.json` and `.svg`.
 
 use crate::bench_cmd::publish;
-use crate::plot::{side_by_side, Axes, Series};
+use crate::plot::{per_second_chart, side_by_side, Axes, Series};
 use anyhow::{bail, Context, Result};
 use byzscale_apps::kv::KvOp;
 use byzscale_core::codec::{self, HEADER_LEN};
@@ -433,9 +433,16 @@ async fn byzantine_peer(a: PeerAttack, mut stop: watch::Receiver<bool>) {
                 break;
             }
         }
-        // a header announcing more than the limit: the replica closes
+        // a header announcing more than the limit: the replica closes. Give
+        // it time to read that far: closing first with its frames unread in
+        // our socket would reset the connection before it saw the header.
         let h = codec::header(KIND, a.max_frame + 1).to_vec();
-        let _ = send_all(&mut c, &[("oversized", h)], &a.counts, &mut stop).await;
+        if send_all(&mut c, &[("oversized", h)], &a.counts, &mut stop).await {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.wait_for(|v| *v) => {}
+            }
+        }
     }
 }
 
@@ -638,15 +645,7 @@ fn plot_memory(r: &MemoryReport, path: &Path) -> Result<()> {
         format!("limit {limit} MiB"),
         vec![(0.0, limit), (secs, limit)],
     ));
-    let ops = [(
-        "honest ops/s".to_string(),
-        r.throughput
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i as f64 + 0.5, *v as f64))
-            .collect(),
-    )];
-    let ymax = r.throughput.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let (ops, right) = per_second_chart("honest ops/s", &r.throughput);
     let title = format!("{}: replica RSS under a Byzantine peer and client", r.name);
     let left = Axes {
         title: &title,
@@ -654,14 +653,6 @@ fn plot_memory(r: &MemoryReport, path: &Path) -> Result<()> {
         y_desc: "VmRSS (MiB)",
         x_range: 0.0..secs,
         y_range: 0.0..(limit.max(r.peak_rss_mib) * 1.1),
-        markers: false,
-    };
-    let right = Axes {
-        title: "honest throughput",
-        x_desc: "second",
-        y_desc: "ops/s",
-        x_range: 0.0..(r.throughput.len().max(1) as f64),
-        y_range: 0.0..ymax * 1.1,
         markers: false,
     };
     side_by_side(path, (1100, 420), &[(left, &rss[..]), (right, &ops[..])])
