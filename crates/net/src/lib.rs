@@ -27,8 +27,10 @@
 //!   the client's last connection).
 //! - Client keys are learned per replica at handshake: a replica that never had
 //!   a connection from a client cannot verify that client's MACs.
-//! - All peers share one bounded inbound channel (FIFO-fair among readers), not
-//!   per-peer quotas.
+//! - All peers share one bounded inbound channel and one inbound byte budget
+//!   (FIFO-fair among readers), not per-peer quotas: many connections
+//!   announcing large frames delay the others' frames (by at most the frame
+//!   timeout each) but cannot grow memory past the budget.
 //! - [`Storage`] calls block on fsync: call them from `spawn_blocking` or a
 //!   dedicated thread, never from the protocol task directly.
 //! - The delay shim adds latency at the sender only; it models no bandwidth.

@@ -533,8 +533,10 @@ where
 
     async fn inbound(&mut self, ev: Inbound<P::Message>) {
         match ev {
-            Inbound::Message { from, msg } => {
+            Inbound::Message { from, msg, held } => {
                 let at = self.step(|p, cx| p.on_message(from, msg, cx));
+                // the frame's share of the inbound budget is free again
+                drop(held);
                 self.apply(at).await;
             }
             Inbound::PeerRegistered { addr, identity } => {

@@ -16,7 +16,15 @@
 //! # Frames
 //!
 //! Every frame uses the core codec's 8-byte header (`"BZ"`, version, kind, `u32`
-//! payload length) and a payload limit (`max_frame`). A header that is malformed
+//! payload length) and a payload limit (`max_frame`). After the handshake a
+//! frame's bytes count against one budget for all connections
+//! (`inbound_bytes`, default 64 MiB) from its header until the protocol task
+//! has handled its last message ([`FrameShare`]): a reader waits for its
+//! share before it allocates the frame, so peers that announce large frames,
+//! or flood them faster than the protocol handles them, hold at most that
+//! much (the decoded messages about as much again). A payload must arrive
+//! within `frame_timeout` of its header (fault `slow_frame`), so a peer that
+//! trickles a frame cannot keep its share. A header that is malformed
 //! or announces more than the limit closes the connection *before* the payload
 //! is read, and is counted (`byzscale_net_faults_total`) and logged; nothing in
 //! the transport panics on peer input, and each connection has its own task, so
@@ -110,7 +118,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -151,6 +159,13 @@ pub struct TransportOptions {
     pub client_queue_bytes: usize,
     /// Inbound messages buffered for the protocol task (all peers together).
     pub inbound_capacity: usize,
+    /// Bytes of inbound frames held at once, all connections together: from
+    /// the header of a frame until the protocol task has handled its last
+    /// message (decoded messages come on top, about as much again). At least
+    /// one largest frame with its tag.
+    pub inbound_bytes: usize,
+    /// Time a frame's payload may take to arrive once its header has.
+    pub frame_timeout: Duration,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub backoff_min: Duration,
@@ -170,6 +185,8 @@ impl Default for TransportOptions {
             client_queue_capacity: 256,
             client_queue_bytes: codec::DEFAULT_MAX_FRAME + HEADER_LEN,
             inbound_capacity: 4096,
+            inbound_bytes: 64 << 20,
+            frame_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(50),
@@ -184,6 +201,15 @@ impl TransportOptions {
     /// Check the options; a clear error names the first bad one.
     pub fn validate(&self) -> Result<(), NetError> {
         let frame = self.max_frame.saturating_add(HEADER_LEN);
+        let inbound = frame.saturating_add(TAG_LEN);
+        if self.inbound_bytes < inbound || self.inbound_bytes > u32::MAX as usize {
+            return Err(NetError::Config(format!(
+                "transport option inbound_bytes = {} must be between one largest frame \
+                 with its tag ({inbound} bytes) and {} bytes",
+                self.inbound_bytes,
+                u32::MAX
+            )));
+        }
         for (name, v) in [
             ("queue_bytes", self.queue_bytes),
             ("client_queue_bytes", self.client_queue_bytes),
@@ -243,14 +269,27 @@ impl std::fmt::Debug for TransportConfig {
 /// What the transport hands to the runtime.
 #[derive(Debug)]
 pub enum Inbound<M> {
-    /// A message whose sender was authenticated by the channel.
-    Message { from: Addr, msg: M },
+    /// A message whose sender was authenticated by the channel. `held`
+    /// counts its frame against `inbound_bytes` until dropped: drop it once
+    /// the message is handled.
+    Message {
+        from: Addr,
+        msg: M,
+        held: FrameShare,
+    },
     /// A client authenticated with a key the node did not know; delivered before
     /// any message of that client.
     PeerRegistered {
         addr: Addr,
         identity: PublicIdentity,
     },
+}
+
+/// The share of `inbound_bytes` an inbound frame holds; released when the
+/// last message of the frame is dropped.
+#[derive(Clone, Debug)]
+pub struct FrameShare {
+    _permit: Arc<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug)]
@@ -299,6 +338,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "unexpected_kind",
     "bad_mac",
     "malformed_message",
+    "slow_frame",
 ];
 
 #[derive(Clone)]
@@ -589,6 +629,8 @@ struct Shared<M> {
     known: Mutex<HashMap<Addr, PublicIdentity>>,
     slots: Mutex<HashMap<Addr, Arc<PeerSlot>>>,
     inbound: mpsc::Sender<Inbound<M>>,
+    /// Permits: bytes of inbound frames held (`inbound_bytes`).
+    inbound_budget: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     m: NetMetrics,
 }
@@ -610,6 +652,7 @@ impl<M> Shared<M> {
             known: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             inbound,
+            inbound_budget: Arc::new(Semaphore::new(cfg.options.inbound_bytes)),
             shutdown,
             m: NetMetrics::new(registry),
         };
@@ -776,6 +819,50 @@ async fn handshake<M>(
     })
 }
 
+/// Read one authenticated-phase frame (tag included): once its header is
+/// parsed, wait for its share of `inbound_bytes`, then give its payload
+/// `frame_timeout` to arrive.
+async fn read_held_frame<M>(
+    shared: &Shared<M>,
+    r: &mut BufReader<OwnedReadHalf>,
+    limit: usize,
+) -> Result<(u8, Vec<u8>, FrameShare), ConnError> {
+    let mut header = [0u8; HEADER_LEN];
+    let n = r.read(&mut header).await?;
+    if n == 0 {
+        return Err(ConnError::Closed);
+    }
+    if n < HEADER_LEN {
+        r.read_exact(&mut header[n..]).await?;
+    }
+    let (kind, len) = codec::parse_header(&header, limit).map_err(wire::codec_fault)?;
+    let size = HEADER_LEN + len + TAG_LEN;
+    let permit = shared
+        .inbound_budget
+        .clone()
+        .acquire_many_owned(size as u32)
+        .await
+        .map_err(|_| ConnError::Shutdown)?;
+    let mut frame = vec![0u8; size];
+    frame[..HEADER_LEN].copy_from_slice(&header);
+    match tokio::time::timeout(
+        shared.opts.frame_timeout,
+        r.read_exact(&mut frame[HEADER_LEN..]),
+    )
+    .await
+    {
+        Ok(r) => r?,
+        Err(_) => {
+            let detail = format!("a {size}-byte frame not complete within the frame timeout");
+            return Err(fault("slow_frame", detail));
+        }
+    };
+    let share = FrameShare {
+        _permit: Arc::new(permit),
+    };
+    Ok((kind, frame, share))
+}
+
 async fn read_loop<M: DeserializeOwned>(
     shared: &Shared<M>,
     r: &mut BufReader<OwnedReadHalf>,
@@ -784,7 +871,7 @@ async fn read_loop<M: DeserializeOwned>(
 ) -> Result<(), ConnError> {
     let max = shared.opts.max_frame;
     loop {
-        let (kind, frame) = read_raw_frame(r, max, TAG_LEN).await?;
+        let (kind, frame, held) = read_held_frame(shared, r, max).await?;
         if kind != shared.kind && kind != KIND_SEALED {
             return Err(fault(
                 "unexpected_kind",
@@ -800,7 +887,7 @@ async fn read_loop<M: DeserializeOwned>(
         }
         shared.m.bytes_in.add(frame.len() as u64);
         for payload in wire::payloads(&frame[..body], shared.kind, max) {
-            deliver(shared, peer, payload?, max).await?;
+            deliver(shared, peer, payload?, max, &held).await?;
         }
     }
 }
@@ -811,12 +898,18 @@ async fn deliver<M: DeserializeOwned>(
     peer: Addr,
     payload: &[u8],
     max: usize,
+    held: &FrameShare,
 ) -> Result<(), ConnError> {
     let msg: M = wire::decode_message(payload, max)?;
     shared.m.frames_in.inc();
+    let held = held.clone();
     shared
         .inbound
-        .send(Inbound::Message { from: peer, msg })
+        .send(Inbound::Message {
+            from: peer,
+            msg,
+            held,
+        })
         .await
         .map_err(|_| ConnError::Shutdown)
 }
@@ -1340,7 +1433,7 @@ mod tests {
             let tag = s.send.tag(&f);
             w.write_all(&[f.as_slice(), &tag].concat()).await.unwrap();
             match rx.recv().await.unwrap() {
-                Inbound::Message { from, msg } => assert_eq!((from, msg), (node(1), 42)),
+                Inbound::Message { from, msg, .. } => assert_eq!((from, msg), (node(1), 42)),
                 other => panic!("{other:?}"),
             }
             // 2. a replayed frame (same bytes, stale counter) is rejected
@@ -1394,7 +1487,7 @@ mod tests {
             w.write_all(&sealed(&frames, &mut s)).await.unwrap();
             for want in 1..=3u64 {
                 match rx.recv().await.unwrap() {
-                    Inbound::Message { from, msg } => assert_eq!((from, msg), (node(1), want)),
+                    Inbound::Message { from, msg, .. } => assert_eq!((from, msg), (node(1), want)),
                     other => panic!("{other:?}"),
                 }
             }
@@ -1611,6 +1704,64 @@ mod tests {
         .await
         .expect("the queue went with the connection");
         assert_eq!(queued.get(), 0);
+        t.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn inbound_frames_wait_for_the_byte_budget_and_slow_ones_are_cut() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let reg = Registry::new();
+        let mut c = bounded(cfg(0, &[(1, None)]));
+        let frame = (64 << 10) + HEADER_LEN + TAG_LEN;
+        c.options.inbound_bytes = 4 * frame + 100;
+        c.options.frame_timeout = Duration::from_millis(300);
+        let (t, mut rx) = Transport::<Vec<u8>>::start(c, Some(l), &reg).await.unwrap();
+        let received = reg.counter("byzscale_net_frames_received_total", "");
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let (mut r, mut w, mut s) = authenticated_raw(addr).await;
+            // 32 largest frames; the protocol holds on to what it got
+            let payload = 64 << 10;
+            let f = codec::encode_frame(7, &vec![5u8; payload - 16]);
+            assert!(f.len() - HEADER_LEN <= payload);
+            let writer = tokio::spawn(async move {
+                for _ in 0..32 {
+                    let tag = s.send.tag(&f);
+                    if w.write_all(&[f.as_slice(), &tag].concat()).await.is_err() {
+                        break;
+                    }
+                }
+                (w, s)
+            });
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                got.push(rx.recv().await.unwrap());
+            }
+            // the budget holds four frames: the fifth waits for a release
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(received.get(), 4);
+            assert!(rx.try_recv().is_err());
+            got.clear();
+            let mut n = 4;
+            while n < 32 {
+                drop(rx.recv().await.unwrap());
+                n += 1;
+            }
+            assert_eq!(received.get(), 32);
+            let (mut w, _s) = writer.await.unwrap();
+            // a header whose payload never comes closes the connection
+            let h = codec::header(7, 1000);
+            w.write_all(&h).await.unwrap();
+            wait_closed(&mut r).await;
+        })
+        .await
+        .expect("test finished in time");
+        let slow = reg.counter_with(
+            "byzscale_net_faults_by_kind_total",
+            "",
+            &[("kind", "slow_frame")],
+        );
+        assert_eq!(slow.get(), 1);
         t.shutdown().await;
     }
 
