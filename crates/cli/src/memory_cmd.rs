@@ -664,14 +664,18 @@ mod tests {
 
     #[test]
     fn metric_sums_pick_the_labelled_series() {
-        let body = "# HELP x\n\
-            byzscale_net_peer_frames_dropped_total{class=\"bulk\",peer=\"Node(3)\"} 5\n\
-            byzscale_net_peer_frames_dropped_total{class=\"control\",peer=\"Node(3)\"} 2\n\
-            byzscale_net_peer_frames_dropped_total{class=\"bulk\",peer=\"clients\"} 7\n\
+        let byz = Addr::Node(NodeId(BYZANTINE as u32));
+        let body = format!(
+            "# HELP x\n\
+            byzscale_net_peer_frames_dropped_total{{class=\"bulk\",peer=\"{byz}\"}} 5\n\
+            byzscale_net_peer_frames_dropped_total{{class=\"control\",peer=\"{byz}\"}} 2\n\
+            byzscale_net_peer_frames_dropped_total{{class=\"bulk\",peer=\"clients\"}} 7\n\
             byzscale_net_faults_total 3\n\
-            byzscale_protocol_faults_total{kind=\"future-view\"} 11\n";
+            byzscale_protocol_faults_total{{kind=\"future-view\"}} 11\n"
+        );
+        let body = body.as_str();
         let d = "byzscale_net_peer_frames_dropped_total";
-        assert_eq!(metric_sum(body, d, "peer=\"Node(3)\""), 7.0);
+        assert_eq!(metric_sum(body, d, &format!("peer=\"{byz}\"")), 7.0);
         assert_eq!(metric_sum(body, d, ""), 14.0);
         assert_eq!(metric_sum(body, "byzscale_net_faults_total", ""), 3.0);
         let r = replica_memory(0, vec![10.0, 30.0, 20.0], body);
