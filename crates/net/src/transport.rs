@@ -740,13 +740,11 @@ impl<M> Shared<M> {
     }
 }
 
-/// Read one frame: header, payload and `trailer` more bytes. Returns the kind and
-/// the whole frame (header included).
-async fn read_raw_frame<R: AsyncRead + Unpin>(
+/// Read and check one frame header: its kind, payload length and bytes.
+async fn read_header<R: AsyncRead + Unpin>(
     r: &mut R,
     limit: usize,
-    trailer: usize,
-) -> Result<(u8, Vec<u8>), ConnError> {
+) -> Result<(u8, usize, [u8; HEADER_LEN]), ConnError> {
     let mut header = [0u8; HEADER_LEN];
     // A clean EOF before the first header byte is a normal close.
     let n = r.read(&mut header).await?;
@@ -757,7 +755,17 @@ async fn read_raw_frame<R: AsyncRead + Unpin>(
         r.read_exact(&mut header[n..]).await?;
     }
     let (kind, len) = codec::parse_header(&header, limit).map_err(wire::codec_fault)?;
-    let mut frame = vec![0u8; HEADER_LEN + len + trailer];
+    Ok((kind, len, header))
+}
+
+/// Read one handshake frame. Returns the kind and the whole frame (header
+/// included).
+async fn read_raw_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limit: usize,
+) -> Result<(u8, Vec<u8>), ConnError> {
+    let (kind, len, header) = read_header(r, limit).await?;
+    let mut frame = vec![0u8; HEADER_LEN + len];
     frame[..HEADER_LEN].copy_from_slice(&header);
     r.read_exact(&mut frame[HEADER_LEN..]).await?;
     Ok((kind, frame))
@@ -798,7 +806,7 @@ async fn handshake<M>(
     w.write_all(hs.hello_frame()).await?;
     // A peer that closes before saying anything (a port scan, a health check, a
     // node shutting down) is not counted as a fault.
-    let (_, their_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
+    let (_, their_frame) = read_raw_frame(r, HANDSHAKE_MAX).await?;
     let (await_auth, auth) = {
         let known = shared.known_lock();
         hs.on_hello(
@@ -808,7 +816,7 @@ async fn handshake<M>(
         )?
     };
     w.write_all(&auth).await?;
-    let (_, auth_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
+    let (_, auth_frame) = read_raw_frame(r, HANDSHAKE_MAX).await?;
     let keys = await_auth.on_auth(&auth_frame)?;
     let (send_dir, recv_dir) = if keys.dialer { (0, 1) } else { (1, 0) };
     Ok(Session {
@@ -827,15 +835,7 @@ async fn read_held_frame<M>(
     r: &mut BufReader<OwnedReadHalf>,
     limit: usize,
 ) -> Result<(u8, Vec<u8>, FrameShare), ConnError> {
-    let mut header = [0u8; HEADER_LEN];
-    let n = r.read(&mut header).await?;
-    if n == 0 {
-        return Err(ConnError::Closed);
-    }
-    if n < HEADER_LEN {
-        r.read_exact(&mut header[n..]).await?;
-    }
-    let (kind, len) = codec::parse_header(&header, limit).map_err(wire::codec_fault)?;
+    let (kind, len, header) = read_header(r, limit).await?;
     let size = HEADER_LEN + len + TAG_LEN;
     let permit = shared
         .inbound_budget
