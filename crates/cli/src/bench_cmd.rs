@@ -10,7 +10,7 @@
 //!   nodes and workload, at several client counts.
 
 use crate::deploy_cmd::show_progress;
-use crate::plot::{line_chart, side_by_side, Axes, Series};
+use crate::plot::{line_chart, per_second_chart, side_by_side, Axes, Series};
 use anyhow::{anyhow, bail, Context, Result};
 use byzscale_node::load_deployment;
 use byzscale_node::protocols::at2::{self, At2Report, TransferRun};
@@ -32,7 +32,7 @@ fn write_json(out: &Path, name: &str, result: &impl Serialize) -> Result<PathBuf
 
 /// Write `<out>/<name>.json` and plot `<out>/<name>.svg`, then print the
 /// result: its JSON with `--json`, else `line` and where the files went.
-fn publish<R: Serialize>(
+pub(crate) fn publish<R: Serialize>(
     out: &Path,
     name: &str,
     result: &R,
@@ -195,16 +195,8 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
 
 fn plot_bench(r: &BenchReport, path: &Path) -> Result<()> {
     let xmax = r.cdf_ms.iter().map(|p| p.0).fold(0.1, f64::max);
-    let ymax = r.per_second.iter().copied().max().unwrap_or(1).max(1) as f64;
     let cdf = [("latency CDF".to_string(), r.cdf_ms.clone())];
-    let rate = [(
-        "ops/s".to_string(),
-        r.per_second
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i as f64 + 0.5, *v as f64))
-            .collect(),
-    )];
+    let (rate, right) = per_second_chart("ops/s", &r.per_second);
     let title = format!("{}: latency CDF", r.name);
     let left = Axes {
         title: &title,
@@ -212,14 +204,6 @@ fn plot_bench(r: &BenchReport, path: &Path) -> Result<()> {
         y_desc: "fraction",
         x_range: 0.0..xmax * 1.05,
         y_range: 0.0..1.0,
-        markers: false,
-    };
-    let right = Axes {
-        title: "throughput over time",
-        x_desc: "second",
-        y_desc: "ops/s",
-        x_range: 0.0..(r.per_second.len().max(1) as f64),
-        y_range: 0.0..ymax * 1.1,
         markers: false,
     };
     side_by_side(path, (1000, 400), &[(left, &cdf[..]), (right, &rate[..])])

@@ -4,6 +4,7 @@ mod bench_cmd;
 mod broadcast_cmd;
 mod chaos_cmd;
 mod deploy_cmd;
+mod memory_cmd;
 mod plot;
 mod sim_cmd;
 mod tree_cmd;
@@ -35,6 +36,9 @@ enum Command {
     /// AT2 against a bank on the SMR core, same nodes and workload; writes
     /// bench/results/<name>.json and .svg.
     BenchAt2(bench_cmd::BenchAt2Args),
+    /// Replica memory under a Byzantine peer and client (VmRSS each second);
+    /// writes bench/results/memory.json and .svg.
+    BenchMemory(memory_cmd::MemoryArgs),
     /// A local cluster under load with random SIGKILLs, restarts and
     /// partitions; checks every acknowledged write and the replicas' logs.
     Chaos(chaos_cmd::ChaosArgs),
@@ -91,6 +95,7 @@ fn main() {
         Command::Bench(a) => block_on(bench_cmd::bench(a)),
         Command::BenchByzcast(a) => block_on(bench_cmd::bench_byzcast(a)),
         Command::BenchAt2(a) => block_on(bench_cmd::bench_at2(a)),
+        Command::BenchMemory(a) => block_on(memory_cmd::bench_memory(a)),
         Command::Chaos(a) => block_on(chaos_cmd::chaos(a)),
         Command::Node { config } => block_on(deploy_cmd::node(config)),
         Command::Client {

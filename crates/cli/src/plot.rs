@@ -44,6 +44,26 @@ fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting: {e:?}")
 }
 
+/// The "throughput over time" chart of completions in each second: its one
+/// series (named `label`) and its axes.
+pub fn per_second_chart(label: &str, per_second: &[u64]) -> ([Series; 1], Axes<'static>) {
+    let ymax = per_second.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let points = per_second
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as f64 + 0.5, *v as f64))
+        .collect();
+    let axes = Axes {
+        title: "throughput over time",
+        x_desc: "second",
+        y_desc: "ops/s",
+        x_range: 0.0..(per_second.len().max(1) as f64),
+        y_range: 0.0..ymax * 1.1,
+        markers: false,
+    };
+    ([(label.to_string(), points)], axes)
+}
+
 /// A line chart of `series` on linear axes.
 pub fn line_chart(path: &Path, axes: Axes<'_>, series: &[Series]) -> Result<()> {
     side_by_side(path, SIZE, &[(axes, series)])

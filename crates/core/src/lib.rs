@@ -25,4 +25,4 @@ pub mod service;
 pub use codec::WireKind;
 pub use ids::{Addr, ClientId, GroupId, NodeId};
 pub use keyed::Keyed;
-pub use protocol::{Cx, Effect, Fault, FaultKind, NoRecord, Protocol, Step, Time};
+pub use protocol::{Cx, Effect, Fault, FaultKind, NoRecord, Priority, Protocol, Step, Time};

@@ -60,6 +60,42 @@ pub trait Protocol {
     /// `from` is authenticated by the driver's channel (MAC or TLS-like session).
     fn on_message(&mut self, from: Addr, msg: Self::Message, cx: &mut Cx<'_, Self>);
     fn on_timer(&mut self, timer: Self::Timer, cx: &mut Cx<'_, Self>);
+
+    /// How much the receiver needs `msg` compared with this protocol's other
+    /// messages, for a driver whose per-peer send queue is full: it drops
+    /// [`Priority::Bulk`] frames before [`Priority::Control`] ones (see
+    /// `byzscale_net::transport`). Only a hint for the queues; delivery
+    /// semantics do not change (a lossy link may drop anything). Default:
+    /// everything is control.
+    fn priority(_msg: &Self::Message) -> Priority {
+        Priority::Control
+    }
+}
+
+/// The class of a message in a driver's bounded send queues
+/// ([`Protocol::priority`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// Small messages that drive progress (votes, view changes, requests,
+    /// replies): kept while bulk is dropped.
+    #[default]
+    Control,
+    /// Large catch-up transfers a receiver asks for again (state, logs):
+    /// dropped first.
+    Bulk,
+}
+
+impl Priority {
+    /// Both classes, most important first.
+    pub const ALL: [Priority; 2] = [Priority::Control, Priority::Bulk];
+
+    /// Short name for metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Priority::Control => "control",
+            Priority::Bulk => "bulk",
+        }
+    }
 }
 
 /// The [`Protocol::Record`] of a protocol that persists nothing.

@@ -3,7 +3,8 @@
 //!
 //! - [`transport`]: TCP listener and dialers, framed with the core codec's header,
 //!   ed25519-authenticated handshake, per-frame HMAC-SHA256 with replay counters,
-//!   bounded drop-oldest queues per peer, reconnect with backoff and jitter.
+//!   per-peer queues bounded in frames and bytes (bulk dropped before control),
+//!   reconnect with backoff and jitter.
 //! - [`wire`]: what a peer sends, decoded and checked without I/O (the
 //!   handshake as a state machine, sealed frames, messages); the transport's
 //!   connection tasks and the fuzz targets call the same functions.
@@ -16,16 +17,20 @@
 //!   text-format endpoint.
 //!
 //! Limitations (deliberate, for now):
-//! - Replica links drop the oldest queued frame when a peer's queue is full;
-//!   protocols must retransmit (they do: timers and client retries).
+//! - Replica links drop queued frames (oldest bulk first) when a peer's queue
+//!   is over its bound; protocols must retransmit (they do: timers and client
+//!   retries).
 //! - A client id unknown to the deployment is bound to the first key that
 //!   authenticates for it, for the life of the process; nothing ties the id to
 //!   the key (derive ids from keys, or list clients, if squatting matters).
-//!   Client queues are never garbage-collected (each is bounded).
+//!   The id-to-key bindings are never freed (client queues are: they go with
+//!   the client's last connection).
 //! - Client keys are learned per replica at handshake: a replica that never had
 //!   a connection from a client cannot verify that client's MACs.
-//! - All peers share one bounded inbound channel (FIFO-fair among readers), not
-//!   per-peer quotas.
+//! - All peers share one bounded inbound channel and one inbound byte budget
+//!   (FIFO-fair among readers), not per-peer quotas: many connections
+//!   announcing large frames delay the others' frames (by at most the frame
+//!   timeout each) but cannot grow memory past the budget.
 //! - [`Storage`] calls block on fsync: call them from `spawn_blocking` or a
 //!   dedicated thread, never from the protocol task directly.
 //! - The delay shim adds latency at the sender only; it models no bandwidth.
@@ -65,7 +70,9 @@ pub use runtime::{
     Wiring,
 };
 pub use storage::{Batch, Recovered, Storage, StorageError};
-pub use transport::{Inbound, PeerConfig, Transport, TransportConfig, TransportOptions};
+pub use transport::{
+    Inbound, PeerConfig, RawConnection, Transport, TransportConfig, TransportOptions,
+};
 
 use byzscale_core::config::ConfigError;
 use byzscale_core::crypto::{CryptoError, Identity};

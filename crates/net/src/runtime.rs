@@ -13,7 +13,7 @@
 //!
 //! | effect | what the runtime does |
 //! |---|---|
-//! | `Send` / `Multicast` | encode once with the core codec, queue on each peer's link (never blocks; see [`crate::transport`] on drop-oldest); to itself: loop back |
+//! | `Send` / `Multicast` | encode once with the core codec, queue on each peer's link in the class [`Protocol::priority`] gives (never blocks; see [`crate::transport`] on the bounded queues); to itself: loop back |
 //! | `SetTimer` / `CancelTimer` | arm (re-arm: replaces an armed timer of the same name) / disarm |
 //! | `Output` | send on the caller's bounded output channel (waits: a slow consumer slows the node down rather than losing decisions) |
 //! | `Fault` | `tracing::warn!` and `byzscale_protocol_faults_total{kind=..}` (the kind's label) |
@@ -456,14 +456,14 @@ where
                     self.loopback.push_back(msg);
                 } else {
                     let frame = self.encode(&msg);
-                    self.transport.send(to, frame);
+                    self.transport.send(to, frame, P::priority(&msg));
                 }
             }
             Held::Multicast(to, msg) => {
                 let others: Vec<Addr> = to.iter().copied().filter(|a| *a != self.me).collect();
                 if !others.is_empty() {
                     let frame = self.encode(&msg);
-                    self.transport.multicast(&others, &frame);
+                    self.transport.multicast(&others, &frame, P::priority(&msg));
                 }
                 if others.len() != to.len() {
                     self.loopback.push_back(msg);
@@ -533,8 +533,10 @@ where
 
     async fn inbound(&mut self, ev: Inbound<P::Message>) {
         match ev {
-            Inbound::Message { from, msg } => {
+            Inbound::Message { from, msg, held } => {
                 let at = self.step(|p, cx| p.on_message(from, msg, cx));
+                // the frame's share of the inbound budget is free again
+                drop(held);
                 self.apply(at).await;
             }
             Inbound::PeerRegistered { addr, identity } => {

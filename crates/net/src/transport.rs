@@ -16,7 +16,15 @@
 //! # Frames
 //!
 //! Every frame uses the core codec's 8-byte header (`"BZ"`, version, kind, `u32`
-//! payload length) and a payload limit (`max_frame`). A header that is malformed
+//! payload length) and a payload limit (`max_frame`). After the handshake a
+//! frame's bytes count against one budget for all connections
+//! (`inbound_bytes`, default 64 MiB) from its header until the protocol task
+//! has handled its last message ([`FrameShare`]): a reader waits for its
+//! share before it allocates the frame, so peers that announce large frames,
+//! or flood them faster than the protocol handles them, hold at most that
+//! much (the decoded messages about as much again). A payload must arrive
+//! within `frame_timeout` of its header (fault `slow_frame`), so a peer that
+//! trickles a frame cannot keep its share. A header that is malformed
 //! or announces more than the limit closes the connection *before* the payload
 //! is read, and is counted (`byzscale_net_faults_total`) and logged; nothing in
 //! the transport panics on peer input, and each connection has its own task, so
@@ -57,22 +65,35 @@
 //! checks every inner header (kind, limit, bounds) as for a plain frame. Handshakes have a deadline (`handshake_timeout`) and the number
 //! of accepted connections is capped (`max_connections`).
 //!
-//! # Queues: drop-oldest, by design
+//! # Queues: bounded in frames and bytes, bulk dropped first
 //!
-//! Each peer has a bounded outgoing queue (`queue_capacity` frames for nodes,
-//! `client_queue_capacity` for clients). When it is full the *oldest* frame is
-//! dropped and counted (`byzscale_net_frames_dropped_total`). The protocol task
-//! therefore never blocks on the network: one slow, dead or malicious peer cannot
-//! stall the node's progress with the others. This is safe because every
-//! protocol driven here retransmits what matters (view-change / status timers,
-//! client retries), exactly as with a lossy link. Backpressure exists on the
-//! other two paths: inbound messages go to the protocol through a bounded
-//! channel (readers wait, TCP flow control then slows the sender; tokio's
-//! semaphore serves waiting readers in FIFO order so a flooding peer gets no
-//! more than its turn), and inputs from the layer above use a bounded channel.
+//! Each peer has a bounded outgoing queue: `queue_capacity` frames and
+//! `queue_bytes` bytes for nodes (default 64 MiB), `client_queue_capacity` and
+//! `client_queue_bytes` for clients, so a dead, slow or malicious peer pins at
+//! most that much memory. Every frame has a class, the
+//! [`Priority`] its protocol gives it ([`byzscale_core::Protocol::priority`]):
+//! control (votes, view changes, requests, replies) or bulk (state and log
+//! transfers). The writer sends ready control frames before bulk ones; within
+//! a class the order is kept. When a push puts the queue over a bound, the
+//! *oldest bulk* frame goes first, and a control frame only when no bulk is
+//! left; drops are counted (`byzscale_net_frames_dropped_total`, and per peer
+//! and class `byzscale_net_peer_frames_dropped_total{peer,class}`, all clients
+//! under `peer="clients"`). The protocol task therefore never blocks on the
+//! network: one slow, dead or malicious peer cannot stall the node's progress
+//! with the others. This is safe because every protocol driven here
+//! retransmits what matters (view-change / status timers, state and log
+//! fetches, client retries), exactly as with a lossy link. Backpressure exists
+//! on the other two paths: inbound messages go to the protocol through a
+//! bounded channel (readers wait, TCP flow control then slows the sender;
+//! tokio's semaphore serves waiting readers in FIFO order so a flooding peer
+//! gets no more than its turn), and inputs from the layer above use a bounded
+//! channel. The options are checked at start (a byte bound below one largest
+//! frame is refused with the option's name).
 //!
-//! Frames queued while a peer is disconnected stay queued (up to the bound) and
-//! are sent once it reconnects. The optional [`DelayMatrix`] stamps each frame
+//! Frames queued while a node is disconnected stay queued (up to the bounds)
+//! and are sent once it reconnects. The queue of a client learnt at its
+//! handshake goes when its last connection ends (the client retransmits), so
+//! clients that left, or churned through ids, hold no queue memory. The optional [`DelayMatrix`] stamps each frame
 //! with a release time and the writer holds it until then (see [`crate::delay`]).
 
 use crate::delay::DelayMatrix;
@@ -83,7 +104,7 @@ use bytes::Bytes;
 use byzscale_core::codec::{self, HEADER_LEN};
 use byzscale_core::crypto::{Identity, PublicIdentity};
 use byzscale_core::Addr;
-use byzscale_core::WireKind;
+use byzscale_core::{Priority, WireKind};
 use hmac::{Hmac, Mac as _};
 use rand::{Rng, RngCore};
 use serde::de::DeserializeOwned;
@@ -97,7 +118,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -126,12 +147,25 @@ pub struct PeerConfig {
 pub struct TransportOptions {
     /// Largest payload accepted or sent (bytes, header and tag excluded).
     pub max_frame: usize,
-    /// Outgoing queue bound per replica peer (frames; drop-oldest).
+    /// Outgoing queue bound per replica peer (frames; see the module docs).
     pub queue_capacity: usize,
-    /// Outgoing queue bound per client (frames; drop-oldest).
+    /// Outgoing queue bound per replica peer (bytes of queued frames, headers
+    /// included; bulk before control, oldest first). At least one largest
+    /// frame (`max_frame` + header).
+    pub queue_bytes: usize,
+    /// Outgoing queue bound per client (frames).
     pub client_queue_capacity: usize,
+    /// Outgoing queue bound per connected client (bytes, as `queue_bytes`).
+    pub client_queue_bytes: usize,
     /// Inbound messages buffered for the protocol task (all peers together).
     pub inbound_capacity: usize,
+    /// Bytes of inbound frames held at once, all connections together: from
+    /// the header of a frame until the protocol task has handled its last
+    /// message (decoded messages come on top, about as much again). At least
+    /// one largest frame with its tag.
+    pub inbound_bytes: usize,
+    /// Time a frame's payload may take to arrive once its header has.
+    pub frame_timeout: Duration,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub backoff_min: Duration,
@@ -147,8 +181,12 @@ impl Default for TransportOptions {
         TransportOptions {
             max_frame: codec::DEFAULT_MAX_FRAME,
             queue_capacity: 8192,
+            queue_bytes: 64 << 20,
             client_queue_capacity: 256,
+            client_queue_bytes: codec::DEFAULT_MAX_FRAME + HEADER_LEN,
             inbound_capacity: 4096,
+            inbound_bytes: 64 << 20,
+            frame_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(50),
@@ -156,6 +194,45 @@ impl Default for TransportOptions {
             max_connections: 1024,
             max_batch_bytes: 256 << 10,
         }
+    }
+}
+
+impl TransportOptions {
+    /// Check the options; a clear error names the first bad one.
+    pub fn validate(&self) -> Result<(), NetError> {
+        let frame = self.max_frame.saturating_add(HEADER_LEN);
+        let inbound = frame.saturating_add(TAG_LEN);
+        if self.inbound_bytes < inbound || self.inbound_bytes > u32::MAX as usize {
+            return Err(NetError::Config(format!(
+                "transport option inbound_bytes = {} must be between one largest frame \
+                 with its tag ({inbound} bytes) and {} bytes",
+                self.inbound_bytes,
+                u32::MAX
+            )));
+        }
+        for (name, v) in [
+            ("queue_bytes", self.queue_bytes),
+            ("client_queue_bytes", self.client_queue_bytes),
+        ] {
+            if v < frame {
+                return Err(NetError::Config(format!(
+                    "transport option {name} = {v} bytes is below one largest frame \
+                     ({frame} bytes: max_frame {} + {HEADER_LEN}-byte header)",
+                    self.max_frame
+                )));
+            }
+        }
+        for (name, v) in [
+            ("queue_capacity", self.queue_capacity),
+            ("client_queue_capacity", self.client_queue_capacity),
+        ] {
+            if v == 0 {
+                return Err(NetError::Config(format!(
+                    "transport option {name} must be at least 1 frame"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -192,14 +269,27 @@ impl std::fmt::Debug for TransportConfig {
 /// What the transport hands to the runtime.
 #[derive(Debug)]
 pub enum Inbound<M> {
-    /// A message whose sender was authenticated by the channel.
-    Message { from: Addr, msg: M },
+    /// A message whose sender was authenticated by the channel. `held`
+    /// counts its frame against `inbound_bytes` until dropped: drop it once
+    /// the message is handled.
+    Message {
+        from: Addr,
+        msg: M,
+        held: FrameShare,
+    },
     /// A client authenticated with a key the node did not know; delivered before
     /// any message of that client.
     PeerRegistered {
         addr: Addr,
         identity: PublicIdentity,
     },
+}
+
+/// The share of `inbound_bytes` an inbound frame holds; released when the
+/// last message of the frame is dropped.
+#[derive(Clone, Debug)]
+pub struct FrameShare {
+    _permit: Arc<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug)]
@@ -248,6 +338,7 @@ pub const FAULT_KINDS: &[&str] = &[
     "unexpected_kind",
     "bad_mac",
     "malformed_message",
+    "slow_frame",
 ];
 
 #[derive(Clone)]
@@ -257,12 +348,28 @@ struct NetMetrics {
     frames_in: Counter,
     bytes_in: Counter,
     dropped: Counter,
+    /// Drops from the queues of clients, all clients together (a label per
+    /// client id would let id churn grow the registry), per class.
+    client_dropped: [Counter; 2],
     unroutable: Counter,
     faults: Counter,
     faults_by_kind: Vec<(&'static str, Counter)>,
     handshakes: Counter,
     connections: Gauge,
     queued: Gauge,
+    queued_bytes: Gauge,
+}
+
+/// `byzscale_net_peer_frames_dropped_total{peer, class}`: drops from one
+/// peer's queue (or from every client's, `peer="clients"`), per class.
+fn dropped_by_class(r: &Registry, peer: &str) -> [Counter; 2] {
+    Priority::ALL.map(|p| {
+        r.counter_with(
+            "byzscale_net_peer_frames_dropped_total",
+            "frames dropped from a full outgoing queue, per peer and class",
+            &[("peer", peer), ("class", p.name())],
+        )
+    })
 }
 
 impl NetMetrics {
@@ -283,8 +390,9 @@ impl NetMetrics {
             ),
             dropped: r.counter(
                 "byzscale_net_frames_dropped_total",
-                "frames dropped from a full outgoing queue (drop-oldest)",
+                "frames dropped from a full outgoing queue (bulk first, oldest first)",
             ),
+            client_dropped: dropped_by_class(r, "clients"),
             unroutable: r.counter(
                 "byzscale_net_unroutable_total",
                 "frames for unknown destinations or over the size limit",
@@ -309,6 +417,10 @@ impl NetMetrics {
             queued: r.gauge(
                 "byzscale_net_queued_frames",
                 "frames waiting in outgoing queues",
+            ),
+            queued_bytes: r.gauge(
+                "byzscale_net_queued_bytes",
+                "bytes of frames waiting in outgoing queues",
             ),
         }
     }
@@ -345,14 +457,51 @@ impl FrameMac {
     }
 }
 
-struct SlotQueue {
+/// The frames of one class, oldest first, with their release times.
+#[derive(Default)]
+struct ClassQueue {
     frames: VecDeque<(Instant, Bytes)>,
+}
+
+struct SlotQueue {
+    /// One queue per [`Priority`], in [`Priority::ALL`] order.
+    classes: [ClassQueue; 2],
+    frames: usize,
+    bytes: usize,
     last_release: Instant,
+}
+
+impl SlotQueue {
+    fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+    /// Drop the oldest frame of the lowest class that has one.
+    fn drop_one(&mut self) -> Option<(Priority, usize)> {
+        for p in Priority::ALL.into_iter().rev() {
+            if let Some((_, f)) = self.classes[p as usize].frames.pop_front() {
+                self.frames -= 1;
+                self.bytes -= f.len();
+                return Some((p, f.len()));
+            }
+        }
+        None
+    }
+}
+
+/// The bounds of one peer's queue and where its drops are counted.
+struct SlotBounds {
+    frames: usize,
+    bytes: usize,
+    /// Frames dropped, per class in [`Priority::ALL`] order.
+    dropped: [Counter; 2],
 }
 
 /// The outgoing side of one peer: a bounded queue that outlives connections.
 struct PeerSlot {
-    cap: usize,
+    bounds: SlotBounds,
+    /// The queue of a client learnt at its handshake: removed when its last
+    /// connection ends.
+    ephemeral: bool,
     link: Option<(Duration, Duration)>,
     queue: Mutex<SlotQueue>,
     notify: Notify,
@@ -360,12 +509,18 @@ struct PeerSlot {
 }
 
 impl PeerSlot {
-    fn new(cap: usize, link: Option<(Duration, Duration)>) -> Self {
+    fn new(bounds: SlotBounds, link: Option<(Duration, Duration)>, ephemeral: bool) -> Self {
         PeerSlot {
-            cap: cap.max(1),
+            bounds: SlotBounds {
+                frames: bounds.frames.max(1),
+                ..bounds
+            },
+            ephemeral,
             link,
             queue: Mutex::new(SlotQueue {
-                frames: VecDeque::new(),
+                classes: Default::default(),
+                frames: 0,
+                bytes: 0,
                 last_release: Instant::now(),
             }),
             notify: Notify::new(),
@@ -373,10 +528,16 @@ impl PeerSlot {
         }
     }
 
-    fn push(&self, frame: Bytes, m: &NetMetrics) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `frame` in class `prio`; while the queue is over a bound, drop
+    /// the oldest frame of the lowest class (possibly `frame` itself).
+    fn push(&self, frame: Bytes, prio: Priority, m: &NetMetrics) {
         let was_empty = {
-            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            let was_empty = q.frames.is_empty();
+            let mut q = self.lock();
+            let was_empty = q.is_empty();
             let now = Instant::now();
             let release = match self.link {
                 None => now,
@@ -390,13 +551,19 @@ impl PeerSlot {
                 }
             };
             q.last_release = release;
-            if q.frames.len() >= self.cap {
-                q.frames.pop_front();
+            let len = frame.len();
+            q.classes[prio as usize].frames.push_back((release, frame));
+            q.frames += 1;
+            q.bytes += len;
+            m.queued.add(1);
+            m.queued_bytes.add(len as i64);
+            while q.frames > self.bounds.frames || q.bytes > self.bounds.bytes {
+                let Some((p, len)) = q.drop_one() else { break };
+                self.bounds.dropped[p as usize].inc();
                 m.dropped.inc();
                 m.queued.sub(1);
+                m.queued_bytes.sub(len as i64);
             }
-            q.frames.push_back((release, frame));
-            m.queued.add(1);
             was_empty
         };
         // A non-empty queue means the writer is busy, absent, or sleeping until an
@@ -406,22 +573,42 @@ impl PeerSlot {
         }
     }
 
-    /// Frames due at `now` (up to about `max_bytes`), and the next release time.
+    /// Frames due at `now` (up to about `max_bytes`), control before bulk,
+    /// and the next release time.
     fn take_ready(&self, now: Instant, max_bytes: usize, out: &mut Vec<Bytes>) -> Option<Instant> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.lock();
         let mut bytes = 0;
-        while let Some((release, _)) = q.frames.front() {
-            if *release > now {
-                return Some(*release);
+        let mut next: Option<Instant> = None;
+        for p in Priority::ALL {
+            while let Some((release, _)) = q.classes[p as usize].frames.front() {
+                if *release > now {
+                    next = Some(next.map_or(*release, |n| n.min(*release)));
+                    break;
+                }
+                if bytes >= max_bytes && !out.is_empty() {
+                    return Some(now);
+                }
+                let (_, f) = q.classes[p as usize]
+                    .frames
+                    .pop_front()
+                    .expect("front exists");
+                q.frames -= 1;
+                q.bytes -= f.len();
+                bytes += f.len();
+                out.push(f);
             }
-            if bytes >= max_bytes && !out.is_empty() {
-                return Some(now);
-            }
-            let (_, f) = q.frames.pop_front().expect("front exists");
-            bytes += f.len();
-            out.push(f);
         }
-        None
+        next
+    }
+
+    /// Empty the queue (a client that left); returns (frames, bytes) dropped.
+    fn clear(&self) -> (usize, usize) {
+        let mut q = self.lock();
+        let gone = (q.frames, q.bytes);
+        q.classes = Default::default();
+        q.frames = 0;
+        q.bytes = 0;
+        gone
     }
 
     /// A new connection takes over this peer's queue; returns its generation.
@@ -442,6 +629,8 @@ struct Shared<M> {
     known: Mutex<HashMap<Addr, PublicIdentity>>,
     slots: Mutex<HashMap<Addr, Arc<PeerSlot>>>,
     inbound: mpsc::Sender<Inbound<M>>,
+    /// Permits: bytes of inbound frames held (`inbound_bytes`).
+    inbound_budget: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
     m: NetMetrics,
 }
@@ -463,13 +652,16 @@ impl<M> Shared<M> {
             known: Mutex::new(HashMap::new()),
             slots: Mutex::new(HashMap::new()),
             inbound,
+            inbound_budget: Arc::new(Semaphore::new(cfg.options.inbound_bytes)),
             shutdown,
             m: NetMetrics::new(registry),
         };
         for p in &cfg.peers {
             if p.addr != cfg.me {
                 s.known_lock().insert(p.addr, p.identity);
-                s.slot_for(p.addr);
+                let dropped = dropped_by_class(registry, &p.addr.to_string());
+                let slot = Arc::new(s.new_slot(p.addr, dropped, false));
+                s.slots_lock().insert(p.addr, slot);
             }
         }
         s
@@ -482,19 +674,52 @@ impl<M> Shared<M> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn slot_for(&self, peer: Addr) -> Arc<PeerSlot> {
+    fn new_slot(&self, peer: Addr, dropped: [Counter; 2], ephemeral: bool) -> PeerSlot {
+        let (frames, bytes) = match peer {
+            Addr::Node(_) => (self.opts.queue_capacity, self.opts.queue_bytes),
+            Addr::Client(_) => (
+                self.opts.client_queue_capacity,
+                self.opts.client_queue_bytes,
+            ),
+        };
+        let link = self.delay.as_ref().and_then(|d| d.link(self.me, peer));
+        let bounds = SlotBounds {
+            frames,
+            bytes,
+            dropped,
+        };
+        PeerSlot::new(bounds, link, ephemeral)
+    }
+
+    /// The queue of `peer` (a new one for a client not configured), taken
+    /// over by a new connection; returns it and the connection's generation.
+    fn attach_slot(&self, peer: Addr) -> (Arc<PeerSlot>, u64) {
         let mut slots = self.slots_lock();
-        slots
+        let slot = slots
             .entry(peer)
-            .or_insert_with(|| {
-                let cap = match peer {
-                    Addr::Node(_) => self.opts.queue_capacity,
-                    Addr::Client(_) => self.opts.client_queue_capacity,
-                };
-                let link = self.delay.as_ref().and_then(|d| d.link(self.me, peer));
-                Arc::new(PeerSlot::new(cap, link))
-            })
-            .clone()
+            .or_insert_with(|| Arc::new(self.new_slot(peer, self.m.client_dropped.clone(), true)))
+            .clone();
+        let generation = slot.attach();
+        (slot, generation)
+    }
+
+    /// The connection of generation `generation` to `peer` ended: the queue
+    /// of a client that was not configured goes with it unless a newer
+    /// connection took it over (the client retransmits what it misses after
+    /// a reconnect), so clients that left hold no memory.
+    fn detach_slot(&self, peer: Addr, slot: &PeerSlot, generation: u64) {
+        if !slot.ephemeral {
+            return;
+        }
+        let mut slots = self.slots_lock();
+        if slot.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        slots.remove(&peer);
+        drop(slots);
+        let (frames, bytes) = slot.clear();
+        self.m.queued.sub(frames as i64);
+        self.m.queued_bytes.sub(bytes as i64);
     }
 
     fn report(&self, sock: Option<SocketAddr>, peer: Option<Addr>, e: ConnError) {
@@ -515,13 +740,11 @@ impl<M> Shared<M> {
     }
 }
 
-/// Read one frame: header, payload and `trailer` more bytes. Returns the kind and
-/// the whole frame (header included).
-async fn read_raw_frame<R: AsyncRead + Unpin>(
+/// Read and check one frame header: its kind, payload length and bytes.
+async fn read_header<R: AsyncRead + Unpin>(
     r: &mut R,
     limit: usize,
-    trailer: usize,
-) -> Result<(u8, Vec<u8>), ConnError> {
+) -> Result<(u8, usize, [u8; HEADER_LEN]), ConnError> {
     let mut header = [0u8; HEADER_LEN];
     // A clean EOF before the first header byte is a normal close.
     let n = r.read(&mut header).await?;
@@ -532,7 +755,17 @@ async fn read_raw_frame<R: AsyncRead + Unpin>(
         r.read_exact(&mut header[n..]).await?;
     }
     let (kind, len) = codec::parse_header(&header, limit).map_err(wire::codec_fault)?;
-    let mut frame = vec![0u8; HEADER_LEN + len + trailer];
+    Ok((kind, len, header))
+}
+
+/// Read one handshake frame. Returns the kind and the whole frame (header
+/// included).
+async fn read_raw_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limit: usize,
+) -> Result<(u8, Vec<u8>), ConnError> {
+    let (kind, len, header) = read_header(r, limit).await?;
+    let mut frame = vec![0u8; HEADER_LEN + len];
     frame[..HEADER_LEN].copy_from_slice(&header);
     r.read_exact(&mut frame[HEADER_LEN..]).await?;
     Ok((kind, frame))
@@ -573,7 +806,7 @@ async fn handshake<M>(
     w.write_all(hs.hello_frame()).await?;
     // A peer that closes before saying anything (a port scan, a health check, a
     // node shutting down) is not counted as a fault.
-    let (_, their_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
+    let (_, their_frame) = read_raw_frame(r, HANDSHAKE_MAX).await?;
     let (await_auth, auth) = {
         let known = shared.known_lock();
         hs.on_hello(
@@ -583,7 +816,7 @@ async fn handshake<M>(
         )?
     };
     w.write_all(&auth).await?;
-    let (_, auth_frame) = read_raw_frame(r, HANDSHAKE_MAX, 0).await?;
+    let (_, auth_frame) = read_raw_frame(r, HANDSHAKE_MAX).await?;
     let keys = await_auth.on_auth(&auth_frame)?;
     let (send_dir, recv_dir) = if keys.dialer { (0, 1) } else { (1, 0) };
     Ok(Session {
@@ -594,6 +827,42 @@ async fn handshake<M>(
     })
 }
 
+/// Read one authenticated-phase frame (tag included): once its header is
+/// parsed, wait for its share of `inbound_bytes`, then give its payload
+/// `frame_timeout` to arrive.
+async fn read_held_frame<M>(
+    shared: &Shared<M>,
+    r: &mut BufReader<OwnedReadHalf>,
+    limit: usize,
+) -> Result<(u8, Vec<u8>, FrameShare), ConnError> {
+    let (kind, len, header) = read_header(r, limit).await?;
+    let size = HEADER_LEN + len + TAG_LEN;
+    let permit = shared
+        .inbound_budget
+        .clone()
+        .acquire_many_owned(size as u32)
+        .await
+        .map_err(|_| ConnError::Shutdown)?;
+    let mut frame = vec![0u8; size];
+    frame[..HEADER_LEN].copy_from_slice(&header);
+    match tokio::time::timeout(
+        shared.opts.frame_timeout,
+        r.read_exact(&mut frame[HEADER_LEN..]),
+    )
+    .await
+    {
+        Ok(r) => r?,
+        Err(_) => {
+            let detail = format!("a {size}-byte frame not complete within the frame timeout");
+            return Err(fault("slow_frame", detail));
+        }
+    };
+    let share = FrameShare {
+        _permit: Arc::new(permit),
+    };
+    Ok((kind, frame, share))
+}
+
 async fn read_loop<M: DeserializeOwned>(
     shared: &Shared<M>,
     r: &mut BufReader<OwnedReadHalf>,
@@ -602,7 +871,7 @@ async fn read_loop<M: DeserializeOwned>(
 ) -> Result<(), ConnError> {
     let max = shared.opts.max_frame;
     loop {
-        let (kind, frame) = read_raw_frame(r, max, TAG_LEN).await?;
+        let (kind, frame, held) = read_held_frame(shared, r, max).await?;
         if kind != shared.kind && kind != KIND_SEALED {
             return Err(fault(
                 "unexpected_kind",
@@ -618,7 +887,7 @@ async fn read_loop<M: DeserializeOwned>(
         }
         shared.m.bytes_in.add(frame.len() as u64);
         for payload in wire::payloads(&frame[..body], shared.kind, max) {
-            deliver(shared, peer, payload?, max).await?;
+            deliver(shared, peer, payload?, max, &held).await?;
         }
     }
 }
@@ -629,12 +898,18 @@ async fn deliver<M: DeserializeOwned>(
     peer: Addr,
     payload: &[u8],
     max: usize,
+    held: &FrameShare,
 ) -> Result<(), ConnError> {
     let msg: M = wire::decode_message(payload, max)?;
     shared.m.frames_in.inc();
+    let held = held.clone();
     shared
         .inbound
-        .send(Inbound::Message { from: peer, msg })
+        .send(Inbound::Message {
+            from: peer,
+            msg,
+            held,
+        })
         .await
         .map_err(|_| ConnError::Shutdown)
 }
@@ -670,9 +945,10 @@ async fn write_loop<M>(
             }
             continue;
         }
-        shared.m.queued.sub(batch.len() as i64);
-        buf.clear();
         let total: usize = batch.iter().map(|f| f.len()).sum();
+        shared.m.queued.sub(batch.len() as i64);
+        shared.m.queued_bytes.sub(total as i64);
+        buf.clear();
         if batch.len() > 1 && total <= shared.opts.max_frame {
             let start = buf.len();
             buf.extend_from_slice(&codec::header(KIND_SEALED, total));
@@ -768,8 +1044,7 @@ async fn run_connection<M: DeserializeOwned + Send + 'static>(
         }
     }
     shared.m.handshakes.inc();
-    let slot = shared.slot_for(peer);
-    let generation = slot.attach();
+    let (slot, generation) = shared.attach_slot(peer);
     shared.m.connections.add(1);
     debug!(me = %shared.me, %peer, ?sock, "authenticated connection up");
     let Session { send, recv, .. } = session;
@@ -778,10 +1053,83 @@ async fn run_connection<M: DeserializeOwned + Send + 'static>(
         w = write_loop(&shared, &slot, generation, &mut w, send) => w,
     };
     shared.m.connections.sub(1);
+    shared.detach_slot(peer, &slot, generation);
     if let Err(e) = res {
         shared.report(sock, Some(peer), e);
     }
     true
+}
+
+/// One authenticated connection driven by hand: the real handshake as `me`,
+/// then frames sent under the session's MAC, and nothing read unless the
+/// caller reads. For tools that play a peer, honest or not (the benchmark of
+/// a hostile peer and client, tests); the transport itself never uses it.
+pub struct RawConnection {
+    /// Kept open and never read here: the peer's writes fill the socket's
+    /// buffers, then its queue for us.
+    _reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    session: Session,
+}
+
+impl RawConnection {
+    /// Dial `peer` (its `socket` must be set) as `me`, whose key is
+    /// `identity`, for frames of `kind`; fails if the handshake does not
+    /// complete within `timeout`.
+    pub async fn connect(
+        me: Addr,
+        identity: Identity,
+        kind: u8,
+        peer: PeerConfig,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let socket = peer.socket.clone().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "the peer has no socket")
+        })?;
+        let to = peer.addr;
+        let cfg = TransportConfig {
+            me,
+            identity,
+            kind,
+            listen: None,
+            peers: vec![peer],
+            accept_clients: false,
+            options: TransportOptions::default(),
+            delay: None,
+        };
+        let (tx, _rx) = mpsc::channel::<Inbound<()>>(1);
+        let (_stop, stop_rx) = watch::channel(false);
+        let shared = Shared::new(&cfg, tx, stop_rx, &Registry::new());
+        let dial = async {
+            let stream = TcpStream::connect(&socket).await?;
+            let _ = stream.set_nodelay(true);
+            let (r, mut w) = stream.into_split();
+            let mut r = BufReader::new(r);
+            let session = handshake(&shared, &mut r, &mut w, Role::Dial(to))
+                .await
+                .map_err(|e| std::io::Error::other(format!("handshake with {to}: {e:?}")))?;
+            Ok(RawConnection {
+                _reader: r,
+                writer: w,
+                session,
+            })
+        };
+        tokio::time::timeout(timeout, dial)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))?
+    }
+
+    /// The authenticated peer.
+    pub fn peer(&self) -> Addr {
+        self.session.peer
+    }
+
+    /// Send one encoded frame (header included) under the session's tag.
+    pub async fn send(&mut self, frame: &[u8]) -> std::io::Result<()> {
+        let tag = self.session.send.tag(frame);
+        self.writer.write_all(frame).await?;
+        self.writer.write_all(&tag).await
+    }
 }
 
 fn jittered(d: Duration) -> Duration {
@@ -879,6 +1227,7 @@ impl<M: DeserializeOwned + Send + 'static> Transport<M> {
         listener: Option<TcpListener>,
         registry: &Registry,
     ) -> Result<(Self, mpsc::Receiver<Inbound<M>>), NetError> {
+        cfg.options.validate()?;
         let listener = match (listener, &cfg.listen) {
             (Some(l), _) => Some(l),
             (None, Some(addr)) => {
@@ -964,16 +1313,16 @@ impl<M> Transport<M> {
     }
 
     /// Queue an encoded frame (from `codec::encode_frame` with this transport's
-    /// kind) for `to`. Never blocks; returns false if `to` is unknown or the frame
-    /// is too large.
-    pub fn send(&self, to: Addr, frame: Bytes) -> bool {
+    /// kind) for `to` in class `prio`. Never blocks; returns false if `to` is
+    /// unknown (or a client not connected) or the frame is too large.
+    pub fn send(&self, to: Addr, frame: Bytes, prio: Priority) -> bool {
         if !self.check(&frame) {
             return false;
         }
         let slot = self.shared.slots_lock().get(&to).cloned();
         match slot {
             Some(s) => {
-                s.push(frame, &self.shared.m);
+                s.push(frame, prio, &self.shared.m);
                 true
             }
             None => {
@@ -985,7 +1334,7 @@ impl<M> Transport<M> {
     }
 
     /// Queue the same encoded frame for several peers (each gets its own tag).
-    pub fn multicast(&self, to: &[Addr], frame: &Bytes) {
+    pub fn multicast(&self, to: &[Addr], frame: &Bytes, prio: Priority) {
         if !self.check(frame) {
             return;
         }
@@ -995,7 +1344,7 @@ impl<M> Transport<M> {
         };
         for s in slots {
             match s {
-                Some(s) => s.push(frame.clone(), &self.shared.m),
+                Some(s) => s.push(frame.clone(), prio, &self.shared.m),
                 None => self.shared.m.unroutable.inc(),
             }
         }
@@ -1012,7 +1361,7 @@ impl<M> Transport<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use byzscale_core::NodeId;
+    use byzscale_core::{ClientId, NodeId};
 
     fn node(i: u32) -> Addr {
         Addr::Node(NodeId(i))
@@ -1050,17 +1399,12 @@ mod tests {
     async fn authenticated_raw(
         target: SocketAddr,
     ) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf, Session) {
-        let c = cfg(1, &[(0, Some(target))]);
-        let (tx, _rx) = mpsc::channel::<Inbound<u64>>(4);
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let shared = Shared::new(&c, tx, stop_rx, &Registry::new());
-        let stream = TcpStream::connect(target).await.unwrap();
-        let (r, mut w) = stream.into_split();
-        let mut r = BufReader::new(r);
-        let s = handshake(&shared, &mut r, &mut w, Role::Dial(node(0)))
+        let peer = cfg(1, &[(0, Some(target))]).peers.remove(0);
+        let c = RawConnection::connect(node(1), ident(1), 7, peer, Duration::from_secs(10))
             .await
             .unwrap();
-        (r, w, s)
+        assert_eq!(c.peer(), node(0));
+        (c._reader, c.writer, c.session)
     }
 
     async fn wait_closed(r: &mut BufReader<OwnedReadHalf>) {
@@ -1089,7 +1433,7 @@ mod tests {
             let tag = s.send.tag(&f);
             w.write_all(&[f.as_slice(), &tag].concat()).await.unwrap();
             match rx.recv().await.unwrap() {
-                Inbound::Message { from, msg } => assert_eq!((from, msg), (node(1), 42)),
+                Inbound::Message { from, msg, .. } => assert_eq!((from, msg), (node(1), 42)),
                 other => panic!("{other:?}"),
             }
             // 2. a replayed frame (same bytes, stale counter) is rejected
@@ -1143,7 +1487,7 @@ mod tests {
             w.write_all(&sealed(&frames, &mut s)).await.unwrap();
             for want in 1..=3u64 {
                 match rx.recv().await.unwrap() {
-                    Inbound::Message { from, msg } => assert_eq!((from, msg), (node(1), want)),
+                    Inbound::Message { from, msg, .. } => assert_eq!((from, msg), (node(1), want)),
                     other => panic!("{other:?}"),
                 }
             }
@@ -1175,9 +1519,14 @@ mod tests {
     fn drop_oldest_queue_and_release_order() {
         let reg = Registry::new();
         let m = NetMetrics::new(&reg);
-        let slot = PeerSlot::new(3, None);
+        let bounds = |frames| SlotBounds {
+            frames,
+            bytes: 1 << 20,
+            dropped: dropped_by_class(&reg, "test"),
+        };
+        let slot = PeerSlot::new(bounds(3), None, false);
         for i in 0..5u8 {
-            slot.push(Bytes::from(vec![i]), &m);
+            slot.push(Bytes::from(vec![i]), Priority::Control, &m);
         }
         let mut out = Vec::new();
         assert_eq!(slot.take_ready(Instant::now(), 1 << 20, &mut out), None);
@@ -1193,20 +1542,247 @@ mod tests {
         assert_eq!(m.queued.get(), 3); // the writer subtracts what it takes
 
         let delayed = PeerSlot::new(
-            10,
+            bounds(10),
             Some((Duration::from_secs(60), Duration::from_millis(5))),
+            false,
         );
         for i in 0..3u8 {
-            delayed.push(Bytes::from(vec![i]), &m);
+            delayed.push(Bytes::from(vec![i]), Priority::Control, &m);
         }
         let mut out = Vec::new();
         let next = delayed
             .take_ready(Instant::now(), 1 << 20, &mut out)
             .unwrap();
         assert!(out.is_empty() && next > Instant::now());
-        let q = delayed.queue.lock().unwrap();
-        let times: Vec<Instant> = q.frames.iter().map(|(t, _)| *t).collect();
+        let q = delayed.lock();
+        let times: Vec<Instant> = q.classes[0].frames.iter().map(|(t, _)| *t).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    /// A small frame limit and byte bound, so a flood crosses the bound fast.
+    fn bounded(mut c: TransportConfig) -> TransportConfig {
+        c.options.max_frame = 64 << 10;
+        c.options.queue_bytes = 1 << 20;
+        c
+    }
+
+    /// An address nothing listens on.
+    fn dead_socket() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    fn bytes_frame(len: usize, fill: u8) -> Bytes {
+        Bytes::from(codec::encode_frame(7, &vec![fill; len]))
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_flooded_with_sends_stays_within_the_byte_bound() {
+        let reg = Registry::new();
+        let c = bounded(cfg(0, &[(1, Some(dead_socket()))]));
+        let bound = c.options.queue_bytes as i64;
+        let (t, _rx) = Transport::<Vec<u8>>::start(c, None, &reg).await.unwrap();
+        let queued = reg.gauge("byzscale_net_queued_bytes", "");
+        let mut peak = 0;
+        // 64 MiB of bulk and 4 MiB of control for a peer that never answers
+        for i in 0..2048u32 {
+            assert!(t.send(node(1), bytes_frame(32 << 10, 1), Priority::Bulk));
+            if i % 2 == 0 {
+                assert!(t.send(node(1), bytes_frame(4 << 10, 2), Priority::Control));
+            }
+            peak = peak.max(queued.get());
+        }
+        assert!(peak <= bound, "queued {peak} bytes, bound {bound}");
+        assert!(queued.get() > bound / 2, "the queue keeps what fits");
+        let dropped = |class| {
+            reg.counter_with(
+                "byzscale_net_peer_frames_dropped_total",
+                "",
+                &[("peer", &node(1).to_string()), ("class", class)],
+            )
+            .get()
+        };
+        // the flood went over the bound by far: bulk went first, every
+        // control frame (4 MiB > bound, so some had to go) after all bulk
+        assert!(dropped("bulk") >= 2048 - 32, "{}", dropped("bulk"));
+        assert!(dropped("control") > 0);
+        let total = reg.counter("byzscale_net_frames_dropped_total", "").get();
+        assert_eq!(total, dropped("bulk") + dropped("control"));
+        t.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn control_frames_survive_a_flood_of_bulk_ones() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let reg = Registry::new();
+        let c = bounded(cfg(0, &[(1, Some(addr))]));
+        let (t, _rx) = Transport::<Vec<u8>>::start(c, None, &reg).await.unwrap();
+        // peer 1 is not up yet: 16 control frames, then 16 MiB of bulk (16
+        // times the bound), then 16 more control frames
+        for i in 0..16u8 {
+            assert!(t.send(node(1), bytes_frame(1, i), Priority::Control));
+        }
+        for _ in 0..512 {
+            assert!(t.send(node(1), bytes_frame(32 << 10, 0xB0), Priority::Bulk));
+        }
+        for i in 16..32u8 {
+            assert!(t.send(node(1), bytes_frame(1, i), Priority::Control));
+        }
+        // peer 1 comes up and gets every control frame, in order, first
+        l.set_nonblocking(true).unwrap();
+        let l = TcpListener::from_std(l).unwrap();
+        let reg1 = Registry::new();
+        let (t1, mut rx) =
+            Transport::<Vec<u8>>::start(bounded(cfg(1, &[(0, None)])), Some(l), &reg1)
+                .await
+                .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut got = Vec::new();
+            while got.len() < 32 + 1 {
+                match rx.recv().await {
+                    Some(Inbound::Message { msg, .. }) => got.push(msg),
+                    Some(other) => panic!("{other:?}"),
+                    None => break,
+                }
+            }
+            got
+        })
+        .await
+        .expect("frames arrived in time");
+        let control: Vec<u8> = got[..32].iter().map(|m| m[0]).collect();
+        assert_eq!(control, (0..32u8).collect::<Vec<_>>());
+        assert!(got[..32].iter().all(|m| m.len() == 1));
+        assert_eq!(got[32].len(), 32 << 10, "bulk that fit follows");
+        t.shutdown().await;
+        t1.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_clients_queue_goes_with_its_last_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let reg = Registry::new();
+        let mut c = cfg(0, &[]);
+        c.accept_clients = true;
+        let (t, mut rx) = Transport::<Vec<u8>>::start(c, Some(l), &reg).await.unwrap();
+        let queued = reg.gauge("byzscale_net_queued_bytes", "");
+        let client = Addr::Client(ClientId(77));
+        let server = PeerConfig {
+            addr: node(0),
+            identity: ident(0).public(),
+            socket: Some(addr.to_string()),
+        };
+        let id = Identity::from_seed([77; 32]);
+        let conn = RawConnection::connect(client, id, 7, server, Duration::from_secs(10))
+            .await
+            .unwrap();
+        match rx.recv().await.unwrap() {
+            Inbound::PeerRegistered { addr, .. } => assert_eq!(addr, client),
+            other => panic!("{other:?}"),
+        }
+        // the client never reads: replies pile up in its queue
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !t.send(client, bytes_frame(1, 0), Priority::Control) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the client's queue exists once it is connected");
+        // 32 MiB, more than the socket buffers and the queue's 16 MiB hold
+        for _ in 0..512 {
+            assert!(t.send(client, bytes_frame(64 << 10, 1), Priority::Control));
+        }
+        assert!(queued.get() > 0);
+        drop(conn);
+        // it left: its queue and what it held are gone, sends are unroutable
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while t.send(client, bytes_frame(1, 2), Priority::Control) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the queue went with the connection");
+        assert_eq!(queued.get(), 0);
+        t.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn inbound_frames_wait_for_the_byte_budget_and_slow_ones_are_cut() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let reg = Registry::new();
+        let mut c = bounded(cfg(0, &[(1, None)]));
+        let frame = (64 << 10) + HEADER_LEN + TAG_LEN;
+        c.options.inbound_bytes = 4 * frame + 100;
+        c.options.frame_timeout = Duration::from_millis(300);
+        let (t, mut rx) = Transport::<Vec<u8>>::start(c, Some(l), &reg).await.unwrap();
+        let received = reg.counter("byzscale_net_frames_received_total", "");
+        tokio::time::timeout(Duration::from_secs(20), async {
+            let (mut r, mut w, mut s) = authenticated_raw(addr).await;
+            // 32 largest frames; the protocol holds on to what it got
+            let payload = 64 << 10;
+            let f = codec::encode_frame(7, &vec![5u8; payload - 16]);
+            assert!(f.len() - HEADER_LEN <= payload);
+            let writer = tokio::spawn(async move {
+                for _ in 0..32 {
+                    let tag = s.send.tag(&f);
+                    if w.write_all(&[f.as_slice(), &tag].concat()).await.is_err() {
+                        break;
+                    }
+                }
+                (w, s)
+            });
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                got.push(rx.recv().await.unwrap());
+            }
+            // the budget holds four frames: the fifth waits for a release
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(received.get(), 4);
+            assert!(rx.try_recv().is_err());
+            got.clear();
+            let mut n = 4;
+            while n < 32 {
+                drop(rx.recv().await.unwrap());
+                n += 1;
+            }
+            assert_eq!(received.get(), 32);
+            let (mut w, _s) = writer.await.unwrap();
+            // a header whose payload never comes closes the connection
+            let h = codec::header(7, 1000);
+            w.write_all(&h).await.unwrap();
+            wait_closed(&mut r).await;
+        })
+        .await
+        .expect("test finished in time");
+        let slow = reg.counter_with(
+            "byzscale_net_faults_by_kind_total",
+            "",
+            &[("kind", "slow_frame")],
+        );
+        assert_eq!(slow.get(), 1);
+        t.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_queue_bound_below_one_frame_is_refused_at_start() {
+        let mut c = cfg(0, &[(1, None)]);
+        c.options.queue_bytes = 1000;
+        let e = Transport::<u64>::start(c, None, &Registry::new())
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("queue_bytes = 1000"), "{e}");
+        let mut c = cfg(0, &[(1, None)]);
+        c.options.client_queue_capacity = 0;
+        let e = Transport::<u64>::start(c, None, &Registry::new())
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("client_queue_capacity"), "{e}");
     }
 
     #[test]

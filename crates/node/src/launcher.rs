@@ -125,6 +125,11 @@ impl Local {
         self.children.get(i).is_some_and(Option::is_some)
     }
 
+    /// The process id of node `i`, if it is still ours.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.children.get(i)?.as_ref().map(Child::id)
+    }
+
     /// SIGKILL node `i`'s process.
     pub fn kill(&mut self, i: usize) {
         self.kill_all(&[i]);
@@ -246,6 +251,15 @@ pub async fn wait_listening(addr: &str, deadline: Instant) -> Result<()> {
 
 /// The value of the unlabelled metric `name` served at `addr` (`host:port`).
 pub async fn scrape_metric(addr: &str, name: &str) -> Option<f64> {
+    let body = scrape_metrics(addr).await?;
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+}
+
+/// The Prometheus text served at `addr` (`host:port`).
+pub async fn scrape_metrics(addr: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
         .await
@@ -259,8 +273,5 @@ pub async fn scrape_metric(addr: &str, name: &str) -> Option<f64> {
         .await
         .ok()?
         .ok()?;
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
+    Some(body)
 }

@@ -50,7 +50,7 @@ use crate::topology::Topology;
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::quorum::{Collector, Vote};
-use byzscale_core::{Addr, ClientId, Cx, GroupId, Keyed, NodeId, Protocol, Time};
+use byzscale_core::{Addr, ClientId, Cx, GroupId, Keyed, NodeId, Priority, Protocol, Time};
 use byzscale_smr as smr;
 use byzscale_smr::Params;
 use rand::RngCore;
@@ -880,6 +880,14 @@ impl<P: ForwardPolicy> Protocol for Replica<P> {
     type Output = Output;
     type Timer = Timer;
     type Record = Record;
+
+    /// The SMR layer's classes; ByzCast's own messages are control.
+    fn priority(msg: &Message) -> Priority {
+        match msg {
+            Message::Smr(m) => m.priority(),
+            _ => Priority::Control,
+        }
+    }
 
     /// Resend what the forward streams held at a restart, then start the
     /// SMR replica (whose replayed forwards the streams drop as repeats).

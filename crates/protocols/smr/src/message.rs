@@ -4,7 +4,7 @@
 use crate::GroupInfo;
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, Digest, Mac, Signature};
-use byzscale_core::{ClientId, GroupId, NodeId};
+use byzscale_core::{ClientId, GroupId, NodeId, Priority};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -288,6 +288,16 @@ impl Message {
             Message::FetchLog { .. } => "fetch-log",
             Message::Log { .. } => "log",
             Message::Busy { .. } => "busy",
+        }
+    }
+
+    /// Its class in a driver's bounded send queues: the state and log
+    /// transfers a lagging replica asks for again are bulk, dropped first
+    /// when a peer's queue is full; everything else is control.
+    pub fn priority(&self) -> Priority {
+        match self {
+            Message::State { .. } | Message::Log { .. } => Priority::Bulk,
+            _ => Priority::Control,
         }
     }
 }

@@ -73,7 +73,7 @@ use crate::message::*;
 use crate::params::{GroupInfo, Params};
 use byzscale_core::crypto::Digest;
 use byzscale_core::service::Service;
-use byzscale_core::{Addr, ClientId, Cx, NodeId, Protocol};
+use byzscale_core::{Addr, ClientId, Cx, NodeId, Priority, Protocol};
 use checkpoint::CkptState;
 use execute::ClientState;
 use order::{Event, Ordering, Promise};
@@ -384,6 +384,10 @@ impl<S: Service> Protocol for Replica<S> {
     type Output = Output;
     type Timer = Timer;
     type Record = Record;
+
+    fn priority(msg: &Message) -> Priority {
+        msg.priority()
+    }
 
     /// After a restart ([`Replica::recover`]; a new replica does nothing
     /// here): announce the checkpoints passed while replaying, fetch the
