@@ -360,6 +360,35 @@ impl World {
             .collect()
     }
 
+    /// Replica 3 hears nothing and says nothing until the partitions are
+    /// cleared.
+    fn isolate_replica_3(&mut self) {
+        let lag = Addr::Node(NodeId(3));
+        let rest = [0, 1, 2]
+            .into_iter()
+            .map(|i| Addr::Node(NodeId(i)))
+            .chain([Addr::Client(ClientId(1))])
+            .collect();
+        self.sim
+            .add_partition(Partition::new(0, Time::MAX, vec![vec![lag], rest]));
+    }
+
+    /// Replica 3 executed at least `min` slots and is within a checkpoint
+    /// window of replica 0, and its state is a prefix of replica 0's (same
+    /// ops, same order).
+    fn assert_replica_3_caught_up(&self, min: u64) {
+        let (r, r0) = (self.replica(3), self.replica(0));
+        assert!(
+            r.executed() >= min && r.executed() + 8 >= r0.executed(),
+            "lagging {} vs {}",
+            r.executed(),
+            r0.executed()
+        );
+        let (lag_log, lead_log) = (&r.service().0, &r0.service().0);
+        assert!(lag_log.len() <= lead_log.len());
+        assert_eq!(lag_log[..], lead_log[..lag_log.len()]);
+    }
+
     fn decided_count(&self) -> usize {
         self.seen.decided.values().map(|v| v.len()).sum()
     }
@@ -517,14 +546,7 @@ fn forced_suspicion_changes_view_and_keeps_going() {
 fn lagging_replica_catches_up_by_state_transfer() {
     let mut w = World::new(4, 1, params());
     // replica 3 hears nothing and says nothing until the partition is lifted
-    let lag = Addr::Node(NodeId(3));
-    let rest = vec![0, 1, 2]
-        .into_iter()
-        .map(|i| Addr::Node(NodeId(i)))
-        .chain([Addr::Client(ClientId(1))])
-        .collect();
-    w.sim
-        .add_partition(Partition::new(0, Time::MAX, vec![vec![lag], rest]));
+    w.isolate_replica_3();
     for i in 0..40u8 {
         w.submit(&[i], false);
         w.run(i as usize + 1);
@@ -536,17 +558,7 @@ fn lagging_replica_catches_up_by_state_transfer() {
         w.run(i as usize + 1);
     }
     w.settle(2 * SECS);
-    let (r, r0) = (w.replica(3), w.replica(0));
-    assert!(
-        r.executed() >= r0.executed() - 8,
-        "lagging {} vs {}",
-        r.executed(),
-        r0.executed()
-    );
-    // the caught-up state is a prefix of the leader's (same ops, same order)
-    let (lag_log, lead_log) = (&r.service().0, &r0.service().0);
-    assert!(lag_log.len() <= lead_log.len());
-    assert_eq!(lag_log[..], lead_log[..lag_log.len()]);
+    w.assert_replica_3_caught_up(0);
     w.assert_agreement();
 }
 
@@ -565,14 +577,7 @@ fn a_replica_that_missed_24_mb_catches_up_in_chunks_under_the_frame_limit() {
     };
     assert_eq!(p.state_chunk_bytes, 1 << 20);
     let mut w = World::new(4, 1, p);
-    let lag = Addr::Node(NodeId(3));
-    let rest = [0, 1, 2]
-        .into_iter()
-        .map(|i| Addr::Node(NodeId(i)))
-        .chain([Addr::Client(ClientId(1))])
-        .collect();
-    w.sim
-        .add_partition(Partition::new(0, Time::MAX, vec![vec![lag], rest]));
+    w.isolate_replica_3();
     const VALUE: usize = 1_000_000;
     for i in 0..24u8 {
         w.submit(&vec![i; VALUE], false);
@@ -587,17 +592,10 @@ fn a_replica_that_missed_24_mb_catches_up_in_chunks_under_the_frame_limit() {
         w.run(i as usize + 1);
     }
     w.settle(2 * SECS);
-    let (r, r0) = (w.replica(3), w.replica(0));
-    assert!(
-        r.executed() >= 24 && r.executed() + 8 >= r0.executed(),
-        "lagging {} vs {}",
-        r.executed(),
-        r0.executed()
-    );
-    let (lag_log, lead_log) = (&r.service().0, &r0.service().0);
-    let bytes: usize = lag_log.iter().map(Vec::len).sum();
+    w.assert_replica_3_caught_up(24);
+    let r = w.replica(3);
+    let bytes: usize = r.service().0.iter().map(Vec::len).sum();
     assert!(bytes >= 24 * VALUE, "{bytes} bytes");
-    assert_eq!(lag_log[..], lead_log[..lag_log.len()]);
     let stats = r.stats();
     assert!(stats.state_transfers >= 1, "{stats:?}");
     // over 16 MiB came in 1 MiB chunks, none over the frame limit

@@ -292,6 +292,7 @@ impl<S: Service> Replica<S> {
         manifest: Manifest,
         cx: &mut Ctx<S>,
     ) {
+        self.drop_passed_transfer();
         if cert.slot <= self.executed() {
             return;
         }
@@ -343,6 +344,7 @@ impl<S: Service> Replica<S> {
         bytes: Vec<u8>,
         cx: &mut Ctx<S>,
     ) {
+        self.drop_passed_transfer();
         let Some(t) = self.fetching.as_mut() else {
             return;
         };
@@ -371,6 +373,18 @@ impl<S: Service> Replica<S> {
         t.chunks.insert(index, bytes);
         self.stats.state_chunks += 1;
         self.continue_transfer(who, cx);
+    }
+
+    /// A transfer whose checkpoint this replica executed meanwhile (the log
+    /// came by log transfer) is over: installing it would go back.
+    fn drop_passed_transfer(&mut self) {
+        if self
+            .fetching
+            .as_ref()
+            .is_some_and(|t| t.cert.slot <= self.executed())
+        {
+            self.fetching = None;
+        }
     }
 
     /// Ask for more chunks, or install the state once every chunk is here.
@@ -517,6 +531,7 @@ impl<S: Service> Replica<S> {
     pub(super) fn on_fetch_timer(&mut self, cx: &mut Ctx<S>) {
         self.fetch_timer = false;
         let stuck = self.executed() == self.executed_at_fetch;
+        self.drop_passed_transfer();
         if let Some(t) = self.fetching.as_mut() {
             // no chunk verified for STALL_TICKS ticks: the source is slow,
             // dead or lying; ask the next holder and look for more holders
@@ -819,6 +834,41 @@ mod tests {
         assert!(!from2.contains(&0) && !from2.contains(&1), "{from2:?}");
         assert_eq!(net.fetcher().stats.state_chunks, count);
         assert!(net.faults.is_empty(), "{:?}", net.faults);
+    }
+
+    /// A transfer started from a STATE alone (the answer to a FETCH-LOG
+    /// below the holder's checkpoint, so the fetcher's watermark has not
+    /// moved) while the fetcher goes on deciding slots: once it executed
+    /// the target, the chunks still arriving are not installed (that would
+    /// take its state back; the simulator's `mutate` sweep found it).
+    #[test]
+    fn a_transfer_the_fetcher_executed_past_is_dropped() {
+        let mut net = Net::new(4);
+        net.step(FETCHER, 1, Message::FetchState { slot: 4 });
+        let mut held = Vec::new();
+        let mut chunks = 0;
+        net.pump(|from, to, m| {
+            if matches!(m, Message::Chunk { .. }) {
+                chunks += 1;
+                if chunks > 2 {
+                    held.push((from, to, m.clone()));
+                    return false;
+                }
+            }
+            true
+        });
+        assert!(net.fetcher().fetching.is_some());
+        let r = net.rs.get_mut(&FETCHER).unwrap();
+        for s in 1..=4 {
+            decide(r, FETCHER, s, 0, Batch::new(vec![request(s, &[s as u8])]));
+        }
+        assert_eq!(net.fetcher().executed(), 4);
+        for (from, to, m) in held {
+            net.step(from, to, m);
+        }
+        assert!(net.transferred.is_empty(), "{:?}", net.transferred);
+        assert!(net.fetcher().fetching.is_none());
+        assert_eq!(net.fetcher().service().0, 4);
     }
 
     /// A newer stable checkpoint in the middle of a transfer: the fetcher
