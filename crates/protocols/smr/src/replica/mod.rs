@@ -49,7 +49,7 @@
 //! | `request.rs` | client requests, forwarding, read-only requests, request timers, the pending queue, batching | BFT-SMaRt request handling; PBFT OSDI'99 §4.1 |
 //! | `execute.rs` | execution in slot order, the client table (FIFO, exactly-once, reply cache), replies, snapshots | PBFT's last-reply table |
 //! | `checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
-//! | `transfer.rs` | state and log transfer, retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
+//! | `transfer.rs` | state transfer in verified, resumable chunks; log transfer; retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
 //! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
 
 mod checkpoint;
