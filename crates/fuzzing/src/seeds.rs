@@ -16,7 +16,9 @@ use byzscale_core::crypto::{Crypto, CryptoMode, Signature};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
 use byzscale_net::transport::KIND_SEALED;
 use byzscale_net::wire::Handshake;
-use byzscale_smr::{Batch, CheckpointCert, Message, Reply, Request, SlotClaim, StopBody, StopData};
+use byzscale_smr::{
+    Batch, CheckpointCert, Manifest, Message, Reply, Request, SlotClaim, StopBody, StopData,
+};
 use std::collections::BTreeMap;
 
 fn sig(n: u32, what: &[u8]) -> Signature {
@@ -139,7 +141,17 @@ fn smr_messages() -> Vec<Message> {
         Message::FetchState { slot: 64 },
         Message::State {
             cert,
-            snapshot: vec![1, 2, 3],
+            manifest: Manifest {
+                len: 3,
+                chunk: 2,
+                chunks: vec![[4; 32], [5; 32]],
+            },
+        },
+        Message::FetchChunk { slot: 64, index: 1 },
+        Message::Chunk {
+            slot: 64,
+            index: 1,
+            bytes: vec![3],
         },
         Message::FetchLog { from: 1, to: 5 },
         Message::Log {

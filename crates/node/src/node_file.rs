@@ -192,6 +192,9 @@ impl NodeFile {
                 *p = base.join(&*p);
             }
         }
+        file.smr
+            .validate()
+            .with_context(|| format!("[smr] in node config {}", path.display()))?;
         let deployment = load_deployment(&file.deployment)?;
         if deployment.replica(NodeId(file.node)).is_none() {
             bail!(

@@ -25,9 +25,14 @@ byzscale_core::fault_kinds! {
         CheckpointSignature => "checkpoint-signature",
         /// This replica's own state differs from a quorum's stable checkpoint.
         DivergentState => "divergent-state",
-        /// A STATE whose certificate or snapshot digest does not verify.
+        /// A STATE whose certificate does not verify, or whose manifest is
+        /// malformed, over `max_state_bytes`, or not the certified digest.
         StateInvalid => "state-invalid",
-        /// A STATE whose snapshot does not decode.
+        /// A CHUNK whose bytes do not match its digest in the verified
+        /// manifest, or whose index is outside it.
+        StateChunkInvalid => "state-chunk-invalid",
+        /// A snapshot that matched its certificate chunk by chunk but does
+        /// not decode (reported against the member that sent its last chunk).
         StateUndecodable => "state-undecodable",
         /// A STOP-DATA with a bad signature, checkpoint or claim.
         StopDataInvalid => "stop-data-invalid",

@@ -19,7 +19,8 @@
 //! | [`Message::StopData`] | STOP-DATA | VIEW-CHANGE |
 //! | [`Message::Sync`] | SYNC | NEW-VIEW |
 //! | [`Message::Checkpoint`] | checkpoint | CHECKPOINT |
-//! | [`Message::FetchState`] / [`Message::State`] | state transfer | state transfer |
+//! | [`Message::FetchState`] / [`Message::State`] | state transfer (certificate + [`Manifest`]) | state transfer |
+//! | [`Message::FetchChunk`] / [`Message::Chunk`] | state transfer (one chunk, checked against the manifest) | fetch of a partition |
 //! | [`Message::FetchLog`] / [`Message::Log`] | log transfer | (fetch) |
 //!
 //! # Message flow (normal case, n = 4, f = 1)
@@ -46,6 +47,9 @@
 //! - The new leader forwards the quorum of STOP-DATA in SYNC; every replica
 //!   recomputes the selection from it (PBFT's NEW-VIEW "O" set), so SYNC itself
 //!   needs no signature.
+//! - The certified state digest is the hash of the snapshot's chunk manifest,
+//!   and state transfer fetches the snapshot in chunks, each checked before it
+//!   is kept, resumable across sources (`replica/transfer.rs`).
 //! - Lost messages are recovered by retransmission (a stuck replica re-sends its
 //!   votes and asks for the log) rather than only by view changes.
 //! - Requests carry PBFT-style MAC authenticators; a client signs only its
@@ -102,5 +106,5 @@ pub mod replica;
 pub use client::Client;
 pub use fault::Fault;
 pub use message::*;
-pub use params::{GroupInfo, Params};
+pub use params::{GroupInfo, Params, ParamsError};
 pub use replica::{Durable, Record, Replica, Status};

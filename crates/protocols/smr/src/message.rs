@@ -239,13 +239,17 @@ pub enum Message {
     FetchSync {
         view: View,
     },
-    /// Ask for a snapshot at a stable checkpoint of at least `slot`.
+    /// Ask for a stable checkpoint of at least `slot`: its certificate and
+    /// the manifest of its snapshot.
     FetchState {
         slot: Slot,
     },
+    /// A stable checkpoint and the [`Manifest`] of its snapshot (whose
+    /// [`Manifest::digest`] is the certified state). The snapshot itself
+    /// follows in chunks ([`Message::FetchChunk`] / [`Message::Chunk`]).
     State {
         cert: CheckpointCert,
-        snapshot: Vec<u8>,
+        manifest: Manifest,
     },
     /// Ask for decided batches in `from..=to`.
     FetchLog {
@@ -265,6 +269,18 @@ pub enum Message {
         replica: NodeId,
         client: ClientId,
         seq: u64,
+    },
+    /// Ask for chunk `index` of the snapshot at the stable checkpoint `slot`.
+    FetchChunk {
+        slot: Slot,
+        index: u32,
+    },
+    /// Chunk `index` of the snapshot at the stable checkpoint `slot`; the
+    /// receiver checks it against the manifest's digest for `index`.
+    Chunk {
+        slot: Slot,
+        index: u32,
+        bytes: Vec<u8>,
     },
 }
 
@@ -288,18 +304,104 @@ impl Message {
             Message::FetchLog { .. } => "fetch-log",
             Message::Log { .. } => "log",
             Message::Busy { .. } => "busy",
+            Message::FetchChunk { .. } => "fetch-chunk",
+            Message::Chunk { .. } => "chunk",
         }
     }
 
-    /// Its class in a driver's bounded send queues: the state and log
-    /// transfers a lagging replica asks for again are bulk, dropped first
+    /// Its class in a driver's bounded send queues: the state, its chunks
+    /// and the log a lagging replica asks for again are bulk, dropped first
     /// when a peer's queue is full; everything else is control.
     pub fn priority(&self) -> Priority {
         match self {
-            Message::State { .. } | Message::Log { .. } => Priority::Bulk,
+            Message::State { .. } | Message::Chunk { .. } | Message::Log { .. } => Priority::Bulk,
             _ => Priority::Control,
         }
     }
+}
+
+/// Room a [`Message::Chunk`] needs around its bytes (variant, slot, index,
+/// length prefix): a chunk of at most [`Manifest::MAX_CHUNK`] bytes fits the
+/// transport's default frame limit.
+const CHUNK_OVERHEAD: usize = 64;
+
+/// The replicated state at a checkpoint, as chunks: its length, the chunk
+/// size, and the digest of each chunk in order. Its [`Manifest::digest`]
+/// is the state digest replicas sign in CHECKPOINT, so a manifest is checked
+/// against a certificate by one hash and each chunk against its entry, before
+/// it is kept (see `replica/transfer.rs`).
+///
+/// The chunk size is [`crate::Params::state_chunk_bytes`], part of what the
+/// group agrees on like `checkpoint_interval`: members with different values
+/// sign different digests for the same state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Length of the snapshot in bytes.
+    pub len: u64,
+    /// Every chunk but the last holds this many bytes.
+    pub chunk: u32,
+    /// The digest of each chunk, in order.
+    pub chunks: Vec<Digest>,
+}
+
+impl Manifest {
+    /// The largest chunk size: a CHUNK message stays under
+    /// [`codec::DEFAULT_MAX_FRAME`].
+    pub const MAX_CHUNK: usize = codec::DEFAULT_MAX_FRAME - CHUNK_OVERHEAD;
+
+    /// The manifest of `snapshot` cut in chunks of `chunk` bytes (clamped
+    /// to 1..=[`Self::MAX_CHUNK`]).
+    pub fn of(crypto: &Crypto, snapshot: &[u8], chunk: usize) -> Manifest {
+        let chunk = chunk.clamp(1, Self::MAX_CHUNK);
+        Manifest {
+            len: snapshot.len() as u64,
+            chunk: chunk as u32,
+            chunks: snapshot.chunks(chunk).map(|c| crypto.hash(c)).collect(),
+        }
+    }
+
+    /// The state digest a checkpoint certifies: the hash of the manifest.
+    pub fn digest(&self, crypto: &Crypto) -> Digest {
+        let bytes = codec::to_bytes(&("byzscale/state", self.len, self.chunk, &self.chunks));
+        crypto.hash(&bytes)
+    }
+
+    /// Whether the manifest is well formed and describes at most `max_len`
+    /// bytes: a chunk size that fits a frame, and one digest per chunk.
+    pub fn check(&self, max_len: u64) -> Result<(), String> {
+        let chunk = self.chunk as usize;
+        if chunk == 0 || chunk > Self::MAX_CHUNK {
+            return Err(format!(
+                "chunk size {chunk} outside 1..={}",
+                Self::MAX_CHUNK
+            ));
+        }
+        if self.len > max_len {
+            return Err(format!(
+                "snapshot of {} bytes over max_state_bytes ({max_len})",
+                self.len
+            ));
+        }
+        if self.chunks.len() as u64 != self.len.div_ceil(chunk as u64) {
+            let n = self.chunks.len();
+            return Err(format!("{n} chunk digests for {} bytes", self.len));
+        }
+        Ok(())
+    }
+
+    /// The byte range of chunk `index` in the snapshot (a checked manifest).
+    pub fn span(&self, index: u32) -> std::ops::Range<usize> {
+        let chunk = self.chunk as usize;
+        let start = (index as usize)
+            .saturating_mul(chunk)
+            .min(self.len as usize);
+        start..start.saturating_add(chunk).min(self.len as usize)
+    }
+}
+
+/// The state digest of `snapshot` cut in chunks of `chunk` bytes.
+pub fn state_digest(crypto: &Crypto, snapshot: &[u8], chunk: usize) -> Digest {
+    Manifest::of(crypto, snapshot, chunk).digest(crypto)
 }
 
 pub fn checkpoint_bytes(group: GroupId, slot: Slot, state: &Digest) -> Vec<u8> {

@@ -1,5 +1,7 @@
 //! Group membership as the SMR core sees it, and tunable parameters.
 
+use crate::message::Manifest;
+use byzscale_core::codec;
 use byzscale_core::protocol::{MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, GroupId, NodeId, Time};
@@ -86,6 +88,36 @@ pub struct Params {
     /// client with no entry is refused ([`crate::Message::Busy`]) until
     /// entries expire.
     pub client_table_bytes: usize,
+    /// State transfer cuts a snapshot in chunks of this many bytes, each sent
+    /// in its own message (see `replica/transfer.rs`). The group must agree
+    /// on it: it is part of the state digest replicas sign.
+    pub state_chunk_bytes: usize,
+    /// Largest snapshot a replica fetches: what an in-progress state transfer
+    /// may hold is bounded by the certified snapshot length, itself at most
+    /// this.
+    pub max_state_bytes: u64,
+}
+
+/// A [`Params`] value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParamsError {
+    #[error(
+        "state_chunk_bytes = {0}: must be between 1 and {max} (a chunk travels in \
+         one message, under the transport's frame limit)",
+        max = Manifest::MAX_CHUNK
+    )]
+    ChunkSize(usize),
+    #[error(
+        "max_state_bytes = {max_state} in chunks of {chunk} bytes needs a manifest of \
+         {bytes} bytes, over the frame limit ({limit}); raise state_chunk_bytes or lower \
+         max_state_bytes",
+        limit = codec::DEFAULT_MAX_FRAME
+    )]
+    ManifestSize {
+        max_state: u64,
+        chunk: usize,
+        bytes: u64,
+    },
 }
 
 impl Default for Params {
@@ -108,11 +140,38 @@ impl Default for Params {
             pending_bytes: 128 << 20,
             client_expiry_slots: 1 << 20,
             client_table_bytes: 64 << 20,
+            state_chunk_bytes: 1 << 20,
+            max_state_bytes: 1 << 30,
         }
     }
 }
 
+/// Room in a STATE message for the certificate and framing beside the
+/// manifest's digests.
+const STATE_OVERHEAD: u64 = 64 << 10;
+
 impl Params {
+    /// Check the values that a replica cannot work with; the error says which
+    /// and why.
+    pub fn validate(&self) -> Result<(), ParamsError> {
+        let chunk = self.state_chunk_bytes;
+        if chunk == 0 || chunk > Manifest::MAX_CHUNK {
+            return Err(ParamsError::ChunkSize(chunk));
+        }
+        let bytes = self
+            .max_state_bytes
+            .div_ceil(chunk as u64)
+            .saturating_mul(32);
+        if bytes.saturating_add(STATE_OVERHEAD) > codec::DEFAULT_MAX_FRAME as u64 {
+            return Err(ParamsError::ManifestSize {
+                max_state: self.max_state_bytes,
+                chunk,
+                bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// Timeouts scaled for a network whose largest one-way delay is `max_one_way`.
     pub fn for_network(max_one_way: Time) -> Self {
         let rtt = 2 * max_one_way;
@@ -124,5 +183,30 @@ impl Params {
             client_retry: base,
             ..Params::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_chunking_is_refused_with_the_reason() {
+        assert_eq!(Params::default().validate(), Ok(()));
+        let p = |chunk, max| Params {
+            state_chunk_bytes: chunk,
+            max_state_bytes: max,
+            ..Params::default()
+        };
+        assert_eq!(p(0, 1 << 30).validate(), Err(ParamsError::ChunkSize(0)));
+        let huge = codec::DEFAULT_MAX_FRAME;
+        assert_eq!(
+            p(huge, 1 << 30).validate(),
+            Err(ParamsError::ChunkSize(huge))
+        );
+        // 1 TiB in 1 KiB chunks: a manifest of 32 GiB
+        let e = p(1 << 10, 1 << 40).validate().unwrap_err();
+        assert!(e.to_string().contains("raise state_chunk_bytes"), "{e}");
+        assert_eq!(p(1, 1 << 10).validate(), Ok(()));
     }
 }

@@ -400,10 +400,23 @@ impl Mutator<Message> for FieldSurgery {
                 },
             },
             Message::FetchState { slot } => *slot = fields::number(*slot, rng),
-            Message::State { cert, snapshot } => match pick {
+            Message::State { cert, manifest } => match pick {
                 0 => cert.slot = fields::number(cert.slot, rng),
                 1 => fields::list(&mut cert.sigs, rng),
-                _ => fields::bytes(snapshot, rng),
+                _ if rng.gen_bool(0.5) => manifest.len = fields::number(manifest.len, rng),
+                _ => match manifest.chunks.first_mut() {
+                    Some(d) => fields::digest(d, rng),
+                    None => fields::list(&mut manifest.chunks, rng),
+                },
+            },
+            Message::FetchChunk { slot, index } => match pick {
+                0 => *slot = fields::number(*slot, rng),
+                _ => *index = fields::number(*index as u64, rng) as u32,
+            },
+            Message::Chunk { slot, index, bytes } => match pick {
+                0 => *slot = fields::number(*slot, rng),
+                1 => *index = fields::number(*index as u64, rng) as u32,
+                _ => fields::bytes(bytes, rng),
             },
             Message::FetchLog { from, to } => fields::range(from, to, rng),
             Message::Log { entries } => match (pick, entries.first_mut()) {

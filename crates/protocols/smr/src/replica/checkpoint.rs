@@ -5,6 +5,8 @@
 //! low watermark of the ordering core (the window above it is where slots may
 //! be accepted), drops older slots and checkpoints, persists the snapshot, and
 //! starts a state transfer if this replica's own state is missing or differs.
+//! The state digest is that of the snapshot's chunk manifest
+//! ([`state_digest`], see `transfer.rs`), so a transfer checks each chunk.
 
 use super::{Ctx, Output, Record, Replica};
 use crate::fault::Fault;
@@ -24,7 +26,7 @@ pub(super) struct CkptState {
 impl<S: Service> Replica<S> {
     pub(super) fn take_checkpoint(&mut self, slot: Slot, cx: &mut Ctx<S>) {
         let snap = self.snapshot_bytes();
-        let d = cx.crypto().hash(&snap);
+        let d = state_digest(cx.crypto(), &snap, self.p.state_chunk_bytes);
         self.ckpts.entry(slot).or_default().mine = Some((d, snap));
         self.announce_checkpoint(slot, d, cx);
     }
@@ -120,6 +122,7 @@ impl<S: Service> Replica<S> {
             return;
         }
         let mine = self.ckpts.get(&cert.slot).and_then(|c| c.mine.clone());
+        let mut fetch = false;
         match mine {
             Some((d, snap)) if d == cert.state => {
                 self.stable_snapshot = Some(snap.clone());
@@ -142,22 +145,18 @@ impl<S: Service> Replica<S> {
                     format!("my state at {} differs from the quorum's", cert.slot),
                 );
                 self.stable_snapshot = None;
-                self.fetching = Some(cert.clone());
+                fetch = true;
             }
             None => {
                 // the low watermark moves without a state here: durable
                 // before any vote in the new window leaves
                 cx.persist(Record::Stable { cert: cert.clone() });
                 self.stable_snapshot = None;
-                if self.executed() < cert.slot {
-                    self.fetching = Some(cert.clone());
-                }
+                fetch = self.executed() < cert.slot;
             }
         }
-        if self.fetching.is_some() {
-            let slot = cert.slot;
-            cx.multicast(self.others(), Message::FetchState { slot });
-            self.arm_fetch(cx);
+        if fetch {
+            self.fetch_state(cert.clone(), cx);
         }
         self.order.stabilize(cert.slot);
         let low = self.order.low();

@@ -38,6 +38,7 @@
 //! goes (the certificate proves the state there).
 
 use super::order::Restored;
+use super::transfer::Transfer;
 use super::{Replica, Status};
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
@@ -373,13 +374,13 @@ impl<S: Service> Replica<S> {
                 if slot.is_multiple_of(r.p.checkpoint_interval) {
                     r.expire_clients(*slot);
                     let snap = r.snapshot_bytes();
-                    let d = crypto.hash(&snap);
+                    let d = state_digest(crypto, &snap, r.p.state_chunk_bytes);
                     r.ckpts.entry(*slot).or_default().mine = Some((d, snap));
                 }
             }
         }
         if executed < low {
-            r.fetching = durable.stable.clone();
+            r.fetching = durable.stable.clone().map(Transfer::new);
         }
         r.stable = durable.stable;
         r.order.resume(low, executed);

@@ -44,10 +44,26 @@ fn edge_messages() -> Vec<Message> {
             state: d,
             sig,
         });
-        out.push(Message::State {
-            cert: cert(s),
-            snapshot: vec![1, 2, 3],
-        });
+        let manifest = |len, chunk, chunks| Manifest { len, chunk, chunks };
+        for m in [
+            manifest(3, 1, vec![d; 3]),
+            manifest(U, 1, vec![d]),
+            manifest(U, u32::MAX, vec![]),
+            manifest(0, 0, vec![]),
+        ] {
+            out.push(Message::State {
+                cert: cert(s),
+                manifest: m,
+            });
+        }
+        for i in [0, 1, u32::MAX] {
+            out.push(Message::FetchChunk { slot: s, index: i });
+            out.push(Message::Chunk {
+                slot: s,
+                index: i,
+                bytes: vec![1, 2, 3],
+            });
+        }
         out.push(Message::Log {
             entries: vec![(s, U, Batch::default()), (s, 0, Batch::default())],
         });

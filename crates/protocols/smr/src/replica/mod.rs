@@ -49,7 +49,7 @@
 //! | `request.rs` | client requests, forwarding, read-only requests, request timers, the pending queue, batching | BFT-SMaRt request handling; PBFT OSDI'99 §4.1 |
 //! | `execute.rs` | execution in slot order, the client table (FIFO, exactly-once, reply cache), replies, snapshots | PBFT's last-reply table |
 //! | `checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
-//! | `transfer.rs` | state and log transfer, retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
+//! | `transfer.rs` | state transfer in verified, resumable chunks; log transfer; retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
 //! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
 
 mod checkpoint;
@@ -80,6 +80,7 @@ use order::{Event, Ordering, Promise};
 use pending::PendingTable;
 use request::MustSign;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use transfer::Transfer;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
@@ -125,6 +126,10 @@ pub struct Stats {
     pub executed_requests: u64,
     pub view_changes: u64,
     pub state_transfers: u64,
+    /// State chunks verified and kept (each chunk of a transfer once).
+    pub state_chunks: u64,
+    /// FETCH-CHUNK requests sent.
+    pub state_chunk_requests: u64,
     pub faults: u64,
     /// Entries in the client table (replicated state), their bytes, and
     /// the most bytes it ever held.
@@ -173,7 +178,11 @@ pub struct Replica<S: Service> {
     ckpts: BTreeMap<Slot, CkptState>,
     stable: Option<CheckpointCert>,
     stable_snapshot: Option<Vec<u8>>,
-    fetching: Option<CheckpointCert>,
+    /// The manifest served for the stable snapshot at a slot (`None`: the
+    /// snapshot held is not the certified one), computed on the first request.
+    serving: Option<(Slot, Option<Manifest>)>,
+    /// The state transfer in progress (transfer.rs).
+    fetching: Option<Transfer>,
 
     // synchronization phase (sync.rs)
     stop_sent: View,
@@ -223,6 +232,7 @@ impl<S: Service> Replica<S> {
             ckpts: BTreeMap::new(),
             stable: None,
             stable_snapshot: None,
+            serving: None,
             fetching: None,
             stop_sent: 0,
             my_stop_data: None,
@@ -397,8 +407,8 @@ impl<S: Service> Protocol for Replica<S> {
     /// never have reached the others).
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.announce_replayed_checkpoints(cx);
-        if let Some(cert) = &self.fetching {
-            let slot = cert.slot;
+        if let Some(t) = &self.fetching {
+            let slot = t.cert.slot;
             cx.multicast(self.others(), Message::FetchState { slot });
             self.arm_fetch(cx);
         }
@@ -456,9 +466,11 @@ impl<S: Service> Protocol for Replica<S> {
             Message::Sync { view, stops } => self.on_sync(idx, view, stops, cx),
             Message::FetchSync { view } => self.on_fetch_sync(idx, view, cx),
             Message::FetchState { slot } => self.on_fetch_state(idx, slot, cx),
-            Message::State { cert, snapshot } => self.on_state(idx, cert, snapshot, cx),
+            Message::State { cert, manifest } => self.on_state(idx, cert, manifest, cx),
             Message::FetchLog { from: f, to } => self.on_fetch_log(idx, f, to, cx),
             Message::Log { entries } => self.on_log(idx, entries, cx),
+            Message::FetchChunk { slot, index } => self.on_fetch_chunk(idx, slot, index, cx),
+            Message::Chunk { slot, index, bytes } => self.on_chunk(idx, slot, index, bytes, cx),
         }
     }
 

@@ -123,7 +123,8 @@ pub fn digest(b: &Batch) -> Digest {
 }
 
 pub fn cert(slot: Slot, snapshot: &[u8]) -> CheckpointCert {
-    let state = byzscale_core::crypto::digest(snapshot);
+    let chunk = Params::default().state_chunk_bytes;
+    let state = state_digest(&crypto(Addr::Node(NodeId(0))), snapshot, chunk);
     let sigs = (0..3)
         .map(|i| {
             let c = crypto(Addr::Node(NodeId(i)));
