@@ -161,11 +161,6 @@ impl Local {
         Ok(())
     }
 
-    /// The process id of node `i`, if it runs.
-    pub fn pid(&self, i: usize) -> Option<u32> {
-        self.children.get(i)?.as_ref().map(Child::id)
-    }
-
     /// The endpoints of a cluster left running: `extra` (an object of the
     /// protocol's addresses) plus every node's metrics URL, the deployment
     /// file, the process ids and the command that stops them.
