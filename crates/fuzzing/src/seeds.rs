@@ -157,11 +157,6 @@ fn smr_messages() -> Vec<Message> {
         Message::Log {
             entries: vec![(1, 0, batch)],
         },
-        Message::Busy {
-            replica: NodeId(2),
-            client: ClientId(5),
-            seq: 7,
-        },
     ]
 }
 

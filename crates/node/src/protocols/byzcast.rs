@@ -175,7 +175,6 @@ impl ByzcastJournal {
     fn new(d: byzcast::Durable, done_first: u64, fresh: bool) -> Self {
         let done = byzcast::Durable {
             done: d.done,
-            done_bytes: d.done_bytes,
             ..Default::default()
         };
         ByzcastJournal {
@@ -226,11 +225,9 @@ impl Journal for ByzcastJournal {
                 };
                 self.done_added.push((n, row));
                 let change = self.done.apply(r);
-                if let byzcast::durable::Change::Done { dropped } = change {
-                    for _ in dropped {
-                        self.done_removed.push(self.done_first);
-                        self.done_first += 1;
-                    }
+                if let byzcast::durable::Change::Done { dropped: Some(_) } = change {
+                    self.done_removed.push(self.done_first);
+                    self.done_first += 1;
                 }
             }
         }
@@ -309,12 +306,7 @@ fn byzcast_durable_from_disk(
         done.push_back((id, results, entry));
     }
     let (smr, fresh) = durable_from_disk(rec, db)?;
-    let mut d = byzcast::Durable {
-        smr,
-        streams,
-        ..Default::default()
-    };
-    d.set_done(done);
+    let d = byzcast::Durable { smr, streams, done };
     Ok((d, done_first.unwrap_or(0), fresh))
 }
 
