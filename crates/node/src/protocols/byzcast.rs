@@ -175,6 +175,7 @@ impl ByzcastJournal {
     fn new(d: byzcast::Durable, done_first: u64, fresh: bool) -> Self {
         let done = byzcast::Durable {
             done: d.done,
+            done_bytes: d.done_bytes,
             ..Default::default()
         };
         ByzcastJournal {
@@ -225,9 +226,11 @@ impl Journal for ByzcastJournal {
                 };
                 self.done_added.push((n, row));
                 let change = self.done.apply(r);
-                if let byzcast::durable::Change::Done { dropped: Some(_) } = change {
-                    self.done_removed.push(self.done_first);
-                    self.done_first += 1;
+                if let byzcast::durable::Change::Done { dropped } = change {
+                    for _ in dropped {
+                        self.done_removed.push(self.done_first);
+                        self.done_first += 1;
+                    }
                 }
             }
         }
@@ -306,7 +309,12 @@ fn byzcast_durable_from_disk(
         done.push_back((id, results, entry));
     }
     let (smr, fresh) = durable_from_disk(rec, db)?;
-    let d = byzcast::Durable { smr, streams, done };
+    let mut d = byzcast::Durable {
+        smr,
+        streams,
+        ..Default::default()
+    };
+    d.set_done(done);
     Ok((d, done_first.unwrap_or(0), fresh))
 }
 

@@ -13,7 +13,7 @@
 //! otherwise not have them (its handling of those messages is not replayed).
 
 use crate::message::{MsgId, Results};
-use crate::replica::DONE_CACHE;
+use crate::replica::{done_over, results_bytes};
 use crate::stream::StreamDurable;
 use byzscale_core::GroupId;
 use byzscale_smr as smr;
@@ -64,10 +64,10 @@ pub enum Change {
     Smr(smr::replica::Change),
     /// The stream to this child changed.
     Stream(GroupId),
-    /// A result was kept, and the oldest one dropped if there were
-    /// [`DONE_CACHE`].
+    /// A result was kept, and the oldest ones dropped (in order) to keep
+    /// within [`crate::replica::DONE_CACHE`] results and [`crate::replica::DONE_BYTES`].
     Done {
-        dropped: Option<MsgId>,
+        dropped: Vec<MsgId>,
     },
 }
 
@@ -76,8 +76,11 @@ pub enum Change {
 pub struct Durable {
     pub smr: smr::Durable,
     pub streams: BTreeMap<GroupId, StreamDurable>,
-    /// The last [`DONE_CACHE`] results sent up, oldest first.
+    /// The last results sent up, oldest first: at most [`crate::replica::DONE_CACHE`] and
+    /// [`crate::replica::DONE_BYTES`] of them.
     pub done: VecDeque<(MsgId, Results, bool)>,
+    /// Bytes of `done` (as the replica counts them).
+    pub done_bytes: usize,
 }
 
 impl Durable {
@@ -90,10 +93,16 @@ impl Durable {
         match r {
             Record::Smr(r) => Change::Smr(self.smr.apply(r)),
             Record::Done { id, results, entry } => {
+                self.done_bytes += results_bytes(&results);
                 self.done.push_back((id, results, entry));
-                let dropped = (self.done.len() > DONE_CACHE)
-                    .then(|| self.done.pop_front().map(|(id, ..)| id))
-                    .flatten();
+                let mut dropped = Vec::new();
+                while done_over(self.done.len(), self.done_bytes) {
+                    let Some((id, r, _)) = self.done.pop_front() else {
+                        break;
+                    };
+                    self.done_bytes -= results_bytes(&r);
+                    dropped.push(id);
+                }
                 Change::Done { dropped }
             }
             Record::Forward { child, .. } | Record::Acked { child, .. } => {
@@ -105,6 +114,12 @@ impl Durable {
                 }
             }
         }
+    }
+
+    /// Set the results sent up (read back from a disk), counting their bytes.
+    pub fn set_done(&mut self, done: VecDeque<(MsgId, Results, bool)>) {
+        self.done_bytes = done.iter().map(|(_, r, _)| results_bytes(r)).sum();
+        self.done = done;
     }
 
     /// Fold records in order.
@@ -120,6 +135,7 @@ impl Durable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replica::DONE_CACHE;
     use byzscale_core::ClientId;
 
     /// The results sent up are kept, the last `DONE_CACHE` only, oldest
@@ -138,7 +154,7 @@ mod tests {
                 results,
                 entry: false,
             };
-            assert_eq!(d.apply(r), Change::Done { dropped: None });
+            assert_eq!(d.apply(r), Change::Done { dropped: vec![] });
         }
         let r = Record::Done {
             id: id(0),
@@ -148,11 +164,72 @@ mod tests {
         assert_eq!(
             d.apply(r),
             Change::Done {
-                dropped: Some(id(1))
+                dropped: vec![id(1)]
             }
         );
         assert_eq!(d.done.len(), DONE_CACHE);
         assert_eq!(d.done.front().map(|(i, ..)| *i), Some(id(2)));
         assert_eq!(d.done.back().map(|(i, _, e)| (*i, *e)), Some((id(0), true)));
+    }
+}
+
+#[cfg(test)]
+mod bytes {
+    use super::*;
+    use crate::replica::DONE_BYTES;
+    use byzscale_core::ClientId;
+
+    /// Issue 10 item 9: the results kept were bounded by count only, so
+    /// [`crate::replica::DONE_CACHE`] results of 1 MiB (64 GiB) were all kept, in memory
+    /// and in the records. Now the oldest go once they pass
+    /// [`DONE_BYTES`], the newest is always kept, and each dropped id is
+    /// named (the node journal deletes its row).
+    #[test]
+    fn done_results_are_bounded_in_bytes() {
+        let mut d = Durable::new();
+        let mut dropped = Vec::new();
+        let big = Results::from([(GroupId(1), vec![7; 1 << 20])]);
+        for n in 0..100 {
+            let id = MsgId {
+                client: ClientId(1),
+                n,
+            };
+            let r = Record::Done {
+                id,
+                results: big.clone(),
+                entry: false,
+            };
+            let Change::Done { dropped: gone } = d.apply(r) else {
+                panic!("not a Done change");
+            };
+            dropped.extend(gone);
+            assert!(d.done_bytes <= DONE_BYTES, "after {n}: {}", d.done_bytes);
+        }
+        let held: usize = d.done.iter().map(|(_, r, _)| results_bytes(r)).sum();
+        assert_eq!(held, d.done_bytes);
+        assert!(
+            d.done.len() >= 30,
+            "recent results are kept: {}",
+            d.done.len()
+        );
+        assert_eq!(dropped.len() + d.done.len(), 100);
+        let first = dropped.iter().map(|i| i.n).collect::<Vec<_>>();
+        assert_eq!(
+            first,
+            (0..dropped.len() as u64).collect::<Vec<_>>(),
+            "oldest first"
+        );
+        // one result above the bound is still kept
+        let huge = Results::from([(GroupId(1), vec![7; DONE_BYTES + 1])]);
+        let id = MsgId {
+            client: ClientId(1),
+            n: 1000,
+        };
+        d.apply(Record::Done {
+            id,
+            results: huge,
+            entry: true,
+        });
+        assert_eq!(d.done.len(), 1);
     }
 }

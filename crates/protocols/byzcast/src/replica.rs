@@ -59,6 +59,18 @@ use std::sync::Arc;
 
 /// How many finished results a replica keeps to answer queries.
 pub const DONE_CACHE: usize = 1 << 16;
+/// Bytes of finished results a replica keeps (and its durable records
+/// hold, [`crate::Durable`]): the results of a message are up to one
+/// operation's result per group it touches, so [`DONE_CACHE`] alone let a
+/// client whose messages return large results pin gigabytes. Beyond either
+/// bound the oldest results go ([`done_over`]); the newest is always kept.
+pub const DONE_BYTES: usize = 32 << 20;
+
+/// Whether a cache of `len` finished results holding `bytes` (as
+/// [`results_bytes`] counts them) must drop its oldest.
+pub(crate) fn done_over(len: usize, bytes: usize) -> bool {
+    len > DONE_CACHE || (len > 1 && bytes > DONE_BYTES)
+}
 /// How many message ids may hold child results before their own handling.
 pub const EARLY_RESULTS: usize = 1 << 16;
 /// Bytes of child results a replica holds per child group for messages it
@@ -146,7 +158,7 @@ struct ChildVotes {
 }
 
 /// Bytes charged for holding `results`.
-fn results_bytes(results: &Results) -> usize {
+pub(crate) fn results_bytes(results: &Results) -> usize {
     results.values().map(|v| v.len() + 16).sum::<usize>() + 16
 }
 
@@ -174,6 +186,8 @@ pub struct Replica<P: ForwardPolicy = Honest> {
     arrivals: u64,
     done: BTreeMap<MsgId, (Results, bool)>,
     done_order: VecDeque<MsgId>,
+    /// Bytes of the results in `done` ([`DONE_BYTES`]).
+    done_bytes: usize,
     requery_armed: bool,
     stats: Stats,
 }
@@ -277,6 +291,7 @@ impl<P: ForwardPolicy> Replica<P> {
             arrivals: 0,
             done: BTreeMap::new(),
             done_order: VecDeque::new(),
+            done_bytes: 0,
             requery_armed: false,
             stats: Stats::default(),
         })
@@ -568,14 +583,25 @@ impl<P: ForwardPolicy> Replica<P> {
     // ------------------------------------------------------------ results
 
     fn remember_done(&mut self, id: MsgId, results: Results, entry: bool) {
-        if self.done.insert(id, (results, entry)).is_none() {
-            self.done_order.push_back(id);
-            while self.done_order.len() > DONE_CACHE {
-                if let Some(old) = self.done_order.pop_front() {
-                    self.done.remove(&old);
-                }
+        self.done_bytes += results_bytes(&results);
+        match self.done.insert(id, (results, entry)) {
+            Some((old, _)) => self.done_bytes -= results_bytes(&old),
+            None => self.done_order.push_back(id),
+        }
+        while done_over(self.done_order.len(), self.done_bytes) {
+            let Some(old) = self.done_order.pop_front() else {
+                break;
+            };
+            if let Some((r, _)) = self.done.remove(&old) {
+                self.done_bytes -= results_bytes(&r);
             }
         }
+    }
+
+    /// Finished results kept to answer queries: how many, and their bytes
+    /// (bounded by [`DONE_CACHE`] and [`DONE_BYTES`]).
+    pub fn done_held(&self) -> (usize, usize) {
+        (self.done.len(), self.done_bytes)
     }
 
     fn try_complete(&mut self, id: MsgId, cx: &mut Cx<'_, Self>) {

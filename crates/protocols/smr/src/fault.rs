@@ -36,6 +36,12 @@ byzscale_core::fault_kinds! {
         StateUndecodable => "state-undecodable",
         /// A STOP-DATA with a bad signature, checkpoint or claim.
         StopDataInvalid => "stop-data-invalid",
+        /// A STOP-DATA for a view beyond the window a leader keeps
+        /// (`STOP_DATA_VIEWS_AHEAD` past the view it is in or moving to), or
+        /// for a lower view than one its member already sent (dropped; a
+        /// lagging leader can see this from a correct member too, which
+        /// sends its STOP-DATA again once the leader joins the view change).
+        StopDataAhead => "stop-data-ahead",
         /// A SYNC that is not a quorum of valid STOP-DATA determining every slot.
         SyncInvalid => "sync-invalid",
         /// A replica message from an endpoint outside the group.

@@ -311,3 +311,51 @@ fn a_request_failing_its_mac_in_a_batch_makes_its_client_sign() {
     let fx = step(&mut r, 1, |r, cx| r.on_message(node(0), propose(batch), cx));
     assert_eq!(writes(&fx).len(), 1, "{fx:?}");
 }
+
+/// Member 2's signed STOP-DATA for `view`, with no checkpoint and no claims.
+fn stop_data_of_2(view: View) -> Message {
+    let body = StopBody {
+        view,
+        replica: NodeId(2),
+        checkpoint: None,
+        claims: Vec::new(),
+    };
+    let sig = crypto(node(2)).sign(&stop_bytes(group().id, &body));
+    Message::StopData(StopData { body, sig })
+}
+
+/// Issue 10 item 9, STOP-DATA for future views: a leader held a member's
+/// verified STOP-DATA for every view it leads up to 1,000 views ahead, so
+/// one Byzantine member made it hold 250 (each up to a window of prepared
+/// batches). Now it keeps one per member, for views at most
+/// `STOP_DATA_VIEWS_AHEAD` beyond its own: the rest is refused as
+/// `stop-data-ahead`, a newer one replaces the older, an older one after a
+/// newer is refused.
+#[test]
+fn a_member_cannot_make_a_leader_hold_stop_data_for_many_views() {
+    // replica 1 leads views 1, 5, 9, ...
+    let mut r = backup_with(2);
+    let mut fx = Vec::new();
+    for k in 0..250 {
+        let m = stop_data_of_2(1 + 4 * k);
+        fx.extend(step(&mut r, 1, |r, cx| r.on_message(node(2), m, cx)));
+    }
+    let (n, bytes) = r.stop_data_held();
+    assert_eq!(n, 1, "STOP-DATA held for {n} views ({bytes} bytes)");
+    let ahead = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::Fault(f) if f.is(crate::Fault::StopDataAhead)))
+        .count();
+    assert_eq!(ahead, 250 - 2, "views 1 and 5 are within the window");
+    // the one kept is the newest within the window; an older one is refused
+    assert_eq!(r.stop_data_view(NodeId(2)), Some(5));
+    let fx = step(&mut r, 1, |r, cx| {
+        r.on_message(node(2), stop_data_of_2(1), cx)
+    });
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Fault(f) if f.is(crate::Fault::StopDataAhead))),
+        "{fx:?}"
+    );
+    assert_eq!(r.stop_data_held().0, 1);
+}

@@ -19,12 +19,26 @@ use super::{Ctx, Output, Record, Replica, Timer};
 use crate::fault::Fault;
 use crate::message::*;
 use byzscale_core::service::Service;
-use byzscale_core::Addr;
+use byzscale_core::{codec, Addr, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// STOPs, STOP-DATA and SYNCs for views further ahead than this are ignored
-/// (bounds the memory a Byzantine replica can make us spend).
+/// STOPs for views further ahead than this are ignored (a STOP is a view
+/// number: bounds the memory a Byzantine replica can make us spend).
 const MAX_VIEW_AHEAD: View = 1_000;
+
+/// A leader keeps STOP-DATA only for views at most this far beyond the one
+/// it is in or moving to ([`Ordering::target`](super::order::Ordering::target)),
+/// and at most one per member: the one for the highest view (a correct member
+/// never asks for a lower view than one it signed STOP-DATA for, so an older
+/// one is evicted on arrival of a newer one, and one for a lower view than
+/// the member's kept one is dropped). A STOP-DATA carries a member's claims
+/// (up to a window of prepared batches), so this bounds the table to one
+/// message per member, whatever views a Byzantine member names; before, one
+/// member could make a leader hold STOP-DATA for up to [`MAX_VIEW_AHEAD`]
+/// views. Nothing is lost for a correct member: the leader's STOP, sent once
+/// it joins the view change, makes every member in that phase send its
+/// STOP-DATA again (see `on_stop`).
+pub(super) const STOP_DATA_VIEWS_AHEAD: View = 8;
 
 /// The outcome of the synchronization phase's decision procedure.
 struct Selection {
@@ -158,7 +172,7 @@ impl<S: Service> Replica<S> {
         self.my_stop_data = Some(sd.clone());
         let leader = self.g.leader(view);
         if leader == self.me {
-            self.stopdata.entry(view).or_default().insert(self.me, sd);
+            self.keep_stop_data(sd);
             self.try_sync(view, cx);
         } else {
             cx.send(Addr::Node(leader), Message::StopData(sd));
@@ -233,19 +247,55 @@ impl<S: Service> Replica<S> {
         if self.g.leader(view) != self.me
             || view <= self.view()
             || sd.body.replica != self.g.members[from]
-            || view > self.view() + MAX_VIEW_AHEAD
         {
+            return;
+        }
+        let horizon = self.order.target() + STOP_DATA_VIEWS_AHEAD;
+        if view > horizon {
+            let detail = format!("STOP-DATA for view {view}, beyond view {horizon}");
+            self.fault(cx, who, Fault::StopDataAhead, detail);
+            return;
+        }
+        if let Some(kept) = self.stop_data_view(sd.body.replica).filter(|v| *v > view) {
+            let detail = format!("STOP-DATA for view {view} after one for view {kept}");
+            self.fault(cx, who, Fault::StopDataAhead, detail);
             return;
         }
         if let Err(e) = self.verify_stop_data(&sd, view, cx) {
             self.fault(cx, who, Fault::StopDataInvalid, e);
             return;
         }
-        self.stopdata
-            .entry(view)
-            .or_default()
-            .insert(sd.body.replica, sd);
+        self.keep_stop_data(sd);
         self.try_sync(view, cx);
+    }
+
+    /// The view of the STOP-DATA kept from `member`, if any.
+    pub(super) fn stop_data_view(&self, member: NodeId) -> Option<View> {
+        self.stopdata
+            .iter()
+            .rev()
+            .find(|(_, sds)| sds.contains_key(&member))
+            .map(|(v, _)| *v)
+    }
+
+    /// Keep `sd` as its member's one STOP-DATA ([`STOP_DATA_VIEWS_AHEAD`]):
+    /// the member's older one goes.
+    fn keep_stop_data(&mut self, sd: StopData) {
+        let (view, member) = (sd.body.view, sd.body.replica);
+        if let Some(old) = self.stop_data_view(member).filter(|v| *v < view) {
+            let sds = self.stopdata.get_mut(&old).expect("found above");
+            sds.remove(&member);
+            if sds.is_empty() {
+                self.stopdata.remove(&old);
+            }
+        }
+        self.stopdata.entry(view).or_default().insert(member, sd);
+    }
+
+    /// STOP-DATA held for views not yet installed, and their encoded bytes.
+    pub fn stop_data_held(&self) -> (usize, usize) {
+        let all = self.stopdata.values().flat_map(|sds| sds.values());
+        all.fold((0, 0), |(n, b), sd| (n + 1, b + codec::encoded_len(sd)))
     }
 
     fn try_sync(&mut self, view: View, cx: &mut Ctx<S>) {
