@@ -56,6 +56,20 @@ fn serial_replay_flags_non_atomic_replies() {
     assert!(serial_replay(&[id(2), id(1)], &replies).is_empty());
 }
 
+/// Run `seed` of `cfg`; it must end with no violation and no liveness
+/// failure (the message names the replay command).
+fn run_clean(cfg: &Config, seed: u64) -> byzscale_sim::scenario::Finished<Run> {
+    let r = run_one(cfg, seed).unwrap();
+    assert!(
+        r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
+        "{}: {:?} {:?}",
+        cfg.replay_command(seed),
+        r.outcome.violations,
+        r.outcome.liveness
+    );
+    r
+}
+
 fn small(adv: Adversary, k: usize) -> Config {
     Config {
         adversary: adv,
@@ -94,35 +108,17 @@ fn clean_run_delivers_everything() {
 fn baseline_and_three_level_run_clean() {
     let mut cfg = small(Adversary::None, 0);
     cfg.protocol = Mode::Baseline;
-    let r = run_one(&cfg, 2).unwrap();
-    assert!(
-        r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
-        "{:?} {:?}",
-        r.outcome.violations,
-        r.outcome.liveness
-    );
+    run_clean(&cfg, 2);
     let mut cfg = small(Adversary::Mixed, 1);
     cfg.groups = 4;
     cfg.tree = TreeChoice::ThreeLevel;
     cfg.requests = 24;
-    let r = run_one(&cfg, 3).unwrap();
-    assert!(
-        r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
-        "{:?} {:?}",
-        r.outcome.violations,
-        r.outcome.liveness
-    );
+    let r = run_clean(&cfg, 3);
     assert!(r.run.completed_global > 0);
     cfg.tree = targets_only();
     cfg.adversary = Adversary::Reorder;
     for seed in [4, 11] {
-        let r = run_one(&cfg, seed).unwrap();
-        assert!(
-            r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
-            "{:?} {:?}",
-            r.outcome.violations,
-            r.outcome.liveness
-        );
+        run_clean(&cfg, seed);
     }
 }
 
@@ -190,14 +186,7 @@ fn too_many_byzantine_parents_are_caught() {
 fn one_mutator_per_group_leaves_correct_replicas_clean() {
     for seed in 0..20u64 {
         let cfg = small(Adversary::Mutate, 1);
-        let r = run_one(&cfg, 500 + seed).unwrap();
-        assert!(
-            r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
-            "{}: {:?} {:?}",
-            cfg.replay_command(500 + seed),
-            r.outcome.violations,
-            r.outcome.liveness
-        );
+        run_clean(&cfg, 500 + seed);
     }
 }
 
@@ -240,14 +229,7 @@ fn crash_restart_runs_clean() {
         ..Config::new(2)
     };
     for seed in [1, 13] {
-        let r = run_one(&cfg, seed).unwrap();
-        assert!(
-            r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
-            "{}: {:?} {:?}",
-            cfg.replay_command(seed),
-            r.outcome.violations,
-            r.outcome.liveness
-        );
+        let r = run_clean(&cfg, seed);
         assert!(r.outcome.restarts > 0, "seed {seed} restarted nothing");
         assert_eq!(r.run.completed_local + r.run.completed_global, 200);
     }
@@ -405,14 +387,7 @@ fn liveness_attacks_beyond_f_show_their_cost() {
 fn early_forwarding_beyond_f_keeps_one_order() {
     let cfg = small(Adversary::Early, 2);
     for seed in 0..4u64 {
-        let r = run_one(&cfg, seed).unwrap();
-        assert!(
-            r.outcome.violations.is_empty() && r.outcome.liveness.is_none(),
-            "{}: {:?} {:?}",
-            cfg.replay_command(seed),
-            r.outcome.violations,
-            r.outcome.liveness
-        );
+        let r = run_clean(&cfg, seed);
         assert_eq!(r.run.completed_local + r.run.completed_global, 16);
     }
 }
