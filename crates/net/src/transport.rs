@@ -40,12 +40,26 @@
 //!    the claimed address: replicas from the deployment (a presented key that
 //!    differs is rejected); the dialer additionally requires the acceptor to be
 //!    the address it dialed. On the accepting side of a client-facing node
-//!    (`accept_clients`), an unknown `Addr::Client` is accepted with the key it
-//!    presents — the signature proves it holds that key — and registered: the
-//!    runtime receives [`Inbound::PeerRegistered`] *before* that client's first
-//!    message, so the protocol's `Crypto` can verify its MAC authenticators. A
-//!    registered client id stays bound to its key for the life of the process
-//!    (another key claiming it later is refused). Unknown nodes are always refused.
+//!    (`accept_clients`), an unknown `Addr::Client` below
+//!    [`ClientId::REPLICA_BASE`] is accepted with the key it presents — the
+//!    signature proves it holds that key — only if its id is the one the key
+//!    certifies, [`ClientId::of_key`] (otherwise fault `impostor`, "client id
+//!    does not match its key"). The runtime then receives
+//!    [`Inbound::PeerRegistered`] *before* the connection's first message, so
+//!    the protocol's `Crypto` can verify the client's MAC authenticators, and
+//!    [`Inbound::PeerGone`] after its last. Client ids at or above
+//!    `REPLICA_BASE` are replicas acting as clients: admitted only with the
+//!    node key the deployment gives them, like nodes. Unknown nodes are
+//!    always refused.
+//!
+//!    *Why an id cannot be stolen.* What stops a second party from running
+//!    requests in an honest client's name (e.g. consuming its sequence
+//!    numbers) is that the id is bound to the client's key. That binding is
+//!    recomputed at every handshake rather than remembered: claiming an id
+//!    means presenting a key whose [`ClientId::of_key`] is that id, a second
+//!    preimage of a 63-bit truncated BLAKE3 hash, about `2^63` key
+//!    generations. So a node may forget a client's key (below) without
+//!    opening its id to anyone else.
 //! 4. Session key: `HMAC(pairwise key, "byzscale-net session" || transcript)`,
 //!    the pairwise key coming from `Crypto::add_peer` (X25519 + BLAKE3). Fresh
 //!    nonces make every session's key fresh.
@@ -90,6 +104,20 @@
 //! channel. The options are checked at start (a byte bound below one largest
 //! frame is refused with the option's name).
 //!
+//! # Client keys: kept while connected, then a bounded LRU
+//!
+//! The keys learnt from client handshakes are a cache: a client's key is kept
+//! while it has a connection (at most `max_connections` such), and after its
+//! last connection ends it joins an LRU of `client_keys` idle clients
+//! (default 4,096), the least recently disconnected evicted beyond it; at
+//! most [`CLIENT_KEY_BYTES`] each, so under 640 KiB by default (gauge
+//! `byzscale_net_client_keys`). The runtime keeps the protocol `Crypto`'s
+//! client peers the same way, with the same bound. An evicted client that
+//! comes back re-registers at its handshake; a request of it that reaches a
+//! backup inside a PROPOSE meanwhile fails authentication there, as any
+//! unknown client's does. So client-id churn holds no memory beyond the
+//! bound.
+//!
 //! Frames queued while a node is disconnected stay queued (up to the bounds)
 //! and are sent once it reconnects. The queue of a client learnt at its
 //! handshake goes when its last connection ends (the client retransmits), so
@@ -105,6 +133,8 @@ use byzscale_core::codec::{self, HEADER_LEN};
 use byzscale_core::crypto::{Identity, PublicIdentity};
 use byzscale_core::leases::Leases;
 use byzscale_core::Addr;
+#[cfg(doc)]
+use byzscale_core::ClientId;
 use byzscale_core::{Priority, WireKind};
 use hmac::{Hmac, Mac as _};
 use rand::{Rng, RngCore};
