@@ -548,8 +548,9 @@ struct ClientAttack {
 async fn byzantine_client(a: ClientAttack, mut stop: watch::Receiver<bool>) {
     let mut rng = StdRng::from_entropy();
     while !*stop.borrow() {
-        let id = ClientId(rng.gen_range(1 << 40..1 << 62));
+        // a fresh key, and the id it certifies (replicas refuse any other)
         let identity = Identity::generate();
+        let id = ClientId::of_key(&identity.public());
         let mut crypto = Crypto::new(Addr::Client(id), identity.clone(), CryptoMode::Real);
         for t in &a.targets {
             let _ = crypto.add_peer(t.addr, t.identity);

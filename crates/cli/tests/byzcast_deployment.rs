@@ -244,8 +244,9 @@ fn byzcast_node_files_with_a_bad_tree_are_refused_clearly() {
 
 /// A parent replica's client identity (`ClientId::for_replica(j)`) is pinned to
 /// j's deployment key at the child replicas: an outside client claiming it with
-/// another key is refused at the handshake, and one that reaches a replica
-/// that does not pin it (the root) has its requests dropped as a fault.
+/// another key is refused at the handshake (`impostor`), and so it is at a
+/// replica that does not pin it (the root: a replica's client id is never
+/// admitted with a key learnt from the handshake, `unknown_peer`).
 #[test]
 fn an_outside_client_cannot_take_a_parent_replicas_client_identity() {
     use byzscale_apps::kv::KvOp;
@@ -304,12 +305,12 @@ fn an_outside_client_cannot_take_a_parent_replicas_client_identity() {
         while !(seen(0, "byzscale_net_faults_by_kind_total{kind=\"impostor\"}")
             && seen(
                 8,
-                "byzscale_protocol_faults_total{kind=\"bc-request-spoof\"}",
+                "byzscale_net_faults_by_kind_total{kind=\"unknown_peer\"}",
             ))
         {
             assert!(
                 std::time::Instant::now() < deadline,
-                "no impostor fault at n0 or no spoof fault at n8"
+                "no impostor fault at n0 or no unknown_peer fault at n8"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -22,6 +22,19 @@
 //! every node using the directory). A peer that neither the node nor its
 //! directory knows is still an error ([`CryptoError::UnknownPeer`]).
 //!
+//! # Peers learnt from connections, bounded
+//!
+//! A client-facing node also learns clients' keys from their handshakes
+//! ([`Crypto::connect_peer`], one call per connection, and
+//! [`Crypto::disconnect_peer`] when it ends). Such a peer is kept while it
+//! has a connection; afterwards it is cached in LRU order, at most
+//! [`Crypto::set_peer_cache`] of them (unbounded until set, so an endpoint
+//! that never learns peers this way, e.g. in the simulator, behaves as if
+//! the cache did not exist), the least recently disconnected evicted
+//! beyond it with its derived MAC key. An evicted client is unknown again:
+//! its MACs and signatures fail here until it reconnects. One learnt peer
+//! costs [`LEARNT_PEER_BYTES`] at most.
+//!
 //! Every operation is counted in a [`Meter`] that the simulator's CPU model turns
 //! into service time. [`CryptoMode::Modeled`] replaces the math with keyed BLAKE3
 //! for scale runs only (it is cheap, deterministic and labelled in every output):
@@ -33,6 +46,7 @@
 //! still fails); they are never used by the real transport.
 
 use crate::ids::Addr;
+use crate::leases::Leases;
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 use hmac::{Hmac, Mac as _};
 use serde::{Deserialize, Serialize};
@@ -228,7 +242,8 @@ impl fmt::Debug for Directory {
     }
 }
 
-/// A peer this endpoint was told about with [`Crypto::add_peer`].
+/// A peer this endpoint was told about with [`Crypto::add_peer`] or learnt
+/// with [`Crypto::connect_peer`].
 struct Peer {
     public: PublicIdentity,
     verifying: VerifyingKey,
@@ -242,6 +257,8 @@ pub struct Crypto {
     public: OnceCell<PublicIdentity>,
     mode: CryptoMode,
     peers: BTreeMap<Addr, Peer>,
+    /// Peers learnt from their connections (clients): bounded when idle.
+    learnt: Leases<Addr, Peer>,
     directory: Option<Arc<Directory>>,
     /// Pairwise MAC keys derived so far (keyed HMAC state, ready to clone).
     macs: RefCell<BTreeMap<Addr, HmacSha256>>,
@@ -249,6 +266,12 @@ pub struct Crypto {
 }
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// Upper bound on the bytes one learnt peer holds: its entry (public keys,
+/// decompressed ed25519 key), its derived MAC state, and the map and LRU
+/// nodes around them (checked in a test). A cache of 4,096 idle clients is
+/// thus under 4 MiB.
+pub const LEARNT_PEER_BYTES: usize = 1024;
 
 fn modeled_sig(signer: &[u8; 32], msg: &[u8]) -> ed25519_dalek::Signature {
     let mut h = blake3::Hasher::new_keyed(signer);
@@ -266,6 +289,7 @@ impl Crypto {
             identity,
             mode,
             peers: BTreeMap::new(),
+            learnt: Leases::unbounded(),
             directory: None,
             macs: RefCell::new(BTreeMap::new()),
             meter: Cell::new(Meter::default()),
@@ -308,16 +332,65 @@ impl Crypto {
         );
         Ok(())
     }
-    /// Whether this endpoint has `peer`'s public keys (told or from its directory).
+    /// A connection of `peer` (a client this endpoint was not told about)
+    /// came up with key `pk`: the peer is known until its last connection
+    /// ends, then cached (see the module docs). A peer told about with
+    /// [`Crypto::add_peer`] is left as it is.
+    pub fn connect_peer(&mut self, peer: Addr, pk: PublicIdentity) -> Result<(), CryptoError> {
+        if self.peers.contains_key(&peer) {
+            return Ok(());
+        }
+        let verifying = match self.learnt.get(&peer) {
+            Some(p) if p.public == pk => p.verifying,
+            _ => VerifyingKey::from_bytes(&pk.sign).map_err(|_| CryptoError::BadKey(peer))?,
+        };
+        let new = Peer {
+            public: pk,
+            verifying,
+        };
+        if self
+            .learnt
+            .open(peer, new)
+            .is_some_and(|old| old.public != pk)
+        {
+            self.macs.get_mut().remove(&peer);
+        }
+        Ok(())
+    }
+    /// One connection of a peer learnt with [`Crypto::connect_peer`] ended;
+    /// after its last, the peer may be evicted.
+    pub fn disconnect_peer(&mut self, peer: Addr) {
+        for (gone, _) in self.learnt.close(&peer) {
+            self.macs.get_mut().remove(&gone);
+        }
+    }
+    /// Keep at most `idle` learnt peers without a connection (evicting the
+    /// least recently disconnected beyond it now and later).
+    pub fn set_peer_cache(&mut self, idle: usize) {
+        for (gone, _) in self.learnt.set_bound(idle) {
+            self.macs.get_mut().remove(&gone);
+        }
+    }
+    /// Learnt peers: (with a connection, cached without one).
+    pub fn learnt_peers(&self) -> (usize, usize) {
+        (self.learnt.open_len(), self.learnt.idle_len())
+    }
+    /// Whether this endpoint has `peer`'s public keys (told, learnt or from
+    /// its directory).
     pub fn knows(&self, peer: Addr) -> bool {
-        self.peers.contains_key(&peer) || self.directory.as_ref().is_some_and(|d| d.contains(peer))
+        self.peers.contains_key(&peer)
+            || self.learnt.contains(&peer)
+            || self.directory.as_ref().is_some_and(|d| d.contains(peer))
     }
     /// Pairwise MAC keys derived so far (each cost one X25519 exchange in real mode).
     pub fn derived_mac_keys(&self) -> usize {
         self.macs.borrow().len()
     }
+    fn peer(&self, peer: Addr) -> Option<&Peer> {
+        self.peers.get(&peer).or_else(|| self.learnt.get(&peer))
+    }
     fn peer_public(&self, peer: Addr) -> Option<PublicIdentity> {
-        match self.peers.get(&peer) {
+        match self.peer(peer) {
             Some(p) => Some(p.public),
             None => self.directory.as_ref()?.get(peer),
         }
@@ -399,7 +472,7 @@ impl Crypto {
             // SigningKey caches its verifying key.
             return Ok(*AsRef::<VerifyingKey>::as_ref(&self.identity.signing));
         }
-        if let Some(p) = self.peers.get(&signer) {
+        if let Some(p) = self.peer(signer) {
             return Ok(p.verifying);
         }
         match &self.directory {
@@ -654,6 +727,84 @@ mod tests {
         assert_eq!(
             c.verify(stranger, b"m", &sig),
             Err(CryptoError::BadKey(stranger))
+        );
+    }
+
+    #[test]
+    fn learnt_peers_are_kept_while_connected_and_cached_up_to_the_bound() {
+        let (n, inode) = node(0);
+        let mut c = Crypto::new(n, inode, CryptoMode::Real);
+        c.set_peer_cache(2);
+        let clients: Vec<(Addr, Identity)> = (0..5u8)
+            .map(|i| {
+                let id = Identity::from_seed([100 + i; 32]);
+                (Addr::Client(crate::ClientId::of_key(&id.public())), id)
+            })
+            .collect();
+        let tag = |i: usize| {
+            let (a, id) = &clients[i];
+            let mut cl = Crypto::new(*a, id.clone(), CryptoMode::Real);
+            cl.add_peer(n, node(0).1.public()).unwrap();
+            cl.mac(n, b"req").unwrap()
+        };
+        for (a, id) in &clients {
+            c.connect_peer(*a, id.public()).unwrap();
+        }
+        for (i, (a, _)) in clients.iter().enumerate() {
+            assert!(c.verify_mac(*a, b"req", &tag(i)));
+        }
+        assert_eq!((c.learnt_peers(), c.derived_mac_keys()), ((5, 0), 5));
+        // a second connection of client 0 keeps it through the first one's end
+        c.connect_peer(clients[0].0, clients[0].1.public()).unwrap();
+        for (a, _) in &clients {
+            c.disconnect_peer(*a);
+        }
+        // 0 still connected; of 1..4 the two that left last are cached
+        assert_eq!((c.learnt_peers(), c.derived_mac_keys()), ((1, 2), 3));
+        assert!(c.knows(clients[0].0) && c.verify_mac(clients[0].0, b"req", &tag(0)));
+        assert!(!c.knows(clients[1].0) && !c.knows(clients[2].0));
+        assert!(c.knows(clients[3].0) && c.knows(clients[4].0));
+        // an evicted client's MACs and signatures fail, as an unknown one's
+        assert!(!c.verify_mac(clients[1].0, b"req", &tag(1)));
+        let sig = Crypto::new(clients[1].0, clients[1].1.clone(), CryptoMode::Real).sign(b"r");
+        assert_eq!(
+            c.verify(clients[1].0, b"r", &sig),
+            Err(CryptoError::UnknownPeer(clients[1].0))
+        );
+        // until it reconnects
+        c.connect_peer(clients[1].0, clients[1].1.public()).unwrap();
+        assert!(c.verify_mac(clients[1].0, b"req", &tag(1)));
+        assert!(c.verify(clients[1].0, b"r", &sig).is_ok());
+        // a told peer is not a learnt one
+        let (told, itold) = node(1);
+        c.add_peer(told, itold.public()).unwrap();
+        c.connect_peer(told, itold.public()).unwrap();
+        assert_eq!(c.learnt_peers(), (2, 2));
+    }
+
+    #[test]
+    fn without_a_bound_learnt_peers_stay() {
+        let (n, inode) = node(0);
+        let mut c = Crypto::new(n, inode, CryptoMode::Real);
+        for i in 0..50u8 {
+            let a = Addr::Client(crate::ClientId(i as u64 + 1));
+            c.connect_peer(a, Identity::from_seed([i; 32]).public())
+                .unwrap();
+            c.disconnect_peer(a);
+        }
+        assert_eq!(c.learnt_peers(), (0, 50));
+    }
+
+    #[test]
+    fn a_learnt_peer_fits_its_byte_bound() {
+        let ptr = std::mem::size_of::<usize>();
+        // LRU node (entry, two links) and its hash-map slot (key ref, node
+        // pointer, control byte); the MAC state in a B-tree at least half full
+        let entry = std::mem::size_of::<(Addr, Peer)>() + 2 * ptr + 2 * ptr + 1;
+        let mac = 2 * std::mem::size_of::<(Addr, HmacSha256)>();
+        assert!(
+            entry + mac <= LEARNT_PEER_BYTES,
+            "{entry} + {mac} bytes per learnt peer"
         );
     }
 

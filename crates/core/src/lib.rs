@@ -18,6 +18,7 @@ pub mod config;
 pub mod crypto;
 pub mod ids;
 pub mod keyed;
+pub mod leases;
 pub mod protocol;
 pub mod quorum;
 pub mod service;

@@ -4,7 +4,7 @@
 
 use crate::handlers;
 use crate::protocols::{At2Bracha, At2Contagion};
-use crate::transport::{client, ident, known, role, KIND, NONCE};
+use crate::transport::{ident, known, role, KIND, NONCE};
 use byzscale_apps::bank::{BankOp, BankReply};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_at2::node::Message as At2Message;
@@ -12,7 +12,7 @@ use byzscale_at2::{Account, ClientOp, ClientReply, Transfer, TransferId, Transfe
 use byzscale_broadcast::{bracha, probabilistic, Signed};
 use byzscale_byzcast::{Envelope, ExecReply, McastMsg, MsgId};
 use byzscale_core::codec::{self, HEADER_LEN};
-use byzscale_core::crypto::{Crypto, CryptoMode, Signature};
+use byzscale_core::crypto::{Crypto, CryptoMode, Identity, Signature};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
 use byzscale_net::transport::KIND_SEALED;
 use byzscale_net::wire::Handshake;
@@ -26,19 +26,13 @@ fn sig(n: u32, what: &[u8]) -> Signature {
     Crypto::new(a, ident(a), CryptoMode::Real).sign(what)
 }
 
-/// The peer's side of a handshake with this side in role `flags`, as `peer`:
-/// its hello and (valid) auth frames, after the flags byte.
-fn handshake_with(flags: u8, peer: Addr) -> Vec<u8> {
+/// The peer's side of a handshake with this side in role `flags`, as `peer`
+/// with key `key`: its hello and (valid) auth frames, after the flags byte.
+fn handshake_with(flags: u8, peer: Addr, key: Identity) -> Vec<u8> {
     let (me, dialed, accept_clients) = role(flags);
     let mine = Handshake::new(me, ident(me), KIND, dialed, NONCE);
     // the peer dials us if we accept, and accepts if we dial
-    let theirs = Handshake::new(
-        peer,
-        ident(peer),
-        KIND,
-        dialed.is_none().then_some(me),
-        [9; 32],
-    );
+    let theirs = Handshake::new(peer, key, KIND, dialed.is_none().then_some(me), [9; 32]);
     let their_hello = theirs.hello_frame().to_vec();
     let (_, my_auth) = mine
         .on_hello(&their_hello, known, accept_clients)
@@ -58,10 +52,13 @@ fn my_hello(flags: u8) -> Vec<u8> {
 }
 
 pub fn handshake() -> Vec<Vec<u8>> {
+    let n1 = Addr::Node(NodeId(1));
+    let key = Identity::from_seed([109; 32]);
     vec![
-        handshake_with(0, Addr::Node(NodeId(1))),
-        handshake_with(2, client(9)),
-        handshake_with(1, Addr::Node(NodeId(1))),
+        handshake_with(0, n1, ident(n1)),
+        // a client is admitted under the id its key certifies
+        handshake_with(2, Addr::Client(ClientId::of_key(&key.public())), key),
+        handshake_with(1, n1, ident(n1)),
     ]
 }
 

@@ -37,8 +37,12 @@
 //!
 //! Time given to the protocol is nanoseconds since the runtime started (tokio's
 //! monotonic `Instant`). Randomness comes from a `ChaCha8Rng` seeded from OS
-//! entropy. Clients seen for the first time by the transport are added to the
-//! protocol's `Crypto` before their first message is delivered.
+//! entropy. A client the transport learns from its handshake is added to the
+//! protocol's `Crypto` ([`Crypto::connect_peer`]) before the first message of
+//! each of its connections, and dropped from it ([`Crypto::disconnect_peer`])
+//! after the last: a client without a connection stays in the `Crypto`'s LRU
+//! of `client_keys` entries, as in the transport's, then is forgotten until
+//! it reconnects (gauges `byzscale_crypto_client_keys_{connected,cached}`).
 
 use crate::delay::DelayMatrix;
 use crate::metrics::{self, Counter, Gauge, Histogram, Registry};
@@ -284,6 +288,20 @@ struct RtMetrics {
     records_discarded: Counter,
     inbound_depth: Gauge,
     timers: Gauge,
+    client_keys: ClientKeyGauges,
+}
+
+/// The protocol crypto's peers learnt from connections.
+struct ClientKeyGauges {
+    connected: Gauge,
+    cached: Gauge,
+}
+
+impl ClientKeyGauges {
+    fn set(&self, (connected, cached): (usize, usize)) {
+        self.connected.set(connected as i64);
+        self.cached.set(cached as i64);
+    }
 }
 
 impl RtMetrics {
@@ -322,6 +340,16 @@ impl RtMetrics {
                 "messages waiting for the protocol task",
             ),
             timers: r.gauge("byzscale_runtime_timers", "armed timers"),
+            client_keys: ClientKeyGauges {
+                connected: r.gauge(
+                    "byzscale_crypto_client_keys_connected",
+                    "client keys in the protocol's crypto, of clients with a connection",
+                ),
+                cached: r.gauge(
+                    "byzscale_crypto_client_keys_cached",
+                    "client keys in the protocol's crypto, of clients without a connection (at most client_keys)",
+                ),
+            },
         }
     }
 }
@@ -540,9 +568,14 @@ where
                 self.apply(at).await;
             }
             Inbound::PeerRegistered { addr, identity } => {
-                if let Err(e) = self.crypto.add_peer(addr, identity) {
+                if let Err(e) = self.crypto.connect_peer(addr, identity) {
                     warn!(me = %self.me, %addr, error = %e, "cannot register peer key");
                 }
+                self.m.client_keys.set(self.crypto.learnt_peers());
+            }
+            Inbound::PeerGone { addr } => {
+                self.crypto.disconnect_peer(addr);
+                self.m.client_keys.set(self.crypto.learnt_peers());
             }
         }
     }
@@ -744,6 +777,7 @@ impl<P: Runnable> Runtime<P> {
     ) -> Result<(Self, mpsc::Receiver<P::Output>), NetError> {
         let me = cfg.transport.me;
         let mut crypto = Crypto::new(me, cfg.transport.identity.clone(), cfg.crypto_mode);
+        crypto.set_peer_cache(cfg.transport.options.client_keys);
         for p in &cfg.transport.peers {
             if p.addr != me {
                 crypto

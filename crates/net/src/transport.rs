@@ -40,12 +40,26 @@
 //!    the claimed address: replicas from the deployment (a presented key that
 //!    differs is rejected); the dialer additionally requires the acceptor to be
 //!    the address it dialed. On the accepting side of a client-facing node
-//!    (`accept_clients`), an unknown `Addr::Client` is accepted with the key it
-//!    presents — the signature proves it holds that key — and registered: the
-//!    runtime receives [`Inbound::PeerRegistered`] *before* that client's first
-//!    message, so the protocol's `Crypto` can verify its MAC authenticators. A
-//!    registered client id stays bound to its key for the life of the process
-//!    (another key claiming it later is refused). Unknown nodes are always refused.
+//!    (`accept_clients`), an unknown `Addr::Client` below
+//!    [`ClientId::REPLICA_BASE`] is accepted with the key it presents — the
+//!    signature proves it holds that key — only if its id is the one the key
+//!    certifies, [`ClientId::of_key`] (otherwise fault `impostor`, "client id
+//!    does not match its key"). The runtime then receives
+//!    [`Inbound::PeerRegistered`] *before* the connection's first message, so
+//!    the protocol's `Crypto` can verify the client's MAC authenticators, and
+//!    [`Inbound::PeerGone`] after its last. Client ids at or above
+//!    `REPLICA_BASE` are replicas acting as clients: admitted only with the
+//!    node key the deployment gives them, like nodes. Unknown nodes are
+//!    always refused.
+//!
+//!    *Why an id cannot be stolen.* What stops a second party from running
+//!    requests in an honest client's name (e.g. consuming its sequence
+//!    numbers) is that the id is bound to the client's key. That binding is
+//!    recomputed at every handshake rather than remembered: claiming an id
+//!    means presenting a key whose [`ClientId::of_key`] is that id, a second
+//!    preimage of a 63-bit truncated BLAKE3 hash, about `2^63` key
+//!    generations. So a node may forget a client's key (below) without
+//!    opening its id to anyone else.
 //! 4. Session key: `HMAC(pairwise key, "byzscale-net session" || transcript)`,
 //!    the pairwise key coming from `Crypto::add_peer` (X25519 + BLAKE3). Fresh
 //!    nonces make every session's key fresh.
@@ -90,6 +104,20 @@
 //! channel. The options are checked at start (a byte bound below one largest
 //! frame is refused with the option's name).
 //!
+//! # Client keys: kept while connected, then a bounded LRU
+//!
+//! The keys learnt from client handshakes are a cache: a client's key is kept
+//! while it has a connection (at most `max_connections` such), and after its
+//! last connection ends it joins an LRU of `client_keys` idle clients
+//! (default 4,096), the least recently disconnected evicted beyond it; at
+//! most [`CLIENT_KEY_BYTES`] each, so under 640 KiB by default (gauge
+//! `byzscale_net_client_keys`). The runtime keeps the protocol `Crypto`'s
+//! client peers the same way, with the same bound. An evicted client that
+//! comes back re-registers at its handshake; a request of it that reaches a
+//! backup inside a PROPOSE meanwhile fails authentication there, as any
+//! unknown client's does. So client-id churn holds no memory beyond the
+//! bound.
+//!
 //! Frames queued while a node is disconnected stay queued (up to the bounds)
 //! and are sent once it reconnects. The queue of a client learnt at its
 //! handshake goes when its last connection ends (the client retransmits), so
@@ -103,7 +131,10 @@ use crate::NetError;
 use bytes::Bytes;
 use byzscale_core::codec::{self, HEADER_LEN};
 use byzscale_core::crypto::{Identity, PublicIdentity};
+use byzscale_core::leases::Leases;
 use byzscale_core::Addr;
+#[cfg(doc)]
+use byzscale_core::ClientId;
 use byzscale_core::{Priority, WireKind};
 use hmac::{Hmac, Mac as _};
 use rand::{Rng, RngCore};
@@ -132,6 +163,10 @@ pub const KIND_SEALED: u8 = WireKind::Sealed.byte();
 pub const TAG_LEN: usize = 32;
 /// Payload limit during the handshake (before the peer is authenticated).
 pub const HANDSHAKE_MAX: usize = 1024;
+/// Upper bound on the bytes of one cached client key (address, public keys,
+/// LRU node and map slot; checked in a test): 4,096 idle clients (the
+/// default `client_keys`) take under 640 KiB.
+pub const CLIENT_KEY_BYTES: usize = 160;
 
 /// A peer this endpoint knows in advance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,6 +209,10 @@ pub struct TransportOptions {
     pub max_connections: usize,
     /// Bytes gathered into one write.
     pub max_batch_bytes: usize,
+    /// Keys of clients without a connection kept (LRU, see the module docs);
+    /// each costs at most [`CLIENT_KEY_BYTES`] here and
+    /// [`byzscale_core::crypto::LEARNT_PEER_BYTES`] in the protocol's crypto.
+    pub client_keys: usize,
 }
 
 impl Default for TransportOptions {
@@ -193,6 +232,7 @@ impl Default for TransportOptions {
             backoff_max: Duration::from_secs(5),
             max_connections: 1024,
             max_batch_bytes: 256 << 10,
+            client_keys: 4096,
         }
     }
 }
@@ -277,12 +317,17 @@ pub enum Inbound<M> {
         msg: M,
         held: FrameShare,
     },
-    /// A client authenticated with a key the node did not know; delivered before
-    /// any message of that client.
+    /// A connection of a client not in the configuration was authenticated
+    /// with `identity` (its id is [`byzscale_core::ClientId::of_key`] of it);
+    /// delivered before any message of that connection, once per connection.
     PeerRegistered {
         addr: Addr,
         identity: PublicIdentity,
     },
+    /// A connection announced by [`Inbound::PeerRegistered`] ended; delivered
+    /// after its last message. When every connection of the client has ended,
+    /// its key may be forgotten (the client re-registers when it reconnects).
+    PeerGone { addr: Addr },
 }
 
 /// The share of `inbound_bytes` an inbound frame holds; released when the
@@ -356,6 +401,7 @@ struct NetMetrics {
     faults_by_kind: Vec<(&'static str, Counter)>,
     handshakes: Counter,
     connections: Gauge,
+    client_keys: Gauge,
     queued: Gauge,
     queued_bytes: Gauge,
 }
@@ -414,6 +460,10 @@ impl NetMetrics {
                 .collect(),
             handshakes: r.counter("byzscale_net_handshakes_total", "completed handshakes"),
             connections: r.gauge("byzscale_net_connections", "authenticated connections open"),
+            client_keys: r.gauge(
+                "byzscale_net_client_keys",
+                "client keys learnt from handshakes and held (connected, and cached up to client_keys)",
+            ),
             queued: r.gauge(
                 "byzscale_net_queued_frames",
                 "frames waiting in outgoing queues",
@@ -626,7 +676,11 @@ struct Shared<M> {
     accept_clients: bool,
     opts: TransportOptions,
     delay: Option<Arc<DelayMatrix>>,
+    /// Configured peers' keys.
     known: Mutex<HashMap<Addr, PublicIdentity>>,
+    /// Keys of clients learnt from their handshakes: kept while connected,
+    /// then the `client_keys` most recently disconnected.
+    clients: Mutex<Leases<Addr, PublicIdentity>>,
     slots: Mutex<HashMap<Addr, Arc<PeerSlot>>>,
     inbound: mpsc::Sender<Inbound<M>>,
     /// Permits: bytes of inbound frames held (`inbound_bytes`).
@@ -650,6 +704,7 @@ impl<M> Shared<M> {
             opts: cfg.options.clone(),
             delay: cfg.delay.clone(),
             known: Mutex::new(HashMap::new()),
+            clients: Mutex::new(Leases::new(cfg.options.client_keys)),
             slots: Mutex::new(HashMap::new()),
             inbound,
             inbound_budget: Arc::new(Semaphore::new(cfg.options.inbound_bytes)),
@@ -672,6 +727,51 @@ impl<M> Shared<M> {
     }
     fn slots_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Addr, Arc<PeerSlot>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn clients_lock(&self) -> std::sync::MutexGuard<'_, Leases<Addr, PublicIdentity>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A connection of client `peer` with key `pk` (not configured, its id
+    /// checked against the key by the handshake) is up: hold its key while
+    /// connected and tell the runtime before any of its messages. False if
+    /// the connection must end (another key holds the id: only a hash
+    /// collision gets here; or the runtime is gone).
+    async fn client_up(&self, sock: Option<SocketAddr>, peer: Addr, pk: PublicIdentity) -> bool {
+        {
+            let mut clients = self.clients_lock();
+            if clients.get(&peer).is_some_and(|k| *k != pk) {
+                drop(clients);
+                let e = fault("impostor", "client id already bound to another key");
+                self.report(sock, Some(peer), e);
+                return false;
+            }
+            if clients.open(peer, pk).is_none() {
+                debug!(me = %self.me, %peer, "new client");
+            }
+            self.m.client_keys.set(clients.len() as i64);
+        }
+        let up = Inbound::PeerRegistered {
+            addr: peer,
+            identity: pk,
+        };
+        if self.inbound.send(up).await.is_err() {
+            self.client_down(peer).await;
+            return false;
+        }
+        true
+    }
+
+    /// A connection announced by [`Shared::client_up`] ended (after its last
+    /// message was handed on): after the client's last connection its key
+    /// joins the LRU of idle clients, and the runtime is told.
+    async fn client_down(&self, peer: Addr) {
+        {
+            let mut clients = self.clients_lock();
+            clients.close(&peer);
+            self.m.client_keys.set(clients.len() as i64);
+        }
+        let _ = self.inbound.send(Inbound::PeerGone { addr: peer }).await;
     }
 
     fn new_slot(&self, peer: Addr, dropped: [Counter; 2], ephemeral: bool) -> PeerSlot {
@@ -1008,39 +1108,10 @@ async fn run_connection<M: DeserializeOwned + Send + 'static>(
         }
     };
     let peer = session.peer;
-    if let Some(pk) = session.new_client {
-        let fresh = {
-            let mut known = shared.known_lock();
-            match known.get(&peer) {
-                Some(k) if *k != pk => {
-                    drop(known);
-                    shared.report(
-                        sock,
-                        Some(peer),
-                        fault("impostor", "client id already bound to another key"),
-                    );
-                    return false;
-                }
-                Some(_) => false,
-                None => {
-                    known.insert(peer, pk);
-                    true
-                }
-            }
-        };
-        if fresh {
-            info!(me = %shared.me, %peer, "registered new client");
-            if shared
-                .inbound
-                .send(Inbound::PeerRegistered {
-                    addr: peer,
-                    identity: pk,
-                })
-                .await
-                .is_err()
-            {
-                return false;
-            }
+    let new_client = session.new_client;
+    if let Some(pk) = new_client {
+        if !shared.client_up(sock, peer, pk).await {
+            return false;
         }
     }
     shared.m.handshakes.inc();
@@ -1054,6 +1125,9 @@ async fn run_connection<M: DeserializeOwned + Send + 'static>(
     };
     shared.m.connections.sub(1);
     shared.detach_slot(peer, &slot, generation);
+    if new_client.is_some() {
+        shared.client_down(peer).await;
+    }
     if let Err(e) = res {
         shared.report(sock, Some(peer), e);
     }
@@ -1298,9 +1372,15 @@ impl<M> Transport<M> {
     pub fn max_frame(&self) -> usize {
         self.shared.opts.max_frame
     }
-    /// Whether `peer` is known (configured or a registered client).
+    /// Whether `peer` is known (configured, or a client connected or cached).
     pub fn knows(&self, peer: Addr) -> bool {
-        self.shared.known_lock().contains_key(&peer)
+        self.shared.known_lock().contains_key(&peer) || self.shared.clients_lock().contains(&peer)
+    }
+    /// Keys of clients learnt from handshakes: (connected, cached without a
+    /// connection).
+    pub fn client_keys(&self) -> (usize, usize) {
+        let c = self.shared.clients_lock();
+        (c.open_len(), c.idle_len())
     }
 
     fn check(&self, frame: &Bytes) -> bool {
@@ -1667,13 +1747,13 @@ mod tests {
         c.accept_clients = true;
         let (t, mut rx) = Transport::<Vec<u8>>::start(c, Some(l), &reg).await.unwrap();
         let queued = reg.gauge("byzscale_net_queued_bytes", "");
-        let client = Addr::Client(ClientId(77));
+        let id = Identity::from_seed([77; 32]);
+        let client = Addr::Client(ClientId::of_key(&id.public()));
         let server = PeerConfig {
             addr: node(0),
             identity: ident(0).public(),
             socket: Some(addr.to_string()),
         };
-        let id = Identity::from_seed([77; 32]);
         let conn = RawConnection::connect(client, id, 7, server, Duration::from_secs(10))
             .await
             .unwrap();
@@ -1704,7 +1784,23 @@ mod tests {
         .await
         .expect("the queue went with the connection");
         assert_eq!(queued.get(), 0);
+        // the runtime hears that the connection of the client ended
+        let gone = tokio::time::timeout(Duration::from_secs(20), rx.recv()).await;
+        match gone.expect("told in time") {
+            Some(Inbound::PeerGone { addr }) => assert_eq!(addr, client),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.client_keys(), (0, 1));
         t.shutdown().await;
+    }
+
+    #[test]
+    fn a_cached_client_key_fits_its_byte_bound() {
+        let ptr = std::mem::size_of::<usize>();
+        // LRU node (entry, two links) and its hash-map slot (key ref, node
+        // pointer, control byte)
+        let entry = std::mem::size_of::<(Addr, PublicIdentity)>() + 4 * ptr + 1;
+        assert!(entry <= CLIENT_KEY_BYTES, "{entry} bytes per client key");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@
 use crate::transport::{HANDSHAKE_MAX, KIND_AUTH, KIND_HELLO, KIND_SEALED};
 use byzscale_core::codec::{self, CodecError, HEADER_LEN};
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity, PublicIdentity, Signature};
-use byzscale_core::Addr;
+use byzscale_core::{Addr, ClientId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -136,8 +136,10 @@ impl Handshake {
 
     /// Check the peer's hello `frame` (header included, at most
     /// [`HANDSHAKE_MAX`] bytes of payload): `known` gives the key this endpoint
-    /// knows for an address; an unknown `Addr::Client` is admitted with the key
-    /// it presents only if `accept_clients`. Returns the state waiting for the
+    /// knows for an address; an unknown `Addr::Client` below
+    /// [`ClientId::REPLICA_BASE`] is admitted with the key it presents only if
+    /// `accept_clients` and its id is [`ClientId::of_key`] of that key (a
+    /// replica's client id must be known). Returns the state waiting for the
     /// peer's signature and the auth frame to send.
     pub fn on_hello(
         self,
@@ -216,13 +218,21 @@ impl Handshake {
                     theirs.addr
                 ),
             )),
-            None if accept_clients && matches!(theirs.addr, Addr::Client(_)) => {
-                Ok((theirs.identity, Some(theirs.identity)))
-            }
-            None => Err(fault(
-                "unknown_peer",
-                format!("{} is not in this node's configuration", theirs.addr),
-            )),
+            None => match theirs.addr {
+                Addr::Client(c) if accept_clients && !c.is_replica() => {
+                    if c != ClientId::of_key(&theirs.identity) {
+                        return Err(fault(
+                            "impostor",
+                            format!("{c}: client id does not match its key"),
+                        ));
+                    }
+                    Ok((theirs.identity, Some(theirs.identity)))
+                }
+                _ => Err(fault(
+                    "unknown_peer",
+                    format!("{} is not in this node's configuration", theirs.addr),
+                )),
+            },
         }
     }
 }
@@ -380,7 +390,7 @@ mod tests {
         assert_eq!(d.key, a.key);
         assert!(d.dialer && !a.dialer && a.new_client.is_none());
 
-        let c = Addr::Client(ClientId(7));
+        let c = Addr::Client(ClientId::of_key(&ident(7).public()));
         let (_, a) = run(c, ident(7), None, true).unwrap();
         assert_eq!(a.new_client, Some(ident(7).public()));
         assert_eq!(
@@ -392,6 +402,31 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.kind, "impostor");
+    }
+
+    #[test]
+    fn an_unknown_client_is_admitted_only_under_the_id_of_its_key() {
+        let own = ClientId::of_key(&ident(7).public());
+        let other = ClientId::of_key(&ident(8).public());
+        // an id that is not its key's (another client's, or picked at will)
+        for id in [other, ClientId(own.0 ^ 1), ClientId(7)] {
+            let e = run(Addr::Client(id), ident(7), None, true).err().unwrap();
+            assert_eq!(e.kind, "impostor", "{id}");
+            assert!(e.detail.contains("client id does not match its key"), "{e}");
+        }
+        // a replica's client id is admitted only with the key the node knows
+        let rc = Addr::Client(ClientId::for_replica(NodeId(1)));
+        let e = run(rc, ident(1), None, true).err().unwrap();
+        assert_eq!(e.kind, "unknown_peer");
+        let (_, a) = run(rc, ident(1), Some(ident(1).public()), true).unwrap();
+        assert_eq!((a.peer, a.new_client), (rc, None));
+        let e = run(rc, ident(2), Some(ident(1).public()), true)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, "impostor");
+        // the matching id is admitted, with its key learnt
+        let (_, a) = run(Addr::Client(own), ident(7), None, true).unwrap();
+        assert_eq!(a.new_client, Some(ident(7).public()));
     }
 
     #[test]

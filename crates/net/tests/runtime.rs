@@ -268,7 +268,7 @@ async fn three_replicas_and_a_client_exchange_messages() {
 
         // a client unknown to the replicas: it dials all three, presents its key,
         // and the replicas' protocols can verify its MACs
-        let c = ClientId(77);
+        let c = ClientId::of_key(&ident(1000).public());
         let ccfg = fast(NodeConfig::client(&d, c, ident(1000), KIND).unwrap());
         let (client, mut crx) = Runtime::start(Echo { with_mac: true }, ccfg).await.unwrap();
         client
@@ -309,6 +309,101 @@ async fn three_replicas_and_a_client_exchange_messages() {
         assert_eq!(reg.counter("byzscale_net_faults_total", "").get(), 0);
         assert!(reg.counter("byzscale_net_frames_sent_total", "").get() > 0);
     }
+}
+
+/// A client `i` (id derived from its key) pings replica 0 once with a MAC,
+/// which the replica must verify, and gets its pong; returns the client.
+async fn client_pings(
+    d: &Deployment,
+    i: u64,
+    n: u64,
+    rx0: &mut mpsc::Receiver<Out>,
+) -> Runtime<Echo> {
+    let id = ident(i);
+    let me = ClientId::of_key(&id.public());
+    let cfg = fast(NodeConfig::client(d, me, id, KIND).unwrap());
+    let (client, mut crx) = Runtime::start(Echo { with_mac: true }, cfg).await.unwrap();
+    client
+        .handle()
+        .submit(Ping {
+            to: vec![node(0)],
+            n,
+        })
+        .await
+        .unwrap();
+    let from = Addr::Client(me);
+    let seen = expect(
+        rx0,
+        |o| matches!(o, Out::Pinged { from: f, .. } if *f == from),
+    )
+    .await;
+    let mac_ok = Some(true);
+    assert_eq!(seen, Out::Pinged { from, n, mac_ok });
+    expect(&mut crx, |o| *o == Out::Pong { from: node(0), n }).await;
+    client
+}
+
+#[tokio::test]
+async fn churned_clients_leave_the_replica_at_its_key_bound_and_an_evicted_one_comes_back() {
+    let (d, mut listeners) = cluster(1).await;
+    let mut cfg = fast(NodeConfig::replica(&d, NodeId(0), ident(0), KIND).unwrap());
+    cfg.transport.options.client_keys = 4;
+    let l = listeners.pop().unwrap();
+    let reg = Arc::new(Registry::new());
+    let (n0, mut rx0) = Runtime::start_with(Echo { with_mac: false }, cfg, Some(l), reg.clone())
+        .await
+        .unwrap();
+    let gauge = |name| reg.gauge(name, "").get();
+    let keys = || {
+        (
+            gauge("byzscale_net_client_keys"),
+            gauge("byzscale_crypto_client_keys_connected"),
+            gauge("byzscale_crypto_client_keys_cached"),
+        )
+    };
+    bounded(async {
+        // client 5000 pings, leaves; 20 others come, ping and go after it
+        let a = client_pings(&d, 5000, 1, &mut rx0).await;
+        a.stop().await.unwrap();
+        for i in 0..20 {
+            let c = client_pings(&d, 6000 + i, 1, &mut rx0).await;
+            c.stop().await.unwrap();
+        }
+        // every key beyond the 4 most recent is gone, here and in the crypto
+        while keys() != (4, 0, 4) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // the first client, long evicted, comes back and is served
+        let a = client_pings(&d, 5000, 2, &mut rx0).await;
+        assert_eq!(
+            (
+                gauge("byzscale_net_client_keys"),
+                gauge("byzscale_crypto_client_keys_connected")
+            ),
+            (5, 1)
+        );
+        a.stop().await.unwrap();
+        while keys() != (4, 0, 4) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // a client whose id is not its key's is refused at the handshake
+        let impostor = reg.counter_with(
+            "byzscale_net_faults_by_kind_total",
+            "",
+            &[("kind", "impostor")],
+        );
+        let wrong = fast(NodeConfig::client(&d, ClientId(77), ident(5001), KIND).unwrap());
+        let (w, _) = Runtime::start(Echo { with_mac: true }, wrong)
+            .await
+            .unwrap();
+        while impostor.get() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        w.stop().await.unwrap();
+    })
+    .await;
+    assert_eq!(keys(), (4, 0, 4));
+    n0.stop().await.unwrap();
 }
 
 #[tokio::test]

@@ -7,7 +7,6 @@ use byzscale_core::config::Deployment;
 use byzscale_core::crypto::Identity;
 use byzscale_core::{ClientId, Protocol, WireKind};
 use byzscale_net::{NodeConfig, Runnable, Runtime, RuntimeHandle};
-use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -82,7 +81,8 @@ pub(crate) struct Calls<P: Protocol, V> {
 }
 
 impl<P: Runnable, V: Send + 'static> Calls<P, V> {
-    /// Start `make(id)` for a fresh client id (random, with a new key) as a
+    /// Start `make(id)` for a fresh client: a new key, and the id it
+    /// certifies ([`ClientId::of_key`]), as a
     /// client of `dep` on wire `kind`. `answer` picks the call number and the
     /// answer out of an output. With `all_replicas`, wait (at most 5 s: a
     /// replica may be down) until connected to every replica of `dep`.
@@ -93,8 +93,9 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
         make: impl FnOnce(ClientId) -> P,
         answer: impl Fn(P::Output) -> Option<(u64, V)> + Send + 'static,
     ) -> Result<Self> {
-        let id = ClientId(rand::thread_rng().gen_range(1..ClientId::REPLICA_BASE));
-        let cfg = NodeConfig::client(dep, id, Identity::generate(), kind.byte())?;
+        let identity = Identity::generate();
+        let id = ClientId::of_key(&identity.public());
+        let cfg = NodeConfig::client(dep, id, identity, kind.byte())?;
         let (rt, mut outputs) = Runtime::start(make(id), cfg)
             .await
             .context("starting the client runtime")?;

@@ -4,8 +4,8 @@
 
 use super::testkit::*;
 use super::*;
-use byzscale_core::crypto::Mac;
-use byzscale_core::{Addr, Effect, NodeId, Protocol};
+use byzscale_core::crypto::{Crypto, CryptoMode, Mac};
+use byzscale_core::{Addr, ClientId, Effect, NodeId, Protocol};
 
 const U: u64 = u64::MAX;
 
@@ -309,6 +309,63 @@ fn a_request_failing_its_mac_in_a_batch_makes_its_client_sign() {
     signed2.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
     let batch = Batch::new(vec![request(1, b"one"), signed2]);
     let fx = step(&mut r, 1, |r, cx| r.on_message(node(0), propose(batch), cx));
+    assert_eq!(writes(&fx).len(), 1, "{fx:?}");
+}
+
+/// A client whose key this backup forgot (it disconnected and other clients'
+/// keys pushed it out of the runtime's bounded cache) is named in a PROPOSE:
+/// its request fails authentication like any unknown client's, and takes the
+/// path of such a request (the batch is refused, a `propose-invalid` fault,
+/// the client must sign here from now on); nothing is left pending, so no
+/// request timer of this backup suspects the leader over it. Once the client
+/// reconnects, its signed retransmission passes and the backup writes.
+#[test]
+fn a_request_of_an_evicted_client_is_refused_until_it_reconnects() {
+    let me = node(1);
+    let mut keys = Crypto::new(me, identity(me), CryptoMode::Real);
+    for i in [0, 2, 3] {
+        keys.add_peer(node(i), identity(node(i)).public()).unwrap();
+    }
+    keys.set_peer_cache(1);
+    let client = Addr::Client(CLIENT);
+    let other = Addr::Client(ClientId(2));
+    for c in [client, other] {
+        keys.connect_peer(c, identity(c).public()).unwrap();
+        keys.disconnect_peer(c);
+    }
+    assert!(!keys.knows(client), "evicted by the other client");
+    let mut r = R::new(NodeId(1), group(), params(), Count::default());
+    let fx = step_with(&mut r, &keys, |r, cx| {
+        r.on_message(node(0), propose(Batch::new(vec![request(1, b"one")])), cx)
+    });
+    assert!(writes(&fx).is_empty(), "{fx:?}");
+    let faults: Vec<&str> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Fault(f) => Some(f.name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(faults, vec!["propose-invalid"]);
+    assert!(r.must_sign.contains(&CLIENT));
+    assert_eq!(r.stats().pending, 0);
+    // its signed retransmission, proposed again: refused while unknown
+    let bytes = Request::auth_bytes(group().id, CLIENT, 1, false, b"one");
+    let mut signed = request(1, b"one");
+    signed.sig = Some(crypto(client).sign(&bytes));
+    let again = propose(Batch::new(vec![signed.clone()]));
+    let fx = step_with(&mut r, &keys, |r, cx| {
+        r.on_message(node(0), again.clone(), cx)
+    });
+    assert!(writes(&fx).is_empty(), "{fx:?}");
+    // the client reconnects (the runtime registers its key before its
+    // messages): the retransmission is taken, and the proposal written for
+    keys.connect_peer(client, identity(client).public())
+        .unwrap();
+    let m = Message::Request(signed);
+    step_with(&mut r, &keys, |r, cx| r.on_message(client, m, cx));
+    assert_eq!(r.stats().pending, 1);
+    let fx = step_with(&mut r, &keys, |r, cx| r.on_message(node(0), again, cx));
     assert_eq!(writes(&fx).len(), 1, "{fx:?}");
 }
 

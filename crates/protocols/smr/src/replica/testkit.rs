@@ -69,10 +69,22 @@ pub type R = Replica<Count>;
 
 /// One step of `r` at node `me`; its effects.
 pub fn step(r: &mut R, me: u32, f: impl FnOnce(&mut R, &mut Cx<'_, R>)) -> Vec<Effect<R>> {
-    let crypto = crypto(Addr::Node(NodeId(me)));
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(me as u64);
+    step_with(r, &crypto(Addr::Node(NodeId(me))), f)
+}
+
+/// One step of `r` with the keys of `crypto`; its effects.
+pub fn step_with(
+    r: &mut R,
+    crypto: &Crypto,
+    f: impl FnOnce(&mut R, &mut Cx<'_, R>),
+) -> Vec<Effect<R>> {
+    let seed = match crypto.me() {
+        Addr::Node(n) => n.0 as u64,
+        Addr::Client(c) => c.0,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut fx = Vec::new();
-    f(r, &mut Cx::new(0, &mut rng, &crypto, &mut fx));
+    f(r, &mut Cx::new(0, &mut rng, crypto, &mut fx));
     fx
 }
 
