@@ -19,8 +19,9 @@
 //! account a equal to S_{a−1} from account a−1 (every transfer applied on
 //! both sides); S_a equal to the sequence number of the account's newest
 //! transfer in its history; every acknowledged transfer's sequence number at
-//! most S_a (applied); S_a at most the transfers sent (applied at most once,
-//! nothing invented); no negative balance; the supply conserved; and every
+//! most S_a, no two acknowledged with the same number, and at least as many
+//! applied as acknowledged (each applied); S_a at most the transfers sent
+//! (applied at most once, nothing invented); no negative balance; the supply conserved; and every
 //! node reporting the same (balance, count, sequence number) for every
 //! account.
 
@@ -417,6 +418,19 @@ fn account_violations(
             "account {a}: acknowledged transfer #{max} is not applied ({s} are)"
         ));
     }
+    let distinct: std::collections::BTreeSet<u64> = acked.iter().copied().collect();
+    if distinct.len() < acked.len() {
+        v.push(format!(
+            "account {a}: {} acknowledged transfers share a sequence number with an earlier one (the owner reused numbers)",
+            acked.len() - distinct.len()
+        ));
+    }
+    if acked.len() as u64 > s {
+        v.push(format!(
+            "account {a}: {} transfers acknowledged, {s} applied",
+            acked.len()
+        ));
+    }
     let sent = acked.len() as u64 + unacked;
     if s > sent {
         v.push(format!(
@@ -464,6 +478,17 @@ mod tests {
         // an acknowledged transfer missing
         let (_, v) = check(&ok, Some(1.0), &issued([11, 7, 2, 0], 0), 1000, None);
         assert!(v.iter().any(|e| e.contains("#11 is not applied")), "{v:?}");
+        // an owner that started over: numbers acknowledged twice, fewer
+        // applied than acknowledged
+        let mut again = issued([10, 7, 3, 0], 0);
+        again.acked.get_mut(&0).unwrap().extend(1..=4);
+        let (_, v) = check(&ok, Some(1.0), &again, 1000, None);
+        assert!(v.iter().any(|e| e.contains("reused numbers")), "{v:?}");
+        assert!(
+            v.iter()
+                .any(|e| e.contains("14 transfers acknowledged, 10 applied")),
+            "{v:?}"
+        );
         // more applied than sent
         let (_, v) = check(&ok, Some(1.0), &issued([8, 7, 3, 0], 0), 1000, None);
         assert!(v.iter().any(|e| e.contains("applied twice")), "{v:?}");
