@@ -89,12 +89,21 @@ fn partitioned(v: &serde_json::Value, most: usize) {
     }
 }
 
-/// Run `byzscale chaos <args> --json`, asserted to fail with violations.
-fn failing_run(args: &[&str]) -> serde_json::Value {
+/// Run `byzscale chaos --protocol <protocol>` for 4 s without partitions,
+/// wiping the stores of every group that crashes as a whole; its report,
+/// asserted to fail with violations.
+fn wiped_run(protocol: &str) -> serde_json::Value {
     let out = Command::new(BIN)
-        .arg("chaos")
-        .args(args)
-        .arg("--json")
+        .args([
+            "chaos",
+            "--protocol",
+            protocol,
+            "--duration",
+            "4",
+            "--seed",
+            "5",
+        ])
+        .args(["--partitions", "off", "--unsafe-wipe-stores", "--json"])
         .output()
         .unwrap();
     let v = json(&out);
@@ -123,15 +132,7 @@ fn chaos_under_restarts_whole_group_crashes_and_partitions_loses_nothing_and_agr
 
 #[test]
 fn wiping_every_store_in_the_whole_group_crash_is_reported_as_lost_writes() {
-    let v = failing_run(&[
-        "--duration",
-        "4",
-        "--seed",
-        "5",
-        "--partitions",
-        "off",
-        "--unsafe-wipe-stores",
-    ]);
+    let v = wiped_run("smr");
     assert!(v["lost_writes"].as_u64().unwrap() > 0, "{v}");
 }
 
@@ -188,17 +189,7 @@ fn at2_chaos_with_restarts_and_whole_group_crashes_keeps_every_acknowledged_tran
 
 #[test]
 fn byzcast_chaos_wiping_the_stores_of_crashed_groups_fails() {
-    let v = failing_run(&[
-        "--protocol",
-        "byzcast",
-        "--duration",
-        "4",
-        "--seed",
-        "5",
-        "--partitions",
-        "off",
-        "--unsafe-wipe-stores",
-    ]);
+    let v = wiped_run("byzcast");
     // the whole-cluster crash wiped every store: what was acknowledged
     // before it is gone (or the tree never serves again)
     let lost = v["lost_writes"].as_u64().unwrap_or(0);
@@ -208,17 +199,7 @@ fn byzcast_chaos_wiping_the_stores_of_crashed_groups_fails() {
 
 #[test]
 fn at2_chaos_wiping_every_store_in_the_whole_group_crash_fails() {
-    let v = failing_run(&[
-        "--protocol",
-        "at2",
-        "--duration",
-        "4",
-        "--seed",
-        "5",
-        "--partitions",
-        "off",
-        "--unsafe-wipe-stores",
-    ]);
+    let v = wiped_run("at2");
     // the nodes start over from genesis: the owners number transfers from
     // 1 again, and fewer are applied than were acknowledged
     let v = v["violations"].to_string();

@@ -25,16 +25,15 @@
 //! node reporting the same (balance, count, sequence number) for every
 //! account.
 
+use super::writers::Crew;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 
 /// How an HTTP request failed.
 enum HttpError {
@@ -149,45 +148,30 @@ impl Issued {
 }
 
 /// The running transfer writers.
-pub(crate) struct Transfers {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<Issued>>,
-}
+pub(crate) struct Transfers(Crew<Issued>);
 
 impl Transfers {
     /// Start `n` closed-loop writers; writer w pays from account w mod N at
     /// its owner, node w mod N, whose API is at `http[w mod N]`.
     pub fn start(n: usize, http: Vec<String>) -> Transfers {
-        let stop = Arc::new(AtomicBool::new(false));
         let accounts = http.len();
-        let tasks = (0..n)
-            .map(|w| {
-                let (stop, addr) = (stop.clone(), http[w % accounts].clone());
-                tokio::spawn(async move {
-                    let mut issued = Issued::default();
-                    while !stop.load(Ordering::Relaxed) {
-                        if !issued.transfer(&addr, w % accounts, accounts).await {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
+        Transfers(Crew::start(n, |w, stop| {
+            let addr = http[w % accounts].clone();
+            async move {
+                let mut issued = Issued::default();
+                while !stop.load(Ordering::Relaxed) {
+                    if !issued.transfer(&addr, w % accounts, accounts).await {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    issued
-                })
-            })
-            .collect();
-        Transfers { stop, tasks }
+                }
+                issued
+            }
+        }))
     }
 
-    /// Stop the writers (a transfer in flight is abandoned, unacknowledged)
-    /// and collect what they did.
+    /// Stop the writers and collect what they did.
     pub async fn finish(self) -> Issued {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Issued::default();
-        for t in self.tasks {
-            if let Ok(i) = t.await {
-                all.merge(i);
-            }
-        }
-        all
+        self.0.finish(Issued::default(), Issued::merge).await
     }
 }
 

@@ -21,11 +21,42 @@ pub fn single_keys(seed: u64) -> Keys {
     Arc::new(move |w, k| vec![(format!("chaos:{w}:{k}"), format!("{seed}.{w}.{k}"))])
 }
 
-/// The running writers.
-pub struct Writers {
+/// Closed-loop tasks (writers of any kind) that run until stopped, each
+/// returning what it did.
+pub struct Crew<T> {
     stop: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<Written>>,
+    tasks: Vec<JoinHandle<T>>,
 }
+
+impl<T: Send + 'static> Crew<T> {
+    /// Spawn `task(i, stop)` for i in `0..n`; each runs until `stop` is set.
+    pub fn start<F, Fut>(n: usize, task: F) -> Crew<T>
+    where
+        F: Fn(usize, Arc<AtomicBool>) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..n)
+            .map(|i| tokio::spawn(task(i, stop.clone())))
+            .collect();
+        Crew { stop, tasks }
+    }
+
+    /// Stop the tasks (what is in flight is abandoned, unacknowledged) and
+    /// fold what they did into `all` with `merge`.
+    pub async fn finish<A>(self, mut all: A, merge: impl Fn(&mut A, T)) -> A {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            if let Ok(done) = t.await {
+                merge(&mut all, done);
+            }
+        }
+        all
+    }
+}
+
+/// The running writers.
+pub struct Writers(Crew<Written>);
 
 /// What the writers did.
 #[derive(Default)]
@@ -43,26 +74,20 @@ impl Writers {
     /// Start `n` writers over the gateways at `gateways` (writer w starts at
     /// gateway w mod len), writing `keys`.
     pub fn start(n: usize, gateways: Vec<String>, keys: Keys) -> Writers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks = (0..n)
-            .map(|w| tokio::spawn(write(w, gateways.clone(), keys.clone(), stop.clone())))
-            .collect();
-        Writers { stop, tasks }
+        Writers(Crew::start(n, |w, stop| {
+            write(w, gateways.clone(), keys.clone(), stop)
+        }))
     }
 
-    /// Stop the writers (a write in flight is abandoned, unacknowledged)
-    /// and collect what they did.
+    /// Stop the writers and collect what they did.
     pub async fn finish(self) -> Written {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Written::default();
-        for t in self.tasks {
-            if let Ok(w) = t.await {
+        self.0
+            .finish(Written::default(), |all, w| {
                 all.acked.extend(w.acked);
                 all.unacked += w.unacked;
                 all.multi_key += w.multi_key;
-            }
-        }
-        all
+            })
+            .await
     }
 }
 
