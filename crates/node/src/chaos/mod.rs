@@ -414,8 +414,13 @@ impl Run {
         self.sample(&all);
         let mut v = Vec::new();
         if let Err(e) = &served {
+            let what = if self.groups.len() > 1 {
+                "tree"
+            } else {
+                "group"
+            };
             v.push(format!(
-                "the cluster did not serve within 60 s after the faults: {e:#}"
+                "the {what} did not serve within 60 s after the faults: {e:#}"
             ));
         }
         if written.acked.is_empty() {
