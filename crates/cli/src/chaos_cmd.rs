@@ -3,19 +3,25 @@
 //! `byzscale_node::chaos`).
 
 use anyhow::{bail, Result};
-use byzscale_node::chaos::{self, ChaosSpec, Partitions};
+use byzscale_node::chaos::{self, ChaosProtocol, ChaosSpec, Partitions};
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
 pub struct ChaosArgs {
+    /// What to run: one SMR group of the KV store, the ByzCast tree of
+    /// `cluster --protocol byzcast` (two shards under a root), or four AT2
+    /// nodes.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Smr)]
+    pub protocol: ProtocolArg,
     /// Seconds of faults under load.
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
     /// Seeds the fault plan (what, when, for how long, which replicas).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Closed-loop writers through the Redis gateways.
+    /// Closed-loop writers through the Redis gateways (AT2: through the
+    /// HTTP API of the owner of the account each pays from).
     #[arg(long, default_value_t = 8)]
     pub writers: usize,
     /// How partitions are made: network namespaces when this machine allows
@@ -31,10 +37,17 @@ pub struct ChaosArgs {
     /// Print the report as one line of JSON.
     #[arg(long)]
     pub json: bool,
-    /// Test switch: delete every replica's store during the whole-group
-    /// crash (more than any BFT protocol tolerates): the run must fail.
+    /// Test switch: delete every replica's store of a group that crashes as
+    /// a whole (more than any BFT protocol tolerates): the run must fail.
     #[arg(long, hide = true)]
     pub unsafe_wipe_stores: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolArg {
+    Smr,
+    Byzcast,
+    At2,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +60,11 @@ pub enum PartitionArg {
 /// `byzscale chaos`: print the report; fail if it found a violation.
 pub async fn chaos(a: ChaosArgs) -> Result<()> {
     let spec = ChaosSpec {
+        protocol: match a.protocol {
+            ProtocolArg::Smr => ChaosProtocol::Smr,
+            ProtocolArg::Byzcast => ChaosProtocol::Byzcast,
+            ProtocolArg::At2 => ChaosProtocol::At2,
+        },
         seed: a.seed,
         duration: a.duration,
         writers: a.writers,

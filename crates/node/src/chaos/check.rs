@@ -9,12 +9,11 @@
 //! certificates. Agreement: across every sample of every replica, one slot
 //! has one decided digest, and one checkpoint slot one state digest.
 
-use crate::protocols::smr::{durable_from_disk, SmrClient};
+use crate::daemon::KvClient;
+use crate::protocols::smr::durable_from_disk;
 use anyhow::{anyhow, bail, Context, Result};
 use byzscale_apps::kv::{KvOp, KvReply};
-use byzscale_core::config::Deployment;
 use byzscale_core::crypto::Digest;
-use byzscale_core::GroupId;
 use byzscale_net::Storage;
 use byzscale_smr::Slot;
 use serde::Serialize;
@@ -130,23 +129,18 @@ pub struct Lost {
 /// Keys per MGET of the reader.
 const CHUNK: usize = 256;
 
-/// Read every acknowledged `(key, value)` through a fresh client of group 0
-/// of `dep`, with ordered MGETs (linearizable: each read is decided after
-/// every acknowledged write).
-pub async fn read_back(dep: &Deployment, acked: &[(String, String)]) -> Result<Lost> {
-    let c = SmrClient::connect(dep, GroupId(0), crate::generate::local_params(), 4).await?;
-    let r = compare(&c, acked).await;
-    c.stop().await;
-    r
-}
-
-async fn compare(c: &SmrClient, acked: &[(String, String)]) -> Result<Lost> {
+/// Read every acknowledged `(key, value)` through `c` (a fresh client),
+/// with ordered MGETs (linearizable: each read is decided after every
+/// acknowledged write; with ByzCast an MGET spanning shards is ordered at
+/// their lowest common ancestor).
+pub(crate) async fn read_back(c: &dyn KvClient, acked: &[(String, String)]) -> Result<Lost> {
     let mut lost = Lost::default();
     for chunk in acked.chunks(CHUNK) {
         let keys = chunk.iter().map(|(k, _)| k.as_bytes().to_vec()).collect();
-        let reply = tokio::time::timeout(Duration::from_secs(30), c.kv(&KvOp::MGet(keys), false))
+        let reply = tokio::time::timeout(Duration::from_secs(30), c.exec(KvOp::MGet(keys), false))
             .await
-            .map_err(|_| anyhow!("the reader got no answer within 30 s"))??;
+            .map_err(|_| anyhow!("the reader got no answer within 30 s"))?
+            .map_err(|e| anyhow!("{e}"))?;
         let KvReply::Array(values) = reply else {
             bail!("MGET answered {reply}");
         };

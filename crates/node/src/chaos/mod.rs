@@ -1,45 +1,113 @@
-//! `byzscale chaos`: a real SMR cluster (four `byzscale node` processes of
-//! the KV store, f = 1) under write load through its Redis gateways, while a
-//! fault plan drawn from a seed SIGKILLs and restarts up to f replicas at a
-//! time, the whole group at once, and partitions replicas (one network
-//! namespace per node, see [`crate::netns`]). At the end the load stops,
-//! partitions heal, and the run waits for the group to serve; then
+//! `byzscale chaos`: a real cluster under load while a fault plan drawn
+//! from a seed SIGKILLs and restarts up to f replicas of a group at a time,
+//! whole groups at once (and, with several groups, the whole cluster), and
+//! partitions replicas (one network namespace per node, see
+//! [`crate::netns`]). At the end the load stops, partitions heal, the run
+//! waits for the cluster to serve, and checks what fits the protocol
+//! ([`ChaosProtocol`]):
 //!
-//! - a fresh client reads back every acknowledged write (ordered MGETs), and
-//! - the decided logs of the replicas' durable stores, read each time a
-//!   replica was down and once more after the end, must agree slot by slot
-//!   (and checkpoint by checkpoint).
+//! - **smr**: four `byzscale node` processes of the KV store (f = 1) under
+//!   SETs through their Redis gateways. A fresh client reads back every
+//!   acknowledged write (ordered MGETs), and the decided logs of the
+//!   replicas' durable stores, read each time a replica was down and once
+//!   more after the end, must agree slot by slot (and checkpoint by
+//!   checkpoint).
+//! - **byzcast**: the tree `byzscale cluster --protocol byzcast` deploys
+//!   (two target groups under an auxiliary root, 4 replicas each) under
+//!   SETs and cross-shard MSETs through the ByzCast Redis gateways. The same
+//!   read-back (MGETs ordered at the lowest common ancestor), and each
+//!   group's decided logs must agree.
+//! - **at2**: four AT2 nodes under transfers through their HTTP API. After
+//!   the faults every node must report the same ledger, and the ledger must
+//!   hold every acknowledged transfer, each transfer at most once, no
+//!   negative balance and the whole supply (see [`at2`]).
 //!
-//! The [`ChaosReport`] lists the faults as applied (time, action, replicas,
-//! process ids) and what the checks found; [`ChaosReport::violations`] is
-//! empty on a pass.
+//! The plan, its application and the report are one skeleton for all three
+//! ([`Run`]); what differs is the [`Target`]: the layout, the load, the
+//! serve probe and the checks. The [`ChaosReport`] lists the faults as
+//! applied (time, action, replicas, process ids) and what the checks found;
+//! [`ChaosReport::violations`] is empty on a pass.
 
+mod at2;
 mod check;
+mod kv;
 mod schedule;
 mod writers;
 
+pub use at2::{AccountFound, AccountView, At2Found};
 pub use check::{agreement, read_store, Agreement, LogSample, Lost};
-pub use schedule::{plan, FaultKind, Planned};
+pub use kv::{GroupLogs, KvFound, Logs};
+pub use schedule::{plan, FaultKind, Layout, Planned};
 
 use crate::launcher::{scrape_metric, Local, LocalSpec};
 use crate::netns::Netns;
-use crate::node_file::{NodeFile, NodeProtocol};
-use crate::protocols::smr::SmrClient;
+use crate::node_file::{At2Settings, NodeFile, NodeProtocol, TREE_FILE};
+use crate::protocols::byzcast::load_topology;
 use anyhow::{anyhow, bail, Context, Result};
-use byzscale_apps::kv::KvOp;
-use byzscale_core::config::Deployment;
-use byzscale_core::GroupId;
+use kv::Kv;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use writers::Writers;
 
-/// Replicas of the chaos cluster, and the faults they tolerate.
+/// Replicas of each group of a chaos cluster, and the faults they tolerate.
 const N: usize = 4;
 const F: usize = 1;
+
+/// What a chaos run runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChaosProtocol {
+    /// One SMR group serving the KV store.
+    Smr,
+    /// A ByzCast tree of SMR groups serving the sharded KV store.
+    Byzcast,
+    /// AT2 asset transfer.
+    At2,
+}
+
+impl ChaosProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChaosProtocol::Smr => "smr",
+            ChaosProtocol::Byzcast => "byzcast",
+            ChaosProtocol::At2 => "at2",
+        }
+    }
+
+    /// Groups of the cluster: ByzCast's default tree is two targets under
+    /// one auxiliary root (`byzscale cluster --protocol byzcast`).
+    fn groups(self) -> usize {
+        match self {
+            ChaosProtocol::Byzcast => 3,
+            ChaosProtocol::Smr | ChaosProtocol::At2 => 1,
+        }
+    }
+
+    fn node_protocol(self) -> NodeProtocol {
+        match self {
+            ChaosProtocol::Smr => NodeProtocol::Smr,
+            ChaosProtocol::Byzcast => NodeProtocol::Byzcast,
+            ChaosProtocol::At2 => NodeProtocol::At2,
+        }
+    }
+
+    fn layout(self, partitions: bool) -> Layout {
+        Layout {
+            groups: self.groups(),
+            n: N,
+            f: F,
+            partitions,
+            // the SMR run also splits its group in halves; the others cut
+            // off at most f replicas of a group
+            splits: self == ChaosProtocol::Smr,
+            leaders: self != ChaosProtocol::At2,
+        }
+    }
+}
 
 /// How partitions are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +124,7 @@ pub enum Partitions {
 /// What a chaos run does.
 #[derive(Clone, Debug)]
 pub struct ChaosSpec {
+    pub protocol: ChaosProtocol,
     /// Seeds the fault plan and the choice of replicas.
     pub seed: u64,
     /// Seconds of faults under load (one fault of each kind runs even if
@@ -68,9 +137,9 @@ pub struct ChaosSpec {
     pub keep: bool,
     /// Where the files go (default: a fresh temporary directory).
     pub dir: Option<PathBuf>,
-    /// Test switch: delete every replica's store during the whole-group
-    /// crash, beyond what any BFT protocol tolerates; the checks must report
-    /// the loss.
+    /// Test switch: delete the store of every replica of a group when the
+    /// group (or the cluster) crashes as a whole, beyond what any BFT
+    /// protocol tolerates; the checks must report the loss.
     pub unsafe_wipe_stores: bool,
 }
 
@@ -85,6 +154,10 @@ pub struct Event {
     pub targets: Vec<usize>,
     /// The process ids killed (`kill`) or started (`restart`).
     pub pids: Vec<u32>,
+    /// With several groups: the group hit (deployment order; absent when
+    /// the whole cluster is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<usize>,
 }
 
 /// What a chaos run did and found.
@@ -93,30 +166,45 @@ pub struct ChaosReport {
     pub protocol: &'static str,
     pub seed: u64,
     pub duration_s: f64,
+    /// Node processes (all groups).
     pub replicas: usize,
+    /// Faults tolerated per group.
     pub f: usize,
     pub writers: usize,
     /// `netns`, `off`, or `unavailable: <why>`.
     pub partitions: String,
     pub schedule: Vec<Event>,
+    /// Acknowledged writes (keys; AT2: transfers).
     pub acked_writes: usize,
-    /// Writes without an acknowledgement (not checked).
+    /// Writes without an acknowledgement (not checked; AT2: transfers
+    /// sent without an answer, which may or may not be applied).
     pub unacked_writes: u64,
-    /// Acknowledged writes not read back (`None`: the reader did not run).
-    pub lost_writes: Option<usize>,
-    pub lost_examples: Vec<String>,
-    /// Seconds from the end of the faults until a fresh client's write was
-    /// acknowledged.
-    pub served_again_s: Option<f64>,
-    /// The highest view installed at the end (each view above 0 took a
-    /// view change).
-    pub final_view: Option<u64>,
     #[serde(flatten)]
-    pub agreement: Agreement,
+    pub found: Found,
     pub violations: Vec<String>,
     pub pass: bool,
     /// The run's directory, if kept.
     pub dir: Option<String>,
+}
+
+/// What the protocol's checks found.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Found {
+    Kv(KvFound),
+    At2(At2Found),
+}
+
+/// What differs between the protocols.
+enum Target {
+    Kv(Kv),
+    At2,
+}
+
+/// The running load.
+enum Load {
+    Kv(Writers),
+    At2(at2::Transfers),
 }
 
 /// Run `spec`: start the cluster, apply the plan under load, check.
@@ -127,15 +215,16 @@ pub async fn run(spec: &ChaosSpec) -> Result<ChaosReport> {
     if spec.writers == 0 {
         bail!("--writers must be at least 1");
     }
-    let (net, partitions) = network(spec.partitions)?;
+    let nodes = N * spec.protocol.groups();
+    let (net, partitions) = network(spec.partitions, nodes)?;
     let dir = spec.dir.clone().unwrap_or_else(|| {
         let tag: u32 = rand::thread_rng().gen();
         std::env::temp_dir().join(format!("byzscale-chaos-{}-{tag:08x}", std::process::id()))
     });
     let local = Local::start(
         LocalSpec {
-            groups: &[(N, F)],
-            protocol: NodeProtocol::Smr,
+            groups: &vec![(N, F); spec.protocol.groups()],
+            protocol: spec.protocol.node_protocol(),
             dir: Some(dir.clone()),
             keep: false,
             netns: net.as_ref(),
@@ -158,15 +247,16 @@ pub async fn run(spec: &ChaosSpec) -> Result<ChaosReport> {
     }
 }
 
-/// The namespaces for partitions, and how the report names the mechanism.
-fn network(mode: Partitions) -> Result<(Option<Netns>, String)> {
+/// The namespaces for partitions of `nodes`, and how the report names the
+/// mechanism.
+fn network(mode: Partitions, nodes: usize) -> Result<(Option<Netns>, String)> {
     Ok(match mode {
         Partitions::Off => (None, "off".into()),
         Partitions::Netns => (
-            Some(Netns::create(N).context("--partitions netns")?),
+            Some(Netns::create(nodes).context("--partitions netns")?),
             "netns".into(),
         ),
-        Partitions::Auto => match Netns::create(N) {
+        Partitions::Auto => match Netns::create(nodes) {
             Ok(ns) => (Some(ns), "netns".into()),
             Err(e) => (None, format!("unavailable: {e:#}")),
         },
@@ -178,8 +268,13 @@ fn network(mode: Partitions) -> Result<(Option<Netns>, String)> {
 struct Run {
     local: Local,
     net: Option<Netns>,
+    target: Target,
+    protocol: ChaosProtocol,
+    /// Node indices of each group, in deployment order.
+    groups: Vec<Range<usize>>,
     rng: StdRng,
     started: Instant,
+    /// Each node's store (read after each crash; AT2: not read).
     stores: Vec<PathBuf>,
     events: Vec<Event>,
     samples: Vec<LogSample>,
@@ -189,16 +284,29 @@ struct Run {
 
 impl Run {
     fn new(local: Local, net: Option<Netns>, spec: &ChaosSpec) -> Result<Run> {
-        let stores = (0..N)
+        let stores = (0..local.len())
             .map(|i| {
                 Ok(NodeFile::load(&local.dir.join(format!("node-{i}.toml")))?
                     .file
                     .data_dir)
             })
             .collect::<Result<_>>()?;
+        let target = match spec.protocol {
+            ChaosProtocol::Smr => Target::Kv(Kv::Smr),
+            ChaosProtocol::Byzcast => Target::Kv(Kv::Byzcast(load_topology(
+                &local.dep,
+                &local.dir.join(TREE_FILE),
+            )?)),
+            ChaosProtocol::At2 => Target::At2,
+        };
         Ok(Run {
+            groups: (0..spec.protocol.groups())
+                .map(|g| g * N..(g + 1) * N)
+                .collect(),
             local,
             net,
+            target,
+            protocol: spec.protocol,
             rng: StdRng::seed_from_u64(spec.seed),
             started: Instant::now(),
             stores,
@@ -210,96 +318,178 @@ impl Run {
     }
 
     async fn drive(mut self, spec: &ChaosSpec, partitions: String) -> Result<ChaosReport> {
-        let dep = self.local.dep.clone();
-        serve_within(&dep, Duration::from_secs(30))
-            .await
-            .context("the new cluster did not serve")?;
-        let plan = schedule::plan(&mut self.rng, spec.duration, N, F, self.net.is_some());
-        let gateways = (0..N).map(|i| self.local.ports.redis(i)).collect();
-        let writers = Writers::start(spec.writers, gateways, spec.seed);
+        self.serve_first().await?;
+        let layout = self.protocol.layout(self.net.is_some());
+        let plan = schedule::plan(&mut self.rng, spec.duration, &layout);
+        let load = self.load(spec);
         self.started = Instant::now();
         for p in &plan {
             self.apply(p).await?;
         }
         let end = self.started + Duration::from_secs_f64(spec.duration);
         tokio::time::sleep_until(end.into()).await;
-        let written = writers.finish().await;
-        if let Some(n) = &mut self.net {
-            n.heal()?;
-        }
-        let t = Instant::now();
-        let served = serve_within(&dep, Duration::from_secs(60)).await;
-        let served_again_s = served.is_ok().then(|| t.elapsed().as_secs_f64());
-        let lost = match &served {
-            Ok(()) => check::read_back(&dep, &written.acked).await,
-            Err(e) => Err(anyhow!("{e:#}")),
+        let (found, acked, unacked, mut violations) = match load {
+            Load::Kv(w) => self.check_kv(w).await?,
+            Load::At2(t) => self.check_at2(t).await?,
         };
-        let final_view = self.view().await;
-        let all: Vec<usize> = (0..N).collect();
-        self.local.kill_all(&all);
-        self.sample(&all);
-        let agreement = check::agreement(&self.samples);
-        let mut violations = std::mem::take(&mut self.errors);
-        if let Err(e) = &served {
-            violations.push(format!(
-                "the group did not serve within 60 s after the faults: {e:#}"
-            ));
-        }
-        if written.acked.is_empty() {
-            violations.push("no write was acknowledged: nothing was checked".into());
-        }
-        let (lost_writes, lost_examples) = match lost {
-            Ok(l) => (Some(l.lost_writes), l.examples),
-            Err(e) => {
-                violations.push(format!("reading the acknowledged writes back: {e:#}"));
-                (None, Vec::new())
-            }
-        };
-        violations.extend(describe(lost_writes, &agreement));
+        let mut all = std::mem::take(&mut self.errors);
+        all.append(&mut violations);
         Ok(ChaosReport {
-            protocol: "smr",
+            protocol: self.protocol.name(),
             seed: spec.seed,
             duration_s: spec.duration,
-            replicas: N,
+            replicas: self.local.len(),
             f: F,
             writers: spec.writers,
             partitions,
             schedule: std::mem::take(&mut self.events),
-            acked_writes: written.acked.len(),
-            unacked_writes: written.unacked,
+            acked_writes: acked,
+            unacked_writes: unacked,
+            found,
+            pass: all.is_empty(),
+            violations: all,
+            dir: None,
+        })
+    }
+
+    /// Wait until the new cluster serves.
+    async fn serve_first(&mut self) -> Result<()> {
+        match &self.target {
+            Target::Kv(kv) => kv
+                .serve_within(&self.local.dep, Duration::from_secs(30))
+                .await
+                .context("the new cluster did not serve"),
+            Target::At2 => self.local.wait_for(crate::generate::Ports::http).await,
+        }
+    }
+
+    /// Start the load.
+    fn load(&self, spec: &ChaosSpec) -> Load {
+        let n = self.local.len();
+        match &self.target {
+            Target::Kv(kv) => {
+                let gateways = (0..n).map(|i| self.local.ports.redis(i)).collect();
+                Load::Kv(Writers::start(spec.writers, gateways, kv.keys(spec.seed)))
+            }
+            Target::At2 => Load::At2(at2::Transfers::start(spec.writers, self.http())),
+        }
+    }
+
+    fn http(&self) -> Vec<String> {
+        (0..self.local.len())
+            .map(|i| self.local.ports.http(i))
+            .collect()
+    }
+
+    /// Heal the partitions: the faults are over.
+    fn heal(&mut self) -> Result<Instant> {
+        if let Some(n) = &mut self.net {
+            n.heal()?;
+        }
+        Ok(Instant::now())
+    }
+
+    /// Stop the writers; wait for the store to serve; read back; kill every
+    /// node and compare the logs.
+    async fn check_kv(&mut self, w: Writers) -> Result<(Found, usize, u64, Vec<String>)> {
+        let Target::Kv(kv) = &self.target else {
+            unreachable!("a KV load runs on a KV target")
+        };
+        let kv = kv.clone();
+        let written = w.finish().await;
+        let dep = self.local.dep.clone();
+        let t = self.heal()?;
+        let served = kv.serve_within(&dep, Duration::from_secs(60)).await;
+        let served_again_s = served.is_ok().then(|| t.elapsed().as_secs_f64());
+        let lost = match &served {
+            Ok(()) => kv.read_back(&dep, &written.acked).await,
+            Err(e) => Err(anyhow!("{e:#}")),
+        };
+        let mut views = Vec::new();
+        for g in 0..self.groups.len() {
+            views.push(self.view(g).await);
+        }
+        let all: Vec<usize> = (0..self.local.len()).collect();
+        self.local.kill_all(&all);
+        self.sample(&all);
+        let mut v = Vec::new();
+        if let Err(e) = &served {
+            let what = if self.groups.len() > 1 {
+                "tree"
+            } else {
+                "group"
+            };
+            v.push(format!(
+                "the {what} did not serve within 60 s after the faults: {e:#}"
+            ));
+        }
+        if written.acked.is_empty() {
+            v.push("no write was acknowledged: nothing was checked".into());
+        }
+        let (lost_writes, lost_examples) = match lost {
+            Ok(l) => (Some(l.lost_writes), l.examples),
+            Err(e) => {
+                v.push(format!("reading the acknowledged writes back: {e:#}"));
+                (None, Vec::new())
+            }
+        };
+        let found = KvFound {
             lost_writes,
             lost_examples,
             served_again_s,
-            final_view,
-            agreement,
-            pass: violations.is_empty(),
-            violations,
-            dir: None,
-        })
+            logs: kv.logs(&self.samples, &self.groups, &views, written.multi_key),
+        };
+        v.extend(found.violations());
+        Ok((Found::Kv(found), written.acked.len(), written.unacked, v))
+    }
+
+    /// Stop the writers; wait until every owner serves and the ledgers
+    /// converge; check them.
+    async fn check_at2(&mut self, t: at2::Transfers) -> Result<(Found, usize, u64, Vec<String>)> {
+        let mut issued = t.finish().await;
+        let http = self.http();
+        let t = self.heal()?;
+        let served = at2::serve_within(&http, &mut issued, Duration::from_secs(60)).await;
+        let served_again_s = served.is_ok().then(|| t.elapsed().as_secs_f64());
+        let (ledgers, converged) = at2::converge(&http, Duration::from_secs(60)).await;
+        let initial = At2Settings::default().initial_balance;
+        let (found, mut v) = at2::check(&ledgers, converged, &issued, initial, served_again_s);
+        if let Err(e) = served {
+            v.insert(
+                0,
+                format!("the nodes did not serve within 60 s after the faults: {e:#}"),
+            );
+        }
+        let (acked, unacked) = (issued.acked_count(), issued.unacked_count());
+        Ok((Found::At2(found), acked, unacked, v))
     }
 
     /// Wait for `p`'s start, then apply it and undo it after its hold.
     async fn apply(&mut self, p: &Planned) -> Result<()> {
         tokio::time::sleep_until((self.started + Duration::from_secs_f64(p.start)).into()).await;
         let hold = Duration::from_secs_f64(p.hold);
+        let group = (self.groups.len() > 1).then_some(p.group);
         match p.kind {
             FaultKind::Restart => {
                 let targets = self.targets(p).await;
-                self.crash(&targets);
+                self.crash(&targets, group);
                 tokio::time::sleep(hold).await;
-                self.restart(&targets)?;
+                self.restart(&targets, group)?;
             }
-            FaultKind::WholeGroup => {
-                let all: Vec<usize> = (0..N).collect();
-                self.crash(&all);
+            FaultKind::WholeGroup | FaultKind::WholeCluster => {
+                let (nodes, group): (Vec<usize>, _) = match p.kind {
+                    FaultKind::WholeGroup => (self.groups[p.group].clone().collect(), group),
+                    _ => ((0..self.local.len()).collect(), None),
+                };
+                self.crash(&nodes, group);
                 if self.wipe {
-                    for s in &self.stores {
-                        let _ = std::fs::remove_dir_all(s);
+                    for &i in &nodes {
+                        let _ = std::fs::remove_dir_all(&self.stores[i]);
                     }
-                    self.event("unsafe-wipe-stores", &all, Vec::new());
+                    self.event("unsafe-wipe-stores", &nodes, Vec::new(), group);
                 }
                 tokio::time::sleep(hold).await;
-                self.restart(&all)?;
+                self.restart(&nodes, group)?;
             }
             FaultKind::Partition => {
                 let side = self.targets(p).await;
@@ -308,27 +498,28 @@ impl Run {
                     .as_mut()
                     .context("a partition without namespaces")?;
                 net.partition(&side)?;
-                self.event("partition", &side, Vec::new());
+                self.event("partition", &side, Vec::new(), group);
                 tokio::time::sleep(hold).await;
                 if let Some(net) = &mut self.net {
                     net.heal()?;
                 }
-                self.event("heal", &side, Vec::new());
+                self.event("heal", &side, Vec::new(), group);
             }
         }
         Ok(())
     }
 
-    /// `p.size` replicas, the leader of the moment among them if
-    /// `p.leader`, the others drawn from the run's generator.
+    /// `p.size` replicas of group `p.group`, the leader of the moment among
+    /// them if `p.leader`, the others drawn from the run's generator.
     async fn targets(&mut self, p: &Planned) -> Vec<usize> {
+        let g = self.groups[p.group].clone();
         let mut t = Vec::new();
         if p.leader {
-            if let Some(v) = self.view().await {
-                t.push(v as usize % N);
+            if let Some(v) = self.view(p.group).await {
+                t.push(g.start + v as usize % g.len());
             }
         }
-        let mut rest: Vec<usize> = (0..N).filter(|i| !t.contains(i)).collect();
+        let mut rest: Vec<usize> = g.filter(|i| !t.contains(i)).collect();
         rest.shuffle(&mut self.rng);
         t.extend(rest.into_iter().take(p.size.saturating_sub(t.len())));
         t.sort_unstable();
@@ -336,24 +527,28 @@ impl Run {
     }
 
     /// SIGKILL `nodes` at once, then read their stores.
-    fn crash(&mut self, nodes: &[usize]) {
+    fn crash(&mut self, nodes: &[usize], group: Option<usize>) {
         let pids = nodes.iter().filter_map(|i| self.local.pid(*i)).collect();
         self.local.kill_all(nodes);
-        self.event("kill", nodes, pids);
+        self.event("kill", nodes, pids, group);
         self.sample(nodes);
     }
 
-    fn restart(&mut self, nodes: &[usize]) -> Result<()> {
+    fn restart(&mut self, nodes: &[usize], group: Option<usize>) -> Result<()> {
         for &i in nodes {
             self.local.restart(i)?;
         }
         let pids = nodes.iter().filter_map(|i| self.local.pid(*i)).collect();
-        self.event("restart", nodes, pids);
+        self.event("restart", nodes, pids, group);
         Ok(())
     }
 
-    /// Read the stores of `nodes` (they are down).
+    /// Read the stores of `nodes` (they are down); AT2 nodes keep no
+    /// decided log to compare.
     fn sample(&mut self, nodes: &[usize]) {
+        if matches!(self.target, Target::At2) {
+            return;
+        }
         for &i in nodes {
             match check::read_store(i, &self.stores[i]) {
                 Ok(s) => self.samples.push(s),
@@ -364,58 +559,31 @@ impl Run {
         }
     }
 
-    fn event(&mut self, action: &'static str, targets: &[usize], pids: Vec<u32>) {
+    fn event(
+        &mut self,
+        action: &'static str,
+        targets: &[usize],
+        pids: Vec<u32>,
+        group: Option<usize>,
+    ) {
         let t = (self.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
         self.events.push(Event {
             t,
             action,
             targets: targets.to_vec(),
             pids,
+            group,
         });
     }
 
-    /// The highest view a running replica reports.
-    async fn view(&self) -> Option<u64> {
+    /// The highest view a running replica of group `g` reports.
+    async fn view(&self, g: usize) -> Option<u64> {
         let mut view = None;
-        for i in (0..N).filter(|i| self.local.is_running(*i)) {
+        for i in self.groups[g].clone().filter(|i| self.local.is_running(*i)) {
             if let Some(v) = scrape_metric(&self.local.ports.metrics(i), "byzscale_view").await {
                 view = view.max(Some(v as u64));
             }
         }
         view
-    }
-}
-
-/// The violations in what the checks found.
-fn describe(lost: Option<usize>, a: &Agreement) -> Vec<String> {
-    let mut v = Vec::new();
-    if let Some(n) = lost.filter(|n| *n > 0) {
-        v.push(format!("{n} acknowledged writes were not read back"));
-    }
-    if let Some(s) = a.disagreeing_slot_examples.first() {
-        v.push(format!(
-            "{} slots decided with different batches (first: {s})",
-            a.disagreeing_slots
-        ));
-    }
-    if let Some(s) = a.disagreeing_checkpoint_examples.first() {
-        v.push(format!(
-            "{} checkpoints certified with different states (first: {s})",
-            a.disagreeing_checkpoints
-        ));
-    }
-    v
-}
-
-/// Wait until a fresh client's write is acknowledged, at most `within`.
-async fn serve_within(dep: &Deployment, within: Duration) -> Result<()> {
-    let c = SmrClient::connect(dep, GroupId(0), crate::generate::local_params(), 1).await?;
-    let op = KvOp::Set(b"chaos:probe".to_vec(), b"1".to_vec());
-    let r = tokio::time::timeout(within, c.kv(&op, false)).await;
-    c.stop().await;
-    match r {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e),
-        Err(_) => bail!("no answer within {} s", within.as_secs()),
     }
 }
