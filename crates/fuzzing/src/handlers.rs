@@ -11,7 +11,9 @@
 //!   deadline).
 //!
 //! Every message the instance sends must encode within the frame limit, and
-//! its effects are otherwise dropped. The seeds are valid runs (a client's
+//! its effects are otherwise dropped. What does not depend on the input is
+//! built once per process (each endpoint's keys, see [`crypto`]), so an input
+//! costs the protocol's own work. The seeds are valid runs (a client's
 //! authenticated request at the leader, proposals, votes, a broadcast), so
 //! the fuzzer starts past the signature and MAC checks.
 
@@ -29,6 +31,7 @@ use byzscale_net::wire;
 use byzscale_smr::{GroupInfo, Params};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
@@ -164,16 +167,29 @@ pub fn endpoints() -> Vec<Addr> {
         .collect()
 }
 
-/// `me`'s real keys, knowing every endpoint (built once: an input costs no
-/// key derivation but its own).
+/// `me`'s real keys, knowing every endpoint: a clone of a template built
+/// once per endpoint and thread with every pairwise MAC key derived, so an
+/// input costs no key generation or derivation (signatures and MACs are still
+/// made and checked for real, per message).
 pub fn crypto(me: Addr) -> Crypto {
     static DIR: OnceLock<Arc<Directory>> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        Arc::new(Directory::new(
-            endpoints().into_iter().map(|a| (a, key_of(a).public())),
-        ))
-    });
-    Crypto::with_directory(me, key_of(me), CryptoMode::Real, dir.clone())
+    thread_local! {
+        static TEMPLATES: RefCell<BTreeMap<Addr, Crypto>> = const { RefCell::new(BTreeMap::new()) };
+    }
+    TEMPLATES.with_borrow_mut(|t| {
+        t.entry(me)
+            .or_insert_with(|| {
+                let dir = DIR.get_or_init(|| {
+                    Arc::new(Directory::new(
+                        endpoints().into_iter().map(|a| (a, key_of(a).public())),
+                    ))
+                });
+                let c = Crypto::with_directory(me, key_of(me), CryptoMode::Real, dir.clone());
+                c.derive_mac_keys();
+                c
+            })
+            .clone()
+    })
 }
 
 /// The identity of `a`: a replica acting as a client signs with its node key.
