@@ -58,7 +58,7 @@ command -v cargo-fuzz > /dev/null || cargo install cargo-fuzz --locked
 cargo run --release -q -p byzscale-fuzzing --bin fuzz-seeds -- fuzz/corpus
 # only for the fuzz workspace: the flag is part of cargo's fingerprints, and
 # setting it for the main workspace would rebuild it
-(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --fuzz-dir . -O --debug-assertions --sanitizer "$SAN")
+(cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --fuzz-dir . -O --debug-assertions --no-trace-compares --sanitizer "$SAN")
 BIN=fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release
 
 mkdir -p bench/results
