@@ -114,12 +114,12 @@ for line in open(new):
 ordered = [rows[t] for t in order if t in rows]
 json.dump(ordered, open(out, "w"), indent=1)
 os.remove(new)
-print("| target | inputs | wall time | execs/s | peak RSS | crashes |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| target | inputs | wall time | execs/s | peak RSS | sanitizer | crashes |")
+print("|---|---:|---:|---:|---:|---|---:|")
 for r in ordered:
     rss = r["peak_rss_mb"]
     print(f"| {r['target']} | {r['inputs']:,} | {r['wall_s']:.0f} s | {r['execs_per_s']:,} | "
-          f"{rss if rss is not None else '?'} MB | {r['crashes']} |")
+          f"{rss if rss is not None else '?'} MB | {r.get('sanitizer', '?')} | {r['crashes']} |")
 EOF
 echo
 echo "($RUNS runs per target asked, max $MAX_TIME s each (0: none), sanitizer $SAN, malloc limit $MALLOC_MB MB, rss limit $RSS_MB MB, timeout $TIMEOUT s; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); JSON: $OUT; logs: $LOGS/)"

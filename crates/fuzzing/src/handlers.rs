@@ -381,3 +381,22 @@ pub fn cluster_seed<P: Protocol>(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An input must not pay for key derivation: the keys an instance gets
+    /// already hold every pairwise MAC key, and still work as real keys.
+    #[test]
+    fn instance_keys_come_warmed_and_real() {
+        let (a, b) = (Addr::Node(NodeId(0)), Addr::Client(CLIENT));
+        let ka = crypto(a);
+        assert_eq!(ka.derived_mac_keys(), endpoints().len() - 1);
+        let kb = crypto(b);
+        assert!(kb.verify_mac(a, b"m", &ka.mac(b, b"m").unwrap()));
+        assert!(!kb.verify_mac(a, b"n", &ka.mac(b, b"m").unwrap()));
+        kb.verify(a, b"s", &ka.sign(b"s")).unwrap();
+        assert!(kb.verify(a, b"t", &ka.sign(b"s")).is_err());
+    }
+}
