@@ -244,12 +244,18 @@ impl fmt::Debug for Directory {
 
 /// A peer this endpoint was told about with [`Crypto::add_peer`] or learnt
 /// with [`Crypto::connect_peer`].
+#[derive(Clone)]
 struct Peer {
     public: PublicIdentity,
     verifying: VerifyingKey,
 }
 
 /// One endpoint's keys and the public keys of its peers.
+///
+/// A clone is the same endpoint: same keys, same MAC keys derived so far,
+/// the same directory (shared), a copy of the meter. The fuzz targets build
+/// one per endpoint with every MAC key derived and clone it per input.
+#[derive(Clone)]
 pub struct Crypto {
     me: Addr,
     identity: Identity,
@@ -381,6 +387,17 @@ impl Crypto {
         self.peers.contains_key(&peer)
             || self.learnt.contains(&peer)
             || self.directory.as_ref().is_some_and(|d| d.contains(peer))
+    }
+    /// Derive now the pairwise MAC key of every peer known (told or in the
+    /// directory) instead of on first use; nothing is counted in the meter.
+    pub fn derive_mac_keys(&self) {
+        let told = self.peers.keys();
+        let listed = self.directory.iter().flat_map(|d| d.entries.keys());
+        for &peer in told.chain(listed) {
+            if peer != self.me {
+                self.mac_state(peer).expect("a known peer");
+            }
+        }
     }
     /// Pairwise MAC keys derived so far (each cost one X25519 exchange in real mode).
     pub fn derived_mac_keys(&self) -> usize {
@@ -646,6 +663,47 @@ mod tests {
             assert!(b.verify_mac(a.me(), msg, &eager));
         }
         assert_eq!((a.derived_mac_keys(), b.derived_mac_keys()), (1, 1));
+    }
+
+    #[test]
+    fn warmed_clones_agree_with_lazy_derivation() {
+        let ids: Vec<(Addr, Identity)> = (0..4).map(node).collect();
+        let dir = Arc::new(Directory::new(ids.iter().map(|(a, i)| (*a, i.public()))));
+        let lazy: Vec<Crypto> = ids
+            .iter()
+            .map(|(a, i)| Crypto::with_directory(*a, i.clone(), CryptoMode::Real, dir.clone()))
+            .collect();
+        let mut warm = Crypto::with_directory(ids[0].0, ids[0].1.clone(), CryptoMode::Real, dir);
+        let (told, told_id) = node(7);
+        warm.add_peer(told, told_id.public()).unwrap();
+        warm.derive_mac_keys();
+        assert_eq!(
+            warm.derived_mac_keys(),
+            4,
+            "three directory peers and one told"
+        );
+        assert_eq!(
+            warm.take_meter(),
+            Meter::default(),
+            "warming is not metered"
+        );
+        let clone = warm.clone();
+        assert_eq!(clone.derived_mac_keys(), 4);
+        for (peer, c) in ids.iter().zip(&lazy).skip(1) {
+            let tag = clone.mac(peer.0, b"m").unwrap();
+            assert!(c.verify_mac(ids[0].0, b"m", &tag));
+            assert_eq!(tag, lazy[0].mac(peer.0, b"m").unwrap());
+        }
+        let mut told_side = Crypto::new(told, told_id, CryptoMode::Real);
+        told_side.add_peer(ids[0].0, ids[0].1.public()).unwrap();
+        assert!(told_side.verify_mac(ids[0].0, b"m", &clone.mac(told, b"m").unwrap()));
+        let sig = clone.sign(b"s");
+        lazy[1].verify(ids[0].0, b"s", &sig).unwrap();
+        assert_eq!(
+            warm.derived_mac_keys(),
+            4,
+            "the template is unchanged by its clone"
+        );
     }
 
     fn node(i: u32) -> (Addr, Identity) {

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 /// Entries of connected peers, and an LRU of idle ones (see the module docs).
+#[derive(Clone)]
 pub struct Leases<K: Hash + Eq, V> {
     /// Connected peers: their entry and number of open connections (≥ 1).
     open: HashMap<K, (V, usize)>,

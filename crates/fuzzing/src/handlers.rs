@@ -11,7 +11,9 @@
 //!   deadline).
 //!
 //! Every message the instance sends must encode within the frame limit, and
-//! its effects are otherwise dropped. The seeds are valid runs (a client's
+//! its effects are otherwise dropped. What does not depend on the input is
+//! built once per process (each endpoint's keys, see [`crypto`]), so an input
+//! costs the protocol's own work. The seeds are valid runs (a client's
 //! authenticated request at the leader, proposals, votes, a broadcast), so
 //! the fuzzer starts past the signature and MAC checks.
 
@@ -29,6 +31,7 @@ use byzscale_net::wire;
 use byzscale_smr::{GroupInfo, Params};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
@@ -164,16 +167,29 @@ pub fn endpoints() -> Vec<Addr> {
         .collect()
 }
 
-/// `me`'s real keys, knowing every endpoint (built once: an input costs no
-/// key derivation but its own).
+/// `me`'s real keys, knowing every endpoint: a clone of a template built
+/// once per endpoint and thread with every pairwise MAC key derived, so an
+/// input costs no key generation or derivation (signatures and MACs are still
+/// made and checked for real, per message).
 pub fn crypto(me: Addr) -> Crypto {
     static DIR: OnceLock<Arc<Directory>> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        Arc::new(Directory::new(
-            endpoints().into_iter().map(|a| (a, key_of(a).public())),
-        ))
-    });
-    Crypto::with_directory(me, key_of(me), CryptoMode::Real, dir.clone())
+    thread_local! {
+        static TEMPLATES: RefCell<BTreeMap<Addr, Crypto>> = const { RefCell::new(BTreeMap::new()) };
+    }
+    TEMPLATES.with_borrow_mut(|t| {
+        t.entry(me)
+            .or_insert_with(|| {
+                let dir = DIR.get_or_init(|| {
+                    Arc::new(Directory::new(
+                        endpoints().into_iter().map(|a| (a, key_of(a).public())),
+                    ))
+                });
+                let c = Crypto::with_directory(me, key_of(me), CryptoMode::Real, dir.clone());
+                c.derive_mac_keys();
+                c
+            })
+            .clone()
+    })
 }
 
 /// The identity of `a`: a replica acting as a client signs with its node key.
@@ -364,4 +380,23 @@ pub fn cluster_seed<P: Protocol>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An input must not pay for key derivation: the keys an instance gets
+    /// already hold every pairwise MAC key, and still work as real keys.
+    #[test]
+    fn instance_keys_come_warmed_and_real() {
+        let (a, b) = (Addr::Node(NodeId(0)), Addr::Client(CLIENT));
+        let ka = crypto(a);
+        assert_eq!(ka.derived_mac_keys(), endpoints().len() - 1);
+        let kb = crypto(b);
+        assert!(kb.verify_mac(a, b"m", &ka.mac(b, b"m").unwrap()));
+        assert!(!kb.verify_mac(a, b"n", &ka.mac(b, b"m").unwrap()));
+        kb.verify(a, b"s", &ka.sign(b"s")).unwrap();
+        assert!(kb.verify(a, b"t", &ka.sign(b"s")).is_err());
+    }
 }

@@ -27,11 +27,18 @@
 //! `fuzz/fuzz_targets/<name>.rs` plus its `[[bin]]` in `fuzz/Cargo.toml` (the
 //! test `every_target_has_a_fuzz_binary` checks that the lists agree).
 
+pub mod bounded_alloc;
 pub mod clients;
 pub mod handlers;
 pub mod protocols;
 pub mod seeds;
 pub mod transport;
+
+/// Every fuzz target's allocator (see [`bounded_alloc`]): the fuzz crate
+/// enables this feature, so the bound needs no line in the 14 targets.
+#[cfg(feature = "bounded-alloc")]
+#[global_allocator]
+static ALLOC: bounded_alloc::Bounded = bounded_alloc::Bounded::from_env();
 
 use byzscale_core::codec;
 use serde::de::DeserializeOwned;
