@@ -7,7 +7,7 @@
 use crate::round_trip;
 use byzscale_core::codec::{self, DEFAULT_MAX_FRAME, HEADER_LEN};
 use byzscale_core::crypto::{Identity, PublicIdentity};
-use byzscale_core::{Addr, ClientId, NodeId, WireKind};
+use byzscale_core::{Addr, NodeId, WireKind};
 use byzscale_net::transport::{HANDSHAKE_MAX, KIND_SEALED};
 use byzscale_net::wire::{self, Fault, Handshake};
 use serde::de::DeserializeOwned;
@@ -179,9 +179,4 @@ fn stream_of<M: Serialize + DeserializeOwned + PartialEq + Debug>(mut stream: &[
             round_trip(&m, payload.len());
         }
     }
-}
-
-/// A client address for seeds.
-pub fn client(i: u64) -> Addr {
-    Addr::Client(ClientId(i))
 }

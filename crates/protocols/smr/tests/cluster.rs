@@ -307,6 +307,15 @@ impl World {
         self.sim.schedule_input(self.sim.now(), self.client, input);
     }
 
+    /// Write `op(i)` for each `i` of `ops` in turn, each run until the
+    /// client has `i + 1` completions.
+    fn write_each(&mut self, ops: std::ops::Range<u8>, op: impl Fn(u8) -> Vec<u8>) {
+        for i in ops {
+            self.submit(&op(i), false);
+            self.run(i as usize + 1);
+        }
+    }
+
     fn suspect(&mut self, n: usize) {
         let input = In::Replica(replica::Input::Suspect);
         self.sim
@@ -547,16 +556,10 @@ fn lagging_replica_catches_up_by_state_transfer() {
     let mut w = World::new(4, 1, params());
     // replica 3 hears nothing and says nothing until the partition is lifted
     w.isolate_replica_3();
-    for i in 0..40u8 {
-        w.submit(&[i], false);
-        w.run(i as usize + 1);
-    }
+    w.write_each(0..40, |i| vec![i]);
     w.sim.net_mut().partitions.clear();
     // the lagging replica sees new traffic, learns of stable checkpoints, fetches
-    for i in 40..60u8 {
-        w.submit(&[i], false);
-        w.run(i as usize + 1);
-    }
+    w.write_each(40..60, |i| vec![i]);
     w.settle(2 * SECS);
     w.assert_replica_3_caught_up(0);
     w.assert_agreement();
@@ -579,18 +582,12 @@ fn a_replica_that_missed_24_mb_catches_up_in_chunks_under_the_frame_limit() {
     let mut w = World::new(4, 1, p);
     w.isolate_replica_3();
     const VALUE: usize = 1_000_000;
-    for i in 0..24u8 {
-        w.submit(&vec![i; VALUE], false);
-        w.run(i as usize + 1);
-    }
+    w.write_each(0..24, |i| vec![i; VALUE]);
     assert!(w.replica(0).executed() >= 24);
     w.sim.net_mut().partitions.clear();
     // new traffic shows replica 3 it lags; its FETCH-LOG below the others'
     // checkpoint gets the certified manifest
-    for i in 24..32u8 {
-        w.submit(&[i], false);
-        w.run(i as usize + 1);
-    }
+    w.write_each(24..32, |i| vec![i]);
     w.settle(2 * SECS);
     w.assert_replica_3_caught_up(24);
     let r = w.replica(3);
