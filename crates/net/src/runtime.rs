@@ -46,7 +46,7 @@
 
 use crate::delay::DelayMatrix;
 use crate::metrics::{self, Counter, Gauge, Histogram, Registry};
-use crate::transport::{Inbound, PeerConfig, Transport, TransportConfig, TransportOptions};
+use crate::transport::{self, Inbound, PeerConfig, Transport, TransportConfig, TransportOptions};
 use crate::NetError;
 use bytes::Bytes;
 use byzscale_core::codec;
@@ -788,17 +788,7 @@ impl<P: Runnable> Runtime<P> {
                     })?;
             }
         }
-        let metrics_listener = match &cfg.metrics_listen {
-            Some(a) => Some(
-                TcpListener::bind(a)
-                    .await
-                    .map_err(|source| NetError::Bind {
-                        addr: a.clone(),
-                        source,
-                    })?,
-            ),
-            None => None,
-        };
+        let metrics_listener = transport::listen_on(cfg.metrics_listen.as_deref()).await?;
         let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
         let (transport, inbound) = Transport::start(cfg.transport, listener, &registry).await?;
         let local_addr = transport.local_addr();

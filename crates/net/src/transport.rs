@@ -1293,6 +1293,18 @@ pub struct Transport<M> {
     local_addr: Option<SocketAddr>,
 }
 
+/// Listen on `addr` (`host:port`), if one is given.
+pub(crate) async fn listen_on(addr: Option<&str>) -> Result<Option<TcpListener>, NetError> {
+    let Some(addr) = addr else { return Ok(None) };
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|source| NetError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
 impl<M: DeserializeOwned + Send + 'static> Transport<M> {
     /// Start listening (on `listener`, or on `cfg.listen` if `listener` is `None`)
     /// and dialing. Returns the transport and the stream of inbound events.
@@ -1302,19 +1314,9 @@ impl<M: DeserializeOwned + Send + 'static> Transport<M> {
         registry: &Registry,
     ) -> Result<(Self, mpsc::Receiver<Inbound<M>>), NetError> {
         cfg.options.validate()?;
-        let listener = match (listener, &cfg.listen) {
-            (Some(l), _) => Some(l),
-            (None, Some(addr)) => {
-                Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| NetError::Bind {
-                            addr: addr.clone(),
-                            source,
-                        })?,
-                )
-            }
-            (None, None) => None,
+        let listener = match listener {
+            Some(l) => Some(l),
+            None => listen_on(cfg.listen.as_deref()).await?,
         };
         let local_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
         let (in_tx, in_rx) = mpsc::channel(cfg.options.inbound_capacity.max(1));
@@ -1487,6 +1489,31 @@ mod tests {
         (c._reader, c.writer, c.session)
     }
 
+    /// A transport started with `c` on a fresh local port: the transport, its
+    /// inbound events, the port and its metrics.
+    async fn listening<M: DeserializeOwned + Send + 'static>(
+        c: TransportConfig,
+    ) -> (
+        Transport<M>,
+        mpsc::Receiver<Inbound<M>>,
+        SocketAddr,
+        Registry,
+    ) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let reg = Registry::new();
+        let (t, rx) = Transport::start(c, Some(l), &reg).await.unwrap();
+        (t, rx, addr, reg)
+    }
+
+    /// The next inbound event is message `want` from node 1.
+    async fn expect_from_1(rx: &mut mpsc::Receiver<Inbound<u64>>, want: u64) {
+        match rx.recv().await.unwrap() {
+            Inbound::Message { from, msg, .. } => assert_eq!((from, msg), (node(1), want)),
+            other => panic!("{other:?}"),
+        }
+    }
+
     async fn wait_closed(r: &mut BufReader<OwnedReadHalf>) {
         let mut b = [0u8; 64];
         loop {
@@ -1499,12 +1526,7 @@ mod tests {
 
     #[tokio::test]
     async fn post_handshake_faults_close_the_connection() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let reg = Registry::new();
-        let (t, mut rx) = Transport::<u64>::start(cfg(0, &[(1, None)]), Some(l), &reg)
-            .await
-            .unwrap();
+        let (t, mut rx, addr, reg) = listening::<u64>(cfg(0, &[(1, None)])).await;
         let faults = reg.counter("byzscale_net_faults_total", "");
         tokio::time::timeout(Duration::from_secs(20), async {
             // 1. a valid frame is delivered
@@ -1512,10 +1534,7 @@ mod tests {
             let f = codec::encode_frame(7, &42u64);
             let tag = s.send.tag(&f);
             w.write_all(&[f.as_slice(), &tag].concat()).await.unwrap();
-            match rx.recv().await.unwrap() {
-                Inbound::Message { from, msg, .. } => assert_eq!((from, msg), (node(1), 42)),
-                other => panic!("{other:?}"),
-            }
+            expect_from_1(&mut rx, 42).await;
             // 2. a replayed frame (same bytes, stale counter) is rejected
             w.write_all(&[f.as_slice(), &tag].concat()).await.unwrap();
             wait_closed(&mut r).await;
@@ -1553,12 +1572,7 @@ mod tests {
 
     #[tokio::test]
     async fn sealed_batches_deliver_in_order_and_are_checked_inside() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let reg = Registry::new();
-        let (t, mut rx) = Transport::<u64>::start(cfg(0, &[(1, None)]), Some(l), &reg)
-            .await
-            .unwrap();
+        let (t, mut rx, addr, reg) = listening::<u64>(cfg(0, &[(1, None)])).await;
         let faults = reg.counter("byzscale_net_faults_total", "");
         tokio::time::timeout(Duration::from_secs(20), async {
             // three messages under one tag arrive in order
@@ -1566,10 +1580,7 @@ mod tests {
             let frames: Vec<Vec<u8>> = (1..=3u64).map(|v| codec::encode_frame(7, &v)).collect();
             w.write_all(&sealed(&frames, &mut s)).await.unwrap();
             for want in 1..=3u64 {
-                match rx.recv().await.unwrap() {
-                    Inbound::Message { from, msg, .. } => assert_eq!((from, msg), (node(1), want)),
-                    other => panic!("{other:?}"),
-                }
+                expect_from_1(&mut rx, want).await;
             }
             // an inner frame of another kind closes the connection
             let bad = vec![codec::encode_frame(7, &4u64), codec::encode_frame(9, &5u64)];
@@ -1740,12 +1751,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_clients_queue_goes_with_its_last_connection() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let reg = Registry::new();
         let mut c = cfg(0, &[]);
         c.accept_clients = true;
-        let (t, mut rx) = Transport::<Vec<u8>>::start(c, Some(l), &reg).await.unwrap();
+        let (t, mut rx, addr, reg) = listening::<Vec<u8>>(c).await;
         let queued = reg.gauge("byzscale_net_queued_bytes", "");
         let id = Identity::from_seed([77; 32]);
         let client = Addr::Client(ClientId::of_key(&id.public()));
@@ -1805,14 +1813,11 @@ mod tests {
 
     #[tokio::test]
     async fn inbound_frames_wait_for_the_byte_budget_and_slow_ones_are_cut() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let reg = Registry::new();
         let mut c = bounded(cfg(0, &[(1, None)]));
         let frame = (64 << 10) + HEADER_LEN + TAG_LEN;
         c.options.inbound_bytes = 4 * frame + 100;
         c.options.frame_timeout = Duration::from_millis(300);
-        let (t, mut rx) = Transport::<Vec<u8>>::start(c, Some(l), &reg).await.unwrap();
+        let (t, mut rx, addr, reg) = listening::<Vec<u8>>(c).await;
         let received = reg.counter("byzscale_net_frames_received_total", "");
         tokio::time::timeout(Duration::from_secs(20), async {
             let (mut r, mut w, mut s) = authenticated_raw(addr).await;
@@ -1863,22 +1868,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_queue_bound_below_one_frame_is_refused_at_start() {
-        let mut c = cfg(0, &[(1, None)]);
-        c.options.queue_bytes = 1000;
-        let e = Transport::<u64>::start(c, None, &Registry::new())
-            .await
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(e.contains("queue_bytes = 1000"), "{e}");
-        let mut c = cfg(0, &[(1, None)]);
-        c.options.client_queue_capacity = 0;
-        let e = Transport::<u64>::start(c, None, &Registry::new())
-            .await
-            .err()
-            .expect("refused")
-            .to_string();
-        assert!(e.contains("client_queue_capacity"), "{e}");
+        type Tune = fn(&mut TransportOptions);
+        let cases: [(Tune, &str); 2] = [
+            (|o| o.queue_bytes = 1000, "queue_bytes = 1000"),
+            (|o| o.client_queue_capacity = 0, "client_queue_capacity"),
+        ];
+        for (tune, want) in cases {
+            let mut c = cfg(0, &[(1, None)]);
+            tune(&mut c.options);
+            let e = Transport::<u64>::start(c, None, &Registry::new())
+                .await
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 
     #[test]

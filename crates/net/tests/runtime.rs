@@ -114,11 +114,11 @@ fn ident(i: u64) -> Identity {
     Identity::from_seed(seed)
 }
 
-/// Bind `n` listeners on loopback and describe them as one CFT group.
-async fn cluster(n: usize) -> (Deployment, Vec<TcpListener>) {
+/// Bind `N` listeners on loopback and describe them as one CFT group.
+async fn cluster<const N: usize>() -> (Deployment, [TcpListener; N]) {
     let mut listeners = Vec::new();
     let mut replicas = Vec::new();
-    for i in 0..n {
+    for i in 0..N {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let p = ident(i as u64).public();
         replicas.push(ReplicaConfig {
@@ -132,18 +132,18 @@ async fn cluster(n: usize) -> (Deployment, Vec<TcpListener>) {
         });
         listeners.push(l);
     }
-    let f = (n - 1) / 2;
+    let f = (N - 1) / 2;
     let d = Deployment {
         groups: vec![GroupConfig {
             id: GroupId(0),
             fault_model: FaultModel::Cft,
             f,
-            delta: n - (2 * f + 1),
+            delta: N - (2 * f + 1),
             vmax: None,
             replicas,
         }],
     };
-    (d, listeners)
+    (d, listeners.try_into().unwrap())
 }
 
 fn hex_encode(b: &[u8]) -> String {
@@ -210,7 +210,7 @@ async fn ping_until_pong(h: &RuntimeHandle<Ping>, rx: &mut mpsc::Receiver<Out>, 
 
 #[tokio::test]
 async fn three_replicas_and_a_client_exchange_messages() {
-    let (d, listeners) = cluster(3).await;
+    let (d, listeners) = cluster::<3>().await;
     let delay = DelayMatrix::from_toml(
         "regions = [\"a\", \"b\"]\none_way_ms = [[0, 3], [3, 0]]\njitter_ms = 1\nclients = \"a\"\nassign = { 0 = \"a\", 1 = \"a\", 2 = \"b\" }",
     )
@@ -345,10 +345,9 @@ async fn client_pings(
 
 #[tokio::test]
 async fn churned_clients_leave_the_replica_at_its_key_bound_and_an_evicted_one_comes_back() {
-    let (d, mut listeners) = cluster(1).await;
+    let (d, [l]) = cluster().await;
     let mut cfg = fast(NodeConfig::replica(&d, NodeId(0), ident(0), KIND).unwrap());
     cfg.transport.options.client_keys = 4;
-    let l = listeners.pop().unwrap();
     let reg = Arc::new(Registry::new());
     let (n0, mut rx0) = Runtime::start_with(Echo { with_mac: false }, cfg, Some(l), reg.clone())
         .await
@@ -408,11 +407,10 @@ async fn churned_clients_leave_the_replica_at_its_key_bound_and_an_evicted_one_c
 
 #[tokio::test]
 async fn impostors_fail_the_handshake() {
-    let (d, mut listeners) = cluster(3).await;
+    let (d, [l0, l1, l2]) = cluster().await;
     // n2 is down for now (its dialers get "connection refused", not a fault)
-    let addr2 = listeners.pop().unwrap().local_addr().unwrap();
-    let l1 = listeners.pop().unwrap();
-    let l0 = listeners.pop().unwrap();
+    let addr2 = l2.local_addr().unwrap();
+    drop(l2);
     let (n0, mut rx0) = replica(&d, 0, l0).await;
     let impostors0 = n0.registry().counter_with(
         "byzscale_net_faults_by_kind_total",
@@ -492,9 +490,7 @@ async fn assert_closed(mut s: TcpStream) {
 
 #[tokio::test]
 async fn garbage_and_oversized_frames_close_only_that_connection() {
-    let (d, mut listeners) = cluster(2).await;
-    let l1 = listeners.pop().unwrap();
-    let l0 = listeners.pop().unwrap();
+    let (d, [l0, l1]) = cluster().await;
     let addr0 = l0.local_addr().unwrap();
     let (n0, mut rx0) = replica(&d, 0, l0).await;
     let (n1, mut rx1) = replica(&d, 1, l1).await;
@@ -532,9 +528,7 @@ async fn garbage_and_oversized_frames_close_only_that_connection() {
 
 #[tokio::test]
 async fn restarted_peers_are_reconnected() {
-    let (d, mut listeners) = cluster(2).await;
-    let l1 = listeners.pop().unwrap();
-    let l0 = listeners.pop().unwrap();
+    let (d, [l0, l1]) = cluster().await;
     let (addr0, addr1) = (l0.local_addr().unwrap(), l1.local_addr().unwrap());
     let (n0, mut rx0) = replica(&d, 0, l0).await;
     let (n1, rx1) = replica(&d, 1, l1).await;
@@ -561,8 +555,7 @@ async fn restarted_peers_are_reconnected() {
 
 #[tokio::test]
 async fn metrics_endpoint_and_handle_semantics() {
-    let (d, mut listeners) = cluster(1).await;
-    let l0 = listeners.pop().unwrap();
+    let (d, [l0]) = cluster().await;
     let mut cfg = fast(NodeConfig::replica(&d, NodeId(0), ident(0), KIND).unwrap());
     cfg.metrics_listen = Some("127.0.0.1:0".into());
     let (rt, mut rx) = Runtime::start_with(
@@ -638,8 +631,7 @@ impl Protocol for Voter {
 /// (overtaking it); a lost persister stops the node.
 #[tokio::test]
 async fn sends_wait_for_the_records_before_them_in_their_step() {
-    let (d, mut listeners) = cluster(2).await;
-    let (l1, l0) = (listeners.pop().unwrap(), listeners.pop().unwrap());
+    let (d, [l0, l1]) = cluster().await;
     let cfg = |i: u32| fast(NodeConfig::replica(&d, NodeId(i), ident(i as u64), KIND).unwrap());
     let (records, mut written) = mpsc::channel(16);
     let (durable_tx, durable) = tokio::sync::watch::channel(0u64);
