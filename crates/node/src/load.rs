@@ -29,6 +29,20 @@ pub struct LoadSpec {
     pub open_rate: Option<f64>,
 }
 
+/// Refuse no workers (`--clients`) and a `--duration` that is not a
+/// non-negative number of seconds.
+pub fn check_load(clients: usize, duration: f64) -> Result<()> {
+    if clients == 0 {
+        return Err(anyhow!("--clients must be at least 1"));
+    }
+    if !(duration >= 0.0 && duration.is_finite()) {
+        return Err(anyhow!(
+            "--duration must be a non-negative number of seconds"
+        ));
+    }
+    Ok(())
+}
+
 /// A latency histogram in µs, 1 µs to 60 s.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")

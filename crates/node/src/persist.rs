@@ -43,6 +43,20 @@ pub fn open(data_dir: &Path) -> Result<(Storage, Recovered, PathBuf)> {
     Ok((storage, rec, db))
 }
 
+/// Refuse a store whose `protocol` records are of another format than the
+/// `want` this build reads (`db` names it in the error).
+pub fn check_format(db: &Path, protocol: &str, found: &[u8], want: &[u8]) -> Result<()> {
+    if found != want {
+        return Err(anyhow!(
+            "{} holds {protocol} records of format {:?}, this build reads {:?}",
+            db.display(),
+            String::from_utf8_lossy(found),
+            String::from_utf8_lossy(want)
+        ));
+    }
+    Ok(())
+}
+
 /// The running persister: stop the runtime (which closes the record channel)
 /// before [`Persister::finish`], which waits until everything received is
 /// written.

@@ -42,7 +42,7 @@ use crate::calls::{CallError, Calls, Pending};
 use crate::cluster::{ClusterOutcome, ClusterSpec};
 use crate::daemon::serve_outputs;
 use crate::launcher::{Local, LocalSpec};
-use crate::load::{ms, Load, LoadResult, LoadSpec};
+use crate::load::{check_load, ms, Load, LoadResult, LoadSpec};
 use crate::node_file::{At2Settings, LoadedNode, NodeProtocol};
 use crate::persist::{self, Journal, Persister};
 use anyhow::{anyhow, bail, Context, Result};
@@ -226,14 +226,7 @@ pub(crate) fn at2_durable_from_disk(
     let Some(format) = rec.meta.get(FORMAT_KEY) else {
         return Ok((d, true));
     };
-    if format.as_slice() != FORMAT {
-        bail!(
-            "{} holds AT2 records of format {:?}, this build reads {:?}",
-            db.display(),
-            String::from_utf8_lossy(format),
-            String::from_utf8_lossy(FORMAT)
-        );
-    }
+    persist::check_format(db, "AT2", format, FORMAT)?;
     let decode = |what: &str| format!("decoding {what} in {}", db.display());
     if let Some(v) = rec.meta.get(NEXT_SEQ_KEY) {
         d.bcast.next_seq = codec::from_bytes(v, usize::MAX).with_context(|| decode("next_seq"))?;
@@ -828,13 +821,7 @@ impl TransferRun {
         if self.nodes == 0 {
             bail!("--nodes must be at least 1");
         }
-        if self.clients == 0 {
-            bail!("--clients must be at least 1");
-        }
-        if !(self.duration >= 0.0 && self.duration.is_finite()) {
-            bail!("--duration must be a non-negative number of seconds");
-        }
-        Ok(())
+        check_load(self.clients, self.duration)
     }
 
     pub(crate) fn load(&self) -> LoadSpec {

@@ -53,7 +53,7 @@ use crate::cluster::{ClusterOutcome, ClusterSpec};
 use crate::daemon::{serve_outputs, Gateway, KvClient};
 use crate::generate::{local_params, Ports};
 use crate::launcher::{Local, LocalSpec};
-use crate::load::{ms, Load, LoadResult, LoadSpec};
+use crate::load::{check_load, ms, Load, LoadResult, LoadSpec};
 use crate::node_file::{load_deployment, LoadedNode, NodeFile, NodeProtocol, TREE_FILE};
 use crate::persist::{self, Journal, Persister};
 use crate::protocols::smr::{durable_from_disk, group_info, ReplicaMetrics, SmrJournal};
@@ -595,12 +595,7 @@ fn check(a: &ClusterSpec) -> Result<()> {
     if a.replicas == 0 {
         bail!("--replicas must be at least 1");
     }
-    if a.clients == 0 {
-        bail!("--clients must be at least 1");
-    }
-    if !(a.duration >= 0.0 && a.duration.is_finite()) {
-        bail!("--duration must be a non-negative number of seconds");
-    }
+    check_load(a.clients, a.duration)?;
     if !(0.0..=1.0).contains(&a.global_ratio) {
         bail!("--global-ratio must be between 0 and 1");
     }
