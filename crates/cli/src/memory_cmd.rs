@@ -248,11 +248,7 @@ pub async fn run(a: &MemoryArgs) -> Result<MemoryReport> {
     }
     let sampler = tokio::spawn(sample_rss(pids, stop.clone()));
 
-    let spec = LoadSpec {
-        clients: a.clients,
-        duration: a.duration,
-        open_rate: None,
-    };
+    let spec = LoadSpec::closed_loop(a.clients, a.duration);
     let workload = KvWorkload {
         payload: a.payload,
         read_ratio: 0.0,

@@ -29,6 +29,17 @@ pub struct LoadSpec {
     pub open_rate: Option<f64>,
 }
 
+impl LoadSpec {
+    /// `clients` closed-loop workers for `duration` seconds.
+    pub fn closed_loop(clients: usize, duration: f64) -> Self {
+        LoadSpec {
+            clients,
+            duration,
+            open_rate: None,
+        }
+    }
+}
+
 /// Refuse no workers (`--clients`) and a `--duration` that is not a
 /// non-negative number of seconds.
 pub fn check_load(clients: usize, duration: f64) -> Result<()> {

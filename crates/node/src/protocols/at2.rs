@@ -825,11 +825,7 @@ impl TransferRun {
     }
 
     pub(crate) fn load(&self) -> LoadSpec {
-        LoadSpec {
-            clients: self.clients,
-            duration: self.duration,
-            open_rate: None,
-        }
+        LoadSpec::closed_loop(self.clients, self.duration)
     }
 
     /// The receiver of worker `w`'s next transfer from account `from`, drawn

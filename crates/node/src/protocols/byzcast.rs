@@ -788,11 +788,7 @@ async fn run_load(dep: &Deployment, topo: Arc<Topology>, a: &ClusterSpec) -> Res
     }
     let pools = Arc::new(key_pools(targets));
     let (global, value) = (a.global_ratio, vec![b'x'; a.payload]);
-    let spec = LoadSpec {
-        clients: a.clients,
-        duration: a.duration,
-        open_rate: None,
-    };
+    let spec = LoadSpec::closed_loop(a.clients, a.duration);
     let cs = clients.clone();
     let r = Load::run(&spec, a.progress, move |w, rng| {
         let c = cs[w % cs.len()].clone();
