@@ -12,18 +12,12 @@
 //! others (their counters were ahead): "the group to serve again" never held.
 
 use std::collections::BTreeMap;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod common;
-use common::{http, strings, try_http, Node};
+use common::{http, strings, try_http, Node, Writers};
 const INITIAL: i64 = 1_000_000_000;
-
-fn sigkill(pid: u64) {
-    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-}
 
 fn wait_until(what: &str, f: impl FnMut() -> bool) {
     common::wait_until(what, Duration::from_secs(90), Duration::from_millis(100), f)
@@ -52,7 +46,6 @@ fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
     let dir = std::env::temp_dir().join(format!("byzscale-at2-wgc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (v, kept) = common::kept_cluster(&["--protocol", "at2", "--nodes", "4"], &dir);
-    let pids = kept.0.clone();
     let http_of: Vec<String> = strings(&v, "http")
         .iter()
         .map(|s| s.trim_start_matches("http://").to_string())
@@ -61,38 +54,26 @@ fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
     // accounts 0 and 1 (owned by nodes 0 and 1) pay accounts 2 and 3, four
     // concurrent clients each: an account's history counts exactly the
     // transfers it issued, and its balance falls by one per transfer
-    let acked: Arc<Mutex<BTreeMap<u32, Vec<u64>>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let from = (w % 2) as u32;
-            let (acked, stop, addr) = (acked.clone(), stop.clone(), http_of[from as usize].clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match pay(&addr, from, from + 2) {
-                        Some(seq) => acked.lock().unwrap().entry(from).or_default().push(seq),
-                        None => return, // the node died
-                    }
-                }
-            })
-        })
-        .collect();
+    let addrs = http_of.clone();
+    let writers = Writers::<BTreeMap<u32, Vec<u64>>>::spawn(8, move |w, acked, stop| {
+        let from = (w % 2) as u32;
+        while !stop.load(Ordering::Relaxed) {
+            match pay(&addrs[from as usize], from, from + 2) {
+                Some(seq) => acked.lock().unwrap().entry(from).or_default().push(seq),
+                None => return, // the node died
+            }
+        }
+    });
     wait_until("transfers under load", || {
-        let a = acked.lock().unwrap();
+        let a = writers.acked();
         (0..2).all(|f| a.get(&f).is_some_and(|s| s.len() >= 200))
     });
 
     // power loss: SIGKILL all four at once, then restart each from its
     // node file (its redb store)
-    for p in &pids {
-        sigkill(*p);
-    }
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
+    kept.sigkill();
+    let acked = writers.stop();
     drop(kept);
-    let acked = acked.lock().unwrap().clone();
     let mut nodes: Vec<Node> = (0..4).map(|i| Node::start(&dir, i)).collect();
 
     // the issuers go on, with sequence numbers after every acknowledged one

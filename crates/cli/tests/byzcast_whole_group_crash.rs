@@ -8,13 +8,11 @@
 //! are bounded polls for progress, never timing assertions.
 
 use byzscale_byzcast::kv::shard_of;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod common;
-use common::{metric, strings, Node};
+use common::{metric, strings, Node, Writers};
 
 fn conn(addr: &str) -> Option<redis::Connection> {
     let c = redis::Client::open(format!("redis://{addr}/")).ok()?;
@@ -60,66 +58,53 @@ fn a_byzcast_tree_survives_a_whole_group_sigkill_and_a_leader_crash_after_it() {
     let dir = std::env::temp_dir().join(format!("byzscale-bc-wgc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (v, kept) = common::kept_cluster(&["--protocol", "byzcast", "--groups", "2"], &dir);
-    let pids = kept.0.clone();
     let gateways = strings(&v, "redis_all");
     let metrics: Vec<String> = strings(&v, "metrics");
     assert_eq!((gateways.len(), metrics.len()), (12, 12), "{v}");
 
     // writers through every other gateway: a SET on one shard, then an MSET
     // of a key on each shard; each write counts once acknowledged
-    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..6)
-        .map(|w| {
-            let (acked, stop, gw) = (acked.clone(), stop.clone(), gateways[w * 2].clone());
-            std::thread::spawn(move || {
-                let Some(mut c) = conn(&gw) else {
-                    return;
-                };
-                for i in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let val = format!("v{w}.{i}");
-                    let (k, a, b) = (
-                        format!("s{w}:{i}"),
-                        key_on(&format!("m{w}:{i}:"), 0),
-                        key_on(&format!("m{w}:{i}:"), 1),
-                    );
-                    let set = redis::cmd("SET").arg(&k).arg(&val).query::<()>(&mut c);
-                    if set.is_err() {
-                        return; // the gateway died with its node
-                    }
-                    acked.lock().unwrap().push((k, val.clone()));
-                    let mset = redis::cmd("MSET")
-                        .arg(&a)
-                        .arg(&val)
-                        .arg(&b)
-                        .arg(&val)
-                        .query::<()>(&mut c);
-                    if mset.is_err() {
-                        return;
-                    }
-                    let mut acked = acked.lock().unwrap();
-                    acked.push((a, val.clone()));
-                    acked.push((b, val));
-                }
-            })
-        })
-        .collect();
-    wait_until("writes under load", || acked.lock().unwrap().len() >= 600);
+    let gws = gateways.clone();
+    let writers = Writers::<Vec<(String, String)>>::spawn(6, move |w, acked, stop| {
+        let Some(mut c) = conn(&gws[w * 2]) else {
+            return;
+        };
+        for i in 0.. {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let val = format!("v{w}.{i}");
+            let (k, a, b) = (
+                format!("s{w}:{i}"),
+                key_on(&format!("m{w}:{i}:"), 0),
+                key_on(&format!("m{w}:{i}:"), 1),
+            );
+            let set = redis::cmd("SET").arg(&k).arg(&val).query::<()>(&mut c);
+            if set.is_err() {
+                return; // the gateway died with its node
+            }
+            acked.lock().unwrap().push((k, val.clone()));
+            let mset = redis::cmd("MSET")
+                .arg(&a)
+                .arg(&val)
+                .arg(&b)
+                .arg(&val)
+                .query::<()>(&mut c);
+            if mset.is_err() {
+                return;
+            }
+            let mut acked = acked.lock().unwrap();
+            acked.push((a, val.clone()));
+            acked.push((b, val));
+        }
+    });
+    wait_until("writes under load", || writers.acked().len() >= 600);
 
     // power loss: SIGKILL all twelve at once, then restart each from its
     // node file (its redb store)
-    for p in &pids {
-        let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
-    }
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
+    kept.sigkill();
+    let acked = writers.stop();
     drop(kept);
-    let acked = acked.lock().unwrap().clone();
     let mut nodes: Vec<Node> = (0..12).map(|i| Node::start(&dir, i)).collect();
     wait_until("the tree to serve again", || serves(&gateways[1], "after"));
 

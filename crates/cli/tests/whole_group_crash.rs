@@ -7,12 +7,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod common;
-use common::{metric, Node};
+use common::{metric, Node, Writers};
 
 /// One RESP connection to a Redis gateway.
 struct Resp {
@@ -71,34 +70,27 @@ fn set_ok(addr: &str, key: &str, value: &str) -> bool {
 fn a_whole_group_sigkill_loses_no_acknowledged_write_and_a_leader_crash_after_it_completes() {
     let (dir, base) = common::local_config("byzscale-e2e-wgc", 12_000, 18_000);
     let metrics = |i: usize| format!("127.0.0.1:{}", base as usize + 100 + i);
-    let redis = |i: usize| format!("127.0.0.1:{}", base as usize + 200 + i);
+    let redis = move |i: usize| format!("127.0.0.1:{}", base as usize + 200 + i);
     let mut nodes: Vec<Node> = (0..4).map(|i| Node::start(&dir, i)).collect();
     wait_until("the group to serve", || set_ok(&redis(1), "probe", "0"));
 
     // 16 writers through the four gateways, each acknowledging its own keys
-    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..16)
-        .map(|w| {
-            let (acked, stop, addr) = (acked.clone(), stop.clone(), redis(w % 4));
-            std::thread::spawn(move || {
-                let Some(mut c) = Resp::connect(&addr) else {
-                    return;
-                };
-                for k in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let (key, value) = (format!("w{w}:{k}"), format!("v{w}.{k}"));
-                    match c.call(&["SET", &key, &value]) {
-                        Ok(Some(r)) if r == "+OK" => acked.lock().unwrap().push((key, value)),
-                        _ => return, // the gateway died with the replicas
-                    }
-                }
-            })
-        })
-        .collect();
-    wait_until("writes under load", || acked.lock().unwrap().len() >= 2_000);
+    let writers = Writers::<Vec<(String, String)>>::spawn(16, move |w, acked, stop| {
+        let Some(mut c) = Resp::connect(&redis(w % 4)) else {
+            return;
+        };
+        for k in 0.. {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let (key, value) = (format!("w{w}:{k}"), format!("v{w}.{k}"));
+            match c.call(&["SET", &key, &value]) {
+                Ok(Some(r)) if r == "+OK" => acked.lock().unwrap().push((key, value)),
+                _ => return, // the gateway died with the replicas
+            }
+        }
+    });
+    wait_until("writes under load", || writers.acked().len() >= 2_000);
 
     // power loss: SIGKILL every replica at once, then restart each from its
     // node file (its redb store)
@@ -108,11 +100,7 @@ fn a_whole_group_sigkill_loses_no_acknowledged_write_and_a_leader_crash_after_it
     for n in nodes.iter_mut() {
         n.kill();
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = writers.stop();
     let nodes_after: Vec<Node> = (0..4).map(|i| Node::start(&dir, i)).collect();
     drop(std::mem::replace(&mut nodes, nodes_after));
     wait_until("the group to serve again", || {

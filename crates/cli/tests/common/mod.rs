@@ -6,6 +6,8 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
@@ -107,6 +109,13 @@ impl Kill {
                 .collect(),
         )
     }
+
+    /// Power loss: SIGKILL every process at once, without waiting.
+    pub fn sigkill(&self) {
+        for p in &self.0 {
+            let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+        }
+    }
 }
 
 impl Drop for Kill {
@@ -114,6 +123,54 @@ impl Drop for Kill {
         for p in &self.0 {
             let _ = Command::new("kill").arg(p.to_string()).status();
         }
+    }
+}
+
+/// Writer threads under load, each adding what was acknowledged to one
+/// shared `T` until it is stopped (or its node dies: then it returns).
+pub struct Writers<T> {
+    acked: Arc<Mutex<T>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl<T: Default + Clone + Send + 'static> Writers<T> {
+    /// `n` writers; writer `w` runs `f(w, acked, stop)`.
+    pub fn spawn<F>(n: usize, f: F) -> Self
+    where
+        F: Fn(usize, &Mutex<T>, &AtomicBool) + Send + Sync + 'static,
+    {
+        let (acked, stop, f) = (
+            Arc::default(),
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(f),
+        );
+        let threads = (0..n)
+            .map(|w| {
+                let (acked, stop, f) = (Arc::clone(&acked), Arc::clone(&stop), Arc::clone(&f));
+                std::thread::spawn(move || f(w, &acked, &stop))
+            })
+            .collect();
+        Writers {
+            acked,
+            stop,
+            threads,
+        }
+    }
+
+    /// What was acknowledged so far.
+    pub fn acked(&self) -> MutexGuard<'_, T> {
+        self.acked.lock().unwrap()
+    }
+
+    /// Stop the writers, wait for each, and return all they saw acknowledged.
+    pub fn stop(self) -> T {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
     }
 }
 
