@@ -53,6 +53,15 @@ fn restarted_with_new_pids(v: &serde_json::Value) -> Vec<usize> {
     sizes
 }
 
+/// [`restarted_with_new_pids`], and among the kills a restart of f = 1 and
+/// a whole-group crash (4); returns the sizes of the kills.
+fn restarted_one_and_a_whole_group(v: &serde_json::Value) -> Vec<usize> {
+    let sizes = restarted_with_new_pids(v);
+    assert!(sizes.contains(&1), "no restart of f = 1: {v}");
+    assert!(sizes.contains(&4), "no whole-group crash: {v}");
+    sizes
+}
+
 /// Run `byzscale chaos <args> --json`; its report, asserted a pass.
 fn passing_run(args: &[&str]) -> serde_json::Value {
     let out = Command::new(BIN)
@@ -123,9 +132,7 @@ fn chaos_under_restarts_whole_group_crashes_and_partitions_loses_nothing_and_agr
     assert_eq!(v["disagreeing_checkpoints"], 0, "{v}");
     // the logs were really compared across replicas
     assert!(v["slots_compared"].as_u64().unwrap() > 0, "{v}");
-    let sizes = restarted_with_new_pids(&v);
-    assert!(sizes.contains(&1), "no restart of f = 1: {v}");
-    assert!(sizes.contains(&4), "no whole-group crash: {v}");
+    restarted_one_and_a_whole_group(&v);
     // the SMR run also splits the group in halves
     partitioned(&v, 2);
 }
@@ -151,9 +158,7 @@ fn byzcast_chaos_with_group_and_cluster_crashes_loses_nothing_and_every_group_ag
         // each group's logs were really compared across its replicas
         assert!(g["slots_compared"].as_u64().unwrap() > 0, "{g}");
     }
-    let sizes = restarted_with_new_pids(&v);
-    assert!(sizes.contains(&1), "no restart of f = 1: {v}");
-    assert!(sizes.contains(&4), "no whole-group crash: {v}");
+    let sizes = restarted_one_and_a_whole_group(&v);
     assert!(sizes.contains(&12), "no whole-cluster crash: {v}");
     // a fault of one group names it and hits only its replicas
     for e in events(&v, "kill") {
@@ -181,9 +186,7 @@ fn at2_chaos_with_restarts_and_whole_group_crashes_keeps_every_acknowledged_tran
         assert!(acked > 0 && applied >= acked, "{a}");
         assert_eq!(a["seq"], applied, "{a}");
     }
-    let sizes = restarted_with_new_pids(&v);
-    assert!(sizes.contains(&1), "no restart of f = 1: {v}");
-    assert!(sizes.contains(&4), "no whole-group crash: {v}");
+    restarted_one_and_a_whole_group(&v);
     partitioned(&v, 1);
 }
 
