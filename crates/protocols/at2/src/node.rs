@@ -319,11 +319,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn requests_get_replies_and_clear_errors() {
+    /// Four nodes over Bracha, each owning one account of 50.
+    fn four_nodes() -> (Vec<NodeId>, Arc<bracha::Config>, Arc<Genesis>) {
         let ids: Vec<NodeId> = (0..4).map(NodeId).collect();
         let cfg = Arc::new(bracha::Config::new(ids.clone()).unwrap());
         let genesis = Arc::new(Genesis::one_account_each(&ids, 50));
+        (ids, cfg, genesis)
+    }
+
+    #[test]
+    fn requests_get_replies_and_clear_errors() {
+        let (ids, cfg, genesis) = four_nodes();
         let mut h = group::sim(
             1,
             NetModel::uniform(MICROS, 100 * MICROS),
@@ -410,9 +416,7 @@ mod tests {
         use byzscale_core::crypto::Crypto;
         use byzscale_core::ClientId;
         use rand::SeedableRng;
-        let ids: Vec<NodeId> = (0..4).map(NodeId).collect();
-        let cfg = Arc::new(bracha::Config::new(ids.clone()).unwrap());
-        let genesis = Arc::new(Genesis::one_account_each(&ids, 50));
+        let (ids, cfg, genesis) = four_nodes();
         let mut node = Node::new(
             At2::new(Bracha::new(NodeId(1), cfg), genesis.clone()),
             genesis,
