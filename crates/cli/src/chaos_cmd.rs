@@ -2,6 +2,7 @@
 //! restarts and partitions, checked at the end (the run itself is
 //! `byzscale_node::chaos`).
 
+use crate::deploy_cmd::ClusterProtocol;
 use anyhow::{bail, Result};
 use byzscale_node::chaos::{self, ChaosProtocol, ChaosSpec, Partitions};
 use clap::Args;
@@ -12,8 +13,8 @@ pub struct ChaosArgs {
     /// What to run: one SMR group of the KV store, the ByzCast tree of
     /// `cluster --protocol byzcast` (two shards under a root), or four AT2
     /// nodes.
-    #[arg(long, value_enum, default_value_t = ProtocolArg::Smr)]
-    pub protocol: ProtocolArg,
+    #[arg(long, value_enum, default_value_t = ClusterProtocol::Smr)]
+    pub protocol: ClusterProtocol,
     /// Seconds of faults under load.
     #[arg(long, default_value_t = 30.0)]
     pub duration: f64,
@@ -44,13 +45,6 @@ pub struct ChaosArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtocolArg {
-    Smr,
-    Byzcast,
-    At2,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PartitionArg {
     Auto,
     Netns,
@@ -61,9 +55,9 @@ pub enum PartitionArg {
 pub async fn chaos(a: ChaosArgs) -> Result<()> {
     let spec = ChaosSpec {
         protocol: match a.protocol {
-            ProtocolArg::Smr => ChaosProtocol::Smr,
-            ProtocolArg::Byzcast => ChaosProtocol::Byzcast,
-            ProtocolArg::At2 => ChaosProtocol::At2,
+            ClusterProtocol::Smr => ChaosProtocol::Smr,
+            ClusterProtocol::Byzcast => ChaosProtocol::Byzcast,
+            ClusterProtocol::At2 => ChaosProtocol::At2,
         },
         seed: a.seed,
         duration: a.duration,
