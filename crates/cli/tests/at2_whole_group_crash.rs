@@ -43,8 +43,7 @@ fn account(addr: &str, a: u32) -> Option<(u64, i64)> {
 
 #[test]
 fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
-    let dir = std::env::temp_dir().join(format!("byzscale-at2-wgc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("byzscale-at2-wgc");
     let (v, kept) = common::kept_cluster(&["--protocol", "at2", "--nodes", "4"], &dir);
     let http_of: Vec<String> = strings(&v, "http")
         .iter()

@@ -199,8 +199,7 @@ fn bad_byzcast_cli_input_gets_a_clear_error() {
 
 #[test]
 fn byzcast_node_files_with_a_bad_tree_are_refused_clearly() {
-    let dir = std::env::temp_dir().join(format!("byzscale-bc-files-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("byzscale-bc-files");
     // generate the files (the nodes are stopped when the command ends)
     let args = [
         "cluster",

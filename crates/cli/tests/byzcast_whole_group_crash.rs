@@ -55,8 +55,7 @@ fn serves(gw: &str, tag: &str) -> bool {
 
 #[test]
 fn a_byzcast_tree_survives_a_whole_group_sigkill_and_a_leader_crash_after_it() {
-    let dir = std::env::temp_dir().join(format!("byzscale-bc-wgc-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("byzscale-bc-wgc");
     let (v, kept) = common::kept_cluster(&["--protocol", "byzcast", "--groups", "2"], &dir);
     let gateways = strings(&v, "redis_all");
     let metrics: Vec<String> = strings(&v, "metrics");

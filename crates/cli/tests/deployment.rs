@@ -4,7 +4,7 @@
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 mod common;
@@ -185,9 +185,7 @@ fn redis_gateway_serves_commands_through_bft_ordering() {
 /// replica's store holds a snapshot and only the log after it.
 #[test]
 fn the_log_on_disk_is_truncated_at_checkpoints() {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("byzscale-e2e-log-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::fresh_dir("byzscale-e2e-log");
     let args = [
         "cluster",
         "--duration",

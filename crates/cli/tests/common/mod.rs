@@ -56,14 +56,20 @@ impl Drop for Node {
     }
 }
 
+/// An empty `<tmp>/<name>-<pid>` for this test process's files (what an
+/// earlier run left there is removed; the folder itself is not made).
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 /// `byzscale config local --replicas 4` into a fresh `<tmp>/<name>-<pid>`
 /// with its base port at `low + pid % span` (below the ephemeral range,
 /// 32768.., where outgoing connections take ports): the folder and the port.
 pub fn local_config(name: &str, low: u16, span: u32) -> (std::path::PathBuf, u16) {
-    let pid = std::process::id();
-    let dir = std::env::temp_dir().join(format!("{name}-{pid}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let base = low + (pid % span) as u16;
+    let dir = fresh_dir(name);
+    let base = low + (std::process::id() % span) as u16;
     let base_port = base.to_string();
     let args = [
         "config",
