@@ -91,12 +91,12 @@ fn main() {
         Command::Sim(c) => sim_cmd::run(c),
         Command::Tree(c) => tree_cmd::run_tree(c),
         Command::Broadcast(c) => broadcast_cmd::run_broadcast(c),
-        Command::Cluster(a) => block_on(deploy_cmd::cluster(a)),
-        Command::Bench(a) => block_on(bench_cmd::bench(a)),
-        Command::BenchByzcast(a) => block_on(bench_cmd::bench_byzcast(a)),
-        Command::BenchAt2(a) => block_on(bench_cmd::bench_at2(a)),
-        Command::BenchMemory(a) => block_on(memory_cmd::bench_memory(a)),
-        Command::Chaos(a) => block_on(chaos_cmd::chaos(a)),
+        Command::Cluster(a) => block_on(until_signal(deploy_cmd::cluster(a))),
+        Command::Bench(a) => block_on(until_signal(bench_cmd::bench(a))),
+        Command::BenchByzcast(a) => block_on(until_signal(bench_cmd::bench_byzcast(a))),
+        Command::BenchAt2(a) => block_on(until_signal(bench_cmd::bench_at2(a))),
+        Command::BenchMemory(a) => block_on(until_signal(memory_cmd::bench_memory(a))),
+        Command::Chaos(a) => block_on(until_signal(chaos_cmd::chaos(a))),
         Command::Node { config } => block_on(deploy_cmd::node(config)),
         Command::Client {
             config,
@@ -109,6 +109,20 @@ fn main() {
     if let Err(e) = r {
         eprintln!("error: {e:#}");
         std::process::exit(2);
+    }
+}
+
+/// Run `f` until it ends or SIGINT/SIGTERM arrives. On a signal `f` is
+/// dropped, and with it the local cluster it started: its node processes are
+/// killed and its temporary directory removed (unless started with --keep).
+async fn until_signal(f: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::select! {
+        // the handlers are installed before the first node starts
+        biased;
+        () = byzscale_node::daemon::shutdown_signal() => {
+            anyhow::bail!("stopped by a signal; the node processes were stopped and their temporary files removed")
+        }
+        r = f => r,
     }
 }
 

@@ -26,6 +26,55 @@ fn cluster_runs_a_workload_and_reports() {
     }
 }
 
+/// Issue 11 item 1: an open loop offered far beyond what the cluster can do
+/// is reported as saturated, with offered, issued and achieved rates apart,
+/// throughput over the time the work took, and what was still in flight.
+/// The cluster is slowed on purpose (batching off) and one client caps the
+/// requests in flight at 64, so a million requests per second is beyond it
+/// on any machine. Before, `throughput_ops` was the completions divided by
+/// the nominal duration and the report had no verdict.
+#[test]
+fn an_open_loop_beyond_capacity_is_reported_saturated() {
+    let out = std::env::temp_dir().join(format!("byzscale-test-saturated-{}", std::process::id()));
+    let v = common::run_json([
+        OsStr::new("bench"),
+        OsStr::new("--rate"),
+        OsStr::new("1000000"),
+        OsStr::new("--clients"),
+        OsStr::new("1"),
+        OsStr::new("--batch-max"),
+        OsStr::new("1"),
+        OsStr::new("--duration"),
+        OsStr::new("1.5"),
+        OsStr::new("--json"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(v["mode"], "open", "{v}");
+    assert_eq!(v["saturated"], true, "{v}");
+    assert_eq!(v["offered_rate"].as_f64(), Some(1_000_000.0), "{v}");
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("missing {k}: {v}"));
+    let committed = f("committed");
+    assert!(committed > 0.0, "{v}");
+    assert!(f("achieved_rate") < 0.95 * f("offered_rate"), "{v}");
+    assert!(f("issued") >= committed, "{v}");
+    assert!(f("issued_rate") < f("offered_rate"), "{v}");
+    // throughput over the window the completions took, not the nominal 1.5 s
+    assert!(
+        (f("throughput_ops") * f("window_s") - committed).abs() < 1.0,
+        "{v}"
+    );
+    assert!(v["in_flight_at_end"].is_u64(), "{v}");
+    let series: u64 = v["per_second"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(series as f64, committed, "{v}");
+}
+
 #[test]
 fn cluster_survives_a_killed_leader() {
     let v = common::run_json([
