@@ -5,6 +5,7 @@ mod broadcast_cmd;
 mod chaos_cmd;
 mod deploy_cmd;
 mod memory_cmd;
+mod overload_cmd;
 mod plot;
 mod sim_cmd;
 mod tree_cmd;
@@ -39,6 +40,9 @@ enum Command {
     /// Replica memory under a Byzantine peer and client (VmRSS each second);
     /// writes bench/results/memory.json and .svg.
     BenchMemory(memory_cmd::MemoryArgs),
+    /// Achieved against offered rate, open loop from a fraction to several
+    /// times the closed-loop peak; writes bench/results/overload.json and .svg.
+    BenchOverload(overload_cmd::OverloadArgs),
     /// A local cluster under load with random SIGKILLs, restarts and
     /// partitions; checks every acknowledged write and the replicas' logs.
     Chaos(chaos_cmd::ChaosArgs),
@@ -96,6 +100,7 @@ fn main() {
         Command::BenchByzcast(a) => block_on(until_signal(bench_cmd::bench_byzcast(a))),
         Command::BenchAt2(a) => block_on(until_signal(bench_cmd::bench_at2(a))),
         Command::BenchMemory(a) => block_on(until_signal(memory_cmd::bench_memory(a))),
+        Command::BenchOverload(a) => block_on(until_signal(overload_cmd::bench_overload(a))),
         Command::Chaos(a) => block_on(until_signal(chaos_cmd::chaos(a))),
         Command::Node { config } => block_on(deploy_cmd::node(config)),
         Command::Client {

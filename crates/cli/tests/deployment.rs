@@ -75,6 +75,46 @@ fn an_open_loop_beyond_capacity_is_reported_saturated() {
     assert_eq!(series as f64, committed, "{v}");
 }
 
+/// `bench-overload` measures the closed-loop peak, then offers multiples of
+/// it, on one cluster: a point per offer, each with its rates, and the
+/// verdicts computed from them.
+#[test]
+fn bench_overload_reports_a_curve_per_value_size() {
+    let out = std::env::temp_dir().join(format!("byzscale-test-overload-{}", std::process::id()));
+    let v = common::run_json([
+        OsStr::new("bench-overload"),
+        OsStr::new("--payloads"),
+        OsStr::new("64"),
+        OsStr::new("--multiples"),
+        OsStr::new("0.5,2"),
+        OsStr::new("--clients"),
+        OsStr::new("2"),
+        OsStr::new("--duration"),
+        OsStr::new("0.5"),
+        OsStr::new("--json"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    assert!(out.join("overload.svg").exists(), "{v}");
+    let _ = std::fs::remove_dir_all(&out);
+    let curves = v["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 1, "{v}");
+    let c = &curves[0];
+    let points = c["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "the peak and two offers: {v}");
+    assert_eq!(points[0]["mode"], "closed", "{v}");
+    let peak = c["closed_loop_peak"].as_f64().unwrap();
+    assert!(
+        peak > 0.0 && peak == points[0]["achieved_rate"].as_f64().unwrap(),
+        "{v}"
+    );
+    let offered = points[2]["offered_rate"].as_f64().unwrap();
+    assert!((offered - 2.0 * peak).abs() < 1e-6 * peak.max(1.0), "{v}");
+    let achieved = points[2]["achieved_rate"].as_f64().unwrap();
+    let ratio = c["at_highest_offer_vs_peak"].as_f64().unwrap();
+    assert!((ratio - achieved / peak).abs() < 1e-9, "{v}");
+}
+
 #[test]
 fn cluster_survives_a_killed_leader() {
     let v = common::run_json([
@@ -101,6 +141,7 @@ fn bad_cli_input_gets_a_clear_error() {
         vec!["cluster", "--replicas", "0"],
         vec!["cluster", "--read-ratio", "2"],
         vec!["sim", "smr", "--replicas", "5"],
+        vec!["bench-overload", "--multiples", "0"],
         vec!["node", "--config", "/nonexistent/node.toml"],
     ] {
         let err = common::run_err(&args);
