@@ -95,7 +95,6 @@ pub struct BenchArgs {
 struct BenchReport {
     name: String,
     mode: &'static str,
-    offered_rate: Option<f64>,
     replicas: Option<usize>,
     batch_max: Option<usize>,
     clients: usize,
@@ -106,7 +105,10 @@ struct BenchReport {
     committed: u64,
     errors: u64,
     latency_ms: Percentiles,
-    per_second: Vec<u64>,
+    /// window, offered/issued/achieved rates, saturation, in flight at the
+    /// end, the per-second series
+    #[serde(flatten)]
+    load: byzscale_node::LoadSummary,
     cdf_ms: Vec<(f64, f64)>,
     command: String,
 }
@@ -164,14 +166,13 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
     let report = BenchReport {
         name: a.name.clone(),
         mode: if a.rate.is_some() { "open" } else { "closed" },
-        offered_rate: a.rate,
         replicas: a.deployment.is_none().then_some(a.replicas),
         batch_max: a.deployment.is_none().then_some(a.batch_max),
         clients: a.clients,
         duration_s: a.duration,
         payload: a.payload,
         read_ratio: a.read_ratio,
-        throughput_ops: r.committed as f64 / a.duration,
+        throughput_ops: r.throughput(r.committed),
         committed: r.committed,
         errors: r.errors,
         latency_ms: Percentiles {
@@ -181,14 +182,28 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
             p999: ms(0.999),
             max: h.max() as f64 / 1000.0,
         },
-        per_second: r.per_second.clone(),
+        load: r.summary(),
         cdf_ms: cdf,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     publish(&a.out, &a.name, &report, a.json, plot_bench, |r| {
+        let offered = match (r.load.offered_rate, r.load.saturated) {
+            (Some(o), Some(true)) => format!(
+                ", offered {o:.0}/s: SATURATED ({} still in flight when the offering stopped)",
+                r.load.in_flight_at_end
+            ),
+            (Some(o), _) => format!(", offered {o:.0}/s"),
+            _ => String::new(),
+        };
         format!(
-            "{}: {} loop, {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
-            a.name, r.mode, r.throughput_ops, r.latency_ms.p50, r.latency_ms.p99, r.errors,
+            "{}: {} loop, {:.0} ops/s over {:.1} s{offered}, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            a.name,
+            r.mode,
+            r.throughput_ops,
+            r.load.window_s,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.errors,
         )
     })
 }
@@ -196,7 +211,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
 fn plot_bench(r: &BenchReport, path: &Path) -> Result<()> {
     let xmax = r.cdf_ms.iter().map(|p| p.0).fold(0.1, f64::max);
     let cdf = [("latency CDF".to_string(), r.cdf_ms.clone())];
-    let (rate, right) = per_second_chart("ops/s", &r.per_second);
+    let (rate, right) = per_second_chart("ops/s", &r.load.per_second);
     let title = format!("{}: latency CDF", r.name);
     let left = Axes {
         title: &title,

@@ -71,13 +71,8 @@ pub async fn chaos(a: ChaosArgs) -> Result<()> {
         dir: a.dir,
         unsafe_wipe_stores: a.unsafe_wipe_stores,
     };
-    let r = tokio::select! {
-        biased;
-        () = byzscale_node::daemon::shutdown_signal() => {
-            bail!("stopped by a signal; the node processes were stopped")
-        }
-        r = chaos::run(&spec) => r?,
-    };
+    // SIGINT/SIGTERM: `main` drops this run (see `until_signal`)
+    let r = chaos::run(&spec).await?;
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

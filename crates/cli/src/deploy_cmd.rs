@@ -95,18 +95,12 @@ pub fn show_progress(json: bool) -> bool {
 }
 
 /// `byzscale cluster`. SIGTERM or SIGINT stops it and its node processes
-/// (dropping the run drops its [`byzscale_node::Local`], which kills them),
-/// unless they were started with `--keep`.
+/// (`main` drops the run, which drops its [`byzscale_node::Local`]: that
+/// kills them and removes its temporary directory), unless they were started
+/// with `--keep`.
 pub async fn cluster(a: ClusterArgs) -> Result<()> {
     let spec = a.spec();
-    let outcome = tokio::select! {
-        // the handlers are installed before the first node starts
-        biased;
-        () = byzscale_node::daemon::shutdown_signal() => {
-            bail!("stopped by a signal; the cluster's node processes were stopped")
-        }
-        o = byzscale_node::start_cluster(&spec) => o?,
-    };
+    let outcome = byzscale_node::start_cluster(&spec).await?;
     print!("{}", outcome.render(a.json));
     if let Some(f) = outcome.failure() {
         bail!("{f}");

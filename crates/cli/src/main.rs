@@ -5,6 +5,7 @@ mod broadcast_cmd;
 mod chaos_cmd;
 mod deploy_cmd;
 mod memory_cmd;
+mod overload_cmd;
 mod plot;
 mod sim_cmd;
 mod tree_cmd;
@@ -39,6 +40,9 @@ enum Command {
     /// Replica memory under a Byzantine peer and client (VmRSS each second);
     /// writes bench/results/memory.json and .svg.
     BenchMemory(memory_cmd::MemoryArgs),
+    /// Achieved against offered rate, open loop from a fraction to several
+    /// times the closed-loop peak; writes bench/results/overload.json and .svg.
+    BenchOverload(overload_cmd::OverloadArgs),
     /// A local cluster under load with random SIGKILLs, restarts and
     /// partitions; checks every acknowledged write and the replicas' logs.
     Chaos(chaos_cmd::ChaosArgs),
@@ -91,12 +95,13 @@ fn main() {
         Command::Sim(c) => sim_cmd::run(c),
         Command::Tree(c) => tree_cmd::run_tree(c),
         Command::Broadcast(c) => broadcast_cmd::run_broadcast(c),
-        Command::Cluster(a) => block_on(deploy_cmd::cluster(a)),
-        Command::Bench(a) => block_on(bench_cmd::bench(a)),
-        Command::BenchByzcast(a) => block_on(bench_cmd::bench_byzcast(a)),
-        Command::BenchAt2(a) => block_on(bench_cmd::bench_at2(a)),
-        Command::BenchMemory(a) => block_on(memory_cmd::bench_memory(a)),
-        Command::Chaos(a) => block_on(chaos_cmd::chaos(a)),
+        Command::Cluster(a) => block_on(until_signal(deploy_cmd::cluster(a))),
+        Command::Bench(a) => block_on(until_signal(bench_cmd::bench(a))),
+        Command::BenchByzcast(a) => block_on(until_signal(bench_cmd::bench_byzcast(a))),
+        Command::BenchAt2(a) => block_on(until_signal(bench_cmd::bench_at2(a))),
+        Command::BenchMemory(a) => block_on(until_signal(memory_cmd::bench_memory(a))),
+        Command::BenchOverload(a) => block_on(until_signal(overload_cmd::bench_overload(a))),
+        Command::Chaos(a) => block_on(until_signal(chaos_cmd::chaos(a))),
         Command::Node { config } => block_on(deploy_cmd::node(config)),
         Command::Client {
             config,
@@ -109,6 +114,20 @@ fn main() {
     if let Err(e) = r {
         eprintln!("error: {e:#}");
         std::process::exit(2);
+    }
+}
+
+/// Run `f` until it ends or SIGINT/SIGTERM arrives. On a signal `f` is
+/// dropped, and with it the local cluster it started: its node processes are
+/// killed and its temporary directory removed (unless started with --keep).
+async fn until_signal(f: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::select! {
+        // the handlers are installed before the first node starts
+        biased;
+        () = byzscale_node::daemon::shutdown_signal() => {
+            anyhow::bail!("stopped by a signal; the node processes were stopped and their temporary files removed")
+        }
+        r = f => r,
     }
 }
 

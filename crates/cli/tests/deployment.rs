@@ -26,6 +26,95 @@ fn cluster_runs_a_workload_and_reports() {
     }
 }
 
+/// Issue 11 item 1: an open loop offered far beyond what the cluster can do
+/// is reported as saturated, with offered, issued and achieved rates apart,
+/// throughput over the time the work took, and what was still in flight.
+/// The cluster is slowed on purpose (batching off) and one client caps the
+/// requests in flight at 64, so a million requests per second is beyond it
+/// on any machine. Before, `throughput_ops` was the completions divided by
+/// the nominal duration and the report had no verdict.
+#[test]
+fn an_open_loop_beyond_capacity_is_reported_saturated() {
+    let out = common::fresh_dir("byzscale-test-saturated");
+    let v = common::run_json([
+        OsStr::new("bench"),
+        OsStr::new("--rate"),
+        OsStr::new("1000000"),
+        OsStr::new("--clients"),
+        OsStr::new("1"),
+        OsStr::new("--batch-max"),
+        OsStr::new("1"),
+        OsStr::new("--duration"),
+        OsStr::new("1.5"),
+        OsStr::new("--json"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    let _ = std::fs::remove_dir_all(&out);
+    assert_eq!(v["mode"], "open", "{v}");
+    assert_eq!(v["saturated"], true, "{v}");
+    assert_eq!(v["offered_rate"].as_f64(), Some(1_000_000.0), "{v}");
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("missing {k}: {v}"));
+    let committed = f("committed");
+    assert!(committed > 0.0, "{v}");
+    assert!(f("achieved_rate") < 0.95 * f("offered_rate"), "{v}");
+    assert!(f("issued") >= committed, "{v}");
+    assert!(f("issued_rate") < f("offered_rate"), "{v}");
+    // throughput over the window the completions took, not the nominal 1.5 s
+    assert!(
+        (f("throughput_ops") * f("window_s") - committed).abs() < 1.0,
+        "{v}"
+    );
+    assert!(v["in_flight_at_end"].is_u64(), "{v}");
+    let series: u64 = v["per_second"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(series as f64, committed, "{v}");
+}
+
+/// `bench-overload` measures the closed-loop peak, then offers multiples of
+/// it, on one cluster: a point per offer, each with its rates, and the
+/// verdicts computed from them.
+#[test]
+fn bench_overload_reports_a_curve_per_value_size() {
+    let out = common::fresh_dir("byzscale-test-overload");
+    let v = common::run_json([
+        OsStr::new("bench-overload"),
+        OsStr::new("--payloads"),
+        OsStr::new("64"),
+        OsStr::new("--multiples"),
+        OsStr::new("0.5,2"),
+        OsStr::new("--clients"),
+        OsStr::new("2"),
+        OsStr::new("--duration"),
+        OsStr::new("0.5"),
+        OsStr::new("--json"),
+        OsStr::new("--out"),
+        out.as_os_str(),
+    ]);
+    assert!(out.join("overload.svg").exists(), "{v}");
+    let _ = std::fs::remove_dir_all(&out);
+    let curves = v["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 1, "{v}");
+    let c = &curves[0];
+    let points = c["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "the peak and two offers: {v}");
+    assert_eq!(points[0]["mode"], "closed", "{v}");
+    let peak = c["closed_loop_peak"].as_f64().unwrap();
+    assert!(
+        peak > 0.0 && peak == points[0]["achieved_rate"].as_f64().unwrap(),
+        "{v}"
+    );
+    let offered = points[2]["offered_rate"].as_f64().unwrap();
+    assert!((offered - 2.0 * peak).abs() < 1e-6 * peak.max(1.0), "{v}");
+    let achieved = points[2]["achieved_rate"].as_f64().unwrap();
+    let ratio = c["at_highest_offer_vs_peak"].as_f64().unwrap();
+    assert!((ratio - achieved / peak).abs() < 1e-9, "{v}");
+}
+
 #[test]
 fn cluster_survives_a_killed_leader() {
     let v = common::run_json([
@@ -52,6 +141,7 @@ fn bad_cli_input_gets_a_clear_error() {
         vec!["cluster", "--replicas", "0"],
         vec!["cluster", "--read-ratio", "2"],
         vec!["sim", "smr", "--replicas", "5"],
+        vec!["bench-overload", "--multiples", "0"],
         vec!["node", "--config", "/nonexistent/node.toml"],
     ] {
         let err = common::run_err(&args);

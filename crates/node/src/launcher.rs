@@ -2,7 +2,9 @@
 //! namespace per node, see [`crate::netns`]), one `byzscale node` process per
 //! replica (free ports, a directory for the files and logs, waiting until
 //! every node listens, SIGKILL and restart of a node, killing them when done
-//! unless kept).
+//! unless kept). A directory it made itself (no `dir` given) is removed with
+//! the processes; commands that stop on SIGINT/SIGTERM drop their [`Local`]
+//! so the same happens then.
 
 use crate::generate::{generate, Ports};
 use crate::netns::Netns;
@@ -22,6 +24,9 @@ pub struct Local {
     prefixes: Vec<Vec<String>>,
     exe: PathBuf,
     keep: bool,
+    /// The temporary directory made here when no `dir` was given: removed
+    /// on drop (after the processes are killed) unless kept.
+    tmp: Option<tempfile::TempDir>,
     pub dep: Deployment,
     pub ports: Ports,
     pub dir: PathBuf,
@@ -30,12 +35,16 @@ pub struct Local {
 impl Drop for Local {
     fn drop(&mut self) {
         if self.keep {
+            if let Some(t) = self.tmp.take() {
+                let _ = t.keep();
+            }
             return;
         }
         for c in self.children.iter_mut().flatten() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // then the fields drop: `tmp` removes the directory
     }
 }
 
@@ -44,7 +53,8 @@ pub struct LocalSpec<'a> {
     /// `(n, f)` per group; node ids and ports are numbered across groups.
     pub groups: &'a [(usize, usize)],
     pub protocol: NodeProtocol,
-    /// Where the files go (default: a temporary directory).
+    /// Where the files go (default: a temporary directory, removed when the
+    /// [`Local`] is dropped unless kept).
     pub dir: Option<PathBuf>,
     /// Leave the processes running when the [`Local`] is dropped.
     pub keep: bool,
@@ -62,9 +72,15 @@ impl Local {
         if total == 0 {
             bail!("a cluster needs at least one replica");
         }
-        let dir = match spec.dir {
-            Some(d) => d,
-            None => std::env::temp_dir().join(format!("byzscale-cluster-{}", std::process::id())),
+        let (dir, tmp) = match spec.dir {
+            Some(d) => (d, None),
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("byzscale-cluster-")
+                    .tempdir()
+                    .context("creating a temporary directory")?;
+                (t.path().to_path_buf(), Some(t))
+            }
         };
         let (hosts, prefixes) = match spec.netns {
             Some(ns) => (ns.hosts(), (0..total).map(|i| ns.prefix(i)).collect()),
@@ -82,6 +98,7 @@ impl Local {
             prefixes,
             exe,
             keep: false,
+            tmp,
             dep,
             ports,
             dir,
@@ -109,6 +126,19 @@ impl Local {
                 })?;
         }
         Ok(())
+    }
+
+    /// The files' directory as reports show it: said to be removed at exit
+    /// when it will be.
+    pub fn dir_label(&self) -> String {
+        if self.tmp.is_some() && !self.keep {
+            format!(
+                "{} (removed at exit; --dir or --keep keeps it)",
+                self.dir.display()
+            )
+        } else {
+            self.dir.display().to_string()
+        }
     }
 
     /// How many node processes the deployment has.

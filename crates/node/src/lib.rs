@@ -91,7 +91,7 @@ pub use cluster::{ClusterOutcome, ClusterSpec};
 pub use dispatch::{run_client_command, run_node, start_cluster};
 pub use generate::{LocalConfig, Ports};
 pub use launcher::Local;
-pub use load::{LoadResult, LoadSpec};
+pub use load::{LoadResult, LoadSpec, LoadSummary};
 pub use node_file::{
     deployment_of, load_deployment, At2Settings, ByzcastSection, LoadedNode, NodeFile,
     NodeProtocol, SmrService,

@@ -4,6 +4,14 @@
 //! queueing is not hidden), HDR histograms of latency in µs per latency class,
 //! completions per second, an optional progress bar.
 //!
+//! What a run reports is honest about overload: throughput counts over the
+//! time the work took (the first send to the last completion, so a run that
+//! needs 20 s to drain 10 s of offered load is not reported as keeping up),
+//! an open loop reports what it offered, what it managed to send and what
+//! was still in flight when the offering stopped, and flags itself
+//! *saturated* when the achieved rate falls below 95% of the offered rate
+//! ([`LoadSummary`]).
+//!
 //! A workload is a closure `op(worker, rng) -> (class, future)`: it draws what
 //! it needs from the worker's seeded RNG and returns the latency class of the
 //! operation (0 if the workload has one) and the call, which resolves to `Ok`
@@ -72,8 +80,46 @@ pub struct LoadResult {
     pub first_error: Option<String>,
     /// Completions in each second of the run.
     pub per_second: Vec<u64>,
-    /// Seconds of load (at most the spec's duration).
+    /// Seconds from the first send to the last completion (the spec's
+    /// duration if nothing completed).
     pub elapsed: f64,
+    /// Operations started.
+    pub issued: u64,
+    /// Operations started but neither completed nor failed when the load
+    /// stopped offering (they may complete afterwards, within `elapsed`).
+    pub in_flight_at_end: u64,
+    /// The open loop's rate (None: closed loop).
+    pub offered_rate: Option<f64>,
+    /// Seconds the load offered operations (the spec's duration).
+    pub offered_s: f64,
+}
+
+/// Below this fraction of the offered rate an open-loop run is saturated.
+pub const SATURATED_BELOW: f64 = 0.95;
+
+/// The part of every load report that says how the load went: serialized
+/// (flattened) into the bench and cluster reports.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct LoadSummary {
+    /// Seconds from the first send to the last completion: what
+    /// `throughput_ops` divides by.
+    pub window_s: f64,
+    /// Open loop: requests per second asked for (null in closed loop).
+    pub offered_rate: Option<f64>,
+    /// Requests sent, and per second of offering: below `offered_rate`
+    /// when the in-flight cap held the sender back.
+    pub issued: u64,
+    pub issued_rate: f64,
+    /// Completions per second over `window_s` (= `throughput_ops`).
+    pub achieved_rate: f64,
+    /// Open loop: the achieved rate fell below 95% of the offered rate
+    /// (null in closed loop, which adapts its rate to the system's).
+    pub saturated: Option<bool>,
+    /// Requests still in flight when the offering stopped.
+    pub in_flight_at_end: u64,
+    /// Completions in each second since the first send.
+    pub per_second: Vec<u64>,
 }
 
 impl LoadResult {
@@ -88,6 +134,29 @@ impl LoadResult {
             first_error: None,
             per_second: Vec::new(),
             elapsed: 0.0,
+            issued: 0,
+            in_flight_at_end: 0,
+            offered_rate: None,
+            offered_s: 0.0,
+        }
+    }
+
+    /// How the load went (see [`LoadSummary`]).
+    pub fn summary(&self) -> LoadSummary {
+        let achieved = self.throughput(self.committed);
+        LoadSummary {
+            window_s: self.elapsed,
+            offered_rate: self.offered_rate,
+            issued: self.issued,
+            issued_rate: if self.offered_s > 0.0 {
+                self.issued as f64 / self.offered_s
+            } else {
+                0.0
+            },
+            achieved_rate: achieved,
+            saturated: self.offered_rate.map(|r| achieved < SATURATED_BELOW * r),
+            in_flight_at_end: self.in_flight_at_end,
+            per_second: self.per_second.clone(),
         }
     }
 
@@ -101,7 +170,7 @@ impl LoadResult {
         self.classes.get(c).map(|h| h.len()).unwrap_or(0)
     }
 
-    /// Completions per second of load.
+    /// Completions per second from the first send to the last completion.
     pub fn throughput(&self, n: u64) -> f64 {
         if self.elapsed > 0.0 {
             n as f64 / self.elapsed
@@ -145,8 +214,11 @@ impl Classes {
 struct Counters {
     started: Instant,
     stop_at: Instant,
+    issued: AtomicU64,
     committed: AtomicU64,
     errors: AtomicU64,
+    /// µs from `started` to the last completion.
+    last_done_us: AtomicU64,
     after_crash: AtomicU64,
     crashed: AtomicBool,
     first_error: Mutex<Option<String>>,
@@ -160,6 +232,7 @@ impl Counters {
     where
         Fut: Future<Output = Result<()>>,
     {
+        self.issued.fetch_add(1, Ordering::Relaxed);
         let left = self.stop_at.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
         let r = match tokio::time::timeout(left, call).await {
             Ok(r) => r,
@@ -168,6 +241,8 @@ impl Counters {
         match r {
             Ok(()) => {
                 let latency = scheduled.elapsed().as_micros().max(1) as u64;
+                let done = self.started.elapsed().as_micros() as u64;
+                self.last_done_us.fetch_max(done, Ordering::Relaxed);
                 self.committed.fetch_add(1, Ordering::Relaxed);
                 if self.crashed.load(Ordering::Relaxed) {
                     self.after_crash.fetch_add(1, Ordering::Relaxed);
@@ -194,11 +269,20 @@ impl Counters {
     }
 }
 
+impl Counters {
+    /// Operations started and not yet completed or failed.
+    fn in_flight(&self) -> u64 {
+        let done = self.committed.load(Ordering::Relaxed) + self.errors.load(Ordering::Relaxed);
+        self.issued.load(Ordering::Relaxed).saturating_sub(done)
+    }
+}
+
 /// A running load generator.
 pub struct Load {
     pub started: Instant,
     pub stop_at: Instant,
     duration: f64,
+    open_rate: Option<f64>,
     counters: Arc<Counters>,
     hists: Arc<Mutex<Classes>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -216,8 +300,10 @@ impl Load {
         let counters = Arc::new(Counters {
             started,
             stop_at,
+            issued: AtomicU64::new(0),
             committed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            last_done_us: AtomicU64::new(0),
             after_crash: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             first_error: Mutex::new(None),
@@ -239,6 +325,7 @@ impl Load {
             started,
             stop_at,
             duration: spec.duration,
+            open_rate: spec.open_rate,
             counters,
             hists,
             tasks,
@@ -303,6 +390,8 @@ impl Load {
 
     /// Wait for every worker to end and collect what they measured.
     pub async fn finish(self) -> LoadResult {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(self.stop_at)).await;
+        let in_flight_at_end = self.counters.in_flight();
         for t in self.tasks {
             if let Err(e) = t.await {
                 tracing::warn!(error = %e, "a load task failed");
@@ -323,7 +412,14 @@ impl Load {
             after_crash: c.after_crash.load(Ordering::Relaxed),
             first_error: c.first_error.lock().expect("error lock").clone(),
             per_second: c.series.lock().expect("series lock").clone(),
-            elapsed: self.duration.min(self.started.elapsed().as_secs_f64()),
+            elapsed: match c.last_done_us.load(Ordering::Relaxed) {
+                0 => self.duration,
+                us => us as f64 / 1e6,
+            },
+            issued: c.issued.load(Ordering::Relaxed),
+            in_flight_at_end,
+            offered_rate: self.open_rate,
+            offered_s: self.duration,
         }
     }
 }
@@ -347,7 +443,9 @@ where
 }
 
 /// The scheduler of an open loop: request n at `n / rate` seconds, each its
-/// own task with an RNG seeded by n, at most `limit` in flight.
+/// own task with an RNG seeded by n, at most `limit` in flight (a request
+/// held back by the cap is sent late, its latency still counted from its
+/// scheduled time), none after the stop time.
 async fn open_loop<F, Fut>(
     rate: f64,
     limit: usize,
@@ -363,9 +461,18 @@ async fn open_loop<F, Fut>(
     let mut next = Instant::now();
     let mut n = 0usize;
     let mut inflight = Vec::new();
+    let stop = tokio::time::Instant::from_std(c.stop_at);
+    // offering stops at the stop time, also when the in-flight cap has held
+    // the schedule back (sending the backlog afterwards stretched a 10 s run
+    // to 20 s and hid the overload): what was not sent by then is not sent
     while next < c.stop_at {
         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
-        let Ok(permit) = limit.clone().acquire_owned().await else {
+        let permit = tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(stop) => break,
+            p = limit.clone().acquire_owned() => p,
+        };
+        let Ok(permit) = permit else {
             break;
         };
         let (class, call) = op(n, &mut StdRng::seed_from_u64(n as u64));
@@ -383,5 +490,71 @@ async fn open_loop<F, Fut>(
     }
     for t in inflight {
         let _ = t.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A service that completes one operation at a time, each taking 20 ms:
+    /// at most 50 operations per second however fast the machine is.
+    fn slow_service() -> impl Fn(usize, &mut StdRng) -> (usize, BoxedCall) + Send + Sync {
+        let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
+        move |_, _| {
+            let lock = one_at_a_time.clone();
+            let call: BoxedCall = Box::pin(async move {
+                let _turn = lock.lock().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(())
+            });
+            (0, call)
+        }
+    }
+
+    type BoxedCall = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+    /// Offered 1,000/s for 1 s against a service that can do at most 50/s:
+    /// the report says saturated, counts throughput over the time the
+    /// completions took (not the nominal second), and counts the requests
+    /// still in flight when the offering stopped. The old report divided
+    /// the completions by the nominal duration.
+    #[tokio::test]
+    async fn an_open_loop_beyond_capacity_is_reported_saturated() {
+        let spec = LoadSpec {
+            clients: 1, // in-flight cap 64
+            duration: 1.0,
+            open_rate: Some(1000.0),
+        };
+        let r = Load::run(&spec, false, slow_service()).await;
+        let s = r.summary();
+        assert_eq!(s.saturated, Some(true), "{s:?}");
+        assert!(s.achieved_rate < 0.95 * 1000.0, "{s:?}");
+        // the 64-request cap held the sender back
+        assert!(r.issued < 1000, "{s:?}");
+        assert!(s.in_flight_at_end > 0, "{s:?}");
+        // every issued request was drained after the offering stopped, and
+        // the window covers that drain: the rate is what the service did
+        assert_eq!(r.committed + r.errors, r.issued, "{s:?}");
+        assert!(s.window_s > 1.0, "{s:?}");
+        let rate = r.committed as f64 / s.window_s;
+        assert!((s.achieved_rate - rate).abs() < 1e-9, "{s:?}");
+        assert!(s.achieved_rate <= 50.0 * 1.05, "{s:?}");
+        assert_eq!(r.per_second.iter().sum::<u64>(), r.committed);
+    }
+
+    /// A closed loop has no offered rate and never calls itself saturated.
+    #[tokio::test]
+    async fn a_closed_loop_reports_no_saturation_verdict() {
+        let spec = LoadSpec {
+            clients: 2,
+            duration: 0.3,
+            open_rate: None,
+        };
+        let r = Load::run(&spec, false, slow_service()).await;
+        let s = r.summary();
+        assert_eq!(s.saturated, None);
+        assert_eq!(s.offered_rate, None);
+        assert!(r.committed > 0 && r.committed <= r.issued, "{s:?}");
     }
 }

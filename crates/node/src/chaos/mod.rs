@@ -47,7 +47,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use kv::Kv;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::Serialize;
 use std::ops::Range;
 use std::path::PathBuf;
@@ -217,10 +217,18 @@ pub async fn run(spec: &ChaosSpec) -> Result<ChaosReport> {
     }
     let nodes = N * spec.protocol.groups();
     let (net, partitions) = network(spec.partitions, nodes)?;
-    let dir = spec.dir.clone().unwrap_or_else(|| {
-        let tag: u32 = rand::thread_rng().gen();
-        std::env::temp_dir().join(format!("byzscale-chaos-{}-{tag:08x}", std::process::id()))
-    });
+    // a temporary directory is removed when dropped: also when a signal
+    // drops this run midway
+    let (dir, tmp) = match &spec.dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("byzscale-chaos-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
     let local = Local::start(
         LocalSpec {
             groups: &vec![(N, F); spec.protocol.groups()],
@@ -237,12 +245,15 @@ pub async fn run(spec: &ChaosSpec) -> Result<ChaosReport> {
         Err(e) => Err(e),
     };
     if spec.keep {
+        let _ = tmp.map(tempfile::TempDir::keep);
         report.map(|r| ChaosReport {
             dir: Some(dir.display().to_string()),
             ..r
         })
     } else {
-        let _ = std::fs::remove_dir_all(&dir);
+        if tmp.is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         report
     }
 }

@@ -42,7 +42,7 @@ use crate::calls::{CallError, Calls, Pending};
 use crate::cluster::{ClusterOutcome, ClusterSpec};
 use crate::daemon::serve_outputs;
 use crate::launcher::{Local, LocalSpec};
-use crate::load::{check_load, ms, Load, LoadResult, LoadSpec};
+use crate::load::{check_load, ms, Load, LoadResult, LoadSpec, LoadSummary};
 use crate::node_file::{At2Settings, LoadedNode, NodeProtocol};
 use crate::persist::{self, Journal, Persister};
 use anyhow::{anyhow, bail, Context, Result};
@@ -777,6 +777,8 @@ pub struct At2Report {
     /// The generated files (empty in `bench-at2`'s results).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub dir: String,
+    #[serde(flatten)]
+    pub load: LoadSummary,
 }
 
 impl At2Report {
@@ -797,6 +799,7 @@ impl At2Report {
             balances_agree: false,
             supply: 0,
             dir: String::new(),
+            load: load.summary(),
         }
     }
 }
@@ -946,7 +949,7 @@ pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
         supply_conserved: conserved,
         balances_agree: agree,
         supply,
-        dir: local.dir.display().to_string(),
+        dir: local.dir_label(),
         ..At2Report::new("at2", run, &outcome)
     };
     Ok((report, local))
@@ -984,12 +987,18 @@ fn table(r: &At2Report) -> String {
         "byzscale cluster --protocol at2: {} nodes, {} clients, {:.1} s\n",
         r.nodes, r.clients, r.duration_s
     );
-    t += &format!("  throughput   {:>10.0} transfers/s\n", r.throughput_ops);
+    t += &format!(
+        "  throughput   {:>10.0} transfers/s over {:.1} s\n",
+        r.throughput_ops, r.load.window_s
+    );
     t += &format!(
         "  latency      p50 {:.2} ms   p99 {:.2} ms\n",
         r.p50_ms, r.p99_ms
     );
-    t += &format!("  committed    {:>10}   errors {}\n", r.committed, r.errors);
+    t += &format!(
+        "  committed    {:>10}   errors {}   in flight at the end {}\n",
+        r.committed, r.errors, r.load.in_flight_at_end
+    );
     if let Some(e) = &r.first_error {
         t += &format!("  first error  {e}\n");
     }

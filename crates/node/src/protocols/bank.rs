@@ -127,7 +127,7 @@ pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
         // one replicated state: the ordered Total answer is the group's
         balances_agree: true,
         supply,
-        dir: local.dir.display().to_string(),
+        dir: local.dir_label(),
         ..At2Report::new("smr-bank", run, &out)
     };
     Ok((report, local))

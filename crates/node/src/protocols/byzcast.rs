@@ -53,7 +53,7 @@ use crate::cluster::{ClusterOutcome, ClusterSpec};
 use crate::daemon::{serve_outputs, Gateway, KvClient};
 use crate::generate::{local_params, Ports};
 use crate::launcher::{Local, LocalSpec};
-use crate::load::{check_load, ms, Load, LoadResult, LoadSpec};
+use crate::load::{check_load, ms, Load, LoadResult, LoadSpec, LoadSummary};
 use crate::node_file::{load_deployment, LoadedNode, NodeFile, NodeProtocol, TREE_FILE};
 use crate::persist::{self, Journal, Persister};
 use crate::protocols::smr::{durable_from_disk, group_info, ReplicaMetrics, SmrJournal};
@@ -586,6 +586,8 @@ pub struct ByzcastReport {
     pub committed_global: u64,
     pub errors: u64,
     pub dir: String,
+    #[serde(flatten)]
+    pub load: LoadSummary,
 }
 
 fn check(a: &ClusterSpec) -> Result<()> {
@@ -683,7 +685,8 @@ fn report(a: &ClusterSpec, topo: &Topology, r: &LoadResult, local: &Local) -> By
         committed_local: cl,
         committed_global: cg,
         errors: r.errors,
-        dir: local.dir.display().to_string(),
+        dir: local.dir_label(),
+        load: r.summary(),
     }
 }
 
@@ -700,8 +703,8 @@ fn table(r: &ByzcastReport) -> String {
         r.global_ratio * 100.0
     );
     t += &format!(
-        "  throughput   {:>10.0} ops/s  (local {:.0}, global {:.0})\n",
-        r.throughput_ops, r.throughput_local, r.throughput_global
+        "  throughput   {:>10.0} ops/s  (local {:.0}, global {:.0}) over {:.1} s\n",
+        r.throughput_ops, r.throughput_local, r.throughput_global, r.load.window_s
     );
     for (what, p50, p99) in [
         ("latency", r.p50_ms, r.p99_ms),
@@ -711,8 +714,8 @@ fn table(r: &ByzcastReport) -> String {
         t += &format!("  {what:<12} p50 {p50:.2} ms   p99 {p99:.2} ms\n");
     }
     t += &format!(
-        "  committed    {:>10}   (local {}, global {})   errors {}\n",
-        r.committed, r.committed_local, r.committed_global, r.errors
+        "  committed    {:>10}   (local {}, global {})   errors {}   in flight at the end {}\n",
+        r.committed, r.committed_local, r.committed_global, r.errors, r.load.in_flight_at_end
     );
     t + &format!("  files        {}\n", r.dir)
 }

@@ -23,7 +23,7 @@ use crate::cluster::{ClusterOutcome, ClusterSpec};
 use crate::daemon::{serve_outputs, Gateway, KvClient};
 use crate::generate::local_params;
 use crate::launcher::{scrape_metric, Local, LocalSpec};
-use crate::load::{ms, Load, LoadResult, LoadSpec};
+use crate::load::{ms, Load, LoadResult, LoadSpec, LoadSummary};
 use crate::node_file::{LoadedNode, NodeProtocol};
 use crate::persist::{self, Journal, Persister};
 use anyhow::{anyhow, bail, Context, Result};
@@ -596,6 +596,8 @@ struct Report {
     ops_after_crash: u64,
     crashed: Option<String>,
     dir: String,
+    #[serde(flatten)]
+    load: LoadSummary,
 }
 
 fn check(a: &ClusterSpec) -> Result<()> {
@@ -631,11 +633,7 @@ pub(crate) async fn cluster(a: &ClusterSpec) -> Result<ClusterOutcome> {
     let mut crashed = None;
     let mut result = LoadResult::empty();
     if a.duration > 0.0 {
-        let spec = LoadSpec {
-            clients: a.clients,
-            duration: a.duration,
-            open_rate: None,
-        };
+        let spec = LoadSpec::closed_loop(a.clients, a.duration);
         let workload = KvWorkload {
             payload: a.payload,
             read_ratio: a.read_ratio,
@@ -676,7 +674,8 @@ pub(crate) async fn cluster(a: &ClusterSpec) -> Result<ClusterOutcome> {
         view_changes,
         ops_after_crash: result.after_crash,
         crashed,
-        dir: local.dir.display().to_string(),
+        dir: local.dir_label(),
+        load: result.summary(),
     };
     let endpoints = a.keep.then(|| {
         let p = &local.ports;
@@ -695,14 +694,17 @@ fn table(r: &Report) -> String {
         "byzscale cluster: {} replicas, {} clients, {:.1} s, {} B values, read ratio {}\n",
         r.replicas, r.clients, r.duration_s, r.payload, r.read_ratio
     );
-    t += &format!("  throughput   {:>10.0} ops/s\n", r.throughput_ops);
+    t += &format!(
+        "  throughput   {:>10.0} ops/s over {:.1} s\n",
+        r.throughput_ops, r.load.window_s
+    );
     t += &format!(
         "  latency      p50 {:.2} ms   p99 {:.2} ms\n",
         r.p50_ms, r.p99_ms
     );
     t += &format!(
-        "  committed    {:>10}   errors {}   view changes {}\n",
-        r.committed, r.errors, r.view_changes
+        "  committed    {:>10}   errors {}   view changes {}   in flight at the end {}\n",
+        r.committed, r.errors, r.view_changes, r.load.in_flight_at_end
     );
     if let Some(c) = &r.crashed {
         t += &format!(
