@@ -23,7 +23,7 @@ use crate::cluster::{ClusterOutcome, ClusterSpec};
 use crate::daemon::{serve_outputs, Gateway, KvClient};
 use crate::generate::local_params;
 use crate::launcher::{scrape_metric, Local, LocalSpec};
-use crate::load::{ms, Load, LoadResult, LoadSpec, LoadSummary};
+use crate::load::{check_load, ms, Load, LoadResult, LoadSpec, LoadSummary};
 use crate::node_file::{LoadedNode, NodeProtocol};
 use crate::persist::{self, Journal, Persister};
 use anyhow::{anyhow, bail, Context, Result};
@@ -189,14 +189,7 @@ pub(crate) fn durable_from_disk(rec: Recovered, db: &Path) -> Result<(Durable, b
         }
         return Ok((Durable::new(), true));
     };
-    if format.as_slice() != FORMAT {
-        bail!(
-            "{} holds SMR records of format {:?}, this build reads {:?}",
-            db.display(),
-            String::from_utf8_lossy(format),
-            String::from_utf8_lossy(FORMAT)
-        );
-    }
+    persist::check_format(db, "SMR", format, FORMAT)?;
     let mut d = Durable::new();
     if let Some(v) = rec.meta.get(VIEW_KEY) {
         (d.view, d.changing) =
@@ -604,12 +597,7 @@ fn check(a: &ClusterSpec) -> Result<()> {
     if a.replicas < 1 {
         bail!("--replicas must be at least 1");
     }
-    if a.clients == 0 {
-        bail!("--clients must be at least 1");
-    }
-    if !(a.duration >= 0.0 && a.duration.is_finite()) {
-        bail!("--duration must be a non-negative number of seconds");
-    }
+    check_load(a.clients, a.duration)?;
     if !(0.0..=1.0).contains(&a.read_ratio) {
         bail!("--read-ratio must be between 0 and 1");
     }
