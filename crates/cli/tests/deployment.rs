@@ -26,6 +26,13 @@ fn cluster_runs_a_workload_and_reports() {
     }
 }
 
+/// `byzscale <args> --json --out <out>`: its JSON report.
+fn run_json_out(args: &[&str], out: &Path) -> serde_json::Value {
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    all.extend([OsStr::new("--json"), OsStr::new("--out"), out.as_os_str()]);
+    common::run_json(all)
+}
+
 /// Issue 11 item 1: an open loop offered far beyond what the cluster can do
 /// is reported as saturated, with offered, issued and achieved rates apart,
 /// throughput over the time the work took, and what was still in flight.
@@ -36,20 +43,20 @@ fn cluster_runs_a_workload_and_reports() {
 #[test]
 fn an_open_loop_beyond_capacity_is_reported_saturated() {
     let out = common::fresh_dir("byzscale-test-saturated");
-    let v = common::run_json([
-        OsStr::new("bench"),
-        OsStr::new("--rate"),
-        OsStr::new("1000000"),
-        OsStr::new("--clients"),
-        OsStr::new("1"),
-        OsStr::new("--batch-max"),
-        OsStr::new("1"),
-        OsStr::new("--duration"),
-        OsStr::new("1.5"),
-        OsStr::new("--json"),
-        OsStr::new("--out"),
-        out.as_os_str(),
-    ]);
+    let v = run_json_out(
+        &[
+            "bench",
+            "--rate",
+            "1000000",
+            "--clients",
+            "1",
+            "--batch-max",
+            "1",
+            "--duration",
+            "1.5",
+        ],
+        &out,
+    );
     let _ = std::fs::remove_dir_all(&out);
     assert_eq!(v["mode"], "open", "{v}");
     assert_eq!(v["saturated"], true, "{v}");
@@ -81,20 +88,20 @@ fn an_open_loop_beyond_capacity_is_reported_saturated() {
 #[test]
 fn bench_overload_reports_a_curve_per_value_size() {
     let out = common::fresh_dir("byzscale-test-overload");
-    let v = common::run_json([
-        OsStr::new("bench-overload"),
-        OsStr::new("--payloads"),
-        OsStr::new("64"),
-        OsStr::new("--multiples"),
-        OsStr::new("0.5,2"),
-        OsStr::new("--clients"),
-        OsStr::new("2"),
-        OsStr::new("--duration"),
-        OsStr::new("0.5"),
-        OsStr::new("--json"),
-        OsStr::new("--out"),
-        out.as_os_str(),
-    ]);
+    let v = run_json_out(
+        &[
+            "bench-overload",
+            "--payloads",
+            "64",
+            "--multiples",
+            "0.5,2",
+            "--clients",
+            "2",
+            "--duration",
+            "0.5",
+        ],
+        &out,
+    );
     assert!(out.join("overload.svg").exists(), "{v}");
     let _ = std::fs::remove_dir_all(&out);
     let curves = v["curves"].as_array().unwrap();

@@ -48,6 +48,24 @@ impl Drop for Local {
     }
 }
 
+/// `dir`, or a fresh temporary directory named `prefix…` with its guard
+/// (dropping the guard removes the directory; `TempDir::keep` keeps it).
+pub fn dir_or_temp(
+    dir: Option<PathBuf>,
+    prefix: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    Ok(match dir {
+        Some(d) => (d, None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .context("creating a temporary directory")?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    })
+}
+
 /// What [`Local::start`] starts.
 pub struct LocalSpec<'a> {
     /// `(n, f)` per group; node ids and ports are numbered across groups.
@@ -72,16 +90,7 @@ impl Local {
         if total == 0 {
             bail!("a cluster needs at least one replica");
         }
-        let (dir, tmp) = match spec.dir {
-            Some(d) => (d, None),
-            None => {
-                let t = tempfile::Builder::new()
-                    .prefix("byzscale-cluster-")
-                    .tempdir()
-                    .context("creating a temporary directory")?;
-                (t.path().to_path_buf(), Some(t))
-            }
-        };
+        let (dir, tmp) = dir_or_temp(spec.dir, "byzscale-cluster-")?;
         let (hosts, prefixes) = match spec.netns {
             Some(ns) => (ns.hosts(), (0..total).map(|i| ns.prefix(i)).collect()),
             None => (vec!["127.0.0.1".into()], vec![Vec::new(); total]),

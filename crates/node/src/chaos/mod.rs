@@ -219,16 +219,7 @@ pub async fn run(spec: &ChaosSpec) -> Result<ChaosReport> {
     let (net, partitions) = network(spec.partitions, nodes)?;
     // a temporary directory is removed when dropped: also when a signal
     // drops this run midway
-    let (dir, tmp) = match &spec.dir {
-        Some(d) => (d.clone(), None),
-        None => {
-            let t = tempfile::Builder::new()
-                .prefix("byzscale-chaos-")
-                .tempdir()
-                .context("creating a temporary directory")?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
+    let (dir, tmp) = crate::launcher::dir_or_temp(spec.dir.clone(), "byzscale-chaos-")?;
     let local = Local::start(
         LocalSpec {
             groups: &vec![(N, F); spec.protocol.groups()],
