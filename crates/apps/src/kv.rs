@@ -146,7 +146,8 @@ impl KvOp {
         }
     }
 
-    /// The Redis command name, upper case.
+    /// The Redis command name: upper case for the typed variants, the table name (lower
+    /// case) for a [`KvOp::Call`], `?` for an unknown one.
     pub fn name(&self) -> &'static str {
         match self {
             KvOp::Get(_) => "GET",
@@ -263,7 +264,7 @@ impl fmt::Display for Printable<'_> {
 impl fmt::Display for KvOp {
     /// `GET k`, `SET k v`, `DEL a b`, `MSET a 1 b 2`, `PING`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())?;
+        f.write_str(&self.name().to_ascii_uppercase())?;
         match self {
             KvOp::Get(k) | KvOp::Incr(k) => write!(f, " {}", Printable(k)),
             KvOp::Set(k, v) => write!(f, " {} {}", Printable(k), Printable(v)),
@@ -880,6 +881,55 @@ mod tests {
             Err("ERR unknown command 'nosuch', with args beginning with: 'a' 'b' ".into())
         );
         assert!(KvOp::from_args::<&str>(&[]).is_err());
+    }
+
+    #[test]
+    fn calls_are_classified_by_the_command_table() {
+        let call = |w: &[&str]| KvOp::Call(ks(w));
+        assert!(call(&["strlen", "k"]).is_read_only());
+        assert!(call(&["SCAN", "0"]).is_read_only());
+        assert!(!call(&["setrange", "k", "0", "x"]).is_read_only());
+        // a wrong arity or an unknown name is not a read: ordering gives the error
+        assert!(!call(&["strlen"]).is_read_only());
+        assert!(!call(&["nosuch"]).is_read_only());
+        assert_eq!(call(&["rename", "a", "b"]).keys(), vec![b"a", b"b"]);
+        assert_eq!(
+            call(&["msetnx", "a", "1", "b", "2"]).keys(),
+            vec![b"a", b"b"]
+        );
+        assert!(call(&["keys", "*"]).keys().is_empty());
+        assert!(call(&["flushdb"]).touches_all_keys());
+        assert!(!call(&["getdel", "k"]).touches_all_keys());
+        assert_eq!(
+            call(&["GETRANGE", "k", "0", "1"]).to_string(),
+            "GETRANGE k 0 1"
+        );
+    }
+
+    #[test]
+    fn a_call_naming_a_typed_command_runs_as_it() {
+        // a Byzantine client may send any command line as a Call: one that names a
+        // typed command runs that command's code, one that is malformed gets Redis's error
+        let mut s = KvStore::new();
+        let call = |w: &[&str]| KvOp::Call(ks(w));
+        assert_eq!(run(&mut s, call(&["SET", "k", "v"])), KvReply::Ok);
+        assert_eq!(run(&mut s, call(&["get", "k"])), bulk("v"));
+        assert_eq!(s.model().read(&call(&["GET", "k"])), Some(bulk("v")));
+        assert_eq!(
+            run(&mut s, call(&["get"])),
+            err("ERR wrong number of arguments for 'get' command")
+        );
+        assert_eq!(run(&mut s, KvOp::Call(vec![])), err("ERR empty command"));
+        assert_eq!(
+            run(&mut s, call(&["mset", "a"])),
+            err("ERR wrong number of arguments for 'mset' command")
+        );
+        assert_eq!(run(&mut s, call(&["append", "k", "w"])), KvReply::Int(2));
+        assert_eq!(
+            run(&mut s, call(&["type", "k"])),
+            KvReply::Status("string".into())
+        );
+        assert_eq!(s.model().len(), 1);
     }
 
     #[test]

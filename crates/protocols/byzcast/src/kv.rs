@@ -200,6 +200,31 @@ mod tests {
             KvOp::Get(keys[3].clone()),
             KvOp::Ping,
         ];
+        let call = |words: &[&str]| KvOp::from_args(words).unwrap();
+        let same_shard: Vec<&Vec<u8>> = keys
+            .iter()
+            .filter(|k| shard_of(k, t) == shard_of(&keys[0], t))
+            .collect();
+        assert!(same_shard.len() >= 2);
+        let (a, b) = (
+            String::from_utf8_lossy(same_shard[0]).into_owned(),
+            String::from_utf8_lossy(same_shard[1]).into_owned(),
+        );
+        let ops = [
+            ops,
+            vec![
+                call(&["APPEND", &a, "!"]),
+                call(&["SET", &b, "v", "GET"]),
+                call(&["RENAME", &a, &b]),
+                call(&["MSETNX", &a, "1", &b, "2"]),
+                call(&["KEYS", "k1*"]),
+                call(&["DBSIZE"]),
+                call(&["TYPE", &b]),
+                call(&["FLUSHDB"]),
+                call(&["DBSIZE"]),
+            ],
+        ]
+        .concat();
         let mut one = KvStore::new();
         let mut shards: Vec<KvStore> = (0..t).map(|_| KvStore::new()).collect();
         for op in &ops {
@@ -214,5 +239,33 @@ mod tests {
         }
         // keys spread over more than one shard
         assert!(groups_of(&ops[0], t).len() > 1);
+        assert_eq!(groups_of(&call(&["FLUSHALL"]), t).len(), t);
+    }
+
+    #[test]
+    fn commands_over_several_shards_are_refused_with_crossslot() {
+        let t = 2;
+        let (mut a, mut b) = (None, None);
+        for i in 0.. {
+            let k = format!("k{i}");
+            match shard_of(k.as_bytes(), t).0 {
+                0 if a.is_none() => a = Some(k),
+                1 if b.is_none() => b = Some(k),
+                _ => {}
+            }
+            if a.is_some() && b.is_some() {
+                break;
+            }
+        }
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let call = |words: &[&str]| KvOp::from_args(words).unwrap();
+        let crossslot = Some(KvReply::Error(ERR_CROSSSLOT.into()));
+        assert_eq!(refusal(&call(&["RENAME", &a, &b]), t), crossslot);
+        assert_eq!(refusal(&call(&["MSETNX", &a, "1", &b, "2"]), t), crossslot);
+        // one multicast for the typed multi-key commands, as before
+        assert_eq!(refusal(&call(&["MSET", &a, "1", &b, "2"]), t), None);
+        assert_eq!(refusal(&call(&["RENAME", &a, &a]), t), None);
+        assert_eq!(refusal(&call(&["KEYS", "*"]), t), None);
+        assert!(refusal(&call(&["SCAN", "0"]), t).is_some_and(|r| r.is_error()));
     }
 }
