@@ -90,14 +90,13 @@ fn read_reply(r: &mut impl BufRead) -> V {
     }
 }
 
+/// The multibulk request of a command line (the `redis` crate's encoder).
 fn encode(args: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
+    let mut cmd = redis::cmd(&String::from_utf8_lossy(&args[0]));
+    for a in &args[1..] {
+        cmd.arg(a.as_slice());
     }
-    out
+    cmd.get_packed_command()
 }
 
 struct Conn {
