@@ -11,6 +11,15 @@
 //! | `MSET key value [key value ...]` | `OK`, all keys set atomically (the last value of a repeated key wins) |
 //! | `PING` | `PONG` |
 //!
+//! Every other command of the store (the string and key families: `SET` with options,
+//! `SETNX`, `GETSET`, `GETDEL`, `APPEND`, `STRLEN`, `GETRANGE`, `SETRANGE`, `INCRBY`,
+//! `DECR`, `DECRBY`, `MSETNX`, `UNLINK`, `TYPE`, `RENAME`, `RENAMENX`, `KEYS`, `SCAN`,
+//! `DBSIZE`, `FLUSHDB`, `FLUSHALL`) travels as [`KvOp::Call`], its command line, and
+//! runs in [`commands`] (command table, Redis's validation and error texts). The typed
+//! variants are the hot and checker-modelled commands; [`KvOp::from_args`] produces a
+//! typed variant whenever one fits, and a `Call` that names one is run as that variant,
+//! so each command has one implementation.
+//!
 //! Operations travel as the codec encoding of [`KvOp`] and replies as the encoding of
 //! [`KvReply`]. All semantics live in the pure sequential [`Model`]; the replicated
 //! [`KvStore`] only decodes, calls the model and encodes, so the linearizability
@@ -19,6 +28,8 @@
 //!
 //! [`KvOp::from_args`] parses a Redis command line (as a RESP gateway receives it) and
 //! The gateway (`byzscale-gateway`, `resp::reply`) writes a reply in RESP2.
+
+pub mod commands;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,6 +70,9 @@ pub enum KvOp {
     MSet(Vec<(Vec<u8>, Vec<u8>)>),
     /// `PING`
     Ping,
+    /// Any other command of [`commands::TABLE`]: its command line, the name first (in
+    /// lower case when made by [`KvOp::from_args`]).
+    Call(Vec<Vec<u8>>),
 }
 
 /// A KV reply, shaped like the RESP reply Redis would send.
@@ -78,6 +92,10 @@ pub enum KvReply {
     Error(String),
     /// `+PONG`
     Pong,
+    /// A status reply, `+<text>` (`TYPE`).
+    Status(String),
+    /// An array of any replies (`SCAN`: the cursor and an array of keys).
+    List(Vec<KvReply>),
 }
 
 impl KvOp {
@@ -94,10 +112,25 @@ impl KvOp {
     /// Whether the operation never changes state (GET, EXISTS, MGET, PING), so that
     /// [`Service::query`] may answer it without ordering.
     pub fn is_read_only(&self) -> bool {
-        matches!(
-            self,
-            KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping
-        )
+        match self {
+            KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping => true,
+            KvOp::Call(args) => Self::spec(args).is_some_and(|s| s.read_only),
+            KvOp::Set(..) | KvOp::Del(_) | KvOp::Incr(_) | KvOp::MSet(_) => false,
+        }
+    }
+
+    /// The table entry of a command line whose name is known and whose arity fits.
+    fn spec(args: &[Vec<u8>]) -> Option<&'static commands::Spec> {
+        commands::check(args).ok()
+    }
+
+    /// Whether the operation reads or writes every key (`KEYS`, `SCAN`, `DBSIZE`,
+    /// `FLUSHDB`, `FLUSHALL`), so that it conflicts with any other operation.
+    pub fn touches_all_keys(&self) -> bool {
+        match self {
+            KvOp::Call(args) => Self::spec(args).is_some_and(|s| s.all_keys),
+            _ => false,
+        }
     }
 
     /// The keys the operation reads or writes, in argument order (repeats included).
@@ -109,10 +142,12 @@ impl KvOp {
             }
             KvOp::MSet(kvs) => kvs.iter().map(|(k, _)| k.as_slice()).collect(),
             KvOp::Ping => Vec::new(),
+            KvOp::Call(args) => Self::spec(args).map_or_else(Vec::new, |s| s.keys(args)),
         }
     }
 
-    /// The Redis command name, upper case.
+    /// The Redis command name: upper case for the typed variants, the table name (lower
+    /// case) for a [`KvOp::Call`], `?` for an unknown one.
     pub fn name(&self) -> &'static str {
         match self {
             KvOp::Get(_) => "GET",
@@ -123,62 +158,45 @@ impl KvOp {
             KvOp::MGet(_) => "MGET",
             KvOp::MSet(_) => "MSET",
             KvOp::Ping => "PING",
+            KvOp::Call(args) => Self::spec(args).map_or("?", |s| s.name),
         }
     }
 
     /// Parse a Redis command line such as `["SET", "k", "v"]` (the command name is
-    /// case-insensitive). The error is the Redis error text to send back, e.g.
-    /// `ERR wrong number of arguments for 'get' command`. `SET` options (`EX`, `NX`,
-    /// ...) and `PING message` are not supported.
+    /// case-insensitive): a typed variant where one fits, otherwise a [`KvOp::Call`]
+    /// with the name in lower case. The error is the Redis error text to send back for
+    /// an unknown command or a wrong number of arguments (`ERR wrong number of
+    /// arguments for 'get' command`); other argument errors are the replicas' to give.
     pub fn from_args<A: AsRef<[u8]>>(args: &[A]) -> Result<KvOp, String> {
-        let Some((name, rest)) = args.split_first() else {
-            return Err("ERR empty command".to_string());
+        let mut args: Vec<Vec<u8>> = args.iter().map(|a| a.as_ref().to_vec()).collect();
+        let spec = commands::check(&args).map_err(|e| match e {
+            KvReply::Error(text) => text,
+            other => other.to_string(),
+        })?;
+        let mut rest = args.split_off(1);
+        let pairs = |rest: Vec<Vec<u8>>| {
+            let mut it = rest.into_iter();
+            std::iter::from_fn(move || Some((it.next()?, it.next()?))).collect()
         };
-        let lower = name.as_ref().to_ascii_lowercase();
-        let arity = |ok: bool| {
-            if ok {
-                Ok(())
-            } else {
-                Err(format!(
-                    "ERR wrong number of arguments for '{}' command",
-                    String::from_utf8_lossy(&lower)
-                ))
+        Ok(match spec.name {
+            "get" => KvOp::Get(rest.swap_remove(0)),
+            "set" if rest.len() == 2 => {
+                let v = rest.pop().unwrap_or_default();
+                KvOp::Set(rest.swap_remove(0), v)
             }
-        };
-        let owned = |i: usize| rest[i].as_ref().to_vec();
-        let all = || rest.iter().map(|a| a.as_ref().to_vec()).collect::<Vec<_>>();
-        match lower.as_slice() {
-            b"get" => arity(rest.len() == 1).map(|_| KvOp::Get(owned(0))),
-            b"set" => {
-                arity(rest.len() >= 2)?;
-                if rest.len() > 2 {
-                    return Err("ERR syntax error".to_string());
-                }
-                Ok(KvOp::Set(owned(0), owned(1)))
+            "del" | "unlink" => KvOp::Del(rest),
+            "exists" => KvOp::Exists(rest),
+            "incr" => KvOp::Incr(rest.swap_remove(0)),
+            "mget" => KvOp::MGet(rest),
+            "mset" if rest.len() % 2 == 1 => return Err(commands::wrong_arity("mset")),
+            "mset" => KvOp::MSet(pairs(rest)),
+            "ping" if rest.is_empty() => KvOp::Ping,
+            name => {
+                let mut line = vec![name.as_bytes().to_vec()];
+                line.append(&mut rest);
+                KvOp::Call(line)
             }
-            b"del" => arity(!rest.is_empty()).map(|_| KvOp::Del(all())),
-            b"exists" => arity(!rest.is_empty()).map(|_| KvOp::Exists(all())),
-            b"incr" => arity(rest.len() == 1).map(|_| KvOp::Incr(owned(0))),
-            b"mget" => arity(!rest.is_empty()).map(|_| KvOp::MGet(all())),
-            b"mset" => arity(!rest.is_empty() && rest.len() % 2 == 0).map(|_| {
-                KvOp::MSet(
-                    rest.chunks(2)
-                        .map(|p| (p[0].as_ref().to_vec(), p[1].as_ref().to_vec()))
-                        .collect(),
-                )
-            }),
-            b"ping" => arity(rest.is_empty()).map(|_| KvOp::Ping),
-            _ => {
-                let mut msg = format!(
-                    "ERR unknown command '{}', with args beginning with: ",
-                    String::from_utf8_lossy(name.as_ref())
-                );
-                for a in rest {
-                    msg.push_str(&format!("'{}' ", String::from_utf8_lossy(a.as_ref())));
-                }
-                Err(msg)
-            }
-        }
+        })
     }
 }
 
@@ -246,7 +264,7 @@ impl fmt::Display for Printable<'_> {
 impl fmt::Display for KvOp {
     /// `GET k`, `SET k v`, `DEL a b`, `MSET a 1 b 2`, `PING`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())?;
+        f.write_str(&self.name().to_ascii_uppercase())?;
         match self {
             KvOp::Get(k) | KvOp::Incr(k) => write!(f, " {}", Printable(k)),
             KvOp::Set(k, v) => write!(f, " {} {}", Printable(k), Printable(v)),
@@ -257,6 +275,10 @@ impl fmt::Display for KvOp {
                 .iter()
                 .try_for_each(|(k, v)| write!(f, " {} {}", Printable(k), Printable(v))),
             KvOp::Ping => Ok(()),
+            KvOp::Call(args) => args
+                .iter()
+                .skip(1)
+                .try_for_each(|a| write!(f, " {}", Printable(a))),
         }
     }
 }
@@ -284,6 +306,17 @@ impl fmt::Display for KvReply {
             }
             KvReply::Error(e) => write!(f, "(error) {e}"),
             KvReply::Pong => f.write_str("PONG"),
+            KvReply::Status(s) => f.write_str(s),
+            KvReply::List(items) => {
+                f.write_str("[")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    item.fmt(f)?;
+                }
+                f.write_str("]")
+            }
         }
     }
 }
@@ -315,6 +348,16 @@ pub fn parse_integer(v: &[u8]) -> Option<i64> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Model {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// A command line as its typed variant if it has one (`Ok(None)`: it stays a
+/// [`KvOp::Call`]); an unknown name or a wrong arity is the error reply.
+fn typed(args: &[Vec<u8>]) -> Result<Option<KvOp>, KvReply> {
+    match KvOp::from_args(args) {
+        Ok(KvOp::Call(_)) => Ok(None),
+        Ok(op) => Ok(Some(op)),
+        Err(text) => Err(KvReply::Error(text)),
+    }
 }
 
 fn wrong_arity(command: &str) -> KvReply {
@@ -394,6 +437,13 @@ impl Model {
             KvOp::MGet(ks) if ks.is_empty() => wrong_arity("mget"),
             KvOp::MGet(ks) => KvReply::Array(ks.iter().map(|k| self.map.get(k).cloned()).collect()),
             KvOp::Ping => KvReply::Pong,
+            KvOp::Call(args) => {
+                return match typed(args) {
+                    Ok(Some(op)) => self.read(&op),
+                    Ok(None) => commands::read(&self.map, args),
+                    Err(e) => KvOp::is_read_only(op).then_some(e),
+                }
+            }
             KvOp::Set(..) | KvOp::Del(_) | KvOp::Incr(_) | KvOp::MSet(_) => return None,
         })
     }
@@ -435,6 +485,11 @@ impl Model {
                 }
                 KvReply::Ok
             }
+            KvOp::Call(args) => match typed(args) {
+                Ok(Some(op)) => self.apply(&op),
+                Ok(None) => commands::exec(&mut self.map, args),
+                Err(e) => e,
+            },
             KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping => {
                 unreachable!("answered by read()")
             }
@@ -813,13 +868,68 @@ mod tests {
             Err("ERR wrong number of arguments for 'mset' command".into())
         );
         assert_eq!(
-            KvOp::from_args(&["set", "k", "v", "NX"]),
-            Err("ERR syntax error".into())
+            KvOp::from_args(&["SET", "k", "v", "NX"]),
+            Ok(KvOp::Call(ks(&["set", "k", "v", "NX"])))
         );
-        assert!(KvOp::from_args(&["flushall"])
-            .unwrap_err()
-            .starts_with("ERR unknown command 'flushall'"));
+        assert_eq!(KvOp::from_args(&["unlink", "a"]), Ok(KvOp::Del(ks(&["a"]))));
+        assert_eq!(
+            KvOp::from_args(&["FlushAll"]),
+            Ok(KvOp::Call(ks(&["flushall"])))
+        );
+        assert_eq!(
+            KvOp::from_args(&["nosuch", "a", "b"]),
+            Err("ERR unknown command 'nosuch', with args beginning with: 'a' 'b' ".into())
+        );
         assert!(KvOp::from_args::<&str>(&[]).is_err());
+    }
+
+    #[test]
+    fn calls_are_classified_by_the_command_table() {
+        let call = |w: &[&str]| KvOp::Call(ks(w));
+        assert!(call(&["strlen", "k"]).is_read_only());
+        assert!(call(&["SCAN", "0"]).is_read_only());
+        assert!(!call(&["setrange", "k", "0", "x"]).is_read_only());
+        // a wrong arity or an unknown name is not a read: ordering gives the error
+        assert!(!call(&["strlen"]).is_read_only());
+        assert!(!call(&["nosuch"]).is_read_only());
+        assert_eq!(call(&["rename", "a", "b"]).keys(), vec![b"a", b"b"]);
+        assert_eq!(
+            call(&["msetnx", "a", "1", "b", "2"]).keys(),
+            vec![b"a", b"b"]
+        );
+        assert!(call(&["keys", "*"]).keys().is_empty());
+        assert!(call(&["flushdb"]).touches_all_keys());
+        assert!(!call(&["getdel", "k"]).touches_all_keys());
+        assert_eq!(
+            call(&["GETRANGE", "k", "0", "1"]).to_string(),
+            "GETRANGE k 0 1"
+        );
+    }
+
+    #[test]
+    fn a_call_naming_a_typed_command_runs_as_it() {
+        // a Byzantine client may send any command line as a Call: one that names a
+        // typed command runs that command's code, one that is malformed gets Redis's error
+        let mut s = KvStore::new();
+        let call = |w: &[&str]| KvOp::Call(ks(w));
+        assert_eq!(run(&mut s, call(&["SET", "k", "v"])), KvReply::Ok);
+        assert_eq!(run(&mut s, call(&["get", "k"])), bulk("v"));
+        assert_eq!(s.model().read(&call(&["GET", "k"])), Some(bulk("v")));
+        assert_eq!(
+            run(&mut s, call(&["get"])),
+            err("ERR wrong number of arguments for 'get' command")
+        );
+        assert_eq!(run(&mut s, KvOp::Call(vec![])), err("ERR empty command"));
+        assert_eq!(
+            run(&mut s, call(&["mset", "a"])),
+            err("ERR wrong number of arguments for 'mset' command")
+        );
+        assert_eq!(run(&mut s, call(&["append", "k", "w"])), KvReply::Int(2));
+        assert_eq!(
+            run(&mut s, call(&["type", "k"])),
+            KvReply::Status("string".into())
+        );
+        assert_eq!(s.model().len(), 1);
     }
 
     #[test]
@@ -900,7 +1010,32 @@ mod tests {
             keys().prop_map(KvOp::MGet),
             prop::collection::vec((key(), value()), 0..4).prop_map(KvOp::MSet),
             Just(KvOp::Ping),
+            call(),
         ]
+    }
+    /// Any command line of the table (and a few unknown names), arguments drawn from
+    /// the keys, the values and the options: wrong arities and bad options included.
+    fn call() -> impl Strategy<Value = KvOp> {
+        let mut names: Vec<Vec<u8>> = commands::TABLE.iter().map(|s| b(s.name)).collect();
+        names.push(b("nosuch"));
+        let word = prop_oneof![
+            key(),
+            value(),
+            prop::sample::select(
+                ["nx", "xx", "get", "ex", "keepttl", "match", "count", "type", "*", "2", "-3"]
+                    .map(b)
+                    .to_vec()
+            ),
+        ];
+        (
+            prop::sample::select(names),
+            prop::collection::vec(word, 0..6),
+        )
+            .prop_map(|(name, mut rest)| {
+                let mut line = vec![name];
+                line.append(&mut rest);
+                KvOp::Call(line)
+            })
     }
 
     proptest! {

@@ -1,8 +1,8 @@
 //! byzscale replicated services: deterministic state machines that the SMR core
 //! executes in decided order, each implementing [`byzscale_core::service::Service`].
 //!
-//! - [`kv`]: a key-value store with Redis semantics for a command subset (GET, SET,
-//!   DEL, EXISTS, INCR, MGET, MSET, PING), plus the pure sequential [`kv::Model`]
+//! - [`kv`]: a key-value store with Redis semantics for the string and key command
+//!   families, plus the pure sequential [`kv::Model`]
 //!   that the simulator's linearizability checker replays histories against.
 //! - [`bank`]: accounts with balances, transfers and read-only balance / total queries.
 //! - [`noop`]: executes nothing and replies with a fixed-size reply (for benchmarks);
@@ -14,6 +14,7 @@
 //! that restoring a snapshot of another service, or garbage, is an error.
 
 pub mod bank;
+pub mod glob;
 pub mod kv;
 pub mod noop;
 

@@ -12,6 +12,7 @@ use byzscale_core::codec::DEFAULT_MAX_FRAME;
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::service::Service;
 use byzscale_core::GroupId;
+use byzscale_gateway::resp::Proto;
 use byzscale_net::wire;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -86,7 +87,9 @@ pub fn service_op(data: &[u8]) {
                         assert_eq!(q, reply, "query and execute differ on {o:?}");
                     }
                 }
-                let _ = byzscale_gateway::resp::reply(&decoded);
+                for proto in [Proto::Resp2, Proto::Resp3] {
+                    let _ = byzscale_gateway::resp::reply(&decoded, proto);
+                }
             }
         }
         1 => {
@@ -114,7 +117,9 @@ pub fn service_op(data: &[u8]) {
             for op in ops {
                 if let Ok(r) = KvReply::decode(op) {
                     round_trip(&r, op.len());
-                    let _ = byzscale_gateway::resp::reply(&r);
+                    for proto in [Proto::Resp2, Proto::Resp3] {
+                        let _ = byzscale_gateway::resp::reply(&r, proto);
+                    }
                 }
                 if let Ok(r) = BankReply::decode(op) {
                     round_trip(&r, op.len());

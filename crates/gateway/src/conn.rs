@@ -12,14 +12,14 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use byzscale_apps::kv::{parse_integer, KvOp, KvReply};
+use byzscale_apps::kv::{commands, parse_integer, KvOp, KvReply};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::resp::{self, Parser};
+use crate::resp::{self, Parser, Proto};
 use crate::{stopping, GatewayOptions, GatewayStats, KvBackend, MemoryBackend};
 
 /// The smallest free space the read buffer gets before each read.
@@ -34,10 +34,10 @@ const LINGER_BYTES: usize = 4 << 20;
 
 /// The version that `INFO` and `HELLO` report (clients check it for features).
 const REDIS_VERSION: &str = "7.0.0";
-/// What `COMMAND LIST` and `COMMAND COUNT` describe.
-const COMMANDS: &[&str] = &[
-    "get", "set", "del", "exists", "incr", "mget", "mset", "ping", "echo", "quit", "select",
-    "hello", "auth", "client", "config", "command", "info",
+/// The commands the gateway answers itself (`COMMAND LIST` and `COMMAND COUNT` add the
+/// store's, [`commands::TABLE`]).
+const LOCAL_COMMANDS: &[&str] = &[
+    "echo", "quit", "select", "hello", "auth", "client", "config", "command", "info",
 ];
 /// What `CONFIG GET` knows.
 const CONFIG: &[(&str, &str)] = &[
@@ -82,8 +82,9 @@ enum Slot {
     Pending(Pending),
 }
 
-/// A spawned backend call, aborted if its reply is no longer wanted.
-struct Pending(JoinHandle<Result<KvReply, String>>);
+/// A spawned backend call, aborted if its reply is no longer wanted, and the protocol
+/// its reply is written in (the connection's when the command was read).
+struct Pending(JoinHandle<Result<KvReply, String>>, Proto);
 
 impl Drop for Pending {
     fn drop(&mut self) {
@@ -95,15 +96,19 @@ impl Pending {
     /// The RESP reply, counting errors.
     async fn reply(&mut self, stats: &GatewayStats) -> Vec<u8> {
         let result = (&mut self.0).await.map_err(|e| e.to_string());
-        backend_reply(result, stats)
+        backend_reply(result, self.1, stats)
     }
 }
 
 /// The RESP reply to a backend call's result (`Err`: the call panicked or was
 /// cancelled), counting errors.
-fn backend_reply(result: Result<Result<KvReply, String>, String>, stats: &GatewayStats) -> Vec<u8> {
+fn backend_reply(
+    result: Result<Result<KvReply, String>, String>,
+    proto: Proto,
+    stats: &GatewayStats,
+) -> Vec<u8> {
     let (bytes, failed) = match result {
-        Ok(Ok(reply)) => (resp::reply(&reply), reply.is_error()),
+        Ok(Ok(reply)) => (resp::reply(&reply, proto), reply.is_error()),
         Ok(Err(text)) => (resp::error(&format!("ERR {text}")), true),
         Err(e) => {
             tracing::warn!(error = %e, "gateway: backend call failed");
@@ -142,6 +147,8 @@ enum End {
 struct InFlight {
     /// Sorted, deduplicated key hashes.
     keys: Vec<u64>,
+    /// The call reads or writes every key (`FLUSHDB`, `KEYS`, ...).
+    all: bool,
     write: bool,
     /// Closed when the call completes (or is dropped).
     done: watch::Receiver<()>,
@@ -152,8 +159,8 @@ impl InFlight {
         self.done.has_changed().is_err()
     }
 
-    fn conflicts(&self, keys: &[u64], write: bool) -> bool {
-        (self.write || write) && overlap(&self.keys, keys)
+    fn conflicts(&self, keys: &[u64], all: bool, write: bool) -> bool {
+        (self.write || write) && (self.all || all || overlap(&self.keys, keys))
     }
 }
 
@@ -224,6 +231,7 @@ pub(crate) async fn run(
         id,
         peer,
         name: None,
+        proto: Proto::Resp2,
         inflight: VecDeque::new(),
     };
     let (end, _) = tokio::join!(
@@ -316,6 +324,8 @@ struct Conn {
     peer: SocketAddr,
     /// Set by `CLIENT SETNAME` / `HELLO ... SETNAME`.
     name: Option<Vec<u8>>,
+    /// Set by `HELLO <protover>`.
+    proto: Proto,
     /// One permit per backend call in flight.
     pipeline: Arc<Semaphore>,
     /// Backend calls that may still be running (for `order_conflicting`).
@@ -406,17 +416,18 @@ impl Conn {
             .shared
             .opts
             .order_conflicting
-            .then(|| (key_hashes(&op), !op.is_read_only()));
+            .then(|| (key_hashes(&op), op.touches_all_keys(), !op.is_read_only()));
         let mut deps = Vec::new();
-        if let Some((keys, write)) = &tracked {
+        if let Some((keys, all, write)) = &tracked {
             self.inflight.retain(|f| !f.is_done());
             deps = self
                 .inflight
                 .iter()
-                .filter(|f| f.conflicts(keys, *write))
+                .filter(|f| f.conflicts(keys, *all, *write))
                 .map(|f| f.done.clone())
                 .collect();
         }
+        let proto = self.proto;
         let handle = if deps.is_empty() {
             let first_poll = catch_unwind(AssertUnwindSafe(|| {
                 let mut call = backend.exec(op, read_only);
@@ -428,17 +439,17 @@ impl Conn {
             }));
             let call = match first_poll {
                 Ok(Ok(call)) => call,
-                Ok(Err(result)) => return Slot::Reply(backend_reply(Ok(result), stats)),
-                Err(_) => return Slot::Reply(backend_reply(Err("panicked".into()), stats)),
+                Ok(Err(result)) => return Slot::Reply(backend_reply(Ok(result), proto, stats)),
+                Err(_) => return Slot::Reply(backend_reply(Err("panicked".into()), proto, stats)),
             };
-            let done_tx = tracked.map(|(keys, write)| self.track(keys, write));
+            let done_tx = tracked.map(|(keys, all, write)| self.track(keys, all, write));
             tokio::spawn(async move {
                 let result = call.await;
                 drop((permit, done_tx));
                 result
             })
         } else {
-            let done_tx = tracked.map(|(keys, write)| self.track(keys, write));
+            let done_tx = tracked.map(|(keys, all, write)| self.track(keys, all, write));
             tokio::spawn(async move {
                 for mut dep in deps {
                     // never sent to: resolves (with an error) when the call completes
@@ -449,13 +460,18 @@ impl Conn {
                 result
             })
         };
-        Slot::Pending(Pending(handle))
+        Slot::Pending(Pending(handle, proto))
     }
 
     /// Record a running call; it is done when the returned sender is dropped.
-    fn track(&mut self, keys: Vec<u64>, write: bool) -> watch::Sender<()> {
+    fn track(&mut self, keys: Vec<u64>, all: bool, write: bool) -> watch::Sender<()> {
         let (tx, done) = watch::channel(());
-        self.inflight.push_back(InFlight { keys, write, done });
+        self.inflight.push_back(InFlight {
+            keys,
+            all,
+            write,
+            done,
+        });
         tx
     }
 
@@ -483,19 +499,6 @@ impl Conn {
         let name = args[0].to_ascii_lowercase();
         let argc = args.len();
         let reply = match name.as_slice() {
-            b"get" | b"set" | b"del" | b"exists" | b"incr" | b"mget" | b"mset" => {
-                let size: usize = args[1..].iter().map(|a| a.len()).sum();
-                let limit = self.shared.opts.max_op_bytes;
-                if size > limit {
-                    // the replicas would refuse it: say so at once, and
-                    // keep this connection (and its pipeline) going
-                    return Action::Reply(self.error(&too_large(size, limit)));
-                }
-                return match KvOp::from_args(args) {
-                    Ok(op) => Action::Submit(op),
-                    Err(text) => Action::Reply(self.error(&text)),
-                };
-            }
             b"ping" => match argc {
                 1 => resp::simple("PONG"),
                 2 => resp::bulk(&args[1]),
@@ -524,16 +527,35 @@ impl Conn {
             b"config" => self.config(args),
             b"command" => self.command_info(args),
             b"info" => self.info(args),
-            _ => self.error(&unknown_command(args)),
+            _ => return self.store_command(args),
         };
         Action::Reply(reply)
     }
 
+    /// A command of the store ([`KvOp::from_args`]: Redis's unknown-command and arity
+    /// errors at once), to submit unless it is too large for the replicas.
+    fn store_command(&mut self, args: &[Bytes]) -> Action {
+        let op = match KvOp::from_args(args) {
+            Ok(op) => op,
+            Err(text) => return Action::Reply(self.error(&text)),
+        };
+        let size: usize = args[1..].iter().map(|a| a.len()).sum();
+        let limit = self.shared.opts.max_op_bytes;
+        if size > limit {
+            // the replicas would refuse it: say so at once, and
+            // keep this connection (and its pipeline) going
+            return Action::Reply(self.error(&too_large(size, limit)));
+        }
+        Action::Submit(op)
+    }
+
     /// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
     fn hello(&mut self, args: &[Bytes]) -> Vec<u8> {
+        let mut proto = self.proto;
         if let Some(ver) = args.get(1) {
             match parse_integer(ver) {
-                Some(2) => {}
+                Some(2) => proto = Proto::Resp2,
+                Some(3) => proto = Proto::Resp3,
                 Some(_) => return self.error("NOPROTO unsupported protocol version"),
                 None => {
                     return self.error("ERR Protocol version is not an integer or out of range")
@@ -563,14 +585,15 @@ impl Conn {
         if name.is_some() {
             self.name = name;
         }
+        self.proto = proto;
         let mut out = Vec::new();
-        resp::array_header(&mut out, 14);
+        resp::map_header(&mut out, 7, proto);
         for (k, v) in [("server", "redis"), ("version", REDIS_VERSION)] {
             resp::push_bulk(&mut out, Some(k.as_bytes()));
             resp::push_bulk(&mut out, Some(v.as_bytes()));
         }
         resp::push_bulk(&mut out, Some(b"proto"));
-        out.extend_from_slice(&resp::int(2));
+        out.extend_from_slice(&resp::int(proto.version()));
         resp::push_bulk(&mut out, Some(b"id"));
         out.extend_from_slice(&resp::int(self.id as i64));
         for (k, v) in [("mode", "standalone"), ("role", "master")] {
@@ -599,7 +622,7 @@ impl Conn {
             b"setname" => self.arity("client|setname"),
             b"getname" => match &self.name {
                 Some(name) => resp::bulk(name),
-                None => resp::nil(),
+                None => resp::nil(self.proto),
             },
             b"setinfo" if argc == 4 => resp::simple("OK"),
             b"setinfo" => self.arity("client|setinfo"),
@@ -612,7 +635,7 @@ impl Conn {
 
     fn client_line(&self) -> String {
         format!(
-            "id={} addr={} laddr={} name={} db=0 resp=2",
+            "id={} addr={} laddr={} name={} db=0 resp={}",
             self.id,
             self.peer,
             self.shared
@@ -621,6 +644,7 @@ impl Conn {
             self.name
                 .as_deref()
                 .map_or_else(String::new, |n| String::from_utf8_lossy(n).into_owned()),
+            self.proto.version(),
         )
     }
 
@@ -633,7 +657,10 @@ impl Conn {
             b"get" if args.len() >= 3 => {
                 let mut found: Vec<&[u8]> = Vec::new();
                 for (k, v) in CONFIG {
-                    if args[2..].iter().any(|p| glob_match(p, k.as_bytes())) {
+                    if args[2..]
+                        .iter()
+                        .any(|p| byzscale_apps::glob::matches(p, k.as_bytes(), true))
+                    {
                         found.push(k.as_bytes());
                         found.push(v.as_bytes());
                     }
@@ -657,8 +684,8 @@ impl Conn {
             // than an empty answer) makes it fall back to its built-in help
             b"docs" => self.error("ERR COMMAND DOCS is not supported by the byzscale gateway"),
             b"info" => resp::bulk_array([]),
-            b"count" => resp::int(COMMANDS.len() as i64),
-            b"list" => resp::bulk_array(COMMANDS.iter().map(|c| c.as_bytes())),
+            b"count" => resp::int(command_names().count() as i64),
+            b"list" => resp::bulk_array(command_names().map(str::as_bytes)),
             _ => self.unknown_subcommand("command", sub),
         }
     }
@@ -759,6 +786,7 @@ impl Offline {
                 id: 1,
                 peer,
                 name: None,
+                proto: Proto::Resp2,
                 inflight: VecDeque::new(),
             },
             parser,
@@ -814,19 +842,12 @@ impl Offline {
     }
 }
 
-/// Redis's reply to an unknown command (name and arguments shown up to 128 bytes).
-fn unknown_command(args: &[Bytes]) -> String {
-    let mut shown = String::new();
-    for a in &args[1..] {
-        if shown.len() >= 128 {
-            break;
-        }
-        shown.push_str(&format!("'{}' ", truncate(a, 128 - shown.len())));
-    }
-    format!(
-        "ERR unknown command '{}', with args beginning with: {shown}",
-        truncate(&args[0], 128)
-    )
+/// Every command name `COMMAND LIST` reports.
+fn command_names() -> impl Iterator<Item = &'static str> {
+    commands::TABLE
+        .iter()
+        .map(|c| c.name)
+        .chain(LOCAL_COMMANDS.iter().copied())
 }
 
 /// At most `max` bytes of `b`, lossily as text.
@@ -842,113 +863,9 @@ fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
     }
 }
 
-/// Redis-style glob matching (`*`, `?`, `[...]` and `\` escapes), case-insensitive
-/// (as `CONFIG GET` matches).
-fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
-    let (p, s) = (pattern.to_ascii_lowercase(), s.to_ascii_lowercase());
-    glob(&p, &s, 0)
-}
-
-fn glob(p: &[u8], s: &[u8], depth: usize) -> bool {
-    // bounded recursion: `CONFIG GET` patterns are short, but clients are untrusted
-    if depth > 64 {
-        return false;
-    }
-    let (mut pi, mut si) = (0, 0);
-    while pi < p.len() {
-        match p[pi] {
-            b'*' => {
-                while pi < p.len() && p[pi] == b'*' {
-                    pi += 1;
-                }
-                if pi == p.len() {
-                    return true;
-                }
-                return (si..=s.len()).any(|k| glob(&p[pi..], &s[k..], depth + 1));
-            }
-            b'?' => {
-                if si == s.len() {
-                    return false;
-                }
-                si += 1;
-                pi += 1;
-            }
-            b'[' => {
-                if si == s.len() {
-                    return false;
-                }
-                let Some(close) = p[pi + 1..].iter().position(|&c| c == b']') else {
-                    return false;
-                };
-                let set = &p[pi + 1..pi + 1 + close];
-                let (negate, set) = match set.split_first() {
-                    Some((b'^', rest)) => (true, rest),
-                    _ => (false, set),
-                };
-                let c = s[si];
-                let mut hit = false;
-                let mut k = 0;
-                while k < set.len() {
-                    if k + 2 < set.len() && set[k + 1] == b'-' {
-                        let (lo, hi) = (set[k].min(set[k + 2]), set[k].max(set[k + 2]));
-                        hit |= (lo..=hi).contains(&c);
-                        k += 3;
-                    } else {
-                        hit |= set[k] == c;
-                        k += 1;
-                    }
-                }
-                if hit == negate {
-                    return false;
-                }
-                si += 1;
-                pi += close + 2;
-            }
-            c => {
-                let c = if c == b'\\' && pi + 1 < p.len() {
-                    pi += 1;
-                    p[pi]
-                } else {
-                    c
-                };
-                if si == s.len() || s[si] != c {
-                    return false;
-                }
-                si += 1;
-                pi += 1;
-            }
-        }
-    }
-    si == s.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        for (p, s, want) in [
-            ("*", "save", true),
-            ("save", "SAVE", true),
-            ("sa*", "save", true),
-            ("*only", "appendonly", true),
-            ("s?ve", "save", true),
-            ("s[a-c]ve", "save", true),
-            ("s[^a]ve", "save", false),
-            ("max*", "save", false),
-            ("", "save", false),
-            ("\\*", "*", true),
-            ("[", "a", false),
-            (
-                "a**********************************************************************b",
-                "ab",
-                true,
-            ),
-        ] {
-            assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), want, "{p} {s}");
-        }
-    }
 
     #[test]
     fn key_overlap() {
@@ -988,15 +905,44 @@ mod tests {
     }
 
     #[test]
+    fn hello_switches_the_connection_between_resp2_and_resp3() {
+        let mut c = Offline::new(GatewayOptions::default());
+        let hello3 = c.feed(b"HELLO 3 SETNAME me\r\n");
+        assert!(hello3.starts_with(b"%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n"));
+        assert!(text(&hello3).contains("$5\r\nproto\r\n:3\r\n"));
+        assert!(text(&hello3).ends_with("$7\r\nmodules\r\n*0\r\n"));
+        assert_eq!(
+            text(&c.feed(b"GET x\r\nMGET x y\r\nCLIENT GETNAME\r\nTYPE x\r\n")),
+            "_\r\n*2\r\n_\r\n_\r\n$2\r\nme\r\n+none\r\n"
+        );
+        assert_eq!(
+            text(&c.feed(b"HELLO 4\r\nHELLO x\r\nGET x\r\n")),
+            "-NOPROTO unsupported protocol version\r\n\
+             -ERR Protocol version is not an integer or out of range\r\n_\r\n"
+        );
+        let hello2 = c.feed(b"HELLO 2\r\n");
+        assert!(hello2.starts_with(b"*14\r\n"));
+        assert!(text(&hello2).contains("$5\r\nproto\r\n:2\r\n"));
+        assert_eq!(
+            text(&c.feed(b"GET x\r\nCLIENT SETNAME \"\"\r\nCLIENT GETNAME\r\n")),
+            "$-1\r\n+OK\r\n$-1\r\n"
+        );
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
     fn unknown_command_text_is_bounded() {
         let args: Vec<Bytes> = std::iter::once(Bytes::from_static(b"FOO"))
             .chain((0..1000).map(|_| Bytes::from(vec![b'x'; 100])))
             .collect();
-        let text = unknown_command(&args);
+        let text = commands::unknown_command(&args);
         assert!(text.starts_with("ERR unknown command 'FOO', with args beginning with: 'xxx"));
         assert!(text.len() < 400, "{}", text.len());
         assert_eq!(
-            unknown_command(&[Bytes::from_static(b"x")]),
+            commands::unknown_command(&[Bytes::from_static(b"x")]),
             "ERR unknown command 'x', with args beginning with: "
         );
     }

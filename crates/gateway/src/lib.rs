@@ -1,4 +1,4 @@
-//! A Redis-protocol (RESP2) server in front of byzscale's replicated KV store.
+//! A Redis-protocol (RESP2 and RESP3) server in front of byzscale's replicated KV store.
 //!
 //! [`serve`] accepts TCP connections and speaks enough of the Redis protocol for
 //! `redis-cli`, `redis-benchmark` and client libraries to use the replicated
@@ -11,11 +11,11 @@
 //!
 //! | command | handled |
 //! |---|---|
-//! | `GET` `SET` `DEL` `EXISTS` `INCR` `MGET` `MSET` | by the backend; `GET`, `EXISTS` and `MGET` with `read_only = true` when [`GatewayOptions::unordered_reads`] is set |
+//! | the store's commands (`byzscale_apps::kv::commands::TABLE`: the string and key families) | by the backend; the read-only ones (`GET`, `STRLEN`, `GETRANGE`, `MGET`, `EXISTS`, `TYPE`, `KEYS`, `SCAN`, `DBSIZE`) with `read_only = true` when [`GatewayOptions::unordered_reads`] is set |
 //! | `PING [msg]`, `ECHO msg` | locally |
 //! | `QUIT` | `+OK`, then the connection is closed |
 //! | `SELECT 0` | `+OK` (there is one database; any other index is an error) |
-//! | `HELLO [2 [AUTH u p] [SETNAME n]]` | a RESP2 server description; `HELLO 3` gets `-NOPROTO` |
+//! | `HELLO [2\|3 [AUTH u p] [SETNAME n]]` | switches the connection to RESP2 or RESP3 and describes the server (a map in RESP3); other versions get `-NOPROTO` |
 //! | `AUTH user pass` | `+OK` (no authentication is configured) |
 //! | `CLIENT SETNAME/GETNAME/SETINFO/ID/INFO/LIST` | locally (the name is per connection) |
 //! | `CONFIG GET pattern...` | `save` → `""`, `appendonly` → `no`, `databases` → `1`, `maxmemory` → `0` (`*` lists them all); other names give nothing |
@@ -26,8 +26,10 @@
 //! | `POST`, `Host:` | nothing: the connection is closed (an HTTP request, maybe cross-protocol scripting; as Redis) |
 //! | anything else | `-ERR unknown command 'X', with args beginning with: ...` |
 //!
-//! Argument errors use Redis's texts (from [`KvOp::from_args`]); `SET` options (`EX`,
-//! `NX`, ...) are not supported and give `-ERR syntax error`. A backend `Err(text)`
+//! Unknown commands and wrong arities are answered at once with Redis's texts (from
+//! [`KvOp::from_args`]); the replicas give the other argument errors. The protocol of a
+//! connection decides how nils and maps are written ([`resp::Proto`]); a pipelined
+//! command's reply uses the protocol in force when it was read. A backend `Err(text)`
 //! becomes `-ERR text`; a [`KvReply::Error`] is sent as is; a backend future that
 //! panics becomes `-ERR internal error` and the connection goes on.
 //!
@@ -44,7 +46,8 @@
 //! Concurrent submission must not change what a pipelining client sees, so with
 //! [`GatewayOptions::order_conflicting`] (the default) a KV command whose keys overlap
 //! those of an earlier, still running command of the same connection (and at least
-//! one of the two writes) is passed to `exec` only after that command completed.
+//! one of the two writes; a whole-store command such as `FLUSHDB` or `KEYS` overlaps
+//! every command) is passed to `exec` only after that command completed.
 //! Commands of one connection on disjoint keys commute, so every connection observes
 //! the results of sequential execution in request order. Non-conflicting commands are
 //! passed to `exec` and first polled in request order, on the connection's task, so a
@@ -94,8 +97,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Executes KV operations for the gateway, typically by submitting them to the
 /// replicated service through a BFT client.
 pub trait KvBackend: Send + Sync + 'static {
-    /// Execute `op`. `read_only` is true for read-only operations (`GET`, `EXISTS`,
-    /// `MGET`) when [`GatewayOptions::unordered_reads`] is set: the backend may then
+    /// Execute `op`. `read_only` is true for read-only operations
+    /// ([`KvOp::is_read_only`]: `GET`, `MGET`, `STRLEN`, ...) when [`GatewayOptions::unordered_reads`] is set: the backend may then
     /// answer without ordering (e.g. a quorum query). An `Err(text)` is sent to the
     /// client as `-ERR text`.
     ///
@@ -143,7 +146,8 @@ impl KvBackend for MemoryBackend {
 /// Gateway configuration. `GatewayOptions::default()` is a sensible start.
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
-    /// Pass `read_only = true` to the backend for `GET`, `EXISTS` and `MGET`.
+    /// Pass `read_only = true` to the backend for read-only commands
+    /// ([`KvOp::is_read_only`]).
     /// Default false.
     pub unordered_reads: bool,
     /// Most concurrently open client connections. Default 1024.

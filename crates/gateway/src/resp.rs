@@ -1,4 +1,4 @@
-//! RESP2 request parsing and reply encoding.
+//! RESP request parsing, and reply encoding in RESP2 or RESP3 ([`Proto`]).
 //!
 //! [`Parser`] turns the bytes a client sends into commands (each a non-empty list of
 //! arguments). It accepts what Redis accepts:
@@ -337,23 +337,76 @@ pub fn error(text: &str) -> Vec<u8> {
     out
 }
 
-/// A store's reply in RESP2, as Redis would send it.
-pub fn reply(r: &KvReply) -> Vec<u8> {
-    match r {
-        KvReply::Ok => b"+OK\r\n".to_vec(),
-        KvReply::Pong => b"+PONG\r\n".to_vec(),
-        KvReply::Nil => nil(),
-        KvReply::Bulk(b) => bulk(b),
-        KvReply::Int(i) => int(*i),
-        KvReply::Array(items) => {
-            let mut out = Vec::new();
-            array_header(&mut out, items.len());
-            for item in items {
-                push_bulk(&mut out, item.as_deref());
-            }
-            out
+/// The protocol a connection speaks (`HELLO 2` / `HELLO 3`); it decides how a nil
+/// and a map are written. Every other reply type the store's commands use is the same
+/// in both (Redis 7 sends `TYPE` as a status, `KEYS`/`SCAN`/`MGET` as arrays).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Proto {
+    /// RESP2 (the default of a new connection).
+    #[default]
+    Resp2,
+    /// RESP3.
+    Resp3,
+}
+
+impl Proto {
+    /// The `HELLO` version number.
+    pub fn version(self) -> i64 {
+        match self {
+            Proto::Resp2 => 2,
+            Proto::Resp3 => 3,
         }
-        KvReply::Error(e) => error(e),
+    }
+}
+
+/// A store's reply as Redis would send it in `proto`.
+pub fn reply(r: &KvReply, proto: Proto) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_reply(&mut out, r, proto);
+    out
+}
+
+fn push_reply(out: &mut Vec<u8>, r: &KvReply, proto: Proto) {
+    match r {
+        KvReply::Ok => out.extend_from_slice(b"+OK\r\n"),
+        KvReply::Pong => out.extend_from_slice(b"+PONG\r\n"),
+        KvReply::Status(s) => out.extend_from_slice(&simple(s)),
+        KvReply::Nil => push_nil(out, proto),
+        KvReply::Bulk(b) => push_bulk(out, Some(b)),
+        KvReply::Int(i) => out.extend_from_slice(&int(*i)),
+        KvReply::Array(items) => {
+            array_header(out, items.len());
+            for item in items {
+                match item {
+                    Some(b) => push_bulk(out, Some(b)),
+                    None => push_nil(out, proto),
+                }
+            }
+        }
+        KvReply::List(items) => {
+            array_header(out, items.len());
+            for item in items {
+                push_reply(out, item, proto);
+            }
+        }
+        KvReply::Error(e) => out.extend_from_slice(&error(e)),
+    }
+}
+
+/// Append a nil: `$-1` in RESP2, `_` in RESP3.
+pub fn push_nil(out: &mut Vec<u8>, proto: Proto) {
+    out.extend_from_slice(match proto {
+        Proto::Resp2 => b"$-1\r\n",
+        Proto::Resp3 => b"_\r\n",
+    });
+}
+
+/// A map header for `n` key-value pairs: `%<n>` in RESP3, an array of `2n` elements
+/// in RESP2 (the caller appends the pairs).
+pub fn map_header(out: &mut Vec<u8>, n: usize, proto: Proto) {
+    match proto {
+        Proto::Resp2 => array_header(out, 2 * n),
+        Proto::Resp3 => out.extend_from_slice(format!("%{n}\r\n").as_bytes()),
     }
 }
 
@@ -381,9 +434,11 @@ pub fn bulk(b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The nil bulk string `$-1\r\n`.
-pub fn nil() -> Vec<u8> {
-    b"$-1\r\n".to_vec()
+/// A nil reply in `proto`.
+pub fn nil(proto: Proto) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_nil(&mut out, proto);
+    out
 }
 
 /// An array header `*<n>\r\n` (the caller appends `n` elements).
@@ -407,21 +462,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn store_replies_in_resp2() {
+    fn store_replies_in_resp2_and_resp3() {
         let b = |s: &str| s.as_bytes().to_vec();
-        assert_eq!(reply(&KvReply::Ok), b"+OK\r\n");
-        assert_eq!(reply(&KvReply::Pong), b"+PONG\r\n");
-        assert_eq!(reply(&KvReply::Nil), b"$-1\r\n");
-        assert_eq!(reply(&KvReply::Bulk(b("hi"))), b"$2\r\nhi\r\n");
-        assert_eq!(reply(&KvReply::Int(-3)), b":-3\r\n");
+        for proto in [Proto::Resp2, Proto::Resp3] {
+            assert_eq!(reply(&KvReply::Ok, proto), b"+OK\r\n");
+            assert_eq!(reply(&KvReply::Pong, proto), b"+PONG\r\n");
+            assert_eq!(
+                reply(&KvReply::Status("string".into()), proto),
+                b"+string\r\n"
+            );
+            assert_eq!(reply(&KvReply::Bulk(b("hi")), proto), b"$2\r\nhi\r\n");
+            assert_eq!(reply(&KvReply::Int(-3), proto), b":-3\r\n");
+            assert_eq!(
+                reply(&KvReply::Error("ERR x\r\ny".into()), proto),
+                b"-ERR x  y\r\n"
+            );
+        }
+        assert_eq!(reply(&KvReply::Nil, Proto::Resp2), b"$-1\r\n");
+        assert_eq!(reply(&KvReply::Nil, Proto::Resp3), b"_\r\n");
+        let mget = KvReply::Array(vec![Some(b("a")), None]);
+        assert_eq!(reply(&mget, Proto::Resp2), b"*2\r\n$1\r\na\r\n$-1\r\n");
+        assert_eq!(reply(&mget, Proto::Resp3), b"*2\r\n$1\r\na\r\n_\r\n");
+        let scan = KvReply::List(vec![
+            KvReply::Bulk(b("0")),
+            KvReply::List(vec![KvReply::Bulk(b("k"))]),
+        ]);
         assert_eq!(
-            reply(&KvReply::Array(vec![Some(b("a")), None])),
-            b"*2\r\n$1\r\na\r\n$-1\r\n"
+            reply(&scan, Proto::Resp3),
+            b"*2\r\n$1\r\n0\r\n*1\r\n$1\r\nk\r\n"
         );
-        assert_eq!(
-            reply(&KvReply::Error("ERR x\r\ny".into())),
-            b"-ERR x  y\r\n"
-        );
+        let mut m = Vec::new();
+        map_header(&mut m, 2, Proto::Resp2);
+        map_header(&mut m, 2, Proto::Resp3);
+        assert_eq!(m, b"*4\r\n%2\r\n");
     }
 
     fn limits() -> Limits {
@@ -599,7 +672,8 @@ mod tests {
         assert_eq!(error("ERR a\r\nb"), b"-ERR a  b\r\n");
         assert_eq!(int(-7), b":-7\r\n");
         assert_eq!(bulk(b""), b"$0\r\n\r\n");
-        assert_eq!(nil(), b"$-1\r\n");
+        assert_eq!(nil(Proto::Resp2), b"$-1\r\n");
+        assert_eq!(nil(Proto::Resp3), b"_\r\n");
         assert_eq!(
             bulk_array([&b"a"[..], b"bc"]),
             b"*2\r\n$1\r\na\r\n$2\r\nbc\r\n"

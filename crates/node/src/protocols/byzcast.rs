@@ -491,9 +491,14 @@ impl ByzcastClient {
     }
 
     /// Run a KV command on the sharded store: to the groups owning its keys,
-    /// as one message (through their lca if there are several).
+    /// as one message (through their lca if there are several). A command the
+    /// sharded store does not run ([`kv::refusal`]: `CROSSSLOT`, `SCAN`) is answered
+    /// at once.
     pub async fn kv(&self, op: &KvOp) -> Result<KvReply> {
         let targets = self.topo.tree().target_count();
+        if let Some(refused) = kv::refusal(op, targets) {
+            return Ok(refused);
+        }
         let dst = kv::groups_of(op, targets);
         let results = self.multicast(dst, op.encode()).await?;
         Ok(kv::merge(op, &results, targets))

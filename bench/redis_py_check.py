@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Check that the current `redis` Python client connects to a byzscale Redis
+gateway with default settings, and with protocol=3, and runs a few commands.
+
+    pip install redis
+    byzscale cluster --duration 0 --keep --json   # note "redis": "127.0.0.1:PORT"
+    python3 bench/redis_py_check.py 127.0.0.1:PORT
+
+Exits non-zero on the first failed check. Not part of CI (it needs pip).
+"""
+import sys
+
+import redis
+
+
+def check(r, label):
+    r.flushdb()
+    assert r.ping() is True
+    assert r.set("greeting", "hello") is True
+    assert r.get("greeting") == b"hello"
+    assert r.set("greeting", "x", nx=True) is None
+    assert r.set("greeting", "bye", get=True) == b"hello"
+    assert r.incrby("n", 5) == 5 and r.decr("n") == 4
+    assert r.append("greeting", "!") == 4
+    assert r.strlen("greeting") == 4
+    assert r.getrange("greeting", 0, 1) == b"by"
+    assert r.mset({"a": "1", "b": "2"}) is True
+    assert r.mget("a", "missing", "b") == [b"1", None, b"2"]
+    assert r.msetnx({"a": "9", "c": "3"}) is False
+    assert r.type("a") == b"string" and r.type("missing") == b"none"
+    assert r.rename("a", "z") is True
+    assert r.exists("a", "z") == 1
+    assert sorted(r.keys("*")) == [b"b", b"greeting", b"n", b"z"]
+    assert sorted(r.scan_iter(match="[bz]*", count=2)) == [b"b", b"z"]
+    assert r.dbsize() == 4
+    assert r.getdel("z") == b"1"
+    assert r.unlink("b", "n") == 2
+    assert r.client_getname() is None
+    try:
+        r.execute_command("NOSUCH", "x")
+        raise AssertionError("unknown command accepted")
+    except redis.ResponseError as e:
+        assert str(e).startswith("unknown command 'NOSUCH'"), e
+    print(f"{label}: ok (redis-py {redis.__version__}, protocol {r.connection_pool.connection_kwargs.get('protocol')})")
+
+
+def main():
+    host, port = sys.argv[1].rsplit(":", 1) if len(sys.argv) > 1 else ("127.0.0.1", "6379")
+    check(redis.Redis(host=host, port=int(port)), "redis.Redis() defaults")
+    check(redis.Redis(host=host, port=int(port), protocol=3), "redis.Redis(protocol=3)")
+    check(redis.Redis(host=host, port=int(port), protocol=2), "redis.Redis(protocol=2)")
+
+
+if __name__ == "__main__":
+    main()
