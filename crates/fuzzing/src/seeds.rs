@@ -157,6 +157,11 @@ fn smr_messages() -> Vec<Message> {
         Message::Log {
             entries: vec![(1, 0, batch)],
         },
+        Message::Busy {
+            replica: NodeId(2),
+            client: ClientId(5),
+            seq: 7,
+        },
     ]
 }
 

@@ -483,7 +483,7 @@ impl<P: ForwardPolicy> Replica<P> {
     fn on_smr_message(&mut self, from: Addr, msg: byzscale_smr::Message, cx: &mut Cx<'_, Self>) {
         use byzscale_smr::Message as M;
         match msg {
-            M::Reply(r) => {
+            M::Reply(_) | M::Busy { .. } => {
                 let Some(y) = from.node().and_then(|n| self.topo.group_of(n)) else {
                     cx.fault(from, Fault::Unexpected, "SMR reply from a non-replica");
                     return;
@@ -496,7 +496,7 @@ impl<P: ForwardPolicy> Replica<P> {
                     );
                     return;
                 }
-                self.stream_step(y, cx, |c, icx| c.on_message(from, M::Reply(r), icx));
+                self.stream_step(y, cx, |c, icx| c.on_message(from, msg, icx));
             }
             M::Request(req) => {
                 let inner_from = match from {

@@ -170,10 +170,12 @@ impl StreamOut {
     /// Send every unsent entry inside the window: to the believed leader, or
     /// to every child replica if `all`.
     fn send_window(&mut self, all: bool, cx: &mut Cx<'_, Self>) {
-        let limit = self.d.acked.saturating_add(self.window);
+        // the first `window` numbers above the floor (numbers jump at a new
+        // session, so the window counts entries, not numbers)
         let unsent: Vec<u64> = self
             .entries
-            .range(..=limit)
+            .iter()
+            .take(self.window as usize)
             .filter(|(_, e)| e.req.is_none())
             .map(|(s, _)| *s)
             .collect();
@@ -245,7 +247,7 @@ impl StreamOut {
         self.view = self.view.max(self.weak_floor(|r| r.1));
         let floor = self.weak_floor(|r| r.0);
         if floor > self.d.acked {
-            let done = floor - self.d.acked;
+            let done = self.entries.range(..=floor).count() as u64;
             let rec = Record::Acked {
                 child: self.child.id,
                 seq: floor,
@@ -279,7 +281,9 @@ impl Protocol for StreamOut {
         if f.k <= self.d.last_k {
             return;
         }
-        let seq = self.d.last_seq + 1;
+        // nothing outstanding: a new session, which the child runs even if
+        // its entry for this stream expired (see `Request::next_seq`)
+        let seq = Request::next_seq(self.d.last_seq, self.d.acked == self.d.last_seq);
         let op = Envelope::Forward {
             sender: self.me,
             k: f.k,
@@ -308,6 +312,8 @@ impl Protocol for StreamOut {
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
         match msg {
             Message::Reply(r) => self.on_reply(from, r, cx),
+            // the child's client table is full: retried as usual
+            Message::Busy { .. } => {}
             other => cx.fault(
                 from,
                 crate::Fault::Unexpected,

@@ -9,7 +9,12 @@
 //! after a duplicated request, counts with its first answer).
 //!
 //! Several requests may be outstanding (`Params::client_window`); ordered ones are
-//! numbered contiguously so the replicas can execute them in FIFO order.
+//! numbered contiguously so the replicas can execute them in FIFO order, and a
+//! client with none outstanding starts a new session ([`Request::next_seq`]),
+//! which the replicas run even if its entry in their client table expired.
+//! Replicas whose client table is full answer a client they hold no entry
+//! for with [`Message::Busy`]; a weak quorum of them makes the client log it
+//! and count it ([`Client::busy`]) while it keeps retrying.
 //!
 //! Deviation from BFT-SMaRt, as in PBFT (TOCS'02 §4.2): an ordered request goes
 //! first to the leader of the view the client believes current, and to every
@@ -26,8 +31,8 @@ use crate::message::*;
 use crate::params::{GroupInfo, Params};
 use byzscale_core::crypto::Digest;
 use byzscale_core::quorum::Collector;
-use byzscale_core::{Addr, ClientId, Cx, NoRecord, Protocol, Time};
-use std::collections::{BTreeMap, VecDeque};
+use byzscale_core::{Addr, ClientId, Cx, NoRecord, NodeId, Protocol, Time};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Why a client refuses an operation before sending it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -79,13 +84,16 @@ struct Outstanding {
     /// The view each replica reported in its reply.
     views: BTreeMap<usize, View>,
     retries: u32,
+    /// Replicas that answered [`Message::Busy`].
+    busy: BTreeSet<usize>,
 }
 
 pub struct Client {
     id: ClientId,
     g: GroupInfo,
     p: Params,
-    next_seq: u64,
+    /// The last sequence number given to an ordered request (0: none yet).
+    last_seq: u64,
     next_ro: u64,
     next_id: u64,
     ordered: BTreeMap<u64, Outstanding>,
@@ -94,6 +102,7 @@ pub struct Client {
     backlog: VecDeque<(u64, Vec<u8>, bool, Time)>,
     completed: u64,
     refused: u64,
+    busy: u64,
     /// The view the client believes current: its leader gets new requests.
     view: View,
 }
@@ -104,7 +113,7 @@ impl Client {
             id,
             g,
             p,
-            next_seq: 1,
+            last_seq: 0,
             next_ro: 1,
             next_id: 1,
             ordered: BTreeMap::new(),
@@ -112,6 +121,7 @@ impl Client {
             backlog: VecDeque::new(),
             completed: 0,
             refused: 0,
+            busy: 0,
             view: 0,
         }
     }
@@ -167,6 +177,18 @@ impl Client {
         self.refused
     }
 
+    /// Requests that a weak quorum of replicas answered [`Message::Busy`]
+    /// (their client table full, this client without an entry).
+    pub fn busy(&self) -> u64 {
+        self.busy
+    }
+
+    /// The number of the next ordered request (see [`Request::next_seq`]).
+    fn take_seq(&mut self) -> u64 {
+        self.last_seq = Request::next_seq(self.last_seq, self.ordered.is_empty());
+        self.last_seq
+    }
+
     fn make_request(&self, seq: u64, read_only: bool, op: Vec<u8>, cx: &Cx<'_, Self>) -> Request {
         Request::authenticated(cx.crypto(), &self.g, self.id, seq, read_only, op)
     }
@@ -187,8 +209,7 @@ impl Client {
             cx.set_timer(Timer::ReadTimeout(seq), self.p.client_retry);
             self.reads.insert(seq, Outstanding::new(id, req, invoked));
         } else {
-            let seq = self.next_seq;
-            self.next_seq += 1;
+            let seq = self.take_seq();
             let req = self.make_request(seq, false, op, cx);
             self.send_ordered(&req, cx);
             cx.set_timer(Timer::Retry(seq), self.p.client_retry);
@@ -220,13 +241,38 @@ impl Client {
     fn fall_back(&mut self, seq: u64, cx: &mut Cx<'_, Self>) {
         if let Some(o) = self.reads.remove(&seq) {
             cx.cancel_timer(Timer::ReadTimeout(seq));
-            let oseq = self.next_seq;
-            self.next_seq += 1;
+            let oseq = self.take_seq();
             let req = self.make_request(oseq, false, o.req.op, cx);
             self.send_ordered(&req, cx);
             cx.set_timer(Timer::Retry(oseq), self.p.client_retry);
             self.ordered
                 .insert(oseq, Outstanding::new(o.id, req, o.invoked));
+        }
+    }
+}
+
+impl Client {
+    /// A replica's client table is full and holds nothing of us: once a
+    /// weak quorum says so (at least one correct), log it and count it; the
+    /// request stays outstanding and is retried as usual.
+    fn on_busy(&mut self, from: Addr, replica: NodeId, seq: u64) {
+        let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
+            return;
+        };
+        let Some(o) = self.ordered.get_mut(&seq) else {
+            return;
+        };
+        if self.g.members[idx] != replica || !o.busy.insert(idx) {
+            return;
+        }
+        if self.g.qs.is_weak(o.busy.iter().copied())
+            && !self
+                .g
+                .qs
+                .is_weak(o.busy.iter().copied().filter(|i| *i != idx))
+        {
+            self.busy += 1;
+            tracing::warn!(client = %self.id, seq, "the replicas' client table is full: request waits until idle clients expire");
         }
     }
 }
@@ -240,6 +286,7 @@ impl Outstanding {
             replies: Collector::new(),
             views: BTreeMap::new(),
             retries: 0,
+            busy: BTreeSet::new(),
         }
     }
 }
@@ -268,6 +315,10 @@ impl Protocol for Client {
     }
 
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
+        if let Message::Busy { replica, seq, .. } = msg {
+            self.on_busy(from, replica, seq);
+            return;
+        }
         let Message::Reply(r) = msg else {
             cx.fault(
                 from,

@@ -16,7 +16,9 @@ pub type Slot = u64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub client: ClientId,
-    /// Ordered requests: the client's FIFO sequence number, from 1, contiguous.
+    /// Ordered requests: the client's FIFO sequence number, contiguous within
+    /// a session (see [`Request::next_seq`]): the low [`SESSION_BITS`] bits
+    /// count from 1 in the session the high bits name.
     /// Read-only requests: a separate per-client counter (never executed in order).
     pub seq: u64,
     pub read_only: bool,
@@ -30,7 +32,47 @@ pub struct Request {
     pub sig: Option<Signature>,
 }
 
+/// Bits of a sequence number that count within its session.
+pub const SESSION_BITS: u32 = 32;
+
 impl Request {
+    /// The sequence number a client gives its next ordered request after
+    /// `last` (0 before the first, which is 1). A client with nothing outstanding starts
+    /// a new session (the next multiple of 2^[`SESSION_BITS`], plus one):
+    /// everything it sent before has completed, so a replica may run a
+    /// session's first request whatever it executed last of this client, or
+    /// if it knows nothing of the client (its entry expired; see
+    /// `replica/execute.rs`). Within a session the numbers are contiguous.
+    pub fn next_seq(last: u64, idle: bool) -> u64 {
+        if idle && last > 0 {
+            ((last >> SESSION_BITS) + 1) << SESSION_BITS | 1
+        } else {
+            last + 1
+        }
+    }
+
+    /// Whether a client's request `seq` runs next at a replica that
+    /// executed its request `last` (0: none, or the entry expired): the
+    /// next in the session, or the start of a later session.
+    pub fn runs_next(last: u64, seq: u64) -> bool {
+        seq == last + 1 || (seq > last && Request::position(seq) == 1)
+    }
+
+    /// How far ahead of `last` request `seq` is: its distance within the
+    /// same session, or its place in a later session (1: it runs next).
+    pub fn ahead(last: u64, seq: u64) -> u64 {
+        if seq >> SESSION_BITS > last >> SESSION_BITS {
+            Request::position(seq)
+        } else {
+            seq.saturating_sub(last)
+        }
+    }
+
+    /// The place of `seq` in its session (from 1).
+    pub fn position(seq: u64) -> u64 {
+        seq & ((1 << SESSION_BITS) - 1)
+    }
+
     /// Request `seq` of `client` to `group`, with a MAC for each member (an
     /// unknown member's entry is zero and fails there: the replica drops the
     /// request, the client retries). Unsigned: a client signs from its first
@@ -220,6 +262,14 @@ pub enum Message {
     Log {
         entries: Vec<(Slot, View, Batch)>,
     },
+    /// To a client: its request `seq` was not executed because the client
+    /// table is full (`Params::client_table_bytes`) and this client has no
+    /// entry; it runs once idle entries expire (see `replica/execute.rs`).
+    Busy {
+        replica: NodeId,
+        client: ClientId,
+        seq: u64,
+    },
     /// Ask for chunk `index` of the snapshot at the stable checkpoint `slot`.
     FetchChunk {
         slot: Slot,
@@ -253,6 +303,7 @@ impl Message {
             Message::State { .. } => "state",
             Message::FetchLog { .. } => "fetch-log",
             Message::Log { .. } => "log",
+            Message::Busy { .. } => "busy",
             Message::FetchChunk { .. } => "fetch-chunk",
             Message::Chunk { .. } => "chunk",
         }

@@ -424,6 +424,7 @@ impl Mutator<Message> for FieldSurgery {
                 (1, Some(e)) => e.1 = fields::number(e.1, rng),
                 _ => fields::list(entries, rng),
             },
+            Message::Busy { seq, .. } => *seq = fields::number(*seq, rng),
         }
         Some(m)
     }

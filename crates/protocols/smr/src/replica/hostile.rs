@@ -359,3 +359,165 @@ fn a_member_cannot_make_a_leader_hold_stop_data_for_many_views() {
     );
     assert_eq!(r.stop_data_held().0, 1);
 }
+
+/// A backup of view 0 with `p`.
+fn backup(p: Params) -> R {
+    R::new(NodeId(1), group(), p, Count::default())
+}
+
+/// Issue 10 item 9, early requests pinned in the replicated state: a
+/// request decided before its client's predecessor was buffered inside the
+/// client table, so it travelled in every snapshot (a client, or a
+/// Byzantine leader, could fill it with up to `4 × client_window` operations
+/// per client id). Now it is skipped at execution, the same at every
+/// replica, and runs when proposed again in its turn.
+#[test]
+fn early_requests_are_not_pinned_in_the_replicated_state() {
+    let mut r = backup(params());
+    let big = vec![9u8; 100 << 10];
+    decide(&mut r, 1, 1, 0, Batch::new(vec![request(3, &big)]));
+    let snap = r.snapshot_bytes();
+    assert!(snap.len() < 1024, "the snapshot holds {} bytes", snap.len());
+    decide(&mut r, 1, 2, 0, Batch::new(vec![request(1, b"a")]));
+    decide(&mut r, 1, 3, 0, Batch::new(vec![request(2, b"b")]));
+    assert_eq!(r.service().0, 2, "request 3 ran early");
+    decide(&mut r, 1, 4, 0, Batch::new(vec![request(3, &big)]));
+    assert_eq!(r.service().0, 3);
+    assert!(r.snapshot_bytes().len() < 1024);
+}
+
+/// Issue 10 item 9, client entries never freed: at each checkpoint the
+/// entries of clients idle for more than `client_expiry_slots` go, at every
+/// replica alike (the snapshots agree). A returning client's next request
+/// in its old session is not run (the replica knows nothing of it); a new
+/// session's first request (what a client with nothing outstanding sends)
+/// runs.
+#[test]
+fn idle_clients_expire_at_checkpoints_and_return_in_a_new_session() {
+    let p = Params {
+        client_expiry_slots: 4,
+        ..params()
+    };
+    let mut a = backup(p.clone());
+    let mut b = R::new(NodeId(2), group(), p, Count::default());
+    for (r, me) in [(&mut a, 1), (&mut b, 2)] {
+        decide(r, me, 1, 0, Batch::new(vec![request(1, b"a")]));
+        for s in 2..=4 {
+            decide(r, me, s, 0, Batch::default());
+        }
+        assert_eq!(r.stats().clients, 1, "expired at checkpoint 4");
+        for s in 5..=8 {
+            decide(r, me, s, 0, Batch::default());
+        }
+        assert_eq!(r.stats().clients, 0, "kept past the horizon");
+        assert_eq!(r.stats().client_bytes, 0, "the byte count drifted");
+        assert_eq!(r.stats().clients_expired, 1);
+    }
+    assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
+    decide(&mut a, 1, 9, 0, Batch::new(vec![request(2, b"b")]));
+    assert_eq!(a.service().0, 1, "an expired session's request ran");
+    let fresh = Request::next_seq(1, true);
+    decide(&mut a, 1, 10, 0, Batch::new(vec![request(fresh, b"c")]));
+    assert_eq!(
+        a.service().0,
+        2,
+        "a new session's first request did not run"
+    );
+    assert_eq!(a.stats().clients, 1);
+}
+
+/// Issue 10 item 9, the client table's bytes: at `client_table_bytes` a
+/// client with no entry is not executed and every replica answers it
+/// `Busy` (at execution, so all alike); its request runs once there is room.
+#[test]
+fn a_full_client_table_answers_busy_to_a_new_client() {
+    let p = Params {
+        client_table_bytes: 0,
+        ..params()
+    };
+    let mut r = backup(p);
+    let fx = decide(&mut r, 1, 1, 0, Batch::new(vec![request(1, b"a")]));
+    let busy = fx.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Send {
+                to: Addr::Client(CLIENT),
+                msg: Message::Busy { seq: 1, .. }
+            }
+        )
+    });
+    assert!(busy, "{fx:?}");
+    assert_eq!(r.service().0, 0);
+    assert_eq!(r.stats().clients_refused, 1);
+    assert_eq!(r.stats().client_bytes_peak, 0);
+}
+
+/// Issue 10 item 9, the pending table: a client's requests ahead of its
+/// turn were held without a byte bound (up to `4 × client_window` of
+/// `max_op_bytes` per client id, 64 MiB, and no total). Now a client holds
+/// at most `client_pending_bytes`, all clients `pending_bytes`, and the
+/// furthest-ahead requests go first (the one the client waits on stays).
+#[test]
+fn pending_requests_are_bounded_in_bytes() {
+    let op = vec![5u8; 100 << 10];
+    let cost = super::pending::cost(&request(2, &op));
+    for (per_client, total) in [(1 << 20, 64 << 20), (64 << 20, 512 << 10)] {
+        let mut r = backup(Params {
+            client_pending_bytes: per_client,
+            pending_bytes: total,
+            ..params()
+        });
+        for seq in 2..=60 {
+            let m = Message::Request(request(seq, &op));
+            step(&mut r, 1, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx));
+        }
+        let s = r.stats();
+        let bound = per_client.min(total);
+        assert!(s.pending_bytes <= bound, "{} > {bound}", s.pending_bytes);
+        assert!(
+            s.pending_bytes_peak <= bound + cost,
+            "{}",
+            s.pending_bytes_peak
+        );
+        assert_eq!(s.pending, bound / cost);
+        assert!(
+            r.pending.contains_key(&(CLIENT, 2)),
+            "the next one was evicted"
+        );
+        // the one it waits on comes: it runs, and the next ones are due
+        decide(&mut r, 1, 1, 0, Batch::new(vec![request(1, b"x")]));
+        assert_eq!(r.service().0, 1);
+    }
+}
+
+/// The proposals among `fx`: each batch's sequence numbers.
+fn proposed_seqs(fx: &[Effect<R>]) -> Vec<Vec<u64>> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Multicast {
+                msg: Message::Propose { batch, .. },
+                ..
+            } => Some(batch.requests.iter().map(|r| r.seq).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A correct leader proposes a client's request only in its turn (the
+/// replicas would skip it at execution): requests 3 and 2 wait until 1
+/// comes, then go in order.
+#[test]
+fn a_leader_proposes_requests_in_their_turn() {
+    let mut r = R::new(NodeId(0), group(), params(), Count::default());
+    let mut fx = Vec::new();
+    for seq in [3, 2, 1] {
+        let m = Message::Request(request(seq, b"x"));
+        fx.extend(step(&mut r, 0, |r, cx| {
+            r.on_message(Addr::Client(CLIENT), m, cx)
+        }));
+        if seq > 1 {
+            assert!(proposed_seqs(&fx).is_empty(), "{:?}", proposed_seqs(&fx));
+        }
+    }
+    assert_eq!(proposed_seqs(&fx), vec![vec![1, 2, 3]]);
+}

@@ -25,6 +25,7 @@
 //! eviction). An honest client named in a Byzantine leader's forged request
 //! loses only its MAC-only fast path at that replica.
 
+use super::pending::PendingTable;
 use super::{Ctx, Record, Replica, Status, Timer};
 use crate::fault::Fault;
 use crate::message::*;
@@ -32,7 +33,7 @@ use crate::params::{GroupInfo, Params};
 use byzscale_core::crypto::Crypto;
 use byzscale_core::service::Service;
 use byzscale_core::{Addr, ClientId, Time};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// A request waiting to be executed.
 #[derive(Debug)]
@@ -116,7 +117,7 @@ pub(super) fn validate_batch(
     p: &Params,
     g: &GroupInfo,
     idx: usize,
-    pending: &BTreeMap<(ClientId, u64), Pending>,
+    pending: &PendingTable,
     crypto: &Crypto,
 ) -> Result<(), Refusal> {
     if batch.requests.len() > p.batch_max_requests.max(1) * 2 {
@@ -230,7 +231,7 @@ impl<S: Service> Replica<S> {
             }
             return;
         }
-        if req.seq > last + self.horizon() {
+        if Request::ahead(last, req.seq) > self.horizon() {
             tracing::debug!(replica = %self.me, client = %req.client, seq = req.seq, last, "request beyond the client window");
             return;
         }
@@ -245,7 +246,11 @@ impl<S: Service> Replica<S> {
             arrival,
             forwarded,
         };
-        self.pending.insert(id, pending);
+        let (per_client, total) = (self.p.client_pending_bytes, self.p.pending_bytes);
+        if !self.pending.insert(pending, per_client, total) {
+            tracing::debug!(replica = %self.me, client = %id.0, seq = id.1, "pending table full for this request");
+            return;
+        }
         self.queue.push_back(id);
         if self.is_leader() {
             self.try_propose(cx);
@@ -347,7 +352,9 @@ impl<S: Service> Replica<S> {
                 self.queue.pop_front();
                 continue;
             };
-            if self.proposed.contains(&id) {
+            if self.proposed.contains(&id) || !self.in_turn(&id) {
+                // a request not in its turn waits pending; it is queued
+                // again once its predecessor is proposed or executed
                 self.queue.pop_front();
                 continue;
             }
@@ -358,8 +365,27 @@ impl<S: Service> Replica<S> {
             requests.push(p.req.clone());
             self.proposed.insert(id);
             self.queue.pop_front();
+            self.queue_successor(id);
         }
         requests
+    }
+
+    /// Whether a leader may propose `id` now: it runs next after what this
+    /// replica executed of its client, or its predecessor is proposed (in
+    /// an earlier slot, or earlier in this batch). Requests execute only in
+    /// their client's order (`execute.rs`); one proposed out of turn would
+    /// be skipped at execution.
+    fn in_turn(&self, (c, s): &(ClientId, u64)) -> bool {
+        let last = self.clients.get(c).map(|cs| cs.last).unwrap_or(0);
+        Request::runs_next(last, *s) || self.proposed.contains(&(*c, s.wrapping_sub(1)))
+    }
+
+    /// Queue `id`'s successor if it waits pending, unproposed.
+    pub(super) fn queue_successor(&mut self, (c, s): (ClientId, u64)) {
+        let next = (c, s.wrapping_add(1));
+        if self.pending.contains_key(&next) && !self.proposed.contains(&next) {
+            self.queue.push_back(next);
+        }
     }
 
     /// The batch delay ran out: propose what is queued, however little.
@@ -396,7 +422,7 @@ impl<S: Service> Replica<S> {
     /// Whether `id` is the next request its client needs executed (later ones
     /// legitimately wait for it, so they are not evidence against the leader).
     fn is_due(&self, (c, s): &(ClientId, u64)) -> bool {
-        *s == self.clients.get(c).map(|cs| cs.last).unwrap_or(0) + 1
+        Request::runs_next(self.clients.get(c).map(|cs| cs.last).unwrap_or(0), *s)
     }
 
     /// Arrival time of the oldest pending request that is due.
