@@ -38,6 +38,11 @@ pub struct SmrArgs {
     /// (churn), or floods of requests ahead of their turn (i mod 4).
     #[arg(long, default_value_t = 0)]
     pub byzantine_clients: usize,
+    /// Slots after which an idle client's entry expires at the replicas
+    /// and the session floor rises past it (small, so that a run exercises
+    /// expiry; the library's default is 2^20).
+    #[arg(long, default_value_t = byzscale_scenario_smr::CLIENT_EXPIRY_SLOTS)]
+    pub client_expiry_slots: u64,
     /// Fraction of operations sent on the unordered read-only path.
     #[arg(long, default_value_t = 0.2)]
     pub read_ratio: f64,
@@ -127,5 +132,6 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
         modeled_crypto: a.run.modeled_crypto,
         trace: a.trace.clone(),
         byzantine_clients: a.byzantine_clients,
+        client_expiry_slots: a.client_expiry_slots,
     })
 }

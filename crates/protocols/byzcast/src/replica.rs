@@ -248,6 +248,19 @@ impl Replica<Honest> {
     }
 }
 
+/// `params` for the SMR replica of `group`, with the client ids of its
+/// parent group's replicas pinned ([`Params::pinned_clients`]): their
+/// forward streams number contiguously in session 0 for as long as the
+/// group lives, so their entries never expire and the session floor never
+/// refuses them (see `byzscale_smr`'s `replica/execute.rs`). A bounded set,
+/// the same at every member: it comes from the topology.
+fn pin_parents(topo: &Topology, group: GroupId, mut params: Params) -> Params {
+    let parent = topo.tree().parent(group).and_then(|p| topo.group(p));
+    let ids = parent.into_iter().flat_map(|g| g.members.iter().copied());
+    params.pinned_clients.extend(ids.map(ClientId::for_replica));
+    params
+}
+
 impl<P: ForwardPolicy> Replica<P> {
     pub fn with_policy(
         me: NodeId,
@@ -266,6 +279,7 @@ impl<P: ForwardPolicy> Replica<P> {
         }
         let info = topo.group(group).expect("owner group exists").clone();
         let machine = GroupMachine::new(group, topo.clone());
+        let params = pin_parents(&topo, group, params);
         let smr = smr::Replica::new(me, info, params.clone(), machine);
         let streams = topo
             .tree()
@@ -483,7 +497,7 @@ impl<P: ForwardPolicy> Replica<P> {
     fn on_smr_message(&mut self, from: Addr, msg: byzscale_smr::Message, cx: &mut Cx<'_, Self>) {
         use byzscale_smr::Message as M;
         match msg {
-            M::Reply(_) | M::Busy { .. } => {
+            M::Reply(_) | M::Refused { .. } => {
                 let Some(y) = from.node().and_then(|n| self.topo.group_of(n)) else {
                     cx.fault(from, Fault::Unexpected, "SMR reply from a non-replica");
                     return;

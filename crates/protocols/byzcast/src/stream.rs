@@ -30,6 +30,11 @@
 //!   its log are dropped by their stream index (at most the last one
 //!   submitted), so a restart neither skips nor repeats a number.
 //!
+//! The stream numbers contiguously in session 0 for ever: the child pins
+//! its parent replicas' client ids ([`byzscale_smr::Params::pinned_clients`],
+//! set from the topology by [`crate::Replica`]), so their entries never
+//! expire and the child's session floor never refuses them.
+//!
 //! Requests go first to the leader of the view a weak quorum of replies
 //! reported (PBFT §4.2, like the SMR client), and every `client_retry`
 //! without progress the oldest outstanding ones go to every child replica.
@@ -161,7 +166,7 @@ impl StreamOut {
             cx.crypto(),
             &self.child,
             self.client,
-            seq,
+            (0, seq),
             false,
             op.to_vec(),
         )
@@ -170,12 +175,10 @@ impl StreamOut {
     /// Send every unsent entry inside the window: to the believed leader, or
     /// to every child replica if `all`.
     fn send_window(&mut self, all: bool, cx: &mut Cx<'_, Self>) {
-        // the first `window` numbers above the floor (numbers jump at a new
-        // session, so the window counts entries, not numbers)
+        let limit = self.d.acked.saturating_add(self.window);
         let unsent: Vec<u64> = self
             .entries
-            .iter()
-            .take(self.window as usize)
+            .range(..=limit)
             .filter(|(_, e)| e.req.is_none())
             .map(|(s, _)| *s)
             .collect();
@@ -247,7 +250,7 @@ impl StreamOut {
         self.view = self.view.max(self.weak_floor(|r| r.1));
         let floor = self.weak_floor(|r| r.0);
         if floor > self.d.acked {
-            let done = self.entries.range(..=floor).count() as u64;
+            let done = floor - self.d.acked;
             let rec = Record::Acked {
                 child: self.child.id,
                 seq: floor,
@@ -281,9 +284,7 @@ impl Protocol for StreamOut {
         if f.k <= self.d.last_k {
             return;
         }
-        // nothing outstanding: a new session, which the child runs even if
-        // its entry for this stream expired (see `Request::next_seq`)
-        let seq = Request::next_seq(self.d.last_seq, self.d.acked == self.d.last_seq);
+        let seq = self.d.last_seq + 1;
         let op = Envelope::Forward {
             sender: self.me,
             k: f.k,
@@ -312,8 +313,9 @@ impl Protocol for StreamOut {
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
         match msg {
             Message::Reply(r) => self.on_reply(from, r, cx),
-            // the child's client table is full: retried as usual
-            Message::Busy { .. } => {}
+            // the child's client table is full: retried as usual (a pinned
+            // stream is never told stale)
+            Message::Refused { .. } => {}
             other => cx.fault(
                 from,
                 crate::Fault::Unexpected,

@@ -4,7 +4,8 @@ use crate::message::Manifest;
 use byzscale_core::codec;
 use byzscale_core::protocol::{MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::{Addr, GroupId, NodeId, Time};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId, Time};
+use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 /// The members of one group, in position order, and their quorum system.
@@ -88,6 +89,12 @@ pub struct Params {
     /// client with no entry is refused ([`crate::Message::Busy`]) until
     /// entries expire.
     pub client_table_bytes: usize,
+    /// Clients whose entries never expire and whose requests the session
+    /// floor never refuses (see `replica/execute.rs`): a bounded set the
+    /// deployment knows, such as a ByzCast group's parent replicas, whose
+    /// forward streams number contiguously in session 0 forever. The group
+    /// must agree on it: it decides what executes.
+    pub pinned_clients: BTreeSet<ClientId>,
     /// State transfer cuts a snapshot in chunks of this many bytes, each sent
     /// in its own message (see `replica/transfer.rs`). The group must agree
     /// on it: it is part of the state digest replicas sign.
@@ -140,6 +147,7 @@ impl Default for Params {
             pending_bytes: 128 << 20,
             client_expiry_slots: 1 << 20,
             client_table_bytes: 64 << 20,
+            pinned_clients: BTreeSet::new(),
             state_chunk_bytes: 1 << 20,
             max_state_bytes: 1 << 30,
         }

@@ -5,9 +5,9 @@
 //! | behaviour | what it sends, to every replica |
 //! |---|---|
 //! | `partial-mac` | requests whose MAC entry is valid at the first replica only, never signed (issue 10 item 6) |
-//! | `huge` | operations of `max_op_bytes + 1` (refused on arrival) and of exactly `max_op_bytes` (ordered and run) |
+//! | `huge` | operations of `max_op_bytes + 1` (refused on arrival) and of exactly `max_op_bytes` (ordered and run), each the first of a new session named by the highest slot any reply told it (unverified) |
 //! | `churn` | one request each from [`CHURN_IDS`] client ids, spread over the run: every id a new entry in the client table, which expires at checkpoints |
-//! | `flood` | [`FLOOD_PER_TICK`] requests every 5 ticks, with sequence numbers ahead of their turn (up to the replicas' horizon, and far beyond it) |
+//! | `flood` | [`FLOOD_PER_TICK`] requests every 5 ticks, with sequence numbers ahead of their turn (up to the replicas' horizon, and far beyond it), and sessions far ahead of any slot |
 //!
 //! Their requests are valid or not as the table says; the checkers exempt
 //! them from validity (they name their own client) and from liveness (they
@@ -89,6 +89,8 @@ pub struct Hostile {
     /// Its place among the ids of a churn client (when it speaks).
     k: usize,
     last: u64,
+    /// The highest slot a reply named (a session for `huge`).
+    slot: u64,
     ticks: u32,
 }
 
@@ -101,12 +103,13 @@ impl Hostile {
             kind,
             k,
             last: 0,
+            slot: 0,
             ticks: 0,
         }
     }
 
-    fn send(&self, seq: u64, op: Vec<u8>, cx: &mut Cx<'_, Self>) {
-        let req = Request::authenticated(cx.crypto(), &self.g, self.id, seq, false, op);
+    fn send(&self, id: (u64, u64), op: Vec<u8>, cx: &mut Cx<'_, Self>) {
+        let req = Request::authenticated(cx.crypto(), &self.g, self.id, id, false, op);
         cx.multicast(self.g.addrs(), Message::Request(req));
     }
 
@@ -115,8 +118,8 @@ impl Hostile {
             ClientAttack::PartialMac => {
                 self.last += 1;
                 let op = format!("partial-{}", self.last).into_bytes();
-                let mut req =
-                    Request::authenticated(cx.crypto(), &self.g, self.id, self.last, false, op);
+                let id = (0, self.last);
+                let mut req = Request::authenticated(cx.crypto(), &self.g, self.id, id, false, op);
                 for m in req.auth.iter_mut().skip(1) {
                     *m = Default::default();
                 }
@@ -126,28 +129,27 @@ impl Hostile {
                 if self.ticks.is_multiple_of(10) && self.ticks <= 200 {
                     let over = (self.ticks / 10).is_multiple_of(2);
                     let len = self.p.max_op_bytes + usize::from(over);
-                    let seq = Request::next_seq(self.last, true);
-                    self.last = seq;
-                    self.send(seq, vec![b'x'; len], cx);
+                    self.send((self.slot, 1), vec![b'x'; len], cx);
                 }
             }
             ClientAttack::Churn => {
                 // each id speaks once, one a tick
                 if self.ticks as usize == 1 + self.k {
-                    self.send(1, b"churn".to_vec(), cx);
+                    self.send((0, 1), b"churn".to_vec(), cx);
                 }
             }
             ClientAttack::Flood if self.ticks.is_multiple_of(5) => {
                 let horizon = 4 * self.p.client_window;
                 for j in 0..FLOOD_PER_TICK {
                     let t = self.ticks as u64 * FLOOD_PER_TICK + j;
-                    // ahead of its turn within the horizon, and far beyond it
-                    let seq = if j % 4 == 3 {
-                        u64::MAX - t
-                    } else {
-                        2 + t % horizon
+                    // ahead of its turn within the horizon, and far beyond
+                    // it; a session far ahead of any slot
+                    let id = match j % 4 {
+                        3 => (0, u64::MAX - t),
+                        2 => (u64::MAX - t, 1),
+                        _ => (0, 2 + t % horizon),
                     };
-                    self.send(seq, vec![b'f'; 2048], cx);
+                    self.send(id, vec![b'f'; 2048], cx);
                 }
             }
             ClientAttack::Flood => {}
@@ -166,7 +168,11 @@ impl Protocol for Hostile {
         cx.set_timer((), TICK);
     }
     fn on_input(&mut self, _: client::Input, _: &mut Cx<'_, Self>) {}
-    fn on_message(&mut self, _: Addr, _: Message, _: &mut Cx<'_, Self>) {}
+    fn on_message(&mut self, _: Addr, m: Message, _: &mut Cx<'_, Self>) {
+        if let Message::Reply(r) = m {
+            self.slot = self.slot.max(r.slot);
+        }
+    }
     fn on_timer(&mut self, _: (), cx: &mut Cx<'_, Self>) {
         self.ticks += 1;
         if self.ticks > TICKS {

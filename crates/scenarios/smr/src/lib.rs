@@ -106,7 +106,18 @@ pub struct Config {
     pub trace: Option<PathBuf>,
     /// Byzantine clients besides the honest ones ([`clients`]).
     pub byzantine_clients: usize,
+    /// `Params::client_expiry_slots` of the run: small by default
+    /// ([`CLIENT_EXPIRY_SLOTS`]) so that client entries expire and the
+    /// session floor rises within a run (at the library's default of 2^20
+    /// slots nothing ever expires in a simulation).
+    pub client_expiry_slots: u64,
 }
+
+/// The scenario's default `client_expiry_slots`: half a checkpoint interval
+/// of the scenario (checkpoints every 32 slots), so an idle client's entry
+/// expires at the next checkpoint and the session floor rises at every
+/// checkpoint of a run.
+pub const CLIENT_EXPIRY_SLOTS: u64 = 16;
 
 impl Config {
     /// A small default: `replicas` replicas tolerating `f`, no adversary, LAN.
@@ -129,6 +140,7 @@ impl Config {
             modeled_crypto: false,
             trace: None,
             byzantine_clients: 0,
+            client_expiry_slots: CLIENT_EXPIRY_SLOTS,
         }
     }
 
@@ -395,7 +407,7 @@ impl Scenario for Config {
         let mut params = Params::for_network(base.max_one_way());
         params.checkpoint_interval = 32;
         params.window = 128;
-        client_limits(&mut params);
+        client_limits(&mut params, self.client_expiry_slots);
         let (net, stabilize) = base.turbulent();
         let regions = net.regions.len().max(1);
         let mut sim: SmrSim = Sim::new(seed, net, CpuModel::calibrated());
@@ -520,12 +532,15 @@ impl Scenario for Config {
         if self.byzantine_clients > 0 {
             c.push_str(&format!(" --byzantine-clients {}", self.byzantine_clients));
         }
+        if self.client_expiry_slots != CLIENT_EXPIRY_SLOTS {
+            c.push_str(&format!(" --client-expiry-slots {}", self.client_expiry_slots));
+        }
         c
     }
 
     fn summarize(&self, sweep: &Sweep<Run>) -> Report {
         let mut params = Params::default();
-        client_limits(&mut params);
+        client_limits(&mut params, self.client_expiry_slots);
         let lat = sweep.sorted(|r| &r.run.latencies);
         let sim_seconds = sweep.total(|r| r.outcome.sim_seconds);
         let deliveries = sweep.sum(|r| r.outcome.messages);
@@ -568,8 +583,8 @@ impl Scenario for Config {
 
 /// The client-table and pending-table limits of the scenario: small enough
 /// that Byzantine clients ([`clients`]) reach them.
-fn client_limits(params: &mut Params) {
-    params.client_expiry_slots = 16;
+fn client_limits(params: &mut Params, expiry: u64) {
+    params.client_expiry_slots = expiry;
     params.client_pending_bytes = 256 << 10;
     params.pending_bytes = 4 << 20;
 }

@@ -368,3 +368,23 @@ fn byzantine_client_behaviours_with_a_mutating_replica() {
         assert_bounded(&r, &format!("{n} Byzantine clients with a mutator"));
     }
 }
+
+/// The case that reverted the first bounded client table (main d80bd1d):
+/// with one twin leader (K = F) and entries expiring after 16 slots, the
+/// twin proposed client 2's old session-first requests again after its
+/// entry expired, and they ran a second time (linearizability violation
+/// at seed 4021). Sessions named by slots and the session floor refuse
+/// them; the seeds around it must stay clean too, and entries must expire.
+#[test]
+fn an_expired_clients_old_requests_never_run_again() {
+    let mut c = cfg(4, 1, 0, Adversary::Twins, 1);
+    c.client_expiry_slots = 16;
+    c.seed_start = 4021;
+    let r = run_many(&c, |_, _| {}).expect("runs");
+    assert_clean(&r, "twins seed 4021");
+    assert!(r.clients_expired > 0, "no entry expired: the case is not exercised");
+    c.seed_start = 4000;
+    c.seeds = 40;
+    let r = run_many(&c, |_, _| {}).expect("runs");
+    assert_clean(&r, "twins seeds 4000..4040");
+}

@@ -8,44 +8,71 @@
 //!
 //! # The client table (replicated, in every snapshot)
 //!
-//! Per client only what exactly-once needs: the last executed sequence
-//! number, the slot it ran in, and the last `client_window` replies
-//! ([`ClientState`]). A request runs only in its turn
-//! ([`Request::runs_next`]: the next in its session, or a new session's
-//! first); any other is skipped, deterministically, and stays in the
-//! replica's pending table (`pending.rs`, local and bounded in bytes) until
-//! its predecessor has run and a leader proposes it again. Deviation from
-//! the table this replaced: out-of-order requests were buffered inside the
-//! client table, so a client's (or a Byzantine leader's) early requests were
-//! pinned in the replicated state and in every snapshot; PBFT and BFT-SMaRt
-//! keep only the last reply per client, as now. A correct leader proposes a
-//! request only in turn (`request.rs`), so only a view change that drops a
-//! slot makes a later one be skipped, once.
+//! Per client only what exactly-once needs: its session, the last executed
+//! sequence number in it, the slot it ran in, and the last `client_window`
+//! replies with their slots ([`ClientState`]). A request runs only in its
+//! turn ([`Replica::turn`]); any other is skipped, deterministically, and
+//! stays in the replica's pending table (`pending.rs`, local and bounded in
+//! bytes) until its predecessor has run and a leader proposes it again.
+//! Deviation from the table this replaced: out-of-order requests were
+//! buffered inside the client table, so a client's (or a Byzantine
+//! leader's) early requests were pinned in the replicated state and in
+//! every snapshot; PBFT and BFT-SMaRt keep only the last reply per client,
+//! as now. A correct leader proposes a request only in turn (`request.rs`),
+//! so only a view change that drops a slot makes a later one be skipped,
+//! once.
 //!
-//! # Expiry and the bound
+//! # Sessions, named by slots, and the session floor
 //!
-//! At every checkpoint slot, before the snapshot, each replica drops the
-//! entries of clients with no request executed in the last
-//! `client_expiry_slots` slots, in client-id order: the same decision at
-//! every replica, since it depends on the decided sequence only. A client
-//! that returns after that starts a new session ([`Request::next_seq`]: a
-//! client with nothing outstanding always does), which runs whatever the
-//! table knows of it. What is given up: exactly-once for a request older
-//! than the expiry horizon; an expired client's request retransmitted after
-//! expiry, if it is a session's first, may run a second time (a correct
-//! client retransmits only what it has not seen complete, and the horizon
-//! is far beyond a request's life). BFT-SMaRt keys its per-client state on
-//! the client's session and drops it when the client disconnects; a session
-//! here is a sequence-number range, since requests travel on no connection
-//! of their own.
+//! As Raft's client sessions (Ongaro's thesis §6.3), a client's requests
+//! carry a session ([`Request::session`]) and a sequence number from 1,
+//! contiguous within it. A session is named by a slot decided before the
+//! request: 0 for a fresh client; a client with nothing ordered
+//! outstanding whose last completed request ran at slot L > its session
+//! starts session L (it learns L from f+1 replies matching in result and
+//! slot, so L is vouched for by a correct replica). The replicated state
+//! holds a *session floor*: at a checkpoint at slot S, the entries whose
+//! last activity L satisfies L <= S - E expire (E = `client_expiry_slots`,
+//! in client-id order, the same at every replica) and the floor becomes
+//! max(floor, S - E + 1). Everything an expired client ever executed has
+//! session < its slot <= L < floor, so none of it can run again.
+//!
+//! An ordered request of client c, session s, number q, executed at slot t
+//! (deterministic at every replica):
+//! 1. s >= t: refused ([`RefuseReason::SessionAhead`]; a correct client
+//!    never sends one), nothing changes.
+//! 2. c has no entry: s < floor is refused ([`RefuseReason::Stale`], with
+//!    the floor); else q = 1 creates the entry and runs; else it waits
+//!    pending (out of turn).
+//! 3. c has entry e: s < e.session is stale (skipped; a retransmission gets
+//!    `Stale`); s = e.session: q <= last is a duplicate (the cached reply),
+//!    q = last + 1 runs, later ones wait; s > e.session: q = 1 starts the
+//!    new session (the entry's counters reset) and runs, later ones wait.
+//!
+//! The floor applies only to a client without an entry: a live entry of an
+//! old session keeps running. A client told `Stale` by f+1 replicas (the
+//! same floor) moves every outstanding ordered request to session
+//! max(floor, its last slot), renumbered from 1: none of them ran, since
+//! the client had no entry. What is given up: exactly-once for a request
+//! whose every reply was lost for longer than the expiry horizon (its
+//! retransmission is told `Stale`, and the client sends it again in a new
+//! session); the horizon is far beyond a request's life.
+//! [`Params::pinned_clients`] (a ByzCast child's parent replicas, a
+//! bounded set from the topology) never expire and are exempt from the
+//! floor: their forward streams number contiguously in session 0.
+//!
+//! # The bound
 //!
 //! The table's bytes ([`entry_bytes`]) are bounded by `client_table_bytes`:
 //! at the bound a client with no entry is not executed and every replica
-//! answers [`Message::Busy`] (deterministically, at execution); its request
-//! stays pending and can run once entries expire. Clients with an entry are
-//! never refused. Known limitation: a leader does not queue a refused
-//! request again by itself (its client's retransmission finds it pending);
-//! it is proposed again after the next view change rebuilds the queue.
+//! answers [`RefuseReason::Busy`] (deterministically, at execution); its
+//! request stays pending and can run once entries expire. Clients with an
+//! entry are never refused. Known limitation: a leader does not queue a
+//! refused request again by itself (its client's retransmission finds it
+//! pending); it is proposed again after the next view change rebuilds the
+//! queue.
+//!
+//! [`Params::pinned_clients`]: crate::Params::pinned_clients
 
 use super::{Ctx, Output, Record, Replica};
 use crate::message::*;
@@ -58,15 +85,33 @@ use std::collections::{BTreeMap, VecDeque};
 /// Per-client execution state: part of the replicated state (and the snapshot).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub(super) struct ClientState {
+    /// The session its requests run in (see the module docs).
+    pub(super) session: u64,
+    /// The last sequence number executed in `session` (0: none).
     pub(super) last: u64,
     /// The slot its last request ran in (for expiry).
     last_slot: Slot,
-    pub(super) replies: VecDeque<(u64, Vec<u8>)>,
+    /// The last replies of `session`: (seq, slot, result).
+    pub(super) replies: VecDeque<(u64, Slot, Vec<u8>)>,
 }
 
 /// Bytes charged for a client's entry in the table.
 pub(super) fn entry_bytes(cs: &ClientState) -> usize {
-    64 + cs.replies.iter().map(|(_, r)| r.len() + 24).sum::<usize>()
+    72 + cs.replies.iter().map(|(_, _, r)| r.len() + 32).sum::<usize>()
+}
+
+/// Where a request stands against the client table (module docs).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// Executed already in the entry's session.
+    Done,
+    /// Runs next: the next in its session, or a session's first.
+    Next,
+    /// Waits for earlier requests of its session; `ahead` of the next.
+    Ahead(u64),
+    /// Its session is over (an older session of the entry's client, or no
+    /// entry and below the session floor).
+    Stale,
 }
 
 /// What executing one request did.
@@ -74,11 +119,32 @@ pub(super) enum Outcome {
     Ran(Vec<u8>),
     /// Not its turn, or executed already: nothing.
     Skipped,
-    /// A client with no entry while the table is full.
-    Busy,
+    /// Refused, with a reply saying why.
+    Refused(RefuseReason),
 }
 
 impl<S: Service> Replica<S> {
+    /// Where request `(c, s, q)` stands here (module docs, rules 2 and 3).
+    pub(super) fn turn(&self, (c, s, q): ReqId) -> Turn {
+        let ahead = match self.clients.get(&c) {
+            None if s < self.session_floor && !self.p.pinned_clients.contains(&c) => {
+                return Turn::Stale
+            }
+            Some(e) if s < e.session => return Turn::Stale,
+            // numbers count from 1: a 0 never runs
+            Some(e) if s == e.session && q <= e.last => return Turn::Done,
+            _ if q == 0 => return Turn::Done,
+            Some(e) if s == e.session => q - e.last - 1,
+            // no entry, or a later session: its first runs
+            _ => q - 1,
+        };
+        if ahead == 0 {
+            Turn::Next
+        } else {
+            Turn::Ahead(ahead)
+        }
+    }
+
     /// Execute every decided slot that is next in order.
     pub(super) fn execute_ready(&mut self, cx: &mut Ctx<S>) {
         let mut progressed = false;
@@ -115,41 +181,51 @@ impl<S: Service> Replica<S> {
     }
 
     fn execute_request(&mut self, slot: Slot, req: &Request, cx: &mut Ctx<S>) {
-        let (client, seq) = req.id();
         match self.execute_request_quiet(slot, req) {
             Outcome::Ran(result) => {
-                let reply = self.reply(client, seq, false, result);
-                cx.send(Addr::Client(client), reply);
-                self.queue_successor((client, seq));
+                let reply = self.reply(req, slot, result);
+                cx.send(Addr::Client(req.client), reply);
+                self.queue_successor(req.id());
             }
-            Outcome::Busy => {
-                let replica = self.me;
-                let busy = Message::Busy {
-                    replica,
-                    client,
-                    seq,
-                };
-                cx.send(Addr::Client(client), busy);
+            Outcome::Refused(reason) => {
+                cx.send(Addr::Client(req.client), self.refusal(req, reason));
             }
             Outcome::Skipped => {}
         }
     }
 
-    pub(super) fn reply(
-        &self,
-        client: ClientId,
-        seq: u64,
-        read_only: bool,
-        result: Vec<u8>,
-    ) -> Message {
+    /// The reply to `req`, executed at `slot` (0 for a read).
+    pub(super) fn reply(&self, req: &Request, slot: Slot, result: Vec<u8>) -> Message {
         Message::Reply(Reply {
             replica: self.me,
             view: self.view(),
-            client,
-            seq,
-            read_only,
+            client: req.client,
+            session: req.session,
+            seq: req.seq,
+            read_only: req.read_only,
+            slot,
             result,
         })
+    }
+
+    /// The refusal of `req` for `reason`.
+    pub(super) fn refusal(&self, req: &Request, reason: RefuseReason) -> Message {
+        Message::Refused {
+            replica: self.me,
+            client: req.client,
+            session: req.session,
+            seq: req.seq,
+            reason,
+        }
+    }
+
+    /// The refusal a stale request gets: the session floor if the client
+    /// has no entry (it moves to a newer session), else nothing (an old
+    /// session's request, of a client that moved on).
+    pub(super) fn stale_refusal(&self, req: &Request) -> Option<Message> {
+        let floor = self.session_floor;
+        let known = self.clients.contains_key(&req.client);
+        (!known).then(|| self.refusal(req, RefuseReason::Stale { floor }))
     }
 
     /// How far beyond its last executed request a client's sequence numbers may
@@ -166,23 +242,41 @@ impl<S: Service> Replica<S> {
         let id = req.id();
         // whatever happens, a leader may propose it again only in its turn
         self.proposed.remove(&id);
-        let known = self.clients.get(&req.client);
-        let last = known.map(|cs| cs.last).unwrap_or(0);
-        if !Request::runs_next(last, req.seq) {
-            return Outcome::Skipped;
+        let refused = if req.session >= slot {
+            Some(RefuseReason::SessionAhead)
+        } else {
+            match self.turn(id) {
+                Turn::Next => None,
+                Turn::Stale if !self.clients.contains_key(&req.client) => {
+                    let floor = self.session_floor;
+                    Some(RefuseReason::Stale { floor })
+                }
+                _ => return Outcome::Skipped,
+            }
+        };
+        if let Some(reason) = refused {
+            // it can never run: no replica holds it for proposal again
+            self.pending.remove(&id);
+            return Outcome::Refused(reason);
         }
-        if known.is_none() && self.client_bytes + 64 > self.p.client_table_bytes {
+        let known = self.clients.get(&req.client);
+        if known.is_none() && self.client_bytes + 72 > self.p.client_table_bytes {
             self.stats.clients_refused += 1;
-            return Outcome::Busy;
+            return Outcome::Refused(RefuseReason::Busy);
         }
         let result = self.service.execute(&req.op);
         let window = self.p.client_window.max(1) as usize;
         let new = known.is_none();
         let cs = self.clients.entry(req.client).or_default();
         let before = if new { 0 } else { entry_bytes(cs) };
+        if cs.session != req.session {
+            // a new session: its counters start again
+            cs.session = req.session;
+            cs.replies.clear();
+        }
         cs.last = req.seq;
         cs.last_slot = slot;
-        cs.replies.push_back((req.seq, result.clone()));
+        cs.replies.push_back((req.seq, slot, result.clone()));
         while cs.replies.len() > window {
             cs.replies.pop_front();
         }
@@ -202,13 +296,20 @@ impl<S: Service> Replica<S> {
     }
 
     /// At checkpoint `slot`, before its snapshot: drop the entries of
-    /// clients idle for more than `client_expiry_slots` (module docs).
+    /// clients idle for `client_expiry_slots` or more, and raise the
+    /// session floor past them (module docs).
     pub(super) fn expire_clients(&mut self, slot: Slot) {
         let horizon = self.p.client_expiry_slots;
         let before = self.clients.len();
         let mut freed = 0;
-        self.clients.retain(|_, cs| {
-            let keep = slot.saturating_sub(cs.last_slot) <= horizon;
+        let pinned = &self.p.pinned_clients;
+        // the entries last active at or below `slot - horizon` go
+        let cut = slot.saturating_sub(horizon);
+        if slot >= horizon {
+            self.session_floor = self.session_floor.max(cut.saturating_add(1));
+        }
+        self.clients.retain(|c, cs| {
+            let keep = cs.last_slot > cut || slot < horizon || pinned.contains(c);
             if !keep {
                 freed += entry_bytes(cs);
             }
@@ -218,15 +319,18 @@ impl<S: Service> Replica<S> {
         self.stats.clients_expired += (before - self.clients.len()) as u64;
     }
 
-    /// The replicated state: the service's snapshot and the client table.
+    /// The replicated state: the service's snapshot, the client table and
+    /// the session floor.
     pub(super) fn snapshot_bytes(&self) -> Vec<u8> {
-        codec::to_bytes(&(self.service.snapshot(), &self.clients))
+        codec::to_bytes(&(self.service.snapshot(), &self.clients, self.session_floor))
     }
 
     pub(super) fn restore_snapshot(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let (svc, clients): (Vec<u8>, BTreeMap<ClientId, ClientState>) =
+        type State = (Vec<u8>, BTreeMap<ClientId, ClientState>, Slot);
+        let (svc, clients, floor): State =
             codec::from_bytes(bytes, usize::MAX).map_err(|e| e.to_string())?;
         self.service.restore(&svc)?;
+        self.session_floor = floor;
         self.client_bytes = clients.values().map(entry_bytes).sum();
         self.client_bytes_peak = self.client_bytes_peak.max(self.client_bytes);
         self.clients = clients;

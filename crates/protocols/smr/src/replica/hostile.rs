@@ -4,6 +4,7 @@
 
 use super::testkit::*;
 use super::*;
+use super::execute::{self, Outcome};
 use byzscale_core::crypto::Mac;
 use byzscale_core::{Addr, Effect, NodeId, Protocol};
 
@@ -292,7 +293,7 @@ fn a_request_failing_its_mac_in_a_batch_makes_its_client_sign() {
     // signed, with every MAC entry broken: authentic to every replica
     let mut signed = request(1, b"one");
     signed.auth = vec![Mac::default(); 4];
-    let bytes = Request::auth_bytes(group().id, CLIENT, 1, false, b"one");
+    let bytes = Request::auth_bytes(group().id, CLIENT, (0, 1), false, b"one");
     signed.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
     on_request(&mut r, signed.clone());
     assert_eq!(r.stats().pending, 1);
@@ -304,7 +305,7 @@ fn a_request_failing_its_mac_in_a_batch_makes_its_client_sign() {
     });
     assert!(writes(&fx).is_empty(), "a bad signature passed");
     let mut signed2 = request(2, b"two");
-    let bytes = Request::auth_bytes(group().id, CLIENT, 2, false, b"two");
+    let bytes = Request::auth_bytes(group().id, CLIENT, (0, 2), false, b"two");
     signed2.auth = vec![Mac::default(); 4];
     signed2.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
     let batch = Batch::new(vec![request(1, b"one"), signed2]);
@@ -387,11 +388,11 @@ fn early_requests_are_not_pinned_in_the_replicated_state() {
 }
 
 /// Issue 10 item 9, client entries never freed: at each checkpoint the
-/// entries of clients idle for more than `client_expiry_slots` go, at every
-/// replica alike (the snapshots agree). A returning client's next request
-/// in its old session is not run (the replica knows nothing of it); a new
-/// session's first request (what a client with nothing outstanding sends)
-/// runs.
+/// entries of clients idle for `client_expiry_slots` or more go, at every
+/// replica alike (the snapshots agree), and the session floor rises past
+/// them. A returning client's next request in its expired session is
+/// refused `Stale` with the floor; a request in a session at or above the
+/// floor (named by a slot before its own) runs.
 #[test]
 fn idle_clients_expire_at_checkpoints_and_return_in_a_new_session() {
     let p = Params {
@@ -412,18 +413,92 @@ fn idle_clients_expire_at_checkpoints_and_return_in_a_new_session() {
         assert_eq!(r.stats().clients, 0, "kept past the horizon");
         assert_eq!(r.stats().client_bytes, 0, "the byte count drifted");
         assert_eq!(r.stats().clients_expired, 1);
+        assert_eq!(r.session_floor, 5, "checkpoint 8, horizon 4");
     }
     assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
-    decide(&mut a, 1, 9, 0, Batch::new(vec![request(2, b"b")]));
+    let fx = decide(&mut a, 1, 9, 0, Batch::new(vec![request(2, b"b")]));
     assert_eq!(a.service().0, 1, "an expired session's request ran");
-    let fresh = Request::next_seq(1, true);
-    decide(&mut a, 1, 10, 0, Batch::new(vec![request(fresh, b"c")]));
-    assert_eq!(
-        a.service().0,
-        2,
-        "a new session's first request did not run"
-    );
+    assert!(refused(&fx, RefuseReason::Stale { floor: 5 }), "{fx:?}");
+    let fx = decide(&mut a, 1, 10, 0, Batch::new(vec![session_request(1, 1, b"c")]));
+    assert!(refused(&fx, RefuseReason::Stale { floor: 5 }), "{fx:?}");
+    decide(&mut a, 1, 11, 0, Batch::new(vec![session_request(5, 1, b"c")]));
+    assert_eq!(a.service().0, 2, "a new session's first request did not run");
     assert_eq!(a.stats().clients, 1);
+}
+
+/// Whether `fx` refuses `CLIENT`'s request for `reason`.
+fn refused(fx: &[Effect<R>], reason: RefuseReason) -> bool {
+    fx.iter().any(|e| {
+        matches!(e, Effect::Send {
+            to: Addr::Client(CLIENT),
+            msg: Message::Refused { reason: r, .. },
+        } if *r == reason)
+    })
+}
+
+/// The replay the `bounds` branch let through (`sim smr --byzantine twins`
+/// seed 4021): after a client's entry expired, a twin leader proposed the
+/// client's old requests again, and its session's first ran a second time.
+/// Now every request the client ever executed is refused: its session is
+/// below the floor (no entry), and a replay of a live session's request
+/// is a duplicate.
+#[test]
+fn a_replay_of_any_executed_request_after_expiry_is_refused() {
+    let p = Params {
+        client_expiry_slots: 4,
+        ..params()
+    };
+    let mut r = backup(p);
+    // session 0: requests 1 and 2 at slot 1; session 1 (named by slot 1):
+    // request 1 at slot 2, request 2 at slot 3
+    let old = [
+        request(1, b"a"),
+        request(2, b"b"),
+        session_request(1, 1, b"c"),
+        session_request(1, 2, b"d"),
+    ];
+    decide(&mut r, 1, 1, 0, Batch::new(old[..2].to_vec()));
+    decide(&mut r, 1, 2, 0, Batch::new(vec![old[2].clone()]));
+    decide(&mut r, 1, 3, 0, Batch::new(vec![old[3].clone()]));
+    assert_eq!(r.service().0, 4);
+    // a replay while the entry lives: old session stale, same session done
+    for (i, req) in old.iter().enumerate() {
+        decide(&mut r, 1, 4 + i as Slot, 0, Batch::new(vec![req.clone()]));
+    }
+    assert_eq!(r.service().0, 4, "a replay ran while the entry lived");
+    for s in 8..=12 {
+        decide(&mut r, 1, s, 0, Batch::default());
+    }
+    assert_eq!(r.stats().clients, 0, "expired at checkpoint 12");
+    // after expiry: each of them, alone or all in one batch
+    for (i, req) in old.iter().enumerate() {
+        let fx = decide(&mut r, 1, 13 + i as Slot, 0, Batch::new(vec![req.clone()]));
+        assert!(refused(&fx, RefuseReason::Stale { floor: 9 }), "{fx:?}");
+    }
+    decide(&mut r, 1, 17, 0, Batch::new(old.to_vec()));
+    assert_eq!(r.service().0, 4, "an expired client's request ran again");
+    assert_eq!(r.stats().clients, 0);
+    // a session that names its own slot or a later one is refused
+    let fx = decide(&mut r, 1, 18, 0, Batch::new(vec![session_request(18, 1, b"e")]));
+    assert!(refused(&fx, RefuseReason::SessionAhead), "{fx:?}");
+    assert_eq!(r.service().0, 4);
+}
+
+/// Sessions and sequence numbers at the edges of `u64` from a Byzantine
+/// client never panic a replica, on arrival or at execution.
+#[test]
+fn edge_sessions_never_panic_a_replica() {
+    let mut r = backup(params());
+    let mut slot = 0;
+    for (s, q) in [(U, U), (U, 1), (0, U), (0, 0), (U, 0), (U - 1, 2)] {
+        let m = Message::Request(session_request(s, q, b"x"));
+        step(&mut r, 1, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx));
+        slot += 1;
+        decide(&mut r, 1, slot, 0, Batch::new(vec![session_request(s, q, b"x")]));
+    }
+    assert_eq!(r.service().0, 0, "none of them may run");
+    decide(&mut r, 1, slot + 1, 0, Batch::new(vec![request(1, b"x")]));
+    assert_eq!(r.service().0, 1);
 }
 
 /// Issue 10 item 9, the client table's bytes: at `client_table_bytes` a
@@ -442,7 +517,11 @@ fn a_full_client_table_answers_busy_to_a_new_client() {
             e,
             Effect::Send {
                 to: Addr::Client(CLIENT),
-                msg: Message::Busy { seq: 1, .. }
+                msg: Message::Refused {
+                    seq: 1,
+                    reason: RefuseReason::Busy,
+                    ..
+                }
             }
         )
     });
@@ -481,7 +560,7 @@ fn pending_requests_are_bounded_in_bytes() {
         );
         assert_eq!(s.pending, bound / cost);
         assert!(
-            r.pending.contains_key(&(CLIENT, 2)),
+            r.pending.contains_key(&(CLIENT, 0, 2)),
             "the next one was evicted"
         );
         // the one it waits on comes: it runs, and the next ones are due
@@ -520,4 +599,65 @@ fn a_leader_proposes_requests_in_their_turn() {
         }
     }
     assert_eq!(proposed_seqs(&fx), vec![vec![1, 2, 3]]);
+}
+
+/// Client-id churn (issue 10 item 9): every slot, fresh ids each run one
+/// request, some in session 0 and some naming the slot before (any client
+/// may name a decided slot). The table holds at most the ids of the last
+/// `client_expiry_slots` plus a checkpoint interval of slots, and never
+/// more than `client_table_bytes` (new ids get `Busy` at the bound); once
+/// the floor rises, session-0 ids get `Stale` and take no entry. On the
+/// code before expiry, the table grew by every id for ever.
+#[test]
+fn client_id_churn_keeps_the_table_bounded() {
+    let per_slot = 3;
+    for bound in [usize::MAX, 40 * 72] {
+        let mut r = backup(Params {
+            client_expiry_slots: 8,
+            client_table_bytes: bound,
+            ..params()
+        });
+        let mut next = 100;
+        let mut outcomes = BTreeMap::new();
+        for slot in 1..=400 {
+            for k in 0..per_slot {
+                let req = Request {
+                    client: ClientId(next),
+                    session: if k == 0 { 0 } else { slot - 1 },
+                    seq: 1,
+                    read_only: false,
+                    op: b"churn".to_vec(),
+                    auth: Vec::new(),
+                    sig: None,
+                };
+                next += 1;
+                let what = match r.execute_request_quiet(slot, &req) {
+                    Outcome::Ran(_) => "ran",
+                    Outcome::Refused(RefuseReason::Busy) => "busy",
+                    Outcome::Refused(RefuseReason::Stale { .. }) => "stale",
+                    Outcome::Refused(RefuseReason::SessionAhead) => "ahead",
+                    Outcome::Skipped => "skipped",
+                };
+                *outcomes.entry((k == 0, what)).or_insert(0) += 1;
+            }
+            if slot % r.p.checkpoint_interval == 0 {
+                r.expire_clients(slot);
+            }
+            let held = r.clients.len() as u64;
+            assert!(held <= (8 + 4) * per_slot, "slot {slot}: {held} entries");
+            // the last entry admitted may pass the bound by its reply
+            let slack = 8 + 32;
+            let b = r.client_bytes;
+            assert!(b <= bound.saturating_add(slack), "slot {slot}: {b} bytes");
+            assert_eq!(r.client_bytes, r.clients.values().map(execute::entry_bytes).sum());
+        }
+        // session-0 ids run only before the floor rises (checkpoint 8)
+        assert_eq!(outcomes.get(&(true, "stale")), Some(&(400 - 8)), "{outcomes:?}");
+        if bound < usize::MAX {
+            assert!(outcomes.get(&(false, "busy")).is_some(), "{outcomes:?}");
+        } else {
+            assert_eq!(outcomes.get(&(false, "ran")), Some(&800), "{outcomes:?}");
+        }
+        assert!(r.stats().clients_expired > 300);
+    }
 }

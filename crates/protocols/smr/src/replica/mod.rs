@@ -157,8 +157,8 @@ pub struct Replica<S: Service> {
 
     // requests (request.rs)
     pending: PendingTable,
-    queue: VecDeque<(ClientId, u64)>,
-    proposed: BTreeSet<(ClientId, u64)>,
+    queue: VecDeque<ReqId>,
+    proposed: BTreeSet<ReqId>,
     /// Clients whose ordered requests must carry a signature here (see
     /// `request.rs`, partial-authenticator poisoning).
     must_sign: MustSign,
@@ -173,6 +173,9 @@ pub struct Replica<S: Service> {
     /// Bytes of `clients` (see [`execute::entry_bytes`]), and the most ever.
     client_bytes: usize,
     client_bytes_peak: usize,
+    /// Sessions below it are over for a client without an entry (replicated
+    /// state, in the snapshot; see `execute.rs`).
+    session_floor: Slot,
 
     // checkpoints (checkpoint.rs)
     ckpts: BTreeMap<Slot, CkptState>,
@@ -229,6 +232,7 @@ impl<S: Service> Replica<S> {
             clients: BTreeMap::new(),
             client_bytes: 0,
             client_bytes_peak: 0,
+            session_floor: 0,
             ckpts: BTreeMap::new(),
             stable: None,
             stable_snapshot: None,
@@ -444,7 +448,7 @@ impl<S: Service> Protocol for Replica<S> {
         match msg {
             Message::Request(_) => unreachable!("handled above"),
             Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
-            Message::Reply(_) | Message::Busy { .. } => {
+            Message::Reply(_) | Message::Refused { .. } => {
                 let detail = "reply sent to a replica".into();
                 self.fault(cx, from, Fault::Unexpected, detail)
             }

@@ -16,12 +16,12 @@
 //! [`Params::pending_bytes`]: crate::Params::pending_bytes
 
 use super::request::Pending;
-use crate::message::Request;
+use crate::message::{ReqId, Request};
 use byzscale_core::ClientId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Index;
 
-type Id = (ClientId, u64);
+type Id = ReqId;
 
 /// Bytes charged for holding `req`: its operation, its authenticator and
 /// signature, and a fixed overhead for the entry.
@@ -86,11 +86,12 @@ impl PendingTable {
         Some(p)
     }
 
-    /// Drop `client`'s requests up to `seq`.
-    pub(super) fn drop_upto(&mut self, (client, seq): Id) {
+    /// Drop `client`'s requests up to `seq` of `session` (older sessions'
+    /// included).
+    pub(super) fn drop_upto(&mut self, (client, session, seq): Id) {
         let gone: Vec<Id> = self
             .map
-            .range((client, 0)..=(client, seq))
+            .range((client, 0, 0)..=(client, session, seq))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
@@ -136,7 +137,7 @@ impl PendingTable {
 
     fn count_of(&self, client: ClientId) -> usize {
         self.map
-            .range((client, 0)..=(client, u64::MAX))
+            .range((client, 0, 0)..=(client, u64::MAX, u64::MAX))
             .take(2)
             .count()
     }
@@ -145,7 +146,7 @@ impl PendingTable {
     fn evict_last_of(&mut self, client: ClientId) -> bool {
         let last = self
             .map
-            .range((client, 0)..=(client, u64::MAX))
+            .range((client, 0, 0)..=(client, u64::MAX, u64::MAX))
             .next_back()
             .map(|(id, _)| *id);
         last.and_then(|id| self.remove(&id)).is_some()

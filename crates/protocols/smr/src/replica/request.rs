@@ -26,6 +26,7 @@
 //! loses only its MAC-only fast path at that replica.
 
 use super::pending::PendingTable;
+use super::execute::Turn;
 use super::{Ctx, Record, Replica, Status, Timer};
 use crate::fault::Fault;
 use crate::message::*;
@@ -101,7 +102,7 @@ impl From<String> for Refusal {
 /// Whether `r` is authentic to this replica (at position `idx`): its signature
 /// if it carries one (which every replica judges alike), else its MAC entry.
 fn authentic(r: &Request, g: &GroupInfo, idx: usize, crypto: &Crypto) -> bool {
-    let bytes = Request::auth_bytes(g.id, r.client, r.seq, r.read_only, &r.op);
+    let bytes = r.signed_bytes(g.id);
     let from = Addr::Client(r.client);
     match &r.sig {
         Some(sig) => crypto.verify(from, &bytes, sig).is_ok(),
@@ -161,7 +162,7 @@ impl<S: Service> Replica<S> {
         }
         tracing::info!(replica = %self.me, %client, marked = self.must_sign.len(), "client must sign its requests");
         self.pending
-            .retain(|(c, _), p| *c != client || p.req.sig.is_some());
+            .retain(|(c, _, _), p| *c != client || p.req.sig.is_some());
     }
 
     /// Requests a backup forwarded after a timeout: authenticated by the client's
@@ -217,23 +218,34 @@ impl<S: Service> Replica<S> {
             self.on_read(req, cx);
             return;
         }
-        let cs = self.clients.get(&req.client);
-        let last = cs.map(|c| c.last).unwrap_or(0);
-        if req.seq <= last {
-            // retransmission of an executed request: answer from the reply
-            // cache, once the slot it came from is durable here
-            if let Some((_, result)) =
-                cs.and_then(|c| c.replies.iter().find(|(s, _)| *s == req.seq))
-            {
-                let reply = self.reply(req.client, req.seq, false, result.clone());
-                cx.persist(Record::Barrier);
-                cx.send(from, reply);
+        let id = req.id();
+        match self.turn(id) {
+            Turn::Done => {
+                // retransmission of an executed request: answer from the
+                // reply cache, once the slot it came from is durable here
+                let cached = self.clients.get(&req.client).and_then(|c| {
+                    c.replies.iter().find(|(q, _, _)| *q == req.seq)
+                });
+                if let Some((_, slot, result)) = cached {
+                    let reply = self.reply(&req, *slot, result.clone());
+                    cx.persist(Record::Barrier);
+                    cx.send(from, reply);
+                }
+                return;
             }
-            return;
-        }
-        if Request::ahead(last, req.seq) > self.horizon() {
-            tracing::debug!(replica = %self.me, client = %req.client, seq = req.seq, last, "request beyond the client window");
-            return;
+            Turn::Stale => {
+                // its session is over: tell a client without an entry the
+                // floor (it moves to a newer session), drop the rest
+                if let Some(refusal) = self.stale_refusal(&req) {
+                    cx.send(from, refusal);
+                }
+                return;
+            }
+            Turn::Ahead(ahead) if ahead >= self.horizon() => {
+                tracing::debug!(replica = %self.me, client = %req.client, seq = req.seq, ahead, "request beyond the client window");
+                return;
+            }
+            Turn::Next | Turn::Ahead(_) => {}
         }
         let id = req.id();
         if self.pending.contains_key(&id) {
@@ -248,7 +260,7 @@ impl<S: Service> Replica<S> {
         };
         let (per_client, total) = (self.p.client_pending_bytes, self.p.pending_bytes);
         if !self.pending.insert(pending, per_client, total) {
-            tracing::debug!(replica = %self.me, client = %id.0, seq = id.1, "pending table full for this request");
+            tracing::debug!(replica = %self.me, client = %id.0, seq = id.2, "pending table full for this request");
             return;
         }
         self.queue.push_back(id);
@@ -280,7 +292,7 @@ impl<S: Service> Replica<S> {
         if let Some(result) = self.service.query(&req.op) {
             cx.send(
                 Addr::Client(req.client),
-                self.reply(req.client, req.seq, true, result),
+                self.reply(req, 0, result),
             );
         }
     }
@@ -375,14 +387,14 @@ impl<S: Service> Replica<S> {
     /// an earlier slot, or earlier in this batch). Requests execute only in
     /// their client's order (`execute.rs`); one proposed out of turn would
     /// be skipped at execution.
-    fn in_turn(&self, (c, s): &(ClientId, u64)) -> bool {
-        let last = self.clients.get(c).map(|cs| cs.last).unwrap_or(0);
-        Request::runs_next(last, *s) || self.proposed.contains(&(*c, s.wrapping_sub(1)))
+    fn in_turn(&self, &(c, s, q): &ReqId) -> bool {
+        self.turn((c, s, q)) == Turn::Next
+            || (q > 1 && self.proposed.contains(&(c, s, q - 1)))
     }
 
     /// Queue `id`'s successor if it waits pending, unproposed.
-    pub(super) fn queue_successor(&mut self, (c, s): (ClientId, u64)) {
-        let next = (c, s.wrapping_add(1));
+    pub(super) fn queue_successor(&mut self, (c, s, q): ReqId) {
+        let next = (c, s, q.saturating_add(1));
         if self.pending.contains_key(&next) && !self.proposed.contains(&next) {
             self.queue.push_back(next);
         }
@@ -421,8 +433,8 @@ impl<S: Service> Replica<S> {
 
     /// Whether `id` is the next request its client needs executed (later ones
     /// legitimately wait for it, so they are not evidence against the leader).
-    fn is_due(&self, (c, s): &(ClientId, u64)) -> bool {
-        Request::runs_next(self.clients.get(c).map(|cs| cs.last).unwrap_or(0), *s)
+    fn is_due(&self, id: &ReqId) -> bool {
+        self.turn(*id) == Turn::Next
     }
 
     /// Arrival time of the oldest pending request that is due.
@@ -439,7 +451,7 @@ impl<S: Service> Replica<S> {
     fn request_timed_out(&mut self, cx: &mut Ctx<S>) {
         let now = cx.now();
         let timeout = self.p.request_timeout;
-        let overdue: Vec<(ClientId, u64)> = self
+        let overdue: Vec<ReqId> = self
             .pending
             .iter()
             .filter(|(id, p)| self.is_due(id) && now >= p.arrival + timeout)
