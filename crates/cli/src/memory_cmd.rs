@@ -596,7 +596,8 @@ fn client_round(
     rng: &mut StdRng,
 ) -> Vec<(&'static str, Vec<u8>)> {
     let set = |v: usize| KvOp::Set(b"byz:junk".to_vec(), vec![b'z'; v]);
-    let auth = |seq, ro, op: Vec<u8>| Request::authenticated(crypto, &a.group, id, (0, seq), ro, op);
+    let auth =
+        |seq, ro, op: Vec<u8>| Request::authenticated(crypto, &a.group, id, (0, seq), ro, op);
     let mut reqs = Vec::new();
     // an op over max_op_bytes, properly authenticated
     reqs.push(("huge-op", auth(seq * 4, false, vec![0xEE; a.max_op * 2])));

@@ -17,7 +17,8 @@ use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
 use byzscale_net::transport::KIND_SEALED;
 use byzscale_net::wire::Handshake;
 use byzscale_smr::{
-    Batch, CheckpointCert, Manifest, Message, RefuseReason, Reply, Request, SlotClaim, StopBody, StopData,
+    Batch, CheckpointCert, Manifest, Message, RefuseReason, Reply, Request, SlotClaim, StopBody,
+    StopData,
 };
 use std::collections::BTreeMap;
 

@@ -312,7 +312,9 @@ impl Client {
                 if !o.busy.insert(idx) {
                     return;
                 }
-                let weak = |b: &BTreeSet<usize>, skip| qs.is_weak(b.iter().copied().filter(|i| *i != skip));
+                let weak = |b: &BTreeSet<usize>, skip| {
+                    qs.is_weak(b.iter().copied().filter(|i| *i != skip))
+                };
                 if weak(&o.busy, usize::MAX) && !weak(&o.busy, idx) {
                     self.busy += 1;
                     tracing::warn!(client = %self.id, seq, "the replicas' client table is full: request waits until idle clients expire");
@@ -551,7 +553,13 @@ mod tests {
     impl Bench {
         /// Replica `i` answers ordered request (`session`, `seq`) with
         /// `result`, executed at `slot`.
-        fn reply_at(&mut self, i: u32, (session, seq): (u64, u64), slot: Slot, result: &str) -> Vec<Effect<Client>> {
+        fn reply_at(
+            &mut self,
+            i: u32,
+            (session, seq): (u64, u64),
+            slot: Slot,
+            result: &str,
+        ) -> Vec<Effect<Client>> {
             let msg = Message::Reply(Reply {
                 replica: NodeId(i),
                 view: 0,
@@ -566,7 +574,12 @@ mod tests {
         }
 
         /// Replica `i` refuses (`session`, `seq`) as stale below `floor`.
-        fn stale(&mut self, i: u32, (session, seq): (u64, u64), floor: Slot) -> Vec<Effect<Client>> {
+        fn stale(
+            &mut self,
+            i: u32,
+            (session, seq): (u64, u64),
+            floor: Slot,
+        ) -> Vec<Effect<Client>> {
             let msg = Message::Refused {
                 replica: NodeId(i),
                 client: ClientId(1),
@@ -619,7 +632,11 @@ mod tests {
         assert_eq!(b.client.session(), 0);
         // nothing outstanding: a new session, named by the last slot (7)
         assert_eq!(sent_ids(&b.submit(false)), vec![(7, 1)]);
-        assert_eq!(sent_ids(&b.submit(true)), vec![(0, 1)], "a read has no session");
+        assert_eq!(
+            sent_ids(&b.submit(true)),
+            vec![(0, 1)],
+            "a read has no session"
+        );
         assert_eq!(b.client.session(), 7);
     }
 
@@ -633,8 +650,14 @@ mod tests {
         b.submit(false);
         b.submit(false);
         assert!(sent_ids(&b.stale(0, (0, 1), 40)).is_empty(), "one replica");
-        assert!(sent_ids(&b.stale(1, (0, 1), 41)).is_empty(), "another floor");
-        assert!(sent_ids(&b.stale(2, (0, 9), 40)).is_empty(), "not outstanding");
+        assert!(
+            sent_ids(&b.stale(1, (0, 1), 41)).is_empty(),
+            "another floor"
+        );
+        assert!(
+            sent_ids(&b.stale(2, (0, 9), 40)).is_empty(),
+            "not outstanding"
+        );
         let moved = b.stale(2, (0, 1), 40);
         assert_eq!(sent_ids(&moved), vec![(40, 1), (40, 2)]);
         assert_eq!(b.client.session(), 40);

@@ -5,8 +5,8 @@ use byzscale_core::codec;
 use byzscale_core::protocol::{MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId, Time};
-use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// The members of one group, in position order, and their quorum system.
 #[derive(Clone, Debug, PartialEq, Eq)]

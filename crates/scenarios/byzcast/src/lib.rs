@@ -212,6 +212,9 @@ pub struct Config {
     /// the `mixed` adversary; see the crate docs).
     pub crash_restart: bool,
     pub trace: Option<PathBuf>,
+    /// `Params::client_expiry_slots` of the run ([`CLIENT_EXPIRY_SLOTS`]
+    /// by default).
+    pub client_expiry_slots: u64,
 }
 
 impl Config {
@@ -237,6 +240,7 @@ impl Config {
             batch_delay_us: 0,
             crash_restart: false,
             trace: None,
+            client_expiry_slots: CLIENT_EXPIRY_SLOTS,
         }
     }
 
@@ -565,7 +569,7 @@ impl Scenario for Config {
         // rises at every checkpoint: clients move to newer sessions, and a
         // child group's entries for its parents' forward streams (pinned,
         // see `byzcast::replica`) must never expire nor be refused
-        params.client_expiry_slots = CLIENT_EXPIRY_SLOTS;
+        params.client_expiry_slots = self.client_expiry_slots;
         let fixed = self.duration_ms.map(|d| (d * MILLIS as f64) as Time);
         let (net, stabilize) = match fixed {
             Some(_) => (base.clone(), 0),
@@ -689,6 +693,12 @@ impl Scenario for Config {
         }
         if self.restarts() {
             c.push_str(" --crash-restart");
+        }
+        if self.client_expiry_slots != CLIENT_EXPIRY_SLOTS {
+            c.push_str(&format!(
+                " --client-expiry-slots {}",
+                self.client_expiry_slots
+            ));
         }
         c
     }

@@ -533,7 +533,10 @@ impl Scenario for Config {
             c.push_str(&format!(" --byzantine-clients {}", self.byzantine_clients));
         }
         if self.client_expiry_slots != CLIENT_EXPIRY_SLOTS {
-            c.push_str(&format!(" --client-expiry-slots {}", self.client_expiry_slots));
+            c.push_str(&format!(
+                " --client-expiry-slots {}",
+                self.client_expiry_slots
+            ));
         }
         c
     }

@@ -382,7 +382,10 @@ fn an_expired_clients_old_requests_never_run_again() {
     c.seed_start = 4021;
     let r = run_many(&c, |_, _| {}).expect("runs");
     assert_clean(&r, "twins seed 4021");
-    assert!(r.clients_expired > 0, "no entry expired: the case is not exercised");
+    assert!(
+        r.clients_expired > 0,
+        "no entry expired: the case is not exercised"
+    );
     c.seed_start = 4000;
     c.seeds = 40;
     let r = run_many(&c, |_, _| {}).expect("runs");

@@ -97,7 +97,11 @@ pub(super) struct ClientState {
 
 /// Bytes charged for a client's entry in the table.
 pub(super) fn entry_bytes(cs: &ClientState) -> usize {
-    72 + cs.replies.iter().map(|(_, _, r)| r.len() + 32).sum::<usize>()
+    72 + cs
+        .replies
+        .iter()
+        .map(|(_, _, r)| r.len() + 32)
+        .sum::<usize>()
 }
 
 /// Where a request stands against the client table (module docs).

@@ -2,9 +2,9 @@
 //! client controls, at its edges (issue 10 item 5), and the bounds of the
 //! tables a Byzantine peer or client can grow (item 9).
 
+use super::execute::{self, Outcome};
 use super::testkit::*;
 use super::*;
-use super::execute::{self, Outcome};
 use byzscale_core::crypto::Mac;
 use byzscale_core::{Addr, Effect, NodeId, Protocol};
 
@@ -419,10 +419,26 @@ fn idle_clients_expire_at_checkpoints_and_return_in_a_new_session() {
     let fx = decide(&mut a, 1, 9, 0, Batch::new(vec![request(2, b"b")]));
     assert_eq!(a.service().0, 1, "an expired session's request ran");
     assert!(refused(&fx, RefuseReason::Stale { floor: 5 }), "{fx:?}");
-    let fx = decide(&mut a, 1, 10, 0, Batch::new(vec![session_request(1, 1, b"c")]));
+    let fx = decide(
+        &mut a,
+        1,
+        10,
+        0,
+        Batch::new(vec![session_request(1, 1, b"c")]),
+    );
     assert!(refused(&fx, RefuseReason::Stale { floor: 5 }), "{fx:?}");
-    decide(&mut a, 1, 11, 0, Batch::new(vec![session_request(5, 1, b"c")]));
-    assert_eq!(a.service().0, 2, "a new session's first request did not run");
+    decide(
+        &mut a,
+        1,
+        11,
+        0,
+        Batch::new(vec![session_request(5, 1, b"c")]),
+    );
+    assert_eq!(
+        a.service().0,
+        2,
+        "a new session's first request did not run"
+    );
     assert_eq!(a.stats().clients, 1);
 }
 
@@ -479,7 +495,13 @@ fn a_replay_of_any_executed_request_after_expiry_is_refused() {
     assert_eq!(r.service().0, 4, "an expired client's request ran again");
     assert_eq!(r.stats().clients, 0);
     // a session that names its own slot or a later one is refused
-    let fx = decide(&mut r, 1, 18, 0, Batch::new(vec![session_request(18, 1, b"e")]));
+    let fx = decide(
+        &mut r,
+        1,
+        18,
+        0,
+        Batch::new(vec![session_request(18, 1, b"e")]),
+    );
     assert!(refused(&fx, RefuseReason::SessionAhead), "{fx:?}");
     assert_eq!(r.service().0, 4);
 }
@@ -494,7 +516,13 @@ fn edge_sessions_never_panic_a_replica() {
         let m = Message::Request(session_request(s, q, b"x"));
         step(&mut r, 1, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx));
         slot += 1;
-        decide(&mut r, 1, slot, 0, Batch::new(vec![session_request(s, q, b"x")]));
+        decide(
+            &mut r,
+            1,
+            slot,
+            0,
+            Batch::new(vec![session_request(s, q, b"x")]),
+        );
     }
     assert_eq!(r.service().0, 0, "none of them may run");
     decide(&mut r, 1, slot + 1, 0, Batch::new(vec![request(1, b"x")]));
@@ -649,12 +677,19 @@ fn client_id_churn_keeps_the_table_bounded() {
             let slack = 8 + 32;
             let b = r.client_bytes;
             assert!(b <= bound.saturating_add(slack), "slot {slot}: {b} bytes");
-            assert_eq!(r.client_bytes, r.clients.values().map(execute::entry_bytes).sum());
+            assert_eq!(
+                r.client_bytes,
+                r.clients.values().map(execute::entry_bytes).sum()
+            );
         }
         // session-0 ids run only before the floor rises (checkpoint 8)
-        assert_eq!(outcomes.get(&(true, "stale")), Some(&(400 - 8)), "{outcomes:?}");
+        assert_eq!(
+            outcomes.get(&(true, "stale")),
+            Some(&(400 - 8)),
+            "{outcomes:?}"
+        );
         if bound < usize::MAX {
-            assert!(outcomes.get(&(false, "busy")).is_some(), "{outcomes:?}");
+            assert!(outcomes.contains_key(&(false, "busy")), "{outcomes:?}");
         } else {
             assert_eq!(outcomes.get(&(false, "ran")), Some(&800), "{outcomes:?}");
         }

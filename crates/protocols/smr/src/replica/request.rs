@@ -25,8 +25,8 @@
 //! eviction). An honest client named in a Byzantine leader's forged request
 //! loses only its MAC-only fast path at that replica.
 
-use super::pending::PendingTable;
 use super::execute::Turn;
+use super::pending::PendingTable;
 use super::{Ctx, Record, Replica, Status, Timer};
 use crate::fault::Fault;
 use crate::message::*;
@@ -223,9 +223,10 @@ impl<S: Service> Replica<S> {
             Turn::Done => {
                 // retransmission of an executed request: answer from the
                 // reply cache, once the slot it came from is durable here
-                let cached = self.clients.get(&req.client).and_then(|c| {
-                    c.replies.iter().find(|(q, _, _)| *q == req.seq)
-                });
+                let cached = self
+                    .clients
+                    .get(&req.client)
+                    .and_then(|c| c.replies.iter().find(|(q, _, _)| *q == req.seq));
                 if let Some((_, slot, result)) = cached {
                     let reply = self.reply(&req, *slot, result.clone());
                     cx.persist(Record::Barrier);
@@ -290,10 +291,7 @@ impl<S: Service> Replica<S> {
 
     fn answer_read(&self, req: &Request, cx: &mut Ctx<S>) {
         if let Some(result) = self.service.query(&req.op) {
-            cx.send(
-                Addr::Client(req.client),
-                self.reply(req, 0, result),
-            );
+            cx.send(Addr::Client(req.client), self.reply(req, 0, result));
         }
     }
 
@@ -388,8 +386,7 @@ impl<S: Service> Replica<S> {
     /// their client's order (`execute.rs`); one proposed out of turn would
     /// be skipped at execution.
     fn in_turn(&self, &(c, s, q): &ReqId) -> bool {
-        self.turn((c, s, q)) == Turn::Next
-            || (q > 1 && self.proposed.contains(&(c, s, q - 1)))
+        self.turn((c, s, q)) == Turn::Next || (q > 1 && self.proposed.contains(&(c, s, q - 1)))
     }
 
     /// Queue `id`'s successor if it waits pending, unproposed.

@@ -66,8 +66,8 @@
 //!   (no stable checkpoint forms). `Params::validate` keeps a chunk and a
 //!   manifest of the largest allowed snapshot under the frame limit.
 
-use super::order::Learned;
 use super::execute::Turn;
+use super::order::Learned;
 use super::{Ctx, Output, Record, Replica, Status, Timer};
 use crate::fault::Fault;
 use crate::message::*;
