@@ -1007,4 +1007,36 @@ mod tests {
         assert!(held(&r) > EARLY_BYTES / 2, "recent results are kept");
         assert_eq!(r.early_bytes()[&child], held(&r), "the accounting matches");
     }
+
+    /// A child group's SMR pins its parent replicas' client ids (their
+    /// forward streams number in session 0 for ever, see
+    /// [`Params::pinned_clients`]); the root pins nobody.
+    #[test]
+    fn a_child_group_pins_its_parents_streams() {
+        use crate::{Topology, Tree};
+        use byzscale_core::crypto::{CryptoMode, Identity};
+        use byzscale_core::quorum::{FaultModel, QuorumSystem};
+
+        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
+        let topo = Tree::two_level(2);
+        let topo = Arc::new(Topology::numbered(topo, &qs, crate::Mode::Byzcast).unwrap());
+        let make = |me: NodeId| {
+            let as_client = Addr::Client(ClientId::for_replica(me));
+            let id = Identity::from_seed([me.0 as u8; 32]);
+            let client = Crypto::new(as_client, id, CryptoMode::Real);
+            let p = Params::for_network(byzscale_core::protocol::MILLIS);
+            Replica::new(me, topo.clone(), p, client).unwrap()
+        };
+        let root = topo.group_of(NodeId(8)).unwrap();
+        let parents: std::collections::BTreeSet<ClientId> = topo
+            .group(root)
+            .unwrap()
+            .members
+            .iter()
+            .map(|m| ClientId::for_replica(*m))
+            .collect();
+        assert_eq!(parents.len(), 4);
+        assert_eq!(make(NodeId(4)).params.pinned_clients, parents);
+        assert!(make(NodeId(8)).params.pinned_clients.is_empty());
+    }
 }

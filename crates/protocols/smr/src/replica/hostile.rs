@@ -696,3 +696,58 @@ fn client_id_churn_keeps_the_table_bounded() {
         assert!(r.stats().clients_expired > 300);
     }
 }
+
+/// A pinned client ([`Params::pinned_clients`]: a ByzCast child's parent
+/// replicas) numbers contiguously in session 0 for ever: its entry never
+/// expires and the floor never refuses it, while an unpinned client idle
+/// as long loses its entry and is refused.
+#[test]
+fn a_pinned_client_never_expires_nor_meets_the_floor() {
+    let other = ClientId(2);
+    let p = Params {
+        client_expiry_slots: 4,
+        pinned_clients: [CLIENT].into(),
+        ..params()
+    };
+    let mut r = backup(p);
+    let req = |c: ClientId, seq: u64| Request {
+        client: c,
+        session: 0,
+        seq,
+        read_only: false,
+        op: b"x".to_vec(),
+        auth: Vec::new(),
+        sig: None,
+    };
+    for (slot, c) in [(1, CLIENT), (2, other)] {
+        assert!(matches!(
+            r.execute_request_quiet(slot, &req(c, 1)),
+            Outcome::Ran(_)
+        ));
+    }
+    for slot in (4..=40).step_by(4) {
+        r.expire_clients(slot);
+    }
+    assert_eq!(r.session_floor, 37);
+    assert_eq!(r.clients.keys().copied().collect::<Vec<_>>(), vec![CLIENT]);
+    assert!(matches!(
+        r.execute_request_quiet(41, &req(CLIENT, 2)),
+        Outcome::Ran(_)
+    ));
+    let refused = r.execute_request_quiet(42, &req(other, 2));
+    assert!(matches!(
+        refused,
+        Outcome::Refused(RefuseReason::Stale { floor: 37 })
+    ));
+    // a pinned client without an entry (a restarted stream's first) runs
+    let mut fresh = backup(Params {
+        client_expiry_slots: 4,
+        pinned_clients: [CLIENT].into(),
+        ..params()
+    });
+    fresh.expire_clients(40);
+    assert!(matches!(
+        fresh.execute_request_quiet(41, &req(CLIENT, 1)),
+        Outcome::Ran(_)
+    ));
+}
