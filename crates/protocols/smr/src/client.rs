@@ -242,12 +242,18 @@ impl Client {
             cx.set_timer(Timer::ReadTimeout(seq), self.p.client_retry);
             self.reads.insert(seq, Outstanding::new(id, req, invoked));
         } else {
-            let seq = self.take_seq();
-            let req = self.make_request(seq, false, op, cx);
-            self.send_ordered(&req, cx);
-            cx.set_timer(Timer::Retry(seq), self.p.client_retry);
-            self.ordered.insert(seq, Outstanding::new(id, req, invoked));
+            self.start_ordered(id, op, invoked, cx);
         }
+    }
+
+    /// Number submission `id` as the next ordered request, send it and
+    /// wait for it.
+    fn start_ordered(&mut self, id: u64, op: Vec<u8>, invoked: Time, cx: &mut Cx<'_, Self>) {
+        let seq = self.take_seq();
+        let req = self.make_request(seq, false, op, cx);
+        self.send_ordered(&req, cx);
+        cx.set_timer(Timer::Retry(seq), self.p.client_retry);
+        self.ordered.insert(seq, Outstanding::new(id, req, invoked));
     }
 
     fn pump(&mut self, cx: &mut Cx<'_, Self>) {
@@ -274,12 +280,7 @@ impl Client {
     fn fall_back(&mut self, seq: u64, cx: &mut Cx<'_, Self>) {
         if let Some(o) = self.reads.remove(&seq) {
             cx.cancel_timer(Timer::ReadTimeout(seq));
-            let oseq = self.take_seq();
-            let req = self.make_request(oseq, false, o.req.op, cx);
-            self.send_ordered(&req, cx);
-            cx.set_timer(Timer::Retry(oseq), self.p.client_retry);
-            self.ordered
-                .insert(oseq, Outstanding::new(o.id, req, o.invoked));
+            self.start_ordered(o.id, o.req.op, o.invoked, cx);
         }
     }
 }
@@ -346,12 +347,7 @@ impl Client {
         let old = std::mem::take(&mut self.ordered);
         for (seq, o) in old {
             cx.cancel_timer(Timer::Retry(seq));
-            let next = self.take_seq();
-            let req = self.make_request(next, false, o.req.op, cx);
-            self.send_ordered(&req, cx);
-            cx.set_timer(Timer::Retry(next), self.p.client_retry);
-            self.ordered
-                .insert(next, Outstanding::new(o.id, req, o.invoked));
+            self.start_ordered(o.id, o.req.op, o.invoked, cx);
         }
     }
 }
