@@ -524,7 +524,8 @@ mod tests {
             self.step(|c, cx| c.on_input(Input::Submit { op, read_only }, cx))
         }
 
-        /// Replica `i` answers request `seq` with `result`.
+        /// Replica `i` answers request `seq` (session 0) with `result`
+        /// (ordered ones executed at slot `seq`).
         fn reply(
             &mut self,
             i: u32,
@@ -532,27 +533,27 @@ mod tests {
             read_only: bool,
             result: &str,
         ) -> Vec<Effect<Client>> {
-            let msg = Message::Reply(Reply {
-                replica: NodeId(i),
-                view: 0,
-                client: ClientId(1),
-                session: 0,
-                seq,
-                read_only,
-                slot: if read_only { 0 } else { seq },
-                result: result.as_bytes().to_vec(),
-            });
-            self.step(|c, cx| c.on_message(Addr::Node(NodeId(i)), msg, cx))
+            let slot = if read_only { 0 } else { seq };
+            self.reply_with(i, (0, seq), read_only, slot, result)
         }
-    }
 
-    impl Bench {
         /// Replica `i` answers ordered request (`session`, `seq`) with
         /// `result`, executed at `slot`.
         fn reply_at(
             &mut self,
             i: u32,
+            id: (u64, u64),
+            slot: Slot,
+            result: &str,
+        ) -> Vec<Effect<Client>> {
+            self.reply_with(i, id, false, slot, result)
+        }
+
+        fn reply_with(
+            &mut self,
+            i: u32,
             (session, seq): (u64, u64),
+            read_only: bool,
             slot: Slot,
             result: &str,
         ) -> Vec<Effect<Client>> {
@@ -562,7 +563,7 @@ mod tests {
                 client: ClientId(1),
                 session,
                 seq,
-                read_only: false,
+                read_only,
                 slot,
                 result: result.as_bytes().to_vec(),
             });
