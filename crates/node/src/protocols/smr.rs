@@ -56,6 +56,9 @@ pub fn group_info(dep: &Deployment, group: GroupId) -> Result<GroupInfo> {
 const FORMAT_KEY: &str = "smr/format";
 const FORMAT: &[u8] = b"2";
 const VIEW_KEY: &str = "smr/view";
+/// The STOP-DATA of the SYNC that installed the view (served to a replica
+/// that missed it, also after a restart).
+const SYNC_KEY: &str = "smr/sync";
 const STABLE_KEY: &str = "smr/stable";
 const CHECKPOINT_KEY: &str = "smr/checkpoint";
 const VOTES_PREFIX: &str = "smr/votes/";
@@ -133,7 +136,9 @@ impl Journal for SmrJournal {
             b = b.put_meta(FORMAT_KEY, FORMAT);
         }
         if std::mem::take(&mut self.view) {
-            b = b.put_meta(VIEW_KEY, codec::to_bytes(&(self.d.view, self.d.changing)));
+            b = b
+                .put_meta(VIEW_KEY, codec::to_bytes(&(self.d.view, self.d.changing)))
+                .put_meta(SYNC_KEY, codec::to_bytes(&self.d.sync));
         }
         if std::mem::take(&mut self.floor) {
             if let Some(cert) = &self.d.stable {
@@ -196,6 +201,9 @@ pub(crate) fn durable_from_disk(rec: Recovered, db: &Path) -> Result<(Durable, b
     if let Some(v) = rec.meta.get(VIEW_KEY) {
         (d.view, d.changing) =
             codec::from_bytes(v, usize::MAX).with_context(|| decode_err("the view"))?;
+    }
+    if let Some(s) = rec.meta.get(SYNC_KEY) {
+        d.sync = codec::from_bytes(s, usize::MAX).with_context(|| decode_err("the SYNC"))?;
     }
     if let Some(c) = rec.meta.get(STABLE_KEY) {
         let cert: CheckpointCert = codec::from_bytes(c, usize::MAX)
@@ -776,7 +784,10 @@ mod tests {
         });
         records.push(Record::Changing { view: 1 });
         records.push(Record::Barrier);
-        records.push(Record::Installed { view: 1 });
+        records.push(Record::Installed {
+            view: 1,
+            stops: vec![],
+        });
         records.extend(slot_records(7, 1, 70));
         // a second value adopted for slot 8 in a later view keeps both claims
         records.extend(slot_records(8, 1, 80)[..2].to_vec());

@@ -88,8 +88,10 @@ pub enum Record {
     /// It entered the synchronization phase towards `view` (before its
     /// STOP-DATA leaves): it never orders in an older view again.
     Changing { view: View },
-    /// It installed `view` (after a SYNC).
-    Installed { view: View },
+    /// It installed `view` after a SYNC made of `stops` (kept so that a
+    /// replica that missed the SYNC can fetch it from this one, even after
+    /// a restart: see `on_fetch_sync`).
+    Installed { view: View, stops: Vec<StopData> },
     /// No state: the sends that follow it in its step wait until every
     /// earlier record is durable (for a message that depends on records of
     /// an earlier step, e.g. a retransmitted vote or a cached reply).
@@ -193,6 +195,8 @@ pub struct Durable {
     pub view: View,
     /// The view of the synchronization phase it had entered, if any (above `view`).
     pub changing: Option<View>,
+    /// The STOP-DATA of the SYNC that installed `view` (none for view 0).
+    pub sync: Vec<StopData>,
     /// The stable checkpoint: the low watermark, with its certificate.
     pub stable: Option<CheckpointCert>,
     /// The latest state it holds (at or below the stable checkpoint).
@@ -296,10 +300,11 @@ impl Durable {
                     Change::None
                 }
             }
-            Record::Installed { view } => {
+            Record::Installed { view, stops } => {
                 if view > self.view {
                     self.view = view;
                     self.changing = None;
+                    self.sync = stops;
                     Change::View
                 } else {
                     Change::None
@@ -386,6 +391,9 @@ impl<S: Service> Replica<S> {
         r.order.resume(low, executed);
         r.order.restore_view(durable.view, durable.changing);
         r.stop_sent = durable.changing.unwrap_or(0).max(durable.view);
+        if durable.view > 0 && !durable.sync.is_empty() {
+            r.last_sync = Some((durable.view, durable.sync.clone()));
+        }
         for (slot, s) in &durable.slots {
             r.order.restore_slot(*slot, s.restored());
         }
@@ -580,9 +588,18 @@ mod tests {
         assert_eq!(d.apply(Record::Changing { view: 7 }), Change::View);
         assert_eq!(d.apply(Record::Changing { view: 6 }), Change::None);
         assert_eq!((d.view, d.changing), (0, Some(7)));
-        d.apply(Record::Installed { view: 7 });
+        d.apply(Record::Installed {
+            view: 7,
+            stops: vec![],
+        });
         assert_eq!((d.view, d.changing), (7, None));
-        assert_eq!(d.apply(Record::Installed { view: 2 }), Change::None);
+        assert_eq!(
+            d.apply(Record::Installed {
+                view: 2,
+                stops: vec![]
+            }),
+            Change::None
+        );
         // a stable checkpoint without state drops the slots up to it
         let snap = empty_state();
         let c3 = cert(3, &snap);
@@ -617,5 +634,70 @@ mod tests {
         );
         assert_eq!(d.checkpoint, Some((c3, snap)));
         assert_eq!(d.slots.keys().copied().collect::<Vec<_>>(), vec![4]);
+    }
+
+    /// A replica that installed a view and restarted still serves that
+    /// view's SYNC to a member that missed it. Before the SYNC was durable,
+    /// `sim byzcast --byzantine mixed --crash-restart --seed-start 142`
+    /// (one run) left a correct replica in the synchronization phase for
+    /// good: the leader and the other correct backup had restarted since
+    /// the view change, and nobody could answer its FETCH-SYNC.
+    #[test]
+    fn a_restarted_replica_serves_the_sync_of_its_view() {
+        let mut rs: Vec<R> = (0..4)
+            .map(|i| R::new(NodeId(i), group(), Params::default(), Count::default()))
+            .collect();
+        let mut leader_fx = Vec::new();
+        let mut queue = std::collections::VecDeque::new();
+        let mut sent =
+            |from: u32, fx: Vec<Effect<R>>, queue: &mut std::collections::VecDeque<_>| {
+                for e in fx {
+                    match e {
+                        Effect::Send { to, msg } => queue.push_back((from, to, msg)),
+                        Effect::Multicast { to, msg } => {
+                            queue.extend(to.into_iter().map(|a| (from, a, msg.clone())))
+                        }
+                        Effect::Persist(r) if from == 1 => leader_fx.push(r),
+                        _ => {}
+                    }
+                }
+            };
+        // replicas 0 to 2 move to view 1 (led by replica 1); 3 hears nothing
+        for i in 0..3u32 {
+            let fx = step(&mut rs[i as usize], i, |r, cx| r.on_suspect(cx));
+            sent(i, fx, &mut queue);
+        }
+        while let Some((from, to, msg)) = queue.pop_front() {
+            let Addr::Node(NodeId(to)) = to else { continue };
+            if to == 3 {
+                continue;
+            }
+            let fx = step(&mut rs[to as usize], to, |r, cx| {
+                r.on_message(Addr::Node(NodeId(from)), msg, cx)
+            });
+            sent(to, fx, &mut queue);
+        }
+        assert_eq!(rs[1].view(), 1, "replica 1 installed view 1");
+        assert_eq!(rs[3].view(), 0);
+
+        // the leader restarts from its records, then replica 3 asks it
+        let mut leader = recover(1, Durable::from_records(leader_fx));
+        let fx = step(&mut leader, 1, |r, cx| {
+            r.on_message(Addr::Node(NodeId(3)), Message::FetchSync { view: 1 }, cx)
+        });
+        let sync = fx
+            .into_iter()
+            .find_map(|e| match e {
+                Effect::Send {
+                    msg: m @ Message::Sync { .. },
+                    ..
+                } => Some(m),
+                _ => None,
+            })
+            .expect("the restarted leader serves the SYNC of view 1");
+        step(&mut rs[3], 3, |r, cx| {
+            r.on_message(Addr::Node(NodeId(1)), sync, cx)
+        });
+        assert_eq!(rs[3].view(), 1, "replica 3 installed view 1 from it");
     }
 }

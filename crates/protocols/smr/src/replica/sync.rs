@@ -413,7 +413,10 @@ impl<S: Service> Replica<S> {
         };
 
         self.order.enter(view);
-        cx.persist(Record::Installed { view });
+        cx.persist(Record::Installed {
+            view,
+            stops: stops.clone(),
+        });
         self.stop_sent = self.stop_sent.max(view);
         self.stops = self.stops.split_off(&(view + 1));
         self.stopdata = self.stopdata.split_off(&(view + 1));
