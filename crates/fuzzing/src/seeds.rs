@@ -17,7 +17,8 @@ use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
 use byzscale_net::transport::KIND_SEALED;
 use byzscale_net::wire::Handshake;
 use byzscale_smr::{
-    Batch, CheckpointCert, Manifest, Message, Reply, Request, SlotClaim, StopBody, StopData,
+    Batch, CheckpointCert, Manifest, Message, RefuseReason, Reply, Request, SlotClaim, StopBody,
+    StopData,
 };
 use std::collections::BTreeMap;
 
@@ -65,6 +66,7 @@ pub fn handshake() -> Vec<Vec<u8>> {
 fn request(seq: u64, op: Vec<u8>) -> Request {
     Request {
         client: ClientId(5),
+        session: 3,
         seq,
         read_only: false,
         op,
@@ -104,8 +106,10 @@ fn smr_messages() -> Vec<Message> {
             replica: NodeId(2),
             view: 0,
             client: ClientId(5),
+            session: 3,
             seq: 7,
             read_only: false,
+            slot: 9,
             result: KvReply::Int(3).encode(),
         }),
         Message::Propose {
@@ -153,6 +157,20 @@ fn smr_messages() -> Vec<Message> {
         Message::FetchLog { from: 1, to: 5 },
         Message::Log {
             entries: vec![(1, 0, batch)],
+        },
+        Message::Refused {
+            replica: NodeId(2),
+            client: ClientId(5),
+            session: 3,
+            seq: 7,
+            reason: RefuseReason::Busy,
+        },
+        Message::Refused {
+            replica: NodeId(2),
+            client: ClientId(5),
+            session: 3,
+            seq: 7,
+            reason: RefuseReason::Stale { floor: 65 },
         },
     ]
 }
@@ -450,10 +468,11 @@ pub fn at2_http() -> Vec<Vec<u8>> {
 /// valid authenticator.
 fn authed(group: GroupId, members: &[NodeId], seq: u64, op: Vec<u8>) -> Request {
     let c = handlers::crypto(Addr::Client(handlers::CLIENT));
-    let bytes = Request::auth_bytes(group, handlers::CLIENT, seq, false, &op);
+    let bytes = Request::auth_bytes(group, handlers::CLIENT, (0, seq), false, &op);
     let to: Vec<Addr> = members.iter().map(|m| Addr::Node(*m)).collect();
     Request {
         client: handlers::CLIENT,
+        session: 0,
         seq,
         read_only: false,
         auth: c.authenticator(&to, &bytes).expect("known replicas"),

@@ -737,6 +737,7 @@ mod tests {
     fn batch(op: u8) -> (Digest, Batch) {
         let b = Batch::new(vec![smr::Request {
             client: byzscale_core::ClientId(7),
+            session: 0,
             seq: op as u64,
             read_only: false,
             op: vec![op],

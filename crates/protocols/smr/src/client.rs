@@ -9,7 +9,22 @@
 //! after a duplicated request, counts with its first answer).
 //!
 //! Several requests may be outstanding (`Params::client_window`); ordered ones are
-//! numbered contiguously so the replicas can execute them in FIFO order.
+//! numbered contiguously from 1 within a session so the replicas can execute
+//! them in FIFO order. Sessions are named by slots (see `replica/execute.rs`):
+//! an ordered reply carries the slot that executed the request, and counts
+//! only with replies matching in result and slot, so the client's
+//! `last_slot` (the highest slot of a completed ordered request) is vouched
+//! for by a correct replica. A fresh client runs in session 0; one with
+//! nothing ordered outstanding and `last_slot` above its session starts
+//! session `last_slot`. A weak quorum of replicas answering
+//! [`RefuseReason::Stale`] with the same floor for an outstanding request
+//! (the client's entry expired and its session is below the replicas'
+//! floor) moves every outstanding ordered request to session
+//! max(floor, `last_slot`), renumbered from 1, and sends them again.
+//! Replicas whose client table is full answer a client they hold no entry
+//! for with [`RefuseReason::Busy`]; a weak quorum of them makes the client
+//! log it and count it ([`Client::busy`]) while it keeps retrying. Unordered
+//! reads carry no session and never change `last_slot`.
 //!
 //! Deviation from BFT-SMaRt, as in PBFT (TOCS'02 §4.2): an ordered request goes
 //! first to the leader of the view the client believes current, and to every
@@ -24,10 +39,11 @@
 use crate::fault::Fault;
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
+use byzscale_core::codec;
 use byzscale_core::crypto::Digest;
 use byzscale_core::quorum::Collector;
 use byzscale_core::{Addr, ClientId, Cx, NoRecord, Protocol, Time};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Why a client refuses an operation before sending it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,18 +90,29 @@ struct Outstanding {
     id: u64,
     req: Request,
     invoked: Time,
-    /// The replies by result digest: a replica's first reply counts.
-    replies: Collector<Digest, Vec<u8>>,
+    /// The replies by digest of (slot, result): a replica's first reply
+    /// counts.
+    replies: Collector<Digest, (Vec<u8>, Slot)>,
     /// The view each replica reported in its reply.
     views: BTreeMap<usize, View>,
     retries: u32,
+    /// Replicas that answered [`RefuseReason::Busy`].
+    busy: BTreeSet<usize>,
+    /// [`RefuseReason::Stale`] answers by floor.
+    stale: Collector<Slot, ()>,
 }
 
 pub struct Client {
     id: ClientId,
     g: GroupInfo,
     p: Params,
-    next_seq: u64,
+    /// The session of its ordered requests (see the module docs).
+    session: u64,
+    /// The last sequence number given to an ordered request in `session`
+    /// (0: none yet).
+    last_seq: u64,
+    /// The highest slot that executed one of its completed ordered requests.
+    last_slot: Slot,
     next_ro: u64,
     next_id: u64,
     ordered: BTreeMap<u64, Outstanding>,
@@ -94,6 +121,7 @@ pub struct Client {
     backlog: VecDeque<(u64, Vec<u8>, bool, Time)>,
     completed: u64,
     refused: u64,
+    busy: u64,
     /// The view the client believes current: its leader gets new requests.
     view: View,
 }
@@ -104,7 +132,9 @@ impl Client {
             id,
             g,
             p,
-            next_seq: 1,
+            session: 0,
+            last_seq: 0,
+            last_slot: 0,
             next_ro: 1,
             next_id: 1,
             ordered: BTreeMap::new(),
@@ -112,6 +142,7 @@ impl Client {
             backlog: VecDeque::new(),
             completed: 0,
             refused: 0,
+            busy: 0,
             view: 0,
         }
     }
@@ -167,8 +198,32 @@ impl Client {
         self.refused
     }
 
+    /// Requests that a weak quorum of replicas answered [`Message::Busy`]
+    /// (their client table full, this client without an entry).
+    pub fn busy(&self) -> u64 {
+        self.busy
+    }
+
+    /// The session its ordered requests run in now.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// The number of the next ordered request: with nothing ordered
+    /// outstanding, in a new session named by the last slot learnt.
+    fn take_seq(&mut self) -> u64 {
+        if self.ordered.is_empty() && self.last_slot > self.session {
+            self.session = self.last_slot;
+            self.last_seq = 0;
+        }
+        self.last_seq += 1;
+        self.last_seq
+    }
+
     fn make_request(&self, seq: u64, read_only: bool, op: Vec<u8>, cx: &Cx<'_, Self>) -> Request {
-        Request::authenticated(cx.crypto(), &self.g, self.id, seq, read_only, op)
+        // reads carry no session
+        let session = if read_only { 0 } else { self.session };
+        Request::authenticated(cx.crypto(), &self.g, self.id, (session, seq), read_only, op)
     }
 
     fn start(
@@ -187,13 +242,18 @@ impl Client {
             cx.set_timer(Timer::ReadTimeout(seq), self.p.client_retry);
             self.reads.insert(seq, Outstanding::new(id, req, invoked));
         } else {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let req = self.make_request(seq, false, op, cx);
-            self.send_ordered(&req, cx);
-            cx.set_timer(Timer::Retry(seq), self.p.client_retry);
-            self.ordered.insert(seq, Outstanding::new(id, req, invoked));
+            self.start_ordered(id, op, invoked, cx);
         }
+    }
+
+    /// Number submission `id` as the next ordered request, send it and
+    /// wait for it.
+    fn start_ordered(&mut self, id: u64, op: Vec<u8>, invoked: Time, cx: &mut Cx<'_, Self>) {
+        let seq = self.take_seq();
+        let req = self.make_request(seq, false, op, cx);
+        self.send_ordered(&req, cx);
+        cx.set_timer(Timer::Retry(seq), self.p.client_retry);
+        self.ordered.insert(seq, Outstanding::new(id, req, invoked));
     }
 
     fn pump(&mut self, cx: &mut Cx<'_, Self>) {
@@ -220,13 +280,74 @@ impl Client {
     fn fall_back(&mut self, seq: u64, cx: &mut Cx<'_, Self>) {
         if let Some(o) = self.reads.remove(&seq) {
             cx.cancel_timer(Timer::ReadTimeout(seq));
-            let oseq = self.next_seq;
-            self.next_seq += 1;
-            let req = self.make_request(oseq, false, o.req.op, cx);
-            self.send_ordered(&req, cx);
-            cx.set_timer(Timer::Retry(oseq), self.p.client_retry);
-            self.ordered
-                .insert(oseq, Outstanding::new(o.id, req, o.invoked));
+            self.start_ordered(o.id, o.req.op, o.invoked, cx);
+        }
+    }
+}
+
+impl Client {
+    /// A replica did not run our request (`session`, `seq`) for `reason`.
+    fn on_refused(&mut self, from: Addr, m: Message, cx: &mut Cx<'_, Self>) {
+        let Message::Refused {
+            replica,
+            session,
+            seq,
+            reason,
+            ..
+        } = m
+        else {
+            return;
+        };
+        let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
+            return;
+        };
+        if self.g.members[idx] != replica || session != self.session {
+            return;
+        }
+        let Some(o) = self.ordered.get_mut(&seq) else {
+            return;
+        };
+        let qs = &self.g.qs;
+        match reason {
+            RefuseReason::Busy => {
+                if !o.busy.insert(idx) {
+                    return;
+                }
+                let weak = |b: &BTreeSet<usize>, skip| {
+                    qs.is_weak(b.iter().copied().filter(|i| *i != skip))
+                };
+                if weak(&o.busy, usize::MAX) && !weak(&o.busy, idx) {
+                    self.busy += 1;
+                    tracing::warn!(client = %self.id, seq, "the replicas' client table is full: request waits until idle clients expire");
+                }
+            }
+            RefuseReason::Stale { floor } => {
+                o.stale.add(qs, idx, floor, || ());
+                if o.stale.votes(qs, &floor) >= qs.weak() {
+                    self.new_session(floor, cx);
+                }
+            }
+            // a correct client never names a session ahead of its request
+            RefuseReason::SessionAhead => {}
+        }
+    }
+
+    /// A weak quorum said our session is below the floor `floor`: move every
+    /// outstanding ordered request to session max(floor, last slot),
+    /// renumbered from 1 in order, and send them again (none of them ran:
+    /// the replicas had no entry of ours).
+    fn new_session(&mut self, floor: Slot, cx: &mut Cx<'_, Self>) {
+        let session = floor.max(self.last_slot);
+        if session <= self.session {
+            return;
+        }
+        tracing::debug!(client = %self.id, from = self.session, to = session, "session expired at the replicas: moving to a new one");
+        self.session = session;
+        self.last_seq = 0;
+        let old = std::mem::take(&mut self.ordered);
+        for (seq, o) in old {
+            cx.cancel_timer(Timer::Retry(seq));
+            self.start_ordered(o.id, o.req.op, o.invoked, cx);
         }
     }
 }
@@ -240,6 +361,8 @@ impl Outstanding {
             replies: Collector::new(),
             views: BTreeMap::new(),
             retries: 0,
+            busy: BTreeSet::new(),
+            stale: Collector::new(),
         }
     }
 }
@@ -268,6 +391,10 @@ impl Protocol for Client {
     }
 
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
+        if let Message::Refused { .. } = msg {
+            self.on_refused(from, msg, cx);
+            return;
+        }
         let Message::Reply(r) = msg else {
             cx.fault(
                 from,
@@ -292,16 +419,16 @@ impl Protocol for Client {
             );
             return;
         }
-        let d = cx.crypto().hash(&r.result);
         let qs = &self.g.qs;
         if r.read_only {
+            let d = cx.crypto().hash(&r.result);
             let Some(o) = self.reads.get_mut(&r.seq) else {
                 return;
             };
-            o.replies.add(qs, idx, d, || r.result);
+            o.replies.add(qs, idx, d, || (r.result, 0));
             if o.replies.votes(qs, &d) >= qs.quorum() {
                 tracing::debug!(client = %self.id, seq = r.seq, voters = ?o.replies.voters(&d), "read-only quorum");
-                let result = o.replies.value(&d).cloned().unwrap_or_default();
+                let result = o.replies.value(&d).cloned().unwrap_or_default().0;
                 let o = self.reads.remove(&r.seq).expect("present");
                 cx.cancel_timer(Timer::ReadTimeout(r.seq));
                 self.finish(o, result, false, cx);
@@ -312,15 +439,21 @@ impl Protocol for Client {
                 self.fall_back(r.seq, cx);
             }
         } else {
+            if r.session != self.session {
+                return;
+            }
+            // the slot counts with the result: f+1 matching vouch for both
+            let d = cx.crypto().hash(&codec::to_bytes(&(r.slot, &r.result)));
             let Some(o) = self.ordered.get_mut(&r.seq) else {
                 return;
             };
             o.views.insert(idx, r.view);
-            o.replies.add(qs, idx, d, || r.result);
+            o.replies.add(qs, idx, d, || (r.result, r.slot));
             if o.replies.votes(qs, &d) >= qs.weak() {
-                let result = o.replies.value(&d).cloned().unwrap_or_default();
+                let (result, slot) = o.replies.value(&d).cloned().unwrap_or_default();
                 let o = self.ordered.remove(&r.seq).expect("present");
                 cx.cancel_timer(Timer::Retry(r.seq));
+                self.last_slot = self.last_slot.max(slot);
                 self.learn_view(&o.views);
                 self.finish(o, result, true, cx);
             }
@@ -391,7 +524,8 @@ mod tests {
             self.step(|c, cx| c.on_input(Input::Submit { op, read_only }, cx))
         }
 
-        /// Replica `i` answers request `seq` with `result`.
+        /// Replica `i` answers request `seq` (session 0) with `result`
+        /// (ordered ones executed at slot `seq`).
         fn reply(
             &mut self,
             i: u32,
@@ -399,16 +533,137 @@ mod tests {
             read_only: bool,
             result: &str,
         ) -> Vec<Effect<Client>> {
+            let slot = if read_only { 0 } else { seq };
+            self.reply_with(i, (0, seq), read_only, slot, result)
+        }
+
+        /// Replica `i` answers ordered request (`session`, `seq`) with
+        /// `result`, executed at `slot`.
+        fn reply_at(
+            &mut self,
+            i: u32,
+            id: (u64, u64),
+            slot: Slot,
+            result: &str,
+        ) -> Vec<Effect<Client>> {
+            self.reply_with(i, id, false, slot, result)
+        }
+
+        fn reply_with(
+            &mut self,
+            i: u32,
+            (session, seq): (u64, u64),
+            read_only: bool,
+            slot: Slot,
+            result: &str,
+        ) -> Vec<Effect<Client>> {
             let msg = Message::Reply(Reply {
                 replica: NodeId(i),
                 view: 0,
                 client: ClientId(1),
+                session,
                 seq,
                 read_only,
+                slot,
                 result: result.as_bytes().to_vec(),
             });
             self.step(|c, cx| c.on_message(Addr::Node(NodeId(i)), msg, cx))
         }
+
+        /// Replica `i` refuses (`session`, `seq`) as stale below `floor`.
+        fn stale(
+            &mut self,
+            i: u32,
+            (session, seq): (u64, u64),
+            floor: Slot,
+        ) -> Vec<Effect<Client>> {
+            let msg = Message::Refused {
+                replica: NodeId(i),
+                client: ClientId(1),
+                session,
+                seq,
+                reason: RefuseReason::Stale { floor },
+            };
+            self.step(|c, cx| c.on_message(Addr::Node(NodeId(i)), msg, cx))
+        }
+    }
+
+    /// The (session, seq) of every request sent.
+    fn sent_ids(effects: &[Effect<Client>]) -> Vec<(u64, u64)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    msg: Message::Request(r),
+                    ..
+                }
+                | Effect::Multicast {
+                    msg: Message::Request(r),
+                    ..
+                } => Some((r.session, r.seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A reply counts only with others matching in result and slot; the
+    /// slot of a completed request names the next session the client
+    /// starts once nothing is outstanding, numbered from 1.
+    #[test]
+    fn a_client_starts_a_session_named_by_a_vouched_slot() {
+        let mut b = Bench::new();
+        assert_eq!(sent_ids(&b.submit(false)), vec![(0, 1)]);
+        assert_eq!(sent_ids(&b.submit(false)), vec![(0, 2)]);
+        // a Byzantine replica's slot does not count with a correct one's
+        b.reply_at(0, (0, 1), 99, "a");
+        assert!(done(&b.reply_at(1, (0, 1), 5, "a")).is_empty());
+        assert_eq!(done(&b.reply_at(2, (0, 1), 5, "a")).len(), 1);
+        // still one outstanding: the next stays in the session
+        assert_eq!(sent_ids(&b.submit(false)), vec![(0, 3)]);
+        for (seq, slot) in [(2, 6), (3, 7)] {
+            b.reply_at(1, (0, seq), slot, "x");
+            // a reply of another session does not count
+            b.reply_at(3, (4, seq), slot, "x");
+            assert_eq!(done(&b.reply_at(2, (0, seq), slot, "x")).len(), 1);
+        }
+        assert_eq!(b.client.session(), 0);
+        // nothing outstanding: a new session, named by the last slot (7)
+        assert_eq!(sent_ids(&b.submit(false)), vec![(7, 1)]);
+        assert_eq!(
+            sent_ids(&b.submit(true)),
+            vec![(0, 1)],
+            "a read has no session"
+        );
+        assert_eq!(b.client.session(), 7);
+    }
+
+    /// f+1 replicas saying the session is below the same floor move every
+    /// outstanding ordered request to session max(floor, last slot),
+    /// renumbered from 1, and send them again; f of them, or mismatched
+    /// floors, or a request no longer outstanding, change nothing.
+    #[test]
+    fn stale_from_a_weak_quorum_moves_outstanding_requests_to_a_new_session() {
+        let mut b = Bench::new();
+        b.submit(false);
+        b.submit(false);
+        assert!(sent_ids(&b.stale(0, (0, 1), 40)).is_empty(), "one replica");
+        assert!(
+            sent_ids(&b.stale(1, (0, 1), 41)).is_empty(),
+            "another floor"
+        );
+        assert!(
+            sent_ids(&b.stale(2, (0, 9), 40)).is_empty(),
+            "not outstanding"
+        );
+        let moved = b.stale(2, (0, 1), 40);
+        assert_eq!(sent_ids(&moved), vec![(40, 1), (40, 2)]);
+        assert_eq!(b.client.session(), 40);
+        // late refusals of the old session are ignored
+        assert!(sent_ids(&b.stale(3, (0, 2), 40)).is_empty());
+        // the moved requests complete in the new session
+        b.reply_at(0, (40, 1), 50, "a");
+        assert_eq!(done(&b.reply_at(1, (40, 1), 50, "a")).len(), 1);
+        assert_eq!(b.client.outstanding(), 1);
     }
 
     fn done(effects: &[Effect<Client>]) -> Vec<(Vec<u8>, bool)> {
@@ -535,7 +790,7 @@ mod tests {
         assert_eq!(again.len(), 1);
         let r = &again[0];
         let sig = r.sig.expect("a signature");
-        let bytes = Request::auth_bytes(GroupId(0), r.client, r.seq, false, &r.op);
+        let bytes = r.signed_bytes(GroupId(0));
         let mut verifier = Crypto::new(
             Addr::Node(NodeId(0)),
             Identity::from_seed([9; 32]),

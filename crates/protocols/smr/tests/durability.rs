@@ -324,7 +324,7 @@ impl World {
 /// The request `seq` of the client with op `op` (authenticated for every
 /// replica, as the scripted leader needs them).
 fn request(w: &World, seq: u64, op: &[u8]) -> Request {
-    Request::authenticated(&w.crypto(4), &w.g, CLIENT, seq, false, op.to_vec())
+    Request::authenticated(&w.crypto(4), &w.g, CLIENT, (0, seq), false, op.to_vec())
 }
 
 fn digest(b: &Batch) -> Digest {

@@ -140,7 +140,8 @@ impl Audit {
             ctl.stop(); // the seed has failed; the rest is noise
         }
         for r in batch.requests.iter() {
-            if !self.workload.submitted(r.client, &r.op) {
+            // a Byzantine client's requests are its own ([`crate::clients`])
+            if r.client.0 < crate::clients::BYZ_BASE && !self.workload.submitted(r.client, &r.op) {
                 self.violations.push(format!(
                     "validity: replica {pos} decided {}#{} at slot {slot}, never submitted",
                     r.client, r.seq
@@ -164,12 +165,22 @@ impl Audit {
         }
         out.violations = violations;
         out.trace = self.trace.take().unwrap_or_default();
+        let stats: Vec<_> = self
+            .replicas
+            .iter()
+            .filter(|(_, p)| !self.byzantine.contains(p))
+            .filter_map(|(idx, _)| sim.protocol::<Rep>(*idx).map(|r| r.stats()))
+            .collect();
+        let most = |f: fn(&smr::replica::Stats) -> u64| stats.iter().map(f).max().unwrap_or(0);
         Run {
             completed: self.workload.completed,
             committed: self.workload.committed,
             view_changes: self.views.values().copied().max().unwrap_or(0),
             linearizability_inconclusive: inconclusive,
             latencies: std::mem::take(&mut self.workload.latencies),
+            client_table_peak: most(|s| s.client_bytes_peak as u64),
+            pending_peak: most(|s| s.pending_bytes_peak as u64),
+            clients_expired: most(|s| s.clients_expired),
         }
     }
 
