@@ -351,7 +351,7 @@ fn a_request_of_an_evicted_client_is_refused_until_it_reconnects() {
     assert!(r.must_sign.contains(&CLIENT));
     assert_eq!(r.stats().pending, 0);
     // its signed retransmission, proposed again: refused while unknown
-    let bytes = Request::auth_bytes(group().id, CLIENT, 1, false, b"one");
+    let bytes = Request::auth_bytes(group().id, CLIENT, (0, 1), false, b"one");
     let mut signed = request(1, b"one");
     signed.sig = Some(crypto(client).sign(&bytes));
     let again = propose(Batch::new(vec![signed.clone()]));
