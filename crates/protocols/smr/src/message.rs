@@ -17,9 +17,9 @@ pub type Slot = u64;
 pub struct Request {
     pub client: ClientId,
     /// Ordered requests: the client's session, named by a slot decided
-    /// before the request (see `replica/execute.rs`): 0 for a fresh client,
-    /// else the slot of the client's last completed request. Read-only
-    /// requests: 0 (they carry no session).
+    /// before the request (see `replica/execute.rs`), which the client
+    /// learnt by [`Message::SessionQuery`]. Read-only requests: 0 (they
+    /// carry no session).
     pub session: u64,
     /// Ordered requests: the client's FIFO sequence number, from 1 and
     /// contiguous within its session.
@@ -140,8 +140,9 @@ pub enum RefuseReason {
     /// client has no entry; it runs once idle entries expire.
     Busy,
     /// The client has no entry and its session is below the session floor:
-    /// whatever it sent in that session expired. The client moves its
-    /// outstanding requests to a session at least `floor`.
+    /// whatever it sent in that session expired, and nothing of it runs any
+    /// more. The client fails its outstanding requests (outcome unknown)
+    /// and learns a new session, at least `floor`.
     Stale { floor: Slot },
     /// The session names a slot not decided before the request's own (a
     /// correct client never sends one).
@@ -266,6 +267,20 @@ pub enum Message {
         seq: u64,
         reason: RefuseReason,
     },
+    /// A client asks for a session to start (see `client.rs`): each
+    /// replica answers [`Message::SessionInfo`] and keeps nothing.
+    SessionQuery {
+        client: ClientId,
+        nonce: u64,
+    },
+    /// To a client: the last slot this replica executed, for its session
+    /// query `nonce`.
+    SessionInfo {
+        replica: NodeId,
+        client: ClientId,
+        nonce: u64,
+        executed: Slot,
+    },
     /// Ask for chunk `index` of the snapshot at the stable checkpoint `slot`.
     FetchChunk {
         slot: Slot,
@@ -300,6 +315,8 @@ impl Message {
             Message::FetchLog { .. } => "fetch-log",
             Message::Log { .. } => "log",
             Message::Refused { .. } => "refused",
+            Message::SessionQuery { .. } => "session-query",
+            Message::SessionInfo { .. } => "session-info",
             Message::FetchChunk { .. } => "fetch-chunk",
             Message::Chunk { .. } => "chunk",
         }

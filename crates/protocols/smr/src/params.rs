@@ -85,6 +85,13 @@ pub struct Params {
     /// loses its entry in the client table at the next checkpoint (see
     /// `replica/execute.rs`).
     pub client_expiry_slots: u64,
+    /// A client with nothing ordered outstanding for longer than this asks
+    /// for a session again before its next ordered request (see
+    /// `client.rs`): its entry may have expired meanwhile, and a request of
+    /// its old session would then fail as "session expired". Scale it with
+    /// how long `client_expiry_slots` slots take: the default suits the
+    /// default horizon of 2^20 slots.
+    pub session_idle: Time,
     /// Bytes the client table (replicated state) may hold; at the bound a
     /// client with no entry is refused ([`crate::Message::Busy`]) until
     /// entries expire.
@@ -146,6 +153,7 @@ impl Default for Params {
             client_pending_bytes: 8 << 20,
             pending_bytes: 128 << 20,
             client_expiry_slots: 1 << 20,
+            session_idle: 5 * SECS,
             client_table_bytes: 64 << 20,
             pinned_clients: BTreeSet::new(),
             state_chunk_bytes: 1 << 20,

@@ -27,15 +27,19 @@
 //! As Raft's client sessions (Ongaro's thesis §6.3), a client's requests
 //! carry a session ([`Request::session`]) and a sequence number from 1,
 //! contiguous within it. A session is named by a slot decided before the
-//! request: 0 for a fresh client; a client with nothing ordered
-//! outstanding whose last completed request ran at slot L > its session
-//! starts session L (it learns L from f+1 replies matching in result and
-//! slot, so L is vouched for by a correct replica). The replicated state
-//! holds a *session floor*: at a checkpoint at slot S, the entries whose
-//! last activity L satisfies L <= S - E expire (E = `client_expiry_slots`,
-//! in client-id order, the same at every replica) and the floor becomes
-//! max(floor, S - E + 1). Everything an expired client ever executed has
-//! session < its slot <= L < floor, so none of it can run again.
+//! request, which the client learns before the first ordered request of a
+//! session by asking every replica ([`Message::SessionQuery`]; each answers
+//! its last executed slot, [`Message::SessionInfo`], and keeps nothing):
+//! from a quorum of answers it takes the highest slot a weak quorum reported
+//! at least, which a correct replica executed (so it is decided, and below
+//! the slot of any request sent after it) and which is no lower than some
+//! correct replica's position (so it is recent; see `client.rs`). The
+//! replicated state holds a *session floor*: at a checkpoint at slot S, the
+//! entries whose last activity L satisfies L <= S - E expire (E =
+//! `client_expiry_slots`, in client-id order, the same at every replica)
+//! and the floor becomes max(floor, S - E + 1). Everything an expired
+//! client ever executed has session < its slot <= L < floor, so none of it
+//! can run again.
 //!
 //! An ordered request of client c, session s, number q, executed at slot t
 //! (deterministic at every replica):
@@ -50,13 +54,20 @@
 //!    new session (the entry's counters reset) and runs, later ones wait.
 //!
 //! The floor applies only to a client without an entry: a live entry of an
-//! old session keeps running. A client told `Stale` by f+1 replicas (the
-//! same floor) moves every outstanding ordered request to session
-//! max(floor, its last slot), renumbered from 1: none of them ran, since
-//! the client had no entry. What is given up: exactly-once for a request
-//! whose every reply was lost for longer than the expiry horizon (its
-//! retransmission is told `Stale`, and the client sends it again in a new
-//! session); the horizon is far beyond a request's life.
+//! old session keeps running. Exactly-once: a request runs only in its own
+//! session, and no request of a session runs once one of its requests was
+//! refused `Stale` (its client had no entry and the floor was above the
+//! session; the floor only rises, and an entry of a later session refuses
+//! the older one). A client told `Stale` by f+1 replicas (the same floor)
+//! therefore never sends those requests again: they complete with an
+//! explicit "session expired: outcome unknown" (Raft's SESSION_EXPIRED),
+//! since one may have run before the entry expired with every reply lost,
+//! and the client learns a new session for later requests. (The design
+//! this replaced renumbered them into a new session and sent them again,
+//! which ran such a request twice: sim smr --byzantine mixed --crash-restart
+//! seed 645.) A client asks for a new session also after idling for
+//! `session_idle`, so an honest client whose entry expired while it was
+//! idle rarely meets `Stale`.
 //! [`Params::pinned_clients`] (a ByzCast child's parent replicas, a
 //! bounded set from the topology) never expire and are exempt from the
 //! floor: their forward streams number contiguously in session 0.
@@ -75,6 +86,7 @@
 //! [`Params::pinned_clients`]: crate::Params::pinned_clients
 
 use super::{Ctx, Output, Record, Replica};
+use crate::fault::Fault;
 use crate::message::*;
 use byzscale_core::codec;
 use byzscale_core::service::Service;
@@ -210,6 +222,30 @@ impl<S: Service> Replica<S> {
             slot,
             result,
         })
+    }
+
+    /// A client asks where to start a session (`client.rs`): answer the
+    /// last executed slot. Nothing is kept, so a flood of queries costs
+    /// bandwidth only.
+    pub(super) fn on_session_query(
+        &mut self,
+        from: Addr,
+        client: ClientId,
+        nonce: u64,
+        cx: &mut Ctx<S>,
+    ) {
+        if from != Addr::Client(client) {
+            let detail = format!("session query claims {client}");
+            self.fault(cx, from, Fault::RequestSpoof, detail);
+            return;
+        }
+        let info = Message::SessionInfo {
+            replica: self.me,
+            client,
+            nonce,
+            executed: self.executed(),
+        };
+        cx.send(from, info);
     }
 
     /// The refusal of `req` for `reason`.

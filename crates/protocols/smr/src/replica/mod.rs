@@ -433,10 +433,13 @@ impl<S: Service> Protocol for Replica<S> {
     }
 
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
-        if let Message::Request(req) = msg {
-            self.on_request(from, req, cx);
-            return;
-        }
+        let msg = match msg {
+            Message::Request(req) => return self.on_request(from, req, cx),
+            Message::SessionQuery { client, nonce } => {
+                return self.on_session_query(from, client, nonce, cx)
+            }
+            msg => msg,
+        };
         let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
             let detail = format!("{} from a non-member", msg.kind());
             self.fault(cx, from, Fault::NotAMember, detail);
@@ -446,9 +449,9 @@ impl<S: Service> Protocol for Replica<S> {
             return; // our own messages are handled locally; a copy is a twin or replay
         }
         match msg {
-            Message::Request(_) => unreachable!("handled above"),
+            Message::Request(_) | Message::SessionQuery { .. } => unreachable!("handled above"),
             Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
-            Message::Reply(_) | Message::Refused { .. } => {
+            Message::Reply(_) | Message::Refused { .. } | Message::SessionInfo { .. } => {
                 let detail = "reply sent to a replica".into();
                 self.fault(cx, from, Fault::Unexpected, detail)
             }
