@@ -41,7 +41,13 @@ pub struct LoadResult {
     /// Latencies of every class together.
     pub hist: Histogram<u64>,
     pub committed: u64,
+    /// Failed operations, but for `expired`.
     pub errors: u64,
+    /// Operations whose outcome is unknown: their client's session expired
+    /// at the replicas ([`byzscale_smr::client::Failed::SessionExpired`]),
+    /// so they may or may not have been applied. Neither committed nor
+    /// errors.
+    pub expired: u64,
     /// Completions after [`Load::mark_crash`].
     pub after_crash: u64,
     pub first_error: Option<String>,
@@ -59,6 +65,7 @@ impl LoadResult {
             hist: histogram(),
             committed: 0,
             errors: 0,
+            expired: 0,
             after_crash: 0,
             first_error: None,
             per_second: Vec::new(),
@@ -116,12 +123,20 @@ impl Classes {
     }
 }
 
+/// Whether `e` says the operation's outcome is unknown (its client's
+/// session expired at the replicas: it may or may not have been applied).
+fn outcome_unknown(e: &anyhow::Error) -> bool {
+    use byzscale_smr::client::{Error, Failed};
+    e.downcast_ref::<Error>() == Some(&Error::Failed(Failed::SessionExpired))
+}
+
 /// Counts shared by every worker.
 struct Counters {
     started: Instant,
     stop_at: Instant,
     committed: AtomicU64,
     errors: AtomicU64,
+    expired: AtomicU64,
     after_crash: AtomicU64,
     crashed: AtomicBool,
     first_error: Mutex<Option<String>>,
@@ -154,6 +169,10 @@ impl Counters {
                 }
                 s[sec] += 1;
                 Some(latency)
+            }
+            Err(e) if outcome_unknown(&e) => {
+                self.expired.fetch_add(1, Ordering::Relaxed);
+                None
             }
             Err(e) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
@@ -193,6 +212,7 @@ impl Load {
             stop_at,
             committed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
             after_crash: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             first_error: Mutex::new(None),
@@ -295,6 +315,7 @@ impl Load {
             hist,
             committed: c.committed.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
             after_crash: c.after_crash.load(Ordering::Relaxed),
             first_error: c.first_error.lock().expect("error lock").clone(),
             per_second: c.series.lock().expect("series lock").clone(),

@@ -929,10 +929,7 @@ mod tests {
         b.submit(false);
         b.submit(false);
         assert!(expired(&b.stale(0, (0, 1), 40)).is_empty(), "one replica");
-        assert!(
-            expired(&b.stale(1, (0, 1), 41)).is_empty(),
-            "another floor"
-        );
+        assert!(expired(&b.stale(1, (0, 1), 41)).is_empty(), "another floor");
         assert!(
             expired(&b.stale(2, (0, 9), 40)).is_empty(),
             "not outstanding"

@@ -75,7 +75,9 @@ struct Seen {
 impl Observer<In, Out> for Seen {
     fn on_output(&mut self, _: Time, _: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
         match out {
-            Out::Client(o @ client::Output::Refused { .. }) => panic!("workload op refused: {o:?}"),
+            Out::Client(o @ (client::Output::Refused { .. } | client::Output::Failed { .. })) => {
+                panic!("workload op refused or failed: {o:?}")
+            }
             Out::Client(client::Output::Done { id, result, .. }) => {
                 self.done.push((id, result));
                 if self.done.len() >= self.target {

@@ -307,6 +307,8 @@ impl Config {
 pub struct Run {
     pub completed_local: u64,
     pub completed_global: u64,
+    /// Multicasts failed "session expired: outcome unknown" (not completed).
+    pub expired: u64,
     /// a-deliveries by correct replicas.
     pub deliveries: u64,
     pub view_changes: u64,
@@ -343,6 +345,9 @@ pub struct Report {
     pub completed_requests: u64,
     pub completed_local: u64,
     pub completed_global: u64,
+    /// Multicasts failed "session expired: outcome unknown", over all runs:
+    /// checked as possibly delivered, and not completed.
+    pub expired: u64,
     /// a-deliveries by correct replicas.
     pub deliveries: u64,
     pub view_changes: u64,
@@ -382,8 +387,8 @@ impl scenario::Report for Report {
         ));
         s.push_str(&self.summary.verdict_line());
         s.push_str(&format!(
-            "  completed local {:>8} global {:>8}   a-deliveries {:>9}   view changes {:>5}   messages {:>10}   faults recorded {:>6}\n",
-            self.completed_local, self.completed_global, self.deliveries, self.view_changes, self.messages, self.summary.faults_recorded
+            "  completed local {:>8} global {:>8}   a-deliveries {:>9}   view changes {:>5}   messages {:>10}   faults recorded {:>6}   expired {}\n",
+            self.completed_local, self.completed_global, self.deliveries, self.view_changes, self.messages, self.summary.faults_recorded, self.expired
         ));
         s.push_str(&format!(
             "  latency p50 local {:.3} ms  global {:.3} ms   p95 local {:.3} ms  global {:.3} ms (virtual)\n",
@@ -734,6 +739,7 @@ impl Scenario for Config {
             completed_requests: sweep.sum(|r| r.run.completed_local + r.run.completed_global),
             completed_local: sweep.sum(|r| r.run.completed_local),
             completed_global: sweep.sum(|r| r.run.completed_global),
+            expired: sweep.sum(|r| r.run.expired),
             deliveries: sweep.sum(|r| r.run.deliveries),
             view_changes: sweep.sum(|r| r.run.view_changes),
             messages,

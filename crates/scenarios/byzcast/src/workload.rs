@@ -138,7 +138,10 @@ pub struct Workload {
     /// Single-group operations only: the history for linearizability.
     history: Option<Vec<Op>>,
     /// Completed multicasts: the operation and the merged reply.
-    pub replies: Option<BTreeMap<MsgId, (KvOp, KvReply)>>,
+    /// (`None`: failed with its outcome unknown.)
+    pub replies: Option<BTreeMap<MsgId, (KvOp, Option<KvReply>)>>,
+    /// Multicasts failed with their outcome unknown ([`Workload::expire`]).
+    pub expired: u64,
     any_global: bool,
     pub completed_local: u64,
     pub completed_global: u64,
@@ -183,6 +186,7 @@ impl Workload {
             history: (!throughput && cfg.requests <= 5_000).then(Vec::new),
             replies: (!throughput).then(BTreeMap::new),
             any_global: false,
+            expired: 0,
             completed_local: 0,
             completed_global: 0,
             window_local: 0,
@@ -276,7 +280,7 @@ impl Workload {
             }
         }
         if let Some(r) = &mut self.replies {
-            r.insert(msg_id(c, n), (inf.op.clone(), reply.clone()));
+            r.insert(msg_id(c, n), (inf.op.clone(), Some(reply.clone())));
         }
         if let Some(h) = &mut self.history {
             h.push(Op::new(
@@ -294,6 +298,24 @@ impl Workload {
             reply,
             failed,
         })
+    }
+
+    /// Client `c`'s `n`-th multicast failed with its outcome unknown (its
+    /// entry group expired the client's session): it may or may not be
+    /// delivered, so the checks take it as an operation still in flight.
+    /// `false` if it was not in flight.
+    pub fn expire(&mut self, c: usize, n: u64) -> bool {
+        let Some(inf) = self.clients.complete(c, n) else {
+            return false;
+        };
+        self.expired += 1;
+        if let Some(r) = &mut self.replies {
+            r.insert(msg_id(c, n), (inf.op.clone(), None));
+        }
+        if let Some(h) = &mut self.history {
+            h.push(Op::pending(c as u64 + 1, inf.invoked, inf.op));
+        }
+        true
     }
 
     /// The destinations and payload digest of multicast `id`, if a client sent it.

@@ -403,6 +403,15 @@ impl Mutator<Message> for FieldSurgery {
                 },
             },
             Message::FetchState { slot } => *slot = fields::number(*slot, rng),
+            Message::SessionQuery { nonce, .. } => *nonce = fields::number(*nonce, rng),
+            // a huge slot would make the client's requests SessionAhead, a
+            // low one Stale, if the client took it alone
+            Message::SessionInfo {
+                nonce, executed, ..
+            } => match pick {
+                0 => *nonce = fields::number(*nonce, rng),
+                _ => *executed = fields::number(*executed, rng),
+            },
             Message::State { cert, manifest } => match pick {
                 0 => cert.slot = fields::number(cert.slot, rng),
                 1 => fields::list(&mut cert.sigs, rng),

@@ -100,6 +100,36 @@ impl Audit {
                 .to_string(),
             );
         }
+        self.next(c, at, ctl);
+    }
+
+    /// Client `c`'s submission `id` failed, outcome unknown (its session
+    /// expired): not a violation, nor a liveness failure by itself; the
+    /// linearizability check takes it as possibly applied.
+    fn on_expired(&mut self, at: Time, node: NodeIdx, id: u64, ctl: &mut Control<Input>) {
+        let Some(&c) = self.clients.get(&node) else {
+            return;
+        };
+        if !self.workload.expire(c, id) {
+            self.violations.push(format!(
+                "integrity: client {c} completed request {id} twice"
+            ));
+            return;
+        }
+        if let Some(t) = &mut self.trace {
+            t.push(
+                serde_json::json!({
+                    "type": "expired", "run": self.seed, "client": c + 1, "seq": id, "at_ns": at,
+                })
+                .to_string(),
+            );
+        }
+        self.next(c, at, ctl);
+    }
+
+    /// Client `c` is free: its next submission, the restart plan's
+    /// progress, the end of the run.
+    fn next(&mut self, c: usize, at: Time, ctl: &mut Control<Input>) {
         if let Some(input) = self.workload.next(c, at) {
             ctl.input(self.client_nodes[c], Input::Client(input));
         }
@@ -175,6 +205,7 @@ impl Audit {
         Run {
             completed: self.workload.completed,
             committed: self.workload.committed,
+            expired: self.workload.expired,
             view_changes: self.views.values().copied().max().unwrap_or(0),
             linearizability_inconclusive: inconclusive,
             latencies: std::mem::take(&mut self.workload.latencies),
@@ -238,6 +269,9 @@ impl World for Audit {
                 ordered,
                 invoked,
             }) => self.on_done(at, node, id, &result, ordered, invoked, ctl),
+            Output::Client(smr::client::Output::Failed { id, .. }) => {
+                self.on_expired(at, node, id, ctl)
+            }
             // the workload's ops fit `max_op_bytes`: a refusal is a scenario bug
             Output::Client(smr::client::Output::Refused { id, error }) => self.violations.push(
                 format!("client {node:?} refused its operation #{id}: {error}"),

@@ -204,6 +204,8 @@ impl Config {
 pub struct Run {
     pub completed: u64,
     pub committed: u64,
+    /// Requests failed "session expired: outcome unknown" (not completed).
+    pub expired: u64,
     pub view_changes: u64,
     pub linearizability_inconclusive: bool,
     #[serde(skip)]
@@ -234,6 +236,9 @@ pub struct Report {
     pub summary: Summary,
     pub committed_requests: u64,
     pub completed_requests: u64,
+    /// Requests failed "session expired: outcome unknown", over all runs:
+    /// checked as possibly applied, and not completed.
+    pub expired: u64,
     pub view_changes: u64,
     pub messages: u64,
     pub linearizability_inconclusive: u64,
@@ -272,8 +277,12 @@ impl scenario::Report for Report {
         );
         s.push_str(&self.summary.verdict_line());
         s.push_str(&format!(
-            "  committed {:>8}   view changes {:>6}   messages {:>10}   faults recorded {:>6}\n",
-            self.committed_requests, self.view_changes, self.messages, self.summary.faults_recorded
+            "  committed {:>8}   view changes {:>6}   messages {:>10}   faults recorded {:>6}   expired {}\n",
+            self.committed_requests,
+            self.view_changes,
+            self.messages,
+            self.summary.faults_recorded,
+            self.expired
         ));
         if self.byzantine_clients > 0 {
             s.push_str(&format!(
@@ -562,6 +571,7 @@ impl Scenario for Config {
             summary: sweep.summary(),
             committed_requests: sweep.sum(|r| r.run.committed),
             completed_requests: sweep.sum(|r| r.run.completed),
+            expired: sweep.sum(|r| r.run.expired),
             view_changes: sweep.sum(|r| r.run.view_changes),
             messages: deliveries,
             linearizability_inconclusive: sweep.count(|r| r.run.linearizability_inconclusive),
