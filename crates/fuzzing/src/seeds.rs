@@ -112,6 +112,16 @@ fn smr_messages() -> Vec<Message> {
             slot: 9,
             result: KvReply::Int(3).encode(),
         }),
+        Message::SessionQuery {
+            client: ClientId(5),
+            nonce: 1,
+        },
+        Message::SessionInfo {
+            replica: NodeId(2),
+            client: ClientId(5),
+            nonce: 1,
+            executed: u64::MAX,
+        },
         Message::Propose {
             view: 0,
             slot: 1,
@@ -505,13 +515,17 @@ pub fn smr_replica() -> Vec<Vec<u8>> {
         KvOp::Incr(b"k".to_vec()),
         KvOp::Get(b"k".to_vec()),
     ];
-    let inject: Vec<handlers::Wire> = ops
-        .iter()
-        .enumerate()
-        .flat_map(|(i, op)| {
+    // the client asks for a session first (each replica answers)
+    let query = Message::SessionQuery {
+        client: handlers::CLIENT,
+        nonce: 1,
+    };
+    let inject: Vec<handlers::Wire> = to_all(&g.members, &query)
+        .into_iter()
+        .chain(ops.iter().enumerate().flat_map(|(i, op)| {
             let r = authed(g.id, &g.members, i as u64 + 1, op.encode());
             to_all(&g.members, &Message::Request(r))
-        })
+        }))
         .collect();
     let addrs: Vec<Addr> = g.members.iter().map(|m| Addr::Node(*m)).collect();
     let senders = handlers::smr_senders();

@@ -381,3 +381,22 @@ async fn open_loop<F, Fut>(
         let _ = t.await;
     }
 }
+
+#[cfg(test)]
+mod expired_tests {
+    use super::*;
+    use byzscale_smr::client::{Error, Failed};
+
+    /// A call failed "session expired" is counted apart from errors, and
+    /// its text is the one a Redis client sees after `-ERR `.
+    #[test]
+    fn an_expired_session_is_told_apart_from_an_error() {
+        let e: anyhow::Error = Error::from(Failed::SessionExpired).into();
+        assert!(outcome_unknown(&e));
+        assert_eq!(
+            e.to_string(),
+            "session expired: outcome unknown (the command may or may not have been applied)"
+        );
+        assert!(!outcome_unknown(&anyhow!("no answer within 10 s")));
+    }
+}

@@ -68,12 +68,18 @@
 //!   table, which keeps only what exactly-once needs and expires idle clients
 //!   at checkpoints (see `replica/execute.rs`).
 //! - Client sessions are named by slots, as Raft's (Ongaro's thesis §6.3),
-//!   not registered through the log: [`Request::session`] is 0 for a fresh
-//!   client, else the slot of its last completed request ([`Reply::slot`],
-//!   vouched for by f+1 matching replies). A replicated session floor rises
-//!   past expired entries at each checkpoint; a client without an entry and
-//!   a session below it is refused ([`RefuseReason::Stale`]) and moves to a
-//!   newer session, so nothing an expired client executed can run again.
+//!   not registered through the log: before a session's first ordered
+//!   request the client asks every replica ([`Message::SessionQuery`]) and
+//!   takes, from a quorum of answers ([`Message::SessionInfo`], stateless at
+//!   the replica), the highest executed slot a weak quorum reached. A
+//!   replicated session floor rises past expired entries at each
+//!   checkpoint; a client without an entry and a session below it is
+//!   refused ([`RefuseReason::Stale`]), and nothing of that session runs any
+//!   more. The client then fails its outstanding requests with "session
+//!   expired: outcome unknown" ([`client::Failed::SessionExpired`], Raft's
+//!   SESSION_EXPIRED) and never sends them again (one may have run before
+//!   its entry expired, every reply lost), and learns a new session for
+//!   later ones; it also asks again after idling for [`Params::session_idle`].
 //!   Pinned clients ([`Params::pinned_clients`]: a ByzCast child's parent
 //!   replicas) never expire and are exempt from the floor.
 //! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the
