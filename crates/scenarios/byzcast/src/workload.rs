@@ -14,7 +14,7 @@ use byzscale_sim::closed_loop::ClosedLoop;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Which pairs of groups global messages go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -142,6 +142,7 @@ pub struct Workload {
     pub replies: Option<BTreeMap<MsgId, (KvOp, Option<KvReply>)>>,
     /// Multicasts failed with their outcome unknown ([`Workload::expire`]).
     pub expired: u64,
+    unknown: BTreeSet<MsgId>,
     any_global: bool,
     pub completed_local: u64,
     pub completed_global: u64,
@@ -187,6 +188,7 @@ impl Workload {
             replies: (!throughput).then(BTreeMap::new),
             any_global: false,
             expired: 0,
+            unknown: BTreeSet::new(),
             completed_local: 0,
             completed_global: 0,
             window_local: 0,
@@ -309,6 +311,7 @@ impl Workload {
             return false;
         };
         self.expired += 1;
+        self.unknown.insert(msg_id(c, n));
         if let Some(r) = &mut self.replies {
             r.insert(msg_id(c, n), (inf.op.clone(), None));
         }
@@ -323,9 +326,14 @@ impl Workload {
         self.submitted.get(id)
     }
 
-    /// Every multicast sent, with its destinations.
+    /// Every multicast sent, with its destinations, but those that failed
+    /// with their outcome unknown ([`Workload::expire`]: they may never be
+    /// delivered).
     pub fn all_submitted(&self) -> impl Iterator<Item = (&MsgId, &Vec<GroupId>)> {
-        self.submitted.iter().map(|(id, (dst, _))| (id, dst))
+        self.submitted
+            .iter()
+            .filter(|(id, _)| !self.unknown.contains(id))
+            .map(|(id, (dst, _))| (id, dst))
     }
 
     pub fn done(&self) -> bool {

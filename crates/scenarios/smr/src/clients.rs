@@ -5,9 +5,9 @@
 //! | behaviour | what it sends, to every replica |
 //! |---|---|
 //! | `partial-mac` | requests whose MAC entry is valid at the first replica only, never signed (issue 10 item 6) |
-//! | `huge` | operations of `max_op_bytes + 1` (refused on arrival) and of exactly `max_op_bytes` (ordered and run), each the first of a new session named by the highest slot any reply told it (unverified) |
+//! | `huge` | operations of `max_op_bytes + 1` (refused on arrival) and of exactly `max_op_bytes` (ordered and run), each the first of a new session named by the highest slot any reply or session answer told it (unverified) |
 //! | `churn` | one request each from [`CHURN_IDS`] client ids, spread over the run: every id a new entry in the client table, which expires at checkpoints |
-//! | `flood` | [`FLOOD_PER_TICK`] requests every 5 ticks, with sequence numbers ahead of their turn (up to the replicas' horizon, and far beyond it), and sessions far ahead of any slot |
+//! | `flood` | [`FLOOD_PER_TICK`] requests every 5 ticks, with sequence numbers ahead of their turn (up to the replicas' horizon, and far beyond it), and sessions far ahead of any slot; and a session query |
 //!
 //! Their requests are valid or not as the table says; the checkers exempt
 //! them from validity (they name their own client) and from liveness (they
@@ -151,6 +151,13 @@ impl Hostile {
                     };
                     self.send(id, vec![b'f'; 2048], cx);
                 }
+                // session queries cost the replicas an answer each, and
+                // nothing kept
+                let query = Message::SessionQuery {
+                    client: self.id,
+                    nonce: u64::MAX - self.ticks as u64,
+                };
+                cx.multicast(self.g.addrs(), query);
             }
             ClientAttack::Flood => {}
         }
@@ -169,8 +176,10 @@ impl Protocol for Hostile {
     }
     fn on_input(&mut self, _: client::Input, _: &mut Cx<'_, Self>) {}
     fn on_message(&mut self, _: Addr, m: Message, _: &mut Cx<'_, Self>) {
-        if let Message::Reply(r) = m {
-            self.slot = self.slot.max(r.slot);
+        match m {
+            Message::Reply(r) => self.slot = self.slot.max(r.slot),
+            Message::SessionInfo { executed, .. } => self.slot = self.slot.max(executed),
+            _ => {}
         }
     }
     fn on_timer(&mut self, _: (), cx: &mut Cx<'_, Self>) {
