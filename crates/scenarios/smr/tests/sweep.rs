@@ -210,8 +210,16 @@ fn crashed_leader_is_replaced_without_losing_requests() {
         "every run must change view: {}",
         r.view_changes
     );
+    // a client that waited on the dead leader for longer than the
+    // scenario's tiny expiry horizon (16 slots) may see its request fail
+    // "outcome unknown": rare, and never silent
+    assert!(
+        r.expired * 100 <= r.completed_requests,
+        "{} expired",
+        r.expired
+    );
     assert_eq!(
-        r.completed_requests,
+        r.completed_requests + r.expired,
         200 * r.summary.runs,
         "a request was lost"
     );
@@ -335,7 +343,10 @@ fn liveness_attacks_beyond_f_show_their_cost() {
         clean.latency_p50_ms
     );
     let replay = run(Adversary::Replay, 2);
-    assert_eq!(replay.completed_requests, clean.completed_requests);
+    assert_eq!(
+        replay.completed_requests + replay.expired,
+        clean.completed_requests + clean.expired
+    );
     assert!(
         replay.messages > clean.messages,
         "replay {} messages vs clean {}",
@@ -415,12 +426,14 @@ fn an_expired_clients_old_requests_never_run_again() {
     c.seed_start = 4021;
     let r = run_many(&c, |_, _| {}).expect("runs");
     assert_clean(&r, "twins seed 4021");
+    // the CLI's workload, long enough for entries to expire
+    c.seed_start = 4000;
+    c.seeds = 40;
+    (c.requests, c.clients) = (200, 4);
+    let r = run_many(&c, |_, _| {}).expect("runs");
+    assert_clean(&r, "twins seeds 4000..4040");
     assert!(
         r.clients_expired > 0,
         "no entry expired: the case is not exercised"
     );
-    c.seed_start = 4000;
-    c.seeds = 40;
-    let r = run_many(&c, |_, _| {}).expect("runs");
-    assert_clean(&r, "twins seeds 4000..4040");
 }
