@@ -85,10 +85,7 @@ impl Audit {
             return;
         };
         let Some(done) = self.workload.complete(c, id, invoked, at, result, ordered) else {
-            self.violations.push(format!(
-                "integrity: client {c} completed request {id} twice"
-            ));
-            return;
+            return self.twice(c, id);
         };
         if let Some(t) = &mut self.trace {
             t.push(
@@ -111,10 +108,7 @@ impl Audit {
             return;
         };
         if !self.workload.expire(c, id) {
-            self.violations.push(format!(
-                "integrity: client {c} completed request {id} twice"
-            ));
-            return;
+            return self.twice(c, id);
         }
         if let Some(t) = &mut self.trace {
             t.push(
@@ -125,6 +119,12 @@ impl Audit {
             );
         }
         self.next(c, at, ctl);
+    }
+
+    /// Client `c` completed submission `id` a second time.
+    fn twice(&mut self, c: usize, id: u64) {
+        let v = format!("integrity: client {c} completed request {id} twice");
+        self.violations.push(v);
     }
 
     /// Client `c` is free: its next submission, the restart plan's
