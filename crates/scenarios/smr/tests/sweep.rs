@@ -133,8 +133,9 @@ fn a_request_whose_session_expired_never_runs_twice() {
 /// Twins beyond F: two replicas of four each run twice (two honest
 /// instances per identity and keys, each talking to half the group), so each
 /// half can form its own quorum and decide its own batch. Caught by the
-/// agreement or linearizability checker (seed 98 of 100 requests since
-/// client sessions named by slots, seeds 2 and 17 of the CLI's default
+/// agreement or linearizability checker (12 of 100 seeds, first seed 9,
+/// since clients learn sessions by query; seed 98 only with sessions
+/// named by the last slot, seeds 2 and 17 of the CLI's default
 /// workload before; the small workload of `cfg` is too short for it).
 #[test]
 fn more_twins_than_tolerated_are_caught() {
