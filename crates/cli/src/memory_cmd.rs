@@ -448,6 +448,7 @@ const OVERSIZED_EVERY: u64 = 50;
 fn junk_request(rng: &mut StdRng, op_len: usize) -> Request {
     Request {
         client: ClientId(rng.gen()),
+        session: rng.gen(),
         seq: rng.gen(),
         read_only: false,
         op: vec![0xAB; op_len],
@@ -592,7 +593,8 @@ fn client_round(
     rng: &mut StdRng,
 ) -> Vec<(&'static str, Vec<u8>)> {
     let set = |v: usize| KvOp::Set(b"byz:junk".to_vec(), vec![b'z'; v]);
-    let auth = |seq, ro, op: Vec<u8>| Request::authenticated(crypto, &a.group, id, seq, ro, op);
+    let auth =
+        |seq, ro, op: Vec<u8>| Request::authenticated(crypto, &a.group, id, (0, seq), ro, op);
     let mut reqs = Vec::new();
     // an op over max_op_bytes, properly authenticated
     reqs.push(("huge-op", auth(seq * 4, false, vec![0xEE; a.max_op * 2])));

@@ -17,7 +17,8 @@ use byzscale_core::{Addr, ClientId, GroupId, NodeId, WireKind};
 use byzscale_net::transport::KIND_SEALED;
 use byzscale_net::wire::Handshake;
 use byzscale_smr::{
-    Batch, CheckpointCert, Manifest, Message, Reply, Request, SlotClaim, StopBody, StopData,
+    Batch, CheckpointCert, Manifest, Message, RefuseReason, Reply, Request, SlotClaim, StopBody,
+    StopData,
 };
 use std::collections::BTreeMap;
 
@@ -65,6 +66,7 @@ pub fn handshake() -> Vec<Vec<u8>> {
 fn request(seq: u64, op: Vec<u8>) -> Request {
     Request {
         client: ClientId(5),
+        session: 3,
         seq,
         read_only: false,
         op,
@@ -104,10 +106,22 @@ fn smr_messages() -> Vec<Message> {
             replica: NodeId(2),
             view: 0,
             client: ClientId(5),
+            session: 3,
             seq: 7,
             read_only: false,
+            slot: 9,
             result: KvReply::Int(3).encode(),
         }),
+        Message::SessionQuery {
+            client: ClientId(5),
+            nonce: 1,
+        },
+        Message::SessionInfo {
+            replica: NodeId(2),
+            client: ClientId(5),
+            nonce: 1,
+            executed: u64::MAX,
+        },
         Message::Propose {
             view: 0,
             slot: 1,
@@ -153,6 +167,20 @@ fn smr_messages() -> Vec<Message> {
         Message::FetchLog { from: 1, to: 5 },
         Message::Log {
             entries: vec![(1, 0, batch)],
+        },
+        Message::Refused {
+            replica: NodeId(2),
+            client: ClientId(5),
+            session: 3,
+            seq: 7,
+            reason: RefuseReason::Busy,
+        },
+        Message::Refused {
+            replica: NodeId(2),
+            client: ClientId(5),
+            session: 3,
+            seq: 7,
+            reason: RefuseReason::Stale { floor: 65 },
         },
     ]
 }
@@ -450,10 +478,11 @@ pub fn at2_http() -> Vec<Vec<u8>> {
 /// valid authenticator.
 fn authed(group: GroupId, members: &[NodeId], seq: u64, op: Vec<u8>) -> Request {
     let c = handlers::crypto(Addr::Client(handlers::CLIENT));
-    let bytes = Request::auth_bytes(group, handlers::CLIENT, seq, false, &op);
+    let bytes = Request::auth_bytes(group, handlers::CLIENT, (0, seq), false, &op);
     let to: Vec<Addr> = members.iter().map(|m| Addr::Node(*m)).collect();
     Request {
         client: handlers::CLIENT,
+        session: 0,
         seq,
         read_only: false,
         auth: c.authenticator(&to, &bytes).expect("known replicas"),
@@ -486,13 +515,17 @@ pub fn smr_replica() -> Vec<Vec<u8>> {
         KvOp::Incr(b"k".to_vec()),
         KvOp::Get(b"k".to_vec()),
     ];
-    let inject: Vec<handlers::Wire> = ops
-        .iter()
-        .enumerate()
-        .flat_map(|(i, op)| {
+    // the client asks for a session first (each replica answers)
+    let query = Message::SessionQuery {
+        client: handlers::CLIENT,
+        nonce: 1,
+    };
+    let inject: Vec<handlers::Wire> = to_all(&g.members, &query)
+        .into_iter()
+        .chain(ops.iter().enumerate().flat_map(|(i, op)| {
             let r = authed(g.id, &g.members, i as u64 + 1, op.encode());
             to_all(&g.members, &Message::Request(r))
-        })
+        }))
         .collect();
     let addrs: Vec<Addr> = g.members.iter().map(|m| Addr::Node(*m)).collect();
     let senders = handlers::smr_senders();

@@ -74,7 +74,13 @@ pub struct LoadResult {
     /// Latencies of every class together.
     pub hist: Histogram<u64>,
     pub committed: u64,
+    /// Failed operations, but for `expired`.
     pub errors: u64,
+    /// Operations whose outcome is unknown: their client's session expired
+    /// at the replicas ([`byzscale_smr::client::Failed::SessionExpired`]),
+    /// so they may or may not have been applied. Neither committed nor
+    /// errors.
+    pub expired: u64,
     /// Completions after [`Load::mark_crash`].
     pub after_crash: u64,
     pub first_error: Option<String>,
@@ -130,6 +136,7 @@ impl LoadResult {
             hist: histogram(),
             committed: 0,
             errors: 0,
+            expired: 0,
             after_crash: 0,
             first_error: None,
             per_second: Vec::new(),
@@ -210,6 +217,13 @@ impl Classes {
     }
 }
 
+/// Whether `e` says the operation's outcome is unknown (its client's
+/// session expired at the replicas: it may or may not have been applied).
+fn outcome_unknown(e: &anyhow::Error) -> bool {
+    use byzscale_smr::client::{Error, Failed};
+    e.downcast_ref::<Error>() == Some(&Error::Failed(Failed::SessionExpired))
+}
+
 /// Counts shared by every worker.
 struct Counters {
     started: Instant,
@@ -219,6 +233,7 @@ struct Counters {
     errors: AtomicU64,
     /// µs from `started` to the last completion.
     last_done_us: AtomicU64,
+    expired: AtomicU64,
     after_crash: AtomicU64,
     crashed: AtomicBool,
     first_error: Mutex<Option<String>>,
@@ -255,6 +270,10 @@ impl Counters {
                 s[sec] += 1;
                 Some(latency)
             }
+            Err(e) if outcome_unknown(&e) => {
+                self.expired.fetch_add(1, Ordering::Relaxed);
+                None
+            }
             Err(e) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 self.first_error
@@ -272,7 +291,9 @@ impl Counters {
 impl Counters {
     /// Operations started and not yet completed or failed.
     fn in_flight(&self) -> u64 {
-        let done = self.committed.load(Ordering::Relaxed) + self.errors.load(Ordering::Relaxed);
+        let done = self.committed.load(Ordering::Relaxed)
+            + self.errors.load(Ordering::Relaxed)
+            + self.expired.load(Ordering::Relaxed);
         self.issued.load(Ordering::Relaxed).saturating_sub(done)
     }
 }
@@ -304,6 +325,7 @@ impl Load {
             committed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             last_done_us: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
             after_crash: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             first_error: Mutex::new(None),
@@ -409,6 +431,7 @@ impl Load {
             hist,
             committed: c.committed.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
+            expired: c.expired.load(Ordering::Relaxed),
             after_crash: c.after_crash.load(Ordering::Relaxed),
             first_error: c.first_error.lock().expect("error lock").clone(),
             per_second: c.series.lock().expect("series lock").clone(),
@@ -556,5 +579,24 @@ mod tests {
         assert_eq!(s.saturated, None);
         assert_eq!(s.offered_rate, None);
         assert!(r.committed > 0 && r.committed <= r.issued, "{s:?}");
+    }
+}
+
+#[cfg(test)]
+mod expired_tests {
+    use super::*;
+    use byzscale_smr::client::{Error, Failed};
+
+    /// A call failed "session expired" is counted apart from errors, and
+    /// its text is the one a Redis client sees after `-ERR `.
+    #[test]
+    fn an_expired_session_is_told_apart_from_an_error() {
+        let e: anyhow::Error = Error::from(Failed::SessionExpired).into();
+        assert!(outcome_unknown(&e));
+        assert_eq!(
+            e.to_string(),
+            "session expired: outcome unknown (the command may or may not have been applied)"
+        );
+        assert!(!outcome_unknown(&anyhow!("no answer within 10 s")));
     }
 }

@@ -398,6 +398,10 @@ impl<R> Sweep<R> {
     pub fn sum(&self, f: impl Fn(&Finished<R>) -> u64) -> u64 {
         self.runs.iter().map(f).sum()
     }
+    /// Largest `f` over runs (0 for an empty sweep).
+    pub fn max(&self, f: impl Fn(&Finished<R>) -> u64) -> u64 {
+        self.runs.iter().map(f).max().unwrap_or(0)
+    }
     /// Sum of `f` over runs, for real-valued figures.
     pub fn total(&self, f: impl Fn(&Finished<R>) -> f64) -> f64 {
         self.runs.iter().map(f).sum()

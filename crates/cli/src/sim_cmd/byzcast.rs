@@ -56,6 +56,11 @@ pub struct ByzcastArgs {
     /// it shows the checkers catching violations.
     #[arg(long)]
     pub byzantine_count: Option<usize>,
+    /// Slots after which an idle client's entry expires at the replicas
+    /// and the session floor rises past it (small, so that a run exercises
+    /// expiry; the library's default is 2^20).
+    #[arg(long, default_value_t = byzscale_scenario_byzcast::CLIENT_EXPIRY_SLOTS)]
+    pub client_expiry_slots: u64,
     /// Faults tolerated per group F (3F+1 replicas each).
     #[arg(long, default_value_t = 1)]
     pub faulty: usize,
@@ -126,6 +131,7 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
         batch_delay_us: a.batch_delay_us,
         crash_restart: a.restart.crash_restart,
         trace: a.trace.clone(),
+        client_expiry_slots: a.client_expiry_slots,
     };
     cfg.topology()?;
     Ok(cfg)

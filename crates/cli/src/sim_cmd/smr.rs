@@ -33,6 +33,16 @@ pub struct SmrArgs {
     /// Closed-loop clients.
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
+    /// Byzantine clients besides the honest ones: the i-th sends partial
+    /// authenticators, huge operations, one request per fresh client id
+    /// (churn), or floods of requests ahead of their turn (i mod 4).
+    #[arg(long, default_value_t = 0)]
+    pub byzantine_clients: usize,
+    /// Slots after which an idle client's entry expires at the replicas
+    /// and the session floor rises past it (small, so that a run exercises
+    /// expiry; the library's default is 2^20).
+    #[arg(long, default_value_t = byzscale_scenario_smr::CLIENT_EXPIRY_SLOTS)]
+    pub client_expiry_slots: u64,
     /// Fraction of operations sent on the unordered read-only path.
     #[arg(long, default_value_t = 0.2)]
     pub read_ratio: f64,
@@ -121,5 +131,7 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
         crash_restart: a.restart.crash_restart,
         modeled_crypto: a.run.modeled_crypto,
         trace: a.trace.clone(),
+        byzantine_clients: a.byzantine_clients,
+        client_expiry_slots: a.client_expiry_slots,
     })
 }

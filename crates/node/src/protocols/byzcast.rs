@@ -461,7 +461,7 @@ pub(crate) async fn run_node(n: LoadedNode) -> Result<()> {
 /// results.
 pub struct ByzcastClient {
     topo: Arc<Topology>,
-    calls: Calls<byzcast::Client, Result<Results, String>>,
+    calls: Calls<byzcast::Client, Result<Results, anyhow::Error>>,
 }
 
 impl ByzcastClient {
@@ -474,7 +474,13 @@ impl ByzcastClient {
             true,
             |id| byzcast::Client::new(id, t, params),
             |o| match o {
-                byzcast::client::Output::Done { n, results, .. } => Some((n, results)),
+                byzcast::client::Output::Done { n, results, .. } => {
+                    Some((n, results.map_err(|e| anyhow!(e))))
+                }
+                // typed: the caller can tell an unknown outcome from a failure
+                byzcast::client::Output::Failed { n, error, .. } => {
+                    Some((n, Err(byzscale_smr::client::Error::from(error).into())))
+                }
             },
         )
         .await?;
@@ -482,12 +488,12 @@ impl ByzcastClient {
     }
 
     /// `multicast(payload, dst)` and wait for the destinations' results.
+    /// A multicast whose entry group expired the client's session fails
+    /// with [`byzscale_smr::client::Failed::SessionExpired`] inside
+    /// [`byzscale_smr::client::Error`] (it may or may not be delivered).
     pub async fn multicast(&self, dst: Vec<GroupId>, payload: Vec<u8>) -> Result<Results> {
         let input = |_| byzcast::client::Input::Multicast { dst, payload };
-        self.calls
-            .call(input, None)
-            .await?
-            .map_err(|e| anyhow!("{e}"))
+        self.calls.call(input, None).await?
     }
 
     /// Run a KV command on the sharded store: to the groups owning its keys,
@@ -590,6 +596,8 @@ pub struct ByzcastReport {
     pub committed_local: u64,
     pub committed_global: u64,
     pub errors: u64,
+    /// Operations whose outcome is unknown (session expired).
+    pub expired: u64,
     pub dir: String,
     #[serde(flatten)]
     pub load: LoadSummary,
@@ -690,6 +698,7 @@ fn report(a: &ClusterSpec, topo: &Topology, r: &LoadResult, local: &Local) -> By
         committed_local: cl,
         committed_global: cg,
         errors: r.errors,
+        expired: r.expired,
         dir: local.dir_label(),
         load: r.summary(),
     }
@@ -719,8 +728,8 @@ fn table(r: &ByzcastReport) -> String {
         t += &format!("  {what:<12} p50 {p50:.2} ms   p99 {p99:.2} ms\n");
     }
     t += &format!(
-        "  committed    {:>10}   (local {}, global {})   errors {}   in flight at the end {}\n",
-        r.committed, r.committed_local, r.committed_global, r.errors, r.load.in_flight_at_end
+        "  committed    {:>10}   (local {}, global {})   errors {}   expired {}   in flight at the end {}\n",
+        r.committed, r.committed_local, r.committed_global, r.errors, r.expired, r.load.in_flight_at_end
     );
     t + &format!("  files        {}\n", r.dir)
 }

@@ -402,7 +402,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
 /// requests), each awaiting its own reply. Retransmission is the protocol's
 /// job.
 pub struct SmrClient {
-    calls: Calls<smr::Client, Result<Vec<u8>, smr::client::Refused>>,
+    calls: Calls<smr::Client, Result<Vec<u8>, smr::client::Error>>,
 }
 
 impl SmrClient {
@@ -421,10 +421,7 @@ impl SmrClient {
             WireKind::Smr,
             true,
             |id| smr::Client::new(id, g, params),
-            |o| match o {
-                smr::client::Output::Done { id, result, .. } => Some((id, Ok(result))),
-                smr::client::Output::Refused { id, error } => Some((id, Err(error))),
-            },
+            |o| Some(o.result()),
         )
         .await?;
         Ok(SmrClient { calls })
@@ -433,7 +430,11 @@ impl SmrClient {
     /// Submit `op` (the service's encoding) and wait for its result;
     /// `read_only` takes the unordered read-only path. An operation the
     /// replicas would drop (over `max_op_bytes`) fails at once with
-    /// [`smr::client::Refused`] and holds up nothing.
+    /// [`smr::client::Refused`] and holds up nothing; an ordered one whose
+    /// session expired at the replicas fails with
+    /// [`smr::client::Failed::SessionExpired`]: it may or may not have been
+    /// applied, and it is not sent again (both inside
+    /// [`smr::client::Error`], for `downcast_ref`).
     pub async fn call(&self, op: Vec<u8>, read_only: bool) -> Result<Vec<u8>> {
         let input = |_| smr::client::Input::Submit { op, read_only };
         Ok(self.calls.call(input, None).await??)
@@ -585,6 +586,8 @@ struct Report {
     p99_ms: f64,
     committed: u64,
     errors: u64,
+    /// Operations whose outcome is unknown (session expired).
+    expired: u64,
     view_changes: i64,
     ops_after_crash: u64,
     crashed: Option<String>,
@@ -659,6 +662,7 @@ pub(crate) async fn cluster(a: &ClusterSpec) -> Result<ClusterOutcome> {
         p99_ms: ms(h, 0.99),
         committed: result.committed,
         errors: result.errors,
+        expired: result.expired,
         view_changes,
         ops_after_crash: result.after_crash,
         crashed,
@@ -691,8 +695,8 @@ fn table(r: &Report) -> String {
         r.p50_ms, r.p99_ms
     );
     t += &format!(
-        "  committed    {:>10}   errors {}   view changes {}   in flight at the end {}\n",
-        r.committed, r.errors, r.view_changes, r.load.in_flight_at_end
+        "  committed    {:>10}   errors {}   expired {}   view changes {}   in flight at the end {}\n",
+        r.committed, r.errors, r.expired, r.view_changes, r.load.in_flight_at_end
     );
     if let Some(c) = &r.crashed {
         t += &format!(
@@ -727,6 +731,7 @@ mod tests {
     fn batch(op: u8) -> (Digest, Batch) {
         let b = Batch::new(vec![smr::Request {
             client: byzscale_core::ClientId(7),
+            session: 0,
             seq: op as u64,
             read_only: false,
             op: vec![op],

@@ -40,6 +40,16 @@ pub enum Output {
         results: Result<Results, String>,
         invoked: Time,
     },
+    /// The `n`-th multicast's entry group expired the client's SMR session
+    /// before the client learnt whether the group ordered it: it may or may
+    /// not be delivered ([`smr::client::Failed::SessionExpired`]).
+    Failed {
+        n: u64,
+        dst: Vec<GroupId>,
+        entry: GroupId,
+        error: smr::client::Failed,
+        invoked: Time,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -119,21 +129,38 @@ impl Client {
                         self.finish(n, Err(error.to_string()), cx);
                     }
                 }
+                // the entry group's outcome is unknown: so is the multicast's
+                smr::client::Output::Failed { id, error, .. } => {
+                    if let Some(n) = self.subs.remove(&(g, id)) {
+                        self.complete(n, cx, |o| Output::Failed {
+                            n,
+                            dst: o.dst,
+                            entry: o.entry,
+                            error,
+                            invoked: o.invoked,
+                        });
+                    }
+                }
             }
         }
     }
 
     fn finish(&mut self, n: u64, results: Result<Results, String>, cx: &mut Cx<'_, Self>) {
+        self.complete(n, cx, |o| Output::Done {
+            n,
+            dst: o.dst,
+            entry: o.entry,
+            results,
+            invoked: o.invoked,
+        });
+    }
+
+    /// Multicast `n` is over: output what `out` makes of it.
+    fn complete(&mut self, n: u64, cx: &mut Cx<'_, Self>, out: impl FnOnce(Outstanding) -> Output) {
         if let Some(o) = self.outstanding.remove(&n) {
             cx.cancel_timer(Timer::Query(n));
             self.completed += 1;
-            cx.output(Output::Done {
-                n,
-                dst: o.dst,
-                entry: o.entry,
-                results,
-                invoked: o.invoked,
-            });
+            cx.output(out(o));
         }
     }
 

@@ -248,6 +248,19 @@ impl Replica<Honest> {
     }
 }
 
+/// `params` for the SMR replica of `group`, with the client ids of its
+/// parent group's replicas pinned ([`Params::pinned_clients`]): their
+/// forward streams number contiguously in session 0 for as long as the
+/// group lives, so their entries never expire and the session floor never
+/// refuses them (see `byzscale_smr`'s `replica/execute.rs`). A bounded set,
+/// the same at every member: it comes from the topology.
+fn pin_parents(topo: &Topology, group: GroupId, mut params: Params) -> Params {
+    let parent = topo.tree().parent(group).and_then(|p| topo.group(p));
+    let ids = parent.into_iter().flat_map(|g| g.members.iter().copied());
+    params.pinned_clients.extend(ids.map(ClientId::for_replica));
+    params
+}
+
 impl<P: ForwardPolicy> Replica<P> {
     pub fn with_policy(
         me: NodeId,
@@ -266,6 +279,7 @@ impl<P: ForwardPolicy> Replica<P> {
         }
         let info = topo.group(group).expect("owner group exists").clone();
         let machine = GroupMachine::new(group, topo.clone());
+        let params = pin_parents(&topo, group, params);
         let smr = smr::Replica::new(me, info, params.clone(), machine);
         let streams = topo
             .tree()
@@ -483,7 +497,7 @@ impl<P: ForwardPolicy> Replica<P> {
     fn on_smr_message(&mut self, from: Addr, msg: byzscale_smr::Message, cx: &mut Cx<'_, Self>) {
         use byzscale_smr::Message as M;
         match msg {
-            M::Reply(r) => {
+            M::Reply(_) | M::Refused { .. } => {
                 let Some(y) = from.node().and_then(|n| self.topo.group_of(n)) else {
                     cx.fault(from, Fault::Unexpected, "SMR reply from a non-replica");
                     return;
@@ -496,7 +510,7 @@ impl<P: ForwardPolicy> Replica<P> {
                     );
                     return;
                 }
-                self.stream_step(y, cx, |c, icx| c.on_message(from, M::Reply(r), icx));
+                self.stream_step(y, cx, |c, icx| c.on_message(from, msg, icx));
             }
             M::Request(req) => {
                 let inner_from = match from {
@@ -992,5 +1006,37 @@ mod tests {
         }
         assert!(held(&r) > EARLY_BYTES / 2, "recent results are kept");
         assert_eq!(r.early_bytes()[&child], held(&r), "the accounting matches");
+    }
+
+    /// A child group's SMR pins its parent replicas' client ids (their
+    /// forward streams number in session 0 for ever, see
+    /// [`Params::pinned_clients`]); the root pins nobody.
+    #[test]
+    fn a_child_group_pins_its_parents_streams() {
+        use crate::{Topology, Tree};
+        use byzscale_core::crypto::{CryptoMode, Identity};
+        use byzscale_core::quorum::{FaultModel, QuorumSystem};
+
+        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
+        let topo = Tree::two_level(2);
+        let topo = Arc::new(Topology::numbered(topo, &qs, crate::Mode::Byzcast).unwrap());
+        let make = |me: NodeId| {
+            let as_client = Addr::Client(ClientId::for_replica(me));
+            let id = Identity::from_seed([me.0 as u8; 32]);
+            let client = Crypto::new(as_client, id, CryptoMode::Real);
+            let p = Params::for_network(byzscale_core::protocol::MILLIS);
+            Replica::new(me, topo.clone(), p, client).unwrap()
+        };
+        let root = topo.group_of(NodeId(8)).unwrap();
+        let parents: std::collections::BTreeSet<ClientId> = topo
+            .group(root)
+            .unwrap()
+            .members
+            .iter()
+            .map(|m| ClientId::for_replica(*m))
+            .collect();
+        assert_eq!(parents.len(), 4);
+        assert_eq!(make(NodeId(4)).params.pinned_clients, parents);
+        assert!(make(NodeId(8)).params.pinned_clients.is_empty());
     }
 }

@@ -30,6 +30,11 @@
 //!   its log are dropped by their stream index (at most the last one
 //!   submitted), so a restart neither skips nor repeats a number.
 //!
+//! The stream numbers contiguously in session 0 for ever: the child pins
+//! its parent replicas' client ids ([`byzscale_smr::Params::pinned_clients`],
+//! set from the topology by [`crate::Replica`]), so their entries never
+//! expire and the child's session floor never refuses them.
+//!
 //! Requests go first to the leader of the view a weak quorum of replies
 //! reported (PBFT §4.2, like the SMR client), and every `client_retry`
 //! without progress the oldest outstanding ones go to every child replica.
@@ -161,7 +166,7 @@ impl StreamOut {
             cx.crypto(),
             &self.child,
             self.client,
-            seq,
+            (0, seq),
             false,
             op.to_vec(),
         )
@@ -308,6 +313,9 @@ impl Protocol for StreamOut {
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
         match msg {
             Message::Reply(r) => self.on_reply(from, r, cx),
+            // the child's client table is full: retried as usual (a pinned
+            // stream is never told stale)
+            Message::Refused { .. } => {}
             other => cx.fault(
                 from,
                 crate::Fault::Unexpected,

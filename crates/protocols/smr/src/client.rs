@@ -8,8 +8,56 @@
 //! replica answers an ordered request with one result; a read answered twice,
 //! after a duplicated request, counts with its first answer).
 //!
+//! # Sessions
+//!
 //! Several requests may be outstanding (`Params::client_window`); ordered ones are
-//! numbered contiguously so the replicas can execute them in FIFO order.
+//! numbered contiguously from 1 within a session so the replicas can execute
+//! them in FIFO order. Sessions are named by slots (see `replica/execute.rs`),
+//! and the client learns one before the first ordered request of a session:
+//! it asks every replica ([`Message::SessionQuery`], with a fresh nonce; again
+//! every `client_retry`) and each answers its last executed slot
+//! ([`Message::SessionInfo`], stateless at the replica). From the answers of a
+//! quorum it takes the highest slot that a weak quorum reported at least
+//! (with 3f+1 equal weights: the (f+1)-th highest of 2f+1): a correct replica
+//! has executed it, so it is decided and below the slot of any request sent
+//! now (never [`RefuseReason::SessionAhead`]), and a correct replica has
+//! executed no more than it, so it is recent (above the session floor for
+//! `client_expiry_slots` slots). Ordered submissions wait in the backlog
+//! until the session is known; reads carry no session and do not wait. A
+//! new session's requests number from 1 only if it is above the current one
+//! (else the client keeps its session and its numbering).
+//!
+//! The client asks at its first ordered request, after a session expired
+//! (below), and when it has had nothing ordered outstanding for longer than
+//! [`Params::session_idle`]: an idle client's entry may have expired, and a
+//! request of the old session would be refused. Otherwise it keeps its
+//! session however long it lives: a client with an entry runs in any session
+//! it has, and one without runs only above the floor, which an old session
+//! and a session named by its last completed slot (the rule this replaced:
+//! a drained client started session `last_slot`) are both below once the
+//! entry expired (the floor passes the entry's last slot, which is at least
+//! the client's), so that rule bought nothing.
+//!
+//! # An expired session: outcome unknown
+//!
+//! A weak quorum of replicas answering [`RefuseReason::Stale`] with the same
+//! floor for an outstanding ordered request means that, at some executed
+//! slot, the client had no entry and the request's session was below the
+//! floor; from then on nothing of that session can run (the floor only rises,
+//! and an entry of a later session refuses the older one). But a request may
+//! have run before its entry expired, its replies all lost: sending it again
+//! in a new session could run it twice. So the client never resends: every
+//! outstanding ordered request (all of them in that session) completes as
+//! [`Output::Failed`] with [`Failed::SessionExpired`], "outcome unknown", as
+//! Raft's SESSION_EXPIRED (Ongaro's thesis §6.3), and the client learns a
+//! new session, at least the floor, for later requests. It fails them all at
+//! once rather than each on its own f+1 `Stale`: they are all equally
+//! unknown, and once the new session's first request created an entry a
+//! replica answers an older session's retransmission with nothing.
+//!
+//! Replicas whose client table is full answer a client they hold no entry
+//! for with [`RefuseReason::Busy`]; a weak quorum of them makes the client
+//! log it and count it ([`Client::busy`]) while it keeps retrying.
 //!
 //! Deviation from BFT-SMaRt, as in PBFT (TOCS'02 §4.2): an ordered request goes
 //! first to the leader of the view the client believes current, and to every
@@ -24,10 +72,11 @@
 use crate::fault::Fault;
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
+use byzscale_core::codec;
 use byzscale_core::crypto::Digest;
-use byzscale_core::quorum::Collector;
+use byzscale_core::quorum::{Collector, QuorumSystem};
 use byzscale_core::{Addr, ClientId, Cx, NoRecord, Protocol, Time};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Why a client refuses an operation before sending it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +88,25 @@ pub enum Refused {
          per operation (max_op_bytes)"
     )]
     TooLarge { size: usize, limit: usize },
+}
+
+/// Why a sent ordered request completed without a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Failed {
+    /// Its session expired at the replicas (module docs): it may or may not
+    /// have run, and it is not sent again.
+    #[error("session expired: outcome unknown (the command may or may not have been applied)")]
+    SessionExpired,
+}
+
+/// Why an operation did not complete with a result: the error of
+/// [`Output::Refused`] or [`Output::Failed`], for callers that take both.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error(transparent)]
+    Failed(#[from] Failed),
 }
 
 #[derive(Debug)]
@@ -60,6 +128,24 @@ pub enum Output {
     /// The `id`-th submission was refused before anything was sent (see
     /// [`Client::check`]); it holds up no later submission.
     Refused { id: u64, error: Refused },
+    /// The `id`-th submission was sent, ordered, and will never complete:
+    /// whether it took effect is unknown ([`Failed::SessionExpired`]).
+    Failed {
+        id: u64,
+        error: Failed,
+        invoked: Time,
+    },
+}
+
+impl Output {
+    /// The submission it completes and how: its result, or why none.
+    pub fn result(self) -> (u64, Result<Vec<u8>, Error>) {
+        match self {
+            Output::Done { id, result, .. } => (id, Ok(result)),
+            Output::Refused { id, error } => (id, Err(error.into())),
+            Output::Failed { id, error, .. } => (id, Err(error.into())),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,34 +154,88 @@ pub enum Timer {
     Retry(u64),
     /// Give up on the unordered read with this number.
     ReadTimeout(u64),
+    /// Ask again for a session (the query with this nonce).
+    Session(u64),
 }
 
 struct Outstanding {
     id: u64,
     req: Request,
     invoked: Time,
-    /// The replies by result digest: a replica's first reply counts.
-    replies: Collector<Digest, Vec<u8>>,
+    /// The replies by digest of (slot, result): a replica's first reply
+    /// counts.
+    replies: Collector<Digest, (Vec<u8>, Slot)>,
     /// The view each replica reported in its reply.
     views: BTreeMap<usize, View>,
     retries: u32,
+    /// Replicas that answered [`RefuseReason::Busy`].
+    busy: BTreeSet<usize>,
+    /// [`RefuseReason::Stale`] answers by floor.
+    stale: Collector<Slot, ()>,
+}
+
+/// What the client knows of its session (module docs).
+#[derive(Debug)]
+enum Session {
+    /// It must learn one before its next ordered request.
+    Unknown,
+    /// It asked ([`Message::SessionQuery`] with `nonce`): the slots answered,
+    /// by replica position.
+    Asking {
+        nonce: u64,
+        answers: BTreeMap<usize, Slot>,
+    },
+    /// Ordered requests go out in `Client::session`.
+    Known,
 }
 
 pub struct Client {
     id: ClientId,
     g: GroupInfo,
     p: Params,
-    next_seq: u64,
+    /// The session of its ordered requests (see the module docs).
+    session: u64,
+    state: Session,
+    /// The highest session floor a weak quorum reported: the next session
+    /// is at least this.
+    floor: Slot,
+    /// The nonce of the next session query.
+    next_nonce: u64,
+    /// Since when nothing ordered has been outstanding (None: something is,
+    /// or nothing was ever sent).
+    idle_since: Option<Time>,
+    /// The last sequence number given to an ordered request in `session`
+    /// (0: none yet).
+    last_seq: u64,
     next_ro: u64,
     next_id: u64,
     ordered: BTreeMap<u64, Outstanding>,
     reads: BTreeMap<u64, Outstanding>,
-    /// Submissions waiting for a free slot in the window.
+    /// Submissions waiting for a free slot in the window (ordered ones also
+    /// for a session).
     backlog: VecDeque<(u64, Vec<u8>, bool, Time)>,
     completed: u64,
     refused: u64,
+    busy: u64,
+    expired: u64,
     /// The view the client believes current: its leader gets new requests.
     view: View,
+}
+
+/// The highest value that replicas holding a weak quorum of votes reported
+/// at least (at least one of them correct): with equal weights, the
+/// (f+1)-th highest. None while the reports do not hold a weak quorum.
+fn weak_highest(qs: &QuorumSystem, reports: &BTreeMap<usize, u64>) -> Option<u64> {
+    let mut by_value: Vec<(u64, usize)> = reports.iter().map(|(i, v)| (*v, *i)).collect();
+    by_value.sort_unstable_by(|a, b| b.cmp(a));
+    let mut voters = Vec::new();
+    for (v, i) in by_value {
+        voters.push(i);
+        if qs.is_weak(voters.iter().copied()) {
+            return Some(v);
+        }
+    }
+    None
 }
 
 impl Client {
@@ -104,7 +244,12 @@ impl Client {
             id,
             g,
             p,
-            next_seq: 1,
+            session: 0,
+            state: Session::Unknown,
+            floor: 0,
+            next_nonce: 1,
+            idle_since: None,
+            last_seq: 0,
             next_ro: 1,
             next_id: 1,
             ordered: BTreeMap::new(),
@@ -112,6 +257,8 @@ impl Client {
             backlog: VecDeque::new(),
             completed: 0,
             refused: 0,
+            busy: 0,
+            expired: 0,
             view: 0,
         }
     }
@@ -125,17 +272,10 @@ impl Client {
     /// Learn the view from the replies that completed a request: the highest
     /// view reported by a weak quorum (at least one correct replica is there).
     fn learn_view(&mut self, views: &BTreeMap<usize, View>) {
-        let mut by_view: Vec<(View, usize)> = views.iter().map(|(i, v)| (*v, *i)).collect();
-        by_view.sort_unstable_by(|a, b| b.cmp(a));
-        let mut voters = Vec::new();
-        for (v, i) in by_view {
-            voters.push(i);
-            if self.g.qs.is_weak(voters.iter().copied()) {
-                if v > self.view {
-                    tracing::debug!(client = %self.id, view = v, "client follows a new view");
-                    self.view = v;
-                }
-                return;
+        if let Some(v) = weak_highest(&self.g.qs, views) {
+            if v > self.view {
+                tracing::debug!(client = %self.id, view = v, "client follows a new view");
+                self.view = v;
             }
         }
     }
@@ -167,42 +307,138 @@ impl Client {
         self.refused
     }
 
+    /// Requests that a weak quorum of replicas answered [`Message::Busy`]
+    /// (their client table full, this client without an entry).
+    pub fn busy(&self) -> u64 {
+        self.busy
+    }
+
+    /// Ordered requests failed with [`Failed::SessionExpired`].
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// The session its ordered requests run in now (or ran in last, while
+    /// it learns a new one).
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
     fn make_request(&self, seq: u64, read_only: bool, op: Vec<u8>, cx: &Cx<'_, Self>) -> Request {
-        Request::authenticated(cx.crypto(), &self.g, self.id, seq, read_only, op)
+        // reads carry no session
+        let session = if read_only { 0 } else { self.session };
+        Request::authenticated(cx.crypto(), &self.g, self.id, (session, seq), read_only, op)
     }
 
-    fn start(
-        &mut self,
-        id: u64,
-        op: Vec<u8>,
-        read_only: bool,
-        invoked: Time,
-        cx: &mut Cx<'_, Self>,
-    ) {
-        if read_only {
-            let seq = self.next_ro;
-            self.next_ro += 1;
-            let req = self.make_request(seq, true, op, cx);
-            cx.multicast(self.g.addrs(), Message::Request(req.clone()));
-            cx.set_timer(Timer::ReadTimeout(seq), self.p.client_retry);
-            self.reads.insert(seq, Outstanding::new(id, req, invoked));
-        } else {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let req = self.make_request(seq, false, op, cx);
-            self.send_ordered(&req, cx);
-            cx.set_timer(Timer::Retry(seq), self.p.client_retry);
-            self.ordered.insert(seq, Outstanding::new(id, req, invoked));
+    fn start_read(&mut self, id: u64, op: Vec<u8>, invoked: Time, cx: &mut Cx<'_, Self>) {
+        let seq = self.next_ro;
+        self.next_ro += 1;
+        let req = self.make_request(seq, true, op, cx);
+        cx.multicast(self.g.addrs(), Message::Request(req.clone()));
+        cx.set_timer(Timer::ReadTimeout(seq), self.p.client_retry);
+        self.reads.insert(seq, Outstanding::new(id, req, invoked));
+    }
+
+    /// Number submission `id` as the next ordered request of the (known)
+    /// session, send it and wait for it.
+    fn start_ordered(&mut self, id: u64, op: Vec<u8>, invoked: Time, cx: &mut Cx<'_, Self>) {
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        let req = self.make_request(seq, false, op, cx);
+        self.send_ordered(&req, cx);
+        cx.set_timer(Timer::Retry(seq), self.p.client_retry);
+        self.ordered.insert(seq, Outstanding::new(id, req, invoked));
+        self.idle_since = None;
+    }
+
+    /// Whether an ordered request may go out now in `session`: known, and
+    /// not idle for longer than `session_idle` (then it must ask again).
+    fn session_ready(&mut self, now: Time) -> bool {
+        let idle = self.ordered.is_empty()
+            && self
+                .idle_since
+                .is_some_and(|t| now.saturating_sub(t) > self.p.session_idle);
+        if idle && matches!(self.state, Session::Known) {
+            tracing::debug!(client = %self.id, session = self.session, "idle: asking for a session again");
+            self.state = Session::Unknown;
         }
+        matches!(self.state, Session::Known)
     }
 
+    /// Start what the window has room for, in order; ordered submissions
+    /// wait while the session is not known (and make the client ask), reads
+    /// pass them.
     fn pump(&mut self, cx: &mut Cx<'_, Self>) {
         while (self.ordered.len() + self.reads.len()) < self.p.client_window as usize {
-            let Some((id, op, ro, invoked)) = self.backlog.pop_front() else {
-                return;
+            let ready = self.session_ready(cx.now());
+            let next = if ready {
+                (!self.backlog.is_empty()).then_some(0)
+            } else {
+                self.backlog.iter().position(|(_, _, ro, _)| *ro)
             };
-            self.start(id, op, ro, invoked, cx);
+            let Some((id, op, ro, invoked)) = next.and_then(|i| self.backlog.remove(i)) else {
+                break;
+            };
+            if ro {
+                self.start_read(id, op, invoked, cx);
+            } else {
+                self.start_ordered(id, op, invoked, cx);
+            }
         }
+        if self.backlog.iter().any(|(_, _, ro, _)| !ro) && !self.session_ready(cx.now()) {
+            self.ask(cx);
+        }
+    }
+
+    /// Ask the replicas for a session, unless asking already.
+    fn ask(&mut self, cx: &mut Cx<'_, Self>) {
+        if matches!(self.state, Session::Asking { .. }) {
+            return;
+        }
+        let nonce = self.next_nonce;
+        self.next_nonce += 1;
+        self.state = Session::Asking {
+            nonce,
+            answers: BTreeMap::new(),
+        };
+        let query = Message::SessionQuery {
+            client: self.id,
+            nonce,
+        };
+        cx.multicast(self.g.addrs(), query);
+        cx.set_timer(Timer::Session(nonce), self.p.client_retry);
+    }
+
+    /// Replica `idx` answered session query `nonce` with its last executed
+    /// slot: with a quorum of answers, the session is known (module docs).
+    fn on_session_info(&mut self, idx: usize, nonce: u64, executed: Slot, cx: &mut Cx<'_, Self>) {
+        let Session::Asking {
+            nonce: asked,
+            answers,
+        } = &mut self.state
+        else {
+            return;
+        };
+        if *asked != nonce {
+            return;
+        }
+        answers.insert(idx, executed);
+        if !self.g.qs.is_quorum(answers.keys().copied()) {
+            return;
+        }
+        let Some(slot) = weak_highest(&self.g.qs, answers) else {
+            return;
+        };
+        cx.cancel_timer(Timer::Session(nonce));
+        let session = slot.max(self.floor);
+        if session > self.session {
+            tracing::debug!(client = %self.id, from = self.session, to = session, "new session");
+            self.session = session;
+            self.last_seq = 0;
+        }
+        self.state = Session::Known;
+        self.idle_since = None;
+        self.pump(cx);
     }
 
     fn finish(&mut self, o: Outstanding, result: Vec<u8>, ordered: bool, cx: &mut Cx<'_, Self>) {
@@ -213,21 +449,94 @@ impl Client {
             ordered,
             invoked: o.invoked,
         });
+        self.note_idle(cx.now());
         self.pump(cx);
     }
 
-    /// Re-submit a read as an ordered request (same submission id).
+    /// Nothing ordered outstanding any more: idle from `now`.
+    fn note_idle(&mut self, now: Time) {
+        if self.ordered.is_empty() && self.idle_since.is_none() {
+            self.idle_since = Some(now);
+        }
+    }
+
+    /// Re-submit a read as an ordered request (same submission id), ahead
+    /// of the backlog.
     fn fall_back(&mut self, seq: u64, cx: &mut Cx<'_, Self>) {
         if let Some(o) = self.reads.remove(&seq) {
             cx.cancel_timer(Timer::ReadTimeout(seq));
-            let oseq = self.next_seq;
-            self.next_seq += 1;
-            let req = self.make_request(oseq, false, o.req.op, cx);
-            self.send_ordered(&req, cx);
-            cx.set_timer(Timer::Retry(oseq), self.p.client_retry);
-            self.ordered
-                .insert(oseq, Outstanding::new(o.id, req, o.invoked));
+            self.backlog.push_front((o.id, o.req.op, false, o.invoked));
+            self.pump(cx);
         }
+    }
+}
+
+impl Client {
+    /// A replica did not run our request (`session`, `seq`) for `reason`.
+    fn on_refused(&mut self, from: Addr, m: Message, cx: &mut Cx<'_, Self>) {
+        let Message::Refused {
+            replica,
+            session,
+            seq,
+            reason,
+            ..
+        } = m
+        else {
+            return;
+        };
+        let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
+            return;
+        };
+        if self.g.members[idx] != replica || session != self.session {
+            return;
+        }
+        let Some(o) = self.ordered.get_mut(&seq) else {
+            return;
+        };
+        let qs = &self.g.qs;
+        match reason {
+            RefuseReason::Busy => {
+                if !o.busy.insert(idx) {
+                    return;
+                }
+                let weak = |b: &BTreeSet<usize>, skip| {
+                    qs.is_weak(b.iter().copied().filter(|i| *i != skip))
+                };
+                if weak(&o.busy, usize::MAX) && !weak(&o.busy, idx) {
+                    self.busy += 1;
+                    tracing::warn!(client = %self.id, seq, "the replicas' client table is full: request waits until idle clients expire");
+                }
+            }
+            RefuseReason::Stale { floor } => {
+                o.stale.add(qs, idx, floor, || ());
+                if o.stale.votes(qs, &floor) >= qs.weak() {
+                    self.session_expired(floor, cx);
+                }
+            }
+            // a correct client never names a session ahead of its request
+            RefuseReason::SessionAhead => {}
+        }
+    }
+
+    /// A weak quorum said our session is below the floor `floor`: every
+    /// outstanding ordered request (all in that session) fails with its
+    /// outcome unknown, never sent again; later ones wait for a new session
+    /// of at least `floor` (module docs).
+    fn session_expired(&mut self, floor: Slot, cx: &mut Cx<'_, Self>) {
+        tracing::warn!(client = %self.id, session = self.session, floor, failed = self.ordered.len(), "session expired at the replicas: outstanding requests fail, outcome unknown");
+        self.floor = self.floor.max(floor);
+        self.state = Session::Unknown;
+        for (seq, o) in std::mem::take(&mut self.ordered) {
+            cx.cancel_timer(Timer::Retry(seq));
+            self.expired += 1;
+            cx.output(Output::Failed {
+                id: o.id,
+                error: Failed::SessionExpired,
+                invoked: o.invoked,
+            });
+        }
+        self.note_idle(cx.now());
+        self.pump(cx);
     }
 }
 
@@ -240,6 +549,8 @@ impl Outstanding {
             replies: Collector::new(),
             views: BTreeMap::new(),
             retries: 0,
+            busy: BTreeSet::new(),
+            stale: Collector::new(),
         }
     }
 }
@@ -268,62 +579,24 @@ impl Protocol for Client {
     }
 
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
-        let Message::Reply(r) = msg else {
-            cx.fault(
+        match msg {
+            Message::Refused { .. } => self.on_refused(from, msg, cx),
+            Message::Reply(r) => self.on_reply(from, r, cx),
+            Message::SessionInfo {
+                replica,
+                client,
+                nonce,
+                executed,
+            } => {
+                if let Some(idx) = self.check_sender(from, replica, client, cx) {
+                    self.on_session_info(idx, nonce, executed, cx);
+                }
+            }
+            msg => cx.fault(
                 from,
                 Fault::Unexpected,
                 format!("{} sent to a client", msg.kind()),
-            );
-            return;
-        };
-        let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
-            cx.fault(
-                from,
-                Fault::NotAMember,
-                "reply from a non-member".to_string(),
-            );
-            return;
-        };
-        if r.replica != self.g.members[idx] || r.client != self.id {
-            cx.fault(
-                from,
-                Fault::ReplySpoof,
-                "reply names another replica or client".to_string(),
-            );
-            return;
-        }
-        let d = cx.crypto().hash(&r.result);
-        let qs = &self.g.qs;
-        if r.read_only {
-            let Some(o) = self.reads.get_mut(&r.seq) else {
-                return;
-            };
-            o.replies.add(qs, idx, d, || r.result);
-            if o.replies.votes(qs, &d) >= qs.quorum() {
-                tracing::debug!(client = %self.id, seq = r.seq, voters = ?o.replies.voters(&d), "read-only quorum");
-                let result = o.replies.value(&d).cloned().unwrap_or_default();
-                let o = self.reads.remove(&r.seq).expect("present");
-                cx.cancel_timer(Timer::ReadTimeout(r.seq));
-                self.finish(o, result, false, cx);
-                return;
-            }
-            // can a quorum still agree on one value? If not, order the read.
-            if !o.replies.can_reach(qs, qs.quorum()) {
-                self.fall_back(r.seq, cx);
-            }
-        } else {
-            let Some(o) = self.ordered.get_mut(&r.seq) else {
-                return;
-            };
-            o.views.insert(idx, r.view);
-            o.replies.add(qs, idx, d, || r.result);
-            if o.replies.votes(qs, &d) >= qs.weak() {
-                let result = o.replies.value(&d).cloned().unwrap_or_default();
-                let o = self.ordered.remove(&r.seq).expect("present");
-                cx.cancel_timer(Timer::Retry(r.seq));
-                self.learn_view(&o.views);
-                self.finish(o, result, true, cx);
-            }
+            ),
         }
     }
 
@@ -342,6 +615,84 @@ impl Protocol for Client {
                 }
             }
             Timer::ReadTimeout(seq) => self.fall_back(seq, cx),
+            Timer::Session(nonce) => {
+                if matches!(self.state, Session::Asking { nonce: n, .. } if n == nonce) {
+                    let query = Message::SessionQuery {
+                        client: self.id,
+                        nonce,
+                    };
+                    cx.multicast(self.g.addrs(), query);
+                    cx.set_timer(Timer::Session(nonce), self.p.client_retry);
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    /// The position of the member that sent a reply naming `replica` and
+    /// `client`; a fault if it is not a member or names another.
+    fn check_sender(
+        &self,
+        from: Addr,
+        replica: byzscale_core::NodeId,
+        client: ClientId,
+        cx: &mut Cx<'_, Self>,
+    ) -> Option<usize> {
+        let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
+            let detail = "reply from a non-member".to_string();
+            cx.fault(from, Fault::NotAMember, detail);
+            return None;
+        };
+        if replica != self.g.members[idx] || client != self.id {
+            let detail = "reply names another replica or client".to_string();
+            cx.fault(from, Fault::ReplySpoof, detail);
+            return None;
+        }
+        Some(idx)
+    }
+
+    fn on_reply(&mut self, from: Addr, r: Reply, cx: &mut Cx<'_, Self>) {
+        let Some(idx) = self.check_sender(from, r.replica, r.client, cx) else {
+            return;
+        };
+        let qs = &self.g.qs;
+        if r.read_only {
+            let d = cx.crypto().hash(&r.result);
+            let Some(o) = self.reads.get_mut(&r.seq) else {
+                return;
+            };
+            o.replies.add(qs, idx, d, || (r.result, 0));
+            if o.replies.votes(qs, &d) >= qs.quorum() {
+                tracing::debug!(client = %self.id, seq = r.seq, voters = ?o.replies.voters(&d), "read-only quorum");
+                let result = o.replies.value(&d).cloned().unwrap_or_default().0;
+                let o = self.reads.remove(&r.seq).expect("present");
+                cx.cancel_timer(Timer::ReadTimeout(r.seq));
+                self.finish(o, result, false, cx);
+                return;
+            }
+            // can a quorum still agree on one value? If not, order the read.
+            if !o.replies.can_reach(qs, qs.quorum()) {
+                self.fall_back(r.seq, cx);
+            }
+        } else {
+            if r.session != self.session {
+                return;
+            }
+            // the slot counts with the result: f+1 matching vouch for both
+            let d = cx.crypto().hash(&codec::to_bytes(&(r.slot, &r.result)));
+            let Some(o) = self.ordered.get_mut(&r.seq) else {
+                return;
+            };
+            o.views.insert(idx, r.view);
+            o.replies.add(qs, idx, d, || (r.result, r.slot));
+            if o.replies.votes(qs, &d) >= qs.weak() {
+                let result = o.replies.value(&d).cloned().unwrap_or_default().0;
+                let o = self.ordered.remove(&r.seq).expect("present");
+                cx.cancel_timer(Timer::Retry(r.seq));
+                self.learn_view(&o.views);
+                self.finish(o, result, true, cx);
+            }
         }
     }
 }
@@ -358,10 +709,23 @@ mod tests {
         client: Client,
         crypto: Crypto,
         rng: rand_chacha::ChaCha8Rng,
+        now: Time,
     }
 
     impl Bench {
+        /// A client that learnt session 0 (a fresh group).
         fn new() -> Self {
+            let mut b = Bench::fresh();
+            b.step(|c, cx| c.ask(cx));
+            for i in 0..3 {
+                b.info(i, 1, 0);
+            }
+            assert!(matches!(b.client.state, Session::Known));
+            b
+        }
+
+        /// A client that knows no session yet.
+        fn fresh() -> Self {
             let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
             let g = GroupInfo::new(GroupId(0), (0..4).map(NodeId).collect(), qs);
             let me = ClientId(1);
@@ -373,7 +737,19 @@ mod tests {
                     CryptoMode::Real,
                 ),
                 rng: rand_chacha::ChaCha8Rng::seed_from_u64(1),
+                now: 0,
             }
+        }
+
+        /// Replica `i` answers session query `nonce`: it executed `executed`.
+        fn info(&mut self, i: u32, nonce: u64, executed: Slot) -> Vec<Effect<Client>> {
+            let msg = Message::SessionInfo {
+                replica: NodeId(i),
+                client: ClientId(1),
+                nonce,
+                executed,
+            };
+            self.step(|c, cx| c.on_message(Addr::Node(NodeId(i)), msg, cx))
         }
 
         fn step(
@@ -381,7 +757,7 @@ mod tests {
             f: impl FnOnce(&mut Client, &mut Cx<'_, Client>),
         ) -> Vec<Effect<Client>> {
             let mut effects = Vec::new();
-            let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut effects);
+            let mut cx = Cx::new(self.now, &mut self.rng, &self.crypto, &mut effects);
             f(&mut self.client, &mut cx);
             effects
         }
@@ -391,7 +767,8 @@ mod tests {
             self.step(|c, cx| c.on_input(Input::Submit { op, read_only }, cx))
         }
 
-        /// Replica `i` answers request `seq` with `result`.
+        /// Replica `i` answers request `seq` (session 0) with `result`
+        /// (ordered ones executed at slot `seq`).
         fn reply(
             &mut self,
             i: u32,
@@ -399,16 +776,220 @@ mod tests {
             read_only: bool,
             result: &str,
         ) -> Vec<Effect<Client>> {
+            let slot = if read_only { 0 } else { seq };
+            self.reply_with(i, (0, seq), read_only, slot, result)
+        }
+
+        /// Replica `i` answers ordered request (`session`, `seq`) with
+        /// `result`, executed at `slot`.
+        fn reply_at(
+            &mut self,
+            i: u32,
+            id: (u64, u64),
+            slot: Slot,
+            result: &str,
+        ) -> Vec<Effect<Client>> {
+            self.reply_with(i, id, false, slot, result)
+        }
+
+        fn reply_with(
+            &mut self,
+            i: u32,
+            (session, seq): (u64, u64),
+            read_only: bool,
+            slot: Slot,
+            result: &str,
+        ) -> Vec<Effect<Client>> {
             let msg = Message::Reply(Reply {
                 replica: NodeId(i),
                 view: 0,
                 client: ClientId(1),
+                session,
                 seq,
                 read_only,
+                slot,
                 result: result.as_bytes().to_vec(),
             });
             self.step(|c, cx| c.on_message(Addr::Node(NodeId(i)), msg, cx))
         }
+
+        /// Replica `i` refuses (`session`, `seq`) as stale below `floor`.
+        fn stale(
+            &mut self,
+            i: u32,
+            (session, seq): (u64, u64),
+            floor: Slot,
+        ) -> Vec<Effect<Client>> {
+            let msg = Message::Refused {
+                replica: NodeId(i),
+                client: ClientId(1),
+                session,
+                seq,
+                reason: RefuseReason::Stale { floor },
+            };
+            self.step(|c, cx| c.on_message(Addr::Node(NodeId(i)), msg, cx))
+        }
+    }
+
+    /// The (session, seq) of every request sent.
+    fn sent_ids(effects: &[Effect<Client>]) -> Vec<(u64, u64)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send {
+                    msg: Message::Request(r),
+                    ..
+                }
+                | Effect::Multicast {
+                    msg: Message::Request(r),
+                    ..
+                } => Some((r.session, r.seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The session queries sent (their nonces).
+    fn queries(effects: &[Effect<Client>]) -> Vec<u64> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Multicast {
+                    msg: Message::SessionQuery { nonce, .. },
+                    ..
+                } => Some(*nonce),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The submissions failed with their outcome unknown.
+    fn expired(effects: &[Effect<Client>]) -> Vec<u64> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Output(Output::Failed {
+                    id,
+                    error: Failed::SessionExpired,
+                    ..
+                }) => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Before its first ordered request a client asks for a session and
+    /// takes, from a quorum of answers, the highest slot a weak quorum
+    /// reached: one Byzantine replica answering a huge slot (which would
+    /// make every request `SessionAhead`) or zero (below the floor) does not
+    /// choose it. Ordered submissions wait; reads do not; an answer to
+    /// another query does not count.
+    #[test]
+    fn a_client_learns_a_session_a_correct_replica_executed() {
+        let mut b = Bench::fresh();
+        let fx = b.submit(false);
+        assert_eq!(queries(&fx), vec![1]);
+        assert!(sent_ids(&fx).is_empty(), "ordered waits for a session");
+        assert_eq!(sent_ids(&b.submit(true)), vec![(0, 1)], "a read goes");
+        assert!(queries(&b.submit(false)).is_empty(), "asking already");
+        // the retry timer asks again, same nonce
+        assert_eq!(
+            queries(&b.step(|c, cx| c.on_timer(Timer::Session(1), cx))),
+            vec![1]
+        );
+        assert!(sent_ids(&b.info(0, 1, u64::MAX)).is_empty());
+        assert!(sent_ids(&b.info(1, 9, 40)).is_empty(), "another nonce");
+        assert!(sent_ids(&b.info(1, 1, 40)).is_empty(), "no quorum yet");
+        let fx = b.info(2, 1, 38);
+        assert_eq!(sent_ids(&fx), vec![(40, 1), (40, 2)]);
+        assert_eq!(b.client.session(), 40);
+        // late answers change nothing
+        assert!(sent_ids(&b.info(3, 1, 0)).is_empty());
+        assert_eq!(b.client.session(), 40);
+        assert!(queries(&b.submit(false)).is_empty());
+        // with the Byzantine answer zero instead, the same slots: 38
+        let mut b = Bench::fresh();
+        b.submit(false);
+        b.info(0, 1, 0);
+        b.info(1, 1, 40);
+        assert_eq!(sent_ids(&b.info(2, 1, 38)), vec![(38, 1)]);
+    }
+
+    /// The rule that keeps exactly-once (issue 10 item 9): f+1 replicas
+    /// saying the session is below the same floor fail every outstanding
+    /// ordered request with "session expired: outcome unknown", never send
+    /// any of them again (one may have run before its entry expired, its
+    /// replies lost: the renumber-and-resend this replaced ran it twice),
+    /// and make the client learn a session of at least the floor for later
+    /// requests. f of them, mismatched floors, another session or a request
+    /// not outstanding change nothing.
+    #[test]
+    fn a_stale_session_fails_its_requests_and_never_sends_them_again() {
+        let mut b = Bench::new();
+        b.submit(false);
+        b.submit(false);
+        assert!(expired(&b.stale(0, (0, 1), 40)).is_empty(), "one replica");
+        assert!(expired(&b.stale(1, (0, 1), 41)).is_empty(), "another floor");
+        assert!(
+            expired(&b.stale(2, (0, 9), 40)).is_empty(),
+            "not outstanding"
+        );
+        assert!(
+            expired(&b.stale(2, (3, 1), 40)).is_empty(),
+            "another session"
+        );
+        let fx = b.stale(2, (0, 1), 40);
+        assert_eq!(expired(&fx), vec![1, 2], "both fail, outcome unknown");
+        assert!(sent_ids(&fx).is_empty(), "nothing sent again");
+        assert_eq!((b.client.expired(), b.client.outstanding()), (2, 0));
+        // nothing is retransmitted, and late replies of the old session
+        // are ignored
+        assert!(sent_ids(&b.step(|c, cx| c.on_timer(Timer::Retry(1), cx))).is_empty());
+        assert!(done(&b.reply_at(0, (0, 2), 9, "a")).is_empty());
+        assert!(done(&b.reply_at(1, (0, 2), 9, "a")).is_empty());
+        // the next request waits for a new session: at least the floor,
+        // though the replicas answered lower slots
+        let fx = b.submit(false);
+        assert!(sent_ids(&fx).is_empty());
+        assert_eq!(queries(&fx), vec![2]);
+        b.info(0, 2, 30);
+        b.info(1, 2, 35);
+        assert_eq!(sent_ids(&b.info(2, 2, 33)), vec![(40, 1)]);
+        b.reply_at(0, (40, 1), 50, "a");
+        assert_eq!(done(&b.reply_at(1, (40, 1), 50, "a")).len(), 1);
+        assert_eq!(b.client.completed(), 1);
+    }
+
+    /// A reply counts only with others matching in result and slot. A
+    /// client keeps its session while busy and after short pauses; idle for
+    /// longer than `session_idle` it asks again, and an answer no higher
+    /// than its session keeps the session and its numbering.
+    #[test]
+    fn an_idle_client_asks_for_a_session_again() {
+        let mut b = Bench::new();
+        assert_eq!(sent_ids(&b.submit(false)), vec![(0, 1)]);
+        // a Byzantine replica's slot does not count with a correct one's
+        b.reply_at(0, (0, 1), 99, "a");
+        assert!(done(&b.reply_at(1, (0, 1), 5, "a")).is_empty());
+        assert_eq!(done(&b.reply_at(2, (0, 1), 5, "a")).len(), 1);
+        b.now += b.client.p.session_idle;
+        assert_eq!(sent_ids(&b.submit(false)), vec![(0, 2)], "not idle long");
+        b.reply_at(1, (0, 2), 6, "x");
+        b.reply_at(2, (0, 2), 6, "x");
+        b.now += b.client.p.session_idle + 1;
+        let fx = b.submit(false);
+        assert_eq!((sent_ids(&fx), queries(&fx)), (vec![], vec![2]));
+        // nothing executed meanwhile: the same session, numbering on
+        b.info(0, 2, 0);
+        b.info(1, 2, 0);
+        assert_eq!(sent_ids(&b.info(2, 2, 0)), vec![(0, 3)]);
+        b.reply_at(1, (0, 3), 7, "x");
+        b.reply_at(2, (0, 3), 7, "x");
+        b.now += 2 * b.client.p.session_idle;
+        assert_eq!(queries(&b.submit(false)), vec![3]);
+        b.info(3, 3, 7);
+        b.info(1, 3, 7);
+        assert_eq!(sent_ids(&b.info(2, 3, 6)), vec![(7, 1)]);
     }
 
     fn done(effects: &[Effect<Client>]) -> Vec<(Vec<u8>, bool)> {
@@ -535,7 +1116,7 @@ mod tests {
         assert_eq!(again.len(), 1);
         let r = &again[0];
         let sig = r.sig.expect("a signature");
-        let bytes = Request::auth_bytes(GroupId(0), r.client, r.seq, false, &r.op);
+        let bytes = r.signed_bytes(GroupId(0));
         let mut verifier = Crypto::new(
             Addr::Node(NodeId(0)),
             Identity::from_seed([9; 32]),

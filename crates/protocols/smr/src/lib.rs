@@ -62,8 +62,26 @@
 //!   fires for one. (PBFT bounds the same attack with signatures for
 //!   suspect requests or an extra round in Castro's thesis; this takes the
 //!   signature route, without a new message. See `replica/request.rs`.)
-//! - Per-client FIFO is enforced at execution: requests are executed in client
-//!   sequence order, out-of-order ones are buffered (bounded by the client window).
+//! - Per-client FIFO is enforced at execution: requests run in client sequence
+//!   order within a session; out-of-order ones are skipped there and wait in
+//!   the (local, byte-bounded) pending table, not in the replicated client
+//!   table, which keeps only what exactly-once needs and expires idle clients
+//!   at checkpoints (see `replica/execute.rs`).
+//! - Client sessions are named by slots, as Raft's (Ongaro's thesis §6.3),
+//!   not registered through the log: before a session's first ordered
+//!   request the client asks every replica ([`Message::SessionQuery`]) and
+//!   takes, from a quorum of answers ([`Message::SessionInfo`], stateless at
+//!   the replica), the highest executed slot a weak quorum reached. A
+//!   replicated session floor rises past expired entries at each
+//!   checkpoint; a client without an entry and a session below it is
+//!   refused ([`RefuseReason::Stale`]), and nothing of that session runs any
+//!   more. The client then fails its outstanding requests with "session
+//!   expired: outcome unknown" ([`client::Failed::SessionExpired`], Raft's
+//!   SESSION_EXPIRED) and never sends them again (one may have run before
+//!   its entry expired, every reply lost), and learns a new session for
+//!   later ones; it also asks again after idling for [`Params::session_idle`].
+//!   Pinned clients ([`Params::pinned_clients`]: a ByzCast child's parent
+//!   replicas) never expire and are exempt from the floor.
 //! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the
 //!   synchronization phase trusts the replicas' accepted values.
 //! - Unordered read-only requests are answered from local state once the replica has

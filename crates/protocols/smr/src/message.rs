@@ -16,7 +16,13 @@ pub type Slot = u64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub client: ClientId,
-    /// Ordered requests: the client's FIFO sequence number, from 1, contiguous.
+    /// Ordered requests: the client's session, named by a slot decided
+    /// before the request (see `replica/execute.rs`), which the client
+    /// learnt by [`Message::SessionQuery`]. Read-only requests: 0 (they
+    /// carry no session).
+    pub session: u64,
+    /// Ordered requests: the client's FIFO sequence number, from 1 and
+    /// contiguous within its session.
     /// Read-only requests: a separate per-client counter (never executed in order).
     pub seq: u64,
     pub read_only: bool,
@@ -30,6 +36,9 @@ pub struct Request {
     pub sig: Option<Signature>,
 }
 
+/// A request's identity in the replicas' tables: (client, session, seq).
+pub type ReqId = (ClientId, u64, u64);
+
 impl Request {
     /// Request `seq` of `client` to `group`, with a MAC for each member (an
     /// unknown member's entry is zero and fails there: the replica drops the
@@ -39,16 +48,17 @@ impl Request {
         crypto: &Crypto,
         group: &GroupInfo,
         client: ClientId,
-        seq: u64,
+        (session, seq): (u64, u64),
         read_only: bool,
         op: Vec<u8>,
     ) -> Request {
-        let bytes = Request::auth_bytes(group.id, client, seq, read_only, &op);
+        let bytes = Request::auth_bytes(group.id, client, (session, seq), read_only, &op);
         let auth = crypto
             .authenticator(&group.addrs(), &bytes)
             .unwrap_or_else(|_| vec![Default::default(); group.n()]);
         Request {
             client,
+            session,
             seq,
             read_only,
             op,
@@ -61,7 +71,7 @@ impl Request {
     /// not there yet.
     pub fn sign(&mut self, crypto: &Crypto, group: GroupId) {
         if self.sig.is_none() {
-            let bytes = Request::auth_bytes(group, self.client, self.seq, self.read_only, &self.op);
+            let bytes = self.signed_bytes(group);
             self.sig = Some(crypto.sign(&bytes));
         }
     }
@@ -69,14 +79,20 @@ impl Request {
     pub fn auth_bytes(
         group: GroupId,
         client: ClientId,
-        seq: u64,
+        (session, seq): (u64, u64),
         read_only: bool,
         op: &[u8],
     ) -> Vec<u8> {
-        codec::to_bytes(&("byzscale/request", group.0, client, seq, read_only, op))
+        let fields = (group.0, client, session, seq, read_only, op);
+        codec::to_bytes(&("byzscale/request", fields))
     }
-    pub fn id(&self) -> (ClientId, u64) {
-        (self.client, self.seq)
+    /// The bytes its authenticator and signature cover, in `group`.
+    pub fn signed_bytes(&self, group: GroupId) -> Vec<u8> {
+        let id = (self.session, self.seq);
+        Request::auth_bytes(group, self.client, id, self.read_only, &self.op)
+    }
+    pub fn id(&self) -> ReqId {
+        (self.client, self.session, self.seq)
     }
 }
 
@@ -106,9 +122,31 @@ pub struct Reply {
     pub replica: NodeId,
     pub view: View,
     pub client: ClientId,
+    /// The request's session and sequence number.
+    pub session: u64,
     pub seq: u64,
     pub read_only: bool,
+    /// Ordered requests: the slot whose batch executed the request (a
+    /// client counts a reply only with others matching in result and slot,
+    /// so the slot it learns is vouched for by a correct replica). Reads: 0.
+    pub slot: Slot,
     pub result: Vec<u8>,
+}
+
+/// Why a replica did not run an ordered request (see `replica/execute.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefuseReason {
+    /// The client table is full (`Params::client_table_bytes`) and the
+    /// client has no entry; it runs once idle entries expire.
+    Busy,
+    /// The client has no entry and its session is below the session floor:
+    /// whatever it sent in that session expired, and nothing of it runs any
+    /// more. The client fails its outstanding requests (outcome unknown)
+    /// and learns a new session, at least `floor`.
+    Stale { floor: Slot },
+    /// The session names a slot not decided before the request's own (a
+    /// correct client never sends one).
+    SessionAhead,
 }
 
 /// Q checkpoint signatures on (slot, state digest): proof of a stable checkpoint.
@@ -220,6 +258,29 @@ pub enum Message {
     Log {
         entries: Vec<(Slot, View, Batch)>,
     },
+    /// To a client: its request (`session`, `seq`) was not run, for
+    /// `reason` (see `replica/execute.rs`).
+    Refused {
+        replica: NodeId,
+        client: ClientId,
+        session: u64,
+        seq: u64,
+        reason: RefuseReason,
+    },
+    /// A client asks for a session to start (see `client.rs`): each
+    /// replica answers [`Message::SessionInfo`] and keeps nothing.
+    SessionQuery {
+        client: ClientId,
+        nonce: u64,
+    },
+    /// To a client: the last slot this replica executed, for its session
+    /// query `nonce`.
+    SessionInfo {
+        replica: NodeId,
+        client: ClientId,
+        nonce: u64,
+        executed: Slot,
+    },
     /// Ask for chunk `index` of the snapshot at the stable checkpoint `slot`.
     FetchChunk {
         slot: Slot,
@@ -253,6 +314,9 @@ impl Message {
             Message::State { .. } => "state",
             Message::FetchLog { .. } => "fetch-log",
             Message::Log { .. } => "log",
+            Message::Refused { .. } => "refused",
+            Message::SessionQuery { .. } => "session-query",
+            Message::SessionInfo { .. } => "session-info",
             Message::FetchChunk { .. } => "fetch-chunk",
             Message::Chunk { .. } => "chunk",
         }

@@ -4,8 +4,9 @@ use crate::message::Manifest;
 use byzscale_core::codec;
 use byzscale_core::protocol::{MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::{Addr, GroupId, NodeId, Time};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId, Time};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// The members of one group, in position order, and their quorum system.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +75,33 @@ pub struct Params {
     pub client_retry: Time,
     /// Largest operation a replica accepts.
     pub max_op_bytes: usize,
+    /// Bytes of requests a replica holds pending for one client (beyond it
+    /// the client's furthest-ahead requests go; see `replica/pending.rs`).
+    pub client_pending_bytes: usize,
+    /// Bytes of requests a replica holds pending for all clients (beyond it
+    /// the client holding the most loses its furthest-ahead request).
+    pub pending_bytes: usize,
+    /// A client with no request executed for more than this many slots
+    /// loses its entry in the client table at the next checkpoint (see
+    /// `replica/execute.rs`).
+    pub client_expiry_slots: u64,
+    /// A client with nothing ordered outstanding for longer than this asks
+    /// for a session again before its next ordered request (see
+    /// `client.rs`): its entry may have expired meanwhile, and a request of
+    /// its old session would then fail as "session expired". Scale it with
+    /// how long `client_expiry_slots` slots take: the default suits the
+    /// default horizon of 2^20 slots.
+    pub session_idle: Time,
+    /// Bytes the client table (replicated state) may hold; at the bound a
+    /// client with no entry is refused ([`crate::Message::Busy`]) until
+    /// entries expire.
+    pub client_table_bytes: usize,
+    /// Clients whose entries never expire and whose requests the session
+    /// floor never refuses (see `replica/execute.rs`): a bounded set the
+    /// deployment knows, such as a ByzCast group's parent replicas, whose
+    /// forward streams number contiguously in session 0 forever. The group
+    /// must agree on it: it decides what executes.
+    pub pinned_clients: BTreeSet<ClientId>,
     /// State transfer cuts a snapshot in chunks of this many bytes, each sent
     /// in its own message (see `replica/transfer.rs`). The group must agree
     /// on it: it is part of the state digest replicas sign.
@@ -122,6 +150,12 @@ impl Default for Params {
             client_window: 16,
             client_retry: SECS,
             max_op_bytes: 1 << 20,
+            client_pending_bytes: 8 << 20,
+            pending_bytes: 128 << 20,
+            client_expiry_slots: 1 << 20,
+            session_idle: 5 * SECS,
+            client_table_bytes: 64 << 20,
+            pinned_clients: BTreeSet::new(),
             state_chunk_bytes: 1 << 20,
             max_state_bytes: 1 << 30,
         }

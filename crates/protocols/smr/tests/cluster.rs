@@ -75,7 +75,9 @@ struct Seen {
 impl Observer<In, Out> for Seen {
     fn on_output(&mut self, _: Time, _: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
         match out {
-            Out::Client(o @ client::Output::Refused { .. }) => panic!("workload op refused: {o:?}"),
+            Out::Client(o @ (client::Output::Refused { .. } | client::Output::Failed { .. })) => {
+                panic!("workload op refused or failed: {o:?}")
+            }
             Out::Client(client::Output::Done { id, result, .. }) => {
                 self.done.push((id, result));
                 if self.done.len() >= self.target {
@@ -209,12 +211,13 @@ impl Protocol for Poisoner {
         for seq in 1..=self.seqs {
             for (j, to) in self.g.addrs().into_iter().enumerate() {
                 let op = format!("poison {j} {seq} {}", self.round).into_bytes();
-                let bytes = Request::auth_bytes(self.g.id, POISONER, seq, false, &op);
+                let bytes = Request::auth_bytes(self.g.id, POISONER, (0, seq), false, &op);
                 let mut auth = vec![Mac::default(); self.g.n()];
                 auth[j] = cx.crypto().mac(to, &bytes).expect("a known replica");
                 let (read_only, sig) = (false, None);
                 let req = Request {
                     client: POISONER,
+                    session: 0,
                     seq,
                     read_only,
                     op,

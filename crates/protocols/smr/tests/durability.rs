@@ -102,7 +102,9 @@ struct Seen {
 impl Observer<In, Out> for Seen {
     fn on_output(&mut self, _: Time, _: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
         match out {
-            Out::Client(o @ client::Output::Refused { .. }) => panic!("workload op refused: {o:?}"),
+            Out::Client(o @ (client::Output::Refused { .. } | client::Output::Failed { .. })) => {
+                panic!("workload op refused or failed: {o:?}")
+            }
             Out::Client(client::Output::Done { id, result, .. }) => {
                 self.done.push((id, result));
                 if self.done.len() >= self.target {
@@ -324,7 +326,7 @@ impl World {
 /// The request `seq` of the client with op `op` (authenticated for every
 /// replica, as the scripted leader needs them).
 fn request(w: &World, seq: u64, op: &[u8]) -> Request {
-    Request::authenticated(&w.crypto(4), &w.g, CLIENT, seq, false, op.to_vec())
+    Request::authenticated(&w.crypto(4), &w.g, CLIENT, (0, seq), false, op.to_vec())
 }
 
 fn digest(b: &Batch) -> Digest {

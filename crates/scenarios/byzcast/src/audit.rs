@@ -199,6 +199,32 @@ impl Audit {
                 "invoked_ns": done.invoked, "completed_ns": at,
             })
         });
+        self.next(c, at, ctl);
+    }
+
+    /// Client `c`'s `n`-th multicast failed, outcome unknown (its entry
+    /// group expired the client's session): neither a violation nor, by
+    /// itself, a liveness failure; the checkers take it as possibly
+    /// delivered.
+    fn on_expired(&mut self, at: Time, c: usize, n: u64, ctl: &mut Control<Input>) {
+        if !self.workload.expire(c, n) {
+            self.violations.push(format!(
+                "integrity: client {} completed multicast {n} twice",
+                c + 1
+            ));
+            return;
+        }
+        self.trace(|a| {
+            serde_json::json!({
+                "type": "expired", "run": a.seed, "client": c + 1, "msg": format!("{}:{n}", c + 1), "at_ns": at,
+            })
+        });
+        self.next(c, at, ctl);
+    }
+
+    /// Client `c` is free: its next multicast, the crash plan's progress,
+    /// the end of the run.
+    fn next(&mut self, c: usize, at: Time, ctl: &mut Control<Input>) {
         if let Some(input) = self.workload.next(c, at) {
             ctl.input(self.client_nodes[c], Input::Client(input));
         }
@@ -261,6 +287,7 @@ impl Audit {
         let w = &mut self.workload;
         Run {
             completed_local: w.completed_local,
+            expired: w.expired,
             completed_global: w.completed_global,
             deliveries: self.deliveries,
             view_changes: self.views.values().copied().max().unwrap_or(0),
@@ -389,6 +416,11 @@ impl World for Audit {
                     self.on_done(at, c, n, results, ctl);
                 }
             }
+            Output::Client(byzcast::client::Output::Failed { n, .. }) => {
+                if let Some(&c) = self.clients.get(&node) {
+                    self.on_expired(at, c, n, ctl);
+                }
+            }
             Output::Replica(out) => {
                 let Some(&(group, id, byz)) = self.replicas.get(&node) else {
                     return;
@@ -428,8 +460,12 @@ impl World for Audit {
 
 /// Execute every completed multicast on one unsharded KV model in `order`
 /// (an order extending every group's deliveries) and report each reply that
-/// differs from what the client got.
-pub fn serial_replay(order: &[MsgId], replies: &BTreeMap<MsgId, (KvOp, KvReply)>) -> Vec<String> {
+/// differs from what the client got (`None`: its outcome is unknown to the
+/// client, see [`crate::workload::Workload::expire`]; applied, not compared).
+pub fn serial_replay(
+    order: &[MsgId],
+    replies: &BTreeMap<MsgId, (KvOp, Option<KvReply>)>,
+) -> Vec<String> {
     let mut model = byzscale_apps::kv::Model::new();
     let mut out = Vec::new();
     for id in order {
@@ -437,6 +473,9 @@ pub fn serial_replay(order: &[MsgId], replies: &BTreeMap<MsgId, (KvOp, KvReply)>
             continue;
         };
         let want = model.apply(op);
+        let Some(got) = got else {
+            continue;
+        };
         if want != *got {
             out.push(format!(
                 "atomicity: {id} {op} returned {got}, but executing every multicast in the delivery order gives {want}"

@@ -100,6 +100,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// `Params::client_expiry_slots` in the scenario: half a checkpoint
+/// interval (64), so expiry and the session floor act within a run (at the
+/// library's default, 2^20 slots, they never would).
+pub const CLIENT_EXPIRY_SLOTS: u64 = 32;
+
 /// A Byzantine replica of the scenario: a ByzCast replica whose forwarding
 /// may be an attack.
 pub type Rep = byzcast::Replica<attacks::Policy>;
@@ -207,6 +212,9 @@ pub struct Config {
     /// the `mixed` adversary; see the crate docs).
     pub crash_restart: bool,
     pub trace: Option<PathBuf>,
+    /// `Params::client_expiry_slots` of the run ([`CLIENT_EXPIRY_SLOTS`]
+    /// by default).
+    pub client_expiry_slots: u64,
 }
 
 impl Config {
@@ -232,6 +240,7 @@ impl Config {
             batch_delay_us: 0,
             crash_restart: false,
             trace: None,
+            client_expiry_slots: CLIENT_EXPIRY_SLOTS,
         }
     }
 
@@ -298,6 +307,8 @@ impl Config {
 pub struct Run {
     pub completed_local: u64,
     pub completed_global: u64,
+    /// Multicasts failed "session expired: outcome unknown" (not completed).
+    pub expired: u64,
     /// a-deliveries by correct replicas.
     pub deliveries: u64,
     pub view_changes: u64,
@@ -334,6 +345,9 @@ pub struct Report {
     pub completed_requests: u64,
     pub completed_local: u64,
     pub completed_global: u64,
+    /// Multicasts failed "session expired: outcome unknown", over all runs:
+    /// checked as possibly delivered, and not completed.
+    pub expired: u64,
     /// a-deliveries by correct replicas.
     pub deliveries: u64,
     pub view_changes: u64,
@@ -373,8 +387,8 @@ impl scenario::Report for Report {
         ));
         s.push_str(&self.summary.verdict_line());
         s.push_str(&format!(
-            "  completed local {:>8} global {:>8}   a-deliveries {:>9}   view changes {:>5}   messages {:>10}   faults recorded {:>6}\n",
-            self.completed_local, self.completed_global, self.deliveries, self.view_changes, self.messages, self.summary.faults_recorded
+            "  completed local {:>8} global {:>8}   a-deliveries {:>9}   view changes {:>5}   messages {:>10}   faults recorded {:>6}   expired {}\n",
+            self.completed_local, self.completed_global, self.deliveries, self.view_changes, self.messages, self.summary.faults_recorded, self.expired
         ));
         s.push_str(&format!(
             "  latency p50 local {:.3} ms  global {:.3} ms   p95 local {:.3} ms  global {:.3} ms (virtual)\n",
@@ -556,6 +570,11 @@ impl Scenario for Config {
         params.checkpoint_interval = 64;
         params.window = 256;
         params.batch_delay = self.batch_delay_us * 1_000;
+        // idle client entries expire within a run and the session floor
+        // rises at every checkpoint: clients move to newer sessions, and a
+        // child group's entries for its parents' forward streams (pinned,
+        // see `byzcast::replica`) must never expire nor be refused
+        params.client_expiry_slots = self.client_expiry_slots;
         let fixed = self.duration_ms.map(|d| (d * MILLIS as f64) as Time);
         let (net, stabilize) = match fixed {
             Some(_) => (base.clone(), 0),
@@ -680,6 +699,12 @@ impl Scenario for Config {
         if self.restarts() {
             c.push_str(" --crash-restart");
         }
+        if self.client_expiry_slots != CLIENT_EXPIRY_SLOTS {
+            c.push_str(&format!(
+                " --client-expiry-slots {}",
+                self.client_expiry_slots
+            ));
+        }
         c
     }
 
@@ -714,6 +739,7 @@ impl Scenario for Config {
             completed_requests: sweep.sum(|r| r.run.completed_local + r.run.completed_global),
             completed_local: sweep.sum(|r| r.run.completed_local),
             completed_global: sweep.sum(|r| r.run.completed_global),
+            expired: sweep.sum(|r| r.run.expired),
             deliveries: sweep.sum(|r| r.run.deliveries),
             view_changes: sweep.sum(|r| r.run.view_changes),
             messages,

@@ -14,7 +14,7 @@ use byzscale_sim::closed_loop::ClosedLoop;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Which pairs of groups global messages go to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -138,7 +138,11 @@ pub struct Workload {
     /// Single-group operations only: the history for linearizability.
     history: Option<Vec<Op>>,
     /// Completed multicasts: the operation and the merged reply.
-    pub replies: Option<BTreeMap<MsgId, (KvOp, KvReply)>>,
+    /// (`None`: failed with its outcome unknown.)
+    pub replies: Option<BTreeMap<MsgId, (KvOp, Option<KvReply>)>>,
+    /// Multicasts failed with their outcome unknown ([`Workload::expire`]).
+    pub expired: u64,
+    unknown: BTreeSet<MsgId>,
     any_global: bool,
     pub completed_local: u64,
     pub completed_global: u64,
@@ -183,6 +187,8 @@ impl Workload {
             history: (!throughput && cfg.requests <= 5_000).then(Vec::new),
             replies: (!throughput).then(BTreeMap::new),
             any_global: false,
+            expired: 0,
+            unknown: BTreeSet::new(),
             completed_local: 0,
             completed_global: 0,
             window_local: 0,
@@ -276,7 +282,7 @@ impl Workload {
             }
         }
         if let Some(r) = &mut self.replies {
-            r.insert(msg_id(c, n), (inf.op.clone(), reply.clone()));
+            r.insert(msg_id(c, n), (inf.op.clone(), Some(reply.clone())));
         }
         if let Some(h) = &mut self.history {
             h.push(Op::new(
@@ -296,14 +302,38 @@ impl Workload {
         })
     }
 
+    /// Client `c`'s `n`-th multicast failed with its outcome unknown (its
+    /// entry group expired the client's session): it may or may not be
+    /// delivered, so the checks take it as an operation still in flight.
+    /// `false` if it was not in flight.
+    pub fn expire(&mut self, c: usize, n: u64) -> bool {
+        let Some(inf) = self.clients.complete(c, n) else {
+            return false;
+        };
+        self.expired += 1;
+        self.unknown.insert(msg_id(c, n));
+        if let Some(r) = &mut self.replies {
+            r.insert(msg_id(c, n), (inf.op.clone(), None));
+        }
+        if let Some(h) = &mut self.history {
+            h.push(Op::pending(c as u64 + 1, inf.invoked, inf.op));
+        }
+        true
+    }
+
     /// The destinations and payload digest of multicast `id`, if a client sent it.
     pub fn submitted(&self, id: &MsgId) -> Option<&(Vec<GroupId>, Digest)> {
         self.submitted.get(id)
     }
 
-    /// Every multicast sent, with its destinations.
+    /// Every multicast sent, with its destinations, but those that failed
+    /// with their outcome unknown ([`Workload::expire`]: they may never be
+    /// delivered).
     pub fn all_submitted(&self) -> impl Iterator<Item = (&MsgId, &Vec<GroupId>)> {
-        self.submitted.iter().map(|(id, (dst, _))| (id, dst))
+        self.submitted
+            .iter()
+            .filter(|(id, _)| !self.unknown.contains(id))
+            .map(|(id, (dst, _))| (id, dst))
     }
 
     pub fn done(&self) -> bool {

@@ -361,11 +361,14 @@ impl Mutator<Message> for FieldSurgery {
         let mut m = m.clone();
         let pick = rng.gen_range(0..3);
         match &mut m {
+            Message::Request(r) if pick == 0 => r.session = fields::number(r.session, rng),
             Message::Request(r) => r.seq = fields::number(r.seq, rng),
             Message::Forward(rs) => fields::list(rs, rng),
-            Message::Reply(r) => match pick {
-                0 => r.seq = fields::number(r.seq, rng),
-                1 => r.view = fields::number(r.view, rng),
+            Message::Reply(r) => match (pick, rng.gen_bool(0.5)) {
+                (0, false) => r.seq = fields::number(r.seq, rng),
+                (0, true) => r.session = fields::number(r.session, rng),
+                (1, false) => r.view = fields::number(r.view, rng),
+                (1, true) => r.slot = fields::number(r.slot, rng),
                 _ => fields::bytes(&mut r.result, rng),
             },
             Message::Propose { view, slot, batch } => match pick {
@@ -400,6 +403,15 @@ impl Mutator<Message> for FieldSurgery {
                 },
             },
             Message::FetchState { slot } => *slot = fields::number(*slot, rng),
+            Message::SessionQuery { nonce, .. } => *nonce = fields::number(*nonce, rng),
+            // a huge slot would make the client's requests SessionAhead, a
+            // low one Stale, if the client took it alone
+            Message::SessionInfo {
+                nonce, executed, ..
+            } => match pick {
+                0 => *nonce = fields::number(*nonce, rng),
+                _ => *executed = fields::number(*executed, rng),
+            },
             Message::State { cert, manifest } => match pick {
                 0 => cert.slot = fields::number(cert.slot, rng),
                 1 => fields::list(&mut cert.sigs, rng),
@@ -423,6 +435,18 @@ impl Mutator<Message> for FieldSurgery {
                 (0, Some(e)) => e.0 = fields::number(e.0, rng),
                 (1, Some(e)) => e.1 = fields::number(e.1, rng),
                 _ => fields::list(entries, rng),
+            },
+            Message::Refused {
+                session,
+                seq,
+                reason,
+                ..
+            } => match (pick, reason) {
+                (0, _) => *seq = fields::number(*seq, rng),
+                (1, byzscale_smr::RefuseReason::Stale { floor }) => {
+                    *floor = fields::number(*floor, rng)
+                }
+                _ => *session = fields::number(*session, rng),
             },
         }
         Some(m)

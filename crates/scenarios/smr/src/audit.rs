@@ -85,10 +85,7 @@ impl Audit {
             return;
         };
         let Some(done) = self.workload.complete(c, id, invoked, at, result, ordered) else {
-            self.violations.push(format!(
-                "integrity: client {c} completed request {id} twice"
-            ));
-            return;
+            return self.twice(c, id);
         };
         if let Some(t) = &mut self.trace {
             t.push(
@@ -100,6 +97,39 @@ impl Audit {
                 .to_string(),
             );
         }
+        self.next(c, at, ctl);
+    }
+
+    /// Client `c`'s submission `id` failed, outcome unknown (its session
+    /// expired): not a violation, nor a liveness failure by itself; the
+    /// linearizability check takes it as possibly applied.
+    fn on_expired(&mut self, at: Time, node: NodeIdx, id: u64, ctl: &mut Control<Input>) {
+        let Some(&c) = self.clients.get(&node) else {
+            return;
+        };
+        if !self.workload.expire(c, id) {
+            return self.twice(c, id);
+        }
+        if let Some(t) = &mut self.trace {
+            t.push(
+                serde_json::json!({
+                    "type": "expired", "run": self.seed, "client": c + 1, "seq": id, "at_ns": at,
+                })
+                .to_string(),
+            );
+        }
+        self.next(c, at, ctl);
+    }
+
+    /// Client `c` completed submission `id` a second time.
+    fn twice(&mut self, c: usize, id: u64) {
+        let v = format!("integrity: client {c} completed request {id} twice");
+        self.violations.push(v);
+    }
+
+    /// Client `c` is free: its next submission, the restart plan's
+    /// progress, the end of the run.
+    fn next(&mut self, c: usize, at: Time, ctl: &mut Control<Input>) {
         if let Some(input) = self.workload.next(c, at) {
             ctl.input(self.client_nodes[c], Input::Client(input));
         }
@@ -140,7 +170,8 @@ impl Audit {
             ctl.stop(); // the seed has failed; the rest is noise
         }
         for r in batch.requests.iter() {
-            if !self.workload.submitted(r.client, &r.op) {
+            // a Byzantine client's requests are its own ([`crate::clients`])
+            if r.client.0 < crate::clients::BYZ_BASE && !self.workload.submitted(r.client, &r.op) {
                 self.violations.push(format!(
                     "validity: replica {pos} decided {}#{} at slot {slot}, never submitted",
                     r.client, r.seq
@@ -164,12 +195,23 @@ impl Audit {
         }
         out.violations = violations;
         out.trace = self.trace.take().unwrap_or_default();
+        let stats: Vec<_> = self
+            .replicas
+            .iter()
+            .filter(|(_, p)| !self.byzantine.contains(p))
+            .filter_map(|(idx, _)| sim.protocol::<Rep>(*idx).map(|r| r.stats()))
+            .collect();
+        let most = |f: fn(&smr::replica::Stats) -> u64| stats.iter().map(f).max().unwrap_or(0);
         Run {
             completed: self.workload.completed,
             committed: self.workload.committed,
+            expired: self.workload.expired,
             view_changes: self.views.values().copied().max().unwrap_or(0),
             linearizability_inconclusive: inconclusive,
             latencies: std::mem::take(&mut self.workload.latencies),
+            client_table_peak: most(|s| s.client_bytes_peak as u64),
+            pending_peak: most(|s| s.pending_bytes_peak as u64),
+            clients_expired: most(|s| s.clients_expired),
         }
     }
 
@@ -227,6 +269,9 @@ impl World for Audit {
                 ordered,
                 invoked,
             }) => self.on_done(at, node, id, &result, ordered, invoked, ctl),
+            Output::Client(smr::client::Output::Failed { id, .. }) => {
+                self.on_expired(at, node, id, ctl)
+            }
             // the workload's ops fit `max_op_bytes`: a refusal is a scenario bug
             Output::Client(smr::client::Output::Refused { id, error }) => self.violations.push(
                 format!("client {node:?} refused its operation #{id}: {error}"),

@@ -46,6 +46,7 @@
 
 pub mod attacks;
 pub mod audit;
+pub mod clients;
 pub mod workload;
 
 pub use attacks::Adversary;
@@ -103,7 +104,20 @@ pub struct Config {
     pub crash_restart: bool,
     pub modeled_crypto: bool,
     pub trace: Option<PathBuf>,
+    /// Byzantine clients besides the honest ones ([`clients`]).
+    pub byzantine_clients: usize,
+    /// `Params::client_expiry_slots` of the run: small by default
+    /// ([`CLIENT_EXPIRY_SLOTS`]) so that client entries expire and the
+    /// session floor rises within a run (at the library's default of 2^20
+    /// slots nothing ever expires in a simulation).
+    pub client_expiry_slots: u64,
 }
+
+/// The scenario's default `client_expiry_slots`: half a checkpoint interval
+/// of the scenario (checkpoints every 32 slots), so an idle client's entry
+/// expires at the next checkpoint and the session floor rises at every
+/// checkpoint of a run.
+pub const CLIENT_EXPIRY_SLOTS: u64 = 16;
 
 impl Config {
     /// A small default: `replicas` replicas tolerating `f`, no adversary, LAN.
@@ -125,6 +139,8 @@ impl Config {
             crash_restart: false,
             modeled_crypto: false,
             trace: None,
+            byzantine_clients: 0,
+            client_expiry_slots: CLIENT_EXPIRY_SLOTS,
         }
     }
 
@@ -188,10 +204,18 @@ impl Config {
 pub struct Run {
     pub completed: u64,
     pub committed: u64,
+    /// Requests failed "session expired: outcome unknown" (not completed).
+    pub expired: u64,
     pub view_changes: u64,
     pub linearizability_inconclusive: bool,
     #[serde(skip)]
     pub latencies: Vec<Time>,
+    /// The most bytes the client table (replicated state) held at any
+    /// correct replica, and the most bytes of pending requests (local).
+    pub client_table_peak: u64,
+    pub pending_peak: u64,
+    /// Client entries expired at checkpoints (most at one correct replica).
+    pub clients_expired: u64,
 }
 
 /// The JSON of `byzscale sim smr --json`.
@@ -207,10 +231,14 @@ pub struct Report {
     pub network: String,
     pub crypto: &'static str,
     pub crash_restart: bool,
+    pub byzantine_clients: usize,
     #[serde(flatten)]
     pub summary: Summary,
     pub committed_requests: u64,
     pub completed_requests: u64,
+    /// Requests failed "session expired: outcome unknown", over all runs:
+    /// checked as possibly applied, and not completed.
+    pub expired: u64,
     pub view_changes: u64,
     pub messages: u64,
     pub linearizability_inconclusive: u64,
@@ -222,6 +250,15 @@ pub struct Report {
     pub checking_seconds: f64,
     /// Message deliveries per second of simulation-loop time on one core.
     pub deliveries_per_second: f64,
+    /// The most bytes the client table held at a correct replica in any
+    /// run, and its bound (`Params::client_table_bytes`).
+    pub client_table_peak_bytes: u64,
+    pub client_table_bound: usize,
+    /// The most bytes of pending requests at a correct replica in any run,
+    /// and its bound (`Params::pending_bytes`).
+    pub pending_peak_bytes: u64,
+    pub pending_bound: usize,
+    pub clients_expired: u64,
 }
 
 impl scenario::Report for Report {
@@ -240,9 +277,24 @@ impl scenario::Report for Report {
         );
         s.push_str(&self.summary.verdict_line());
         s.push_str(&format!(
-            "  committed {:>8}   view changes {:>6}   messages {:>10}   faults recorded {:>6}\n",
-            self.committed_requests, self.view_changes, self.messages, self.summary.faults_recorded
+            "  committed {:>8}   view changes {:>6}   messages {:>10}   faults recorded {:>6}   expired {}\n",
+            self.committed_requests,
+            self.view_changes,
+            self.messages,
+            self.summary.faults_recorded,
+            self.expired
         ));
+        if self.byzantine_clients > 0 {
+            s.push_str(&format!(
+                "  byzantine clients {}   client table peak {} B (bound {})   pending peak {} B (bound {})   expired {}\n",
+                self.byzantine_clients,
+                self.client_table_peak_bytes,
+                self.client_table_bound,
+                self.pending_peak_bytes,
+                self.pending_bound,
+                self.clients_expired
+            ));
+        }
         s.push_str(&format!(
             "  latency p50 {:.3} ms   p99 {:.3} ms (virtual)   {:.0} deliveries/s per core   {:.2} s wall\n",
             self.latency_p50_ms,
@@ -263,6 +315,9 @@ struct Endpoints {
     mode: CryptoMode,
     replicas: Vec<(Addr, Identity)>,
     clients: Vec<(Addr, Identity)>,
+    /// Byzantine clients: their behaviour, and their place among a churn
+    /// client's ids.
+    hostile: Vec<(Addr, Identity, clients::ClientAttack, usize)>,
 }
 
 impl Endpoints {
@@ -277,6 +332,11 @@ impl Endpoints {
             clients: (0..cfg.clients)
                 .map(|i| (Addr::Client(ClientId(i as u64 + 1)), identity(2, i)))
                 .collect(),
+            hostile: clients::byzantine_clients(cfg.byzantine_clients)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, kind, k))| (Addr::Client(id), identity(3, i), kind, k))
+                .collect(),
         }
     }
 
@@ -284,18 +344,28 @@ impl Endpoints {
     fn replica(&self, i: usize) -> Crypto {
         let (me, id) = &self.replicas[i];
         let mut c = Crypto::new(*me, id.clone(), self.mode);
-        for (a, pid) in self.replicas.iter().chain(&self.clients) {
-            if a != me {
-                c.add_peer(*a, pid.public()).expect("valid key");
+        let hostile = self.hostile.iter().map(|(a, id, ..)| (*a, id));
+        let all = self
+            .replicas
+            .iter()
+            .chain(&self.clients)
+            .map(|(a, id)| (*a, id));
+        for (a, pid) in all.chain(hostile) {
+            if a != *me {
+                c.add_peer(a, pid.public()).expect("valid key");
             }
         }
         c
     }
 
-    /// A client knows the replicas.
+    /// Client `c` knows the replicas.
     fn client(&self, c: usize) -> Crypto {
         let (me, id) = &self.clients[c];
-        let mut crypto = Crypto::new(*me, id.clone(), self.mode);
+        self.client_crypto(*me, id)
+    }
+
+    fn client_crypto(&self, me: Addr, id: &Identity) -> Crypto {
+        let mut crypto = Crypto::new(me, id.clone(), self.mode);
         for (a, pid) in &self.replicas {
             crypto.add_peer(*a, pid.public()).expect("valid key");
         }
@@ -346,6 +416,7 @@ impl Scenario for Config {
         let mut params = Params::for_network(base.max_one_way());
         params.checkpoint_interval = 32;
         params.window = 128;
+        client_limits(&mut params, self.client_expiry_slots);
         let (net, stabilize) = base.turbulent();
         let regions = net.regions.len().max(1);
         let mut sim: SmrSim = Sim::new(seed, net, CpuModel::calibrated());
@@ -392,6 +463,14 @@ impl Scenario for Config {
             let client = Client::new(ClientId(c as u64 + 1), g.clone(), params.clone());
             let actor: ProtocolActor<Client, Input, Output> = ProtocolActor::client(client);
             client_idx.push(sim.add_node(keys.clients[c].0, keys.client(c), actor, c % regions));
+        }
+
+        for (addr, id, kind, k) in &keys.hostile {
+            let id_of = addr.client().expect("a client address");
+            let h = clients::Hostile::new(id_of, g.clone(), params.clone(), *kind, *k);
+            let actor: ProtocolActor<clients::Hostile, Input, Output> = ProtocolActor::client(h);
+            let crypto = keys.client_crypto(*addr, id);
+            sim.add_node(*addr, crypto, actor, (*k) % regions);
         }
 
         if let Some(ms) = self.crash_leader_at_ms {
@@ -459,10 +538,21 @@ impl Scenario for Config {
         if self.modeled_crypto {
             c.push_str(" --modeled-crypto");
         }
+        if self.byzantine_clients > 0 {
+            c.push_str(&format!(" --byzantine-clients {}", self.byzantine_clients));
+        }
+        if self.client_expiry_slots != CLIENT_EXPIRY_SLOTS {
+            c.push_str(&format!(
+                " --client-expiry-slots {}",
+                self.client_expiry_slots
+            ));
+        }
         c
     }
 
     fn summarize(&self, sweep: &Sweep<Run>) -> Report {
+        let mut params = Params::default();
+        client_limits(&mut params, self.client_expiry_slots);
         let lat = sweep.sorted(|r| &r.run.latencies);
         let sim_seconds = sweep.total(|r| r.outcome.sim_seconds);
         let deliveries = sweep.sum(|r| r.outcome.messages);
@@ -477,9 +567,11 @@ impl Scenario for Config {
             network: self.network.name(),
             crypto: crypto_label(self.modeled_crypto),
             crash_restart: self.restarts(),
+            byzantine_clients: self.byzantine_clients,
             summary: sweep.summary(),
             committed_requests: sweep.sum(|r| r.run.committed),
             completed_requests: sweep.sum(|r| r.run.completed),
+            expired: sweep.sum(|r| r.run.expired),
             view_changes: sweep.sum(|r| r.run.view_changes),
             messages: deliveries,
             linearizability_inconclusive: sweep.count(|r| r.run.linearizability_inconclusive),
@@ -489,12 +581,25 @@ impl Scenario for Config {
             simulation_seconds: sim_seconds,
             checking_seconds: sweep.total(|r| r.outcome.check_seconds),
             deliveries_per_second: deliveries as f64 / sim_seconds.max(1e-9),
+            client_table_peak_bytes: sweep.max(|r| r.run.client_table_peak),
+            client_table_bound: params.client_table_bytes,
+            pending_peak_bytes: sweep.max(|r| r.run.pending_peak),
+            pending_bound: params.pending_bytes,
+            clients_expired: sweep.max(|r| r.run.clients_expired),
         }
     }
 
     fn trace_path(&self) -> Option<&Path> {
         self.trace.as_deref()
     }
+}
+
+/// The client-table and pending-table limits of the scenario: small enough
+/// that Byzantine clients ([`clients`]) reach them.
+fn client_limits(params: &mut Params, expiry: u64) {
+    params.client_expiry_slots = expiry;
+    params.client_pending_bytes = 256 << 10;
+    params.pending_bytes = 4 << 20;
 }
 
 /// The node indices of a run's replicas, by position.

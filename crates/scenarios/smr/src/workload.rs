@@ -54,6 +54,9 @@ pub struct Workload {
     pub completed: u64,
     /// Completed through the ordered path.
     pub committed: u64,
+    /// Failed with their outcome unknown ([`Workload::expire`]); not in
+    /// `completed`.
+    pub expired: u64,
     pub latencies: Vec<Time>,
 }
 
@@ -74,6 +77,7 @@ impl Workload {
             history: Vec::new(),
             completed: 0,
             committed: 0,
+            expired: 0,
             latencies: Vec::new(),
         }
     }
@@ -121,6 +125,19 @@ impl Workload {
             self.committed += 1;
         }
         Some(Completed { op, reply })
+    }
+
+    /// Client `c`'s submission `id` failed with its outcome unknown (its
+    /// session expired): in the history as an operation that may or may
+    /// not have taken effect, like one still in flight at the end. `false`
+    /// if it was not in flight.
+    pub fn expire(&mut self, c: usize, id: u64) -> bool {
+        let Some((op, invoked)) = self.clients.complete(c, id) else {
+            return false;
+        };
+        self.history.push(Op::pending(c as u64 + 1, invoked, op));
+        self.expired += 1;
+        true
     }
 
     /// Whether `client` submitted `op`.

@@ -374,11 +374,10 @@ impl<S: Service> Replica<S> {
                 if *slot != executed + 1 {
                     break;
                 }
-                for req in batch.requests.iter() {
-                    r.execute_request_quiet(req);
-                }
+                r.execute_batch_quiet(*slot, &batch);
                 executed = *slot;
                 if slot.is_multiple_of(r.p.checkpoint_interval) {
+                    r.expire_clients(*slot);
                     let snap = r.snapshot_bytes();
                     let d = state_digest(crypto, &snap, r.p.state_chunk_bytes);
                     r.ckpts.entry(*slot).or_default().mine = Some((d, snap));

@@ -1,14 +1,92 @@
 //! Execution: decided slots leave the ordering core in slot order and their
-//! requests run against the service under the per-client table, which is
-//! PBFT's last-reply table (Castro & Liskov: exactly-once, the last replies
-//! cached for retransmissions) extended with per-client FIFO
-//! (requests run in client sequence order; early ones wait in a bounded
-//! buffer). Each slot's `Record::Decided` precedes its replies, which the
-//! driver therefore sends only once the slot is durable here (see
-//! `durable.rs`); checkpoints follow. The table is part of the replicated
-//! state and of every snapshot.
+//! requests run against the service under the client table, PBFT's
+//! last-reply table (Castro & Liskov OSDI'99 §4.1: exactly-once, the last
+//! reply cached for retransmissions; BFT-SMaRt keeps the same per client)
+//! with per-client FIFO order. Each slot's `Record::Decided` precedes its
+//! replies, which the driver therefore sends only once the slot is durable
+//! here (see `durable.rs`); checkpoints follow.
+//!
+//! # The client table (replicated, in every snapshot)
+//!
+//! Per client only what exactly-once needs: its session, the last executed
+//! sequence number in it, the slot it ran in, and the last `client_window`
+//! replies with their slots ([`ClientState`]). A request runs only in its
+//! turn ([`Replica::turn`]); any other is skipped, deterministically, and
+//! stays in the replica's pending table (`pending.rs`, local and bounded in
+//! bytes) until its predecessor has run and a leader proposes it again.
+//! Deviation from the table this replaced: out-of-order requests were
+//! buffered inside the client table, so a client's (or a Byzantine
+//! leader's) early requests were pinned in the replicated state and in
+//! every snapshot; PBFT and BFT-SMaRt keep only the last reply per client,
+//! as now. A correct leader proposes a request only in turn (`request.rs`),
+//! so only a view change that drops a slot makes a later one be skipped,
+//! once.
+//!
+//! # Sessions, named by slots, and the session floor
+//!
+//! As Raft's client sessions (Ongaro's thesis §6.3), a client's requests
+//! carry a session ([`Request::session`]) and a sequence number from 1,
+//! contiguous within it. A session is named by a slot decided before the
+//! request, which the client learns before the first ordered request of a
+//! session by asking every replica ([`Message::SessionQuery`]; each answers
+//! its last executed slot, [`Message::SessionInfo`], and keeps nothing):
+//! from a quorum of answers it takes the highest slot a weak quorum reported
+//! at least, which a correct replica executed (so it is decided, and below
+//! the slot of any request sent after it) and which is no lower than some
+//! correct replica's position (so it is recent; see `client.rs`). The
+//! replicated state holds a *session floor*: at a checkpoint at slot S, the
+//! entries whose last activity L satisfies L <= S - E expire (E =
+//! `client_expiry_slots`, in client-id order, the same at every replica)
+//! and the floor becomes max(floor, S - E + 1). Everything an expired
+//! client ever executed has session < its slot <= L < floor, so none of it
+//! can run again.
+//!
+//! An ordered request of client c, session s, number q, executed at slot t
+//! (deterministic at every replica):
+//! 1. s >= t: refused ([`RefuseReason::SessionAhead`]; a correct client
+//!    never sends one), nothing changes.
+//! 2. c has no entry: s < floor is refused ([`RefuseReason::Stale`], with
+//!    the floor); else q = 1 creates the entry and runs; else it waits
+//!    pending (out of turn).
+//! 3. c has entry e: s < e.session is stale (skipped; a retransmission gets
+//!    `Stale`); s = e.session: q <= last is a duplicate (the cached reply),
+//!    q = last + 1 runs, later ones wait; s > e.session: q = 1 starts the
+//!    new session (the entry's counters reset) and runs, later ones wait.
+//!
+//! The floor applies only to a client without an entry: a live entry of an
+//! old session keeps running. Exactly-once: a request runs only in its own
+//! session, and no request of a session runs once one of its requests was
+//! refused `Stale` (its client had no entry and the floor was above the
+//! session; the floor only rises, and an entry of a later session refuses
+//! the older one). A client told `Stale` by f+1 replicas (the same floor)
+//! therefore never sends those requests again: they complete with an
+//! explicit "session expired: outcome unknown" (Raft's SESSION_EXPIRED),
+//! since one may have run before the entry expired with every reply lost,
+//! and the client learns a new session for later requests. (The design
+//! this replaced renumbered them into a new session and sent them again,
+//! which ran such a request twice: sim smr --byzantine mixed --crash-restart
+//! seed 645.) A client asks for a new session also after idling for
+//! `session_idle`, so an honest client whose entry expired while it was
+//! idle rarely meets `Stale`.
+//! [`Params::pinned_clients`] (a ByzCast child's parent replicas, a
+//! bounded set from the topology) never expire and are exempt from the
+//! floor: their forward streams number contiguously in session 0.
+//!
+//! # The bound
+//!
+//! The table's bytes ([`entry_bytes`]) are bounded by `client_table_bytes`:
+//! at the bound a client with no entry is not executed and every replica
+//! answers [`RefuseReason::Busy`] (deterministically, at execution); its
+//! request stays pending and can run once entries expire. Clients with an
+//! entry are never refused. Known limitation: a leader does not queue a
+//! refused request again by itself (its client's retransmission finds it
+//! pending); it is proposed again after the next view change rebuilds the
+//! queue.
+//!
+//! [`Params::pinned_clients`]: crate::Params::pinned_clients
 
 use super::{Ctx, Output, Record, Replica};
+use crate::fault::Fault;
 use crate::message::*;
 use byzscale_core::codec;
 use byzscale_core::service::Service;
@@ -19,12 +97,70 @@ use std::collections::{BTreeMap, VecDeque};
 /// Per-client execution state: part of the replicated state (and the snapshot).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub(super) struct ClientState {
+    /// The session its requests run in (see the module docs).
+    pub(super) session: u64,
+    /// The last sequence number executed in `session` (0: none).
     pub(super) last: u64,
-    pub(super) replies: VecDeque<(u64, Vec<u8>)>,
-    buffered: BTreeMap<u64, Request>,
+    /// The slot its last request ran in (for expiry).
+    last_slot: Slot,
+    /// The last replies of `session`: (seq, slot, result).
+    pub(super) replies: VecDeque<(u64, Slot, Vec<u8>)>,
+}
+
+/// Bytes charged for a client's entry in the table.
+pub(super) fn entry_bytes(cs: &ClientState) -> usize {
+    72 + cs
+        .replies
+        .iter()
+        .map(|(_, _, r)| r.len() + 32)
+        .sum::<usize>()
+}
+
+/// Where a request stands against the client table (module docs).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Turn {
+    /// Executed already in the entry's session.
+    Done,
+    /// Runs next: the next in its session, or a session's first.
+    Next,
+    /// Waits for earlier requests of its session; `ahead` of the next.
+    Ahead(u64),
+    /// Its session is over (an older session of the entry's client, or no
+    /// entry and below the session floor).
+    Stale,
+}
+
+/// What executing one request did.
+pub(super) enum Outcome {
+    Ran(Vec<u8>),
+    /// Not its turn, or executed already: nothing.
+    Skipped,
+    /// Refused, with a reply saying why.
+    Refused(RefuseReason),
 }
 
 impl<S: Service> Replica<S> {
+    /// Where request `(c, s, q)` stands here (module docs, rules 2 and 3).
+    pub(super) fn turn(&self, (c, s, q): ReqId) -> Turn {
+        let ahead = match self.clients.get(&c) {
+            None if s < self.session_floor && !self.p.pinned_clients.contains(&c) => {
+                return Turn::Stale
+            }
+            Some(e) if s < e.session => return Turn::Stale,
+            // numbers count from 1: a 0 never runs
+            Some(e) if s == e.session && q <= e.last => return Turn::Done,
+            _ if q == 0 => return Turn::Done,
+            Some(e) if s == e.session => q - e.last - 1,
+            // no entry, or a later session: its first runs
+            _ => q - 1,
+        };
+        if ahead == 0 {
+            Turn::Next
+        } else {
+            Turn::Ahead(ahead)
+        }
+    }
+
     /// Execute every decided slot that is next in order.
     pub(super) fn execute_ready(&mut self, cx: &mut Ctx<S>) {
         let mut progressed = false;
@@ -37,7 +173,7 @@ impl<S: Service> Replica<S> {
                 batch: batch.clone(),
             });
             for req in batch.requests.iter() {
-                self.execute_request(req, cx);
+                self.execute_request(slot, req, cx);
             }
             self.stats.executed_requests += batch.requests.len() as u64;
             progressed = true;
@@ -48,6 +184,7 @@ impl<S: Service> Replica<S> {
                 batch,
             });
             if slot.is_multiple_of(self.p.checkpoint_interval) {
+                self.expire_clients(slot);
                 self.take_checkpoint(slot, cx);
             }
         }
@@ -59,28 +196,76 @@ impl<S: Service> Replica<S> {
         }
     }
 
-    fn execute_request(&mut self, req: &Request, cx: &mut Ctx<S>) {
-        for (client, seq, result) in self.execute_request_quiet(req) {
-            let reply = self.reply(client, seq, false, result);
-            cx.send(Addr::Client(client), reply);
+    fn execute_request(&mut self, slot: Slot, req: &Request, cx: &mut Ctx<S>) {
+        match self.execute_request_quiet(slot, req) {
+            Outcome::Ran(result) => {
+                let reply = self.reply(req, slot, result);
+                cx.send(Addr::Client(req.client), reply);
+                self.queue_successor(req.id());
+            }
+            Outcome::Refused(reason) => {
+                cx.send(Addr::Client(req.client), self.refusal(req, reason));
+            }
+            Outcome::Skipped => {}
         }
     }
 
-    pub(super) fn reply(
-        &self,
-        client: ClientId,
-        seq: u64,
-        read_only: bool,
-        result: Vec<u8>,
-    ) -> Message {
+    /// The reply to `req`, executed at `slot` (0 for a read).
+    pub(super) fn reply(&self, req: &Request, slot: Slot, result: Vec<u8>) -> Message {
         Message::Reply(Reply {
             replica: self.me,
             view: self.view(),
-            client,
-            seq,
-            read_only,
+            client: req.client,
+            session: req.session,
+            seq: req.seq,
+            read_only: req.read_only,
+            slot,
             result,
         })
+    }
+
+    /// A client asks where to start a session (`client.rs`): answer the
+    /// last executed slot. Nothing is kept, so a flood of queries costs
+    /// bandwidth only.
+    pub(super) fn on_session_query(
+        &mut self,
+        from: Addr,
+        client: ClientId,
+        nonce: u64,
+        cx: &mut Ctx<S>,
+    ) {
+        if from != Addr::Client(client) {
+            let detail = format!("session query claims {client}");
+            self.fault(cx, from, Fault::RequestSpoof, detail);
+            return;
+        }
+        let info = Message::SessionInfo {
+            replica: self.me,
+            client,
+            nonce,
+            executed: self.executed(),
+        };
+        cx.send(from, info);
+    }
+
+    /// The refusal of `req` for `reason`.
+    pub(super) fn refusal(&self, req: &Request, reason: RefuseReason) -> Message {
+        Message::Refused {
+            replica: self.me,
+            client: req.client,
+            session: req.session,
+            seq: req.seq,
+            reason,
+        }
+    }
+
+    /// The refusal a stale request gets: the session floor if the client
+    /// has no entry (it moves to a newer session), else nothing (an old
+    /// session's request, of a client that moved on).
+    pub(super) fn stale_refusal(&self, req: &Request) -> Option<Message> {
+        let floor = self.session_floor;
+        let known = self.clients.contains_key(&req.client);
+        (!known).then(|| self.refusal(req, RefuseReason::Stale { floor }))
     }
 
     /// How far beyond its last executed request a client's sequence numbers may
@@ -91,58 +276,103 @@ impl<S: Service> Replica<S> {
         4 * self.p.client_window
     }
 
-    /// Execute `req` under the per-client FIFO rule; returns the replies produced
-    /// (the request itself and any buffered successors it unblocked).
-    pub(super) fn execute_request_quiet(&mut self, req: &Request) -> Vec<(ClientId, u64, Vec<u8>)> {
-        let window = self.p.client_window;
-        let horizon = self.horizon();
+    /// Execute `req`, decided at `slot`, if it is its client's turn (see the
+    /// module docs). Deterministic: the same at every replica.
+    pub(super) fn execute_request_quiet(&mut self, slot: Slot, req: &Request) -> Outcome {
+        let id = req.id();
+        // whatever happens, a leader may propose it again only in its turn
+        self.proposed.remove(&id);
+        let refused = if req.session >= slot {
+            Some(RefuseReason::SessionAhead)
+        } else {
+            match self.turn(id) {
+                Turn::Next => None,
+                Turn::Stale if !self.clients.contains_key(&req.client) => {
+                    let floor = self.session_floor;
+                    Some(RefuseReason::Stale { floor })
+                }
+                _ => return Outcome::Skipped,
+            }
+        };
+        if let Some(reason) = refused {
+            // it can never run: no replica holds it for proposal again
+            self.pending.remove(&id);
+            return Outcome::Refused(reason);
+        }
+        let known = self.clients.get(&req.client);
+        if known.is_none() && self.client_bytes + 72 > self.p.client_table_bytes {
+            self.stats.clients_refused += 1;
+            return Outcome::Refused(RefuseReason::Busy);
+        }
+        let result = self.service.execute(&req.op);
+        let window = self.p.client_window.max(1) as usize;
+        let new = known.is_none();
         let cs = self.clients.entry(req.client).or_default();
-        let mut out = Vec::new();
-        if req.seq <= cs.last {
-            return out;
+        let before = if new { 0 } else { entry_bytes(cs) };
+        if cs.session != req.session {
+            // a new session: its counters start again
+            cs.session = req.session;
+            cs.replies.clear();
         }
-        if req.seq > cs.last + 1 {
-            if req.seq <= cs.last + horizon {
-                cs.buffered.entry(req.seq).or_insert_with(|| req.clone());
-            }
-            return out;
+        cs.last = req.seq;
+        cs.last_slot = slot;
+        cs.replies.push_back((req.seq, slot, result.clone()));
+        while cs.replies.len() > window {
+            cs.replies.pop_front();
         }
-        // the request itself by reference, then any buffered successors it unblocks
-        let mut buffered: Option<Request> = None;
-        loop {
-            let r = buffered.as_ref().unwrap_or(req);
-            let (client, seq) = (r.client, r.seq);
-            let result = self.service.execute(&r.op);
-            let cs = self.clients.get_mut(&client).expect("client state exists");
-            cs.last = seq;
-            cs.replies.push_back((seq, result.clone()));
-            while cs.replies.len() as u64 > window {
-                cs.replies.pop_front();
-            }
-            let next = cs.buffered.remove(&(seq + 1));
-            if !cs.buffered.is_empty() {
-                cs.buffered.retain(|s, _| *s > seq);
-            }
-            self.pending.remove(&(client, seq));
-            self.proposed.remove(&(client, seq));
-            out.push((client, seq, result));
-            match next {
-                Some(n) => buffered = Some(n),
-                None => break,
-            }
-        }
-        out
+        let after = entry_bytes(cs);
+        self.client_bytes = self.client_bytes + after - before;
+        self.client_bytes_peak = self.client_bytes_peak.max(self.client_bytes);
+        // it, and anything older of this client (an older session's), is done
+        self.pending.drop_upto(id);
+        Outcome::Ran(result)
     }
 
-    /// The replicated state: the service's snapshot and the client table.
+    /// Execute a decided batch without sending anything (replay at restart).
+    pub(super) fn execute_batch_quiet(&mut self, slot: Slot, batch: &Batch) {
+        for req in batch.requests.iter() {
+            self.execute_request_quiet(slot, req);
+        }
+    }
+
+    /// At checkpoint `slot`, before its snapshot: drop the entries of
+    /// clients idle for `client_expiry_slots` or more, and raise the
+    /// session floor past them (module docs).
+    pub(super) fn expire_clients(&mut self, slot: Slot) {
+        let horizon = self.p.client_expiry_slots;
+        let before = self.clients.len();
+        let mut freed = 0;
+        let pinned = &self.p.pinned_clients;
+        // the entries last active at or below `slot - horizon` go
+        let cut = slot.saturating_sub(horizon);
+        if slot >= horizon {
+            self.session_floor = self.session_floor.max(cut.saturating_add(1));
+        }
+        self.clients.retain(|c, cs| {
+            let keep = cs.last_slot > cut || slot < horizon || pinned.contains(c);
+            if !keep {
+                freed += entry_bytes(cs);
+            }
+            keep
+        });
+        self.client_bytes -= freed;
+        self.stats.clients_expired += (before - self.clients.len()) as u64;
+    }
+
+    /// The replicated state: the service's snapshot, the client table and
+    /// the session floor.
     pub(super) fn snapshot_bytes(&self) -> Vec<u8> {
-        codec::to_bytes(&(self.service.snapshot(), &self.clients))
+        codec::to_bytes(&(self.service.snapshot(), &self.clients, self.session_floor))
     }
 
     pub(super) fn restore_snapshot(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let (svc, clients): (Vec<u8>, BTreeMap<ClientId, ClientState>) =
+        type State = (Vec<u8>, BTreeMap<ClientId, ClientState>, Slot);
+        let (svc, clients, floor): State =
             codec::from_bytes(bytes, usize::MAX).map_err(|e| e.to_string())?;
         self.service.restore(&svc)?;
+        self.session_floor = floor;
+        self.client_bytes = clients.values().map(entry_bytes).sum();
+        self.client_bytes_peak = self.client_bytes_peak.max(self.client_bytes);
         self.clients = clients;
         Ok(())
     }

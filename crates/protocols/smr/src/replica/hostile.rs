@@ -2,6 +2,7 @@
 //! client controls, at its edges (issue 10 item 5), and the bounds of the
 //! tables a Byzantine peer or client can grow (item 9).
 
+use super::execute::{self, Outcome};
 use super::testkit::*;
 use super::*;
 use byzscale_core::crypto::{Crypto, CryptoMode, Mac};
@@ -292,7 +293,7 @@ fn a_request_failing_its_mac_in_a_batch_makes_its_client_sign() {
     // signed, with every MAC entry broken: authentic to every replica
     let mut signed = request(1, b"one");
     signed.auth = vec![Mac::default(); 4];
-    let bytes = Request::auth_bytes(group().id, CLIENT, 1, false, b"one");
+    let bytes = Request::auth_bytes(group().id, CLIENT, (0, 1), false, b"one");
     signed.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
     on_request(&mut r, signed.clone());
     assert_eq!(r.stats().pending, 1);
@@ -304,7 +305,7 @@ fn a_request_failing_its_mac_in_a_batch_makes_its_client_sign() {
     });
     assert!(writes(&fx).is_empty(), "a bad signature passed");
     let mut signed2 = request(2, b"two");
-    let bytes = Request::auth_bytes(group().id, CLIENT, 2, false, b"two");
+    let bytes = Request::auth_bytes(group().id, CLIENT, (0, 2), false, b"two");
     signed2.auth = vec![Mac::default(); 4];
     signed2.sig = Some(crypto(Addr::Client(CLIENT)).sign(&bytes));
     let batch = Batch::new(vec![request(1, b"one"), signed2]);
@@ -350,7 +351,7 @@ fn a_request_of_an_evicted_client_is_refused_until_it_reconnects() {
     assert!(r.must_sign.contains(&CLIENT));
     assert_eq!(r.stats().pending, 0);
     // its signed retransmission, proposed again: refused while unknown
-    let bytes = Request::auth_bytes(group().id, CLIENT, 1, false, b"one");
+    let bytes = Request::auth_bytes(group().id, CLIENT, (0, 1), false, b"one");
     let mut signed = request(1, b"one");
     signed.sig = Some(crypto(client).sign(&bytes));
     let again = propose(Batch::new(vec![signed.clone()]));
@@ -415,4 +416,395 @@ fn a_member_cannot_make_a_leader_hold_stop_data_for_many_views() {
         "{fx:?}"
     );
     assert_eq!(r.stop_data_held().0, 1);
+}
+
+/// A backup of view 0 with `p`.
+fn backup(p: Params) -> R {
+    R::new(NodeId(1), group(), p, Count::default())
+}
+
+/// Issue 10 item 9, early requests pinned in the replicated state: a
+/// request decided before its client's predecessor was buffered inside the
+/// client table, so it travelled in every snapshot (a client, or a
+/// Byzantine leader, could fill it with up to `4 × client_window` operations
+/// per client id). Now it is skipped at execution, the same at every
+/// replica, and runs when proposed again in its turn.
+#[test]
+fn early_requests_are_not_pinned_in_the_replicated_state() {
+    let mut r = backup(params());
+    let big = vec![9u8; 100 << 10];
+    decide(&mut r, 1, 1, 0, Batch::new(vec![request(3, &big)]));
+    let snap = r.snapshot_bytes();
+    assert!(snap.len() < 1024, "the snapshot holds {} bytes", snap.len());
+    decide(&mut r, 1, 2, 0, Batch::new(vec![request(1, b"a")]));
+    decide(&mut r, 1, 3, 0, Batch::new(vec![request(2, b"b")]));
+    assert_eq!(r.service().0, 2, "request 3 ran early");
+    decide(&mut r, 1, 4, 0, Batch::new(vec![request(3, &big)]));
+    assert_eq!(r.service().0, 3);
+    assert!(r.snapshot_bytes().len() < 1024);
+}
+
+/// Issue 10 item 9, client entries never freed: at each checkpoint the
+/// entries of clients idle for `client_expiry_slots` or more go, at every
+/// replica alike (the snapshots agree), and the session floor rises past
+/// them. A returning client's next request in its expired session is
+/// refused `Stale` with the floor; a request in a session at or above the
+/// floor (named by a slot before its own) runs.
+#[test]
+fn idle_clients_expire_at_checkpoints_and_return_in_a_new_session() {
+    let p = Params {
+        client_expiry_slots: 4,
+        ..params()
+    };
+    let mut a = backup(p.clone());
+    let mut b = R::new(NodeId(2), group(), p, Count::default());
+    for (r, me) in [(&mut a, 1), (&mut b, 2)] {
+        decide(r, me, 1, 0, Batch::new(vec![request(1, b"a")]));
+        for s in 2..=4 {
+            decide(r, me, s, 0, Batch::default());
+        }
+        assert_eq!(r.stats().clients, 1, "expired at checkpoint 4");
+        for s in 5..=8 {
+            decide(r, me, s, 0, Batch::default());
+        }
+        assert_eq!(r.stats().clients, 0, "kept past the horizon");
+        assert_eq!(r.stats().client_bytes, 0, "the byte count drifted");
+        assert_eq!(r.stats().clients_expired, 1);
+        assert_eq!(r.session_floor, 5, "checkpoint 8, horizon 4");
+    }
+    assert_eq!(a.snapshot_bytes(), b.snapshot_bytes());
+    let fx = decide(&mut a, 1, 9, 0, Batch::new(vec![request(2, b"b")]));
+    assert_eq!(a.service().0, 1, "an expired session's request ran");
+    assert!(refused(&fx, RefuseReason::Stale { floor: 5 }), "{fx:?}");
+    let fx = decide(
+        &mut a,
+        1,
+        10,
+        0,
+        Batch::new(vec![session_request(1, 1, b"c")]),
+    );
+    assert!(refused(&fx, RefuseReason::Stale { floor: 5 }), "{fx:?}");
+    decide(
+        &mut a,
+        1,
+        11,
+        0,
+        Batch::new(vec![session_request(5, 1, b"c")]),
+    );
+    assert_eq!(
+        a.service().0,
+        2,
+        "a new session's first request did not run"
+    );
+    assert_eq!(a.stats().clients, 1);
+}
+
+/// Whether `fx` refuses `CLIENT`'s request for `reason`.
+fn refused(fx: &[Effect<R>], reason: RefuseReason) -> bool {
+    fx.iter().any(|e| {
+        matches!(e, Effect::Send {
+            to: Addr::Client(CLIENT),
+            msg: Message::Refused { reason: r, .. },
+        } if *r == reason)
+    })
+}
+
+/// The replay the `bounds` branch let through (`sim smr --byzantine twins`
+/// seed 4021): after a client's entry expired, a twin leader proposed the
+/// client's old requests again, and its session's first ran a second time.
+/// Now every request the client ever executed is refused: its session is
+/// below the floor (no entry), and a replay of a live session's request
+/// is a duplicate.
+#[test]
+fn a_replay_of_any_executed_request_after_expiry_is_refused() {
+    let p = Params {
+        client_expiry_slots: 4,
+        ..params()
+    };
+    let mut r = backup(p);
+    // session 0: requests 1 and 2 at slot 1; session 1 (named by slot 1):
+    // request 1 at slot 2, request 2 at slot 3
+    let old = [
+        request(1, b"a"),
+        request(2, b"b"),
+        session_request(1, 1, b"c"),
+        session_request(1, 2, b"d"),
+    ];
+    decide(&mut r, 1, 1, 0, Batch::new(old[..2].to_vec()));
+    decide(&mut r, 1, 2, 0, Batch::new(vec![old[2].clone()]));
+    decide(&mut r, 1, 3, 0, Batch::new(vec![old[3].clone()]));
+    assert_eq!(r.service().0, 4);
+    // a replay while the entry lives: old session stale, same session done
+    for (i, req) in old.iter().enumerate() {
+        decide(&mut r, 1, 4 + i as Slot, 0, Batch::new(vec![req.clone()]));
+    }
+    assert_eq!(r.service().0, 4, "a replay ran while the entry lived");
+    for s in 8..=12 {
+        decide(&mut r, 1, s, 0, Batch::default());
+    }
+    assert_eq!(r.stats().clients, 0, "expired at checkpoint 12");
+    // after expiry: each of them, alone or all in one batch
+    for (i, req) in old.iter().enumerate() {
+        let fx = decide(&mut r, 1, 13 + i as Slot, 0, Batch::new(vec![req.clone()]));
+        assert!(refused(&fx, RefuseReason::Stale { floor: 9 }), "{fx:?}");
+    }
+    decide(&mut r, 1, 17, 0, Batch::new(old.to_vec()));
+    assert_eq!(r.service().0, 4, "an expired client's request ran again");
+    assert_eq!(r.stats().clients, 0);
+    // a session that names its own slot or a later one is refused
+    let fx = decide(
+        &mut r,
+        1,
+        18,
+        0,
+        Batch::new(vec![session_request(18, 1, b"e")]),
+    );
+    assert!(refused(&fx, RefuseReason::SessionAhead), "{fx:?}");
+    assert_eq!(r.service().0, 4);
+}
+
+/// Sessions and sequence numbers at the edges of `u64` from a Byzantine
+/// client never panic a replica, on arrival or at execution.
+#[test]
+fn edge_sessions_never_panic_a_replica() {
+    let mut r = backup(params());
+    let mut slot = 0;
+    for (s, q) in [(U, U), (U, 1), (0, U), (0, 0), (U, 0), (U - 1, 2)] {
+        let m = Message::Request(session_request(s, q, b"x"));
+        step(&mut r, 1, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx));
+        slot += 1;
+        decide(
+            &mut r,
+            1,
+            slot,
+            0,
+            Batch::new(vec![session_request(s, q, b"x")]),
+        );
+    }
+    assert_eq!(r.service().0, 0, "none of them may run");
+    decide(&mut r, 1, slot + 1, 0, Batch::new(vec![request(1, b"x")]));
+    assert_eq!(r.service().0, 1);
+}
+
+/// Issue 10 item 9, the client table's bytes: at `client_table_bytes` a
+/// client with no entry is not executed and every replica answers it
+/// `Busy` (at execution, so all alike); its request runs once there is room.
+#[test]
+fn a_full_client_table_answers_busy_to_a_new_client() {
+    let p = Params {
+        client_table_bytes: 0,
+        ..params()
+    };
+    let mut r = backup(p);
+    let fx = decide(&mut r, 1, 1, 0, Batch::new(vec![request(1, b"a")]));
+    let busy = fx.iter().any(|e| {
+        matches!(
+            e,
+            Effect::Send {
+                to: Addr::Client(CLIENT),
+                msg: Message::Refused {
+                    seq: 1,
+                    reason: RefuseReason::Busy,
+                    ..
+                }
+            }
+        )
+    });
+    assert!(busy, "{fx:?}");
+    assert_eq!(r.service().0, 0);
+    assert_eq!(r.stats().clients_refused, 1);
+    assert_eq!(r.stats().client_bytes_peak, 0);
+}
+
+/// Issue 10 item 9, the pending table: a client's requests ahead of its
+/// turn were held without a byte bound (up to `4 × client_window` of
+/// `max_op_bytes` per client id, 64 MiB, and no total). Now a client holds
+/// at most `client_pending_bytes`, all clients `pending_bytes`, and the
+/// furthest-ahead requests go first (the one the client waits on stays).
+#[test]
+fn pending_requests_are_bounded_in_bytes() {
+    let op = vec![5u8; 100 << 10];
+    let cost = super::pending::cost(&request(2, &op));
+    for (per_client, total) in [(1 << 20, 64 << 20), (64 << 20, 512 << 10)] {
+        let mut r = backup(Params {
+            client_pending_bytes: per_client,
+            pending_bytes: total,
+            ..params()
+        });
+        for seq in 2..=60 {
+            let m = Message::Request(request(seq, &op));
+            step(&mut r, 1, |r, cx| r.on_message(Addr::Client(CLIENT), m, cx));
+        }
+        let s = r.stats();
+        let bound = per_client.min(total);
+        assert!(s.pending_bytes <= bound, "{} > {bound}", s.pending_bytes);
+        assert!(
+            s.pending_bytes_peak <= bound + cost,
+            "{}",
+            s.pending_bytes_peak
+        );
+        assert_eq!(s.pending, bound / cost);
+        assert!(
+            r.pending.contains_key(&(CLIENT, 0, 2)),
+            "the next one was evicted"
+        );
+        // the one it waits on comes: it runs, and the next ones are due
+        decide(&mut r, 1, 1, 0, Batch::new(vec![request(1, b"x")]));
+        assert_eq!(r.service().0, 1);
+    }
+}
+
+/// The proposals among `fx`: each batch's sequence numbers.
+fn proposed_seqs(fx: &[Effect<R>]) -> Vec<Vec<u64>> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Multicast {
+                msg: Message::Propose { batch, .. },
+                ..
+            } => Some(batch.requests.iter().map(|r| r.seq).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A correct leader proposes a client's request only in its turn (the
+/// replicas would skip it at execution): requests 3 and 2 wait until 1
+/// comes, then go in order.
+#[test]
+fn a_leader_proposes_requests_in_their_turn() {
+    let mut r = R::new(NodeId(0), group(), params(), Count::default());
+    let mut fx = Vec::new();
+    for seq in [3, 2, 1] {
+        let m = Message::Request(request(seq, b"x"));
+        fx.extend(step(&mut r, 0, |r, cx| {
+            r.on_message(Addr::Client(CLIENT), m, cx)
+        }));
+        if seq > 1 {
+            assert!(proposed_seqs(&fx).is_empty(), "{:?}", proposed_seqs(&fx));
+        }
+    }
+    assert_eq!(proposed_seqs(&fx), vec![vec![1, 2, 3]]);
+}
+
+/// Client-id churn (issue 10 item 9): every slot, fresh ids each run one
+/// request, some in session 0 and some naming the slot before (any client
+/// may name a decided slot). The table holds at most the ids of the last
+/// `client_expiry_slots` plus a checkpoint interval of slots, and never
+/// more than `client_table_bytes` (new ids get `Busy` at the bound); once
+/// the floor rises, session-0 ids get `Stale` and take no entry. On the
+/// code before expiry, the table grew by every id for ever.
+#[test]
+fn client_id_churn_keeps_the_table_bounded() {
+    let per_slot = 3;
+    for bound in [usize::MAX, 40 * 72] {
+        let mut r = backup(Params {
+            client_expiry_slots: 8,
+            client_table_bytes: bound,
+            ..params()
+        });
+        let mut next = 100;
+        let mut outcomes = BTreeMap::new();
+        for slot in 1..=400 {
+            for k in 0..per_slot {
+                let req = Request {
+                    client: ClientId(next),
+                    session: if k == 0 { 0 } else { slot - 1 },
+                    seq: 1,
+                    read_only: false,
+                    op: b"churn".to_vec(),
+                    auth: Vec::new(),
+                    sig: None,
+                };
+                next += 1;
+                let what = match r.execute_request_quiet(slot, &req) {
+                    Outcome::Ran(_) => "ran",
+                    Outcome::Refused(RefuseReason::Busy) => "busy",
+                    Outcome::Refused(RefuseReason::Stale { .. }) => "stale",
+                    Outcome::Refused(RefuseReason::SessionAhead) => "ahead",
+                    Outcome::Skipped => "skipped",
+                };
+                *outcomes.entry((k == 0, what)).or_insert(0) += 1;
+            }
+            if slot % r.p.checkpoint_interval == 0 {
+                r.expire_clients(slot);
+            }
+            let held = r.clients.len() as u64;
+            assert!(held <= (8 + 4) * per_slot, "slot {slot}: {held} entries");
+            // the last entry admitted may pass the bound by its reply
+            let slack = 8 + 32;
+            let b = r.client_bytes;
+            assert!(b <= bound.saturating_add(slack), "slot {slot}: {b} bytes");
+            assert_eq!(
+                r.client_bytes,
+                r.clients.values().map(execute::entry_bytes).sum()
+            );
+        }
+        // session-0 ids run only before the floor rises (checkpoint 8)
+        assert_eq!(
+            outcomes.get(&(true, "stale")),
+            Some(&(400 - 8)),
+            "{outcomes:?}"
+        );
+        if bound < usize::MAX {
+            assert!(outcomes.contains_key(&(false, "busy")), "{outcomes:?}");
+        } else {
+            assert_eq!(outcomes.get(&(false, "ran")), Some(&800), "{outcomes:?}");
+        }
+        assert!(r.stats().clients_expired > 300);
+    }
+}
+
+/// A pinned client ([`Params::pinned_clients`]: a ByzCast child's parent
+/// replicas) numbers contiguously in session 0 for ever: its entry never
+/// expires and the floor never refuses it, while an unpinned client idle
+/// as long loses its entry and is refused.
+#[test]
+fn a_pinned_client_never_expires_nor_meets_the_floor() {
+    let other = ClientId(2);
+    let p = Params {
+        client_expiry_slots: 4,
+        pinned_clients: [CLIENT].into(),
+        ..params()
+    };
+    let mut r = backup(p);
+    let req = |c: ClientId, seq: u64| Request {
+        client: c,
+        session: 0,
+        seq,
+        read_only: false,
+        op: b"x".to_vec(),
+        auth: Vec::new(),
+        sig: None,
+    };
+    for (slot, c) in [(1, CLIENT), (2, other)] {
+        assert!(matches!(
+            r.execute_request_quiet(slot, &req(c, 1)),
+            Outcome::Ran(_)
+        ));
+    }
+    for slot in (4..=40).step_by(4) {
+        r.expire_clients(slot);
+    }
+    assert_eq!(r.session_floor, 37);
+    assert_eq!(r.clients.keys().copied().collect::<Vec<_>>(), vec![CLIENT]);
+    assert!(matches!(
+        r.execute_request_quiet(41, &req(CLIENT, 2)),
+        Outcome::Ran(_)
+    ));
+    let refused = r.execute_request_quiet(42, &req(other, 2));
+    assert!(matches!(
+        refused,
+        Outcome::Refused(RefuseReason::Stale { floor: 37 })
+    ));
+    // a pinned client without an entry (a restarted stream's first) runs
+    let mut fresh = backup(Params {
+        client_expiry_slots: 4,
+        pinned_clients: [CLIENT].into(),
+        ..params()
+    });
+    fresh.expire_clients(40);
+    assert!(matches!(
+        fresh.execute_request_quiet(41, &req(CLIENT, 1)),
+        Outcome::Ran(_)
+    ));
 }

@@ -58,6 +58,7 @@ mod execute;
 #[cfg(test)]
 mod hostile;
 pub mod order;
+mod pending;
 mod request;
 mod sync;
 #[cfg(test)]
@@ -76,7 +77,8 @@ use byzscale_core::{Addr, ClientId, Cx, NodeId, Priority, Protocol};
 use checkpoint::CkptState;
 use execute::ClientState;
 use order::{Event, Ordering, Promise};
-use request::{MustSign, Pending};
+use pending::PendingTable;
+use request::MustSign;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use transfer::Transfer;
 
@@ -129,6 +131,18 @@ pub struct Stats {
     /// FETCH-CHUNK requests sent.
     pub state_chunk_requests: u64,
     pub faults: u64,
+    /// Entries in the client table (replicated state), their bytes, and
+    /// the most bytes it ever held.
+    pub clients: usize,
+    pub client_bytes: usize,
+    pub client_bytes_peak: usize,
+    /// Bytes of pending requests (local to the replica), and the most ever.
+    pub pending_bytes: usize,
+    pub pending_bytes_peak: usize,
+    /// Client entries expired at checkpoints, and requests refused because
+    /// the client table was full.
+    pub clients_expired: u64,
+    pub clients_refused: u64,
 }
 
 pub struct Replica<S: Service> {
@@ -142,9 +156,9 @@ pub struct Replica<S: Service> {
     order: Ordering<Batch>,
 
     // requests (request.rs)
-    pending: BTreeMap<(ClientId, u64), Pending>,
-    queue: VecDeque<(ClientId, u64)>,
-    proposed: BTreeSet<(ClientId, u64)>,
+    pending: PendingTable,
+    queue: VecDeque<ReqId>,
+    proposed: BTreeSet<ReqId>,
     /// Clients whose ordered requests must carry a signature here (see
     /// `request.rs`, partial-authenticator poisoning).
     must_sign: MustSign,
@@ -156,6 +170,12 @@ pub struct Replica<S: Service> {
 
     // execution (execute.rs)
     clients: BTreeMap<ClientId, ClientState>,
+    /// Bytes of `clients` (see [`execute::entry_bytes`]), and the most ever.
+    client_bytes: usize,
+    client_bytes_peak: usize,
+    /// Sessions below it are over for a client without an entry (replicated
+    /// state, in the snapshot; see `execute.rs`).
+    session_floor: Slot,
 
     // checkpoints (checkpoint.rs)
     ckpts: BTreeMap<Slot, CkptState>,
@@ -202,7 +222,7 @@ impl<S: Service> Replica<S> {
             g,
             p,
             service,
-            pending: BTreeMap::new(),
+            pending: PendingTable::default(),
             queue: VecDeque::new(),
             proposed: BTreeSet::new(),
             must_sign: MustSign::default(),
@@ -210,6 +230,9 @@ impl<S: Service> Replica<S> {
             request_timer: false,
             batch_timer: false,
             clients: BTreeMap::new(),
+            client_bytes: 0,
+            client_bytes_peak: 0,
+            session_floor: 0,
             ckpts: BTreeMap::new(),
             stable: None,
             stable_snapshot: None,
@@ -253,6 +276,11 @@ impl<S: Service> Replica<S> {
             executed: self.order.delivered(),
             low: self.order.low(),
             pending: self.pending.len(),
+            clients: self.clients.len(),
+            client_bytes: self.client_bytes,
+            client_bytes_peak: self.client_bytes_peak,
+            pending_bytes: self.pending.bytes().0,
+            pending_bytes_peak: self.pending.bytes().1,
             ..self.stats
         }
     }
@@ -306,6 +334,12 @@ impl<S: Service> Replica<S> {
                 Event::Persist(p) => cx.persist(p.into()),
                 Event::Multicast(m) => cx.multicast(self.others(), m.into()),
                 Event::Adopted(slot) => {
+                    // a slot executed already (a view change re-accepts
+                    // it) proposes nothing more: its requests ran or were
+                    // skipped, and one skipped must be proposed again
+                    if slot <= self.executed() {
+                        continue;
+                    }
                     if let Some(batch) = self.order.proposal(slot) {
                         self.proposed.extend(batch.requests.iter().map(Request::id));
                     }
@@ -399,10 +433,13 @@ impl<S: Service> Protocol for Replica<S> {
     }
 
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
-        if let Message::Request(req) = msg {
-            self.on_request(from, req, cx);
-            return;
-        }
+        let msg = match msg {
+            Message::Request(req) => return self.on_request(from, req, cx),
+            Message::SessionQuery { client, nonce } => {
+                return self.on_session_query(from, client, nonce, cx)
+            }
+            msg => msg,
+        };
         let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
             let detail = format!("{} from a non-member", msg.kind());
             self.fault(cx, from, Fault::NotAMember, detail);
@@ -412,9 +449,9 @@ impl<S: Service> Protocol for Replica<S> {
             return; // our own messages are handled locally; a copy is a twin or replay
         }
         match msg {
-            Message::Request(_) => unreachable!("handled above"),
+            Message::Request(_) | Message::SessionQuery { .. } => unreachable!("handled above"),
             Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
-            Message::Reply(_) => {
+            Message::Reply(_) | Message::Refused { .. } | Message::SessionInfo { .. } => {
                 let detail = "reply sent to a replica".into();
                 self.fault(cx, from, Fault::Unexpected, detail)
             }

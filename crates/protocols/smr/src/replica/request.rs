@@ -25,6 +25,8 @@
 //! eviction). An honest client named in a Byzantine leader's forged request
 //! loses only its MAC-only fast path at that replica.
 
+use super::execute::Turn;
+use super::pending::PendingTable;
 use super::{Ctx, Record, Replica, Status, Timer};
 use crate::fault::Fault;
 use crate::message::*;
@@ -32,7 +34,7 @@ use crate::params::{GroupInfo, Params};
 use byzscale_core::crypto::Crypto;
 use byzscale_core::service::Service;
 use byzscale_core::{Addr, ClientId, Time};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 /// A request waiting to be executed.
 #[derive(Debug)]
@@ -100,7 +102,7 @@ impl From<String> for Refusal {
 /// Whether `r` is authentic to this replica (at position `idx`): its signature
 /// if it carries one (which every replica judges alike), else its MAC entry.
 fn authentic(r: &Request, g: &GroupInfo, idx: usize, crypto: &Crypto) -> bool {
-    let bytes = Request::auth_bytes(g.id, r.client, r.seq, r.read_only, &r.op);
+    let bytes = r.signed_bytes(g.id);
     let from = Addr::Client(r.client);
     match &r.sig {
         Some(sig) => crypto.verify(from, &bytes, sig).is_ok(),
@@ -116,7 +118,7 @@ pub(super) fn validate_batch(
     p: &Params,
     g: &GroupInfo,
     idx: usize,
-    pending: &BTreeMap<(ClientId, u64), Pending>,
+    pending: &PendingTable,
     crypto: &Crypto,
 ) -> Result<(), Refusal> {
     if batch.requests.len() > p.batch_max_requests.max(1) * 2 {
@@ -160,7 +162,7 @@ impl<S: Service> Replica<S> {
         }
         tracing::info!(replica = %self.me, %client, marked = self.must_sign.len(), "client must sign its requests");
         self.pending
-            .retain(|(c, _), p| *c != client || p.req.sig.is_some());
+            .retain(|(c, _, _), p| *c != client || p.req.sig.is_some());
     }
 
     /// Requests a backup forwarded after a timeout: authenticated by the client's
@@ -216,23 +218,35 @@ impl<S: Service> Replica<S> {
             self.on_read(req, cx);
             return;
         }
-        let cs = self.clients.get(&req.client);
-        let last = cs.map(|c| c.last).unwrap_or(0);
-        if req.seq <= last {
-            // retransmission of an executed request: answer from the reply
-            // cache, once the slot it came from is durable here
-            if let Some((_, result)) =
-                cs.and_then(|c| c.replies.iter().find(|(s, _)| *s == req.seq))
-            {
-                let reply = self.reply(req.client, req.seq, false, result.clone());
-                cx.persist(Record::Barrier);
-                cx.send(from, reply);
+        let id = req.id();
+        match self.turn(id) {
+            Turn::Done => {
+                // retransmission of an executed request: answer from the
+                // reply cache, once the slot it came from is durable here
+                let cached = self
+                    .clients
+                    .get(&req.client)
+                    .and_then(|c| c.replies.iter().find(|(q, _, _)| *q == req.seq));
+                if let Some((_, slot, result)) = cached {
+                    let reply = self.reply(&req, *slot, result.clone());
+                    cx.persist(Record::Barrier);
+                    cx.send(from, reply);
+                }
+                return;
             }
-            return;
-        }
-        if req.seq > last + self.horizon() {
-            tracing::debug!(replica = %self.me, client = %req.client, seq = req.seq, last, "request beyond the client window");
-            return;
+            Turn::Stale => {
+                // its session is over: tell a client without an entry the
+                // floor (it moves to a newer session), drop the rest
+                if let Some(refusal) = self.stale_refusal(&req) {
+                    cx.send(from, refusal);
+                }
+                return;
+            }
+            Turn::Ahead(ahead) if ahead >= self.horizon() => {
+                tracing::debug!(replica = %self.me, client = %req.client, seq = req.seq, ahead, "request beyond the client window");
+                return;
+            }
+            Turn::Next | Turn::Ahead(_) => {}
         }
         let id = req.id();
         if self.pending.contains_key(&id) {
@@ -245,7 +259,11 @@ impl<S: Service> Replica<S> {
             arrival,
             forwarded,
         };
-        self.pending.insert(id, pending);
+        let (per_client, total) = (self.p.client_pending_bytes, self.p.pending_bytes);
+        if !self.pending.insert(pending, per_client, total) {
+            tracing::debug!(replica = %self.me, client = %id.0, seq = id.2, "pending table full for this request");
+            return;
+        }
         self.queue.push_back(id);
         if self.is_leader() {
             self.try_propose(cx);
@@ -273,10 +291,7 @@ impl<S: Service> Replica<S> {
 
     fn answer_read(&self, req: &Request, cx: &mut Ctx<S>) {
         if let Some(result) = self.service.query(&req.op) {
-            cx.send(
-                Addr::Client(req.client),
-                self.reply(req.client, req.seq, true, result),
-            );
+            cx.send(Addr::Client(req.client), self.reply(req, 0, result));
         }
     }
 
@@ -347,7 +362,9 @@ impl<S: Service> Replica<S> {
                 self.queue.pop_front();
                 continue;
             };
-            if self.proposed.contains(&id) {
+            if self.proposed.contains(&id) || !self.in_turn(&id) {
+                // a request not in its turn waits pending; it is queued
+                // again once its predecessor is proposed or executed
                 self.queue.pop_front();
                 continue;
             }
@@ -358,8 +375,26 @@ impl<S: Service> Replica<S> {
             requests.push(p.req.clone());
             self.proposed.insert(id);
             self.queue.pop_front();
+            self.queue_successor(id);
         }
         requests
+    }
+
+    /// Whether a leader may propose `id` now: it runs next after what this
+    /// replica executed of its client, or its predecessor is proposed (in
+    /// an earlier slot, or earlier in this batch). Requests execute only in
+    /// their client's order (`execute.rs`); one proposed out of turn would
+    /// be skipped at execution.
+    fn in_turn(&self, &(c, s, q): &ReqId) -> bool {
+        self.turn((c, s, q)) == Turn::Next || (q > 1 && self.proposed.contains(&(c, s, q - 1)))
+    }
+
+    /// Queue `id`'s successor if it waits pending, unproposed.
+    pub(super) fn queue_successor(&mut self, (c, s, q): ReqId) {
+        let next = (c, s, q.saturating_add(1));
+        if self.pending.contains_key(&next) && !self.proposed.contains(&next) {
+            self.queue.push_back(next);
+        }
     }
 
     /// The batch delay ran out: propose what is queued, however little.
@@ -395,8 +430,8 @@ impl<S: Service> Replica<S> {
 
     /// Whether `id` is the next request its client needs executed (later ones
     /// legitimately wait for it, so they are not evidence against the leader).
-    fn is_due(&self, (c, s): &(ClientId, u64)) -> bool {
-        *s == self.clients.get(c).map(|cs| cs.last).unwrap_or(0) + 1
+    fn is_due(&self, id: &ReqId) -> bool {
+        self.turn(*id) == Turn::Next
     }
 
     /// Arrival time of the oldest pending request that is due.
@@ -413,7 +448,7 @@ impl<S: Service> Replica<S> {
     fn request_timed_out(&mut self, cx: &mut Ctx<S>) {
         let now = cx.now();
         let timeout = self.p.request_timeout;
-        let overdue: Vec<(ClientId, u64)> = self
+        let overdue: Vec<ReqId> = self
             .pending
             .iter()
             .filter(|(id, p)| self.is_due(id) && now >= p.arrival + timeout)

@@ -60,9 +60,15 @@ pub fn group() -> GroupInfo {
     GroupInfo::new(GroupId(0), (0..4).map(NodeId).collect(), qs)
 }
 
+/// Request `seq` of `CLIENT` in session 0.
 pub fn request(seq: u64, op: &[u8]) -> Request {
+    session_request(0, seq, op)
+}
+
+/// Request `seq` of `CLIENT` in `session`.
+pub fn session_request(session: u64, seq: u64, op: &[u8]) -> Request {
     let c = crypto(Addr::Client(CLIENT));
-    Request::authenticated(&c, &group(), CLIENT, seq, false, op.to_vec())
+    Request::authenticated(&c, &group(), CLIENT, (session, seq), false, op.to_vec())
 }
 
 pub type R = Replica<Count>;
@@ -149,7 +155,8 @@ pub fn cert(slot: Slot, snapshot: &[u8]) -> CheckpointCert {
     CheckpointCert { slot, state, sigs }
 }
 
-/// The replicated state of a fresh `Count` with an empty client table.
+/// The replicated state of a fresh `Count` with an empty client table and
+/// session floor 0.
 pub fn empty_state() -> Vec<u8> {
     let mut bytes = Vec::new();
     byzscale_core::codec::write_into(
@@ -157,6 +164,7 @@ pub fn empty_state() -> Vec<u8> {
         &(
             Count(0).snapshot(),
             BTreeMap::<ClientId, ClientState>::new(),
+            0 as Slot,
         ),
     );
     bytes

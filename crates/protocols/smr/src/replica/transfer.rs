@@ -66,6 +66,7 @@
 //!   (no stable checkpoint forms). `Params::validate` keeps a chunk and a
 //!   manifest of the largest allowed snapshot under the frame limit.
 
+use super::execute::Turn;
 use super::order::Learned;
 use super::{Ctx, Output, Record, Replica, Status, Timer};
 use crate::fault::Fault;
@@ -452,9 +453,15 @@ impl<S: Service> Replica<S> {
             self.ckpts = self.ckpts.split_off(&(slot + 1));
         }
         // requests executed by the snapshot are no longer pending
-        let clients = &self.clients;
-        self.pending
-            .retain(|(c, s), _| *s > clients.get(c).map(|cs| cs.last).unwrap_or(0));
+        let over: Vec<ReqId> = self
+            .pending
+            .keys()
+            .filter(|id| matches!(self.turn(**id), Turn::Done | Turn::Stale))
+            .copied()
+            .collect();
+        for id in over {
+            self.pending.remove(&id);
+        }
         cx.output(Output::StateTransferred { slot });
         cx.persist(record);
         cx.output(Output::Stable { slot, state });
