@@ -353,9 +353,9 @@ impl World {
             .expect("a replica")
     }
 
-    /// Where the client's messages (requests: a client sends nothing else)
+    /// Where the client's messages (its session queries and its requests)
     /// were delivered, in delivery order.
-    fn client_requests(&self) -> Vec<Addr> {
+    fn client_sends(&self) -> Vec<Addr> {
         self.sim
             .trace()
             .iter()
@@ -493,8 +493,12 @@ fn ordered_requests_go_to_the_leader_and_follow_a_view_change() {
     let mut w = World::new(4, 1, params());
     w.submit(b"a", false);
     w.run(1);
-    // first transmission: to the leader of view 0 only
-    assert_eq!(w.client_requests(), vec![Addr::Node(NodeId(0))]);
+    // the client first learns a session from every replica (SessionQuery),
+    // then sends its first transmission to the leader of view 0 only
+    let all: Vec<Addr> = (0..4).map(|i| Addr::Node(NodeId(i))).collect();
+    let sent = w.client_sends();
+    assert_eq!(sent[..4], all[..], "{sent:?}");
+    assert_eq!(sent[4..], [Addr::Node(NodeId(0))], "{sent:?}");
     for n in 0..4 {
         w.suspect(n);
     }
@@ -503,10 +507,10 @@ fn ordered_requests_go_to_the_leader_and_follow_a_view_change() {
     let views = &w.seen.views;
     assert!(views.values().all(|v| *v == 1), "views: {views:?}");
     // the replies to "b" came from view 1: "c" goes straight to its leader
-    let before = w.client_requests().len();
+    let before = w.client_sends().len();
     w.submit(b"c", false);
     w.run(3);
-    assert_eq!(w.client_requests()[before..], [Addr::Node(NodeId(1))]);
+    assert_eq!(w.client_sends()[before..], [Addr::Node(NodeId(1))]);
     w.assert_agreement();
 }
 
