@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -143,13 +142,28 @@ enum End {
     WriterGone,
 }
 
-/// A backend call of this connection that may still be running, for conflict checks.
+/// How a running call is ordered (see the crate docs): the calls of a connection
+/// running at one time are all in one lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Ordered, in the backend's FIFO stream with this id.
+    Stream(u64),
+    /// An unordered read.
+    Read,
+    /// Ordered, with no stream: runs alone.
+    Alone,
+}
+
+impl Lane {
+    /// Whether a call in `self` may start while calls in `running` run.
+    fn joins(self, running: Lane) -> bool {
+        self == running && self != Lane::Alone
+    }
+}
+
+/// A backend call of this connection that may still be running.
 struct InFlight {
-    /// Sorted, deduplicated key hashes.
-    keys: Vec<u64>,
-    /// The call reads or writes every key (`FLUSHDB`, `KEYS`, ...).
-    all: bool,
-    write: bool,
+    lane: Lane,
     /// Closed when the call completes (or is dropped).
     done: watch::Receiver<()>,
 }
@@ -157,10 +171,6 @@ struct InFlight {
 impl InFlight {
     fn is_done(&self) -> bool {
         self.done.has_changed().is_err()
-    }
-
-    fn conflicts(&self, keys: &[u64], all: bool, write: bool) -> bool {
-        (self.write || write) && (self.all || all || overlap(&self.keys, keys))
     }
 }
 
@@ -170,34 +180,6 @@ fn too_large(size: usize, limit: usize) -> String {
         "ERR command too large: its arguments take {size} bytes, the replicated service \
          accepts at most {limit} bytes per command (max_op_bytes)"
     )
-}
-
-fn key_hashes(op: &KvOp) -> Vec<u64> {
-    let mut hashes: Vec<u64> = op
-        .keys()
-        .into_iter()
-        .map(|k| {
-            let mut h = DefaultHasher::new();
-            k.hash(&mut h);
-            h.finish()
-        })
-        .collect();
-    hashes.sort_unstable();
-    hashes.dedup();
-    hashes
-}
-
-/// Whether two sorted slices share an element.
-fn overlap(a: &[u64], b: &[u64]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => return true,
-        }
-    }
-    false
 }
 
 /// Decrements the open-connection gauge when the connection ends, however it ends.
@@ -328,7 +310,7 @@ struct Conn {
     proto: Proto,
     /// One permit per backend call in flight.
     pipeline: Arc<Semaphore>,
-    /// Backend calls that may still be running (for `order_conflicting`).
+    /// Backend calls that may still be running, all in one lane.
     inflight: VecDeque<InFlight>,
 }
 
@@ -401,78 +383,64 @@ impl Conn {
         Slot::Close(resp::error(&format!("ERR {e}")))
     }
 
-    /// Start a backend call (after the conflicting earlier ones, see the crate docs).
-    ///
-    /// A call without conflicts is created and polled once right here, in request
-    /// order, so that a backend submitting in its future's first poll also submits in
-    /// request order, and a call that completes at once (an in-memory backend) needs
-    /// no task. Otherwise the call runs on a task of its own.
-    async fn submit(&mut self, op: KvOp) -> Slot {
-        let read_only = self.shared.opts.unordered_reads && op.is_read_only();
-        let permit: Option<OwnedSemaphorePermit> = self.pipeline.clone().acquire_owned().await.ok();
-        let backend = self.shared.backend.clone();
-        let stats = &self.shared.stats;
-        let tracked = self
-            .shared
-            .opts
-            .order_conflicting
-            .then(|| (key_hashes(&op), op.touches_all_keys(), !op.is_read_only()));
-        let mut deps = Vec::new();
-        if let Some((keys, all, write)) = &tracked {
-            self.inflight.retain(|f| !f.is_done());
-            deps = self
-                .inflight
-                .iter()
-                .filter(|f| f.conflicts(keys, *all, *write))
-                .map(|f| f.done.clone())
-                .collect();
+    /// The lane of `op` given the calls running now, and whether it reads
+    /// unordered.
+    fn lane(&mut self, op: &KvOp) -> (Lane, bool) {
+        self.inflight.retain(|f| !f.is_done());
+        let reads = self.shared.opts.unordered_reads
+            && op.is_read_only()
+            && self.inflight.iter().all(|f| f.lane == Lane::Read);
+        if reads {
+            return (Lane::Read, true);
         }
-        let proto = self.proto;
-        let handle = if deps.is_empty() {
-            let first_poll = catch_unwind(AssertUnwindSafe(|| {
-                let mut call = backend.exec(op, read_only);
-                let mut cx = Context::from_waker(Waker::noop());
-                match call.as_mut().poll(&mut cx) {
-                    Poll::Ready(result) => Err(result),
-                    Poll::Pending => Ok(call),
-                }
-            }));
-            let call = match first_poll {
-                Ok(Ok(call)) => call,
-                Ok(Err(result)) => return Slot::Reply(backend_reply(Ok(result), proto, stats)),
-                Err(_) => return Slot::Reply(backend_reply(Err("panicked".into()), proto, stats)),
-            };
-            let done_tx = tracked.map(|(keys, all, write)| self.track(keys, all, write));
-            tokio::spawn(async move {
-                let result = call.await;
-                drop((permit, done_tx));
-                result
-            })
-        } else {
-            let done_tx = tracked.map(|(keys, all, write)| self.track(keys, all, write));
-            tokio::spawn(async move {
-                for mut dep in deps {
-                    // never sent to: resolves (with an error) when the call completes
-                    let _ = dep.changed().await;
-                }
-                let result = backend.exec(op, read_only).await;
-                drop((permit, done_tx));
-                result
-            })
-        };
-        Slot::Pending(Pending(handle, proto))
+        let lane = self
+            .shared
+            .backend
+            .stream(op)
+            .map_or(Lane::Alone, Lane::Stream);
+        (lane, false)
     }
 
-    /// Record a running call; it is done when the returned sender is dropped.
-    fn track(&mut self, keys: Vec<u64>, all: bool, write: bool) -> watch::Sender<()> {
-        let (tx, done) = watch::channel(());
-        self.inflight.push_back(InFlight {
-            keys,
-            all,
-            write,
-            done,
+    /// Start a backend call, in request order (see the crate docs): first wait for
+    /// the running calls of another lane to complete.
+    ///
+    /// The call is created and polled once right here, so that a backend submitting
+    /// in its future's first poll submits in request order, and a call that
+    /// completes at once (an in-memory backend) needs no task. Otherwise the call
+    /// runs on a task of its own.
+    async fn submit(&mut self, op: KvOp) -> Slot {
+        let permit: Option<OwnedSemaphorePermit> = self.pipeline.clone().acquire_owned().await.ok();
+        let (lane, read_only) = self.lane(&op);
+        if self.inflight.iter().any(|f| !lane.joins(f.lane)) {
+            for mut f in self.inflight.drain(..) {
+                // never sent to: resolves (with an error) when the call completes
+                let _ = f.done.changed().await;
+            }
+        }
+        let backend = self.shared.backend.clone();
+        let stats = &self.shared.stats;
+        let proto = self.proto;
+        let first_poll = catch_unwind(AssertUnwindSafe(|| {
+            let mut call = backend.exec(op, read_only);
+            let mut cx = Context::from_waker(Waker::noop());
+            match call.as_mut().poll(&mut cx) {
+                Poll::Ready(result) => Err(result),
+                Poll::Pending => Ok(call),
+            }
+        }));
+        let call = match first_poll {
+            Ok(Ok(call)) => call,
+            Ok(Err(result)) => return Slot::Reply(backend_reply(Ok(result), proto, stats)),
+            Err(_) => return Slot::Reply(backend_reply(Err("panicked".into()), proto, stats)),
+        };
+        let (done_tx, done) = watch::channel(());
+        self.inflight.push_back(InFlight { lane, done });
+        let handle = tokio::spawn(async move {
+            let result = call.await;
+            drop((permit, done_tx));
+            result
         });
-        tx
+        Slot::Pending(Pending(handle, proto))
     }
 
     /// An error reply, counted.
@@ -866,21 +834,6 @@ fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_overlap() {
-        let a = key_hashes(&KvOp::MGet(vec![
-            b"a".to_vec(),
-            b"b".to_vec(),
-            b"a".to_vec(),
-        ]));
-        let b = key_hashes(&KvOp::Set(b"b".to_vec(), b"1".to_vec()));
-        let c = key_hashes(&KvOp::Incr(b"c".to_vec()));
-        assert_eq!(a.len(), 2);
-        assert!(overlap(&a, &b) && overlap(&b, &a));
-        assert!(!overlap(&a, &c) && !overlap(&c, &b));
-        assert!(!overlap(&[], &a));
-    }
 
     #[test]
     fn offline_connection_answers_pipelines_at_every_split() {
