@@ -205,17 +205,8 @@ pub(crate) async fn run(
     let _active = ActiveGuard(stats.clone());
 
     let (mut rd, wr) = stream.into_split();
-    let depth = shared.opts.pipeline_depth.clamp(1, 1 << 20);
-    let (tx, rx) = mpsc::channel(depth);
-    let mut conn = Conn {
-        pipeline: Arc::new(Semaphore::new(depth)),
-        shared,
-        id,
-        peer,
-        name: None,
-        proto: Proto::Resp2,
-        inflight: VecDeque::new(),
-    };
+    let mut conn = Conn::new(shared, id, peer);
+    let (tx, rx) = mpsc::channel(conn.depth());
     let (end, _) = tokio::join!(
         conn.read_loop(&mut rd, tx, &mut stop),
         write_replies(wr, rx, &stats)
@@ -315,6 +306,24 @@ struct Conn {
 }
 
 impl Conn {
+    fn new(shared: Arc<Shared>, id: u64, peer: SocketAddr) -> Self {
+        let depth = shared.opts.pipeline_depth.clamp(1, 1 << 20);
+        Conn {
+            pipeline: Arc::new(Semaphore::new(depth)),
+            shared,
+            id,
+            peer,
+            name: None,
+            proto: Proto::Resp2,
+            inflight: VecDeque::new(),
+        }
+    }
+
+    /// Most backend calls in flight.
+    fn depth(&self) -> usize {
+        self.shared.opts.pipeline_depth.clamp(1, 1 << 20)
+    }
+
     async fn read_loop(
         &mut self,
         rd: &mut OwnedReadHalf,
@@ -744,19 +753,10 @@ impl Offline {
     /// A connection of a gateway with `opts` over an empty store.
     pub fn new(opts: GatewayOptions) -> Self {
         let parser = Parser::new(opts.limits());
-        let depth = opts.pipeline_depth.clamp(1, 1 << 20);
         let backend: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
         let peer = SocketAddr::from(([127, 0, 0, 1], 0));
         Offline {
-            conn: Conn {
-                pipeline: Arc::new(Semaphore::new(depth)),
-                shared: Arc::new(Shared::new(backend, opts, None)),
-                id: 1,
-                peer,
-                name: None,
-                proto: Proto::Resp2,
-                inflight: VecDeque::new(),
-            },
+            conn: Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer),
             parser,
             buf: BytesMut::new(),
             closed: false,
@@ -834,6 +834,7 @@ fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[test]
     fn offline_connection_answers_pipelines_at_every_split() {
@@ -884,6 +885,171 @@ mod tests {
 
     fn text(b: &[u8]) -> String {
         String::from_utf8_lossy(b).into_owned()
+    }
+
+    /// A backend whose calls complete only when the test releases them, in any
+    /// order; keys starting with `s0`/`s1` are in stream 0/1, others in none.
+    #[derive(Default)]
+    struct Scripted {
+        /// Every call as `NAME key... read_only`, in the order `exec` saw them.
+        log: Mutex<Vec<String>>,
+        gates: Mutex<Vec<Option<tokio::sync::oneshot::Sender<()>>>>,
+    }
+
+    impl Scripted {
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+        /// Complete call `i` (its reply is `+OK`).
+        fn release(&self, i: usize) {
+            let gate = self.gates.lock().unwrap()[i]
+                .take()
+                .expect("released twice");
+            gate.send(()).unwrap();
+        }
+    }
+
+    impl KvBackend for Scripted {
+        fn exec(
+            &self,
+            op: KvOp,
+            read_only: bool,
+        ) -> crate::BoxFuture<'static, Result<KvReply, String>> {
+            let keys: Vec<String> = op.keys().iter().map(|k| text(k)).collect();
+            let line = format!("{} {} {read_only}", op.name(), keys.join(" "));
+            self.log.lock().unwrap().push(line);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.gates.lock().unwrap().push(Some(tx));
+            Box::pin(async move {
+                rx.await.map_err(|e| e.to_string())?;
+                Ok(KvReply::Ok)
+            })
+        }
+
+        fn stream(&self, op: &KvOp) -> Option<u64> {
+            let mut streams: Vec<u64> = op
+                .keys()
+                .iter()
+                .map(|k| match k.get(..2) {
+                    Some(b"s0") => Some(0),
+                    Some(b"s1") => Some(1),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?;
+            streams.dedup();
+            (streams.len() == 1).then(|| streams[0])
+        }
+    }
+
+    fn args(line: &str) -> Vec<Bytes> {
+        line.split(' ')
+            .map(|a| Bytes::from(a.to_string()))
+            .collect()
+    }
+
+    /// Whether `f` is still waiting after the runtime ran everything it could.
+    async fn waits<F: Future>(f: std::pin::Pin<&mut F>) -> bool {
+        let mut f = f;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let waker = Waker::noop();
+        f.as_mut()
+            .poll(&mut Context::from_waker(waker))
+            .is_pending()
+    }
+
+    /// Handle `line`, checking that it is not passed to the backend before the
+    /// calls `release` (released one by one, in this order) all completed.
+    async fn waiting(conn: &mut Conn, b: &Scripted, line: &str, release: &[usize]) -> Slot {
+        let args = args(line);
+        let calls = b.log().len();
+        let mut next = std::pin::pin!(conn.handle(&args));
+        for &i in release {
+            assert!(
+                waits(next.as_mut()).await,
+                "{line} did not wait for call {i}"
+            );
+            assert_eq!(
+                b.log().len(),
+                calls,
+                "{line} started before call {i} completed"
+            );
+            b.release(i);
+        }
+        next.await.0
+    }
+
+    /// The reply of a call started by `handle`.
+    async fn reply(slot: Slot) -> String {
+        match slot {
+            Slot::Pending(mut p) => text(&p.reply(&GatewayStats::default()).await),
+            Slot::Reply(b) | Slot::Close(b) => text(&b),
+        }
+    }
+
+    /// Issue 12 item 5, deterministically (the backend completes calls only when
+    /// told, in reverse order): a connection's calls in one stream are started at
+    /// once and in request order; a call in another stream, or in none, only once
+    /// the running ones completed; unordered reads only while nothing ordered runs,
+    /// and a write after them waits for them. Before, a command touching the key of
+    /// a running one (`SET s0:data 2`) waited while the next (`SET s0:flag 1`) was
+    /// submitted, so the flag could take effect before the data.
+    #[tokio::test]
+    async fn calls_take_effect_in_request_order() {
+        let b = Arc::new(Scripted::default());
+        let opts = GatewayOptions {
+            unordered_reads: true,
+            ..Default::default()
+        };
+        let backend: Arc<dyn KvBackend> = b.clone();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut conn = Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer);
+        let mut slots = Vec::new();
+        for line in ["SET s0:data 1", "SET s0:data 2", "SET s0:flag 1"] {
+            slots.push(conn.handle(&args(line)).await.0);
+        }
+        let want = [
+            "SET s0:data false",
+            "SET s0:data false",
+            "SET s0:flag false",
+        ];
+        assert_eq!(b.log(), want, "one stream: all started, in order");
+
+        // another stream waits for the running calls, completed in reverse order
+        slots.push(waiting(&mut conn, &b, "SET s1:x 1", &[2, 1, 0]).await);
+        assert_eq!(b.log()[3], "SET s1:x false");
+
+        // a read after a running write is ordered: in its stream at once, ...
+        slots.push(conn.handle(&args("GET s1:x")).await.0);
+        assert_eq!(b.log()[4], "GET s1:x false");
+        // ... in another stream after it
+        slots.push(waiting(&mut conn, &b, "GET s0:data", &[4, 3]).await);
+        assert_eq!(b.log()[5], "GET s0:data false");
+        b.release(5);
+        for slot in slots.drain(..) {
+            assert_eq!(reply(slot).await, "+OK\r\n");
+        }
+
+        // with nothing ordered running, reads go unordered, together
+        for line in ["GET s0:data", "GET s1:x"] {
+            slots.push(conn.handle(&args(line)).await.0);
+        }
+        assert_eq!(b.log()[6..], ["GET s0:data true", "GET s1:x true"]);
+        // and a write waits for them (a read falling back to the ordered path
+        // would be numbered after it)
+        slots.push(waiting(&mut conn, &b, "SET s0:data 3", &[7, 6]).await);
+        assert_eq!(b.log()[8], "SET s0:data false");
+
+        // a command spanning streams runs alone
+        slots.push(waiting(&mut conn, &b, "MSET s0:a 1 s1:b 2", &[8]).await);
+        assert_eq!(b.log()[9], "MSET s0:a s1:b false");
+        slots.push(waiting(&mut conn, &b, "SET s0:z 1", &[9]).await);
+        b.release(10);
+        assert_eq!(b.log().len(), 11);
+        for slot in slots {
+            assert_eq!(reply(slot).await, "+OK\r\n");
+        }
     }
 
     #[test]

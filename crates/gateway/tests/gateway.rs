@@ -125,9 +125,7 @@ impl KvBackend for Handle {
         let turn = match b.stream_of(&op).filter(|_| !read_only) {
             Some(s) => {
                 let mut turns = b.turns.lock().unwrap();
-                let (next, applied) = turns
-                    .entry(s)
-                    .or_insert_with(|| (0, watch::channel(0).0));
+                let (next, applied) = turns.entry(s).or_insert_with(|| (0, watch::channel(0).0));
                 *next += 1;
                 Some((*next - 1, applied.subscribe(), s))
             }
@@ -877,6 +875,96 @@ async fn a_command_over_max_op_bytes_gets_an_error_at_once_and_serving_goes_on()
         assert_eq!(server.stats.snapshot().protocol_errors, 0);
         drop((con, other));
         server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Issue 12 item 5: one connection pipelines, for many i, `SET data:i old`,
+/// `SET data:i v<i>` and `SET flag:i 1`, while another connection polls the
+/// flags; whenever it sees a flag it must see the data written before it. The
+/// backend delays writes at random before and after they take effect, in one
+/// FIFO stream (the single-group store) or two (the sharded store, where
+/// `data:i` and `flag:i` often fall in different streams). The writes must take
+/// effect in exactly the order sent. Before, `SET data:i v<i>` (the key of a
+/// running command) waited for `SET data:i old` to complete while `SET flag:i 1`
+/// went ahead, and with two streams nothing kept them in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connections_writes_take_effect_in_the_order_sent() {
+    bounded(async {
+        for (streams, unordered_reads) in [(1, false), (1, true), (2, true)] {
+            let opts = GatewayOptions {
+                unordered_reads,
+                ..Default::default()
+            };
+            let backend = TestBackend {
+                max_write_delay_us: 300,
+                streams,
+                ..Default::default()
+            };
+            let server = start(opts, backend).await;
+            let n = 150;
+            let mut input = Vec::new();
+            let mut sent = Vec::new();
+            for i in 0..n {
+                for (k, v) in [("data", "old".to_string()), ("data", format!("v{i}"))] {
+                    let k = format!("{k}:{i}");
+                    input.extend(request(&[b"SET", k.as_bytes(), v.as_bytes()]));
+                    sent.push(KvOp::Set(k.into_bytes(), v.into_bytes()));
+                }
+                let k = format!("flag:{i}");
+                input.extend(request(&[b"SET", k.as_bytes(), b"1"]));
+                sent.push(KvOp::Set(k.into_bytes(), b"1".to_vec()));
+                // a read of the connection's own write, between writes
+                input.extend(request(&[b"GET", format!("data:{i}").as_bytes()]));
+            }
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut poller = server.client().await;
+            let poll_done = done.clone();
+            let polling = tokio::spawn(async move {
+                while !poll_done.load(Ordering::SeqCst) {
+                    for i in (0..n).rev() {
+                        let flag: Option<String> =
+                            query(&mut poller, &["GET", &format!("flag:{i}")])
+                                .await
+                                .unwrap();
+                        if flag.is_some() {
+                            let data: Option<String> =
+                                query(&mut poller, &["GET", &format!("data:{i}")])
+                                    .await
+                                    .unwrap();
+                            assert_eq!(data, Some(format!("v{i}")), "flag:{i} without its data");
+                            break;
+                        }
+                    }
+                }
+            });
+            let got = exchange(server.addr, &input).await;
+            done.store(true, Ordering::SeqCst);
+            polling.await.unwrap();
+            let mut want = String::new();
+            for i in 0..n {
+                want.push_str(&format!(
+                    "+OK\r\n+OK\r\n+OK\r\n${}\r\nv{i}\r\n",
+                    1 + i.to_string().len()
+                ));
+            }
+            assert_eq!(text(&got), want, "streams {streams}");
+            let writes: Vec<KvOp> = server
+                .backend
+                .effects
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|op| !op.is_read_only())
+                .cloned()
+                .collect();
+            assert!(
+                writes == sent,
+                "streams {streams}: writes took effect out of order"
+            );
+            server.shutdown().await;
+        }
     })
     .await
     .expect("test timed out");
