@@ -7,7 +7,7 @@
 //! redis-benchmark -p 6390 -t set,get -n 100000 -P 16 -r 1000 -q
 //! ```
 //!
-//! `delay_us` makes every backend call wait that long first (default 0), which is a
+//! `delay_us` makes every backend call's reply wait that long (default 0), which is a
 //! crude stand-in for a replication round trip and shows what pipelining buys.
 //! Stops on Ctrl-C and prints the gateway's counters.
 
@@ -33,6 +33,11 @@ impl KvBackend for Delayed {
             tokio::time::sleep(delay).await;
             call.await
         })
+    }
+
+    /// The op takes effect in `exec`; only the reply is delayed.
+    fn stream(&self, op: &KvOp) -> Option<u64> {
+        self.inner.stream(op)
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -143,13 +142,28 @@ enum End {
     WriterGone,
 }
 
-/// A backend call of this connection that may still be running, for conflict checks.
+/// How a running call is ordered (see the crate docs): the calls of a connection
+/// running at one time are all in one lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Ordered, in the backend's FIFO stream with this id.
+    Stream(u64),
+    /// An unordered read.
+    Read,
+    /// Ordered, with no stream: runs alone.
+    Alone,
+}
+
+impl Lane {
+    /// Whether a call in `self` may start while calls in `running` run.
+    fn joins(self, running: Lane) -> bool {
+        self == running && self != Lane::Alone
+    }
+}
+
+/// A backend call of this connection that may still be running.
 struct InFlight {
-    /// Sorted, deduplicated key hashes.
-    keys: Vec<u64>,
-    /// The call reads or writes every key (`FLUSHDB`, `KEYS`, ...).
-    all: bool,
-    write: bool,
+    lane: Lane,
     /// Closed when the call completes (or is dropped).
     done: watch::Receiver<()>,
 }
@@ -157,10 +171,6 @@ struct InFlight {
 impl InFlight {
     fn is_done(&self) -> bool {
         self.done.has_changed().is_err()
-    }
-
-    fn conflicts(&self, keys: &[u64], all: bool, write: bool) -> bool {
-        (self.write || write) && (self.all || all || overlap(&self.keys, keys))
     }
 }
 
@@ -170,34 +180,6 @@ fn too_large(size: usize, limit: usize) -> String {
         "ERR command too large: its arguments take {size} bytes, the replicated service \
          accepts at most {limit} bytes per command (max_op_bytes)"
     )
-}
-
-fn key_hashes(op: &KvOp) -> Vec<u64> {
-    let mut hashes: Vec<u64> = op
-        .keys()
-        .into_iter()
-        .map(|k| {
-            let mut h = DefaultHasher::new();
-            k.hash(&mut h);
-            h.finish()
-        })
-        .collect();
-    hashes.sort_unstable();
-    hashes.dedup();
-    hashes
-}
-
-/// Whether two sorted slices share an element.
-fn overlap(a: &[u64], b: &[u64]) -> bool {
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        match a[i].cmp(&b[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => return true,
-        }
-    }
-    false
 }
 
 /// Decrements the open-connection gauge when the connection ends, however it ends.
@@ -223,17 +205,8 @@ pub(crate) async fn run(
     let _active = ActiveGuard(stats.clone());
 
     let (mut rd, wr) = stream.into_split();
-    let depth = shared.opts.pipeline_depth.clamp(1, 1 << 20);
-    let (tx, rx) = mpsc::channel(depth);
-    let mut conn = Conn {
-        pipeline: Arc::new(Semaphore::new(depth)),
-        shared,
-        id,
-        peer,
-        name: None,
-        proto: Proto::Resp2,
-        inflight: VecDeque::new(),
-    };
+    let mut conn = Conn::new(shared, id, peer);
+    let (tx, rx) = mpsc::channel(conn.depth());
     let (end, _) = tokio::join!(
         conn.read_loop(&mut rd, tx, &mut stop),
         write_replies(wr, rx, &stats)
@@ -328,11 +301,29 @@ struct Conn {
     proto: Proto,
     /// One permit per backend call in flight.
     pipeline: Arc<Semaphore>,
-    /// Backend calls that may still be running (for `order_conflicting`).
+    /// Backend calls that may still be running, all in one lane.
     inflight: VecDeque<InFlight>,
 }
 
 impl Conn {
+    fn new(shared: Arc<Shared>, id: u64, peer: SocketAddr) -> Self {
+        let depth = shared.opts.pipeline_depth.clamp(1, 1 << 20);
+        Conn {
+            pipeline: Arc::new(Semaphore::new(depth)),
+            shared,
+            id,
+            peer,
+            name: None,
+            proto: Proto::Resp2,
+            inflight: VecDeque::new(),
+        }
+    }
+
+    /// Most backend calls in flight.
+    fn depth(&self) -> usize {
+        self.shared.opts.pipeline_depth.clamp(1, 1 << 20)
+    }
+
     async fn read_loop(
         &mut self,
         rd: &mut OwnedReadHalf,
@@ -401,78 +392,64 @@ impl Conn {
         Slot::Close(resp::error(&format!("ERR {e}")))
     }
 
-    /// Start a backend call (after the conflicting earlier ones, see the crate docs).
-    ///
-    /// A call without conflicts is created and polled once right here, in request
-    /// order, so that a backend submitting in its future's first poll also submits in
-    /// request order, and a call that completes at once (an in-memory backend) needs
-    /// no task. Otherwise the call runs on a task of its own.
-    async fn submit(&mut self, op: KvOp) -> Slot {
-        let read_only = self.shared.opts.unordered_reads && op.is_read_only();
-        let permit: Option<OwnedSemaphorePermit> = self.pipeline.clone().acquire_owned().await.ok();
-        let backend = self.shared.backend.clone();
-        let stats = &self.shared.stats;
-        let tracked = self
-            .shared
-            .opts
-            .order_conflicting
-            .then(|| (key_hashes(&op), op.touches_all_keys(), !op.is_read_only()));
-        let mut deps = Vec::new();
-        if let Some((keys, all, write)) = &tracked {
-            self.inflight.retain(|f| !f.is_done());
-            deps = self
-                .inflight
-                .iter()
-                .filter(|f| f.conflicts(keys, *all, *write))
-                .map(|f| f.done.clone())
-                .collect();
+    /// The lane of `op` given the calls running now, and whether it reads
+    /// unordered.
+    fn lane(&mut self, op: &KvOp) -> (Lane, bool) {
+        self.inflight.retain(|f| !f.is_done());
+        let reads = self.shared.opts.unordered_reads
+            && op.is_read_only()
+            && self.inflight.iter().all(|f| f.lane == Lane::Read);
+        if reads {
+            return (Lane::Read, true);
         }
-        let proto = self.proto;
-        let handle = if deps.is_empty() {
-            let first_poll = catch_unwind(AssertUnwindSafe(|| {
-                let mut call = backend.exec(op, read_only);
-                let mut cx = Context::from_waker(Waker::noop());
-                match call.as_mut().poll(&mut cx) {
-                    Poll::Ready(result) => Err(result),
-                    Poll::Pending => Ok(call),
-                }
-            }));
-            let call = match first_poll {
-                Ok(Ok(call)) => call,
-                Ok(Err(result)) => return Slot::Reply(backend_reply(Ok(result), proto, stats)),
-                Err(_) => return Slot::Reply(backend_reply(Err("panicked".into()), proto, stats)),
-            };
-            let done_tx = tracked.map(|(keys, all, write)| self.track(keys, all, write));
-            tokio::spawn(async move {
-                let result = call.await;
-                drop((permit, done_tx));
-                result
-            })
-        } else {
-            let done_tx = tracked.map(|(keys, all, write)| self.track(keys, all, write));
-            tokio::spawn(async move {
-                for mut dep in deps {
-                    // never sent to: resolves (with an error) when the call completes
-                    let _ = dep.changed().await;
-                }
-                let result = backend.exec(op, read_only).await;
-                drop((permit, done_tx));
-                result
-            })
-        };
-        Slot::Pending(Pending(handle, proto))
+        let lane = self
+            .shared
+            .backend
+            .stream(op)
+            .map_or(Lane::Alone, Lane::Stream);
+        (lane, false)
     }
 
-    /// Record a running call; it is done when the returned sender is dropped.
-    fn track(&mut self, keys: Vec<u64>, all: bool, write: bool) -> watch::Sender<()> {
-        let (tx, done) = watch::channel(());
-        self.inflight.push_back(InFlight {
-            keys,
-            all,
-            write,
-            done,
+    /// Start a backend call, in request order (see the crate docs): first wait for
+    /// the running calls of another lane to complete.
+    ///
+    /// The call is created and polled once right here, so that a backend submitting
+    /// in its future's first poll submits in request order, and a call that
+    /// completes at once (an in-memory backend) needs no task. Otherwise the call
+    /// runs on a task of its own.
+    async fn submit(&mut self, op: KvOp) -> Slot {
+        let permit: Option<OwnedSemaphorePermit> = self.pipeline.clone().acquire_owned().await.ok();
+        let (lane, read_only) = self.lane(&op);
+        if self.inflight.iter().any(|f| !lane.joins(f.lane)) {
+            for mut f in self.inflight.drain(..) {
+                // never sent to: resolves (with an error) when the call completes
+                let _ = f.done.changed().await;
+            }
+        }
+        let backend = self.shared.backend.clone();
+        let stats = &self.shared.stats;
+        let proto = self.proto;
+        let first_poll = catch_unwind(AssertUnwindSafe(|| {
+            let mut call = backend.exec(op, read_only);
+            let mut cx = Context::from_waker(Waker::noop());
+            match call.as_mut().poll(&mut cx) {
+                Poll::Ready(result) => Err(result),
+                Poll::Pending => Ok(call),
+            }
+        }));
+        let call = match first_poll {
+            Ok(Ok(call)) => call,
+            Ok(Err(result)) => return Slot::Reply(backend_reply(Ok(result), proto, stats)),
+            Err(_) => return Slot::Reply(backend_reply(Err("panicked".into()), proto, stats)),
+        };
+        let (done_tx, done) = watch::channel(());
+        self.inflight.push_back(InFlight { lane, done });
+        let handle = tokio::spawn(async move {
+            let result = call.await;
+            drop((permit, done_tx));
+            result
         });
-        tx
+        Slot::Pending(Pending(handle, proto))
     }
 
     /// An error reply, counted.
@@ -776,19 +753,10 @@ impl Offline {
     /// A connection of a gateway with `opts` over an empty store.
     pub fn new(opts: GatewayOptions) -> Self {
         let parser = Parser::new(opts.limits());
-        let depth = opts.pipeline_depth.clamp(1, 1 << 20);
         let backend: Arc<dyn KvBackend> = Arc::new(MemoryBackend::new());
         let peer = SocketAddr::from(([127, 0, 0, 1], 0));
         Offline {
-            conn: Conn {
-                pipeline: Arc::new(Semaphore::new(depth)),
-                shared: Arc::new(Shared::new(backend, opts, None)),
-                id: 1,
-                peer,
-                name: None,
-                proto: Proto::Resp2,
-                inflight: VecDeque::new(),
-            },
+            conn: Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer),
             parser,
             buf: BytesMut::new(),
             closed: false,
@@ -866,21 +834,7 @@ fn check_client_name(name: &[u8]) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_overlap() {
-        let a = key_hashes(&KvOp::MGet(vec![
-            b"a".to_vec(),
-            b"b".to_vec(),
-            b"a".to_vec(),
-        ]));
-        let b = key_hashes(&KvOp::Set(b"b".to_vec(), b"1".to_vec()));
-        let c = key_hashes(&KvOp::Incr(b"c".to_vec()));
-        assert_eq!(a.len(), 2);
-        assert!(overlap(&a, &b) && overlap(&b, &a));
-        assert!(!overlap(&a, &c) && !overlap(&c, &b));
-        assert!(!overlap(&[], &a));
-    }
+    use std::sync::Mutex;
 
     #[test]
     fn offline_connection_answers_pipelines_at_every_split() {
@@ -931,6 +885,171 @@ mod tests {
 
     fn text(b: &[u8]) -> String {
         String::from_utf8_lossy(b).into_owned()
+    }
+
+    /// A backend whose calls complete only when the test releases them, in any
+    /// order; keys starting with `s0`/`s1` are in stream 0/1, others in none.
+    #[derive(Default)]
+    struct Scripted {
+        /// Every call as `NAME key... read_only`, in the order `exec` saw them.
+        log: Mutex<Vec<String>>,
+        gates: Mutex<Vec<Option<tokio::sync::oneshot::Sender<()>>>>,
+    }
+
+    impl Scripted {
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+        /// Complete call `i` (its reply is `+OK`).
+        fn release(&self, i: usize) {
+            let gate = self.gates.lock().unwrap()[i]
+                .take()
+                .expect("released twice");
+            gate.send(()).unwrap();
+        }
+    }
+
+    impl KvBackend for Scripted {
+        fn exec(
+            &self,
+            op: KvOp,
+            read_only: bool,
+        ) -> crate::BoxFuture<'static, Result<KvReply, String>> {
+            let keys: Vec<String> = op.keys().iter().map(|k| text(k)).collect();
+            let line = format!("{} {} {read_only}", op.name(), keys.join(" "));
+            self.log.lock().unwrap().push(line);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.gates.lock().unwrap().push(Some(tx));
+            Box::pin(async move {
+                rx.await.map_err(|e| e.to_string())?;
+                Ok(KvReply::Ok)
+            })
+        }
+
+        fn stream(&self, op: &KvOp) -> Option<u64> {
+            let mut streams: Vec<u64> = op
+                .keys()
+                .iter()
+                .map(|k| match k.get(..2) {
+                    Some(b"s0") => Some(0),
+                    Some(b"s1") => Some(1),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?;
+            streams.dedup();
+            (streams.len() == 1).then(|| streams[0])
+        }
+    }
+
+    fn args(line: &str) -> Vec<Bytes> {
+        line.split(' ')
+            .map(|a| Bytes::from(a.to_string()))
+            .collect()
+    }
+
+    /// Whether `f` is still waiting after the runtime ran everything it could.
+    async fn waits<F: Future>(f: std::pin::Pin<&mut F>) -> bool {
+        let mut f = f;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let waker = Waker::noop();
+        f.as_mut()
+            .poll(&mut Context::from_waker(waker))
+            .is_pending()
+    }
+
+    /// Handle `line`, checking that it is not passed to the backend before the
+    /// calls `release` (released one by one, in this order) all completed.
+    async fn waiting(conn: &mut Conn, b: &Scripted, line: &str, release: &[usize]) -> Slot {
+        let args = args(line);
+        let calls = b.log().len();
+        let mut next = std::pin::pin!(conn.handle(&args));
+        for &i in release {
+            assert!(
+                waits(next.as_mut()).await,
+                "{line} did not wait for call {i}"
+            );
+            assert_eq!(
+                b.log().len(),
+                calls,
+                "{line} started before call {i} completed"
+            );
+            b.release(i);
+        }
+        next.await.0
+    }
+
+    /// The reply of a call started by `handle`.
+    async fn reply(slot: Slot) -> String {
+        match slot {
+            Slot::Pending(mut p) => text(&p.reply(&GatewayStats::default()).await),
+            Slot::Reply(b) | Slot::Close(b) => text(&b),
+        }
+    }
+
+    /// Issue 12 item 5, deterministically (the backend completes calls only when
+    /// told, in reverse order): a connection's calls in one stream are started at
+    /// once and in request order; a call in another stream, or in none, only once
+    /// the running ones completed; unordered reads only while nothing ordered runs,
+    /// and a write after them waits for them. Before, a command touching the key of
+    /// a running one (`SET s0:data 2`) waited while the next (`SET s0:flag 1`) was
+    /// submitted, so the flag could take effect before the data.
+    #[tokio::test]
+    async fn calls_take_effect_in_request_order() {
+        let b = Arc::new(Scripted::default());
+        let opts = GatewayOptions {
+            unordered_reads: true,
+            ..Default::default()
+        };
+        let backend: Arc<dyn KvBackend> = b.clone();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut conn = Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer);
+        let mut slots = Vec::new();
+        for line in ["SET s0:data 1", "SET s0:data 2", "SET s0:flag 1"] {
+            slots.push(conn.handle(&args(line)).await.0);
+        }
+        let want = [
+            "SET s0:data false",
+            "SET s0:data false",
+            "SET s0:flag false",
+        ];
+        assert_eq!(b.log(), want, "one stream: all started, in order");
+
+        // another stream waits for the running calls, completed in reverse order
+        slots.push(waiting(&mut conn, &b, "SET s1:x 1", &[2, 1, 0]).await);
+        assert_eq!(b.log()[3], "SET s1:x false");
+
+        // a read after a running write is ordered: in its stream at once, ...
+        slots.push(conn.handle(&args("GET s1:x")).await.0);
+        assert_eq!(b.log()[4], "GET s1:x false");
+        // ... in another stream after it
+        slots.push(waiting(&mut conn, &b, "GET s0:data", &[4, 3]).await);
+        assert_eq!(b.log()[5], "GET s0:data false");
+        b.release(5);
+        for slot in slots.drain(..) {
+            assert_eq!(reply(slot).await, "+OK\r\n");
+        }
+
+        // with nothing ordered running, reads go unordered, together
+        for line in ["GET s0:data", "GET s1:x"] {
+            slots.push(conn.handle(&args(line)).await.0);
+        }
+        assert_eq!(b.log()[6..], ["GET s0:data true", "GET s1:x true"]);
+        // and a write waits for them (a read falling back to the ordered path
+        // would be numbered after it)
+        slots.push(waiting(&mut conn, &b, "SET s0:data 3", &[7, 6]).await);
+        assert_eq!(b.log()[8], "SET s0:data false");
+
+        // a command spanning streams runs alone
+        slots.push(waiting(&mut conn, &b, "MSET s0:a 1 s1:b 2", &[8]).await);
+        assert_eq!(b.log()[9], "MSET s0:a s1:b false");
+        slots.push(waiting(&mut conn, &b, "SET s0:z 1", &[9]).await);
+        b.release(10);
+        assert_eq!(b.log().len(), 11);
+        for slot in slots {
+            assert_eq!(reply(slot).await, "+OK\r\n");
+        }
     }
 
     #[test]

@@ -43,19 +43,24 @@
 //! stops reading from the socket: back-pressure). The writer sends the replies **in
 //! request order**, flushing whenever it would wait.
 //!
-//! Concurrent submission must not change what a pipelining client sees, so with
-//! [`GatewayOptions::order_conflicting`] (the default) a KV command whose keys overlap
-//! those of an earlier, still running command of the same connection (and at least
-//! one of the two writes; a whole-store command such as `FLUSHDB` or `KEYS` overlaps
-//! every command) is passed to `exec` only after that command completed.
-//! Commands of one connection on disjoint keys commute, so every connection observes
-//! the results of sequential execution in request order. Non-conflicting commands are
-//! passed to `exec` and first polled in request order, on the connection's task, so a
-//! backend that submits inside `exec` or in the first poll (before its first `.await`
-//! that waits) submits them in request order too.
-//! (Other connections may see the effects of one connection's non-conflicting
-//! pipelined writes in either order, as with any concurrent clients.)
-//!
+//! A connection's commands take effect in the order it sent them, pipelined or not,
+//! as in Redis (another client that sees `SET flag 1` also sees the `SET data ...`
+//! sent before it on the same connection). The backend says how it orders calls
+//! ([`KvBackend::stream`]): calls it puts in one FIFO stream (the node's single-group
+//! store: every ordered call goes through one BFT client, whose requests the replicas
+//! execute in sequence order) take effect in the order they were started, so the
+//! gateway starts them one after another without waiting for replies. The reader
+//! waits for a connection's running calls to complete before it starts a call that
+//! is not in their stream (another shard of the sharded store, or a backend without
+//! streams); reads of that connection that follow wait with it. With
+//! [`GatewayOptions::unordered_reads`], a read-only command takes the unordered path
+//! (`read_only = true`) only while every running call of its connection is such a
+//! read: after a write still running it joins the write's stream instead (ordered),
+//! and a write waits for the unordered reads before it to complete (a read may fall
+//! back to the ordered path, where it would otherwise be numbered after the write).
+//! Throughput comes from many connections and from the backend's batching, and a
+//! pipelining connection gets it too as long as its commands stay in one stream.
+
 //! # Limits and errors
 //!
 //! Requests are bounded by [`GatewayOptions::max_bulk_len`], `max_array_len`,
@@ -98,19 +103,35 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// replicated service through a BFT client.
 pub trait KvBackend: Send + Sync + 'static {
     /// Execute `op`. `read_only` is true for read-only operations
-    /// ([`KvOp::is_read_only`]: `GET`, `MGET`, `STRLEN`, ...) when [`GatewayOptions::unordered_reads`] is set: the backend may then
-    /// answer without ordering (e.g. a quorum query). An `Err(text)` is sent to the
-    /// client as `-ERR text`.
+    /// ([`KvOp::is_read_only`]: `GET`, `MGET`, `STRLEN`, ...) when
+    /// [`GatewayOptions::unordered_reads`] is set and the connection has no ordered
+    /// call running (see the crate docs): the backend may then answer without
+    /// ordering (e.g. a quorum query). An `Err(text)` is sent to the client as
+    /// `-ERR text`.
     ///
-    /// Called on the connection's task, in request order for commands without
-    /// conflicts (see the crate docs); the future is polled once there and, if not
-    /// ready, spawned. It should not block the thread.
+    /// Called on the connection's task, in request order; the future is polled once
+    /// there and, if not ready, spawned. It should not block the thread.
     fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'static, Result<KvReply, String>>;
+
+    /// The FIFO stream an ordered `op` goes into, if any: calls whose ops name the
+    /// same stream take effect in the order the gateway started them (called
+    /// [`exec`](Self::exec) and polled its future once), even while several of them
+    /// run, so the backend must hand the op to its stream in `exec` or in that
+    /// first poll (queueing on a fair lock counts). `None` (the default): no such
+    /// promise; the gateway then starts the call only after every earlier call of
+    /// the connection completed, and later calls wait for it.
+    fn stream(&self, op: &KvOp) -> Option<u64> {
+        let _ = op;
+        None
+    }
 }
 
 impl<B: KvBackend + ?Sized> KvBackend for Arc<B> {
     fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'static, Result<KvReply, String>> {
         (**self).exec(op, read_only)
+    }
+    fn stream(&self, op: &KvOp) -> Option<u64> {
+        (**self).stream(op)
     }
 }
 
@@ -141,24 +162,25 @@ impl KvBackend for MemoryBackend {
             .apply(&op);
         Box::pin(std::future::ready(Ok(reply)))
     }
+
+    /// One stream: `exec` applies the op before it returns.
+    fn stream(&self, _op: &KvOp) -> Option<u64> {
+        Some(0)
+    }
 }
 
 /// Gateway configuration. `GatewayOptions::default()` is a sensible start.
 #[derive(Clone, Debug)]
 pub struct GatewayOptions {
     /// Pass `read_only = true` to the backend for read-only commands
-    /// ([`KvOp::is_read_only`]).
-    /// Default false.
+    /// ([`KvOp::is_read_only`]) while the connection has no ordered call running
+    /// (see the crate docs). Default false.
     pub unordered_reads: bool,
     /// Most concurrently open client connections. Default 1024.
     pub max_connections: usize,
     /// Most backend calls in flight per connection (pipelining); 1 executes each
     /// connection's commands strictly one after another. Default 64 (at most 2^20).
     pub pipeline_depth: usize,
-    /// Delay commands that touch a key of an earlier, still running command of the
-    /// same connection until it completed (see the crate docs). Default true; turn
-    /// off only if the backend itself keeps each connection's submissions in order.
-    pub order_conflicting: bool,
     /// Largest bulk string (one argument), in bytes. Default 8 MiB (Redis: 512 MiB).
     pub max_bulk_len: usize,
     /// Most arguments in one request. Default 1 Mi.
@@ -186,7 +208,6 @@ impl Default for GatewayOptions {
             unordered_reads: false,
             max_connections: 1024,
             pipeline_depth: 64,
-            order_conflicting: true,
             max_bulk_len: 8 << 20,
             max_array_len: 1 << 20,
             max_request_len: 12 << 20,

@@ -2,6 +2,7 @@
 //! plus raw sockets for inline commands, exact byte-level pipelining checks and
 //! protocol errors. Every test is bounded by a timeout; none asserts on timing.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,17 +18,24 @@ use tokio::task::JoinHandle;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// An in-memory backend with instrumentation: it records every call, tracks how many
-/// run at once, can delay writes (so that an out-of-order gateway would be caught),
-/// makes keys named `fail` fail and `panic` panic, and makes keys starting with
-/// `barrier` wait until `barrier` calls wait together.
+/// An in-memory backend with instrumentation, modelling a replicated store behind
+/// FIFO streams (the node's: one BFT client per group): the calls of one stream take
+/// effect in the order they were started, the streams independently of each other,
+/// and replies complete in any order. It records every call and every effect, tracks
+/// how many calls run at once, can delay writes before and after they take effect
+/// (so that an out-of-order gateway would be caught), makes keys named `fail` fail
+/// and `panic` panic, and makes keys starting with `barrier` wait until `barrier`
+/// calls wait together.
 #[derive(Default)]
 struct TestBackend {
     store: Mutex<KvStore>,
     calls: Mutex<Vec<(KvOp, bool)>>,
+    /// The operations in the order they took effect.
+    effects: Mutex<Vec<KvOp>>,
     running: AtomicUsize,
     max_running: AtomicUsize,
-    /// Writes sleep up to this many microseconds (random) before applying.
+    /// Writes sleep up to this many microseconds (random) before taking effect
+    /// and again before replying.
     max_write_delay_us: u64,
     barrier: Option<Arc<Barrier>>,
     /// Models a replicated backend behind one FIFO client (the node's): an
@@ -35,6 +43,46 @@ struct TestBackend {
     /// and every call after it waits behind it forever.
     fifo_limit: Option<usize>,
     stuck: std::sync::atomic::AtomicBool,
+    /// How many FIFO streams (0 counts as 1): a key's stream is the sum of its
+    /// bytes modulo this (as the sharded store's groups); an op with keys in
+    /// several streams has none and takes effect as soon as it is ready.
+    streams: u64,
+    /// Per stream: tickets handed out, and how many took effect.
+    turns: Mutex<BTreeMap<u64, (u64, watch::Sender<u64>)>>,
+}
+
+impl TestBackend {
+    fn stream_of(&self, op: &KvOp) -> Option<u64> {
+        let n = self.streams.max(1);
+        if n == 1 {
+            return Some(0);
+        }
+        if op.touches_all_keys() {
+            return None;
+        }
+        let mut streams: Vec<u64> = op
+            .keys()
+            .iter()
+            .map(|k| k.iter().map(|&b| u64::from(b)).sum::<u64>() % n)
+            .collect();
+        streams.dedup();
+        match streams.as_slice() {
+            [s] => Some(*s),
+            _ => None,
+        }
+    }
+
+    fn delay(&self, op: &KvOp) -> Duration {
+        if op.is_read_only() || self.max_write_delay_us == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(rand::thread_rng().gen_range(1..=self.max_write_delay_us))
+    }
+
+    fn apply(&self, op: &KvOp) -> KvReply {
+        self.effects.lock().unwrap().push(op.clone());
+        self.store.lock().unwrap().apply(op)
+    }
 }
 
 /// Decrements `running` however the call ends.
@@ -46,17 +94,24 @@ impl Drop for Running {
     }
 }
 
+/// The next call of a stream may take effect once this is dropped.
+struct Turn(Arc<TestBackend>, u64);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.turns.lock().unwrap()[&self.1]
+            .1
+            .send_modify(|n| *n += 1);
+    }
+}
+
 struct Handle(Arc<TestBackend>);
 
 impl KvBackend for Handle {
     fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'static, Result<KvReply, String>> {
         let b = self.0.clone();
         b.calls.lock().unwrap().push((op.clone(), read_only));
-        let delay = if op.is_read_only() || b.max_write_delay_us == 0 {
-            0
-        } else {
-            rand::thread_rng().gen_range(0..=b.max_write_delay_us)
-        };
+        let (before, after) = (b.delay(&op), b.delay(&op));
         if let Some(limit) = b.fifo_limit {
             if op.encode().len() > limit {
                 b.stuck.store(true, Ordering::SeqCst);
@@ -65,28 +120,53 @@ impl KvBackend for Handle {
                 return Box::pin(std::future::pending());
             }
         }
+        // an ordered call takes its place in its stream now (unordered reads and
+        // ops without a stream take effect whenever they are ready)
+        let turn = match b.stream_of(&op).filter(|_| !read_only) {
+            Some(s) => {
+                let mut turns = b.turns.lock().unwrap();
+                let (next, applied) = turns.entry(s).or_insert_with(|| (0, watch::channel(0).0));
+                *next += 1;
+                Some((*next - 1, applied.subscribe(), s))
+            }
+            None => None,
+        };
         Box::pin(async move {
             let now = b.running.fetch_add(1, Ordering::SeqCst) + 1;
             b.max_running.fetch_max(now, Ordering::SeqCst);
             let _running = Running(b.clone());
             let keys: Vec<Vec<u8>> = op.keys().iter().map(|k| k.to_vec()).collect();
-            if keys.iter().any(|k| k == b"fail") {
-                return Err("backend down".to_string());
-            }
-            if keys.iter().any(|k| k == b"panic") {
-                panic!("backend bug");
-            }
             if keys.iter().any(|k| k.starts_with(b"barrier")) {
                 if let Some(barrier) = &b.barrier {
                     barrier.wait().await;
                 }
             }
-            if delay > 0 {
-                tokio::time::sleep(Duration::from_micros(delay)).await;
+            if !before.is_zero() {
+                tokio::time::sleep(before).await;
             }
-            let reply = b.store.lock().unwrap().apply(&op);
-            Ok(reply)
+            let mut turn_taken = None;
+            if let Some((ticket, mut applied, s)) = turn {
+                let _ = applied.wait_for(|n| *n == ticket).await;
+                turn_taken = Some(Turn(b.clone(), s));
+            }
+            if keys.iter().any(|k| k == b"panic") {
+                panic!("backend bug");
+            }
+            let reply = if keys.iter().any(|k| k == b"fail") {
+                Err("backend down".to_string())
+            } else {
+                Ok(b.apply(&op))
+            };
+            drop(turn_taken);
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
+            reply
         })
+    }
+
+    fn stream(&self, op: &KvOp) -> Option<u64> {
+        self.0.stream_of(op)
     }
 }
 
@@ -795,6 +875,96 @@ async fn a_command_over_max_op_bytes_gets_an_error_at_once_and_serving_goes_on()
         assert_eq!(server.stats.snapshot().protocol_errors, 0);
         drop((con, other));
         server.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Issue 12 item 5: one connection pipelines, for many i, `SET data:i old`,
+/// `SET data:i v<i>` and `SET flag:i 1`, while another connection polls the
+/// flags; whenever it sees a flag it must see the data written before it. The
+/// backend delays writes at random before and after they take effect, in one
+/// FIFO stream (the single-group store) or two (the sharded store, where
+/// `data:i` and `flag:i` often fall in different streams). The writes must take
+/// effect in exactly the order sent. Before, `SET data:i v<i>` (the key of a
+/// running command) waited for `SET data:i old` to complete while `SET flag:i 1`
+/// went ahead, and with two streams nothing kept them in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connections_writes_take_effect_in_the_order_sent() {
+    bounded(async {
+        for (streams, unordered_reads) in [(1, false), (1, true), (2, true)] {
+            let opts = GatewayOptions {
+                unordered_reads,
+                ..Default::default()
+            };
+            let backend = TestBackend {
+                max_write_delay_us: 300,
+                streams,
+                ..Default::default()
+            };
+            let server = start(opts, backend).await;
+            let n = 150;
+            let mut input = Vec::new();
+            let mut sent = Vec::new();
+            for i in 0..n {
+                for (k, v) in [("data", "old".to_string()), ("data", format!("v{i}"))] {
+                    let k = format!("{k}:{i}");
+                    input.extend(request(&[b"SET", k.as_bytes(), v.as_bytes()]));
+                    sent.push(KvOp::Set(k.into_bytes(), v.into_bytes()));
+                }
+                let k = format!("flag:{i}");
+                input.extend(request(&[b"SET", k.as_bytes(), b"1"]));
+                sent.push(KvOp::Set(k.into_bytes(), b"1".to_vec()));
+                // a read of the connection's own write, between writes
+                input.extend(request(&[b"GET", format!("data:{i}").as_bytes()]));
+            }
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut poller = server.client().await;
+            let poll_done = done.clone();
+            let polling = tokio::spawn(async move {
+                while !poll_done.load(Ordering::SeqCst) {
+                    for i in (0..n).rev() {
+                        let flag: Option<String> =
+                            query(&mut poller, &["GET", &format!("flag:{i}")])
+                                .await
+                                .unwrap();
+                        if flag.is_some() {
+                            let data: Option<String> =
+                                query(&mut poller, &["GET", &format!("data:{i}")])
+                                    .await
+                                    .unwrap();
+                            assert_eq!(data, Some(format!("v{i}")), "flag:{i} without its data");
+                            break;
+                        }
+                    }
+                }
+            });
+            let got = exchange(server.addr, &input).await;
+            done.store(true, Ordering::SeqCst);
+            polling.await.unwrap();
+            let mut want = String::new();
+            for i in 0..n {
+                want.push_str(&format!(
+                    "+OK\r\n+OK\r\n+OK\r\n${}\r\nv{i}\r\n",
+                    1 + i.to_string().len()
+                ));
+            }
+            assert_eq!(text(&got), want, "streams {streams}");
+            let writes: Vec<KvOp> = server
+                .backend
+                .effects
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|op| !op.is_read_only())
+                .cloned()
+                .collect();
+            assert!(
+                writes == sent,
+                "streams {streams}: writes took effect out of order"
+            );
+            server.shutdown().await;
+        }
     })
     .await
     .expect("test timed out");

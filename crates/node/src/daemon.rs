@@ -50,6 +50,8 @@ pub(crate) async fn serve_outputs<O>(
 pub(crate) trait KvClient: Send + Sync + 'static {
     /// Run `op` (`read_only`: it may take the unordered read path).
     fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'_, Result<KvReply, String>>;
+    /// The FIFO stream `op` goes into ([`KvBackend::stream`]).
+    fn stream(&self, op: &KvOp) -> Option<u64>;
     fn stop(&self) -> BoxFuture<'_, ()>;
 }
 
@@ -60,6 +62,9 @@ impl<C: KvClient> KvBackend for Backend<C> {
     fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'static, Result<KvReply, String>> {
         let c = self.0.clone();
         Box::pin(async move { c.exec(op, read_only).await })
+    }
+    fn stream(&self, op: &KvOp) -> Option<u64> {
+        self.0.stream(op)
     }
 }
 

@@ -47,6 +47,13 @@
 //! - The Redis gateway of every node is a ByzCast client of the whole tree; a
 //!   command is answered by the groups that own its keys, whichever node the
 //!   gateway runs on.
+//! - Per-connection order holds across shards: the client is FIFO only per
+//!   destination group (its SMR client of that group numbers the requests),
+//!   so a connection's commands for one group are pipelined, while a command
+//!   for another group, or spanning groups, starts only once the
+//!   connection's running commands completed (`KvBackend::stream`). A
+//!   connection that alternates between shards therefore waits a round trip
+//!   at each switch.
 
 use crate::calls::Calls;
 use crate::cluster::{ClusterOutcome, ClusterSpec};
@@ -519,6 +526,16 @@ impl ByzcastClient {
 impl KvClient for ByzcastClient {
     fn exec(&self, op: KvOp, _read_only: bool) -> BoxFuture<'_, Result<KvReply, String>> {
         Box::pin(async move { self.kv(&op).await.map_err(|e| e.to_string()) })
+    }
+    /// A command for one group goes into that group's stream (the client's SMR
+    /// client of the group numbers it, the group executes in that order); one
+    /// spanning groups has none: its destinations deliver it independently, so
+    /// a later command could take effect at one of them first.
+    fn stream(&self, op: &KvOp) -> Option<u64> {
+        match kv::groups_of(op, self.topo.tree().target_count()).as_slice() {
+            [g] => Some(u64::from(g.0)),
+            _ => None,
+        }
     }
     fn stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(ByzcastClient::stop(self))

@@ -456,6 +456,12 @@ impl KvClient for SmrClient {
     fn exec(&self, op: KvOp, read_only: bool) -> BoxFuture<'_, Result<KvReply, String>> {
         Box::pin(async move { self.kv(&op, read_only).await.map_err(|e| e.to_string()) })
     }
+    /// One stream: ordered calls are numbered in submission order (behind the
+    /// fair lock in `Calls::call`) and the replicas execute a client's
+    /// requests in that order.
+    fn stream(&self, _op: &KvOp) -> Option<u64> {
+        Some(0)
+    }
     fn stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(SmrClient::stop(self))
     }
