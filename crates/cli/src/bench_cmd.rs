@@ -80,6 +80,9 @@ pub struct BenchArgs {
     pub rate: Option<f64>,
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Seconds of the same load before --duration, not measured.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
     #[arg(long, default_value_t = 0.0)]
@@ -128,8 +131,9 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
         || a.duration.is_nan()
         || a.duration <= 0.0
         || !(0.0..=1.0).contains(&a.read_ratio)
+        || !(a.warmup >= 0.0 && a.warmup.is_finite())
     {
-        bail!("--clients must be ≥ 1, --duration > 0 and --read-ratio in [0, 1]");
+        bail!("--clients must be ≥ 1, --duration > 0, --warmup ≥ 0 and --read-ratio in [0, 1]");
     }
     if matches!(a.rate, Some(r) if r.is_nan() || r <= 0.0) {
         bail!("--rate must be positive");
@@ -150,6 +154,7 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
         clients: a.clients,
         duration: a.duration,
         open_rate: a.rate,
+        warmup: a.warmup,
     };
     let workload = smr::KvWorkload {
         payload: a.payload,

@@ -33,6 +33,10 @@ pub struct OverloadArgs {
     /// Seconds of load per point.
     #[arg(long, default_value_t = 5.0)]
     pub duration: f64,
+    /// Seconds of the same load before each point, not measured (each point
+    /// connects fresh clients).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
     #[arg(long, default_value_t = 4)]
     pub replicas: usize,
     #[arg(long, default_value = "bench/results")]
@@ -79,6 +83,7 @@ struct Report {
     replicas: usize,
     clients: usize,
     duration_s: f64,
+    warmup_s: f64,
     curves: Vec<Curve>,
 }
 
@@ -113,6 +118,9 @@ fn check(a: &OverloadArgs) -> Result<()> {
     if a.clients == 0 || !(a.duration.is_finite() && a.duration > 0.0) {
         bail!("--clients must be ≥ 1 and --duration > 0");
     }
+    if !(a.warmup.is_finite() && a.warmup >= 0.0) {
+        bail!("--warmup must be a non-negative number of seconds");
+    }
     if a.name.is_empty() || a.name.contains('/') {
         bail!("--name must be a plain file name");
     }
@@ -134,6 +142,7 @@ pub async fn bench_overload(a: OverloadArgs) -> Result<()> {
             clients: a.clients,
             duration: a.duration,
             open_rate,
+            warmup: a.warmup,
         };
         let peak = smr::run_kv_load(&local.dep, &run(None), &workload, false, |_, _| {}).await?;
         let closed = point(payload, &peak);
@@ -165,6 +174,7 @@ pub async fn bench_overload(a: OverloadArgs) -> Result<()> {
         replicas: a.replicas,
         clients: a.clients,
         duration_s: a.duration,
+        warmup_s: a.warmup,
         curves,
     };
     publish(&a.out, &a.name, &report, a.json, plot, table)

@@ -35,6 +35,10 @@ pub struct LoadSpec {
     pub duration: f64,
     /// Open loop at this many requests per second (None: closed loop).
     pub open_rate: Option<f64>,
+    /// Seconds of the same load before `duration`, not measured: operations
+    /// scheduled in it run but count nowhere (fresh connections and caches
+    /// warm up).
+    pub warmup: f64,
 }
 
 impl LoadSpec {
@@ -44,6 +48,7 @@ impl LoadSpec {
             clients,
             duration,
             open_rate: None,
+            warmup: 0.0,
         }
     }
 }
@@ -226,6 +231,8 @@ fn outcome_unknown(e: &anyhow::Error) -> bool {
 
 /// Counts shared by every worker.
 struct Counters {
+    /// Where the measured window starts (after the warm-up): operations
+    /// scheduled before it are not counted.
     started: Instant,
     stop_at: Instant,
     issued: AtomicU64,
@@ -247,6 +254,12 @@ impl Counters {
     where
         Fut: Future<Output = Result<()>>,
     {
+        let left = self.stop_at.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
+        if scheduled < self.started {
+            // the warm-up: run it, count nothing
+            let _ = tokio::time::timeout(left, call).await;
+            return None;
+        }
         self.issued.fetch_add(1, Ordering::Relaxed);
         let left = self.stop_at.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
         let r = match tokio::time::timeout(left, call).await {
@@ -317,9 +330,10 @@ impl Load {
         Fut: Future<Output = Result<()>> + Send + 'static,
     {
         let started = Instant::now();
-        let stop_at = started + Duration::from_secs_f64(spec.duration);
+        let measured = started + Duration::from_secs_f64(spec.warmup.max(0.0));
+        let stop_at = measured + Duration::from_secs_f64(spec.duration);
         let counters = Arc::new(Counters {
-            started,
+            started: measured,
             stop_at,
             issued: AtomicU64::new(0),
             committed: AtomicU64::new(0),
@@ -385,7 +399,8 @@ impl Load {
         mut each_tick: impl FnMut(Option<&indicatif::ProgressBar>),
     ) -> Option<indicatif::ProgressBar> {
         let bar = show.then(|| {
-            let b = indicatif::ProgressBar::new((self.duration * 10.0) as u64);
+            let total = self.stop_at.saturating_duration_since(self.started);
+            let b = indicatif::ProgressBar::new((total.as_secs_f64() * 10.0) as u64);
             b.set_style(
                 indicatif::ProgressStyle::with_template(
                     "{spinner} [{bar:30}] {elapsed_precise} {msg}",
@@ -548,6 +563,7 @@ mod tests {
             clients: 1, // in-flight cap 64
             duration: 1.0,
             open_rate: Some(1000.0),
+            warmup: 0.0,
         };
         let r = Load::run(&spec, false, slow_service()).await;
         let s = r.summary();
@@ -566,6 +582,40 @@ mod tests {
         assert_eq!(r.per_second.iter().sum::<u64>(), r.committed);
     }
 
+    /// Operations scheduled in the warm-up run but count nowhere: the
+    /// measured window starts after it.
+    #[tokio::test]
+    async fn the_warm_up_is_not_measured() {
+        let spec = LoadSpec {
+            clients: 1,
+            duration: 0.2,
+            open_rate: Some(100.0),
+            warmup: 0.3,
+        };
+        let ran = Arc::new(AtomicU64::new(0));
+        let counter = ran.clone();
+        let r = Load::run(&spec, false, move |_, _| {
+            let ran = counter.clone();
+            let call: BoxedCall = Box::pin(async move {
+                ran.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            });
+            (0, call)
+        })
+        .await;
+        let all = ran.load(Ordering::Relaxed);
+        // at 100/s: about 30 scheduled in the warm-up, at most 20 measured
+        // (fewer only if the machine stalls the scheduler past the end)
+        assert!(r.issued > 0 && r.issued <= 20, "{}", r.issued);
+        assert!(
+            all > r.issued,
+            "the warm-up ran: {all} ran, {} counted",
+            r.issued
+        );
+        assert_eq!(r.committed, r.issued);
+        assert_eq!(r.per_second.iter().sum::<u64>(), r.committed);
+    }
+
     /// A closed loop has no offered rate and never calls itself saturated.
     #[tokio::test]
     async fn a_closed_loop_reports_no_saturation_verdict() {
@@ -573,6 +623,7 @@ mod tests {
             clients: 2,
             duration: 0.3,
             open_rate: None,
+            warmup: 0.0,
         };
         let r = Load::run(&spec, false, slow_service()).await;
         let s = r.summary();
