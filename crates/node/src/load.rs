@@ -261,7 +261,6 @@ impl Counters {
             return None;
         }
         self.issued.fetch_add(1, Ordering::Relaxed);
-        let left = self.stop_at.saturating_duration_since(Instant::now()) + Duration::from_secs(10);
         let r = match tokio::time::timeout(left, call).await {
             Ok(r) => r,
             Err(_) => Err(anyhow!("no answer within {} s", left.as_secs())),

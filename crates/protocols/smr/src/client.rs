@@ -385,7 +385,9 @@ impl Client {
                 self.start_ordered(id, op, invoked, cx);
             }
         }
-        if self.backlog.iter().any(|(_, _, ro, _)| !ro) && !self.session_ready(cx.now()) {
+        // the session check first: the scan is O(backlog) when it holds
+        // only reads
+        if !self.session_ready(cx.now()) && self.backlog.iter().any(|(_, _, ro, _)| !ro) {
             self.ask(cx);
         }
     }
