@@ -35,9 +35,8 @@ ROOT=$PWD
 CLIENTS=${1:-100}
 OPS=${2:-4000}
 SIZE=${3:-64}
-for v in "$CLIENTS" "$OPS" "$SIZE"; do
-  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench/peers/bftsmart.sh: '$v' is not a positive whole number" >&2; exit 2; }
-done
+source bench/peers/lib.sh
+whole_numbers bench/peers/bftsmart.sh "$CLIENTS" "$OPS" "$SIZE"
 REPO=${BFTSMART_REPO:-https://github.com/bft-smart/library}
 COMMIT=${BFTSMART_COMMIT:-681cec8c}
 
@@ -59,13 +58,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ -n "${BFTSMART_DIR:-}" ]; then
-  SRC=$BFTSMART_DIR
-else
-  SRC=$WORK/bftsmart
-  git clone -q "$REPO" "$SRC"
-  git -C "$SRC" checkout -q "$COMMIT"
-fi
+SRC=$(checkout "${BFTSMART_DIR:-}" "$REPO" "$COMMIT")
 cd "$SRC"
 # Debian's netty-all.jar only names the module jars in its manifest: list them
 CP=$(ls /usr/share/java/{bcprov,bcpkix,commons-codec,logback-core,logback-classic,slf4j-api}.jar \

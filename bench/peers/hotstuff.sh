@@ -26,9 +26,8 @@ ROOT=$PWD
 RATE=${1:-35000}
 SIZE=${2:-512}
 SECS=${3:-20}
-for v in "$RATE" "$SIZE" "$SECS"; do
-  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "bench/peers/hotstuff.sh: '$v' is not a positive whole number" >&2; exit 2; }
-done
+source bench/peers/lib.sh
+whole_numbers bench/peers/hotstuff.sh "$RATE" "$SIZE" "$SECS"
 # HotStuff's client writes a sample id into the first 9 bytes of a transaction
 [ "$SIZE" -ge 9 ] || { echo "bench/peers/hotstuff.sh: HotStuff transactions are at least 9 bytes" >&2; exit 2; }
 REPO=${HOTSTUFF_REPO:-https://github.com/asonnino/hotstuff}
@@ -40,13 +39,7 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/byzscale-peers-XXXXXX")
 trap 'tmux kill-server 2> /dev/null || true; rm -rf "$WORK"' EXIT INT TERM
-if [ -n "${HOTSTUFF_DIR:-}" ]; then
-  SRC=$HOTSTUFF_DIR
-else
-  SRC=$WORK/hotstuff
-  git clone -q "$REPO" "$SRC"
-  git -C "$SRC" checkout -q "$COMMIT"
-fi
+SRC=$(checkout "${HOTSTUFF_DIR:-}" "$REPO" "$COMMIT")
 HS_COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2> /dev/null || echo unknown)
 
 echo "HotStuff $HS_COMMIT: 4 nodes, $RATE tx/s of $SIZE B for $SECS s (builds first) ..." >&2
