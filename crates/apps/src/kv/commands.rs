@@ -13,8 +13,13 @@
 //!   exists, so `WRONGTYPE` cannot occur yet and `TYPE` answers `string` or `none`;
 //! - key expiry runs on the replicated batch time (see [`Model`]): every command of
 //!   a batch sees the same time, and `TIME` answers it (microseconds are the
-//!   milliseconds' multiples); expired keys are deleted when the time moves, which
-//!   Redis does lazily;
+//!   milliseconds' multiples; `TIME` is ordered, so it is the time of its own batch);
+//!   expired keys are deleted when the time moves, which Redis does lazily. A
+//!   read-only command answered without ordering (`GET`, `TTL`, ... on the unordered
+//!   read path) sees the store as of the last executed batch, at that batch's time:
+//!   in a group that ordered nothing for a while, a key whose deadline passed since
+//!   is still read until the next batch (ordering the read, or any write, moves
+//!   the time);
 //! - a string grows to at most [`MAX_STRING_LEN`] bytes (`SETRANGE`, `APPEND`; Redis's
 //!   limit is 512 MiB), with Redis's error text;
 //! - `SCAN`'s cursor is the next 64-bit key hash to visit (keys are visited in hash
@@ -93,7 +98,9 @@ pub const TABLE: &[Spec] = &[
     spec("persist", 2, 1, 1, 1),
     ro(spec("ttl", 2, 1, 1, 1)),
     ro(spec("pttl", 2, 1, 1, 1)),
-    ro(spec("time", 1, 0, 0, 1)),
+    // ordered, not read-only: it answers the time of its own batch, which an
+    // unordered query (the last batch's) is not
+    spec("time", 1, 0, 0, 1),
     spec("getset", 3, 1, 1, 1),
     spec("getdel", 2, 1, 1, 1),
     spec("append", 3, 1, 1, 1),
@@ -218,13 +225,6 @@ pub fn read(db: &Model, args: &[Vec<u8>]) -> Option<KvReply> {
         "strlen" => KvReply::Int(map.get(&args[1]).map_or(0, Vec::len) as i64),
         "getrange" | "substr" => getrange(map, args).unwrap_or_else(|e| e),
         "ttl" | "pttl" => ttl(db, &args[1], s.name == "pttl"),
-        "time" => {
-            let (secs, micros) = (db.now / 1000, db.now % 1000 * 1000);
-            KvReply::List(vec![
-                KvReply::Bulk(secs.to_string().into_bytes()),
-                KvReply::Bulk(micros.to_string().into_bytes()),
-            ])
-        }
         "type" => KvReply::Status(
             if map.contains_key(&args[1]) {
                 "string"
@@ -282,6 +282,13 @@ fn write(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
         "getex" => return getex(db, args),
         "expire" | "pexpire" | "expireat" | "pexpireat" => return expire(db, &name, args),
         "persist" => KvReply::Int(i64::from(db.clear_deadline(&args[1]))),
+        "time" => {
+            let (secs, micros) = (db.now / 1000, db.now % 1000 * 1000);
+            KvReply::List(vec![
+                KvReply::Bulk(secs.to_string().into_bytes()),
+                KvReply::Bulk(micros.to_string().into_bytes()),
+            ])
+        }
         "setnx" => {
             if db.map.contains_key(&args[1]) {
                 KvReply::Int(0)
