@@ -107,6 +107,12 @@
 //! agreed time arbitrarily far ahead, and every key with a TTL would expire
 //! at once. A value the synchronization phase selects is not checked again
 //! (it was accepted in an earlier view and may be older than the bound).
+//! The cost of the bound: a PROPOSE that reaches a backup more than the
+//! bound after the leader made it (a long partition, the leader's
+//! retransmission of a stuck slot) is refused like a bad one, with a
+//! `propose-invalid` fault against a correct leader; the backup learns the
+//! decision by log transfer, and if the slot needs its WRITE, the view
+//! change that follows re-proposes it unchecked.
 //!
 //! A batch executes at `max(previous batch's time, its timestamp)`, so the
 //! agreed time never decreases whatever a leader proposed before the check
