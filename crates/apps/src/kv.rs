@@ -11,10 +11,13 @@
 //! | `MSET key value [key value ...]` | `OK`, all keys set atomically (the last value of a repeated key wins) |
 //! | `PING` | `PONG` |
 //!
-//! Every other command of the store (the string and key families: `SET` with options,
-//! `SETNX`, `GETSET`, `GETDEL`, `APPEND`, `STRLEN`, `GETRANGE`, `SETRANGE`, `INCRBY`,
-//! `DECR`, `DECRBY`, `MSETNX`, `UNLINK`, `TYPE`, `RENAME`, `RENAMENX`, `KEYS`, `SCAN`,
-//! `DBSIZE`, `FLUSHDB`, `FLUSHALL`) travels as [`KvOp::Call`], its command line, and
+//! Every other command of the store (the string and key families: `SET` with options
+//! (`NX`, `XX`, `GET`, `EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`), `SETNX`, `SETEX`,
+//! `PSETEX`, `GETSET`, `GETDEL`, `GETEX`, `APPEND`, `STRLEN`, `GETRANGE`, `SETRANGE`,
+//! `INCRBY`, `DECR`, `DECRBY`, `MSETNX`, `UNLINK`, `TYPE`, `RENAME`, `RENAMENX`,
+//! `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX`/`XX`/`GT`/`LT`), `TTL`,
+//! `PTTL`, `PERSIST`, `TIME`, `KEYS`, `SCAN`, `DBSIZE`, `FLUSHDB`, `FLUSHALL`) travels
+//! as [`KvOp::Call`], its command line, and
 //! runs in [`commands`] (command table, Redis's validation and error texts). The typed
 //! variants are the hot and checker-modelled commands; [`KvOp::from_args`] produces a
 //! typed variant whenever one fits, and a `Call` that names one is run as that variant,
@@ -25,17 +28,18 @@
 //! [`KvStore`] only decodes, calls the model and encodes, so the linearizability
 //! checker of the simulator replays histories against exactly the code that replicas
 //! run. State is a `BTreeMap`, so snapshots list keys in order and are canonical.
+//! Time (key expiry, `TIME`) is the replicated batch time (see [`Model`]).
 //!
 //! [`KvOp::from_args`] parses a Redis command line (as a RESP gateway receives it) and
 //! The gateway (`byzscale-gateway`, `resp::reply`) writes a reply in RESP2.
 
 pub mod commands;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use byzscale_core::codec::{self, CodecError};
-use byzscale_core::service::Service;
+use byzscale_core::service::{BatchCtx, Service};
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded operation [`KvOp::decode`] accepts (the default frame limit).
@@ -345,9 +349,30 @@ pub fn parse_integer(v: &[u8]) -> Option<i64> {
 ///
 /// [`KvStore`] wraps exactly this, and the simulator's linearizability checker uses it
 /// as the sequential specification (its `Hash`/`Eq` let the checker memoize states).
+///
+/// # Time and expiry
+///
+/// The model has a clock, `now` (ms since the Unix epoch), which only the
+/// replicated batch time moves ([`Model::advance`], called by
+/// [`Service::begin_batch`] before each batch): every operation of a batch
+/// runs at the same time, the same at every replica. A key with a TTL has a
+/// deadline; it expires once `now` passes it (Redis: `now > when`). Expired
+/// keys are deleted when the clock moves, all at once and in deadline order
+/// (an index by deadline keeps that O(expired keys)), so between two batches
+/// the state holds no expired key: reads, `KEYS`, `SCAN`, `DBSIZE`, unordered
+/// queries and snapshots need no filtering, and an expiry or `EXPIREAT` in the
+/// past (`SET ... PXAT 1`) deletes the key at once. Redis deletes expired keys
+/// lazily on access plus a sampling sweep; the replies are the same, the
+/// memory held is not (here none).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Model {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The deadline (ms since the epoch) of each key with a TTL: a key of `map`.
+    ttl: BTreeMap<Vec<u8>, u64>,
+    /// The same entries as `ttl`, in deadline order.
+    deadlines: BTreeSet<(u64, Vec<u8>)>,
+    /// The time of the current (or last) batch.
+    now: u64,
 }
 
 /// A command line as its typed variant if it has one (`Ok(None)`: it stays a
@@ -372,9 +397,71 @@ impl Model {
         Self::default()
     }
 
-    /// A store holding `map`.
+    /// A store holding `map`, no key with a TTL, at time 0.
     pub fn from_map(map: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
-        Self { map }
+        Self {
+            map,
+            ..Self::default()
+        }
+    }
+
+    /// The clock: the time of the current batch, ms since the Unix epoch.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Move the clock to `now_ms` (never back) and delete the keys whose
+    /// deadline it passed (see the type's docs).
+    pub fn advance(&mut self, now_ms: u64) {
+        self.now = self.now.max(now_ms);
+        while let Some((when, _)) = self.deadlines.first() {
+            if *when >= self.now {
+                break;
+            }
+            if let Some((_, key)) = self.deadlines.pop_first() {
+                self.ttl.remove(&key);
+                self.map.remove(&key);
+            }
+        }
+    }
+
+    /// The deadline of `key`, if it has a TTL.
+    pub fn deadline(&self, key: &[u8]) -> Option<u64> {
+        self.ttl.get(key).copied()
+    }
+
+    /// Give `key` (present) the deadline `when`.
+    fn set_deadline(&mut self, key: &[u8], when: u64) {
+        self.clear_deadline(key);
+        self.ttl.insert(key.to_vec(), when);
+        self.deadlines.insert((when, key.to_vec()));
+    }
+
+    /// Remove `key`'s TTL; whether it had one.
+    fn clear_deadline(&mut self, key: &[u8]) -> bool {
+        match self.ttl.remove(key) {
+            Some(when) => self.deadlines.remove(&(when, key.to_vec())),
+            None => false,
+        }
+    }
+
+    /// Set `key` to `value` as Redis's `SET` does: a TTL it had is gone.
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Vec<u8>> {
+        self.clear_deadline(&key);
+        self.map.insert(key, value)
+    }
+
+    /// Delete `key` and its TTL; its value.
+    fn delete(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        self.clear_deadline(key);
+        self.map.remove(key)
+    }
+
+    /// Delete every key.
+    fn clear(&mut self) {
+        self.map.clear();
+        self.ttl.clear();
+        self.deadlines.clear();
     }
 
     /// The contents, in key order.
@@ -402,25 +489,33 @@ impl Model {
         self.map.is_empty()
     }
 
-    /// Set `key` to `value` directly, returning the old value (raw state edit, for
-    /// tests and checkers that undo operations).
+    /// Set `key` to `value` directly, without a TTL, returning the old value (raw
+    /// state edit, for tests and checkers that undo operations).
     pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Vec<u8>> {
-        self.map.insert(key, value)
+        self.put(key, value)
     }
 
     /// Remove `key` directly, returning its value (raw state edit).
     pub fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        self.map.remove(key)
+        self.delete(key)
     }
 
-    /// A copy holding only the given keys (the checker's per-component state).
+    /// A copy holding only the given keys, with their TTLs, at the same time (the
+    /// checker's per-component state).
     pub fn restricted_to<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Model {
-        let map = keys
-            .into_iter()
-            .filter_map(|k| self.map.get_key_value(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Model { map }
+        let mut part = Model {
+            now: self.now,
+            ..Model::default()
+        };
+        for k in keys {
+            if let Some(v) = self.map.get(k) {
+                part.map.insert(k.to_vec(), v.clone());
+                if let Some(when) = self.deadline(k) {
+                    part.set_deadline(k, when);
+                }
+            }
+        }
+        part
     }
 
     /// Answer a read-only operation; `None` if `op` is not read-only.
@@ -440,7 +535,7 @@ impl Model {
             KvOp::Call(args) => {
                 return match typed(args) {
                     Ok(Some(op)) => self.read(&op),
-                    Ok(None) => commands::read(&self.map, args),
+                    Ok(None) => commands::read(self, args),
                     Err(e) => KvOp::is_read_only(op).then_some(e),
                 }
             }
@@ -455,12 +550,12 @@ impl Model {
         }
         match op {
             KvOp::Set(k, v) => {
-                self.map.insert(k.clone(), v.clone());
+                self.put(k.clone(), v.clone());
                 KvReply::Ok
             }
             KvOp::Del(ks) if ks.is_empty() => wrong_arity("del"),
             KvOp::Del(ks) => {
-                KvReply::Int(ks.iter().filter(|k| self.map.remove(*k).is_some()).count() as i64)
+                KvReply::Int(ks.iter().filter(|k| self.delete(k).is_some()).count() as i64)
             }
             KvOp::Incr(k) => {
                 let current = match self.map.get(k) {
@@ -472,6 +567,7 @@ impl Model {
                 };
                 match current.checked_add(1) {
                     Some(next) => {
+                        // in place: a TTL stays, as in Redis
                         self.map.insert(k.clone(), next.to_string().into_bytes());
                         KvReply::Int(next)
                     }
@@ -481,13 +577,13 @@ impl Model {
             KvOp::MSet(kvs) if kvs.is_empty() => wrong_arity("mset"),
             KvOp::MSet(kvs) => {
                 for (k, v) in kvs {
-                    self.map.insert(k.clone(), v.clone());
+                    self.put(k.clone(), v.clone());
                 }
                 KvReply::Ok
             }
             KvOp::Call(args) => match typed(args) {
                 Ok(Some(op)) => self.apply(&op),
-                Ok(None) => commands::exec(&mut self.map, args),
+                Ok(None) => commands::exec(self, args),
                 Err(e) => e,
             },
             KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping => {
@@ -522,6 +618,11 @@ impl KvStore {
 }
 
 impl Service for KvStore {
+    /// The batch's agreed time is the store's clock: keys it passed expire.
+    fn begin_batch(&mut self, batch: BatchCtx) {
+        self.model.advance(batch.time_ms);
+    }
+
     fn execute(&mut self, op: &[u8]) -> Vec<u8> {
         match KvOp::decode(op) {
             Ok(op) => self.model.apply(&op),
@@ -531,27 +632,44 @@ impl Service for KvStore {
     }
 
     /// Answers well-formed read-only operations; `None` for writes and for malformed
-    /// bytes (ordering them yields the deterministic [`ERR_MALFORMED`] reply).
+    /// bytes (ordering them yields the deterministic [`ERR_MALFORMED`] reply). Reads
+    /// the state as of the last executed batch, at that batch's time (`TTL`, `TIME`):
+    /// the same at every replica that executed the same batches.
     fn query(&self, op: &[u8]) -> Option<Vec<u8>> {
         let op = KvOp::decode(op).ok()?;
         self.model.read(&op).map(|r| r.encode())
     }
 
-    /// `"BZKV" | version | [(key, value)]` in key order.
+    /// `"BZKV" | version | now | [(key, value)] | [(key, deadline)]`, both lists in
+    /// key order. No expired key is in it (see [`Model`]).
     fn snapshot(&self) -> Vec<u8> {
-        crate::snapshot::encode(MAGIC, &self.model.map)
+        let m = &self.model;
+        crate::snapshot::encode(MAGIC, &(m.now, &m.map, &m.ttl))
     }
 
-    /// Accepts only canonical snapshots (keys strictly ascending); on error the state
-    /// is unchanged.
+    /// Accepts only canonical snapshots (keys strictly ascending, a deadline only for
+    /// a key present and not before the clock); on error the state is unchanged.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> = crate::snapshot::decode(MAGIC, snapshot)?;
-        if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
+        type Body = (u64, Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, u64)>);
+        let (now, entries, ttls): Body = crate::snapshot::decode(MAGIC, snapshot)?;
+        if entries.windows(2).any(|w| w[0].0 >= w[1].0) || ttls.windows(2).any(|w| w[0].0 >= w[1].0)
+        {
             return Err("malformed KV snapshot: keys not strictly ascending".to_string());
         }
-        self.model = Model {
+        let mut model = Model {
             map: entries.into_iter().collect(),
+            now,
+            ..Model::default()
         };
+        for (key, when) in ttls {
+            if !model.map.contains_key(&key) || when < now {
+                return Err(
+                    "malformed KV snapshot: a deadline for a missing or expired key".into(),
+                );
+            }
+            model.set_deadline(&key, when);
+        }
+        self.model = model;
         Ok(())
     }
 }
@@ -966,8 +1084,18 @@ mod tests {
         truncated.pop();
         let mut trailing = good.clone();
         trailing.push(0);
-        let unsorted = crate::snapshot::encode(MAGIC, &vec![(b("b"), b("1")), (b("a"), b("1"))]);
-        let duplicate = crate::snapshot::encode(MAGIC, &vec![(b("a"), b("1")), (b("a"), b("2"))]);
+        let snap = |entries: Vec<(Vec<u8>, Vec<u8>)>, ttls: Vec<(Vec<u8>, u64)>| {
+            crate::snapshot::encode(MAGIC, &(10u64, entries, ttls))
+        };
+        let unsorted = snap(vec![(b("b"), b("1")), (b("a"), b("1"))], vec![]);
+        let duplicate = snap(vec![(b("a"), b("1")), (b("a"), b("2"))], vec![]);
+        let ttl_missing = snap(vec![(b("a"), b("1"))], vec![(b("b"), 20)]);
+        let ttl_expired = snap(vec![(b("a"), b("1"))], vec![(b("a"), 9)]);
+        let ttl_twice = snap(vec![(b("a"), b("1"))], vec![(b("a"), 20), (b("a"), 30)]);
+        assert!(s
+            .clone()
+            .restore(&snap(vec![(b("a"), b("1"))], vec![(b("a"), 10)]))
+            .is_ok());
         for bad in [
             &[][..],
             b"BZKV",
@@ -977,6 +1105,9 @@ mod tests {
             &trailing,
             &unsorted,
             &duplicate,
+            &ttl_missing,
+            &ttl_expired,
+            &ttl_twice,
         ] {
             assert!(s.restore(bad).is_err(), "{bad:?}");
             assert_eq!(s, before);
@@ -1022,9 +1153,12 @@ mod tests {
             key(),
             value(),
             prop::sample::select(
-                ["nx", "xx", "get", "ex", "keepttl", "match", "count", "type", "*", "2", "-3"]
-                    .map(b)
-                    .to_vec()
+                [
+                    "nx", "xx", "get", "ex", "px", "exat", "pxat", "keepttl", "persist", "gt",
+                    "lt", "match", "count", "type", "*", "2", "-3", "100", "1500",
+                ]
+                .map(b)
+                .to_vec()
             ),
         ];
         (
@@ -1038,11 +1172,52 @@ mod tests {
             })
     }
 
+    /// Operations, each in a batch that starts some milliseconds after the
+    /// previous one (0: the same time), from [`T0`].
+    fn timed(max: usize) -> impl Strategy<Value = Vec<(u64, KvOp)>> {
+        prop::collection::vec((prop_oneof![Just(0u64), 0u64..2000], op()), 0..max)
+    }
+
+    const T0: u64 = 1_700_000_000_000;
+
+    /// Run `ops` on `s`, each in its batch from `at`: the time then.
+    fn run_timed(s: &mut KvStore, ops: &[(u64, KvOp)], mut at: u64) -> u64 {
+        for (dt, op) in ops {
+            at += dt;
+            s.begin_batch(BatchCtx {
+                slot: 0,
+                time_ms: at,
+            });
+            s.execute(&op.encode());
+            s.model.check();
+        }
+        at
+    }
+
+    impl Model {
+        /// The TTL index matches the deadlines and names only present keys, none
+        /// expired.
+        fn check(&self) {
+            let index: BTreeSet<(u64, Vec<u8>)> =
+                self.ttl.iter().map(|(k, w)| (*w, k.clone())).collect();
+            assert_eq!(index, self.deadlines);
+            assert!(self.ttl.keys().all(|k| self.map.contains_key(k)));
+            assert!(
+                self.ttl.values().all(|w| *w >= self.now),
+                "an expired key stays"
+            );
+        }
+    }
+
     proptest! {
         #[test]
-        fn replicas_agree(ops in prop::collection::vec(op(), 0..60)) {
+        fn replicas_agree(ops in timed(60)) {
             let (mut a, mut b) = (KvStore::new(), KvStore::new());
-            for op in &ops {
+            let mut at = T0;
+            for (dt, op) in &ops {
+                at += dt;
+                a.begin_batch(BatchCtx { slot: 0, time_ms: at });
+                b.begin_batch(BatchCtx { slot: 0, time_ms: at });
                 let bytes = op.encode();
                 prop_assert_eq!(KvOp::decode(&bytes), Ok(op.clone()));
                 let ra = a.execute(&bytes);
@@ -1053,12 +1228,12 @@ mod tests {
             }
         }
 
+        /// An unordered query answers what executing the read would, at the last
+        /// batch's time (TTL, TIME included), and changes nothing.
         #[test]
-        fn query_matches_execute_and_changes_nothing(ops in prop::collection::vec(op(), 0..40), probe in op()) {
+        fn query_matches_execute_and_changes_nothing(ops in timed(40), probe in op()) {
             let mut s = KvStore::new();
-            for op in &ops {
-                s.execute(&op.encode());
-            }
+            run_timed(&mut s, &ops, T0);
             let snap = s.snapshot();
             let q = s.query(&probe.encode());
             prop_assert_eq!(q.is_some(), probe.is_read_only());
@@ -1069,18 +1244,23 @@ mod tests {
             }
         }
 
+        /// A restored snapshot carries the TTLs and the clock: the copy answers
+        /// and expires exactly as the original from then on.
         #[test]
-        fn restore_then_continue_matches(ops in prop::collection::vec(op(), 0..60), cut in any::<prop::sample::Index>()) {
+        fn restore_then_continue_matches(ops in timed(60), cut in any::<prop::sample::Index>()) {
             let cut = cut.index(ops.len() + 1);
             let mut original = KvStore::new();
-            for op in &ops[..cut] {
-                original.execute(&op.encode());
-            }
+            let at = run_timed(&mut original, &ops[..cut], T0);
             let mut copy = KvStore::new();
             copy.execute(&KvOp::Set(b("stale"), b("state")).encode());
             copy.restore(&original.snapshot()).unwrap();
             prop_assert_eq!(&copy, &original);
-            for op in &ops[cut..] {
+            let mut at = at;
+            for (dt, op) in &ops[cut..] {
+                at += dt;
+                for s in [&mut original, &mut copy] {
+                    s.begin_batch(BatchCtx { slot: 0, time_ms: at });
+                }
                 prop_assert_eq!(original.execute(&op.encode()), copy.execute(&op.encode()));
             }
             prop_assert_eq!(original.snapshot(), copy.snapshot());

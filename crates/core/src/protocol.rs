@@ -240,6 +240,9 @@ impl Eq for Fault {}
 /// and the effect buffer. The driver creates one per event and drains the effects.
 pub struct Cx<'a, P: Protocol + ?Sized> {
     now: Time,
+    /// Wall-clock time in milliseconds since the Unix epoch, if the driver
+    /// set one ([`Cx::with_wall_ms`]); see [`Cx::wall_ms`].
+    wall_ms: Option<u64>,
     rng: &'a mut dyn RngCore,
     crypto: &'a Crypto,
     effects: &'a mut Vec<Effect<P>>,
@@ -254,13 +257,30 @@ impl<'a, P: Protocol + ?Sized> Cx<'a, P> {
     ) -> Self {
         Cx {
             now,
+            wall_ms: None,
             rng,
             crypto,
             effects,
         }
     }
+    /// The same context with the wall clock at `ms` milliseconds since the
+    /// Unix epoch (the runtime reads the system clock once per step).
+    pub fn with_wall_ms(mut self, ms: u64) -> Self {
+        self.wall_ms = Some(ms);
+        self
+    }
     pub fn now(&self) -> Time {
         self.now
+    }
+    /// Wall-clock time in milliseconds since the Unix epoch, for what must
+    /// mean a date outside the system (the SMR's batch timestamps, which
+    /// Redis's `EXPIREAT` and `TIME` read). It is an input like any other:
+    /// replicas' clocks differ, and a protocol that needs agreement on it
+    /// agrees on a proposed value. The runtime gives the system clock; a
+    /// driver that sets none (the simulator, tests) gets [`Cx::now`] in
+    /// milliseconds, virtual and deterministic.
+    pub fn wall_ms(&self) -> u64 {
+        self.wall_ms.unwrap_or(self.now / MILLIS)
     }
     pub fn rng(&mut self) -> &mut dyn RngCore {
         self.rng
@@ -326,6 +346,7 @@ impl<'a, P: Protocol + ?Sized> Cx<'a, P> {
         let mut effects = Vec::new();
         let r = {
             let mut cx = Cx::new(self.now, &mut *self.rng, crypto, &mut effects);
+            cx.wall_ms = self.wall_ms;
             f(&mut cx)
         };
         (r, Step { effects })

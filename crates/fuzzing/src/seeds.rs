@@ -76,10 +76,13 @@ fn request(seq: u64, op: Vec<u8>) -> Request {
 }
 
 fn smr_messages() -> Vec<Message> {
-    let batch = Batch::new(vec![
-        request(1, KvOp::Set(b"k".to_vec(), b"v".to_vec()).encode()),
-        request(2, KvOp::Get(b"k".to_vec()).encode()),
-    ]);
+    let batch = Batch::at(
+        1_700_000_000_000,
+        vec![
+            request(1, KvOp::Set(b"k".to_vec(), b"v".to_vec()).encode()),
+            request(2, KvOp::Get(b"k".to_vec()).encode()),
+        ],
+    );
     let cert = CheckpointCert {
         slot: 64,
         state: [3; 32],

@@ -11,7 +11,7 @@
 //!
 //! | command | handled |
 //! |---|---|
-//! | the store's commands (`byzscale_apps::kv::commands::TABLE`: the string and key families) | by the backend; the read-only ones (`GET`, `STRLEN`, `GETRANGE`, `MGET`, `EXISTS`, `TYPE`, `KEYS`, `SCAN`, `DBSIZE`) with `read_only = true` when [`GatewayOptions::unordered_reads`] is set |
+//! | the store's commands (`byzscale_apps::kv::commands::TABLE`: the string and key families) | by the backend; the read-only ones (`GET`, `STRLEN`, `GETRANGE`, `MGET`, `EXISTS`, `TYPE`, `TTL`, `PTTL`, `KEYS`, `SCAN`, `DBSIZE`) with `read_only = true` when [`GatewayOptions::unordered_reads`] is set |
 //! | `PING [msg]`, `ECHO msg` | locally |
 //! | `QUIT` | `+OK`, then the connection is closed |
 //! | `SELECT 0` | `+OK` (there is one database; any other index is an error) |

@@ -395,7 +395,12 @@ where
             .as_nanos()
             .min(u64::MAX as u128) as u64;
         {
-            let mut cx = Cx::new(now, &mut self.rng, &self.crypto, &mut self.effects);
+            // the protocol's dates (SMR batch timestamps) are Unix epoch ms
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64);
+            let mut cx =
+                Cx::new(now, &mut self.rng, &self.crypto, &mut self.effects).with_wall_ms(wall);
             f(&mut self.protocol, &mut cx);
         }
         self.m.events.inc();

@@ -11,8 +11,15 @@
 //! Deviations, all documented at the command:
 //! - values are strings only until the first other family (hashes, lists, ...)
 //!   exists, so `WRONGTYPE` cannot occur yet and `TYPE` answers `string` or `none`;
-//! - no key expiry: `SET ... EX/PX/EXAT/PXAT` answer [`ERR_NO_EXPIRY`]; `KEEPTTL` is
-//!   accepted (no key has a TTL, so keeping it is a no-op);
+//! - key expiry runs on the replicated batch time (see [`Model`]): every command of
+//!   a batch sees the same time, and `TIME` answers it (microseconds are the
+//!   milliseconds' multiples; `TIME` is ordered, so it is the time of its own batch);
+//!   expired keys are deleted when the time moves, which Redis does lazily. A
+//!   read-only command answered without ordering (`GET`, `TTL`, ... on the unordered
+//!   read path) sees the store as of the last executed batch, at that batch's time:
+//!   in a group that ordered nothing for a while, a key whose deadline passed since
+//!   is still read until the next batch (ordering the read, or any write, moves
+//!   the time);
 //! - a string grows to at most [`MAX_STRING_LEN`] bytes (`SETRANGE`, `APPEND`; Redis's
 //!   limit is 512 MiB), with Redis's error text;
 //! - `SCAN`'s cursor is the next 64-bit key hash to visit (keys are visited in hash
@@ -26,13 +33,10 @@ use std::collections::BTreeMap;
 
 use byzscale_core::crypto::digest;
 
-use super::{parse_integer, KvReply, ERR_NOT_INTEGER, ERR_OVERFLOW, MAX_OP_LEN};
+use super::{parse_integer, KvReply, Model, ERR_NOT_INTEGER, ERR_OVERFLOW, MAX_OP_LEN};
 
 /// Redis's `syntax error`.
 pub const ERR_SYNTAX: &str = "ERR syntax error";
-/// The reply to `SET` with an expiry option until the store has a replicated clock.
-pub const ERR_NO_EXPIRY: &str =
-    "ERR key expiry (SET EX/PX/EXAT/PXAT) is not supported yet: the replicated store has no agreed clock";
 /// The longest string value `SETRANGE` and `APPEND` may make.
 pub const MAX_STRING_LEN: usize = MAX_OP_LEN;
 /// The most keys one `SCAN` call visits.
@@ -84,6 +88,19 @@ pub const TABLE: &[Spec] = &[
     ro(spec("get", 2, 1, 1, 1)),
     spec("set", -3, 1, 1, 1),
     spec("setnx", 3, 1, 1, 1),
+    spec("setex", 4, 1, 1, 1),
+    spec("psetex", 4, 1, 1, 1),
+    spec("getex", -2, 1, 1, 1),
+    spec("expire", -3, 1, 1, 1),
+    spec("pexpire", -3, 1, 1, 1),
+    spec("expireat", -3, 1, 1, 1),
+    spec("pexpireat", -3, 1, 1, 1),
+    spec("persist", 2, 1, 1, 1),
+    ro(spec("ttl", 2, 1, 1, 1)),
+    ro(spec("pttl", 2, 1, 1, 1)),
+    // ordered, not read-only: it answers the time of its own batch, which an
+    // unordered query (the last batch's) is not
+    spec("time", 1, 0, 0, 1),
     spec("getset", 3, 1, 1, 1),
     spec("getdel", 2, 1, 1, 1),
     spec("append", 3, 1, 1, 1),
@@ -198,14 +215,16 @@ pub fn check(args: &[Vec<u8>]) -> Result<&'static Spec, KvReply> {
 
 /// Answer a read-only command line that [`KvOp::from_args`](super::KvOp::from_args) leaves as a [`KvOp::Call`](super::KvOp::Call);
 /// `None` if it is not one.
-pub fn read(map: &Map, args: &[Vec<u8>]) -> Option<KvReply> {
+pub fn read(db: &Model, args: &[Vec<u8>]) -> Option<KvReply> {
     let s = check(args).ok()?;
     if !s.read_only {
         return None;
     }
+    let map = &db.map;
     Some(match s.name {
         "strlen" => KvReply::Int(map.get(&args[1]).map_or(0, Vec::len) as i64),
         "getrange" | "substr" => getrange(map, args).unwrap_or_else(|e| e),
+        "ttl" | "pttl" => ttl(db, &args[1], s.name == "pttl"),
         "type" => KvReply::Status(
             if map.contains_key(&args[1]) {
                 "string"
@@ -233,73 +252,100 @@ pub fn read(map: &Map, args: &[Vec<u8>]) -> Option<KvReply> {
 
 /// Execute a command line that [`KvOp::from_args`](super::KvOp::from_args) leaves as a [`KvOp::Call`](super::KvOp::Call) (checked
 /// again here: the bytes may come from anyone).
-pub fn exec(map: &mut Map, args: &[Vec<u8>]) -> KvReply {
+pub fn exec(db: &mut Model, args: &[Vec<u8>]) -> KvReply {
     if let Err(e) = check(args) {
         return e;
     }
-    if let Some(r) = read(map, args) {
+    if let Some(r) = read(db, args) {
         return r;
     }
-    write(map, args).unwrap_or_else(|e| e)
+    write(db, args).unwrap_or_else(|e| e)
 }
 
-fn write(map: &mut Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
+fn write(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
     let key = || args[1].clone();
     Ok(match name.as_str() {
-        "set" => return set(map, args),
+        "set" => return set(db, &name, args, 3),
+        "setex" | "psetex" => {
+            // SETEX key seconds value: SET key value EX seconds
+            let unit: &[u8] = if name == "setex" { b"ex" } else { b"px" };
+            let line = [
+                args[0].clone(),
+                key(),
+                args[3].clone(),
+                unit.to_vec(),
+                args[2].clone(),
+            ];
+            return set(db, &name, &line, 3);
+        }
+        "getex" => return getex(db, args),
+        "expire" | "pexpire" | "expireat" | "pexpireat" => return expire(db, &name, args),
+        "persist" => KvReply::Int(i64::from(db.clear_deadline(&args[1]))),
+        "time" => {
+            let (secs, micros) = (db.now / 1000, db.now % 1000 * 1000);
+            KvReply::List(vec![
+                KvReply::Bulk(secs.to_string().into_bytes()),
+                KvReply::Bulk(micros.to_string().into_bytes()),
+            ])
+        }
         "setnx" => {
-            if map.contains_key(&args[1]) {
+            if db.map.contains_key(&args[1]) {
                 KvReply::Int(0)
             } else {
-                map.insert(key(), args[2].clone());
+                db.put(key(), args[2].clone());
                 KvReply::Int(1)
             }
         }
-        "getset" => opt(map.insert(key(), args[2].clone())),
-        "getdel" => opt(map.remove(&args[1])),
+        "getset" => opt(db.put(key(), args[2].clone())),
+        "getdel" => opt(db.delete(&args[1])),
         "append" => {
-            let v = map.entry(key()).or_default();
+            // in place: a TTL stays, as in Redis
+            let v = db.map.entry(key()).or_default();
             if v.len().saturating_add(args[2].len()) > MAX_STRING_LEN {
                 return Err(err(ERR_TOO_LONG));
             }
             v.extend_from_slice(&args[2]);
             KvReply::Int(v.len() as i64)
         }
-        "setrange" => return setrange(map, args),
-        "incr" => return incr_by(map, &args[1], 1),
-        "decr" => return incr_by(map, &args[1], -1),
-        "incrby" => return incr_by(map, &args[1], int_arg(&args[2])?),
+        "setrange" => return setrange(&mut db.map, args),
+        "incr" => return incr_by(&mut db.map, &args[1], 1),
+        "decr" => return incr_by(&mut db.map, &args[1], -1),
+        "incrby" => return incr_by(&mut db.map, &args[1], int_arg(&args[2])?),
         "decrby" => {
             let by = int_arg(&args[2])?;
             if by == i64::MIN {
                 return Err(err("ERR decrement would overflow"));
             }
-            return incr_by(map, &args[1], -by);
+            return incr_by(&mut db.map, &args[1], -by);
         }
         "msetnx" => {
             if args.len().is_multiple_of(2) {
                 return Err(KvReply::Error(wrong_arity(&name)));
             }
-            if args[1..].iter().step_by(2).any(|k| map.contains_key(k)) {
+            if args[1..].iter().step_by(2).any(|k| db.map.contains_key(k)) {
                 return Ok(KvReply::Int(0));
             }
             for p in args[1..].chunks(2) {
-                map.insert(p[0].clone(), p[1].clone());
+                db.put(p[0].clone(), p[1].clone());
             }
             KvReply::Int(1)
         }
         "rename" | "renamenx" => {
             let nx = name == "renamenx";
-            let Some(v) = map.get(&args[1]) else {
+            if !db.map.contains_key(&args[1]) {
                 return Err(err("ERR no such key"));
-            };
-            if args[1] == args[2] || (nx && map.contains_key(&args[2])) {
+            }
+            if args[1] == args[2] || (nx && db.map.contains_key(&args[2])) {
                 return Ok(if nx { KvReply::Int(0) } else { KvReply::Ok });
             }
-            let v = v.clone();
-            map.remove(&args[1]);
-            map.insert(args[2].clone(), v);
+            // the TTL moves with the value; the target's own goes
+            let when = db.deadline(&args[1]);
+            let v = db.delete(&args[1]).unwrap_or_default();
+            db.put(args[2].clone(), v);
+            if let Some(when) = when {
+                db.set_deadline(&args[2], when);
+            }
             if nx {
                 KvReply::Int(1)
             } else {
@@ -314,7 +360,7 @@ fn write(map: &mut Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
             {
                 return Err(err(ERR_SYNTAX));
             }
-            map.clear();
+            db.clear();
             KvReply::Ok
         }
         _ => return Err(KvReply::Error(unknown_command(args))),
@@ -328,45 +374,203 @@ fn opt(v: Option<Vec<u8>>) -> KvReply {
     v.map_or(KvReply::Nil, KvReply::Bulk)
 }
 
-/// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]`, options parsed as
-/// Redis's `parseExtendedStringArgumentsOrReply` does.
-fn set(map: &mut Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
-    let (mut nx, mut xx, mut get, mut keepttl) = (false, false, false, false);
-    let mut expire: Option<&[u8]> = None;
-    let mut j = 3;
+/// The options of `SET` (from word 3) and `GETEX` (from word 2), parsed as Redis's
+/// `parseExtendedStringArgumentsOrReply` does: each expiry option excludes the
+/// others, `KEEPTTL` and `PERSIST` but may repeat (the last wins).
+#[derive(Default)]
+struct Options<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// The option's lower-case name (`ex`, `px`, `exat`, `pxat`) and its argument.
+    expire: Option<(&'static str, &'a [u8])>,
+}
+
+fn options(args: &[Vec<u8>], from: usize, set: bool) -> Result<Options<'_>, KvReply> {
+    let mut o = Options::default();
+    let mut j = from;
     while j < args.len() {
-        let opt = args[j].to_ascii_lowercase();
-        let has_next = j + 1 < args.len();
-        match opt.as_slice() {
-            b"nx" if !xx => nx = true,
-            b"xx" if !nx => xx = true,
-            b"get" => get = true,
-            b"keepttl" if expire.is_none() => keepttl = true,
-            b"ex" | b"px" | b"exat" | b"pxat" if !keepttl && expire.is_none() && has_next => {
-                j += 1;
-                expire = Some(&args[j]);
+        let word = args[j].to_ascii_lowercase();
+        let next = args.get(j + 1);
+        let other_expiry = |name: &str| o.expire.is_some_and(|(n, _)| n != name);
+        match word.as_slice() {
+            b"nx" if set && !o.xx => o.nx = true,
+            b"xx" if set && !o.nx => o.xx = true,
+            b"get" if set => o.get = true,
+            b"keepttl" if set && !o.persist && o.expire.is_none() => o.keepttl = true,
+            b"persist" if !set && !o.keepttl && o.expire.is_none() => o.persist = true,
+            b"ex" | b"px" | b"exat" | b"pxat" => {
+                let name = match word.as_slice() {
+                    b"ex" => "ex",
+                    b"px" => "px",
+                    b"exat" => "exat",
+                    _ => "pxat",
+                };
+                match next {
+                    Some(n) if !o.keepttl && !o.persist && !other_expiry(name) => {
+                        o.expire = Some((name, n));
+                        j += 1;
+                    }
+                    _ => return Err(err(ERR_SYNTAX)),
+                }
             }
             _ => return Err(err(ERR_SYNTAX)),
         }
         j += 1;
     }
-    if let Some(e) = expire {
-        return Err(match parse_integer(e) {
-            None => err(ERR_NOT_INTEGER),
-            Some(t) if t <= 0 => err("ERR invalid expire time in 'set' command"),
-            Some(_) => err(ERR_NO_EXPIRY),
-        });
+    Ok(o)
+}
+
+/// Redis's error for an expiry out of range, naming the command.
+fn invalid_expire(command: &str) -> KvReply {
+    KvReply::Error(format!("ERR invalid expire time in '{command}' command"))
+}
+
+/// The deadline an expiry option sets at `now` (Redis's
+/// `getExpireMillisecondsOrReply`): a positive count of seconds or ms, from now for
+/// `EX`/`PX`, a Unix time for `EXAT`/`PXAT`.
+fn deadline(command: &str, (unit, arg): (&str, &[u8]), now: u64) -> Result<u64, KvReply> {
+    let t = int_arg(arg)?;
+    let ms = match unit {
+        "ex" | "exat" => t.checked_mul(1000),
+        _ => Some(t),
+    };
+    let base = if unit == "ex" || unit == "px" { now } else { 0 };
+    let when = ms
+        .filter(|ms| *ms > 0)
+        .and_then(|ms| ms.checked_add(i64::try_from(base).ok()?))
+        .ok_or_else(|| invalid_expire(command))?;
+    Ok(when as u64)
+}
+
+/// Give the present `key` the deadline `when`, or delete it if `when` is already
+/// past (before now: the key would be invisible, see [`Model`]).
+fn expire_key(db: &mut Model, key: &[u8], when: u64) {
+    if when < db.now {
+        db.delete(key);
+    } else {
+        db.set_deadline(key, when);
     }
-    let old = map.get(&args[1]).cloned();
-    let write = !(nx && old.is_some() || xx && old.is_none());
+}
+
+/// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL]` (and `SETEX`,
+/// `PSETEX` rewritten to it, whose name errors carry): options from word `from`.
+fn set(db: &mut Model, command: &str, args: &[Vec<u8>], from: usize) -> Result<KvReply, KvReply> {
+    let o = options(args, from, true)?;
+    let when = match o.expire {
+        Some(e) => Some(deadline(command, e, db.now)?),
+        None => None,
+    };
+    let old = db.map.get(&args[1]).cloned();
+    let write = !(o.nx && old.is_some() || o.xx && old.is_none());
     if write {
-        map.insert(args[1].clone(), args[2].clone());
+        let ttl = db.deadline(&args[1]).filter(|_| o.keepttl);
+        db.put(args[1].clone(), args[2].clone());
+        if let Some(when) = when.or(ttl) {
+            expire_key(db, &args[1], when);
+        }
     }
-    Ok(match (get, write) {
+    Ok(match (o.get, write) {
         (true, _) => opt(old),
         (false, true) => KvReply::Ok,
         (false, false) => KvReply::Nil,
     })
+}
+
+/// `GETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST]`: a missing key is nil before
+/// the expiry is checked, as in Redis.
+fn getex(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
+    let o = options(args, 2, false)?;
+    let Some(v) = db.map.get(&args[1]).cloned() else {
+        return Ok(KvReply::Nil);
+    };
+    if let Some(e) = o.expire {
+        let when = deadline("getex", e, db.now)?;
+        // Redis deletes at an EXAT/PXAT not after now, keeps EX/PX's (always later)
+        if e.0.ends_with("at") && when <= db.now {
+            db.delete(&args[1]);
+        } else {
+            db.set_deadline(&args[1], when);
+        }
+    } else if o.persist {
+        db.clear_deadline(&args[1]);
+    }
+    Ok(KvReply::Bulk(v))
+}
+
+/// `EXPIRE key seconds [NX|XX|GT|LT]`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT`, as Redis's
+/// `expireGenericCommand`: options first, then the number; a key without a TTL
+/// counts as an infinite one for `GT`/`LT`; a deadline not after now deletes.
+fn expire(db: &mut Model, command: &str, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for word in &args[3..] {
+        match word.to_ascii_lowercase().as_slice() {
+            b"nx" => nx = true,
+            b"xx" => xx = true,
+            b"gt" => gt = true,
+            b"lt" => lt = true,
+            _ => {
+                let shown = String::from_utf8_lossy(word);
+                return Err(KvReply::Error(format!("ERR Unsupported option {shown}")));
+            }
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(err(
+            "ERR NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if gt && lt {
+        return Err(err(
+            "ERR GT and LT options at the same time are not compatible",
+        ));
+    }
+    let t = int_arg(&args[2])?;
+    let seconds = !command.starts_with('p');
+    let base = if command.ends_with("at") {
+        0
+    } else {
+        db.now as i64
+    };
+    let when = if seconds {
+        t.checked_mul(1000)
+    } else {
+        Some(t)
+    }
+    .and_then(|ms| ms.checked_add(base))
+    .ok_or_else(|| invalid_expire(command))?;
+    if !db.map.contains_key(&args[1]) {
+        return Ok(KvReply::Int(0));
+    }
+    let current = db.deadline(&args[1]).map(|w| w as i64);
+    let refused = (nx && current.is_some())
+        || (xx && current.is_none())
+        || (gt && current.is_none_or(|c| when <= c))
+        || (lt && current.is_some_and(|c| when >= c));
+    if refused {
+        return Ok(KvReply::Int(0));
+    }
+    if when <= db.now as i64 {
+        db.delete(&args[1]);
+    } else {
+        db.set_deadline(&args[1], when as u64);
+    }
+    Ok(KvReply::Int(1))
+}
+
+/// `TTL key` / `PTTL key`: -2 without the key, -1 without a TTL, else the time
+/// left (seconds rounded as Redis does).
+fn ttl(db: &Model, key: &[u8], ms: bool) -> KvReply {
+    if !db.map.contains_key(key) {
+        return KvReply::Int(-2);
+    }
+    let Some(when) = db.deadline(key) else {
+        return KvReply::Int(-1);
+    };
+    let left = when.saturating_sub(db.now) as i64;
+    KvReply::Int(if ms { left } else { (left + 500) / 1000 })
 }
 
 fn getrange(map: &Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
@@ -506,14 +710,15 @@ fn scan(map: &Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
 mod tests {
     use super::*;
 
-    fn call(map: &mut Map, words: &[&str]) -> KvReply {
+    /// Run a command line as the store does (typed commands included).
+    fn call(db: &mut Model, words: &[&str]) -> KvReply {
         let args: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
-        exec(map, &args)
+        db.apply(&super::super::KvOp::Call(args))
     }
 
     #[test]
     fn scan_visits_every_key_once_across_calls_with_changes() {
-        let mut map = Map::new();
+        let mut map = Model::new();
         for i in 0..100 {
             map.insert(format!("k{i}").into_bytes(), b"v".to_vec());
         }
@@ -558,7 +763,7 @@ mod tests {
 
     #[test]
     fn string_limits_hold() {
-        let mut map = Map::new();
+        let mut map = Model::new();
         let big = (MAX_STRING_LEN).to_string();
         assert_eq!(
             call(&mut map, &["setrange", "k", &big, "x"]),
@@ -573,27 +778,223 @@ mod tests {
             call(&mut map, &["setrange", "k", "3", "x"]),
             KvReply::Int(4)
         );
-        assert_eq!(map[&b"k"[..]], b"\0\0\0x");
+        assert_eq!(map.get(b"k"), Some(&b"\0\0\0x"[..]));
+    }
+
+    fn int(i: i64) -> KvReply {
+        KvReply::Int(i)
+    }
+
+    const T: u64 = 1_700_000_000_000;
+
+    /// A store at time `T` holding `k` = `v`.
+    fn at_t() -> Model {
+        let mut db = Model::new();
+        db.advance(T);
+        call(&mut db, &["set", "k", "v"]);
+        db
     }
 
     #[test]
-    fn set_expiry_options_name_the_missing_feature() {
-        let mut map = Map::new();
+    fn set_expiry_options_set_a_deadline_and_errors_match_redis() {
+        let mut db = Model::new();
+        db.advance(T);
+        assert_eq!(call(&mut db, &["set", "k", "v", "EX", "10"]), KvReply::Ok);
+        assert_eq!(db.deadline(b"k"), Some(T + 10_000));
         assert_eq!(
-            call(&mut map, &["set", "k", "v", "EX", "10"]),
-            err(ERR_NO_EXPIRY)
+            call(&mut db, &["set", "k", "v", "px", "10", "px", "20"]),
+            KvReply::Ok
+        );
+        assert_eq!(db.deadline(b"k"), Some(T + 20));
+        assert_eq!(
+            call(&mut db, &["set", "k", "v", "pxat", &(T + 5).to_string()]),
+            KvReply::Ok
+        );
+        assert_eq!(db.deadline(b"k"), Some(T + 5));
+        // a plain SET clears the TTL, KEEPTTL keeps it
+        call(&mut db, &["set", "k", "v", "ex", "10"]);
+        assert_eq!(call(&mut db, &["set", "k", "w", "keepttl"]), KvReply::Ok);
+        assert_eq!(db.deadline(b"k"), Some(T + 10_000));
+        assert_eq!(call(&mut db, &["set", "k", "w"]), KvReply::Ok);
+        assert_eq!(db.deadline(b"k"), None);
+        let invalid = err("ERR invalid expire time in 'set' command");
+        for bad in [
+            &["set", "k", "v", "px", "0"][..],
+            &["set", "k", "v", "ex", "-1"],
+            &["set", "k", "v", "ex", "9223372036854775807"],
+            &["set", "k", "v", "px", "9223372036854775807"],
+        ] {
+            assert_eq!(call(&mut db, bad), invalid, "{bad:?}");
+        }
+        assert_eq!(
+            call(&mut db, &["set", "k", "v", "ex", "x"]),
+            err(ERR_NOT_INTEGER)
+        );
+        for bad in [
+            &["set", "k", "v", "ex"][..],
+            &["set", "k", "v", "ex", "1", "keepttl"],
+            &["set", "k", "v", "ex", "1", "px", "1"],
+            &["set", "k", "v", "persist"],
+        ] {
+            assert_eq!(call(&mut db, bad), err(ERR_SYNTAX), "{bad:?}");
+        }
+        assert_eq!(
+            call(&mut db, &["setex", "k", "0", "v"]),
+            err("ERR invalid expire time in 'setex' command")
+        );
+        assert_eq!(call(&mut db, &["psetex", "k", "1500", "v"]), KvReply::Ok);
+        assert_eq!(call(&mut db, &["pttl", "k"]), int(1500));
+        assert_eq!(call(&mut db, &["ttl", "k"]), int(2));
+        // a deadline already past: the key is gone at once
+        assert_eq!(call(&mut db, &["set", "k", "v", "exat", "1"]), KvReply::Ok);
+        assert_eq!(call(&mut db, &["exists", "k"]), int(0));
+        assert!(db.is_empty());
+    }
+
+    #[test]
+    fn expire_family_follows_redis_options_and_deletes_in_the_past() {
+        let mut db = at_t();
+        let nx_err = err("ERR NX and XX, GT or LT options at the same time are not compatible");
+        assert_eq!(call(&mut db, &["expire", "k", "10", "nx", "xx"]), nx_err);
+        assert_eq!(call(&mut db, &["expire", "k", "10", "nx", "gt"]), nx_err);
+        assert_eq!(
+            call(&mut db, &["expire", "k", "10", "gt", "lt"]),
+            err("ERR GT and LT options at the same time are not compatible")
         );
         assert_eq!(
-            call(&mut map, &["set", "k", "v", "px", "0"]),
-            err("ERR invalid expire time in 'set' command")
+            call(&mut db, &["expire", "k", "x", "foo"]),
+            err("ERR Unsupported option foo")
         );
-        assert_eq!(call(&mut map, &["set", "k", "v", "ex"]), err(ERR_SYNTAX));
+        assert_eq!(call(&mut db, &["expire", "k", "x"]), err(ERR_NOT_INTEGER));
         assert_eq!(
-            call(&mut map, &["set", "k", "v", "ex", "1", "keepttl"]),
-            err(ERR_SYNTAX)
+            call(&mut db, &["pexpire", "k", "9223372036854775807"]),
+            err("ERR invalid expire time in 'pexpire' command")
         );
-        assert!(map.is_empty());
-        assert_eq!(call(&mut map, &["set", "k", "v", "keepttl"]), KvReply::Ok);
+        assert_eq!(call(&mut db, &["expire", "nokey", "10"]), int(0));
+        // no TTL: GT fails (infinite), XX fails, LT and NX set
+        assert_eq!(call(&mut db, &["expire", "k", "100", "gt"]), int(0));
+        assert_eq!(call(&mut db, &["expire", "k", "100", "xx"]), int(0));
+        assert_eq!(call(&mut db, &["ttl", "k"]), int(-1));
+        assert_eq!(call(&mut db, &["expire", "k", "100", "lt"]), int(1));
+        assert_eq!(call(&mut db, &["ttl", "k"]), int(100));
+        assert_eq!(call(&mut db, &["expire", "k", "50", "nx"]), int(0));
+        assert_eq!(call(&mut db, &["expire", "k", "200", "lt"]), int(0));
+        assert_eq!(call(&mut db, &["expire", "k", "200", "gt"]), int(1));
+        assert_eq!(
+            call(&mut db, &["pexpireat", "k", &(T + 7).to_string(), "xx"]),
+            int(1)
+        );
+        assert_eq!(call(&mut db, &["pttl", "k"]), int(7));
+        assert_eq!(call(&mut db, &["persist", "k"]), int(1));
+        assert_eq!(call(&mut db, &["persist", "k"]), int(0));
+        assert_eq!(call(&mut db, &["ttl", "nokey"]), int(-2));
+        // EXPIREAT at now deletes, as Redis's checkAlreadyExpired
+        assert_eq!(call(&mut db, &["pexpireat", "k", &T.to_string()]), int(1));
+        assert_eq!(call(&mut db, &["get", "k"]), KvReply::Nil);
+        let mut db = at_t();
+        assert_eq!(call(&mut db, &["expire", "k", "-1"]), int(1));
+        assert!(db.is_empty());
+    }
+
+    #[test]
+    fn getex_sets_or_clears_the_ttl_and_checks_like_redis() {
+        let mut db = at_t();
+        assert_eq!(call(&mut db, &["getex", "nokey", "ex", "0"]), KvReply::Nil);
+        assert_eq!(call(&mut db, &["getex", "nokey", "foo"]), err(ERR_SYNTAX));
+        assert_eq!(
+            call(&mut db, &["getex", "k", "ex", "0"]),
+            err("ERR invalid expire time in 'getex' command")
+        );
+        for bad in [
+            &["getex", "k", "ex", "1", "px", "1"][..],
+            &["getex", "k", "persist", "ex", "1"],
+            &["getex", "k", "keepttl"],
+            &["getex", "k", "nx"],
+        ] {
+            assert_eq!(call(&mut db, bad), err(ERR_SYNTAX), "{bad:?}");
+        }
+        let v = KvReply::Bulk(b"v".to_vec());
+        assert_eq!(call(&mut db, &["getex", "k", "ex", "5", "ex", "7"]), v);
+        assert_eq!(call(&mut db, &["ttl", "k"]), int(7));
+        assert_eq!(call(&mut db, &["getex", "k"]), v);
+        assert_eq!(call(&mut db, &["ttl", "k"]), int(7));
+        assert_eq!(call(&mut db, &["getex", "k", "persist"]), v);
+        assert_eq!(call(&mut db, &["ttl", "k"]), int(-1));
+        assert_eq!(call(&mut db, &["getex", "k", "exat", "1"]), v);
+        assert_eq!(call(&mut db, &["exists", "k"]), int(0));
+    }
+
+    /// Which writes keep a TTL, as Redis: in-place changes keep it, a new value
+    /// (SET, GETSET, MSET) drops it, RENAME moves it.
+    #[test]
+    fn ttls_survive_in_place_writes_and_move_with_rename() {
+        let mut db = at_t();
+        call(&mut db, &["set", "n", "1", "ex", "10"]);
+        call(&mut db, &["incr", "n"]);
+        call(&mut db, &["append", "n", "0"]);
+        call(&mut db, &["setrange", "n", "0", "3"]);
+        assert_eq!(call(&mut db, &["ttl", "n"]), int(10));
+        assert_eq!(call(&mut db, &["rename", "n", "m"]), KvReply::Ok);
+        assert_eq!(call(&mut db, &["ttl", "m"]), int(10));
+        assert_eq!(call(&mut db, &["ttl", "n"]), int(-2));
+        // a target's own TTL goes; a renamed key without one has none
+        call(&mut db, &["expire", "k", "99"]);
+        call(&mut db, &["set", "plain", "x"]);
+        call(&mut db, &["rename", "plain", "k"]);
+        assert_eq!(call(&mut db, &["ttl", "k"]), int(-1));
+        call(&mut db, &["getset", "m", "x"]);
+        assert_eq!(call(&mut db, &["ttl", "m"]), int(-1));
+        call(&mut db, &["expire", "m", "5"]);
+        call(&mut db, &["mset", "m", "y"]);
+        assert_eq!(call(&mut db, &["ttl", "m"]), int(-1));
+        call(&mut db, &["expire", "m", "5"]);
+        call(&mut db, &["del", "m"]);
+        call(&mut db, &["set", "m", "z"]);
+        assert_eq!(call(&mut db, &["ttl", "m"]), int(-1));
+        call(&mut db, &["expire", "m", "5"]);
+        call(&mut db, &["flushdb"]);
+        assert!(db.ttl.is_empty() && db.deadlines.is_empty());
+    }
+
+    /// Expired keys vanish from every read once the batch time passes their
+    /// deadline, and TIME is the batch time.
+    #[test]
+    fn keys_expire_when_the_batch_time_passes_their_deadline() {
+        let mut db = at_t();
+        call(&mut db, &["set", "a", "1", "px", "100"]);
+        call(&mut db, &["set", "b", "2", "px", "200"]);
+        let time = |db: &mut Model| call(db, &["time"]);
+        let pair = |s: u64, us: u64| {
+            KvReply::List(vec![
+                KvReply::Bulk(s.to_string().into_bytes()),
+                KvReply::Bulk(us.to_string().into_bytes()),
+            ])
+        };
+        assert_eq!(time(&mut db), pair(T / 1000, 0));
+        db.advance(T + 100);
+        assert_eq!(call(&mut db, &["dbsize"]), int(3), "alive at its deadline");
+        assert_eq!(call(&mut db, &["pttl", "a"]), int(0));
+        db.advance(T + 101);
+        assert_eq!(time(&mut db), pair(T / 1000, 101_000));
+        assert_eq!(call(&mut db, &["get", "a"]), KvReply::Nil);
+        assert_eq!(call(&mut db, &["dbsize"]), int(2));
+        assert_eq!(
+            call(&mut db, &["type", "a"]),
+            KvReply::Status("none".into())
+        );
+        // the clock never goes back
+        db.advance(T);
+        assert_eq!(db.now(), T + 101);
+        db.advance(T + 1_000);
+        assert_eq!(
+            call(&mut db, &["keys", "*"]),
+            KvReply::Array(vec![Some(b"k".to_vec())])
+        );
+        let KvReply::List(scan) = call(&mut db, &["scan", "0"]) else {
+            panic!()
+        };
+        assert_eq!(scan[1], KvReply::List(vec![KvReply::Bulk(b"k".to_vec())]));
+        assert!(db.ttl.is_empty() && db.deadlines.is_empty());
     }
 
     #[test]

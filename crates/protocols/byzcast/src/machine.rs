@@ -41,7 +41,7 @@ use byzscale_apps::kv::{KvOp, KvReply, KvStore, ERR_MALFORMED};
 use byzscale_core::codec;
 use byzscale_core::crypto::Digest;
 use byzscale_core::quorum::Collector;
-use byzscale_core::service::Service;
+use byzscale_core::service::{BatchCtx, Service};
 use byzscale_core::{ClientId, GroupId};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -328,6 +328,12 @@ impl GroupMachine {
 }
 
 impl Service for GroupMachine {
+    /// The group's batch time is its shard's clock (expiry): a cross-shard
+    /// operation runs in each group at that group's batch time.
+    fn begin_batch(&mut self, batch: BatchCtx) {
+        self.kv.begin_batch(batch);
+    }
+
     fn execute(&mut self, op: &[u8]) -> Vec<u8> {
         match Envelope::decode(op) {
             Ok(Envelope::Multicast(m)) => self.on_multicast(m),

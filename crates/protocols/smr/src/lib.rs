@@ -82,6 +82,13 @@
 //!   later ones; it also asks again after idling for [`Params::session_idle`].
 //!   Pinned clients ([`Params::pinned_clients`]: a ByzCast child's parent
 //!   replicas) never expire and are exempt from the floor.
+//! - Batch timestamps, as BFT-SMaRt's: the leader stamps each batch with its
+//!   wall clock ([`Batch::time_ms`], part of the value agreed on), a backup
+//!   accepts it only at or above the last executed batch's time and within
+//!   [`Params::max_clock_skew`] of its own clock (the bound is this crate's
+//!   addition), and the service executes the batch at that time
+//!   (`Service::begin_batch`), so time-dependent services (key expiry) are
+//!   deterministic. See `replica/execute.rs`, "Batch time".
 //! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the
 //!   synchronization phase trusts the replicas' accepted values.
 //! - Unordered read-only requests are answered from local state once the replica has

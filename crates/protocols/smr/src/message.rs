@@ -96,18 +96,34 @@ impl Request {
     }
 }
 
-/// An ordered batch of requests: the value of one consensus instance (slot).
-/// The requests are shared: a batch is proposed, kept for the view change and
-/// the log, executed and persisted, and cloning it costs a reference count.
-/// The encoding is that of the plain vector.
+/// An ordered batch of requests and its timestamp: the value of one
+/// consensus instance (slot). The requests are shared: a batch is proposed,
+/// kept for the view change and the log, executed and persisted, and cloning
+/// it costs a reference count.
+///
+/// The timestamp is part of the value (its digest, its records, the log and
+/// the view change's claims), so the group agrees on it with the requests,
+/// as in BFT-SMaRt (see `replica/execute.rs`, "Batch time").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Batch {
+    /// The leader's clock when it proposed the batch, in milliseconds since
+    /// the Unix epoch ([`byzscale_core::Cx::wall_ms`]). 0 in a null batch
+    /// (a slot a view change found nothing prepared for), which executes at
+    /// the previous batch's time.
+    pub time_ms: u64,
     pub requests: Arc<Vec<Request>>,
 }
 
 impl Batch {
+    /// A batch of `requests` at time 0 (tests, and null batches).
     pub fn new(requests: Vec<Request>) -> Self {
+        Batch::at(0, requests)
+    }
+
+    /// A batch of `requests` proposed at `time_ms`.
+    pub fn at(time_ms: u64, requests: Vec<Request>) -> Self {
         Batch {
+            time_ms,
             requests: Arc::new(requests),
         }
     }

@@ -110,6 +110,13 @@ pub struct Params {
     /// may hold is bounded by the certified snapshot length, itself at most
     /// this.
     pub max_state_bytes: u64,
+    /// How far a proposed batch's timestamp may be from a backup's own wall
+    /// clock, either way, for the backup to accept the proposal (see
+    /// `replica/execute.rs`, "Batch time"). Correct replicas' clocks must
+    /// stay closer than this to each other (NTP keeps them within
+    /// milliseconds), and it bounds how far a Byzantine leader can move the
+    /// agreed time from real time.
+    pub max_clock_skew: Time,
 }
 
 /// A [`Params`] value that cannot work.
@@ -158,6 +165,7 @@ impl Default for Params {
             pinned_clients: BTreeSet::new(),
             state_chunk_bytes: 1 << 20,
             max_state_bytes: 1 << 30,
+            max_clock_skew: 5 * SECS,
         }
     }
 }

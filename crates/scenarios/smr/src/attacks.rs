@@ -175,11 +175,12 @@ pub struct Collusion {
     split: BTreeMap<(u64, u64), (Digest, Digest)>,
 }
 
-/// A different but valid batch: the same requests reversed, or one fewer.
+/// A different but valid batch: the same requests reversed, or one fewer
+/// (at the same time, which backups accept).
 fn variant(batch: &Batch) -> Option<Batch> {
     match batch.requests.len() {
         0 => None,
-        1 => Some(Batch::default()),
+        1 => Some(Batch::at(batch.time_ms, Vec::new())),
         _ => {
             let mut b = batch.clone();
             std::sync::Arc::make_mut(&mut b.requests).reverse();
@@ -374,6 +375,8 @@ impl Mutator<Message> for FieldSurgery {
             Message::Propose { view, slot, batch } => match pick {
                 0 => *view = fields::number(*view, rng),
                 1 => *slot = fields::number(*slot, rng),
+                // a bad time costs a view change (backups refuse it)
+                _ if rng.gen_bool(0.5) => batch.time_ms = fields::number(batch.time_ms, rng),
                 _ => fields::list(std::sync::Arc::make_mut(&mut batch.requests), rng),
             },
             Message::Write { view, slot, digest } | Message::Accept { view, slot, digest } => {

@@ -83,14 +83,55 @@
 //! pending); it is proposed again after the next view change rebuilds the
 //! queue.
 //!
+//! # Batch time
+//!
+//! Services such as the Redis store need a clock every replica agrees on
+//! (key expiry, `TIME`). As in BFT-SMaRt, whose leader puts its clock in
+//! each batch and whose replicas hand the batch's timestamp to the service
+//! instead of reading their own clocks, the leader stamps each batch it
+//! proposes with its wall clock ([`Batch::time_ms`], ms since the Unix
+//! epoch: `Cx::wall_ms`, the system clock in the runtime, virtual time in
+//! the simulator), never below the last executed batch's time nor any
+//! timestamp it adopted before (a new leader's clock may be behind the
+//! old one's). The stamp is part of the batch: the digest voted on, the
+//! records (`durable.rs`), the log sent to lagging replicas and the claims
+//! of a view change, which therefore re-proposes a slot with its time.
+//!
+//! A backup accepts a PROPOSE only if its time is at least the last
+//! executed batch's and within [`Params::max_clock_skew`] of its own clock
+//! ([`check_time`]); otherwise the proposal is invalid like a batch with a
+//! bad request: no WRITE, a `propose-invalid` fault, and the request timers
+//! lead to a view change. BFT-SMaRt checks only that timestamps do not
+//! decrease; the bound on the distance to the backup's clock is this
+//! crate's addition (issue 12): without it a Byzantine leader could move the
+//! agreed time arbitrarily far ahead, and every key with a TTL would expire
+//! at once. A value the synchronization phase selects is not checked again
+//! (it was accepted in an earlier view and may be older than the bound).
+//! The cost of the bound: a PROPOSE that reaches a backup more than the
+//! bound after the leader made it (a long partition, the leader's
+//! retransmission of a stuck slot) is refused like a bad one, with a
+//! `propose-invalid` fault against a correct leader; the backup learns the
+//! decision by log transfer, and if the slot needs its WRITE, the view
+//! change that follows re-proposes it unchecked.
+//!
+//! A batch executes at `max(previous batch's time, its timestamp)`, so the
+//! agreed time never decreases whatever a leader proposed before the check
+//! existed at a slot, and a null batch (time 0) runs at the previous time.
+//! The service learns it before the batch's requests
+//! (`Service::begin_batch`); the last executed batch's time is replicated
+//! state, in every snapshot, so a replica restored from a checkpoint or
+//! restarted from its disk keeps both the rule and the service's clock.
+//!
 //! [`Params::pinned_clients`]: crate::Params::pinned_clients
+//! [`Params::max_clock_skew`]: crate::Params::max_clock_skew
 
 use super::{Ctx, Output, Record, Replica};
 use crate::fault::Fault;
 use crate::message::*;
 use byzscale_core::codec;
-use byzscale_core::service::Service;
-use byzscale_core::{Addr, ClientId};
+use byzscale_core::protocol::MILLIS;
+use byzscale_core::service::{BatchCtx, Service};
+use byzscale_core::{Addr, ClientId, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -172,6 +213,7 @@ impl<S: Service> Replica<S> {
                 digest: d,
                 batch: batch.clone(),
             });
+            self.begin_batch(slot, &batch);
             for req in batch.requests.iter() {
                 self.execute_request(slot, req, cx);
             }
@@ -328,8 +370,19 @@ impl<S: Service> Replica<S> {
         Outcome::Ran(result)
     }
 
+    /// The decided `batch` at `slot` starts executing: its agreed time is
+    /// its timestamp, or the previous batch's if that is later (a null
+    /// batch; see the module docs), and the service learns it.
+    pub(super) fn begin_batch(&mut self, slot: Slot, batch: &Batch) {
+        self.batch_time = self.batch_time.max(batch.time_ms);
+        self.time_high = self.time_high.max(self.batch_time);
+        let time_ms = self.batch_time;
+        self.service.begin_batch(BatchCtx { slot, time_ms });
+    }
+
     /// Execute a decided batch without sending anything (replay at restart).
     pub(super) fn execute_batch_quiet(&mut self, slot: Slot, batch: &Batch) {
+        self.begin_batch(slot, batch);
         for req in batch.requests.iter() {
             self.execute_request_quiet(slot, req);
         }
@@ -359,21 +412,47 @@ impl<S: Service> Replica<S> {
         self.stats.clients_expired += (before - self.clients.len()) as u64;
     }
 
-    /// The replicated state: the service's snapshot, the client table and
-    /// the session floor.
+    /// The replicated state: the service's snapshot, the client table, the
+    /// session floor and the last batch's time.
     pub(super) fn snapshot_bytes(&self) -> Vec<u8> {
-        codec::to_bytes(&(self.service.snapshot(), &self.clients, self.session_floor))
+        let svc = self.service.snapshot();
+        codec::to_bytes(&(svc, &self.clients, self.session_floor, self.batch_time))
     }
 
     pub(super) fn restore_snapshot(&mut self, bytes: &[u8]) -> Result<(), String> {
-        type State = (Vec<u8>, BTreeMap<ClientId, ClientState>, Slot);
-        let (svc, clients, floor): State =
+        type State = (Vec<u8>, BTreeMap<ClientId, ClientState>, Slot, u64);
+        let (svc, clients, floor, time): State =
             codec::from_bytes(bytes, usize::MAX).map_err(|e| e.to_string())?;
         self.service.restore(&svc)?;
         self.session_floor = floor;
+        self.batch_time = time;
+        self.time_high = self.time_high.max(time);
         self.client_bytes = clients.values().map(entry_bytes).sum();
         self.client_bytes_peak = self.client_bytes_peak.max(self.client_bytes);
         self.clients = clients;
         Ok(())
     }
+}
+
+/// The backup's rule for a proposed batch's timestamp (module docs, "Batch
+/// time"): at least `executed`, the agreed time of the last batch executed
+/// here, and within `skew` of `own`, this replica's wall clock (both in ms
+/// since the Unix epoch).
+pub(super) fn check_time(
+    time_ms: u64,
+    (executed, own): (u64, u64),
+    skew: Time,
+) -> Result<(), String> {
+    let skew_ms = skew / MILLIS;
+    if time_ms < executed {
+        return Err(format!(
+            "batch time {time_ms} ms below the last executed batch's ({executed} ms)"
+        ));
+    }
+    if time_ms.abs_diff(own) > skew_ms {
+        return Err(format!(
+            "batch time {time_ms} ms more than max_clock_skew ({skew_ms} ms) from this replica's clock ({own} ms)"
+        ));
+    }
+    Ok(())
 }

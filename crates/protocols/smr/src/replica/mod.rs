@@ -52,6 +52,8 @@
 //! | `transfer.rs` | state transfer in verified, resumable chunks; log transfer; retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
 //! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
 
+#[cfg(test)]
+mod batch_time;
 mod checkpoint;
 mod durable;
 mod execute;
@@ -176,6 +178,12 @@ pub struct Replica<S: Service> {
     /// Sessions below it are over for a client without an entry (replicated
     /// state, in the snapshot; see `execute.rs`).
     session_floor: Slot,
+    /// The agreed time of the last executed batch, ms since the Unix epoch
+    /// (replicated state, in the snapshot; see `execute.rs`, "Batch time").
+    batch_time: u64,
+    /// The highest timestamp of a batch this replica adopted or proposed
+    /// (local): a leader never stamps below it.
+    time_high: u64,
 
     // checkpoints (checkpoint.rs)
     ckpts: BTreeMap<Slot, CkptState>,
@@ -233,6 +241,8 @@ impl<S: Service> Replica<S> {
             client_bytes: 0,
             client_bytes_peak: 0,
             session_floor: 0,
+            batch_time: 0,
+            time_high: 0,
             ckpts: BTreeMap::new(),
             stable: None,
             stable_snapshot: None,
@@ -314,8 +324,10 @@ impl<S: Service> Replica<S> {
         self.note_view_hint(from, msg.view(), cx);
         let crypto = cx.crypto();
         let (p, g, idx, pending) = (&self.p, &self.g, self.idx, &self.pending);
+        let clock = (self.batch_time, cx.wall_ms());
         let mut unauthenticated = None;
         let events = self.order.on_message(from, msg, crypto, |batch| {
+            execute::check_time(batch.time_ms, clock, p.max_clock_skew)?;
             request::validate_batch(batch, p, g, idx, pending, crypto).map_err(|e| {
                 unauthenticated = e.unauthenticated;
                 e.detail
@@ -334,6 +346,9 @@ impl<S: Service> Replica<S> {
                 Event::Persist(p) => cx.persist(p.into()),
                 Event::Multicast(m) => cx.multicast(self.others(), m.into()),
                 Event::Adopted(slot) => {
+                    if let Some(batch) = self.order.proposal(slot) {
+                        self.time_high = self.time_high.max(batch.time_ms);
+                    }
                     // a slot executed already (a view change re-accepts
                     // it) proposes nothing more: its requests ran or were
                     // skipped, and one skipped must be proposed again

@@ -345,7 +345,11 @@ impl<S: Service> Replica<S> {
             if requests.is_empty() {
                 return;
             }
-            let events = self.order.propose(Batch::new(requests), cx.crypto());
+            // never below a time the group agreed on or this leader saw
+            // (its clock may be behind the previous leader's)
+            let time = cx.wall_ms().max(self.batch_time).max(self.time_high);
+            self.time_high = time;
+            let events = self.order.propose(Batch::at(time, requests), cx.crypto());
             self.apply(events, cx);
         }
     }

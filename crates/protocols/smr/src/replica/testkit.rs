@@ -7,15 +7,19 @@ use crate::message::*;
 use crate::params::{GroupInfo, Params};
 use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::service::Service;
+use byzscale_core::service::{BatchCtx, Service};
 use byzscale_core::{Addr, ClientId, Cx, Effect, GroupId, NodeId};
 use rand::SeedableRng;
 use std::collections::BTreeMap;
 
-/// A counter service: enough state to snapshot.
+/// A counter service: enough state to snapshot; it keeps the last batch it
+/// was told of (not in its snapshot).
 #[derive(Default)]
-pub struct Count(pub u64);
+pub struct Count(pub u64, pub BatchCtx);
 impl Service for Count {
+    fn begin_batch(&mut self, batch: BatchCtx) {
+        self.1 = batch;
+    }
     fn execute(&mut self, _op: &[u8]) -> Vec<u8> {
         self.0 += 1;
         self.0.to_le_bytes().to_vec()
@@ -90,8 +94,23 @@ pub fn step_with(
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut fx = Vec::new();
-    f(r, &mut Cx::new(0, &mut rng, crypto, &mut fx));
+    let wall = WALL.with(|w| w.get());
+    f(
+        r,
+        &mut Cx::new(0, &mut rng, crypto, &mut fx).with_wall_ms(wall),
+    );
     fx
+}
+
+thread_local! {
+    /// The wall clock (ms since the epoch) of the steps [`step`] runs on
+    /// this test's thread: 0 unless the test sets it ([`set_wall`]).
+    static WALL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Run this test's later steps with the wall clock at `ms`.
+pub fn set_wall(ms: u64) {
+    WALL.with(|w| w.set(ms));
 }
 
 pub fn records(fx: &[Effect<R>]) -> Vec<Record> {
@@ -155,16 +174,17 @@ pub fn cert(slot: Slot, snapshot: &[u8]) -> CheckpointCert {
     CheckpointCert { slot, state, sigs }
 }
 
-/// The replicated state of a fresh `Count` with an empty client table and
-/// session floor 0.
+/// The replicated state of a fresh `Count` with an empty client table,
+/// session floor 0 and batch time 0.
 pub fn empty_state() -> Vec<u8> {
     let mut bytes = Vec::new();
     byzscale_core::codec::write_into(
         &mut bytes,
         &(
-            Count(0).snapshot(),
+            Count::default().snapshot(),
             BTreeMap::<ClientId, ClientState>::new(),
             0 as Slot,
+            0u64,
         ),
     );
     bytes
