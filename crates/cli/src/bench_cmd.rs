@@ -72,7 +72,7 @@ pub struct BenchArgs {
     /// Replicas of the local cluster.
     #[arg(long, default_value_t = 4)]
     pub replicas: usize,
-    /// Closed-loop clients (open loop: the in-flight cap is 64× this).
+    /// Closed-loop clients (open loop: the in-flight cap is 4× this; requests due beyond it, or refused by a full client, are shed and counted)
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
     /// Open loop at this many requests per second (default: closed loop).

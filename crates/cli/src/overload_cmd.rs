@@ -27,7 +27,7 @@ pub struct OverloadArgs {
     /// Offered rates as multiples of each size's closed-loop peak.
     #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75,1,1.5,2,3")]
     pub multiples: Vec<f64>,
-    /// Closed-loop clients for the peak (open loop: in-flight cap 64× this).
+    /// Closed-loop clients for the peak (open loop: in-flight cap 4× this, the excess shed).
     #[arg(long, default_value_t = 256)]
     pub clients: usize,
     /// Seconds of load per point.
