@@ -170,6 +170,11 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
         self.submit(input, timeout, permit).await
     }
 
+    /// Whether [`Calls::try_call`] would find room now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.room.available_permits() > 0
+    }
+
     /// Submit `input(n)` and wait for its answer, holding `_room` until then.
     async fn submit(
         &self,
@@ -259,7 +264,7 @@ mod tests {
         );
         let spawn_call = |c: Arc<SmrCalls>| tokio::spawn(async move { c.call(submit, None).await });
         let held: Vec<_> = (0..2).map(|_| spawn_call(calls.clone())).collect();
-        while calls.room.available_permits() > 0 {
+        while calls.has_room() {
             tokio::task::yield_now().await;
         }
         assert!(matches!(

@@ -459,6 +459,12 @@ impl SmrClient {
         self.kv_or_shed(op, read_only, true).await
     }
 
+    /// Whether a call would be taken now (the client holds fewer than its
+    /// limit of calls).
+    pub fn has_room(&self) -> bool {
+        self.calls.has_room()
+    }
+
     /// [`SmrClient::kv`]; with `wait` false, fail at once if the client is
     /// full ([`SmrClient::try_call`]).
     async fn kv_or_shed(&self, op: &KvOp, read_only: bool, wait: bool) -> Result<KvReply> {
@@ -546,7 +552,13 @@ pub async fn run_kv_load(
     // loop's workers wait, as they number at most the clients' windows
     let wait = spec.open_rate.is_none();
     let load = Load::start(spec, move |n, rng| {
-        let c = cs[n % cs.len()].clone();
+        // the first endpoint from n's with room: a slow endpoint's full
+        // client does not shed what another can take
+        let i = (0..cs.len())
+            .map(|k| (n + k) % cs.len())
+            .find(|&i| cs[i].has_room())
+            .unwrap_or(n % cs.len());
+        let c = cs[i].clone();
         let key = format!("key:{}", rng.gen_range(0..10_000)).into_bytes();
         let (op, ro) = if rng.gen_bool(w.read_ratio) {
             (KvOp::Get(key), true)
