@@ -542,6 +542,14 @@ async fn open_loop<F, Fut>(
     let mut inflight = Vec::new();
     while next < c.stop_at {
         tokio::time::sleep_until(tokio::time::Instant::from_std(next)).await;
+        if Instant::now() >= c.stop_at {
+            // behind schedule at the stop time: what is still due is shed,
+            // nothing goes after the stop
+            let due = c.stop_at.saturating_duration_since(next.max(c.started));
+            let left = (due.as_secs_f64() / gap.as_secs_f64()).ceil() as u64;
+            c.shed.fetch_add(left, Ordering::Relaxed);
+            break;
+        }
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             // at the cap: shed it (waiting for room and sending it late
             // queued requests without bound in this process)
