@@ -701,7 +701,9 @@ mod tests {
         assert!(s.shed > 0, "{s:?}");
         assert_eq!(r.errors, 0, "{s:?}");
         assert_eq!(r.committed, r.issued, "{s:?}");
-        assert!(r.committed.abs_diff(s.shed) <= 1, "{s:?}");
+        // every committed even call but the last is followed by a refused
+        // odd one (or, past the stop, by one shed as still due)
+        assert!(s.shed + 1 >= r.committed, "{s:?}");
     }
 
     /// Operations scheduled in the warm-up run but count nowhere: the
