@@ -72,7 +72,7 @@ pub struct BenchArgs {
     /// Replicas of the local cluster.
     #[arg(long, default_value_t = 4)]
     pub replicas: usize,
-    /// Closed-loop clients (open loop: the in-flight cap is 64× this).
+    /// Closed-loop clients (open loop: the in-flight cap is 2× this; requests due beyond it, or refused by a full client, are shed and counted)
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
     /// Open loop at this many requests per second (default: closed loop).
@@ -194,8 +194,8 @@ pub async fn bench(a: BenchArgs) -> Result<()> {
     publish(&a.out, &a.name, &report, a.json, plot_bench, |r| {
         let offered = match (r.load.offered_rate, r.load.saturated) {
             (Some(o), Some(true)) => format!(
-                ", offered {o:.0}/s: SATURATED ({} still in flight when the offering stopped)",
-                r.load.in_flight_at_end
+                ", offered {o:.0}/s: SATURATED ({} shed, {} still in flight when the offering stopped)",
+                r.load.shed, r.load.in_flight_at_end
             ),
             (Some(o), _) => format!(", offered {o:.0}/s"),
             _ => String::new(),

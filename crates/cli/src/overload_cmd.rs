@@ -27,7 +27,7 @@ pub struct OverloadArgs {
     /// Offered rates as multiples of each size's closed-loop peak.
     #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,0.75,1,1.5,2,3")]
     pub multiples: Vec<f64>,
-    /// Closed-loop clients for the peak (open loop: in-flight cap 64× this).
+    /// Closed-loop clients for the peak (open loop: in-flight cap 2× this, the excess shed).
     #[arg(long, default_value_t = 256)]
     pub clients: usize,
     /// Seconds of load per point.
@@ -55,6 +55,9 @@ struct Point {
     mode: &'static str,
     offered_rate: Option<f64>,
     issued_rate: f64,
+    /// Requests due but not sent (the generator at its in-flight cap or the
+    /// client full): backpressure, counted.
+    shed: u64,
     achieved_rate: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -98,6 +101,7 @@ fn point(payload: usize, r: &LoadResult) -> Point {
         },
         offered_rate: s.offered_rate,
         issued_rate: s.issued_rate,
+        shed: s.shed,
         achieved_rate: s.achieved_rate,
         p50_ms: ms(&r.hist, 0.5),
         p99_ms: ms(&r.hist, 0.99),
@@ -200,16 +204,17 @@ fn curve(payload: usize, points: Vec<Point>) -> Curve {
 }
 
 fn table(r: &Report) -> String {
-    let mut t = String::from("| value | offered /s | issued /s | achieved /s | p50 ms | p99 ms | saturated |\n|---|---|---|---|---|---|---|\n");
+    let mut t = String::from("| value | offered /s | issued /s | shed | achieved /s | p50 ms | p99 ms | saturated |\n|---|---|---|---|---|---|---|---|\n");
     for c in &r.curves {
         for p in &c.points {
             let offered = p
                 .offered_rate
                 .map_or("closed loop".to_string(), |o| format!("{o:.0}"));
             t += &format!(
-                "| {} B | {offered} | {:.0} | {:.0} | {:.1} | {:.1} | {} |\n",
+                "| {} B | {offered} | {:.0} | {} | {:.0} | {:.1} | {:.1} | {} |\n",
                 c.payload,
                 p.issued_rate,
+                p.shed,
                 p.achieved_rate,
                 p.p50_ms,
                 p.p99_ms,

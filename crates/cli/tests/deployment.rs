@@ -67,6 +67,8 @@ fn an_open_loop_beyond_capacity_is_reported_saturated() {
     assert!(f("achieved_rate") < 0.95 * f("offered_rate"), "{v}");
     assert!(f("issued") >= committed, "{v}");
     assert!(f("issued_rate") < f("offered_rate"), "{v}");
+    // what was not sent was shed (in-flight cap 2 per client), not queued
+    assert!(f("shed") > 0.0, "{v}");
     // throughput over the window the completions took, not the nominal 1.5 s
     assert!(
         (f("throughput_ops") * f("window_s") - committed).abs() < 1.0,

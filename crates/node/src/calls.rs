@@ -1,6 +1,15 @@
 //! The plumbing under every client library: a client protocol on the tokio
 //! runtime under a fresh identity, shared by many callers, each awaiting the
 //! answer to its own call (matched by call number).
+//!
+//! Backpressure: at most `limit` calls are submitted and unanswered at once
+//! (what the protocol holds in flight and in its backlog). [`Calls::call`]
+//! waits for room, so a caller that can wait (the Redis gateway: it stops
+//! reading the connection) is slowed to the rate the replicas take;
+//! [`Calls::try_call`] fails at once with [`CallError::Full`], so an open-loop
+//! load generator sheds the request and says so rather than queueing it
+//! without bound (issue 11: 16,384 requests queued in the generator's
+//! process at 3x the peak cost the cluster 39% of its throughput).
 
 use anyhow::{Context, Result};
 use byzscale_core::config::Deployment;
@@ -12,6 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// The limit of unanswered calls for a client protocol with no window of
+/// its own (ByzCast, AT2): generous, but a bound.
+pub(crate) const UNWINDOWED_LIMIT: usize = 4096;
+
 /// Why a call got no answer.
 #[derive(Debug)]
 pub enum CallError {
@@ -21,6 +34,8 @@ pub enum CallError {
     Gone,
     /// No answer within this time.
     Timeout(Duration),
+    /// [`Calls::try_call`]: the client already holds its limit of calls.
+    Full,
 }
 
 impl std::fmt::Display for CallError {
@@ -29,6 +44,7 @@ impl std::fmt::Display for CallError {
             CallError::Stopped => write!(f, "client stopped"),
             CallError::Gone => write!(f, "client stopped before the reply"),
             CallError::Timeout(t) => write!(f, "no reply within {} s", t.as_secs_f64()),
+            CallError::Full => write!(f, "client full: too many calls in flight, not sent"),
         }
     }
 }
@@ -77,6 +93,8 @@ pub(crate) struct Calls<P: Protocol, V> {
     /// the input channel in step.
     next: tokio::sync::Mutex<u64>,
     waiters: Pending<V>,
+    /// One permit per call submitted and not yet answered (module docs).
+    room: Arc<tokio::sync::Semaphore>,
     runtime: Mutex<Option<Runtime<P>>>,
 }
 
@@ -85,11 +103,13 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
     /// certifies ([`ClientId::of_key`]), as a
     /// client of `dep` on wire `kind`. `answer` picks the call number and the
     /// answer out of an output. With `all_replicas`, wait (at most 5 s: a
-    /// replica may be down) until connected to every replica of `dep`.
+    /// replica may be down) until connected to every replica of `dep`. At
+    /// most `limit` calls are unanswered at once (module docs).
     pub(crate) async fn start(
         dep: &Deployment,
         kind: WireKind,
         all_replicas: bool,
+        limit: usize,
         make: impl FnOnce(ClientId) -> P,
         answer: impl Fn(P::Output) -> Option<(u64, V)> + Send + 'static,
     ) -> Result<Self> {
@@ -116,16 +136,51 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
             handle: rt.handle(),
             next: tokio::sync::Mutex::new(1),
             waiters,
+            room: Arc::new(tokio::sync::Semaphore::new(
+                limit.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             runtime: Mutex::new(Some(rt)),
         })
     }
 
-    /// Submit `input(n)` as call number n and wait for the answer to n (at
-    /// most `timeout`, if given).
+    /// Submit `input(n)` as call number n, once there is room (the client
+    /// holds fewer than its limit of calls), and wait for the answer to n
+    /// (at most `timeout`, if given).
     pub(crate) async fn call(
         &self,
         input: impl FnOnce(u64) -> P::Input,
         timeout: Option<Duration>,
+    ) -> Result<V, CallError> {
+        let room = self.room.clone().acquire_owned().await;
+        let permit = room.map_err(|_| CallError::Stopped)?;
+        self.submit(input, timeout, permit).await
+    }
+
+    /// [`Calls::call`] if there is room now; else [`CallError::Full`] at
+    /// once, nothing submitted.
+    pub(crate) async fn try_call(
+        &self,
+        input: impl FnOnce(u64) -> P::Input,
+        timeout: Option<Duration>,
+    ) -> Result<V, CallError> {
+        let permit = self.room.clone().try_acquire_owned().map_err(|e| match e {
+            tokio::sync::TryAcquireError::NoPermits => CallError::Full,
+            tokio::sync::TryAcquireError::Closed => CallError::Stopped,
+        })?;
+        self.submit(input, timeout, permit).await
+    }
+
+    /// Whether [`Calls::try_call`] would find room now.
+    pub(crate) fn has_room(&self) -> bool {
+        self.room.available_permits() > 0
+    }
+
+    /// Submit `input(n)` and wait for its answer, holding `_room` until then.
+    async fn submit(
+        &self,
+        input: impl FnOnce(u64) -> P::Input,
+        timeout: Option<Duration>,
+        _room: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<V, CallError> {
         let (n, rx) = {
             let mut next = self.next.lock().await;
@@ -156,5 +211,77 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
         if let Some(rt) = rt {
             let _ = rt.stop().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{generate, local_params, Ports};
+    use crate::node_file::NodeProtocol;
+    use crate::protocols::smr::group_info;
+    use byzscale_core::GroupId;
+    use byzscale_smr as smr;
+
+    type SmrCalls = Calls<smr::Client, Result<Vec<u8>, smr::client::Error>>;
+
+    fn submit(_: u64) -> smr::client::Input {
+        smr::client::Input::Submit {
+            op: b"x".to_vec(),
+            read_only: false,
+        }
+    }
+
+    /// A client at its limit (replicas that never answer: none runs)
+    /// refuses a `try_call` at once with `Full`, and a `call` waits for room
+    /// instead of queueing. Before, every call went into the SMR client's
+    /// backlog, without bound (16,384 at 3x the peak in `bench-overload`).
+    #[tokio::test]
+    async fn a_full_client_refuses_at_once_and_a_call_waits_for_room() {
+        let dir = std::env::temp_dir().join(format!("byzscale-calls-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let ports = Ports {
+            hosts: vec!["127.0.0.1".into()],
+            base: 41_400,
+        };
+        let dep = generate(&dir, &[(4, 1)], &ports, NodeProtocol::Smr, |_| {}).unwrap();
+        let g = group_info(&dep, GroupId(0)).unwrap();
+        let params = smr::Params {
+            client_window: 1,
+            ..local_params()
+        };
+        let calls: Arc<SmrCalls> = Arc::new(
+            Calls::start(
+                &dep,
+                WireKind::Smr,
+                false,
+                2,
+                |id| smr::Client::new(id, g, params),
+                |o| Some(o.result()),
+            )
+            .await
+            .unwrap(),
+        );
+        let spawn_call = |c: Arc<SmrCalls>| tokio::spawn(async move { c.call(submit, None).await });
+        let held: Vec<_> = (0..2).map(|_| spawn_call(calls.clone())).collect();
+        while calls.has_room() {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            calls.try_call(submit, None).await,
+            Err(CallError::Full)
+        ));
+        // a waiting call submits nothing: the call count stays at the two held
+        let waiting = spawn_call(calls.clone());
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        assert_eq!(*calls.next.lock().await, 3, "two calls submitted, no more");
+        for t in held.iter().chain([&waiting]) {
+            t.abort();
+        }
+        calls.stop().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -654,7 +654,15 @@ pub struct At2Client {
 impl At2Client {
     /// Connect a fresh client identity to every node of `dep`.
     pub async fn connect(dep: &Deployment) -> Result<Self> {
-        let calls = Calls::start(dep, WireKind::At2, false, |_| ClientProto, Some).await?;
+        let calls = Calls::start(
+            dep,
+            WireKind::At2,
+            false,
+            crate::calls::UNWINDOWED_LIMIT,
+            |_| ClientProto,
+            Some,
+        )
+        .await?;
         Ok(At2Client { calls })
     }
 

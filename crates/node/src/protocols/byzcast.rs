@@ -479,6 +479,7 @@ impl ByzcastClient {
             dep,
             WireKind::Byzcast,
             true,
+            crate::calls::UNWINDOWED_LIMIT,
             |id| byzcast::Client::new(id, t, params),
             |o| match o {
                 byzcast::client::Output::Done { n, results, .. } => {

@@ -400,12 +400,18 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
 /// A client of one SMR group over TCP: an [`smr::Client`] on the tokio
 /// runtime, shared by many callers (up to its window of outstanding
 /// requests), each awaiting its own reply. Retransmission is the protocol's
-/// job.
+/// job. It holds at most [`SmrClient::LIMIT_PER_WINDOW`] windows of calls
+/// (one at the replicas, the rest in the client's backlog, so the window
+/// refills at once): [`SmrClient::call`] waits for room beyond that,
+/// [`SmrClient::try_call`] fails at once (see `calls.rs`).
 pub struct SmrClient {
     calls: Calls<smr::Client, Result<Vec<u8>, smr::client::Error>>,
 }
 
 impl SmrClient {
+    /// Calls a client holds, in windows of outstanding requests.
+    pub const LIMIT_PER_WINDOW: u64 = 2;
+
     /// Connect a fresh client identity (random id, new key) to `group` of
     /// `dep`, with at most `window` requests outstanding.
     pub async fn connect(
@@ -420,6 +426,7 @@ impl SmrClient {
             dep,
             WireKind::Smr,
             true,
+            (params.client_window * Self::LIMIT_PER_WINDOW) as usize,
             |id| smr::Client::new(id, g, params),
             |o| Some(o.result()),
         )
@@ -440,9 +447,32 @@ impl SmrClient {
         Ok(self.calls.call(input, None).await??)
     }
 
+    /// [`SmrClient::call`] if the client has room now, else a
+    /// [`crate::calls::CallError::Full`] at once (nothing sent).
+    pub async fn try_call(&self, op: Vec<u8>, read_only: bool) -> Result<Vec<u8>> {
+        let input = |_| smr::client::Input::Submit { op, read_only };
+        Ok(self.calls.try_call(input, None).await??)
+    }
+
     /// Run a KV command (the service must be the KV store).
     pub async fn kv(&self, op: &KvOp, read_only: bool) -> Result<KvReply> {
-        let bytes = self.call(op.encode(), read_only).await?;
+        self.kv_or_shed(op, read_only, true).await
+    }
+
+    /// Whether a call would be taken now (the client holds fewer than its
+    /// limit of calls).
+    pub fn has_room(&self) -> bool {
+        self.calls.has_room()
+    }
+
+    /// [`SmrClient::kv`]; with `wait` false, fail at once if the client is
+    /// full ([`SmrClient::try_call`]).
+    async fn kv_or_shed(&self, op: &KvOp, read_only: bool, wait: bool) -> Result<KvReply> {
+        let bytes = if wait {
+            self.call(op.encode(), read_only).await?
+        } else {
+            self.try_call(op.encode(), read_only).await?
+        };
         KvReply::decode(&bytes).map_err(|e| anyhow!("undecodable reply: {e}"))
     }
 
@@ -518,8 +548,17 @@ pub async fn run_kv_load(
         clients.push(Arc::new(c));
     }
     let (cs, w) = (clients.clone(), workload.clone());
+    // an open loop sheds what a full client cannot take (calls.rs); a closed
+    // loop's workers wait, as they number at most the clients' windows
+    let wait = spec.open_rate.is_none();
     let load = Load::start(spec, move |n, rng| {
-        let c = cs[n % cs.len()].clone();
+        // the first endpoint from n's with room: a slow endpoint's full
+        // client does not shed what another can take
+        let i = (0..cs.len())
+            .map(|k| (n + k) % cs.len())
+            .find(|&i| cs[i].has_room())
+            .unwrap_or(n % cs.len());
+        let c = cs[i].clone();
         let key = format!("key:{}", rng.gen_range(0..10_000)).into_bytes();
         let (op, ro) = if rng.gen_bool(w.read_ratio) {
             (KvOp::Get(key), true)
@@ -527,7 +566,7 @@ pub async fn run_kv_load(
             (KvOp::Set(key, vec![b'x'; w.payload]), false)
         };
         (0, async move {
-            match c.kv(&op, ro).await? {
+            match c.kv_or_shed(&op, ro, wait).await? {
                 KvReply::Error(e) => bail!("{e}"),
                 _ => Ok(()),
             }
