@@ -5,7 +5,7 @@
 //! linearizability of single-group histories, liveness).
 
 use crate::workload::Workload;
-use crate::{Correct, Input, Output, Run};
+use crate::{clients, Correct, Input, Output, Run, TablePeaks};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_byzcast::{self as byzcast, McastMsg, Message, MsgId, Topology};
 use byzscale_core::crypto::digest;
@@ -45,6 +45,10 @@ pub struct Audit {
     stop_when_done: bool,
     /// Crash-restart episodes, started as multicasts complete.
     crashes: CrashPlan,
+    /// The replicas' parameters (the bounds of their tables).
+    params: smr::Params,
+    /// The Byzantine clients' nodes ([`crate::clients`]).
+    hostile: Vec<NodeIdx>,
     trace: Option<Vec<String>>,
 }
 
@@ -78,6 +82,8 @@ impl Audit {
             deliveries: 0,
             stop_when_done,
             crashes: CrashPlan::none(),
+            params: smr::Params::default(),
+            hostile: Vec::new(),
             trace: trace.then(Vec::new),
         }
     }
@@ -85,6 +91,14 @@ impl Audit {
     /// Crash and restart replicas as `plan` says.
     pub fn with_crashes(mut self, plan: CrashPlan) -> Self {
         self.crashes = plan;
+        self
+    }
+
+    /// Hold every correct replica's tables to the bounds of `params`; the
+    /// Byzantine clients are at `hostile`.
+    pub fn with_bounds(mut self, params: smr::Params, hostile: Vec<NodeIdx>) -> Self {
+        self.params = params;
+        self.hostile = hostile;
         self
     }
 
@@ -141,6 +155,8 @@ impl Audit {
             ));
         }
         match self.workload.submitted(&msg.id) {
+            // a Byzantine client's messages are its own (see `crate::clients`)
+            None if clients::is_byzantine(msg.id.client) => {}
             None => self.violations.push(format!(
                 "integrity: {node} of {gname} delivered {}, which no client multicast",
                 msg.id
@@ -277,6 +293,7 @@ impl Audit {
             Some(history) => linearizability::audit(&history, &mut self.violations),
             None => false,
         };
+        let tables = self.tables(sim);
         let mut violations = std::mem::take(&mut self.violations);
         for l in self.logs.values() {
             violations.add(l.violations(), l.violation_count());
@@ -296,7 +313,36 @@ impl Audit {
             throughput_global: w.window_global as f64 / window_s.max(1e-9),
             latencies_local: std::mem::take(&mut w.latencies_local),
             latencies_global: std::mem::take(&mut w.latencies_global),
+            tables,
+            byzantine_sends: self
+                .hostile
+                .iter()
+                .filter_map(|i| sim.protocol::<clients::ByzHostile>(*i))
+                .map(|h| h.sent())
+                .sum(),
         }
+    }
+
+    /// Per group, the peaks of its tables at its correct replicas (the
+    /// last incarnation of each); a table over its bound is a violation.
+    fn tables(&mut self, sim: &Sim<Message, Input, Output>) -> BTreeMap<GroupId, TablePeaks> {
+        let mut out: BTreeMap<GroupId, TablePeaks> = BTreeMap::new();
+        for (idx, (g, m, byz)) in &self.replicas {
+            let Some(r) = sim.protocol::<Correct>(*idx).filter(|_| !byz) else {
+                continue;
+            };
+            let st = r.smr().stats();
+            let who = format!("{m} of {}", self.topo.tree().name(*g));
+            for v in byzscale_scenario_smr::table_bounds(&who, &st, &self.params) {
+                self.violations.push(v);
+            }
+            let e = out.entry(*g).or_default();
+            *e = e.max(TablePeaks {
+                client_table_bytes: st.client_bytes_peak as u64,
+                pending_bytes: st.pending_bytes_peak as u64,
+            });
+        }
+        out
     }
 
     /// Every correct replica reached its group's last position, and every
