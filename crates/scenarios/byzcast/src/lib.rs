@@ -51,7 +51,8 @@
 //! liveness but hold them to agreement, order and integrity like anyone's
 //! (see [`clients`]). Every run reports, per group, the peak bytes of the
 //! SMR client table and pending table at its correct replicas, with the
-//! scenario's bounds (those of the SMR scenario: `client_limits`), and a
+//! scenario's bounds (those of the SMR scenario, with operations up to
+//! [`MAX_OP_BYTES`]), and a
 //! table over its bound is a violation; the sweep reports the requests the
 //! Byzantine clients sent.
 //!
@@ -123,6 +124,21 @@ use std::sync::Arc;
 /// interval (64), so expiry and the session floor act within a run (at the
 /// library's default, 2^20 slots, they never would).
 pub const CLIENT_EXPIRY_SLOTS: u64 = 32;
+
+/// `Params::max_op_bytes` in the scenario (the library's default is 1 MiB):
+/// the Byzantine clients' huge multicasts sit at this bound, and with 1 MiB
+/// ones forwarded down the tree, real MACs and digests over every copy
+/// made a run cost a minute and a half of CPU.
+pub const MAX_OP_BYTES: usize = 64 << 10;
+
+/// The SMR parameters of the scenario's replicas and clients that do not
+/// depend on the network: the client and pending tables' limits of the SMR
+/// scenario (small enough for Byzantine clients to reach), the expiry
+/// horizon, [`MAX_OP_BYTES`].
+fn limits(params: &mut Params, expiry: u64) {
+    byzscale_scenario_smr::client_limits(params, expiry);
+    params.max_op_bytes = MAX_OP_BYTES;
+}
 
 /// A Byzantine replica of the scenario: a ByzCast replica whose forwarding
 /// may be an attack.
@@ -656,7 +672,7 @@ impl Scenario for Config {
         // child group's entries for its parents' forward streams (pinned,
         // see `byzcast::replica`) must never expire nor be refused; the
         // pending tables are small enough for Byzantine clients to fill
-        byzscale_scenario_smr::client_limits(&mut params, self.client_expiry_slots);
+        limits(&mut params, self.client_expiry_slots);
         let fixed = self.duration_ms.map(|d| (d * MILLIS as f64) as Time);
         let (net, stabilize) = match fixed {
             Some(_) => (base.clone(), 0),
@@ -816,7 +832,7 @@ impl Scenario for Config {
         let n = 3 * self.f + 1;
         let messages = sweep.sum(|r| r.outcome.messages);
         let mut params = Params::default();
-        byzscale_scenario_smr::client_limits(&mut params, self.client_expiry_slots);
+        limits(&mut params, self.client_expiry_slots);
         let mut tables: BTreeMap<String, TablePeaks> = BTreeMap::new();
         for r in &sweep.runs {
             for (g, t) in &r.run.tables {

@@ -427,7 +427,7 @@ fn byzantine_clients_leave_honest_clients_finishing_with_bounded_tables() {
     };
     let params = {
         let mut p = Params::default();
-        byzscale_scenario_smr::client_limits(&mut p, cfg.client_expiry_slots);
+        crate::limits(&mut p, cfg.client_expiry_slots);
         p
     };
     let mut restarts = 0;
