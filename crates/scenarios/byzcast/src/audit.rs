@@ -10,7 +10,7 @@ use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_byzcast::{self as byzcast, McastMsg, Message, MsgId, Topology};
 use byzscale_core::crypto::digest;
 use byzscale_core::protocol::Time;
-use byzscale_core::{Addr, GroupId, NodeId};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::check::linearizability;
 use byzscale_sim::check::order::{cycle_text, OrderChecker};
 use byzscale_sim::check::LogChecker;
@@ -47,8 +47,9 @@ pub struct Audit {
     crashes: CrashPlan,
     /// The replicas' parameters (the bounds of their tables).
     params: smr::Params,
-    /// The Byzantine clients' nodes ([`crate::clients`]).
+    /// The Byzantine clients' nodes and ids ([`crate::clients`]).
     hostile: Vec<NodeIdx>,
+    hostile_ids: BTreeSet<ClientId>,
     trace: Option<Vec<String>>,
 }
 
@@ -84,6 +85,7 @@ impl Audit {
             crashes: CrashPlan::none(),
             params: smr::Params::default(),
             hostile: Vec::new(),
+            hostile_ids: BTreeSet::new(),
             trace: trace.then(Vec::new),
         }
     }
@@ -95,10 +97,16 @@ impl Audit {
     }
 
     /// Hold every correct replica's tables to the bounds of `params`; the
-    /// Byzantine clients are at `hostile`.
-    pub fn with_bounds(mut self, params: smr::Params, hostile: Vec<NodeIdx>) -> Self {
+    /// Byzantine clients are at `hostile`, with the ids `hostile_ids`.
+    pub fn with_bounds(
+        mut self,
+        params: smr::Params,
+        hostile: Vec<NodeIdx>,
+        hostile_ids: BTreeSet<ClientId>,
+    ) -> Self {
         self.params = params;
         self.hostile = hostile;
+        self.hostile_ids = hostile_ids;
         self
     }
 
@@ -156,7 +164,7 @@ impl Audit {
         }
         match self.workload.submitted(&msg.id) {
             // a Byzantine client's messages are its own (see `crate::clients`)
-            None if clients::is_byzantine(msg.id.client) => {}
+            None if self.hostile_ids.contains(&msg.id.client) => {}
             None => self.violations.push(format!(
                 "integrity: {node} of {gname} delivered {}, which no client multicast",
                 msg.id

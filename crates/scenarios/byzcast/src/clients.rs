@@ -39,12 +39,6 @@ use std::sync::Arc;
 
 pub use byzscale_scenario_smr::clients::{byzantine_clients, ClientAttack, BYZ_BASE, CHURN_IDS};
 
-/// Whether `c` is one of the Byzantine clients (not an honest client, nor
-/// a replica acting as a client).
-pub fn is_byzantine(c: ClientId) -> bool {
-    (BYZ_BASE..ClientId::REPLICA_BASE).contains(&c.0)
-}
-
 /// The destinations a churn id's multicast names, in turn ([`Dst::ALL`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dst {

@@ -564,6 +564,12 @@ impl Endpoints {
         c
     }
 
+    /// The Byzantine clients' ids.
+    fn hostile_ids(&self) -> BTreeSet<ClientId> {
+        let ids = self.hostile.iter().filter_map(|(a, ..)| a.client());
+        ids.collect()
+    }
+
     /// A client knows every replica.
     fn client(&self, c: usize) -> Crypto {
         let (me, id) = &self.clients[c];
@@ -746,7 +752,7 @@ impl Scenario for Config {
             trace,
         )
         .with_crashes(crashes)
-        .with_bounds(params.clone(), hostile);
+        .with_bounds(params.clone(), hostile, keys.hostile_ids());
         // clients start staggered by 50 µs
         for (cl, idx) in client_nodes.iter().enumerate() {
             let at = cl as Time * 50 * 1_000;
