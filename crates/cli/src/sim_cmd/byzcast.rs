@@ -61,6 +61,13 @@ pub struct ByzcastArgs {
     /// expiry; the library's default is 2^20).
     #[arg(long, default_value_t = byzscale_scenario_byzcast::CLIENT_EXPIRY_SLOTS)]
     pub client_expiry_slots: u64,
+    /// Byzantine clients besides the honest ones, each attacking every
+    /// group (the root and inner groups included): the i-th sends partial
+    /// authenticators, huge multicasts, one multicast per fresh client id
+    /// with malformed destinations (churn), or floods of requests ahead of
+    /// their turn (i mod 4).
+    #[arg(long, default_value_t = 0)]
+    pub byzantine_clients: usize,
     /// Faults tolerated per group F (3F+1 replicas each).
     #[arg(long, default_value_t = 1)]
     pub faulty: usize,
@@ -132,6 +139,7 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
         crash_restart: a.restart.crash_restart,
         trace: a.trace.clone(),
         client_expiry_slots: a.client_expiry_slots,
+        byzantine_clients: a.byzantine_clients,
     };
     cfg.topology()?;
     Ok(cfg)

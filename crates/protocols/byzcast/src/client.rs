@@ -12,7 +12,7 @@
 //! [`Message::Query`] every `client_retry` until then.
 
 use crate::fault::Fault;
-use crate::message::{Envelope, ExecReply, McastMsg, Message, MsgId, Results};
+use crate::message::{max_multicast_op, Envelope, ExecReply, McastMsg, Message, MsgId, Results};
 use crate::topology::Topology;
 use byzscale_core::codec;
 use byzscale_core::crypto::{digest, Digest};
@@ -249,6 +249,22 @@ impl Protocol for Client {
             payload,
         };
         let op = Envelope::Multicast(msg).encode();
+        let limit = max_multicast_op(self.params.max_op_bytes);
+        if op.len() > limit {
+            // the replicas would drop it: say so at once
+            let e = format!(
+                "a multicast of {} bytes, the limit is {limit} (max_op_bytes less the forward envelope)",
+                op.len()
+            );
+            cx.output(Output::Done {
+                n,
+                dst,
+                entry,
+                results: Err(e),
+                invoked: now,
+            });
+            return;
+        }
         let sub = self.submitted.entry(entry).or_insert(0);
         *sub += 1;
         self.subs.insert((entry, *sub), n);

@@ -81,7 +81,9 @@ pub use client::Client;
 pub use durable::{Durable, Record};
 pub use fault::Fault;
 pub use machine::{Event, Forward, GroupMachine};
-pub use message::{Envelope, ExecReply, McastMsg, Message, MsgId, Results};
+pub use message::{
+    max_multicast_op, Envelope, ExecReply, McastMsg, Message, MsgId, Results, FORWARD_OVERHEAD,
+};
 pub use replica::{ForwardPolicy, Honest, Replica};
 pub use topology::{Mode, Topology, TopologyError};
 pub use tree::{Tree, TreeError, TreeSpec};

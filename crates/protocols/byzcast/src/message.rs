@@ -47,6 +47,29 @@ impl McastMsg {
     pub fn digest(&self) -> Digest {
         digest(&codec::to_bytes(self))
     }
+    /// A message whose [`Envelope::Multicast`] is `len` bytes (or as near
+    /// as the payload's length prefix allows), its payload `fill` bytes:
+    /// for tests and the simulator's Byzantine clients.
+    pub fn sized(id: MsgId, dst: Vec<GroupId>, fill: u8, len: usize) -> Self {
+        let msg = |payload: usize| McastMsg {
+            id,
+            dst: dst.clone(),
+            payload: vec![fill; payload],
+        };
+        let mut p = len.saturating_sub(Envelope::Multicast(msg(0)).encode().len());
+        // the payload's length prefix grows with it: a few corrections
+        for _ in 0..4 {
+            let got = Envelope::Multicast(msg(p)).encode().len();
+            if got > len {
+                p = p.saturating_sub(got - len);
+            } else if got < len {
+                p += len - got;
+            } else {
+                break;
+            }
+        }
+        msg(p)
+    }
     /// More than one destination group.
     pub fn is_global(&self) -> bool {
         self.dst.len() > 1
@@ -68,6 +91,20 @@ pub enum Envelope {
         k: u64,
         msg: McastMsg,
     },
+}
+
+/// The most bytes an [`Envelope::Forward`] adds to the [`Envelope::Multicast`]
+/// of the same message (its sender and stream index, as varints; checked by
+/// a test against the codec).
+pub const FORWARD_OVERHEAD: usize = 16;
+
+/// The largest multicast envelope a group orders, for SMR operations of at
+/// most `max_op_bytes`: room is left for the forward envelope every parent
+/// wraps the message in, so a multicast its entry group ordered is never
+/// refused as too large by a child (which stalled the parent's forward
+/// stream to that child for good).
+pub fn max_multicast_op(max_op_bytes: usize) -> usize {
+    max_op_bytes.saturating_sub(FORWARD_OVERHEAD)
 }
 
 impl Envelope {
@@ -130,6 +167,39 @@ impl Message {
             Message::Result { .. } => "bc-result",
             Message::Reply { .. } => "bc-reply",
             Message::Query { .. } => "bc-query",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the sender, stream index and message, a forward is at most
+    /// [`FORWARD_OVERHEAD`] bytes longer than the multicast it carries.
+    #[test]
+    fn a_forward_fits_in_the_overhead() {
+        for payload in [0usize, 1, 127, 128, 16_383, 16_384, 1 << 20] {
+            let msg = McastMsg {
+                id: MsgId {
+                    client: ClientId(u64::MAX),
+                    n: u64::MAX,
+                },
+                dst: vec![GroupId(u32::MAX), GroupId(0)],
+                payload: vec![7; payload],
+            };
+            let multicast = Envelope::Multicast(msg.clone()).encode().len();
+            let forward = Envelope::Forward {
+                sender: NodeId(u32::MAX),
+                k: u64::MAX,
+                msg,
+            }
+            .encode()
+            .len();
+            assert!(
+                forward <= multicast + FORWARD_OVERHEAD,
+                "{payload}: {forward} vs {multicast}"
+            );
         }
     }
 }

@@ -44,7 +44,7 @@
 use crate::durable::{Durable, Record};
 use crate::fault::Fault;
 use crate::machine::{Event, Forward, GroupMachine};
-use crate::message::{Envelope, McastMsg, Message, MsgId, Results};
+use crate::message::{max_multicast_op, Envelope, McastMsg, Message, MsgId, Results};
 use crate::stream::{Retry, StreamOut};
 use crate::topology::Topology;
 use byzscale_core::codec;
@@ -477,6 +477,14 @@ impl<P: ForwardPolicy> Replica<P> {
             Envelope::Multicast(m) => {
                 if m.id.client != client {
                     return Err(format!("multicast {} submitted by {client}", m.id));
+                }
+                let limit = max_multicast_op(self.params.max_op_bytes);
+                if op.len() > limit {
+                    return Err(format!(
+                        "multicast {} of {} bytes, over the {limit} a forward of it fits in",
+                        m.id,
+                        op.len()
+                    ));
                 }
             }
             Envelope::Forward { sender, .. } => {
@@ -1006,6 +1014,80 @@ mod tests {
         }
         assert!(held(&r) > EARLY_BYTES / 2, "recent results are kept");
         assert_eq!(r.early_bytes()[&child], held(&r), "the accounting matches");
+    }
+
+    /// A parent wraps every message it forwards in an envelope a few bytes
+    /// larger than the client's. A global multicast of `max_op_bytes` was
+    /// ordered by its entry group (the root here) and then refused as too
+    /// large by every child, so the root's forward stream to each child
+    /// retried it for ever and no later global multicast completed (found
+    /// by the ByzCast scenario's Byzantine clients). The request filter
+    /// now refuses a multicast with no room left for its forward, and the
+    /// largest one it takes forwards within `max_op_bytes`.
+    #[test]
+    fn an_ordered_multicast_always_fits_in_its_forward() {
+        use crate::{Topology, Tree};
+        use byzscale_core::crypto::{CryptoMode, Identity};
+        use byzscale_core::quorum::{FaultModel, QuorumSystem};
+        use byzscale_core::Effect;
+        use rand::SeedableRng;
+
+        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
+        let topo =
+            Arc::new(Topology::numbered(Tree::two_level(2), &qs, crate::Mode::Byzcast).unwrap());
+        let me = NodeId(8);
+        let root = topo.group_of(me).unwrap();
+        assert_eq!(topo.tree().root(), root);
+        let id = Identity::from_seed([8; 32]);
+        let as_client = Addr::Client(ClientId::for_replica(me));
+        let client = Crypto::new(as_client, id.clone(), CryptoMode::Real);
+        let params = Params::for_network(byzscale_core::protocol::MILLIS);
+        let limit = params.max_op_bytes;
+        let mut r = Replica::new(me, topo.clone(), params, client).unwrap();
+        let crypto = Crypto::new(Addr::Node(me), id, CryptoMode::Real);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let dst: Vec<GroupId> = topo.tree().targets().collect();
+        assert_eq!(topo.entry(&dst), Some(root));
+        // a global multicast whose envelope is exactly `len` bytes
+        let multicast = |len: usize| {
+            let id = MsgId {
+                client: ClientId(5),
+                n: 1,
+            };
+            McastMsg::sized(id, dst.clone(), b'x', len)
+        };
+        let mut refused = |r: &mut Replica, m: &McastMsg| {
+            let op = Envelope::Multicast(m.clone()).encode();
+            let req = smr::Request {
+                client: ClientId(5),
+                session: 0,
+                seq: 1,
+                read_only: false,
+                op,
+                auth: vec![Default::default(); 4],
+                sig: None,
+            };
+            let mut fx: Vec<Effect<Replica>> = Vec::new();
+            let mut cx = Cx::new(0, &mut rng, &crypto, &mut fx);
+            r.on_message(
+                Addr::Client(ClientId(5)),
+                Message::Smr(smr::Message::Request(req)),
+                &mut cx,
+            );
+            fx.iter()
+                .any(|e| matches!(e, Effect::Fault(f) if f.is(Fault::Envelope)))
+        };
+        let largest = multicast(max_multicast_op(limit));
+        assert!(!refused(&mut r, &largest), "the largest multicast is taken");
+        let forward = Envelope::Forward {
+            sender: NodeId(u32::MAX),
+            k: u64::MAX,
+            msg: largest,
+        };
+        assert!(forward.encode().len() <= limit, "its forward fits");
+        for len in [max_multicast_op(limit) + 1, limit] {
+            assert!(refused(&mut r, &multicast(len)), "{len} bytes taken");
+        }
     }
 
     /// A child group's SMR pins its parent replicas' client ids (their

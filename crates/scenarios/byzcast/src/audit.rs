@@ -5,12 +5,12 @@
 //! linearizability of single-group histories, liveness).
 
 use crate::workload::Workload;
-use crate::{Correct, Input, Output, Run};
+use crate::{clients, Correct, Input, Output, Run, TablePeaks};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_byzcast::{self as byzcast, McastMsg, Message, MsgId, Topology};
 use byzscale_core::crypto::digest;
 use byzscale_core::protocol::Time;
-use byzscale_core::{Addr, GroupId, NodeId};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::check::linearizability;
 use byzscale_sim::check::order::{cycle_text, OrderChecker};
 use byzscale_sim::check::LogChecker;
@@ -45,6 +45,11 @@ pub struct Audit {
     stop_when_done: bool,
     /// Crash-restart episodes, started as multicasts complete.
     crashes: CrashPlan,
+    /// The replicas' parameters (the bounds of their tables).
+    params: smr::Params,
+    /// The Byzantine clients' nodes and ids ([`crate::clients`]).
+    hostile: Vec<NodeIdx>,
+    hostile_ids: BTreeSet<ClientId>,
     trace: Option<Vec<String>>,
 }
 
@@ -78,6 +83,9 @@ impl Audit {
             deliveries: 0,
             stop_when_done,
             crashes: CrashPlan::none(),
+            params: smr::Params::default(),
+            hostile: Vec::new(),
+            hostile_ids: BTreeSet::new(),
             trace: trace.then(Vec::new),
         }
     }
@@ -85,6 +93,20 @@ impl Audit {
     /// Crash and restart replicas as `plan` says.
     pub fn with_crashes(mut self, plan: CrashPlan) -> Self {
         self.crashes = plan;
+        self
+    }
+
+    /// Hold every correct replica's tables to the bounds of `params`; the
+    /// Byzantine clients are at `hostile`, with the ids `hostile_ids`.
+    pub fn with_bounds(
+        mut self,
+        params: smr::Params,
+        hostile: Vec<NodeIdx>,
+        hostile_ids: BTreeSet<ClientId>,
+    ) -> Self {
+        self.params = params;
+        self.hostile = hostile;
+        self.hostile_ids = hostile_ids;
         self
     }
 
@@ -141,6 +163,8 @@ impl Audit {
             ));
         }
         match self.workload.submitted(&msg.id) {
+            // a Byzantine client's messages are its own (see `crate::clients`)
+            None if self.hostile_ids.contains(&msg.id.client) => {}
             None => self.violations.push(format!(
                 "integrity: {node} of {gname} delivered {}, which no client multicast",
                 msg.id
@@ -277,6 +301,7 @@ impl Audit {
             Some(history) => linearizability::audit(&history, &mut self.violations),
             None => false,
         };
+        let tables = self.tables(sim);
         let mut violations = std::mem::take(&mut self.violations);
         for l in self.logs.values() {
             violations.add(l.violations(), l.violation_count());
@@ -296,7 +321,36 @@ impl Audit {
             throughput_global: w.window_global as f64 / window_s.max(1e-9),
             latencies_local: std::mem::take(&mut w.latencies_local),
             latencies_global: std::mem::take(&mut w.latencies_global),
+            tables,
+            byzantine_sends: self
+                .hostile
+                .iter()
+                .filter_map(|i| sim.protocol::<clients::ByzHostile>(*i))
+                .map(|h| h.sent())
+                .sum(),
         }
+    }
+
+    /// Per group, the peaks of its tables at its correct replicas (the
+    /// last incarnation of each); a table over its bound is a violation.
+    fn tables(&mut self, sim: &Sim<Message, Input, Output>) -> BTreeMap<GroupId, TablePeaks> {
+        let mut out: BTreeMap<GroupId, TablePeaks> = BTreeMap::new();
+        for (idx, (g, m, byz)) in &self.replicas {
+            let Some(r) = sim.protocol::<Correct>(*idx).filter(|_| !byz) else {
+                continue;
+            };
+            let st = r.smr().stats();
+            let who = format!("{m} of {}", self.topo.tree().name(*g));
+            for v in byzscale_scenario_smr::table_bounds(&who, &st, &self.params) {
+                self.violations.push(v);
+            }
+            let e = out.entry(*g).or_default();
+            *e = e.max(TablePeaks {
+                client_table_bytes: st.client_bytes_peak as u64,
+                pending_bytes: st.pending_bytes_peak as u64,
+            });
+        }
+        out
     }
 
     /// Every correct replica reached its group's last position, and every

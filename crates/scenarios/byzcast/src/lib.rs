@@ -37,6 +37,25 @@
 //! at K <= F, and what F+1 colluding parents can break is shown by
 //! `reorder` and `forge` (see `tests.rs`).
 //!
+//! **Byzantine clients** (`--byzantine-clients N`, [`clients`]): besides
+//! the honest clients, N clients with keys of their own attack every group
+//! of the tree, the root and inner groups included, with the SMR
+//! scenario's behaviours (client i: partial authenticators, huge
+//! multicasts, id churn, floods ahead of turn; i mod 4), reused through
+//! `byzscale_scenario_smr::clients::Hostile` nested in a ByzCast endpoint,
+//! their operations wrapped as multicasts that pass the replicas' request
+//! filter. The churned ids' multicasts name malformed destinations in turn
+//! (empty, unknown group, repeated, unsorted, another entry group, 8,192
+//! groups), and the huge ones are the largest multicast a group takes and
+//! one byte more. The checkers exempt their messages from validity and
+//! liveness but hold them to agreement, order and integrity like anyone's
+//! (see [`clients`]). Every run reports, per group, the peak bytes of the
+//! SMR client table and pending table at its correct replicas, with the
+//! scenario's bounds (those of the SMR scenario, with operations up to
+//! [`MAX_OP_BYTES`]), and a
+//! table over its bound is a violation; the sweep reports the requests the
+//! Byzantine clients sent.
+//!
 //! Without `--duration-ms` a run sends `--requests` multicasts; the network
 //! misbehaves until it stabilizes (1% loss, 1% duplication, 5% reordering),
 //! every multicast must complete before the deadline, and the run continues a
@@ -69,6 +88,7 @@
 
 pub mod attacks;
 pub mod audit;
+pub mod clients;
 pub mod workload;
 
 pub use attacks::Adversary;
@@ -82,7 +102,7 @@ use byzscale_byzcast::{self as byzcast, Message, Mode, Topology, Tree, TreeSpec}
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
 use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::{Addr, ClientId, NodeId};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::crashes::{CrashOptions, CrashPlan};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
@@ -104,6 +124,21 @@ use std::sync::Arc;
 /// interval (64), so expiry and the session floor act within a run (at the
 /// library's default, 2^20 slots, they never would).
 pub const CLIENT_EXPIRY_SLOTS: u64 = 32;
+
+/// `Params::max_op_bytes` in the scenario (the library's default is 1 MiB):
+/// the Byzantine clients' huge multicasts sit at this bound, and with 1 MiB
+/// ones forwarded down the tree, real MACs and digests over every copy
+/// made a run cost a minute and a half of CPU.
+pub const MAX_OP_BYTES: usize = 64 << 10;
+
+/// The SMR parameters of the scenario's replicas and clients that do not
+/// depend on the network: the client and pending tables' limits of the SMR
+/// scenario (small enough for Byzantine clients to reach), the expiry
+/// horizon, [`MAX_OP_BYTES`].
+fn limits(params: &mut Params, expiry: u64) {
+    byzscale_scenario_smr::client_limits(params, expiry);
+    params.max_op_bytes = MAX_OP_BYTES;
+}
 
 /// A Byzantine replica of the scenario: a ByzCast replica whose forwarding
 /// may be an attack.
@@ -215,6 +250,8 @@ pub struct Config {
     /// `Params::client_expiry_slots` of the run ([`CLIENT_EXPIRY_SLOTS`]
     /// by default).
     pub client_expiry_slots: u64,
+    /// Byzantine clients besides the honest ones ([`clients`]).
+    pub byzantine_clients: usize,
 }
 
 impl Config {
@@ -241,6 +278,7 @@ impl Config {
             crash_restart: false,
             trace: None,
             client_expiry_slots: CLIENT_EXPIRY_SLOTS,
+            byzantine_clients: 0,
         }
     }
 
@@ -320,6 +358,29 @@ pub struct Run {
     pub latencies_local: Vec<Time>,
     #[serde(skip)]
     pub latencies_global: Vec<Time>,
+    /// Per group, the most bytes its client table (replicated) and its
+    /// pending table (local) held at a correct replica.
+    pub tables: BTreeMap<GroupId, TablePeaks>,
+    /// Requests and session queries the Byzantine clients sent.
+    pub byzantine_sends: u64,
+}
+
+/// The most bytes a group's SMR tables held at one of its correct replicas
+/// (the last incarnation of each).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TablePeaks {
+    pub client_table_bytes: u64,
+    pub pending_bytes: u64,
+}
+
+impl TablePeaks {
+    /// The larger of each.
+    pub fn max(self, o: TablePeaks) -> TablePeaks {
+        TablePeaks {
+            client_table_bytes: self.client_table_bytes.max(o.client_table_bytes),
+            pending_bytes: self.pending_bytes.max(o.pending_bytes),
+        }
+    }
 }
 
 /// The JSON of `byzscale sim byzcast --json`.
@@ -340,6 +401,7 @@ pub struct Report {
     pub network: String,
     pub crypto: &'static str,
     pub crash_restart: bool,
+    pub byzantine_clients: usize,
     #[serde(flatten)]
     pub summary: Summary,
     pub completed_requests: u64,
@@ -364,6 +426,14 @@ pub struct Report {
     pub throughput_global: f64,
     /// Simulated message deliveries per wall-clock second (simulator speed).
     pub deliveries_per_second: f64,
+    /// Per group (by name), the peaks of its tables over all runs, and
+    /// their bounds (`Params::client_table_bytes`, `Params::pending_bytes`;
+    /// a run over a bound fails).
+    pub tables: BTreeMap<String, TablePeaks>,
+    pub client_table_bound: usize,
+    pub pending_bound: usize,
+    /// Requests and session queries the Byzantine clients sent, over all runs.
+    pub byzantine_sends: u64,
 }
 
 impl scenario::Report for Report {
@@ -398,6 +468,19 @@ impl scenario::Report for Report {
             "  throughput local {:.0} msg/s  global {:.0} msg/s (virtual)   {:.2} s wall\n",
             self.throughput_local, self.throughput_global, self.summary.wall_seconds
         ));
+        if self.byzantine_clients > 0 {
+            s.push_str(&format!(
+                "  byzantine clients {} (sent {})   peak bytes per group, client table (bound {}) / pending (bound {}):",
+                self.byzantine_clients, self.byzantine_sends, self.client_table_bound, self.pending_bound
+            ));
+            for (g, t) in &self.tables {
+                s.push_str(&format!(
+                    " {g} {}/{}",
+                    t.client_table_bytes, t.pending_bytes
+                ));
+            }
+            s.push('\n');
+        }
         s.push_str(&self.summary.failing_lines());
         s
     }
@@ -409,6 +492,9 @@ struct Endpoints {
     topo: Arc<Topology>,
     replicas: BTreeMap<NodeId, Identity>,
     clients: Vec<(Addr, Identity)>,
+    /// Byzantine clients: their behaviour, and their place among a churn
+    /// client's ids.
+    hostile: Vec<(Addr, Identity, clients::ClientAttack, usize)>,
 }
 
 impl Endpoints {
@@ -422,6 +508,11 @@ impl Endpoints {
         let clients = (0..cfg.groups * cfg.clients_per_group)
             .map(|i| (Addr::Client(ClientId(i as u64 + 1)), identity(2, i)))
             .collect();
+        let hostile = clients::byzantine_clients(cfg.byzantine_clients)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, kind, k))| (Addr::Client(id), identity(3, i), kind, k))
+            .collect();
         Endpoints {
             mode: if cfg.modeled_crypto {
                 CryptoMode::Modeled
@@ -431,6 +522,7 @@ impl Endpoints {
             topo: topo.clone(),
             replicas,
             clients,
+            hostile,
         }
     }
 
@@ -443,7 +535,8 @@ impl Endpoints {
                 c.add_peer(Addr::Node(*o), id.public()).expect("valid key");
             }
         }
-        for (a, id) in &self.clients {
+        let hostile = self.hostile.iter().map(|(a, id, ..)| (a, id));
+        for (a, id) in self.clients.iter().map(|(a, id)| (a, id)).chain(hostile) {
             c.add_peer(*a, id.public()).expect("valid key");
         }
         let g = self.topo.group_of(m).expect("member");
@@ -471,10 +564,20 @@ impl Endpoints {
         c
     }
 
+    /// The Byzantine clients' ids.
+    fn hostile_ids(&self) -> BTreeSet<ClientId> {
+        let ids = self.hostile.iter().filter_map(|(a, ..)| a.client());
+        ids.collect()
+    }
+
     /// A client knows every replica.
     fn client(&self, c: usize) -> Crypto {
         let (me, id) = &self.clients[c];
-        let mut crypto = Crypto::new(*me, id.clone(), self.mode);
+        self.client_crypto(*me, id)
+    }
+
+    fn client_crypto(&self, me: Addr, id: &Identity) -> Crypto {
+        let mut crypto = Crypto::new(me, id.clone(), self.mode);
         for (m, id) in &self.replicas {
             crypto
                 .add_peer(Addr::Node(*m), id.public())
@@ -573,8 +676,9 @@ impl Scenario for Config {
         // idle client entries expire within a run and the session floor
         // rises at every checkpoint: clients move to newer sessions, and a
         // child group's entries for its parents' forward streams (pinned,
-        // see `byzcast::replica`) must never expire nor be refused
-        params.client_expiry_slots = self.client_expiry_slots;
+        // see `byzcast::replica`) must never expire nor be refused; the
+        // pending tables are small enough for Byzantine clients to fill
+        limits(&mut params, self.client_expiry_slots);
         let fixed = self.duration_ms.map(|d| (d * MILLIS as f64) as Time);
         let (net, stabilize) = match fixed {
             Some(_) => (base.clone(), 0),
@@ -627,6 +731,15 @@ impl Scenario for Config {
             client_nodes.push(sim.add_node(*addr, keys.client(c), actor, c % regions));
         }
 
+        let mut hostile = Vec::new();
+        for (addr, id, kind, k) in &keys.hostile {
+            let id_of = addr.client().expect("a client address");
+            let h = clients::ByzHostile::new(id_of, topo.clone(), &params, *kind, *k);
+            let actor: ProtocolActor<clients::ByzHostile, Input, Output> = ProtocolActor::client(h);
+            let crypto = keys.client_crypto(*addr, id);
+            hostile.push(sim.add_node(*addr, crypto, actor, k % regions));
+        }
+
         let workload = workload::Workload::new(self, client_nodes.len(), seed, fixed);
         let trace = self.trace.is_some();
         let mut world = Audit::new(
@@ -638,7 +751,8 @@ impl Scenario for Config {
             fixed.is_none(),
             trace,
         )
-        .with_crashes(crashes);
+        .with_crashes(crashes)
+        .with_bounds(params.clone(), hostile, keys.hostile_ids());
         // clients start staggered by 50 µs
         for (cl, idx) in client_nodes.iter().enumerate() {
             let at = cl as Time * 50 * 1_000;
@@ -705,6 +819,9 @@ impl Scenario for Config {
                 self.client_expiry_slots
             ));
         }
+        if self.byzantine_clients > 0 {
+            c.push_str(&format!(" --byzantine-clients {}", self.byzantine_clients));
+        }
         c
     }
 
@@ -713,13 +830,26 @@ impl Scenario for Config {
         let global = sweep.sorted(|r| &r.run.latencies_global);
         let mut all: Vec<Time> = local.iter().chain(&global).copied().collect();
         all.sort_unstable();
-        let tree = self.topology().map(|t| t.tree().clone());
-        let (tree, auxiliary, groups) = match &tree {
+        let shape = self.topology().map(|t| t.tree().clone());
+        let (tree, auxiliary, groups) = match &shape {
             Ok(t) => (t.describe(), t.auxiliary().count(), t.len()),
             Err(_) => (self.tree.name(), 0, self.groups),
         };
         let n = 3 * self.f + 1;
         let messages = sweep.sum(|r| r.outcome.messages);
+        let mut params = Params::default();
+        limits(&mut params, self.client_expiry_slots);
+        let mut tables: BTreeMap<String, TablePeaks> = BTreeMap::new();
+        for r in &sweep.runs {
+            for (g, t) in &r.run.tables {
+                let name = match &shape {
+                    Ok(t) => t.name(*g).to_string(),
+                    Err(_) => g.to_string(),
+                };
+                let e = tables.entry(name).or_default();
+                *e = e.max(*t);
+            }
+        }
         Report {
             protocol: self.protocol.name(),
             groups: self.groups,
@@ -735,6 +865,7 @@ impl Scenario for Config {
             network: self.network.name(),
             crypto: crypto_label(self.modeled_crypto),
             crash_restart: self.restarts(),
+            byzantine_clients: self.byzantine_clients,
             summary: sweep.summary(),
             completed_requests: sweep.sum(|r| r.run.completed_local + r.run.completed_global),
             completed_local: sweep.sum(|r| r.run.completed_local),
@@ -753,6 +884,10 @@ impl Scenario for Config {
             throughput_local: sweep.mean(|r| r.run.throughput_local),
             throughput_global: sweep.mean(|r| r.run.throughput_global),
             deliveries_per_second: messages as f64 / sweep.wall_seconds.max(1e-9),
+            tables,
+            client_table_bound: params.client_table_bytes,
+            pending_bound: params.pending_bytes,
+            byzantine_sends: sweep.sum(|r| r.run.byzantine_sends),
         }
     }
 

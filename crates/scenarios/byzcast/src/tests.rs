@@ -401,3 +401,87 @@ fn early_forwarding_beyond_f_keeps_one_order() {
         assert_eq!(r.run.completed_local + r.run.completed_global, 16);
     }
 }
+
+/// `small`'s multicasts with `n` Byzantine clients ([`crate::clients`]).
+fn with_byzantine_clients(n: usize, adv: Adversary, k: usize) -> Config {
+    Config {
+        byzantine_clients: n,
+        requests: 40,
+        ..small(adv, k)
+    }
+}
+
+/// Byzantine clients (every behaviour, at every group, the root
+/// included) beside a Byzantine replica per group and crash-restarts:
+/// no violation, every honest multicast completes, and at every group the
+/// client and pending tables were reached and stayed within their bounds
+/// (a table over its bound is a violation of the run too). Before the
+/// request filter left room for a forward envelope, the `huge` client's
+/// largest multicast at the root was refused by both children and no
+/// global multicast completed after it.
+#[test]
+fn byzantine_clients_leave_honest_clients_finishing_with_bounded_tables() {
+    let cfg = Config {
+        crash_restart: true,
+        ..with_byzantine_clients(4, Adversary::Mixed, 1)
+    };
+    let params = {
+        let mut p = Params::default();
+        crate::limits(&mut p, cfg.client_expiry_slots);
+        p
+    };
+    let mut restarts = 0;
+    for seed in 0..3u64 {
+        let r = run_clean(&cfg, seed);
+        restarts += r.outcome.restarts;
+        assert_eq!(
+            r.run.completed_local + r.run.completed_global + r.run.expired,
+            40
+        );
+        assert!(
+            r.run.completed_global > 0,
+            "seed {seed}: no global multicast"
+        );
+        assert!(
+            r.run.byzantine_sends > 0,
+            "seed {seed}: the Byzantine clients sent nothing"
+        );
+        assert_eq!(r.run.tables.len(), 3, "seed {seed}: {:?}", r.run.tables);
+        for (g, t) in &r.run.tables {
+            assert!(
+                t.client_table_bytes > 0 && t.pending_bytes > 0,
+                "seed {seed}: {g}'s tables never reached: {t:?}"
+            );
+            assert!(t.client_table_bytes <= params.client_table_bytes as u64);
+            let pending = params.pending_bytes + byzscale_scenario_smr::pending_slack(&params);
+            assert!(t.pending_bytes <= pending as u64, "{g}: {t:?}");
+        }
+    }
+    assert!(restarts > 0, "nothing restarted");
+}
+
+/// The Byzantine clients are not inert: against the same seeds without
+/// them, every group's client table and pending table hold more, and the
+/// correct replicas record faults (a partial authenticator, an oversized
+/// multicast) where a clean run records none.
+#[test]
+fn byzantine_clients_reach_every_group() {
+    for seed in [5u64, 6] {
+        let clean = run_clean(&with_byzantine_clients(0, Adversary::None, 0), seed);
+        let attacked = run_clean(&with_byzantine_clients(4, Adversary::None, 0), seed);
+        assert_eq!(clean.outcome.faults_recorded, 0);
+        assert!(
+            attacked.outcome.faults_recorded > 0,
+            "seed {seed}: no fault recorded"
+        );
+        assert_eq!(clean.run.byzantine_sends, 0);
+        for (g, t) in &attacked.run.tables {
+            let before = clean.run.tables.get(g).copied().unwrap_or_default();
+            assert!(
+                t.client_table_bytes > before.client_table_bytes
+                    && t.pending_bytes > before.pending_bytes,
+                "seed {seed}, {g}: {t:?} with Byzantine clients, {before:?} without"
+            );
+        }
+    }
+}

@@ -11,7 +11,7 @@ use byzscale_sim::check::linearizability;
 use byzscale_sim::check::LogChecker;
 use byzscale_sim::engine::{Control, NodeIdx, Sim};
 use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
-use byzscale_smr::{self as smr, Batch, Message};
+use byzscale_smr::{self as smr, Batch, Message, Params};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A digest that prints as short hex in violation reports.
@@ -39,6 +39,8 @@ pub struct Audit {
     /// Crash-restart episodes (started as requests complete) and the disks
     /// restarted replicas recover from.
     restarts: Restarts,
+    /// The replicas' parameters (the bounds of their tables).
+    params: Params,
     trace: Option<Vec<String>>,
 }
 
@@ -50,6 +52,7 @@ impl Audit {
         replicas: ReplicaNodes,
         client_nodes: Vec<NodeIdx>,
         restarts: Restarts,
+        params: Params,
     ) -> Self {
         Audit {
             seed,
@@ -66,6 +69,7 @@ impl Audit {
             violations: Violations::new(),
             views: BTreeMap::new(),
             restarts,
+            params,
             trace: cfg.trace.as_ref().map(|_| Vec::new()),
         }
     }
@@ -193,14 +197,21 @@ impl Audit {
         if !self.workload.done() && !self.failed() {
             out.liveness = Some(self.stuck(sim, ending));
         }
-        out.violations = violations;
         out.trace = self.trace.take().unwrap_or_default();
         let stats: Vec<_> = self
             .replicas
             .iter()
             .filter(|(_, p)| !self.byzantine.contains(p))
-            .filter_map(|(idx, _)| sim.protocol::<Rep>(*idx).map(|r| r.stats()))
+            .filter_map(|(idx, p)| sim.protocol::<Rep>(*idx).map(|r| (p, r.stats())))
             .collect();
+        // the peaks of each correct replica's last incarnation
+        for (p, s) in &stats {
+            for v in crate::table_bounds(&format!("replica {p}"), s, &self.params) {
+                violations.push(v);
+            }
+        }
+        out.violations = violations;
+        let stats: Vec<_> = stats.into_iter().map(|(_, s)| s).collect();
         let most = |f: fn(&smr::replica::Stats) -> u64| stats.iter().map(f).max().unwrap_or(0);
         Run {
             completed: self.workload.completed,

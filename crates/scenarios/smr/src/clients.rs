@@ -9,6 +9,11 @@
 //! | `churn` | one request each from [`CHURN_IDS`] client ids, spread over the run: every id a new entry in the client table, which expires at checkpoints |
 //! | `flood` | [`FLOOD_PER_TICK`] requests every 5 ticks, with sequence numbers ahead of their turn (up to the replicas' horizon, and far beyond it), and sessions far ahead of any slot; and a session query |
 //!
+//! The operations are raw bytes here ([`Raw`]); a protocol on top of SMR
+//! whose replicas filter operations before ordering gives its own [`Ops`]
+//! (the ByzCast scenario wraps them in multicast envelopes and nests a
+//! [`Hostile`] per group in a ByzCast endpoint).
+//!
 //! Their requests are valid or not as the table says; the checkers exempt
 //! them from validity (they name their own client) and from liveness (they
 //! never complete). Honest clients must still complete, and the run reports
@@ -80,11 +85,40 @@ pub fn byzantine_clients(count: usize) -> Vec<(ClientId, ClientAttack, usize)> {
     out
 }
 
+/// How a Byzantine client makes its operations. The SMR scenario sends the
+/// bytes as they are ([`Raw`]); a protocol whose replicas filter operations
+/// before ordering them (ByzCast's envelopes, `byzscale_scenario_byzcast`)
+/// wraps them so that they pass the filter and reach the SMR tables.
+pub trait Ops {
+    /// The operation carrying `body`, `body.len()` bytes in all where the
+    /// wrapping allows, the `n`-th this client makes (from 1).
+    fn op(&mut self, client: ClientId, n: u64, body: Vec<u8>) -> Vec<u8>;
+    /// The largest operation the replicas take (the `huge` behaviour sends
+    /// one of exactly this size, and one a byte larger).
+    fn max_op(&self, p: &Params) -> usize {
+        p.max_op_bytes
+    }
+}
+
+/// Operations as they are: the SMR scenario's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Raw;
+impl Ops for Raw {
+    fn op(&mut self, _: ClientId, _: u64, body: Vec<u8>) -> Vec<u8> {
+        body
+    }
+}
+
 /// One Byzantine client endpoint.
-pub struct Hostile {
+pub struct Hostile<O: Ops = Raw> {
     id: ClientId,
     g: GroupInfo,
     p: Params,
+    ops: O,
+    /// Operations made so far.
+    made: u64,
+    /// Requests and session queries sent so far.
+    sent: u64,
     kind: ClientAttack,
     /// Its place among the ids of a churn client (when it speaks).
     k: usize,
@@ -96,10 +130,27 @@ pub struct Hostile {
 
 impl Hostile {
     pub fn new(id: ClientId, g: GroupInfo, p: Params, kind: ClientAttack, k: usize) -> Self {
+        Hostile::with_ops(id, g, p, kind, k, Raw)
+    }
+}
+
+impl<O: Ops> Hostile<O> {
+    /// A Byzantine client of group `g` whose operations `ops` makes.
+    pub fn with_ops(
+        id: ClientId,
+        g: GroupInfo,
+        p: Params,
+        kind: ClientAttack,
+        k: usize,
+        ops: O,
+    ) -> Self {
         Hostile {
             id,
             g,
             p,
+            ops,
+            made: 0,
+            sent: 0,
             kind,
             k,
             last: 0,
@@ -108,8 +159,25 @@ impl Hostile {
         }
     }
 
-    fn send(&self, id: (u64, u64), op: Vec<u8>, cx: &mut Cx<'_, Self>) {
-        let req = Request::authenticated(cx.crypto(), &self.g, self.id, id, false, op);
+    /// Requests and session queries it sent.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// The next operation, carrying `body`.
+    fn op(&mut self, body: Vec<u8>) -> Vec<u8> {
+        self.made += 1;
+        self.ops.op(self.id, self.made, body)
+    }
+
+    fn request(&mut self, id: (u64, u64), op: Vec<u8>, cx: &mut Cx<'_, Self>) -> Request {
+        self.sent += 1;
+        Request::authenticated(cx.crypto(), &self.g, self.id, id, false, op)
+    }
+
+    fn send(&mut self, id: (u64, u64), body: Vec<u8>, cx: &mut Cx<'_, Self>) {
+        let op = self.op(body);
+        let req = self.request(id, op, cx);
         cx.multicast(self.g.addrs(), Message::Request(req));
     }
 
@@ -117,9 +185,8 @@ impl Hostile {
         match self.kind {
             ClientAttack::PartialMac => {
                 self.last += 1;
-                let op = format!("partial-{}", self.last).into_bytes();
-                let id = (0, self.last);
-                let mut req = Request::authenticated(cx.crypto(), &self.g, self.id, id, false, op);
+                let op = self.op(format!("partial-{}", self.last).into_bytes());
+                let mut req = self.request((0, self.last), op, cx);
                 for m in req.auth.iter_mut().skip(1) {
                     *m = Default::default();
                 }
@@ -128,7 +195,7 @@ impl Hostile {
             ClientAttack::Huge => {
                 if self.ticks.is_multiple_of(10) && self.ticks <= 200 {
                     let over = (self.ticks / 10).is_multiple_of(2);
-                    let len = self.p.max_op_bytes + usize::from(over);
+                    let len = self.ops.max_op(&self.p) + usize::from(over);
                     self.send((self.slot, 1), vec![b'x'; len], cx);
                 }
             }
@@ -157,6 +224,7 @@ impl Hostile {
                     client: self.id,
                     nonce: u64::MAX - self.ticks as u64,
                 };
+                self.sent += 1;
                 cx.multicast(self.g.addrs(), query);
             }
             ClientAttack::Flood => {}
@@ -164,7 +232,7 @@ impl Hostile {
     }
 }
 
-impl Protocol for Hostile {
+impl<O: Ops> Protocol for Hostile<O> {
     type Message = Message;
     type Input = client::Input;
     type Output = client::Output;

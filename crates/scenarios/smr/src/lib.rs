@@ -489,7 +489,15 @@ impl Scenario for Config {
             CrashPlan::none()
         };
         let restarts = Restarts { plan, disks };
-        let mut world = Audit::new(self, seed, byz, replica_nodes, client_idx.clone(), restarts);
+        let mut world = Audit::new(
+            self,
+            seed,
+            byz,
+            replica_nodes,
+            client_idx.clone(),
+            restarts,
+            params.clone(),
+        );
         // clients start staggered by 100 µs
         for (cl, &node) in client_idx.iter().enumerate() {
             let at = cl as Time * 100 * 1_000;
@@ -595,8 +603,9 @@ impl Scenario for Config {
 }
 
 /// The client-table and pending-table limits of the scenario: small enough
-/// that Byzantine clients ([`clients`]) reach them.
-fn client_limits(params: &mut Params, expiry: u64) {
+/// that Byzantine clients ([`clients`]) reach them (the ByzCast scenario
+/// uses them too).
+pub fn client_limits(params: &mut Params, expiry: u64) {
     params.client_expiry_slots = expiry;
     params.client_pending_bytes = 256 << 10;
     params.pending_bytes = 4 << 20;
@@ -604,3 +613,33 @@ fn client_limits(params: &mut Params, expiry: u64) {
 
 /// The node indices of a run's replicas, by position.
 pub type ReplicaNodes = BTreeMap<NodeIdx, usize>;
+
+/// The bytes by which a pending table may pass `Params::pending_bytes`:
+/// the one request that made it evict (an operation of `max_op_bytes`
+/// and its authenticator).
+pub fn pending_slack(p: &Params) -> usize {
+    p.max_op_bytes + 1024
+}
+
+/// Whether the tables of a correct replica (`who`) kept their byte bounds
+/// over its life: its client table within `client_table_bytes`, its
+/// pending table within `pending_bytes` and [`pending_slack`]. One
+/// violation per table over its bound.
+pub fn table_bounds(who: &str, s: &smr::replica::Stats, p: &Params) -> Vec<String> {
+    let mut v = Vec::new();
+    if s.client_bytes_peak > p.client_table_bytes {
+        v.push(format!(
+            "bound: {who}'s client table held {} bytes, its bound is {}",
+            s.client_bytes_peak, p.client_table_bytes
+        ));
+    }
+    if s.pending_bytes_peak > p.pending_bytes + pending_slack(p) {
+        v.push(format!(
+            "bound: {who}'s pending table held {} bytes, its bound is {} (+{})",
+            s.pending_bytes_peak,
+            p.pending_bytes,
+            pending_slack(p)
+        ));
+    }
+    v
+}
