@@ -66,6 +66,8 @@ OUT=bench/results/fuzz.json
 LOGS=fuzz/logs
 mkdir -p "$LOGS"
 TMP=$OUT.$$.tmp  # per run: two runs may share the results file
+COMMIT=$(git rev-parse --short HEAD 2> /dev/null || echo unknown)
+git diff --quiet HEAD 2> /dev/null || COMMIT="$COMMIT+dirty"
 : > "$TMP"
 for t in "${TARGETS[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "fuzz/regressions/$t"
@@ -79,9 +81,9 @@ for t in "${TARGETS[@]}"; do
   rc=$?
   set -e
   end=$(date +%s.%N)
-  python3 - "$t" "$rc" "$start" "$end" "$LOGS/$t.log" "fuzz/artifacts/$t" "$RUNS" "$MAX_TIME" "$SAN" >> "$TMP" <<'EOF'
+  python3 - "$t" "$rc" "$start" "$end" "$LOGS/$t.log" "fuzz/artifacts/$t" "$RUNS" "$MAX_TIME" "$SAN" "$COMMIT" >> "$TMP" <<'EOF'
 import json, os, re, sys
-t, rc, start, end, log, art, runs_asked, max_time, san = sys.argv[1:]
+t, rc, start, end, log, art, runs_asked, max_time, san, commit = sys.argv[1:]
 text = open(log, errors="replace").read()
 def stat(name):
     m = re.findall(r"stat::%s:\s*(\d+)" % name, text)
@@ -97,7 +99,7 @@ print(json.dumps({"target": t, "inputs": runs, "inputs_asked": int(runs_asked),
        "execs_per_s": stat("average_exec_per_sec") or round(runs / max(wall, 1e-9)),
        "peak_rss_mb": stat("peak_rss_mb"), "exit_code": int(rc), "crashes": len(crashes),
        "artifacts": crashes, "over_alloc_bound": "==byzscale-fuzz: one allocation" in text,
-       "sanitizer": san, "load": open("/proc/loadavg").read().split()[:3]}))
+       "sanitizer": san, "commit": commit, "load": open("/proc/loadavg").read().split()[:3]}))
 EOF
 done
 # merge with the rows of earlier runs (one row per target, latest wins), in
