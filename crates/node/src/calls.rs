@@ -151,9 +151,15 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
         input: impl FnOnce(u64) -> P::Input,
         timeout: Option<Duration>,
     ) -> Result<V, CallError> {
+        // the fair lock first, then room: calls are numbered and submitted
+        // in the order they called, and wait for room in that order (a
+        // connection of the Redis gateway relies on it: `KvBackend::stream`;
+        // waiting for room first, two calls woken together could take the
+        // lock in either order)
+        let next = self.next.lock().await;
         let room = self.room.clone().acquire_owned().await;
         let permit = room.map_err(|_| CallError::Stopped)?;
-        self.submit(input, timeout, permit).await
+        self.submit(next, input, timeout, permit).await
     }
 
     /// [`Calls::call`] if there is room now; else [`CallError::Full`] at
@@ -167,7 +173,8 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
             tokio::sync::TryAcquireError::NoPermits => CallError::Full,
             tokio::sync::TryAcquireError::Closed => CallError::Stopped,
         })?;
-        self.submit(input, timeout, permit).await
+        let next = self.next.lock().await;
+        self.submit(next, input, timeout, permit).await
     }
 
     /// Whether [`Calls::try_call`] would find room now.
@@ -175,15 +182,16 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
         self.room.available_permits() > 0
     }
 
-    /// Submit `input(n)` and wait for its answer, holding `_room` until then.
+    /// Submit `input(n)` as the call number `next` holds, release the lock,
+    /// and wait for the answer, holding `_room` until then.
     async fn submit(
         &self,
+        mut next: tokio::sync::MutexGuard<'_, u64>,
         input: impl FnOnce(u64) -> P::Input,
         timeout: Option<Duration>,
         _room: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<V, CallError> {
         let (n, rx) = {
-            let mut next = self.next.lock().await;
             let n = *next;
             let rx = self.waiters.wait(n);
             if self.handle.submit(input(n)).await.is_err() {
@@ -191,6 +199,7 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
                 return Err(CallError::Stopped);
             }
             *next += 1;
+            drop(next);
             (n, rx)
         };
         let Some(t) = timeout else {
@@ -277,8 +286,12 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(!waiting.is_finished());
+        // it waits holding the numbering lock (calls keep their order)
+        assert!(calls.next.try_lock().is_err());
+        waiting.abort();
+        let _ = waiting.await;
         assert_eq!(*calls.next.lock().await, 3, "two calls submitted, no more");
-        for t in held.iter().chain([&waiting]) {
+        for t in &held {
             t.abort();
         }
         calls.stop().await;
