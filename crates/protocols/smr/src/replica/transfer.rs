@@ -467,6 +467,10 @@ impl<S: Service> Replica<S> {
         cx.output(Output::Stable { slot, state });
         self.release_reads(cx);
         self.execute_ready(cx);
+        // the group may have decided past the checkpoint and gone idle: ask
+        // for the decisions after what we now hold (a restarted replica that
+        // had to fetch state at start has not asked yet, see below)
+        self.ask_for_log(cx);
     }
 
     /// A restarted replica cannot tell from its disk what was decided while
@@ -476,10 +480,17 @@ impl<S: Service> Replica<S> {
     /// their decisions, and learn from the request that it executed up to
     /// `from - 1` (see [`Self::on_fetch_log`]), so replicas of a whole
     /// group restarting one after the other find the furthest one.
+    /// A restarted replica fetching the state of its stable checkpoint asks
+    /// once the transfer is complete (`finish_transfer`), from there.
     pub(super) fn ask_what_was_missed(&mut self, cx: &mut Ctx<S>) {
-        if !self.recovered || self.fetching.is_some() {
-            return;
+        if self.recovered && self.fetching.is_none() {
+            self.ask_for_log(cx);
         }
+    }
+
+    /// Ask the others for a window of decisions after the last slot we
+    /// executed.
+    fn ask_for_log(&mut self, cx: &mut Ctx<S>) {
         let from = self.executed() + 1;
         let to = from.saturating_add(self.p.window);
         cx.multicast(self.others(), Message::FetchLog { from, to });
@@ -681,12 +692,15 @@ mod tests {
         fn effects(&mut self, me: u32, fx: Vec<Effect<R>>) {
             for e in fx {
                 match e {
+                    // replies to clients go nowhere
                     Effect::Send { to, msg } => {
-                        self.queue.push_back((me, to.node().unwrap().0, msg))
+                        if let Some(n) = to.node() {
+                            self.queue.push_back((me, n.0, msg))
+                        }
                     }
                     Effect::Multicast { to, msg } => {
-                        for a in to {
-                            self.queue.push_back((me, a.node().unwrap().0, msg.clone()));
+                        for n in to.iter().filter_map(|a| a.node()) {
+                            self.queue.push_back((me, n.0, msg.clone()));
                         }
                     }
                     Effect::Fault(f) => self.faults.push((f.node, f.name())),
@@ -734,6 +748,23 @@ mod tests {
             assert_eq!(r.stable_snapshot, self.rs[&2].stable_snapshot);
             assert!(r.fetching.is_none());
         }
+    }
+
+    /// The group decided past the checkpoint and went idle: after the
+    /// transfer the fetcher asks for the decisions after it and executes
+    /// them. Before, it stopped at the checkpoint for good (a ByzCast sweep
+    /// found a restarted replica that had to fetch state at start stuck 16
+    /// slots behind its idle group: seed 963).
+    #[test]
+    fn a_transfer_is_followed_by_the_decisions_after_the_checkpoint() {
+        let mut net = Net::new(6);
+        let cert = net.stable(1);
+        assert_eq!(cert.slot, 4);
+        net.announce(&cert);
+        net.pump(|_, _, _| true);
+        assert_eq!(net.transferred, vec![4]);
+        assert_eq!(net.fetcher().executed(), 6);
+        assert_eq!(net.fetcher().service().0, net.rs[&2].service().0);
     }
 
     #[test]
