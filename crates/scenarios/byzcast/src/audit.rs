@@ -274,7 +274,7 @@ impl Audit {
             out.liveness = Some(self.stuck(sim, ending));
         }
         if out.liveness.is_none() && !fixed {
-            self.check_complete();
+            self.check_complete(sim);
         }
         if let Some(c) = self.order.find_cycle() {
             let text = cycle_text(&c, |g| self.gname(g));
@@ -355,7 +355,7 @@ impl Audit {
 
     /// Every correct replica reached its group's last position, and every
     /// multicast is in the log of every destination.
-    fn check_complete(&mut self) {
+    fn check_complete(&mut self, sim: &Sim<Message, Input, Output>) {
         let tree = self.topo.tree().clone();
         let correct: Vec<(GroupId, NodeId)> = self
             .replicas
@@ -368,8 +368,12 @@ impl Audit {
             for (_, m) in correct.iter().filter(|(gg, _)| *gg == g) {
                 let r = self.reached.get(m).copied().unwrap_or(0);
                 if r < top {
+                    let idx = self.replicas.iter().find(|(_, (_, mm, _))| mm == m);
+                    let state = idx
+                        .and_then(|(i, _)| self.state(sim, *i))
+                        .unwrap_or_else(|| "down".into());
                     self.violations.push(format!(
-                        "agreement: {m} of {} reached position {r} of {top}",
+                        "agreement: {m} of {} reached position {r} of {top} ({state})",
                         tree.name(g)
                     ));
                 }
@@ -399,6 +403,23 @@ impl Audit {
         }
     }
 
+    /// A correct replica's progress, if it is up.
+    fn state(&self, sim: &Sim<Message, Input, Output>, idx: NodeIdx) -> Option<String> {
+        let r = sim.protocol::<Correct>(idx)?;
+        let st = r.smr().stats();
+        let ms = r.machine().stats();
+        Some(format!(
+            "view {} executed {} low {} transfers {} delivered {} stream-next {} waiting-results {}",
+            st.view,
+            st.executed,
+            st.low,
+            st.state_transfers,
+            ms.delivered,
+            ms.stream_next,
+            r.pending_results()
+        ))
+    }
+
     /// Why the run did not complete, with the state of some correct replicas.
     fn stuck(&self, sim: &Sim<Message, Input, Output>, ending: Ending) -> String {
         let states: Vec<String> = self
@@ -406,19 +427,8 @@ impl Audit {
             .iter()
             .filter(|(_, (_, _, b))| !b)
             .filter_map(|(idx, (g, m, _))| {
-                sim.protocol::<Correct>(*idx).map(|r| {
-                    let st = r.smr().stats();
-                    let ms = r.machine().stats();
-                    format!(
-                        "{m}@{}: view {} executed {} delivered {} stream-next {} waiting-results {}",
-                        self.gname(*g),
-                        st.view,
-                        st.executed,
-                        ms.delivered,
-                        ms.stream_next,
-                        r.pending_results()
-                    )
-                })
+                let state = self.state(sim, *idx)?;
+                Some(format!("{m}@{}: {state}", self.gname(*g)))
             })
             .take(12)
             .collect();
