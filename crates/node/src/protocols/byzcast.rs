@@ -160,6 +160,15 @@ fn done_key(n: u64) -> String {
     format!("{DONE_PREFIX}{n:020}")
 }
 
+/// Meta rows of the handled messages awaiting their children's results
+/// ([`byzcast::Record::Awaiting`]), one per message, deleted at its
+/// [`byzcast::Record::Done`].
+const AWAIT_PREFIX: &str = "bc/await/";
+
+fn await_key(id: &byzcast::MsgId) -> String {
+    format!("{AWAIT_PREFIX}{:020}/{:020}", id.client.0, id.n)
+}
+
 /// A ByzCast replica's records as rows of its store: the SMR replica's
 /// through [`SmrJournal`], and the forward streams' as meta rows (a floor
 /// row per child, rewritten as it moves, and a row per forward, deleted once
@@ -176,6 +185,9 @@ struct ByzcastJournal {
     done: byzcast::Durable,
     done_added: Vec<(u64, Vec<u8>)>,
     done_removed: Vec<u64>,
+    /// Awaiting rows to write, and to delete, at the next flush.
+    await_added: BTreeMap<byzcast::MsgId, Vec<u8>>,
+    await_removed: BTreeSet<byzcast::MsgId>,
 }
 
 impl ByzcastJournal {
@@ -195,6 +207,8 @@ impl ByzcastJournal {
             done,
             done_added: Vec::new(),
             done_removed: Vec::new(),
+            await_added: BTreeMap::new(),
+            await_removed: BTreeSet::new(),
         }
     }
 }
@@ -223,7 +237,26 @@ impl Journal for ByzcastJournal {
                     }
                 }
             }
+            byzcast::Record::Awaiting {
+                id,
+                entry,
+                own,
+                awaiting,
+            } => {
+                let a = byzcast::durable::Awaiting {
+                    entry,
+                    own,
+                    awaiting,
+                };
+                self.await_removed.remove(&id);
+                self.await_added.insert(id, codec::to_bytes(&a));
+            }
             byzcast::Record::Done { .. } => {
+                if let byzcast::Record::Done { id, .. } = &r {
+                    if self.await_added.remove(id).is_none() {
+                        self.await_removed.insert(*id);
+                    }
+                }
                 let n = self.done_first + self.done.done.len() as u64;
                 let row = match &r {
                     byzcast::Record::Done { id, results, entry } => {
@@ -250,6 +283,12 @@ impl Journal for ByzcastJournal {
         }
         for n in std::mem::take(&mut self.done_removed) {
             b = b.delete_meta(done_key(n));
+        }
+        for (id, row) in std::mem::take(&mut self.await_added) {
+            b = b.put_meta(await_key(&id), row);
+        }
+        for id in std::mem::take(&mut self.await_removed) {
+            b = b.delete_meta(await_key(&id));
         }
         for (child, seq) in std::mem::take(&mut self.removed) {
             b = b.delete_meta(forward_key(child, seq));
@@ -315,10 +354,27 @@ fn byzcast_durable_from_disk(
         let (id, results, entry) = codec::from_bytes(v, usize::MAX).with_context(decode_err)?;
         done.push_back((id, results, entry));
     }
+    let mut awaiting = BTreeMap::new();
+    for (k, v) in rec.meta.range(AWAIT_PREFIX.to_string()..) {
+        let Some(rest) = k.strip_prefix(AWAIT_PREFIX) else {
+            break;
+        };
+        let (client, n) = rest.split_once('/').ok_or_else(|| bad(k))?;
+        let id = byzcast::MsgId {
+            client: byzscale_core::ClientId(client.parse().map_err(|_| bad(k))?),
+            n: n.parse().map_err(|_| bad(k))?,
+        };
+        let decode_err = || format!("decoding {k} in {}", db.display());
+        awaiting.insert(
+            id,
+            codec::from_bytes(v, usize::MAX).with_context(decode_err)?,
+        );
+    }
     let (smr, fresh) = durable_from_disk(rec, db)?;
     let mut d = byzcast::Durable {
         smr,
         streams,
+        awaiting,
         ..Default::default()
     };
     d.set_done(done);
@@ -848,6 +904,54 @@ mod tests {
     use super::*;
     use crate::generate::generate;
     use rand::SeedableRng;
+
+    /// The messages awaiting results are rows of the store, written and
+    /// deleted across group commits (one done in the same commit that
+    /// awaited it), and read back after a reopen as the fold has them.
+    #[test]
+    fn awaiting_rows_rebuild_the_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replica.redb");
+        let id = |n| byzcast::MsgId {
+            client: byzscale_core::ClientId(9),
+            n,
+        };
+        let awaiting = |n: u64| byzcast::Record::Awaiting {
+            id: id(n),
+            entry: n % 2 == 0,
+            own: Some(vec![n as u8]),
+            awaiting: vec![GroupId(1), GroupId(2)],
+        };
+        let done = |n| byzcast::Record::Done {
+            id: id(n),
+            results: byzcast::Results::new(),
+            entry: false,
+        };
+        let commits = vec![
+            vec![awaiting(1), awaiting(2), awaiting(3)],
+            vec![done(2), awaiting(4), done(4)],
+            vec![awaiting(5)],
+        ];
+        let want = byzcast::Durable::from_records(commits.concat());
+        assert_eq!(
+            want.awaiting.keys().map(|i| i.n).collect::<Vec<_>>(),
+            [1, 3, 5]
+        );
+        {
+            let (storage, rec) = byzscale_net::Storage::open(&path).unwrap();
+            let (d, first, fresh) = byzcast_durable_from_disk(rec, &path).unwrap();
+            let mut j = ByzcastJournal::new(d, first, fresh);
+            for c in commits {
+                for r in c {
+                    j.record(r);
+                }
+                storage.commit(j.flush()).unwrap();
+            }
+        }
+        let (_, rec) = byzscale_net::Storage::open(&path).unwrap();
+        let (got, _, _) = byzcast_durable_from_disk(rec, &path).unwrap();
+        assert_eq!(got.awaiting, want.awaiting);
+    }
 
     #[test]
     fn generated_deployment_has_a_two_level_tree_the_nodes_load() {

@@ -11,6 +11,13 @@
 //! [`crate::replica::DONE_CACHE`]): a parent that restarted asks for them
 //! again, and a child whose whole group restarted from a checkpoint would
 //! otherwise not have them (its handling of those messages is not replayed).
+//! Fourth, the messages it handled whose children's results it still awaits
+//! ([`Record::Awaiting`], removed by their [`Record::Done`]): a group whose
+//! every replica restarted from a checkpoint taken after it handled a
+//! message would otherwise never ask its children for the results again,
+//! and the client would query it forever (`sim byzcast --byzantine-clients
+//! 4`, seed 59: an entry group lost its aggregation in a crash of every
+//! group).
 
 use crate::message::{MsgId, Results};
 use crate::replica::{done_over, results_bytes};
@@ -37,6 +44,15 @@ pub enum Record {
     /// Every request up to `seq` is done at `child` (before the requests it
     /// admits into the window are sent).
     Acked { child: GroupId, seq: u64 },
+    /// This group handled `id` and awaits the results of the children in
+    /// `awaiting`; `own` is its own result if it is a destination, `entry`
+    /// whether it answers the client.
+    Awaiting {
+        id: MsgId,
+        entry: bool,
+        own: Option<Vec<u8>>,
+        awaiting: Vec<GroupId>,
+    },
     /// The merged results of `id` were sent up (to the client if `entry`,
     /// else to the parent group), before they leave.
     Done {
@@ -69,6 +85,16 @@ pub enum Change {
     Done {
         dropped: Vec<MsgId>,
     },
+    /// The set of messages awaiting results changed.
+    Awaiting,
+}
+
+/// A handled message awaiting its children's results ([`Record::Awaiting`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Awaiting {
+    pub entry: bool,
+    pub own: Option<Vec<u8>>,
+    pub awaiting: Vec<GroupId>,
 }
 
 /// Every record a ByzCast replica emitted, folded.
@@ -81,6 +107,9 @@ pub struct Durable {
     pub done: VecDeque<(MsgId, Results, bool)>,
     /// Bytes of `done` (as the replica counts them).
     pub done_bytes: usize,
+    /// Handled messages whose results are not all in yet (as many as the
+    /// replica's aggregations: each goes with its `Done`).
+    pub awaiting: BTreeMap<MsgId, Awaiting>,
 }
 
 impl Durable {
@@ -92,7 +121,22 @@ impl Durable {
     pub fn apply(&mut self, r: Record) -> Change {
         match r {
             Record::Smr(r) => Change::Smr(self.smr.apply(r)),
+            Record::Awaiting {
+                id,
+                entry,
+                own,
+                awaiting,
+            } => {
+                let a = Awaiting {
+                    entry,
+                    own,
+                    awaiting,
+                };
+                self.awaiting.insert(id, a);
+                Change::Awaiting
+            }
             Record::Done { id, results, entry } => {
+                self.awaiting.remove(&id);
                 self.done_bytes += results_bytes(&results);
                 self.done.push_back((id, results, entry));
                 let mut dropped = Vec::new();
@@ -170,6 +214,36 @@ mod tests {
         assert_eq!(d.done.len(), DONE_CACHE);
         assert_eq!(d.done.front().map(|(i, ..)| *i), Some(id(2)));
         assert_eq!(d.done.back().map(|(i, _, e)| (*i, *e)), Some((id(0), true)));
+    }
+}
+
+#[cfg(test)]
+mod awaiting {
+    use super::*;
+    use byzscale_core::ClientId;
+
+    /// A handled message is kept as awaiting until its results are done.
+    #[test]
+    fn awaiting_lasts_until_done() {
+        let id = MsgId {
+            client: ClientId(7),
+            n: 3,
+        };
+        let mut d = Durable::new();
+        let r = Record::Awaiting {
+            id,
+            entry: true,
+            own: None,
+            awaiting: vec![GroupId(1), GroupId(2)],
+        };
+        assert_eq!(d.apply(r), Change::Awaiting);
+        assert_eq!(d.awaiting[&id].awaiting, vec![GroupId(1), GroupId(2)]);
+        d.apply(Record::Done {
+            id,
+            results: Results::new(),
+            entry: true,
+        });
+        assert!(d.awaiting.is_empty());
     }
 }
 

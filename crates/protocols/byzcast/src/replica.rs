@@ -244,6 +244,18 @@ impl Replica<Honest> {
         for (id, results, entry) in durable.done {
             r.remember_done(id, results, entry);
         }
+        // asked for again at the first requery (armed in `on_start`)
+        for (id, a) in durable.awaiting {
+            if !r.done.contains_key(&id) {
+                let agg = Aggregation {
+                    entry: a.entry,
+                    own: a.own,
+                    awaiting: a.awaiting,
+                    last_query: 0,
+                };
+                r.aggs.insert(id, agg);
+            }
+        }
         Ok(r)
     }
 }
@@ -445,6 +457,14 @@ impl<P: ForwardPolicy> Replica<P> {
                     if self.done.contains_key(&id) || self.aggs.contains_key(&id) {
                         continue;
                     }
+                    // kept across a restart: a checkpoint after this
+                    // step does not replay it (durable.rs)
+                    cx.persist(Record::Awaiting {
+                        id,
+                        entry,
+                        own: own.clone(),
+                        awaiting: awaiting.clone(),
+                    });
                     self.aggs.insert(
                         id,
                         Aggregation {
@@ -831,6 +851,7 @@ impl<P: ForwardPolicy> Replica<P> {
 
     fn on_query(&mut self, from: Addr, id: MsgId, cx: &mut Cx<'_, Self>) {
         let Some((results, entry)) = self.done.get(&id) else {
+            tracing::debug!(replica = %self.me, %id, "query for a message not done here (or no longer cached)");
             return;
         };
         cx.persist(Record::Smr(smr::Record::Barrier));

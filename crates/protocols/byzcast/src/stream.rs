@@ -84,7 +84,7 @@ impl StreamDurable {
                 self.pending = self.pending.split_off(&(seq + 1));
                 true
             }
-            Record::Smr(_) | Record::Done { .. } => false,
+            Record::Smr(_) | Record::Awaiting { .. } | Record::Done { .. } => false,
         }
     }
 }

@@ -409,11 +409,13 @@ impl Audit {
         let st = r.smr().stats();
         let ms = r.machine().stats();
         Some(format!(
-            "view {} executed {} low {} transfers {} delivered {} stream-next {} waiting-results {}",
+            "view {} executed {} low {} transfers {} clients {} refused {} delivered {} stream-next {} waiting-results {}",
             st.view,
             st.executed,
             st.low,
             st.state_transfers,
+            st.clients,
+            st.clients_refused,
             ms.delivered,
             ms.stream_next,
             r.pending_results()
