@@ -918,7 +918,7 @@ mod tests {
         };
         let awaiting = |n: u64| byzcast::Record::Awaiting {
             id: id(n),
-            entry: n % 2 == 0,
+            entry: n.is_multiple_of(2),
             own: Some(vec![n as u8]),
             awaiting: vec![GroupId(1), GroupId(2)],
         };
