@@ -244,7 +244,12 @@ fn crash_restart_runs_clean() {
     for seed in [1, 13] {
         let r = run_clean(&cfg, seed);
         assert!(r.outcome.restarts > 0, "seed {seed} restarted nothing");
-        assert_eq!(r.run.completed_local + r.run.completed_global, 200);
+        // a multicast may fail "session expired: outcome unknown"
+        let run = &r.run;
+        assert_eq!(
+            run.completed_local + run.completed_global + run.expired,
+            200
+        );
     }
 }
 

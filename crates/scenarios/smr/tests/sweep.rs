@@ -107,7 +107,9 @@ fn more_byzantine_than_tolerated_is_caught() {
 /// it again, so it ran a second time long after later writes to the key
 /// (a GET saw `c1-8` again: linearizability violation). Now the client
 /// fails such a request "session expired: outcome unknown" and never sends
-/// it again; the checker takes it as possibly applied.
+/// it again; the checker takes it as possibly applied. (Seed 645 alone no
+/// longer expires a session since a completed state transfer asks for the
+/// log after it; of seeds 600..608, 600, 602, 603, 605 and 607 do.)
 #[test]
 fn a_request_whose_session_expired_never_runs_twice() {
     let mut c = Config::new(4, 1);
@@ -115,7 +117,8 @@ fn a_request_whose_session_expired_never_runs_twice() {
     c.byzantine_count = 1;
     c.crash_restart = true;
     c.requests = 200;
-    c.seed_start = 645;
+    c.seed_start = 600;
+    c.seeds = 8;
     let r = run_many(&c, |_, _| {}).expect("runs");
     assert_eq!(
         (r.summary.safety_violations, r.summary.liveness_failures),
@@ -127,7 +130,7 @@ fn a_request_whose_session_expired_never_runs_twice() {
         r.expired > 0,
         "no session expired: the case is not exercised"
     );
-    assert_eq!(r.completed_requests + r.expired, 200);
+    assert_eq!(r.completed_requests + r.expired, 200 * 8);
 }
 
 /// Twins beyond F: two replicas of four each run twice (two honest
