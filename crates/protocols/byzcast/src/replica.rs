@@ -939,6 +939,14 @@ impl<P: ForwardPolicy> Protocol for Replica<P> {
         for y in children {
             self.stream_step(y, cx, |s, icx| s.on_start(icx));
         }
+        // restored aggregations (durable.rs): one whose results were all in
+        // when the replica crashed, its `Done` record lost with the unsynced
+        // tail (a leaf's awaits none), completes now; replaying its slot
+        // does not (the handled message is already held)
+        let restored: Vec<MsgId> = self.aggs.keys().copied().collect();
+        for id in restored {
+            self.try_complete(id, cx);
+        }
         self.smr_step(cx, |r, icx| r.on_start(icx));
     }
 
