@@ -211,6 +211,10 @@ pub struct Replica<S: Service> {
     /// Restarted from a disk ([`Replica::recover`]): at start, ask the
     /// others for the decisions after what it replayed.
     recovered: bool,
+    /// Fetch ticks left in which a restarted replica asks again (its
+    /// request, or the answers, may be lost, and an idle group sends it
+    /// nothing else).
+    asks_left: u32,
 
     stats: Stats,
 }
@@ -258,6 +262,7 @@ impl<S: Service> Replica<S> {
             fetch_timer: false,
             executed_at_fetch: 0,
             recovered: false,
+            asks_left: 0,
             stats: Stats::default(),
         }
     }
