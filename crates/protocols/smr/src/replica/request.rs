@@ -231,6 +231,11 @@ impl<S: Service> Replica<S> {
                     let reply = self.reply(&req, *slot, result.clone());
                     cx.persist(Record::Barrier);
                     cx.send(from, reply);
+                } else {
+                    let entry = self.clients.get(&req.client);
+                    tracing::debug!(replica = %self.me, client = %req.client, session = req.session, seq = req.seq,
+                        entry_session = entry.map(|c| c.session), entry_last = entry.map(|c| c.last),
+                        "retransmission of an executed request whose reply is no longer cached");
                 }
                 return;
             }
@@ -239,6 +244,8 @@ impl<S: Service> Replica<S> {
                 // floor (it moves to a newer session), drop the rest
                 if let Some(refusal) = self.stale_refusal(&req) {
                     cx.send(from, refusal);
+                } else {
+                    tracing::debug!(replica = %self.me, client = %req.client, session = req.session, seq = req.seq, "request of an older session than the client's entry: dropped");
                 }
                 return;
             }
