@@ -292,6 +292,17 @@ fn restarting_the_numbering_at_one_stalls_the_tree() {
     check_stored(&sim, &acked);
 }
 
+/// The ids of the results a replica recorded as sent up, in order.
+fn done_ids(records: &[Record]) -> Vec<byzscale_byzcast::MsgId> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Done { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A parent keeps the messages it handled and awaits results for
 /// ([`Record::Awaiting`], until their [`Record::Done`]), and a replica
 /// recovered from records whose last result is missing awaits it again.
@@ -314,13 +325,7 @@ fn a_restarted_parent_awaits_the_results_it_was_waiting_for() {
             _ => None,
         })
         .collect();
-    let done: Vec<_> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Done { id, .. } => Some(*id),
-            _ => None,
-        })
-        .collect();
+    let done = done_ids(&records);
     assert_eq!(awaiting.len(), 5, "{awaiting:?}");
     assert!(awaiting.iter().all(|(_, children)| *children == 2));
     assert_eq!(awaiting.iter().map(|(id, _)| *id).collect::<Vec<_>>(), done);
@@ -358,13 +363,8 @@ fn a_restarted_leaf_completes_what_it_had_no_record_of_completing() {
     assert_eq!(acked.len(), 6);
     let m = NodeId(1);
     let records = w.disks[&m].borrow().clone();
-    let last = records
-        .iter()
-        .rev()
-        .find_map(|r| match r {
-            Record::Done { id, .. } => Some(*id),
-            _ => None,
-        })
+    let last = *done_ids(&records)
+        .last()
         .expect("a leaf records the results it sent up");
     let kept: Vec<Record> = records
         .into_iter()
