@@ -40,17 +40,21 @@
 //!
 //! # An expired session: outcome unknown
 //!
-//! A weak quorum of replicas answering [`RefuseReason::Stale`] with the same
-//! floor for an outstanding ordered request means that, at some executed
-//! slot, the client had no entry and the request's session was below the
-//! floor; from then on nothing of that session can run (the floor only rises,
+//! A weak quorum of replicas answering [`RefuseReason::Stale`] for an
+//! outstanding ordered request means that, at some executed slot, the client
+//! had no entry and the request's session was below the floor; from then on nothing of that session can run (the floor only rises,
 //! and an entry of a later session refuses the older one). But a request may
 //! have run before its entry expired, its replies all lost: sending it again
 //! in a new session could run it twice. So the client never resends: every
 //! outstanding ordered request (all of them in that session) completes as
 //! [`Output::Failed`] with [`Failed::SessionExpired`], "outcome unknown", as
 //! Raft's SESSION_EXPIRED (Ongaro's thesis §6.3), and the client learns a
-//! new session, at least the floor, for later requests. It fails them all at
+//! new session, at least the floor, for later requests. The floor it takes is
+//! the highest that replicas holding a weak quorum answered at least (one of
+//! them correct, so some correct replica's floor is that high), counting
+//! each replica's latest answer: correct replicas checkpoint at different
+//! moments, so their floors differ and rise while the client retransmits,
+//! and waiting for f+1 equal first answers could wait forever. It fails them all at
 //! once rather than each on its own f+1 `Stale`: they are all equally
 //! unknown, and once the new session's first request created an entry a
 //! replica answers an older session's retransmission with nothing.
@@ -170,8 +174,10 @@ struct Outstanding {
     retries: u32,
     /// Replicas that answered [`RefuseReason::Busy`].
     busy: BTreeSet<usize>,
-    /// [`RefuseReason::Stale`] answers by floor.
-    stale: Collector<Slot, ()>,
+    /// The highest floor each replica answered [`RefuseReason::Stale`]
+    /// with, by position (a correct replica's floor rises while the client
+    /// retransmits, so its latest answer counts, not its first).
+    stale: BTreeMap<usize, Slot>,
 }
 
 /// What the client knows of its session (module docs).
@@ -510,8 +516,9 @@ impl Client {
                 }
             }
             RefuseReason::Stale { floor } => {
-                o.stale.add(qs, idx, floor, || ());
-                if o.stale.votes(qs, &floor) >= qs.weak() {
+                let e = o.stale.entry(idx).or_insert(floor);
+                *e = (*e).max(floor);
+                if let Some(floor) = weak_highest(qs, &o.stale) {
                     self.session_expired(floor, cx);
                 }
             }
@@ -552,7 +559,7 @@ impl Outstanding {
             views: BTreeMap::new(),
             retries: 0,
             busy: BTreeSet::new(),
-            stale: Collector::new(),
+            stale: BTreeMap::new(),
         }
     }
 }
@@ -918,29 +925,28 @@ mod tests {
     }
 
     /// The rule that keeps exactly-once (issue 10 item 9): f+1 replicas
-    /// saying the session is below the same floor fail every outstanding
+    /// saying the session is below their floor fail every outstanding
     /// ordered request with "session expired: outcome unknown", never send
     /// any of them again (one may have run before its entry expired, its
     /// replies lost: the renumber-and-resend this replaced ran it twice),
-    /// and make the client learn a session of at least the floor for later
-    /// requests. f of them, mismatched floors, another session or a request
+    /// and make the client learn a session of at least the lower of the
+    /// floors for later requests. f of them, another session or a request
     /// not outstanding change nothing.
     #[test]
     fn a_stale_session_fails_its_requests_and_never_sends_them_again() {
         let mut b = Bench::new();
         b.submit(false);
         b.submit(false);
-        assert!(expired(&b.stale(0, (0, 1), 40)).is_empty(), "one replica");
-        assert!(expired(&b.stale(1, (0, 1), 41)).is_empty(), "another floor");
+        assert!(expired(&b.stale(0, (0, 1), 41)).is_empty(), "one replica");
         assert!(
-            expired(&b.stale(2, (0, 9), 40)).is_empty(),
+            expired(&b.stale(1, (0, 9), 40)).is_empty(),
             "not outstanding"
         );
         assert!(
-            expired(&b.stale(2, (3, 1), 40)).is_empty(),
+            expired(&b.stale(1, (3, 1), 40)).is_empty(),
             "another session"
         );
-        let fx = b.stale(2, (0, 1), 40);
+        let fx = b.stale(1, (0, 1), 40);
         assert_eq!(expired(&fx), vec![1, 2], "both fail, outcome unknown");
         assert!(sent_ids(&fx).is_empty(), "nothing sent again");
         assert_eq!((b.client.expired(), b.client.outstanding()), (2, 0));
@@ -949,8 +955,9 @@ mod tests {
         assert!(sent_ids(&b.step(|c, cx| c.on_timer(Timer::Retry(1), cx))).is_empty());
         assert!(done(&b.reply_at(0, (0, 2), 9, "a")).is_empty());
         assert!(done(&b.reply_at(1, (0, 2), 9, "a")).is_empty());
-        // the next request waits for a new session: at least the floor,
-        // though the replicas answered lower slots
+        // the next request waits for a new session: at least the floor
+        // both refusals vouch for (40, not 41), though the replicas
+        // answered lower slots
         let fx = b.submit(false);
         assert!(sent_ids(&fx).is_empty());
         assert_eq!(queries(&fx), vec![2]);
@@ -960,6 +967,27 @@ mod tests {
         b.reply_at(0, (40, 1), 50, "a");
         assert_eq!(done(&b.reply_at(1, (40, 1), 50, "a")).len(), 1);
         assert_eq!(b.client.completed(), 1);
+    }
+
+    /// Correct replicas checkpoint at different moments: each refuses a
+    /// retransmission with the floor it has then, higher than its first
+    /// answer. Their latest answers count (seed 2267 of the SMR sweep: the
+    /// first answers of three correct replicas all differed, no two ever
+    /// matched, and the client retransmitted forever); a replica's lower,
+    /// later answer does not lower its vote.
+    #[test]
+    fn refusals_with_rising_floors_expire_the_session() {
+        let mut b = Bench::new();
+        b.submit(false);
+        assert!(expired(&b.stale(0, (0, 1), 32)).is_empty());
+        assert!(expired(&b.stale(0, (0, 1), 64)).is_empty(), "one replica");
+        assert!(expired(&b.stale(0, (0, 1), 20)).is_empty(), "still one");
+        assert_eq!(expired(&b.stale(1, (0, 1), 96)), vec![1]);
+        b.submit(false);
+        b.info(0, 2, 10);
+        b.info(1, 2, 10);
+        // the floor is the one both vouch for: replica 0's latest, 64
+        assert_eq!(sent_ids(&b.info(2, 2, 10)), vec![(64, 1)]);
     }
 
     /// A reply counts only with others matching in result and slot. A
