@@ -132,8 +132,15 @@ pub enum Effect<P: Protocol + ?Sized> {
     /// (the tokio runtime) holds every `Send`/`Multicast` that follows a
     /// record in the same step until that record, and so every earlier one,
     /// is durable; a message that depends on records of earlier steps needs a
-    /// record in its own step before it.
+    /// record in its own step before it, or a [`Effect::Barrier`].
     Persist(P::Record),
+    /// Hold every `Send`/`Multicast` that follows, in this step, until every
+    /// record emitted so far (in this step or earlier ones) is durable,
+    /// without writing a record: a message that depends on records of
+    /// earlier steps (an SMR reply on the replica's own ACCEPT) waits for
+    /// the group commit already under way instead of a new one. A driver
+    /// without a store ignores it.
+    Barrier,
 }
 
 impl<P: Protocol + ?Sized> Debug for Effect<P> {
@@ -146,6 +153,7 @@ impl<P: Protocol + ?Sized> Debug for Effect<P> {
             Effect::Output(o) => write!(f, "Output({o:?})"),
             Effect::Fault(x) => write!(f, "Fault({x:?})"),
             Effect::Persist(r) => write!(f, "Persist({r:?})"),
+            Effect::Barrier => f.write_str("Barrier"),
         }
     }
 }
@@ -326,6 +334,11 @@ impl<'a, P: Protocol + ?Sized> Cx<'a, P> {
     pub fn persist(&mut self, record: P::Record) {
         self.effects.push(Effect::Persist(record));
     }
+    /// Hold the sends that follow until every record so far is durable
+    /// ([`Effect::Barrier`]).
+    pub fn barrier(&mut self) {
+        self.effects.push(Effect::Barrier);
+    }
     /// Run a step of a nested protocol `Q`: `f` gets a context of `Q` sharing
     /// this clock, RNG and crypto. The effects come back as a [`Step`] for the
     /// outer protocol to [`Step::lift`].
@@ -383,6 +396,7 @@ impl<Q: Protocol + ?Sized> Step<Q> {
                 Effect::Output(o) => outputs.push(o),
                 Effect::Fault(f) => cx.report(f),
                 Effect::Persist(r) => cx.persist(r.into()),
+                Effect::Barrier => cx.barrier(),
             }
         }
         outputs
@@ -476,6 +490,7 @@ mod tests {
             cx.cancel_timer(i + 1);
             cx.fault(Addr::Node(NodeId(3)), Inner::Worse, "x");
             cx.persist(InnerRecord::Wrote(i));
+            cx.barrier();
             cx.output(i * 2);
         }
         fn on_message(&mut self, _: Addr, _: u8, _: &mut Cx<'_, Self>) {}
@@ -541,7 +556,8 @@ mod tests {
             &effects[5],
             Effect::Persist(OuterRecord::Inner(InnerRecord::Wrote(3)))
         ));
-        assert_eq!(effects.len(), 6, "the output is returned, not re-emitted");
+        assert!(matches!(&effects[6], Effect::Barrier));
+        assert_eq!(effects.len(), 7, "the output is returned, not re-emitted");
     }
 
     #[test]

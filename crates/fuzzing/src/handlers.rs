@@ -88,7 +88,7 @@ impl<P: Protocol> Driver<P> {
                 }
                 Effect::Send { to, msg } => self.sent(vec![to], &msg),
                 Effect::Multicast { to, msg } => self.sent(to, &msg),
-                Effect::Output(_) | Effect::Fault(_) | Effect::Persist(_) => {}
+                Effect::Output(_) | Effect::Fault(_) | Effect::Persist(_) | Effect::Barrier => {}
             }
         }
     }

@@ -25,7 +25,8 @@
 //! records become durable in emission order, so are all records before it.
 //! Sends of a step that emitted no record before them leave at once (a
 //! protocol whose message depends on a record of an earlier step emits a
-//! record in this step first, e.g. a no-op barrier), so unrelated traffic
+//! record in this step first, or an `Effect::Barrier`, after which the sends
+//! of its step wait for every record written so far), so unrelated traffic
 //! never waits for a group commit (raft-rs's `Ready` makes the same split
 //! between messages that may go at once and those that wait for
 //! persistence). Outputs keep their order and wait for every record emitted
@@ -415,7 +416,8 @@ where
     async fn apply(&mut self, at: Instant) {
         let mut effects = std::mem::take(&mut self.effects);
         // the records this step emitted so far: its sends wait for them
-        let first = self.written;
+        // (after a barrier, every record written so far counts)
+        let mut first = self.written;
         for e in effects.drain(..) {
             let step = (self.written > first).then_some(self.written);
             match e {
@@ -440,6 +442,7 @@ where
                         .inc();
                 }
                 Effect::Persist(r) => self.persist(r).await,
+                Effect::Barrier => first = 0,
             }
         }
         self.effects = effects;

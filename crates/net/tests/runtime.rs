@@ -595,7 +595,8 @@ async fn metrics_endpoint_and_handle_semantics() {
     assert!(h.submit(Ping { to: vec![], n: 0 }).await.is_err());
 }
 
-/// Persists a record before a send when asked to (a vote), or just sends.
+/// Persists a record before a send when asked to (a vote), puts a barrier
+/// before it (a vote of an earlier step sent again), or just sends.
 struct Voter;
 
 #[derive(Debug)]
@@ -603,6 +604,7 @@ struct Vote {
     to: Addr,
     n: u64,
     durable_first: bool,
+    barrier: bool,
 }
 
 impl Protocol for Voter {
@@ -616,6 +618,9 @@ impl Protocol for Voter {
         if v.durable_first {
             cx.persist(v.n);
         }
+        if v.barrier {
+            cx.barrier();
+        }
         cx.send(v.to, Msg::Pong { n: v.n });
     }
     fn on_message(&mut self, from: Addr, msg: Msg, cx: &mut Cx<'_, Self>) {
@@ -628,7 +633,8 @@ impl Protocol for Voter {
 
 /// A send that follows a record in its step leaves only once the sink
 /// reports the record durable; sends of steps without records leave at once
-/// (overtaking it); a lost persister stops the node.
+/// (overtaking it), unless a barrier holds them behind every record so far
+/// (without a record of their own); a lost persister stops the node.
 #[tokio::test]
 async fn sends_wait_for_the_records_before_them_in_their_step() {
     let (d, [l0, l1]) = cluster().await;
@@ -647,6 +653,11 @@ async fn sends_wait_for_the_records_before_them_in_their_step() {
         to: node(1),
         n,
         durable_first,
+        barrier: false,
+    };
+    let behind_barrier = |n| Vote {
+        barrier: true,
+        ..vote(n, false)
     };
     bounded(async {
         // the peers are connected once an unrecorded send gets through
@@ -672,15 +683,16 @@ async fn sends_wait_for_the_records_before_them_in_their_step() {
                 n: 2
             }
         );
+        // a later step with a barrier waits for record 1 too, writing none
+        a.handle().submit(behind_barrier(4)).await.unwrap();
         durable_tx.send(1).unwrap();
-        let next = expect(&mut rx, |o| matches!(o, Out::Pong { n: 1 | 2, .. })).await;
-        assert_eq!(
-            next,
-            Out::Pong {
-                from: node(0),
-                n: 1
-            }
-        );
+        for n in [1, 4] {
+            let next = expect(&mut rx, |o| matches!(o, Out::Pong { n: 1 | 4, .. })).await;
+            assert_eq!(next, Out::Pong { from: node(0), n });
+        }
+        // with every record durable, a barrier holds nothing
+        a.handle().submit(behind_barrier(5)).await.unwrap();
+        expect(&mut rx, |o| matches!(o, Out::Pong { n: 5, .. })).await;
         // a vote waiting for a persister that is gone never leaves: the node stops
         a.handle().submit(vote(3, true)).await.unwrap();
         assert_eq!(written.recv().await, Some(3));

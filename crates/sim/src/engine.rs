@@ -466,6 +466,11 @@ impl<P: Protocol, I, O> ProtocolActor<P, I, O> {
                         j.persist(r);
                     }
                 }
+                Effect::Barrier => {
+                    if let Some(j) = &mut self.journal {
+                        j.barrier();
+                    }
+                }
             }
         }
         if let Some(j) = &mut self.journal {

@@ -13,8 +13,9 @@
 //!   records written meanwhile wait for the next one, which starts when it
 //!   completes;
 //! - a send that follows a record *in its step* is held until that record is
-//!   synced (and so is every record before it); sends of a step that wrote no
-//!   record before them leave at once; outputs keep their order and wait for
+//!   synced (and so is every record before it); after an `Effect::Barrier`
+//!   the sends of its step wait for every record written so far; sends of a
+//!   step that wrote no record (and no barrier) before them leave at once; outputs keep their order and wait for
 //!   every record written before them. The protocol keeps running meanwhile.
 //!
 //! A crash ([`Disk::crash`], called by the engine through the node's
@@ -270,6 +271,12 @@ impl<R, M, O> Journal<R, M, O> {
         self.disk.borrow_mut().write(r);
     }
 
+    /// `Effect::Barrier`: the sends that follow in this step wait for every
+    /// record written so far (as if all of them were this step's).
+    pub fn barrier(&mut self) {
+        self.step_start = 0;
+    }
+
     /// Sends and outputs waiting for their records.
     pub fn held(&self) -> usize {
         self.held.len()
@@ -467,6 +474,7 @@ impl<P: Protocol> Recorded<P> {
         for e in step.effects {
             match e {
                 Effect::Persist(r) => self.disk.borrow_mut().push(r),
+                Effect::Barrier => {}
                 Effect::Send { to, msg } => cx.send(to, msg),
                 Effect::Multicast { to, msg } => cx.multicast(to, msg),
                 Effect::SetTimer { timer, after } => cx.set_timer(timer, after),
@@ -527,6 +535,8 @@ mod tests {
         WriteAll(u64, u64),
         /// Tell the peer `n`, no record.
         Chat(u64),
+        /// A barrier, then tell the peer `n` (no record).
+        Settle(u64),
     }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -557,6 +567,10 @@ mod tests {
                     cx.send(self.peer, Note(b));
                 }
                 In::Chat(n) => cx.send(self.peer, Note(n)),
+                In::Settle(n) => {
+                    cx.barrier();
+                    cx.send(self.peer, Note(n));
+                }
             }
         }
         fn on_message(&mut self, _: Addr, Note(n): Note, cx: &mut Cx<'_, Self>) {
@@ -635,6 +649,26 @@ mod tests {
         assert_eq!(at(&seen, Out::Heard(7)), Some(MILLIS + HOP));
         assert_eq!(disk.borrow().state(), &[7]);
         assert_eq!(disk.borrow().stats().syncs, 1);
+    }
+
+    /// After a barrier a send waits for the records of earlier steps, in
+    /// the group commit already running (no new one); with nothing
+    /// unsynced it leaves at once.
+    #[test]
+    fn a_send_after_a_barrier_waits_for_earlier_records_without_a_commit_of_its_own() {
+        let (mut sim, disk) = pair(1, StorageModel::fixed(MILLIS));
+        let w = NodeIdx(0);
+        sim.schedule_input(0, w, In::Write(7));
+        sim.schedule_input(10, w, In::Settle(8));
+        sim.schedule_input(10, w, In::Chat(9));
+        sim.schedule_input(3 * MILLIS, w, In::Settle(10));
+        let mut seen = Seen::default();
+        sim.run_for(5 * MILLIS, &mut seen);
+        assert_eq!(at(&seen, Out::Heard(9)), Some(10 + HOP));
+        assert_eq!(at(&seen, Out::Heard(8)), Some(MILLIS + HOP));
+        assert_eq!(at(&seen, Out::Heard(10)), Some(3 * MILLIS + HOP));
+        let s = disk.borrow().stats();
+        assert_eq!((s.records, s.syncs), (1, 1));
     }
 
     #[test]

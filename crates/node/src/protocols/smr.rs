@@ -822,7 +822,6 @@ mod tests {
             snapshot: b"state at 4".to_vec(),
         });
         records.push(Record::Changing { view: 1 });
-        records.push(Record::Barrier);
         records.push(Record::Installed {
             view: 1,
             stops: vec![],

@@ -673,8 +673,7 @@ impl<P: ForwardPolicy> Replica<P> {
         }
         let results = self.policy.results(id, merged, cx.rng());
         // the results come from slots this group executed: they leave once
-        // those slots are durable here (see `smr::Record::Barrier`)
-        cx.persist(Record::Smr(smr::Record::Barrier));
+        // `Done`, and so those slots' records before it, is durable here
         cx.persist(Record::Done {
             id,
             results: results.clone(),
@@ -854,7 +853,8 @@ impl<P: ForwardPolicy> Replica<P> {
             tracing::debug!(replica = %self.me, %id, "query for a message not done here (or no longer cached)");
             return;
         };
-        cx.persist(Record::Smr(smr::Record::Barrier));
+        // the results are durable here before they leave again
+        cx.barrier();
         match from {
             Addr::Client(c) if *entry && c == id.client => {
                 cx.send(

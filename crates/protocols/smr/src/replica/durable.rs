@@ -92,10 +92,6 @@ pub enum Record {
     /// replica that missed the SYNC can fetch it from this one, even after
     /// a restart: see `on_fetch_sync`).
     Installed { view: View, stops: Vec<StopData> },
-    /// No state: the sends that follow it in its step wait until every
-    /// earlier record is durable (for a message that depends on records of
-    /// an earlier step, e.g. a retransmitted vote or a cached reply).
-    Barrier,
 }
 
 impl Record {
@@ -106,7 +102,7 @@ impl Record {
             | Record::Accept { slot, .. }
             | Record::Decided { slot, .. } => Some(*slot),
             Record::Stable { cert } | Record::Checkpoint { cert, .. } => Some(cert.slot),
-            Record::Changing { .. } | Record::Installed { .. } | Record::Barrier => None,
+            Record::Changing { .. } | Record::Installed { .. } => None,
         }
     }
 }
@@ -310,7 +306,6 @@ impl Durable {
                     Change::None
                 }
             }
-            Record::Barrier => Change::None,
         }
     }
 
@@ -456,6 +451,46 @@ mod tests {
         assert!(fx
             .iter()
             .any(|e| matches!(e, Effect::Fault(f) if f.is(Fault::Equivocation))));
+    }
+
+    /// A retransmission answered from the reply cache waits for every
+    /// record before it (the slot's `Decided` may still be in a group
+    /// commit) behind a barrier, and writes no record of its own: with
+    /// everything durable it costs no fsync.
+    #[test]
+    fn a_cached_reply_waits_behind_a_barrier_and_writes_nothing() {
+        let req = request(1, b"a");
+        let mut r = R::new(NodeId(1), group(), Params::default(), Count::default());
+        let fx = decide(&mut r, 1, 1, 0, Batch::new(vec![req.clone()]));
+        let decided = fx
+            .iter()
+            .position(|e| matches!(e, Effect::Persist(Record::Decided { .. })));
+        let first_reply = fx.iter().position(|e| {
+            matches!(
+                e,
+                Effect::Send {
+                    msg: Message::Reply(_),
+                    ..
+                }
+            )
+        });
+        assert!(decided.is_some() && decided < first_reply, "{fx:?}");
+        let fx = step(&mut r, 1, |r, cx| {
+            r.on_message(Addr::Client(CLIENT), Message::Request(req), cx)
+        });
+        assert!(
+            matches!(
+                fx.as_slice(),
+                [
+                    Effect::Barrier,
+                    Effect::Send {
+                        msg: Message::Reply(_),
+                        ..
+                    }
+                ]
+            ),
+            "{fx:?}"
+        );
     }
 
     /// A recovered replica holds its checkpoint certificate and its claims,

@@ -27,7 +27,7 @@
 
 use super::execute::Turn;
 use super::pending::PendingTable;
-use super::{Ctx, Record, Replica, Status, Timer};
+use super::{Ctx, Replica, Status, Timer};
 use crate::fault::Fault;
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
@@ -222,14 +222,15 @@ impl<S: Service> Replica<S> {
         match self.turn(id) {
             Turn::Done => {
                 // retransmission of an executed request: answer from the
-                // reply cache, once the slot it came from is durable here
+                // reply cache, once the ACCEPT it follows is durable here
+                // (execute_ready)
                 let cached = self
                     .clients
                     .get(&req.client)
                     .and_then(|c| c.replies.iter().find(|(q, _, _)| *q == req.seq));
                 if let Some((_, slot, result)) = cached {
                     let reply = self.reply(&req, *slot, result.clone());
-                    cx.persist(Record::Barrier);
+                    cx.barrier();
                     cx.send(from, reply);
                 } else {
                     let entry = self.clients.get(&req.client);

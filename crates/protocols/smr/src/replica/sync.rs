@@ -106,7 +106,7 @@ impl<S: Service> Replica<S> {
         if self.status() == Status::Changing(view) && self.g.leader(view) == self.g.members[from] {
             if let Some(sd) = self.my_stop_data.as_ref().filter(|sd| sd.body.view == view) {
                 let msg = Message::StopData(sd.clone());
-                cx.persist(Record::Barrier); // its claims and Changing record
+                cx.barrier(); // its claims and Changing record
                 cx.send(to, msg);
             }
         }
@@ -320,7 +320,7 @@ impl<S: Service> Replica<S> {
             return;
         }
         tracing::info!(replica = %self.me, view, stops = stops.len(), "leader sending SYNC");
-        cx.persist(Record::Barrier); // its own STOP-DATA's records
+        cx.barrier(); // its own STOP-DATA's records
         cx.multicast(
             self.others(),
             Message::Sync {
@@ -377,7 +377,7 @@ impl<S: Service> Replica<S> {
                     view: *v,
                     stops: stops.clone(),
                 };
-                cx.persist(Record::Barrier);
+                cx.barrier();
                 cx.send(Addr::Node(self.g.members[from]), msg);
             }
         }

@@ -526,7 +526,7 @@ impl<S: Service> Replica<S> {
         }
         if !entries.is_empty() {
             // each entry counts as our ACCEPT: durable decisions only
-            cx.persist(Record::Barrier);
+            cx.barrier();
             cx.send(Addr::Node(self.g.members[from]), Message::Log { entries });
         }
     }
@@ -599,7 +599,7 @@ impl<S: Service> Replica<S> {
                 // are stuck on, once the records behind them are durable
                 let resend = self.order.resend(4 * self.p.max_in_flight);
                 if !resend.is_empty() {
-                    cx.persist(Record::Barrier);
+                    cx.barrier();
                 }
                 for m in resend {
                     cx.multicast(self.others(), m.into());
