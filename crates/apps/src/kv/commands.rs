@@ -846,7 +846,7 @@ fn incr_by_float(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     };
     let by = long_double_arg(&args[2])?;
     let next = current
-        .add(by)
+        .plus(by)
         .filter(|n| !n.is_infinite())
         .ok_or_else(|| err(ERR_NAN_OR_INF))?
         .to_human()

@@ -168,7 +168,7 @@ fn hincrbyfloat(db: &mut Model, args: &[Vec<u8>]) -> Reply {
         Some(v) => long_double_arg(v).map_err(|_| err("ERR hash value is not a float"))?,
     };
     let next = current
-        .add(by)
+        .plus(by)
         .filter(|n| !n.is_infinite())
         .ok_or_else(|| err(ERR_NAN_OR_INF))?
         .to_human()

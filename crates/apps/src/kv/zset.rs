@@ -339,11 +339,9 @@ fn lex_walk<'a>(
     if !r.gte_min(&last.1) || !r.lte_max(&first.1) {
         return Vec::new();
     }
-    let (near, far): (&dyn Fn(&[u8]) -> bool, &dyn Fn(&[u8]) -> bool) = if rev {
-        (&|v| r.lte_max(v), &|v| r.gte_min(v))
-    } else {
-        (&|v| r.gte_min(v), &|v| r.lte_max(v))
-    };
+    // the near end starts the walk, the far end stops it
+    let near = |v: &[u8]| if rev { r.lte_max(v) } else { r.gte_min(v) };
+    let far = |v: &[u8]| if rev { r.gte_min(v) } else { r.lte_max(v) };
     let Some(start) = order.iter().position(|e| near(&e.1)) else {
         return Vec::new();
     };
@@ -409,7 +407,7 @@ fn zadd(db: &mut Model, args: &[Vec<u8>], zincrby: bool) -> Reply {
             "ERR XX and NX options at the same time are not compatible",
         ));
     }
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if (nx && (gt || lt)) || (gt && lt) {
         return Err(err(
             "ERR GT, LT, and/or NX options at the same time are not compatible",
         ));
