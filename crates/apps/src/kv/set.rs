@@ -41,6 +41,7 @@ fn query(db: &Model, name: &str, args: &[Vec<u8>]) -> Reply {
         "sismember" => KvReply::Int(i64::from(s?.is_some_and(|s| s.contains(&args[2])))),
         "smismember" => {
             let s = s?;
+            reply_within(args[2..].iter().map(|_| 0))?;
             KvReply::List(
                 args[2..]
                     .iter()

@@ -5,8 +5,10 @@
 //! [`ELEMENT_OVERHEAD`]) so that a write can be refused, before it changes anything,
 //! when it would take the value past [`MAX_COLLECTION_BYTES`]. The bound also keeps
 //! every whole-collection reply (`HGETALL`, `LRANGE`, `SMEMBERS`, `ZRANGE ...
-//! WITHSCORES`) under the reply frame limit: the encoding of one element in a reply
-//! takes at most its bytes plus the overhead.
+//! WITHSCORES`) under the 16 MiB reply frame: a collection has at most 8 MiB / 32 =
+//! 262,144 elements, and one element takes at most its bytes plus 36 in the reply's
+//! encoding (a tag and a length per string, and a score of at most 24 characters), so
+//! such a reply takes at most 9 MiB.
 //!
 //! In snapshots a collection is written as its elements in order (hash fields,
 //! set and sorted-set members ascending; a score as its `f64` bits); decoding

@@ -673,6 +673,49 @@ mod tests {
         );
     }
 
+    /// The largest sorted set, with the longest scores, replies within the frame
+    /// limit (the reasoning of the `value` module's docs).
+    #[test]
+    fn a_full_set_with_scores_fits_a_reply_frame() {
+        let mut db = Model::new();
+        let mut i = 0u64;
+        'fill: loop {
+            let mut line = vec!["zadd".to_string(), "z".to_string()];
+            for _ in 0..1000 {
+                // -1.0000000000000001e-300-like: 24 characters
+                line.push(format!(
+                    "{}",
+                    -1.0000000000000001e-300 * (1.0 + i as f64 * 1e-15)
+                ));
+                line.push(format!("{i}"));
+                i += 1;
+            }
+            let args: Vec<Vec<u8>> = line.into_iter().map(String::into_bytes).collect();
+            if db.apply(&KvOp::Call(args)).is_error() {
+                break 'fill;
+            }
+        }
+        let KvReply::Int(n) = call(&mut db, &["zcard", "z"]) else {
+            panic!()
+        };
+        assert!(n > 200_000, "{n}");
+        let reply = call(&mut db, &["zrange", "z", "0", "-1", "withscores"]);
+        let len = reply.encode().len();
+        assert!(len < 10 << 20, "{len}");
+        assert!(KvReply::decode(&reply.encode()).is_ok());
+        let KvReply::Pairs(pairs) = reply else {
+            panic!()
+        };
+        let longest = pairs
+            .iter()
+            .map(|(_, s)| match s {
+                KvReply::Double(t) => t.len(),
+                _ => 0,
+            })
+            .max();
+        assert_eq!(longest, Some(24));
+    }
+
     #[test]
     fn wrongtype_and_bounds() {
         let mut db = Model::new();
