@@ -682,11 +682,8 @@ mod tests {
         'fill: loop {
             let mut line = vec!["zadd".to_string(), "z".to_string()];
             for _ in 0..1000 {
-                // -1.0000000000000001e-300-like: 24 characters
-                line.push(format!(
-                    "{}",
-                    -1.0000000000000001e-300 * (1.0 + i as f64 * 1e-15)
-                ));
+                // 17 significant digits and a 3-digit exponent: 24 characters
+                line.push(format!("{}", -1e-300 * (1.0 + i as f64 * 1e-15)));
                 line.push(format!("{i}"));
                 i += 1;
             }
