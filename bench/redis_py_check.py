@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Check that the current `redis` Python client connects to a byzscale Redis
-gateway with default settings, and with protocol=3, and runs a few commands.
+gateway with default settings, and with protocol=3, and runs a few commands of
+every family (RESP3 maps, sets and doubles included).
 
     pip install redis
     byzscale cluster --duration 0 --keep --json   # note "redis": "127.0.0.1:PORT"
@@ -35,6 +36,32 @@ def check(r, label):
     assert r.dbsize() == 4
     assert r.getdel("z") == b"1"
     assert r.unlink("b", "n") == 2
+    # the collection families: RESP3 maps, sets and doubles become dicts, sets, floats
+    assert r.hset("h", mapping={"f": "1", "g": "x"}) == 2
+    assert r.hgetall("h") == {b"f": b"1", b"g": b"x"}
+    assert r.hincrbyfloat("h", "f", 0.5) == 1.5
+    assert r.hmget("h", "g", "missing") == [b"x", None]
+    assert sorted(r.hkeys("h")) == [b"f", b"g"] and r.hlen("h") == 2
+    assert r.rpush("l", "a", "b", "c") == 3 and r.lrange("l", 0, -1) == [b"a", b"b", b"c"]
+    assert r.lpop("l", 2) == [b"a", b"b"] and r.lpop("missing", 2) is None
+    assert r.lpos("l", "c") == 0 and r.llen("l") == 1
+    assert r.sadd("s", "a", "b") == 2 and r.smembers("s") == {b"a", b"b"}
+    assert r.sinter("s", "missing") == set() and r.sismember("s", "a")
+    assert r.zadd("z", {"m": 1.5, "n": 2}) == 2
+    assert r.zscore("z", "m") == 1.5 and r.zscore("z", "x") is None
+    assert r.zincrby("z", 1, "m") == 2.5
+    # RESP3: [member, score] pairs as lists (as redis-server 7 sends them), RESP2: tuples
+    pairs = [tuple(p) for p in r.zrange("z", 0, -1, withscores=True)]
+    assert pairs == [(b"n", 2.0), (b"m", 2.5)], pairs
+    assert r.zrangebyscore("z", "(2", "+inf") == [b"m"] and r.zrank("z", "m") == 1
+    assert r.type("h") == b"hash" and r.type("z") == b"zset"
+    try:
+        r.get("h")
+        raise AssertionError("GET of a hash accepted")
+    except redis.ResponseError as e:
+        assert str(e).startswith("WRONGTYPE"), e
+    assert r.incrbyfloat("f", 0.1) == 0.1 and r.incrbyfloat("f", 0.2) == 0.3
+    assert r.delete("h", "l", "s", "z", "f") == 5
     assert r.client_getname() is None
     try:
         r.execute_command("NOSUCH", "x")

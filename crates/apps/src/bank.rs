@@ -240,13 +240,14 @@ impl Service for Bank {
 
     /// `"BZBK" | version | [(account, balance)]` in account order.
     fn snapshot(&self) -> Vec<u8> {
-        crate::snapshot::encode(MAGIC, &self.accounts)
+        crate::snapshot::encode(MAGIC, crate::snapshot::VERSION, &self.accounts)
     }
 
     /// Accepts only canonical snapshots whose total fits in `u64`; on error the state is
     /// unchanged.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        let entries: Vec<(AccountId, u64)> = crate::snapshot::decode(MAGIC, snapshot)?;
+        let entries: Vec<(AccountId, u64)> =
+            crate::snapshot::decode(MAGIC, crate::snapshot::VERSION, snapshot)?;
         if entries.windows(2).any(|w| w[0].0 >= w[1].0) {
             return Err("malformed bank snapshot: accounts not strictly ascending".to_string());
         }
@@ -416,8 +417,16 @@ mod tests {
         assert_eq!(c, b);
         assert_eq!(c.total(), 60);
         let before = c.clone();
-        let overflow = crate::snapshot::encode(MAGIC, &vec![(1u64, u64::MAX), (2u64, 1u64)]);
-        let unsorted = crate::snapshot::encode(MAGIC, &vec![(2u64, 1u64), (1u64, 1u64)]);
+        let overflow = crate::snapshot::encode(
+            MAGIC,
+            crate::snapshot::VERSION,
+            &vec![(1u64, u64::MAX), (2u64, 1u64)],
+        );
+        let unsorted = crate::snapshot::encode(
+            MAGIC,
+            crate::snapshot::VERSION,
+            &vec![(2u64, 1u64), (1u64, 1u64)],
+        );
         let mut trailing = snap.clone();
         trailing.push(1);
         for bad in [

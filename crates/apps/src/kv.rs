@@ -2,26 +2,36 @@
 //!
 //! | command | reply |
 //! |---|---|
-//! | `GET key` | the value, or `(nil)` |
-//! | `SET key value` | `OK` |
+//! | `GET key` | the value, or `(nil)`; `WRONGTYPE` if the key holds another type |
+//! | `SET key value` | `OK` (whatever type the key held) |
 //! | `DEL key [key ...]` | `(integer)` keys removed (a key named twice counts once) |
 //! | `EXISTS key [key ...]` | `(integer)` keys present (a key named twice counts twice) |
 //! | `INCR key` | `(integer)` the new value; a missing key counts as 0; a value that is not a canonical decimal `i64` is an error, and so is overflow |
-//! | `MGET key [key ...]` | an array of values or `(nil)` |
+//! | `MGET key [key ...]` | an array of values or `(nil)` (also for a key of another type) |
 //! | `MSET key value [key value ...]` | `OK`, all keys set atomically (the last value of a repeated key wins) |
 //! | `PING` | `PONG` |
 //!
-//! Every other command of the store (the string and key families: `SET` with options
-//! (`NX`, `XX`, `GET`, `EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`), `SETNX`, `SETEX`,
-//! `PSETEX`, `GETSET`, `GETDEL`, `GETEX`, `APPEND`, `STRLEN`, `GETRANGE`, `SETRANGE`,
-//! `INCRBY`, `DECR`, `DECRBY`, `MSETNX`, `UNLINK`, `TYPE`, `RENAME`, `RENAMENX`,
-//! `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX`/`XX`/`GT`/`LT`), `TTL`,
-//! `PTTL`, `PERSIST`, `TIME`, `KEYS`, `SCAN`, `DBSIZE`, `FLUSHDB`, `FLUSHALL`) travels
-//! as [`KvOp::Call`], its command line, and
-//! runs in [`commands`] (command table, Redis's validation and error texts). The typed
-//! variants are the hot and checker-modelled commands; [`KvOp::from_args`] produces a
-//! typed variant whenever one fits, and a `Call` that names one is run as that variant,
-//! so each command has one implementation.
+//! Every other command of the store travels as [`KvOp::Call`], its command line, and
+//! runs from the command table of [`commands`] (arity, key positions, read-only;
+//! Redis 7.0's validation, order of checks and error texts), one file per family:
+//!
+//! | family | commands | file |
+//! |---|---|---|
+//! | strings, keys | `SET` with options (`NX`, `XX`, `GET`, `EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`), `SETNX`, `SETEX`, `PSETEX`, `GETSET`, `GETDEL`, `GETEX`, `APPEND`, `STRLEN`, `GETRANGE`, `SETRANGE`, `INCRBY`, `DECR`, `DECRBY`, `INCRBYFLOAT`, `MSETNX`, `UNLINK`, `TYPE`, `RENAME`, `RENAMENX`, `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX`/`XX`/`GT`/`LT`), `TTL`, `PTTL`, `PERSIST`, `TIME`, `KEYS`, `SCAN` (with `TYPE`), `DBSIZE`, `FLUSHDB`, `FLUSHALL` | [`commands`] |
+//! | hashes | `HSET`, `HMSET`, `HSETNX`, `HGET`, `HMGET`, `HGETALL`, `HDEL`, `HEXISTS`, `HINCRBY`, `HINCRBYFLOAT`, `HKEYS`, `HVALS`, `HLEN`, `HSTRLEN`, `HSCAN` | `kv/hash.rs` |
+//! | lists | `LPUSH`, `RPUSH`, `LPUSHX`, `RPUSHX`, `LPOP`, `RPOP` (with count), `LRANGE`, `LLEN`, `LINDEX`, `LSET`, `LREM`, `LTRIM`, `LINSERT`, `LPOS` | `kv/list.rs` |
+//! | sets | `SADD`, `SREM`, `SMEMBERS`, `SISMEMBER`, `SMISMEMBER`, `SCARD`, `SINTER`, `SUNION`, `SDIFF`, `SINTERSTORE`, `SUNIONSTORE`, `SDIFFSTORE` | `kv/set.rs` |
+//! | sorted sets | `ZADD` (`NX`/`XX`/`GT`/`LT`/`CH`/`INCR`), `ZINCRBY`, `ZREM`, `ZSCORE`, `ZCARD`, `ZRANK`, `ZREVRANK`, `ZCOUNT`, `ZRANGE` (`BYSCORE`/`BYLEX`/`REV`/`LIMIT`/`WITHSCORES`), `ZREVRANGE`, `ZRANGEBYSCORE`, `ZREVRANGEBYSCORE` | `kv/zset.rs` |
+//!
+//! The typed variants are the hot and checker-modelled commands; [`KvOp::from_args`]
+//! produces a typed variant whenever one fits, and a `Call` that names one is run as
+//! that variant, so each command has one implementation. Values are typed
+//! ([`Value`]: string, hash, list, set, sorted set, all in `BTree` collections or a
+//! `VecDeque`), a command on a key of another type gets Redis's `WRONGTYPE` error,
+//! and a collection left empty is deleted. Collections are bounded in bytes
+//! ([`MAX_COLLECTION_BYTES`]), replies that gather values from several keys by
+//! [`MAX_REPLY_BYTES`] (see [`value`]). Floating point (scores, `INCRBYFLOAT`) is
+//! computed exactly as Redis does on x86-64, in integer arithmetic (see [`float`]).
 //!
 //! Operations travel as the codec encoding of [`KvOp`] and replies as the encoding of
 //! [`KvReply`]. All semantics live in the pure sequential [`Model`]; the replicated
@@ -30,10 +40,19 @@
 //! run. State is a `BTreeMap`, so snapshots list keys in order and are canonical.
 //! Time (key expiry, `TIME`) is the replicated batch time (see [`Model`]).
 //!
-//! [`KvOp::from_args`] parses a Redis command line (as a RESP gateway receives it) and
-//! The gateway (`byzscale-gateway`, `resp::reply`) writes a reply in RESP2.
+//! [`KvOp::from_args`] parses a Redis command line (as a RESP gateway receives it).
+//! The gateway (`byzscale-gateway`, `resp::reply`) writes a reply in RESP2 or RESP3
+//! (maps for `HGETALL`, sets for `SMEMBERS`, doubles for `ZSCORE`).
 
 pub mod commands;
+pub mod float;
+mod hash;
+mod list;
+mod set;
+pub mod value;
+mod zset;
+
+pub use value::{Value, ERR_WRONGTYPE, MAX_COLLECTION_BYTES};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -51,9 +70,36 @@ pub const ERR_OVERFLOW: &str = "ERR increment or decrement would overflow";
 /// The reply to operation bytes that do not decode as a [`KvOp`]. It is a constant (not
 /// the decoder's message) so that every replica gives the same reply.
 pub const ERR_MALFORMED: &str = "ERR malformed operation";
+/// The most bytes of values one reply that gathers them from several keys, or
+/// repeats them, may carry (`MGET`, `HMGET`, `SUNION`, `SINTER`, `SDIFF`, `KEYS`),
+/// counting [`value::ELEMENT_OVERHEAD`] per element: under the 16 MiB reply frame
+/// with room to spare. A whole-collection reply stays under it by
+/// [`MAX_COLLECTION_BYTES`].
+pub const MAX_REPLY_BYTES: usize = 12 << 20;
+
+/// The error of a reply over [`MAX_REPLY_BYTES`].
+pub fn err_reply_too_large() -> KvReply {
+    KvReply::Error(format!(
+        "ERR reply exceeds the maximum allowed size ({MAX_REPLY_BYTES} bytes)"
+    ))
+}
+
+/// `Ok` if replying with elements of these lengths stays within [`MAX_REPLY_BYTES`].
+pub fn reply_within(lens: impl IntoIterator<Item = usize>) -> Result<(), KvReply> {
+    let total = lens
+        .into_iter()
+        .fold(0usize, |t, l| t.saturating_add(value::cost(l)));
+    if total > MAX_REPLY_BYTES {
+        Err(err_reply_too_large())
+    } else {
+        Ok(())
+    }
+}
 
 /// Snapshot magic of the KV store.
 const MAGIC: [u8; 4] = *b"BZKV";
+/// Snapshot format version: 2 since values are typed (1: strings only).
+const SNAPSHOT_VERSION: u8 = 2;
 
 /// A KV operation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -100,6 +146,18 @@ pub enum KvReply {
     Status(String),
     /// An array of any replies (`SCAN`: the cursor and an array of keys).
     List(Vec<KvReply>),
+    /// A double, already written as Redis writes it (`%.17g`: `1.1000000000000001`,
+    /// `inf`): a bulk string in RESP2, a `,` double in RESP3 (`ZSCORE`).
+    Double(String),
+    /// A map (`HGETALL`): a flat array of keys and values in RESP2, a `%` map in RESP3.
+    Map(Vec<(KvReply, KvReply)>),
+    /// A set (`SMEMBERS`, `SINTER`, ...): an array in RESP2, a `~` set in RESP3.
+    Set(Vec<KvReply>),
+    /// Pairs (`ZRANGE ... WITHSCORES`): a flat array in RESP2, an array of
+    /// two-element arrays in RESP3.
+    Pairs(Vec<(KvReply, KvReply)>),
+    /// The nil array (`LPOP key count` of a missing key): `*-1` in RESP2, `_` in RESP3.
+    NilArray,
 }
 
 impl KvOp {
@@ -311,16 +369,41 @@ impl fmt::Display for KvReply {
             KvReply::Error(e) => write!(f, "(error) {e}"),
             KvReply::Pong => f.write_str("PONG"),
             KvReply::Status(s) => f.write_str(s),
-            KvReply::List(items) => {
-                f.write_str("[")?;
+            KvReply::List(items) | KvReply::Set(items) => {
+                f.write_str(if matches!(self, KvReply::Set(_)) {
+                    "{"
+                } else {
+                    "["
+                })?;
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         f.write_str(", ")?;
                     }
                     item.fmt(f)?;
                 }
-                f.write_str("]")
+                f.write_str(if matches!(self, KvReply::Set(_)) {
+                    "}"
+                } else {
+                    "]"
+                })
             }
+            KvReply::Double(d) => write!(f, "(double) {d}"),
+            KvReply::Map(pairs) | KvReply::Pairs(pairs) => {
+                let map = matches!(self, KvReply::Map(_));
+                f.write_str(if map { "{" } else { "[" })?;
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    if map {
+                        write!(f, "{k}: {v}")?;
+                    } else {
+                        write!(f, "({k}, {v})")?;
+                    }
+                }
+                f.write_str(if map { "}" } else { "]" })
+            }
+            KvReply::NilArray => f.write_str("(nil array)"),
         }
     }
 }
@@ -366,7 +449,7 @@ pub fn parse_integer(v: &[u8]) -> Option<i64> {
 /// memory held is not (here none).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Model {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: BTreeMap<Vec<u8>, Value>,
     /// The deadline (ms since the epoch) of each key with a TTL: a key of `map`.
     ttl: BTreeMap<Vec<u8>, u64>,
     /// The same entries as `ttl`, in deadline order.
@@ -397,10 +480,10 @@ impl Model {
         Self::default()
     }
 
-    /// A store holding `map`, no key with a TTL, at time 0.
+    /// A store holding the strings of `map`, no key with a TTL, at time 0.
     pub fn from_map(map: BTreeMap<Vec<u8>, Vec<u8>>) -> Self {
         Self {
-            map,
+            map: map.into_iter().map(|(k, v)| (k, Value::Str(v))).collect(),
             ..Self::default()
         }
     }
@@ -445,14 +528,20 @@ impl Model {
         }
     }
 
-    /// Set `key` to `value` as Redis's `SET` does: a TTL it had is gone.
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Vec<u8>> {
+    /// Set `key` to the string `value` as Redis's `SET` does (whatever the key held):
+    /// a TTL it had is gone.
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Value> {
+        self.put_value(key, Value::Str(value))
+    }
+
+    /// Set `key` to `value`, dropping its TTL.
+    fn put_value(&mut self, key: Vec<u8>, value: Value) -> Option<Value> {
         self.clear_deadline(&key);
         self.map.insert(key, value)
     }
 
     /// Delete `key` and its TTL; its value.
-    fn delete(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+    fn delete(&mut self, key: &[u8]) -> Option<Value> {
         self.clear_deadline(key);
         self.map.remove(key)
     }
@@ -465,18 +554,23 @@ impl Model {
     }
 
     /// The contents, in key order.
-    pub fn map(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+    pub fn map(&self) -> &BTreeMap<Vec<u8>, Value> {
         &self.map
     }
 
     /// Take the contents.
-    pub fn into_map(self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    pub fn into_map(self) -> BTreeMap<Vec<u8>, Value> {
         self.map
     }
 
-    /// The value of `key`.
+    /// The string value of `key` (`None` if missing or not a string).
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(Vec::as_slice)
+        self.map.get(key).and_then(Value::as_str)
+    }
+
+    /// The value of `key`, of any type.
+    pub fn value(&self, key: &[u8]) -> Option<&Value> {
+        self.map.get(key)
     }
 
     /// Number of keys.
@@ -489,14 +583,23 @@ impl Model {
         self.map.is_empty()
     }
 
-    /// Set `key` to `value` directly, without a TTL, returning the old value (raw
-    /// state edit, for tests and checkers that undo operations).
-    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Vec<u8>> {
+    /// Set `key` to the string `value` directly, without a TTL, returning the old
+    /// value (raw state edit, for tests and checkers that undo operations).
+    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Value> {
         self.put(key, value)
     }
 
+    /// Set `key` to `value` (any type; an empty collection is not stored) directly,
+    /// without a TTL, returning the old value (raw state edit).
+    pub fn insert_value(&mut self, key: Vec<u8>, value: Value) -> Option<Value> {
+        if value.is_empty_collection() {
+            return self.delete(&key);
+        }
+        self.put_value(key, value)
+    }
+
     /// Remove `key` directly, returning its value (raw state edit).
-    pub fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+    pub fn remove(&mut self, key: &[u8]) -> Option<Value> {
         self.delete(key)
     }
 
@@ -521,16 +624,23 @@ impl Model {
     /// Answer a read-only operation; `None` if `op` is not read-only.
     pub fn read(&self, op: &KvOp) -> Option<KvReply> {
         Some(match op {
-            KvOp::Get(k) => self
-                .map
-                .get(k)
-                .map_or(KvReply::Nil, |v| KvReply::Bulk(v.clone())),
+            KvOp::Get(k) => match self.read_as::<Vec<u8>>(k) {
+                Ok(v) => v.map_or(KvReply::Nil, |v| KvReply::Bulk(v.clone())),
+                Err(e) => e,
+            },
             KvOp::Exists(ks) if ks.is_empty() => wrong_arity("exists"),
             KvOp::Exists(ks) => {
                 KvReply::Int(ks.iter().filter(|k| self.map.contains_key(*k)).count() as i64)
             }
             KvOp::MGet(ks) if ks.is_empty() => wrong_arity("mget"),
-            KvOp::MGet(ks) => KvReply::Array(ks.iter().map(|k| self.map.get(k).cloned()).collect()),
+            KvOp::MGet(ks) => {
+                // a key of another type reads as nil, as in Redis
+                let values: Vec<Option<&[u8]>> = ks.iter().map(|k| self.get(k)).collect();
+                if let Err(e) = reply_within(values.iter().map(|v| v.map_or(0, <[u8]>::len))) {
+                    return Some(e);
+                }
+                KvReply::Array(values.into_iter().map(|v| v.map(<[u8]>::to_vec)).collect())
+            }
             KvOp::Ping => KvReply::Pong,
             KvOp::Call(args) => {
                 return match typed(args) {
@@ -557,23 +667,7 @@ impl Model {
             KvOp::Del(ks) => {
                 KvReply::Int(ks.iter().filter(|k| self.delete(k).is_some()).count() as i64)
             }
-            KvOp::Incr(k) => {
-                let current = match self.map.get(k) {
-                    None => 0,
-                    Some(v) => match parse_integer(v) {
-                        Some(i) => i,
-                        None => return KvReply::Error(ERR_NOT_INTEGER.to_string()),
-                    },
-                };
-                match current.checked_add(1) {
-                    Some(next) => {
-                        // in place: a TTL stays, as in Redis
-                        self.map.insert(k.clone(), next.to_string().into_bytes());
-                        KvReply::Int(next)
-                    }
-                    None => KvReply::Error(ERR_OVERFLOW.to_string()),
-                }
-            }
+            KvOp::Incr(k) => commands::incr_by(self, k, 1).unwrap_or_else(|e| e),
             KvOp::MSet(kvs) if kvs.is_empty() => wrong_arity("mset"),
             KvOp::MSet(kvs) => {
                 for (k, v) in kvs {
@@ -641,17 +735,19 @@ impl Service for KvStore {
     }
 
     /// `"BZKV" | version | now | [(key, value)] | [(key, deadline)]`, both lists in
-    /// key order. No expired key is in it (see [`Model`]).
+    /// key order, a value as its type and its elements in order (see
+    /// [`value`]). No expired key is in it (see [`Model`]).
     fn snapshot(&self) -> Vec<u8> {
         let m = &self.model;
-        crate::snapshot::encode(MAGIC, &(m.now, &m.map, &m.ttl))
+        crate::snapshot::encode(MAGIC, SNAPSHOT_VERSION, &(m.now, &m.map, &m.ttl))
     }
 
     /// Accepts only canonical snapshots (keys strictly ascending, a deadline only for
     /// a key present and not before the clock); on error the state is unchanged.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        type Body = (u64, Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, u64)>);
-        let (now, entries, ttls): Body = crate::snapshot::decode(MAGIC, snapshot)?;
+        type Body = (u64, Vec<(Vec<u8>, Value)>, Vec<(Vec<u8>, u64)>);
+        let (now, entries, ttls): Body =
+            crate::snapshot::decode(MAGIC, SNAPSHOT_VERSION, snapshot)?;
         if entries.windows(2).any(|w| w[0].0 >= w[1].0) || ttls.windows(2).any(|w| w[0].0 >= w[1].0)
         {
             return Err("malformed KV snapshot: keys not strictly ascending".to_string());
@@ -675,634 +771,4 @@ impl Service for KvStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn b(s: &str) -> Vec<u8> {
-        s.as_bytes().to_vec()
-    }
-    fn ks(keys: &[&str]) -> Vec<Vec<u8>> {
-        keys.iter().map(|k| b(k)).collect()
-    }
-    fn bulk(s: &str) -> KvReply {
-        KvReply::Bulk(b(s))
-    }
-    fn err(s: &str) -> KvReply {
-        KvReply::Error(s.to_string())
-    }
-    /// Run through the byte interface, as a replica does.
-    fn run(s: &mut KvStore, op: KvOp) -> KvReply {
-        KvReply::decode(&s.execute(&op.encode())).expect("replies decode")
-    }
-
-    #[test]
-    fn get_set() {
-        let mut s = KvStore::new();
-        assert_eq!(run(&mut s, KvOp::Get(b("k"))), KvReply::Nil);
-        assert_eq!(run(&mut s, KvOp::Set(b("k"), b("v"))), KvReply::Ok);
-        assert_eq!(run(&mut s, KvOp::Get(b("k"))), bulk("v"));
-        assert_eq!(run(&mut s, KvOp::Set(b("k"), b("w"))), KvReply::Ok);
-        assert_eq!(run(&mut s, KvOp::Get(b("k"))), bulk("w"));
-        assert_eq!(run(&mut s, KvOp::Set(b(""), b(""))), KvReply::Ok);
-        assert_eq!(run(&mut s, KvOp::Get(b(""))), bulk(""));
-        assert_eq!(s.model().len(), 2);
-    }
-
-    #[test]
-    fn del_counts_removed_keys() {
-        let mut s = KvStore::new();
-        run(
-            &mut s,
-            KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2")), (b("c"), b("3"))]),
-        );
-        assert_eq!(run(&mut s, KvOp::Del(ks(&["a", "x"]))), KvReply::Int(1));
-        assert_eq!(run(&mut s, KvOp::Del(ks(&["a"]))), KvReply::Int(0));
-        // like Redis, a key named twice is removed (and counted) once
-        assert_eq!(
-            run(&mut s, KvOp::Del(ks(&["b", "b", "c"]))),
-            KvReply::Int(2)
-        );
-        assert!(s.model().is_empty());
-        assert_eq!(
-            run(&mut s, KvOp::Del(vec![])),
-            err("ERR wrong number of arguments for 'del' command")
-        );
-    }
-
-    #[test]
-    fn exists_counts_present_keys() {
-        let mut s = KvStore::new();
-        run(&mut s, KvOp::Set(b("a"), b("1")));
-        assert_eq!(run(&mut s, KvOp::Exists(ks(&["a"]))), KvReply::Int(1));
-        assert_eq!(run(&mut s, KvOp::Exists(ks(&["x"]))), KvReply::Int(0));
-        // like Redis, a key named twice counts twice
-        assert_eq!(
-            run(&mut s, KvOp::Exists(ks(&["a", "a", "x"]))),
-            KvReply::Int(2)
-        );
-        assert_eq!(
-            run(&mut s, KvOp::Exists(vec![])),
-            err("ERR wrong number of arguments for 'exists' command")
-        );
-    }
-
-    #[test]
-    fn incr_semantics() {
-        let mut s = KvStore::new();
-        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(1));
-        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(2));
-        assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk("2"));
-        run(&mut s, KvOp::Set(b("n"), b("-1")));
-        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(0));
-        assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk("0"));
-        run(&mut s, KvOp::Set(b("n"), b("-9223372036854775808")));
-        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(i64::MIN + 1));
-        run(&mut s, KvOp::Set(b("n"), b("9223372036854775806")));
-        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), KvReply::Int(i64::MAX));
-        assert_eq!(run(&mut s, KvOp::Incr(b("n"))), err(ERR_OVERFLOW));
-        // a failed INCR leaves the value alone
-        assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk("9223372036854775807"));
-        for bad in [
-            "abc",
-            "",
-            " 1",
-            "1 ",
-            "+1",
-            "01",
-            "-0",
-            "1.5",
-            "9223372036854775808",
-            "-",
-            "0x10",
-            "١",
-        ] {
-            run(&mut s, KvOp::Set(b("n"), b(bad)));
-            assert_eq!(
-                run(&mut s, KvOp::Incr(b("n"))),
-                err(ERR_NOT_INTEGER),
-                "{bad:?}"
-            );
-            assert_eq!(run(&mut s, KvOp::Get(b("n"))), bulk(bad));
-        }
-    }
-
-    #[test]
-    fn parse_integer_matches_redis_string2ll() {
-        assert_eq!(parse_integer(b"0"), Some(0));
-        assert_eq!(parse_integer(b"42"), Some(42));
-        assert_eq!(parse_integer(b"-42"), Some(-42));
-        assert_eq!(parse_integer(b"9223372036854775807"), Some(i64::MAX));
-        assert_eq!(parse_integer(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [
-            &b""[..],
-            b"-",
-            b"00",
-            b"-0",
-            b"+5",
-            b"99999999999999999999",
-            b"-9223372036854775809",
-            b"1e3",
-        ] {
-            assert_eq!(
-                parse_integer(bad),
-                None,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-    }
-
-    #[test]
-    fn mget_mset() {
-        let mut s = KvStore::new();
-        assert_eq!(
-            run(
-                &mut s,
-                KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2")), (b("a"), b("3"))])
-            ),
-            KvReply::Ok
-        );
-        assert_eq!(
-            run(&mut s, KvOp::MGet(ks(&["a", "x", "b", "a"]))),
-            KvReply::Array(vec![Some(b("3")), None, Some(b("2")), Some(b("3"))])
-        );
-        assert_eq!(
-            run(&mut s, KvOp::MGet(vec![])),
-            err("ERR wrong number of arguments for 'mget' command")
-        );
-        assert_eq!(
-            run(&mut s, KvOp::MSet(vec![])),
-            err("ERR wrong number of arguments for 'mset' command")
-        );
-        assert_eq!(s.model().len(), 2);
-    }
-
-    #[test]
-    fn ping() {
-        let mut s = KvStore::new();
-        assert_eq!(run(&mut s, KvOp::Ping), KvReply::Pong);
-        assert_eq!(
-            KvReply::decode(&s.query(&KvOp::Ping.encode()).unwrap()).unwrap(),
-            KvReply::Pong
-        );
-    }
-
-    #[test]
-    fn malformed_ops_get_an_error_reply() {
-        let mut s = KvStore::new();
-        for bytes in [
-            &[][..],
-            &[0xff],
-            &[0x01],
-            &[0x00, 0x05, b'a'],
-            &[0x07, 0x00],
-        ] {
-            assert_eq!(
-                KvReply::decode(&s.execute(bytes)).unwrap(),
-                err(ERR_MALFORMED)
-            );
-            assert_eq!(s.query(bytes), None);
-        }
-        // trailing bytes are rejected too
-        let mut bytes = KvOp::Ping.encode();
-        bytes.push(0);
-        assert_eq!(
-            KvReply::decode(&s.execute(&bytes)).unwrap(),
-            err(ERR_MALFORMED)
-        );
-        assert!(s.model().is_empty());
-    }
-
-    #[test]
-    fn query_answers_read_only_ops_only() {
-        let mut s = KvStore::new();
-        run(&mut s, KvOp::Set(b("a"), b("1")));
-        let q = |s: &KvStore, op: KvOp| s.query(&op.encode()).map(|r| KvReply::decode(&r).unwrap());
-        assert_eq!(q(&s, KvOp::Get(b("a"))), Some(bulk("1")));
-        assert_eq!(q(&s, KvOp::Exists(ks(&["a", "b"]))), Some(KvReply::Int(1)));
-        assert_eq!(
-            q(&s, KvOp::MGet(ks(&["a", "b"]))),
-            Some(KvReply::Array(vec![Some(b("1")), None]))
-        );
-        for w in [
-            KvOp::Set(b("a"), b("2")),
-            KvOp::Del(ks(&["a"])),
-            KvOp::Incr(b("a")),
-            KvOp::MSet(vec![(b("a"), b("2"))]),
-        ] {
-            assert!(!w.is_read_only());
-            assert_eq!(q(&s, w), None);
-        }
-        assert_eq!(s.model().get(b"a"), Some(&b"1"[..]));
-    }
-
-    #[test]
-    fn keys_and_read_only_classification() {
-        assert_eq!(KvOp::Get(b("a")).keys(), vec![b"a"]);
-        assert_eq!(KvOp::Set(b("a"), b("v")).keys(), vec![b"a"]);
-        assert_eq!(
-            KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))]).keys(),
-            vec![&b"a"[..], b"b"]
-        );
-        assert_eq!(KvOp::Del(ks(&["x", "y", "x"])).keys().len(), 3);
-        assert!(KvOp::Ping.keys().is_empty());
-        let ro: Vec<bool> = [
-            KvOp::Get(vec![]),
-            KvOp::Set(vec![], vec![]),
-            KvOp::Del(vec![]),
-            KvOp::Exists(vec![]),
-            KvOp::Incr(vec![]),
-            KvOp::MGet(vec![]),
-            KvOp::MSet(vec![]),
-            KvOp::Ping,
-        ]
-        .iter()
-        .map(KvOp::is_read_only)
-        .collect();
-        assert_eq!(ro, [true, false, false, true, false, true, false, true]);
-    }
-
-    #[test]
-    fn display_is_compact() {
-        assert_eq!(KvOp::Set(b("k"), b("v")).to_string(), "SET k v");
-        assert_eq!(KvOp::Get(b("a b")).to_string(), "GET \"a b\"");
-        assert_eq!(KvOp::Del(ks(&["a", "b"])).to_string(), "DEL a b");
-        assert_eq!(
-            KvOp::MSet(vec![(b("a"), b("1")), (b("b"), vec![0, 255])]).to_string(),
-            "MSET a 1 b \"\\x00\\xff\""
-        );
-        assert_eq!(
-            KvOp::Set(b(""), b("\"q\"")).to_string(),
-            "SET \"\" \"\\\"q\\\"\""
-        );
-        assert_eq!(KvOp::Ping.to_string(), "PING");
-        assert_eq!(KvReply::Bulk(b("v")).to_string(), "\"v\"");
-        assert_eq!(KvReply::Nil.to_string(), "(nil)");
-        assert_eq!(KvReply::Int(3).to_string(), "(integer) 3");
-        assert_eq!(KvReply::Ok.to_string(), "OK");
-        assert_eq!(KvReply::Pong.to_string(), "PONG");
-        assert_eq!(
-            KvReply::Array(vec![Some(b("a")), None]).to_string(),
-            "[\"a\", (nil)]"
-        );
-        assert_eq!(
-            err(ERR_OVERFLOW).to_string(),
-            "(error) ERR increment or decrement would overflow"
-        );
-    }
-
-    #[test]
-    fn from_args_parses_redis_commands() {
-        assert_eq!(
-            KvOp::from_args(&["set", "k", "v"]),
-            Ok(KvOp::Set(b("k"), b("v")))
-        );
-        assert_eq!(KvOp::from_args(&["GET", "k"]), Ok(KvOp::Get(b("k"))));
-        assert_eq!(
-            KvOp::from_args(&["Del", "a", "b"]),
-            Ok(KvOp::Del(ks(&["a", "b"])))
-        );
-        assert_eq!(
-            KvOp::from_args(&["exists", "a"]),
-            Ok(KvOp::Exists(ks(&["a"])))
-        );
-        assert_eq!(KvOp::from_args(&["incr", "n"]), Ok(KvOp::Incr(b("n"))));
-        assert_eq!(
-            KvOp::from_args(&["mget", "a", "b"]),
-            Ok(KvOp::MGet(ks(&["a", "b"])))
-        );
-        assert_eq!(
-            KvOp::from_args(&["mset", "a", "1", "b", "2"]),
-            Ok(KvOp::MSet(vec![(b("a"), b("1")), (b("b"), b("2"))]))
-        );
-        assert_eq!(KvOp::from_args(&["PING"]), Ok(KvOp::Ping));
-        assert_eq!(
-            KvOp::from_args(&["get"]),
-            Err("ERR wrong number of arguments for 'get' command".into())
-        );
-        assert_eq!(
-            KvOp::from_args(&["mset", "a"]),
-            Err("ERR wrong number of arguments for 'mset' command".into())
-        );
-        assert_eq!(
-            KvOp::from_args(&["SET", "k", "v", "NX"]),
-            Ok(KvOp::Call(ks(&["set", "k", "v", "NX"])))
-        );
-        assert_eq!(KvOp::from_args(&["unlink", "a"]), Ok(KvOp::Del(ks(&["a"]))));
-        assert_eq!(
-            KvOp::from_args(&["FlushAll"]),
-            Ok(KvOp::Call(ks(&["flushall"])))
-        );
-        assert_eq!(
-            KvOp::from_args(&["nosuch", "a", "b"]),
-            Err("ERR unknown command 'nosuch', with args beginning with: 'a' 'b' ".into())
-        );
-        assert!(KvOp::from_args::<&str>(&[]).is_err());
-    }
-
-    #[test]
-    fn calls_are_classified_by_the_command_table() {
-        let call = |w: &[&str]| KvOp::Call(ks(w));
-        assert!(call(&["strlen", "k"]).is_read_only());
-        assert!(call(&["SCAN", "0"]).is_read_only());
-        assert!(!call(&["setrange", "k", "0", "x"]).is_read_only());
-        // a wrong arity or an unknown name is not a read: ordering gives the error
-        assert!(!call(&["strlen"]).is_read_only());
-        assert!(!call(&["nosuch"]).is_read_only());
-        assert_eq!(call(&["rename", "a", "b"]).keys(), vec![b"a", b"b"]);
-        assert_eq!(
-            call(&["msetnx", "a", "1", "b", "2"]).keys(),
-            vec![b"a", b"b"]
-        );
-        assert!(call(&["keys", "*"]).keys().is_empty());
-        assert!(call(&["flushdb"]).touches_all_keys());
-        assert!(!call(&["getdel", "k"]).touches_all_keys());
-        assert_eq!(
-            call(&["GETRANGE", "k", "0", "1"]).to_string(),
-            "GETRANGE k 0 1"
-        );
-    }
-
-    #[test]
-    fn a_call_naming_a_typed_command_runs_as_it() {
-        // a Byzantine client may send any command line as a Call: one that names a
-        // typed command runs that command's code, one that is malformed gets Redis's error
-        let mut s = KvStore::new();
-        let call = |w: &[&str]| KvOp::Call(ks(w));
-        assert_eq!(run(&mut s, call(&["SET", "k", "v"])), KvReply::Ok);
-        assert_eq!(run(&mut s, call(&["get", "k"])), bulk("v"));
-        assert_eq!(s.model().read(&call(&["GET", "k"])), Some(bulk("v")));
-        assert_eq!(
-            run(&mut s, call(&["get"])),
-            err("ERR wrong number of arguments for 'get' command")
-        );
-        assert_eq!(run(&mut s, KvOp::Call(vec![])), err("ERR empty command"));
-        assert_eq!(
-            run(&mut s, call(&["mset", "a"])),
-            err("ERR wrong number of arguments for 'mset' command")
-        );
-        assert_eq!(run(&mut s, call(&["append", "k", "w"])), KvReply::Int(2));
-        assert_eq!(
-            run(&mut s, call(&["type", "k"])),
-            KvReply::Status("string".into())
-        );
-        assert_eq!(s.model().len(), 1);
-    }
-
-    #[test]
-    fn snapshot_restore_round_trip() {
-        let mut s = KvStore::new();
-        run(
-            &mut s,
-            KvOp::MSet(vec![
-                (b("b"), b("2")),
-                (b("a"), b("1")),
-                (vec![0, 1], vec![]),
-            ]),
-        );
-        let snap = s.snapshot();
-        let mut t = KvStore::new();
-        t.restore(&snap).unwrap();
-        assert_eq!(t, s);
-        assert_eq!(t.snapshot(), snap);
-        // restoring replaces the state rather than merging
-        run(&mut t, KvOp::Set(b("z"), b("9")));
-        t.restore(&KvStore::new().snapshot()).unwrap();
-        assert!(t.model().is_empty());
-    }
-
-    #[test]
-    fn restore_rejects_garbage_and_keeps_state() {
-        let mut s = KvStore::new();
-        run(&mut s, KvOp::Set(b("a"), b("1")));
-        let before = s.clone();
-        let good = s.snapshot();
-        let mut bad_version = good.clone();
-        bad_version[4] = 99;
-        let mut truncated = good.clone();
-        truncated.pop();
-        let mut trailing = good.clone();
-        trailing.push(0);
-        let snap = |entries: Vec<(Vec<u8>, Vec<u8>)>, ttls: Vec<(Vec<u8>, u64)>| {
-            crate::snapshot::encode(MAGIC, &(10u64, entries, ttls))
-        };
-        let unsorted = snap(vec![(b("b"), b("1")), (b("a"), b("1"))], vec![]);
-        let duplicate = snap(vec![(b("a"), b("1")), (b("a"), b("2"))], vec![]);
-        let ttl_missing = snap(vec![(b("a"), b("1"))], vec![(b("b"), 20)]);
-        let ttl_expired = snap(vec![(b("a"), b("1"))], vec![(b("a"), 9)]);
-        let ttl_twice = snap(vec![(b("a"), b("1"))], vec![(b("a"), 20), (b("a"), 30)]);
-        assert!(s
-            .clone()
-            .restore(&snap(vec![(b("a"), b("1"))], vec![(b("a"), 10)]))
-            .is_ok());
-        for bad in [
-            &[][..],
-            b"BZKV",
-            b"garbage!",
-            &bad_version,
-            &truncated,
-            &trailing,
-            &unsorted,
-            &duplicate,
-            &ttl_missing,
-            &ttl_expired,
-            &ttl_twice,
-        ] {
-            assert!(s.restore(bad).is_err(), "{bad:?}");
-            assert_eq!(s, before);
-        }
-    }
-
-    fn key() -> impl Strategy<Value = Vec<u8>> {
-        prop::sample::select(vec![b("a"), b("b"), b("c"), b("n"), vec![], vec![0xff]])
-    }
-    fn value() -> impl Strategy<Value = Vec<u8>> {
-        prop_oneof![
-            prop::sample::select(vec![
-                b("0"),
-                b("-1"),
-                b("41"),
-                b("9223372036854775807"),
-                b("x"),
-                vec![]
-            ]),
-            prop::collection::vec(any::<u8>(), 0..4),
-        ]
-    }
-    pub(crate) fn op() -> impl Strategy<Value = KvOp> {
-        let keys = || prop::collection::vec(key(), 0..4);
-        prop_oneof![
-            key().prop_map(KvOp::Get),
-            (key(), value()).prop_map(|(k, v)| KvOp::Set(k, v)),
-            keys().prop_map(KvOp::Del),
-            keys().prop_map(KvOp::Exists),
-            key().prop_map(KvOp::Incr),
-            keys().prop_map(KvOp::MGet),
-            prop::collection::vec((key(), value()), 0..4).prop_map(KvOp::MSet),
-            Just(KvOp::Ping),
-            call(),
-        ]
-    }
-    /// Any command line of the table (and a few unknown names), arguments drawn from
-    /// the keys, the values and the options: wrong arities and bad options included.
-    fn call() -> impl Strategy<Value = KvOp> {
-        let mut names: Vec<Vec<u8>> = commands::TABLE.iter().map(|s| b(s.name)).collect();
-        names.push(b("nosuch"));
-        let word = prop_oneof![
-            key(),
-            value(),
-            prop::sample::select(
-                [
-                    "nx", "xx", "get", "ex", "px", "exat", "pxat", "keepttl", "persist", "gt",
-                    "lt", "match", "count", "type", "*", "2", "-3", "100", "1500",
-                ]
-                .map(b)
-                .to_vec()
-            ),
-        ];
-        (
-            prop::sample::select(names),
-            prop::collection::vec(word, 0..6),
-        )
-            .prop_map(|(name, mut rest)| {
-                let mut line = vec![name];
-                line.append(&mut rest);
-                KvOp::Call(line)
-            })
-    }
-
-    /// Operations, each in a batch that starts some milliseconds after the
-    /// previous one (0: the same time), from [`T0`].
-    fn timed(max: usize) -> impl Strategy<Value = Vec<(u64, KvOp)>> {
-        prop::collection::vec((prop_oneof![Just(0u64), 0u64..2000], op()), 0..max)
-    }
-
-    const T0: u64 = 1_700_000_000_000;
-
-    /// Run `ops` on `s`, each in its batch from `at`: the time then.
-    fn run_timed(s: &mut KvStore, ops: &[(u64, KvOp)], mut at: u64) -> u64 {
-        for (dt, op) in ops {
-            at += dt;
-            s.begin_batch(BatchCtx {
-                slot: 0,
-                time_ms: at,
-            });
-            s.execute(&op.encode());
-            s.model.check();
-        }
-        at
-    }
-
-    impl Model {
-        /// The TTL index matches the deadlines and names only present keys, none
-        /// expired.
-        fn check(&self) {
-            let index: BTreeSet<(u64, Vec<u8>)> =
-                self.ttl.iter().map(|(k, w)| (*w, k.clone())).collect();
-            assert_eq!(index, self.deadlines);
-            assert!(self.ttl.keys().all(|k| self.map.contains_key(k)));
-            assert!(
-                self.ttl.values().all(|w| *w >= self.now),
-                "an expired key stays"
-            );
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn replicas_agree(ops in timed(60)) {
-            let (mut a, mut b) = (KvStore::new(), KvStore::new());
-            let mut at = T0;
-            for (dt, op) in &ops {
-                at += dt;
-                a.begin_batch(BatchCtx { slot: 0, time_ms: at });
-                b.begin_batch(BatchCtx { slot: 0, time_ms: at });
-                let bytes = op.encode();
-                prop_assert_eq!(KvOp::decode(&bytes), Ok(op.clone()));
-                let ra = a.execute(&bytes);
-                prop_assert_eq!(&ra, &b.execute(&bytes));
-                let reply = KvReply::decode(&ra).unwrap();
-                prop_assert_eq!(KvReply::decode(&reply.encode()), Ok(reply));
-                prop_assert_eq!(a.snapshot(), b.snapshot());
-            }
-        }
-
-        /// An unordered query answers what executing the read would, at the last
-        /// batch's time (TTL, TIME included), and changes nothing.
-        #[test]
-        fn query_matches_execute_and_changes_nothing(ops in timed(40), probe in op()) {
-            let mut s = KvStore::new();
-            run_timed(&mut s, &ops, T0);
-            let snap = s.snapshot();
-            let q = s.query(&probe.encode());
-            prop_assert_eq!(q.is_some(), probe.is_read_only());
-            prop_assert_eq!(s.snapshot(), snap.clone());
-            if let Some(q) = q {
-                prop_assert_eq!(q, s.execute(&probe.encode()));
-                prop_assert_eq!(s.snapshot(), snap);
-            }
-        }
-
-        /// A restored snapshot carries the TTLs and the clock: the copy answers
-        /// and expires exactly as the original from then on.
-        #[test]
-        fn restore_then_continue_matches(ops in timed(60), cut in any::<prop::sample::Index>()) {
-            let cut = cut.index(ops.len() + 1);
-            let mut original = KvStore::new();
-            let at = run_timed(&mut original, &ops[..cut], T0);
-            let mut copy = KvStore::new();
-            copy.execute(&KvOp::Set(b("stale"), b("state")).encode());
-            copy.restore(&original.snapshot()).unwrap();
-            prop_assert_eq!(&copy, &original);
-            let mut at = at;
-            for (dt, op) in &ops[cut..] {
-                at += dt;
-                for s in [&mut original, &mut copy] {
-                    s.begin_batch(BatchCtx { slot: 0, time_ms: at });
-                }
-                prop_assert_eq!(original.execute(&op.encode()), copy.execute(&op.encode()));
-            }
-            prop_assert_eq!(original.snapshot(), copy.snapshot());
-        }
-
-        #[test]
-        fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            let mut s = KvStore::new();
-            s.execute(&KvOp::Set(b("a"), b("1")).encode());
-            let _ = s.query(&bytes);
-            let reply = KvReply::decode(&s.execute(&bytes));
-            prop_assert!(reply.is_ok());
-            let before = s.clone();
-            let restored = s.restore(&bytes);
-            if !bytes.starts_with(&MAGIC) {
-                prop_assert!(restored.is_err());
-            }
-            if restored.is_err() {
-                prop_assert_eq!(s, before);
-            }
-            let _ = KvOp::decode(&bytes);
-            let _ = KvReply::decode(&bytes);
-        }
-
-        #[test]
-        fn garbage_snapshots_with_the_right_header_never_panic(body in prop::collection::vec(any::<u8>(), 0..64)) {
-            let mut bytes = MAGIC.to_vec();
-            bytes.push(crate::snapshot::VERSION);
-            bytes.extend(body);
-            let mut s = KvStore::new();
-            if s.restore(&bytes).is_ok() {
-                // whatever was accepted is canonical
-                prop_assert_eq!(s.snapshot(), bytes);
-            }
-        }
-
-        #[test]
-        fn display_never_panics(op in op()) {
-            let mut s = KvStore::new();
-            let reply = s.apply(&op);
-            prop_assert!(!op.to_string().is_empty());
-            prop_assert!(!reply.to_string().is_empty());
-        }
-    }
-}
+mod tests;

@@ -1,8 +1,8 @@
 //! byzscale replicated services: deterministic state machines that the SMR core
 //! executes in decided order, each implementing [`byzscale_core::service::Service`].
 //!
-//! - [`kv`]: a key-value store with Redis semantics for the string and key command
-//!   families, plus the pure sequential [`kv::Model`]
+//! - [`kv`]: a key-value store with Redis semantics for the string, key, hash, list,
+//!   set and sorted-set command families, plus the pure sequential [`kv::Model`]
 //!   that the simulator's linearizability checker replays histories against.
 //! - [`bank`]: accounts with balances, transfers and read-only balance / total queries.
 //! - [`noop`]: executes nothing and replies with a fixed-size reply (for benchmarks);
@@ -40,12 +40,12 @@ pub(crate) mod snapshot {
     use byzscale_core::codec;
     use serde::{de::DeserializeOwned, Serialize};
 
-    /// The snapshot format version written by this build.
+    /// The snapshot format version of a service that does not name its own.
     pub const VERSION: u8 = 1;
 
-    /// Encode `body` behind `magic` and [`VERSION`].
-    pub fn encode<T: Serialize + ?Sized>(magic: [u8; 4], body: &T) -> Vec<u8> {
-        codec::to_bytes(&(magic, VERSION, body))
+    /// Encode `body` behind `magic` and `version`.
+    pub fn encode<T: Serialize + ?Sized>(magic: [u8; 4], version: u8, body: &T) -> Vec<u8> {
+        codec::to_bytes(&(magic, version, body))
     }
 
     /// Decode a snapshot written by [`encode`]. Only the exact bytes `encode` writes for
@@ -53,6 +53,7 @@ pub(crate) mod snapshot {
     /// restored state snapshots to the same bytes.
     pub fn decode<T: Serialize + DeserializeOwned>(
         magic: [u8; 4],
+        version: u8,
         bytes: &[u8],
     ) -> Result<T, String> {
         if bytes.len() < 5 || bytes[..4] != magic {
@@ -61,15 +62,15 @@ pub(crate) mod snapshot {
                 String::from_utf8_lossy(&magic)
             ));
         }
-        if bytes[4] != VERSION {
+        if bytes[4] != version {
             return Err(format!(
-                "unsupported snapshot version {} (this build reads {VERSION})",
+                "unsupported snapshot version {} (this build reads {version})",
                 bytes[4]
             ));
         }
         let (_, _, body): ([u8; 4], u8, T) = codec::from_bytes(bytes, bytes.len())
             .map_err(|e| format!("malformed snapshot: {e}"))?;
-        if encode(magic, &body) != bytes {
+        if encode(magic, version, &body) != bytes {
             return Err("malformed snapshot: not in canonical form".to_string());
         }
         Ok(body)

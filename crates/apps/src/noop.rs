@@ -50,11 +50,11 @@ impl Service for Noop {
 
     /// `"BZNO" | version | executed`. The reply size is configuration, not state.
     fn snapshot(&self) -> Vec<u8> {
-        crate::snapshot::encode(MAGIC, &self.executed)
+        crate::snapshot::encode(MAGIC, crate::snapshot::VERSION, &self.executed)
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        self.executed = crate::snapshot::decode(MAGIC, snapshot)?;
+        self.executed = crate::snapshot::decode(MAGIC, crate::snapshot::VERSION, snapshot)?;
         Ok(())
     }
 }

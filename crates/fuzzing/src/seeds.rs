@@ -405,6 +405,11 @@ fn ops(sel: u8, ops: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// A command line as a [`KvOp::Call`].
+fn call(words: &[&str]) -> KvOp {
+    KvOp::Call(words.iter().map(|w| w.as_bytes().to_vec()).collect())
+}
+
 pub fn service_op() -> Vec<Vec<u8>> {
     let kv = [
         KvOp::Set(b"k".to_vec(), b"9".to_vec()),
@@ -415,6 +420,15 @@ pub fn service_op() -> Vec<Vec<u8>> {
         KvOp::Exists(vec![b"a".to_vec(), b"a".to_vec()]),
         KvOp::Get(b"k".to_vec()),
         KvOp::Ping,
+        call(&["hset", "h", "f", "1", "g", "x"]),
+        call(&["hincrbyfloat", "h", "f", "0.1"]),
+        call(&["rpush", "l", "a", "b"]),
+        call(&["lpop", "l", "5"]),
+        call(&["sadd", "s", "a", "b"]),
+        call(&["sunionstore", "d", "s", "h"]),
+        call(&["zadd", "z", "incr", "1.1", "m"]),
+        call(&["zrange", "z", "-inf", "+inf", "byscore", "withscores"]),
+        call(&["hgetall", "h"]),
     ];
     let bank = [
         BankOp::Open {
@@ -432,6 +446,17 @@ pub fn service_op() -> Vec<Vec<u8>> {
     let replies = [
         KvReply::Array(vec![Some(b"v".to_vec()), None]).encode(),
         KvReply::Error("ERR x".into()).encode(),
+        KvReply::Map(vec![(
+            KvReply::Bulk(b"f".to_vec()),
+            KvReply::Double("1.5".into()),
+        )])
+        .encode(),
+        KvReply::Pairs(vec![(
+            KvReply::Bulk(b"m".to_vec()),
+            KvReply::Double("inf".into()),
+        )])
+        .encode(),
+        KvReply::Set(vec![KvReply::NilArray]).encode(),
         BankReply::Balance(3).encode(),
     ];
     vec![

@@ -11,7 +11,7 @@
 //!
 //! | command | handled |
 //! |---|---|
-//! | the store's commands (`byzscale_apps::kv::commands::TABLE`: the string and key families) | by the backend; the read-only ones (`GET`, `STRLEN`, `GETRANGE`, `MGET`, `EXISTS`, `TYPE`, `TTL`, `PTTL`, `KEYS`, `SCAN`, `DBSIZE`) with `read_only = true` when [`GatewayOptions::unordered_reads`] is set |
+//! | the store's commands (`byzscale_apps::kv::commands::TABLE`: the string, key, hash, list, set and sorted-set families) | by the backend; the read-only ones (`GET`, `STRLEN`, `MGET`, `TYPE`, `TTL`, `KEYS`, `SCAN`, `HGETALL`, `LRANGE`, `SMEMBERS`, `ZRANGE`, ...: the table's `read_only`) with `read_only = true` when [`GatewayOptions::unordered_reads`] is set |
 //! | `PING [msg]`, `ECHO msg` | locally |
 //! | `QUIT` | `+OK`, then the connection is closed |
 //! | `SELECT 0` | `+OK` (there is one database; any other index is an error) |
@@ -28,7 +28,7 @@
 //!
 //! Unknown commands and wrong arities are answered at once with Redis's texts (from
 //! [`KvOp::from_args`]); the replicas give the other argument errors. The protocol of a
-//! connection decides how nils and maps are written ([`resp::Proto`]); a pipelined
+//! connection decides how nils, maps, sets and doubles are written ([`resp::Proto`]); a pipelined
 //! command's reply uses the protocol in force when it was read. A backend `Err(text)`
 //! becomes `-ERR text`; a [`KvReply::Error`] is sent as is; a backend future that
 //! panics becomes `-ERR internal error` and the connection goes on.

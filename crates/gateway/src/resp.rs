@@ -337,9 +337,11 @@ pub fn error(text: &str) -> Vec<u8> {
     out
 }
 
-/// The protocol a connection speaks (`HELLO 2` / `HELLO 3`); it decides how a nil
-/// and a map are written. Every other reply type the store's commands use is the same
-/// in both (Redis 7 sends `TYPE` as a status, `KEYS`/`SCAN`/`MGET` as arrays).
+/// The protocol a connection speaks (`HELLO 2` / `HELLO 3`); it decides how a nil, a
+/// nil array, a double (`ZSCORE`), a map (`HGETALL`), a set (`SMEMBERS`) and pairs
+/// (`ZRANGE ... WITHSCORES`) are written. Every other reply type the store's commands
+/// use is the same in both (Redis 7 sends `TYPE` as a status, `KEYS`/`SCAN`/`MGET`/
+/// `HKEYS`/`LRANGE` as arrays).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Proto {
     /// RESP2 (the default of a new connection).
@@ -390,6 +392,55 @@ fn push_reply(out: &mut Vec<u8>, r: &KvReply, proto: Proto) {
             }
         }
         KvReply::Error(e) => out.extend_from_slice(&error(e)),
+        KvReply::Double(d) => push_double(out, d, proto),
+        KvReply::Map(pairs) => {
+            map_header(out, pairs.len(), proto);
+            for (k, v) in pairs {
+                push_reply(out, k, proto);
+                push_reply(out, v, proto);
+            }
+        }
+        KvReply::Set(items) => {
+            match proto {
+                Proto::Resp2 => array_header(out, items.len()),
+                Proto::Resp3 => out.extend_from_slice(format!("~{}\r\n", items.len()).as_bytes()),
+            }
+            for item in items {
+                push_reply(out, item, proto);
+            }
+        }
+        KvReply::Pairs(pairs) => {
+            // RESP2: flat; RESP3: an array of two-element arrays (Redis 7's ZRANGE
+            // WITHSCORES)
+            array_header(out, pairs.len() * if proto == Proto::Resp2 { 2 } else { 1 });
+            for (a, b) in pairs {
+                if proto == Proto::Resp3 {
+                    array_header(out, 2);
+                }
+                push_reply(out, a, proto);
+                push_reply(out, b, proto);
+            }
+        }
+        KvReply::NilArray => out.extend_from_slice(match proto {
+            Proto::Resp2 => b"*-1\r\n",
+            Proto::Resp3 => b"_\r\n",
+        }),
+    }
+}
+
+/// Append a double given as Redis writes it (`%.17g`, `inf`): a bulk string in RESP2,
+/// `,<text>` in RESP3 (CR and LF, which no formatted double has, become spaces).
+pub fn push_double(out: &mut Vec<u8>, text: &str, proto: Proto) {
+    match proto {
+        Proto::Resp2 => push_bulk(out, Some(text.as_bytes())),
+        Proto::Resp3 => {
+            out.push(b',');
+            out.extend(
+                text.bytes()
+                    .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+            );
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
@@ -491,6 +542,32 @@ mod tests {
             reply(&scan, Proto::Resp3),
             b"*2\r\n$1\r\n0\r\n*1\r\n$1\r\nk\r\n"
         );
+        let bs = |s: &str| KvReply::Bulk(b(s));
+        let score = KvReply::Double("1.5".into());
+        assert_eq!(reply(&score, Proto::Resp2), b"$3\r\n1.5\r\n");
+        assert_eq!(reply(&score, Proto::Resp3), b",1.5\r\n");
+        assert_eq!(
+            reply(&KvReply::Double("-inf".into()), Proto::Resp3),
+            b",-inf\r\n"
+        );
+        let map = KvReply::Map(vec![(bs("f"), bs("v"))]);
+        assert_eq!(reply(&map, Proto::Resp2), b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        assert_eq!(reply(&map, Proto::Resp3), b"%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        let set = KvReply::Set(vec![bs("a")]);
+        assert_eq!(reply(&set, Proto::Resp2), b"*1\r\n$1\r\na\r\n");
+        assert_eq!(reply(&set, Proto::Resp3), b"~1\r\n$1\r\na\r\n");
+        assert_eq!(reply(&KvReply::Set(vec![]), Proto::Resp3), b"~0\r\n");
+        let pairs = KvReply::Pairs(vec![(bs("m"), score.clone())]);
+        assert_eq!(
+            reply(&pairs, Proto::Resp2),
+            b"*2\r\n$1\r\nm\r\n$3\r\n1.5\r\n"
+        );
+        assert_eq!(
+            reply(&pairs, Proto::Resp3),
+            b"*1\r\n*2\r\n$1\r\nm\r\n,1.5\r\n"
+        );
+        assert_eq!(reply(&KvReply::NilArray, Proto::Resp2), b"*-1\r\n");
+        assert_eq!(reply(&KvReply::NilArray, Proto::Resp3), b"_\r\n");
         let mut m = Vec::new();
         map_header(&mut m, 2, Proto::Resp2);
         map_header(&mut m, 2, Proto::Resp3);

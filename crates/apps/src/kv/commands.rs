@@ -8,9 +8,29 @@
 //! any bytes), then the options (`syntax error`), then numeric arguments, then the
 //! key's value.
 //!
+//! The families other than strings and keys live beside this file (`hash.rs`,
+//! `list.rs`, `set.rs`, `zset.rs`) and share its argument parsing ([`int_arg`],
+//! [`float_arg`], the range normalisation [`index_range`], the scan options) and
+//! the typed access of [`super::value`] (the `WRONGTYPE` check). After every write,
+//! a collection the command left empty is deleted, as in Redis.
+//!
 //! Deviations, all documented at the command:
-//! - values are strings only until the first other family (hashes, lists, ...)
-//!   exists, so `WRONGTYPE` cannot occur yet and `TYPE` answers `string` or `none`;
+//! - collections are bounded: a hash, list, set or sorted set holds at most
+//!   [`MAX_COLLECTION_BYTES`](super::MAX_COLLECTION_BYTES) (8 MiB, elements plus 32
+//!   bytes each); a write past it is refused whole with
+//!   `OOM command not allowed when the value would exceed ... bytes (the per-key
+//!   limit)` (Redis refuses writes only at `maxmemory`). Replies that gather values
+//!   from several keys or repeat them (`MGET`, `HMGET`, `KEYS`, `SUNION`, `SINTER`,
+//!   `SDIFF`) are refused over [`MAX_REPLY_BYTES`](super::MAX_REPLY_BYTES) with
+//!   `ERR reply exceeds the maximum allowed size`; every whole-collection reply
+//!   (`HGETALL`, `LRANGE`, `SMEMBERS`, `ZRANGE`) fits under the reply frame by the
+//!   collection bound;
+//! - hash fields and set members are listed in byte order (Redis: insertion order in
+//!   its small encodings, hash-table order otherwise; unspecified), and `HSCAN`
+//!   answers in one call with cursor 0 (as Redis does for small hashes);
+//! - a sorted-set score of `-0` is stored as `0` (Redis answers `0` for small sets,
+//!   `-0` in its skiplist encoding); `ZRANK` and rank ranges cost O(n); a `BYLEX`
+//!   range on members of different scores follows Redis's small-set walk;
 //! - key expiry runs on the replicated batch time (see [`Model`]): every command of
 //!   a batch sees the same time, and `TIME` answers it (microseconds are the
 //!   milliseconds' multiples; `TIME` is ordered, so it is the time of its own batch);
@@ -29,11 +49,14 @@
 //!   (no hash index is kept yet). `KEYS` lists keys in key order (Redis: hash-table
 //!   order, which no client may rely on).
 
-use std::collections::BTreeMap;
-
 use byzscale_core::crypto::digest;
 
-use super::{parse_integer, KvReply, Model, ERR_NOT_INTEGER, ERR_OVERFLOW, MAX_OP_LEN};
+use super::float::{parse_f64, parse_long_double, LongDouble};
+use super::value::Value;
+use super::{
+    hash, list, parse_integer, reply_within, set, zset, KvReply, Model, ERR_NOT_INTEGER,
+    ERR_OVERFLOW, MAX_OP_LEN,
+};
 
 /// Redis's `syntax error`.
 pub const ERR_SYNTAX: &str = "ERR syntax error";
@@ -127,6 +150,64 @@ pub const TABLE: &[Spec] = &[
     all(spec("flushdb", -1, 0, 0, 1)),
     all(spec("flushall", -1, 0, 0, 1)),
     ro(spec("ping", -1, 0, 0, 1)),
+    spec("incrbyfloat", 3, 1, 1, 1),
+    // hashes
+    spec("hset", -4, 1, 1, 1),
+    spec("hmset", -4, 1, 1, 1),
+    spec("hsetnx", 4, 1, 1, 1),
+    ro(spec("hget", 3, 1, 1, 1)),
+    ro(spec("hmget", -3, 1, 1, 1)),
+    ro(spec("hgetall", 2, 1, 1, 1)),
+    spec("hdel", -3, 1, 1, 1),
+    ro(spec("hexists", 3, 1, 1, 1)),
+    spec("hincrby", 4, 1, 1, 1),
+    spec("hincrbyfloat", 4, 1, 1, 1),
+    ro(spec("hkeys", 2, 1, 1, 1)),
+    ro(spec("hvals", 2, 1, 1, 1)),
+    ro(spec("hlen", 2, 1, 1, 1)),
+    ro(spec("hstrlen", 3, 1, 1, 1)),
+    ro(spec("hscan", -3, 1, 1, 1)),
+    // lists
+    spec("lpush", -3, 1, 1, 1),
+    spec("rpush", -3, 1, 1, 1),
+    spec("lpushx", -3, 1, 1, 1),
+    spec("rpushx", -3, 1, 1, 1),
+    spec("lpop", -2, 1, 1, 1),
+    spec("rpop", -2, 1, 1, 1),
+    ro(spec("lrange", 4, 1, 1, 1)),
+    ro(spec("llen", 2, 1, 1, 1)),
+    ro(spec("lindex", 3, 1, 1, 1)),
+    spec("lset", 4, 1, 1, 1),
+    spec("lrem", 4, 1, 1, 1),
+    spec("ltrim", 4, 1, 1, 1),
+    spec("linsert", 5, 1, 1, 1),
+    ro(spec("lpos", -3, 1, 1, 1)),
+    // sets
+    spec("sadd", -3, 1, 1, 1),
+    spec("srem", -3, 1, 1, 1),
+    ro(spec("smembers", 2, 1, 1, 1)),
+    ro(spec("sismember", 3, 1, 1, 1)),
+    ro(spec("smismember", -3, 1, 1, 1)),
+    ro(spec("scard", 2, 1, 1, 1)),
+    ro(spec("sinter", -2, 1, -1, 1)),
+    ro(spec("sunion", -2, 1, -1, 1)),
+    ro(spec("sdiff", -2, 1, -1, 1)),
+    spec("sinterstore", -3, 1, -1, 1),
+    spec("sunionstore", -3, 1, -1, 1),
+    spec("sdiffstore", -3, 1, -1, 1),
+    // sorted sets
+    spec("zadd", -4, 1, 1, 1),
+    spec("zincrby", 4, 1, 1, 1),
+    spec("zrem", -3, 1, 1, 1),
+    ro(spec("zscore", 3, 1, 1, 1)),
+    ro(spec("zcard", 2, 1, 1, 1)),
+    ro(spec("zrank", 3, 1, 1, 1)),
+    ro(spec("zrevrank", 3, 1, 1, 1)),
+    ro(spec("zcount", 4, 1, 1, 1)),
+    ro(spec("zrange", -4, 1, 1, 1)),
+    ro(spec("zrevrange", -4, 1, 1, 1)),
+    ro(spec("zrangebyscore", -4, 1, 1, 1)),
+    ro(spec("zrevrangebyscore", -4, 1, 1, 1)),
 ];
 
 /// The table entry of a command name (any case).
@@ -189,15 +270,102 @@ pub fn unknown_command<A: AsRef<[u8]>>(args: &[A]) -> String {
     )
 }
 
-fn err(text: &str) -> KvReply {
+/// An error reply with `text`.
+pub(super) fn err(text: &str) -> KvReply {
     KvReply::Error(text.to_string())
 }
 
-fn int_arg(a: &[u8]) -> Result<i64, KvReply> {
+/// Redis's error for an argument that is not a double.
+pub(super) const ERR_NOT_FLOAT: &str = "ERR value is not a valid float";
+
+/// An integer argument (`getLongLongFromObjectOrReply`).
+pub(super) fn int_arg(a: &[u8]) -> Result<i64, KvReply> {
     parse_integer(a).ok_or_else(|| err(ERR_NOT_INTEGER))
 }
 
-type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+/// A non-negative integer argument (`getPositiveLongFromObjectOrReply`): `msg` (an
+/// error text without `ERR `) if negative or not an integer.
+pub(super) fn positive_arg(a: &[u8], msg: &str) -> Result<i64, KvReply> {
+    match parse_integer(a) {
+        Some(n) if n >= 0 => Ok(n),
+        _ => Err(KvReply::Error(format!("ERR {msg}"))),
+    }
+}
+
+/// A double argument (`getDoubleFromObjectOrReply`).
+pub(super) fn float_arg(a: &[u8]) -> Result<f64, KvReply> {
+    parse_f64(a).ok_or_else(|| err(ERR_NOT_FLOAT))
+}
+
+/// A `long double` argument (`getLongDoubleFromObjectOrReply`).
+pub(super) fn long_double_arg(a: &[u8]) -> Result<LongDouble, KvReply> {
+    parse_long_double(a).ok_or_else(|| err(ERR_NOT_FLOAT))
+}
+
+/// The indexes `start..=stop` of an `LRANGE`/`ZRANGE`-style range over `len`
+/// elements (negative counts from the end; clamped), `None` if empty.
+pub(super) fn index_range(start: i64, stop: i64, len: usize) -> Option<(usize, usize)> {
+    let len = len as i128;
+    let (mut start, mut stop) = (i128::from(start), i128::from(stop));
+    if start < 0 {
+        start += len;
+    }
+    if stop < 0 {
+        stop += len;
+    }
+    start = start.max(0);
+    if start > stop || start >= len {
+        return None;
+    }
+    stop = stop.min(len - 1);
+    Some((start as usize, stop as usize))
+}
+
+/// The options of `SCAN` and `HSCAN` (`MATCH`, `COUNT`, and `TYPE` for `SCAN`).
+pub(super) struct ScanOptions<'a> {
+    pub count: usize,
+    pub pattern: Option<&'a [u8]>,
+    pub kind: Option<&'a [u8]>,
+}
+
+/// Parse scan options from word `from` as Redis's `scanGenericCommand`.
+pub(super) fn scan_options(
+    args: &[Vec<u8>],
+    from: usize,
+    allow_type: bool,
+) -> Result<ScanOptions<'_>, KvReply> {
+    let mut o = ScanOptions {
+        count: 10,
+        pattern: None,
+        kind: None,
+    };
+    let mut i = from;
+    while i < args.len() {
+        let opt = args[i].to_ascii_lowercase();
+        if i + 1 >= args.len() {
+            return Err(err(ERR_SYNTAX));
+        }
+        match opt.as_slice() {
+            b"count" => {
+                let n = int_arg(&args[i + 1])?;
+                if n < 1 {
+                    return Err(err(ERR_SYNTAX));
+                }
+                o.count = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+            b"match" => o.pattern = Some(args[i + 1].as_slice()),
+            b"type" if allow_type => o.kind = Some(args[i + 1].as_slice()),
+            _ => return Err(err(ERR_SYNTAX)),
+        }
+        i += 2;
+    }
+    Ok(o)
+}
+
+/// A SCAN-family cursor, or Redis's error.
+pub(super) fn cursor_arg(c: &[u8]) -> Result<u64, KvReply> {
+    parse_cursor(c).ok_or_else(|| err("ERR invalid cursor"))
+}
 
 /// Validate a command line: its entry if the name is known and the arity fits.
 pub fn check(args: &[Vec<u8>]) -> Result<&'static Spec, KvReply> {
@@ -221,33 +389,36 @@ pub fn read(db: &Model, args: &[Vec<u8>]) -> Option<KvReply> {
         return None;
     }
     let map = &db.map;
-    Some(match s.name {
-        "strlen" => KvReply::Int(map.get(&args[1]).map_or(0, Vec::len) as i64),
-        "getrange" | "substr" => getrange(map, args).unwrap_or_else(|e| e),
-        "ttl" | "pttl" => ttl(db, &args[1], s.name == "pttl"),
-        "type" => KvReply::Status(
-            if map.contains_key(&args[1]) {
-                "string"
-            } else {
-                "none"
-            }
-            .into(),
-        ),
-        "keys" => KvReply::Array(
-            map.keys()
+    let reply = match s.name {
+        "strlen" => db
+            .read_as::<Vec<u8>>(&args[1])
+            .map(|v| KvReply::Int(v.map_or(0, Vec::len) as i64)),
+        "getrange" | "substr" => getrange(db, args),
+        "ttl" | "pttl" => Ok(ttl(db, &args[1], s.name == "pttl")),
+        "type" => Ok(KvReply::Status(
+            map.get(&args[1]).map_or("none", Value::type_name).into(),
+        )),
+        "keys" => {
+            let keys: Vec<&Vec<u8>> = map
+                .keys()
                 .filter(|k| crate::glob::matches(&args[1], k, false))
-                .map(|k| Some(k.clone()))
-                .collect(),
-        ),
-        "scan" => scan(map, args).unwrap_or_else(|e| e),
-        "dbsize" => KvReply::Int(map.len() as i64),
-        "ping" => match args.len() {
+                .collect();
+            reply_within(keys.iter().map(|k| k.len()))
+                .map(|()| KvReply::Array(keys.into_iter().map(|k| Some(k.clone())).collect()))
+        }
+        "scan" => scan(db, args),
+        "dbsize" => Ok(KvReply::Int(map.len() as i64)),
+        "ping" => Ok(match args.len() {
             1 => KvReply::Pong,
             2 => KvReply::Bulk(args[1].clone()),
             _ => KvReply::Error(wrong_arity("ping")),
-        },
-        _ => return None,
-    })
+        }),
+        name => hash::read(db, name, args)
+            .or_else(|| list::read(db, name, args))
+            .or_else(|| set::read(db, name, args))
+            .or_else(|| zset::read(db, name, args))?,
+    };
+    Some(reply.unwrap_or_else(|e| e))
 }
 
 /// Execute a command line that [`KvOp::from_args`](super::KvOp::from_args) leaves as a [`KvOp::Call`](super::KvOp::Call) (checked
@@ -259,7 +430,12 @@ pub fn exec(db: &mut Model, args: &[Vec<u8>]) -> KvReply {
     if let Some(r) = read(db, args) {
         return r;
     }
-    write(db, args).unwrap_or_else(|e| e)
+    let reply = write(db, args).unwrap_or_else(|e| e);
+    // a collection a command emptied (or created and left empty) is deleted
+    for k in lookup(&args[0]).map_or_else(Vec::new, |s| s.keys(args)) {
+        db.drop_empty(k);
+    }
+    reply
 }
 
 fn write(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
@@ -297,28 +473,38 @@ fn write(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
                 KvReply::Int(1)
             }
         }
-        "getset" => opt(db.put(key(), args[2].clone())),
-        "getdel" => opt(db.delete(&args[1])),
+        "getset" => {
+            let old = db.read_as::<Vec<u8>>(&args[1])?.cloned();
+            db.put(key(), args[2].clone());
+            opt(old)
+        }
+        "getdel" => {
+            let old = db.read_as::<Vec<u8>>(&args[1])?.cloned();
+            db.delete(&args[1]);
+            opt(old)
+        }
         "append" => {
             // in place: a TTL stays, as in Redis
-            let v = db.map.entry(key()).or_default();
-            if v.len().saturating_add(args[2].len()) > MAX_STRING_LEN {
+            let len = db.read_as::<Vec<u8>>(&args[1])?.map_or(0, Vec::len);
+            if len.saturating_add(args[2].len()) > MAX_STRING_LEN {
                 return Err(err(ERR_TOO_LONG));
             }
+            let v = db.create_as::<Vec<u8>>(&args[1])?;
             v.extend_from_slice(&args[2]);
             KvReply::Int(v.len() as i64)
         }
-        "setrange" => return setrange(&mut db.map, args),
-        "incr" => return incr_by(&mut db.map, &args[1], 1),
-        "decr" => return incr_by(&mut db.map, &args[1], -1),
-        "incrby" => return incr_by(&mut db.map, &args[1], int_arg(&args[2])?),
+        "setrange" => return setrange(db, args),
+        "incr" => return incr_by(db, &args[1], 1),
+        "decr" => return incr_by(db, &args[1], -1),
+        "incrby" => return incr_by(db, &args[1], int_arg(&args[2])?),
         "decrby" => {
             let by = int_arg(&args[2])?;
             if by == i64::MIN {
                 return Err(err("ERR decrement would overflow"));
             }
-            return incr_by(&mut db.map, &args[1], -by);
+            return incr_by(db, &args[1], -by);
         }
+        "incrbyfloat" => return incr_by_float(db, args),
         "msetnx" => {
             if args.len().is_multiple_of(2) {
                 return Err(KvReply::Error(wrong_arity(&name)));
@@ -341,8 +527,8 @@ fn write(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
             }
             // the TTL moves with the value; the target's own goes
             let when = db.deadline(&args[1]);
-            let v = db.delete(&args[1]).unwrap_or_default();
-            db.put(args[2].clone(), v);
+            let v = db.delete(&args[1]).unwrap_or(Value::Str(Vec::new()));
+            db.put_value(args[2].clone(), v);
             if let Some(when) = when {
                 db.set_deadline(&args[2], when);
             }
@@ -363,14 +549,21 @@ fn write(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
             db.clear();
             KvReply::Ok
         }
-        _ => return Err(KvReply::Error(unknown_command(args))),
+        name => {
+            return hash::write(db, name, args)
+                .or_else(|| list::write(db, name, args))
+                .or_else(|| set::write(db, name, args))
+                .or_else(|| zset::write(db, name, args))
+                .unwrap_or_else(|| Err(KvReply::Error(unknown_command(args))))
+        }
     })
 }
 
 /// Redis's error for a string over the size limit.
 const ERR_TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
-fn opt(v: Option<Vec<u8>>) -> KvReply {
+/// A bulk string, or nil.
+pub(super) fn opt(v: Option<Vec<u8>>) -> KvReply {
     v.map_or(KvReply::Nil, KvReply::Bulk)
 }
 
@@ -463,8 +656,14 @@ fn set(db: &mut Model, command: &str, args: &[Vec<u8>], from: usize) -> Result<K
         Some(e) => Some(deadline(command, e, db.now)?),
         None => None,
     };
-    let old = db.map.get(&args[1]).cloned();
-    let write = !(o.nx && old.is_some() || o.xx && old.is_none());
+    // any type is overwritten, but GET reads a string
+    let exists = db.map.contains_key(&args[1]);
+    let old = if o.get {
+        db.read_as::<Vec<u8>>(&args[1])?.cloned()
+    } else {
+        None
+    };
+    let write = !(o.nx && exists || o.xx && !exists);
     if write {
         let ttl = db.deadline(&args[1]).filter(|_| o.keepttl);
         db.put(args[1].clone(), args[2].clone());
@@ -483,7 +682,7 @@ fn set(db: &mut Model, command: &str, args: &[Vec<u8>], from: usize) -> Result<K
 /// the expiry is checked, as in Redis.
 fn getex(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     let o = options(args, 2, false)?;
-    let Some(v) = db.map.get(&args[1]).cloned() else {
+    let Some(v) = db.read_as::<Vec<u8>>(&args[1])?.cloned() else {
         return Ok(KvReply::Nil);
     };
     if let Some(e) = o.expire {
@@ -573,10 +772,12 @@ fn ttl(db: &Model, key: &[u8], ms: bool) -> KvReply {
     KvReply::Int(if ms { left } else { (left + 500) / 1000 })
 }
 
-fn getrange(map: &Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
+fn getrange(db: &Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     let start = int_arg(&args[2])?;
     let end = int_arg(&args[3])?;
-    let v = map.get(&args[1]).map_or(&[][..], Vec::as_slice);
+    let v = db
+        .read_as::<Vec<u8>>(&args[1])?
+        .map_or(&[][..], Vec::as_slice);
     if start < 0 && end < 0 && start > end {
         return Ok(KvReply::Bulk(Vec::new()));
     }
@@ -599,13 +800,13 @@ fn getrange(map: &Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     Ok(KvReply::Bulk(v[start as usize..=end as usize].to_vec()))
 }
 
-fn setrange(map: &mut Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
+fn setrange(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     let offset = int_arg(&args[2])?;
     if offset < 0 {
         return Err(err("ERR offset is out of range"));
     }
     let value = &args[3];
-    let current = map.get(&args[1]).map_or(0, Vec::len);
+    let current = db.read_as::<Vec<u8>>(&args[1])?.map_or(0, Vec::len);
     if value.is_empty() {
         return Ok(KvReply::Int(current as i64));
     }
@@ -614,7 +815,7 @@ fn setrange(map: &mut Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
         return Err(err(ERR_TOO_LONG));
     }
     let (offset, end) = (offset as usize, end as usize);
-    let v = map.entry(args[1].clone()).or_default();
+    let v = db.create_as::<Vec<u8>>(&args[1])?;
     if v.len() < end {
         v.resize(end, 0);
     }
@@ -622,14 +823,36 @@ fn setrange(map: &mut Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     Ok(KvReply::Int(v.len() as i64))
 }
 
-fn incr_by(map: &mut Map, key: &[u8], by: i64) -> Result<KvReply, KvReply> {
-    let current = match map.get(key) {
+/// `INCRBY key by` (and `INCR`, `DECR`, `DECRBY`): in place, a TTL stays.
+pub(super) fn incr_by(db: &mut Model, key: &[u8], by: i64) -> Result<KvReply, KvReply> {
+    let current = match db.read_as::<Vec<u8>>(key)? {
         None => 0,
         Some(v) => parse_integer(v).ok_or_else(|| err(ERR_NOT_INTEGER))?,
     };
     let next = current.checked_add(by).ok_or_else(|| err(ERR_OVERFLOW))?;
-    map.insert(key.to_vec(), next.to_string().into_bytes());
+    *db.create_as::<Vec<u8>>(key)? = next.to_string().into_bytes();
     Ok(KvReply::Int(next))
+}
+
+/// The error of a float increment whose result is not finite.
+pub(super) const ERR_NAN_OR_INF: &str = "ERR increment would produce NaN or Infinity";
+
+/// `INCRBYFLOAT key by`: in `long double`, written as Redis's `%.17Lf` without
+/// trailing zeros (see [`super::float`]); in place, a TTL stays.
+fn incr_by_float(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
+    let current = match db.read_as::<Vec<u8>>(&args[1])? {
+        None => LongDouble::ZERO,
+        Some(v) => long_double_arg(v)?,
+    };
+    let by = long_double_arg(&args[2])?;
+    let next = current
+        .plus(by)
+        .filter(|n| !n.is_infinite())
+        .ok_or_else(|| err(ERR_NAN_OR_INF))?
+        .to_human()
+        .into_bytes();
+    *db.create_as::<Vec<u8>>(&args[1])? = next.clone();
+    Ok(KvReply::Bulk(next))
 }
 
 /// The position of `key` in SCAN order.
@@ -659,29 +882,14 @@ fn parse_cursor(c: &[u8]) -> Option<u64> {
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
-fn scan(map: &Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
-    let cursor = parse_cursor(&args[1]).ok_or_else(|| err("ERR invalid cursor"))?;
-    let (mut count, mut pattern, mut kind) = (10usize, None, None);
-    let mut i = 2;
-    while i < args.len() {
-        let opt = args[i].to_ascii_lowercase();
-        if i + 1 >= args.len() {
-            return Err(err(ERR_SYNTAX));
-        }
-        match opt.as_slice() {
-            b"count" => {
-                let n = int_arg(&args[i + 1])?;
-                if n < 1 {
-                    return Err(err(ERR_SYNTAX));
-                }
-                count = usize::try_from(n).unwrap_or(usize::MAX);
-            }
-            b"match" => pattern = Some(args[i + 1].as_slice()),
-            b"type" => kind = Some(args[i + 1].as_slice()),
-            _ => return Err(err(ERR_SYNTAX)),
-        }
-        i += 2;
-    }
+fn scan(db: &Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
+    let map = &db.map;
+    let cursor = cursor_arg(&args[1])?;
+    let ScanOptions {
+        count,
+        pattern,
+        kind,
+    } = scan_options(args, 2, true)?;
     let mut order: Vec<(u64, &Vec<u8>)> = map
         .keys()
         .map(|k| (scan_hash(k), k))
@@ -697,7 +905,12 @@ fn scan(map: &Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     let keys = order[..take]
         .iter()
         .filter(|(_, k)| pattern.is_none_or(|p| crate::glob::matches(p, k, false)))
-        .filter(|_| kind.is_none_or(|t| t.eq_ignore_ascii_case(b"string")))
+        .filter(|(_, k)| {
+            kind.is_none_or(|t| {
+                map.get(*k)
+                    .is_some_and(|v| t.eq_ignore_ascii_case(v.type_name().as_bytes()))
+            })
+        })
         .map(|(_, k)| KvReply::Bulk((*k).clone()))
         .collect();
     Ok(KvReply::List(vec![
@@ -707,314 +920,4 @@ fn scan(map: &Map, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Run a command line as the store does (typed commands included).
-    fn call(db: &mut Model, words: &[&str]) -> KvReply {
-        let args: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
-        db.apply(&super::super::KvOp::Call(args))
-    }
-
-    #[test]
-    fn scan_visits_every_key_once_across_calls_with_changes() {
-        let mut map = Model::new();
-        for i in 0..100 {
-            map.insert(format!("k{i}").into_bytes(), b"v".to_vec());
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        let mut cursor = "0".to_string();
-        let mut calls = 0;
-        loop {
-            let KvReply::List(r) = call(&mut map, &["scan", &cursor, "count", "7"]) else {
-                panic!()
-            };
-            let (KvReply::Bulk(c), KvReply::List(keys)) = (&r[0], &r[1]) else {
-                panic!()
-            };
-            for k in keys {
-                let KvReply::Bulk(k) = k else { panic!() };
-                assert!(seen.insert(k.clone()), "returned twice");
-            }
-            calls += 1;
-            // keys added and removed mid-scan do not disturb the others
-            map.insert(format!("new{calls}").into_bytes(), b"v".to_vec());
-            cursor = String::from_utf8(c.clone()).unwrap();
-            if cursor == "0" {
-                break;
-            }
-        }
-        for i in 0..100 {
-            assert!(seen.contains(format!("k{i}").as_bytes()), "k{i} missed");
-        }
-        assert!(calls >= 100 / 7, "{calls}");
-    }
-
-    #[test]
-    fn scan_cursor_parses_like_strtoul() {
-        assert_eq!(parse_cursor(b""), Some(0));
-        assert_eq!(parse_cursor(b"007"), Some(7));
-        assert_eq!(parse_cursor(b"+7"), Some(7));
-        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
-        assert_eq!(parse_cursor(b"x"), None);
-        assert_eq!(parse_cursor(b" 1"), None);
-        assert_eq!(parse_cursor(b"18446744073709551616"), None);
-    }
-
-    #[test]
-    fn string_limits_hold() {
-        let mut map = Model::new();
-        let big = (MAX_STRING_LEN).to_string();
-        assert_eq!(
-            call(&mut map, &["setrange", "k", &big, "x"]),
-            err(ERR_TOO_LONG)
-        );
-        assert!(map.is_empty());
-        assert_eq!(
-            call(&mut map, &["setrange", "k", "9223372036854775807", "x"]),
-            err(ERR_TOO_LONG)
-        );
-        assert_eq!(
-            call(&mut map, &["setrange", "k", "3", "x"]),
-            KvReply::Int(4)
-        );
-        assert_eq!(map.get(b"k"), Some(&b"\0\0\0x"[..]));
-    }
-
-    fn int(i: i64) -> KvReply {
-        KvReply::Int(i)
-    }
-
-    const T: u64 = 1_700_000_000_000;
-
-    /// A store at time `T` holding `k` = `v`.
-    fn at_t() -> Model {
-        let mut db = Model::new();
-        db.advance(T);
-        call(&mut db, &["set", "k", "v"]);
-        db
-    }
-
-    #[test]
-    fn set_expiry_options_set_a_deadline_and_errors_match_redis() {
-        let mut db = Model::new();
-        db.advance(T);
-        assert_eq!(call(&mut db, &["set", "k", "v", "EX", "10"]), KvReply::Ok);
-        assert_eq!(db.deadline(b"k"), Some(T + 10_000));
-        assert_eq!(
-            call(&mut db, &["set", "k", "v", "px", "10", "px", "20"]),
-            KvReply::Ok
-        );
-        assert_eq!(db.deadline(b"k"), Some(T + 20));
-        assert_eq!(
-            call(&mut db, &["set", "k", "v", "pxat", &(T + 5).to_string()]),
-            KvReply::Ok
-        );
-        assert_eq!(db.deadline(b"k"), Some(T + 5));
-        // a plain SET clears the TTL, KEEPTTL keeps it
-        call(&mut db, &["set", "k", "v", "ex", "10"]);
-        assert_eq!(call(&mut db, &["set", "k", "w", "keepttl"]), KvReply::Ok);
-        assert_eq!(db.deadline(b"k"), Some(T + 10_000));
-        assert_eq!(call(&mut db, &["set", "k", "w"]), KvReply::Ok);
-        assert_eq!(db.deadline(b"k"), None);
-        let invalid = err("ERR invalid expire time in 'set' command");
-        for bad in [
-            &["set", "k", "v", "px", "0"][..],
-            &["set", "k", "v", "ex", "-1"],
-            &["set", "k", "v", "ex", "9223372036854775807"],
-            &["set", "k", "v", "px", "9223372036854775807"],
-        ] {
-            assert_eq!(call(&mut db, bad), invalid, "{bad:?}");
-        }
-        assert_eq!(
-            call(&mut db, &["set", "k", "v", "ex", "x"]),
-            err(ERR_NOT_INTEGER)
-        );
-        for bad in [
-            &["set", "k", "v", "ex"][..],
-            &["set", "k", "v", "ex", "1", "keepttl"],
-            &["set", "k", "v", "ex", "1", "px", "1"],
-            &["set", "k", "v", "persist"],
-        ] {
-            assert_eq!(call(&mut db, bad), err(ERR_SYNTAX), "{bad:?}");
-        }
-        assert_eq!(
-            call(&mut db, &["setex", "k", "0", "v"]),
-            err("ERR invalid expire time in 'setex' command")
-        );
-        assert_eq!(call(&mut db, &["psetex", "k", "1500", "v"]), KvReply::Ok);
-        assert_eq!(call(&mut db, &["pttl", "k"]), int(1500));
-        assert_eq!(call(&mut db, &["ttl", "k"]), int(2));
-        // a deadline already past: the key is gone at once
-        assert_eq!(call(&mut db, &["set", "k", "v", "exat", "1"]), KvReply::Ok);
-        assert_eq!(call(&mut db, &["exists", "k"]), int(0));
-        assert!(db.is_empty());
-    }
-
-    #[test]
-    fn expire_family_follows_redis_options_and_deletes_in_the_past() {
-        let mut db = at_t();
-        let nx_err = err("ERR NX and XX, GT or LT options at the same time are not compatible");
-        assert_eq!(call(&mut db, &["expire", "k", "10", "nx", "xx"]), nx_err);
-        assert_eq!(call(&mut db, &["expire", "k", "10", "nx", "gt"]), nx_err);
-        assert_eq!(
-            call(&mut db, &["expire", "k", "10", "gt", "lt"]),
-            err("ERR GT and LT options at the same time are not compatible")
-        );
-        assert_eq!(
-            call(&mut db, &["expire", "k", "x", "foo"]),
-            err("ERR Unsupported option foo")
-        );
-        assert_eq!(call(&mut db, &["expire", "k", "x"]), err(ERR_NOT_INTEGER));
-        assert_eq!(
-            call(&mut db, &["pexpire", "k", "9223372036854775807"]),
-            err("ERR invalid expire time in 'pexpire' command")
-        );
-        assert_eq!(call(&mut db, &["expire", "nokey", "10"]), int(0));
-        // no TTL: GT fails (infinite), XX fails, LT and NX set
-        assert_eq!(call(&mut db, &["expire", "k", "100", "gt"]), int(0));
-        assert_eq!(call(&mut db, &["expire", "k", "100", "xx"]), int(0));
-        assert_eq!(call(&mut db, &["ttl", "k"]), int(-1));
-        assert_eq!(call(&mut db, &["expire", "k", "100", "lt"]), int(1));
-        assert_eq!(call(&mut db, &["ttl", "k"]), int(100));
-        assert_eq!(call(&mut db, &["expire", "k", "50", "nx"]), int(0));
-        assert_eq!(call(&mut db, &["expire", "k", "200", "lt"]), int(0));
-        assert_eq!(call(&mut db, &["expire", "k", "200", "gt"]), int(1));
-        assert_eq!(
-            call(&mut db, &["pexpireat", "k", &(T + 7).to_string(), "xx"]),
-            int(1)
-        );
-        assert_eq!(call(&mut db, &["pttl", "k"]), int(7));
-        assert_eq!(call(&mut db, &["persist", "k"]), int(1));
-        assert_eq!(call(&mut db, &["persist", "k"]), int(0));
-        assert_eq!(call(&mut db, &["ttl", "nokey"]), int(-2));
-        // EXPIREAT at now deletes, as Redis's checkAlreadyExpired
-        assert_eq!(call(&mut db, &["pexpireat", "k", &T.to_string()]), int(1));
-        assert_eq!(call(&mut db, &["get", "k"]), KvReply::Nil);
-        let mut db = at_t();
-        assert_eq!(call(&mut db, &["expire", "k", "-1"]), int(1));
-        assert!(db.is_empty());
-    }
-
-    #[test]
-    fn getex_sets_or_clears_the_ttl_and_checks_like_redis() {
-        let mut db = at_t();
-        assert_eq!(call(&mut db, &["getex", "nokey", "ex", "0"]), KvReply::Nil);
-        assert_eq!(call(&mut db, &["getex", "nokey", "foo"]), err(ERR_SYNTAX));
-        assert_eq!(
-            call(&mut db, &["getex", "k", "ex", "0"]),
-            err("ERR invalid expire time in 'getex' command")
-        );
-        for bad in [
-            &["getex", "k", "ex", "1", "px", "1"][..],
-            &["getex", "k", "persist", "ex", "1"],
-            &["getex", "k", "keepttl"],
-            &["getex", "k", "nx"],
-        ] {
-            assert_eq!(call(&mut db, bad), err(ERR_SYNTAX), "{bad:?}");
-        }
-        let v = KvReply::Bulk(b"v".to_vec());
-        assert_eq!(call(&mut db, &["getex", "k", "ex", "5", "ex", "7"]), v);
-        assert_eq!(call(&mut db, &["ttl", "k"]), int(7));
-        assert_eq!(call(&mut db, &["getex", "k"]), v);
-        assert_eq!(call(&mut db, &["ttl", "k"]), int(7));
-        assert_eq!(call(&mut db, &["getex", "k", "persist"]), v);
-        assert_eq!(call(&mut db, &["ttl", "k"]), int(-1));
-        assert_eq!(call(&mut db, &["getex", "k", "exat", "1"]), v);
-        assert_eq!(call(&mut db, &["exists", "k"]), int(0));
-    }
-
-    /// Which writes keep a TTL, as Redis: in-place changes keep it, a new value
-    /// (SET, GETSET, MSET) drops it, RENAME moves it.
-    #[test]
-    fn ttls_survive_in_place_writes_and_move_with_rename() {
-        let mut db = at_t();
-        call(&mut db, &["set", "n", "1", "ex", "10"]);
-        call(&mut db, &["incr", "n"]);
-        call(&mut db, &["append", "n", "0"]);
-        call(&mut db, &["setrange", "n", "0", "3"]);
-        assert_eq!(call(&mut db, &["ttl", "n"]), int(10));
-        assert_eq!(call(&mut db, &["rename", "n", "m"]), KvReply::Ok);
-        assert_eq!(call(&mut db, &["ttl", "m"]), int(10));
-        assert_eq!(call(&mut db, &["ttl", "n"]), int(-2));
-        // a target's own TTL goes; a renamed key without one has none
-        call(&mut db, &["expire", "k", "99"]);
-        call(&mut db, &["set", "plain", "x"]);
-        call(&mut db, &["rename", "plain", "k"]);
-        assert_eq!(call(&mut db, &["ttl", "k"]), int(-1));
-        call(&mut db, &["getset", "m", "x"]);
-        assert_eq!(call(&mut db, &["ttl", "m"]), int(-1));
-        call(&mut db, &["expire", "m", "5"]);
-        call(&mut db, &["mset", "m", "y"]);
-        assert_eq!(call(&mut db, &["ttl", "m"]), int(-1));
-        call(&mut db, &["expire", "m", "5"]);
-        call(&mut db, &["del", "m"]);
-        call(&mut db, &["set", "m", "z"]);
-        assert_eq!(call(&mut db, &["ttl", "m"]), int(-1));
-        call(&mut db, &["expire", "m", "5"]);
-        call(&mut db, &["flushdb"]);
-        assert!(db.ttl.is_empty() && db.deadlines.is_empty());
-    }
-
-    /// Expired keys vanish from every read once the batch time passes their
-    /// deadline, and TIME is the batch time.
-    #[test]
-    fn keys_expire_when_the_batch_time_passes_their_deadline() {
-        let mut db = at_t();
-        call(&mut db, &["set", "a", "1", "px", "100"]);
-        call(&mut db, &["set", "b", "2", "px", "200"]);
-        let time = |db: &mut Model| call(db, &["time"]);
-        let pair = |s: u64, us: u64| {
-            KvReply::List(vec![
-                KvReply::Bulk(s.to_string().into_bytes()),
-                KvReply::Bulk(us.to_string().into_bytes()),
-            ])
-        };
-        assert_eq!(time(&mut db), pair(T / 1000, 0));
-        db.advance(T + 100);
-        assert_eq!(call(&mut db, &["dbsize"]), int(3), "alive at its deadline");
-        assert_eq!(call(&mut db, &["pttl", "a"]), int(0));
-        db.advance(T + 101);
-        assert_eq!(time(&mut db), pair(T / 1000, 101_000));
-        assert_eq!(call(&mut db, &["get", "a"]), KvReply::Nil);
-        assert_eq!(call(&mut db, &["dbsize"]), int(2));
-        assert_eq!(
-            call(&mut db, &["type", "a"]),
-            KvReply::Status("none".into())
-        );
-        // the clock never goes back
-        db.advance(T);
-        assert_eq!(db.now(), T + 101);
-        db.advance(T + 1_000);
-        assert_eq!(
-            call(&mut db, &["keys", "*"]),
-            KvReply::Array(vec![Some(b"k".to_vec())])
-        );
-        let KvReply::List(scan) = call(&mut db, &["scan", "0"]) else {
-            panic!()
-        };
-        assert_eq!(scan[1], KvReply::List(vec![KvReply::Bulk(b"k".to_vec())]));
-        assert!(db.ttl.is_empty() && db.deadlines.is_empty());
-    }
-
-    #[test]
-    fn the_table_is_consistent() {
-        for s in TABLE {
-            assert_eq!(
-                lookup(s.name.to_uppercase().as_bytes()).unwrap().name,
-                s.name
-            );
-            assert!(!(s.all_keys && s.first != 0), "{}", s.name);
-        }
-        let args: Vec<Vec<u8>> = ["mset", "a", "1", "b", "2"]
-            .iter()
-            .map(|w| w.as_bytes().to_vec())
-            .collect();
-        assert_eq!(lookup(b"mset").unwrap().keys(&args), vec![b"a", b"b"]);
-        let args: Vec<Vec<u8>> = ["rename", "a", "b"]
-            .iter()
-            .map(|w| w.as_bytes().to_vec())
-            .collect();
-        assert_eq!(lookup(b"rename").unwrap().keys(&args), vec![b"a", b"b"]);
-    }
-}
+mod tests;

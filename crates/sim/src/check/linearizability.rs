@@ -59,7 +59,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use byzscale_apps::kv::{KvOp, KvReply, Model, Printable};
+use byzscale_apps::kv::{KvOp, KvReply, Model, Printable, Value};
 use serde::{Deserialize, Serialize};
 
 /// The `completed` time of an operation whose completion was never observed.
@@ -188,7 +188,7 @@ pub struct Counterexample {
     /// (index in the history, operation).
     pub linearized: Vec<(usize, Op)>,
     /// The component's state after that prefix: (key, value) in key order.
-    pub state: Vec<(Vec<u8>, Vec<u8>)>,
+    pub state: Vec<(Vec<u8>, Value)>,
     /// The operations that could come next (all minimal in real-time order), none of
     /// which leads to a linearization: either the model's reply differs from the
     /// client's, or (`expected == op.reply`) the search showed that every continuation
@@ -259,7 +259,7 @@ impl fmt::Display for Violation {
                 write!(f, "not linearizable on keys {} ({} ops): ", Keys(&c.keys), c.ops)?;
                 write!(f, "after the longest linearizable prefix found ({} ops), state {{", c.linearized.len())?;
                 for (i, (k, v)) in c.state.iter().enumerate() {
-                    write!(f, "{}{}: {}", if i > 0 { ", " } else { "" }, Printable(k), KvReply::Bulk(v.clone()))?;
+                    write!(f, "{}{}: {}", if i > 0 { ", " } else { "" }, Printable(k), v)?;
                 }
                 writeln!(f, "}}, no operation can come next:")?;
                 for s in &c.stuck {
@@ -468,7 +468,7 @@ fn check_component(
 
 /// 128 bits of SipHash (std's `DefaultHasher` has fixed keys, so this is deterministic)
 /// of one (key, value) entry of the state; the state's hash is the XOR over its entries.
-fn entry_hash(key: &[u8], value: &[u8]) -> u128 {
+fn entry_hash(key: &[u8], value: &Value) -> u128 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let half = |salt: u8| {
         let mut h = DefaultHasher::new();
@@ -501,7 +501,7 @@ struct Undo {
     /// The call node.
     node: usize,
     /// The previous values of the keys it wrote (empty for a read).
-    old: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    old: Vec<(Vec<u8>, Option<Value>)>,
     /// XOR of the change it made to the state hash.
     delta: u128,
 }
@@ -712,9 +712,9 @@ impl<'a> Search<'a> {
         let mut keys = op.op.keys();
         keys.sort_unstable();
         keys.dedup();
-        let old: Vec<(Vec<u8>, Option<Vec<u8>>)> = keys
+        let old: Vec<(Vec<u8>, Option<Value>)> = keys
             .iter()
-            .map(|k| (k.to_vec(), state.get(k).map(<[u8]>::to_vec)))
+            .map(|k| (k.to_vec(), state.value(k).cloned()))
             .collect();
         let reply = state.apply(&op.op);
         let mut undo = Undo {
@@ -730,7 +730,7 @@ impl<'a> Search<'a> {
             if let Some(v) = before {
                 undo.delta ^= entry_hash(key, v);
             }
-            if let Some(v) = state.get(key) {
+            if let Some(v) = state.value(key) {
                 undo.delta ^= entry_hash(key, v);
             }
         }
@@ -740,7 +740,7 @@ impl<'a> Search<'a> {
     fn revert(state: &mut Model, undo: Undo) {
         for (key, before) in undo.old {
             match before {
-                Some(v) => state.insert(key, v),
+                Some(v) => state.insert_value(key, v),
                 None => state.remove(&key),
             };
         }
@@ -955,7 +955,7 @@ mod tests {
             c.linearized.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
             vec![0, 1]
         );
-        assert_eq!(c.state, vec![(b("x"), b("2"))]);
+        assert_eq!(c.state, vec![(b("x"), Value::Str(b("2")))]);
         assert_eq!(c.stuck.len(), 1);
         assert_eq!(c.stuck[0].index, 2);
         assert_eq!(c.stuck[0].expected, bulk("2"));
