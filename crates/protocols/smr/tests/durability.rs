@@ -181,6 +181,15 @@ impl World {
         self.sim.schedule_input(now, self.client, input);
     }
 
+    /// Write `[i]` for each `i` of `ops` in turn, each run until the
+    /// client has `i + 1` completions.
+    fn write_each(&mut self, ops: std::ops::Range<u8>) {
+        for i in ops {
+            self.submit(&[i]);
+            self.run(i as usize + 1);
+        }
+    }
+
     fn suspect(&mut self, i: usize) {
         let now = self.now();
         let input = In::Replica(replica::Input::Suspect);
@@ -391,20 +400,14 @@ fn whole_group_crash_after(crash_after: usize) -> usize {
 #[test]
 fn a_recovered_replica_never_executes_a_replayed_slot_as_an_empty_batch() {
     let mut w = World::new(params(), false);
-    for i in 0..4u8 {
-        w.submit(&[i]);
-        w.run(i as usize + 1);
-    }
+    w.write_each(0..4);
     w.settle(20 * MILLIS);
     for i in 0..4 {
         let r = w.replica(i);
         assert_eq!((r.executed(), r.stats().low), (4, 4), "replica {i}");
     }
     w.disks[3].borrow_mut().stall(true);
-    for i in 4..6u8 {
-        w.submit(&[i]);
-        w.run(i as usize + 1);
-    }
+    w.write_each(4..6);
     w.settle(20 * MILLIS);
     for i in 0..4 {
         w.crash(i);
@@ -453,10 +456,7 @@ fn a_recovered_replica_never_executes_a_replayed_slot_as_an_empty_batch() {
 #[test]
 fn after_a_whole_group_restart_a_leader_crash_completes_a_view_change() {
     let mut w = World::new(params(), false);
-    for i in 0..12u8 {
-        w.submit(&[i]);
-        w.run(i as usize + 1);
-    }
+    w.write_each(0..12);
     w.settle(20 * MILLIS);
     assert!(w.replica(1).stats().low >= 8);
     for i in 0..4 {
@@ -468,10 +468,7 @@ fn after_a_whole_group_restart_a_leader_crash_completes_a_view_change() {
     }
     // two slots (13, 14): beyond the window counted from 0, and no new
     // checkpoint (at 16) to certify them
-    for i in 12..14u8 {
-        w.submit(&[i]);
-        w.run(i as usize + 1);
-    }
+    w.write_each(12..14);
     w.settle(20 * MILLIS);
     assert_eq!(w.replica(1).executed(), 14);
     w.crash(0);
