@@ -9,9 +9,7 @@
 #
 # Default 600 s (the figure of the README) and 300 MiB. Run it on a quiet
 # machine: the attackers, the replicas and the honest clients share its cores.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=target/release/byzscale
+source "$(dirname "$0")/lib.sh"
 D=${1:-600}
 L=${2:-300}
-"$BIN" bench-memory --duration "$D" --limit-mib "$L" --out bench/results --name memory
+"$BIN" bench-memory --duration "$D" --limit-mib "$L" --out "$OUT" --name memory

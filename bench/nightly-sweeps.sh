@@ -12,13 +12,9 @@
 # minutes while builds run beside it).
 #
 #   cargo build --release && bench/nightly-sweeps.sh [SEEDS] [SEED_START]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=target/release/byzscale
+source "$(dirname "$0")/lib.sh"
 SEEDS=${1:-10000}
 START=${2:-0}
-OUT=bench/results
-mkdir -p "$OUT"
 status=0
 for p in smr byzcast; do
   start=$(date +%s)

@@ -8,7 +8,6 @@
 #   bench/overload.sh [SECONDS_PER_POINT] [CLIENTS]
 #
 # Run it on an otherwise idle machine: the load generator shares the cores.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 cargo build --release -q -p byzscale
-exec target/release/byzscale bench-overload --duration "${1:-5}" --clients "${2:-256}"
+exec "$BIN" bench-overload --duration "${1:-5}" --clients "${2:-256}"

@@ -9,13 +9,9 @@
 # and prints a Markdown table.
 #
 #   cargo build --release && bench/smr-figures.sh [CLIENTS] [SECONDS]
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=target/release/byzscale
+source "$(dirname "$0")/lib.sh"
 C=${1:-256}
 D=${2:-10}
-OUT=bench/results
-mkdir -p "$OUT"
 
 bench() { "$BIN" bench --out "$OUT" --json "$@" > /dev/null; }
 

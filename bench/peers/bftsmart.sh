@@ -29,13 +29,10 @@
 # memory (log_to_disk=false) and authenticates with MACs (nosig); byzscale
 # fsyncs every vote and every decided slot before it replies. Run it on an
 # otherwise idle machine: every process shares the cores.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
+source "$(dirname "$0")/lib.sh"
 CLIENTS=${1:-100}
 OPS=${2:-4000}
 SIZE=${3:-64}
-source bench/peers/lib.sh
 whole_numbers bench/peers/bftsmart.sh "$CLIENTS" "$OPS" "$SIZE"
 REPO=${BFTSMART_REPO:-https://github.com/bft-smart/library}
 COMMIT=${BFTSMART_COMMIT:-681cec8c}
@@ -111,7 +108,7 @@ cd "$ROOT"
 cargo build --release -q -p byzscale
 # the same closed-loop load: as many clients, the same size, a warm-up as long
 # as the measured window
-target/release/byzscale bench --out "$WORK" --name byzscale --clients "$CLIENTS" --payload "$SIZE" \
+"$BIN" bench --out "$WORK" --name byzscale --clients "$CLIENTS" --payload "$SIZE" \
   --duration 10 --warmup 10 >&2
 
 python3 - "$WORK/replica0.log" "$WORK/client.log" "$WORK/byzscale.json" "$CLIENTS" "$OPS" "$SIZE" "$INTERVAL" \

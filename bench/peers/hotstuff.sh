@@ -20,13 +20,10 @@
 # tmux session); both come from apt. Its Rust build fetches crates from
 # crates.io. The first build compiles rocksdb: about 10 minutes on 2 cores.
 # Run it on an otherwise idle machine: every process shares the cores.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-ROOT=$PWD
+source "$(dirname "$0")/lib.sh"
 RATE=${1:-35000}
 SIZE=${2:-512}
 SECS=${3:-20}
-source bench/peers/lib.sh
 whole_numbers bench/peers/hotstuff.sh "$RATE" "$SIZE" "$SECS"
 # HotStuff's client writes a sample id into the first 9 bytes of a transaction
 [ "$SIZE" -ge 9 ] || { echo "bench/peers/hotstuff.sh: HotStuff transactions are at least 9 bytes" >&2; exit 2; }
@@ -58,7 +55,7 @@ cat "$WORK/hotstuff.txt" >&2
 
 cd "$ROOT"
 cargo build --release -q -p byzscale
-target/release/byzscale bench --out "$WORK" --name byzscale --rate "$RATE" --payload "$SIZE" \
+"$BIN" bench --out "$WORK" --name byzscale --rate "$RATE" --payload "$SIZE" \
   --duration "$SECS" --warmup 2 >&2
 
 python3 - "$WORK/hotstuff.txt" "$WORK/byzscale.json" "$RATE" "$SIZE" "$SECS" "$HS_COMMIT" <<'EOF'

@@ -1,4 +1,7 @@
-# Shared by bench/peers/*.sh (sourced, not run).
+# Shared by bench/peers/*.sh (sourced first, not run), with bench/lib.sh:
+# strict mode, the repository root as the working directory (ROOT), BIN and
+# OUT.
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # whole_numbers SCRIPT VALUE...: exit with a clear error unless every VALUE is
 # a positive whole number

@@ -22,7 +22,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Write `result` as `<out>/<name>.json` (creating `out`); returns the path.
-fn write_json(out: &Path, name: &str, result: &impl Serialize) -> Result<PathBuf> {
+pub(crate) fn write_json(out: &Path, name: &str, result: &impl Serialize) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let path = out.join(format!("{name}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(result)? + "\n")

@@ -27,15 +27,20 @@
 //! ranges, digests, lists, bytes), so every protocol corrupts fields alike.
 //!
 //! Twins (two honest actors sharing one identity) are set up at the engine
-//! level: [`crate::engine::Sim::add_twins`].
+//! level: [`crate::engine::Sim::add_twins`]. [`Wrapper::add`] places a
+//! Byzantine replica behind one of the wrappers every scenario offers as
+//! they are (`silent`, `replay`, `slow`, `twins`).
 //!
 //! All randomness comes from the node's RNG in [`ActorCx::rng`], so adversaries
 //! replay exactly from the seed.
 
-use crate::engine::{Actor, ActorCx, ActorEffect, BoxActor, Knobs, ADVERSARY_TIMER_BASE};
+use crate::engine::{
+    Actor, ActorCx, ActorEffect, BoxActor, Knobs, NodeIdx, Sim, ADVERSARY_TIMER_BASE,
+};
 use byzscale_core::crypto::Crypto;
 use byzscale_core::{Addr, Time};
 use rand::{Rng, RngCore};
+use serde::Serialize;
 use std::any::Any;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -129,6 +134,69 @@ impl MixedPlan {
             choices,
             switch_every: Some((request_timeout / 2, request_timeout * 4)),
         }
+    }
+}
+
+/// How long a slow Byzantine node holds back each message: a fraction of
+/// `request_timeout` from 0.1 to 2, drawn from `rng`.
+pub fn slow_delay(rng: &mut impl Rng, request_timeout: Time) -> Time {
+    (request_timeout as f64 * rng.gen_range(0.1..2.0)) as Time
+}
+
+/// The generic wrappers a scenario's `--byzantine` offers as they are, by
+/// the same names in every scenario: the honest code silent, replaying
+/// (30%, duplicating 20%), 10× slow, or run twice on one identity (Twins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wrapper {
+    Silent,
+    Replay,
+    Slow,
+    Twins,
+}
+
+impl Wrapper {
+    /// The wrapper called `name` (`silent`, `replay`, `slow`, `twins`).
+    pub fn named(name: &str) -> Option<Wrapper> {
+        match name {
+            "silent" => Some(Wrapper::Silent),
+            "replay" => Some(Wrapper::Replay),
+            "slow" => Some(Wrapper::Slow),
+            "twins" => Some(Wrapper::Twins),
+            _ => None,
+        }
+    }
+
+    /// Add a Byzantine node at `addr` in `region` that runs the honest
+    /// actor `make()` builds inside this wrapper (a slow one holds messages
+    /// back `slow_delay`); the node indices that speak for it (two for
+    /// Twins), all flagged Byzantine.
+    pub fn add<M, I, O, A>(
+        self,
+        sim: &mut Sim<M, I, O>,
+        addr: Addr,
+        region: usize,
+        crypto: impl Fn() -> Crypto,
+        make: impl Fn() -> A,
+        slow_delay: Time,
+    ) -> Vec<NodeIdx>
+    where
+        M: Clone + Serialize + 'static,
+        I: 'static,
+        O: 'static,
+        A: Actor<M, I, O> + 'static,
+    {
+        let actor = match self {
+            Wrapper::Twins => {
+                let (a, b) = sim.add_twins(addr, crypto(), make(), crypto(), make(), region);
+                return vec![b, a];
+            }
+            Wrapper::Silent => Byzantine::silent(make()),
+            Wrapper::Replay => Byzantine::replay(make(), 0.3, 0.2),
+            Wrapper::Slow => Byzantine::slow(make(), 10.0, slow_delay),
+        };
+        let idx = sim.add_node(addr, crypto(), actor, region);
+        sim.set_byzantine(idx, true);
+        vec![idx]
     }
 }
 

@@ -1,7 +1,9 @@
 //! The bookkeeping of closed-loop clients sharing a request quota, which every
 //! scenario's workload needs: which client may issue its next request, what
-//! is in flight, when all is done.
+//! is in flight, when all is done; and where each client runs
+//! ([`ClientNodes`]).
 
+use crate::engine::NodeIdx;
 use std::collections::BTreeMap;
 
 /// Client positions `0..clients`, each issuing requests numbered 1, 2, … up
@@ -91,6 +93,30 @@ impl<T> ClosedLoop<T> {
     }
 }
 
+/// The simulation nodes of client positions `0..n`: client `c`'s node, and
+/// the client at a node.
+#[derive(Clone, Debug, Default)]
+pub struct ClientNodes {
+    nodes: Vec<NodeIdx>,
+    by_node: BTreeMap<NodeIdx, usize>,
+}
+
+impl ClientNodes {
+    /// Client `c` runs at `nodes[c]`.
+    pub fn new(nodes: Vec<NodeIdx>) -> Self {
+        let by_node = nodes.iter().enumerate().map(|(c, n)| (*n, c)).collect();
+        ClientNodes { nodes, by_node }
+    }
+    /// The client at `node`, if one runs there.
+    pub fn at(&self, node: NodeIdx) -> Option<usize> {
+        self.by_node.get(&node).copied()
+    }
+    /// Client `c`'s node.
+    pub fn node(&self, c: usize) -> NodeIdx {
+        self.nodes[c]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +142,14 @@ mod tests {
         assert!(l.done());
         assert_eq!(l.unfinished().count(), 0);
         assert_eq!(l.pending(), 0);
+    }
+
+    #[test]
+    fn client_nodes_map_both_ways() {
+        let nodes = ClientNodes::new(vec![NodeIdx(4), NodeIdx(7)]);
+        assert_eq!(nodes.node(1), NodeIdx(7));
+        assert_eq!(nodes.at(NodeIdx(4)), Some(0));
+        assert_eq!(nodes.at(NodeIdx(5)), None);
     }
 
     #[test]

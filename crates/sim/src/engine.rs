@@ -1379,15 +1379,7 @@ where
             knobs,
             ..
         } = &mut self.nodes[i];
-        let mut cx = ActorCx {
-            now,
-            me: *addr,
-            node,
-            rng,
-            crypto,
-            knobs,
-            effects,
-        };
+        let mut cx = ActorCx::new(now, *addr, node, rng, crypto, knobs, effects);
         match job {
             Job::Start { .. } => {
                 actor.start(&mut cx);

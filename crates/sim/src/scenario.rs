@@ -212,6 +212,12 @@ impl Ending {
             _ => format!("not completed by {s:.1} s (virtual)"),
         }
     }
+
+    /// The liveness report of a run whose `pending` work (what and how
+    /// many) was not done by `now`: why, then `states` (of some nodes).
+    pub fn stuck(self, now: Time, pending: &str, states: &[String]) -> String {
+        format!("{pending} {}; {}", self.why(now), states.join("; "))
+    }
 }
 
 /// One seed's simulation, ready to run.

@@ -3,6 +3,7 @@
 //!
 //! Entry points: [`run_sim_byzcast`], [`run_sim_byzcast_scale`].
 
+use crate::bench_cmd::write_json;
 use crate::plot::{bar_chart, line_chart, Axes, Bar};
 use anyhow::{bail, Context, Result};
 use byzscale_byzcast::Mode;
@@ -421,10 +422,7 @@ fn throughput_figure(
         markers: true,
     };
     line_chart(&a.out.join("byzcast-scale.svg"), axes, &series)?;
-    std::fs::write(
-        a.out.join("byzcast-scale.json"),
-        serde_json::to_string_pretty(&scale)? + "\n",
-    )?;
+    write_json(&a.out, "byzcast-scale", &scale)?;
 
     Ok(scale)
 }
@@ -491,10 +489,7 @@ fn cdf_figure(
         measured_ms: a.duration_ms,
         series,
     };
-    std::fs::write(
-        a.out.join("byzcast-latency-cdf.json"),
-        serde_json::to_string_pretty(&cdf_fig)? + "\n",
-    )?;
+    write_json(&a.out, "byzcast-latency-cdf", &cdf_fig)?;
 
     Ok(cdf_fig)
 }
@@ -556,10 +551,7 @@ fn wan_figure(
         virtual_seconds: a.wan_seconds,
         bars,
     };
-    std::fs::write(
-        a.out.join("byzcast-wan.json"),
-        serde_json::to_string_pretty(&wan)? + "\n",
-    )?;
+    write_json(&a.out, "byzcast-wan", &wan)?;
 
     Ok(wan)
 }

@@ -63,7 +63,10 @@ use crate::launcher::{Local, LocalSpec};
 use crate::load::{check_load, ms, Load, LoadResult, LoadSpec, LoadSummary};
 use crate::node_file::{load_deployment, LoadedNode, NodeFile, NodeProtocol, TREE_FILE};
 use crate::persist::{self, Journal, Persister};
-use crate::protocols::smr::{durable_from_disk, group_info, ReplicaMetrics, SmrJournal};
+use crate::protocols::smr::{
+    client_command_output, durable_from_disk, group_info, ReplicaMetrics, SmrJournal,
+    CLIENT_COMMAND_WAIT,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_byzcast::stream::StreamDurable;
@@ -633,14 +636,9 @@ pub(crate) async fn client_command(
 ) -> Result<String> {
     let op = KvOp::from_args(words).map_err(|e| anyhow!(e))?;
     let c = ByzcastClient::connect(dep, topo, Params::default()).await?;
-    let r = tokio::time::timeout(Duration::from_secs(15), c.kv(&op))
-        .await
-        .context("no reply from the groups within 15 s");
+    let r = tokio::time::timeout(CLIENT_COMMAND_WAIT, c.kv(&op)).await;
     c.stop().await;
-    match r?? {
-        KvReply::Error(e) => bail!("{e}"),
-        reply => Ok(format!("{reply}\n")),
-    }
+    client_command_output(r, "the groups")
 }
 
 // ---------------------------------------------------------------- cluster

@@ -507,10 +507,23 @@ pub(crate) async fn client_command(
     let op = KvOp::from_args(words).map_err(|e| anyhow!(e))?;
     let ro = op.is_read_only() && !ordered;
     let c = SmrClient::connect(dep, GroupId(0), Params::default(), 1).await?;
-    let r = tokio::time::timeout(Duration::from_secs(15), c.kv(&op, ro))
-        .await
-        .context("no reply from the replicas within 15 s");
+    let r = tokio::time::timeout(CLIENT_COMMAND_WAIT, c.kv(&op, ro)).await;
     c.stop().await;
+    client_command_output(r, "the replicas")
+}
+
+/// How long `byzscale client` waits for its reply.
+pub(crate) const CLIENT_COMMAND_WAIT: Duration = Duration::from_secs(15);
+
+/// What `byzscale client` prints for the reply it waited for (from `who`,
+/// up to [`CLIENT_COMMAND_WAIT`]): the reply; no reply in time, a client
+/// error or an error reply fail the command.
+pub(crate) fn client_command_output(
+    r: Result<Result<KvReply>, tokio::time::error::Elapsed>,
+    who: &str,
+) -> Result<String> {
+    let wait = CLIENT_COMMAND_WAIT.as_secs();
+    let r = r.with_context(|| format!("no reply from {who} within {wait} s"));
     match r?? {
         KvReply::Error(e) => bail!("{e}"),
         reply => Ok(format!("{reply}\n")),

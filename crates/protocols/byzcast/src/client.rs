@@ -327,10 +327,7 @@ impl Protocol for Client {
                     return;
                 }
                 o.retries += 1;
-                let backoff = self
-                    .params
-                    .client_retry
-                    .saturating_mul(1 << o.retries.min(3));
+                let backoff = self.params.client_backoff(o.retries);
                 let entry = o.entry;
                 if let Some(g) = self.topo.group(entry) {
                     cx.multicast(

@@ -526,18 +526,9 @@ impl<P: ForwardPolicy> Replica<P> {
         use byzscale_smr::Message as M;
         match msg {
             M::Reply(_) | M::Refused { .. } => {
-                let Some(y) = from.node().and_then(|n| self.topo.group_of(n)) else {
-                    cx.fault(from, Fault::Unexpected, "SMR reply from a non-replica");
+                let Some(y) = self.child_sender(from, "SMR reply", cx) else {
                     return;
                 };
-                if !self.streams.contains(&y) {
-                    cx.fault(
-                        from,
-                        Fault::Unexpected,
-                        "SMR reply from a group that is not a child",
-                    );
-                    return;
-                }
                 self.stream_step(y, cx, |c, icx| c.on_message(from, msg, icx));
             }
             M::Request(req) => {
@@ -707,23 +698,34 @@ impl<P: ForwardPolicy> Replica<P> {
         results.keys().all(|g| reach.contains(g)) && bytes <= self.params.max_op_bytes
     }
 
+    /// The child group of replica `from`, which sent `what`; a fault (from
+    /// a non-replica, or from a group that is not a child) and `None` if
+    /// it is not a child's replica.
+    fn child_sender(&self, from: Addr, what: &str, cx: &mut Cx<'_, Self>) -> Option<GroupId> {
+        let Some(y) = from.node().and_then(|n| self.topo.group_of(n)) else {
+            cx.fault(
+                from,
+                Fault::Unexpected,
+                format!("{what} from a non-replica"),
+            );
+            return None;
+        };
+        if !self.streams.contains(&y) {
+            let detail = format!("{what} from a group that is not a child");
+            cx.fault(from, Fault::Unexpected, detail);
+            return None;
+        }
+        Some(y)
+    }
+
     fn on_result(&mut self, from: Addr, id: MsgId, results: Results, cx: &mut Cx<'_, Self>) {
         let Some(node) = from.node() else {
             cx.fault(from, Fault::Unexpected, "result from a client");
             return;
         };
-        let Some(y) = self.topo.group_of(node) else {
-            cx.fault(from, Fault::Unexpected, "result from a non-replica");
+        let Some(y) = self.child_sender(from, "result", cx) else {
             return;
         };
-        if !self.streams.contains(&y) {
-            cx.fault(
-                from,
-                Fault::Unexpected,
-                "result from a group that is not a child",
-            );
-            return;
-        }
         if !self.valid_results(y, &results) {
             cx.fault(
                 from,

@@ -615,7 +615,7 @@ impl Protocol for Client {
                 if let Some(o) = self.ordered.get_mut(&seq) {
                     o.retries += 1;
                     tracing::debug!(client = %self.id, seq, retries = o.retries, replies = o.replies.keys(), "retransmitting");
-                    let backoff = self.p.client_retry.saturating_mul(1 << o.retries.min(3));
+                    let backoff = self.p.client_backoff(o.retries);
                     // a replica may require a signature of us (a request in
                     // our name failed authentication in a batch)
                     o.req.sign(cx.crypto(), self.g.id);

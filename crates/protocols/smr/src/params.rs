@@ -208,6 +208,12 @@ impl Params {
             ..Params::default()
         }
     }
+
+    /// How long a client waits after its `retries`-th retransmission:
+    /// `client_retry`, doubled per retry, at most 8 times over.
+    pub fn client_backoff(&self, retries: u32) -> Time {
+        self.client_retry.saturating_mul(1 << retries.min(3))
+    }
 }
 
 #[cfg(test)]
@@ -232,5 +238,15 @@ mod tests {
         let e = p(1 << 10, 1 << 40).validate().unwrap_err();
         assert!(e.to_string().contains("raise state_chunk_bytes"), "{e}");
         assert_eq!(p(1, 1 << 10).validate(), Ok(()));
+    }
+
+    #[test]
+    fn client_backoff_doubles_up_to_eight_times() {
+        let p = Params {
+            client_retry: 10,
+            ..Params::default()
+        };
+        let waits: Vec<Time> = (0..6).map(|r| p.client_backoff(r)).collect();
+        assert_eq!(waits, vec![10, 20, 40, 80, 80, 80]);
     }
 }

@@ -9,16 +9,10 @@
 
 use byzscale_core::codec;
 use byzscale_core::crypto::Mac;
-use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
-use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
-use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::{Addr, ClientId, Cx, Fault, GroupId, NoRecord, NodeId, Protocol};
-use byzscale_sim::cpu::CpuModel;
-use byzscale_sim::engine::{
-    Actor, ActorCx, ActorEffect, Control, NodeIdx, Observer, ProtocolActor, RunStatus, Sim,
-    TraceKind,
-};
-use byzscale_sim::net_model::{NetModel, Partition};
+use byzscale_core::protocol::{Time, MILLIS, SECS};
+use byzscale_core::{Addr, ClientId, Cx, NoRecord, NodeId, Protocol};
+use byzscale_sim::engine::{Actor, ActorCx, ActorEffect, NodeIdx, ProtocolActor, Sim, TraceKind};
+use byzscale_sim::net_model::Partition;
 use byzscale_smr::{client, replica, Client, GroupInfo, Message, Params, Replica, Request};
 use std::any::Any;
 use std::cell::Cell;
@@ -26,7 +20,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 mod common;
-use common::Log;
+use common::{group, lan, params, Keys, Log, Out, Seen};
 
 #[derive(Debug)]
 enum In {
@@ -46,67 +40,6 @@ impl In {
             In::Client(x) => Some(x),
             In::Replica(_) => None,
         }
-    }
-}
-
-#[derive(Debug)]
-enum Out {
-    Client(client::Output),
-    Replica(replica::Output),
-}
-
-/// What the run produced, as the observer saw it.
-#[derive(Default)]
-struct Seen {
-    /// Decided (slot, digest) per replica, in decision order.
-    decided: BTreeMap<Addr, Vec<(u64, Digest)>>,
-    /// Requests in each slot replica 0 decided.
-    batch_sizes: BTreeMap<u64, usize>,
-    /// Completed (submission id, result), in completion order.
-    done: Vec<(u64, Vec<u8>)>,
-    /// The latest view each replica entered by a view change.
-    views: BTreeMap<Addr, u64>,
-    /// Stop the run once this many requests completed.
-    target: usize,
-    /// Faults by kind, when faults are expected (else a fault fails the test).
-    faults: Option<BTreeMap<&'static str, usize>>,
-}
-
-impl Observer<In, Out> for Seen {
-    fn on_output(&mut self, _: Time, _: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
-        match out {
-            Out::Client(o @ (client::Output::Refused { .. } | client::Output::Failed { .. })) => {
-                panic!("workload op refused or failed: {o:?}")
-            }
-            Out::Client(client::Output::Done { id, result, .. }) => {
-                self.done.push((id, result));
-                if self.done.len() >= self.target {
-                    ctl.stop();
-                }
-            }
-            Out::Replica(replica::Output::Decided {
-                slot,
-                digest,
-                batch,
-                ..
-            }) => {
-                self.decided.entry(addr).or_default().push((slot, digest));
-                if addr == Addr::Node(NodeId(0)) {
-                    self.batch_sizes.insert(slot, batch.requests.len());
-                }
-            }
-            Out::Replica(replica::Output::ViewChanged { view, .. }) => {
-                self.views.insert(addr, view);
-            }
-            Out::Replica(_) => {}
-        }
-    }
-
-    fn on_fault(&mut self, _: Time, _: NodeIdx, fault: &Fault, _: &mut Control<In>) {
-        let Some(faults) = self.faults.as_mut() else {
-            panic!("unexpected fault in a fault-free run: {fault:?}");
-        };
-        *faults.entry(fault.name()).or_default() += 1;
     }
 }
 
@@ -177,11 +110,6 @@ impl<A: Actor<Message, In, Out>> Actor<Message, In, Out> for FrameLimit<A> {
     }
 }
 
-fn group(n: usize, f: usize) -> GroupInfo {
-    let qs = QuorumSystem::classic(n, f, FaultModel::Bft).unwrap();
-    GroupInfo::new(GroupId(0), (0..n as u32).map(NodeId).collect(), qs)
-}
-
 /// A Byzantine client (issue 10 item 6, partial-MAC poisoning): every `tick`
 /// it sends each replica its own version of requests 1..=`seqs` whose MAC
 /// authenticator is valid at that replica only (the other entries are
@@ -247,22 +175,12 @@ impl World {
             addrs.push(Addr::Client(POISONER));
         }
         addrs.push(Addr::Client(me));
-        let ids: Vec<Identity> = (0..addrs.len())
-            .map(|i| Identity::from_seed([i as u8 + 1; 32]))
-            .collect();
-        let net = NetModel::from_matrix(vec!["lan".into()], vec![vec![50 * MICROS]])
-            .unwrap()
-            .with_fifo(true);
-        let mut sim = Sim::new(0, net, CpuModel::free());
+        let keys = Keys::new(addrs);
+        let mut sim = lan();
         let mut nodes = Vec::new();
         let oversized = Rc::new(Cell::new(0));
-        for (i, a) in addrs.iter().enumerate() {
-            let mut crypto = Crypto::new(*a, ids[i].clone(), CryptoMode::Real);
-            for (j, b) in addrs.iter().enumerate() {
-                if i != j {
-                    crypto.add_peer(*b, ids[j].public()).unwrap();
-                }
-            }
+        for (i, a) in keys.addrs.iter().enumerate() {
+            let crypto = keys.crypto(i);
             let idx = match a {
                 Addr::Node(id) => {
                     let r = Replica::new(*id, g.clone(), p.clone(), Log::default());
@@ -291,13 +209,9 @@ impl World {
         }
         sim.set_trace(true);
         let client = nodes.pop().expect("the client is last");
-        let faults = poisoner.then(BTreeMap::new);
         World {
             sim,
-            seen: Seen {
-                faults,
-                ..Seen::default()
-            },
+            seen: Seen::new(poisoner),
             replicas: nodes,
             client,
             oversized,
@@ -325,26 +239,12 @@ impl World {
             .schedule_input(self.sim.now(), self.replicas[n], input);
     }
 
-    /// Run until `until_done` requests completed in all; fails after a minute
-    /// of virtual time.
     fn run(&mut self, until_done: usize) {
-        if self.seen.done.len() >= until_done {
-            return;
-        }
-        self.seen.target = until_done;
-        let status = self.sim.run_for(60 * SECS, &mut self.seen);
-        assert_eq!(
-            status,
-            RunStatus::Stopped,
-            "did not finish; done = {}",
-            self.seen.done.len()
-        );
+        self.seen.run(&mut self.sim, until_done);
     }
 
-    /// Run for `d` of virtual time without requiring progress.
     fn settle(&mut self, d: Time) {
-        self.seen.target = usize::MAX;
-        self.sim.run_for(d, &mut self.seen);
+        self.seen.settle(&mut self.sim, d);
     }
 
     fn replica(&self, n: usize) -> &Replica<Log> {
@@ -401,35 +301,21 @@ impl World {
         assert_eq!(lag_log[..], lead_log[..lag_log.len()]);
     }
 
+    /// The requests in each slot replica 0 decided, by slot.
+    fn batch_sizes(&self) -> Vec<usize> {
+        let by_slot: BTreeMap<u64, usize> = self.seen.decided[&Addr::Node(NodeId(0))]
+            .iter()
+            .map(|(s, _, n)| (*s, *n))
+            .collect();
+        by_slot.into_values().collect()
+    }
+
     fn decided_count(&self) -> usize {
         self.seen.decided.values().map(|v| v.len()).sum()
     }
 
     fn result(&self, i: usize) -> u64 {
         u64::from_le_bytes(self.seen.done[i].1[..8].try_into().unwrap())
-    }
-
-    fn assert_agreement(&self) {
-        let mut by_slot: BTreeMap<u64, Digest> = BTreeMap::new();
-        for v in self.seen.decided.values() {
-            for (s, d) in v {
-                if let Some(o) = by_slot.insert(*s, *d) {
-                    assert_eq!(o, *d, "disagreement at slot {s}");
-                }
-            }
-        }
-    }
-}
-
-fn params() -> Params {
-    Params {
-        checkpoint_interval: 4,
-        window: 8,
-        request_timeout: 50 * MILLIS,
-        view_change_timeout: 50 * MILLIS,
-        client_retry: 100 * MILLIS,
-        fetch_interval: 5 * MILLIS,
-        ..Params::default()
     }
 }
 
@@ -444,7 +330,7 @@ fn normal_case_orders_and_replies() {
     for (i, (id, _)) in w.seen.done.iter().enumerate() {
         assert_eq!(*id, w.result(i));
     }
-    w.assert_agreement();
+    w.seen.assert_agreement();
     assert!(w.seen.decided.len() >= 3);
 }
 
@@ -481,7 +367,7 @@ fn crashed_leader_is_replaced_and_no_request_is_lost() {
     assert_eq!(ids, (1..=15).collect::<Vec<_>>());
     let views = &w.seen.views;
     assert!(views.values().all(|v| *v >= 1), "views: {views:?}");
-    w.assert_agreement();
+    w.seen.assert_agreement();
     // results stay exactly-once across the view change
     for (i, (id, _)) in w.seen.done.iter().enumerate() {
         assert_eq!(*id, w.result(i));
@@ -511,7 +397,7 @@ fn ordered_requests_go_to_the_leader_and_follow_a_view_change() {
     w.submit(b"c", false);
     w.run(3);
     assert_eq!(w.client_sends()[before..], [Addr::Node(NodeId(1))]);
-    w.assert_agreement();
+    w.seen.assert_agreement();
 }
 
 #[test]
@@ -530,8 +416,8 @@ fn pipeline_min_batch_waits_for_a_decision_before_a_small_batch() {
             w.submit(&[i], false);
         }
         w.run(6);
-        w.assert_agreement();
-        w.seen.batch_sizes.values().copied().collect::<Vec<_>>()
+        w.seen.assert_agreement();
+        w.batch_sizes()
     };
     // no minimum: a slot per request while one of the 4 in flight is free,
     // the rest together after the first decision
@@ -555,7 +441,7 @@ fn forced_suspicion_changes_view_and_keeps_going() {
     w.run(2);
     let views = &w.seen.views;
     assert!(views.values().all(|v| *v == 1), "views: {views:?}");
-    w.assert_agreement();
+    w.seen.assert_agreement();
 }
 
 #[test]
@@ -569,7 +455,7 @@ fn lagging_replica_catches_up_by_state_transfer() {
     w.write_each(40..60, |i| vec![i]);
     w.settle(2 * SECS);
     w.assert_replica_3_caught_up(0);
-    w.assert_agreement();
+    w.seen.assert_agreement();
 }
 
 /// Issue 10 item 8: a snapshot over the frame limit travelled as one STATE
@@ -605,7 +491,7 @@ fn a_replica_that_missed_24_mb_catches_up_in_chunks_under_the_frame_limit() {
     // over 16 MiB came in 1 MiB chunks, none over the frame limit
     assert!(stats.state_chunks >= 23, "{stats:?}");
     assert_eq!(w.oversized.get(), 0, "messages over the frame limit");
-    w.assert_agreement();
+    w.seen.assert_agreement();
 }
 
 /// Issue 10 item 6: a Byzantine client whose authenticator is valid at one
@@ -630,8 +516,8 @@ fn a_client_with_a_partial_authenticator_cannot_stall_correct_leaders() {
         w.submit(&[i], false);
     }
     w.run(20);
-    w.assert_agreement();
-    let faults = w.seen.faults.clone().unwrap_or_default();
+    w.seen.assert_agreement();
+    let faults = w.seen.fault_counts();
     // the poison did reach batches (the attack ran)
     assert!(
         faults.get("propose-invalid").copied().unwrap_or(0) >= 1,

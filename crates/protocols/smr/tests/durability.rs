@@ -14,22 +14,16 @@
 //! One test per part of issue 10's "Durability as the core states it"
 //! (items 1 to 4); each doc comment says what it reproduces.
 
-use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
-use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
-use byzscale_core::quorum::{FaultModel, QuorumSystem};
-use byzscale_core::{Addr, ClientId, Fault, GroupId, NodeId};
-use byzscale_sim::cpu::CpuModel;
-use byzscale_sim::engine::{
-    Actor as SimActor, ActorCx, BoxActor, Control, NodeIdx, Observer, ProtocolActor, RunStatus, Sim,
-};
-use byzscale_sim::net_model::NetModel;
+use byzscale_core::crypto::{Crypto, Digest};
+use byzscale_core::protocol::{Time, MILLIS, SECS};
+use byzscale_core::{Addr, ClientId, NodeId};
+use byzscale_sim::engine::{Actor as SimActor, ActorCx, BoxActor, NodeIdx, ProtocolActor, Sim};
 use byzscale_sim::storage::{Disk, FromDisk, Recovery, SharedDisk, StorageModel};
 use byzscale_smr::replica::{Durable, Record};
 use byzscale_smr::{client, replica, Batch, Client, GroupInfo, Message, Params, Replica, Request};
-use std::collections::BTreeMap;
 
 mod common;
-use common::Log;
+use common::{group, lan, params, Keys, Log, Out, Seen};
 
 #[derive(Debug)]
 enum In {
@@ -37,12 +31,6 @@ enum In {
     Replica(replica::Input),
     /// The scripted (Byzantine) leader sends this message.
     Script(Addr, Message),
-}
-
-#[derive(Debug)]
-enum Out {
-    Client(client::Output),
-    Replica(replica::Output),
 }
 
 // ------------------------------------------------------------ the disk model
@@ -84,57 +72,6 @@ impl SimActor<Message, In, Out> for Scripted {
 
 // ------------------------------------------------------------ the world
 
-/// What the run produced, as the observer saw it (across incarnations).
-#[derive(Default)]
-struct Seen {
-    /// Decided (slot, digest, requests) per replica, in decision order.
-    decided: BTreeMap<Addr, Vec<(u64, Digest, usize)>>,
-    /// Completed (submission id, result), in completion order.
-    done: Vec<(u64, Vec<u8>)>,
-    /// The latest view each replica entered by a view change.
-    views: BTreeMap<Addr, u64>,
-    /// (reporting node, fault kind, culprit).
-    faults: Vec<(NodeIdx, &'static str, Addr)>,
-    /// Stop the run once this many requests completed.
-    target: usize,
-}
-
-impl Observer<In, Out> for Seen {
-    fn on_output(&mut self, _: Time, _: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
-        match out {
-            Out::Client(o @ (client::Output::Refused { .. } | client::Output::Failed { .. })) => {
-                panic!("workload op refused or failed: {o:?}")
-            }
-            Out::Client(client::Output::Done { id, result, .. }) => {
-                self.done.push((id, result));
-                if self.done.len() >= self.target {
-                    ctl.stop();
-                }
-            }
-            Out::Replica(replica::Output::Decided {
-                slot,
-                digest,
-                batch,
-                ..
-            }) => {
-                let n = batch.requests.len();
-                self.decided
-                    .entry(addr)
-                    .or_default()
-                    .push((slot, digest, n));
-            }
-            Out::Replica(replica::Output::ViewChanged { view, .. }) => {
-                self.views.insert(addr, view);
-            }
-            Out::Replica(_) => {}
-        }
-    }
-
-    fn on_fault(&mut self, _: Time, node: NodeIdx, fault: &Fault, _: &mut Control<In>) {
-        self.faults.push((node, fault.name(), fault.node));
-    }
-}
-
 const CLIENT: ClientId = ClientId(1);
 
 struct World {
@@ -142,47 +79,25 @@ struct World {
     seen: Seen,
     g: GroupInfo,
     p: Params,
-    ids: Vec<Identity>,
-    addrs: Vec<Addr>,
+    keys: Keys,
     replicas: Vec<NodeIdx>,
     disks: Vec<DiskRef>,
     client: NodeIdx,
-}
-
-fn params() -> Params {
-    Params {
-        checkpoint_interval: 4,
-        window: 8,
-        request_timeout: 50 * MILLIS,
-        view_change_timeout: 50 * MILLIS,
-        client_retry: 100 * MILLIS,
-        fetch_interval: 5 * MILLIS,
-        ..Params::default()
-    }
 }
 
 impl World {
     /// Four replicas with disks (position 0 `Scripted` if `byzantine_leader`)
     /// and one client.
     fn new(p: Params, byzantine_leader: bool) -> Self {
-        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
-        let g = GroupInfo::new(GroupId(0), (0..4).map(NodeId).collect(), qs);
+        let g = group(4, 1);
         let mut addrs = g.addrs();
         addrs.push(Addr::Client(CLIENT));
-        let ids: Vec<Identity> = (0..addrs.len())
-            .map(|i| Identity::from_seed([i as u8 + 1; 32]))
-            .collect();
-        let net = NetModel::from_matrix(vec!["lan".into()], vec![vec![50 * MICROS]])
-            .unwrap()
-            .with_fifo(true);
-        let sim = Sim::new(0, net, CpuModel::free());
         let mut w = World {
-            sim,
-            seen: Seen::default(),
+            sim: lan(),
+            seen: Seen::new(true),
             g,
             p,
-            ids,
-            addrs,
+            keys: Keys::new(addrs),
             replicas: Vec::new(),
             disks: Vec::new(),
             client: NodeIdx(0),
@@ -191,11 +106,11 @@ impl World {
             let disk = disk();
             let crypto = w.crypto(i);
             let idx = if i == 0 && byzantine_leader {
-                w.sim.add_node(w.addrs[i], crypto, Scripted, 0)
+                w.sim.add_node(w.addr(i), crypto, Scripted, 0)
             } else {
                 let me = NodeId(i as u32);
                 let r = Replica::new(me, w.g.clone(), w.p.clone(), Log::default());
-                let idx = w.sim.add_node(w.addrs[i], crypto, actor(r, &disk), 0);
+                let idx = w.sim.add_node(w.addr(i), crypto, actor(r, &disk), 0);
                 w.sim.set_recovery(idx, w.recovery(i, &disk));
                 idx
             };
@@ -211,18 +126,16 @@ impl World {
             },
             Out::Client,
         );
-        w.client = w.sim.add_node(w.addrs[4], w.crypto(4), actor, 0);
+        w.client = w.sim.add_node(w.addr(4), w.crypto(4), actor, 0);
         w
     }
 
     fn crypto(&self, i: usize) -> Crypto {
-        let mut c = Crypto::new(self.addrs[i], self.ids[i].clone(), CryptoMode::Real);
-        for (j, b) in self.addrs.iter().enumerate() {
-            if i != j {
-                c.add_peer(*b, self.ids[j].public()).unwrap();
-            }
-        }
-        c
+        self.keys.crypto(i)
+    }
+
+    fn addr(&self, i: usize) -> Addr {
+        self.keys.addrs[i]
     }
 
     fn now(&self) -> Time {
@@ -268,6 +181,15 @@ impl World {
         self.sim.schedule_input(now, self.client, input);
     }
 
+    /// Write `[i]` for each `i` of `ops` in turn, each run until the
+    /// client has `i + 1` completions.
+    fn write_each(&mut self, ops: std::ops::Range<u8>) {
+        for i in ops {
+            self.submit(&[i]);
+            self.run(i as usize + 1);
+        }
+    }
+
     fn suspect(&mut self, i: usize) {
         let now = self.now();
         let input = In::Replica(replica::Input::Suspect);
@@ -277,49 +199,20 @@ impl World {
     /// The scripted leader sends `msg` to replica `to`.
     fn script(&mut self, to: usize, msg: Message) {
         let now = self.now();
-        let input = In::Script(self.addrs[to], msg);
+        let input = In::Script(self.addr(to), msg);
         self.sim.schedule_input(now, self.replicas[0], input);
     }
 
-    /// Run until `done` requests completed in all; fails after a minute of
-    /// virtual time.
     fn run(&mut self, done: usize) {
-        if self.seen.done.len() >= done {
-            return;
-        }
-        self.seen.target = done;
-        let status = self.sim.run_for(60 * SECS, &mut self.seen);
-        assert_eq!(
-            status,
-            RunStatus::Stopped,
-            "did not finish: {} of {done} done, views {:?}, faults {:?}",
-            self.seen.done.len(),
-            self.seen.views,
-            self.seen.faults
-        );
+        self.seen.run(&mut self.sim, done);
     }
 
-    /// Run for `d` of virtual time without requiring progress.
     fn settle(&mut self, d: Time) {
-        self.seen.target = usize::MAX;
-        self.sim.run_for(d, &mut self.seen);
-    }
-
-    /// No slot was decided with two digests, by any replica in any
-    /// incarnation.
-    fn assert_agreement(&self) {
-        let mut by_slot: BTreeMap<u64, (Digest, Addr)> = BTreeMap::new();
-        for (a, v) in &self.seen.decided {
-            for (s, d, _) in v {
-                if let Some((o, b)) = by_slot.insert(*s, (*d, *a)) {
-                    assert_eq!(o, *d, "slot {s}: {b:?} and {a:?} decided differently");
-                }
-            }
-        }
+        self.seen.settle(&mut self.sim, d);
     }
 
     fn faults(&self, kind: &str) -> usize {
-        self.seen.faults.iter().filter(|f| f.1 == kind).count()
+        self.seen.fault_counts().get(kind).copied().unwrap_or(0)
     }
 }
 
@@ -399,7 +292,7 @@ fn a_restarted_backup_never_votes_for_a_second_digest_under_an_equivocating_lead
     w.script(2, accept(da));
     w.settle(20 * MILLIS);
 
-    w.assert_agreement();
+    w.seen.assert_agreement();
     let two = &w.seen.decided[&Addr::Node(NodeId(2))];
     assert_eq!(two[..1], [(1, da, 1)], "replica 2 decides A");
     for r in [1, 3] {
@@ -420,7 +313,7 @@ fn a_restarted_backup_never_votes_for_a_second_digest_under_an_equivocating_lead
         .seen
         .faults
         .iter()
-        .any(|(n, k, c)| *n == w.replicas[1] && *k == "equivocation" && *c == w.addrs[0]);
+        .any(|(n, k, c)| *n == w.replicas[1] && *k == "equivocation" && *c == w.addr(0));
     assert!(equivocation, "faults: {:?}", w.seen.faults);
 }
 
@@ -473,7 +366,7 @@ fn whole_group_crash_after(crash_after: usize) -> usize {
     w.run(ops.len());
     w.settle(SECS);
 
-    w.assert_agreement();
+    w.seen.assert_agreement();
     let logs: Vec<&Vec<Vec<u8>>> = (0..4).map(|i| &w.replica(i).service().0).collect();
     for (i, log) in logs.iter().enumerate() {
         assert_eq!(log.len(), ops.len(), "replica {i} executed every op once");
@@ -507,20 +400,14 @@ fn whole_group_crash_after(crash_after: usize) -> usize {
 #[test]
 fn a_recovered_replica_never_executes_a_replayed_slot_as_an_empty_batch() {
     let mut w = World::new(params(), false);
-    for i in 0..4u8 {
-        w.submit(&[i]);
-        w.run(i as usize + 1);
-    }
+    w.write_each(0..4);
     w.settle(20 * MILLIS);
     for i in 0..4 {
         let r = w.replica(i);
         assert_eq!((r.executed(), r.stats().low), (4, 4), "replica {i}");
     }
     w.disks[3].borrow_mut().stall(true);
-    for i in 4..6u8 {
-        w.submit(&[i]);
-        w.run(i as usize + 1);
-    }
+    w.write_each(4..6);
     w.settle(20 * MILLIS);
     for i in 0..4 {
         w.crash(i);
@@ -542,7 +429,7 @@ fn a_recovered_replica_never_executes_a_replayed_slot_as_an_empty_batch() {
     w.run(7);
     w.settle(SECS);
 
-    w.assert_agreement();
+    w.seen.assert_agreement();
     assert!(w.seen.views.values().all(|v| *v >= 1), "{:?}", w.seen.views);
     let three = &w.seen.decided[&Addr::Node(NodeId(3))];
     for slot in [5, 6] {
@@ -569,10 +456,7 @@ fn a_recovered_replica_never_executes_a_replayed_slot_as_an_empty_batch() {
 #[test]
 fn after_a_whole_group_restart_a_leader_crash_completes_a_view_change() {
     let mut w = World::new(params(), false);
-    for i in 0..12u8 {
-        w.submit(&[i]);
-        w.run(i as usize + 1);
-    }
+    w.write_each(0..12);
     w.settle(20 * MILLIS);
     assert!(w.replica(1).stats().low >= 8);
     for i in 0..4 {
@@ -584,10 +468,7 @@ fn after_a_whole_group_restart_a_leader_crash_completes_a_view_change() {
     }
     // two slots (13, 14): beyond the window counted from 0, and no new
     // checkpoint (at 16) to certify them
-    for i in 12..14u8 {
-        w.submit(&[i]);
-        w.run(i as usize + 1);
-    }
+    w.write_each(12..14);
     w.settle(20 * MILLIS);
     assert_eq!(w.replica(1).executed(), 14);
     w.crash(0);
@@ -597,10 +478,10 @@ fn after_a_whole_group_restart_a_leader_crash_completes_a_view_change() {
     w.run(20);
     w.settle(SECS);
 
-    w.assert_agreement();
+    w.seen.assert_agreement();
     for i in 1..4 {
         assert!(
-            w.seen.views.get(&w.addrs[i]).is_some_and(|v| *v >= 1),
+            w.seen.views.get(&w.addr(i)).is_some_and(|v| *v >= 1),
             "replica {i} did not leave view 0: {:?}",
             w.seen.views
         );

@@ -10,7 +10,7 @@ use byzscale_core::crypto::Crypto;
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_scenario_smr::attacks::{self as smr_attacks, Collusion as SmrCollusion, Equivocator};
-use byzscale_sim::adversary::{fields, Behavior, Byzantine, MixedPlan, Mutator};
+use byzscale_sim::adversary::{self, fields, Behavior, Byzantine, MixedPlan, Mutator, Wrapper};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Sim};
 use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
@@ -292,42 +292,26 @@ impl Team {
     ) -> Vec<NodeIdx> {
         let addr = Addr::Node(m);
         let honest = || make(self.policy(m, None));
-        let slow_delay = (self.request_timeout as f64 * rng.gen_range(0.1..2.0)) as Time;
-        let (idx, twin) = match self.adversary {
-            Adversary::Twins => {
-                let (a, b) = sim.add_twins(addr, crypto(), honest(), crypto(), honest(), region);
-                (a, Some(b))
-            }
-            Adversary::Silent => {
-                let actor = Byzantine::silent(honest());
-                (sim.add_node(addr, crypto(), actor, region), None)
-            }
-            Adversary::Replay => {
-                let actor = Byzantine::replay(honest(), 0.3, 0.2);
-                (sim.add_node(addr, crypto(), actor, region), None)
-            }
-            Adversary::Slow => {
-                let actor = Byzantine::slow(honest(), 10.0, slow_delay);
-                (sim.add_node(addr, crypto(), actor, region), None)
-            }
+        let slow_delay = adversary::slow_delay(rng, self.request_timeout);
+        let idx = match self.adversary {
             Adversary::Equivocate => {
                 let g = self.topo.group_of(m).expect("member");
                 let members = self.topo.group(g).expect("group").members.clone();
                 let collusion = self.equivocators[&g].clone();
                 let actor =
                     Equivocator::new(Box::new(honest()), collusion, members, smr_of, Message::Smr);
-                (sim.add_node(addr, crypto(), actor, region), None)
+                sim.add_node(addr, crypto(), actor, region)
             }
             Adversary::Mutate => {
                 let group = self.topo.group_of(m).expect("member");
                 let surgery = Rc::new(FieldSurgery(smr_attacks::FieldSurgery { group }));
                 let actor = Byzantine::corrupt(honest(), surgery, smr_attacks::MUTATE_PROB);
-                (sim.add_node(addr, crypto(), actor, region), None)
+                sim.add_node(addr, crypto(), actor, region)
             }
             a
             @ (Adversary::Early | Adversary::Forge | Adversary::Withhold | Adversary::Reorder) => {
                 let actor = make(self.policy(m, Attack::of(a)));
-                (sim.add_node(addr, crypto(), actor, region), None)
+                sim.add_node(addr, crypto(), actor, region)
             }
             Adversary::Mixed | Adversary::None => {
                 let parent = Adversary::PARENT[rng.gen_range(0..Adversary::PARENT.len())];
@@ -335,11 +319,15 @@ impl Team {
                 let plan = MixedPlan::standard(slow_delay, self.request_timeout, extra);
                 let actor = Byzantine::mixed(make(self.policy(m, Attack::of(parent))), plan)
                     .with_mutator(self.mutator.clone());
-                (sim.add_node(addr, crypto(), actor, region), None)
+                sim.add_node(addr, crypto(), actor, region)
+            }
+            generic => {
+                let wrapper = Wrapper::named(generic.name()).expect("a generic wrapper");
+                return wrapper.add(sim, addr, region, crypto, honest, slow_delay);
             }
         };
         sim.set_byzantine(idx, true);
-        twin.into_iter().chain([idx]).collect()
+        vec![idx]
     }
 }
 

@@ -14,6 +14,7 @@ use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::check::linearizability;
 use byzscale_sim::check::order::{cycle_text, OrderChecker};
 use byzscale_sim::check::LogChecker;
+use byzscale_sim::closed_loop::ClientNodes;
 use byzscale_sim::crashes::CrashPlan;
 use byzscale_sim::engine::{Control, NodeIdx, Sim};
 use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
@@ -29,8 +30,7 @@ pub struct Audit {
     seed: u64,
     topo: Arc<Topology>,
     replicas: ReplicaNodes,
-    clients: BTreeMap<NodeIdx, usize>,
-    client_nodes: Vec<NodeIdx>,
+    clients: ClientNodes,
     pub workload: Workload,
     logs: BTreeMap<GroupId, LogChecker<NodeId, MsgId>>,
     /// Highest position each correct replica reached (delivered or skipped to).
@@ -67,12 +67,7 @@ impl Audit {
             seed,
             topo,
             replicas,
-            clients: client_nodes
-                .iter()
-                .enumerate()
-                .map(|(c, n)| (*n, c))
-                .collect(),
-            client_nodes,
+            clients: ClientNodes::new(client_nodes),
             workload,
             logs: BTreeMap::new(),
             reached: BTreeMap::new(),
@@ -250,7 +245,7 @@ impl Audit {
     /// the end of the run.
     fn next(&mut self, c: usize, at: Time, ctl: &mut Control<Input>) {
         if let Some(input) = self.workload.next(c, at) {
-            ctl.input(self.client_nodes[c], Input::Client(input));
+            ctl.input(self.clients.node(c), Input::Client(input));
         }
         let completed = self.workload.completed_local + self.workload.completed_global;
         self.crashes.progress(completed, ctl);
@@ -434,12 +429,8 @@ impl Audit {
             })
             .take(12)
             .collect();
-        format!(
-            "{} multicasts {}; {}",
-            self.workload.pending(),
-            ending.why(sim.now()),
-            states.join("; ")
-        )
+        let pending = format!("{} multicasts", self.workload.pending());
+        ending.stuck(sim.now(), &pending, &states)
     }
 }
 
@@ -478,12 +469,12 @@ impl World for Audit {
     ) {
         match out {
             Output::Client(byzcast::client::Output::Done { n, results, .. }) => {
-                if let Some(&c) = self.clients.get(&node) {
+                if let Some(c) = self.clients.at(node) {
                     self.on_done(at, c, n, results, ctl);
                 }
             }
             Output::Client(byzcast::client::Output::Failed { n, .. }) => {
-                if let Some(&c) = self.clients.get(&node) {
+                if let Some(c) = self.clients.at(node) {
                     self.on_expired(at, c, n, ctl);
                 }
             }

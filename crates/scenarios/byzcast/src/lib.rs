@@ -103,6 +103,7 @@ use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
 use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
+use byzscale_scenario_smr::clients::{client_crypto, ClientKeys};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::crashes::{CrashOptions, CrashPlan};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
@@ -491,10 +492,7 @@ struct Endpoints {
     mode: CryptoMode,
     topo: Arc<Topology>,
     replicas: BTreeMap<NodeId, Identity>,
-    clients: Vec<(Addr, Identity)>,
-    /// Byzantine clients: their behaviour, and their place among a churn
-    /// client's ids.
-    hostile: Vec<(Addr, Identity, clients::ClientAttack, usize)>,
+    clients: ClientKeys,
 }
 
 impl Endpoints {
@@ -505,14 +503,7 @@ impl Endpoints {
             .flat_map(|g| g.members.iter().copied())
             .map(|m| (m, identity(1, m.0 as usize)))
             .collect();
-        let clients = (0..cfg.groups * cfg.clients_per_group)
-            .map(|i| (Addr::Client(ClientId(i as u64 + 1)), identity(2, i)))
-            .collect();
-        let hostile = clients::byzantine_clients(cfg.byzantine_clients)
-            .into_iter()
-            .enumerate()
-            .map(|(i, (id, kind, k))| (Addr::Client(id), identity(3, i), kind, k))
-            .collect();
+        let clients = ClientKeys::new(cfg.groups * cfg.clients_per_group, cfg.byzantine_clients);
         Endpoints {
             mode: if cfg.modeled_crypto {
                 CryptoMode::Modeled
@@ -522,7 +513,6 @@ impl Endpoints {
             topo: topo.clone(),
             replicas,
             clients,
-            hostile,
         }
     }
 
@@ -535,9 +525,8 @@ impl Endpoints {
                 c.add_peer(Addr::Node(*o), id.public()).expect("valid key");
             }
         }
-        let hostile = self.hostile.iter().map(|(a, id, ..)| (a, id));
-        for (a, id) in self.clients.iter().map(|(a, id)| (a, id)).chain(hostile) {
-            c.add_peer(*a, id.public()).expect("valid key");
+        for (a, id) in self.clients.all() {
+            c.add_peer(a, id.public()).expect("valid key");
         }
         let g = self.topo.group_of(m).expect("member");
         if let Some(p) = self.topo.tree().parent(g) {
@@ -564,26 +553,10 @@ impl Endpoints {
         c
     }
 
-    /// The Byzantine clients' ids.
-    fn hostile_ids(&self) -> BTreeSet<ClientId> {
-        let ids = self.hostile.iter().filter_map(|(a, ..)| a.client());
-        ids.collect()
-    }
-
-    /// A client knows every replica.
-    fn client(&self, c: usize) -> Crypto {
-        let (me, id) = &self.clients[c];
-        self.client_crypto(*me, id)
-    }
-
-    fn client_crypto(&self, me: Addr, id: &Identity) -> Crypto {
-        let mut crypto = Crypto::new(me, id.clone(), self.mode);
-        for (m, id) in &self.replicas {
-            crypto
-                .add_peer(Addr::Node(*m), id.public())
-                .expect("valid key");
-        }
-        crypto
+    /// Client `me` (keys `id`) knows every replica.
+    fn client(&self, me: Addr, id: &Identity) -> Crypto {
+        let replicas = self.replicas.iter().map(|(m, id)| (Addr::Node(*m), id));
+        client_crypto(self.mode, me, id, replicas)
     }
 }
 
@@ -724,19 +697,19 @@ impl Scenario for Config {
         };
 
         let mut client_nodes = Vec::new();
-        for (c, (addr, _)) in keys.clients.iter().enumerate() {
+        for (c, (addr, id)) in keys.clients.honest.iter().enumerate() {
             let client = byzcast::Client::new(ClientId(c as u64 + 1), topo.clone(), params.clone());
             let actor: ProtocolActor<byzcast::Client, Input, Output> =
                 ProtocolActor::client(client);
-            client_nodes.push(sim.add_node(*addr, keys.client(c), actor, c % regions));
+            client_nodes.push(sim.add_node(*addr, keys.client(*addr, id), actor, c % regions));
         }
 
         let mut hostile = Vec::new();
-        for (addr, id, kind, k) in &keys.hostile {
+        for (addr, id, kind, k) in &keys.clients.hostile {
             let id_of = addr.client().expect("a client address");
             let h = clients::ByzHostile::new(id_of, topo.clone(), &params, *kind, *k);
             let actor: ProtocolActor<clients::ByzHostile, Input, Output> = ProtocolActor::client(h);
-            let crypto = keys.client_crypto(*addr, id);
+            let crypto = keys.client(*addr, id);
             hostile.push(sim.add_node(*addr, crypto, actor, k % regions));
         }
 
@@ -752,7 +725,7 @@ impl Scenario for Config {
             trace,
         )
         .with_crashes(crashes)
-        .with_bounds(params.clone(), hostile, keys.hostile_ids());
+        .with_bounds(params.clone(), hostile, keys.clients.hostile_ids());
         // clients start staggered by 50 µs
         for (cl, idx) in client_nodes.iter().enumerate() {
             let at = cl as Time * 50 * 1_000;

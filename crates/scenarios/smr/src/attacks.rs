@@ -7,7 +7,7 @@ use byzscale_apps::kv::KvStore;
 use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, GroupId, NodeId};
-use byzscale_sim::adversary::{fields, Byzantine, MixedPlan, Mutator};
+use byzscale_sim::adversary::{self, fields, Byzantine, MixedPlan, Mutator, Wrapper};
 use byzscale_sim::engine::{Actor, ActorCx, ActorEffect, BoxActor, NodeIdx, ProtocolActor, Sim};
 use byzscale_smr::{
     checkpoint_bytes, stop_bytes, Batch, GroupInfo, Message, Params, Replica, StopData,
@@ -127,43 +127,31 @@ impl Team {
         if choice == Adversary::Mixed {
             choice = Adversary::ALL[rng.gen_range(0..Adversary::ALL.len())];
         }
-        let slow_delay = (self.request_timeout as f64 * rng.gen_range(0.1..2.0)) as Time;
-        let (idx, twin) = match choice {
-            Adversary::Twins => {
-                let (a, b) = sim.add_twins(addr, crypto(), make(), crypto(), make(), region);
-                (a, Some(b))
-            }
-            Adversary::Silent => {
-                let actor = Byzantine::silent(make());
-                (sim.add_node(addr, crypto(), actor, region), None)
-            }
-            Adversary::Replay => {
-                let actor = Byzantine::replay(make(), 0.3, 0.2);
-                (sim.add_node(addr, crypto(), actor, region), None)
-            }
-            Adversary::Slow => {
-                let actor = Byzantine::slow(make(), 10.0, slow_delay);
-                (sim.add_node(addr, crypto(), actor, region), None)
-            }
+        let slow_delay = adversary::slow_delay(rng, self.request_timeout);
+        let idx = match choice {
             Adversary::Equivocate => {
                 let actor = self.equivocator(make());
-                (sim.add_node(addr, crypto(), actor, region), None)
+                sim.add_node(addr, crypto(), actor, region)
             }
             Adversary::Mutate => {
                 // the scenario's one group (lib.rs)
                 let surgery = FieldSurgery { group: GroupId(0) };
                 let actor = Byzantine::corrupt(make(), Rc::new(surgery), MUTATE_PROB);
-                (sim.add_node(addr, crypto(), actor, region), None)
+                sim.add_node(addr, crypto(), actor, region)
             }
             // "mixed" drew itself: a behaviour that changes over time, forging included
             Adversary::Mixed | Adversary::None => {
                 let plan = MixedPlan::standard(slow_delay, self.request_timeout, Vec::new());
                 let actor = Byzantine::mixed(self.equivocator(make()), plan);
-                (sim.add_node(addr, crypto(), actor, region), None)
+                sim.add_node(addr, crypto(), actor, region)
+            }
+            generic => {
+                let wrapper = Wrapper::named(generic.name()).expect("a generic wrapper");
+                return wrapper.add(sim, addr, region, crypto, make, slow_delay);
             }
         };
         sim.set_byzantine(idx, true);
-        twin.into_iter().chain([idx]).collect()
+        vec![idx]
     }
 }
 

@@ -9,6 +9,7 @@ use byzscale_core::protocol::Time;
 use byzscale_core::Addr;
 use byzscale_sim::check::linearizability;
 use byzscale_sim::check::LogChecker;
+use byzscale_sim::closed_loop::ClientNodes;
 use byzscale_sim::engine::{Control, NodeIdx, Sim};
 use byzscale_sim::scenario::{Ending, Outcome, Violations, World};
 use byzscale_smr::{self as smr, Batch, Message, Params};
@@ -29,9 +30,7 @@ pub struct Audit {
     seed: u64,
     byzantine: BTreeSet<usize>,
     replicas: ReplicaNodes,
-    /// client position by node, and node by client position
-    clients: BTreeMap<NodeIdx, usize>,
-    client_nodes: Vec<NodeIdx>,
+    clients: ClientNodes,
     pub workload: Workload,
     log: LogChecker<usize, Hex>,
     violations: Violations,
@@ -58,12 +57,7 @@ impl Audit {
             seed,
             byzantine,
             replicas,
-            clients: client_nodes
-                .iter()
-                .enumerate()
-                .map(|(c, n)| (*n, c))
-                .collect(),
-            client_nodes,
+            clients: ClientNodes::new(client_nodes),
             workload: Workload::new(cfg.clients, cfg.requests, cfg.read_ratio, seed),
             log: LogChecker::new(),
             violations: Violations::new(),
@@ -85,7 +79,7 @@ impl Audit {
         invoked: Time,
         ctl: &mut Control<Input>,
     ) {
-        let Some(&c) = self.clients.get(&node) else {
+        let Some(c) = self.clients.at(node) else {
             return;
         };
         let Some(done) = self.workload.complete(c, id, invoked, at, result, ordered) else {
@@ -108,7 +102,7 @@ impl Audit {
     /// expired): not a violation, nor a liveness failure by itself; the
     /// linearizability check takes it as possibly applied.
     fn on_expired(&mut self, at: Time, node: NodeIdx, id: u64, ctl: &mut Control<Input>) {
-        let Some(&c) = self.clients.get(&node) else {
+        let Some(c) = self.clients.at(node) else {
             return;
         };
         if !self.workload.expire(c, id) {
@@ -135,7 +129,7 @@ impl Audit {
     /// progress, the end of the run.
     fn next(&mut self, c: usize, at: Time, ctl: &mut Control<Input>) {
         if let Some(input) = self.workload.next(c, at) {
-            ctl.input(self.client_nodes[c], Input::Client(input));
+            ctl.input(self.clients.node(c), Input::Client(input));
         }
         self.restarts.plan.progress(self.workload.completed, ctl);
         if self.workload.done() {
@@ -198,12 +192,7 @@ impl Audit {
             out.liveness = Some(self.stuck(sim, ending));
         }
         out.trace = self.trace.take().unwrap_or_default();
-        let stats: Vec<_> = self
-            .replicas
-            .iter()
-            .filter(|(_, p)| !self.byzantine.contains(p))
-            .filter_map(|(idx, p)| sim.protocol::<Rep>(*idx).map(|r| (p, r.stats())))
-            .collect();
+        let stats: Vec<_> = self.correct(sim).map(|(p, r)| (p, r.stats())).collect();
         // the peaks of each correct replica's last incarnation
         for (p, s) in &stats {
             for v in crate::table_bounds(&format!("replica {p}"), s, &self.params) {
@@ -226,31 +215,34 @@ impl Audit {
         }
     }
 
+    /// The correct replicas that are up, by position.
+    fn correct<'a>(
+        &'a self,
+        sim: &'a Sim<Message, Input, Output>,
+    ) -> impl Iterator<Item = (usize, &'a Rep)> + 'a {
+        self.replicas
+            .iter()
+            .filter(|(_, p)| !self.byzantine.contains(p))
+            .filter_map(|(idx, p)| Some((*p, sim.protocol::<Rep>(*idx)?)))
+    }
+
     /// Why the run did not complete, with the state of each correct replica.
     fn stuck(&self, sim: &Sim<Message, Input, Output>, ending: Ending) -> String {
         let states: Vec<String> = self
-            .replicas
-            .iter()
-            .filter(|(_, p)| !self.byzantine.contains(p))
-            .filter_map(|(idx, p)| {
-                sim.protocol::<Rep>(*idx).map(|r| {
-                    let st = r.stats();
-                    format!(
-                        "n{p}: view {} {:?} executed {} pending {}",
-                        st.view,
-                        r.status(),
-                        st.executed,
-                        st.pending
-                    )
-                })
+            .correct(sim)
+            .map(|(p, r)| {
+                let st = r.stats();
+                format!(
+                    "n{p}: view {} {:?} executed {} pending {}",
+                    st.view,
+                    r.status(),
+                    st.executed,
+                    st.pending
+                )
             })
             .collect();
-        format!(
-            "{} client requests {}; {}",
-            self.workload.pending(),
-            ending.why(sim.now()),
-            states.join("; ")
-        )
+        let pending = format!("{} client requests", self.workload.pending());
+        ending.stuck(sim.now(), &pending, &states)
     }
 }
 

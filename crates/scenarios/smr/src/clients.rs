@@ -21,9 +21,12 @@
 //! correct replica ([`crate::Run::client_table_peak`]), so a test can hold
 //! them to their bounds.
 
+use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
 use byzscale_core::protocol::{Time, MICROS};
 use byzscale_core::{Addr, ClientId, Cx, NoRecord, Protocol};
+use byzscale_sim::runner::identity;
 use byzscale_smr::{client, GroupInfo, Message, Params, Request};
+use std::collections::BTreeSet;
 
 /// Client ids the churn behaviour uses (one request each).
 pub const CHURN_IDS: usize = 48;
@@ -83,6 +86,58 @@ pub fn byzantine_clients(count: usize) -> Vec<(ClientId, ClientAttack, usize)> {
         }
     }
     out
+}
+
+/// The keys of a run's clients: the honest ones (ids 1, 2, …, kind 2 of
+/// [`identity`]) and the Byzantine ones ([`byzantine_clients`], kind 3)
+/// with their behaviour and their place among a churn client's ids. The
+/// replicas know them all; a client knows the replicas ([`client_crypto`]).
+/// The ByzCast scenario's clients are the same.
+pub struct ClientKeys {
+    pub honest: Vec<(Addr, Identity)>,
+    pub hostile: Vec<(Addr, Identity, ClientAttack, usize)>,
+}
+
+impl ClientKeys {
+    /// `honest` honest clients and `byzantine` Byzantine ones.
+    pub fn new(honest: usize, byzantine: usize) -> Self {
+        ClientKeys {
+            honest: (0..honest)
+                .map(|i| (Addr::Client(ClientId(i as u64 + 1)), identity(2, i)))
+                .collect(),
+            hostile: byzantine_clients(byzantine)
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, kind, k))| (Addr::Client(id), identity(3, i), kind, k))
+                .collect(),
+        }
+    }
+
+    /// Every client's address and keys, the honest ones first.
+    pub fn all(&self) -> impl Iterator<Item = (Addr, &Identity)> {
+        let hostile = self.hostile.iter().map(|(a, id, ..)| (*a, id));
+        self.honest.iter().map(|(a, id)| (*a, id)).chain(hostile)
+    }
+
+    /// The Byzantine clients' ids.
+    pub fn hostile_ids(&self) -> BTreeSet<ClientId> {
+        let ids = self.hostile.iter().filter_map(|(a, ..)| a.client());
+        ids.collect()
+    }
+}
+
+/// The crypto of client `me` (keys `id`) in `mode`, knowing `replicas`.
+pub fn client_crypto<'a>(
+    mode: CryptoMode,
+    me: Addr,
+    id: &Identity,
+    replicas: impl IntoIterator<Item = (Addr, &'a Identity)>,
+) -> Crypto {
+    let mut crypto = Crypto::new(me, id.clone(), mode);
+    for (a, pid) in replicas {
+        crypto.add_peer(a, pid.public()).expect("valid key");
+    }
+    crypto
 }
 
 /// How a Byzantine client makes its operations. The SMR scenario sends the

@@ -69,6 +69,7 @@ use byzscale_sim::scenario::{
 use byzscale_sim::storage::{Disk, SharedDisk, StorageModel};
 use byzscale_smr as smr;
 use byzscale_smr::{Client, GroupInfo, Message, Params, Replica};
+use clients::ClientKeys;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -314,10 +315,7 @@ impl scenario::Report for Report {
 struct Endpoints {
     mode: CryptoMode,
     replicas: Vec<(Addr, Identity)>,
-    clients: Vec<(Addr, Identity)>,
-    /// Byzantine clients: their behaviour, and their place among a churn
-    /// client's ids.
-    hostile: Vec<(Addr, Identity, clients::ClientAttack, usize)>,
+    clients: ClientKeys,
 }
 
 impl Endpoints {
@@ -329,14 +327,7 @@ impl Endpoints {
                 .enumerate()
                 .map(|(i, m)| (Addr::Node(*m), identity(1, i)))
                 .collect(),
-            clients: (0..cfg.clients)
-                .map(|i| (Addr::Client(ClientId(i as u64 + 1)), identity(2, i)))
-                .collect(),
-            hostile: clients::byzantine_clients(cfg.byzantine_clients)
-                .into_iter()
-                .enumerate()
-                .map(|(i, (id, kind, k))| (Addr::Client(id), identity(3, i), kind, k))
-                .collect(),
+            clients: ClientKeys::new(cfg.clients, cfg.byzantine_clients),
         }
     }
 
@@ -344,13 +335,8 @@ impl Endpoints {
     fn replica(&self, i: usize) -> Crypto {
         let (me, id) = &self.replicas[i];
         let mut c = Crypto::new(*me, id.clone(), self.mode);
-        let hostile = self.hostile.iter().map(|(a, id, ..)| (*a, id));
-        let all = self
-            .replicas
-            .iter()
-            .chain(&self.clients)
-            .map(|(a, id)| (*a, id));
-        for (a, pid) in all.chain(hostile) {
+        let replicas = self.replicas.iter().map(|(a, id)| (*a, id));
+        for (a, pid) in replicas.chain(self.clients.all()) {
             if a != *me {
                 c.add_peer(a, pid.public()).expect("valid key");
             }
@@ -358,18 +344,10 @@ impl Endpoints {
         c
     }
 
-    /// Client `c` knows the replicas.
-    fn client(&self, c: usize) -> Crypto {
-        let (me, id) = &self.clients[c];
-        self.client_crypto(*me, id)
-    }
-
-    fn client_crypto(&self, me: Addr, id: &Identity) -> Crypto {
-        let mut crypto = Crypto::new(me, id.clone(), self.mode);
-        for (a, pid) in &self.replicas {
-            crypto.add_peer(*a, pid.public()).expect("valid key");
-        }
-        crypto
+    /// Client `me` (keys `id`) knows the replicas.
+    fn client(&self, me: Addr, id: &Identity) -> Crypto {
+        let replicas = self.replicas.iter().map(|(a, id)| (*a, id));
+        clients::client_crypto(self.mode, me, id, replicas)
     }
 }
 
@@ -459,17 +437,17 @@ impl Scenario for Config {
         }
 
         let mut client_idx = Vec::new();
-        for c in 0..self.clients {
+        for (c, (addr, id)) in keys.clients.honest.iter().enumerate() {
             let client = Client::new(ClientId(c as u64 + 1), g.clone(), params.clone());
             let actor: ProtocolActor<Client, Input, Output> = ProtocolActor::client(client);
-            client_idx.push(sim.add_node(keys.clients[c].0, keys.client(c), actor, c % regions));
+            client_idx.push(sim.add_node(*addr, keys.client(*addr, id), actor, c % regions));
         }
 
-        for (addr, id, kind, k) in &keys.hostile {
+        for (addr, id, kind, k) in &keys.clients.hostile {
             let id_of = addr.client().expect("a client address");
             let h = clients::Hostile::new(id_of, g.clone(), params.clone(), *kind, *k);
             let actor: ProtocolActor<clients::Hostile, Input, Output> = ProtocolActor::client(h);
-            let crypto = keys.client_crypto(*addr, id);
+            let crypto = keys.client(*addr, id);
             sim.add_node(*addr, crypto, actor, (*k) % regions);
         }
 

@@ -214,21 +214,20 @@ pub fn decide(r: &mut R, me: u32, slot: Slot, view: View, batch: Batch) -> Vec<E
         .into_iter()
         .filter(|a| *a != Addr::Node(NodeId(me)))
         .collect();
-    for a in &others {
-        let m = Message::Write {
-            view,
-            slot,
-            digest: d,
-        };
-        fx.extend(step(r, me, |r, cx| r.on_message(*a, m, cx)));
-    }
-    for a in &others {
-        let m = Message::Accept {
-            view,
-            slot,
-            digest: d,
-        };
-        fx.extend(step(r, me, |r, cx| r.on_message(*a, m, cx)));
+    let write = Message::Write {
+        view,
+        slot,
+        digest: d,
+    };
+    let accept = Message::Accept {
+        view,
+        slot,
+        digest: d,
+    };
+    for m in [write, accept] {
+        for a in &others {
+            fx.extend(step(r, me, |r, cx| r.on_message(*a, m.clone(), cx)));
+        }
     }
     // the others sign the same checkpoint, which becomes stable
     let own = fx.iter().find_map(|e| match e {
