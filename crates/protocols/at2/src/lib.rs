@@ -821,8 +821,10 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
         count
     }
 
-    /// Broadcast the proposal when enough votes are in: all of them; or N−f
-    /// and every transfer's fate known (or the timer went off).
+    /// Broadcast the proposal when enough votes are in: a quorum for every
+    /// transfer; or all of them; or N−f and every transfer's fate known (or
+    /// the timer went off). The batch carries only the votes the certified
+    /// transfers need.
     fn maybe_finalize(&mut self, late: bool, cx: &mut Cx<'_, Self>) {
         let Some(p) = &self.proposal else {
             return;
@@ -830,13 +832,17 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
         let n = self.cfg.members.len();
         let q = self.cfg.quorum();
         let have = p.votes.len();
-        if have < n.saturating_sub(self.cfg.f).max(1) {
-            return;
-        }
-        let missing = n - have;
-        let settled = Self::counts(p).iter().all(|c| *c >= q || c + missing < q);
-        if have < n && !late && !settled {
-            return;
+        let counts = Self::counts(p);
+        // every transfer certified: no need to wait for more
+        if !counts.iter().all(|c| *c >= q) {
+            if have < n.saturating_sub(self.cfg.f).max(1) {
+                return;
+            }
+            let missing = n - have;
+            let settled = counts.iter().all(|c| *c >= q || c + missing < q);
+            if have < n && !late && !settled {
+                return;
+            }
         }
         let p = self.proposal.take().expect("checked");
         cx.cancel_timer(Timer::Proposal);
@@ -870,10 +876,27 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
             }
         }
         if any {
+            // only the votes the certified transfers need (a quorum each)
+            let mut have = vec![0usize; count.len()];
+            let mut votes = Vec::new();
+            for v in p.votes.into_values() {
+                let needed = v
+                    .yes
+                    .iter()
+                    .any(|(s, e)| (*s as usize..*e as usize).any(|i| count[i] >= q && have[i] < q));
+                if needed {
+                    for (s, e) in &v.yes {
+                        for h in &mut have[*s as usize..*e as usize] {
+                            *h += 1;
+                        }
+                    }
+                    votes.push(v);
+                }
+            }
             let batch = Batch {
                 pid: p.pid,
                 transfers: p.transfers,
-                votes: p.votes.into_values().collect(),
+                votes,
             };
             self.with_bcast(cx, |b, c| b.on_input(batch, c));
         }
