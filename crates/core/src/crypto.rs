@@ -697,7 +697,10 @@ mod tests {
         identity[0] = 1;
         let not_a_point = [0xffu8; 32];
         assert_eq!(
-            c.verify_keyed(&[(&identity, b"one".as_slice(), &s1), (&not_a_point, b"one", &s1)]),
+            c.verify_keyed(&[
+                (&identity, b"one".as_slice(), &s1),
+                (&not_a_point, b"one", &s1)
+            ]),
             vec![false, false]
         );
     }

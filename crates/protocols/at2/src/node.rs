@@ -51,6 +51,8 @@ pub enum ClientOp {
     History(Account),
     /// What the account's next transfer needs ([`ClientReply::Account`]).
     Account(Account),
+    /// The whole ledger in brief ([`ClientReply::Summary`]).
+    Summary,
 }
 
 /// Why a request failed.
@@ -81,6 +83,15 @@ pub enum ClientReply {
         spendable: i128,
         /// The incoming transfers to cite, with their amounts.
         deps: Vec<(TransferId, u64)>,
+    },
+    Summary {
+        /// Transfers applied here.
+        applied: u64,
+        /// The sum of every balance (the supply, if nothing went wrong).
+        supply: i128,
+        /// BLAKE3 of the encoded balances: equal at two nodes iff every
+        /// balance is.
+        digest: byzscale_core::crypto::Digest,
     },
     Error(ServiceError),
 }
@@ -189,6 +200,17 @@ impl<B: SecureBroadcast<crate::Batch>> Node<B> {
                     next_seq: l.seq(account) + 1,
                     spendable: l.spendable(account),
                     deps: l.deps_of(account),
+                };
+                self.answer(who, reply, cx);
+            }
+            ClientOp::Summary => {
+                let l = self.at2.ledger();
+                let reply = ClientReply::Summary {
+                    applied: l.applied_count(),
+                    supply: l.balances().values().sum(),
+                    digest: cx
+                        .crypto()
+                        .hash(&byzscale_core::codec::to_bytes(l.balances())),
                 };
                 self.answer(who, reply, cx);
             }
