@@ -136,7 +136,10 @@ fn ok(out: &std::process::Output) -> String {
 fn failed(out: &std::process::Output) -> String {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+    assert!(
+        err.starts_with("error: ") && !err.contains("panicked"),
+        "{err}"
+    );
     err
 }
 
@@ -165,9 +168,25 @@ fn clients_own_their_accounts_over_tcp_and_http_and_every_node_agrees() {
 
     // TCP client: demo account 0 pays alice, who spends part of it (her
     // transfer cites the one she received)
-    let out = ok(&client(&c, &["transfer", "--from", key0, "--to", &alice.hex(), "100"]));
-    assert!(out.starts_with(&format!("transferred 100 from {} to {alice}", demo(0))), "{out}");
-    let out = ok(&client(&c, &["transfer", "--from", alice_key, "--to", &demo(3).hex(), "60"]));
+    let out = ok(&client(
+        &c,
+        &["transfer", "--from", key0, "--to", &alice.hex(), "100"],
+    ));
+    assert!(
+        out.starts_with(&format!("transferred 100 from {} to {alice}", demo(0))),
+        "{out}"
+    );
+    let out = ok(&client(
+        &c,
+        &[
+            "transfer",
+            "--from",
+            alice_key,
+            "--to",
+            &demo(3).hex(),
+            "60",
+        ],
+    ));
     assert!(out.contains("transferred 60"), "{out}");
     let out = ok(&client(&c, &["account", alice_key]));
     assert!(out.contains("balance 40, next sequence number 2"), "{out}");
@@ -203,9 +222,22 @@ fn clients_own_their_accounts_over_tcp_and_http_and_every_node_agrees() {
     // insufficient funds, over HTTP and over TCP
     let (status, v) = transfer(&c.http[3], &signed(3, 1, demo(0), 5_000_000_000, vec![]));
     assert_eq!(status, 409, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("insufficient funds"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("insufficient funds"),
+        "{v}"
+    );
     let key3 = key(3);
-    let out = client(&c, &["transfer", "--from", key3.to_str().unwrap(), "--to", &demo(0).hex(), "5000000000"]);
+    let out = client(
+        &c,
+        &[
+            "transfer",
+            "--from",
+            key3.to_str().unwrap(),
+            "--to",
+            &demo(0).hex(),
+            "5000000000",
+        ],
+    );
     assert!(failed(&out).contains("insufficient funds"));
     // bad input
     let (status, v) = transfer(&c.http[0], r#"{"from": 0}"#);
@@ -214,8 +246,21 @@ fn clients_own_their_accounts_over_tcp_and_http_and_every_node_agrees() {
     assert_eq!(status, 400, "{v}");
     let (status, v) = http(&c.http[0], "GET", "/balance/x9", None);
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("not an account"), "{v}");
-    let out = client(&c, &["transfer", "--from", "no-such.key", "--to", &demo(0).hex(), "2"]);
+    assert!(
+        v["error"].as_str().unwrap().contains("not an account"),
+        "{v}"
+    );
+    let out = client(
+        &c,
+        &[
+            "transfer",
+            "--from",
+            "no-such.key",
+            "--to",
+            &demo(0).hex(),
+            "2",
+        ],
+    );
     assert!(failed(&out).contains("no-such.key"));
     let out = client(&c, &["transfer", "zero", "1", "2"]);
     assert!(failed(&out).contains("usage: transfer --from KEYFILE --to ACCOUNT AMOUNT"));
@@ -247,7 +292,11 @@ fn clients_own_their_accounts_over_tcp_and_http_and_every_node_agrees() {
         let seqs: Vec<u64> = c
             .http
             .iter()
-            .map(|h| http(h, "GET", &format!("/account/{}", demo(3)), None).1["next_seq"].as_u64().unwrap())
+            .map(|h| {
+                http(h, "GET", &format!("/account/{}", demo(3)), None).1["next_seq"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         if seqs.windows(2).all(|w| w[0] == w[1]) || Instant::now() > deadline {
             break seqs[0] == 2;

@@ -62,7 +62,14 @@ fn the_python_client_signs_transfers_the_nodes_accept() {
     let demo0 = dir.join("accounts/demo-0.key");
     let out = common::client(
         &deployment,
-        &["transfer", "--from", demo0.to_str().unwrap(), "--to", &me, "123"],
+        &[
+            "transfer",
+            "--from",
+            demo0.to_str().unwrap(),
+            "--to",
+            &me,
+            "123",
+        ],
     );
     assert!(out.contains("transferred 123"), "{out}");
     let out = ok(python(&["balance", "--node", &nodes[0], key]));
@@ -81,7 +88,10 @@ fn the_python_client_signs_transfers_the_nodes_accept() {
         demo1.to_str().unwrap(),
         "23",
     ]));
-    assert!(out.starts_with(&format!("transferred 23 from {me}")), "{out}");
+    assert!(
+        out.starts_with(&format!("transferred 23 from {me}")),
+        "{out}"
+    );
     // every node converges to 100
     common::wait_until(
         "every node to apply the Python client's transfer",
@@ -89,7 +99,12 @@ fn the_python_client_signs_transfers_the_nodes_accept() {
         std::time::Duration::from_millis(50),
         || {
             nodes.iter().all(|n| {
-                let (s, v) = http(n.trim_start_matches("http://"), "GET", &format!("/balance/{me}"), None);
+                let (s, v) = http(
+                    n.trim_start_matches("http://"),
+                    "GET",
+                    &format!("/balance/{me}"),
+                    None,
+                );
                 s == 200 && v["balance"] == 100
             })
         },
@@ -100,6 +115,9 @@ fn the_python_client_signs_transfers_the_nodes_accept() {
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("409") && err.contains("insufficient funds"), "{err}");
+    assert!(
+        err.contains("409") && err.contains("insufficient funds"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -116,24 +116,32 @@ fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
         let addr = &http_of[w as usize % 4];
         let o = outs.entry(w).or_default();
         let last = o.acked.iter().max().copied().unwrap_or(0);
-        let mut seq = o.pending.unwrap_or(last + 1);
-        assert_eq!(seq, last + 1, "writer {w}");
-        for _ in 0..2 {
+        let first = o.pending.unwrap_or(last + 1);
+        assert_eq!(first, last + 1, "writer {w}");
+        for seq in first..first + 2 {
             let b = body(w, seq);
-            wait_until("the group to serve again", || submit(addr, &b, seq) == Some(true));
+            wait_until("the group to serve again", || {
+                submit(addr, &b, seq) == Some(true)
+            });
             o.acked.push(seq);
-            seq += 1;
         }
     }
     // every node applies every acknowledged transfer, once, and they agree
     for w in 0..8u32 {
         let want = outs[&w].acked.len() as u64;
-        assert_eq!(outs[&w].acked.iter().max().copied(), Some(want), "writer {w}: 1..=n");
+        assert_eq!(
+            outs[&w].acked.iter().max().copied(),
+            Some(want),
+            "writer {w}: 1..=n"
+        );
         let mut seen: Vec<Option<(u64, i64)>>;
         let deadline = std::time::Instant::now() + Duration::from_secs(90);
         loop {
             seen = http_of.iter().map(|a| account(a, demo(w))).collect();
-            if seen.iter().all(|s| *s == Some((want, INITIAL - want as i64))) {
+            if seen
+                .iter()
+                .all(|s| *s == Some((want, INITIAL - want as i64)))
+            {
                 break;
             }
             assert!(

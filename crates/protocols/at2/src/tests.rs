@@ -589,7 +589,7 @@ fn only_a_quorum_of_valid_votes_certifies() {
     let (applied, _) = p.deliver(NodeId(1), vec![t1.clone()], &[1, 2]);
     assert!(applied.is_empty());
     // three, one of which signed by the wrong key: still not
-    let digest = proposal_digest(&p.crypto[0], NodeId(1), 7, &[t1.clone()]);
+    let digest = proposal_digest(&p.crypto[0], NodeId(1), 7, std::slice::from_ref(&t1));
     let yes = vec![(0u32, 1u32)];
     let bytes = vote_bytes(NodeId(1), 7, &digest, &yes);
     let votes = vec![
