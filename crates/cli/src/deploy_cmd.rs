@@ -113,8 +113,16 @@ pub async fn node(config: PathBuf) -> Result<()> {
     byzscale_node::run_node(NodeFile::load(&config)?).await
 }
 
-/// `byzscale client --config FILE COMMAND..`.
-pub async fn client(config: PathBuf, ordered: bool, command: Vec<String>) -> Result<()> {
+/// `byzscale client --config FILE COMMAND..` (`account new` needs no
+/// deployment).
+pub async fn client(config: Option<PathBuf>, ordered: bool, command: Vec<String>) -> Result<()> {
+    if byzscale_node::protocols::at2::is_account_new(&command) {
+        print!("{}", byzscale_node::protocols::at2::account_new(&command)?);
+        return Ok(());
+    }
+    let Some(config) = config else {
+        bail!("--config is required (the deployment TOML, or a node file next to it)");
+    };
     print!(
         "{}",
         byzscale_node::run_client_command(&config, ordered, &command).await?

@@ -52,17 +52,20 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Send one KV command to a deployment, e.g. `byzscale client --config d.toml set k v`.
+    /// Send one command to a deployment, e.g. `byzscale client --config d.toml set k v`.
     Client {
-        /// The deployment TOML (or a node file next to it).
+        /// The deployment TOML (or a node file next to it); not needed by
+        /// `account new`.
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Order reads too (default: GET/EXISTS/MGET use the unordered read-only path).
         #[arg(long)]
         ordered: bool,
         /// GET K | SET K V | DEL K.. | EXISTS K.. | INCR K | MGET K.. | MSET K V.. | PING
-        /// (KV), or TRANSFER FROM TO AMOUNT | BALANCE ACCOUNT | HISTORY ACCOUNT (AT2)
-        #[arg(required = true, num_args = 1..)]
+        /// (KV), or (AT2) ACCOUNT NEW [--out FILE] | TRANSFER --from KEYFILE --to ACCOUNT
+        /// AMOUNT | BALANCE ACCOUNT | HISTORY ACCOUNT | ACCOUNT ACCOUNT, where an
+        /// ACCOUNT is a public key (64 hex digits) or an account key file
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
     /// Generate an identity key file (ed25519 + X25519) and print its public keys.

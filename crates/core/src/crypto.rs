@@ -68,6 +68,17 @@ pub fn short(d: &Digest) -> String {
     hex::encode(&d[..4])
 }
 
+/// Sign `msg` with a raw ed25519 key (one that is not an endpoint's
+/// identity, such as an AT2 account key held by a client) in `mode`: real
+/// ed25519, or the keyed BLAKE3 stand-in of [`CryptoMode::Modeled`] under
+/// the key's public half (checked by [`Crypto::verify_keyed`]).
+pub fn sign_with(key: &SigningKey, mode: CryptoMode, msg: &[u8]) -> Signature {
+    match mode {
+        CryptoMode::Real => Signature(key.sign(msg)),
+        CryptoMode::Modeled => Signature(modeled_sig(&key.verifying_key().to_bytes(), msg)),
+    }
+}
+
 /// An ed25519 signature.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature(pub ed25519_dalek::Signature);
@@ -547,6 +558,43 @@ impl Crypto {
         }
     }
 
+    /// Check signatures under raw ed25519 public keys (keys that are not
+    /// endpoints of the deployment, such as AT2 account keys): whether each
+    /// item verifies, in order. Real mode first tries ed25519 batch
+    /// verification of all of them and, only if that fails, checks each one
+    /// alone to find the bad ones; a key that is not a valid curve point or
+    /// a weak (small-order) key never verifies. Modeled mode checks the
+    /// keyed BLAKE3 stand-in ([`sign_with`]).
+    pub fn verify_keyed(&self, items: &[(&[u8; 32], &[u8], &Signature)]) -> Vec<bool> {
+        self.bump(|m| m.verifies += items.len() as u64);
+        match self.mode {
+            CryptoMode::Modeled => items
+                .iter()
+                .map(|(pk, m, s)| modeled_sig(pk, m) == s.0)
+                .collect(),
+            CryptoMode::Real => {
+                let keys: Vec<Option<VerifyingKey>> = items
+                    .iter()
+                    .map(|(pk, _, _)| VerifyingKey::from_bytes(pk).ok().filter(|k| !k.is_weak()))
+                    .collect();
+                if items.len() > 1 && keys.iter().all(Option::is_some) {
+                    let msgs: Vec<&[u8]> = items.iter().map(|(_, m, _)| *m).collect();
+                    let sigs: Vec<ed25519_dalek::Signature> =
+                        items.iter().map(|(_, _, s)| s.0).collect();
+                    let vks: Vec<VerifyingKey> = keys.iter().map(|k| k.expect("checked")).collect();
+                    if ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_ok() {
+                        return vec![true; items.len()];
+                    }
+                }
+                items
+                    .iter()
+                    .zip(&keys)
+                    .map(|((_, m, s), k)| k.is_some_and(|k| k.verify(m, &s.0).is_ok()))
+                    .collect()
+            }
+        }
+    }
+
     /// HMAC-SHA256 of `msg` under the key shared with `peer`.
     pub fn mac(&self, peer: Addr, msg: &[u8]) -> Result<Mac, CryptoError> {
         self.bump(|m| m.macs += 1);
@@ -619,6 +667,42 @@ mod tests {
         assert!(b
             .verify_batch(&[(me, b"one".as_slice(), &s2), (me, b"two".as_slice(), &s1)])
             .is_err());
+    }
+
+    #[test]
+    fn keyed_signatures_verify_in_batches_and_find_the_bad_one() {
+        let (a, _) = pair();
+        let k1 = SigningKey::from_bytes(&[7; 32]);
+        let k2 = SigningKey::from_bytes(&[8; 32]);
+        let (p1, p2) = (k1.verifying_key().to_bytes(), k2.verifying_key().to_bytes());
+        for mode in [CryptoMode::Real, CryptoMode::Modeled] {
+            let s1 = sign_with(&k1, mode, b"one");
+            let s2 = sign_with(&k2, mode, b"two");
+            let c = Crypto::new(a.me(), Identity::from_seed([1; 32]), mode);
+            let ok = c.verify_keyed(&[(&p1, b"one".as_slice(), &s1), (&p2, b"two", &s2)]);
+            assert_eq!(ok, vec![true, true], "{mode:?}");
+            // the second signed by the wrong key, the third a wrong message
+            let bad = c.verify_keyed(&[
+                (&p1, b"one".as_slice(), &s1),
+                (&p1, b"two", &s2),
+                (&p2, b"tw0", &s2),
+            ]);
+            assert_eq!(bad, vec![true, false, false], "{mode:?}");
+            assert_eq!(c.take_meter().verifies, 5);
+        }
+        // not a curve point, and the identity (a weak key): never valid
+        let c = Crypto::new(a.me(), Identity::from_seed([1; 32]), CryptoMode::Real);
+        let s1 = sign_with(&k1, CryptoMode::Real, b"one");
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let not_a_point = [0xffu8; 32];
+        assert_eq!(
+            c.verify_keyed(&[
+                (&identity, b"one".as_slice(), &s1),
+                (&not_a_point, b"one", &s1)
+            ]),
+            vec![false, false]
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use crate::protocols::topology;
 use crate::transport::ident;
 use byzscale_apps::kv::KvStore;
-use byzscale_at2::{At2, Genesis, Node as At2Node, TransferMsg};
+use byzscale_at2::{At2, Batch, Config as At2Config, Genesis, Node as At2Node};
 use byzscale_broadcast::{bracha, probabilistic, Bracha, Contagion, ContagionParams};
 use byzscale_core::codec::{self, DEFAULT_MAX_FRAME};
 use byzscale_core::crypto::{Crypto, CryptoMode, Directory, Identity};
@@ -259,7 +259,7 @@ pub fn byzcast(data: &[u8]) {
     byzcast_replica(me).run(&byzcast_senders(), steps);
 }
 
-/// The AT2 members: nodes 0 to 3, one account of 100 each.
+/// The AT2 members: nodes 0 to 3; demo accounts 0 to 3 hold 100 each.
 pub fn at2_members() -> Vec<NodeId> {
     (0..4).map(NodeId).collect()
 }
@@ -269,16 +269,15 @@ pub fn at2_senders() -> Vec<Addr> {
     smr_senders()
 }
 
-fn genesis() -> Arc<Genesis> {
-    Arc::new(Genesis::one_account_each(&at2_members(), 100))
+fn at2_config() -> Arc<At2Config> {
+    Arc::new(At2Config::bracha(Genesis::demo(4, 100), at2_members()))
 }
 
 /// A correct AT2 node over Bracha at node `me`.
-pub fn at2_bracha_node(me: u32) -> Driver<At2Node<Bracha<TransferMsg>>> {
+pub fn at2_bracha_node(me: u32) -> Driver<At2Node<Bracha<Batch>>> {
     let me = NodeId(me);
     let cfg = Arc::new(bracha::Config::new(at2_members()).expect("four members"));
-    let g = genesis();
-    let node = At2Node::new(At2::new(Bracha::new(me, cfg), g.clone()), g);
+    let node = At2Node::new(At2::new(Bracha::new(me, cfg), at2_config()));
     Driver::new(node, crypto(me.into()))
 }
 
@@ -296,11 +295,10 @@ pub fn contagion_params() -> ContagionParams {
 }
 
 /// A correct AT2 node over Contagion at node `me`.
-pub fn at2_contagion_node(me: u32) -> Driver<At2Node<Contagion<TransferMsg>>> {
+pub fn at2_contagion_node(me: u32) -> Driver<At2Node<Contagion<Batch>>> {
     let me = NodeId(me);
     let cfg = probabilistic::Config::new(at2_members(), contagion_params()).expect("valid");
-    let g = genesis();
-    let node = At2Node::new(At2::new(Contagion::new(me, Arc::new(cfg)), g.clone()), g);
+    let node = At2Node::new(At2::new(Contagion::new(me, Arc::new(cfg)), at2_config()));
     Driver::new(node, crypto(me.into()))
 }
 

@@ -85,13 +85,13 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "at2_bracha_message",
-        decoder: "net::wire::decode_message::<at2::node::Message<bracha::Message<TransferMsg>>> (AT2 nodes and clients)",
+        decoder: "net::wire::decode_message::<at2::node::Message<at2::Message<bracha::Message<Batch>>>> (AT2 nodes and clients)",
         run: protocols::at2_bracha_message,
         seeds: seeds::at2_bracha_message,
     },
     Target {
         name: "at2_contagion_message",
-        decoder: "net::wire::decode_message::<at2::node::Message<probabilistic::Message<TransferMsg>>>",
+        decoder: "net::wire::decode_message::<at2::node::Message<at2::Message<probabilistic::Message<Batch>>>>",
         run: protocols::at2_contagion_message,
         seeds: seeds::at2_contagion_message,
     },

@@ -5,7 +5,7 @@
 use crate::round_trip;
 use byzscale_apps::bank::{Bank, BankOp, BankReply};
 use byzscale_apps::kv::{KvOp, KvReply, KvStore};
-use byzscale_at2::TransferMsg;
+use byzscale_at2::Batch;
 use byzscale_broadcast::{bracha, probabilistic};
 use byzscale_byzcast::{Envelope, ExecReply, GroupMachine, Mode, Topology, Tree};
 use byzscale_core::codec::DEFAULT_MAX_FRAME;
@@ -20,9 +20,10 @@ use std::fmt::Debug;
 use std::sync::{Arc, OnceLock};
 
 /// The wire message of an AT2 node over Bracha (what `byzscale node` runs).
-pub type At2Bracha = byzscale_at2::node::Message<bracha::Message<TransferMsg>>;
+pub type At2Bracha = byzscale_at2::node::Message<byzscale_at2::Message<bracha::Message<Batch>>>;
 /// The wire message of an AT2 node over the probabilistic stack.
-pub type At2Contagion = byzscale_at2::node::Message<probabilistic::Message<TransferMsg>>;
+pub type At2Contagion =
+    byzscale_at2::node::Message<byzscale_at2::Message<probabilistic::Message<Batch>>>;
 
 fn message<M: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8]) {
     if let Ok(m) = wire::decode_message::<M>(data, DEFAULT_MAX_FRAME) {

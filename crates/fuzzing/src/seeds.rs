@@ -8,7 +8,10 @@ use crate::transport::{ident, known, role, KIND, NONCE};
 use byzscale_apps::bank::{BankOp, BankReply};
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_at2::node::Message as At2Message;
-use byzscale_at2::{Account, ClientOp, ClientReply, Transfer, TransferId, TransferMsg};
+use byzscale_at2::{
+    demo_key, Account, Batch as At2Batch, ClientOp, ClientReply, SignedTransfer, Transfer,
+    TransferId, Vote,
+};
 use byzscale_broadcast::{bracha, probabilistic, Signed};
 use byzscale_byzcast::{Envelope, ExecReply, McastMsg, MsgId};
 use byzscale_core::codec::{self, HEADER_LEN};
@@ -250,31 +253,40 @@ pub fn byzcast_message() -> Vec<Vec<u8>> {
     byzcast_messages().iter().map(codec::to_bytes).collect()
 }
 
+fn acct(i: u32) -> Account {
+    Account::of(&demo_key(i))
+}
+
 fn transfer(seq: u64) -> Transfer {
     Transfer {
-        issuer: NodeId(1),
+        from: acct(1),
         seq,
-        from: Account(1),
-        to: Account(2),
+        to: acct(2),
         amount: 5,
     }
 }
 
-fn transfer_msg() -> TransferMsg {
-    TransferMsg {
-        transfer: transfer(2),
-        deps: vec![Transfer {
-            issuer: NodeId(0),
-            seq: 1,
-            from: Account(0),
-            to: Account(1),
-            amount: 9,
+fn signed_transfer(seq: u64) -> SignedTransfer {
+    let dep = TransferId {
+        from: acct(0),
+        seq: 1,
+    };
+    SignedTransfer::sign(&demo_key(1), transfer(seq), vec![dep])
+}
+
+fn transfer_msg() -> At2Batch {
+    At2Batch {
+        pid: 1,
+        transfers: vec![signed_transfer(2), signed_transfer(3)],
+        votes: vec![Vote {
+            voter: NodeId(1),
+            yes: vec![(0, 2)],
+            sig: sig(1, b"vote"),
         }],
-        more: vec![transfer(3)],
     }
 }
 
-fn signed() -> Signed<TransferMsg> {
+fn signed() -> Signed<At2Batch> {
     Signed {
         payload: transfer_msg(),
         sig: sig(1, b"transfer"),
@@ -285,31 +297,48 @@ fn at2_client<M>() -> Vec<At2Message<M>> {
     vec![
         At2Message::Request {
             id: 1,
-            op: ClientOp::Transfer {
-                from: Account(1),
-                to: Account(2),
-                amount: 5,
-            },
+            op: ClientOp::Transfer(signed_transfer(1)),
         },
         At2Message::Request {
             id: 2,
-            op: ClientOp::History(Account(1)),
+            op: ClientOp::History(acct(1)),
+        },
+        At2Message::Request {
+            id: 3,
+            op: ClientOp::Account(acct(1)),
         },
         At2Message::Reply {
             id: 1,
             reply: ClientReply::Transferred(TransferId {
-                issuer: NodeId(1),
+                from: acct(1),
                 seq: 2,
             }),
         },
         At2Message::Reply {
             id: 2,
             reply: ClientReply::History {
-                account: Account(1),
+                account: acct(1),
                 total: 1,
                 transfers: vec![transfer(2)],
             },
         },
+    ]
+}
+
+/// The vote round's messages (a proposal and a vote), inside the peer
+/// message of an AT2 node.
+fn at2_votes<M>() -> Vec<At2Message<byzscale_at2::Message<M>>> {
+    vec![
+        At2Message::Peer(byzscale_at2::Message::Propose {
+            pid: 1,
+            transfers: vec![signed_transfer(1)],
+        }),
+        At2Message::Peer(byzscale_at2::Message::Vote {
+            pid: 1,
+            digest: [3; 32],
+            yes: vec![(0, 1)],
+            sig: sig(2, b"vote"),
+        }),
     ]
 }
 
@@ -335,8 +364,9 @@ fn at2_bracha() -> Vec<At2Bracha> {
         },
     ]
     .into_iter()
-    .map(At2Message::Peer)
+    .map(|m| At2Message::Peer(byzscale_at2::Message::Bcast(m)))
     .collect();
+    out.extend(at2_votes());
     out.extend(at2_client());
     out
 }
@@ -358,13 +388,14 @@ fn at2_contagion() -> Vec<At2Contagion> {
     let mut out: Vec<At2Contagion> = bodies
         .into_iter()
         .map(|body| {
-            At2Message::Peer(probabilistic::Message {
+            At2Message::Peer(byzscale_at2::Message::Bcast(probabilistic::Message {
                 source: NodeId(1),
                 seq: 2,
                 body,
-            })
+            }))
         })
         .collect();
+    out.extend(at2_votes());
     out.extend(at2_client());
     out
 }
@@ -494,10 +525,15 @@ pub fn resp() -> Vec<Vec<u8>> {
 }
 
 pub fn at2_http() -> Vec<Vec<u8>> {
+    let body = byzscale_node::protocols::at2::transfer_body(&signed_transfer(1)).to_string();
+    let mut post = vec![0u8];
+    post.extend(body.as_bytes());
+    let mut get = vec![1u8];
+    get.extend(acct(1).hex().as_bytes());
     vec![
+        post,
         b"\x00{\"from\": 1, \"to\": 2, \"amount\": 30}".to_vec(),
-        b"\x00{\"to\":2,\"amount\":1,\"from\":3}".to_vec(),
-        b"\x01a17".to_vec(),
+        get,
         b"\x0142".to_vec(),
     ]
 }
@@ -638,13 +674,15 @@ pub fn byzcast_replica() -> Vec<Vec<u8>> {
 fn at2_inject() -> Vec<handlers::Wire> {
     let from = Addr::Client(handlers::CLIENT);
     let req = |id, f: u32, t: u32, amount| {
+        let tr = Transfer {
+            from: acct(f),
+            seq: 1,
+            to: acct(t),
+            amount,
+        };
         let m: At2Message<()> = At2Message::Request {
             id,
-            op: ClientOp::Transfer {
-                from: Account(f),
-                to: Account(t),
-                amount,
-            },
+            op: ClientOp::Transfer(SignedTransfer::sign(&demo_key(f), tr, vec![])),
         };
         codec::to_bytes(&m)
     };

@@ -161,6 +161,19 @@ pub fn generate(
         NodeProtocol::Byzcast => Some(ByzcastSection::write_two_level(out, groups.len())?),
         _ => None,
     };
+    if protocol == NodeProtocol::At2 {
+        // the first demo accounts' keys, for `byzscale client transfer
+        // --from` (anyone can derive them: demo funds only)
+        let dir = out.join("accounts");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for k in 0..DEMO_KEY_FILES {
+            let path = dir.join(format!("demo-{k}.key"));
+            if !path.exists() {
+                crate::protocols::at2::write_account_key(&path, &byzscale_at2::demo_key(k))?;
+                restrict(&path);
+            }
+        }
+    }
     for j in 0..i {
         let mut nf = NodeFile {
             protocol,
@@ -182,6 +195,10 @@ pub fn generate(
     }
     Ok(deployment)
 }
+
+/// Demo account key files an AT2 deployment directory gets
+/// (`accounts/demo-<k>.key`).
+pub const DEMO_KEY_FILES: u32 = 4;
 
 /// Write `id` as a key file (hex, readable by its owner only).
 pub fn write_key(path: &Path, id: &Identity) -> Result<()> {

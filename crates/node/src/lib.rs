@@ -63,12 +63,14 @@
 //!     bc.stop().await;
 //! }
 //!
-//! // AT2: a transfer goes to the owner of its source account
+//! // AT2: an account's owner signs its transfers; any node takes them
 //! let dep = load_deployment(Path::new("at2/deployment.toml"))?;
-//! let owner = byzscale_node::protocols::at2::members(&dep)[0];
+//! let node = byzscale_node::protocols::at2::members(&dep)[0];
 //! let at2 = At2Client::connect(&dep).await?;
-//! let op = ClientOp::Transfer { from: Account(0), to: Account(1), amount: 5 };
-//! println!("{:?}", at2.call(owner, op, Duration::from_secs(10)).await?);
+//! let key = byzscale_node::protocols::at2::read_account_key(Path::new("alice.key"))?;
+//! let to = Account::from_hex(&"ab".repeat(32)).map_err(anyhow::Error::msg)?;
+//! println!("{:?}", at2.transfer(node, &key, to, 5, Duration::from_secs(10)).await?);
+//! println!("{:?}", at2.call(node, ClientOp::Balance(to), Duration::from_secs(10)).await?);
 //! at2.stop().await;
 //! # Ok(()) }
 //! ```

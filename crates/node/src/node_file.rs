@@ -12,7 +12,7 @@
 //! [smr]            # optional overrides of byzscale_smr::Params
 //! batch_max_requests = 400
 //! [at2]            # AT2 nodes (protocol = "at2"); every node of a deployment
-//! initial_balance = 1000000000   # must use the same genesis settings
+//! genesis = "at2-genesis.toml"   # must use the same genesis (default: demo accounts)
 //! ```
 //!
 //! A ByzCast node file also has `protocol = "byzcast"` and a `[byzcast]`
@@ -125,21 +125,27 @@ impl ByzcastSection {
     }
 }
 
-/// `[at2]` of an AT2 node file. The genesis (accounts, owners, balances)
-/// follows from the deployment and these settings, so every node of a
-/// deployment must use the same `initial_balance` and `accounts_per_node`.
+/// `[at2]` of an AT2 node file. Every node of a deployment must have the
+/// same genesis: the same `genesis` file, or (without one) the same demo
+/// settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct At2Settings {
-    /// Initial balance of every account.
+    /// The genesis file (relative to the node file): `[[account]]` tables
+    /// with `key` (an ed25519 public key, 64 hex digits) and `balance`.
+    /// Without one, the demo genesis below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub genesis: Option<PathBuf>,
+    /// Demo genesis: demo accounts 0..demo_accounts, whose secret keys
+    /// anyone can derive (`byzscale_at2::demo_key`): for local clusters and
+    /// tests, never for real funds.
+    pub demo_accounts: u32,
+    /// Demo genesis: the initial balance of every demo account.
     pub initial_balance: u64,
-    /// Accounts each node owns: node i (in deployment order, of N) owns
-    /// accounts i, i+N, i+2N, …
-    pub accounts_per_node: u32,
-    /// Transfers per broadcast (1: no batching).
+    /// Transfers per proposal and broadcast (1: no batching).
     pub max_batch: usize,
-    /// Transfer requests queued at an owner while its broadcast is
-    /// outstanding; more are refused as busy.
+    /// Transfer requests queued at a node while its proposal is out; more
+    /// are refused as busy.
     pub queue_limit: usize,
     /// Bracha retransmission period in milliseconds (0: none; links are then
     /// assumed reliable, which TCP with drop-oldest queues is not).
@@ -147,17 +153,25 @@ pub struct At2Settings {
     /// Outgoing frames queued per peer before the oldest is dropped (the
     /// transport's default is 8192; small values exercise retransmission).
     pub peer_queue_frames: usize,
+    /// A proposer re-sends its proposal to the members that did not vote,
+    /// and with N−f votes stops waiting for the rest, after this long.
+    pub vote_timeout_ms: u64,
+    /// A voter refuses what it still cannot check after this long.
+    pub defer_timeout_ms: u64,
 }
 
 impl Default for At2Settings {
     fn default() -> Self {
         At2Settings {
+            genesis: None,
+            demo_accounts: 1024,
             initial_balance: 1_000_000_000,
-            accounts_per_node: 1,
             max_batch: 256,
             queue_limit: 4096,
             retransmit_ms: 200,
             peer_queue_frames: 8192,
+            vote_timeout_ms: 100,
+            defer_timeout_ms: 500,
         }
     }
 }
@@ -184,9 +198,11 @@ impl NodeFile {
             .with_context(|| format!("parsing node config {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let tree = file.byzcast.as_mut().map(|b| &mut b.tree);
+        let genesis = file.at2.as_mut().and_then(|a| a.genesis.as_mut());
         for p in [&mut file.deployment, &mut file.key, &mut file.data_dir]
             .into_iter()
             .chain(tree)
+            .chain(genesis)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

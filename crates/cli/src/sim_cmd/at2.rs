@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// `byzscale sim at2`.
 #[derive(Args, Debug)]
 pub struct At2Args {
-    /// Number of processes N (each owns one account).
+    /// Number of processes N (each correct one serves one client, which owns one account).
     #[arg(long, default_value_t = 10)]
     pub processes: usize,
     /// How many processes are Byzantine (K). K > F is allowed on purpose: the
@@ -27,7 +27,7 @@ pub struct At2Args {
     /// The secure broadcast under AT2.
     #[arg(long, default_value = "bracha", value_parser = super::named(BroadcastKind::NAMES, BroadcastKind::from_name))]
     pub broadcast: BroadcastKind,
-    /// Transfers issued by the correct owners, all together, per run.
+    /// Transfers issued by the correct clients, all together, per run.
     #[arg(long, default_value_t = 20)]
     pub transfers: u64,
     /// Initial balance of every account.
@@ -42,10 +42,14 @@ pub struct At2Args {
     /// Contagion: explicit parameters G,E,Ê,R,R̂,D,D̂ (e.g. 6,20,13,15,5,20,12).
     #[arg(long)]
     pub contagion_params: Option<String>,
-    /// Attacks each Byzantine owner makes, in order [default: double-spend,
-    /// double-spend, fake-dependency, overdraft].
+    /// Attacks each Byzantine node makes, in order [default: double-spend,
+    /// double-spend, fake-dependency, overdraft, forgery].
     #[arg(long, value_delimiter = ',', value_parser = super::named(Attack::NAMES, Attack::from_name))]
     pub attacks: Option<Vec<Attack>>,
+    /// Byzantine clients that each hand two correct nodes two transfers with
+    /// sequence number 1 at the same moment.
+    #[arg(long, default_value_t = 2)]
+    pub double_spenders: usize,
     #[command(flatten)]
     pub run: super::RunArgs,
 }
@@ -108,6 +112,7 @@ pub fn at2_config(a: &At2Args) -> Result<Config> {
         .as_deref()
         .map(parse_params)
         .transpose()?;
+    cfg.double_spenders = a.double_spenders;
     if let Some(attacks) = &a.attacks {
         cfg.attacks = attacks.clone();
     }

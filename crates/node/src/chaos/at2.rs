@@ -2,13 +2,17 @@
 //! the ledger check at the end.
 //!
 //! The load is shaped so that the ledgers can be checked exactly although
-//! some transfers end without an answer (their owner was killed or cut off
-//! while they were in flight: each may or may not have been applied).
-//! Account a (owned by node a, one account per node) only ever pays account
-//! a+1 mod N, always the amount a+1. Its owner numbers its transfers 1, 2, …
-//! and every node applies them in that order, so a node's ledger is fixed by
-//! how many transfers of each account it applied, S_a. From an account's
-//! balance B_a and history count T_a (transfers touching it):
+//! some transfers end without an answer (the node that took them was killed
+//! or cut off while they were in flight: each may or may not have been
+//! applied). Writer a owns demo account a (its key) and only ever pays
+//! account a+1 mod A (A writers), always the amount a+1, through node a mod
+//! N, moving to the next node when one does not answer. It numbers its
+//! transfers 1, 2, … and resubmits a transfer that got no answer as it is
+//! (the same signed bytes) until it is acknowledged or refused as already
+//! applied, so each number names one transfer. Every node applies an
+//! account's transfers in order, so a node's ledger is fixed by how many
+//! transfers of each account it applied, S_a. From an account's balance B_a
+//! and history count T_a (transfers touching it):
 //!
 //! ```text
 //!   B_a = initial − (a+1)·S_a + a·S_{a−1}        T_a = S_a + S_{a−1}
@@ -26,8 +30,10 @@
 //! account.
 
 use super::writers::Crew;
+use crate::protocols::at2::transfer_body;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
+use byzscale_at2::{demo_key, Account, SignedTransfer, Transfer};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -88,14 +94,31 @@ fn amount(a: usize) -> u64 {
     a as u64 + 1
 }
 
+/// Demo account `a`'s public key, as the HTTP API names it.
+fn account(a: usize) -> String {
+    Account::of(&demo_key(a as u32)).hex()
+}
+
+/// One writer's account: its next sequence number and the transfer sent
+/// without an answer.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Writer {
+    next: u64,
+    pending: Option<SignedTransfer>,
+}
+
 /// What the transfer writers (and probes) did, per account.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Issued {
     /// Sequence numbers of acknowledged transfers.
     pub acked: BTreeMap<usize, Vec<u64>>,
-    /// Transfers sent without an acknowledgement (each may or may not have
-    /// been applied).
+    /// Transfers sent and never answered (each may or may not have been
+    /// applied): at most one per account, its last.
     pub unacked: BTreeMap<usize, u64>,
+    /// The accounts' writers.
+    writers: BTreeMap<usize, Writer>,
+    /// How many accounts the writers own.
+    pub accounts: usize,
 }
 
 impl Issued {
@@ -106,6 +129,8 @@ impl Issued {
         for (a, n) in o.unacked {
             *self.unacked.entry(a).or_default() += n;
         }
+        self.writers.extend(o.writers);
+        self.accounts = self.accounts.max(o.accounts);
     }
 
     pub fn acked_count(&self) -> usize {
@@ -116,14 +141,27 @@ impl Issued {
         self.unacked.values().sum()
     }
 
-    /// Send account `a`'s next transfer to its owner at `addr`: whether it
-    /// was acknowledged (connection refused counts as not sent).
-    async fn transfer(&mut self, addr: &str, a: usize, accounts: usize) -> bool {
-        let body = format!(
-            r#"{{"from": {a}, "to": {}, "amount": {}}}"#,
-            (a + 1) % accounts,
-            amount(a)
-        );
+    /// Send account `a`'s next transfer (or resubmit the unanswered one)
+    /// through the node at `addr`: whether it was acknowledged (connection
+    /// refused counts as not sent).
+    async fn transfer(&mut self, addr: &str, a: usize) -> bool {
+        let accounts = self.accounts.max(1);
+        let w = self.writers.entry(a).or_insert(Writer {
+            next: 1,
+            pending: None,
+        });
+        let st = w.pending.get_or_insert_with(|| {
+            let key = demo_key(a as u32);
+            let t = Transfer {
+                from: Account::of(&key),
+                seq: w.next,
+                to: Account::of(&demo_key(((a + 1) % accounts) as u32)),
+                amount: amount(a),
+            };
+            SignedTransfer::sign(&key, t, vec![])
+        });
+        let seq = st.transfer.seq;
+        let body = transfer_body(st).to_string();
         let r = http(
             addr,
             "POST",
@@ -132,18 +170,22 @@ impl Issued {
             Duration::from_secs(10),
         )
         .await;
-        match r {
-            Ok((200, v)) if v["seq"].as_u64().is_some() => {
-                let seq = v["seq"].as_u64().expect("checked");
-                self.acked.entry(a).or_default().push(seq);
-                true
-            }
-            Err(HttpError::Connect) => false,
-            Ok(_) | Err(HttpError::Answer(_)) => {
-                *self.unacked.entry(a).or_default() += 1;
-                false
-            }
+        let done = match r {
+            Ok((200, v)) => v["seq"].as_u64() == Some(seq),
+            // applied before, its answer lost: acknowledged now
+            Ok((409, v)) => v["error"].as_str().is_some_and(|e| e.contains("used up")),
+            Err(HttpError::Connect) => return false,
+            Ok(_) | Err(HttpError::Answer(_)) => false,
+        };
+        if done {
+            w.pending = None;
+            w.next = seq + 1;
+            self.acked.entry(a).or_default().push(seq);
+            self.unacked.remove(&a);
+        } else {
+            self.unacked.insert(a, 1);
         }
+        done
     }
 }
 
@@ -151,16 +193,21 @@ impl Issued {
 pub(crate) struct Transfers(Crew<Issued>);
 
 impl Transfers {
-    /// Start `n` closed-loop writers; writer w pays from account w mod N at
-    /// its owner, node w mod N, whose API is at `http[w mod N]`.
+    /// Start `n` closed-loop writers; writer w owns demo account w and pays
+    /// through the API at `http[w mod N]`, moving on to the next node when
+    /// one does not answer.
     pub fn start(n: usize, http: Vec<String>) -> Transfers {
-        let accounts = http.len();
-        Transfers(Crew::start(n, |w, stop| {
-            let addr = http[w % accounts].clone();
+        Transfers(Crew::start(n, move |w, stop| {
+            let http = http.clone();
             async move {
-                let mut issued = Issued::default();
+                let mut issued = Issued {
+                    accounts: n,
+                    ..Issued::default()
+                };
+                let mut node = w % http.len();
                 while !stop.load(Ordering::Relaxed) {
-                    if !issued.transfer(&addr, w % accounts, accounts).await {
+                    if !issued.transfer(&http[node], w).await {
+                        node = (node + 1) % http.len();
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
@@ -175,19 +222,20 @@ impl Transfers {
     }
 }
 
-/// Wait until every owner acknowledges a transfer from its account (each
-/// counted in `issued`), at most `within`.
+/// Wait until every node acknowledges a transfer (of account i mod A for
+/// node i, each counted in `issued`), at most `within`.
 pub(crate) async fn serve_within(
     http: &[String],
     issued: &mut Issued,
     within: Duration,
 ) -> Result<()> {
     let deadline = Instant::now() + within;
-    for (a, addr) in http.iter().enumerate() {
-        while !issued.transfer(addr, a, http.len()).await {
+    for (i, addr) in http.iter().enumerate() {
+        let a = i % issued.accounts.max(1);
+        while !issued.transfer(addr, a).await {
             if Instant::now() > deadline {
                 bail!(
-                    "node {a} acknowledged no transfer within {} s",
+                    "node {i} acknowledged no transfer within {} s",
                     within.as_secs()
                 );
             }
@@ -220,14 +268,14 @@ async fn ledger(addr: &str, accounts: usize) -> Result<Vec<AccountView>> {
     };
     let mut out = Vec::new();
     for a in 0..accounts {
-        let b = get(format!("/balance/{a}")).await?;
-        let h = get(format!("/history/{a}")).await?;
+        let b = get(format!("/balance/{}", account(a))).await?;
+        let h = get(format!("/history/{}", account(a))).await?;
         let bad = || anyhow!("account {a} at {addr}: {b} / {h}");
         let seq = h["transfers"]
             .as_array()
             .ok_or_else(bad)?
             .iter()
-            .filter(|t| t["from"].as_u64() == Some(a as u64))
+            .filter(|t| t["from"].as_str() == Some(account(a).as_str()))
             .filter_map(|t| t["seq"].as_u64())
             .max();
         out.push(AccountView {
@@ -244,6 +292,7 @@ async fn ledger(addr: &str, accounts: usize) -> Result<Vec<AccountView>> {
 /// converged.
 pub(crate) async fn converge(
     http: &[String],
+    accounts: usize,
     within: Duration,
 ) -> (Vec<Result<Vec<AccountView>, String>>, Option<f64>) {
     let t = Instant::now();
@@ -251,7 +300,7 @@ pub(crate) async fn converge(
     loop {
         let mut all = Vec::new();
         for addr in http {
-            all.push(ledger(addr, http.len()).await.map_err(|e| format!("{e:#}")));
+            all.push(ledger(addr, accounts).await.map_err(|e| format!("{e:#}")));
         }
         let first = all[0].as_ref().ok().cloned();
         let same = first.is_some() && all.iter().all(|l| l.as_ref().ok() == first.as_ref());
@@ -283,7 +332,7 @@ pub struct AccountFound {
 /// What the AT2 checks found.
 #[derive(Clone, Debug, Serialize)]
 pub struct At2Found {
-    /// Seconds from the end of the faults until every owner acknowledged a
+    /// Seconds from the end of the faults until every node acknowledged a
     /// transfer.
     pub served_again_s: Option<f64>,
     /// Seconds until every node reported the same ledger (twice in a row).

@@ -453,7 +453,8 @@ impl Run {
         let t = self.heal()?;
         let served = at2::serve_within(&http, &mut issued, Duration::from_secs(60)).await;
         let served_again_s = served.is_ok().then(|| t.elapsed().as_secs_f64());
-        let (ledgers, converged) = at2::converge(&http, Duration::from_secs(60)).await;
+        let accounts = issued.accounts;
+        let (ledgers, converged) = at2::converge(&http, accounts, Duration::from_secs(60)).await;
         let initial = At2Settings::default().initial_balance;
         let (found, mut v) = at2::check(&ledgers, converged, &issued, initial, served_again_s);
         if let Err(e) = served {

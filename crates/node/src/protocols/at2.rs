@@ -8,30 +8,34 @@
 //! | paper | here |
 //! |---|---|
 //! | asset transfer on a secure (Byzantine reliable) broadcast, no consensus | [`at2::Node`]`<`[`Bracha`]`>` (batching on, Bracha's retransmission on, see `byzscale_at2` and `byzscale_broadcast::bracha`) under the net runtime, wire kind `WireKind::At2` |
-//! | each process owns accounts and issues their transfers with sequence numbers | the genesis follows from the deployment: with N nodes (in deployment order) and A accounts per node, node i owns accounts i, i+N, …, i+(A−1)N, each with the same initial balance ([`genesis`]) |
-//! | clients of an owner | [`At2Client`] over the authenticated transport, and HTTP on each node's `http_addr` |
+//! | the owner of an account, a sequential process issuing its transfers with sequence numbers | a client holding the account's ed25519 key; it signs each transfer and submits it to any node, which broadcasts it on its behalf after the vote round that makes the account's sequence numbers unique (see `byzscale_at2`) |
+//! | the initial balances q₀ | the genesis: a genesis file (`[at2] genesis`, [`read_genesis`]) or the demo genesis (`demo_accounts` accounts whose keys anyone can derive, each with `initial_balance`; [`genesis`]) |
 //!
-//! Custody: a node holds the key that signs its accounts' transfers (its node
-//! key), so a transfer from account a must be sent to a's owner node; other
-//! nodes refuse it and name the owner. Nodes do not authenticate end users
-//! (see `byzscale_at2::node`).
+//! Custody: nodes hold no account key. A transfer is signed by its owner
+//! before it reaches a node ([`SignedTransfer`]); a node checks the
+//! signature and refuses a bad one (HTTP 403), so reaching a node's port
+//! gives no power over anyone's funds.
 //!
 //! Clients:
 //! - TCP (`byzscale client`, the load generators): an authenticated transport
-//!   client sending [`at2::node::Message::Request`] to the owner node;
-//! - HTTP on each node's `http_addr`: `POST /transfer {"from","to","amount"}`
-//!   (answers once the transfer is applied at that node), `GET
-//!   /balance/{account}`, `GET /history/{account}`; errors are JSON
-//!   `{"error": "..."}` with 400 (bad input, unknown account), 403 (not the
-//!   owner; the answer names the owner node and its HTTP address), 409
-//!   (insufficient funds), 503 (busy or stopping).
+//!   client sending [`at2::node::Message::Request`] to any node;
+//! - HTTP on each node's `http_addr`: `POST /transfer` with the signed
+//!   transfer as JSON ([`parse_transfer_body`]; answers once the transfer is
+//!   applied at that node), `GET /balance/{account}`, `GET
+//!   /history/{account}`, `GET /account/{account}` (the next sequence number
+//!   and the dependencies to cite); errors are JSON `{"error": "..."}` with
+//!   400 (bad input, malformed transfer), 403 (the signature does not
+//!   verify), 409 (insufficient funds, sequence number used up or ahead,
+//!   conflicting transfer, fake dependency, not checkable yet, not
+//!   certified), 503 (busy or stopping), 504 (no answer within 30 s).
 //!
 //! Durability: the node's AT2 process emits records (its broadcasts, echoes,
-//! readies and deliveries, durable before what they let out, and a
+//! readies and deliveries, durable before what they let out; the
+//! endorsements of its votes, durable before the vote leaves; and a
 //! checkpoint of the ledger every [`CHECKPOINT_EVERY`] deliveries; see
 //! `byzscale_at2::durable`); [`At2Journal`] writes them to the node's redb
 //! store through the group-commit persister, and a restart recovers the
-//! process from it (same sequence numbers, same votes, the ledger), then
+//! process from it (same votes, same endorsements, the ledger), then
 //! catches up on what it missed from its peers (Bracha's fetch and vouches).
 //!
 //! Limitations: a node more than its peers keep (`retain`, 64 MiB of
@@ -52,7 +56,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use byzscale_at2::{
-    self as at2, Account, At2, ClientOp, ClientReply, Genesis, ServiceError, Transfer, TransferMsg,
+    self as at2, Account, At2, Batch, ClientOp, ClientReply, Genesis, ServiceError, SignedTransfer,
+    Transfer, TransferError, TransferId,
 };
 use byzscale_broadcast::{bracha, Bracha, NoTimer};
 use byzscale_core::config::Deployment;
@@ -78,21 +83,65 @@ pub fn members(dep: &Deployment) -> Vec<NodeId> {
         .collect()
 }
 
-/// The genesis of a deployment (see the module docs).
-pub fn genesis(members: &[NodeId], s: &At2Settings) -> Genesis {
-    let n = members.len() as u32;
-    let mut g = Genesis::new();
-    for j in 0..s.accounts_per_node {
-        for (i, m) in members.iter().enumerate() {
-            g.add(Account(j * n + i as u32), *m, s.initial_balance);
-        }
+/// The genesis of a deployment's node files: their genesis file, or the
+/// demo genesis (see the module docs).
+pub fn genesis(s: &At2Settings) -> Result<Genesis> {
+    match &s.genesis {
+        Some(path) => read_genesis(path),
+        None => Ok(Genesis::demo(s.demo_accounts, s.initial_balance)),
     }
-    g
 }
 
-fn check_settings(s: &At2Settings, n: usize) -> Result<()> {
-    if s.accounts_per_node == 0 {
-        bail!("[at2] accounts_per_node must be at least 1");
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisFile {
+    #[serde(default)]
+    account: Vec<GenesisEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisEntry {
+    key: String,
+    balance: u64,
+}
+
+/// Read a genesis file: `[[account]]` tables with `key` (an ed25519 public
+/// key, 64 hex digits) and `balance`; each account at most once.
+pub fn read_genesis(path: &Path) -> Result<Genesis> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the AT2 genesis {}", path.display()))?;
+    let file: GenesisFile = toml::from_str(&text)
+        .with_context(|| format!("parsing the AT2 genesis {}", path.display()))?;
+    let mut g = Genesis::new();
+    for e in file.account {
+        let a = Account::from_hex(&e.key).map_err(|m| anyhow!("{}: {m}", path.display()))?;
+        if g.initial(a) > 0 || g.accounts().any(|x| x == a) {
+            bail!("{}: account {a} is listed twice", path.display());
+        }
+        g.add(a, e.balance);
+    }
+    Ok(g)
+}
+
+/// Write `genesis` as a genesis file.
+pub fn write_genesis(path: &Path, genesis: &Genesis) -> Result<()> {
+    let mut text = String::from(
+        "# AT2 genesis: every account's initial balance; every node of the\n\
+         # deployment must use the same file.\n",
+    );
+    for a in genesis.accounts() {
+        text += &format!(
+            "\n[[account]]\nkey = \"{a}\"\nbalance = {}\n",
+            genesis.initial(a)
+        );
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn check_settings(s: &At2Settings) -> Result<()> {
+    if s.genesis.is_none() && s.demo_accounts == 0 {
+        bail!("[at2] needs a genesis file or demo_accounts of at least 1");
     }
     if s.max_batch == 0 || s.max_batch > byzscale_at2::ledger::MAX_BATCH {
         bail!(
@@ -100,24 +149,59 @@ fn check_settings(s: &At2Settings, n: usize) -> Result<()> {
             byzscale_at2::ledger::MAX_BATCH
         );
     }
-    if (s.accounts_per_node as u64).saturating_mul(n as u64) > u32::MAX as u64 {
-        bail!("[at2] too many accounts");
-    }
     Ok(())
 }
 
-/// Parse an account: `3` or `a3`.
+/// Parse an account: 64 hex digits (its public key), or the path of an
+/// account key file (its public key is read from it).
 pub fn parse_account(s: &str) -> Result<Account> {
-    let digits = s.strip_prefix('a').unwrap_or(s);
-    digits
-        .parse::<u32>()
-        .map(Account)
-        .map_err(|_| anyhow!("`{s}` is not an account (expected a number such as 3 or a3)"))
+    if let Ok(a) = Account::from_hex(s) {
+        return Ok(a);
+    }
+    let p = Path::new(s);
+    if p.is_file() {
+        return Ok(Account::of(&read_account_key(p)?));
+    }
+    bail!("`{s}` is not an account (expected 64 hex digits, an ed25519 public key, or an account key file)")
 }
 
-/// The owner node of `a` (account a is owned by node a mod N).
-fn owner_of(members: &[NodeId], a: Account) -> NodeId {
-    members[a.0 as usize % members.len()]
+/// Write an account key file (TOML: `secret` and `public`, 64 hex digits
+/// each); refuses to overwrite one.
+pub fn write_account_key(path: &Path, key: &ed25519_dalek::SigningKey) -> Result<()> {
+    if path.exists() {
+        bail!("{} exists; refusing to overwrite a key", path.display());
+    }
+    let text = format!(
+        "# byzscale AT2 account key: whoever holds `secret` owns the account; keep it private\n\
+         secret = \"{}\"\npublic = \"{}\"\n",
+        hex::encode(key.to_bytes()),
+        Account::of(key)
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Read an account key file (see [`write_account_key`]).
+pub fn read_account_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
+    #[derive(serde::Deserialize)]
+    struct KeyFile {
+        secret: String,
+        public: Option<String>,
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the account key {}", path.display()))?;
+    let f: KeyFile = toml::from_str(&text)
+        .with_context(|| format!("parsing the account key {}", path.display()))?;
+    let key =
+        at2::transfer::key_from_hex(&f.secret).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if let Some(p) = f.public {
+        if Account::from_hex(&p).ok() != Some(Account::of(&key)) {
+            bail!(
+                "{}: `public` is not the public key of `secret`",
+                path.display()
+            );
+        }
+    }
+    Ok(key)
 }
 
 // ---------------------------------------------------------------- disk
@@ -126,25 +210,33 @@ fn owner_of(members: &[NodeId], a: Account) -> NodeId {
 pub const CHECKPOINT_EVERY: u64 = 1024;
 
 const FORMAT_KEY: &str = "at2/format";
-const FORMAT: &[u8] = b"1";
+/// 2: client-owned accounts (issue 17); stores of format 1 are refused.
+const FORMAT: &[u8] = b"2";
 const NEXT_SEQ_KEY: &str = "at2/next_seq";
 const OPEN_PREFIX: &str = "at2/open/";
+const VOTED_PREFIX: &str = "at2/voted/";
+
+fn voted_key(a: Account, seq: u64) -> String {
+    format!("{VOTED_PREFIX}{a}/{seq:020}")
+}
 
 fn open_key(source: NodeId, seq: u64) -> String {
     format!("{OPEN_PREFIX}{:010}/{seq:020}", source.0)
 }
 
-type At2Record = at2::Record<bracha::Record<TransferMsg>>;
+type At2Record = at2::Record<bracha::Record<Batch>>;
 
 /// An AT2 process's records as rows of its store: the next own broadcast
-/// number and each open instance's votes as meta rows, each delivery as a
-/// log row under its index, each checkpoint as the snapshot (the log rows
-/// more than `LOG_KEEP` below it go in the same transaction).
+/// number, each open instance's votes and each endorsement as meta rows,
+/// each delivery as a log row under its index, each checkpoint as the
+/// snapshot (the log rows more than `LOG_KEEP` below it, and the
+/// endorsements it no longer holds, go in the same transaction).
 pub(crate) struct At2Journal {
     d: at2::Durable,
     fresh: bool,
     next_seq: bool,
     open: BTreeSet<(NodeId, u64)>,
+    voted: BTreeSet<(Account, u64)>,
     logged: Vec<u64>,
     checkpoint: Option<u64>,
 }
@@ -157,6 +249,7 @@ impl At2Journal {
             fresh,
             next_seq: false,
             open: BTreeSet::new(),
+            voted: BTreeSet::new(),
             logged: Vec::new(),
             checkpoint: None,
         }
@@ -175,9 +268,14 @@ impl Journal for At2Journal {
             }
             at2::durable::Change::Bcast(_) => {}
             at2::durable::Change::Logged(i) => self.logged.push(i),
-            at2::durable::Change::Checkpoint { keep_from } => {
+            at2::durable::Change::Checkpoint {
+                keep_from,
+                forgotten,
+            } => {
                 self.checkpoint = Some(keep_from);
+                self.voted.extend(forgotten);
             }
+            at2::durable::Change::Voted(keys) => self.voted.extend(keys),
         }
         self.next_seq |= self.d.bcast.next_seq != before;
     }
@@ -194,6 +292,12 @@ impl Journal for At2Journal {
             b = match self.d.bcast.open.get(&(source, seq)) {
                 Some(o) => b.put_meta(open_key(source, seq), codec::to_bytes(o)),
                 None => b.delete_meta(open_key(source, seq)),
+            };
+        }
+        for (a, seq) in std::mem::take(&mut self.voted) {
+            b = match self.d.voted.get(&(a, seq)) {
+                Some(d) => b.put_meta(voted_key(a, seq), d.to_vec()),
+                None => b.delete_meta(voted_key(a, seq)),
             };
         }
         for i in std::mem::take(&mut self.logged) {
@@ -239,9 +343,24 @@ pub(crate) fn at2_durable_from_disk(
             .split_once('/')
             .and_then(|(s, q)| Some((NodeId(s.parse().ok()?), q.parse().ok()?)))
             .ok_or_else(|| anyhow!("bad key {k} in {}", db.display()))?;
-        let o: bracha::Opened<TransferMsg> =
+        let o: bracha::Opened<Batch> =
             codec::from_bytes(v, usize::MAX).with_context(|| decode(k))?;
         d.bcast.open.insert(key, o);
+    }
+    let mut voted = BTreeMap::new();
+    for (k, v) in rec.meta.range(VOTED_PREFIX.to_string()..) {
+        let Some(rest) = k.strip_prefix(VOTED_PREFIX) else {
+            break;
+        };
+        let key = rest
+            .split_once('/')
+            .and_then(|(a, q)| Some((Account::from_hex(a).ok()?, q.parse().ok()?)))
+            .ok_or_else(|| anyhow!("bad key {k} in {}", db.display()))?;
+        let digest: byzscale_core::crypto::Digest = v
+            .as_slice()
+            .try_into()
+            .map_err(|_| anyhow!("bad endorsement {k} in {}", db.display()))?;
+        voted.insert(key, digest);
     }
     if let Some((at, bytes)) = rec.snapshot {
         let c: at2::Checkpoint =
@@ -255,8 +374,10 @@ pub(crate) fn at2_durable_from_disk(
         }
         d.bcast.next = c.frontier.clone();
         d.deliveries = c.deliveries;
+        d.voted = c.endorsed.clone();
         d.checkpoint = Some(c);
     }
+    d.voted.extend(voted);
     let after = d.deliveries;
     for (i, bytes) in rec.log {
         let e: at2::durable::Delivered = codec::from_bytes(&bytes, usize::MAX)
@@ -279,20 +400,21 @@ fn recover(
     loaded: &LoadedNode,
     members: &[NodeId],
     settings: &At2Settings,
-    genesis: Arc<Genesis>,
+    cfg: Arc<at2::Config>,
     durable: at2::Durable,
     fresh: bool,
-) -> Result<At2<Bracha<TransferMsg>>> {
+) -> Result<At2<Bracha<Batch>>> {
     let me = loaded.me();
     let mut bcfg = bracha::Config::new(members.to_vec()).context("the AT2 group")?;
     bcfg.retransmit = (settings.retransmit_ms > 0).then(|| settings.retransmit_ms * MILLIS);
     bcfg.persist = true;
     let bcfg = Arc::new(bcfg);
     if fresh {
-        return Ok(At2::new(Bracha::new(me, bcfg), genesis));
+        return Ok(At2::new(Bracha::new(me, bcfg), cfg));
     }
     info!(node = %me, deliveries = durable.deliveries, next_seq = durable.bcast.next_seq,
-          open = durable.bcast.open.len(), "recovering the AT2 process from disk");
+          open = durable.bcast.open.len(), endorsed = durable.voted.len(),
+          "recovering the AT2 process from disk");
     let mut crypto = Crypto::new(Addr::Node(me), loaded.identity.clone(), CryptoMode::Real);
     for m in members.iter().filter(|m| **m != me) {
         let (_, rc) = loaded
@@ -304,7 +426,15 @@ fn recover(
             .map_err(|e| anyhow!("key of node {m}: {e}"))?;
     }
     let limit = at2::node::HISTORY_LIMIT;
-    At2::recover(bcfg, genesis, durable, limit, &crypto).map_err(|e| anyhow!(e))
+    At2::recover(bcfg, cfg, durable, limit, &crypto).map_err(|e| anyhow!(e))
+}
+
+/// The AT2 configuration of a deployment's node files.
+pub fn config(members: &[NodeId], settings: &At2Settings) -> Result<at2::Config> {
+    let mut cfg = at2::Config::bracha(genesis(settings)?, members.to_vec());
+    cfg.vote_timeout = settings.vote_timeout_ms.max(1) * MILLIS;
+    cfg.defer_timeout = settings.defer_timeout_ms.max(1) * MILLIS;
+    Ok(cfg)
 }
 
 /// `byzscale node` for an AT2 node file.
@@ -313,16 +443,20 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     let dep = &loaded.deployment;
     let settings = loaded.file.at2.clone().unwrap_or_default();
     let members = members(dep);
-    check_settings(&settings, members.len())?;
+    check_settings(&settings)?;
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
-    let genesis = Arc::new(genesis(&members, &settings));
+    let at2cfg = Arc::new(config(&members, &settings)?);
+    if settings.genesis.is_none() {
+        warn!(node = %me, accounts = settings.demo_accounts,
+            "demo genesis: anyone can derive the demo accounts' keys (set [at2] genesis for real funds)");
+    }
     let (storage, rec, db) = persist::open(&loaded.file.data_dir)?;
     let (durable, fresh) = at2_durable_from_disk(me, rec, &db)?;
     let at2 = recover(
         &loaded,
         &members,
         &settings,
-        genesis.clone(),
+        at2cfg.clone(),
         durable.clone(),
         fresh,
     )
@@ -330,7 +464,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     let at2 = at2
         .with_batching(settings.max_batch, settings.queue_limit)
         .with_checkpoints(CHECKPOINT_EVERY);
-    let proto = at2::Node::new(at2, genesis.clone());
+    let proto = at2::Node::new(at2);
     let mut cfg = NodeConfig::replica(dep, me, loaded.identity.clone(), WireKind::At2.byte())?;
     cfg.transport.options.queue_capacity = settings.peer_queue_frames.max(1);
     let registry = Arc::new(Registry::new());
@@ -341,12 +475,12 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
         .await
         .context("starting the AT2 runtime")?;
     info!(node = %me, addr = %rc.addr, http = ?rc.http_addr, metrics = ?rc.metrics_addr,
-        accounts = ?genesis.owned_by(me), "AT2 node running");
+        genesis_accounts = at2cfg.genesis.len(), "AT2 node running");
 
     let reg = rt.registry().clone();
     let submitted = reg.counter(
         "byzscale_at2_transfers_submitted_total",
-        "Own transfers broadcast",
+        "Transfers accepted from clients",
     );
     let applied = reg.counter(
         "byzscale_at2_transfers_applied_total",
@@ -354,11 +488,11 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     );
     let pending = reg.gauge(
         "byzscale_at2_pending",
-        "Delivered transfers waiting for their dependencies",
+        "Certified transfers waiting for their turn or their dependencies",
     );
     let in_flight = reg.gauge(
         "byzscale_at2_in_flight",
-        "Own transfers queued or broadcast, not yet applied",
+        "Transfers accepted here and not yet applied here",
     );
     let waiters = Pending::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -369,7 +503,6 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
                 handle: rt.handle(),
                 waiters: waiters.clone(),
                 next: Arc::new(AtomicU64::new(1)),
-                owners_http: Arc::new(owners_http(dep)),
                 requests,
             };
             Some(state.serve(me, addr, stop_rx).await?)
@@ -401,15 +534,6 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     persister.finish().await
 }
 
-/// Every node's HTTP address.
-fn owners_http(dep: &Deployment) -> BTreeMap<NodeId, String> {
-    dep.groups
-        .iter()
-        .flat_map(|g| g.replicas.iter())
-        .filter_map(|r| r.http_addr.clone().map(|h| (r.id, h)))
-        .collect()
-}
-
 // ---------------------------------------------------------------- HTTP API
 
 #[derive(Clone)]
@@ -417,12 +541,27 @@ struct Http {
     handle: RuntimeHandle<at2::node::Input>,
     waiters: Pending<ClientReply>,
     next: Arc<AtomicU64>,
-    owners_http: Arc<BTreeMap<NodeId, String>>,
     requests: byzscale_net::metrics::Counter,
 }
 
 fn error(status: StatusCode, msg: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": msg.to_string() }))).into_response()
+}
+
+/// The HTTP status of a refused request.
+pub fn status_of(e: &ServiceError) -> u16 {
+    match e {
+        TransferError::Malformed(_) => 400,
+        TransferError::BadSignature => 403,
+        TransferError::Busy => 503,
+        TransferError::Stale { .. }
+        | TransferError::Conflict(_)
+        | TransferError::TooFarAhead { .. }
+        | TransferError::NotYet(_)
+        | TransferError::InsufficientFunds { .. }
+        | TransferError::FakeDependency(_)
+        | TransferError::Refused { .. } => 409,
+    }
 }
 
 impl Http {
@@ -440,6 +579,7 @@ impl Http {
             .route("/transfer", post(http_transfer))
             .route("/balance/{account}", get(http_balance))
             .route("/history/{account}", get(http_history))
+            .route("/account/{account}", get(http_account))
             .with_state(self);
         info!(node = %me, %addr, "HTTP API listening");
         Ok(tokio::spawn(async move {
@@ -482,25 +622,6 @@ impl Http {
         }
     }
 
-    fn service_error(&self, e: ServiceError) -> Response {
-        let status = match &e {
-            ServiceError::NotOwner { account, owner } => {
-                let http = owner.and_then(|o| self.owners_http.get(&o));
-                let body = json!({
-                    "error": e.to_string(),
-                    "account": account.0,
-                    "owner": owner.map(|o| o.0),
-                    "owner_http": http,
-                });
-                return (StatusCode::FORBIDDEN, Json(body)).into_response();
-            }
-            ServiceError::UnknownAccount(_) | ServiceError::ZeroAmount => StatusCode::BAD_REQUEST,
-            ServiceError::InsufficientFunds { .. } => StatusCode::CONFLICT,
-            ServiceError::Busy => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        error(status, e)
-    }
-
     /// The response for `reply` (`ok` renders the expected answers).
     fn respond(
         &self,
@@ -509,7 +630,10 @@ impl Http {
     ) -> Response {
         match r {
             Err(r) => r,
-            Ok(ClientReply::Error(e)) => self.service_error(e),
+            Ok(ClientReply::Error(e)) => {
+                let status = StatusCode::from_u16(status_of(&e)).expect("a valid status");
+                error(status, e)
+            }
             Ok(reply) => {
                 let text = format!("unexpected reply {reply:?}");
                 match ok(reply) {
@@ -532,87 +656,160 @@ fn amount_json(b: i128) -> serde_json::Value {
     }
 }
 
+fn id_json(id: &TransferId) -> String {
+    format!("{}#{}", id.from, id.seq)
+}
+
 fn transfer_json(t: &Transfer) -> serde_json::Value {
     json!({
-        "id": format!("{:?}", t.id()),
-        "issuer": t.issuer.0,
+        "id": id_json(&t.id()),
+        "from": t.from.hex(),
         "seq": t.seq,
-        "from": t.from.0,
-        "to": t.to.0,
+        "to": t.to.hex(),
         "amount": t.amount,
     })
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TransferRequest {
-    from: u32,
-    to: u32,
-    amount: u64,
+struct DepJson {
+    from: String,
+    seq: u64,
 }
 
-/// The (from, to, amount) of a `POST /transfer` body, or the error text for
-/// a 400 (axum bounds the body at 2 MB before this).
-pub fn parse_transfer_body(body: &[u8]) -> Result<(Account, Account, u64), String> {
-    let req: TransferRequest = serde_json::from_slice(body).map_err(|e| {
-        format!("expected a JSON body {{\"from\": account, \"to\": account, \"amount\": n}}: {e}")
-    })?;
-    Ok((Account(req.from), Account(req.to), req.amount))
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferRequest {
+    from: String,
+    seq: u64,
+    to: String,
+    amount: u64,
+    #[serde(default)]
+    deps: Vec<DepJson>,
+    signature: String,
+}
+
+/// The signed transfer of a `POST /transfer` body, or the error text for a
+/// 400 (axum bounds the body at 2 MB before this). The body:
+///
+/// ```json
+/// {"from": "<64 hex>", "seq": 1, "to": "<64 hex>", "amount": 5,
+///  "deps": [{"from": "<64 hex>", "seq": 3}], "signature": "<128 hex>"}
+/// ```
+///
+/// `signature` is the owner's ed25519 signature of the canonical encoding
+/// of the other fields ([`byzscale_at2::transfer::signing_bytes`]); `deps`
+/// may be left out when empty.
+pub fn parse_transfer_body(body: &[u8]) -> Result<SignedTransfer, String> {
+    const SHAPE: &str = "expected a JSON body {\"from\": account, \"seq\": n, \"to\": account, \"amount\": n, \"deps\": [{\"from\": account, \"seq\": n}], \"signature\": hex}";
+    let req: TransferRequest = serde_json::from_slice(body).map_err(|e| format!("{SHAPE}: {e}"))?;
+    let from = Account::from_hex(&req.from)?;
+    let to = Account::from_hex(&req.to)?;
+    let mut deps = Vec::with_capacity(req.deps.len());
+    for d in req.deps {
+        deps.push(TransferId {
+            from: Account::from_hex(&d.from)?,
+            seq: d.seq,
+        });
+    }
+    let sig: [u8; 64] = hex::decode(req.signature.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "`signature` is not 128 hex digits (an ed25519 signature)".to_string())?;
+    Ok(SignedTransfer {
+        transfer: Transfer {
+            from,
+            seq: req.seq,
+            to,
+            amount: req.amount,
+        },
+        deps,
+        sig: byzscale_core::crypto::Signature(ed25519_dalek::Signature::from_bytes(&sig)),
+    })
+}
+
+/// The JSON body of `st` for `POST /transfer`.
+pub fn transfer_body(st: &SignedTransfer) -> serde_json::Value {
+    json!({
+        "from": st.transfer.from.hex(),
+        "seq": st.transfer.seq,
+        "to": st.transfer.to.hex(),
+        "amount": st.transfer.amount,
+        "deps": st.deps.iter().map(|d| json!({"from": d.from.hex(), "seq": d.seq})).collect::<Vec<_>>(),
+        "signature": hex::encode(st.sig.0.to_bytes()),
+    })
 }
 
 async fn http_transfer(State(h): State<Http>, body: axum::body::Bytes) -> Response {
-    let (from, to, amount) = match parse_transfer_body(&body) {
+    let st = match parse_transfer_body(&body) {
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let r = h.call(ClientOp::Transfer { from, to, amount }).await;
+    let t = st.transfer;
+    let r = h.call(ClientOp::Transfer(st)).await;
     h.respond(r, |reply| match reply {
         ClientReply::Transferred(id) => Some(json!({
-            "id": format!("{id:?}"),
-            "issuer": id.issuer.0,
-            "seq": id.seq,
-            "from": from.0,
-            "to": to.0,
-            "amount": amount,
+            "id": id_json(&id),
+            "from": t.from.hex(),
+            "seq": t.seq,
+            "to": t.to.hex(),
+            "amount": t.amount,
         })),
         _ => None,
     })
 }
 
-async fn http_read(h: Http, account: String, history: bool) -> Response {
-    let account = match parse_account(&account) {
+async fn http_read(h: Http, account: String, what: &str) -> Response {
+    let account = match Account::from_hex(&account) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let op = if history {
-        ClientOp::History(account)
-    } else {
-        ClientOp::Balance(account)
+    let op = match what {
+        "history" => ClientOp::History(account),
+        "account" => ClientOp::Account(account),
+        _ => ClientOp::Balance(account),
     };
     let r = h.call(op).await;
     h.respond(r, |reply| match reply {
         ClientReply::Balance { account, balance } => {
-            Some(json!({ "account": account.0, "balance": amount_json(balance) }))
+            Some(json!({ "account": account.hex(), "balance": amount_json(balance) }))
         }
         ClientReply::History {
             account,
             total,
             transfers,
         } => Some(json!({
-            "account": account.0,
+            "account": account.hex(),
             "total": total,
             "transfers": transfers.iter().map(transfer_json).collect::<Vec<_>>(),
+        })),
+        ClientReply::Account {
+            account,
+            balance,
+            next_seq,
+            spendable,
+            deps,
+        } => Some(json!({
+            "account": account.hex(),
+            "balance": amount_json(balance),
+            "next_seq": next_seq,
+            "spendable": amount_json(spendable),
+            "deps": deps.iter().map(|(d, x)| json!({"from": d.from.hex(), "seq": d.seq, "amount": x})).collect::<Vec<_>>(),
         })),
         _ => None,
     })
 }
 
 async fn http_balance(State(h): State<Http>, UrlPath(account): UrlPath<String>) -> Response {
-    http_read(h, account, false).await
+    http_read(h, account, "balance").await
 }
 
 async fn http_history(State(h): State<Http>, UrlPath(account): UrlPath<String>) -> Response {
-    http_read(h, account, true).await
+    http_read(h, account, "history").await
+}
+
+async fn http_account(State(h): State<Http>, UrlPath(account): UrlPath<String>) -> Response {
+    http_read(h, account, "account").await
 }
 
 // ---------------------------------------------------------------- TCP client
@@ -620,7 +817,7 @@ async fn http_history(State(h): State<Http>, UrlPath(account): UrlPath<String>) 
 /// The client side of [`at2::node::Message`]: requests out to a node, replies back.
 pub struct ClientProto;
 
-type Wire = at2::node::Message<bracha::Message<TransferMsg>>;
+type Wire = at2::node::Message<at2::Message<bracha::Message<Batch>>>;
 
 impl Protocol for ClientProto {
     type Message = Wire;
@@ -646,7 +843,7 @@ impl Protocol for ClientProto {
 }
 
 /// An AT2 client over the authenticated TCP transport; many callers share
-/// one connection set. A transfer must go to its account's owner node.
+/// one connection set. Any node takes any signed transfer.
 pub struct At2Client {
     calls: Calls<ClientProto, ClientReply>,
 }
@@ -678,68 +875,162 @@ impl At2Client {
         }
     }
 
+    /// Sign and submit `key`'s next transfer of `amount` to `to` through
+    /// `node`: asks the node for the account's next sequence number and
+    /// the dependencies to cite, signs, submits, and resubmits the same
+    /// signed transfer while the nodes cannot check it yet (a few times).
+    /// The reply: `Transferred`, or the refusal.
+    pub async fn transfer(
+        &self,
+        node: NodeId,
+        key: &ed25519_dalek::SigningKey,
+        to: Account,
+        amount: u64,
+        timeout: Duration,
+    ) -> Result<ClientReply> {
+        let from = Account::of(key);
+        let (seq, deps) = match self.call(node, ClientOp::Account(from), timeout).await? {
+            ClientReply::Account { next_seq, deps, .. } => {
+                (next_seq, deps.into_iter().map(|(d, _)| d).collect())
+            }
+            ClientReply::Error(e) => return Ok(ClientReply::Error(e)),
+            other => bail!("node {} answered {other:?} to an account read", node.0),
+        };
+        let t = Transfer {
+            from,
+            seq,
+            to,
+            amount,
+        };
+        let st = SignedTransfer::sign(key, t, deps);
+        let mut tries = 0;
+        loop {
+            let r = self
+                .call(node, ClientOp::Transfer(st.clone()), timeout)
+                .await?;
+            match r {
+                ClientReply::Error(TransferError::NotYet(_) | TransferError::Refused { .. })
+                    if tries < 5 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                }
+                r => return Ok(r),
+            }
+        }
+    }
+
     /// Stop the client (calls still waiting fail).
     pub async fn stop(&self) {
         self.calls.stop().await;
     }
 }
 
-/// Whether `command` is an AT2 client command (`transfer`, `balance`, `history`).
+/// Whether `command` is an AT2 client command (`transfer`, `balance`,
+/// `history`, `account`).
 pub fn is_at2_command(command: &[String]) -> bool {
     matches!(
         command.first().map(|c| c.to_ascii_lowercase()).as_deref(),
-        Some("transfer" | "balance" | "history")
+        Some("transfer" | "balance" | "history" | "account")
     )
 }
 
-/// The owner node of the command `words` and its operation.
-fn parse_command(members: &[NodeId], words: &[String]) -> Result<(NodeId, ClientOp)> {
+/// `byzscale client account new [--out FILE]`: a fresh account key file
+/// (`account-<first 8 hex digits>.key` by default) and what to print.
+pub fn account_new(words: &[String]) -> Result<String> {
+    let out = match &words[2..] {
+        [] => None,
+        [flag, path] if flag == "--out" => Some(PathBuf::from(path)),
+        _ => bail!("usage: account new [--out FILE]"),
+    };
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let a = Account::of(&key);
+    let path = out.unwrap_or_else(|| PathBuf::from(format!("account-{}.key", &a.hex()[..8])));
+    write_account_key(&path, &key)?;
+    Ok(format!("{a}\nkey written to {}\n", path.display()))
+}
+
+/// Whether `words` is `account new ...` (needs no deployment).
+pub fn is_account_new(words: &[String]) -> bool {
+    words.len() >= 2
+        && words[0].eq_ignore_ascii_case("account")
+        && words[1].eq_ignore_ascii_case("new")
+}
+
+/// What a client command asks for.
+enum Command {
+    Transfer {
+        key: ed25519_dalek::SigningKey,
+        to: Account,
+        amount: u64,
+    },
+    Read(ClientOp),
+}
+
+/// Parse the words of an AT2 client command.
+fn parse_command(words: &[String]) -> Result<Command> {
     let word = words[0].to_ascii_lowercase();
     let args = &words[1..];
     Ok(match (word.as_str(), args) {
-        ("transfer", [from, to, amount]) => {
-            let from = parse_account(from)?;
+        ("transfer", _) => {
+            const USAGE: &str = "usage: transfer --from KEYFILE --to ACCOUNT AMOUNT";
+            let (mut from, mut to, mut amount) = (None, None, None);
+            let mut it = args.iter();
+            while let Some(w) = it.next() {
+                match w.as_str() {
+                    "--from" => from = Some(it.next().ok_or_else(|| anyhow!(USAGE))?),
+                    "--to" => to = Some(it.next().ok_or_else(|| anyhow!(USAGE))?),
+                    _ if amount.is_none() => amount = Some(w),
+                    _ => bail!(USAGE),
+                }
+            }
+            let (Some(from), Some(to), Some(amount)) = (from, to, amount) else {
+                bail!(USAGE);
+            };
+            let key = read_account_key(Path::new(from))?;
             let to = parse_account(to)?;
             let amount: u64 = amount
                 .parse()
                 .map_err(|_| anyhow!("`{amount}` is not an amount (a non-negative integer)"))?;
-            (
-                owner_of(members, from),
-                ClientOp::Transfer { from, to, amount },
-            )
+            Command::Transfer { key, to, amount }
         }
-        ("balance", [a]) => {
-            let a = parse_account(a)?;
-            (owner_of(members, a), ClientOp::Balance(a))
-        }
-        ("history", [a]) => {
-            let a = parse_account(a)?;
-            (owner_of(members, a), ClientOp::History(a))
-        }
-        ("transfer", _) => bail!("usage: transfer FROM TO AMOUNT"),
+        ("balance", [a]) => Command::Read(ClientOp::Balance(parse_account(a)?)),
+        ("history", [a]) => Command::Read(ClientOp::History(parse_account(a)?)),
+        ("account", [a]) => Command::Read(ClientOp::Account(parse_account(a)?)),
+        ("account", _) => bail!("usage: account new [--out FILE] | account ACCOUNT"),
         (w, _) => bail!("usage: {w} ACCOUNT"),
     })
 }
 
-/// `byzscale client` with an AT2 command (`transfer`, `balance`, `history`)
-/// against `dep` (read from `config`).
+/// `byzscale client` with an AT2 command (`transfer`, `balance`, `history`,
+/// `account`) against `dep` (read from `config`). Transfers and reads go to
+/// the first node (any node would do).
 pub(crate) async fn client_command(
     dep: &Deployment,
     config: &std::path::Path,
     words: &[String],
 ) -> Result<String> {
-    let members = members(dep);
-    if members.is_empty() {
-        bail!("{} lists no nodes", config.display());
+    if is_account_new(words) {
+        return account_new(words);
     }
-    let (node, op) = parse_command(&members, words)?;
+    let members = members(dep);
+    let Some(&node) = members.first() else {
+        bail!("{} lists no nodes", config.display());
+    };
+    let cmd = parse_command(words)?;
     let c = At2Client::connect(dep).await?;
-    let r = c.call(node, op.clone(), Duration::from_secs(15)).await;
+    let timeout = Duration::from_secs(15);
+    let r = match &cmd {
+        Command::Transfer { key, to, amount } => c.transfer(node, key, *to, *amount, timeout).await,
+        Command::Read(op) => c.call(node, op.clone(), timeout).await,
+    };
     c.stop().await;
     Ok(match r? {
-        ClientReply::Transferred(id) => match op {
-            ClientOp::Transfer { from, to, amount } => {
-                format!("transferred {amount} from {from} to {to}: {id:?}\n")
+        ClientReply::Transferred(id) => match cmd {
+            Command::Transfer { to, amount, .. } => {
+                format!("transferred {amount} from {} to {to}: {}\n", id.from, id_json(&id))
             }
             _ => String::new(),
         },
@@ -755,10 +1046,21 @@ pub(crate) async fn client_command(
                 transfers.len()
             );
             for t in transfers {
-                out += &format!("  {:?}  {} -> {}  {}\n", t.id(), t.from, t.to, t.amount);
+                out += &format!("  {}#{}  {} -> {}  {}\n", t.from, t.seq, t.from, t.to, t.amount);
             }
             out
         }
+        ClientReply::Account {
+            account,
+            balance,
+            next_seq,
+            spendable,
+            deps,
+        } => format!(
+            "{account}: balance {balance}, next sequence number {next_seq}, spendable {spendable} citing {} incoming transfers\n",
+            deps.len()
+        ),
+        ClientReply::Summary { .. } => String::new(),
         ClientReply::Error(e) => bail!("{e}"),
     })
 }
@@ -858,11 +1160,45 @@ fn connections(workers: usize) -> usize {
     workers.div_ceil(128).clamp(1, 64)
 }
 
-/// Closed-loop transfers of 1 unit: worker w spends from the account of node
-/// w mod N, to a random other account.
-async fn at2_load(dep: &Deployment, run: &TransferRun) -> Result<LoadResult> {
+/// One demo account's client in the load: its key, its next sequence
+/// number, the signed transfer not answered yet (resubmitted as it is, never
+/// replaced: a different transfer with its number could block the account).
+struct Payer {
+    key: ed25519_dalek::SigningKey,
+    seq: u64,
+    count: u64,
+    pending: Option<SignedTransfer>,
+}
+
+/// Closed-loop transfers of 1 unit: worker w pays from demo account w mod A
+/// (A: as many accounts as workers, at most the demo accounts; workers
+/// sharing an account take turns) through node a mod N, to a random other
+/// of the A accounts. Every 32nd transfer of an account first asks its node
+/// what to cite, so that the nodes forget what was received.
+async fn at2_load(
+    dep: &Deployment,
+    run: &TransferRun,
+    settings: &At2Settings,
+) -> Result<LoadResult> {
     let members = Arc::new(members(dep));
-    let n = members.len() as u64;
+    let accounts = (run.clients as u32).clamp(1, settings.demo_accounts.max(1));
+    let payers: Arc<Vec<tokio::sync::Mutex<Payer>>> = Arc::new(
+        (0..accounts)
+            .map(|i| {
+                tokio::sync::Mutex::new(Payer {
+                    key: at2::demo_key(i),
+                    seq: 1,
+                    count: 0,
+                    pending: None,
+                })
+            })
+            .collect(),
+    );
+    let pubs: Arc<Vec<Account>> = Arc::new(
+        (0..accounts)
+            .map(|i| Account::of(&at2::demo_key(i)))
+            .collect(),
+    );
     let mut clients = Vec::new();
     for _ in 0..connections(run.clients) {
         clients.push(Arc::new(At2Client::connect(dep).await?));
@@ -870,20 +1206,68 @@ async fn at2_load(dep: &Deployment, run: &TransferRun) -> Result<LoadResult> {
     let cs = clients.clone();
     let out = Load::run(&run.load(), run.progress, move |w, rng| {
         let c = cs[w % cs.len()].clone();
-        let from = w as u64 % n;
-        let to = TransferRun::receiver(from, n, rng);
-        let node = members[from as usize];
+        let a = w as u32 % accounts;
+        let to = pubs[TransferRun::receiver(a as u64, accounts as u64, rng) as usize];
+        let node = members[a as usize % members.len()];
+        let (payers, from) = (payers.clone(), pubs[a as usize]);
         (0, async move {
-            let op = ClientOp::Transfer {
-                from: Account(from as u32),
-                to: Account(to as u32),
-                amount: 1,
+            let mut p = payers[a as usize].lock().await;
+            let st = match p.pending.clone() {
+                Some(st) => st,
+                None => {
+                    let mut deps = Vec::new();
+                    if p.count % 32 == 31 {
+                        if let ClientReply::Account {
+                            next_seq, deps: d, ..
+                        } = c
+                            .call(node, ClientOp::Account(from), Duration::from_secs(10))
+                            .await?
+                        {
+                            p.seq = p.seq.max(next_seq);
+                            deps = d.into_iter().map(|(d, _)| d).collect();
+                        }
+                    }
+                    let t = Transfer {
+                        from,
+                        seq: p.seq,
+                        to,
+                        amount: 1,
+                    };
+                    let st = SignedTransfer::sign(&p.key, t, deps);
+                    p.pending = Some(st.clone());
+                    st
+                }
             };
-            match c.call(node, op, Duration::from_secs(10)).await? {
-                ClientReply::Transferred(_) => Ok(()),
-                ClientReply::Error(e) => Err(anyhow!("{e}")),
-                other => Err(anyhow!("unexpected reply {other:?}")),
+            for _ in 0..5 {
+                let r = c
+                    .call(
+                        node,
+                        ClientOp::Transfer(st.clone()),
+                        Duration::from_secs(10),
+                    )
+                    .await?;
+                match r {
+                    // applied (now, or before a lost answer)
+                    ClientReply::Transferred(_)
+                    | ClientReply::Error(TransferError::Stale { .. }) => {
+                        p.pending = None;
+                        p.seq = st.transfer.seq + 1;
+                        p.count += 1;
+                        return Ok(());
+                    }
+                    ClientReply::Error(
+                        TransferError::NotYet(_)
+                        | TransferError::Refused { .. }
+                        | TransferError::Busy,
+                    ) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    ClientReply::Error(e) => {
+                        p.pending = None;
+                        return Err(anyhow!("{e}"));
+                    }
+                    other => return Err(anyhow!("unexpected reply {other:?}")),
+                }
             }
+            Err(anyhow!("{} not accepted after 5 tries", st.id()))
         })
     })
     .await;
@@ -893,31 +1277,31 @@ async fn at2_load(dep: &Deployment, run: &TransferRun) -> Result<LoadResult> {
     Ok(out)
 }
 
-/// Every node's balances of every genesis account, polled until they agree
-/// (or `wait` passes). Returns the balances per node and whether they agree.
-async fn collect_balances(
+/// Every node's ledger summary, polled until they agree (or `wait`
+/// passes): each node's (supply, digest of the balances), and whether they
+/// agree.
+async fn collect_summaries(
     dep: &Deployment,
-    settings: &At2Settings,
     wait: Duration,
-) -> Result<(BTreeMap<NodeId, Vec<i128>>, bool)> {
+) -> Result<(
+    BTreeMap<NodeId, (i128, byzscale_core::crypto::Digest)>,
+    bool,
+)> {
     let members = members(dep);
-    let accounts: Vec<Account> = genesis(&members, settings).accounts().collect();
     let c = At2Client::connect(dep).await?;
     let deadline = Instant::now() + wait;
     let result = loop {
         let mut all = BTreeMap::new();
         for m in &members {
-            let mut v = Vec::new();
-            for a in &accounts {
-                match c
-                    .call(*m, ClientOp::Balance(*a), Duration::from_secs(5))
-                    .await?
-                {
-                    ClientReply::Balance { balance, .. } => v.push(balance),
-                    other => bail!("node {} answered {other:?} to a balance read", m.0),
+            match c
+                .call(*m, ClientOp::Summary, Duration::from_secs(5))
+                .await?
+            {
+                ClientReply::Summary { supply, digest, .. } => {
+                    all.insert(*m, (supply, digest));
                 }
+                other => bail!("node {} answered {other:?} to a summary read", m.0),
             }
-            all.insert(*m, v);
         }
         let agree = all.values().all(|v| Some(v) == all.values().next());
         if agree || Instant::now() > deadline {
@@ -943,16 +1327,13 @@ pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
     let local = Local::start(spec, |_| {}).await?;
     let settings = At2Settings::default();
     let outcome = if run.duration > 0.0 {
-        at2_load(&local.dep, run).await?
+        at2_load(&local.dep, run, &settings).await?
     } else {
         LoadResult::empty()
     };
-    let (balances, agree) =
-        collect_balances(&local.dep, &settings, Duration::from_secs(10)).await?;
-    let supply = genesis(&members(&local.dep), &settings).supply();
-    let conserved = balances
-        .values()
-        .all(|v| v.iter().sum::<i128>() == supply as i128);
+    let (summaries, agree) = collect_summaries(&local.dep, Duration::from_secs(10)).await?;
+    let supply = genesis(&settings)?.supply();
+    let conserved = summaries.values().all(|(s, _)| *s == supply as i128);
     let report = At2Report {
         supply_conserved: conserved,
         balances_agree: agree,
@@ -1022,23 +1403,89 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transfer_bodies() {
-        assert_eq!(
-            parse_transfer_body(br#"{"from": 1, "to": 2, "amount": 30}"#),
-            Ok((Account(1), Account(2), 30))
-        );
+    fn transfer_bodies_round_trip_and_bad_ones_say_what_is_expected() {
+        let key = at2::demo_key(0);
+        let t = Transfer {
+            from: Account::of(&key),
+            seq: 3,
+            to: Account::of(&at2::demo_key(1)),
+            amount: 30,
+        };
+        let dep = TransferId {
+            from: Account::of(&at2::demo_key(2)),
+            seq: 1,
+        };
+        let st = SignedTransfer::sign(&key, t, vec![dep]);
+        let body = transfer_body(&st).to_string();
+        assert_eq!(parse_transfer_body(body.as_bytes()), Ok(st.clone()));
+        // deps may be left out
+        let mut v = transfer_body(&SignedTransfer::sign(&key, t, vec![]));
+        v.as_object_mut().unwrap().remove("deps");
+        assert!(parse_transfer_body(v.to_string().as_bytes()).is_ok());
+        let good: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let with = |k: &str, x: serde_json::Value| {
+            let mut v = good.clone();
+            v[k] = x;
+            v.to_string()
+        };
         for bad in [
-            &br#"{"from": 1, "to": 2}"#[..],
-            br#"{"from": 1, "to": 2, "amount": -3}"#,
-            br#"{"from": 1, "to": 2, "amount": 3, "memo": "x"}"#,
-            br#"{"from": 4294967296, "to": 2, "amount": 3}"#,
-            b"\xff",
-            b"",
+            r#"{"from": "00", "to": "11"}"#.to_string(),
+            with("amount", json!(-3)),
+            with("memo", json!("x")),
+            with("from", json!(7)),
+            "\u{ff}".to_string(),
+            String::new(),
         ] {
-            let e = parse_transfer_body(bad).unwrap_err();
+            let e = parse_transfer_body(bad.as_bytes()).unwrap_err();
             assert!(e.starts_with("expected a JSON body"), "{e}");
         }
-        assert_eq!(parse_account("a7").unwrap(), Account(7));
+        let e = parse_transfer_body(with("to", json!("abc")).as_bytes()).unwrap_err();
+        assert!(e.contains("not an account"), "{e}");
+        let e = parse_transfer_body(with("signature", json!("00")).as_bytes()).unwrap_err();
+        assert!(e.contains("signature"), "{e}");
+        assert_eq!(parse_account(&t.from.hex()).unwrap(), t.from);
         assert!(parse_account("a-1").is_err() && parse_account("").is_err());
+    }
+
+    #[test]
+    fn key_and_genesis_files_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("a.key");
+        let key = at2::demo_key(5);
+        write_account_key(&k, &key).unwrap();
+        assert_eq!(read_account_key(&k).unwrap().to_bytes(), key.to_bytes());
+        assert!(
+            write_account_key(&k, &key).is_err(),
+            "never overwrites a key"
+        );
+        assert_eq!(
+            parse_account(k.to_str().unwrap()).unwrap(),
+            Account::of(&key)
+        );
+        let g = Genesis::demo(3, 7);
+        let gp = dir.path().join("genesis.toml");
+        write_genesis(&gp, &g).unwrap();
+        assert_eq!(read_genesis(&gp).unwrap(), g);
+        std::fs::write(&gp, "[[account]]\nkey = \"zz\"\nbalance = 1\n").unwrap();
+        assert!(read_genesis(&gp).is_err());
+    }
+
+    #[test]
+    fn refusals_map_to_the_documented_statuses() {
+        use at2::Malformed;
+        assert_eq!(
+            status_of(&TransferError::Malformed(Malformed::ZeroAmount)),
+            400
+        );
+        assert_eq!(status_of(&TransferError::BadSignature), 403);
+        assert_eq!(
+            status_of(&TransferError::InsufficientFunds {
+                balance: 1,
+                amount: 2
+            }),
+            409
+        );
+        assert_eq!(status_of(&TransferError::Stale { seq: 1, used: 1 }), 409);
+        assert_eq!(status_of(&TransferError::Busy), 503);
     }
 }

@@ -2,33 +2,41 @@
 //! ([`Record`], emitted as `Effect::Persist`), the fold of those records
 //! ([`Durable`]) and the restart ([`At2::recover`], over Bracha).
 //!
-//! Two kinds of records:
+//! Three kinds of records:
 //! - the broadcast's ([`Record::Bcast`]; for Bracha, see
 //!   `byzscale_broadcast::bracha::durable`): every own broadcast, echo and
 //!   ready is durable before it leaves, so a restarted process never signs a
-//!   second transfer message under a sequence number nor votes twice; every
-//!   delivery is durable before what it lets out (the answer to the owner's
+//!   second batch under a sequence number nor votes twice in the broadcast;
+//!   every delivery is durable before what it lets out (the answer to the
 //!   client);
+//! - [`Record::Voted`]: the transfers a vote endorses, durable before the
+//!   vote leaves (a proposer's own, before its proposal), so a restarted
+//!   member never endorses a second transfer with the same account and
+//!   sequence number (the certificate's uniqueness rests on it);
 //! - a [`Checkpoint`] every `checkpoint_every` deliveries: the ledger, the
-//!   per-account history and the delivery frontier, so a restart replays only
-//!   the deliveries after it (and the driver can drop older ones, keeping
-//!   [`LOG_KEEP`] for lagging peers).
+//!   endorsements not yet applied, the per-account history and the delivery
+//!   frontier, so a restart replays only the deliveries after it (and the
+//!   driver can drop older ones, keeping [`LOG_KEEP`] for lagging peers, and
+//!   the endorsements the checkpoint no longer holds).
 //!
 //! A restart folds the ledger forward through the deliveries after the
-//! checkpoint, in their original order (validation is then exactly what it
-//! was), restores the own broadcasts that were not delivered yet as
-//! outstanding (new requests queue behind them, as before the crash), and
-//! takes out of `deps` the incoming transfers that own broadcasts after the
-//! checkpoint already cited (citing them again would be a fake dependency).
+//! checkpoint, in their original order (certification and validation are
+//! then exactly what they were), and keeps the endorsements whose slot is
+//! still not applied. The proposal that was gathering votes is lost with its
+//! requests (their clients time out; resubmitting the same signed transfer
+//! is safe, see the crate docs); the own batches already broadcast go on in
+//! the broadcast.
 
-use crate::ledger::{Account, Ledger, Transfer, TransferId, TransferMsg};
-use crate::{At2, Genesis};
+use crate::ledger::{Certified, Event, Ledger};
+use crate::transfer::{Account, Transfer};
+use crate::vote::Batch;
+use crate::{At2, Config};
 use byzscale_broadcast::bracha::{self, Bracha};
 use byzscale_broadcast::Signed;
-use byzscale_core::crypto::Crypto;
+use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::NodeId;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Deliveries kept before the latest checkpoint, for lagging peers.
@@ -39,6 +47,8 @@ pub const LOG_KEEP: u64 = 4096;
 pub enum Record<R> {
     Bcast(R),
     Checkpoint(Box<Checkpoint>),
+    /// Endorsed: (account, sequence number, digest of the transfer).
+    Voted(Vec<(Account, u64, Digest)>),
 }
 
 impl<R> From<R> for Record<R> {
@@ -81,38 +91,44 @@ impl History {
 pub struct Checkpoint {
     pub deliveries: u64,
     pub ledger: Ledger,
+    /// The endorsements whose slot was not applied yet.
+    pub endorsed: BTreeMap<(Account, u64), Digest>,
     pub history: History,
     /// Per source, the next broadcast sequence number to deliver.
     pub frontier: BTreeMap<NodeId, u64>,
-    /// The sequence number of the next own broadcast.
-    pub own_next: u64,
 }
 
 /// A delivery as kept: source, sequence number, signed payload.
-pub type Delivered = (NodeId, u64, Signed<TransferMsg>);
+pub type Delivered = (NodeId, u64, Signed<Batch>);
 
 /// Every record of an AT2 process over Bracha, folded.
 #[derive(Clone, Debug)]
 pub struct Durable {
-    pub bcast: bracha::Durable<TransferMsg>,
+    pub bcast: bracha::Durable<Batch>,
     pub checkpoint: Option<Checkpoint>,
     /// Deliveries by index (from 1): all after the checkpoint, and up to
     /// [`LOG_KEEP`] before it.
     pub log: BTreeMap<u64, Delivered>,
     /// Deliveries so far.
     pub deliveries: u64,
+    /// The checkpoint's endorsements and every one voted since.
+    pub voted: BTreeMap<(Account, u64), Digest>,
 }
 
 /// What [`Durable::apply`] changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     Bcast(bracha::durable::Change),
     /// A delivery was logged under this index.
     Logged(u64),
-    /// A checkpoint: log entries below `keep_from` went.
+    /// A checkpoint: log entries below `keep_from` went, and the
+    /// endorsements it no longer holds.
     Checkpoint {
         keep_from: u64,
+        forgotten: Vec<(Account, u64)>,
     },
+    /// These endorsements were added.
+    Voted(Vec<(Account, u64)>),
 }
 
 impl Durable {
@@ -122,11 +138,12 @@ impl Durable {
             checkpoint: None,
             log: BTreeMap::new(),
             deliveries: 0,
+            voted: BTreeMap::new(),
         }
     }
 
     /// Fold one record in (in emission order).
-    pub fn apply(&mut self, r: Record<bracha::Record<TransferMsg>>) -> Change {
+    pub fn apply(&mut self, r: Record<bracha::Record<Batch>>) -> Change {
         match r {
             Record::Bcast(r) => {
                 let c = self.bcast.apply(&r);
@@ -148,85 +165,89 @@ impl Durable {
             Record::Checkpoint(c) => {
                 let keep_from = (c.deliveries + 1).saturating_sub(LOG_KEEP);
                 self.log = self.log.split_off(&keep_from);
+                let forgotten = self
+                    .voted
+                    .keys()
+                    .filter(|k| !c.endorsed.contains_key(k))
+                    .copied()
+                    .collect();
+                self.voted = c.endorsed.clone();
                 self.checkpoint = Some(*c);
-                Change::Checkpoint { keep_from }
+                Change::Checkpoint {
+                    keep_from,
+                    forgotten,
+                }
+            }
+            Record::Voted(entries) => {
+                let keys = entries.iter().map(|(a, s, _)| (*a, *s)).collect();
+                self.voted
+                    .extend(entries.into_iter().map(|(a, s, d)| ((a, s), d)));
+                Change::Voted(keys)
             }
         }
     }
 }
 
-impl At2<Bracha<TransferMsg>> {
-    /// Restart a process over Bracha (configured by `cfg`) from `d` (see the
+impl At2<Bracha<Batch>> {
+    /// Restart a process over Bracha (configured by `bcfg`) from `d` (see the
     /// module docs), keeping the last `history_limit` applied transfers per
     /// account (as [`At2::with_history`]; the replay records them); `crypto`
-    /// checks the broadcast's recorded payloads. Batching and checkpoints
-    /// are configured afterwards as for a new process.
+    /// checks the broadcast's recorded payloads and their votes. Batching
+    /// and checkpoints are configured afterwards as for a new process.
     pub fn recover(
-        cfg: Arc<bracha::Config>,
-        genesis: Arc<Genesis>,
+        bcfg: Arc<bracha::Config>,
+        cfg: Arc<Config>,
         d: Durable,
         history_limit: usize,
         crypto: &Crypto,
     ) -> Result<Self, String> {
         let me = d.bcast.me;
-        let (mut ledger, history, start, mut frontier, own_next) = match d.checkpoint {
-            Some(c) => {
-                let ledger = c.ledger.with_genesis(me, genesis.clone());
-                (ledger, c.history, c.deliveries, c.frontier, c.own_next)
-            }
+        let (mut ledger, mut history, start, mut frontier) = match d.checkpoint {
+            Some(c) => (
+                c.ledger.with_genesis(cfg.genesis.clone()),
+                c.history,
+                c.deliveries,
+                c.frontier,
+            ),
             None => (
-                Ledger::new(me, genesis.clone()),
+                Ledger::new(cfg.genesis.clone()),
                 History::default(),
                 0,
                 BTreeMap::new(),
-                1,
             ),
         };
-        let mut history = history;
         history.limit = history_limit;
-        // deps that own broadcasts after the checkpoint already cited
-        let mut cited: BTreeSet<TransferId> = BTreeSet::new();
+        let q = cfg.quorum();
         for (source, seq, signed) in d.log.range(start + 1..).map(|(_, e)| e) {
-            if *source == me && *seq >= own_next {
-                cited.extend(signed.payload.deps.iter().map(Transfer::id));
-            }
             frontier.insert(*source, seq + 1);
-            for ev in ledger.deliver(*source, signed.payload.clone()) {
-                if let crate::Event::Applied(m) = ev {
-                    history.record(m.transfer);
+            let b = &signed.payload;
+            let Ok((certified, _)) = b.certify(crypto, *source, &cfg.members, q) else {
+                continue;
+            };
+            for i in certified {
+                let st = &b.transfers[i];
+                let c = Certified {
+                    transfer: st.transfer,
+                    deps: st.deps.clone(),
+                };
+                for ev in ledger.certified(*source, c) {
+                    if let Event::Applied(c) = ev {
+                        history.record(c.transfer);
+                    }
                 }
             }
         }
-        // own transfers broadcast and not applied: outstanding again
-        let mut outstanding: Vec<Transfer> = ledger.pending_of(me).collect();
-        let mut last_tseq = ledger.rec(me);
-        for ((source, seq), o) in &d.bcast.open {
-            let Some(s) = o.echo.as_ref().filter(|_| *source == me) else {
-                continue;
-            };
-            if *seq >= own_next {
-                cited.extend(s.payload.deps.iter().map(Transfer::id));
-            }
-            for t in s.payload.transfers() {
-                last_tseq = last_tseq.max(t.seq);
-                outstanding.push(*t);
-            }
-        }
-        ledger.forget_deps(&cited);
+        let mut endorsed = d.voted;
+        endorsed.retain(|(a, s), _| *s > ledger.seq(*a));
         let kept = d.log.into_values().map(|(s, q, signed)| ((s, q), signed));
-        let bcast = Bracha::recover(me, cfg, d.bcast, kept, crypto)?;
-        let mut a = At2::new(bcast, genesis);
+        let bcast = Bracha::recover(me, bcfg, d.bcast, kept, crypto)?;
+        let mut a = At2::new(bcast, cfg);
         a.ledger = ledger;
+        a.endorsed = endorsed;
         a.history = history;
         a.frontier = frontier;
         a.deliveries = d.deliveries;
         a.since_checkpoint = d.deliveries - start;
-        a.next_tseq = last_tseq + 1;
-        a.outstanding = outstanding.into_iter().map(|t| (RESTORED, t)).collect();
         Ok(a)
     }
 }
-
-/// The tag of own transfers restored as outstanding (their requests were
-/// answered by no one: the process stopped).
-pub const RESTORED: u64 = u64::MAX;

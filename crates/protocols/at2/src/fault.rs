@@ -4,20 +4,22 @@
 byzscale_core::fault_kinds! {
     /// Misbehaviour observed by an AT2 process, node or client.
     pub enum Fault {
-        /// A broadcast batch longer than a correct owner sends.
-        BatchTooLong => "at2-batch-too-long",
-        /// A batch whose transfers are not consecutive, or that does not decode.
+        /// A proposal that is empty, too long, or not from a member.
+        MalformedProposal => "at2-malformed-proposal",
+        /// A proposed transfer that is malformed whatever the ledger holds (zero amount or sequence number, bad dependency list).
+        MalformedTransfer => "at2-malformed-transfer",
+        /// A proposed transfer whose owner's signature does not verify (the proposer should have checked it).
+        BadSignature => "at2-bad-signature",
+        /// A vote that does not verify, names indices outside its proposal, or comes from a non-member.
+        BadVote => "at2-bad-vote",
+        /// A delivered batch that is too long or whose votes are malformed.
         MalformedBatch => "at2-malformed-batch",
-        /// A transfer whose issuer is not the broadcast's source.
-        WrongIssuer => "at2-wrong-issuer",
-        /// A transfer sequence number that skips or repeats one.
-        OutOfOrder => "at2-out-of-order",
-        /// A transfer debiting an account its issuer does not own.
-        NotOwner => "at2-not-owner",
-        /// A transfer above the balance its dependencies justify.
-        UnjustifiedFunds => "at2-unjustified-funds",
-        /// A dependency that was never issued, or cited twice.
-        FakeDependency => "at2-fake-dependency",
+        /// An account owner signed two different transfers with one sequence number.
+        DoubleSpend => "at2-double-spend",
+        /// A certified transfer that is not valid (overdraft or fake dependency): its sequence number is used up.
+        InvalidTransfer => "at2-invalid-transfer",
+        /// Two different certified transfers with one id: more than f voters lied.
+        ConflictingCertificates => "at2-conflicting-certificates",
         /// A client reply sent to a node.
         UnexpectedReply => "at2-unexpected-reply",
         /// A node sent a client something other than a reply.

@@ -1,146 +1,271 @@
 //! AT2: consensusless asset transfer over Byzantine reliable broadcast
 //! (thesis chapter 3, Algorithm 5; "The Consensus Number of a
-//! Cryptocurrency", PODC'19).
+//! Cryptocurrency", PODC'19), with accounts owned by clients.
 //!
 //! Only the owner of an account debits it, and the owner is sequential, so the
 //! owner alone orders its outgoing transfers; everyone else only checks that
-//! each debit is justified. No consensus is needed: a secure broadcast with
-//! source order is enough. [`At2`] is generic over that broadcast
-//! ([`byzscale_broadcast::SecureBroadcast`]): deterministic Bracha or
-//! probabilistic Contagion, with no change to the algorithm (the latter
-//! inherits its ε).
+//! each debit is justified. No consensus is needed. [`At2`] is generic over
+//! the broadcast ([`byzscale_broadcast::SecureBroadcast`]): deterministic
+//! Bracha or probabilistic Contagion.
 //!
-//! # Mapping to Algorithm 5 (code for process p)
+//! # Accounts owned by clients
+//!
+//! An account is an ed25519 public key ([`Account`]); its owner is a client
+//! holding the secret key, as in the thesis' model (μ(a) = the key holder)
+//! and the public AT2 node implementation. The owner signs each transfer
+//! ([`SignedTransfer`], canonical encoding in [`transfer`]) with its own
+//! sequence number and the dependencies it cites, and may submit it to *any*
+//! node, which broadcasts it on the owner's behalf, batched with others.
+//!
+//! In the thesis the owner is itself a broadcasting process, and the
+//! broadcast's per-source consistency and source order make its sequence
+//! numbers unique. Here different nodes broadcast the same owner's transfers,
+//! and two broadcasts from different sources are delivered in different
+//! orders at different processes; an owner that signs two different
+//! transfers with one sequence number and gives them to two nodes (the
+//! thesis' double-spending owner) would split the correct processes. So each
+//! transfer is first made unique, per account and sequence number, the way
+//! Bracha's ECHO phase makes a broadcast instance unique (and as the
+//! account-order broadcast of thesis §3.4 and Sieve's per-payload echo do):
+//!
+//! 1. The node that received it (the *proposer*) sends its next batch of
+//!    transfers to every member ([`Message::Propose`]).
+//! 2. Each member checks each transfer and signs a [`Message::Vote`] for
+//!    those it endorses: the owner's signature verifies (ed25519 batch
+//!    verification of the whole proposal), it is well formed, its sequence
+//!    number is not used up, it has endorsed **no other transfer with that
+//!    account and sequence number** (it remembers the digest it endorsed,
+//!    durably, until the slot is applied), and it is valid as far as the
+//!    member can tell (Algorithm 5's `Valid`: for the account's next
+//!    transfer, its dependencies and funds exactly; for a later one, that
+//!    the member endorsed the previous one and holds every dependency). What
+//!    it cannot tell yet (a dependency or the previous transfer not applied
+//!    here yet) it waits for, up to [`Config::defer_timeout`], then refuses.
+//! 3. With votes from N−f members (or all), the proposer broadcasts the
+//!    proposal and its votes ([`Batch`]) through the secure broadcast. A
+//!    transfer with at least a quorum q = ⌊(N+f)/2⌋+1 of valid `yes` votes
+//!    (2f+1 for N = 3f+1) is *certified*. Two quorums share more than f
+//!    members, so at least one correct member endorsed both: two different
+//!    transfers with the same account and sequence number are never both
+//!    certified. Every correct process delivers the same batch and computes
+//!    the same certified set ([`Batch::certify`]).
+//!
+//! The ledger then runs Algorithm 5 per account on certified transfers:
 //!
 //! | thesis | here |
 //! |---|---|
-//! | `seq[q]`, `rec[q]`, `hist[q]`, `deps`, `toValidate` | [`Ledger`]: `seq`, `rec`, `hist`, `deps`, `pending` |
-//! | `transfer(a, b, x)`: fail if `balance(a, hist[p] ∪ deps) < x`, else broadcast `[(a,b,x,seq[p]+1), deps]`, `deps ← ∅` | [`Input::Transfer`] → [`Output::Submitted`], or [`Output::TransferResult`] with an error at once |
+//! | `seq[q]`, `hist[q]`, `deps`, `toValidate` | [`Ledger`] per account: `seq`, `own` (hist compacted), `uncited` (the incoming transfers the owner may still cite), `pending` |
+//! | `transfer(a, b, x)` by the owner | the client signs `(a, b, x, s, h)` and submits it ([`Input::Submit`]) to any node |
 //! | `read(a)`: `balance(a, ⋃ hist[q])` | [`Input::Read`], [`At2::balance`] (local state only) |
-//! | Deliver `(q, m)`: accept iff `s = rec[q]+1` | [`Ledger::deliver`] |
-//! | `Valid(q, t, h)`: (1) q owns a; (2) `s = seq[q]+1`; (3) `balance(a, hist[q] ∪ h) ≥ x`; (4) every entry of h is in hist | `Ledger::check` |
-//! | Apply: `hist[q] ∪= h ∪ {t}`; `seq[q] = s`; incoming to p → deps; own → return true | [`Output::Applied`], [`Output::TransferResult`] `Ok` |
+//! | Deliver `(q, m)`: accept iff `s = rec[q]+1` | certified transfers wait in `pending` until `s = seq[a]+1` (different nodes deliver them in different orders) |
+//! | `Valid(q, t, h)`: (1) q owns a; (2) `s = seq[q]+1`; (3) `balance(a, hist[q] ∪ h) ≥ x`; (4) every entry of h is in hist | (1) the owner's signature, checked by every voter (a certified transfer has f+1 correct voters that checked it); (2) `pending` order; (3) and (4) [`Ledger::check`] |
+//! | Apply: `hist[q] ∪= h ∪ {t}`; `seq[q] = s` | [`Output::Applied`]; the node that took the request answers its client ([`Output::TransferResult`]) |
 //!
 //! # Deviations, and why
 //!
-//! - **Accounts and owners** come from a [`Genesis`] map (μ and q₀): the
-//!   thesis' "process q owns account q" is [`Genesis::one_account_each`]; a
-//!   process may own several accounts but each account has one owner.
-//! - **Signed transfers.** The issuer signs `[(a,b,x,s), deps]` as the
-//!   broadcast source (ed25519 over the source, the sequence number and the
-//!   message, [`byzscale_broadcast::signing_bytes`]); broadcast integrity then
-//!   means a delivered transfer from q was signed by q, and the signature is
-//!   kept in each [`Delivery`](byzscale_broadcast::Delivery).
-//! - **toValidate entries are removed when applied** (the pseudocode leaves it
-//!   implicit) and validation is re-run only for issuers whose next transfer
-//!   could have become valid: the one just applied and those waiting on it.
-//! - **Final rejections.** Conditions 1 and 3 cannot change while the
-//!   issuer's next transfer waits (`hist[q]` only grows with q's own transfers),
-//!   and a dependency that contradicts a validated transfer never becomes
-//!   valid. Such a transfer is dropped, reported as a fault, and its issuer
-//!   blocked (nothing more of it is applied): it is Byzantine. A dependency
-//!   that may still be validated keeps the transfer waiting.
-//! - **One outstanding broadcast per owner** (the thesis' processes are
-//!   sequential). By default a second transfer while one is pending fails at
-//!   once with [`TransferError::Busy`]. With [`At2::with_batching`] it is
-//!   queued instead (up to a bound, then `Busy`), and when the outstanding
-//!   broadcast is applied locally the queue becomes the next **batch**: one
-//!   broadcast instance ([`TransferMsg::more`]) carrying up to `max_batch`
-//!   transfers with consecutive sequence numbers, so that one ed25519
-//!   signature and one round of O(N²) Bracha messages serve them all. The
-//!   owner checks the queued transfers in order against its spendable balance
-//!   minus the earlier ones of the batch; those that do not fit fail with
-//!   `InsufficientFunds` and are left out. Receivers validate a batch's
-//!   transfers one after the other (the first with the batch's dependencies)
-//!   exactly as if each had been broadcast alone; a batch is therefore not
-//!   atomic: if transfer k of a Byzantine owner's batch is invalid, 1..k-1
-//!   are applied and the owner is blocked, which every correct process
-//!   decides identically (validity depends only on delivered data), and which
-//!   is what the same owner broadcasting them one by one would achieve.
-//!   Transfer sequence numbers therefore count transfers, not broadcasts.
-//! - Memory: when an issuer's delivered transfers waiting for validation
-//!   pass [`ledger::MAX_PENDING_BYTES_PER_ISSUER`], the process holds that
-//!   issuer's deliveries back in the broadcast ([`SecureBroadcast::hold`]:
-//!   they wait there within the broadcast's window) and releases them when
-//!   half is applied. Nothing delivered is dropped, so a correct issuer
-//!   stuck behind a slow dependency is only delayed, and a Byzantine one
-//!   citing a dependency that never comes costs at most the bound plus the
-//!   broadcast's window. (An earlier version dropped transfers beyond 8,192
-//!   without advancing the issuer's counter, so the issuer was stuck for
-//!   ever at that process.)
-//! - **`hist` is compacted, and a dependency can be cited once.** Each
-//!   `hist[q]` keeps only the per-account sum of its effects; a validated
-//!   transfer is kept (for condition 4) only until the owner of the credited
-//!   account, a process other than its issuer, cites it as a dependency, and
-//!   is then forgotten. Citing a transfer again in a later transfer, citing
-//!   one's own transfer, or citing a forgotten one is a fake dependency
-//!   (the thesis' set union would silently not count it twice). Correct
-//!   processes cite each incoming transfer exactly once (the `deps` of
-//!   Algorithm 5), so none of their transfers is affected; memory no longer
-//!   grows with the number of transfers (14 MB per node after 1.1 M
-//!   transfers on the real cluster, against 195 MB before).
+//! - **The certificate** above (a vote round before the broadcast) exists
+//!   because owners are clients that submit to any node (see above). It
+//!   costs one round trip and N small messages per batch; the proposer
+//!   contacts all N members, so with Contagion underneath the proposer's
+//!   own cost per batch is O(N), not O(log N) (a sampled vote as in Sieve
+//!   would keep it logarithmic; not done).
+//! - **A dependency is named by its id** `(sender, seq)`: once certified an
+//!   id names one transfer, so the owner needs no more. A dependency is
+//!   *citable* by its recipient only, once ([`Ledger::check_deps`]): citing
+//!   it again, citing someone else's or a rejected transfer is a fake
+//!   dependency (the thesis' set union would silently not count it twice).
+//!   A node tells a client what to cite ([`Ledger::deps_of`]).
+//! - **An invalid certified transfer uses up its sequence number** with no
+//!   effect ([`ledger::Event::Rejected`]) instead of blocking the account:
+//!   correct voters endorse only what they found valid, so this needs a
+//!   client racing its own transfers through lagging nodes or more than f
+//!   Byzantine voters, and validity depends only on certified data, so
+//!   every correct process decides it identically. An owner that
+//!   equivocates may leave a slot that is never certified: its account then
+//!   blocks (thesis §3.4: "the account may block, but it can never
+//!   double-spend").
+//! - **Batching.** A node proposes up to `max_batch` queued transfers at once
+//!   (one proposal in flight; requests meanwhile queue up to `queue_limit`,
+//!   then [`TransferError::Busy`]); one broadcast and one vote round per
+//!   member serve them all.
+//! - **toValidate entries are removed when applied**, and validation is
+//!   re-run only for accounts whose next transfer could have become valid.
+//! - **Memory.** `hist` is compacted to one number per account; an applied
+//!   transfer is kept (in `uncited`) only until its recipient cites it.
+//!   Certified transfers waiting for their turn are bounded per broadcast
+//!   source ([`ledger::MAX_PENDING_BYTES_PER_SOURCE`]: beyond it the
+//!   source's deliveries are held back in the broadcast, [`SecureBroadcast::hold`],
+//!   and nothing is lost); a voter keeps at most one undecided proposal per
+//!   proposer; requests waiting for their transfer are bounded
+//!   ([`MAX_WAITING`]). What is not bounded by a constant is paid in funds:
+//!   a balance, an uncited transfer or an endorsement that is never applied
+//!   (an owner that equivocated) each needs a transfer of at least one unit,
+//!   or an account holding funds, so their number is at most the supply.
 
 pub mod durable;
 mod fault;
 pub mod ledger;
 pub mod node;
+pub mod transfer;
+pub mod vote;
 
 pub use durable::{Checkpoint, Durable, History, Record};
 pub use fault::Fault;
-pub use ledger::{Account, Event, Genesis, Invalid, Ledger, Transfer, TransferId, TransferMsg};
+pub use ledger::{demo_key, Certified, Event, Genesis, Invalid, Ledger};
 pub use node::{ClientOp, ClientReply, Node, ServiceError};
+pub use transfer::{Account, Malformed, SignedTransfer, Transfer, TransferId};
+pub use vote::{Batch, Vote};
 
 use byzscale_broadcast::SecureBroadcast;
-use byzscale_core::protocol::{Cx, Protocol};
-use byzscale_core::{Addr, NodeId};
+use byzscale_core::crypto::{Digest, Signature};
+use byzscale_core::protocol::{Cx, Protocol, Time, MILLIS};
+use byzscale_core::{Addr, ClientId, NodeId};
+use ledger::Check;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use vote::{proposal_digest, ranges_of, ranges_ok, vote_bytes, Ranges};
+
+/// A voter endorses an account's transfers at most this far beyond the
+/// account's next sequence number.
+pub const MAX_AHEAD: u64 = 256;
+
+/// Requests whose certified transfer is not applied yet, per node; more are
+/// refused as busy (a client whose transfers are certified but can never be
+/// applied, its account blocked, could otherwise grow this table).
+pub const MAX_WAITING: usize = 1 << 16;
+
+/// The group and the genesis an AT2 process runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub genesis: Arc<Genesis>,
+    /// Every member (voters and broadcasters), in a fixed order.
+    pub members: Vec<NodeId>,
+    /// Byzantine members tolerated (the broadcast's f).
+    pub f: usize,
+    /// A proposer re-sends its proposal to the members that did not vote,
+    /// and with N−f votes stops waiting for the rest, after this long.
+    pub vote_timeout: Time,
+    /// A voter refuses what it still cannot check after this long.
+    pub defer_timeout: Time,
+}
+
+impl Config {
+    /// `members` tolerating `f` Byzantine ones, over `genesis`, with the
+    /// default timeouts (100 ms, 500 ms).
+    pub fn new(genesis: Genesis, members: Vec<NodeId>, f: usize) -> Self {
+        Config {
+            genesis: Arc::new(genesis),
+            members,
+            f,
+            vote_timeout: 100 * MILLIS,
+            defer_timeout: 500 * MILLIS,
+        }
+    }
+    /// Bracha's f for `members`: ⌊(N−1)/3⌋.
+    pub fn bracha(genesis: Genesis, members: Vec<NodeId>) -> Self {
+        let f = members.len().saturating_sub(1) / 3;
+        Self::new(genesis, members, f)
+    }
+    /// Votes that certify a transfer: ⌊(N+f)/2⌋+1 (2f+1 for N = 3f+1), so
+    /// two quorums share more than f members.
+    pub fn quorum(&self) -> usize {
+        (self.members.len() + self.f) / 2 + 1
+    }
+}
+
+/// Messages between AT2 processes: the broadcast's, and the vote round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message<M> {
+    Bcast(M),
+    /// The sender's proposal `pid`: transfers it will broadcast with votes.
+    Propose {
+        pid: u64,
+        transfers: Vec<SignedTransfer>,
+    },
+    /// The sender endorses the transfers at `yes` of proposal `pid` (with
+    /// digest `digest`) of the receiver.
+    Vote {
+        pid: u64,
+        digest: Digest,
+        yes: Ranges,
+        sig: Signature,
+    },
+}
+
+/// Timers of an AT2 process.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer<T> {
+    Bcast(T),
+    /// The own proposal's votes are late.
+    Proposal,
+    /// The proposal of this member waited long enough for this voter.
+    Defer(NodeId),
+}
 
 /// Requests to an AT2 process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Input {
-    /// `transfer(from, to, amount)`; `from` must be owned by this process.
-    /// `tag` is the caller's, handed back in [`Output::TransferResult`].
-    Transfer {
-        from: Account,
-        to: Account,
-        amount: u64,
-        tag: u64,
-    },
+    /// Broadcast a transfer its owner signed; `tag` is the caller's, handed
+    /// back in [`Output::TransferResult`].
+    Submit { transfer: SignedTransfer, tag: u64 },
     /// `read(account)`.
     Read(Account),
 }
 
-/// Why a transfer failed at once.
+/// Why a transfer failed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum TransferError {
-    #[error("this process does not own {0}")]
-    NotOwner(Account),
+    #[error("the signature does not verify under the sender's key")]
+    BadSignature,
+    #[error("malformed transfer: {0}")]
+    Malformed(Malformed),
+    #[error("sequence number {seq} of the account is used up (the next is {})", .used + 1)]
+    Stale { seq: u64, used: u64 },
+    #[error("the account already signed a different transfer with sequence number {0}")]
+    Conflict(u64),
+    #[error("sequence number {seq} is too far ahead (the next is {next})")]
+    TooFarAhead { seq: u64, next: u64 },
+    #[error("not yet checkable at this node: {0}; retry")]
+    NotYet(String),
     #[error("insufficient funds: {balance} available, {amount} asked")]
     InsufficientFunds { balance: i128, amount: u64 },
-    #[error("a transfer of this owner is still pending")]
+    #[error("dependency {0} is not an uncited incoming transfer of the account")]
+    FakeDependency(TransferId),
+    #[error("refused by the nodes: {yes} of the {quorum} votes needed")]
+    Refused { yes: usize, quorum: usize },
+    #[error("the node has too many transfers waiting; retry later")]
     Busy,
+}
+
+impl From<Invalid> for TransferError {
+    fn from(i: Invalid) -> Self {
+        match i {
+            Invalid::Unjustified { balance, amount } => {
+                TransferError::InsufficientFunds { balance, amount }
+            }
+            Invalid::FakeDependency(d) => TransferError::FakeDependency(d),
+        }
+    }
 }
 
 /// What an AT2 process reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// An own transfer was broadcast; [`Output::TransferResult`] follows
-    /// when it is applied here.
-    Submitted(Transfer),
-    /// The outcome of an own `transfer`: `Ok` once applied locally (the
-    /// thesis' `return true`), or an error (immediate, or when a queued
-    /// transfer does not fit into the next batch).
+    /// A submitted transfer was accepted here for the next proposal.
+    Submitted(TransferId),
+    /// The outcome of a submitted transfer: `Ok` once applied here (the
+    /// thesis' `return true`), or why not (at once, when it was not
+    /// certified, or when it was certified but invalid).
     TransferResult {
         tag: u64,
-        from: Account,
-        to: Account,
-        amount: u64,
-        result: Result<TransferId, TransferError>,
+        id: TransferId,
+        result: Result<(), TransferError>,
     },
-    /// A transfer (anyone's) was validated and applied here.
-    Applied(TransferMsg),
+    /// A transfer (anyone's) was certified, validated and applied here.
+    Applied(Certified),
+    /// A certified transfer was invalid: its sequence number is used up.
+    Rejected(Certified, Invalid),
     /// The answer to [`Input::Read`].
     Balance { account: Account, balance: i128 },
 }
@@ -148,37 +273,76 @@ pub enum Output {
 /// Counters of an AT2 process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Transfers accepted from clients.
     pub submitted: u64,
-    pub applied: u64,
+    /// Transfers refused at submission.
     pub rejected_locally: u64,
+    /// Own proposals' transfers that were not certified.
+    pub refused: u64,
+    pub applied: u64,
+    /// Certified transfers found invalid.
+    pub rejected: u64,
+    pub votes: u64,
     pub faults: u64,
-    /// Times an issuer's deliveries were held back (pending bound).
+    /// Times a source's deliveries were held back (pending bound).
     pub held: u64,
 }
 
-/// A transfer request waiting for the next batch.
-#[derive(Clone, Copy, Debug)]
-struct Queued {
-    tag: u64,
-    from: Account,
-    to: Account,
-    amount: u64,
+/// The client address faults of an account's owner are recorded under.
+pub fn owner_addr(a: Account) -> Addr {
+    let h = u64::from_le_bytes(a.0[..8].try_into().expect("8 bytes"));
+    Addr::Client(ClientId(1 + h % (ClientId::REPLICA_BASE - 1)))
+}
+
+/// A voter's verdict on one transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Decision {
+    Yes(Digest),
+    No(TransferError),
+    Wait(String),
+}
+
+/// An own proposal gathering votes.
+#[derive(Clone, Debug)]
+struct Proposal {
+    pid: u64,
+    digest: Digest,
+    transfers: Vec<SignedTransfer>,
+    tags: Vec<u64>,
+    votes: BTreeMap<NodeId, Vote>,
+}
+
+/// Another member's proposal this voter cannot fully check yet.
+#[derive(Clone, Debug)]
+struct Deferred {
+    pid: u64,
+    digest: Digest,
+    transfers: Vec<SignedTransfer>,
+    sig_ok: Vec<bool>,
 }
 
 /// One AT2 process over the secure broadcast `B`.
 #[derive(Clone, Debug)]
 pub struct At2<B> {
     me: NodeId,
+    cfg: Arc<Config>,
     bcast: B,
     ledger: Ledger,
-    /// Own transfers broadcast and not yet applied here, with their tags.
-    outstanding: Vec<(u64, Transfer)>,
-    /// Requests for the next batch (batching only).
-    queue: VecDeque<Queued>,
+    /// Voter: the digest endorsed per (account, seq) not applied yet.
+    endorsed: BTreeMap<(Account, u64), Digest>,
+    /// Voter: per proposer, the proposal waiting to be checkable.
+    deferred: BTreeMap<NodeId, Deferred>,
+    /// Voter: per proposer, the last vote (re-sent if asked again).
+    last_vote: BTreeMap<NodeId, (u64, Digest, Ranges, Signature)>,
+    /// Proposer: accepted transfers for the next proposal, with their tags.
+    queue: VecDeque<(u64, SignedTransfer)>,
     queue_limit: usize,
     max_batch: usize,
-    /// Sequence number of the next own transfer.
-    next_tseq: u64,
+    proposal: Option<Proposal>,
+    next_pid: u64,
+    /// Requests whose certified transfer is not applied here yet.
+    waiters: BTreeMap<TransferId, Vec<u64>>,
+    waiting: usize,
     stats: Stats,
     /// Applied transfers per account (off unless [`At2::with_history`]).
     history: History,
@@ -188,31 +352,36 @@ pub struct At2<B> {
     /// A [`Checkpoint`] record every this many deliveries (0: none).
     checkpoint_every: u64,
     since_checkpoint: u64,
-    /// Issuers whose deliveries the broadcast holds back (see the crate
-    /// docs, "Memory").
-    held: std::collections::BTreeSet<NodeId>,
+    /// Sources whose deliveries the broadcast holds back.
+    held: BTreeSet<NodeId>,
 }
 
-impl<B: SecureBroadcast<TransferMsg>> At2<B> {
-    /// `bcast` must belong to the same process.
-    pub fn new(bcast: B, genesis: Arc<Genesis>) -> Self {
+impl<B: SecureBroadcast<Batch>> At2<B> {
+    /// `bcast` must belong to the same process, a member of `cfg`.
+    pub fn new(bcast: B, cfg: Arc<Config>) -> Self {
         let me = bcast.me();
         At2 {
             me,
-            ledger: Ledger::new(me, genesis),
+            ledger: Ledger::new(cfg.genesis.clone()),
+            cfg,
             bcast,
-            outstanding: Vec::new(),
+            endorsed: BTreeMap::new(),
+            deferred: BTreeMap::new(),
+            last_vote: BTreeMap::new(),
             queue: VecDeque::new(),
-            queue_limit: 0,
-            max_batch: 1,
-            next_tseq: 1,
+            queue_limit: 1024,
+            max_batch: 64,
+            proposal: None,
+            next_pid: 1,
+            waiters: BTreeMap::new(),
+            waiting: 0,
             stats: Stats::default(),
             history: History::default(),
             deliveries: 0,
             frontier: BTreeMap::new(),
             checkpoint_every: 0,
             since_checkpoint: 0,
-            held: Default::default(),
+            held: BTreeSet::new(),
         }
     }
 
@@ -230,6 +399,14 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
         self
     }
 
+    /// Propose up to `max_batch` transfers at once and queue up to
+    /// `queue_limit` while a proposal is out (defaults 64 and 1024).
+    pub fn with_batching(mut self, max_batch: usize, queue_limit: usize) -> Self {
+        self.max_batch = max_batch.clamp(1, ledger::MAX_BATCH);
+        self.queue_limit = queue_limit;
+        self
+    }
+
     /// The applied transfers touching `a`: how many in all, and the latest.
     pub fn history(&self, a: Account) -> (u64, Vec<Transfer>) {
         self.history
@@ -239,16 +416,11 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
             .unwrap_or_default()
     }
 
-    /// Queue up to `queue_limit` transfers while a broadcast is outstanding
-    /// and send them as batches of at most `max_batch` (see the crate docs).
-    pub fn with_batching(mut self, max_batch: usize, queue_limit: usize) -> Self {
-        self.max_batch = max_batch.clamp(1, ledger::MAX_BATCH);
-        self.queue_limit = queue_limit;
-        self
-    }
-
     pub fn me(&self) -> NodeId {
         self.me
+    }
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
     }
     pub fn broadcast(&self) -> &B {
         &self.bcast
@@ -263,57 +435,28 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
     pub fn balance(&self, a: Account) -> i128 {
         self.ledger.balance(a)
     }
-    /// The own transfers broadcast but not yet applied here.
-    pub fn outstanding(&self) -> impl Iterator<Item = &Transfer> {
-        self.outstanding.iter().map(|(_, t)| t)
+    /// The digests this voter endorsed and are not applied yet.
+    pub fn endorsed(&self) -> &BTreeMap<(Account, u64), Digest> {
+        &self.endorsed
     }
-    /// Transfer requests queued for the next batch.
-    pub fn queued(&self) -> usize {
-        self.queue.len()
+    /// Transfers accepted and not yet broadcast, or broadcast and not yet
+    /// applied here.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len() + self.proposal.as_ref().map_or(0, |p| p.tags.len()) + self.waiting
     }
 
     /// Run a broadcast step and bring its effects out; deliveries go to the
     /// ledger.
     fn with_bcast(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut B, &mut Cx<'_, B>)) {
         let ((), step) = cx.nested::<B, _>(|c| f(&mut self.bcast, c));
-        let deliveries = step.lift(cx, |m| m, |t| t);
+        let deliveries = step.lift(cx, Message::Bcast, Timer::Bcast);
         let delivered = !deliveries.is_empty();
+        let mut changed = false;
         for d in deliveries {
             self.deliveries += 1;
             self.since_checkpoint += 1;
             self.frontier.insert(d.source, d.seq + 1);
-            for ev in self.ledger.deliver(d.source, d.payload) {
-                match ev {
-                    Event::Applied(m) => {
-                        self.stats.applied += 1;
-                        self.history.record(m.transfer);
-                        let t = m.transfer;
-                        cx.output(Output::Applied(m));
-                        if t.issuer == self.me {
-                            if let Some(i) =
-                                self.outstanding.iter().position(|(_, o)| o.id() == t.id())
-                            {
-                                let (tag, _) = self.outstanding.remove(i);
-                                cx.output(Output::TransferResult {
-                                    tag,
-                                    from: t.from,
-                                    to: t.to,
-                                    amount: t.amount,
-                                    result: Ok(t.id()),
-                                });
-                            }
-                        }
-                    }
-                    Event::Fault {
-                        issuer,
-                        kind,
-                        detail,
-                    } => {
-                        self.stats.faults += 1;
-                        cx.fault(issuer, kind, detail);
-                    }
-                }
-            }
+            changed |= self.deliver(d.source, d.payload, cx);
         }
         if delivered && self.checkpoint_every > 0 && self.since_checkpoint >= self.checkpoint_every
         {
@@ -322,17 +465,121 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
         if delivered {
             self.hold_or_release(cx);
         }
-        if self.outstanding.is_empty() && !self.queue.is_empty() {
-            self.flush(cx);
+        if changed {
+            let waiting: Vec<NodeId> = self.deferred.keys().copied().collect();
+            for x in waiting {
+                self.try_vote(x, false, cx);
+            }
         }
     }
 
-    /// Hold back the issuers over the pending bound; release the held ones
+    /// A delivered batch: certify, apply. Returns whether the ledger moved.
+    fn deliver(&mut self, source: NodeId, b: Batch, cx: &mut Cx<'_, Self>) -> bool {
+        let q = self.cfg.quorum();
+        let (certified, bad) = match b.certify(cx.crypto(), source, &self.cfg.members, q) {
+            Ok(c) => c,
+            Err(e) => {
+                self.stats.faults += 1;
+                cx.fault(source, Fault::MalformedBatch, e);
+                return false;
+            }
+        };
+        for v in bad {
+            self.stats.faults += 1;
+            cx.fault(
+                source,
+                Fault::BadVote,
+                format!("batch {} carries a vote of {v} that does not verify", b.pid),
+            );
+        }
+        let mut changed = false;
+        let mut transfers: Vec<Option<SignedTransfer>> =
+            b.transfers.into_iter().map(Some).collect();
+        for i in certified {
+            let Some(st) = transfers[i].take() else {
+                continue;
+            };
+            let c = Certified {
+                transfer: st.transfer,
+                deps: st.deps,
+            };
+            for ev in self.ledger.certified(source, c) {
+                changed = true;
+                self.on_event(source, ev, cx);
+            }
+        }
+        changed
+    }
+
+    fn on_event(&mut self, source: NodeId, ev: Event, cx: &mut Cx<'_, Self>) {
+        match ev {
+            Event::Applied(c) => {
+                self.stats.applied += 1;
+                let t = c.transfer;
+                self.history.record(t);
+                self.forget_endorsed(t.from, t.seq);
+                self.answer(t.id(), Ok(()), cx);
+                cx.output(Output::Applied(c));
+            }
+            Event::Rejected(c, why) => {
+                self.stats.rejected += 1;
+                let t = c.transfer;
+                self.forget_endorsed(t.from, t.seq);
+                self.stats.faults += 1;
+                cx.fault(
+                    owner_addr(t.from),
+                    Fault::InvalidTransfer,
+                    format!(
+                        "certified {} is invalid ({why:?}); its sequence number is used up",
+                        t.id()
+                    ),
+                );
+                self.answer(t.id(), Err(why.clone().into()), cx);
+                cx.output(Output::Rejected(c, why));
+            }
+            Event::Conflict { kept, other } => {
+                self.stats.faults += 1;
+                cx.fault(
+                    source,
+                    Fault::ConflictingCertificates,
+                    format!("{:?} certified as {kept:?} and as {other:?}", kept.id()),
+                );
+            }
+        }
+    }
+
+    /// Slots up to `seq` of `a` are used up: their endorsements can go
+    /// (later transfers with those numbers are refused as stale).
+    fn forget_endorsed(&mut self, a: Account, seq: u64) {
+        let gone: Vec<(Account, u64)> = self
+            .endorsed
+            .range((a, 0)..=(a, seq))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in gone {
+            self.endorsed.remove(&k);
+        }
+    }
+
+    fn answer(&mut self, id: TransferId, result: Result<(), TransferError>, cx: &mut Cx<'_, Self>) {
+        if let Some(tags) = self.waiters.remove(&id) {
+            self.waiting -= tags.len();
+            for tag in tags {
+                cx.output(Output::TransferResult {
+                    tag,
+                    id,
+                    result: result.clone(),
+                });
+            }
+        }
+    }
+
+    /// Hold back the sources over the pending bound; release the held ones
     /// that came down to half of it (their deliveries may release more).
     fn hold_or_release(&mut self, cx: &mut Cx<'_, Self>) {
-        let bound = ledger::MAX_PENDING_BYTES_PER_ISSUER;
-        for q in self.ledger.issuers_pending() {
-            if q != self.me && self.ledger.pending_bytes(q) > bound && self.held.insert(q) {
+        let bound = ledger::MAX_PENDING_BYTES_PER_SOURCE;
+        for q in self.ledger.sources_pending() {
+            if self.ledger.pending_bytes(q) > bound && self.held.insert(q) {
                 self.stats.held += 1;
                 self.bcast.hold(q);
             }
@@ -354,100 +601,490 @@ impl<B: SecureBroadcast<TransferMsg>> At2<B> {
         cx.persist(Record::Checkpoint(Box::new(Checkpoint {
             deliveries: self.deliveries,
             ledger: self.ledger.clone(),
+            endorsed: self.endorsed.clone(),
             history: self.history.clone(),
             frontier: self.frontier.clone(),
-            own_next: self.bcast.next_seq(),
         })));
     }
 
-    fn transfer(&mut self, q: Queued, cx: &mut Cx<'_, Self>) {
-        if self.ledger.genesis().owner(q.from) != Some(self.me) {
-            self.stats.rejected_locally += 1;
-            cx.output(fail(q, TransferError::NotOwner(q.from)));
-            return;
+    /// Look up an endorsement, the ones of the proposal at hand first.
+    fn endorsement(
+        &self,
+        key: (Account, u64),
+        overlay: &BTreeMap<(Account, u64), Digest>,
+    ) -> Option<Digest> {
+        overlay
+            .get(&key)
+            .or_else(|| self.endorsed.get(&key))
+            .copied()
+    }
+
+    /// This member's verdict on `st` (see the crate docs, step 2).
+    fn decide(
+        &self,
+        st: &SignedTransfer,
+        sig_ok: bool,
+        overlay: &BTreeMap<(Account, u64), Digest>,
+    ) -> Decision {
+        if let Err(m) = st.well_formed() {
+            return Decision::No(TransferError::Malformed(m));
         }
-        if !self.outstanding.is_empty() || !self.queue.is_empty() {
-            if self.queue.len() < self.queue_limit {
-                self.queue.push_back(q);
+        if !sig_ok {
+            return Decision::No(TransferError::BadSignature);
+        }
+        let t = &st.transfer;
+        let (a, s) = (t.from, t.seq);
+        let used = self.ledger.seq(a);
+        if s <= used {
+            return Decision::No(TransferError::Stale { seq: s, used });
+        }
+        let digest = st.digest();
+        if let Some(d) = self.endorsement((a, s), overlay) {
+            return if d == digest {
+                Decision::Yes(digest)
             } else {
-                self.stats.rejected_locally += 1;
-                cx.output(fail(q, TransferError::Busy));
-            }
-            return;
+                Decision::No(TransferError::Conflict(s))
+            };
         }
-        self.queue.push_back(q);
-        self.flush(cx);
+        if s > used + MAX_AHEAD {
+            return Decision::No(TransferError::TooFarAhead {
+                seq: s,
+                next: used + 1,
+            });
+        }
+        if s == used + 1 {
+            return match self.ledger.check(t, &st.deps) {
+                Check::Valid => Decision::Yes(digest),
+                Check::Wait(d) => Decision::Wait(format!("dependency {d} is not applied here yet")),
+                Check::Invalid(i) => Decision::No(i.into()),
+            };
+        }
+        if self.endorsement((a, s - 1), overlay).is_none() {
+            return Decision::Wait(format!(
+                "sequence number {} of the account is not applied or endorsed here yet",
+                s - 1
+            ));
+        }
+        match self.ledger.check_deps(a, &st.deps) {
+            Ok(_) => Decision::Yes(digest),
+            Err(Check::Wait(d)) => {
+                Decision::Wait(format!("dependency {d} is not applied here yet"))
+            }
+            Err(Check::Invalid(i)) => Decision::No(i.into()),
+            Err(Check::Valid) => Decision::Yes(digest),
+        }
     }
 
-    /// Broadcast the queued requests that fit as the next batch (nothing may
-    /// be outstanding).
-    fn flush(&mut self, cx: &mut Cx<'_, Self>) {
-        // spendable balance per debited account, minus the batch so far
-        let mut avail: BTreeMap<Account, i128> = BTreeMap::new();
-        let mut batch = Vec::new();
-        while batch.len() < self.max_batch {
-            let Some(q) = self.queue.pop_front() else {
-                break;
-            };
-            let a = avail
-                .entry(q.from)
-                .or_insert_with(|| self.ledger.spendable(q.from));
-            if *a < q.amount as i128 {
-                self.stats.rejected_locally += 1;
-                let balance = *a;
-                cx.output(fail(
-                    q,
-                    TransferError::InsufficientFunds {
-                        balance,
-                        amount: q.amount,
-                    },
-                ));
-                continue;
-            }
-            *a -= q.amount as i128;
-            let t = Transfer {
-                issuer: self.me,
-                seq: self.next_tseq,
-                from: q.from,
-                to: q.to,
-                amount: q.amount,
-            };
-            self.next_tseq += 1;
-            self.outstanding.push((q.tag, t));
-            batch.push(t);
+    // ------------------------------------------------------------ proposer
+
+    fn submit(&mut self, tag: u64, st: SignedTransfer, cx: &mut Cx<'_, Self>) {
+        let id = st.id();
+        if self.queue.len() >= self.queue_limit.max(1) || self.waiting >= MAX_WAITING {
+            self.stats.rejected_locally += 1;
+            cx.output(Output::TransferResult {
+                tag,
+                id,
+                result: Err(TransferError::Busy),
+            });
+            return;
         }
-        let mut batch = batch.into_iter();
-        let Some(first) = batch.next() else {
+        let bytes = st.signing_bytes();
+        let sig_ok = cx
+            .crypto()
+            .verify_keyed(&[(&st.transfer.from.0, &bytes, &st.sig)])[0];
+        let err = match self.decide(&st, sig_ok, &BTreeMap::new()) {
+            Decision::Yes(d) => {
+                self.endorsed.insert((id.from, id.seq), d);
+                self.stats.submitted += 1;
+                self.queue.push_back((tag, st));
+                cx.output(Output::Submitted(id));
+                self.propose(cx);
+                return;
+            }
+            Decision::No(e) => e,
+            Decision::Wait(why) => TransferError::NotYet(why),
+        };
+        self.stats.rejected_locally += 1;
+        cx.output(Output::TransferResult {
+            tag,
+            id,
+            result: Err(err),
+        });
+    }
+
+    fn others(&self) -> Vec<Addr> {
+        self.cfg
+            .members
+            .iter()
+            .filter(|m| **m != self.me)
+            .map(|m| Addr::Node(*m))
+            .collect()
+    }
+
+    /// Send the queued transfers as the next proposal (none may be out).
+    fn propose(&mut self, cx: &mut Cx<'_, Self>) {
+        if self.proposal.is_some() || self.queue.is_empty() {
+            return;
+        }
+        let n = self.queue.len().min(self.max_batch);
+        let (tags, transfers): (Vec<u64>, Vec<SignedTransfer>) = self.queue.drain(..n).unzip();
+        let pid = self.next_pid;
+        self.next_pid += 1;
+        let digest = proposal_digest(cx.crypto(), self.me, pid, &transfers);
+        // the own vote: every queued transfer was endorsed when accepted
+        let mut entries = Vec::new();
+        for st in &transfers {
+            let k = (st.transfer.from, st.transfer.seq);
+            if let Some(d) = self.endorsed.get(&k) {
+                entries.push((k.0, k.1, *d));
+            }
+        }
+        if !entries.is_empty() {
+            cx.persist(Record::Voted(entries));
+        }
+        let yes = vec![(0, n as u32)];
+        let sig = cx.crypto().sign(&vote_bytes(self.me, pid, &digest, &yes));
+        let votes = BTreeMap::from([(
+            self.me,
+            Vote {
+                voter: self.me,
+                yes,
+                sig,
+            },
+        )]);
+        let others = self.others();
+        if !others.is_empty() {
+            cx.multicast(
+                others,
+                Message::Propose {
+                    pid,
+                    transfers: transfers.clone(),
+                },
+            );
+        }
+        cx.set_timer(Timer::Proposal, self.cfg.vote_timeout);
+        self.proposal = Some(Proposal {
+            pid,
+            digest,
+            transfers,
+            tags,
+            votes,
+        });
+        self.maybe_finalize(false, cx);
+    }
+
+    fn on_vote(
+        &mut self,
+        from: Addr,
+        (pid, digest, yes, sig): (u64, Digest, Ranges, Signature),
+        cx: &mut Cx<'_, Self>,
+    ) {
+        let Some(y) = from
+            .node()
+            .filter(|y| *y != self.me && self.cfg.members.contains(y))
+        else {
+            self.stats.faults += 1;
+            cx.fault(from, Fault::BadVote, "a vote from a non-member");
             return;
         };
-        let msg = TransferMsg {
-            transfer: first,
-            deps: self.ledger.take_deps(),
-            more: batch.collect(),
+        let me = self.me;
+        let Some(p) = self.proposal.as_mut() else {
+            return; // late: the proposal was broadcast without it
         };
-        self.stats.submitted += msg.len() as u64;
-        for t in msg.transfers() {
-            cx.output(Output::Submitted(*t));
+        if p.pid != pid || p.digest != digest || p.votes.contains_key(&y) {
+            return;
         }
-        self.with_bcast(cx, |b, c| b.on_input(msg, c));
+        if !ranges_ok(&yes, p.transfers.len())
+            || cx
+                .crypto()
+                .verify(from, &vote_bytes(me, pid, &digest, &yes), &sig)
+                .is_err()
+        {
+            self.stats.faults += 1;
+            cx.fault(from, Fault::BadVote, format!("vote on proposal {pid}"));
+            return;
+        }
+        p.votes.insert(y, Vote { voter: y, yes, sig });
+        self.maybe_finalize(false, cx);
+    }
+
+    /// Votes per transfer of the proposal.
+    fn counts(p: &Proposal) -> Vec<usize> {
+        let mut count = vec![0usize; p.transfers.len()];
+        for v in p.votes.values() {
+            for (s, e) in &v.yes {
+                for c in &mut count[*s as usize..*e as usize] {
+                    *c += 1;
+                }
+            }
+        }
+        count
+    }
+
+    /// Broadcast the proposal when enough votes are in: a quorum for every
+    /// transfer; or all of them; or N−f and every transfer's fate known (or
+    /// the timer went off). The batch carries only the votes the certified
+    /// transfers need.
+    fn maybe_finalize(&mut self, late: bool, cx: &mut Cx<'_, Self>) {
+        let Some(p) = &self.proposal else {
+            return;
+        };
+        let n = self.cfg.members.len();
+        let q = self.cfg.quorum();
+        let have = p.votes.len();
+        let counts = Self::counts(p);
+        // every transfer certified: no need to wait for more
+        if !counts.iter().all(|c| *c >= q) {
+            if have < n.saturating_sub(self.cfg.f).max(1) {
+                return;
+            }
+            let missing = n - have;
+            let settled = counts.iter().all(|c| *c >= q || c + missing < q);
+            if have < n && !late && !settled {
+                return;
+            }
+        }
+        let p = self.proposal.take().expect("checked");
+        cx.cancel_timer(Timer::Proposal);
+        let count = Self::counts(&p);
+        let mut any = false;
+        for (i, tag) in p.tags.iter().enumerate() {
+            let id = p.transfers[i].id();
+            if count[i] >= q {
+                any = true;
+                if self.ledger.seq(id.from) >= id.seq {
+                    // the same transfer was certified and applied already
+                    cx.output(Output::TransferResult {
+                        tag: *tag,
+                        id,
+                        result: Ok(()),
+                    });
+                } else {
+                    self.waiters.entry(id).or_default().push(*tag);
+                    self.waiting += 1;
+                }
+            } else {
+                self.stats.refused += 1;
+                cx.output(Output::TransferResult {
+                    tag: *tag,
+                    id,
+                    result: Err(TransferError::Refused {
+                        yes: count[i],
+                        quorum: q,
+                    }),
+                });
+            }
+        }
+        if any {
+            // only the votes the certified transfers need (a quorum each)
+            let mut have = vec![0usize; count.len()];
+            let mut votes = Vec::new();
+            for v in p.votes.into_values() {
+                let needed = v
+                    .yes
+                    .iter()
+                    .any(|(s, e)| (*s as usize..*e as usize).any(|i| count[i] >= q && have[i] < q));
+                if needed {
+                    for (s, e) in &v.yes {
+                        for h in &mut have[*s as usize..*e as usize] {
+                            *h += 1;
+                        }
+                    }
+                    votes.push(v);
+                }
+            }
+            let batch = Batch {
+                pid: p.pid,
+                transfers: p.transfers,
+                votes,
+            };
+            self.with_bcast(cx, |b, c| b.on_input(batch, c));
+        }
+        self.propose(cx);
+    }
+
+    fn on_proposal_timer(&mut self, cx: &mut Cx<'_, Self>) {
+        let Some(p) = &self.proposal else {
+            return;
+        };
+        let n = self.cfg.members.len();
+        if p.votes.len() < n.saturating_sub(self.cfg.f) {
+            // votes or proposals lost on the way: ask again
+            let silent: Vec<Addr> = self
+                .cfg
+                .members
+                .iter()
+                .filter(|m| !p.votes.contains_key(m))
+                .map(|m| Addr::Node(*m))
+                .collect();
+            let msg = Message::Propose {
+                pid: p.pid,
+                transfers: p.transfers.clone(),
+            };
+            cx.multicast(silent, msg);
+            cx.set_timer(Timer::Proposal, self.cfg.vote_timeout);
+            return;
+        }
+        self.maybe_finalize(true, cx);
+    }
+
+    // ------------------------------------------------------------ voter
+
+    fn on_propose(
+        &mut self,
+        from: Addr,
+        pid: u64,
+        transfers: Vec<SignedTransfer>,
+        cx: &mut Cx<'_, Self>,
+    ) {
+        let Some(x) = from
+            .node()
+            .filter(|x| *x != self.me && self.cfg.members.contains(x))
+        else {
+            self.stats.faults += 1;
+            cx.fault(
+                from,
+                Fault::MalformedProposal,
+                "a proposal from a non-member",
+            );
+            return;
+        };
+        if transfers.is_empty() || transfers.len() > ledger::MAX_BATCH {
+            self.stats.faults += 1;
+            cx.fault(
+                from,
+                Fault::MalformedProposal,
+                format!("{} transfers proposed", transfers.len()),
+            );
+            return;
+        }
+        let digest = proposal_digest(cx.crypto(), x, pid, &transfers);
+        if let Some((p, d, yes, sig)) = self.last_vote.get(&x) {
+            if *p == pid && *d == digest {
+                let msg = Message::Vote {
+                    pid,
+                    digest,
+                    yes: yes.clone(),
+                    sig: *sig,
+                };
+                cx.send(from, msg);
+                return;
+            }
+        }
+        if self
+            .deferred
+            .get(&x)
+            .is_some_and(|d| d.pid == pid && d.digest == digest)
+        {
+            return;
+        }
+        let bytes: Vec<Vec<u8>> = transfers
+            .iter()
+            .map(SignedTransfer::signing_bytes)
+            .collect();
+        let items: Vec<(&[u8; 32], &[u8], &Signature)> = transfers
+            .iter()
+            .zip(&bytes)
+            .map(|(t, b)| (&t.transfer.from.0, b.as_slice(), &t.sig))
+            .collect();
+        let sig_ok = cx.crypto().verify_keyed(&items);
+        // a newer proposal of x replaces the one waiting (x moved on)
+        self.deferred.insert(
+            x,
+            Deferred {
+                pid,
+                digest,
+                transfers,
+                sig_ok,
+            },
+        );
+        cx.set_timer(Timer::Defer(x), self.cfg.defer_timeout);
+        self.try_vote(x, false, cx);
+    }
+
+    /// Vote on `x`'s waiting proposal if every transfer is decided (or
+    /// `force`: what is not is refused).
+    fn try_vote(&mut self, x: NodeId, force: bool, cx: &mut Cx<'_, Self>) {
+        let Some(d) = self.deferred.get(&x) else {
+            return;
+        };
+        let mut overlay = BTreeMap::new();
+        let mut verdicts = Vec::with_capacity(d.transfers.len());
+        for (st, ok) in d.transfers.iter().zip(&d.sig_ok) {
+            let v = match self.decide(st, *ok, &overlay) {
+                Decision::Wait(why) if force => Decision::No(TransferError::NotYet(why)),
+                Decision::Wait(_) => return,
+                v => v,
+            };
+            if let Decision::Yes(digest) = v {
+                overlay.insert((st.transfer.from, st.transfer.seq), digest);
+            }
+            verdicts.push(v);
+        }
+        let d = self.deferred.remove(&x).expect("present");
+        cx.cancel_timer(Timer::Defer(x));
+        for (st, v) in d.transfers.iter().zip(&verdicts) {
+            let fault = match v {
+                Decision::No(TransferError::BadSignature) => Some((
+                    Addr::Node(x),
+                    Fault::BadSignature,
+                    format!(
+                        "proposal {} carries {} with a bad signature",
+                        d.pid,
+                        st.id()
+                    ),
+                )),
+                Decision::No(TransferError::Malformed(m)) => Some((
+                    Addr::Node(x),
+                    Fault::MalformedTransfer,
+                    format!("proposal {} carries {}: {m}", d.pid, st.id()),
+                )),
+                Decision::No(TransferError::Conflict(s)) => Some((
+                    owner_addr(st.transfer.from),
+                    Fault::DoubleSpend,
+                    format!(
+                        "{} signed two transfers with sequence number {s}",
+                        st.transfer.from
+                    ),
+                )),
+                _ => None,
+            };
+            if let Some((who, kind, detail)) = fault {
+                self.stats.faults += 1;
+                cx.fault(who, kind, detail);
+            }
+        }
+        let entries: Vec<(Account, u64, Digest)> =
+            overlay.iter().map(|((a, s), dg)| (*a, *s, *dg)).collect();
+        let yes: Vec<bool> = verdicts
+            .iter()
+            .map(|v| matches!(v, Decision::Yes(_)))
+            .collect();
+        self.endorsed.extend(overlay);
+        if !entries.is_empty() {
+            cx.persist(Record::Voted(entries));
+        }
+        let yes = ranges_of(&yes);
+        let sig = cx.crypto().sign(&vote_bytes(x, d.pid, &d.digest, &yes));
+        self.stats.votes += 1;
+        cx.send(
+            x,
+            Message::Vote {
+                pid: d.pid,
+                digest: d.digest,
+                yes: yes.clone(),
+                sig,
+            },
+        );
+        self.last_vote.insert(x, (d.pid, d.digest, yes, sig));
     }
 }
 
-fn fail(q: Queued, e: TransferError) -> Output {
-    Output::TransferResult {
-        tag: q.tag,
-        from: q.from,
-        to: q.to,
-        amount: q.amount,
-        result: Err(e),
-    }
-}
-
-impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
-    type Message = B::Message;
+impl<B: SecureBroadcast<Batch>> Protocol for At2<B> {
+    type Message = Message<B::Message>;
     type Input = Input;
     type Output = Output;
-    type Timer = B::Timer;
+    type Timer = Timer<B::Timer>;
     type Record = Record<B::Record>;
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
@@ -456,20 +1093,7 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
 
     fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
         match input {
-            Input::Transfer {
-                from,
-                to,
-                amount,
-                tag,
-            } => self.transfer(
-                Queued {
-                    tag,
-                    from,
-                    to,
-                    amount,
-                },
-                cx,
-            ),
+            Input::Submit { transfer, tag } => self.submit(tag, transfer, cx),
             Input::Read(account) => {
                 let balance = self.ledger.balance(account);
                 cx.output(Output::Balance { account, balance });
@@ -477,357 +1101,27 @@ impl<B: SecureBroadcast<TransferMsg>> Protocol for At2<B> {
         }
     }
 
-    fn on_message(&mut self, from: Addr, msg: B::Message, cx: &mut Cx<'_, Self>) {
-        self.with_bcast(cx, |b, c| b.on_message(from, msg, c));
+    fn on_message(&mut self, from: Addr, msg: Self::Message, cx: &mut Cx<'_, Self>) {
+        match msg {
+            Message::Bcast(m) => self.with_bcast(cx, |b, c| b.on_message(from, m, c)),
+            Message::Propose { pid, transfers } => self.on_propose(from, pid, transfers, cx),
+            Message::Vote {
+                pid,
+                digest,
+                yes,
+                sig,
+            } => self.on_vote(from, (pid, digest, yes, sig), cx),
+        }
     }
 
-    fn on_timer(&mut self, timer: B::Timer, cx: &mut Cx<'_, Self>) {
-        self.with_bcast(cx, |b, c| b.on_timer(timer, c));
+    fn on_timer(&mut self, timer: Self::Timer, cx: &mut Cx<'_, Self>) {
+        match timer {
+            Timer::Bcast(t) => self.with_bcast(cx, |b, c| b.on_timer(t, c)),
+            Timer::Proposal => self.on_proposal_timer(cx),
+            Timer::Defer(x) => self.try_vote(x, true, cx),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use byzscale_broadcast::{bracha, probabilistic, Bracha, Contagion, ContagionParams};
-    use byzscale_core::crypto::CryptoMode;
-    use byzscale_core::protocol::{Time, MICROS};
-    use byzscale_sim::cpu::CpuModel;
-    use byzscale_sim::engine::{Control, NodeIdx, Sim};
-    use byzscale_sim::group;
-    use byzscale_sim::net_model::NetModel;
-    use std::collections::BTreeMap;
-
-    fn ids(n: u32) -> Vec<NodeId> {
-        (0..n).map(NodeId).collect()
-    }
-
-    type S<B> = Sim<<B as Protocol>::Message, Input, Output>;
-
-    /// Members `0..n` (member i is engine node i) with real crypto and free
-    /// CPU, over delays uniform in 1–100 µs.
-    fn cluster<B: SecureBroadcast<TransferMsg> + 'static>(
-        seed: u64,
-        n: u32,
-        make: impl FnMut(NodeId) -> At2<B>,
-    ) -> S<B> {
-        group::sim(
-            seed,
-            NetModel::uniform(MICROS, 100 * MICROS),
-            CpuModel::free(),
-            &group::directory(ids(n)),
-            CryptoMode::Real,
-            &ids(n),
-            make,
-        )
-    }
-
-    /// Every process pays its right neighbour `rounds` times; everyone ends
-    /// with the same balances and the supply is conserved.
-    fn ring<B: SecureBroadcast<TransferMsg> + 'static>(
-        n: u32,
-        rounds: u64,
-        make: impl Fn(NodeId) -> B,
-    ) -> S<B> {
-        let genesis = Arc::new(Genesis::one_account_each(&ids(n), 100));
-        let mut h = cluster(3, n, |i| At2::new(make(i), genesis.clone()));
-        let pay = |i: NodeId| Input::Transfer {
-            tag: 0,
-            from: Account(i.0),
-            to: Account((i.0 + 1) % n),
-            amount: 10,
-        };
-        for i in ids(n) {
-            h.schedule_input(0, NodeIdx(i.0), pay(i));
-        }
-        let mut done: BTreeMap<NodeId, u64> = BTreeMap::new();
-        let mut obs = |_: Time, at: NodeIdx, _: Addr, out: Output, ctl: &mut Control<Input>| {
-            if let Output::TransferResult { result, .. } = out {
-                assert!(result.is_ok(), "{result:?}");
-                let k = done.entry(NodeId(at.0)).or_insert(0);
-                *k += 1;
-                if *k < rounds {
-                    ctl.input(at, pay(NodeId(at.0)));
-                }
-            }
-        };
-        h.run_until(Time::MAX, &mut obs);
-        assert_eq!(h.stats().faults, 0, "{:?}", h.stats().fault_log.first());
-        for i in ids(n) {
-            let p = h.protocol::<At2<B>>(NodeIdx(i.0)).unwrap();
-            assert_eq!(p.ledger().applied_count(), n as u64 * rounds, "{i}");
-            let total: i128 = p.ledger().balances().values().sum();
-            assert_eq!(total, 100 * n as i128);
-            for a in 0..n {
-                assert_eq!(
-                    p.balance(Account(a)),
-                    100,
-                    "a ring leaves every balance unchanged"
-                );
-            }
-        }
-        h
-    }
-
-    #[test]
-    fn batching_queues_requests_into_one_broadcast_and_checks_each_in_order() {
-        let cfg = Arc::new(bracha::Config::new(ids(4)).unwrap());
-        let genesis = Arc::new(Genesis::one_account_each(&ids(4), 100));
-        let mut h = cluster(4, 4, |i| {
-            At2::new(Bracha::new(i, cfg.clone()), genesis.clone()).with_batching(4, 6)
-        });
-        let tr = |tag: u64, to: u32, amount: u64| Input::Transfer {
-            tag,
-            from: Account(0),
-            to: Account(to),
-            amount,
-        };
-        // 1 goes out alone; 2..=7 queue (limit 6), 8 is refused as busy;
-        // the next batch takes 2..=5 (4 of them), where 4 overdraws
-        h.schedule_input(0, NodeIdx(0), tr(1, 1, 10));
-        for (tag, amount) in [(2, 10), (3, 20), (4, 100), (5, 30), (6, 5), (7, 5)] {
-            h.schedule_input(0, NodeIdx(0), tr(tag, 2, amount));
-        }
-        h.schedule_input(0, NodeIdx(0), tr(8, 3, 1));
-        let mut results = BTreeMap::new();
-        let mut obs = |_: Time, at: NodeIdx, _: Addr, out: Output, _: &mut Control<Input>| {
-            if let Output::TransferResult { tag, result, .. } = out {
-                assert_eq!(at, NodeIdx(0));
-                results.insert(tag, result);
-            }
-        };
-        h.run_until(Time::MAX, &mut obs);
-        assert_eq!(h.stats().faults, 0, "{:?}", h.stats().fault_log.first());
-        assert_eq!(results[&8], Err(TransferError::Busy));
-        assert_eq!(
-            results[&4],
-            Err(TransferError::InsufficientFunds {
-                balance: 60,
-                amount: 100
-            })
-        );
-        let seqs: Vec<u64> = [1, 2, 3, 5, 6, 7]
-            .iter()
-            .map(|t| results[t].clone().unwrap().seq)
-            .collect();
-        assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6], "tags map to their transfers");
-        for i in ids(4) {
-            let p = h
-                .protocol::<At2<Bracha<TransferMsg>>>(NodeIdx(i.0))
-                .unwrap();
-            // three broadcasts: [1], [2, 3, 5, 6] (4 left out), [7]
-            assert_eq!(p.broadcast().stats().delivered, 3, "{i}");
-            assert_eq!(p.ledger().applied_count(), 6);
-            assert_eq!(p.balance(Account(0)), 20);
-            assert_eq!(p.balance(Account(2)), 170);
-        }
-        let p0 = h.protocol::<At2<Bracha<TransferMsg>>>(NodeIdx(0)).unwrap();
-        assert_eq!(p0.queued(), 0);
-    }
-
-    #[test]
-    fn ring_over_bracha() {
-        let cfg = Arc::new(bracha::Config::new(ids(7)).unwrap());
-        ring(7, 4, |i| Bracha::new(i, cfg.clone()));
-    }
-
-    #[test]
-    fn ring_over_contagion() {
-        let p = ContagionParams {
-            g: 4.0,
-            e: 12,
-            e_hat: 8,
-            r: 10,
-            r_hat: 4,
-            d: 12,
-            d_hat: 8,
-        };
-        let cfg = Arc::new(probabilistic::Config::new(ids(12), p).unwrap());
-        ring(12, 3, |i| Contagion::new(i, cfg.clone()));
-    }
-
-    #[test]
-    fn spending_received_funds_cites_them_and_errors_are_immediate() {
-        let cfg = Arc::new(bracha::Config::new(ids(4)).unwrap());
-        let genesis = Arc::new(Genesis::one_account_each(&ids(4), 10));
-        let mut h = cluster(9, 4, |i| {
-            At2::new(Bracha::new(i, cfg.clone()), genesis.clone())
-        });
-        let tr = |from: u32, to: u32, amount: u64| Input::Transfer {
-            tag: 0,
-            from: Account(from),
-            to: Account(to),
-            amount,
-        };
-        h.schedule_input(0, NodeIdx(0), tr(0, 1, 10));
-        h.schedule_input(0, NodeIdx(0), tr(0, 1, 1)); // busy
-        h.schedule_input(0, NodeIdx(2), tr(3, 1, 1)); // not the owner
-        h.schedule_input(0, NodeIdx(1), tr(1, 2, 11)); // not yet received
-        let mut results = Vec::new();
-        let mut step = 0;
-        let mut obs = |_: Time, node: NodeIdx, _: Addr, out: Output, ctl: &mut Control<Input>| {
-            let at = NodeId(node.0);
-            if let Output::TransferResult { result, .. } = &out {
-                results.push((at, result.clone()));
-                if at == NodeId(1) && result.is_ok() {
-                    return;
-                }
-            }
-            if let Output::Applied(m) = &out {
-                // once node 1 applied the 10 it received, it spends all 20
-                if at == NodeId(1) && m.transfer.issuer == NodeId(0) && step == 0 {
-                    step = 1;
-                    ctl.input(node, tr(1, 2, 20));
-                }
-            }
-        };
-        h.run_until(Time::MAX, &mut obs);
-        assert!(results.contains(&(NodeId(0), Err(TransferError::Busy))));
-        assert!(results.contains(&(NodeId(2), Err(TransferError::NotOwner(Account(3))))));
-        assert!(results.contains(&(
-            NodeId(1),
-            Err(TransferError::InsufficientFunds {
-                balance: 10,
-                amount: 11
-            })
-        )));
-        assert_eq!(results.iter().filter(|r| r.1.is_ok()).count(), 2);
-        for i in ids(4) {
-            let p = h
-                .protocol::<At2<Bracha<TransferMsg>>>(NodeIdx(i.0))
-                .unwrap();
-            let l = p.ledger();
-            assert_eq!(
-                (
-                    l.balance(Account(0)),
-                    l.balance(Account(1)),
-                    l.balance(Account(2))
-                ),
-                (0, 0, 30)
-            );
-        }
-        assert_eq!(h.stats().faults, 0);
-    }
-
-    /// A broadcast stand-in for [`issuers_behind_a_slow_dependency_are_held_not_dropped`]:
-    /// deliveries arrive as messages; a held source's wait, as in the real
-    /// broadcasts' source order.
-    #[derive(Clone, Debug, Default)]
-    struct Fed {
-        held: std::collections::BTreeSet<NodeId>,
-        waiting: Vec<byzscale_broadcast::Delivery<TransferMsg>>,
-        most_waiting: usize,
-    }
-
-    impl Protocol for Fed {
-        type Message = byzscale_broadcast::Delivery<TransferMsg>;
-        type Input = TransferMsg;
-        type Output = byzscale_broadcast::Delivery<TransferMsg>;
-        type Timer = byzscale_broadcast::NoTimer;
-        type Record = byzscale_core::NoRecord;
-        fn on_start(&mut self, _: &mut Cx<'_, Self>) {}
-        fn on_input(&mut self, _: TransferMsg, _: &mut Cx<'_, Self>) {}
-        fn on_message(&mut self, _: Addr, d: Self::Message, cx: &mut Cx<'_, Self>) {
-            if self.held.contains(&d.source) {
-                self.waiting.push(d);
-                self.most_waiting = self.most_waiting.max(self.waiting.len());
-            } else {
-                cx.output(d);
-            }
-        }
-        fn on_timer(&mut self, t: Self::Timer, _: &mut Cx<'_, Self>) {
-            match t {}
-        }
-    }
-
-    impl SecureBroadcast<TransferMsg> for Fed {
-        fn me(&self) -> NodeId {
-            NodeId(0)
-        }
-        fn kind(&self) -> &'static str {
-            "fed"
-        }
-        fn next_seq(&self) -> u64 {
-            1
-        }
-        fn stats(&self) -> byzscale_broadcast::BroadcastStats {
-            Default::default()
-        }
-        fn hold(&mut self, source: NodeId) {
-            self.held.insert(source);
-        }
-        fn release(&mut self, source: NodeId, cx: &mut Cx<'_, Self>) {
-            self.held.remove(&source);
-            let (out, keep) = std::mem::take(&mut self.waiting)
-                .into_iter()
-                .partition(|d| d.source == source);
-            self.waiting = keep;
-            for d in out {
-                cx.output(d);
-            }
-        }
-    }
-
-    /// Issue 10 item 9: issuer 1's first transfer cites a dependency (2#1)
-    /// that reaches process 0 late; three pending bounds' worth of transfers
-    /// of issuer 1 are delivered before it. Process 0 keeps at most the pending byte bound
-    /// (plus one message) and holds the rest back in the broadcast; once the
-    /// dependency arrives every transfer of issuer 1 is applied. Before, the
-    /// ledger dropped issuer 1's transfer 8,193 without advancing its counter
-    /// and issuer 1 was stuck there for ever (every later one out of order).
-    #[test]
-    fn issuers_behind_a_slow_dependency_are_held_not_dropped() {
-        use byzscale_broadcast::{Delivery, Signed};
-        use byzscale_core::crypto::{Crypto, Identity};
-        use rand::SeedableRng;
-        let genesis = Arc::new(Genesis::one_account_each(&ids(3), 1_000_000));
-        let mut a = At2::new(Fed::default(), genesis);
-        let crypto = Crypto::new(
-            Addr::Node(NodeId(0)),
-            Identity::from_seed([1; 32]),
-            CryptoMode::Real,
-        );
-        let sig = Signed::sign(&crypto, NodeId(0), 1, 0u8).sig;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-        let mut fx = Vec::new();
-        let t = |issuer: u32, seq: u64, from: u32, to: u32| Transfer {
-            issuer: NodeId(issuer),
-            seq,
-            from: Account(from),
-            to: Account(to),
-            amount: 1,
-        };
-        let dep = t(2, 1, 2, 1);
-        let mut deliver = |a: &mut At2<Fed>, m: TransferMsg| {
-            let d = Delivery {
-                source: m.transfer.issuer,
-                seq: m.transfer.seq,
-                payload: m,
-                sig,
-            };
-            let mut cx = Cx::new(0, &mut rng, &crypto, &mut fx);
-            a.on_message(Addr::Node(d.source), d, &mut cx);
-        };
-        let one = byzscale_core::codec::encoded_len(&TransferMsg::new(t(1, 2, 1, 0), vec![]));
-        let bound = ledger::MAX_PENDING_BYTES_PER_ISSUER;
-        // three bounds' worth of transfers, far more than 8,192
-        let k_max = (3 * bound / one) as u64;
-        assert!(k_max > 8192);
-        deliver(&mut a, TransferMsg::new(t(1, 1, 1, 0), vec![dep]));
-        for k in 2..=k_max {
-            deliver(&mut a, TransferMsg::new(t(1, k, 1, 0), vec![]));
-            let held = a.ledger().pending_bytes(NodeId(1));
-            assert!(held <= bound + 2 * one, "{held} bytes pending after {k}");
-        }
-        assert_eq!(a.ledger().seq(NodeId(1)), 0, "waiting for 2#1");
-        assert!(a.stats().held >= 1 && a.bcast.most_waiting > 0, "held back");
-        deliver(&mut a, TransferMsg::new(dep, vec![]));
-        assert_eq!(
-            a.ledger().seq(NodeId(1)),
-            k_max,
-            "every transfer of 1 applied"
-        );
-        assert_eq!(a.ledger().pending_count(), 0);
-        assert_eq!(a.stats().faults, 0);
-    }
-}
+mod tests;

@@ -6,17 +6,18 @@
 //!
 //! | checker | when | what |
 //! |---|---|---|
-//! | agreement | on each application | no two correct processes apply different transfers with the same `(issuer, seq)`; each such id counts in `double_spends_applied` |
+//! | agreement | on each application | no two correct processes apply different transfers with the same `(account, seq)`; each such id counts in `double_spends_applied` |
 //! | no overdraft | on each application, and at the end | replaying each process's applied transfers in order never takes an account below zero; its final local balances are all non-negative and equal to the replay |
 //! | supply | at the end | every correct process's balances add up to the initial supply |
-//! | fake dependencies | on each application | a transfer citing a transfer never issued is never applied |
+//! | fake dependencies, forgeries | on each application | a transfer citing a transfer never issued, or from a correct client's account signed by someone else, is never applied |
+//! | validity | on each rejection | no correct client's certified transfer is found invalid |
 //! | convergence | at the end, when everything was applied everywhere | correct processes that applied the same transfers hold the same balances |
-//! | liveness | at the end | every transfer a correct owner submitted is applied at every correct process by the deadline, and every correct owner completed its share of the workload |
+//! | liveness | at the end | every transfer a correct client's node accepted is applied at every correct process by the deadline, and every correct client completed its share of the workload |
 
 use crate::attacks::{AttackLog, Node};
-use crate::workload::Workload;
+use crate::workload::{client_account, Workload};
 use crate::{Counts, Run};
-use byzscale_at2::{Account, Genesis, Input, Output, Transfer, TransferId, TransferMsg};
+use byzscale_at2::{Account, Batch, Genesis, Input, Output, Transfer, TransferId};
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, NodeId};
 use byzscale_scenario_broadcast::Equivocation;
@@ -37,6 +38,8 @@ pub struct Audit {
     pub workload: Workload,
     /// The first application of each transfer id, by whom.
     first_applied: BTreeMap<TransferId, (NodeId, Transfer)>,
+    /// The correct clients' accounts.
+    clients: BTreeSet<Account>,
     /// Ids applied as different transfers by two correct processes.
     conflicting: BTreeSet<TransferId>,
     /// Each correct process's balances, replayed from what it applied.
@@ -46,6 +49,7 @@ pub struct Audit {
     violations: Violations,
     log: Rc<RefCell<AttackLog>>,
     fake_applied: u64,
+    forged_applied: u64,
     supply: i128,
     deadline: Time,
 }
@@ -65,6 +69,11 @@ impl Audit {
             .accounts()
             .map(|a| (a, genesis.initial(a) as i128))
             .collect();
+        let clients = workload
+            .owners()
+            .iter()
+            .map(|o| client_account(*o))
+            .collect();
         Audit {
             idx_of: node_of.iter().map(|(i, m)| (*m, *i)).collect(),
             replay: correct.iter().map(|p| (*p, start.clone())).collect(),
@@ -72,12 +81,14 @@ impl Audit {
             node_of,
             correct,
             workload,
+            clients,
             first_applied: BTreeMap::new(),
             conflicting: BTreeSet::new(),
             applied_at: BTreeMap::new(),
             violations: Violations::new(),
             log,
             fake_applied: 0,
+            forged_applied: 0,
             deadline,
         }
     }
@@ -90,9 +101,9 @@ impl Audit {
     /// The end-of-run checks on the correct processes' local state, the
     /// liveness verdict, and the run's figures. The run always lasts until
     /// the deadline (see [`crate::Over`]), so the verdict names it.
-    pub fn finish<B: Equivocation<TransferMsg>>(
+    pub fn finish<B: Equivocation<Batch>>(
         mut self,
-        sim: &Sim<B::Message, Input, Output>,
+        sim: &Sim<byzscale_at2::Message<B::Message>, Input, Output>,
         _ending: Ending,
         out: &mut Outcome,
     ) -> Run {
@@ -114,9 +125,12 @@ impl Audit {
                 double_spends_applied: self.conflicting.len() as u64,
                 fake_dependency_attempts: log.fake_dependencies.len() as u64,
                 fake_dependencies_applied: self.fake_applied,
+                forgery_attempts: log.forgeries.len() as u64,
+                forgeries_applied: self.forged_applied,
                 transfers_submitted: self.workload.submitted.len() as u64,
                 transfers_completed: self.workload.completed,
                 transfers_failed: self.workload.failed,
+                transfers_retried: self.workload.retries,
                 transfers_applied: self.first_applied.len() as u64,
             },
             messages_per_process: msgs as f64 / everyone,
@@ -127,9 +141,9 @@ impl Audit {
 
     /// Supply, overdraft and replay checks on every correct process's final
     /// ledger; returns each one's non-zero balances.
-    fn final_states<B: Equivocation<TransferMsg>>(
+    fn final_states<B: Equivocation<Batch>>(
         &mut self,
-        sim: &Sim<B::Message, Input, Output>,
+        sim: &Sim<byzscale_at2::Message<B::Message>, Input, Output>,
     ) -> Finals {
         let supply = self.supply;
         let mut finals = BTreeMap::new();
@@ -230,6 +244,13 @@ impl Audit {
                 t.id()
             ));
         }
+        if self.log.borrow().forgeries.contains(&t.id()) {
+            self.forged_applied += 1;
+            self.violations.push(format!(
+                "forgery: {at} applied {:?}, which its owner never signed",
+                t.id()
+            ));
+        }
         match self.first_applied.get(&t.id()) {
             None => {
                 self.first_applied.insert(t.id(), (at, t));
@@ -286,13 +307,36 @@ impl World for Audit {
             return;
         }
         match out {
-            Output::Applied(m) => self.applied(node, m.transfer),
-            Output::Submitted(t) => self.workload.submitted(t.id(), at),
+            Output::Applied(c) => {
+                let t = c.transfer;
+                if t.to == client_account(node) && self.workload.is_owner(node) {
+                    self.workload.incoming(node, t.id());
+                }
+                self.applied(node, t);
+            }
+            Output::Rejected(c, why) => {
+                if self.clients.contains(&c.transfer.from) {
+                    self.violations.push(format!(
+                        "validity: {node} found the certified transfer {} of a correct client invalid ({why:?})",
+                        c.transfer.id()
+                    ));
+                }
+            }
+            Output::Submitted(id) => {
+                if self.clients.contains(&id.from) {
+                    self.workload.submitted(id, at)
+                }
+            }
             Output::TransferResult { tag, result, .. } => {
-                if let Some(v) = self.workload.result(node, tag, result, at) {
+                if tag >= crate::DOUBLE_SPEND_TAG {
+                    return; // the double-spending client's
+                }
+                let (violation, again) = self.workload.result(node, tag, result, at);
+                if let Some(v) = violation {
                     self.violations.push(v);
                 }
-                if let Some(input) = self.workload.next(node) {
+                let next = again.or_else(|| self.workload.next(node));
+                if let Some(input) = next {
                     ctl.input_at(at + self.workload.think, idx, input);
                 }
             }

@@ -1,45 +1,57 @@
 //! `byzscale sim at2`: consensusless asset transfer (AT2, seed 002 chapter 3)
-//! over Bracha or Contagion, with Byzantine owners and every checker, over
-//! many seeds; plus the scale runs (`byzscale sim at2-scale`, [`scale`]).
+//! over Bracha or Contagion, with clients that own their accounts, Byzantine
+//! nodes and double-spending clients, and every checker, over many seeds;
+//! plus the scale runs (`byzscale sim at2-scale`, [`scale`]).
 //!
-//! N processes, each owning one account with [`Config::initial_balance`];
-//! K of them are Byzantine. Correct owners issue `--transfers` transfers in
-//! total (closed loop: the next one after the previous completed), to random
-//! accounts, for random small amounts ([`workload`]). Every run uses the
-//! simulator engine ([`byzscale_sim::engine`]): real ed25519 and pairwise
-//! HMAC channels unless `--modeled-crypto`, the calibrated CPU model, and the
-//! chosen latency matrix with 1% duplicated and 5% reordered messages (links
-//! never lose messages: both broadcasts assume reliable links, as the thesis
+//! N processes; K of them are Byzantine. Each correct process serves one
+//! client, which holds the key of its own account (demo account i for node
+//! i, with [`Config::initial_balance`]); the clients share `--transfers`
+//! transfers (closed loop: the next one after the previous completed), to
+//! random accounts, for random small amounts, citing what they received
+//! ([`workload`]). Every run uses the simulator engine
+//! ([`byzscale_sim::engine`]): real ed25519 and pairwise HMAC channels
+//! unless `--modeled-crypto`, the calibrated CPU model, and the chosen
+//! latency matrix with 1% duplicated and 5% reordered messages (links never
+//! lose messages: both broadcasts assume reliable links, as the thesis
 //! does).
 //!
-//! The K Byzantine processes collude ([`byzscale_scenario_broadcast::Team`];
-//! the owners are in [`attacks`]):
+//! The K Byzantine nodes collude ([`byzscale_scenario_broadcast::Team`];
+//! they are in [`attacks`]), each with a Byzantine client's key:
 //!
 //! | attack | what they do |
 //! |---|---|
-//! | double spend | a Byzantine owner spends its whole balance twice with the same sequence number: transfer A to an account of one half of the correct processes, transfer B to the other; the broadcast *source* equivocates (Bracha: SEND A to one half, SEND B to the other; Contagion: GOSSIP A / B straight to each half) |
-//! | equivocation in the broadcast | for their team's split instances every Byzantine process ECHOes A to the first half and B to the second and READYs both as fast as possible (Bracha: READY A / READY B per half; Contagion: ready for both towards every subscriber); for correct sources' instances they withhold ECHO/READY (Contagion) or send READY for a bogus digest (Bracha) |
+//! | double spend | the node's client signs two transfers of its whole balance with one sequence number; the node proposes one to each half of the correct nodes (the team votes for both) and broadcasts both as one equivocating broadcast instance (Bracha: SEND A to one half, SEND B to the other; Contagion: GOSSIP A / B straight to each half) |
+//! | equivocation in the broadcast | for their team's split instances every Byzantine process ECHOes A to the first half and B to the second and READYs both as fast as possible; for correct sources' instances they withhold ECHO/READY (Contagion) or send READY for a bogus digest (Bracha) |
+//! | equivocating votes | they endorse every transfer they are asked to vote on, conflicting ones included |
 //! | fake dependency | a transfer citing an incoming transfer that was never issued, to justify more than the balance |
-//! | overdraft | (after the others) a transfer above the justified balance |
+//! | overdraft | a transfer above the balance |
+//! | forgery | a transfer from a correct client's account, signed with another key |
+//!
+//! Besides, `--double-spenders` Byzantine *clients* (demo accounts N, N+1,
+//! …, with the same initial balance) each sign two transfers of their whole
+//! balance with sequence number 1 and hand them to two different correct
+//! nodes at the same moment (issue 17: the thesis' double-spending owner,
+//! with no Byzantine node involved).
 //!
 //! Checkers ([`audit`], over correct processes only):
 //! - **agreement**: no two correct processes apply different transfers with
-//!   the same `(issuer, seq)` — each such id counts in `double_spends_applied`;
+//!   the same `(account, seq)` — each such id counts in `double_spends_applied`;
 //! - **no overdraft**: replaying each process's applied transfers in order
 //!   never takes an account below zero, and the process's final local
 //!   balances are all non-negative and equal to the replay;
 //! - **supply**: every correct process's balances add up to the initial supply;
-//! - **fake dependencies** are never applied;
-//! - **liveness**: every transfer a correct owner submitted is applied at every
-//!   correct process by the deadline, and every correct owner completed its
-//!   share of the workload.
+//! - **fake dependencies and forgeries** are never applied;
+//! - **validity**: no correct client's certified transfer is found invalid;
+//! - **liveness**: every transfer a correct client's node accepted is applied
+//!   at every correct process by the deadline, and every correct client
+//!   completed its share of the workload.
 //!
 //! With K > F (Bracha: F = ⌊(N−1)/3⌋; Contagion: F = ⌊βN⌋ for the assumed
 //! fraction β) the run is accepted and the checkers catch what breaks; a failing
 //! seed is listed with the one command that replays it.
 //!
-//! A scenario's messages are its broadcast's, so the scenario is [`Over`] a
-//! broadcast type ([`OverBracha`], [`OverContagion`]), the one
+//! A scenario's messages are its broadcast's (inside AT2's), so the scenario
+//! is [`Over`] a broadcast type ([`OverBracha`], [`OverContagion`]), the one
 //! [`Config::broadcast`] names. The run loop, the sweep over seeds and the
 //! common report fields are the simulator's ([`byzscale_sim::scenario`]).
 
@@ -55,7 +67,7 @@ pub use byzscale_sim::scenario::{run_many, run_one, SimError};
 
 use attacks::{AttackLog, ByzNode, Node};
 use audit::Audit;
-use byzscale_at2::{Account, At2, Genesis, Input, Ledger, Output, TransferMsg};
+use byzscale_at2::{Account, At2, Batch, Genesis, Input, Output, SignedTransfer, Transfer};
 use byzscale_broadcast::probabilistic::params::{self, Analysis, ContagionParams};
 use byzscale_broadcast::{bracha, probabilistic, Bracha, Contagion};
 use byzscale_core::crypto::CryptoMode;
@@ -129,6 +141,9 @@ pub struct Config {
     /// Contagion: explicit (G, E, Ê, R, R̂, D, D̂) instead of [`params::select`].
     pub params: Option<ContagionParams>,
     pub attacks: Vec<Attack>,
+    /// Byzantine clients that each give two correct nodes two transfers with
+    /// one sequence number at the same moment.
+    pub double_spenders: usize,
     pub command_line: String,
 }
 
@@ -148,6 +163,7 @@ impl Config {
             epsilon: 1e-6,
             params: None,
             attacks: DEFAULT_ATTACKS.to_vec(),
+            double_spenders: 2,
             command_line: String::new(),
         }
     }
@@ -211,14 +227,14 @@ impl Config {
 
 /// A broadcast AT2 can be simulated over: built for a configuration, with
 /// its Byzantine processes' equivocation.
-pub trait SimBroadcast: Equivocation<TransferMsg> {
+pub trait SimBroadcast: Equivocation<Batch> {
     /// The [`Config::broadcast`] this is.
     const KIND: BroadcastKind;
     /// The endpoint of each member, for `cfg`.
     fn build(cfg: &Config, members: &[NodeId]) -> Result<Box<dyn Fn(NodeId) -> Self>, SimError>;
 }
 
-impl SimBroadcast for Bracha<TransferMsg> {
+impl SimBroadcast for Bracha<Batch> {
     const KIND: BroadcastKind = BroadcastKind::Bracha;
     fn build(cfg: &Config, members: &[NodeId]) -> Result<Box<dyn Fn(NodeId) -> Self>, SimError> {
         let c = bracha::Config::with_f(members.to_vec(), cfg.f())
@@ -228,7 +244,7 @@ impl SimBroadcast for Bracha<TransferMsg> {
     }
 }
 
-impl SimBroadcast for Contagion<TransferMsg> {
+impl SimBroadcast for Contagion<Batch> {
     const KIND: BroadcastKind = BroadcastKind::Contagion;
     fn build(cfg: &Config, members: &[NodeId]) -> Result<Box<dyn Fn(NodeId) -> Self>, SimError> {
         let (p, _) = cfg.contagion()?;
@@ -247,10 +263,14 @@ pub struct Counts {
     pub double_spends_applied: u64,
     pub fake_dependency_attempts: u64,
     pub fake_dependencies_applied: u64,
+    pub forgery_attempts: u64,
+    pub forgeries_applied: u64,
     pub transfers_submitted: u64,
     pub transfers_completed: u64,
     /// Refused at once for lack of funds (not a failure).
     pub transfers_failed: u64,
+    /// Resubmissions (not checkable yet at a voter, or not certified).
+    pub transfers_retried: u64,
     /// Distinct transfers applied by at least one correct process.
     pub transfers_applied: u64,
 }
@@ -263,9 +283,12 @@ impl std::ops::Add for Counts {
             double_spends_applied: self.double_spends_applied + o.double_spends_applied,
             fake_dependency_attempts: self.fake_dependency_attempts + o.fake_dependency_attempts,
             fake_dependencies_applied: self.fake_dependencies_applied + o.fake_dependencies_applied,
+            forgery_attempts: self.forgery_attempts + o.forgery_attempts,
+            forgeries_applied: self.forgeries_applied + o.forgeries_applied,
             transfers_submitted: self.transfers_submitted + o.transfers_submitted,
             transfers_completed: self.transfers_completed + o.transfers_completed,
             transfers_failed: self.transfers_failed + o.transfers_failed,
+            transfers_retried: self.transfers_retried + o.transfers_retried,
             transfers_applied: self.transfers_applied + o.transfers_applied,
         }
     }
@@ -324,17 +347,20 @@ impl scenario::Report for Report {
         }
         s.push_str(&self.summary.verdict_line());
         s.push_str(&format!(
-            "  double spends applied {} of {} attempts   fake dependencies applied {} of {}\n",
+            "  double spends applied {} of {} attempts   fake dependencies applied {} of {}   forgeries applied {} of {}\n",
             self.counts.double_spends_applied,
             self.counts.double_spend_attempts,
             self.counts.fake_dependencies_applied,
-            self.counts.fake_dependency_attempts
+            self.counts.fake_dependency_attempts,
+            self.counts.forgeries_applied,
+            self.counts.forgery_attempts
         ));
         s.push_str(&format!(
-            "  transfers: submitted {} completed {} refused {} applied {}   faults recorded {}\n",
+            "  transfers: submitted {} completed {} refused {} resubmitted {} applied {}   faults recorded {}\n",
             self.counts.transfers_submitted,
             self.counts.transfers_completed,
             self.counts.transfers_failed,
+            self.counts.transfers_retried,
             self.counts.transfers_applied,
             self.summary.faults_recorded
         ));
@@ -361,9 +387,9 @@ pub struct Over<B> {
 }
 
 /// AT2 over Bracha's broadcast.
-pub type OverBracha = Over<Bracha<TransferMsg>>;
+pub type OverBracha = Over<Bracha<Batch>>;
 /// AT2 over Contagion.
-pub type OverContagion = Over<Contagion<TransferMsg>>;
+pub type OverContagion = Over<Contagion<Batch>>;
 
 impl<B> Over<B> {
     /// `config` over `B`, which must be the broadcast `config.broadcast`
@@ -383,13 +409,14 @@ struct Placed {
 }
 
 impl<B: SimBroadcast> Over<B> {
-    /// Every process, honest or a Byzantine owner of `byz`, in `sim`.
+    /// Every process, honest or a Byzantine node of `byz`, in `sim`.
     fn place(
         &self,
-        sim: &mut Sim<B::Message, Input, Output>,
+        sim: &mut Sim<byzscale_at2::Message<B::Message>, Input, Output>,
         members: &[NodeId],
         byz: &BTreeSet<NodeId>,
-        genesis: &Arc<Genesis>,
+        at2: &Arc<byzscale_at2::Config>,
+        mode: CryptoMode,
         hop: Time,
     ) -> Result<Placed, SimError> {
         let cfg = &self.config;
@@ -397,13 +424,10 @@ impl<B: SimBroadcast> Over<B> {
         let team = Rc::new(Team::new(members, byz));
         let log = Rc::new(RefCell::new(AttackLog::default()));
         let regions = sim.net().regions.len().max(1);
-        let mode = if cfg.modeled_crypto {
+        if mode == CryptoMode::Modeled {
             // labelled in the report: modeled signatures and channel MACs
             sim.set_channels(Channels::Modeled);
-            CryptoMode::Modeled
-        } else {
-            CryptoMode::Real
-        };
+        }
         // one shared key directory; pairwise channel keys are derived on first use
         let directory = group::directory(members.iter().copied());
         let mut node_of = BTreeMap::new();
@@ -412,14 +436,15 @@ impl<B: SimBroadcast> Over<B> {
             let node = if byz.contains(&m) {
                 Node::Byzantine(ByzNode::new(
                     Colluding::byzantine(make(m), team.clone()),
-                    Ledger::new(m, genesis.clone()),
+                    at2.clone(),
+                    mode,
                     team.clone(),
                     cfg.attacks.clone(),
                     40 * hop,
                     log.clone(),
                 ))
             } else {
-                Node::Honest(At2::new(make(m), genesis.clone()))
+                Node::Honest(At2::new(make(m), at2.clone()))
             };
             let idx = sim.add_node(m.into(), crypto, ProtocolActor::new(node), i % regions);
             sim.set_byzantine(idx, byz.contains(&m));
@@ -429,8 +454,12 @@ impl<B: SimBroadcast> Over<B> {
     }
 }
 
+/// Tags of the double-spending clients' transfers (their results are not
+/// the workload's).
+pub const DOUBLE_SPEND_TAG: u64 = 1 << 40;
+
 impl<B: SimBroadcast> Scenario for Over<B> {
-    type Message = B::Message;
+    type Message = byzscale_at2::Message<B::Message>;
     type World = Audit;
     type Run = Run;
     type Report = Report;
@@ -466,28 +495,71 @@ impl<B: SimBroadcast> Scenario for Over<B> {
             .copied()
             .filter(|m| !byz.contains(m))
             .collect();
-        let genesis = Arc::new(Genesis::one_account_each(&members, cfg.initial_balance));
+        let n = cfg.processes as u32;
+        let genesis = Genesis::demo(n + cfg.double_spenders as u32, cfg.initial_balance);
+        let mut at2 = byzscale_at2::Config::new(genesis, members.clone(), cfg.f());
+        let mode = if cfg.modeled_crypto {
+            CryptoMode::Modeled
+        } else {
+            CryptoMode::Real
+        };
 
         let base = cfg.network.model()?;
         let hop = base.max_one_way().max(50_000);
+        at2.vote_timeout = 20 * hop;
+        at2.defer_timeout = 40 * hop;
+        let at2 = Arc::new(at2);
+        let genesis = at2.genesis.clone();
         let net = base.with_duplicate(0.01).with_reorder(0.05, 2 * hop);
         let mut sim = Sim::new(seed, net, CpuModel::calibrated());
-        let Placed { node_of, log } = self.place(&mut sim, &members, &byz, &genesis, hop)?;
+        let Placed { node_of, log } = self.place(&mut sim, &members, &byz, &at2, mode, hop)?;
 
-        // the workload: correct owners share `transfers`, closed loop
+        // the workload: the correct nodes' clients share `transfers`, closed loop
         let workload = workload::Workload::new(
             correct.iter().copied().collect(),
-            members.iter().map(|m| Account(m.0)).collect(),
+            members
+                .iter()
+                .map(|m| workload::client_account(*m))
+                .collect(),
             cfg.transfers,
             hop,
             seed,
+            mode,
         );
         let deadline = 60 * SECS + cfg.transfers * 200 * hop;
-        let mut world = Audit::new(node_of, correct, workload, &genesis, log, deadline);
+        let mut world = Audit::new(node_of, correct, workload, &genesis, log.clone(), deadline);
         let owners = world.workload.owners().to_vec();
-        for (k, o) in owners.into_iter().enumerate() {
-            if let Some(input) = world.workload.next(o) {
-                sim.schedule_input(k as Time * 10 * MICROS, world.idx(o), input);
+        for (k, o) in owners.iter().enumerate() {
+            if let Some(input) = world.workload.next(*o) {
+                sim.schedule_input(k as Time * 10 * MICROS, world.idx(*o), input);
+            }
+        }
+        // the double-spending clients: two transfers with sequence number 1,
+        // to two different correct nodes at the same moment
+        if owners.len() >= 2 {
+            for d in 0..cfg.double_spenders as u32 {
+                let key = byzscale_at2::demo_key(n + d);
+                let i = rng.gen_range(0..owners.len());
+                let j = (i + 1 + rng.gen_range(0..owners.len() - 1)) % owners.len();
+                let pay = |to: NodeId| {
+                    let t = Transfer {
+                        from: Account::of(&key),
+                        seq: 1,
+                        to: workload::client_account(to),
+                        amount: cfg.initial_balance,
+                    };
+                    SignedTransfer::sign_in(&key, mode, t, vec![])
+                };
+                let at = (d as Time + 1) * 20 * hop;
+                let tag = DOUBLE_SPEND_TAG + d as u64;
+                for (node, to) in [(owners[i], owners[j]), (owners[j], owners[i])] {
+                    let input = Input::Submit {
+                        transfer: pay(to),
+                        tag,
+                    };
+                    sim.schedule_input(at, world.idx(node), input);
+                }
+                log.borrow_mut().double_spends += 1;
             }
         }
         let limits = Limits {
@@ -501,7 +573,7 @@ impl<B: SimBroadcast> Scenario for Over<B> {
 
     fn audit(
         &self,
-        sim: &mut Sim<B::Message, Input, Output>,
+        sim: &mut Sim<byzscale_at2::Message<B::Message>, Input, Output>,
         world: Audit,
         ending: Ending,
         out: &mut Outcome,
@@ -513,12 +585,13 @@ impl<B: SimBroadcast> Scenario for Over<B> {
     fn replay_command(&self, seed: u64) -> String {
         let cfg = &self.config;
         let mut c = format!(
-            "byzscale sim at2 --processes {} --byzantine {} --broadcast {} --transfers {} --initial-balance {} --network {} --seeds 1 --seed-start {seed}",
+            "byzscale sim at2 --processes {} --byzantine {} --broadcast {} --transfers {} --initial-balance {} --double-spenders {} --network {} --seeds 1 --seed-start {seed}",
             cfg.processes,
             cfg.byzantine,
             cfg.broadcast.name(),
             cfg.transfers,
             cfg.initial_balance,
+            cfg.double_spenders,
             cfg.network.name()
         );
         if cfg.broadcast == BroadcastKind::Contagion {
