@@ -837,6 +837,16 @@ pub(super) fn incr_by(db: &mut Model, key: &[u8], by: i64) -> Result<KvReply, Kv
 /// The error of a float increment whose result is not finite.
 pub(super) const ERR_NAN_OR_INF: &str = "ERR increment would produce NaN or Infinity";
 
+/// `current + by` as INCRBYFLOAT and HINCRBYFLOAT store it (Redis's `%.17Lf`
+/// with trailing zeros cut), or the NaN-or-Infinity error.
+pub(super) fn float_sum(current: LongDouble, by: LongDouble) -> Result<Vec<u8>, KvReply> {
+    let sum = current.plus(by).filter(|n| !n.is_infinite());
+    Ok(sum
+        .ok_or_else(|| err(ERR_NAN_OR_INF))?
+        .to_human()
+        .into_bytes())
+}
+
 /// `INCRBYFLOAT key by`: in `long double`, written as Redis's `%.17Lf` without
 /// trailing zeros (see [`super::float`]); in place, a TTL stays.
 fn incr_by_float(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
@@ -844,13 +854,7 @@ fn incr_by_float(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
         None => LongDouble::ZERO,
         Some(v) => long_double_arg(v)?,
     };
-    let by = long_double_arg(&args[2])?;
-    let next = current
-        .plus(by)
-        .filter(|n| !n.is_infinite())
-        .ok_or_else(|| err(ERR_NAN_OR_INF))?
-        .to_human()
-        .into_bytes();
+    let next = float_sum(current, long_double_arg(&args[2])?)?;
     *db.create_as::<Vec<u8>>(&args[1])? = next.clone();
     Ok(KvReply::Bulk(next))
 }

@@ -9,7 +9,7 @@
 //! hash keeps that reply under the frame limit.
 
 use super::commands::{
-    cursor_arg, err, int_arg, long_double_arg, opt, scan_options, wrong_arity, ERR_NAN_OR_INF,
+    cursor_arg, err, float_sum, int_arg, long_double_arg, opt, scan_options, wrong_arity,
 };
 use super::float::LongDouble;
 use super::value::{within, Hash};
@@ -167,12 +167,7 @@ fn hincrbyfloat(db: &mut Model, args: &[Vec<u8>]) -> Reply {
         None => LongDouble::ZERO,
         Some(v) => long_double_arg(v).map_err(|_| err("ERR hash value is not a float"))?,
     };
-    let next = current
-        .plus(by)
-        .filter(|n| !n.is_infinite())
-        .ok_or_else(|| err(ERR_NAN_OR_INF))?
-        .to_human()
-        .into_bytes();
+    let next = float_sum(current, by)?;
     within(h.bytes_after([(args[2].as_slice(), next.as_slice())]))?;
     h.insert(args[2].clone(), next.clone());
     Ok(KvReply::Bulk(next))
