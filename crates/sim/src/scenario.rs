@@ -485,6 +485,52 @@ impl Summary {
     }
 }
 
+/// The faults and conditions of a sweep as every replicated protocol's report
+/// names them (flattened into its JSON, where the field names are the API).
+#[derive(Clone, Debug, Serialize)]
+pub struct Conditions {
+    pub byzantine: &'static str,
+    pub byzantine_count: usize,
+    pub network: String,
+    pub crypto: &'static str,
+    pub crash_restart: bool,
+    pub byzantine_clients: usize,
+}
+
+impl Conditions {
+    /// `adversary`: the strategy's name and how many replicas run it;
+    /// `modeled`: whether crypto is the cost model.
+    pub fn new(
+        adversary: (&'static str, usize),
+        network: String,
+        modeled: bool,
+        crash_restart: bool,
+        byzantine_clients: usize,
+    ) -> Self {
+        Conditions {
+            byzantine: adversary.0,
+            byzantine_count: adversary.1,
+            network,
+            crypto: crypto_label(modeled),
+            crash_restart,
+            byzantine_clients,
+        }
+    }
+
+    /// The tail of a report's heading: `adversary A ×k{per}{restarts} |
+    /// network N | crypto C`.
+    pub fn heading(&self, per: &str) -> String {
+        format!(
+            "adversary {} ×{}{per}{} | network {} | crypto {}",
+            self.byzantine,
+            self.byzantine_count,
+            restart_label(self.crash_restart),
+            self.network,
+            self.crypto
+        )
+    }
+}
+
 /// How a report names its crypto.
 pub fn crypto_label(modeled: bool) -> &'static str {
     if modeled {

@@ -109,7 +109,7 @@ use byzscale_sim::crashes::{CrashOptions, CrashPlan};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
 use byzscale_sim::runner::{identity, percentile_ms as percentile};
 use byzscale_sim::scenario::{
-    self, crypto_label, restart_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
+    self, Conditions, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
 };
 use byzscale_sim::storage::{Disk, SharedDisk, StorageModel};
 use byzscale_smr::Params;
@@ -289,6 +289,19 @@ impl Config {
         (self.crash_restart || self.adversary == Adversary::Mixed) && self.duration_ms.is_none()
     }
 
+    /// What the report says about the faults and conditions.
+    pub fn conditions(&self) -> Conditions {
+        let adversary = (self.adversary.name(), self.byzantine_count);
+        let (network, clients) = (self.network.name(), self.byzantine_clients);
+        Conditions::new(
+            adversary,
+            network,
+            self.modeled_crypto,
+            self.restarts(),
+            clients,
+        )
+    }
+
     /// In fixed-duration runs, completions before this are not counted.
     pub fn warmup(&self) -> Time {
         (self.warmup_ms * MILLIS as f64) as Time
@@ -397,12 +410,8 @@ pub struct Report {
     pub f: usize,
     pub workload: &'static str,
     pub global_ratio: f64,
-    pub byzantine: &'static str,
-    pub byzantine_count: usize,
-    pub network: String,
-    pub crypto: &'static str,
-    pub crash_restart: bool,
-    pub byzantine_clients: usize,
+    #[serde(flatten)]
+    pub conditions: Conditions,
     #[serde(flatten)]
     pub summary: Summary,
     pub completed_requests: u64,
@@ -441,7 +450,7 @@ impl scenario::Report for Report {
     fn table(&self) -> String {
         let mut s = String::new();
         s.push_str(&format!(
-            "{}: {} target groups, tree {} (+{} auxiliary), {} replicas/group (f={}) | workload {} {:.0}% global | adversary {} ×{} per group{} | network {} | crypto {}\n",
+            "{}: {} target groups, tree {} (+{} auxiliary), {} replicas/group (f={}) | workload {} {:.0}% global | {}\n",
             self.protocol,
             self.groups,
             self.tree,
@@ -450,11 +459,7 @@ impl scenario::Report for Report {
             self.f,
             self.workload,
             self.global_ratio * 100.0,
-            self.byzantine,
-            self.byzantine_count,
-            restart_label(self.crash_restart),
-            self.network,
-            self.crypto
+            self.conditions.heading(" per group")
         ));
         s.push_str(&self.summary.verdict_line());
         s.push_str(&format!(
@@ -469,10 +474,10 @@ impl scenario::Report for Report {
             "  throughput local {:.0} msg/s  global {:.0} msg/s (virtual)   {:.2} s wall\n",
             self.throughput_local, self.throughput_global, self.summary.wall_seconds
         ));
-        if self.byzantine_clients > 0 {
+        if self.conditions.byzantine_clients > 0 {
             s.push_str(&format!(
                 "  byzantine clients {} (sent {})   peak bytes per group, client table (bound {}) / pending (bound {}):",
-                self.byzantine_clients, self.byzantine_sends, self.client_table_bound, self.pending_bound
+                self.conditions.byzantine_clients, self.byzantine_sends, self.client_table_bound, self.pending_bound
             ));
             for (g, t) in &self.tables {
                 s.push_str(&format!(
@@ -833,12 +838,7 @@ impl Scenario for Config {
             f: self.f,
             workload: self.workload.name(),
             global_ratio: self.global_ratio,
-            byzantine: self.adversary.name(),
-            byzantine_count: self.byzantine_count,
-            network: self.network.name(),
-            crypto: crypto_label(self.modeled_crypto),
-            crash_restart: self.restarts(),
-            byzantine_clients: self.byzantine_clients,
+            conditions: self.conditions(),
             summary: sweep.summary(),
             completed_requests: sweep.sum(|r| r.run.completed_local + r.run.completed_global),
             completed_local: sweep.sum(|r| r.run.completed_local),

@@ -64,7 +64,7 @@ use byzscale_sim::crashes::{CrashOptions, CrashPlan};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
 use byzscale_sim::runner::{identity, percentile_ms};
 use byzscale_sim::scenario::{
-    self, crypto_label, restart_label, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
+    self, Conditions, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
 };
 use byzscale_sim::storage::{Disk, SharedDisk, StorageModel};
 use byzscale_smr as smr;
@@ -175,6 +175,19 @@ impl Config {
         self.crash_restart || self.adversary == Adversary::Mixed
     }
 
+    /// What the report says about the faults and conditions.
+    pub fn conditions(&self) -> Conditions {
+        let adversary = (self.adversary.name(), self.byzantine_count);
+        let (network, clients) = (self.network.name(), self.byzantine_clients);
+        Conditions::new(
+            adversary,
+            network,
+            self.modeled_crypto,
+            self.restarts(),
+            clients,
+        )
+    }
+
     fn crypto_mode(&self) -> CryptoMode {
         if self.modeled_crypto {
             CryptoMode::Modeled
@@ -227,12 +240,8 @@ pub struct Report {
     pub f: usize,
     pub delta: usize,
     pub mode: &'static str,
-    pub byzantine: &'static str,
-    pub byzantine_count: usize,
-    pub network: String,
-    pub crypto: &'static str,
-    pub crash_restart: bool,
-    pub byzantine_clients: usize,
+    #[serde(flatten)]
+    pub conditions: Conditions,
     #[serde(flatten)]
     pub summary: Summary,
     pub committed_requests: u64,
@@ -265,16 +274,12 @@ pub struct Report {
 impl scenario::Report for Report {
     fn table(&self) -> String {
         let mut s = format!(
-            "smr: N={} f={} Δ={} {} | adversary {} ×{}{} | network {} | crypto {}\n",
+            "smr: N={} f={} Δ={} {} | {}\n",
             self.replicas,
             self.f,
             self.delta,
             self.mode,
-            self.byzantine,
-            self.byzantine_count,
-            restart_label(self.crash_restart),
-            self.network,
-            self.crypto
+            self.conditions.heading("")
         );
         s.push_str(&self.summary.verdict_line());
         s.push_str(&format!(
@@ -285,10 +290,10 @@ impl scenario::Report for Report {
             self.summary.faults_recorded,
             self.expired
         ));
-        if self.byzantine_clients > 0 {
+        if self.conditions.byzantine_clients > 0 {
             s.push_str(&format!(
                 "  byzantine clients {}   client table peak {} B (bound {})   pending peak {} B (bound {})   expired {}\n",
-                self.byzantine_clients,
+                self.conditions.byzantine_clients,
                 self.client_table_peak_bytes,
                 self.client_table_bound,
                 self.pending_peak_bytes,
@@ -303,7 +308,12 @@ impl scenario::Report for Report {
             self.deliveries_per_second,
             self.summary.wall_seconds
         ));
-        if self.mode == "cft" && !matches!(self.byzantine, "none" | "silent" | "slow" | "replay") {
+        if self.mode == "cft"
+            && !matches!(
+                self.conditions.byzantine,
+                "none" | "silent" | "slow" | "replay"
+            )
+        {
             s.push_str("  note: CFT mode tolerates crashes only; Byzantine adversaries are expected to break it\n");
         }
         s.push_str(&self.summary.failing_lines());
@@ -548,12 +558,7 @@ impl Scenario for Config {
             f: self.f,
             delta: self.delta,
             mode: if self.cft { "cft" } else { "bft" },
-            byzantine: self.adversary.name(),
-            byzantine_count: self.byzantine_count,
-            network: self.network.name(),
-            crypto: crypto_label(self.modeled_crypto),
-            crash_restart: self.restarts(),
-            byzantine_clients: self.byzantine_clients,
+            conditions: self.conditions(),
             summary: sweep.summary(),
             committed_requests: sweep.sum(|r| r.run.committed),
             completed_requests: sweep.sum(|r| r.run.completed),
