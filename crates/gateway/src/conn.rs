@@ -632,17 +632,23 @@ impl Conn {
         };
         match sub.to_ascii_lowercase().as_slice() {
             b"get" if args.len() >= 3 => {
-                let mut found: Vec<&[u8]> = Vec::new();
-                for (k, v) in CONFIG {
-                    if args[2..]
-                        .iter()
-                        .any(|p| byzscale_apps::glob::matches(p, k.as_bytes(), true))
-                    {
-                        found.push(k.as_bytes());
-                        found.push(v.as_bytes());
-                    }
+                let found: Vec<&(&str, &str)> = CONFIG
+                    .iter()
+                    .filter(|(k, _)| {
+                        let name = k.as_bytes();
+                        args[2..]
+                            .iter()
+                            .any(|p| byzscale_apps::glob::matches(p, name, true))
+                    })
+                    .collect();
+                // a map in RESP3 (clients turn it into a dictionary), pairs in RESP2
+                let mut out = Vec::new();
+                resp::map_header(&mut out, found.len(), self.proto);
+                for (k, v) in found {
+                    resp::push_bulk(&mut out, Some(k.as_bytes()));
+                    resp::push_bulk(&mut out, Some(v.as_bytes()));
                 }
-                resp::bulk_array(found)
+                out
             }
             b"get" => self.arity("config|get"),
             b"set" => self.error("ERR CONFIG SET is not supported by the byzscale gateway"),
@@ -716,6 +722,9 @@ impl Conn {
                     stats.protocol_errors
                 ),
             ),
+            // client test suites read it to choose between standalone and
+            // cluster mode (the sharded store routes keys itself)
+            ("cluster", "cluster_enabled:0\r\n".to_string()),
         ];
         let wanted: Vec<Vec<u8>> = args[1..].iter().map(|a| a.to_ascii_lowercase()).collect();
         let all = wanted.is_empty()
@@ -880,6 +889,26 @@ mod tests {
         assert_eq!(
             text(&c.feed(b"GET x\r\nCLIENT SETNAME \"\"\r\nCLIENT GETNAME\r\n")),
             "$-1\r\n+OK\r\n$-1\r\n"
+        );
+    }
+
+    #[test]
+    fn config_get_is_a_map_in_resp3_and_info_names_standalone_mode() {
+        let mut c = Offline::new(GatewayOptions::default());
+        let pairs = "$4\r\nsave\r\n$0\r\n\r\n$10\r\nappendonly\r\n$2\r\nno\r\n";
+        assert_eq!(
+            text(&c.feed(b"CONFIG GET save appendonly\r\n")),
+            format!("*4\r\n{pairs}")
+        );
+        c.feed(b"HELLO 3\r\n");
+        assert_eq!(
+            text(&c.feed(b"CONFIG GET save appendonly\r\nCONFIG GET nothing*\r\n")),
+            format!("%2\r\n{pairs}%0\r\n")
+        );
+        let info = text(&c.feed(b"INFO cluster\r\n"));
+        assert!(
+            info.contains("# Cluster\r\ncluster_enabled:0\r\n"),
+            "{info}"
         );
     }
 
