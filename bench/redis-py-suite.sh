@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compatibility, measured (issue 12 item 7): run the command test suite of a
-# real Redis client library, redis-py's own `tests/test_commands.py`, against
+# real Redis client library, redis-py's own `tests/test_commands.py` and
+# `tests/test_pipeline.py` (transactions: MULTI/EXEC/WATCH), against
 # an unreplicated `redis-server` and against the byzscale Redis gateway
 # (`byzscale cluster --duration 0 --keep`: 4 replicas, BFT, one group) in the
 # same run, and count what passes on each.
@@ -29,17 +30,17 @@ fi
 # run the suite against ADDR (host:port); LABEL names the junit file
 suite() {
     local label=$1 addr=$2
-    (cd "$SUITE" && "$WORK/venv/bin/python" -m pytest tests/test_commands.py \
+    (cd "$SUITE" && "$WORK/venv/bin/python" -m pytest tests/test_commands.py tests/test_pipeline.py \
         --redis-url="redis://$addr" -q -p no:cacheprovider -W ignore --timeout 20 \
         --junitxml="$WORK/$label.xml" >"$WORK/$label.log" 2>&1) || true
 }
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes --dir "$WORK" \
     --pidfile "$WORK/redis.pid" --logfile "$WORK/redis-server.log"
 trap 'kill $(cat "$WORK/redis.pid" 2>/dev/null) 2>/dev/null || true' EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-echo "redis-py $REDIS_PY test_commands.py against redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$port"
+echo "redis-py $REDIS_PY test_commands.py and test_pipeline.py against redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$port"
 suite redis-server "127.0.0.1:$port"
 
 CLUSTER=$($BIN cluster --duration 0 --keep --json)
@@ -71,7 +72,7 @@ def counts(label):
     c["total"] = sum(c.values())
     c["failing"] = sorted(set(failing))
     return c, set(passing)
-res = {"suite": f"redis-py {version} tests/test_commands.py",
+res = {"suite": f"redis-py {version} tests/test_commands.py tests/test_pipeline.py",
        "command": "bench/redis-py-suite.sh",
        "redis_server": None, "byzscale": None}
 (a, pa), (b, pb) = counts("redis-server"), counts("byzscale")
@@ -90,7 +91,7 @@ print(f"byzscale passes {len(pa & pb)} of the {len(pa)} tests redis-server passe
 w = 420; bars = [("redis-server", a["passed"]), ("byzscale", b["passed"])]
 top = max(v for _, v in bars) or 1
 svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="180" font-family="sans-serif" font-size="12">',
-       f'<text x="10" y="18">redis-py {version} test_commands.py: tests passed</text>']
+       f'<text x="10" y="18">redis-py {version} test_commands.py + test_pipeline.py: tests passed</text>']
 for i, (name, v) in enumerate(bars):
     y = 40 + i * 60; length = int((w - 160) * v / top)
     svg.append(f'<text x="10" y="{y + 20}">{name}</text>')
