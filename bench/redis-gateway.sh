@@ -53,7 +53,7 @@ gw=$(measure "$addr")
 $stop; sleep 1; rm -rf "$dir"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes >/dev/null
+redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes --dir "$ROOT/target" >/dev/null
 trap 'redis-cli -p '"$port"' shutdown nosave >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 echo "redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/') on :$port"
