@@ -146,6 +146,16 @@ pub fn keygen(out: PathBuf) -> Result<()> {
     Ok(())
 }
 
+/// `byzscale keygen --threshold K --members N --out DIR`.
+pub fn threshold_keygen(out: PathBuf, k: usize, n: usize) -> Result<()> {
+    let public = byzscale_node::generate::write_threshold_keys(&out, k, n)?;
+    println!(
+        "threshold_key = \"{public}\"   # {k} of {n}; shares in {}",
+        out.display()
+    );
+    Ok(())
+}
+
 #[derive(Subcommand)]
 pub enum ConfigCommand {
     /// Keys, deployment.toml and one node-<i>.toml per replica.

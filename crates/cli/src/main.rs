@@ -68,10 +68,19 @@ enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// Generate an identity key file (ed25519 + X25519) and print its public keys.
+    /// Generate an identity key file (ed25519 + X25519) and print its public keys;
+    /// with --threshold and --members, a trusted dealer's BLS threshold key for a
+    /// group instead: OUT is a folder that receives group.key (public) and
+    /// share-<i>.key (each member's secret share).
     Keygen {
         #[arg(long)]
         out: PathBuf,
+        /// Shares needed for a signature (a Steward site of 3f+1 servers: 2f+1).
+        #[arg(long, requires = "members")]
+        threshold: Option<usize>,
+        /// Members of the group (shares dealt).
+        #[arg(long, requires = "threshold")]
+        members: Option<usize>,
     },
     /// Generate deployment configurations.
     #[command(subcommand)]
@@ -111,7 +120,14 @@ fn main() {
             ordered,
             command,
         } => block_on(deploy_cmd::client(config, ordered, command)),
-        Command::Keygen { out } => deploy_cmd::keygen(out),
+        Command::Keygen {
+            out,
+            threshold,
+            members,
+        } => match threshold.zip(members) {
+            Some((k, n)) => deploy_cmd::threshold_keygen(out, k, n),
+            None => deploy_cmd::keygen(out),
+        },
         Command::Config(c) => deploy_cmd::config(c),
     };
     if let Err(e) = r {

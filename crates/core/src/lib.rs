@@ -12,6 +12,7 @@
 //! - [`codec`]: the versioned, size-limited wire codec and the frame kinds ([`WireKind`]).
 //! - [`config`]: the TOML deployment configuration.
 //! - [`service`]: the replicated [`service::Service`] trait (execute, snapshot, restore).
+//! - [`threshold`]: BLS12-381 threshold signatures (a group's one key, k of n members sign).
 
 pub mod codec;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod leases;
 pub mod protocol;
 pub mod quorum;
 pub mod service;
+pub mod threshold;
 
 pub use codec::WireKind;
 pub use ids::{Addr, ClientId, GroupId, NodeId};

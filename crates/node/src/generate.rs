@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use byzscale_core::config::{Deployment, GroupConfig, ReplicaConfig};
 use byzscale_core::crypto::Identity;
 use byzscale_core::quorum::FaultModel;
+use byzscale_core::threshold;
 use byzscale_core::{GroupId, NodeId};
 use byzscale_smr::Params;
 use std::path::{Path, PathBuf};
@@ -208,6 +209,54 @@ pub fn write_key(path: &Path, id: &Identity) -> Result<()> {
     Ok(())
 }
 
+/// The most members a threshold key is dealt for.
+pub const MAX_THRESHOLD_MEMBERS: usize = 1024;
+
+/// A trusted dealer's BLS threshold key for a group of `n` members, any `k`
+/// of whom sign (Steward's sites: k = 2f+1, n = 3f+1): writes
+/// `dir/group.key` (the public key, hex) and `dir/share-<i>.key` for i in
+/// 0..n (each member's secret share, hex, readable by the owner only), and
+/// returns the public key's hex. Refuses to overwrite an existing key.
+pub fn write_threshold_keys(dir: &Path, k: usize, n: usize) -> Result<String> {
+    if n > MAX_THRESHOLD_MEMBERS {
+        bail!("--members {n}: at most {MAX_THRESHOLD_MEMBERS}");
+    }
+    let group = dir.join("group.key");
+    if group.exists() {
+        bail!("{} exists; refusing to overwrite a key", group.display());
+    }
+    let (key, shares) = threshold::deal(k, n, &mut rand::rngs::OsRng)
+        .map_err(|e| anyhow::anyhow!("--threshold {k} --members {n}: {e}"))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for s in &shares {
+        let path = dir.join(format!("share-{}.key", s.index()));
+        std::fs::write(&path, hex::encode(s.to_bytes()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        restrict(&path);
+    }
+    let public = hex::encode(key.to_bytes());
+    std::fs::write(&group, &public).with_context(|| format!("writing {}", group.display()))?;
+    Ok(public)
+}
+
+/// A group's threshold public key from a `group.key` file.
+pub fn read_group_key(path: &Path) -> Result<threshold::GroupKey> {
+    let bytes = read_hex(path)?;
+    threshold::GroupKey::from_bytes(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// A member's secret share from a `share-<i>.key` file.
+pub fn read_key_share(path: &Path) -> Result<threshold::KeyShare> {
+    let bytes = read_hex(path)?;
+    threshold::KeyShare::from_bytes(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+fn read_hex(path: &Path) -> Result<Vec<u8>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    hex::decode(text.trim()).with_context(|| format!("{}: not hex", path.display()))
+}
+
 /// Timeouts for a LAN or loopback deployment (the defaults suit a WAN).
 pub fn local_params() -> Params {
     Params {
@@ -236,3 +285,47 @@ fn restrict(path: &Path) {
 }
 #[cfg(not(unix))]
 fn restrict(_: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dealt_threshold_keys_are_read_back_and_sign_together() {
+        let dir = std::env::temp_dir().join(format!("byzscale-tkeys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let public = write_threshold_keys(&dir, 3, 4).unwrap();
+        let key = read_group_key(&dir.join("group.key")).unwrap();
+        assert_eq!(hex::encode(key.to_bytes()), public);
+        assert_eq!((key.threshold(), key.members()), (3, 4));
+        let msg = b"site accept";
+        let shares: Vec<_> = [3, 0, 2]
+            .iter()
+            .map(|i| {
+                read_key_share(&dir.join(format!("share-{i}.key")))
+                    .unwrap()
+                    .sign(msg)
+            })
+            .collect();
+        let sig = key.combine(msg, &shares).unwrap().signature;
+        assert!(key.verify(msg, &sig));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("share-0.key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = write_threshold_keys(&dir, 3, 4).unwrap_err().to_string();
+        assert!(again.contains("refusing to overwrite"), "{again}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let bad = write_threshold_keys(&dir, 5, 4).unwrap_err().to_string();
+        assert!(bad.contains("need 1 <= k <= n"), "{bad}");
+        assert!(!dir.join("group.key").exists());
+        std::fs::write(dir.with_extension("junk"), "zz").unwrap();
+        assert!(read_group_key(&dir.with_extension("junk")).is_err());
+        let _ = std::fs::remove_file(dir.with_extension("junk"));
+    }
+}
