@@ -20,6 +20,8 @@
 //!   so that the protocol records them as faults, with the share as evidence
 //!   ([`GroupKey::verify_share`] convinces anyone).
 //! - [`GroupKey::verify`]: a combined signature, with the group's key alone.
+//! - [`Voice`]: both sides of THRESHOLD-SIGN for any message type (members'
+//!   shares, the representative's combination), bounded in bytes.
 //!
 //! Member indices run from 0 to n−1 (a protocol maps its node ids to them).
 //! Bytes from the network are decoded with [`Share::from_bytes`] and
@@ -27,6 +29,9 @@
 //! panicking.
 
 use std::collections::BTreeMap;
+
+mod voice;
+pub use voice::{Heard, Spoken, Voice};
 
 use blsttc::{PublicKeySet, PublicKeyShare, SecretKeySet, SecretKeyShare, SignatureShare};
 use rand::{CryptoRng, Rng};
@@ -44,6 +49,8 @@ pub enum ThresholdError {
     Malformed(&'static str),
     #[error("member index {index} out of range (group of {n})")]
     NoSuchMember { index: u32, n: usize },
+    #[error("member {from} sent a share under member {claimed}'s index")]
+    WrongMember { from: u32, claimed: u32 },
     /// Too few shares verified; `invalid` names the members whose shares
     /// failed (faults to record, as with [`Combined::invalid`]).
     #[error("{have} distinct valid shares, {need} needed ({} invalid)", invalid.len())]
