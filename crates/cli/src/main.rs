@@ -1,5 +1,6 @@
 //! The `byzscale` command-line tool.
 
+mod aware_cmd;
 mod bench_cmd;
 mod broadcast_cmd;
 mod chaos_cmd;
@@ -94,6 +95,9 @@ enum Command {
     /// ByzCast overlay trees: optimize for a workload, evaluate, check.
     #[command(subcommand)]
     Tree(tree_cmd::TreeCommand),
+    /// AWARE's latency model: the best leader and V_max set for a latency matrix.
+    #[command(subcommand)]
+    Aware(aware_cmd::AwareCommand),
 }
 
 fn main() {
@@ -107,6 +111,7 @@ fn main() {
         Command::Sim(c) => sim_cmd::run(c),
         Command::Tree(c) => tree_cmd::run_tree(c),
         Command::Broadcast(c) => broadcast_cmd::run_broadcast(c),
+        Command::Aware(c) => aware_cmd::run_aware(c),
         Command::Cluster(a) => block_on(until_signal(deploy_cmd::cluster(a))),
         Command::Bench(a) => block_on(until_signal(bench_cmd::bench(a))),
         Command::BenchByzcast(a) => block_on(until_signal(bench_cmd::bench_byzcast(a))),
