@@ -258,6 +258,29 @@ impl KvOp {
         }
     }
 
+    /// The command line of the operation (the inverse of [`KvOp::from_args`], the
+    /// name in lower case); `WATCH` and `EXEC` give `watch`/`exec` lines, which no
+    /// store runs.
+    pub fn to_args(&self) -> Vec<Vec<u8>> {
+        let name = self.name().to_ascii_lowercase().into_bytes();
+        let mut line = vec![name];
+        match self {
+            KvOp::Call(args) => return args.clone(),
+            KvOp::Get(k) | KvOp::Incr(k) => line.push(k.clone()),
+            KvOp::Set(k, v) => line.extend([k.clone(), v.clone()]),
+            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) | KvOp::Watch(ks) => {
+                line.extend(ks.iter().cloned())
+            }
+            KvOp::MSet(kvs) => {
+                for (k, v) in kvs {
+                    line.extend([k.clone(), v.clone()]);
+                }
+            }
+            KvOp::Ping | KvOp::Exec { .. } => {}
+        }
+        line
+    }
+
     /// Parse a Redis command line such as `["SET", "k", "v"]` (the command name is
     /// case-insensitive): a typed variant where one fits, otherwise a [`KvOp::Call`]
     /// with the name in lower case. The error is the Redis error text to send back for
