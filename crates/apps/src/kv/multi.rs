@@ -105,6 +105,11 @@ impl Versions {
         }
     }
 
+    /// The entries, in key order.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.entries.iter().map(|(k, v)| (k.as_slice(), *v))
+    }
+
     /// The same floor without entries.
     pub fn without_entries(&self) -> Versions {
         Versions {
