@@ -160,6 +160,24 @@ impl<'de> Deserialize<'de> for Versions {
     }
 }
 
+/// The watched keys and their versions, for an `EXEC`, from a `WATCH` operation
+/// and its reply (`None`: not a `WATCH`, or a reply of another shape).
+pub fn watched(op: &KvOp, reply: &KvReply) -> Option<Vec<(Vec<u8>, u64)>> {
+    let (KvOp::Watch(keys), KvReply::List(versions)) = (op, reply) else {
+        return None;
+    };
+    if keys.len() != versions.len() {
+        return None;
+    }
+    keys.iter()
+        .zip(versions)
+        .map(|(k, v)| match v {
+            KvReply::Int(v) => Some((k.clone(), u64::try_from(*v).ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A version as a reply integer.
 fn int(v: u64) -> KvReply {
     KvReply::Int(i64::try_from(v).unwrap_or(i64::MAX))

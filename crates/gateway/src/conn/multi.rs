@@ -191,21 +191,16 @@ impl Conn {
                  service accepts at most {limit} bytes per transaction (max_op_bytes)"
             ));
         }
-        let n = keys.len();
-        match self.call(KvOp::Watch(keys.clone())).await {
-            Ok(KvReply::List(versions)) if versions.len() == n => {
-                let mut got = Vec::with_capacity(n);
-                for (k, v) in keys.into_iter().zip(versions) {
-                    match v {
-                        KvReply::Int(v) if v >= 0 => got.push((k, v as u64)),
-                        _ => return self.error("ERR unexpected WATCH reply from the store"),
-                    }
-                }
-                self.watched.extend(got);
-                resp::simple("OK")
-            }
+        let op = KvOp::Watch(keys);
+        match self.call(op.clone()).await {
             Ok(KvReply::Error(text)) => self.error(&text),
-            Ok(_) => self.error("ERR unexpected WATCH reply from the store"),
+            Ok(reply) => match byzscale_apps::kv::multi::watched(&op, &reply) {
+                Some(got) => {
+                    self.watched.extend(got);
+                    resp::simple("OK")
+                }
+                None => self.error("ERR unexpected WATCH reply from the store"),
+            },
             Err(text) => self.error(&format!("ERR {text}")),
         }
     }

@@ -188,15 +188,8 @@ impl Workload {
             reply.clone(),
         ));
         self.latencies.push(at.saturating_sub(invoked));
-        if let (KvOp::Watch(keys), KvReply::List(versions)) = (&op, &reply) {
-            let versions = versions.iter().map(|v| match v {
-                KvReply::Int(v) => u64::try_from(*v).ok(),
-                _ => None,
-            });
-            if let Some(versions) = versions.collect::<Option<Vec<u64>>>() {
-                self.watched
-                    .insert(c, keys.iter().cloned().zip(versions).collect());
-            }
+        if let Some(w) = byzscale_apps::kv::multi::watched(&op, &reply) {
+            self.watched.insert(c, w);
         }
         self.completed += 1;
         if ordered {

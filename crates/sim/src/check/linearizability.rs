@@ -475,17 +475,23 @@ fn check_component(
 }
 
 /// 128 bits of SipHash (std's `DefaultHasher` has fixed keys, so this is deterministic)
-/// of one (key, value) entry of the state; the state's hash is the XOR over its entries.
-fn entry_hash(key: &[u8], value: &Value) -> u128 {
+/// of `key` and `x`, the two halves salted with `salts`.
+fn hash128<T: std::hash::Hash + ?Sized>(salts: (u8, u8), key: &[u8], x: &T) -> u128 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let half = |salt: u8| {
         let mut h = DefaultHasher::new();
         salt.hash(&mut h);
         key.hash(&mut h);
-        value.hash(&mut h);
+        x.hash(&mut h);
         h.finish()
     };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
+    (u128::from(half(salts.0)) << 64) | u128::from(half(salts.1))
+}
+
+/// The hash of one (key, value) entry of the state; the state's hash is the XOR over
+/// its entries (and its version entries, [`version_hash`]).
+fn entry_hash(key: &[u8], value: &Value) -> u128 {
+    hash128((1, 2), key, value)
 }
 
 /// splitmix64: fixed pseudo-random Zobrist keys for operations, so runs are
@@ -504,18 +510,10 @@ fn zobrist_keys(n: usize) -> Vec<u128> {
         .collect()
 }
 
-/// 128 bits of SipHash of one key's `WATCH` version entry (see [`entry_hash`]):
-/// part of the state, since `WATCH` answers it and `EXEC` compares with it.
+/// The hash of one key's `WATCH` version entry (see [`entry_hash`]): part of the
+/// state, since `WATCH` answers it and `EXEC` compares with it.
 fn version_hash(key: &[u8], version: u64) -> u128 {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let half = |salt: u8| {
-        let mut h = DefaultHasher::new();
-        salt.hash(&mut h);
-        key.hash(&mut h);
-        version.hash(&mut h);
-        h.finish()
-    };
-    (u128::from(half(3)) << 64) | u128::from(half(4))
+    hash128((3, 4), key, &version)
 }
 
 /// The hash of a whole state: the XOR of its entries' and version entries' hashes.
