@@ -35,6 +35,12 @@ fn watch(m: &Model, key: &str) -> u64 {
     }
 }
 
+/// The reply of an `EXEC` that reads `key`, watched just before: it runs.
+fn fresh_get(m: &mut Model, key: &str) -> KvReply {
+    let v = watch(m, key);
+    m.apply(&exec(&[(key, v)], &[&format!("get {key}")]))
+}
+
 /// A store with a string `s`, a hash `h`, a list `l`, a set `st`, a sorted set
 /// `z`, and `t` with a TTL, at time 1000.
 fn store() -> Model {
@@ -149,9 +155,8 @@ fn reads_and_other_keys_leave_a_watch_alone() {
     // the EXEC's own writes count for the next WATCH
     m.apply(&exec(&[("s", vs)], &["incr s"]));
     assert_eq!(m.apply(&exec(&[("s", vs)], &["incr s"])), KvReply::NilArray);
-    let v = watch(&m, "s");
     assert_eq!(
-        m.apply(&exec(&[("s", v)], &["get s"])),
+        fresh_get(&mut m, "s"),
         KvReply::List(vec![KvReply::Bulk(b"2".to_vec())])
     );
 }
@@ -205,9 +210,8 @@ fn a_full_table_is_forgotten_without_lowering_any_version() {
     );
     // conservative: the untouched watched key now fails the EXEC once
     assert_eq!(m.apply(&exec(&[("w", w)], &["get w"])), KvReply::NilArray);
-    let w = watch(&m, "w");
     assert_eq!(
-        m.apply(&exec(&[("w", w)], &["get w"])),
+        fresh_get(&mut m, "w"),
         KvReply::List(vec![KvReply::Bulk(b"1".to_vec())])
     );
 }
