@@ -47,6 +47,11 @@
 //! versions of its keys) answers the same versions as one store, and so does the
 //! simulator's linearizability checker replaying a part of the keys.
 //!
+//! On the ByzCast-sharded store an `EXEC` travels as one multicast to the shards
+//! of all its commands (atomic across shards, like a cross-shard `MSET`); one
+//! with watched keys must keep all its keys on one shard, since the shards
+//! cannot abort together without a commit round (`byzscale_byzcast::kv`).
+//!
 //! Deviations from Redis (all on the side of failing an `EXEC` Redis would run):
 //! a write command that succeeds counts as a change of the keys it names even if
 //! it changed nothing (`SETNX` of a present key, `DEL` of a missing one); the
