@@ -1103,6 +1103,41 @@ mod tests {
         }
     }
 
+    /// Issue 12 item 4: an `EXEC` is one ordered call in the stream of its keys,
+    /// started after the connection's earlier calls of that stream without
+    /// waiting for them, and after the running calls of another stream complete;
+    /// the queued commands reach the backend only inside it.
+    #[tokio::test]
+    async fn exec_takes_the_ordered_lane_of_its_keys() {
+        let b = Arc::new(Scripted::default());
+        let opts = GatewayOptions {
+            unordered_reads: true,
+            ..Default::default()
+        };
+        let backend: Arc<dyn KvBackend> = b.clone();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut conn = Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer);
+        let mut slots = vec![conn.handle(&args("SET s0:a 1")).await.0];
+        for (line, want) in [
+            ("MULTI", "+OK\r\n"),
+            ("SET s0:b 2", "+QUEUED\r\n"),
+            ("GET s0:a", "+QUEUED\r\n"),
+        ] {
+            assert_eq!(reply(conn.handle(&args(line)).await.0).await, want);
+        }
+        slots.push(conn.handle(&args("EXEC")).await.0);
+        assert_eq!(b.log(), ["SET s0:a false", "EXEC s0:b s0:a false"]);
+        for line in ["MULTI", "SET s1:x 1"] {
+            conn.handle(&args(line)).await;
+        }
+        slots.push(waiting(&mut conn, &b, "EXEC", &[1, 0]).await);
+        assert_eq!(b.log()[2], "EXEC s1:x false");
+        b.release(2);
+        for slot in slots {
+            assert_eq!(reply(slot).await, "+OK\r\n");
+        }
+    }
+
     #[test]
     fn unknown_command_text_is_bounded() {
         let args: Vec<Bytes> = std::iter::once(Bytes::from_static(b"FOO"))
