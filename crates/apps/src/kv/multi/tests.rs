@@ -258,6 +258,19 @@ fn display_shows_watches_and_commands() {
 }
 
 proptest! {
+    /// `to_args` gives back the command line an operation parses from (the
+    /// sharded store sends restricted operations inside an `EXEC` as lines).
+    #[test]
+    fn to_args_inverts_from_args(op in any_op()) {
+        let line = op.to_args();
+        if let Ok(parsed) = KvOp::from_args(&line) {
+            prop_assert_eq!(KvOp::from_args(&parsed.to_args()), Ok(parsed.clone()));
+            if !matches!(op, KvOp::Call(_)) {
+                prop_assert_eq!(parsed, op);
+            }
+        }
+    }
+
     /// No missed change: after any operation, every key's version is at least what
     /// it was, and larger for every key a write named (all for a whole-store
     /// write of a present key).
