@@ -1031,6 +1031,17 @@ mod tests {
         next.await.0
     }
 
+    /// A connection with unordered reads over `b`.
+    fn scripted_conn(b: &Arc<Scripted>) -> Conn {
+        let opts = GatewayOptions {
+            unordered_reads: true,
+            ..Default::default()
+        };
+        let backend: Arc<dyn KvBackend> = b.clone();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer)
+    }
+
     /// The reply of a call started by `handle`.
     async fn reply(slot: Slot) -> String {
         match slot {
@@ -1049,13 +1060,7 @@ mod tests {
     #[tokio::test]
     async fn calls_take_effect_in_request_order() {
         let b = Arc::new(Scripted::default());
-        let opts = GatewayOptions {
-            unordered_reads: true,
-            ..Default::default()
-        };
-        let backend: Arc<dyn KvBackend> = b.clone();
-        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut conn = Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer);
+        let mut conn = scripted_conn(&b);
         let mut slots = Vec::new();
         for line in ["SET s0:data 1", "SET s0:data 2", "SET s0:flag 1"] {
             slots.push(conn.handle(&args(line)).await.0);
@@ -1110,13 +1115,7 @@ mod tests {
     #[tokio::test]
     async fn exec_takes_the_ordered_lane_of_its_keys() {
         let b = Arc::new(Scripted::default());
-        let opts = GatewayOptions {
-            unordered_reads: true,
-            ..Default::default()
-        };
-        let backend: Arc<dyn KvBackend> = b.clone();
-        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut conn = Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer);
+        let mut conn = scripted_conn(&b);
         let mut slots = vec![conn.handle(&args("SET s0:a 1")).await.0];
         for (line, want) in [
             ("MULTI", "+OK\r\n"),
