@@ -63,6 +63,25 @@ def check(r, label):
     assert r.incrbyfloat("f", 0.1) == 0.1 and r.incrbyfloat("f", 0.2) == 0.3
     assert r.delete("h", "l", "s", "z", "f") == 5
     assert r.client_getname() is None
+    # transactions: a pipeline with transaction=True is MULTI/EXEC; WATCH makes it fail
+    # with WatchError when a watched key changed (here by another connection)
+    with r.pipeline() as p:
+        p.set("t", "1").incr("t").get("t")
+        assert p.execute() == [True, 2, b"2"]
+    other = redis.Redis(connection_pool=r.connection_pool)  # another connection of the pool
+    with r.pipeline() as p:
+        p.watch("t")
+        assert p.get("t") == b"2"
+        other.set("t", "9")
+        p.multi()
+        p.set("t", "3")
+        try:
+            p.execute()
+            raise AssertionError("EXEC ran although a watched key changed")
+        except redis.WatchError:
+            pass
+    assert r.get("t") == b"9"
+    assert r.transaction(lambda p: p.multi() or p.incr("t"), "t") == [10]
     try:
         r.execute_command("NOSUCH", "x")
         raise AssertionError("unknown command accepted")

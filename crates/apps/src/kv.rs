@@ -10,6 +10,8 @@
 //! | `MGET key [key ...]` | an array of values or `(nil)` (also for a key of another type) |
 //! | `MSET key value [key value ...]` | `OK`, all keys set atomically (the last value of a repeated key wins) |
 //! | `PING` | `PONG` |
+//! | `WATCH key [key ...]` ([`KvOp::Watch`]) | the keys' versions, which the gateway keeps for the connection's `EXEC` (see [`multi`]) |
+//! | `MULTI ... EXEC` ([`KvOp::Exec`]: the watched keys with their versions and the queued command lines) | the nil array if a watched key was written, deleted or expired since its `WATCH` (nothing runs); else the array of the commands' replies, run in order as one operation, errors as elements (no rollback) |
 //!
 //! Every other command of the store travels as [`KvOp::Call`], its command line, and
 //! runs from the command table of [`commands`] (arity, key positions, read-only;
@@ -48,6 +50,7 @@ pub mod commands;
 pub mod float;
 mod hash;
 mod list;
+pub mod multi;
 mod set;
 pub mod value;
 mod zset;
@@ -98,8 +101,11 @@ pub fn reply_within(lens: impl IntoIterator<Item = usize>) -> Result<(), KvReply
 
 /// Snapshot magic of the KV store.
 const MAGIC: [u8; 4] = *b"BZKV";
-/// Snapshot format version: 2 since values are typed (1: strings only).
-const SNAPSHOT_VERSION: u8 = 2;
+/// Snapshot format version: 3 since the `WATCH` versions are in it (2: typed values,
+/// no versions, still read; 1: strings only).
+const SNAPSHOT_VERSION: u8 = 3;
+/// The previous snapshot format, still restored (with no versions kept).
+const SNAPSHOT_VERSION_2: u8 = 2;
 
 /// A KV operation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -123,6 +129,18 @@ pub enum KvOp {
     /// Any other command of [`commands::TABLE`]: its command line, the name first (in
     /// lower case when made by [`KvOp::from_args`]).
     Call(Vec<Vec<u8>>),
+    /// `WATCH key [key ...]` as the gateway sends it: the reply is the list of the
+    /// keys' current versions (see [`multi`]); it changes nothing.
+    Watch(Vec<Vec<u8>>),
+    /// `MULTI ... EXEC`: the queued command lines (as [`KvOp::from_args`] takes them),
+    /// run as one operation unless a watched key's version is no longer the one given
+    /// (see [`multi`]).
+    Exec {
+        /// The watched keys and the versions `WATCH` answered for them.
+        watch: Vec<(Vec<u8>, u64)>,
+        /// The queued command lines, in order.
+        cmds: Vec<Vec<Vec<u8>>>,
+    },
 }
 
 /// A KV reply, shaped like the RESP reply Redis would send.
@@ -177,7 +195,10 @@ impl KvOp {
         match self {
             KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping => true,
             KvOp::Call(args) => Self::spec(args).is_some_and(|s| s.read_only),
-            KvOp::Set(..) | KvOp::Del(_) | KvOp::Incr(_) | KvOp::MSet(_) => false,
+            KvOp::Watch(_) => true,
+            KvOp::Set(..) | KvOp::Del(_) | KvOp::Incr(_) | KvOp::MSet(_) | KvOp::Exec { .. } => {
+                false
+            }
         }
     }
 
@@ -191,6 +212,9 @@ impl KvOp {
     pub fn touches_all_keys(&self) -> bool {
         match self {
             KvOp::Call(args) => Self::spec(args).is_some_and(|s| s.all_keys),
+            KvOp::Exec { cmds, .. } => cmds
+                .iter()
+                .any(|line| Self::spec(line).is_some_and(|s| s.all_keys)),
             _ => false,
         }
     }
@@ -199,12 +223,20 @@ impl KvOp {
     pub fn keys(&self) -> Vec<&[u8]> {
         match self {
             KvOp::Get(k) | KvOp::Set(k, _) | KvOp::Incr(k) => vec![k.as_slice()],
-            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) => {
+            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) | KvOp::Watch(ks) => {
                 ks.iter().map(Vec::as_slice).collect()
             }
             KvOp::MSet(kvs) => kvs.iter().map(|(k, _)| k.as_slice()).collect(),
             KvOp::Ping => Vec::new(),
             KvOp::Call(args) => Self::spec(args).map_or_else(Vec::new, |s| s.keys(args)),
+            KvOp::Exec { watch, cmds } => watch
+                .iter()
+                .map(|(k, _)| k.as_slice())
+                .chain(
+                    cmds.iter()
+                        .flat_map(|line| Self::spec(line).map_or_else(Vec::new, |s| s.keys(line))),
+                )
+                .collect(),
         }
     }
 
@@ -221,7 +253,32 @@ impl KvOp {
             KvOp::MSet(_) => "MSET",
             KvOp::Ping => "PING",
             KvOp::Call(args) => Self::spec(args).map_or("?", |s| s.name),
+            KvOp::Watch(_) => "WATCH",
+            KvOp::Exec { .. } => "EXEC",
         }
+    }
+
+    /// The command line of the operation (the inverse of [`KvOp::from_args`], the
+    /// name in lower case); `WATCH` and `EXEC` give `watch`/`exec` lines, which no
+    /// store runs.
+    pub fn to_args(&self) -> Vec<Vec<u8>> {
+        let name = self.name().to_ascii_lowercase().into_bytes();
+        let mut line = vec![name];
+        match self {
+            KvOp::Call(args) => return args.clone(),
+            KvOp::Get(k) | KvOp::Incr(k) => line.push(k.clone()),
+            KvOp::Set(k, v) => line.extend([k.clone(), v.clone()]),
+            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) | KvOp::Watch(ks) => {
+                line.extend(ks.iter().cloned())
+            }
+            KvOp::MSet(kvs) => {
+                for (k, v) in kvs {
+                    line.extend([k.clone(), v.clone()]);
+                }
+            }
+            KvOp::Ping | KvOp::Exec { .. } => {}
+        }
+        line
     }
 
     /// Parse a Redis command line such as `["SET", "k", "v"]` (the command name is
@@ -330,9 +387,10 @@ impl fmt::Display for KvOp {
         match self {
             KvOp::Get(k) | KvOp::Incr(k) => write!(f, " {}", Printable(k)),
             KvOp::Set(k, v) => write!(f, " {} {}", Printable(k), Printable(v)),
-            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) => {
+            KvOp::Del(ks) | KvOp::Exists(ks) | KvOp::MGet(ks) | KvOp::Watch(ks) => {
                 ks.iter().try_for_each(|k| write!(f, " {}", Printable(k)))
             }
+            KvOp::Exec { watch, cmds } => multi::fmt_exec(f, watch, cmds),
             KvOp::MSet(kvs) => kvs
                 .iter()
                 .try_for_each(|(k, v)| write!(f, " {} {}", Printable(k), Printable(v))),
@@ -456,6 +514,9 @@ pub struct Model {
     deadlines: BTreeSet<(u64, Vec<u8>)>,
     /// The time of the current (or last) batch.
     now: u64,
+    /// The `WATCH` versions of the keys written since they were last forgotten
+    /// (see [`multi`]).
+    versions: multi::Versions,
 }
 
 /// A command line as its typed variant if it has one (`Ok(None)`: it stays a
@@ -504,6 +565,7 @@ impl Model {
             if let Some((_, key)) = self.deadlines.pop_first() {
                 self.ttl.remove(&key);
                 self.map.remove(&key);
+                self.versions.touch(&key);
             }
         }
     }
@@ -608,9 +670,11 @@ impl Model {
     pub fn restricted_to<'a>(&self, keys: impl IntoIterator<Item = &'a [u8]>) -> Model {
         let mut part = Model {
             now: self.now,
+            versions: self.versions.without_entries(),
             ..Model::default()
         };
         for k in keys {
+            part.versions.set_entry(k, self.versions.entry(k));
             if let Some(v) = self.map.get(k) {
                 part.map.insert(k.to_vec(), v.clone());
                 if let Some(when) = self.deadline(k) {
@@ -642,6 +706,9 @@ impl Model {
                 KvReply::Array(values.into_iter().map(|v| v.map(<[u8]>::to_vec)).collect())
             }
             KvOp::Ping => KvReply::Pong,
+            KvOp::Watch(ks) if ks.is_empty() => wrong_arity("watch"),
+            KvOp::Watch(ks) => self.watch(ks),
+            KvOp::Exec { .. } => return None,
             KvOp::Call(args) => {
                 return match typed(args) {
                     Ok(Some(op)) => self.read(&op),
@@ -654,10 +721,24 @@ impl Model {
     }
 
     /// Execute any operation, changing the state as Redis would, and return its reply.
+    /// A write counts as a change of each key it names for `WATCH` (see [`multi`]).
     pub fn apply(&mut self, op: &KvOp) -> KvReply {
         if let Some(reply) = self.read(op) {
             return reply;
         }
+        if let KvOp::Exec { watch, cmds } = op {
+            return self.exec(watch, cmds);
+        }
+        let present = self.present_if_all_keys(op);
+        let reply = self.write(op);
+        if !reply.is_error() {
+            self.touch_written(op, present);
+        }
+        reply
+    }
+
+    /// Execute a write operation (not an `EXEC`).
+    fn write(&mut self, op: &KvOp) -> KvReply {
         match op {
             KvOp::Set(k, v) => {
                 self.put(k.clone(), v.clone());
@@ -676,13 +757,14 @@ impl Model {
                 KvReply::Ok
             }
             KvOp::Call(args) => match typed(args) {
-                Ok(Some(op)) => self.apply(&op),
+                Ok(Some(op)) => self.write(&op),
                 Ok(None) => commands::exec(self, args),
                 Err(e) => e,
             },
-            KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping => {
+            KvOp::Get(_) | KvOp::Exists(_) | KvOp::MGet(_) | KvOp::Ping | KvOp::Watch(_) => {
                 unreachable!("answered by read()")
             }
+            KvOp::Exec { .. } => unreachable!("run above"),
         }
     }
 }
@@ -734,20 +816,37 @@ impl Service for KvStore {
         self.model.read(&op).map(|r| r.encode())
     }
 
-    /// `"BZKV" | version | now | [(key, value)] | [(key, deadline)]`, both lists in
-    /// key order, a value as its type and its elements in order (see
-    /// [`value`]). No expired key is in it (see [`Model`]).
+    /// `"BZKV" | version | now | [(key, value)] | [(key, deadline)] | versions`, the
+    /// lists in key order, a value as its type and its elements in order (see
+    /// [`value`]), the `WATCH` versions as their floor and `[(key, version)]` in key
+    /// order (see [`multi`]). No expired key is in it (see [`Model`]).
     fn snapshot(&self) -> Vec<u8> {
         let m = &self.model;
-        crate::snapshot::encode(MAGIC, SNAPSHOT_VERSION, &(m.now, &m.map, &m.ttl))
+        crate::snapshot::encode(
+            MAGIC,
+            SNAPSHOT_VERSION,
+            &(m.now, &m.map, &m.ttl, &m.versions),
+        )
     }
 
     /// Accepts only canonical snapshots (keys strictly ascending, a deadline only for
     /// a key present and not before the clock); on error the state is unchanged.
+    /// A version 2 snapshot (before `WATCH`) restores with no versions kept.
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        type Body = (u64, Vec<(Vec<u8>, Value)>, Vec<(Vec<u8>, u64)>);
-        let (now, entries, ttls): Body =
-            crate::snapshot::decode(MAGIC, SNAPSHOT_VERSION, snapshot)?;
+        type Body2 = (u64, Vec<(Vec<u8>, Value)>, Vec<(Vec<u8>, u64)>);
+        type Body = (
+            u64,
+            Vec<(Vec<u8>, Value)>,
+            Vec<(Vec<u8>, u64)>,
+            multi::Versions,
+        );
+        let (now, entries, ttls, versions): Body = if snapshot.get(4) == Some(&SNAPSHOT_VERSION_2) {
+            let (now, entries, ttls): Body2 =
+                crate::snapshot::decode(MAGIC, SNAPSHOT_VERSION_2, snapshot)?;
+            (now, entries, ttls, multi::Versions::default())
+        } else {
+            crate::snapshot::decode(MAGIC, SNAPSHOT_VERSION, snapshot)?
+        };
         if entries.windows(2).any(|w| w[0].0 >= w[1].0) || ttls.windows(2).any(|w| w[0].0 >= w[1].0)
         {
             return Err("malformed KV snapshot: keys not strictly ascending".to_string());
@@ -755,6 +854,7 @@ impl Service for KvStore {
         let mut model = Model {
             map: entries.into_iter().collect(),
             now,
+            versions,
             ..Model::default()
         };
         for (key, when) in ttls {

@@ -173,6 +173,79 @@ fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
     assert_eq!(vs, ["last", "last"]);
     let slots = metric_sum(&metrics[8], "byzscale_decided_slots_total");
     assert!(slots >= 1.0, "n8 stopped serving after garbage");
+    transactions(&gateways, &a0, &a1);
+}
+
+/// Issue 12 item 4 on the real sharded store: a cross-shard `MULTI`/`EXEC` as
+/// one multicast (replies in place), `WATCH` on one shard aborted by another
+/// connection's write, and `WATCH` with keys on two shards refused.
+fn transactions(gateways: &[String], a0: &str, a1: &str) {
+    let mut c = conn(&gateways[1]);
+    let (x, y, got): (String, i64, Vec<String>) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(a0)
+        .arg("tx")
+        .ignore()
+        .cmd("GETSET")
+        .arg(a1)
+        .arg("tx")
+        .cmd("INCR")
+        .arg("counter")
+        .cmd("MGET")
+        .arg(a0)
+        .arg(a1)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(
+        (x.as_str(), y, got),
+        ("one", 1, vec!["tx".to_string(), "tx".to_string()])
+    );
+    let b0 = key_on("b", 0);
+    let cmd = |c: &mut redis::Connection, args: &[&str]| -> redis::Value {
+        let mut q = redis::cmd(args[0]);
+        for a in &args[1..] {
+            q.arg(*a);
+        }
+        q.query(c)
+            .unwrap_or_else(|e| redis::Value::SimpleString(format!("error: {e}")))
+    };
+    let ok = redis::Value::Okay;
+    assert_eq!(cmd(&mut c, &["WATCH", a0, &b0]), ok);
+    let mut other = conn(&gateways[7]);
+    assert_eq!(cmd(&mut other, &["SET", a0, "other"]), ok);
+    assert_eq!(cmd(&mut c, &["MULTI"]), ok);
+    assert_eq!(
+        cmd(&mut c, &["SET", &b0, "mine"]),
+        redis::Value::SimpleString("QUEUED".into())
+    );
+    assert_eq!(
+        cmd(&mut c, &["EXEC"]),
+        redis::Value::Nil,
+        "a watched key changed"
+    );
+    assert_eq!(cmd(&mut c, &["EXISTS", &b0]), redis::Value::Int(0));
+    // unchanged: it runs
+    assert_eq!(cmd(&mut c, &["WATCH", a0]), ok);
+    assert_eq!(cmd(&mut c, &["MULTI"]), ok);
+    cmd(&mut c, &["SET", &b0, "mine"]);
+    assert_eq!(
+        cmd(&mut c, &["EXEC"]),
+        redis::Value::Array(vec![ok.clone()])
+    );
+    // WATCH with keys on two shards: refused, nothing runs
+    assert_eq!(cmd(&mut c, &["WATCH", a0]), ok);
+    assert_eq!(cmd(&mut c, &["MULTI"]), ok);
+    cmd(&mut c, &["SET", a1, "refused"]);
+    let refused = cmd(&mut c, &["EXEC"]);
+    assert!(
+        matches!(&refused, redis::Value::SimpleString(e) if e.contains("span shards")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        cmd(&mut c, &["GET", a1]),
+        redis::Value::BulkString(b"tx".to_vec())
+    );
 }
 
 #[test]

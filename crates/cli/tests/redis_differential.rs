@@ -27,6 +27,17 @@
 //! counts it until then (here it is gone at once; `GETEX` and `EXPIREAT` in the past
 //! delete at once in both). Not generated (documented deviations): `SETRANGE` offsets
 //! near the 1 MiB string limit, `SCAN` from a non-zero cursor.
+//!
+//! Transactions (issue 12 item 4): every [`TX_EVERY`] commands, a transaction from
+//! a second seeded generator ([`Tx`]): `WATCH` of one or two keys, maybe a read,
+//! maybe a write by a second connection to a watched key or another one, `MULTI`,
+//! random commands (sometimes a wrong one, which makes `EXEC` answer `EXECABORT`;
+//! sometimes a nested `MULTI` or a `WATCH`, which do not), then `EXEC` (each
+//! element normalised as its command) or `DISCARD`. The second connection only
+//! writes with `SET`, which Redis always counts as a change of the key; a write
+//! that changes nothing (`DEL` of a missing key) fails an `EXEC` here but not in
+//! Redis (see `byzscale_apps::kv::multi`). Commands compared with a tolerance
+//! (`TTL`, `PTTL`, `TIME`) are not queued.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
@@ -733,6 +744,130 @@ impl Drop for RedisServer {
     }
 }
 
+/// A transaction every this many commands.
+const TX_EVERY: usize = 20;
+
+/// Both stores, each with a main and a second connection.
+struct Pair {
+    real: Conn,
+    ours: Conn,
+    real2: Conn,
+    ours2: Conn,
+}
+
+/// The transaction generator and what it found.
+struct Tx {
+    rng: StdRng,
+    /// EXECs that ran, were aborted by a watched key (nil), or by an error.
+    ran: usize,
+    nil: usize,
+    execabort: usize,
+}
+
+impl Tx {
+    /// Send `cmd` to both (`second`: on the second connections); a mismatch text.
+    fn both(p: &mut Pair, cmd: &[Vec<u8>], second: bool) -> (V, Option<String>) {
+        let (real, ours) = if second {
+            (&mut p.real2, &mut p.ours2)
+        } else {
+            (&mut p.real, &mut p.ours)
+        };
+        let want = normalize(cmd, real.call(cmd));
+        let got = normalize(cmd, ours.call(cmd));
+        let diff = (!agree(cmd, &got, &want)).then(|| {
+            format!(
+                "{}\n  gateway:      {got}\n  redis-server: {want}",
+                show(cmd)
+            )
+        });
+        (want, diff)
+    }
+
+    fn words(w: &str) -> Vec<Vec<u8>> {
+        w.split(' ').map(|x| x.as_bytes().to_vec()).collect()
+    }
+
+    /// One transaction (see the module docs); the first mismatch, if any.
+    fn run(&mut self, p: &mut Pair) -> Option<String> {
+        const KEYS: &[&str] = &["k0", "k1", "n", "h", "l", "s", "z"];
+        let rng = &mut self.rng;
+        let watched: Vec<&str> = (0..rng.gen_range(0..3)).map(|_| pick(rng, KEYS)).collect();
+        let mut steps: Vec<(Vec<Vec<u8>>, bool)> = Vec::new();
+        if !watched.is_empty() {
+            steps.push((Self::words(&format!("WATCH {}", watched.join(" "))), false));
+        }
+        if rng.gen_bool(0.3) {
+            steps.push((Self::words(&format!("GET {}", pick(rng, KEYS))), false));
+        }
+        match rng.gen_range(0..4) {
+            0 if !watched.is_empty() => {
+                steps.push((Self::words(&format!("SET {} w", watched[0])), true))
+            }
+            1 => steps.push((Self::words(&format!("SET {} w", pick(rng, KEYS))), true)),
+            _ => {}
+        }
+        steps.push((Self::words("MULTI"), false));
+        let mut queued = Vec::new();
+        for _ in 0..rng.gen_range(0..5) {
+            let cmd = match rng.gen_range(0..20) {
+                0 => Self::words("SET k0"),
+                1 => Self::words("NOSUCH x"),
+                2 => Self::words(pick(rng, &["MULTI", "WATCH k0"])),
+                _ => {
+                    let c = command(rng);
+                    let name = c[0].to_ascii_lowercase();
+                    if matches!(name.as_slice(), b"time" | b"ttl" | b"pttl") {
+                        continue;
+                    }
+                    queued.push(c.clone());
+                    c
+                }
+            };
+            steps.push((cmd, false));
+        }
+        for (cmd, second) in steps {
+            if let (_, Some(diff)) = Self::both(p, &cmd, second) {
+                // leave both connections out of the transaction
+                for c in [&mut p.real, &mut p.ours] {
+                    c.call(&Self::words("DISCARD"));
+                    c.call(&Self::words("UNWATCH"));
+                }
+                return Some(diff);
+            }
+        }
+        let end = if self.rng.gen_bool(0.85) {
+            "EXEC"
+        } else {
+            "DISCARD"
+        };
+        let cmd = Self::words(end);
+        let want = p.real.call(&cmd);
+        let got = p.ours.call(&cmd);
+        let each = |v: V| match v {
+            V::Agg(k, Some(items)) if items.len() == queued.len() => V::Agg(
+                k,
+                Some(
+                    queued
+                        .iter()
+                        .zip(items)
+                        .map(|(c, i)| normalize(c, i))
+                        .collect(),
+                ),
+            ),
+            other => other,
+        };
+        let (want, got) = (each(want), each(got));
+        match &want {
+            V::Agg(_, Some(_)) if end == "EXEC" => self.ran += 1,
+            V::Agg(_, None) | V::Line(b'_', _) => self.nil += 1,
+            V::Line(b'-', e) if e.starts_with(b"EXECABORT") => self.execabort += 1,
+            _ => {}
+        }
+        (got != want)
+            .then(|| format!("{end} of {queued:?}\n  gateway:      {got}\n  redis-server: {want}"))
+    }
+}
+
 #[test]
 fn gateway_replies_match_a_real_redis_server() {
     let Some(redis) = RedisServer::start() else {
@@ -751,10 +886,24 @@ fn gateway_replies_match_a_real_redis_server() {
     let mut index = 0;
     let started = std::time::Instant::now();
     let mut mismatches: Vec<String> = Vec::new();
+    let mut tx = Tx {
+        rng: StdRng::seed_from_u64(seed ^ 0x7478),
+        ran: 0,
+        nil: 0,
+        execabort: 0,
+    };
     for proto in ["2", "3"] {
-        let mut real = Conn::open(&redis.1);
-        let mut ours = Conn::open(&gateway);
-        for c in [&mut real, &mut ours] {
+        let mut p = Pair {
+            real: Conn::open(&redis.1),
+            ours: Conn::open(&gateway),
+            real2: Conn::open(&redis.1),
+            ours2: Conn::open(&gateway),
+        };
+        for c in [&mut p.real2, &mut p.ours2] {
+            c.call(&[b"HELLO".to_vec(), proto.as_bytes().to_vec()]);
+        }
+        let Pair { real, ours, .. } = &mut p;
+        for c in [&mut *real, &mut *ours] {
             let hello = c.call(&[b"HELLO".to_vec(), proto.as_bytes().to_vec()]);
             let kind = if proto == "3" { b'%' } else { b'*' };
             assert!(
@@ -764,7 +913,19 @@ fn gateway_replies_match_a_real_redis_server() {
             let flushed = c.call(&[b"FLUSHALL".to_vec()]);
             assert_eq!(flushed, V::Line(b'+', b"OK".to_vec()));
         }
-        for _ in 0..commands {
+        for i in 0..commands {
+            if i % TX_EVERY == TX_EVERY - 1 {
+                if let Some(diff) = tx.run(&mut p) {
+                    let text = format!(
+                        "seed {seed}, transaction after command {index} (RESP{proto}): {diff}"
+                    );
+                    if mismatches.len() < 20 {
+                        eprintln!("{text}");
+                    }
+                    mismatches.push(text);
+                }
+            }
+            let Pair { real, ours, .. } = &mut p;
             let cmd = command(&mut rng);
             let want = normalize(&cmd, real.call(&cmd));
             if matches!(&want, V::Line(b'-', e) if e.starts_with(b"WRONGTYPE")) {
@@ -787,9 +948,19 @@ fn gateway_replies_match_a_real_redis_server() {
         }
     }
     eprintln!(
-        "redis differential: {index} commands compared (seed {seed}), {} mismatches, {:.1} s; {wrongtype} WRONGTYPE replies; by family {families:?}",
+        "redis differential: {index} commands compared (seed {seed}), {} mismatches, {:.1} s; {wrongtype} WRONGTYPE replies; by family {families:?}; transactions: {} ran, {} nil (watch), {} EXECABORT",
         mismatches.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        tx.ran,
+        tx.nil,
+        tx.execabort
+    );
+    assert!(
+        tx.ran > 0 && tx.nil > 0 && tx.execabort > 0,
+        "transactions: {} ran, {} nil, {} EXECABORT",
+        tx.ran,
+        tx.nil,
+        tx.execabort
     );
     // the first mismatch is the one to look at: later ones may follow from it (the
     // stores' states differ from then on)

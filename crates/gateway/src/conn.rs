@@ -21,6 +21,9 @@ use tokio::task::JoinHandle;
 use crate::resp::{self, Parser, Proto};
 use crate::{stopping, GatewayOptions, GatewayStats, KvBackend, MemoryBackend};
 
+mod multi;
+use multi::{splice_exec, Multi};
+
 /// The smallest free space the read buffer gets before each read.
 const READ_CHUNK: usize = 16 << 10;
 /// The most the read buffer grows by ahead of a large bulk string's bytes arriving.
@@ -99,6 +102,17 @@ impl Pending {
     }
 }
 
+/// What a backend call's result goes through before its reply is written.
+type Finish = Box<dyn FnOnce(Result<KvReply, String>) -> Result<KvReply, String> + Send>;
+
+/// A backend call started by [`Conn::start`].
+enum Started {
+    /// Completed in its first poll (`Err`: it panicked).
+    Done(Result<Result<KvReply, String>, String>),
+    /// Running on a task of its own.
+    Running(JoinHandle<Result<KvReply, String>>),
+}
+
 /// The RESP reply to a backend call's result (`Err`: the call panicked or was
 /// cancelled), counting errors.
 fn backend_reply(
@@ -124,6 +138,11 @@ fn backend_reply(
 enum Action {
     Reply(Vec<u8>),
     Submit(KvOp),
+    /// `WATCH keys...`: ask the versions, keep them, reply `+OK`.
+    Watch(Vec<Vec<u8>>),
+    /// `EXEC`: submit the operation; the gateway's own replies go at these
+    /// positions of its reply (`None`: the store's next reply).
+    Exec(KvOp, Vec<Option<KvReply>>),
     Quit,
     /// Close without a reply: an HTTP request (cross-protocol scripting, as Redis).
     Abort,
@@ -303,6 +322,10 @@ struct Conn {
     pipeline: Arc<Semaphore>,
     /// Backend calls that may still be running, all in one lane.
     inflight: VecDeque<InFlight>,
+    /// The transaction being queued, after `MULTI`.
+    multi: Option<Multi>,
+    /// The watched keys and their versions, for the next `EXEC`.
+    watched: Vec<(Vec<u8>, u64)>,
 }
 
 impl Conn {
@@ -316,6 +339,8 @@ impl Conn {
             name: None,
             proto: Proto::Resp2,
             inflight: VecDeque::new(),
+            multi: None,
+            watched: Vec::new(),
         }
     }
 
@@ -381,7 +406,9 @@ impl Conn {
                 );
                 (Slot::Close(Vec::new()), true)
             }
-            Action::Submit(op) => (self.submit(op).await, false),
+            Action::Submit(op) => (self.submit(op, None).await, false),
+            Action::Watch(keys) => (Slot::Reply(self.watch(keys).await), false),
+            Action::Exec(op, local) => (self.submit(op, Some(local)).await, false),
         }
     }
 
@@ -410,14 +437,37 @@ impl Conn {
         (lane, false)
     }
 
+    /// Start a backend call, in request order (see the crate docs), and give its
+    /// reply slot; for an `EXEC`, `local` are the gateway's own replies to splice
+    /// into the store's ([`splice_exec`]).
+    async fn submit(&mut self, op: KvOp, local: Option<Vec<Option<KvReply>>>) -> Slot {
+        let proto = self.proto;
+        let finish = move |r: Result<KvReply, String>| match &local {
+            Some(local) => r.map(|reply| splice_exec(reply, local)),
+            None => r,
+        };
+        match self.start(op, Box::new(finish)).await {
+            Started::Done(result) => Slot::Reply(backend_reply(result, proto, &self.shared.stats)),
+            Started::Running(handle) => Slot::Pending(Pending(handle, proto)),
+        }
+    }
+
+    /// Run a backend call in request order and wait for its result.
+    async fn call(&mut self, op: KvOp) -> Result<KvReply, String> {
+        match self.start(op, Box::new(|r| r)).await {
+            Started::Done(result) => result?,
+            Started::Running(handle) => handle.await.map_err(|e| e.to_string())?,
+        }
+    }
+
     /// Start a backend call, in request order (see the crate docs): first wait for
-    /// the running calls of another lane to complete.
+    /// the running calls of another lane to complete. `finish` maps its result.
     ///
     /// The call is created and polled once right here, so that a backend submitting
     /// in its future's first poll submits in request order, and a call that
     /// completes at once (an in-memory backend) needs no task. Otherwise the call
     /// runs on a task of its own.
-    async fn submit(&mut self, op: KvOp) -> Slot {
+    async fn start(&mut self, op: KvOp, finish: Finish) -> Started {
         let permit: Option<OwnedSemaphorePermit> = self.pipeline.clone().acquire_owned().await.ok();
         let (lane, read_only) = self.lane(&op);
         if self.inflight.iter().any(|f| !lane.joins(f.lane)) {
@@ -427,8 +477,6 @@ impl Conn {
             }
         }
         let backend = self.shared.backend.clone();
-        let stats = &self.shared.stats;
-        let proto = self.proto;
         let first_poll = catch_unwind(AssertUnwindSafe(|| {
             let mut call = backend.exec(op, read_only);
             let mut cx = Context::from_waker(Waker::noop());
@@ -439,17 +487,17 @@ impl Conn {
         }));
         let call = match first_poll {
             Ok(Ok(call)) => call,
-            Ok(Err(result)) => return Slot::Reply(backend_reply(Ok(result), proto, stats)),
-            Err(_) => return Slot::Reply(backend_reply(Err("panicked".into()), proto, stats)),
+            Ok(Err(result)) => return Started::Done(Ok(finish(result))),
+            Err(_) => return Started::Done(Err("panicked".into())),
         };
         let (done_tx, done) = watch::channel(());
         self.inflight.push_back(InFlight { lane, done });
         let handle = tokio::spawn(async move {
-            let result = call.await;
+            let result = finish(call.await);
             drop((permit, done_tx));
             result
         });
-        Slot::Pending(Pending(handle, proto))
+        Started::Running(handle)
     }
 
     /// An error reply, counted.
@@ -474,6 +522,9 @@ impl Conn {
 
     fn command(&mut self, args: &[Bytes]) -> Action {
         let name = args[0].to_ascii_lowercase();
+        if let Some(action) = self.transaction(&name, args) {
+            return action;
+        }
         let argc = args.len();
         let reply = match name.as_slice() {
             b"ping" => match argc {
@@ -1009,6 +1060,17 @@ mod tests {
         next.await.0
     }
 
+    /// A connection with unordered reads over `b`.
+    fn scripted_conn(b: &Arc<Scripted>) -> Conn {
+        let opts = GatewayOptions {
+            unordered_reads: true,
+            ..Default::default()
+        };
+        let backend: Arc<dyn KvBackend> = b.clone();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer)
+    }
+
     /// The reply of a call started by `handle`.
     async fn reply(slot: Slot) -> String {
         match slot {
@@ -1027,13 +1089,7 @@ mod tests {
     #[tokio::test]
     async fn calls_take_effect_in_request_order() {
         let b = Arc::new(Scripted::default());
-        let opts = GatewayOptions {
-            unordered_reads: true,
-            ..Default::default()
-        };
-        let backend: Arc<dyn KvBackend> = b.clone();
-        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
-        let mut conn = Conn::new(Arc::new(Shared::new(backend, opts, None)), 1, peer);
+        let mut conn = scripted_conn(&b);
         let mut slots = Vec::new();
         for line in ["SET s0:data 1", "SET s0:data 2", "SET s0:flag 1"] {
             slots.push(conn.handle(&args(line)).await.0);
@@ -1076,6 +1132,35 @@ mod tests {
         slots.push(waiting(&mut conn, &b, "SET s0:z 1", &[9]).await);
         b.release(10);
         assert_eq!(b.log().len(), 11);
+        for slot in slots {
+            assert_eq!(reply(slot).await, "+OK\r\n");
+        }
+    }
+
+    /// Issue 12 item 4: an `EXEC` is one ordered call in the stream of its keys,
+    /// started after the connection's earlier calls of that stream without
+    /// waiting for them, and after the running calls of another stream complete;
+    /// the queued commands reach the backend only inside it.
+    #[tokio::test]
+    async fn exec_takes_the_ordered_lane_of_its_keys() {
+        let b = Arc::new(Scripted::default());
+        let mut conn = scripted_conn(&b);
+        let mut slots = vec![conn.handle(&args("SET s0:a 1")).await.0];
+        for (line, want) in [
+            ("MULTI", "+OK\r\n"),
+            ("SET s0:b 2", "+QUEUED\r\n"),
+            ("GET s0:a", "+QUEUED\r\n"),
+        ] {
+            assert_eq!(reply(conn.handle(&args(line)).await.0).await, want);
+        }
+        slots.push(conn.handle(&args("EXEC")).await.0);
+        assert_eq!(b.log(), ["SET s0:a false", "EXEC s0:b s0:a false"]);
+        for line in ["MULTI", "SET s1:x 1"] {
+            conn.handle(&args(line)).await;
+        }
+        slots.push(waiting(&mut conn, &b, "EXEC", &[1, 0]).await);
+        assert_eq!(b.log()[2], "EXEC s1:x false");
+        b.release(2);
         for slot in slots {
             assert_eq!(reply(slot).await, "+OK\r\n");
         }

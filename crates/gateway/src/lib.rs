@@ -23,6 +23,7 @@
 //! | `COMMAND`, `COMMAND INFO ...` | an empty array; `COMMAND COUNT` / `COMMAND LIST` describe the commands above |
 //! | `COMMAND DOCS` | an error, so that `redis-cli` falls back to its built-in help and hints (with an empty array it would show none) |
 //! | `INFO [section]` | a short `# Server` / `# Clients` / `# Memory` / `# Stats` text from [`GatewayStats`] |
+//! | `MULTI`, `EXEC`, `DISCARD`, `WATCH key...`, `UNWATCH` | per connection (see "Transactions") |
 //! | `POST`, `Host:` | nothing: the connection is closed (an HTTP request, maybe cross-protocol scripting; as Redis) |
 //! | anything else | `-ERR unknown command 'X', with args beginning with: ...` |
 //!
@@ -61,6 +62,30 @@
 //! Throughput comes from many connections and from the backend's batching, and a
 //! pipelining connection gets it too as long as its commands stay in one stream.
 
+//! # Transactions
+//!
+//! `MULTI` starts queueing: each command is checked at once (unknown command,
+//! arity) and answered `+QUEUED`, or with its error, which makes the `EXEC`
+//! answer `-EXECABORT Transaction discarded because of previous errors.`.
+//! `EXEC` sends the queued commands as one operation ([`KvOp::Exec`]) in the
+//! connection's order like any write, with the watched keys; the store runs them
+//! in order, or none of them and answers the nil array (`*-1`, RESP3 `_`) if a
+//! watched key was written, deleted or expired since its `WATCH` (see
+//! `byzscale_apps::kv::multi`). `WATCH key...` asks the store for the keys'
+//! versions (a read, [`KvOp::Watch`], in the connection's order) and keeps them;
+//! `EXEC`, `DISCARD` and `UNWATCH` forget them. The errors are Redis 7.0's: `EXEC
+//! without MULTI`, `DISCARD without MULTI`, `MULTI calls can not be nested`,
+//! `WATCH inside MULTI is not allowed`. Inside a transaction `PING`, `ECHO` and
+//! `UNWATCH` are queued (their replies take their places in the `EXEC` reply);
+//! the other gateway commands (`CLIENT`, `HELLO`, `SELECT`, `INFO`, ...) are
+//! refused (Redis queues them too), and `QUIT` closes the connection. The queued
+//! commands and watched keys of one transaction are bounded by `max_op_bytes`
+//! (and `max_request_len`), counting 10 bytes per word on top of its own: a
+//! command past it gets `-ERR transaction too large: ...` and makes the `EXEC`
+//! fail, a `WATCH` past it `-ERR too many watched keys: ...`. A backend may
+//! refuse an `EXEC` as a whole with an error reply (the sharded store: a
+//! transaction with `WATCH` whose keys span shards).
+//!
 //! # Limits and errors
 //!
 //! Requests are bounded by [`GatewayOptions::max_bulk_len`], `max_array_len`,

@@ -969,3 +969,79 @@ async fn a_connections_writes_take_effect_in_the_order_sent() {
     .await
     .expect("test timed out");
 }
+
+/// Send `input` (lines, `\n` for `\r\n`) on `s` and check the reply bytes.
+async fn say(s: &mut TcpStream, input: &str, want: &str) {
+    s.write_all(input.replace('\n', "\r\n").as_bytes())
+        .await
+        .unwrap();
+    let want = want.replace('\n', "\r\n");
+    let mut got = vec![0u8; want.len()];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(text(&got), want, "after {input:?}");
+}
+
+/// Issue 12 item 4 over TCP: a write by another connection to a watched key
+/// makes `EXEC` reply nil and run nothing; the queued commands run as one
+/// operation; the redis crate's atomic pipelines (`MULTI`/`EXEC`) work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_exec_across_connections() {
+    let server = start(
+        GatewayOptions {
+            unordered_reads: true,
+            ..Default::default()
+        },
+        TestBackend {
+            max_write_delay_us: 300,
+            streams: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    bounded(async {
+        let mut a = TcpStream::connect(server.addr).await.unwrap();
+        let mut b = TcpStream::connect(server.addr).await.unwrap();
+        say(&mut a, "SET k 1\nWATCH k\nGET k\n", "+OK\n+OK\n$1\n1\n").await;
+        say(&mut b, "SET k 5\n", "+OK\n").await;
+        say(
+            &mut a,
+            "MULTI\nSET k 2\nSET j 2\n",
+            "+OK\n+QUEUED\n+QUEUED\n",
+        )
+        .await;
+        say(&mut a, "EXEC\nMGET k j\n", "*-1\n*2\n$1\n5\n$-1\n").await;
+        // unchanged: it runs, as one operation
+        say(
+            &mut a,
+            "WATCH k\nMULTI\nINCR k\nSET j 7\nEXEC\n",
+            "+OK\n+OK\n+QUEUED\n+QUEUED\n*2\n:6\n+OK\n",
+        )
+        .await;
+        let execs: Vec<KvOp> = server
+            .backend
+            .effects
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|op| matches!(op, KvOp::Exec { .. }))
+            .cloned()
+            .collect();
+        assert_eq!(execs.len(), 2);
+        assert_eq!(execs[1].to_string(), "EXEC WATCH k=2 [INCR k; SET j 7]");
+
+        let mut con = server.client().await;
+        let (x, y): (i64, String) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg("n")
+            .cmd("GET")
+            .arg("n")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!((x, y.as_str()), (1, "1"));
+    })
+    .await
+    .unwrap();
+    server.shutdown().await;
+}

@@ -414,7 +414,7 @@ fn restore_rejects_garbage_and_keeps_state() {
             .into_iter()
             .map(|(k, v)| (k, Value::Str(v)))
             .collect();
-        crate::snapshot::encode(MAGIC, SNAPSHOT_VERSION, &(10u64, entries, ttls))
+        crate::snapshot::encode(MAGIC, SNAPSHOT_VERSION_2, &(10u64, entries, ttls))
     };
     let unsorted = snap(vec![(b("b"), b("1")), (b("a"), b("1"))], vec![]);
     let duplicate = snap(vec![(b("a"), b("1")), (b("a"), b("2"))], vec![]);
@@ -471,7 +471,7 @@ fn typed_snapshots_round_trip_and_only_canonical_ones_restore() {
     let body = |v: Value| {
         crate::snapshot::encode(
             MAGIC,
-            SNAPSHOT_VERSION,
+            SNAPSHOT_VERSION_2,
             &(0u64, vec![(b("k"), v)], Vec::<(Vec<u8>, u64)>::new()),
         )
     };
@@ -486,7 +486,7 @@ fn typed_snapshots_round_trip_and_only_canonical_ones_restore() {
     let raw = |v: Raw| {
         crate::snapshot::encode(
             MAGIC,
-            SNAPSHOT_VERSION,
+            SNAPSHOT_VERSION_2,
             &(0u64, vec![(b("k"), v)], Vec::<(Vec<u8>, u64)>::new()),
         )
     };
@@ -545,7 +545,23 @@ pub(crate) fn op() -> impl Strategy<Value = KvOp> {
         call(),
         family_call(),
         family_call(),
+        keys().prop_map(KvOp::Watch),
+        exec(),
     ]
+}
+/// An `EXEC` watching some keys at small versions, of well-formed and other lines.
+fn exec() -> impl Strategy<Value = KvOp> {
+    let line = || {
+        prop_oneof![call(), family_call()].prop_map(|op| match op {
+            KvOp::Call(line) => line,
+            _ => Vec::new(),
+        })
+    };
+    (
+        prop::collection::vec((key(), 0u64..3), 0..3),
+        prop::collection::vec(line(), 0..4),
+    )
+        .prop_map(|(watch, cmds)| KvOp::Exec { watch, cmds })
 }
 /// A well-formed command of the hash, list, set or sorted-set family (or one that
 /// moves or expires a key), over the shared keys so that types collide.

@@ -40,6 +40,9 @@ pub struct ByzcastArgs {
     /// Fraction of multi-group (global) multicasts.
     #[arg(long, default_value_t = 0.1)]
     pub global_ratio: f64,
+    /// Mix WATCH and MULTI/EXEC transactions (cross-shard ones too) into the workload.
+    #[arg(long)]
+    pub transactions: bool,
     /// Destinations of global multicasts (local = single-group only).
     #[arg(long, default_value = "uniform", value_parser = super::named(WorkloadKind::NAMES, WorkloadKind::from_name))]
     pub workload: WorkloadKind,
@@ -141,6 +144,7 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
         trace: a.trace.clone(),
         client_expiry_slots: a.client_expiry_slots,
         byzantine_clients: a.byzantine_clients,
+        transactions: a.transactions,
     };
     cfg.topology()?;
     Ok(cfg)

@@ -46,6 +46,9 @@ pub struct SmrArgs {
     /// Fraction of operations sent on the unordered read-only path.
     #[arg(long, default_value_t = 0.2)]
     pub read_ratio: f64,
+    /// Mix WATCH and MULTI/EXEC transactions into the workload.
+    #[arg(long)]
+    pub transactions: bool,
     /// Crash the initial leader at this virtual time (milliseconds).
     #[arg(long)]
     pub crash_leader_at: Option<f64>,
@@ -133,5 +136,6 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
         trace: a.trace.clone(),
         byzantine_clients: a.byzantine_clients,
         client_expiry_slots: a.client_expiry_slots,
+        transactions: a.transactions,
     })
 }

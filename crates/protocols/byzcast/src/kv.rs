@@ -15,6 +15,23 @@
 //! cannot decide. The whole-store commands `KEYS`, `DBSIZE`, `FLUSHDB` and `FLUSHALL`
 //! go to every target as one multicast and are [`merge`]d (keys concatenated in key
 //! order, sizes summed); `SCAN` is refused (its cursor would have to span shards).
+//!
+//! Transactions ([`KvOp::Exec`], issue 12 item 4): an `EXEC` goes to the groups of
+//! all its commands (a keyless one's is the first target) as one multicast, like a
+//! cross-shard MSET, so it is atomic across shards: each destination runs, in
+//! order, its part of each command ([`restrict`]: the command itself, or its keys
+//! there for the typed multi-key commands), and [`merge`] merges each command's
+//! parts back into its place. An `EXEC` holding a command the sharded store
+//! refuses alone (`CROSSSLOT`, `SCAN`) is refused whole with `EXECABORT
+//! Transaction discarded because of: ...` before it is sent. `WATCH` answers
+//! each key's version from its shard (a version counts the writes of its own
+//! key, so the shards answer what one store would). **Limitation:** an `EXEC`
+//! with watched keys must have all its keys, watched or not, on one shard: the
+//! shards of a multicast decide independently, so one could abort while another
+//! runs, and an atomic abort would need a commit round the store does not have.
+//! Such an `EXEC` is refused before it is sent ([`ERR_WATCH_CROSS_SHARD`]), and a
+//! client that sends one anyway gets it refused by every destination (nothing
+//! runs).
 
 use crate::message::Results;
 use byzscale_apps::kv::{KvOp, KvReply};
@@ -33,9 +50,30 @@ pub fn shard_of(key: &[u8], targets: usize) -> GroupId {
 /// Redis Cluster's error for a command whose keys live on several shards.
 pub const ERR_CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
+/// The refusal of an `EXEC` with `WATCH` whose keys (watched or not) span shards.
+pub const ERR_WATCH_CROSS_SHARD: &str = "ERR WATCH with a transaction whose keys span shards is \
+     not supported on the ByzCast-sharded store (the watched keys and the commands' keys must \
+     live on one shard)";
+
+/// A command line of an `EXEC` as an operation: what it runs as alone (a line that
+/// does not parse stays a keyless [`KvOp::Call`], whose error the store gives).
+pub fn line_op(line: &[Vec<u8>]) -> KvOp {
+    KvOp::from_args(line).unwrap_or_else(|_| KvOp::Call(line.to_vec()))
+}
+
 /// The reply to give at once, without sending, to an operation the sharded store does
-/// not run: a [`KvOp::Call`] whose keys span shards, or `SCAN`.
+/// not run: a [`KvOp::Call`] whose keys span shards, or `SCAN`; an `EXEC` holding
+/// one (`EXECABORT`, nothing runs), or with `WATCH` and keys on several shards.
 pub fn refusal(op: &KvOp, targets: usize) -> Option<KvReply> {
+    if let KvOp::Exec { watch, cmds } = op {
+        if let Some(KvReply::Error(e)) = cmds.iter().find_map(|l| refusal(&line_op(l), targets)) {
+            return Some(KvReply::Error(format!(
+                "EXECABORT Transaction discarded because of: {e}"
+            )));
+        }
+        return (!watch.is_empty() && groups_of(op, targets).len() > 1)
+            .then(|| KvReply::Error(ERR_WATCH_CROSS_SHARD.into()));
+    }
     let KvOp::Call(args) = op else {
         return None;
     };
@@ -56,6 +94,16 @@ pub fn refusal(op: &KvOp, targets: usize) -> Option<KvReply> {
 pub fn groups_of(op: &KvOp, targets: usize) -> Vec<GroupId> {
     if op.touches_all_keys() {
         return (0..targets.max(1) as u32).map(GroupId).collect();
+    }
+    if let KvOp::Exec { watch, cmds } = op {
+        // each command's groups (a keyless one's is the first target), and the
+        // watched keys'
+        let mut g: BTreeSet<GroupId> = watch.iter().map(|(k, _)| shard_of(k, targets)).collect();
+        g.extend(cmds.iter().flat_map(|l| groups_of(&line_op(l), targets)));
+        if g.is_empty() {
+            g.insert(GroupId(0));
+        }
+        return g.into_iter().collect();
     }
     let mut g: BTreeSet<GroupId> = op.keys().iter().map(|k| shard_of(k, targets)).collect();
     if g.is_empty() {
@@ -81,6 +129,8 @@ pub fn restrict(op: &KvOp, g: GroupId, targets: usize) -> Option<KvOp> {
             (!v.is_empty()).then_some(KvOp::MSet(v))
         }
         KvOp::Ping => Some(KvOp::Ping),
+        KvOp::Watch(ks) => keys(ks).map(KvOp::Watch),
+        KvOp::Exec { .. } => restrict_exec(op, g, targets),
         KvOp::Call(_) if op.touches_all_keys() => Some(op.clone()),
         KvOp::Call(_) => {
             let keys = op.keys();
@@ -92,6 +142,73 @@ pub fn restrict(op: &KvOp, g: GroupId, targets: usize) -> Option<KvOp> {
             here.then(|| op.clone())
         }
     }
+}
+
+/// The part of `op` group `g` runs when `op` is sent (alone or in an `EXEC`):
+/// only the groups it is sent to run one.
+fn part(op: &KvOp, g: GroupId, targets: usize) -> Option<KvOp> {
+    groups_of(op, targets)
+        .contains(&g)
+        .then(|| restrict(op, g, targets))
+        .flatten()
+}
+
+/// The part of an `EXEC` that group `g` runs: the watched keys that live there and
+/// each command's part there, in order; `None` if it has none, or if the `EXEC`
+/// watches keys and spans groups (each group would decide alone whether to abort:
+/// every group refuses it, so nothing runs; [`refusal`] answers it before sending).
+fn restrict_exec(op: &KvOp, g: GroupId, targets: usize) -> Option<KvOp> {
+    let KvOp::Exec { watch, cmds } = op else {
+        return None;
+    };
+    let groups = groups_of(op, targets);
+    if !groups.contains(&g) || (!watch.is_empty() && groups.len() > 1) {
+        return None;
+    }
+    Some(KvOp::Exec {
+        watch: watch.clone(),
+        cmds: cmds
+            .iter()
+            .filter_map(|l| part(&line_op(l), g, targets))
+            .map(|sub| sub.to_args())
+            .collect(),
+    })
+}
+
+/// The reply to an `EXEC` from its groups' replies: each command's reply merged
+/// from the replies of the groups that ran a part of it, in order.
+fn merge_exec(
+    cmds: &[Vec<Vec<u8>>],
+    replies: BTreeMap<GroupId, KvReply>,
+    targets: usize,
+) -> KvReply {
+    let mut parts: BTreeMap<GroupId, std::vec::IntoIter<KvReply>> = BTreeMap::new();
+    for (g, r) in replies {
+        match r {
+            KvReply::List(items) => {
+                parts.insert(g, items.into_iter());
+            }
+            // only a one-group EXEC watches keys
+            KvReply::NilArray => return KvReply::NilArray,
+            other => return KvReply::Error(format!("ERR unexpected reply {other}")),
+        }
+    }
+    let mut out = Vec::with_capacity(cmds.len());
+    for line in cmds {
+        let sub = line_op(line);
+        let mut results = Results::new();
+        for g in groups_of(&sub, targets) {
+            if part(&sub, g, targets).is_none() {
+                continue;
+            }
+            match parts.get_mut(&g).and_then(Iterator::next) {
+                Some(r) => results.insert(g, r.encode()),
+                None => return KvReply::Error("ERR short EXEC reply".into()),
+            };
+        }
+        out.push(merge(&sub, &results, targets));
+    }
+    KvReply::List(out)
 }
 
 /// Combine the per-group replies of `op` into the reply one unsharded store gives.
@@ -112,6 +229,7 @@ pub fn merge(op: &KvOp, results: &Results, targets: usize) -> KvReply {
         replies.insert(g, r);
     }
     match op {
+        KvOp::Exec { cmds, .. } => merge_exec(cmds, replies, targets),
         KvOp::Call(_) if op.touches_all_keys() => merge_whole_store(replies),
         KvOp::Get(_) | KvOp::Set(..) | KvOp::Incr(_) | KvOp::Ping | KvOp::Call(_) => replies
             .into_values()
@@ -135,27 +253,43 @@ pub fn merge(op: &KvOp, results: &Results, targets: usize) -> KvReply {
             }
         }
         KvOp::MGet(ks) => {
-            let mut cursors: BTreeMap<GroupId, std::vec::IntoIter<Option<Vec<u8>>>> =
-                BTreeMap::new();
-            for (g, r) in replies {
-                match r {
-                    KvReply::Array(a) => {
-                        cursors.insert(g, a.into_iter());
-                    }
-                    other => return KvReply::Error(format!("ERR unexpected reply {other}")),
-                }
-            }
-            let mut out = Vec::with_capacity(ks.len());
-            for k in ks {
-                let g = shard_of(k, targets);
-                match cursors.get_mut(&g).and_then(|c| c.next()) {
-                    Some(v) => out.push(v),
-                    None => return KvReply::Error("ERR short MGET reply".into()),
-                }
-            }
-            KvReply::Array(out)
+            let arrays = replies.into_iter().map(|(g, r)| match r {
+                KvReply::Array(a) => Ok((g, a)),
+                other => Err(other),
+            });
+            per_key(ks, arrays, targets).map_or_else(|e| e, KvReply::Array)
+        }
+        KvOp::Watch(ks) => {
+            let lists = replies.into_iter().map(|(g, r)| match r {
+                KvReply::List(a) => Ok((g, a)),
+                other => Err(other),
+            });
+            per_key(ks, lists, targets).map_or_else(|e| e, KvReply::List)
         }
     }
+}
+
+/// The per-key replies of a multi-key read (`MGET`, `WATCH`) in key order, from
+/// each group's replies for its keys in order (`Err`: a reply of another shape).
+fn per_key<T>(
+    keys: &[Vec<u8>],
+    parts: impl Iterator<Item = Result<(GroupId, Vec<T>), KvReply>>,
+    targets: usize,
+) -> Result<Vec<T>, KvReply> {
+    let mut cursors: BTreeMap<GroupId, std::vec::IntoIter<T>> = BTreeMap::new();
+    for part in parts {
+        let (g, items) =
+            part.map_err(|other| KvReply::Error(format!("ERR unexpected reply {other}")))?;
+        cursors.insert(g, items.into_iter());
+    }
+    keys.iter()
+        .map(|k| {
+            cursors
+                .get_mut(&shard_of(k, targets))
+                .and_then(Iterator::next)
+                .ok_or_else(|| KvReply::Error("ERR short reply".into()))
+        })
+        .collect()
 }
 
 /// Combine the per-shard replies of `KEYS`, `DBSIZE`, `FLUSHDB`, `FLUSHALL`.
@@ -240,6 +374,140 @@ mod tests {
         // keys spread over more than one shard
         assert!(groups_of(&ops[0], t).len() > 1);
         assert_eq!(groups_of(&call(&["FLUSHALL"]), t).len(), t);
+    }
+
+    /// Run `op` on one store and on `shards` (split and merged as the client and
+    /// the groups do); both replies, unless the sharded store refuses it.
+    fn both(one: &mut KvStore, shards: &mut [KvStore], op: &KvOp) -> (KvReply, KvReply) {
+        let t = shards.len();
+        if let Some(refused) = refusal(op, t) {
+            return (refused.clone(), refused);
+        }
+        let want = one.apply(op);
+        let mut res = Results::new();
+        for g in groups_of(op, t) {
+            if let Some(sub) = restrict(op, g, t) {
+                res.insert(g, shards[g.0 as usize].apply(&sub).encode());
+            }
+        }
+        (merge(op, &res, t), want)
+    }
+
+    /// Keys `k0, k1, ...` on shard `g` of `t`.
+    fn keys_on(g: u32, t: usize, n: usize) -> Vec<String> {
+        (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| shard_of(k.as_bytes(), t).0 == g)
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn transactions_run_across_shards_as_in_one_store() {
+        let t = 3;
+        let (a, b, c) = (keys_on(0, t, 2), keys_on(1, t, 2), keys_on(2, t, 1));
+        let line =
+            |w: &str| -> Vec<Vec<u8>> { w.split(' ').map(|x| x.as_bytes().to_vec()).collect() };
+        let exec = |watch: Vec<(&String, u64)>, cmds: Vec<String>| KvOp::Exec {
+            watch: watch
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                .collect(),
+            cmds: cmds.iter().map(|c| line(c)).collect(),
+        };
+        let mut one = KvStore::new();
+        let mut shards: Vec<KvStore> = (0..t).map(|_| KvStore::new()).collect();
+        let spanning = exec(
+            vec![],
+            vec![
+                format!("mset {} 1 {} 2 {} 3", a[0], b[0], c[0]),
+                format!("incr {}", b[0]),
+                "ping".into(),
+                format!("lpush {} x", a[0]),
+                format!("del {} {} {}", a[0], c[0], b[1]),
+                format!("mget {} {} {}", c[0], b[0], a[1]),
+                "keys *".into(),
+                format!("set {} v", a[1]),
+                "nosuch x".into(),
+                "ping hi".into(),
+            ],
+        );
+        let (got, want) = both(&mut one, &mut shards, &spanning);
+        assert_eq!(got, want);
+        assert!(
+            groups_of(&spanning, t).len() == 3,
+            "one multicast to every shard"
+        );
+        assert!(matches!(&want, KvReply::List(r) if r.len() == 10));
+
+        // WATCH across shards answers each key's version, as one store does
+        let watch = KvOp::Watch(
+            [&a[0], &b[0], &c[0], &a[1]]
+                .map(|k| k.as_bytes().to_vec())
+                .to_vec(),
+        );
+        let (got, want) = both(&mut one, &mut shards, &watch);
+        assert_eq!(got, want);
+        let KvReply::List(v) = want else { panic!() };
+        let v: Vec<u64> = v
+            .iter()
+            .map(|r| match r {
+                KvReply::Int(n) => *n as u64,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(
+            v,
+            [2, 2, 2, 1],
+            "per key: how many successful writes named it"
+        );
+
+        // one shard with WATCH: runs, then fails after a write
+        let on_a = exec(
+            vec![(&a[0], v[0]), (&a[1], v[3])],
+            vec![format!("incr {}", a[0]), format!("get {}", a[1])],
+        );
+        let (got, want) = both(&mut one, &mut shards, &on_a);
+        assert_eq!(
+            (got, want.clone()),
+            (
+                want.clone(),
+                KvReply::List(vec![KvReply::Int(1), KvReply::Bulk(b"v".to_vec())])
+            )
+        );
+        let (got, want) = both(&mut one, &mut shards, &on_a);
+        assert_eq!((&got, &want), (&KvReply::NilArray, &KvReply::NilArray));
+
+        // WATCH with keys on two shards is refused, and the replicas refuse it too
+        let cross = exec(vec![(&a[0], 0)], vec![format!("set {} 1", b[0])]);
+        assert_eq!(
+            refusal(&cross, t),
+            Some(KvReply::Error(ERR_WATCH_CROSS_SHARD.into()))
+        );
+        assert!((0..t as u32).all(|g| restrict(&cross, GroupId(g), t).is_none()));
+        // a command refused alone makes the whole EXEC refused
+        let rename = exec(
+            vec![],
+            vec![
+                format!("set {} 1", a[0]),
+                format!("rename {} {}", a[0], b[0]),
+            ],
+        );
+        assert_eq!(
+            refusal(&rename, t),
+            Some(KvReply::Error(format!(
+                "EXECABORT Transaction discarded because of: {ERR_CROSSSLOT}"
+            )))
+        );
+        assert_eq!(
+            shards.iter().map(|s| s.model().len()).sum::<usize>(),
+            one.model().len()
+        );
+        for s in &shards {
+            for (k, v) in s.model().map() {
+                assert_eq!(one.model().value(k), Some(v));
+            }
+        }
     }
 
     #[test]

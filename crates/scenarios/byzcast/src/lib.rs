@@ -253,6 +253,9 @@ pub struct Config {
     pub client_expiry_slots: u64,
     /// Byzantine clients besides the honest ones ([`clients`]).
     pub byzantine_clients: usize,
+    /// Mix `WATCH` and `MULTI`/`EXEC` transactions into the workload (see
+    /// [`workload`]), cross-shard ones included.
+    pub transactions: bool,
 }
 
 impl Config {
@@ -280,6 +283,7 @@ impl Config {
             trace: None,
             client_expiry_slots: CLIENT_EXPIRY_SLOTS,
             byzantine_clients: 0,
+            transactions: false,
         }
     }
 
@@ -787,6 +791,9 @@ impl Scenario for Config {
         }
         if self.modeled_crypto {
             c.push_str(" --modeled-crypto");
+        }
+        if self.transactions {
+            c.push_str(" --transactions");
         }
         if self.restarts() {
             c.push_str(" --crash-restart");

@@ -108,6 +108,48 @@ fn next_op(pool: &KeyPool, rng: &mut ChaCha8Rng, dst: &[GroupId], val: Vec<u8>) 
     }
 }
 
+/// A transaction operation (with transactions on): the `EXEC` of the client's
+/// last `WATCH` (`watched`, keys of `dst`'s one group), else sometimes a `WATCH`
+/// of a hot key (one group) or an `EXEC` without one over exactly `dst` (one key
+/// of every destination in an `MSET`, then an `INCR` and a `GET` in the first);
+/// `None`: none this time.
+fn next_transaction(
+    pool: &KeyPool,
+    rng: &mut ChaCha8Rng,
+    dst: &[GroupId],
+    val: &str,
+    watched: Option<Vec<(Vec<u8>, u64)>>,
+) -> Option<KvOp> {
+    let roll = rng.gen_range(0..100);
+    if watched.is_none() && roll >= 16 {
+        return None;
+    }
+    let g = dst[0];
+    let key =
+        |rng: &mut ChaCha8Rng, g: GroupId| String::from_utf8_lossy(&pool.key(g, rng)).into_owned();
+    if watched.is_none() && roll < 8 && dst.len() == 1 {
+        return Some(KvOp::Watch(vec![pool.key(g, rng)]));
+    }
+    let counters = &pool.counters[g.0 as usize];
+    let counter = String::from_utf8_lossy(&counters[rng.gen_range(0..counters.len())]).into_owned();
+    let mut mset = vec!["mset".to_string()];
+    for d in dst {
+        mset.extend([key(rng, *d), val.to_string()]);
+    }
+    let cmds = [
+        mset.join(" "),
+        format!("incr {counter}"),
+        format!("get {}", key(rng, g)),
+    ]
+    .iter()
+    .map(|c| c.split(' ').map(|w| w.as_bytes().to_vec()).collect())
+    .collect();
+    Some(KvOp::Exec {
+        watch: watched.unwrap_or_default(),
+        cmds,
+    })
+}
+
 struct Inflight {
     op: KvOp,
     dst: Vec<GroupId>,
@@ -152,6 +194,11 @@ pub struct Workload {
     warmup: Time,
     pub latencies_local: Vec<Time>,
     pub latencies_global: Vec<Time>,
+    /// Whether transactions are mixed in.
+    transactions: bool,
+    /// Per client: the keys and versions its last `WATCH` answered, for its next
+    /// operation (an `EXEC` to their group).
+    watched: BTreeMap<usize, Vec<(Vec<u8>, u64)>>,
 }
 
 /// The id of the `n`-th multicast of client position `c`.
@@ -196,6 +243,8 @@ impl Workload {
             warmup: fixed_duration.map(|_| cfg.warmup()).unwrap_or(0),
             latencies_local: Vec::new(),
             latencies_global: Vec::new(),
+            transactions: cfg.transactions,
+            watched: BTreeMap::new(),
         }
     }
 
@@ -234,9 +283,22 @@ impl Workload {
     /// Client `c`'s next multicast at `now`, if its quota allows.
     pub fn next(&mut self, c: usize, now: Time) -> Option<client::Input> {
         let n = self.clients.issue(c)?;
-        let dst = self.destinations(c);
-        let val = format!("c{c}-{n}").into_bytes();
-        let op = next_op(&self.pool, &mut self.rng, &dst, val);
+        let watched = self.watched.remove(&c);
+        let dst = match &watched {
+            Some(w) => shard::groups_of(
+                &KvOp::Watch(w.iter().map(|(k, _)| k.clone()).collect()),
+                self.groups,
+            ),
+            None => self.destinations(c),
+        };
+        let val = format!("c{c}-{n}");
+        let transaction = if self.transactions {
+            next_transaction(&self.pool, &mut self.rng, &dst, &val, watched)
+        } else {
+            None
+        };
+        let op = transaction
+            .unwrap_or_else(|| next_op(&self.pool, &mut self.rng, &dst, val.into_bytes()));
         debug_assert_eq!(shard::groups_of(&op, self.groups), dst);
         let payload = op.encode();
         self.any_global |= dst.len() > 1;
@@ -283,6 +345,9 @@ impl Workload {
         }
         if let Some(r) = &mut self.replies {
             r.insert(msg_id(c, n), (inf.op.clone(), Some(reply.clone())));
+        }
+        if let Some(w) = byzscale_apps::kv::multi::watched(&inf.op, &reply) {
+            self.watched.insert(c, w);
         }
         if let Some(h) = &mut self.history {
             h.push(Op::new(

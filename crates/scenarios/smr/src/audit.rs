@@ -58,7 +58,8 @@ impl Audit {
             byzantine,
             replicas,
             clients: ClientNodes::new(client_nodes),
-            workload: Workload::new(cfg.clients, cfg.requests, cfg.read_ratio, seed),
+            workload: Workload::new(cfg.clients, cfg.requests, cfg.read_ratio, seed)
+                .with_transactions(cfg.transactions),
             log: LogChecker::new(),
             violations: Violations::new(),
             views: BTreeMap::new(),

@@ -112,6 +112,9 @@ pub struct Config {
     /// session floor rises within a run (at the library's default of 2^20
     /// slots nothing ever expires in a simulation).
     pub client_expiry_slots: u64,
+    /// Mix `WATCH` and `MULTI`/`EXEC` transactions into the workload (see
+    /// [`workload`]), so that the linearizability checker covers them.
+    pub transactions: bool,
 }
 
 /// The scenario's default `client_expiry_slots`: half a checkpoint interval
@@ -142,6 +145,7 @@ impl Config {
             trace: None,
             byzantine_clients: 0,
             client_expiry_slots: CLIENT_EXPIRY_SLOTS,
+            transactions: false,
         }
     }
 
@@ -524,6 +528,9 @@ impl Scenario for Config {
         );
         if self.cft {
             c.push_str(" --cft");
+        }
+        if self.transactions {
+            c.push_str(" --transactions");
         }
         if let Some(t) = self.crash_leader_at_ms {
             c.push_str(&format!(" --crash-leader-at {t}"));

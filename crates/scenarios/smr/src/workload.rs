@@ -1,7 +1,11 @@
 //! The KV workload of `sim smr`: closed-loop clients sharing a request quota,
 //! a few hot keys so operations conflict, INCR counters so a double execution
 //! is visible, multi-key MSET/MGET, and a fraction of reads on the unordered
-//! read-only path.
+//! read-only path. With transactions on ([`Workload::with_transactions`]), a
+//! client sometimes sends `WATCH` of one or two hot keys and then, as its next
+//! operation, an `EXEC` watching them at the versions the `WATCH` answered
+//! (an `INCR`, a `SET` and a `GET` of hot keys, or an `MSET`), and sometimes an
+//! `EXEC` without `WATCH`: conflicting writes of other clients make some abort.
 
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_core::protocol::Time;
@@ -37,6 +41,45 @@ fn next_op(rng: &mut ChaCha8Rng, client: usize, n: u64, read_ratio: f64) -> (KvO
     (op, ro)
 }
 
+/// The next transaction operation of `client`: the `EXEC` of its last `WATCH`
+/// (`watched`), else sometimes a `WATCH` or an `EXEC` without one; `None`: none
+/// this time.
+fn next_transaction(
+    rng: &mut ChaCha8Rng,
+    client: usize,
+    n: u64,
+    watched: Option<Vec<(Vec<u8>, u64)>>,
+) -> Option<KvOp> {
+    let key = |rng: &mut ChaCha8Rng| format!("k{}", rng.gen_range(0..6));
+    let roll = rng.gen_range(0..100);
+    if watched.is_none() && roll >= 12 {
+        return None;
+    }
+    if watched.is_none() && roll < 6 {
+        let mut keys = vec![key(rng).into_bytes()];
+        if rng.gen_bool(0.5) {
+            keys.push(format!("n{}", rng.gen_range(0..3)).into_bytes());
+        }
+        return Some(KvOp::Watch(keys));
+    }
+    let line =
+        |w: String| -> Vec<Vec<u8>> { w.split(' ').map(|x| x.as_bytes().to_vec()).collect() };
+    let val = format!("t{client}-{n}");
+    let cmds = if rng.gen_bool(0.3) {
+        vec![line(format!("mset {} {val} {} {val}", key(rng), key(rng)))]
+    } else {
+        vec![
+            line(format!("incr n{}", rng.gen_range(0..3))),
+            line(format!("set {} {val}", key(rng))),
+            line(format!("get {}", key(rng))),
+        ]
+    };
+    Some(KvOp::Exec {
+        watch: watched.unwrap_or_default(),
+        cmds,
+    })
+}
+
 /// The client id of client position `c`.
 pub fn client_id(c: usize) -> ClientId {
     ClientId(c as u64 + 1)
@@ -58,6 +101,11 @@ pub struct Workload {
     /// `completed`.
     pub expired: u64,
     pub latencies: Vec<Time>,
+    /// Whether transactions are mixed in.
+    transactions: bool,
+    /// Per client: the keys and versions its last `WATCH` answered, for its next
+    /// operation (an `EXEC`).
+    watched: BTreeMap<usize, Vec<(Vec<u8>, u64)>>,
 }
 
 /// A completed operation.
@@ -79,13 +127,33 @@ impl Workload {
             committed: 0,
             expired: 0,
             latencies: Vec::new(),
+            transactions: false,
+            watched: BTreeMap::new(),
         }
+    }
+
+    /// Mix `WATCH` and `EXEC` into the operations (see the module docs).
+    pub fn with_transactions(mut self, on: bool) -> Self {
+        self.transactions = on;
+        self
     }
 
     /// Client `c`'s next submission at `now`, if its quota allows.
     pub fn next(&mut self, c: usize, now: Time) -> Option<client::Input> {
         let id = self.clients.issue(c)?;
-        let (op, read_only) = next_op(&mut self.rng, c, id, self.read_ratio);
+        let watched = self.watched.remove(&c);
+        let transaction = if self.transactions {
+            next_transaction(&mut self.rng, c, id, watched)
+        } else {
+            None
+        };
+        let (op, read_only) = match transaction {
+            Some(op) => {
+                let ro = op.is_read_only() && self.rng.gen_bool(self.read_ratio);
+                (op, ro)
+            }
+            None => next_op(&mut self.rng, c, id, self.read_ratio),
+        };
         let bytes = op.encode();
         self.submitted
             .entry(client_id(c))
@@ -120,6 +188,9 @@ impl Workload {
             reply.clone(),
         ));
         self.latencies.push(at.saturating_sub(invoked));
+        if let Some(w) = byzscale_apps::kv::multi::watched(&op, &reply) {
+            self.watched.insert(c, w);
+        }
         self.completed += 1;
         if ordered {
             self.committed += 1;

@@ -441,3 +441,38 @@ fn an_expired_clients_old_requests_never_run_again() {
         "no entry expired: the case is not exercised"
     );
 }
+
+/// Issue 12 item 4: `WATCH` and `MULTI`/`EXEC` in the workload, checked by the
+/// linearizability checker against the model: no violation, and the runs had
+/// transactions that ran and transactions that a concurrent write aborted.
+#[test]
+fn transactions_with_watch_are_linearizable() {
+    let mut c = cfg(4, 1, 0, Adversary::None, 0);
+    c.transactions = true;
+    c.requests = 240;
+    c.clients = 6;
+    c.seeds = 6;
+    let trace = std::env::temp_dir().join(format!("byzscale-smr-tx-{}.jsonl", std::process::id()));
+    c.trace = Some(trace.clone());
+    let r = run_many(&c, |_, _| {}).expect("runs");
+    let text = std::fs::read_to_string(&trace).expect("trace");
+    let _ = std::fs::remove_file(&trace);
+    assert_clean(&r, "transactions");
+    assert_eq!(r.linearizability_inconclusive, 0);
+    let execs: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["type"] == "complete"
+                && e["op"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("EXEC WATCH"))
+        })
+        .collect();
+    let aborted = execs
+        .iter()
+        .filter(|e| e["result"] == "(nil array)")
+        .count();
+    assert!(aborted > 0, "no EXEC was aborted by a conflicting write");
+    assert!(execs.len() > aborted, "no EXEC with WATCH ran");
+}

@@ -52,6 +52,14 @@
 //! inconclusive, raise the budget, spread the workload over more keys, use fewer
 //! multi-key operations, or check shorter histories.
 //!
+//! **Transactions.** `WATCH` ([`KvOp::Watch`]) is a read whose reply is the keys'
+//! versions and `EXEC` ([`KvOp::Exec`]) a write of its watched keys and its
+//! commands' keys: both replay on [`Model`] like any operation. A version counts
+//! the writes of its own key, so replaying one component gives the versions the
+//! whole store gave; the versions are part of the state (its hash and the undo
+//! log). The checker assumes the store's table of versions was never forgotten
+//! (`kv::multi`: 16 MiB of keys written), which no simulated run comes near.
+//!
 //! A [`Violation::NotLinearizable`] explains itself with the deepest point the search
 //! reached: the longest linearizable prefix it found, the model state after it, and
 //! the operations that could have come next, each with the reply the model gives there.
@@ -467,17 +475,23 @@ fn check_component(
 }
 
 /// 128 bits of SipHash (std's `DefaultHasher` has fixed keys, so this is deterministic)
-/// of one (key, value) entry of the state; the state's hash is the XOR over its entries.
-fn entry_hash(key: &[u8], value: &Value) -> u128 {
+/// of `key` and `x`, the two halves salted with `salts`.
+fn hash128<T: std::hash::Hash + ?Sized>(salts: (u8, u8), key: &[u8], x: &T) -> u128 {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let half = |salt: u8| {
         let mut h = DefaultHasher::new();
         salt.hash(&mut h);
         key.hash(&mut h);
-        value.hash(&mut h);
+        x.hash(&mut h);
         h.finish()
     };
-    (u128::from(half(1)) << 64) | u128::from(half(2))
+    (u128::from(half(salts.0)) << 64) | u128::from(half(salts.1))
+}
+
+/// The hash of one (key, value) entry of the state; the state's hash is the XOR over
+/// its entries (and its version entries, [`version_hash`]).
+fn entry_hash(key: &[u8], value: &Value) -> u128 {
+    hash128((1, 2), key, value)
 }
 
 /// splitmix64: fixed pseudo-random Zobrist keys for operations, so runs are
@@ -496,12 +510,31 @@ fn zobrist_keys(n: usize) -> Vec<u128> {
         .collect()
 }
 
+/// The hash of one key's `WATCH` version entry (see [`entry_hash`]): part of the
+/// state, since `WATCH` answers it and `EXEC` compares with it.
+fn version_hash(key: &[u8], version: u64) -> u128 {
+    hash128((3, 4), key, &version)
+}
+
+/// The hash of a whole state: the XOR of its entries' and version entries' hashes.
+fn state_hash(state: &Model) -> u128 {
+    let values = state
+        .map()
+        .iter()
+        .fold(0u128, |h, (k, v)| h ^ entry_hash(k, v));
+    state
+        .versions()
+        .entries()
+        .fold(values, |h, (k, v)| h ^ version_hash(k, v))
+}
+
 /// How to take back one linearized operation.
 struct Undo {
     /// The call node.
     node: usize,
-    /// The previous values of the keys it wrote (empty for a read).
-    old: Vec<(Vec<u8>, Option<Value>)>,
+    /// The previous values and `WATCH` version entries of the keys it wrote
+    /// (empty for a read).
+    old: Vec<(Vec<u8>, Option<Value>, Option<u64>)>,
     /// XOR of the change it made to the state hash.
     delta: u128,
 }
@@ -712,9 +745,12 @@ impl<'a> Search<'a> {
         let mut keys = op.op.keys();
         keys.sort_unstable();
         keys.dedup();
-        let old: Vec<(Vec<u8>, Option<Value>)> = keys
+        let old: Vec<(Vec<u8>, Option<Value>, Option<u64>)> = keys
             .iter()
-            .map(|k| (k.to_vec(), state.value(k).cloned()))
+            .map(|k| {
+                let version = state.versions().entry(k);
+                (k.to_vec(), state.value(k).cloned(), version)
+            })
             .collect();
         let reply = state.apply(&op.op);
         let mut undo = Undo {
@@ -726,19 +762,26 @@ impl<'a> Search<'a> {
             Self::revert(state, undo);
             return None;
         }
-        for (key, before) in &undo.old {
+        for (key, before, version) in &undo.old {
             if let Some(v) = before {
                 undo.delta ^= entry_hash(key, v);
             }
             if let Some(v) = state.value(key) {
                 undo.delta ^= entry_hash(key, v);
             }
+            if let Some(v) = version {
+                undo.delta ^= version_hash(key, *v);
+            }
+            if let Some(v) = state.versions().entry(key) {
+                undo.delta ^= version_hash(key, v);
+            }
         }
         Some(undo)
     }
 
     fn revert(state: &mut Model, undo: Undo) {
-        for (key, before) in undo.old {
+        for (key, before, version) in undo.old {
+            state.versions_mut().set_entry(&key, version);
             match before {
                 Some(v) => state.insert_value(key, v),
                 None => state.remove(&key),
@@ -766,10 +809,7 @@ impl<'a> Search<'a> {
         // Zobrist hash of the set of linearized operations, and hash of the state
         let mut linearized = 0u128;
         let mut state = self.initial.clone();
-        let mut state_hash = state
-            .map()
-            .iter()
-            .fold(0u128, |h, (k, v)| h ^ entry_hash(k, v));
+        let mut state_hash = state_hash(&state);
         let mut cache: HashSet<(u128, u128)> = HashSet::new();
         let mut deepest: Option<Deepest> = None;
         let mut stack = vec![Level {
@@ -1090,6 +1130,56 @@ mod tests {
             op(2, 20, 30, incr("n"), KvReply::Int(1)),
         ];
         not_linearizable(&h);
+    }
+
+    fn exec(watch: &[(&str, u64)], cmds: &[&str]) -> KvOp {
+        KvOp::Exec {
+            watch: watch.iter().map(|(k, v)| (b(k), *v)).collect(),
+            cmds: cmds.iter().map(|c| c.split(' ').map(b).collect()).collect(),
+        }
+    }
+
+    /// `WATCH` versions and `EXEC` outcomes are checked: an `EXEC` that ran
+    /// although a write of its watched key certainly came between its `WATCH` and
+    /// it is caught, as is a `WATCH` answering a version the key never had; the
+    /// same history with the nil reply, or with the write concurrent, passes.
+    #[test]
+    fn watch_conflicts_are_checked() {
+        let history = |write: (u64, u64), exec_reply: KvReply| {
+            vec![
+                op(1, 0, 10, set("k", "1"), KvReply::Ok),
+                op(
+                    1,
+                    20,
+                    30,
+                    KvOp::Watch(vec![b("k")]),
+                    KvReply::List(vec![KvReply::Int(1)]),
+                ),
+                op(2, write.0, write.1, set("k", "2"), KvReply::Ok),
+                op(
+                    1,
+                    60,
+                    70,
+                    exec(&[("k", 1)], &["incr n", "get k"]),
+                    exec_reply,
+                ),
+                op(3, 80, 90, get("n"), bulk("1")),
+            ]
+        };
+        let ran = KvReply::List(vec![KvReply::Int(1), bulk("1")]);
+        let c = not_linearizable(&history((40, 50), ran.clone()));
+        assert!(c.stuck.iter().any(|s| matches!(s.op.op, KvOp::Exec { .. })));
+        // the write may come after the EXEC when they overlap
+        assert_eq!(check(&history((40, 65), ran)), Ok(()));
+        // aborted: nothing ran, so n stays unset
+        let mut h = history((40, 50), KvReply::NilArray);
+        h[4] = op(3, 80, 90, get("n"), KvReply::Nil);
+        assert_eq!(check(&h), Ok(()));
+        // a version the key never had
+        let mut h = history((40, 50), KvReply::NilArray);
+        h[1].reply = KvReply::List(vec![KvReply::Int(7)]);
+        h[4] = op(3, 80, 90, get("n"), KvReply::Nil);
+        assert!(check(&h).is_err());
     }
 
     #[test]
