@@ -75,6 +75,27 @@ fn sharded_kv_over_a_byzcast_tree_is_atomic_across_shards() {
         .query(&mut c)
         .unwrap();
     assert_eq!(ex, 2);
+    // SCAN walks both shards, COUNT 1 at a time, and finds what KEYS finds
+    let mut scanned: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut c)
+            .unwrap();
+        scanned.extend(keys);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    scanned.sort();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    assert_eq!(scanned, keys);
+    assert_eq!(keys.len(), 3, "{keys:?}");
     // a value over the replicas' 1 MiB operation limit is refused at once,
     // naming the limit, and the connection keeps serving
     let big = "x".repeat(2 << 20);

@@ -860,7 +860,9 @@ fn incr_by_float(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
 }
 
 /// The position of `key` in SCAN order.
-fn scan_hash(key: &[u8]) -> u64 {
+/// A key's position in `SCAN` order (the cursor is such a position; the
+/// sharded store merges its shards' steps by it).
+pub fn scan_hash(key: &[u8]) -> u64 {
     let d = digest(key);
     let mut w = [0u8; 8];
     w.copy_from_slice(&d[..8]);

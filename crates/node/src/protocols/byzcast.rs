@@ -565,7 +565,7 @@ impl ByzcastClient {
 
     /// Run a KV command on the sharded store: to the groups owning its keys,
     /// as one message (through their lca if there are several). A command the
-    /// sharded store does not run ([`kv::refusal`]: `CROSSSLOT`, `SCAN`) is answered
+    /// sharded store does not run ([`kv::refusal`]: `CROSSSLOT`) is answered
     /// at once.
     pub async fn kv(&self, op: &KvOp) -> Result<KvReply> {
         let targets = self.topo.tree().target_count();

@@ -14,7 +14,9 @@
 //! (whether the source exists, whether any key exists), which a per-shard [`restrict`]
 //! cannot decide. The whole-store commands `KEYS`, `DBSIZE`, `FLUSHDB` and `FLUSHALL`
 //! go to every target as one multicast and are [`merge`]d (keys concatenated in key
-//! order, sizes summed); `SCAN` is refused (its cursor would have to span shards).
+//! order, sizes summed); so does `SCAN`, whose cursor is a position in key-hash
+//! order that every shard shares ([`merge`] continues at the lowest position a
+//! shard has not reached).
 //!
 //! Transactions ([`KvOp::Exec`], issue 12 item 4): an `EXEC` goes to the groups of
 //! all its commands (a keyless one's is the first target) as one multicast, like a
@@ -22,7 +24,7 @@
 //! order, its part of each command ([`restrict`]: the command itself, or its keys
 //! there for the typed multi-key commands), and [`merge`] merges each command's
 //! parts back into its place. An `EXEC` holding a command the sharded store
-//! refuses alone (`CROSSSLOT`, `SCAN`) is refused whole with `EXECABORT
+//! refuses alone (`CROSSSLOT`) is refused whole with `EXECABORT
 //! Transaction discarded because of: ...` before it is sent. `WATCH` answers
 //! each key's version from its shard (a version counts the writes of its own
 //! key, so the shards answer what one store would). **Limitation:** an `EXEC`
@@ -34,6 +36,7 @@
 //! runs).
 
 use crate::message::Results;
+use byzscale_apps::kv::commands::scan_hash;
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_core::crypto::digest;
 use byzscale_core::GroupId;
@@ -62,7 +65,7 @@ pub fn line_op(line: &[Vec<u8>]) -> KvOp {
 }
 
 /// The reply to give at once, without sending, to an operation the sharded store does
-/// not run: a [`KvOp::Call`] whose keys span shards, or `SCAN`; an `EXEC` holding
+/// not run: a [`KvOp::Call`] whose keys span shards; an `EXEC` holding
 /// one (`EXECABORT`, nothing runs), or with `WATCH` and keys on several shards.
 pub fn refusal(op: &KvOp, targets: usize) -> Option<KvReply> {
     if let KvOp::Exec { watch, cmds } = op {
@@ -74,16 +77,8 @@ pub fn refusal(op: &KvOp, targets: usize) -> Option<KvReply> {
         return (!watch.is_empty() && groups_of(op, targets).len() > 1)
             .then(|| KvReply::Error(ERR_WATCH_CROSS_SHARD.into()));
     }
-    let KvOp::Call(args) = op else {
+    if !matches!(op, KvOp::Call(_)) {
         return None;
-    };
-    if args
-        .first()
-        .is_some_and(|n| n.eq_ignore_ascii_case(b"scan"))
-    {
-        return Some(KvReply::Error(
-            "ERR SCAN is not supported on the ByzCast-sharded store yet (use KEYS)".into(),
-        ));
     }
     (!op.touches_all_keys() && groups_of(op, targets).len() > 1)
         .then(|| KvReply::Error(ERR_CROSSSLOT.into()))
@@ -230,6 +225,7 @@ pub fn merge(op: &KvOp, results: &Results, targets: usize) -> KvReply {
     }
     match op {
         KvOp::Exec { cmds, .. } => merge_exec(cmds, replies, targets),
+        KvOp::Call(args) if is_scan(args) => merge_scan(replies),
         KvOp::Call(_) if op.touches_all_keys() => merge_whole_store(replies),
         KvOp::Get(_) | KvOp::Set(..) | KvOp::Incr(_) | KvOp::Ping | KvOp::Call(_) => replies
             .into_values()
@@ -293,6 +289,52 @@ fn per_key<T>(
 }
 
 /// Combine the per-shard replies of `KEYS`, `DBSIZE`, `FLUSHDB`, `FLUSHALL`.
+fn is_scan(args: &[Vec<u8>]) -> bool {
+    args.first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"scan"))
+}
+
+/// `SCAN` across shards. The store's cursor is a position in key-hash order
+/// (`kv::commands::scan_hash`), the same on every shard, so each shard
+/// answers the keys of its own from the cursor and its next position. The
+/// merged step returns every key below the lowest next position of a shard
+/// that has more (all of them if none has) and continues there: no key is
+/// skipped, none returned twice in a full iteration, and a step may return
+/// more keys than COUNT (a hint, as in Redis).
+fn merge_scan(replies: BTreeMap<GroupId, KvReply>) -> KvReply {
+    let mut next: Option<u64> = None;
+    let mut keys: Vec<(u64, Vec<u8>)> = Vec::new();
+    for r in replies.into_values() {
+        let KvReply::List(parts) = r else {
+            return KvReply::Error(format!("ERR unexpected SCAN reply {r}"));
+        };
+        let [KvReply::Bulk(cursor), KvReply::List(found)] = parts.as_slice() else {
+            return KvReply::Error("ERR unexpected SCAN reply".into());
+        };
+        let Some(c) = std::str::from_utf8(cursor)
+            .ok()
+            .and_then(|c| c.parse::<u64>().ok())
+        else {
+            return KvReply::Error("ERR unexpected SCAN cursor".into());
+        };
+        if c != 0 {
+            next = Some(next.map_or(c, |n| n.min(c)));
+        }
+        for k in found {
+            let KvReply::Bulk(k) = k else {
+                return KvReply::Error("ERR unexpected SCAN reply".into());
+            };
+            keys.push((scan_hash(k), k.clone()));
+        }
+    }
+    keys.retain(|(h, _)| next.is_none_or(|n| *h < n));
+    keys.sort();
+    KvReply::List(vec![
+        KvReply::Bulk(next.unwrap_or(0).to_string().into_bytes()),
+        KvReply::List(keys.into_iter().map(|(_, k)| KvReply::Bulk(k)).collect()),
+    ])
+}
+
 fn merge_whole_store(replies: BTreeMap<GroupId, KvReply>) -> KvReply {
     let mut keys: Option<Vec<Option<Vec<u8>>>> = None;
     let mut sum: Option<i64> = None;
@@ -534,6 +576,71 @@ mod tests {
         assert_eq!(refusal(&call(&["MSET", &a, "1", &b, "2"]), t), None);
         assert_eq!(refusal(&call(&["RENAME", &a, &a]), t), None);
         assert_eq!(refusal(&call(&["KEYS", "*"]), t), None);
-        assert!(refusal(&call(&["SCAN", "0"]), t).is_some_and(|r| r.is_error()));
+        assert_eq!(refusal(&call(&["SCAN", "0"]), t), None);
+    }
+
+    #[test]
+    fn scan_across_shards_returns_every_key_once() {
+        let t = 3;
+        let mut shards: Vec<KvStore> = (0..t).map(|_| KvStore::new()).collect();
+        let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            let op = KvOp::Set(k.clone().into_bytes(), b"v".to_vec());
+            shards[shard_of(k.as_bytes(), t).0 as usize].apply(&op);
+        }
+        let hash = KvOp::from_args(&["HSET", "h1", "f", "v"]).unwrap();
+        shards[shard_of(b"h1", t).0 as usize].apply(&hash);
+        let scan_all = |shards: &mut Vec<KvStore>, extra: &[&str]| -> Vec<String> {
+            let (mut cursor, mut seen, mut steps) = ("0".to_string(), Vec::new(), 0);
+            loop {
+                let mut words = vec!["SCAN", cursor.as_str()];
+                words.extend(extra);
+                let op = KvOp::from_args(&words).unwrap();
+                let mut res = Results::new();
+                for g in groups_of(&op, t) {
+                    let sub = restrict(&op, g, t).unwrap();
+                    res.insert(g, shards[g.0 as usize].apply(&sub).encode());
+                }
+                let KvReply::List(parts) = merge(&op, &res, t) else {
+                    panic!("a SCAN reply")
+                };
+                let [KvReply::Bulk(next), KvReply::List(found)] = parts.as_slice() else {
+                    panic!("cursor and keys")
+                };
+                for k in found {
+                    let KvReply::Bulk(k) = k else { panic!("keys") };
+                    seen.push(String::from_utf8(k.clone()).unwrap());
+                }
+                cursor = String::from_utf8(next.clone()).unwrap();
+                steps += 1;
+                if cursor == "0" {
+                    break;
+                }
+            }
+            assert!(steps > 1, "COUNT makes several steps");
+            seen
+        };
+        let mut all = scan_all(&mut shards, &["COUNT", "7"]);
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "no key twice");
+        let mut want: Vec<String> = keys.clone();
+        want.push("h1".into());
+        want.sort();
+        assert_eq!(all, want);
+        let mut matched = scan_all(&mut shards, &["COUNT", "5", "MATCH", "k1*"]);
+        matched.sort();
+        let mut want: Vec<String> = keys
+            .iter()
+            .filter(|k| k.starts_with("k1"))
+            .cloned()
+            .collect();
+        want.sort();
+        assert_eq!(matched, want);
+        assert_eq!(
+            scan_all(&mut shards, &["COUNT", "3", "TYPE", "hash"]),
+            vec!["h1"]
+        );
     }
 }
