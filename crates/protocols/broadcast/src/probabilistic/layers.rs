@@ -178,11 +178,13 @@ pub trait Layer: Clone + std::fmt::Debug + Default {
     /// gives to another payload (never a pinned one).
     fn forget(&mut self, c: Cand);
     /// Retransmission (not in the thesis, whose links are reliable): subscribe
-    /// again to the sample members whose answer this instance still lacks. A
-    /// member answers every subscription with what it already sent its
-    /// subscribers, so a lost subscription and a lost answer are both
-    /// repaired, and a member that never heard of the instance opens it and
-    /// starts pulling.
+    /// again to the sample members whose answer this instance still lacks,
+    /// and push them the payload this process gossiped, if any. A member
+    /// answers every subscription with what it already sent its subscribers,
+    /// so a lost subscription and a lost answer are both repaired, and a
+    /// member that never heard of the instance opens it and starts pulling.
+    /// The push repairs a gossip graph that left a member out (the source
+    /// sampled nobody and nobody sampled it, or the copies were lost).
     fn resend(&self, cx: &mut LayerCx<'_>);
     /// Whether retransmission is done here: the instance delivered and every
     /// sample member answered (so every one of them has the payload).
@@ -208,6 +210,17 @@ impl MurmurInstance {
     /// Current gossip neighbours.
     pub fn neighbours(&self) -> &NodeSet {
         &self.gossip
+    }
+
+    /// Retransmission: push what this process delivered (if anything) to
+    /// `to`, sample members of a layer above that have not answered. They
+    /// may lack the payload (nobody's gossip reached them, or its copies
+    /// were lost); gossip is accepted from anyone, and this is the payload
+    /// this process gossips anyway.
+    fn push(&self, to: Vec<NodeId>, cx: &mut LayerCx<'_>) {
+        if let Some(c) = self.delivered {
+            cx.multicast(to, OutBody::Gossip(c));
+        }
     }
 
     fn dispatch(&mut self, c: Cand, cx: &mut LayerCx<'_>) -> Option<Cand> {
@@ -406,13 +419,14 @@ impl Layer for SieveInstance {
 
     fn resend(&self, cx: &mut LayerCx<'_>) {
         self.murmur.resend(cx);
-        let silent = self
+        let silent: Vec<NodeId> = self
             .sample
             .members()
             .zip(&self.replies)
             .filter(|(_, r)| **r == NONE)
             .map(|(m, _)| m)
             .collect();
+        self.murmur.push(silent.clone(), cx);
         cx.multicast(silent, OutBody::EchoSubscribe);
     }
 
@@ -572,13 +586,14 @@ impl Layer for ContagionInstance {
 
     fn resend(&self, cx: &mut LayerCx<'_>) {
         self.sieve.resend(cx);
-        let silent = self
+        let silent: Vec<NodeId> = self
             .members
             .iter()
             .zip(&self.replies)
             .filter(|(_, r)| **r == 0)
             .map(|(m, _)| *m)
             .collect();
+        self.sieve.murmur.push(silent.clone(), cx);
         cx.multicast(silent, OutBody::ReadySubscribe);
     }
 

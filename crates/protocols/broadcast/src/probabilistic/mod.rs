@@ -68,10 +68,13 @@
 //! scenarios), a [`Timer::Tick`] re-subscribes, for each instance that is not
 //! settled ([`Layer::settled`]: delivered, and every sample member
 //! answered), to the sample members whose answer is missing
-//! ([`Layer::resend`]): a member answers every subscription with what it
-//! already sent its subscribers, so a lost subscription and a lost answer
-//! are both repaired, and a member that never heard of the instance opens it
-//! and starts pulling. Per instance the wait between re-sends doubles from
+//! ([`Layer::resend`]), and pushes them the payload it gossiped (if it
+//! has): a member answers every subscription with what it already sent its
+//! subscribers, so a lost subscription and a lost answer are both repaired,
+//! a member that never heard of the instance opens it and starts pulling,
+//! and one that nobody's gossip reached gets the payload (the source's
+//! Poisson sample can be empty while nobody sampled it: with four members
+//! and G = 3 this stalled a few broadcasts per thousand before the push). Per instance the wait between re-sends doubles from
 //! one tick to [`MAX_BACKOFF`] ticks; at most [`MAX_RESEND`] instances are
 //! re-sent per tick; re-sending stops when the instance settles or is
 //! collected. A re-sent message repeats what was sent before (a process
