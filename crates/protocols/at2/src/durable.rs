@@ -211,8 +211,8 @@ impl At2<Bracha<Batch>> {
 
 impl At2<Contagion<Batch>> {
     /// Restart a process over Contagion (configured by `pcfg`) from `d`, as
-    /// [`At2::recover`] over Bracha (Contagion keeps no deliveries for
-    /// lagging peers: it has no catch-up).
+    /// [`At2::recover`] over Bracha (the deliveries kept answer late
+    /// subscribers).
     pub fn recover_contagion(
         pcfg: Arc<probabilistic::Config>,
         cfg: Arc<Config>,
@@ -220,8 +220,8 @@ impl At2<Contagion<Batch>> {
         history_limit: usize,
         crypto: &Crypto,
     ) -> Result<Self, String> {
-        Self::recover_over(cfg, d, history_limit, crypto, |bd, _| {
-            Contagion::recover(bd.me, pcfg, bd, crypto)
+        Self::recover_over(cfg, d, history_limit, crypto, |bd, kept| {
+            Contagion::recover(bd.me, pcfg, bd, kept, crypto)
         })
     }
 }

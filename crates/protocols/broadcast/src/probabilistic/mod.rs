@@ -81,7 +81,25 @@
 //! never echoes a second payload), so the thesis' safety argument is
 //! unchanged. Unlike Bracha there is no catch-up: a process more than
 //! `gc_delay` behind (a restart after a long outage) can miss instances its
-//! peers collected.
+//! peers collected, but for the late answers below.
+//!
+//! **Late answers** (also a deviation). With retransmission a process keeps
+//! the payloads it delivered (at most [`Config::retain`] per source and
+//! [`Config::retain_bytes`] in all, and, after a restart, the deliveries
+//! its driver kept) and answers a GOSSIP or READY subscription to an
+//! instance it no longer holds (collected, or delivered before a restart)
+//! with that payload as GOSSIP and as READY. A correct process delivered it,
+//! so (with the thesis' probability) it is the one payload correct
+//! processes are ready for: the READY adds support to nothing else. This
+//! lets a process that fell behind (every process of a group restarted at
+//! once, some having delivered an instance and some not) complete it from
+//! its delivery sample. ECHO subscriptions get no late answer (a process
+//! may have echoed another payload than it delivered). A process learns
+//! of instances it missed from the next message about a later instance of
+//! the same source: it then opens the (at most [`MAX_RESEND`]) undelivered
+//! ones before it too (it could open each with one message anyway, inside
+//! the window). Unlike Bracha's catch-up this needs the source to broadcast
+//! again.
 //!
 //! # Durability
 //!
@@ -116,7 +134,9 @@ use self::sampling::Oracle;
 use self::scores::{Recorded, Scores};
 use crate::auth::Payloads;
 pub use crate::bracha::durable::{Durable, Record};
-use crate::common::{secure_broadcast_via_multishot, Delivery, Multishot, Payload, Signed};
+use crate::common::{
+    secure_broadcast_via_multishot, Delivery, Multishot, Payload, Retained, Signed,
+};
 use byzscale_core::crypto::{short, Digest};
 use byzscale_core::protocol::{Cx, Protocol, Time, SECS};
 use byzscale_core::{codec, Addr, NodeId};
@@ -190,6 +210,11 @@ pub struct Config {
     /// Emit [`Record`]s for a durable driver (default off; see the module
     /// docs, "Durability").
     pub persist: bool,
+    /// With retransmission: delivered payloads kept per source for late
+    /// answers (default 4096), and their bytes over all sources (default
+    /// 64 MiB; the oldest go first).
+    pub retain: u64,
+    pub retain_bytes: usize,
 }
 
 impl Config {
@@ -218,6 +243,8 @@ impl Config {
             retransmit: None,
             max_bytes: 256 << 20,
             persist: false,
+            retain: 4096,
+            retain_bytes: 64 << 20,
         })
     }
 }
@@ -255,6 +282,8 @@ pub struct ProbabilisticBroadcast<L, P> {
     /// What this process echoed before a restart, for instances it has not
     /// delivered: reopened (and echoed again) on the next tick or message.
     restored: BTreeMap<(NodeId, u64), Signed<P>>,
+    /// With retransmission: delivered payloads, for late answers.
+    late: Retained<P>,
     /// The layers' oracle and parameters, and what their steps produce.
     env: LayerEnv,
     _p: PhantomData<fn() -> L>,
@@ -284,6 +313,7 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             tick: 0,
             resent: 0,
             restored: BTreeMap::new(),
+            late: Retained::new(),
             cfg,
             _p: PhantomData,
         }
@@ -571,15 +601,21 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
                 delivery.source,
                 delivery.seq,
             ));
+            let signed = Signed {
+                payload: delivery.payload.clone(),
+                sig: delivery.sig,
+            };
+            if self.cfg.retransmit.is_some() {
+                let key = (delivery.source, delivery.seq);
+                let (retain, bytes) = (self.cfg.retain, self.cfg.retain_bytes);
+                self.late.keep(key, signed.clone(), retain, bytes);
+            }
             if self.cfg.persist {
                 // before what the delivery lets out
                 cx.persist(Record::Delivered {
                     source: delivery.source,
                     seq: delivery.seq,
-                    signed: Signed {
-                        payload: delivery.payload.clone(),
-                        sig: delivery.sig,
-                    },
+                    signed,
                 });
             }
             cx.output(delivery);
@@ -664,8 +700,10 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
         };
         let Message { source, seq, body } = msg;
         if !self.open(cx, from, source, seq) {
+            self.answer_late(cx, from, source, seq, &body);
             return;
         }
+        self.open_gap(cx, source, seq);
         let input = match body {
             Body::GossipSubscribe => In::GossipSubscribe,
             Body::EchoSubscribe => In::EchoSubscribe,
@@ -709,6 +747,48 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
 
 /// Retransmission (see the module docs).
 impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
+    /// With retransmission: a message about `(source, seq)` shows instances
+    /// of `source` before it that this process has neither delivered nor
+    /// opened (it missed them: a cut, a restart); open the latest
+    /// [`MAX_RESEND`] of them, so that it subscribes to its samples and
+    /// completes them from their (late) answers.
+    fn open_gap(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64) {
+        if self.cfg.retransmit.is_none() {
+            return;
+        }
+        let first = self.ms.order.next(source);
+        let from = first.max(seq.saturating_sub(MAX_RESEND as u64));
+        let me = self.ms.me;
+        for q in from..seq {
+            let open = self.instances.contains_key(&(source, q));
+            if !open && !self.ms.order.completed(source, q) {
+                self.open(cx, me, source, q);
+            }
+        }
+    }
+
+    /// A subscription to an instance delivered and no longer open here
+    /// (collected, or delivered before a restart): answer with the payload
+    /// delivered, as gossip and as readiness (see "Late answers").
+    fn answer_late(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        from: NodeId,
+        source: NodeId,
+        seq: u64,
+        body: &Body<P>,
+    ) {
+        let Some(s) = self.late.get(&(source, seq)) else {
+            return;
+        };
+        let body = match body {
+            Body::GossipSubscribe => Body::Gossip(s.clone()),
+            Body::ReadySubscribe => Body::Ready(s.clone()),
+            _ => return,
+        };
+        cx.send(from, Message { source, seq, body });
+    }
+
     fn on_tick(&mut self, cx: &mut Cx<'_, Self>) {
         let Some(period) = self.cfg.retransmit else {
             return;
@@ -750,14 +830,21 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
 
 impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
     /// Process `me` restarted from `durable` (see the module docs,
-    /// "Durability"); `crypto` checks the payloads it echoed again.
+    /// "Durability"); `kept` are recent deliveries it answers late
+    /// subscribers with, `crypto` checks the payloads it echoed again.
     pub fn recover(
         me: NodeId,
         cfg: Arc<Config>,
         durable: Durable<P>,
+        kept: impl IntoIterator<Item = ((NodeId, u64), Signed<P>)>,
         crypto: &byzscale_core::crypto::Crypto,
     ) -> Result<Self, String> {
-        let mut b = Self::new(me, cfg);
+        let mut b = Self::new(me, cfg.clone());
+        if cfg.retransmit.is_some() {
+            for (key, s) in kept {
+                b.late.keep(key, s, cfg.retain, cfg.retain_bytes);
+            }
+        }
         b.ms.next_seq = durable.next_seq.max(1);
         b.ms.order.resume(&durable.next);
         for ((source, seq), o) in durable.open {
@@ -843,23 +930,24 @@ mod tests {
 
     type Seen = BTreeMap<NodeId, Vec<(NodeId, u64, u32)>>;
 
-    /// N = 10 members of `cfg`, each broadcasting 3 values over `net`; what
-    /// each delivered by `until`, sorted, and the engine.
-    fn run10(
-        seed: u64,
-        cfg: Config,
-        net: byzscale_sim::net_model::NetModel,
-        until: Time,
-    ) -> (
-        Seen,
-        byzscale_sim::engine::Sim<Message<u32>, u32, Delivery<u32>>,
-    ) {
+    type Engine = byzscale_sim::engine::Sim<Message<u32>, u32, Delivery<u32>>;
+    type Net = byzscale_sim::net_model::NetModel;
+
+    /// N = 10 members of `cfg`, each broadcasting 3 values over `net` (at
+    /// 0, 1 and 2 ms); what each delivered by `until`, sorted, and the
+    /// engine.
+    fn run10(seed: u64, cfg: Config, net: Net, until: Time) -> (Seen, Engine) {
         use byzscale_core::protocol::MILLIS;
+        run10_at(seed, cfg, net, until, &[0, MILLIS, 2 * MILLIS])
+    }
+
+    /// [`run10`] with value k broadcast at `at[k]`.
+    fn run10_at(seed: u64, cfg: Config, net: Net, until: Time, at: &[Time]) -> (Seen, Engine) {
         let cfg = Arc::new(cfg);
         let mut sim = group(seed, 10, &ids(10), net, |i| Contagion::new(i, cfg.clone()));
         for i in ids(10) {
-            for k in 0..3u32 {
-                sim.schedule_input(k as u64 * MILLIS, NodeIdx(i.0), i.0 * 100 + k);
+            for (k, t) in at.iter().enumerate() {
+                sim.schedule_input(*t, NodeIdx(i.0), i.0 * 100 + k as u32);
             }
         }
         let mut got = Seen::new();
@@ -877,9 +965,14 @@ mod tests {
 
     /// Everything every member of ten broadcast, at every member.
     fn all10() -> Vec<(NodeId, u64, u32)> {
+        all10_of(3)
+    }
+
+    /// The same for `k` broadcasts each.
+    fn all10_of(k: u32) -> Vec<(NodeId, u64, u32)> {
         ids(10)
             .into_iter()
-            .flat_map(|s| (0..3u32).map(move |k| (s, k as u64 + 1, s.0 * 100 + k)))
+            .flat_map(|s| (0..k).map(move |k| (s, k as u64 + 1, s.0 * 100 + k)))
             .collect()
     }
 
@@ -920,6 +1013,31 @@ mod tests {
             stalled_without > 0,
             "without retransmission lost messages stall instances"
         );
+    }
+
+    /// Member 9 is cut off for the first 500 ms, and the others collect
+    /// delivered instances after 10 ms. Each member broadcasts a fourth
+    /// value at 1 s: member 9 learns of it, opens the instances it missed
+    /// before it, and completes them from the late answers of its samples
+    /// (the payloads they delivered).
+    #[test]
+    fn a_member_behind_completes_collected_instances_from_late_answers() {
+        use byzscale_core::protocol::MILLIS;
+        use byzscale_sim::net_model::Partition;
+        let mut cfg = Config::new(ids(10), small()).unwrap();
+        cfg.retransmit = Some(5 * MILLIS);
+        cfg.gc_delay = 10 * MILLIS;
+        let others = ids(9).into_iter().map(Addr::Node).collect();
+        let cut = Partition::new(0, 500 * MILLIS, vec![vec![Addr::Node(NodeId(9))], others]);
+        let at = [0, MILLIS, 2 * MILLIS, SECS];
+        let (seen, sim) = run10_at(2, cfg, net().with_partition(cut), 5 * SECS, &at);
+        let st = sim.stats();
+        assert_eq!(st.faults, 0, "{:?}", st.fault_log.first());
+        for i in ids(10) {
+            assert_eq!(seen.get(&i), Some(&all10_of(4)), "member {i}");
+            let b = sim.protocol::<Contagion<u32>>(NodeIdx(i.0)).unwrap();
+            assert_eq!(b.open_instances(), 0, "{i}: all collected");
+        }
     }
 
     /// With a byte bound far below what the run broadcasts and a GC delay
