@@ -7,7 +7,7 @@
 //!
 //! | paper | here |
 //! |---|---|
-//! | asset transfer on a secure (Byzantine reliable) broadcast, no consensus | [`at2::Node`]`<`[`Bracha`]`>` (batching on, Bracha's retransmission on, see `byzscale_at2` and `byzscale_broadcast::bracha`) under the net runtime, wire kind `WireKind::At2` |
+//! | asset transfer on a secure (Byzantine reliable) broadcast, no consensus | [`at2::Node`]`<`[`Bracha`]`>` or `<`[`Contagion`]`>` (`[at2] broadcast`; batching on, the broadcast's retransmission on, see `byzscale_at2`, `byzscale_broadcast::bracha` and `byzscale_broadcast::probabilistic`) under the net runtime, wire kind `WireKind::At2` (`NodeBroadcast` is what a node needs of its broadcast) |
 //! | the owner of an account, a sequential process issuing its transfers with sequence numbers | a client holding the account's ed25519 key; it signs each transfer and submits it to any node, which broadcasts it on its behalf after the vote round that makes the account's sequence numbers unique (see `byzscale_at2`) |
 //! | the initial balances q₀ | the genesis: a genesis file (`[at2] genesis`, [`read_genesis`]) or the demo genesis (`demo_accounts` accounts whose keys anyone can derive, each with `initial_balance`; [`genesis`]) |
 //!
@@ -38,9 +38,13 @@
 //! process from it (same votes, same endorsements, the ledger), then
 //! catches up on what it missed from its peers (Bracha's fetch and vouches).
 //!
+//! Over Contagion the records are the same (Bracha's: echoes, deliveries;
+//! Contagion makes no readiness durable), and a restarted node completes
+//! what it missed from its peers' late answers (see
+//! `byzscale_broadcast::probabilistic`, "Retransmission").
+//!
 //! Limitations: a node more than its peers keep (`retain`, 64 MiB of
-//! payloads) behind cannot catch up (no ledger state transfer); Contagion is
-//! not selectable for real nodes (it has no retransmission yet).
+//! payloads) behind cannot catch up (no ledger state transfer).
 
 use crate::calls::{CallError, Calls, Pending};
 use crate::cluster::{ClusterOutcome, ClusterSpec};
