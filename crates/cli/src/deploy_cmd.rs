@@ -28,15 +28,8 @@ pub struct ClusterArgs {
     /// The secure broadcast under `--protocol at2`: bracha or contagion.
     #[arg(long, default_value = "bracha", value_parser = crate::sim_cmd::named(At2Broadcast::NAMES, At2Broadcast::from_name))]
     pub broadcast: At2Broadcast,
-    /// Contagion: the Byzantine fraction β its parameters are selected for.
-    #[arg(long, default_value_t = 0.1)]
-    pub assumed_fraction: f64,
-    /// Contagion: the per-broadcast failure probability ε they are selected for.
-    #[arg(long, default_value_t = 1e-6)]
-    pub epsilon: f64,
-    /// Contagion: explicit parameters G,E,Ê,R,R̂,D,D̂ (e.g. 3,21,21,8,1,43,43).
-    #[arg(long)]
-    pub contagion_params: Option<String>,
+    #[command(flatten)]
+    pub contagion: crate::broadcast_cmd::ContagionArgs,
     /// Most requests per batch (1: batching off).
     #[arg(long, default_value_t = byzscale_smr::Params::default().batch_max_requests)]
     pub batch_max: usize,
@@ -104,12 +97,12 @@ impl ClusterArgs {
     /// The `[at2]` section of the node files: the defaults with the
     /// broadcast flags (Contagion's only when it is chosen).
     fn at2_settings(&self) -> At2Settings {
-        let contagion = self.broadcast == At2Broadcast::Contagion;
+        let (on, c) = (self.broadcast == At2Broadcast::Contagion, &self.contagion);
         At2Settings {
             broadcast: self.broadcast,
-            contagion_params: self.contagion_params.clone().filter(|_| contagion),
-            assumed_fraction: contagion.then_some(self.assumed_fraction),
-            epsilon: contagion.then_some(self.epsilon),
+            contagion_params: c.contagion_params.clone().filter(|_| on),
+            assumed_fraction: on.then_some(c.assumed_fraction),
+            epsilon: on.then_some(c.epsilon),
             ..At2Settings::default()
         }
     }

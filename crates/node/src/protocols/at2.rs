@@ -174,14 +174,12 @@ pub(crate) trait NodeBroadcast:
     + 'static
 {
     type Config;
+    /// The group configuration: retransmission as `s` says, records on.
     fn config(members: &[NodeId], s: &At2Settings) -> Result<Self::Config>;
     fn fresh(me: NodeId, cfg: Self::Config) -> Self;
-    fn recover(
-        cfg: Self::Config,
-        at2: Arc<at2::Config>,
-        d: at2::Durable,
-        crypto: &Crypto,
-    ) -> Result<At2<Self>, String>;
+    /// The broadcast restarted from its fold and the deliveries kept.
+    fn restart(cfg: Self::Config, d: BDurable, kept: Kept, crypto: &Crypto)
+        -> Result<Self, String>;
 }
 
 /// The retransmission period of `s`.
@@ -193,42 +191,34 @@ impl NodeBroadcast for Bracha<Batch> {
     type Config = Arc<bracha::Config>;
     fn config(members: &[NodeId], s: &At2Settings) -> Result<Self::Config> {
         let mut c = bracha::Config::new(members.to_vec()).context("the AT2 group")?;
-        c.retransmit = retransmit(s);
-        c.persist = true;
+        (c.retransmit, c.persist) = (retransmit(s), true);
         Ok(Arc::new(c))
     }
     fn fresh(me: NodeId, cfg: Self::Config) -> Self {
         Bracha::new(me, cfg)
     }
-    fn recover(
-        cfg: Self::Config,
-        at2: Arc<at2::Config>,
-        d: at2::Durable,
-        crypto: &Crypto,
-    ) -> Result<At2<Self>, String> {
-        At2::recover(cfg, at2, d, at2::node::HISTORY_LIMIT, crypto)
+    fn restart(cfg: Self::Config, d: BDurable, kept: Kept, c: &Crypto) -> Result<Self, String> {
+        Bracha::recover(d.me, cfg, d, kept, c)
     }
 }
+
+/// The broadcast's fold and the deliveries kept, as a restart takes them.
+type BDurable = bracha::Durable<Batch>;
+type Kept = Vec<((NodeId, u64), byzscale_broadcast::Signed<Batch>)>;
 
 impl NodeBroadcast for Contagion<Batch> {
     type Config = Arc<probabilistic::Config>;
     fn config(members: &[NodeId], s: &At2Settings) -> Result<Self::Config> {
         let p = contagion_params(members.len(), s)?;
         let mut c = probabilistic::Config::new(members.to_vec(), p).context("the AT2 group")?;
-        c.retransmit = retransmit(s);
-        c.persist = true;
+        (c.retransmit, c.persist) = (retransmit(s), true);
         Ok(Arc::new(c))
     }
     fn fresh(me: NodeId, cfg: Self::Config) -> Self {
         Contagion::new(me, cfg)
     }
-    fn recover(
-        cfg: Self::Config,
-        at2: Arc<at2::Config>,
-        d: at2::Durable,
-        crypto: &Crypto,
-    ) -> Result<At2<Self>, String> {
-        At2::recover_contagion(cfg, at2, d, at2::node::HISTORY_LIMIT, crypto)
+    fn restart(cfg: Self::Config, d: BDurable, kept: Kept, c: &Crypto) -> Result<Self, String> {
+        Contagion::recover(d.me, cfg, d, kept, c)
     }
 }
 
@@ -535,7 +525,11 @@ fn recover<B: NodeBroadcast>(
             .add_peer(Addr::Node(*m), rc.public_identity()?)
             .map_err(|e| anyhow!("key of node {m}: {e}"))?;
     }
-    B::recover(bcfg, cfg, durable, &crypto).map_err(|e| anyhow!(e))
+    let limit = at2::node::HISTORY_LIMIT;
+    At2::recover_with(cfg, durable, limit, &crypto, |d, kept| {
+        B::restart(bcfg, d, kept, &crypto)
+    })
+    .map_err(|e| anyhow!(e))
 }
 
 /// The AT2 configuration of a deployment's node files.

@@ -1,8 +1,8 @@
 //! Durability of an AT2 process: what it asks its driver to keep
 //! ([`Record`], emitted as `Effect::Persist`), the fold of those records
 //! ([`Durable`]) and the restart ([`At2::recover`] over Bracha,
-//! [`At2::recover_contagion`] over Contagion: they share the broadcast's
-//! records).
+//! [`At2::recover_with`] over any broadcast writing Bracha's records, such
+//! as Contagion).
 //!
 //! Three kinds of records:
 //! - the broadcast's ([`Record::Bcast`]; for Bracha, see
@@ -34,7 +34,7 @@ use crate::transfer::{Account, Transfer};
 use crate::vote::Batch;
 use crate::{At2, Config};
 use byzscale_broadcast::bracha::{self, Bracha};
-use byzscale_broadcast::{probabilistic, Contagion, SecureBroadcast, Signed};
+use byzscale_broadcast::{SecureBroadcast, Signed};
 use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::NodeId;
 use serde::{Deserialize, Serialize};
@@ -203,34 +203,19 @@ impl At2<Bracha<Batch>> {
         history_limit: usize,
         crypto: &Crypto,
     ) -> Result<Self, String> {
-        Self::recover_over(cfg, d, history_limit, crypto, |bd, kept| {
+        Self::recover_with(cfg, d, history_limit, crypto, |bd, kept| {
             Bracha::recover(bd.me, bcfg, bd, kept, crypto)
         })
     }
 }
 
-impl At2<Contagion<Batch>> {
-    /// Restart a process over Contagion (configured by `pcfg`) from `d`, as
-    /// [`At2::recover`] over Bracha (the deliveries kept answer late
-    /// subscribers).
-    pub fn recover_contagion(
-        pcfg: Arc<probabilistic::Config>,
-        cfg: Arc<Config>,
-        d: Durable,
-        history_limit: usize,
-        crypto: &Crypto,
-    ) -> Result<Self, String> {
-        Self::recover_over(cfg, d, history_limit, crypto, |bd, kept| {
-            Contagion::recover(bd.me, pcfg, bd, kept, crypto)
-        })
-    }
-}
-
 impl<B: SecureBroadcast<Batch>> At2<B> {
-    /// The restart both broadcasts share: the ledger folded forward, the
-    /// endorsements still open; `bcast` restarts the broadcast from its
-    /// fold and the deliveries kept.
-    fn recover_over(
+    /// Restart a process over any broadcast that writes Bracha's records
+    /// (Bracha, Contagion) from `d`, as [`At2::recover`]: the ledger folded
+    /// forward, the endorsements still open; `bcast` restarts the broadcast
+    /// from its fold and the deliveries kept (for Contagion,
+    /// `Contagion::recover`, whose late answers use them).
+    pub fn recover_with(
         cfg: Arc<Config>,
         d: Durable,
         history_limit: usize,
