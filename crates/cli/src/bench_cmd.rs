@@ -525,6 +525,7 @@ pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
         progress: show,
         dir: None,
         keep: false,
+        settings: byzscale_node::At2Settings::default(),
     };
     for c in &a.clients {
         spec(*c).check()?;

@@ -53,6 +53,21 @@ pub struct McArgs {
     pub json: bool,
 }
 
+/// Contagion's parameters on the command line, shared by `sim at2` and
+/// `cluster --protocol at2 --broadcast contagion`.
+#[derive(Args, Debug, Clone)]
+pub struct ContagionArgs {
+    /// Contagion: the Byzantine fraction β its parameters are chosen for (F = ⌊βN⌋).
+    #[arg(long, default_value_t = 0.1)]
+    pub assumed_fraction: f64,
+    /// Contagion: the per-broadcast failure probability ε they are chosen for.
+    #[arg(long, default_value_t = 1e-6)]
+    pub epsilon: f64,
+    /// Contagion: explicit parameters G,E,Ê,R,R̂,D,D̂ (e.g. 6,20,13,15,5,20,12).
+    #[arg(long)]
+    pub contagion_params: Option<String>,
+}
+
 pub fn parse_params(s: &str) -> Result<ContagionParams> {
     ContagionParams::parse(s).map_err(|e| anyhow::anyhow!("bad parameters {s:?}: {e}"))
 }

@@ -2,8 +2,9 @@
 //! `byzscale cluster --protocol at2 --keep`), clients holding their own
 //! account keys, transfers over the TCP client (`byzscale client`) and the
 //! HTTP API (signed here, in the test), forged, replayed and conflicting
-//! transfers, errors, and the ledgers of every node. Waits are bounded
-//! polls, never timing assertions.
+//! transfers, errors, and the ledgers of every node. Every test runs over
+//! Bracha and over Contagion (`--broadcast contagion`, parameters selected
+//! for N = 4). Waits are bounded polls, never timing assertions.
 
 use byzscale_at2::{demo_key, Account, SignedTransfer, Transfer, TransferId};
 use byzscale_node::protocols::at2::transfer_body;
@@ -24,15 +25,18 @@ struct Cluster {
     dir: std::path::PathBuf,
 }
 
-fn start() -> Cluster {
-    start_in(&std::env::temp_dir().join(format!("byzscale-at2-e2e-{}", std::process::id())))
+fn start(broadcast: &str) -> Cluster {
+    let dir = format!("byzscale-at2-e2e-{broadcast}-{}", std::process::id());
+    start_in(&std::env::temp_dir().join(dir), broadcast)
 }
 
-fn start_in(dir: &std::path::Path) -> Cluster {
+fn start_in(dir: &std::path::Path, broadcast: &str) -> Cluster {
     let mut args: Vec<std::ffi::OsString> = [
         "cluster",
         "--protocol",
         "at2",
+        "--broadcast",
+        broadcast,
         "--nodes",
         "4",
         "--duration",
@@ -46,6 +50,7 @@ fn start_in(dir: &std::path::Path) -> Cluster {
     .collect();
     args.push(dir.into());
     let v: Value = common::run_json(args);
+    assert_eq!(v["broadcast"], broadcast, "{v}");
     assert_eq!(v["supply_conserved"], true, "{v}");
     assert_eq!(v["balances_agree"], true, "{v}");
     let strs = |k: &str| -> Vec<String> {
@@ -145,7 +150,19 @@ fn failed(out: &std::process::Output) -> String {
 
 #[test]
 fn clients_own_their_accounts_over_tcp_and_http_and_every_node_agrees() {
-    let c = start();
+    clients_own_their_accounts(BRACHA);
+}
+
+#[test]
+fn clients_own_their_accounts_over_tcp_and_http_and_every_node_agrees_over_contagion() {
+    clients_own_their_accounts(CONTAGION);
+}
+
+const BRACHA: &str = "bracha";
+const CONTAGION: &str = "contagion";
+
+fn clients_own_their_accounts(broadcast: &str) {
+    let c = start(broadcast);
     let key = |i: u32| c.dir.join(format!("accounts/demo-{i}.key"));
     let key0 = key(0);
     let key0 = key0.to_str().unwrap();
@@ -328,10 +345,21 @@ fn clients_own_their_accounts_over_tcp_and_http_and_every_node_agrees() {
 
 #[test]
 fn cluster_at2_runs_a_workload_and_checks_the_ledgers() {
+    workload(BRACHA);
+}
+
+#[test]
+fn cluster_at2_runs_a_workload_and_checks_the_ledgers_over_contagion() {
+    workload(CONTAGION);
+}
+
+fn workload(broadcast: &str) {
     let v: Value = common::run_json([
         "cluster",
         "--protocol",
         "at2",
+        "--broadcast",
+        broadcast,
         "--nodes",
         "4",
         "--clients",
@@ -340,6 +368,7 @@ fn cluster_at2_runs_a_workload_and_checks_the_ledgers() {
         "2",
         "--json",
     ]);
+    assert_eq!(v["broadcast"], broadcast, "{v}");
     assert!(v["committed"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(v["supply_conserved"], true, "{v}");
@@ -366,12 +395,24 @@ fn metric(addr: &str, name: &str) -> f64 {
 }
 
 /// Links that lose frames: every node keeps at most 2 frames queued per peer
-/// (drop-oldest), so concurrent transfers lose broadcast messages; Bracha's
-/// retransmission must still deliver everything everywhere.
+/// (drop-oldest), so concurrent transfers lose broadcast messages; the
+/// broadcast's retransmission must still deliver everything everywhere.
 #[test]
 fn transfers_complete_and_ledgers_agree_when_links_drop_frames() {
-    let dir = std::env::temp_dir().join(format!("byzscale-at2-lossy-{}", std::process::id()));
-    let mut c = start_in(&dir);
+    lossy_links(BRACHA);
+}
+
+#[test]
+fn transfers_complete_and_ledgers_agree_when_links_drop_frames_over_contagion() {
+    lossy_links(CONTAGION);
+}
+
+fn lossy_links(broadcast: &str) {
+    let dir = std::env::temp_dir().join(format!(
+        "byzscale-at2-lossy-{broadcast}-{}",
+        std::process::id()
+    ));
+    let mut c = start_in(&dir, broadcast);
     // restart the nodes with tiny peer queues
     for p in std::mem::take(&mut c.kill.0) {
         let _ = Command::new("kill").args(["-9", &p.to_string()]).status();

@@ -38,6 +38,16 @@ fn ok(out: std::process::Output) -> String {
 
 #[test]
 fn the_python_client_signs_transfers_the_nodes_accept() {
+    python_client("bracha");
+}
+
+#[test]
+fn the_python_client_signs_transfers_the_nodes_accept_over_contagion() {
+    python_client("contagion");
+}
+
+/// The test against a cluster over `broadcast`.
+fn python_client(broadcast: &str) {
     let have = Command::new("python3")
         .args(["-c", "import cryptography"])
         .output()
@@ -49,8 +59,16 @@ fn the_python_client_signs_transfers_the_nodes_accept() {
         );
         return;
     }
-    let dir = common::fresh_dir("byzscale-at2-python");
-    let (v, _kill) = common::kept_cluster(&["--protocol", "at2", "--nodes", "4"], &dir);
+    let dir = common::fresh_dir(&format!("byzscale-at2-python-{broadcast}"));
+    let args = [
+        "--protocol",
+        "at2",
+        "--broadcast",
+        broadcast,
+        "--nodes",
+        "4",
+    ];
+    let (v, _kill) = common::kept_cluster(&args, &dir);
     let nodes: Vec<String> = strings(&v, "http");
     let deployment = v["deployment"].as_str().unwrap().to_string();
 

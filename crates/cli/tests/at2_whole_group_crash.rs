@@ -9,7 +9,11 @@
 //! progress, never timing assertions.
 //!
 //! Clients own their accounts (issue 17): writer w holds demo account w's
-//! key and pays demo account 100 + w through node w mod 4.
+//! key and pays demo account 100 + w through node w mod N.
+//!
+//! Over Bracha with N = 4; over Contagion with N = 7 and parameters
+//! selected for β = 0.15 and ε = 10⁻³ (one Byzantine member, so one node
+//! may be down: with N = 4 no parameters tolerate a fault).
 
 use byzscale_at2::{demo_key, Account, SignedTransfer, Transfer};
 use byzscale_node::protocols::at2::transfer_body;
@@ -69,8 +73,29 @@ struct Out {
 
 #[test]
 fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
-    let dir = common::fresh_dir("byzscale-at2-wgc");
-    let (v, kept) = common::kept_cluster(&["--protocol", "at2", "--nodes", "4"], &dir);
+    survives_a_whole_group_sigkill("byzscale-at2-wgc", 4, &[]);
+}
+
+#[test]
+fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer_over_contagion() {
+    let contagion = [
+        "--broadcast",
+        "contagion",
+        "--assumed-fraction",
+        "0.15",
+        "--epsilon",
+        "1e-3",
+    ];
+    survives_a_whole_group_sigkill("byzscale-at2-wgc-contagion", 7, &contagion);
+}
+
+/// The test over `n` nodes started with `--protocol at2` and `flags`.
+fn survives_a_whole_group_sigkill(name: &str, n: usize, flags: &[&str]) {
+    let dir = common::fresh_dir(name);
+    let nodes_flag = n.to_string();
+    let mut args = vec!["--protocol", "at2", "--nodes", &nodes_flag];
+    args.extend_from_slice(flags);
+    let (v, kept) = common::kept_cluster(&args, &dir);
     let http_of: Vec<String> = strings(&v, "http")
         .iter()
         .map(|s| s.trim_start_matches("http://").to_string())
@@ -80,7 +105,7 @@ fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
     let addrs = http_of.clone();
     let writers = Writers::<BTreeMap<u32, Out>>::spawn(8, move |w, acked, stop| {
         let w = w as u32;
-        let addr = &addrs[w as usize % 4];
+        let addr = &addrs[w as usize % n];
         let mut seq = 1;
         while !stop.load(Ordering::Relaxed) {
             match submit(addr, &body(w, seq), seq) {
@@ -108,12 +133,12 @@ fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
     kept.sigkill();
     let mut outs = writers.stop();
     drop(kept);
-    let mut nodes: Vec<Node> = (0..4).map(|i| Node::start(&dir, i)).collect();
+    let mut nodes: Vec<Node> = (0..n).map(|i| Node::start(&dir, i)).collect();
 
     // the clients go on: the transfer out at the crash, resubmitted as it
     // was, is applied once; then the next sequence number
     for w in 0..8u32 {
-        let addr = &http_of[w as usize % 4];
+        let addr = &http_of[w as usize % n];
         let o = outs.entry(w).or_default();
         let last = o.acked.iter().max().copied().unwrap_or(0);
         let first = o.pending.unwrap_or(last + 1);
@@ -153,7 +178,7 @@ fn an_at2_group_survives_a_whole_group_sigkill_without_losing_a_transfer() {
     }
 
     // one node down (f = 1): the others still serve
-    nodes[3].kill();
+    nodes[n - 1].kill();
     let b = body(0, outs[&0].acked.len() as u64 + 1);
     let seq = outs[&0].acked.len() as u64 + 1;
     wait_until("the group to serve with a node down", || {

@@ -2,7 +2,7 @@
 //! and what it gives ([`ClusterOutcome`], with the one report printer).
 
 use crate::launcher::Local;
-use crate::node_file::NodeProtocol;
+use crate::node_file::{At2Settings, NodeProtocol};
 use anyhow::Result;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -40,6 +40,8 @@ pub struct ClusterSpec {
     pub dir: Option<PathBuf>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// AT2: the nodes' `[at2]` section (the broadcast and its parameters).
+    pub at2: At2Settings,
 }
 
 /// What a cluster run measured, ready to print; holds the cluster's

@@ -95,8 +95,8 @@ pub use generate::{LocalConfig, Ports};
 pub use launcher::Local;
 pub use load::{LoadResult, LoadSpec, LoadSummary};
 pub use node_file::{
-    deployment_of, load_deployment, At2Settings, ByzcastSection, LoadedNode, NodeFile,
-    NodeProtocol, SmrService,
+    deployment_of, load_deployment, At2Broadcast, At2Settings, ByzcastSection, LoadedNode,
+    NodeFile, NodeProtocol, SmrService,
 };
 pub use protocols::at2::At2Client;
 pub use protocols::byzcast::ByzcastClient;

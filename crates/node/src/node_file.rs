@@ -125,10 +125,57 @@ impl ByzcastSection {
     }
 }
 
+/// The broadcast under an AT2 node (`[at2] broadcast`). Only the secure
+/// broadcasts run AT2; `murmur` and `sieve` are named so that choosing them
+/// gets an error saying why (see `check_settings` in
+/// [`crate::protocols::at2`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum At2Broadcast {
+    /// Bracha's deterministic secure broadcast (N > 3f).
+    #[default]
+    Bracha,
+    /// Murmur → Sieve → Contagion, the probabilistic secure broadcast.
+    Contagion,
+    /// Murmur alone (probabilistic broadcast: no consistency, no totality).
+    Murmur,
+    /// Sieve (probabilistic consistent broadcast: no totality).
+    Sieve,
+}
+
+impl At2Broadcast {
+    /// Every name `broadcast` / `--broadcast` takes.
+    pub const NAMES: [&'static str; 4] = ["bracha", "contagion", "murmur", "sieve"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            At2Broadcast::Bracha => "bracha",
+            At2Broadcast::Contagion => "contagion",
+            At2Broadcast::Murmur => "murmur",
+            At2Broadcast::Sieve => "sieve",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            At2Broadcast::Bracha,
+            At2Broadcast::Contagion,
+            At2Broadcast::Murmur,
+            At2Broadcast::Sieve,
+        ]
+        .into_iter()
+        .find(|b| b.name() == name)
+    }
+
+    fn is_bracha(&self) -> bool {
+        *self == At2Broadcast::Bracha
+    }
+}
+
 /// `[at2]` of an AT2 node file. Every node of a deployment must have the
 /// same genesis: the same `genesis` file, or (without one) the same demo
-/// settings.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// settings; and the same broadcast with the same parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct At2Settings {
     /// The genesis file (relative to the node file): `[[account]]` tables
@@ -147,8 +194,24 @@ pub struct At2Settings {
     /// Transfer requests queued at a node while its proposal is out; more
     /// are refused as busy.
     pub queue_limit: usize,
-    /// Bracha retransmission period in milliseconds (0: none; links are then
-    /// assumed reliable, which TCP with drop-oldest queues is not).
+    /// The secure broadcast: `bracha` (default) or `contagion`.
+    #[serde(skip_serializing_if = "At2Broadcast::is_bracha")]
+    pub broadcast: At2Broadcast,
+    /// Contagion: explicit parameters `G,E,Ê,R,R̂,D,D̂` (as `byzscale
+    /// broadcast params` prints them); without them they are selected for the
+    /// deployment's N, `assumed_fraction` and `epsilon`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contagion_params: Option<String>,
+    /// Contagion: the Byzantine fraction β its parameters are selected for
+    /// (default 0.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assumed_fraction: Option<f64>,
+    /// Contagion: the per-broadcast failure probability ε they are selected
+    /// for (default 1e-6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// The broadcast's retransmission period in milliseconds (0: none; links
+    /// are then assumed reliable, which TCP with drop-oldest queues is not).
     pub retransmit_ms: u64,
     /// Outgoing frames queued per peer before the oldest is dropped (the
     /// transport's default is 8192; small values exercise retransmission).
@@ -168,6 +231,10 @@ impl Default for At2Settings {
             initial_balance: 1_000_000_000,
             max_batch: 256,
             queue_limit: 4096,
+            broadcast: At2Broadcast::Bracha,
+            contagion_params: None,
+            assumed_fraction: None,
+            epsilon: None,
             retransmit_ms: 200,
             peer_queue_frames: 8192,
             vote_timeout_ms: 100,

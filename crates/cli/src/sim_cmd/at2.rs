@@ -5,7 +5,7 @@
 //! - `byzscale sim at2-scale ...`: messages per process against N, JSON and an
 //!   SVG figure ([`At2ScaleArgs`], [`run_at2_scale`]).
 
-use crate::broadcast_cmd::parse_params;
+use crate::broadcast_cmd::{parse_params, ContagionArgs};
 use crate::plot;
 use anyhow::{bail, Context, Result};
 use byzscale_scenario_at2::scale::{self, ScaleConfig, ScalePoint, ScaleReport};
@@ -33,15 +33,8 @@ pub struct At2Args {
     /// Initial balance of every account.
     #[arg(long, default_value_t = 1000)]
     pub initial_balance: u64,
-    /// Contagion: the Byzantine fraction β its parameters are chosen for (F = ⌊βN⌋).
-    #[arg(long, default_value_t = 0.1)]
-    pub assumed_fraction: f64,
-    /// Contagion: the per-broadcast failure probability ε they are chosen for.
-    #[arg(long, default_value_t = 1e-6)]
-    pub epsilon: f64,
-    /// Contagion: explicit parameters G,E,Ê,R,R̂,D,D̂ (e.g. 6,20,13,15,5,20,12).
-    #[arg(long)]
-    pub contagion_params: Option<String>,
+    #[command(flatten)]
+    pub contagion: ContagionArgs,
     /// Attacks each Byzantine node makes, in order [default: double-spend,
     /// double-spend, fake-dependency, overdraft, forgery].
     #[arg(long, value_delimiter = ',', value_parser = super::named(Attack::NAMES, Attack::from_name))]
@@ -89,14 +82,15 @@ pub struct At2ScaleArgs {
 
 /// The simulator configuration of `sim at2`.
 pub fn at2_config(a: &At2Args) -> Result<Config> {
-    if !(a.assumed_fraction >= 0.0 && a.assumed_fraction < 1.0 / 3.0) {
+    let c = &a.contagion;
+    if !(c.assumed_fraction >= 0.0 && c.assumed_fraction < 1.0 / 3.0) {
         bail!(
             "--assumed-fraction must be in [0, 1/3), got {}",
-            a.assumed_fraction
+            c.assumed_fraction
         );
     }
-    if !(a.epsilon > 0.0 && a.epsilon < 1.0) {
-        bail!("--epsilon must be in (0, 1), got {}", a.epsilon);
+    if !(c.epsilon > 0.0 && c.epsilon < 1.0) {
+        bail!("--epsilon must be in (0, 1), got {}", c.epsilon);
     }
     let mut cfg = Config::new(a.processes, a.byzantine, a.broadcast);
     cfg.transfers = a.transfers;
@@ -105,9 +99,9 @@ pub fn at2_config(a: &At2Args) -> Result<Config> {
     cfg.seed_start = a.run.seed_start;
     cfg.network = a.run.network()?;
     cfg.modeled_crypto = a.run.modeled_crypto;
-    cfg.assumed_fraction = a.assumed_fraction;
-    cfg.epsilon = a.epsilon;
-    cfg.params = a
+    cfg.assumed_fraction = c.assumed_fraction;
+    cfg.epsilon = c.epsilon;
+    cfg.params = c
         .contagion_params
         .as_deref()
         .map(parse_params)

@@ -7,7 +7,7 @@
 //!
 //! | paper | here |
 //! |---|---|
-//! | asset transfer on a secure (Byzantine reliable) broadcast, no consensus | [`at2::Node`]`<`[`Bracha`]`>` (batching on, Bracha's retransmission on, see `byzscale_at2` and `byzscale_broadcast::bracha`) under the net runtime, wire kind `WireKind::At2` |
+//! | asset transfer on a secure (Byzantine reliable) broadcast, no consensus | [`at2::Node`]`<`[`Bracha`]`>` or `<`[`Contagion`]`>` (`[at2] broadcast`; batching on, the broadcast's retransmission on, see `byzscale_at2`, `byzscale_broadcast::bracha` and `byzscale_broadcast::probabilistic`) under the net runtime, wire kind `WireKind::At2` (`NodeBroadcast` is what a node needs of its broadcast) |
 //! | the owner of an account, a sequential process issuing its transfers with sequence numbers | a client holding the account's ed25519 key; it signs each transfer and submits it to any node, which broadcasts it on its behalf after the vote round that makes the account's sequence numbers unique (see `byzscale_at2`) |
 //! | the initial balances q₀ | the genesis: a genesis file (`[at2] genesis`, [`read_genesis`]) or the demo genesis (`demo_accounts` accounts whose keys anyone can derive, each with `initial_balance`; [`genesis`]) |
 //!
@@ -38,16 +38,20 @@
 //! process from it (same votes, same endorsements, the ledger), then
 //! catches up on what it missed from its peers (Bracha's fetch and vouches).
 //!
+//! Over Contagion the records are the same (Bracha's: echoes, deliveries;
+//! Contagion makes no readiness durable), and a restarted node completes
+//! what it missed from its peers' late answers (see
+//! `byzscale_broadcast::probabilistic`, "Retransmission").
+//!
 //! Limitations: a node more than its peers keep (`retain`, 64 MiB of
-//! payloads) behind cannot catch up (no ledger state transfer); Contagion is
-//! not selectable for real nodes (it has no retransmission yet).
+//! payloads) behind cannot catch up (no ledger state transfer).
 
 use crate::calls::{CallError, Calls, Pending};
 use crate::cluster::{ClusterOutcome, ClusterSpec};
 use crate::daemon::serve_outputs;
 use crate::launcher::{Local, LocalSpec};
 use crate::load::{check_load, ms, Load, LoadResult, LoadSpec, LoadSummary};
-use crate::node_file::{At2Settings, LoadedNode, NodeProtocol};
+use crate::node_file::{At2Broadcast, At2Settings, LoadedNode, NodeProtocol};
 use crate::persist::{self, Journal, Persister};
 use anyhow::{anyhow, bail, Context, Result};
 use axum::extract::{Path as UrlPath, State};
@@ -59,7 +63,8 @@ use byzscale_at2::{
     self as at2, Account, At2, Batch, ClientOp, ClientReply, Genesis, ServiceError, SignedTransfer,
     Transfer, TransferError, TransferId,
 };
-use byzscale_broadcast::{bracha, Bracha, NoTimer};
+use byzscale_broadcast::probabilistic::{self, params};
+use byzscale_broadcast::{bracha, Bracha, Contagion, ContagionParams, NoTimer, SecureBroadcast};
 use byzscale_core::config::Deployment;
 use byzscale_core::crypto::{Crypto, CryptoMode};
 use byzscale_core::protocol::{Cx, Protocol, MILLIS};
@@ -139,7 +144,105 @@ pub fn write_genesis(path: &Path, genesis: &Genesis) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-fn check_settings(s: &At2Settings) -> Result<()> {
+/// The Contagion parameters of `s` for `n` members: the explicit ones, or
+/// those `byzscale sim at2` and `byzscale broadcast params` select for N,
+/// β and ε.
+pub fn contagion_params(n: usize, s: &At2Settings) -> Result<ContagionParams> {
+    if let Some(text) = &s.contagion_params {
+        return ContagionParams::parse(text)
+            .map_err(|e| anyhow!("[at2] contagion_params {text:?}: {e}"));
+    }
+    let beta = s.assumed_fraction.unwrap_or(0.1);
+    let eps = s.epsilon.unwrap_or(1e-6);
+    let sel = params::select(n, beta, eps).map_err(|e| {
+        anyhow!(
+            "[at2] Contagion parameters for {n} nodes, assumed fraction {beta}, epsilon {eps}: {e}"
+        )
+    })?;
+    Ok(sel.params)
+}
+
+/// A secure broadcast an AT2 node runs over: its group configuration
+/// from the node file, a new endpoint, and the restart from the store.
+/// Both share Bracha's durable records, so the store and its journal are
+/// the same.
+pub(crate) trait NodeBroadcast:
+    SecureBroadcast<Batch>
+    + Protocol<Record = bracha::Record<Batch>, Timer: Send + 'static>
+    + Send
+    + Sized
+    + 'static
+{
+    type Config;
+    /// The group configuration: retransmission as `s` says, records on.
+    fn config(members: &[NodeId], s: &At2Settings) -> Result<Self::Config>;
+    fn fresh(me: NodeId, cfg: Self::Config) -> Self;
+    /// The broadcast restarted from its fold and the deliveries kept.
+    fn restart(cfg: Self::Config, d: BDurable, kept: Kept, crypto: &Crypto)
+        -> Result<Self, String>;
+}
+
+/// The retransmission period of `s`.
+fn retransmit(s: &At2Settings) -> Option<byzscale_core::protocol::Time> {
+    (s.retransmit_ms > 0).then(|| s.retransmit_ms * MILLIS)
+}
+
+impl NodeBroadcast for Bracha<Batch> {
+    type Config = Arc<bracha::Config>;
+    fn config(members: &[NodeId], s: &At2Settings) -> Result<Self::Config> {
+        let mut c = bracha::Config::new(members.to_vec()).context("the AT2 group")?;
+        (c.retransmit, c.persist) = (retransmit(s), true);
+        Ok(Arc::new(c))
+    }
+    fn fresh(me: NodeId, cfg: Self::Config) -> Self {
+        Bracha::new(me, cfg)
+    }
+    fn restart(cfg: Self::Config, d: BDurable, kept: Kept, c: &Crypto) -> Result<Self, String> {
+        Bracha::recover(d.me, cfg, d, kept, c)
+    }
+}
+
+/// The broadcast's fold and the deliveries kept, as a restart takes them.
+type BDurable = bracha::Durable<Batch>;
+type Kept = Vec<((NodeId, u64), byzscale_broadcast::Signed<Batch>)>;
+
+impl NodeBroadcast for Contagion<Batch> {
+    type Config = Arc<probabilistic::Config>;
+    fn config(members: &[NodeId], s: &At2Settings) -> Result<Self::Config> {
+        let p = contagion_params(members.len(), s)?;
+        let mut c = probabilistic::Config::new(members.to_vec(), p).context("the AT2 group")?;
+        (c.retransmit, c.persist) = (retransmit(s), true);
+        Ok(Arc::new(c))
+    }
+    fn fresh(me: NodeId, cfg: Self::Config) -> Self {
+        Contagion::new(me, cfg)
+    }
+    fn restart(cfg: Self::Config, d: BDurable, kept: Kept, c: &Crypto) -> Result<Self, String> {
+        Contagion::recover(d.me, cfg, d, kept, c)
+    }
+}
+
+/// Check `s` for a deployment of `members`: the genesis, the batch size,
+/// and the broadcast with its parameters (so a bad value fails at once).
+pub fn check_settings(members: &[NodeId], s: &At2Settings) -> Result<()> {
+    match s.broadcast {
+        At2Broadcast::Bracha => <Bracha<Batch> as NodeBroadcast>::config(members, s).map(drop)?,
+        At2Broadcast::Contagion => {
+            <Contagion<Batch> as NodeBroadcast>::config(members, s).map(drop)?
+        }
+        b @ (At2Broadcast::Murmur | At2Broadcast::Sieve) => {
+            let lacks = if b == At2Broadcast::Murmur {
+                "consistency and totality"
+            } else {
+                "totality"
+            };
+            bail!(
+                "[at2] broadcast = \"{}\": AT2 needs a secure broadcast (bracha or contagion); {} lacks {lacks}",
+                b.name(),
+                b.name()
+            )
+        }
+    }
     if s.genesis.is_none() && s.demo_accounts == 0 {
         bail!("[at2] needs a genesis file or demo_accounts of at least 1");
     }
@@ -396,21 +499,18 @@ pub(crate) fn at2_durable_from_disk(
 
 /// Node `loaded`'s AT2 process: new, or recovered from `durable` (what its
 /// store held).
-fn recover(
+fn recover<B: NodeBroadcast>(
     loaded: &LoadedNode,
     members: &[NodeId],
     settings: &At2Settings,
     cfg: Arc<at2::Config>,
     durable: at2::Durable,
     fresh: bool,
-) -> Result<At2<Bracha<Batch>>> {
+) -> Result<At2<B>> {
     let me = loaded.me();
-    let mut bcfg = bracha::Config::new(members.to_vec()).context("the AT2 group")?;
-    bcfg.retransmit = (settings.retransmit_ms > 0).then(|| settings.retransmit_ms * MILLIS);
-    bcfg.persist = true;
-    let bcfg = Arc::new(bcfg);
+    let bcfg = B::config(members, settings)?;
     if fresh {
-        return Ok(At2::new(Bracha::new(me, bcfg), cfg));
+        return Ok(At2::new(B::fresh(me, bcfg), cfg));
     }
     info!(node = %me, deliveries = durable.deliveries, next_seq = durable.bcast.next_seq,
           open = durable.bcast.open.len(), endorsed = durable.voted.len(),
@@ -426,7 +526,10 @@ fn recover(
             .map_err(|e| anyhow!("key of node {m}: {e}"))?;
     }
     let limit = at2::node::HISTORY_LIMIT;
-    At2::recover(bcfg, cfg, durable, limit, &crypto).map_err(|e| anyhow!(e))
+    At2::recover_with(cfg, durable, limit, &crypto, |d, kept| {
+        B::restart(bcfg, d, kept, &crypto)
+    })
+    .map_err(|e| anyhow!(e))
 }
 
 /// The AT2 configuration of a deployment's node files.
@@ -439,11 +542,19 @@ pub fn config(members: &[NodeId], settings: &At2Settings) -> Result<at2::Config>
 
 /// `byzscale node` for an AT2 node file.
 pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
+    let settings = loaded.file.at2.clone().unwrap_or_default();
+    check_settings(&members(&loaded.deployment), &settings)?;
+    match settings.broadcast {
+        At2Broadcast::Contagion => serve::<Contagion<Batch>>(loaded, settings).await,
+        _ => serve::<Bracha<Batch>>(loaded, settings).await,
+    }
+}
+
+/// Run node `loaded` over the broadcast `B` until it is stopped.
+async fn serve<B: NodeBroadcast>(loaded: LoadedNode, settings: At2Settings) -> Result<()> {
     let me = loaded.me();
     let dep = &loaded.deployment;
-    let settings = loaded.file.at2.clone().unwrap_or_default();
     let members = members(dep);
-    check_settings(&settings)?;
     let (_, rc) = dep.replica(me).expect("checked by NodeFile::load");
     let at2cfg = Arc::new(config(&members, &settings)?);
     if settings.genesis.is_none() {
@@ -452,7 +563,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     }
     let (storage, rec, db) = persist::open(&loaded.file.data_dir)?;
     let (durable, fresh) = at2_durable_from_disk(me, rec, &db)?;
-    let at2 = recover(
+    let at2 = recover::<B>(
         &loaded,
         &members,
         &settings,
@@ -475,7 +586,8 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
         .await
         .context("starting the AT2 runtime")?;
     info!(node = %me, addr = %rc.addr, http = ?rc.http_addr, metrics = ?rc.metrics_addr,
-        genesis_accounts = at2cfg.genesis.len(), "AT2 node running");
+        genesis_accounts = at2cfg.genesis.len(), broadcast = settings.broadcast.name(),
+        "AT2 node running");
 
     let reg = rt.registry().clone();
     let submitted = reg.counter(
@@ -1072,6 +1184,9 @@ pub(crate) async fn client_command(
 #[derive(Serialize, Clone)]
 pub struct At2Report {
     pub protocol: &'static str,
+    /// AT2's broadcast (`bracha`, `contagion`); none for the SMR bank.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<&'static str>,
     pub nodes: usize,
     pub clients: usize,
     pub duration_s: f64,
@@ -1096,6 +1211,7 @@ impl At2Report {
     pub(crate) fn new(protocol: &'static str, run: &TransferRun, load: &LoadResult) -> Self {
         At2Report {
             protocol,
+            broadcast: None,
             nodes: run.nodes,
             clients: run.clients,
             duration_s: run.duration,
@@ -1126,14 +1242,18 @@ pub struct TransferRun {
     pub progress: bool,
     pub dir: Option<PathBuf>,
     pub keep: bool,
+    /// The nodes' `[at2]` section (the broadcast, its parameters).
+    pub settings: At2Settings,
 }
 
 impl TransferRun {
-    /// Check the run's numbers.
+    /// Check the run's numbers and settings.
     pub fn check(&self) -> Result<()> {
         if self.nodes == 0 {
             bail!("--nodes must be at least 1");
         }
+        let members: Vec<NodeId> = (0..self.nodes as u32).map(NodeId).collect();
+        check_settings(&members, &self.settings)?;
         check_load(self.clients, self.duration)
     }
 
@@ -1324,8 +1444,8 @@ pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
         keep: run.keep,
         netns: None,
     };
-    let local = Local::start(spec, |_| {}).await?;
-    let settings = At2Settings::default();
+    let settings = run.settings.clone();
+    let local = Local::start(spec, |nf| nf.at2 = Some(settings.clone())).await?;
     let outcome = if run.duration > 0.0 {
         at2_load(&local.dep, run, &settings).await?
     } else {
@@ -1339,6 +1459,7 @@ pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
         balances_agree: agree,
         supply,
         dir: local.dir_label(),
+        broadcast: Some(run.settings.broadcast.name()),
         ..At2Report::new("at2", run, &outcome)
     };
     Ok((report, local))
@@ -1353,6 +1474,7 @@ pub(crate) async fn cluster(a: &ClusterSpec) -> Result<ClusterOutcome> {
         progress: a.progress,
         dir: a.dir.clone(),
         keep: a.keep,
+        settings: a.at2.clone(),
     };
     let (report, local) = run(&spec).await?;
     let endpoints = a.keep.then(|| {
@@ -1373,8 +1495,11 @@ pub(crate) async fn cluster(a: &ClusterSpec) -> Result<ClusterOutcome> {
 
 fn table(r: &At2Report) -> String {
     let mut t = format!(
-        "byzscale cluster --protocol at2: {} nodes, {} clients, {:.1} s\n",
-        r.nodes, r.clients, r.duration_s
+        "byzscale cluster --protocol at2 (over {}): {} nodes, {} clients, {:.1} s\n",
+        r.broadcast.unwrap_or("bracha"),
+        r.nodes,
+        r.clients,
+        r.duration_s
     );
     t += &format!(
         "  throughput   {:>10.0} transfers/s over {:.1} s\n",

@@ -1,6 +1,8 @@
 //! Durability of an AT2 process: what it asks its driver to keep
 //! ([`Record`], emitted as `Effect::Persist`), the fold of those records
-//! ([`Durable`]) and the restart ([`At2::recover`], over Bracha).
+//! ([`Durable`]) and the restart ([`At2::recover`] over Bracha,
+//! [`At2::recover_with`] over any broadcast writing Bracha's records, such
+//! as Contagion).
 //!
 //! Three kinds of records:
 //! - the broadcast's ([`Record::Bcast`]; for Bracha, see
@@ -32,7 +34,7 @@ use crate::transfer::{Account, Transfer};
 use crate::vote::Batch;
 use crate::{At2, Config};
 use byzscale_broadcast::bracha::{self, Bracha};
-use byzscale_broadcast::Signed;
+use byzscale_broadcast::{SecureBroadcast, Signed};
 use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::NodeId;
 use serde::{Deserialize, Serialize};
@@ -101,7 +103,7 @@ pub struct Checkpoint {
 /// A delivery as kept: source, sequence number, signed payload.
 pub type Delivered = (NodeId, u64, Signed<Batch>);
 
-/// Every record of an AT2 process over Bracha, folded.
+/// Every record of an AT2 process over Bracha or Contagion, folded.
 #[derive(Clone, Debug)]
 pub struct Durable {
     pub bcast: bracha::Durable<Batch>,
@@ -201,7 +203,28 @@ impl At2<Bracha<Batch>> {
         history_limit: usize,
         crypto: &Crypto,
     ) -> Result<Self, String> {
-        let me = d.bcast.me;
+        Self::recover_with(cfg, d, history_limit, crypto, |bd, kept| {
+            Bracha::recover(bd.me, bcfg, bd, kept, crypto)
+        })
+    }
+}
+
+impl<B: SecureBroadcast<Batch>> At2<B> {
+    /// Restart a process over any broadcast that writes Bracha's records
+    /// (Bracha, Contagion) from `d`, as [`At2::recover`]: the ledger folded
+    /// forward, the endorsements still open; `bcast` restarts the broadcast
+    /// from its fold and the deliveries kept (for Contagion,
+    /// `Contagion::recover`, whose late answers use them).
+    pub fn recover_with(
+        cfg: Arc<Config>,
+        d: Durable,
+        history_limit: usize,
+        crypto: &Crypto,
+        bcast: impl FnOnce(
+            bracha::Durable<Batch>,
+            Vec<((NodeId, u64), Signed<Batch>)>,
+        ) -> Result<B, String>,
+    ) -> Result<Self, String> {
         let (mut ledger, mut history, start, mut frontier) = match d.checkpoint {
             Some(c) => (
                 c.ledger.with_genesis(cfg.genesis.clone()),
@@ -239,8 +262,12 @@ impl At2<Bracha<Batch>> {
         }
         let mut endorsed = d.voted;
         endorsed.retain(|(a, s), _| *s > ledger.seq(*a));
-        let kept = d.log.into_values().map(|(s, q, signed)| ((s, q), signed));
-        let bcast = Bracha::recover(me, bcfg, d.bcast, kept, crypto)?;
+        let kept = d
+            .log
+            .into_values()
+            .map(|(s, q, signed)| ((s, q), signed))
+            .collect();
+        let bcast = bcast(d.bcast, kept)?;
         let mut a = At2::new(bcast, cfg);
         a.ledger = ledger;
         a.endorsed = endorsed;

@@ -143,6 +143,14 @@ impl<P: Payload> Payloads<P> {
         self.known.get(i).map(|(_, s)| s)
     }
 
+    /// Encoded bytes of the payloads held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.known
+            .iter()
+            .map(|(_, s)| byzscale_core::codec::encoded_len(s))
+            .sum()
+    }
+
     pub(crate) fn by_digest(&self, d: &Digest) -> Option<&Signed<P>> {
         self.position(d).and_then(|i| self.get(i))
     }

@@ -311,6 +311,85 @@ mod tests {
     }
 }
 
+/// Payloads of delivered instances kept for lagging peers (Bracha's
+/// catch-up, the probabilistic stack's late answers): at most `retain` per
+/// source (the oldest sequence numbers go) and `max_bytes` in all (the
+/// oldest kept go).
+#[derive(Clone, Debug)]
+pub(crate) struct Retained<P> {
+    kept: BTreeMap<(NodeId, u64), (Signed<P>, usize)>,
+    /// `kept` in the order kept (entries already gone are skipped).
+    order: VecDeque<(NodeId, u64)>,
+    bytes: usize,
+}
+
+impl<P: Payload> Retained<P> {
+    pub(crate) fn new() -> Self {
+        Retained {
+            kept: BTreeMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Keep the payload of delivered instance `key`.
+    pub(crate) fn keep(
+        &mut self,
+        key: (NodeId, u64),
+        signed: Signed<P>,
+        retain: u64,
+        max_bytes: usize,
+    ) {
+        let size = codec::encoded_len(&signed);
+        if let Some((_, old)) = self.kept.insert(key, (signed, size)) {
+            self.bytes -= old;
+        } else {
+            self.order.push_back(key);
+        }
+        self.bytes += size;
+        let (source, seq) = key;
+        if let Some(old) = seq.checked_sub(retain) {
+            self.remove(&(source, old));
+        }
+        while self.bytes > max_bytes {
+            let Some(k) = self.order.pop_front() else {
+                break;
+            };
+            self.remove(&k);
+        }
+    }
+
+    fn remove(&mut self, key: &(NodeId, u64)) {
+        if let Some((_, size)) = self.kept.remove(key) {
+            self.bytes -= size;
+        }
+    }
+
+    pub(crate) fn get(&self, key: &(NodeId, u64)) -> Option<&Signed<P>> {
+        self.kept.get(key).map(|(s, _)| s)
+    }
+
+    /// Payloads kept, and their bytes.
+    pub(crate) fn size(&self) -> (usize, usize) {
+        (self.kept.len(), self.bytes)
+    }
+
+    /// Keep only the instances `keep` says.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&(NodeId, u64)) -> bool) {
+        let mut gone = 0;
+        self.kept.retain(|k, (_, size)| {
+            let stays = keep(k);
+            if !stays {
+                gone += *size;
+            }
+            stays
+        });
+        self.bytes -= gone;
+        let kept = &self.kept;
+        self.order.retain(|k| kept.contains_key(k));
+    }
+}
+
 /// Why a message about an instance was refused before it opened one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {

@@ -35,8 +35,14 @@
 //!   layer and every copy; the outcome is the same.
 //! - **Bracha's ECHO carries the payload**, READY only its digest, and
 //!   delivery needs a quorum of READYs (= 2f+1 when N = 3f+1); see [`bracha`].
-//! - **Links** are assumed reliable, as in the thesis, unless Bracha's
-//!   optional retransmission is on ([`bracha`], used by real deployments).
+//! - **Links** are assumed reliable, as in the thesis, unless the optional
+//!   retransmission is on (used by real deployments): Bracha's re-sends and
+//!   catch-up ([`bracha`]); the probabilistic stack's re-subscriptions to
+//!   silent sample members, pushes of the gossiped payload, late answers
+//!   from delivered payloads and opening of missed instances
+//!   ([`probabilistic`], "Retransmission"). The probabilistic stack also
+//!   makes its echoes and deliveries durable with Bracha's records, and
+//!   bounds the payloads it holds in bytes.
 //!
 //! # Byzantine input
 //!

@@ -26,20 +26,16 @@
 //! like any other message.
 
 use super::{Ballot, Bracha, Config, Fault, Message, Phase, MAX_ANSWER};
-use crate::common::{Payload, Signed, SourceOrder};
-use byzscale_core::codec;
+use crate::common::{Payload, Retained, Signed, SourceOrder};
 use byzscale_core::protocol::Cx;
 use byzscale_core::{Addr, NodeId};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 /// The catch-up state of one member (see the module docs).
 #[derive(Clone, Debug)]
 pub(super) struct CatchUp<P> {
-    /// Delivered payloads kept for lagging peers, with their encoded size.
-    kept: BTreeMap<(NodeId, u64), (Signed<P>, usize)>,
-    /// `kept` in the order kept (entries already gone are skipped).
-    order: VecDeque<(NodeId, u64)>,
-    bytes: usize,
+    /// Delivered payloads kept for lagging peers.
+    kept: Retained<P>,
     /// The latest STATUS of each peer.
     pub(super) peer_next: BTreeMap<NodeId, Vec<u64>>,
     /// This member's frontier per source at the previous tick.
@@ -53,9 +49,7 @@ pub(super) struct CatchUp<P> {
 impl<P: Payload> CatchUp<P> {
     pub(super) fn new() -> Self {
         CatchUp {
-            kept: BTreeMap::new(),
-            order: VecDeque::new(),
-            bytes: 0,
+            kept: Retained::new(),
             peer_next: BTreeMap::new(),
             last_tick: BTreeMap::new(),
             asked: BTreeMap::new(),
@@ -65,39 +59,16 @@ impl<P: Payload> CatchUp<P> {
 
     /// Keep the payload of delivered instance `key` for lagging peers.
     pub(super) fn keep(&mut self, key: (NodeId, u64), signed: Signed<P>, cfg: &Config) {
-        let size = codec::encoded_len(&signed);
-        if let Some((_, old)) = self.kept.insert(key, (signed, size)) {
-            self.bytes -= old;
-        } else {
-            self.order.push_back(key);
-        }
-        self.bytes += size;
-        // per source: the oldest beyond `retain`
-        let (source, seq) = key;
-        if let Some(old) = seq.checked_sub(cfg.retain) {
-            self.remove(&(source, old));
-        }
-        while self.bytes > cfg.retain_bytes {
-            let Some(k) = self.order.pop_front() else {
-                break;
-            };
-            self.remove(&k);
-        }
-    }
-
-    fn remove(&mut self, key: &(NodeId, u64)) {
-        if let Some((_, size)) = self.kept.remove(key) {
-            self.bytes -= size;
-        }
+        self.kept.keep(key, signed, cfg.retain, cfg.retain_bytes);
     }
 
     pub(super) fn get(&self, key: &(NodeId, u64)) -> Option<&Signed<P>> {
-        self.kept.get(key).map(|(s, _)| s)
+        self.kept.get(key)
     }
 
     /// Payloads kept, and their bytes.
     pub(super) fn kept(&self) -> (usize, usize) {
-        (self.kept.len(), self.bytes)
+        self.kept.size()
     }
 
     pub(super) fn status(&mut self, from: NodeId, next: Vec<u64>) {
@@ -108,23 +79,15 @@ impl<P: Payload> CatchUp<P> {
     /// than `retain` behind this member's own frontier.
     pub(super) fn forget_delivered(&mut self, cfg: &Config, others: &[NodeId], o: &SourceOrder<P>) {
         let peer_next = &self.peer_next;
-        let mut gone = 0;
-        self.kept.retain(|&(source, seq), (_, size)| {
-            let keep = seq.saturating_add(cfg.retain) >= o.next(source)
+        self.kept.retain(|&(source, seq)| {
+            seq.saturating_add(cfg.retain) >= o.next(source)
                 && others
                     .iter()
                     .any(|m| match (peer_next.get(m), cfg.pos(source)) {
                         (Some(v), Some(p)) => v.get(p).is_none_or(|n| *n <= seq),
                         _ => true,
-                    });
-            if !keep {
-                gone += *size;
-            }
-            keep
+                    })
         });
-        self.bytes -= gone;
-        let kept = &self.kept;
-        self.order.retain(|k| kept.contains_key(k));
     }
 }
 

@@ -22,6 +22,9 @@ byzscale_core::fault_kinds! {
         SieveConflictingEcho => "sieve-conflicting-echo",
         /// A Contagion READY from a process that is not in a ready sample.
         ContagionUnsolicitedReady => "contagion-unsolicited-ready",
+        /// A new payload while the payloads held reach `max_bytes` and no
+        /// delivered instance is left to collect early.
+        MemoryBound => "prob-memory-bound",
     }
 }
 

@@ -177,6 +177,22 @@ pub trait Layer: Clone + std::fmt::Debug + Default {
     /// Forget everything counted for candidate `c`, whose place the wrapper
     /// gives to another payload (never a pinned one).
     fn forget(&mut self, c: Cand);
+    /// Retransmission (not in the thesis, whose links are reliable): subscribe
+    /// again to the sample members whose answer this instance still lacks,
+    /// and push them the payload this process gossiped, if any. A member
+    /// answers every subscription with what it already sent its subscribers,
+    /// so a lost subscription and a lost answer are both repaired, and a
+    /// member that never heard of the instance opens it and starts pulling.
+    /// The push repairs a gossip graph that left a member out (the source
+    /// sampled nobody and nobody sampled it, or the copies were lost).
+    fn resend(&self, cx: &mut LayerCx<'_>);
+    /// Whether retransmission is done here: the instance delivered and every
+    /// sample member answered (so every one of them has the payload).
+    fn settled(&self) -> bool;
+    /// The payload this process echoed or gossiped, which it must never
+    /// contradict (Murmur: what it delivered; Sieve and Contagion: what
+    /// Sieve echoed).
+    fn echoed(&self) -> Option<Cand>;
 }
 
 // ---------------------------------------------------------------------------
@@ -194,6 +210,17 @@ impl MurmurInstance {
     /// Current gossip neighbours.
     pub fn neighbours(&self) -> &NodeSet {
         &self.gossip
+    }
+
+    /// Retransmission: push what this process delivered (if anything) to
+    /// `to`, sample members of a layer above that have not answered. They
+    /// may lack the payload (nobody's gossip reached them, or its copies
+    /// were lost); gossip is accepted from anyone, and this is the payload
+    /// this process gossips anyway.
+    fn push(&self, to: Vec<NodeId>, cx: &mut LayerCx<'_>) {
+        if let Some(c) = self.delivered {
+            cx.multicast(to, OutBody::Gossip(c));
+        }
     }
 
     fn dispatch(&mut self, c: Cand, cx: &mut LayerCx<'_>) -> Option<Cand> {
@@ -249,6 +276,22 @@ impl Layer for MurmurInstance {
     }
 
     fn forget(&mut self, _: Cand) {}
+
+    fn resend(&self, cx: &mut LayerCx<'_>) {
+        // every neighbour: the ones sampled here and the ones that
+        // subscribed (a neighbour that subscribed pushed its gossip once)
+        if self.delivered.is_none() {
+            cx.multicast(self.gossip.to_vec(), OutBody::GossipSubscribe);
+        }
+    }
+
+    fn settled(&self) -> bool {
+        self.delivered.is_some()
+    }
+
+    fn echoed(&self) -> Option<Cand> {
+        self.delivered
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -372,6 +415,27 @@ impl Layer for SieveInstance {
         for r in self.replies.iter_mut().filter(|r| **r == c) {
             *r = NONE;
         }
+    }
+
+    fn resend(&self, cx: &mut LayerCx<'_>) {
+        self.murmur.resend(cx);
+        let silent: Vec<NodeId> = self
+            .sample
+            .members()
+            .zip(&self.replies)
+            .filter(|(_, r)| **r == NONE)
+            .map(|(m, _)| m)
+            .collect();
+        self.murmur.push(silent.clone(), cx);
+        cx.multicast(silent, OutBody::EchoSubscribe);
+    }
+
+    fn settled(&self) -> bool {
+        self.delivered.is_some() && self.murmur.settled() && self.replies.iter().all(|r| *r != NONE)
+    }
+
+    fn echoed(&self) -> Option<Cand> {
+        self.echo
     }
 }
 
@@ -518,5 +582,26 @@ impl Layer for ContagionInstance {
         for r in &mut self.replies {
             *r &= !bit(c);
         }
+    }
+
+    fn resend(&self, cx: &mut LayerCx<'_>) {
+        self.sieve.resend(cx);
+        let silent: Vec<NodeId> = self
+            .members
+            .iter()
+            .zip(&self.replies)
+            .filter(|(_, r)| **r == 0)
+            .map(|(m, _)| *m)
+            .collect();
+        self.sieve.murmur.push(silent.clone(), cx);
+        cx.multicast(silent, OutBody::ReadySubscribe);
+    }
+
+    fn settled(&self) -> bool {
+        self.delivered.is_some() && self.sieve.settled() && self.replies.iter().all(|r| *r != 0)
+    }
+
+    fn echoed(&self) -> Option<Cand> {
+        self.sieve.echoed()
     }
 }

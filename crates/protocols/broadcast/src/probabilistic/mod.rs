@@ -51,6 +51,70 @@
 //!   froze AT2 transfers citing the payload there.) Murmur alone counts no
 //!   votes and keeps the first payloads it verified, as before: it makes no
 //!   promise for a Byzantine source.
+//! - **Byte bound.** The payloads held over all instances are bounded by
+//!   [`Config::max_bytes`]: a new payload that would cross it first makes
+//!   delivered instances be collected early (oldest first), and is refused
+//!   ([`Fault::MemoryBound`]) if that is not enough. Own broadcasts are
+//!   always held (the window bounds them). Instances are bounded by the
+//!   window, candidates per instance by [`MAX_CANDIDATES`], votes by the
+//!   sample sizes.
+//!
+//! # Retransmission (a deviation: the thesis assumes reliable links)
+//!
+//! Real links are not reliable: the TCP transport drops the oldest queued
+//! frames under pressure and loses what was queued on a broken connection,
+//! and a layer that sends each subscription and answer once can then stall.
+//! With [`Config::retransmit`] set (off by default, and in the simulator's
+//! scenarios), a [`Timer::Tick`] re-subscribes, for each instance that is not
+//! settled ([`Layer::settled`]: delivered, and every sample member
+//! answered), to the sample members whose answer is missing
+//! ([`Layer::resend`]), and pushes them the payload it gossiped (if it
+//! has): a member answers every subscription with what it already sent its
+//! subscribers, so a lost subscription and a lost answer are both repaired,
+//! a member that never heard of the instance opens it and starts pulling,
+//! and one that nobody's gossip reached gets the payload (the source's
+//! Poisson sample can be empty while nobody sampled it: with four members
+//! and G = 3 this stalled a few broadcasts per thousand before the push). Per instance the wait between re-sends doubles from
+//! one tick to [`MAX_BACKOFF`] ticks; at most [`MAX_RESEND`] instances are
+//! re-sent per tick; re-sending stops when the instance settles or is
+//! collected. A re-sent message repeats what was sent before (a process
+//! never echoes a second payload), so the thesis' safety argument is
+//! unchanged. Unlike Bracha there is no catch-up: a process more than
+//! `gc_delay` behind (a restart after a long outage) can miss instances its
+//! peers collected, but for the late answers below.
+//!
+//! **Late answers** (also a deviation). With retransmission a process keeps
+//! the payloads it delivered (at most [`Config::retain`] per source and
+//! [`Config::retain_bytes`] in all, and, after a restart, the deliveries
+//! its driver kept) and answers a GOSSIP or READY subscription to an
+//! instance it no longer holds (collected, or delivered before a restart)
+//! with that payload as GOSSIP and as READY. A correct process delivered it,
+//! so (with the thesis' probability) it is the one payload correct
+//! processes are ready for: the READY adds support to nothing else. This
+//! lets a process that fell behind (every process of a group restarted at
+//! once, some having delivered an instance and some not) complete it from
+//! its delivery sample. ECHO subscriptions get no late answer (a process
+//! may have echoed another payload than it delivered). A process learns
+//! of instances it missed from the next message about a later instance of
+//! the same source: it then opens the (at most [`MAX_RESEND`]) undelivered
+//! ones before it too (it could open each with one message anyway, inside
+//! the window). Unlike Bracha's catch-up this needs the source to broadcast
+//! again.
+//!
+//! # Durability
+//!
+//! With [`Config::persist`], a process asks its driver to keep Bracha's
+//! records ([`Record`], shared): [`Record::Echoed`] before its Sieve ECHO (or
+//! Murmur GOSSIP) of a payload leaves — for its own broadcasts, that is the
+//! broadcast itself, so sequence numbers are never reused — and
+//! [`Record::Delivered`] before a delivery is let out. [`Contagion::recover`]
+//! restarts from their fold ([`Durable`]): the same next sequence number and
+//! delivery frontier, and for each undelivered instance it echoed, the same
+//! echo (the instance is reopened on the next tick or message, with fresh
+//! samples, and echoes that payload before anything else). Readiness is not
+//! recorded: Contagion lets a correct process be ready for several payloads
+//! of one instance (Algorithm 9), so being ready for another one after a
+//! restart contradicts nothing the protocol relies on.
 
 mod fault;
 pub mod layers;
@@ -69,10 +133,13 @@ use self::params::ContagionParams;
 use self::sampling::Oracle;
 use self::scores::{Recorded, Scores};
 use crate::auth::Payloads;
-use crate::common::{secure_broadcast_via_multishot, Delivery, Multishot, Payload, Signed};
+pub use crate::bracha::durable::{Durable, Record};
+use crate::common::{
+    secure_broadcast_via_multishot, Delivery, Multishot, Payload, Retained, Signed,
+};
 use byzscale_core::crypto::{short, Digest};
 use byzscale_core::protocol::{Cx, Protocol, Time, SECS};
-use byzscale_core::{Addr, NoRecord, NodeId};
+use byzscale_core::{codec, Addr, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::marker::PhantomData;
@@ -102,7 +169,16 @@ pub struct Message<P> {
 pub enum Timer {
     /// Drop instances delivered more than `gc_delay` ago.
     Gc,
+    /// The retransmission tick ([`Config::retransmit`]).
+    Tick,
 }
+
+/// Unsettled instances ([`Layer::settled`]) whose subscriptions are re-sent
+/// per tick.
+pub const MAX_RESEND: usize = 16;
+/// The longest wait between two re-sends of one instance, in ticks (the
+/// wait doubles from 1 after each re-send).
+pub const MAX_BACKOFF: u64 = 16;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -125,6 +201,20 @@ pub struct Config {
     pub window: u64,
     /// How long a delivered instance keeps answering before it is dropped.
     pub gc_delay: Time,
+    /// Retransmission period (None, the default: links are reliable, as in
+    /// the thesis; see the module docs, "Retransmission").
+    pub retransmit: Option<Time>,
+    /// Bytes of payloads held over all instances (default 256 MiB; see the
+    /// module docs, "Collection").
+    pub max_bytes: usize,
+    /// Emit [`Record`]s for a durable driver (default off; see the module
+    /// docs, "Durability").
+    pub persist: bool,
+    /// With retransmission: delivered payloads kept per source for late
+    /// answers (default 4096), and their bytes over all sources (default
+    /// 64 MiB; the oldest go first).
+    pub retain: u64,
+    pub retain_bytes: usize,
 }
 
 impl Config {
@@ -150,6 +240,11 @@ impl Config {
             params,
             window: 256,
             gc_delay: 10 * SECS,
+            retransmit: None,
+            max_bytes: 256 << 20,
+            persist: false,
+            retain: 4096,
+            retain_bytes: 64 << 20,
         })
     }
 }
@@ -161,6 +256,11 @@ struct Instance<L, P> {
     known: Payloads<P>,
     /// Votes per payload digest, held or not (which candidates to hold).
     scores: Scores,
+    /// Encoded bytes of `known`.
+    bytes: usize,
+    /// Retransmission: the tick of the next re-send, and the wait after it.
+    due: u64,
+    wait: u64,
 }
 
 /// Multi-shot probabilistic broadcast over the single-shot layer `L`:
@@ -174,6 +274,16 @@ pub struct ProbabilisticBroadcast<L, P> {
     instances: BTreeMap<(NodeId, u64), Instance<L, P>>,
     gc: VecDeque<(Time, NodeId, u64)>,
     gc_armed: bool,
+    /// Bytes of payloads held by `instances`.
+    bytes: usize,
+    /// Retransmission ticks so far, and instances re-sent.
+    tick: u64,
+    resent: u64,
+    /// What this process echoed before a restart, for instances it has not
+    /// delivered: reopened (and echoed again) on the next tick or message.
+    restored: BTreeMap<(NodeId, u64), Signed<P>>,
+    /// With retransmission: delivered payloads, for late answers.
+    late: Retained<P>,
     /// The layers' oracle and parameters, and what their steps produce.
     env: LayerEnv,
     _p: PhantomData<fn() -> L>,
@@ -199,6 +309,11 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             instances: BTreeMap::new(),
             gc: VecDeque::new(),
             gc_armed: false,
+            bytes: 0,
+            tick: 0,
+            resent: 0,
+            restored: BTreeMap::new(),
+            late: Retained::new(),
             cfg,
             _p: PhantomData,
         }
@@ -216,6 +331,17 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
 
     pub fn open_instances(&self) -> usize {
         self.instances.len()
+    }
+
+    /// Bytes of payloads held (at most [`Config::max_bytes`] but for own
+    /// broadcasts and what was restored).
+    pub fn held_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Instance re-sends so far (retransmission).
+    pub fn resent(&self) -> u64 {
+        self.resent
     }
 
     fn is_member(&self, n: NodeId) -> bool {
@@ -242,11 +368,68 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             layer,
             known: Payloads::new(MAX_CANDIDATES),
             scores: Scores::default(),
+            bytes: 0,
+            due: self.tick + 2,
+            wait: 1,
         };
         self.instances.insert((source, seq), inst);
         self.ms.stats.open_instances = self.instances.len() as u64;
         self.flush(cx, source, seq);
+        if let Some(s) = self.restored.remove(&(source, seq)) {
+            // what this process echoed before its restart, echoed again
+            // before anything else can make it echo another payload
+            if let Some(c) = self.keep(cx, source, seq, s) {
+                let me = self.ms.me;
+                self.step(cx, source, seq, |l, lcx| l.handle(me, In::Gossip(c), lcx));
+            }
+        }
         true
+    }
+
+    /// Hold `s` (checked, or signed by this process) as a candidate of open
+    /// instance `(source, seq)`, in a free place.
+    fn keep(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        source: NodeId,
+        seq: u64,
+        s: Signed<P>,
+    ) -> Option<Cand> {
+        let d = s.digest(cx.crypto(), source, seq);
+        let inst = self.instances.get_mut(&(source, seq))?;
+        let c = inst.known.insert(d, s)? as Cand;
+        self.recount(source, seq);
+        Some(c)
+    }
+
+    /// Make room for `size` more bytes of payloads by collecting delivered
+    /// instances early (oldest first); whether there is room.
+    fn room(&mut self, size: usize) -> bool {
+        while self.bytes.saturating_add(size) > self.cfg.max_bytes {
+            let Some((_, source, seq)) = self.gc.pop_front() else {
+                return false;
+            };
+            self.collect(source, seq);
+        }
+        true
+    }
+
+    /// Drop the state of delivered instance `(source, seq)`.
+    fn collect(&mut self, source: NodeId, seq: u64) {
+        if let Some(i) = self.instances.remove(&(source, seq)) {
+            self.bytes -= i.bytes;
+            self.ms.stats.collected += 1;
+        }
+        self.ms.stats.open_instances = self.instances.len() as u64;
+    }
+
+    /// Account for a change of the payloads instance `(source, seq)` holds.
+    fn recount(&mut self, source: NodeId, seq: u64) {
+        if let Some(inst) = self.instances.get_mut(&(source, seq)) {
+            let b = inst.known.bytes();
+            self.bytes = self.bytes - inst.bytes + b;
+            inst.bytes = b;
+        }
     }
 
     fn fault(&mut self, cx: &mut Cx<'_, Self>, who: NodeId, kind: Fault, detail: String) {
@@ -268,6 +451,18 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         s: Signed<P>,
         vote: Option<Vote>,
     ) -> Option<Cand> {
+        if self
+            .instances
+            .get(&(source, seq))?
+            .known
+            .copy_of(&s)
+            .is_none()
+            && !self.room(codec::encoded_len(&s))
+        {
+            let detail = format!("{source}/{seq}: {} bytes of payloads held", self.bytes);
+            self.fault(cx, from, Fault::MemoryBound, detail);
+            return None;
+        }
         let inst = self.instances.get_mut(&(source, seq))?;
         let (held, d) = match inst.known.copy_of(&s) {
             Some((i, d)) => (Some(i), d),
@@ -326,7 +521,9 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             }
             None => inst.known.insert(d, s)?,
         };
+        self.recount(source, seq);
         let c = i as Cand;
+        let inst = self.instances.get_mut(&(source, seq))?;
         let replay: Vec<(NodeId, Vote)> = inst
             .scores
             .voters(&d)
@@ -404,6 +601,23 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
                 delivery.source,
                 delivery.seq,
             ));
+            let signed = Signed {
+                payload: delivery.payload.clone(),
+                sig: delivery.sig,
+            };
+            if self.cfg.retransmit.is_some() {
+                let key = (delivery.source, delivery.seq);
+                let (retain, bytes) = (self.cfg.retain, self.cfg.retain_bytes);
+                self.late.keep(key, signed.clone(), retain, bytes);
+            }
+            if self.cfg.persist {
+                // before what the delivery lets out
+                cx.persist(Record::Delivered {
+                    source: delivery.source,
+                    seq: delivery.seq,
+                    signed,
+                });
+            }
             cx.output(delivery);
         }
         if !self.gc_armed && !self.gc.is_empty() {
@@ -423,14 +637,9 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
             return;
         }
         let signed = Signed::sign(cx.crypto(), me, seq, payload);
-        let d = signed.digest(cx.crypto(), me, seq);
-        let Some(inst) = self.instances.get_mut(&(me, seq)) else {
+        let Some(c) = self.keep(cx, me, seq, signed) else {
             return;
         };
-        let Some(c) = inst.known.insert(d, signed) else {
-            return;
-        };
-        let c = c as Cand;
         self.step(cx, me, seq, |l, lcx| l.broadcast(c, lcx));
     }
 
@@ -444,7 +653,19 @@ impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
         let Some(inst) = self.instances.get_mut(&(source, seq)) else {
             return;
         };
+        let before = inst.layer.echoed();
         let delivered = f(&mut inst.layer, &mut self.env.cx(cx.rng()));
+        if self.cfg.persist && before.is_none() {
+            // durable before the GOSSIP / ECHO leaves (see "Durability")
+            if let Some(s) = inst.layer.echoed().and_then(|c| inst.known.get(c as usize)) {
+                let signed = s.clone();
+                cx.persist(Record::Echoed {
+                    source,
+                    seq,
+                    signed,
+                });
+            }
+        }
         self.flush(cx, source, seq);
         if let Some(c) = delivered {
             self.delivered(cx, source, seq, c);
@@ -457,7 +678,13 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
     type Input = P;
     type Output = Delivery<P>;
     type Timer = Timer;
-    type Record = NoRecord;
+    type Record = Record<P>;
+
+    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        if let Some(p) = self.cfg.retransmit {
+            cx.set_timer(Timer::Tick, p);
+        }
+    }
 
     fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
         if let Some((seq, p)) = self.ms.submit(payload) {
@@ -473,8 +700,10 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
         };
         let Message { source, seq, body } = msg;
         if !self.open(cx, from, source, seq) {
+            self.answer_late(cx, from, source, seq, &body);
             return;
         }
+        self.open_gap(cx, source, seq);
         let input = match body {
             Body::GossipSubscribe => In::GossipSubscribe,
             Body::EchoSubscribe => In::EchoSubscribe,
@@ -504,17 +733,131 @@ impl<L: Layer, P: Payload> Protocol for ProbabilisticBroadcast<L, P> {
                         break;
                     }
                     self.gc.pop_front();
-                    if self.instances.remove(&(source, seq)).is_some() {
-                        self.ms.stats.collected += 1;
-                    }
+                    self.collect(source, seq);
                 }
-                self.ms.stats.open_instances = self.instances.len() as u64;
                 match self.gc.front() {
                     Some(&(at, _, _)) => cx.set_timer(Timer::Gc, at.saturating_sub(now).max(1)),
                     None => self.gc_armed = false,
                 }
             }
+            Timer::Tick => self.on_tick(cx),
         }
+    }
+}
+
+/// Retransmission (see the module docs).
+impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
+    /// With retransmission: a message about `(source, seq)` shows instances
+    /// of `source` before it that this process has neither delivered nor
+    /// opened (it missed them: a cut, a restart); open the latest
+    /// [`MAX_RESEND`] of them, so that it subscribes to its samples and
+    /// completes them from their (late) answers.
+    fn open_gap(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, seq: u64) {
+        if self.cfg.retransmit.is_none() {
+            return;
+        }
+        let first = self.ms.order.next(source);
+        let from = first.max(seq.saturating_sub(MAX_RESEND as u64));
+        let me = self.ms.me;
+        for q in from..seq {
+            let open = self.instances.contains_key(&(source, q));
+            if !open && !self.ms.order.completed(source, q) {
+                self.open(cx, me, source, q);
+            }
+        }
+    }
+
+    /// A subscription to an instance delivered and no longer open here
+    /// (collected, or delivered before a restart): answer with the payload
+    /// delivered, as gossip and as readiness (see "Late answers").
+    fn answer_late(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        from: NodeId,
+        source: NodeId,
+        seq: u64,
+        body: &Body<P>,
+    ) {
+        let Some(s) = self.late.get(&(source, seq)) else {
+            return;
+        };
+        let body = match body {
+            Body::GossipSubscribe => Body::Gossip(s.clone()),
+            Body::ReadySubscribe => Body::Ready(s.clone()),
+            _ => return,
+        };
+        cx.send(from, Message { source, seq, body });
+    }
+
+    fn on_tick(&mut self, cx: &mut Cx<'_, Self>) {
+        let Some(period) = self.cfg.retransmit else {
+            return;
+        };
+        self.tick += 1;
+        // instances echoed before a restart that nobody mentioned since
+        let restored: Vec<(NodeId, u64)> = self.restored.keys().copied().take(MAX_RESEND).collect();
+        for (source, seq) in restored {
+            let me = self.ms.me;
+            if !self.open(cx, me, source, seq) {
+                self.restored.remove(&(source, seq));
+            }
+        }
+        // unsettled instances whose wait is over, at most MAX_RESEND; the
+        // transport drops the *oldest* queued frames on overflow, so the
+        // first (oldest) instances are queued last
+        let tick = self.tick;
+        let due: Vec<(NodeId, u64)> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| !i.layer.settled() && i.due <= tick)
+            .map(|(k, _)| *k)
+            .take(MAX_RESEND)
+            .collect();
+        for (source, seq) in due.into_iter().rev() {
+            if let Some(inst) = self.instances.get_mut(&(source, seq)) {
+                inst.due = tick + inst.wait;
+                inst.wait = (inst.wait * 2).min(MAX_BACKOFF);
+                self.resent += 1;
+            }
+            self.step(cx, source, seq, |l, lcx| {
+                l.resend(lcx);
+                None
+            });
+        }
+        cx.set_timer(Timer::Tick, period);
+    }
+}
+
+impl<L: Layer, P: Payload> ProbabilisticBroadcast<L, P> {
+    /// Process `me` restarted from `durable` (see the module docs,
+    /// "Durability"); `kept` are recent deliveries it answers late
+    /// subscribers with, `crypto` checks the payloads it echoed again.
+    pub fn recover(
+        me: NodeId,
+        cfg: Arc<Config>,
+        durable: Durable<P>,
+        kept: impl IntoIterator<Item = ((NodeId, u64), Signed<P>)>,
+        crypto: &byzscale_core::crypto::Crypto,
+    ) -> Result<Self, String> {
+        let mut b = Self::new(me, cfg.clone());
+        if cfg.retransmit.is_some() {
+            for (key, s) in kept {
+                b.late.keep(key, s, cfg.retain, cfg.retain_bytes);
+            }
+        }
+        b.ms.next_seq = durable.next_seq.max(1);
+        b.ms.order.resume(&durable.next);
+        for ((source, seq), o) in durable.open {
+            if !b.is_member(source) {
+                return Err(format!("an instance of non-member {source}"));
+            }
+            if let Some(s) = o.echo {
+                s.check(crypto, source, seq)
+                    .map_err(|e| format!("the payload echoed for {source}/{seq}: {e:?}"))?;
+                b.restored.insert((source, seq), s);
+            }
+        }
+        Ok(b)
     }
 }
 
@@ -582,6 +925,143 @@ mod tests {
             let b = sim.protocol::<Contagion<u32>>(NodeIdx(i.0)).unwrap();
             assert_eq!(b.open_instances(), 0, "{i}: collected after gc_delay");
             assert_eq!(b.stats().collected, 6);
+        }
+    }
+
+    type Seen = BTreeMap<NodeId, Vec<(NodeId, u64, u32)>>;
+
+    type Engine = byzscale_sim::engine::Sim<Message<u32>, u32, Delivery<u32>>;
+    type Net = byzscale_sim::net_model::NetModel;
+
+    /// N = 10 members of `cfg`, each broadcasting 3 values over `net` (at
+    /// 0, 1 and 2 ms); what each delivered by `until`, sorted, and the
+    /// engine.
+    fn run10(seed: u64, cfg: Config, net: Net, until: Time) -> (Seen, Engine) {
+        use byzscale_core::protocol::MILLIS;
+        run10_at(seed, cfg, net, until, &[0, MILLIS, 2 * MILLIS])
+    }
+
+    /// [`run10`] with value k broadcast at `at[k]`.
+    fn run10_at(seed: u64, cfg: Config, net: Net, until: Time, at: &[Time]) -> (Seen, Engine) {
+        let cfg = Arc::new(cfg);
+        let mut sim = group(seed, 10, &ids(10), net, |i| Contagion::new(i, cfg.clone()));
+        for i in ids(10) {
+            for (k, t) in at.iter().enumerate() {
+                sim.schedule_input(*t, NodeIdx(i.0), i.0 * 100 + k as u32);
+            }
+        }
+        let mut got = Seen::new();
+        let mut obs = |_: Time, at: NodeIdx, _: Addr, d: Delivery<u32>, _: &mut Control<u32>| {
+            got.entry(NodeId(at.0))
+                .or_default()
+                .push((d.source, d.seq, d.payload))
+        };
+        sim.run_until(until, &mut obs);
+        for v in got.values_mut() {
+            v.sort();
+        }
+        (got, sim)
+    }
+
+    /// Everything every member of ten broadcast, at every member.
+    fn all10() -> Vec<(NodeId, u64, u32)> {
+        all10_of(3)
+    }
+
+    /// The same for `k` broadcasts each.
+    fn all10_of(k: u32) -> Vec<(NodeId, u64, u32)> {
+        ids(10)
+            .into_iter()
+            .flat_map(|s| (0..k).map(move |k| (s, k as u64 + 1, s.0 * 100 + k)))
+            .collect()
+    }
+
+    /// Links that lose 30% of all messages: without retransmission some
+    /// instances stall; with it (re-subscribing to the silent sample members,
+    /// whose answers repeat what they sent) every member delivers
+    /// everything.
+    #[test]
+    fn retransmission_keeps_contagion_live_over_lossy_links() {
+        use byzscale_core::protocol::MILLIS;
+        let mut stalled_without = 0;
+        for seed in 0..4 {
+            let mut cfg = Config::new(ids(10), small()).unwrap();
+            cfg.retransmit = Some(5 * MILLIS);
+            let (seen, sim) = run10(seed, cfg.clone(), net().with_loss(0.3), 5 * SECS);
+            let st = sim.stats();
+            assert_eq!(st.faults, 0, "{:?}", st.fault_log.first());
+            assert!(st.dropped() > 100, "seed {seed}: the links lost messages");
+            for i in ids(10) {
+                assert_eq!(seen.get(&i), Some(&all10()), "seed {seed}, member {i}");
+            }
+            let resent: u64 = ids(10)
+                .iter()
+                .map(|i| {
+                    sim.protocol::<Contagion<u32>>(NodeIdx(i.0))
+                        .unwrap()
+                        .resent()
+                })
+                .sum();
+            assert!(resent > 0, "seed {seed}: something was re-sent");
+            cfg.retransmit = None;
+            let (seen, _) = run10(seed, cfg, net().with_loss(0.3), 5 * SECS);
+            if ids(10).iter().any(|i| seen.get(i) != Some(&all10())) {
+                stalled_without += 1;
+            }
+        }
+        assert!(
+            stalled_without > 0,
+            "without retransmission lost messages stall instances"
+        );
+    }
+
+    /// Member 9 is cut off for the first 500 ms, and the others collect
+    /// delivered instances after 10 ms. Each member broadcasts a fourth
+    /// value at 1 s: member 9 learns of it, opens the instances it missed
+    /// before it, and completes them from the late answers of its samples
+    /// (the payloads they delivered).
+    #[test]
+    fn a_member_behind_completes_collected_instances_from_late_answers() {
+        use byzscale_core::protocol::MILLIS;
+        use byzscale_sim::net_model::Partition;
+        let mut cfg = Config::new(ids(10), small()).unwrap();
+        cfg.retransmit = Some(5 * MILLIS);
+        cfg.gc_delay = 10 * MILLIS;
+        let others = ids(9).into_iter().map(Addr::Node).collect();
+        let cut = Partition::new(0, 500 * MILLIS, vec![vec![Addr::Node(NodeId(9))], others]);
+        let at = [0, MILLIS, 2 * MILLIS, SECS];
+        let (seen, sim) = run10_at(2, cfg, net().with_partition(cut), 5 * SECS, &at);
+        let st = sim.stats();
+        assert_eq!(st.faults, 0, "{:?}", st.fault_log.first());
+        for i in ids(10) {
+            assert_eq!(seen.get(&i), Some(&all10_of(4)), "member {i}");
+            let b = sim.protocol::<Contagion<u32>>(NodeIdx(i.0)).unwrap();
+            assert_eq!(b.open_instances(), 0, "{i}: all collected");
+        }
+    }
+
+    /// With a byte bound far below what the run broadcasts and a GC delay
+    /// longer than the run, delivered instances are collected early to make
+    /// room: everything is still delivered and the payloads held stay within
+    /// the bound.
+    #[test]
+    fn the_byte_bound_collects_delivered_instances_early() {
+        let mut cfg = Config::new(ids(10), small()).unwrap();
+        let one = codec::encoded_len(&Signed {
+            payload: 0u32,
+            sig: byzscale_core::crypto::Signature(ed25519_dalek::Signature::from_bytes(&[0; 64])),
+        });
+        cfg.max_bytes = 12 * one;
+        cfg.gc_delay = 1000 * SECS;
+        let (seen, sim) = run10(3, cfg, net(), 20 * SECS);
+        let st = sim.stats();
+        assert_eq!(st.faults, 0, "{:?}", st.fault_log.first());
+        for i in ids(10) {
+            assert_eq!(seen.get(&i), Some(&all10()), "member {i}");
+            let b = sim.protocol::<Contagion<u32>>(NodeIdx(i.0)).unwrap();
+            assert!(b.held_bytes() <= 12 * one, "{i}: {} bytes", b.held_bytes());
+            assert!(b.open_instances() <= 12, "{i}: {}", b.open_instances());
+            assert!(b.stats().collected >= 30 - 12, "{i}: collected early");
         }
     }
 
