@@ -492,6 +492,9 @@ pub struct BenchAt2Args {
     /// Seconds of load per run.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// AT2's broadcast (the bank is the SMR core either way).
+    #[command(flatten)]
+    pub at2: crate::broadcast_cmd::At2BroadcastArgs,
     /// Result name: writes <out>/<name>.json and <out>/<name>.svg.
     #[arg(long, default_value = "at2-vs-smr-bank")]
     pub name: String,
@@ -504,6 +507,8 @@ pub struct BenchAt2Args {
 #[derive(Serialize)]
 struct At2Figure {
     nodes: usize,
+    /// AT2's secure broadcast.
+    broadcast: &'static str,
     duration_s: f64,
     runs: Vec<At2Report>,
     /// Per client count: AT2 throughput / SMR bank throughput.
@@ -525,7 +530,7 @@ pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
         progress: show,
         dir: None,
         keep: false,
-        settings: byzscale_node::At2Settings::default(),
+        settings: a.at2.settings(),
     };
     for c in &a.clients {
         spec(*c).check()?;
@@ -569,18 +574,20 @@ pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
     };
     let fig = At2Figure {
         nodes: a.nodes,
+        broadcast: a.at2.broadcast.name(),
         duration_s: a.duration,
         best_ratio: best("at2") / best("smr-bank").max(1e-9),
         ratios,
         command: format!(
-            "byzscale bench-at2 --nodes {} --clients {} --duration {}",
+            "byzscale bench-at2 --nodes {} --clients {} --duration {} --broadcast {}",
             a.nodes,
             a.clients
                 .iter()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
-            a.duration
+            a.duration,
+            a.at2.broadcast.name()
         ),
         runs,
     };

@@ -6,6 +6,7 @@
 
 use anyhow::{bail, Result};
 use byzscale_broadcast::probabilistic::params::{self, ContagionParams};
+use byzscale_node::{At2Broadcast, At2Settings};
 use byzscale_scenario_broadcast::montecarlo::{self, McConfig};
 use clap::{Args, Subcommand};
 
@@ -66,6 +67,32 @@ pub struct ContagionArgs {
     /// Contagion: explicit parameters G,E,Ê,R,R̂,D,D̂ (e.g. 6,20,13,15,5,20,12).
     #[arg(long)]
     pub contagion_params: Option<String>,
+}
+
+/// The secure broadcast of real AT2 nodes, shared by `cluster --protocol at2`
+/// and `bench-at2`.
+#[derive(Args, Debug, Clone)]
+pub struct At2BroadcastArgs {
+    /// The secure broadcast under AT2: bracha or contagion.
+    #[arg(long, default_value = "bracha", value_parser = crate::sim_cmd::named(At2Broadcast::NAMES, At2Broadcast::from_name))]
+    pub broadcast: At2Broadcast,
+    #[command(flatten)]
+    pub contagion: ContagionArgs,
+}
+
+impl At2BroadcastArgs {
+    /// The `[at2]` section of the node files: the defaults with the
+    /// broadcast flags (Contagion's only when it is chosen).
+    pub fn settings(&self) -> At2Settings {
+        let (on, c) = (self.broadcast == At2Broadcast::Contagion, &self.contagion);
+        At2Settings {
+            broadcast: self.broadcast,
+            contagion_params: c.contagion_params.clone().filter(|_| on),
+            assumed_fraction: on.then_some(c.assumed_fraction),
+            epsilon: on.then_some(c.epsilon),
+            ..At2Settings::default()
+        }
+    }
 }
 
 pub fn parse_params(s: &str) -> Result<ContagionParams> {

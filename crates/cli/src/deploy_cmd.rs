@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 use byzscale_core::crypto::Identity;
-use byzscale_node::{At2Broadcast, At2Settings, ClusterSpec, LocalConfig, NodeFile, NodeProtocol};
+use byzscale_node::{ClusterSpec, LocalConfig, NodeFile, NodeProtocol};
 use clap::{Args, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -25,11 +25,9 @@ pub struct ClusterArgs {
     /// Processes of `--protocol at2`.
     #[arg(long, default_value_t = 4)]
     pub nodes: usize,
-    /// The secure broadcast under `--protocol at2`: bracha or contagion.
-    #[arg(long, default_value = "bracha", value_parser = crate::sim_cmd::named(At2Broadcast::NAMES, At2Broadcast::from_name))]
-    pub broadcast: At2Broadcast,
+    /// `--protocol at2`: its broadcast.
     #[command(flatten)]
-    pub contagion: crate::broadcast_cmd::ContagionArgs,
+    pub at2: crate::broadcast_cmd::At2BroadcastArgs,
     /// Most requests per batch (1: batching off).
     #[arg(long, default_value_t = byzscale_smr::Params::default().batch_max_requests)]
     pub batch_max: usize,
@@ -90,20 +88,7 @@ impl ClusterArgs {
             keep: self.keep,
             dir: self.dir.clone(),
             progress: show_progress(self.json),
-            at2: self.at2_settings(),
-        }
-    }
-
-    /// The `[at2]` section of the node files: the defaults with the
-    /// broadcast flags (Contagion's only when it is chosen).
-    fn at2_settings(&self) -> At2Settings {
-        let (on, c) = (self.broadcast == At2Broadcast::Contagion, &self.contagion);
-        At2Settings {
-            broadcast: self.broadcast,
-            contagion_params: c.contagion_params.clone().filter(|_| on),
-            assumed_fraction: on.then_some(c.assumed_fraction),
-            epsilon: on.then_some(c.epsilon),
-            ..At2Settings::default()
+            at2: self.at2.settings(),
         }
     }
 }
