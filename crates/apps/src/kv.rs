@@ -19,7 +19,7 @@
 //!
 //! | family | commands | file |
 //! |---|---|---|
-//! | strings, keys | `SET` with options (`NX`, `XX`, `GET`, `EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`), `SETNX`, `SETEX`, `PSETEX`, `GETSET`, `GETDEL`, `GETEX`, `APPEND`, `STRLEN`, `GETRANGE`, `SETRANGE`, `INCRBY`, `DECR`, `DECRBY`, `INCRBYFLOAT`, `MSETNX`, `UNLINK`, `TYPE`, `RENAME`, `RENAMENX`, `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX`/`XX`/`GT`/`LT`), `TTL`, `PTTL`, `PERSIST`, `TIME`, `KEYS`, `SCAN` (with `TYPE`), `DBSIZE`, `FLUSHDB`, `FLUSHALL` | [`commands`] |
+//! | strings, keys | `SET` with options (`NX`, `XX`, `GET`, `EX`, `PX`, `EXAT`, `PXAT`, `KEEPTTL`), `SETNX`, `SETEX`, `PSETEX`, `GETSET`, `GETDEL`, `GETEX`, `APPEND`, `STRLEN`, `GETRANGE`, `SETRANGE`, `INCRBY`, `DECR`, `DECRBY`, `INCRBYFLOAT`, `MSETNX`, `UNLINK`, `TYPE`, `RENAME`, `RENAMENX`, `EXPIRE`, `PEXPIRE`, `EXPIREAT`, `PEXPIREAT` (with `NX`/`XX`/`GT`/`LT`), `TTL`, `PTTL`, `EXPIRETIME`, `PEXPIRETIME`, `PERSIST`, `TIME`, `KEYS`, `SCAN` (with `TYPE`), `DBSIZE`, `FLUSHDB`, `FLUSHALL` | [`commands`] |
 //! | hashes | `HSET`, `HMSET`, `HSETNX`, `HGET`, `HMGET`, `HGETALL`, `HDEL`, `HEXISTS`, `HINCRBY`, `HINCRBYFLOAT`, `HKEYS`, `HVALS`, `HLEN`, `HSTRLEN`, `HSCAN` | `kv/hash.rs` |
 //! | lists | `LPUSH`, `RPUSH`, `LPUSHX`, `RPUSHX`, `LPOP`, `RPOP` (with count), `LRANGE`, `LLEN`, `LINDEX`, `LSET`, `LREM`, `LTRIM`, `LINSERT`, `LPOS` | `kv/list.rs` |
 //! | sets | `SADD`, `SREM`, `SMEMBERS`, `SISMEMBER`, `SMISMEMBER`, `SCARD`, `SINTER`, `SUNION`, `SDIFF`, `SINTERSTORE`, `SUNIONSTORE`, `SDIFFSTORE` | `kv/set.rs` |

@@ -212,6 +212,9 @@ fn agree(cmd: &[Vec<u8>], got: &V, want: &V) -> bool {
     match cmd[0].to_ascii_lowercase().as_slice() {
         b"ttl" => near(1),
         b"pttl" => near(1000),
+        // absolute deadlines: the store's clock is the leader's, not redis-server's
+        b"expiretime" => near(2),
+        b"pexpiretime" => near(2000),
         b"time" if cmd.len() == 1 => {
             matches!((secs(got), secs(want)), (Some(a), Some(b)) if (a - b).abs() <= 2)
         }
@@ -416,7 +419,14 @@ fn command(rng: &mut StdRng) -> Vec<Vec<u8>> {
             }
             w
         }
-        36 | 37 => vec![pick(rng, &["ttl", "pttl", "persist"]).into(), key(rng)],
+        36 | 37 => vec![
+            pick(
+                rng,
+                &["ttl", "pttl", "persist", "expiretime", "pexpiretime"],
+            )
+            .into(),
+            key(rng),
+        ],
         38 => vec!["time".into()],
         39 => vec![pick(rng, &["nosuchcmd", "FOO"]).into(), key(rng), val(rng)],
         // each family prefers its own keys, so that its collections grow, and
@@ -816,7 +826,10 @@ impl Tx {
                 _ => {
                     let c = command(rng);
                     let name = c[0].to_ascii_lowercase();
-                    if matches!(name.as_slice(), b"time" | b"ttl" | b"pttl") {
+                    if matches!(
+                        name.as_slice(),
+                        b"time" | b"ttl" | b"pttl" | b"expiretime" | b"pexpiretime"
+                    ) {
                         continue;
                     }
                     queued.push(c.clone());

@@ -121,6 +121,8 @@ pub const TABLE: &[Spec] = &[
     spec("persist", 2, 1, 1, 1),
     ro(spec("ttl", 2, 1, 1, 1)),
     ro(spec("pttl", 2, 1, 1, 1)),
+    ro(spec("expiretime", 2, 1, 1, 1)),
+    ro(spec("pexpiretime", 2, 1, 1, 1)),
     // ordered, not read-only: it answers the time of its own batch, which an
     // unordered query (the last batch's) is not
     spec("time", 1, 0, 0, 1),
@@ -394,7 +396,8 @@ pub fn read(db: &Model, args: &[Vec<u8>]) -> Option<KvReply> {
             .read_as::<Vec<u8>>(&args[1])
             .map(|v| KvReply::Int(v.map_or(0, Vec::len) as i64)),
         "getrange" | "substr" => getrange(db, args),
-        "ttl" | "pttl" => Ok(ttl(db, &args[1], s.name == "pttl")),
+        "ttl" | "pttl" => Ok(ttl(db, &args[1], s.name == "pttl", false)),
+        "expiretime" | "pexpiretime" => Ok(ttl(db, &args[1], s.name == "pexpiretime", true)),
         "type" => Ok(KvReply::Status(
             map.get(&args[1]).map_or("none", Value::type_name).into(),
         )),
@@ -759,17 +762,23 @@ fn expire(db: &mut Model, command: &str, args: &[Vec<u8>]) -> Result<KvReply, Kv
     Ok(KvReply::Int(1))
 }
 
-/// `TTL key` / `PTTL key`: -2 without the key, -1 without a TTL, else the time
-/// left (seconds rounded as Redis does).
-fn ttl(db: &Model, key: &[u8], ms: bool) -> KvReply {
+/// `TTL key` / `PTTL key` (time left), `EXPIRETIME key` / `PEXPIRETIME key`
+/// (`absolute`: the deadline, Unix time): -2 without the key, -1 without a
+/// deadline, else milliseconds or seconds rounded as Redis does.
+fn ttl(db: &Model, key: &[u8], ms: bool, absolute: bool) -> KvReply {
     if !db.map.contains_key(key) {
         return KvReply::Int(-2);
     }
     let Some(when) = db.deadline(key) else {
         return KvReply::Int(-1);
     };
-    let left = when.saturating_sub(db.now) as i64;
-    KvReply::Int(if ms { left } else { (left + 500) / 1000 })
+    let t = if absolute {
+        when
+    } else {
+        when.saturating_sub(db.now)
+    };
+    let t = t.min(i64::MAX as u64 - 500) as i64;
+    KvReply::Int(if ms { t } else { (t + 500) / 1000 })
 }
 
 fn getrange(db: &Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {

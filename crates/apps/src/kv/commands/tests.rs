@@ -137,6 +137,17 @@ fn set_expiry_options_set_a_deadline_and_errors_match_redis() {
     assert_eq!(call(&mut db, &["psetex", "k", "1500", "v"]), KvReply::Ok);
     assert_eq!(call(&mut db, &["pttl", "k"]), int(1500));
     assert_eq!(call(&mut db, &["ttl", "k"]), int(2));
+    // the deadline itself, Unix time
+    let deadline = db.now() as i64 + 1500;
+    assert_eq!(call(&mut db, &["pexpiretime", "k"]), int(deadline));
+    assert_eq!(
+        call(&mut db, &["expiretime", "k"]),
+        int((deadline + 500) / 1000)
+    );
+    assert_eq!(call(&mut db, &["expiretime", "nokey"]), int(-2));
+    assert_eq!(call(&mut db, &["set", "p", "v"]), KvReply::Ok);
+    assert_eq!(call(&mut db, &["pexpiretime", "p"]), int(-1));
+    assert_eq!(call(&mut db, &["del", "p"]), int(1));
     // a deadline already past: the key is gone at once
     assert_eq!(call(&mut db, &["set", "k", "v", "exat", "1"]), KvReply::Ok);
     assert_eq!(call(&mut db, &["exists", "k"]), int(0));
