@@ -790,23 +790,17 @@ fn getrange(db: &Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {
     if start < 0 && end < 0 && start > end {
         return Ok(KvReply::Bulk(Vec::new()));
     }
-    let len = v.len() as i128;
-    let (mut start, mut end) = (i128::from(start), i128::from(end));
-    if start < 0 {
-        start += len;
-    }
-    if end < 0 {
-        end += len;
-    }
-    start = start.max(0);
-    end = end.max(0);
-    if end >= len {
-        end = len - 1;
-    }
-    if start > end || len == 0 {
-        return Ok(KvReply::Bulk(Vec::new()));
-    }
-    Ok(KvReply::Bulk(v[start as usize..=end as usize].to_vec()))
+    // unlike LRANGE, Redis clamps an end before the first byte to the first
+    // byte; the rest is the same range
+    let end = if end < 0 {
+        (i128::from(end) + v.len() as i128).max(0) as i64
+    } else {
+        end
+    };
+    let range = index_range(start, end, v.len());
+    Ok(KvReply::Bulk(
+        range.map_or_else(Vec::new, |(s, e)| v[s..=e].to_vec()),
+    ))
 }
 
 fn setrange(db: &mut Model, args: &[Vec<u8>]) -> Result<KvReply, KvReply> {

@@ -14,7 +14,7 @@
 //! What is signed is `domain || message` in the codec encoding, so a
 //! signature made for one protocol or message kind is never valid for another.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
@@ -65,7 +65,10 @@ pub struct Voice<M> {
     open: BTreeMap<Digest, Open<M>>,
     /// Open digests, oldest first (eviction order).
     age: VecDeque<Digest>,
+    /// Combined digests, oldest first, and the same as a set (looked up for
+    /// every share).
     done: VecDeque<Digest>,
+    done_set: BTreeSet<Digest>,
     bytes: usize,
     max_bytes: usize,
 }
@@ -80,6 +83,7 @@ impl<M: Serialize + Clone> Voice<M> {
             open: BTreeMap::new(),
             age: VecDeque::new(),
             done: VecDeque::new(),
+            done_set: BTreeSet::new(),
             bytes: 0,
             max_bytes,
         }
@@ -105,7 +109,7 @@ impl<M: Serialize + Clone> Voice<M> {
     pub fn said(&mut self, msg: M, mine: &KeyShare) -> (Digest, Share, Heard<M>) {
         let (bytes, d) = self.signed_bytes(&msg);
         let share = mine.sign(&bytes);
-        if self.done.contains(&d) {
+        if self.done_set.contains(&d) {
             return (d, share, Heard::Dropped);
         }
         let len = bytes.len();
@@ -129,7 +133,7 @@ impl<M: Serialize + Clone> Voice<M> {
             let claimed = share.index;
             return Heard::Fault(ThresholdError::WrongMember { from, claimed });
         }
-        if self.done.contains(&d) {
+        if self.done_set.contains(&d) {
             return Heard::Dropped;
         }
         self.open_entry(d);
@@ -200,9 +204,13 @@ impl<M: Serialize + Clone> Voice<M> {
             self.bytes -= Self::cost(&open);
         }
         self.age.retain(|x| *x != d);
-        self.done.push_back(d);
+        if self.done_set.insert(d) {
+            self.done.push_back(d);
+        }
         if self.done.len() > DONE_MEMORY {
-            self.done.pop_front();
+            if let Some(old) = self.done.pop_front() {
+                self.done_set.remove(&old);
+            }
         }
     }
 

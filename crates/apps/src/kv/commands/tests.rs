@@ -320,3 +320,24 @@ fn the_table_is_consistent() {
         .collect();
     assert_eq!(lookup(b"rename").unwrap().keys(&args), vec![b"a", b"b"]);
 }
+
+#[test]
+fn getrange_clamps_as_redis_does() {
+    // the replies of redis-server 7.0.15 for "abc"
+    let mut db = Model::new();
+    assert_eq!(call(&mut db, &["set", "k", "abc"]), KvReply::Ok);
+    for (start, end, want) in [
+        ("0", "-10", "a"),
+        ("-1", "-5", ""),
+        ("5", "10", ""),
+        ("-10", "1", "ab"),
+        ("1", "-1", "bc"),
+        ("-2", "-3", ""),
+        ("2", "0", ""),
+    ] {
+        let got = call(&mut db, &["getrange", "k", start, end]);
+        assert_eq!(got, KvReply::Bulk(want.into()), "{start} {end}");
+    }
+    let missing = call(&mut db, &["getrange", "nokey", "0", "-1"]);
+    assert_eq!(missing, KvReply::Bulk(Vec::new()));
+}
