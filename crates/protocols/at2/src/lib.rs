@@ -29,7 +29,12 @@
 //! account-order broadcast of thesis §3.4 and Sieve's per-payload echo do):
 //!
 //! 1. The node that received it (the *proposer*) sends its next batch of
-//!    transfers to every member ([`Message::Propose`]).
+//!    transfers ([`Message::Propose`]) to q−1 other members, as many as a
+//!    quorum needs besides its own vote (rotating, the members that stayed
+//!    silent last time asked last), and to the rest as soon as one of them
+//!    does not endorse every transfer, or when the vote timer goes off.
+//!    (A deviation for cost: every endorsement is a batch verification of
+//!    the owners' signatures, and one quorum of them is what certifies.)
 //! 2. Each member checks each transfer and signs a [`Message::Vote`] for
 //!    those it endorses: the owner's signature verifies (ed25519 batch
 //!    verification of the whole proposal), it is well formed, its sequence
@@ -87,7 +92,9 @@
 //! - **Batching.** A node proposes up to `max_batch` queued transfers at once
 //!   (one proposal in flight; requests meanwhile queue up to `queue_limit`,
 //!   then [`TransferError::Busy`]); one broadcast and one vote round per
-//!   member serve them all.
+//!   member serve them all. The owners' signatures of the requests that
+//!   arrived while a proposal was out are checked together, as one ed25519
+//!   batch verification, when the next proposal is formed.
 //! - **toValidate entries are removed when applied**, and validation is
 //!   re-run only for accounts whose next transfer could have become valid.
 //! - **Memory.** `hist` is compacted to one number per account; an applied
@@ -310,6 +317,8 @@ struct Proposal {
     transfers: Vec<SignedTransfer>,
     tags: Vec<u64>,
     votes: BTreeMap<NodeId, Vote>,
+    /// The members it was sent to so far (see [`At2::propose`]).
+    asked: BTreeSet<NodeId>,
 }
 
 /// Another member's proposal this voter cannot fully check yet.
@@ -336,6 +345,13 @@ pub struct At2<B> {
     last_vote: BTreeMap<NodeId, (u64, Digest, Ranges, Signature)>,
     /// Proposer: accepted transfers for the next proposal, with their tags.
     queue: VecDeque<(u64, SignedTransfer)>,
+    /// Submitted since the last proposal went out, signatures not checked
+    /// yet: [`At2::admit`] verifies them as one batch.
+    unchecked: Vec<(u64, SignedTransfer)>,
+    /// Proposer: members that were asked and did not vote before the vote
+    /// timer went off, until they vote again: asked first only when the
+    /// responsive ones are too few.
+    silent: BTreeSet<NodeId>,
     queue_limit: usize,
     max_batch: usize,
     proposal: Option<Proposal>,
@@ -369,6 +385,8 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
             deferred: BTreeMap::new(),
             last_vote: BTreeMap::new(),
             queue: VecDeque::new(),
+            unchecked: Vec::new(),
+            silent: BTreeSet::new(),
             queue_limit: 1024,
             max_batch: 64,
             proposal: None,
@@ -442,7 +460,9 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
     /// Transfers accepted and not yet broadcast, or broadcast and not yet
     /// applied here.
     pub fn in_flight(&self) -> usize {
-        self.queue.len() + self.proposal.as_ref().map_or(0, |p| p.tags.len()) + self.waiting
+        self.queue.len()
+            + self.unchecked.len()
+            + self.proposal.as_ref().map_or(0, |p| p.tags.len()) + self.waiting
     }
 
     /// Run a broadcast step and bring its effects out; deliveries go to the
@@ -678,52 +698,69 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
     // ------------------------------------------------------------ proposer
 
     fn submit(&mut self, tag: u64, st: SignedTransfer, cx: &mut Cx<'_, Self>) {
-        let id = st.id();
-        if self.queue.len() >= self.queue_limit.max(1) || self.waiting >= MAX_WAITING {
+        if self.queue.len() + self.unchecked.len() >= self.queue_limit.max(1)
+            || self.waiting >= MAX_WAITING
+        {
             self.stats.rejected_locally += 1;
             cx.output(Output::TransferResult {
                 tag,
-                id,
+                id: st.id(),
                 result: Err(TransferError::Busy),
             });
             return;
         }
-        let bytes = st.signing_bytes();
-        let sig_ok = cx
-            .crypto()
-            .verify_keyed(&[(&st.transfer.from.0, &bytes, &st.sig)])[0];
-        let err = match self.decide(&st, sig_ok, &BTreeMap::new()) {
-            Decision::Yes(d) => {
-                self.endorsed.insert((id.from, id.seq), d);
-                self.stats.submitted += 1;
-                self.queue.push_back((tag, st));
-                cx.output(Output::Submitted(id));
-                self.propose(cx);
-                return;
-            }
-            Decision::No(e) => e,
-            Decision::Wait(why) => TransferError::NotYet(why),
-        };
-        self.stats.rejected_locally += 1;
-        cx.output(Output::TransferResult {
-            tag,
-            id,
-            result: Err(err),
-        });
+        self.unchecked.push((tag, st));
+        self.propose(cx);
     }
 
-    fn others(&self) -> Vec<Addr> {
-        self.cfg
-            .members
+    /// Check the transfers submitted since the last proposal went out (their
+    /// owners' signatures as one batch verification, then this member's
+    /// verdict, in submission order) and queue those it endorses.
+    fn admit(&mut self, cx: &mut Cx<'_, Self>) {
+        if self.unchecked.is_empty() {
+            return;
+        }
+        let submitted = std::mem::take(&mut self.unchecked);
+        let bytes: Vec<Vec<u8>> = submitted
             .iter()
-            .filter(|m| **m != self.me)
-            .map(|m| Addr::Node(*m))
-            .collect()
+            .map(|(_, st)| st.signing_bytes())
+            .collect();
+        let items: Vec<(&[u8; 32], &[u8], &Signature)> = submitted
+            .iter()
+            .zip(&bytes)
+            .map(|((_, st), b)| (&st.transfer.from.0, b.as_slice(), &st.sig))
+            .collect();
+        let sig_ok = cx.crypto().verify_keyed(&items);
+        for ((tag, st), ok) in submitted.into_iter().zip(sig_ok) {
+            let id = st.id();
+            let err = match self.decide(&st, ok, &BTreeMap::new()) {
+                Decision::Yes(d) => {
+                    self.endorsed.insert((id.from, id.seq), d);
+                    self.stats.submitted += 1;
+                    self.queue.push_back((tag, st));
+                    cx.output(Output::Submitted(id));
+                    continue;
+                }
+                Decision::No(e) => e,
+                Decision::Wait(why) => TransferError::NotYet(why),
+            };
+            self.stats.rejected_locally += 1;
+            cx.output(Output::TransferResult {
+                tag,
+                id,
+                result: Err(err),
+            });
+        }
     }
 
-    /// Send the queued transfers as the next proposal (none may be out).
+    /// Send the queued transfers as the next proposal (none may be out),
+    /// after admitting those submitted meanwhile.
     fn propose(&mut self, cx: &mut Cx<'_, Self>) {
-        if self.proposal.is_some() || self.queue.is_empty() {
+        if self.proposal.is_some() {
+            return;
+        }
+        self.admit(cx);
+        if self.queue.is_empty() {
             return;
         }
         let n = self.queue.len().min(self.max_batch);
@@ -752,10 +789,10 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
                 sig,
             },
         )]);
-        let others = self.others();
-        if !others.is_empty() {
+        let asked = self.first_voters(pid);
+        if !asked.is_empty() {
             cx.multicast(
-                others,
+                asked.iter().map(|m| Addr::Node(*m)).collect(),
                 Message::Propose {
                     pid,
                     transfers: transfers.clone(),
@@ -769,8 +806,31 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
             transfers,
             tags,
             votes,
+            asked,
         });
         self.maybe_finalize(false, cx);
+    }
+
+    /// The members a proposal goes to first: as many as a quorum needs
+    /// besides the proposer, rotating with `pid` (from a place that differs
+    /// per proposer) so that the checking is spread over all of them. The others are asked when a vote comes back
+    /// short ([`At2::on_vote`]) or the vote timer goes off.
+    fn first_voters(&self, pid: u64) -> BTreeSet<NodeId> {
+        let others: Vec<NodeId> = self
+            .cfg
+            .members
+            .iter()
+            .copied()
+            .filter(|m| *m != self.me)
+            .collect();
+        let k = self.cfg.quorum().saturating_sub(1).min(others.len());
+        let start = ((pid + u64::from(self.me.0)) % others.len().max(1) as u64) as usize;
+        let mut order: Vec<NodeId> = (0..others.len())
+            .map(|i| others[(start + i) % others.len()])
+            .collect();
+        // stable: the responsive ones first, each group in rotation order
+        order.sort_by_key(|m| self.silent.contains(m));
+        order.into_iter().take(k).collect()
     }
 
     fn on_vote(
@@ -804,7 +864,27 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
             cx.fault(from, Fault::BadVote, format!("vote on proposal {pid}"));
             return;
         }
+        self.silent.remove(&y);
+        let short = yes.iter().map(|(s, e)| (e - s) as usize).sum::<usize>() < p.transfers.len();
         p.votes.insert(y, Vote { voter: y, yes, sig });
+        if short {
+            // a transfer this voter did not endorse: ask the rest at once
+            let rest: Vec<NodeId> = self
+                .cfg
+                .members
+                .iter()
+                .copied()
+                .filter(|m| *m != me && !p.asked.contains(m))
+                .collect();
+            if !rest.is_empty() {
+                p.asked.extend(rest.iter().copied());
+                let msg = Message::Propose {
+                    pid,
+                    transfers: p.transfers.clone(),
+                };
+                cx.multicast(rest.into_iter().map(Addr::Node).collect(), msg);
+            }
+        }
         self.maybe_finalize(false, cx);
     }
 
@@ -904,19 +984,24 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
     }
 
     fn on_proposal_timer(&mut self, cx: &mut Cx<'_, Self>) {
-        let Some(p) = &self.proposal else {
+        let Some(p) = self.proposal.as_mut() else {
             return;
         };
         let n = self.cfg.members.len();
         if p.votes.len() < n.saturating_sub(self.cfg.f) {
-            // votes or proposals lost on the way: ask again
-            let silent: Vec<Addr> = self
+            // votes or proposals lost on the way, or a first voter silent:
+            // ask every member that did not vote
+            let silent: Vec<NodeId> = self
                 .cfg
                 .members
                 .iter()
+                .copied()
                 .filter(|m| !p.votes.contains_key(m))
-                .map(|m| Addr::Node(*m))
                 .collect();
+            self.silent
+                .extend(silent.iter().filter(|m| p.asked.contains(m)).copied());
+            p.asked.extend(silent.iter().copied());
+            let silent: Vec<Addr> = silent.into_iter().map(Addr::Node).collect();
             let msg = Message::Propose {
                 pid: p.pid,
                 transfers: p.transfers.clone(),
