@@ -1,0 +1,96 @@
+//! Steward: hierarchical BFT replication for wide-area sites (sans-IO).
+//!
+//! # Paper mapping
+//!
+//! Amir, Danilov, Dolev, Kirsch, Lane, Nita-Rotaru, Olsen, Zage, "Scaling
+//! Byzantine Fault-Tolerant Replication to Wide Area Networks" (DSN'06;
+//! seed 003, digest `shared/reference/byzcast-steward-wheat-aware-lazarus.md`
+//! §2; design `docs/STEWARD.md`). Each site of 3f+1 servers runs BFT
+//! internally and agrees on every message it sends, so it acts as one
+//! participant of a benign Paxos among sites; its messages carry a
+//! (2f+1, 3f+1) threshold signature.
+//!
+//! | paper | here |
+//! |---|---|
+//! | §3 servers, sites, f per site | [`Config`], [`Site`] |
+//! | §3 client update (client id, timestamp), sequential clients | [`Update`] (signed by the client), [`Client`] |
+//! | §3 global sequence numbers; execute i after all lower | [`Seq`], [`order::GlobalOrder`], `server/updates.rs` |
+//! | §3 S1 safety, S2 validity | checked by `tests/common_case.rs` |
+//! | §4 representative of a site | the nested SMR's leader of the current local view |
+//! | §4 leading site of global view gv | [`Config::leader_site`]: `gv mod S` |
+//! | §4.1 ASSIGN-SEQUENCE (Pre-Prepare, Prepare) | the site SMR ordering [`SiteOp::Assign`]; the [`SiteMachine`] assigns the next seq |
+//! | §4.1 THRESHOLD-SIGN (partial signatures to the representative, combine, check proofs on failure) | `core::threshold::Voice` in `server/speak.rs` ([`Message::Share`]) |
+//! | §4.1 Proposal, to all sites (O(S)) | [`SiteMsg::Proposal`] in [`Signed`] ([`Message::Site`]) |
+//! | §4.1 Accept, to all sites (O(S²)) | [`SiteMsg::Accept`], said by the site machine on an ordered [`SiteOp::Proposal`] |
+//! | §4.1 Proposal + ⌊S/2⌋ Accepts ⇒ globally ordered | [`order::GlobalOrder::next_ready`] |
+//! | §4.1 the local site replies | [`Reply`] from the servers of the client's home site; the client takes f+1 |
+//! | §4.2 global view change, CONSTRUCT-ARU, Global_Constraint; timers | plan step 3 (not here) |
+//! | §4.3 local read-only queries | plan step 4 (not here) |
+//!
+//! # Message flow (common case, one leading site, gv = 0)
+//!
+//! ```text
+//! client ──Submit(u)──▶ servers of its site; the representative ──Forward(u)──▶ leading site
+//! leading site: SMR orders Assign(u) ─▶ machine says Proposal(gv, seq, u)
+//!               ─▶ Share ─▶ representative combines 2f+1 ─▶ Site(Proposal) to f+1 servers per site
+//! other sites:  verify with the leading site's key, relay inside the site,
+//!               SMR orders Proposal ─▶ machine says Accept(gv, seq, d) ─▶ Share ─▶ combine
+//!               ─▶ Site(Accept) to f+1 servers per site
+//! every server: Proposal + Accepts of ⌊S/2⌋ other sites ─▶ execute in seq order
+//!               ─▶ the client's site replies
+//! ```
+//!
+//! # Deviations, and why
+//!
+//! - **Local agreement is the full SMR core** (PROPOSE, WRITE, ACCEPT:
+//!   `byzscale_smr`), not Steward's prepare certificate followed by
+//!   THRESHOLD-SIGN in place of the commit: one more LAN round in exchange
+//!   for one agreement engine, with its view change (the local
+//!   representative election) and durable votes.
+//! - **Non-leading sites order a Proposal through their SMR before
+//!   accepting it** (the paper's sites THRESHOLD-SIGN the Accept directly).
+//!   What a site says is then always a function of its ordered history,
+//!   and "never two different Accepts for one (gv, seq)" is a check of
+//!   replicated state ([`SiteMachine`]), not of each server's memory. Cost:
+//!   one LAN agreement per update at each site.
+//! - **BLS12-381 threshold signatures** (`core::threshold`, `blsttc`) instead
+//!   of Shoup RSA: a share is checked with a pairing against its member's
+//!   public key share, so shares carry no proofs; as in the paper, shares
+//!   are verified one by one only when the combination fails, and the
+//!   members whose shares fail are recorded as faults.
+//! - **Keys from a trusted dealer** (`byzscale keygen --threshold`, as the
+//!   paper's deployment); no distributed key generation.
+//! - **Site messages go to f+1 servers of each site**, which relay them
+//!   inside their site (at least one is correct), instead of to a remote
+//!   representative whose local view the sender does not know. WAN copies
+//!   per update: f+1 per pair of sites, plus the forward.
+//! - **Forwards go to every server of the leading site** (3f+1 copies), for
+//!   the same reason; only its representative submits the update.
+//! - **Operations are checked before ordering** (the site-operation filter
+//!   in `server/filter.rs`, as ByzCast's request filter): the site machine
+//!   sees only bytes, so correct servers vote only for batches whose
+//!   updates carry their clients' signatures and whose Proposals carry the
+//!   leading site's signature.
+//!
+//! # What is not here yet (docs/STEWARD.md, plan steps 3 to 7)
+//!
+//! Global view changes and the nested timers (a Byzantine or partitioned
+//! leading site stalls progress; a lost site message is not sent again),
+//! non-representative servers acting on client updates after a timeout,
+//! local reads, durable shares and a restart path, the scenario and the
+//! node protocol.
+
+pub mod client;
+pub mod config;
+mod fault;
+pub mod machine;
+mod message;
+pub mod order;
+pub mod server;
+
+pub use client::Client;
+pub use config::{Config, ConfigError, Site};
+pub use fault::Fault;
+pub use machine::SiteMachine;
+pub use message::*;
+pub use server::Server;

@@ -1,0 +1,389 @@
+//! A Steward server: a member of one site.
+//!
+//! # Composition
+//!
+//! - the site's SMR replica, `smr::Replica<SiteMachine>`, nested with
+//!   [`Cx::nested`] + `Step::lift` (its messages travel as
+//!   [`Message::Local`], its timers as [`Timer::Smr`], its records as
+//!   [`Record::Smr`]); after every SMR step the machine's outbox is drained
+//!   (ByzCast's drain pattern): what the site says is learnt into the global
+//!   order and threshold-signed (`speak.rs`);
+//! - the server's own stream of site operations into that SMR (`submit.rs`);
+//!   only the site's representative (the SMR leader of the current local
+//!   view) submits;
+//! - one [`Voice`] per site: the own site's collects shares at the
+//!   representative (bounded in bytes); the others only verify signatures;
+//! - the global order ([`GlobalOrder`]) and the application service `A`,
+//!   executed in global seq order (`updates.rs`);
+//! - the request filter on the SMR's PROPOSEs (`filter.rs`): a batch is
+//!   voted for only if each site operation in it checks out (update
+//!   signatures, the leading site's threshold signature), so every decided
+//!   site operation was checked by a correct server.
+
+mod filter;
+mod speak;
+mod submit;
+mod updates;
+
+use crate::config::Config;
+use crate::fault::Fault;
+use crate::machine::{Event, SiteMachine};
+use crate::message::{Message, Seq, SiteId, Statement, SITE_DOMAIN};
+use crate::order::GlobalOrder;
+use byzscale_core::crypto::{Crypto, Digest};
+use byzscale_core::service::Service;
+use byzscale_core::threshold::{KeyShare, Voice};
+use byzscale_core::{Addr, ClientId, Cx, Effect, NodeId, Priority, Protocol};
+use byzscale_smr as smr;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use submit::Submitter;
+
+/// Verified site-message digests remembered (so a message relayed to us
+/// several times is verified once).
+pub const CHECKED_MEMORY: usize = 8192;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    Smr(smr::replica::Timer),
+}
+
+#[derive(Debug)]
+pub enum Input {
+    Smr(smr::replica::Input),
+}
+
+#[derive(Debug)]
+pub enum Output {
+    /// The `seq`-th update in the global order ran here.
+    Executed {
+        seq: Seq,
+        client: ClientId,
+        ts: u64,
+        digest: Digest,
+        result: Vec<u8>,
+    },
+    /// The nested SMR replica's outputs (decided batches, views).
+    Smr(smr::replica::Output),
+}
+
+/// What a server asks to make durable: for now its SMR replica's records
+/// (the shares it signed and the executed prefix come with restarts).
+#[derive(Debug)]
+pub enum Record {
+    Smr(smr::Record),
+}
+
+impl From<smr::Record> for Record {
+    fn from(r: smr::Record) -> Self {
+        Record::Smr(r)
+    }
+}
+
+/// Counters for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Site operations submitted to the site SMR.
+    pub submitted: u64,
+    /// Shares sent to the representative.
+    pub shares_sent: u64,
+    /// Site messages this server combined and sent as representative.
+    pub spoken: u64,
+    /// Message copies this server sent to servers of other sites.
+    pub wan_sent: u64,
+    /// Site messages relayed inside the site.
+    pub relayed: u64,
+    /// Site messages or updates dropped at a bound.
+    pub dropped: u64,
+    /// Updates executed, and replies sent.
+    pub executed: u64,
+    pub replies: u64,
+    /// Conflicting site messages seen.
+    pub conflicts: u64,
+}
+
+/// What a server holds that peers can grow, and its bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Global seqs ahead of execution ([`Config::window`]) and the bytes of
+    /// their operations ([`Config::held_bytes`]).
+    pub seqs: usize,
+    pub seq_bytes: usize,
+    /// Site messages with shares waiting at this server's voice, and their
+    /// bytes ([`Config::voice_bytes`]).
+    pub shares_open: usize,
+    pub share_bytes: usize,
+    /// Site operations queued for the site SMR (bounded in bytes by
+    /// `submit::SUBMIT_BYTES`) and submitted but not yet executed (at most
+    /// the SMR's `client_window`).
+    pub ops_queued: usize,
+    pub ops_outstanding: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("node {0} is not a server of any site")]
+    NotAMember(NodeId),
+    #[error("the key share has index {got}, node {node} is member {expected} of its site")]
+    KeyIndex {
+        node: NodeId,
+        got: u32,
+        expected: u32,
+    },
+    #[error("the client crypto must be for {expected:?}, got {got:?}")]
+    ClientCrypto { expected: Addr, got: Addr },
+}
+
+/// A bounded set of digests, oldest forgotten first.
+#[derive(Default)]
+struct Seen {
+    set: BTreeSet<Digest>,
+    order: VecDeque<Digest>,
+}
+
+impl Seen {
+    fn contains(&self, d: &Digest) -> bool {
+        self.set.contains(d)
+    }
+    fn insert(&mut self, d: Digest) {
+        if self.set.insert(d) {
+            self.order.push_back(d);
+        }
+        if self.order.len() > CHECKED_MEMORY {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
+}
+
+/// What the server last executed of a client: (ts, seq, result); the
+/// result is kept for clients of this site only (they get replies).
+type Executed = (u64, Seq, Vec<u8>);
+
+pub struct Server<A: Service> {
+    me: NodeId,
+    site: SiteId,
+    cfg: Arc<Config>,
+    smr: smr::Replica<SiteMachine>,
+    submit: Submitter,
+    client_crypto: Crypto,
+    key: KeyShare,
+    voices: Vec<Voice<Statement>>,
+    checked: Seen,
+    order: GlobalOrder,
+    app: A,
+    /// Per known client (bounded by [`Config::clients`]).
+    last: BTreeMap<ClientId, Executed>,
+    /// The leading site's representative: per client, the highest
+    /// timestamp queued for ASSIGN-SEQUENCE.
+    assigning: BTreeMap<ClientId, u64>,
+    /// A representative of another site: Proposal seqs queued for
+    /// acceptance (pruned as execution passes them).
+    proposing: BTreeSet<u64>,
+    stats: Stats,
+}
+
+impl<A: Service> Server<A> {
+    /// Server `me` with its site's threshold `key` and `client_crypto`, its
+    /// identity as the client `ClientId::for_replica(me)` of its site's SMR
+    /// (with its site's members as peers), running `app`.
+    pub fn new(
+        me: NodeId,
+        cfg: Arc<Config>,
+        key: KeyShare,
+        client_crypto: Crypto,
+        app: A,
+    ) -> Result<Self, Error> {
+        let (site, pos) = cfg.site_of(me).ok_or(Error::NotAMember(me))?;
+        if key.index() != pos {
+            let got = key.index();
+            return Err(Error::KeyIndex {
+                node: me,
+                got,
+                expected: pos,
+            });
+        }
+        let id = ClientId::for_replica(me);
+        if client_crypto.me() != Addr::Client(id) {
+            let (expected, got) = (Addr::Client(id), client_crypto.me());
+            return Err(Error::ClientCrypto { expected, got });
+        }
+        let group = cfg.group(site).ok_or(Error::NotAMember(me))?;
+        let params = cfg.smr_params(site);
+        let machine = SiteMachine::new(site, cfg.site_count(), cfg.window);
+        let submit = Submitter::new(id, params.client_window);
+        let voices = (0..cfg.site_count())
+            .map(|s| {
+                let bound = if s == site.0 { cfg.voice_bytes } else { 0 };
+                Voice::new(cfg.sites[s as usize].key.clone(), SITE_DOMAIN, bound)
+            })
+            .collect();
+        let order = GlobalOrder::new(cfg.site_count(), cfg.window, cfg.held_bytes);
+        Ok(Server {
+            me,
+            site,
+            smr: smr::Replica::new(me, group, params, machine),
+            cfg,
+            submit,
+            client_crypto,
+            key,
+            voices,
+            checked: Seen::default(),
+            order,
+            app,
+            last: BTreeMap::new(),
+            assigning: BTreeMap::new(),
+            proposing: BTreeSet::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.me
+    }
+    pub fn site(&self) -> SiteId {
+        self.site
+    }
+    pub fn smr(&self) -> &smr::Replica<SiteMachine> {
+        &self.smr
+    }
+    pub fn machine(&self) -> &SiteMachine {
+        self.smr.service()
+    }
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+    /// The last globally ordered seq executed here.
+    pub fn executed(&self) -> Seq {
+        self.order.executed()
+    }
+    /// What waits here (each bounded, see [`Held`]).
+    pub fn held(&self) -> Held {
+        let (seqs, seq_bytes) = self.order.held();
+        let (shares_open, share_bytes) = self.voices[self.site.0 as usize].waiting();
+        let (ops_queued, ops_outstanding) = self.submit.backlog();
+        Held {
+            seqs,
+            seq_bytes,
+            shares_open,
+            share_bytes,
+            ops_queued,
+            ops_outstanding,
+        }
+    }
+
+    /// The site's representative: the SMR leader of the current local view.
+    fn rep(&self) -> NodeId {
+        self.smr.group().leader(self.smr.view())
+    }
+
+    fn is_rep(&self) -> bool {
+        self.smr.is_leader() && self.smr.status() == smr::Status::Normal
+    }
+
+    /// The other servers of this site.
+    fn site_peers(&self) -> Vec<Addr> {
+        let members = &self.cfg.sites[self.site.0 as usize].members;
+        let others = members.iter().filter(|m| **m != self.me);
+        others.map(|m| Addr::Node(*m)).collect()
+    }
+
+    /// Run a step of the site's SMR replica and act on what it did.
+    fn smr_step(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        f: impl FnOnce(&mut smr::Replica<SiteMachine>, &mut Cx<'_, smr::Replica<SiteMachine>>),
+    ) {
+        let smr = &mut self.smr;
+        let ((), mut step) = cx.nested(|icx| f(smr, icx));
+        // replies to the servers' submissions: their effect is seen in the
+        // machine's outbox, nobody waits for them
+        step.effects
+            .retain(|e| !matches!(e, Effect::Send { to: Addr::Client(c), .. } if c.is_replica()));
+        for o in step.lift(cx, Message::Local, Timer::Smr) {
+            if let smr::replica::Output::Decided { batch, .. } = &o {
+                let mine = batch.requests.iter().filter(|r| r.client == self.submit.id);
+                if let Some(seq) = mine.map(|r| r.seq).max() {
+                    self.submit.executed(seq);
+                }
+            }
+            cx.output(Output::Smr(o));
+        }
+        self.drain(cx);
+    }
+
+    /// Act on what the site machine did in the last SMR step.
+    fn drain(&mut self, cx: &mut Cx<'_, Self>) {
+        for e in self.smr.service().take_events() {
+            match e {
+                Event::Said(msg) => self.on_said(msg, cx),
+                Event::Conflict { gv, seq } => {
+                    self.stats.conflicts += 1;
+                    tracing::warn!(server = %self.me, gv = gv.0, seq = seq.0,
+                        "the leading site signed two Proposals for one seq");
+                }
+            }
+        }
+    }
+
+    /// Submit the queued site operations the window allows.
+    fn pump(&mut self, cx: &mut Cx<'_, Self>) {
+        while let Some((n, op)) = self.submit.next() {
+            let (id, group) = (self.submit.id, self.smr.group());
+            let req =
+                smr::Request::authenticated(&self.client_crypto, group, id, (0, n), false, op);
+            self.stats.submitted += 1;
+            let msg = smr::Message::Request(req);
+            self.smr_step(cx, |r, icx| r.on_message(Addr::Client(id), msg, icx));
+        }
+    }
+}
+
+impl<A: Service> Protocol for Server<A> {
+    type Message = Message;
+    type Input = Input;
+    type Output = Output;
+    type Timer = Timer;
+    type Record = Record;
+
+    fn priority(msg: &Message) -> Priority {
+        match msg {
+            Message::Local(m) => m.priority(),
+            _ => Priority::Control,
+        }
+    }
+
+    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        self.smr_step(cx, |r, icx| r.on_start(icx));
+    }
+
+    fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
+        match input {
+            Input::Smr(i) => self.smr_step(cx, |r, icx| r.on_input(i, icx)),
+        }
+        self.pump(cx);
+    }
+
+    fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
+        match msg {
+            Message::Local(m) => self.on_local(from, m, cx),
+            Message::Share { digest, share } => self.on_share(from, digest, share, cx),
+            Message::Site(s) => self.on_site(from, s, cx),
+            Message::Submit(u) => self.on_submit(from, u, cx),
+            Message::Forward(u) => self.on_forward(from, u, cx),
+            Message::Reply(_) => cx.fault(from, Fault::Unexpected, "a reply sent to a server"),
+        }
+        self.pump(cx);
+    }
+
+    fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
+        match timer {
+            Timer::Smr(t) => self.smr_step(cx, |r, icx| r.on_timer(t, icx)),
+        }
+        self.pump(cx);
+    }
+}

@@ -1,0 +1,280 @@
+//! A Steward deployment on the simulator engine: S sites of 3f+1 servers
+//! (one network region each, LAN inside, WAN between), clients at every
+//! site, real crypto (ed25519 updates, BLS threshold signatures), and the
+//! observer that records what every node produced.
+
+#![allow(dead_code)]
+
+use byzscale_apps::kv::{KvOp, KvStore};
+use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
+use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
+use byzscale_core::threshold::{deal, KeyShare};
+use byzscale_core::{Addr, ClientId, NodeId};
+use byzscale_sim::cpu::CpuModel;
+use byzscale_sim::engine::{Actor, Control, NodeIdx, ProtocolActor, Role, Sim, TraceKind};
+use byzscale_sim::net_model::NetModel;
+use byzscale_smr::Params;
+use byzscale_steward::{client, server, Client, Config, Message, Seq, Server, Site, SiteId};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub type In = Role<client::Input, server::Input>;
+pub type Out = Role<client::Output, server::Output>;
+pub type Kv = Server<KvStore>;
+
+/// One way inside a site, and between two sites.
+pub const LAN: Time = 200 * MICROS;
+pub const WAN: Time = 20 * MILLIS;
+
+/// What every update does: one shared counter, so each result is the
+/// update's position in the one execution order.
+pub fn op() -> Vec<u8> {
+    KvOp::Incr(b"ctr".to_vec()).encode()
+}
+
+pub fn identity(a: Addr) -> Identity {
+    let mut seed = [9u8; 32];
+    match a {
+        Addr::Node(n) => seed[..4].copy_from_slice(&n.0.to_le_bytes()),
+        Addr::Client(c) => {
+            seed[4] = 1;
+            seed[5..13].copy_from_slice(&c.0.to_le_bytes());
+        }
+    }
+    Identity::from_seed(seed)
+}
+
+pub struct World {
+    pub cfg: Arc<Config>,
+    pub f: usize,
+    pub keys: Vec<Vec<KeyShare>>,
+    pub sim: Sim<Message, In, Out>,
+    /// Server node indices by site, then the clients' (id, node).
+    pub servers: Vec<Vec<NodeIdx>>,
+    pub clients: Vec<(ClientId, NodeIdx)>,
+}
+
+fn params() -> Params {
+    Params {
+        checkpoint_interval: 16,
+        window: 64,
+        request_timeout: 200 * MILLIS,
+        view_change_timeout: 200 * MILLIS,
+        client_retry: SECS,
+        fetch_interval: 20 * MILLIS,
+        ..Params::default()
+    }
+}
+
+fn net(sites: usize) -> NetModel {
+    let regions = (0..sites).map(|s| format!("site{s}")).collect();
+    let one_way = (0..sites)
+        .map(|i| (0..sites).map(|j| if i == j { LAN } else { WAN }).collect())
+        .collect();
+    NetModel::from_matrix(regions, one_way)
+        .expect("a valid matrix")
+        .with_jitter(100 * MICROS)
+}
+
+impl World {
+    /// `sites` sites of 4 servers (f = 1) and `per_site` clients at each;
+    /// `wrap` may replace a server's actor (a Byzantine one).
+    pub fn new(
+        seed: u64,
+        sites: usize,
+        per_site: usize,
+        mut wrap: impl FnMut(NodeId, &KeyShare, Kv) -> Box<dyn Actor<Message, In, Out>>,
+    ) -> World {
+        let f = 1;
+        let n = 3 * f + 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut keys = Vec::new();
+        let mut site_list = Vec::new();
+        for s in 0..sites {
+            let (key, shares) = deal(2 * f + 1, n, &mut rng).expect("2f+1 of 3f+1");
+            let members = (0..n).map(|i| NodeId((s * n + i) as u32)).collect();
+            site_list.push(Site { members, key });
+            keys.push(shares);
+        }
+        let ids: Vec<(ClientId, SiteId)> = (0..sites * per_site)
+            .map(|k| (ClientId(1 + k as u64), SiteId((k % sites) as u32)))
+            .collect();
+        let homes = ids.iter().copied().collect();
+        let cfg = Arc::new(Config::new(site_list, f, homes, params()).expect("valid"));
+        let mut sim = Sim::new(seed, net(sites), CpuModel::free());
+        sim.set_trace(true);
+        let mut w = World {
+            cfg,
+            f,
+            keys,
+            sim,
+            servers: Vec::new(),
+            clients: Vec::new(),
+        };
+        for s in 0..sites {
+            let nodes = (0..n).map(|i| w.add_server(s, i, &mut wrap)).collect();
+            w.servers.push(nodes);
+        }
+        for (c, site) in ids {
+            let idx = w.add_client(c, site);
+            w.clients.push((c, idx));
+        }
+        w
+    }
+
+    fn all_servers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.cfg
+            .sites
+            .iter()
+            .flat_map(|s| s.members.iter().copied())
+    }
+
+    fn add_server(
+        &mut self,
+        s: usize,
+        i: usize,
+        wrap: &mut impl FnMut(NodeId, &KeyShare, Kv) -> Box<dyn Actor<Message, In, Out>>,
+    ) -> NodeIdx {
+        let (server, crypto) = self.server(s, i);
+        let me = server.node();
+        let actor = wrap(me, &self.keys[s][i], server);
+        self.sim.add_node(Addr::Node(me), crypto, actor, s)
+    }
+
+    /// Server `i` of site `s`, new, with the crypto of its node.
+    pub fn server(&self, s: usize, i: usize) -> (Kv, Crypto) {
+        let me = self.cfg.sites[s].members[i];
+        let id = |a| identity(a).public();
+        let mut c = Crypto::new(Addr::Node(me), identity(Addr::Node(me)), CryptoMode::Real);
+        for o in self.all_servers().filter(|o| *o != me) {
+            c.add_peer(Addr::Node(o), id(Addr::Node(o))).unwrap();
+        }
+        for o in &self.cfg.sites[s].members {
+            // the site's servers submit to its SMR as clients
+            let as_client = Addr::Client(ClientId::for_replica(*o));
+            c.add_peer(as_client, id(Addr::Node(*o))).unwrap();
+        }
+        for client in self.cfg.clients.keys() {
+            c.add_peer(Addr::Client(*client), id(Addr::Client(*client)))
+                .unwrap();
+        }
+        let me_client = Addr::Client(ClientId::for_replica(me));
+        let mut cc = Crypto::new(me_client, identity(Addr::Node(me)), CryptoMode::Real);
+        for o in &self.cfg.sites[s].members {
+            cc.add_peer(Addr::Node(*o), id(Addr::Node(*o))).unwrap();
+        }
+        let key = self.keys[s][i].clone();
+        let server =
+            Server::new(me, self.cfg.clone(), key, cc, KvStore::new()).expect("a valid server");
+        (server, c)
+    }
+
+    fn add_client(&mut self, id: ClientId, site: SiteId) -> NodeIdx {
+        let members = self.cfg.sites[site.0 as usize].members.clone();
+        let me = Addr::Client(id);
+        let mut c = Crypto::new(me, identity(me), CryptoMode::Real);
+        for m in &members {
+            c.add_peer(Addr::Node(*m), identity(Addr::Node(*m)).public())
+                .unwrap();
+        }
+        let client = Client::new(id, site, members, self.f, SECS);
+        let actor = ProtocolActor::client(client);
+        self.sim.add_node(me, c, actor, site.0 as usize)
+    }
+
+    /// Which site a server address belongs to.
+    pub fn site_of(&self, a: Addr) -> Option<SiteId> {
+        self.cfg.site_of_addr(a).map(|(s, _)| s)
+    }
+
+    /// Message copies delivered from a server to a server of another site.
+    pub fn wan_deliveries(&self) -> u64 {
+        let mut n = 0;
+        for e in self.sim.trace() {
+            if let TraceKind::Deliver { from, .. } = e.kind {
+                let to = self.site_of(self.sim.addr(e.node));
+                let from = self.site_of(from);
+                if to.is_some() && from.is_some() && to != from {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Every client submits `per_client` updates; run until all complete
+    /// (or `until`), then `drain` more so remote sites finish executing.
+    pub fn run(&mut self, per_client: usize, until: Time, drain: Time) -> Seen {
+        for (_, idx) in &self.clients {
+            for _ in 0..per_client {
+                let input = Role::Client(client::Input::Submit(op()));
+                self.sim.schedule_input(0, *idx, input);
+            }
+        }
+        let want = self.clients.len() * per_client;
+        let mut seen = Seen {
+            want,
+            ..Seen::default()
+        };
+        self.sim.run_until(until, &mut seen);
+        let mut rest = Seen::default();
+        self.sim.run_for(drain, &mut rest);
+        seen.absorb(rest);
+        seen
+    }
+}
+
+/// One execution at a server: (seq, client, ts, update digest, result).
+pub type Execution = (Seq, ClientId, u64, Digest, Vec<u8>);
+
+/// What a run produced.
+#[derive(Default)]
+pub struct Seen {
+    want: usize,
+    done: usize,
+    /// Per server, its executions in order.
+    pub executed: BTreeMap<NodeIdx, Vec<Execution>>,
+    /// Per client, its completions in order: (ts, seq, result).
+    pub completed: BTreeMap<Addr, Vec<(u64, Seq, Vec<u8>)>>,
+}
+
+impl Seen {
+    fn absorb(&mut self, o: Seen) {
+        for (k, v) in o.executed {
+            self.executed.entry(k).or_default().extend(v);
+        }
+        for (k, v) in o.completed {
+            self.completed.entry(k).or_default().extend(v);
+        }
+    }
+}
+
+impl byzscale_sim::engine::Observer<In, Out> for Seen {
+    fn on_output(&mut self, _: Time, node: NodeIdx, addr: Addr, out: Out, ctl: &mut Control<In>) {
+        match out {
+            Role::Replica(server::Output::Executed {
+                seq,
+                client,
+                ts,
+                digest,
+                result,
+            }) => {
+                let log = self.executed.entry(node).or_default();
+                log.push((seq, client, ts, digest, result));
+            }
+            Role::Replica(server::Output::Smr(_)) => {}
+            Role::Client(client::Output::Done { ts, seq, result }) => {
+                self.completed
+                    .entry(addr)
+                    .or_default()
+                    .push((ts, seq, result));
+                self.done += 1;
+                if self.done == self.want {
+                    ctl.stop();
+                }
+            }
+        }
+    }
+}
