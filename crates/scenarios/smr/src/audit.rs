@@ -272,6 +272,7 @@ impl World for Audit {
                 result,
                 ordered,
                 invoked,
+                ..
             }) => self.on_done(at, node, id, &result, ordered, invoked, ctl),
             Output::Client(smr::client::Output::Failed { id, .. }) => {
                 self.on_expired(at, node, id, ctl)
