@@ -46,6 +46,7 @@
 
 pub mod attacks;
 pub mod audit;
+pub mod batch_times;
 pub mod clients;
 pub mod workload;
 
@@ -115,6 +116,10 @@ pub struct Config {
     /// Mix `WATCH` and `MULTI`/`EXEC` transactions into the workload (see
     /// [`workload`]), so that the linearizability checker covers them.
     pub transactions: bool,
+    /// Mix operations on expiring keys into the workload (see [`workload`])
+    /// and give the checked operations their batch times ([`batch_times`]),
+    /// so that the linearizability checker covers key expiry.
+    pub expiry: bool,
 }
 
 /// The scenario's default `client_expiry_slots`: half a checkpoint interval
@@ -146,6 +151,7 @@ impl Config {
             byzantine_clients: 0,
             client_expiry_slots: CLIENT_EXPIRY_SLOTS,
             transactions: false,
+            expiry: false,
         }
     }
 
@@ -234,6 +240,8 @@ pub struct Run {
     pub pending_peak: u64,
     /// Client entries expired at checkpoints (most at one correct replica).
     pub clients_expired: u64,
+    /// Operations of the checked history given a batch time (with expiry on).
+    pub timed_ops: u64,
 }
 
 /// The JSON of `byzscale sim smr --json`.
@@ -273,6 +281,9 @@ pub struct Report {
     pub pending_peak_bytes: u64,
     pub pending_bound: usize,
     pub clients_expired: u64,
+    /// Operations checked at their batch times, over all runs (with expiry
+    /// on; see [`batch_times`]).
+    pub timed_ops: u64,
 }
 
 impl scenario::Report for Report {
@@ -532,6 +543,9 @@ impl Scenario for Config {
         if self.transactions {
             c.push_str(" --transactions");
         }
+        if self.expiry {
+            c.push_str(" --expiry");
+        }
         if let Some(t) = self.crash_leader_at_ms {
             c.push_str(&format!(" --crash-leader-at {t}"));
         }
@@ -584,6 +598,7 @@ impl Scenario for Config {
             pending_peak_bytes: sweep.max(|r| r.run.pending_peak),
             pending_bound: params.pending_bytes,
             clients_expired: sweep.max(|r| r.run.clients_expired),
+            timed_ops: sweep.sum(|r| r.run.timed_ops),
         }
     }
 
