@@ -32,8 +32,10 @@
 //!
 //! The network misbehaves until it stabilizes (1% loss, 1% duplication, 5%
 //! reordering); liveness is required only after that. The [`workload`] is a
-//! KV mix over a few hot keys. Checkers ([`audit`]), over correct replicas and
-//! clients only:
+//! KV mix over a few hot keys (with `--transactions`, `WATCH`/`EXEC` too; with
+//! `--expiry`, keys with TTLs of a few milliseconds, each operation checked
+//! at the batch time it ran at: [`batch_times`]). Checkers ([`audit`]), over
+//! correct replicas and clients only:
 //! - agreement and gap-free order of decided slots ([`byzscale_sim::check::LogChecker`]);
 //! - validity: every decided request was submitted by the client it names;
 //! - no replica reports its own state diverging from a stable checkpoint;
