@@ -575,6 +575,34 @@ impl Model {
         self.ttl.get(key).copied()
     }
 
+    /// The keys with a TTL, in deadline order (earliest first).
+    pub fn deadlines(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.deadlines.iter().map(|(when, k)| (*when, k.as_slice()))
+    }
+
+    /// Set the clock to `now_ms` without expiring anything, even back (a raw
+    /// state edit, for checkers that undo operations).
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.now = now_ms;
+    }
+
+    /// Set `key`'s value and deadline directly (`None` value: remove the key
+    /// and its deadline; an empty collection is not stored); a raw state
+    /// edit, for checkers that undo operations.
+    pub fn set_entry(&mut self, key: &[u8], value: Option<Value>, deadline: Option<u64>) {
+        match value {
+            Some(v) if !v.is_empty_collection() => {
+                self.put_value(key.to_vec(), v);
+                if let Some(when) = deadline {
+                    self.set_deadline(key, when);
+                }
+            }
+            _ => {
+                self.delete(key);
+            }
+        }
+    }
+
     /// Give `key` (present) the deadline `when`.
     fn set_deadline(&mut self, key: &[u8], when: u64) {
         self.clear_deadline(key);

@@ -49,6 +49,11 @@ pub struct SmrArgs {
     /// Mix WATCH and MULTI/EXEC transactions into the workload.
     #[arg(long)]
     pub transactions: bool,
+    /// Mix operations on expiring keys into the workload (SET PX/EX,
+    /// PEXPIRE/EXPIRE with NX/XX/GT/LT, PERSIST, GETEX, PTTL/TTL, GET; TTLs of
+    /// 1-5 ms) and check them at the batch times the replicas ran them at.
+    #[arg(long)]
+    pub expiry: bool,
     /// Crash the initial leader at this virtual time (milliseconds).
     #[arg(long)]
     pub crash_leader_at: Option<f64>,
@@ -137,5 +142,6 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
         byzantine_clients: a.byzantine_clients,
         client_expiry_slots: a.client_expiry_slots,
         transactions: a.transactions,
+        expiry: a.expiry,
     })
 }

@@ -128,6 +128,10 @@ pub enum Output {
         result: Vec<u8>,
         ordered: bool,
         invoked: Time,
+        /// Ordered: the slot whose batch executed it, as the matching replies
+        /// name it (so a correct replica vouches for it); 0 for a read
+        /// answered on the unordered path.
+        slot: Slot,
     },
     /// The `id`-th submission was refused before anything was sent (see
     /// [`Client::check`]); it holds up no later submission.
@@ -449,13 +453,21 @@ impl Client {
         self.pump(cx);
     }
 
-    fn finish(&mut self, o: Outstanding, result: Vec<u8>, ordered: bool, cx: &mut Cx<'_, Self>) {
+    /// `o` completed with `result`: `slot` is where it ran if it was ordered.
+    fn finish(
+        &mut self,
+        o: Outstanding,
+        result: Vec<u8>,
+        slot: Option<Slot>,
+        cx: &mut Cx<'_, Self>,
+    ) {
         self.completed += 1;
         cx.output(Output::Done {
             id: o.id,
             result,
-            ordered,
+            ordered: slot.is_some(),
             invoked: o.invoked,
+            slot: slot.unwrap_or(0),
         });
         self.note_idle(cx.now());
         self.pump(cx);
@@ -677,7 +689,7 @@ impl Client {
                 let result = o.replies.value(&d).cloned().unwrap_or_default().0;
                 let o = self.reads.remove(&r.seq).expect("present");
                 cx.cancel_timer(Timer::ReadTimeout(r.seq));
-                self.finish(o, result, false, cx);
+                self.finish(o, result, None, cx);
                 return;
             }
             // can a quorum still agree on one value? If not, order the read.
@@ -696,11 +708,11 @@ impl Client {
             o.views.insert(idx, r.view);
             o.replies.add(qs, idx, d, || (r.result, r.slot));
             if o.replies.votes(qs, &d) >= qs.weak() {
-                let result = o.replies.value(&d).cloned().unwrap_or_default().0;
+                let (result, slot) = o.replies.value(&d).cloned().unwrap_or_default();
                 let o = self.ordered.remove(&r.seq).expect("present");
                 cx.cancel_timer(Timer::Retry(r.seq));
                 self.learn_view(&o.views);
-                self.finish(o, result, true, cx);
+                self.finish(o, result, Some(slot), cx);
             }
         }
     }
@@ -1070,6 +1082,32 @@ mod tests {
             done(&b.reply(3, 1, false, "a")).is_empty(),
             "completed once"
         );
+    }
+
+    /// The slot an ordered result reports is the one its weak quorum named
+    /// (a replica naming another slot for the same result does not count
+    /// with it); an unordered read reports slot 0.
+    #[test]
+    fn done_names_the_slot_the_matching_replies_name() {
+        let slots = |fx: &[Effect<Client>]| -> Vec<(Slot, bool)> {
+            fx.iter()
+                .filter_map(|e| match e {
+                    Effect::Output(Output::Done { slot, ordered, .. }) => Some((*slot, *ordered)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut b = Bench::new();
+        b.submit(false);
+        assert!(slots(&b.reply_at(0, (0, 1), 9, "a")).is_empty());
+        assert!(slots(&b.reply_at(1, (0, 1), 7, "a")).is_empty());
+        assert_eq!(slots(&b.reply_at(2, (0, 1), 7, "a")), vec![(7, true)]);
+        b.submit(true);
+        let mut fx = Vec::new();
+        for i in 0..3 {
+            fx.extend(b.reply(i, 1, true, "r"));
+        }
+        assert_eq!(slots(&fx), vec![(0, false)]);
     }
 
     /// Issue 10 item 7 at the client: an operation over `max_op_bytes` used

@@ -2,6 +2,7 @@
 //! of the run as it happens ([`Audit`] is the run's world) and finish with the
 //! linearizability and liveness verdicts ([`Audit::finish`]).
 
+use crate::batch_times::BatchTimes;
 use crate::workload::Workload;
 use crate::{Config, Input, Output, Rep, ReplicaNodes, Restarts, Run};
 use byzscale_core::crypto::Digest;
@@ -41,6 +42,9 @@ pub struct Audit {
     /// The replicas' parameters (the bounds of their tables).
     params: Params,
     trace: Option<Vec<String>>,
+    /// With expiry on: what correct replicas decided, to give the history
+    /// its batch times.
+    batch_times: Option<BatchTimes>,
 }
 
 impl Audit {
@@ -59,31 +63,39 @@ impl Audit {
             replicas,
             clients: ClientNodes::new(client_nodes),
             workload: Workload::new(cfg.clients, cfg.requests, cfg.read_ratio, seed)
-                .with_transactions(cfg.transactions),
+                .with_transactions(cfg.transactions)
+                .with_expiry(cfg.expiry),
             log: LogChecker::new(),
             violations: Violations::new(),
             views: BTreeMap::new(),
             restarts,
             params,
             trace: cfg.trace.as_ref().map(|_| Vec::new()),
+            batch_times: cfg.expiry.then(BatchTimes::default),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_done(
         &mut self,
-        at: Time,
-        node: NodeIdx,
-        id: u64,
-        result: &[u8],
-        ordered: bool,
-        invoked: Time,
+        (at, node): (Time, NodeIdx),
+        out: smr::client::Output,
         ctl: &mut Control<Input>,
     ) {
+        let smr::client::Output::Done {
+            id,
+            result,
+            ordered,
+            invoked,
+            slot,
+        } = out
+        else {
+            return;
+        };
         let Some(c) = self.clients.at(node) else {
             return;
         };
-        let Some(done) = self.workload.complete(c, id, invoked, at, result, ordered) else {
+        let slot = ordered.then_some(slot);
+        let Some(done) = self.workload.complete(c, id, (invoked, at), &result, slot) else {
             return self.twice(c, id);
         };
         if let Some(t) = &mut self.trace {
@@ -106,7 +118,7 @@ impl Audit {
         let Some(c) = self.clients.at(node) else {
             return;
         };
-        if !self.workload.expire(c, id) {
+        if !self.workload.expire(c, id, at) {
             return self.twice(c, id);
         }
         if let Some(t) = &mut self.trace {
@@ -140,6 +152,7 @@ impl Audit {
 
     fn on_decided(
         &mut self,
+        at: Time,
         pos: usize,
         slot: u64,
         digest: Digest,
@@ -163,6 +176,9 @@ impl Audit {
         }
         if byz {
             return;
+        }
+        if let Some(times) = &mut self.batch_times {
+            times.decided(at, slot, batch);
         }
         self.log.decide(pos, slot, Hex(digest));
         if self.log.violation_count() > 0 {
@@ -188,7 +204,12 @@ impl Audit {
     ) -> Run {
         let mut violations = std::mem::take(&mut self.violations);
         violations.add(self.log.violations(), self.log.violation_count());
-        let inconclusive = linearizability::audit(&self.workload.take_history(), &mut violations);
+        let (history, ran) = self.workload.take_history();
+        let (history, stamped) = match &self.batch_times {
+            Some(times) => times.stamp(history, &ran),
+            None => (history, Default::default()),
+        };
+        let inconclusive = linearizability::audit(&history, &mut violations);
         if !self.workload.done() && !self.failed() {
             out.liveness = Some(self.stuck(sim, ending));
         }
@@ -213,6 +234,7 @@ impl Audit {
             client_table_peak: most(|s| s.client_bytes_peak as u64),
             pending_peak: most(|s| s.pending_bytes_peak as u64),
             clients_expired: most(|s| s.clients_expired),
+            timed_ops: stamped.timed,
         }
     }
 
@@ -267,12 +289,9 @@ impl World for Audit {
         ctl: &mut Control<Input>,
     ) {
         match out {
-            Output::Client(smr::client::Output::Done {
-                id,
-                result,
-                ordered,
-                invoked,
-            }) => self.on_done(at, node, id, &result, ordered, invoked, ctl),
+            Output::Client(done @ smr::client::Output::Done { .. }) => {
+                self.on_done((at, node), done, ctl)
+            }
             Output::Client(smr::client::Output::Failed { id, .. }) => {
                 self.on_expired(at, node, id, ctl)
             }
@@ -291,7 +310,7 @@ impl World for Audit {
                         digest,
                         batch,
                         ..
-                    } => self.on_decided(pos, slot, digest, &batch, ctl),
+                    } => self.on_decided(at, pos, slot, digest, &batch, ctl),
                     smr::replica::Output::StateTransferred { slot } if !byz => {
                         self.log.skip_to(pos, slot)
                     }
@@ -310,7 +329,7 @@ impl World for Audit {
     /// [`byzscale_smr::Replica::recover`] does), which must agree with what
     /// was decided there; a state transfer follows if its state is older
     /// than its stable checkpoint.
-    fn on_restart(&mut self, _at: Time, node: NodeIdx, ctl: &mut Control<Input>) {
+    fn on_restart(&mut self, at: Time, node: NodeIdx, ctl: &mut Control<Input>) {
         let Some(&pos) = self.replicas.get(&node) else {
             return;
         };
@@ -334,7 +353,7 @@ impl World for Audit {
             let Some(batch) = s.values.get(&digest) else {
                 break;
             };
-            self.on_decided(pos, slot, digest, batch, ctl);
+            self.on_decided(at, pos, slot, digest, batch, ctl);
         }
     }
 

@@ -32,8 +32,10 @@
 //!
 //! The network misbehaves until it stabilizes (1% loss, 1% duplication, 5%
 //! reordering); liveness is required only after that. The [`workload`] is a
-//! KV mix over a few hot keys. Checkers ([`audit`]), over correct replicas and
-//! clients only:
+//! KV mix over a few hot keys (with `--transactions`, `WATCH`/`EXEC` too; with
+//! `--expiry`, keys with TTLs of a few milliseconds, each operation checked
+//! at the batch time it ran at: [`batch_times`]). Checkers ([`audit`]), over
+//! correct replicas and clients only:
 //! - agreement and gap-free order of decided slots ([`byzscale_sim::check::LogChecker`]);
 //! - validity: every decided request was submitted by the client it names;
 //! - no replica reports its own state diverging from a stable checkpoint;
@@ -46,6 +48,7 @@
 
 pub mod attacks;
 pub mod audit;
+pub mod batch_times;
 pub mod clients;
 pub mod workload;
 
@@ -115,6 +118,10 @@ pub struct Config {
     /// Mix `WATCH` and `MULTI`/`EXEC` transactions into the workload (see
     /// [`workload`]), so that the linearizability checker covers them.
     pub transactions: bool,
+    /// Mix operations on expiring keys into the workload (see [`workload`])
+    /// and give the checked operations their batch times ([`batch_times`]),
+    /// so that the linearizability checker covers key expiry.
+    pub expiry: bool,
 }
 
 /// The scenario's default `client_expiry_slots`: half a checkpoint interval
@@ -146,6 +153,7 @@ impl Config {
             byzantine_clients: 0,
             client_expiry_slots: CLIENT_EXPIRY_SLOTS,
             transactions: false,
+            expiry: false,
         }
     }
 
@@ -234,6 +242,8 @@ pub struct Run {
     pub pending_peak: u64,
     /// Client entries expired at checkpoints (most at one correct replica).
     pub clients_expired: u64,
+    /// Operations of the checked history given a batch time (with expiry on).
+    pub timed_ops: u64,
 }
 
 /// The JSON of `byzscale sim smr --json`.
@@ -273,6 +283,9 @@ pub struct Report {
     pub pending_peak_bytes: u64,
     pub pending_bound: usize,
     pub clients_expired: u64,
+    /// Operations checked at their batch times, over all runs (with expiry
+    /// on; see [`batch_times`]).
+    pub timed_ops: u64,
 }
 
 impl scenario::Report for Report {
@@ -532,6 +545,9 @@ impl Scenario for Config {
         if self.transactions {
             c.push_str(" --transactions");
         }
+        if self.expiry {
+            c.push_str(" --expiry");
+        }
         if let Some(t) = self.crash_leader_at_ms {
             c.push_str(&format!(" --crash-leader-at {t}"));
         }
@@ -584,6 +600,7 @@ impl Scenario for Config {
             pending_peak_bytes: sweep.max(|r| r.run.pending_peak),
             pending_bound: params.pending_bytes,
             clients_expired: sweep.max(|r| r.run.clients_expired),
+            timed_ops: sweep.sum(|r| r.run.timed_ops),
         }
     }
 

@@ -6,6 +6,14 @@
 //! operation, an `EXEC` watching them at the versions the `WATCH` answered
 //! (an `INCR`, a `SET` and a `GET` of hot keys, or an `MSET`), and sometimes an
 //! `EXEC` without `WATCH`: conflicting writes of other clients make some abort.
+//! With expiry on ([`Workload::with_expiry`]), half the operations go to a
+//! few keys of their own (`e0`..`e7`) with TTLs of 1 to 5 ms, about the
+//! simulated request latency, so keys expire between operations and some
+//! before they are read: `SET` with `PX` (or `EX`, or none), `PEXPIRE` and
+//! `EXPIRE` with `NX`/`XX`/`GT`/`LT`, `PERSIST`, `GETEX`, and the reads
+//! `PTTL`, `TTL`, `GET`, `EXISTS`. The audit gives each operation the batch
+//! time it ran at ([`Ran`], `crate::batch_times`), so the checker replays
+//! expiry at the replicas' times.
 
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_core::protocol::Time;
@@ -39,6 +47,30 @@ fn next_op(rng: &mut ChaCha8Rng, client: usize, n: u64, read_ratio: f64) -> (KvO
     };
     let ro = op.is_read_only() && rng.gen_bool(read_ratio);
     (op, ro)
+}
+
+/// The next expiring-key operation of `client` (its `n`-th): see the module
+/// docs.
+fn next_expiry_op(rng: &mut ChaCha8Rng, client: usize, n: u64) -> KvOp {
+    let key = format!("e{}", rng.gen_range(0..8));
+    let ms = rng.gen_range(1..=5);
+    let flag = ["", " NX", " XX", " GT", " LT"][rng.gen_range(0..5)];
+    let line = match rng.gen_range(0..100) {
+        0..=19 => format!("SET {key} x{client}-{n} PX {ms}"),
+        20..=21 => format!("SET {key} x{client}-{n}"),
+        22 => format!("SET {key} x{client}-{n} EX 1"),
+        23..=32 => format!("PEXPIRE {key} {ms}{flag}"),
+        33 => format!("EXPIRE {key} 1{flag}"),
+        34..=36 => format!("PERSIST {key}"),
+        37..=56 => format!("PTTL {key}"),
+        57..=60 => format!("TTL {key}"),
+        61..=63 => format!("GETEX {key} PX {ms}"),
+        64 => format!("GETEX {key} PERSIST"),
+        65 => format!("GETEX {key}"),
+        66..=91 => format!("GET {key}"),
+        _ => format!("EXISTS {key}"),
+    };
+    KvOp::from_args(&line.split(' ').collect::<Vec<_>>()).expect("a valid command")
 }
 
 /// The next transaction operation of `client`: the `EXEC` of its last `WATCH`
@@ -85,6 +117,18 @@ pub fn client_id(c: usize) -> ClientId {
     ClientId(c as u64 + 1)
 }
 
+/// Where an operation of the history ran, as its client learned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ran {
+    /// Ordered, executed in the batch of this slot.
+    Slot(u64),
+    /// Answered on the unordered read-only path.
+    Unordered,
+    /// Never completed: failed at `until` (its outcome unknown), or still in
+    /// flight at the end (`Time::MAX`).
+    Pending { until: Time },
+}
+
 /// What the clients were asked to do and what they saw.
 pub struct Workload {
     read_ratio: f64,
@@ -94,6 +138,8 @@ pub struct Workload {
     submitted: BTreeMap<ClientId, BTreeSet<Vec<u8>>>,
     /// Completed operations, for the linearizability check.
     pub history: Vec<Op>,
+    /// Where each operation of `history` ran.
+    pub ran: Vec<Ran>,
     pub completed: u64,
     /// Completed through the ordered path.
     pub committed: u64,
@@ -103,6 +149,8 @@ pub struct Workload {
     pub latencies: Vec<Time>,
     /// Whether transactions are mixed in.
     transactions: bool,
+    /// Whether operations on expiring keys are mixed in.
+    expiry: bool,
     /// Per client: the keys and versions its last `WATCH` answered, for its next
     /// operation (an `EXEC`).
     watched: BTreeMap<usize, Vec<(Vec<u8>, u64)>>,
@@ -123,11 +171,13 @@ impl Workload {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0a11_0a11),
             submitted: BTreeMap::new(),
             history: Vec::new(),
+            ran: Vec::new(),
             completed: 0,
             committed: 0,
             expired: 0,
             latencies: Vec::new(),
             transactions: false,
+            expiry: false,
             watched: BTreeMap::new(),
         }
     }
@@ -135,6 +185,12 @@ impl Workload {
     /// Mix `WATCH` and `EXEC` into the operations (see the module docs).
     pub fn with_transactions(mut self, on: bool) -> Self {
         self.transactions = on;
+        self
+    }
+
+    /// Mix operations on expiring keys into the workload (see the module docs).
+    pub fn with_expiry(mut self, on: bool) -> Self {
+        self.expiry = on;
         self
     }
 
@@ -152,6 +208,11 @@ impl Workload {
                 let ro = op.is_read_only() && self.rng.gen_bool(self.read_ratio);
                 (op, ro)
             }
+            None if self.expiry && self.rng.gen_bool(0.5) => {
+                let op = next_expiry_op(&mut self.rng, c, id);
+                let ro = op.is_read_only() && self.rng.gen_bool(self.read_ratio);
+                (op, ro)
+            }
             None => next_op(&mut self.rng, c, id, self.read_ratio),
         };
         let bytes = op.encode();
@@ -166,17 +227,17 @@ impl Workload {
         })
     }
 
-    /// Client `c` completed submission `id`; `None` if it was not in flight
-    /// (completed twice).
+    /// Client `c` completed submission `id`, executed at `slot` if it was
+    /// ordered; `None` if it was not in flight (completed twice).
     pub fn complete(
         &mut self,
         c: usize,
         id: u64,
-        invoked: Time,
-        at: Time,
+        (invoked, at): (Time, Time),
         result: &[u8],
-        ordered: bool,
+        slot: Option<u64>,
     ) -> Option<Completed> {
+        let ordered = slot.is_some();
         let (op, _) = self.clients.complete(c, id)?;
         let reply =
             KvReply::decode(result).unwrap_or_else(|e| KvReply::Error(format!("undecodable: {e}")));
@@ -187,6 +248,7 @@ impl Workload {
             op.clone(),
             reply.clone(),
         ));
+        self.ran.push(slot.map_or(Ran::Unordered, Ran::Slot));
         self.latencies.push(at.saturating_sub(invoked));
         if let Some(w) = byzscale_apps::kv::multi::watched(&op, &reply) {
             self.watched.insert(c, w);
@@ -202,11 +264,12 @@ impl Workload {
     /// session expired): in the history as an operation that may or may
     /// not have taken effect, like one still in flight at the end. `false`
     /// if it was not in flight.
-    pub fn expire(&mut self, c: usize, id: u64) -> bool {
+    pub fn expire(&mut self, c: usize, id: u64, at: Time) -> bool {
         let Some((op, invoked)) = self.clients.complete(c, id) else {
             return false;
         };
         self.history.push(Op::pending(c as u64 + 1, invoked, op));
+        self.ran.push(Ran::Pending { until: at });
         self.expired += 1;
         true
     }
@@ -225,12 +288,15 @@ impl Workload {
         self.clients.pending()
     }
 
-    /// The history with every operation still in flight as pending.
-    pub fn take_history(&mut self) -> Vec<Op> {
+    /// The history with every operation still in flight as pending, and
+    /// where each ran.
+    pub fn take_history(&mut self) -> (Vec<Op>, Vec<Ran>) {
         let mut h = std::mem::take(&mut self.history);
+        let mut ran = std::mem::take(&mut self.ran);
         for ((c, _), (op, invoked)) in self.clients.in_flight() {
             h.push(Op::pending(*c as u64 + 1, *invoked, op.clone()));
+            ran.push(Ran::Pending { until: Time::MAX });
         }
-        h
+        (h, ran)
     }
 }

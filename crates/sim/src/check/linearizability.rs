@@ -60,6 +60,38 @@
 //! log). The checker assumes the store's table of versions was never forgotten
 //! (`kv::multi`: 16 MiB of keys written), which no simulated run comes near.
 //!
+//! **Expiry.** Key expiry and `TTL`/`PTTL` depend on the model's clock, which on
+//! the replicas is the batch time the leader stamped and the backups checked
+//! (`byzscale_smr`, "Batch time"): every operation of a batch runs at that time.
+//! An [`Op`] may carry it ([`Op::time`], ms), as the audit of a run learns it from
+//! the correct replicas (the slot a client's reply names, the batch decided
+//! there). Linearizing an operation with a time first moves the model's clock
+//! there ([`Model::advance`], which expires keys); an order in which time would
+//! go back is not tried: an operation is linearized only at or after the clock,
+//! and not while a completed operation with an earlier time is still to be
+//! placed. (Operations of one batch share a time and may be ordered either way;
+//! only non-decreasing times are required.) Before the search, an operation
+//! that completed before another was invoked must not have the later time
+//! ([`Violation::TimeReversed`]); with that, ordering by real time and by batch
+//! time together is still an interval order, so checking components separately
+//! stays exact for operations with times. A pending operation with a time may
+//! or may not have taken effect (a replica may have refused it at that batch):
+//! at its time or never. A read without a time (the unordered read-only path)
+//! is answered by replicas from the state after their last executed batch, at
+//! that batch's time: it is linearized at the earliest clock, not before the
+//! model's, at which its reply matches, within its *window*, between the
+//! latest time of the operations that completed before it was invoked and the
+//! earliest time of those invoked after it completed. Choosing the earliest
+//! such clock loses no linearization, since a later clock only expires more.
+//! Two such reads in different components are not checked against each other's
+//! clock (a relaxation), and any other operation without a time (a pending
+//! write the audit could not place) runs at the model's clock as it is, which
+//! can only cause a false alarm, never hide a violation. The clock and every
+//! key's deadline are part of the state (its hash and the undo log). In a
+//! component where no operation has a time the clock never moves, as before.
+//! With times, operations of different batches do not commute (for the
+//! search's reductions above): only the order within a batch is searched.
+//!
 //! A [`Violation::NotLinearizable`] explains itself with the deepest point the search
 //! reached: the longest linearizable prefix it found, the model state after it, and
 //! the operations that could have come next, each with the reply the model gives there.
@@ -89,6 +121,10 @@ pub struct Op {
     pub op: KvOp,
     /// The reply received; ignored if the operation is pending.
     pub reply: KvReply,
+    /// The batch time (ms) at which the replicas executed it, if known (see
+    /// the module docs, **Expiry**).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<u64>,
 }
 
 impl Op {
@@ -100,6 +136,7 @@ impl Op {
             completed,
             op,
             reply,
+            time: None,
         }
     }
 
@@ -111,7 +148,14 @@ impl Op {
             completed: PENDING,
             op,
             reply: KvReply::Nil,
+            time: None,
         }
+    }
+
+    /// The same operation, executed at batch time `time_ms`.
+    pub fn at(mut self, time_ms: u64) -> Op {
+        self.time = Some(time_ms);
+        self
     }
 
     /// Whether the operation never completed.
@@ -121,21 +165,23 @@ impl Op {
 }
 
 impl fmt::Display for Op {
-    /// `c1 [100, 250] SET k v -> OK`, or `c1 [100, pending] SET k v`.
+    /// `c1 [100, 250] SET k v -> OK`, or `c1 [100, pending] SET k v`; with a
+    /// batch time, `c1 [100, 250] @7ms SET k v -> OK`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{} [{}, ", self.client, self.invoked)?;
         if self.is_pending() {
-            write!(
-                f,
-                "c{} [{}, pending] {}",
-                self.client, self.invoked, self.op
-            )
+            f.write_str("pending]")?;
         } else {
-            write!(
-                f,
-                "c{} [{}, {}] {} -> {}",
-                self.client, self.invoked, self.completed, self.op, self.reply
-            )
+            write!(f, "{}]", self.completed)?;
         }
+        if let Some(t) = self.time {
+            write!(f, " @{t}ms")?;
+        }
+        write!(f, " {}", self.op)?;
+        if !self.is_pending() {
+            write!(f, " -> {}", self.reply)?;
+        }
+        Ok(())
     }
 }
 
@@ -173,6 +219,16 @@ pub enum Violation {
     },
     /// No linearization exists.
     NotLinearizable(Box<Counterexample>),
+    /// Batch times go backwards in real time: `earlier` completed before
+    /// `later` was invoked, but executed at a later batch time.
+    TimeReversed {
+        /// Index in the history of the operation that completed first.
+        earlier: usize,
+        /// Index of the operation invoked after it.
+        later: usize,
+        /// The two operations.
+        ops: Box<(Op, Op)>,
+    },
     /// The search budget ran out before a linearization was found or ruled out.
     Inconclusive {
         /// The keys of the component being checked.
@@ -197,6 +253,11 @@ pub struct Counterexample {
     pub linearized: Vec<(usize, Op)>,
     /// The component's state after that prefix: (key, value) in key order.
     pub state: Vec<(Vec<u8>, Value)>,
+    /// The model's clock (ms) after that prefix: the batch time of the last
+    /// operation, or the time a read without one was given (0 in a history
+    /// without batch times).
+    #[serde(default)]
+    pub clock: u64,
     /// The operations that could come next (all minimal in real-time order), none of
     /// which leads to a linearization: either the model's reply differs from the
     /// client's, or (`expected == op.reply`) the search showed that every continuation
@@ -221,10 +282,11 @@ impl Violation {
         matches!(self, Violation::Inconclusive { .. })
     }
 
-    /// The keys involved (empty for [`Violation::Malformed`] and key-less operations).
+    /// The keys involved (empty for [`Violation::Malformed`],
+    /// [`Violation::TimeReversed`] and key-less operations).
     pub fn keys(&self) -> &[Vec<u8>] {
         match self {
-            Violation::Malformed { .. } => &[],
+            Violation::Malformed { .. } | Violation::TimeReversed { .. } => &[],
             Violation::NotLinearizable(c) => &c.keys,
             Violation::Inconclusive { keys, .. } => keys,
         }
@@ -258,6 +320,11 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Violation::Malformed { index, op, reason } => write!(f, "malformed history: #{index} {op}: {reason}"),
+            Violation::TimeReversed { earlier, later, ops } => write!(
+                f,
+                "batch time goes backwards: #{earlier} {} completed before #{later} {} was invoked, but ran later",
+                ops.0, ops.1
+            ),
             Violation::Inconclusive { keys, ops, steps } => write!(
                 f,
                 "linearizability inconclusive on keys {} ({ops} ops): search budget of {steps} steps exhausted",
@@ -265,7 +332,11 @@ impl fmt::Display for Violation {
             ),
             Violation::NotLinearizable(c) => {
                 write!(f, "not linearizable on keys {} ({} ops): ", Keys(&c.keys), c.ops)?;
-                write!(f, "after the longest linearizable prefix found ({} ops), state {{", c.linearized.len())?;
+                write!(f, "after the longest linearizable prefix found ({} ops), ", c.linearized.len())?;
+                if c.clock > 0 {
+                    write!(f, "at {} ms, ", c.clock)?;
+                }
+                write!(f, "state {{")?;
                 for (i, (k, v)) in c.state.iter().enumerate() {
                     write!(f, "{}{}: {}", if i > 0 { ", " } else { "" }, Printable(k), v)?;
                 }
@@ -325,12 +396,13 @@ pub fn check_with(history: &[Op], options: &Options) -> Result<(), Violation> {
             });
         }
     }
+    let windows = windows(history)?;
     let mut inconclusive = None;
     for component in components(history) {
         let result = if component.keys.is_empty() {
             check_keyless(history, &component.members)
         } else {
-            check_component(history, &component, options)
+            check_component(history, &windows, &component, options)
         };
         match result {
             Ok(()) => {}
@@ -341,6 +413,58 @@ pub fn check_with(history: &[Op], options: &Options) -> Result<(), Violation> {
         }
     }
     inconclusive.map_or(Ok(()), Err)
+}
+
+/// The clock window of each operation of the history, `(lo, hi)` in ms: no
+/// operation with a batch time completed before it was invoked with a time above
+/// `lo`, none was invoked after it completed with a time below `hi` ((0, MAX) if
+/// there is none). A read without a time of its own ran at a time in its window
+/// (module docs, **Expiry**). Fails if an operation with a time has one below
+/// `lo`: batch time went backwards in real time.
+fn windows(history: &[Op]) -> Result<Vec<(u64, u64)>, Violation> {
+    let mut windows = vec![(0, u64::MAX); history.len()];
+    let timed = |i: &usize| history[*i].time.is_some();
+    if !(0..history.len()).any(|i| timed(&i)) {
+        return Ok(windows);
+    }
+    let time = |i: usize| history[i].time.unwrap_or_default();
+    // completed timed operations by completion, with the latest time so far
+    let mut done: Vec<usize> = (0..history.len())
+        .filter(timed)
+        .filter(|&i| !history[i].is_pending())
+        .collect();
+    done.sort_by_key(|&i| history[i].completed);
+    let mut latest: Vec<usize> = Vec::with_capacity(done.len());
+    for &i in &done {
+        let best = latest.last().copied().filter(|&j| time(j) >= time(i));
+        latest.push(best.unwrap_or(i));
+    }
+    // timed operations by invocation, with the earliest time from there on
+    let mut started: Vec<usize> = (0..history.len()).filter(timed).collect();
+    started.sort_by_key(|&i| history[i].invoked);
+    let mut earliest = vec![0; started.len()];
+    for (k, &i) in started.iter().enumerate().rev() {
+        let best = earliest.get(k + 1).copied().filter(|&j| time(j) <= time(i));
+        earliest[k] = best.unwrap_or(i);
+    }
+    for (index, op) in history.iter().enumerate() {
+        let before = done.partition_point(|&i| history[i].completed < op.invoked);
+        if let Some(&e) = before.checked_sub(1).map(|k| &latest[k]) {
+            if op.time.is_some_and(|t| t < time(e)) {
+                return Err(Violation::TimeReversed {
+                    earlier: e,
+                    later: index,
+                    ops: Box::new((history[e].clone(), op.clone())),
+                });
+            }
+            windows[index].0 = time(e);
+        }
+        let after = started.partition_point(|&i| history[i].invoked <= op.completed);
+        if let Some(&l) = earliest.get(after) {
+            windows[index].1 = time(l);
+        }
+    }
+    Ok(windows)
 }
 
 /// A set of keys closed under "appear in one operation", with its operations.
@@ -412,17 +536,18 @@ fn components(history: &[Op]) -> Vec<Component> {
     out
 }
 
-/// An operation without keys: its reply does not depend on state.
+/// An operation without keys: its reply depends on nothing but its batch time.
 fn check_keyless(history: &[Op], members: &[usize]) -> Result<(), Violation> {
     for &index in members {
         let op = &history[index];
-        let expected = Model::new().apply(&op.op);
+        let expected = replay(&mut Model::new(), op);
         if !op.is_pending() && expected != op.reply {
             return Err(Violation::NotLinearizable(Box::new(Counterexample {
                 keys: Vec::new(),
                 ops: 1,
                 linearized: Vec::new(),
                 state: Vec::new(),
+                clock: op.time.unwrap_or_default(),
                 stuck: vec![Stuck {
                     index,
                     op: op.clone(),
@@ -449,13 +574,14 @@ enum Outcome {
 /// (deterministic) search again recording the deepest dead end for the report.
 fn check_component(
     history: &[Op],
+    windows: &[(u64, u64)],
     component: &Component,
     options: &Options,
 ) -> Result<(), Violation> {
     let initial = options
         .initial
         .restricted_to(component.keys.iter().map(Vec::as_slice));
-    let mut search = Search::new(history, component, initial);
+    let mut search = Search::new(history, windows, component, initial);
     let inconclusive = || Violation::Inconclusive {
         keys: component.keys.clone(),
         ops: component.members.len(),
@@ -474,6 +600,14 @@ fn check_component(
     }
 }
 
+/// `op`'s reply on `state`, at its batch time if it has one not before the clock.
+fn replay(state: &mut Model, op: &Op) -> KvReply {
+    if let Some(t) = op.time {
+        state.advance(t);
+    }
+    state.apply(&op.op)
+}
+
 /// 128 bits of SipHash (std's `DefaultHasher` has fixed keys, so this is deterministic)
 /// of `key` and `x`, the two halves salted with `salts`.
 fn hash128<T: std::hash::Hash + ?Sized>(salts: (u8, u8), key: &[u8], x: &T) -> u128 {
@@ -488,10 +622,16 @@ fn hash128<T: std::hash::Hash + ?Sized>(salts: (u8, u8), key: &[u8], x: &T) -> u
     (u128::from(half(salts.0)) << 64) | u128::from(half(salts.1))
 }
 
-/// The hash of one (key, value) entry of the state; the state's hash is the XOR over
-/// its entries (and its version entries, [`version_hash`]).
-fn entry_hash(key: &[u8], value: &Value) -> u128 {
-    hash128((1, 2), key, value)
+/// The hash of one key's entry of the state: its value and deadline; the state's
+/// hash is the XOR over its entries (and its version entries, [`version_hash`],
+/// and its clock, [`clock_hash`]).
+fn entry_hash(key: &[u8], value: &Value, deadline: Option<u64>) -> u128 {
+    hash128((1, 2), key, &(value, deadline))
+}
+
+/// The hash of the state's clock (see [`entry_hash`]).
+fn clock_hash(now: u64) -> u128 {
+    hash128((5, 6), b"", &now)
 }
 
 /// splitmix64: fixed pseudo-random Zobrist keys for operations, so runs are
@@ -516,27 +656,43 @@ fn version_hash(key: &[u8], version: u64) -> u128 {
     hash128((3, 4), key, &version)
 }
 
-/// The hash of a whole state: the XOR of its entries' and version entries' hashes.
+/// The hash of a whole state: the XOR of its entries' and version entries' hashes
+/// and of its clock's.
 fn state_hash(state: &Model) -> u128 {
     let values = state
         .map()
         .iter()
-        .fold(0u128, |h, (k, v)| h ^ entry_hash(k, v));
+        .fold(clock_hash(state.now()), |h, (k, v)| {
+            h ^ entry_hash(k, v, state.deadline(k))
+        });
     state
         .versions()
         .entries()
         .fold(values, |h, (k, v)| h ^ version_hash(k, v))
 }
 
+/// One key as it was before an operation: value, deadline, `WATCH` version entry.
+type Saved = (Vec<u8>, Option<Value>, Option<u64>, Option<u64>);
+
 /// How to take back one linearized operation.
 struct Undo {
     /// The call node.
     node: usize,
-    /// The previous values and `WATCH` version entries of the keys it wrote
-    /// (empty for a read).
-    old: Vec<(Vec<u8>, Option<Value>, Option<u64>)>,
+    /// The previous entries of the keys it wrote or the clock expired (empty
+    /// for a read at the current clock).
+    old: Vec<Saved>,
+    /// The clock before it.
+    clock: u64,
     /// XOR of the change it made to the state hash.
     delta: u128,
+}
+
+/// At what clock an operation is linearized (see [`Search::clock_for`]).
+enum At {
+    /// At this clock (moved there first if it is later than the model's).
+    Clock(u64),
+    /// Without effect: a pending operation whose batch time is already past.
+    Skip,
 }
 
 /// A configuration on the search stack.
@@ -563,6 +719,8 @@ struct Deepest {
 /// Lowe's variant of the Wing & Gong search over one component.
 struct Search<'a> {
     history: &'a [Op],
+    /// Per history index: its clock window (see [`windows`]).
+    windows: &'a [(u64, u64)],
     keys: &'a [Vec<u8>],
     /// Local op id -> index in the history.
     members: &'a [usize],
@@ -579,10 +737,21 @@ struct Search<'a> {
     zobrist: Vec<u128>,
     /// Per local op id: its keys as sorted, distinct indices into `keys`.
     op_keys: Vec<Vec<u32>>,
+    /// Whether an operation has a batch time: then the model's clock moves (module
+    /// docs, **Expiry**); otherwise it stays where the initial state has it.
+    clocked: bool,
+    /// The batch times of the completed operations not linearized yet, with their
+    /// counts: none of them can be linearized after a later one.
+    unplaced: BTreeMap<u64, usize>,
 }
 
 impl<'a> Search<'a> {
-    fn new(history: &'a [Op], component: &'a Component, initial: Model) -> Self {
+    fn new(
+        history: &'a [Op],
+        windows: &'a [(u64, u64)],
+        component: &'a Component,
+        initial: Model,
+    ) -> Self {
         let members = &component.members;
         let n = members.len();
         // (time, returns after calls at equal times, local id)
@@ -610,9 +779,34 @@ impl<'a> Search<'a> {
         }
         next[last] = TAIL;
         prev[TAIL] = last;
-        let zobrist = zobrist_keys(n);
+        let mut unplaced = BTreeMap::new();
+        for &index in members {
+            if let (Some(t), false) = (history[index].time, history[index].is_pending()) {
+                *unplaced.entry(t).or_insert(0) += 1;
+            }
+        }
+        Search {
+            history,
+            windows,
+            keys: &component.keys,
+            members,
+            initial,
+            next,
+            prev,
+            event,
+            ret_node,
+            zobrist: zobrist_keys(n),
+            op_keys: Self::key_ids(history, component),
+            clocked: members.iter().any(|&i| history[i].time.is_some()),
+            unplaced,
+        }
+    }
+
+    /// Per member: its keys as sorted, distinct indices into the component's keys.
+    fn key_ids(history: &[Op], component: &Component) -> Vec<Vec<u32>> {
         let keys = &component.keys;
-        let op_keys = members
+        component
+            .members
             .iter()
             .map(|&index| {
                 let mut ids: Vec<u32> = history[index]
@@ -628,23 +822,15 @@ impl<'a> Search<'a> {
                 ids.dedup();
                 ids
             })
-            .collect();
-        Search {
-            history,
-            keys,
-            members,
-            initial,
-            next,
-            prev,
-            event,
-            ret_node,
-            zobrist,
-            op_keys,
-        }
+            .collect()
     }
 
     fn op(&self, local: usize) -> &'a Op {
         &self.history[self.members[local]]
+    }
+
+    fn window(&self, local: usize) -> (u64, u64) {
+        self.windows[self.members[local]]
     }
 
     fn unlink(&mut self, x: usize) {
@@ -659,16 +845,40 @@ impl<'a> Search<'a> {
         self.prev[n] = x;
     }
 
+    /// The batch time of `local` if it counts in `unplaced`.
+    fn unplaced_time(&self, local: usize) -> Option<u64> {
+        let op = self.op(local);
+        op.time.filter(|_| !op.is_pending())
+    }
+
     fn lift(&mut self, call: usize) {
-        let ret = self.ret_node[self.event[call].0];
+        let local = self.event[call].0;
+        let ret = self.ret_node[local];
         self.unlink(call);
         self.unlink(ret);
+        if let Some(t) = self.unplaced_time(local) {
+            if let Some(count) = self.unplaced.get_mut(&t) {
+                *count -= 1;
+                if *count == 0 {
+                    self.unplaced.remove(&t);
+                }
+            }
+        }
     }
 
     fn unlift(&mut self, call: usize) {
-        let ret = self.ret_node[self.event[call].0];
+        let local = self.event[call].0;
+        let ret = self.ret_node[local];
         self.relink(ret);
         self.relink(call);
+        if let Some(t) = self.unplaced_time(local) {
+            *self.unplaced.entry(t).or_insert(0) += 1;
+        }
+    }
+
+    /// The earliest batch time of a completed operation not linearized yet.
+    fn next_time(&self) -> u64 {
+        self.unplaced.keys().next().copied().unwrap_or(u64::MAX)
     }
 
     /// The candidates of the current configuration, in the order of the midpoints of
@@ -690,13 +900,13 @@ impl<'a> Search<'a> {
 
     /// A candidate that can be linearized first without loss of generality, if any:
     ///
-    /// - a read-only operation whose reply matches `state`: it changes nothing, and
-    ///   everything that must precede it already does;
+    /// - a read-only operation whose reply matches `state` at its clock: it changes
+    ///   nothing, and everything that must precede it already does;
     /// - an *isolated* operation: one that conflicts with no other unlinearized
-    ///   operation invoked before it completes (two operations conflict if they share a
-    ///   key and one of them writes). Only such operations can be linearized before it,
-    ///   and they neither change its keys nor see its effect, so its reply is the one it
-    ///   gets now (if that does not match, no linearization exists from here).
+    ///   operation invoked before it completes (see [`Search::conflict`]). Only such
+    ///   operations can be linearized before it, and they neither change its keys nor
+    ///   see its effect nor move the clock, so its reply is the one it gets now (if
+    ///   that does not match, no linearization exists from here).
     fn forced(&self, state: &Model, candidates: &[usize]) -> Option<usize> {
         let read = candidates.iter().copied().find(|&node| {
             self.op(self.event[node].0).op.is_read_only() && self.read_matches(state, node)
@@ -706,18 +916,10 @@ impl<'a> Search<'a> {
 
     fn isolated(&self, call: usize) -> bool {
         let local = self.event[call].0;
-        let keys = &self.op_keys[local];
-        let writes = !self.op(local).op.is_read_only();
         let mut node = self.next[HEAD];
         while node != self.ret_node[local] {
             let (other, is_call) = self.event[node];
-            if is_call
-                && other != local
-                && (writes || !self.op(other).op.is_read_only())
-                && self.op_keys[other]
-                    .iter()
-                    .any(|k| keys.binary_search(k).is_ok())
-            {
+            if is_call && other != local && self.conflict(local, other) {
                 return false;
             }
             node = self.next[node];
@@ -725,72 +927,162 @@ impl<'a> Search<'a> {
         true
     }
 
-    /// Whether the read-only operation at `node` may be linearized in `state`.
+    /// Whether the read-only operation at `node` may be linearized in `state` as it
+    /// is: at the model's clock, which must be its batch time if it has one, or in
+    /// its window if not.
     fn read_matches(&self, state: &Model, node: usize) -> bool {
-        let op = self.op(self.event[node].0);
-        op.is_pending() || state.read(&op.op).as_ref() == Some(&op.reply)
+        let local = self.event[node].0;
+        let op = self.op(local);
+        if op.is_pending() {
+            return true;
+        }
+        if self.clocked {
+            let (now, (lo, hi)) = (state.now(), self.window(local));
+            let fits = match op.time {
+                Some(t) => t == now,
+                None => lo <= now && now <= hi.min(self.next_time()),
+            };
+            if !fits {
+                return false;
+            }
+        }
+        state.read(&op.op).as_ref() == Some(&op.reply)
+    }
+
+    /// The clock at which `local` can be linearized in `state`, if any (module docs,
+    /// **Expiry**): its batch time if it has one, not before the clock nor after the
+    /// earliest batch time of the completed operations still to place (a pending one
+    /// already past its time is skipped: it took no effect); for a completed read
+    /// without one, the earliest time in its window, not before the clock, at which
+    /// its reply matches; else the model's clock.
+    fn clock_for(&self, state: &Model, local: usize) -> Option<At> {
+        let op = self.op(local);
+        let now = state.now();
+        if !self.clocked {
+            return Some(At::Clock(now));
+        }
+        match op.time {
+            Some(t) if t < now => op.is_pending().then_some(At::Skip),
+            Some(t) => (t <= self.next_time()).then_some(At::Clock(t)),
+            None if op.is_pending() || !op.op.is_read_only() => Some(At::Clock(now)),
+            None => self.read_clock(state, local).map(At::Clock),
+        }
+    }
+
+    /// The earliest clock in the window of the completed read `local`, from the
+    /// model's, at which its reply matches. Only its keys' expiry and (`TTL`, `PTTL`)
+    /// the clock itself change its reply, so it tries every millisecond up to just
+    /// after the last deadline of its keys.
+    fn read_clock(&self, state: &Model, local: usize) -> Option<u64> {
+        let op = self.op(local);
+        let (lo, hi) = self.window(local);
+        let from = state.now().max(lo);
+        let to = hi.min(self.next_time());
+        if from > to {
+            return None;
+        }
+        let keys = op.op.keys();
+        let own = state.restricted_to(keys.iter().copied());
+        let last = own.deadlines().last().map_or(from, |(when, _)| when + 1);
+        (from..=to.min(last.max(from))).find(|&c| {
+            let mut at = own.clone();
+            at.advance(c);
+            at.read(&op.op).as_ref() == Some(&op.reply)
+        })
     }
 
     /// Linearize the operation at `node` on `state` if its reply matches, returning how
     /// to undo it; otherwise leave `state` alone.
     fn apply(&self, state: &mut Model, node: usize) -> Option<Undo> {
         let op = self.op(self.event[node].0);
-        if op.op.is_read_only() {
-            return self.read_matches(state, node).then_some(Undo {
-                node,
-                old: Vec::new(),
-                delta: 0,
-            });
-        }
-        let mut keys = op.op.keys();
-        keys.sort_unstable();
-        keys.dedup();
-        let old: Vec<(Vec<u8>, Option<Value>, Option<u64>)> = keys
-            .iter()
-            .map(|k| {
-                let version = state.versions().entry(k);
-                (k.to_vec(), state.value(k).cloned(), version)
-            })
-            .collect();
-        let reply = state.apply(&op.op);
-        let mut undo = Undo {
+        let clock = state.now();
+        let unchanged = Undo {
             node,
-            old,
+            old: Vec::new(),
+            clock,
             delta: 0,
         };
+        if op.op.is_read_only() && self.read_matches(state, node) {
+            return Some(unchanged);
+        }
+        if op.op.is_read_only() && !self.clocked {
+            return None;
+        }
+        let at = match self.clock_for(state, self.event[node].0)? {
+            At::Skip => return Some(unchanged),
+            At::Clock(at) => at,
+        };
+        // the keys it may change: those it writes and those the clock expires
+        let mut keys: Vec<&[u8]> = if op.op.is_read_only() {
+            Vec::new()
+        } else {
+            op.op.keys()
+        };
+        keys.extend(
+            state
+                .deadlines()
+                .take_while(|(when, _)| *when < at)
+                .map(|(_, k)| k),
+        );
+        keys.sort_unstable();
+        keys.dedup();
+        let old: Vec<Saved> = keys
+            .iter()
+            .map(|&k| {
+                let (value, deadline) = (state.value(k).cloned(), state.deadline(k));
+                (k.to_vec(), value, deadline, state.versions().entry(k))
+            })
+            .collect();
+        state.advance(at);
+        let reply = state.apply(&op.op);
+        let mut undo = Undo { old, ..unchanged };
         if !op.is_pending() && reply != op.reply {
             Self::revert(state, undo);
             return None;
         }
-        for (key, before, version) in &undo.old {
-            if let Some(v) = before {
-                undo.delta ^= entry_hash(key, v);
-            }
-            if let Some(v) = state.value(key) {
-                undo.delta ^= entry_hash(key, v);
-            }
-            if let Some(v) = version {
-                undo.delta ^= version_hash(key, *v);
-            }
-            if let Some(v) = state.versions().entry(key) {
-                undo.delta ^= version_hash(key, v);
-            }
-        }
+        undo.delta = Self::delta(state, &undo);
         Some(undo)
     }
 
-    fn revert(state: &mut Model, undo: Undo) {
-        for (key, before, version) in undo.old {
-            state.versions_mut().set_entry(&key, version);
-            match before {
-                Some(v) => state.insert_value(key, v),
-                None => state.remove(&key),
-            };
+    /// The change of the state hash from before `undo`'s operation to `state`.
+    fn delta(state: &Model, undo: &Undo) -> u128 {
+        let mut delta = clock_hash(undo.clock) ^ clock_hash(state.now());
+        for (key, value, deadline, version) in &undo.old {
+            if let Some(v) = value {
+                delta ^= entry_hash(key, v, *deadline);
+            }
+            if let Some(v) = state.value(key) {
+                delta ^= entry_hash(key, v, state.deadline(key));
+            }
+            if let Some(v) = version {
+                delta ^= version_hash(key, *v);
+            }
+            if let Some(v) = state.versions().entry(key) {
+                delta ^= version_hash(key, v);
+            }
         }
+        delta
     }
 
-    /// Whether two operations conflict: they share a key and one of them writes.
+    fn revert(state: &mut Model, undo: Undo) {
+        for (key, value, deadline, version) in undo.old {
+            state.versions_mut().set_entry(&key, version);
+            state.set_entry(&key, value, deadline);
+        }
+        state.set_clock(undo.clock);
+    }
+
+    /// Whether two operations conflict: they share a key and one of them writes, or,
+    /// in a component with batch times, they do not have the same batch time (the
+    /// order of two times is fixed, and an operation without one runs at whatever
+    /// clock the model has, a read may move it).
     fn conflict(&self, a: usize, b: usize) -> bool {
+        if self.clocked {
+            let (ta, tb) = (self.op(a).time, self.op(b).time);
+            if ta.is_none() || ta != tb {
+                return true;
+            }
+        }
         (!self.op(a).op.is_read_only() || !self.op(b).op.is_read_only())
             && self.op_keys[a]
                 .iter()
@@ -921,7 +1213,7 @@ impl<'a> Search<'a> {
             .iter()
             .map(|&local| {
                 let (index, op) = entry(local);
-                let expected = deepest.state.clone().apply(&op.op);
+                let expected = replay(&mut deepest.state.clone(), &op);
                 Stuck {
                     index,
                     op,
@@ -933,6 +1225,7 @@ impl<'a> Search<'a> {
             keys: self.keys.to_vec(),
             ops: self.members.len(),
             linearized: deepest.linearized.iter().map(|&l| entry(l)).collect(),
+            clock: deepest.state.now(),
             state: deepest.state.into_map().into_iter().collect(),
             stuck,
         }))
@@ -1491,6 +1784,308 @@ mod tests {
             .unwrap();
         assert!(largest > h.len() * 9 / 10, "{largest} of {}", h.len());
         assert_eq!(check_with(&h, &options), Ok(()));
+    }
+
+    /// A command line as the store parses it (`SET k v PX 5`, `PTTL k`, ...).
+    fn cmd(line: &str) -> KvOp {
+        KvOp::from_args(&line.split(' ').collect::<Vec<_>>()).expect("a valid command")
+    }
+
+    /// `SET k v PX 5` at 100 ms: the key is there until 105 and gone from 106 on
+    /// (Redis: expired once the clock passes the deadline).
+    fn expiring(reads: Vec<Op>) -> Vec<Op> {
+        let mut h = vec![op(1, 0, 10, cmd("SET k v PX 5"), KvReply::Ok).at(100)];
+        h.extend(reads);
+        h
+    }
+
+    #[test]
+    fn expiry_at_batch_times_passes() {
+        let h = expiring(vec![
+            op(2, 20, 30, get("k"), bulk("v")).at(103),
+            op(2, 40, 50, cmd("PTTL k"), KvReply::Int(0)).at(105),
+            op(2, 60, 70, get("k"), KvReply::Nil).at(106),
+            op(1, 80, 90, cmd("PTTL k"), KvReply::Int(-2)).at(107),
+        ]);
+        assert_eq!(check(&h), Ok(()));
+        // a TTL moved by PEXPIRE (GT: only later), removed by PERSIST
+        let h = expiring(vec![
+            op(2, 20, 30, cmd("PEXPIRE k 10 GT"), KvReply::Int(1)).at(103),
+            op(2, 40, 50, cmd("PEXPIRE k 1 GT"), KvReply::Int(0)).at(104),
+            op(2, 60, 70, get("k"), bulk("v")).at(110),
+            op(3, 60, 70, cmd("PERSIST k"), KvReply::Int(1)).at(110),
+            op(1, 80, 90, cmd("PTTL k"), KvReply::Int(-1)).at(500),
+        ]);
+        assert_eq!(check(&h), Ok(()));
+    }
+
+    /// A read that sees the value after its key provably expired, or nil before it
+    /// could have, is caught, and so is a `PTTL` that does not fit its batch time.
+    #[test]
+    fn reads_against_the_deadline_are_checked() {
+        let c = not_linearizable(&expiring(vec![op(2, 20, 30, get("k"), bulk("v")).at(106)]));
+        assert_eq!(c.stuck[0].expected, KvReply::Nil);
+        assert_eq!(c.clock, 100);
+        let text = Violation::NotLinearizable(Box::new(c)).to_string();
+        assert!(text.contains("at 100 ms"), "{text}");
+        assert!(text.contains("@106ms GET k"), "{text}");
+        let c = not_linearizable(&expiring(vec![
+            op(2, 20, 30, get("k"), KvReply::Nil).at(105)
+        ]));
+        assert_eq!(c.stuck[0].expected, bulk("v"));
+        not_linearizable(&expiring(vec![op(
+            2,
+            20,
+            30,
+            cmd("PTTL k"),
+            KvReply::Int(3),
+        )
+        .at(103)]));
+        // the same replies at the right times pass
+        assert_eq!(
+            check(&expiring(vec![op(
+                2,
+                20,
+                30,
+                cmd("PTTL k"),
+                KvReply::Int(2)
+            )
+            .at(103)])),
+            Ok(())
+        );
+        // a replica that ran a read at the wrong time (106 for 103) is caught
+        let mut h = expiring(vec![
+            op(2, 20, 30, get("k"), bulk("v")).at(103),
+            op(2, 40, 50, get("k"), bulk("v")).at(103),
+        ]);
+        assert_eq!(check(&h), Ok(()));
+        h[2].reply = Model::new().apply(&get("k"));
+        not_linearizable(&h);
+    }
+
+    /// Operations run in batch-time order even when they overlap in real time; a
+    /// later batch time for an operation that completed before another was invoked
+    /// is reported as such.
+    #[test]
+    fn batch_times_order_operations() {
+        // overlapping writes: the later batch time wins whatever their midpoints
+        let h = vec![
+            op(1, 0, 100, set("x", "1"), KvReply::Ok).at(7),
+            op(2, 10, 20, set("x", "2"), KvReply::Ok).at(5),
+            op(3, 200, 210, get("x"), bulk("1")).at(9),
+        ];
+        assert_eq!(check(&h), Ok(()));
+        let mut bad = h.clone();
+        bad[2].reply = bulk("2");
+        not_linearizable(&bad);
+        // time going backwards in real time
+        let h = vec![
+            op(1, 0, 10, set("a", "1"), KvReply::Ok).at(8),
+            op(2, 20, 30, get("b"), KvReply::Nil).at(7),
+        ];
+        match check(&h) {
+            Err(
+                v @ Violation::TimeReversed {
+                    earlier: 0,
+                    later: 1,
+                    ..
+                },
+            ) => {
+                assert!(v.to_string().contains("batch time goes backwards"), "{v}")
+            }
+            other => panic!("expected TimeReversed, got {other:?}"),
+        }
+    }
+
+    /// A read without a batch time (the unordered path) sees the state at a clock
+    /// between the batch times around it in real time.
+    #[test]
+    fn reads_without_a_time_fit_their_window() {
+        let later = |reply: KvReply, at: u64| {
+            expiring(vec![
+                op(2, 20, 30, cmd("PTTL k"), reply),
+                op(3, 40, 50, set("z", "1"), KvReply::Ok).at(at),
+            ])
+        };
+        // anywhere from 100 to 110: PTTL 5 (at 100) .. -2 (after 105)
+        for reply in [5, 2, 0, -2] {
+            assert_eq!(check(&later(KvReply::Int(reply), 110)), Ok(()), "{reply}");
+        }
+        not_linearizable(&later(KvReply::Int(6), 110));
+        // only up to 104: the key cannot have expired yet
+        not_linearizable(&later(KvReply::Int(-2), 104));
+        assert_eq!(check(&later(KvReply::Int(1), 104)), Ok(()));
+        // and once a read saw it expire, a timed read at the key's batch time cannot
+        // see it again
+        let h = expiring(vec![
+            op(2, 20, 30, get("k"), KvReply::Nil),
+            op(2, 40, 50, get("k"), bulk("v")).at(105),
+        ]);
+        assert!(check(&h).is_err());
+    }
+
+    /// A pending operation with a batch time took effect then or never.
+    #[test]
+    fn pending_operations_with_a_time() {
+        let set = Op::pending(1, 0, cmd("SET k v PX 5")).at(100);
+        for (reply, at) in [(bulk("v"), 103), (KvReply::Nil, 103), (KvReply::Nil, 106)] {
+            let h = vec![set.clone(), op(2, 20, 30, get("k"), reply.clone()).at(at)];
+            assert_eq!(check(&h), Ok(()), "{reply} at {at}");
+        }
+        not_linearizable(&[set, op(2, 20, 30, get("k"), bulk("v")).at(106)]);
+    }
+
+    /// A history of a linearizable execution with expiry: as
+    /// [`linearizable_history`], each operation running at the batch time
+    /// `point / 20` (reads without a time, on the unordered path, at that clock too),
+    /// on keys whose TTLs of 1 to 8 expire within a few operations.
+    fn expiring_history(rng: &mut Rng, clients: u64, per_client: u64, keys: u64) -> Vec<Op> {
+        let mut planned = Vec::new();
+        for client in 0..clients {
+            let mut t = rng.below(50);
+            for i in 0..per_client {
+                let invoked = t + rng.below(20);
+                let completed = invoked + 1 + rng.below(200);
+                let point = invoked + rng.below(completed - invoked + 1);
+                let k = format!("e{}", rng.below(keys));
+                let n = 1 + rng.below(8);
+                let flag = ["", " NX", " XX", " GT", " LT"][rng.below(5) as usize];
+                let line = match rng.below(10) {
+                    0 | 1 => format!("SET {k} v{client}.{i} PX {n}"),
+                    2 => format!("SET {k} w{client}.{i}"),
+                    3 => format!("PEXPIRE {k} {n}{flag}"),
+                    4 => format!("PERSIST {k}"),
+                    5 => format!("GETEX {k} PX {n}"),
+                    6 | 7 => format!("PTTL {k}"),
+                    _ => format!("GET {k}"),
+                };
+                let kv = cmd(&line);
+                let timed = !kv.is_read_only() || rng.below(2) == 0;
+                let pending = i + 1 == per_client && rng.below(3) == 0;
+                let effect = !pending || rng.below(2) == 0;
+                planned.push((
+                    point, client, invoked, completed, kv, timed, pending, effect,
+                ));
+                t = completed;
+            }
+        }
+        planned.sort_by_key(|p| (p.0, p.1));
+        let mut model = Model::new();
+        let mut history = Vec::new();
+        for (point, client, invoked, completed, kv, timed, pending, effect) in planned {
+            let time = point / 20;
+            model.advance(time);
+            let h = if pending {
+                if effect {
+                    model.apply(&kv);
+                }
+                Op::pending(client, invoked, kv)
+            } else {
+                let reply = model.apply(&kv);
+                Op::new(client, invoked, completed, kv, reply)
+            };
+            history.push(if timed { h.at(time) } else { h });
+        }
+        history.sort_by_key(|o| (o.invoked, o.client));
+        history
+    }
+
+    /// Exhaustive reference for histories whose operations all have batch times:
+    /// every order that respects real time and never goes back in time; a pending
+    /// operation may be left out.
+    fn brute_force_timed(history: &[Op], remaining: &mut Vec<usize>, state: &Model) -> bool {
+        if remaining.iter().all(|&i| history[i].is_pending()) {
+            return true;
+        }
+        for pos in 0..remaining.len() {
+            let x = &history[remaining[pos]];
+            let t = x.time.expect("timed");
+            if t < state.now()
+                || remaining.iter().any(|&j| history[j].completed < x.invoked)
+                || remaining
+                    .iter()
+                    .any(|&j| !history[j].is_pending() && history[j].time < x.time)
+            {
+                continue;
+            }
+            let mut next = state.clone();
+            let reply = replay(&mut next, x);
+            if !x.is_pending() && reply != x.reply {
+                continue;
+            }
+            let i = remaining.remove(pos);
+            let found = brute_force_timed(history, remaining, &next);
+            remaining.insert(pos, i);
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn random_expiring_histories_pass() {
+        let mut rng = Rng(0x005e_ed0e);
+        let (mut expired, mut gone) = (0, 0);
+        for round in 0..300 {
+            let (clients, per_client, keys) =
+                (1 + rng.below(5), 1 + rng.below(12), 1 + rng.below(3));
+            let h = expiring_history(&mut rng, clients, per_client, keys);
+            assert_eq!(check(&h), Ok(()), "round {round}: {h:#?}");
+            for o in h.iter().filter(|o| !o.is_pending()) {
+                match (o.op.name().to_ascii_lowercase().as_str(), &o.reply) {
+                    ("pttl", KvReply::Int(-2)) => gone += 1,
+                    ("get", KvReply::Nil) => expired += 1,
+                    _ => {}
+                }
+            }
+        }
+        // keys really expired under the reads
+        assert!(
+            expired > 100 && gone > 100,
+            "{expired} nil GETs, {gone} PTTL -2"
+        );
+    }
+
+    #[test]
+    fn agrees_with_brute_force_on_small_expiring_histories() {
+        let mut rng = Rng(11);
+        let (mut passed, mut failed) = (0, 0);
+        for round in 0..3000 {
+            let (clients, per_client, keys) =
+                (1 + rng.below(4), 1 + rng.below(3), 1 + rng.below(2));
+            let mut h = expiring_history(&mut rng, clients, per_client, keys);
+            for o in &mut h {
+                o.time = o.time.or(Some(o.invoked / 20));
+            }
+            // corrupt some replies, or move an operation to another batch time
+            for _ in 0..rng.below(3) {
+                let (i, j) = (
+                    rng.below(h.len() as u64) as usize,
+                    rng.below(h.len() as u64) as usize,
+                );
+                if rng.below(2) == 0 {
+                    h[i].reply = h[j].reply.clone();
+                } else {
+                    h[i].time = h[j].time;
+                }
+            }
+            if matches!(check(&h), Err(Violation::TimeReversed { .. })) {
+                continue;
+            }
+            let expected = brute_force_timed(&h, &mut (0..h.len()).collect(), &Model::new());
+            let got = check(&h);
+            assert_eq!(got.is_ok(), expected, "round {round}: {h:#?} {got:?}");
+            if expected {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        assert!(
+            passed > 200 && failed > 200,
+            "{passed} passed, {failed} failed"
+        );
     }
 
     #[test]
