@@ -313,15 +313,21 @@ pub fn read_account_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
 pub const CHECKPOINT_EVERY: u64 = 1024;
 
 const FORMAT_KEY: &str = "at2/format";
-/// 2: client-owned accounts (issue 17); stores of format 1 are refused.
-const FORMAT: &[u8] = b"2";
+/// 2: client-owned accounts (issue 17); 3: endorsements as an append-only
+/// run of rows (one per group commit) instead of a row per (account, seq),
+/// whose random keys dirtied a B-tree page per endorsement. Stores of
+/// older formats are refused.
+const FORMAT: &[u8] = b"3";
 const NEXT_SEQ_KEY: &str = "at2/next_seq";
 const OPEN_PREFIX: &str = "at2/open/";
-const VOTED_PREFIX: &str = "at2/voted/";
+const VOTES_PREFIX: &str = "at2/votes/";
 
-fn voted_key(a: Account, seq: u64) -> String {
-    format!("{VOTED_PREFIX}{a}/{seq:020}")
+fn votes_key(row: u64) -> String {
+    format!("{VOTES_PREFIX}{row:020}")
 }
+
+/// The endorsements of one group commit.
+type VotesRow = Vec<(Account, u64, byzscale_core::crypto::Digest)>;
 
 fn open_key(source: NodeId, seq: u64) -> String {
     format!("{OPEN_PREFIX}{:010}/{seq:020}", source.0)
@@ -330,7 +336,10 @@ fn open_key(source: NodeId, seq: u64) -> String {
 type At2Record = at2::Record<bracha::Record<Batch>>;
 
 /// An AT2 process's records as rows of its store: the next own broadcast
-/// number, each open instance's votes and each endorsement as meta rows,
+/// number and each open instance's votes as meta rows, the endorsements of
+/// each group commit as one meta row under an increasing number (a
+/// checkpoint holds every endorsement made before it, so the rows before it
+/// go with it),
 /// each delivery as a log row under its index, each checkpoint as the
 /// snapshot (the log rows more than `LOG_KEEP` below it, and the
 /// endorsements it no longer holds, go in the same transaction).
@@ -339,20 +348,28 @@ pub(crate) struct At2Journal {
     fresh: bool,
     next_seq: bool,
     open: BTreeSet<(NodeId, u64)>,
-    voted: BTreeSet<(Account, u64)>,
+    /// Endorsements since the last flush (or the last checkpoint).
+    votes: VotesRow,
+    /// Endorsement rows on disk, and those the next flush deletes.
+    rows: Vec<u64>,
+    drop_rows: Vec<u64>,
+    next_row: u64,
     logged: Vec<u64>,
     checkpoint: Option<u64>,
 }
 
 impl At2Journal {
-    fn new(mut d: at2::Durable, fresh: bool) -> Self {
+    fn new(mut d: at2::Durable, fresh: bool, rows: Vec<u64>) -> Self {
         d.log.clear(); // on disk already
         At2Journal {
             d,
             fresh,
             next_seq: false,
             open: BTreeSet::new(),
-            voted: BTreeSet::new(),
+            votes: Vec::new(),
+            next_row: rows.last().map_or(0, |r| r + 1),
+            rows,
+            drop_rows: Vec::new(),
             logged: Vec::new(),
             checkpoint: None,
         }
@@ -371,14 +388,19 @@ impl Journal for At2Journal {
             }
             at2::durable::Change::Bcast(_) => {}
             at2::durable::Change::Logged(i) => self.logged.push(i),
-            at2::durable::Change::Checkpoint {
-                keep_from,
-                forgotten,
-            } => {
+            at2::durable::Change::Checkpoint { keep_from, .. } => {
+                // it holds every endorsement made so far
                 self.checkpoint = Some(keep_from);
-                self.voted.extend(forgotten);
+                self.votes.clear();
+                self.drop_rows.append(&mut self.rows);
             }
-            at2::durable::Change::Voted(keys) => self.voted.extend(keys),
+            at2::durable::Change::Voted(keys) => {
+                for k in keys {
+                    if let Some(d) = self.d.voted.get(&k) {
+                        self.votes.push((k.0, k.1, *d));
+                    }
+                }
+            }
         }
         self.next_seq |= self.d.bcast.next_seq != before;
     }
@@ -397,11 +419,17 @@ impl Journal for At2Journal {
                 None => b.delete_meta(open_key(source, seq)),
             };
         }
-        for (a, seq) in std::mem::take(&mut self.voted) {
-            b = match self.d.voted.get(&(a, seq)) {
-                Some(d) => b.put_meta(voted_key(a, seq), d.to_vec()),
-                None => b.delete_meta(voted_key(a, seq)),
-            };
+        for row in std::mem::take(&mut self.drop_rows) {
+            b = b.delete_meta(votes_key(row));
+        }
+        if !self.votes.is_empty() {
+            let row = self.next_row;
+            self.next_row += 1;
+            b = b.put_meta(
+                votes_key(row),
+                codec::to_bytes(&std::mem::take(&mut self.votes)),
+            );
+            self.rows.push(row);
         }
         for i in std::mem::take(&mut self.logged) {
             if let Some((source, seq, signed)) = self.d.log.remove(&i) {
@@ -423,15 +451,15 @@ impl Journal for At2Journal {
 }
 
 /// Rebuild node `me`'s AT2 fold from its store (`db` names it in errors);
-/// also whether the store is new.
+/// also whether the store is new, and the endorsement rows it holds.
 pub(crate) fn at2_durable_from_disk(
     me: NodeId,
     rec: Recovered,
     db: &Path,
-) -> Result<(at2::Durable, bool)> {
+) -> Result<(at2::Durable, bool, Vec<u64>)> {
     let mut d = at2::Durable::new(me);
     let Some(format) = rec.meta.get(FORMAT_KEY) else {
-        return Ok((d, true));
+        return Ok((d, true, Vec::new()));
     };
     persist::check_format(db, "AT2", format, FORMAT)?;
     let decode = |what: &str| format!("decoding {what} in {}", db.display());
@@ -451,19 +479,17 @@ pub(crate) fn at2_durable_from_disk(
         d.bcast.open.insert(key, o);
     }
     let mut voted = BTreeMap::new();
-    for (k, v) in rec.meta.range(VOTED_PREFIX.to_string()..) {
-        let Some(rest) = k.strip_prefix(VOTED_PREFIX) else {
+    let mut rows = Vec::new();
+    for (k, v) in rec.meta.range(VOTES_PREFIX.to_string()..) {
+        let Some(rest) = k.strip_prefix(VOTES_PREFIX) else {
             break;
         };
-        let key = rest
-            .split_once('/')
-            .and_then(|(a, q)| Some((Account::from_hex(a).ok()?, q.parse().ok()?)))
-            .ok_or_else(|| anyhow!("bad key {k} in {}", db.display()))?;
-        let digest: byzscale_core::crypto::Digest = v
-            .as_slice()
-            .try_into()
-            .map_err(|_| anyhow!("bad endorsement {k} in {}", db.display()))?;
-        voted.insert(key, digest);
+        let row: u64 = rest
+            .parse()
+            .map_err(|_| anyhow!("bad key {k} in {}", db.display()))?;
+        let entries: VotesRow = codec::from_bytes(v, usize::MAX).with_context(|| decode(k))?;
+        voted.extend(entries.into_iter().map(|(a, s, d)| ((a, s), d)));
+        rows.push(row);
     }
     if let Some((at, bytes)) = rec.snapshot {
         let c: at2::Checkpoint =
@@ -492,7 +518,7 @@ pub(crate) fn at2_durable_from_disk(
         }
         d.log.insert(i, e);
     }
-    Ok((d, false))
+    Ok((d, false, rows))
 }
 
 // ---------------------------------------------------------------- node
@@ -562,7 +588,7 @@ async fn serve<B: NodeBroadcast>(loaded: LoadedNode, settings: At2Settings) -> R
             "demo genesis: anyone can derive the demo accounts' keys (set [at2] genesis for real funds)");
     }
     let (storage, rec, db) = persist::open(&loaded.file.data_dir)?;
-    let (durable, fresh) = at2_durable_from_disk(me, rec, &db)?;
+    let (durable, fresh, rows) = at2_durable_from_disk(me, rec, &db)?;
     let at2 = recover::<B>(
         &loaded,
         &members,
@@ -580,7 +606,7 @@ async fn serve<B: NodeBroadcast>(loaded: LoadedNode, settings: At2Settings) -> R
     cfg.transport.options.queue_capacity = settings.peer_queue_frames.max(1);
     let registry = Arc::new(Registry::new());
     let pace = Duration::from_millis(loaded.file.persist_interval_ms);
-    let journal = At2Journal::new(durable, fresh);
+    let journal = At2Journal::new(durable, fresh, rows);
     let (records, persister) = Persister::start(journal, storage, pace, &registry)?;
     let (rt, mut outputs) = Runtime::start_with_records(proto, cfg, None, registry, Some(records))
         .await
@@ -1593,6 +1619,56 @@ mod tests {
         assert_eq!(read_genesis(&gp).unwrap(), g);
         std::fs::write(&gp, "[[account]]\nkey = \"zz\"\nbalance = 1\n").unwrap();
         assert!(read_genesis(&gp).is_err());
+    }
+
+    #[test]
+    fn endorsements_survive_restarts_as_rows_and_go_with_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = NodeId(0);
+        let a = |i: u32| Account::of(&at2::demo_key(i));
+        let reopen = || {
+            let (storage, rec, db) = persist::open(dir.path()).unwrap();
+            let (d, fresh, rows) = at2_durable_from_disk(me, rec, &db).unwrap();
+            (storage, d, fresh, rows)
+        };
+        let (storage, d, fresh, rows) = reopen();
+        assert!(fresh && rows.is_empty());
+        let mut j = At2Journal::new(d, fresh, rows);
+        j.record(at2::Record::Voted(vec![
+            (a(1), 1, [1; 32]),
+            (a(2), 1, [2; 32]),
+        ]));
+        storage.commit(j.flush()).unwrap();
+        j.record(at2::Record::Voted(vec![(a(1), 2, [3; 32])]));
+        storage.commit(j.flush()).unwrap();
+        drop((storage, j));
+        let (storage, d, fresh, rows) = reopen();
+        assert!(!fresh);
+        assert_eq!(rows, vec![0, 1], "one row per group commit");
+        let want = BTreeMap::from([
+            ((a(1), 1), [1; 32]),
+            ((a(2), 1), [2; 32]),
+            ((a(1), 2), [3; 32]),
+        ]);
+        assert_eq!(d.voted, want);
+        // a checkpoint holding only (a1, 2): the rows before it go with it;
+        // an endorsement after it in the same group commit stays
+        let mut j = At2Journal::new(d, fresh, rows);
+        let genesis = Arc::new(Genesis::demo(3, 10));
+        j.record(at2::Record::Checkpoint(Box::new(at2::Checkpoint {
+            deliveries: 0,
+            ledger: at2::ledger::Ledger::new(genesis),
+            endorsed: BTreeMap::from([((a(1), 2), [3; 32])]),
+            history: Default::default(),
+            frontier: BTreeMap::new(),
+        })));
+        j.record(at2::Record::Voted(vec![(a(2), 2, [4; 32])]));
+        storage.commit(j.flush()).unwrap();
+        drop((storage, j));
+        let (_storage, d, _, rows) = reopen();
+        assert_eq!(rows, vec![2]);
+        let want = BTreeMap::from([((a(1), 2), [3; 32]), ((a(2), 2), [4; 32])]);
+        assert_eq!(d.voted, want);
     }
 
     #[test]

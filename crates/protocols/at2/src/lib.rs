@@ -462,7 +462,8 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
     pub fn in_flight(&self) -> usize {
         self.queue.len()
             + self.unchecked.len()
-            + self.proposal.as_ref().map_or(0, |p| p.tags.len()) + self.waiting
+            + self.proposal.as_ref().map_or(0, |p| p.tags.len())
+            + self.waiting
     }
 
     /// Run a broadcast step and bring its effects out; deliveries go to the
@@ -721,10 +722,7 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
             return;
         }
         let submitted = std::mem::take(&mut self.unchecked);
-        let bytes: Vec<Vec<u8>> = submitted
-            .iter()
-            .map(|(_, st)| st.signing_bytes())
-            .collect();
+        let bytes: Vec<Vec<u8>> = submitted.iter().map(|(_, st)| st.signing_bytes()).collect();
         let items: Vec<(&[u8; 32], &[u8], &Signature)> = submitted
             .iter()
             .zip(&bytes)
