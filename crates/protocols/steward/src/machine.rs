@@ -25,7 +25,15 @@
 //! in an outbox that the server drains after each SMR step (through
 //! `Replica::service`, hence the `RefCell`), as ByzCast's group machine does.
 //! A server that catches up by state transfer skips the events of the slots
-//! it did not execute (step 3 retransmits what a site said).
+//! it did not execute (the other servers' signed words reach it instead,
+//! `server/retransmit.rs`).
+//!
+//! The global view change (§4.2) is the machine's too (`Phase`, and the
+//! second `impl` block): Suspects, GlobalVc votes, CONSTRUCT-ARU from 2f+1
+//! servers' reports, constraints, binding each seq above the ARU to the
+//! highest-gv entry of a majority of sites' constraints (a no-op where
+//! none), re-proposal. What the site accepted is `said` (the last `window`
+//! seqs), so the Paxos state of a site is replicated state.
 
 use crate::message::{Accepted, GlobalView, Seq, SiteId, SiteMsg, SiteOp, Update};
 use byzscale_core::codec;
