@@ -1,10 +1,10 @@
 //! A Steward deployment as every server and client sees it: the sites, their
 //! members and group keys, the clients' home sites, and the parameters.
 
-use crate::message::{GlobalView, SiteId, OP_OVERHEAD};
+use crate::message::{GlobalView, SiteId, ACCEPTED_BYTES, OP_OVERHEAD};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::threshold::GroupKey;
-use byzscale_core::{Addr, ClientId, GroupId, NodeId};
+use byzscale_core::{Addr, ClientId, GroupId, NodeId, Time};
 use byzscale_smr as smr;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,6 +36,17 @@ pub struct Config {
     pub window: u64,
     pub voice_bytes: usize,
     pub held_bytes: usize,
+    /// The local timeout: the period of a server's retransmission tick and
+    /// how long a client update or a Proposal waits for the representative
+    /// before the other servers act on it ([`Config::new`]: the site SMR's
+    /// `request_timeout`).
+    pub tick: Time,
+    /// The global timer's first value: how long a pending update waits
+    /// before its server suspects the leading site ([`Config::new`]: f+2
+    /// local representative changes, each two request timeouts and a view
+    /// change timeout of the site SMR). Doubled after a global view change
+    /// that made no progress.
+    pub global_timeout: Time,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +69,8 @@ pub enum ConfigError {
     ClientSite(ClientId, SiteId),
     #[error("max_op_bytes {0} leaves no room for an update (overhead {OP_OVERHEAD})")]
     OpBytes(usize),
+    #[error("a constraint of window {0} seqs does not fit in max_op_bytes {1}")]
+    Window(u64, usize),
 }
 
 impl Config {
@@ -68,6 +81,9 @@ impl Config {
         clients: BTreeMap<ClientId, SiteId>,
         params: smr::Params,
     ) -> Result<Config, ConfigError> {
+        let tick = params.request_timeout.max(1);
+        let local = 2 * params.request_timeout + params.view_change_timeout;
+        let global_timeout = (f as Time + 2) * local.max(1);
         let c = Config {
             sites,
             f,
@@ -76,6 +92,8 @@ impl Config {
             window: WINDOW,
             voice_bytes: VOICE_BYTES,
             held_bytes: HELD_BYTES,
+            tick,
+            global_timeout,
         };
         c.validate()?;
         Ok(c)
@@ -114,6 +132,10 @@ impl Config {
         if self.params.max_op_bytes <= OP_OVERHEAD {
             return Err(ConfigError::OpBytes(self.params.max_op_bytes));
         }
+        let constraint = (self.window as usize).saturating_mul(ACCEPTED_BYTES) + OP_OVERHEAD;
+        if constraint > self.params.max_op_bytes {
+            return Err(ConfigError::Window(self.window, self.params.max_op_bytes));
+        }
         Ok(())
     }
 
@@ -147,6 +169,18 @@ impl Config {
     /// the leading site, a majority of the S sites (⌊S/2⌋).
     pub fn accepts_needed(&self) -> usize {
         self.sites.len() / 2
+    }
+
+    /// Sites that make a majority (GlobalVc votes, constraints).
+    pub fn majority(&self) -> usize {
+        self.sites.len() / 2 + 1
+    }
+
+    /// Every server of site `s`.
+    pub fn members(&self, s: SiteId) -> Vec<Addr> {
+        self.site(s)
+            .map(|site| site.members.iter().map(|m| Addr::Node(*m)).collect())
+            .unwrap_or_default()
     }
 
     /// The largest operation an update may carry.

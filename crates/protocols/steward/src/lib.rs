@@ -24,7 +24,14 @@
 //! | §4.1 Accept, to all sites (O(S²)) | [`SiteMsg::Accept`], said by the site machine on an ordered [`SiteOp::Proposal`] |
 //! | §4.1 Proposal + ⌊S/2⌋ Accepts ⇒ globally ordered | [`order::GlobalOrder::next_ready`] |
 //! | §4.1 the local site replies | [`Reply`] from the servers of the client's home site; the client takes f+1 |
-//! | §4.2 global view change, CONSTRUCT-ARU, Global_Constraint; timers | plan step 3 (not here) |
+//! | §4.2 local representative change (New_Rep, local timer) | the nested SMR's view change; a server suspects its representative when a word its site said stays unsigned for `LOCAL_TICKS` ticks (`server/retransmit.rs`) |
+//! | §4.2 CONSTRUCT-LOCAL-CONSTRAINT | the SMR's own view change (the site machine's state is SMR state) |
+//! | §4.2 global timer, SuspectLeader | `server/view.rs`: an update waiting [`Config::global_timeout`] ((f+2) local changes; doubled after a global view change without progress) ⇒ [`SiteOp::Suspect`]; f+1 distinct ⇒ the site says [`SiteMsg::GlobalVc`] |
+//! | §4.2 Global_VC, a majority installs gv+1 | [`SiteOp::Votes`] ordered at each site ([`SiteMachine`]: a majority for one gv installs it, a vote for gv+1 is joined) |
+//! | §4.2 CONSTRUCT-ARU | [`SiteOp::Report`] from 2f+1 servers of the new leading site; the (f+1)-th highest executed point ⇒ [`SiteMsg::Aru`] |
+//! | §4.2 Global_Constraint | [`SiteOp::Aru`] at every other site ⇒ [`SiteMsg::Constraint`] (what it accepted above the ARU, by digest) |
+//! | §4.2 collect a majority of constraints, re-propose | [`SiteOp::Constraint`] at the leading site; each bound seq gets its highest-gv entry ([`SiteOp::Repropose`] brings the content) or a no-op ([`Update::noop`]) |
+//! | §4.2 nested timers; retransmission | [`Config::tick`] (local), [`Config::global_timeout`]; `server/retransmit.rs` ([`Message::Need`]) |
 //! | §4.3 local read-only queries | plan step 4 (not here) |
 //!
 //! # Message flow (common case, one leading site, gv = 0)
@@ -65,20 +72,34 @@
 //!   representative whose local view the sender does not know. WAN copies
 //!   per update: f+1 per pair of sites, plus the forward.
 //! - **Forwards go to every server of the leading site** (3f+1 copies), for
-//!   the same reason; only its representative submits the update.
+//!   the same reason; its representative submits the update at once, the
+//!   others after a tick without it executing (`server/retransmit.rs`).
 //! - **Operations are checked before ordering** (the site-operation filter
 //!   in `server/filter.rs`, as ByzCast's request filter): the site machine
 //!   sees only bytes, so correct servers vote only for batches whose
 //!   updates carry their clients' signatures and whose Proposals carry the
 //!   leading site's signature.
 //!
-//! # What is not here yet (docs/STEWARD.md, plan steps 3 to 7)
+//! - **Global view change by ordered operations** (§4.2 as Paxos phase 1
+//!   over sites, every step a site operation its SMR orders): f+1 Suspects
+//!   (not the paper's 2f+1 timer shares) make a site vote; a site joins a
+//!   vote for the next gv it receives from another site (so sites without
+//!   a pending update join); a non-leading site adopts a later gv from its
+//!   leading site's signed Aru or Proposal (Paxos's promise); constraints
+//!   name updates by digest and the content is submitted separately
+//!   ([`SiteOp::Repropose`]), so a constraint fits one SMR operation
+//!   ([`Config::validate`] checks `window` entries fit).
+//! - **Retransmission is pull-and-push on a tick**: a stuck server sends its
+//!   shares, its site's signed words and view-change messages again and
+//!   asks other sites ([`Message::Need`]) rather than each message carrying
+//!   its own timer.
 //!
-//! Global view changes and the nested timers (a Byzantine or partitioned
-//! leading site stalls progress; a lost site message is not sent again),
-//! non-representative servers acting on client updates after a timeout,
-//! local reads, durable shares and a restart path, the scenario and the
-//! node protocol.
+//! # What is not here yet (docs/STEWARD.md, plan steps 4 to 7)
+//!
+//! Local reads, durable shares and a restart path, the scenario and the
+//! node protocol. The re-proposal of a *content* bound by constraints is
+//! tested on the site machine only (the simulator runs of the partition
+//! never left a Proposal accepted but unordered above the ARU).
 
 pub mod client;
 pub mod config;

@@ -85,11 +85,37 @@ impl Update {
     pub fn content_digest(client: ClientId, ts: u64, op: &[u8]) -> Digest {
         digest(&Update::signed_bytes(client, ts, op))
     }
+
+    /// The no-op a new leading site proposes at a seq no site of its
+    /// constraint majority accepted anything for (§4.2 re-proposal). Client
+    /// 0 is never a client ([`ClientId`] ids start at 1) and the signature
+    /// is all zeros: it is valid only inside a leading site's Proposal and
+    /// executes as nothing.
+    pub fn noop() -> Update {
+        let sig = Signature(ed25519_dalek::Signature::from_bytes(&[0; 64]));
+        Update {
+            client: ClientId(0),
+            ts: 0,
+            op: Vec::new(),
+            sig,
+        }
+    }
+
+    pub fn is_noop(&self) -> bool {
+        *self == Update::noop()
+    }
 }
 
-/// What a site says (signs with its threshold key). The global view-change
-/// messages (`GlobalVc`, `Aru`, `GlobalConstraint`, docs/STEWARD.md) come
-/// with plan step 3.
+/// What a site reports it accepted (or, leading, proposed) above an ARU:
+/// (global view, seq, update digest).
+pub type Accepted = (GlobalView, Seq, Digest);
+/// Bytes one [`Accepted`] entry costs at most on the wire (a constraint
+/// holds at most [`crate::Config::window`] of them).
+pub const ACCEPTED_BYTES: usize = 64;
+
+/// What a site says (signs with its threshold key): the common case's
+/// Proposal and Accept, and the global view change's GlobalVc, Aru and
+/// Constraint (§4.2, docs/STEWARD.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SiteMsg {
     /// The leading site assigns `seq` to `update` in global view `gv`.
@@ -104,30 +130,59 @@ pub enum SiteMsg {
         seq: Seq,
         digest: Digest,
     },
+    /// The site votes to replace the leading site: install global view `gv`
+    /// (Global_VC). A majority of sites' votes for one gv installs it.
+    GlobalVc { gv: GlobalView },
+    /// The leading site of `gv` holds every globally ordered update up to
+    /// `aru` (CONSTRUCT-ARU's result).
+    Aru { gv: GlobalView, aru: Seq },
+    /// A site's answer to the Aru of `gv`: what it accepted (or proposed)
+    /// above `aru` (Global_Constraint), at most one entry per seq.
+    Constraint {
+        gv: GlobalView,
+        aru: Seq,
+        accepted: Vec<Accepted>,
+    },
 }
 
 impl SiteMsg {
     pub fn gv(&self) -> GlobalView {
         match self {
-            SiteMsg::Proposal { gv, .. } | SiteMsg::Accept { gv, .. } => *gv,
+            SiteMsg::Proposal { gv, .. }
+            | SiteMsg::Accept { gv, .. }
+            | SiteMsg::GlobalVc { gv }
+            | SiteMsg::Aru { gv, .. }
+            | SiteMsg::Constraint { gv, .. } => *gv,
         }
     }
+    /// The seq it is about (the ARU for Aru and Constraint, 0 for GlobalVc).
     pub fn seq(&self) -> Seq {
         match self {
             SiteMsg::Proposal { seq, .. } | SiteMsg::Accept { seq, .. } => *seq,
+            SiteMsg::Aru { aru, .. } | SiteMsg::Constraint { aru, .. } => *aru,
+            SiteMsg::GlobalVc { .. } => Seq(0),
         }
     }
-    /// The update digest it binds to (gv, seq).
+    /// The update digest it binds to (gv, seq); for the view-change
+    /// messages, the digest of the message.
     pub fn digest(&self) -> Digest {
         match self {
             SiteMsg::Proposal { update, .. } => update.digest(),
             SiteMsg::Accept { digest, .. } => *digest,
+            other => digest(&codec::to_bytes(other)),
         }
+    }
+    /// Whether it is part of the global view change (not the common case).
+    pub fn is_view_change(&self) -> bool {
+        !matches!(self, SiteMsg::Proposal { .. } | SiteMsg::Accept { .. })
     }
     pub fn kind(&self) -> &'static str {
         match self {
             SiteMsg::Proposal { .. } => "Proposal",
             SiteMsg::Accept { .. } => "Accept",
+            SiteMsg::GlobalVc { .. } => "GlobalVc",
+            SiteMsg::Aru { .. } => "Aru",
+            SiteMsg::Constraint { .. } => "Constraint",
         }
     }
 }
@@ -159,6 +214,31 @@ pub enum SiteOp {
     Assign(Update),
     /// A Proposal of the leading site, signed by it, to accept here.
     Proposal(Signed<SiteMsg>),
+    /// Server `server`'s global timer expired in global view `gv`
+    /// (SuspectLeader); f+1 distinct servers make the site say GlobalVc.
+    Suspect { gv: GlobalView, server: NodeId },
+    /// Signed GlobalVc votes of other sites (and maybe this one): a
+    /// majority for one gv above the site's installs it; one for gv+1 makes
+    /// the site join the vote.
+    Votes(Vec<Signed<SiteMsg>>),
+    /// CONSTRUCT-ARU at the new leading site: server `server` has executed
+    /// every update up to `executed`.
+    Report {
+        gv: GlobalView,
+        server: NodeId,
+        executed: Seq,
+    },
+    /// The new leading site's signed Aru, to answer with a Constraint.
+    Aru(Signed<SiteMsg>),
+    /// Another site's signed Constraint, at the leading site.
+    Constraint(Signed<SiteMsg>),
+    /// Re-propose `update` at `seq` in `gv`, bound there by the constraints
+    /// (its content, which the constraints name by digest only).
+    Repropose {
+        gv: GlobalView,
+        seq: Seq,
+        update: Update,
+    },
 }
 
 impl SiteOp {
@@ -200,6 +280,13 @@ pub enum Message {
     /// leading site.
     Forward(Update),
     Reply(Reply),
+    /// A server stuck at `seq` in global view `gv` asks a server of another
+    /// site for the signed site messages it holds from `seq` on (a bounded
+    /// number), and for the view-change messages if it is in a later gv.
+    Need {
+        gv: GlobalView,
+        seq: Seq,
+    },
 }
 
 impl Message {
@@ -211,6 +298,7 @@ impl Message {
             Message::Submit(_) => "Submit",
             Message::Forward(_) => "Forward",
             Message::Reply(_) => "Reply",
+            Message::Need { .. } => "Need",
         }
     }
 }

@@ -7,12 +7,21 @@
 //! majority of sites with the leading one). Ordered updates leave in seq
 //! order, each once ([`GlobalOrder::next_ready`]).
 //!
+//! Across global views a seq may hold Proposals and Accepts of several gvs
+//! (the last [`GV_MEMORY`]); it is ordered in whichever gv has the Proposal
+//! and a majority (Paxos: any two such gvs bind the same update).
+//!
 //! Bounds: only seqs in `(executed, executed + window]` are held, and
 //! Proposals beyond the next one only within `max_bytes` of operations.
 
 use crate::message::{GlobalView, Seq, SiteId, Update};
 use byzscale_core::crypto::Digest;
 use std::collections::BTreeMap;
+
+/// Global views remembered per seq (Proposals, and Accepts per site): the
+/// most recent ones; a seq re-proposed more often than this across global
+/// view changes forgets its oldest.
+pub const GV_MEMORY: usize = 4;
 
 /// What a site message did to the order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,8 +38,10 @@ pub enum Learnt {
 
 #[derive(Default)]
 struct Slot {
-    proposal: Option<(GlobalView, Digest, Update)>,
-    accepts: BTreeMap<SiteId, (GlobalView, Digest)>,
+    /// The leading site's Proposal per gv.
+    proposals: BTreeMap<GlobalView, (Digest, Update)>,
+    /// Per site, its Accept per gv.
+    accepts: BTreeMap<SiteId, BTreeMap<GlobalView, Digest>>,
 }
 
 pub struct GlobalOrder {
@@ -68,6 +79,13 @@ impl GlobalOrder {
         (self.slots.len(), self.bytes)
     }
 
+    /// The update with `digest` proposed at `seq` in some gv, if held.
+    pub fn content(&self, seq: Seq, digest: &Digest) -> Option<&Update> {
+        let slot = self.slots.get(&seq.0)?;
+        let mut all = slot.proposals.values();
+        all.find(|(d, _)| d == digest).map(|(_, u)| u)
+    }
+
     fn leader(&self, gv: GlobalView) -> SiteId {
         SiteId((gv.0 % self.sites as u64) as u32)
     }
@@ -85,20 +103,23 @@ impl GlobalOrder {
             return Learnt::Dropped;
         }
         let digest = update.digest();
-        match self.slots.get(&seq.0).and_then(|s| s.proposal.as_ref()) {
-            Some((g, d, _)) if *g == gv && *d == digest => return Learnt::Known,
-            Some((g, d, _)) if *g == gv => return Learnt::Conflict { held: *d },
-            _ => {}
+        match self.slots.get(&seq.0).and_then(|s| s.proposals.get(&gv)) {
+            Some((d, _)) if *d == digest => return Learnt::Known,
+            Some((d, _)) => return Learnt::Conflict { held: *d },
+            None => {}
         }
         let len = update.op.len();
         if self.bytes + len > self.max_bytes && seq.0 != self.executed + 1 {
             return Learnt::Dropped;
         }
         let slot = self.slots.entry(seq.0).or_default();
-        if let Some((_, _, old)) = slot.proposal.replace((gv, digest, update.clone())) {
-            self.bytes -= old.op.len();
-        }
+        slot.proposals.insert(gv, (digest, update.clone()));
         self.bytes += len;
+        if slot.proposals.len() > GV_MEMORY {
+            if let Some((_, (_, old))) = slot.proposals.pop_first() {
+                self.bytes -= old.op.len();
+            }
+        }
         Learnt::New
     }
 
@@ -111,39 +132,45 @@ impl GlobalOrder {
             return Learnt::Dropped;
         }
         let slot = self.slots.entry(seq.0).or_default();
-        match slot.accepts.get(&site) {
-            Some((g, d)) if *g == gv && *d == digest => Learnt::Known,
-            Some((g, d)) if *g == gv => Learnt::Conflict { held: *d },
-            _ => {
-                slot.accepts.insert(site, (gv, digest));
+        let per_gv = slot.accepts.entry(site).or_default();
+        match per_gv.get(&gv) {
+            Some(d) if *d == digest => Learnt::Known,
+            Some(d) => Learnt::Conflict { held: *d },
+            None => {
+                per_gv.insert(gv, digest);
+                if per_gv.len() > GV_MEMORY {
+                    per_gv.pop_first();
+                }
                 Learnt::New
             }
         }
     }
 
-    fn ordered(&self, slot: &Slot) -> bool {
-        let Some((gv, d, _)) = &slot.proposal else {
-            return false;
-        };
-        let leader = self.leader(*gv);
-        let matching = slot
-            .accepts
-            .iter()
-            .filter(|(s, a)| **s != leader && **a == (*gv, *d))
-            .count();
-        matching >= self.needed
+    /// The gv in which `slot` is globally ordered: its Proposal and
+    /// ⌊S/2⌋ matching Accepts of other sites (Paxos makes every such gv
+    /// agree on the update).
+    fn ordered(&self, slot: &Slot) -> Option<GlobalView> {
+        slot.proposals.iter().rev().find_map(|(gv, (d, _))| {
+            let leader = self.leader(*gv);
+            let matching = slot
+                .accepts
+                .iter()
+                .filter(|(s, a)| **s != leader && a.get(gv) == Some(d))
+                .count();
+            (matching >= self.needed).then_some(*gv)
+        })
     }
 
     /// The next seq to execute, if it is globally ordered: it counts as
     /// executed from now on.
     pub fn next_ready(&mut self) -> Option<(Seq, Update)> {
         let next = self.executed + 1;
-        if !self.ordered(self.slots.get(&next)?) {
-            return None;
+        let gv = self.ordered(self.slots.get(&next)?)?;
+        let mut slot = self.slots.remove(&next)?;
+        for (_, u) in slot.proposals.values() {
+            self.bytes -= u.op.len();
         }
-        let slot = self.slots.remove(&next)?;
-        let (_, _, update) = slot.proposal?;
-        self.bytes -= update.op.len();
+        let (_, update) = slot.proposals.remove(&gv)?;
         self.executed = next;
         Some((Seq(next), update))
     }

@@ -3,10 +3,17 @@
 //! The site machine cannot verify signatures (it sees operation bytes
 //! only), so each operation is checked before a correct server votes for
 //! the batch holding it, as ByzCast's request filter does: the submitter
-//! must be one of the site's servers (as `ClientId::for_replica`), an
-//! [`SiteOp::Assign`] only at the leading site and with its client's
-//! signature, a [`SiteOp::Proposal`] only elsewhere and with the leading
-//! site's threshold signature. A PROPOSE failing the filter is dropped (no
+//! must be one of the site's servers (as `ClientId::for_replica`); an
+//! [`SiteOp::Assign`] or [`SiteOp::Repropose`] must carry its client's
+//! signature, a [`SiteOp::Proposal`], [`SiteOp::Aru`] or
+//! [`SiteOp::Constraint`] another site's threshold signature (from a site
+//! that may say it in its gv), [`SiteOp::Votes`] one signed GlobalVc per
+//! site, and a [`SiteOp::Suspect`] or [`SiteOp::Report`] must name its
+//! submitter. Whether the site leads is the machine's business (it ignores
+//! operations for a role it does not have): an operation submitted just
+//! before a global view change stays acceptable after it, so correct
+//! servers never refuse a correct representative's batch over the
+//! view. A PROPOSE failing the filter is dropped (no
 //! WRITE; the SMR's view change replaces a representative that keeps
 //! proposing such batches), so every decided operation was checked by a
 //! correct server.
@@ -72,24 +79,48 @@ impl<A: Service> Server<A> {
             ));
         }
         let op = SiteOp::decode(&r.op).map_err(|e| format!("undecodable site operation: {e}"))?;
-        let leading = self.machine().leading();
+        let own = |server: NodeId| ClientId::for_replica(server) == r.client;
         match op {
-            SiteOp::Assign(u) => {
-                if !leading {
-                    return Err("an Assign at a site that does not lead".into());
-                }
+            SiteOp::Assign(u) | SiteOp::Repropose { update: u, .. } => {
                 self.check_update(&u, cx).map_err(|(_, e)| e)
             }
-            SiteOp::Proposal(s) => {
-                if leading {
-                    return Err("a Proposal to accept at the leading site".into());
-                }
-                if !matches!(s.msg, SiteMsg::Proposal { .. }) {
-                    return Err(format!("a {} where a Proposal belongs", s.msg.kind()));
-                }
-                self.check_site_msg(&s, cx).map_err(|(_, e)| e)
+            SiteOp::Suspect { server, .. } | SiteOp::Report { server, .. } if !own(server) => {
+                Err(format!("{} speaking for {server}", r.client))
             }
+            SiteOp::Suspect { .. } | SiteOp::Report { .. } => Ok(()),
+            SiteOp::Proposal(s) => self.check_foreign(&s, "Proposal", cx),
+            SiteOp::Aru(s) => self.check_foreign(&s, "Aru", cx),
+            SiteOp::Constraint(s) => self.check_foreign(&s, "Constraint", cx),
+            SiteOp::Votes(votes) => self.check_votes(&votes, cx),
         }
+    }
+
+    /// A signed message of another site, of `kind`, inside an operation.
+    fn check_foreign(
+        &mut self,
+        s: &Signed<SiteMsg>,
+        kind: &str,
+        cx: &Cx<'_, Self>,
+    ) -> Result<(), String> {
+        if s.msg.kind() != kind {
+            return Err(format!("a {} where a {kind} belongs", s.msg.kind()));
+        }
+        if s.site == self.site {
+            return Err(format!("this site's own {kind} to order"));
+        }
+        self.check_site_msg(s, cx).map_err(|(_, e)| e)
+    }
+
+    /// GlobalVc votes: at most one per site, each signed.
+    fn check_votes(&mut self, votes: &[Signed<SiteMsg>], cx: &Cx<'_, Self>) -> Result<(), String> {
+        let mut sites = std::collections::BTreeSet::new();
+        for v in votes {
+            if !matches!(v.msg, SiteMsg::GlobalVc { .. }) || !sites.insert(v.site) {
+                return Err(format!("a {} of {} among votes", v.msg.kind(), v.site));
+            }
+            self.check_site_msg(v, cx).map_err(|(_, e)| e)?;
+        }
+        Ok(())
     }
 
     /// Whether `u` is a known client's, within the size limit, signed.
@@ -124,9 +155,16 @@ impl<A: Service> Server<A> {
         let Some(voice) = self.voices.get(s.site.0 as usize) else {
             return Err((Fault::BadSiteMsg, format!("unknown site {}", s.site)));
         };
-        let leader = self.cfg.leader_site(s.msg.gv());
-        let proposal = matches!(s.msg, SiteMsg::Proposal { .. });
-        if proposal != (s.site == leader) {
+        let leads = s.site == self.cfg.leader_site(s.msg.gv());
+        let may = match &s.msg {
+            SiteMsg::Proposal { .. } | SiteMsg::Aru { .. } => leads,
+            SiteMsg::Accept { .. } => !leads,
+            SiteMsg::Constraint { accepted, .. } => {
+                !leads && accepted.len() as u64 <= self.cfg.window
+            }
+            SiteMsg::GlobalVc { .. } => true,
+        };
+        if !may {
             let e = format!("a {} from {} in gv {}", s.msg.kind(), s.site, s.msg.gv().0);
             return Err((Fault::BadSiteMsg, e));
         }
@@ -135,7 +173,9 @@ impl<A: Service> Server<A> {
             return Ok(());
         }
         if let SiteMsg::Proposal { update, .. } = &s.msg {
-            self.check_update(update, cx)?;
+            if !update.is_noop() {
+                self.check_update(update, cx)?;
+            }
         }
         if !voice.verify(&(s.site, s.msg.clone()), &s.sig) {
             let e = format!(

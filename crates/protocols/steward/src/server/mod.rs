@@ -21,23 +21,27 @@
 //!   site operation was checked by a correct server.
 
 mod filter;
+mod retransmit;
 mod speak;
 mod submit;
 mod updates;
+mod view;
 
 use crate::config::Config;
 use crate::fault::Fault;
 use crate::machine::{Event, SiteMachine};
-use crate::message::{Message, Seq, SiteId, Statement, SITE_DOMAIN};
+use crate::message::{GlobalView, Message, Seq, SiteId, Statement, SITE_DOMAIN};
 use crate::order::GlobalOrder;
 use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::service::Service;
 use byzscale_core::threshold::{KeyShare, Voice};
 use byzscale_core::{Addr, ClientId, Cx, Effect, NodeId, Priority, Protocol};
 use byzscale_smr as smr;
+use retransmit::{Awaiting, SignedStore, Waiting};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use submit::Submitter;
+use view::ViewState;
 
 /// Verified site-message digests remembered (so a message relayed to us
 /// several times is verified once).
@@ -46,6 +50,9 @@ pub const CHECKED_MEMORY: usize = 8192;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Timer {
     Smr(smr::replica::Timer),
+    /// The retransmission tick ([`Config::tick`]): retransmissions, the
+    /// other servers' action on updates, the local and global timers.
+    Tick,
 }
 
 #[derive(Debug)]
@@ -65,6 +72,9 @@ pub enum Output {
     },
     /// The nested SMR replica's outputs (decided batches, views).
     Smr(smr::replica::Output),
+    /// This server's site installed global view `gv` (its leading site is
+    /// `gv mod S`).
+    GlobalView { gv: GlobalView },
 }
 
 /// What a server asks to make durable: for now its SMR replica's records
@@ -100,6 +110,24 @@ pub struct Stats {
     pub replies: u64,
     /// Conflicting site messages seen.
     pub conflicts: u64,
+    /// Retransmission ticks that found this server stuck, Need requests
+    /// sent, and site messages sent again (shares, signed words, forwards).
+    pub stuck: u64,
+    pub needs: u64,
+    pub resent: u64,
+    /// Updates this server acted on for a representative that did not
+    /// (submitted, or forwarded, after the local timeout).
+    pub acted: u64,
+    /// Local representatives this server suspected (no signed word in time)
+    /// and global suspicions it submitted.
+    pub local_suspicions: u64,
+    pub global_suspicions: u64,
+    /// Global views installed at this server's site.
+    pub global_views: u64,
+    /// Updates this server submitted for re-proposal (bound by
+    /// constraints), and no-op Proposals its site said.
+    pub reproposed: u64,
+    pub noops: u64,
 }
 
 /// What a server holds that peers can grow, and its bounds.
@@ -118,6 +146,16 @@ pub struct Held {
     /// the SMR's `client_window`).
     pub ops_queued: usize,
     pub ops_outstanding: u64,
+    /// Signed site messages kept for retransmission and Need answers (at
+    /// most one per site per seq, seqs within a window either side of
+    /// execution), and view-change messages (one per site and kind).
+    pub signed: usize,
+    pub view_msgs: usize,
+    /// What this site said that this server has not seen signed yet (at
+    /// most [`Config::window`]), and client updates waiting here (one per
+    /// known client).
+    pub awaiting: usize,
+    pub updates: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,9 +216,21 @@ pub struct Server<A: Service> {
     /// The leading site's representative: per client, the highest
     /// timestamp queued for ASSIGN-SEQUENCE.
     assigning: BTreeMap<ClientId, u64>,
-    /// A representative of another site: Proposal seqs queued for
+    /// A representative of another site: (seq, gv) of Proposals queued for
     /// acceptance (pruned as execution passes them).
-    proposing: BTreeSet<u64>,
+    proposing: BTreeSet<(u64, GlobalView)>,
+    /// Signed site messages of every site, own included (retransmission).
+    signed: SignedStore,
+    /// What this site said, not yet seen signed: the share, for the
+    /// representative again (keyed by the signed bytes' digest).
+    awaiting: BTreeMap<Digest, Awaiting>,
+    /// Client updates waiting for execution here (own site's clients, and
+    /// at the leading site the forwarded ones): one per client.
+    updates: BTreeMap<ClientId, Waiting>,
+    /// The executed seq at the last tick.
+    tick_executed: u64,
+    /// The global view change at this server (timers, what it submitted).
+    view: ViewState,
     stats: Stats,
 }
 
@@ -211,7 +261,7 @@ impl<A: Service> Server<A> {
         }
         let group = cfg.group(site).ok_or(Error::NotAMember(me))?;
         let params = cfg.smr_params(site);
-        let machine = SiteMachine::new(site, cfg.site_count(), cfg.window);
+        let machine = SiteMachine::new(site, cfg.site_count(), cfg.window).with_f(cfg.f);
         let submit = Submitter::new(id, params.client_window);
         let voices = (0..cfg.site_count())
             .map(|s| {
@@ -220,6 +270,7 @@ impl<A: Service> Server<A> {
             })
             .collect();
         let order = GlobalOrder::new(cfg.site_count(), cfg.window, cfg.held_bytes);
+        let view = ViewState::new(cfg.global_timeout);
         Ok(Server {
             me,
             site,
@@ -235,6 +286,11 @@ impl<A: Service> Server<A> {
             last: BTreeMap::new(),
             assigning: BTreeMap::new(),
             proposing: BTreeSet::new(),
+            signed: SignedStore::default(),
+            awaiting: BTreeMap::new(),
+            updates: BTreeMap::new(),
+            tick_executed: 0,
+            view,
             stats: Stats::default(),
         })
     }
@@ -257,6 +313,11 @@ impl<A: Service> Server<A> {
     pub fn stats(&self) -> Stats {
         self.stats
     }
+    /// The global timer's current timeout (doubled by global view changes
+    /// without progress, reset by progress).
+    pub fn global_timeout(&self) -> byzscale_core::Time {
+        self.view.timeout()
+    }
     /// The last globally ordered seq executed here.
     pub fn executed(&self) -> Seq {
         self.order.executed()
@@ -273,6 +334,10 @@ impl<A: Service> Server<A> {
             share_bytes,
             ops_queued,
             ops_outstanding,
+            signed: self.signed.len(),
+            view_msgs: self.view.msgs.len(),
+            awaiting: self.awaiting.len(),
+            updates: self.updates.len(),
         }
     }
 
@@ -326,8 +391,10 @@ impl<A: Service> Server<A> {
                     tracing::warn!(server = %self.me, gv = gv.0, seq = seq.0,
                         "the leading site signed two Proposals for one seq");
                 }
+                Event::Installed(gv) => self.on_installed(gv, cx),
             }
         }
+        self.repropose();
     }
 
     /// Submit the queued site operations the window allows.
@@ -359,6 +426,7 @@ impl<A: Service> Protocol for Server<A> {
 
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
         self.smr_step(cx, |r, icx| r.on_start(icx));
+        cx.set_timer(Timer::Tick, self.cfg.tick);
     }
 
     fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
@@ -376,6 +444,7 @@ impl<A: Service> Protocol for Server<A> {
             Message::Submit(u) => self.on_submit(from, u, cx),
             Message::Forward(u) => self.on_forward(from, u, cx),
             Message::Reply(_) => cx.fault(from, Fault::Unexpected, "a reply sent to a server"),
+            Message::Need { gv, seq } => self.on_need(from, gv, seq, cx),
         }
         self.pump(cx);
     }
@@ -383,6 +452,10 @@ impl<A: Service> Protocol for Server<A> {
     fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
             Timer::Smr(t) => self.smr_step(cx, |r, icx| r.on_timer(t, icx)),
+            Timer::Tick => {
+                self.on_tick(cx);
+                cx.set_timer(Timer::Tick, self.cfg.tick);
+            }
         }
         self.pump(cx);
     }

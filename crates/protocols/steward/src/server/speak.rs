@@ -25,9 +25,13 @@ impl<A: Service> Server<A> {
     /// The site machine made this site say `msg`.
     pub(super) fn on_said(&mut self, msg: SiteMsg, cx: &mut Cx<'_, Self>) {
         let me = Addr::Node(self.me);
+        if matches!(&msg, SiteMsg::Proposal { update, .. } if update.is_noop()) {
+            self.stats.noops += 1;
+        }
         self.learn(self.site, &msg);
         let voice = &mut self.voices[self.site.0 as usize];
-        let (digest, share, heard) = voice.said((self.site, msg), &self.key);
+        let (digest, share, heard) = voice.said((self.site, msg.clone()), &self.key);
+        self.await_signed(digest, msg, share.clone(), cx.now());
         if self.is_rep() {
             self.on_heard(me, heard, cx);
         } else {
@@ -89,9 +93,18 @@ impl<A: Service> Server<A> {
     }
 
     /// As representative: send the site's signed message to f+1 servers of
-    /// every other site.
+    /// every other site, and to the rest of this site (which keep it for
+    /// retransmission, and so know the representative spoke).
     fn speak(&mut self, signed: Signed<SiteMsg>, cx: &mut Cx<'_, Self>) {
         self.stats.spoken += 1;
+        self.send_to_sites(&signed, cx);
+        cx.multicast(self.site_peers(), Message::Site(signed.clone()));
+        self.own_signed(signed);
+    }
+
+    /// Send a signed message of this site to f+1 servers of every other
+    /// site ([`crate::Config::receivers`]).
+    pub(super) fn send_to_sites(&mut self, signed: &Signed<SiteMsg>, cx: &mut Cx<'_, Self>) {
         let seq = signed.msg.seq().0;
         for s in (0..self.cfg.site_count()).map(SiteId) {
             if s == self.site {
@@ -100,6 +113,23 @@ impl<A: Service> Server<A> {
             let to = self.cfg.receivers(s, seq);
             self.stats.wan_sent += to.len() as u64;
             cx.multicast(to, Message::Site(signed.clone()));
+        }
+    }
+
+    /// This site's signed word (combined here, or from the representative):
+    /// kept, and no longer awaited.
+    fn own_signed(&mut self, signed: Signed<SiteMsg>) {
+        let statement = (signed.site, signed.msg.clone());
+        let d = self.voices[self.site.0 as usize].signed_bytes(&statement).1;
+        self.awaiting.remove(&d);
+        if signed.msg.is_view_change() {
+            let vote = matches!(signed.msg, SiteMsg::GlobalVc { .. });
+            self.view.keep(&signed);
+            if vote {
+                self.try_votes();
+            }
+        } else {
+            self.keep_signed(&signed);
         }
     }
 
@@ -115,12 +145,22 @@ impl<A: Service> Server<A> {
             return;
         };
         if s.site == self.site {
-            return; // our own site's word is known here without it
+            // our own site's word: known here without it, but kept (from
+            // the representative) for retransmission
+            if from_site == self.site && self.check_site_msg(&s, cx).is_ok() {
+                self.own_signed(s);
+            }
+            return;
         }
         if let Err((kind, e)) = self.check_site_msg(&s, cx) {
             cx.fault(from, kind, e);
             return;
         }
+        if s.msg.is_view_change() {
+            self.on_view_msg(from_site, s, cx);
+            return;
+        }
+        self.keep_signed(&s);
         let learnt = self.learn(s.site, &s.msg);
         if learnt != Learnt::New {
             return;
@@ -130,24 +170,29 @@ impl<A: Service> Server<A> {
             cx.multicast(self.site_peers(), Message::Site(s.clone()));
         }
         if matches!(s.msg, SiteMsg::Proposal { .. }) {
-            self.propose_locally(s);
+            if self.is_rep() {
+                self.propose_locally(s);
+            }
+            self.repropose();
         }
         self.execute_ready(cx);
     }
 
-    /// As representative of a site that does not lead: submit a new
-    /// Proposal for acceptance.
-    fn propose_locally(&mut self, s: Signed<SiteMsg>) {
-        let seq = s.msg.seq();
-        if !self.is_rep() || self.machine().leading() || self.machine().said(seq).is_some() {
+    /// Submit a Proposal of another site's leading site for acceptance
+    /// (the representative at once, the others when stuck), unless this
+    /// site said something for its seq in its gv or later.
+    pub(super) fn propose_locally(&mut self, s: Signed<SiteMsg>) {
+        let (seq, gv) = (s.msg.seq(), s.msg.gv());
+        let said = self.machine().said(seq).is_some_and(|(g, _)| g >= gv);
+        if self.machine().leading() || said || gv < self.machine().global_view() {
             return;
         }
-        if seq <= self.order.executed() || !self.proposing.insert(seq.0) {
+        if seq <= self.order.executed() || !self.proposing.insert((seq.0, gv)) {
             return;
         }
         if !self.submit.push(SiteOp::Proposal(s).encode()) {
             self.stats.dropped += 1;
-            self.proposing.remove(&seq.0);
+            self.proposing.remove(&(seq.0, gv));
         }
     }
 
@@ -159,6 +204,7 @@ impl<A: Service> Server<A> {
         let learnt = match msg {
             SiteMsg::Proposal { gv, seq, update } => self.order.proposal(*gv, *seq, update),
             SiteMsg::Accept { gv, seq, digest } => self.order.accept(site, *gv, *seq, *digest),
+            _ => Learnt::Known, // the view change is not the order's
         };
         match &learnt {
             Learnt::Conflict { held } => {

@@ -45,23 +45,34 @@ impl<A: Service> Server<A> {
                 return;
             }
         }
-        // only the representative acts (plan step 3: the others' timers)
-        if !self.is_rep() {
+        // every server keeps it (the others act after a tick, `retransmit.rs`);
+        // the representative acts now
+        if !self.wait_for(&u, cx.now()) || !self.is_rep() {
             return;
         }
         if self.machine().leading() {
             self.assign(u);
         } else {
-            let gv = self.machine().global_view();
-            let leading = self.cfg.leader_site(gv);
-            let to: Vec<Addr> = self.cfg.sites[leading.0 as usize]
-                .members
-                .iter()
-                .map(|m| Addr::Node(*m))
-                .collect();
-            self.stats.wan_sent += to.len() as u64;
-            cx.multicast(to, Message::Forward(u));
+            self.forward(u, cx);
         }
+    }
+
+    /// Keep `u` until it executes (the latest of its client); whether it is
+    /// new here.
+    fn wait_for(&mut self, u: &Update, now: byzscale_core::Time) -> bool {
+        let held = self.updates.get(&u.client).map_or(0, |w| w.update.ts);
+        if u.ts <= held {
+            return false;
+        }
+        let update = u.clone();
+        let (since, acted) = (now, now);
+        let w = super::Waiting {
+            update,
+            since,
+            acted,
+        };
+        self.updates.insert(u.client, w);
+        true
     }
 
     /// An update forwarded by a server of the client's home site.
@@ -77,18 +88,18 @@ impl<A: Service> Server<A> {
             cx.fault(from, kind, e);
             return;
         }
-        if !self.is_rep() || !self.machine().leading() {
+        let done = self.last.get(&u.client).map_or(0, |(ts, _, _)| *ts);
+        if u.ts <= done || !self.wait_for(&u, cx.now()) {
             return;
         }
-        let done = self.last.get(&u.client).map_or(0, |(ts, _, _)| *ts);
-        if u.ts > done {
+        if self.is_rep() && self.machine().leading() {
             self.assign(u);
         }
     }
 
     /// As the leading site's representative: queue ASSIGN-SEQUENCE for `u`
     /// unless it is assigned or queued already.
-    fn assign(&mut self, u: Update) {
+    pub(super) fn assign(&mut self, u: Update) {
         let queued = self.assigning.get(&u.client).copied().unwrap_or(0);
         if u.ts <= queued || u.ts <= self.machine().assigned(u.client) {
             return;
@@ -104,6 +115,16 @@ impl<A: Service> Server<A> {
         let mut progressed = false;
         while let Some((seq, u)) = self.order.next_ready() {
             progressed = true;
+            if u.is_noop() {
+                continue; // a seq no update was bound to in a view change
+            }
+            if self
+                .updates
+                .get(&u.client)
+                .is_some_and(|w| w.update.ts <= u.ts)
+            {
+                self.updates.remove(&u.client);
+            }
             let last = self.last.get(&u.client).map_or(0, |(ts, _, _)| *ts);
             if u.ts <= last {
                 continue; // ordered twice (a later gv re-proposed it): runs once
@@ -135,8 +156,8 @@ impl<A: Service> Server<A> {
             });
         }
         if progressed {
-            let executed = self.order.executed().0;
-            self.proposing.retain(|s| *s > executed);
+            self.view.progress();
+            self.prune();
         }
     }
 }

@@ -11,10 +11,12 @@ use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::threshold::{deal, KeyShare};
 use byzscale_core::{Addr, ClientId, NodeId};
 use byzscale_sim::cpu::CpuModel;
-use byzscale_sim::engine::{Actor, Control, NodeIdx, ProtocolActor, Role, Sim, TraceKind};
+use byzscale_sim::engine::{Actor, ActorCx, Control, NodeIdx, ProtocolActor, Role, Sim, TraceKind};
 use byzscale_sim::net_model::NetModel;
-use byzscale_smr::Params;
-use byzscale_steward::{client, server, Client, Config, Message, Seq, Server, Site, SiteId};
+use byzscale_smr::{self as smr, Params};
+use byzscale_steward::{
+    client, server, Client, Config, GlobalView, Message, Seq, Server, Site, SiteId,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -238,6 +240,9 @@ pub struct Seen {
     pub executed: BTreeMap<NodeIdx, Vec<Execution>>,
     /// Per client, its completions in order: (ts, seq, result).
     pub completed: BTreeMap<Addr, Vec<(u64, Seq, Vec<u8>)>>,
+    /// Local views (the site SMR's) and global views servers entered.
+    pub local_views: Vec<(NodeIdx, u64)>,
+    pub global_views: Vec<(NodeIdx, GlobalView)>,
 }
 
 impl Seen {
@@ -248,6 +253,8 @@ impl Seen {
         for (k, v) in o.completed {
             self.completed.entry(k).or_default().extend(v);
         }
+        self.local_views.extend(o.local_views);
+        self.global_views.extend(o.global_views);
     }
 }
 
@@ -264,7 +271,11 @@ impl byzscale_sim::engine::Observer<In, Out> for Seen {
                 let log = self.executed.entry(node).or_default();
                 log.push((seq, client, ts, digest, result));
             }
+            Role::Replica(server::Output::Smr(smr::replica::Output::ViewChanged {
+                view, ..
+            })) => self.local_views.push((node, view)),
             Role::Replica(server::Output::Smr(_)) => {}
+            Role::Replica(server::Output::GlobalView { gv }) => self.global_views.push((node, gv)),
             Role::Client(client::Output::Done { ts, seq, result }) => {
                 self.completed
                     .entry(addr)
@@ -276,5 +287,61 @@ impl byzscale_sim::engine::Observer<In, Out> for Seen {
                 }
             }
         }
+    }
+}
+
+/// The correct servers' nodes.
+pub fn correct_servers(w: &World) -> Vec<NodeIdx> {
+    let all = w.servers.iter().flatten().copied();
+    all.filter(|n| !w.sim.is_byzantine(*n)).collect()
+}
+
+/// The S1 checker: every pair of correct servers that executed an update
+/// at one seq executed the same one (no-ops of a view change are not
+/// executions, so logs may skip seqs). Each violation, described.
+pub fn s1_violations(w: &World, seen: &Seen) -> Vec<String> {
+    let mut by_seq: BTreeMap<u64, (NodeIdx, ClientId, u64, Digest)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for n in correct_servers(w) {
+        for (seq, c, ts, d, _) in seen.executed.get(&n).into_iter().flatten() {
+            let (m, c0, ts0, d0) = *by_seq.entry(seq.0).or_insert((n, *c, *ts, *d));
+            if d0 != *d {
+                out.push(format!(
+                    "seq {}: {c0}#{ts0} at {m:?}, {c}#{ts} at {n:?}",
+                    seq.0
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// An actor that never sees the messages `deaf` picks (a Byzantine
+/// server ignoring them); the rest goes to the honest inside.
+pub struct Deaf {
+    pub inner: Box<dyn Actor<Message, In, Out>>,
+    pub deaf: fn(&Message) -> bool,
+}
+
+impl Actor<Message, In, Out> for Deaf {
+    fn start(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
+        self.inner.start(cx)
+    }
+    fn input(&mut self, input: In, cx: &mut ActorCx<'_, Message, Out>) {
+        self.inner.input(input, cx)
+    }
+    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Out>) {
+        if !(self.deaf)(&msg) {
+            self.inner.message(from, msg, cx)
+        }
+    }
+    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Out>) {
+        self.inner.timer(key, cx)
+    }
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        self.inner.as_any()
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        self.inner.as_any_mut()
     }
 }
