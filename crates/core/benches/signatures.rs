@@ -29,7 +29,10 @@ fn signatures(c: &mut Criterion) {
         .zip(&msgs)
         .map(|(k, m)| sign_with(k, CryptoMode::Real, m))
         .collect();
-    let publics: Vec<[u8; 32]> = owners.iter().map(|k| k.verifying_key().to_bytes()).collect();
+    let publics: Vec<[u8; 32]> = owners
+        .iter()
+        .map(|k| k.verifying_key().to_bytes())
+        .collect();
     let items: Vec<(&[u8; 32], &[u8], &Signature)> = publics
         .iter()
         .zip(&msgs)
