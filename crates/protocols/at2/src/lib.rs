@@ -142,6 +142,11 @@ pub const MAX_AHEAD: u64 = 256;
 /// applied, its account blocked, could otherwise grow this table).
 pub const MAX_WAITING: usize = 1 << 16;
 
+/// Proposals after which a member that stayed silent is asked first again
+/// (a member asked only as a fallback would otherwise never get the chance
+/// to show it is back).
+pub const FORGIVE_SILENCE: u64 = 64;
+
 /// The group and the genesis an AT2 process runs with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -349,9 +354,10 @@ pub struct At2<B> {
     /// yet: [`At2::admit`] verifies them as one batch.
     unchecked: Vec<(u64, SignedTransfer)>,
     /// Proposer: members that were asked and did not vote before the vote
-    /// timer went off, until they vote again: asked first only when the
+    /// timer went off (with the proposal's pid), until they vote again or
+    /// [`FORGIVE_SILENCE`] proposals later: asked first only when the
     /// responsive ones are too few.
-    silent: BTreeSet<NodeId>,
+    silent: BTreeMap<NodeId, u64>,
     queue_limit: usize,
     max_batch: usize,
     proposal: Option<Proposal>,
@@ -386,7 +392,7 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
             last_vote: BTreeMap::new(),
             queue: VecDeque::new(),
             unchecked: Vec::new(),
-            silent: BTreeSet::new(),
+            silent: BTreeMap::new(),
             queue_limit: 1024,
             max_batch: 64,
             proposal: None,
@@ -827,7 +833,11 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
             .map(|i| others[(start + i) % others.len()])
             .collect();
         // stable: the responsive ones first, each group in rotation order
-        order.sort_by_key(|m| self.silent.contains(m));
+        order.sort_by_key(|m| {
+            self.silent
+                .get(m)
+                .is_some_and(|at| pid < at.saturating_add(FORGIVE_SILENCE))
+        });
         order.into_iter().take(k).collect()
     }
 
@@ -996,8 +1006,13 @@ impl<B: SecureBroadcast<Batch>> At2<B> {
                 .copied()
                 .filter(|m| !p.votes.contains_key(m))
                 .collect();
-            self.silent
-                .extend(silent.iter().filter(|m| p.asked.contains(m)).copied());
+            let pid = p.pid;
+            self.silent.extend(
+                silent
+                    .iter()
+                    .filter(|m| p.asked.contains(m))
+                    .map(|m| (*m, pid)),
+            );
             p.asked.extend(silent.iter().copied());
             let silent: Vec<Addr> = silent.into_iter().map(Addr::Node).collect();
             let msg = Message::Propose {

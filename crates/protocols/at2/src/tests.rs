@@ -7,7 +7,7 @@
 use super::*;
 use byzscale_broadcast::{bracha, probabilistic, Bracha, Contagion, ContagionParams, Delivery};
 use byzscale_core::crypto::{Crypto, CryptoMode};
-use byzscale_core::protocol::{Time, MICROS, SECS};
+use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::Effect;
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{Control, NodeIdx, Sim};
@@ -669,4 +669,62 @@ fn sources_behind_a_slow_transfer_are_held_not_dropped() {
         "every transfer of account 1"
     );
     assert_eq!(p.at2.ledger().pending_count(), 0);
+}
+
+#[test]
+fn proposals_go_to_a_quorum_first_and_a_silent_member_is_asked_last() {
+    let bcfg = Arc::new(bracha::Config::new(ids(4)).unwrap());
+    let cfg = Arc::new(Config::bracha(Genesis::demo(8, 100), ids(4)));
+    let mut h = cluster(11, 4, |i| {
+        At2::new(Bracha::new(i, bcfg.clone()), cfg.clone())
+    });
+    // one transfer per proposal: account k pays node 0's clients, 50 ms apart
+    let spaced = |h: &mut S<Bracha<Batch>>, from: Time, accounts: &[u32], seq: u64| {
+        for (i, k) in accounts.iter().enumerate() {
+            let at = from + i as Time * 50 * MILLIS;
+            h.schedule_input(
+                at,
+                NodeIdx(0),
+                submit(pay(*k, seq, 0, 1, vec![]), (*k as u64) << 8 | seq),
+            );
+        }
+    };
+    spaced(&mut h, 0, &[1, 2, 3, 4, 5, 6], 1);
+    let mut done = BTreeMap::new();
+    let run = |h: &mut S<Bracha<Batch>>, until: Time, done: &mut BTreeMap<u64, Time>| {
+        let mut obs = |at: Time, _: NodeIdx, _: Addr, out: Output, _: &mut Control<Input>| {
+            if let Output::TransferResult { tag, result, .. } = out {
+                assert_eq!(result, Ok(()), "transfer {tag}");
+                done.insert(tag, at);
+            }
+        };
+        h.run_until(until, &mut obs);
+    };
+    run(&mut h, 2 * SECS, &mut done);
+    assert_eq!(done.len(), 6);
+    let votes = |h: &S<Bracha<Batch>>, i: u32| {
+        h.protocol::<At2<Bracha<Batch>>>(NodeIdx(i))
+            .unwrap()
+            .stats()
+            .votes
+    };
+    // q = 3: the proposer and two voters per proposal, spread over all three
+    let per: Vec<u64> = (1..4).map(|i| votes(&h, i)).collect();
+    assert_eq!(per.iter().sum::<u64>(), 2 * 6, "{per:?}");
+    assert!(per.iter().all(|v| *v > 0), "{per:?}");
+    // member 1 crashes: the first proposal that asks it waits for the vote
+    // timer, the later ones ask the other two first and do not
+    h.crash(h.now(), NodeIdx(1));
+    let start = h.now() + MILLIS;
+    spaced(&mut h, start, &[1, 2, 3, 4, 5, 6], 2);
+    run(&mut h, start + 10 * SECS, &mut done);
+    let late: Vec<Time> = (1..7u64)
+        .map(|k| done[&(k << 8 | 2)] - (start + (k - 1) * 50 * MILLIS))
+        .collect();
+    let timeout = cfg.vote_timeout;
+    assert_eq!(
+        late.iter().filter(|l| **l >= timeout).count(),
+        1,
+        "{late:?}"
+    );
 }
