@@ -32,7 +32,7 @@
 //! | §4.2 Global_Constraint | [`SiteOp::Aru`] at every other site ⇒ [`SiteMsg::Constraint`] (what it accepted above the ARU, by digest) |
 //! | §4.2 collect a majority of constraints, re-propose | [`SiteOp::Constraint`] at the leading site; each bound seq gets its highest-gv entry ([`SiteOp::Repropose`] brings the content) or a no-op ([`Update::noop`]) |
 //! | §4.2 nested timers; retransmission | [`Config::tick`] (local), [`Config::global_timeout`]; `server/retransmit.rs` ([`Message::Need`]) |
-//! | §4.3 local read-only queries | plan step 4 (not here) |
+//! | §4.3 local read-only queries | [`client::Input::Read`] ⇒ [`Message::Query`] to the client's own site only; each server answers ([`QueryReply`]) from its state after the global prefix it executed (`server/reads.rs`), the client takes f+1 matching ⇒ [`client::Output::LocalRead`]; no WAN message |
 //!
 //! # Message flow (common case, one leading site, gv = 0)
 //!
@@ -46,6 +46,21 @@
 //! every server: Proposal + Accepts of ⌊S/2⌋ other sites ─▶ execute in seq order
 //!               ─▶ the client's site replies
 //! ```
+//!
+//! # Local reads (§4.3): not linearizable across sites
+//!
+//! A read-only query goes to the servers of the client's site and nowhere
+//! else; each answers with `Service::query` on its state after the
+//! globally ordered prefix it executed, and the client takes f+1 matching
+//! answers (one is correct). As in the paper this is **not linearizable
+//! across sites**: another site may have executed further, so a read can
+//! miss an update that completed elsewhere (a site cut off from the others
+//! still serves reads, from its older prefix). What holds: the value is
+//! the state after a prefix of the global order that a correct server of
+//! the site executed; and since a query carries a `floor` (the seq of the
+//! client's last completed update or read) that correct servers wait for,
+//! a client reads its own writes and its reads never go back in time
+//! (monotone per client, not per site across clients).
 //!
 //! # Deviations, and why
 //!
@@ -96,7 +111,7 @@
 //!
 //! # What is not here yet (docs/STEWARD.md, plan steps 4 to 7)
 //!
-//! Local reads, durable shares and a restart path, the scenario and the
+//! Durable shares and a restart path, the scenario and the
 //! node protocol. The re-proposal of a *content* bound by constraints is
 //! tested on the site machine only (the simulator runs of the partition
 //! never left a Proposal accepted but unordered above the ARU).
