@@ -38,7 +38,8 @@ use byzscale_core::service::Service;
 use byzscale_core::threshold::{KeyShare, Voice};
 use byzscale_core::{Addr, ClientId, Cx, Effect, NodeId, Priority, Protocol};
 use byzscale_smr as smr;
-use retransmit::{Awaiting, SignedStore, Waiting};
+use retransmit::{Asked, Awaiting, SignedStore, Waiting};
+pub use retransmit::{LOCAL_TICKS, NEED_FLOOD, RESEND_SEQS};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use submit::Submitter;
@@ -131,6 +132,14 @@ pub struct Stats {
     pub noops: u64,
     /// Local read-only queries answered (§4.3).
     pub reads: u64,
+    /// Needs of other sites' servers answered, the signed words and bytes
+    /// sent in those answers, Needs dropped (more than one per asker per
+    /// answer period) and answers cut at [`Config::need_bytes`].
+    pub need_answers: u64,
+    pub need_words: u64,
+    pub need_bytes: u64,
+    pub needs_dropped: u64,
+    pub need_truncated: u64,
 }
 
 /// What a server holds that peers can grow, and its bounds.
@@ -236,6 +245,10 @@ pub struct Server<A: Service> {
     /// Read-only queries of this site's clients held until execution
     /// reaches their floor: one per client.
     queries: BTreeMap<ClientId, Query>,
+    /// Per server of another site that sent a Need: when it was last
+    /// answered and what it sent since (bounded by the servers of the
+    /// configuration).
+    asked: BTreeMap<NodeId, Asked>,
     /// The executed seq at the last tick.
     tick_executed: u64,
     /// The global view change at this server (timers, what it submitted).
@@ -299,6 +312,7 @@ impl<A: Service> Server<A> {
             awaiting: BTreeMap::new(),
             updates: BTreeMap::new(),
             queries: BTreeMap::new(),
+            asked: BTreeMap::new(),
             tick_executed: 0,
             view,
             stats: Stats::default(),
