@@ -22,6 +22,9 @@ pub const WINDOW: u64 = 1024;
 pub const VOICE_BYTES: usize = 4 << 20;
 /// Bytes of Proposals a server holds beyond what it executed.
 pub const HELD_BYTES: usize = 64 << 20;
+/// Bytes of signed words one answer to a `Need` carries (beyond its first
+/// word, which always goes).
+pub const NEED_BYTES: usize = 256 << 10;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -36,6 +39,9 @@ pub struct Config {
     pub window: u64,
     pub voice_bytes: usize,
     pub held_bytes: usize,
+    /// Bytes of signed words in one answer to a `Need` (the first word
+    /// always goes, so a word larger than this still gets through).
+    pub need_bytes: usize,
     /// The local timeout: the period of a server's retransmission tick and
     /// how long a client update or a Proposal waits for the representative
     /// before the other servers act on it ([`Config::new`]: the site SMR's
@@ -92,6 +98,7 @@ impl Config {
             window: WINDOW,
             voice_bytes: VOICE_BYTES,
             held_bytes: HELD_BYTES,
+            need_bytes: NEED_BYTES,
             tick,
             global_timeout,
         };

@@ -29,6 +29,13 @@ byzscale_core::fault_kinds! {
         /// A PROPOSE (or forwarded request) of the site SMR holding an
         /// operation that fails the site-operation filter.
         SiteOp => "st-site-op",
+        /// A read-only query sent by another endpoint than its client, or
+        /// from an unknown client.
+        BadQuery => "st-bad-query",
+        /// A server of another site sending `Need`s far faster than a
+        /// correct one (one per tick): [`crate::server::NEED_FLOOD`] or
+        /// more dropped within one answer period.
+        NeedFlood => "st-need-flood",
         /// A reply that does not match anything the client sent.
         BadReply => "st-bad-reply",
     }

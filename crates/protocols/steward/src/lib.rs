@@ -31,8 +31,8 @@
 //! | §4.2 CONSTRUCT-ARU | [`SiteOp::Report`] from 2f+1 servers of the new leading site; the (f+1)-th highest executed point ⇒ [`SiteMsg::Aru`] |
 //! | §4.2 Global_Constraint | [`SiteOp::Aru`] at every other site ⇒ [`SiteMsg::Constraint`] (what it accepted above the ARU, by digest) |
 //! | §4.2 collect a majority of constraints, re-propose | [`SiteOp::Constraint`] at the leading site; each bound seq gets its highest-gv entry ([`SiteOp::Repropose`] brings the content) or a no-op ([`Update::noop`]) |
-//! | §4.2 nested timers; retransmission | [`Config::tick`] (local), [`Config::global_timeout`]; `server/retransmit.rs` ([`Message::Need`]) |
-//! | §4.3 local read-only queries | plan step 4 (not here) |
+//! | §4.2 nested timers; retransmission | [`Config::tick`] (local), [`Config::global_timeout`]; `server/retransmit.rs` ([`Message::Need`]: one answer per asker per half tick, at most [`Config::need_bytes`] beyond its first word; floods reported as `st-need-flood`) |
+//! | §4.3 local read-only queries | [`client::Input::Read`] ⇒ [`Message::Query`] to the client's own site only; each server answers ([`QueryReply`]) from its state after the global prefix it executed (`server/reads.rs`), the client takes f+1 matching ⇒ [`client::Output::LocalRead`]; no WAN message |
 //!
 //! # Message flow (common case, one leading site, gv = 0)
 //!
@@ -46,6 +46,21 @@
 //! every server: Proposal + Accepts of ⌊S/2⌋ other sites ─▶ execute in seq order
 //!               ─▶ the client's site replies
 //! ```
+//!
+//! # Local reads (§4.3): not linearizable across sites
+//!
+//! A read-only query goes to the servers of the client's site and nowhere
+//! else; each answers with `Service::query` on its state after the
+//! globally ordered prefix it executed, and the client takes f+1 matching
+//! answers (one is correct). As in the paper this is **not linearizable
+//! across sites**: another site may have executed further, so a read can
+//! miss an update that completed elsewhere (a site cut off from the others
+//! still serves reads, from its older prefix). What holds: the value is
+//! the state after a prefix of the global order that a correct server of
+//! the site executed; and since a query carries a `floor` (the seq of the
+//! client's last completed update or read) that correct servers wait for,
+//! a client reads its own writes and its reads never go back in time
+//! (monotone per client, not per site across clients).
 //!
 //! # Deviations, and why
 //!
@@ -92,12 +107,19 @@
 //! - **Retransmission is pull-and-push on a tick**: a stuck server sends its
 //!   shares, its site's signed words and view-change messages again and
 //!   asks other sites ([`Message::Need`]) rather than each message carrying
-//!   its own timer.
+//!   its own timer A Need is answered at most once per
+//!   asker per half tick and with a byte cap (the paper does not bound
+//!   retransmission requests; here an asker cannot amplify).
+//! - **Local reads carry a floor** (the paper answers read-only queries
+//!   inside the client's site; here a query also names the client's last
+//!   completed seq and correct servers wait for it), so a client reads its
+//!   own writes and its reads are monotone; reads are not signed (the
+//!   channel authenticates the client; a read changes nothing).
 //!
-//! # What is not here yet (docs/STEWARD.md, plan steps 4 to 7)
+//! # What is not here yet (docs/STEWARD.md, plan steps 5 to 7)
 //!
-//! Local reads, durable shares and a restart path, the scenario and the
-//! node protocol. The re-proposal of a *content* bound by constraints is
+//! Durable shares and a restart path, the scenario and the node protocol,
+//! a per-client rate limit on read-only queries. The re-proposal of a *content* bound by constraints is
 //! tested on the site machine only (the simulator runs of the partition
 //! never left a Proposal accepted but unordered above the ARU).
 

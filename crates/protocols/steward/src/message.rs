@@ -261,6 +261,36 @@ pub struct Reply {
     pub result: Vec<u8>,
 }
 
+/// A client's read-only query (§4.3), to the servers of its own site
+/// only: each answers from its state after the globally ordered prefix it
+/// executed, never asking another site. Not signed: the channel
+/// authenticates the client, and a query changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Query {
+    pub client: ClientId,
+    /// The client's read number, from 1 (its queries are sequential).
+    pub rid: u64,
+    /// The server answers only once it executed up to `floor` (the seq of
+    /// the client's last completed update or read): a client reads its own
+    /// writes and never goes back in time.
+    pub floor: Seq,
+    pub op: Vec<u8>,
+}
+
+/// A server's answer to a [`Query`] of a client of its site: a *local*
+/// read, from the state after `executed` (not linearizable across sites).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryReply {
+    pub server: NodeId,
+    pub client: ClientId,
+    pub rid: u64,
+    /// The last globally ordered seq executed by the answering server.
+    pub executed: Seq,
+    /// `None`: the operation is not read-only (`Service::query`); the
+    /// client then submits it as an update.
+    pub result: Option<Vec<u8>>,
+}
+
 /// The wire messages of Steward servers and clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -287,6 +317,10 @@ pub enum Message {
         gv: GlobalView,
         seq: Seq,
     },
+    /// A client's read-only query, to the servers of its own site.
+    Query(Query),
+    /// A server's answer to a query of a client of its site.
+    QueryReply(QueryReply),
 }
 
 impl Message {
@@ -299,6 +333,8 @@ impl Message {
             Message::Forward(_) => "Forward",
             Message::Reply(_) => "Reply",
             Message::Need { .. } => "Need",
+            Message::Query(_) => "Query",
+            Message::QueryReply(_) => "QueryReply",
         }
     }
 }

@@ -13,7 +13,8 @@ use byzscale_core::{Addr, ClientId, Cx, Effect, NodeId, Protocol};
 use byzscale_sim::engine::{Actor, ProtocolActor};
 use byzscale_smr as smr;
 use byzscale_steward::{
-    Fault, GlobalView, Message, Reply, Seq, Signed, SiteId, SiteMsg, Update, SITE_DOMAIN,
+    Fault, GlobalView, Message, Query, QueryReply, Reply, Seq, Signed, SiteId, SiteMsg, Update,
+    SITE_DOMAIN,
 };
 use common::{identity, In, Kv, Out, World};
 use rand::SeedableRng;
@@ -234,4 +235,62 @@ fn smr_input_is_filtered_and_a_valid_proposal_is_relayed_and_submitted() {
     assert_eq!(s.stats().submitted, 1);
     let again = feed(&mut s, &crypto, node(2), Message::Site(signed));
     assert!(again.is_empty(), "a copy is known: {again:?}");
+}
+
+#[test]
+fn bad_queries_are_dropped_and_a_query_waits_for_its_floor() {
+    let (w, mut s, crypto) = setup();
+    let q = |c: u64, floor: u64, op: Vec<u8>| {
+        let (client, floor) = (ClientId(c), Seq(floor));
+        Message::Query(Query {
+            client,
+            rid: 1,
+            floor,
+            op,
+        })
+    };
+    let get = common::read_op();
+    let (c1, c2, c9) = (ClientId(1), ClientId(2), ClientId(99));
+    let (c1, c2, c9) = (Addr::Client(c1), Addr::Client(c2), Addr::Client(c9));
+    // another endpoint than the client, a client of another site, an
+    // unknown client, an operation over the size limit
+    refused(&mut s, &crypto, c1, q(2, 0, get.clone()), Fault::BadQuery);
+    refused(&mut s, &crypto, c1, q(1, 0, get.clone()), Fault::WrongSite);
+    refused(&mut s, &crypto, c9, q(99, 0, get.clone()), Fault::BadQuery);
+    let big = vec![0; w.cfg.max_update_op() + 1];
+    refused(&mut s, &crypto, c2, q(2, 0, big), Fault::TooLarge);
+    // a query reply sent to a server
+    let reply = QueryReply {
+        server: NodeId(5),
+        client: ClientId(2),
+        rid: 1,
+        executed: Seq(0),
+        result: None,
+    };
+    let r = Message::QueryReply(reply);
+    refused(&mut s, &crypto, node(5), r, Fault::Unexpected);
+    // a valid query at floor 0 is answered from the (empty) state; at a
+    // floor not executed yet it is held, not answered
+    let effects = feed(&mut s, &crypto, c2, q(2, 0, get.clone()));
+    let answers: Vec<_> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send {
+                to,
+                msg: Message::QueryReply(r),
+            } => Some((*to, r.clone())),
+            _ => None,
+        })
+        .collect();
+    let nil = byzscale_apps::kv::KvReply::Nil.encode();
+    assert_eq!(answers.len(), 1, "{effects:?}");
+    assert_eq!(answers[0].0, c2);
+    assert_eq!(answers[0].1.result, Some(nil));
+    assert_eq!(answers[0].1.executed, Seq(0));
+    let effects = feed(&mut s, &crypto, c2, q(2, 1, get));
+    assert!(faults(&effects).is_empty(), "{effects:?}");
+    let sent = effects.iter().any(|e| matches!(e, Effect::Send { .. }));
+    assert!(!sent, "held: {effects:?}");
+    assert_eq!(s.held().queries, 1);
+    assert_eq!(s.stats().reads, 1);
 }

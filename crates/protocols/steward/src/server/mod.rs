@@ -21,6 +21,7 @@
 //!   site operation was checked by a correct server.
 
 mod filter;
+mod reads;
 mod retransmit;
 mod speak;
 mod submit;
@@ -30,14 +31,15 @@ mod view;
 use crate::config::Config;
 use crate::fault::Fault;
 use crate::machine::{Event, SiteMachine};
-use crate::message::{GlobalView, Message, Seq, SiteId, Statement, SITE_DOMAIN};
+use crate::message::{GlobalView, Message, Query, Seq, SiteId, Statement, SITE_DOMAIN};
 use crate::order::GlobalOrder;
 use byzscale_core::crypto::{Crypto, Digest};
 use byzscale_core::service::Service;
 use byzscale_core::threshold::{KeyShare, Voice};
 use byzscale_core::{Addr, ClientId, Cx, Effect, NodeId, Priority, Protocol};
 use byzscale_smr as smr;
-use retransmit::{Awaiting, SignedStore, Waiting};
+use retransmit::{Asked, Awaiting, SignedStore, Waiting};
+pub use retransmit::{LOCAL_TICKS, NEED_FLOOD, RESEND_SEQS};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use submit::Submitter;
@@ -128,6 +130,16 @@ pub struct Stats {
     /// constraints), and no-op Proposals its site said.
     pub reproposed: u64,
     pub noops: u64,
+    /// Local read-only queries answered (§4.3).
+    pub reads: u64,
+    /// Needs of other sites' servers answered, the signed words and bytes
+    /// sent in those answers, Needs dropped (more than one per asker per
+    /// answer period) and answers cut at [`Config::need_bytes`].
+    pub need_answers: u64,
+    pub need_words: u64,
+    pub need_bytes: u64,
+    pub needs_dropped: u64,
+    pub need_truncated: u64,
 }
 
 /// What a server holds that peers can grow, and its bounds.
@@ -156,6 +168,9 @@ pub struct Held {
     /// known client).
     pub awaiting: usize,
     pub updates: usize,
+    /// Read-only queries waiting for execution to reach their floor (one
+    /// per known client of this site).
+    pub queries: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -227,6 +242,13 @@ pub struct Server<A: Service> {
     /// Client updates waiting for execution here (own site's clients, and
     /// at the leading site the forwarded ones): one per client.
     updates: BTreeMap<ClientId, Waiting>,
+    /// Read-only queries of this site's clients held until execution
+    /// reaches their floor: one per client.
+    queries: BTreeMap<ClientId, Query>,
+    /// Per server of another site that sent a Need: when it was last
+    /// answered and what it sent since (bounded by the servers of the
+    /// configuration).
+    asked: BTreeMap<NodeId, Asked>,
     /// The executed seq at the last tick.
     tick_executed: u64,
     /// The global view change at this server (timers, what it submitted).
@@ -289,6 +311,8 @@ impl<A: Service> Server<A> {
             signed: SignedStore::default(),
             awaiting: BTreeMap::new(),
             updates: BTreeMap::new(),
+            queries: BTreeMap::new(),
+            asked: BTreeMap::new(),
             tick_executed: 0,
             view,
             stats: Stats::default(),
@@ -338,6 +362,7 @@ impl<A: Service> Server<A> {
             view_msgs: self.view.msgs.len(),
             awaiting: self.awaiting.len(),
             updates: self.updates.len(),
+            queries: self.queries.len(),
         }
     }
 
@@ -445,6 +470,10 @@ impl<A: Service> Protocol for Server<A> {
             Message::Forward(u) => self.on_forward(from, u, cx),
             Message::Reply(_) => cx.fault(from, Fault::Unexpected, "a reply sent to a server"),
             Message::Need { gv, seq } => self.on_need(from, gv, seq, cx),
+            Message::Query(q) => self.on_query(from, q, cx),
+            Message::QueryReply(_) => {
+                cx.fault(from, Fault::Unexpected, "a query reply sent to a server")
+            }
         }
         self.pump(cx);
     }

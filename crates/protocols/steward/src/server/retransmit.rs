@@ -10,7 +10,12 @@
 //!   Proposals and Accepts for the next [`RESEND_SEQS`] seqs to the other
 //!   sites, and asks f+1 servers of every other site what they hold from
 //!   its next seq on ([`Message::Need`], answered with at most
-//!   [`RESEND_SEQS`] seqs of signed words). Every server keeps the signed
+//!   [`RESEND_SEQS`] seqs of signed words). A Need is answered at most once
+//!   per asker per half tick (a correct server asks one server once per
+//!   tick) and with at most [`crate::Config::need_bytes`] of words beyond
+//!   the first; the Needs over that are dropped and counted, and
+//!   [`NEED_FLOOD`] of them within one half tick are a typed fault
+//!   (`st-need-flood`). Every server keeps the signed
 //!   words of every site ([`SignedStore`]: one per site per seq, for seqs
 //!   within a window either side of execution), its own site's from the
 //!   representative, which sends each to its site as well as to the others.
@@ -32,10 +37,11 @@
 use super::Server;
 use crate::fault::Fault;
 use crate::message::{GlobalView, Message, Seq, Signed, SiteId, SiteMsg, Update};
+use byzscale_core::codec;
 use byzscale_core::crypto::Digest;
 use byzscale_core::service::Service;
 use byzscale_core::threshold::Share;
-use byzscale_core::{Addr, Cx, Protocol, Time};
+use byzscale_core::{Addr, Cx, NodeId, Protocol, Time};
 use byzscale_smr as smr;
 use std::collections::BTreeMap;
 
@@ -45,6 +51,19 @@ pub const RESEND_SEQS: u64 = 8;
 /// Ticks a word of its site may go unsigned before a server suspects its
 /// representative.
 pub const LOCAL_TICKS: u64 = 3;
+
+/// Needs of one asker dropped within one answer period that make a
+/// `st-need-flood` fault (a correct server sends one per tick, and the
+/// period is half a tick).
+pub const NEED_FLOOD: u32 = 32;
+
+/// What one server of another site asked lately: when its last Need was
+/// answered, the Needs dropped since, and whether that was reported.
+pub(crate) struct Asked {
+    answered: Time,
+    dropped: u32,
+    reported: bool,
+}
 
 /// A client update waiting here for execution.
 pub(crate) struct Waiting {
@@ -256,10 +275,11 @@ impl<A: Service> Server<A> {
 
     /// A server of another site is stuck at `seq` in `gv`: what this
     /// server holds from `seq` on (not the asker's own site's words), and
-    /// this site's view-change messages if the asker is behind.
+    /// this site's view-change messages first if the asker is behind;
+    /// at most one answer per asker per half tick, bounded in bytes.
     pub(super) fn on_need(&mut self, from: Addr, gv: GlobalView, seq: Seq, cx: &mut Cx<'_, Self>) {
-        let site = self.cfg.site_of_addr(from).map(|(s, _)| s);
-        let Some(site) = site.filter(|s| *s != self.site) else {
+        let asker = self.cfg.site_of_addr(from).map(|(s, _)| s);
+        let (Some(site), Some(node)) = (asker.filter(|s| *s != self.site), from.node()) else {
             cx.fault(
                 from,
                 Fault::Unexpected,
@@ -267,14 +287,61 @@ impl<A: Service> Server<A> {
             );
             return;
         };
-        for s in self.signed.range(seq.0, RESEND_SEQS, Some(site)) {
-            cx.send(from, Message::Site(s));
+        if !self.may_answer(node, cx) {
+            return;
         }
+        let mut words = Vec::new();
         if gv < self.machine().global_view() {
-            for s in self.view.current(self.machine().global_view(), site) {
-                cx.send(from, Message::Site(s));
-            }
+            words = self.view.current(self.machine().global_view(), site);
         }
+        words.extend(self.signed.range(seq.0, RESEND_SEQS, Some(site)));
+        self.stats.need_answers += 1;
+        let mut bytes = 0;
+        for s in words {
+            let msg = Message::Site(s);
+            let len = codec::encoded_len(&msg);
+            if bytes > 0 && bytes + len > self.cfg.need_bytes {
+                self.stats.need_truncated += 1;
+                break;
+            }
+            bytes += len;
+            self.stats.need_words += 1;
+            cx.send(from, msg);
+        }
+        self.stats.need_bytes += bytes as u64;
+    }
+
+    /// Whether a Need of `node` may be answered now: one per half tick;
+    /// the others are dropped, and [`NEED_FLOOD`] dropped in one period are
+    /// reported once.
+    fn may_answer(&mut self, node: NodeId, cx: &mut Cx<'_, Self>) -> bool {
+        let (now, period) = (cx.now(), (self.cfg.tick / 2).max(1));
+        let Some(a) = self.asked.get_mut(&node) else {
+            let (answered, dropped, reported) = (now, 0, false);
+            let fresh = Asked {
+                answered,
+                dropped,
+                reported,
+            };
+            self.asked.insert(node, fresh);
+            return true;
+        };
+        if now >= a.answered + period {
+            *a = Asked {
+                answered: now,
+                dropped: 0,
+                reported: false,
+            };
+            return true;
+        }
+        a.dropped += 1;
+        self.stats.needs_dropped += 1;
+        if a.dropped >= NEED_FLOOD && !a.reported {
+            a.reported = true;
+            let detail = format!("{} Needs within {period} ns", a.dropped + 1);
+            cx.fault(Addr::Node(node), Fault::NeedFlood, detail);
+        }
+        false
     }
 
     /// Stuck at a site that does not lead: submit the held Proposals of the

@@ -158,6 +158,7 @@ impl<A: Service> Server<A> {
         if progressed {
             self.view.progress();
             self.prune();
+            self.answer_held(cx);
         }
     }
 }

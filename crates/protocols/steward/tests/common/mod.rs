@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use byzscale_apps::kv::{KvOp, KvStore};
+use byzscale_apps::kv::{KvOp, KvReply, KvStore};
 use byzscale_core::crypto::{Crypto, CryptoMode, Digest, Identity};
 use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::threshold::{deal, KeyShare};
@@ -34,6 +34,22 @@ pub const WAN: Time = 20 * MILLIS;
 /// update's position in the one execution order.
 pub fn op() -> Vec<u8> {
     KvOp::Incr(b"ctr".to_vec()).encode()
+}
+
+/// The read-only operation reading that counter.
+pub fn read_op() -> Vec<u8> {
+    KvOp::Get(b"ctr".to_vec()).encode()
+}
+
+/// The counter's value in a result (an update's or a read's): 0 when the
+/// key does not exist yet; `None` for anything else.
+pub fn counter(result: &[u8]) -> Option<i64> {
+    match KvReply::decode(result).ok()? {
+        KvReply::Int(n) => Some(n),
+        KvReply::Nil => Some(0),
+        KvReply::Bulk(b) => std::str::from_utf8(&b).ok()?.parse().ok(),
+        _ => None,
+    }
 }
 
 pub fn identity(a: Addr) -> Identity {
@@ -87,6 +103,17 @@ impl World {
         seed: u64,
         sites: usize,
         per_site: usize,
+        wrap: impl FnMut(NodeId, &KeyShare, Kv) -> Box<dyn Actor<Message, In, Out>>,
+    ) -> World {
+        World::with_config(seed, sites, per_site, |_| {}, wrap)
+    }
+
+    /// [`World::new`] with `tweak` applied to the configuration.
+    pub fn with_config(
+        seed: u64,
+        sites: usize,
+        per_site: usize,
+        tweak: impl FnOnce(&mut Config),
         mut wrap: impl FnMut(NodeId, &KeyShare, Kv) -> Box<dyn Actor<Message, In, Out>>,
     ) -> World {
         let f = 1;
@@ -104,7 +131,9 @@ impl World {
             .map(|k| (ClientId(1 + k as u64), SiteId((k % sites) as u32)))
             .collect();
         let homes = ids.iter().copied().collect();
-        let cfg = Arc::new(Config::new(site_list, f, homes, params()).expect("valid"));
+        let mut cfg = Config::new(site_list, f, homes, params()).expect("valid");
+        tweak(&mut cfg);
+        let cfg = Arc::new(cfg);
         let mut sim = Sim::new(seed, net(sites), CpuModel::free());
         sim.set_trace(true);
         let mut w = World {
@@ -228,6 +257,51 @@ impl World {
     }
 }
 
+impl World {
+    /// Deliver `inputs` (at, client node, input) to clients; run until
+    /// `want` updates and reads complete (or `until`, absolute), then
+    /// `drain` more.
+    pub fn run_inputs(
+        &mut self,
+        inputs: Vec<(Time, NodeIdx, client::Input)>,
+        want: usize,
+        until: Time,
+        drain: Time,
+    ) -> Seen {
+        for (at, idx, input) in inputs {
+            self.sim.schedule_input(at, idx, Role::Client(input));
+        }
+        let mut seen = Seen {
+            want,
+            ..Seen::default()
+        };
+        self.sim.run_until(until, &mut seen);
+        let mut rest = Seen::default();
+        self.sim.run_for(drain, &mut rest);
+        seen.absorb(rest);
+        seen
+    }
+
+    /// Message copies delivered from a server to a server of another site
+    /// at or after `since`.
+    pub fn wan_deliveries_since(&self, since: Time) -> u64 {
+        let mut n = 0;
+        for e in self.sim.trace().iter().filter(|e| e.at >= since) {
+            if let TraceKind::Deliver { from, .. } = e.kind {
+                let to = self.site_of(self.sim.addr(e.node));
+                let from = self.site_of(from);
+                if to.is_some() && from.is_some() && to != from {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+/// One read's answer at a client: (rid, site, executed, result).
+pub type ReadDone = (u64, SiteId, Seq, Vec<u8>);
+
 /// One execution at a server: (seq, client, ts, update digest, result).
 pub type Execution = (Seq, ClientId, u64, Digest, Vec<u8>);
 
@@ -240,6 +314,8 @@ pub struct Seen {
     pub executed: BTreeMap<NodeIdx, Vec<Execution>>,
     /// Per client, its completions in order: (ts, seq, result).
     pub completed: BTreeMap<Addr, Vec<(u64, Seq, Vec<u8>)>>,
+    /// Per client, its local reads in order.
+    pub reads: BTreeMap<Addr, Vec<ReadDone>>,
     /// Local views (the site SMR's) and global views servers entered.
     pub local_views: Vec<(NodeIdx, u64)>,
     pub global_views: Vec<(NodeIdx, GlobalView)>,
@@ -252,6 +328,9 @@ impl Seen {
         }
         for (k, v) in o.completed {
             self.completed.entry(k).or_default().extend(v);
+        }
+        for (k, v) in o.reads {
+            self.reads.entry(k).or_default().extend(v);
         }
         self.local_views.extend(o.local_views);
         self.global_views.extend(o.global_views);
@@ -281,6 +360,19 @@ impl byzscale_sim::engine::Observer<In, Out> for Seen {
                     .entry(addr)
                     .or_default()
                     .push((ts, seq, result));
+                self.done += 1;
+                if self.done == self.want {
+                    ctl.stop();
+                }
+            }
+            Role::Client(client::Output::LocalRead {
+                rid,
+                site,
+                executed,
+                result,
+            }) => {
+                let read = (rid, site, executed, result);
+                self.reads.entry(addr).or_default().push(read);
                 self.done += 1;
                 if self.done == self.want {
                     ctl.stop();
