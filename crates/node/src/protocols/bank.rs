@@ -1,18 +1,38 @@
-//! The bank ordered by the SMR core, as real processes: what AT2 is compared
-//! with (`byzscale bench-at2`). A `service = "bank"` SMR node file runs the
-//! SMR replica with [`byzscale_apps::bank`] as its service.
+//! The banks ordered by the SMR core, as real processes: what AT2 is
+//! compared with (`byzscale bench-at2 --bank plain,signed`).
+//!
+//! - `plain`: a `service = "bank"` SMR node file runs the SMR replica with
+//!   [`byzscale_apps::bank`] as its service (`run_node`, load [`run`],
+//!   protocol `"smr-bank"`): N accounts (one per node), worker w spends 1
+//!   from account w mod N; clients are authenticated by MACs only (any
+//!   client may move any account) and the replicas keep nothing on disk.
+//! - `signed`: a `service = "signed-bank"` node file runs the replica with
+//!   [`byzscale_apps::signed_bank`] (`run_signed_node`, load
+//!   [`run_signed`], protocol `"smr-signed-bank"`): AT2's genesis (the
+//!   node file's `[at2]` section, demo accounts by default), one account
+//!   per worker as in AT2's load, each transfer signed by the account's
+//!   owner with its next sequence number and batch-verified by every
+//!   replica once per decided batch (`Service::prepare_batch`); the
+//!   replicas are durable exactly as the KV store's
+//!   (`protocols::smr::run_durable`: redb, group commit, nothing
+//!   sent before the records it follows are fsync'd, recovery on restart).
 //!
 //! # Paper mapping
 //!
 //! AT2 (Guerraoui et al., PODC 2019) argues that asset transfer needs no
 //! consensus; the comparison point is the same transfers totally ordered by
 //! a BFT SMR group (`byzscale_smr`, BFT-SMaRt style): the same nodes, the
-//! same closed-loop workload (worker w spends 1 from account w mod N to a
-//! random other one), reported as an [`At2Report`] with protocol
-//! `"smr-bank"`.
+//! same closed-loop workload, reported as an [`At2Report`]. The paper's
+//! asset-transfer object has owner-authorized transfers; only the signed
+//! bank implements that (the owner's signature and sequence number stand
+//! for the paper's owner map and per-owner sequence), so it is the
+//! like-for-like comparison; the plain bank is an upper bound of an SMR
+//! bank without authorization or durability.
 //!
-//! Deviations: no Redis gateway and no persistence on bank nodes (a
-//! benchmark set-up, not a service).
+//! Deviations: no Redis gateway on bank nodes; the plain bank has no
+//! persistence and no owner authorization (a benchmark set-up, not a
+//! service); the signed bank's accounts exist only from genesis (no
+//! operation creates money), like AT2's.
 
 use crate::daemon::serve_outputs;
 use crate::generate::local_params;
