@@ -5,6 +5,9 @@
 //!   set and sorted-set command families, plus the pure sequential [`kv::Model`]
 //!   that the simulator's linearizability checker replays histories against.
 //! - [`bank`]: accounts with balances, transfers and read-only balance / total queries.
+//! - [`signed_bank`]: accounts that are ed25519 keys, transfers their owners sign
+//!   (with per-account sequence numbers), verified a decided batch at a time: the
+//!   bank with AT2's guarantees.
 //! - [`noop`]: executes nothing and replies with a fixed-size reply (for benchmarks);
 //!   its snapshot is the number of executed operations.
 //!
@@ -17,6 +20,7 @@ pub mod bank;
 pub mod glob;
 pub mod kv;
 pub mod noop;
+pub mod signed_bank;
 
 use byzscale_core::service::Service;
 

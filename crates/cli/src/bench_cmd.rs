@@ -481,6 +481,32 @@ fn plot_byzcast(fig: &ByzcastFigure, a: &BenchByzcastArgs) -> Result<(PathBuf, P
 
 // ---------------------------------------------------------------- bench-at2
 
+/// A bank AT2 is compared with (`--bank`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BankKind {
+    /// `byzscale_apps::bank`: one account per node, clients authenticated
+    /// by MACs only, no persistence.
+    Plain,
+    /// `byzscale_apps::signed_bank`: AT2's accounts, transfers signed by
+    /// their owners and batch-verified, replicas durable like the KV store.
+    Signed,
+}
+
+impl BankKind {
+    fn protocol(self) -> &'static str {
+        match self {
+            BankKind::Plain => "smr-bank",
+            BankKind::Signed => "smr-signed-bank",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            BankKind::Plain => "plain",
+            BankKind::Signed => "signed",
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct BenchAt2Args {
     /// Nodes (AT2 processes, and SMR replicas for the bank).
@@ -495,6 +521,11 @@ pub struct BenchAt2Args {
     /// AT2's broadcast (the bank is the SMR core either way).
     #[command(flatten)]
     pub at2: crate::broadcast_cmd::At2BroadcastArgs,
+    /// The banks to compare with, comma-separated: `plain` (MAC-authenticated
+    /// clients, no persistence) and/or `signed` (owner-signed transfers on
+    /// AT2's accounts, durable replicas: the like-for-like comparison).
+    #[arg(long, value_delimiter = ',', default_value = "plain")]
+    pub bank: Vec<BankKind>,
     /// Result name: writes <out>/<name>.json and <out>/<name>.svg.
     #[arg(long, default_value = "at2-vs-smr-bank")]
     pub name: String,
@@ -512,15 +543,65 @@ struct At2Figure {
     duration_s: f64,
     runs: Vec<At2Report>,
     /// Per client count: AT2 throughput / SMR bank throughput.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     ratios: Vec<(usize, f64)>,
     /// Best AT2 throughput over best SMR bank throughput.
-    best_ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    best_ratio: Option<f64>,
+    /// Per client count: AT2 throughput / signed durable SMR bank throughput.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    signed_ratios: Vec<(usize, f64)>,
+    /// Best AT2 throughput over best signed durable SMR bank throughput.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    best_signed_ratio: Option<f64>,
     command: String,
 }
 
+/// One bank's run of `spec`, with its files cleared from the report.
+async fn run_bank(kind: BankKind, spec: &TransferRun, show: bool) -> Result<At2Report> {
+    if show {
+        let what = match kind {
+            BankKind::Plain => "SMR bank",
+            BankKind::Signed => "signed durable SMR bank",
+        };
+        eprintln!("{what}, {} replicas, {} clients", spec.nodes, spec.clients);
+    }
+    let (mut r, local) = match kind {
+        BankKind::Plain => bank::run(spec).await?,
+        BankKind::Signed => bank::run_signed(spec).await?,
+    };
+    drop(local);
+    r.dir.clear();
+    Ok(r)
+}
+
+/// The line `bench-at2` prints for AT2 against one bank at one client count.
+fn at2_line(kind: BankKind, at2: &At2Report, b: &At2Report, ratio: f64) -> String {
+    let c = at2.clients;
+    let lead = format!(
+        "{c:>5} clients: AT2 {:>8.0} transfers/s (p50 {:.1} ms, p99 {:.1} ms; ledgers ok: {})",
+        at2.throughput_ops,
+        at2.p50_ms,
+        at2.p99_ms,
+        at2.supply_conserved && at2.balances_agree,
+    );
+    let what = match kind {
+        BankKind::Plain => "SMR bank",
+        BankKind::Signed => "signed durable SMR bank",
+    };
+    let ok = match kind {
+        BankKind::Plain => String::new(),
+        BankKind::Signed => format!("; supply ok: {}, errors {}", b.supply_conserved, b.errors),
+    };
+    format!(
+        "{lead}   {what} {:>8.0} transfers/s (p50 {:.1} ms, p99 {:.1} ms{ok})   ratio {ratio:.2}",
+        b.throughput_ops, b.p50_ms, b.p99_ms,
+    )
+}
+
 /// `byzscale bench-at2`: for each client count, an AT2 cluster and an SMR
-/// bank cluster of the same size run the same closed-loop transfer workload,
-/// one after the other on this machine.
+/// bank cluster of the same size (one per `--bank`) run the same
+/// closed-loop transfer workload, one after the other on this machine.
 pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
     let show = show_progress(a.json);
     let spec = |clients| TransferRun {
@@ -538,8 +619,13 @@ pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
     if a.duration <= 0.0 {
         bail!("--duration must be positive");
     }
+    let mut banks = a.bank.clone();
+    banks.dedup();
+    if banks.is_empty() {
+        bail!("--bank needs plain, signed or both");
+    }
     let mut runs = Vec::new();
-    let mut ratios = Vec::new();
+    let (mut ratios, mut signed_ratios) = (Vec::new(), Vec::new());
     for &c in &a.clients {
         if show {
             eprintln!("AT2, {} nodes, {c} clients", a.nodes);
@@ -547,24 +633,21 @@ pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
         let (mut at2, local) = at2::run(&spec(c)).await?;
         drop(local);
         at2.dir.clear();
-        if show {
-            eprintln!("SMR bank, {} replicas, {c} clients", a.nodes);
-        }
-        let (mut smr, local) = bank::run(&spec(c)).await?;
-        drop(local);
-        smr.dir.clear();
-        ratios.push((c, at2.throughput_ops / smr.throughput_ops.max(1e-9)));
-        if !a.json {
-            println!(
-                "{c:>5} clients: AT2 {:>8.0} transfers/s (p50 {:.1} ms, p99 {:.1} ms; ledgers ok: {})   SMR bank {:>8.0} transfers/s (p50 {:.1} ms, p99 {:.1} ms)   ratio {:.2}",
-                at2.throughput_ops, at2.p50_ms, at2.p99_ms,
-                at2.supply_conserved && at2.balances_agree,
-                smr.throughput_ops, smr.p50_ms, smr.p99_ms,
-                ratios.last().map(|r| r.1).unwrap_or(0.0),
-            );
+        let mut bank_runs = Vec::new();
+        for &kind in &banks {
+            let b = run_bank(kind, &spec(c), show).await?;
+            let ratio = at2.throughput_ops / b.throughput_ops.max(1e-9);
+            match kind {
+                BankKind::Plain => ratios.push((c, ratio)),
+                BankKind::Signed => signed_ratios.push((c, ratio)),
+            }
+            if !a.json {
+                println!("{}", at2_line(kind, &at2, &b, ratio));
+            }
+            bank_runs.push(b);
         }
         runs.push(at2);
-        runs.push(smr);
+        runs.append(&mut bank_runs);
     }
     let best = |p: &str| {
         runs.iter()
@@ -572,28 +655,50 @@ pub async fn bench_at2(a: BenchAt2Args) -> Result<()> {
             .map(|r| r.throughput_ops)
             .fold(0.0, f64::max)
     };
+    let best_ratio = |k: BankKind| {
+        banks
+            .contains(&k)
+            .then(|| best("at2") / best(k.protocol()).max(1e-9))
+    };
     let fig = At2Figure {
         nodes: a.nodes,
         broadcast: a.at2.broadcast.name(),
         duration_s: a.duration,
-        best_ratio: best("at2") / best("smr-bank").max(1e-9),
+        best_ratio: best_ratio(BankKind::Plain),
+        best_signed_ratio: best_ratio(BankKind::Signed),
         ratios,
-        command: format!(
-            "byzscale bench-at2 --nodes {} --clients {} --duration {} --broadcast {}",
-            a.nodes,
-            a.clients
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            a.duration,
-            a.at2.broadcast.name()
-        ),
+        signed_ratios,
+        command: at2_command(&a, &banks),
         runs,
     };
     publish(&a.out, &a.name, &fig, a.json, plot_at2, |f| {
-        format!("best AT2 / best SMR bank: {:.2}×", f.best_ratio)
+        let mut line = Vec::new();
+        if let Some(r) = f.best_ratio {
+            line.push(format!("best AT2 / best SMR bank: {r:.2}×"));
+        }
+        if let Some(r) = f.best_signed_ratio {
+            line.push(format!("best AT2 / best signed durable SMR bank: {r:.2}×"));
+        }
+        line.join("; ")
     })
+}
+
+/// The command line that reproduces a `bench-at2` run (`--bank` only if
+/// not the default).
+fn at2_command(a: &BenchAt2Args, banks: &[BankKind]) -> String {
+    let clients: Vec<String> = a.clients.iter().map(|c| c.to_string()).collect();
+    let mut cmd = format!(
+        "byzscale bench-at2 --nodes {} --clients {} --duration {} --broadcast {}",
+        a.nodes,
+        clients.join(","),
+        a.duration,
+        a.at2.broadcast.name()
+    );
+    if banks != [BankKind::Plain] {
+        let names: Vec<&str> = banks.iter().map(|b| b.name()).collect();
+        cmd += &format!(" --bank {}", names.join(","));
+    }
+    cmd
 }
 
 fn plot_at2(fig: &At2Figure, path: &Path) -> Result<()> {
@@ -604,10 +709,16 @@ fn plot_at2(fig: &At2Figure, path: &Path) -> Result<()> {
             .map(|r| (r.clients as f64, r.throughput_ops))
             .collect()
     };
-    let lines = [
-        ("AT2 over Bracha".to_string(), series("at2")),
-        ("bank on the SMR core".to_string(), series("smr-bank")),
-    ];
+    let mut lines = vec![("AT2 over Bracha".to_string(), series("at2"))];
+    for (name, p) in [
+        ("bank on the SMR core", "smr-bank"),
+        ("signed durable bank on the SMR core", "smr-signed-bank"),
+    ] {
+        let s = series(p);
+        if !s.is_empty() {
+            lines.push((name.to_string(), s));
+        }
+    }
     let (xmin, xmax) = lines[0]
         .1
         .iter()
@@ -617,9 +728,14 @@ fn plot_at2(fig: &At2Figure, path: &Path) -> Result<()> {
         .flat_map(|l| l.1.iter())
         .map(|p| p.1)
         .fold(1.0, f64::max);
+    let ratios: Vec<String> = [("", fig.best_ratio), ("signed ", fig.best_signed_ratio)]
+        .iter()
+        .filter_map(|(w, r)| r.map(|r| format!("{w}{r:.2}×")))
+        .collect();
     let title = format!(
-        "Transfers/s on {} nodes: AT2 (Bracha, batched) vs a bank on the SMR core (best ratio {:.2}×)",
-        fig.nodes, fig.best_ratio
+        "Transfers/s on {} nodes: AT2 (Bracha, batched) vs a bank on the SMR core (best ratio {})",
+        fig.nodes,
+        ratios.join(", ")
     );
     let axes = Axes {
         title: &title,

@@ -19,6 +19,17 @@ pub trait Service: Send {
     fn begin_batch(&mut self, batch: BatchCtx) {
         let _ = batch;
     }
+    /// The operations of the decided batch that [`Service::begin_batch`]
+    /// just started, in batch order, before any of them executes (some may
+    /// then be skipped: a request out of its client's turn, a duplicate).
+    /// Called at every replica for every decided batch, also when a
+    /// restarted replica replays its log, so a service may do work for the
+    /// whole batch at once here, such as batch-verifying client signatures,
+    /// provided that what it decides is a deterministic function of the
+    /// batch's bytes and the state. The default does nothing.
+    fn prepare_batch(&mut self, ops: &[&[u8]]) {
+        let _ = ops;
+    }
     /// Execute an ordered operation and return its reply.
     fn execute(&mut self, op: &[u8]) -> Vec<u8>;
     /// Answer a read-only operation from local state without changing it.

@@ -15,6 +15,9 @@ pub async fn run_node(loaded: LoadedNode) -> Result<()> {
         NodeProtocol::Smr if loaded.file.service == SmrService::Bank => {
             bank::run_node(loaded).await
         }
+        NodeProtocol::Smr if loaded.file.service == SmrService::SignedBank => {
+            bank::run_signed_node(loaded).await
+        }
         NodeProtocol::Smr => smr::run_node(loaded).await,
         NodeProtocol::Byzcast => byzcast::run_node(loaded).await,
         NodeProtocol::At2 => at2::run_node(loaded).await,

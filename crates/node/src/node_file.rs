@@ -8,7 +8,7 @@
 //! node = 0
 //! key = "node-0.key"
 //! data_dir = "data/node-0"
-//! service = "kv"  # SMR nodes: "kv" (default) or "bank"
+//! service = "kv"  # SMR nodes: "kv" (default), "bank" or "signed-bank"
 //! [smr]            # optional overrides of byzscale_smr::Params
 //! batch_max_requests = 400
 //! [at2]            # AT2 nodes (protocol = "at2"); every node of a deployment
@@ -81,6 +81,12 @@ pub enum SmrService {
     /// The bank of `byzscale_apps::bank` (no gateway, no persistence; for
     /// comparing with AT2).
     Bank,
+    /// The signed bank of `byzscale_apps::signed_bank` (owner-signed
+    /// transfers, persisted like the KV store, no gateway; for comparing
+    /// with AT2 like for like). Its genesis is the `[at2]` section's (the
+    /// genesis file, or the demo accounts; defaults without one).
+    #[serde(rename = "signed-bank")]
+    SignedBank,
 }
 
 impl SmrService {

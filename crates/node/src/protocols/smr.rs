@@ -30,6 +30,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use byzscale_apps::kv::{KvOp, KvReply, KvStore};
 use byzscale_core::config::Deployment;
 use byzscale_core::crypto::{Crypto, CryptoMode, Digest};
+use byzscale_core::service::Service;
 use byzscale_core::{codec, Addr, GroupId, NodeId, WireKind};
 use byzscale_gateway::BoxFuture;
 use byzscale_net::{Counter, Gauge, NodeConfig, Recovered, Registry, Runtime};
@@ -321,11 +322,12 @@ impl ReplicaMetrics {
 
 /// The replica of `loaded`, recovered from what its store held, and the
 /// journal that continues it.
-fn recover(
+fn recover<S: Service>(
     loaded: &LoadedNode,
     rec: byzscale_net::Recovered,
     db: &Path,
-) -> Result<(Replica<KvStore>, SmrJournal)> {
+    service: S,
+) -> Result<(Replica<S>, SmrJournal)> {
     let me = loaded.me();
     let (gc, _) = loaded
         .deployment
@@ -341,7 +343,7 @@ fn recover(
         me,
         g,
         loaded.file.smr.clone(),
-        KvStore::new(),
+        service,
         durable.clone(),
         &crypto,
     )
@@ -353,11 +355,23 @@ fn recover(
 /// redb store, persists what the replica asks for, serves Prometheus metrics
 /// and, if configured, the Redis gateway.
 pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
+    run_durable(loaded, KvStore::new(), true).await
+}
+
+/// An SMR replica of `service` (the initial state, before recovery) as a
+/// durable process: recovers from its redb store, persists what the replica
+/// asks for, serves Prometheus metrics and, with `gateway` and if
+/// configured, the Redis gateway (KV only).
+pub(crate) async fn run_durable<S: Service + 'static>(
+    loaded: LoadedNode,
+    service: S,
+    gateway: bool,
+) -> Result<()> {
     let me = loaded.me();
     let dep = &loaded.deployment;
     let (gc, rc) = dep.replica(me).expect("checked by NodeFile::load");
     let (storage, rec, db) = persist::open(&loaded.file.data_dir)?;
-    let (replica, journal) = recover(&loaded, rec, &db)?;
+    let (replica, journal) = recover(&loaded, rec, &db, service)?;
     let (view, executed) = (replica.view(), replica.executed());
     let cfg = NodeConfig::replica(dep, me, loaded.identity.clone(), WireKind::Smr.byte())?;
     let registry = Arc::new(Registry::new());
@@ -372,7 +386,7 @@ pub(crate) async fn run_node(loaded: LoadedNode) -> Result<()> {
     let metrics = ReplicaMetrics::register(me, &reg, "Client requests in decided slots");
     metrics.recovered(view, executed);
     // the Redis gateway: a BFT client of this group, co-located with the replica
-    let gateway = match &rc.redis_addr {
+    let gateway = match rc.redis_addr.as_ref().filter(|_| gateway) {
         Some(addr) => {
             let p = loaded.file.smr.clone();
             let opts = byzscale_gateway::GatewayOptions {

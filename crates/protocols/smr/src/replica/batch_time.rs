@@ -160,3 +160,20 @@ fn a_restarted_backup_keeps_the_agreed_time() {
     let fx = step(&mut back, 1, |r, cx| r.on_message(leader(), m, cx));
     assert!(writes(&fx).is_empty() && invalid(&fx), "{fx:?}");
 }
+
+/// The service sees a decided batch's operations, in order, before they
+/// run (`Service::prepare_batch`), also those that then do not run (out of
+/// their client's turn), and nothing for an empty batch.
+#[test]
+fn the_service_sees_each_decided_batch_before_it_runs() {
+    set_wall(T);
+    let mut r = R::new(NodeId(1), group(), params(), Count::default());
+    let batch = Batch::at(T, vec![request(1, b"a"), request(3, b"c")]);
+    decide(&mut r, 1, 1, 0, batch);
+    assert_eq!(r.service().2, vec![b"a".to_vec(), b"c".to_vec()]);
+    assert_eq!(r.service().0, 1, "request 3 is out of turn");
+    r.execute_batch_quiet(2, &Batch::default());
+    assert!(r.service().2.is_empty());
+    r.execute_batch_quiet(3, &Batch::at(T, vec![request(2, b"b")]));
+    assert_eq!((r.service().0, &r.service().2), (2, &vec![b"b".to_vec()]));
+}

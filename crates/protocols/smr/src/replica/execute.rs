@@ -372,12 +372,17 @@ impl<S: Service> Replica<S> {
 
     /// The decided `batch` at `slot` starts executing: its agreed time is
     /// its timestamp, or the previous batch's if that is later (a null
-    /// batch; see the module docs), and the service learns it.
+    /// batch; see the module docs), and the service learns it, then sees
+    /// the batch's operations (`Service::prepare_batch`).
     pub(super) fn begin_batch(&mut self, slot: Slot, batch: &Batch) {
         self.batch_time = self.batch_time.max(batch.time_ms);
         self.time_high = self.time_high.max(self.batch_time);
         let time_ms = self.batch_time;
         self.service.begin_batch(BatchCtx { slot, time_ms });
+        if !batch.requests.is_empty() {
+            let ops: Vec<&[u8]> = batch.requests.iter().map(|r| r.op.as_slice()).collect();
+            self.service.prepare_batch(&ops);
+        }
     }
 
     /// Execute a decided batch without sending anything (replay at restart).

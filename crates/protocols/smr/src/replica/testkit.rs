@@ -13,12 +13,16 @@ use rand::SeedableRng;
 use std::collections::BTreeMap;
 
 /// A counter service: enough state to snapshot; it keeps the last batch it
-/// was told of (not in its snapshot).
+/// was told of and that batch's operations (not in its snapshot).
 #[derive(Default)]
-pub struct Count(pub u64, pub BatchCtx);
+pub struct Count(pub u64, pub BatchCtx, pub Vec<Vec<u8>>);
 impl Service for Count {
     fn begin_batch(&mut self, batch: BatchCtx) {
         self.1 = batch;
+        self.2.clear();
+    }
+    fn prepare_batch(&mut self, ops: &[&[u8]]) {
+        self.2 = ops.iter().map(|op| op.to_vec()).collect();
     }
     fn execute(&mut self, _op: &[u8]) -> Vec<u8> {
         self.0 += 1;
