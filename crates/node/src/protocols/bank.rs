@@ -37,7 +37,7 @@
 use crate::daemon::serve_outputs;
 use crate::generate::local_params;
 use crate::launcher::{Local, LocalSpec};
-use crate::load::Load;
+use crate::load::{Load, LoadResult};
 use crate::node_file::{At2Settings, LoadedNode, NodeProtocol, SmrService};
 use crate::protocols::at2::{At2Report, TransferRun};
 use crate::protocols::smr::{ReplicaMetrics, SmrClient};
@@ -148,16 +148,29 @@ pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
         BankReply::Total(t) => t as u128,
         other => bail!("reading the bank's total: {other:?}"),
     };
-    for c in &cs {
+    finish("smr-bank", run, &out, (total, supply), &cs, local).await
+}
+
+/// Stop the clients and report `load` of `run` as `protocol`, with the
+/// group's ordered total against the supply: one replicated state, so its
+/// answer is every replica's (the balances agree by construction).
+async fn finish(
+    protocol: &'static str,
+    run: &TransferRun,
+    load: &LoadResult,
+    (total, supply): (u128, u128),
+    clients: &[Arc<SmrClient>],
+    local: Local,
+) -> Result<(At2Report, Local)> {
+    for c in clients {
         c.stop().await;
     }
     let report = At2Report {
         supply_conserved: total == supply,
-        // one replicated state: the ordered Total answer is the group's
         balances_agree: true,
         supply,
         dir: local.dir_label(),
-        ..At2Report::new("smr-bank", run, &out)
+        ..At2Report::new(protocol, run, load)
     };
     Ok((report, local))
 }
@@ -313,15 +326,5 @@ pub async fn run_signed(run: &TransferRun) -> Result<(At2Report, Local)> {
         SignedReply::Total(t) => t as u128,
         other => bail!("reading the signed bank's total: {other:?}"),
     };
-    for c in &cs {
-        c.stop().await;
-    }
-    let report = At2Report {
-        supply_conserved: total == supply,
-        balances_agree: true,
-        supply,
-        dir: local.dir_label(),
-        ..At2Report::new("smr-signed-bank", run, &out)
-    };
-    Ok((report, local))
+    finish("smr-signed-bank", run, &out, (total, supply), &cs, local).await
 }
