@@ -38,7 +38,7 @@ use crate::daemon::serve_outputs;
 use crate::generate::local_params;
 use crate::launcher::{Local, LocalSpec};
 use crate::load::{Load, LoadResult};
-use crate::node_file::{At2Settings, LoadedNode, NodeProtocol, SmrService};
+use crate::node_file::{At2Settings, LoadedNode, NodeFile, NodeProtocol, SmrService};
 use crate::protocols::at2::{At2Report, TransferRun};
 use crate::protocols::smr::{ReplicaMetrics, SmrClient};
 use anyhow::{anyhow, bail, Context, Result};
@@ -79,6 +79,20 @@ async fn bank_call(c: &SmrClient, op: BankOp) -> Result<BankReply> {
     BankReply::decode(&bytes).map_err(|e| anyhow!("undecodable reply: {e}"))
 }
 
+/// One local SMR group of `run.nodes` replicas, its node files patched by
+/// `patch` (the bank service they run).
+async fn start_group(run: &TransferRun, patch: impl Fn(&mut NodeFile)) -> Result<Local> {
+    let groups = [(run.nodes, (run.nodes - 1) / 3)];
+    let spec = LocalSpec {
+        groups: &groups,
+        protocol: NodeProtocol::Smr,
+        dir: run.dir.clone(),
+        keep: run.keep,
+        netns: None,
+    };
+    Local::start(spec, patch).await
+}
+
 /// The SMR clients of `clients` closed-loop workers: one per 16, at most 8.
 async fn connect(local: &Local, clients: usize) -> Result<Vec<Arc<SmrClient>>> {
     let params = local_params();
@@ -98,15 +112,7 @@ async fn connect(local: &Local, clients: usize) -> Result<Vec<Arc<SmrClient>>> {
 pub async fn run(run: &TransferRun) -> Result<(At2Report, Local)> {
     run.check()?;
     let (nodes, clients) = (run.nodes, run.clients);
-    let groups = [(nodes, (nodes - 1) / 3)];
-    let spec = LocalSpec {
-        groups: &groups,
-        protocol: NodeProtocol::Smr,
-        dir: run.dir.clone(),
-        keep: run.keep,
-        netns: None,
-    };
-    let local = Local::start(spec, |f| f.service = SmrService::Bank).await?;
+    let local = start_group(run, |f| f.service = SmrService::Bank).await?;
     let settings = At2Settings::default();
     let cs = connect(&local, clients).await?;
     for a in 0..nodes as u64 {
@@ -252,18 +258,10 @@ async fn check_refusals(c: &SmrClient, owners: &[Payer]) -> Result<()> {
 /// spends 1 to a random other of the A accounts.
 pub async fn run_signed(run: &TransferRun) -> Result<(At2Report, Local)> {
     run.check()?;
-    let (nodes, clients) = (run.nodes, run.clients);
-    let groups = [(nodes, (nodes - 1) / 3)];
-    let spec = LocalSpec {
-        groups: &groups,
-        protocol: NodeProtocol::Smr,
-        dir: run.dir.clone(),
-        keep: run.keep,
-        netns: None,
-    };
+    let clients = run.clients;
     let settings = run.settings.clone();
     let supply = signed_genesis(&settings)?.total() as u128;
-    let local = Local::start(spec, |f| {
+    let local = start_group(run, |f| {
         f.service = SmrService::SignedBank;
         f.at2 = Some(settings.clone());
     })

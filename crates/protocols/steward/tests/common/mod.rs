@@ -238,22 +238,13 @@ impl World {
     /// Every client submits `per_client` updates; run until all complete
     /// (or `until`), then `drain` more so remote sites finish executing.
     pub fn run(&mut self, per_client: usize, until: Time, drain: Time) -> Seen {
-        for (_, idx) in &self.clients {
-            for _ in 0..per_client {
-                let input = Role::Client(client::Input::Submit(op()));
-                self.sim.schedule_input(0, *idx, input);
-            }
-        }
-        let want = self.clients.len() * per_client;
-        let mut seen = Seen {
-            want,
-            ..Seen::default()
-        };
-        self.sim.run_until(until, &mut seen);
-        let mut rest = Seen::default();
-        self.sim.run_for(drain, &mut rest);
-        seen.absorb(rest);
-        seen
+        let inputs: Vec<(Time, NodeIdx, client::Input)> = self
+            .clients
+            .iter()
+            .flat_map(|(_, idx)| (0..per_client).map(|_| (0, *idx, client::Input::Submit(op()))))
+            .collect();
+        let want = inputs.len();
+        self.run_inputs(inputs, want, until, drain)
     }
 }
 
