@@ -1,5 +1,6 @@
 //! The `byzscale` command-line tool.
 
+mod atum_cmd;
 mod aware_cmd;
 mod bench_cmd;
 mod broadcast_cmd;
@@ -98,6 +99,9 @@ enum Command {
     /// AWARE's latency model: the best leader and V_max set for a latency matrix.
     #[command(subcommand)]
     Aware(aware_cmd::AwareCommand),
+    /// Atum's parameter guideline: walk length and vgroup robustness.
+    #[command(subcommand)]
+    Atum(atum_cmd::AtumCommand),
 }
 
 fn main() {
@@ -112,6 +116,7 @@ fn main() {
         Command::Tree(c) => tree_cmd::run_tree(c),
         Command::Broadcast(c) => broadcast_cmd::run_broadcast(c),
         Command::Aware(c) => aware_cmd::run_aware(c),
+        Command::Atum(c) => atum_cmd::run_atum(c),
         Command::Cluster(a) => block_on(until_signal(deploy_cmd::cluster(a))),
         Command::Bench(a) => block_on(until_signal(bench_cmd::bench(a))),
         Command::BenchByzcast(a) => block_on(until_signal(bench_cmd::bench_byzcast(a))),
