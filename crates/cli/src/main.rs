@@ -6,6 +6,7 @@ mod bench_cmd;
 mod broadcast_cmd;
 mod chaos_cmd;
 mod deploy_cmd;
+mod dqbft_cmd;
 mod memory_cmd;
 mod overload_cmd;
 mod plot;
@@ -102,6 +103,9 @@ enum Command {
     /// Atum's parameter guideline: walk length and vgroup robustness.
     #[command(subcommand)]
     Atum(atum_cmd::AtumCommand),
+    /// DQBFT/Destiny: the paper's throughput formulas.
+    #[command(subcommand)]
+    Dqbft(dqbft_cmd::DqbftCommand),
 }
 
 fn main() {
@@ -117,6 +121,7 @@ fn main() {
         Command::Broadcast(c) => broadcast_cmd::run_broadcast(c),
         Command::Aware(c) => aware_cmd::run_aware(c),
         Command::Atum(c) => atum_cmd::run_atum(c),
+        Command::Dqbft(c) => dqbft_cmd::run_dqbft(c),
         Command::Cluster(a) => block_on(until_signal(deploy_cmd::cluster(a))),
         Command::Bench(a) => block_on(until_signal(bench_cmd::bench(a))),
         Command::BenchByzcast(a) => block_on(until_signal(bench_cmd::bench_byzcast(a))),
