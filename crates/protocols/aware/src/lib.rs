@@ -21,12 +21,15 @@
 //!   `java.util.Random` (§5.2), what the running controller uses above 10
 //!   replicas; [`best`] picks between them as the controller does.
 //!
-//! The monitoring that fills the matrix at run time (WRITE-RESPONSE with
-//! challenges, MEASURE requests, sanitization) and the reconfiguration that
-//! applies a result are not here yet (issue 14 items 2–4).
+//! [`monitor`] fills the matrices at run time, sans-IO: challenge-bearing
+//! WRITE-RESPONSE probes, latency vectors, the totally ordered MEASUREs with
+//! +∞ staleness, and max-sanitization. The SMR messages that carry them and
+//! the controller that applies a search result are not here yet (issue 14
+//! items 2–4).
 
 mod heap;
 mod jrandom;
+pub mod monitor;
 mod search;
 
 pub use search::{anneal, best, exhaustive, Found, Search};
@@ -44,6 +47,9 @@ pub enum AwareError {
     NoFaults { n: usize, delta: usize },
     #[error("the weights never reach the quorum (n = {n}, f = {f}, Δ = {delta})")]
     NoQuorum { n: usize, f: usize, delta: usize },
+    /// (as text: the error stays `Eq`)
+    #[error("the monitoring overhead ω = {0} is not in [0, 1]")]
+    Omega(String),
 }
 
 /// One-way delays in 0.01 ms: `at(s, r)` is the delay of a message from `s`
