@@ -10,9 +10,12 @@
 //! | §5.3.2 random walk of length `rwl` along random incident links | [`HGraph::walk`] |
 //! | §5.3.2 Fig. 5.4 guideline: the smallest `rwl` for which Pearson's χ² test at 0.99 cannot tell walk endpoints from uniform | [`params::smallest_rwl`] |
 //! | §5.3.1 robust vgroup (at most f faulty members), the worked examples | [`params::vgroup_failure`], [`params::all_robust`] |
+//! | §5.3.1 group messages: accepted from a majority of the source vgroup, digests from all but a majority, randomized send order | [`group_msg`] |
 //!
 //! Built so far: issue 16 item 5 (the parameter tool, `byzscale atum
-//! params`). The group layer (vgroups running the SMR core), the overlay's
+//! params`) and the reception of group messages (item 1, sans-IO, without
+//! the vgroups that send them). The group layer (vgroups running the SMR
+//! core), the overlay's
 //! membership changes, the API, ASub, the scenario and the process layer are
 //! not built yet.
 //!
@@ -32,6 +35,7 @@
 //!   vgroups were drawn independently (they are drawn without replacement
 //!   from one population, which makes the true figure slightly better).
 
+pub mod group_msg;
 pub mod params;
 
 mod hgraph;
