@@ -6,7 +6,7 @@
 //!
 //! | paper | here |
 //! |---|---|
-//! | §5.3.2 the H-graph: `hc` random Hamiltonian cycles over the vgroups | [`HGraph`] (the overlay's shape; joins, splits and merges are not built yet) |
+//! | §5.3.2 the H-graph: `hc` random Hamiltonian cycles over the vgroups; insert-after-successor on a split, gap closing on a merge | [`HGraph`], [`HGraph::insert`], [`HGraph::remove`] |
 //! | §5.3.2 random walk of length `rwl` along random incident links | [`HGraph::walk`] |
 //! | §5.3.2 Fig. 5.4 guideline: the smallest `rwl` for which Pearson's χ² test at 0.99 cannot tell walk endpoints from uniform | [`params::smallest_rwl`] |
 //! | §5.3.1 robust vgroup (at most f faulty members), the worked examples | [`params::vgroup_failure`], [`params::all_robust`] |
@@ -26,11 +26,10 @@
 //!   sampling `walks_per_vgroup` walks per vgroup from one start vgroup, and
 //!   test the summed statistic against the χ² quantile of the summed degrees
 //!   of freedom. With the default (10 graphs × 300 walks per vgroup) the tool
-//!   gives rwl 8 for 128 vgroups with hc = 6 and 9 for 120 vgroups with
-//!   hc = 5 on every seed tried, one hop below the thesis' quoted 9 and 10;
-//!   1,000 walks per vgroup give 10 and 10 for 128 and 120 vgroups (and 50
-//!   give 7 and 8). A unit test holds the tool within one hop of both quoted
-//!   points.
+//!   gives rwl 8 or 9 (by seed) for 128 vgroups with hc = 6 and 9 for 120
+//!   vgroups with hc = 5, against the thesis' quoted 9 and 10; 1,000 walks
+//!   per vgroup give about one hop more, 50 about one hop less. A unit test
+//!   holds the tool within one hop of both quoted points on several seeds.
 //! - "Every vgroup is robust" multiplies the per-vgroup probabilities, as if
 //!   vgroups were drawn independently (they are drawn without replacement
 //!   from one population, which makes the true figure slightly better).
@@ -49,6 +48,12 @@ pub enum AtumError {
     TooFewVgroups(usize),
     #[error("an H-graph needs at least 1 Hamiltonian cycle")]
     NoCycles,
+    #[error("no vgroup {0} in the H-graph")]
+    NoSuchVgroup(u64),
+    #[error("vgroup {0} is already in the H-graph")]
+    DuplicateVgroup(u64),
+    #[error("a split needs one anchor per cycle ({cycles}), got {got}")]
+    OneAnchorPerCycle { cycles: usize, got: usize },
     #[error("{what} must be {range} (got {got})")]
     OutOfRange {
         what: &'static str,
