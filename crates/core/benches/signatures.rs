@@ -2,7 +2,11 @@
 //! paths use them: an owner's signature (`sign_with`), a verification alone
 //! and one signature's share of a batch verification (`verify_keyed` over
 //! 256 transfers by 256 accounts, keys cached as on a node under load).
-//! These set the floor of an AT2 transfer's CPU cost (docs/AT2.md, "Speed"):
+//! These set the floor of an AT2 transfer's CPU cost (docs/AT2.md, "Speed").
+//! The BLS12-381 threshold operations (a member's share, checking one share,
+//! combining f+1 = 3 of 5 and 2f+1 = 3 of 4, verifying a combined
+//! signature) and a BLAKE3 MAC are what the simulator's CPU models charge
+//! for Steward's THRESHOLD-SIGN and Destiny's ThreshSign:
 //! `cargo bench -p byzscale-core --bench signatures`.
 
 use byzscale_core::crypto::{sign_with, Crypto, CryptoMode, Identity, Signature};
@@ -58,5 +62,35 @@ fn signatures(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, signatures);
+fn threshold(c: &mut Criterion) {
+    use byzscale_core::threshold::{deal, Share};
+    use rand::SeedableRng;
+    let rng = &mut rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let (key, members) = deal(3, 4, rng).expect("3 of 4");
+    let msg = b"byzscale site proposal: seq 17, digest 0123456789abcdef";
+    let shares: Vec<Share> = members.iter().map(|m| m.sign(msg)).collect();
+    let sig = key.combine(msg, &shares[..3]).expect("combines").signature;
+    let mut g = c.benchmark_group("bls threshold");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("sign a share", |b| b.iter(|| members[0].sign(msg)));
+    g.bench_function("verify a share", |b| {
+        b.iter(|| assert!(key.verify_share(msg, &shares[0])))
+    });
+    g.bench_function("combine 3 shares", |b| {
+        b.iter(|| key.combine(msg, &shares[..3]).expect("combines"))
+    });
+    g.bench_function("verify a signature", |b| {
+        b.iter(|| assert!(key.verify(msg, &sig)))
+    });
+    g.finish();
+    let mut g = c.benchmark_group("mac");
+    g.throughput(Throughput::Elements(1));
+    let mac_key = [9u8; 32];
+    g.bench_function("blake3 keyed, 64 B", |b| {
+        b.iter(|| blake3::keyed_hash(&mac_key, &msg[..]))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, signatures, threshold);
 criterion_main!(benches);
