@@ -13,7 +13,8 @@
 //! ThreshSign, without Linear Hybster on top) and the Figure 2 formulas the
 //! simulator's throughput must later match (item 6a). The D- and O-instances
 //! over the SMR ordering core, Linear Hybster, the baselines, the scenario
-//! and the real clusters are not built yet.
+//! and the real clusters are not built yet; `docs/DQBFT.md` has the design
+//! and the plan.
 
 pub mod formulas;
 pub mod trusted;
