@@ -17,7 +17,7 @@
 //! the vgroups that send them). The group layer (vgroups running the SMR
 //! core), the overlay's
 //! membership changes, the API, ASub, the scenario and the process layer are
-//! not built yet.
+//! not built yet; `docs/ATUM.md` has the design and the plan.
 //!
 //! Deviations, each decided here because the thesis is silent:
 //! - The thesis does not say how many walks its χ² test sampled, and the
