@@ -5,6 +5,7 @@ mod bench_cmd;
 mod broadcast_cmd;
 mod chaos_cmd;
 mod deploy_cmd;
+mod lazarus_cmd;
 mod memory_cmd;
 mod overload_cmd;
 mod plot;
@@ -98,6 +99,10 @@ enum Command {
     /// AWARE's latency model: the best leader and V_max set for a latency matrix.
     #[command(subcommand)]
     Aware(aware_cmd::AwareCommand),
+    /// Lazarus: diversity-driven replica-set choice from NVD vulnerability
+    /// data, and the 1,000-run study of replica-set strategies.
+    #[command(subcommand)]
+    Lazarus(lazarus_cmd::LazarusCommand),
 }
 
 fn main() {
@@ -112,6 +117,7 @@ fn main() {
         Command::Tree(c) => tree_cmd::run_tree(c),
         Command::Broadcast(c) => broadcast_cmd::run_broadcast(c),
         Command::Aware(c) => aware_cmd::run_aware(c),
+        Command::Lazarus(c) => lazarus_cmd::run_lazarus(c),
         Command::Cluster(a) => block_on(until_signal(deploy_cmd::cluster(a))),
         Command::Bench(a) => block_on(until_signal(bench_cmd::bench(a))),
         Command::BenchByzcast(a) => block_on(until_signal(bench_cmd::bench_byzcast(a))),
