@@ -30,117 +30,27 @@ pub struct Pool {
     pub os: Vec<OsVersion>,
 }
 
-/// (id, name, family, vendor, product, version) of the seed's 17 OS versions.
-const SEED17: [(&str, &str, &str, &str, &str, &str); 17] = [
-    (
-        "UB14",
-        "Ubuntu 14.04",
-        "ubuntu",
-        "canonical",
-        "ubuntu_linux",
-        "14.04",
-    ),
-    (
-        "UB16",
-        "Ubuntu 16.04",
-        "ubuntu",
-        "canonical",
-        "ubuntu_linux",
-        "16.04",
-    ),
-    (
-        "UB17",
-        "Ubuntu 17.04",
-        "ubuntu",
-        "canonical",
-        "ubuntu_linux",
-        "17.04",
-    ),
-    (
-        "OS42",
-        "OpenSuse 42.1",
-        "opensuse",
-        "opensuse",
-        "leap",
-        "42.1",
-    ),
-    (
-        "FE24",
-        "Fedora 24",
-        "fedora",
-        "fedoraproject",
-        "fedora",
-        "24",
-    ),
-    (
-        "FE25",
-        "Fedora 25",
-        "fedora",
-        "fedoraproject",
-        "fedora",
-        "25",
-    ),
-    (
-        "FE26",
-        "Fedora 26",
-        "fedora",
-        "fedoraproject",
-        "fedora",
-        "26",
-    ),
-    ("DE7", "Debian 7", "debian", "debian", "debian_linux", "7.0"),
-    ("DE8", "Debian 8", "debian", "debian", "debian_linux", "8.0"),
-    (
-        "W10",
-        "Windows 10",
-        "windows",
-        "microsoft",
-        "windows_10",
-        "-",
-    ),
-    (
-        "WS12",
-        "Win. Server 2012",
-        "windows",
-        "microsoft",
-        "windows_server_2012",
-        "-",
-    ),
-    (
-        "FB10",
-        "FreeBSD 10",
-        "freebsd",
-        "freebsd",
-        "freebsd",
-        "10.0",
-    ),
-    (
-        "FB11",
-        "FreeBSD 11",
-        "freebsd",
-        "freebsd",
-        "freebsd",
-        "11.0",
-    ),
-    ("SO10", "Solaris 10", "solaris", "oracle", "solaris", "10"),
-    ("SO11", "Solaris 11", "solaris", "oracle", "solaris", "11"),
-    (
-        "OB60",
-        "OpenBSD 6.0",
-        "openbsd",
-        "openbsd",
-        "openbsd",
-        "6.0",
-    ),
-    (
-        "OB61",
-        "OpenBSD 6.1",
-        "openbsd",
-        "openbsd",
-        "openbsd",
-        "6.1",
-    ),
-];
+/// The seed's 17 OS versions, one a line: id | name | family | CPE vendor |
+/// CPE product | CPE version.
+const SEED17: &str = "\
+UB14 | Ubuntu 14.04     | ubuntu   | canonical     | ubuntu_linux        | 14.04
+UB16 | Ubuntu 16.04     | ubuntu   | canonical     | ubuntu_linux        | 16.04
+UB17 | Ubuntu 17.04     | ubuntu   | canonical     | ubuntu_linux        | 17.04
+OS42 | OpenSuse 42.1    | opensuse | opensuse      | leap                | 42.1
+FE24 | Fedora 24        | fedora   | fedoraproject | fedora              | 24
+FE25 | Fedora 25        | fedora   | fedoraproject | fedora              | 25
+FE26 | Fedora 26        | fedora   | fedoraproject | fedora              | 26
+DE7  | Debian 7         | debian   | debian        | debian_linux        | 7.0
+DE8  | Debian 8         | debian   | debian        | debian_linux        | 8.0
+W10  | Windows 10       | windows  | microsoft     | windows_10          | -
+WS12 | Win. Server 2012 | windows  | microsoft     | windows_server_2012 | -
+FB10 | FreeBSD 10       | freebsd  | freebsd       | freebsd             | 10.0
+FB11 | FreeBSD 11       | freebsd  | freebsd       | freebsd             | 11.0
+SO10 | Solaris 10       | solaris  | oracle        | solaris             | 10
+SO11 | Solaris 11       | solaris  | oracle        | solaris             | 11
+OB60 | OpenBSD 6.0      | openbsd  | openbsd       | openbsd             | 6.0
+OB61 | OpenBSD 6.1      | openbsd  | openbsd       | openbsd             | 6.1
+";
 
 impl Pool {
     /// The largest pool.
@@ -166,14 +76,17 @@ impl Pool {
     /// The 17 OS versions of the seed (Lazarus, Table 2).
     pub fn seed17() -> Pool {
         let os = SEED17
-            .iter()
-            .map(|(id, name, family, vendor, product, version)| OsVersion {
-                id: id.to_string(),
-                name: name.to_string(),
-                family: family.to_string(),
-                vendor: vendor.to_string(),
-                product: product.to_string(),
-                version: version.to_string(),
+            .lines()
+            .map(|line| {
+                let f: Vec<String> = line.split('|').map(|x| x.trim().to_string()).collect();
+                OsVersion {
+                    id: f[0].clone(),
+                    name: f[1].clone(),
+                    family: f[2].clone(),
+                    vendor: f[3].clone(),
+                    product: f[4].clone(),
+                    version: f[5].clone(),
+                }
             })
             .collect();
         Pool { os }
