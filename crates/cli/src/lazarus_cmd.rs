@@ -96,7 +96,7 @@ pub fn run_lazarus(cmd: LazarusCommand) -> Result<()> {
         LazarusCommand::Study(a) => study(a),
         LazarusCommand::Plan(a) => plan_cmd(a),
         LazarusCommand::Synth(a) => {
-            let doc = synth::generate(&Pool::seed17(), a.seed, a.records);
+            let doc = synth::generate(a.seed, a.records);
             std::fs::write(&a.out, serde_json::to_string_pretty(&doc)? + "\n")
                 .with_context(|| format!("writing {}", a.out.display()))?;
             println!(

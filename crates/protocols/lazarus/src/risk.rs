@@ -109,7 +109,9 @@ impl Knowledge {
                     .iter()
                     .enumerate()
                     .filter(|(_, os)| v.affected.iter().any(|m| m.matches(os)))
-                    .fold(0u64, |m, (i, _)| m | 1 << i);
+                    .fold(0u64, |m, (i, _)| {
+                        m | 1u64.checked_shl(i as u32).unwrap_or(0)
+                    });
                 (affected != 0).then(|| Entry {
                     id: v.id.clone(),
                     published: v.published,

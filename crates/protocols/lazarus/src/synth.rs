@@ -187,8 +187,10 @@ fn record(rng: &mut ChaCha8Rng, pool: &Pool, seed: u64, id: &str, day: Day, set:
     }})
 }
 
-/// A synthetic NVD CVE JSON 2.0 document of `records` records for `pool`.
-pub fn generate(pool: &Pool, seed: u64, records: usize) -> Value {
+/// A synthetic NVD CVE JSON 2.0 document of `records` records for the
+/// seed's pool ([`Pool::seed17`]; the kinds above name its families).
+pub fn generate(seed: u64, records: usize) -> Value {
+    let pool = &Pool::seed17();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let first = Day::from_ymd(FIRST_YEAR, 1, 1).expect("a date");
     let last = Day::from_ymd(LAST_YEAR, 12, 31).expect("a date");

@@ -422,7 +422,7 @@ fn the_sample_is_the_generators_output_and_has_the_promised_structure() {
     let file = std::fs::read_to_string(crate::sample_dir().join("nvd-synthetic.json")).unwrap();
     let committed: serde_json::Value = serde_json::from_str(&file).unwrap();
     assert!(
-        committed == synth::generate(&pool, synth::SAMPLE_SEED, synth::SAMPLE_RECORDS),
+        committed == synth::generate(synth::SAMPLE_SEED, synth::SAMPLE_RECORDS),
         "regenerate with `byzscale lazarus synth`"
     );
     let kb = sample();
