@@ -7,6 +7,7 @@ mod broadcast_cmd;
 mod chaos_cmd;
 mod deploy_cmd;
 mod dqbft_cmd;
+mod lazarus_cmd;
 mod memory_cmd;
 mod overload_cmd;
 mod plot;
@@ -106,6 +107,10 @@ enum Command {
     /// DQBFT/Destiny: the paper's throughput formulas.
     #[command(subcommand)]
     Dqbft(dqbft_cmd::DqbftCommand),
+    /// Lazarus: diversity-driven replica-set choice from NVD vulnerability
+    /// data, and the 1,000-run study of replica-set strategies.
+    #[command(subcommand)]
+    Lazarus(lazarus_cmd::LazarusCommand),
 }
 
 fn main() {
@@ -122,6 +127,7 @@ fn main() {
         Command::Aware(c) => aware_cmd::run_aware(c),
         Command::Atum(c) => atum_cmd::run_atum(c),
         Command::Dqbft(c) => dqbft_cmd::run_dqbft(c),
+        Command::Lazarus(c) => lazarus_cmd::run_lazarus(c),
         Command::Cluster(a) => block_on(until_signal(deploy_cmd::cluster(a))),
         Command::Bench(a) => block_on(until_signal(bench_cmd::bench(a))),
         Command::BenchByzcast(a) => block_on(until_signal(bench_cmd::bench_byzcast(a))),
