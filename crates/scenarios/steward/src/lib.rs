@@ -1,0 +1,3 @@
+//! The Steward scenario of `byzscale sim steward`.
+
+pub mod deploy;
