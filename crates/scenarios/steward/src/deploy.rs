@@ -100,14 +100,14 @@ fn test_net(sites: usize) -> NetModel {
 }
 
 /// What a deployment is: `sites` sites of 3f+1 servers (site s in region
-/// s of `net`), `per_site` clients at each (client k at site k mod S), the
+/// s of `net`), `clients` clients (client k at site k mod S), the
 /// site SMR's parameters, the client's retransmission timeout, the CPU
 /// model and whether the engine keeps a trace.
 #[derive(Clone, Debug)]
 pub struct Spec {
     pub sites: usize,
     pub f: usize,
-    pub per_site: usize,
+    pub clients: usize,
     pub net: NetModel,
     pub cpu: CpuModel,
     pub params: Params,
@@ -122,7 +122,7 @@ impl Spec {
         Spec {
             sites,
             f: 1,
-            per_site,
+            clients: sites * per_site,
             net: test_net(sites),
             cpu: CpuModel::free(),
             params: test_params(),
@@ -164,7 +164,7 @@ impl Deployment {
         tweak: impl FnOnce(&mut Config),
         mut wrap: impl Wrap,
     ) -> Result<Deployment, String> {
-        let (sites, f, per_site) = (spec.sites, spec.f, spec.per_site);
+        let (sites, f) = (spec.sites, spec.f);
         let n = 3 * f + 1;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut keys = Vec::new();
@@ -175,7 +175,7 @@ impl Deployment {
             site_list.push(Site { members, key });
             keys.push(shares);
         }
-        let ids: Vec<(ClientId, SiteId)> = (0..sites * per_site)
+        let ids: Vec<(ClientId, SiteId)> = (0..spec.clients)
             .map(|k| (ClientId(1 + k as u64), SiteId((k % sites) as u32)))
             .collect();
         let homes = ids.iter().copied().collect();
@@ -435,9 +435,14 @@ pub fn correct_servers(w: &Deployment) -> Vec<NodeIdx> {
 /// at one seq executed the same one (no-ops of a view change are not
 /// executions, so logs may skip seqs). Each violation, described.
 pub fn s1_violations(w: &Deployment, seen: &Seen) -> Vec<String> {
+    s1_among(&correct_servers(w), seen)
+}
+
+/// [`s1_violations`] among the servers `correct`.
+pub fn s1_among(correct: &[NodeIdx], seen: &Seen) -> Vec<String> {
     let mut by_seq: BTreeMap<u64, (NodeIdx, ClientId, u64, Digest)> = BTreeMap::new();
     let mut out = Vec::new();
-    for n in correct_servers(w) {
+    for &n in correct {
         for (seq, c, ts, d, _) in seen.executed.get(&n).into_iter().flatten() {
             let (m, c0, ts0, d0) = *by_seq.entry(seq.0).or_insert((n, *c, *ts, *d));
             if d0 != *d {

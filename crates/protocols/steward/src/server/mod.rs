@@ -326,6 +326,10 @@ impl<A: Service> Server<A> {
     pub fn node(&self) -> NodeId {
         self.me
     }
+    /// The deployment this server is part of.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
     pub fn site(&self) -> SiteId {
         self.site
     }
