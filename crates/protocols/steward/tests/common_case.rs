@@ -10,16 +10,14 @@
 mod common;
 
 use byzscale_apps::kv::KvReply;
-use byzscale_core::crypto::Crypto;
 use byzscale_core::protocol::SECS;
 use byzscale_core::threshold::KeyShare;
 use byzscale_core::{Addr, ClientId, NodeId};
 use byzscale_scenario_steward::attacks::BadShares;
-use byzscale_sim::adversary::{Byzantine, Mutator};
+use byzscale_sim::adversary::Byzantine;
 use byzscale_sim::engine::{Actor, NodeIdx, ProtocolActor};
 use byzscale_steward::{Message, Update};
 use common::{op, Execution, In, Kv, Out, Seen, World};
-use rand::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 

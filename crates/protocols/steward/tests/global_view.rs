@@ -12,12 +12,12 @@ mod common;
 
 use byzscale_core::crypto::{Crypto, CryptoMode};
 use byzscale_core::protocol::{MILLIS, SECS};
-use byzscale_core::threshold::{Heard, KeyShare, Voice};
+use byzscale_core::threshold::KeyShare;
 use byzscale_core::{Addr, ClientId, NodeId};
 use byzscale_scenario_steward::attacks::forged_proposal;
 use byzscale_sim::engine::{Actor, ActorCx, ProtocolActor};
 use byzscale_sim::net_model::Partition;
-use byzscale_steward::{GlobalView, Message, Seq, Signed, SiteId, SiteMsg, Update, SITE_DOMAIN};
+use byzscale_steward::{Message, Signed, SiteId, Update};
 use common::{correct_servers, identity, op, s1_violations, Deaf, In, Kv, Out, Seen, World};
 use std::collections::BTreeSet;
 

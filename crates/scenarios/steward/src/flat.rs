@@ -114,6 +114,9 @@ impl Actor<Message, In, Out> for Flat {
     }
 }
 
+/// The replica nodes and the clients (id, node) of a flat group.
+pub type Group = (Vec<NodeIdx>, Vec<(ClientId, NodeIdx)>);
+
 /// The flat group of `sites` × `per_site_servers` replicas (replica k at
 /// site k / per_site_servers, as Steward's servers) and `clients` clients
 /// (client k at site k mod S), added to `sim`: (replica nodes, client
@@ -124,7 +127,7 @@ pub fn build(
     per_site_servers: usize,
     clients: usize,
     params: &Params,
-) -> Result<(Vec<NodeIdx>, Vec<(ClientId, NodeIdx)>), String> {
+) -> Result<Group, String> {
     let n = sites * per_site_servers;
     let f = (n - 1) / 3;
     let qs = QuorumSystem::classic(n, f, FaultModel::Bft).map_err(|e| e.to_string())?;
