@@ -8,7 +8,8 @@
 //!                 + recv_per_byte x received bytes
 //!                 + sign x signs + verify x verifies + mac x (macs + modeled MACs)
 //!                 + hash_per_byte x hashed bytes + mac_per_byte x channel-MAC bytes
-//!                 + send x copies sent + send_per_byte x encoded bytes )
+//!                 + send x copies sent + send_per_byte x encoded bytes
+//!                 + charged )
 //! ```
 //!
 //! where the crypto counts come from the node's [`Crypto::take_meter`]
@@ -16,6 +17,8 @@
 //! its behalf: one per destination when sending, one check when receiving;
 //! with modeled channels the simulator counts those MACs in
 //! [`Work::modeled_macs`] instead of computing them).
+//! `charged` is what the actor charged itself ([`ActorCx::charge`]) for work
+//! the meter cannot see; a free model ignores it.
 //! Messages the event produces leave the node when it finishes. `factor` is 1
 //! for honest nodes and larger for a slow node.
 //!
@@ -25,6 +28,7 @@
 //! network delays.
 //!
 //! [`Crypto::take_meter`]: byzscale_core::crypto::Crypto::take_meter
+//! [`ActorCx::charge`]: crate::engine::ActorCx::charge
 
 use byzscale_core::crypto::Meter;
 use byzscale_core::Time;
@@ -61,6 +65,8 @@ pub struct Work {
     /// Channel MACs charged but not computed (the engine's modeled channels).
     pub modeled_macs: u64,
     pub meter: Meter,
+    /// CPU time the actor charged itself, in nanoseconds.
+    pub charged_ns: u64,
 }
 
 impl Default for CpuModel {
@@ -107,6 +113,9 @@ impl CpuModel {
 
     /// Service time of `w` on a node slowed down by `factor` (1.0 = normal).
     pub fn cost(&self, w: &Work, factor: f64) -> Time {
+        if self.is_free() {
+            return 0;
+        }
         let m = &w.meter;
         let ns = self.event_ns
             + self.recv_per_byte_ns * w.recv_bytes as f64
@@ -116,7 +125,8 @@ impl CpuModel {
             + self.verify_ns * m.verifies as f64
             + self.mac_ns * (m.macs + w.modeled_macs) as f64
             + self.mac_per_byte_ns * w.channel_mac_bytes as f64
-            + self.hash_per_byte_ns * m.hashed_bytes as f64;
+            + self.hash_per_byte_ns * m.hashed_bytes as f64
+            + w.charged_ns as f64;
         let ns = ns * factor;
         if ns.is_finite() && ns > 0.0 {
             ns.round() as Time
@@ -145,12 +155,20 @@ mod tests {
                 macs: 4,
                 hashed_bytes: 1000,
             },
+            charged_ns: 0,
         };
         let expect =
             2_000.0 + 500.0 + 3_000.0 + 50.0 + 20_000.0 + 90_000.0 + 6_000.0 + 600.0 + 1_000.0;
         assert_eq!(c.cost(&w, 1.0), expect as Time);
         assert_eq!(c.cost(&w, 2.0), 2 * expect as Time);
         assert_eq!(CpuModel::free().cost(&w, 10.0), 0);
+        let charged = Work {
+            charged_ns: 3_900_000,
+            ..w
+        };
+        assert_eq!(c.cost(&charged, 1.0), expect as Time + 3_900_000);
+        assert_eq!(c.cost(&charged, 2.0), 2 * (expect as Time + 3_900_000));
+        assert_eq!(CpuModel::free().cost(&charged, 1.0), 0, "free ignores it");
         assert!(CpuModel::free().is_free());
     }
 }

@@ -72,7 +72,7 @@
 //! its recovery builds from what the disk kept.
 
 use crate::cpu::{CpuModel, Work};
-use crate::net_model::{NetModel, Partition};
+use crate::net_model::{serialization_time, NetModel, Partition};
 use crate::storage::{Journal, Recovery, Storage, SYNC_TIMER};
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, Mac};
@@ -154,6 +154,9 @@ pub struct Knobs {
     pub cpu_factor: f64,
     /// Extra delay before every outgoing message leaves the node.
     pub send_delay: Time,
+    /// CPU time charged by the actor for the current event on top of the
+    /// cost model ([`ActorCx::charge`]); taken when the event finishes.
+    pub charged: Time,
 }
 
 impl Default for Knobs {
@@ -161,6 +164,7 @@ impl Default for Knobs {
         Knobs {
             cpu_factor: 1.0,
             send_delay: 0,
+            charged: 0,
         }
     }
 }
@@ -244,6 +248,13 @@ impl<'a, M, O> ActorCx<'a, M, O> {
     }
     pub fn knobs(&self) -> Knobs {
         *self.knobs
+    }
+    /// Charge `ns` of CPU time to this event, on top of what the cost model
+    /// counts (work the model cannot see, e.g. a protocol's threshold
+    /// signatures, whose cost a scenario knows); scaled like the rest by the
+    /// node's CPU factor, and charged only if the model is not free.
+    pub fn charge(&mut self, ns: Time) {
+        self.knobs.charged = self.knobs.charged.saturating_add(ns);
     }
     pub fn knobs_mut(&mut self) -> &mut Knobs {
         self.knobs
@@ -843,6 +854,8 @@ pub struct Sim<M, I, O> {
     cpu: CpuModel,
     channels: Channels,
     net_rng: ChaCha8Rng,
+    /// When each shared region link (from, to) is free again.
+    region_free: BTreeMap<(usize, usize), Time>,
     stats: Stats,
     trace: Option<Vec<TraceEntry>>,
     // scratch buffers reused across events
@@ -879,6 +892,7 @@ where
             cpu,
             channels: Channels::default(),
             net_rng,
+            region_free: BTreeMap::new(),
             stats: Stats::default(),
             trace: None,
             effects: Vec::new(),
@@ -1494,6 +1508,7 @@ where
         let n = &mut self.nodes[i];
         let mut work = *work;
         work.meter = n.crypto.take_meter();
+        work.charged_ns = std::mem::take(&mut n.knobs.charged);
         let cost = self.cpu.cost(&work, n.cpu_factor * n.knobs.cpu_factor);
         let end = self.now.saturating_add(cost);
         n.busy_until = end;
@@ -1686,6 +1701,14 @@ where
             Link::default()
         };
         let mut ready = depart;
+        if let Some(bps) = net.region_link(src_region, dst_region) {
+            let free = self
+                .region_free
+                .entry((src_region, dst_region))
+                .or_default();
+            ready = ready.max(*free) + serialization_time(size, bps);
+            *free = ready;
+        }
         if net.bandwidth_bps.is_some() {
             let start = depart.max(link.free_at);
             ready = start + net.transmission_time(size);

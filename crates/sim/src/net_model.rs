@@ -9,6 +9,12 @@
 //!   serialization queue. A message of `s` bytes occupies the link for
 //!   `8 s / bandwidth` seconds, starting when the link is free
 //!   (`link_free_at`), and propagates afterwards;
+//! - **region links** (optional, [`NetModel::with_region_links`]): a
+//!   bandwidth per directed pair of regions, a FIFO serialization queue
+//!   *shared* by every copy from any node of one region to any node of the
+//!   other (a site's WAN uplink, as on Emulab or Spines): a copy occupies it
+//!   for `8 s / bandwidth` before it propagates. Applied before the per-node
+//!   link above; a pair with no entry (0) is unlimited;
 //! - **loss**: each copy is dropped with probability `loss`;
 //! - **duplication**: with probability `duplicate` a second copy is delivered
 //!   with its own jitter;
@@ -27,7 +33,10 @@
 //! Presets: [`NetModel::lan`] (all links ~50 µs one way) and
 //! [`NetModel::ec2_byzcast`] (ByzCast, seed 000, Table I: RTT/2 per direction
 //! between California, N. Virginia, Frankfurt and Tokyo; 0.25 ms inside a
-//! region). A custom matrix is read from TOML with [`NetModel::from_toml_str`] /
+//! region), and Steward's three WAN topologies (§2.8 of the digest
+//! `byzcast-steward-wheat-aware-lazarus.md`) with region links:
+//! [`NetModel::symmetric_wan`], [`NetModel::planetlab_steward`],
+//! [`NetModel::cairn_steward`]. A custom matrix is read from TOML with [`NetModel::from_toml_str`] /
 //! [`NetModel::from_file`]:
 //!
 //! ```toml
@@ -176,6 +185,9 @@ pub struct NetModel {
     /// Never deliver a message before an earlier one on the same link.
     pub fifo: bool,
     pub partitions: Vec<Partition>,
+    /// Shared serialization queues between regions (see the module docs):
+    /// `region_bps[from][to]` bits per second, 0 = unlimited; `None` = none.
+    pub region_bps: Option<Vec<Vec<u64>>>,
     /// From this time on: no loss, duplication, reordering or partitions.
     pub stabilize_at: Option<Time>,
 }
@@ -231,6 +243,7 @@ impl NetModel {
             reorder: 0.0,
             fifo: false,
             partitions: Vec::new(),
+            region_bps: None,
             stabilize_at: None,
         };
         m.validate()?;
@@ -389,6 +402,13 @@ impl NetModel {
         if self.bandwidth_bps == Some(0) {
             return Err(NetError::Invalid("bandwidth must be positive".into()));
         }
+        if let Some(bps) = &self.region_bps {
+            if bps.len() != n || bps.iter().any(|r| r.len() != n) {
+                return Err(NetError::Invalid(format!(
+                    "the region bandwidth matrix must be {n} x {n}"
+                )));
+            }
+        }
         for p in &self.partitions {
             if p.end < p.start {
                 return Err(NetError::Invalid(format!(
@@ -463,13 +483,125 @@ impl NetModel {
         self.partitions.iter().any(|p| p.separates(t, a, b))
     }
 
+    /// The shared queue from region `a` to region `b`: its bits per second,
+    /// if limited.
+    pub fn region_link(&self, a: usize, b: usize) -> Option<u64> {
+        let bps = *self.region_bps.as_ref()?.get(a)?.get(b)?;
+        (bps > 0).then_some(bps)
+    }
+
+    /// Shared queues between regions, `mbps[from][to]` in Mbit/s (0 or less
+    /// = unlimited); an error unless the matrix is regions × regions.
+    pub fn with_region_links(mut self, mbps: &[Vec<f64>]) -> Result<Self, NetError> {
+        let bps = mbps
+            .iter()
+            .map(|row| row.iter().map(|m| mbps_to_bps(*m)).collect())
+            .collect();
+        self.region_bps = Some(bps);
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// `sites` regions, every pair `one_way` apart one way, each directed
+    /// pair a shared link of `mbps` (Steward's symmetric Emulab set-up:
+    /// 50 ms at 10, 5 or 2.5 Mbit/s); `lan` one way inside a region, whose
+    /// LAN is not limited. Regions are named `site0`, `site1`, ….
+    pub fn symmetric_wan(
+        sites: usize,
+        one_way: Time,
+        mbps: f64,
+        lan: Time,
+    ) -> Result<Self, NetError> {
+        let regions = (0..sites).map(|s| format!("site{s}")).collect();
+        let m = (0..sites)
+            .map(|i| {
+                (0..sites)
+                    .map(|j| if i == j { lan } else { one_way })
+                    .collect()
+            })
+            .collect();
+        let links: Vec<Vec<f64>> = (0..sites)
+            .map(|i| {
+                (0..sites)
+                    .map(|j| if i == j { 0.0 } else { mbps })
+                    .collect()
+            })
+            .collect();
+        Self::from_matrix(regions, m)?.with_region_links(&links)
+    }
+
+    /// Steward's PlanetLab topology (five sites: U. Washington, UFRGS in
+    /// Brazil, SICS in Sweden, KAIST in Korea, Monash in Australia). The
+    /// digest gives its range only: one way 59 ms (US–Korea) to 289 ms
+    /// (Brazil–Korea), links of 405 kbit/s to 1.3 Mbit/s. Those two
+    /// latencies and the two bandwidth extremes are the paper's; the other
+    /// entries are **reconstructed** within the ranges from the sites'
+    /// geography (the paper's full matrix is not in our references).
+    /// `lan` one way inside a site, unlimited.
+    pub fn planetlab_steward(lan: Time) -> Self {
+        // one way in ms, order US, BR, SE, KR, AU
+        const MS: [[f64; 5]; 5] = [
+            [0.0, 90.0, 85.0, 59.0, 95.0],
+            [90.0, 0.0, 120.0, 289.0, 200.0],
+            [85.0, 120.0, 0.0, 150.0, 170.0],
+            [59.0, 289.0, 150.0, 0.0, 80.0],
+            [95.0, 200.0, 170.0, 80.0, 0.0],
+        ];
+        // Mbit/s per directed pair
+        const MBPS: [[f64; 5]; 5] = [
+            [0.0, 0.8, 1.3, 1.2, 1.0],
+            [0.8, 0.0, 0.6, 0.405, 0.45],
+            [1.3, 0.6, 0.0, 0.9, 0.7],
+            [1.2, 0.405, 0.9, 0.0, 1.1],
+            [1.0, 0.45, 0.7, 1.1, 0.0],
+        ];
+        let one_way = (0..5)
+            .map(|i| {
+                (0..5)
+                    .map(|j| {
+                        if i == j {
+                            lan
+                        } else {
+                            (MS[i][j] * MILLIS as f64) as Time
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let regions = ["US", "BR", "SE", "KR", "AU"].map(String::from).to_vec();
+        let links: Vec<Vec<f64>> = MBPS.iter().map(|r| r.to_vec()).collect();
+        Self::from_matrix(regions, one_way)
+            .and_then(|m| m.with_region_links(&links))
+            .expect("preset is valid")
+    }
+
+    /// Steward's CAIRN figure: a coast-to-coast link of 38 ms one way at
+    /// 1.86 Mbit/s. The digest gives that one link only, so every pair of
+    /// the `sites` sites is such a link here (an approximation, labelled).
+    pub fn cairn_steward(sites: usize, lan: Time) -> Result<Self, NetError> {
+        Self::symmetric_wan(sites, 38 * MILLIS, 1.86, lan)
+    }
+
     /// Time for `bytes` to cross a link (0 if bandwidth is unlimited).
     pub fn transmission_time(&self, bytes: usize) -> Time {
         match self.bandwidth_bps {
             None => 0,
-            Some(bps) => ((bytes as u128 * 8 * 1_000_000_000) / bps as u128) as Time,
+            Some(bps) => serialization_time(bytes, bps),
         }
     }
+}
+
+fn mbps_to_bps(mbps: f64) -> u64 {
+    if mbps.is_finite() && mbps > 0.0 {
+        (mbps * 1e6).round().max(1.0) as u64
+    } else {
+        0
+    }
+}
+
+/// Time for `bytes` to cross a link of `bps` bits per second.
+pub fn serialization_time(bytes: usize, bps: u64) -> Time {
+    ((bytes as u128 * 8 * 1_000_000_000) / bps.max(1) as u128) as Time
 }
 
 fn default_reorder_delay(one_way: &[Vec<Time>]) -> Time {
@@ -551,5 +683,30 @@ mod tests {
         assert!(!p.separates(20, a, b));
         assert!(!p.separates(15, a, c));
         assert!(!p.separates(15, a, a));
+    }
+
+    #[test]
+    fn steward_topologies() {
+        let s = NetModel::symmetric_wan(5, 50 * MILLIS, 2.5, 100 * MICROS).unwrap();
+        assert_eq!(s.one_way[1][3], 50 * MILLIS);
+        assert_eq!(s.one_way[2][2], 100 * MICROS);
+        assert_eq!(s.region_link(0, 4), Some(2_500_000));
+        assert_eq!(s.region_link(3, 3), None, "the LAN is not limited");
+        let p = NetModel::planetlab_steward(100 * MICROS);
+        let (us, br, kr) = (0, 1, 3);
+        assert_eq!(p.one_way[us][kr], 59 * MILLIS);
+        assert_eq!(p.one_way[br][kr], 289 * MILLIS);
+        let all: Vec<u64> = (0..5)
+            .flat_map(|i| (0..5).filter_map(move |j| (i != j).then_some((i, j))))
+            .map(|(i, j)| p.region_link(i, j).unwrap())
+            .collect();
+        assert_eq!(all.iter().min(), Some(&405_000));
+        assert_eq!(all.iter().max(), Some(&1_300_000));
+        let c = NetModel::cairn_steward(3, 100 * MICROS).unwrap();
+        assert_eq!(c.one_way[0][2], 38 * MILLIS);
+        assert_eq!(c.region_link(2, 0), Some(1_860_000));
+        let bad = NetModel::lan().with_region_links(&[vec![1.0, 2.0]]);
+        assert!(matches!(bad, Err(NetError::Invalid(_))));
+        assert_eq!(serialization_time(1250, 1_000_000), 10 * MILLIS);
     }
 }

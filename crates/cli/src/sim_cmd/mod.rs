@@ -1,11 +1,12 @@
 //! `byzscale sim ...`: the simulator front-end. One file per protocol turns
 //! its flags into its scenario's configuration ([`smr`], [`at2`],
-//! [`byzcast`]); [`run_scenario`] runs any scenario's seeds and prints its
+//! [`byzcast`], [`steward`]); [`run_scenario`] runs any scenario's seeds and prints its
 //! report.
 
 pub mod at2;
 pub mod byzcast;
 pub mod smr;
+pub mod steward;
 
 use anyhow::{bail, Context, Result};
 use byzscale_sim::net_model::NetworkChoice;
@@ -25,6 +26,8 @@ pub enum SimCommand {
     Byzcast(byzcast::ByzcastArgs),
     /// ByzCast figures (JSON + SVG): throughput vs groups, latency CDF, WAN comparison.
     ByzcastScale(byzcast::ByzcastScaleArgs),
+    /// Steward: hierarchical BFT over WAN sites, or flat BFT on the same WAN.
+    Steward(steward::StewardArgs),
 }
 
 pub fn run(cmd: SimCommand) -> Result<()> {
@@ -34,6 +37,7 @@ pub fn run(cmd: SimCommand) -> Result<()> {
         SimCommand::At2Scale(a) => at2::run_at2_scale(a),
         SimCommand::Byzcast(a) => byzcast::run_sim_byzcast(a),
         SimCommand::ByzcastScale(a) => byzcast::run_sim_byzcast_scale(a),
+        SimCommand::Steward(a) => steward::run(a),
     }
 }
 

@@ -10,15 +10,14 @@
 mod common;
 
 use byzscale_apps::kv::KvReply;
-use byzscale_core::crypto::Crypto;
 use byzscale_core::protocol::SECS;
 use byzscale_core::threshold::KeyShare;
 use byzscale_core::{Addr, ClientId, NodeId};
-use byzscale_sim::adversary::{Byzantine, Mutator};
+use byzscale_scenario_steward::attacks::BadShares;
+use byzscale_sim::adversary::Byzantine;
 use byzscale_sim::engine::{Actor, NodeIdx, ProtocolActor};
 use byzscale_steward::{Message, Update};
 use common::{op, Execution, In, Kv, Out, Seen, World};
-use rand::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
@@ -128,26 +127,6 @@ fn three_sites_order_every_update_once_with_o_s_squared_wan_messages() {
 #[test]
 fn five_sites_order_every_update_once_with_o_s_squared_wan_messages() {
     common_case(5, 5, 1, 3);
-}
-
-/// Replaces every share a server sends by a share of another message,
-/// signed with its own key share: well-formed, under its own index, and
-/// invalid for what the site says.
-struct BadShares(KeyShare);
-
-impl Mutator<Message> for BadShares {
-    fn equivocate(&self, _: &Message, _: u64, _: &Crypto) -> Option<Message> {
-        None
-    }
-    fn corrupt(&self, m: &Message, _: &mut dyn RngCore, _: &Crypto) -> Option<Message> {
-        match m {
-            Message::Share { digest, .. } => Some(Message::Share {
-                digest: *digest,
-                share: self.0.sign(b"not what the site says"),
-            }),
-            _ => None,
-        }
-    }
 }
 
 #[test]

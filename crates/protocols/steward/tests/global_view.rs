@@ -12,11 +12,12 @@ mod common;
 
 use byzscale_core::crypto::{Crypto, CryptoMode};
 use byzscale_core::protocol::{MILLIS, SECS};
-use byzscale_core::threshold::{Heard, KeyShare, Voice};
+use byzscale_core::threshold::KeyShare;
 use byzscale_core::{Addr, ClientId, NodeId};
+use byzscale_scenario_steward::attacks::forged_proposal;
 use byzscale_sim::engine::{Actor, ActorCx, ProtocolActor};
 use byzscale_sim::net_model::Partition;
-use byzscale_steward::{GlobalView, Message, Seq, Signed, SiteId, SiteMsg, Update, SITE_DOMAIN};
+use byzscale_steward::{Message, Signed, SiteId, Update};
 use common::{correct_servers, identity, op, s1_violations, Deaf, In, Kv, Out, Seen, World};
 use std::collections::BTreeSet;
 
@@ -165,26 +166,7 @@ impl Actor<Message, In, Out> for Inject {
 
 /// Site 0's Proposal of `u` at seq 1, gv 0, signed with 2f+1 key shares.
 fn forged(keys: &[KeyShare], key: &byzscale_core::threshold::GroupKey, u: Update) -> Signed {
-    let msg = SiteMsg::Proposal {
-        gv: GlobalView(0),
-        seq: Seq(1),
-        update: u,
-    };
-    let mut combiner = Voice::new(key.clone(), SITE_DOMAIN, 1 << 20);
-    for k in &keys[1..3] {
-        let (d, share, _) =
-            Voice::new(key.clone(), SITE_DOMAIN, 1 << 20).said((SiteId(0), msg.clone()), k);
-        combiner.heard(k.index(), d, share);
-    }
-    let Heard::Spoken(spoken) = combiner.said((SiteId(0), msg), &keys[0]).2 else {
-        panic!("2f+1 shares combine")
-    };
-    let (site, msg) = spoken.msg;
-    Signed {
-        site,
-        msg,
-        sig: spoken.signature,
-    }
+    forged_proposal(keys, key, SiteId(0), u)
 }
 
 fn client_update(c: u64) -> Update {

@@ -263,6 +263,81 @@ fn bandwidth_serializes_large_messages() {
     assert_eq!(arrivals[2], 2 * tx + small * 800 + 50 * MICROS);
 }
 
+#[test]
+fn a_region_link_is_one_queue_shared_by_the_regions_nodes() {
+    // regions a (nodes 0, 1) and b (nodes 2, 3), 10 ms apart, a -> b a
+    // shared 10 Mbit/s link; inside a region 50 µs, unlimited
+    let one_way = vec![
+        vec![50 * MICROS, 10 * MILLIS],
+        vec![10 * MILLIS, 50 * MICROS],
+    ];
+    let net = NetModel::from_matrix(vec!["a".into(), "b".into()], one_way)
+        .unwrap()
+        .with_region_links(&[vec![0.0, 10.0], vec![10.0, 0.0]])
+        .unwrap();
+    let mut sim = S::new(1, net, CpuModel::free());
+    for i in 0..4 {
+        sim.add_node(addr(i), crypto_for(i, 4), pp(i, 4, 0), (i / 2) as usize);
+    }
+    // nodes 0 and 1 both multicast 100 kB at time 0
+    sim.schedule_input(0, NodeIdx(0), In::Kick { pad: 100_000 });
+    sim.schedule_input(0, NodeIdx(1), In::Kick { pad: 100_000 });
+    let mut log = Log::default();
+    sim.run_until(SECS_10, &mut log);
+    let got = |to: u32| -> Vec<Time> {
+        let at = log.0.iter().filter(|(_, n, o)| {
+            *n == NodeIdx(to) && matches!(o, Out::Got { from, .. } if from.node().unwrap().0 < 2)
+        });
+        at.map(|(t, _, _)| *t).collect()
+    };
+    let size = (codec::to_bytes(&Msg::Ping(0, vec![7; 100_000])).len() + WIRE_OVERHEAD) as Time;
+    let tx = size * 8 * 1_000_000_000 / 10_000_000;
+    // four copies cross the one a -> b link, one after another
+    let mut remote = [got(2), got(3)].concat();
+    remote.sort_unstable();
+    let want: Vec<Time> = (1..=4).map(|k| k * tx + 10 * MILLIS).collect();
+    assert_eq!(remote, want);
+    // the copies inside region a are not queued
+    assert_eq!(got(1), vec![50 * MICROS]);
+    assert_eq!(got(0), vec![50 * MICROS]);
+}
+
+#[test]
+fn charged_cpu_time_delays_the_events_messages() {
+    struct Charger;
+    impl Actor<Msg, In, Out> for Charger {
+        fn start(&mut self, cx: &mut ActorCx<'_, Msg, Out>) {
+            cx.charge(3 * MILLIS);
+            cx.send(addr(1), Msg::Pong(1));
+        }
+        fn input(&mut self, _: In, _: &mut ActorCx<'_, Msg, Out>) {}
+        fn message(&mut self, _: Addr, _: Msg, _: &mut ActorCx<'_, Msg, Out>) {}
+        fn timer(&mut self, _: u64, _: &mut ActorCx<'_, Msg, Out>) {}
+    }
+    let arrival = |cpu: CpuModel| {
+        let mut sim = S::new(5, NetModel::lan().with_jitter(0), cpu);
+        sim.add_node(addr(0), crypto_for(0, 2), Charger, 0);
+        sim.add_node(addr(1), crypto_for(1, 2), pp(1, 2, 0), 0);
+        let mut log = Log::default();
+        sim.run_until(SECS_10, &mut log);
+        let busy = sim.stats().per_node[0].busy_ns;
+        let at = log
+            .0
+            .iter()
+            .find(|(_, _, o)| matches!(o, Out::Ponged { .. }));
+        (at.map(|(t, _, _)| *t), busy)
+    };
+    let (free_at, free_busy) = arrival(CpuModel::free());
+    assert_eq!(
+        (free_at, free_busy),
+        (Some(50 * MICROS), 0),
+        "a free model ignores charges"
+    );
+    let (at, busy) = arrival(CpuModel::calibrated());
+    assert!(busy >= 3 * MILLIS, "{busy}");
+    assert!(at.unwrap() >= 3 * MILLIS + 50 * MICROS, "{at:?}");
+}
+
 /// Sends one spoofed and one honest message on start.
 struct Spoofer;
 impl Actor<Msg, In, Out> for Spoofer {

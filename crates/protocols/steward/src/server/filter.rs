@@ -177,6 +177,7 @@ impl<A: Service> Server<A> {
                 self.check_update(update, cx)?;
             }
         }
+        self.stats.site_verifies += 1;
         if !voice.verify(&(s.site, s.msg.clone()), &s.sig) {
             let e = format!(
                 "{}'s signature on {} {} fails",

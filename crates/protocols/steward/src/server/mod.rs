@@ -101,6 +101,10 @@ pub struct Stats {
     pub shares_sent: u64,
     /// Site messages this server combined and sent as representative.
     pub spoken: u64,
+    /// Site signatures (threshold, one pairing check each) this server
+    /// verified: each signed site message once. With `shares_sent` and
+    /// `spoken` it is what a CPU model charges for threshold crypto.
+    pub site_verifies: u64,
     /// Message copies this server sent to servers of other sites.
     pub wan_sent: u64,
     /// Site messages relayed inside the site.
@@ -321,6 +325,10 @@ impl<A: Service> Server<A> {
 
     pub fn node(&self) -> NodeId {
         self.me
+    }
+    /// The deployment this server is part of.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
     }
     pub fn site(&self) -> SiteId {
         self.site
