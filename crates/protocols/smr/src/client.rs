@@ -708,27 +708,43 @@ impl Client {
                 self.fall_back(r.seq, cx);
             }
         } else {
-            if r.session != self.session {
-                return;
-            }
-            // the slot counts with the result: f+1 matching vouch for both
-            let d = cx.crypto().hash(&codec::to_bytes(&(r.slot, &r.result)));
-            let Some(o) = self.ordered.get_mut(&r.seq) else {
-                return;
-            };
-            o.views.insert(idx, r.view);
-            o.replies.add(qs, idx, d, || (r.result, r.slot));
-            if o.replies.votes(qs, &d) >= qs.weak() {
-                let (result, slot) = o.replies.value(&d).cloned().unwrap_or_default();
-                self.complete(r.seq, result, slot, cx);
-            }
+            self.count_ordered(idx, r, false, cx);
         }
     }
 
-    /// The ordered request `seq` completed with `result`, executed at `slot`.
-    fn complete(&mut self, seq: u64, result: Vec<u8>, slot: Slot, cx: &mut Cx<'_, Self>) {
-        let o = self.ordered.remove(&seq).expect("present");
-        cx.cancel_timer(Timer::Retry(seq));
+    /// Count `r`, a reply to an ordered request from the member at `idx`,
+    /// final or `tentative`, and complete the request once its rule holds:
+    /// a weak quorum of final replies matching in slot and result (f+1
+    /// matching vouch for both), or a quorum of tentative ones matching in
+    /// view, slot and result (`replica/tentative.rs`).
+    fn count_ordered(&mut self, idx: usize, r: Reply, tentative: bool, cx: &mut Cx<'_, Self>) {
+        if r.session != self.session {
+            return;
+        }
+        let qs = &self.g.qs;
+        let (d, need) = if tentative {
+            let key = codec::to_bytes(&(r.view, r.slot, &r.result));
+            (cx.crypto().hash(&key), qs.quorum())
+        } else {
+            let key = codec::to_bytes(&(r.slot, &r.result));
+            (cx.crypto().hash(&key), qs.weak())
+        };
+        let Some(o) = self.ordered.get_mut(&r.seq) else {
+            return;
+        };
+        o.views.insert(idx, r.view);
+        let votes = if tentative {
+            &mut o.tentative
+        } else {
+            &mut o.replies
+        };
+        votes.add(qs, idx, d, || (r.result, r.slot));
+        if votes.votes(qs, &d) < need {
+            return;
+        }
+        let (result, slot) = votes.value(&d).cloned().unwrap_or_default();
+        let o = self.ordered.remove(&r.seq).expect("present");
+        cx.cancel_timer(Timer::Retry(r.seq));
         self.learn_view(&o.views);
         self.finish(o, result, Some(slot), cx);
     }
@@ -743,21 +759,8 @@ impl Client {
         let Some(idx) = self.check_sender(from, r.replica, r.client, cx) else {
             return;
         };
-        if r.read_only || r.session != self.session {
-            return;
-        }
-        let d = cx
-            .crypto()
-            .hash(&codec::to_bytes(&(r.view, r.slot, &r.result)));
-        let qs = &self.g.qs;
-        let Some(o) = self.ordered.get_mut(&r.seq) else {
-            return;
-        };
-        o.views.insert(idx, r.view);
-        o.tentative.add(qs, idx, d, || (r.result, r.slot));
-        if o.tentative.votes(qs, &d) >= qs.quorum() {
-            let (result, slot) = o.tentative.value(&d).cloned().unwrap_or_default();
-            self.complete(r.seq, result, slot, cx);
+        if !r.read_only {
+            self.count_ordered(idx, r, true, cx);
         }
     }
 }

@@ -530,21 +530,22 @@ fn a_client_with_a_partial_authenticator_cannot_stall_correct_leaders() {
     );
 }
 
+/// The test parameters with tentative execution on or off.
+fn tentative(on: bool) -> Params {
+    Params {
+        tentative: on,
+        ..params()
+    }
+}
+
 /// Tentative execution (WHEAT, `replica/tentative.rs`) changes when a
 /// client learns a result, never what it learns: the same ops in the same
 /// slots, the same results and the same replica states as without it, and
 /// the client is done one ACCEPT step earlier in virtual time.
 #[test]
 fn tentative_execution_gives_the_same_results_sooner() {
-    let run = |tentative: bool| {
-        let mut w = World::new(
-            4,
-            1,
-            Params {
-                tentative,
-                ..params()
-            },
-        );
+    let run = |on: bool| {
+        let mut w = World::new(4, 1, tentative(on));
         let start = w.sim.now();
         w.write_each(0..12, |i| vec![i]);
         let took = w.sim.now() - start;
@@ -577,14 +578,7 @@ fn tentative_execution_gives_the_same_results_sooner() {
 /// order).
 #[test]
 fn tentative_results_survive_a_leader_crash() {
-    let mut w = World::new(
-        4,
-        1,
-        Params {
-            tentative: true,
-            ..params()
-        },
-    );
+    let mut w = World::new(4, 1, tentative(true));
     for i in 0..5u8 {
         w.submit(&[i], false);
     }
