@@ -33,10 +33,13 @@
 //! Presets: [`NetModel::lan`] (all links ~50 µs one way) and
 //! [`NetModel::ec2_byzcast`] (ByzCast, seed 000, Table I: RTT/2 per direction
 //! between California, N. Virginia, Frankfurt and Tokyo; 0.25 ms inside a
-//! region), and Steward's three WAN topologies (§2.8 of the digest
+//! region), [`NetModel::aware5`] (AWARE, seed 004: Oregon, Ireland, Sydney,
+//! São Paulo, Virginia from the authors' cloudping matrix, RTT/2), and
+//! Steward's three WAN topologies (§2.8 of the digest
 //! `byzcast-steward-wheat-aware-lazarus.md`) with region links:
 //! [`NetModel::symmetric_wan`], [`NetModel::planetlab_steward`],
-//! [`NetModel::cairn_steward`]. A custom matrix is read from TOML with [`NetModel::from_toml_str`] /
+//! [`NetModel::cairn_steward`]. A custom matrix is read from TOML with
+//! [`NetModel::from_toml_str`] /
 //! [`NetModel::from_file`]:
 //!
 //! ```toml
@@ -70,9 +73,9 @@ pub enum NetError {
     Toml(String),
     #[error("invalid network model: {0}")]
     Invalid(String),
-    #[error("unknown network preset {0:?} (known: lan, ec2-byzcast)")]
+    #[error("unknown network preset {0:?} (known: lan, ec2-byzcast, aware5)")]
     UnknownPreset(String),
-    #[error("unknown network '{0}': use lan, ec2-byzcast, or a .toml latency matrix file")]
+    #[error("unknown network '{0}': use lan, ec2-byzcast, aware5, or a .toml latency matrix file")]
     UnknownNetwork(String),
 }
 
@@ -88,7 +91,7 @@ impl NetworkChoice {
     /// validated now, so a bad file fails before any run).
     pub fn parse(s: &str) -> Result<Self, NetError> {
         match s {
-            "lan" | "ec2-byzcast" => Ok(NetworkChoice::Preset(s.to_string())),
+            "lan" | "ec2-byzcast" | "aware5" => Ok(NetworkChoice::Preset(s.to_string())),
             p if p.ends_with(".toml") || Path::new(p).exists() => {
                 NetModel::from_file(p)?;
                 Ok(NetworkChoice::File(p.into()))
@@ -278,23 +281,50 @@ impl NetModel {
             [165.0, 88.0, 0.0, 239.0],
             [112.0, 175.0, 239.0, 0.0],
         ];
-        let one_way = (0..4)
+        Self::from_rtt(&["CA", "VA", "EU", "JP"], &RTT)
+    }
+
+    /// AWARE's five regions (seed 004): Oregon, Ireland, Sydney, São Paulo,
+    /// Virginia, from `cloudping-21.csv` (the AWARE authors' AWS matrix,
+    /// `crates/protocols/aware/data/`): rows and columns 20, 12, 7, 16 and
+    /// 17, which are us-west-2, eu-west-1, ap-southeast-2, sa-east-1 and
+    /// us-east-1 in cloudping's alphabetical order of its 21 regions (the
+    /// file has no header; the order is inferred from it and checked on
+    /// known neighbours: Tokyo–Osaka 11 ms, Ireland–Frankfurt 27 ms). The
+    /// entries are round trips, row = sender, and kept asymmetric; as for
+    /// [`NetModel::ec2_byzcast`], one-way = RTT / 2, 0.25 ms inside a region
+    /// (the file's diagonal, 3–5 ms, is left out) and 0.5 ms jitter.
+    pub fn aware5() -> Self {
+        const RTT: [[f64; 5]; 5] = [
+            [0.0, 123.52, 142.13, 178.83, 71.58],
+            [122.92, 0.0, 259.03, 181.73, 69.44],
+            [141.17, 257.26, 0.0, 312.86, 199.68],
+            [178.02, 181.14, 313.04, 0.0, 116.92],
+            [72.67, 70.45, 202.13, 118.54, 0.0],
+        ];
+        Self::from_rtt(
+            &["Oregon", "Ireland", "Sydney", "SaoPaulo", "Virginia"],
+            &RTT,
+        )
+    }
+
+    /// A preset from round trips in ms (row = sender): one-way = RTT / 2,
+    /// 0.25 ms inside a region, 0.5 ms jitter.
+    fn from_rtt<const N: usize>(names: &[&str; N], rtt: &[[f64; N]; N]) -> Self {
+        let one_way = (0..N)
             .map(|i| {
-                (0..4)
+                (0..N)
                     .map(|j| {
                         if i == j {
                             250 * MICROS
                         } else {
-                            (RTT[i][j] / 2.0 * MILLIS as f64) as Time
+                            (rtt[i][j] / 2.0 * MILLIS as f64) as Time
                         }
                     })
                     .collect()
             })
             .collect();
-        let regions = ["CA", "VA", "EU", "JP"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let regions = names.iter().map(|s| s.to_string()).collect();
         let mut m = Self::from_matrix(regions, one_way).expect("preset is valid");
         m.jitter = 500 * MICROS;
         m
@@ -306,11 +336,12 @@ impl NetModel {
         self.one_way.iter().flatten().copied().max().unwrap_or(0) + self.jitter
     }
 
-    /// `lan` or `ec2-byzcast` (also accepted: `ec2_byzcast`).
+    /// `lan`, `ec2-byzcast` (also accepted: `ec2_byzcast`) or `aware5`.
     pub fn preset(name: &str) -> Result<Self, NetError> {
         match name {
             "lan" => Ok(Self::lan()),
             "ec2-byzcast" | "ec2_byzcast" => Ok(Self::ec2_byzcast()),
+            "aware5" => Ok(Self::aware5()),
             other => Err(NetError::UnknownPreset(other.to_string())),
         }
     }
@@ -628,6 +659,11 @@ mod tests {
                 assert_eq!(m.one_way[i][j], m.one_way[j][i]);
             }
         }
+        let a = NetModel::aware5();
+        let (or, va) = (a.region("Oregon").unwrap(), a.region("Virginia").unwrap());
+        assert_eq!(a.one_way[or][va], 35_790 * MICROS);
+        assert_eq!(a.one_way[va][or], 36_335 * MICROS);
+        assert_eq!(NetModel::preset("aware5").unwrap(), a);
         assert!(NetModel::preset("lan").is_ok());
         assert!(matches!(
             NetModel::preset("moon"),

@@ -7,6 +7,7 @@ pub mod at2;
 pub mod byzcast;
 pub mod smr;
 pub mod steward;
+pub mod wheat;
 
 use anyhow::{bail, Context, Result};
 use byzscale_sim::net_model::NetworkChoice;
@@ -28,6 +29,9 @@ pub enum SimCommand {
     ByzcastScale(byzcast::ByzcastScaleArgs),
     /// Steward: hierarchical BFT over WAN sites, or flat BFT on the same WAN.
     Steward(steward::StewardArgs),
+    /// WHEAT benchmark (JSON + SVG): n = 4 against Δ = 1, tentative execution
+    /// and the best-connected leader on and off, client latency p50/p90.
+    Wheat(wheat::WheatArgs),
 }
 
 pub fn run(cmd: SimCommand) -> Result<()> {
@@ -38,6 +42,7 @@ pub fn run(cmd: SimCommand) -> Result<()> {
         SimCommand::Byzcast(a) => byzcast::run_sim_byzcast(a),
         SimCommand::ByzcastScale(a) => byzcast::run_sim_byzcast_scale(a),
         SimCommand::Steward(a) => steward::run(a),
+        SimCommand::Wheat(a) => wheat::run(a),
     }
 }
 
@@ -77,7 +82,7 @@ pub struct RunArgs {
     /// First seed.
     #[arg(long, default_value_t = 0)]
     pub seed_start: u64,
-    /// Network model: lan, ec2-byzcast, or a TOML file with a latency matrix.
+    /// Network model: lan, ec2-byzcast, aware5, or a TOML file with a latency matrix.
     #[arg(long, default_value = "lan")]
     pub network: String,
     /// Cost model instead of real crypto (for scale runs; labelled in the output).

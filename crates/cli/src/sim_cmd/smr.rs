@@ -54,6 +54,18 @@ pub struct SmrArgs {
     /// 1-5 ms) and check them at the batch times the replicas ran them at.
     #[arg(long)]
     pub expiry: bool,
+    /// WHEAT tentative execution: replicas also reply once a slot is
+    /// prepared, and clients take a quorum of matching tentative replies.
+    #[arg(long)]
+    pub tentative: bool,
+    /// WHEAT's leader at the best-connected replica: view 0's leader (and
+    /// with --delta the V_max holders) as AWARE's predictor places them on
+    /// the network's latency matrix.
+    #[arg(long)]
+    pub best_leader: bool,
+    /// No loss, duplication or reordering at the start (latency figures).
+    #[arg(long)]
+    pub calm: bool,
     /// Crash the initial leader at this virtual time (milliseconds).
     #[arg(long)]
     pub crash_leader_at: Option<f64>,
@@ -143,5 +155,8 @@ pub fn smr_config(a: &SmrArgs) -> Result<Config> {
         client_expiry_slots: a.client_expiry_slots,
         transactions: a.transactions,
         expiry: a.expiry,
+        tentative: a.tentative,
+        best_leader: a.best_leader,
+        calm: a.calm,
     })
 }

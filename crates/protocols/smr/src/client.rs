@@ -8,6 +8,12 @@
 //! replica answers an ordered request with one result; a read answered twice,
 //! after a duplicated request, counts with its first answer).
 //!
+//! With [`Params::tentative`] on, an ordered request also completes on
+//! tentative replies ([`Message::TentativeReply`]) matching in view, slot and
+//! result from replicas holding a full quorum of votes (WHEAT; the rule and
+//! why it is safe are in `replica/tentative.rs`). They are counted apart from
+//! the final replies, whose rule is unchanged.
+//!
 //! # Sessions
 //!
 //! Several requests may be outstanding (`Params::client_window`); ordered ones are
@@ -173,6 +179,9 @@ struct Outstanding {
     /// The replies by digest of (slot, result): a replica's first reply
     /// counts.
     replies: Collector<Digest, (Vec<u8>, Slot)>,
+    /// The tentative replies by digest of (view, slot, result): a replica's
+    /// first counts (see `replica/tentative.rs`).
+    tentative: Collector<Digest, (Vec<u8>, Slot)>,
     /// The view each replica reported in its reply.
     views: BTreeMap<usize, View>,
     retries: u32,
@@ -568,6 +577,7 @@ impl Outstanding {
             req,
             invoked,
             replies: Collector::new(),
+            tentative: Collector::new(),
             views: BTreeMap::new(),
             retries: 0,
             busy: BTreeSet::new(),
@@ -603,6 +613,7 @@ impl Protocol for Client {
         match msg {
             Message::Refused { .. } => self.on_refused(from, msg, cx),
             Message::Reply(r) => self.on_reply(from, r, cx),
+            Message::TentativeReply(r) => self.on_tentative(from, r, cx),
             Message::SessionInfo {
                 replica,
                 client,
@@ -697,23 +708,59 @@ impl Client {
                 self.fall_back(r.seq, cx);
             }
         } else {
-            if r.session != self.session {
-                return;
-            }
-            // the slot counts with the result: f+1 matching vouch for both
-            let d = cx.crypto().hash(&codec::to_bytes(&(r.slot, &r.result)));
-            let Some(o) = self.ordered.get_mut(&r.seq) else {
-                return;
-            };
-            o.views.insert(idx, r.view);
-            o.replies.add(qs, idx, d, || (r.result, r.slot));
-            if o.replies.votes(qs, &d) >= qs.weak() {
-                let (result, slot) = o.replies.value(&d).cloned().unwrap_or_default();
-                let o = self.ordered.remove(&r.seq).expect("present");
-                cx.cancel_timer(Timer::Retry(r.seq));
-                self.learn_view(&o.views);
-                self.finish(o, result, Some(slot), cx);
-            }
+            self.count_ordered(idx, r, false, cx);
+        }
+    }
+
+    /// Count `r`, a reply to an ordered request from the member at `idx`,
+    /// final or `tentative`, and complete the request once its rule holds:
+    /// a weak quorum of final replies matching in slot and result (f+1
+    /// matching vouch for both), or a quorum of tentative ones matching in
+    /// view, slot and result (`replica/tentative.rs`).
+    fn count_ordered(&mut self, idx: usize, r: Reply, tentative: bool, cx: &mut Cx<'_, Self>) {
+        if r.session != self.session {
+            return;
+        }
+        let qs = &self.g.qs;
+        let (d, need) = if tentative {
+            let key = codec::to_bytes(&(r.view, r.slot, &r.result));
+            (cx.crypto().hash(&key), qs.quorum())
+        } else {
+            let key = codec::to_bytes(&(r.slot, &r.result));
+            (cx.crypto().hash(&key), qs.weak())
+        };
+        let Some(o) = self.ordered.get_mut(&r.seq) else {
+            return;
+        };
+        o.views.insert(idx, r.view);
+        let votes = if tentative {
+            &mut o.tentative
+        } else {
+            &mut o.replies
+        };
+        votes.add(qs, idx, d, || (r.result, r.slot));
+        if votes.votes(qs, &d) < need {
+            return;
+        }
+        let (result, slot) = votes.value(&d).cloned().unwrap_or_default();
+        let o = self.ordered.remove(&r.seq).expect("present");
+        cx.cancel_timer(Timer::Retry(r.seq));
+        self.learn_view(&o.views);
+        self.finish(o, result, Some(slot), cx);
+    }
+
+    /// A tentative reply (`replica/tentative.rs`): counted by (view, slot,
+    /// result), apart from the final replies; a quorum of votes completes
+    /// the request. Ignored unless [`Params::tentative`] is on.
+    fn on_tentative(&mut self, from: Addr, r: Reply, cx: &mut Cx<'_, Self>) {
+        if !self.p.tentative {
+            return;
+        }
+        let Some(idx) = self.check_sender(from, r.replica, r.client, cx) else {
+            return;
+        };
+        if !r.read_only {
+            self.count_ordered(idx, r, true, cx);
         }
     }
 }
@@ -1081,6 +1128,119 @@ mod tests {
         assert!(
             done(&b.reply(3, 1, false, "a")).is_empty(),
             "completed once"
+        );
+    }
+
+    /// Replica `i`'s tentative reply to request (0, `seq`): executed at
+    /// `slot` in `view`.
+    fn tentative(
+        b: &mut Bench,
+        i: u32,
+        seq: u64,
+        (view, slot): (View, Slot),
+        result: &str,
+    ) -> Vec<Effect<Client>> {
+        let msg = Message::TentativeReply(Reply {
+            replica: NodeId(i),
+            view,
+            client: ClientId(1),
+            session: 0,
+            seq,
+            read_only: false,
+            slot,
+            result: result.as_bytes().to_vec(),
+        });
+        b.step(|c, cx| c.on_message(Addr::Node(NodeId(i)), msg, cx))
+    }
+
+    /// Tentative replies count only with tentative execution on, and then
+    /// only a quorum (3 of 4) matching in view, slot and result completes a
+    /// request: f+1 tentative replies do not, nor replies of two views (a
+    /// value prepared at one replica in each is no quorum of preparers),
+    /// nor do they count with final replies. A later view's quorum does.
+    #[test]
+    fn a_tentative_result_needs_a_quorum_in_one_view() {
+        let mut off = Bench::new();
+        off.submit(false);
+        for i in 0..4 {
+            assert!(done(&tentative(&mut off, i, 1, (0, 1), "a")).is_empty());
+        }
+        assert_eq!(off.client.completed(), 0, "ignored when off");
+
+        let mut b = Bench::new();
+        b.client.p.tentative = true;
+        b.submit(false);
+        assert!(done(&tentative(&mut b, 0, 1, (0, 1), "a")).is_empty());
+        assert!(
+            done(&tentative(&mut b, 1, 1, (0, 1), "a")).is_empty(),
+            "f+1 is not enough"
+        );
+        assert!(
+            done(&b.reply(2, 1, false, "a")).is_empty(),
+            "final replies count apart"
+        );
+        assert!(
+            done(&tentative(&mut b, 2, 1, (1, 1), "a")).is_empty(),
+            "another view"
+        );
+        assert!(
+            done(&tentative(&mut b, 3, 1, (0, 2), "a")).is_empty(),
+            "another slot"
+        );
+        assert_eq!(b.client.completed(), 0);
+        // the final rule still completes it: f+1 final replies
+        assert_eq!(
+            done(&b.reply(3, 1, false, "a")),
+            vec![(b"a".to_vec(), true)]
+        );
+
+        let mut b = Bench::new();
+        b.client.p.tentative = true;
+        b.submit(false);
+        for i in 1..3 {
+            assert!(done(&tentative(&mut b, i, 1, (1, 1), "a")).is_empty());
+        }
+        assert_eq!(
+            done(&tentative(&mut b, 3, 1, (1, 1), "a")),
+            vec![(b"a".to_vec(), true)]
+        );
+        assert_eq!(b.client.view, 1, "the completing replies name view 1");
+    }
+
+    /// With WHEAT weights (f = 1, Δ = 1: 2 2 1 1 1, quorum 5 votes) the two
+    /// V_max replicas and one more complete a request (3 replicas), as do
+    /// any 4; one V_max and two V_min (4 votes) do not.
+    #[test]
+    fn a_weighted_tentative_quorum_counts_votes() {
+        let wheat = || {
+            let mut b = Bench::new();
+            let qs = QuorumSystem::wheat_default(1, 1, FaultModel::Bft).unwrap();
+            b.client.g = GroupInfo::new(GroupId(0), (0..5).map(NodeId).collect(), qs);
+            b.client.p.tentative = true;
+            b.submit(false);
+            b
+        };
+        let mut b = wheat();
+        for i in [0, 2] {
+            assert!(done(&tentative(&mut b, i, 1, (0, 1), "r")).is_empty());
+        }
+        assert!(
+            done(&tentative(&mut b, 3, 1, (0, 1), "r")).is_empty(),
+            "4 votes"
+        );
+        assert_eq!(
+            done(&tentative(&mut b, 4, 1, (0, 1), "r")).len(),
+            1,
+            "4 replicas"
+        );
+        let mut b = wheat();
+        for i in [0, 1] {
+            assert!(done(&tentative(&mut b, i, 1, (0, 1), "r")).is_empty());
+        }
+        assert_eq!(
+            done(&tentative(&mut b, 4, 1, (0, 1), "r")).len(),
+            1,
+            "V_max pair + 1"
         );
     }
 

@@ -15,6 +15,7 @@
 //! | [`Message::Write`] | WRITE | PREPARE |
 //! | [`Message::Accept`] | ACCEPT | COMMIT |
 //! | [`Message::Reply`] | reply (client waits for f+1) | REPLY |
+//! | [`Message::TentativeReply`] | WHEAT tentative reply (client waits for a quorum) | tentative REPLY (OSDI'99 §5.1) |
 //! | [`Message::Stop`] | STOP | (view-change trigger) |
 //! | [`Message::StopData`] | STOP-DATA | VIEW-CHANGE |
 //! | [`Message::Sync`] | SYNC | NEW-VIEW |
@@ -89,6 +90,14 @@
 //!   addition), and the service executes the batch at that time
 //!   (`Service::begin_batch`), so time-dependent services (key expiry) are
 //!   deterministic. See `replica/execute.rs`, "Batch time".
+//! - Tentative execution (WHEAT, optional, [`Params::tentative`]) runs a
+//!   prepared slot between a snapshot and its restore instead of on the live
+//!   state with PBFT's rollback; the client takes a quorum (not 2f+1 replicas:
+//!   Q_v votes) of tentative replies matching in view, slot and result. See
+//!   `replica/tentative.rs`.
+//! - The view-0 leader may be placed at any position
+//!   ([`GroupInfo::with_first_leader`], WHEAT's best-connected leader); views
+//!   rotate round-robin from it.
 //! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the
 //!   synchronization phase trusts the replicas' accepted values.
 //! - Unordered read-only requests are answered from local state once the replica has
@@ -118,6 +127,7 @@
 //! | `replica/checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
 //! | `replica/transfer.rs` | state and log transfer, retransmission of stuck votes | PBFT and BFT-SMaRt state transfer |
 //! | `replica/sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
+//! | `replica/tentative.rs` | optional tentative execution of a prepared slot (no rollback: run between a snapshot and its restore) | WHEAT; PBFT OSDI'99 §5.1 |
 
 pub mod client;
 mod fault;

@@ -309,6 +309,11 @@ pub enum Message {
         index: u32,
         bytes: Vec<u8>,
     },
+    /// To a client, with [`crate::Params::tentative`] on: the result of its
+    /// ordered request in `slot`, executed tentatively once the slot was
+    /// prepared in `view` (WHEAT; see `replica/tentative.rs`). A client
+    /// takes it from a quorum of matching ones (view, slot and result).
+    TentativeReply(Reply),
 }
 
 impl Message {
@@ -335,6 +340,7 @@ impl Message {
             Message::SessionInfo { .. } => "session-info",
             Message::FetchChunk { .. } => "fetch-chunk",
             Message::Chunk { .. } => "chunk",
+            Message::TentativeReply(_) => "tentative-reply",
         }
     }
 

@@ -8,18 +8,43 @@ use byzscale_core::{Addr, ClientId, GroupId, NodeId, Time};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// The members of one group, in position order, and their quorum system.
+/// The members of one group, in position order, their quorum system, and
+/// the position of the leader of view 0.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupInfo {
     pub id: GroupId,
     pub members: Vec<NodeId>,
     pub qs: QuorumSystem,
+    /// The position of view 0's leader (0 unless placed with
+    /// [`GroupInfo::with_first_leader`]); later views rotate from it.
+    first_leader: usize,
 }
 
 impl GroupInfo {
     pub fn new(id: GroupId, members: Vec<NodeId>, qs: QuorumSystem) -> Self {
         assert_eq!(members.len(), qs.n(), "one weight per member");
-        GroupInfo { id, members, qs }
+        GroupInfo {
+            id,
+            members,
+            qs,
+            first_leader: 0,
+        }
+    }
+    /// The same group with view 0 led by the member at `position` (WHEAT's
+    /// leader at the best-connected replica; every member must agree on
+    /// it, like on the members and weights). Views still rotate round-robin
+    /// from there: view v is led by position `(position + v) mod n`.
+    pub fn with_first_leader(mut self, position: usize) -> Self {
+        assert!(
+            position < self.n(),
+            "leader position {position} is not in the group"
+        );
+        self.first_leader = position;
+        self
+    }
+    /// The position of view 0's leader.
+    pub fn first_leader(&self) -> usize {
+        self.first_leader
     }
     pub fn n(&self) -> usize {
         self.members.len()
@@ -27,9 +52,11 @@ impl GroupInfo {
     pub fn index_of(&self, node: NodeId) -> Option<usize> {
         self.members.iter().position(|m| *m == node)
     }
-    /// Leader of `view`: round-robin over positions. (AWARE will relocate it.)
+    /// Leader of `view`: round-robin over positions, from
+    /// [`GroupInfo::first_leader`].
     pub fn leader(&self, view: u64) -> NodeId {
-        self.members[(view % self.n() as u64) as usize]
+        let n = self.n() as u64;
+        self.members[((self.first_leader as u64 + view % n) % n) as usize]
     }
     pub fn addrs(&self) -> Vec<Addr> {
         self.members.iter().map(|m| Addr::Node(*m)).collect()
@@ -117,6 +144,12 @@ pub struct Params {
     /// milliseconds), and it bounds how far a Byzantine leader can move the
     /// agreed time from real time.
     pub max_clock_skew: Time,
+    /// WHEAT's tentative execution (see `replica/tentative.rs`): a replica
+    /// also runs the next slot once it is prepared and answers
+    /// [`crate::Message::TentativeReply`], and a client accepts a quorum of
+    /// matching tentative replies besides a weak quorum of final ones. Off
+    /// by default; when off nothing changes.
+    pub tentative: bool,
 }
 
 /// A [`Params`] value that cannot work.
@@ -166,6 +199,7 @@ impl Default for Params {
             state_chunk_bytes: 1 << 20,
             max_state_bytes: 1 << 30,
             max_clock_skew: 5 * SECS,
+            tentative: false,
         }
     }
 }
@@ -238,6 +272,20 @@ mod tests {
         let e = p(1 << 10, 1 << 40).validate().unwrap_err();
         assert!(e.to_string().contains("raise state_chunk_bytes"), "{e}");
         assert_eq!(p(1, 1 << 10).validate(), Ok(()));
+    }
+
+    #[test]
+    fn views_rotate_from_the_first_leader() {
+        use byzscale_core::quorum::FaultModel;
+        let qs = QuorumSystem::classic(4, 1, FaultModel::Bft).unwrap();
+        let g = GroupInfo::new(GroupId(0), (10..14).map(NodeId).collect(), qs);
+        let leaders = |g: &GroupInfo| (0..6).map(|v| g.leader(v).0).collect::<Vec<_>>();
+        assert_eq!(leaders(&g), vec![10, 11, 12, 13, 10, 11]);
+        let g = g.with_first_leader(2);
+        assert_eq!(g.first_leader(), 2);
+        assert_eq!(leaders(&g), vec![12, 13, 10, 11, 12, 13]);
+        // u64::MAX mod 4 = 3: position (2 + 3) mod 4 = 1, no overflow
+        assert_eq!(g.leader(u64::MAX).0, 11);
     }
 
     #[test]

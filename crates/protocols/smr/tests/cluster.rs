@@ -9,7 +9,7 @@
 
 use byzscale_core::codec;
 use byzscale_core::crypto::Mac;
-use byzscale_core::protocol::{Time, MILLIS, SECS};
+use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::{Addr, ClientId, Cx, NoRecord, NodeId, Protocol};
 use byzscale_sim::engine::{Actor, ActorCx, ActorEffect, NodeIdx, ProtocolActor, Sim, TraceKind};
 use byzscale_sim::net_model::Partition;
@@ -528,4 +528,75 @@ fn a_client_with_a_partial_authenticator_cannot_stall_correct_leaders() {
         view_changes.iter().all(|v| *v <= 2),
         "view changes per replica: {view_changes:?}"
     );
+}
+
+/// The test parameters with tentative execution on or off.
+fn tentative(on: bool) -> Params {
+    Params {
+        tentative: on,
+        ..params()
+    }
+}
+
+/// Tentative execution (WHEAT, `replica/tentative.rs`) changes when a
+/// client learns a result, never what it learns: the same ops in the same
+/// slots, the same results and the same replica states as without it, and
+/// the client is done one ACCEPT step earlier in virtual time.
+#[test]
+fn tentative_execution_gives_the_same_results_sooner() {
+    let run = |on: bool| {
+        let mut w = World::new(4, 1, tentative(on));
+        let start = w.sim.now();
+        w.write_each(0..12, |i| vec![i]);
+        let took = w.sim.now() - start;
+        w.settle(20 * MILLIS);
+        w.seen.assert_agreement();
+        let tentative_slots: u64 = (0..4).map(|i| w.replica(i).stats().tentative_slots).sum();
+        let logs: Vec<Vec<Vec<u8>>> = (0..4).map(|i| w.replica(i).service().0.clone()).collect();
+        let slots = w.batch_sizes();
+        (w.seen.done.clone(), logs, slots, took, tentative_slots)
+    };
+    let (done_off, logs_off, slots_off, took_off, t_off) = run(false);
+    let (done_on, logs_on, slots_on, took_on, t_on) = run(true);
+    assert_eq!(t_off, 0, "off: nothing runs tentatively");
+    assert!(
+        t_on >= 12,
+        "every slot ran tentatively at some replica: {t_on}"
+    );
+    assert_eq!(done_on, done_off);
+    assert_eq!(logs_on, logs_off);
+    assert_eq!(slots_on, slots_off);
+    assert!(
+        took_on < took_off,
+        "{took_on} ns with, {took_off} ns without"
+    );
+}
+
+/// A leader crash with tentative execution on: the view change re-decides
+/// the open slots, and every result the client took (some from tentative
+/// replies of view 0) is the one the decided log gives (exactly once, in
+/// order).
+#[test]
+fn tentative_results_survive_a_leader_crash() {
+    let mut w = World::new(4, 1, tentative(true));
+    for i in 0..5u8 {
+        w.submit(&[i], false);
+    }
+    w.run(5);
+    let now = w.sim.now();
+    w.sim.crash(now + 30 * MICROS, w.replicas[0]);
+    for i in 5..15u8 {
+        w.submit(&[i], false);
+    }
+    w.run(15);
+    let ids: Vec<u64> = w.seen.done.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, (1..=15).collect::<Vec<_>>());
+    assert!(w.seen.views.values().all(|v| *v >= 1));
+    w.seen.assert_agreement();
+    for (i, (id, _)) in w.seen.done.iter().enumerate() {
+        assert_eq!(*id, w.result(i), "the i-th op sees a log of length i");
+    }
+    for i in 1..4 {
+        assert_eq!(w.replica(i).service().0.len(), 15);
+    }
 }

@@ -353,7 +353,7 @@ impl Mutator<Message> for FieldSurgery {
             Message::Request(r) if pick == 0 => r.session = fields::number(r.session, rng),
             Message::Request(r) => r.seq = fields::number(r.seq, rng),
             Message::Forward(rs) => fields::list(rs, rng),
-            Message::Reply(r) => match (pick, rng.gen_bool(0.5)) {
+            Message::Reply(r) | Message::TentativeReply(r) => match (pick, rng.gen_bool(0.5)) {
                 (0, false) => r.seq = fields::number(r.seq, rng),
                 (0, true) => r.session = fields::number(r.session, rng),
                 (1, false) => r.view = fields::number(r.view, rng),

@@ -235,6 +235,7 @@ impl Audit {
             pending_peak: most(|s| s.pending_bytes_peak as u64),
             clients_expired: most(|s| s.clients_expired),
             timed_ops: stamped.timed,
+            tentative_slots: most(|s| s.tentative_slots),
         }
     }
 

@@ -43,6 +43,12 @@
 //!   executed twice: INCRs would count it twice);
 //! - liveness: every client request completes before the deadline.
 //!
+//! **WHEAT** (seed 004): `--tentative` turns on tentative execution at the
+//! replicas and clients (`Params::tentative`), and `--best-leader` places
+//! view 0's leader and the V_max holders where AWARE's predictor puts them
+//! for the network ([`Config::placement`]); `--calm` drops the turbulent
+//! start for latency figures (`byzscale sim wheat`).
+//!
 //! The run loop, the sweep over seeds and the common report fields are the
 //! simulator's ([`byzscale_sim::scenario`]).
 
@@ -65,6 +71,7 @@ use byzscale_core::{Addr, ClientId, GroupId, NodeId};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::crashes::{CrashOptions, CrashPlan};
 use byzscale_sim::engine::{NodeIdx, ProtocolActor, Role, Sim};
+use byzscale_sim::net_model::NetModel;
 use byzscale_sim::runner::{identity, percentile_ms};
 use byzscale_sim::scenario::{
     self, Conditions, Ending, Limits, Outcome, Scenario, Setup, Summary, Sweep,
@@ -122,6 +129,27 @@ pub struct Config {
     /// and give the checked operations their batch times ([`batch_times`]),
     /// so that the linearizability checker covers key expiry.
     pub expiry: bool,
+    /// WHEAT's tentative execution at replicas and clients
+    /// (`Params::tentative`; see `byzscale_smr`'s `replica/tentative.rs`).
+    pub tentative: bool,
+    /// WHEAT's leader at the best-connected replica: view 0's leader (and,
+    /// with Δ > 0, the V_max holders) where AWARE's predictor puts them for
+    /// the network's latency matrix ([`Config::placement`]). Off: position 0
+    /// leads and positions 0..2f hold V_max.
+    pub best_leader: bool,
+    /// A calm network: no loss, duplication or reordering at any time
+    /// (latency benchmarks); else the turbulent start of the safety sweeps.
+    pub calm: bool,
+}
+
+/// Where view 0's leader and the V_max holders sit ([`Config::placement`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    pub qs: QuorumSystem,
+    pub leader: usize,
+    /// AWARE's predicted consensus latency of this configuration, in ms
+    /// (`None` without `best_leader`).
+    pub predicted_ms: Option<f64>,
 }
 
 /// The scenario's default `client_expiry_slots`: half a checkpoint interval
@@ -154,15 +182,82 @@ impl Config {
             client_expiry_slots: CLIENT_EXPIRY_SLOTS,
             transactions: false,
             expiry: false,
+            tentative: false,
+            best_leader: false,
+            calm: false,
         }
     }
 
-    fn quorum_system(&self) -> Result<QuorumSystem, SimError> {
-        let mode = if self.cft {
+    /// The fault model of the run.
+    fn mode(&self) -> FaultModel {
+        if self.cft {
             FaultModel::Cft
         } else {
             FaultModel::Bft
+        }
+    }
+
+    /// The leader of view 0 and the weights. Without `best_leader`: position
+    /// 0 and WHEAT's default V_max holders (positions 0..u). With it, the
+    /// rule of WHEAT ("a single leader at the best-connected site") made
+    /// precise by AWARE's model: replica i sits in region i mod R (as
+    /// [`Config`] places them), the predictor ([`byzscale_aware::predict`])
+    /// reads the network's one-way delays between the replicas' regions
+    /// (jitter left out), and its exhaustive search over ⟨leader, V_max
+    /// set⟩ ([`byzscale_aware::exhaustive`]) picks the configuration with
+    /// the lowest predicted consensus latency, the first in lexicographic
+    /// order on ties (so a uniform network keeps position 0 and the default
+    /// holders). With Δ = 0 every weight is 1 and only the leader matters.
+    /// View changes rotate round-robin from that leader.
+    pub fn placement(&self, net: &NetModel) -> Result<Placement, SimError> {
+        let qs = self.quorum_system()?;
+        if !self.best_leader {
+            let predicted_ms = None;
+            return Ok(Placement {
+                qs,
+                leader: 0,
+                predicted_ms,
+            });
+        }
+        let n = self.replicas;
+        let regions = net.regions.len().max(1);
+        // the model's unit is 0.01 ms; the network's is 1 ns
+        let rows = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| (net.one_way[i % regions][j % regions] / 10_000) as i64)
+                    .collect()
+            })
+            .collect();
+        let bad = |e: byzscale_aware::AwareError| SimError::Config(format!("--best-leader: {e}"));
+        let m = byzscale_aware::Matrix::new(rows).map_err(bad)?;
+        let mode = match self.mode() {
+            FaultModel::Bft => byzscale_aware::Mode::Bft,
+            FaultModel::Cft => byzscale_aware::Mode::Cft,
         };
+        let p = byzscale_aware::Params {
+            n,
+            f: self.f,
+            delta: self.delta,
+            mode,
+            rounds: 10,
+        };
+        let found = byzscale_aware::exhaustive(&m, &p).map_err(bad)?;
+        let qs = if self.delta > 0 {
+            QuorumSystem::wheat(self.f, self.delta, self.mode(), &found.config.rmax)
+                .map_err(|e| SimError::Config(e.to_string()))?
+        } else {
+            qs
+        };
+        Ok(Placement {
+            qs,
+            leader: found.config.leader,
+            predicted_ms: Some(found.latency as f64 / 100.0),
+        })
+    }
+
+    fn quorum_system(&self) -> Result<QuorumSystem, SimError> {
+        let mode = self.mode();
         let qs = if self.delta > 0 {
             QuorumSystem::wheat_default(self.f, self.delta, mode)
         } else {
@@ -208,14 +303,14 @@ impl Config {
         }
     }
 
-    /// Which replica positions misbehave: the initial leader first, the rest
-    /// drawn from the seed.
-    fn byzantine(&self, rng: &mut ChaCha8Rng) -> BTreeSet<usize> {
+    /// Which replica positions misbehave: the initial leader (at position
+    /// `leader`) first, the rest drawn from the seed.
+    fn byzantine(&self, leader: usize, rng: &mut ChaCha8Rng) -> BTreeSet<usize> {
         let n = self.replicas;
         let mut byz = BTreeSet::new();
         if self.byzantine_count > 0 {
-            byz.insert(0);
-            let mut rest: Vec<usize> = (1..n).collect();
+            byz.insert(leader);
+            let mut rest: Vec<usize> = (0..n).filter(|i| *i != leader).collect();
             while byz.len() < self.byzantine_count.min(n) {
                 let i = rng.gen_range(0..rest.len());
                 byz.insert(rest.swap_remove(i));
@@ -244,6 +339,8 @@ pub struct Run {
     pub clients_expired: u64,
     /// Operations of the checked history given a batch time (with expiry on).
     pub timed_ops: u64,
+    /// Slots run tentatively (most at one correct replica).
+    pub tentative_slots: u64,
 }
 
 /// The JSON of `byzscale sim smr --json`.
@@ -267,7 +364,17 @@ pub struct Report {
     pub messages: u64,
     pub linearizability_inconclusive: u64,
     pub latency_p50_ms: f64,
+    pub latency_p90_ms: f64,
     pub latency_p99_ms: f64,
+    /// WHEAT options of the run ([`Config::tentative`], [`Config::best_leader`]),
+    /// view 0's leader position and AWARE's predicted consensus latency for
+    /// the placement (with `best_leader`).
+    pub tentative: bool,
+    pub best_leader: bool,
+    pub first_leader: usize,
+    pub predicted_consensus_ms: Option<f64>,
+    /// Slots run tentatively, over runs (most at one correct replica per run).
+    pub tentative_slots: u64,
     pub simulated_cpu_seconds: f64,
     /// Summed over runs (runs use all cores in parallel).
     pub simulation_seconds: f64,
@@ -401,8 +508,7 @@ impl Scenario for Config {
     type Report = Report;
 
     fn validate(&self) -> Result<(), SimError> {
-        self.quorum_system()?;
-        self.network.model()?;
+        self.placement(&self.network.model()?)?;
         Ok(())
     }
 
@@ -411,21 +517,27 @@ impl Scenario for Config {
     }
 
     fn build(&self, seed: u64) -> Result<Setup<Self>, SimError> {
-        let qs = self.quorum_system()?;
         let n = self.replicas;
         let members: Vec<NodeId> = (0..n as u32).map(NodeId).collect();
-        let g = GroupInfo::new(GroupId(0), members.clone(), qs);
+        let base = self.network.model()?;
+        let placed = self.placement(&base)?;
+        let g =
+            GroupInfo::new(GroupId(0), members.clone(), placed.qs).with_first_leader(placed.leader);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed);
 
-        let base = self.network.model()?;
         let mut params = Params::for_network(base.max_one_way());
         params.checkpoint_interval = 32;
         params.window = 128;
+        params.tentative = self.tentative;
         client_limits(&mut params, self.client_expiry_slots);
-        let (net, stabilize) = base.turbulent();
+        let (net, stabilize) = if self.calm {
+            (base, 0)
+        } else {
+            base.turbulent()
+        };
         let regions = net.regions.len().max(1);
         let mut sim: SmrSim = Sim::new(seed, net, CpuModel::calibrated());
-        let byz = self.byzantine(&mut rng);
+        let byz = self.byzantine(placed.leader, &mut rng);
         let keys = Rc::new(Endpoints::new(self, &members));
 
         let mut team = attacks::Team::new(self.adversary, members.clone(), &params);
@@ -481,7 +593,7 @@ impl Scenario for Config {
         if let Some(ms) = self.crash_leader_at_ms {
             let leader = replica_nodes
                 .iter()
-                .find(|(_, p)| **p == 0)
+                .find(|(_, p)| **p == placed.leader)
                 .map(|(i, _)| *i)
                 .expect("leader exists");
             sim.crash((ms * MILLIS as f64) as Time, leader);
@@ -548,6 +660,15 @@ impl Scenario for Config {
         if self.expiry {
             c.push_str(" --expiry");
         }
+        for (on, flag) in [
+            (self.tentative, " --tentative"),
+            (self.best_leader, " --best-leader"),
+            (self.calm, " --calm"),
+        ] {
+            if on {
+                c.push_str(flag);
+            }
+        }
         if let Some(t) = self.crash_leader_at_ms {
             c.push_str(&format!(" --crash-leader-at {t}"));
         }
@@ -575,6 +696,11 @@ impl Scenario for Config {
         let lat = sweep.sorted(|r| &r.run.latencies);
         let sim_seconds = sweep.total(|r| r.outcome.sim_seconds);
         let deliveries = sweep.sum(|r| r.outcome.messages);
+        let placed = self
+            .network
+            .model()
+            .ok()
+            .and_then(|net| self.placement(&net).ok());
         Report {
             protocol: "smr",
             replicas: self.replicas,
@@ -590,6 +716,12 @@ impl Scenario for Config {
             messages: deliveries,
             linearizability_inconclusive: sweep.count(|r| r.run.linearizability_inconclusive),
             latency_p50_ms: percentile_ms(&lat, 0.5),
+            latency_p90_ms: percentile_ms(&lat, 0.9),
+            tentative: self.tentative,
+            best_leader: self.best_leader,
+            first_leader: placed.as_ref().map_or(0, |p| p.leader),
+            predicted_consensus_ms: placed.and_then(|p| p.predicted_ms),
+            tentative_slots: sweep.sum(|r| r.run.tentative_slots),
             latency_p99_ms: percentile_ms(&lat, 0.99),
             simulated_cpu_seconds: sweep.total(|r| r.outcome.cpu_seconds),
             simulation_seconds: sim_seconds,

@@ -3,7 +3,8 @@
 //! tolerated must be caught (equivocators and field mutators); a crashed
 //! leader is replaced without losing a request; runs replay exactly from
 //! their seed; Byzantine clients leave honest ones finishing and the tables
-//! bounded.
+//! bounded; WHEAT's tentative execution stays clean under every adversary
+//! and a leader crash, and its best-connected leader is the predictor's.
 
 use byzscale_scenario_smr::{run_many, run_one, Adversary, Config, Report};
 
@@ -541,4 +542,111 @@ fn expiry_is_linearizable_at_batch_times() {
         gets >= 20 && pttls >= 20,
         "keys expired under {gets} GETs and {pttls} PTTLs only"
     );
+}
+
+/// WHEAT's tentative execution (`Config::tentative`) under every adversary,
+/// for N=4 and WHEAT n=5 (f=1, Δ=1), crash-restarts included (`mixed`): the
+/// checkers (agreement of the decided logs, validity, linearizability of
+/// the client history, which a result taken tentatively and later decided
+/// otherwise would break) report nothing, every request completes, and the
+/// replicas did run slots tentatively. 34 seeds × 7 adversaries × 2.
+#[test]
+fn tentative_execution_under_every_adversary_stays_clean() {
+    for (replicas, delta) in [(4, 0), (5, 1)] {
+        for (i, adv) in Adversary::ALL.iter().enumerate() {
+            let mut c = cfg(replicas, 1, delta, *adv, 1);
+            c.tentative = true;
+            c.seeds = 34;
+            c.seed_start = 7000 + 100 * i as u64;
+            let r = run_many(&c, |_, _| {}).expect("runs");
+            let what = format!("tentative N={replicas} Δ={delta} {adv:?}");
+            assert_clean(&r, &what);
+            assert!(r.tentative_slots > 0, "{what}: nothing ran tentatively");
+        }
+    }
+}
+
+/// A view change after tentative executions: the leader crashes while
+/// slots it proposed are prepared (and run tentatively) but not decided;
+/// the new view re-decides them and no client result differs from the
+/// decided log (the linearizability checker), none is lost.
+#[test]
+fn tentative_results_survive_a_leader_crash() {
+    for (replicas, delta) in [(4, 0), (5, 1)] {
+        let mut c = cfg(replicas, 1, delta, Adversary::None, 0);
+        c.tentative = true;
+        c.crash_leader_at_ms = Some(20.0);
+        c.requests = 200;
+        c.seeds = 5;
+        let r = run_many(&c, |_, _| {}).expect("runs");
+        assert_clean(&r, "tentative, crash leader");
+        assert!(r.view_changes >= r.summary.runs, "{}", r.view_changes);
+        assert_eq!(r.completed_requests + r.expired, 200 * r.summary.runs);
+    }
+}
+
+/// The best-connected leader rule (`Config::placement`) picks the
+/// configuration AWARE's predictor rates lowest: with Δ = 0 the leader whose
+/// predicted latency is the least of the four (Virginia on ec2-byzcast, not
+/// position 0's California); with Δ = 1 no ⟨leader, V_max pair⟩ is predicted
+/// lower than the one placed. On a uniform network it keeps position 0.
+#[test]
+fn the_best_leader_is_the_one_the_predictor_says() {
+    use byzscale_aware::{predict, Config as Aware, Matrix, Mode, Params};
+    use byzscale_scenario_smr::NetworkChoice;
+    use byzscale_sim::net_model::NetModel;
+    let net = NetModel::ec2_byzcast();
+    let cell = |i: usize, j: usize| (net.one_way[i % 4][j % 4] / 10_000) as i64;
+    for (n, delta) in [(4, 0), (5, 1)] {
+        let mut c = cfg(n, 1, delta, Adversary::None, 0);
+        c.best_leader = true;
+        c.network = NetworkChoice::Preset("ec2-byzcast".into());
+        let placed = c.placement(&net).expect("placement");
+        let m = Matrix::new(
+            (0..n)
+                .map(|i| (0..n).map(|j| cell(i, j)).collect())
+                .collect(),
+        )
+        .unwrap();
+        let p = Params {
+            n,
+            f: 1,
+            delta,
+            mode: Mode::Bft,
+            rounds: 10,
+        };
+        let chosen = (placed.predicted_ms.unwrap() * 100.0).round() as i64;
+        let mut lowest = i64::MAX;
+        for leader in 0..n {
+            for a in 0..n {
+                for b in a + 1..n {
+                    if leader != a && leader != b {
+                        continue;
+                    }
+                    let cfg = Aware {
+                        leader,
+                        rmax: vec![a, b],
+                    };
+                    let t = predict(&m, &p, &cfg).unwrap();
+                    lowest = lowest.min(t);
+                    if leader == placed.leader
+                        && (delta == 0 || placed.qs.weight(a) > 1 && placed.qs.weight(b) > 1)
+                    {
+                        assert_eq!(t, chosen, "the placed configuration's prediction");
+                    }
+                }
+            }
+        }
+        assert_eq!(chosen, lowest, "n={n}: no configuration is predicted lower");
+        if delta == 0 {
+            assert_eq!(
+                placed.leader, 1,
+                "Virginia, the best-connected of CA VA EU JP"
+            );
+        }
+        assert!(placed.qs.weight(placed.leader) >= 1);
+    }
+    let mut lan = cfg(4, 1, 0, Adversary::None, 0);
+    lan.best_leader = true;
+    assert_eq!(lan.placement(&NetModel::lan()).unwrap().leader, 0);
 }

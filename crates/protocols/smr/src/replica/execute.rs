@@ -254,7 +254,12 @@ impl<S: Service> Replica<S> {
 
     /// The reply to `req`, executed at `slot` (0 for a read).
     pub(super) fn reply(&self, req: &Request, slot: Slot, result: Vec<u8>) -> Message {
-        Message::Reply(Reply {
+        Message::Reply(self.reply_body(req, slot, result))
+    }
+
+    /// The body of [`Replica::reply`] (also of a tentative reply).
+    pub(super) fn reply_body(&self, req: &Request, slot: Slot, result: Vec<u8>) -> Reply {
+        Reply {
             replica: self.me,
             view: self.view(),
             client: req.client,
@@ -263,7 +268,7 @@ impl<S: Service> Replica<S> {
             read_only: req.read_only,
             slot,
             result,
-        })
+        }
     }
 
     /// A client asks where to start a session (`client.rs`): answer the
@@ -324,6 +329,26 @@ impl<S: Service> Replica<S> {
         let id = req.id();
         // whatever happens, a leader may propose it again only in its turn
         self.proposed.remove(&id);
+        let outcome = self.run_request(slot, req);
+        match &outcome {
+            // it can never run: no replica holds it for proposal again
+            Outcome::Refused(RefuseReason::SessionAhead | RefuseReason::Stale { .. }) => {
+                self.pending.remove(&id);
+            }
+            Outcome::Refused(RefuseReason::Busy) => self.stats.clients_refused += 1,
+            // it, and anything older of this client (an older session's), is done
+            Outcome::Ran(_) => self.pending.drop_upto(id),
+            Outcome::Skipped => {}
+        }
+        outcome
+    }
+
+    /// The replicated part of executing `req` at `slot`: the client table
+    /// and the service, nothing local (the pending table, the proposed set,
+    /// the counters), so that a tentative run (`tentative.rs`) can undo it
+    /// by restoring a snapshot.
+    pub(super) fn run_request(&mut self, slot: Slot, req: &Request) -> Outcome {
+        let id = req.id();
         let refused = if req.session >= slot {
             Some(RefuseReason::SessionAhead)
         } else {
@@ -337,13 +362,10 @@ impl<S: Service> Replica<S> {
             }
         };
         if let Some(reason) = refused {
-            // it can never run: no replica holds it for proposal again
-            self.pending.remove(&id);
             return Outcome::Refused(reason);
         }
         let known = self.clients.get(&req.client);
         if known.is_none() && self.client_bytes + 72 > self.p.client_table_bytes {
-            self.stats.clients_refused += 1;
             return Outcome::Refused(RefuseReason::Busy);
         }
         let result = self.service.execute(&req.op);
@@ -365,8 +387,6 @@ impl<S: Service> Replica<S> {
         let after = entry_bytes(cs);
         self.client_bytes = self.client_bytes + after - before;
         self.client_bytes_peak = self.client_bytes_peak.max(self.client_bytes);
-        // it, and anything older of this client (an older session's), is done
-        self.pending.drop_upto(id);
         Outcome::Ran(result)
     }
 

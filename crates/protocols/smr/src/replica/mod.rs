@@ -51,6 +51,7 @@
 //! | `checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
 //! | `transfer.rs` | state transfer in verified, resumable chunks; log transfer; retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
 //! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
+//! | `tentative.rs` | optional tentative execution of a prepared slot, between a snapshot and its restore | WHEAT; PBFT OSDI'99 §5.1 |
 
 #[cfg(test)]
 mod batch_time;
@@ -63,6 +64,7 @@ pub mod order;
 mod pending;
 mod request;
 mod sync;
+mod tentative;
 #[cfg(test)]
 mod testkit;
 mod transfer;
@@ -145,6 +147,8 @@ pub struct Stats {
     /// the client table was full.
     pub clients_expired: u64,
     pub clients_refused: u64,
+    /// Slots run tentatively (`tentative.rs`).
+    pub tentative_slots: u64,
 }
 
 pub struct Replica<S: Service> {
@@ -184,6 +188,8 @@ pub struct Replica<S: Service> {
     /// The highest timestamp of a batch this replica adopted or proposed
     /// (local): a leader never stamps below it.
     time_high: u64,
+    /// The (view, slot) last run tentatively (`tentative.rs`).
+    tentative_last: tentative::TentativeMark,
 
     // checkpoints (checkpoint.rs)
     ckpts: BTreeMap<Slot, CkptState>,
@@ -247,6 +253,7 @@ impl<S: Service> Replica<S> {
             session_floor: 0,
             batch_time: 0,
             time_high: 0,
+            tentative_last: None,
             ckpts: BTreeMap::new(),
             stable: None,
             stable_snapshot: None,
@@ -376,6 +383,8 @@ impl<S: Service> Replica<S> {
                 } => self.fault(cx, Addr::Node(culprit), kind, detail),
             }
         }
+        // after the events: the ACCEPT record precedes a tentative reply
+        self.execute_tentative(cx);
     }
 }
 
@@ -471,7 +480,10 @@ impl<S: Service> Protocol for Replica<S> {
         match msg {
             Message::Request(_) | Message::SessionQuery { .. } => unreachable!("handled above"),
             Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
-            Message::Reply(_) | Message::Refused { .. } | Message::SessionInfo { .. } => {
+            Message::Reply(_)
+            | Message::TentativeReply(_)
+            | Message::Refused { .. }
+            | Message::SessionInfo { .. } => {
                 let detail = "reply sent to a replica".into();
                 self.fault(cx, from, Fault::Unexpected, detail)
             }

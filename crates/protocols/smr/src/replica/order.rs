@@ -866,6 +866,21 @@ impl<V: Value> Ordering<V> {
         }
     }
 
+    /// The slot after the decisions taken out, if this replica prepared a
+    /// value for it in the current view (normal status) and it is not
+    /// decided yet: what tentative execution may run (`replica/tentative.rs`).
+    pub fn prepared_next(&self) -> Option<(View, Slot, &V)> {
+        if self.status != Status::Normal {
+            return None;
+        }
+        let slot = self.delivered + 1;
+        let ss = self.slots.get(&slot)?;
+        match (&ss.prepared, &ss.decided) {
+            (Some((v, _, value)), None) if *v == self.view => Some((*v, slot, value)),
+            _ => None,
+        }
+    }
+
     /// The next decision in slot order, taken out (for the SMR: to execute).
     pub fn take_ready(&mut self) -> Option<(Slot, View, Digest, V)> {
         let slot = self.delivered + 1;
