@@ -85,6 +85,12 @@ pub struct BroadcastStats {
     pub collected: u64,
     /// Byzantine or malformed inputs dropped (each also reported with `cx.fault`).
     pub faults: u64,
+    /// Fetch-on-miss (Bracha): payload requests sent (one per peer asked).
+    #[serde(default)]
+    pub pulls: u64,
+    /// Fetch-on-miss (Bracha): payloads obtained by a pull.
+    #[serde(default)]
+    pub pulled: u64,
 }
 
 /// Multi-shot Byzantine reliable ("secure") broadcast with source order: the
@@ -246,6 +252,12 @@ impl<P: Payload> SourceOrder<P> {
         self.next.insert(source, next);
         self.delivered += out.len() as u64;
         out
+    }
+
+    /// The payload of `(source, seq)` if it completed and waits for its
+    /// turn (or for a release).
+    pub(crate) fn waiting_payload(&self, source: NodeId, seq: u64) -> Option<&Signed<P>> {
+        self.waiting.get(&(source, seq))
     }
 
     #[cfg(test)]

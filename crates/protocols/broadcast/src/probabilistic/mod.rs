@@ -1359,7 +1359,21 @@ mod fuzz {
         let m = prop_oneof![
             (prop_oneof![0u64..4, any::<u64>()], signed())
                 .prop_map(|(seq, signed)| bracha::Message::Send { seq, signed }),
-            (0u32..12, 0u64..4, signed()).prop_map(|(s, seq, signed)| bracha::Message::Echo {
+            (0u32..12, 0u64..4, any::<[u8; 32]>()).prop_map(|(s, seq, digest)| {
+                bracha::Message::Echo {
+                    source: NodeId(s),
+                    seq,
+                    digest,
+                }
+            }),
+            (0u32..12, 0u64..4, any::<[u8; 32]>()).prop_map(|(s, seq, digest)| {
+                bracha::Message::Pull {
+                    source: NodeId(s),
+                    seq,
+                    digest,
+                }
+            }),
+            (0u32..12, 0u64..4, signed()).prop_map(|(s, seq, signed)| bracha::Message::Push {
                 source: NodeId(s),
                 seq,
                 signed
