@@ -402,6 +402,65 @@ impl<P: Payload> Retained<P> {
     }
 }
 
+/// Let `delivery` out through `cx` (Bracha and the probabilistic stack
+/// alike): kept in `kept` for peers that ask for it later (at most
+/// `bounds.0` per source and `bounds.1` bytes), and first recorded as
+/// [`crate::bracha::Record::Delivered`] with `persist` (before what the
+/// delivery lets out).
+pub(crate) fn let_out<P: Payload, Q>(
+    cx: &mut byzscale_core::protocol::Cx<'_, Q>,
+    delivery: Delivery<P>,
+    kept: Option<&mut Retained<P>>,
+    bounds: (u64, usize),
+    persist: bool,
+) where
+    Q: Protocol<Output = Delivery<P>, Record = crate::bracha::Record<P>> + ?Sized,
+{
+    let signed = Signed {
+        payload: delivery.payload.clone(),
+        sig: delivery.sig,
+    };
+    let (source, seq) = (delivery.source, delivery.seq);
+    if let Some(kept) = kept {
+        kept.keep((source, seq), signed.clone(), bounds.0, bounds.1);
+    }
+    if persist {
+        cx.persist(crate::bracha::Record::Delivered {
+            source,
+            seq,
+            signed,
+        });
+    }
+    cx.output(delivery);
+}
+
+/// The items of the [`Protocol`] impl that Bracha and the probabilistic
+/// stack share: the associated types, the retransmission tick armed at
+/// start ([`Timer::Tick`](crate::bracha::Timer::Tick) in each), and own
+/// broadcasts through the [`Multishot`] in field `ms` and `fn start`.
+macro_rules! multishot_protocol_items {
+    () => {
+        type Message = Message<P>;
+        type Input = P;
+        type Output = Delivery<P>;
+        type Timer = Timer;
+        type Record = Record<P>;
+
+        fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+            if let Some(p) = self.cfg.retransmit {
+                cx.set_timer(Timer::Tick, p);
+            }
+        }
+
+        fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
+            if let Some((seq, p)) = self.ms.submit(payload) {
+                self.start(seq, p, cx);
+            }
+        }
+    };
+}
+pub(crate) use multishot_protocol_items;
+
 /// Why a message about an instance was refused before it opened one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {

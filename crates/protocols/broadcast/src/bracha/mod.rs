@@ -92,7 +92,10 @@
 //! recent deliveries to vouch for.
 
 use crate::auth::{Payloads, Refused};
-use crate::common::{secure_broadcast_via_multishot, Delivery, Multishot, Payload, Signed};
+use crate::common::{
+    let_out, multishot_protocol_items, secure_broadcast_via_multishot, Delivery, Multishot,
+    Payload, Signed,
+};
 pub mod catchup;
 pub mod durable;
 mod fault;
@@ -634,23 +637,11 @@ impl<P: Payload> Bracha<P> {
     /// lagging peers; then ask for more, and start own broadcasts waiting for
     /// the window.
     fn deliver(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, ready: Vec<Delivery<P>>) {
+        let bounds = (self.cfg.retain, self.cfg.retain_bytes);
         for delivery in ready {
             // kept for peers that pull it or catch up
-            let signed = Signed {
-                payload: delivery.payload.clone(),
-                sig: delivery.sig,
-            };
-            let key = (delivery.source, delivery.seq);
-            self.catchup.keep(key, signed.clone(), &self.cfg);
-            if self.cfg.persist {
-                // before what the delivery lets out
-                cx.persist(Record::Delivered {
-                    source: delivery.source,
-                    seq: delivery.seq,
-                    signed,
-                });
-            }
-            cx.output(delivery);
+            let kept = Some(self.catchup.kept_mut());
+            let_out(cx, delivery, kept, bounds, self.cfg.persist);
         }
         self.fetch_more(cx, source);
         if source == self.ms.me {
@@ -683,23 +674,7 @@ impl<P: Payload> Bracha<P> {
 }
 
 impl<P: Payload> Protocol for Bracha<P> {
-    type Message = Message<P>;
-    type Input = P;
-    type Output = Delivery<P>;
-    type Timer = Timer;
-    type Record = Record<P>;
-
-    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
-        if let Some(p) = self.cfg.retransmit {
-            cx.set_timer(Timer::Tick, p);
-        }
-    }
-
-    fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
-        if let Some((seq, p)) = self.ms.submit(payload) {
-            self.start(seq, p, cx);
-        }
-    }
+    multishot_protocol_items!();
 
     fn on_message(&mut self, from: Addr, msg: Message<P>, cx: &mut Cx<'_, Self>) {
         let Some(from) = from.node().filter(|n| self.cfg.pos(*n).is_some()) else {
@@ -735,7 +710,7 @@ impl<P: Payload> Protocol for Bracha<P> {
                 source,
                 seq,
                 signed,
-            } => self.on_push(cx, from, source, seq, signed),
+            } => self.on_push(cx, from, (source, seq), signed),
         }
     }
 
@@ -1104,25 +1079,7 @@ mod tests {
         p.msg(2, Message::Status { next: vec![1, 1] });
         assert_eq!(p.faults(), vec!["bracha-bad-status"]);
         // node 0 delivers 1/1 (echo from the SEND, readies from 2 and 3)
-        let s = signed_by(1, 1, 42);
-        let d = s.digest(&p.crypto, NodeId(1), 1);
-        p.msg(
-            1,
-            Message::Send {
-                seq: 1,
-                signed: s.clone(),
-            },
-        );
-        for from in [2, 3] {
-            p.msg(
-                from,
-                Message::Ready {
-                    source: NodeId(1),
-                    seq: 1,
-                    digest: d,
-                },
-            );
-        }
+        let (s, _) = p.deliver_from_1(1, 42);
         assert_eq!(p.delivered(), vec![42]);
         // node 2 asks for source 1 from 1: one vouch; asking again in the
         // same tick gets nothing
@@ -1165,20 +1122,7 @@ mod tests {
     fn vouches_queue_the_requesters_frontier_last() {
         let mut p = retransmitting();
         for seq in 1..=3u64 {
-            let s = signed_by(1, seq, 40 + seq as u32);
-            let d = s.digest(&p.crypto, NodeId(1), seq);
-            p.msg(1, Message::Send { seq, signed: s });
-            for from in [2, 3] {
-                let digest = d;
-                p.msg(
-                    from,
-                    Message::Ready {
-                        source: NodeId(1),
-                        seq,
-                        digest,
-                    },
-                );
-            }
+            p.deliver_from_1(seq, 40 + seq as u32);
         }
         assert_eq!(p.delivered(), vec![41, 42, 43]);
         p.fx.clear();
@@ -1321,6 +1265,30 @@ mod tests {
         }
         fn faults(&self) -> Vec<&'static str> {
             crate::testing::fault_names(&self.fx)
+        }
+        /// READYs for `d` of `(1, seq)` from each of `from`.
+        fn readies(&mut self, seq: u64, d: Digest, from: &[u32]) {
+            for f in from {
+                let digest = d;
+                let source = NodeId(1);
+                self.msg(
+                    *f,
+                    Message::Ready {
+                        source,
+                        seq,
+                        digest,
+                    },
+                );
+            }
+        }
+        /// Deliver `v` as `(1, seq)`: its SEND, then READYs from 2 and 3.
+        fn deliver_from_1(&mut self, seq: u64, v: u32) -> (Signed<u32>, Digest) {
+            let s = signed_by(1, seq, v);
+            let d = s.digest(&self.crypto, NodeId(1), seq);
+            let signed = s.clone();
+            self.msg(1, Message::Send { seq, signed });
+            self.readies(seq, d, &[2, 3]);
+            (s, d)
         }
         fn sent(&self) -> usize {
             self.fx
@@ -1629,16 +1597,7 @@ mod tests {
         let mut p = One::new(4);
         let s = signed_by(1, 1, 42);
         let d = s.digest(&p.crypto, NodeId(1), 1);
-        for from in [2, 3] {
-            p.msg(
-                from,
-                Message::Ready {
-                    source: NodeId(1),
-                    seq: 1,
-                    digest: d,
-                },
-            );
-        }
+        p.readies(1, d, &[2, 3]);
         p.fire(Timer::Pull {
             source: NodeId(1),
             seq: 1,
@@ -1688,25 +1647,7 @@ mod tests {
     fn pulls_are_served_once_per_half_period_and_bounded() {
         use byzscale_core::protocol::MILLIS;
         let mut p = One::new(4);
-        let s = signed_by(1, 1, 42);
-        let d = s.digest(&p.crypto, NodeId(1), 1);
-        p.msg(
-            1,
-            Message::Send {
-                seq: 1,
-                signed: s.clone(),
-            },
-        );
-        for from in [2, 3] {
-            p.msg(
-                from,
-                Message::Ready {
-                    source: NodeId(1),
-                    seq: 1,
-                    digest: d,
-                },
-            );
-        }
+        let (_, d) = p.deliver_from_1(1, 42);
         assert_eq!(p.delivered(), vec![42]);
         let pull = Message::Pull {
             source: NodeId(1),

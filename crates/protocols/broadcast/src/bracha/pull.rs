@@ -235,14 +235,15 @@ impl<P: Payload> Bracha<P> {
         }
     }
 
+    /// A PUSH from `from` for instance `key`.
     pub(super) fn on_push(
         &mut self,
         cx: &mut Cx<'_, Self>,
         from: NodeId,
-        source: NodeId,
-        seq: u64,
+        key: (NodeId, u64),
         signed: Signed<P>,
     ) {
+        let (source, seq) = key;
         let wanted = self.instances.get(&(source, seq)).and_then(|i| {
             let w = i.wanted.as_ref()?;
             (!i.payloads.contains(&w.digest)).then_some(w.digest)
