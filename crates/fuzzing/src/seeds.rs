@@ -352,6 +352,16 @@ fn at2_bracha() -> Vec<At2Bracha> {
         M::Echo {
             source: NodeId(1),
             seq: 2,
+            digest: [5; 32],
+        },
+        M::Pull {
+            source: NodeId(1),
+            seq: 2,
+            digest: [5; 32],
+        },
+        M::Push {
+            source: NodeId(1),
+            seq: 2,
             signed: signed(),
         },
         M::Ready {

@@ -85,6 +85,12 @@ pub struct BroadcastStats {
     pub collected: u64,
     /// Byzantine or malformed inputs dropped (each also reported with `cx.fault`).
     pub faults: u64,
+    /// Fetch-on-miss (Bracha): payload requests sent (one per peer asked).
+    #[serde(default)]
+    pub pulls: u64,
+    /// Fetch-on-miss (Bracha): payloads obtained by a pull.
+    #[serde(default)]
+    pub pulled: u64,
 }
 
 /// Multi-shot Byzantine reliable ("secure") broadcast with source order: the
@@ -248,6 +254,12 @@ impl<P: Payload> SourceOrder<P> {
         out
     }
 
+    /// The payload of `(source, seq)` if it completed and waits for its
+    /// turn (or for a release).
+    pub(crate) fn waiting_payload(&self, source: NodeId, seq: u64) -> Option<&Signed<P>> {
+        self.waiting.get(&(source, seq))
+    }
+
     #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
         self.waiting.len()
@@ -389,6 +401,65 @@ impl<P: Payload> Retained<P> {
         self.order.retain(|k| kept.contains_key(k));
     }
 }
+
+/// Let `delivery` out through `cx` (Bracha and the probabilistic stack
+/// alike): kept in `kept` for peers that ask for it later (at most
+/// `bounds.0` per source and `bounds.1` bytes), and first recorded as
+/// [`crate::bracha::Record::Delivered`] with `persist` (before what the
+/// delivery lets out).
+pub(crate) fn let_out<P: Payload, Q>(
+    cx: &mut byzscale_core::protocol::Cx<'_, Q>,
+    delivery: Delivery<P>,
+    kept: Option<&mut Retained<P>>,
+    bounds: (u64, usize),
+    persist: bool,
+) where
+    Q: Protocol<Output = Delivery<P>, Record = crate::bracha::Record<P>> + ?Sized,
+{
+    let signed = Signed {
+        payload: delivery.payload.clone(),
+        sig: delivery.sig,
+    };
+    let (source, seq) = (delivery.source, delivery.seq);
+    if let Some(kept) = kept {
+        kept.keep((source, seq), signed.clone(), bounds.0, bounds.1);
+    }
+    if persist {
+        cx.persist(crate::bracha::Record::Delivered {
+            source,
+            seq,
+            signed,
+        });
+    }
+    cx.output(delivery);
+}
+
+/// The items of the [`Protocol`] impl that Bracha and the probabilistic
+/// stack share: the associated types, the retransmission tick armed at
+/// start ([`Timer::Tick`](crate::bracha::Timer::Tick) in each), and own
+/// broadcasts through the [`Multishot`] in field `ms` and `fn start`.
+macro_rules! multishot_protocol_items {
+    () => {
+        type Message = Message<P>;
+        type Input = P;
+        type Output = Delivery<P>;
+        type Timer = Timer;
+        type Record = Record<P>;
+
+        fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+            if let Some(p) = self.cfg.retransmit {
+                cx.set_timer(Timer::Tick, p);
+            }
+        }
+
+        fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
+            if let Some((seq, p)) = self.ms.submit(payload) {
+                self.start(seq, p, cx);
+            }
+        }
+    };
+}
+pub(crate) use multishot_protocol_items;
 
 /// Why a message about an instance was refused before it opened one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -33,8 +33,12 @@
 //! - **Signatures** are checked once per distinct payload per instance (a
 //!   digest cache, [`auth`], shared by both families) instead of at every
 //!   layer and every copy; the outcome is the same.
-//! - **Bracha's ECHO carries the payload**, READY only its digest, and
-//!   delivery needs a quorum of READYs (= 2f+1 when N = 3f+1); see [`bracha`].
+//! - **Bracha's ECHO and READY carry only the payload's digest**; the
+//!   payload travels in the SEND, and a member that readies or decides
+//!   without it pulls it from the echoers ([`bracha::pull`]); delivery needs
+//!   a quorum of READYs (= 2f+1 when N = 3f+1); see [`bracha`]. The
+//!   probabilistic stack still carries the payload in every message
+//!   ([`probabilistic`], "Payloads in every message").
 //! - **Links** are assumed reliable, as in the thesis, unless the optional
 //!   retransmission is on (used by real deployments): Bracha's re-sends and
 //!   catch-up ([`bracha`]); the probabilistic stack's re-subscriptions to

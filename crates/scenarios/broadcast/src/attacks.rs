@@ -189,7 +189,7 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
             bracha::Message::Echo {
                 source,
                 seq,
-                signed,
+                digest,
             } => {
                 if team.split(source, seq).is_some() {
                     Vec::new() // already voted both ways
@@ -199,7 +199,7 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                         msg: bracha::Message::Echo {
                             source,
                             seq,
-                            signed,
+                            digest,
                         },
                     }]
                 } else if first {
@@ -235,10 +235,13 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
                     Vec::new()
                 }
             }
-            // retransmission and catch-up (off in the simulator) pass through
+            // retransmission and catch-up (off in the simulator) and
+            // fetch-on-miss pass through
             msg @ (bracha::Message::Status { .. }
             | bracha::Message::Fetch { .. }
-            | bracha::Message::Vouch { .. }) => vec![Effect::Multicast { to, msg }],
+            | bracha::Message::Vouch { .. }
+            | bracha::Message::Pull { .. }
+            | bracha::Message::Push { .. }) => vec![Effect::Multicast { to, msg }],
         }
     }
 
@@ -247,7 +250,9 @@ impl<P: Payload> Equivocation<P> for Bracha<P> {
             bracha::Message::Send { seq, .. } => (me, *seq),
             bracha::Message::Echo { source, seq, .. }
             | bracha::Message::Ready { source, seq, .. }
-            | bracha::Message::Vouch { source, seq, .. } => (*source, *seq),
+            | bracha::Message::Vouch { source, seq, .. }
+            | bracha::Message::Pull { source, seq, .. }
+            | bracha::Message::Push { source, seq, .. } => (*source, *seq),
             bracha::Message::Status { .. } | bracha::Message::Fetch { .. } => return None,
         })
     }
@@ -274,7 +279,7 @@ fn bracha_split_votes<P: Payload>(
             bracha::Message::Echo {
                 source,
                 seq,
-                signed: s1.clone(),
+                digest: d1,
             },
         ),
         multicast(
@@ -282,7 +287,7 @@ fn bracha_split_votes<P: Payload>(
             bracha::Message::Echo {
                 source,
                 seq,
-                signed: s2.clone(),
+                digest: d2,
             },
         ),
         multicast(

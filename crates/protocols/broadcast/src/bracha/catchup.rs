@@ -62,6 +62,10 @@ impl<P: Payload> CatchUp<P> {
         self.kept.keep(key, signed, cfg.retain, cfg.retain_bytes);
     }
 
+    pub(super) fn kept_mut(&mut self) -> &mut Retained<P> {
+        &mut self.kept
+    }
+
     pub(super) fn get(&self, key: &(NodeId, u64)) -> Option<&Signed<P>> {
         self.kept.get(key)
     }

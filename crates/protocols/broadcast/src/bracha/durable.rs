@@ -184,10 +184,8 @@ impl<P: Payload> Bracha<P> {
             b.instances.insert((source, seq), inst);
         }
         b.ms.stats.open_instances = b.instances.len() as u64;
-        if cfg.retransmit.is_some() {
-            for (key, s) in kept {
-                b.catchup.keep(key, s, &cfg);
-            }
+        for (key, s) in kept {
+            b.catchup.keep(key, s, &cfg);
         }
         Ok(b)
     }

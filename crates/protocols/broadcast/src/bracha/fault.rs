@@ -19,6 +19,10 @@ byzscale_core::fault_kinds! {
         BadStatus => "bracha-bad-status",
         /// A second catch-up vouch from one member for another digest.
         ConflictingVouch => "bracha-conflicting-vouch",
+        /// A pulled payload that does not hash to the digest asked for.
+        WrongPayload => "bracha-wrong-payload",
+        /// A peer pulled one instance again within half a pull period.
+        PullFlood => "bracha-pull-flood",
     }
 }
 

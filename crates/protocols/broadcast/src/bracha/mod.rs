@@ -8,34 +8,42 @@
 //! | step | message | rule |
 //! |---|---|---|
 //! | source broadcasts | [`Message::Send`] `(seq, m, σ-sig)` to all | |
-//! | on SEND from the source | [`Message::Echo`] `(source, seq, m, σ-sig)` to all | echo at most one payload per instance |
+//! | on SEND from the source | [`Message::Echo`] `(source, seq, d)` to all, d = H(m) | echo at most one payload per instance, only one held and checked |
 //! | on ECHOs for d from a quorum (⌈(N+f+1)/2⌉) | [`Message::Ready`] `(source, seq, d)` to all | |
 //! | on READYs for d from f+1 (weak quorum) | READY(d) to all (amplification) | ready at most once |
-//! | on READYs for d from a quorum | deliver m with digest d | in source order |
+//! | on READYs for d from a quorum | deliver m with digest d | in source order; m pulled if not held |
+//! | (not in Bracha) ready or decided on d without m | [`Message::Pull`] `(source, seq, d)` to echoers of d; answer [`Message::Push`] `(source, seq, m, σ-sig)` | see [`pull`] |
 //!
 //! # Deviations, and why
 //!
-//! - Payloads are signed by the source (ed25519 over
-//!   [`crate::signing_bytes`]) so that ECHO can carry the payload: a process
-//!   that never got the SEND (a Byzantine source left it out) still learns the
-//!   payload from any ECHO. READY carries only the digest, so the cost is one
-//!   payload per ECHO, not three per process. Signatures are verified once per
-//!   distinct payload per instance.
+//! - **ECHO and READY carry a digest; payloads travel once per peer.**
+//!   Bracha's ECHO carries the message, so a batch of B bytes cost about
+//!   N²·B bytes per broadcast. Here the payload travels in the SEND only,
+//!   and ECHO/READY name it by its digest d (BLAKE3 over
+//!   [`crate::signing_bytes`]); a member that readies or decides on a d it
+//!   does not hold (a Byzantine source left it out of the SEND, or the SEND
+//!   was lost) fetches it from the members that echoed d ([`pull`]). This is
+//!   the usual optimisation of echo-based broadcast with hashes (echoing
+//!   H(m) instead of m; the erasure-coded variant is Cachin–Tessaro's
+//!   AVID, 2005); safety is unchanged because votes were already counted by
+//!   digest and a member still echoes only a payload it holds and checked,
+//!   and liveness holds because a READY quorum for d implies at least f+1
+//!   correct members that echoed d and hold it. Payloads are signed by the
+//!   source (ed25519 over [`crate::signing_bytes`]), checked once per
+//!   distinct payload per instance, so a pushed payload must both hash to d
+//!   and carry the source's signature (the delivery carries it).
 //! - **Candidate payloads.** A Byzantine source may sign any number of
 //!   payloads for one instance; a member keeps at most [`MAX_PAYLOADS`] of
 //!   them (its bytes are bounded by that many frames). Votes are counted by
 //!   digest whether or not the payload is kept, each member's first vote per
-//!   round only (a second value is dropped as a fault), and the payloads
-//!   kept are the best-scored: the one this member echoed and the one a READY
-//!   quorum decided are pinned, the others score their ECHO votes, and a
-//!   payload that arrives (every ECHO carries it) takes the place of the
-//!   lowest-scored one if it scores higher; SENDs after the member echoed
-//!   are ignored. So junk cannot keep out the payload that is delivered: it
-//!   gathers ECHOs from at least f+1 correct members, and three payloads
-//!   besides it with as many votes each would need more than N voters. (The
-//!   thesis keeps every payload; an earlier version here refused payloads
-//!   beyond the bound, which let a Byzantine source deny delivery to a
-//!   member by filling its table with junk first.)
+//!   round only (a second value is dropped as a fault). Payloads come only
+//!   from the first SEND the member checks (the one it echoes; later SENDs
+//!   are ignored), from a pull for the digest it readied or decided, and
+//!   from catch-up vouches; the echoed, wanted and decided ones are pinned,
+//!   others score their ECHO votes. So junk cannot keep out the payload that
+//!   is delivered. (The thesis keeps every payload; an earlier version here
+//!   refused payloads beyond the bound, which let a Byzantine source deny
+//!   delivery to a member by filling its table with junk first.)
 //! - Delivery needs a quorum of READYs (⌈(N+f+1)/2⌉ votes) rather than the
 //!   classic 2f+1. The two coincide for N = 3f+1; for larger N the quorum is
 //!   still reachable by the correct processes alone and lets WHEAT weights be
@@ -65,7 +73,8 @@
 //!
 //!   To answer, a member keeps the payloads of delivered instances until
 //!   every other member's STATUS shows them delivered (at most
-//!   [`Config::retain`] per source and [`Config::retain_bytes`] in all).
+//!   [`Config::retain`] per source and [`Config::retain_bytes`] in all;
+//!   without retransmission, within those bounds only, for pulls).
 //!   Re-sent messages are exactly the ones sent the first time (a member
 //!   never echoes or readies a second value), so the protocol's safety
 //!   argument is unchanged; liveness now needs only fair-lossy links.
@@ -83,10 +92,14 @@
 //! recent deliveries to vouch for.
 
 use crate::auth::{Payloads, Refused};
-use crate::common::{secure_broadcast_via_multishot, Delivery, Multishot, Payload, Signed};
+use crate::common::{
+    let_out, multishot_protocol_items, secure_broadcast_via_multishot, Delivery, Multishot,
+    Payload, Signed,
+};
 pub mod catchup;
 pub mod durable;
 mod fault;
+pub mod pull;
 mod tally;
 
 pub use self::durable::{Durable, Opened, Record};
@@ -106,10 +119,12 @@ use std::sync::Arc;
 pub enum Message<P> {
     /// From the source itself.
     Send { seq: u64, signed: Signed<P> },
+    /// "I hold and checked the payload with this digest" (the payload
+    /// itself travels once, in the SEND, or by [`Message::Pull`]).
     Echo {
         source: NodeId,
         seq: u64,
-        signed: Signed<P>,
+        digest: Digest,
     },
     Ready {
         source: NodeId,
@@ -129,6 +144,19 @@ pub enum Message<P> {
         seq: u64,
         signed: Signed<P>,
     },
+    /// Fetch-on-miss: the sender needs the payload with `digest` of
+    /// instance `(source, seq)` (see [`pull`]).
+    Pull {
+        source: NodeId,
+        seq: u64,
+        digest: Digest,
+    },
+    /// Fetch-on-miss: the answer to a [`Message::Pull`].
+    Push {
+        source: NodeId,
+        seq: u64,
+        signed: Signed<P>,
+    },
 }
 
 /// Timers of [`Bracha`].
@@ -136,6 +164,9 @@ pub enum Message<P> {
 pub enum Timer {
     /// The retransmission tick ([`Config::retransmit`]).
     Tick,
+    /// Fetch-on-miss: ask (again) for the payload instance `(source, seq)`
+    /// decided on ([`Config::pull_retry`]).
+    Pull { source: NodeId, seq: u64 },
 }
 
 /// Open instances re-sent per tick (the oldest ones).
@@ -181,6 +212,12 @@ pub struct Config {
     /// Emit [`Record`]s for a durable driver (default off; see the module
     /// docs).
     pub persist: bool,
+    /// Fetch-on-miss period (default 20 ms): a member that needs a payload
+    /// it does not hold asks a quarter period after it first needs it (its
+    /// SEND may just be late), then again every period; a member answers
+    /// one peer's pulls for one instance at most once per half period (see
+    /// [`pull`]).
+    pub pull_retry: Time,
 }
 
 impl Config {
@@ -221,6 +258,7 @@ impl Config {
             retain: 4096,
             retain_bytes: 64 << 20,
             persist: false,
+            pull_retry: 20 * byzscale_core::protocol::MILLIS,
         })
     }
 
@@ -269,6 +307,8 @@ struct Instance<P> {
     my_ready: Option<Digest>,
     /// The tick at which the instance was opened.
     opened: u64,
+    /// The payload this member pulls (see [`pull`]).
+    wanted: Option<pull::Wanted>,
 }
 
 /// One member's multi-shot Bracha broadcast. See the module docs.
@@ -285,6 +325,8 @@ pub struct Bracha<P> {
     /// Catch-up state: the payloads kept for lagging peers, the peers'
     /// frontiers, what was asked and answered.
     catchup: catchup::CatchUp<P>,
+    /// Fetch-on-miss: when each peer's pull for an instance was last served.
+    served: pull::Served,
 }
 
 impl<P: Payload> Bracha<P> {
@@ -304,6 +346,7 @@ impl<P: Payload> Bracha<P> {
             instances: BTreeMap::new(),
             tick: 0,
             catchup: catchup::CatchUp::new(),
+            served: pull::Served::default(),
             cfg,
         }
     }
@@ -358,6 +401,7 @@ impl<P: Payload> Bracha<P> {
             my_echo: None,
             my_ready: None,
             opened: self.tick,
+            wanted: None,
         }
     }
 
@@ -389,7 +433,11 @@ impl<P: Payload> Bracha<P> {
         let Some(inst) = self.instances.get_mut(&(source, seq)) else {
             return;
         };
-        let pinned = [inst.my_echo, inst.decided];
+        let pinned = [
+            inst.my_echo,
+            inst.decided,
+            inst.wanted.as_ref().map(|w| w.digest),
+        ];
         let echoes = &inst.echoes;
         let kept = inst
             .payloads
@@ -422,7 +470,6 @@ impl<P: Payload> Bracha<P> {
         }
         inst.echoed = true;
         inst.my_echo = Some(d);
-        self.keep(cx, source, seq, d, signed.clone());
         // an own broadcast's echo was recorded with it (see `start`)
         if self.cfg.persist && source != self.ms.me {
             cx.persist(Record::Echoed {
@@ -431,12 +478,13 @@ impl<P: Payload> Bracha<P> {
                 signed: signed.clone(),
             });
         }
+        self.keep(cx, source, seq, d, signed);
         cx.multicast(
             self.others.clone(),
             Message::Echo {
                 source,
                 seq,
-                signed,
+                digest: d,
             },
         );
         self.count(
@@ -515,6 +563,8 @@ impl<P: Payload> Bracha<P> {
                 digest: d,
             },
         );
+        // ready without the payload: it will be needed to deliver
+        self.want(cx, source, seq, d);
         self.count(
             cx,
             Ballot {
@@ -558,9 +608,10 @@ impl<P: Payload> Bracha<P> {
             if inst.payloads.contains(&d) {
                 self.finish(cx, source, seq, d);
             } else {
-                // the payload arrives with the ECHOs of the correct processes
-                // that made this READY quorum possible
+                // at least f+1 correct processes echoed d and hold it: pull
+                // it from them (or it comes with a late SEND)
                 inst.decided = Some(d);
+                self.want(cx, source, seq, d);
             }
         }
     }
@@ -572,6 +623,9 @@ impl<P: Payload> Bracha<P> {
         };
         self.ms.stats.open_instances = self.instances.len() as u64;
         self.ms.stats.collected += 1;
+        if inst.wanted.is_some() {
+            cx.cancel_timer(Timer::Pull { source, seq });
+        }
         let Some(signed) = inst.payloads.take(&d) else {
             return;
         };
@@ -583,27 +637,11 @@ impl<P: Payload> Bracha<P> {
     /// lagging peers; then ask for more, and start own broadcasts waiting for
     /// the window.
     fn deliver(&mut self, cx: &mut Cx<'_, Self>, source: NodeId, ready: Vec<Delivery<P>>) {
+        let bounds = (self.cfg.retain, self.cfg.retain_bytes);
         for delivery in ready {
-            let keep = self.cfg.retransmit.is_some();
-            if self.cfg.persist || keep {
-                let signed = Signed {
-                    payload: delivery.payload.clone(),
-                    sig: delivery.sig,
-                };
-                if keep {
-                    let key = (delivery.source, delivery.seq);
-                    self.catchup.keep(key, signed.clone(), &self.cfg);
-                }
-                if self.cfg.persist {
-                    // before what the delivery lets out
-                    cx.persist(Record::Delivered {
-                        source: delivery.source,
-                        seq: delivery.seq,
-                        signed,
-                    });
-                }
-            }
-            cx.output(delivery);
+            // kept for peers that pull it or catch up
+            let kept = Some(self.catchup.kept_mut());
+            let_out(cx, delivery, kept, bounds, self.cfg.persist);
         }
         self.fetch_more(cx, source);
         if source == self.ms.me {
@@ -636,23 +674,7 @@ impl<P: Payload> Bracha<P> {
 }
 
 impl<P: Payload> Protocol for Bracha<P> {
-    type Message = Message<P>;
-    type Input = P;
-    type Output = Delivery<P>;
-    type Timer = Timer;
-    type Record = Record<P>;
-
-    fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
-        if let Some(p) = self.cfg.retransmit {
-            cx.set_timer(Timer::Tick, p);
-        }
-    }
-
-    fn on_input(&mut self, payload: P, cx: &mut Cx<'_, Self>) {
-        if let Some((seq, p)) = self.ms.submit(payload) {
-            self.start(seq, p, cx);
-        }
-    }
+    multishot_protocol_items!();
 
     fn on_message(&mut self, from: Addr, msg: Message<P>, cx: &mut Cx<'_, Self>) {
         let Some(from) = from.node().filter(|n| self.cfg.pos(*n).is_some()) else {
@@ -665,49 +687,13 @@ impl<P: Payload> Protocol for Bracha<P> {
             Message::Echo {
                 source,
                 seq,
-                signed,
-            } => {
-                if self.open(cx, from, source, seq).is_none() {
-                    return;
-                }
-                if let Some(d) = self.check(cx, from, source, seq, &signed) {
-                    let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
-                    self.count(
-                        cx,
-                        Ballot {
-                            phase: Phase::Echo,
-                            from,
-                            pos,
-                            source,
-                            seq,
-                            d,
-                        },
-                    );
-                    // scored with this vote; a copy may bring a decided payload
-                    self.keep(cx, source, seq, d, signed);
-                }
-            }
+                digest,
+            } => self.on_vote(cx, Phase::Echo, from, source, seq, digest),
             Message::Ready {
                 source,
                 seq,
                 digest,
-            } => {
-                if self.open(cx, from, source, seq).is_none() {
-                    return;
-                }
-                let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
-                self.count(
-                    cx,
-                    Ballot {
-                        phase: Phase::Ready,
-                        from,
-                        pos,
-                        source,
-                        seq,
-                        d: digest,
-                    },
-                );
-            }
+            } => self.on_vote(cx, Phase::Ready, from, source, seq, digest),
             Message::Status { next } => self.on_status(cx, from, next),
             Message::Fetch { source, from: f } => self.on_fetch(cx, from, source, f),
             Message::Vouch {
@@ -715,12 +701,23 @@ impl<P: Payload> Protocol for Bracha<P> {
                 seq,
                 signed,
             } => self.on_vouch(cx, from, source, seq, signed),
+            Message::Pull {
+                source,
+                seq,
+                digest,
+            } => self.on_pull(cx, from, source, seq, digest),
+            Message::Push {
+                source,
+                seq,
+                signed,
+            } => self.on_push(cx, from, (source, seq), signed),
         }
     }
 
     fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
         match timer {
             Timer::Tick => self.on_tick(cx),
+            Timer::Pull { source, seq } => self.on_pull_timer(cx, source, seq),
         }
     }
 }
@@ -751,8 +748,9 @@ impl<P: Payload> Bracha<P> {
                 break;
             }
             resent += 1;
-            if let Some(signed) = inst.my_echo.and_then(|d| inst.payloads.by_digest(&d)) {
-                if source == self.ms.me {
+            if let Some(digest) = inst.my_echo {
+                let own = inst.payloads.by_digest(&digest);
+                if let Some(signed) = own.filter(|_| source == self.ms.me) {
                     out.push(Message::Send {
                         seq,
                         signed: signed.clone(),
@@ -761,7 +759,7 @@ impl<P: Payload> Bracha<P> {
                 out.push(Message::Echo {
                     source,
                     seq,
-                    signed: signed.clone(),
+                    digest,
                 });
             }
             if let Some(digest) = inst.my_ready {
@@ -814,6 +812,31 @@ impl<P: Payload> Bracha<P> {
 }
 
 impl<P: Payload> Bracha<P> {
+    /// `from`'s ECHO or READY (`phase`) for digest `d` of `(source, seq)`.
+    fn on_vote(
+        &mut self,
+        cx: &mut Cx<'_, Self>,
+        phase: Phase,
+        from: NodeId,
+        source: NodeId,
+        seq: u64,
+        d: Digest,
+    ) {
+        if self.open(cx, from, source, seq).is_none() {
+            return;
+        }
+        let pos = self.cfg.pos(from).unwrap_or(usize::MAX);
+        let b = Ballot {
+            phase,
+            from,
+            pos,
+            source,
+            seq,
+            d,
+        };
+        self.count(cx, b);
+    }
+
     fn on_send(&mut self, cx: &mut Cx<'_, Self>, from: NodeId, seq: u64, signed: Signed<P>) {
         // the source is whoever sent the SEND (the channel authenticates it)
         let source = from;
@@ -1056,25 +1079,7 @@ mod tests {
         p.msg(2, Message::Status { next: vec![1, 1] });
         assert_eq!(p.faults(), vec!["bracha-bad-status"]);
         // node 0 delivers 1/1 (echo from the SEND, readies from 2 and 3)
-        let s = signed_by(1, 1, 42);
-        let d = s.digest(&p.crypto, NodeId(1), 1);
-        p.msg(
-            1,
-            Message::Send {
-                seq: 1,
-                signed: s.clone(),
-            },
-        );
-        for from in [2, 3] {
-            p.msg(
-                from,
-                Message::Ready {
-                    source: NodeId(1),
-                    seq: 1,
-                    digest: d,
-                },
-            );
-        }
+        let (s, _) = p.deliver_from_1(1, 42);
         assert_eq!(p.delivered(), vec![42]);
         // node 2 asks for source 1 from 1: one vouch; asking again in the
         // same tick gets nothing
@@ -1117,20 +1122,7 @@ mod tests {
     fn vouches_queue_the_requesters_frontier_last() {
         let mut p = retransmitting();
         for seq in 1..=3u64 {
-            let s = signed_by(1, seq, 40 + seq as u32);
-            let d = s.digest(&p.crypto, NodeId(1), seq);
-            p.msg(1, Message::Send { seq, signed: s });
-            for from in [2, 3] {
-                let digest = d;
-                p.msg(
-                    from,
-                    Message::Ready {
-                        source: NodeId(1),
-                        seq,
-                        digest,
-                    },
-                );
-            }
+            p.deliver_from_1(seq, 40 + seq as u32);
         }
         assert_eq!(p.delivered(), vec![41, 42, 43]);
         p.fx.clear();
@@ -1244,15 +1236,59 @@ mod tests {
             }
         }
         fn msg(&mut self, from: u32, m: Message<u32>) {
-            let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut self.fx);
+            self.msg_at(0, from, m);
+        }
+        fn msg_at(&mut self, now: Time, from: u32, m: Message<u32>) {
+            let mut cx = Cx::new(now, &mut self.rng, &self.crypto, &mut self.fx);
             self.b.on_message(Addr::Node(NodeId(from)), m, &mut cx);
         }
         fn tick(&mut self) {
+            self.fire(Timer::Tick);
+        }
+        fn fire(&mut self, t: Timer) {
             let mut cx = Cx::new(0, &mut self.rng, &self.crypto, &mut self.fx);
-            self.b.on_timer(Timer::Tick, &mut cx);
+            self.b.on_timer(t, &mut cx);
+        }
+        /// The peers asked by the PULLs among the effects, in order.
+        fn pulled_from(&self) -> Vec<NodeId> {
+            self.fx
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Multicast {
+                        to,
+                        msg: Message::Pull { .. },
+                    } => Some(to.iter().filter_map(|a| a.node()).collect::<Vec<_>>()),
+                    _ => None,
+                })
+                .flatten()
+                .collect()
         }
         fn faults(&self) -> Vec<&'static str> {
             crate::testing::fault_names(&self.fx)
+        }
+        /// READYs for `d` of `(1, seq)` from each of `from`.
+        fn readies(&mut self, seq: u64, d: Digest, from: &[u32]) {
+            for f in from {
+                let digest = d;
+                let source = NodeId(1);
+                self.msg(
+                    *f,
+                    Message::Ready {
+                        source,
+                        seq,
+                        digest,
+                    },
+                );
+            }
+        }
+        /// Deliver `v` as `(1, seq)`: its SEND, then READYs from 2 and 3.
+        fn deliver_from_1(&mut self, seq: u64, v: u32) -> (Signed<u32>, Digest) {
+            let s = signed_by(1, seq, v);
+            let d = s.digest(&self.crypto, NodeId(1), seq);
+            let signed = s.clone();
+            self.msg(1, Message::Send { seq, signed });
+            self.readies(seq, d, &[2, 3]);
+            (s, d)
         }
         fn sent(&self) -> usize {
             self.fx
@@ -1344,7 +1380,7 @@ mod tests {
             Message::Echo {
                 source: NodeId(1),
                 seq: 1,
-                signed: signed_by(1, 1, 5),
+                digest: [5; 32],
             },
         );
         p.msg(
@@ -1352,7 +1388,7 @@ mod tests {
             Message::Echo {
                 source: NodeId(1),
                 seq: 1,
-                signed: signed_by(1, 1, 6),
+                digest: [6; 32],
             },
         );
         assert_eq!(p.faults(), vec!["bracha-conflicting-echo"]);
@@ -1392,12 +1428,13 @@ mod tests {
                 );
             }
             for v in 6..9 {
+                let junk = signed_by(1, seq, 1000 + v).digest(&c1, NodeId(1), seq);
                 p.msg(
                     1,
                     Message::Echo {
                         source: NodeId(1),
                         seq,
-                        signed: signed_by(1, seq, 1000 + v),
+                        digest: junk,
                     },
                 );
             }
@@ -1409,9 +1446,24 @@ mod tests {
                     Message::Echo {
                         source: NodeId(1),
                         seq,
-                        signed: m.clone(),
+                        digest: d,
                     },
                 )
+            };
+            // the payload: pulled from whoever is asked first
+            let pulled = |p: &mut One| {
+                p.fire(Timer::Pull {
+                    source: NodeId(1),
+                    seq,
+                });
+                let asked = *p.pulled_from().last().unwrap();
+                let signed = m.clone();
+                let push = Message::Push {
+                    source: NodeId(1),
+                    seq,
+                    signed,
+                };
+                p.msg(asked.0, push);
             };
             let readies = |p: &mut One| {
                 for from in [1, 2, 3] {
@@ -1430,11 +1482,13 @@ mod tests {
                 echo(2, &mut p);
                 echo(3, &mut p);
                 readies(&mut p);
+                pulled(&mut p);
             } else {
                 // the READY quorum first, then one copy of m
                 readies(&mut p);
                 assert_eq!(p.delivered(), vec![43], "not before its payload");
                 echo(2, &mut p);
+                pulled(&mut p);
             }
         }
         assert_eq!(p.delivered(), vec![43, 44]);
@@ -1468,9 +1522,15 @@ mod tests {
         );
         assert_eq!(p.sent(), 1, "READY amplification");
         assert!(p.delivered().is_empty(), "payload not known yet");
+        // it pulls the payload from a member that readied it, which pushes it
+        p.fire(Timer::Pull {
+            source: NodeId(1),
+            seq: 1,
+        });
+        assert_eq!(p.pulled_from(), vec![NodeId(2)]);
         p.msg(
             2,
-            Message::Echo {
+            Message::Push {
                 source: NodeId(1),
                 seq: 1,
                 signed: s,
@@ -1488,6 +1548,156 @@ mod tests {
             },
         );
         assert!(p.fx.is_empty());
+    }
+
+    /// The SEND of a Byzantine source reaches only f+1 = 2 correct members
+    /// of N = 4 (modelled by cutting the link 0–3 for the whole run, so 3's
+    /// own SENDs miss 0 as well): the members left out decide on the READYs
+    /// and pull the payloads; everyone delivers the same in source order.
+    #[test]
+    fn a_member_left_out_of_the_send_pulls_the_payload() {
+        for seed in 0..5 {
+            let cfg = Arc::new(Config::new(ids(4)).unwrap());
+            let cut = Partition::new(
+                0,
+                Time::MAX,
+                vec![vec![Addr::Node(NodeId(0))], vec![Addr::Node(NodeId(3))]],
+            );
+            let net = net().with_partition(cut);
+            let mut sim = group(seed, 4, &ids(4), net, |i| Bracha::new(i, cfg.clone()));
+            for i in ids(4) {
+                for k in 0..3 {
+                    sim.schedule_input(0, NodeIdx(i.0), i.0 * 100 + k);
+                }
+            }
+            let seen = deliveries(&mut sim, Time::MAX);
+            assert_eq!(sim.stats().faults, 0, "{:?}", sim.stats().fault_log);
+            for i in ids(4) {
+                let ds = &seen[&i];
+                for s in ids(4) {
+                    let mine: Vec<_> = ds.iter().filter(|d| d.0 == s).map(|d| (d.1, d.2)).collect();
+                    let want: Vec<_> = (0..3).map(|j| (j as u64 + 1, s.0 * 100 + j)).collect();
+                    assert_eq!(mine, want, "seed {seed}: {i} from {s}");
+                }
+                let st = sim.protocol::<Bracha<u32>>(NodeIdx(i.0)).unwrap().stats();
+                // 0 and 3 pull each other's three payloads, 1 and 2 nothing
+                let expect = if i.0 == 0 || i.0 == 3 { 3 } else { 0 };
+                assert_eq!(st.pulled, expect, "seed {seed}: {i} pulled");
+                assert!(st.pulls >= st.pulled, "seed {seed}: {i} {st:?}");
+            }
+        }
+    }
+
+    /// A member decided on a digest it does not hold; the first peer it
+    /// asks pushes another payload the source signed: it is reported by
+    /// name and the member asks the next peers at once, one of which
+    /// delivers.
+    #[test]
+    fn a_wrong_push_is_reported_and_another_peer_supplies_the_payload() {
+        let mut p = One::new(4);
+        let s = signed_by(1, 1, 42);
+        let d = s.digest(&p.crypto, NodeId(1), 1);
+        p.readies(1, d, &[2, 3]);
+        p.fire(Timer::Pull {
+            source: NodeId(1),
+            seq: 1,
+        });
+        assert_eq!(p.pulled_from(), vec![NodeId(2)]);
+        p.fx.clear();
+        let push = |signed: Signed<u32>| Message::Push {
+            source: NodeId(1),
+            seq: 1,
+            signed,
+        };
+        p.msg(2, push(signed_by(1, 1, 7)));
+        let culprits: Vec<_> =
+            p.fx.iter()
+                .filter_map(|e| match e {
+                    Effect::Fault(f) => Some((f.name(), f.node)),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(
+            culprits,
+            vec![("bracha-wrong-payload", Addr::Node(NodeId(2)))]
+        );
+        assert!(p.delivered().is_empty());
+        // the next round at once: two peers (f+1), rotating past node 2
+        assert_eq!(p.pulled_from(), vec![NodeId(3), NodeId(1)]);
+        // the right payload under a forged signature is refused too
+        let forged = Signed {
+            payload: 42,
+            sig: signed_by(1, 1, 7).sig,
+        };
+        p.msg(1, push(forged));
+        assert!(p.faults().contains(&"bracha-bad-signature"));
+        p.msg(3, push(s.clone()));
+        assert_eq!(p.delivered(), vec![42]);
+        assert_eq!(p.b.stats().pulled, 1);
+        // a late copy is ignored quietly
+        let before = p.faults().len();
+        p.msg(1, push(s));
+        assert_eq!(p.faults().len(), before);
+        assert_eq!(p.delivered(), vec![42]);
+    }
+
+    /// A member serves one peer's pull of one instance at most once per
+    /// half period, reports the flood, and bounds what it remembers.
+    #[test]
+    fn pulls_are_served_once_per_half_period_and_bounded() {
+        use byzscale_core::protocol::MILLIS;
+        let mut p = One::new(4);
+        let (_, d) = p.deliver_from_1(1, 42);
+        assert_eq!(p.delivered(), vec![42]);
+        let pull = Message::Pull {
+            source: NodeId(1),
+            seq: 1,
+            digest: d,
+        };
+        let pushes = |p: &One| {
+            p.fx.iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        Effect::Send {
+                            msg: Message::Push { .. },
+                            ..
+                        }
+                    )
+                })
+                .count()
+        };
+        p.fx.clear();
+        p.msg_at(0, 2, pull.clone());
+        assert_eq!(pushes(&p), 1, "a delivered payload is served");
+        p.msg_at(MILLIS, 2, pull.clone());
+        p.msg_at(2 * MILLIS, 2, pull.clone());
+        assert_eq!(pushes(&p), 1);
+        assert_eq!(p.faults(), vec!["bracha-pull-flood"; 2]);
+        p.msg_at(MILLIS, 3, pull.clone());
+        assert_eq!(pushes(&p), 2, "another peer is served");
+        let half = p.b.config().pull_retry / 2;
+        p.msg_at(half, 2, pull.clone());
+        assert_eq!(pushes(&p), 3, "after half a period, again");
+        // a pull for a digest it does not hold gets nothing
+        let other = Message::Pull {
+            source: NodeId(1),
+            seq: 1,
+            digest: [9; 32],
+        };
+        p.msg_at(half, 1, other);
+        assert_eq!(pushes(&p), 3);
+        // pulls of ever new instances fill the table only up to its bound
+        for seq in 0..(pull::MAX_SERVED as u64 + 100) {
+            let m = Message::Pull {
+                source: NodeId(1),
+                seq,
+                digest: d,
+            };
+            p.msg_at(half + 1, 2, m);
+        }
+        assert!(p.b.served_pulls() <= pull::MAX_SERVED);
+        assert_eq!(pushes(&p), 3);
     }
 
     #[test]
