@@ -70,7 +70,7 @@ use byzscale_apps::kv::{KvOp, KvReply, KvStore};
 use byzscale_core::config::Deployment;
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity, PublicIdentity};
 use byzscale_core::threshold::GroupKey;
-use byzscale_core::{Addr, ClientId, WireKind};
+use byzscale_core::{Addr, ClientId, NodeId, WireKind};
 use byzscale_gateway::BoxFuture;
 use byzscale_net::{DelayMatrix, NodeConfig, PeerConfig, Registry, Runtime};
 use byzscale_steward::{self as steward, server, Config, Server, Site, SiteId};
@@ -387,15 +387,10 @@ fn server_config(n: &LoadedNode, setup: &Setup, delay: Option<DelayMatrix>) -> R
     let me = n.me();
     let mut cfg =
         NodeConfig::replica(&setup.dep, me, n.identity.clone(), WireKind::Steward.byte())?;
-    let (site, _) = setup
-        .cfg
-        .site_of(me)
-        .ok_or_else(|| anyhow!("node {me} is in no site"))?;
-    for m in &setup.cfg.sites[site.0 as usize].members {
-        let (_, rc) = setup.dep.replica(*m).expect("a site member is a replica");
+    for (m, identity) in site_keys(setup, me)? {
         cfg.transport.peers.push(PeerConfig {
-            addr: Addr::Client(ClientId::for_replica(*m)),
-            identity: rc.public_identity()?,
+            addr: Addr::Client(ClientId::for_replica(m)),
+            identity,
             socket: None,
         });
     }
@@ -412,19 +407,30 @@ fn server_config(n: &LoadedNode, setup: &Setup, delay: Option<DelayMatrix>) -> R
     })
 }
 
+/// The members of server `me`'s site with their node keys.
+fn site_keys(setup: &Setup, me: NodeId) -> Result<Vec<(NodeId, PublicIdentity)>> {
+    let (site, _) = setup
+        .cfg
+        .site_of(me)
+        .ok_or_else(|| anyhow!("node {me} is in no site"))?;
+    let members = &setup.cfg.sites[site.0 as usize].members;
+    members
+        .iter()
+        .map(|m| {
+            let (_, rc) = setup.dep.replica(*m).expect("a site member is a replica");
+            Ok((*m, rc.public_identity()?))
+        })
+        .collect()
+}
+
 /// This server's identity as the client `ClientId::for_replica(me)` of its
 /// site's SMR, with its site's members as peers.
 fn submitter_crypto(n: &LoadedNode, setup: &Setup) -> Result<Crypto> {
     let me = n.me();
     let as_client = Addr::Client(ClientId::for_replica(me));
     let mut c = Crypto::new(as_client, n.identity.clone(), CryptoMode::Real);
-    let (site, _) = setup
-        .cfg
-        .site_of(me)
-        .ok_or_else(|| anyhow!("node {me} is in no site"))?;
-    for m in &setup.cfg.sites[site.0 as usize].members {
-        let (_, rc) = setup.dep.replica(*m).expect("a site member is a replica");
-        c.add_peer(Addr::Node(*m), rc.public_identity()?)
+    for (m, identity) in site_keys(setup, me)? {
+        c.add_peer(Addr::Node(m), identity)
             .map_err(|e| anyhow!("key of server {m}: {e}"))?;
     }
     Ok(c)
@@ -910,7 +916,6 @@ async fn run_load(setup: &Setup, topology: Option<&Path>, a: &ClusterSpec) -> Re
 mod tests {
     use super::*;
     use crate::generate::{generate, read_group_key, Ports};
-    use byzscale_core::NodeId;
 
     /// The generator writes a deployment every server loads: sites from
     /// the groups with their dealt keys, each server's share at its index,
