@@ -58,6 +58,9 @@ pub async fn chaos(a: ChaosArgs) -> Result<()> {
             ClusterProtocol::Smr => ChaosProtocol::Smr,
             ClusterProtocol::Byzcast => ChaosProtocol::Byzcast,
             ClusterProtocol::At2 => ChaosProtocol::At2,
+            ClusterProtocol::Steward => {
+                anyhow::bail!("byzscale chaos does not run Steward (yet): use byzscale cluster --protocol steward")
+            }
         },
         seed: a.seed,
         duration: a.duration,

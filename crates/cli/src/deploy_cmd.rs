@@ -12,7 +12,8 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
     /// What to run: one SMR group serving a KV store, a ByzCast-sharded KV
-    /// store, or AT2 asset transfer.
+    /// store, AT2 asset transfer, or a KV store replicated by Steward over
+    /// wide-area sites (emulated by the delay shim).
     #[arg(long, value_enum, default_value_t = ClusterProtocol::Smr)]
     pub protocol: ClusterProtocol,
     /// Target groups (shards) of `--protocol byzcast`.
@@ -22,6 +23,17 @@ pub struct ClusterArgs {
     /// (global messages, ordered at the lowest common ancestor).
     #[arg(long, default_value_t = 0.1)]
     pub global_ratio: f64,
+    /// Sites of `--protocol steward` (each 3F+1 servers).
+    #[arg(long, default_value_t = 5)]
+    pub sites: usize,
+    /// Byzantine servers tolerated per site (F) by `--protocol steward`.
+    #[arg(long, default_value_t = 1)]
+    pub faulty_per_site: usize,
+    /// `--protocol steward`: the WAN delay matrix between the sites (TOML of
+    /// the delay shim, one region per site in site order; node placement is
+    /// filled in). Default: 50 ms one way between sites, none inside.
+    #[arg(long)]
+    pub topology: Option<PathBuf>,
     /// Processes of `--protocol at2`.
     #[arg(long, default_value_t = 4)]
     pub nodes: usize,
@@ -65,6 +77,7 @@ pub enum ClusterProtocol {
     Smr,
     Byzcast,
     At2,
+    Steward,
 }
 
 impl ClusterArgs {
@@ -74,7 +87,11 @@ impl ClusterArgs {
                 ClusterProtocol::Smr => NodeProtocol::Smr,
                 ClusterProtocol::Byzcast => NodeProtocol::Byzcast,
                 ClusterProtocol::At2 => NodeProtocol::At2,
+                ClusterProtocol::Steward => NodeProtocol::Steward,
             },
+            sites: self.sites,
+            faulty_per_site: self.faulty_per_site,
+            topology: self.topology.clone(),
             groups: self.groups,
             global_ratio: self.global_ratio,
             nodes: self.nodes,

@@ -34,6 +34,8 @@ pub enum WireKind {
     Byzcast = 2,
     /// AT2 nodes (broadcast messages) and their clients.
     At2 = 3,
+    /// Steward servers (site SMR, site messages) and their clients.
+    Steward = 4,
     /// Transport handshake: the signed hello.
     Hello = 0xF0,
     /// Transport handshake: the authentication answer.
@@ -43,10 +45,11 @@ pub enum WireKind {
 }
 
 impl WireKind {
-    pub const ALL: [WireKind; 6] = [
+    pub const ALL: [WireKind; 7] = [
         WireKind::Smr,
         WireKind::Byzcast,
         WireKind::At2,
+        WireKind::Steward,
         WireKind::Hello,
         WireKind::Auth,
         WireKind::Sealed,

@@ -116,12 +116,26 @@ impl<P: Runnable, V: Send + 'static> Calls<P, V> {
         let identity = Identity::generate();
         let id = ClientId::of_key(&identity.public());
         let cfg = NodeConfig::client(dep, id, identity, kind.byte())?;
-        let (rt, mut outputs) = Runtime::start(make(id), cfg)
+        let replicas = dep.groups.iter().map(|g| g.replicas.len()).sum();
+        let wait = all_replicas.then_some(replicas);
+        Calls::start_with(cfg, wait, limit, make(id), answer).await
+    }
+
+    /// Start `protocol` as the client `cfg` configures (its identity, the
+    /// replicas it dials); wait (at most 5 s) until `wait` of them are
+    /// connected. [`Calls::start`] otherwise.
+    pub(crate) async fn start_with(
+        cfg: NodeConfig,
+        wait: Option<usize>,
+        limit: usize,
+        protocol: P,
+        answer: impl Fn(P::Output) -> Option<(u64, V)> + Send + 'static,
+    ) -> Result<Self> {
+        let (rt, mut outputs) = Runtime::start(protocol, cfg)
             .await
             .context("starting the client runtime")?;
-        if all_replicas {
-            let replicas = dep.groups.iter().map(|g| g.replicas.len()).sum();
-            rt.wait_connected(replicas, Duration::from_secs(5)).await;
+        if let Some(n) = wait {
+            rt.wait_connected(n, Duration::from_secs(5)).await;
         }
         let waiters = Pending::default();
         let w = waiters.clone();

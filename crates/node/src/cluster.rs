@@ -42,6 +42,13 @@ pub struct ClusterSpec {
     pub progress: bool,
     /// AT2: the nodes' `[at2]` section (the broadcast and its parameters).
     pub at2: At2Settings,
+    /// Steward: sites, and Byzantine servers tolerated per site (3f+1
+    /// servers each).
+    pub sites: usize,
+    pub faulty_per_site: usize,
+    /// Steward: the WAN delay matrix between sites (default: symmetric
+    /// 50 ms one way).
+    pub topology: Option<PathBuf>,
 }
 
 /// What a cluster run measured, ready to print; holds the cluster's

@@ -162,6 +162,10 @@ pub fn generate(
         NodeProtocol::Byzcast => Some(ByzcastSection::write_two_level(out, groups.len())?),
         _ => None,
     };
+    let steward = match protocol {
+        NodeProtocol::Steward => Some(crate::protocols::steward::write_files(out, &deployment)?),
+        _ => None,
+    };
     if protocol == NodeProtocol::At2 {
         // the first demo accounts' keys, for `byzscale client transfer
         // --from` (anyone can derive them: demo funds only)
@@ -187,6 +191,7 @@ pub fn generate(
             byzcast: byzcast.clone(),
             service: SmrService::Kv,
             at2: (protocol == NodeProtocol::At2).then(At2Settings::default),
+            steward: steward.as_ref().map(|s| s[j].clone()),
         };
         patch(&mut nf);
         std::fs::write(

@@ -96,8 +96,9 @@ pub use launcher::Local;
 pub use load::{LoadResult, LoadSpec, LoadSummary};
 pub use node_file::{
     deployment_of, load_deployment, At2Broadcast, At2Settings, ByzcastSection, LoadedNode,
-    NodeFile, NodeProtocol, SmrService,
+    NodeFile, NodeProtocol, SmrService, StewardSection,
 };
 pub use protocols::at2::At2Client;
 pub use protocols::byzcast::ByzcastClient;
 pub use protocols::smr::SmrClient;
+pub use protocols::steward::StewardClient;

@@ -15,6 +15,10 @@
 //! genesis = "at2-genesis.toml"   # must use the same genesis (default: demo accounts)
 //! ```
 //!
+//! A Steward node file has `protocol = "steward"` and a `[steward]` section
+//! naming the sites file, this server's threshold key share and the WAN
+//! topology (see [`StewardSection`]).
+//!
 //! A ByzCast node file also has `protocol = "byzcast"` and a `[byzcast]`
 //! section naming the overlay tree file (`tree = "tree.toml"`, written by the
 //! generator next to `deployment.toml`, see [`ByzcastSection::write_two_level`]).
@@ -55,6 +59,28 @@ pub struct NodeFile {
     /// Settings of an AT2 node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at2: Option<At2Settings>,
+    /// Steward servers: the sites, the key share, the topology.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steward: Option<StewardSection>,
+}
+
+/// The `[steward]` section of a Steward server's node file (paths relative
+/// to the node file). Site `s` is the deployment's group `s`; a server's
+/// index in its site is its position in the group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StewardSection {
+    /// The sites file (`steward.toml`): f, every site's threshold public
+    /// key, every client's public key and home site.
+    pub sites: PathBuf,
+    /// This server's share of its site's threshold key
+    /// (`byzscale keygen --threshold 2f+1 --members 3f+1`).
+    pub share: PathBuf,
+    /// The WAN delay matrix (`byzscale_net::DelayMatrix` TOML with one
+    /// region per site, in site order; its `assign` table is filled in from
+    /// the sites). None: no delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<PathBuf>,
 }
 
 pub(crate) fn default_persist_interval_ms() -> u64 {
@@ -69,6 +95,7 @@ pub enum NodeProtocol {
     Smr,
     Byzcast,
     At2,
+    Steward,
 }
 
 /// What an SMR node replicates.
@@ -272,10 +299,16 @@ impl NodeFile {
         let base = path.parent().unwrap_or(Path::new("."));
         let tree = file.byzcast.as_mut().map(|b| &mut b.tree);
         let genesis = file.at2.as_mut().and_then(|a| a.genesis.as_mut());
+        let steward = file.steward.as_mut().into_iter().flat_map(|s| {
+            [&mut s.sites, &mut s.share]
+                .into_iter()
+                .chain(s.topology.as_mut())
+        });
         for p in [&mut file.deployment, &mut file.key, &mut file.data_dir]
             .into_iter()
             .chain(tree)
             .chain(genesis)
+            .chain(steward)
         {
             if p.is_relative() {
                 *p = base.join(&*p);

@@ -5,3 +5,4 @@ pub mod at2;
 pub mod bank;
 pub mod byzcast;
 pub mod smr;
+pub mod steward;

@@ -107,6 +107,15 @@ impl Client {
         }
     }
 
+    /// Start numbering updates after `ts`: a client process that reuses
+    /// an identity an earlier process used (a key file) starts above every
+    /// timestamp that one sent (e.g. at its start time in microseconds),
+    /// since servers run only timestamps above the last they ran.
+    pub fn starting_after(mut self, ts: u64) -> Self {
+        self.ts = ts;
+        self
+    }
+
     pub fn id(&self) -> ClientId {
         self.id
     }

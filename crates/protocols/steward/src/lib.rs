@@ -118,8 +118,10 @@
 //!
 //! # What is not here yet (docs/STEWARD.md, plan steps 5 to 7)
 //!
-//! Durable shares and a restart path, the scenario and the node protocol,
-//! a per-client rate limit on read-only queries. The re-proposal of a *content* bound by constraints is
+//! The scenario (step 5), an application snapshot for restarts (the node
+//! protocol, `byzscale_node::protocols::steward`, recovers the site SMR
+//! with [`Server::recover`]; the global prefix is executed again), a
+//! per-client rate limit on read-only queries. The re-proposal of a *content* bound by constraints is
 //! tested on the site machine only (the simulator runs of the partition
 //! never left a Proposal accepted but unordered above the ARU).
 

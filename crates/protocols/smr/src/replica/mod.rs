@@ -292,6 +292,12 @@ impl<S: Service> Replica<S> {
     pub fn group(&self) -> &GroupInfo {
         &self.g
     }
+    /// Client `c`'s entry in the replicated client table: its session and
+    /// the last number executed in it (a restarted submitter that must not
+    /// reuse its numbers picks a later session from it).
+    pub fn client_session(&self, c: ClientId) -> Option<(u64, u64)> {
+        self.clients.get(&c).map(|e| (e.session, e.last))
+    }
     pub fn stats(&self) -> Stats {
         Stats {
             view: self.order.view(),

@@ -189,6 +189,8 @@ pub enum Error {
     },
     #[error("the client crypto must be for {expected:?}, got {got:?}")]
     ClientCrypto { expected: Addr, got: Addr },
+    #[error("recovering the site SMR replica: {0}")]
+    Recover(String),
 }
 
 /// A bounded set of digests, oldest forgotten first.
@@ -323,6 +325,39 @@ impl<A: Service> Server<A> {
         })
     }
 
+    /// [`Server::new`] for a restarted server: its site's SMR replica
+    /// recovered from `durable` (the fold of its [`Record::Smr`] records,
+    /// `crypto` its node's, to check the certificates), so the site machine
+    /// (what the site said, per seq) comes back with the SMR state and the
+    /// server says again exactly what it said before. It submits its site
+    /// operations in a new SMR session (`submit.rs`). The application and the global order start empty:
+    /// the server executes the global order again from seq 1 with what
+    /// other servers retransmit (their signed words within
+    /// [`Config::window`] of their execution); no application state
+    /// transfer yet.
+    pub fn recover(
+        me: NodeId,
+        cfg: Arc<Config>,
+        key: KeyShare,
+        client_crypto: Crypto,
+        app: A,
+        durable: smr::Durable,
+        crypto: &Crypto,
+    ) -> Result<Self, Error> {
+        let mut s = Server::new(me, cfg.clone(), key, client_crypto, app)?;
+        let group = cfg.group(s.site).ok_or(Error::NotAMember(me))?;
+        let machine = SiteMachine::new(s.site, cfg.site_count(), cfg.window).with_f(cfg.f);
+        let params = cfg.smr_params(s.site);
+        s.smr = smr::Replica::recover(me, group, params, machine, durable, crypto)
+            .map_err(Error::Recover)?;
+        let executed = s.smr.executed();
+        s.submit.session = match s.smr.client_session(s.submit.id) {
+            Some((prev, _)) if prev >= executed => prev + 1,
+            _ => executed,
+        };
+        Ok(s)
+    }
+
     pub fn node(&self) -> NodeId {
         self.me
     }
@@ -404,7 +439,9 @@ impl<A: Service> Server<A> {
             .retain(|e| !matches!(e, Effect::Send { to: Addr::Client(c), .. } if c.is_replica()));
         for o in step.lift(cx, Message::Local, Timer::Smr) {
             if let smr::replica::Output::Decided { batch, .. } = &o {
-                let mine = batch.requests.iter().filter(|r| r.client == self.submit.id);
+                let (id, session) = (self.submit.id, self.submit.session);
+                let mine = batch.requests.iter();
+                let mine = mine.filter(|r| r.client == id && r.session == session);
                 if let Some(seq) = mine.map(|r| r.seq).max() {
                     self.submit.executed(seq);
                 }
@@ -432,10 +469,16 @@ impl<A: Service> Server<A> {
 
     /// Submit the queued site operations the window allows.
     fn pump(&mut self, cx: &mut Cx<'_, Self>) {
-        while let Some((n, op)) = self.submit.next() {
-            let (id, group) = (self.submit.id, self.smr.group());
-            let req =
-                smr::Request::authenticated(&self.client_crypto, group, id, (0, n), false, op);
+        while let Some((n, op)) = self.submit.next(self.smr.executed()) {
+            let (id, session, group) = (self.submit.id, self.submit.session, self.smr.group());
+            let req = smr::Request::authenticated(
+                &self.client_crypto,
+                group,
+                id,
+                (session, n),
+                false,
+                op,
+            );
             self.stats.submitted += 1;
             let msg = smr::Message::Request(req);
             self.smr_step(cx, |r, icx| r.on_message(Addr::Client(id), msg, icx));

@@ -28,6 +28,8 @@ impl<A: Service> Server<A> {
         if matches!(&msg, SiteMsg::Proposal { update, .. } if update.is_noop()) {
             self.stats.noops += 1;
         }
+        tracing::debug!(server = %self.me, kind = msg.kind(), seq = msg.seq().0, rep = self.is_rep(),
+            "this site says");
         self.learn(self.site, &msg);
         let voice = &mut self.voices[self.site.0 as usize];
         let (digest, share, heard) = voice.said((self.site, msg.clone()), &self.key);
@@ -97,6 +99,8 @@ impl<A: Service> Server<A> {
     /// retransmission, and so know the representative spoke).
     fn speak(&mut self, signed: Signed<SiteMsg>, cx: &mut Cx<'_, Self>) {
         self.stats.spoken += 1;
+        tracing::debug!(server = %self.me, kind = signed.msg.kind(), seq = signed.msg.seq().0,
+            gv = signed.msg.gv().0, "the site speaks");
         self.send_to_sites(&signed, cx);
         cx.multicast(self.site_peers(), Message::Site(signed.clone()));
         self.own_signed(signed);
@@ -136,6 +140,8 @@ impl<A: Service> Server<A> {
     /// A site message from `from` (a server of its site, or of ours
     /// relaying it).
     pub(super) fn on_site(&mut self, from: Addr, s: Signed<SiteMsg>, cx: &mut Cx<'_, Self>) {
+        tracing::debug!(server = %self.me, %from, site = %s.site, kind = s.msg.kind(),
+            seq = s.msg.seq().0, "a site's word");
         let Some((from_site, _)) = self.cfg.site_of_addr(from) else {
             cx.fault(
                 from,

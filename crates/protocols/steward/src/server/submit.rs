@@ -9,9 +9,15 @@
 //! beyond what it executed of the client), the rest wait here, bounded in
 //! bytes.
 //!
-//! Numbers live in memory: a restarted server would number from 1 again
-//! (durable numbering as in ByzCast's forward streams comes with the node
-//! protocol, plan step 6).
+//! Numbers live in memory. A restarted server ([`crate::Server::recover`])
+//! submits in a new session and numbers from 1 there: the SMR runs a later
+//! session's first request and takes its earlier sessions' stragglers as
+//! stale, so nothing needs to be durable here. SMR sessions are named by
+//! slots (a request of session s runs only at a slot above s), so the new
+//! session is the recovered replica's executed slot, or one above the
+//! session the client table holds for this server if that is not below
+//! it; and nothing is submitted before the replica executed up to the
+//! session ([`Submitter::next`]).
 
 use byzscale_core::ClientId;
 use std::collections::VecDeque;
@@ -21,6 +27,8 @@ pub const SUBMIT_BYTES: usize = 16 << 20;
 
 pub(super) struct Submitter {
     pub(super) id: ClientId,
+    /// The SMR session the numbers run in (0 unless restarted).
+    pub(super) session: u64,
     /// The last number given out, and the highest the SMR executed.
     last: u64,
     executed: u64,
@@ -33,6 +41,7 @@ impl Submitter {
     pub(super) fn new(id: ClientId, window: u64) -> Self {
         Submitter {
             id,
+            session: 0,
             last: 0,
             executed: 0,
             window: window.max(1),
@@ -51,9 +60,11 @@ impl Submitter {
         true
     }
 
-    /// The next operation to submit and its number, if the window allows.
-    pub(super) fn next(&mut self) -> Option<(u64, Vec<u8>)> {
-        if self.last - self.executed >= self.window {
+    /// The next operation to submit and its number, if the window allows
+    /// and the site SMR executed up to the session (`slot`: its executed
+    /// slot), so the request runs at a slot above its session.
+    pub(super) fn next(&mut self, slot: u64) -> Option<(u64, Vec<u8>)> {
+        if self.last - self.executed >= self.window || slot < self.session {
             return None;
         }
         let op = self.queue.pop_front()?;
@@ -83,11 +94,13 @@ mod tests {
         for i in 0..3u8 {
             assert!(s.push(vec![i]));
         }
-        assert_eq!(s.next(), Some((1, vec![0])));
-        assert_eq!(s.next(), Some((2, vec![1])));
-        assert_eq!(s.next(), None, "two outstanding");
+        assert_eq!(s.next(0), Some((1, vec![0])));
+        assert_eq!(s.next(0), Some((2, vec![1])));
+        assert_eq!(s.next(0), None, "two outstanding");
         s.executed(1);
-        assert_eq!(s.next(), Some((3, vec![2])));
+        s.session = 5;
+        assert_eq!(s.next(4), None, "the SMR has not executed slot 5 yet");
+        assert_eq!(s.next(5), Some((3, vec![2])));
         s.executed(99); // a number never given out does not open the window
         assert_eq!(s.backlog(), (0, 0));
         assert!(!s.push(vec![0; SUBMIT_BYTES + 1]));
