@@ -87,8 +87,10 @@ pub fn carry<M: Serialize>(i: usize, g: usize, seq: u64, m: M) -> Carry<M> {
 }
 
 /// Votes for one (source, id): each member's digest, and the body of the
-/// first whole copy per digest.
+/// first whole copy per digest, counted over the source's members (one vote
+/// each; the quorum system is built once per id, not per copy).
 struct Pending<M> {
+    qs: QuorumSystem,
     votes: Collector<Digest, ()>,
     bodies: BTreeMap<Digest, M>,
 }
@@ -141,12 +143,15 @@ impl<M: Clone + Serialize> Inbox<M> {
             Carry::Digest(d) => (d, None),
         };
         let g = members.len();
-        let qs = QuorumSystem::classic(g, (g - 1) / 3, FaultModel::Bft)
-            .expect("a vgroup of at least one member");
-        let p = self.pending.entry((msg.from, msg.seq)).or_insert(Pending {
-            votes: Collector::new(),
-            bodies: BTreeMap::new(),
-        });
+        let p = self
+            .pending
+            .entry((msg.from, msg.seq))
+            .or_insert_with(|| Pending {
+                qs: QuorumSystem::classic(g, (g - 1) / 3, FaultModel::Bft)
+                    .expect("a vgroup of at least one member"),
+                votes: Collector::new(),
+                bodies: BTreeMap::new(),
+            });
         if p.votes.has_voted(i) {
             let same = p.votes.voters(&d).contains(&i);
             return if same {
@@ -155,11 +160,11 @@ impl<M: Clone + Serialize> Inbox<M> {
                 Err(GroupFault::Equivocation)
             };
         }
-        p.votes.add(&qs, i, d, || ());
+        p.votes.add(&p.qs, i, d, || ());
         if let Some(m) = body {
             p.bodies.entry(d).or_insert(m);
         }
-        let Some((winner, _)) = p.votes.winner(&qs, majority(g) as u64) else {
+        let Some((winner, _)) = p.votes.winner(&p.qs, majority(g) as u64) else {
             return Ok(None);
         };
         let Some(m) = p.bodies.get(winner).cloned() else {
