@@ -113,7 +113,28 @@ enum Command {
     Lazarus(lazarus_cmd::LazarusCommand),
 }
 
+/// `byzscale sim … --json | head` closes standard output early; `println!`
+/// then panics with "failed printing to stdout: Broken pipe". Exit quietly
+/// the way a Unix filter does (status 141, killed by SIGPIPE) instead of
+/// printing a panic; every other panic keeps the default report.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
+}
+
 fn main() {
+    quiet_on_broken_pipe();
     // logs go to stderr; silent unless RUST_LOG is set (e.g. RUST_LOG=info)
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

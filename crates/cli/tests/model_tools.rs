@@ -108,3 +108,22 @@ fn formulas_refuse_bad_input() {
         );
     }
 }
+
+/// `byzscale … | head` closes standard output before the command prints:
+/// it exits like a Unix filter killed by SIGPIPE (status 141), without a
+/// panic report on standard error.
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_byzscale"))
+        .args(["dqbft", "formulas", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("byzscale runs");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_byzscale");
 
@@ -100,20 +100,27 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
 }
 
-/// Kills these process ids when the test ends, however it ends.
-pub struct Kill(pub Vec<u64>);
+/// Kills these process ids when the test ends, however it ends; for a
+/// cluster started with `--keep`, also removes its folder once its
+/// processes are gone, unless the test failed (then the logs stay for
+/// whoever debugs it).
+pub struct Kill(pub Vec<u64>, pub Option<std::path::PathBuf>);
 
 impl Kill {
-    /// The processes of a cluster left running (`pids` of its JSON report).
+    /// The processes of a cluster left running (`pids` of its JSON report)
+    /// and its folder (the one holding its `deployment` file).
     pub fn cluster(v: &serde_json::Value) -> Kill {
-        Kill(
-            v["pids"]
-                .as_array()
-                .unwrap_or_else(|| panic!("no pids: {v}"))
-                .iter()
-                .map(|p| p.as_u64().unwrap())
-                .collect(),
-        )
+        let pids = v["pids"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no pids: {v}"))
+            .iter()
+            .map(|p| p.as_u64().unwrap())
+            .collect();
+        let dir = v["deployment"]
+            .as_str()
+            .and_then(|d| std::path::Path::new(d).parent())
+            .map(|d| d.to_path_buf());
+        Kill(pids, dir)
     }
 
     /// Power loss: SIGKILL every process at once, without waiting.
@@ -129,6 +136,21 @@ impl Drop for Kill {
         for p in &self.0 {
             let _ = Command::new("kill").arg(p.to_string()).status();
         }
+        let Some(dir) = self.1.take().filter(|_| !std::thread::panicking()) else {
+            return;
+        };
+        // the nodes exit on SIGTERM within a few seconds; remove their
+        // folder only then, so that no node writes into a removed tree
+        let gone = || {
+            self.0
+                .iter()
+                .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
