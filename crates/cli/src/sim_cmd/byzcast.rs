@@ -43,6 +43,11 @@ pub struct ByzcastArgs {
     /// Mix WATCH and MULTI/EXEC transactions (cross-shard ones too) into the workload.
     #[arg(long)]
     pub transactions: bool,
+    /// Mix keys with millisecond TTLs into the single-group operations; the
+    /// linearizability checker replays expiry at each shard's batch times
+    /// (checked when every multicast is single-group: use --global-ratio 0).
+    #[arg(long)]
+    pub expiry: bool,
     /// Destinations of global multicasts (local = single-group only).
     #[arg(long, default_value = "uniform", value_parser = super::named(WorkloadKind::NAMES, WorkloadKind::from_name))]
     pub workload: WorkloadKind,
@@ -145,6 +150,7 @@ pub fn byzcast_config(a: &ByzcastArgs) -> Result<Config> {
         client_expiry_slots: a.client_expiry_slots,
         byzantine_clients: a.byzantine_clients,
         transactions: a.transactions,
+        expiry: a.expiry,
     };
     cfg.topology()?;
     Ok(cfg)

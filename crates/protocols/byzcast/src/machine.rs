@@ -60,11 +60,14 @@ pub struct Forward {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Forward(Forward),
-    /// a-deliver(m) at this (target) group: the `index`-th delivery here.
+    /// a-deliver(m) at this (target) group: the `index`-th delivery here,
+    /// run at the group's batch time `time_ms` (its shard's clock, which
+    /// expiry reads).
     Deliver {
         index: u64,
         msg: McastMsg,
         result: Vec<u8>,
+        time_ms: u64,
     },
     /// `m` was handled here: wait for the results of `awaiting` (the children
     /// it was forwarded to), add `own` (this group's reply, if a destination)
@@ -298,6 +301,7 @@ impl GroupMachine {
                 index,
                 msg: m.clone(),
                 result: result.clone(),
+                time_ms: self.kv.model().now(),
             });
             Some(result)
         } else {

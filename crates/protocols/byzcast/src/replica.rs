@@ -124,11 +124,13 @@ pub enum Input {
 
 #[derive(Debug)]
 pub enum Output {
-    /// a-deliver(m): the `index`-th delivery at `group`.
+    /// a-deliver(m): the `index`-th delivery at `group`, at the group's
+    /// batch time `time_ms` (see `machine::Event::Deliver`).
     Deliver {
         group: GroupId,
         index: u64,
         msg: McastMsg,
+        time_ms: u64,
     },
     /// State transfer installed a snapshot covering deliveries up to `to_index`.
     Skipped { group: GroupId, to_index: u64 },
@@ -420,10 +422,16 @@ impl<P: ForwardPolicy> Replica<P> {
         for e in events {
             match e {
                 Event::Forward(f) => planned.push(f),
-                Event::Deliver { index, msg, .. } => cx.output(Output::Deliver {
+                Event::Deliver {
+                    index,
+                    msg,
+                    time_ms,
+                    ..
+                } => cx.output(Output::Deliver {
                     group: self.group,
                     index,
                     msg,
+                    time_ms,
                 }),
                 Event::BadCopy { sender, k, why } => {
                     let parent = self

@@ -51,6 +51,9 @@ pub struct Audit {
     hostile: Vec<NodeIdx>,
     hostile_ids: BTreeSet<ClientId>,
     trace: Option<Vec<String>>,
+    /// With expiry on: the batch time each message ran at in each of its
+    /// groups, as correct replicas delivered it (all must agree).
+    times: Option<BTreeMap<(MsgId, GroupId), u64>>,
 }
 
 impl Audit {
@@ -82,7 +85,14 @@ impl Audit {
             hostile: Vec::new(),
             hostile_ids: BTreeSet::new(),
             trace: trace.then(Vec::new),
+            times: None,
         }
+    }
+
+    /// Check the history at each group's batch times (`--expiry`).
+    pub fn with_expiry(mut self, on: bool) -> Self {
+        self.times = on.then(BTreeMap::new);
+        self
     }
 
     /// Crash and restart replicas as `plan` says.
@@ -132,16 +142,27 @@ impl Audit {
         group: GroupId,
         index: u64,
         msg: McastMsg,
+        time_ms: u64,
     ) {
         self.trace(|a| {
             serde_json::json!({
                 "type": "deliver", "run": a.seed, "group": a.gname(group), "node": node.0,
                 "byzantine": byz, "index": index, "msg": msg.id.to_string(),
-                "dst": a.names(&msg.dst), "at_ns": at,
+                "dst": a.names(&msg.dst), "at_ns": at, "time_ms": time_ms,
             })
         });
         if byz {
             return;
+        }
+        if let Some(times) = &mut self.times {
+            let t = *times.entry((msg.id, group)).or_insert(time_ms);
+            if t != time_ms {
+                let gname = self.gname(group);
+                self.violations.push(format!(
+                    "clock: {node} of {gname} ran {} at {time_ms} ms, another correct replica at {t} ms",
+                    msg.id
+                ));
+            }
         }
         self.deliveries += 1;
         self.logs
@@ -282,7 +303,12 @@ impl Audit {
             if let (Some(order), Some(replies)) =
                 (self.order.topological(), self.workload.replies.as_ref())
             {
-                for v in serial_replay(&order, replies).into_iter().take(3) {
+                let targets = self.topo.tree().target_count();
+                let clocks = self.times.as_ref();
+                for v in serial_replay(&order, replies, targets, clocks)
+                    .into_iter()
+                    .take(3)
+                {
                     self.violations.push(v);
                 }
             }
@@ -292,10 +318,32 @@ impl Audit {
         // before another while single-group writes complete in between.
         // Linearizability is therefore checked only for histories without
         // multi-group messages.
-        let inconclusive = match self.workload.take_history() {
-            Some(history) => linearizability::audit(&history, &mut self.violations),
-            None => false,
-        };
+        // Each shard is checked on its own (its keys are its own, and with
+        // expiry its batch times are its clock).
+        let mut inconclusive = false;
+        let mut timed_ops = 0;
+        if let Some(history) = self.workload.take_history() {
+            let mut shards: BTreeMap<GroupId, Vec<linearizability::Op>> = BTreeMap::new();
+            for (id, op) in history {
+                let Some((dst, _)) = self.workload.submitted(&id) else {
+                    continue;
+                };
+                let g = dst[0];
+                let op = match self.times.as_ref().map(|t| t.get(&(id, g))) {
+                    Some(Some(&t)) => {
+                        timed_ops += 1;
+                        op.at(t)
+                    }
+                    // no correct replica ran it: it never took effect
+                    Some(None) if op.is_pending() => continue,
+                    _ => op,
+                };
+                shards.entry(g).or_default().push(op);
+            }
+            for h in shards.values() {
+                inconclusive |= linearizability::audit(h, &mut self.violations);
+            }
+        }
         let tables = self.tables(sim);
         let mut violations = std::mem::take(&mut self.violations);
         for l in self.logs.values() {
@@ -312,6 +360,7 @@ impl Audit {
             deliveries: self.deliveries,
             view_changes: self.views.values().copied().max().unwrap_or(0),
             linearizability_inconclusive: inconclusive,
+            timed_ops,
             throughput_local: w.window_local as f64 / window_s.max(1e-9),
             throughput_global: w.window_global as f64 / window_s.max(1e-9),
             latencies_local: std::mem::take(&mut w.latencies_local),
@@ -487,13 +536,14 @@ impl World for Audit {
                         group: g,
                         index,
                         msg,
+                        time_ms,
                     } => {
                         if g != group && !byz {
                             let (a, b) = (self.gname(group), self.gname(g));
                             self.violations
                                 .push(format!("integrity: {id} of {a} delivered as {b}"));
                         }
-                        self.on_deliver(at, id, byz, group, index, msg);
+                        self.on_deliver(at, id, byz, group, index, msg, time_ms);
                     }
                     byzcast::replica::Output::Skipped { to_index, .. } if !byz => {
                         self.logs.entry(group).or_default().skip_to(id, to_index);
@@ -519,17 +569,46 @@ impl World for Audit {
 /// (an order extending every group's deliveries) and report each reply that
 /// differs from what the client got (`None`: its outcome is unknown to the
 /// client, see [`crate::workload::Workload::expire`]; applied, not compared).
+///
+/// With expiry (`clocks`: the batch time a message ran at in a group), one
+/// model cannot replay the shards, whose clocks differ: a key's deadline is
+/// set at its own shard's time. Then each of the `targets` shards replays
+/// its part of every multicast on a model of its own, at its own times, and
+/// the parts' replies are merged as the client merges them
+/// (`byzcast::kv::restrict` and `merge`, as the group service runs them).
 pub fn serial_replay(
     order: &[MsgId],
     replies: &BTreeMap<MsgId, (KvOp, Option<KvReply>)>,
+    targets: usize,
+    clocks: Option<&BTreeMap<(MsgId, GroupId), u64>>,
 ) -> Vec<String> {
-    let mut model = byzscale_apps::kv::Model::new();
+    use byzscale_apps::kv::Model;
+    use byzscale_byzcast::kv as shard;
+    let mut whole = Model::new();
+    let mut shards: BTreeMap<GroupId, Model> = BTreeMap::new();
     let mut out = Vec::new();
     for id in order {
         let Some((op, got)) = replies.get(id) else {
             continue;
         };
-        let want = model.apply(op);
+        let want = match clocks {
+            None => whole.apply(op),
+            Some(clocks) => {
+                let mut parts = byzcast::Results::new();
+                for g in shard::groups_of(op, targets) {
+                    let model = shards.entry(g).or_default();
+                    if let Some(&t) = clocks.get(&(*id, g)) {
+                        model.advance(t);
+                    }
+                    let part = match shard::restrict(op, g, targets) {
+                        Some(sub) => model.apply(&sub),
+                        None => KvReply::Error("ERR no key of this operation lives here".into()),
+                    };
+                    parts.insert(g, part.encode());
+                }
+                shard::merge(op, &parts, targets)
+            }
+        };
         let Some(got) = got else {
             continue;
         };

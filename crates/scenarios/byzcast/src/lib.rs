@@ -78,7 +78,12 @@
 //!   delivery order (multi-shard MSET/MGET are atomic). Atomic multicast does
 //!   not order messages of different groups in real time, so a history with
 //!   multi-group messages need not be linearizable; histories with
-//!   single-group messages only are checked for linearizability;
+//!   single-group messages only are checked for linearizability, each
+//!   shard's on its own;
+//! - expiry (`--expiry`): every shard has its own clock, its group's batch
+//!   times, which correct replicas must agree on for every message; the
+//!   linearizability check and the serial replay run each shard's part of
+//!   an operation at the time its group ran it;
 //! - liveness: every multicast completes before the deadline.
 
 //!
@@ -256,6 +261,10 @@ pub struct Config {
     /// Mix `WATCH` and `MULTI`/`EXEC` transactions into the workload (see
     /// [`workload`]), cross-shard ones included.
     pub transactions: bool,
+    /// Mix operations on keys with millisecond TTLs into the single-group
+    /// workload ([`workload`]); the checker replays expiry at each group's
+    /// batch times (each shard has its own clock).
+    pub expiry: bool,
 }
 
 impl Config {
@@ -284,6 +293,7 @@ impl Config {
             client_expiry_slots: CLIENT_EXPIRY_SLOTS,
             byzantine_clients: 0,
             transactions: false,
+            expiry: false,
         }
     }
 
@@ -369,6 +379,9 @@ pub struct Run {
     pub deliveries: u64,
     pub view_changes: u64,
     pub linearizability_inconclusive: bool,
+    /// Operations checked at the batch time their group ran them at
+    /// (`--expiry`).
+    pub timed_ops: u64,
     /// Completions per virtual second in the measured window.
     pub throughput_local: f64,
     pub throughput_global: f64,
@@ -429,6 +442,8 @@ pub struct Report {
     pub view_changes: u64,
     pub messages: u64,
     pub linearizability_inconclusive: u64,
+    /// Operations checked at their group's batch time (`--expiry`).
+    pub timed_ops: u64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_local_p50_ms: f64,
@@ -734,6 +749,7 @@ impl Scenario for Config {
             trace,
         )
         .with_crashes(crashes)
+        .with_expiry(self.expiry)
         .with_bounds(params.clone(), hostile, keys.clients.hostile_ids());
         // clients start staggered by 50 µs
         for (cl, idx) in client_nodes.iter().enumerate() {
@@ -795,6 +811,9 @@ impl Scenario for Config {
         if self.transactions {
             c.push_str(" --transactions");
         }
+        if self.expiry {
+            c.push_str(" --expiry");
+        }
         if self.restarts() {
             c.push_str(" --crash-restart");
         }
@@ -855,6 +874,7 @@ impl Scenario for Config {
             view_changes: sweep.sum(|r| r.run.view_changes),
             messages,
             linearizability_inconclusive: sweep.count(|r| r.run.linearizability_inconclusive),
+            timed_ops: sweep.sum(|r| r.run.timed_ops),
             latency_p50_ms: percentile(&all, 0.5),
             latency_p99_ms: percentile(&all, 0.99),
             latency_local_p50_ms: percentile(&local, 0.5),

@@ -1,7 +1,11 @@
 //! The KV workload of `sim byzcast`: each client multicasts one operation at
 //! a time, to its home group or, with probability `global_ratio`, to two
 //! groups (uniform pairs or seed 000's skewed pairs), with keys chosen so that
-//! an operation's shards are exactly its destinations.
+//! an operation's shards are exactly its destinations. With expiry on
+//! (`--expiry`), half the single-group operations go to a few expiring keys
+//! of their group (`sim smr --expiry`'s operations,
+//! [`byzscale_scenario_smr::workload::expiry_op`]), and the audit gives each
+//! operation the batch time its group ran it at.
 
 use byzscale_apps::kv::{KvOp, KvReply};
 use byzscale_byzcast::kv as shard;
@@ -46,10 +50,12 @@ impl WorkloadKind {
     }
 }
 
-/// Keys per shard: a few hot keys and INCR counters in every target group.
+/// Keys per shard: a few hot keys, INCR counters and keys with TTLs in every
+/// target group.
 struct KeyPool {
     keys: Vec<Vec<Vec<u8>>>,
     counters: Vec<Vec<Vec<u8>>>,
+    expiring: Vec<Vec<Vec<u8>>>,
 }
 
 const HOT: usize = 4;
@@ -72,6 +78,7 @@ impl KeyPool {
         KeyPool {
             keys: fill("k", HOT),
             counters: fill("n", 2),
+            expiring: fill("e", HOT),
         }
     }
     fn key(&self, g: GroupId, rng: &mut ChaCha8Rng) -> Vec<u8> {
@@ -177,8 +184,9 @@ pub struct Workload {
     rng: ChaCha8Rng,
     /// Every multicast: destinations and payload digest.
     submitted: BTreeMap<MsgId, (Vec<GroupId>, Digest)>,
-    /// Single-group operations only: the history for linearizability.
-    history: Option<Vec<Op>>,
+    /// Single-group operations only: the history for linearizability, each
+    /// with its multicast's id.
+    history: Option<Vec<(MsgId, Op)>>,
     /// Completed multicasts: the operation and the merged reply.
     /// (`None`: failed with its outcome unknown.)
     pub replies: Option<BTreeMap<MsgId, (KvOp, Option<KvReply>)>>,
@@ -196,6 +204,8 @@ pub struct Workload {
     pub latencies_global: Vec<Time>,
     /// Whether transactions are mixed in.
     transactions: bool,
+    /// Whether expiring-key operations are mixed in.
+    expiry: bool,
     /// Per client: the keys and versions its last `WATCH` answered, for its next
     /// operation (an `EXEC` to their group).
     watched: BTreeMap<usize, Vec<(Vec<u8>, u64)>>,
@@ -244,6 +254,7 @@ impl Workload {
             latencies_local: Vec::new(),
             latencies_global: Vec::new(),
             transactions: cfg.transactions,
+            expiry: cfg.expiry,
             watched: BTreeMap::new(),
         }
     }
@@ -297,8 +308,15 @@ impl Workload {
         } else {
             None
         };
-        let op = transaction
-            .unwrap_or_else(|| next_op(&self.pool, &mut self.rng, &dst, val.into_bytes()));
+        let op = match transaction {
+            Some(op) => op,
+            None if self.expiry && dst.len() == 1 && self.rng.gen_bool(0.5) => {
+                let keys = &self.pool.expiring[dst[0].0 as usize];
+                let key = String::from_utf8_lossy(&keys[self.rng.gen_range(0..keys.len())]);
+                byzscale_scenario_smr::workload::expiry_op(&mut self.rng, &key, c, n)
+            }
+            None => next_op(&self.pool, &mut self.rng, &dst, val.into_bytes()),
+        };
         debug_assert_eq!(shard::groups_of(&op, self.groups), dst);
         let payload = op.encode();
         self.any_global |= dst.len() > 1;
@@ -350,13 +368,8 @@ impl Workload {
             self.watched.insert(c, w);
         }
         if let Some(h) = &mut self.history {
-            h.push(Op::new(
-                c as u64 + 1,
-                inf.invoked,
-                at,
-                inf.op.clone(),
-                reply.clone(),
-            ));
+            let op = Op::new(c as u64 + 1, inf.invoked, at, inf.op.clone(), reply.clone());
+            h.push((msg_id(c, n), op));
         }
         Some(Completed {
             op: inf.op,
@@ -381,7 +394,7 @@ impl Workload {
             r.insert(msg_id(c, n), (inf.op.clone(), None));
         }
         if let Some(h) = &mut self.history {
-            h.push(Op::pending(c as u64 + 1, inf.invoked, inf.op));
+            h.push((msg_id(c, n), Op::pending(c as u64 + 1, inf.invoked, inf.op)));
         }
         true
     }
@@ -411,14 +424,16 @@ impl Workload {
     }
 
     /// The single-group history with the operations still in flight as
-    /// pending; `None` when it is not checked (see the crate docs).
-    pub fn take_history(&mut self) -> Option<Vec<Op>> {
+    /// pending, each with its multicast's id; `None` when it is not checked
+    /// (see the crate docs).
+    pub fn take_history(&mut self) -> Option<Vec<(MsgId, Op)>> {
         if self.any_global {
             return None;
         }
         let mut h = self.history.take()?;
-        for ((c, _), inf) in self.clients.in_flight() {
-            h.push(Op::pending(*c as u64 + 1, inf.invoked, inf.op.clone()));
+        for ((c, n), inf) in self.clients.in_flight() {
+            let op = Op::pending(*c as u64 + 1, inf.invoked, inf.op.clone());
+            h.push((msg_id(*c, *n), op));
         }
         Some(h)
     }

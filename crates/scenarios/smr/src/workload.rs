@@ -53,6 +53,14 @@ fn next_op(rng: &mut ChaCha8Rng, client: usize, n: u64, read_ratio: f64) -> (KvO
 /// docs.
 fn next_expiry_op(rng: &mut ChaCha8Rng, client: usize, n: u64) -> KvOp {
     let key = format!("e{}", rng.gen_range(0..8));
+    expiry_op(rng, &key, client, n)
+}
+
+/// An operation of `client` (its `n`-th) on the expiring key `key`: a `SET`
+/// with or without a TTL of 1 to 5 ms, a TTL moved or dropped, or a read of
+/// the key or its TTL (the module docs). Also `sim byzcast --expiry`'s, with
+/// keys of one shard.
+pub fn expiry_op(rng: &mut ChaCha8Rng, key: &str, client: usize, n: u64) -> KvOp {
     let ms = rng.gen_range(1..=5);
     let flag = ["", " NX", " XX", " GT", " LT"][rng.gen_range(0..5)];
     let line = match rng.gen_range(0..100) {
