@@ -134,12 +134,12 @@ impl Audit {
         dst.iter().map(|g| self.gname(*g)).collect()
     }
 
+    /// Replica `(group, node, byz)` a-delivered `msg`, its `index`-th, at
+    /// its group's batch time `time_ms`.
     fn on_deliver(
         &mut self,
         at: Time,
-        node: NodeId,
-        byz: bool,
-        group: GroupId,
+        (group, node, byz): (GroupId, NodeId, bool),
         index: u64,
         msg: McastMsg,
         time_ms: u64,
@@ -543,7 +543,7 @@ impl World for Audit {
                             self.violations
                                 .push(format!("integrity: {id} of {a} delivered as {b}"));
                         }
-                        self.on_deliver(at, id, byz, group, index, msg, time_ms);
+                        self.on_deliver(at, (group, id, byz), index, msg, time_ms);
                     }
                     byzcast::replica::Output::Skipped { to_index, .. } if !byz => {
                         self.logs.entry(group).or_default().skip_to(id, to_index);
