@@ -62,6 +62,10 @@ byzscale_core::fault_kinds! {
         OverBudget => "atum-over-budget",
         /// A body larger than the bound on message bodies.
         Oversized => "atum-oversized",
+        /// A group message from a vgroup that is not a neighbour.
+        NotANeighbour => "atum-not-a-neighbour",
+        /// A broadcast claiming an origin vgroup that does not exist.
+        UnknownStream => "atum-unknown-stream",
     }
 }
 
@@ -79,7 +83,7 @@ pub fn majority(g: usize) -> usize {
 }
 
 /// The order in which a sender serves the members of the destination.
-pub fn send_order(members: &[NodeId], rng: &mut impl Rng) -> Vec<NodeId> {
+pub fn send_order(members: &[NodeId], rng: &mut (impl Rng + ?Sized)) -> Vec<NodeId> {
     let mut v = members.to_vec();
     v.shuffle(rng);
     v

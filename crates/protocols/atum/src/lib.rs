@@ -34,6 +34,7 @@
 //!   vgroups were drawn independently (they are drawn without replacement
 //!   from one population, which makes the true figure slightly better).
 
+pub mod gossip;
 pub mod group_msg;
 pub mod params;
 
@@ -52,6 +53,12 @@ pub enum AtumError {
     NoSuchVgroup(u64),
     #[error("vgroup {0} is already in the H-graph")]
     DuplicateVgroup(u64),
+    #[error("vgroup {0} has no members")]
+    EmptyVgroup(u64),
+    #[error("node {0} is in two vgroups")]
+    NodeInTwoVgroups(u32),
+    #[error("node {0} is in no vgroup of the overlay")]
+    NotInOverlay(u32),
     #[error("a split needs one anchor per cycle ({cycles}), got {got}")]
     OneAnchorPerCycle { cycles: usize, got: usize },
     #[error("{what} must be {range} (got {got})")]
