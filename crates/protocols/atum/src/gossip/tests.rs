@@ -522,3 +522,42 @@ fn overlays_refuse_empty_and_shared_membership() {
     let ov = Arc::new(Overlay::new(graph, m(&[1], &[2])).unwrap());
     assert!(Node::new(NodeId(3), ov, Config::default()).is_err());
 }
+
+/// The figure of docs/ATUM.md ("Gossip cost"): copies per node and hops per
+/// broadcast against N, vgroups of `g_max/2..=g_max` with `g_max = ⌈log₂ N⌉`,
+/// hc = 5, for each forward function; measured on the simulator and equal
+/// to the formula. Print it with
+/// `cargo test --release -p byzscale-atum --lib gossip::tests::figure -- --nocapture`.
+#[test]
+fn figure_copies_per_node_follow_the_vgroup_size() {
+    let hc = 5;
+    eprintln!("| N | vgroups | mean g | forward | hops | copies per node per broadcast |");
+    eprintln!("|---|---|---|---|---|---|");
+    for n in [200usize, 400, 800] {
+        let gmax = (n as f64).log2().ceil() as usize;
+        let v = n * 2 / (gmax / 2 + gmax);
+        let ov = overlay(n as u64, v, hc, gmax / 2, gmax);
+        let nodes = ov.nodes().count();
+        let id = BroadcastId {
+            origin: VgroupId(0),
+            seq: 0,
+        };
+        for forward in [
+            Forward::Cycles(1),
+            Forward::Random { extra: 2 },
+            Forward::Cycles(hc),
+        ] {
+            let out = run(1, &ov, cfg(forward), Attack::Drop, |_| 0, &[id], net());
+            assert_all_delivered_once(&ov, &out, &[id]);
+            let formula =
+                messages_per_broadcast(&ov, forward, id, |v| ov.members(v).len()).unwrap();
+            assert_eq!(out.sent, formula);
+            let hops = forward.hops(ov.graph(), id.origin, id).unwrap();
+            eprintln!(
+                "| {nodes} | {v} | {:.1} | {forward:?} | {hops} | {:.1} |",
+                nodes as f64 / v as f64,
+                out.sent as f64 / nodes as f64
+            );
+        }
+    }
+}
