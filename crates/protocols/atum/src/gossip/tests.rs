@@ -95,6 +95,10 @@ struct Outcome {
     last: Time,
     byzantine: BTreeSet<NodeId>,
     faults: BTreeMap<String, u64>,
+    /// The most bytes a correct node's inbox holds for unaccepted copies at
+    /// the end.
+    max_held: usize,
+    trace_hash: u64,
 }
 
 /// `byz` members of every vgroup (at random positions) attack with
@@ -165,7 +169,14 @@ fn run(
     };
     sim.run_until(60 * SECS, &mut obs);
     out.sent = sim.stats().sent;
+    out.trace_hash = sim.stats().trace_hash;
     out.forged_sent = forged.get();
+    for (k, n) in &idx {
+        if !out.byzantine.contains(n) {
+            let node = sim.protocol::<Node>(*k).expect("a correct node");
+            out.max_held = out.max_held.max(node.inbox().held_bytes());
+        }
+    }
     for f in &sim.stats().fault_log {
         *out.faults.entry(f.kind.clone()).or_default() += 1;
     }
@@ -269,15 +280,43 @@ fn f_byzantine_members_per_vgroup_that_drop_forge_or_equivocate_change_nothing()
                 .map(|id| messages_per_broadcast(&ov, forward, *id, senders).unwrap())
                 .sum();
             assert_eq!(out.sent, formula, "{attack:?} {forward:?}");
+            // what correct members sent was accepted and refunded; only
+            // forgeries stay held, within the forgers' budgets
+            let forgers_per_node = 2 * 3 * f(10);
+            assert!(out.max_held <= forgers_per_node * Config::default().budget);
             if attack != Attack::Drop {
                 assert!(out.forged_sent > 100, "{attack:?}: {}", out.forged_sent);
             }
+            // forgeries of an id that was broadcast go with its acceptance;
+            // those of fresh ids wait, charged to their senders
+            assert_eq!(out.max_held > 0, attack == Attack::Forge, "{attack:?}");
             eprintln!(
-                "{attack:?} {forward:?}: {} forged multicasts sent, {} forgeries delivered; faults {:?}",
-                out.forged_sent, out.forged_delivered, out.faults
+                "{attack:?} {forward:?}: {} forged multicasts sent, {} forgeries delivered, \
+                 at most {} bytes held at a correct node; faults {:?}",
+                out.forged_sent, out.forged_delivered, out.max_held, out.faults
             );
         }
     }
+}
+
+#[test]
+fn a_run_replays_from_its_seed() {
+    let broadcasts = ids(&[1, 4], 2);
+    let ov = overlay(8, 16, 3, 4, 7);
+    let go = |seed| {
+        let out = run(
+            seed,
+            &ov,
+            cfg(Forward::Random { extra: 1 }),
+            Attack::Equivocate,
+            |g| (g - 1) / 3,
+            &broadcasts,
+            net(),
+        );
+        (out.trace_hash, out.sent, out.last)
+    };
+    assert_eq!(go(8), go(8));
+    assert_ne!(go(8).0, go(9).0);
 }
 
 #[test]
