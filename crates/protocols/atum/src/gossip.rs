@@ -11,7 +11,7 @@
 //! | "each vgroup gossips at least with neighbouring vgroups on a specific cycle" (deterministic delivery) | cycle 0, both directions, is in every [`Forward`] |
 //! | `forward` variants: all cycles (latency, ASub), a single cycle (throughput), Double (AStream), random neighbours (the default) | [`Forward::Cycles`], [`Forward::Random`] |
 //! | group messages between neighbouring vgroups (majority acceptance, digests, random send order) | [`crate::group_msg`], a broadcast's id being the stream of its origin vgroup |
-//! | heartbeats to vgroup peers; a node silent for a predefined time is evicted by agreement, like a `leave` | [`Heartbeats`]: [`Output::Suspect`], an eviction *proposal* |
+//! | heartbeats to vgroup peers; a node silent for a predefined time is evicted by agreement, like a `leave` | [`Heartbeats`]: [`Output::Suspect`], an eviction *proposal*; [`Evictions`], the rule the SMR is to apply (f+1 suspicions) |
 //!
 //! Messages: [`Msg::Group`] (one member's copy of a group message),
 //! [`Msg::Heartbeat`].
@@ -40,8 +40,9 @@
 //!   yet delivered are refused (the byte bound of deduplication): the
 //!   origin's SMR must not run more than `window` broadcasts ahead of the
 //!   slowest vgroup. Flow control with the SMR is to do.
-//! - The thesis does not say how many missed heartbeats make a node silent;
-//!   [`HeartbeatConfig::misses`] does.
+//! - The thesis does not say how many missed heartbeats make a node silent
+//!   ([`HeartbeatConfig::misses`] does) nor how many members must agree to
+//!   evict ([`Evictions`]: f+1, so Byzantine members alone cannot).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -331,6 +332,59 @@ impl Heartbeats {
     }
 }
 
+/// The rule a vgroup's SMR is to apply to ordered suspicions (not applied
+/// yet: the SMR is not wired): a member is evicted once at least f+1
+/// members (a weak quorum of the vgroup, so at least one correct) suspect it
+/// at once. The f Byzantine members that keep proposing to evict correct
+/// members (the thesis' SYNC adversary) never evict one; a silent member,
+/// suspected by every correct peer, is evicted.
+#[derive(Clone, Debug)]
+pub struct Evictions {
+    members: Vec<NodeId>,
+    qs: byzscale_core::quorum::QuorumSystem,
+    /// Per suspected member, who suspects it now (bounded by the vgroup).
+    by: BTreeMap<NodeId, BTreeSet<usize>>,
+}
+
+impl Evictions {
+    /// For a vgroup of `members` (sorted), f = ⌊(g−1)/3⌋.
+    pub fn new(members: &[NodeId]) -> Evictions {
+        let g = members.len().max(1);
+        let qs = byzscale_core::quorum::QuorumSystem::classic(
+            g,
+            (g - 1) / 3,
+            byzscale_core::quorum::FaultModel::Bft,
+        )
+        .expect("f = ⌊(g−1)/3⌋ is valid");
+        Evictions {
+            members: members.to_vec(),
+            qs,
+            by: BTreeMap::new(),
+        }
+    }
+
+    /// An ordered suspicion (`Output::Suspect`) or its withdrawal
+    /// (`Output::Heard`) by member `by` about `node`. Returns `node` when it
+    /// is now to be evicted; suspicions by or of non-members are ignored.
+    pub fn apply(&mut self, by: NodeId, node: NodeId, suspects: bool) -> Option<NodeId> {
+        let i = self.members.iter().position(|m| *m == by)?;
+        if by == node || !self.members.contains(&node) {
+            return None;
+        }
+        let set = self.by.entry(node).or_default();
+        if suspects {
+            set.insert(i);
+        } else {
+            set.remove(&i);
+        }
+        let evict = self.qs.is_weak(set.iter().copied());
+        if set.is_empty() || evict {
+            self.by.remove(&node);
+        }
+        evict.then_some(node)
+    }
+}
+
 /// One member of a vgroup: delivers each broadcast once and relays it.
 pub struct Node {
     me: NodeId,
@@ -447,9 +501,14 @@ impl Protocol for Node {
         if byzscale_core::codec::to_bytes(&payload).len() > self.cfg.max_payload {
             return cx.fault(self.me, GroupFault::Oversized, format!("{id:?}"));
         }
-        if self.inbox.accept_own(self.vgroup, seq) {
-            self.deliver_and_forward(id, payload, cx);
+        if self.inbox.is_accepted(self.vgroup, seq) {
+            return; // ordered again (a replayed decision): delivered once
         }
+        if !self.inbox.accept_own(self.vgroup, seq) {
+            // the SMR ran more than `window` ahead of this member's floor
+            return cx.fault(self.me, GroupFault::OutOfWindow, format!("{id:?}"));
+        }
+        self.deliver_and_forward(id, payload, cx);
     }
 
     fn on_message(&mut self, from: Addr, msg: Msg, cx: &mut Cx<'_, Self>) {

@@ -474,11 +474,18 @@ fn copies_from_outside_the_neighbourhood_are_faults() {
         delivered(&step(&mut node, |n, cx| n.on_input(input(), cx))),
         0
     );
+    // an order beyond the window (the SMR ran ahead) is refused, not lost silently
+    let ahead = Input::Ordered {
+        seq: 5000,
+        payload: b"p".to_vec(),
+    };
+    let fx = step(&mut node, |n, cx| n.on_input(ahead, cx));
+    assert_eq!(fault_names(&fx), vec!["atum-out-of-window"]);
 }
 
 #[test]
 fn a_silent_peer_is_suspected_by_every_correct_peer_and_no_correct_one_is() {
-    let ov = overlay(6, 4, 2, 5, 5);
+    let ov = overlay(6, 4, 2, 7, 7);
     let hb = HeartbeatConfig {
         period: SECS,
         misses: 3,
@@ -516,13 +523,39 @@ fn a_silent_peer_is_suspected_by_every_correct_peer_and_no_correct_one_is() {
         .filter(|p| *p != silent)
         .collect();
     assert_eq!(by, peers, "each correct peer once");
-    for (_, node, at) in suspicions {
-        assert_eq!(node, silent);
+    for (_, node, at) in &suspicions {
+        assert_eq!(*node, silent);
         assert!(
-            at > 3 * SECS && at <= 5 * SECS,
+            *at > 3 * SECS && *at <= 5 * SECS,
             "after 3 missed periods: {at}"
         );
     }
+    // ordered by the vgroup's SMR (to be wired), the suspicions evict the
+    // silent member at the (f+1)-th; a Byzantine member (f = 2 with the
+    // silent one) that proposes to evict every correct peer evicts none
+    let mut tally = Evictions::new(ov.members(VgroupId(2)));
+    let liar = peers[0];
+    for p in &peers[1..] {
+        assert_eq!(tally.apply(liar, *p, true), None);
+    }
+    let evicted: Vec<Option<NodeId>> = suspicions
+        .iter()
+        .map(|(by, node, _)| tally.apply(*by, *node, true))
+        .collect();
+    assert_eq!(evicted[..3], [None, None, Some(silent)]);
+}
+
+#[test]
+fn a_withdrawn_suspicion_no_longer_counts() {
+    let members: Vec<NodeId> = (0..4).map(NodeId).collect();
+    let mut t = Evictions::new(&members); // f = 1: two suspicions evict
+    assert_eq!(t.apply(NodeId(0), NodeId(3), true), None);
+    assert_eq!(t.apply(NodeId(0), NodeId(3), false), None);
+    assert_eq!(t.apply(NodeId(1), NodeId(3), true), None);
+    assert_eq!(t.apply(NodeId(1), NodeId(3), true), None, "one vote each");
+    assert_eq!(t.apply(NodeId(9), NodeId(3), true), None, "not a member");
+    assert_eq!(t.apply(NodeId(2), NodeId(2), true), None, "not itself");
+    assert_eq!(t.apply(NodeId(2), NodeId(3), true), Some(NodeId(3)));
 }
 
 #[test]
