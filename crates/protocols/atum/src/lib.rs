@@ -11,13 +11,15 @@
 //! | §5.3.2 Fig. 5.4 guideline: the smallest `rwl` for which Pearson's χ² test at 0.99 cannot tell walk endpoints from uniform | [`params::smallest_rwl`] |
 //! | §5.3.1 robust vgroup (at most f faulty members), the worked examples | [`params::vgroup_failure`], [`params::all_robust`] |
 //! | §5.3.1 group messages: accepted from a majority of the source vgroup, digests from all but a majority, randomized send order | [`group_msg`] |
+//! | §5.3.2 gossip on the H-graph, §5.3.3 `broadcast` phase 2 with `deliver` and `forward`, §5.5.1 heartbeats | [`gossip`] (vgroups as member lists until the SMR is wired) |
 //!
 //! Built so far: issue 16 item 5 (the parameter tool, `byzscale atum
-//! params`) and the reception of group messages (item 1, sans-IO, without
-//! the vgroups that send them). The group layer (vgroups running the SMR
-//! core), the overlay's
-//! membership changes, the API, ASub, the scenario and the process layer are
-//! not built yet; `docs/ATUM.md` has the design and the plan.
+//! params`), group messages (item 1, sans-IO) and the broadcast's gossip
+//! phase with heartbeat suspicion ([`gossip`], over vgroups modelled as
+//! member lists: the SMR inside a vgroup is not wired yet). The group layer
+//! (vgroups running the SMR core), the overlay's membership changes, join
+//! and leave, ASub, the scenario and the process layer are not built yet;
+//! `docs/ATUM.md` has the design and the plan.
 //!
 //! Deviations, each decided here because the thesis is silent:
 //! - The thesis does not say how many walks its χ² test sampled, and the
@@ -34,6 +36,7 @@
 //!   vgroups were drawn independently (they are drawn without replacement
 //!   from one population, which makes the true figure slightly better).
 
+pub mod gossip;
 pub mod group_msg;
 pub mod params;
 
@@ -52,6 +55,12 @@ pub enum AtumError {
     NoSuchVgroup(u64),
     #[error("vgroup {0} is already in the H-graph")]
     DuplicateVgroup(u64),
+    #[error("vgroup {0} has no members")]
+    EmptyVgroup(u64),
+    #[error("node {0} is in two vgroups")]
+    NodeInTwoVgroups(u32),
+    #[error("node {0} is in no vgroup of the overlay")]
+    NotInOverlay(u32),
     #[error("a split needs one anchor per cycle ({cycles}), got {got}")]
     OneAnchorPerCycle { cycles: usize, got: usize },
     #[error("{what} must be {range} (got {got})")]

@@ -10,6 +10,7 @@ fn members(g: u32) -> Vec<NodeId> {
 fn copy(i: usize, g: usize, seq: u64, m: &str) -> GroupMsg<String> {
     GroupMsg {
         from: VgroupId(1),
+        stream: VgroupId(1),
         seq,
         carry: carry(i, g, seq, m.to_string()),
     }
@@ -55,6 +56,7 @@ fn a_majority_of_digests_waits_for_a_body() {
     // majority without a body
     let d = GroupMsg {
         from: VgroupId(1),
+        stream: VgroupId(1),
         seq: 0,
         carry: Carry::Digest(digest(&byzscale_core::codec::to_bytes(&"m".to_string()))),
     };
@@ -146,4 +148,72 @@ fn send_order_is_a_permutation() {
     assert_ne!(o, a);
     o.sort();
     assert_eq!(o, a);
+}
+
+#[test]
+fn a_stream_is_accepted_once_over_all_relays() {
+    let (a, b) = (members(4), (20..24).map(NodeId).collect::<Vec<_>>());
+    let mut inbox = Inbox::new(8);
+    let relay = |from: u64, i: usize, m: &str| GroupMsg {
+        from: VgroupId(from),
+        stream: VgroupId(9),
+        seq: 0,
+        carry: carry(i, 4, 0, m.to_string()),
+    };
+    // a majority of relay 1 (3 of 4) and two copies of relay 2
+    assert_eq!(inbox.receive(b[0], &b, relay(2, 0, "m")), Ok(None));
+    let mut got = Vec::new();
+    for i in 0..3 {
+        got.extend(inbox.receive(a[i], &a, relay(1, i, "m")).unwrap());
+    }
+    assert_eq!(got, vec!["m".to_string()]);
+    // relay 2's entry went with the acceptance; its late copies deliver nothing
+    assert_eq!(inbox.pending(), 0);
+    assert_eq!(inbox.held_bytes(), 0);
+    for i in 1..4 {
+        assert_eq!(inbox.receive(b[i], &b, relay(2, i, "m")), Ok(None));
+    }
+    assert!(inbox.is_accepted(VgroupId(9), 0));
+    // the own vgroup's ids are marked once
+    assert!(inbox.accept_own(VgroupId(3), 0));
+    assert!(!inbox.accept_own(VgroupId(3), 0));
+    assert!(!inbox.accept_own(VgroupId(3), 9), "out of the window");
+}
+
+#[test]
+fn what_a_faulty_member_makes_the_inbox_hold_is_bounded_by_its_budget() {
+    let (g, a) = (4, members(4));
+    let budget = 4 * ENTRY_BYTES;
+    let mut inbox = Inbox::bounded(1000, budget, 100);
+    // member 3 alone pushes forgeries for many ids: never a majority, and
+    // held only up to its budget
+    let mut refused = 0;
+    for seq in 0..50 {
+        let forged = GroupMsg {
+            carry: Carry::Full(format!("forged{seq}")),
+            ..copy(3, g, seq, "")
+        };
+        match inbox.receive(a[3], &a, forged) {
+            Ok(None) => {}
+            Err(GroupFault::OverBudget) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(refused > 40, "refused {refused}");
+    assert!(inbox.held_bytes() <= budget);
+    let big = GroupMsg {
+        carry: Carry::Full("x".repeat(200)),
+        ..copy(0, g, 0, "")
+    };
+    assert_eq!(inbox.receive(a[0], &a, big), Err(GroupFault::Oversized));
+    // the correct members still get every id through, and the forger's
+    // charges are refunded as its ids are accepted
+    for seq in 0..50 {
+        let mut out = None;
+        for i in 0..3 {
+            out = out.or(inbox.receive(a[i], &a, copy(i, g, seq, "ok")).unwrap());
+        }
+        assert_eq!(out.as_deref(), Some("ok"), "seq {seq}");
+    }
+    assert_eq!((inbox.pending(), inbox.held_bytes()), (0, 0));
 }
