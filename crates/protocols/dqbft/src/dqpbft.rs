@@ -160,6 +160,16 @@ impl Params {
                 self.o_window, self.checkpoint_interval
             ));
         }
+        // a full D window always holds a slot that is not executed (so the
+        // O-primary can order it and a checkpoint follows): fewer than
+        // `checkpoint_interval` of an instance's slots execute between two
+        // checkpoints
+        if self.d_window <= self.checkpoint_interval {
+            return Err(format!(
+                "d_window ({}) must exceed checkpoint_interval ({})",
+                self.d_window, self.checkpoint_interval
+            ));
+        }
         Ok(())
     }
 }

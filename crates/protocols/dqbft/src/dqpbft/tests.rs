@@ -108,8 +108,8 @@ struct World {
 /// N replicas; replica i coordinates `load[i]` clients with `per_client`
 /// commands each (client 1000·i + c), submitted 1 ms apart; plus one
 /// duplicating client per replica whose only command goes to that replica
-/// and to the next one.
-fn run(n: u32, seed: u64, load: &[u64], per_client: u64, p: Params) -> World {
+/// and to the next one. The replicas in `crashed` are down from the start.
+fn build(n: u32, seed: u64, load: &[u64], per_client: u64, p: Params, crashed: &[u32]) -> World {
     let members = ids(n);
     let dir = group::directory(members.clone());
     let net = NetModel::uniform(MILLIS, 5 * MILLIS);
@@ -126,6 +126,9 @@ fn run(n: u32, seed: u64, load: &[u64], per_client: u64, p: Params) -> World {
         &members,
         make,
     );
+    for c in crashed {
+        sim.crash(0, NodeIdx(*c));
+    }
     let mut submitted = BTreeSet::new();
     for i in 0..n as u64 {
         for c in 0..load[i as usize] {
@@ -141,21 +144,31 @@ fn run(n: u32, seed: u64, load: &[u64], per_client: u64, p: Params) -> World {
         sim.schedule_input(3 * MILLIS, NodeIdx(i as u32), Input::Submit(dup.clone()));
         sim.schedule_input(3 * MILLIS, next, Input::Submit(dup));
     }
-    let mut logs = vec![Vec::new(); n as usize];
-    let mut stables = vec![Vec::new(); n as usize];
-    sim.run_until(
-        600 * SECS,
-        &mut |_, node: NodeIdx, _, out, _: &mut _| match out {
-            Output::Executed { oslot, r, ran } => logs[node.0 as usize].push((oslot, r, ran)),
-            Output::Stable(s) => stables[node.0 as usize].push(s),
-        },
-    );
     World {
         sim,
-        logs,
-        stables,
+        logs: vec![Vec::new(); n as usize],
+        stables: vec![Vec::new(); n as usize],
         submitted,
     }
+}
+
+impl World {
+    /// Run until nothing is left to do (the replicas set no timers).
+    fn finish(&mut self) {
+        let (logs, stables) = (&mut self.logs, &mut self.stables);
+        let mut observe = |_, node: NodeIdx, _, out, _: &mut _| match out {
+            Output::Executed { oslot, r, ran } => logs[node.0 as usize].push((oslot, r, ran)),
+            Output::Stable(s) => stables[node.0 as usize].push(s),
+        };
+        self.sim.run_until(600 * SECS, &mut observe);
+    }
+}
+
+/// [`build`] without crashes, run to the end.
+fn run(n: u32, seed: u64, load: &[u64], per_client: u64, p: Params) -> World {
+    let mut w = build(n, seed, load, per_client, p, &[]);
+    w.finish();
+    w
 }
 
 fn replica(w: &World, i: u32) -> &Counting {
@@ -227,6 +240,36 @@ fn every_replica_executes_the_same_commands_once_at_4_and_7() {
     }
 }
 
+/// f replicas crashed from the start (not the O-primary): their
+/// D-instances stay empty and the other replicas' quorums of 2f+1 carry on;
+/// every command submitted to a live coordinator runs once, everywhere
+/// alike.
+#[test]
+fn f_crashed_replicas_do_not_stop_the_others() {
+    for (n, crashed, seed) in [(4u32, vec![3u32], 21), (7, vec![2, 5], 22)] {
+        let load: Vec<u64> = (0..n)
+            .map(|i| if crashed.contains(&i) { 0 } else { 2 })
+            .collect();
+        let mut w = build(n, seed, &load, 20, Params::default(), &crashed);
+        let live: Vec<usize> = (0..n)
+            .filter(|i| !crashed.contains(i))
+            .map(|i| i as usize)
+            .collect();
+        w.finish();
+        let first = &w.logs[live[0]];
+        assert!(live.iter().all(|i| w.logs[*i] == *first));
+        let ran: Vec<_> = first.iter().flat_map(|(_, _, c)| c.clone()).collect();
+        let unique: BTreeSet<_> = ran.iter().copied().collect();
+        assert_eq!(unique.len(), ran.len(), "a command ran twice");
+        assert_eq!(
+            unique, w.submitted,
+            "every command given to a live replica ran"
+        );
+        assert!(first.iter().all(|(_, r, _)| !crashed.contains(&r.instance)));
+        assert!(crashed.iter().all(|c| w.logs[*c as usize].is_empty()));
+    }
+}
+
 /// A D-instance without clients gets no O-slots and holds nobody up; a
 /// busy one gets more (the O-primary orders whatever was proposed, §3.1):
 /// no filling needed.
@@ -259,7 +302,7 @@ fn a_run_replays_from_its_seed() {
 fn messages_per_batch_are_2n_plus_4n_squared() {
     for (n, seed) in [(4u64, 11), (7, 12)] {
         let p = Params {
-            checkpoint_interval: 1 << 20,
+            checkpoint_interval: 1 << 19,
             o_window: 1 << 21,
             d_window: 1 << 20,
             ..Params::default()
@@ -450,6 +493,11 @@ fn params_are_checked() {
         ..Params::default()
     };
     assert!(bad.validate(4).unwrap_err().contains("o_window"));
+    let bad = Params {
+        d_window: 32,
+        ..Params::default()
+    };
+    assert!(bad.validate(4).unwrap_err().contains("d_window"));
     assert!(R::new(ids(4), NodeId(9), Params::default(), Chain::default()).is_err());
 }
 
