@@ -18,6 +18,7 @@
 //! | §3.2.2, §3.2.5 no-op | [`DBatch::noop`], executed by the cursor as "consume S_ni" |
 //! | §3.2.3 checkpoints | [`Message::Checkpoint`] every [`Params::checkpoint_interval`] O-slots; a quorum of matching digests moves every instance's low watermark |
 //! | §3.2.6 client timestamps, reply cache | [`exec::ClientTable`], [`Message::Reply`] |
+//! | §3.2.6 client: f+1 matching replies, on timeout to all replicas | [`client::Client`] |
 //!
 //! # Deviations and decisions (normal case only, issue 15 plan step 2)
 //!
@@ -54,6 +55,7 @@
 //! - **Batch time**: a batch carries no timestamp (the service sees time 0);
 //!   the KV with expiry needs one agreed like the SMR's (later).
 
+pub mod client;
 pub mod exec;
 pub mod message;
 #[cfg(test)]

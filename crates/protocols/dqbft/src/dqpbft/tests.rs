@@ -1,15 +1,20 @@
 //! DQPBFT on the simulator engine (real crypto, one region, 1–5 ms one-way
 //! delays that reorder messages) and the O-PrePrepare checks of one replica.
 
+use super::client::{Client, ClientInput, Done};
 use super::*;
 use crate::formulas::Proto;
+use byzscale_core::crypto::Directory;
 use byzscale_core::crypto::{Crypto, CryptoMode};
 use byzscale_core::protocol::{Effect, MILLIS, SECS};
 use byzscale_sim::cpu::CpuModel;
 use byzscale_sim::engine::{NodeIdx, Sim};
+use byzscale_sim::engine::{ProtocolActor, Role};
 use byzscale_sim::group;
 use byzscale_sim::net_model::NetModel;
+use byzscale_sim::runner::identity;
 use rand::SeedableRng;
+use std::sync::Arc;
 
 /// A hash chain over the executed operations; the result is the count.
 #[derive(Default)]
@@ -573,4 +578,159 @@ fn the_client_table_runs_each_timestamp_once_and_is_bounded() {
     t.record(&command(1, 3), vec![]);
     assert_eq!(t.admit(&command(1, 2)), Admit::Duplicate(None));
     assert!(t.done(ClientId(1), 2) && !t.done(ClientId(1), 4));
+}
+
+// ----- clients -----
+
+type In = Role<ClientInput, Input>;
+type Out = Role<Done, Output>;
+
+/// N replicas (those in `crashed` down from the start) and `k` clients per
+/// replica (client 1000·i + c + 1 has replica i as its coordinator), each
+/// making `calls` calls one after another. Returns each client's completed
+/// timestamps and each replica's execution log.
+fn with_clients(
+    n: u32,
+    k: u64,
+    calls: u64,
+    crashed: &[u32],
+    seed: u64,
+) -> (Vec<Vec<u64>>, Vec<Vec<Entry>>) {
+    let members = ids(n);
+    let clients: Vec<(ClientId, NodeId)> = (0..n)
+        .flat_map(|i| (0..k).map(move |c| (ClientId(1000 * i as u64 + c + 1), NodeId(i))))
+        .collect();
+    let client_identity = |c: ClientId| identity(b'c', c.0 as usize);
+    let entries = members
+        .iter()
+        .map(|m| (Addr::Node(*m), group::member_identity(*m).public()))
+        .chain(
+            clients
+                .iter()
+                .map(|(c, _)| (Addr::Client(*c), client_identity(*c).public())),
+        );
+    let dir = Arc::new(Directory::new(entries));
+    let mut sim: Sim<Message, In, Out> = Sim::new(
+        seed,
+        NetModel::uniform(MILLIS, 5 * MILLIS),
+        CpuModel::free(),
+    );
+    for m in &members {
+        let crypto = Crypto::with_directory(
+            Addr::Node(*m),
+            group::member_identity(*m),
+            CryptoMode::Real,
+            dir.clone(),
+        );
+        let r = R::new(members.clone(), *m, Params::default(), Chain::default()).unwrap();
+        sim.add_node(Addr::Node(*m), crypto, ProtocolActor::replica(r), 0);
+    }
+    for (c, coordinator) in &clients {
+        let crypto = Crypto::with_directory(
+            Addr::Client(*c),
+            client_identity(*c),
+            CryptoMode::Real,
+            dir.clone(),
+        );
+        let client = Client::new(*c, members.clone(), *coordinator, 200 * MILLIS).unwrap();
+        let node = sim.add_node(Addr::Client(*c), crypto, ProtocolActor::client(client), 0);
+        for t in 0..calls {
+            let op = format!("set k{} {t}", c.0).into_bytes();
+            sim.schedule_input(0, node, Role::Client(ClientInput::Call(op)));
+        }
+    }
+    for c in crashed {
+        sim.crash(0, NodeIdx(*c));
+    }
+    let mut done = vec![Vec::new(); clients.len()];
+    let mut logs = vec![Vec::new(); n as usize];
+    sim.run_until(
+        600 * SECS,
+        &mut |_, node: NodeIdx, _, out: Out, _: &mut _| match out {
+            Role::Client(d) => done[node.0 as usize - n as usize].push(d.timestamp),
+            Role::Replica(Output::Executed { oslot, r, ran }) => {
+                logs[node.0 as usize].push((oslot, r, ran))
+            }
+            Role::Replica(Output::Stable(_)) => {}
+        },
+    );
+    assert_eq!(sim.stats().faults, 0, "{:?}", sim.stats().fault_log);
+    (done, logs)
+}
+
+/// Every client completes each of its calls once f+1 replicas agree on the
+/// result; every live replica executed the same commands, each once. With
+/// a coordinator crashed, its clients time out, send to every replica, and
+/// complete through the others' D-instances.
+#[test]
+fn clients_complete_on_f_plus_1_matching_replies_even_without_their_coordinator() {
+    for (n, crashed, seed) in [(4u32, vec![], 31), (4, vec![2u32], 32), (7, vec![1, 6], 33)] {
+        let (done, logs) = with_clients(n, 2, 12, &crashed, seed);
+        for (c, ts) in done.iter().enumerate() {
+            assert_eq!(*ts, (1..=12).collect::<Vec<u64>>(), "client {c}");
+        }
+        let live: Vec<usize> = (0..n as usize)
+            .filter(|i| !crashed.contains(&(*i as u32)))
+            .collect();
+        let first = &logs[live[0]];
+        assert!(live.iter().all(|i| logs[*i] == *first));
+        let ran: Vec<_> = first.iter().flat_map(|(_, _, c)| c.clone()).collect();
+        let unique: BTreeSet<_> = ran.iter().copied().collect();
+        assert_eq!(
+            (unique.len(), ran.len()),
+            (done.len() * 12, done.len() * 12)
+        );
+    }
+}
+
+#[test]
+fn a_client_needs_f_plus_1_matching_results_and_reports_conflicts() {
+    let me = ClientId(7);
+    let crypto = Crypto::new(Addr::Client(me), identity(b'c', 7), CryptoMode::Real);
+    let mut c = Client::new(me, ids(4), NodeId(1), 100 * MILLIS).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let mut go = |c: &mut Client, f: &mut dyn FnMut(&mut Client, &mut Cx<'_, Client>)| {
+        let mut fx = Vec::new();
+        f(c, &mut Cx::new(0, &mut rng, &crypto, &mut fx));
+        fx
+    };
+    let reply = |result: &[u8]| Message::Reply {
+        client: me,
+        timestamp: 1,
+        result: result.to_vec(),
+    };
+    let from = |i| Addr::Node(NodeId(i));
+    let done = |fx: &[Effect<Client>]| fx.iter().any(|e| matches!(e, Effect::Output(_)));
+    go(&mut c, &mut |c, cx| {
+        c.on_input(ClientInput::Call(b"op".to_vec()), cx)
+    });
+    assert_eq!(c.waiting(), 1);
+    let fx = go(&mut c, &mut |c, cx| c.on_message(from(0), reply(b"a"), cx));
+    assert!(!done(&fx));
+    // replica 0 changes its mind: reported, not counted twice
+    let fx = go(&mut c, &mut |c, cx| c.on_message(from(0), reply(b"b"), cx));
+    let names: Vec<_> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Fault(f) => Some(f.name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, vec!["dq-reply-conflict"]);
+    let fx = go(&mut c, &mut |c, cx| c.on_message(from(1), reply(b"b"), cx));
+    assert!(!done(&fx), "one vote for b is not f+1");
+    let fx = go(&mut c, &mut |c, cx| {
+        c.on_message(Addr::Client(ClientId(8)), reply(b"a"), cx)
+    });
+    assert!(!done(&fx) && matches!(&fx[..], [Effect::Fault(_)]));
+    let fx = go(&mut c, &mut |c, cx| c.on_message(from(2), reply(b"a"), cx));
+    let want = Done {
+        timestamp: 1,
+        result: b"a".to_vec(),
+    };
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::Output(d) if *d == want)));
+    assert_eq!(c.waiting(), 0);
+    assert!(Client::new(me, ids(4), NodeId(4), 100 * MILLIS).is_err());
 }
