@@ -467,7 +467,7 @@ impl<S: Service> Replica<S> {
         }
         let later_below = self
             .named
-            .range((n, r.seq + 1)..=(n, Slot::MAX))
+            .range((n, r.seq.saturating_add(1))..=(n, Slot::MAX))
             .any(|(_, k2)| *k2 < k);
         let previous = self.named.get(&(n, r.seq - 1));
         if later_below || previous.is_some_and(|k2| *k2 > k) {
