@@ -12,7 +12,7 @@
 //! | §3.2.1 Fig. 5 D-PrePrepare / D-Prepare / D-Commit | [`Message::D`] with [`Phase`] (the core's PROPOSE / WRITE / ACCEPT) |
 //! | §3.2.1 Fig. 5 O-PrePrepare / O-Prepare / O-Commit | [`Message::O`] |
 //! | §3.2.1 optimistic mode: R_p orders S_ni on R_n's D-PrePrepare | `Replica::order_refs` (on every D adoption at the O-primary) |
-//! | §3.2.1 R_q O-Prepares only holding the D-PrePrepare, waiting if needed | `Replica::check_ref` → [`Check::Hold`], `Replica::retry_held` |
+//! | §3.2.1 R_q O-Prepares only holding the D-PrePrepare, waiting if needed | `Replica::check_ref` → `Check::Hold`, `Replica::retry_held` |
 //! | §3.3 proof of Thm 3.8: per-instance order without gaps (digest §1.3 rule 3) | `Replica::check_ref`: the k-th O-slot naming n carries S_nk, else [`Fault::RefDuplicate`] / [`Fault::RefReordered`] |
 //! | §3.2.2 decided / ready, execution in O order | [`exec::Cursor`] |
 //! | §3.2.2, §3.2.5 no-op | [`DBatch::noop`], executed by the cursor as "consume S_ni" |
