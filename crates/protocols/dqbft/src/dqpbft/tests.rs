@@ -47,16 +47,62 @@ impl Service for Chain {
 
 type R = Replica<Chain>;
 
-/// A replica that counts the copies of each message kind it sends.
+/// A replica that counts the copies of each message kind it sends; with
+/// `reorder`, a Byzantine O-primary that swaps the references of O-slots
+/// 2j−1 and 2j in its O-PrePrepares (holding back the odd one).
 struct Counting {
     inner: R,
     sent: BTreeMap<String, u64>,
+    reorder: bool,
+    stash: Option<(Vec<Addr>, Slot, Ref)>,
 }
 
 impl Counting {
+    fn new(inner: R) -> Self {
+        Counting {
+            inner,
+            sent: BTreeMap::new(),
+            reorder: false,
+            stash: None,
+        }
+    }
+
+    fn swap_pre_prepares(&mut self, effects: Vec<Effect<R>>) -> Vec<Effect<R>> {
+        let mut out = Vec::new();
+        for e in effects {
+            let Effect::Multicast {
+                to,
+                msg: Message::O(Phase::PrePrepare { view, slot, value }),
+            } = e
+            else {
+                out.push(e);
+                continue;
+            };
+            let pre_prepare = |slot, value| Message::O(Phase::PrePrepare { view, slot, value });
+            match self.stash.take() {
+                None if slot % 2 == 1 => self.stash = Some((to, slot, value)),
+                Some((to1, slot1, value1)) if slot1 + 1 == slot => {
+                    let msg = pre_prepare(slot1, value);
+                    out.push(Effect::Multicast { to: to1, msg });
+                    let msg = pre_prepare(slot, value1);
+                    out.push(Effect::Multicast { to, msg });
+                }
+                stash => {
+                    self.stash = stash;
+                    let msg = pre_prepare(slot, value);
+                    out.push(Effect::Multicast { to, msg });
+                }
+            }
+        }
+        out
+    }
+
     fn run(&mut self, cx: &mut Cx<'_, Self>, f: impl FnOnce(&mut R, &mut Cx<'_, R>)) {
         let inner = &mut self.inner;
-        let ((), step) = cx.nested(|icx| f(inner, icx));
+        let ((), mut step) = cx.nested(|icx| f(inner, icx));
+        if self.reorder {
+            step.effects = self.swap_pre_prepares(std::mem::take(&mut step.effects));
+        }
         for e in &step.effects {
             match e {
                 Effect::Multicast { to, msg } => {
@@ -118,9 +164,9 @@ fn build(n: u32, seed: u64, load: &[u64], per_client: u64, p: Params, crashed: &
     let members = ids(n);
     let dir = group::directory(members.clone());
     let net = NetModel::uniform(MILLIS, 5 * MILLIS);
-    let make = |me| Counting {
-        inner: R::new(members.clone(), me, p.clone(), Chain::default()).expect("valid replica"),
-        sent: BTreeMap::new(),
+    let make = |me| {
+        let r = R::new(members.clone(), me, p.clone(), Chain::default());
+        Counting::new(r.expect("valid replica"))
     };
     let mut sim = group::sim(
         seed,
@@ -273,6 +319,46 @@ fn f_crashed_replicas_do_not_stop_the_others() {
         assert!(first.iter().all(|(_, r, _)| !crashed.contains(&r.instance)));
         assert!(crashed.iter().all(|c| w.logs[*c as usize].is_empty()));
     }
+}
+
+/// A Byzantine O-primary that swaps pairs of references: where the two
+/// name different instances the swap is just another order, and the three
+/// correct replicas (a quorum at N = 4) decide it; where they name one
+/// instance's S_ni and S_n(i+1), correct replicas refuse the reordering
+/// before their O-Prepare (`dq-ref-reordered`), so no correct replica ever
+/// meets a decided out-of-order reference at execution
+/// (`dq-ref-out-of-order`, which only more than f faulty replicas can
+/// cause). Execution may stall at the refused O-slot (no view change yet):
+/// the correct replicas' logs must then be prefixes of one another.
+#[test]
+fn a_reordering_o_primary_gets_nothing_executed_out_of_order() {
+    let mut reordered = 0;
+    for seed in 40..46 {
+        let mut w = build(4, seed, &[2, 1, 1, 1], 8, Params::default(), &[]);
+        w.sim.set_byzantine(NodeIdx(0), true);
+        w.sim.protocol_mut::<Counting>(NodeIdx(0)).unwrap().reorder = true;
+        w.finish();
+        let longest = (1..4).map(|i| &w.logs[i]).max_by_key(|l| l.len()).unwrap();
+        for i in 1..4 {
+            let log = &w.logs[i];
+            assert_eq!(log[..], longest[..log.len()], "replica {i} diverged");
+        }
+        let mut next = [1; 4];
+        for (_, r, _) in longest {
+            assert_eq!(r.seq, next[r.instance as usize], "FIFO per D-instance");
+            next[r.instance as usize] += 1;
+        }
+        let kinds: Vec<_> = w
+            .sim
+            .stats()
+            .fault_log
+            .iter()
+            .map(|f| f.kind.clone())
+            .collect();
+        assert!(!kinds.iter().any(|k| k == "dq-ref-out-of-order"));
+        reordered += kinds.iter().filter(|k| *k == "dq-ref-reordered").count();
+    }
+    assert!(reordered > 0, "the attack never reordered one instance");
 }
 
 /// A D-instance without clients gets no O-slots and holds nobody up; a
