@@ -498,7 +498,7 @@ fn o_prepares(fx: &[Effect<R>]) -> Vec<Slot> {
         .collect()
 }
 
-fn faults(fx: &[Effect<R>]) -> Vec<&'static str> {
+fn faults<P: Protocol>(fx: &[Effect<P>]) -> Vec<&'static str> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Fault(f) => Some(f.name()),
@@ -814,14 +814,7 @@ fn a_client_needs_f_plus_1_matching_results_and_reports_conflicts() {
     assert!(!done(&fx));
     // replica 0 changes its mind: reported, not counted twice
     let fx = go(&mut c, &mut |c, cx| c.on_message(from(0), reply(b"b"), cx));
-    let names: Vec<_> = fx
-        .iter()
-        .filter_map(|e| match e {
-            Effect::Fault(f) => Some(f.name()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(names, vec!["dq-reply-conflict"]);
+    assert_eq!(faults(&fx), vec!["dq-reply-conflict"]);
     let fx = go(&mut c, &mut |c, cx| c.on_message(from(1), reply(b"b"), cx));
     assert!(!done(&fx), "one vote for b is not f+1");
     let fx = go(&mut c, &mut |c, cx| {
