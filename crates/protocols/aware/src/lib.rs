@@ -25,8 +25,10 @@
 //! WRITE-RESPONSE probes, latency vectors, the totally ordered MEASUREs with
 //! +∞ staleness, and max-sanitization. The SMR messages that carry them and
 //! the controller that applies a search result are not here yet (issue 14
-//! items 2–4).
+//! items 2–4). [`attacks`] studies what lying replicas can cost after
+//! sanitization (item 5), on the model.
 
+pub mod attacks;
 mod heap;
 mod jrandom;
 pub mod monitor;
