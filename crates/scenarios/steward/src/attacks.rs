@@ -5,8 +5,8 @@
 //!
 //! | strategy | who | what |
 //! |---|---|---|
-//! | `withhold-rep` | servers 0..f of the leading site (the representatives of its local views 0..f-1) | deaf to shares: never combine, so the leading site proposes nothing while they represent it. Only the leading site: with a withholding representative in *every* site, client 1 (site 0) never completes its first update after the global view changes that follow (a liveness bug of the protocol core found by this scenario, not fixed here; replay with `--byzantine withhold-rep-all`; `garbage-rep` in every site shows the same) |
-//! | `withhold-rep-all` | servers 0..f of every site | `withhold-rep` everywhere: the liveness bug above |
+//! | `withhold-rep` | servers 0..f of the leading site (the representatives of its local views 0..f-1) | deaf to shares: never combine, so the leading site proposes nothing while they represent it |
+//! | `withhold-rep-all` | servers 0..f of every site | `withhold-rep` everywhere: the accepting sites' Accepts are withheld too, so each site replaces its representative (the leading site's first, then the others'), all before the global timer fires. This scenario found a liveness bug (client 1 at site 0 never completed; fixed in the protocol, see `docs/STEWARD.md`) |
 //! | `equivocate-rep` | servers 0..f | split every multicast: half the receivers get a different PROPOSE batch (nested SMR) or a site word with another seq (its signature then fails) |
 //! | `garbage-rep` | servers 0..f of the leading site | every outgoing message mangled: SMR fields ([`FieldSurgery`] of the SMR scenario), site signatures garbled, shares invalid |
 //! | `bad-shares` | servers 1..=f (backups) | every share invalid (well-formed, own index, wrong message) |
