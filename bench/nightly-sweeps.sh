@@ -6,6 +6,8 @@
 # groups crashing and restarting from their modeled disks). Fails if either
 # reports a safety violation or a liveness failure; each failing seed comes
 # with the command that replays it. Not run in CI (CI runs a few seeds).
+# Steward's sweep (every adversary, 500 seeds, and the f+1 run that must
+# report a violation) is bench/steward-sweeps.sh.
 #
 # Measured from 1000-seed runs on the 2-core machine, idle: SMR 15 s wall,
 # ByzCast 41 s wall, so about 10 minutes for both at 10,000 seeds (about 30

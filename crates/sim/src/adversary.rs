@@ -23,6 +23,11 @@
 //! signed with the node's own key) or a corrupted one. Without a mutator,
 //! `Equivocate` and `Corrupt` behave honestly.
 //!
+//! [`Intercept`] is the one wrapper for a targeted attack: [`Hooks`] see
+//! each incoming message and input first (and may keep it from the honest
+//! actor inside, acting themselves) and act after every event; [`Deaf`]
+//! drops the messages a predicate picks.
+//!
 //! [`fields`] holds the seeded damage a mutator does to one field (numbers,
 //! ranges, digests, lists, bytes), so every protocol corrupts fields alike.
 //!
@@ -46,6 +51,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 pub mod fields;
+pub mod intercept;
+
+pub use intercept::{Deaf, Hooks, Intercept};
 
 /// Protocol-specific message surgery for [`Behavior::Equivocate`] and
 /// [`Behavior::Corrupt`]. Returning `None` sends the original.
@@ -578,6 +586,73 @@ mod tests {
                 )
             })
             .count()
+    }
+
+    /// Swallows 5 (and answers it to peer 1 itself), turns 6 into 60 and
+    /// counts the events after which it was called.
+    #[derive(Default)]
+    struct Hook {
+        after: Vec<intercept::Event>,
+    }
+    impl Hooks<u64, (), u64> for Hook {
+        fn message(
+            &mut self,
+            _: &dyn Actor<u64, (), u64>,
+            _: Addr,
+            m: u64,
+            cx: &mut ActorCx<'_, u64, u64>,
+        ) -> Option<u64> {
+            match m {
+                5 => {
+                    cx.send(Addr::Node(NodeId(1)), 555);
+                    None
+                }
+                6 => Some(60),
+                m => Some(m),
+            }
+        }
+        fn after(
+            &mut self,
+            e: intercept::Event,
+            _: &dyn Actor<u64, (), u64>,
+            _: &mut ActorCx<'_, u64, u64>,
+        ) {
+            self.after.push(e);
+        }
+    }
+
+    fn outputs(fx: &[ActorEffect<u64, u64>]) -> Vec<u64> {
+        let out = fx.iter().filter_map(|e| match e {
+            ActorEffect::Output(o) => Some(*o),
+            _ => None,
+        });
+        out.collect()
+    }
+
+    #[test]
+    fn intercept_hooks_see_messages_first_and_every_event_after() {
+        let echo: BoxActor<u64, (), u64> = Box::new(Echo { peers: peers() });
+        let mut a = Intercept::new(echo, Hook::default());
+        let (fx, _) = step(&mut a, |a, cx| a.message(Addr::Node(NodeId(2)), 5, cx));
+        assert_eq!((sends(&fx), outputs(&fx)), (1, vec![]), "kept from Echo");
+        let (fx, _) = step(&mut a, |a, cx| a.message(Addr::Node(NodeId(2)), 6, cx));
+        assert_eq!(outputs(&fx), vec![60], "Echo got the replacement");
+        let (fx, _) = step(&mut a, |a, cx| a.message(Addr::Node(NodeId(2)), 7, cx));
+        assert_eq!(outputs(&fx), vec![7]);
+        step(&mut a, |a, cx| a.timer(7, cx));
+        step(&mut a, |a, cx| a.input((), cx));
+        use intercept::Event::{Input, Message, Timer};
+        assert_eq!(
+            a.hooks().after,
+            vec![Message, Message, Message, Timer, Input]
+        );
+        // Deaf: the picked messages never reach the actor inside
+        let echo: BoxActor<u64, (), u64> = Box::new(Echo { peers: peers() });
+        let mut d = Deaf::around(echo, |m: &u64| m.is_multiple_of(2));
+        let (fx, _) = step(&mut d, |a, cx| a.message(Addr::Node(NodeId(2)), 4, cx));
+        assert!(fx.is_empty());
+        let (fx, _) = step(&mut d, |a, cx| a.message(Addr::Node(NodeId(2)), 3, cx));
+        assert_eq!(outputs(&fx), vec![3]);
     }
 
     #[test]

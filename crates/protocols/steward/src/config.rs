@@ -48,10 +48,9 @@ pub struct Config {
     /// `request_timeout`).
     pub tick: Time,
     /// The global timer's first value: how long a pending update waits
-    /// before its server suspects the leading site ([`Config::new`]: f+2
-    /// local representative changes, each two request timeouts and a view
-    /// change timeout of the site SMR). Doubled after a global view change
-    /// that made no progress.
+    /// before its server suspects the leading site ([`Config::new`]:
+    /// [`Config::global_timeout_for`], 2f+2 local representative changes).
+    /// Doubled after a global view change that made no progress.
     pub global_timeout: Time,
 }
 
@@ -88,8 +87,7 @@ impl Config {
         params: smr::Params,
     ) -> Result<Config, ConfigError> {
         let tick = params.request_timeout.max(1);
-        let local = 2 * params.request_timeout + params.view_change_timeout;
-        let global_timeout = (f as Time + 2) * local.max(1);
+        let global_timeout = Self::global_timeout_for(f, &params);
         let c = Config {
             sites,
             f,
@@ -104,6 +102,25 @@ impl Config {
         };
         c.validate()?;
         Ok(c)
+    }
+
+    /// The global timer's first value for sites of 3f+1 servers running
+    /// the site SMR with `params`: 2f+2 local representative changes.
+    ///
+    /// One change takes up to `LOCAL_TICKS` + 1 ticks (a word unsigned
+    /// for `LOCAL_TICKS` ticks, seen at the next tick) and a view-change
+    /// timeout. An update needs the leading site's Proposal and then the
+    /// other sites' Accepts, so in the worst case the leading site cycles
+    /// through its f faulty representatives and *then* every accepting
+    /// site through its f (in parallel): 2f changes, and two more for the
+    /// common case's rounds. With f+2 changes of two request timeouts
+    /// each (the first value) the global timer fired while the accepting
+    /// sites still cycled, when every site had a withholding
+    /// representative.
+    pub fn global_timeout_for(f: usize, params: &smr::Params) -> Time {
+        let tick = params.request_timeout.max(1);
+        let local = (crate::server::LOCAL_TICKS + 1) * tick + params.view_change_timeout;
+        (2 * f as Time + 2) * local
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

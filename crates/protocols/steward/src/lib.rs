@@ -26,7 +26,7 @@
 //! | §4.1 the local site replies | [`Reply`] from the servers of the client's home site; the client takes f+1 |
 //! | §4.2 local representative change (New_Rep, local timer) | the nested SMR's view change; a server suspects its representative when a word its site said stays unsigned for `LOCAL_TICKS` ticks (`server/retransmit.rs`) |
 //! | §4.2 CONSTRUCT-LOCAL-CONSTRAINT | the SMR's own view change (the site machine's state is SMR state) |
-//! | §4.2 global timer, SuspectLeader | `server/view.rs`: an update waiting [`Config::global_timeout`] ((f+2) local changes; doubled after a global view change without progress) ⇒ [`SiteOp::Suspect`]; f+1 distinct ⇒ the site says [`SiteMsg::GlobalVc`] |
+//! | §4.2 global timer, SuspectLeader | `server/view.rs`: an update waiting [`Config::global_timeout`] ((2f+2) local changes; doubled after a global view change without progress) ⇒ [`SiteOp::Suspect`]; f+1 distinct ⇒ the site says [`SiteMsg::GlobalVc`] |
 //! | §4.2 Global_VC, a majority installs gv+1 | [`SiteOp::Votes`] ordered at each site ([`SiteMachine`]: a majority for one gv installs it, a vote for gv+1 is joined) |
 //! | §4.2 CONSTRUCT-ARU | [`SiteOp::Report`] from 2f+1 servers of the new leading site; the (f+1)-th highest executed point ⇒ [`SiteMsg::Aru`] |
 //! | §4.2 Global_Constraint | [`SiteOp::Aru`] at every other site ⇒ [`SiteMsg::Constraint`] (what it accepted above the ARU, by digest) |

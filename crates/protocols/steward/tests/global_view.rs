@@ -14,7 +14,9 @@ use byzscale_core::crypto::{Crypto, CryptoMode};
 use byzscale_core::protocol::{MILLIS, SECS};
 use byzscale_core::threshold::KeyShare;
 use byzscale_core::{Addr, ClientId, NodeId};
-use byzscale_scenario_steward::attacks::forged_proposal;
+use byzscale_scenario_steward::attacks::{forged_proposal, withholds};
+use byzscale_sim::adversary::intercept::Event;
+use byzscale_sim::adversary::{Hooks, Intercept};
 use byzscale_sim::engine::{Actor, ActorCx, ProtocolActor};
 use byzscale_sim::net_model::Partition;
 use byzscale_steward::{Message, Signed, SiteId, Update};
@@ -93,22 +95,13 @@ fn a_partitioned_leading_site_is_replaced_and_every_update_completes() {
     assert!(faults.is_empty(), "no faults: {faults:?}");
 }
 
-/// Deaf to shares: the representative never combines its site's word (it
-/// withholds the Proposals).
-fn withholds(m: &Message) -> bool {
-    matches!(m, Message::Share { .. })
-}
-
 #[test]
 fn a_withholding_representative_is_replaced_without_a_global_view_change() {
     let bad = NodeId(0); // site 0's representative in local view 0
     let wrap = |me: NodeId, _: &KeyShare, s: Kv| -> Box<dyn Actor<Message, In, Out>> {
         let inner: Box<dyn Actor<Message, In, Out>> = Box::new(ProtocolActor::replica(s));
         if me == bad {
-            Box::new(Deaf {
-                inner,
-                deaf: withholds,
-            })
+            Deaf::around(inner, withholds)
         } else {
             inner
         }
@@ -139,28 +132,21 @@ fn a_withholding_representative_is_replaced_without_a_global_view_change() {
 
 /// A server that, on start, also sends forged site messages.
 struct Inject {
-    inner: Box<dyn Actor<Message, In, Out>>,
     sends: Vec<(Addr, Message)>,
 }
 
-impl Actor<Message, In, Out> for Inject {
-    fn start(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.start(cx);
-        for (to, m) in self.sends.drain(..) {
-            cx.send(to, m);
+impl Hooks<Message, In, Out> for Inject {
+    fn after(
+        &mut self,
+        event: Event,
+        _: &dyn Actor<Message, In, Out>,
+        cx: &mut ActorCx<'_, Message, Out>,
+    ) {
+        if event == Event::Start {
+            for (to, m) in self.sends.drain(..) {
+                cx.send(to, m);
+            }
         }
-    }
-    fn input(&mut self, input: In, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.input(input, cx)
-    }
-    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.message(from, msg, cx)
-    }
-    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.timer(key, cx)
-    }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        self.inner.as_any()
     }
 }
 
@@ -199,7 +185,7 @@ fn with_the_leading_sites_key_the_adversary_breaks_s1_and_the_checker_reports_it
             1 => to_2.clone(),
             _ => return inner,
         };
-        Box::new(Inject { inner, sends })
+        Box::new(Intercept::new(inner, Inject { sends }))
     };
     let mut w = World::new(33, 3, 1, wrap);
     for i in 0..2 {

@@ -89,10 +89,7 @@ fn a_representative_ignoring_updates_is_replaced_by_its_site() {
     let wrap = |me: NodeId, _: &KeyShare, s: Kv| -> Box<dyn Actor<Message, In, Out>> {
         let inner: Box<dyn Actor<Message, In, Out>> = Box::new(ProtocolActor::replica(s));
         if me == bad {
-            Box::new(Deaf {
-                inner,
-                deaf: ignores_updates,
-            })
+            Deaf::around(inner, ignores_updates)
         } else {
             inner
         }

@@ -10,6 +10,7 @@ mod common;
 use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::threshold::KeyShare;
 use byzscale_core::{Addr, NodeId};
+use byzscale_sim::adversary::{Hooks, Intercept};
 use byzscale_sim::engine::{Actor, ActorCx, NodeIdx, ProtocolActor, Role, TraceKind};
 use byzscale_smr as smr;
 use byzscale_steward::server::{self, Stats};
@@ -28,37 +29,27 @@ const BURST: u64 = 4;
 /// A Byzantine server that, besides running honestly, sends `BURST` Needs
 /// for seq 1 to every server of the other sites on each trigger.
 struct Flooder {
-    inner: Box<dyn Actor<Message, In, Out>>,
     targets: Vec<Addr>,
 }
 
-impl Actor<Message, In, Out> for Flooder {
-    fn start(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.start(cx)
-    }
-    fn input(&mut self, input: In, cx: &mut ActorCx<'_, Message, Out>) {
+impl Hooks<Message, In, Out> for Flooder {
+    fn input(
+        &mut self,
+        _: &dyn Actor<Message, In, Out>,
+        input: In,
+        cx: &mut ActorCx<'_, Message, Out>,
+    ) -> Option<In> {
         if !matches!(
             input,
             Role::Replica(server::Input::Smr(smr::replica::Input::Suspect))
         ) {
-            return self.inner.input(input, cx);
+            return Some(input);
         }
         for _ in 0..BURST {
             let (gv, seq) = (GlobalView(0), Seq(1));
             cx.multicast(self.targets.clone(), Message::Need { gv, seq });
         }
-    }
-    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.message(from, msg, cx)
-    }
-    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.timer(key, cx)
-    }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        self.inner.as_any()
-    }
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        self.inner.as_any_mut()
+        None
     }
 }
 
@@ -103,7 +94,7 @@ fn a_need_flood_gets_bounded_answers_and_correct_servers_complete() {
         }
         let others = [0u32, 2].map(|s| (4 * s..4 * s + 4).map(|n| Addr::Node(NodeId(n))));
         let targets = others.into_iter().flatten().collect();
-        Box::new(Flooder { inner, targets })
+        Box::new(Intercept::new(inner, Flooder { targets }))
     };
     let cap = 1000;
     let mut w = World::with_config(51, 3, 2, |c| c.need_bytes = cap, wrap);

@@ -12,6 +12,7 @@ use byzscale_apps::kv::KvReply;
 use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::threshold::KeyShare;
 use byzscale_core::{Addr, NodeId};
+use byzscale_sim::adversary::{Hooks, Intercept};
 use byzscale_sim::engine::{Actor, ActorCx, NodeIdx, ProtocolActor};
 use byzscale_sim::net_model::Partition;
 use byzscale_steward::{client, Message, QueryReply, Seq, SiteId};
@@ -114,21 +115,20 @@ fn a_read_returns_completed_writes_and_crosses_no_wan_link() {
 /// honestly.
 struct Liar {
     me: NodeId,
-    inner: Box<dyn Actor<Message, In, Out>>,
     value: Vec<u8>,
     at_floor: bool,
 }
 
-impl Actor<Message, In, Out> for Liar {
-    fn start(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.start(cx)
-    }
-    fn input(&mut self, input: In, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.input(input, cx)
-    }
-    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Out>) {
+impl Hooks<Message, In, Out> for Liar {
+    fn message(
+        &mut self,
+        _: &dyn Actor<Message, In, Out>,
+        from: Addr,
+        msg: Message,
+        cx: &mut ActorCx<'_, Message, Out>,
+    ) -> Option<Message> {
         let Message::Query(q) = msg else {
-            return self.inner.message(from, msg, cx);
+            return Some(msg);
         };
         let executed = if self.at_floor { q.floor } else { Seq(1 << 40) };
         let reply = QueryReply {
@@ -139,15 +139,7 @@ impl Actor<Message, In, Out> for Liar {
             result: Some(self.value.clone()),
         };
         cx.send(from, Message::QueryReply(reply));
-    }
-    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.timer(key, cx)
-    }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        self.inner.as_any()
-    }
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        self.inner.as_any_mut()
+        None
     }
 }
 
@@ -159,12 +151,14 @@ fn f_servers_answering_garbage_do_not_fool_a_reader() {
         if me == liar {
             let value = KvReply::Int(-7).encode();
             let at_floor = false;
-            Box::new(Liar {
-                me,
+            Box::new(Intercept::new(
                 inner,
-                value,
-                at_floor,
-            })
+                Liar {
+                    me,
+                    value,
+                    at_floor,
+                },
+            ))
         } else {
             inner
         }
@@ -283,12 +277,14 @@ fn a_lagging_server_holds_a_read_until_its_floor_and_a_stale_liar_is_outvoted() 
         }
         let value = KvReply::Int(base).encode();
         let at_floor = true;
-        Box::new(Liar {
-            me,
+        Box::new(Intercept::new(
             inner,
-            value,
-            at_floor,
-        })
+            Liar {
+                me,
+                value,
+                at_floor,
+            },
+        ))
     };
     let mut w = World::new(44, 3, 2, wrap);
     let (lagging, liar_idx) = (w.servers[1][2], w.servers[1][3]);

@@ -5,8 +5,8 @@
 //!
 //! | strategy | who | what |
 //! |---|---|---|
-//! | `withhold-rep` | servers 0..f of the leading site (the representatives of its local views 0..f-1) | deaf to shares: never combine, so the leading site proposes nothing while they represent it. Only the leading site: with a withholding representative in *every* site, client 1 (site 0) never completes its first update after the global view changes that follow (a liveness bug of the protocol core found by this scenario, not fixed here; replay with `--byzantine withhold-rep-all`; `garbage-rep` in every site shows the same) |
-//! | `withhold-rep-all` | servers 0..f of every site | `withhold-rep` everywhere: the liveness bug above |
+//! | `withhold-rep` | servers 0..f of the leading site (the representatives of its local views 0..f-1) | deaf to shares: never combine, so the leading site proposes nothing while they represent it |
+//! | `withhold-rep-all` | servers 0..f of every site | `withhold-rep` everywhere: the accepting sites' Accepts are withheld too, so each site replaces its representative (the leading site's first, then the others'), all before the global timer fires. This scenario found a liveness bug (client 1 at site 0 never completed; fixed in the protocol, see `docs/STEWARD.md`) |
 //! | `equivocate-rep` | servers 0..f | split every multicast: half the receivers get a different PROPOSE batch (nested SMR) or a site word with another seq (its signature then fails) |
 //! | `garbage-rep` | servers 0..f of the leading site | every outgoing message mangled: SMR fields ([`FieldSurgery`] of the SMR scenario), site signatures garbled, shares invalid |
 //! | `bad-shares` | servers 1..=f (backups) | every share invalid (well-formed, own index, wrong message) |
@@ -16,16 +16,18 @@
 //! | `forge-proposals` | servers 0..k of site 0 | with k > f they are taken to hold the site's threshold key (as 2f+1 faulty servers would; f+1 cannot forge a (2f+1)-threshold signature, so the scenario can only express a broken site this way): server 0 sends site 1 a Proposal of one update at seq 1 and server 1 sends site 2 another; the S1 checker reports it. With k ≤ f they sign with garbage, and the Proposals are dropped |
 //!
 //! The generic wrappers of `sim::adversary` do the work ([`Byzantine`] with
-//! a [`Mutator`], and the tests' [`Deaf`]); [`Shell`] adds the forged
+//! a [`Mutator`], [`Deaf`] for the withholding representatives); [`Shell`],
+//! the hooks of an [`Intercept`] around every server, adds the forged
 //! claims and charges each server's threshold work to the CPU model.
 
-use crate::deploy::{Deaf, In, Kv, Out};
+use crate::deploy::{In, Kv, Out};
 use byzscale_core::crypto::Crypto;
 use byzscale_core::protocol::{Time, MILLIS, SECS};
 use byzscale_core::threshold::{GroupKey, Heard, KeyShare, Signature, Voice};
 use byzscale_core::{Addr, GroupId, NodeId};
 use byzscale_scenario_smr::attacks::FieldSurgery;
-use byzscale_sim::adversary::{Byzantine, Mutator};
+use byzscale_sim::adversary::intercept::Event;
+use byzscale_sim::adversary::{Byzantine, Deaf, Hooks, Intercept, Mutator};
 use byzscale_sim::engine::{Actor, ActorCx, ProtocolActor};
 use byzscale_smr as smr;
 use byzscale_steward::server::Stats;
@@ -239,7 +241,7 @@ impl Mutator<Message> for RepSurgery {
 }
 
 /// Deaf to shares: the representative never combines its site's word.
-fn withholds(m: &Message) -> bool {
+pub fn withholds(m: &Message) -> bool {
     matches!(m, Message::Share { .. })
 }
 
@@ -269,10 +271,9 @@ pub fn server_actor(
     };
     let inner: Box<dyn Actor<Message, In, Out>> = match adversary {
         _ if !bad => Box::new(honest),
-        Adversary::WithholdRep | Adversary::WithholdRepAll => Box::new(Deaf {
-            inner: Box::new(honest),
-            deaf: withholds,
-        }),
+        Adversary::WithholdRep | Adversary::WithholdRepAll => {
+            Deaf::around(Box::new(honest), withholds)
+        }
         Adversary::EquivocateRep => Box::new(Byzantine::equivocate(honest, surgery(false))),
         Adversary::GarbageRep => Box::new(Byzantine::corrupt(honest, surgery(false), 1.0)),
         Adversary::BadShares => Box::new(Byzantine::corrupt(
@@ -286,21 +287,21 @@ pub fn server_actor(
     let claims = (bad && adversary == Adversary::BadClaims).then_some(cfg);
     let forge = (bad && adversary == Adversary::ForgeProposals).then(|| forged.clone());
     let shell = Shell {
-        inner,
         costs,
         last: Stats::default(),
         claims,
         claimed_at: None,
         forged: forge,
     };
-    (Box::new(shell), bad)
+    (Box::new(Intercept::new(inner, shell)), bad)
 }
 
-/// Around a server's actor: charges its threshold work ([`ThresholdCosts`],
-/// from its counters) and, for `bad-claims`, sends forged view-change
-/// words of its site to the other sites once per tick.
+/// The hooks around a server's actor: after each of its events, charge
+/// its threshold work ([`ThresholdCosts`], from its counters) and, for
+/// `bad-claims`, send forged view-change words of its site to the other
+/// sites once per tick (`forge-proposals`: the planned words at the first
+/// event).
 pub struct Shell {
-    inner: Box<dyn Actor<Message, In, Out>>,
     costs: Option<ThresholdCosts>,
     last: Stats,
     claims: Option<Arc<Config>>,
@@ -369,19 +370,20 @@ pub fn forge_plan(
     plan
 }
 
-impl Shell {
-    fn server(&self) -> Option<&Kv> {
-        let any = self.inner.as_any()?;
-        let actor = any.downcast_ref::<ProtocolActor<Kv, In, Out>>()?;
-        Some(actor.inner())
-    }
+/// The honest server inside a (wrapped) actor.
+fn server_of(actor: &dyn Actor<Message, In, Out>) -> Option<&Kv> {
+    let any = actor.as_any()?;
+    let actor = any.downcast_ref::<ProtocolActor<Kv, In, Out>>()?;
+    Some(actor.inner())
+}
 
-    fn around(
+impl Hooks<Message, In, Out> for Shell {
+    fn after(
         &mut self,
+        _: Event,
+        inner: &dyn Actor<Message, In, Out>,
         cx: &mut ActorCx<'_, Message, Out>,
-        step: impl FnOnce(&mut dyn Actor<Message, In, Out>, &mut ActorCx<'_, Message, Out>),
     ) {
-        step(&mut *self.inner, cx);
         if let Some(f) = &self.forged {
             let me = cx.me().node();
             let sends = me.and_then(|m| f.borrow_mut().remove(&m));
@@ -389,24 +391,26 @@ impl Shell {
                 cx.send(to, m);
             }
         }
-        let Some(now) = self.server().map(|s| s.stats()) else {
+        let Some(server) = server_of(inner) else {
             return;
         };
+        let now = server.stats();
         if let Some(c) = &self.costs {
             cx.charge(c.of(&now, &self.last));
         }
         self.last = now;
-        self.claim(cx);
+        self.claim(server, cx);
     }
+}
 
+impl Shell {
     /// The forged Global_VC, Aru and Global_Constraint of the next global
     /// view, signed with garbage, to every server of the other sites.
-    fn claim(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
+    fn claim(&mut self, server: &Kv, cx: &mut ActorCx<'_, Message, Out>) {
         let Some(cfg) = &self.claims else { return };
         if self.claimed_at.is_some_and(|t| cx.now() < t + cfg.tick) {
             return;
         }
-        let Some(server) = self.server() else { return };
         let (site, gv) = (server.site(), server.machine().global_view());
         let next = GlobalView(gv.0 + 1);
         let aru = Seq(u64::MAX / 2);
@@ -435,26 +439,5 @@ impl Shell {
             cx.multicast(to.clone(), Message::Site(forged));
         }
         self.claimed_at = Some(cx.now());
-    }
-}
-
-impl Actor<Message, In, Out> for Shell {
-    fn start(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
-        self.around(cx, |a, cx| a.start(cx));
-    }
-    fn input(&mut self, input: In, cx: &mut ActorCx<'_, Message, Out>) {
-        self.around(cx, |a, cx| a.input(input, cx));
-    }
-    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Out>) {
-        self.around(cx, |a, cx| a.message(from, msg, cx));
-    }
-    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Out>) {
-        self.around(cx, |a, cx| a.timer(key, cx));
-    }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        self.inner.as_any()
-    }
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        self.inner.as_any_mut()
     }
 }

@@ -11,7 +11,7 @@ use byzscale_core::protocol::{Time, MICROS, MILLIS, SECS};
 use byzscale_core::threshold::{deal, KeyShare};
 use byzscale_core::{Addr, ClientId, NodeId};
 use byzscale_sim::cpu::CpuModel;
-use byzscale_sim::engine::{Actor, ActorCx, Control, NodeIdx, ProtocolActor, Role, Sim, TraceKind};
+use byzscale_sim::engine::{Actor, Control, NodeIdx, ProtocolActor, Role, Sim, TraceKind};
 use byzscale_sim::net_model::NetModel;
 use byzscale_smr::{self as smr, Params};
 use byzscale_steward::{
@@ -454,34 +454,4 @@ pub fn s1_among(correct: &[NodeIdx], seen: &Seen) -> Vec<String> {
         }
     }
     out
-}
-
-/// An actor that never sees the messages `deaf` picks (a Byzantine
-/// server ignoring them); the rest goes to the honest inside.
-pub struct Deaf {
-    pub inner: Box<dyn Actor<Message, In, Out>>,
-    pub deaf: fn(&Message) -> bool,
-}
-
-impl Actor<Message, In, Out> for Deaf {
-    fn start(&mut self, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.start(cx)
-    }
-    fn input(&mut self, input: In, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.input(input, cx)
-    }
-    fn message(&mut self, from: Addr, msg: Message, cx: &mut ActorCx<'_, Message, Out>) {
-        if !(self.deaf)(&msg) {
-            self.inner.message(from, msg, cx)
-        }
-    }
-    fn timer(&mut self, key: u64, cx: &mut ActorCx<'_, Message, Out>) {
-        self.inner.timer(key, cx)
-    }
-    fn as_any(&self) -> Option<&dyn std::any::Any> {
-        self.inner.as_any()
-    }
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        self.inner.as_any_mut()
-    }
 }

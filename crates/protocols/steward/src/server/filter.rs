@@ -187,7 +187,7 @@ impl<A: Service> Server<A> {
             );
             return Err((Fault::BadSiteMsg, e));
         }
-        self.checked.insert(d);
+        self.checked.insert(d, ());
         Ok(())
     }
 }

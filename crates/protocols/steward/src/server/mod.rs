@@ -193,24 +193,34 @@ pub enum Error {
     Recover(String),
 }
 
-/// A bounded set of digests, oldest forgotten first.
-#[derive(Default)]
-struct Seen {
-    set: BTreeSet<Digest>,
+/// A bounded map of digests, oldest forgotten first.
+struct Recent<V> {
+    map: BTreeMap<Digest, V>,
     order: VecDeque<Digest>,
+    cap: usize,
 }
 
-impl Seen {
-    fn contains(&self, d: &Digest) -> bool {
-        self.set.contains(d)
+impl<V> Recent<V> {
+    fn new(cap: usize) -> Self {
+        Recent {
+            map: BTreeMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
     }
-    fn insert(&mut self, d: Digest) {
-        if self.set.insert(d) {
+    fn contains(&self, d: &Digest) -> bool {
+        self.map.contains_key(d)
+    }
+    fn get(&self, d: &Digest) -> Option<&V> {
+        self.map.get(d)
+    }
+    fn insert(&mut self, d: Digest, v: V) {
+        if self.map.insert(d, v).is_none() {
             self.order.push_back(d);
         }
-        if self.order.len() > CHECKED_MEMORY {
+        if self.order.len() > self.cap {
             if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+                self.map.remove(&old);
             }
         }
     }
@@ -229,7 +239,12 @@ pub struct Server<A: Service> {
     client_crypto: Crypto,
     key: KeyShare,
     voices: Vec<Voice<Statement>>,
-    checked: Seen,
+    checked: Recent<()>,
+    /// As representative: the Proposals and Accepts this server combined
+    /// (digest of the signed bytes → seq, when), so a server that resends
+    /// its share of one (it missed the signed copy) gets the word again
+    /// (at most [`Config::window`]).
+    spoken: Recent<(u64, byzscale_core::Time)>,
     order: GlobalOrder,
     app: A,
     /// Per known client (bounded by [`Config::clients`]).
@@ -299,6 +314,7 @@ impl<A: Service> Server<A> {
             .collect();
         let order = GlobalOrder::new(cfg.site_count(), cfg.window, cfg.held_bytes);
         let view = ViewState::new(cfg.global_timeout);
+        let spoken = Recent::new(cfg.window as usize);
         Ok(Server {
             me,
             site,
@@ -308,7 +324,8 @@ impl<A: Service> Server<A> {
             client_crypto,
             key,
             voices,
-            checked: Seen::default(),
+            checked: Recent::new(CHECKED_MEMORY),
+            spoken,
             order,
             app,
             last: BTreeMap::new(),

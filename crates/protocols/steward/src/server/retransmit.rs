@@ -118,6 +118,11 @@ impl SignedStore {
         all.filter(|s| Some(s.site) != skip).cloned().collect()
     }
 
+    /// The word of `site` held for `seq`.
+    pub(crate) fn get(&self, seq: u64, site: SiteId) -> Option<&Signed<SiteMsg>> {
+        self.by_seq.get(&seq)?.get(&site)
+    }
+
     /// A held Proposal's update with `digest` at `seq`.
     pub(crate) fn content(&self, seq: Seq, digest: &Digest) -> Option<&Update> {
         let per = self.by_seq.get(&seq.0)?;
@@ -151,17 +156,26 @@ impl<A: Service> Server<A> {
     }
 
     /// Forget what execution passed: signed words a window below it,
-    /// awaited words of executed seqs or of earlier global views.
+    /// awaited view-change words of earlier global views, awaited
+    /// Proposals of executed seqs and awaited Accepts a window below
+    /// execution.
+    ///
+    /// An Accept stays awaited after its seq executed here: this site's
+    /// own word needs no signature at home, so its servers execute with it
+    /// unsigned, but the other sites (the leading one first) order the seq
+    /// only with it signed. Forgetting it at execution let a representative
+    /// that withheld the site's Accepts go unsuspected while the leading
+    /// site never executed (`withhold-rep-all`). A Proposal executed here
+    /// was accepted by a majority of sites, so it was signed and seen.
     pub(super) fn prune(&mut self) {
         let executed = self.order.executed().0;
-        self.signed.prune(executed.saturating_sub(self.cfg.window));
+        let window = self.cfg.window;
+        self.signed.prune(executed.saturating_sub(window));
         let gv = self.machine().global_view();
-        self.awaiting.retain(|_, a| {
-            if a.msg.is_view_change() {
-                a.msg.gv() >= gv
-            } else {
-                a.msg.seq().0 > executed
-            }
+        self.awaiting.retain(|_, a| match &a.msg {
+            m if m.is_view_change() => m.gv() >= gv,
+            SiteMsg::Accept { seq, .. } => seq.0 + window > executed,
+            m => m.seq().0 > executed,
         });
         self.proposing.retain(|(s, _)| *s > executed);
     }

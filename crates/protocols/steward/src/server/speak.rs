@@ -54,7 +54,32 @@ impl<A: Service> Server<A> {
             return;
         }
         let heard = self.voices[self.site.0 as usize].heard(pos, d, share);
+        if matches!(heard, Heard::Dropped) {
+            self.answer_late_share(from, d, cx);
+        }
         self.on_heard(from, heard, cx);
+    }
+
+    /// As representative: a share of a Proposal or Accept this server
+    /// combined at least a tick ago is a server that missed the signed
+    /// word (it sends its shares again while it awaits it): send it the
+    /// word. A share arriving just after the combination (the slowest of
+    /// the 3f+1) is not answered; the site-wide copy is on its way.
+    fn answer_late_share(&mut self, from: Addr, d: Digest, cx: &mut Cx<'_, Self>) {
+        let Some(&(seq, at)) = self.spoken.get(&d) else {
+            return;
+        };
+        if !self.is_rep() || cx.now() < at + self.cfg.tick {
+            return;
+        }
+        let Some(word) = self.signed.get(seq, self.site) else {
+            return;
+        };
+        let statement = (word.site, word.msg.clone());
+        if self.voices[self.site.0 as usize].signed_bytes(&statement).1 == d {
+            self.stats.resent += 1;
+            cx.send(from, Message::Site(word.clone()));
+        }
     }
 
     /// The name of member `pos` of this site.
@@ -99,6 +124,11 @@ impl<A: Service> Server<A> {
     /// retransmission, and so know the representative spoke).
     fn speak(&mut self, signed: Signed<SiteMsg>, cx: &mut Cx<'_, Self>) {
         self.stats.spoken += 1;
+        if !signed.msg.is_view_change() {
+            let statement = (signed.site, signed.msg.clone());
+            let d = self.voices[self.site.0 as usize].signed_bytes(&statement).1;
+            self.spoken.insert(d, (signed.msg.seq().0, cx.now()));
+        }
         tracing::debug!(server = %self.me, kind = signed.msg.kind(), seq = signed.msg.seq().0,
             gv = signed.msg.gv().0, "the site speaks");
         self.send_to_sites(&signed, cx);
