@@ -116,6 +116,7 @@
 //! | file | holds | papers |
 //! |---|---|---|
 //! | `message.rs` | the wire messages and the signed encodings | — |
+//! | `config.rs` | [`config::Config`] (epoch, members, quorum system), the admin-signed [`config::ConfigCert`], the proof chain, the activation slot | BFT-SMaRt reconfiguration; Lamport, Malkhi & Zhou (α) |
 //! | `params.rs` | [`GroupInfo`] (members, quorum system, leader of a view), [`Params`] | WHEAT (weighted quorums) |
 //! | `fault.rs` | the [`Fault`] kinds | — |
 //! | `client.rs` | the [`Client`]: authenticators, matching replies, retransmission, reads | BFT-SMaRt `ServiceProxy`; PBFT TOCS'02 §4.2, read-only optimization |
@@ -130,6 +131,7 @@
 //! | `replica/tentative.rs` | optional tentative execution of a prepared slot (no rollback: run between a snapshot and its restore) | WHEAT; PBFT OSDI'99 §5.1 |
 
 pub mod client;
+pub mod config;
 mod fault;
 mod message;
 mod params;
