@@ -116,6 +116,8 @@ pub enum ConfigError {
     NoContinuity(u64),
     #[error("epoch {pending} is ordered and activates at slot {at}; retry after it")]
     Busy { pending: u64, at: Slot },
+    #[error("{0} is not a member of the configuration it was started into")]
+    NotAdded(NodeId),
     #[error("a proof must list certificates in increasing epochs above {0}")]
     Order(u64),
 }
@@ -299,12 +301,20 @@ pub fn first_view(epoch: u64) -> View {
 }
 
 /// The first slot a configuration ordered at `slot` governs, with the
-/// watermark window `window`: slots below it finish under the old one.
-/// A correct backup votes on a slot only within `window` of its stable
-/// checkpoint, itself at most what it executed, so no correct replica votes
-/// at or above the boundary before it has executed `slot`.
-pub fn activation(slot: Slot, window: u64) -> Slot {
-    slot.saturating_add(window.max(1))
+/// watermark window `window` and checkpoints every `interval` slots: the
+/// slot after the first checkpoint at or after `slot + window - 1`. Slots
+/// below it finish under the old configuration. A correct backup votes on a
+/// slot only within `window` of its stable checkpoint, itself at most what
+/// it executed, so no correct replica votes at or above the boundary before
+/// it has executed `slot`; and the old configuration's last slot is a
+/// checkpoint, whose certificate (the old members' signatures) gives a
+/// joining replica the state the new configuration starts from.
+pub fn activation(slot: Slot, window: u64, interval: u64) -> Slot {
+    let interval = interval.max(1);
+    let last = slot.saturating_add(window.max(1) - 1);
+    last.div_ceil(interval)
+        .saturating_mul(interval)
+        .saturating_add(1)
 }
 
 /// The certificates ordered so far, oldest first, within
@@ -574,8 +584,11 @@ mod tests {
 
     #[test]
     fn activation_leaves_the_window_to_the_old_config() {
-        assert_eq!(activation(10, 8), 18);
-        assert_eq!(activation(u64::MAX - 1, 8), u64::MAX);
+        // slot 10, window 8: slots up to 17 are old; 20 is the checkpoint
+        assert_eq!(activation(10, 8, 4), 21);
+        assert_eq!(activation(10, 8, 1), 18);
+        assert_eq!(activation(9, 8, 4), 17);
+        assert_eq!(activation(u64::MAX - 1, 8, 4), u64::MAX);
         assert_eq!(Config::epoch_of(first_view(3) + 7), 3);
         assert_eq!(first_view(0), 0);
     }

@@ -384,8 +384,11 @@ impl<S: Service> Replica<S> {
         }
         r.stable = durable.stable;
         r.order.resume(low, executed);
-        r.order.restore_view(durable.view, durable.changing);
-        r.stop_sent = durable.changing.unwrap_or(0).max(durable.view);
+        // the newest configuration due; a replica that left stays out
+        r.install_due(None);
+        let view = durable.view.max(r.epochs.installed.first_view());
+        r.order.restore_view(view, durable.changing);
+        r.stop_sent = durable.changing.unwrap_or(0).max(view);
         if durable.view > 0 && !durable.sync.is_empty() {
             r.last_sync = Some((durable.view, durable.sync.clone()));
         }
