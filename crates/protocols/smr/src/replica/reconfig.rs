@@ -349,3 +349,148 @@ impl<S: Service> Replica<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::*;
+    use super::super::{Durable, Record};
+    use super::*;
+    use crate::config::{ConfigBody, MemberSpec};
+    use crate::message::Batch;
+    use byzscale_core::crypto::{CryptoMode, Identity};
+    use byzscale_core::ClientId;
+
+    fn admin() -> Crypto {
+        let id = Identity::from_seed([42; 32]);
+        Crypto::new(Addr::Client(ClientId(42)), id, CryptoMode::Real)
+    }
+
+    fn with_admin() -> GroupInfo {
+        group().with_admin(Some(admin().public().sign))
+    }
+
+    /// Epoch 1 without replica 3: n = 3, f = 0.
+    fn shrink() -> ConfigCert {
+        let members = (0..3)
+            .map(|i| MemberSpec {
+                node: NodeId(i),
+                key: identity(Addr::Node(NodeId(i))).public(),
+            })
+            .collect();
+        let body = ConfigBody {
+            group: group().id,
+            epoch: 1,
+            members,
+            f: 0,
+            vmax: vec![],
+        };
+        ConfigCert::sign(body, &admin())
+    }
+
+    /// Replica `me` decides the certificate at slot 1 and empty batches
+    /// up to `upto`; its records.
+    fn run(r: &mut R, me: u32, upto: Slot) -> Vec<Record> {
+        let mut records = Vec::new();
+        let cert = Batch::new(vec![request(1, &shrink().to_op())]);
+        records.extend(super::super::testkit::records(&decide(r, me, 1, 0, cert)));
+        for slot in 2..=upto {
+            let fx = decide(r, me, slot, 0, Batch::default());
+            records.extend(super::super::testkit::records(&fx));
+        }
+        records
+    }
+
+    #[test]
+    fn the_new_configuration_governs_from_the_checkpoint_after_the_window() {
+        // window 8, checkpoints every 4: ordered at slot 1, it governs
+        // from slot 9 (slot 8 is the old members' last checkpoint)
+        let mut r = R::new(NodeId(1), with_admin(), params(), Count::default());
+        run(&mut r, 1, 7);
+        assert_eq!(
+            r.config().epoch,
+            0,
+            "slots up to 8 are the old configuration's"
+        );
+        assert_eq!(r.epochs.state.pending_at, Some(9));
+        assert!(!r.order.in_window(9), "fenced until installed");
+        let fx = decide(&mut r, 1, 8, 0, Batch::default());
+        assert_eq!(r.config().epoch, 1);
+        assert_eq!(r.group().n(), 3);
+        assert_eq!(r.view(), crate::config::first_view(1));
+        assert!(r.order.in_window(9));
+        // the checkpoint at 8 is counted among the old members
+        assert_eq!(r.signers(8).n(), 4);
+        assert_eq!(r.signers(12).n(), 3);
+        assert!(fx
+            .iter()
+            .all(|e| !matches!(e, byzscale_core::Effect::Fault(_))));
+    }
+
+    #[test]
+    fn a_restarted_replica_comes_back_in_its_epoch_or_stays_out() {
+        let mut kept = R::new(NodeId(1), with_admin(), params(), Count::default());
+        let records = run(&mut kept, 1, 8);
+        assert_eq!(kept.config().epoch, 1);
+        let crypto1 = crypto(Addr::Node(NodeId(1)));
+        let durable = Durable::from_records(records);
+        let back = R::recover(
+            NodeId(1),
+            with_admin(),
+            params(),
+            Count::default(),
+            durable,
+            &crypto1,
+        )
+        .unwrap();
+        assert_eq!(back.config(), kept.config());
+        assert_eq!(back.view(), crate::config::first_view(1));
+        assert_eq!(back.executed(), 8);
+        // replica 3 left at slot 9: after a restart it still does not vote
+        let mut left = R::new(NodeId(3), with_admin(), params(), Count::default());
+        let records = run(&mut left, 3, 8);
+        assert!(left.retired());
+        let crypto3 = crypto(Addr::Node(NodeId(3)));
+        let durable = Durable::from_records(records);
+        let back = R::recover(
+            NodeId(3),
+            with_admin(),
+            params(),
+            Count::default(),
+            durable,
+            &crypto3,
+        )
+        .unwrap();
+        assert!(back.retired());
+        assert_eq!(back.config().epoch, 1);
+    }
+
+    #[test]
+    fn a_forged_reconfiguration_is_dropped_where_it_arrives() {
+        use byzscale_core::Protocol;
+        let mut r = R::new(NodeId(1), with_admin(), params(), Count::default());
+        let mut forged = shrink();
+        forged.body.f = 1;
+        let req = request(1, &forged.to_op());
+        let fx = step(&mut r, 1, |r, cx| {
+            r.on_message(Addr::Client(CLIENT), Message::Request(req), cx)
+        });
+        let faults: Vec<_> = fx
+            .iter()
+            .filter_map(|e| match e {
+                byzscale_core::Effect::Fault(f) => Some(f.name()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(faults, vec![crate::fault::Fault::ConfigInvalid.name()]);
+        assert_eq!(r.stats().pending, 0);
+        // inside a proposed batch, the leader is refused
+        let batch = Batch::new(vec![request(1, &forged.to_op())]);
+        let fx = step(&mut r, 1, |r, cx| {
+            r.on_message(Addr::Node(NodeId(0)), propose(batch), cx)
+        });
+        assert!(
+            writes(&fx).is_empty(),
+            "no WRITE for a forged reconfiguration"
+        );
+    }
+}
