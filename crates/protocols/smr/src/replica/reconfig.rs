@@ -426,40 +426,27 @@ mod tests {
             .all(|e| !matches!(e, byzscale_core::Effect::Fault(_))));
     }
 
+    /// Replica `me` running slots 1..=8 (the certificate at 1), and the
+    /// same replica restarted from its records.
+    fn run_and_restart(me: u32) -> (R, R) {
+        let mut r = R::new(NodeId(me), with_admin(), params(), Count::default());
+        let records = run(&mut r, me, 8);
+        let c = crypto(Addr::Node(NodeId(me)));
+        let (p, durable) = (params(), Durable::from_records(records));
+        let back = R::recover(NodeId(me), with_admin(), p, Count::default(), durable, &c);
+        (r, back.unwrap())
+    }
+
     #[test]
     fn a_restarted_replica_comes_back_in_its_epoch_or_stays_out() {
-        let mut kept = R::new(NodeId(1), with_admin(), params(), Count::default());
-        let records = run(&mut kept, 1, 8);
+        let (kept, back) = run_and_restart(1);
         assert_eq!(kept.config().epoch, 1);
-        let crypto1 = crypto(Addr::Node(NodeId(1)));
-        let durable = Durable::from_records(records);
-        let back = R::recover(
-            NodeId(1),
-            with_admin(),
-            params(),
-            Count::default(),
-            durable,
-            &crypto1,
-        )
-        .unwrap();
         assert_eq!(back.config(), kept.config());
         assert_eq!(back.view(), crate::config::first_view(1));
         assert_eq!(back.executed(), 8);
         // replica 3 left at slot 9: after a restart it still does not vote
-        let mut left = R::new(NodeId(3), with_admin(), params(), Count::default());
-        let records = run(&mut left, 3, 8);
+        let (left, back) = run_and_restart(3);
         assert!(left.retired());
-        let crypto3 = crypto(Addr::Node(NodeId(3)));
-        let durable = Durable::from_records(records);
-        let back = R::recover(
-            NodeId(3),
-            with_admin(),
-            params(),
-            Count::default(),
-            durable,
-            &crypto3,
-        )
-        .unwrap();
         assert!(back.retired());
         assert_eq!(back.config().epoch, 1);
     }
