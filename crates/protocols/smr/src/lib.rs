@@ -98,6 +98,13 @@
 //! - The view-0 leader may be placed at any position
 //!   ([`GroupInfo::with_first_leader`], WHEAT's best-connected leader); views
 //!   rotate round-robin from it.
+//! - Reconfiguration (`config.rs`, `replica/reconfig.rs`,
+//!   docs/RECONFIGURATION.md): an ordered, administrator-signed statement of
+//!   the whole next configuration, valid if it is the next epoch's; it
+//!   governs from the slot after the first checkpoint a window past its own
+//!   (the old members certify that checkpoint, which joining replicas fetch),
+//!   in view `epoch << 32`, whose leader is a member that stays. Clients
+//!   learn it from a signed chain, not a `currentView` file.
 //! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the
 //!   synchronization phase trusts the replicas' accepted values.
 //! - Unordered read-only requests are answered from local state once the replica has

@@ -51,6 +51,7 @@
 //! | `checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
 //! | `transfer.rs` | state transfer in verified, resumable chunks; log transfer; retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
 //! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
+//! | `reconfig.rs` | reconfiguration: the signature check at the door, execution of a `ConfigCert`, the fence and installation at the boundary, joining and retired replicas, per-epoch checkpoint signers | BFT-SMaRt reconfiguration; Lamport, Malkhi & Zhou |
 //! | `tentative.rs` | optional tentative execution of a prepared slot, between a snapshot and its restore | WHEAT; PBFT OSDI'99 §5.1 |
 
 #[cfg(test)]
