@@ -186,9 +186,11 @@ impl<S: Service> Replica<S> {
         let in_g = signed_by(g, cert, cx);
         // a joining replica cannot tell where the boundary is: the
         // previous configuration's certificate does too (`reconfig.rs`)
+        let ahead = self.epochs.ahead.as_ref();
+        let by_ahead = || ahead.is_some_and(|a| signed_by(&a.group, cert, cx));
         match &self.epochs.prev {
             Some((_, old)) if self.epochs.joining && !in_g => signed_by(&old.group, cert, cx),
-            _ => in_g,
+            _ => in_g || by_ahead(),
         }
     }
 }

@@ -521,8 +521,7 @@ impl<S: Service> Protocol for Replica<S> {
             | Message::TentativeReply(_)
             | Message::Refused { .. }
             | Message::SessionInfo { .. }
-            | Message::NewEpoch { .. }
-            | Message::ConfigProof { .. } => {
+            | Message::NewEpoch { .. } => {
                 let detail = "reply sent to a replica".into();
                 self.fault(cx, from, Fault::Unexpected, detail)
             }
@@ -549,6 +548,7 @@ impl<S: Service> Protocol for Replica<S> {
             Message::Log { entries } => self.on_log(idx, entries, cx),
             Message::FetchChunk { slot, index } => self.on_fetch_chunk(idx, slot, index, cx),
             Message::Chunk { slot, index, bytes } => self.on_chunk(idx, slot, index, bytes, cx),
+            Message::ConfigProof { certs } => self.on_config_proof(idx, certs, cx),
         }
     }
 

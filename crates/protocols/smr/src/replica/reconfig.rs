@@ -55,6 +55,9 @@ pub(super) struct Epochs {
     /// The configuration before the installed one and the first slot the
     /// installed one governs: checkpoints below it are the old members'.
     pub(super) prev: Option<(Slot, Config)>,
+    /// Later configurations a lagging replica learnt from a member's proof,
+    /// not installed yet (its state is older): their certificates verify.
+    pub(super) ahead: Option<Config>,
     /// Started into a later epoch ([`Replica::joining`]) and not caught up
     /// yet: it takes no log (only a certified state) and votes on nothing.
     pub(super) joining: bool,
@@ -67,6 +70,7 @@ impl Epochs {
             installed: Config::genesis(g),
             retired: false,
             prev: None,
+            ahead: None,
             joining: false,
         }
     }
@@ -177,8 +181,10 @@ impl<S: Service> Replica<S> {
     }
 
     /// A client at `epoch` asks for the proof of the configuration.
+    /// A client, or a lagging replica, at `epoch` asks for the proof of
+    /// the configuration.
     pub(super) fn on_fetch_config(&mut self, from: Addr, epoch: u64, cx: &mut Ctx<S>) {
-        if from.node().is_some() || epoch >= self.config().epoch {
+        if epoch >= self.config().epoch {
             return;
         }
         let certs = self.config_proof(epoch);
@@ -203,6 +209,42 @@ impl<S: Service> Replica<S> {
             }
             _ => true,
         }
+    }
+
+    /// A member's proof of later configurations: a lagging replica follows
+    /// it (every signature against the administrator's key) and then takes
+    /// the newest configuration's checkpoint certificates
+    /// ([`Replica::verify_cert`]) for a state transfer, which brings the
+    /// chain and installs it.
+    pub(super) fn on_config_proof(&mut self, from: usize, certs: Vec<ConfigCert>, cx: &mut Ctx<S>) {
+        let known = self.epochs.ahead.as_ref().unwrap_or(&self.epochs.installed);
+        let mine = known.epoch;
+        let certs: Vec<ConfigCert> = certs.into_iter().filter(|c| c.body.epoch > mine).collect();
+        if certs.is_empty() {
+            return;
+        }
+        match known.follow(&certs, cx.crypto()) {
+            Ok(next) => self.epochs.ahead = Some(next),
+            Err(e) => {
+                let who = Addr::Node(self.g.members[from]);
+                self.fault(cx, who, Fault::ConfigInvalid, e.to_string());
+            }
+        }
+    }
+
+    /// A state certificate that no configuration known here verifies:
+    /// most likely a later epoch's; ask its sender for the proof. A fault
+    /// only once the proof is known and it still fails.
+    pub(super) fn unknown_signers(&mut self, from: usize, cx: &mut Ctx<S>) -> bool {
+        if self.g.admin().is_none() || self.epochs.ahead.is_some() {
+            return false;
+        }
+        let epoch = self.config().epoch;
+        cx.send(
+            Addr::Node(self.g.members[from]),
+            Message::FetchConfig { epoch },
+        );
+        true
     }
 
     /// A fetch tick of a joining replica: ask for the log again (answered
@@ -314,6 +356,14 @@ impl<S: Service> Replica<S> {
         let (epoch, view) = (next.epoch, next.first_view());
         tracing::info!(replica = %self.me, epoch, n = next.group.n(), f = next.group.qs.f, "configuration installed");
         let at = self.executed() + 1;
+        if self
+            .epochs
+            .ahead
+            .as_ref()
+            .is_some_and(|a| a.epoch <= next.epoch)
+        {
+            self.epochs.ahead = None;
+        }
         let old = std::mem::replace(&mut self.epochs.installed, next.clone());
         self.epochs.prev = Some((at, old));
         self.g = next.group.clone();

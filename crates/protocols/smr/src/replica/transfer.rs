@@ -316,7 +316,7 @@ impl<S: Service> Replica<S> {
             _ if self.verify_cert(&cert, cx) => cert.state,
             // a joining replica knows two configurations only: a correct
             // member may serve an older epoch's state
-            _ if self.epochs.joining => return,
+            _ if self.epochs.joining || self.unknown_signers(from, cx) => return,
             _ => {
                 let detail = format!("certificate for slot {slot}");
                 self.fault(cx, who, Fault::StateInvalid, detail);
