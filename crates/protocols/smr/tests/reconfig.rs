@@ -15,9 +15,11 @@
 use byzscale_core::crypto::{Crypto, CryptoMode, Identity};
 use byzscale_core::protocol::MILLIS;
 use byzscale_core::{codec, Addr, ClientId, NodeId};
-use byzscale_sim::engine::{NodeIdx, ProtocolActor, Sim};
+use byzscale_sim::engine::{BoxActor, NodeIdx, ProtocolActor, Sim};
+use byzscale_sim::storage::{Disk, FromDisk, SharedDisk, StorageModel};
 use byzscale_smr::config::{ConfigBody, ConfigCert, MemberSpec};
 use byzscale_smr::replica::ReconfigResult;
+use byzscale_smr::replica::{Durable, Record};
 use byzscale_smr::{client, Client, GroupInfo, Message, Replica};
 use std::collections::BTreeMap;
 
@@ -27,6 +29,13 @@ use common::{group, lan, params, Keys, Log, Out, Seen};
 #[derive(Debug)]
 enum In {
     Client(client::Input),
+}
+
+type DiskRef = SharedDisk<Record, Vec<Record>>;
+
+/// A replica's actor on its disk: sends wait for the records before them.
+fn durable(r: Replica<Log>, disk: &DiskRef) -> ProtocolActor<Replica<Log>, In, Out> {
+    ProtocolActor::with_maps(r, |_: In| None, Out::Replica).with_disk(disk.clone())
 }
 
 /// Node ids 0..MAX_NODES may ever be members.
@@ -93,10 +102,30 @@ impl World {
             down: Vec::new(),
         };
         for i in 0..n {
-            let r = Replica::new(NodeId(i), w.genesis.clone(), params(), Log::default());
-            w.start(i, r);
+            w.start_durable(i);
         }
         w
+    }
+
+    /// Genesis replica `i` on a modeled disk; a crash restarts it with
+    /// `Replica::recover` from the records the disk kept.
+    fn start_durable(&mut self, i: u32) {
+        let disk: DiskRef = Disk::shared(StorageModel::fixed(MILLIS), Vec::new(), |v, r| v.push(r));
+        let me = NodeId(i);
+        let r = Replica::new(me, self.genesis.clone(), params(), Log::default());
+        let crypto = self.keys.crypto(i as usize);
+        let idx = self
+            .sim
+            .add_node(Addr::Node(me), crypto.clone(), durable(r, &disk), 0);
+        let g = self.genesis.clone();
+        let recovery = FromDisk::new(disk, move |kept: &Vec<Record>, disk: &DiskRef| {
+            let records = Durable::from_records(kept.iter().cloned());
+            let r = Replica::recover(me, g.clone(), params(), Log::default(), records, &crypto)
+                .expect("recovers from its own records");
+            Ok(Box::new(durable(r, disk)) as BoxActor<Message, In, Out>)
+        });
+        self.sim.set_recovery(idx, recovery);
+        self.replicas.insert(i, idx);
     }
 
     fn start(&mut self, i: u32, r: Replica<Log>) {
@@ -383,5 +412,60 @@ fn a_late_replica_catches_up_across_two_configurations() {
         "it followed the proof and installed epoch 2"
     );
     assert_eq!(late.stats().state_transfers, 1);
+    w.check_all();
+}
+
+#[test]
+fn a_replica_crashed_across_a_boundary_recovers_into_the_new_epoch() {
+    let mut w = World::new(4, false);
+    w.write(4);
+    // replica 2 crashes with the change ordered and the boundary ahead;
+    // the others and the new replica 4 install epoch 1 without it
+    let epoch = 1;
+    let cert = w.cert(epoch, &[0, 1, 2, 3, 4], 1, &admin());
+    w.proof.push(cert.clone());
+    w.submit(cert.to_op(), false);
+    w.run();
+    let at = match w.reconfig_results()[..] {
+        [Ok((1, at))] => at,
+        ref other => panic!("{other:?}"),
+    };
+    assert!(w.replica(2).executed() < at, "the boundary is still ahead");
+    let two = w.replicas[&2];
+    w.sim.crash(w.sim.now(), two);
+    w.down.push(2);
+    let c = w.keys.crypto(4);
+    let r = Replica::joining(
+        NodeId(4),
+        w.genesis.clone(),
+        &w.proof,
+        params(),
+        Log::default(),
+        &c,
+    );
+    w.start(4, r.expect("a valid proof"));
+    w.members = vec![0, 1, 2, 3, 4];
+    for _ in 0..20 {
+        if (0..5).all(|i| i == 2 || w.replica(i).config().epoch == epoch) {
+            break;
+        }
+        w.write(2);
+    }
+    w.check_epoch(epoch, 1);
+    w.write(4);
+    // back from what its disk kept: epoch 0 and a state before the boundary
+    let now = w.sim.now();
+    w.sim.recover(now, two);
+    w.down.clear();
+    for _ in 0..20 {
+        if w.replica(2).config().epoch == epoch
+            && w.replica(2).executed() == w.replica(0).executed()
+        {
+            break;
+        }
+        w.write(2);
+        w.seen.settle(&mut w.sim, 20 * MILLIS);
+    }
+    assert_eq!(w.replica(2).config().epoch, epoch);
     w.check_all();
 }
