@@ -102,26 +102,38 @@ impl World {
             down: Vec::new(),
         };
         for i in 0..n {
-            w.start_durable(i);
+            w.start_durable(i, None);
         }
         w
     }
 
-    /// Genesis replica `i` on a modeled disk; a crash restarts it with
-    /// `Replica::recover` from the records the disk kept.
-    fn start_durable(&mut self, i: u32) {
+    /// Replica `i` on a modeled disk, from genesis or (with a proof)
+    /// joining; a crash restarts it with `Replica::recover` (or
+    /// `recover_joining`) from the records the disk kept.
+    fn start_durable(&mut self, i: u32, proof: Option<Vec<ConfigCert>>) {
         let disk: DiskRef = Disk::shared(StorageModel::fixed(MILLIS), Vec::new(), |v, r| v.push(r));
-        let me = NodeId(i);
-        let r = Replica::new(me, self.genesis.clone(), params(), Log::default());
+        let (me, g) = (NodeId(i), self.genesis.clone());
         let crypto = self.keys.crypto(i as usize);
+        let r = match &proof {
+            None => Replica::new(me, g.clone(), params(), Log::default()),
+            Some(proof) => {
+                Replica::joining(me, g.clone(), proof, params(), Log::default(), &crypto)
+                    .expect("a valid proof that adds it")
+            }
+        };
         let idx = self
             .sim
             .add_node(Addr::Node(me), crypto.clone(), durable(r, &disk), 0);
-        let g = self.genesis.clone();
         let recovery = FromDisk::new(disk, move |kept: &Vec<Record>, disk: &DiskRef| {
             let records = Durable::from_records(kept.iter().cloned());
-            let r = Replica::recover(me, g.clone(), params(), Log::default(), records, &crypto)
-                .expect("recovers from its own records");
+            let (p, log) = (params(), Log::default());
+            let r = match &proof {
+                None => Replica::recover(me, g.clone(), p, log, records, &crypto),
+                Some(proof) => {
+                    Replica::recover_joining(me, (g.clone(), proof), p, log, records, &crypto)
+                }
+            }
+            .expect("recovers from its own records");
             Ok(Box::new(durable(r, disk)) as BoxActor<Message, In, Out>)
         });
         self.sim.set_recovery(idx, recovery);
@@ -202,17 +214,7 @@ impl World {
             .filter(|i| !self.replicas.contains_key(i))
             .collect();
         for i in added {
-            let c = self.keys.crypto(i as usize);
-            let r = Replica::joining(
-                NodeId(i),
-                self.genesis.clone(),
-                &self.proof,
-                params(),
-                Log::default(),
-                &c,
-            )
-            .expect("a valid proof that adds it");
-            self.start(i, r);
+            self.start_durable(i, Some(self.proof.clone()));
         }
         self.run();
         self.members = members.to_vec();
@@ -309,7 +311,12 @@ fn add_one_replica_then_remove_one_under_load() {
     // n = 5 with f = 1 (a spare), then 4 again without replica 1
     w.reconfigure(&[0, 1, 2, 3, 4], 1, 6);
     assert!(!w.replica(4).joining_now(), "the new replica caught up");
+    // the new replica crashes and comes back from its disk, still in epoch 1
+    let four = w.replicas[&4];
+    w.sim.crash(w.sim.now(), four);
     w.write(6);
+    let now = w.sim.now();
+    w.sim.recover(now, four);
     w.reconfigure(&[0, 2, 3, 4], 1, 6);
     assert!(w.replica(1).retired());
     w.write(6);

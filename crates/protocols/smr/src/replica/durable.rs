@@ -348,7 +348,27 @@ impl<S: Service> Replica<S> {
         durable: Durable,
         crypto: &Crypto,
     ) -> Result<Self, String> {
-        let mut r = Replica::new(me, g, p, service);
+        Replica::new(me, g, p, service).restore_durable(durable, crypto)
+    }
+
+    /// [`Replica::recover`] for a replica started with
+    /// [`Replica::joining`]: the same genesis group and proof.
+    pub fn recover_joining(
+        me: NodeId,
+        (genesis, proof): (GroupInfo, &[crate::config::ConfigCert]),
+        p: Params,
+        service: S,
+        durable: Durable,
+        crypto: &Crypto,
+    ) -> Result<Self, String> {
+        let r =
+            Replica::joining(me, genesis, proof, p, service, crypto).map_err(|e| e.to_string())?;
+        r.restore_durable(durable, crypto)
+    }
+
+    /// The fold of what survived, applied to a replica just built.
+    fn restore_durable(self, durable: Durable, crypto: &Crypto) -> Result<Self, String> {
+        let mut r = self;
         r.recovered = true;
         let low = durable.low();
         let mut executed = 0;
