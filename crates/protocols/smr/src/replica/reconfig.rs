@@ -332,7 +332,7 @@ impl<S: Service> Replica<S> {
             }
             Some(at) => {
                 self.order.set_fence(Some(at));
-                upto -= 1;
+                upto = upto.saturating_sub(1);
             }
             None => {}
         }
