@@ -79,13 +79,14 @@
 //! quorum of the replies completing a request reported (so f Byzantine
 //! replicas cannot point the client at a replica of their choice).
 
+use crate::config::{Config, ConfigCert};
 use crate::fault::Fault;
 use crate::message::*;
 use crate::params::{GroupInfo, Params};
 use byzscale_core::codec;
 use byzscale_core::crypto::Digest;
 use byzscale_core::quorum::{Collector, QuorumSystem};
-use byzscale_core::{Addr, ClientId, Cx, NoRecord, Protocol, Time};
+use byzscale_core::{Addr, ClientId, Cx, NoRecord, NodeId, Protocol, Time};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Why a client refuses an operation before sending it.
@@ -239,6 +240,11 @@ pub struct Client {
     expired: u64,
     /// The view the client believes current: its leader gets new requests.
     view: View,
+    /// The configuration it sends to (`config.rs`): `g` is its group.
+    config: Config,
+    /// Replicas asked for a proof since the last retransmission (one ask
+    /// each: a replica claiming a new epoch cannot make the client flood).
+    asked: BTreeSet<NodeId>,
 }
 
 /// The highest value that replicas holding a weak quorum of votes reported
@@ -261,6 +267,7 @@ impl Client {
     pub fn new(id: ClientId, g: GroupInfo, p: Params) -> Self {
         Client {
             id,
+            config: Config::genesis(g.clone()),
             g,
             p,
             session: 0,
@@ -279,6 +286,57 @@ impl Client {
             busy: 0,
             expired: 0,
             view: 0,
+            asked: BTreeSet::new(),
+        }
+    }
+
+    /// The configuration the client sends to.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A replica says it runs `epoch`: ask it for the proof if that is
+    /// newer than ours (once per replica between retransmissions).
+    fn on_new_epoch(&mut self, from: Addr, epoch: u64, cx: &mut Cx<'_, Self>) {
+        let Some(node) = from.node() else {
+            return;
+        };
+        if epoch > self.config.epoch && self.asked.insert(node) {
+            let mine = self.config.epoch;
+            cx.send(from, Message::FetchConfig { epoch: mine });
+        }
+    }
+
+    /// A proof from a replica: follow it (every certificate checked
+    /// against the administrator's key); on a newer configuration, send
+    /// the outstanding requests again, authenticated for its members.
+    fn on_config_proof(&mut self, from: Addr, certs: Vec<ConfigCert>, cx: &mut Cx<'_, Self>) {
+        // a proof from a slower replica may start below what we know
+        let mine = self.config.epoch;
+        let certs: Vec<ConfigCert> = certs.into_iter().filter(|c| c.body.epoch > mine).collect();
+        let next = match self.config.follow(&certs, cx.crypto()) {
+            Ok(next) => next,
+            Err(e) => return cx.fault(from, Fault::ConfigInvalid, e.to_string()),
+        };
+        if next.epoch <= self.config.epoch {
+            return;
+        }
+        tracing::info!(client = %self.id, epoch = next.epoch, n = next.group.n(), "client follows a new configuration");
+        self.g = next.group.clone();
+        self.view = next.first_view().max(self.view);
+        self.config = next;
+        self.asked.clear();
+        let (g, id) = (&self.g, self.id);
+        for o in self.ordered.values_mut().chain(self.reads.values_mut()) {
+            let r = &o.req;
+            let (number, op) = ((r.session, r.seq), r.op.clone());
+            let mut req = Request::authenticated(cx.crypto(), g, id, number, r.read_only, op);
+            req.sign(cx.crypto(), g.id);
+            cx.multicast(g.addrs(), Message::Request(req.clone()));
+            // positions changed: what was counted is void
+            let retries = o.retries;
+            *o = Outstanding::new(o.id, req, o.invoked);
+            o.retries = retries;
         }
     }
 
@@ -624,6 +682,8 @@ impl Protocol for Client {
                     self.on_session_info(idx, nonce, executed, cx);
                 }
             }
+            Message::NewEpoch { epoch, .. } => self.on_new_epoch(from, epoch, cx),
+            Message::ConfigProof { certs } => self.on_config_proof(from, certs, cx),
             msg => cx.fault(
                 from,
                 Fault::Unexpected,
@@ -644,6 +704,7 @@ impl Protocol for Client {
                     o.req.sign(cx.crypto(), self.g.id);
                     cx.multicast(self.g.addrs(), Message::Request(o.req.clone()));
                     cx.set_timer(Timer::Retry(seq), backoff);
+                    self.asked.clear();
                 }
             }
             Timer::ReadTimeout(seq) => self.fall_back(seq, cx),

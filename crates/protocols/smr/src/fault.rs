@@ -49,6 +49,12 @@ byzscale_core::fault_kinds! {
         /// A message of a kind the receiver never accepts (a reply to a replica,
         /// a request to a client).
         Unexpected => "unexpected",
+        /// A reconfiguration request whose administrator signature does not
+        /// verify or that does not decode (`config.rs`).
+        ConfigInvalid => "config-invalid",
+        /// A signed reconfiguration refused at execution: not the next
+        /// epoch, another one pending, or not a valid configuration.
+        ConfigRefused => "config-refused",
         /// A reply naming another replica or another client than its channel.
         ReplySpoof => "reply-spoof",
     }

@@ -98,6 +98,13 @@
 //! - The view-0 leader may be placed at any position
 //!   ([`GroupInfo::with_first_leader`], WHEAT's best-connected leader); views
 //!   rotate round-robin from it.
+//! - Reconfiguration (`config.rs`, `replica/reconfig.rs`,
+//!   docs/RECONFIGURATION.md): an ordered, administrator-signed statement of
+//!   the whole next configuration, valid if it is the next epoch's; it
+//!   governs from the slot after the first checkpoint a window past its own
+//!   (the old members certify that checkpoint, which joining replicas fetch),
+//!   in view `epoch << 32`, whose leader is a member that stays. Clients
+//!   learn it from a signed chain, not a `currentView` file.
 //! - CFT mode (2f+1 replicas): no WRITE phase; a PROPOSE is accepted directly and the
 //!   synchronization phase trusts the replicas' accepted values.
 //! - Unordered read-only requests are answered from local state once the replica has
@@ -116,6 +123,7 @@
 //! | file | holds | papers |
 //! |---|---|---|
 //! | `message.rs` | the wire messages and the signed encodings | — |
+//! | `config.rs` | [`config::Config`] (epoch, members, quorum system), the admin-signed [`config::ConfigCert`], the proof chain, the activation slot | BFT-SMaRt reconfiguration; Lamport, Malkhi & Zhou (α) |
 //! | `params.rs` | [`GroupInfo`] (members, quorum system, leader of a view), [`Params`] | WHEAT (weighted quorums) |
 //! | `fault.rs` | the [`Fault`] kinds | — |
 //! | `client.rs` | the [`Client`]: authenticators, matching replies, retransmission, reads | BFT-SMaRt `ServiceProxy`; PBFT TOCS'02 §4.2, read-only optimization |
@@ -130,6 +138,7 @@
 //! | `replica/tentative.rs` | optional tentative execution of a prepared slot (no rollback: run between a snapshot and its restore) | WHEAT; PBFT OSDI'99 §5.1 |
 
 pub mod client;
+pub mod config;
 mod fault;
 mod message;
 mod params;

@@ -1,6 +1,7 @@
 //! Wire messages of the SMR core. Everything here is plain data; signatures
 //! cover the canonical encodings produced by the `*_bytes` functions.
 
+use crate::config::ConfigCert;
 use crate::GroupInfo;
 use byzscale_core::codec;
 use byzscale_core::crypto::{Crypto, Digest, Mac, Signature};
@@ -38,6 +39,17 @@ pub struct Request {
 
 /// A request's identity in the replicas' tables: (client, session, seq).
 pub type ReqId = (ClientId, u64, u64);
+
+impl Message {
+    /// A request for state, a chunk or the log: what a replica that left
+    /// the group still answers.
+    pub fn is_fetch(&self) -> bool {
+        matches!(
+            self,
+            Message::FetchState { .. } | Message::FetchChunk { .. } | Message::FetchLog { .. }
+        )
+    }
+}
 
 impl Request {
     /// Request `seq` of `client` to `group`, with a MAC for each member (an
@@ -314,6 +326,23 @@ pub enum Message {
     /// prepared in `view` (WHEAT; see `replica/tentative.rs`). A client
     /// takes it from a quorum of matching ones (view, slot and result).
     TentativeReply(Reply),
+    /// To a client whose request is authenticated for another configuration
+    /// than this replica's (`config.rs`): the replica runs `epoch`; the
+    /// client asks it for the proof.
+    NewEpoch {
+        replica: NodeId,
+        epoch: u64,
+    },
+    /// A client at configuration `epoch` asks for the certificates above it.
+    FetchConfig {
+        epoch: u64,
+    },
+    /// The administrator-signed certificates above the epoch asked for,
+    /// oldest first (at most [`crate::config::MAX_CHAIN_BYTES`]): the proof
+    /// of the replica's configuration.
+    ConfigProof {
+        certs: Vec<ConfigCert>,
+    },
 }
 
 impl Message {
@@ -341,6 +370,9 @@ impl Message {
             Message::FetchChunk { .. } => "fetch-chunk",
             Message::Chunk { .. } => "chunk",
             Message::TentativeReply(_) => "tentative-reply",
+            Message::NewEpoch { .. } => "new-epoch",
+            Message::FetchConfig { .. } => "fetch-config",
+            Message::ConfigProof { .. } => "config-proof",
         }
     }
 

@@ -18,6 +18,9 @@ pub struct GroupInfo {
     /// The position of view 0's leader (0 unless placed with
     /// [`GroupInfo::with_first_leader`]); later views rotate from it.
     first_leader: usize,
+    /// The administrator's ed25519 key, which signs reconfigurations
+    /// (`config.rs`); `None`: the membership never changes.
+    admin: Option<[u8; 32]>,
 }
 
 impl GroupInfo {
@@ -28,7 +31,18 @@ impl GroupInfo {
             members,
             qs,
             first_leader: 0,
+            admin: None,
         }
+    }
+    /// The same group with `admin` as the key that signs its
+    /// reconfigurations ([`crate::config::ConfigCert`]).
+    pub fn with_admin(mut self, admin: Option<[u8; 32]>) -> Self {
+        self.admin = admin;
+        self
+    }
+    /// The key that signs reconfigurations, if any.
+    pub fn admin(&self) -> Option<[u8; 32]> {
+        self.admin
     }
     /// The same group with view 0 led by the member at `position` (WHEAT's
     /// leader at the best-connected replica; every member must agree on

@@ -439,6 +439,14 @@ impl Mutator<Message> for FieldSurgery {
                 }
                 _ => *session = fields::number(*session, rng),
             },
+            Message::NewEpoch { epoch, .. } | Message::FetchConfig { epoch } => {
+                *epoch = fields::number(*epoch, rng)
+            }
+            // a changed certificate fails the administrator's signature
+            Message::ConfigProof { certs } => match certs.first_mut() {
+                Some(c) if pick == 0 => c.body.epoch = fields::number(c.body.epoch, rng),
+                _ => fields::list(certs, rng),
+            },
         }
         Some(m)
     }

@@ -23,6 +23,13 @@ pub(super) struct CkptState {
     votes: BTreeMap<Digest, BTreeMap<usize, Signature>>,
 }
 
+impl CkptState {
+    /// Forget the votes (counted by position, which a reconfiguration changes).
+    pub(super) fn clear_votes(&mut self) {
+        self.votes.clear();
+    }
+}
+
 impl<S: Service> Replica<S> {
     pub(super) fn take_checkpoint(&mut self, slot: Slot, cx: &mut Ctx<S>) {
         let snap = self.snapshot_bytes();
@@ -77,7 +84,8 @@ impl<S: Service> Replica<S> {
         {
             return;
         }
-        let who = Addr::Node(self.g.members[from]);
+        let member = self.g.members[from];
+        let who = Addr::Node(member);
         if cx
             .crypto()
             .verify(who, &checkpoint_bytes(self.g.id, slot, &state), &sig)
@@ -87,6 +95,10 @@ impl<S: Service> Replica<S> {
             return;
         }
         self.note_slot(from, slot, cx);
+        // counted by position among that slot's signers (`reconfig.rs`)
+        let Some(from) = self.signers(slot).index_of(member) else {
+            return;
+        };
         self.ckpts
             .entry(slot)
             .or_default()
@@ -101,16 +113,14 @@ impl<S: Service> Replica<S> {
         let Some(votes) = self.ckpts.get(&slot).and_then(|c| c.votes.get(&state)) else {
             return;
         };
-        if !self.g.qs.is_quorum(votes.keys().copied()) {
+        let g = self.signers(slot);
+        if !g.qs.is_quorum(votes.keys().copied()) {
             return;
         }
         let cert = CheckpointCert {
             slot,
             state,
-            sigs: votes
-                .iter()
-                .map(|(i, s)| (self.g.members[*i], *s))
-                .collect(),
+            sigs: votes.iter().map(|(i, s)| (g.members[*i], *s)).collect(),
         };
         self.stabilize(cert, cx);
     }
@@ -172,18 +182,36 @@ impl<S: Service> Replica<S> {
         if !cert.slot.is_multiple_of(self.p.checkpoint_interval) {
             return false;
         }
-        let bytes = checkpoint_bytes(self.g.id, cert.slot, &cert.state);
-        let mut who = BTreeSet::new();
-        let mut items = Vec::new();
-        for (n, s) in &cert.sigs {
-            let Some(i) = self.g.index_of(*n) else {
-                return false;
-            };
-            if !who.insert(i) {
-                return false;
-            }
-            items.push((Addr::Node(*n), bytes.as_slice(), s));
+        let g = self.signers(cert.slot);
+        let in_g = signed_by(g, cert, cx);
+        // a joining replica cannot tell where the boundary is: the
+        // previous configuration's certificate does too (`reconfig.rs`)
+        let ahead = self.epochs.ahead.as_ref();
+        let by_ahead = || ahead.is_some_and(|a| signed_by(&a.group, cert, cx));
+        match &self.epochs.prev {
+            Some((_, old)) if self.epochs.joining && !in_g => signed_by(&old.group, cert, cx),
+            _ => in_g || by_ahead(),
         }
-        self.quorum(&who) && cx.crypto().verify_batch(&items).is_ok()
     }
+}
+
+/// Whether `cert` holds a quorum of `g`'s distinct members' valid signatures.
+fn signed_by<P: byzscale_core::Protocol>(
+    g: &crate::params::GroupInfo,
+    cert: &CheckpointCert,
+    cx: &byzscale_core::Cx<'_, P>,
+) -> bool {
+    let bytes = checkpoint_bytes(g.id, cert.slot, &cert.state);
+    let mut who = BTreeSet::new();
+    let mut items = Vec::new();
+    for (n, s) in &cert.sigs {
+        let Some(i) = g.index_of(*n) else {
+            return false;
+        };
+        if !who.insert(i) {
+            return false;
+        }
+        items.push((Addr::Node(*n), bytes.as_slice(), s));
+    }
+    g.qs.is_quorum(who.iter().copied()) && cx.crypto().verify_batch(&items).is_ok()
 }

@@ -348,7 +348,27 @@ impl<S: Service> Replica<S> {
         durable: Durable,
         crypto: &Crypto,
     ) -> Result<Self, String> {
-        let mut r = Replica::new(me, g, p, service);
+        Replica::new(me, g, p, service).restore_durable(durable, crypto)
+    }
+
+    /// [`Replica::recover`] for a replica started with
+    /// [`Replica::joining`]: the same genesis group and proof.
+    pub fn recover_joining(
+        me: NodeId,
+        (genesis, proof): (GroupInfo, &[crate::config::ConfigCert]),
+        p: Params,
+        service: S,
+        durable: Durable,
+        crypto: &Crypto,
+    ) -> Result<Self, String> {
+        let r =
+            Replica::joining(me, genesis, proof, p, service, crypto).map_err(|e| e.to_string())?;
+        r.restore_durable(durable, crypto)
+    }
+
+    /// The fold of what survived, applied to a replica just built.
+    fn restore_durable(self, durable: Durable, crypto: &Crypto) -> Result<Self, String> {
+        let mut r = self;
         r.recovered = true;
         let low = durable.low();
         let mut executed = 0;
@@ -384,8 +404,11 @@ impl<S: Service> Replica<S> {
         }
         r.stable = durable.stable;
         r.order.resume(low, executed);
-        r.order.restore_view(durable.view, durable.changing);
-        r.stop_sent = durable.changing.unwrap_or(0).max(durable.view);
+        // the newest configuration due; a replica that left stays out
+        r.install_due(None);
+        let view = durable.view.max(r.epochs.installed.first_view());
+        r.order.restore_view(view, durable.changing);
+        r.stop_sent = durable.changing.unwrap_or(0).max(view);
         if durable.view > 0 && !durable.sync.is_empty() {
             r.last_sync = Some((durable.view, durable.sync.clone()));
         }

@@ -125,7 +125,9 @@
 //! [`Params::pinned_clients`]: crate::Params::pinned_clients
 //! [`Params::max_clock_skew`]: crate::Params::max_clock_skew
 
+use super::reconfig::EpochState;
 use super::{Ctx, Output, Record, Replica};
+use crate::config::RECONFIG_TAG;
 use crate::fault::Fault;
 use crate::message::*;
 use byzscale_core::codec;
@@ -229,6 +231,7 @@ impl<S: Service> Replica<S> {
                 self.expire_clients(slot);
                 self.take_checkpoint(slot, cx);
             }
+            self.install_due(Some(cx));
         }
         if progressed {
             self.release_reads(cx);
@@ -241,6 +244,7 @@ impl<S: Service> Replica<S> {
     fn execute_request(&mut self, slot: Slot, req: &Request, cx: &mut Ctx<S>) {
         match self.execute_request_quiet(slot, req) {
             Outcome::Ran(result) => {
+                self.note_reconfig_result(req, &result, cx);
                 let reply = self.reply(req, slot, result);
                 cx.send(Addr::Client(req.client), reply);
                 self.queue_successor(req.id());
@@ -364,13 +368,15 @@ impl<S: Service> Replica<S> {
         if let Some(reason) = refused {
             return Outcome::Refused(reason);
         }
-        let known = self.clients.get(&req.client);
-        if known.is_none() && self.client_bytes + 72 > self.p.client_table_bytes {
+        let new = !self.clients.contains_key(&req.client);
+        if new && self.client_bytes + 72 > self.p.client_table_bytes {
             return Outcome::Refused(RefuseReason::Busy);
         }
-        let result = self.service.execute(&req.op);
+        let result = match self.run_reconfig(slot, &req.op) {
+            Some(result) => result,
+            None => self.service.execute(&req.op),
+        };
         let window = self.p.client_window.max(1) as usize;
-        let new = known.is_none();
         let cs = self.clients.entry(req.client).or_default();
         let before = if new { 0 } else { entry_bytes(cs) };
         if cs.session != req.session {
@@ -400,7 +406,12 @@ impl<S: Service> Replica<S> {
         let time_ms = self.batch_time;
         self.service.begin_batch(BatchCtx { slot, time_ms });
         if !batch.requests.is_empty() {
-            let ops: Vec<&[u8]> = batch.requests.iter().map(|r| r.op.as_slice()).collect();
+            let ops: Vec<&[u8]> = batch
+                .requests
+                .iter()
+                .map(|r| r.op.as_slice())
+                .filter(|op| !op.starts_with(RECONFIG_TAG))
+                .collect();
             self.service.prepare_batch(&ops);
         }
     }
@@ -441,13 +452,16 @@ impl<S: Service> Replica<S> {
     /// session floor and the last batch's time.
     pub(super) fn snapshot_bytes(&self) -> Vec<u8> {
         let svc = self.service.snapshot();
-        codec::to_bytes(&(svc, &self.clients, self.session_floor, self.batch_time))
+        let fields = (svc, &self.clients, self.session_floor, self.batch_time);
+        codec::to_bytes(&(fields, &self.epochs.state))
     }
 
     pub(super) fn restore_snapshot(&mut self, bytes: &[u8]) -> Result<(), String> {
         type State = (Vec<u8>, BTreeMap<ClientId, ClientState>, Slot, u64);
-        let (svc, clients, floor, time): State =
+        let ((svc, clients, floor, time), epochs): (State, EpochState) =
             codec::from_bytes(bytes, usize::MAX).map_err(|e| e.to_string())?;
+        self.epochs.state = epochs;
+        self.order.set_fence(self.epochs.state.pending_at);
         self.service.restore(&svc)?;
         self.session_floor = floor;
         self.batch_time = time;

@@ -51,6 +51,7 @@
 //! | `checkpoint.rs` | checkpoints, certificates, stabilization, watermarks | PBFT OSDI'99 §4.3 |
 //! | `transfer.rs` | state transfer in verified, resumable chunks; log transfer; retransmission of stuck votes (fetch timer) | PBFT and BFT-SMaRt state transfer |
 //! | `sync.rs` | the synchronization phase (STOP / STOP-DATA / SYNC) | Mod-SMaRt synchronization phase; PBFT OSDI'99 §4.4, TOCS'02 §4.5 |
+//! | `reconfig.rs` | reconfiguration: the signature check at the door, execution of a `ConfigCert`, the fence and installation at the boundary, joining and retired replicas, per-epoch checkpoint signers | BFT-SMaRt reconfiguration; Lamport, Malkhi & Zhou |
 //! | `tentative.rs` | optional tentative execution of a prepared slot, between a snapshot and its restore | WHEAT; PBFT OSDI'99 §5.1 |
 
 #[cfg(test)]
@@ -62,6 +63,7 @@ mod execute;
 mod hostile;
 pub mod order;
 mod pending;
+mod reconfig;
 mod request;
 mod sync;
 mod tentative;
@@ -71,6 +73,7 @@ mod transfer;
 
 pub use durable::{Change, Durable, DurableSlot, Record, SlotVotes};
 pub use order::Status;
+pub use reconfig::{EpochState, ReconfigResult};
 
 use crate::fault::Fault;
 use crate::message::*;
@@ -149,6 +152,8 @@ pub struct Stats {
     pub clients_refused: u64,
     /// Slots run tentatively (`tentative.rs`).
     pub tentative_slots: u64,
+    /// The configuration installed (`reconfig.rs`).
+    pub epoch: u64,
 }
 
 pub struct Replica<S: Service> {
@@ -222,6 +227,9 @@ pub struct Replica<S: Service> {
     /// nothing else).
     asks_left: u32,
 
+    /// The configurations (reconfig.rs).
+    epochs: reconfig::Epochs,
+
     stats: Stats,
 }
 
@@ -237,6 +245,7 @@ impl<S: Service> Replica<S> {
             me,
             idx,
             order: Ordering::new(g.clone(), idx, p.window),
+            epochs: reconfig::Epochs::new(g.clone()),
             g,
             p,
             service,
@@ -445,6 +454,9 @@ impl<S: Service> Protocol for Replica<S> {
     /// ask again for the view it was moving to (its STOP and STOP-DATA may
     /// never have reached the others).
     fn on_start(&mut self, cx: &mut Cx<'_, Self>) {
+        if self.epochs.retired {
+            return;
+        }
         self.announce_replayed_checkpoints(cx);
         if let Some(t) = &self.fetching {
             let slot = t.cert.slot;
@@ -462,6 +474,9 @@ impl<S: Service> Protocol for Replica<S> {
     }
 
     fn on_input(&mut self, input: Input, cx: &mut Cx<'_, Self>) {
+        if self.epochs.retired {
+            return;
+        }
         match input {
             Input::Suspect => self.on_suspect(cx),
         }
@@ -469,13 +484,24 @@ impl<S: Service> Protocol for Replica<S> {
 
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Cx<'_, Self>) {
         let msg = match msg {
+            _ if self.epochs.retired && !msg.is_fetch() => return,
             Message::Request(req) => return self.on_request(from, req, cx),
             Message::SessionQuery { client, nonce } => {
                 return self.on_session_query(from, client, nonce, cx)
             }
+            Message::FetchConfig { epoch } => return self.on_fetch_config(from, epoch, cx),
             msg => msg,
         };
+        if !self.admits(&msg) {
+            return;
+        }
         let Some(idx) = from.node().and_then(|n| self.g.index_of(n)) else {
+            if self.g.admin().is_some() && from.node().is_some() {
+                // with reconfiguration on, most likely a replica of an
+                // epoch not installed here yet (`reconfig.rs`)
+                tracing::debug!(replica = %self.me, peer = %from, kind = msg.kind(), "message from a non-member");
+                return;
+            }
             let detail = format!("{} from a non-member", msg.kind());
             self.fault(cx, from, Fault::NotAMember, detail);
             return;
@@ -483,13 +509,19 @@ impl<S: Service> Protocol for Replica<S> {
         if idx == self.idx {
             return; // our own messages are handled locally; a copy is a twin or replay
         }
+        if self.epochs.joining && !self.joining_takes(idx, &msg, cx) {
+            return;
+        }
         match msg {
-            Message::Request(_) | Message::SessionQuery { .. } => unreachable!("handled above"),
+            Message::Request(_) | Message::SessionQuery { .. } | Message::FetchConfig { .. } => {
+                unreachable!("handled above")
+            }
             Message::Forward(reqs) => self.on_forward(idx, reqs, cx),
             Message::Reply(_)
             | Message::TentativeReply(_)
             | Message::Refused { .. }
-            | Message::SessionInfo { .. } => {
+            | Message::SessionInfo { .. }
+            | Message::NewEpoch { .. } => {
                 let detail = "reply sent to a replica".into();
                 self.fault(cx, from, Fault::Unexpected, detail)
             }
@@ -516,10 +548,21 @@ impl<S: Service> Protocol for Replica<S> {
             Message::Log { entries } => self.on_log(idx, entries, cx),
             Message::FetchChunk { slot, index } => self.on_fetch_chunk(idx, slot, index, cx),
             Message::Chunk { slot, index, bytes } => self.on_chunk(idx, slot, index, bytes, cx),
+            Message::ConfigProof { certs } => self.on_config_proof(idx, certs, cx),
         }
     }
 
     fn on_timer(&mut self, timer: Timer, cx: &mut Cx<'_, Self>) {
+        if self.epochs.retired {
+            return;
+        }
+        if self.epochs.joining {
+            // no votes, no suspicions before it caught up: only fetches
+            if timer == Timer::Fetch && !self.joining_tick(cx) {
+                self.on_fetch_timer(cx);
+            }
+            return;
+        }
         match timer {
             Timer::Request => self.on_request_timer(cx),
             Timer::ViewChange => self.on_view_change_timer(cx),

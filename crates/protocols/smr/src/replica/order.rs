@@ -357,6 +357,9 @@ pub struct Ordering<V> {
     future: VecDeque<(usize, Message<V>)>,
     /// [`message_size`] of everything in `future` (at most [`FUTURE_BYTES`]).
     future_bytes: usize,
+    /// Slots from here on belong to the next configuration (ordered, not yet
+    /// installed): outside the window until [`Ordering::reconfigure`].
+    fence: Slot,
 }
 
 impl<V: Value> Ordering<V> {
@@ -380,7 +383,39 @@ impl<V: Value> Ordering<V> {
             slots: BTreeMap::new(),
             future: VecDeque::new(),
             future_bytes: 0,
+            fence: Slot::MAX,
         }
+    }
+
+    /// Slots at and above `at` wait for the next configuration (`None`:
+    /// no configuration is pending).
+    pub fn set_fence(&mut self, at: Option<Slot>) {
+        self.fence = at.unwrap_or(Slot::MAX);
+    }
+
+    /// Install the configuration that governs the slots after those taken
+    /// out (`config.rs`): this replica is now at position `idx` of `g`, in
+    /// `view` (the new epoch's first) with no synchronization phase. Decided
+    /// slots stay (they serve the log transfer); everything counted by
+    /// position (the slots above, the buffered messages, the slots members
+    /// named) is dropped: positions changed, and retransmission brings back
+    /// what matters.
+    pub fn reconfigure(&mut self, g: GroupInfo, idx: usize, view: View) {
+        assert!(idx < g.n(), "position {idx} is not in the group");
+        let delivered = self.delivered;
+        self.slots.retain(|s, _| *s <= delivered);
+        self.future.clear();
+        self.future_bytes = 0;
+        self.seen = vec![0; g.n()];
+        self.seen[idx] = delivered;
+        self.highest_seen = delivered;
+        self.accepted_high = self.accepted_high.min(delivered);
+        self.next_slot = delivered + 1;
+        self.g = g;
+        self.idx = idx;
+        self.view = view;
+        self.status = Status::Normal;
+        self.fence = Slot::MAX;
     }
 
     /// Restart after recovery: decisions up to `delivered` were taken out and
@@ -493,7 +528,7 @@ impl<V: Value> Ordering<V> {
         self.leader() == self.g.members[self.idx]
     }
     pub fn in_window(&self, slot: Slot) -> bool {
-        slot > self.low && slot <= self.low + self.window
+        slot > self.low && slot <= self.low + self.window && slot < self.fence
     }
     /// Slots proposed (or installed) but not yet taken out.
     pub fn in_flight(&self) -> u64 {

@@ -27,6 +27,7 @@
 
 use super::execute::Turn;
 use super::pending::PendingTable;
+use super::reconfig;
 use super::{Ctx, Replica, Status, Timer};
 use crate::fault::Fault;
 use crate::message::*;
@@ -132,6 +133,7 @@ pub(super) fn validate_batch(
         if !ids.insert(r.id()) {
             return Err(format!("duplicate request {}#{}", r.client, r.seq).into());
         }
+        reconfig::check_request(r, g, crypto)?;
         let known = pending.get(&r.id()).is_some_and(|p| p.req.op == r.op);
         if !known && !authentic(r, g, idx, crypto) {
             let signed = if r.sig.is_some() {
@@ -199,6 +201,13 @@ impl<S: Service> Replica<S> {
             self.fault(cx, from, Fault::RequestTooLarge, detail);
             return;
         }
+        if req.auth.len() != self.g.n() && self.config().epoch > 0 {
+            // most likely a client of an older configuration: tell it
+            let epoch = self.config().epoch;
+            let replica = self.me;
+            cx.send(from, Message::NewEpoch { replica, epoch });
+            return;
+        }
         if req.auth.len() != self.g.n() {
             let detail = format!("{} MAC entries for {} replicas", req.auth.len(), self.g.n());
             self.fault(cx, from, Fault::RequestMalformed, detail);
@@ -212,6 +221,10 @@ impl<S: Service> Replica<S> {
         if !authentic(&req, &self.g, self.idx, cx.crypto()) {
             let detail = format!("bad authenticator on {}#{}", req.client, req.seq);
             self.fault(cx, from, Fault::RequestAuth, detail);
+            return;
+        }
+        if let Err(detail) = reconfig::check_request(&req, &self.g, cx.crypto()) {
+            self.fault(cx, from, Fault::ConfigInvalid, detail);
             return;
         }
         if req.read_only {

@@ -191,6 +191,7 @@ pub fn empty_state() -> Vec<u8> {
             0u64,
         ),
     );
+    byzscale_core::codec::write_into(&mut bytes, &super::EpochState::default());
     bytes
 }
 

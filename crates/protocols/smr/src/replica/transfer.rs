@@ -314,6 +314,9 @@ impl<S: Service> Replica<S> {
         let target = match current {
             Some((s, state)) if s == slot => state,
             _ if self.verify_cert(&cert, cx) => cert.state,
+            // a joining replica knows two configurations only: a correct
+            // member may serve an older epoch's state
+            _ if self.epochs.joining || self.unknown_signers(from, cx) => return,
             _ => {
                 let detail = format!("certificate for slot {slot}");
                 self.fault(cx, who, Fault::StateInvalid, detail);
@@ -468,6 +471,7 @@ impl<S: Service> Replica<S> {
         }
         cx.output(Output::StateTransferred { slot });
         cx.persist(record);
+        self.install_due(Some(cx));
         cx.output(Output::Stable { slot, state });
         self.release_reads(cx);
         self.execute_ready(cx);
