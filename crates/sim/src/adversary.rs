@@ -655,6 +655,26 @@ mod tests {
         assert_eq!(outputs(&fx), vec![3]);
     }
 
+    /// `cpu::SignEveryMessage`: a received message costs a verification,
+    /// each message sent (a multicast to four: one) a signature, a timer
+    /// that sends one message a signature only; nothing else changes.
+    #[test]
+    fn sign_every_message_charges_each_message_once() {
+        let per = crate::cpu::SignEveryMessage {
+            sign_ns: 1000,
+            verify_ns: 10,
+        };
+        let echo: BoxActor<u64, (), u64> = Box::new(Echo { peers: peers() });
+        let mut a = per.around(echo);
+        let (fx, k) = step(&mut *a, |a, cx| a.message(Addr::Node(NodeId(2)), 5, cx));
+        assert_eq!((sends(&fx), outputs(&fx)), (1, vec![5]));
+        assert_eq!(k.charged, 10 + 1000);
+        let (fx, k) = step(&mut *a, |a, cx| a.timer(7, cx));
+        assert_eq!((sends(&fx), k.charged), (1, 1000));
+        let (fx, k) = step(&mut *a, |a, cx| a.input((), cx));
+        assert_eq!((sends(&fx), k.charged), (0, 0));
+    }
+
     #[test]
     fn silent_and_mute() {
         let mut s = Byzantine::silent(Echo { peers: peers() });

@@ -14,7 +14,7 @@
 //!   counter after the executed prefix it names, never below the client's
 //!   last completed seq (read your writes, monotone).
 
-use crate::deploy::{counter, op, s1_among, In, Out, Seen};
+use crate::deploy::{counter, s1_among, In, Out, Seen};
 use byzscale_core::crypto::Digest;
 use byzscale_core::protocol::Time;
 use byzscale_core::{Addr, ClientId};
@@ -52,6 +52,10 @@ pub struct Audit {
     pub first_submit: Option<Time>,
     pub last_done: Time,
     pub violations: Violations,
+    /// The update every client submits and the read of its counter
+    /// ([`crate::deploy::ops_of`]).
+    update: Vec<u8>,
+    read: Vec<u8>,
 }
 
 impl Audit {
@@ -90,7 +94,15 @@ impl Audit {
             first_submit: None,
             last_done: 0,
             violations: Violations::new(),
+            update: crate::deploy::op(),
+            read: crate::deploy::read_op(),
         }
+    }
+
+    /// Updates of at least `bytes` ([`crate::deploy::ops_of`]).
+    pub fn with_update_bytes(mut self, bytes: usize) -> Self {
+        (self.update, self.read) = crate::deploy::ops_of(bytes);
+        self
     }
 
     /// The first update of every client (at `at`), to schedule.
@@ -104,7 +116,7 @@ impl Audit {
             .into_iter()
             .map(|n| {
                 self.clients.get_mut(&n).expect("listed").pending = Some((true, at));
-                (n, Role::Client(client::Input::Submit(op())))
+                (n, Role::Client(client::Input::Submit(self.update.clone())))
             })
             .collect()
     }
@@ -119,10 +131,10 @@ impl Audit {
             every > 0 && c.updates_done % every == 0 && !matches!(c.pending, Some((false, _)));
         let input = if c.updates_done > 0 && read {
             c.pending = Some((false, at));
-            client::Input::Read(crate::deploy::read_op())
+            client::Input::Read(self.read.clone())
         } else if c.updates_done < quota {
             c.pending = Some((true, at));
-            client::Input::Submit(op())
+            client::Input::Submit(self.update.clone())
         } else {
             c.pending = None;
             return;
@@ -220,7 +232,7 @@ impl Audit {
             let mut once = std::collections::BTreeSet::new();
             for (seq, c, ts, d, _) in log {
                 let valid = issued.get(&c).is_some_and(|k| ts >= 1 && ts <= *k)
-                    && d == Update::content_digest(c, ts, &op());
+                    && d == Update::content_digest(c, ts, &self.update);
                 if !valid {
                     let v = format!(
                         "S2: {n:?} executed {c}#{ts} at seq {}, never submitted",

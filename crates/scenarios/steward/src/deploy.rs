@@ -41,6 +41,20 @@ pub fn read_op() -> Vec<u8> {
     KvOp::Get(b"ctr".to_vec()).encode()
 }
 
+/// [`op`] and [`read_op`] on a counter whose name is long enough that the
+/// update's operation takes at least `bytes` (Steward's paper: 200-byte
+/// updates); `0`: the short ones.
+pub fn ops_of(bytes: usize) -> (Vec<u8>, Vec<u8>) {
+    if bytes == 0 {
+        return (op(), read_op());
+    }
+    let mut key = b"ctr".to_vec();
+    while KvOp::Incr(key.clone()).encode().len() < bytes {
+        key.push(b'.');
+    }
+    (KvOp::Incr(key.clone()).encode(), KvOp::Get(key).encode())
+}
+
 /// The counter's value in a result (an update's or a read's): 0 when the
 /// key does not exist yet; `None` for anything else.
 pub fn counter(result: &[u8]) -> Option<i64> {

@@ -11,7 +11,9 @@ use byzscale_apps::kv::KvStore;
 use byzscale_core::crypto::{Crypto, CryptoMode};
 use byzscale_core::quorum::{FaultModel, QuorumSystem};
 use byzscale_core::{Addr, ClientId, GroupId, NodeId};
-use byzscale_sim::engine::{Actor, ActorCx, ActorEffect, NodeIdx, ProtocolActor, Role, Sim};
+use byzscale_sim::engine::{
+    Actor, ActorCx, ActorEffect, BoxActor, NodeIdx, ProtocolActor, Role, Sim,
+};
 use byzscale_smr::{self as smr, GroupInfo, Params};
 use byzscale_steward::{client, server, Message, Seq};
 
@@ -127,6 +129,7 @@ pub fn build(
     per_site_servers: usize,
     clients: usize,
     params: &Params,
+    per_message: Option<byzscale_sim::cpu::SignEveryMessage>,
 ) -> Result<Group, String> {
     let n = sites * per_site_servers;
     let f = (n - 1) / 3;
@@ -151,7 +154,12 @@ pub fn build(
         let r = smr::Replica::new(*m, g.clone(), params.clone(), KvStore::new());
         let inner = Box::new(ProtocolActor::replica(r));
         let me = Addr::Node(*m);
-        let idx = sim.add_node(me, crypto(me, &peers), Flat { inner }, k / per_site_servers);
+        let actor: BoxActor<Message, In, Out> = Box::new(Flat { inner });
+        let actor = match per_message {
+            Some(p) => p.around(actor),
+            None => actor,
+        };
+        let idx = sim.add_node(me, crypto(me, &peers), actor, k / per_site_servers);
         replicas.push(idx);
     }
     let servers = &peers[..n];

@@ -163,6 +163,13 @@ pub struct Config {
     /// checkers catching what Steward does not tolerate.
     pub byzantine_per_site: usize,
     pub cpu: CpuChoice,
+    /// With `--cpu paper`: every message a server sends costs an RSA
+    /// signature and every one it receives a verification, in both
+    /// protocols ([`byzscale_sim::cpu::SignEveryMessage`]), as on the
+    /// paper's testbed.
+    pub sign_every_message: bool,
+    /// Updates padded to at least this many bytes (0: a short INCR).
+    pub update_bytes: usize,
     pub seeds: u64,
     pub seed_start: u64,
 }
@@ -183,9 +190,17 @@ impl Config {
             adversary: Adversary::None,
             byzantine_per_site: f,
             cpu: CpuChoice::Paper,
+            sign_every_message: false,
+            update_bytes: 0,
             seeds: 1,
             seed_start: 0,
         }
+    }
+
+    /// The per-message signature charge of the run, if any.
+    fn per_message(&self) -> Option<byzscale_sim::cpu::SignEveryMessage> {
+        (self.sign_every_message && self.cpu == CpuChoice::Paper)
+            .then(byzscale_sim::cpu::SignEveryMessage::steward_paper)
     }
 
     fn err(s: String) -> SimError {
@@ -345,6 +360,7 @@ impl Config {
         let mut made = 0usize;
         let mut byzantine = Vec::new();
         let forged = attacks::Forged::default();
+        let per_message = self.per_message();
         let wrap = |_, key: &_, server| {
             let i = made % n;
             let (actor, bad) = attacks::server_actor(adv, k, i, key, server, costs, &forged);
@@ -352,7 +368,10 @@ impl Config {
                 byzantine.push(made);
             }
             made += 1;
-            actor
+            match per_message {
+                Some(p) => p.around(actor),
+                None => actor,
+            }
         };
         let dep = Deployment::build(seed, &spec, |_| {}, wrap).map_err(Self::err)?;
         if adv == Adversary::ForgeProposals {
@@ -394,7 +413,8 @@ impl Config {
             sim.add_partition(p);
         }
         let list = clients.iter().map(|(c, idx)| (*idx, *c, cfg.clients[c]));
-        let world = Audit::new(false, self.updates, self.read_every, list, correct);
+        let world = Audit::new(false, self.updates, self.read_every, list, correct)
+            .with_update_bytes(self.update_bytes);
         Ok(self.start(sim, world))
     }
 
@@ -404,8 +424,15 @@ impl Config {
         let mut sim = SimOf::<Self>::new(seed, net, cpu);
         sim.set_trace(true);
         let n = 3 * self.f + 1;
-        let (replicas, clients) =
-            flat::build(&mut sim, self.sites, n, self.clients, &params).map_err(Self::err)?;
+        let (replicas, clients) = flat::build(
+            &mut sim,
+            self.sites,
+            n,
+            self.clients,
+            &params,
+            self.per_message(),
+        )
+        .map_err(Self::err)?;
         let addrs: Vec<Vec<Addr>> = replicas
             .chunks(n)
             .map(|c| c.iter().map(|x| sim.addr(*x)).collect())
@@ -423,7 +450,8 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(k, (c, idx))| (*idx, *c, home(k)));
-        let world = Audit::new(true, self.updates, 0, list, replicas);
+        let world =
+            Audit::new(true, self.updates, 0, list, replicas).with_update_bytes(self.update_bytes);
         Ok(self.start(sim, world))
     }
 
@@ -474,6 +502,10 @@ pub struct Report {
     pub byzantine: &'static str,
     pub byzantine_per_site: usize,
     pub cpu: &'static str,
+    /// Every server message charged an RSA signature and verification.
+    pub sign_every_message: bool,
+    /// Updates padded to at least this many bytes (0: a short INCR).
+    pub update_bytes: usize,
     #[serde(flatten)]
     pub summary: Summary,
     pub completed_updates: u64,
@@ -610,6 +642,12 @@ impl Scenario for Config {
         if let Some(b) = self.bandwidth_mbps {
             c.push_str(&format!(" --bandwidth {b}"));
         }
+        if self.sign_every_message {
+            c.push_str(" --sign-every-message");
+        }
+        if self.update_bytes > 0 {
+            c.push_str(&format!(" --update-bytes {}", self.update_bytes));
+        }
         c
     }
 
@@ -643,6 +681,8 @@ impl Scenario for Config {
                 self.byzantine_per_site
             },
             cpu: self.cpu.label(),
+            sign_every_message: self.per_message().is_some(),
+            update_bytes: self.update_bytes,
             summary: sweep.summary(),
             completed_updates: completed,
             local_reads: sweep.sum(|r| r.run.reads),
