@@ -103,8 +103,9 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
 /// Kills these process ids when the test ends, however it ends; for a
 /// cluster started with `--keep`, also removes its folder once its
 /// processes are gone, unless the test failed (then the logs stay for
-/// whoever debugs it).
-pub struct Kill(pub Vec<u64>, pub Option<std::path::PathBuf>);
+/// whoever debugs it) or [`Kill::sigkill`] cut the power (the test restarts
+/// the nodes from that folder and removes it itself).
+pub struct Kill(pub Vec<u64>, pub std::cell::Cell<Option<std::path::PathBuf>>);
 
 impl Kill {
     /// The processes of a cluster left running (`pids` of its JSON report)
@@ -120,11 +121,13 @@ impl Kill {
             .as_str()
             .and_then(|d| std::path::Path::new(d).parent())
             .map(|d| d.to_path_buf());
-        Kill(pids, dir)
+        Kill(pids, std::cell::Cell::new(dir))
     }
 
-    /// Power loss: SIGKILL every process at once, without waiting.
+    /// Power loss: SIGKILL every process at once, without waiting; the
+    /// folder stays for the restart.
     pub fn sigkill(&self) {
+        self.1.take();
         for p in &self.0 {
             let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
         }
@@ -136,7 +139,7 @@ impl Drop for Kill {
         for p in &self.0 {
             let _ = Command::new("kill").arg(p.to_string()).status();
         }
-        let Some(dir) = self.1.take().filter(|_| !std::thread::panicking()) else {
+        let Some(dir) = self.1.get_mut().take().filter(|_| !std::thread::panicking()) else {
             return;
         };
         // the nodes exit on SIGTERM within a few seconds; remove their
