@@ -43,11 +43,8 @@ pub struct AttacksArgs {
     /// over all of them in lexicographic order.
     #[arg(long, default_value_t = 200)]
     pub max_sets: usize,
-    #[arg(long, value_enum, default_value_t = SearchArg::Auto)]
-    pub search: SearchArg,
-    /// The annealing's seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: i64,
+    #[command(flatten)]
+    pub search: SearchOpts,
     #[arg(long)]
     pub json: bool,
 }
@@ -62,6 +59,26 @@ pub enum SearchArg {
     Annealing,
 }
 
+/// How the best configuration is searched.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct SearchOpts {
+    #[arg(long, value_enum, default_value_t = SearchArg::Auto)]
+    pub search: SearchArg,
+    /// The annealing's seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+}
+
+impl SearchOpts {
+    fn how(self) -> Search {
+        match self.search {
+            SearchArg::Auto => Search::Auto,
+            SearchArg::Exhaustive => Search::Exhaustive,
+            SearchArg::Annealing => Search::Anneal(self.seed),
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     #[arg(long)]
@@ -72,11 +89,8 @@ pub struct PredictArgs {
     /// Every Δ from 0 while f ≥ 1 (the authors' table).
     #[arg(long)]
     pub all_deltas: bool,
-    #[arg(long, value_enum, default_value_t = SearchArg::Auto)]
-    pub search: SearchArg,
-    /// The annealing's seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: i64,
+    #[command(flatten)]
+    pub search: SearchOpts,
     #[arg(long)]
     pub json: bool,
 }
@@ -124,14 +138,6 @@ fn read_matrix(path: &std::path::Path, regions: &[usize]) -> Result<Matrix> {
     Matrix::new(rows).context("--regions")
 }
 
-fn search_arg(search: SearchArg, seed: i64) -> Search {
-    match search {
-        SearchArg::Auto => Search::Auto,
-        SearchArg::Exhaustive => Search::Exhaustive,
-        SearchArg::Annealing => Search::Anneal(seed),
-    }
-}
-
 fn predict(a: PredictArgs) -> Result<()> {
     let m = read_matrix(&a.matrix, &[])?;
     let n = m.n();
@@ -140,7 +146,7 @@ fn predict(a: PredictArgs) -> Result<()> {
         (None, true) => (0..n).take_while(|d| Params::bft(n, *d).is_ok()).collect(),
         (None, false) => bail!("give --delta D or --all-deltas"),
     };
-    let how = search_arg(a.search, a.seed);
+    let how = a.search.how();
     let mut rows = Vec::new();
     for delta in deltas {
         let p = Params::bft(n, delta)?;
@@ -262,7 +268,7 @@ fn attacks(a: AttacksArgs) -> Result<()> {
     if a.max_sets == 0 {
         bail!("--max-sets must be at least 1");
     }
-    let study = Study::new(&m, p, search_arg(a.search, a.seed))?;
+    let study = Study::new(&m, p, a.search.how())?;
     let all = subsets(n, p.f);
     let stride = all.len().div_ceil(a.max_sets);
     let sets: Vec<&Vec<usize>> = all.iter().step_by(stride).collect();

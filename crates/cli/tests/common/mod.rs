@@ -105,7 +105,10 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
 /// processes are gone, unless the test failed (then the logs stay for
 /// whoever debugs it) or [`Kill::sigkill`] cut the power (the test restarts
 /// the nodes from that folder and removes it itself).
-pub struct Kill(pub Vec<u64>, pub std::cell::Cell<Option<std::path::PathBuf>>);
+pub struct Kill(
+    pub Vec<u64>,
+    pub std::cell::Cell<Option<std::path::PathBuf>>,
+);
 
 impl Kill {
     /// The processes of a cluster left running (`pids` of its JSON report)
@@ -139,7 +142,12 @@ impl Drop for Kill {
         for p in &self.0 {
             let _ = Command::new("kill").arg(p.to_string()).status();
         }
-        let Some(dir) = self.1.get_mut().take().filter(|_| !std::thread::panicking()) else {
+        let Some(dir) = self
+            .1
+            .get_mut()
+            .take()
+            .filter(|_| !std::thread::panicking())
+        else {
             return;
         };
         // the nodes exit on SIGTERM within a few seconds; remove their
