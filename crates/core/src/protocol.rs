@@ -143,6 +143,18 @@ pub enum Effect<P: Protocol + ?Sized> {
     Barrier,
 }
 
+impl<P: Protocol + ?Sized> Effect<P> {
+    /// The names of the faults among `fx`, in order (what tests check).
+    pub fn fault_names(fx: &[Effect<P>]) -> Vec<&'static str> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Fault(f) => Some(f.name()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 impl<P: Protocol + ?Sized> Debug for Effect<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

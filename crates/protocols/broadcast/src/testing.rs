@@ -51,10 +51,5 @@ where
 
 /// The names of the faults among `fx`, in order.
 pub fn fault_names<P: Protocol>(fx: &[Effect<P>]) -> Vec<&'static str> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Fault(f) => Some(f.name()),
-            _ => None,
-        })
-        .collect()
+    Effect::fault_names(fx)
 }

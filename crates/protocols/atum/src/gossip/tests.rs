@@ -413,12 +413,7 @@ fn step(node: &mut Node, f: impl FnOnce(&mut Node, &mut Cx<'_, Node>)) -> Vec<Ef
 }
 
 fn fault_names(fx: &[Effect<Node>]) -> Vec<&'static str> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Fault(f) => Some(f.name()),
-            _ => None,
-        })
-        .collect()
+    Effect::fault_names(fx)
 }
 
 #[test]

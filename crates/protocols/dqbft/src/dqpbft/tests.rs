@@ -499,12 +499,7 @@ fn o_prepares(fx: &[Effect<R>]) -> Vec<Slot> {
 }
 
 fn faults<P: Protocol>(fx: &[Effect<P>]) -> Vec<&'static str> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Fault(f) => Some(f.name()),
-            _ => None,
-        })
-        .collect()
+    Effect::fault_names(fx)
 }
 
 #[test]
