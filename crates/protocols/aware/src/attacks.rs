@@ -92,6 +92,11 @@ pub fn reports(truth: &Matrix, byzantine: &[usize], lie: Lie) -> Vec<Vec<u64>> {
     rows
 }
 
+/// What every replica reports when all tell the truth.
+pub fn truthful(truth: &Matrix) -> Vec<Vec<u64>> {
+    reports(truth, &[], Lie::ClaimFast)
+}
+
 /// The matrix the replicas search: the reports sanitized.
 pub fn sanitized(reports: &[Vec<u64>]) -> Result<Matrix, AwareError> {
     let rows = crate::monitor::sanitize(reports)
@@ -159,7 +164,7 @@ pub struct Study<'a> {
 
 impl<'a> Study<'a> {
     pub fn new(truth: &'a Matrix, p: Params, how: Search) -> Result<Self, AwareError> {
-        let honest = best(&sanitized(&reports(truth, &[], Lie::Withhold))?, &p, how)?;
+        let honest = best(&sanitized(&truthful(truth))?, &p, how)?;
         Ok(Study {
             truth,
             p,
